@@ -1,0 +1,45 @@
+# The two commands a newcomer types: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: demo test lint format install dev clean
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/flip demo $(DEMO_ARGS)
+
+test: $(VENV)/.installed-dev
+	$(VENV)/bin/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so nothing that depends on it pulls a CUDA build.
+$(VENV)/.torch: $(PY)
+	$(PIP) install torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

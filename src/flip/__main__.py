@@ -1,0 +1,3 @@
+from flip.cli.app import main
+
+main()

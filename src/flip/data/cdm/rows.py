@@ -1,0 +1,103 @@
+"""Turn neutral source records into OMOP CDM rows with stable ids."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+from flip.data.sources.records import SourceEvent, SourcePerson, SourceVisit
+from flip.data.terminology.vocabulary import Vocabulary
+
+EHR = 32817
+GENDERS = {"male": 8507, "female": 8532}
+VISIT_CLASSES = {"AMB": 9202, "IMP": 9201, "EMER": 9203}
+
+
+def stable_id(*parts: str) -> int:
+    """A 52-bit id from a record's identity, the same on every run and every machine."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:7], "big") >> 4
+
+
+@dataclass(frozen=True)
+class CdmRow:
+    """One row for one CDM table."""
+
+    table: str
+    id: int
+    values: dict[str, object]
+
+
+def person_row(system: str, p: SourcePerson) -> CdmRow:
+    """The person row of a source patient."""
+    pid = stable_id(system, "person", p.key)
+    born = p.birth_date
+    assert born is not None
+    return CdmRow(
+        "person",
+        pid,
+        {
+            "person_id": pid,
+            "gender_concept_id": GENDERS.get(p.gender or "", 0),
+            "year_of_birth": born.year,
+            "month_of_birth": born.month,
+            "day_of_birth": born.day,
+            "race_concept_id": 0,
+            "ethnicity_concept_id": 0,
+            "person_source_value": p.source_value[:50],
+            "gender_source_value": (p.gender or "")[:50] or None,
+        },
+    )
+
+
+def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
+    """The visit_occurrence row of a source encounter."""
+    vid = stable_id(system, "visit", v.key)
+    start = v.start
+    assert start is not None
+    return CdmRow(
+        "visit_occurrence",
+        vid,
+        {
+            "visit_occurrence_id": vid,
+            "person_id": person_id,
+            "visit_concept_id": VISIT_CLASSES.get(v.source_value, 0),
+            "visit_start_date": start,
+            "visit_end_date": v.end or start,
+            "visit_type_concept_id": EHR,
+            "visit_source_value": v.source_value[:50] or None,
+        },
+    )
+
+
+def event_row(
+    system: str, e: SourceEvent, person_id: int, vocab: Vocabulary
+) -> tuple[CdmRow, bool]:
+    """The row of a coded event in the table of its concept's domain, and whether it mapped."""
+    mapping = vocab.map(e.system, e.code)
+    table = {
+        "Condition": "condition_occurrence",
+        "Measurement": "measurement",
+        "Observation": "observation",
+    }.get(mapping.domain_id or "", e.default_table)
+    prefix = {"condition_occurrence": "condition", "measurement": "measurement"}.get(
+        table, "observation"
+    )
+    row_id = stable_id(system, table, e.key)
+    when: date | None = e.start
+    values: dict[str, object] = {
+        f"{table}_id": row_id,
+        "person_id": person_id,
+        f"{prefix}_concept_id": mapping.concept_id,
+        f"{prefix}_start_date" if prefix == "condition" else f"{prefix}_date": when,
+        f"{prefix}_type_concept_id": EHR,
+        f"{prefix}_source_value": e.code[:50],
+        f"{prefix}_source_concept_id": mapping.source_concept_id,
+        "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
+    }
+    if table != "condition_occurrence":
+        values["value_as_number"] = e.value
+        values["unit_concept_id"] = vocab.unit(e.unit)
+        values["unit_source_value"] = (e.unit or "")[:50] or None
+    return CdmRow(table, row_id, values), mapping.concept_id != 0

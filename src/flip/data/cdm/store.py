@@ -1,0 +1,72 @@
+"""Open, create and migrate a site's OMOP CDM store on DuckDB, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, func, select
+from sqlalchemy.pool import NullPool
+
+from flip.data.cdm.schema import concept, metadata
+
+
+def store_url(location: str | Path) -> str:
+    """Turn a file path into a DuckDB URL; leave SQLAlchemy URLs as they are."""
+    text = str(location)
+    if "://" in text:
+        return text
+    return f"duckdb:///{Path(text).resolve()}"
+
+
+@dataclass
+class Store:
+    """A site's standard store: one SQLAlchemy engine over the CDM and provenance tables."""
+
+    engine: Engine
+    schema: str | None = None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: everything in it commits together or not at all."""
+        with self.engine.begin() as conn:
+            yield self._translated(conn)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for reading."""
+        with self.engine.connect() as conn:
+            yield self._translated(conn)
+
+    def _translated(self, conn: Connection) -> Connection:
+        if self.schema is None:
+            return conn
+        return conn.execution_options(schema_translate_map={None: self.schema})
+
+    def create(self) -> None:
+        """Create every table that does not exist yet, and the starter vocabulary if empty."""
+        from flip.data.terminology.athena import load_athena, starter_folder
+
+        with self.begin() as conn:
+            metadata.create_all(conn)
+            empty = conn.execute(select(func.count()).select_from(concept)).scalar_one() == 0
+        if empty:
+            load_athena(self, starter_folder())
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.engine.dispose()
+
+
+def open_store(
+    location: str | Path, *, read_only: bool = False, schema: str | None = None
+) -> Store:
+    """Open a store by path or URL; a DuckDB store opened read-only can be shared by processes."""
+    url = store_url(location)
+    connect_args: dict[str, object] = {}
+    if url.startswith("duckdb"):
+        connect_args["read_only"] = read_only
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    return Store(engine=engine, schema=schema)

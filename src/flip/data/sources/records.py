@@ -1,0 +1,66 @@
+"""Neutral records that every connector yields and the CDM writer consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class SourcePerson:
+    """A patient as the source describes them."""
+
+    key: str
+    source_value: str
+    birth_date: date | None
+    gender: str | None
+    location: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class SourceVisit:
+    """An encounter or visit."""
+
+    key: str
+    person_key: str
+    start: date | None
+    end: date | None
+    source_value: str
+    location: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    """A coded clinical fact: a diagnosis, a measurement or an observation.
+
+    `default_table` is where it lands when its code maps to no standard concept;
+    a mapped code lands in the table of its concept's domain.
+    """
+
+    key: str
+    person_key: str
+    system: str
+    code: str
+    start: date | None
+    default_table: str
+    location: str
+    raw: bytes
+    value: float | None = None
+    unit: str | None = None
+    visit_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that could not be read, with the rule it broke."""
+
+    key: str | None
+    location: str
+    rule: str
+    message: str
+    raw: bytes
+
+
+SourceRecord = SourcePerson | SourceVisit | SourceEvent | Rejected

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, func, insert, literal, select, union_
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import CdmRow, event_row, person_row, stable_id, visit_row
-from flip.data.cdm.store import Store
+from flip.data.cdm.store import Store, bulk_insert
 from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord, SourceVisit
 from flip.data.terminology.vocabulary import Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem
@@ -237,9 +237,8 @@ class Ingestor:
                     report.rows[row.table] += 1
                 report.loaded += 1
             for table, values in inserts.items():
-                conn.execute(insert(schema.metadata.tables[table]), values)
-            if links:
-                conn.execute(insert(provenance), links)
+                bulk_insert(conn, schema.metadata.tables[table], values)
+            bulk_insert(conn, provenance, links)
             self._quarantine(conn, batch.quarantine, run_id, report)
 
     def _quarantine(
@@ -267,7 +266,7 @@ class Ingestor:
             conn.execute(
                 delete(table).where(table.c.quarantine_id.in_([r["quarantine_id"] for r in rows]))
             )
-            conn.execute(insert(table), rows)
+            bulk_insert(conn, table, rows)
 
 
 def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:

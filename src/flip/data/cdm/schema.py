@@ -21,7 +21,11 @@ metadata = MetaData()
 
 def _id(name: str, primary: bool = False, required: bool = False) -> Column:
     return Column(
-        name, BigInteger, primary_key=primary, autoincrement=False, nullable=not (primary or required)
+        name,
+        BigInteger,
+        primary_key=primary,
+        autoincrement=False,
+        nullable=not (primary or required),
     )
 
 

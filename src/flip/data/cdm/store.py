@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, func, select
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, Table, create_engine, func, insert, select
 from sqlalchemy.pool import NullPool
 
 from flip.data.cdm.schema import concept, metadata
@@ -58,6 +59,25 @@ class Store:
     def close(self) -> None:
         """Release every connection."""
         self.engine.dispose()
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    """Insert many rows in the caller's transaction; on DuckDB through one Arrow batch."""
+    if not rows:
+        return
+    if conn.dialect.name != "duckdb":
+        conn.execute(insert(table), rows)
+        return
+    columns = [c.name for c in table.columns if c.name in rows[0]]
+    batch = pa.table({c: [r.get(c) for r in rows] for c in columns})
+    schema = conn.get_execution_options().get("schema_translate_map", {}).get(None)
+    target = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+    raw = conn.connection.dbapi_connection
+    raw.register("flip_bulk_batch", batch)
+    try:
+        raw.execute(f"INSERT INTO {target} BY NAME SELECT * FROM flip_bulk_batch")
+    finally:
+        raw.unregister("flip_bulk_batch")
 
 
 def open_store(

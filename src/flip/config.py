@@ -1,0 +1,50 @@
+"""Settings: FLIP_* environment variables and the per-site YAML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, read from FLIP_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="FLIP_")
+
+    home: Path = Path.home() / ".flip"
+    poll_interval: float = 2.0
+
+
+class SitePolicy(BaseModel):
+    """What a site allows: the smallest count it releases, and what may run on its data."""
+
+    min_cell_size: int = Field(10, ge=1)
+    allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
+
+
+class SiteConfig(BaseModel):
+    """One site: its name, its store, its ledger (approvals and audit) and its policy."""
+
+    name: str
+    store: str
+    ledger: str
+    policy: SitePolicy = Field(default_factory=SitePolicy)
+
+    @classmethod
+    def load(cls, path: Path) -> SiteConfig:
+        """Read a site.yaml file; relative paths in it are relative to the file."""
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        config = cls.model_validate(data)
+        base = path.parent
+        for key in ("store", "ledger"):
+            value = getattr(config, key)
+            if "://" not in value and not Path(value).is_absolute():
+                setattr(config, key, str(base / value))
+        return config
+
+    def save(self, path: Path) -> None:
+        """Write this config as YAML."""
+        path.write_text(yaml.safe_dump(self.model_dump(), sort_keys=False), encoding="utf-8")

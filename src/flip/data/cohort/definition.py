@@ -1,0 +1,41 @@
+"""A cohort definition: who is in, as JSON the hub can carry and every site can compile."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Table = Literal["condition_occurrence", "measurement", "observation", "visit_occurrence"]
+
+
+class Criterion(BaseModel):
+    """A person has (or, in exclusions, has not) a record of one of these concepts."""
+
+    table: Table
+    concept_ids: list[int] = Field(min_length=1)
+    value_min: float | None = None
+    value_max: float | None = None
+    start: date | None = None
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _values_need_numbers(self) -> Criterion:
+        if (self.value_min is not None or self.value_max is not None) and self.table not in (
+            "measurement",
+            "observation",
+        ):
+            raise ValueError("value_min/value_max apply only to measurement or observation")
+        return self
+
+
+class CohortDefinition(BaseModel):
+    """Inclusion and exclusion criteria, an age range (age today) and sexes."""
+
+    name: str = Field(min_length=1, max_length=200)
+    include: list[Criterion] = Field(default_factory=list)
+    exclude: list[Criterion] = Field(default_factory=list)
+    age_min: int | None = Field(None, ge=0, le=130)
+    age_max: int | None = Field(None, ge=0, le=130)
+    sex: list[Literal["female", "male"]] = Field(default_factory=list)

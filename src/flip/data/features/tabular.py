@@ -1,0 +1,157 @@
+"""A tabular dataset from the CDM: one row per person at their cohort entry (index) date.
+
+Each feature is scaled by a centre and a scale fixed in the spec (clinical
+reference values), so every site scales alike without sharing any statistics;
+a missing value becomes the centre, 0 after scaling.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sklearn.model_selection import train_test_split
+from sqlalchemy import func, select
+
+from flip.data.cdm import schema
+from flip.data.cdm.rows import GENDERS
+from flip.data.cdm.store import Store
+
+
+class Feature(BaseModel):
+    """One model input: age, sex, or the presence or latest value of concepts before index."""
+
+    name: str
+    source: Literal["age", "male", "condition", "observation", "measurement"]
+    concept_ids: list[int] = Field(default_factory=list)
+    center: float = 0.0
+    scale: float = 1.0
+
+
+class TabularSpec(BaseModel):
+    """Cohort entry event, features and a binary outcome within a horizon after entry."""
+
+    entry_concept_ids: list[int] = Field(min_length=1)
+    features: list[Feature] = Field(min_length=1)
+    outcome_concept_ids: list[int] = Field(min_length=1)
+    horizon_days: int = Field(1825, gt=0)
+    lookback_days: int = Field(365, ge=0)
+
+
+@dataclass
+class TabularData:
+    """Scaled features `x`, outcome `y` and the person each row belongs to (never leaves)."""
+
+    person_ids: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+
+    def split(self, test_fraction: float, seed: int) -> tuple[TabularData, TabularData]:
+        """A stratified train/test split, the same for the same data and seed."""
+        stratify = self.y if 0 < self.y.sum() < len(self.y) and self.y.sum() >= 2 else None
+        train_idx, test_idx = train_test_split(
+            np.arange(len(self.y)), test_size=test_fraction, random_state=seed, stratify=stratify
+        )
+        return self._take(np.sort(train_idx)), self._take(np.sort(test_idx))
+
+    def _take(self, idx: np.ndarray) -> TabularData:
+        return TabularData(self.person_ids[idx], self.x[idx], self.y[idx], self.feature_names)
+
+
+def _index_dates(conn, spec: TabularSpec) -> dict[int, date]:
+    m = schema.measurement
+    rows = conn.execute(
+        select(m.c.person_id, func.min(m.c.measurement_date))
+        .where(m.c.measurement_concept_id.in_(spec.entry_concept_ids))
+        .group_by(m.c.person_id)
+    )
+    return {pid: d for pid, d in rows}
+
+
+def _events(conn, table_name: str, concept_ids: set[int], with_value: bool):
+    table = schema.metadata.tables[table_name]
+    prefix = "condition" if table_name == "condition_occurrence" else table_name
+    date_col = "condition_start_date" if prefix == "condition" else f"{prefix}_date"
+    columns = [table.c.person_id, table.c[f"{prefix}_concept_id"], table.c[date_col]]
+    if with_value:
+        columns.append(table.c.value_as_number)
+    if not concept_ids:
+        return []
+    return conn.execute(select(*columns).where(table.c[f"{prefix}_concept_id"].in_(concept_ids)))
+
+
+def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
+    """Build the dataset of everyone with an entry event, sorted by person id."""
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for f in spec.features:
+        wanted[f.source].update(f.concept_ids)
+    with store.connect() as conn:
+        index = _index_dates(conn, spec)
+        people = {
+            pid: (date(y, m or 7, d or 1), g)
+            for pid, y, m, d, g in conn.execute(
+                select(
+                    schema.person.c.person_id,
+                    schema.person.c.year_of_birth,
+                    schema.person.c.month_of_birth,
+                    schema.person.c.day_of_birth,
+                    schema.person.c.gender_concept_id,
+                )
+            )
+        }
+        latest: dict[tuple[int, int], tuple[date, float]] = {}
+        for pid, concept, when, value in _events(conn, "measurement", wanted["measurement"], True):
+            at = index.get(pid)
+            if (
+                at is None
+                or value is None
+                or not (at - timedelta(spec.lookback_days) <= when <= at)
+            ):
+                continue
+            if (pid, concept) not in latest or latest[(pid, concept)][0] <= when:
+                latest[(pid, concept)] = (when, value)
+        present: set[tuple[int, int]] = set()
+        outcome: set[int] = set()
+        condition_ids = wanted["condition"] | set(spec.outcome_concept_ids)
+        for table, ids in (
+            ("condition_occurrence", condition_ids),
+            ("observation", wanted["observation"]),
+        ):
+            for pid, concept, when in _events(conn, table, ids, False):
+                at = index.get(pid)
+                if at is None:
+                    continue
+                if when <= at:
+                    present.add((pid, concept))
+                if concept in spec.outcome_concept_ids and at < when <= at + timedelta(
+                    spec.horizon_days
+                ):
+                    outcome.add(pid)
+    pids = sorted(p for p in index if p in people)
+    x = np.zeros((len(pids), len(spec.features)), dtype=np.float32)
+    for row, pid in enumerate(pids):
+        born, gender = people[pid]
+        for col, f in enumerate(spec.features):
+            x[row, col] = _value(f, pid, index[pid], born, gender, latest, present)
+    y = np.array([pid in outcome for pid in pids], dtype=np.float32)
+    return TabularData(np.array(pids, dtype=np.int64), x, y, [f.name for f in spec.features])
+
+
+def _value(f: Feature, pid: int, at: date, born: date, gender: int, latest, present) -> float:
+    if f.source == "age":
+        raw = (at - born).days / 365.25
+    elif f.source == "male":
+        raw = float(gender == GENDERS["male"])
+    elif f.source == "measurement":
+        values = [latest[(pid, c)] for c in f.concept_ids if (pid, c) in latest]
+        if not values:
+            return 0.0
+        raw = max(values)[1]
+    else:
+        raw = float(any((pid, c) in present for c in f.concept_ids))
+    return (raw - f.center) / f.scale

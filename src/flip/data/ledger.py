@@ -1,0 +1,147 @@
+"""The site's own ledger: its approvals of (project, task hash) and its hash-chained audit log.
+
+It lives in a small SQLite file beside the store, so the site agent and every
+ClientApp process can read and append to it safely at the same time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+
+from flip.hashchain import GENESIS, entry_hash, first_break
+
+_meta = MetaData()
+
+approvals = Table(
+    "approval",
+    _meta,
+    Column("project", String(100), primary_key=True),
+    Column("task_hash", String(64), primary_key=True),
+    Column("decision", String(10), nullable=False),
+    Column("reason", Text),
+    Column("decided_by", String(100), nullable=False),
+    Column("decided_at", String(40), nullable=False),
+)
+
+audit = Table(
+    "audit",
+    _meta,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Ledger:
+    """Approvals and audit of one site."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+        event.listen(self.engine, "connect", _pragmas)
+        event.listen(self.engine, "begin", _begin_immediate)
+        _meta.create_all(self.engine)
+
+    def decide(
+        self, project: str, task_hash: str, decision: str, by: str, reason: str = ""
+    ) -> None:
+        """Record the site's decision (approved or declined) on a project's task, and audit it."""
+        if decision not in ("approved", "declined"):
+            raise ValueError(f"decision must be approved or declined, not {decision!r}")
+        with self.engine.begin() as conn:
+            conn.execute(
+                approvals.delete().where(
+                    approvals.c.project == project, approvals.c.task_hash == task_hash
+                )
+            )
+            conn.execute(
+                insert(approvals).values(
+                    project=project,
+                    task_hash=task_hash,
+                    decision=decision,
+                    reason=reason,
+                    decided_by=by,
+                    decided_at=_now(),
+                )
+            )
+            self._append(
+                conn,
+                f"task.{decision}",
+                {"project": project, "task_hash": task_hash, "by": by, "reason": reason},
+            )
+
+    def is_approved(self, project: str, task_hash: str) -> bool:
+        """Whether the site approved exactly this task hash for this project."""
+        with self.engine.connect() as conn:
+            decision = conn.execute(
+                select(approvals.c.decision).where(
+                    approvals.c.project == project, approvals.c.task_hash == task_hash
+                )
+            ).scalar_one_or_none()
+        return decision == "approved"
+
+    def record(self, action: str, detail: dict[str, object]) -> None:
+        """Append one entry to the audit log."""
+        with self.engine.begin() as conn:
+            self._append(conn, action, detail)
+
+    def _append(self, conn, action: str, detail: dict[str, object]) -> None:
+        last = conn.execute(
+            select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+        ).first()
+        seq, previous = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        at = _now()
+        body = orjson.dumps(detail, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        digest = entry_hash(previous, {"seq": seq, "at": at, "action": action, "detail": body})
+        conn.execute(insert(audit).values(seq=seq, at=at, action=action, detail=body, hash=digest))
+
+    def entries(self) -> list[dict[str, object]]:
+        """Every audit entry, oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.seq))]
+
+    def verify(self) -> int | None:
+        """The seq of the first entry that was edited or removed, or None if the chain holds."""
+        rows = self.entries()
+        index = first_break(
+            [({k: r[k] for k in ("seq", "at", "action", "detail")}, r["hash"]) for r in rows]
+        )
+        return None if index is None else int(rows[index]["seq"])
+
+    def close(self) -> None:
+        """Release the file."""
+        self.engine.dispose()
+
+
+def _begin_immediate(conn) -> None:
+    """Take the write lock when a transaction starts, so concurrent appends never race."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,1 @@
+"""Federated learning on Flower: tasks, apps and runtimes."""

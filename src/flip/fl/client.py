@@ -1,0 +1,113 @@
+"""The ClientApp every site runs: it checks the site's own approval before it reads one row.
+
+A site is found from the node's config: `site-config` (a path to site.yaml) in
+deployment, or the partition id indexing FLIP_SIM_SITES (a JSON list of such
+paths) in simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from flip.config import SiteConfig
+from flip.data.ledger import Ledger
+from flip.fl.tasks import tabular_logreg
+from flip.fl.tasks.base import TaskSpec, load_splits, task_hash
+
+SIM_SITES_ENV = "FLIP_SIM_SITES"
+
+app = ClientApp()
+
+
+class NotApproved(PermissionError):
+    """The site has not approved this (project, task hash), or its policy forbids the task."""
+
+
+def site_of(context: Context) -> SiteConfig:
+    """The site this node serves."""
+    node = context.node_config
+    if "site-config" in node:
+        return SiteConfig.load(Path(str(node["site-config"])))
+    paths = json.loads(os.environ.get(SIM_SITES_ENV, "[]"))
+    partition = int(node.get("partition-id", -1))
+    if not 0 <= partition < len(paths):
+        raise RuntimeError(f"node has no site: set site-config or {SIM_SITES_ENV}")
+    return SiteConfig.load(Path(paths[partition]))
+
+
+def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
+    """The task to run, once the site's ledger and policy allow it; refusals are audited."""
+    spec = TaskSpec.model_validate_json(str(config["task"]))
+    project = str(config["project"])
+    digest = task_hash(spec)
+    ledger = Ledger(site.ledger)
+    try:
+        reason = None
+        if digest != config["task-hash"]:
+            reason = "the task sent does not hash to the hash named"
+        elif spec.kind not in site.policy.allowed_task_kinds:
+            reason = f"task kind {spec.kind} is not allowed by site policy"
+        elif not ledger.is_approved(project, digest):
+            reason = "the site has not approved this task for this project"
+        if reason:
+            ledger.record(
+                "run.refused", {"project": project, "task_hash": digest, "reason": reason}
+            )
+            raise NotApproved(f"{site.name}: {reason}")
+        return spec
+    finally:
+        ledger.close()
+
+
+@lru_cache(maxsize=8)
+def _splits(store: str, spec_json: str):
+    return load_splits(store, TaskSpec.model_validate_json(spec_json))
+
+
+def _model(spec: TaskSpec, arrays: ArrayRecord) -> torch.nn.Module:
+    model = tabular_logreg.new_model(len(spec.data.features), spec.seed)
+    model.load_state_dict(arrays.to_torch_state_dict())
+    return model
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One round of local training on the site's training split."""
+    site = site_of(context)
+    config = msg.content["config"]
+    spec = authorise(site, config)
+    train_split, _ = _splits(site.store, spec.model_dump_json())
+    model = _model(spec, msg.content["arrays"])
+    metrics = tabular_logreg.train(
+        model,
+        train_split,
+        epochs=spec.local_epochs,
+        learning_rate=spec.learning_rate,
+        batch_size=spec.batch_size,
+        l2=spec.l2,
+        seed=spec.seed * 1000 + int(config.get("server-round", 0)),
+    )
+    content = RecordDict(
+        {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
+    )
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the global model on the site's test split; only metrics leave."""
+    site = site_of(context)
+    spec = authorise(site, msg.content["config"])
+    _, test_split = _splits(site.store, spec.model_dump_json())
+    metrics = tabular_logreg.evaluate(_model(spec, msg.content["arrays"]), test_split)
+    content = RecordDict(
+        {"metrics": MetricRecord(metrics), "site": ConfigRecord({"name": site.name})}
+    )
+    return Message(content=content, reply_to=msg)

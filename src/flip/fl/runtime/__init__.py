@@ -1,0 +1,1 @@
+"""Runtimes for one task contract: local (one site, no network) and simulation (Flower + Ray)."""

@@ -1,0 +1,55 @@
+"""The simulation runtime: Flower's simulation engine (Ray), one virtual SuperNode per site."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flwr.serverapp import ServerApp
+
+from flip.fl.client import SIM_SITES_ENV
+from flip.fl.client import app as client_app
+
+
+@contextmanager
+def _quiet_flower() -> Iterator[None]:
+    logger = logging.getLogger("flwr")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def simulate(
+    server_app: ServerApp,
+    site_configs: list[Path],
+    *,
+    cpus: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Run `server_app` with one virtual site per site.yaml, on `cpus` cores (default: all)."""
+    from flwr.simulation import run_simulation
+
+    os.environ[SIM_SITES_ENV] = json.dumps([str(p.resolve()) for p in site_configs])
+    cpus = cpus or os.cpu_count() or 1
+    backend_config = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": cpus,
+            "include_dashboard": False,
+            "logging_level": logging.INFO if verbose else logging.ERROR,
+            "log_to_driver": verbose,
+        },
+    }
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if verbose:
+        run_simulation(server_app, client_app, len(site_configs), backend_config=backend_config)
+        return
+    with _quiet_flower():
+        run_simulation(server_app, client_app, len(site_configs), backend_config=backend_config)

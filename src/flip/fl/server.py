@@ -1,0 +1,123 @@
+"""The ServerApp: Flower's FedAvg over approved sites, with per-round reporting.
+
+After the last round it asks every site to evaluate the final global model and
+keeps each site's metrics (AUROC, accuracy, test size) — metrics, never rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+from flip.fl.tasks import tabular_logreg
+from flip.fl.tasks.base import TaskSpec, task_hash
+
+RoundCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class FederatedResult:
+    """What a federated run produced: the final model and metrics per round and per site."""
+
+    state_dict: dict = field(default_factory=dict)
+    rounds: list[dict[str, float]] = field(default_factory=list)
+    per_site: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_config(project: str, spec: TaskSpec) -> ConfigRecord:
+    """The config every site receives: the project, the task and the hash it must match."""
+    return ConfigRecord(
+        {"project": project, "task": spec.model_dump_json(), "task-hash": task_hash(spec)}
+    )
+
+
+def make_server_app(
+    project: str,
+    spec: TaskSpec,
+    *,
+    rounds: int,
+    n_sites: int,
+    on_round: RoundCallback | None = None,
+    timeout: float = 600.0,
+) -> tuple[ServerApp, FederatedResult]:
+    """A ServerApp that trains `spec` for `rounds` rounds over `n_sites` sites."""
+    result = FederatedResult()
+    app = ServerApp()
+
+    def evaluate_aggregate(replies: list[RecordDict], weight_key: str) -> MetricRecord:
+        aggregated = aggregate_metricrecords(replies, weight_key)
+        metrics = {k: float(v) for k, v in aggregated.items() if isinstance(v, int | float)}
+        result.rounds.append(metrics)
+        if on_round:
+            on_round(len(result.rounds), metrics)
+        return aggregated
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=1.0,
+            min_train_nodes=n_sites,
+            min_evaluate_nodes=n_sites,
+            min_available_nodes=n_sites,
+            evaluate_metrics_aggr_fn=evaluate_aggregate,
+        )
+        model = tabular_logreg.new_model(len(spec.data.features), spec.seed)
+        config = run_config(project, spec)
+        outcome = strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(model.state_dict()),
+            num_rounds=rounds,
+            timeout=timeout,
+            train_config=config,
+            evaluate_config=config,
+        )
+        result.state_dict = outcome.arrays.to_torch_state_dict()
+        result.per_site = final_evaluation(grid, outcome.arrays, config, timeout)
+
+    return app, result
+
+
+def final_evaluation(
+    grid: Grid, arrays: ArrayRecord, config: ConfigRecord, timeout: float
+) -> dict[str, dict[str, float]]:
+    """Each site's metrics for the final model, by site name."""
+    messages = [
+        Message(
+            content=RecordDict({"arrays": arrays, "config": config}),
+            message_type=MessageType.EVALUATE,
+            dst_node_id=node,
+        )
+        for node in grid.get_node_ids()
+    ]
+    per_site: dict[str, dict[str, float]] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error():
+            continue
+        name = str(reply.content["site"]["name"])
+        metrics = reply.content["metrics"]
+        per_site[name] = {
+            "auroc": float(metrics["auroc"]),
+            "accuracy": float(metrics["accuracy"]),
+            "n_test": int(metrics["num-examples"]),
+        }
+    return per_site
+
+
+def finite(value: float) -> float | None:
+    """A metric for JSON: None when it is not a finite number."""
+    return value if math.isfinite(value) else None

@@ -1,0 +1,66 @@
+"""The task contract: what data, which model, how to train; content-addressed by SHA-256.
+
+A task's hash covers its configuration (canonical JSON) and the source code that
+runs it, so a site that approves a hash approves exactly that code and config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flip.data.features.tabular import TabularSpec
+
+
+class TaskSpec(BaseModel):
+    """A complete, hashable description of one training task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["tabular-logreg"] = "tabular-logreg"
+    name: str = Field(min_length=1, max_length=200)
+    data: TabularSpec
+    learning_rate: float = Field(0.2, gt=0)
+    local_epochs: int = Field(5, ge=1)
+    batch_size: int = Field(32, ge=1)
+    l2: float = Field(1e-3, ge=0)
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    seed: int = 0
+
+    def canonical_json(self) -> bytes:
+        """The configuration as canonical JSON (sorted keys, no whitespace)."""
+        import orjson
+
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+
+def _code_of(kind: str) -> bytes:
+    from flip.fl.tasks import tabular_logreg
+
+    modules = {"tabular-logreg": [tabular_logreg]}[kind]
+    return b"".join(inspect.getsource(m).encode() for m in modules)
+
+
+def task_hash(spec: TaskSpec) -> str:
+    """SHA-256 over the task's canonical configuration and the code of its kind."""
+    digest = hashlib.sha256()
+    digest.update(spec.canonical_json())
+    digest.update(b"\0")
+    digest.update(_code_of(spec.kind))
+    return digest.hexdigest()
+
+
+def load_splits(store_location: str, spec: TaskSpec):
+    """Extract the task's dataset from a store (read-only) and split it by the task's seed."""
+    from flip.data.cdm.store import open_store
+    from flip.data.features.tabular import extract_tabular
+
+    store = open_store(store_location, read_only=True)
+    try:
+        data = extract_tabular(store, spec.data)
+    finally:
+        store.close()
+    return data.split(spec.test_fraction, spec.seed)

@@ -1,0 +1,51 @@
+"""Ready-made task specifications."""
+
+from __future__ import annotations
+
+from flip.data.features.tabular import Feature, TabularSpec
+from flip.fl.tasks.base import TaskSpec
+
+SYSTOLIC_BP = 3004249
+MYOCARDIAL_INFARCTION = 4329847
+CEREBRAL_INFARCTION = 443454
+
+#: (name, source, concept ids, centre, scale): clinical reference values, not data statistics.
+_MACE_FEATURES = [
+    ("age", "age", [], 60.0, 10.0),
+    ("male", "male", [], 0.5, 0.5),
+    ("smoker", "observation", [4298794], 0.5, 0.5),
+    ("diabetes", "condition", [201826], 0.5, 0.5),
+    ("hypertension", "condition", [320128], 0.5, 0.5),
+    ("systolic_bp", "measurement", [SYSTOLIC_BP], 130.0, 20.0),
+    ("diastolic_bp", "measurement", [3012888], 80.0, 12.0),
+    ("total_cholesterol", "measurement", [3027114], 5.2, 1.0),
+    ("hdl_cholesterol", "measurement", [3007070], 1.3, 0.4),
+    ("bmi", "measurement", [3038553], 27.0, 5.0),
+    ("hba1c", "measurement", [3004410], 5.8, 1.0),
+    ("creatinine", "measurement", [3016723], 80.0, 20.0),
+    ("sodium", "measurement", [3019550], 140.0, 3.0),
+    ("potassium", "measurement", [3023103], 4.3, 0.5),
+    ("haemoglobin", "measurement", [3000963], 13.8, 1.5),
+    ("alt", "measurement", [3006923], 25.0, 12.0),
+    ("albumin", "measurement", [3024561], 42.0, 4.0),
+    ("platelets", "measurement", [3024929], 260.0, 60.0),
+    ("wbc", "measurement", [3000905], 7.0, 2.0),
+    ("bilirubin", "measurement", [3024128], 10.0, 5.0),
+]
+
+
+def mace_task(seed: int = 0) -> TaskSpec:
+    """5-year risk of MI or ischaemic stroke from the first blood-pressure reading."""
+    return TaskSpec(
+        name="5-year major adverse cardiovascular events (MI or ischaemic stroke)",
+        seed=seed,
+        data=TabularSpec(
+            entry_concept_ids=[SYSTOLIC_BP],
+            outcome_concept_ids=[MYOCARDIAL_INFARCTION, CEREBRAL_INFARCTION],
+            horizon_days=1825,
+            features=[
+                Feature(name=n, source=s, concept_ids=c, center=m, scale=d)
+                for n, s, c, m, d in _MACE_FEATURES
+            ],
+        ),
+    )

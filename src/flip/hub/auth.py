@@ -1,0 +1,84 @@
+"""Bearer tokens for users and sites: random, shown once, stored as SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import Connection, select
+
+from flip.hub.db import sites, users
+
+ROLES = ("admin", "researcher", "viewer")
+
+
+def new_token(prefix: str) -> str:
+    """A fresh high-entropy token, e.g. flip_u_… for users, flip_s_… for sites."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def token_hash(token: str) -> str:
+    """How a token is stored: its SHA-256 (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user with a role, or a site."""
+
+    kind: str
+    id: int
+    name: str
+    role: str
+
+    @property
+    def label(self) -> str:
+        """How the audit log names this caller."""
+        return f"{self.kind}:{self.name}"
+
+
+def get_conn(request: Request):
+    """A connection in one transaction per request."""
+    with request.app.state.engine.begin() as conn:
+        yield conn
+
+
+Conn = Annotated[Connection, Depends(get_conn)]
+
+
+def principal(request: Request, conn: Conn) -> Principal:
+    """The caller named by the Authorization header, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token")
+    digest = token_hash(token.strip())
+    user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
+    if user is not None:
+        return Principal("user", user.id, user.name, user.role)
+    site = conn.execute(select(sites).where(sites.c.credential_hash == digest)).first()
+    if site is not None and site.status == "active":
+        return Principal("site", site.id, site.name, "site")
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")
+
+
+def require(*roles: str):
+    """A dependency that lets through only callers with one of `roles`."""
+
+    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if who.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(roles)}"
+            )
+        return who
+
+    return check
+
+
+Admin = Annotated[Principal, Depends(require("admin"))]
+Researcher = Annotated[Principal, Depends(require("admin", "researcher"))]
+Reader = Annotated[Principal, Depends(require("admin", "researcher", "viewer"))]
+Site = Annotated[Principal, Depends(require("site"))]

@@ -1,0 +1,182 @@
+"""The hub's tables (SQLAlchemy Core): users, sites, projects, tasks, queries, runs, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+
+def now() -> datetime:
+    """The current UTC time, naive, as every hub table stores it."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _created() -> Column:
+    return Column("created_at", DateTime, nullable=False, default=now)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _created(),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("enrolment_hash", String(64), unique=True),
+    Column("credential_hash", String(64), unique=True),
+    Column("status", String(20), nullable=False),
+    _created(),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("owner_id", ForeignKey("users.id"), nullable=False),
+    _created(),
+)
+
+project_sites = Table(
+    "project_sites",
+    metadata,
+    Column("project_id", ForeignKey("projects.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("updated_at", DateTime, nullable=False, default=now),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id"), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("spec", Text, nullable=False),
+    _created(),
+    UniqueConstraint("project_id", "hash"),
+)
+
+task_decisions = Table(
+    "task_decisions",
+    metadata,
+    Column("task_id", ForeignKey("tasks.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("decision", String(10), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("decided_at", DateTime, nullable=False, default=now),
+)
+
+queries = Table(
+    "queries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("created_by", ForeignKey("users.id"), nullable=False),
+    _created(),
+)
+
+query_results = Table(
+    "query_results",
+    metadata,
+    Column("query_id", ForeignKey("queries.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("count", Integer),
+    Column("suppressed", Boolean, nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("error", Text),
+    Column("answered_at", DateTime, nullable=False, default=now),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id"), nullable=False),
+    Column("task_id", ForeignKey("tasks.id"), nullable=False),
+    Column("rounds", Integer, nullable=False),
+    Column("strategy", String(40), nullable=False),
+    Column("runtime", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("results", Text),
+    _created(),
+    Column("updated_at", DateTime, nullable=False, default=now),
+)
+
+run_sites = Table(
+    "run_sites",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("updated_at", DateTime, nullable=False, default=now),
+)
+
+run_rounds = Table(
+    "run_rounds",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("metrics", Text, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("target", String(120), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+def connect(url: str) -> Engine:
+    """An engine on the hub database, with every table created."""
+    connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+    engine = create_engine(url, connect_args=connect_args)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,71 @@
+"""Users, site enrolment and audit verification."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flip.hub import audit
+from flip.hub.auth import Admin, Conn, new_token, token_hash
+from flip.hub.db import sites, users
+from flip.hub.schemas import EnrolIn, EnrolmentOut, SiteIn, TokenOut, UserIn
+
+router = APIRouter(tags=["admin"])
+
+
+@router.post("/users", status_code=201)
+def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
+    """Create a user with a role and return their API token, once."""
+    token = new_token("flip_u")
+    try:
+        with conn.begin_nested():
+            uid = conn.execute(
+                insert(users).values(name=body.name, role=body.role, token_hash=token_hash(token))
+            ).inserted_primary_key[0]
+    except IntegrityError:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.name} exists") from None
+    audit.append(conn, who.label, "user.create", f"user:{body.name}", {"role": body.role})
+    return TokenOut(id=uid, name=body.name, token=token)
+
+
+@router.post("/sites", status_code=201)
+def create_site(body: SiteIn, conn: Conn, who: Admin) -> EnrolmentOut:
+    """Register a site and return its one-time enrolment token."""
+    token = new_token("flip_e")
+    try:
+        with conn.begin_nested():
+            sid = conn.execute(
+                insert(sites).values(
+                    name=body.name, enrolment_hash=token_hash(token), status="pending"
+                )
+            ).inserted_primary_key[0]
+    except IntegrityError:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"site {body.name} exists") from None
+    audit.append(conn, who.label, "site.create", f"site:{body.name}")
+    return EnrolmentOut(id=sid, name=body.name, enrolment_token=token)
+
+
+@router.post("/sites/enrol")
+def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
+    """Exchange a one-time enrolment token for the site's credential."""
+    site = conn.execute(
+        select(sites).where(sites.c.enrolment_hash == token_hash(body.enrolment_token))
+    ).first()
+    if site is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or already used enrolment token")
+    credential = new_token("flip_s")
+    conn.execute(
+        update(sites)
+        .where(sites.c.id == site.id)
+        .values(enrolment_hash=None, credential_hash=token_hash(credential), status="active")
+    )
+    audit.append(conn, f"site:{site.name}", "site.enrol", f"site:{site.name}")
+    return TokenOut(id=site.id, name=site.name, token=credential)
+
+
+@router.get("/audit/verify")
+def verify_audit(conn: Conn, who: Admin) -> dict[str, object]:
+    """Check the audit chain: `ok` is false and `broken_at` names the entry if edited."""
+    broken = audit.verify(conn)
+    return {"ok": broken is None, "broken_at": broken}

@@ -1,0 +1,178 @@
+"""The site agent's API: pending work, released counts, decisions and run replies.
+
+Every call is authenticated by the site's credential and touches only that site's rows.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import Connection, delete, insert, select, update
+
+from flip.hub import audit
+from flip.hub.auth import Conn, Principal, Site
+from flip.hub.db import (
+    now,
+    project_sites,
+    queries,
+    query_results,
+    run_sites,
+    runs,
+    task_decisions,
+    tasks,
+)
+from flip.hub.schemas import DecisionIn, RunReplyIn, SiteCountIn, WorkOut
+
+router = APIRouter(prefix="/agent", tags=["site agent"])
+
+
+def _member_projects(conn: Connection, site: Principal):
+    return select(project_sites.c.project_id).where(
+        project_sites.c.site_id == site.id, project_sites.c.status.in_(("invited", "approved"))
+    )
+
+
+@router.get("/work")
+def work(conn: Conn, site: Site) -> WorkOut:
+    """What this site has yet to do: queries to answer, tasks to decide, runs to reply to."""
+    member = _member_projects(conn, site)
+    answered = select(query_results.c.query_id).where(query_results.c.site_id == site.id)
+    open_queries = conn.execute(
+        select(queries.c.id, queries.c.project_id, queries.c.name, queries.c.definition).where(
+            queries.c.project_id.in_(member), queries.c.id.not_in(answered)
+        )
+    ).all()
+    decided = select(task_decisions.c.task_id).where(task_decisions.c.site_id == site.id)
+    open_tasks = conn.execute(
+        select(tasks.c.project_id, tasks.c.hash, tasks.c.kind, tasks.c.spec).where(
+            tasks.c.project_id.in_(member), tasks.c.id.not_in(decided)
+        )
+    ).all()
+    replied = select(run_sites.c.run_id).where(run_sites.c.site_id == site.id)
+    open_runs = conn.execute(
+        select(runs.c.id, runs.c.project_id, runs.c.rounds, tasks.c.hash)
+        .join(tasks, tasks.c.id == runs.c.task_id)
+        .where(
+            runs.c.project_id.in_(member), runs.c.status == "requested", runs.c.id.not_in(replied)
+        )
+    ).all()
+    return WorkOut(
+        queries=[
+            {
+                "id": q.id,
+                "project_id": q.project_id,
+                "name": q.name,
+                "definition": orjson.loads(q.definition),
+            }
+            for q in open_queries
+        ],
+        tasks=[
+            {
+                "project_id": t.project_id,
+                "hash": t.hash,
+                "kind": t.kind,
+                "spec": orjson.loads(t.spec),
+            }
+            for t in open_tasks
+        ],
+        runs=[
+            {"id": r.id, "project_id": r.project_id, "rounds": r.rounds, "task_hash": r.hash}
+            for r in open_runs
+        ],
+    )
+
+
+@router.post("/queries/{query_id}", status_code=204)
+def answer_query(query_id: int, body: SiteCountIn, conn: Conn, site: Site) -> None:
+    """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
+    q = conn.execute(
+        select(queries.c.id).where(
+            queries.c.id == query_id, queries.c.project_id.in_(_member_projects(conn, site))
+        )
+    ).first()
+    if q is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no query {query_id} for this site")
+    if body.count is not None and body.suppressed:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "a suppressed count must not be sent"
+        )
+    if body.count is not None and 0 < body.count < body.threshold:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "count is below the site's own threshold"
+        )
+    exists = conn.execute(
+        select(query_results.c.query_id).where(
+            query_results.c.query_id == query_id, query_results.c.site_id == site.id
+        )
+    ).first()
+    if exists:
+        return
+    conn.execute(
+        insert(query_results).values(query_id=query_id, site_id=site.id, **body.model_dump())
+    )
+    audit.append(
+        conn, site.label, "query.answer", f"query:{query_id}", {"suppressed": body.suppressed}
+    )
+
+
+@router.post("/decisions", status_code=204)
+def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
+    """Report the site's decision on a task (taken and recorded at the site first)."""
+    task = conn.execute(
+        select(tasks.c.id).where(
+            tasks.c.project_id == body.project_id,
+            tasks.c.hash == body.task_hash,
+            tasks.c.project_id.in_(_member_projects(conn, site)),
+        )
+    ).first()
+    if task is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task in a project this site is in")
+    conn.execute(
+        delete(task_decisions).where(
+            task_decisions.c.task_id == task.id, task_decisions.c.site_id == site.id
+        )
+    )
+    conn.execute(
+        insert(task_decisions).values(
+            task_id=task.id, site_id=site.id, decision=body.decision, reason=body.reason
+        )
+    )
+    conn.execute(
+        update(project_sites)
+        .where(project_sites.c.project_id == body.project_id, project_sites.c.site_id == site.id)
+        .values(status=body.decision, updated_at=now())
+    )
+    audit.append(
+        conn,
+        site.label,
+        f"task.{body.decision}",
+        f"project:{body.project_id}",
+        {"hash": body.task_hash, "reason": body.reason},
+    )
+
+
+@router.post("/runs/{run_id}", status_code=204)
+def reply_run(run_id: int, body: RunReplyIn, conn: Conn, site: Site) -> None:
+    """Join or refuse a requested run; the first reply stands."""
+    run = conn.execute(
+        select(runs.c.id, runs.c.status).where(
+            runs.c.id == run_id, runs.c.project_id.in_(_member_projects(conn, site))
+        )
+    ).first()
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id} for this site")
+    done = conn.execute(
+        select(run_sites.c.status).where(
+            run_sites.c.run_id == run_id, run_sites.c.site_id == site.id
+        )
+    ).first()
+    if done is not None:
+        return
+    if run.status != "requested":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {run.status}")
+    conn.execute(
+        insert(run_sites).values(
+            run_id=run_id, site_id=site.id, status=body.status, reason=body.reason
+        )
+    )
+    audit.append(conn, site.label, f"run.{body.status}", f"run:{run_id}", {"reason": body.reason})

@@ -1,0 +1,298 @@
+"""Projects, their invited sites, tasks, cohort queries and runs (the researcher's API)."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flip.hub import audit
+from flip.hub.auth import Conn, Principal, Reader, Researcher
+from flip.hub.db import (
+    now,
+    project_sites,
+    projects,
+    queries,
+    query_results,
+    run_rounds,
+    run_sites,
+    runs,
+    sites,
+    tasks,
+    users,
+)
+from flip.hub.schemas import (
+    InviteIn,
+    ProjectIn,
+    ProjectOut,
+    QueryIn,
+    QueryOut,
+    RoundIn,
+    RunIn,
+    RunOut,
+    RunStatusIn,
+    SiteCountOut,
+    TaskIn,
+)
+
+router = APIRouter(tags=["projects"])
+
+RUN_TRANSITIONS = {
+    "requested": {"running", "cancelled", "failed"},
+    "running": {"completed", "failed", "cancelled"},
+}
+
+
+def _project(conn: Connection, project_id: int):
+    row = conn.execute(select(projects).where(projects.c.id == project_id)).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no project {project_id}")
+    return row
+
+
+def _owned(conn: Connection, project_id: int, who: Principal):
+    row = _project(conn, project_id)
+    if who.role != "admin" and row.owner_id != who.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the project's owner may do this")
+    return row
+
+
+def _site_statuses(conn: Connection, project_id: int) -> dict[str, str]:
+    rows = conn.execute(
+        select(sites.c.name, project_sites.c.status)
+        .join(sites, sites.c.id == project_sites.c.site_id)
+        .where(project_sites.c.project_id == project_id)
+    )
+    return dict(rows.all())
+
+
+@router.post("/projects", status_code=201)
+def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
+    """Create a project owned by the caller."""
+    pid = conn.execute(
+        insert(projects).values(name=body.name, description=body.description, owner_id=who.id)
+    ).inserted_primary_key[0]
+    audit.append(conn, who.label, "project.create", f"project:{pid}", {"name": body.name})
+    return ProjectOut(
+        id=pid, name=body.name, description=body.description, owner=who.name, sites={}
+    )
+
+
+@router.get("/projects/{project_id}")
+def get_project(project_id: int, conn: Conn, who: Reader) -> ProjectOut:
+    """A project and the status of each invited site."""
+    row = _project(conn, project_id)
+    owner = conn.execute(select(users.c.name).where(users.c.id == row.owner_id)).scalar_one()
+    return ProjectOut(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        owner=owner,
+        sites=_site_statuses(conn, project_id),
+    )
+
+
+@router.post("/projects/{project_id}/sites")
+def invite_sites(project_id: int, body: InviteIn, conn: Conn, who: Researcher) -> dict[str, str]:
+    """Invite enrolled sites by name; each decides for itself whether to take part."""
+    _owned(conn, project_id, who)
+    found = dict(
+        conn.execute(select(sites.c.name, sites.c.id).where(sites.c.name.in_(body.sites))).all()
+    )
+    missing = sorted(set(body.sites) - set(found))
+    if missing:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such sites: {', '.join(missing)}")
+    current = _site_statuses(conn, project_id)
+    for name, sid in found.items():
+        if name not in current:
+            conn.execute(
+                insert(project_sites).values(project_id=project_id, site_id=sid, status="invited")
+            )
+            audit.append(conn, who.label, "project.invite", f"project:{project_id}", {"site": name})
+    return _site_statuses(conn, project_id)
+
+
+@router.post("/projects/{project_id}/tasks", status_code=201)
+def add_task(project_id: int, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
+    """Propose a task by its hash; sites recompute the hash and decide on it."""
+    _owned(conn, project_id, who)
+    try:
+        with conn.begin_nested():
+            tid = conn.execute(
+                insert(tasks).values(
+                    project_id=project_id,
+                    hash=body.hash,
+                    kind=body.kind,
+                    spec=orjson.dumps(body.spec).decode(),
+                )
+            ).inserted_primary_key[0]
+    except IntegrityError:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "this task is already in the project"
+        ) from None
+    audit.append(conn, who.label, "task.propose", f"project:{project_id}", {"hash": body.hash})
+    return {"id": tid, "hash": body.hash}
+
+
+@router.post("/projects/{project_id}/queries", status_code=201)
+def create_query(project_id: int, body: QueryIn, conn: Conn, who: Researcher) -> QueryOut:
+    """Ask every invited site for a cohort count."""
+    _owned(conn, project_id, who)
+    qid = conn.execute(
+        insert(queries).values(
+            project_id=project_id,
+            name=body.name,
+            created_by=who.id,
+            definition=orjson.dumps(body.definition).decode(),
+        )
+    ).inserted_primary_key[0]
+    audit.append(conn, who.label, "query.create", f"query:{qid}", {"project": project_id})
+    return _query_out(conn, qid)
+
+
+def _query_out(conn: Connection, query_id: int) -> QueryOut:
+    q = conn.execute(select(queries).where(queries.c.id == query_id)).first()
+    if q is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no query {query_id}")
+    answered = conn.execute(
+        select(sites.c.name, query_results)
+        .join(sites, sites.c.id == query_results.c.site_id)
+        .where(query_results.c.query_id == query_id)
+    ).all()
+    results = {
+        r.name: SiteCountOut(
+            count=r.count, suppressed=r.suppressed, threshold=r.threshold, error=r.error
+        )
+        for r in answered
+    }
+    pending = sorted(set(_site_statuses(conn, q.project_id)) - set(results))
+    released = [r.count for r in results.values() if r.count is not None]
+    complete = not pending and all(not r.suppressed and r.error is None for r in results.values())
+    return QueryOut(
+        id=q.id,
+        project_id=q.project_id,
+        name=q.name,
+        results=results,
+        pending=pending,
+        total=sum(released) if complete else None,
+    )
+
+
+@router.get("/queries/{query_id}")
+def get_query(query_id: int, conn: Conn, who: Reader) -> QueryOut:
+    """A query's per-site counts as the sites released them."""
+    out = _query_out(conn, query_id)
+    audit.append(conn, who.label, "query.read", f"query:{query_id}")
+    return out
+
+
+@router.post("/projects/{project_id}/runs", status_code=201)
+def create_run(project_id: int, body: RunIn, conn: Conn, who: Researcher) -> RunOut:
+    """Request a training run of a proposed task; each site joins only if it approved it."""
+    _owned(conn, project_id, who)
+    task = conn.execute(
+        select(tasks.c.id).where(tasks.c.project_id == project_id, tasks.c.hash == body.task_hash)
+    ).first()
+    if task is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task in this project")
+    rid = conn.execute(
+        insert(runs).values(
+            project_id=project_id,
+            task_id=task.id,
+            rounds=body.rounds,
+            strategy=body.strategy,
+            runtime=body.runtime,
+            status="requested",
+        )
+    ).inserted_primary_key[0]
+    audit.append(conn, who.label, "run.request", f"run:{rid}", body.model_dump())
+    return _run_out(conn, rid)
+
+
+def _run_out(conn: Connection, run_id: int) -> RunOut:
+    row = conn.execute(
+        select(runs, tasks.c.hash)
+        .join(tasks, tasks.c.id == runs.c.task_id)
+        .where(runs.c.id == run_id)
+    ).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+    site_rows = conn.execute(
+        select(sites.c.name, run_sites.c.status, run_sites.c.reason)
+        .join(sites, sites.c.id == run_sites.c.site_id)
+        .where(run_sites.c.run_id == run_id)
+    )
+    rounds = conn.execute(
+        select(run_rounds.c.metrics)
+        .where(run_rounds.c.run_id == run_id)
+        .order_by(run_rounds.c.round)
+    )
+    return RunOut(
+        id=row.id,
+        project_id=row.project_id,
+        task_hash=row.hash,
+        rounds=row.rounds,
+        strategy=row.strategy,
+        runtime=row.runtime,
+        status=row.status,
+        sites={n: {"status": s, "reason": r} for n, s, r in site_rows},
+        round_metrics=[orjson.loads(m) for (m,) in rounds],
+        results=orjson.loads(row.results) if row.results else None,
+    )
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: int, conn: Conn, who: Reader) -> RunOut:
+    """A run: its state, which sites joined or refused, round metrics and results."""
+    out = _run_out(conn, run_id)
+    audit.append(conn, who.label, "run.read", f"run:{run_id}")
+    return out
+
+
+def _owned_run(conn: Connection, run_id: int, who: Principal):
+    row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+    _owned(conn, row.project_id, who)
+    return row
+
+
+@router.post("/runs/{run_id}/rounds", status_code=204)
+def add_round(run_id: int, body: RoundIn, conn: Conn, who: Researcher) -> None:
+    """Record one round's aggregated metrics, as the federated server reports them."""
+    row = _owned_run(conn, run_id, who)
+    if row.status != "running":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {row.status}, not running")
+    values = {"run_id": run_id, "round": body.round, "metrics": orjson.dumps(body.metrics).decode()}
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(run_rounds).values(**values))
+    except IntegrityError:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"round {body.round} is already recorded"
+        ) from None
+
+
+@router.post("/runs/{run_id}/status")
+def set_run_status(run_id: int, body: RunStatusIn, conn: Conn, who: Researcher) -> RunOut:
+    """Move a run along its state machine: requested -> running -> completed/failed/cancelled."""
+    row = _owned_run(conn, run_id, who)
+    if body.status not in RUN_TRANSITIONS.get(row.status, set()):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"a {row.status} run cannot become {body.status}"
+        )
+    if body.status == "running":
+        joined = conn.execute(
+            select(run_sites.c.site_id).where(
+                run_sites.c.run_id == run_id, run_sites.c.status == "joined"
+            )
+        ).first()
+        if joined is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "no site has joined this run")
+    values: dict[str, object] = {"status": body.status, "updated_at": now()}
+    if body.results is not None:
+        values["results"] = orjson.dumps(body.results).decode()
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+    audit.append(conn, who.label, f"run.{body.status}", f"run:{run_id}")
+    return _run_out(conn, run_id)

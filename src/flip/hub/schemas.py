@@ -1,0 +1,134 @@
+"""Request and response bodies of the hub API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Name = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class UserIn(BaseModel):
+    name: str = Name
+    role: Literal["admin", "researcher", "viewer"]
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    token: str = Field(description="Shown once; the hub keeps only its hash.")
+
+
+class SiteIn(BaseModel):
+    name: str = Name
+
+
+class EnrolmentOut(BaseModel):
+    id: int
+    name: str
+    enrolment_token: str = Field(description="One-time: the site exchanges it for a credential.")
+
+
+class EnrolIn(BaseModel):
+    enrolment_token: str = Field(min_length=10, max_length=200)
+
+
+class ProjectIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+
+
+class InviteIn(BaseModel):
+    sites: list[str] = Field(min_length=1, max_length=500)
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    owner: str
+    sites: dict[str, str]
+
+
+class TaskIn(BaseModel):
+    hash: str = Sha256
+    kind: str = Field(min_length=1, max_length=40)
+    spec: dict[str, Any]
+
+
+class QueryIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    definition: dict[str, Any]
+
+
+class SiteCountOut(BaseModel):
+    count: int | None
+    suppressed: bool
+    threshold: int
+    error: str | None = None
+
+
+class QueryOut(BaseModel):
+    id: int
+    project_id: int
+    name: str
+    results: dict[str, SiteCountOut]
+    pending: list[str]
+    total: int | None = Field(description="Sum of released counts; None while any is suppressed.")
+
+
+class RunIn(BaseModel):
+    task_hash: str = Sha256
+    rounds: int = Field(ge=1, le=10000)
+    strategy: Literal["fedavg"] = "fedavg"
+    runtime: Literal["simulation", "deployment"] = "simulation"
+
+
+class RunOut(BaseModel):
+    id: int
+    project_id: int
+    task_hash: str
+    rounds: int
+    strategy: str
+    runtime: str
+    status: str
+    sites: dict[str, dict[str, str]]
+    round_metrics: list[dict[str, float]]
+    results: dict[str, Any] | None
+
+
+class RoundIn(BaseModel):
+    round: int = Field(ge=1)
+    metrics: dict[str, float]
+
+
+class RunStatusIn(BaseModel):
+    status: Literal["running", "completed", "failed", "cancelled"]
+    results: dict[str, Any] | None = None
+
+
+class SiteCountIn(BaseModel):
+    count: int | None = Field(None, ge=0)
+    suppressed: bool
+    threshold: int = Field(ge=1)
+    error: str | None = Field(None, max_length=500)
+
+
+class DecisionIn(BaseModel):
+    project_id: int
+    task_hash: str = Sha256
+    decision: Literal["approved", "declined"]
+    reason: str = Field("", max_length=2000)
+
+
+class RunReplyIn(BaseModel):
+    status: Literal["joined", "refused"]
+    reason: str = Field("", max_length=2000)
+
+
+class WorkOut(BaseModel):
+    queries: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    runs: list[dict[str, Any]]

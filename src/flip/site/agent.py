@@ -1,0 +1,120 @@
+"""The site agent: polls the hub, answers cohort counts, checks tasks, joins approved runs.
+
+It only ever makes outbound HTTP calls. Work is idempotent at the hub (the first
+answer stands), so a piece of work delivered twice is done once in effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from flip.config import SiteConfig
+from flip.data.cdm.store import open_store
+from flip.data.cohort import CohortDefinition, count_cohort, suppress
+from flip.data.ledger import Ledger
+from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.site.approvals import decide
+from flip.site.hub_client import HubClient
+
+log = logging.getLogger(__name__)
+
+
+class SiteAgent:
+    """One site's agent."""
+
+    def __init__(self, site: SiteConfig, hub: HubClient) -> None:
+        self.site = site
+        self.hub = hub
+
+    def run_once(self) -> int:
+        """Do all pending work once; return how many items were handled."""
+        work = self.hub.work()
+        for query in work["queries"]:
+            self._answer(query)
+        for task in work["tasks"]:
+            self._check_task(task)
+        for run in work["runs"]:
+            self._reply_run(run)
+        return sum(len(v) for v in work.values())
+
+    def run_forever(
+        self, stop: threading.Event, interval: float = 2.0, max_backoff: float = 30.0
+    ) -> None:
+        """Poll until `stop` is set, backing off while the hub is unreachable."""
+        delay = interval
+        while not stop.is_set():
+            try:
+                self.run_once()
+                delay = interval
+            except httpx.HTTPError as exc:
+                log.warning(
+                    "%s: hub unreachable (%s); retrying in %.1fs", self.site.name, exc, delay
+                )
+                delay = min(delay * 2, max_backoff)
+            stop.wait(delay)
+
+    def _ledger(self) -> Ledger:
+        return Ledger(self.site.ledger)
+
+    def _answer(self, query: dict[str, Any]) -> None:
+        threshold = self.site.policy.min_cell_size
+        try:
+            definition = CohortDefinition.model_validate(query["definition"])
+        except ValidationError as exc:
+            reason = f"invalid cohort definition: {exc.errors()[0]['msg']}"
+            self.hub.answer_query(query["id"], suppress(0, threshold), error=reason)
+            return
+        store = open_store(self.site.store, read_only=True)
+        try:
+            released = suppress(count_cohort(store, definition), threshold)
+        finally:
+            store.close()
+        ledger = self._ledger()
+        try:
+            ledger.record(
+                "query.answered",
+                {
+                    "query": query["id"],
+                    "project": query["project_id"],
+                    "released": released.model_dump(),
+                },
+            )
+        finally:
+            ledger.close()
+        self.hub.answer_query(query["id"], released)
+
+    def _check_task(self, task: dict[str, Any]) -> None:
+        """Decline at once a task whose spec does not hash to the hash the hub names."""
+        try:
+            digest = task_hash(TaskSpec.model_validate(task["spec"]))
+        except ValidationError:
+            digest = None
+        if digest != task["hash"]:
+            decide(
+                self.site,
+                self.hub,
+                task["project_id"],
+                task["hash"],
+                "declined",
+                by="agent",
+                reason="the task's spec does not hash to its claimed hash",
+            )
+
+    def _reply_run(self, run: dict[str, Any]) -> None:
+        ledger = self._ledger()
+        try:
+            approved = ledger.is_approved(str(run["project_id"]), run["task_hash"])
+            status = "joined" if approved else "refused"
+            reason = "" if approved else "the site has not approved this task"
+            ledger.record(
+                f"run.{status}",
+                {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]},
+            )
+        finally:
+            ledger.close()
+        self.hub.reply_run(run["id"], status, reason)

@@ -1,0 +1,27 @@
+"""A site admin's decisions on tasks: recorded in the site's ledger first, then told to the hub."""
+
+from __future__ import annotations
+
+from flip.config import SiteConfig
+from flip.data.ledger import Ledger
+from flip.site.hub_client import HubClient
+
+
+def decide(
+    site: SiteConfig,
+    hub: HubClient | None,
+    project_id: int,
+    task_hash: str,
+    decision: str,
+    *,
+    by: str,
+    reason: str = "",
+) -> None:
+    """Approve or decline exactly `task_hash` for a project; the ledger is the source of truth."""
+    ledger = Ledger(site.ledger)
+    try:
+        ledger.decide(str(project_id), task_hash, decision, by, reason)
+    finally:
+        ledger.close()
+    if hub is not None:
+        hub.decide(project_id, task_hash, decision, reason)

@@ -1,0 +1,62 @@
+"""The site's HTTP client for the hub: outbound calls only, authenticated by the site credential."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from flip.data.cohort.disclosure import SiteCount
+
+API = "/api/v1"
+
+
+class HubClient:
+    """Calls the hub's site-agent API."""
+
+    def __init__(self, base_url: str, credential: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/") + API,
+            headers={"Authorization": f"Bearer {credential}"},
+            timeout=timeout,
+        )
+
+    @staticmethod
+    def enrol(base_url: str, enrolment_token: str) -> str:
+        """Exchange a one-time enrolment token for this site's credential."""
+        response = httpx.post(
+            base_url.rstrip("/") + API + "/sites/enrol", json={"enrolment_token": enrolment_token}
+        )
+        response.raise_for_status()
+        return str(response.json()["token"])
+
+    def work(self) -> dict[str, list[dict[str, Any]]]:
+        """Pending queries, tasks and runs for this site."""
+        response = self.http.get("/agent/work")
+        response.raise_for_status()
+        return response.json()
+
+    def answer_query(self, query_id: int, count: SiteCount, error: str | None = None) -> None:
+        """Release a (suppressed) count, or the reason the site could not answer."""
+        body = count.model_dump() | {"error": error}
+        self.http.post(f"/agent/queries/{query_id}", json=body).raise_for_status()
+
+    def decide(self, project_id: int, task_hash: str, decision: str, reason: str = "") -> None:
+        """Report the site's decision on a task."""
+        body = {
+            "project_id": project_id,
+            "task_hash": task_hash,
+            "decision": decision,
+            "reason": reason,
+        }
+        self.http.post("/agent/decisions", json=body).raise_for_status()
+
+    def reply_run(self, run_id: int, status: str, reason: str = "") -> None:
+        """Join or refuse a run."""
+        self.http.post(
+            f"/agent/runs/{run_id}", json={"status": status, "reason": reason}
+        ).raise_for_status()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()

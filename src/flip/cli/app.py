@@ -1,0 +1,30 @@
+"""The root `flip` command."""
+
+from __future__ import annotations
+
+import typer
+
+from flip import __version__
+from flip.cli import bench
+from flip.cli.demo import demo
+
+app = typer.Typer(
+    name="flip",
+    help="FLIP: standardise hospital data to OMOP CDM and train models across sites "
+    "without moving a record. Start with `flip demo`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(demo)
+app.add_typer(bench.app, name="bench")
+
+
+@app.command()
+def version() -> None:
+    """Print FLIP's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point of the `flip` console script."""
+    app()

@@ -1,0 +1,38 @@
+"""`flip bench …`: figures, never pass/fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flip.cli.errors import one_line_errors
+
+app = typer.Typer(help="Benchmarks: print figures measured in this run.", no_args_is_help=True)
+
+
+@app.command("demo")
+def bench_demo(
+    sites: Annotated[int, typer.Option(help="Synthetic hospitals.")] = 3,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
+    out: Annotated[Path, typer.Option(help="Scratch folder for the run.")] = Path("demo-out/bench"),
+) -> None:
+    """Wall time of each phase of `flip demo`: generate, ingest, hub start, query, approve, train."""
+    from flip.demo.journey import PHASES, DemoError, DemoOptions, run_demo
+
+    console = Console()
+    with one_line_errors(DemoError):
+        result = run_demo(DemoOptions(sites=sites, rounds=rounds, out=out), Console(quiet=True))
+    table = Table(title=f"flip demo: wall time per phase ({sites} sites, {rounds} rounds)")
+    table.add_column("phase")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    total = sum(result.phases.values())
+    for name in PHASES:
+        seconds = result.phases.get(name, 0.0)
+        table.add_row(name, f"{seconds:.2f}", f"{seconds / total:.0%}")
+    table.add_row("[bold]total", f"[bold]{total:.2f}", "100%")
+    console.print(table)

@@ -1,0 +1,97 @@
+"""A researcher's (or admin's) HTTP client for the hub API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from flip.hub.app import API_PREFIX
+
+
+class HubError(RuntimeError):
+    """The hub refused a request; the message is the hub's own."""
+
+
+class ResearcherClient:
+    """Typed calls to the hub's user-facing API."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/") + API_PREFIX,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.is_error:
+            detail = response.json().get("detail", response.text) if response.content else ""
+            raise HubError(f"{method} {path}: {response.status_code} {detail}")
+        return response.json() if response.content else None
+
+    def create_user(self, name: str, role: str) -> str:
+        """Create a user; return their token."""
+        return self._call("POST", "/users", json={"name": name, "role": role})["token"]
+
+    def create_site(self, name: str) -> str:
+        """Register a site; return its one-time enrolment token."""
+        return self._call("POST", "/sites", json={"name": name})["enrolment_token"]
+
+    def create_project(self, name: str, description: str = "") -> int:
+        """Create a project; return its id."""
+        return self._call("POST", "/projects", json={"name": name, "description": description})[
+            "id"
+        ]
+
+    def project(self, project_id: int) -> dict[str, Any]:
+        """A project with its sites' statuses."""
+        return self._call("GET", f"/projects/{project_id}")
+
+    def invite(self, project_id: int, sites: list[str]) -> dict[str, str]:
+        """Invite sites to a project."""
+        return self._call("POST", f"/projects/{project_id}/sites", json={"sites": sites})
+
+    def propose_task(
+        self, project_id: int, task_hash: str, kind: str, spec: dict[str, Any]
+    ) -> None:
+        """Propose a task for the sites to approve."""
+        self._call(
+            "POST",
+            f"/projects/{project_id}/tasks",
+            json={"hash": task_hash, "kind": kind, "spec": spec},
+        )
+
+    def create_query(self, project_id: int, name: str, definition: dict[str, Any]) -> int:
+        """Ask the project's sites for a cohort count; return the query id."""
+        body = {"name": name, "definition": definition}
+        return self._call("POST", f"/projects/{project_id}/queries", json=body)["id"]
+
+    def query(self, query_id: int) -> dict[str, Any]:
+        """A query's released counts."""
+        return self._call("GET", f"/queries/{query_id}")
+
+    def create_run(self, project_id: int, task_hash: str, rounds: int) -> int:
+        """Request a federated run of an approved task; return the run id."""
+        body = {"task_hash": task_hash, "rounds": rounds}
+        return self._call("POST", f"/projects/{project_id}/runs", json=body)["id"]
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """A run's state, sites and metrics."""
+        return self._call("GET", f"/runs/{run_id}")
+
+    def set_run_status(
+        self, run_id: int, status: str, results: dict[str, Any] | None = None
+    ) -> None:
+        """Move a run to `status`, with its results when it completes."""
+        self._call("POST", f"/runs/{run_id}/status", json={"status": status, "results": results})
+
+    def add_round(self, run_id: int, round_number: int, metrics: dict[str, float]) -> None:
+        """Record one round's aggregated metrics."""
+        self._call(
+            "POST", f"/runs/{run_id}/rounds", json={"round": round_number, "metrics": metrics}
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()

@@ -125,7 +125,7 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),

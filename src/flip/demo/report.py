@@ -20,15 +20,20 @@ def _clean(value: float) -> float | None:
     return round(value, 4) if isinstance(value, float) and math.isfinite(value) else None
 
 
-def results_document(arms: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """{arm: {site: {"auroc": float, "n_test": int}}} for every arm."""
+def results_document(
+    arms: dict[str, dict[str, dict[str, float]]], sites: list[str]
+) -> dict[str, Any]:
+    """{arm: {site: {"auroc": float, "n_test": int}}} for every arm, sites in `sites` order."""
     return {
         arm: {
             site: {
-                "auroc": _clean(float(m["auroc"])),
-                "n_test": int(m.get("n_test", m.get("num-examples", 0))),
+                "auroc": _clean(float(arms[arm][site]["auroc"])),
+                "n_test": int(
+                    arms[arm][site].get("n_test", arms[arm][site].get("num-examples", 0))
+                ),
             }
-            for site, m in arms[arm].items()
+            for site in sites
+            if site in arms[arm]
         }
         for arm in ARMS
     }
@@ -53,6 +58,7 @@ def plot(results: dict[str, Any], rounds: list[dict[str, float]], path: Path) ->
     curve.plot(
         range(1, len(rounds) + 1), [r.get("auroc", float("nan")) for r in rounds], marker="o"
     )
+    curve.set_ylim(0.5, 1.0)
     curve.set_xlabel("round")
     curve.set_ylabel("federated AUROC (weighted over sites)")
     curve.set_title("Federated training")
@@ -135,7 +141,7 @@ def write_outputs(
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     """Write results.json, report.md and auroc.png under `out`; return the results document."""
-    results = results_document(arms)
+    results = results_document(arms, meta["sites"])
     (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     plot(results, rounds, out / "auroc.png")
     (out / "report.md").write_text(markdown(results, queries, rounds, meta), encoding="utf-8")

@@ -48,6 +48,7 @@ def simulate(
         },
     }
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if verbose:
         run_simulation(server_app, client_app, len(site_configs), backend_config=backend_config)
         return

@@ -20,7 +20,7 @@ def bench_demo(
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
     out: Annotated[Path, typer.Option(help="Scratch folder for the run.")] = Path("demo-out/bench"),
 ) -> None:
-    """Wall time of each phase of `flip demo`: generate, ingest, hub start, query, approve, train."""
+    """Wall time of each phase of `flip demo`, from generating data to writing the report."""
     from flip.demo.journey import PHASES, DemoError, DemoOptions, run_demo
 
     console = Console()

@@ -1,0 +1,126 @@
+"""Ingest into DuckDB and PostgreSQL: mapping by domain, provenance, idempotency, quarantine."""
+
+from pathlib import Path
+
+import orjson
+from sqlalchemy import func, select
+
+from flip.data.cdm import schema
+from flip.data.ingest import ingest_path
+
+
+def _count(store, table) -> int:
+    with store.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_fhir_bundles_land_as_cdm_rows_with_provenance(store, exported):
+    _, patients, folder = exported("fhir-bundle")
+    report = ingest_path(store, "fhir", folder)
+    assert report.quarantined == 0
+    assert _count(store, schema.person) == len(patients)
+    expected_measurements = sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement) == expected_measurements
+    cdm_rows = sum(report.rows.values())
+    assert _count(store, schema.source_record) == cdm_rows
+    assert _count(store, schema.observation_period) == len(patients)
+    with store.connect() as conn:
+        unmapped = conn.execute(
+            select(func.count()).where(schema.measurement.c.measurement_concept_id == 0)
+        ).scalar_one()
+    assert unmapped == 0
+
+
+def test_csv_local_codes_map_by_domain(store, exported):
+    _, patients, folder = exported("csv")
+    report = ingest_path(store, "csv", folder)
+    assert report.quarantined == 0 and not report.unmapped
+    mi = [p for p in patients if "mi" in p.conditions]
+    with store.connect() as conn:
+        rows = (
+            conn.execute(
+                select(schema.condition_occurrence.c.condition_source_value).where(
+                    schema.condition_occurrence.c.condition_concept_id == 4329847
+                )
+            )
+            .scalars()
+            .all()
+        )
+        smokers = conn.execute(
+            select(func.count()).where(schema.observation.c.observation_concept_id == 4298794)
+        ).scalar_one()
+    assert len(rows) == len(mi) and set(rows) <= {"I21.9"}
+    assert smokers == sum(p.smoker for p in patients)
+
+
+def test_reingest_adds_nothing_and_a_changed_record_updates(store, exported):
+    _, _patients, folder = exported("fhir-ndjson")
+    first = ingest_path(store, "fhir", folder)
+    before = {t: _count(store, schema.metadata.tables[t]) for t in first.rows}
+    again = ingest_path(store, "fhir", folder)
+    assert again.loaded == 0 and again.unchanged == first.loaded
+    assert before == {t: _count(store, schema.metadata.tables[t]) for t in first.rows}
+
+    path = folder / "Observation.ndjson"
+    lines = path.read_bytes().splitlines()
+    changed = orjson.loads(lines[0])
+    changed["valueQuantity"]["value"] = 999.0
+    lines[0] = orjson.dumps(changed)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    third = ingest_path(store, "fhir", folder)
+    assert third.loaded == 1
+    with store.connect() as conn:
+        values = (
+            conn.execute(
+                select(schema.measurement.c.value_as_number).where(
+                    schema.measurement.c.value_as_number == 999.0
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert values == [999.0]
+    assert before["measurement"] == _count(store, schema.measurement)
+
+
+def test_bad_records_are_quarantined_and_the_rest_loads(store, exported, tmp_path: Path):
+    _, patients, folder = exported("fhir-ndjson", n=10)
+    obs = folder / "Observation.ndjson"
+    good = obs.read_bytes()
+    first = orjson.loads(good.splitlines()[0])
+    future = dict(first, id="future", effectiveDateTime="2999-01-01")
+    dangling = dict(first, id="dangling", subject={"reference": "Patient/nobody"})
+    invalid = {"resourceType": "Observation", "id": "nocode", "status": "final"}
+    obs.write_bytes(
+        good
+        + b'{"resourceType": "Observation", "id": "trunc\n'
+        + orjson.dumps(future)
+        + b"\n"
+        + orjson.dumps(dangling)
+        + b"\n"
+        + orjson.dumps(invalid)
+        + b"\n"
+    )
+    report = ingest_path(store, "fhir", folder)
+    assert report.rules == {
+        "json.malformed": 1,
+        "plausibility.future_date": 1,
+        "reference.dangling": 1,
+        "fhir.invalid": 1,
+    }
+    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    with store.connect() as conn:
+        rows = conn.execute(select(schema.quarantine.c.location, schema.quarantine.c.raw)).all()
+    assert all(loc.startswith(str(obs)) for loc, _ in rows)
+    assert any(b"trunc" in raw for _, raw in rows)
+    assert ingest_path(store, "fhir", folder).quarantined == 4
+    assert _count(store, schema.quarantine) == 4
+
+
+def test_non_utf8_csv_line_is_quarantined(store, exported):
+    _, _patients, folder = exported("csv", n=10)
+    labs = folder / "labs.csv"
+    labs.write_bytes(labs.read_bytes() + b"bad-1,X,LAB101,1\xff0,mm[Hg],2017-01-01 09:30\n")
+    report = ingest_path(store, "csv", folder)
+    assert report.rules == {"csv.encoding": 1}
+    assert report.loaded == report.read - 1

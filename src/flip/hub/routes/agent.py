@@ -117,7 +117,7 @@ def answer_query(query_id: int, body: SiteCountIn, conn: Conn, site: Site) -> No
 
 @router.post("/decisions", status_code=204)
 def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
-    """Report the site's decision on a task (taken and recorded at the site first)."""
+    """Report a task decision (recorded at the site first); approving one joins the project."""
     task = conn.execute(
         select(tasks.c.id).where(
             tasks.c.project_id == body.project_id,
@@ -137,11 +137,16 @@ def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
             task_id=task.id, site_id=site.id, decision=body.decision, reason=body.reason
         )
     )
-    conn.execute(
-        update(project_sites)
-        .where(project_sites.c.project_id == body.project_id, project_sites.c.site_id == site.id)
-        .values(status=body.decision, updated_at=now())
-    )
+    if body.decision == "approved":
+        conn.execute(
+            update(project_sites)
+            .where(
+                project_sites.c.project_id == body.project_id,
+                project_sites.c.site_id == site.id,
+                project_sites.c.status == "invited",
+            )
+            .values(status="approved", updated_at=now())
+        )
     audit.append(
         conn,
         site.label,

@@ -1,0 +1,42 @@
+"""The `flip` command: help that teaches, one-line errors with a non-zero exit."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def flip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flip", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_the_commands():
+    result = flip("--help")
+    assert result.returncode == 0
+    assert "demo" in result.stdout and "bench" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sites", "0"], "--sites must be between 1 and 20"),
+        (["--rounds", "-1"], "--rounds must be between 1 and 500"),
+    ],
+)
+def test_bad_demo_options_fail_in_one_line(args, message, tmp_path):
+    result = flip("demo", "--out", str(tmp_path / "out"), *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_out_fails_in_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = flip("demo", "--out", str(blocker / "out"))
+    assert result.returncode == 1
+    assert "cannot write to --out" in result.stderr
+    assert "Traceback" not in result.stderr

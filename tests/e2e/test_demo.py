@@ -1,0 +1,88 @@
+"""The whole journey, as `flip demo` runs it, and what it leaves at the hub."""
+
+import json
+
+import pytest
+from sqlalchemy import create_engine, inspect, select, text
+
+from flip.data.cdm import schema
+from flip.data.cdm.store import open_store
+from flip.demo.journey import DemoOptions, run_demo
+from flip.synth import default_profiles
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(DemoOptions(out=out))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_results_file_has_every_arm_for_every_site(demo):
+    out, result = demo
+    data = json.loads((out / "results.json").read_text())
+    sites = [p.name for p in default_profiles(3)]
+    assert set(data) == {"local", "federated", "pooled"}
+    for arm in data.values():
+        assert list(arm) == sites
+        for metrics in arm.values():
+            assert set(metrics) == {"auroc", "n_test"}
+            assert metrics["n_test"] > 0
+    assert (out / "report.md").read_text().count("|") > 20
+    assert (out / "auroc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result.rounds) == 10
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_federation_works_everywhere_and_helps_the_small_site(demo):
+    out, _ = demo
+    data = json.loads((out / "results.json").read_text())
+    for site, metrics in data["federated"].items():
+        assert metrics["auroc"] > 0.7, site
+    small = default_profiles(3)[-1].name
+    assert data["federated"][small]["auroc"] > data["local"][small]["auroc"] + 0.02
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_hub_holds_no_person_level_value(demo):
+    _out, result = demo
+    identifiers: set[str] = set()
+    for site_dir in result.site_dirs.values():
+        store = open_store(site_dir / "store.duckdb", read_only=True)
+        with store.connect() as conn:
+            for row in conn.execute(select(schema.person)):
+                identifiers.add(str(row.person_id))
+                identifiers.add(row.person_source_value)
+                identifiers.add(
+                    f"{row.year_of_birth:04d}-{row.month_of_birth:02d}-{row.day_of_birth:02d}"
+                )
+        store.close()
+    assert len(identifiers) > 4000
+    engine = create_engine(f"sqlite:///{result.hub_database}")
+    cells = []
+    with engine.connect() as conn:
+        for table in inspect(engine).get_table_names():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                cells.extend(str(v) for v in row if v is not None)
+    assert cells
+    blob = "\n".join(cells)
+    leaked = sorted(i for i in identifiers if i in blob)
+    assert leaked == []
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_counts_below_threshold_never_reach_the_hub(demo):
+    _, result = demo
+    seen_suppressed = False
+    for query in result.queries:
+        for released in query["results"].values():
+            if released["suppressed"]:
+                seen_suppressed = True
+                assert released["count"] is None
+            else:
+                assert released["count"] == 0 or released["count"] >= released["threshold"]
+    assert seen_suppressed

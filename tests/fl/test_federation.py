@@ -1,0 +1,81 @@
+"""Federated training in Flower's simulation runtime, and the site's own approval check."""
+
+from pathlib import Path
+
+import pytest
+from flwr.app import ConfigRecord
+
+from flip.config import SiteConfig
+from flip.data.cdm.store import open_store
+from flip.data.ingest import ingest_path
+from flip.data.ledger import Ledger
+from flip.fl.client import NotApproved, authorise
+from flip.fl.runtime.simulation import simulate
+from flip.fl.server import make_server_app, run_config
+from flip.fl.tasks import mace_task, task_hash
+from flip.synth import generate_site
+from flip.synth.export import export_site
+from tests.conftest import small_profile
+
+
+def _site(tmp_path: Path, name: str, fmt: str, n: int) -> SiteConfig:
+    folder = tmp_path / name
+    profile = small_profile(fmt, n, name=name)
+    export_site(profile, generate_site(profile, 2), folder / "export")
+    store = open_store(folder / "store.duckdb")
+    store.create()
+    ingest_path(store, "csv" if fmt == "csv" else "fhir", folder / "export")
+    store.close()
+    config = SiteConfig(
+        name=name, store=str(folder / "store.duckdb"), ledger=str(folder / "ledger.sqlite")
+    )
+    config.save(folder / "site.yaml")
+    return config
+
+
+def test_authorise_refuses_unapproved_tampered_and_disallowed_tasks(tmp_path):
+    site = SiteConfig(
+        name="s", store=str(tmp_path / "none.duckdb"), ledger=str(tmp_path / "l.sqlite")
+    )
+    spec = mace_task()
+    config = run_config("7", spec)
+    with pytest.raises(NotApproved, match="not approved"):
+        authorise(site, config)
+    Ledger(site.ledger).decide("7", task_hash(spec), "approved", by="admin")
+    assert authorise(site, config) == spec
+    tampered = ConfigRecord({**dict(config), "task": mace_task(5).model_dump_json()})
+    with pytest.raises(NotApproved, match="does not hash"):
+        authorise(site, tampered)
+    site.policy.allowed_task_kinds = []
+    with pytest.raises(NotApproved, match="policy"):
+        authorise(site, config)
+    refusals = [e for e in Ledger(site.ledger).entries() if e["action"] == "run.refused"]
+    assert len(refusals) == 3
+
+
+@pytest.mark.slow
+def test_simulation_trains_approved_sites_and_never_reads_an_unapproved_one(tmp_path):
+    spec = mace_task()
+    approved = [_site(tmp_path, "alpha", "fhir-ndjson", 300), _site(tmp_path, "beta", "csv", 300)]
+    for config in approved:
+        Ledger(config.ledger).decide("p", task_hash(spec), "approved", by="admin")
+    folder = tmp_path / "gamma"
+    folder.mkdir()
+    missing_store = folder / "store-that-does-not-exist.duckdb"
+    refuser = SiteConfig(
+        name="gamma", store=str(missing_store), ledger=str(folder / "ledger.sqlite")
+    )
+    refuser.save(folder / "site.yaml")
+
+    rounds = []
+    app, result = make_server_app(
+        "p", spec, rounds=3, n_sites=2, on_round=lambda r, m: rounds.append(r)
+    )
+    simulate(app, [tmp_path / n / "site.yaml" for n in ("alpha", "beta", "gamma")])
+
+    assert rounds == [1, 2, 3]
+    assert set(result.per_site) <= {"alpha", "beta"} and result.per_site
+    assert all(m["auroc"] > 0.6 for m in result.per_site.values())
+    assert not missing_store.exists()
+    refusals = [e for e in Ledger(refuser.ledger).entries() if e["action"] == "run.refused"]
+    assert refusals

@@ -1,0 +1,58 @@
+import uuid
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from flip.hub.app import bootstrap_admin, create_app
+from tests.conftest import POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def hub_db_url(request, tmp_path):
+    """A fresh hub database: a SQLite file, or a new database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
+        return
+    request.getfixturevalue("postgres_database")
+    name = f"flip_hub_{uuid.uuid4().hex[:10]}"
+    admin_url = POSTGRES_URL.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Hub:
+    """A hub app with an admin, a researcher and enrolled sites, driven through HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.app = create_app(url)
+        self.http = TestClient(self.app, raise_server_exceptions=False)
+        self.admin = bootstrap_admin(self.app.state.engine)
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.request(method, "/api/v1" + path, headers=headers, **kwargs)
+
+    def user(self, name: str, role: str) -> str:
+        response = self.call("POST", "/users", self.admin, json={"name": name, "role": role})
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def site(self, name: str) -> str:
+        enrolment = self.call("POST", "/sites", self.admin, json={"name": name}).json()[
+            "enrolment_token"
+        ]
+        return self.call("POST", "/sites/enrol", json={"enrolment_token": enrolment}).json()[
+            "token"
+        ]
+
+
+@pytest.fixture
+def hub(hub_db_url):
+    h = Hub(hub_db_url)
+    yield h
+    h.http.close()
+    h.app.state.engine.dispose()

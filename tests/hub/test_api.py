@@ -1,0 +1,166 @@
+"""The hub API on SQLite and PostgreSQL: roles, enrolment, queries, decisions, runs, audit."""
+
+from sqlalchemy import update
+
+from flip.hub.db import audit
+
+HASH = "ab" * 32
+
+
+def _project_with_sites(hub, researcher, *sites):
+    pid = hub.call("POST", "/projects", researcher, json={"name": "p"}).json()["id"]
+    response = hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": list(sites)})
+    assert response.status_code == 200, response.text
+    return pid
+
+
+def test_roles_are_enforced(hub):
+    researcher = hub.user("rita", "researcher")
+    viewer = hub.user("vic", "viewer")
+    site = hub.site("st-a")
+    assert hub.call("POST", "/users", json={"name": "x", "role": "admin"}).status_code == 401
+    assert (
+        hub.call(
+            "POST", "/users", "flip_u_nonsense", json={"name": "x", "role": "admin"}
+        ).status_code
+        == 401
+    )
+    assert (
+        hub.call("POST", "/users", researcher, json={"name": "x", "role": "admin"}).status_code
+        == 403
+    )
+    assert hub.call("POST", "/projects", viewer, json={"name": "p"}).status_code == 403
+    assert hub.call("POST", "/projects", site, json={"name": "p"}).status_code == 403
+    assert hub.call("GET", "/agent/work", researcher).status_code == 403
+    assert hub.call("GET", "/audit/verify", researcher).status_code == 403
+
+
+def test_enrolment_token_works_once(hub):
+    enrolment = hub.call("POST", "/sites", hub.admin, json={"name": "st-b"}).json()[
+        "enrolment_token"
+    ]
+    first = hub.call("POST", "/sites/enrol", json={"enrolment_token": enrolment})
+    assert first.status_code == 200
+    assert hub.call("POST", "/sites/enrol", json={"enrolment_token": enrolment}).status_code == 401
+    assert hub.call("POST", "/sites", hub.admin, json={"name": "st-b"}).status_code == 409
+
+
+def test_query_results_are_released_counts_only(hub):
+    researcher = hub.user("rita", "researcher")
+    a, b = hub.site("a"), hub.site("b")
+    outsider = hub.site("c")
+    pid = _project_with_sites(hub, researcher, "a", "b")
+    qid = hub.call(
+        "POST", f"/projects/{pid}/queries", researcher, json={"name": "q", "definition": {}}
+    ).json()["id"]
+    assert [q["id"] for q in hub.call("GET", "/agent/work", a).json()["queries"]] == [qid]
+    assert hub.call("GET", "/agent/work", outsider).json()["queries"] == []
+    assert (
+        hub.call(
+            "POST",
+            f"/agent/queries/{qid}",
+            outsider,
+            json={"count": 50, "suppressed": False, "threshold": 10},
+        ).status_code
+        == 404
+    )
+    too_small = {"count": 3, "suppressed": False, "threshold": 10}
+    assert hub.call("POST", f"/agent/queries/{qid}", a, json=too_small).status_code == 422
+    ok = hub.call(
+        "POST", f"/agent/queries/{qid}", a, json={"count": 42, "suppressed": False, "threshold": 10}
+    )
+    assert ok.status_code == 204
+    view = hub.call("GET", f"/queries/{qid}", researcher).json()
+    assert view["pending"] == ["b"] and view["total"] is None
+    hub.call(
+        "POST",
+        f"/agent/queries/{qid}",
+        b,
+        json={"count": None, "suppressed": True, "threshold": 10},
+    )
+    view = hub.call("GET", f"/queries/{qid}", researcher).json()
+    assert view["results"]["a"]["count"] == 42 and view["results"]["b"]["suppressed"]
+    assert view["total"] is None
+    assert hub.call("GET", "/agent/work", a).json()["queries"] == []
+
+
+def test_run_needs_a_joined_site_and_follows_its_state_machine(hub):
+    researcher = hub.user("rita", "researcher")
+    other = hub.user("otto", "researcher")
+    a = hub.site("a")
+    pid = _project_with_sites(hub, researcher, "a")
+    body = {"hash": HASH, "kind": "tabular-logreg", "spec": {"x": 1}}
+    assert hub.call("POST", f"/projects/{pid}/tasks", other, json=body).status_code == 403
+    assert hub.call("POST", f"/projects/{pid}/tasks", researcher, json=body).status_code == 201
+    assert (
+        hub.call(
+            "POST", f"/projects/{pid}/runs", researcher, json={"task_hash": "cd" * 32, "rounds": 2}
+        ).status_code
+        == 404
+    )
+    rid = hub.call(
+        "POST", f"/projects/{pid}/runs", researcher, json={"task_hash": HASH, "rounds": 2}
+    ).json()["id"]
+    assert (
+        hub.call("POST", f"/runs/{rid}/status", researcher, json={"status": "running"}).status_code
+        == 409
+    )
+    decision = {"project_id": pid, "task_hash": HASH, "decision": "approved"}
+    assert hub.call("POST", "/agent/decisions", a, json=decision).status_code == 204
+    assert hub.call("GET", f"/projects/{pid}", researcher).json()["sites"] == {"a": "approved"}
+    assert [r["id"] for r in hub.call("GET", "/agent/work", a).json()["runs"]] == [rid]
+    assert hub.call("POST", f"/agent/runs/{rid}", a, json={"status": "joined"}).status_code == 204
+    assert (
+        hub.call("POST", f"/runs/{rid}/status", researcher, json={"status": "running"}).status_code
+        == 200
+    )
+    assert (
+        hub.call(
+            "POST", f"/runs/{rid}/rounds", researcher, json={"round": 1, "metrics": {"auroc": 0.8}}
+        ).status_code
+        == 204
+    )
+    assert (
+        hub.call(
+            "POST", f"/runs/{rid}/rounds", researcher, json={"round": 1, "metrics": {"auroc": 0.8}}
+        ).status_code
+        == 409
+    )
+    done = hub.call(
+        "POST",
+        f"/runs/{rid}/status",
+        researcher,
+        json={"status": "completed", "results": {"ok": 1}},
+    )
+    assert done.json()["status"] == "completed" and done.json()["round_metrics"] == [{"auroc": 0.8}]
+    assert (
+        hub.call("POST", f"/runs/{rid}/status", researcher, json={"status": "running"}).status_code
+        == 409
+    )
+
+
+def test_bad_requests_get_4xx_never_5xx(hub):
+    researcher = hub.user("rita", "researcher")
+    cases = [
+        ("GET", "/projects/999", None),
+        ("GET", "/projects/not-a-number", None),
+        ("POST", "/projects", {"name": ""}),
+        ("POST", "/projects", {"name": 5, "description": []}),
+        ("POST", "/projects/999/sites", {"sites": ["nowhere"]}),
+        ("POST", "/projects/999/runs", {"task_hash": "zz", "rounds": -1}),
+        ("GET", "/queries/999", None),
+        ("GET", "/runs/999", None),
+    ]
+    for method, path, body in cases:
+        response = hub.call(method, path, researcher, json=body)
+        assert 400 <= response.status_code < 500, (method, path, response.status_code)
+        assert response.json()["detail"]
+
+
+def test_audit_chain_verifies_and_detects_tampering(hub):
+    researcher = hub.user("rita", "researcher")
+    hub.call("POST", "/projects", researcher, json={"name": "p"})
+    assert hub.call("GET", "/audit/verify", hub.admin).json() == {"ok": True, "broken_at": None}
+    with hub.app.state.engine.begin() as conn:
+        conn.execute(update(audit).where(audit.c.seq == 2).values(actor="user:mallory"))
+    assert hub.call("GET", "/audit/verify", hub.admin).json() == {"ok": False, "broken_at": 2}

@@ -1,0 +1,97 @@
+"""The site agent against a real hub served by uvicorn on loopback."""
+
+import threading
+
+import pytest
+
+from flip.config import SiteConfig, SitePolicy
+from flip.data.cdm.store import open_store
+from flip.data.ingest import ingest_path
+from flip.data.ledger import Ledger
+from flip.fl.tasks import mace_task, task_hash
+from flip.hub.app import bootstrap_admin, create_app
+from flip.hub.client import ResearcherClient
+from flip.hub.server import BackgroundHub
+from flip.site.agent import SiteAgent
+from flip.site.approvals import decide
+from flip.site.hub_client import HubClient
+
+DIABETES = {
+    "name": "diabetes",
+    "include": [{"table": "condition_occurrence", "concept_ids": [201826]}],
+}
+
+
+@pytest.fixture
+def world(tmp_path, exported):
+    _, patients, folder = exported("fhir-bundle", n=120)
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    ingest_path(store, "fhir", folder)
+    store.close()
+    app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    hub = BackgroundHub(app).start()
+    admin = ResearcherClient(hub.url, bootstrap_admin(app.state.engine))
+    researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
+    site = SiteConfig(
+        name="st-a", store=str(tmp_path / "store.duckdb"), ledger=str(tmp_path / "ledger.sqlite")
+    )
+    client = HubClient(hub.url, HubClient.enrol(hub.url, admin.create_site("st-a")))
+    yield patients, site, client, researcher
+    client.close()
+    hub.stop()
+
+
+def test_agent_answers_with_suppression_and_audits_it(world):
+    patients, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    diabetics = sum("diabetes" in p.conditions for p in patients)
+    site.policy = SitePolicy(min_cell_size=diabetics + 1)
+    qid = researcher.create_query(pid, "diabetes", DIABETES)
+    assert SiteAgent(site, client).run_once() == 1
+    released = researcher.query(qid)["results"]["st-a"]
+    assert released == {
+        "count": None,
+        "suppressed": True,
+        "threshold": diabetics + 1,
+        "error": None,
+    }
+    site.policy = SitePolicy(min_cell_size=2)
+    qid = researcher.create_query(pid, "diabetes again", DIABETES)
+    SiteAgent(site, client).run_once()
+    assert researcher.query(qid)["results"]["st-a"]["count"] == diabetics
+    actions = [e["action"] for e in Ledger(site.ledger).entries()]
+    assert actions.count("query.answered") == 2
+    assert SiteAgent(site, client).run_once() == 0
+
+
+def test_agent_declines_a_task_whose_hash_lies_and_joins_only_approved_runs(world):
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    spec = mace_task()
+    researcher.propose_task(pid, "0" * 64, spec.kind, spec.model_dump(mode="json"))
+    researcher.propose_task(pid, task_hash(spec), spec.kind, spec.model_dump(mode="json"))
+    agent = SiteAgent(site, client)
+    agent.run_once()
+    assert not Ledger(site.ledger).is_approved(str(pid), "0" * 64)
+    unapproved_run = researcher.create_run(pid, task_hash(spec), 2)
+    agent.run_once()
+    assert researcher.run(unapproved_run)["sites"]["st-a"]["status"] == "refused"
+    decide(site, client, pid, task_hash(spec), "approved", by="admin")
+    approved_run = researcher.create_run(pid, task_hash(spec), 2)
+    agent.run_once()
+    assert researcher.run(approved_run)["sites"]["st-a"]["status"] == "joined"
+
+
+def test_agent_backs_off_while_the_hub_is_down(tmp_path):
+    site = SiteConfig(name="x", store=str(tmp_path / "s.duckdb"), ledger=str(tmp_path / "l.sqlite"))
+    client = HubClient("http://127.0.0.1:9", "flip_s_x", timeout=0.5)
+    stop = threading.Event()
+    thread = threading.Thread(target=SiteAgent(site, client).run_forever, args=(stop, 0.01, 0.05))
+    thread.start()
+    stop.wait(0.3)
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

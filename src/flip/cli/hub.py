@@ -1,0 +1,30 @@
+"""`flip hub …`: run the hub."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Hub commands.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    db: Annotated[
+        str, typer.Option(help="Hub database URL (SQLite or PostgreSQL).")
+    ] = "sqlite:///hub.sqlite",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+) -> None:
+    """Serve the hub API; on a new database, create the admin and print their token once."""
+    import uvicorn
+
+    from flip.hub.app import bootstrap_admin, create_app
+
+    app_ = create_app(db)
+    token = bootstrap_admin(app_.state.engine)
+    if token:
+        typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
+    typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
+    uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -1,0 +1,142 @@
+"""`flip site …`: the site's own commands; nothing here talks to the hub."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flip.cli.errors import one_line_errors
+
+app = typer.Typer(
+    help="Site commands: create a store, ingest sources, count cohorts.", no_args_is_help=True
+)
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store", help="DuckDB file path, or a SQLAlchemy URL (sqlite://, postgresql+psycopg://)."
+    ),
+]
+
+
+class SourceKind(StrEnum):
+    fhir = "fhir"
+    csv = "csv"
+
+
+@app.command()
+def init(store: StoreOption = "store.duckdb") -> None:
+    """Create the OMOP CDM v5.4 and provenance tables, with the starter vocabulary."""
+    from flip.data.cdm.store import open_store
+
+    with one_line_errors():
+        s = open_store(store)
+        s.create()
+        s.close()
+    typer.echo(f"store ready: {store}")
+
+
+@app.command()
+def ingest(
+    kind: Annotated[
+        SourceKind, typer.Argument(help="fhir: Bundles, resources or NDJSON; csv: an extract.")
+    ],
+    path: Annotated[Path, typer.Argument(help="A file or a folder of files.", exists=True)],
+    store: StoreOption = "store.duckdb",
+    mapping: Annotated[
+        Path | None, typer.Option(help="CSV mapping YAML (default: PATH/mapping.yaml).")
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Ingest a source into the store: map codes, validate, quarantine bad records.
+
+    Re-running adds nothing that is already there; a changed record replaces its rows.
+    Exits non-zero only when no record could be read.
+    """
+    from flip.data.cdm.store import open_store
+    from flip.data.ingest import ingest_path
+    from flip.data.sources.tabular import MappingError
+
+    console = Console(stderr=True)
+    with one_line_errors(MappingError):
+        s = open_store(store)
+        s.create()
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=console, disable=as_json) as bar:
+            task = bar.add_task(f"ingesting {path}", total=None)
+
+            def advance(n: int) -> None:
+                bar.update(
+                    task,
+                    advance=n,
+                    description=f"ingesting {path}: {bar.tasks[0].completed:.0f} records",
+                )
+
+            report = ingest_path(
+                s, kind.value, path, mapping=mapping, source_system=system, progress=advance
+            )
+        s.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        _print_report(report)
+    if report.read == 0 or report.loaded + report.unchanged == 0:
+        raise typer.Exit(1)
+
+
+def _print_report(report) -> None:
+    console = Console()
+    summary = Table(title="Ingest")
+    for column in ("read", "loaded", "unchanged", "quarantined"):
+        summary.add_column(column, justify="right")
+    summary.add_row(
+        str(report.read), str(report.loaded), str(report.unchanged), str(report.quarantined)
+    )
+    console.print(summary)
+    if report.rows:
+        rows = Table(title="Rows written per CDM table")
+        rows.add_column("table")
+        rows.add_column("rows", justify="right")
+        for table, n in sorted(report.rows.items()):
+            rows.add_row(table, str(n))
+        console.print(rows)
+    for title, counter in (
+        ("Quarantined by rule", report.rules),
+        ("Unmapped codes", report.unmapped),
+    ):
+        if counter:
+            t = Table(title=title)
+            t.add_column("rule" if counter is report.rules else "system|code")
+            t.add_column("records", justify="right")
+            for key, n in counter.most_common():
+                t.add_row(key, str(n))
+            console.print(t)
+
+
+@app.command()
+def count(
+    cohort: Annotated[Path, typer.Argument(help="A cohort definition (JSON).", exists=True)],
+    store: StoreOption = "store.duckdb",
+    min_cell: Annotated[int, typer.Option(help="Suppress counts between 1 and this.")] = 10,
+) -> None:
+    """Count a cohort in the store, as the site would release it (small counts suppressed)."""
+    from flip.data.cdm.store import open_store
+    from flip.data.cohort import CohortDefinition, count_cohort, suppress
+
+    with one_line_errors():
+        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        s = open_store(store, read_only=store.endswith(".duckdb"))
+        released = suppress(count_cohort(s, definition), min_cell)
+        s.close()
+    shown = f"<{released.threshold} (suppressed)" if released.suppressed else str(released.count)
+    typer.echo(f"{definition.name}: {shown}")

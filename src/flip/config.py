@@ -1,4 +1,4 @@
-"""Settings: FLIP_* environment variables and the per-site YAML file."""
+"""Configuration: the per-site YAML file (site.yaml) and the site's policy."""
 
 from __future__ import annotations
 
@@ -6,16 +6,6 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-class Settings(BaseSettings):
-    """Process-wide settings, read from FLIP_* environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="FLIP_")
-
-    home: Path = Path.home() / ".flip"
-    poll_interval: float = 2.0
 
 
 class SitePolicy(BaseModel):

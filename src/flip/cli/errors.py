@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
@@ -19,9 +19,3 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
     except (*expected, OSError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(1) from None
-
-
-def fail(message: str) -> Callable[[], None]:
-    """Exit 1 with `message`."""
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)

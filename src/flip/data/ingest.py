@@ -163,16 +163,13 @@ class Ingestor:
         if birth is None:
             message = f"refers to {record.person_key}, which is not in this source"
             return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
-        person_id = stable_id(self.system, "person", record.person_key)
-        if isinstance(record, SourceVisit):
-            problem = date_problem(record.start, birth, self.today)
-            if problem:
-                return Rejected(record.key, record.location, *problem, record.raw)
-            out.add(record, visit_row(self.system, record, person_id))
-            return None
         problem = date_problem(record.start, birth, self.today)
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
+        person_id = stable_id(self.system, "person", record.person_key)
+        if isinstance(record, SourceVisit):
+            out.add(record, visit_row(self.system, record, person_id))
+            return None
         row, mapped = event_row(self.system, record, person_id, self.vocab)
         if not mapped:
             report.unmapped[f"{record.system}|{record.code}"] += 1

@@ -9,19 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from flip.data.features.tabular import TabularData
-from flip.fl.runtime.local import fit
+from flip.fl.runtime.local import fit, train_local
 from flip.fl.tasks import tabular_logreg
 from flip.fl.tasks.base import TaskSpec, load_splits
 
 
 def local_only(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dict[str, float]]:
     """Each site trains on its own training split and is tested on its own test split."""
-    out = {}
-    for name, store in stores.items():
-        train_split, test_split = load_splits(store, spec)
-        model = fit(spec, train_split, rounds * spec.local_epochs)
-        out[name] = tabular_logreg.evaluate(model, test_split)
-    return out
+    return {name: train_local(store, spec, rounds)[1] for name, store in stores.items()}
 
 
 def pooled(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dict[str, float]]:

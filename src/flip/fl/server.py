@@ -6,7 +6,6 @@ keeps each site's metrics (AUROC, accuracy, test size) — metrics, never rows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -116,8 +115,3 @@ def final_evaluation(
             "n_test": int(metrics["num-examples"]),
         }
     return per_site
-
-
-def finite(value: float) -> float | None:
-    """A metric for JSON: None when it is not a finite number."""
-    return value if math.isfinite(value) else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date
 
+from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS
 from flip.data.sources.records import SourceEvent, SourcePerson, SourceVisit
 from flip.data.terminology.vocabulary import Vocabulary
 
@@ -76,27 +76,20 @@ def event_row(
 ) -> tuple[CdmRow, bool]:
     """The row of a coded event in the table of its concept's domain, and whether it mapped."""
     mapping = vocab.map(e.system, e.code)
-    table = {
-        "Condition": "condition_occurrence",
-        "Measurement": "measurement",
-        "Observation": "observation",
-    }.get(mapping.domain_id or "", e.default_table)
-    prefix = {"condition_occurrence": "condition", "measurement": "measurement"}.get(
-        table, "observation"
-    )
+    table = DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
+    columns = EVENT_COLUMNS[table]
     row_id = stable_id(system, table, e.key)
-    when: date | None = e.start
     values: dict[str, object] = {
         f"{table}_id": row_id,
         "person_id": person_id,
-        f"{prefix}_concept_id": mapping.concept_id,
-        f"{prefix}_start_date" if prefix == "condition" else f"{prefix}_date": when,
-        f"{prefix}_type_concept_id": EHR,
-        f"{prefix}_source_value": e.code[:50],
-        f"{prefix}_source_concept_id": mapping.source_concept_id,
+        columns.concept: mapping.concept_id,
+        columns.date: e.start,
+        f"{columns.prefix}_type_concept_id": EHR,
+        f"{columns.prefix}_source_value": e.code[:50],
+        f"{columns.prefix}_source_concept_id": mapping.source_concept_id,
         "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
     }
-    if table != "condition_occurrence":
+    if columns.value is not None:
         values["value_as_number"] = e.value
         values["unit_concept_id"] = vocab.unit(e.unit)
         values["unit_source_value"] = (e.unit or "")[:50] or None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -242,9 +244,32 @@ quarantine = Table(
     Column("raw", LargeBinary),
 )
 
-#: CDM tables a clinical event may land in, by the domain of its standard concept.
-EVENT_TABLES: dict[str, Table] = {
-    "Condition": condition_occurrence,
-    "Measurement": measurement,
-    "Observation": observation,
+
+@dataclass(frozen=True)
+class EventColumns:
+    """The columns every event table has under its own names."""
+
+    prefix: str
+    date: str
+    value: str | None
+
+    @property
+    def concept(self) -> str:
+        """The standard concept column."""
+        return f"{self.prefix}_concept_id"
+
+
+#: Event tables and their column names.
+EVENT_COLUMNS: dict[str, EventColumns] = {
+    "condition_occurrence": EventColumns("condition", "condition_start_date", None),
+    "measurement": EventColumns("measurement", "measurement_date", "value_as_number"),
+    "observation": EventColumns("observation", "observation_date", "value_as_number"),
+    "visit_occurrence": EventColumns("visit", "visit_start_date", None),
+}
+
+#: Where a coded event lands, by the domain of its standard concept.
+DOMAIN_TABLES: dict[str, str] = {
+    "Condition": "condition_occurrence",
+    "Measurement": "measurement",
+    "Observation": "observation",
 }

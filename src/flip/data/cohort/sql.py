@@ -11,17 +11,11 @@ from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
 from flip.data.cohort.definition import CohortDefinition, Criterion
 
-_COLUMNS = {
-    "condition_occurrence": ("condition_concept_id", "condition_start_date", None),
-    "measurement": ("measurement_concept_id", "measurement_date", "value_as_number"),
-    "observation": ("observation_concept_id", "observation_date", "value_as_number"),
-    "visit_occurrence": ("visit_concept_id", "visit_start_date", None),
-}
-
 
 def _has(criterion: Criterion):
     table = schema.metadata.tables[criterion.table]
-    concept_col, date_col, value_col = _COLUMNS[criterion.table]
+    columns = schema.EVENT_COLUMNS[criterion.table]
+    concept_col, date_col, value_col = columns.concept, columns.date, columns.value
     clauses = [
         table.c.person_id == schema.person.c.person_id,
         table.c[concept_col].in_(criterion.concept_ids),

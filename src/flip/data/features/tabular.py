@@ -74,15 +74,14 @@ def _index_dates(conn, spec: TabularSpec) -> dict[int, date]:
 
 
 def _events(conn, table_name: str, concept_ids: set[int], with_value: bool):
-    table = schema.metadata.tables[table_name]
-    prefix = "condition" if table_name == "condition_occurrence" else table_name
-    date_col = "condition_start_date" if prefix == "condition" else f"{prefix}_date"
-    columns = [table.c.person_id, table.c[f"{prefix}_concept_id"], table.c[date_col]]
-    if with_value:
-        columns.append(table.c.value_as_number)
     if not concept_ids:
         return []
-    return conn.execute(select(*columns).where(table.c[f"{prefix}_concept_id"].in_(concept_ids)))
+    table = schema.metadata.tables[table_name]
+    names = schema.EVENT_COLUMNS[table_name]
+    columns = [table.c.person_id, table.c[names.concept], table.c[names.date]]
+    if with_value and names.value:
+        columns.append(table.c[names.value])
+    return conn.execute(select(*columns).where(table.c[names.concept].in_(concept_ids)))
 
 
 def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Connection, delete, func, insert, literal, select, union_all, update
 
 from flip.data.cdm import schema
-from flip.data.cdm.rows import CdmRow, event_row, person_row, stable_id, visit_row
+from flip.data.cdm.rows import CdmRow, death_row, event_row, person_row, stable_id, visit_row
 from flip.data.cdm.store import Store, bulk_insert
 from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord, SourceVisit
 from flip.data.terminology.vocabulary import Vocabulary
@@ -81,6 +81,7 @@ class Ingestor:
         self.vocab = vocabulary
         self.system = source_system
         self.births: dict[str, date] = {}
+        self.deferred: list[SourceRecord] = []
         self.today = datetime.now(UTC).date()
 
     def run(
@@ -108,10 +109,12 @@ class Ingestor:
         status = "failed"
         try:
             for batch in _batches(records, BATCH_SIZE):
-                self._write(self._convert(batch, report), run_id, report)
+                self._write(self._convert(batch, report, final=False), run_id, report)
                 report.read += len(batch)
                 if progress:
                     progress(len(batch))
+            for batch in _batches(self.deferred, BATCH_SIZE):
+                self._write(self._convert(batch, report, final=True), run_id, report)
             with self.store.begin() as conn:
                 _rebuild_observation_periods(conn)
             status = "completed"
@@ -131,7 +134,9 @@ class Ingestor:
                 )
         return report
 
-    def _convert(self, batch: list[SourceRecord], report: IngestReport) -> _Batch:
+    def _convert(self, batch: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
+        """Rows of a batch. A record whose patient is not known yet waits for the end of the
+        run (`final=False`); at the end (`final=True`) it is a dangling reference."""
         out = _Batch()
         missing = {
             r.person_key
@@ -141,6 +146,13 @@ class Ingestor:
         if missing:
             self._load_births(missing)
         for record in batch:
+            if (
+                not final
+                and isinstance(record, SourceEvent | SourceVisit)
+                and record.person_key not in self.births
+            ):
+                self.deferred.append(record)
+                continue
             problem = self._convert_one(record, out, report)
             if problem is not None:
                 out.quarantine.append(problem)
@@ -158,6 +170,11 @@ class Ingestor:
             assert record.birth_date is not None
             self.births[record.key] = record.birth_date
             out.add(record, person_row(self.system, record))
+            if record.death_date is not None:
+                problem = date_problem(record.death_date, record.birth_date, self.today)
+                if problem:
+                    return Rejected(record.key, record.location, *problem, record.raw)
+                out.add(record, death_row(self.system, record))
             return None
         birth = self.births.get(record.person_key)
         if birth is None:

@@ -71,10 +71,94 @@ def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
     )
 
 
+def death_row(system: str, p: SourcePerson) -> CdmRow:
+    """The death row of a patient who died."""
+    pid = stable_id(system, "person", p.key)
+    return CdmRow(
+        "death", pid, {"person_id": pid, "death_date": p.death_date, "death_type_concept_id": EHR}
+    )
+
+
+def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object]:
+    """The columns only some event tables have."""
+    if table in ("measurement", "observation"):
+        out: dict[str, object] = {
+            "value_as_number": e.value,
+            "unit_concept_id": vocab.unit(e.unit),
+            "unit_source_value": (e.unit or "")[:50] or None,
+        }
+        if e.value_code is not None:
+            out["value_as_concept_id"] = vocab.map(*e.value_code).concept_id
+            out["value_source_value"] = e.value_code[1][:50]
+        if table == "observation" and e.text:
+            out["value_as_string"] = e.text[:60]
+        return out
+    if table == "condition_occurrence":
+        return {"condition_end_date": e.end}
+    if table == "drug_exposure":
+        return {
+            "drug_exposure_end_date": e.end or e.start,
+            "quantity": e.quantity,
+            "route_source_value": e.detail.get("route"),
+        }
+    if table == "procedure_occurrence":
+        return {"procedure_end_date": e.end}
+    if table == "device_exposure":
+        return {"device_exposure_end_date": e.end}
+    return {}
+
+
+def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> CdmRow:
+    """A note: its text stays at the site, in the note table."""
+    row_id = stable_id(system, "note", e.key)
+    return CdmRow(
+        "note",
+        row_id,
+        {
+            "note_id": row_id,
+            "person_id": person_id,
+            "note_date": e.start,
+            "note_type_concept_id": EHR,
+            "note_class_concept_id": vocab.map(e.system, e.code).concept_id,
+            "note_title": (e.detail.get("title") or "")[:250] or None,
+            "note_text": e.text or "",
+            "encoding_concept_id": 0,
+            "language_concept_id": 0,
+            "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
+            "note_source_value": e.code[:50],
+        },
+    )
+
+
+def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> CdmRow:
+    """An imaging study: metadata and a reference; the pixels stay where they are."""
+    row_id = stable_id(system, "image", e.key)
+    return CdmRow(
+        "image_occurrence",
+        row_id,
+        {
+            "image_occurrence_id": row_id,
+            "person_id": person_id,
+            "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
+            "image_occurrence_date": e.start,
+            "image_study_uid": e.detail["study_uid"],
+            "image_series_uid": e.detail.get("series_uid"),
+            "modality_concept_id": vocab.map(e.system, e.code).concept_id,
+            "wadors_uri": e.detail.get("wadors_uri"),
+            "local_path": e.detail.get("local_path"),
+        },
+    )
+
+
 def event_row(
     system: str, e: SourceEvent, person_id: int, vocab: Vocabulary
 ) -> tuple[CdmRow, bool]:
-    """The row of a coded event in the table of its concept's domain, and whether it mapped."""
+    """The row of an event in the table of its concept's domain, and whether its code mapped."""
+    if e.default_table == "note":
+        return note_row(system, e, person_id, vocab), True
+    if e.default_table == "image_occurrence":
+        row = image_row(system, e, person_id, vocab)
+        return row, row.values["modality_concept_id"] != 0
     mapping = vocab.map(e.system, e.code)
     table = DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
     columns = EVENT_COLUMNS[table]
@@ -89,8 +173,5 @@ def event_row(
         f"{columns.prefix}_source_concept_id": mapping.source_concept_id,
         "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
     }
-    if columns.value is not None:
-        values["value_as_number"] = e.value
-        values["unit_concept_id"] = vocab.unit(e.unit)
-        values["unit_source_value"] = (e.unit or "")[:50] or None
+    values.update(_specific(table, e, vocab))
     return CdmRow(table, row_id, values), mapping.concept_id != 0

@@ -35,6 +35,26 @@ def _concept(name: str, required: bool = False) -> Column:
     return Column(name, Integer, nullable=not required)
 
 
+def _str(name: str, length: int = 50, required: bool = False) -> Column:
+    return Column(name, String(length), nullable=not required)
+
+
+def _date(name: str, required: bool = False) -> Column:
+    return Column(name, Date, nullable=not required)
+
+
+def _datetime(name: str) -> Column:
+    return Column(name, DateTime)
+
+
+def _number(name: str) -> Column:
+    return Column(name, Float)
+
+
+def _int(name: str) -> Column:
+    return Column(name, Integer)
+
+
 person = Table(
     "person",
     metadata,
@@ -177,6 +197,399 @@ death = Table(
     _concept("cause_source_concept_id"),
 )
 
+visit_detail = Table(
+    "visit_detail",
+    metadata,
+    _id("visit_detail_id", primary=True),
+    _id("person_id", required=True),
+    _concept("visit_detail_concept_id", required=True),
+    _date("visit_detail_start_date", required=True),
+    _datetime("visit_detail_start_datetime"),
+    _date("visit_detail_end_date", required=True),
+    _datetime("visit_detail_end_datetime"),
+    _concept("visit_detail_type_concept_id", required=True),
+    _id("provider_id"),
+    _id("care_site_id"),
+    _str("visit_detail_source_value"),
+    _concept("visit_detail_source_concept_id"),
+    _concept("admitted_from_concept_id"),
+    _str("admitted_from_source_value"),
+    _str("discharged_to_source_value"),
+    _concept("discharged_to_concept_id"),
+    _id("preceding_visit_detail_id"),
+    _id("parent_visit_detail_id"),
+    _id("visit_occurrence_id", required=True),
+)
+
+drug_exposure = Table(
+    "drug_exposure",
+    metadata,
+    _id("drug_exposure_id", primary=True),
+    _id("person_id", required=True),
+    _concept("drug_concept_id", required=True),
+    _date("drug_exposure_start_date", required=True),
+    _datetime("drug_exposure_start_datetime"),
+    _date("drug_exposure_end_date", required=True),
+    _datetime("drug_exposure_end_datetime"),
+    _date("verbatim_end_date"),
+    _concept("drug_type_concept_id", required=True),
+    _str("stop_reason", 20),
+    _int("refills"),
+    _number("quantity"),
+    _int("days_supply"),
+    Column("sig", Text),
+    _concept("route_concept_id"),
+    _str("lot_number"),
+    _id("provider_id"),
+    _id("visit_occurrence_id"),
+    _id("visit_detail_id"),
+    _str("drug_source_value"),
+    _concept("drug_source_concept_id"),
+    _str("route_source_value"),
+    _str("dose_unit_source_value"),
+)
+
+procedure_occurrence = Table(
+    "procedure_occurrence",
+    metadata,
+    _id("procedure_occurrence_id", primary=True),
+    _id("person_id", required=True),
+    _concept("procedure_concept_id", required=True),
+    _date("procedure_date", required=True),
+    _datetime("procedure_datetime"),
+    _date("procedure_end_date"),
+    _datetime("procedure_end_datetime"),
+    _concept("procedure_type_concept_id", required=True),
+    _concept("modifier_concept_id"),
+    _int("quantity"),
+    _id("provider_id"),
+    _id("visit_occurrence_id"),
+    _id("visit_detail_id"),
+    _str("procedure_source_value"),
+    _concept("procedure_source_concept_id"),
+    _str("modifier_source_value"),
+)
+
+device_exposure = Table(
+    "device_exposure",
+    metadata,
+    _id("device_exposure_id", primary=True),
+    _id("person_id", required=True),
+    _concept("device_concept_id", required=True),
+    _date("device_exposure_start_date", required=True),
+    _datetime("device_exposure_start_datetime"),
+    _date("device_exposure_end_date"),
+    _datetime("device_exposure_end_datetime"),
+    _concept("device_type_concept_id", required=True),
+    _str("unique_device_id", 255),
+    _str("production_id", 255),
+    _int("quantity"),
+    _id("provider_id"),
+    _id("visit_occurrence_id"),
+    _id("visit_detail_id"),
+    _str("device_source_value"),
+    _concept("device_source_concept_id"),
+    _concept("unit_concept_id"),
+    _str("unit_source_value"),
+    _concept("unit_source_concept_id"),
+)
+
+note = Table(
+    "note",
+    metadata,
+    _id("note_id", primary=True),
+    _id("person_id", required=True),
+    _date("note_date", required=True),
+    _datetime("note_datetime"),
+    _concept("note_type_concept_id", required=True),
+    _concept("note_class_concept_id", required=True),
+    _str("note_title", 250),
+    Column("note_text", Text, nullable=False),
+    _concept("encoding_concept_id", required=True),
+    _concept("language_concept_id", required=True),
+    _id("provider_id"),
+    _id("visit_occurrence_id"),
+    _id("visit_detail_id"),
+    _str("note_source_value"),
+    _id("note_event_id"),
+    _concept("note_event_field_concept_id"),
+)
+
+note_nlp = Table(
+    "note_nlp",
+    metadata,
+    _id("note_nlp_id", primary=True),
+    _id("note_id", required=True),
+    _concept("section_concept_id"),
+    _str("snippet", 250),
+    _str("offset", 50),
+    _str("lexical_variant", 250, required=True),
+    _concept("note_nlp_concept_id"),
+    _concept("note_nlp_source_concept_id"),
+    _str("nlp_system", 250),
+    _date("nlp_date", required=True),
+    _datetime("nlp_datetime"),
+    _str("term_exists", 1),
+    _str("term_temporal", 50),
+    _str("term_modifiers", 2000),
+)
+
+specimen = Table(
+    "specimen",
+    metadata,
+    _id("specimen_id", primary=True),
+    _id("person_id", required=True),
+    _concept("specimen_concept_id", required=True),
+    _concept("specimen_type_concept_id", required=True),
+    _date("specimen_date", required=True),
+    _datetime("specimen_datetime"),
+    _number("quantity"),
+    _concept("unit_concept_id"),
+    _concept("anatomic_site_concept_id"),
+    _concept("disease_status_concept_id"),
+    _str("specimen_source_id"),
+    _str("specimen_source_value"),
+    _str("unit_source_value"),
+    _str("anatomic_site_source_value"),
+    _str("disease_status_source_value"),
+)
+
+fact_relationship = Table(
+    "fact_relationship",
+    metadata,
+    _concept("domain_concept_id_1", required=True),
+    _id("fact_id_1", required=True),
+    _concept("domain_concept_id_2", required=True),
+    _id("fact_id_2", required=True),
+    _concept("relationship_concept_id", required=True),
+)
+
+location = Table(
+    "location",
+    metadata,
+    _id("location_id", primary=True),
+    _str("address_1"),
+    _str("address_2"),
+    _str("city"),
+    _str("state", 2),
+    _str("zip", 9),
+    _str("county", 20),
+    _str("location_source_value"),
+    _concept("country_concept_id"),
+    _str("country_source_value", 80),
+    _number("latitude"),
+    _number("longitude"),
+)
+
+care_site = Table(
+    "care_site",
+    metadata,
+    _id("care_site_id", primary=True),
+    _str("care_site_name", 255),
+    _concept("place_of_service_concept_id"),
+    _id("location_id"),
+    _str("care_site_source_value"),
+    _str("place_of_service_source_value"),
+)
+
+provider = Table(
+    "provider",
+    metadata,
+    _id("provider_id", primary=True),
+    _str("provider_name", 255),
+    _str("npi", 20),
+    _str("dea", 20),
+    _concept("specialty_concept_id"),
+    _id("care_site_id"),
+    _int("year_of_birth"),
+    _concept("gender_concept_id"),
+    _str("provider_source_value"),
+    _str("specialty_source_value"),
+    _concept("specialty_source_concept_id"),
+    _str("gender_source_value"),
+    _concept("gender_source_concept_id"),
+)
+
+payer_plan_period = Table(
+    "payer_plan_period",
+    metadata,
+    _id("payer_plan_period_id", primary=True),
+    _id("person_id", required=True),
+    _date("payer_plan_period_start_date", required=True),
+    _date("payer_plan_period_end_date", required=True),
+    _concept("payer_concept_id"),
+    _str("payer_source_value"),
+    _concept("payer_source_concept_id"),
+    _concept("plan_concept_id"),
+    _str("plan_source_value"),
+    _concept("plan_source_concept_id"),
+    _concept("sponsor_concept_id"),
+    _str("sponsor_source_value"),
+    _concept("sponsor_source_concept_id"),
+    _str("family_source_value"),
+    _concept("stop_reason_concept_id"),
+    _str("stop_reason_source_value"),
+    _concept("stop_reason_source_concept_id"),
+)
+
+cost = Table(
+    "cost",
+    metadata,
+    _id("cost_id", primary=True),
+    _id("cost_event_id", required=True),
+    _str("cost_domain_id", 20, required=True),
+    _concept("cost_type_concept_id", required=True),
+    _concept("currency_concept_id"),
+    *(
+        _number(n)
+        for n in (
+            "total_charge",
+            "total_cost",
+            "total_paid",
+            "paid_by_payer",
+            "paid_by_patient",
+            "paid_patient_copay",
+            "paid_patient_coinsurance",
+            "paid_patient_deductible",
+            "paid_by_primary",
+            "paid_ingredient_cost",
+            "paid_dispensing_fee",
+        )
+    ),
+    _id("payer_plan_period_id"),
+    _number("amount_allowed"),
+    _concept("revenue_code_concept_id"),
+    _str("revenue_code_source_value"),
+    _concept("drg_concept_id"),
+    _str("drg_source_value", 3),
+)
+
+drug_era = Table(
+    "drug_era",
+    metadata,
+    _id("drug_era_id", primary=True),
+    _id("person_id", required=True),
+    _concept("drug_concept_id", required=True),
+    _date("drug_era_start_date", required=True),
+    _date("drug_era_end_date", required=True),
+    _int("drug_exposure_count"),
+    _int("gap_days"),
+)
+
+dose_era = Table(
+    "dose_era",
+    metadata,
+    _id("dose_era_id", primary=True),
+    _id("person_id", required=True),
+    _concept("drug_concept_id", required=True),
+    _concept("unit_concept_id", required=True),
+    Column("dose_value", Float, nullable=False),
+    _date("dose_era_start_date", required=True),
+    _date("dose_era_end_date", required=True),
+)
+
+condition_era = Table(
+    "condition_era",
+    metadata,
+    _id("condition_era_id", primary=True),
+    _id("person_id", required=True),
+    _concept("condition_concept_id", required=True),
+    _date("condition_era_start_date", required=True),
+    _date("condition_era_end_date", required=True),
+    _int("condition_occurrence_count"),
+)
+
+episode = Table(
+    "episode",
+    metadata,
+    _id("episode_id", primary=True),
+    _id("person_id", required=True),
+    _concept("episode_concept_id", required=True),
+    _date("episode_start_date", required=True),
+    _datetime("episode_start_datetime"),
+    _date("episode_end_date"),
+    _datetime("episode_end_datetime"),
+    _id("episode_parent_id"),
+    _int("episode_number"),
+    _concept("episode_object_concept_id", required=True),
+    _concept("episode_type_concept_id", required=True),
+    _str("episode_source_value"),
+    _concept("episode_source_concept_id"),
+)
+
+episode_event = Table(
+    "episode_event",
+    metadata,
+    _id("episode_id", required=True),
+    _id("event_id", required=True),
+    _concept("episode_event_field_concept_id", required=True),
+)
+
+cdm_metadata = Table(
+    "metadata",
+    metadata,
+    _id("metadata_id", primary=True),
+    _concept("metadata_concept_id", required=True),
+    _concept("metadata_type_concept_id", required=True),
+    _str("name", 250, required=True),
+    _str("value_as_string", 250),
+    _concept("value_as_concept_id"),
+    _number("value_as_number"),
+    _date("metadata_date"),
+    _datetime("metadata_datetime"),
+)
+
+cdm_source = Table(
+    "cdm_source",
+    metadata,
+    _str("cdm_source_name", 255, required=True),
+    _str("cdm_source_abbreviation", 25, required=True),
+    _str("cdm_holder", 255, required=True),
+    Column("source_description", Text),
+    _str("source_documentation_reference", 255),
+    _str("cdm_etl_reference", 255),
+    _date("source_release_date", required=True),
+    _date("cdm_release_date", required=True),
+    _str("cdm_version", 10),
+    _concept("cdm_version_concept_id", required=True),
+    _str("vocabulary_version", 20, required=True),
+)
+
+#: MI-CDM imaging extension: one row per imaging study (series-level detail in the URIs).
+image_occurrence = Table(
+    "image_occurrence",
+    metadata,
+    _id("image_occurrence_id", primary=True),
+    _id("person_id", required=True),
+    _id("procedure_occurrence_id"),
+    _id("visit_occurrence_id"),
+    _concept("anatomic_site_concept_id"),
+    Column("wadors_uri", Text),
+    Column("local_path", Text),
+    _date("image_occurrence_date", required=True),
+    _str("image_study_uid", 250, required=True),
+    _str("image_series_uid", 250),
+    _concept("modality_concept_id", required=True),
+)
+
+image_feature = Table(
+    "image_feature",
+    metadata,
+    _id("image_feature_id", primary=True),
+    _id("person_id", required=True),
+    _id("image_occurrence_id", required=True),
+    _concept("image_feature_event_field_concept_id"),
+    _id("image_feature_event_id"),
+    _concept("image_feature_concept_id", required=True),
+    _concept("image_feature_type_concept_id", required=True),
+    _concept("image_finding_concept_id"),
+    _id("image_finding_id"),
+    _concept("anatomic_site_concept_id"),
+    _str("alg_system", 250),
+    _datetime("alg_datetime"),
+)
+
+
 concept = Table(
     "concept",
     metadata,
@@ -201,6 +614,91 @@ concept_relationship = Table(
     Column("valid_start_date", Date, nullable=False),
     Column("valid_end_date", Date, nullable=False),
     Column("invalid_reason", String(1)),
+)
+
+vocabulary = Table(
+    "vocabulary",
+    metadata,
+    _str("vocabulary_id", 20, required=True),
+    _str("vocabulary_name", 255, required=True),
+    _str("vocabulary_reference", 255),
+    _str("vocabulary_version", 255),
+    _concept("vocabulary_concept_id", required=True),
+)
+
+domain = Table(
+    "domain",
+    metadata,
+    _str("domain_id", 20, required=True),
+    _str("domain_name", 255, required=True),
+    _concept("domain_concept_id", required=True),
+)
+
+concept_class = Table(
+    "concept_class",
+    metadata,
+    _str("concept_class_id", 20, required=True),
+    _str("concept_class_name", 255, required=True),
+    _concept("concept_class_concept_id", required=True),
+)
+
+relationship = Table(
+    "relationship",
+    metadata,
+    _str("relationship_id", 20, required=True),
+    _str("relationship_name", 255, required=True),
+    _str("is_hierarchical", 1, required=True),
+    _str("defines_ancestry", 1, required=True),
+    _str("reverse_relationship_id", 20, required=True),
+    _concept("relationship_concept_id", required=True),
+)
+
+concept_synonym = Table(
+    "concept_synonym",
+    metadata,
+    _concept("concept_id", required=True),
+    _str("concept_synonym_name", 1000, required=True),
+    _concept("language_concept_id", required=True),
+)
+
+concept_ancestor = Table(
+    "concept_ancestor",
+    metadata,
+    Column("ancestor_concept_id", Integer, primary_key=True, autoincrement=False),
+    Column("descendant_concept_id", Integer, primary_key=True, autoincrement=False),
+    Column("min_levels_of_separation", Integer, nullable=False),
+    Column("max_levels_of_separation", Integer, nullable=False),
+)
+
+source_to_concept_map = Table(
+    "source_to_concept_map",
+    metadata,
+    _str("source_code", 50, required=True),
+    _concept("source_concept_id", required=True),
+    _str("source_vocabulary_id", 20, required=True),
+    _str("source_code_description", 255),
+    _concept("target_concept_id", required=True),
+    _str("target_vocabulary_id", 20, required=True),
+    _date("valid_start_date", required=True),
+    _date("valid_end_date", required=True),
+    _str("invalid_reason", 1),
+)
+
+drug_strength = Table(
+    "drug_strength",
+    metadata,
+    _concept("drug_concept_id", required=True),
+    _concept("ingredient_concept_id", required=True),
+    _number("amount_value"),
+    _concept("amount_unit_concept_id"),
+    _number("numerator_value"),
+    _concept("numerator_unit_concept_id"),
+    _number("denominator_value"),
+    _concept("denominator_unit_concept_id"),
+    _int("box_size"),
+    _date("valid_start_date", required=True),
+    _date("valid_end_date", required=True),
+    _str("invalid_reason", 1),
 )
 
 ingest_run = Table(
@@ -265,6 +763,10 @@ EVENT_COLUMNS: dict[str, EventColumns] = {
     "measurement": EventColumns("measurement", "measurement_date", "value_as_number"),
     "observation": EventColumns("observation", "observation_date", "value_as_number"),
     "visit_occurrence": EventColumns("visit", "visit_start_date", None),
+    "drug_exposure": EventColumns("drug", "drug_exposure_start_date", None),
+    "procedure_occurrence": EventColumns("procedure", "procedure_date", None),
+    "device_exposure": EventColumns("device", "device_exposure_start_date", None),
+    "specimen": EventColumns("specimen", "specimen_date", None),
 }
 
 #: Where a coded event lands, by the domain of its standard concept.
@@ -272,4 +774,29 @@ DOMAIN_TABLES: dict[str, str] = {
     "Condition": "condition_occurrence",
     "Measurement": "measurement",
     "Observation": "observation",
+    "Drug": "drug_exposure",
+    "Procedure": "procedure_occurrence",
+    "Device": "device_exposure",
+    "Specimen": "specimen",
 }
+
+#: The clinical tables every store has, in the order a report lists them.
+CLINICAL_TABLES = (
+    "person",
+    "observation_period",
+    "visit_occurrence",
+    "visit_detail",
+    "condition_occurrence",
+    "drug_exposure",
+    "procedure_occurrence",
+    "device_exposure",
+    "measurement",
+    "observation",
+    "death",
+    "note",
+    "note_nlp",
+    "specimen",
+    "fact_relationship",
+    "image_occurrence",
+    "image_feature",
+)

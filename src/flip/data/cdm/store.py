@@ -62,13 +62,17 @@ class Store:
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
-    """Insert many rows in the caller's transaction; on DuckDB through one Arrow batch."""
+    """Insert rows (dicts may name different columns) in the caller's transaction.
+
+    On DuckDB the rows go in as one Arrow batch, several times faster than executemany.
+    """
     if not rows:
         return
+    present = set().union(*rows)
+    columns = [c.name for c in table.columns if c.name in present]
     if conn.dialect.name != "duckdb":
-        conn.execute(insert(table), rows)
+        conn.execute(insert(table), [{c: r.get(c) for c in columns} for r in rows])
         return
-    columns = [c.name for c in table.columns if c.name in rows[0]]
     batch = pa.table({c: [r.get(c) for r in rows] for c in columns})
     schema = conn.get_execution_options().get("schema_translate_map", {}).get(None)
     target = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'

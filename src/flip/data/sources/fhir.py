@@ -1,31 +1,46 @@
-"""FHIR R4 files: Bundles (any type), single resources and NDJSON bulk exports.
+"""FHIR R4 files: Bundles (any type), single resources and NDJSON bulk exports (plain or gzip).
 
-Each resource is validated with fhir.resources (its R4B models read R4 data);
-one that fails is yielded as `Rejected` with the reason and its raw bytes.
+Each resource is validated with fhir.resources (its R4B models read R4 data); one
+that fails is yielded as `Rejected` with the reason and its raw bytes. References
+(relative, absolute, urn:uuid, contained and conditional `Type?identifier=sys|val`)
+resolve to record keys, so CDM ids match whatever order resources arrive in.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources.records import (
-    Rejected,
-    SourceEvent,
-    SourcePerson,
-    SourceRecord,
-    SourceVisit,
-)
+from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord, SourceVisit
 
-#: Resource types read in dependency order, so references resolve within one pass of a folder.
-SUPPORTED = ("Patient", "Encounter", "Condition", "Observation")
+#: Resource types FLIP reads, in the order a bundle or folder is read.
+SUPPORTED = (
+    "Patient",
+    "Encounter",
+    "Medication",
+    "Condition",
+    "Observation",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationAdministration",
+    "Immunization",
+    "Procedure",
+    "AllergyIntolerance",
+    "DiagnosticReport",
+    "DocumentReference",
+    "ImagingStudy",
+    "Specimen",
+)
 
 
 def _as_date(value: object) -> date | None:
@@ -38,104 +53,353 @@ def _as_date(value: object) -> date | None:
     return None
 
 
-class _References:
-    """Resolves relative, absolute and urn:uuid references to record keys."""
+class References:
+    """Resolves references to record keys and remembers what later resources point at."""
 
     def __init__(self) -> None:
         self.full_urls: dict[str, str] = {}
+        self.identifiers: dict[tuple[str, str, str], str] = {}
+        self.medications: dict[str, tuple[str, str]] = {}
 
     def key_of(self, resource: dict, full_url: str | None) -> str:
+        """The record key of a resource: Type/id, else its fullUrl."""
         key = f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else full_url
         if key is None:
             raise ValueError("resource has neither id nor fullUrl")
         if full_url:
             self.full_urls[full_url] = key
+        for ident in resource.get("identifier") or []:
+            if isinstance(ident, dict) and ident.get("value"):
+                self.identifiers[
+                    (resource["resourceType"], ident.get("system", ""), ident["value"])
+                ] = key
         return key
 
     def resolve(self, reference: str | None) -> str | None:
+        """The key a reference points to (unresolved conditional references stay as written)."""
         if not reference:
             return None
         if reference in self.full_urls:
             return self.full_urls[reference]
         if reference.startswith("urn:"):
             return reference
+        if "?" in reference:
+            kind, _, query = reference.partition("?")
+            for token in parse_qs(query).get("identifier", []):
+                system, _, value = token.rpartition("|")
+                found = self.identifiers.get((kind.rsplit("/", 1)[-1], system, value))
+                if found:
+                    return found
+            return reference
         parts = reference.rstrip("/").split("/")
-        if len(parts) >= 2 and parts[-2] == "_history" and len(parts) >= 4:
+        if len(parts) >= 4 and parts[-2] == "_history":
             parts = parts[:-2]
         return "/".join(parts[-2:])
 
 
-def _convert(resource: dict, raw: bytes, location: str, refs: _References, full_url: str | None):
-    kind = resource.get("resourceType")
-    key = refs.key_of(resource, full_url)
-    if kind not in SUPPORTED:
-        return Rejected(key, location, "fhir.unsupported_type", f"{kind} is not read yet", raw)
-    model = get_fhir_model_class(kind).model_validate(resource)
-    if kind == "Patient":
-        identifier = model.identifier[0].value if model.identifier else key
-        return SourcePerson(key, identifier, _as_date(model.birthDate), model.gender, location, raw)
-    person_key = refs.resolve(model.subject.reference if model.subject else None)
-    if person_key is None:
-        return Rejected(key, location, "fhir.subject.missing", f"{kind} has no subject", raw)
-    if kind == "Encounter":
-        period = model.period
-        start = _as_date(period.start) if period else None
-        end = _as_date(period.end) if period and period.end else start
-        return SourceVisit(key, person_key, start, end, model.class_fhir.code or "", location, raw)
-    coding = model.code.coding[0] if model.code and model.code.coding else None
-    if coding is None or not coding.code:
-        return Rejected(key, location, "fhir.code.missing", f"{kind} has no coded value", raw)
-    visit_key = refs.resolve(model.encounter.reference) if model.encounter else None
-    if kind == "Condition":
-        start = _as_date(model.onsetDateTime) or _as_date(model.recordedDate)
-        return SourceEvent(
-            key,
-            person_key,
-            coding.system or "",
-            coding.code,
-            start,
-            "condition_occurrence",
-            location,
-            raw,
-            visit_key=visit_key,
+def _coding(concept: Any) -> tuple[str, str] | None:
+    """(system, code) of a CodeableConcept's first coding that has a code."""
+    for coding in (concept.coding or []) if concept is not None else []:
+        if coding.code:
+            return coding.system or "", coding.code
+    return None
+
+
+def _period(start: Any, period: Any) -> tuple[date | None, date | None]:
+    if start is not None:
+        return _as_date(start), None
+    if period is not None:
+        return _as_date(period.start), _as_date(period.end)
+    return None, None
+
+
+class _Converter:
+    """Turns one validated resource into a record."""
+
+    def __init__(self, refs: References, key: str, location: str, raw: bytes) -> None:
+        self.refs, self.key, self.location, self.raw = refs, key, location, raw
+
+    def reject(self, rule: str, message: str) -> Rejected:
+        return Rejected(self.key, self.location, rule, message, self.raw)
+
+    def event(
+        self,
+        model: Any,
+        subject: Any,
+        code: tuple[str, str] | None,
+        start: date | None,
+        table: str,
+        **extra: Any,
+    ) -> SourceRecord:
+        person = self.refs.resolve(subject.reference if subject is not None else None)
+        if person is None:
+            return self.reject(
+                "fhir.subject.missing", f"{model.get_resource_type()} has no subject"
+            )
+        if code is None:
+            return self.reject(
+                "fhir.code.missing", f"{model.get_resource_type()} has no coded value"
+            )
+        encounter = getattr(model, "encounter", None) or getattr(model, "context", None)
+        visit = (
+            self.refs.resolve(encounter.reference)
+            if getattr(encounter, "reference", None)
+            else None
         )
-    quantity = model.valueQuantity
-    return SourceEvent(
-        key,
-        person_key,
-        coding.system or "",
-        coding.code,
-        _as_date(model.effectiveDateTime) or _as_date(model.issued),
-        "measurement" if quantity is not None else "observation",
-        location,
-        raw,
-        value=float(quantity.value) if quantity and quantity.value is not None else None,
-        unit=(quantity.code or quantity.unit) if quantity else None,
-        visit_key=visit_key,
-    )
+        return SourceEvent(
+            self.key,
+            person,
+            code[0],
+            code[1],
+            start,
+            table,
+            self.location,
+            self.raw,
+            visit_key=visit,
+            **extra,
+        )
+
+    def patient(self, m: Any) -> SourceRecord:
+        identifier = m.identifier[0].value if m.identifier else self.key
+        death = _as_date(m.deceasedDateTime)
+        return SourcePerson(
+            self.key,
+            identifier,
+            _as_date(m.birthDate),
+            m.gender,
+            self.location,
+            self.raw,
+            death_date=death,
+        )
+
+    def encounter(self, m: Any) -> SourceRecord:
+        person = self.refs.resolve(m.subject.reference if m.subject else None)
+        if person is None:
+            return self.reject("fhir.subject.missing", "Encounter has no subject")
+        start, end = _period(None, m.period)
+        return SourceVisit(
+            self.key, person, start, end or start, m.class_fhir.code or "", self.location, self.raw
+        )
+
+    def condition(self, m: Any) -> SourceRecord:
+        start = _as_date(m.onsetDateTime) or (
+            _as_date(m.onsetPeriod.start) if m.onsetPeriod else None
+        )
+        return self.event(
+            m,
+            m.subject,
+            _coding(m.code),
+            start or _as_date(m.recordedDate),
+            "condition_occurrence",
+            end=_as_date(m.abatementDateTime),
+        )
+
+    def observation(self, m: Any) -> list[SourceRecord] | SourceRecord:
+        start, _ = _period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
+        start = start or _as_date(m.issued)
+        if m.component and m.valueQuantity is None and m.valueCodeableConcept is None:
+            out = []
+            for i, part in enumerate(m.component):
+                c = _Converter(self.refs, f"{self.key}#component[{i}]", self.location, self.raw)
+                table, values = _value(
+                    part.valueQuantity, part.valueCodeableConcept, part.valueString
+                )
+                out.append(c.event(m, m.subject, _coding(part.code), start, table, **values))
+            return out
+        table, values = _value(m.valueQuantity, m.valueCodeableConcept, m.valueString)
+        return self.event(m, m.subject, _coding(m.code), start, table, **values)
+
+    def medication(self, m: Any) -> None:
+        code = _coding(m.code)
+        if code:
+            self.refs.medications[self.key] = code
+
+    def _drug(self, m: Any) -> tuple[str, str] | None:
+        if m.medicationCodeableConcept is not None:
+            return _coding(m.medicationCodeableConcept)
+        ref = m.medicationReference.reference if m.medicationReference else None
+        for contained in getattr(m, "contained", None) or []:
+            if ref == f"#{contained.id}" and contained.get_resource_type() == "Medication":
+                return _coding(contained.code)
+        return self.refs.medications.get(self.refs.resolve(ref) or "")
+
+    def medication_request(self, m: Any) -> SourceRecord:
+        validity = m.dispenseRequest.validityPeriod if m.dispenseRequest else None
+        start = _as_date(m.authoredOn) or (_as_date(validity.start) if validity else None)
+        qty = (
+            m.dispenseRequest.quantity.value
+            if m.dispenseRequest and m.dispenseRequest.quantity
+            else None
+        )
+        return self.event(
+            m,
+            m.subject,
+            self._drug(m),
+            start,
+            "drug_exposure",
+            end=_as_date(validity.end) if validity else None,
+            quantity=float(qty) if qty is not None else None,
+        )
+
+    def medication_statement(self, m: Any) -> SourceRecord:
+        start, end = _period(m.effectiveDateTime, m.effectivePeriod)
+        return self.event(
+            m, m.subject, self._drug(m), start or _as_date(m.dateAsserted), "drug_exposure", end=end
+        )
+
+    def medication_administration(self, m: Any) -> SourceRecord:
+        start, end = _period(m.effectiveDateTime, m.effectivePeriod)
+        route = _coding(m.dosage.route) if m.dosage and m.dosage.route else None
+        return self.event(
+            m,
+            m.subject,
+            self._drug(m),
+            start,
+            "drug_exposure",
+            end=end,
+            detail={"route": route[1]} if route else {},
+        )
+
+    def immunization(self, m: Any) -> SourceRecord:
+        return self.event(
+            m, m.patient, _coding(m.vaccineCode), _as_date(m.occurrenceDateTime), "drug_exposure"
+        )
+
+    def procedure(self, m: Any) -> SourceRecord:
+        start, end = _period(m.performedDateTime, m.performedPeriod)
+        return self.event(m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end)
+
+    def allergy(self, m: Any) -> SourceRecord:
+        start = _as_date(m.onsetDateTime) or _as_date(m.recordedDate)
+        return self.event(m, m.patient, _coding(m.code), start, "observation")
+
+    def diagnostic_report(self, m: Any) -> SourceRecord:
+        start, _ = _period(m.effectiveDateTime, m.effectivePeriod)
+        return self.event(
+            m,
+            m.subject,
+            _coding(m.code),
+            start or _as_date(m.issued),
+            "measurement",
+            text=m.conclusion,
+        )
+
+    def document(self, m: Any) -> SourceRecord:
+        attachment = m.content[0].attachment
+        if attachment.data is None:
+            return self.reject("fhir.note.no_text", "DocumentReference carries no inline text")
+        data = attachment.data
+        try:
+            text = (
+                data.decode("utf-8") if isinstance(data, bytes) else base64.b64decode(data).decode()
+            )
+        except (ValueError, UnicodeDecodeError):
+            return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
+        start, _ = _period(None, m.context.period if m.context else None)
+        code = _coding(m.type) or ("", "note")
+        return self.event(
+            m,
+            m.subject,
+            code,
+            _as_date(m.date) or start,
+            "note",
+            text=text,
+            detail={"title": attachment.title or m.description or ""},
+        )
+
+    def imaging_study(self, m: Any) -> SourceRecord:
+        uid = next((i.value for i in m.identifier or [] if i.system == "urn:dicom:uid"), None)
+        if uid is None:
+            return self.reject(
+                "fhir.imaging.no_uid", "ImagingStudy has no urn:dicom:uid identifier"
+            )
+        series = m.series[0] if m.series else None
+        modality = (series.modality if series else None) or (m.modality[0] if m.modality else None)
+        if modality is None:
+            return self.reject("fhir.imaging.no_modality", "ImagingStudy names no modality")
+        detail = {"study_uid": uid.removeprefix("urn:oid:")}
+        if series is not None:
+            detail["series_uid"] = series.uid
+        return self.event(
+            m,
+            m.subject,
+            (modality.system or "", modality.code),
+            _as_date(m.started),
+            "image_occurrence",
+            detail=detail,
+        )
+
+    def specimen(self, m: Any) -> SourceRecord:
+        collected = m.collection.collectedDateTime if m.collection else None
+        return self.event(
+            m,
+            m.subject,
+            _coding(m.type),
+            _as_date(collected) or _as_date(m.receivedTime),
+            "specimen",
+        )
 
 
-def _record(resource: object, raw: bytes, location: str, refs: _References, full_url=None):
-    if not isinstance(resource, dict) or "resourceType" not in resource:
-        return Rejected(None, location, "fhir.not_a_resource", "no resourceType", raw)
+def _value(quantity: Any, concept: Any, string: str | None) -> tuple[str, dict[str, Any]]:
+    """(default table, event fields) for an Observation's value[x]."""
+    if quantity is not None:
+        value = float(quantity.value) if quantity.value is not None else None
+        return "measurement", {"value": value, "unit": quantity.code or quantity.unit}
+    if concept is not None:
+        return "observation", {"value_code": _coding(concept)}
+    return "observation", {"text": string}
+
+
+_HANDLERS: dict[str, Callable[[_Converter, Any], Any]] = {
+    "Patient": _Converter.patient,
+    "Encounter": _Converter.encounter,
+    "Medication": _Converter.medication,
+    "Condition": _Converter.condition,
+    "Observation": _Converter.observation,
+    "MedicationRequest": _Converter.medication_request,
+    "MedicationStatement": _Converter.medication_statement,
+    "MedicationAdministration": _Converter.medication_administration,
+    "Immunization": _Converter.immunization,
+    "Procedure": _Converter.procedure,
+    "AllergyIntolerance": _Converter.allergy,
+    "DiagnosticReport": _Converter.diagnostic_report,
+    "DocumentReference": _Converter.document,
+    "ImagingStudy": _Converter.imaging_study,
+    "Specimen": _Converter.specimen,
+}
+
+
+def _records(
+    resource: object, raw: bytes, location: str, refs: References, full_url: str | None = None
+) -> list[SourceRecord]:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return [Rejected(None, location, "fhir.not_a_resource", "no resourceType", raw)]
+    kind = resource["resourceType"]
     try:
-        return _convert(resource, raw, location, refs, full_url)
+        key = refs.key_of(resource, full_url)
+        if kind not in _HANDLERS:
+            return [Rejected(key, location, "fhir.unsupported_type", f"{kind} is not read", raw)]
+        model = get_fhir_model_class(kind).model_validate(resource)
+        out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        message = f"{resource['resourceType']}.{where}: {first['msg']}"
-        return Rejected(resource.get("id"), location, "fhir.invalid", message, raw)
-    except (ValueError, TypeError) as exc:
-        return Rejected(resource.get("id"), location, "fhir.invalid", str(exc), raw)
+        message = f"{kind}.{where}: {first['msg']}"
+        return [Rejected(resource.get("id"), location, "fhir.invalid", message, raw)]
+    except (ValueError, TypeError, KeyError) as exc:
+        return [Rejected(resource.get("id"), location, "fhir.invalid", f"{kind}: {exc}", raw)]
+    if out is None:
+        return []
+    return out if isinstance(out, list) else [out]
 
 
 def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
-def read_ndjson(path: Path, refs: _References | None = None) -> Iterator[SourceRecord]:
-    """Yield one record per line of an NDJSON file (plain or gzip), never reading it whole."""
-    refs = refs or _References()
+def read_ndjson(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
+    """Yield the records of an NDJSON file (plain or gzip) line by line, never reading it whole."""
+    refs = refs or References()
     with _open(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -146,12 +410,12 @@ def read_ndjson(path: Path, refs: _References | None = None) -> Iterator[SourceR
             except orjson.JSONDecodeError as exc:
                 yield Rejected(None, location, "json.malformed", str(exc), line)
                 continue
-            yield _record(resource, line.rstrip(b"\n"), location, refs)
+            yield from _records(resource, line.rstrip(b"\r\n"), location, refs)
 
 
-def read_json(path: Path, refs: _References | None = None) -> Iterator[SourceRecord]:
+def read_json(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
     """Yield the records of a JSON file holding a Bundle or a single resource."""
-    refs = refs or _References()
+    refs = refs or References()
     with _open(path) as handle:
         data = handle.read()
     try:
@@ -160,21 +424,24 @@ def read_json(path: Path, refs: _References | None = None) -> Iterator[SourceRec
         yield Rejected(None, str(path), "json.malformed", str(exc), data)
         return
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
-        yield _record(document, data, str(path), refs)
+        yield from _records(document, data, str(path), refs)
         return
-    entries = [e for e in document.get("entry") or [] if isinstance(e, dict)]
-    resources = []
-    for index, entry in enumerate(entries):
-        resource = entry.get("resource")
-        location = f"{path}#entry[{index}]"
-        raw = orjson.dumps(resource)
-        if isinstance(resource, dict) and "resourceType" in resource:
+    yield from read_bundle(document, str(path), refs)
+
+
+def read_bundle(bundle: dict, source: str, refs: References) -> Iterator[SourceRecord]:
+    """Yield the records of a Bundle's entries, patients first, whatever the entry order."""
+    entries = []
+    for index, entry in enumerate(bundle.get("entry") or []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             with contextlib.suppress(ValueError):
-                refs.key_of(resource, entry.get("fullUrl"))
-        resources.append((resource, raw, location, entry.get("fullUrl")))
-    resources.sort(key=lambda r: _rank(r[0]))
-    for resource, raw, location, full_url in resources:
-        yield _record(resource, raw, location, refs, full_url)
+                refs.key_of(resource, full_url)
+        entries.append((resource, orjson.dumps(resource), f"{source}#entry[{index}]", full_url))
+    entries.sort(key=lambda e: _rank(e[0]))
+    for resource, raw, location, full_url in entries:
+        yield from _records(resource, raw, location, refs, full_url)
 
 
 def _rank(resource: object) -> int:
@@ -183,8 +450,8 @@ def _rank(resource: object) -> int:
 
 
 def read_path(path: Path) -> Iterator[SourceRecord]:
-    """Read a FHIR file or a folder of them; in a folder, Patients are read first."""
-    refs = _References()
+    """Read a FHIR file or a folder of them; in a folder, bulk files go in dependency order."""
+    refs = References()
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     files = [f for f in files if f.name.endswith((".json", ".ndjson", ".json.gz", ".ndjson.gz"))]
     files.sort(key=lambda f: (_file_rank(f), f.name))

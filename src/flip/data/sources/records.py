@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 
@@ -16,6 +16,7 @@ class SourcePerson:
     gender: str | None
     location: str
     raw: bytes
+    death_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,13 @@ class SourceVisit:
 
 @dataclass(frozen=True)
 class SourceEvent:
-    """A coded clinical fact: a diagnosis, a measurement or an observation.
+    """A clinical fact: a diagnosis, drug, procedure, measurement, observation, note or image.
 
     `default_table` is where it lands when its code maps to no standard concept;
-    a mapped code lands in the table of its concept's domain.
+    a mapped code lands in the table of its concept's domain (notes and imaging
+    studies always land in `note` and `image_occurrence`). `value_code` is a
+    coded value (system, code); `text` a note's text or a string value;
+    `detail` carries table-specific fields (title, study_uid, modality, route…).
     """
 
     key: str
@@ -50,6 +54,11 @@ class SourceEvent:
     value: float | None = None
     unit: str | None = None
     visit_key: str | None = None
+    end: date | None = None
+    value_code: tuple[str, str] | None = None
+    text: str | None = None
+    quantity: float | None = None
+    detail: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

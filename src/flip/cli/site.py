@@ -28,7 +28,12 @@ StoreOption = Annotated[
 
 class SourceKind(StrEnum):
     fhir = "fhir"
+    hl7v2 = "hl7v2"
     csv = "csv"
+
+
+class FeedKind(StrEnum):
+    hl7v2 = "hl7v2"
 
 
 @app.command()
@@ -140,3 +145,38 @@ def count(
         s.close()
     shown = f"<{released.threshold} (suppressed)" if released.suppressed else str(released.count)
     typer.echo(f"{definition.name}: {shown}")
+
+
+@app.command()
+def listen(
+    kind: Annotated[FeedKind, typer.Argument(help="The feed's protocol.")],
+    store: StoreOption = "store.duckdb",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (the site's own network).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
+    system: Annotated[str, typer.Option(help="Name of the feed, for provenance.")] = "hl7v2:mllp",
+) -> None:
+    """Receive HL7 v2 over MLLP: store each message whole, answer AA, or AE with the reason."""
+    import asyncio
+
+    from flip.data.cdm.store import open_store
+    from flip.data.ingest import Ingestor
+    from flip.data.sources.mllp import MllpListener
+    from flip.data.terminology import Vocabulary
+
+    with one_line_errors():
+        s = open_store(store)
+        s.create()
+        ingestor = Ingestor(s, Vocabulary.from_store(s), system)
+        ingestor.start(kind.value, f"mllp://{host}:{port}")
+        listener = MllpListener(ingestor, host, port)
+        typer.echo(f"listening for {kind.value} on {host}:{port} (Ctrl-C to stop)", err=True)
+        try:
+            asyncio.run(listener.serve())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            report = ingestor.finish()
+            s.close()
+    typer.echo(json.dumps(report.as_dict()))

@@ -2,7 +2,8 @@
 
 Each batch commits whole or not at all. A record's identity is (source system,
 record key): re-ingesting an unchanged record adds nothing, and a changed one
-replaces the rows it produced before.
+replaces the rows it produced before. A record whose patient has not been seen
+yet waits for the end of the run, so files and entries may come in any order.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from sqlalchemy import Connection, delete, func, insert, literal, select, union_
 from flip.data.cdm import schema
 from flip.data.cdm.rows import CdmRow, death_row, event_row, person_row, stable_id, visit_row
 from flip.data.cdm.store import Store, bulk_insert
-from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord, SourceVisit
+from flip.data.sources.records import (
+    Rejected,
+    SourceEvent,
+    SourceMerge,
+    SourcePerson,
+    SourceRecord,
+    SourceVisit,
+)
 from flip.data.terminology.vocabulary import Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem
 
@@ -54,27 +62,50 @@ class IngestReport:
         }
 
 
-def _batches(records: Iterable[SourceRecord], size: int) -> Iterator[list[SourceRecord]]:
+def batches(
+    records: Iterable[SourceRecord], size: int = BATCH_SIZE
+) -> Iterator[list[SourceRecord]]:
+    """Group records into lists of at most `size`."""
     it = iter(records)
     while batch := list(islice(it, size)):
         yield batch
 
 
 class _Batch:
-    """The rows, provenance and quarantine entries of one batch, before they are written."""
+    """The rows, provenance, merges and quarantine entries of one batch, before writing."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[CdmRow]] = {}
+        self.owners: dict[str, SourceRecord] = {}
         self.sources: dict[str, tuple[str, str]] = {}
+        self.merges: list[tuple[int, int]] = []
         self.quarantine: list[Rejected] = []
+        self.waiting = 0
 
     def add(self, record: SourcePerson | SourceVisit | SourceEvent, row: CdmRow) -> None:
-        self.rows.setdefault(record.key, []).append(row)
+        """Add a row of `record`; a later record with the same key replaces an earlier one."""
+        if self.owners.get(record.key) is not record:
+            self.owners[record.key] = record
+            self.rows[record.key] = []
+        self.rows[record.key].append(row)
         self.sources[record.key] = (record.location, hashlib.sha256(record.raw).hexdigest())
+
+    def person_ids(self) -> set[int]:
+        return {int(r.values["person_id"]) for rows in self.rows.values() for r in rows} | {
+            new for _, new in self.merges
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Ingestor:
-    """Writes records from one source system into a store."""
+    """Writes records from one source system into a store, in one ingest run.
+
+    `start()`, then `write()` batch by batch (each commits whole), then `finish()`;
+    `run()` does all three for an iterable of records.
+    """
 
     def __init__(self, store: Store, vocabulary: Vocabulary, source_system: str) -> None:
         self.store = store
@@ -83,19 +114,13 @@ class Ingestor:
         self.births: dict[str, date] = {}
         self.deferred: list[SourceRecord] = []
         self.today = datetime.now(UTC).date()
+        self.report: IngestReport | None = None
 
-    def run(
-        self,
-        records: Iterable[SourceRecord],
-        *,
-        kind: str,
-        uri: str,
-        progress: Callable[[int], None] | None = None,
-    ) -> IngestReport:
-        """Ingest every record; return the report. Bad records are quarantined, not fatal."""
-        started = datetime.now(UTC).replace(tzinfo=None)
+    def start(self, kind: str, uri: str) -> IngestReport:
+        """Open an ingest run."""
+        started = _now()
         run_id = stable_id(self.system, uri, started.isoformat())
-        report = IngestReport(run_id=run_id)
+        self.report = IngestReport(run_id=run_id)
         with self.store.begin() as conn:
             conn.execute(
                 insert(schema.ingest_run).values(
@@ -106,25 +131,38 @@ class Ingestor:
                     status="running",
                 )
             )
-        status = "failed"
+        return self.report
+
+    def write(self, records: list[SourceRecord], *, final: bool = False) -> list[Rejected]:
+        """Commit one batch whole; return what it quarantined.
+
+        A record whose patient is unknown waits for `finish()` unless `final` is set,
+        in which case it is a dangling reference.
+        """
+        report = self._require_run()
+        batch = self._convert(records, report, final)
+        self._write(batch, report)
+        report.read += len(records) - batch.waiting
+        return batch.quarantine
+
+    def finish(self, status: str = "completed") -> IngestReport:
+        """Resolve waiting records, then close the run with its counts."""
+        report = self._require_run()
         try:
-            for batch in _batches(records, BATCH_SIZE):
-                self._write(self._convert(batch, report, final=False), run_id, report)
+            waiting, self.deferred = self.deferred, []
+            for batch in batches(waiting):
+                self._write(self._convert(batch, report, final=True), report)
                 report.read += len(batch)
-                if progress:
-                    progress(len(batch))
-            for batch in _batches(self.deferred, BATCH_SIZE):
-                self._write(self._convert(batch, report, final=True), run_id, report)
-            with self.store.begin() as conn:
-                _rebuild_observation_periods(conn)
-            status = "completed"
+        except BaseException:
+            status = "failed"
+            raise
         finally:
             with self.store.begin() as conn:
                 conn.execute(
                     update(schema.ingest_run)
-                    .where(schema.ingest_run.c.ingest_run_id == run_id)
+                    .where(schema.ingest_run.c.ingest_run_id == report.run_id)
                     .values(
-                        finished_at=datetime.now(UTC).replace(tzinfo=None),
+                        finished_at=_now(),
                         status=status,
                         records_read=report.read,
                         records_loaded=report.loaded,
@@ -134,24 +172,43 @@ class Ingestor:
                 )
         return report
 
-    def _convert(self, batch: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
-        """Rows of a batch. A record whose patient is not known yet waits for the end of the
-        run (`final=False`); at the end (`final=True`) it is a dangling reference."""
+    def run(
+        self,
+        records: Iterable[SourceRecord],
+        *,
+        kind: str,
+        uri: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every record; return the report. Bad records are quarantined, not fatal."""
+        self.start(kind, uri)
+        try:
+            for batch in batches(records):
+                self.write(batch)
+                if progress:
+                    progress(len(batch))
+        except BaseException:
+            self.finish("failed")
+            raise
+        return self.finish()
+
+    def _require_run(self) -> IngestReport:
+        if self.report is None:
+            raise RuntimeError("call start() before write() or finish()")
+        return self.report
+
+    def _convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
         out = _Batch()
-        missing = {
-            r.person_key
-            for r in batch
-            if isinstance(r, SourceEvent | SourceVisit) and r.person_key not in self.births
-        } - {r.key for r in batch if isinstance(r, SourcePerson)}
-        if missing:
-            self._load_births(missing)
-        for record in batch:
-            if (
-                not final
-                and isinstance(record, SourceEvent | SourceVisit)
-                and record.person_key not in self.births
-            ):
+        persons = {r.key for r in records if isinstance(r, SourcePerson)}
+        wanted = {_person_key(r) for r in records} - persons - set(self.births) - {None}
+        if wanted:
+            self._load_births(wanted)
+        people_first = sorted(records, key=lambda r: not isinstance(r, SourcePerson))
+        for record in people_first:
+            key = _person_key(record)
+            if not final and key is not None and key not in self.births and key not in persons:
                 self.deferred.append(record)
+                out.waiting += 1
                 continue
             problem = self._convert_one(record, out, report)
             if problem is not None:
@@ -164,26 +221,26 @@ class Ingestor:
         if isinstance(record, Rejected):
             return record
         if isinstance(record, SourcePerson):
-            problem = birth_problem(record.birth_date, self.today)
-            if problem:
-                return Rejected(record.key, record.location, *problem, record.raw)
-            assert record.birth_date is not None
-            self.births[record.key] = record.birth_date
-            out.add(record, person_row(self.system, record))
-            if record.death_date is not None:
-                problem = date_problem(record.death_date, record.birth_date, self.today)
-                if problem:
-                    return Rejected(record.key, record.location, *problem, record.raw)
-                out.add(record, death_row(self.system, record))
-            return None
+            return self._person(record, out)
         birth = self.births.get(record.person_key)
         if birth is None:
             message = f"refers to {record.person_key}, which is not in this source"
             return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+        person_id = stable_id(self.system, "person", record.person_key)
+        if isinstance(record, SourceMerge):
+            if record.old_person_key not in self.births:
+                self._load_births({record.old_person_key})
+            if record.old_person_key not in self.births:
+                message = f"merges {record.old_person_key}, which is not in this source"
+                return Rejected(
+                    record.key, record.location, "reference.dangling", message, record.raw
+                )
+            out.merges.append((stable_id(self.system, "person", record.old_person_key), person_id))
+            self.births.pop(record.old_person_key)
+            return None
         problem = date_problem(record.start, birth, self.today)
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
-        person_id = stable_id(self.system, "person", record.person_key)
         if isinstance(record, SourceVisit):
             out.add(record, visit_row(self.system, record, person_id))
             return None
@@ -193,27 +250,41 @@ class Ingestor:
         out.add(record, row)
         return None
 
+    def _person(self, record: SourcePerson, out: _Batch) -> Rejected | None:
+        problem = birth_problem(record.birth_date, self.today)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
+        assert record.birth_date is not None
+        if record.death_date is not None:
+            problem = date_problem(record.death_date, record.birth_date, self.today)
+            if problem:
+                return Rejected(record.key, record.location, *problem, record.raw)
+        self.births[record.key] = record.birth_date
+        out.add(record, person_row(self.system, record))
+        if record.death_date is not None:
+            out.add(record, death_row(self.system, record))
+        return None
+
     def _load_births(self, keys: set[str]) -> None:
         ids = {stable_id(self.system, "person", k): k for k in keys}
         person = schema.person
+        columns = (
+            person.c.person_id,
+            person.c.year_of_birth,
+            person.c.month_of_birth,
+            person.c.day_of_birth,
+        )
         with self.store.connect() as conn:
-            found = conn.execute(
-                select(
-                    person.c.person_id,
-                    person.c.year_of_birth,
-                    person.c.month_of_birth,
-                    person.c.day_of_birth,
-                ).where(person.c.person_id.in_(list(ids)))
-            )
+            found = conn.execute(select(*columns).where(person.c.person_id.in_(list(ids))))
             for pid, year, month, day in found:
                 self.births[ids[pid]] = date(year, month or 1, day or 1)
 
-    def _write(self, batch: _Batch, run_id: int, report: IngestReport) -> None:
+    def _write(self, batch: _Batch, report: IngestReport) -> None:
         provenance = schema.source_record
         with self.store.begin() as conn:
             existing: dict[str, list[tuple[str, int, str]]] = {}
             keys = list(batch.rows)
-            for chunk in range(0, len(keys), 1000):
+            for start in range(0, len(keys), 1000):
                 for key, table, cdm_id, digest in conn.execute(
                     select(
                         provenance.c.record_key,
@@ -222,7 +293,7 @@ class Ingestor:
                         provenance.c.content_hash,
                     )
                     .where(provenance.c.source_system == self.system)
-                    .where(provenance.c.record_key.in_(keys[chunk : chunk + 1000]))
+                    .where(provenance.c.record_key.in_(keys[start : start + 1000]))
                 ):
                     existing.setdefault(key, []).append((table, cdm_id, digest))
             inserts: dict[str, list[dict[str, object]]] = {}
@@ -245,7 +316,7 @@ class Ingestor:
                             "record_key": key,
                             "location": location,
                             "content_hash": digest,
-                            "ingest_run_id": run_id,
+                            "ingest_run_id": report.run_id,
                         }
                     )
                     report.rows[row.table] += 1
@@ -253,18 +324,19 @@ class Ingestor:
             for table, values in inserts.items():
                 bulk_insert(conn, schema.metadata.tables[table], values)
             bulk_insert(conn, provenance, links)
-            self._quarantine(conn, batch.quarantine, run_id, report)
+            for old_id, new_id in batch.merges:
+                _merge_person(conn, old_id, new_id)
+                report.loaded += 1
+            self._quarantine(conn, batch.quarantine, report)
+            _rebuild_observation_periods(conn, batch.person_ids())
 
-    def _quarantine(
-        self, conn: Connection, rejected: list[Rejected], run_id: int, report: IngestReport
-    ) -> None:
+    def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
         for r in rejected:
-            qid = stable_id(self.system, r.location, r.rule)
             rows.append(
                 {
-                    "quarantine_id": qid,
-                    "ingest_run_id": run_id,
+                    "quarantine_id": stable_id(self.system, r.location, r.rule, r.key or ""),
+                    "ingest_run_id": report.run_id,
                     "source_system": self.system,
                     "location": r.location,
                     "record_key": r.key,
@@ -277,10 +349,13 @@ class Ingestor:
         report.quarantined += len(rows)
         if rows:
             table = schema.quarantine
-            conn.execute(
-                delete(table).where(table.c.quarantine_id.in_([r["quarantine_id"] for r in rows]))
-            )
+            ids = [r["quarantine_id"] for r in rows]
+            conn.execute(delete(table).where(table.c.quarantine_id.in_(ids)))
             bulk_insert(conn, table, rows)
+
+
+def _person_key(record: SourceRecord) -> str | None:
+    return None if isinstance(record, SourcePerson | Rejected) else record.person_key
 
 
 def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
@@ -291,37 +366,67 @@ def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
     conn.execute(delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id))
 
 
-def _rebuild_observation_periods(conn: Connection) -> None:
-    """One observation period per person, from the first to the last dated record."""
-    s = schema
-    dated = union_all(
-        select(s.visit_occurrence.c.person_id, s.visit_occurrence.c.visit_start_date.label("d")),
-        select(s.visit_occurrence.c.person_id, s.visit_occurrence.c.visit_end_date),
-        select(s.condition_occurrence.c.person_id, s.condition_occurrence.c.condition_start_date),
-        select(s.measurement.c.person_id, s.measurement.c.measurement_date),
-        select(s.observation.c.person_id, s.observation.c.observation_date),
-    ).subquery()
-    periods = select(
-        dated.c.person_id,
-        dated.c.person_id,
-        func.min(dated.c.d),
-        func.max(dated.c.d),
-        literal(32817),
-    ).group_by(dated.c.person_id)
-    op = s.observation_period
-    conn.execute(delete(op))
+def _merge_person(conn: Connection, old_id: int, new_id: int) -> None:
+    """Move every row of person `old_id` to `new_id`, then remove the old person."""
+    for name in schema.CLINICAL_TABLES:
+        table = schema.metadata.tables[name]
+        if name in ("person", "death", "observation_period") or "person_id" not in table.c:
+            continue
+        conn.execute(update(table).where(table.c.person_id == old_id).values(person_id=new_id))
+    for name in ("person", "death", "observation_period"):
+        table = schema.metadata.tables[name]
+        conn.execute(delete(table).where(table.c.person_id == old_id))
+    source = schema.source_record
     conn.execute(
-        insert(op).from_select(
-            [
-                "observation_period_id",
-                "person_id",
-                "observation_period_start_date",
-                "observation_period_end_date",
-                "period_type_concept_id",
-            ],
-            periods,
-        )
+        delete(source).where(source.c.cdm_table.in_(("person", "death")), source.c.cdm_id == old_id)
     )
+
+
+def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:
+    """One observation period per person, from their first to their last dated record."""
+    if not person_ids:
+        return
+    s = schema
+    dated = []
+    for name in (
+        "visit_occurrence",
+        "condition_occurrence",
+        "drug_exposure",
+        "procedure_occurrence",
+        "measurement",
+        "observation",
+    ):
+        table = s.metadata.tables[name]
+        date_column = table.c[s.EVENT_COLUMNS[name].date]
+        dated.append(select(table.c.person_id, date_column.label("d")))
+    events = union_all(*dated).subquery()
+    op = s.observation_period
+    for start in range(0, len(ids := sorted(person_ids)), 1000):
+        chunk = ids[start : start + 1000]
+        conn.execute(delete(op).where(op.c.person_id.in_(chunk)))
+        periods = (
+            select(
+                events.c.person_id,
+                events.c.person_id,
+                func.min(events.c.d),
+                func.max(events.c.d),
+                literal(32817),
+            )
+            .where(events.c.person_id.in_(chunk))
+            .group_by(events.c.person_id)
+        )
+        conn.execute(
+            insert(op).from_select(
+                [
+                    "observation_period_id",
+                    "person_id",
+                    "observation_period_start_date",
+                    "observation_period_end_date",
+                    "period_type_concept_id",
+                ],
+                periods,
+            )
+        )
 
 
 def ingest_path(
@@ -333,22 +438,23 @@ def ingest_path(
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Ingest a FHIR file or folder (`kind="fhir"`) or a CSV extract (`kind="csv"`).
+    """Ingest FHIR (`fhir`), HL7 v2 (`hl7v2`) files or a CSV extract (`csv`) from `path`.
 
     `source_system` names the source for provenance and record identity; it
-    defaults to the kind and the folder name, so moving a folder keeps identities.
+    defaults to the kind and the file or folder name, so moving files keeps identities.
     """
-    from flip.data.sources import fhir, tabular
+    from flip.data.sources import fhir, hl7v2, tabular
 
     vocabulary = Vocabulary.from_store(store)
-    if kind == "fhir":
-        return Ingestor(store, vocabulary, source_system or f"fhir:{path.name}").run(
-            fhir.read_path(path), kind=kind, uri=str(path), progress=progress
-        )
+    if kind in ("fhir", "hl7v2"):
+        reader = fhir.read_path if kind == "fhir" else hl7v2.read_path
+        ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
+        return ingestor.run(reader(path), kind=kind, uri=str(path), progress=progress)
     if kind == "csv":
         spec = tabular.CsvMapping.load(mapping or path / "mapping.yaml")
         vocabulary = vocabulary.with_local_codes(spec.local_codes)
-        return Ingestor(store, vocabulary, source_system or f"csv:{spec.source}").run(
+        ingestor = Ingestor(store, vocabulary, source_system or f"csv:{spec.source}")
+        return ingestor.run(
             tabular.read_extract(path, spec), kind=kind, uri=str(path), progress=progress
         )
-    raise ValueError(f"unknown source kind {kind!r}: expected fhir or csv")
+    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2 or csv")

@@ -9,7 +9,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Float,
+    Double,
     Integer,
     LargeBinary,
     MetaData,
@@ -48,7 +48,7 @@ def _datetime(name: str) -> Column:
 
 
 def _number(name: str) -> Column:
-    return Column(name, Float)
+    return Column(name, Double)
 
 
 def _int(name: str) -> Column:
@@ -142,11 +142,11 @@ measurement = Table(
     Column("measurement_time", String(10)),
     _concept("measurement_type_concept_id", required=True),
     _concept("operator_concept_id"),
-    Column("value_as_number", Float),
+    Column("value_as_number", Double),
     _concept("value_as_concept_id"),
     _concept("unit_concept_id"),
-    Column("range_low", Float),
-    Column("range_high", Float),
+    Column("range_low", Double),
+    Column("range_high", Double),
     _id("provider_id"),
     _id("visit_occurrence_id"),
     _id("visit_detail_id"),
@@ -168,7 +168,7 @@ observation = Table(
     Column("observation_date", Date, nullable=False),
     Column("observation_datetime", DateTime),
     _concept("observation_type_concept_id", required=True),
-    Column("value_as_number", Float),
+    Column("value_as_number", Double),
     Column("value_as_string", String(60)),
     _concept("value_as_concept_id"),
     _concept("qualifier_concept_id"),
@@ -483,7 +483,7 @@ dose_era = Table(
     _id("person_id", required=True),
     _concept("drug_concept_id", required=True),
     _concept("unit_concept_id", required=True),
-    Column("dose_value", Float, nullable=False),
+    Column("dose_value", Double, nullable=False),
     _date("dose_era_start_date", required=True),
     _date("dose_era_end_date", required=True),
 )

@@ -1,5 +1,19 @@
 """Connectors: each reads one kind of source into neutral records for the CDM writer."""
 
-from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord, SourceVisit
+from flip.data.sources.records import (
+    Rejected,
+    SourceEvent,
+    SourceMerge,
+    SourcePerson,
+    SourceRecord,
+    SourceVisit,
+)
 
-__all__ = ["Rejected", "SourceEvent", "SourcePerson", "SourceRecord", "SourceVisit"]
+__all__ = [
+    "Rejected",
+    "SourceEvent",
+    "SourceMerge",
+    "SourcePerson",
+    "SourceRecord",
+    "SourceVisit",
+]

@@ -62,6 +62,17 @@ class SourceEvent:
 
 
 @dataclass(frozen=True)
+class SourceMerge:
+    """Two records of one patient: everything filed under `old_person_key` moves to `person_key`."""
+
+    key: str
+    person_key: str
+    old_person_key: str
+    location: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
 class Rejected:
     """A record that could not be read, with the rule it broke."""
 
@@ -72,4 +83,4 @@ class Rejected:
     raw: bytes
 
 
-SourceRecord = SourcePerson | SourceVisit | SourceEvent | Rejected
+SourceRecord = SourcePerson | SourceVisit | SourceEvent | SourceMerge | Rejected

@@ -1,0 +1,140 @@
+"""HL7 v2 ADT and ORU from files (any line ending, MLLP-framed) and over a real MLLP socket."""
+
+import asyncio
+import socket
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from flip.data.cdm import schema
+from flip.data.ingest import Ingestor, ingest_path
+from flip.data.sources.hl7v2 import split_messages
+from flip.data.sources.mllp import MllpListener, frame
+from flip.data.terminology import Vocabulary
+
+A01 = (
+    "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101083000||ADT^A01|C1|P|2.5",
+    "EVN|A01|20200101083000",
+    "PID|1||1001^^^HOSP^MR||Doe^Jane||19500304|F",
+    "PV1|1|I|WARD1||||||||||||||||V1|||||||||||||||||||||||||20200101083000",
+    "DG1|1||I21.9^Acute MI^I10||20200101",
+)
+A03 = (
+    "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200105100000||ADT^A03|C2|P|2.5",
+    "PID|1||1001^^^HOSP^MR||Doe^Jane||19500304|F",
+    "PV1|1|I|WARD1||||||||||||||||V1|||||||||||||||||||||||||20200101083000|20200105100000",
+)
+A04_OTHER = (
+    "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200102090000||ADT^A04|C3|P|2.5",
+    "PID|1||2002^^^HOSP^MR||Doe^J||19500304|F",
+    "PV1|1|O|CLINIC||||||||||||||||V2|||||||||||||||||||||||||20200102090000",
+)
+ORU = (
+    "MSH|^~\\&|LAB|HOSP|FLIP|SITE|20200102120000||ORU^R01|C4|P|2.5",
+    "PID|1||2002^^^HOSP^MR||Doe^J||19500304|F",
+    "OBR|1||ACC9|24331-1^Lipid panel^LN|||20200102",
+    "OBX|1|NM|2093-3^Cholesterol^LN||5.9|mmol/L|||||F",
+    "OBX|2|CE|72166-2^Smoking^LN||77176002^Smoker^SCT||||||F",
+)
+A40 = (
+    "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200103090000||ADT^A40|C5|P|2.5",
+    "PID|1||1001^^^HOSP^MR||Doe^Jane||19500304|F",
+    "MRG|2002^^^HOSP^MR",
+)
+OUT_OF_ORDER = (
+    "MSH|^~\\&|LAB|HOSP|FLIP|SITE|20200102120000||ORU^R01|C6|P|2.5",
+    "OBX|1|NM|2093-3^Cholesterol^LN||5.9|mmol/L|||||F",
+    "PID|1||3003^^^HOSP^MR||Roe^R||19600101|M",
+)
+NOT_NUMERIC = (
+    "MSH|^~\\&|LAB|HOSP|FLIP|SITE|20200102120000||ORU^R01|C7|P|2.5",
+    "PID|1||3003^^^HOSP^MR||Roe^R||19600101|M",
+    "OBR|1||ACC10|2093-3^Cholesterol^LN",
+    "OBX|1|NM|2093-3^Cholesterol^LN||high|mmol/L|||||F",
+)
+
+
+def _file(tmp_path, messages, separator: str, mllp: bool = False):
+    body = b""
+    for message in messages:
+        text = separator.join(message) + separator
+        body += frame(text) if mllp else text.encode()
+    path = tmp_path / "feed.hl7"
+    path.write_bytes(body)
+    return path
+
+
+def _rows(store, table):
+    with store.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(schema.metadata.tables[table]))]
+
+
+@pytest.mark.parametrize("separator", ["\r", "\n", "\r\n"])
+def test_split_handles_every_line_ending(separator):
+    data = b"".join((separator.join(m) + separator).encode() for m in (A01, ORU))
+    messages = [m for _, m in split_messages(data)]
+    assert len(messages) == 2 and all(
+        m.count(b"\r") == len(src) - 1 for m, src in zip(messages, (A01, ORU), strict=True)
+    )
+
+
+def test_adt_and_oru_land_in_the_cdm_and_a40_merges(store, tmp_path):
+    path = _file(tmp_path, [A01, A03, A04_OTHER, ORU], "\n")
+    report = ingest_path(store, "hl7v2", path)
+    assert report.quarantined == 0, report.rules
+    assert len(_rows(store, "person")) == 2
+    visits = {r["visit_source_value"]: r for r in _rows(store, "visit_occurrence")}
+    assert visits["IMP"]["visit_concept_id"] == 9201
+    assert visits["IMP"]["visit_end_date"].isoformat() == "2020-01-05"
+    (mi,) = _rows(store, "condition_occurrence")
+    assert mi["condition_concept_id"] == 4329847 and mi["condition_source_value"] == "I21.9"
+    (chol,) = _rows(store, "measurement")
+    assert chol["measurement_concept_id"] == 3027114 and chol["value_as_number"] == 5.9
+    (smoking,) = _rows(store, "observation")
+    assert smoking["value_as_concept_id"] == 4298794
+
+    merge = _file(tmp_path, [A40], "\r", mllp=True)
+    assert ingest_path(store, "hl7v2", merge, source_system="hl7v2:feed.hl7").quarantined == 0
+    (person,) = _rows(store, "person")
+    assert {
+        r["person_id"] for r in _rows(store, "measurement") + _rows(store, "visit_occurrence")
+    } == {person["person_id"]}
+    assert person["person_source_value"] == "1001"
+
+
+def test_rule_breaking_messages_are_quarantined_whole(store, tmp_path):
+    path = _file(tmp_path, [OUT_OF_ORDER, NOT_NUMERIC, A01], "\r\n")
+    report = ingest_path(store, "hl7v2", path)
+    assert report.rules == {"hl7.segment_order": 1, "hl7.obx.value_not_numeric": 1}
+    assert [r["person_source_value"] for r in _rows(store, "person")] == ["1001"]
+    with store.connect() as conn:
+        raw = conn.execute(select(schema.quarantine.c.raw)).scalars().all()
+    assert any(b"OBX|1|NM|2093-3^Cholesterol^LN||high" in r for r in raw)
+
+
+def test_mllp_listener_acks_each_message(store):
+    ingestor = Ingestor(store, Vocabulary.from_store(store), "hl7v2:mllp")
+    ingestor.start("hl7v2", "mllp://127.0.0.1")
+    listener = MllpListener(ingestor, port=0)
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(listener.serve(ready),), daemon=True
+    )
+    thread.start()
+    assert ready.wait(10)
+    acks = []
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        for message in (A01, NOT_NUMERIC):
+            sock.sendall(frame("\r".join(message) + "\r"))
+            acks.append(sock.recv(4096))
+    loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+    thread.join(timeout=5)
+    report = ingestor.finish()
+    assert (
+        acks[0].startswith(b"\x0bMSH|") and b"MSA|AA|C1" in acks[0] and acks[0].endswith(b"\x1c\r")
+    )
+    assert b"MSA|AE|C7|hl7.obx.value_not_numeric" in acks[1]
+    assert report.loaded > 0 and report.quarantined == 1
+    assert len(_rows(store, "person")) == 1

@@ -180,3 +180,74 @@ def listen(
             report = ingestor.finish()
             s.close()
     typer.echo(json.dumps(report.as_dict()))
+
+
+vocab_app = typer.Typer(
+    help="Vocabularies: load Athena or SNOMED CT releases, explain mappings.", no_args_is_help=True
+)
+app.add_typer(vocab_app, name="vocab")
+
+
+class VocabularyFormat(StrEnum):
+    athena = "athena"
+    snomed = "snomed"
+
+
+@vocab_app.command("load")
+def vocab_load(
+    kind: Annotated[
+        VocabularyFormat,
+        typer.Argument(help="athena: an Athena download; snomed: an RF2 snapshot."),
+    ],
+    folder: Annotated[
+        Path, typer.Argument(help="The unzipped release.", exists=True, file_okay=False)
+    ],
+    store: StoreOption = "store.duckdb",
+) -> None:
+    """Load a vocabulary release the site licenses; reloading replaces rows, never duplicates."""
+    from flip.data.cdm.store import open_store
+    from flip.data.terminology.athena import load_athena
+    from flip.data.terminology.snomed import load_rf2
+
+    with one_line_errors():
+        s = open_store(store)
+        s.create()
+        counts = (load_athena if kind is VocabularyFormat.athena else load_rf2)(s, folder)
+        s.close()
+    for table, n in counts.items():
+        typer.echo(f"{table}: {n} rows")
+
+
+@vocab_app.command("map")
+def vocab_map(
+    code: Annotated[str, typer.Argument(help="The source code, e.g. I21.9 or 8480-6.")],
+    system: Annotated[
+        str, typer.Option(help="Code system URI, e.g. http://hl7.org/fhir/sid/icd-10.")
+    ],
+    store: StoreOption = "store.duckdb",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show how a code maps to a standard concept, into which CDM table, and why."""
+    from flip.data.cdm.store import open_store
+    from flip.data.terminology.explain import explain
+
+    with one_line_errors():
+        s = open_store(store, read_only=store.endswith(".duckdb"))
+        result = explain(s, system, code)
+        s.close()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    source, target = result["source_concept"], result["standard_concept"]
+    typer.echo(f"{system} {code} ({result['vocabulary_id'] or 'unknown system'})")
+    if source:
+        typer.echo(f"  source concept  {source['concept_id']} {source['concept_name']}")
+    if target:
+        standard = f"{target['concept_id']} {target['concept_name']} [{target['domain_id']}]"
+        typer.echo(f"  standard        {standard}")
+        typer.echo(f"  lands in        {result['cdm_table'] or '(no event table for this domain)'}")
+    else:
+        typer.echo("  standard        none: rows keep the source value with concept_id 0")
+    typer.echo(f"  why             {result['reason']}")
+    if not target:
+        raise typer.Exit(1)

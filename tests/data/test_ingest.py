@@ -64,7 +64,7 @@ def test_reingest_adds_nothing_and_a_changed_record_updates(store, exported):
     path = folder / "Observation.ndjson"
     lines = path.read_bytes().splitlines()
     changed = orjson.loads(lines[0])
-    changed["valueQuantity"]["value"] = 999.0
+    changed["valueQuantity"]["value"] = 177.7
     lines[0] = orjson.dumps(changed)
     path.write_bytes(b"\n".join(lines) + b"\n")
     third = ingest_path(store, "fhir", folder)
@@ -73,13 +73,13 @@ def test_reingest_adds_nothing_and_a_changed_record_updates(store, exported):
         values = (
             conn.execute(
                 select(schema.measurement.c.value_as_number).where(
-                    schema.measurement.c.value_as_number == 999.0
+                    schema.measurement.c.value_as_number == 177.7
                 )
             )
             .scalars()
             .all()
         )
-    assert values == [999.0]
+    assert values == [177.7]
     assert before["measurement"] == _count(store, schema.measurement)
 
 
@@ -124,3 +124,17 @@ def test_non_utf8_csv_line_is_quarantined(store, exported):
     report = ingest_path(store, "csv", folder)
     assert report.rules == {"csv.encoding": 1}
     assert report.loaded == report.read - 1
+
+
+def test_implausible_values_and_wrong_units_are_quarantined(store, exported):
+    _, patients, folder = exported("fhir-ndjson", n=5)
+    obs = folder / "Observation.ndjson"
+    lines = obs.read_bytes().splitlines()
+    first = orjson.loads(lines[0])
+    assert first["code"]["coding"][0]["code"] == "8480-6"
+    huge = dict(first, id="huge", valueQuantity={"value": 1200, "code": "mm[Hg]"})
+    wrong_unit = dict(first, id="unit", valueQuantity={"value": 120, "code": "kPa"})
+    obs.write_bytes(b"\n".join([*lines, orjson.dumps(huge), orjson.dumps(wrong_unit)]) + b"\n")
+    report = ingest_path(store, "fhir", folder)
+    assert report.rules == {"plausibility.value_range": 1, "plausibility.unit_mismatch": 1}
+    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)

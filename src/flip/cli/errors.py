@@ -7,15 +7,21 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 err = Console(stderr=True)
 
 
 @contextmanager
 def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
-    """Print `error: …` and exit 1 on any of `expected` (plus OSError and ValueError)."""
+    """Print `error: …` (one line) and exit 1 on `expected`, OS, value and database errors."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flip.data.cdm.store import StoreError
+
     try:
         yield
-    except (*expected, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    except (*expected, OSError, ValueError, StoreError, SQLAlchemyError) as exc:
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err.print(Text.assemble(("error:", "red"), f" {line}"), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

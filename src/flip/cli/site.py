@@ -26,6 +26,19 @@ StoreOption = Annotated[
 ]
 
 
+def _existing(store: str):
+    """Open a store that must already exist at FLIP's schema version, for reading."""
+    from flip.data.cdm.store import open_store
+
+    if "://" not in store and not Path(store).exists():
+        raise FileNotFoundError(
+            f"no store at {store}: create it with `flip site init --store {store}`"
+        )
+    s = open_store(store, read_only=store.endswith(".duckdb"))
+    s.check()
+    return s
+
+
 class SourceKind(StrEnum):
     fhir = "fhir"
     hl7v2 = "hl7v2"
@@ -135,12 +148,11 @@ def count(
     min_cell: Annotated[int, typer.Option(help="Suppress counts between 1 and this.")] = 10,
 ) -> None:
     """Count a cohort in the store, as the site would release it (small counts suppressed)."""
-    from flip.data.cdm.store import open_store
     from flip.data.cohort import CohortDefinition, count_cohort, suppress
 
     with one_line_errors():
         definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
-        s = open_store(store, read_only=store.endswith(".duckdb"))
+        s = _existing(store)
         released = suppress(count_cohort(s, definition), min_cell)
         s.close()
     shown = f"<{released.threshold} (suppressed)" if released.suppressed else str(released.count)
@@ -228,11 +240,10 @@ def vocab_map(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show how a code maps to a standard concept, into which CDM table, and why."""
-    from flip.data.cdm.store import open_store
     from flip.data.terminology.explain import explain
 
     with one_line_errors():
-        s = open_store(store, read_only=store.endswith(".duckdb"))
+        s = _existing(store)
         result = explain(s, system, code)
         s.close()
     if as_json:
@@ -251,3 +262,60 @@ def vocab_map(
     typer.echo(f"  why             {result['reason']}")
     if not target:
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    store: StoreOption = "store.duckdb",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML file.")
+    ] = None,
+) -> None:
+    """Rows per CDM table, quarantined records by rule, unmapped codes and quality checks."""
+    from flip.data.validate.report import build_report, render_html
+
+    with one_line_errors():
+        s = _existing(store)
+        data = build_report(s)
+        s.close()
+        if html_path is not None:
+            html_path.write_text(render_html(data), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+        return
+    _print_site_report(data)
+    if html_path is not None:
+        typer.echo(f"wrote {html_path}")
+
+
+def _print_site_report(data: dict) -> None:
+    console = Console()
+    tables = Table(title="Rows per CDM table")
+    tables.add_column("table")
+    tables.add_column("rows", justify="right")
+    for name, n in data["tables"].items():
+        if n:
+            tables.add_row(name, str(n))
+    console.print(tables)
+    checks = Table(title="Quality checks (OHDSI DQD style)")
+    for column in ("check", "failed", "checked", "status"):
+        checks.add_column(column, justify="left" if column == "check" else "right")
+    for c in data["checks"]:
+        colour = "green" if c["status"] == "PASS" else "red"
+        checks.add_row(c["name"], str(c["failed"]), str(c["total"]), f"[{colour}]{c['status']}")
+    console.print(checks)
+    if data["quarantine"]["by_rule"]:
+        rules = Table(title=f"Quarantine ({data['quarantine']['total']} records)")
+        rules.add_column("rule")
+        rules.add_column("records", justify="right")
+        for rule, n in sorted(data["quarantine"]["by_rule"].items()):
+            rules.add_row(rule, str(n))
+        console.print(rules)
+    if data["unmapped"]:
+        codes = Table(title="Unmapped codes (concept_id 0)")
+        for column in ("table", "source value", "rows"):
+            codes.add_column(column, justify="right" if column == "rows" else "left")
+        for u in data["unmapped"]:
+            codes.add_row(u["table"], str(u["source_value"]), str(u["rows"]))
+        console.print(codes)

@@ -30,7 +30,7 @@ from flip.data.sources.records import (
     SourceVisit,
 )
 from flip.data.terminology.vocabulary import Vocabulary
-from flip.data.validate.plausibility import birth_problem, date_problem
+from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
 
 BATCH_SIZE = 5000
 
@@ -245,6 +245,12 @@ class Ingestor:
             out.add(record, visit_row(self.system, record, person_id))
             return None
         row, mapped = event_row(self.system, record, person_id, self.vocab)
+        if row.table == "measurement":
+            problem = value_problem(
+                int(row.values["measurement_concept_id"]), record.value, record.unit
+            )
+            if problem:
+                return Rejected(record.key, record.location, *problem, record.raw)
         if not mapped:
             report.unmapped[f"{record.system}|{record.code}"] += 1
         out.add(record, row)

@@ -729,6 +729,16 @@ source_record = Table(
     _id("ingest_run_id"),
 )
 
+#: FLIP's store schema version; `Store.create()` migrates older stores up to it.
+SCHEMA_VERSION = 2
+
+flip_schema = Table(
+    "flip_schema",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("migrated_at", DateTime, nullable=False),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,

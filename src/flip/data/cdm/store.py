@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, create_engine, func, insert, select
+from sqlalchemy import Connection, Engine, Table, create_engine, func, insert, inspect, select
 from sqlalchemy.pool import NullPool
 
-from flip.data.cdm.schema import concept, metadata
+from flip.data.cdm.schema import SCHEMA_VERSION, concept, flip_schema, metadata
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as it is; the message says what to do."""
 
 
 def store_url(location: str | Path) -> str:
@@ -47,14 +52,36 @@ class Store:
         return conn.execution_options(schema_translate_map={None: self.schema})
 
     def create(self) -> None:
-        """Create every table that does not exist yet, and the starter vocabulary if empty."""
+        """Create or migrate the schema to SCHEMA_VERSION; load the starter vocabulary if empty."""
         from flip.data.terminology.athena import load_athena, starter_folder
 
         with self.begin() as conn:
             metadata.create_all(conn)
+            if self._version(conn) < SCHEMA_VERSION:
+                conn.execute(flip_schema.delete())
+                conn.execute(
+                    insert(flip_schema).values(
+                        version=SCHEMA_VERSION, migrated_at=datetime.now(UTC).replace(tzinfo=None)
+                    )
+                )
             empty = conn.execute(select(func.count()).select_from(concept)).scalar_one() == 0
         if empty:
             load_athena(self, starter_folder())
+
+    def _version(self, conn: Connection) -> int:
+        if not inspect(conn).has_table("flip_schema", schema=self.schema):
+            return 0
+        return int(conn.execute(select(func.max(flip_schema.c.version))).scalar() or 0)
+
+    def check(self) -> None:
+        """Raise StoreError unless the store exists at FLIP's schema version."""
+        with self.connect() as conn:
+            version = self._version(conn)
+        if version < SCHEMA_VERSION:
+            what = "has no FLIP schema" if version == 0 else f"is at schema version {version}"
+            raise StoreError(
+                f"the store {what} (FLIP needs {SCHEMA_VERSION}): run `flip site init --store URL`"
+            )
 
     def close(self) -> None:
         """Release every connection."""

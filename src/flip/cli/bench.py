@@ -36,3 +36,25 @@ def bench_demo(
         table.add_row(name, f"{seconds:.2f}", f"{seconds / total:.0%}")
     table.add_row("[bold]total", f"[bold]{total:.2f}", "100%")
     console.print(table)
+
+
+@app.command("ingest")
+def bench_ingest(
+    patients: Annotated[
+        int, typer.Option(help="Patients in the FHIR run (CSV and RSS use more).")
+    ] = 2000,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-ingest"),
+) -> None:
+    """Ingest throughput (FHIR NDJSON vs a bare parse+validate loop; CSV rows/s) and peak RSS."""
+    from flip.bench.ingest import run
+
+    with one_line_errors():
+        figures = run(work, patients)
+    table = Table(title="flip bench ingest (DuckDB, one thread)")
+    for column in ("figure", "value", "unit", "note"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for f in figures:
+        table.add_row(
+            f.name, f"{f.value:,.2f}" if f.value < 100 else f"{f.value:,.0f}", f.unit, f.note
+        )
+    Console().print(table)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, func, insert, literal, select, union_
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import CdmRow, death_row, event_row, person_row, stable_id, visit_row
-from flip.data.cdm.store import Store, bulk_insert
+from flip.data.cdm.store import Store, bulk_insert, values_in
 from flip.data.sources.records import (
     Rejected,
     SourceEvent,
@@ -280,8 +280,8 @@ class Ingestor:
             person.c.month_of_birth,
             person.c.day_of_birth,
         )
-        with self.store.connect() as conn:
-            found = conn.execute(select(*columns).where(person.c.person_id.in_(list(ids))))
+        with self.store.connect() as conn, values_in(conn, person.c.person_id, list(ids)) as wanted:
+            found = conn.execute(select(*columns).where(wanted)).all()
             for pid, year, month, day in found:
                 self.births[ids[pid]] = date(year, month or 1, day or 1)
 
@@ -289,9 +289,8 @@ class Ingestor:
         provenance = schema.source_record
         with self.store.begin() as conn:
             existing: dict[str, list[tuple[str, int, str]]] = {}
-            keys = list(batch.rows)
-            for start in range(0, len(keys), 1000):
-                for key, table, cdm_id, digest in conn.execute(
+            with values_in(conn, provenance.c.record_key, list(batch.rows)) as wanted:
+                found = conn.execute(
                     select(
                         provenance.c.record_key,
                         provenance.c.cdm_table,
@@ -299,9 +298,10 @@ class Ingestor:
                         provenance.c.content_hash,
                     )
                     .where(provenance.c.source_system == self.system)
-                    .where(provenance.c.record_key.in_(keys[start : start + 1000]))
-                ):
-                    existing.setdefault(key, []).append((table, cdm_id, digest))
+                    .where(wanted)
+                ).all()
+            for key, table, cdm_id, digest in found:
+                existing.setdefault(key, []).append((table, cdm_id, digest))
             inserts: dict[str, list[dict[str, object]]] = {}
             links: list[dict[str, object]] = []
             for key, rows in batch.rows.items():
@@ -356,7 +356,8 @@ class Ingestor:
         if rows:
             table = schema.quarantine
             ids = [r["quarantine_id"] for r in rows]
-            conn.execute(delete(table).where(table.c.quarantine_id.in_(ids)))
+            with values_in(conn, table.c.quarantine_id, ids) as stale:
+                conn.execute(delete(table).where(stale))
             bulk_insert(conn, table, rows)
 
 
@@ -407,9 +408,12 @@ def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None
         dated.append(select(table.c.person_id, date_column.label("d")))
     events = union_all(*dated).subquery()
     op = s.observation_period
-    for start in range(0, len(ids := sorted(person_ids)), 1000):
-        chunk = ids[start : start + 1000]
-        conn.execute(delete(op).where(op.c.person_id.in_(chunk)))
+    ids = sorted(person_ids)
+    with (
+        values_in(conn, op.c.person_id, ids) as stale,
+        values_in(conn, events.c.person_id, ids) as touched,
+    ):
+        conn.execute(delete(op).where(stale))
         periods = (
             select(
                 events.c.person_id,
@@ -418,7 +422,7 @@ def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None
                 func.max(events.c.d),
                 literal(32817),
             )
-            .where(events.c.person_id.in_(chunk))
+            .where(touched)
             .group_by(events.c.person_id)
         )
         conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,7 +10,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, create_engine, func, insert, inspect, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    func,
+    insert,
+    inspect,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.pool import NullPool
 
 from flip.data.cdm.schema import SCHEMA_VERSION, concept, flip_schema, metadata
@@ -86,6 +99,25 @@ class Store:
     def close(self) -> None:
         """Release every connection."""
         self.engine.dispose()
+
+
+@contextmanager
+def values_in(conn: Connection, column: ColumnElement, values: list) -> Iterator[ColumnElement]:
+    """`column IN values` for a long list of values.
+
+    DuckDB's binder costs a failed `import pandas` per bound parameter, so there the
+    values travel as one registered Arrow column instead of thousands of parameters.
+    """
+    if conn.dialect.name != "duckdb" or len(values) < 50:
+        yield column.in_(values)
+        return
+    name = f"flip_values_{uuid.uuid4().hex[:12]}"
+    raw = conn.connection.dbapi_connection
+    raw.register(name, pa.table({"v": values}))
+    try:
+        yield column.in_(select(literal_column("v")).select_from(text(name)))
+    finally:
+        raw.unregister(name)
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:

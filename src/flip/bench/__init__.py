@@ -1,0 +1,1 @@
+"""Benchmarks behind `flip bench …`: they print figures, never pass or fail."""

@@ -1,0 +1,127 @@
+"""Ingest throughput and memory, each against a reference measured in the same run.
+
+- FHIR NDJSON: FLIP's ingest (parse, validate, map, write to DuckDB) against a bare
+  loop of orjson.loads + fhir.resources model_validate over the same lines.
+- CSV extract through its mapping into DuckDB: records per second.
+- Peak RSS of a fresh process ingesting NDJSON at two sizes (streaming keeps it flat).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+
+from flip.data.cdm.store import open_store
+from flip.data.ingest import ingest_path
+from flip.synth import SiteProfile, generate_site
+from flip.synth.export import export_site
+
+
+@dataclass
+class Figure:
+    """One measured figure."""
+
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+def _export(folder: Path, fmt: str, patients: int, seed: int = 0) -> Path:
+    profile = SiteProfile(
+        name=f"bench-{fmt}", n_patients=patients, export_format=fmt, age_mean=60, smoker_rate=0.2
+    )
+    return export_site(profile, generate_site(profile, seed), folder)
+
+
+def _store(path: Path):
+    path.unlink(missing_ok=True)
+    store = open_store(path)
+    store.create()
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SET threads = 1")
+    return store
+
+
+def bare_validate(folder: Path) -> tuple[int, float]:
+    """(resources, seconds) for orjson + fhir.resources over every NDJSON line."""
+    count, start = 0, time.perf_counter()
+    for path in sorted(folder.glob("*.ndjson")):
+        with path.open("rb") as handle:
+            for line in handle:
+                resource_ = orjson.loads(line)
+                get_fhir_model_class(resource_["resourceType"]).model_validate(resource_)
+                count += 1
+    return count, time.perf_counter() - start
+
+
+def fhir_throughput(work: Path, patients: int) -> list[Figure]:
+    """FLIP's FHIR NDJSON ingest against the bare parse-and-validate loop."""
+    folder = _export(work / "ndjson", "fhir-ndjson", patients)
+    n, bare_seconds = bare_validate(folder)
+    store = _store(work / "fhir.duckdb")
+    start = time.perf_counter()
+    report = ingest_path(store, "fhir", folder)
+    flip_seconds = time.perf_counter() - start
+    store.close()
+    return [
+        Figure("fhir resources", n, "resources", f"{patients} patients"),
+        Figure("bare orjson+fhir.resources", n / bare_seconds, "resources/s"),
+        Figure(
+            "flip ingest fhir", report.read / flip_seconds, "resources/s", "validate, map, write"
+        ),
+        Figure("flip / bare time ratio", flip_seconds / bare_seconds, "x", "aim <= 1.5"),
+    ]
+
+
+def csv_throughput(work: Path, patients: int) -> list[Figure]:
+    """CSV extract through its YAML mapping into DuckDB."""
+    folder = _export(work / "csv", "csv", patients)
+    store = _store(work / "csv.duckdb")
+    start = time.perf_counter()
+    report = ingest_path(store, "csv", folder)
+    seconds = time.perf_counter() - start
+    store.close()
+    return [
+        Figure("csv rows", report.read, "rows", f"{patients} patients"),
+        Figure("flip ingest csv", report.read / seconds, "rows/s", "aim >= 50,000"),
+    ]
+
+
+def peak_rss(work: Path, patients: int) -> Figure:
+    """Peak RSS of a fresh process that ingests an NDJSON export of `patients`."""
+    folder = _export(work / f"rss-{patients}", "fhir-ndjson", patients)
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    code = (
+        "import json,resource,sys;from pathlib import Path;"
+        "from flip.bench.ingest import _store;from flip.data.ingest import ingest_path;"
+        "s=_store(Path(sys.argv[2]));ingest_path(s,'fhir',Path(sys.argv[1]));s.close();"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(work / f"rss-{patients}.duckdb")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Figure(
+        f"peak RSS, {size / 1e6:.0f} MB of NDJSON",
+        json.loads(out.stdout) / 1024,
+        "MiB",
+        f"{patients} patients",
+    )
+
+
+def run(work: Path, patients: int = 2000) -> list[Figure]:
+    """Every ingest figure; `patients` sets the size of the throughput runs."""
+    work.mkdir(parents=True, exist_ok=True)
+    figures = fhir_throughput(work, patients) + csv_throughput(work, patients * 4)
+    figures += [peak_rss(work, patients), peak_rss(work, patients * 4)]
+    return figures

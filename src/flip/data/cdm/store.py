@@ -146,10 +146,15 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -
 def open_store(
     location: str | Path, *, read_only: bool = False, schema: str | None = None
 ) -> Store:
-    """Open a store by path or URL; a DuckDB store opened read-only can be shared by processes."""
+    """Open a store by path or URL; a DuckDB store opened read-only can be shared by processes.
+
+    A writable store keeps its connections pooled until `close()`; a read-only one
+    closes each connection after use, so it never holds the file longer than a query.
+    """
     url = store_url(location)
     connect_args: dict[str, object] = {}
     if url.startswith("duckdb"):
         connect_args["read_only"] = read_only
-    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    pool = {"poolclass": NullPool} if read_only else {}
+    engine = create_engine(url, connect_args=connect_args, **pool)
     return Store(engine=engine, schema=schema)

@@ -6,6 +6,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class CsvMapping:
         )
 
 
+@lru_cache(maxsize=65536)
 def _date(value: str, fmt: str) -> date:
     return datetime.strptime(value.strip(), fmt).date()
 

@@ -32,7 +32,7 @@ from flip.data.sources.records import (
 from flip.data.terminology.vocabulary import Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
 
-BATCH_SIZE = 5000
+BATCH_SIZE = 20000
 
 
 @dataclass

@@ -43,6 +43,7 @@ class Vocabulary:
     maps_to: dict[int, int]
     domains: dict[int, str]
     local_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    _memo: dict[tuple[str, str], Mapping] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_store(cls, store: Store) -> Vocabulary:
@@ -78,6 +79,12 @@ class Vocabulary:
 
     def map(self, system: str, code: str) -> Mapping:
         """Map a coded value to its standard concept, saying why it mapped or did not."""
+        found = self._memo.get((system, code))
+        if found is None:
+            found = self._memo[(system, code)] = self._map(system, code)
+        return found
+
+    def _map(self, system: str, code: str) -> Mapping:
         if (system, code) in self.local_codes:
             system, code = self.local_codes[(system, code)]
         vocabulary_id = system_vocabulary(system)

@@ -122,7 +122,7 @@ def test_non_utf8_csv_line_is_quarantined(store, exported):
     labs = folder / "labs.csv"
     labs.write_bytes(labs.read_bytes() + b"bad-1,X,LAB101,1\xff0,mm[Hg],2017-01-01 09:30\n")
     report = ingest_path(store, "csv", folder)
-    assert report.rules == {"csv.encoding": 1}
+    assert report.rules == {"tabular.encoding": 1}
     assert report.loaded == report.read - 1
 
 
@@ -137,4 +137,25 @@ def test_implausible_values_and_wrong_units_are_quarantined(store, exported):
     obs.write_bytes(b"\n".join([*lines, orjson.dumps(huge), orjson.dumps(wrong_unit)]) + b"\n")
     report = ingest_path(store, "fhir", folder)
     assert report.rules == {"plausibility.value_range": 1, "plausibility.unit_mismatch": 1}
+    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+
+
+def test_parquet_files_read_through_the_same_mapping(store, exported):
+    import pyarrow.csv
+    import pyarrow.parquet
+    import yaml
+
+    _, patients, folder = exported("csv", n=30)
+    labs = pyarrow.csv.read_csv(
+        folder / "labs.csv",
+        convert_options=pyarrow.csv.ConvertOptions(
+            column_types={"patient_ref": "string", "lab_id": "string", "taken": "string"}
+        ),
+    )
+    pyarrow.parquet.write_table(labs, folder / "labs.parquet")
+    mapping = yaml.safe_load((folder / "mapping.yaml").read_text())
+    mapping["events"][1]["file"] = "labs.parquet"
+    (folder / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    report = ingest_path(store, "csv", folder)
+    assert report.quarantined == 0 and not report.unmapped
     assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)

@@ -43,6 +43,7 @@ class SourceKind(StrEnum):
     fhir = "fhir"
     hl7v2 = "hl7v2"
     csv = "csv"
+    sql = "sql"
 
 
 class FeedKind(StrEnum):
@@ -69,7 +70,10 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="A file or a folder of files.", exists=True)],
     store: StoreOption = "store.duckdb",
     mapping: Annotated[
-        Path | None, typer.Option(help="CSV mapping YAML (default: PATH/mapping.yaml).")
+        Path | None, typer.Option(help="Mapping YAML for csv (default: PATH/mapping.yaml).")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="sql: the source database, any SQLAlchemy URL.")
     ] = None,
     system: Annotated[
         str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
@@ -83,10 +87,10 @@ def ingest(
     """
     from flip.data.cdm.store import open_store
     from flip.data.ingest import ingest_path
-    from flip.data.sources.tabular import MappingError
+    from flip.data.sources.tabular import MappingError, SourceReadError
 
     console = Console(stderr=True)
-    with one_line_errors(MappingError):
+    with one_line_errors(MappingError, SourceReadError):
         s = open_store(store)
         s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

@@ -16,7 +16,17 @@ from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    create_engine,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import CdmRow, death_row, event_row, person_row, stable_id, visit_row
@@ -445,13 +455,17 @@ def ingest_path(
     path: Path,
     *,
     mapping: Path | None = None,
+    url: str | None = None,
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Ingest FHIR (`fhir`), HL7 v2 (`hl7v2`) files or a CSV extract (`csv`) from `path`.
+    """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, or tables through a mapping.
 
-    `source_system` names the source for provenance and record identity; it
-    defaults to the kind and the file or folder name, so moving files keeps identities.
+    `csv` reads the CSV/Parquet files a mapping names under the folder `path`
+    (mapping default: PATH/mapping.yaml); `sql` runs the mapping's queries on
+    `url`, with `path` the mapping file. `source_system` names the source for
+    provenance and record identity; it defaults to the kind and the file or
+    folder name, so moving files keeps identities.
     """
     from flip.data.sources import fhir, hl7v2, tabular
 
@@ -460,11 +474,22 @@ def ingest_path(
         reader = fhir.read_path if kind == "fhir" else hl7v2.read_path
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
         return ingestor.run(reader(path), kind=kind, uri=str(path), progress=progress)
-    if kind == "csv":
-        spec = tabular.CsvMapping.load(mapping or path / "mapping.yaml")
-        vocabulary = vocabulary.with_local_codes(spec.local_codes)
-        ingestor = Ingestor(store, vocabulary, source_system or f"csv:{spec.source}")
-        return ingestor.run(
-            tabular.read_extract(path, spec), kind=kind, uri=str(path), progress=progress
+    if kind in ("csv", "sql"):
+        spec = tabular.TableMapping.load(
+            mapping or (path / "mapping.yaml" if kind == "csv" else path)
         )
-    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2 or csv")
+        vocabulary = vocabulary.with_local_codes(spec.local_codes)
+        ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{spec.source}")
+        if kind == "csv":
+            records = tabular.read_tables(spec, folder=path)
+            return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
+        if not url:
+            raise ValueError("a sql source needs --url (any SQLAlchemy database URL)")
+        engine = create_engine(url)
+        try:
+            records = tabular.read_tables(spec, engine=engine)
+            where = engine.url.render_as_string(hide_password=True)
+            return ingestor.run(records, kind=kind, uri=where, progress=progress)
+        finally:
+            engine.dispose()
+    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2, csv or sql")

@@ -1,4 +1,12 @@
-"""CSV extracts read through a declarative YAML mapping (see docs/csv-mapping.md)."""
+"""Tabular sources read through one declarative YAML mapping: CSV, Parquet, or SQL queries.
+
+A mapping names, for the person table and for each table of coded facts, where
+rows come from (`file:` a CSV or Parquet file, or `query:` SQL run on `--url`),
+which columns hold the identity, dates, code, value and unit, how local values
+translate (`values:`), and how local code systems map to standard codes
+(`local_codes:`). docs/site-setup.md documents it; `flip synth site --format csv`
+writes a complete example.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +18,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
+from sqlalchemy import Engine, text
 
 from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord
+
+Row = dict[str, Any]
 
 
 class MappingError(ValueError):
     """The mapping file itself is wrong."""
 
 
+class SourceReadError(RuntimeError):
+    """A source stopped part-way; the message names the last record read."""
+
+
 @dataclass(frozen=True)
-class CsvMapping:
-    """A parsed mapping file: how an extract's columns become persons and events."""
+class TableMapping:
+    """A parsed mapping file: how a source's rows become persons and events."""
 
     source: str
     person: dict[str, Any]
@@ -29,7 +45,7 @@ class CsvMapping:
     local_codes: dict[tuple[str, str], tuple[str, str]]
 
     @classmethod
-    def load(cls, path: Path) -> CsvMapping:
+    def load(cls, path: Path) -> TableMapping:
         """Read and check a mapping YAML file."""
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -37,6 +53,9 @@ class CsvMapping:
             raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
         if not isinstance(doc, dict) or "person" not in doc:
             raise MappingError(f"{path}: a mapping needs a 'person' section")
+        for spec in [doc["person"], *(doc.get("events") or [])]:
+            if ("file" in spec) == ("query" in spec):
+                raise MappingError(f"{path}: each table needs exactly one of 'file' or 'query'")
         local: dict[tuple[str, str], tuple[str, str]] = {}
         for system, codes in (doc.get("local_codes") or {}).items():
             for code, target in codes.items():
@@ -47,92 +66,151 @@ class CsvMapping:
 
 
 @lru_cache(maxsize=65536)
-def _date(value: str, fmt: str) -> date:
+def _parse_date(value: str, fmt: str) -> date:
     return datetime.strptime(value.strip(), fmt).date()
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str], bytes]]:
-    """Yield (line, row, raw bytes); a row that is not UTF-8 comes back with an empty dict."""
+def _date(value: Any, fmt: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if value is None or str(value).strip() == "":
+        raise ValueError("the date is empty")
+    return _parse_date(str(value), fmt)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
+    """(location, row, raw) per CSV line; a line that is not UTF-8 comes back with row None."""
     with path.open("rb") as handle:
-        header_line = handle.readline()
-        header = next(csv.reader([header_line.decode("utf-8-sig")]))
+        header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
         for number, raw in enumerate(handle, start=2):
             if not raw.strip():
                 continue
             try:
-                text = raw.decode("utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                yield number, {}, raw
+                yield f"{path}:{number}", None, raw
                 continue
-            values = next(csv.reader([text]))
-            yield number, dict(zip(header, values, strict=False)), raw
+            values = next(csv.reader([line]))
+            yield f"{path}:{number}", dict(zip(header, values, strict=False)), raw
 
 
-def _person(spec: dict[str, Any], row: dict[str, str], location: str, raw: bytes) -> SourceRecord:
-    key = row.get(spec["id"], "").strip()
+def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
+    """(location, row, raw) per Parquet row, batch by batch."""
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=10000):
+        for row in batch.to_pylist():
+            number += 1
+            yield f"{path}#row{number}", row, orjson.dumps(row, default=str)
+
+
+def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, bytes]]:
+    """(location, row, raw) per row of a query, streamed from a server-side cursor."""
+    where = engine.url.render_as_string(hide_password=True)
+    number = 0
+    try:
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                text(query)
+            )
+            for row in result.mappings():
+                number += 1
+                values = dict(row)
+                yield f"{where}#{name}:{number}", values, orjson.dumps(values, default=str)
+    except Exception as exc:
+        last = f"after row {number}" if number else "before the first row"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceReadError(f"{where}#{name}: the source stopped {last}: {first_line}") from exc
+
+
+def _person(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceRecord:
+    key = _text(row.get(spec["id"]))
     if not key:
         return Rejected(
-            None, location, "csv.person.id_missing", f"column {spec['id']} is empty", raw
+            None, location, "tabular.person.id_missing", f"column {spec['id']} is empty", raw
         )
     birth = spec["birth_date"]
     try:
-        born = _date(row[birth["column"]], birth["format"])
-    except (KeyError, ValueError) as exc:
-        return Rejected(key, location, "csv.date.invalid", f"birth date: {exc}", raw)
+        born = _date(row.get(birth["column"]), birth.get("format", "%Y-%m-%d"))
+    except ValueError as exc:
+        return Rejected(key, location, "tabular.date.invalid", f"birth date: {exc}", raw)
     gender_spec = spec.get("gender")
     gender = None
     if gender_spec:
-        gender = gender_spec.get("values", {}).get(row.get(gender_spec["column"], ""), None)
+        value = _text(row.get(gender_spec["column"]))
+        gender = gender_spec.get("values", {}).get(value, value.lower() or None)
     return SourcePerson(f"person/{key}", key, born, gender, location, raw)
 
 
-def _event(spec: dict[str, Any], row: dict[str, str], location: str, raw: bytes) -> SourceRecord:
-    key = row.get(spec["id"], "").strip()
+def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceRecord:
+    key = _text(row.get(spec["id"]))
     if not key:
         return Rejected(
-            None, location, "csv.event.id_missing", f"column {spec['id']} is empty", raw
+            None, location, "tabular.event.id_missing", f"column {spec['id']} is empty", raw
         )
-    code = row.get(spec["code"]["column"], "").strip()
+    code_spec = spec["code"]
+    code = _text(row.get(code_spec["column"]))
+    code = str(code_spec.get("values", {}).get(code, code))
     if not code:
-        return Rejected(
-            key, location, "csv.code.missing", f"column {spec['code']['column']} is empty", raw
-        )
+        message = f"column {code_spec['column']} is empty"
+        return Rejected(key, location, "tabular.code.missing", message, raw)
     try:
-        when = _date(row[spec["date"]["column"]], spec["date"]["format"])
-    except (KeyError, ValueError) as exc:
-        return Rejected(key, location, "csv.date.invalid", str(exc), raw)
+        when = _date(row.get(spec["date"]["column"]), spec["date"].get("format", "%Y-%m-%d"))
+    except ValueError as exc:
+        return Rejected(key, location, "tabular.date.invalid", str(exc), raw)
     value = None
-    if spec.get("value") and row.get(spec["value"], "").strip():
+    if spec.get("value") and _text(row.get(spec["value"])):
         try:
             value = float(row[spec["value"]])
-        except ValueError:
+        except (TypeError, ValueError):
             return Rejected(
-                key, location, "csv.value.not_numeric", f"value {row[spec['value']]!r}", raw
+                key, location, "tabular.value.not_numeric", f"value {row[spec['value']]!r}", raw
             )
+    unit = spec.get("unit")
+    if isinstance(unit, dict):
+        unit = unit.get("value")
+    elif unit:
+        unit = _text(row.get(unit)) or None
     return SourceEvent(
-        key=f"{spec['file']}/{key}",
-        person_key=f"person/{row.get(spec['person'], '').strip()}",
-        system=spec["code"]["system"],
+        key=f"{spec.get('name') or spec.get('file')}/{key}",
+        person_key=f"person/{_text(row.get(spec['person']))}",
+        system=code_spec["system"],
         code=code,
         start=when,
         default_table=spec.get("default_table", "observation"),
         location=location,
         raw=raw,
         value=value,
-        unit=(row.get(spec["unit"]) or None) if spec.get("unit") else None,
+        unit=unit,
     )
 
 
-def read_extract(folder: Path, mapping: CsvMapping) -> Iterator[SourceRecord]:
-    """Yield persons first, then events, from the CSV files a mapping names."""
+def _source_rows(spec: dict[str, Any], folder: Path | None, engine: Engine | None):
+    if "query" in spec:
+        if engine is None:
+            raise MappingError("the mapping has SQL queries: give the database with --url")
+        return sql_rows(engine, spec["query"], spec.get("name", "query"))
+    path = (folder or Path(".")) / spec["file"]
+    if not path.exists():
+        raise MappingError(f"{path}: the mapping names this file but it does not exist")
+    return parquet_rows(path) if path.suffix == ".parquet" else csv_rows(path)
+
+
+def read_tables(
+    mapping: TableMapping, folder: Path | None = None, engine: Engine | None = None
+) -> Iterator[SourceRecord]:
+    """Yield persons first, then events, from every file or query the mapping names."""
     plan = [(mapping.person, _person)] + [(spec, _event) for spec in mapping.events]
     for spec, convert in plan:
-        path = folder / spec["file"]
-        if not path.exists():
-            raise MappingError(f"{path}: the mapping names this file but it does not exist")
-        for number, row, raw in _rows(path):
-            location = f"{path}:{number}"
-            if not row:
-                yield Rejected(None, location, "csv.encoding", "line is not valid UTF-8", raw)
+        for location, row, raw in _source_rows(spec, folder, engine):
+            if row is None:
+                yield Rejected(None, location, "tabular.encoding", "line is not valid UTF-8", raw)
                 continue
             yield convert(spec, row, location, raw)

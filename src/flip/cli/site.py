@@ -44,6 +44,7 @@ class SourceKind(StrEnum):
     hl7v2 = "hl7v2"
     csv = "csv"
     sql = "sql"
+    omop = "omop"
 
 
 class FeedKind(StrEnum):
@@ -65,15 +66,28 @@ def init(store: StoreOption = "store.duckdb") -> None:
 @app.command()
 def ingest(
     kind: Annotated[
-        SourceKind, typer.Argument(help="fhir: Bundles, resources or NDJSON; csv: an extract.")
+        SourceKind,
+        typer.Argument(
+            help="fhir: Bundles/resources/NDJSON; hl7v2: ADT/ORU files; csv: a folder of CSV or "
+            "Parquet files with its mapping; sql: a mapping whose tables are queries (--url); "
+            "omop: an OMOP CDM 5.3/5.4 CSV export folder, or an OMOP database given by --url."
+        ),
     ],
-    path: Annotated[Path, typer.Argument(help="A file or a folder of files.", exists=True)],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A file or folder (sql: the mapping file; omop with --url: none).", exists=True
+        ),
+    ] = None,
     store: StoreOption = "store.duckdb",
     mapping: Annotated[
         Path | None, typer.Option(help="Mapping YAML for csv (default: PATH/mapping.yaml).")
     ] = None,
     url: Annotated[
-        str | None, typer.Option(help="sql: the source database, any SQLAlchemy URL.")
+        str | None, typer.Option(help="sql/omop: the source database, any SQLAlchemy URL.")
+    ] = None,
+    schema: Annotated[
+        str | None, typer.Option(help="omop --url: the schema holding the CDM.")
     ] = None,
     system: Annotated[
         str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
@@ -83,29 +97,38 @@ def ingest(
     """Ingest a source into the store: map codes, validate, quarantine bad records.
 
     Re-running adds nothing that is already there; a changed record replaces its rows.
-    Exits non-zero only when no record could be read.
+    Exits non-zero when no record could be read, or when the source failed part-way.
     """
     from flip.data.cdm.store import open_store
     from flip.data.ingest import ingest_path
     from flip.data.sources.tabular import MappingError, SourceReadError
 
+    if path is None and not (kind is SourceKind.omop and url):
+        raise typer.BadParameter("give PATH (or, for omop, --url)", param_hint="PATH")
     console = Console(stderr=True)
     with one_line_errors(MappingError, SourceReadError):
         s = open_store(store)
         s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        label = str(path or url)
         with Progress(*columns, console=console, disable=as_json) as bar:
-            task = bar.add_task(f"ingesting {path}", total=None)
+            task = bar.add_task(f"ingesting {label}", total=None)
 
             def advance(n: int) -> None:
+                done = bar.tasks[0].completed + n
                 bar.update(
-                    task,
-                    advance=n,
-                    description=f"ingesting {path}: {bar.tasks[0].completed:.0f} records",
+                    task, completed=done, description=f"ingesting {label}: {done:.0f} records"
                 )
 
             report = ingest_path(
-                s, kind.value, path, mapping=mapping, source_system=system, progress=advance
+                s,
+                kind.value,
+                path,
+                mapping=mapping,
+                url=url,
+                schema_name=schema,
+                source_system=system,
+                progress=advance,
             )
         s.close()
     if as_json:

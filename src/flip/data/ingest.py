@@ -37,12 +37,27 @@ from flip.data.sources.records import (
     SourceMerge,
     SourcePerson,
     SourceRecord,
+    SourceRow,
     SourceVisit,
 )
 from flip.data.terminology.vocabulary import Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
 
 BATCH_SIZE = 20000
+
+#: Id columns of CDM rows and the table each refers to (for rows from OMOP sources).
+REFERENCES = {
+    "person_id": "person",
+    "visit_occurrence_id": "visit_occurrence",
+    "preceding_visit_occurrence_id": "visit_occurrence",
+    "visit_detail_id": "visit_detail",
+    "preceding_visit_detail_id": "visit_detail",
+    "parent_visit_detail_id": "visit_detail",
+    "provider_id": "provider",
+    "care_site_id": "care_site",
+    "location_id": "location",
+    "payer_plan_period_id": "payer_plan_period",
+}
 
 
 @dataclass
@@ -92,7 +107,9 @@ class _Batch:
         self.quarantine: list[Rejected] = []
         self.waiting = 0
 
-    def add(self, record: SourcePerson | SourceVisit | SourceEvent, row: CdmRow) -> None:
+    def add(
+        self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow
+    ) -> None:
         """Add a row of `record`; a later record with the same key replaces an earlier one."""
         if self.owners.get(record.key) is not record:
             self.owners[record.key] = record
@@ -101,9 +118,12 @@ class _Batch:
         self.sources[record.key] = (record.location, hashlib.sha256(record.raw).hexdigest())
 
     def person_ids(self) -> set[int]:
-        return {int(r.values["person_id"]) for rows in self.rows.values() for r in rows} | {
-            new for _, new in self.merges
-        }
+        return {
+            int(r.values["person_id"])
+            for rows in self.rows.values()
+            for r in rows
+            if r.values.get("person_id") is not None
+        } | {new for _, new in self.merges}
 
 
 def _now() -> datetime:
@@ -117,8 +137,11 @@ class Ingestor:
     `run()` does all three for an iterable of records.
     """
 
-    def __init__(self, store: Store, vocabulary: Vocabulary, source_system: str) -> None:
+    def __init__(
+        self, store: Store, vocabulary: Vocabulary, source_system: str, derive_periods: bool = True
+    ) -> None:
         self.store = store
+        self.derive_periods = derive_periods
         self.vocab = vocabulary
         self.system = source_system
         self.births: dict[str, date] = {}
@@ -209,11 +232,11 @@ class Ingestor:
 
     def _convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
         out = _Batch()
-        persons = {r.key for r in records if isinstance(r, SourcePerson)}
+        persons = {r.key for r in records if _is_person(r)}
         wanted = {_person_key(r) for r in records} - persons - set(self.births) - {None}
         if wanted:
             self._load_births(wanted)
-        people_first = sorted(records, key=lambda r: not isinstance(r, SourcePerson))
+        people_first = sorted(records, key=lambda r: not _is_person(r))
         for record in people_first:
             key = _person_key(record)
             if not final and key is not None and key not in self.births and key not in persons:
@@ -232,6 +255,8 @@ class Ingestor:
             return record
         if isinstance(record, SourcePerson):
             return self._person(record, out)
+        if isinstance(record, SourceRow):
+            return self._omop_row(record, out)
         birth = self.births.get(record.person_key)
         if birth is None:
             message = f"refers to {record.person_key}, which is not in this source"
@@ -279,6 +304,42 @@ class Ingestor:
         out.add(record, person_row(self.system, record))
         if record.death_date is not None:
             out.add(record, death_row(self.system, record))
+        return None
+
+    def _omop_row(self, record: SourceRow, out: _Batch) -> Rejected | None:
+        values = dict(record.values)
+        table = schema.metadata.tables[record.table]
+        if record.table == "person":
+            birth = date(
+                int(values["year_of_birth"]),
+                int(values.get("month_of_birth") or 1),
+                int(values.get("day_of_birth") or 1),
+            )
+            problem = birth_problem(birth, self.today)
+            if problem:
+                return Rejected(record.key, record.location, *problem, record.raw)
+            self.births[record.key] = birth
+        elif record.person_key is not None:
+            birth = self.births.get(record.person_key)
+            if birth is None:
+                message = f"refers to {record.person_key}, which is not in this source"
+                return Rejected(
+                    record.key, record.location, "reference.dangling", message, record.raw
+                )
+            dates = [
+                c.name for c in table.columns if c.name.endswith("_date") and values.get(c.name)
+            ]
+            if dates:
+                problem = date_problem(values[dates[0]], birth, self.today)
+                if problem:
+                    return Rejected(record.key, record.location, *problem, record.raw)
+        primary = next(iter(table.primary_key.columns))
+        for column, target in REFERENCES.items():
+            if values.get(column) is not None and column != primary.name:
+                values[column] = stable_id(self.system, target, f"{target}/{values[column]}")
+        row_id = stable_id(self.system, record.table, record.key)
+        values[primary.name] = row_id
+        out.add(record, CdmRow(record.table, row_id, values))
         return None
 
     def _load_births(self, keys: set[str]) -> None:
@@ -344,7 +405,8 @@ class Ingestor:
                 _merge_person(conn, old_id, new_id)
                 report.loaded += 1
             self._quarantine(conn, batch.quarantine, report)
-            _rebuild_observation_periods(conn, batch.person_ids())
+            if self.derive_periods:
+                _rebuild_observation_periods(conn, batch.person_ids())
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
@@ -373,6 +435,12 @@ class Ingestor:
 
 def _person_key(record: SourceRecord) -> str | None:
     return None if isinstance(record, SourcePerson | Rejected) else record.person_key
+
+
+def _is_person(record: SourceRecord) -> bool:
+    return isinstance(record, SourcePerson) or (
+        isinstance(record, SourceRow) and record.table == "person"
+    )
 
 
 def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
@@ -456,6 +524,7 @@ def ingest_path(
     *,
     mapping: Path | None = None,
     url: str | None = None,
+    schema_name: str | None = None,
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
@@ -463,7 +532,9 @@ def ingest_path(
 
     `csv` reads the CSV/Parquet files a mapping names under the folder `path`
     (mapping default: PATH/mapping.yaml); `sql` runs the mapping's queries on
-    `url`, with `path` the mapping file. `source_system` names the source for
+    `url`, with `path` the mapping file. `omop` reads an OMOP CDM (v5.3 or v5.4)
+    export folder at `path`, or the database at `url` (tables in `schema_name`).
+    `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
     folder name, so moving files keeps identities.
     """
@@ -474,6 +545,20 @@ def ingest_path(
         reader = fhir.read_path if kind == "fhir" else hl7v2.read_path
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
         return ingestor.run(reader(path), kind=kind, uri=str(path), progress=progress)
+    if kind == "omop":
+        from flip.data.sources import omop
+
+        name = source_system or f"omop:{path.name if path else 'database'}"
+        ingestor = Ingestor(store, vocabulary, name, derive_periods=False)
+        if url:
+            engine = create_engine(url)
+            try:
+                records = omop.read_database(engine, schema_name)
+                where = engine.url.render_as_string(hide_password=True)
+                return ingestor.run(records, kind=kind, uri=where, progress=progress)
+            finally:
+                engine.dispose()
+        return ingestor.run(omop.read_folder(path), kind=kind, uri=str(path), progress=progress)
     if kind in ("csv", "sql"):
         spec = tabular.TableMapping.load(
             mapping or (path / "mapping.yaml" if kind == "csv" else path)
@@ -492,4 +577,4 @@ def ingest_path(
             return ingestor.run(records, kind=kind, uri=where, progress=progress)
         finally:
             engine.dispose()
-    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2, csv or sql")
+    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2, csv, sql or omop")

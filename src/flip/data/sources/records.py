@@ -62,6 +62,22 @@ class SourceEvent:
 
 
 @dataclass(frozen=True)
+class SourceRow:
+    """A row that is already OMOP CDM (from an OMOP source), ids still the source's own.
+
+    `values` use CDM v5.4 column names; the writer gives the row and every id it
+    refers to a store-stable id, keeping the original in the provenance record key.
+    """
+
+    key: str
+    table: str
+    values: dict[str, object]
+    person_key: str | None
+    location: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
 class SourceMerge:
     """Two records of one patient: everything filed under `old_person_key` moves to `person_key`."""
 
@@ -83,4 +99,4 @@ class Rejected:
     raw: bytes
 
 
-SourceRecord = SourcePerson | SourceVisit | SourceEvent | SourceMerge | Rejected
+SourceRecord = SourcePerson | SourceVisit | SourceEvent | SourceRow | SourceMerge | Rejected

@@ -89,6 +89,12 @@ def ingest(
     schema: Annotated[
         str | None, typer.Option(help="omop --url: the schema holding the CDM.")
     ] = None,
+    bulk: Annotated[
+        bool, typer.Option(help="fhir --url: use Bulk Data $export instead of paged search.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option(help="fhir --url: fetch everything, not only what changed since.")
+    ] = False,
     system: Annotated[
         str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
     ] = None,
@@ -99,14 +105,17 @@ def ingest(
     Re-running adds nothing that is already there; a changed record replaces its rows.
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
+    import httpx
+
     from flip.data.cdm.store import open_store
-    from flip.data.ingest import ingest_path
+    from flip.data.ingest import ingest_fhir_server, ingest_path
+    from flip.data.sources.fhir_rest import FhirServerError
     from flip.data.sources.tabular import MappingError, SourceReadError
 
-    if path is None and not (kind is SourceKind.omop and url):
-        raise typer.BadParameter("give PATH (or, for omop, --url)", param_hint="PATH")
+    if path is None and not (kind in (SourceKind.omop, SourceKind.fhir) and url):
+        raise typer.BadParameter("give PATH (or, for fhir and omop, --url)", param_hint="PATH")
     console = Console(stderr=True)
-    with one_line_errors(MappingError, SourceReadError):
+    with one_line_errors(MappingError, SourceReadError, FhirServerError, httpx.HTTPError):
         s = open_store(store)
         s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -120,16 +129,21 @@ def ingest(
                     task, completed=done, description=f"ingesting {label}: {done:.0f} records"
                 )
 
-            report = ingest_path(
-                s,
-                kind.value,
-                path,
-                mapping=mapping,
-                url=url,
-                schema_name=schema,
-                source_system=system,
-                progress=advance,
-            )
+            if kind is SourceKind.fhir and url:
+                report = ingest_fhir_server(
+                    s, url, bulk=bulk, incremental=not full, source_system=system, progress=advance
+                )
+            else:
+                report = ingest_path(
+                    s,
+                    kind.value,
+                    path,
+                    mapping=mapping,
+                    url=url,
+                    schema_name=schema,
+                    source_system=system,
+                    progress=advance,
+                )
         s.close()
     if as_json:
         typer.echo(json.dumps(report.as_dict()))

@@ -578,3 +578,54 @@ def ingest_path(
         finally:
             engine.dispose()
     raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2, csv, sql or omop")
+
+
+def ingest_fhir_server(
+    store: Store,
+    base_url: str,
+    *,
+    bulk: bool = False,
+    incremental: bool = True,
+    source_system: str | None = None,
+    headers: dict[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest from a FHIR server by paged search, or by Bulk Data `$export` when `bulk`.
+
+    With `incremental`, only what changed since the last successful run is asked
+    for (the server's `_lastUpdated` / `_since`); the new high-water mark is saved
+    only when the run completes.
+    """
+    import httpx
+
+    from flip.data.sources import fhir_rest
+
+    system = source_system or f"fhir:{base_url.rstrip('/')}"
+    state = schema.source_state
+    with store.connect() as conn:
+        since = (
+            conn.execute(
+                select(state.c.value).where(
+                    state.c.source_system == system, state.c.name == "since"
+                )
+            ).scalar_one_or_none()
+            if incremental
+            else None
+        )
+    watermark = fhir_rest.Watermark()
+    reader = fhir_rest.bulk_export if bulk else fhir_rest.search
+    ingestor = Ingestor(store, Vocabulary.from_store(store), system)
+    with httpx.Client(timeout=60.0, headers=headers or {}, follow_redirects=True) as client:
+        records = reader(client, base_url, since=since, watermark=watermark)
+        report = ingestor.run(
+            records, kind="fhir-bulk" if bulk else "fhir-search", uri=base_url, progress=progress
+        )
+    if watermark.value and incremental:
+        with store.begin() as conn:
+            conn.execute(
+                delete(state).where(state.c.source_system == system, state.c.name == "since")
+            )
+            conn.execute(
+                insert(state).values(source_system=system, name="since", value=watermark.value)
+            )
+    return report

@@ -730,13 +730,22 @@ source_record = Table(
 )
 
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 flip_schema = Table(
     "flip_schema",
     metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("migrated_at", DateTime, nullable=False),
+)
+
+#: Per-source state kept between runs, e.g. the `_lastUpdated` high-water mark of a FHIR server.
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source_system", String(200), primary_key=True),
+    Column("name", String(60), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 quarantine = Table(

@@ -6,9 +6,12 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from flip.data.cdm.store import Store, open_store
 from flip.synth import SiteProfile, generate_site
@@ -20,32 +23,39 @@ POSTGRES_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def _postgres_or_skip() -> None:
-    import psycopg
+MARIADB_URL = os.environ.get("FLIP_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
+
+@contextmanager
+def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new database on a real server (PostgreSQL or MariaDB), dropped afterwards.
+
+    Skips when the server is unreachable, except in CI (CI=true), where it fails.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
-        psycopg.connect(
-            POSTGRES_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=3
-        ).close()
-    except psycopg.OperationalError as exc:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except OperationalError as exc:
+        admin.dispose()
         if IN_CI:
-            pytest.fail(f"PostgreSQL must run in CI: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+            pytest.fail(f"{server_url} must be reachable in CI: {exc}")
+        pytest.skip(f"{server_url} is not reachable: {exc}")
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    _postgres_or_skip()
-    import psycopg
-
-    name = f"flip_test_{uuid.uuid4().hex[:10]}"
-    admin_url = POSTGRES_URL.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh PostgreSQL database for this test session."""
+    with fresh_database(POSTGRES_URL, "flip_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -56,8 +66,6 @@ def store(request, tmp_path: Path) -> Iterator[Store]:
     else:
         url = request.getfixturevalue("postgres_database")
         schema = f"s_{uuid.uuid4().hex[:10]}"
-        from sqlalchemy import create_engine, text
-
         engine = create_engine(url)
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))

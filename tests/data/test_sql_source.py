@@ -1,8 +1,6 @@
 """SQL sources (any SQLAlchemy URL) through a mapping, on the real PostgreSQL and MariaDB."""
 
-import os
 import re
-import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -13,75 +11,50 @@ from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from flip.data.sources.tabular import SourceReadError
 from flip.synth import generate_site
-from tests.conftest import IN_CI, POSTGRES_URL, small_profile
+from tests.conftest import MARIADB_URL, POSTGRES_URL, fresh_database, small_profile
 
-MARIADB_URL = os.environ.get("FLIP_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 LOINC = {"sbp": "8480-6", "total_chol": "2093-3", "hdl": "2085-9"}
-
-
-def _database(kind: str) -> tuple[str, callable]:
-    """A fresh database on the real server: (url, drop)."""
-    name = f"flip_src_{uuid.uuid4().hex[:8]}"
-    admin_url = POSTGRES_URL if kind == "postgres" else MARIADB_URL
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as exc:
-        if IN_CI:
-            raise
-        pytest.skip(f"{kind} is not reachable: {exc}")
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgres" else ""
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
-
-    return url, drop
 
 
 @contextmanager
 def _warehouse(kind: str):
     """An EHR-replica-like database with patients and lab results from the synthetic world."""
-    url, drop = _database(kind)
-    patients = generate_site(small_profile("csv", 500, name="warehouse"), seed=5)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            text("CREATE TABLE patients (patient_ref VARCHAR(20), dob DATE, sex VARCHAR(1))")
-        )
-        conn.execute(
-            text(
-                "CREATE TABLE labs (lab_id VARCHAR(40), patient_ref VARCHAR(20), "
-                "test_code VARCHAR(10), result NUMERIC(10,2), units VARCHAR(20), taken TIMESTAMP)"
+    server = POSTGRES_URL if kind == "postgres" else MARIADB_URL
+    with fresh_database(server, "flip_src") as url:
+        patients = generate_site(small_profile("csv", 500, name="warehouse"), seed=5)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                text("CREATE TABLE patients (patient_ref VARCHAR(20), dob DATE, sex VARCHAR(1))")
             )
-        )
-        conn.execute(
-            text("INSERT INTO patients VALUES (:r, :d, :s)"),
-            [{"r": p.source_id, "d": p.birth_date, "s": p.sex[0].upper()} for p in patients],
-        )
-        labs = [
-            {
-                "id": f"{p.source_id}-{k}-{i}",
-                "r": p.source_id,
-                "c": k,
-                "v": p.measurements[k],
-                "u": {"sbp": "mm[Hg]"}.get(k, "mmol/L"),
-                "t": p.index_date,
-            }
-            for p in patients
-            for k in LOINC
-            if k in p.measurements
-            for i in range(5)
-        ]
-        conn.execute(text("INSERT INTO labs VALUES (:id, :r, :c, :v, :u, :t)"), labs)
-    engine.dispose()
-    try:
+            conn.execute(
+                text(
+                    "CREATE TABLE labs (lab_id VARCHAR(40), patient_ref VARCHAR(20), "
+                    "test_code VARCHAR(10), result NUMERIC(10,2), units VARCHAR(20), "
+                    "taken TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text("INSERT INTO patients VALUES (:r, :d, :s)"),
+                [{"r": p.source_id, "d": p.birth_date, "s": p.sex[0].upper()} for p in patients],
+            )
+            labs = [
+                {
+                    "id": f"{p.source_id}-{k}-{i}",
+                    "r": p.source_id,
+                    "c": k,
+                    "v": p.measurements[k],
+                    "u": {"sbp": "mm[Hg]"}.get(k, "mmol/L"),
+                    "t": p.index_date,
+                }
+                for p in patients
+                for k in LOINC
+                if k in p.measurements
+                for i in range(5)
+            ]
+            conn.execute(text("INSERT INTO labs VALUES (:id, :r, :c, :v, :u, :t)"), labs)
+        engine.dispose()
         yield kind, url, patients, len(labs)
-    finally:
-        drop()
 
 
 @pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "mariadb"])

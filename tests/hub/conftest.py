@@ -1,11 +1,8 @@
-import uuid
-
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from flip.hub.app import bootstrap_admin, create_app
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -14,14 +11,8 @@ def hub_db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
         return
-    request.getfixturevalue("postgres_database")
-    name = f"flip_hub_{uuid.uuid4().hex[:10]}"
-    admin_url = POSTGRES_URL.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(POSTGRES_URL, "flip_hub") as url:
+        yield url
 
 
 class Hub:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -397,20 +397,28 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
+def read_lines(
+    lines: Iterable[bytes], source: str, refs: References | None = None
+) -> Iterator[SourceRecord]:
+    """Yield the records of NDJSON lines one by one; `source:N` locates line N."""
+    refs = refs or References()
+    for number, line in enumerate(lines, start=1):
+        raw = line.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        location = f"{source}:{number}"
+        try:
+            resource = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield Rejected(None, location, "json.malformed", str(exc), raw)
+            continue
+        yield from _records(resource, raw, location, refs)
+
+
 def read_ndjson(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
     """Yield the records of an NDJSON file (plain or gzip) line by line, never reading it whole."""
-    refs = refs or References()
     with _open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            location = f"{path}:{number}"
-            try:
-                resource = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                yield Rejected(None, location, "json.malformed", str(exc), line)
-                continue
-            yield from _records(resource, line.rstrip(b"\r\n"), location, refs)
+        yield from read_lines(handle, str(path), refs)
 
 
 def read_json(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
-from flip.data.sources.fhir import SUPPORTED, References, _rank, _records, read_bundle
+from flip.data.sources.fhir import SUPPORTED, References, _rank, read_bundle, read_lines
 from flip.data.sources.records import Rejected, SourceRecord
 
 FHIR_JSON = "application/fhir+json"
@@ -130,14 +130,5 @@ def bulk_export(
         ) as response:
             if response.status_code >= 400:
                 raise FhirServerError(f"GET {output['url']}: {response.status_code}")
-            for number, line in enumerate(response.iter_lines(), start=1):
-                if not line.strip():
-                    continue
-                raw = line.encode()
-                location = f"{output['url']}:{number}"
-                try:
-                    resource = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    yield Rejected(None, location, "json.malformed", str(exc), raw)
-                    continue
-                yield from _records(resource, raw, location, refs)
+            lines = (line.encode() for line in response.iter_lines())
+            yield from read_lines(lines, output["url"], refs)

@@ -58,11 +58,13 @@ def postgres_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["duckdb", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request, tmp_path: Path) -> Iterator[Store]:
-    """An empty, created CDM store on DuckDB, and on PostgreSQL in its own schema."""
+    """An empty, created CDM store on DuckDB, SQLite, and PostgreSQL (in its own schema)."""
     if request.param == "duckdb":
         s = open_store(tmp_path / "store.duckdb")
+    elif request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
     else:
         url = request.getfixturevalue("postgres_database")
         schema = f"s_{uuid.uuid4().hex[:10]}"

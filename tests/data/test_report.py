@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import date
 
 import orjson
 from sqlalchemy import insert
@@ -27,7 +28,7 @@ def test_report_counts_rules_unmapped_and_failing_checks(store, exported):
         person_id = conn.execute(schema.person.select().limit(1)).first().person_id
         conn.execute(
             insert(schema.death).values(
-                person_id=person_id, death_date="1900-01-01", death_type_concept_id=32817
+                person_id=person_id, death_date=date(1900, 1, 1), death_type_concept_id=32817
             )
         )
     data = build_report(store)

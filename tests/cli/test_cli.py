@@ -40,3 +40,17 @@ def test_unwritable_out_fails_in_one_line(tmp_path):
     assert result.returncode == 1
     assert "cannot write to --out" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_exits_non_zero_only_when_nothing_could_be_read(tmp_path):
+    store = str(tmp_path / "s.duckdb")
+    patient = '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}'
+    some_bad = tmp_path / "some.ndjson"
+    some_bad.write_text(patient + "\n{not json\n")
+    all_bad = tmp_path / "all.ndjson"
+    all_bad.write_text("{not json\n[1]\n")
+    partly = flip("site", "ingest", "fhir", str(some_bad), "--store", store, "--json")
+    assert partly.returncode == 0
+    assert '"quarantined": 1' in partly.stdout
+    nothing = flip("site", "ingest", "fhir", str(all_bad), "--store", store, "--json")
+    assert nothing.returncode == 1

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourcePerson:
     """A patient as the source describes them."""
 
@@ -19,7 +19,7 @@ class SourcePerson:
     death_date: date | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceVisit:
     """An encounter or visit."""
 
@@ -32,7 +32,7 @@ class SourceVisit:
     raw: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceEvent:
     """A clinical fact: a diagnosis, drug, procedure, measurement, observation, note or image.
 
@@ -61,7 +61,7 @@ class SourceEvent:
     detail: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRow:
     """A row that is already OMOP CDM (from an OMOP source), ids still the source's own.
 
@@ -77,7 +77,7 @@ class SourceRow:
     raw: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceMerge:
     """Two records of one patient: everything filed under `old_person_key` moves to `person_key`."""
 
@@ -88,7 +88,7 @@ class SourceMerge:
     raw: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that could not be read, with the rule it broke."""
 

@@ -86,18 +86,29 @@ def _text(value: Any) -> str:
 
 def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
     """(location, row, raw) per CSV line; a line that is not UTF-8 comes back with row None."""
+    undecodable: list[bytes] = []
+    current: list[bytes] = [b""]
+
+    def lines(handle) -> Iterator[str]:
+        for raw in handle:
+            current[0] = raw
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                undecodable.append(raw)
+                yield "\n"
+
     with path.open("rb") as handle:
         header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
-        for number, raw in enumerate(handle, start=2):
-            if not raw.strip():
+        reader = csv.reader(lines(handle))
+        for values in reader:
+            number = reader.line_num + 1
+            if undecodable:
+                yield f"{path}:{number}", None, undecodable.pop()
                 continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield f"{path}:{number}", None, raw
+            if not values:
                 continue
-            values = next(csv.reader([line]))
-            yield f"{path}:{number}", dict(zip(header, values, strict=False)), raw
+            yield f"{path}:{number}", dict(zip(header, values, strict=False)), current[0]
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:

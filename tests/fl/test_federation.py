@@ -11,7 +11,7 @@ from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
 from flip.fl.client import NotApproved, authorise
 from flip.fl.runtime.simulation import simulate
-from flip.fl.server import make_server_app, run_config
+from flip.fl.server import run_config, task_server_app
 from flip.fl.tasks import mace_task, task_hash
 from flip.synth import generate_site
 from flip.synth.export import export_site
@@ -68,7 +68,7 @@ def test_simulation_trains_approved_sites_and_never_reads_an_unapproved_one(tmp_
     refuser.save(folder / "site.yaml")
 
     rounds = []
-    app, result = make_server_app(
+    app, result = task_server_app(
         "p", spec, rounds=3, n_sites=2, on_round=lambda r, m: rounds.append(r)
     )
     simulate(app, [tmp_path / n / "site.yaml" for n in ("alpha", "beta", "gamma")])

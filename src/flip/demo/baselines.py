@@ -10,7 +10,7 @@ import numpy as np
 
 from flip.data.features.tabular import TabularData
 from flip.fl.runtime.local import fit, train_local
-from flip.fl.tasks import tabular_logreg
+from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits
 
 
@@ -30,4 +30,4 @@ def pooled(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dic
         trains[0].feature_names,
     )
     model = fit(spec, union, rounds * spec.local_epochs)
-    return {name: tabular_logreg.evaluate(model, test) for name, (_, test) in splits.items()}
+    return {name: binary.evaluate(model, test) for name, (_, test) in splits.items()}

@@ -27,7 +27,7 @@ from flip.data.ingest import ingest_path
 from flip.demo import baselines
 from flip.demo.report import write_outputs
 from flip.fl.runtime.simulation import simulate
-from flip.fl.server import make_server_app
+from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
@@ -309,7 +309,7 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
                 f"loss {metrics.get('loss', float('nan')):.3f}",
             )
 
-        server_app, result = make_server_app(
+        server_app, result = task_server_app(
             str(project), spec, rounds=options.rounds, n_sites=len(joined), on_round=on_round
         )
         try:

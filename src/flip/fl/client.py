@@ -18,8 +18,9 @@ from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
-from flip.fl.tasks import tabular_logreg
+from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits, task_hash
+from flip.fl.tasks.models import model_factory
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
 
@@ -72,7 +73,7 @@ def _splits(store: str, spec_json: str):
 
 
 def _model(spec: TaskSpec, arrays: ArrayRecord) -> torch.nn.Module:
-    model = tabular_logreg.new_model(len(spec.data.features), spec.seed)
+    model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
     model.load_state_dict(arrays.to_torch_state_dict())
     return model
 
@@ -85,7 +86,7 @@ def train(msg: Message, context: Context) -> Message:
     spec = authorise(site, config)
     train_split, _ = _splits(site.store, spec.model_dump_json())
     model = _model(spec, msg.content["arrays"])
-    metrics = tabular_logreg.train(
+    metrics = binary.train(
         model,
         train_split,
         epochs=spec.local_epochs,
@@ -106,7 +107,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     site = site_of(context)
     spec = authorise(site, msg.content["config"])
     _, test_split = _splits(site.store, spec.model_dump_json())
-    metrics = tabular_logreg.evaluate(_model(spec, msg.content["arrays"]), test_split)
+    metrics = binary.evaluate(_model(spec, msg.content["arrays"]), test_split)
     content = RecordDict(
         {"metrics": MetricRecord(metrics), "site": ConfigRecord({"name": site.name})}
     )

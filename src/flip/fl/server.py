@@ -19,11 +19,11 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
-from flip.fl.tasks import tabular_logreg
+from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.fl.tasks.models import model_factory
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 
@@ -45,15 +45,21 @@ def run_config(project: str, spec: TaskSpec) -> ConfigRecord:
 
 
 def make_server_app(
-    project: str,
-    spec: TaskSpec,
+    config: ConfigRecord,
+    initial: ArrayRecord,
     *,
     rounds: int,
     n_sites: int,
+    strategy: str = "fedavg",
+    learning_rate: float = 0.1,
     on_round: RoundCallback | None = None,
     timeout: float = 600.0,
 ) -> tuple[ServerApp, FederatedResult]:
-    """A ServerApp that trains `spec` for `rounds` rounds over `n_sites` sites."""
+    """A ServerApp running a named Flower strategy for `rounds` rounds over `n_sites` sites.
+
+    Every site receives `config` with each message; `on_round` gets each round's
+    aggregated evaluation metrics.
+    """
     result = FederatedResult()
     app = ServerApp()
 
@@ -67,19 +73,12 @@ def make_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        strategy = FedAvg(
-            fraction_train=1.0,
-            fraction_evaluate=1.0,
-            min_train_nodes=n_sites,
-            min_evaluate_nodes=n_sites,
-            min_available_nodes=n_sites,
-            evaluate_metrics_aggr_fn=evaluate_aggregate,
+        chosen = make_strategy(
+            strategy, n_sites, learning_rate, evaluate_metrics_aggr_fn=evaluate_aggregate
         )
-        model = tabular_logreg.new_model(len(spec.data.features), spec.seed)
-        config = run_config(project, spec)
-        outcome = strategy.start(
+        outcome = chosen.start(
             grid=grid,
-            initial_arrays=ArrayRecord(model.state_dict()),
+            initial_arrays=initial,
             num_rounds=rounds,
             timeout=timeout,
             train_config=config,
@@ -89,6 +88,21 @@ def make_server_app(
         result.per_site = final_evaluation(grid, outcome.arrays, config, timeout)
 
     return app, result
+
+
+def task_server_app(
+    project: str, spec: TaskSpec, *, rounds: int, n_sites: int, **kwargs
+) -> tuple[ServerApp, FederatedResult]:
+    """The ServerApp of a project's task: sites check its hash against their approvals."""
+    model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
+    return make_server_app(
+        run_config(project, spec),
+        ArrayRecord(model.state_dict()),
+        rounds=rounds,
+        n_sites=n_sites,
+        learning_rate=spec.learning_rate,
+        **kwargs,
+    )
 
 
 def final_evaluation(

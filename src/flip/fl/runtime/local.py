@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 
 from flip.data.features.tabular import TabularData
-from flip.fl.tasks import tabular_logreg
+from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits
+from flip.fl.tasks.models import model_factory
 
 
 def fit(spec: TaskSpec, train_split: TabularData, epochs: int) -> torch.nn.Module:
     """Train a fresh model of the task on one dataset for `epochs` passes."""
-    model = tabular_logreg.new_model(len(spec.data.features), spec.seed)
-    tabular_logreg.train(
+    model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
+    binary.train(
         model,
         train_split,
         epochs=epochs,
@@ -30,4 +31,4 @@ def train_local(
     """Train on one site alone, as many epochs as `rounds` federated rounds; test-set metrics."""
     train_split, test_split = load_splits(store, spec)
     model = fit(spec, train_split, rounds * spec.local_epochs)
-    return model, tabular_logreg.evaluate(model, test_split)
+    return model, binary.evaluate(model, test_split)

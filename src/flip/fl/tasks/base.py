@@ -20,7 +20,7 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["tabular-logreg"] = "tabular-logreg"
+    kind: Literal["tabular-logreg", "tabular-mlp"] = "tabular-logreg"
     name: str = Field(min_length=1, max_length=200)
     data: TabularSpec
     learning_rate: float = Field(0.2, gt=0)
@@ -38,10 +38,9 @@ class TaskSpec(BaseModel):
 
 
 def _code_of(kind: str) -> bytes:
-    from flip.fl.tasks import tabular_logreg
+    from flip.fl.tasks.models import code_modules
 
-    modules = {"tabular-logreg": [tabular_logreg]}[kind]
-    return b"".join(inspect.getsource(m).encode() for m in modules)
+    return b"".join(inspect.getsource(m).encode() for m in code_modules(kind))
 
 
 def task_hash(spec: TaskSpec) -> str:

@@ -1,12 +1,8 @@
-"""`tabular-logreg`: logistic regression in torch, trained by mini-batch SGD."""
+"""`tabular-logreg`: logistic regression, one linear layer."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
-
-from flip.data.features.tabular import TabularData
 
 
 def new_model(n_features: int, seed: int) -> torch.nn.Module:
@@ -16,56 +12,3 @@ def new_model(n_features: int, seed: int) -> torch.nn.Module:
     torch.nn.init.zeros_(model.weight)
     torch.nn.init.zeros_(model.bias)
     return model
-
-
-def train(
-    model: torch.nn.Module,
-    data: TabularData,
-    *,
-    epochs: int,
-    learning_rate: float,
-    batch_size: int,
-    l2: float,
-    seed: int,
-) -> dict[str, float]:
-    """Train in place for `epochs` passes; return the mean loss and the number of examples."""
-    x = torch.from_numpy(data.x)
-    y = torch.from_numpy(data.y).unsqueeze(1)
-    optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, weight_decay=l2)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    generator = torch.Generator().manual_seed(seed)
-    total, seen = 0.0, 0
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), batch_size):
-            batch = order[start : start + batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(model(x[batch]), y[batch])
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-            seen += len(batch)
-    return {"loss": total / max(seen, 1), "num-examples": float(len(y))}
-
-
-def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """Predicted probabilities of the outcome."""
-    model.eval()
-    with torch.no_grad():
-        return torch.sigmoid(model(torch.from_numpy(x))).squeeze(1).numpy()
-
-
-def evaluate(model: torch.nn.Module, data: TabularData) -> dict[str, float]:
-    """AUROC, accuracy at 0.5, log loss and the number of test examples."""
-    p = predict(model, data.x)
-    y = data.y
-    eps = 1e-7
-    loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))) if len(y) else 0.0
-    auroc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {
-        "auroc": auroc,
-        "accuracy": float(np.mean((p >= 0.5) == (y == 1))) if len(y) else float("nan"),
-        "loss": loss,
-        "num-examples": float(len(y)),
-    }

@@ -1,0 +1,73 @@
+"""Training and evaluation of any torch binary classifier (one logit out) by mini-batch SGD."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from flip.data.features.tabular import TabularData
+
+
+def train(
+    model: torch.nn.Module,
+    data: TabularData,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    l2: float,
+    seed: int,
+    proximal_mu: float = 0.0,
+) -> dict[str, float]:
+    """Train in place for `epochs` passes; return the mean loss and the number of examples.
+
+    With `proximal_mu` (FedProx), the loss adds mu/2 * ||w - w_start||^2.
+    """
+    x = torch.from_numpy(data.x)
+    y = torch.from_numpy(data.y).unsqueeze(1)
+    optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, weight_decay=l2)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    start = [p.detach().clone() for p in model.parameters()]
+    generator = torch.Generator().manual_seed(seed)
+    total, seen = 0.0, 0
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), batch_size):
+            batch = order[start : start + batch_size]
+            optimiser.zero_grad()
+            loss = loss_fn(model(x[batch]), y[batch])
+            if proximal_mu:
+                drift = sum(
+                    ((p - s) ** 2).sum() for p, s in zip(model.parameters(), start, strict=True)
+                )
+                loss = loss + proximal_mu / 2 * drift
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+    mean = total / max(seen, 1)
+    return {"loss": mean, "train_loss": mean, "num-examples": float(len(y))}
+
+
+def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Predicted probabilities of the outcome."""
+    model.eval()
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(x))).squeeze(1).numpy()
+
+
+def evaluate(model: torch.nn.Module, data: TabularData) -> dict[str, float]:
+    """AUROC, accuracy at 0.5, log loss and the number of test examples."""
+    p = predict(model, data.x)
+    y = data.y
+    eps = 1e-7
+    loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))) if len(y) else 0.0
+    auroc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    return {
+        "auroc": auroc,
+        "accuracy": float(np.mean((p >= 0.5) == (y == 1))) if len(y) else float("nan"),
+        "loss": loss,
+        "num-examples": float(len(y)),
+    }

@@ -1,0 +1,15 @@
+"""`tabular-mlp`: a small multilayer perceptron (one hidden layer of 32, ReLU)."""
+
+from __future__ import annotations
+
+import torch
+
+HIDDEN = 32
+
+
+def new_model(n_features: int, seed: int) -> torch.nn.Module:
+    """An MLP whose initial weights depend only on `seed` (the same start everywhere)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_features, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1)
+    )

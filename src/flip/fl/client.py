@@ -74,8 +74,7 @@ def _splits(store: str, spec_json: str):
 
 def _model(spec: TaskSpec, arrays: ArrayRecord) -> torch.nn.Module:
     model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
-    model.load_state_dict(arrays.to_torch_state_dict())
-    return model
+    return binary.load_arrays(model, arrays.to_torch_state_dict())
 
 
 @app.train()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from flip.fl.client import SIM_SITES_ENV
@@ -26,17 +27,17 @@ def _quiet_flower() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def simulate(
+def run_in_simulation(
     server_app: ServerApp,
-    site_configs: list[Path],
+    client_app: ClientApp,
+    num_nodes: int,
     *,
     cpus: int | None = None,
     verbose: bool = False,
 ) -> None:
-    """Run `server_app` with one virtual site per site.yaml, on `cpus` cores (default: all)."""
+    """Run `server_app` with `num_nodes` virtual SuperNodes of `client_app` on `cpus` cores."""
     from flwr.simulation import run_simulation
 
-    os.environ[SIM_SITES_ENV] = json.dumps([str(p.resolve()) for p in site_configs])
     cpus = cpus or os.cpu_count() or 1
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -50,7 +51,19 @@ def simulate(
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if verbose:
-        run_simulation(server_app, client_app, len(site_configs), backend_config=backend_config)
+        run_simulation(server_app, client_app, num_nodes, backend_config=backend_config)
         return
     with _quiet_flower():
-        run_simulation(server_app, client_app, len(site_configs), backend_config=backend_config)
+        run_simulation(server_app, client_app, num_nodes, backend_config=backend_config)
+
+
+def simulate(
+    server_app: ServerApp,
+    site_configs: list[Path],
+    *,
+    cpus: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Run `server_app` with one virtual site per site.yaml, on `cpus` cores (default: all)."""
+    os.environ[SIM_SITES_ENV] = json.dumps([str(p.resolve()) for p in site_configs])
+    run_in_simulation(server_app, client_app, len(site_configs), cpus=cpus, verbose=verbose)

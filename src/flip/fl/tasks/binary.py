@@ -9,6 +9,17 @@ from sklearn.metrics import roc_auc_score
 from flip.data.features.tabular import TabularData
 
 
+def load_arrays(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Load parameters into `model`, by name, or in order when a strategy dropped the names."""
+    own = model.state_dict()
+    if set(state) != set(own):
+        if len(state) != len(own):
+            raise ValueError(f"expected {len(own)} parameter arrays, got {len(state)}")
+        state = dict(zip(own, state.values(), strict=True))
+    model.load_state_dict({k: torch.as_tensor(v).reshape(own[k].shape) for k, v in state.items()})
+    return model
+
+
 def train(
     model: torch.nn.Module,
     data: TabularData,
@@ -28,7 +39,7 @@ def train(
     y = torch.from_numpy(data.y).unsqueeze(1)
     optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, weight_decay=l2)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    start = [p.detach().clone() for p in model.parameters()]
+    anchor = [p.detach().clone() for p in model.parameters()]
     generator = torch.Generator().manual_seed(seed)
     total, seen = 0.0, 0
     model.train()
@@ -40,7 +51,7 @@ def train(
             loss = loss_fn(model(x[batch]), y[batch])
             if proximal_mu:
                 drift = sum(
-                    ((p - s) ** 2).sum() for p, s in zip(model.parameters(), start, strict=True)
+                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
                 )
                 loss = loss + proximal_mu / 2 * drift
             loss.backward()

@@ -1,0 +1,265 @@
+"""File experiments (`flip fl run`): sites as CSV files, trained federated, compared with baselines.
+
+Each file stands for one site. Preprocessing is federated (every site shares only
+sums, counts and category counts of its training rows); training runs in Flower's
+simulation runtime; with `compare`, local-only and pooled models train on the
+same splits and encoding, for as many epochs as the federated run's
+rounds x local epochs. Metrics are computed per site and over the union of all
+sites' test sets.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from flip.data.features.csvfile import (
+    DatasetError,
+    SiteTable,
+    Target,
+    column_kind,
+    looks_like_id,
+    site_stats,
+)
+from flip.data.features.tabular import TabularData
+from flip.fl.preprocessing import Encoding, combine
+from flip.fl.strategies import NAMES as STRATEGIES
+from flip.fl.tasks import binary
+from flip.fl.tasks.models import KINDS, model_factory
+
+Metrics = dict[str, float | int | None]
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """What `flip fl run` takes."""
+
+    sites: dict[str, Path]
+    target: str
+    positive: str | None = None
+    drop: tuple[str, ...] = ()
+    task: str = "tabular-logreg"
+    strategy: str = "fedavg"
+    rounds: int = 20
+    local_epochs: int = 5
+    test_fraction: float = 0.25
+    seed: int = 0
+    compare: bool = False
+    runtime: str = "simulation"
+    learning_rate: float = 0.05
+    batch_size: int = 32
+    l2: float = 1e-3
+
+    def check(self) -> None:
+        """Raise DatasetError on options no run can use."""
+        if not self.sites:
+            raise DatasetError("give at least one --site NAME=PATH.csv")
+        if self.task not in KINDS:
+            raise DatasetError(f"unknown --task {self.task}: choose one of {', '.join(KINDS)}")
+        if self.strategy not in STRATEGIES:
+            raise DatasetError(
+                f"unknown --strategy {self.strategy}: choose one of {', '.join(STRATEGIES)}"
+            )
+        if self.runtime != "simulation":
+            raise DatasetError(
+                f"unknown --runtime {self.runtime}: file experiments run in simulation"
+            )
+        if self.rounds < 1 or self.local_epochs < 1:
+            raise DatasetError("--rounds and --local-epochs must be at least 1")
+        if not 0 < self.test_fraction < 1:
+            raise DatasetError("--test-fraction must be between 0 and 1")
+
+
+@dataclass
+class PreparedSite:
+    """One site's encoded splits."""
+
+    name: str
+    train: TabularData
+    test: TabularData
+
+
+@dataclass
+class Prepared:
+    """Every site, the shared encoding, and what was left out and why."""
+
+    sites: list[PreparedSite]
+    encoding: Encoding
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(options: ExperimentOptions) -> Prepared:
+    """Read, label, split and encode every site, with federated preprocessing."""
+    tables = [SiteTable.read(name, path) for name, path in options.sites.items()]
+    target = Target.parse(options.target, options.positive)
+    notes: list[str] = []
+    for table in tables:
+        if target.column not in table.columns:
+            raise DatasetError(f"site {table.name}: no column {target.column!r} (the target)")
+    every_column = list(dict.fromkeys(c for t in tables for c in t.columns))
+    unknown = [c for c in options.drop if c not in every_column]
+    if unknown:
+        raise DatasetError(f"--drop names columns no site has: {', '.join(unknown)}")
+    excluded = {options.target, target.column, *options.drop}
+    ids = {
+        c for t in tables for c in t.columns if c not in excluded and looks_like_id(c, t.columns[c])
+    }
+    if ids:
+        notes.append(f"ignoring id-like columns: {', '.join(sorted(ids))}")
+    features = [c for c in every_column if c not in excluded | ids]
+    for table in tables:
+        for column in features:
+            table.columns.setdefault(column, [""] * table.n_rows)
+    kinds = {c: column_kind([v for t in tables for v in t.columns[c]]) for c in features}
+    splits = []
+    for table in tables:
+        labels = target.labels(table.columns[target.column], table.name)
+        rows = [i for i, y in enumerate(labels) if y is not None]
+        if len(rows) < len(labels):
+            notes.append(
+                f"site {table.name}: {len(labels) - len(rows)} rows without a target left out"
+            )
+        y = np.array([labels[i] for i in rows], dtype=np.float32)
+        if len(rows) < 4:
+            raise DatasetError(f"site {table.name}: only {len(rows)} rows with a target")
+        stratify = y if min(y.sum(), len(y) - y.sum()) >= 2 else None
+        train_rows, test_rows = train_test_split(
+            rows, test_size=options.test_fraction, random_state=options.seed, stratify=stratify
+        )
+        splits.append(
+            (table, sorted(train_rows), sorted(test_rows), dict(zip(rows, y, strict=True)))
+        )
+    encoding = combine([site_stats(t, train, kinds) for t, train, _, _ in splits], kinds)
+    prepared = [
+        PreparedSite(
+            table.name,
+            _data(encoding, table, train_rows, labels),
+            _data(encoding, table, test_rows, labels),
+        )
+        for table, train_rows, test_rows, labels in splits
+    ]
+    return Prepared(prepared, encoding, notes)
+
+
+def _data(
+    encoding: Encoding, table: SiteTable, rows: list[int], labels: dict[int, float]
+) -> TabularData:
+    y = np.array([labels[i] for i in rows], dtype=np.float32)
+    return TabularData(np.array(rows), encoding.encode(table.columns, rows), y, encoding.names)
+
+
+def score(model_for: Callable[[PreparedSite], torch.nn.Module], sites: list[PreparedSite]):
+    """{"per_site": {name: {accuracy, auroc, n_test}}, "overall": {accuracy, auroc}}.
+
+    `model_for(site)` is the model that predicts a site's test set; "overall" is
+    over the union of every site's test predictions.
+    """
+    per_site: dict[str, Metrics] = {}
+    all_p, all_y = [], []
+    for site in sites:
+        p = binary.predict(model_for(site), site.test.x)
+        per_site[site.name] = {**_metrics(p, site.test.y), "n_test": len(site.test.y)}
+        all_p.append(p)
+        all_y.append(site.test.y)
+    return {"per_site": per_site, "overall": _metrics(np.concatenate(all_p), np.concatenate(all_y))}
+
+
+def _metrics(p: np.ndarray, y: np.ndarray) -> Metrics:
+    auroc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
+    return {"accuracy": float(np.mean((p >= 0.5) == (y == 1))), "auroc": auroc}
+
+
+def _fit(options: ExperimentOptions, data: TabularData, n_features: int) -> torch.nn.Module:
+    model = model_factory(options.task)(n_features, options.seed)
+    binary.train(
+        model,
+        data,
+        epochs=options.rounds * options.local_epochs,
+        learning_rate=options.learning_rate,
+        batch_size=options.batch_size,
+        l2=options.l2,
+        seed=options.seed,
+    )
+    return model
+
+
+def federated(
+    options: ExperimentOptions,
+    prepared: Prepared,
+    on_round: Callable[[int, dict[str, float]], None] | None = None,
+) -> torch.nn.Module:
+    """Train with the chosen Flower strategy in the simulation runtime; return the global model."""
+    from flip.fl.experiment_client import EXPERIMENT_ENV
+    from flip.fl.experiment_client import app as client_app
+    from flip.fl.runtime.simulation import run_in_simulation
+    from flip.fl.server import make_server_app
+
+    n_features = len(prepared.encoding.names)
+    initial = model_factory(options.task)(n_features, options.seed)
+    config = ConfigRecord(
+        {
+            "task": options.task,
+            "seed": options.seed,
+            "local-epochs": options.local_epochs,
+            "learning-rate": options.learning_rate,
+            "batch-size": options.batch_size,
+            "l2": options.l2,
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="flip-experiment-") as folder:
+        for index, site in enumerate(prepared.sites):
+            np.savez(
+                Path(folder) / f"site-{index}.npz",
+                name=site.name,
+                train_x=site.train.x,
+                train_y=site.train.y,
+                test_x=site.test.x,
+                test_y=site.test.y,
+            )
+        os.environ[EXPERIMENT_ENV] = folder
+        server_app, result = make_server_app(
+            config,
+            ArrayRecord(initial.state_dict()),
+            rounds=options.rounds,
+            n_sites=len(prepared.sites),
+            strategy=options.strategy,
+            learning_rate=options.learning_rate,
+            on_round=on_round,
+        )
+        run_in_simulation(server_app, client_app, len(prepared.sites))
+    return binary.load_arrays(initial, result.state_dict)
+
+
+def run_experiment(
+    options: ExperimentOptions, on_round: Callable[[int, dict[str, float]], None] | None = None
+) -> dict[str, object]:
+    """The experiment's result document (the shape `flip fl run --json` prints)."""
+    options.check()
+    prepared = prepare(options)
+    n_features = len(prepared.encoding.names)
+    result: dict[str, object] = {
+        "strategy": options.strategy,
+        "rounds": options.rounds,
+    }
+    global_model = federated(options, prepared, on_round)
+    result["federated"] = score(lambda site: global_model, prepared.sites)
+    if options.compare:
+        result["local"] = score(lambda site: _fit(options, site.train, n_features), prepared.sites)
+        pooled = TabularData(
+            np.concatenate([s.train.person_ids for s in prepared.sites]),
+            np.concatenate([s.train.x for s in prepared.sites]),
+            np.concatenate([s.train.y for s in prepared.sites]),
+            prepared.encoding.names,
+        )
+        pooled_model = _fit(options, pooled, n_features)
+        result["pooled"] = score(lambda site: pooled_model, prepared.sites)
+    return result

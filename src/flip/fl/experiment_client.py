@@ -1,0 +1,78 @@
+"""The ClientApp of file experiments (`flip fl run`): each node trains on one prepared site.
+
+The driver writes each site's encoded train and test arrays to
+FLIP_EXPERIMENT_DIR/site-<partition>.npz; node <partition> reads only its own.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from flip.data.features.tabular import TabularData
+from flip.fl.tasks import binary
+from flip.fl.tasks.models import model_factory
+
+EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
+
+app = ClientApp()
+
+
+@lru_cache(maxsize=64)
+def load_site(partition: int) -> tuple[str, TabularData, TabularData]:
+    """(site name, train split, test split) of one node."""
+    path = Path(os.environ[EXPERIMENT_ENV]) / f"site-{partition}.npz"
+    with np.load(path) as f:
+        arrays = {key: f[key] for key in f.files}
+    return str(arrays["name"]), _split(arrays, "train"), _split(arrays, "test")
+
+
+def _split(arrays: dict[str, np.ndarray], part: str) -> TabularData:
+    y = arrays[f"{part}_y"]
+    return TabularData(np.arange(len(y)), arrays[f"{part}_x"], y, [])
+
+
+def _model(config: ConfigRecord, arrays: ArrayRecord, n_features: int):
+    model = model_factory(str(config["task"]))(n_features, int(config["seed"]))
+    return binary.load_arrays(model, arrays.to_torch_state_dict())
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Local epochs on this site's training split (FedProx's proximal term when asked)."""
+    _, train_split, _ = load_site(int(context.node_config["partition-id"]))
+    config = msg.content["config"]
+    model = _model(config, msg.content["arrays"], train_split.x.shape[1])
+    metrics = binary.train(
+        model,
+        train_split,
+        epochs=int(config["local-epochs"]),
+        learning_rate=float(config["learning-rate"]),
+        batch_size=int(config["batch-size"]),
+        l2=float(config["l2"]),
+        seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)),
+        proximal_mu=float(config.get("proximal-mu", 0.0)),
+    )
+    content = RecordDict(
+        {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
+    )
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Metrics of the global model on this site's test split; only metrics leave."""
+    name, _, test_split = load_site(int(context.node_config["partition-id"]))
+    model = _model(msg.content["config"], msg.content["arrays"], test_split.x.shape[1])
+    content = RecordDict(
+        {
+            "metrics": MetricRecord(binary.evaluate(model, test_split)),
+            "site": ConfigRecord({"name": name}),
+        }
+    )
+    return Message(content=content, reply_to=msg)

@@ -1,0 +1,93 @@
+"""`flip fl run`: the public experiment interface on messy multi-hospital CSV files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.fl.messy import write_sites
+
+
+def fl_run(sites, *args):
+    site_args = [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
+    return subprocess.run(
+        [sys.executable, "-m", "flip", "fl", "run", *site_args, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    return write_sites(tmp_path_factory.mktemp("messy"))
+
+
+@pytest.mark.slow
+def test_json_contract_and_federation_reaches_pooled(sites):
+    result = fl_run(
+        sites,
+        "--target",
+        "num",
+        "--positive",
+        "num>0",
+        "--task",
+        "tabular-logreg",
+        "--strategy",
+        "fedavg",
+        "--rounds",
+        "10",
+        "--compare",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.strip().splitlines()) == 1
+    data = json.loads(result.stdout)
+    assert set(data) == {"strategy", "rounds", "federated", "local", "pooled"}
+    assert data["strategy"] == "fedavg" and data["rounds"] == 10
+    for arm in ("federated", "local", "pooled"):
+        assert set(data[arm]) == {"per_site", "overall"}
+        assert set(data[arm]["per_site"]) == set(sites)
+        for metrics in data[arm]["per_site"].values():
+            assert set(metrics) == {"accuracy", "auroc", "n_test"}
+        assert set(data[arm]["overall"]) == {"accuracy", "auroc"}
+    assert data["federated"]["overall"]["accuracy"] >= data["pooled"]["overall"]["accuracy"] - 0.02
+    assert data["federated"]["overall"]["auroc"] > 0.75
+    assert "ignoring id-like columns: patient_id" not in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["fedprox", "fedadam", "fedmedian"])
+def test_other_strategies_train(sites, strategy):
+    result = fl_run(
+        sites,
+        "--target",
+        "num",
+        "--positive",
+        "num>0",
+        "--strategy",
+        strategy,
+        "--rounds",
+        "4",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert set(data) == {"strategy", "rounds", "federated"}
+    assert data["federated"]["overall"]["auroc"] > 0.7
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "nope"], "no column 'nope'"),
+        (["--target", "num"], "--positive"),
+        (["--target", "num", "--positive", "num>0", "--strategy", "magic"], "unknown --strategy"),
+        (["--target", "num", "--positive", "num>0", "--drop", "ghost"], "--drop names columns"),
+    ],
+)
+def test_bad_options_fail_in_one_line(sites, args, message):
+    result = fl_run(sites, *args)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr

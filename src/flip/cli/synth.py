@@ -43,3 +43,19 @@ def site(
         )
         export_site(profile, generate_site(profile, seed), out)
     typer.echo(f"wrote {patients} patients as {export_format.value} to {out}")
+
+
+@app.command()
+def tables(
+    out: Annotated[Path, typer.Option(help="Folder to write one CSV per hospital into.")],
+    sites: Annotated[int, typer.Option(min=1, max=20, help="How many hospitals.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same rows.")] = 0,
+) -> None:
+    """Write flat, messy modelling tables (one CSV per hospital) for `flip fl run`."""
+    from flip.synth import default_profiles
+    from flip.synth.flat import write_table
+
+    with one_line_errors():
+        for profile in default_profiles(sites):
+            path = write_table(profile, out / f"{profile.name}.csv", seed)
+            typer.echo(f"{profile.name}: {profile.n_patients} rows -> {path}")

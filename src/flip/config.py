@@ -13,6 +13,9 @@ class SitePolicy(BaseModel):
 
     min_cell_size: int = Field(10, ge=1)
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
+    max_epsilon: float | None = Field(
+        None, gt=0, description="Require DP with at most this epsilon."
+    )
 
 
 class SiteConfig(BaseModel):

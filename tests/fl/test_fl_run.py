@@ -25,7 +25,8 @@ def sites(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_json_contract_and_federation_reaches_pooled(sites):
+def test_json_contract_and_federation_reaches_pooled(sites, tmp_path):
+    registry = tmp_path / "registry"
     result = fl_run(
         sites,
         "--target",
@@ -40,6 +41,10 @@ def test_json_contract_and_federation_reaches_pooled(sites):
         "10",
         "--compare",
         "--json",
+        "--save",
+        "mace-risk",
+        "--registry",
+        str(registry),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.strip().splitlines()) == 1
@@ -55,6 +60,33 @@ def test_json_contract_and_federation_reaches_pooled(sites):
     assert data["federated"]["overall"]["accuracy"] >= data["pooled"]["overall"]["accuracy"] - 0.02
     assert data["federated"]["overall"]["auroc"] > 0.75
     assert "ignoring id-like columns: patient_id" not in result.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "flip", "models", "list", "--registry", str(registry), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (model,) = json.loads(listed.stdout)
+    assert model["id"].startswith("mace-risk-") and model["strategy"] == "fedavg"
+    exported = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flip",
+            "models",
+            "export",
+            model["id"],
+            "--registry",
+            str(registry),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "m.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0 and (tmp_path / "m.onnx").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -91,3 +123,29 @@ def test_bad_options_fail_in_one_line(sites, args, message):
     result = fl_run(sites, *args)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_differential_privacy_reports_its_budget(sites, side):
+    result = fl_run(
+        sites,
+        "--target",
+        "num",
+        "--positive",
+        "num>0",
+        "--rounds",
+        "3",
+        "--dp",
+        side,
+        "--noise-multiplier",
+        "0.8",
+        "--clip",
+        "5",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert data["privacy"]["clipping"] == f"{side}-side fixed"
+    assert data["privacy"]["epsilon"] > 0 and data["privacy"]["rounds"] == 3
+    assert data["federated"]["overall"]["auroc"] > 0.6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from flip import __version__
-from flip.cli import bench, fl, hub, site, synth
+from flip.cli import bench, fl, hub, models, site, synth
 from flip.cli.demo import demo
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(site.app, name="site")
 app.add_typer(hub.app, name="hub")
 app.add_typer(synth.app, name="synth")
 app.add_typer(fl.app, name="fl")
+app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 
 

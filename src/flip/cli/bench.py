@@ -50,11 +50,29 @@ def bench_ingest(
 
     with one_line_errors():
         figures = run(work, patients)
-    table = Table(title="flip bench ingest (DuckDB, one thread)")
+    _print_figures("flip bench ingest (DuckDB, one thread)", figures)
+
+
+@app.command("fl")
+def bench_fl(
+    rounds: Annotated[int, typer.Option(help="Rounds in each run.")] = 12,
+    sites: Annotated[int, typer.Option(help="Synthetic hospitals.")] = 3,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-fl"),
+) -> None:
+    """FLIP's round time against a bare Flower app in the same run, and bytes per round."""
+    from flip.bench.fl import run
+    from flip.cli.fl import stdout_to_stderr
+
+    with one_line_errors(), stdout_to_stderr():
+        figures = run(work, rounds, sites)
+    _print_figures("flip bench fl (simulation runtime)", figures)
+
+
+def _print_figures(title: str, figures) -> None:
+    table = Table(title=title)
     for column in ("figure", "value", "unit", "note"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for f in figures:
-        table.add_row(
-            f.name, f"{f.value:,.2f}" if f.value < 100 else f"{f.value:,.0f}", f.unit, f.note
-        )
+        value = f"{f.value:,.3f}" if f.value < 10 else f"{f.value:,.0f}"
+        table.add_row(f.name, value, f.unit, f.note)
     Console().print(table)

@@ -78,6 +78,21 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
+    dp: Annotated[
+        str | None,
+        typer.Option(
+            help="Differential privacy: server or client (clipping side); off if not given."
+        ),
+    ] = None,
+    noise_multiplier: Annotated[float, typer.Option(help="--dp: Gaussian noise multiplier.")] = 1.0,
+    clip: Annotated[float, typer.Option(help="--dp: clipping norm of each site's update.")] = 1.0,
+    delta: Annotated[float, typer.Option(help="--dp: the delta epsilon is reported at.")] = 1e-5,
+    save: Annotated[
+        str | None, typer.Option(help="Register the federated model under this name.")
+    ] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
+    ] = None,
 ) -> None:
     """Train a model federated across sites given as CSV files, and compare it with baselines.
 
@@ -86,8 +101,25 @@ def run(
     metrics are reported per site and over all test sets together. Progress goes
     to stderr; with --json, stdout carries exactly one JSON object.
     """
+    from pydantic import ValidationError
+
     from flip.data.features.csvfile import DatasetError
     from flip.fl.experiment import ExperimentOptions, run_experiment
+    from flip.fl.privacy import PrivacySpec
+
+    if dp not in (None, "server", "client"):
+        raise typer.BadParameter("choose server or client", param_hint="--dp")
+    try:
+        privacy = (
+            PrivacySpec(
+                clipping=dp, noise_multiplier=noise_multiplier, clipping_norm=clip, delta=delta
+            )
+            if dp
+            else None
+        )
+    except ValidationError as exc:
+        hint = "--noise-multiplier/--clip/--delta"
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint=hint) from None
 
     options = ExperimentOptions(
         sites=_sites(site),
@@ -102,6 +134,7 @@ def run(
         seed=seed,
         compare=compare,
         runtime=runtime,
+        privacy=privacy,
     )
     err = Console(stderr=True)
     columns = (
@@ -122,7 +155,18 @@ def run(
             accuracy = metrics.get("accuracy", float("nan"))
             bar.update(rounds_task, completed=number, status=f"accuracy {accuracy:.3f}")
 
-        result = run_experiment(options, on_round)
+        experiment = run_experiment(options, on_round)
+        if save:
+            from flip.fl.registry import default_registry, register
+
+            record = register(
+                registry or default_registry(),
+                save,
+                experiment.model.state_dict(),
+                experiment.lineage(options),
+            )
+            err.print(f"registered model {record.id} in {record.path.parent}")
+    result = experiment.result
     if as_json:
         typer.echo(json.dumps(result))
         return

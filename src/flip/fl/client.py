@@ -18,13 +18,14 @@ from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
+from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits, task_hash
 from flip.fl.tasks.models import model_factory
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
 
-app = ClientApp()
+app = ClientApp(mods=[clip_when_asked])
 
 
 class NotApproved(PermissionError):
@@ -57,6 +58,10 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
             reason = f"task kind {spec.kind} is not allowed by site policy"
         elif not ledger.is_approved(project, digest):
             reason = "the site has not approved this task for this project"
+        elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
+            reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
+        elif site.policy.max_epsilon is not None:
+            reason = _privacy_problem(spec, site.policy.max_epsilon)
         if reason:
             ledger.record(
                 "run.refused", {"project": project, "task_hash": digest, "reason": reason}
@@ -65,6 +70,16 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
         return spec
     finally:
         ledger.close()
+
+
+def _privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
+    """Why the task's differential privacy does not meet the site's ceiling, or None."""
+    if spec.privacy is None or spec.rounds is None:
+        return f"site policy requires differential privacy with epsilon <= {max_epsilon}"
+    epsilon = spec.privacy.epsilon(spec.rounds)
+    if epsilon > max_epsilon:
+        return f"the task spends epsilon {epsilon:.2f}, above the site's ceiling {max_epsilon}"
+    return None
 
 
 @lru_cache(maxsize=8)

@@ -10,6 +10,7 @@ sites' test sets.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from flip.data.features.csvfile import (
 )
 from flip.data.features.tabular import TabularData
 from flip.fl.preprocessing import Encoding, combine
+from flip.fl.privacy import PrivacySpec
 from flip.fl.strategies import NAMES as STRATEGIES
 from flip.fl.tasks import binary
 from flip.fl.tasks.models import KINDS, model_factory
@@ -58,6 +60,7 @@ class ExperimentOptions:
     learning_rate: float = 0.05
     batch_size: int = 32
     l2: float = 1e-3
+    privacy: PrivacySpec | None = None
 
     def check(self) -> None:
         """Raise DatasetError on options no run can use."""
@@ -233,16 +236,64 @@ def federated(
             n_sites=len(prepared.sites),
             strategy=options.strategy,
             learning_rate=options.learning_rate,
+            privacy=options.privacy,
             on_round=on_round,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
     return binary.load_arrays(initial, result.state_dict)
 
 
+@dataclass
+class ExperimentRun:
+    """An experiment's result document, its federated model and per-round metrics."""
+
+    result: dict[str, object]
+    model: torch.nn.Module
+    prepared: Prepared
+    rounds: list[dict[str, float]]
+
+    def lineage(self, options: ExperimentOptions) -> dict[str, object]:
+        """What the registry keeps about the federated model."""
+        encoding = self.prepared.encoding
+        return {
+            "task": options.task,
+            "n_features": len(encoding.names),
+            "seed": options.seed,
+            "outcome": f"{options.target}: {options.positive or 'the non-reference value'}",
+            "strategy": options.strategy,
+            "rounds": options.rounds,
+            "local_epochs": options.local_epochs,
+            "runtime": options.runtime,
+            "config": {
+                "learning_rate": options.learning_rate,
+                "batch_size": options.batch_size,
+                "l2": options.l2,
+                "test_fraction": options.test_fraction,
+            },
+            "encoding": {
+                "numeric": encoding.numeric,
+                "indicators": list(encoding.indicators),
+                "categories": encoding.categories,
+                "features": encoding.names,
+            },
+            "sites": {
+                s.name: {
+                    "n_train": len(s.train.y),
+                    "n_test": len(s.test.y),
+                    "data_sha256": hashlib.sha256(options.sites[s.name].read_bytes()).hexdigest(),
+                }
+                for s in self.prepared.sites
+            },
+            "metrics": self.result["federated"],
+            "round_metrics": self.rounds,
+            "privacy": self.result.get("privacy"),
+        }
+
+
 def run_experiment(
     options: ExperimentOptions, on_round: Callable[[int, dict[str, float]], None] | None = None
-) -> dict[str, object]:
-    """The experiment's result document (the shape `flip fl run --json` prints)."""
+) -> ExperimentRun:
+    """Run the experiment; `.result` is the document `flip fl run --json` prints."""
     options.check()
     prepared = prepare(options)
     n_features = len(prepared.encoding.names)
@@ -250,7 +301,16 @@ def run_experiment(
         "strategy": options.strategy,
         "rounds": options.rounds,
     }
-    global_model = federated(options, prepared, on_round)
+    if options.privacy is not None:
+        result["privacy"] = options.privacy.budget(options.rounds)
+    rounds: list[dict[str, float]] = []
+
+    def record(number: int, metrics: dict[str, float]) -> None:
+        rounds.append(metrics)
+        if on_round:
+            on_round(number, metrics)
+
+    global_model = federated(options, prepared, record)
     result["federated"] = score(lambda site: global_model, prepared.sites)
     if options.compare:
         result["local"] = score(lambda site: _fit(options, site.train, n_features), prepared.sites)
@@ -262,4 +322,4 @@ def run_experiment(
         )
         pooled_model = _fit(options, pooled, n_features)
         result["pooled"] = score(lambda site: pooled_model, prepared.sites)
-    return result
+    return ExperimentRun(result, global_model, prepared, rounds)

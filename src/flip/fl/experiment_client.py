@@ -15,12 +15,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from flip.data.features.tabular import TabularData
+from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
 from flip.fl.tasks.models import model_factory
 
 EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
 
-app = ClientApp()
+app = ClientApp(mods=[clip_when_asked])
 
 
 @lru_cache(maxsize=64)

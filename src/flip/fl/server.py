@@ -21,6 +21,7 @@ from flwr.app import (
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from flip.fl.privacy import PrivacySpec, with_privacy
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import model_factory
@@ -52,6 +53,7 @@ def make_server_app(
     n_sites: int,
     strategy: str = "fedavg",
     learning_rate: float = 0.1,
+    privacy: PrivacySpec | None = None,
     on_round: RoundCallback | None = None,
     timeout: float = 600.0,
 ) -> tuple[ServerApp, FederatedResult]:
@@ -76,6 +78,8 @@ def make_server_app(
         chosen = make_strategy(
             strategy, n_sites, learning_rate, evaluate_metrics_aggr_fn=evaluate_aggregate
         )
+        if privacy is not None:
+            chosen = with_privacy(chosen, privacy, n_sites)
         outcome = chosen.start(
             grid=grid,
             initial_arrays=initial,
@@ -101,6 +105,7 @@ def task_server_app(
         rounds=rounds,
         n_sites=n_sites,
         learning_rate=spec.learning_rate,
+        privacy=spec.privacy,
         **kwargs,
     )
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flip.data.features.tabular import TabularSpec
+from flip.fl.privacy import PrivacySpec
 
 
 class TaskSpec(BaseModel):
@@ -29,6 +30,8 @@ class TaskSpec(BaseModel):
     l2: float = Field(1e-3, ge=0)
     test_fraction: float = Field(0.25, gt=0, lt=1)
     seed: int = 0
+    rounds: int | None = Field(None, ge=1, description="Rounds the privacy budget is computed for.")
+    privacy: PrivacySpec | None = None
 
     def canonical_json(self) -> bytes:
         """The configuration as canonical JSON (sorted keys, no whitespace)."""

@@ -1,0 +1,106 @@
+"""FLIP's federated round time against a bare Flower app in the same run, and bytes per round.
+
+Both train the same logistic regression on the same prepared sites, with the same
+epochs, in Flower's simulation runtime; a round's time is the gap between two
+consecutive aggregated evaluations, and the first round (actor start-up) is left out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+from flip.bench.ingest import Figure
+from flip.fl.experiment import ExperimentOptions, federated, prepare
+from flip.fl.experiment_client import EXPERIMENT_ENV
+from flip.fl.runtime.simulation import run_in_simulation
+from flip.synth import default_profiles
+from flip.synth.flat import write_table
+
+
+def _round_seconds(stamps: list[float]) -> float:
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return statistics.median(gaps)
+
+
+def _bare(options: ExperimentOptions, prepared, stamps: list[float]) -> None:
+    from flip.bench.bare_flower import app as bare_client
+
+    n_features = prepared.sites[0].train.x.shape[1]
+    app = ServerApp()
+
+    def aggregate(replies, key):
+        stamps.append(time.perf_counter())
+        return aggregate_metricrecords(replies, key)
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        n = len(prepared.sites)
+        strategy = FedAvg(
+            min_train_nodes=n,
+            min_evaluate_nodes=n,
+            min_available_nodes=n,
+            evaluate_metrics_aggr_fn=aggregate,
+        )
+        model = torch.nn.Linear(n_features, 1)
+        torch.nn.init.zeros_(model.weight)
+        torch.nn.init.zeros_(model.bias)
+        config = ConfigRecord(
+            {
+                "learning-rate": options.learning_rate,
+                "l2": options.l2,
+                "batch-size": options.batch_size,
+                "local-epochs": options.local_epochs,
+            }
+        )
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(model.state_dict()),
+            num_rounds=options.rounds,
+            train_config=config,
+            evaluate_config=config,
+        )
+
+    with tempfile.TemporaryDirectory(prefix="flip-bare-") as folder:
+        for index, site in enumerate(prepared.sites):
+            np.savez(
+                Path(folder) / f"site-{index}.npz",
+                train_x=site.train.x,
+                train_y=site.train.y,
+                test_x=site.test.x,
+                test_y=site.test.y,
+            )
+        os.environ[EXPERIMENT_ENV] = folder
+        run_in_simulation(app, bare_client, len(prepared.sites))
+
+
+def run(work: Path, rounds: int = 12, sites: int = 3) -> list[Figure]:
+    """Round times of FLIP and of bare Flower, their ratio, and bytes per round per site."""
+    paths = {p.name: write_table(p, work / f"{p.name}.csv") for p in default_profiles(sites)}
+    options = ExperimentOptions(sites=paths, target="num", positive="num>0", rounds=rounds)
+    prepared = prepare(options)
+    flip_stamps: list[float] = []
+    federated(options, prepared, lambda r, m: flip_stamps.append(time.perf_counter()))
+    bare_stamps: list[float] = []
+    _bare(options, prepared, bare_stamps)
+    flip_round, bare_round = _round_seconds(flip_stamps), _round_seconds(bare_stamps)
+    n_params = prepared.sites[0].train.x.shape[1] + 1
+    per_round = 2 * n_params * 4
+    return [
+        Figure("sites x rounds", sites * rounds, "site-rounds", f"{sites} sites, {rounds} rounds"),
+        Figure("bare Flower round", bare_round, "s", "median, round 1 left out"),
+        Figure("FLIP round", flip_round, "s", "experiment client + FLIP ServerApp"),
+        Figure("FLIP / bare round time", flip_round / bare_round, "x", "aim <= 1.05"),
+        Figure("model payload per round per site", per_round, "bytes", "float32 weights down + up"),
+    ]

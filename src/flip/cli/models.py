@@ -1,0 +1,103 @@
+"""`flip models …`: the model registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from flip.cli.errors import one_line_errors
+
+app = typer.Typer(
+    help="Registered models: list, show their lineage and card, export.", no_args_is_help=True
+)
+
+RegistryOption = Annotated[
+    Path | None, typer.Option(help="Registry folder (default: FLIP_REGISTRY or ~/.flip/models).")
+]
+
+
+def _registry(path: Path | None) -> Path:
+    from flip.fl.registry import default_registry
+
+    return path or default_registry()
+
+
+@app.command("list")
+def list_models(
+    registry: RegistryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every registered model, newest first."""
+    from flip.fl.registry import list_models as records
+
+    found = records(_registry(registry))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        **{
+                            k: r.lineage.get(k)
+                            for k in ("task", "strategy", "rounds", "registered_at")
+                        },
+                    }
+                    for r in found
+                ]
+            )
+        )
+        return
+    table = Table(title=f"Models in {_registry(registry)}")
+    for column in ("id", "task", "strategy", "rounds", "sites", "overall AUROC", "registered"):
+        table.add_column(column)
+    for r in found:
+        overall = r.lineage.get("metrics", {}).get("overall", {})
+        auroc = overall.get("auroc")
+        table.add_row(
+            r.id,
+            r.lineage["task"],
+            str(r.lineage.get("strategy")),
+            str(r.lineage.get("rounds")),
+            str(len(r.lineage.get("sites", {}))),
+            "n/a" if auroc is None else f"{auroc:.3f}",
+            r.lineage["registered_at"],
+        )
+    Console().print(table)
+
+
+@app.command()
+def show(
+    model_id: Annotated[str, typer.Argument(help="The model's id.")],
+    registry: RegistryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the lineage as JSON.")] = False,
+) -> None:
+    """A model's card (or, with --json, its whole lineage)."""
+    from flip.fl.registry import RegistryError, load
+
+    with one_line_errors(RegistryError):
+        record = load(_registry(registry), model_id)
+    if as_json:
+        typer.echo(json.dumps(record.lineage))
+        return
+    Console().print(Markdown((record.path / "MODEL_CARD.md").read_text(encoding="utf-8")))
+
+
+@app.command("export")
+def export_model(
+    model_id: Annotated[str, typer.Argument(help="The model's id.")],
+    out: Annotated[Path, typer.Option(help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="torch (state dict) or onnx.")] = "torch",
+    registry: RegistryOption = None,
+) -> None:
+    """Export a model as a torch state dict or an ONNX graph."""
+    from flip.fl.registry import RegistryError, export, load
+
+    with one_line_errors(RegistryError):
+        path = export(load(_registry(registry), model_id), fmt, out)
+    typer.echo(f"wrote {path}")

@@ -1,0 +1,167 @@
+"""The model registry: each model's weights, lineage and model card, content-addressed.
+
+A registry is a folder; each model lives in `<id>/` with `model.pt` (the torch
+state dict), `lineage.json` (task, config, sites and their sizes, data hashes,
+strategy, privacy budget, per-round and per-site metrics) and `MODEL_CARD.md`.
+The id is the model's name and the first 12 hex digits of the SHA-256 of its
+weights, so the same weights always get the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flip.fl.tasks.models import model_factory
+
+
+def default_registry() -> Path:
+    """FLIP_REGISTRY, else ~/.flip/models."""
+    return Path(os.environ.get("FLIP_REGISTRY", Path.home() / ".flip" / "models"))
+
+
+class RegistryError(LookupError):
+    """No such model, or an export the model does not allow."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A registered model."""
+
+    id: str
+    path: Path
+    lineage: dict[str, Any]
+
+
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in sorted(state.items())}, buffer)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def register(
+    registry: Path, name: str, state: dict[str, torch.Tensor], lineage: dict[str, Any]
+) -> ModelRecord:
+    """Store a model with its lineage and a generated model card; return its record."""
+    digest = _digest(state)
+    model_id = f"{name}-{digest[:12]}"
+    folder = registry / model_id
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "model.pt")
+    full = {
+        "id": model_id,
+        "name": name,
+        "sha256": digest,
+        "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **lineage,
+    }
+    (folder / "lineage.json").write_text(json.dumps(full, indent=2, default=str), encoding="utf-8")
+    (folder / "MODEL_CARD.md").write_text(model_card(full), encoding="utf-8")
+    return ModelRecord(model_id, folder, full)
+
+
+def list_models(registry: Path) -> list[ModelRecord]:
+    """Every model in the registry, newest first."""
+    if not registry.exists():
+        return []
+    records = [load(registry, p.name) for p in registry.iterdir() if (p / "lineage.json").exists()]
+    return sorted(records, key=lambda r: r.lineage.get("registered_at", ""), reverse=True)
+
+
+def load(registry: Path, model_id: str) -> ModelRecord:
+    """One model's record."""
+    folder = registry / model_id
+    if not (folder / "lineage.json").exists():
+        raise RegistryError(f"no model {model_id} in {registry}")
+    return ModelRecord(
+        model_id, folder, json.loads((folder / "lineage.json").read_text(encoding="utf-8"))
+    )
+
+
+def build(record: ModelRecord) -> torch.nn.Module:
+    """The model with its registered weights, ready to predict."""
+    lineage = record.lineage
+    model = model_factory(lineage["task"])(int(lineage["n_features"]), int(lineage.get("seed", 0)))
+    model.load_state_dict(torch.load(record.path / "model.pt", weights_only=True))
+    return model.eval()
+
+
+def export(record: ModelRecord, fmt: str, out: Path) -> Path:
+    """Write the model as a torch state dict (`torch`) or an ONNX graph (`onnx`)."""
+    if fmt == "torch":
+        torch.save(torch.load(record.path / "model.pt", weights_only=True), out)
+        return out
+    if fmt == "onnx":
+        model = build(record)
+        example = torch.zeros(1, int(record.lineage["n_features"]))
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out),
+            input_names=["features"],
+            output_names=["logit"],
+            dynamic_axes={"features": {0: "batch"}, "logit": {0: "batch"}},
+            dynamo=False,
+        )
+        return out
+    raise RegistryError(f"unknown export format {fmt!r}: torch or onnx")
+
+
+def _score(metrics: dict[str, Any]) -> str:
+    auroc = metrics.get("auroc")
+    return f"{metrics['accuracy']:.3f} | {'n/a' if auroc is None else f'{auroc:.3f}'}"
+
+
+def model_card(lineage: dict[str, Any]) -> str:
+    """A model card in Markdown, generated from the lineage."""
+    task = lineage["task"]
+    if lineage.get("task_hash"):
+        task += f", task hash `{lineage['task_hash']}`"
+    runtime = lineage.get("runtime", "simulation")
+    training = (
+        f"{lineage.get('strategy')} for {lineage.get('rounds')} rounds of "
+        f"{lineage.get('local_epochs')} local epochs ({runtime} runtime)"
+    )
+    privacy = lineage.get("privacy") or "no differential privacy; only model updates left the sites"
+    lines = [
+        f"# Model card: {lineage['name']}",
+        "",
+        f"- **Id**: `{lineage['id']}` (SHA-256 of weights `{lineage['sha256']}`)",
+        f"- **Registered**: {lineage['registered_at']}",
+        f"- **Task**: {task}",
+        f"- **Outcome**: {lineage.get('outcome', 'n/a')}",
+        f"- **Training**: {training}",
+        f"- **Privacy**: {privacy}",
+        "",
+        "## Training data",
+        "",
+        "| site | training rows | test rows | data hash |",
+        "|---|---|---|---|",
+    ]
+    for name, info in lineage.get("sites", {}).items():
+        digest = str(info.get("data_sha256", ""))[:12]
+        lines.append(f"| {name} | {info.get('n_train')} | {info.get('n_test')} | `{digest}` |")
+    lines += ["", "## Performance on each site's held-out test set", ""]
+    lines += ["| site | accuracy | AUROC |", "|---|---|---|"]
+    metrics = lineage.get("metrics", {})
+    for name, m in metrics.get("per_site", {}).items():
+        lines.append(f"| {name} | {_score(m)} |")
+    if metrics.get("overall"):
+        lines.append(f"| **all sites** | {_score(metrics['overall'])} |")
+    lines += [
+        "",
+        "## Use and limits",
+        "",
+        "Validate on your own population before use: the sites above may not resemble",
+        "yours. Features are encoded as the lineage records (`encoding`).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,6 +1,8 @@
 """The whole journey, as `flip demo` runs it, and what it leaves at the hub."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
@@ -86,3 +88,31 @@ def test_counts_below_threshold_never_reach_the_hub(demo):
             else:
                 assert released["count"] == 0 or released["count"] >= released["threshold"]
     assert seen_suppressed
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_each_site_can_validate_the_registered_federated_model(demo):
+    out, result = demo
+    (model_dir,) = [p for p in (out / "models").iterdir() if p.is_dir()]
+    store = str(result.site_dirs["riverside"] / "store.duckdb")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flip",
+            "site",
+            "evaluate",
+            model_dir.name,
+            "--store",
+            store,
+            "--registry",
+            str(out / "models"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    validation = json.loads(done.stdout)
+    assert validation["n"] == 300 and validation["auroc"] > 0.7

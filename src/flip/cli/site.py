@@ -360,3 +360,102 @@ def _print_site_report(data: dict) -> None:
         for u in data["unmapped"]:
             codes.add_row(u["table"], str(u["source_value"]), str(u["rows"]))
         console.print(codes)
+
+
+DataOption = Annotated[
+    Path | None, typer.Option("--data", help="A CSV file (models from flip fl run).")
+]
+ModelStoreOption = Annotated[
+    str | None, typer.Option("--store", help="The site's store (task models).")
+]
+RegistryOption = Annotated[
+    Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
+]
+
+
+def _local(
+    model_id: str,
+    registry: Path | None,
+    data: Path | None,
+    store: str | None,
+    target: str | None,
+    positive: str | None,
+):
+    from flip.fl import validation
+    from flip.fl.registry import default_registry, load
+
+    record = load(registry or default_registry(), model_id)
+    if (data is None) == (store is None):
+        raise typer.BadParameter("give exactly one of --data FILE.csv or --store URL")
+    local = (
+        validation.from_csv(record, data, target, positive)
+        if data is not None
+        else validation.from_store(record, store)
+    )
+    return record, local
+
+
+@app.command()
+def evaluate(
+    model_id: Annotated[str, typer.Argument(help="A registered model's id.")],
+    data: DataOption = None,
+    store: ModelStoreOption = None,
+    target: Annotated[str | None, typer.Option(help="--data: the outcome column.")] = None,
+    positive: Annotated[
+        str | None, typer.Option(help='--data: which rows are positive, e.g. "num>0".')
+    ] = None,
+    registry: RegistryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """External validation: a registered model on this site's own data, and feature drift."""
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl import validation
+    from flip.fl.registry import RegistryError
+
+    with one_line_errors(DatasetError, RegistryError):
+        record, local = _local(model_id, registry, data, store, target, positive)
+        result = validation.evaluate(record, local)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    console = Console()
+    auroc = "n/a" if result["auroc"] is None else f"{result['auroc']:.3f}"
+    console.print(
+        f"{model_id} on {result['n']} local rows: AUROC {auroc}, "
+        f"accuracy {result['accuracy']:.3f}, observed {result['prevalence']:.3f} "
+        f"vs mean predicted {result['mean_predicted']:.3f}"
+    )
+    if result["drift"]:
+        table = Table(title="Feature drift (standardised mean difference from training)")
+        table.add_column("feature")
+        table.add_column("SMD", justify="right")
+        for name, d in sorted(result["drift"].items(), key=lambda kv: -kv[1]["smd"]):
+            table.add_row(name, f"[red]{d['smd']:.2f}" if d["flag"] else f"{d['smd']:.2f}")
+        console.print(table)
+
+
+@app.command()
+def predict(
+    model_id: Annotated[str, typer.Argument(help="A registered model's id.")],
+    out: Annotated[Path, typer.Option(help="CSV file for the predictions (stays at the site).")],
+    data: DataOption = None,
+    store: ModelStoreOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Score this site's rows with a registered model; predictions never leave the site."""
+    import csv
+
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl import validation
+    from flip.fl.registry import RegistryError
+
+    with one_line_errors(DatasetError, RegistryError):
+        record, local = _local(model_id, registry, data, store, None, None)
+        p = validation.predictions(record, local)
+        with out.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row" if data is not None else "person_id", "probability"])
+            writer.writerows(
+                zip(local.data.person_ids.tolist(), [f"{v:.6f}" for v in p], strict=True)
+            )
+    typer.echo(f"wrote {len(p)} predictions to {out}")

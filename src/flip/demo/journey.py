@@ -26,6 +26,7 @@ from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.demo import baselines
 from flip.demo.report import write_outputs
+from flip.fl.registry import register
 from flip.fl.runtime.simulation import simulate
 from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
@@ -318,6 +319,26 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
             researcher.set_run_status(run_id, "failed")
             raise
     researcher.set_run_status(run_id, "completed", {"per_site": result.per_site})
+    record = register(
+        options.out.resolve() / "models",
+        "mace-5y",
+        result.state_dict,
+        {
+            "task": spec.kind,
+            "task_hash": digest,
+            "task_spec": spec.model_dump(mode="json"),
+            "n_features": len(spec.data.features),
+            "seed": spec.seed,
+            "outcome": spec.name,
+            "strategy": "fedavg",
+            "rounds": options.rounds,
+            "local_epochs": spec.local_epochs,
+            "sites": {n: {"n_test": m["n_test"]} for n, m in result.per_site.items()},
+            "metrics": {"per_site": result.per_site},
+            "round_metrics": result.rounds,
+        },
+    )
+    console.print(f"  registered the federated model as {record.id} in {record.path.parent}")
     return result.rounds, result.per_site
 
 

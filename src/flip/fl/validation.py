@@ -1,0 +1,110 @@
+"""A registered model on a site's own data: predictions, external validation, and drift.
+
+Data is either a CSV file (models from `flip fl run`, encoded with the encoding in
+their lineage) or the site's store (models of a project task, whose spec the
+lineage keeps). Drift compares each numeric feature's local mean with the mean
+the federation trained on, in training standard deviations (standardised mean
+difference; above 0.2 is flagged, a common rule of thumb).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flip.data.features.csvfile import DatasetError, SiteTable, Target, as_number
+from flip.data.features.tabular import TabularData
+from flip.fl.preprocessing import Encoding
+from flip.fl.registry import ModelRecord, build
+from flip.fl.tasks import binary
+from flip.fl.tasks.base import TaskSpec
+
+DRIFT_THRESHOLD = 0.2
+
+
+@dataclass
+class LocalData:
+    """A site's rows as the model sees them, with labels when the outcome is known."""
+
+    data: TabularData
+    has_labels: bool
+    drift: dict[str, float]
+
+
+def _encoding(record: ModelRecord) -> Encoding:
+    e = record.lineage["encoding"]
+    return Encoding(
+        {k: tuple(v) for k, v in e["numeric"].items()},
+        tuple(e["indicators"]),
+        {k: tuple(v) for k, v in e["categories"].items()},
+    )
+
+
+def from_csv(
+    record: ModelRecord, path: Path, target: str | None, positive: str | None
+) -> LocalData:
+    """Encode a CSV file as the model was trained; labels when `target` is given."""
+    if "encoding" not in record.lineage:
+        raise DatasetError(f"model {record.id} was not trained on files: use --store")
+    encoding = _encoding(record)
+    table = SiteTable.read("local", path)
+    missing = [c for c in (*encoding.numeric, *encoding.categories) if c not in table.columns]
+    if missing:
+        raise DatasetError(f"{path} lacks columns the model uses: {', '.join(missing)}")
+    rows = list(range(table.n_rows))
+    y = np.zeros(len(rows), dtype=np.float32)
+    if target:
+        if target not in table.columns:
+            raise DatasetError(f"{path} has no column {target!r}")
+        labels = Target.parse(target, positive).labels(table.columns[target], "local")
+        rows = [i for i, v in enumerate(labels) if v is not None]
+        y = np.array([labels[i] for i in rows], dtype=np.float32)
+    drift = {}
+    for column, (mean, std) in encoding.numeric.items():
+        values = [as_number(table.columns[column][i]) for i in rows]
+        present = [v for v in values if v is not None]
+        if present:
+            drift[column] = round(abs(float(np.mean(present)) - mean) / std, 4)
+    x = encoding.encode(table.columns, rows)
+    return LocalData(TabularData(np.array(rows), x, y, encoding.names), target is not None, drift)
+
+
+def from_store(record: ModelRecord, store: str) -> LocalData:
+    """The task's dataset from the site's store (every person with an entry event)."""
+    from flip.data.cdm.store import open_store
+    from flip.data.features.tabular import extract_tabular
+
+    if "task_spec" not in record.lineage:
+        raise DatasetError(f"model {record.id} was trained on files: use --data FILE.csv")
+    spec = TaskSpec.model_validate(record.lineage["task_spec"])
+    s = open_store(store, read_only=store.endswith(".duckdb"))
+    try:
+        data = extract_tabular(s, spec.data)
+    finally:
+        s.close()
+    return LocalData(data, True, {})
+
+
+def predictions(record: ModelRecord, local: LocalData) -> np.ndarray:
+    """Predicted probabilities, one per row."""
+    return binary.predict(build(record), local.data.x)
+
+
+def evaluate(record: ModelRecord, local: LocalData) -> dict[str, object]:
+    """Discrimination and calibration-in-the-large on local data, and feature drift."""
+    if not local.has_labels:
+        raise DatasetError("evaluation needs the outcome: give --target (and --positive)")
+    metrics = binary.evaluate(build(record), local.data)
+    p = predictions(record, local)
+    auroc = metrics["auroc"]
+    return {
+        "model": record.id,
+        "n": len(local.data.y),
+        "prevalence": round(float(local.data.y.mean()), 4) if len(local.data.y) else None,
+        "mean_predicted": round(float(p.mean()), 4) if len(p) else None,
+        "accuracy": round(metrics["accuracy"], 4),
+        "auroc": None if auroc != auroc else round(auroc, 4),
+        "drift": {k: {"smd": v, "flag": v > DRIFT_THRESHOLD} for k, v in local.drift.items()},
+    }

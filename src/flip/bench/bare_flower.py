@@ -8,6 +8,7 @@ FLIP code on the client path.
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,13 @@ app = ClientApp()
 
 
 def _arrays(context: Context) -> dict[str, np.ndarray]:
-    path = (
-        Path(os.environ["FLIP_EXPERIMENT_DIR"]) / f"site-{context.node_config['partition-id']}.npz"
-    )
+    return _load(int(context.node_config["partition-id"]))
+
+
+@cache
+def _load(partition: int) -> dict[str, np.ndarray]:
+    """A site's arrays, read once per actor, as FLIP's experiment client does."""
+    path = Path(os.environ["FLIP_EXPERIMENT_DIR"]) / f"site-{partition}.npz"
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
 

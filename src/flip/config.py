@@ -25,6 +25,8 @@ class SiteConfig(BaseModel):
     store: str
     ledger: str
     policy: SitePolicy = Field(default_factory=SitePolicy)
+    hub: str | None = None
+    credential: str = "credential"
 
     @classmethod
     def load(cls, path: Path) -> SiteConfig:
@@ -32,7 +34,7 @@ class SiteConfig(BaseModel):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         config = cls.model_validate(data)
         base = path.parent
-        for key in ("store", "ledger"):
+        for key in ("store", "ledger", "credential"):
             value = getattr(config, key)
             if "://" not in value and not Path(value).is_absolute():
                 setattr(config, key, str(base / value))

@@ -28,3 +28,25 @@ def serve(
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+audit_app = typer.Typer(help="The hub's hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
+) -> None:
+    """Check every entry of the audit log against its hash chain; exit 1 if one was altered."""
+    from flip.hub import audit
+    from flip.hub.db import connect
+
+    engine = connect(db)
+    with engine.connect() as conn:
+        broken = audit.verify(conn)
+    engine.dispose()
+    if broken is not None:
+        typer.echo(f"audit log altered: entry {broken} does not match its hash chain", err=True)
+        raise typer.Exit(1)
+    typer.echo("audit log intact")

@@ -7,7 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -105,8 +107,6 @@ def ingest(
     Re-running adds nothing that is already there; a changed record replaces its rows.
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
-    import httpx
-
     from flip.data.cdm.store import open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
     from flip.data.sources.fhir_rest import FhirServerError
@@ -459,3 +459,133 @@ def predict(
                 zip(local.data.person_ids.tolist(), [f"{v:.6f}" for v in p], strict=True)
             )
     typer.echo(f"wrote {len(p)} predictions to {out}")
+
+
+SiteConfigOption = Annotated[Path, typer.Option("--site-config", help="The site's site.yaml.")]
+
+
+def _site_config(path: Path):
+    from flip.config import SiteConfig
+
+    if not path.exists():
+        raise FileNotFoundError(f"no site config at {path}")
+    return SiteConfig.load(path)
+
+
+def _hub_client(site):
+    from flip.site.hub_client import HubClient
+
+    credential = Path(site.credential)
+    if site.hub is None or not credential.exists():
+        return None
+    return HubClient(site.hub, credential.read_text(encoding="utf-8").strip())
+
+
+@app.command()
+def enrol(
+    hub: Annotated[str, typer.Option(help="The hub's URL.")],
+    token: Annotated[str, typer.Option(help="The one-time enrolment token the hub admin gave.")],
+    site_config: SiteConfigOption = Path("site.yaml"),
+) -> None:
+    """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml)."""
+    import os
+
+    from flip.site.hub_client import HubClient
+
+    with one_line_errors(httpx.HTTPError):
+        site = _site_config(site_config)
+        credential = HubClient.enrol(hub, token)
+        path = Path(site.credential)
+        path.write_text(credential, encoding="utf-8")
+        os.chmod(path, 0o600)
+        raw = yaml.safe_load(site_config.read_text(encoding="utf-8"))
+        raw["hub"] = hub
+        site_config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    typer.echo(f"{site.name} enrolled with {hub}")
+
+
+@app.command()
+def agent(
+    site_config: SiteConfigOption = Path("site.yaml"),
+    interval: Annotated[float, typer.Option(help="Seconds between polls of the hub.")] = 2.0,
+) -> None:
+    """Poll the hub (outbound only): answer cohort counts, check tasks, join approved runs."""
+    import signal
+    import threading
+
+    from flip.site.agent import SiteAgent
+
+    with one_line_errors():
+        site = _site_config(site_config)
+        client = _hub_client(site)
+        if client is None:
+            raise ValueError(f"{site.name} is not enrolled: run `flip site enrol` first")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    typer.echo(f"{site.name}: polling {site.hub} every {interval:g} s", err=True)
+    SiteAgent(site, client).run_forever(stop, interval)
+    client.close()
+
+
+def _decide(
+    site_config: Path, project: int, task_hash: str, decision: str, by: str, reason: str
+) -> None:
+    from flip.site.approvals import decide
+
+    with one_line_errors(httpx.HTTPError):
+        site = _site_config(site_config)
+        client = _hub_client(site)
+        decide(site, client, project, task_hash, decision, by=by, reason=reason)
+        if client is not None:
+            client.close()
+    typer.echo(f"{site.name}: {decision} task {task_hash[:12]}… for project {project}")
+
+
+@app.command()
+def approve(
+    project: Annotated[int, typer.Argument(help="The project's id at the hub.")],
+    task_hash: Annotated[str, typer.Argument(help="The exact task SHA-256 to allow.")],
+    site_config: SiteConfigOption = Path("site.yaml"),
+    by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
+) -> None:
+    """Approve exactly this task for this project; the ClientApp runs nothing else."""
+    _decide(site_config, project, task_hash, "approved", by, "")
+
+
+@app.command()
+def decline(
+    project: Annotated[int, typer.Argument(help="The project's id at the hub.")],
+    task_hash: Annotated[str, typer.Argument(help="The task SHA-256 to refuse.")],
+    reason: Annotated[str, typer.Option(help="Why (shared with the hub).")],
+    site_config: SiteConfigOption = Path("site.yaml"),
+    by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
+) -> None:
+    """Decline a task for a project, with a reason."""
+    _decide(site_config, project, task_hash, "declined", by, reason)
+
+
+@app.command()
+def audit(
+    site_config: SiteConfigOption = Path("site.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The site's own audit log (every query answered, run joined or refused), chain checked."""
+    from flip.data.ledger import Ledger
+
+    with one_line_errors():
+        ledger = Ledger(_site_config(site_config).ledger)
+        entries, broken = ledger.entries(), ledger.verify()
+        ledger.close()
+    if as_json:
+        typer.echo(json.dumps({"entries": entries, "broken_at": broken}))
+    else:
+        table = Table(title="Site audit log")
+        for column in ("seq", "at", "action", "detail"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(str(e["seq"]), e["at"], e["action"], e["detail"])
+        Console().print(table)
+        typer.echo("chain intact" if broken is None else f"chain broken at entry {broken}")
+    if broken is not None:
+        raise typer.Exit(1)

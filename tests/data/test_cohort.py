@@ -38,3 +38,41 @@ def test_value_ranges_only_on_tables_with_values():
                 "include": [{"table": "condition_occurrence", "concept_ids": [1], "value_min": 1}],
             }
         )
+
+
+def test_a_concept_stands_for_its_descendants(store, exported):
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from flip.data.cdm import schema
+    from flip.data.terminology.snomed import load_rf2
+
+    _, patients, folder = exported("fhir-bundle", n=80)
+    ingest_path(store, "fhir", folder)
+    load_rf2(store, Path(__file__).parent / "fixtures" / "rf2")
+    with store.connect() as conn:
+        c = schema.concept
+        ischaemic = conn.execute(
+            select(c.c.concept_id).where(c.c.concept_code == "414545008")
+        ).scalar_one()
+    mi = sum("mi" in p.conditions for p in patients)
+    assert mi > 0
+    broad = {"table": "condition_occurrence", "concept_ids": [ischaemic]}
+    assert count_cohort(store, CohortDefinition(name="ihd", include=[broad])) == mi
+    exact = broad | {"descendants": False}
+    assert count_cohort(store, CohortDefinition(name="ihd only", include=[exact])) == 0
+
+
+def test_has_an_image_of_a_modality(store, tmp_path):
+    import orjson
+
+    from tests.data.test_fhir_resources import PATIENT, RESOURCES
+
+    imaging = [r for r in RESOURCES if r["resourceType"] == "ImagingStudy"]
+    path = tmp_path / "imaging.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in [PATIENT, *imaging]) + b"\n")
+    ingest_path(store, "fhir", path)
+    scanned = {"table": "image_occurrence", "concept_ids": [0], "descendants": False}
+    assert count_cohort(store, CohortDefinition(name="any CT", include=[scanned])) == 1
+    assert count_cohort(store, CohortDefinition(name="none", exclude=[scanned])) == 0

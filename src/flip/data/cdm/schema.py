@@ -786,6 +786,7 @@ EVENT_COLUMNS: dict[str, EventColumns] = {
     "procedure_occurrence": EventColumns("procedure", "procedure_date", None),
     "device_exposure": EventColumns("device", "device_exposure_start_date", None),
     "specimen": EventColumns("specimen", "specimen_date", None),
+    "image_occurrence": EventColumns("modality", "image_occurrence_date", None),
 }
 
 #: Where a coded event lands, by the domain of its standard concept.

@@ -7,14 +7,28 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-Table = Literal["condition_occurrence", "measurement", "observation", "visit_occurrence"]
+Table = Literal[
+    "condition_occurrence",
+    "drug_exposure",
+    "procedure_occurrence",
+    "measurement",
+    "observation",
+    "visit_occurrence",
+    "image_occurrence",
+]
 
 
 class Criterion(BaseModel):
-    """A person has (or, in exclusions, has not) a record of one of these concepts."""
+    """A person has (or, in exclusions, has not) a record of one of these concepts.
+
+    With `descendants` (the default) a concept stands for itself and every concept
+    below it in the vocabulary's hierarchy (concept_ancestor). For image_occurrence
+    the concepts are imaging modalities.
+    """
 
     table: Table
     concept_ids: list[int] = Field(min_length=1)
+    descendants: bool = True
     value_min: float | None = None
     value_max: float | None = None
     start: date | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
@@ -16,10 +16,16 @@ def _has(criterion: Criterion):
     table = schema.metadata.tables[criterion.table]
     columns = schema.EVENT_COLUMNS[criterion.table]
     concept_col, date_col, value_col = columns.concept, columns.date, columns.value
-    clauses = [
-        table.c.person_id == schema.person.c.person_id,
-        table.c[concept_col].in_(criterion.concept_ids),
-    ]
+    wanted = criterion.concept_ids
+    if criterion.descendants:
+        ancestry = schema.concept_ancestor
+        below = select(ancestry.c.descendant_concept_id).where(
+            ancestry.c.ancestor_concept_id.in_(wanted)
+        )
+        concept_match = or_(table.c[concept_col].in_(wanted), table.c[concept_col].in_(below))
+    else:
+        concept_match = table.c[concept_col].in_(wanted)
+    clauses = [table.c.person_id == schema.person.c.person_id, concept_match]
     if criterion.start is not None:
         clauses.append(table.c[date_col] >= criterion.start)
     if criterion.end is not None:

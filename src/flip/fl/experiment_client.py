@@ -24,7 +24,7 @@ EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
 app = ClientApp(mods=[clip_when_asked])
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4096)
 def load_site(partition: int) -> tuple[str, TabularData, TabularData]:
     """(site name, train split, test split) of one node."""
     path = Path(os.environ[EXPERIMENT_ENV]) / f"site-{partition}.npz"

@@ -82,7 +82,7 @@ def _privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=256)
 def _splits(store: str, spec_json: str):
     return load_splits(store, TaskSpec.model_validate_json(spec_json))
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from flip.data.features.csvfile import (
@@ -177,8 +176,11 @@ def score(model_for: Callable[[PreparedSite], torch.nn.Module], sites: list[Prep
 
 
 def _metrics(p: np.ndarray, y: np.ndarray) -> Metrics:
-    auroc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
-    return {"accuracy": float(np.mean((p >= 0.5) == (y == 1))), "auroc": auroc}
+    area = binary.auroc(y, p)
+    return {
+        "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
+        "auroc": None if area != area else area,
+    }
 
 
 def _fit(options: ExperimentOptions, data: TabularData, n_features: int) -> torch.nn.Module:

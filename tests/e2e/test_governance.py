@@ -7,43 +7,26 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
 
-from flip.config import SiteConfig
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
-from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
 from flip.fl.runtime.simulation import simulate
 from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.client import ResearcherClient
 from flip.hub.server import free_port
-from flip.synth import generate_site
-from flip.synth.export import export_site
-from tests.conftest import small_profile
+from tests.conftest import build_site
 
 FLIP = [sys.executable, "-m", "flip"]
 DIABETES = {
     "name": "diabetes",
     "include": [{"table": "condition_occurrence", "concept_ids": [201826]}],
 }
-
-
-def _site(root: Path, name: str, fmt: str, n: int) -> Path:
-    folder = root / name
-    profile = small_profile(fmt, n, name=name)
-    export_site(profile, generate_site(profile, 4), folder / "export")
-    store = open_store(folder / "store.duckdb")
-    store.create()
-    ingest_path(store, "csv" if fmt == "csv" else "fhir", folder / "export")
-    store.close()
-    SiteConfig(name=name, store="store.duckdb", ledger="ledger.sqlite").save(folder / "site.yaml")
-    return folder / "site.yaml"
 
 
 def _wait(check, what: str, timeout: float = 60.0):
@@ -66,9 +49,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_hub_and_agents_as_processes(tmp_path):
     configs = {
-        "alpha": _site(tmp_path, "alpha", "fhir-ndjson", 300),
-        "beta": _site(tmp_path, "beta", "csv", 300),
-        "gamma": _site(tmp_path, "gamma", "fhir-ndjson", 40),
+        "alpha": build_site(tmp_path, "alpha", "fhir-ndjson", 300, seed=4),
+        "beta": build_site(tmp_path, "beta", "csv", 300, seed=4),
+        "gamma": build_site(tmp_path, "gamma", "fhir-ndjson", 40, seed=4),
     }
     port = free_port()
     hub_db = tmp_path / "hub.sqlite"

@@ -1,36 +1,15 @@
 """Federated training in Flower's simulation runtime, and the site's own approval check."""
 
-from pathlib import Path
-
 import pytest
 from flwr.app import ConfigRecord
 
 from flip.config import SiteConfig
-from flip.data.cdm.store import open_store
-from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
 from flip.fl.client import NotApproved, authorise
 from flip.fl.runtime.simulation import simulate
 from flip.fl.server import run_config, task_server_app
 from flip.fl.tasks import mace_task, task_hash
-from flip.synth import generate_site
-from flip.synth.export import export_site
-from tests.conftest import small_profile
-
-
-def _site(tmp_path: Path, name: str, fmt: str, n: int) -> SiteConfig:
-    folder = tmp_path / name
-    profile = small_profile(fmt, n, name=name)
-    export_site(profile, generate_site(profile, 2), folder / "export")
-    store = open_store(folder / "store.duckdb")
-    store.create()
-    ingest_path(store, "csv" if fmt == "csv" else "fhir", folder / "export")
-    store.close()
-    config = SiteConfig(
-        name=name, store=str(folder / "store.duckdb"), ledger=str(folder / "ledger.sqlite")
-    )
-    config.save(folder / "site.yaml")
-    return config
+from tests.conftest import build_site
 
 
 def test_authorise_refuses_unapproved_tampered_and_disallowed_tasks(tmp_path):
@@ -56,7 +35,10 @@ def test_authorise_refuses_unapproved_tampered_and_disallowed_tasks(tmp_path):
 @pytest.mark.slow
 def test_simulation_trains_approved_sites_and_never_reads_an_unapproved_one(tmp_path):
     spec = mace_task()
-    approved = [_site(tmp_path, "alpha", "fhir-ndjson", 300), _site(tmp_path, "beta", "csv", 300)]
+    approved = [
+        SiteConfig.load(build_site(tmp_path, "alpha", "fhir-ndjson", 300)),
+        SiteConfig.load(build_site(tmp_path, "beta", "csv", 300)),
+    ]
     for config in approved:
         Ledger(config.ledger).decide("p", task_hash(spec), "approved", by="admin")
     folder = tmp_path / "gamma"

@@ -54,3 +54,42 @@ def test_ingest_exits_non_zero_only_when_nothing_could_be_read(tmp_path):
     assert '"quarantined": 1' in partly.stdout
     nothing = flip("site", "ingest", "fhir", str(all_bad), "--store", store, "--json")
     assert nothing.returncode == 1
+
+
+def test_a_site_trains_alone_and_can_validate_its_model_later(tmp_path):
+    import json
+
+    from flip.data.ledger import Ledger
+    from tests.conftest import build_site
+
+    config = build_site(tmp_path, "solo", "csv", 400)
+    registry = str(tmp_path / "registry")
+    done = flip(
+        "site",
+        "train",
+        "--local",
+        "--site-config",
+        str(config),
+        "--save",
+        "solo-mace",
+        "--registry",
+        registry,
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["n_train"] + result["n_test"] == 400 and result["auroc"] > 0.6
+    assert "train.local" in [e["action"] for e in Ledger(config.parent / "ledger.sqlite").entries()]
+    check = flip(
+        "site",
+        "evaluate",
+        result["model"],
+        "--store",
+        str(config.parent / "store.duckdb"),
+        "--registry",
+        registry,
+        "--json",
+    )
+    assert check.returncode == 0 and json.loads(check.stdout)["n"] == 400
+    refused = flip("site", "train", "--site-config", str(config))
+    assert refused.returncode == 2

@@ -30,6 +30,21 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="info")
 
 
+@app.command()
+def migrate(
+    db: Annotated[
+        str, typer.Option(help="Hub database URL (SQLite or PostgreSQL).")
+    ] = "sqlite:///hub.sqlite",
+) -> None:
+    """Bring the hub database to the newest schema (Alembic); safe to run again."""
+    from flip.cli.errors import one_line_errors
+    from flip.hub.db import connect
+
+    with one_line_errors():
+        connect(db).dispose()
+    typer.echo(f"hub database at the newest schema: {db}")
+
+
 audit_app = typer.Typer(help="The hub's hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

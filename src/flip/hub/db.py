@@ -164,13 +164,15 @@ audit = Table(
 
 
 def connect(url: str) -> Engine:
-    """An engine on the hub database, with every table created."""
+    """An engine on the hub database, migrated to the newest schema."""
     connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
     engine = create_engine(url, connect_args=connect_args)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    metadata.create_all(engine)
+    from flip.hub.migrate import upgrade
+
+    upgrade(engine)
     return engine
 
 

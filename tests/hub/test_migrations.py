@@ -1,0 +1,37 @@
+"""Hub migrations: a fresh database gets the models' schema exactly; re-running is a no-op."""
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from flip.hub.db import connect, metadata
+
+
+def test_migrated_database_matches_the_models(hub_db_url):
+    engine = connect(hub_db_url)
+    connect(hub_db_url).dispose()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            "0001"
+        ]
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == [], "the models changed: write a migration with flip.hub.migrate.revision"
+    engine.dispose()
+
+
+def test_an_existing_database_is_upgraded_not_rebuilt(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    engine = connect(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (name, role, token_hash, created_at) "
+                "VALUES ('kept', 'viewer', 'h', CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    again = create_engine(url)
+    connect(url).dispose()
+    with again.connect() as conn:
+        assert conn.execute(text("SELECT name FROM users")).scalars().all() == ["kept"]
+    again.dispose()

@@ -1,0 +1,105 @@
+"""Every hub endpoint x every role against a declared allow/deny matrix."""
+
+import pytest
+
+HASH = "ab" * 32
+READERS = {"admin", "owner", "researcher", "viewer"}
+OWNERS = {"admin", "owner"}
+EVERYONE = READERS | {"site", "anonymous"}
+
+#: (method, path) -> roles allowed past authentication and authorisation.
+MATRIX = {
+    ("POST", "/api/v1/users"): {"admin"},
+    ("POST", "/api/v1/sites"): {"admin"},
+    ("POST", "/api/v1/sites/enrol"): EVERYONE,
+    ("GET", "/api/v1/audit/verify"): {"admin"},
+    ("POST", "/api/v1/projects"): {"admin", "owner", "researcher"},
+    ("GET", "/api/v1/projects/{project_id}"): READERS,
+    ("POST", "/api/v1/projects/{project_id}/sites"): OWNERS,
+    ("POST", "/api/v1/projects/{project_id}/tasks"): OWNERS,
+    ("POST", "/api/v1/projects/{project_id}/queries"): OWNERS,
+    ("GET", "/api/v1/queries/{query_id}"): READERS,
+    ("POST", "/api/v1/projects/{project_id}/runs"): OWNERS,
+    ("GET", "/api/v1/runs/{run_id}"): READERS,
+    ("POST", "/api/v1/runs/{run_id}/rounds"): OWNERS,
+    ("POST", "/api/v1/runs/{run_id}/status"): OWNERS,
+    ("GET", "/api/v1/agent/work"): {"site"},
+    ("POST", "/api/v1/agent/queries/{query_id}"): {"site"},
+    ("POST", "/api/v1/agent/decisions"): {"site"},
+    ("POST", "/api/v1/agent/runs/{run_id}"): {"site"},
+    ("GET", "/health"): EVERYONE,
+}
+
+BODIES = {
+    "/api/v1/users": {"name": "someone", "role": "viewer"},
+    "/api/v1/sites": {"name": "another"},
+    "/api/v1/sites/enrol": {"enrolment_token": "not-a-real-token"},
+    "/api/v1/projects": {"name": "p"},
+    "/api/v1/projects/{project_id}/sites": {"sites": ["a"]},
+    "/api/v1/projects/{project_id}/tasks": {
+        "hash": "cd" * 32,
+        "kind": "tabular-logreg",
+        "spec": {},
+    },
+    "/api/v1/projects/{project_id}/queries": {"name": "q", "definition": {}},
+    "/api/v1/projects/{project_id}/runs": {"task_hash": HASH, "rounds": 1},
+    "/api/v1/runs/{run_id}/rounds": {"round": 1, "metrics": {"auroc": 0.5}},
+    "/api/v1/runs/{run_id}/status": {"status": "cancelled"},
+    "/api/v1/agent/queries/{query_id}": {"count": 0, "suppressed": False, "threshold": 10},
+    "/api/v1/agent/decisions": {"project_id": 1, "task_hash": HASH, "decision": "approved"},
+    "/api/v1/agent/runs/{run_id}": {"status": "refused"},
+}
+
+
+@pytest.fixture
+def world(hub):
+    tokens = {
+        "admin": hub.admin,
+        "owner": hub.user("olive", "researcher"),
+        "researcher": hub.user("rita", "researcher"),
+        "viewer": hub.user("vic", "viewer"),
+        "site": hub.site("a"),
+        "anonymous": None,
+    }
+    pid = hub.call("POST", "/projects", tokens["owner"], json={"name": "p"}).json()["id"]
+    hub.call("POST", f"/projects/{pid}/sites", tokens["owner"], json={"sites": ["a"]})
+    hub.call(
+        "POST",
+        f"/projects/{pid}/tasks",
+        tokens["owner"],
+        json={"hash": HASH, "kind": "k", "spec": {}},
+    )
+    qid = hub.call(
+        "POST", f"/projects/{pid}/queries", tokens["owner"], json={"name": "q", "definition": {}}
+    ).json()["id"]
+    rid = hub.call(
+        "POST", f"/projects/{pid}/runs", tokens["owner"], json={"task_hash": HASH, "rounds": 1}
+    ).json()["id"]
+    ids = {"project_id": pid, "query_id": qid, "run_id": rid}
+    return tokens, ids
+
+
+def test_every_route_is_in_the_matrix(hub):
+    paths = hub.app.openapi()["paths"]
+    routes = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    assert routes == set(MATRIX)
+
+
+def test_each_role_is_allowed_or_denied_as_declared(hub, world):
+    tokens, ids = world
+    for (method, path), allowed in MATRIX.items():
+        url = path.format(**ids)
+        for role, token in tokens.items():
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = hub.http.request(method, url, headers=headers, json=BODIES.get(path))
+            denied = response.status_code in (401, 403)
+            assert response.status_code < 500, (method, path, role, response.text)
+            if role in allowed:
+                assert not denied or path == "/api/v1/sites/enrol", (
+                    method,
+                    path,
+                    role,
+                    response.text,
+                )
+            else:
+                assert denied, (method, path, role, response.status_code)

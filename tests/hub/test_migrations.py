@@ -5,6 +5,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from flip.hub.db import connect, metadata
+from flip.hub.migrate import upgrade
 
 
 def test_migrated_database_matches_the_models(hub_db_url):
@@ -12,7 +13,7 @@ def test_migrated_database_matches_the_models(hub_db_url):
     connect(hub_db_url).dispose()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0001"
+            "0002"
         ]
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == [], "the models changed: write a migration with flip.hub.migrate.revision"
@@ -21,7 +22,8 @@ def test_migrated_database_matches_the_models(hub_db_url):
 
 def test_an_existing_database_is_upgraded_not_rebuilt(tmp_path):
     url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
-    engine = connect(url)
+    engine = create_engine(url)
+    upgrade(engine, "0001")
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -33,5 +35,8 @@ def test_an_existing_database_is_upgraded_not_rebuilt(tmp_path):
     again = create_engine(url)
     connect(url).dispose()
     with again.connect() as conn:
-        assert conn.execute(text("SELECT name FROM users")).scalars().all() == ["kept"]
+        assert conn.execute(text("SELECT name, token_expires_at FROM users")).all() == [
+            ("kept", None)
+        ]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     again.dispose()

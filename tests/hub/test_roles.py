@@ -1,6 +1,5 @@
 """Every hub endpoint x every role against a declared allow/deny matrix."""
 
-import pytest
 
 HASH = "ab" * 32
 READERS = {"admin", "owner", "researcher", "viewer"}
@@ -12,6 +11,10 @@ MATRIX = {
     ("POST", "/api/v1/users"): {"admin"},
     ("POST", "/api/v1/sites"): {"admin"},
     ("POST", "/api/v1/sites/enrol"): EVERYONE,
+    ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
+    ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
+    ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
+    ("POST", "/api/v1/agent/credential"): {"site"},
     ("GET", "/api/v1/audit/verify"): {"admin"},
     ("POST", "/api/v1/projects"): {"admin", "owner", "researcher"},
     ("GET", "/api/v1/projects/{project_id}"): READERS,
@@ -51,31 +54,37 @@ BODIES = {
 }
 
 
-@pytest.fixture
-def world(hub):
+def world(hub, n: int):
+    """Fresh callers and objects: `owner` owns a project with a task, a query and a run."""
+    created = hub.call(
+        "POST", "/users", hub.admin, json={"name": f"olive{n}", "role": "researcher"}
+    ).json()
     tokens = {
         "admin": hub.admin,
-        "owner": hub.user("olive", "researcher"),
-        "researcher": hub.user("rita", "researcher"),
-        "viewer": hub.user("vic", "viewer"),
-        "site": hub.site("a"),
+        "owner": created["token"],
+        "researcher": hub.user(f"rita{n}", "researcher"),
+        "viewer": hub.user(f"vic{n}", "viewer"),
+        "site": hub.site(f"a{n}"),
         "anonymous": None,
     }
-    pid = hub.call("POST", "/projects", tokens["owner"], json={"name": "p"}).json()["id"]
-    hub.call("POST", f"/projects/{pid}/sites", tokens["owner"], json={"sites": ["a"]})
-    hub.call(
-        "POST",
-        f"/projects/{pid}/tasks",
-        tokens["owner"],
-        json={"hash": HASH, "kind": "k", "spec": {}},
-    )
+    other_site = hub.call("POST", "/sites", hub.admin, json={"name": f"b{n}"}).json()["id"]
+    owner = tokens["owner"]
+    pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
+    hub.call("POST", f"/projects/{pid}/sites", owner, json={"sites": [f"a{n}"]})
+    hub.call("POST", f"/projects/{pid}/tasks", owner, json={"hash": HASH, "kind": "k", "spec": {}})
     qid = hub.call(
-        "POST", f"/projects/{pid}/queries", tokens["owner"], json={"name": "q", "definition": {}}
+        "POST", f"/projects/{pid}/queries", owner, json={"name": "q", "definition": {}}
     ).json()["id"]
     rid = hub.call(
-        "POST", f"/projects/{pid}/runs", tokens["owner"], json={"task_hash": HASH, "rounds": 1}
+        "POST", f"/projects/{pid}/runs", owner, json={"task_hash": HASH, "rounds": 1}
     ).json()["id"]
-    ids = {"project_id": pid, "query_id": qid, "run_id": rid}
+    ids = {
+        "project_id": pid,
+        "query_id": qid,
+        "run_id": rid,
+        "user_id": created["id"],
+        "site_id": other_site,
+    }
     return tokens, ids
 
 
@@ -85,13 +94,18 @@ def test_every_route_is_in_the_matrix(hub):
     assert routes == set(MATRIX)
 
 
-def test_each_role_is_allowed_or_denied_as_declared(hub, world):
-    tokens, ids = world
+def test_each_role_is_allowed_or_denied_as_declared(hub):
+    n = 0
     for (method, path), allowed in MATRIX.items():
-        url = path.format(**ids)
-        for role, token in tokens.items():
+        for role in ("admin", "owner", "researcher", "viewer", "site", "anonymous"):
+            n += 1
+            tokens, ids = world(hub, n)
+            token = tokens[role]
             headers = {"Authorization": f"Bearer {token}"} if token else {}
-            response = hub.http.request(method, url, headers=headers, json=BODIES.get(path))
+            body = BODIES.get(path)
+            if path == "/api/v1/projects/{project_id}/sites":
+                body = {"sites": [f"a{n}"]}
+            response = hub.http.request(method, path.format(**ids), headers=headers, json=body)
             denied = response.status_code in (401, 403)
             assert response.status_code < 500, (method, path, role, response.text)
             if role in allowed:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import Connection, select
 
-from flip.hub.db import sites, users
+from flip.hub.db import now, sites, users
 
 ROLES = ("admin", "researcher", "viewer")
 
@@ -58,6 +58,8 @@ def principal(request: Request, conn: Conn) -> Principal:
     digest = token_hash(token.strip())
     user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
     if user is not None:
+        if user.token_expires_at is not None and user.token_expires_at < now():
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")
         return Principal("user", user.id, user.name, user.role)
     site = conn.execute(select(sites).where(sites.c.credential_hash == digest)).first()
     if site is not None and site.status == "active":
@@ -78,6 +80,7 @@ def require(*roles: str):
     return check
 
 
+Caller = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(require("admin"))]
 Researcher = Annotated[Principal, Depends(require("admin", "researcher"))]
 Reader = Annotated[Principal, Depends(require("admin", "researcher", "viewer"))]

@@ -39,6 +39,7 @@ users = Table(
     Column("name", String(100), nullable=False, unique=True),
     Column("role", String(20), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_expires_at", DateTime),
     _created(),
 )
 

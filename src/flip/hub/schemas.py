@@ -13,6 +13,11 @@ Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 class UserIn(BaseModel):
     name: str = Name
     role: Literal["admin", "researcher", "viewer"]
+    expires_in_days: int = Field(90, ge=1, le=3650, description="The token's lifetime.")
+
+
+class TokenRequest(BaseModel):
+    expires_in_days: int = Field(90, ge=1, le=3650, description="The new token's lifetime.")
 
 
 class TokenOut(BaseModel):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub import audit
-from flip.hub.auth import Admin, Conn, new_token, token_hash
-from flip.hub.db import sites, users
-from flip.hub.schemas import EnrolIn, EnrolmentOut, SiteIn, TokenOut, UserIn
+from flip.hub.auth import Admin, Caller, Conn, new_token, token_hash
+from flip.hub.db import now, sites, users
+from flip.hub.schemas import EnrolIn, EnrolmentOut, SiteIn, TokenOut, TokenRequest, UserIn
 
 router = APIRouter(tags=["admin"])
 
@@ -18,10 +20,16 @@ router = APIRouter(tags=["admin"])
 def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
     """Create a user with a role and return their API token, once."""
     token = new_token("flip_u")
+    expires = now() + timedelta(days=body.expires_in_days)
     try:
         with conn.begin_nested():
             uid = conn.execute(
-                insert(users).values(name=body.name, role=body.role, token_hash=token_hash(token))
+                insert(users).values(
+                    name=body.name,
+                    role=body.role,
+                    token_hash=token_hash(token),
+                    token_expires_at=expires,
+                )
             ).inserted_primary_key[0]
     except IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.name} exists") from None
@@ -69,3 +77,51 @@ def verify_audit(conn: Conn, who: Admin) -> dict[str, object]:
     """Check the audit chain: `ok` is false and `broken_at` names the entry if edited."""
     broken = audit.verify(conn)
     return {"ok": broken is None, "broken_at": broken}
+
+
+def _user(conn, user_id: int):
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
+    return row
+
+
+@router.post("/users/{user_id}/token")
+def rotate_token(
+    user_id: int, conn: Conn, who: Caller, body: TokenRequest | None = None
+) -> TokenOut:
+    """A new token for a user (an admin, or the user themself); the old one stops working."""
+    if who.kind != "user" or (who.role != "admin" and who.id != user_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
+    row = _user(conn, user_id)
+    token = new_token("flip_u")
+    expires = now() + timedelta(days=(body or TokenRequest()).expires_in_days)
+    conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(token_hash=token_hash(token), token_expires_at=expires)
+    )
+    audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
+    return TokenOut(id=row.id, name=row.name, token=token)
+
+
+@router.delete("/users/{user_id}/token", status_code=204)
+def revoke_token(user_id: int, conn: Conn, who: Admin) -> None:
+    """Revoke a user's token at once; they need a new one from an admin."""
+    row = _user(conn, user_id)
+    conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(token_hash=token_hash(new_token("revoked")), token_expires_at=now())
+    )
+    audit.append(conn, who.label, "user.token.revoke", f"user:{row.name}")
+
+
+@router.post("/sites/{site_id}/disable", status_code=204)
+def disable_site(site_id: int, conn: Conn, who: Admin) -> None:
+    """Disable a site: its credential stops working and it gets no more work."""
+    row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id}")
+    conn.execute(update(sites).where(sites.c.id == site_id).values(status="disabled"))
+    audit.append(conn, who.label, "site.disable", f"site:{row.name}")

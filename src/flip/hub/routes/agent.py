@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import Connection, delete, insert, select, update
 
 from flip.hub import audit
-from flip.hub.auth import Conn, Principal, Site
+from flip.hub.auth import Conn, Principal, Site, new_token, token_hash
 from flip.hub.db import (
     now,
     project_sites,
@@ -18,10 +18,11 @@ from flip.hub.db import (
     query_results,
     run_sites,
     runs,
+    sites,
     task_decisions,
     tasks,
 )
-from flip.hub.schemas import DecisionIn, RunReplyIn, SiteCountIn, WorkOut
+from flip.hub.schemas import DecisionIn, RunReplyIn, SiteCountIn, TokenOut, WorkOut
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
 
@@ -181,3 +182,14 @@ def reply_run(run_id: int, body: RunReplyIn, conn: Conn, site: Site) -> None:
         )
     )
     audit.append(conn, site.label, f"run.{body.status}", f"run:{run_id}", {"reason": body.reason})
+
+
+@router.post("/credential")
+def rotate_credential(conn: Conn, site: Site) -> TokenOut:
+    """A new credential for the calling site; the old one stops working."""
+    credential = new_token("flip_s")
+    conn.execute(
+        update(sites).where(sites.c.id == site.id).values(credential_hash=token_hash(credential))
+    )
+    audit.append(conn, site.label, "site.credential.rotate", f"site:{site.name}")
+    return TokenOut(id=site.id, name=site.name, token=credential)

@@ -20,6 +20,11 @@ def stable_id(*parts: str) -> int:
     return int.from_bytes(digest[:7], "big") >> 4
 
 
+def visit_id(system: str, key: str | None) -> int | None:
+    """The visit_occurrence_id of a source encounter key (None when there is none)."""
+    return stable_id(system, "visit", key) if key else None
+
+
 @dataclass(frozen=True)
 class CdmRow:
     """One row for one CDM table."""
@@ -53,7 +58,7 @@ def person_row(system: str, p: SourcePerson) -> CdmRow:
 
 def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
     """The visit_occurrence row of a source encounter."""
-    vid = stable_id(system, "visit", v.key)
+    vid = visit_id(system, v.key)
     start = v.start
     assert start is not None
     return CdmRow(
@@ -124,7 +129,7 @@ def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> 
             "note_text": e.text or "",
             "encoding_concept_id": 0,
             "language_concept_id": 0,
-            "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
+            "visit_occurrence_id": visit_id(system, e.visit_key),
             "note_source_value": e.code[:50],
         },
     )
@@ -139,7 +144,7 @@ def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) ->
         {
             "image_occurrence_id": row_id,
             "person_id": person_id,
-            "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
+            "visit_occurrence_id": visit_id(system, e.visit_key),
             "image_occurrence_date": e.start,
             "image_study_uid": e.detail["study_uid"],
             "image_series_uid": e.detail.get("series_uid"),
@@ -171,7 +176,7 @@ def event_row(
         f"{columns.prefix}_type_concept_id": EHR,
         f"{columns.prefix}_source_value": e.code[:50],
         f"{columns.prefix}_source_concept_id": mapping.source_concept_id,
-        "visit_occurrence_id": stable_id(system, "visit", e.visit_key) if e.visit_key else None,
+        "visit_occurrence_id": visit_id(system, e.visit_key),
     }
     values.update(_specific(table, e, vocab))
     return CdmRow(table, row_id, values), mapping.concept_id != 0

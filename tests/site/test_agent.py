@@ -11,7 +11,7 @@ from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
-from flip.hub.server import BackgroundHub
+from flip.hub.server import BackgroundServer
 from flip.site.agent import SiteAgent
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
@@ -30,7 +30,7 @@ def world(tmp_path, exported):
     ingest_path(store, "fhir", folder)
     store.close()
     app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}")
-    hub = BackgroundHub(app).start()
+    hub = BackgroundServer(app).start()
     admin = ResearcherClient(hub.url, bootstrap_admin(app.state.engine))
     researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
     site = SiteConfig(
@@ -85,13 +85,18 @@ def test_agent_declines_a_task_whose_hash_lies_and_joins_only_approved_runs(worl
     assert researcher.run(approved_run)["sites"]["st-a"]["status"] == "joined"
 
 
-def test_agent_backs_off_while_the_hub_is_down(tmp_path):
+def test_agent_backs_off_while_the_hub_is_down(tmp_path, caplog):
     site = SiteConfig(name="x", store=str(tmp_path / "s.duckdb"), ledger=str(tmp_path / "l.sqlite"))
     client = HubClient("http://127.0.0.1:9", "flip_s_x", timeout=0.5)
     stop = threading.Event()
-    thread = threading.Thread(target=SiteAgent(site, client).run_forever, args=(stop, 0.01, 0.05))
-    thread.start()
-    stop.wait(0.3)
-    stop.set()
-    thread.join(timeout=5)
+    thread = threading.Thread(target=SiteAgent(site, client).run_forever, args=(stop, 0.05, 0.4))
+    with caplog.at_level("WARNING", logger="flip.site.agent"):
+        thread.start()
+        stop.wait(1.4)
+        assert thread.is_alive(), "the agent survives an unreachable hub"
+        stop.set()
+        thread.join(timeout=5)
     assert not thread.is_alive()
+    delays = [r.args[2] for r in caplog.records if "hub unreachable" in r.msg]
+    assert delays[:4] == [0.05, 0.1, 0.2, 0.4], "the wait doubles after each failure"
+    assert all(d == 0.4 for d in delays[4:]), "and stops growing at the ceiling"

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_fhir_server
-from flip.hub.server import BackgroundHub
+from flip.hub.server import BackgroundServer
 from flip.synth import generate_site
 from flip.synth.fhir_export import _patient_resources
 from tests.conftest import small_profile
@@ -23,7 +23,7 @@ def server():
         for r in _patient_resources("rest", p)
     ]
     fhir = FhirServer(resources)
-    http = BackgroundHub(fhir.app).start()
+    http = BackgroundServer(fhir.app).start()
     yield fhir, f"{http.url}/fhir", resources
     http.stop()
 

@@ -1,6 +1,5 @@
 """Every hub endpoint x every role against a declared allow/deny matrix."""
 
-
 HASH = "ab" * 32
 READERS = {"admin", "owner", "researcher", "viewer"}
 OWNERS = {"admin", "owner"}

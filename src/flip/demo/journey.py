@@ -32,7 +32,7 @@ from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
-from flip.hub.server import BackgroundHub
+from flip.hub.server import BackgroundServer
 from flip.site.agent import SiteAgent
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
@@ -169,7 +169,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         stale.unlink()
     with phase("hub start", "3. The hub starts; sites enrol and their agents poll it"):
         app = create_app(f"sqlite:///{hub_db}")
-        hub = BackgroundHub(app).start()
+        hub = BackgroundServer(app).start()
         admin_token = bootstrap_admin(app.state.engine)
         assert admin_token is not None
         admin = ResearcherClient(hub.url, admin_token)

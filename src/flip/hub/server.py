@@ -17,8 +17,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-class BackgroundHub:
-    """A uvicorn server running `app` in a daemon thread until `stop()`."""
+class BackgroundServer:
+    """A uvicorn server running any ASGI `app` in a daemon thread until `stop()`."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
@@ -34,7 +34,7 @@ class BackgroundHub:
         """The hub's base URL."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> BackgroundHub:
+    def start(self, timeout: float = 20.0) -> BackgroundServer:
         """Start serving and wait until the socket accepts connections."""
         self.thread.start()
         deadline = time.monotonic() + timeout

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import orjson
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, inspect, select, text, update
 
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
+from flip.data.sources.tabular import MappingError, TableMapping
 
 
 def _count(store, table) -> int:
@@ -51,6 +53,33 @@ def test_csv_local_codes_map_by_domain(store, exported):
         ).scalar_one()
     assert len(rows) == len(mi) and set(rows) <= {"I21.9"}
     assert smokers == sum(p.smoker for p in patients)
+
+
+def test_csv_units_are_respelled_and_converted_per_code(store, exported):
+    _, patients, folder = exported("csv")
+    assert "mg/dl" in (folder / "labs.csv").read_text()
+    ingest_path(store, "csv", folder)
+    m = schema.measurement
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(m.c.measurement_concept_id, m.c.value_as_number, m.c.unit_source_value)
+        ).all()
+    creatinine = sorted(v for concept, v, _ in rows if concept == 3016723)
+    assert {u for c, _, u in rows if c == 3016723} == {"umol/L"}
+    expected = sorted(
+        p.measurements["creatinine"] for p in patients if "creatinine" in p.measurements
+    )
+    assert len(creatinine) == len(expected) > 0
+    assert all(abs(a - b) < 0.01 for a, b in zip(creatinine, expected, strict=True))
+    assert {u for c, _, u in rows if c == 3019550} == {"mmol/L"}  # sodium: left as it was
+
+
+def test_a_unit_conversion_without_a_factor_is_a_mapping_error(exported):
+    _, _, folder = exported("csv")
+    mapping = folder / "mapping.yaml"
+    mapping.write_text(mapping.read_text().replace("factor: 88.42", "factor: lots"))
+    with pytest.raises(MappingError, match=r"labs\.csv.*numeric 'factor'"):
+        TableMapping.load(mapping)
 
 
 def test_reingest_adds_nothing_and_a_changed_record_updates(store, exported):
@@ -159,3 +188,33 @@ def test_parquet_files_read_through_the_same_mapping(store, exported):
     report = ingest_path(store, "csv", folder)
     assert report.quarantined == 0 and not report.unmapped
     assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+
+
+def test_record_key_index_exists_where_it_helps_and_comes_back_on_upgrade(store):
+    duckdb = store.engine.dialect.name == "duckdb"
+
+    def indexed() -> bool:
+        with store.connect() as conn:
+            if duckdb:
+                query = "SELECT index_name FROM duckdb_indexes() WHERE table_name = 'source_record'"
+                names = set(conn.exec_driver_sql(query).scalars())
+            else:
+                names = {
+                    i["name"] for i in inspect(conn).get_indexes("source_record", store.schema)
+                }
+        return "ix_source_record_key" in names
+
+    assert indexed() is not duckdb
+    if duckdb:
+        return
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                "DROP INDEX "
+                + (f'"{store.schema}".' if store.schema else "")
+                + "ix_source_record_key"
+            )
+        )
+        conn.execute(update(schema.flip_schema).values(version=3))
+    store.create()
+    assert indexed()

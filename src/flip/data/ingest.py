@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import CdmRow, death_row, event_row, person_row, stable_id, visit_row
-from flip.data.cdm.store import Store, bulk_insert, values_in
+from flip.data.cdm.store import Store, bulk_insert, insert_columns, row_columns, values_in
 from flip.data.sources.records import (
     Rejected,
     SourceEvent,
@@ -117,13 +117,49 @@ class _Batch:
         self.rows[record.key].append(row)
         self.sources[record.key] = (record.location, hashlib.sha256(record.raw).hexdigest())
 
-    def person_ids(self) -> set[int]:
-        return {
-            int(r.values["person_id"])
-            for rows in self.rows.values()
-            for r in rows
-            if r.values.get("person_id") is not None
-        } | {new for _, new in self.merges}
+    def layout(self, system: str, run_id: int, skip: Collection[str] = ()) -> _Layout:
+        """The batch column by column, leaving out the records in `skip`."""
+        by_table: dict[str, list[dict[str, object]]] = {}
+        links: dict[str, list[object]] = {
+            "cdm_table": [],
+            "cdm_id": [],
+            "record_key": [],
+            "location": [],
+            "content_hash": [],
+        }
+        records = 0
+        for key, rows in self.rows.items():
+            if key in skip:
+                continue
+            records += 1
+            location, digest = self.sources[key]
+            for row in rows:
+                by_table.setdefault(row.table, []).append(row.values)
+                links["cdm_table"].append(row.table)
+                links["cdm_id"].append(row.id)
+                links["record_key"].append(key)
+                links["location"].append(location)
+                links["content_hash"].append(digest)
+        count = len(links["cdm_id"])
+        links["source_system"] = [system] * count
+        links["ingest_run_id"] = [run_id] * count
+        tables = {
+            name: row_columns(schema.metadata.tables[name], rows) for name, rows in by_table.items()
+        }
+        persons = {
+            int(pid) for columns in tables.values() for pid in columns.get("person_id", ()) if pid
+        }
+        return _Layout(tables, links, records, persons | {new for _, new in self.merges})
+
+
+@dataclass
+class _Layout:
+    """A batch's rows as columns per table, with their provenance links, ready to insert."""
+
+    tables: dict[str, dict[str, list[object]]]
+    links: dict[str, list[object]]
+    records: int
+    person_ids: set[int]
 
 
 def _now() -> datetime:
@@ -145,6 +181,7 @@ class Ingestor:
         self.vocab = vocabulary
         self.system = source_system
         self.births: dict[str, date] = {}
+        self.person_ids: dict[str, int] = {}
         self.deferred: list[SourceRecord] = []
         self.today = datetime.now(UTC).date()
         self.report: IngestReport | None = None
@@ -233,7 +270,11 @@ class Ingestor:
     def _convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
         out = _Batch()
         persons = {r.key for r in records if _is_person(r)}
-        wanted = {_person_key(r) for r in records} - persons - set(self.births) - {None}
+        wanted = {
+            key
+            for r in records
+            if (key := _person_key(r)) is not None and key not in persons and key not in self.births
+        }
         if wanted:
             self._load_births(wanted)
         people_first = sorted(records, key=lambda r: not _is_person(r))
@@ -261,7 +302,7 @@ class Ingestor:
         if birth is None:
             message = f"refers to {record.person_key}, which is not in this source"
             return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
-        person_id = stable_id(self.system, "person", record.person_key)
+        person_id = self._person_id(record.person_key)
         if isinstance(record, SourceMerge):
             if record.old_person_key not in self.births:
                 self._load_births({record.old_person_key})
@@ -270,7 +311,7 @@ class Ingestor:
                 return Rejected(
                     record.key, record.location, "reference.dangling", message, record.raw
                 )
-            out.merges.append((stable_id(self.system, "person", record.old_person_key), person_id))
+            out.merges.append((self._person_id(record.old_person_key), person_id))
             self.births.pop(record.old_person_key)
             return None
         problem = date_problem(record.start, birth, self.today)
@@ -342,6 +383,12 @@ class Ingestor:
         out.add(record, CdmRow(record.table, row_id, values))
         return None
 
+    def _person_id(self, key: str) -> int:
+        found = self.person_ids.get(key)
+        if found is None:
+            found = self.person_ids[key] = stable_id(self.system, "person", key)
+        return found
+
     def _load_births(self, keys: set[str]) -> None:
         ids = {stable_id(self.system, "person", k): k for k in keys}
         person = schema.person
@@ -357,56 +404,46 @@ class Ingestor:
                 self.births[ids[pid]] = date(year, month or 1, day or 1)
 
     def _write(self, batch: _Batch, report: IngestReport) -> None:
-        provenance = schema.source_record
         with self.store.begin() as conn:
-            existing: dict[str, list[tuple[str, int, str]]] = {}
-            with values_in(conn, provenance.c.record_key, list(batch.rows)) as wanted:
-                found = conn.execute(
-                    select(
-                        provenance.c.record_key,
-                        provenance.c.cdm_table,
-                        provenance.c.cdm_id,
-                        provenance.c.content_hash,
-                    )
-                    .where(provenance.c.source_system == self.system)
-                    .where(wanted)
-                ).all()
-            for key, table, cdm_id, digest in found:
-                existing.setdefault(key, []).append((table, cdm_id, digest))
-            inserts: dict[str, list[dict[str, object]]] = {}
-            links: list[dict[str, object]] = []
-            for key, rows in batch.rows.items():
-                old = existing.get(key, [])
-                location, digest = batch.sources[key]
-                if old and all(d == digest for _, _, d in old):
-                    report.unchanged += 1
+            unchanged: set[str] = set()
+            for key, old in self._existing(conn, batch).items():
+                if all(digest == batch.sources[key][1] for _, _, digest in old):
+                    unchanged.add(key)
                     continue
                 for table, cdm_id, _ in old:
                     _delete_row(conn, table, cdm_id)
-                for row in rows:
-                    inserts.setdefault(row.table, []).append(row.values)
-                    links.append(
-                        {
-                            "cdm_table": row.table,
-                            "cdm_id": row.id,
-                            "source_system": self.system,
-                            "record_key": key,
-                            "location": location,
-                            "content_hash": digest,
-                            "ingest_run_id": report.run_id,
-                        }
-                    )
-                    report.rows[row.table] += 1
-                report.loaded += 1
-            for table, values in inserts.items():
-                bulk_insert(conn, schema.metadata.tables[table], values)
-            bulk_insert(conn, provenance, links)
+            layout = batch.layout(self.system, report.run_id, unchanged)
+            for name, columns in layout.tables.items():
+                insert_columns(conn, schema.metadata.tables[name], columns)
+                report.rows[name] += len(next(iter(columns.values())))
+            insert_columns(conn, schema.source_record, layout.links)
+            report.unchanged += len(unchanged)
+            report.loaded += layout.records
             for old_id, new_id in batch.merges:
                 _merge_person(conn, old_id, new_id)
                 report.loaded += 1
             self._quarantine(conn, batch.quarantine, report)
             if self.derive_periods:
-                _rebuild_observation_periods(conn, batch.person_ids())
+                _rebuild_observation_periods(conn, layout.person_ids)
+
+    def _existing(self, conn: Connection, batch: _Batch) -> dict[str, list[tuple[str, int, str]]]:
+        """(table, id, content hash) of the rows already stored for each record of the batch."""
+        provenance = schema.source_record
+        existing: dict[str, list[tuple[str, int, str]]] = {}
+        with values_in(conn, provenance.c.record_key, list(batch.rows)) as wanted:
+            found = conn.execute(
+                select(
+                    provenance.c.record_key,
+                    provenance.c.cdm_table,
+                    provenance.c.cdm_id,
+                    provenance.c.content_hash,
+                )
+                .where(provenance.c.source_system == self.system)
+                .where(wanted)
+            ).all()
+        for key, table, cdm_id, digest in found:
+            existing.setdefault(key, []).append((table, cdm_id, digest))
+        return existing
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []

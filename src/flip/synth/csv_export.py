@@ -11,6 +11,8 @@ from flip.synth.world import CONDITIONS, MEASUREMENTS, SMOKER_SNOMED, Patient
 
 #: The extract's own laboratory codes, as a hospital's lab system names them.
 LOCAL_LAB_CODES = {name: f"LAB{i + 101}" for i, name in enumerate(MEASUREMENTS)}
+#: Creatinine as this lab reports it: mg/dl (its own spelling of UCUM mg/dL), not umol/L.
+CREATININE_UMOL_PER_MG_DL = 88.42
 LOCAL_SOCIAL_CODES = {"smoker": "SMK-CUR"}
 
 
@@ -37,6 +39,8 @@ def write_csv_extract(site: str, patients: list[Patient], folder: Path) -> Path:
         for p in patients:
             for name, value in p.measurements.items():
                 unit = MEASUREMENTS[name][1]
+                if name == "creatinine":
+                    value, unit = round(value / CREATININE_UMOL_PER_MG_DL, 4), "mg/dl"
                 stamp = p.index_date.strftime("%Y-%m-%d") + " 09:30"
                 w.writerow(
                     [
@@ -104,7 +108,18 @@ def _mapping(site: str) -> dict:
                 "code": {"column": "test_code", "system": lab_system},
                 "date": {"column": "taken", "format": "%Y-%m-%d %H:%M"},
                 "value": "result",
-                "unit": "units",
+                "unit": {
+                    "column": "units",
+                    "values": {"mg/dl": "mg/dL"},
+                    "convert": [
+                        {
+                            "code": LOCAL_LAB_CODES["creatinine"],
+                            "from": "mg/dL",
+                            "to": "umol/L",
+                            "factor": CREATININE_UMOL_PER_MG_DL,
+                        }
+                    ],
+                },
                 "default_table": "measurement",
             },
             {

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
-from flip.data.cdm.schema import SCHEMA_VERSION, concept, flip_schema, metadata
+from flip.data.cdm.schema import SCHEMA_VERSION, concept, flip_schema, metadata, source_record
 
 
 class StoreError(RuntimeError):
@@ -72,6 +72,9 @@ class Store:
         with self.begin() as conn:
             metadata.create_all(conn)
             if self._version(conn) < SCHEMA_VERSION:
+                if conn.dialect.name != "duckdb":  # DuckDB keeps no index there (see schema)
+                    for index in source_record.indexes:
+                        index.create(conn, checkfirst=True)
                 conn.execute(flip_schema.delete())
                 conn.execute(
                     insert(flip_schema).values(
@@ -140,14 +143,28 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -
 
     On DuckDB the rows go in as one Arrow batch, several times faster than executemany.
     """
+    insert_columns(conn, table, row_columns(table, rows))
+
+
+def row_columns(table: Table, rows: list[dict[str, object]]) -> dict[str, list[object]]:
+    """Rows (dicts that may name different columns) as the table's columns they use."""
     if not rows:
-        return
+        return {}
     present = set().union(*rows)
     columns = [c.name for c in table.columns if c.name in present]
-    if conn.dialect.name != "duckdb":
-        conn.execute(insert(table), [{c: r.get(c) for c in columns} for r in rows])
+    return dict(zip(columns, _columns(rows, columns), strict=True))
+
+
+def insert_columns(conn: Connection, table: Table, columns: dict[str, list[object]]) -> None:
+    """Insert rows given column by column (equal-length lists) in the caller's transaction."""
+    names = list(columns)
+    if not names or not columns[names[0]]:
         return
-    batch = pa.table(dict(zip(columns, _columns(rows, columns), strict=True)))
+    if conn.dialect.name != "duckdb":
+        rows = zip(*columns.values(), strict=True)
+        conn.execute(insert(table), [dict(zip(names, r, strict=True)) for r in rows])
+        return
+    batch = pa.table(columns)
     schema = conn.get_execution_options().get("schema_translate_map", {}).get(None)
     target = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
     raw = conn.connection.dbapi_connection

@@ -3,9 +3,9 @@
 A mapping names, for the person table and for each table of coded facts, where
 rows come from (`file:` a CSV or Parquet file, or `query:` SQL run on `--url`),
 which columns hold the identity, dates, code, value and unit, how local values
-translate (`values:`), and how local code systems map to standard codes
-(`local_codes:`). docs/site-setup.md documents it; `flip synth site --format csv`
-writes a complete example.
+translate (`values:`), how values in other units convert (`unit: {convert: ...}`),
+and how local code systems map to standard codes (`local_codes:`).
+docs/site-setup.md documents it; `flip synth site --format csv` writes a complete example.
 """
 
 from __future__ import annotations
@@ -36,6 +36,56 @@ class SourceReadError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class UnitSpec:
+    """Where a table's unit comes from, its local spellings, and conversions to the stored unit.
+
+    `conversions` maps (local code or None for any code, unit) to (unit, factor, offset):
+    a value in that unit is stored as value * factor + offset in the new unit.
+    """
+
+    column: str | None
+    fixed: str | None
+    spellings: dict[str, str]
+    conversions: dict[tuple[str | None, str], tuple[str, float, float]]
+
+    @classmethod
+    def parse(cls, spec: str | dict[str, Any], where: str) -> UnitSpec:
+        """Read a mapping's `unit:` entry: a column name, or a mapping with column/value."""
+        if isinstance(spec, str):
+            return cls(spec, None, {}, {})
+        if not isinstance(spec, dict) or ("column" in spec) == ("value" in spec):
+            raise MappingError(
+                f"{where}: 'unit' needs a column name, or exactly one of 'column' or 'value'"
+            )
+        conversions: dict[tuple[str | None, str], tuple[str, float, float]] = {}
+        for rule in spec.get("convert") or []:
+            try:
+                target = (str(rule["to"]), float(rule["factor"]), float(rule.get("offset", 0)))
+                source = str(rule["from"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MappingError(
+                    f"{where}: each unit conversion needs 'from', 'to' and a numeric 'factor' "
+                    f"(and may give 'offset' and 'code'): {rule!r}"
+                ) from exc
+            code = rule.get("code")
+            conversions[(None if code is None else str(code), source)] = target
+        spellings = {str(k): str(v) for k, v in (spec.get("values") or {}).items()}
+        return cls(spec.get("column"), spec.get("value"), spellings, conversions)
+
+    def read(self, row: Row, code: str, value: float | None) -> tuple[float | None, str | None]:
+        """(value, unit) of a row after spelling fixes and any conversion for its code."""
+        unit = self.fixed if self.column is None else (_text(row.get(self.column)) or None)
+        if unit is None:
+            return value, None
+        unit = self.spellings.get(unit, unit)
+        rule = self.conversions.get((code, unit)) or self.conversions.get((None, unit))
+        if rule is None:
+            return value, unit
+        target, factor, offset = rule
+        return (None if value is None else value * factor + offset), target
+
+
+@dataclass(frozen=True)
 class TableMapping:
     """A parsed mapping file: how a source's rows become persons and events."""
 
@@ -56,6 +106,9 @@ class TableMapping:
         for spec in [doc["person"], *(doc.get("events") or [])]:
             if ("file" in spec) == ("query" in spec):
                 raise MappingError(f"{path}: each table needs exactly one of 'file' or 'query'")
+            if spec.get("unit") is not None:
+                where = f"{path}: {spec.get('name') or spec.get('file') or 'query'}"
+                spec["unit"] = UnitSpec.parse(spec["unit"], where)
         local: dict[tuple[str, str], tuple[str, str]] = {}
         for system, codes in (doc.get("local_codes") or {}).items():
             for code, target in codes.items():
@@ -184,11 +237,9 @@ def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceR
             return Rejected(
                 key, location, "tabular.value.not_numeric", f"value {row[spec['value']]!r}", raw
             )
-    unit = spec.get("unit")
-    if isinstance(unit, dict):
-        unit = unit.get("value")
-    elif unit:
-        unit = _text(row.get(unit)) or None
+    unit = None
+    if spec.get("unit") is not None:
+        value, unit = spec["unit"].read(row, code, value)
     return SourceEvent(
         key=f"{spec.get('name') or spec.get('file')}/{key}",
         person_key=f"person/{_text(row.get(spec['person']))}",

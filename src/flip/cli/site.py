@@ -507,9 +507,23 @@ def enrol(
 @app.command()
 def agent(
     site_config: SiteConfigOption = Path("site.yaml"),
-    interval: Annotated[float, typer.Option(help="Seconds between polls of the hub.")] = 2.0,
+    interval: Annotated[float, typer.Option(help="Seconds to pause between polls.")] = 1.0,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Long poll: the hub holds each poll up to this many seconds and answers as "
+            "soon as work comes (0: plain polling every --interval).",
+            min=0,
+            max=60,
+        ),
+    ] = 20.0,
 ) -> None:
-    """Poll the hub (outbound only): answer cohort counts, check tasks, join approved runs."""
+    """Poll the hub (outbound only): answer cohort counts, check tasks, join approved runs.
+
+    The agent never listens on a port. It long-polls the hub, so new work is picked up
+    within a moment, and backs off (up to 30 s) while the hub is unreachable.
+    SIGINT or SIGTERM stops it, abandoning a long poll in progress.
+    """
     import signal
     import threading
 
@@ -521,11 +535,27 @@ def agent(
         if client is None:
             raise ValueError(f"{site.name} is not enrolled: run `flip site enrol` first")
     stop = threading.Event()
+    runner = SiteAgent(site, client)
+
+    def _stop(*_: object) -> None:
+        stop.set()
+        if runner.waiting:
+            raise _Stopped
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    typer.echo(f"{site.name}: polling {site.hub} every {interval:g} s", err=True)
-    SiteAgent(site, client).run_forever(stop, interval)
-    client.close()
+        signal.signal(signum, _stop)
+    how = f"long-polling ({wait:g} s)" if wait else f"polling every {interval:g} s"
+    typer.echo(f"{site.name}: {how} {site.hub}", err=True)
+    try:
+        runner.run_forever(stop, interval, wait=wait)
+    except _Stopped:
+        pass
+    finally:
+        client.close()
+
+
+class _Stopped(Exception):
+    """Raised by the agent's signal handler to abandon a long poll."""
 
 
 def _decide(

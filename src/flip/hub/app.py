@@ -10,6 +10,7 @@ from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
 from flip.hub.routes import admin, agent, projects
+from flip.hub.transactions import WriteTurns
 
 API_PREFIX = "/api/v1"
 
@@ -22,6 +23,7 @@ def create_app(database_url: str) -> FastAPI:
         description="Coordinates projects, cohort counts and federated runs; holds no record.",
     )
     app.state.engine = connect(database_url)
+    app.state.turns = WriteTurns()
     for router in (admin.router, projects.router, agent.router):
         app.include_router(router, prefix=API_PREFIX)
 

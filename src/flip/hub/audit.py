@@ -5,16 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from flip.hashchain import GENESIS, entry_hash, first_break
 from flip.hub.db import audit
+
+#: The advisory lock key that serialises audit appends on PostgreSQL.
+AUDIT_LOCK = 0x464C4950  # "FLIP"
 
 
 def append(
     conn: Connection, actor: str, action: str, target: str, detail: dict | None = None
 ) -> None:
-    """Seal one entry onto the chain, in the caller's transaction."""
+    """Seal one entry onto the chain, in the caller's transaction.
+
+    On PostgreSQL a transaction-scoped advisory lock keeps two hub processes from
+    sealing the same seq; SQLite's writer lock does that there.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
     last = conn.execute(
         select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
     ).first()

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from flip.hub.db import now, sites, users
+from flip.hub.transactions import reading
 
 ROLES = ("admin", "researcher", "viewer")
 
@@ -40,28 +41,20 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
 
-def get_conn(request: Request):
-    """A connection in one transaction per request."""
-    with request.app.state.engine.begin() as conn:
-        yield conn
-
-
-Conn = Annotated[Connection, Depends(get_conn)]
-
-
-def principal(request: Request, conn: Conn) -> Principal:
+def principal(request: Request) -> Principal:
     """The caller named by the Authorization header, or 401."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token")
     digest = token_hash(token.strip())
-    user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
+    with reading(request.app.state.engine) as conn:
+        user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
+        site = conn.execute(select(sites).where(sites.c.credential_hash == digest)).first()
     if user is not None:
         if user.token_expires_at is not None and user.token_expires_at < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")
         return Principal("user", user.id, user.name, user.role)
-    site = conn.execute(select(sites).where(sites.c.credential_hash == digest)).first()
     if site is not None and site.status == "active":
         return Principal("site", site.id, site.name, "site")
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -170,11 +171,17 @@ def connect(url: str) -> Engine:
     engine = create_engine(url, connect_args=connect_args)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
     from flip.hub.migrate import upgrade
 
     upgrade(engine)
     return engine
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writers lock at BEGIN (no upgrade deadlocks); readers' transactions stay deferred."""
+    read_only = conn.get_execution_options().get("flip_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

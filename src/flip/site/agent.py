@@ -30,10 +30,15 @@ class SiteAgent:
     def __init__(self, site: SiteConfig, hub: HubClient) -> None:
         self.site = site
         self.hub = hub
+        self.waiting = False
 
-    def run_once(self) -> int:
-        """Do all pending work once; return how many items were handled."""
-        work = self.hub.work()
+    def run_once(self, wait: float = 0.0) -> int:
+        """Do all pending work once (long-polling up to `wait` s for some); return how many."""
+        self.waiting = True
+        try:
+            work = self.hub.work(wait)
+        finally:
+            self.waiting = False
         for query in work["queries"]:
             self._answer(query)
         for task in work["tasks"]:
@@ -43,13 +48,21 @@ class SiteAgent:
         return sum(len(v) for v in work.values())
 
     def run_forever(
-        self, stop: threading.Event, interval: float = 2.0, max_backoff: float = 30.0
+        self,
+        stop: threading.Event,
+        interval: float = 2.0,
+        max_backoff: float = 30.0,
+        wait: float = 0.0,
     ) -> None:
-        """Poll until `stop` is set, backing off while the hub is unreachable."""
+        """Poll until `stop` is set, backing off while the hub is unreachable.
+
+        `interval` is the pause between polls; with `wait` > 0 each poll is a long
+        poll that the hub answers as soon as there is work.
+        """
         delay = interval
         while not stop.is_set():
             try:
-                self.run_once()
+                self.run_once(wait)
                 delay = interval
             except httpx.HTTPError as exc:
                 log.warning(

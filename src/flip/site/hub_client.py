@@ -15,6 +15,7 @@ class HubClient:
     """Calls the hub's site-agent API."""
 
     def __init__(self, base_url: str, credential: str, timeout: float = 30.0) -> None:
+        self.timeout = timeout
         self.http = httpx.Client(
             base_url=base_url.rstrip("/") + API,
             headers={"Authorization": f"Bearer {credential}"},
@@ -30,9 +31,10 @@ class HubClient:
         response.raise_for_status()
         return str(response.json()["token"])
 
-    def work(self) -> dict[str, list[dict[str, Any]]]:
-        """Pending queries, tasks and runs for this site."""
-        response = self.http.get("/agent/work")
+    def work(self, wait: float = 0.0) -> dict[str, list[dict[str, Any]]]:
+        """Pending queries, tasks and runs for this site; `wait` > 0 long-polls that long."""
+        params = {"wait": wait} if wait else None
+        response = self.http.get("/agent/work", params=params, timeout=self.timeout + wait)
         response.raise_for_status()
         return response.json()
 

@@ -9,9 +9,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub import audit
-from flip.hub.auth import Admin, Caller, Conn, new_token, token_hash
+from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sites, users
 from flip.hub.schemas import EnrolIn, EnrolmentOut, SiteIn, TokenOut, TokenRequest, UserIn
+from flip.hub.transactions import Conn, ReadConn
 
 router = APIRouter(tags=["admin"])
 
@@ -73,7 +74,7 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
 
 
 @router.get("/audit/verify")
-def verify_audit(conn: Conn, who: Admin) -> dict[str, object]:
+def verify_audit(conn: ReadConn, who: Admin) -> dict[str, object]:
     """Check the audit chain: `ok` is false and `broken_at` names the entry if edited."""
     broken = audit.verify(conn)
     return {"ok": broken is None, "broken_at": broken}

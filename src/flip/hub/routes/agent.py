@@ -5,12 +5,16 @@ Every call is authenticated by the site's credential and touches only that site'
 
 from __future__ import annotations
 
+import time
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import Connection, delete, insert, select, update
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from flip.hub import audit
-from flip.hub.auth import Conn, Principal, Site, new_token, token_hash
+from flip.hub.auth import Principal, Site, new_token, token_hash
 from flip.hub.db import (
     now,
     project_sites,
@@ -23,6 +27,7 @@ from flip.hub.db import (
     tasks,
 )
 from flip.hub.schemas import DecisionIn, RunReplyIn, SiteCountIn, TokenOut, WorkOut
+from flip.hub.transactions import Conn, WriteTurns, reading
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
 
@@ -34,8 +39,38 @@ def _member_projects(conn: Connection, site: Principal):
 
 
 @router.get("/work")
-def work(conn: Conn, site: Site) -> WorkOut:
-    """What this site has yet to do: queries to answer, tasks to decide, runs to reply to."""
+async def work(
+    request: Request,
+    site: Site,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0, le=60, description="Hold the request up to this many seconds until work comes."
+        ),
+    ] = 0,
+) -> WorkOut:
+    """What this site has yet to do: queries to answer, tasks to decide, runs to reply to.
+
+    With `wait`, a long poll: the hub answers as soon as there is work, or with
+    nothing after `wait` seconds.
+    """
+    turns: WriteTurns = request.app.state.turns
+    deadline = time.monotonic() + wait
+    while True:
+        generation = turns.generation
+        found = await run_in_threadpool(_open_work, request.app.state.engine, site)
+        left = deadline - time.monotonic()
+        if found.queries or found.tasks or found.runs or left <= 0:
+            return found
+        await turns.wait(generation, left)
+
+
+def _open_work(engine: Engine, site: Principal) -> WorkOut:
+    with reading(engine) as conn:
+        return _work(conn, site)
+
+
+def _work(conn: Connection, site: Principal) -> WorkOut:
     member = _member_projects(conn, site)
     answered = select(query_results.c.query_id).where(query_results.c.site_id == site.id)
     open_queries = conn.execute(

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub import audit
-from flip.hub.auth import Conn, Principal, Reader, Researcher
+from flip.hub.auth import Principal, Reader, Researcher
 from flip.hub.db import (
     now,
     project_sites,
@@ -35,6 +35,7 @@ from flip.hub.schemas import (
     SiteCountOut,
     TaskIn,
 )
+from flip.hub.transactions import Conn, ReadConn
 
 router = APIRouter(tags=["projects"])
 
@@ -80,7 +81,7 @@ def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
 
 
 @router.get("/projects/{project_id}")
-def get_project(project_id: int, conn: Conn, who: Reader) -> ProjectOut:
+def get_project(project_id: int, conn: ReadConn, who: Reader) -> ProjectOut:
     """A project and the status of each invited site."""
     row = _project(conn, project_id)
     owner = conn.execute(select(users.c.name).where(users.c.id == row.owner_id)).scalar_one()

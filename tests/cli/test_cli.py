@@ -1,9 +1,12 @@
 """The `flip` command: help that teaches, one-line errors with a non-zero exit."""
 
+import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import IN_CI
 
 
 def flip(*args: str) -> subprocess.CompletedProcess:
@@ -93,3 +96,20 @@ def test_a_site_trains_alone_and_can_validate_its_model_later(tmp_path):
     assert check.returncode == 0 and json.loads(check.stdout)["n"] == 400
     refused = flip("site", "train", "--site-config", str(config))
     assert refused.returncode == 2
+
+
+@pytest.mark.slow
+def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
+    args = ["bench", "hub", "--agents", "3", "--seconds", "2", "--work", str(tmp_path / "b")]
+    result = subprocess.run(
+        [sys.executable, "-m", "flip", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "sqlite agent poll p99" in out and "0 errors" in out
+    if IN_CI:
+        assert "postgresql agent poll p99" in out

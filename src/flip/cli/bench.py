@@ -68,6 +68,26 @@ def bench_fl(
     _print_figures("flip bench fl (simulation runtime)", figures)
 
 
+@app.command("hub")
+def bench_hub(
+    agents: Annotated[int, typer.Option(help="Simulated site agents, polling at 1 Hz.")] = 100,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per database.")] = 20.0,
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server URL; a scratch database is made there.")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-hub"),
+) -> None:
+    """Hub latency (p50/p99) under polling agents and a researcher, on SQLite and PostgreSQL.
+
+    The hub runs as its own process; `/health` under the same load is the reference.
+    """
+    from flip.bench.hub import run
+
+    with one_line_errors():
+        figures = run(work, agents, seconds, postgres)
+    _print_figures(f"flip bench hub ({agents} agents at 1 Hz + a researcher)", figures)
+
+
 def _print_figures(title: str, figures) -> None:
     table = Table(title=title)
     for column in ("figure", "value", "unit", "note"):

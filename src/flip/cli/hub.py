@@ -16,6 +16,9 @@ def serve(
     ] = "sqlite:///hub.sqlite",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn log level: critical, error, warning, info or debug.")
+    ] = "info",
 ) -> None:
     """Serve the hub API; on a new database, create the admin and print their token once."""
     import uvicorn
@@ -27,7 +30,7 @@ def serve(
     if token:
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+    uvicorn.run(app_, host=host, port=port, log_level=log_level)
 
 
 @app.command()

@@ -168,7 +168,8 @@ audit = Table(
 def connect(url: str) -> Engine:
     """An engine on the hub database, migrated to the newest schema."""
     connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
-    engine = create_engine(url, connect_args=connect_args)
+    # As many connections as the worker threads that may use them at once.
+    engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

@@ -24,7 +24,9 @@ class Hub:
         self.admin = bootstrap_admin(self.app.state.engine)
 
     def call(self, method: str, path: str, token: str | None = None, **kwargs):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = kwargs.pop("headers", {}) | (
+            {"Authorization": f"Bearer {token}"} if token else {}
+        )
         return self.http.request(method, "/api/v1" + path, headers=headers, **kwargs)
 
     def user(self, name: str, role: str) -> str:

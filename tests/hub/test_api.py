@@ -1,7 +1,8 @@
 """The hub API on SQLite and PostgreSQL: roles, enrolment, queries, decisions, runs, audit."""
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
+from flip.hub import db
 from flip.hub.db import audit
 
 HASH = "ab" * 32
@@ -155,6 +156,32 @@ def test_bad_requests_get_4xx_never_5xx(hub):
         response = hub.call(method, path, researcher, json=body)
         assert 400 <= response.status_code < 500, (method, path, response.status_code)
         assert response.json()["detail"]
+
+
+def test_oversized_bodies_get_413_and_change_nothing(hub):
+    researcher = hub.user("rita", "researcher")
+    huge = {"name": "p", "description": "x" * (2 << 20)}
+    declared = hub.call("POST", "/projects", researcher, json=huge)
+    assert declared.status_code == 413
+    assert "over the limit" in declared.json()["detail"]
+
+    def streamed():
+        yield b'{"name": "p", "description": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}'
+
+    chunked = hub.call(
+        "POST",
+        "/projects",
+        researcher,
+        content=streamed(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 413
+    assert "over the limit" in chunked.json()["detail"]
+    with hub.app.state.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(db.projects)).scalar_one() == 0
 
 
 def test_audit_chain_verifies_and_detects_tampering(hub):

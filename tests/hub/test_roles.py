@@ -1,6 +1,7 @@
 """Every hub endpoint x every role against a declared allow/deny matrix."""
 
 HASH = "ab" * 32
+PASSWORD = "correct horse battery"
 READERS = {"admin", "owner", "researcher", "viewer"}
 OWNERS = {"admin", "owner"}
 EVERYONE = READERS | {"site", "anonymous"}
@@ -10,6 +11,9 @@ MATRIX = {
     ("POST", "/api/v1/users"): {"admin"},
     ("POST", "/api/v1/sites"): {"admin"},
     ("POST", "/api/v1/sites/enrol"): EVERYONE,
+    ("POST", "/api/v1/login"): EVERYONE,
+    ("POST", "/api/v1/logout"): READERS,
+    ("PUT", "/api/v1/users/{user_id}/password"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
@@ -35,6 +39,10 @@ MATRIX = {
 BODIES = {
     "/api/v1/users": {"name": "someone", "role": "viewer"},
     "/api/v1/sites": {"name": "another"},
+    "/api/v1/users/{user_id}/password": {
+        "password": "a new long password",
+        "current_password": PASSWORD,
+    },
     "/api/v1/sites/enrol": {"enrolment_token": "not-a-real-token"},
     "/api/v1/projects": {"name": "p"},
     "/api/v1/projects/{project_id}/sites": {"sites": ["a"]},
@@ -56,7 +64,10 @@ BODIES = {
 def world(hub, n: int):
     """Fresh callers and objects: `owner` owns a project with a task, a query and a run."""
     created = hub.call(
-        "POST", "/users", hub.admin, json={"name": f"olive{n}", "role": "researcher"}
+        "POST",
+        "/users",
+        hub.admin,
+        json={"name": f"olive{n}", "role": "researcher", "password": PASSWORD},
     ).json()
     tokens = {
         "admin": hub.admin,
@@ -104,6 +115,8 @@ def test_each_role_is_allowed_or_denied_as_declared(hub):
             body = BODIES.get(path)
             if path == "/api/v1/projects/{project_id}/sites":
                 body = {"sites": [f"a{n}"]}
+            if path == "/api/v1/login":
+                body = {"name": f"olive{n}", "password": PASSWORD}
             response = hub.http.request(method, path.format(**ids), headers=headers, json=body)
             denied = response.status_code in (401, 403)
             assert response.status_code < 500, (method, path, role, response.text)

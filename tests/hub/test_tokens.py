@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from flip.hub.db import now, users
+from flip.hub.db import now, sessions, users
 
 
 def test_user_tokens_expire_rotate_and_are_revoked(hub):
@@ -47,3 +47,66 @@ def test_site_credentials_rotate_and_disabled_sites_are_shut_out(hub):
     assert hub.call("POST", f"/sites/{rotated.json()['id']}/disable", hub.admin).status_code == 204
     assert hub.call("GET", "/agent/work", new).status_code == 401
     assert hub.call("POST", "/sites/999/disable", hub.admin).status_code == 404
+
+
+PASSWORD = "correct horse battery"
+
+
+def _login(hub, name: str, password: str):
+    return hub.call("POST", "/login", json={"name": name, "password": password})
+
+
+def test_password_login_opens_a_session_that_logout_and_password_changes_end(hub):
+    created = hub.call(
+        "POST",
+        "/users",
+        hub.admin,
+        json={"name": "rita", "role": "researcher", "password": PASSWORD},
+    ).json()
+    uid = created["id"]
+    with hub.app.state.engine.connect() as conn:
+        stored = conn.execute(select(users.c.password_hash).where(users.c.id == uid)).scalar_one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+    wrong = _login(hub, "rita", "not the password")
+    nobody = _login(hub, "nobody", PASSWORD)
+    assert wrong.status_code == nobody.status_code == 401
+    assert wrong.json() == nobody.json() == {"detail": "wrong user name or password"}
+
+    session = _login(hub, "rita", PASSWORD).json()["token"]
+    assert hub.call("POST", "/projects", session, json={"name": "p"}).status_code == 201
+    assert hub.call("POST", "/logout", session).status_code == 204
+    assert hub.call("POST", "/projects", session, json={"name": "p"}).status_code == 401
+    api_token = created["token"]
+    assert hub.call("POST", "/logout", api_token).status_code == 400, "API tokens are revoked"
+
+    session = _login(hub, "rita", PASSWORD).json()["token"]
+    change = {"password": "an even longer password", "current_password": "guess guess guess"}
+    assert hub.call("PUT", f"/users/{uid}/password", session, json=change).status_code == 403
+    change["current_password"] = PASSWORD
+    assert hub.call("PUT", f"/users/{uid}/password", session, json=change).status_code == 204
+    assert hub.call("POST", "/projects", session, json={"name": "p"}).status_code == 401, (
+        "a new password ends every session"
+    )
+    assert _login(hub, "rita", PASSWORD).status_code == 401
+    assert _login(hub, "rita", "an even longer password").status_code == 200
+
+
+def test_sessions_expire_and_short_passwords_are_refused(hub):
+    hub.call(
+        "POST", "/users", hub.admin, json={"name": "vic", "role": "viewer", "password": PASSWORD}
+    )
+    short = hub.call(
+        "POST", "/users", hub.admin, json={"name": "sam", "role": "viewer", "password": "short"}
+    )
+    assert short.status_code == 422
+    session = _login(hub, "vic", PASSWORD).json()["token"]
+    with hub.app.state.engine.begin() as conn:
+        conn.execute(update(sessions).values(expires_at=now() - timedelta(seconds=1)))
+    response = hub.call("GET", "/projects/1", session)
+    assert response.status_code == 401 and "session expired" in response.json()["detail"]
+    user_without_password = hub.call(
+        "POST", "/users", hub.admin, json={"name": "nopw", "role": "viewer"}
+    ).json()
+    assert user_without_password["token"]
+    assert _login(hub, "nopw", "").status_code == 401

@@ -9,14 +9,18 @@ from flip import __version__
 from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
-from flip.hub.routes import admin, agent, projects
+from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
+from flip.hub.routes import admin, agent, projects, sessions
 from flip.hub.transactions import WriteTurns
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(database_url: str) -> FastAPI:
-    """The hub app on a database URL (SQLite by default, PostgreSQL in production)."""
+def create_app(database_url: str, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The hub app on a database URL (SQLite by default, PostgreSQL in production).
+
+    Request bodies over `max_body` bytes are refused with 413.
+    """
     app = FastAPI(
         title="FLIP hub",
         version=__version__,
@@ -24,7 +28,8 @@ def create_app(database_url: str) -> FastAPI:
     )
     app.state.engine = connect(database_url)
     app.state.turns = WriteTurns()
-    for router in (admin.router, projects.router, agent.router):
+    app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    for router in (admin.router, sessions.router, projects.router, agent.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/health", tags=["health"])

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import select
 
-from flip.hub.db import now, sites, users
+from flip.hub.db import now, sessions, sites, users
 from flip.hub.transactions import reading
 
 ROLES = ("admin", "researcher", "viewer")
@@ -34,6 +34,7 @@ class Principal:
     id: int
     name: str
     role: str
+    session: int | None = None
 
     @property
     def label(self) -> str:
@@ -50,7 +51,17 @@ def principal(request: Request) -> Principal:
     digest = token_hash(token.strip())
     with reading(request.app.state.engine) as conn:
         user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
+        session = conn.execute(
+            select(sessions.c.id, sessions.c.expires_at, users.c.name, users.c.role)
+            .add_columns(users.c.id.label("user_id"))
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.token_hash == digest)
+        ).first()
         site = conn.execute(select(sites).where(sites.c.credential_hash == digest)).first()
+    if session is not None:
+        if session.expires_at < now():
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")
+        return Principal("user", session.user_id, session.name, session.role, session.id)
     if user is not None:
         if user.token_expires_at is not None and user.token_expires_at < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")

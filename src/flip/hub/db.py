@@ -41,6 +41,18 @@ users = Table(
     Column("role", String(20), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("token_expires_at", DateTime),
+    Column("password_hash", String(200)),
+    _created(),
+)
+
+#: Sessions opened by password login: a token (hashed) that expires within hours.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", DateTime, nullable=False),
     _created(),
 )
 

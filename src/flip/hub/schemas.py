@@ -10,10 +10,29 @@ Name = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]
 Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+Password = Field(min_length=12, max_length=256, description="At least 12 characters.")
+
+
 class UserIn(BaseModel):
     name: str = Name
     role: Literal["admin", "researcher", "viewer"]
     expires_in_days: int = Field(90, ge=1, le=3650, description="The token's lifetime.")
+    password: str | None = Field(
+        None, min_length=12, max_length=256, description="Optional: lets the user log in."
+    )
+
+
+class LoginIn(BaseModel):
+    name: str = Name
+    password: str = Field(max_length=256)
+    expires_in_hours: int = Field(12, ge=1, le=720, description="The session's lifetime.")
+
+
+class PasswordIn(BaseModel):
+    password: str = Password
+    current_password: str | None = Field(
+        None, max_length=256, description="Needed when users change their own password."
+    )
 
 
 class TokenRequest(BaseModel):

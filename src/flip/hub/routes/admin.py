@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub import audit
 from flip.hub.auth import Admin, Caller, new_token, token_hash
-from flip.hub.db import now, sites, users
+from flip.hub.db import now, sessions, sites, users
+from flip.hub.passwords import hash_password
 from flip.hub.schemas import EnrolIn, EnrolmentOut, SiteIn, TokenOut, TokenRequest, UserIn
 from flip.hub.transactions import Conn, ReadConn
 
@@ -30,6 +31,7 @@ def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
                     role=body.role,
                     token_hash=token_hash(token),
                     token_expires_at=expires,
+                    password_hash=hash_password(body.password) if body.password else None,
                 )
             ).inserted_primary_key[0]
     except IntegrityError:
@@ -108,13 +110,14 @@ def rotate_token(
 
 @router.delete("/users/{user_id}/token", status_code=204)
 def revoke_token(user_id: int, conn: Conn, who: Admin) -> None:
-    """Revoke a user's token at once; they need a new one from an admin."""
+    """Revoke a user's token and end their sessions at once; they need a new token."""
     row = _user(conn, user_id)
     conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(token_hash=token_hash(new_token("revoked")), token_expires_at=now())
     )
+    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
     audit.append(conn, who.label, "user.token.revoke", f"user:{row.name}")
 
 

@@ -151,6 +151,8 @@ def test_bad_requests_get_4xx_never_5xx(hub):
         ("POST", "/projects/999/runs", {"task_hash": "zz", "rounds": -1}),
         ("GET", "/queries/999", None),
         ("GET", "/runs/999", None),
+        ("GET", "/runs/99999999999999999999", None),
+        ("POST", "/runs/1/rounds", {"round": 2**63, "metrics": {}}),
     ]
     for method, path, body in cases:
         response = hub.call(method, path, researcher, json=body)

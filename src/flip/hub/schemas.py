@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
+#: The largest id or count the hub stores (PostgreSQL's INTEGER).
+MAX_INT = 2**31 - 1
+#: An object's id in a URL path.
+PathId = Annotated[int, Path(ge=1, le=MAX_INT)]
 Name = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -124,7 +129,7 @@ class RunOut(BaseModel):
 
 
 class RoundIn(BaseModel):
-    round: int = Field(ge=1)
+    round: int = Field(ge=1, le=MAX_INT)
     metrics: dict[str, float]
 
 
@@ -134,14 +139,14 @@ class RunStatusIn(BaseModel):
 
 
 class SiteCountIn(BaseModel):
-    count: int | None = Field(None, ge=0)
+    count: int | None = Field(None, ge=0, le=MAX_INT)
     suppressed: bool
-    threshold: int = Field(ge=1)
+    threshold: int = Field(ge=1, le=MAX_INT)
     error: str | None = Field(None, max_length=500)
 
 
 class DecisionIn(BaseModel):
-    project_id: int
+    project_id: int = Field(ge=1, le=MAX_INT)
     task_hash: str = Sha256
     decision: Literal["approved", "declined"]
     reason: str = Field("", max_length=2000)

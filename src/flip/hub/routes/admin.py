@@ -12,7 +12,7 @@ from flip.hub import audit
 from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.passwords import hash_password
-from flip.hub.schemas import EnrolIn, EnrolmentOut, SiteIn, TokenOut, TokenRequest, UserIn
+from flip.hub.schemas import EnrolIn, EnrolmentOut, PathId, SiteIn, TokenOut, TokenRequest, UserIn
 from flip.hub.transactions import Conn, ReadConn
 
 router = APIRouter(tags=["admin"])
@@ -91,7 +91,7 @@ def _user(conn, user_id: int):
 
 @router.post("/users/{user_id}/token")
 def rotate_token(
-    user_id: int, conn: Conn, who: Caller, body: TokenRequest | None = None
+    user_id: PathId, conn: Conn, who: Caller, body: TokenRequest | None = None
 ) -> TokenOut:
     """A new token for a user (an admin, or the user themself); the old one stops working."""
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
@@ -109,7 +109,7 @@ def rotate_token(
 
 
 @router.delete("/users/{user_id}/token", status_code=204)
-def revoke_token(user_id: int, conn: Conn, who: Admin) -> None:
+def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
     """Revoke a user's token and end their sessions at once; they need a new token."""
     row = _user(conn, user_id)
     conn.execute(
@@ -122,7 +122,7 @@ def revoke_token(user_id: int, conn: Conn, who: Admin) -> None:
 
 
 @router.post("/sites/{site_id}/disable", status_code=204)
-def disable_site(site_id: int, conn: Conn, who: Admin) -> None:
+def disable_site(site_id: PathId, conn: Conn, who: Admin) -> None:
     """Disable a site: its credential stops working and it gets no more work."""
     row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
     if row is None:

@@ -26,7 +26,7 @@ from flip.hub.db import (
     task_decisions,
     tasks,
 )
-from flip.hub.schemas import DecisionIn, RunReplyIn, SiteCountIn, TokenOut, WorkOut
+from flip.hub.schemas import DecisionIn, PathId, RunReplyIn, SiteCountIn, TokenOut, WorkOut
 from flip.hub.transactions import Conn, WriteTurns, reading
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
@@ -119,7 +119,7 @@ def _work(conn: Connection, site: Principal) -> WorkOut:
 
 
 @router.post("/queries/{query_id}", status_code=204)
-def answer_query(query_id: int, body: SiteCountIn, conn: Conn, site: Site) -> None:
+def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
     """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
     q = conn.execute(
         select(queries.c.id).where(
@@ -193,7 +193,7 @@ def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
 
 
 @router.post("/runs/{run_id}", status_code=204)
-def reply_run(run_id: int, body: RunReplyIn, conn: Conn, site: Site) -> None:
+def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
     """Join or refuse a requested run; the first reply stands."""
     run = conn.execute(
         select(runs.c.id, runs.c.status).where(

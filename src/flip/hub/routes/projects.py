@@ -24,6 +24,7 @@ from flip.hub.db import (
 )
 from flip.hub.schemas import (
     InviteIn,
+    PathId,
     ProjectIn,
     ProjectOut,
     QueryIn,
@@ -81,7 +82,7 @@ def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
 
 
 @router.get("/projects/{project_id}")
-def get_project(project_id: int, conn: ReadConn, who: Reader) -> ProjectOut:
+def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
     """A project and the status of each invited site."""
     row = _project(conn, project_id)
     owner = conn.execute(select(users.c.name).where(users.c.id == row.owner_id)).scalar_one()
@@ -95,7 +96,7 @@ def get_project(project_id: int, conn: ReadConn, who: Reader) -> ProjectOut:
 
 
 @router.post("/projects/{project_id}/sites")
-def invite_sites(project_id: int, body: InviteIn, conn: Conn, who: Researcher) -> dict[str, str]:
+def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher) -> dict[str, str]:
     """Invite enrolled sites by name; each decides for itself whether to take part."""
     _owned(conn, project_id, who)
     found = dict(
@@ -115,7 +116,7 @@ def invite_sites(project_id: int, body: InviteIn, conn: Conn, who: Researcher) -
 
 
 @router.post("/projects/{project_id}/tasks", status_code=201)
-def add_task(project_id: int, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
+def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
     """Propose a task by its hash; sites recompute the hash and decide on it."""
     _owned(conn, project_id, who)
     try:
@@ -137,7 +138,7 @@ def add_task(project_id: int, body: TaskIn, conn: Conn, who: Researcher) -> dict
 
 
 @router.post("/projects/{project_id}/queries", status_code=201)
-def create_query(project_id: int, body: QueryIn, conn: Conn, who: Researcher) -> QueryOut:
+def create_query(project_id: PathId, body: QueryIn, conn: Conn, who: Researcher) -> QueryOut:
     """Ask every invited site for a cohort count."""
     _owned(conn, project_id, who)
     qid = conn.execute(
@@ -181,7 +182,7 @@ def _query_out(conn: Connection, query_id: int) -> QueryOut:
 
 
 @router.get("/queries/{query_id}")
-def get_query(query_id: int, conn: Conn, who: Reader) -> QueryOut:
+def get_query(query_id: PathId, conn: Conn, who: Reader) -> QueryOut:
     """A query's per-site counts as the sites released them."""
     out = _query_out(conn, query_id)
     audit.append(conn, who.label, "query.read", f"query:{query_id}")
@@ -189,7 +190,7 @@ def get_query(query_id: int, conn: Conn, who: Reader) -> QueryOut:
 
 
 @router.post("/projects/{project_id}/runs", status_code=201)
-def create_run(project_id: int, body: RunIn, conn: Conn, who: Researcher) -> RunOut:
+def create_run(project_id: PathId, body: RunIn, conn: Conn, who: Researcher) -> RunOut:
     """Request a training run of a proposed task; each site joins only if it approved it."""
     _owned(conn, project_id, who)
     task = conn.execute(
@@ -244,7 +245,7 @@ def _run_out(conn: Connection, run_id: int) -> RunOut:
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, conn: Conn, who: Reader) -> RunOut:
+def get_run(run_id: PathId, conn: Conn, who: Reader) -> RunOut:
     """A run: its state, which sites joined or refused, round metrics and results."""
     out = _run_out(conn, run_id)
     audit.append(conn, who.label, "run.read", f"run:{run_id}")
@@ -260,7 +261,7 @@ def _owned_run(conn: Connection, run_id: int, who: Principal):
 
 
 @router.post("/runs/{run_id}/rounds", status_code=204)
-def add_round(run_id: int, body: RoundIn, conn: Conn, who: Researcher) -> None:
+def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> None:
     """Record one round's aggregated metrics, as the federated server reports them."""
     row = _owned_run(conn, run_id, who)
     if row.status != "running":
@@ -276,7 +277,7 @@ def add_round(run_id: int, body: RoundIn, conn: Conn, who: Researcher) -> None:
 
 
 @router.post("/runs/{run_id}/status")
-def set_run_status(run_id: int, body: RunStatusIn, conn: Conn, who: Researcher) -> RunOut:
+def set_run_status(run_id: PathId, body: RunStatusIn, conn: Conn, who: Researcher) -> RunOut:
     """Move a run along its state machine: requested -> running -> completed/failed/cancelled."""
     row = _owned_run(conn, run_id, who)
     if body.status not in RUN_TRANSITIONS.get(row.status, set()):

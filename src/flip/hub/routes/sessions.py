@@ -11,7 +11,7 @@ from flip.hub import audit
 from flip.hub.auth import Caller, Reader, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.passwords import hash_password, verify_password
-from flip.hub.schemas import LoginIn, PasswordIn, TokenOut
+from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
 from flip.hub.transactions import Conn
 
 router = APIRouter(tags=["sessions"])
@@ -45,7 +45,7 @@ def logout(conn: Conn, who: Reader) -> None:
 
 
 @router.put("/users/{user_id}/password", status_code=204)
-def set_password(user_id: int, body: PasswordIn, conn: Conn, who: Caller) -> None:
+def set_password(user_id: PathId, body: PasswordIn, conn: Conn, who: Caller) -> None:
     """Set a user's password (an admin, or the user with their current one); ends their sessions."""
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")

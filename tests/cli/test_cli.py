@@ -98,6 +98,24 @@ def test_a_site_trains_alone_and_can_validate_its_model_later(tmp_path):
     assert refused.returncode == 2
 
 
+def test_site_count_prints_the_released_count_and_histograms(tmp_path):
+    import json
+
+    from tests.conftest import build_site
+
+    config = build_site(tmp_path, "counter", "csv", 120)
+    cohort = tmp_path / "cohort.json"
+    cohort.write_text(json.dumps({"name": "everyone", "histograms": ["sex"]}))
+    store = str(config.parent / "store.duckdb")
+    shown = flip("site", "count", str(cohort), "--store", store, "--min-cell", "10")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "everyone: 120"
+    assert lines[1].startswith("  by sex: ") and "female: " in lines[1]
+    hidden = flip("site", "count", str(cohort), "--store", store, "--min-cell", "500")
+    assert hidden.stdout.splitlines() == ["everyone: <500 (suppressed)"]
+
+
 @pytest.mark.slow
 def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
     args = ["bench", "hub", "--agents", "3", "--seconds", "2", "--work", str(tmp_path / "b")]

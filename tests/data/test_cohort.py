@@ -1,6 +1,14 @@
+from datetime import date
+
 import pytest
 
-from flip.data.cohort import CohortDefinition, count_cohort, suppress
+from flip.data.cohort import (
+    CohortDefinition,
+    cohort_histograms,
+    count_cohort,
+    suppress,
+    suppress_bins,
+)
 from flip.data.ingest import ingest_path
 
 
@@ -76,3 +84,99 @@ def test_has_an_image_of_a_modality(store, tmp_path):
     scanned = {"table": "image_occurrence", "concept_ids": [0], "descendants": False}
     assert count_cohort(store, CohortDefinition(name="any CT", include=[scanned])) == 1
     assert count_cohort(store, CohortDefinition(name="none", exclude=[scanned])) == 0
+
+
+def _note_document(pid: str, text: str) -> dict:
+    import base64
+
+    return {
+        "resourceType": "DocumentReference",
+        "id": f"doc-{pid}",
+        "status": "current",
+        "subject": {"reference": f"Patient/{pid}"},
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+        "date": "2021-03-01T10:00:00Z",
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(text.encode()).decode(),
+                }
+            }
+        ],
+    }
+
+
+def test_has_a_note_mentioning_a_concept_by_name_synonym_or_nlp(store, tmp_path):
+    import orjson
+    from sqlalchemy import insert, select
+
+    from flip.data.cdm import schema
+
+    texts = {
+        "p1": "Admitted with an acute MYOCARDIAL INFARCTION last spring.",
+        "p2": "Seen for a heart attack in 2019.",
+        "p3": "Routine review, nothing of note.",
+        "p4": "Routine review; coded by the NLP pipeline.",
+    }
+    resources = []
+    for pid, text in texts.items():
+        patient = {"resourceType": "Patient", "id": pid, "birthDate": "1960-01-01"}
+        resources += [patient, _note_document(pid, text)]
+    path = tmp_path / "notes.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in resources) + b"\n")
+    report = ingest_path(store, "fhir", path)
+    assert report.quarantined == 0
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.concept_synonym).values(
+                concept_id=4329847, concept_synonym_name="Heart attack", language_concept_id=0
+            )
+        )
+        p4_note = conn.execute(
+            select(schema.note.c.note_id).where(schema.note.c.note_text.contains("NLP"))
+        ).scalar_one()
+        conn.execute(
+            insert(schema.note_nlp).values(
+                note_nlp_id=1,
+                note_id=p4_note,
+                lexical_variant="coded",
+                nlp_date=date(2021, 3, 2),
+                note_nlp_concept_id=4329847,
+            )
+        )
+    mentions = {"table": "note", "concept_ids": [4329847]}
+    assert count_cohort(store, CohortDefinition(name="mi notes", include=[mentions])) == 3
+    late = mentions | {"start": "2022-01-01"}
+    assert count_cohort(store, CohortDefinition(name="later", include=[late])) == 0
+    assert count_cohort(store, CohortDefinition(name="no mi", exclude=[mentions])) == 1
+
+
+def test_a_lone_suppressed_bin_takes_the_next_smallest_with_it():
+    assert suppress_bins({"a": 3, "b": 12, "c": 40, "d": 0}, 10) == {
+        "a": None,
+        "b": None,
+        "c": 40,
+        "d": 0,
+    }
+    assert suppress_bins({"a": 3, "b": 4, "c": 40}, 10) == {"a": None, "b": None, "c": 40}
+    assert suppress_bins({"a": 30, "b": 40}, 10) == {"a": 30, "b": 40}
+
+
+def test_histograms_bin_the_cohort_by_age_decade_and_sex(store, exported):
+    from datetime import UTC, datetime
+
+    _, patients, folder = exported("fhir-bundle", n=60)
+    ingest_path(store, "fhir", folder)
+    definition = CohortDefinition(name="all", histograms=["age", "sex"])
+    bins = cohort_histograms(store, definition)
+    assert sum(bins["age"].values()) == sum(bins["sex"].values()) == len(patients)
+    year = datetime.now(UTC).year
+    expected: dict[str, int] = {}
+    for p in patients:
+        low = (year - p.birth_date.year) // 10 * 10
+        expected[f"{low}-{low + 9}"] = expected.get(f"{low}-{low + 9}", 0) + 1
+    assert bins["age"] == expected
+    assert bins["sex"] == {
+        s: n for s in ("female", "male") if (n := sum(p.sex == s for p in patients))
+    }

@@ -67,8 +67,20 @@ def test_query_results_are_released_counts_only(hub):
     )
     too_small = {"count": 3, "suppressed": False, "threshold": 10}
     assert hub.call("POST", f"/agent/queries/{qid}", a, json=too_small).status_code == 422
+    small_bin = {
+        "count": 42,
+        "suppressed": False,
+        "threshold": 10,
+        "histograms": {"sex": {"female": 38, "male": 4}},
+    }
+    refused = hub.call("POST", f"/agent/queries/{qid}", a, json=small_bin)
+    assert refused.status_code == 422 and "not a released count" in refused.text
+    bins = {"sex": {"female": 32, "male": 10}, "age": {"60-69": 42}}
     ok = hub.call(
-        "POST", f"/agent/queries/{qid}", a, json={"count": 42, "suppressed": False, "threshold": 10}
+        "POST",
+        f"/agent/queries/{qid}",
+        a,
+        json={"count": 42, "suppressed": False, "threshold": 10, "histograms": bins},
     )
     assert ok.status_code == 204
     view = hub.call("GET", f"/queries/{qid}", researcher).json()
@@ -81,7 +93,8 @@ def test_query_results_are_released_counts_only(hub):
     )
     view = hub.call("GET", f"/queries/{qid}", researcher).json()
     assert view["results"]["a"]["count"] == 42 and view["results"]["b"]["suppressed"]
-    assert view["total"] is None
+    assert view["results"]["a"]["histograms"] == bins
+    assert view["total"] is None and view["histograms"] == {}
     assert hub.call("GET", "/agent/work", a).json()["queries"] == []
 
 
@@ -193,3 +206,28 @@ def test_audit_chain_verifies_and_detects_tampering(hub):
     with hub.app.state.engine.begin() as conn:
         conn.execute(update(audit).where(audit.c.seq == 2).values(actor="user:mallory"))
     assert hub.call("GET", "/audit/verify", hub.admin).json() == {"ok": False, "broken_at": 2}
+
+
+def test_histograms_combine_across_sites_and_stay_hidden_where_any_site_suppressed(hub):
+    researcher = hub.user("rita", "researcher")
+    a, b = hub.site("a"), hub.site("b")
+    pid = _project_with_sites(hub, researcher, "a", "b")
+    qid = hub.call(
+        "POST", f"/projects/{pid}/queries", researcher, json={"name": "q", "definition": {}}
+    ).json()["id"]
+    answers = {
+        a: {"sex": {"female": 20, "male": 22}, "age": {"50-59": 12, "60-69": 30}},
+        b: {"sex": {"female": 15, "male": None}, "age": {"60-69": 0, "70-79": 19}},
+    }
+    for token, bins in answers.items():
+        body = {"count": 42 if token == a else 21, "suppressed": False, "threshold": 10}
+        response = hub.call(
+            "POST", f"/agent/queries/{qid}", token, json=body | {"histograms": bins}
+        )
+        assert response.status_code == 204, response.text
+    view = hub.call("GET", f"/queries/{qid}", researcher).json()
+    assert view["total"] == 63
+    assert view["histograms"] == {
+        "age": {"50-59": 12, "60-69": 30, "70-79": 19},
+        "sex": {"female": 35, "male": None},
+    }

@@ -56,6 +56,7 @@ def test_agent_answers_with_suppression_and_audits_it(world):
         "suppressed": True,
         "threshold": diabetics + 1,
         "error": None,
+        "histograms": {},
     }
     site.policy = SitePolicy(min_cell_size=2)
     qid = researcher.create_query(pid, "diabetes again", DIABETES)
@@ -64,6 +65,26 @@ def test_agent_answers_with_suppression_and_audits_it(world):
     actions = [e["action"] for e in Ledger(site.ledger).entries()]
     assert actions.count("query.answered") == 2
     assert SiteAgent(site, client).run_once() == 0
+
+
+def test_agent_releases_coarse_histograms_with_small_bins_suppressed(world):
+    patients, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    site.policy = SitePolicy(min_cell_size=5)
+    qid = researcher.create_query(pid, "all by age", {"name": "all", "histograms": ["age", "sex"]})
+    SiteAgent(site, client).run_once()
+    answer = researcher.query(qid)
+    mine = answer["results"]["st-a"]
+    assert mine["count"] == len(patients)
+    sexes = mine["histograms"]["sex"]
+    assert sum(v for v in sexes.values() if v) <= len(patients)
+    ages = mine["histograms"]["age"]
+    released = [v for v in ages.values() if v is not None]
+    assert all(v == 0 or v >= 5 for v in released)
+    assert answer["histograms"] == mine["histograms"], "one site: the combined bins are its own"
+    hidden = [k for k, v in ages.items() if v is None]
+    assert len(hidden) != 1, "a lone suppressed bin would be recoverable from the total"
 
 
 def test_agent_declines_a_task_whose_hash_lies_and_joins_only_approved_runs(world):

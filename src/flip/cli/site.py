@@ -188,16 +188,23 @@ def count(
     store: StoreOption = "store.duckdb",
     min_cell: Annotated[int, typer.Option(help="Suppress counts between 1 and this.")] = 10,
 ) -> None:
-    """Count a cohort in the store, as the site would release it (small counts suppressed)."""
-    from flip.data.cohort import CohortDefinition, count_cohort, suppress
+    """Count a cohort in the store, as the site would release it (small counts suppressed).
+
+    With `"histograms": ["age", "sex"]` in the definition, also the released bins.
+    """
+    from flip.data.cohort import CohortDefinition
+    from flip.data.cohort.release import release
 
     with one_line_errors():
         definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
         s = _existing(store)
-        released = suppress(count_cohort(s, definition), min_cell)
+        released = release(s, definition, min_cell)
         s.close()
     shown = f"<{released.threshold} (suppressed)" if released.suppressed else str(released.count)
     typer.echo(f"{definition.name}: {shown}")
+    for by, bins in released.histograms.items():
+        cells = ", ".join(f"{k}: {'suppressed' if v is None else v}" for k, v in bins.items())
+        typer.echo(f"  by {by}: {cells}")
 
 
 @app.command()

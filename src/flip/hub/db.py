@@ -128,6 +128,7 @@ query_results = Table(
     Column("suppressed", Boolean, nullable=False),
     Column("threshold", Integer, nullable=False),
     Column("error", Text),
+    Column("histograms", Text, nullable=False, default="{}"),
     Column("answered_at", DateTime, nullable=False, default=now),
 )
 

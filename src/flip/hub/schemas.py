@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 #: The largest id or count the hub stores (PostgreSQL's INTEGER).
 MAX_INT = 2**31 - 1
@@ -92,11 +92,19 @@ class QueryIn(BaseModel):
     definition: dict[str, Any]
 
 
+Bins = dict[str, int | None]
+Histograms = Annotated[
+    dict[Literal["age", "sex"], Annotated[Bins, Field(max_length=20)]],
+    Field(description="Per breakdown, per bin: a released count, or null when suppressed."),
+]
+
+
 class SiteCountOut(BaseModel):
     count: int | None
     suppressed: bool
     threshold: int
     error: str | None = None
+    histograms: Histograms = Field(default_factory=dict)
 
 
 class QueryOut(BaseModel):
@@ -106,6 +114,10 @@ class QueryOut(BaseModel):
     results: dict[str, SiteCountOut]
     pending: list[str]
     total: int | None = Field(description="Sum of released counts; None while any is suppressed.")
+    histograms: Histograms = Field(
+        default_factory=dict,
+        description="Bins summed over sites; null where any site suppressed the bin.",
+    )
 
 
 class RunIn(BaseModel):
@@ -143,6 +155,17 @@ class SiteCountIn(BaseModel):
     suppressed: bool
     threshold: int = Field(ge=1, le=MAX_INT)
     error: str | None = Field(None, max_length=500)
+    histograms: Histograms = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _released_bins_meet_the_threshold(self) -> SiteCountIn:
+        for by, bins in self.histograms.items():
+            for name, n in bins.items():
+                if len(name) > 40 or (
+                    n is not None and not (n == 0 or self.threshold <= n <= MAX_INT)
+                ):
+                    raise ValueError(f"histogram {by}, bin {name[:40]!r}: not a released count")
+        return self
 
 
 class DecisionIn(BaseModel):

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
-from flip.data.cohort import CohortDefinition, count_cohort, suppress
+from flip.data.cohort import CohortDefinition, suppress
+from flip.data.cohort.release import release
 from flip.data.ledger import Ledger
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.site.approvals import decide
@@ -84,7 +85,7 @@ class SiteAgent:
             return
         store = open_store(self.site.store, read_only=True)
         try:
-            released = suppress(count_cohort(store, definition), threshold)
+            released = release(store, definition, threshold)
         finally:
             store.close()
         ledger = self._ledger()

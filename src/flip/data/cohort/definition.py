@@ -15,6 +15,7 @@ Table = Literal[
     "observation",
     "visit_occurrence",
     "image_occurrence",
+    "note",
 ]
 
 
@@ -23,7 +24,9 @@ class Criterion(BaseModel):
 
     With `descendants` (the default) a concept stands for itself and every concept
     below it in the vocabulary's hierarchy (concept_ancestor). For image_occurrence
-    the concepts are imaging modalities.
+    the concepts are imaging modalities. For note, a person has a note that mentions
+    one of the concepts: a NOTE_NLP row for it (when the site runs NLP), or the
+    concept's name or a synonym in the note's text (case-insensitive).
     """
 
     table: Table
@@ -53,3 +56,7 @@ class CohortDefinition(BaseModel):
     age_min: int | None = Field(None, ge=0, le=130)
     age_max: int | None = Field(None, ge=0, le=130)
     sex: list[Literal["female", "male"]] = Field(default_factory=list)
+    histograms: list[Literal["age", "sex"]] = Field(
+        default_factory=list,
+        description="Coarse breakdowns released with the count: age in ten-year bins, sex.",
+    )

@@ -143,9 +143,8 @@ def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) ->
     ).first()
     if exists:
         return
-    conn.execute(
-        insert(query_results).values(query_id=query_id, site_id=site.id, **body.model_dump())
-    )
+    values = body.model_dump() | {"histograms": orjson.dumps(body.histograms).decode()}
+    conn.execute(insert(query_results).values(query_id=query_id, site_id=site.id, **values))
     audit.append(
         conn, site.label, "query.answer", f"query:{query_id}", {"suppressed": body.suppressed}
     )

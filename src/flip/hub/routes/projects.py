@@ -164,7 +164,11 @@ def _query_out(conn: Connection, query_id: int) -> QueryOut:
     ).all()
     results = {
         r.name: SiteCountOut(
-            count=r.count, suppressed=r.suppressed, threshold=r.threshold, error=r.error
+            count=r.count,
+            suppressed=r.suppressed,
+            threshold=r.threshold,
+            error=r.error,
+            histograms=orjson.loads(r.histograms),
         )
         for r in answered
     }
@@ -178,7 +182,22 @@ def _query_out(conn: Connection, query_id: int) -> QueryOut:
         results=results,
         pending=pending,
         total=sum(released) if complete else None,
+        histograms=_combined(list(results.values())) if complete else {},
     )
+
+
+def _combined(results: list[SiteCountOut]) -> dict[str, dict[str, int | None]]:
+    """Each breakdown's bins summed over sites; None where any site suppressed (or lacks) it."""
+    out: dict[str, dict[str, int | None]] = {}
+    for by in sorted({by for r in results for by in r.histograms}):
+        names = sorted({name for r in results for name in r.histograms.get(by, {})})
+        out[by] = {}
+        for name in names:
+            counts = [
+                r.histograms[by].get(name, 0) if by in r.histograms else None for r in results
+            ]
+            out[by][name] = None if None in counts else sum(c or 0 for c in counts)
+    return out
 
 
 @router.get("/queries/{query_id}")

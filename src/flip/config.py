@@ -8,14 +8,36 @@ import yaml
 from pydantic import BaseModel, Field
 
 
+class AutoApproval(BaseModel):
+    """A rule under which the agent approves a task without waiting for the site admin."""
+
+    kinds: list[str] = Field(min_length=1, description="Task kinds the rule covers.")
+    projects: list[int] | None = Field(None, description="Hub project ids; None: any allowed.")
+    max_rounds: int | None = Field(
+        None, ge=1, description="Only tasks of at most this many rounds."
+    )
+
+
 class SitePolicy(BaseModel):
-    """What a site allows: the smallest count it releases, and what may run on its data."""
+    """What a site allows: the smallest count it releases, and what may run on its data.
+
+    The agent and the ClientApp enforce it (flip.site.policy); a task that passes it
+    still runs only once the site approved its exact hash, by hand or by `auto_approve`.
+    """
 
     min_cell_size: int = Field(10, ge=1)
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
     max_epsilon: float | None = Field(
         None, gt=0, description="Require DP with at most this epsilon."
     )
+    max_rounds: int | None = Field(None, ge=1, description="No task of more rounds.")
+    allowed_projects: list[int] | None = Field(
+        None, description="Hub projects the site works for; None: any it joined."
+    )
+    allowed_tables: list[str] | None = Field(
+        None, description="CDM tables queries and tasks may read; None: all of them."
+    )
+    auto_approve: list[AutoApproval] = Field(default_factory=list)
 
 
 class SiteConfig(BaseModel):

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from flip.config import SiteConfig, SitePolicy
+from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
@@ -121,3 +121,35 @@ def test_agent_backs_off_while_the_hub_is_down(tmp_path, caplog):
     delays = [r.args[2] for r in caplog.records if "hub unreachable" in r.msg]
     assert delays[:4] == [0.05, 0.1, 0.2, 0.4], "the wait doubles after each failure"
     assert all(d == 0.4 for d in delays[4:]), "and stops growing at the ceiling"
+
+
+def test_agent_applies_the_site_policy_to_queries_and_tasks(world):
+    _, site, client, researcher = world
+    allowed, other = researcher.create_project("allowed"), researcher.create_project("other")
+    for pid in (allowed, other):
+        researcher.invite(pid, ["st-a"])
+    site.policy = SitePolicy(
+        allowed_projects=[allowed],
+        max_rounds=20,
+        auto_approve=[AutoApproval(kinds=["tabular-logreg"], max_rounds=10)],
+    )
+    refused = researcher.create_query(other, "diabetes", DIABETES)
+    answered = researcher.create_query(allowed, "diabetes", DIABETES)
+    short = mace_task().model_copy(update={"rounds": 5})
+    medium = mace_task().model_copy(update={"rounds": 15})
+    long = mace_task().model_copy(update={"rounds": 50})
+    for spec in (short, medium, long):
+        researcher.propose_task(allowed, task_hash(spec), spec.kind, spec.model_dump(mode="json"))
+    SiteAgent(site, client).run_once()
+
+    assert researcher.query(refused)["results"]["st-a"]["error"].startswith("refused: project")
+    assert researcher.query(answered)["results"]["st-a"]["error"] is None
+    ledger = Ledger(site.ledger)
+    assert ledger.is_approved(str(allowed), task_hash(short)), "auto-approved by the rule"
+    assert not ledger.is_approved(str(allowed), task_hash(medium)), "waits for the admin"
+    assert not ledger.is_approved(str(allowed), task_hash(long))
+    actions = [(e["action"], e["detail"]) for e in ledger.entries()]
+    assert any(a == "query.refused" for a, _ in actions)
+    declined = [d for a, d in actions if a == "task.declined"]
+    assert len(declined) == 1 and "at most 20 rounds" in str(declined[0])
+    ledger.close()

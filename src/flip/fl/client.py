@@ -22,6 +22,7 @@ from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits, task_hash
 from flip.fl.tasks.models import model_factory
+from flip.site.policy import task_problem
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
 
@@ -54,14 +55,12 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
         reason = None
         if digest != config["task-hash"]:
             reason = "the task sent does not hash to the hash named"
-        elif spec.kind not in site.policy.allowed_task_kinds:
-            reason = f"task kind {spec.kind} is not allowed by site policy"
+        elif problem := task_problem(site.policy, project, spec):
+            reason = problem
         elif not ledger.is_approved(project, digest):
             reason = "the site has not approved this task for this project"
         elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
             reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
-        elif site.policy.max_epsilon is not None:
-            reason = _privacy_problem(spec, site.policy.max_epsilon)
         if reason:
             ledger.record(
                 "run.refused", {"project": project, "task_hash": digest, "reason": reason}
@@ -70,16 +69,6 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
         return spec
     finally:
         ledger.close()
-
-
-def _privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
-    """Why the task's differential privacy does not meet the site's ceiling, or None."""
-    if spec.privacy is None or spec.rounds is None:
-        return f"site policy requires differential privacy with epsilon <= {max_epsilon}"
-    epsilon = spec.privacy.epsilon(spec.rounds)
-    if epsilon > max_epsilon:
-        return f"the task spends epsilon {epsilon:.2f}, above the site's ceiling {max_epsilon}"
-    return None
 
 
 @lru_cache(maxsize=256)

@@ -21,6 +21,7 @@ from flip.data.ledger import Ledger
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
+from flip.site.policy import auto_approves, query_problem, task_problem
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,14 @@ class SiteAgent:
             reason = f"invalid cohort definition: {exc.errors()[0]['msg']}"
             self.hub.answer_query(query["id"], suppress(0, threshold), error=reason)
             return
+        if reason := query_problem(self.site.policy, query["project_id"], definition):
+            ledger = self._ledger()
+            try:
+                ledger.record("query.refused", {"query": query["id"], "reason": reason})
+            finally:
+                ledger.close()
+            self.hub.answer_query(query["id"], suppress(0, threshold), error=f"refused: {reason}")
+            return
         store = open_store(self.site.store, read_only=True)
         try:
             released = release(store, definition, threshold)
@@ -103,21 +112,25 @@ class SiteAgent:
         self.hub.answer_query(query["id"], released)
 
     def _check_task(self, task: dict[str, Any]) -> None:
-        """Decline at once a task whose spec does not hash to the hash the hub names."""
+        """Decline a task that lies about its hash or breaks the policy; approve it by a rule.
+
+        Any other task waits for the site admin (`flip site approve` or `decline`).
+        """
+        project = task["project_id"]
         try:
-            digest = task_hash(TaskSpec.model_validate(task["spec"]))
+            spec = TaskSpec.model_validate(task["spec"])
         except ValidationError:
-            digest = None
-        if digest != task["hash"]:
+            spec = None
+        if spec is None or task_hash(spec) != task["hash"]:
+            reason = "the task's spec does not hash to its claimed hash"
+        else:
+            reason = task_problem(self.site.policy, project, spec)
+        if reason:
             decide(
-                self.site,
-                self.hub,
-                task["project_id"],
-                task["hash"],
-                "declined",
-                by="agent",
-                reason="the task's spec does not hash to its claimed hash",
+                self.site, self.hub, project, task["hash"], "declined", by="agent", reason=reason
             )
+        elif spec is not None and auto_approves(self.site.policy, project, spec):
+            decide(self.site, self.hub, project, task["hash"], "approved", by="policy:auto_approve")
 
     def _reply_run(self, run: dict[str, Any]) -> None:
         ledger = self._ledger()

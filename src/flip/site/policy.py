@@ -1,0 +1,89 @@
+"""The site's policy applied to what the hub asks: which projects, tables, tasks and budgets.
+
+Each check returns the reason for refusing, or None; the agent and the ClientApp
+both use them, so a run that bypasses the hub meets the same rules.
+"""
+
+from __future__ import annotations
+
+from flip.config import SitePolicy
+from flip.data.cohort import CohortDefinition
+from flip.fl.tasks.base import TaskSpec
+
+#: The CDM table each tabular feature source reads.
+FEATURE_TABLES = {
+    "age": "person",
+    "male": "person",
+    "condition": "condition_occurrence",
+    "observation": "observation",
+    "measurement": "measurement",
+}
+
+
+def project_problem(policy: SitePolicy, project_id: int | str) -> str | None:
+    """Why the site does not work for this project, or None."""
+    if policy.allowed_projects is not None and int(project_id) not in policy.allowed_projects:
+        return f"project {project_id} is not among the projects this site's policy allows"
+    return None
+
+
+def _tables_problem(policy: SitePolicy, tables: set[str]) -> str | None:
+    if policy.allowed_tables is None:
+        return None
+    refused = sorted(tables - set(policy.allowed_tables) - {"person"})
+    if refused:
+        return f"it reads {', '.join(refused)}, which this site's policy does not allow"
+    return None
+
+
+def query_problem(policy: SitePolicy, project_id: int, definition: CohortDefinition) -> str | None:
+    """Why the site will not count this cohort for this project, or None."""
+    tables = {c.table for c in [*definition.include, *definition.exclude]}
+    return project_problem(policy, project_id) or _tables_problem(policy, tables)
+
+
+def task_tables(spec: TaskSpec) -> set[str]:
+    """The CDM tables a task reads: its cohort's and its features'."""
+    return {"person", "condition_occurrence"} | {
+        FEATURE_TABLES[f.source] for f in spec.data.features
+    }
+
+
+def task_problem(policy: SitePolicy, project_id: int | str, spec: TaskSpec) -> str | None:
+    """Why the site's policy refuses this task for this project, or None."""
+    if problem := project_problem(policy, project_id):
+        return problem
+    if spec.kind not in policy.allowed_task_kinds:
+        return f"task kind {spec.kind} is not allowed by site policy"
+    if policy.max_rounds is not None and (spec.rounds is None or spec.rounds > policy.max_rounds):
+        return (
+            f"site policy allows at most {policy.max_rounds} rounds; the task names {spec.rounds}"
+        )
+    if problem := _tables_problem(policy, task_tables(spec)):
+        return f"the task {problem.removeprefix('it ')}"
+    if policy.max_epsilon is not None:
+        return privacy_problem(spec, policy.max_epsilon)
+    return None
+
+
+def privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
+    """Why the task's differential privacy does not meet the site's ceiling, or None."""
+    if spec.privacy is None or spec.rounds is None:
+        return f"site policy requires differential privacy with epsilon <= {max_epsilon}"
+    epsilon = spec.privacy.epsilon(spec.rounds)
+    if epsilon > max_epsilon:
+        return f"the task spends epsilon {epsilon:.2f}, above the site's ceiling {max_epsilon}"
+    return None
+
+
+def auto_approves(policy: SitePolicy, project_id: int, spec: TaskSpec) -> bool:
+    """Whether a rule of the policy approves this (policy-abiding) task without the admin."""
+    for rule in policy.auto_approve:
+        if spec.kind not in rule.kinds:
+            continue
+        if rule.projects is not None and project_id not in rule.projects:
+            continue
+        if rule.max_rounds is not None and (spec.rounds is None or spec.rounds > rule.max_rounds):
+            continue
+        return True
+    return False

@@ -231,3 +231,50 @@ def test_histograms_combine_across_sites_and_stay_hidden_where_any_site_suppress
         "age": {"50-59": 12, "60-69": 30, "70-79": 19},
         "sex": {"female": 35, "male": None},
     }
+
+
+def test_a_site_admin_sees_what_their_site_was_asked_and_released_and_nothing_else(hub):
+    researcher = hub.user("rita", "researcher")
+    a = hub.site("a")
+    hub.site("b")
+    pid = _project_with_sites(hub, researcher, "a", "b")
+    qid = hub.call(
+        "POST", f"/projects/{pid}/queries", researcher, json={"name": "q", "definition": {}}
+    ).json()["id"]
+    hub.call(
+        "POST", f"/projects/{pid}/tasks", researcher, json={"hash": HASH, "kind": "k", "spec": {}}
+    )
+    hub.call(
+        "POST",
+        f"/agent/queries/{qid}",
+        a,
+        json={"count": 12, "suppressed": False, "threshold": 10},
+    )
+    hub.call(
+        "POST",
+        "/agent/decisions",
+        a,
+        json={"project_id": pid, "task_hash": HASH, "decision": "declined", "reason": "no"},
+    )
+    with hub.app.state.engine.connect() as conn:
+        sites = dict(conn.execute(select(db.sites.c.name, db.sites.c.id)).all())
+    body = {"name": "sam", "role": "site_admin", "site": "a"}
+    sam = hub.call("POST", "/users", hub.admin, json=body).json()["token"]
+    seen = hub.call("GET", f"/sites/{sites['a']}/activity", sam).json()
+    assert seen["site"] == "a" and seen["projects"] == {str(pid): "invited"}
+    assert seen["queries"] == [
+        {
+            "id": qid,
+            "project_id": pid,
+            "name": "q",
+            "released": {"count": 12, "suppressed": False, "error": None},
+        }
+    ]
+    assert [d["decision"] for d in seen["decisions"]] == ["declined"]
+    assert {"query.answer", "task.declined", "site.enrol"} <= {e["action"] for e in seen["audit"]}
+    assert hub.call("GET", f"/sites/{sites['b']}/activity", sam).status_code == 403
+    assert hub.call("GET", f"/projects/{pid}", sam).status_code == 403, "no hub-wide reading"
+    nameless = {"name": "x", "role": "site_admin"}
+    assert hub.call("POST", "/users", hub.admin, json=nameless).status_code == 422
+    unknown = {"name": "y", "role": "site_admin", "site": "nowhere"}
+    assert hub.call("POST", "/users", hub.admin, json=unknown).status_code == 404

@@ -4,7 +4,8 @@ HASH = "ab" * 32
 PASSWORD = "correct horse battery"
 READERS = {"admin", "owner", "researcher", "viewer"}
 OWNERS = {"admin", "owner"}
-EVERYONE = READERS | {"site", "anonymous"}
+USERS = READERS | {"site_admin"}
+EVERYONE = USERS | {"site", "anonymous"}
 
 #: (method, path) -> roles allowed past authentication and authorisation.
 MATRIX = {
@@ -12,7 +13,8 @@ MATRIX = {
     ("POST", "/api/v1/sites"): {"admin"},
     ("POST", "/api/v1/sites/enrol"): EVERYONE,
     ("POST", "/api/v1/login"): EVERYONE,
-    ("POST", "/api/v1/logout"): READERS,
+    ("POST", "/api/v1/logout"): USERS,
+    ("GET", "/api/v1/sites/{site_id}/activity"): {"admin", "site_admin"},
     ("PUT", "/api/v1/users/{user_id}/password"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
@@ -78,6 +80,9 @@ def world(hub, n: int):
         "anonymous": None,
     }
     other_site = hub.call("POST", "/sites", hub.admin, json={"name": f"b{n}"}).json()["id"]
+    tokens["site_admin"] = hub.call(
+        "POST", "/users", hub.admin, json={"name": f"sam{n}", "role": "site_admin", "site": f"b{n}"}
+    ).json()["token"]
     owner = tokens["owner"]
     pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
     hub.call("POST", f"/projects/{pid}/sites", owner, json={"sites": [f"a{n}"]})
@@ -107,7 +112,7 @@ def test_every_route_is_in_the_matrix(hub):
 def test_each_role_is_allowed_or_denied_as_declared(hub):
     n = 0
     for (method, path), allowed in MATRIX.items():
-        for role in ("admin", "owner", "researcher", "viewer", "site", "anonymous"):
+        for role in ("admin", "owner", "researcher", "viewer", "site_admin", "site", "anonymous"):
             n += 1
             tokens, ids = world(hub, n)
             token = tokens[role]

@@ -10,7 +10,7 @@ from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
-from flip.hub.routes import admin, agent, projects, sessions
+from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.transactions import WriteTurns
 
 API_PREFIX = "/api/v1"
@@ -29,7 +29,8 @@ def create_app(database_url: str, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     app.state.engine = connect(database_url)
     app.state.turns = WriteTurns()
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
-    for router in (admin.router, sessions.router, projects.router, agent.router):
+    routers = (admin, sessions, activity, projects, agent)
+    for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/health", tags=["health"])

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.transactions import reading
 
-ROLES = ("admin", "researcher", "viewer")
+ROLES = ("admin", "researcher", "viewer", "site_admin")
 
 
 def new_token(prefix: str) -> str:
@@ -35,6 +35,7 @@ class Principal:
     name: str
     role: str
     session: int | None = None
+    site_id: int | None = None
 
     @property
     def label(self) -> str:
@@ -53,7 +54,7 @@ def principal(request: Request) -> Principal:
         user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
         session = conn.execute(
             select(sessions.c.id, sessions.c.expires_at, users.c.name, users.c.role)
-            .add_columns(users.c.id.label("user_id"))
+            .add_columns(users.c.id.label("user_id"), users.c.site_id)
             .join(users, users.c.id == sessions.c.user_id)
             .where(sessions.c.token_hash == digest)
         ).first()
@@ -61,11 +62,13 @@ def principal(request: Request) -> Principal:
     if session is not None:
         if session.expires_at < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")
-        return Principal("user", session.user_id, session.name, session.role, session.id)
+        return Principal(
+            "user", session.user_id, session.name, session.role, session.id, session.site_id
+        )
     if user is not None:
         if user.token_expires_at is not None and user.token_expires_at < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")
-        return Principal("user", user.id, user.name, user.role)
+        return Principal("user", user.id, user.name, user.role, site_id=user.site_id)
     if site is not None and site.status == "active":
         return Principal("site", site.id, site.name, "site")
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")

@@ -42,6 +42,7 @@ users = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("token_expires_at", DateTime),
     Column("password_hash", String(200)),
+    Column("site_id", ForeignKey("sites.id", name="fk_users_site_id")),
     _created(),
 )
 

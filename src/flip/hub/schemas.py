@@ -20,11 +20,18 @@ Password = Field(min_length=12, max_length=256, description="At least 12 charact
 
 class UserIn(BaseModel):
     name: str = Name
-    role: Literal["admin", "researcher", "viewer"]
+    role: Literal["admin", "researcher", "viewer", "site_admin"]
+    site: str | None = Field(None, description="The site a site_admin belongs to (its name).")
     expires_in_days: int = Field(90, ge=1, le=3650, description="The token's lifetime.")
     password: str | None = Field(
         None, min_length=12, max_length=256, description="Optional: lets the user log in."
     )
+
+    @model_validator(mode="after")
+    def _site_admins_have_a_site(self) -> UserIn:
+        if (self.role == "site_admin") != (self.site is not None):
+            raise ValueError("a site_admin needs `site`, and only a site_admin has one")
+        return self
 
 
 class LoginIn(BaseModel):
@@ -184,3 +191,13 @@ class WorkOut(BaseModel):
     queries: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
     runs: list[dict[str, Any]]
+
+
+class SiteActivityOut(BaseModel):
+    site: str
+    status: str
+    projects: dict[int, str] = Field(description="Project id -> this site's status in it.")
+    queries: list[dict[str, Any]] = Field(description="Queries asked, with what was released.")
+    decisions: list[dict[str, Any]] = Field(description="Tasks this site decided on.")
+    runs: list[dict[str, Any]] = Field(description="Runs and this site's reply.")
+    audit: list[dict[str, Any]] = Field(description="Audit entries by or about this site.")

@@ -23,6 +23,11 @@ def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
     """Create a user with a role and return their API token, once."""
     token = new_token("flip_u")
     expires = now() + timedelta(days=body.expires_in_days)
+    site_id = None
+    if body.site is not None:
+        site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
+        if site_id is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {body.site}")
     try:
         with conn.begin_nested():
             uid = conn.execute(
@@ -32,6 +37,7 @@ def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
                     token_hash=token_hash(token),
                     token_expires_at=expires,
                     password_hash=hash_password(body.password) if body.password else None,
+                    site_id=site_id,
                 )
             ).inserted_primary_key[0]
     except IntegrityError:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import delete, insert, select, update
 
 from flip.hub import audit
-from flip.hub.auth import Caller, Reader, new_token, token_hash
+from flip.hub.auth import Caller, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.passwords import hash_password, verify_password
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
@@ -34,8 +34,10 @@ def login(body: LoginIn, conn: Conn) -> TokenOut:
 
 
 @router.post("/logout", status_code=204)
-def logout(conn: Conn, who: Reader) -> None:
+def logout(conn: Conn, who: Caller) -> None:
     """End the session whose token makes this call."""
+    if who.kind != "user":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "sites have no sessions")
     if who.session is None:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, "this is not a session token; revoke an API token instead"

@@ -173,6 +173,44 @@ def run(
     _print(result)
 
 
+@app.command("new-task")
+def new_task(
+    name: Annotated[str, typer.Argument(help="The task's name (letters, digits, - and _).")],
+    parent: Annotated[Path, typer.Option("--dir", help="Where to create the folder.")] = Path("."),
+) -> None:
+    """Write a custom task folder: a documented model.py and a task.yaml to edit.
+
+    Edit model.py (the model) and task.yaml (data, training, rounds), then
+    `flip fl pack-task NAME` writes NAME/task.json and prints the hash sites approve.
+    """
+    from flip.fl.tasks.authoring import TaskFolderError
+    from flip.fl.tasks.authoring import new_task as write
+
+    with one_line_errors(TaskFolderError):
+        folder = write(name, parent)
+    typer.echo(f"wrote {folder}/model.py and {folder}/task.yaml")
+    typer.echo(f"next: edit them, then `flip fl pack-task {folder}`")
+
+
+@app.command("pack-task")
+def pack_task(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `flip fl new-task`.")],
+) -> None:
+    """Check a custom task folder, write its task.json (model code included) and print its hash.
+
+    Propose task.json to a project at the hub; each site approves the hash, and
+    runs the model code only once it has. `flip site train --local --task
+    FOLDER/task.json` tries it on one site's data first.
+    """
+    from flip.fl.tasks.authoring import TaskFolderError
+    from flip.fl.tasks.authoring import pack_task as pack
+
+    with one_line_errors(TaskFolderError):
+        _, digest, out = pack(folder)
+    typer.echo(f"wrote {out}", err=True)
+    typer.echo(digest)
+
+
 def _print(result: dict) -> None:
     table = Table(
         title=f"{result['strategy']}, {result['rounds']} rounds: accuracy / AUROC on held-out data"

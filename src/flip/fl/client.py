@@ -21,7 +21,7 @@ from flip.data.ledger import Ledger
 from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits, task_hash
-from flip.fl.tasks.models import model_factory
+from flip.fl.tasks.models import new_model
 from flip.site.policy import task_problem
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
@@ -77,7 +77,7 @@ def _splits(store: str, spec_json: str):
 
 
 def _model(spec: TaskSpec, arrays: ArrayRecord) -> torch.nn.Module:
-    model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
+    model = new_model(spec)
     return binary.load_arrays(model, arrays.to_torch_state_dict())
 
 

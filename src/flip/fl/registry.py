@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from flip.fl.tasks.models import model_factory
+from flip.fl.tasks.base import TaskSpec
+from flip.fl.tasks.models import model_factory, new_model
 
 
 def default_registry() -> Path:
@@ -89,7 +90,12 @@ def load(registry: Path, model_id: str) -> ModelRecord:
 def build(record: ModelRecord) -> torch.nn.Module:
     """The model with its registered weights, ready to predict."""
     lineage = record.lineage
-    model = model_factory(lineage["task"])(int(lineage["n_features"]), int(lineage.get("seed", 0)))
+    if "task_spec" in lineage:
+        model = new_model(TaskSpec.model_validate(lineage["task_spec"]))
+    else:
+        model = model_factory(lineage["task"])(
+            int(lineage["n_features"]), int(lineage.get("seed", 0))
+        )
     model.load_state_dict(torch.load(record.path / "model.pt", weights_only=True))
     return model.eval()
 

@@ -24,7 +24,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from flip.fl.privacy import PrivacySpec, with_privacy
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
-from flip.fl.tasks.models import model_factory
+from flip.fl.tasks.models import new_model
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 
@@ -98,7 +98,7 @@ def task_server_app(
     project: str, spec: TaskSpec, *, rounds: int, n_sites: int, **kwargs
 ) -> tuple[ServerApp, FederatedResult]:
     """The ServerApp of a project's task: sites check its hash against their approvals."""
-    model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
+    model = new_model(spec)
     return make_server_app(
         run_config(project, spec),
         ArrayRecord(model.state_dict()),

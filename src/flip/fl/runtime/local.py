@@ -7,12 +7,12 @@ import torch
 from flip.data.features.tabular import TabularData
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits
-from flip.fl.tasks.models import model_factory
+from flip.fl.tasks.models import new_model
 
 
 def fit(spec: TaskSpec, train_split: TabularData, epochs: int) -> torch.nn.Module:
     """Train a fresh model of the task on one dataset for `epochs` passes."""
-    model = model_factory(spec.kind)(len(spec.data.features), spec.seed)
+    model = new_model(spec)
     binary.train(
         model,
         train_split,

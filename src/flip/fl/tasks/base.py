@@ -10,7 +10,7 @@ import hashlib
 import inspect
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flip.data.features.tabular import TabularSpec
 from flip.fl.privacy import PrivacySpec
@@ -21,8 +21,13 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["tabular-logreg", "tabular-mlp"] = "tabular-logreg"
+    kind: Literal["tabular-logreg", "tabular-mlp", "custom"] = "tabular-logreg"
     name: str = Field(min_length=1, max_length=200)
+    code: str | None = Field(
+        None,
+        max_length=200_000,
+        description="A custom task's model module (Python source defining new_model).",
+    )
     data: TabularSpec
     learning_rate: float = Field(0.2, gt=0)
     local_epochs: int = Field(5, ge=1)
@@ -32,6 +37,12 @@ class TaskSpec(BaseModel):
     seed: int = 0
     rounds: int | None = Field(None, ge=1, description="Rounds the privacy budget is computed for.")
     privacy: PrivacySpec | None = None
+
+    @model_validator(mode="after")
+    def _custom_tasks_carry_their_code(self) -> TaskSpec:
+        if (self.kind == "custom") != (self.code is not None):
+            raise ValueError("a custom task carries its model code in `code`; others do not")
+        return self
 
     def canonical_json(self) -> bytes:
         """The configuration as canonical JSON (sorted keys, no whitespace)."""
@@ -47,7 +58,10 @@ def _code_of(kind: str) -> bytes:
 
 
 def task_hash(spec: TaskSpec) -> str:
-    """SHA-256 over the task's canonical configuration and the code of its kind."""
+    """SHA-256 over the task's canonical configuration and the code of its kind.
+
+    A custom task's model code is part of its configuration (`code`), so it is covered too.
+    """
     digest = hashlib.sha256()
     digest.update(spec.canonical_json())
     digest.update(b"\0")

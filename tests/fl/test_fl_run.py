@@ -152,3 +152,61 @@ def test_differential_privacy_reports_its_budget(sites, side):
     assert data["privacy"]["epsilon"] == pytest.approx(expected, abs=1e-3)
     assert data["privacy"]["rounds"] == 3
     assert isinstance(data["federated"]["overall"]["auroc"], float)
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_path):
+    import os
+    import signal
+    import time
+
+    import torch
+
+    folder = tmp_path / "run"
+    common = ["--target", "num", "--positive", "num>0", "--rounds", "6", "--json"]
+    site_args = [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
+    common += ["--local-epochs", "20"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flip",
+            "fl",
+            "run",
+            *site_args,
+            *common,
+            "--checkpoint",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    checkpoint = folder / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["round"] >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the server and everything it started
+    process.wait()
+    stopped_at = torch.load(checkpoint, weights_only=True)["round"]
+    assert 2 <= stopped_at < 6, "killed mid-run"
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flip", "fl", "resume", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads(resumed.stdout)
+    assert result["rounds"] == 6
+    assert torch.load(checkpoint, weights_only=True)["round"] == 6
+    assert len(torch.load(checkpoint, weights_only=True)["rounds"]) == 6
+    whole = fl_run(sites, *common)
+    expected = json.loads(whole.stdout)["federated"]["overall"]
+    assert abs(result["federated"]["overall"]["accuracy"] - expected["accuracy"]) < 0.03
+
+    other = fl_run(sites, *common, "--checkpoint", str(folder), "--seed", "3")
+    assert other.returncode == 1 and "another run" in other.stderr

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flip.cli.errors import one_line_errors
+
+if TYPE_CHECKING:
+    from flip.fl.experiment import ExperimentOptions
 
 app = typer.Typer(help="Federated learning: experiments on files.", no_args_is_help=True)
 
@@ -93,6 +96,13 @@ def run(
     registry: Annotated[
         Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
     ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save the global model here after every round; `flip fl resume DIR` goes on "
+            "from the last one if the run is stopped."
+        ),
+    ] = None,
 ) -> None:
     """Train a model federated across sites given as CSV files, and compare it with baselines.
 
@@ -103,8 +113,7 @@ def run(
     """
     from pydantic import ValidationError
 
-    from flip.data.features.csvfile import DatasetError
-    from flip.fl.experiment import ExperimentOptions, run_experiment
+    from flip.fl.experiment import ExperimentOptions
     from flip.fl.privacy import PrivacySpec
 
     if dp not in (None, "server", "client"):
@@ -135,7 +144,43 @@ def run(
         compare=compare,
         runtime=runtime,
         privacy=privacy,
+        checkpoint=checkpoint,
     )
+    _run(options, as_json, save, registry)
+
+
+@app.command()
+def resume(
+    folder: Annotated[Path, typer.Argument(help="The --checkpoint folder of a stopped run.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+    save: Annotated[
+        str | None, typer.Option(help="Register the federated model under this name.")
+    ] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
+    ] = None,
+) -> None:
+    """Go on with a `flip fl run --checkpoint DIR` that was stopped, from its last round.
+
+    The run's options come from DIR/options.json; rounds already done are not
+    repeated, and the result is reported as if the run had never stopped.
+    """
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import load_options
+
+    with one_line_errors(DatasetError):
+        options = load_options(folder)
+    _run(options, as_json, save, registry)
+
+
+def _run(
+    options: ExperimentOptions, as_json: bool, save: str | None, registry: Path | None
+) -> None:
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import run_experiment, save_options
+
     err = Console(stderr=True)
     columns = (
         TextColumn("{task.description}"),
@@ -149,7 +194,10 @@ def run(
         stdout_to_stderr(),
         Progress(*columns, console=err) as bar,
     ):
-        rounds_task = bar.add_task(f"{strategy} rounds", total=rounds, status="")
+        if options.checkpoint is not None:
+            save_options(options)
+        total = options.rounds
+        rounds_task = bar.add_task(f"{options.strategy} rounds", total=total, status="")
 
         def on_round(number: int, metrics: dict[str, float]) -> None:
             accuracy = metrics.get("accuracy", float("nan"))

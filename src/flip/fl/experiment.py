@@ -10,7 +10,9 @@ sites' test sets.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -60,6 +62,7 @@ class ExperimentOptions:
     batch_size: int = 32
     l2: float = 1e-3
     privacy: PrivacySpec | None = None
+    checkpoint: Path | None = None
 
     def check(self) -> None:
         """Raise DatasetError on options no run can use."""
@@ -240,9 +243,50 @@ def federated(
             learning_rate=options.learning_rate,
             privacy=options.privacy,
             on_round=on_round,
+            checkpoint=options.checkpoint / CHECKPOINT if options.checkpoint else None,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
     return binary.load_arrays(initial, result.state_dict)
+
+
+CHECKPOINT = "checkpoint.pt"
+OPTIONS = "options.json"
+
+
+def save_options(options: ExperimentOptions) -> None:
+    """Write the options beside the checkpoint; refuse a folder that holds another run."""
+    assert options.checkpoint is not None
+    document = {
+        **{k: v for k, v in dataclasses.asdict(options).items() if k != "checkpoint"},
+        "sites": {name: str(path.resolve()) for name, path in options.sites.items()},
+        "drop": list(options.drop),
+        "privacy": options.privacy.model_dump() if options.privacy else None,
+    }
+    path = options.checkpoint / OPTIONS
+    if path.exists() and json.loads(path.read_text(encoding="utf-8")) != document:
+        raise DatasetError(
+            f"{options.checkpoint} holds a checkpoint of another run: "
+            "resume it with `flip fl resume`, or give another --checkpoint folder"
+        )
+    options.checkpoint.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+def load_options(folder: Path) -> ExperimentOptions:
+    """The options of the run checkpointed in `folder`."""
+    path = folder / OPTIONS
+    if not path.exists():
+        raise DatasetError(f"{folder} holds no run: start one with `flip fl run --checkpoint`")
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return ExperimentOptions(
+        **{
+            **document,
+            "sites": {name: Path(p) for name, p in document["sites"].items()},
+            "drop": tuple(document["drop"]),
+            "privacy": PrivacySpec(**document["privacy"]) if document["privacy"] else None,
+            "checkpoint": folder,
+        }
+    )
 
 
 @dataclass

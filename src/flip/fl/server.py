@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flwr.app import (
     ArrayRecord,
@@ -21,6 +22,9 @@ from flwr.app import (
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from flip.fl.checkpoint import Checkpoint
+from flip.fl.checkpoint import load as load_checkpoint
+from flip.fl.checkpoint import save as save_checkpoint
 from flip.fl.privacy import PrivacySpec, with_privacy
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
@@ -56,14 +60,24 @@ def make_server_app(
     privacy: PrivacySpec | None = None,
     on_round: RoundCallback | None = None,
     timeout: float = 600.0,
+    checkpoint: Path | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy for `rounds` rounds over `n_sites` sites.
 
     Every site receives `config` with each message; `on_round` gets each round's
-    aggregated evaluation metrics.
+    aggregated evaluation metrics. With `checkpoint`, the global model is saved
+    there after every round, and a run that finds one goes on from its round.
     """
     result = FederatedResult()
     app = ServerApp()
+    done = [0]
+
+    def keep(server_round: int, arrays: ArrayRecord) -> None:
+        """Flower calls this last in each round: save the round's model and metrics."""
+        if checkpoint is not None and server_round > 0:
+            state = arrays.to_torch_state_dict()
+            saved = Checkpoint(done[0] + server_round, state, list(result.rounds))
+            save_checkpoint(checkpoint, saved)
 
     def evaluate_aggregate(replies: list[RecordDict], weight_key: str) -> MetricRecord:
         aggregated = aggregate_metricrecords(replies, weight_key)
@@ -75,21 +89,29 @@ def make_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        chosen = make_strategy(
-            strategy, n_sites, learning_rate, evaluate_metrics_aggr_fn=evaluate_aggregate
-        )
-        if privacy is not None:
-            chosen = with_privacy(chosen, privacy, n_sites)
-        outcome = chosen.start(
-            grid=grid,
-            initial_arrays=initial,
-            num_rounds=rounds,
-            timeout=timeout,
-            train_config=config,
-            evaluate_config=config,
-        )
-        result.state_dict = outcome.arrays.to_torch_state_dict()
-        result.per_site = final_evaluation(grid, outcome.arrays, config, timeout)
+        start = initial
+        resumed = load_checkpoint(checkpoint) if checkpoint is not None else None
+        if resumed is not None:
+            start, done[0] = ArrayRecord(resumed.state_dict), resumed.round
+            result.rounds[:] = resumed.rounds[: resumed.round]
+        arrays = start
+        if done[0] < rounds:
+            chosen = make_strategy(
+                strategy, n_sites, learning_rate, evaluate_metrics_aggr_fn=evaluate_aggregate
+            )
+            if privacy is not None:
+                chosen = with_privacy(chosen, privacy, n_sites)
+            arrays = chosen.start(
+                grid=grid,
+                initial_arrays=start,
+                num_rounds=rounds - done[0],
+                timeout=timeout,
+                train_config=config,
+                evaluate_config=config,
+                evaluate_fn=keep,
+            ).arrays
+        result.state_dict = arrays.to_torch_state_dict()
+        result.per_site = final_evaluation(grid, arrays, config, timeout)
 
     return app, result
 

@@ -1,0 +1,45 @@
+"""Round checkpoints of a federated run: the global model and metrics after each round.
+
+Written atomically (a temporary file, then a rename), so a server killed at any
+moment leaves the last complete round behind, and a restarted run goes on from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class Checkpoint:
+    """Rounds completed, the global model after the last of them, and each round's metrics."""
+
+    round: int
+    state_dict: dict[str, torch.Tensor]
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+
+def save(path: Path, checkpoint: Checkpoint) -> None:
+    """Replace the checkpoint at `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(
+        {
+            "round": checkpoint.round,
+            "state_dict": checkpoint.state_dict,
+            "rounds": checkpoint.rounds,
+        },
+        partial,
+    )
+    os.replace(partial, path)
+
+
+def load(path: Path) -> Checkpoint | None:
+    """The checkpoint at `path`, or None when there is none yet."""
+    if not path.exists():
+        return None
+    saved = torch.load(path, weights_only=True)
+    return Checkpoint(int(saved["round"]), saved["state_dict"], list(saved["rounds"]))

@@ -210,3 +210,19 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
 
     other = fl_run(sites, *common, "--checkpoint", str(folder), "--seed", "3")
     assert other.returncode == 1 and "another run" in other.stderr
+
+
+@pytest.mark.slow
+def test_xgboost_federates_by_bagging_and_nears_the_pooled_model(sites):
+    args = ["--target", "num", "--positive", "num>0", "--task", "tabular-xgboost"]
+    result = fl_run(sites, *args, "--rounds", "8", "--local-epochs", "2", "--compare", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["strategy"] == "fedxgb_bagging"
+    federated, pooled = out["federated"]["overall"], out["pooled"]["overall"]
+    assert federated["auroc"] > 0.75
+    assert federated["auroc"] >= pooled["auroc"] - 0.05
+    mismatch = fl_run(sites, *args, "--strategy", "fedavg")
+    assert mismatch.returncode == 1 and "fedxgb_bagging" in mismatch.stderr
+    private = fl_run(sites, *args, "--dp", "server")
+    assert private.returncode == 1 and "does not apply" in private.stderr

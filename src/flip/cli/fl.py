@@ -62,10 +62,16 @@ def run(
     drop: Annotated[
         list[str] | None, typer.Option(help="A column to leave out; repeatable.")
     ] = None,
-    task: Annotated[str, typer.Option(help="tabular-logreg or tabular-mlp.")] = "tabular-logreg",
+    task: Annotated[
+        str, typer.Option(help="tabular-logreg, tabular-mlp or tabular-xgboost.")
+    ] = "tabular-logreg",
     strategy: Annotated[
-        str, typer.Option(help="A Flower strategy by name, e.g. fedavg, fedprox.")
-    ] = "fedavg",
+        str | None,
+        typer.Option(
+            help="A Flower strategy by name, e.g. fedavg, fedprox; default fedavg, "
+            "or fedxgb_bagging for tabular-xgboost."
+        ),
+    ] = None,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 20,
     local_epochs: Annotated[int, typer.Option(help="Epochs each site trains per round.")] = 5,
     test_fraction: Annotated[
@@ -136,7 +142,7 @@ def run(
         positive=positive,
         drop=tuple(drop or ()),
         task=task,
-        strategy=strategy,
+        strategy=strategy or ("fedxgb_bagging" if task == "tabular-xgboost" else "fedavg"),
         rounds=rounds,
         local_epochs=local_epochs,
         test_fraction=test_fraction,
@@ -203,6 +209,8 @@ def _run(
             accuracy = metrics.get("accuracy", float("nan"))
             bar.update(rounds_task, completed=number, status=f"accuracy {accuracy:.3f}")
 
+        if save and options.task == "tabular-xgboost":
+            raise ValueError("--save keeps torch models; tabular-xgboost models are not kept yet")
         experiment = run_experiment(options, on_round)
         if save:
             from flip.fl.registry import default_registry, register

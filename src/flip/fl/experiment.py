@@ -36,8 +36,13 @@ from flip.data.features.tabular import TabularData
 from flip.fl.preprocessing import Encoding, combine
 from flip.fl.privacy import PrivacySpec
 from flip.fl.strategies import NAMES as STRATEGIES
-from flip.fl.tasks import binary
+from flip.fl.strategies import TREE_STRATEGIES
+from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.models import KINDS, model_factory
+
+XGBOOST = "tabular-xgboost"
+#: What `flip fl run --task` accepts: the built-in kinds and gradient-boosted trees.
+TASKS = (*KINDS, XGBOOST)
 
 Metrics = dict[str, float | int | None]
 
@@ -68,8 +73,8 @@ class ExperimentOptions:
         """Raise DatasetError on options no run can use."""
         if not self.sites:
             raise DatasetError("give at least one --site NAME=PATH.csv")
-        if self.task not in KINDS:
-            raise DatasetError(f"unknown --task {self.task}: choose one of {', '.join(KINDS)}")
+        if self.task not in TASKS:
+            raise DatasetError(f"unknown --task {self.task}: choose one of {', '.join(TASKS)}")
         if self.strategy not in STRATEGIES:
             raise DatasetError(
                 f"unknown --strategy {self.strategy}: choose one of {', '.join(STRATEGIES)}"
@@ -82,6 +87,13 @@ class ExperimentOptions:
             raise DatasetError("--rounds and --local-epochs must be at least 1")
         if not 0 < self.test_fraction < 1:
             raise DatasetError("--test-fraction must be between 0 and 1")
+        trees = self.task == XGBOOST
+        if trees != (self.strategy in TREE_STRATEGIES):
+            raise DatasetError(
+                "--task tabular-xgboost trains with --strategy fedxgb_bagging, and only it does"
+            )
+        if trees and self.privacy is not None:
+            raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
 
 
 @dataclass
@@ -162,7 +174,18 @@ def _data(
     return TabularData(np.array(rows), encoding.encode(table.columns, rows), y, encoding.names)
 
 
-def score(model_for: Callable[[PreparedSite], torch.nn.Module], sites: list[PreparedSite]):
+#: A trained model: a torch module, or booster bytes for tabular-xgboost.
+Model = torch.nn.Module | bytes
+
+
+def predict(model: Model, x: np.ndarray) -> np.ndarray:
+    """Predicted probabilities from either kind of model."""
+    if isinstance(model, bytes):
+        return tabular_xgboost.predict(model, x)
+    return binary.predict(model, x)
+
+
+def score(model_for: Callable[[PreparedSite], Model], sites: list[PreparedSite]):
     """{"per_site": {name: {accuracy, auroc, n_test}}, "overall": {accuracy, auroc}}.
 
     `model_for(site)` is the model that predicts a site's test set; "overall" is
@@ -171,7 +194,7 @@ def score(model_for: Callable[[PreparedSite], torch.nn.Module], sites: list[Prep
     per_site: dict[str, Metrics] = {}
     all_p, all_y = [], []
     for site in sites:
-        p = binary.predict(model_for(site), site.test.x)
+        p = predict(model_for(site), site.test.x)
         per_site[site.name] = {**_metrics(p, site.test.y), "n_test": len(site.test.y)}
         all_p.append(p)
         all_y.append(site.test.y)
@@ -186,7 +209,9 @@ def _metrics(p: np.ndarray, y: np.ndarray) -> Metrics:
     }
 
 
-def _fit(options: ExperimentOptions, data: TabularData, n_features: int) -> torch.nn.Module:
+def _fit(options: ExperimentOptions, data: TabularData, n_features: int) -> Model:
+    if options.task == XGBOOST:
+        return tabular_xgboost.fit(data, options.rounds * options.local_epochs, options.seed)
     model = model_factory(options.task)(n_features, options.seed)
     binary.train(
         model,
@@ -204,7 +229,7 @@ def federated(
     options: ExperimentOptions,
     prepared: Prepared,
     on_round: Callable[[int, dict[str, float]], None] | None = None,
-) -> torch.nn.Module:
+) -> Model:
     """Train with the chosen Flower strategy in the simulation runtime; return the global model."""
     from flip.fl.experiment_client import EXPERIMENT_ENV
     from flip.fl.experiment_client import app as client_app
@@ -212,9 +237,11 @@ def federated(
     from flip.fl.server import make_server_app
 
     n_features = len(prepared.encoding.names)
-    initial = model_factory(options.task)(n_features, options.seed)
+    trees = options.task == XGBOOST
+    initial = None if trees else model_factory(options.task)(n_features, options.seed)
     config = ConfigRecord(
         {
+            "n-sites": len(prepared.sites),
             "task": options.task,
             "seed": options.seed,
             "local-epochs": options.local_epochs,
@@ -234,9 +261,14 @@ def federated(
                 test_y=site.test.y,
             )
         os.environ[EXPERIMENT_ENV] = folder
+        start = (
+            ArrayRecord([np.frombuffer(b"", dtype=np.uint8)])
+            if initial is None
+            else ArrayRecord(initial.state_dict())
+        )
         server_app, result = make_server_app(
             config,
-            ArrayRecord(initial.state_dict()),
+            start,
             rounds=options.rounds,
             n_sites=len(prepared.sites),
             strategy=options.strategy,
@@ -246,6 +278,8 @@ def federated(
             checkpoint=options.checkpoint / CHECKPOINT if options.checkpoint else None,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
+    if initial is None:
+        return next(iter(result.state_dict.values())).numpy().tobytes()
     return binary.load_arrays(initial, result.state_dict)
 
 
@@ -294,7 +328,7 @@ class ExperimentRun:
     """An experiment's result document, its federated model and per-round metrics."""
 
     result: dict[str, object]
-    model: torch.nn.Module
+    model: Model
     prepared: Prepared
     rounds: list[dict[str, float]]
 

@@ -16,10 +16,11 @@ from flwr.clientapp import ClientApp
 
 from flip.data.features.tabular import TabularData
 from flip.fl.privacy import clip_when_asked
-from flip.fl.tasks import binary
+from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.models import model_factory
 
 EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
+XGBOOST = "tabular-xgboost"
 
 app = ClientApp(mods=[clip_when_asked])
 
@@ -43,11 +44,33 @@ def _model(config: ConfigRecord, arrays: ArrayRecord, n_features: int):
     return binary.load_arrays(model, arrays.to_torch_state_dict())
 
 
+def _booster(arrays: ArrayRecord) -> bytes:
+    return arrays["0"].numpy().tobytes()
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Local epochs on this site's training split (FedProx's proximal term when asked)."""
+    """Local epochs on this site's training split (FedProx's proximal term when asked).
+
+    For tabular-xgboost: `local-epochs` new trees on top of the global booster.
+    """
     _, train_split, _ = load_site(int(context.node_config["partition-id"]))
     config = msg.content["config"]
+    if config["task"] == XGBOOST:
+        trees = tabular_xgboost.boost(
+            _booster(msg.content["arrays"]),
+            train_split,
+            int(config["local-epochs"]),
+            int(config["seed"]) * 1000 + int(config.get("server-round", 0)),
+            int(config["n-sites"]),
+        )
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord([np.frombuffer(trees, dtype=np.uint8)]),
+                "metrics": MetricRecord({"num-examples": float(len(train_split.y))}),
+            }
+        )
+        return Message(content=content, reply_to=msg)
     model = _model(config, msg.content["arrays"], train_split.x.shape[1])
     metrics = binary.train(
         model,
@@ -69,10 +92,16 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Metrics of the global model on this site's test split; only metrics leave."""
     name, _, test_split = load_site(int(context.node_config["partition-id"]))
-    model = _model(msg.content["config"], msg.content["arrays"], test_split.x.shape[1])
+    config = msg.content["config"]
+    if config["task"] == XGBOOST:
+        p = tabular_xgboost.predict(_booster(msg.content["arrays"]), test_split.x)
+        metrics = binary.metrics_of(p, test_split.y)
+    else:
+        model = _model(config, msg.content["arrays"], test_split.x.shape[1])
+        metrics = binary.evaluate(model, test_split)
     content = RecordDict(
         {
-            "metrics": MetricRecord(binary.evaluate(model, test_split)),
+            "metrics": MetricRecord(metrics),
             "site": ConfigRecord({"name": name}),
         }
     )

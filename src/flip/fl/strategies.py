@@ -13,6 +13,7 @@ from flwr.serverapp.strategy import (
     FedMedian,
     FedProx,
     FedTrimmedAvg,
+    FedXgbBagging,
     FedYogi,
     Krum,
     MultiKrum,
@@ -37,7 +38,11 @@ _STRATEGIES: dict[str, Callable[[int, float], tuple[type[Strategy], dict]]] = {
     ),
     "bulyan": lambda n, lr: (Bulyan, {"num_malicious_nodes": 0}),
     "qfedavg": lambda n, lr: (QFedAvg, {"client_learning_rate": lr, "q": 0.1}),
+    "fedxgb_bagging": lambda n, lr: (FedXgbBagging, {}),
 }
+
+#: Strategies for tree models (tabular-xgboost) rather than weight vectors.
+TREE_STRATEGIES = ("fedxgb_bagging",)
 
 NAMES = tuple(_STRATEGIES)
 

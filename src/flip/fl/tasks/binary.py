@@ -81,8 +81,11 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
 
 def evaluate(model: torch.nn.Module, data: TabularData) -> dict[str, float]:
     """AUROC, accuracy at 0.5, log loss and the number of test examples."""
-    p = predict(model, data.x)
-    y = data.y
+    return metrics_of(predict(model, data.x), data.y)
+
+
+def metrics_of(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """AUROC, accuracy at 0.5, log loss and the number of examples of predictions `p`."""
     eps = 1e-7
     loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))) if len(y) else 0.0
     return {

@@ -1,0 +1,41 @@
+"""The ServerApp a deployment runs: a project's task, configured by the run's config.
+
+`flip.fl.runtime.deployment` writes a Flower App (FAB) whose ServerApp is this one.
+The run config names the project, the task spec file, the rounds, the number of
+sites and an output folder, where the final model, the metrics and a checkpoint
+after every round are written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from flip.fl.server import task_server_app
+from flip.fl.tasks.base import TaskSpec
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run the task for the configured rounds, then write result.json and model.pt."""
+    config = context.run_config
+    out = Path(str(config["out"]))
+    spec = TaskSpec.model_validate_json(Path(str(config["task-spec"])).read_text())
+    inner, result = task_server_app(
+        str(config["project"]),
+        spec,
+        rounds=int(config["rounds"]),
+        n_sites=int(config["n-sites"]),
+        timeout=float(config["round-timeout"]),
+        checkpoint=out / "checkpoint.pt",
+    )
+    inner(grid, context)
+    torch.save(result.state_dict, out / "model.pt")
+    document = {"rounds": result.rounds, "per_site": result.per_site}
+    (out / "result.json").write_text(json.dumps(document, indent=2), encoding="utf-8")

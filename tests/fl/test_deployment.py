@@ -1,0 +1,62 @@
+"""Flower's deployment engine for real: SuperLink and SuperNode processes, TLS and node auth on."""
+
+import shutil
+
+import pytest
+
+from flip.config import SiteConfig
+from flip.data.ledger import Ledger
+from flip.fl.runtime.deployment import Deployment, available
+from flip.fl.tasks import mace_task, task_hash
+from tests.conftest import IN_CI, build_site
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    if not available():
+        if IN_CI:
+            pytest.fail("flower-superlink, flower-supernode and flwr must be installed in CI")
+        pytest.skip("Flower's deployment commands are not installed")
+    root = tmp_path_factory.mktemp("deployment")
+    spec = mace_task()
+    sites = {}
+    for name, fmt in (("alpha", "fhir-ndjson"), ("beta", "csv"), ("gamma", "csv")):
+        config = build_site(root, name, fmt, 300)
+        if name != "gamma":
+            Ledger(SiteConfig.load(config).ledger).decide("p", task_hash(spec), "approved", by="x")
+        sites[name] = config
+    gamma_store = root / "gamma" / "store.duckdb"
+    shutil.move(gamma_store, root / "gamma-store-moved-away.duckdb")
+    with Deployment(root / "flower", sites) as running:
+        yield running, spec, gamma_store
+
+
+def test_a_run_sent_straight_to_the_superlink_gets_nothing_from_an_unapproving_site(deployment):
+    running, spec, gamma_store = deployment
+    assert running.tls_files is not None and running.node_auth
+    result = running.run("p", spec, rounds=2, round_timeout=90)
+    assert len(result.rounds) == 2
+    assert set(result.per_site) == {"alpha", "beta"}
+    assert all(m["auroc"] > 0.6 for m in result.per_site.values())
+    assert not gamma_store.exists(), "the task never opened gamma's store"
+    gamma = Ledger(running.sites["gamma"].parent / "ledger.sqlite")
+    assert any(e["action"] == "run.refused" for e in gamma.entries())
+
+
+def test_an_unregistered_supernode_is_refused(deployment, tmp_path):
+    running, _, _ = deployment
+    from flip.fl.runtime.credentials import make_node_key
+
+    stranger, _ = make_node_key(tmp_path, "stranger")
+    running.nodes["stranger"] = type(running.nodes["alpha"])(
+        running.sites["alpha"], running.nodes["alpha"].port + 1, stranger
+    )
+    try:
+        running.start_node("stranger")
+        process = running.nodes["stranger"].process
+        assert process.wait(timeout=60) != 0, "the SuperLink refuses an unknown node key"
+    finally:
+        running.kill_node("stranger")
+        del running.nodes["stranger"]

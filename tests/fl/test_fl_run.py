@@ -226,3 +226,21 @@ def test_xgboost_federates_by_bagging_and_nears_the_pooled_model(sites):
     assert mismatch.returncode == 1 and "fedxgb_bagging" in mismatch.stderr
     private = fl_run(sites, *args, "--dp", "server")
     assert private.returncode == 1 and "does not apply" in private.stderr
+
+
+@pytest.mark.slow
+def test_personalisation_is_reported_apart_from_the_federated_model(sites):
+    result = fl_run(
+        sites,
+        *["--target", "num", "--positive", "num>0", "--rounds", "3"],
+        *["--personalise", "5", "--json"],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    personalised, federated = out["personalised"], out["federated"]
+    assert set(personalised["per_site"]) == set(federated["per_site"])
+    assert personalised["per_site"] != federated["per_site"], "each site fine-tuned its copy"
+    for metrics in personalised["per_site"].values():
+        assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
+    refused = fl_run(sites, "--target", "num", "--positive", "num>0", "--personalise", "-1")
+    assert refused.returncode == 1 and "--personalise" in refused.stderr

@@ -102,6 +102,13 @@ def run(
     registry: Annotated[
         Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
     ] = None,
+    personalise: Annotated[
+        int,
+        typer.Option(
+            help="After federation, fine-tune the global model this many epochs at each "
+            'site and report it apart, as "personalised" (0: off).'
+        ),
+    ] = 0,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -150,6 +157,7 @@ def run(
         compare=compare,
         runtime=runtime,
         privacy=privacy,
+        personalise=personalise,
         checkpoint=checkpoint,
     )
     _run(options, as_json, save, registry)
@@ -273,7 +281,7 @@ def _print(result: dict) -> None:
     )
     table.add_column("site")
     table.add_column("n_test", justify="right")
-    arms = [a for a in ("local", "federated", "pooled") if a in result]
+    arms = [a for a in ("local", "federated", "personalised", "pooled") if a in result]
     for arm in arms:
         table.add_column(arm, justify="right")
 

@@ -10,6 +10,7 @@ sites' test sets.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -67,6 +68,7 @@ class ExperimentOptions:
     batch_size: int = 32
     l2: float = 1e-3
     privacy: PrivacySpec | None = None
+    personalise: int = 0
     checkpoint: Path | None = None
 
     def check(self) -> None:
@@ -94,6 +96,8 @@ class ExperimentOptions:
             )
         if trees and self.privacy is not None:
             raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
+        if self.personalise < 0 or (trees and self.personalise):
+            raise DatasetError("--personalise takes epochs >= 0, for tabular-logreg or -mlp")
 
 
 @dataclass
@@ -323,6 +327,21 @@ def load_options(folder: Path) -> ExperimentOptions:
     )
 
 
+def personalise(model: Model, data: TabularData, options: ExperimentOptions) -> Model:
+    """A copy of the global model fine-tuned on one site's training split (it stays there)."""
+    local = copy.deepcopy(model)
+    binary.train(
+        local,
+        data,
+        epochs=options.personalise,
+        learning_rate=options.learning_rate,
+        batch_size=options.batch_size,
+        l2=options.l2,
+        seed=options.seed,
+    )
+    return local
+
+
 @dataclass
 class ExperimentRun:
     """An experiment's result document, its federated model and per-round metrics."""
@@ -392,6 +411,10 @@ def run_experiment(
 
     global_model = federated(options, prepared, record)
     result["federated"] = score(lambda site: global_model, prepared.sites)
+    if options.personalise:
+        result["personalised"] = score(
+            lambda site: personalise(global_model, site.train, options), prepared.sites
+        )
     if options.compare:
         result["local"] = score(lambda site: _fit(options, site.train, n_features), prepared.sites)
         pooled = TabularData(

@@ -104,3 +104,62 @@ def run(work: Path, rounds: int = 12, sites: int = 3) -> list[Figure]:
         Figure("FLIP / bare round time", flip_round / bare_round, "x", "aim <= 1.05"),
         Figure("model payload per round per site", per_round, "bytes", "float32 weights down + up"),
     ]
+
+
+def _site(work: Path, name: str, patients: int) -> Path:
+    """A synthetic site with its store ingested; returns its site.yaml."""
+    from flip.config import SiteConfig
+    from flip.data.cdm.store import open_store
+    from flip.data.ingest import ingest_path
+    from flip.synth import SiteProfile, generate_site
+    from flip.synth.export import export_site
+
+    folder = work / name
+    profile = SiteProfile(name, patients, "fhir-ndjson", age_mean=60, smoker_rate=0.25)
+    export_site(profile, generate_site(profile, seed=len(name)), folder / "export")
+    store = open_store(folder / "store.duckdb")
+    store.create()
+    ingest_path(store, "fhir", folder / "export")
+    store.close()
+    SiteConfig(name=name, store="store.duckdb", ledger="ledger.sqlite").save(folder / "site.yaml")
+    return folder / "site.yaml"
+
+
+def deployment(work: Path, sites: int = 2, rounds: int = 3) -> list[Figure]:
+    """Seconds per round on real SuperLink/SuperNode processes against simulation, same task.
+
+    A round's time is the difference between a run of `rounds` rounds and a run of
+    one, divided by the rounds between, so start-up and final evaluation cancel out.
+    """
+    from flip.config import SiteConfig
+    from flip.data.ledger import Ledger
+    from flip.fl.runtime.deployment import Deployment
+    from flip.fl.runtime.simulation import simulate
+    from flip.fl.server import task_server_app
+    from flip.fl.tasks import mace_task, task_hash
+
+    spec = mace_task()
+    configs = {f"site-{i}": _site(work, f"site-{i}", 300) for i in range(sites)}
+    for path in configs.values():
+        Ledger(SiteConfig.load(path).ledger).decide("bench", task_hash(spec), "approved", by="b")
+    seconds = {}
+    with Deployment(work / "flower", configs) as running:
+        for n in (1, rounds):
+            seconds[n] = running.run("bench", spec, rounds=n, round_timeout=120).seconds
+    deployed = (seconds[rounds] - seconds[1]) / (rounds - 1)
+    stamps: list[float] = []
+    app, _ = task_server_app(
+        "bench",
+        spec,
+        rounds=rounds,
+        n_sites=sites,
+        on_round=lambda r, m: stamps.append(time.perf_counter()),
+    )
+    simulate(app, list(configs.values()))
+    simulated = _round_seconds(stamps)
+    return [
+        Figure("deployment round", deployed, "s", f"{sites} SuperNodes, TLS + node auth"),
+        Figure("simulation round", simulated, "s", "same task and sites"),
+        Figure("deployment / simulation", deployed / simulated, "x", "floor: ClientApp start-up"),
+        Figure("deployment start-up + 1 round", seconds[1], "s", "flwr run to result"),
+    ]

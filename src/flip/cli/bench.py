@@ -58,14 +58,26 @@ def bench_fl(
     rounds: Annotated[int, typer.Option(help="Rounds in each run.")] = 12,
     sites: Annotated[int, typer.Option(help="Synthetic hospitals.")] = 3,
     work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-fl"),
+    deployment: Annotated[
+        bool,
+        typer.Option(
+            help="Also time rounds on real SuperLink/SuperNode processes (about 3 minutes)."
+        ),
+    ] = False,
 ) -> None:
-    """FLIP's round time against a bare Flower app in the same run, and bytes per round."""
-    from flip.bench.fl import run
+    """FLIP's round time against a bare Flower app in the same run, and bytes per round.
+
+    With --deployment, also the round time on Flower's deployment engine (TLS and
+    node authentication on) against simulation, for the same task and sites.
+    """
+    from flip.bench import fl
     from flip.cli.fl import stdout_to_stderr
 
     with one_line_errors(), stdout_to_stderr():
-        figures = run(work, rounds, sites)
-    _print_figures("flip bench fl (simulation runtime)", figures)
+        figures = fl.run(work, rounds, sites)
+        if deployment:
+            figures += fl.deployment(work / "deployment")
+    _print_figures("flip bench fl", figures)
 
 
 @app.command("hub")

@@ -20,6 +20,14 @@ from flip.cli.errors import one_line_errors
 if TYPE_CHECKING:
     from flip.fl.experiment import ExperimentOptions
 
+SaveOption = Annotated[
+    str | None, typer.Option(help="Register the federated model under this name.")
+]
+RegistryOption = Annotated[
+    Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
 app = typer.Typer(help="Federated learning: experiments on files.", no_args_is_help=True)
 
 
@@ -84,9 +92,7 @@ def run(
     runtime: Annotated[
         str, typer.Option(help="simulation: Flower's simulation engine.")
     ] = "simulation",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout.")
-    ] = False,
+    as_json: JsonOption = False,
     dp: Annotated[
         str | None,
         typer.Option(
@@ -96,12 +102,8 @@ def run(
     noise_multiplier: Annotated[float, typer.Option(help="--dp: Gaussian noise multiplier.")] = 1.0,
     clip: Annotated[float, typer.Option(help="--dp: clipping norm of each site's update.")] = 1.0,
     delta: Annotated[float, typer.Option(help="--dp: the delta epsilon is reported at.")] = 1e-5,
-    save: Annotated[
-        str | None, typer.Option(help="Register the federated model under this name.")
-    ] = None,
-    registry: Annotated[
-        Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
-    ] = None,
+    save: SaveOption = None,
+    registry: RegistryOption = None,
     personalise: Annotated[
         int,
         typer.Option(
@@ -166,15 +168,9 @@ def run(
 @app.command()
 def resume(
     folder: Annotated[Path, typer.Argument(help="The --checkpoint folder of a stopped run.")],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout.")
-    ] = False,
-    save: Annotated[
-        str | None, typer.Option(help="Register the federated model under this name.")
-    ] = None,
-    registry: Annotated[
-        Path | None, typer.Option(help="Model registry (default: FLIP_REGISTRY or ~/.flip/models).")
-    ] = None,
+    as_json: JsonOption = False,
+    save: SaveOption = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Go on with a `flip fl run --checkpoint DIR` that was stopped, from its last round.
 

@@ -217,16 +217,22 @@ def _fit(options: ExperimentOptions, data: TabularData, n_features: int) -> Mode
     if options.task == XGBOOST:
         return tabular_xgboost.fit(data, options.rounds * options.local_epochs, options.seed)
     model = model_factory(options.task)(n_features, options.seed)
+    _train(options, model, data, options.rounds * options.local_epochs)
+    return model
+
+
+def _train(
+    options: ExperimentOptions, model: torch.nn.Module, data: TabularData, epochs: int
+) -> None:
     binary.train(
         model,
         data,
-        epochs=options.rounds * options.local_epochs,
+        epochs=epochs,
         learning_rate=options.learning_rate,
         batch_size=options.batch_size,
         l2=options.l2,
         seed=options.seed,
     )
-    return model
 
 
 def federated(
@@ -330,15 +336,7 @@ def load_options(folder: Path) -> ExperimentOptions:
 def personalise(model: Model, data: TabularData, options: ExperimentOptions) -> Model:
     """A copy of the global model fine-tuned on one site's training split (it stays there)."""
     local = copy.deepcopy(model)
-    binary.train(
-        local,
-        data,
-        epochs=options.personalise,
-        learning_rate=options.learning_rate,
-        batch_size=options.batch_size,
-        l2=options.l2,
-        seed=options.seed,
-    )
+    _train(options, local, data, options.personalise)
     return local
 
 

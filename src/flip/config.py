@@ -38,6 +38,11 @@ class SitePolicy(BaseModel):
         None, description="CDM tables queries and tasks may read; None: all of them."
     )
     auto_approve: list[AutoApproval] = Field(default_factory=list)
+    share_logs: bool = Field(
+        False,
+        description="Share this site's log of each run it joined (joined, rounds trained, "
+        "refusals) with the hub; off: the hub sees only the site's reply.",
+    )
 
 
 class SiteConfig(BaseModel):

@@ -61,3 +61,6 @@ def test_simulation_trains_approved_sites_and_never_reads_an_unapproved_one(tmp_
     assert not missing_store.exists()
     refusals = [e for e in Ledger(refuser.ledger).entries() if e["action"] == "run.refused"]
     assert refusals
+    for config in approved:
+        trained = [e for e in Ledger(config.ledger).entries() if e["action"] == "run.trained"]
+        assert len(trained) == 3, "each site's own log records every round it trained"

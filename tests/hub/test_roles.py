@@ -35,6 +35,7 @@ MATRIX = {
     ("POST", "/api/v1/agent/queries/{query_id}"): {"site"},
     ("POST", "/api/v1/agent/decisions"): {"site"},
     ("POST", "/api/v1/agent/runs/{run_id}"): {"site"},
+    ("POST", "/api/v1/agent/runs/{run_id}/log"): {"site"},
     ("GET", "/health"): EVERYONE,
 }
 
@@ -60,6 +61,7 @@ BODIES = {
     "/api/v1/agent/queries/{query_id}": {"count": 0, "suppressed": False, "threshold": 10},
     "/api/v1/agent/decisions": {"project_id": 1, "task_hash": HASH, "decision": "approved"},
     "/api/v1/agent/runs/{run_id}": {"status": "refused"},
+    "/api/v1/agent/runs/{run_id}/log": {"entries": []},
 }
 
 

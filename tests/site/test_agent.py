@@ -153,3 +153,33 @@ def test_agent_applies_the_site_policy_to_queries_and_tasks(world):
     declined = [d for a, d in actions if a == "task.declined"]
     assert len(declined) == 1 and "at most 20 rounds" in str(declined[0])
     ledger.close()
+
+
+def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    decide(site, client, pid, digest, "approved", by="admin")
+    run = researcher.create_run(pid, digest, 2)
+    agent = SiteAgent(site, client)
+    agent.run_once()
+    assert researcher.run(run)["logs"] == {}, "not shared by default"
+
+    ledger = Ledger(site.ledger)
+    for number in (1, 2):  # what the ClientApp records after each round it trains
+        ledger.record(
+            "run.trained",
+            {"project": str(pid), "task_hash": digest, "round": number, "n_train": 90, "loss": 0.5},
+        )
+    ledger.close()
+    site.policy = SitePolicy(share_logs=True)
+    agent.run_once()
+    agent.run_once()
+    logs = researcher.run(run)["logs"]["st-a"]
+    assert [e["action"] for e in logs] == ["run.joined", "run.trained", "run.trained"]
+    assert [e["detail"].get("round") for e in logs[1:]] == [1, 2]
+    SiteAgent(site, client).run_once()  # a restarted agent sends everything again
+    assert len(researcher.run(run)["logs"]["st-a"]) == 3, "each entry is kept once"

@@ -98,6 +98,20 @@ def train(msg: Message, context: Context) -> Message:
         l2=spec.l2,
         seed=spec.seed * 1000 + int(config.get("server-round", 0)),
     )
+    ledger = Ledger(site.ledger)
+    try:
+        ledger.record(
+            "run.trained",
+            {
+                "project": str(config["project"]),
+                "task_hash": str(config["task-hash"]),
+                "round": int(config.get("server-round", 0)),
+                "n_train": len(train_split.y),
+                "loss": round(float(metrics["loss"]), 6),
+            },
+        )
+    finally:
+        ledger.close()
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
     )

@@ -158,6 +158,18 @@ run_sites = Table(
     Column("updated_at", DateTime, nullable=False, default=now),
 )
 
+#: The entries of a site's own run log that the site chose to share.
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
 run_rounds = Table(
     "run_rounds",
     metadata,

@@ -145,6 +145,20 @@ class RunOut(BaseModel):
     sites: dict[str, dict[str, str]]
     round_metrics: list[dict[str, float]]
     results: dict[str, Any] | None
+    logs: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="Per site, the run log entries it chose to share."
+    )
+
+
+class LogEntryIn(BaseModel):
+    seq: int = Field(ge=1, le=MAX_INT, description="The entry's number in the site's own log.")
+    at: str = Field(max_length=40)
+    action: Literal["run.joined", "run.trained", "run.refused"]
+    detail: dict[str, Any]
+
+
+class RunLogIn(BaseModel):
+    entries: list[LogEntryIn] = Field(max_length=1000)
 
 
 class RoundIn(BaseModel):

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from flip.config import SiteConfig
@@ -33,6 +34,7 @@ class SiteAgent:
         self.site = site
         self.hub = hub
         self.waiting = False
+        self.shared: dict[int, int] = {}
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
@@ -47,7 +49,46 @@ class SiteAgent:
             self._check_task(task)
         for run in work["runs"]:
             self._reply_run(run)
+        if self.site.policy.share_logs:
+            self._share_logs()
         return sum(len(v) for v in work.values())
+
+    def _share_logs(self) -> None:
+        """Send the hub the new entries of this site's log of each run it joined."""
+        ledger = self._ledger()
+        try:
+            entries = [{**e, "detail": orjson.loads(str(e["detail"]))} for e in ledger.entries()]
+        finally:
+            ledger.close()
+        joins = [e for e in entries if e["action"] == "run.joined"]
+        for join in joins:
+            run_id, key = int(join["detail"]["run"]), _run_key(join["detail"])
+            after = [
+                j["seq"] for j in joins if j["seq"] > join["seq"] and _run_key(j["detail"]) == key
+            ]
+            until = min(after, default=float("inf"))
+            log = [join] + [
+                e
+                for e in entries
+                if join["seq"] < e["seq"] < until
+                and e["action"] in ("run.trained", "run.refused")
+                and _run_key(e["detail"]) == key
+            ]
+            new = [e for e in log if e["seq"] > self.shared.get(run_id, 0)]
+            if new:
+                self.hub.share_run_log(
+                    run_id,
+                    [
+                        {
+                            "seq": e["seq"],
+                            "at": str(e["at"]),
+                            "action": e["action"],
+                            "detail": e["detail"],
+                        }
+                        for e in new
+                    ],
+                )
+                self.shared[run_id] = new[-1]["seq"]
 
     def run_forever(
         self,
@@ -145,3 +186,8 @@ class SiteAgent:
         finally:
             ledger.close()
         self.hub.reply_run(run["id"], status, reason)
+
+
+def _run_key(detail: dict[str, Any]) -> tuple[str, str]:
+    """(project, task hash) of a ledger entry about a run."""
+    return str(detail.get("project")), str(detail.get("task_hash"))

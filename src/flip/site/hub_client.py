@@ -59,6 +59,10 @@ class HubClient:
             f"/agent/runs/{run_id}", json={"status": status, "reason": reason}
         ).raise_for_status()
 
+    def share_run_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
+        """Send entries of this site's own log of a run (the hub keeps each once)."""
+        self.http.post(f"/agent/runs/{run_id}/log", json={"entries": entries}).raise_for_status()
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

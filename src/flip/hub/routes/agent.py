@@ -20,13 +20,22 @@ from flip.hub.db import (
     project_sites,
     queries,
     query_results,
+    run_logs,
     run_sites,
     runs,
     sites,
     task_decisions,
     tasks,
 )
-from flip.hub.schemas import DecisionIn, PathId, RunReplyIn, SiteCountIn, TokenOut, WorkOut
+from flip.hub.schemas import (
+    DecisionIn,
+    PathId,
+    RunLogIn,
+    RunReplyIn,
+    SiteCountIn,
+    TokenOut,
+    WorkOut,
+)
 from flip.hub.transactions import Conn, WriteTurns, reading
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
@@ -216,6 +225,38 @@ def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
         )
     )
     audit.append(conn, site.label, f"run.{body.status}", f"run:{run_id}", {"reason": body.reason})
+
+
+@router.post("/runs/{run_id}/log", status_code=204)
+def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> None:
+    """Entries of the site's own log of a run it joined; an entry sent again is kept once."""
+    joined = conn.execute(
+        select(run_sites.c.status).where(
+            run_sites.c.run_id == run_id, run_sites.c.site_id == site.id
+        )
+    ).scalar()
+    if joined is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this site has not replied to run {run_id}")
+    seen = set(
+        conn.execute(
+            select(run_logs.c.seq).where(run_logs.c.run_id == run_id, run_logs.c.site_id == site.id)
+        ).scalars()
+    )
+    fresh = [e for e in body.entries if e.seq not in seen]
+    for entry in fresh:
+        detail = orjson.dumps(entry.detail, option=orjson.OPT_SORT_KEYS).decode()
+        conn.execute(
+            insert(run_logs).values(
+                run_id=run_id,
+                site_id=site.id,
+                seq=entry.seq,
+                at=entry.at,
+                action=entry.action,
+                detail=detail,
+            )
+        )
+    if fresh:
+        audit.append(conn, site.label, "run.log", f"run:{run_id}", {"entries": len(fresh)})
 
 
 @router.post("/credential")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import Connection, insert, select, update
@@ -15,6 +17,7 @@ from flip.hub.db import (
     projects,
     queries,
     query_results,
+    run_logs,
     run_rounds,
     run_sites,
     runs,
@@ -249,6 +252,16 @@ def _run_out(conn: Connection, run_id: int) -> RunOut:
         .where(run_rounds.c.run_id == run_id)
         .order_by(run_rounds.c.round)
     )
+    logs: dict[str, list[dict[str, Any]]] = {}
+    shared = conn.execute(
+        select(sites.c.name, run_logs.c.seq, run_logs.c.at, run_logs.c.action, run_logs.c.detail)
+        .join(sites, sites.c.id == run_logs.c.site_id)
+        .where(run_logs.c.run_id == run_id)
+        .order_by(sites.c.name, run_logs.c.seq)
+    )
+    for name, seq, at, action, detail in shared:
+        entry = {"seq": seq, "at": at, "action": action, "detail": orjson.loads(detail)}
+        logs.setdefault(name, []).append(entry)
     return RunOut(
         id=row.id,
         project_id=row.project_id,
@@ -260,6 +273,7 @@ def _run_out(conn: Connection, run_id: int) -> RunOut:
         sites={n: {"status": s, "reason": r} for n, s, r in site_rows},
         round_metrics=[orjson.loads(m) for (m,) in rounds],
         results=orjson.loads(row.results) if row.results else None,
+        logs=logs,
     )
 
 

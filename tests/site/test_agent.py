@@ -183,3 +183,6 @@ def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
     assert [e["detail"].get("round") for e in logs[1:]] == [1, 2]
     SiteAgent(site, client).run_once()  # a restarted agent sends everything again
     assert len(researcher.run(run)["logs"]["st-a"]) == 3, "each entry is kept once"
+    twice = logs[-1] | {"seq": logs[-1]["seq"] + 100}
+    client.share_run_log(run, [twice, twice])
+    assert len(researcher.run(run)["logs"]["st-a"]) == 4, "a repeated entry in one body too"

@@ -242,20 +242,20 @@ def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> Non
             select(run_logs.c.seq).where(run_logs.c.run_id == run_id, run_logs.c.site_id == site.id)
         ).scalars()
     )
-    fresh = [e for e in body.entries if e.seq not in seen]
-    for entry in fresh:
-        detail = orjson.dumps(entry.detail, option=orjson.OPT_SORT_KEYS).decode()
-        conn.execute(
-            insert(run_logs).values(
-                run_id=run_id,
-                site_id=site.id,
-                seq=entry.seq,
-                at=entry.at,
-                action=entry.action,
-                detail=detail,
-            )
-        )
+    fresh = {e.seq: e for e in body.entries if e.seq not in seen}
     if fresh:
+        rows = [
+            {
+                "run_id": run_id,
+                "site_id": site.id,
+                "seq": e.seq,
+                "at": e.at,
+                "action": e.action,
+                "detail": orjson.dumps(e.detail, option=orjson.OPT_SORT_KEYS).decode(),
+            }
+            for e in fresh.values()
+        ]
+        conn.execute(insert(run_logs), rows)
         audit.append(conn, site.label, "run.log", f"run:{run_id}", {"entries": len(fresh)})
 
 

@@ -133,6 +133,12 @@ class Ledger:
         """Release the file."""
         self.engine.dispose()
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _begin_immediate(conn) -> None:
     """Take the write lock when a transaction starts, so concurrent appends never race."""

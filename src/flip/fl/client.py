@@ -50,8 +50,7 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
     spec = TaskSpec.model_validate_json(str(config["task"]))
     project = str(config["project"])
     digest = task_hash(spec)
-    ledger = Ledger(site.ledger)
-    try:
+    with Ledger(site.ledger) as ledger:
         reason = None
         if digest != config["task-hash"]:
             reason = "the task sent does not hash to the hash named"
@@ -67,8 +66,6 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
             )
             raise NotApproved(f"{site.name}: {reason}")
         return spec
-    finally:
-        ledger.close()
 
 
 @lru_cache(maxsize=256)
@@ -98,8 +95,7 @@ def train(msg: Message, context: Context) -> Message:
         l2=spec.l2,
         seed=spec.seed * 1000 + int(config.get("server-round", 0)),
     )
-    ledger = Ledger(site.ledger)
-    try:
+    with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",
             {
@@ -110,8 +106,6 @@ def train(msg: Message, context: Context) -> Message:
                 "loss": round(float(metrics["loss"]), 6),
             },
         )
-    finally:
-        ledger.close()
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
     )

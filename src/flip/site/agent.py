@@ -55,11 +55,8 @@ class SiteAgent:
 
     def _share_logs(self) -> None:
         """Send the hub the new entries of this site's log of each run it joined."""
-        ledger = self._ledger()
-        try:
+        with self._ledger() as ledger:
             entries = [{**e, "detail": orjson.loads(str(e["detail"]))} for e in ledger.entries()]
-        finally:
-            ledger.close()
         joins = [e for e in entries if e["action"] == "run.joined"]
         for join in joins:
             run_id, key = int(join["detail"]["run"]), _run_key(join["detail"])
@@ -126,11 +123,8 @@ class SiteAgent:
             self.hub.answer_query(query["id"], suppress(0, threshold), error=reason)
             return
         if reason := query_problem(self.site.policy, query["project_id"], definition):
-            ledger = self._ledger()
-            try:
+            with self._ledger() as ledger:
                 ledger.record("query.refused", {"query": query["id"], "reason": reason})
-            finally:
-                ledger.close()
             self.hub.answer_query(query["id"], suppress(0, threshold), error=f"refused: {reason}")
             return
         store = open_store(self.site.store, read_only=True)
@@ -138,8 +132,7 @@ class SiteAgent:
             released = release(store, definition, threshold)
         finally:
             store.close()
-        ledger = self._ledger()
-        try:
+        with self._ledger() as ledger:
             ledger.record(
                 "query.answered",
                 {
@@ -148,8 +141,6 @@ class SiteAgent:
                     "released": released.model_dump(),
                 },
             )
-        finally:
-            ledger.close()
         self.hub.answer_query(query["id"], released)
 
     def _check_task(self, task: dict[str, Any]) -> None:
@@ -174,8 +165,7 @@ class SiteAgent:
             decide(self.site, self.hub, project, task["hash"], "approved", by="policy:auto_approve")
 
     def _reply_run(self, run: dict[str, Any]) -> None:
-        ledger = self._ledger()
-        try:
+        with self._ledger() as ledger:
             approved = ledger.is_approved(str(run["project_id"]), run["task_hash"])
             status = "joined" if approved else "refused"
             reason = "" if approved else "the site has not approved this task"
@@ -183,8 +173,6 @@ class SiteAgent:
                 f"run.{status}",
                 {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]},
             )
-        finally:
-            ledger.close()
         self.hub.reply_run(run["id"], status, reason)
 
 

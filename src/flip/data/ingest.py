@@ -471,7 +471,7 @@ class Ingestor:
 
 
 def _person_key(record: SourceRecord) -> str | None:
-    return None if isinstance(record, SourcePerson | Rejected) else record.person_key
+    return None if isinstance(record, (SourcePerson, Rejected)) else record.person_key
 
 
 def _is_person(record: SourceRecord) -> bool:

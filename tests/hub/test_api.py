@@ -278,3 +278,43 @@ def test_a_site_admin_sees_what_their_site_was_asked_and_released_and_nothing_el
     assert hub.call("POST", "/users", hub.admin, json=nameless).status_code == 422
     unknown = {"name": "y", "role": "site_admin", "site": "nowhere"}
     assert hub.call("POST", "/users", hub.admin, json=unknown).status_code == 404
+
+
+def test_project_members_work_on_the_project_until_taken_off(hub):
+    owner = hub.user("olga", "researcher")
+    member = hub.user("mira", "researcher")
+    outsider = hub.user("otto", "researcher")
+    hub.user("vera", "viewer")
+    pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
+    query = {"name": "q", "definition": {}}
+
+    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 403
+    added = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["mira"]})
+    assert added.status_code == 200, added.text
+    assert added.json() == ["mira"]
+    assert hub.call("GET", f"/projects/{pid}", outsider).json()["members"] == ["mira"]
+
+    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 201
+    assert hub.call("POST", f"/projects/{pid}/queries", outsider, json=query).status_code == 403
+    # Members work on the project; only its owner (or an admin) says who they are.
+    again = hub.call("POST", f"/projects/{pid}/members", member, json={"users": ["otto"]})
+    assert again.status_code == 403
+
+    viewer = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["vera"]})
+    assert viewer.status_code == 422 and "vera" in viewer.json()["detail"]
+    unknown = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["nobody"]})
+    assert unknown.status_code == 404 and "nobody" in unknown.json()["detail"]
+    twice = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["mira"]})
+    assert twice.json() == ["mira"]
+
+    with hub.app.state.engine.connect() as conn:
+        mira = conn.execute(select(db.users.c.id).where(db.users.c.name == "mira")).scalar_one()
+    assert hub.call("DELETE", f"/projects/{pid}/members/{mira}", owner).status_code == 204
+    assert hub.call("DELETE", f"/projects/{pid}/members/{mira}", owner).status_code == 404
+    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 403
+    assert hub.call("GET", f"/projects/{pid}", owner).json()["members"] == []
+    with hub.app.state.engine.connect() as conn:
+        actions = conn.execute(
+            select(audit.c.action).where(audit.c.action.like("project.member.%"))
+        ).scalars()
+        assert list(actions) == ["project.member.add", "project.member.remove"]

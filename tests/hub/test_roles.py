@@ -2,8 +2,9 @@
 
 HASH = "ab" * 32
 PASSWORD = "correct horse battery"
-READERS = {"admin", "owner", "researcher", "viewer"}
+READERS = {"admin", "owner", "member", "researcher", "viewer"}
 OWNERS = {"admin", "owner"}
+WORKERS = OWNERS | {"member"}
 USERS = READERS | {"site_admin"}
 EVERYONE = USERS | {"site", "anonymous"}
 
@@ -21,16 +22,18 @@ MATRIX = {
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
     ("POST", "/api/v1/agent/credential"): {"site"},
     ("GET", "/api/v1/audit/verify"): {"admin"},
-    ("POST", "/api/v1/projects"): {"admin", "owner", "researcher"},
+    ("POST", "/api/v1/projects"): {"admin", "owner", "member", "researcher"},
     ("GET", "/api/v1/projects/{project_id}"): READERS,
-    ("POST", "/api/v1/projects/{project_id}/sites"): OWNERS,
-    ("POST", "/api/v1/projects/{project_id}/tasks"): OWNERS,
-    ("POST", "/api/v1/projects/{project_id}/queries"): OWNERS,
+    ("POST", "/api/v1/projects/{project_id}/members"): OWNERS,
+    ("DELETE", "/api/v1/projects/{project_id}/members/{member_id}"): OWNERS,
+    ("POST", "/api/v1/projects/{project_id}/sites"): WORKERS,
+    ("POST", "/api/v1/projects/{project_id}/tasks"): WORKERS,
+    ("POST", "/api/v1/projects/{project_id}/queries"): WORKERS,
     ("GET", "/api/v1/queries/{query_id}"): READERS,
-    ("POST", "/api/v1/projects/{project_id}/runs"): OWNERS,
+    ("POST", "/api/v1/projects/{project_id}/runs"): WORKERS,
     ("GET", "/api/v1/runs/{run_id}"): READERS,
-    ("POST", "/api/v1/runs/{run_id}/rounds"): OWNERS,
-    ("POST", "/api/v1/runs/{run_id}/status"): OWNERS,
+    ("POST", "/api/v1/runs/{run_id}/rounds"): WORKERS,
+    ("POST", "/api/v1/runs/{run_id}/status"): WORKERS,
     ("GET", "/api/v1/agent/work"): {"site"},
     ("POST", "/api/v1/agent/queries/{query_id}"): {"site"},
     ("POST", "/api/v1/agent/decisions"): {"site"},
@@ -49,6 +52,7 @@ BODIES = {
     "/api/v1/sites/enrol": {"enrolment_token": "not-a-real-token"},
     "/api/v1/projects": {"name": "p"},
     "/api/v1/projects/{project_id}/sites": {"sites": ["a"]},
+    "/api/v1/projects/{project_id}/members": {"users": ["someone"]},
     "/api/v1/projects/{project_id}/tasks": {
         "hash": "cd" * 32,
         "kind": "tabular-logreg",
@@ -76,6 +80,7 @@ def world(hub, n: int):
     tokens = {
         "admin": hub.admin,
         "owner": created["token"],
+        "member": hub.user(f"mia{n}", "researcher"),
         "researcher": hub.user(f"rita{n}", "researcher"),
         "viewer": hub.user(f"vic{n}", "viewer"),
         "site": hub.site(f"a{n}"),
@@ -87,6 +92,9 @@ def world(hub, n: int):
     ).json()["token"]
     owner = tokens["owner"]
     pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
+    hub.call("POST", f"/projects/{pid}/members", owner, json={"users": [f"mia{n}"]})
+    second = hub.call("POST", "/users", hub.admin, json={"name": f"mo{n}", "role": "researcher"})
+    hub.call("POST", f"/projects/{pid}/members", owner, json={"users": [f"mo{n}"]})
     hub.call("POST", f"/projects/{pid}/sites", owner, json={"sites": [f"a{n}"]})
     hub.call("POST", f"/projects/{pid}/tasks", owner, json={"hash": HASH, "kind": "k", "spec": {}})
     qid = hub.call(
@@ -101,6 +109,7 @@ def world(hub, n: int):
         "run_id": rid,
         "user_id": created["id"],
         "site_id": other_site,
+        "member_id": second.json()["id"],
     }
     return tokens, ids
 
@@ -114,7 +123,16 @@ def test_every_route_is_in_the_matrix(hub):
 def test_each_role_is_allowed_or_denied_as_declared(hub):
     n = 0
     for (method, path), allowed in MATRIX.items():
-        for role in ("admin", "owner", "researcher", "viewer", "site_admin", "site", "anonymous"):
+        for role in (
+            "admin",
+            "owner",
+            "member",
+            "researcher",
+            "viewer",
+            "site_admin",
+            "site",
+            "anonymous",
+        ):
             n += 1
             tokens, ids = world(hub, n)
             token = tokens[role]
@@ -122,6 +140,8 @@ def test_each_role_is_allowed_or_denied_as_declared(hub):
             body = BODIES.get(path)
             if path == "/api/v1/projects/{project_id}/sites":
                 body = {"sites": [f"a{n}"]}
+            if path == "/api/v1/projects/{project_id}/members":
+                body = {"users": [f"rita{n}"]}
             if path == "/api/v1/login":
                 body = {"name": f"olive{n}", "password": PASSWORD}
             response = hub.http.request(method, path.format(**ids), headers=headers, json=body)

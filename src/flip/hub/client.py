@@ -48,6 +48,10 @@ class ResearcherClient:
         """A project with its sites' statuses."""
         return self._call("GET", f"/projects/{project_id}")
 
+    def add_members(self, project_id: int, users: list[str]) -> list[str]:
+        """Add researchers to a project by name; return its members."""
+        return self._call("POST", f"/projects/{project_id}/members", json={"users": users})
+
     def invite(self, project_id: int, sites: list[str]) -> dict[str, str]:
         """Invite sites to a project."""
         return self._call("POST", f"/projects/{project_id}/sites", json={"sites": sites})

@@ -78,6 +78,14 @@ projects = Table(
     _created(),
 )
 
+project_members = Table(
+    "project_members",
+    metadata,
+    Column("project_id", ForeignKey("projects.id"), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    _created(),
+)
+
 project_sites = Table(
     "project_sites",
     metadata,

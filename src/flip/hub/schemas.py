@@ -80,11 +80,16 @@ class InviteIn(BaseModel):
     sites: list[str] = Field(min_length=1, max_length=500)
 
 
+class MembersIn(BaseModel):
+    users: list[str] = Field(min_length=1, max_length=500)
+
+
 class ProjectOut(BaseModel):
     id: int
     name: str
     description: str
     owner: str
+    members: list[str] = Field(description="Researchers who work on the project besides its owner.")
     sites: dict[str, str]
 
 

@@ -6,13 +6,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub import audit
 from flip.hub.auth import Principal, Reader, Researcher
 from flip.hub.db import (
     now,
+    project_members,
     project_sites,
     projects,
     queries,
@@ -27,6 +28,7 @@ from flip.hub.db import (
 )
 from flip.hub.schemas import (
     InviteIn,
+    MembersIn,
     PathId,
     ProjectIn,
     ProjectOut,
@@ -63,6 +65,31 @@ def _owned(conn: Connection, project_id: int, who: Principal):
     return row
 
 
+def _worked_on(conn: Connection, project_id: int, who: Principal):
+    """The project, if the caller is an admin, its owner or one of its members."""
+    row = _project(conn, project_id)
+    if who.role == "admin" or row.owner_id == who.id or who.id in _member_ids(conn, project_id):
+        return row
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN, "only the project's owner and members may do this"
+    )
+
+
+def _member_ids(conn: Connection, project_id: int) -> set[int]:
+    query = select(project_members.c.user_id).where(project_members.c.project_id == project_id)
+    return set(conn.execute(query).scalars())
+
+
+def _member_names(conn: Connection, project_id: int) -> list[str]:
+    query = (
+        select(users.c.name)
+        .join(project_members, project_members.c.user_id == users.c.id)
+        .where(project_members.c.project_id == project_id)
+        .order_by(users.c.name)
+    )
+    return list(conn.execute(query).scalars())
+
+
 def _site_statuses(conn: Connection, project_id: int) -> dict[str, str]:
     rows = conn.execute(
         select(sites.c.name, project_sites.c.status)
@@ -80,7 +107,7 @@ def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
     ).inserted_primary_key[0]
     audit.append(conn, who.label, "project.create", f"project:{pid}", {"name": body.name})
     return ProjectOut(
-        id=pid, name=body.name, description=body.description, owner=who.name, sites={}
+        id=pid, name=body.name, description=body.description, owner=who.name, members=[], sites={}
     )
 
 
@@ -94,14 +121,62 @@ def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
         name=row.name,
         description=row.description,
         owner=owner,
+        members=_member_names(conn, project_id),
         sites=_site_statuses(conn, project_id),
+    )
+
+
+@router.post("/projects/{project_id}/members")
+def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher) -> list[str]:
+    """Add researchers by name; members may invite sites, propose tasks, query and run."""
+    _owned(conn, project_id, who)
+    found = {
+        name: (uid, role)
+        for uid, name, role in conn.execute(
+            select(users.c.id, users.c.name, users.c.role).where(users.c.name.in_(body.users))
+        )
+    }
+    missing = sorted(set(body.users) - set(found))
+    if missing:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such users: {', '.join(missing)}")
+    wrong = sorted(name for name, (_, role) in found.items() if role != "researcher")
+    if wrong:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"only researchers can be project members: {', '.join(wrong)}",
+        )
+    current = _member_ids(conn, project_id)
+    for name, (uid, _) in sorted(found.items()):
+        if uid not in current:
+            conn.execute(insert(project_members).values(project_id=project_id, user_id=uid))
+            audit.append(
+                conn, who.label, "project.member.add", f"project:{project_id}", {"user": name}
+            )
+    return _member_names(conn, project_id)
+
+
+@router.delete("/projects/{project_id}/members/{member_id}", status_code=204)
+def remove_member(project_id: PathId, member_id: PathId, conn: Conn, who: Researcher) -> None:
+    """Take a member (by user id) off the project; what they did in it stays in the audit log."""
+    _owned(conn, project_id, who)
+    if member_id not in _member_ids(conn, project_id):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"user {member_id} is not a member of project {project_id}"
+        )
+    conn.execute(
+        delete(project_members).where(
+            project_members.c.project_id == project_id, project_members.c.user_id == member_id
+        )
+    )
+    audit.append(
+        conn, who.label, "project.member.remove", f"project:{project_id}", {"user": member_id}
     )
 
 
 @router.post("/projects/{project_id}/sites")
 def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher) -> dict[str, str]:
     """Invite enrolled sites by name; each decides for itself whether to take part."""
-    _owned(conn, project_id, who)
+    _worked_on(conn, project_id, who)
     found = dict(
         conn.execute(select(sites.c.name, sites.c.id).where(sites.c.name.in_(body.sites))).all()
     )
@@ -121,7 +196,7 @@ def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher
 @router.post("/projects/{project_id}/tasks", status_code=201)
 def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
     """Propose a task by its hash; sites recompute the hash and decide on it."""
-    _owned(conn, project_id, who)
+    _worked_on(conn, project_id, who)
     try:
         with conn.begin_nested():
             tid = conn.execute(
@@ -143,7 +218,7 @@ def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> d
 @router.post("/projects/{project_id}/queries", status_code=201)
 def create_query(project_id: PathId, body: QueryIn, conn: Conn, who: Researcher) -> QueryOut:
     """Ask every invited site for a cohort count."""
-    _owned(conn, project_id, who)
+    _worked_on(conn, project_id, who)
     qid = conn.execute(
         insert(queries).values(
             project_id=project_id,
@@ -214,7 +289,7 @@ def get_query(query_id: PathId, conn: Conn, who: Reader) -> QueryOut:
 @router.post("/projects/{project_id}/runs", status_code=201)
 def create_run(project_id: PathId, body: RunIn, conn: Conn, who: Researcher) -> RunOut:
     """Request a training run of a proposed task; each site joins only if it approved it."""
-    _owned(conn, project_id, who)
+    _worked_on(conn, project_id, who)
     task = conn.execute(
         select(tasks.c.id).where(tasks.c.project_id == project_id, tasks.c.hash == body.task_hash)
     ).first()
@@ -285,18 +360,18 @@ def get_run(run_id: PathId, conn: Conn, who: Reader) -> RunOut:
     return out
 
 
-def _owned_run(conn: Connection, run_id: int, who: Principal):
+def _run_worked_on(conn: Connection, run_id: int, who: Principal):
     row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
-    _owned(conn, row.project_id, who)
+    _worked_on(conn, row.project_id, who)
     return row
 
 
 @router.post("/runs/{run_id}/rounds", status_code=204)
 def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> None:
     """Record one round's aggregated metrics, as the federated server reports them."""
-    row = _owned_run(conn, run_id, who)
+    row = _run_worked_on(conn, run_id, who)
     if row.status != "running":
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {row.status}, not running")
     values = {"run_id": run_id, "round": body.round, "metrics": orjson.dumps(body.metrics).decode()}
@@ -312,7 +387,7 @@ def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> Non
 @router.post("/runs/{run_id}/status")
 def set_run_status(run_id: PathId, body: RunStatusIn, conn: Conn, who: Researcher) -> RunOut:
     """Move a run along its state machine: requested -> running -> completed/failed/cancelled."""
-    row = _owned_run(conn, run_id, who)
+    row = _run_worked_on(conn, run_id, who)
     if body.status not in RUN_TRANSITIONS.get(row.status, set()):
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"a {row.status} run cannot become {body.status}"

@@ -98,6 +98,38 @@ def test_a_site_trains_alone_and_can_validate_its_model_later(tmp_path):
     assert refused.returncode == 2
 
 
+def test_a_multimodal_task_runs_locally_once_the_site_policy_allows_it(tmp_path):
+    import json
+
+    from flip.config import SiteConfig
+    from tests.conftest import build_site
+
+    config = build_site(tmp_path, "letters", "fhir-ndjson", 400)
+    args = ("site", "train", "--local", "--task", "mace-5y-multimodal", "--site-config")
+    refused = flip(*args, str(config))
+    assert refused.returncode == 1
+    assert "task kind multimodal is not allowed by letters's policy" in refused.stderr
+    site = SiteConfig.load(config)
+    site.policy.allowed_task_kinds = ["tabular-logreg", "multimodal"]
+    site.save(config)
+    registry = str(tmp_path / "registry")
+    done = flip(*args, str(config), "--save", "fused", "--registry", registry, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["auroc"] > 0.6
+    check = flip(
+        "site",
+        "evaluate",
+        json.loads(done.stdout)["model"],
+        "--store",
+        str(config.parent / "store.duckdb"),
+        "--registry",
+        registry,
+        "--json",
+    )
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["n"] == 400
+
+
 def test_site_count_prints_the_released_count_and_histograms(tmp_path):
     import json
 

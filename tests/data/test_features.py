@@ -34,3 +34,35 @@ def test_split_is_stratified_and_repeatable(store, exported):
     again, _ = data.split(0.25, seed=1)
     assert np.array_equal(train.person_ids, again.person_ids)
     assert len(test.y) == 30 and not set(train.person_ids) & set(test.person_ids)
+
+
+def test_notes_become_an_embedding_after_the_features(store, exported):
+    from flip.data.features.text import embed
+    from flip.fl.tasks import mace_notes_task
+
+    _, patients, folder = exported("csv", n=40)
+    ingest_path(store, "csv", folder)
+    spec = mace_notes_task().data
+    data = extract_tabular(store, spec)
+    n = len(spec.features)
+    assert data.x.shape == (len(patients), spec.width) and data.feature_names[n] == "note_0"
+    with store.connect() as conn:
+        rows = conn.execute(select(schema.person.c.person_id, schema.person.c.person_source_value))
+        source = dict(rows.all())
+    truth = {p.source_id: p for p in patients}
+    for pid, row in zip(data.person_ids, data.x, strict=True):
+        letter = truth[source[int(pid)]].notes[0][1]
+        assert np.array_equal(row[n:], embed([letter], spec.text.dims)[0])
+
+
+def test_embedding_tells_negations_apart_and_is_the_same_everywhere():
+    import subprocess
+    import sys
+
+    from flip.data.features.text import embed
+
+    smoker, non_smoker = embed(["Current smoker."], 512), embed(["Non-smoker."], 512)
+    assert not np.array_equal(smoker, non_smoker) and smoker.sum() == 3
+    code = "from flip.data.features.text import embed; print(embed(['Denies chest pain.'], 64))"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert there.stdout == f"{embed(['Denies chest pain.'], 64)}\n"

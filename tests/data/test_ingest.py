@@ -218,3 +218,22 @@ def test_record_key_index_exists_where_it_helps_and_comes_back_on_upgrade(store)
         conn.execute(update(schema.flip_schema).values(version=3))
     store.create()
     assert indexed()
+
+
+@pytest.mark.parametrize(("fmt", "kind"), [("csv", "csv"), ("fhir-ndjson", "fhir")])
+def test_clinic_letters_land_in_the_note_table_with_their_text(store, exported, fmt, kind):
+    _, patients, folder = exported(fmt, n=20)
+    report = ingest_path(store, kind, folder)
+    assert report.quarantined == 0 and report.rows["note"] == len(patients)
+    with store.connect() as conn:
+        stored = set(conn.execute(select(schema.note.c.note_text)).scalars())
+    assert stored == {text for p in patients for _, text in p.notes}
+
+
+def test_a_letter_without_text_is_quarantined_and_the_rest_load(store, exported):
+    _, patients, folder = exported("csv", n=10)
+    letters = folder / "letters.csv"
+    letters.write_text(letters.read_text() + "empty-1,X,2017-01-01,\n")
+    report = ingest_path(store, "csv", folder)
+    assert report.rules == {"tabular.note.no_text": 1}
+    assert _count(store, schema.note) == len(patients)

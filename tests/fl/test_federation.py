@@ -74,3 +74,19 @@ def test_simulation_trains_approved_sites_and_never_reads_an_unapproved_one(tmp_
         numbers = [t["round"] for t in trained]
         assert numbers and sorted(set(numbers)) == numbers and set(numbers) <= {1, 2, 3}
         assert all(t["n_train"] > 0 and t["task_hash"] == task_hash(spec) for t in trained)
+
+
+@pytest.mark.slow
+def test_a_multimodal_task_federates_where_the_sites_allow_it(tmp_path):
+    from flip.fl.tasks import mace_notes_task
+
+    spec = mace_notes_task("multimodal")
+    for name, fmt in (("alpha", "fhir-bundle"), ("beta", "csv")):
+        site = SiteConfig.load(build_site(tmp_path, name, fmt, 400))
+        site.policy.allowed_task_kinds = ["multimodal"]
+        site.save(tmp_path / name / "site.yaml")
+        Ledger(site.ledger).decide("p", task_hash(spec), "approved", by="admin")
+    app, result = task_server_app("p", spec, rounds=2, n_sites=2)
+    simulate(app, [tmp_path / n / "site.yaml" for n in ("alpha", "beta")])
+    assert result.per_site and all(m["auroc"] > 0.6 for m in result.per_site.values())
+    assert "fusion.weight" in result.state_dict

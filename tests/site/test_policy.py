@@ -32,6 +32,18 @@ def test_tasks_are_checked_for_kind_rounds_tables_and_project():
     assert "project 4" in task_problem(SitePolicy(allowed_projects=[1]), 4, spec)
 
 
+def test_a_task_that_reads_notes_needs_the_note_table_allowed():
+    from flip.fl.tasks import mace_notes_task
+
+    spec = mace_notes_task("multimodal")
+    structured = ["measurement", "condition_occurrence", "observation"]
+    assert "note" in task_tables(spec) and "note" not in task_tables(mace_task())
+    policy = SitePolicy(allowed_task_kinds=["multimodal"], allowed_tables=structured)
+    assert "reads note" in task_problem(policy, 1, spec)
+    widened = policy.model_copy(update={"allowed_tables": [*structured, "note"]})
+    assert task_problem(widened, 1, spec) is None
+
+
 def test_auto_approval_rules_match_kind_project_and_rounds():
     spec = mace_task().model_copy(update={"rounds": 10})
     rule = AutoApproval(kinds=["tabular-logreg"], projects=[7], max_rounds=20)

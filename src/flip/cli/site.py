@@ -634,7 +634,11 @@ def train(
         bool, typer.Option("--local", help="Train on this site alone (no hub, no network).")
     ],
     task: Annotated[
-        str, typer.Option(help="mace-5y (built in) or a task spec JSON file.")
+        str,
+        typer.Option(
+            help="A built-in task (mace-5y; mace-5y-notes: clinic letters alone; "
+            "mace-5y-multimodal: late fusion of both) or a task spec JSON file."
+        ),
     ] = "mace-5y",
     site_config: SiteConfigOption = Path("site.yaml"),
     rounds: Annotated[
@@ -648,7 +652,7 @@ def train(
     from flip.data.ledger import Ledger
     from flip.fl.registry import default_registry, register
     from flip.fl.runtime.local import fit
-    from flip.fl.tasks import mace_task, task_hash
+    from flip.fl.tasks import BUILT_IN, task_hash
     from flip.fl.tasks.base import TaskSpec, load_splits
     from flip.fl.tasks.binary import evaluate as evaluate_model
 
@@ -659,8 +663,8 @@ def train(
     with one_line_errors():
         site = _site_config(site_config)
         spec = (
-            mace_task()
-            if task == "mace-5y"
+            BUILT_IN[task](0)
+            if task in BUILT_IN
             else TaskSpec.model_validate_json(Path(task).read_text())
         )
         if spec.kind not in site.policy.allowed_task_kinds:
@@ -692,7 +696,7 @@ def train(
                     "task": spec.kind,
                     "task_hash": digest,
                     "task_spec": spec.model_dump(mode="json"),
-                    "n_features": len(spec.data.features),
+                    "n_features": spec.data.width,
                     "seed": spec.seed,
                     "outcome": spec.name,
                     "strategy": "local-only",

@@ -327,7 +327,7 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
             "task": spec.kind,
             "task_hash": digest,
             "task_spec": spec.model_dump(mode="json"),
-            "n_features": len(spec.data.features),
+            "n_features": spec.data.width,
             "seed": spec.seed,
             "outcome": spec.name,
             "strategy": "fedavg",

@@ -43,10 +43,10 @@ def query_problem(policy: SitePolicy, project_id: int, definition: CohortDefinit
 
 
 def task_tables(spec: TaskSpec) -> set[str]:
-    """The CDM tables a task reads: its cohort's and its features'."""
-    return {"person", "condition_occurrence"} | {
-        FEATURE_TABLES[f.source] for f in spec.data.features
-    }
+    """The CDM tables a task reads: its entry event's and outcome's, its features', its notes'."""
+    tables = {"person", "measurement", "condition_occurrence"}
+    tables |= {FEATURE_TABLES[f.source] for f in spec.data.features}
+    return tables | ({"note"} if spec.data.text is not None else set())
 
 
 def task_problem(policy: SitePolicy, project_id: int | str, spec: TaskSpec) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from flip.synth.world import CONDITIONS, MEASUREMENTS, SMOKER_SNOMED, Patient
+from flip.synth.world import CLINIC_NOTE_LOINC, CONDITIONS, MEASUREMENTS, SMOKER_SNOMED, Patient
 
 #: The extract's own laboratory codes, as a hospital's lab system names them.
 LOCAL_LAB_CODES = {name: f"LAB{i + 101}" for i, name in enumerate(MEASUREMENTS)}
@@ -17,7 +17,7 @@ LOCAL_SOCIAL_CODES = {"smoker": "SMK-CUR"}
 
 
 def write_csv_extract(site: str, patients: list[Patient], folder: Path) -> Path:
-    """Write patients.csv, diagnoses.csv, labs.csv and social.csv; return the mapping's path."""
+    """Write patients, diagnoses, labs, social history and letters as CSV; return the mapping."""
     folder.mkdir(parents=True, exist_ok=True)
     with _writer(folder / "patients.csv", ["patient_ref", "dob", "sex"]) as w:
         for p in patients:
@@ -63,6 +63,10 @@ def write_csv_extract(site: str, patients: list[Patient], folder: Path) -> Path:
                         p.index_date.strftime("%d/%m/%Y"),
                     ]
                 )
+    with _writer(folder / "letters.csv", ["letter_id", "patient_ref", "written", "body"]) as w:
+        for p in patients:
+            for number, (when, text) in enumerate(p.notes, start=1):
+                w.writerow([f"{p.source_id}-L{number}", p.source_id, when.isoformat(), text])
     mapping_path = folder / "mapping.yaml"
     mapping_path.write_text(yaml.safe_dump(_mapping(site), sort_keys=False))
     return mapping_path
@@ -129,6 +133,16 @@ def _mapping(site: str) -> dict:
                 "code": {"column": "item", "system": social_system},
                 "date": {"column": "recorded", "format": "%d/%m/%Y"},
                 "default_table": "observation",
+            },
+            {
+                "name": "letters",
+                "file": "letters.csv",
+                "id": "letter_id",
+                "person": "patient_ref",
+                "code": {"value": CLINIC_NOTE_LOINC, "system": "http://loinc.org"},
+                "date": {"column": "written"},
+                "text": "body",
+                "default_table": "note",
             },
         ],
         "local_codes": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from flip.synth.world import CONDITIONS, MEASUREMENTS, SMOKER_SNOMED, Patient
+from flip.synth.world import CLINIC_NOTE_LOINC, CONDITIONS, MEASUREMENTS, SMOKER_SNOMED, Patient
 
 _FAMILY = ("Okafor", "Smith", "Nguyen", "Patel", "Kowalski", "Garcia", "Haddad", "Jones", "Mbeki")
 _GIVEN = ("Ada", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jude")
@@ -69,6 +70,24 @@ def _patient_resources(site: str, p: Patient) -> Iterator[dict]:
     if p.smoker:
         yield _observation(site, p, "smoker", subject, eid, p.index_date) | {
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": SMOKER_SNOMED}]},
+        }
+    for number, (when, text) in enumerate(p.notes, start=1):
+        yield {
+            "resourceType": "DocumentReference",
+            "id": _uid(site, p.source_id, f"note-{number}"),
+            "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": CLINIC_NOTE_LOINC}]},
+            "subject": subject,
+            "date": f"{when.isoformat()}T09:30:00Z",
+            "content": [
+                {
+                    "attachment": {
+                        "contentType": "text/plain; charset=utf-8",
+                        "data": base64.b64encode(text.encode()).decode(),
+                        "title": "Clinic letter",
+                    }
+                }
+            ],
         }
 
 

@@ -13,6 +13,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from flip.synth.notes import clinic_letter
+
 #: Laboratory and vital-sign measurements: name -> (LOINC code, unit, mean, sd).
 #: The last nine carry no risk signal: realistic candidate predictors that let a
 #: model trained on too few events overfit.
@@ -43,6 +45,8 @@ CONDITIONS: dict[str, tuple[str, str]] = {
 }
 
 SMOKER_SNOMED = "77176002"
+#: LOINC document type of the clinic letters (Consult note).
+CLINIC_NOTE_LOINC = "11488-4"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Patient:
     smoker: bool
     conditions: dict[str, date] = field(default_factory=dict)
     measurements: dict[str, float] = field(default_factory=dict)
+    notes: list[tuple[date, str]] = field(default_factory=list)
 
     @property
     def mace(self) -> bool:
@@ -170,6 +175,24 @@ def _draw_patient(rng: np.random.Generator, site: SiteProfile, serial: int) -> P
 
 
 def generate_site(site: SiteProfile, seed: int) -> list[Patient]:
-    """Draw a site's patients; the same profile and seed give the same patients."""
+    """Draw a site's patients; the same profile and seed give the same patients.
+
+    Clinic letters come from a generator of their own, so adding them left every
+    other drawn value as it was.
+    """
     rng = np.random.default_rng([seed, *site.name.encode()])
-    return [_draw_patient(rng, site, i + 1) for i in range(site.n_patients)]
+    patients = [_draw_patient(rng, site, i + 1) for i in range(site.n_patients)]
+    letters = np.random.default_rng([seed, *site.name.encode(), *b"notes"])
+    for p in patients:
+        age = int((p.index_date - p.birth_date).days / 365.25)
+        text = clinic_letter(
+            letters,
+            age=age,
+            sex=p.sex,
+            smoker=p.smoker,
+            diabetes="diabetes" in p.conditions,
+            event_later=p.mace,
+            when=p.index_date,
+        )
+        p.notes.append((p.index_date, text))
+    return patients

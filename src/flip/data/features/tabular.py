@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
+from flip.data.features.text import TextSpec, embed
 
 
 class Feature(BaseModel):
@@ -40,6 +41,14 @@ class TabularSpec(BaseModel):
     outcome_concept_ids: list[int] = Field(min_length=1)
     horizon_days: int = Field(1825, gt=0)
     lookback_days: int = Field(365, ge=0)
+    text: TextSpec | None = Field(
+        None, description="Also embed each person's notes before entry, after the features."
+    )
+
+    @property
+    def width(self) -> int:
+        """Columns of the dataset: the features, then the note embedding if any."""
+        return len(self.features) + (self.text.dims if self.text else 0)
 
 
 @dataclass
@@ -138,7 +147,24 @@ def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
         for col, f in enumerate(spec.features):
             x[row, col] = _value(f, pid, index[pid], born, gender, latest, present)
     y = np.array([pid in outcome for pid in pids], dtype=np.float32)
-    return TabularData(np.array(pids, dtype=np.int64), x, y, [f.name for f in spec.features])
+    names = [f.name for f in spec.features]
+    if spec.text is not None:
+        with store.connect() as conn:
+            notes = _notes_before(conn, {pid: index[pid] for pid in pids}, spec.text.lookback_days)
+        x = np.hstack([x, embed([notes.get(pid, "") for pid in pids], spec.text.dims)])
+        names += [f"note_{i}" for i in range(spec.text.dims)]
+    return TabularData(np.array(pids, dtype=np.int64), x, y, names)
+
+
+def _notes_before(conn, index: dict[int, date], lookback_days: int) -> dict[int, str]:
+    """Each person's notes dated in the lookback window up to their entry date, joined."""
+    n = schema.note
+    texts: dict[int, list[tuple[date, str]]] = defaultdict(list)
+    for pid, when, text in conn.execute(select(n.c.person_id, n.c.note_date, n.c.note_text)):
+        at = index.get(pid)
+        if at is not None and at - timedelta(lookback_days) <= when <= at:
+            texts[pid].append((when, text or ""))
+    return {pid: " ".join(t for _, t in sorted(found)) for pid, found in texts.items()}
 
 
 def _value(f: Feature, pid: int, at: date, born: date, gender: int, latest, present) -> float:

@@ -220,10 +220,13 @@ def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceR
             None, location, "tabular.event.id_missing", f"column {spec['id']} is empty", raw
         )
     code_spec = spec["code"]
-    code = _text(row.get(code_spec["column"]))
-    code = str(code_spec.get("values", {}).get(code, code))
+    if "column" in code_spec:
+        code = _text(row.get(code_spec["column"]))
+        code = str(code_spec.get("values", {}).get(code, code))
+    else:
+        code = str(code_spec.get("value") or "")
     if not code:
-        message = f"column {code_spec['column']} is empty"
+        message = f"column {code_spec.get('column')} is empty"
         return Rejected(key, location, "tabular.code.missing", message, raw)
     try:
         when = _date(row.get(spec["date"]["column"]), spec["date"].get("format", "%Y-%m-%d"))
@@ -240,6 +243,10 @@ def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceR
     unit = None
     if spec.get("unit") is not None:
         value, unit = spec["unit"].read(row, code, value)
+    text = (_text(row.get(spec["text"])) or None) if spec.get("text") else None
+    if spec.get("default_table") == "note" and text is None:
+        message = f"column {spec.get('text')} is empty: a note needs its text"
+        return Rejected(key, location, "tabular.note.no_text", message, raw)
     return SourceEvent(
         key=f"{spec.get('name') or spec.get('file')}/{key}",
         person_key=f"person/{_text(row.get(spec['person']))}",
@@ -251,6 +258,7 @@ def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceR
         raw=raw,
         value=value,
         unit=unit,
+        text=text,
     )
 
 

@@ -15,13 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from flip.data.features.tabular import TabularSpec
 from flip.fl.privacy import PrivacySpec
 
+#: Task kinds whose model reads the note embedding.
+TEXT_KINDS = ("text-classifier", "multimodal")
+
 
 class TaskSpec(BaseModel):
     """A complete, hashable description of one training task."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["tabular-logreg", "tabular-mlp", "custom"] = "tabular-logreg"
+    kind: Literal["tabular-logreg", "tabular-mlp", "text-classifier", "multimodal", "custom"] = (
+        "tabular-logreg"
+    )
     name: str = Field(min_length=1, max_length=200)
     code: str | None = Field(
         None,
@@ -42,6 +47,8 @@ class TaskSpec(BaseModel):
     def _custom_tasks_carry_their_code(self) -> TaskSpec:
         if (self.kind == "custom") != (self.code is not None):
             raise ValueError("a custom task carries its model code in `code`; others do not")
+        if self.kind in TEXT_KINDS and self.data.text is None:
+            raise ValueError(f"a {self.kind} task reads notes: give data.text")
         return self
 
     def canonical_json(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flip.data.features.tabular import Feature, TabularSpec
+from flip.data.features.text import TextSpec
 from flip.fl.tasks.base import TaskSpec
 
 SYSTOLIC_BP = 3004249
@@ -49,3 +50,24 @@ def mace_task(seed: int = 0) -> TaskSpec:
             ],
         ),
     )
+
+
+def mace_notes_task(kind: str = "multimodal", seed: int = 0) -> TaskSpec:
+    """The MACE task with each patient's clinic letters before entry as a second modality.
+
+    `kind` is `multimodal` (late fusion of features and notes), `text-classifier`
+    (notes alone) or a tabular kind (features and note embedding side by side).
+    """
+    base = mace_task(seed).model_dump()
+    base["data"]["text"] = TextSpec().model_dump()
+    return TaskSpec.model_validate(
+        base | {"kind": kind, "name": f"{base['name']}, with clinic letters"}
+    )
+
+
+#: Built-in tasks by the name `flip site train --task` takes.
+BUILT_IN = {
+    "mace-5y": lambda seed: mace_task(seed),
+    "mace-5y-notes": lambda seed: mace_notes_task("text-classifier", seed),
+    "mace-5y-multimodal": lambda seed: mace_notes_task("multimodal", seed),
+}

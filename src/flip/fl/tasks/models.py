@@ -12,12 +12,20 @@ from types import ModuleType
 
 import torch
 
-from flip.fl.tasks import binary, tabular_logreg, tabular_mlp
-from flip.fl.tasks.base import TaskSpec
+from flip.data.features import text
+from flip.fl.tasks import binary, multimodal, tabular_logreg, tabular_mlp, text_classifier
+from flip.fl.tasks.base import TEXT_KINDS, TaskSpec
 
 _KINDS: dict[str, ModuleType] = {"tabular-logreg": tabular_logreg, "tabular-mlp": tabular_mlp}
+#: Kinds that read notes: new_model(n_features, n_text, seed).
+_TEXT_KINDS: dict[str, ModuleType] = {
+    "text-classifier": text_classifier,
+    "multimodal": multimodal,
+}
+assert set(_TEXT_KINDS) == set(TEXT_KINDS)
 
-#: The built-in kinds; a spec may also be `custom`, carrying its own model code.
+#: The built-in kinds that train on any table of features (also experiments on files);
+#: a site task may also be a text kind or `custom`, carrying its own model code.
 KINDS = tuple(_KINDS)
 
 
@@ -34,10 +42,15 @@ def model_factory(kind: str) -> Callable[[int, int], torch.nn.Module]:
 
 def new_model(spec: TaskSpec) -> torch.nn.Module:
     """A fresh model of the task, from its kind or (custom) from the code it carries."""
+    if spec.kind in _TEXT_KINDS:
+        assert spec.data.text is not None
+        return _TEXT_KINDS[spec.kind].new_model(
+            len(spec.data.features), spec.data.text.dims, spec.seed
+        )
     if spec.kind != "custom":
-        return model_factory(spec.kind)(len(spec.data.features), spec.seed)
+        return model_factory(spec.kind)(spec.data.width, spec.seed)
     module = load_custom(spec)
-    model = module.new_model(len(spec.data.features), spec.seed)
+    model = module.new_model(spec.data.width, spec.seed)
     if not isinstance(model, torch.nn.Module):
         raise TaskCodeError(f"{spec.name}: new_model returned {type(model).__name__}, not a Module")
     return model
@@ -57,8 +70,11 @@ def load_custom(spec: TaskSpec) -> ModuleType:
 
 
 def code_modules(kind: str) -> list[ModuleType]:
-    """The modules whose source a task of this kind runs: its model and the training loop."""
+    """The modules whose source a task of this kind runs: its model, the training loop,
+    and for text kinds the note embedding."""
     if kind == "custom":
         return [binary]
+    if kind in _TEXT_KINDS:
+        return [_TEXT_KINDS[kind], binary, text]
     model_factory(kind)
     return [_KINDS[kind], binary]

@@ -1,0 +1,40 @@
+"""Note embeddings computed at the site: hashed words and word pairs, no model to download.
+
+Each note becomes a fixed-length 0/1 vector: every word and every pair of
+adjacent words sets one of `dims` slots, chosen by a CRC-32 of the text, so
+every site embeds alike without sharing a vocabulary ("non smoker" and
+"smoker" set different slots; so do "denies chest" and "chest pain").
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from itertools import pairwise
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+_WORD = re.compile(r"[a-z]+")
+
+
+class TextSpec(BaseModel):
+    """Which notes feed a task and how large their embedding is."""
+
+    dims: int = Field(512, ge=8, le=65536, description="Length of each note embedding.")
+    lookback_days: int = Field(365, ge=0, description="Notes this many days before entry count.")
+
+
+def grams(text: str) -> list[str]:
+    """The words of `text`, lower-cased, followed by each pair of adjacent words."""
+    words = _WORD.findall(text.lower())
+    return words + [f"{a} {b}" for a, b in pairwise(words)]
+
+
+def embed(texts: list[str], dims: int) -> np.ndarray:
+    """One row per text: 1.0 in the slot of each of its words and word pairs."""
+    out = np.zeros((len(texts), dims), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for gram in grams(text):
+            out[row, zlib.crc32(gram.encode()) % dims] = 1.0
+    return out

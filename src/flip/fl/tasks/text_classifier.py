@@ -1,0 +1,27 @@
+"""`text-classifier`: a logistic model over the note embedding alone.
+
+The dataset's columns are the task's features, then the note embedding; this
+model reads only the embedding, so it learns from what clinicians wrote.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class NoteClassifier(torch.nn.Module):
+    """One logit from the note embedding (the columns after the first `n_features`)."""
+
+    def __init__(self, n_features: int, n_text: int) -> None:
+        super().__init__()
+        self.skip = n_features
+        self.notes = torch.nn.Linear(n_text, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.notes(x[:, self.skip :])
+
+
+def new_model(n_features: int, n_text: int, seed: int) -> torch.nn.Module:
+    """A note classifier whose initial weights depend only on `seed`."""
+    torch.manual_seed(seed)
+    return NoteClassifier(n_features, n_text)

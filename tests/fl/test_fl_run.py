@@ -118,6 +118,14 @@ def test_other_strategies_train(sites, strategy):
         (["--target", "num"], "--positive"),
         (["--target", "num", "--positive", "num>0", "--strategy", "magic"], "unknown --strategy"),
         (["--target", "num", "--positive", "num>0", "--drop", "ghost"], "--drop names columns"),
+        (
+            ["--target", "num", "--positive", "num>0", "--secagg", "--strategy", "fedmedian"],
+            "--secagg sums weight updates",
+        ),
+        (
+            ["--target", "num", "--positive", "num>0", "--secagg", "--dp", "server"],
+            "no --dp or --checkpoint",
+        ),
     ],
 )
 def test_bad_options_fail_in_one_line(sites, args, message):
@@ -244,3 +252,13 @@ def test_personalisation_is_reported_apart_from_the_federated_model(sites):
         assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
     refused = fl_run(sites, "--target", "num", "--positive", "num>0", "--personalise", "-1")
     assert refused.returncode == 1 and "--personalise" in refused.stderr
+
+
+@pytest.mark.slow
+def test_secure_aggregation_keeps_the_json_contract_and_learns(sites):
+    args = ("--target", "num", "--positive", "num>0", "--rounds", "3", "--secagg", "--json")
+    result = fl_run(sites, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert data["strategy"] == "fedavg" and set(data["federated"]["per_site"]) == set(sites)
+    assert data["federated"]["overall"]["auroc"] > 0.7

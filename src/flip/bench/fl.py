@@ -8,23 +8,21 @@ consecutive aggregated evaluations, and the first round (actor start-up) is left
 from __future__ import annotations
 
 import itertools
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.common.serde import message_to_proto
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from flip.bench.ingest import Figure
-from flip.fl.experiment import ExperimentOptions, federated, prepare
-from flip.fl.experiment_client import EXPERIMENT_ENV
+from flip.fl.experiment import ExperimentOptions, federated, prepare, site_files
 from flip.fl.runtime.simulation import run_in_simulation
+from flip.fl.tasks.models import model_factory
 from flip.synth import default_profiles
 from flip.synth.flat import write_table
 
@@ -72,16 +70,7 @@ def _bare(options: ExperimentOptions, prepared, stamps: list[float]) -> None:
             evaluate_config=config,
         )
 
-    with tempfile.TemporaryDirectory(prefix="flip-bare-") as folder:
-        for index, site in enumerate(prepared.sites):
-            np.savez(
-                Path(folder) / f"site-{index}.npz",
-                train_x=site.train.x,
-                train_y=site.train.y,
-                test_x=site.test.x,
-                test_y=site.test.y,
-            )
-        os.environ[EXPERIMENT_ENV] = folder
+    with site_files(prepared):
         run_in_simulation(app, bare_client, len(prepared.sites))
 
 
@@ -95,15 +84,73 @@ def run(work: Path, rounds: int = 12, sites: int = 3) -> list[Figure]:
     bare_stamps: list[float] = []
     _bare(options, prepared, bare_stamps)
     flip_round, bare_round = _round_seconds(flip_stamps), _round_seconds(bare_stamps)
-    n_params = prepared.sites[0].train.x.shape[1] + 1
-    per_round = 2 * n_params * 4
+    secure_round, secure_bytes = _secure(options, prepared)
+    plain_bytes = _plain_train_bytes(options, prepared)
     return [
         Figure("sites x rounds", sites * rounds, "site-rounds", f"{sites} sites, {rounds} rounds"),
         Figure("bare Flower round", bare_round, "s", "median, round 1 left out"),
         Figure("FLIP round", flip_round, "s", "experiment client + FLIP ServerApp"),
         Figure("FLIP / bare round time", flip_round / bare_round, "x", "aim <= 1.05"),
-        Figure("model payload per round per site", per_round, "bytes", "float32 weights down + up"),
+        Figure("FLIP round, SecAgg+", secure_round, "s", "four message exchanges a round"),
+        Figure("SecAgg+ / FLIP round time", secure_round / flip_round, "x"),
+        Figure("train bytes per round per site", plain_bytes, "bytes", "serialised, down + up"),
+        Figure("same, SecAgg+", secure_bytes, "bytes", "every SecAgg+ stage, down + up"),
+        Figure("SecAgg+ / plain bytes", secure_bytes / plain_bytes, "x"),
     ]
+
+
+def _train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
+    return {
+        "task": options.task,
+        "seed": options.seed,
+        "local-epochs": options.local_epochs,
+        "learning-rate": options.learning_rate,
+        "batch-size": options.batch_size,
+        "l2": options.l2,
+    }
+
+
+def _size(message: Message) -> int:
+    return message_to_proto(message).ByteSize()
+
+
+def _plain_train_bytes(options: ExperimentOptions, prepared) -> float:
+    """Serialised size of one train instruction and its reply, as FLIP's ServerApp sends them."""
+    model = model_factory(options.task)(len(prepared.encoding.names), options.seed)
+    arrays = ArrayRecord(model.state_dict())
+    config = ConfigRecord({**_train_config(options), "server-round": 1})
+    down = Message(
+        RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type="train"
+    )
+    metrics = MetricRecord({"loss": 0.5, "train_loss": 0.5, "num-examples": 100.0})
+    up = Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=down)
+    return float(_size(down) + _size(up))
+
+
+def _secure(options: ExperimentOptions, prepared) -> tuple[float, float]:
+    """(round seconds, train bytes per round per site) of FedAvg under SecAgg+."""
+    from flip.fl.secure_aggregation import client_app, secure_server_app
+
+    stamps: list[float] = []
+    sizes: list[int] = []
+
+    def observe(message: Message) -> None:
+        if message.metadata.message_type == "train" and message.has_content():
+            sizes.append(_size(message))
+
+    config = _train_config(options)
+    model = model_factory(options.task)(len(prepared.encoding.names), options.seed)
+    app, _ = secure_server_app(
+        config,
+        model,
+        rounds=options.rounds,
+        n_sites=len(prepared.sites),
+        on_round=lambda r, m: stamps.append(time.perf_counter()),
+        observe=observe,
+    )
+    with site_files(prepared):
+        run_in_simulation(app, client_app, len(prepared.sites))
+    return _round_seconds(stamps), sum(sizes) / (len(prepared.sites) * options.rounds)
 
 
 def _site(work: Path, name: str, patients: int) -> Path:

@@ -118,6 +118,14 @@ def run(
             "from the last one if the run is stopped."
         ),
     ] = None,
+    secagg: Annotated[
+        bool,
+        typer.Option(
+            "--secagg",
+            help="Secure aggregation (Flower's SecAgg+): the server can unmask only the sum "
+            "of the sites' updates, never one site's. fedavg, two or more sites.",
+        ),
+    ] = False,
 ) -> None:
     """Train a model federated across sites given as CSV files, and compare it with baselines.
 
@@ -161,6 +169,7 @@ def run(
         privacy=privacy,
         personalise=personalise,
         checkpoint=checkpoint,
+        secure_aggregation=secagg,
     )
     _run(options, as_json, save, registry)
 

@@ -16,7 +16,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class ExperimentOptions:
     privacy: PrivacySpec | None = None
     personalise: int = 0
     checkpoint: Path | None = None
+    secure_aggregation: bool = False
 
     def check(self) -> None:
         """Raise DatasetError on options no run can use."""
@@ -98,6 +100,16 @@ class ExperimentOptions:
             raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
         if self.personalise < 0 or (trees and self.personalise):
             raise DatasetError("--personalise takes epochs >= 0, for tabular-logreg or -mlp")
+        if self.secure_aggregation:
+            self._check_secure()
+
+    def _check_secure(self) -> None:
+        if self.strategy != "fedavg" or self.task == XGBOOST:
+            raise DatasetError("--secagg sums weight updates: it runs fedavg with a torch task")
+        if self.privacy is not None or self.checkpoint is not None:
+            raise DatasetError("--secagg runs on Flower's legacy path: no --dp or --checkpoint")
+        if len(self.sites) < 2:
+            raise DatasetError("--secagg needs at least two sites: one site's sum is its update")
 
 
 @dataclass
@@ -241,7 +253,6 @@ def federated(
     on_round: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Model:
     """Train with the chosen Flower strategy in the simulation runtime; return the global model."""
-    from flip.fl.experiment_client import EXPERIMENT_ENV
     from flip.fl.experiment_client import app as client_app
     from flip.fl.runtime.simulation import run_in_simulation
     from flip.fl.server import make_server_app
@@ -260,17 +271,9 @@ def federated(
             "l2": options.l2,
         }
     )
-    with tempfile.TemporaryDirectory(prefix="flip-experiment-") as folder:
-        for index, site in enumerate(prepared.sites):
-            np.savez(
-                Path(folder) / f"site-{index}.npz",
-                name=site.name,
-                train_x=site.train.x,
-                train_y=site.train.y,
-                test_x=site.test.x,
-                test_y=site.test.y,
-            )
-        os.environ[EXPERIMENT_ENV] = folder
+    with site_files(prepared):
+        if options.secure_aggregation:
+            return _secure(options, prepared, config, initial, on_round)
         start = (
             ArrayRecord([np.frombuffer(b"", dtype=np.uint8)])
             if initial is None
@@ -291,6 +294,49 @@ def federated(
     if initial is None:
         return next(iter(result.state_dict.values())).numpy().tobytes()
     return binary.load_arrays(initial, result.state_dict)
+
+
+@contextmanager
+def site_files(prepared: Prepared) -> Iterator[None]:
+    """A folder with each site's encoded splits, named to the ClientApp by EXPERIMENT_ENV."""
+    from flip.fl.experiment_client import EXPERIMENT_ENV, load_site
+
+    with tempfile.TemporaryDirectory(prefix="flip-experiment-") as folder:
+        for index, site in enumerate(prepared.sites):
+            np.savez(
+                Path(folder) / f"site-{index}.npz",
+                name=site.name,
+                train_x=site.train.x,
+                train_y=site.train.y,
+                test_x=site.test.x,
+                test_y=site.test.y,
+            )
+        os.environ[EXPERIMENT_ENV] = folder
+        load_site.cache_clear()
+        yield
+
+
+def _secure(
+    options: ExperimentOptions,
+    prepared: Prepared,
+    config: ConfigRecord,
+    initial: torch.nn.Module,
+    on_round: Callable[[int, dict[str, float]], None] | None,
+) -> Model:
+    """FedAvg under SecAgg+: the server unmasks only the sum of the sites' updates."""
+    from flip.fl.runtime.simulation import run_in_simulation
+    from flip.fl.secure_aggregation import client_app, secure_server_app
+
+    server_app, result = secure_server_app(
+        dict(config),
+        initial,
+        rounds=options.rounds,
+        n_sites=len(prepared.sites),
+        on_round=on_round,
+    )
+    run_in_simulation(server_app, client_app, len(prepared.sites))
+    state = dict(zip(initial.state_dict(), result.parameters, strict=True))
+    return binary.load_arrays(initial, state)
 
 
 CHECKPOINT = "checkpoint.pt"

@@ -1,0 +1,176 @@
+"""Secure aggregation with Flower's SecAgg+: the server learns the sum of the updates, no one's.
+
+Each site masks its update with pairwise masks that cancel in the sum and
+secret-shares its mask seeds, so the server can unmask the sum (even when a
+few sites drop out) but never a single site's vector. Flower implements the
+protocol on its legacy path only: a `flwr.server.strategy.FedAvg` run by a
+`DefaultWorkflow` whose fit step is `SecAggPlusWorkflow`, and a ClientApp built
+from a `NumPyClient` with `secaggplus_mod`. FLIP configures those, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import Context, Message
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.common import Scalar, ndarrays_to_parameters
+from flwr.server import Grid, LegacyContext, ServerConfig
+from flwr.server.strategy import FedAvg
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.serverapp import ServerApp
+
+from flip.fl.experiment_client import load_site
+from flip.fl.tasks import binary
+from flip.fl.tasks.models import model_factory
+
+#: Parameters are clipped to +-CLIPPING_RANGE before masking (Flower's default is 8).
+CLIPPING_RANGE = 8.0
+#: Each update is weighted by examples / MAX_WEIGHT before quantisation; a site with more
+#: training examples than this risks overflowing the modulus (Flower's default is 1,000).
+MAX_WEIGHT = 10_000.0
+
+
+def _state(model: torch.nn.Module) -> list[np.ndarray]:
+    return [v.detach().numpy().copy() for v in model.state_dict().values()]
+
+
+def site_update(
+    config: dict[str, Scalar], partition: int, parameters: list[np.ndarray]
+) -> tuple[list[np.ndarray], int]:
+    """(trained parameters, examples) of one site from the global `parameters`."""
+    _, train_split, _ = load_site(partition)
+    model = model_factory(str(config["task"]))(train_split.x.shape[1], int(config["seed"]))
+    binary.load_arrays(model, dict(zip(model.state_dict(), parameters, strict=True)))
+    binary.train(
+        model,
+        train_split,
+        epochs=int(config["local-epochs"]),
+        learning_rate=float(config["learning-rate"]),
+        batch_size=int(config["batch-size"]),
+        l2=float(config["l2"]),
+        seed=int(config["seed"]) * 1000 + int(config["server-round"]),
+    )
+    return _state(model), len(train_split.y)
+
+
+class _SiteClient(NumPyClient):
+    """One site of a file experiment, answering Flower's legacy fit and evaluate."""
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+    def fit(self, parameters, config):
+        trained, n = site_update(config, self.partition, parameters)
+        return trained, n, {}
+
+    def evaluate(self, parameters, config):
+        _, _, test_split = load_site(self.partition)
+        model = model_factory(str(config["task"]))(test_split.x.shape[1], int(config["seed"]))
+        binary.load_arrays(model, dict(zip(model.state_dict(), parameters, strict=True)))
+        metrics = binary.evaluate(model, test_split)
+        kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"]}
+        return metrics["loss"], len(test_split.y), kept
+
+
+def _client(context: Context):
+    return _SiteClient(int(context.node_config["partition-id"])).to_client()
+
+
+client_app = ClientApp(client_fn=_client, mods=[secaggplus_mod])
+
+
+@dataclass
+class SecureResult:
+    """The final global parameters and each round's weighted test metrics."""
+
+    parameters: list[np.ndarray] = field(default_factory=list)
+    rounds: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+class _ObservedGrid:
+    """A Grid that shows `observe` every message the server sends, then every reply it gets."""
+
+    def __init__(self, grid: Grid, observe: Callable[[Message], None]) -> None:
+        self._grid = grid
+        self._observe = observe
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        for message in messages:
+            self._observe(message)
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            self._observe(reply)
+        return replies
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+
+def _weighted(results) -> dict[str, Scalar]:
+    total = sum(n for n, _ in results) or 1
+    keys = {k for _, m in results for k in m}
+    return {k: sum(n * float(m[k]) for n, m in results if k in m) / total for k in keys}
+
+
+def secure_server_app(
+    config: dict[str, Scalar],
+    initial: torch.nn.Module,
+    *,
+    rounds: int,
+    n_sites: int,
+    on_round: Callable[[int, dict[str, float]], None] | None = None,
+    observe: Callable[[Message], None] | None = None,
+) -> tuple[ServerApp, SecureResult]:
+    """A ServerApp running FedAvg under SecAgg+ over all `n_sites` sites, and its result.
+
+    `observe`, if given, sees each message the server sends and receives (benchmarks
+    count their bytes; tests check what a site's reply reveals).
+    """
+    result = SecureResult()
+
+    class _Reporting(FedAvg):
+        def aggregate_evaluate(self, server_round, results, failures):
+            loss, metrics = super().aggregate_evaluate(server_round, results, failures)
+            numbers = {"loss": float(loss or 0.0), **{k: float(v) for k, v in metrics.items()}}
+            result.rounds[server_round] = numbers
+            if on_round:
+                on_round(server_round, numbers)
+            return loss, metrics
+
+    strategy = _Reporting(
+        fraction_fit=1.0,
+        fraction_evaluate=1.0,
+        min_fit_clients=n_sites,
+        min_evaluate_clients=n_sites,
+        min_available_clients=n_sites,
+        initial_parameters=ndarrays_to_parameters(_state(initial)),
+        on_fit_config_fn=lambda r: {**config, "server-round": r},
+        on_evaluate_config_fn=lambda r: {**config, "server-round": r},
+        evaluate_metrics_aggregation_fn=_weighted,
+    )
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
+        workflow = DefaultWorkflow(
+            fit_workflow=SecAggPlusWorkflow(
+                num_shares=n_sites,
+                reconstruction_threshold=max(2, n_sites - 1),
+                clipping_range=CLIPPING_RANGE,
+                max_weight=MAX_WEIGHT,
+            )
+        )
+        workflow(_ObservedGrid(grid, observe) if observe else grid, legacy)
+        final = legacy.state.array_records["parameters"]
+        result.parameters = final.to_numpy_ndarrays()
+
+    return app, result

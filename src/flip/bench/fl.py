@@ -20,6 +20,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from flip.bench.ingest import Figure
+from flip.bench.memory import PeakTreeRss
 from flip.fl.experiment import ExperimentOptions, federated, prepare, site_files
 from flip.fl.runtime.simulation import run_in_simulation
 from flip.fl.tasks.models import model_factory
@@ -74,27 +75,37 @@ def _bare(options: ExperimentOptions, prepared, stamps: list[float]) -> None:
         run_in_simulation(app, bare_client, len(prepared.sites))
 
 
-def run(work: Path, rounds: int = 12, sites: int = 3) -> list[Figure]:
-    """Round times of FLIP and of bare Flower, their ratio, and bytes per round per site."""
+def run(work: Path, rounds: int = 12, sites: int = 3, secure: bool = True) -> list[Figure]:
+    """Round times of FLIP and of bare Flower, their ratio, peak memory, and bytes per round.
+
+    With `secure`, also FedAvg under SecAgg+: its round time and bytes per round.
+    """
     paths = {p.name: write_table(p, work / f"{p.name}.csv") for p in default_profiles(sites)}
     options = ExperimentOptions(sites=paths, target="num", positive="num>0", rounds=rounds)
     prepared = prepare(options)
     flip_stamps: list[float] = []
-    federated(options, prepared, lambda r, m: flip_stamps.append(time.perf_counter()))
+    with PeakTreeRss() as peak:
+        federated(options, prepared, lambda r, m: flip_stamps.append(time.perf_counter()))
     bare_stamps: list[float] = []
     _bare(options, prepared, bare_stamps)
     flip_round, bare_round = _round_seconds(flip_stamps), _round_seconds(bare_stamps)
-    secure_round, secure_bytes = _secure(options, prepared)
     plain_bytes = _plain_train_bytes(options, prepared)
-    return [
+    figures = [
         Figure("sites x rounds", sites * rounds, "site-rounds", f"{sites} sites, {rounds} rounds"),
         Figure("bare Flower round", bare_round, "s", "median, round 1 left out"),
         Figure("FLIP round", flip_round, "s", "experiment client + FLIP ServerApp"),
         Figure("FLIP / bare round time", flip_round / bare_round, "x", "aim <= 1.05"),
+        Figure("peak RSS, FLIP run", peak.bytes / 2**20, "MiB", "this process + Ray, summed"),
+        Figure("train bytes per round per site", plain_bytes, "bytes", "serialised, down + up"),
+    ]
+    if not secure:
+        return figures
+    secure_round, secure_bytes = _secure(options, prepared)
+    return [
+        *figures,
         Figure("FLIP round, SecAgg+", secure_round, "s", "four message exchanges a round"),
         Figure("SecAgg+ / FLIP round time", secure_round / flip_round, "x"),
-        Figure("train bytes per round per site", plain_bytes, "bytes", "serialised, down + up"),
-        Figure("same, SecAgg+", secure_bytes, "bytes", "every SecAgg+ stage, down + up"),
+        Figure("same bytes, SecAgg+", secure_bytes, "bytes", "every SecAgg+ stage, down + up"),
         Figure("SecAgg+ / plain bytes", secure_bytes / plain_bytes, "x"),
     ]
 

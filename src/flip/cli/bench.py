@@ -64,6 +64,10 @@ def bench_fl(
             help="Also time rounds on real SuperLink/SuperNode processes (about 3 minutes)."
         ),
     ] = False,
+    secagg: Annotated[
+        bool,
+        typer.Option(help="Also time FedAvg under SecAgg+ and count its bytes per round."),
+    ] = True,
 ) -> None:
     """FLIP's round time against a bare Flower app in the same run, and bytes per round.
 
@@ -74,7 +78,7 @@ def bench_fl(
     from flip.cli.fl import stdout_to_stderr
 
     with one_line_errors(), stdout_to_stderr():
-        figures = fl.run(work, rounds, sites)
+        figures = fl.run(work, rounds, sites, secure=secagg)
         if deployment:
             figures += fl.deployment(work / "deployment")
     _print_figures("flip bench fl", figures)

@@ -10,14 +10,15 @@ from flip.fl.privacy import PrivacySpec
 from tests.fl.messy import write_sites
 
 
+def flip(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "flip", *args], capture_output=True, text=True, timeout=600
+    )
+
+
 def fl_run(sites, *args):
     site_args = [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
-    return subprocess.run(
-        [sys.executable, "-m", "flip", "fl", "run", *site_args, *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return flip("fl", "run", *site_args, *args)
 
 
 @pytest.fixture(scope="module")
@@ -221,11 +222,35 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
 
 
 @pytest.mark.slow
-def test_xgboost_federates_by_bagging_and_nears_the_pooled_model(sites):
+def test_xgboost_federates_by_bagging_and_nears_the_pooled_model(sites, tmp_path):
     args = ["--target", "num", "--positive", "num>0", "--task", "tabular-xgboost"]
-    result = fl_run(sites, *args, "--rounds", "8", "--local-epochs", "2", "--compare", "--json")
+    registry = str(tmp_path / "registry")
+    result = fl_run(
+        sites,
+        *args,
+        *["--rounds", "8", "--local-epochs", "2", "--compare", "--json"],
+        *["--save", "trees", "--registry", registry],
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)
+    model_id = next(line for line in result.stderr.splitlines() if "registered model" in line)
+    model_id = model_id.split("registered model ", 1)[1].split()[0]
+    path = next(iter(sites.values()))
+    check = flip(
+        *["site", "evaluate", model_id, "--data", str(path), "--target", "num"],
+        *["--positive", "num>0", "--registry", registry, "--json"],
+    )
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["auroc"] > 0.75
+    exported = tmp_path / "trees.json"
+    export = flip(
+        *["models", "export", model_id, "--out", str(exported), "--format", "xgboost"],
+        *["--registry", registry],
+    )
+    assert export.returncode == 0, export.stderr
+    import xgboost
+
+    assert xgboost.Booster(model_file=str(exported)).num_boosted_rounds() == 16
     assert out["strategy"] == "fedxgb_bagging"
     federated, pooled = out["federated"]["overall"], out["pooled"]["overall"]
     assert federated["auroc"] > 0.75

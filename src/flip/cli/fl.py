@@ -222,16 +222,15 @@ def _run(
             accuracy = metrics.get("accuracy", float("nan"))
             bar.update(rounds_task, completed=number, status=f"accuracy {accuracy:.3f}")
 
-        if save and options.task == "tabular-xgboost":
-            raise ValueError("--save keeps torch models; tabular-xgboost models are not kept yet")
         experiment = run_experiment(options, on_round)
         if save:
-            from flip.fl.registry import default_registry, register
+            from flip.fl.registry import booster_state, default_registry, register
 
+            model = experiment.model
             record = register(
                 registry or default_registry(),
                 save,
-                experiment.model.state_dict(),
+                booster_state(model) if isinstance(model, bytes) else model.state_dict(),
                 experiment.lineage(options),
             )
             err.print(f"registered model {record.id} in {record.path.parent}")

@@ -92,10 +92,13 @@ def show(
 def export_model(
     model_id: Annotated[str, typer.Argument(help="The model's id.")],
     out: Annotated[Path, typer.Option(help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="torch (state dict) or onnx.")] = "torch",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="torch (state dict) or onnx; xgboost for tree models."),
+    ] = "torch",
     registry: RegistryOption = None,
 ) -> None:
-    """Export a model as a torch state dict or an ONNX graph."""
+    """Export a model as a torch state dict or an ONNX graph (a tree model as XGBoost JSON)."""
     from flip.fl.registry import RegistryError, export, load
 
     with one_line_errors(RegistryError):

@@ -1,8 +1,9 @@
 """The model registry: each model's weights, lineage and model card, content-addressed.
 
 A registry is a folder; each model lives in `<id>/` with `model.pt` (the torch
-state dict), `lineage.json` (task, config, sites and their sizes, data hashes,
-strategy, privacy budget, per-round and per-site metrics) and `MODEL_CARD.md`.
+state dict; for tabular-xgboost, the booster's JSON bytes under `booster`),
+`lineage.json` (task, config, sites and their sizes, data hashes, strategy,
+privacy budget, per-round and per-site metrics) and `MODEL_CARD.md`.
 The id is the model's name and the first 12 hex digits of the SHA-256 of its
 weights, so the same weights always get the same id.
 """
@@ -18,8 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.base import TaskSpec
 from flip.fl.tasks.models import model_factory, new_model
 
@@ -87,9 +90,31 @@ def load(registry: Path, model_id: str) -> ModelRecord:
     )
 
 
+TREES = "tabular-xgboost"
+
+
+def booster_state(booster: bytes) -> dict[str, torch.Tensor]:
+    """A tree model's bytes as the state dict the registry stores."""
+    return {"booster": torch.frombuffer(bytearray(booster), dtype=torch.uint8)}
+
+
+def _booster(record: ModelRecord) -> bytes:
+    state = torch.load(record.path / "model.pt", weights_only=True)
+    return state["booster"].numpy().tobytes()
+
+
+def predict(record: ModelRecord, x: np.ndarray) -> np.ndarray:
+    """Predicted probabilities of the outcome for the rows of `x`, whatever the model kind."""
+    if record.lineage["task"] == TREES:
+        return tabular_xgboost.predict(_booster(record), x)
+    return binary.predict(build(record), x)
+
+
 def build(record: ModelRecord) -> torch.nn.Module:
-    """The model with its registered weights, ready to predict."""
+    """The (torch) model with its registered weights, ready to predict."""
     lineage = record.lineage
+    if lineage["task"] == TREES:
+        raise RegistryError(f"{record.id} is a tree model: it has no torch module")
     if "task_spec" in lineage:
         model = new_model(TaskSpec.model_validate(lineage["task_spec"]))
     else:
@@ -101,7 +126,14 @@ def build(record: ModelRecord) -> torch.nn.Module:
 
 
 def export(record: ModelRecord, fmt: str, out: Path) -> Path:
-    """Write the model as a torch state dict (`torch`) or an ONNX graph (`onnx`)."""
+    """Write the model as a torch state dict (`torch`) or an ONNX graph (`onnx`); a tree
+    model as XGBoost's JSON (`xgboost`), which `xgboost.Booster(model_file=...)` loads."""
+    trees = record.lineage["task"] == TREES
+    if fmt == "xgboost" and trees:
+        out.write_bytes(_booster(record))
+        return out
+    if trees:
+        raise RegistryError(f"{record.id} is a tree model: export it with --format xgboost")
     if fmt == "torch":
         torch.save(torch.load(record.path / "model.pt", weights_only=True), out)
         return out
@@ -118,7 +150,7 @@ def export(record: ModelRecord, fmt: str, out: Path) -> Path:
             dynamo=False,
         )
         return out
-    raise RegistryError(f"unknown export format {fmt!r}: torch or onnx")
+    raise RegistryError(f"unknown export format {fmt!r}: torch or onnx (xgboost for trees)")
 
 
 def _score(metrics: dict[str, Any]) -> str:

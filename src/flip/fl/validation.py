@@ -17,7 +17,7 @@ import numpy as np
 from flip.data.features.csvfile import DatasetError, SiteTable, Target, as_number
 from flip.data.features.tabular import TabularData
 from flip.fl.preprocessing import Encoding
-from flip.fl.registry import ModelRecord, build
+from flip.fl.registry import ModelRecord, predict
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec
 
@@ -89,15 +89,15 @@ def from_store(record: ModelRecord, store: str) -> LocalData:
 
 def predictions(record: ModelRecord, local: LocalData) -> np.ndarray:
     """Predicted probabilities, one per row."""
-    return binary.predict(build(record), local.data.x)
+    return predict(record, local.data.x)
 
 
 def evaluate(record: ModelRecord, local: LocalData) -> dict[str, object]:
     """Discrimination and calibration-in-the-large on local data, and feature drift."""
     if not local.has_labels:
         raise DatasetError("evaluation needs the outcome: give --target (and --positive)")
-    metrics = binary.evaluate(build(record), local.data)
     p = predictions(record, local)
+    metrics = binary.metrics_of(p, local.data.y)
     auroc = metrics["auroc"]
     return {
         "model": record.id,

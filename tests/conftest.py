@@ -106,10 +106,11 @@ def build_site(root: Path, name: str, fmt: str, n: int, seed: int = 2) -> Path:
 
     folder = root / name
     profile = small_profile(fmt, n, name=name)
-    export_site(profile, generate_site(profile, seed), folder / "export")
+    export_site(profile, generate_site(profile, seed), folder / "export", seed)
     store = open_store(folder / "store.duckdb")
     store.create()
     ingest_path(store, "csv" if fmt == "csv" else "fhir", folder / "export")
+    ingest_path(store, "dicom", folder / "export" / "dicom")
     store.close()
     SiteConfig(name=name, store="store.duckdb", ledger="ledger.sqlite").save(folder / "site.yaml")
     return folder / "site.yaml"

@@ -38,11 +38,11 @@ def test_split_is_stratified_and_repeatable(store, exported):
 
 def test_notes_become_an_embedding_after_the_features(store, exported):
     from flip.data.features.text import embed
-    from flip.fl.tasks import mace_notes_task
+    from flip.fl.tasks import mace_modal_task
 
     _, patients, folder = exported("csv", n=40)
     ingest_path(store, "csv", folder)
-    spec = mace_notes_task().data
+    spec = mace_modal_task(images=False).data
     data = extract_tabular(store, spec)
     n = len(spec.features)
     assert data.x.shape == (len(patients), spec.width) and data.feature_names[n] == "note_0"
@@ -66,3 +66,28 @@ def test_embedding_tells_negations_apart_and_is_the_same_everywhere():
     code = "from flip.data.features.text import embed; print(embed(['Denies chest pain.'], 64))"
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert there.stdout == f"{embed(['Denies chest pain.'], 64)}\n"
+
+
+def test_each_persons_radiograph_becomes_pixels_after_the_notes(store, exported):
+    import pydicom
+
+    from flip.data.features.image import pixels
+    from flip.fl.tasks import mace_modal_task
+
+    _, patients, folder = exported("fhir-ndjson", n=30)
+    ingest_path(store, "fhir", folder)
+    spec = mace_modal_task().data
+    before = extract_tabular(store, spec)
+    start = len(spec.features) + spec.n_text
+    assert before.x.shape[1] == spec.width and not before.x[:, start:].any(), "no images yet"
+    report = ingest_path(store, "dicom", folder / "dicom")
+    assert report.rows["image_occurrence"] == len(patients) and report.quarantined == 0
+    data = extract_tabular(store, spec)
+    with store.connect() as conn:
+        rows = conn.execute(select(schema.person.c.person_id, schema.person.c.person_source_value))
+        source = dict(rows.all())
+    for pid, row in zip(data.person_ids, data.x, strict=True):
+        dcm = folder / "dicom" / f"{source[int(pid)]}.dcm"
+        image = row[start:].reshape(spec.image.size, spec.image.size)
+        assert np.allclose(image, pixels(str(dcm), spec.image.size))
+        assert np.allclose(image * 255, pydicom.dcmread(dcm).pixel_array, atol=1e-3)

@@ -78,9 +78,9 @@ def test_simulation_trains_approved_sites_and_never_reads_an_unapproved_one(tmp_
 
 @pytest.mark.slow
 def test_a_multimodal_task_federates_where_the_sites_allow_it(tmp_path):
-    from flip.fl.tasks import mace_notes_task
+    from flip.fl.tasks import mace_modal_task
 
-    spec = mace_notes_task("multimodal")
+    spec = mace_modal_task("multimodal")
     for name, fmt in (("alpha", "fhir-bundle"), ("beta", "csv")):
         site = SiteConfig.load(build_site(tmp_path, name, fmt, 400))
         site.policy.allowed_task_kinds = ["multimodal"]
@@ -89,4 +89,5 @@ def test_a_multimodal_task_federates_where_the_sites_allow_it(tmp_path):
     app, result = task_server_app("p", spec, rounds=2, n_sites=2)
     simulate(app, [tmp_path / n / "site.yaml" for n in ("alpha", "beta")])
     assert result.per_site and all(m["auroc"] > 0.6 for m in result.per_site.values())
-    assert "fusion.weight" in result.state_dict
+    assert {"fusion.weight", "notes.notes.weight"} <= set(result.state_dict)
+    assert any(name.startswith("image.cnn.") for name in result.state_dict)

@@ -28,23 +28,30 @@ def test_rank_auroc_equals_sklearn_with_ties():
     assert np.isnan(auroc(np.zeros(5), np.arange(5.0)))
 
 
-def test_text_tasks_need_notes_and_hash_their_own_code():
+def test_modal_tasks_need_their_inputs_and_hash_their_own_code():
     from pydantic import ValidationError
 
-    from flip.fl.tasks import TaskSpec, mace_notes_task
+    from flip.fl.tasks import TaskSpec, mace_modal_task
 
-    fused, notes = mace_notes_task("multimodal"), mace_notes_task("text-classifier")
-    assert len({task_hash(fused), task_hash(notes), task_hash(mace_task())}) == 3
-    without_notes = mace_task().model_dump() | {"kind": "multimodal"}
-    with pytest.raises(ValidationError, match="reads notes"):
-        TaskSpec.model_validate(without_notes)
+    kinds = ("multimodal", "text-classifier", "image-cnn")
+    hashes = {task_hash(mace_modal_task(kind)) for kind in kinds} | {task_hash(mace_task())}
+    assert len(hashes) == 4
+    plain = mace_task().model_dump()
+    for kind, message in [
+        ("multimodal", "fuses notes or images"),
+        ("text-classifier", "reads text"),
+        ("image-cnn", "reads image"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            TaskSpec.model_validate(plain | {"kind": kind})
 
 
-def test_late_fusion_of_notes_and_features_beats_either_alone(tmp_path):
+@pytest.mark.slow
+def test_late_fusion_of_features_notes_and_image_beats_each_alone(tmp_path):
     from flip.data.cdm.store import open_store
     from flip.data.ingest import ingest_path
     from flip.fl.runtime.local import fit
-    from flip.fl.tasks import mace_notes_task
+    from flip.fl.tasks import mace_modal_task
     from flip.fl.tasks.base import load_splits
     from flip.fl.tasks.binary import evaluate
     from flip.synth import SiteProfile, generate_site
@@ -55,10 +62,17 @@ def test_late_fusion_of_notes_and_features_beats_either_alone(tmp_path):
     store = open_store(tmp_path / "store.duckdb")
     store.create()
     ingest_path(store, "csv", folder)
+    ingest_path(store, "dicom", folder / "dicom")
     store.close()
     auroc = {}
-    for spec in (mace_task(), mace_notes_task("text-classifier"), mace_notes_task("multimodal")):
+    for spec in (
+        mace_task(),
+        mace_modal_task("text-classifier", images=False),
+        mace_modal_task("image-cnn", notes=False),
+        mace_modal_task("multimodal"),
+    ):
         train, test = load_splits(str(tmp_path / "store.duckdb"), spec)
         auroc[spec.kind] = evaluate(fit(spec, train, 10 * spec.local_epochs), test)["auroc"]
-    assert auroc["text-classifier"] > 0.7
-    assert auroc["multimodal"] > max(auroc["tabular-logreg"], auroc["text-classifier"]) + 0.01
+    assert auroc["text-classifier"] > 0.7 and auroc["image-cnn"] > 0.6
+    alone = max(auroc["tabular-logreg"], auroc["text-classifier"], auroc["image-cnn"])
+    assert auroc["multimodal"] > alone + 0.02

@@ -32,16 +32,18 @@ def test_tasks_are_checked_for_kind_rounds_tables_and_project():
     assert "project 4" in task_problem(SitePolicy(allowed_projects=[1]), 4, spec)
 
 
-def test_a_task_that_reads_notes_needs_the_note_table_allowed():
-    from flip.fl.tasks import mace_notes_task
+def test_a_task_that_reads_notes_or_images_needs_their_tables_allowed():
+    from flip.fl.tasks import mace_modal_task
 
-    spec = mace_notes_task("multimodal")
+    spec = mace_modal_task("multimodal")
     structured = ["measurement", "condition_occurrence", "observation"]
-    assert "note" in task_tables(spec) and "note" not in task_tables(mace_task())
+    assert {"note", "image_occurrence"} <= task_tables(spec)
+    assert not {"note", "image_occurrence"} & task_tables(mace_task())
     policy = SitePolicy(allowed_task_kinds=["multimodal"], allowed_tables=structured)
-    assert "reads note" in task_problem(policy, 1, spec)
-    widened = policy.model_copy(update={"allowed_tables": [*structured, "note"]})
-    assert task_problem(widened, 1, spec) is None
+    assert "reads image_occurrence, note" in task_problem(policy, 1, spec)
+    notes_only = policy.model_copy(update={"allowed_tables": [*structured, "note"]})
+    assert "reads image_occurrence" in task_problem(notes_only, 1, spec)
+    assert task_problem(notes_only, 1, mace_modal_task("multimodal", images=False)) is None
 
 
 def test_auto_approval_rules_match_kind_project_and_rounds():

@@ -47,6 +47,7 @@ class SourceKind(StrEnum):
     csv = "csv"
     sql = "sql"
     omop = "omop"
+    dicom = "dicom"
 
 
 class FeedKind(StrEnum):
@@ -72,7 +73,8 @@ def ingest(
         typer.Argument(
             help="fhir: Bundles/resources/NDJSON; hl7v2: ADT/ORU files; csv: a folder of CSV or "
             "Parquet files with its mapping; sql: a mapping whose tables are queries (--url); "
-            "omop: an OMOP CDM 5.3/5.4 CSV export folder, or an OMOP database given by --url."
+            "omop: an OMOP CDM 5.3/5.4 CSV export folder, or an OMOP database given by --url; "
+            "dicom: DICOM files (a folder searched recursively), after their patients."
         ),
     ],
     path: Annotated[

@@ -41,7 +41,7 @@ def site(
             age_mean=60.0,
             smoker_rate=0.2,
         )
-        export_site(profile, generate_site(profile, seed), out)
+        export_site(profile, generate_site(profile, seed), out, seed)
     typer.echo(f"wrote {patients} patients as {export_format.value} to {out}")
 
 

@@ -383,6 +383,26 @@ class Ingestor:
         out.add(record, CdmRow(record.table, row_id, values))
         return None
 
+    def know_persons_by_source_value(self, prefix: str) -> None:
+        """Let records name a person already in the store as `prefix` + their source value.
+
+        Sources that know a patient only by MRN (DICOM's PatientID) refer to persons
+        another source loaded; an MRN no person carries is a dangling reference.
+        """
+        person = schema.person
+        columns = (
+            person.c.person_id,
+            person.c.person_source_value,
+            person.c.year_of_birth,
+            person.c.month_of_birth,
+            person.c.day_of_birth,
+        )
+        with self.store.connect() as conn:
+            for pid, value, year, month, day in conn.execute(select(*columns)):
+                if value:
+                    self.births[prefix + value] = date(year, month or 1, day or 1)
+                    self.person_ids[prefix + value] = pid
+
     def _person_id(self, key: str) -> int:
         found = self.person_ids.get(key)
         if found is None:
@@ -582,6 +602,12 @@ def ingest_path(
         reader = fhir.read_path if kind == "fhir" else hl7v2.read_path
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
         return ingestor.run(reader(path), kind=kind, uri=str(path), progress=progress)
+    if kind == "dicom":
+        from flip.data.sources import dicom
+
+        ingestor = Ingestor(store, vocabulary, source_system or f"dicom:{path.name}")
+        ingestor.know_persons_by_source_value(dicom.MRN_PREFIX)
+        return ingestor.run(dicom.read_path(path), kind=kind, uri=str(path), progress=progress)
     if kind == "omop":
         from flip.data.sources import omop
 
@@ -614,7 +640,7 @@ def ingest_path(
             return ingestor.run(records, kind=kind, uri=where, progress=progress)
         finally:
             engine.dispose()
-    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2, csv, sql or omop")
+    raise ValueError(f"unknown source kind {kind!r}: expected fhir, hl7v2, csv, sql, omop or dicom")
 
 
 def ingest_fhir_server(

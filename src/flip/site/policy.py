@@ -43,10 +43,12 @@ def query_problem(policy: SitePolicy, project_id: int, definition: CohortDefinit
 
 
 def task_tables(spec: TaskSpec) -> set[str]:
-    """The CDM tables a task reads: its entry event's and outcome's, its features', its notes'."""
+    """The CDM tables a task reads: its entry event's and outcome's, its features', its notes'
+    and its images'."""
     tables = {"person", "measurement", "condition_occurrence"}
     tables |= {FEATURE_TABLES[f.source] for f in spec.data.features}
-    return tables | ({"note"} if spec.data.text is not None else set())
+    tables |= {"note"} if spec.data.text is not None else set()
+    return tables | ({"image_occurrence"} if spec.data.image is not None else set())
 
 
 def task_problem(policy: SitePolicy, project_id: int | str, spec: TaskSpec) -> str | None:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
+from flip.data.features.image import ImageSpec, image_matrix, latest_images
 from flip.data.features.text import TextSpec, embed
 
 
@@ -44,11 +45,24 @@ class TabularSpec(BaseModel):
     text: TextSpec | None = Field(
         None, description="Also embed each person's notes before entry, after the features."
     )
+    image: ImageSpec | None = Field(
+        None, description="Also each person's latest image before entry, after the notes."
+    )
+
+    @property
+    def n_text(self) -> int:
+        """Columns of the note embedding (0 without notes)."""
+        return self.text.dims if self.text else 0
+
+    @property
+    def n_image(self) -> int:
+        """Columns of the flattened image (0 without images)."""
+        return self.image.size**2 if self.image else 0
 
     @property
     def width(self) -> int:
-        """Columns of the dataset: the features, then the note embedding if any."""
-        return len(self.features) + (self.text.dims if self.text else 0)
+        """Columns of the dataset: the features, then the note embedding, then the image."""
+        return len(self.features) + self.n_text + self.n_image
 
 
 @dataclass
@@ -148,11 +162,17 @@ def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
             x[row, col] = _value(f, pid, index[pid], born, gender, latest, present)
     y = np.array([pid in outcome for pid in pids], dtype=np.float32)
     names = [f.name for f in spec.features]
+    entry = {pid: index[pid] for pid in pids}
     if spec.text is not None:
         with store.connect() as conn:
-            notes = _notes_before(conn, {pid: index[pid] for pid in pids}, spec.text.lookback_days)
+            notes = _notes_before(conn, entry, spec.text.lookback_days)
         x = np.hstack([x, embed([notes.get(pid, "") for pid in pids], spec.text.dims)])
         names += [f"note_{i}" for i in range(spec.text.dims)]
+    if spec.image is not None:
+        with store.connect() as conn:
+            files = latest_images(conn, entry, spec.image)
+        x = np.hstack([x, image_matrix([files.get(pid) for pid in pids], spec.image.size)])
+        names += [f"pixel_{i}" for i in range(spec.n_image)]
     return TabularData(np.array(pids, dtype=np.int64), x, y, names)
 
 

@@ -15,8 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from flip.data.features.tabular import TabularSpec
 from flip.fl.privacy import PrivacySpec
 
-#: Task kinds whose model reads the note embedding.
-TEXT_KINDS = ("text-classifier", "multimodal")
+#: What each kind that reads notes or images needs in its data spec.
+_NEEDS = {
+    "text-classifier": "text",
+    "image-cnn": "image",
+}
 
 
 class TaskSpec(BaseModel):
@@ -24,9 +27,9 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["tabular-logreg", "tabular-mlp", "text-classifier", "multimodal", "custom"] = (
-        "tabular-logreg"
-    )
+    kind: Literal[
+        "tabular-logreg", "tabular-mlp", "text-classifier", "image-cnn", "multimodal", "custom"
+    ] = "tabular-logreg"
     name: str = Field(min_length=1, max_length=200)
     code: str | None = Field(
         None,
@@ -47,8 +50,13 @@ class TaskSpec(BaseModel):
     def _custom_tasks_carry_their_code(self) -> TaskSpec:
         if (self.kind == "custom") != (self.code is not None):
             raise ValueError("a custom task carries its model code in `code`; others do not")
-        if self.kind in TEXT_KINDS and self.data.text is None:
-            raise ValueError(f"a {self.kind} task reads notes: give data.text")
+        need = _NEEDS.get(self.kind)
+        if need is not None and getattr(self.data, need) is None:
+            raise ValueError(f"a {self.kind} task reads {need}: give data.{need}")
+        if self.kind == "multimodal" and self.data.text is None and self.data.image is None:
+            raise ValueError(
+                "a multimodal task fuses notes or images: give data.text or data.image"
+            )
         return self
 
     def canonical_json(self) -> bytes:

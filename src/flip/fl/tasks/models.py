@@ -12,17 +12,24 @@ from types import ModuleType
 
 import torch
 
-from flip.data.features import text
-from flip.fl.tasks import binary, multimodal, tabular_logreg, tabular_mlp, text_classifier
-from flip.fl.tasks.base import TEXT_KINDS, TaskSpec
+from flip.data.features import image, text
+from flip.fl.tasks import (
+    binary,
+    image_cnn,
+    multimodal,
+    tabular_logreg,
+    tabular_mlp,
+    text_classifier,
+)
+from flip.fl.tasks.base import TaskSpec
 
 _KINDS: dict[str, ModuleType] = {"tabular-logreg": tabular_logreg, "tabular-mlp": tabular_mlp}
-#: Kinds that read notes: new_model(n_features, n_text, seed).
-_TEXT_KINDS: dict[str, ModuleType] = {
-    "text-classifier": text_classifier,
-    "multimodal": multimodal,
+#: Kinds that read notes or images, and the feature code each runs besides its model.
+_MODAL_KINDS: dict[str, tuple[ModuleType, list[ModuleType]]] = {
+    "text-classifier": (text_classifier, [text]),
+    "image-cnn": (image_cnn, [image]),
+    "multimodal": (multimodal, [text, image, text_classifier, image_cnn]),
 }
-assert set(_TEXT_KINDS) == set(TEXT_KINDS)
 
 #: The built-in kinds that train on any table of features (also experiments on files);
 #: a site task may also be a text kind or `custom`, carrying its own model code.
@@ -42,11 +49,8 @@ def model_factory(kind: str) -> Callable[[int, int], torch.nn.Module]:
 
 def new_model(spec: TaskSpec) -> torch.nn.Module:
     """A fresh model of the task, from its kind or (custom) from the code it carries."""
-    if spec.kind in _TEXT_KINDS:
-        assert spec.data.text is not None
-        return _TEXT_KINDS[spec.kind].new_model(
-            len(spec.data.features), spec.data.text.dims, spec.seed
-        )
+    if spec.kind in _MODAL_KINDS:
+        return _modal_model(spec)
     if spec.kind != "custom":
         return model_factory(spec.kind)(spec.data.width, spec.seed)
     module = load_custom(spec)
@@ -54,6 +58,16 @@ def new_model(spec: TaskSpec) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise TaskCodeError(f"{spec.name}: new_model returned {type(model).__name__}, not a Module")
     return model
+
+
+def _modal_model(spec: TaskSpec) -> torch.nn.Module:
+    data = spec.data
+    n_features, size = len(data.features), data.image.size if data.image else 0
+    if spec.kind == "text-classifier":
+        return text_classifier.new_model(n_features, data.n_text, spec.seed)
+    if spec.kind == "image-cnn":
+        return image_cnn.new_model(n_features + data.n_text, size, spec.seed)
+    return multimodal.new_model(n_features, data.n_text, size, spec.seed)
 
 
 def load_custom(spec: TaskSpec) -> ModuleType:
@@ -71,10 +85,11 @@ def load_custom(spec: TaskSpec) -> ModuleType:
 
 def code_modules(kind: str) -> list[ModuleType]:
     """The modules whose source a task of this kind runs: its model, the training loop,
-    and for text kinds the note embedding."""
+    and for kinds that read notes or images, the code that turns them into inputs."""
     if kind == "custom":
         return [binary]
-    if kind in _TEXT_KINDS:
-        return [_TEXT_KINDS[kind], binary, text]
+    if kind in _MODAL_KINDS:
+        model, features = _MODAL_KINDS[kind]
+        return [model, binary, *features]
     model_factory(kind)
     return [_KINDS[kind], binary]

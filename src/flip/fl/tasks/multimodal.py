@@ -1,36 +1,49 @@
-"""`multimodal`: late fusion of a model of the coded features and a model of the notes.
+"""`multimodal`: late fusion of one model per modality the task's data has.
 
-Each modality has its own logistic model and gives its own logit; a learned
-weighted sum of the two logits is the prediction. Trained end to end, so the
-fusion weights say how much each modality contributes.
+The coded features get a logistic model; notes (if the task has them) another;
+an image (if it has one) the `image-cnn` network. Each gives its own logit, and
+a learned weighted sum of the logits is the prediction. Trained end to end, so
+the fusion weights say how much each modality contributes.
 """
 
 from __future__ import annotations
 
 import torch
 
+from flip.fl.tasks.image_cnn import ImageCNN
+from flip.fl.tasks.text_classifier import NoteClassifier
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.n = n_features
+        self.linear = torch.nn.Linear(n_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x[:, : self.n])
+
 
 class LateFusion(torch.nn.Module):
-    """Logit = w_tab * tabular(features) + w_notes * notes(embedding) + b."""
+    """Logit = sum over modalities of w_m * model_m(x) + b."""
 
-    def __init__(self, n_features: int, n_text: int) -> None:
+    def __init__(self, n_features: int, n_text: int, image_size: int) -> None:
         super().__init__()
-        self.split = n_features
-        self.tabular = torch.nn.Linear(n_features, 1)
-        self.notes = torch.nn.Linear(n_text, 1)
-        self.fusion = torch.nn.Linear(2, 1)
+        self.tabular = _Features(n_features)
+        self.notes = NoteClassifier(n_features, n_text) if n_text else None
+        self.image = ImageCNN(n_features + n_text, image_size) if image_size else None
+        branches = 1 + (n_text > 0) + (image_size > 0)
+        self.fusion = torch.nn.Linear(branches, 1)
         with torch.no_grad():
             self.fusion.weight.fill_(1.0)
             self.fusion.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.cat(
-            [self.tabular(x[:, : self.split]), self.notes(x[:, self.split :])], dim=1
-        )
-        return self.fusion(logits)
+        branches = [m for m in (self.tabular, self.notes, self.image) if m is not None]
+        return self.fusion(torch.cat([m(x) for m in branches], dim=1))
 
 
-def new_model(n_features: int, n_text: int, seed: int) -> torch.nn.Module:
+def new_model(n_features: int, n_text: int, image_size: int, seed: int) -> torch.nn.Module:
     """A late-fusion model whose initial weights depend only on `seed`."""
     torch.manual_seed(seed)
-    return LateFusion(n_features, n_text)
+    return LateFusion(n_features, n_text, image_size)

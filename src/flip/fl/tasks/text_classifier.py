@@ -1,7 +1,8 @@
 """`text-classifier`: a logistic model over the note embedding alone.
 
-The dataset's columns are the task's features, then the note embedding; this
-model reads only the embedding, so it learns from what clinicians wrote.
+The dataset's columns are the task's features, then the note embedding (then
+any image); this model reads only the embedding, so it learns from what
+clinicians wrote.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import torch
 
 
 class NoteClassifier(torch.nn.Module):
-    """One logit from the note embedding (the columns after the first `n_features`)."""
+    """One logit from the `n_text` columns of the note embedding, after `n_features`."""
 
     def __init__(self, n_features: int, n_text: int) -> None:
         super().__init__()
-        self.skip = n_features
+        self.start, self.stop = n_features, n_features + n_text
         self.notes = torch.nn.Linear(n_text, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.notes(x[:, self.skip :])
+        return self.notes(x[:, self.start : self.stop])
 
 
 def new_model(n_features: int, n_text: int, seed: int) -> torch.nn.Module:

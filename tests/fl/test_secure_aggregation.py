@@ -75,3 +75,15 @@ def test_the_server_unmasks_the_sum_and_cannot_read_any_one_update(tmp_path):
         for update, _ in updates:
             error = max(float(np.max(np.abs(d - u))) for d, u in zip(decoded, update, strict=True))
             assert error > 1.0, "a site's update was readable at the server"
+
+
+@pytest.mark.parametrize("n_sites", [2, 3, 4, 10, 100])
+def test_secret_sharing_suits_any_number_of_sites(n_sites):
+    from flwr.server.workflow import SecAggPlusWorkflow
+
+    from flip.fl.secure_aggregation import _sharing
+
+    shares, threshold = _sharing(n_sites)
+    SecAggPlusWorkflow(shares, threshold)
+    if isinstance(shares, int):
+        assert 2 < shares <= n_sites and threshold == shares - 1

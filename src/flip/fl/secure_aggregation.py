@@ -35,6 +35,8 @@ CLIPPING_RANGE = 8.0
 #: Each update is weighted by examples / MAX_WEIGHT before quantisation; a site with more
 #: training examples than this risks overflowing the modulus (Flower's default is 1,000).
 MAX_WEIGHT = 10_000.0
+#: Sites each site secret-shares its mask seeds with (SecAgg+ shares with neighbours only).
+SHARES = 5
 
 
 def _state(model: torch.nn.Module) -> list[np.ndarray]:
@@ -120,6 +122,16 @@ def _weighted(results) -> dict[str, Scalar]:
     return {k: sum(n * float(m[k]) for n, m in results if k in m) / total for k in keys}
 
 
+def _sharing(n_sites: int) -> tuple[int | float, int | float]:
+    """(num_shares, reconstruction_threshold): each site secret-shares its mask seeds with
+    up to SHARES sites, any all-but-one of which can rebuild them (so one may drop out);
+    two sites share with each other and both must stay (Flower wants integers above 2)."""
+    if n_sites < 3:
+        return 1.0, 1.0
+    shares = min(n_sites, SHARES)
+    return shares, shares - 1
+
+
 def secure_server_app(
     config: dict[str, Scalar],
     initial: torch.nn.Module,
@@ -163,8 +175,7 @@ def secure_server_app(
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
         workflow = DefaultWorkflow(
             fit_workflow=SecAggPlusWorkflow(
-                num_shares=n_sites,
-                reconstruction_threshold=max(2, n_sites - 1),
+                *_sharing(n_sites),
                 clipping_range=CLIPPING_RANGE,
                 max_weight=MAX_WEIGHT,
             )

@@ -60,3 +60,24 @@ def test_an_unregistered_supernode_is_refused(deployment, tmp_path):
     finally:
         running.kill_node("stranger")
         del running.nodes["stranger"]
+
+
+def test_a_site_that_dies_mid_run_is_left_out_of_each_round_after_its_timeout(deployment):
+    """Runs last: beta's SuperNode stays down."""
+    import threading
+    import time
+
+    running, spec, _ = deployment
+    outcome = {}
+
+    def run() -> None:
+        outcome["result"] = running.run("p", spec, rounds=2, round_timeout=30, min_sites=1)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(3)
+    running.kill_node("beta")
+    thread.join(timeout=900)
+    result = outcome["result"]
+    assert len(result.rounds) == 2, "the run finished without the dead site"
+    assert set(result.per_site) == {"alpha"}

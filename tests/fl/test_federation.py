@@ -91,3 +91,37 @@ def test_a_multimodal_task_federates_where_the_sites_allow_it(tmp_path):
     assert result.per_site and all(m["auroc"] > 0.6 for m in result.per_site.values())
     assert {"fusion.weight", "notes.notes.weight"} <= set(result.state_dict)
     assert any(name.startswith("image.cnn.") for name in result.state_dict)
+
+
+@pytest.mark.slow
+def test_a_round_leaves_out_a_straggler_that_answers_after_the_round_timeout():
+    import torch
+    from flwr.app import ArrayRecord
+
+    from flip.fl.runtime.simulation import run_in_simulation
+    from flip.fl.server import make_server_app
+    from tests.fl.straggler_app import app as straggler_client
+
+    start = torch.nn.Linear(3, 1, bias=False)
+    torch.nn.init.zeros_(start.weight)
+    # The timeout must cover Ray starting the prompt site's actor in round 1.
+    app, result = make_server_app(
+        ConfigRecord({"task": "straggler"}),
+        ArrayRecord(start.state_dict()),
+        rounds=1,
+        n_sites=2,
+        timeout=25.0,
+    )
+    run_in_simulation(app, straggler_client, 2)
+    # Only the prompt site's step (+1) is in the global model; the straggler's (+100) is not.
+    assert torch.equal(result.state_dict["weight"], torch.ones(1, 3))
+
+
+def test_rounds_start_once_the_minimum_number_of_sites_is_connected():
+    from flip.fl.strategies import make_strategy
+
+    strategy = make_strategy("fedavg", 5, 0.1, min_sites=3)
+    assert strategy.min_available_nodes == strategy.min_train_nodes == 3
+    assert make_strategy("fedavg", 5, 0.1).min_available_nodes == 5
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        make_strategy("fedavg", 5, 0.1, min_sites=6)

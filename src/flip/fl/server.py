@@ -60,13 +60,16 @@ def make_server_app(
     privacy: PrivacySpec | None = None,
     on_round: RoundCallback | None = None,
     timeout: float = 600.0,
+    min_sites: int | None = None,
     checkpoint: Path | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy for `rounds` rounds over `n_sites` sites.
 
     Every site receives `config` with each message; `on_round` gets each round's
-    aggregated evaluation metrics. With `checkpoint`, the global model is saved
-    there after every round, and a run that finds one goes on from its round.
+    aggregated evaluation metrics. A round starts once `min_sites` (default all) are
+    connected and waits at most `timeout` seconds for their replies: a straggler's
+    late reply is left out. With `checkpoint`, the global model is saved there after
+    every round, and a run that finds one goes on from its round.
     """
     result = FederatedResult()
     app = ServerApp()
@@ -97,7 +100,11 @@ def make_server_app(
         arrays = start
         if done[0] < rounds:
             chosen = make_strategy(
-                strategy, n_sites, learning_rate, evaluate_metrics_aggr_fn=evaluate_aggregate
+                strategy,
+                n_sites,
+                learning_rate,
+                min_sites,
+                evaluate_metrics_aggr_fn=evaluate_aggregate,
             )
             if privacy is not None:
                 chosen = with_privacy(chosen, privacy, n_sites)

@@ -47,19 +47,25 @@ TREE_STRATEGIES = ("fedxgb_bagging",)
 NAMES = tuple(_STRATEGIES)
 
 
-def make_strategy(name: str, n_sites: int, learning_rate: float, **callbacks) -> Strategy:
-    """A Flower strategy that samples every site each round; `callbacks` go to its constructor."""
+def make_strategy(
+    name: str, n_sites: int, learning_rate: float, min_sites: int | None = None, **callbacks
+) -> Strategy:
+    """A Flower strategy that samples every connected site each round, once at least
+    `min_sites` (default all `n_sites`) are connected; `callbacks` go to its constructor."""
     if name not in _STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}: choose one of {', '.join(NAMES)}")
     cls, extra = _STRATEGIES[name](n_sites, learning_rate)
     if name == "bulyan" and n_sites < 3:
         raise ValueError("bulyan needs at least 3 sites")
+    if min_sites is not None and not 1 <= min_sites <= n_sites:
+        raise ValueError(f"the minimum number of sites must be between 1 and {n_sites}")
+    need = min_sites or n_sites
     return cls(
         fraction_train=1.0,
         fraction_evaluate=1.0,
-        min_train_nodes=n_sites,
-        min_evaluate_nodes=n_sites,
-        min_available_nodes=n_sites,
+        min_train_nodes=need,
+        min_evaluate_nodes=need,
+        min_available_nodes=need,
         **extra,
         **callbacks,
     )

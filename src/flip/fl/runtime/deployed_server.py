@@ -2,8 +2,8 @@
 
 `flip.fl.runtime.deployment` writes a Flower App (FAB) whose ServerApp is this one.
 The run config names the project, the task spec file, the rounds, the number of
-sites and an output folder, where the final model, the metrics and a checkpoint
-after every round are written.
+sites, the minimum to start a round, the round timeout and an output folder, where
+the final model, the metrics and a checkpoint after every round are written.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def main(grid: Grid, context: Context) -> None:
         rounds=int(config["rounds"]),
         n_sites=int(config["n-sites"]),
         timeout=float(config["round-timeout"]),
+        min_sites=int(config["min-sites"]),
         checkpoint=out / "checkpoint.pt",
     )
     inner(grid, context)

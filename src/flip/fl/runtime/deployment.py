@@ -171,9 +171,18 @@ class Deployment:
             node.process = None
 
     def run(
-        self, project: str, spec: TaskSpec, rounds: int, round_timeout: float = 120.0
+        self,
+        project: str,
+        spec: TaskSpec,
+        rounds: int,
+        round_timeout: float = 120.0,
+        min_sites: int | None = None,
     ) -> DeployedResult:
-        """Submit the task with `flwr run` and wait for it; the sites check their approvals."""
+        """Submit the task with `flwr run` and wait for it; the sites check their approvals.
+
+        Rounds start once `min_sites` (default all) SuperNodes are connected, and a
+        site that has not answered within `round_timeout` seconds is left out of it.
+        """
         run_dir = self.work / "runs" / f"run-{int(time.time() * 1000)}"
         run_dir.mkdir(parents=True)
         (run_dir / "task.json").write_text(spec.model_dump_json(), encoding="utf-8")
@@ -186,6 +195,7 @@ class Deployment:
                 "n-sites": len(self.nodes),
                 "out": str(run_dir),
                 "round-timeout": float(round_timeout),
+                "min-sites": min_sites or len(self.nodes),
             },
         )
         start = time.perf_counter()

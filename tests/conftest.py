@@ -99,18 +99,22 @@ def exported(tmp_path: Path):
     return make
 
 
-def build_site(root: Path, name: str, fmt: str, n: int, seed: int = 2) -> Path:
-    """A synthetic site with its export ingested into its own store; returns its site.yaml."""
+def build_site(
+    root: Path, name: str, fmt: str, n: int, seed: int = 2, *, images: bool = False
+) -> Path:
+    """A synthetic site with its export (and, with `images`, its radiographs) ingested into
+    its own store; returns its site.yaml."""
     from flip.config import SiteConfig
     from flip.data.ingest import ingest_path
 
     folder = root / name
     profile = small_profile(fmt, n, name=name)
-    export_site(profile, generate_site(profile, seed), folder / "export", seed)
+    export_site(profile, generate_site(profile, seed), folder / "export", seed, images=images)
     store = open_store(folder / "store.duckdb")
     store.create()
     ingest_path(store, "csv" if fmt == "csv" else "fhir", folder / "export")
-    ingest_path(store, "dicom", folder / "export" / "dicom")
+    if images:
+        ingest_path(store, "dicom", folder / "export" / "dicom")
     store.close()
     SiteConfig(name=name, store="store.duckdb", ledger="ledger.sqlite").save(folder / "site.yaml")
     return folder / "site.yaml"

@@ -104,7 +104,7 @@ def test_a_multimodal_task_runs_locally_once_the_site_policy_allows_it(tmp_path)
     from flip.config import SiteConfig
     from tests.conftest import build_site
 
-    config = build_site(tmp_path, "letters", "fhir-ndjson", 400)
+    config = build_site(tmp_path, "letters", "fhir-ndjson", 400, images=True)
     args = ("site", "train", "--local", "--task", "mace-5y-multimodal", "--site-config")
     refused = flip(*args, str(config))
     assert refused.returncode == 1

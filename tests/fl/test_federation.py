@@ -82,7 +82,7 @@ def test_a_multimodal_task_federates_where_the_sites_allow_it(tmp_path):
 
     spec = mace_modal_task("multimodal")
     for name, fmt in (("alpha", "fhir-bundle"), ("beta", "csv")):
-        site = SiteConfig.load(build_site(tmp_path, name, fmt, 400))
+        site = SiteConfig.load(build_site(tmp_path, name, fmt, 400, images=True))
         site.policy.allowed_task_kinds = ["multimodal"]
         site.save(tmp_path / name / "site.yaml")
         Ledger(site.ledger).decide("p", task_hash(spec), "approved", by="admin")

@@ -174,7 +174,7 @@ def _site(work: Path, name: str, patients: int) -> Path:
 
     folder = work / name
     profile = SiteProfile(name, patients, "fhir-ndjson", age_mean=60, smoker_rate=0.25)
-    export_site(profile, generate_site(profile, seed=len(name)), folder / "export")
+    export_site(profile, generate_site(profile, seed=len(name)), folder / "export", images=False)
     store = open_store(folder / "store.duckdb")
     store.create()
     ingest_path(store, "fhir", folder / "export")

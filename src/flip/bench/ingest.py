@@ -38,7 +38,7 @@ def _export(folder: Path, fmt: str, patients: int, seed: int = 0) -> Path:
     profile = SiteProfile(
         name=f"bench-{fmt}", n_patients=patients, export_format=fmt, age_mean=60, smoker_rate=0.2
     )
-    return export_site(profile, generate_site(profile, seed), folder)
+    return export_site(profile, generate_site(profile, seed), folder, images=False)
 
 
 def _store(path: Path):

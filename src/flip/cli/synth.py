@@ -28,8 +28,15 @@ def site(
     ] = (ExportFormat.fhir_bundle),
     patients: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many patients.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same patients.")] = 0,
+    images: Annotated[
+        bool, typer.Option(help="Also a chest radiograph per patient, as DICOM in OUT/dicom.")
+    ] = True,
 ) -> None:
-    """Write one synthetic hospital's export (csv also writes its mapping.yaml)."""
+    """Write one synthetic hospital's export (csv also writes its mapping.yaml).
+
+    Every patient has a clinic letter in the export, and with --images (the
+    default) a chest radiograph in OUT/dicom for `flip site ingest dicom`.
+    """
     from flip.synth import SiteProfile, generate_site
     from flip.synth.export import export_site
 
@@ -41,7 +48,7 @@ def site(
             age_mean=60.0,
             smoker_rate=0.2,
         )
-        export_site(profile, generate_site(profile, seed), out, seed)
+        export_site(profile, generate_site(profile, seed), out, seed, images=images)
     typer.echo(f"wrote {patients} patients as {export_format.value} to {out}")
 
 

@@ -151,7 +151,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             export = site_dirs[profile.name] / "export"
             if export.exists():
                 _clear(export)
-            export_site(profile, patients, export)
+            export_site(profile, patients, export, images=False)
             console.print(
                 f"  {profile.name}: {len(patients)} patients, exported as {profile.export_format}"
             )

@@ -10,11 +10,18 @@ from flip.synth.images import write_radiographs
 from flip.synth.world import Patient, SiteProfile
 
 
-def export_site(profile: SiteProfile, patients: list[Patient], folder: Path, seed: int = 0) -> Path:
+def export_site(
+    profile: SiteProfile,
+    patients: list[Patient],
+    folder: Path,
+    seed: int = 0,
+    *,
+    images: bool = True,
+) -> Path:
     """Write the site's export under `folder` and return the path to ingest.
 
-    Whatever the format, the site's PACS export sits beside it in `folder/dicom`:
-    one chest radiograph per patient (`flip site ingest dicom`).
+    With `images`, whatever the format, the site's PACS export sits beside it in
+    `folder/dicom`: one chest radiograph per patient (`flip site ingest dicom`).
     """
     if profile.export_format == "fhir-bundle":
         write_bundles(profile.name, patients, folder)
@@ -24,5 +31,6 @@ def export_site(profile: SiteProfile, patients: list[Patient], folder: Path, see
         write_csv_extract(profile.name, patients, folder)
     else:
         raise ValueError(f"unknown export format {profile.export_format!r}")
-    write_radiographs(profile.name, patients, folder / "dicom", seed)
+    if images:
+        write_radiographs(profile.name, patients, folder / "dicom", seed)
     return folder

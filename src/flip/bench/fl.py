@@ -21,7 +21,13 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from flip.bench.ingest import Figure
 from flip.bench.memory import PeakTreeRss
-from flip.fl.experiment import ExperimentOptions, federated, prepare, site_files
+from flip.fl.experiment import (
+    ExperimentOptions,
+    federated,
+    prepare,
+    site_files,
+    train_config,
+)
 from flip.fl.runtime.simulation import run_in_simulation
 from flip.fl.tasks.models import model_factory
 from flip.synth import default_profiles
@@ -110,17 +116,6 @@ def run(work: Path, rounds: int = 12, sites: int = 3, secure: bool = True) -> li
     ]
 
 
-def _train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
-    return {
-        "task": options.task,
-        "seed": options.seed,
-        "local-epochs": options.local_epochs,
-        "learning-rate": options.learning_rate,
-        "batch-size": options.batch_size,
-        "l2": options.l2,
-    }
-
-
 def _size(message: Message) -> int:
     return message_to_proto(message).ByteSize()
 
@@ -129,7 +124,7 @@ def _plain_train_bytes(options: ExperimentOptions, prepared) -> float:
     """Serialised size of one train instruction and its reply, as FLIP's ServerApp sends them."""
     model = model_factory(options.task)(len(prepared.encoding.names), options.seed)
     arrays = ArrayRecord(model.state_dict())
-    config = ConfigRecord({**_train_config(options), "server-round": 1})
+    config = ConfigRecord({**train_config(options), "server-round": 1})
     down = Message(
         RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type="train"
     )
@@ -149,7 +144,7 @@ def _secure(options: ExperimentOptions, prepared) -> tuple[float, float]:
         if message.metadata.message_type == "train" and message.has_content():
             sizes.append(_size(message))
 
-    config = _train_config(options)
+    config = train_config(options)
     model = model_factory(options.task)(len(prepared.encoding.names), options.seed)
     app, _ = secure_server_app(
         config,

@@ -390,17 +390,11 @@ class Ingestor:
         another source loaded; an MRN no person carries is a dangling reference.
         """
         person = schema.person
-        columns = (
-            person.c.person_id,
-            person.c.person_source_value,
-            person.c.year_of_birth,
-            person.c.month_of_birth,
-            person.c.day_of_birth,
-        )
+        columns = (person.c.person_id, person.c.person_source_value, *_BIRTH)
         with self.store.connect() as conn:
             for pid, value, year, month, day in conn.execute(select(*columns)):
                 if value:
-                    self.births[prefix + value] = date(year, month or 1, day or 1)
+                    self.births[prefix + value] = _born(year, month, day)
                     self.person_ids[prefix + value] = pid
 
     def _person_id(self, key: str) -> int:
@@ -412,16 +406,10 @@ class Ingestor:
     def _load_births(self, keys: set[str]) -> None:
         ids = {stable_id(self.system, "person", k): k for k in keys}
         person = schema.person
-        columns = (
-            person.c.person_id,
-            person.c.year_of_birth,
-            person.c.month_of_birth,
-            person.c.day_of_birth,
-        )
         with self.store.connect() as conn, values_in(conn, person.c.person_id, list(ids)) as wanted:
-            found = conn.execute(select(*columns).where(wanted)).all()
+            found = conn.execute(select(person.c.person_id, *_BIRTH).where(wanted)).all()
             for pid, year, month, day in found:
-                self.births[ids[pid]] = date(year, month or 1, day or 1)
+                self.births[ids[pid]] = _born(year, month, day)
 
     def _write(self, batch: _Batch, report: IngestReport) -> None:
         with self.store.begin() as conn:
@@ -488,6 +476,18 @@ class Ingestor:
             with values_in(conn, table.c.quarantine_id, ids) as stale:
                 conn.execute(delete(table).where(stale))
             bulk_insert(conn, table, rows)
+
+
+#: A person's date of birth as the person table keeps it (month and day may be missing).
+_BIRTH = (
+    schema.person.c.year_of_birth,
+    schema.person.c.month_of_birth,
+    schema.person.c.day_of_birth,
+)
+
+
+def _born(year: int, month: int | None, day: int | None) -> date:
+    return date(year, month or 1, day or 1)
 
 
 def _person_key(record: SourceRecord) -> str | None:

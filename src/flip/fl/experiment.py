@@ -260,17 +260,7 @@ def federated(
     n_features = len(prepared.encoding.names)
     trees = options.task == XGBOOST
     initial = None if trees else model_factory(options.task)(n_features, options.seed)
-    config = ConfigRecord(
-        {
-            "n-sites": len(prepared.sites),
-            "task": options.task,
-            "seed": options.seed,
-            "local-epochs": options.local_epochs,
-            "learning-rate": options.learning_rate,
-            "batch-size": options.batch_size,
-            "l2": options.l2,
-        }
-    )
+    config = ConfigRecord({"n-sites": len(prepared.sites), **train_config(options)})
     with site_files(prepared):
         if options.secure_aggregation:
             return _secure(options, prepared, config, initial, on_round)
@@ -294,6 +284,18 @@ def federated(
     if initial is None:
         return next(iter(result.state_dict.values())).numpy().tobytes()
     return binary.load_arrays(initial, result.state_dict)
+
+
+def train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
+    """What every site needs to train a round: the task, the seed and the optimiser settings."""
+    return {
+        "task": options.task,
+        "seed": options.seed,
+        "local-epochs": options.local_epochs,
+        "learning-rate": options.learning_rate,
+        "batch-size": options.batch_size,
+        "l2": options.l2,
+    }
 
 
 @contextmanager

@@ -7,8 +7,10 @@ FLIP_EXPERIMENT_DIR/site-<partition>.npz; node <partition> reads only its own.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -48,6 +50,20 @@ def _booster(arrays: ArrayRecord) -> bytes:
     return arrays["0"].numpy().tobytes()
 
 
+def train_round(model, data: TabularData, config: Mapping[str, Any]) -> dict[str, float]:
+    """One round of local training as the round's config says (FedProx's term when asked)."""
+    return binary.train(
+        model,
+        data,
+        epochs=int(config["local-epochs"]),
+        learning_rate=float(config["learning-rate"]),
+        batch_size=int(config["batch-size"]),
+        l2=float(config["l2"]),
+        seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)),
+        proximal_mu=float(config.get("proximal-mu", 0.0)),
+    )
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Local epochs on this site's training split (FedProx's proximal term when asked).
@@ -72,16 +88,7 @@ def train(msg: Message, context: Context) -> Message:
         )
         return Message(content=content, reply_to=msg)
     model = _model(config, msg.content["arrays"], train_split.x.shape[1])
-    metrics = binary.train(
-        model,
-        train_split,
-        epochs=int(config["local-epochs"]),
-        learning_rate=float(config["learning-rate"]),
-        batch_size=int(config["batch-size"]),
-        l2=float(config["l2"]),
-        seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)),
-        proximal_mu=float(config.get("proximal-mu", 0.0)),
-    )
+    metrics = train_round(model, train_split, config)
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
     )

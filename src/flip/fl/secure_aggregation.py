@@ -26,7 +26,7 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import ServerApp
 
-from flip.fl.experiment_client import load_site
+from flip.fl.experiment_client import load_site, train_round
 from flip.fl.tasks import binary
 from flip.fl.tasks.models import model_factory
 
@@ -50,15 +50,7 @@ def site_update(
     _, train_split, _ = load_site(partition)
     model = model_factory(str(config["task"]))(train_split.x.shape[1], int(config["seed"]))
     binary.load_arrays(model, dict(zip(model.state_dict(), parameters, strict=True)))
-    binary.train(
-        model,
-        train_split,
-        epochs=int(config["local-epochs"]),
-        learning_rate=float(config["learning-rate"]),
-        batch_size=int(config["batch-size"]),
-        l2=float(config["l2"]),
-        seed=int(config["seed"]) * 1000 + int(config["server-round"]),
-    )
+    train_round(model, train_split, config)
     return _state(model), len(train_split.y)
 
 

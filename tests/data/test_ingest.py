@@ -82,6 +82,14 @@ def test_a_unit_conversion_without_a_factor_is_a_mapping_error(exported):
         TableMapping.load(mapping)
 
 
+def test_a_code_needs_a_column_or_a_fixed_value(exported):
+    _, _, folder = exported("csv")
+    mapping = folder / "mapping.yaml"
+    mapping.write_text(mapping.read_text().replace("value: 11488-4", "value: ''"))
+    with pytest.raises(MappingError, match=r"letters.*exactly one of 'column' or 'value'"):
+        TableMapping.load(mapping)
+
+
 def test_reingest_adds_nothing_and_a_changed_record_updates(store, exported):
     _, _patients, folder = exported("fhir-ndjson")
     first = ingest_path(store, "fhir", folder)

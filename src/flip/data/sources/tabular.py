@@ -106,8 +106,13 @@ class TableMapping:
         for spec in [doc["person"], *(doc.get("events") or [])]:
             if ("file" in spec) == ("query" in spec):
                 raise MappingError(f"{path}: each table needs exactly one of 'file' or 'query'")
+            where = f"{path}: {spec.get('name') or spec.get('file') or 'query'}"
+            code = spec.get("code")
+            if code is not None and (
+                not isinstance(code, dict) or ("column" in code) == bool(code.get("value"))
+            ):
+                raise MappingError(f"{where}: 'code' needs exactly one of 'column' or 'value'")
             if spec.get("unit") is not None:
-                where = f"{path}: {spec.get('name') or spec.get('file') or 'query'}"
                 spec["unit"] = UnitSpec.parse(spec["unit"], where)
         local: dict[tuple[str, str], tuple[str, str]] = {}
         for system, codes in (doc.get("local_codes") or {}).items():
@@ -220,13 +225,13 @@ def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceR
             None, location, "tabular.event.id_missing", f"column {spec['id']} is empty", raw
         )
     code_spec = spec["code"]
-    if "column" in code_spec:
+    if "column" not in code_spec:
+        code = str(code_spec["value"])
+    else:
         code = _text(row.get(code_spec["column"]))
         code = str(code_spec.get("values", {}).get(code, code))
-    else:
-        code = str(code_spec.get("value") or "")
     if not code:
-        message = f"column {code_spec.get('column')} is empty"
+        message = f"column {code_spec['column']} is empty"
         return Rejected(key, location, "tabular.code.missing", message, raw)
     try:
         when = _date(row.get(spec["date"]["column"]), spec["date"].get("format", "%Y-%m-%d"))

@@ -32,7 +32,7 @@ _MODAL_KINDS: dict[str, tuple[ModuleType, list[ModuleType]]] = {
 }
 
 #: The built-in kinds that train on any table of features (also experiments on files);
-#: a site task may also be a text kind or `custom`, carrying its own model code.
+#: a site task may also be a kind that reads notes or images, or `custom`, carrying its code.
 KINDS = tuple(_KINDS)
 
 

@@ -125,3 +125,33 @@ def test_rounds_start_once_the_minimum_number_of_sites_is_connected():
     assert make_strategy("fedavg", 5, 0.1).min_available_nodes == 5
     with pytest.raises(ValueError, match="between 1 and 5"):
         make_strategy("fedavg", 5, 0.1, min_sites=6)
+
+
+def test_each_clientapp_refuses_a_task_asking_for_the_other_kind_of_aggregation(tmp_path):
+    site = SiteConfig(
+        name="s", store=str(tmp_path / "none.duckdb"), ledger=str(tmp_path / "l.sqlite")
+    )
+    secure = mace_task().model_copy(update={"secure_aggregation": True})
+    for spec in (secure, mace_task()):
+        Ledger(site.ledger).decide("7", task_hash(spec), "approved", by="admin")
+    with pytest.raises(NotApproved, match="must run under secure aggregation"):
+        authorise(site, run_config("7", secure))
+    with pytest.raises(NotApproved, match="did not ask for secure aggregation"):
+        authorise(site, run_config("7", mace_task()), secure=True)
+    assert authorise(site, run_config("7", secure), secure=True) == secure
+
+
+@pytest.mark.slow
+def test_a_task_asking_for_secure_aggregation_trains_approved_sites_under_secagg(tmp_path):
+    spec = mace_task().model_copy(update={"secure_aggregation": True})
+    sites = [build_site(tmp_path, name, "csv", 300) for name in ("alpha", "beta")]
+    for config in sites:
+        Ledger(SiteConfig.load(config).ledger).decide("p", task_hash(spec), "approved", by="x")
+    app, result = task_server_app("p", spec, rounds=2, n_sites=2)
+    simulate(app, sites, secure=True)
+    assert len(result.rounds) == 2
+    assert set(result.per_site) == {"alpha", "beta"}
+    assert all(m["auroc"] > 0.6 for m in result.per_site.values())
+    for config in sites:
+        actions = [e["action"] for e in Ledger(SiteConfig.load(config).ledger).entries()]
+        assert actions.count("run.trained") == 2

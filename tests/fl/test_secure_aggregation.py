@@ -57,8 +57,8 @@ def test_the_server_unmasks_the_sum_and_cannot_read_any_one_update(tmp_path):
 
     total = sum(n for _, n in updates)
     expected = [sum(u[k] * n for u, n in updates) / total for k in range(len(start))]
-    for got, want in zip(result.parameters, expected, strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-3)
+    for got, want in zip(result.state_dict.values(), expected, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-3)
 
     replies = [m for m in seen if m.metadata.reply_to_message_id]
     arrays = [a for r in replies if r.has_content() for a in r.content.array_records.values()]

@@ -314,7 +314,12 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
             str(project), spec, rounds=options.rounds, n_sites=len(joined), on_round=on_round
         )
         try:
-            simulate(server_app, [site_dirs[n] / "site.yaml" for n in joined], cpus=options.cpus)
+            simulate(
+                server_app,
+                [site_dirs[n] / "site.yaml" for n in joined],
+                secure=spec.secure_aggregation,
+                cpus=options.cpus,
+            )
         except Exception:
             researcher.set_run_status(run_id, "failed")
             raise

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -45,8 +47,12 @@ def site_of(context: Context) -> SiteConfig:
     return SiteConfig.load(Path(paths[partition]))
 
 
-def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
-    """The task to run, once the site's ledger and policy allow it; refusals are audited."""
+def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = False) -> TaskSpec:
+    """The task to run, once the site's ledger and policy allow it; refusals are audited.
+
+    `secure` says whether this ClientApp masks its updates (SecAgg+): a task that asks
+    for secure aggregation runs only there, and only such a task runs there.
+    """
     spec = TaskSpec.model_validate_json(str(config["task"]))
     project = str(config["project"])
     digest = task_hash(spec)
@@ -54,6 +60,12 @@ def authorise(site: SiteConfig, config: ConfigRecord) -> TaskSpec:
         reason = None
         if digest != config["task-hash"]:
             reason = "the task sent does not hash to the hash named"
+        elif spec.secure_aggregation != secure:
+            reason = (
+                "the task must run under secure aggregation, and this run is not"
+                if spec.secure_aggregation
+                else "the task did not ask for secure aggregation"
+            )
         elif problem := task_problem(site.policy, project, spec):
             reason = problem
         elif not ledger.is_approved(project, digest):
@@ -73,19 +85,17 @@ def _splits(store: str, spec_json: str):
     return load_splits(store, TaskSpec.model_validate_json(spec_json))
 
 
-def _model(spec: TaskSpec, arrays: ArrayRecord) -> torch.nn.Module:
-    model = new_model(spec)
-    return binary.load_arrays(model, arrays.to_torch_state_dict())
+def _model(spec: TaskSpec, state: dict[str, Any]) -> torch.nn.Module:
+    return binary.load_arrays(new_model(spec), state)
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """One round of local training on the site's training split."""
-    site = site_of(context)
-    config = msg.content["config"]
-    spec = authorise(site, config)
+def train_round(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """One round of local training of an authorised task from the global `state`, logged
+    in the site's ledger; the trained model and its metrics."""
     train_split, _ = _splits(site.store, spec.model_dump_json())
-    model = _model(spec, msg.content["arrays"])
+    model = _model(spec, state)
     metrics = binary.train(
         model,
         train_split,
@@ -106,6 +116,22 @@ def train(msg: Message, context: Context) -> Message:
                 "loss": round(float(metrics["loss"]), 6),
             },
         )
+    return model, metrics
+
+
+def evaluate_round(site: SiteConfig, spec: TaskSpec, state: dict[str, Any]) -> dict[str, float]:
+    """Metrics of the global `state` on the site's test split."""
+    _, test_split = _splits(site.store, spec.model_dump_json())
+    return binary.evaluate(_model(spec, state), test_split)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One round of local training on the site's training split."""
+    site = site_of(context)
+    config = msg.content["config"]
+    spec = authorise(site, config)
+    model, metrics = train_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
     )
@@ -117,8 +143,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the site's test split; only metrics leave."""
     site = site_of(context)
     spec = authorise(site, msg.content["config"])
-    _, test_split = _splits(site.store, spec.model_dump_json())
-    metrics = binary.evaluate(_model(spec, msg.content["arrays"]), test_split)
+    metrics = evaluate_round(site, spec, msg.content["arrays"].to_torch_state_dict())
     content = RecordDict(
         {"metrics": MetricRecord(metrics), "site": ConfigRecord({"name": site.name})}
     )

@@ -337,8 +337,7 @@ def _secure(
         on_round=on_round,
     )
     run_in_simulation(server_app, client_app, len(prepared.sites))
-    state = dict(zip(initial.state_dict(), result.parameters, strict=True))
-    return binary.load_arrays(initial, state)
+    return binary.load_arrays(initial, result.state_dict)
 
 
 CHECKPOINT = "checkpoint.pt"

@@ -5,13 +5,15 @@ secret-shares its mask seeds, so the server can unmask the sum (even when a
 few sites drop out) but never a single site's vector. Flower implements the
 protocol on its legacy path only: a `flwr.server.strategy.FedAvg` run by a
 `DefaultWorkflow` whose fit step is `SecAggPlusWorkflow`, and a ClientApp built
-from a `NumPyClient` with `secaggplus_mod`. FLIP configures those, nothing more.
+from a `NumPyClient` with `secaggplus_mod`. FLIP configures those, nothing more:
+`client_app` serves file experiments (`flip fl run --secagg`), `task_client_app`
+project tasks whose spec asks for `secure_aggregation` (same site checks as
+`flip.fl.client`, which refuses such tasks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,9 +28,13 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import ServerApp
 
+from flip.fl.client import authorise, evaluate_round, site_of
+from flip.fl.client import train_round as site_train_round
 from flip.fl.experiment_client import load_site, train_round
+from flip.fl.server import FederatedResult
 from flip.fl.tasks import binary
-from flip.fl.tasks.models import model_factory
+from flip.fl.tasks.base import TaskSpec
+from flip.fl.tasks.models import model_factory, new_model
 
 #: Parameters are clipped to +-CLIPPING_RANGE before masking (Flower's default is 8).
 CLIPPING_RANGE = 8.0
@@ -77,15 +83,38 @@ def _client(context: Context):
     return _SiteClient(int(context.node_config["partition-id"])).to_client()
 
 
+#: The ClientApp of file experiments under SecAgg+.
 client_app = ClientApp(client_fn=_client, mods=[secaggplus_mod])
 
 
-@dataclass
-class SecureResult:
-    """The final global parameters and each round's weighted test metrics."""
+class _TaskClient(NumPyClient):
+    """A site running a project's task under SecAgg+, with the same checks as flip.fl.client."""
 
-    parameters: list[np.ndarray] = field(default_factory=list)
-    rounds: dict[int, dict[str, float]] = field(default_factory=dict)
+    def __init__(self, context: Context) -> None:
+        self.site = site_of(context)
+
+    def _authorised(self, parameters, config) -> tuple[TaskSpec, dict[str, np.ndarray]]:
+        spec = authorise(self.site, config, secure=True)
+        return spec, dict(zip(new_model(spec).state_dict(), parameters, strict=True))
+
+    def fit(self, parameters, config):
+        spec, state = self._authorised(parameters, config)
+        model, metrics = site_train_round(self.site, spec, config, state)
+        return _state(model), int(metrics["num-examples"]), {}
+
+    def evaluate(self, parameters, config):
+        spec, state = self._authorised(parameters, config)
+        metrics = evaluate_round(self.site, spec, state)
+        kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"], "site": self.site.name}
+        return metrics["loss"], int(metrics["num-examples"]), kept
+
+
+def _task_client(context: Context):
+    return _TaskClient(context).to_client()
+
+
+#: The ClientApp of project tasks that ask for secure aggregation.
+task_client_app = ClientApp(client_fn=_task_client, mods=[secaggplus_mod])
 
 
 class _ObservedGrid:
@@ -110,7 +139,7 @@ class _ObservedGrid:
 
 def _weighted(results) -> dict[str, Scalar]:
     total = sum(n for n, _ in results) or 1
-    keys = {k for _, m in results for k in m}
+    keys = {k for _, m in results for k, v in m.items() if isinstance(v, int | float)}
     return {k: sum(n * float(m[k]) for n, m in results if k in m) / total for k in keys}
 
 
@@ -132,19 +161,28 @@ def secure_server_app(
     n_sites: int,
     on_round: Callable[[int, dict[str, float]], None] | None = None,
     observe: Callable[[Message], None] | None = None,
-) -> tuple[ServerApp, SecureResult]:
+) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running FedAvg under SecAgg+ over all `n_sites` sites, and its result.
 
     `observe`, if given, sees each message the server sends and receives (benchmarks
     count their bytes; tests check what a site's reply reveals).
     """
-    result = SecureResult()
+    result = FederatedResult()
 
     class _Reporting(FedAvg):
         def aggregate_evaluate(self, server_round, results, failures):
             loss, metrics = super().aggregate_evaluate(server_round, results, failures)
             numbers = {"loss": float(loss or 0.0), **{k: float(v) for k, v in metrics.items()}}
-            result.rounds[server_round] = numbers
+            result.rounds.append(numbers)
+            result.per_site = {
+                str(res.metrics["site"]): {
+                    "auroc": float(res.metrics["auroc"]),
+                    "accuracy": float(res.metrics["accuracy"]),
+                    "n_test": int(res.num_examples),
+                }
+                for _, res in results
+                if "site" in res.metrics
+            }
             if on_round:
                 on_round(server_round, numbers)
             return loss, metrics
@@ -173,7 +211,8 @@ def secure_server_app(
             )
         )
         workflow(_ObservedGrid(grid, observe) if observe else grid, legacy)
-        final = legacy.state.array_records["parameters"]
-        result.parameters = final.to_numpy_ndarrays()
+        final = legacy.state.array_records["parameters"].to_numpy_ndarrays()
+        names = initial.state_dict()
+        result.state_dict = {k: torch.from_numpy(v) for k, v in zip(names, final, strict=True)}
 
     return app, result

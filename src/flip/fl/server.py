@@ -126,8 +126,24 @@ def make_server_app(
 def task_server_app(
     project: str, spec: TaskSpec, *, rounds: int, n_sites: int, **kwargs
 ) -> tuple[ServerApp, FederatedResult]:
-    """The ServerApp of a project's task: sites check its hash against their approvals."""
+    """The ServerApp of a project's task: sites check its hash against their approvals.
+
+    A task that asks for secure aggregation runs FedAvg under SecAgg+ (its sites run
+    `flip.fl.secure_aggregation.task_client_app`); it keeps no checkpoints yet.
+    """
     model = new_model(spec)
+    if spec.secure_aggregation:
+        from flip.fl.secure_aggregation import secure_server_app
+
+        if kwargs.get("checkpoint") is not None:
+            raise ValueError("a secure aggregation run keeps no checkpoints yet")
+        return secure_server_app(
+            dict(run_config(project, spec)),
+            model,
+            rounds=rounds,
+            n_sites=n_sites,
+            on_round=kwargs.get("on_round"),
+        )
     return make_server_app(
         run_config(project, spec),
         ArrayRecord(model.state_dict()),

@@ -61,9 +61,16 @@ def simulate(
     server_app: ServerApp,
     site_configs: list[Path],
     *,
+    secure: bool = False,
     cpus: int | None = None,
     verbose: bool = False,
 ) -> None:
-    """Run `server_app` with one virtual site per site.yaml, on `cpus` cores (default: all)."""
+    """Run `server_app` with one virtual site per site.yaml, on `cpus` cores (default: all).
+
+    With `secure`, the sites run the SecAgg+ ClientApp (for tasks that ask for it).
+    """
     os.environ[SIM_SITES_ENV] = json.dumps([str(p.resolve()) for p in site_configs])
-    run_in_simulation(server_app, client_app, len(site_configs), cpus=cpus, verbose=verbose)
+    client = client_app
+    if secure:
+        from flip.fl.secure_aggregation import task_client_app as client
+    run_in_simulation(server_app, client, len(site_configs), cpus=cpus, verbose=verbose)

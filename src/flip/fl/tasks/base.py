@@ -45,6 +45,11 @@ class TaskSpec(BaseModel):
     seed: int = 0
     rounds: int | None = Field(None, ge=1, description="Rounds the privacy budget is computed for.")
     privacy: PrivacySpec | None = None
+    secure_aggregation: bool = Field(
+        False,
+        description="Train under SecAgg+: the server sees only the sum of the sites' updates; "
+        "each site refuses to run the task any other way.",
+    )
 
     @model_validator(mode="after")
     def _custom_tasks_carry_their_code(self) -> TaskSpec:
@@ -53,6 +58,11 @@ class TaskSpec(BaseModel):
         need = _NEEDS.get(self.kind)
         if need is not None and getattr(self.data, need) is None:
             raise ValueError(f"a {self.kind} task reads {need}: give data.{need}")
+        if self.secure_aggregation and (self.privacy is not None or self.data.image is not None):
+            raise ValueError(
+                "secure aggregation sums plain weight vectors: not with differential privacy "
+                "or an image model (its batch-norm statistics are not weights)"
+            )
         if self.kind == "multimodal" and self.data.text is None and self.data.image is None:
             raise ValueError(
                 "a multimodal task fuses notes or images: give data.text or data.image"

@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# The slow set (e2e journeys, Flower simulations and deployments) runs in CI (CI=true)
+# or when asked with SLOW=1; a plain `make test` runs the rest.
+SLOW ?=
+PYTEST_MARKS := $(if $(or $(filter true 1 yes,$(CI)),$(SLOW)),,-m "not slow")
 
 .PHONY: demo test lint format install dev clean
 
@@ -12,7 +16,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/flip demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest $(PYTEST_MARKS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

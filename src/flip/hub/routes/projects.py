@@ -142,7 +142,7 @@ def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher
     wrong = sorted(name for name, (_, role) in found.items() if role != "researcher")
     if wrong:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"only researchers can be project members: {', '.join(wrong)}",
         )
     current = _member_ids(conn, project_id)

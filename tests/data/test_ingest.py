@@ -74,19 +74,18 @@ def test_csv_units_are_respelled_and_converted_per_code(store, exported):
     assert {u for c, _, u in rows if c == 3019550} == {"mmol/L"}  # sodium: left as it was
 
 
-def test_a_unit_conversion_without_a_factor_is_a_mapping_error(exported):
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("factor: 88.42", "factor: lots"), r"labs\.csv.*numeric 'factor'"),
+        (("value: 11488-4", "value: ''"), r"letters.*exactly one of 'column' or 'value'"),
+    ],
+)
+def test_a_broken_mapping_is_an_error_naming_its_table(exported, edit, message):
     _, _, folder = exported("csv")
     mapping = folder / "mapping.yaml"
-    mapping.write_text(mapping.read_text().replace("factor: 88.42", "factor: lots"))
-    with pytest.raises(MappingError, match=r"labs\.csv.*numeric 'factor'"):
-        TableMapping.load(mapping)
-
-
-def test_a_code_needs_a_column_or_a_fixed_value(exported):
-    _, _, folder = exported("csv")
-    mapping = folder / "mapping.yaml"
-    mapping.write_text(mapping.read_text().replace("value: 11488-4", "value: ''"))
-    with pytest.raises(MappingError, match=r"letters.*exactly one of 'column' or 'value'"):
+    mapping.write_text(mapping.read_text().replace(*edit))
+    with pytest.raises(MappingError, match=message):
         TableMapping.load(mapping)
 
 

@@ -49,13 +49,19 @@ def _state(model: torch.nn.Module) -> list[np.ndarray]:
     return [v.detach().numpy().copy() for v in model.state_dict().values()]
 
 
+def _file_model(
+    config: dict[str, Scalar], n_features: int, parameters: list[np.ndarray]
+) -> torch.nn.Module:
+    model = model_factory(str(config["task"]))(n_features, int(config["seed"]))
+    return binary.load_arrays(model, dict(zip(model.state_dict(), parameters, strict=True)))
+
+
 def site_update(
     config: dict[str, Scalar], partition: int, parameters: list[np.ndarray]
 ) -> tuple[list[np.ndarray], int]:
     """(trained parameters, examples) of one site from the global `parameters`."""
     _, train_split, _ = load_site(partition)
-    model = model_factory(str(config["task"]))(train_split.x.shape[1], int(config["seed"]))
-    binary.load_arrays(model, dict(zip(model.state_dict(), parameters, strict=True)))
+    model = _file_model(config, train_split.x.shape[1], parameters)
     train_round(model, train_split, config)
     return _state(model), len(train_split.y)
 
@@ -72,8 +78,7 @@ class _SiteClient(NumPyClient):
 
     def evaluate(self, parameters, config):
         _, _, test_split = load_site(self.partition)
-        model = model_factory(str(config["task"]))(test_split.x.shape[1], int(config["seed"]))
-        binary.load_arrays(model, dict(zip(model.state_dict(), parameters, strict=True)))
+        model = _file_model(config, test_split.x.shape[1], parameters)
         metrics = binary.evaluate(model, test_split)
         kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"]}
         return metrics["loss"], len(test_split.y), kept

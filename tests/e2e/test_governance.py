@@ -15,11 +15,9 @@ from sqlalchemy import create_engine, inspect, select, text
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
 from flip.data.ledger import Ledger
-from flip.fl.runtime.simulation import simulate
-from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.client import ResearcherClient
-from flip.hub.server import free_port
+from flip.ports import free_port
 from tests.conftest import build_site
 
 FLIP = [sys.executable, "-m", "flip"]
@@ -56,14 +54,33 @@ def test_hub_and_agents_as_processes(tmp_path):
     port = free_port()
     hub_db = tmp_path / "hub.sqlite"
     hub = subprocess.Popen(
-        [*FLIP, "hub", "serve", "--db", f"sqlite:///{hub_db}", "--port", str(port)],
+        [
+            *FLIP,
+            "hub",
+            "serve",
+            "--db",
+            f"sqlite:///{hub_db}",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--flower",
+            "--flower-port",
+            str(free_port()),
+            "--flower-dir",
+            str(tmp_path / "hub-flower"),
+            "--round-timeout",
+            "120",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
     agents: list[subprocess.Popen] = []
     try:
         url = f"http://127.0.0.1:{port}"
-        token = re.search(r"admin token .*: (\S+)", hub.stderr.readline()).group(1)
+        token = _wait(
+            lambda: re.search(r"admin token .*: (\S+)", hub.stderr.readline()), "the admin token"
+        ).group(1)
         _wait(
             lambda: httpx.get(f"{url}/health").status_code == 200 if _up(url) else False, "the hub"
         )
@@ -84,7 +101,7 @@ def test_hub_and_agents_as_processes(tmp_path):
             agents.append(
                 subprocess.Popen(
                     [*FLIP, "site", "agent", "--site-config", str(config), "--interval", "0.2"],
-                    stderr=subprocess.DEVNULL,
+                    stderr=(tmp_path / f"agent-{name}.log").open("w"),
                 )
             )
 
@@ -115,7 +132,7 @@ def test_hub_and_agents_as_processes(tmp_path):
             "--site-config",
             str(configs["gamma"]),
         )
-        run = researcher.create_run(project, digest, 3)
+        run = researcher.create_run(project, digest, 3, runtime="deployment")
 
         def replied():
             sites = researcher.run(run)["sites"]
@@ -127,14 +144,19 @@ def test_hub_and_agents_as_processes(tmp_path):
             "beta": "joined",
             "gamma": "refused",
         }
-        researcher.set_run_status(run, "running")
-
         gamma_store = configs["gamma"].parent / "store.duckdb"
         gamma_store.rename(gamma_store.with_suffix(".kept"))
-        app, result = task_server_app(str(project), spec, rounds=3, n_sites=2)
-        simulate(app, list(configs.values()))
-        researcher.set_run_status(run, "completed", {"per_site": result.per_site})
-        assert set(result.per_site) == {"alpha", "beta"}
+        researcher.set_run_status(run, "running")
+
+        def ended():
+            state = researcher.run(run)
+            return state if state["status"] != "running" else None
+
+        final = _wait(ended, "the deployment run to end", timeout=900)
+        assert final["status"] == "completed", final
+        assert set(final["results"]["per_site"]) == {"alpha", "beta"}
+        assert all(m["auroc"] > 0.6 for m in final["results"]["per_site"].values())
+        assert len(final["round_metrics"]) == 3
         assert not gamma_store.exists(), "the task never opened the decliner's store"
         gamma_log = [
             e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()

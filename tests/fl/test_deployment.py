@@ -7,6 +7,7 @@ import pytest
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
 from flip.fl.runtime.deployment import Deployment, available
+from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks import mace_task, task_hash
 from tests.conftest import IN_CI, build_site
 
@@ -50,16 +51,20 @@ def test_an_unregistered_supernode_is_refused(deployment, tmp_path):
     from flip.fl.runtime.credentials import make_node_key
 
     stranger, _ = make_node_key(tmp_path, "stranger")
-    running.nodes["stranger"] = type(running.nodes["alpha"])(
-        running.sites["alpha"], running.nodes["alpha"].port + 1, stranger
+    alpha = running.nodes["alpha"]
+    node = SuperNode(
+        tmp_path,
+        "stranger",
+        alpha.site_config,
+        alpha.superlink,
+        root_certificates=alpha.root_certificates,
+        key=stranger,
     )
     try:
-        running.start_node("stranger")
-        process = running.nodes["stranger"].process
-        assert process.wait(timeout=60) != 0, "the SuperLink refuses an unknown node key"
+        node.start()
+        assert node.process.wait(timeout=60) != 0, "the SuperLink refuses an unknown node key"
     finally:
-        running.kill_node("stranger")
-        del running.nodes["stranger"]
+        node.kill()
 
 
 def test_a_site_that_dies_mid_run_is_left_out_of_each_round_after_its_timeout(deployment):

@@ -39,6 +39,7 @@ MATRIX = {
     ("POST", "/api/v1/agent/decisions"): {"site"},
     ("POST", "/api/v1/agent/runs/{run_id}"): {"site"},
     ("POST", "/api/v1/agent/runs/{run_id}/log"): {"site"},
+    ("POST", "/api/v1/agent/node-key"): {"site"},
     ("GET", "/health"): EVERYONE,
 }
 
@@ -66,6 +67,7 @@ BODIES = {
     "/api/v1/agent/decisions": {"project_id": 1, "task_hash": HASH, "decision": "approved"},
     "/api/v1/agent/runs/{run_id}": {"status": "refused"},
     "/api/v1/agent/runs/{run_id}/log": {"entries": []},
+    "/api/v1/agent/node-key": {"public_key": "ecdsa-sha2-nistp384 " + "A" * 160},
 }
 
 

@@ -34,7 +34,7 @@ from flip.bench.ingest import Figure
 from flip.hub.app import API_PREFIX, bootstrap_admin
 from flip.hub.client import ResearcherClient
 from flip.hub.db import connect
-from flip.hub.server import free_port
+from flip.ports import free_port
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,13 +20,56 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: critical, error, warning, info or debug.")
     ] = "info",
+    flower: Annotated[
+        bool,
+        typer.Option(
+            help="Also run a Flower SuperLink (TLS, SuperNode authentication) that trains "
+            "deployment runs; the sites' agents connect their SuperNodes to it."
+        ),
+    ] = False,
+    flower_port: Annotated[int, typer.Option(help="The SuperLink's port.")] = 9092,
+    flower_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Host name or address the sites reach the SuperLink at (default: --host); "
+            "it goes into the SuperLink's certificate."
+        ),
+    ] = None,
+    flower_dir: Annotated[
+        Path,
+        typer.Option(
+            help="The SuperLink's folder: its database, TLS files, node keys and each run's "
+            "models, metrics and checkpoints (a run left running resumes from there)."
+        ),
+    ] = Path("hub-flower"),
+    round_timeout: Annotated[
+        float, typer.Option(help="Seconds a deployment round waits for a site's reply.", min=1)
+    ] = 300.0,
 ) -> None:
-    """Serve the hub API; on a new database, create the admin and print their token once."""
+    """Serve the hub API; on a new database, create the admin and print their token once.
+
+    With --flower the hub also runs Flower's SuperLink: a researcher's deployment run
+    (`runtime: deployment`) trains there once it is set running, on the sites that
+    joined it, and the hub records its rounds and its end. Example:
+
+        flip hub serve --db sqlite:///hub.sqlite --flower --flower-address hub.example.org
+    """
     import uvicorn
 
     from flip.hub.app import bootstrap_admin, create_app
+    from flip.hub.federation import Federation
 
-    app_ = create_app(db)
+    federation = None
+    if flower:
+        federation = Federation(
+            flower_dir.resolve(),
+            host=host,
+            port=flower_port,
+            public_host=flower_address,
+            round_timeout=round_timeout,
+        )
+        typer.echo(f"Flower SuperLink on {federation.superlink.address}", err=True)
+    app_ = create_app(db, federation=federation)
     token = bootstrap_admin(app_.state.engine)
     if token:
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)

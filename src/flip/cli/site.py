@@ -544,7 +544,7 @@ def agent(
         if client is None:
             raise ValueError(f"{site.name} is not enrolled: run `flip site enrol` first")
     stop = threading.Event()
-    runner = SiteAgent(site, client)
+    runner = SiteAgent(site, client, site_config)
 
     def _stop(*_: object) -> None:
         stop.set()
@@ -560,6 +560,7 @@ def agent(
     except _Stopped:
         pass
     finally:
+        runner.close()
         client.close()
 
 

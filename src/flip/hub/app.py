@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, insert, select
 
 from flip import __version__
 from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
+from flip.hub.federation import Federation
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.transactions import WriteTurns
@@ -16,18 +21,38 @@ from flip.hub.transactions import WriteTurns
 API_PREFIX = "/api/v1"
 
 
-def create_app(database_url: str, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+def create_app(
+    database_url: str, max_body: int = DEFAULT_MAX_BODY, federation: Federation | None = None
+) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
-    Request bodies over `max_body` bytes are refused with 413.
+    Request bodies over `max_body` bytes are refused with 413. With a `federation`,
+    the hub runs a Flower SuperLink for deployment runs, started and stopped with
+    the app.
     """
+    engine = connect(database_url)
+    turns = WriteTurns()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if federation is not None:
+            federation.changed = turns.changed_elsewhere
+            await run_in_threadpool(federation.start, engine)
+        try:
+            yield
+        finally:
+            if federation is not None:
+                federation.stop()
+
     app = FastAPI(
         title="FLIP hub",
         version=__version__,
         description="Coordinates projects, cohort counts and federated runs; holds no record.",
+        lifespan=lifespan,
     )
-    app.state.engine = connect(database_url)
-    app.state.turns = WriteTurns()
+    app.state.engine = engine
+    app.state.turns = turns
+    app.state.federation = federation
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):

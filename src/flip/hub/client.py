@@ -75,9 +75,14 @@ class ResearcherClient:
         """A query's released counts."""
         return self._call("GET", f"/queries/{query_id}")
 
-    def create_run(self, project_id: int, task_hash: str, rounds: int) -> int:
-        """Request a federated run of an approved task; return the run id."""
-        body = {"task_hash": task_hash, "rounds": rounds}
+    def create_run(
+        self, project_id: int, task_hash: str, rounds: int, runtime: str = "simulation"
+    ) -> int:
+        """Request a federated run of an approved task; return the run id.
+
+        A `deployment` run trains on the hub's Flower SuperLink once set running.
+        """
+        body = {"task_hash": task_hash, "rounds": rounds, "runtime": runtime}
         return self._call("POST", f"/projects/{project_id}/runs", json=body)["id"]
 
     def run(self, run_id: int) -> dict[str, Any]:

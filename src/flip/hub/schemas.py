@@ -206,10 +206,33 @@ class RunReplyIn(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
+class FlowerOut(BaseModel):
+    address: str = Field(description="host:port of the hub's Flower SuperLink.")
+    root_certificates: str | None = Field(
+        description="PEM of the CA that signed the SuperLink's certificate (None without TLS)."
+    )
+
+
 class WorkOut(BaseModel):
     queries: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
     runs: list[dict[str, Any]]
+    train: list[int] = Field(
+        default_factory=list,
+        description="Deployment runs this site joined that are running: serve them.",
+    )
+    flower: FlowerOut | None = Field(
+        default=None, description="Where to connect a SuperNode, when the hub runs Flower."
+    )
+
+
+class NodeKeyIn(BaseModel):
+    public_key: str = Field(
+        min_length=20,
+        max_length=2000,
+        pattern=r"^ecdsa-sha2-nistp(256|384|521) [A-Za-z0-9+/=]+( [^\n]*)?\n?$",
+        description="The site SuperNode's public key, OpenSSH format (ECDSA).",
+    )
 
 
 class SiteActivityOut(BaseModel):

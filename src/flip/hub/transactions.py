@@ -44,6 +44,16 @@ class WriteTurns:
         self._bind()
         async with self._lock:
             yield
+        self._wake()
+
+    def changed_elsewhere(self) -> None:
+        """Wake the waiters after a write made outside a request (from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
         self.generation += 1
         event, self._changed = self._changed, asyncio.Event()
         event.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,8 @@ from flip.data.cdm.store import open_store
 from flip.data.cohort import CohortDefinition, suppress
 from flip.data.cohort.release import release
 from flip.data.ledger import Ledger
+from flip.fl.runtime.credentials import make_node_key
+from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
@@ -28,19 +31,27 @@ log = logging.getLogger(__name__)
 
 
 class SiteAgent:
-    """One site's agent."""
+    """One site's agent.
 
-    def __init__(self, site: SiteConfig, hub: HubClient) -> None:
+    `config_path` is the site.yaml the agent runs with: the SuperNode it starts for a
+    deployment run hands it to FLIP's ClientApp, which loads the site from it.
+    """
+
+    def __init__(self, site: SiteConfig, hub: HubClient, config_path: Path | None = None) -> None:
         self.site = site
         self.hub = hub
+        self.config_path = config_path
         self.waiting = False
         self.shared: dict[int, int] = {}
+        self.serving: set[int] = set()
+        self.node: SuperNode | None = None
+        self._key_registered = False
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
         self.waiting = True
         try:
-            work = self.hub.work(wait)
+            work = self.hub.work(wait, self.serving)
         finally:
             self.waiting = False
         for query in work["queries"]:
@@ -51,7 +62,57 @@ class SiteAgent:
             self._reply_run(run)
         if self.site.policy.share_logs:
             self._share_logs()
-        return sum(len(v) for v in work.values())
+        self._serve(work.get("train") or [], work.get("flower"))
+        return len(work["queries"]) + len(work["tasks"]) + len(work["runs"])
+
+    def _serve(self, train: list[int], flower: dict[str, Any] | None) -> None:
+        """Keep a SuperNode connected to the hub's SuperLink while a joined run is running.
+
+        The SuperNode connects outbound; it is started again if it died, and stopped
+        when no joined run is running. Its ClientApp checks each message's task
+        against this site's approvals, so it serves approved runs only.
+        """
+        self.serving = set(train)
+        if not train or flower is None:
+            self.close()
+            return
+        if self.node is not None and self.node.alive and self.node.superlink == flower["address"]:
+            return
+        if self.config_path is None:
+            log.error(
+                "%s: cannot serve run(s) %s without the site.yaml path", self.site.name, train
+            )
+            return
+        folder = Path(self.site.ledger).parent / "flower"
+        key = folder / "node-keys" / f"{self.site.name}.key"
+        if not key.exists():
+            make_node_key(key.parent, self.site.name)
+        if not self._key_registered:
+            public = key.with_suffix(".pub").read_text(encoding="ascii")
+            self.hub.register_node_key(public)
+            self._key_registered = True
+        ca = None
+        if flower.get("root_certificates"):
+            ca = folder / "superlink-ca.crt"
+            ca.write_text(flower["root_certificates"], encoding="ascii")
+        self.close()
+        self.node = SuperNode(
+            folder,
+            self.site.name,
+            self.config_path,
+            flower["address"],
+            root_certificates=ca,
+            key=key,
+        ).start()
+        log.info(
+            "%s: SuperNode connecting to %s for run(s) %s", self.site.name, flower["address"], train
+        )
+
+    def close(self) -> None:
+        """Stop this site's SuperNode, if one runs."""
+        if self.node is not None:
+            self.node.kill()
+            self.node = None
 
     def _share_logs(self) -> None:
         """Send the hub the new entries of this site's log of each run it joined."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -31,12 +32,22 @@ class HubClient:
         response.raise_for_status()
         return str(response.json()["token"])
 
-    def work(self, wait: float = 0.0) -> dict[str, list[dict[str, Any]]]:
-        """Pending queries, tasks and runs for this site; `wait` > 0 long-polls that long."""
-        params = {"wait": wait} if wait else None
+    def work(self, wait: float = 0.0, training: Iterable[int] = ()) -> dict[str, Any]:
+        """Pending queries, tasks and runs, and the deployment runs to serve.
+
+        `wait` > 0 long-polls that long; `training` names the runs served now, so the
+        hub answers at once when that set changes.
+        """
+        params: dict[str, Any] = {"training": sorted(training)}
+        if wait:
+            params["wait"] = wait
         response = self.http.get("/agent/work", params=params, timeout=self.timeout + wait)
         response.raise_for_status()
         return response.json()
+
+    def register_node_key(self, public_key: str) -> None:
+        """Register this site's SuperNode public key with the hub's SuperLink."""
+        self.http.post("/agent/node-key", json={"public_key": public_key}).raise_for_status()
 
     def answer_query(self, query_id: int, count: SiteCount, error: str | None = None) -> None:
         """Release a (suppressed) count, or the reason the site could not answer."""

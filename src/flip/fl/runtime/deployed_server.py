@@ -3,7 +3,8 @@
 `flip.fl.runtime.deployment` writes a Flower App (FAB) whose ServerApp is this one.
 The run config names the project, the task spec file, the rounds, the number of
 sites, the minimum to start a round, the round timeout and an output folder, where
-the final model, the metrics and a checkpoint after every round are written.
+each round's metrics (`rounds.jsonl`, one line per round as it ends), a checkpoint
+after every round, and the final model and metrics are written.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def main(grid: Grid, context: Context) -> None:
     config = context.run_config
     out = Path(str(config["out"]))
     spec = TaskSpec.model_validate_json(Path(str(config["task-spec"])).read_text())
+    progress = out / "rounds.jsonl"
+
+    def on_round(number: int, metrics: dict[str, float]) -> None:
+        with progress.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"round": number, "metrics": metrics}) + "\n")
+
     inner, result = task_server_app(
         str(config["project"]),
         spec,
@@ -35,6 +42,7 @@ def main(grid: Grid, context: Context) -> None:
         timeout=float(config["round-timeout"]),
         min_sites=int(config["min-sites"]),
         checkpoint=out / "checkpoint.pt",
+        on_round=on_round,
     )
     inner(grid, context)
     torch.save(result.state_dict, out / "model.pt")

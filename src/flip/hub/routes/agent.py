@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from flip.fl.runtime.flower import DeploymentError
 from flip.hub import audit
 from flip.hub.auth import Principal, Site, new_token, token_hash
 from flip.hub.db import (
@@ -27,8 +28,11 @@ from flip.hub.db import (
     task_decisions,
     tasks,
 )
+from flip.hub.federation import Federation
 from flip.hub.schemas import (
     DecisionIn,
+    FlowerOut,
+    NodeKeyIn,
     PathId,
     RunLogIn,
     RunReplyIn,
@@ -57,19 +61,28 @@ async def work(
             ge=0, le=60, description="Hold the request up to this many seconds until work comes."
         ),
     ] = 0,
+    training: Annotated[
+        list[int],
+        Query(description="The deployment runs the agent serves now; a change ends a long poll."),
+    ] = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> WorkOut:
-    """What this site has yet to do: queries to answer, tasks to decide, runs to reply to.
+    """What this site has yet to do: queries to answer, tasks to decide, runs to reply to,
+    and the running deployment runs it joined, with where its SuperNode connects.
 
-    With `wait`, a long poll: the hub answers as soon as there is work, or with
-    nothing after `wait` seconds.
+    With `wait`, a long poll: the hub answers as soon as there is work, or the runs
+    to serve differ from `training`, or with nothing after `wait` seconds.
     """
     turns: WriteTurns = request.app.state.turns
+    federation: Federation | None = request.app.state.federation
     deadline = time.monotonic() + wait
     while True:
         generation = turns.generation
         found = await run_in_threadpool(_open_work, request.app.state.engine, site)
         left = deadline - time.monotonic()
-        if found.queries or found.tasks or found.runs or left <= 0:
+        changed = set(found.train) != set(training)
+        if found.queries or found.tasks or found.runs or changed or left <= 0:
+            if federation is not None:
+                found.flower = FlowerOut(**federation.info())
             return found
         await turns.wait(generation, left)
 
@@ -77,6 +90,21 @@ async def work(
 def _open_work(engine: Engine, site: Principal) -> WorkOut:
     with reading(engine) as conn:
         return _work(conn, site)
+
+
+@router.post("/node-key", status_code=204)
+async def register_node_key(request: Request, body: NodeKeyIn, site: Site) -> None:
+    """Register this site's SuperNode public key with the hub's SuperLink (again is a no-op)."""
+    federation: Federation | None = request.app.state.federation
+    if federation is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "this hub runs no Flower SuperLink (start it with `flip hub serve --flower`)",
+        )
+    try:
+        await run_in_threadpool(federation.register, site.name, body.public_key.strip())
+    except DeploymentError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
 def _work(conn: Connection, site: Principal) -> WorkOut:
@@ -101,7 +129,19 @@ def _work(conn: Connection, site: Principal) -> WorkOut:
             runs.c.project_id.in_(member), runs.c.status == "requested", runs.c.id.not_in(replied)
         )
     ).all()
+    training = conn.execute(
+        select(runs.c.id)
+        .join(run_sites, run_sites.c.run_id == runs.c.id)
+        .where(
+            run_sites.c.site_id == site.id,
+            run_sites.c.status == "joined",
+            runs.c.status == "running",
+            runs.c.runtime == "deployment",
+        )
+        .order_by(runs.c.id)
+    ).scalars()
     return WorkOut(
+        train=list(training),
         queries=[
             {
                 "id": q.id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -26,6 +26,7 @@ from flip.hub.db import (
     tasks,
     users,
 )
+from flip.hub.federation import Federation
 from flip.hub.schemas import (
     InviteIn,
     MembersIn,
@@ -385,9 +386,28 @@ def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> Non
 
 
 @router.post("/runs/{run_id}/status")
-def set_run_status(run_id: PathId, body: RunStatusIn, conn: Conn, who: Researcher) -> RunOut:
-    """Move a run along its state machine: requested -> running -> completed/failed/cancelled."""
+def set_run_status(
+    run_id: PathId,
+    body: RunStatusIn,
+    conn: Conn,
+    who: Researcher,
+    request: Request,
+    background: BackgroundTasks,
+) -> RunOut:
+    """Move a run along its state machine: requested -> running -> completed/failed/cancelled.
+
+    A deployment run that becomes running trains on the hub's Flower SuperLink: the
+    hub submits it once this answer is sent and records its rounds and its end.
+    """
     row = _run_worked_on(conn, run_id, who)
+    federation: Federation | None = request.app.state.federation
+    deployed = body.status == "running" and row.runtime == "deployment"
+    if deployed and federation is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "this hub runs no Flower SuperLink for deployment runs "
+            "(start it with `flip hub serve --flower`)",
+        )
     if body.status not in RUN_TRANSITIONS.get(row.status, set()):
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"a {row.status} run cannot become {body.status}"
@@ -405,4 +425,6 @@ def set_run_status(run_id: PathId, body: RunStatusIn, conn: Conn, who: Researche
         values["results"] = orjson.dumps(body.results).decode()
     conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
     audit.append(conn, who.label, f"run.{body.status}", f"run:{run_id}")
+    if deployed and federation is not None:
+        background.add_task(federation.submit, run_id)
     return _run_out(conn, run_id)

@@ -1,0 +1,196 @@
+"""The hub's Flower SuperLink: it registers the sites' SuperNode keys and runs deployment runs.
+
+`flip hub serve --flower` starts one. When a researcher moves a deployment run
+to running, the hub submits the project's task to its SuperLink; the agents of
+the sites that joined start their SuperNodes, outbound, and each site's ClientApp
+checks its own approvals before it reads a row. Round metrics are recorded as
+the ServerApp writes them, and the run ends completed (with each site's metrics)
+or failed. A run's folder is keyed by its hub id, so a hub restarted mid-run
+submits it again and the ServerApp goes on from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flip.fl.runtime.flower import DeploymentError, SuperLink
+from flip.hub import audit
+from flip.hub.db import now, run_rounds, run_sites, runs, tasks
+
+log = logging.getLogger(__name__)
+
+#: The audit actor of what the hub's SuperLink does on its own.
+ACTOR = "hub:flower"
+
+
+class Federation:
+    """A SuperLink owned by the hub, and the deployment runs in flight on it."""
+
+    def __init__(
+        self,
+        work: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        public_host: str | None = None,
+        round_timeout: float = 300.0,
+    ) -> None:
+        self.work = work
+        self.engine: Engine | None = None
+        self.round_timeout = round_timeout
+        self.superlink = SuperLink(work, host=host, port=port, public_host=public_host)
+        self.threads: dict[int, threading.Thread] = {}
+        self.changed: Callable[[], None] = lambda: None
+        self._lock = threading.Lock()
+
+    def start(self, engine: Engine) -> Federation:
+        """Start the SuperLink, then submit again every deployment run left running."""
+        self.engine = engine
+        self.superlink.start()
+        with engine.connect() as conn:
+            left = conn.execute(
+                select(runs.c.id).where(runs.c.status == "running", runs.c.runtime == "deployment")
+            ).scalars()
+            for run_id in left:
+                self.submit(run_id)
+        return self
+
+    def stop(self) -> None:
+        """Stop the SuperLink (runs in flight fail and are submitted again on the next start)."""
+        self.superlink.stop()
+
+    def info(self) -> dict[str, str | None]:
+        """Where SuperNodes connect, and the CA certificate (PEM) that signed the SuperLink's."""
+        files = self.superlink.tls_files
+        return {
+            "address": self.superlink.address,
+            "root_certificates": files.ca.read_text(encoding="ascii") if files else None,
+        }
+
+    def register(self, site: str, public_key: str) -> None:
+        """Let the SuperNode of `site` connect with the private half of `public_key`."""
+        keys = self.work / "node-keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        path = keys / f"{site}.pub"
+        with self._lock:
+            if path.exists() and path.read_text(encoding="ascii") == public_key:
+                return
+            fresh = keys / f"{site}.new.pub"
+            fresh.write_text(public_key, encoding="ascii")
+            self.superlink.register(site, fresh)
+            fresh.replace(path)
+
+    def _db(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("start the federation before it runs anything")
+        return self.engine
+
+    def submit(self, run_id: int) -> None:
+        """Train run `run_id` on the SuperLink in the background; record its rounds and end."""
+        with self._lock:
+            running = self.threads.get(run_id)
+            if running is not None and running.is_alive():
+                return
+            thread = threading.Thread(
+                target=self._run, args=(run_id,), name=f"flip-run-{run_id}", daemon=True
+            )
+            self.threads[run_id] = thread
+        thread.start()
+
+    def _run(self, run_id: int) -> None:
+        from flip.fl.tasks.base import TaskSpec  # imports torch: only once a run starts
+
+        with self._db().connect() as conn:
+            row = conn.execute(
+                select(runs.c.project_id, runs.c.rounds, tasks.c.spec)
+                .join(tasks, tasks.c.id == runs.c.task_id)
+                .where(runs.c.id == run_id)
+            ).one()
+            joined = conn.execute(
+                select(run_sites.c.site_id).where(
+                    run_sites.c.run_id == run_id, run_sites.c.status == "joined"
+                )
+            ).all()
+        run_dir = self.work / "runs" / f"run-{run_id}"
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch, args=(run_id, run_dir / "rounds.jsonl", done), daemon=True
+        )
+        watcher.start()
+        try:
+            result = self.superlink.run(
+                run_dir,
+                str(row.project_id),
+                TaskSpec.model_validate_json(row.spec),
+                rounds=row.rounds,
+                n_sites=len(joined),
+                round_timeout=self.round_timeout,
+            )
+        except DeploymentError as exc:
+            outcome = ("failed", {"error": str(exc)})
+        else:
+            outcome = ("completed", {"per_site": result.per_site})
+        finally:
+            done.set()
+            watcher.join()
+        self._record_rounds(run_id, run_dir / "rounds.jsonl")
+        if self.superlink.process is None:
+            log.warning("run %s stopped with the SuperLink; it resumes on restart", run_id)
+            return
+        self._end(run_id, *outcome)
+
+    def _watch(self, run_id: int, progress: Path, done: threading.Event) -> None:
+        while not done.wait(1.0):
+            self._record_rounds(run_id, progress)
+
+    def _record_rounds(self, run_id: int, progress: Path) -> None:
+        """Store each round the ServerApp has written and the hub has not stored yet."""
+        if not progress.exists():
+            return
+        lines = progress.read_text(encoding="utf-8").splitlines()
+        entries = [orjson.loads(line) for line in lines if line.strip().endswith("}")]
+        added = False
+        with self._db().begin() as conn:
+            stored = set(
+                conn.execute(
+                    select(run_rounds.c.round).where(run_rounds.c.run_id == run_id)
+                ).scalars()
+            )
+            for entry in entries:
+                if entry["round"] in stored:
+                    continue
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            insert(run_rounds).values(
+                                run_id=run_id,
+                                round=entry["round"],
+                                metrics=orjson.dumps(entry["metrics"]).decode(),
+                            )
+                        )
+                except IntegrityError:
+                    continue
+                stored.add(entry["round"])
+                added = True
+        if added:
+            self.changed()
+
+    def _end(self, run_id: int, status: str, results: dict) -> None:
+        with self._db().begin() as conn:
+            current = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar_one()
+            if current != "running":
+                return
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(status=status, results=orjson.dumps(results).decode(), updated_at=now())
+            )
+            audit.append(conn, ACTOR, f"run.{status}", f"run:{run_id}", results)
+        self.changed()

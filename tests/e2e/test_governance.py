@@ -2,13 +2,8 @@
 
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
 
@@ -17,30 +12,13 @@ from flip.data.cdm.store import open_store
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.client import ResearcherClient
-from flip.ports import free_port
 from tests.conftest import build_site
+from tests.e2e.processes import Hub, cli, enrol, start_agent, stop_agents, wait_for
 
-FLIP = [sys.executable, "-m", "flip"]
 DIABETES = {
     "name": "diabetes",
     "include": [{"table": "condition_occurrence", "concept_ids": [201826]}],
 }
-
-
-def _wait(check, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([*FLIP, *args], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.mark.e2e
@@ -51,59 +29,17 @@ def test_hub_and_agents_as_processes(tmp_path):
         "beta": build_site(tmp_path, "beta", "csv", 300, seed=4),
         "gamma": build_site(tmp_path, "gamma", "fhir-ndjson", 40, seed=4),
     }
-    port = free_port()
-    hub_db = tmp_path / "hub.sqlite"
-    hub = subprocess.Popen(
-        [
-            *FLIP,
-            "hub",
-            "serve",
-            "--db",
-            f"sqlite:///{hub_db}",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--flower",
-            "--flower-port",
-            str(free_port()),
-            "--flower-dir",
-            str(tmp_path / "hub-flower"),
-            "--round-timeout",
-            "120",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    hub = Hub(tmp_path)
     agents: list[subprocess.Popen] = []
     try:
-        url = f"http://127.0.0.1:{port}"
-        token = _wait(
-            lambda: re.search(r"admin token .*: (\S+)", hub.stderr.readline()), "the admin token"
-        ).group(1)
-        _wait(
-            lambda: httpx.get(f"{url}/health").status_code == 200 if _up(url) else False, "the hub"
-        )
+        token = hub.start()
+        url = hub.url
         admin = ResearcherClient(url, token)
         researcher = ResearcherClient(url, admin.create_user("rita", "researcher"))
         for name, config in configs.items():
-            _cli(
-                "site",
-                "enrol",
-                "--hub",
-                url,
-                "--token",
-                admin.create_site(name),
-                "--site-config",
-                str(config),
-            )
+            enrol(url, admin.create_site(name), config)
             assert oct(os.stat(config.parent / "credential").st_mode)[-3:] == "600"
-            agents.append(
-                subprocess.Popen(
-                    [*FLIP, "site", "agent", "--site-config", str(config), "--interval", "0.2"],
-                    stderr=(tmp_path / f"agent-{name}.log").open("w"),
-                )
-            )
+            agents.append(start_agent(config, tmp_path / f"agent-{name}.log"))
 
         project = researcher.create_project("governance")
         researcher.invite(project, list(configs))
@@ -113,16 +49,16 @@ def test_hub_and_agents_as_processes(tmp_path):
             answer = researcher.query(query)
             return None if answer["pending"] else answer["results"]
 
-        counts = _wait(released, "counts")
+        counts = wait_for(released, "counts")
         assert counts["gamma"]["suppressed"] and counts["gamma"]["count"] is None
         assert counts["alpha"]["count"] >= 10 and counts["beta"]["count"] >= 10
 
         spec = mace_task()
         digest = task_hash(spec)
         researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
-        _cli("site", "approve", str(project), digest, "--site-config", str(configs["alpha"]))
-        _cli("site", "approve", str(project), digest, "--site-config", str(configs["beta"]))
-        _cli(
+        cli("site", "approve", str(project), digest, "--site-config", str(configs["alpha"]))
+        cli("site", "approve", str(project), digest, "--site-config", str(configs["beta"]))
+        cli(
             "site",
             "decline",
             str(project),
@@ -138,7 +74,7 @@ def test_hub_and_agents_as_processes(tmp_path):
             sites = researcher.run(run)["sites"]
             return sites if len(sites) == 3 else None
 
-        replies = _wait(replied, "run replies")
+        replies = wait_for(replied, "run replies")
         assert {n: r["status"] for n, r in replies.items()} == {
             "alpha": "joined",
             "beta": "joined",
@@ -152,7 +88,7 @@ def test_hub_and_agents_as_processes(tmp_path):
             state = researcher.run(run)
             return state if state["status"] != "running" else None
 
-        final = _wait(ended, "the deployment run to end", timeout=900)
+        final = wait_for(ended, "the deployment run to end", timeout=900)
         assert final["status"] == "completed", final
         assert set(final["results"]["per_site"]) == {"alpha", "beta"}
         assert all(m["auroc"] > 0.6 for m in final["results"]["per_site"].values())
@@ -163,19 +99,13 @@ def test_hub_and_agents_as_processes(tmp_path):
         ]
         assert {"task.declined", "run.refused", "query.answered"} <= set(gamma_log)
     finally:
-        for process in agents:
-            process.send_signal(signal.SIGTERM)
-        for process in agents:
-            assert process.wait(timeout=15) == 0, "agents stop cleanly on SIGTERM"
-        hub.terminate()
-        hub.wait(timeout=15)
+        stopped = stop_agents(agents)
+        hub.stop()
+    assert stopped == [0] * len(agents), "agents stop cleanly on SIGTERM"
 
-    assert (
-        _cli("hub", "audit", "verify", "--db", f"sqlite:///{hub_db}").stdout.strip()
-        == "audit log intact"
-    )
+    assert cli("hub", "audit", "verify", "--db", hub.db).stdout.strip() == "audit log intact"
     audit = json.loads(
-        _cli("site", "audit", "--site-config", str(configs["gamma"]), "--json").stdout
+        cli("site", "audit", "--site-config", str(configs["gamma"]), "--json").stdout
     )
     assert audit["broken_at"] is None
     identifiers = set()
@@ -187,7 +117,7 @@ def test_hub_and_agents_as_processes(tmp_path):
             ):
                 identifiers.update({str(row.person_id), row.person_source_value})
         store.close()
-    engine = create_engine(f"sqlite:///{hub_db}")
+    engine = create_engine(hub.db)
     with engine.connect() as conn:
         blob = "\n".join(
             str(v)
@@ -197,11 +127,3 @@ def test_hub_and_agents_as_processes(tmp_path):
             if v is not None
         )
     assert [i for i in identifiers if i in blob] == []
-
-
-def _up(url: str) -> bool:
-    try:
-        httpx.get(f"{url}/health", timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True

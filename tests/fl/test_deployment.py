@@ -46,6 +46,21 @@ def test_a_run_sent_straight_to_the_superlink_gets_nothing_from_an_unapproving_s
     assert any(e["action"] == "run.refused" for e in gamma.entries())
 
 
+def test_a_secure_aggregation_task_runs_under_secagg_in_a_deployment(deployment):
+    running, spec, _ = deployment
+    secure = spec.model_copy(update={"secure_aggregation": True})
+    for name in ("alpha", "beta"):
+        ledger = Ledger(SiteConfig.load(running.sites[name]).ledger)
+        ledger.decide("p", task_hash(secure), "approved", by="x")
+    result = running.run("p", secure, rounds=2, round_timeout=90)
+    assert len(result.rounds) == 2
+    assert set(result.per_site) == {"alpha", "beta"}
+    assert all(m["auroc"] > 0.6 for m in result.per_site.values())
+    run_dir = max((running.work / "runs").iterdir())
+    assert "secure_aggregation" in (run_dir / "app" / "flip_fab" / "client.py").read_text()
+    assert not (run_dir / "checkpoint.pt").exists()
+
+
 def test_an_unregistered_supernode_is_refused(deployment, tmp_path):
     running, _, _ = deployment
     from flip.fl.runtime.credentials import make_node_key

@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flip.fl.runtime.flower import DeploymentError, SuperLink
+from flip.fl.runtime.flower import SuperLink
 from flip.hub import audit
 from flip.hub.db import now, run_rounds, run_sites, runs, tasks
 
@@ -133,8 +133,9 @@ class Federation:
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
             )
-        except DeploymentError as exc:
-            outcome = ("failed", {"error": str(exc)})
+        except Exception as exc:  # any failure ends the run, with its reason
+            log.exception("run %s failed", run_id)
+            outcome = ("failed", {"error": str(exc) or type(exc).__name__})
         else:
             outcome = ("completed", {"per_site": result.per_site})
         finally:

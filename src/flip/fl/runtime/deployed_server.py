@@ -41,7 +41,7 @@ def main(grid: Grid, context: Context) -> None:
         n_sites=int(config["n-sites"]),
         timeout=float(config["round-timeout"]),
         min_sites=int(config["min-sites"]),
-        checkpoint=out / "checkpoint.pt",
+        checkpoint=None if spec.secure_aggregation else out / "checkpoint.pt",
         on_round=on_round,
     )
     inner(grid, context)

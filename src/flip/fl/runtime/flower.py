@@ -113,7 +113,9 @@ class SuperLink:
         if self.node_auth:
             command.append("--enable-supernode-auth")
         log = self.work / "logs" / "superlink.log"
+        self._stop_leftover()
         self.process = _spawn(log, command, self.env)
+        self._pid_file.write_text(str(self.process.pid), encoding="ascii")
         _wait_for_port(self.port, self.process, log)
         self._write_connection()
         return self
@@ -126,11 +128,34 @@ class SuperLink:
             return kept
         return make_tls(folder, tuple(dict.fromkeys((self.public_host, "127.0.0.1", "localhost"))))
 
+    @property
+    def _pid_file(self) -> Path:
+        return self.work / "superlink.pid"
+
+    def _stop_leftover(self) -> None:
+        """Stop the SuperLink a killed owner left running on this folder's database."""
+        if not self._pid_file.exists():
+            return
+        pid = int(self._pid_file.read_text(encoding="ascii"))
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            command = []
+        mine = f"--database={self.work / 'superlink.db'}".encode()
+        if any(part.endswith(b"flower-superlink") for part in command) and mine in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self._pid_file.unlink()
+
     def stop(self) -> None:
         """Stop the SuperLink and everything it started."""
         if self.process is not None:
             _kill(self.process)
             self.process = None
+            self._pid_file.unlink(missing_ok=True)
 
     def _write_connection(self) -> None:
         home = Path(self.env["FLWR_HOME"])
@@ -181,8 +206,14 @@ class SuperLink:
         """
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "task.json").write_text(spec.model_dump_json(), encoding="utf-8")
+        client = (
+            "flip.fl.secure_aggregation import task_client_app"
+            if spec.secure_aggregation
+            else "flip.fl.client import app"
+        )
         app = _write_app(
             run_dir / "app",
+            client,
             {
                 "project": project,
                 "task-spec": str(run_dir / "task.json"),
@@ -267,8 +298,10 @@ class SuperNode:
             self.process = None
 
 
-def _write_app(folder: Path, config: dict[str, object]) -> Path:
-    """A Flower App (pyproject.toml + shim modules) running FLIP's ServerApp and ClientApp."""
+def _write_app(folder: Path, client: str, config: dict[str, object]) -> Path:
+    """A Flower App (pyproject.toml + shim modules) running FLIP's ServerApp and the site
+    ClientApp `client` ("MODULE import NAME": the plain one, or the SecAgg+ one)."""
+    shutil.rmtree(folder, ignore_errors=True)
     package = folder / "flip_fab"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('"""FLIP\'s apps, packaged for a deployment run."""\n')
@@ -276,9 +309,7 @@ def _write_app(folder: Path, config: dict[str, object]) -> Path:
     (package / "server.py").write_text(
         "from flip.fl.runtime.deployed_server import app as server_app\n\napp = server_app\n"
     )
-    (package / "client.py").write_text(
-        "from flip.fl.client import app as client_app\n\napp = client_app\n"
-    )
+    (package / "client.py").write_text(f"from {client} as client_app\n\napp = client_app\n")
     values = "\n".join(f"{key} = {json.dumps(value)}" for key, value in config.items())
     (folder / "pyproject.toml").write_text(
         "[build-system]\n"
@@ -316,6 +347,15 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: flo
 def _tail(log: Path) -> str:
     lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
     return " | ".join(lines[-3:])
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -1,0 +1,148 @@
+"""The hub and site agents as separate `flip` processes on loopback, for end-to-end tests."""
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from flip.ports import free_port
+
+FLIP = [sys.executable, "-m", "flip"]
+
+
+def wait_for(check, what: str, timeout: float = 60.0):
+    """Call `check` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `flip ARGS`; it must succeed."""
+    result = subprocess.run([*FLIP, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@dataclass
+class Hub:
+    """`flip hub serve --flower` on a SQLite database in `folder`; start() again after a kill."""
+
+    folder: Path
+    port: int = 0
+    flower_port: int = 0
+    process: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port()
+        self.flower_port = self.flower_port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db(self) -> str:
+        return f"sqlite:///{self.folder / 'hub.sqlite'}"
+
+    def start(self) -> str | None:
+        """Start serving; the admin token on a new database, else None."""
+        command = [
+            *FLIP,
+            "hub",
+            "serve",
+            "--db",
+            self.db,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--flower",
+            "--flower-port",
+            str(self.flower_port),
+            "--flower-dir",
+            str(self.folder / "hub-flower"),
+            "--round-timeout",
+            "120",
+        ]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        token = None
+        for line in self.process.stderr:
+            if found := re.search(r"admin token .*: (\S+)", line):
+                token = found.group(1)
+            if "hub API on" in line:
+                break
+        wait_for(self._up, "the hub")
+        return token
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop it (SIGTERM), or kill it at once (SIGKILL) as a crash would."""
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=30)
+        self.process = None
+
+
+def start_agent(config: Path, log: Path) -> subprocess.Popen:
+    """`flip site agent` for one site, its stderr in `log`."""
+    return subprocess.Popen(
+        [*FLIP, "site", "agent", "--site-config", str(config), "--interval", "0.2"],
+        stderr=log.open("w"),
+    )
+
+
+def stop_agents(agents: list[subprocess.Popen]) -> list[int]:
+    """SIGTERM every agent; their exit codes (killed after 15 s: -9)."""
+    for process in agents:
+        process.terminate()
+    codes = []
+    for process in agents:
+        try:
+            codes.append(process.wait(timeout=15))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes.append(process.wait())
+    return codes
+
+
+def kill_matching(*parts: str) -> int:
+    """SIGKILL every process whose command line holds all `parts`; how many."""
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if all(part in command for part in parts):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def enrol(hub_url: str, token: str, config: Path) -> None:
+    """`flip site enrol` one site with its one-time token."""
+    cli("site", "enrol", "--hub", hub_url, "--token", token, "--site-config", str(config))

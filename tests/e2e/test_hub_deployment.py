@@ -1,0 +1,89 @@
+"""A deployment run the hub started outlives crashes: the hub's (it resumes from its checkpoint)
+and a site's SuperNode (its agent starts it again and it rejoins)."""
+
+import json
+import subprocess
+
+import pytest
+
+from flip.data.ledger import Ledger
+from flip.fl.tasks import mace_task, task_hash
+from flip.hub.client import ResearcherClient
+from tests.conftest import build_site
+from tests.e2e.processes import (
+    Hub,
+    cli,
+    enrol,
+    kill_matching,
+    start_agent,
+    stop_agents,
+    wait_for,
+)
+
+ROUNDS = 5
+
+
+def _trained(config, project: int) -> int:
+    """How many training rounds a site's ledger records for the project."""
+    entries = Ledger(config.parent / "ledger.sqlite").entries()
+    return sum(
+        1
+        for e in entries
+        if e["action"] == "run.trained" and json.loads(e["detail"])["project"] == str(project)
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
+    configs = {
+        "alpha": build_site(tmp_path, "alpha", "csv", 200, seed=6),
+        "beta": build_site(tmp_path, "beta", "csv", 200, seed=7),
+    }
+    hub = Hub(tmp_path)
+    agents: list[subprocess.Popen] = []
+    try:
+        admin = ResearcherClient(hub.url, hub.start())
+        researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
+        for name, config in configs.items():
+            enrol(hub.url, admin.create_site(name), config)
+            agents.append(start_agent(config, tmp_path / f"agent-{name}.log"))
+        project = researcher.create_project("resume")
+        researcher.invite(project, list(configs))
+        spec = mace_task()
+        digest = task_hash(spec)
+        researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
+        for config in configs.values():
+            cli("site", "approve", str(project), digest, "--site-config", str(config))
+        run = researcher.create_run(project, digest, ROUNDS, runtime="deployment")
+        wait_for(lambda: len(researcher.run(run)["sites"]) == 2, "both sites to join")
+        researcher.set_run_status(run, "running")
+
+        wait_for(lambda: len(researcher.run(run)["round_metrics"]) >= 2, "two rounds", timeout=600)
+        hub.stop(kill=True)
+        before = _trained(configs["alpha"], project)
+        hub.start()
+
+        wait_for(
+            lambda: len(researcher.run(run)["round_metrics"]) >= 3, "a third round", timeout=600
+        )
+        alpha = str(configs["alpha"].resolve())
+        assert kill_matching("flower-supernode", alpha) == 1, "alpha's SuperNode was running"
+
+        def ended():
+            state = researcher.run(run)
+            return state if state["status"] != "running" else None
+
+        final = wait_for(ended, "the resumed run to end", timeout=900)
+        assert final["status"] == "completed", final
+        assert len(final["round_metrics"]) == ROUNDS
+        assert set(final["results"]["per_site"]) == {"alpha", "beta"}
+        trained = _trained(configs["alpha"], project)
+        # From its checkpoint the run trains the rounds left (one may be trained twice);
+        # started over it would train all ROUNDS again on top of those before the crash.
+        assert before >= 2
+        assert trained <= ROUNDS + 1 < before + ROUNDS
+    finally:
+        stopped = stop_agents(agents)
+        hub.stop()
+    assert stopped == [0] * len(agents), "agents stop cleanly on SIGTERM"

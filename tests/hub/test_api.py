@@ -153,6 +153,28 @@ def test_run_needs_a_joined_site_and_follows_its_state_machine(hub):
     )
 
 
+def test_a_hub_without_flower_refuses_deployment_runs_and_node_keys(hub):
+    researcher = hub.user("rita", "researcher")
+    a = hub.site("a")
+    pid = _project_with_sites(hub, researcher, "a")
+    body = {"hash": HASH, "kind": "tabular-logreg", "spec": {"x": 1}}
+    hub.call("POST", f"/projects/{pid}/tasks", researcher, json=body)
+    run = {"task_hash": HASH, "rounds": 2, "runtime": "deployment"}
+    rid = hub.call("POST", f"/projects/{pid}/runs", researcher, json=run).json()["id"]
+    decision = {"project_id": pid, "task_hash": HASH, "decision": "approved"}
+    hub.call("POST", "/agent/decisions", a, json=decision)
+    hub.call("POST", f"/agent/runs/{rid}", a, json={"status": "joined"})
+    refused = hub.call("POST", f"/runs/{rid}/status", researcher, json={"status": "running"})
+    assert refused.status_code == 409 and "flip hub serve --flower" in refused.json()["detail"]
+    assert hub.call("GET", f"/runs/{rid}", researcher).json()["status"] == "requested"
+    key = {"public_key": "ecdsa-sha2-nistp384 " + "A" * 160}
+    assert hub.call("POST", "/agent/node-key", a, json=key).status_code == 409
+    bad = hub.call("POST", "/agent/node-key", a, json={"public_key": "ssh-rsa " + "A" * 100})
+    assert bad.status_code == 422
+    work = hub.call("GET", "/agent/work", a).json()
+    assert work["train"] == [] and work["flower"] is None
+
+
 def test_bad_requests_get_4xx_never_5xx(hub):
     researcher = hub.user("rita", "researcher")
     cases = [

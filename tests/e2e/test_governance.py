@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
 from flip.data.ledger import Ledger
+from flip.fl.registry import load
 from flip.fl.tasks import mace_task, task_hash
 from flip.hub.client import ResearcherClient
 from tests.conftest import build_site
@@ -93,6 +94,10 @@ def test_hub_and_agents_as_processes(tmp_path):
         assert set(final["results"]["per_site"]) == {"alpha", "beta"}
         assert all(m["auroc"] > 0.6 for m in final["results"]["per_site"].values())
         assert len(final["round_metrics"]) == 3
+        model = load(tmp_path / "hub-flower" / "models", final["results"]["model"])
+        assert model.lineage["task_hash"] == digest and model.lineage["run"] == run
+        assert set(model.lineage["sites"]) == {"alpha", "beta"}
+        assert (model.path / "MODEL_CARD.md").exists()
         assert not gamma_store.exists(), "the task never opened the decliner's store"
         gamma_log = [
             e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()

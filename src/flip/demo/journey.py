@@ -26,7 +26,7 @@ from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.demo import baselines
 from flip.demo.report import write_outputs
-from flip.fl.registry import register
+from flip.fl.registry import federated_lineage, register
 from flip.fl.runtime.simulation import simulate
 from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
@@ -328,20 +328,9 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
         options.out.resolve() / "models",
         "mace-5y",
         result.state_dict,
-        {
-            "task": spec.kind,
-            "task_hash": digest,
-            "task_spec": spec.model_dump(mode="json"),
-            "n_features": spec.data.width,
-            "seed": spec.seed,
-            "outcome": spec.name,
-            "strategy": "fedavg",
-            "rounds": options.rounds,
-            "local_epochs": spec.local_epochs,
-            "sites": {n: {"n_test": m["n_test"]} for n, m in result.per_site.items()},
-            "metrics": {"per_site": result.per_site},
-            "round_metrics": result.rounds,
-        },
+        federated_lineage(
+            spec, rounds=options.rounds, per_site=result.per_site, round_metrics=result.rounds
+        ),
     )
     console.print(f"  registered the federated model as {record.id} in {record.path.parent}")
     return result.rounds, result.per_site

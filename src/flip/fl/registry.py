@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from flip.fl.tasks import binary, tabular_xgboost
-from flip.fl.tasks.base import TaskSpec
+from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import model_factory, new_model
 
 
@@ -70,6 +70,32 @@ def register(
     (folder / "lineage.json").write_text(json.dumps(full, indent=2, default=str), encoding="utf-8")
     (folder / "MODEL_CARD.md").write_text(model_card(full), encoding="utf-8")
     return ModelRecord(model_id, folder, full)
+
+
+def federated_lineage(
+    spec: TaskSpec,
+    *,
+    rounds: int,
+    per_site: dict[str, dict[str, float]],
+    round_metrics: list[dict[str, float]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The lineage of a project task's federated model: task, strategy, sites and metrics."""
+    return {
+        "task": spec.kind,
+        "task_hash": task_hash(spec),
+        "task_spec": spec.model_dump(mode="json"),
+        "n_features": spec.data.width,
+        "seed": spec.seed,
+        "outcome": spec.name,
+        "strategy": "fedavg",
+        "rounds": rounds,
+        "local_epochs": spec.local_epochs,
+        "sites": {n: {"n_test": m["n_test"]} for n, m in per_site.items()},
+        "metrics": {"per_site": per_site},
+        "round_metrics": round_metrics,
+        **extra,
+    }
 
 
 def list_models(registry: Path) -> list[ModelRecord]:

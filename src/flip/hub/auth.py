@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import select
+from sqlalchemy import literal, null, select, union_all
 
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.transactions import reading
@@ -43,32 +43,63 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
 
+def _callers(digest: str):
+    """The sessions, users and sites whose token hashes to `digest`, in one query."""
+    return union_all(
+        select(
+            literal("session").label("kind"),
+            users.c.id,
+            users.c.name,
+            users.c.role,
+            sessions.c.id.label("session"),
+            users.c.site_id,
+            sessions.c.expires_at.label("expires"),
+            literal("active").label("status"),
+        )
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(sessions.c.token_hash == digest),
+        select(
+            literal("user"),
+            users.c.id,
+            users.c.name,
+            users.c.role,
+            null(),
+            users.c.site_id,
+            users.c.token_expires_at,
+            literal("active"),
+        ).where(users.c.token_hash == digest),
+        select(
+            literal("site"),
+            sites.c.id,
+            sites.c.name,
+            literal("site"),
+            null(),
+            null(),
+            null(),
+            sites.c.status,
+        ).where(sites.c.credential_hash == digest),
+    )
+
+
 def principal(request: Request) -> Principal:
     """The caller named by the Authorization header, or 401."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token")
-    digest = token_hash(token.strip())
     with reading(request.app.state.engine) as conn:
-        user = conn.execute(select(users).where(users.c.token_hash == digest)).first()
-        session = conn.execute(
-            select(sessions.c.id, sessions.c.expires_at, users.c.name, users.c.role)
-            .add_columns(users.c.id.label("user_id"), users.c.site_id)
-            .join(users, users.c.id == sessions.c.user_id)
-            .where(sessions.c.token_hash == digest)
-        ).first()
-        site = conn.execute(select(sites).where(sites.c.credential_hash == digest)).first()
-    if session is not None:
-        if session.expires_at < now():
+        found = {row.kind: row for row in conn.execute(_callers(token_hash(token.strip())))}
+    if (session := found.get("session")) is not None:
+        if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")
         return Principal(
-            "user", session.user_id, session.name, session.role, session.id, session.site_id
+            "user", session.id, session.name, session.role, session.session, session.site_id
         )
-    if user is not None:
-        if user.token_expires_at is not None and user.token_expires_at < now():
+    if (user := found.get("user")) is not None:
+        if user.expires is not None and user.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")
         return Principal("user", user.id, user.name, user.role, site_id=user.site_id)
+    site = found.get("site")
     if site is not None and site.status == "active":
         return Principal("site", site.id, site.name, "site")
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")

@@ -5,8 +5,10 @@ to running, the hub submits the project's task to its SuperLink; the agents of
 the sites that joined start their SuperNodes, outbound, and each site's ClientApp
 checks its own approvals before it reads a row. Round metrics are recorded as
 the ServerApp writes them, and the run ends completed (with each site's metrics)
-or failed. A run's folder is keyed by its hub id, so a hub restarted mid-run
-submits it again and the ServerApp goes on from its last checkpoint.
+or failed; a completed run's model is registered, with its lineage and model
+card, in the hub's registry (`WORK/models`, see `flip models`). A run's folder is
+keyed by its hub id, so a hub restarted mid-run submits it again and the
+ServerApp goes on from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class Federation:
         thread.start()
 
     def _run(self, run_id: int) -> None:
-        from flip.fl.tasks.base import TaskSpec  # imports torch: only once a run starts
+        from flip.fl.registry import federated_lineage, register  # imports torch: only now
+        from flip.fl.tasks.base import TaskSpec
 
         with self._db().connect() as conn:
             row = conn.execute(
@@ -125,10 +128,11 @@ class Federation:
         )
         watcher.start()
         try:
+            spec = TaskSpec.model_validate_json(row.spec)
             result = self.superlink.run(
                 run_dir,
                 str(row.project_id),
-                TaskSpec.model_validate_json(row.spec),
+                spec,
                 rounds=row.rounds,
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
@@ -137,7 +141,20 @@ class Federation:
             log.exception("run %s failed", run_id)
             outcome = ("failed", {"error": str(exc) or type(exc).__name__})
         else:
-            outcome = ("completed", {"per_site": result.per_site})
+            record = register(
+                self.work / "models",
+                f"project{row.project_id}-run{run_id}",
+                result.state_dict,
+                federated_lineage(
+                    spec,
+                    rounds=row.rounds,
+                    per_site=result.per_site,
+                    round_metrics=result.rounds,
+                    project=row.project_id,
+                    run=run_id,
+                ),
+            )
+            outcome = ("completed", {"per_site": result.per_site, "model": record.id})
         finally:
             done.set()
             watcher.join()

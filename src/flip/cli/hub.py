@@ -31,7 +31,8 @@ def serve(
     flower_address: Annotated[
         str | None,
         typer.Option(
-            help="Host name or address the sites reach the SuperLink at (default: --host); "
+            help="Host name or address the sites reach the SuperLink at (default: --host, "
+            "or this machine's name when --host is 0.0.0.0); "
             "it goes into the SuperLink's certificate."
         ),
     ] = None,

@@ -81,7 +81,8 @@ class SuperLink:
         self.port = port or free_port(host)
         self.tls = tls
         self.node_auth = node_auth
-        self.public_host = public_host or host
+        wildcard = host in ("0.0.0.0", "::")
+        self.public_host = public_host or (socket.getfqdn() if wildcard else host)
         self.tls_files: TlsFiles | None = None
         self.process: subprocess.Popen | None = None
         self.env = flower_env(work / "flwr-home")

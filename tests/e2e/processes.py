@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from flip.hub.client import ResearcherClient
 from flip.ports import free_port
 
 FLIP = [sys.executable, "-m", "flip"]
@@ -141,6 +143,33 @@ def kill_matching(*parts: str) -> int:
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed += 1
     return killed
+
+
+@dataclass
+class Federation:
+    """A running hub, a researcher on it, and the sites' agents."""
+
+    hub: Hub
+    researcher: ResearcherClient
+    agents: list[subprocess.Popen]
+
+
+@contextlib.contextmanager
+def federation(folder: Path, configs: dict[str, Path]) -> Iterator[Federation]:
+    """A hub with Flower and one enrolled agent per site; on exit the agents must stop cleanly."""
+    hub = Hub(folder)
+    agents: list[subprocess.Popen] = []
+    try:
+        admin = ResearcherClient(hub.url, hub.start())
+        researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
+        for name, config in configs.items():
+            enrol(hub.url, admin.create_site(name), config)
+            agents.append(start_agent(config, folder / f"agent-{name}.log"))
+        yield Federation(hub, researcher, agents)
+    finally:
+        stopped = stop_agents(agents)
+        hub.stop()
+    assert stopped == [0] * len(agents), "agents stop cleanly on SIGTERM"
 
 
 def enrol(hub_url: str, token: str, config: Path) -> None:

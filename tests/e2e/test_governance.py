@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
@@ -12,9 +11,8 @@ from flip.data.cdm.store import open_store
 from flip.data.ledger import Ledger
 from flip.fl.registry import load
 from flip.fl.tasks import mace_task, task_hash
-from flip.hub.client import ResearcherClient
 from tests.conftest import build_site
-from tests.e2e.processes import Hub, cli, enrol, start_agent, stop_agents, wait_for
+from tests.e2e.processes import cli, federation, wait_for
 
 DIABETES = {
     "name": "diabetes",
@@ -30,17 +28,10 @@ def test_hub_and_agents_as_processes(tmp_path):
         "beta": build_site(tmp_path, "beta", "csv", 300, seed=4),
         "gamma": build_site(tmp_path, "gamma", "fhir-ndjson", 40, seed=4),
     }
-    hub = Hub(tmp_path)
-    agents: list[subprocess.Popen] = []
-    try:
-        token = hub.start()
-        url = hub.url
-        admin = ResearcherClient(url, token)
-        researcher = ResearcherClient(url, admin.create_user("rita", "researcher"))
-        for name, config in configs.items():
-            enrol(url, admin.create_site(name), config)
+    with federation(tmp_path, configs) as running:
+        hub, researcher = running.hub, running.researcher
+        for config in configs.values():
             assert oct(os.stat(config.parent / "credential").st_mode)[-3:] == "600"
-            agents.append(start_agent(config, tmp_path / f"agent-{name}.log"))
 
         project = researcher.create_project("governance")
         researcher.invite(project, list(configs))
@@ -103,10 +94,6 @@ def test_hub_and_agents_as_processes(tmp_path):
             e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()
         ]
         assert {"task.declined", "run.refused", "query.answered"} <= set(gamma_log)
-    finally:
-        stopped = stop_agents(agents)
-        hub.stop()
-    assert stopped == [0] * len(agents), "agents stop cleanly on SIGTERM"
 
     assert cli("hub", "audit", "verify", "--db", hub.db).stdout.strip() == "audit log intact"
     audit = json.loads(

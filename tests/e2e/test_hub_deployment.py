@@ -2,23 +2,13 @@
 and a site's SuperNode (its agent starts it again and it rejoins)."""
 
 import json
-import subprocess
 
 import pytest
 
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
-from flip.hub.client import ResearcherClient
 from tests.conftest import build_site
-from tests.e2e.processes import (
-    Hub,
-    cli,
-    enrol,
-    kill_matching,
-    start_agent,
-    stop_agents,
-    wait_for,
-)
+from tests.e2e.processes import cli, federation, kill_matching, wait_for
 
 ROUNDS = 5
 
@@ -40,14 +30,8 @@ def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
         "alpha": build_site(tmp_path, "alpha", "csv", 200, seed=6),
         "beta": build_site(tmp_path, "beta", "csv", 200, seed=7),
     }
-    hub = Hub(tmp_path)
-    agents: list[subprocess.Popen] = []
-    try:
-        admin = ResearcherClient(hub.url, hub.start())
-        researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
-        for name, config in configs.items():
-            enrol(hub.url, admin.create_site(name), config)
-            agents.append(start_agent(config, tmp_path / f"agent-{name}.log"))
+    with federation(tmp_path, configs) as running:
+        hub, researcher = running.hub, running.researcher
         project = researcher.create_project("resume")
         researcher.invite(project, list(configs))
         spec = mace_task()
@@ -83,7 +67,3 @@ def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
         # started over it would train all ROUNDS again on top of those before the crash.
         assert before >= 2
         assert trained <= ROUNDS + 1 < before + ROUNDS
-    finally:
-        stopped = stop_agents(agents)
-        hub.stop()
-    assert stopped == [0] * len(agents), "agents stop cleanly on SIGTERM"

@@ -137,10 +137,6 @@ class Federation:
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
             )
-        except Exception as exc:  # any failure ends the run, with its reason
-            log.exception("run %s failed", run_id)
-            outcome = ("failed", {"error": str(exc) or type(exc).__name__})
-        else:
             record = register(
                 self.work / "models",
                 f"project{row.project_id}-run{run_id}",
@@ -155,6 +151,9 @@ class Federation:
                 ),
             )
             outcome = ("completed", {"per_site": result.per_site, "model": record.id})
+        except Exception as exc:  # any failure ends the run, with its reason
+            log.exception("run %s failed", run_id)
+            outcome = ("failed", {"error": str(exc) or type(exc).__name__})
         finally:
             done.set()
             watcher.join()

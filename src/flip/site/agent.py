@@ -45,7 +45,6 @@ class SiteAgent:
         self.shared: dict[int, int] = {}
         self.serving: set[int] = set()
         self.node: SuperNode | None = None
-        self._key_registered = False
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
@@ -68,8 +67,9 @@ class SiteAgent:
     def _serve(self, train: list[int], flower: dict[str, Any] | None) -> None:
         """Keep a SuperNode connected to the hub's SuperLink while a joined run is running.
 
-        The SuperNode connects outbound; it is started again if it died, and stopped
-        when no joined run is running. Its ClientApp checks each message's task
+        The SuperNode connects outbound; its key is registered through the hub (again
+        at each start: a no-op for a known key), it is started again if it died, and
+        stopped when no joined run is running. Its ClientApp checks each message's task
         against this site's approvals, so it serves approved runs only.
         """
         self.serving = set(train)
@@ -87,10 +87,7 @@ class SiteAgent:
         key = folder / "node-keys" / f"{self.site.name}.key"
         if not key.exists():
             make_node_key(key.parent, self.site.name)
-        if not self._key_registered:
-            public = key.with_suffix(".pub").read_text(encoding="ascii")
-            self.hub.register_node_key(public)
-            self._key_registered = True
+        self.hub.register_node_key(key.with_suffix(".pub").read_text(encoding="ascii"))
         ca = None
         if flower.get("root_certificates"):
             ca = folder / "superlink-ca.crt"

@@ -62,6 +62,15 @@ def serve(
 
     federation = None
     if flower:
+        from flip.cli.errors import one_line_errors
+        from flip.fl.runtime.flower import available
+
+        with one_line_errors():
+            if not available():
+                raise ValueError(
+                    "--flower needs flower-superlink and flwr beside this Python "
+                    "(pip install 'flwr[simulation]==1.41.0')"
+                )
         federation = Federation(
             flower_dir.resolve(),
             host=host,

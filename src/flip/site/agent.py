@@ -93,14 +93,19 @@ class SiteAgent:
             ca = folder / "superlink-ca.crt"
             ca.write_text(flower["root_certificates"], encoding="ascii")
         self.close()
-        self.node = SuperNode(
+        node = SuperNode(
             folder,
             self.site.name,
             self.config_path,
             flower["address"],
             root_certificates=ca,
             key=key,
-        ).start()
+        )
+        try:
+            self.node = node.start()
+        except OSError as exc:
+            log.error("%s: cannot start flower-supernode: %s", self.site.name, exc)
+            return
         log.info(
             "%s: SuperNode connecting to %s for run(s) %s", self.site.name, flower["address"], train
         )

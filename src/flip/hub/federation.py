@@ -49,6 +49,7 @@ class Federation:
         self.round_timeout = round_timeout
         self.superlink = SuperLink(work, host=host, port=port, public_host=public_host)
         self.threads: dict[int, threading.Thread] = {}
+        self._recorded: dict[int, int] = {}
         self.changed: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
 
@@ -168,35 +169,38 @@ class Federation:
             self._record_rounds(run_id, progress)
 
     def _record_rounds(self, run_id: int, progress: Path) -> None:
-        """Store each round the ServerApp has written and the hub has not stored yet."""
+        """Store each round the ServerApp has written and the hub has not stored yet.
+
+        The database is touched only when the file has grown since the last look.
+        """
         if not progress.exists():
             return
         lines = progress.read_text(encoding="utf-8").splitlines()
         entries = [orjson.loads(line) for line in lines if line.strip().endswith("}")]
-        added = False
-        with self._db().begin() as conn:
-            stored = set(
-                conn.execute(
-                    select(run_rounds.c.round).where(run_rounds.c.run_id == run_id)
-                ).scalars()
-            )
-            for entry in entries:
-                if entry["round"] in stored:
-                    continue
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            insert(run_rounds).values(
-                                run_id=run_id,
-                                round=entry["round"],
-                                metrics=orjson.dumps(entry["metrics"]).decode(),
-                            )
-                        )
-                except IntegrityError:
-                    continue
-                stored.add(entry["round"])
-                added = True
-        if added:
+        if len(entries) <= self._recorded.get(run_id, 0):
+            return
+        try:
+            with self._db().begin() as conn:
+                stored = set(
+                    conn.execute(
+                        select(run_rounds.c.round).where(run_rounds.c.run_id == run_id)
+                    ).scalars()
+                )
+                fresh = [
+                    {
+                        "run_id": run_id,
+                        "round": e["round"],
+                        "metrics": orjson.dumps(e["metrics"]).decode(),
+                    }
+                    for e in entries
+                    if e["round"] not in stored
+                ]
+                if fresh:
+                    conn.execute(insert(run_rounds), fresh)
+        except IntegrityError:  # a round stored meanwhile by another writer: look again later
+            return
+        self._recorded[run_id] = len(entries)
+        if fresh:
             self.changed()
 
     def _end(self, run_id: int, status: str, results: dict) -> None:

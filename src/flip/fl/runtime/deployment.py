@@ -58,10 +58,6 @@ class Deployment:
             )
             self.nodes[name] = node.start()
 
-    def start_node(self, name: str) -> None:
-        """Start (or restart) the SuperNode of one site."""
-        self.nodes[name].start()
-
     def kill_node(self, name: str) -> None:
         """Kill one site's SuperNode at once (SIGKILL), as a crash would."""
         self.nodes[name].kill()

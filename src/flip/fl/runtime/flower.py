@@ -88,6 +88,11 @@ class SuperLink:
         self.env = flower_env(work / "flwr-home")
 
     @property
+    def database(self) -> Path:
+        """The SuperLink's state: runs, messages and registered node keys."""
+        return self.work / "superlink.db"
+
+    @property
     def address(self) -> str:
         """host:port where SuperNodes reach it."""
         return f"{self.public_host}:{self.port}"
@@ -108,7 +113,7 @@ class SuperLink:
             *security,
             f"--host={self.host}",
             f"--port={self.port}",
-            f"--database={self.work / 'superlink.db'}",
+            f"--database={self.database}",
             "--disable-runtime-dependency-installation",
         ]
         if self.node_auth:
@@ -142,7 +147,7 @@ class SuperLink:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             command = []
-        mine = f"--database={self.work / 'superlink.db'}".encode()
+        mine = f"--database={self.database}".encode()
         if any(part.endswith(b"flower-superlink") for part in command) and mine in command:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)

@@ -269,18 +269,20 @@ class Ingestor:
 
     def _convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
         out = _Batch()
-        persons = {r.key for r in records if _is_person(r)}
-        wanted = {
-            key
-            for r in records
-            if (key := _person_key(r)) is not None and key not in persons and key not in self.births
-        }
+        people = [r for r in records if _is_person(r)]
+        others = [r for r in records if not _is_person(r)]
+        persons = {r.key for r in people}
+        keys = [_person_key(r) for r in others]
+        wanted = {k for k in keys if k is not None and k not in persons and k not in self.births}
         if wanted:
             self._load_births(wanted)
-        people_first = sorted(records, key=lambda r: not _is_person(r))
-        for record in people_first:
-            key = _person_key(record)
-            if not final and key is not None and key not in self.births and key not in persons:
+        known = self.births
+        for record in people:
+            problem = self._convert_one(record, out, report)
+            if problem is not None:
+                out.quarantine.append(problem)
+        for record, key in zip(others, keys, strict=True):
+            if not final and key is not None and key not in known and key not in persons:
                 self.deferred.append(record)
                 out.waiting += 1
                 continue

@@ -25,7 +25,7 @@ def visit_id(system: str, key: str | None) -> int | None:
     return stable_id(system, "visit", key) if key else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CdmRow:
     """One row for one CDM table."""
 
@@ -84,6 +84,20 @@ def death_row(system: str, p: SourcePerson) -> CdmRow:
     )
 
 
+#: Per event table: its id, concept, date, type concept, source value and source concept columns.
+_NAMES = {
+    table: (
+        f"{table}_id",
+        c.concept,
+        c.date,
+        f"{c.prefix}_type_concept_id",
+        f"{c.prefix}_source_value",
+        f"{c.prefix}_source_concept_id",
+    )
+    for table, c in EVENT_COLUMNS.items()
+}
+
+
 def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object]:
     """The columns only some event tables have."""
     if table in ("measurement", "observation"):
@@ -104,7 +118,7 @@ def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object
         return {
             "drug_exposure_end_date": e.end or e.start,
             "quantity": e.quantity,
-            "route_source_value": e.detail.get("route"),
+            "route_source_value": (e.detail or {}).get("route"),
         }
     if table == "procedure_occurrence":
         return {"procedure_end_date": e.end}
@@ -125,7 +139,7 @@ def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> 
             "note_date": e.start,
             "note_type_concept_id": EHR,
             "note_class_concept_id": vocab.map(e.system, e.code).concept_id,
-            "note_title": (e.detail.get("title") or "")[:250] or None,
+            "note_title": ((e.detail or {}).get("title") or "")[:250] or None,
             "note_text": e.text or "",
             "encoding_concept_id": 0,
             "language_concept_id": 0,
@@ -138,6 +152,7 @@ def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> 
 def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> CdmRow:
     """An imaging study: metadata and a reference; the pixels stay where they are."""
     row_id = stable_id(system, "image", e.key)
+    detail = e.detail or {}
     return CdmRow(
         "image_occurrence",
         row_id,
@@ -146,11 +161,11 @@ def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) ->
             "person_id": person_id,
             "visit_occurrence_id": visit_id(system, e.visit_key),
             "image_occurrence_date": e.start,
-            "image_study_uid": e.detail["study_uid"],
-            "image_series_uid": e.detail.get("series_uid"),
+            "image_study_uid": detail["study_uid"],
+            "image_series_uid": detail.get("series_uid"),
             "modality_concept_id": vocab.map(e.system, e.code).concept_id,
-            "wadors_uri": e.detail.get("wadors_uri"),
-            "local_path": e.detail.get("local_path"),
+            "wadors_uri": detail.get("wadors_uri"),
+            "local_path": detail.get("local_path"),
         },
     )
 
@@ -166,16 +181,16 @@ def event_row(
         return row, row.values["modality_concept_id"] != 0
     mapping = vocab.map(e.system, e.code)
     table = DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
-    columns = EVENT_COLUMNS[table]
+    id_, concept, when, type_, source_value, source_concept = _NAMES[table]
     row_id = stable_id(system, table, e.key)
     values: dict[str, object] = {
-        f"{table}_id": row_id,
+        id_: row_id,
         "person_id": person_id,
-        columns.concept: mapping.concept_id,
-        columns.date: e.start,
-        f"{columns.prefix}_type_concept_id": EHR,
-        f"{columns.prefix}_source_value": e.code[:50],
-        f"{columns.prefix}_source_concept_id": mapping.source_concept_id,
+        concept: mapping.concept_id,
+        when: e.start,
+        type_: EHR,
+        source_value: e.code[:50],
+        source_concept: mapping.source_concept_id,
         "visit_occurrence_id": visit_id(system, e.visit_key),
     }
     values.update(_specific(table, e, vocab))

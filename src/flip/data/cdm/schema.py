@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Dialect,
     Double,
     Index,
     Integer,
@@ -827,3 +828,16 @@ CLINICAL_TABLES = (
     "image_occurrence",
     "image_feature",
 )
+
+
+def _not_on_duckdb(
+    ddl: object, target: object, bind: object, dialect: Dialect, **kw: object
+) -> bool:
+    return dialect.name != "duckdb"
+
+
+#: On DuckDB the tables an ingest writes carry no primary key. Its index would check every
+#: inserted row and double the cost of each commit, while identity is already kept by
+#: source_record (a record's rows are replaced, never added twice). Other databases keep it.
+for _name in (*CLINICAL_TABLES, "source_record"):
+    metadata.tables[_name].primary_key.ddl_if(callable_=_not_on_duckdb)

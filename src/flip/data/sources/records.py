@@ -1,12 +1,16 @@
-"""Neutral records that every connector yields and the CDM writer consumes."""
+"""Neutral records that every connector yields and the CDM writer consumes.
+
+They are plain slotted classes, not frozen ones: a connector makes one per source
+record, and a frozen dataclass costs twice as much to build. Nothing changes them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourcePerson:
     """A patient as the source describes them."""
 
@@ -19,7 +23,7 @@ class SourcePerson:
     death_date: date | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceVisit:
     """An encounter or visit."""
 
@@ -32,7 +36,7 @@ class SourceVisit:
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceEvent:
     """A clinical fact: a diagnosis, drug, procedure, measurement, observation, note or image.
 
@@ -58,10 +62,10 @@ class SourceEvent:
     value_code: tuple[str, str] | None = None
     text: str | None = None
     quantity: float | None = None
-    detail: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceRow:
     """A row that is already OMOP CDM (from an OMOP source), ids still the source's own.
 
@@ -77,7 +81,7 @@ class SourceRow:
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceMerge:
     """Two records of one patient: everything filed under `old_person_key` moves to `person_key`."""
 
@@ -88,7 +92,7 @@ class SourceMerge:
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """A record that could not be read, with the rule it broke."""
 

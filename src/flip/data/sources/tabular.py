@@ -14,7 +14,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +129,22 @@ def _parse_date(value: str, fmt: str) -> date:
 
 
 def _date(value: Any, fmt: str) -> date:
+    if type(value) is str:
+        if not value or value.isspace():
+            raise ValueError("the date is empty")
+        return _parse_date(value, fmt)
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
-    if value is None or str(value).strip() == "":
+    if value is None:
         raise ValueError("the date is empty")
-    return _parse_date(str(value), fmt)
+    return _date(str(value), fmt)
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
     return "" if value is None else str(value).strip()
 
 
@@ -218,53 +224,89 @@ def _person(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> Source
     return SourcePerson(f"person/{key}", key, born, gender, location, raw)
 
 
-def _event(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceRecord:
-    key = _text(row.get(spec["id"]))
-    if not key:
-        return Rejected(
-            None, location, "tabular.event.id_missing", f"column {spec['id']} is empty", raw
+@dataclass(frozen=True)
+class _EventReader:
+    """One mapped table of coded facts, its mapping entries resolved once for every row."""
+
+    name: str
+    id: str
+    person: str
+    system: str
+    code_column: str | None
+    code_value: str
+    code_values: dict[str, Any]
+    date_column: str
+    date_format: str
+    value: str | None
+    unit: UnitSpec | None
+    text: str | None
+    default_table: str
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> _EventReader:
+        """Resolve a table's mapping entries."""
+        code = spec["code"]
+        return cls(
+            name=str(spec.get("name") or spec.get("file")),
+            id=spec["id"],
+            person=spec["person"],
+            system=code["system"],
+            code_column=code.get("column"),
+            code_value=str(code.get("value", "")),
+            code_values=code.get("values") or {},
+            date_column=spec["date"]["column"],
+            date_format=spec["date"].get("format", "%Y-%m-%d"),
+            value=spec.get("value"),
+            unit=spec.get("unit"),
+            text=spec.get("text"),
+            default_table=spec.get("default_table", "observation"),
         )
-    code_spec = spec["code"]
-    if "column" not in code_spec:
-        code = str(code_spec["value"])
-    else:
-        code = _text(row.get(code_spec["column"]))
-        code = str(code_spec.get("values", {}).get(code, code))
-    if not code:
-        message = f"column {code_spec['column']} is empty"
-        return Rejected(key, location, "tabular.code.missing", message, raw)
-    try:
-        when = _date(row.get(spec["date"]["column"]), spec["date"].get("format", "%Y-%m-%d"))
-    except ValueError as exc:
-        return Rejected(key, location, "tabular.date.invalid", str(exc), raw)
-    value = None
-    if spec.get("value") and _text(row.get(spec["value"])):
+
+    def __call__(self, row: Row, location: str, raw: bytes) -> SourceRecord:
+        """The event of one row, or why it was rejected."""
+        key = _text(row.get(self.id))
+        if not key:
+            message = f"column {self.id} is empty"
+            return Rejected(None, location, "tabular.event.id_missing", message, raw)
+        if self.code_column is None:
+            code = self.code_value
+        else:
+            code = _text(row.get(self.code_column))
+            code = str(self.code_values.get(code, code))
+            if not code:
+                message = f"column {self.code_column} is empty"
+                return Rejected(key, location, "tabular.code.missing", message, raw)
         try:
-            value = float(row[spec["value"]])
-        except (TypeError, ValueError):
-            return Rejected(
-                key, location, "tabular.value.not_numeric", f"value {row[spec['value']]!r}", raw
-            )
-    unit = None
-    if spec.get("unit") is not None:
-        value, unit = spec["unit"].read(row, code, value)
-    text = (_text(row.get(spec["text"])) or None) if spec.get("text") else None
-    if spec.get("default_table") == "note" and text is None:
-        message = f"column {spec.get('text')} is empty: a note needs its text"
-        return Rejected(key, location, "tabular.note.no_text", message, raw)
-    return SourceEvent(
-        key=f"{spec.get('name') or spec.get('file')}/{key}",
-        person_key=f"person/{_text(row.get(spec['person']))}",
-        system=code_spec["system"],
-        code=code,
-        start=when,
-        default_table=spec.get("default_table", "observation"),
-        location=location,
-        raw=raw,
-        value=value,
-        unit=unit,
-        text=text,
-    )
+            when = _date(row.get(self.date_column), self.date_format)
+        except ValueError as exc:
+            return Rejected(key, location, "tabular.date.invalid", str(exc), raw)
+        value = None
+        if self.value is not None and _text(row.get(self.value)):
+            try:
+                value = float(row[self.value])
+            except (TypeError, ValueError):
+                message = f"value {row[self.value]!r}"
+                return Rejected(key, location, "tabular.value.not_numeric", message, raw)
+        unit = None
+        if self.unit is not None:
+            value, unit = self.unit.read(row, code, value)
+        text = (_text(row.get(self.text)) or None) if self.text else None
+        if self.default_table == "note" and text is None:
+            message = f"column {self.text} is empty: a note needs its text"
+            return Rejected(key, location, "tabular.note.no_text", message, raw)
+        return SourceEvent(
+            key=f"{self.name}/{key}",
+            person_key=f"person/{_text(row.get(self.person))}",
+            system=self.system,
+            code=code,
+            start=when,
+            default_table=self.default_table,
+            location=location,
+            raw=raw,
+            value=value,
+            unit=unit,
+            text=text,
+        )
 
 
 def _source_rows(spec: dict[str, Any], folder: Path | None, engine: Engine | None):
@@ -282,10 +324,11 @@ def read_tables(
     mapping: TableMapping, folder: Path | None = None, engine: Engine | None = None
 ) -> Iterator[SourceRecord]:
     """Yield persons first, then events, from every file or query the mapping names."""
-    plan = [(mapping.person, _person)] + [(spec, _event) for spec in mapping.events]
+    plan = [(mapping.person, partial(_person, mapping.person))]
+    plan += [(spec, _EventReader.of(spec)) for spec in mapping.events]
     for spec, convert in plan:
         for location, row, raw in _source_rows(spec, folder, engine):
             if row is None:
                 yield Rejected(None, location, "tabular.encoding", "line is not valid UTF-8", raw)
                 continue
-            yield convert(spec, row, location, raw)
+            yield convert(row, location, raw)

@@ -128,9 +128,9 @@ def stop_agents(agents: list[subprocess.Popen]) -> list[int]:
     return codes
 
 
-def kill_matching(*parts: str) -> int:
-    """SIGKILL every process whose command line holds all `parts`; how many."""
-    killed = 0
+def matching(*parts: str) -> list[int]:
+    """The pids of every process whose command line holds all `parts`."""
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -138,10 +138,18 @@ def kill_matching(*parts: str) -> int:
             command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if all(part in command for part in parts):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
-                killed += 1
+        if command and all(part in command for part in parts):
+            found.append(int(proc.name))
+    return found
+
+
+def kill_matching(*parts: str) -> int:
+    """SIGKILL every process whose command line holds all `parts`; how many."""
+    killed = 0
+    for pid in matching(*parts):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
     return killed
 
 

@@ -1,14 +1,15 @@
 """A deployment run the hub started outlives crashes: the hub's (it resumes from its checkpoint)
-and a site's SuperNode (its agent starts it again and it rejoins)."""
+and a site's SuperNode (its agent starts it again and it rejoins). Cancelled, it stops."""
 
 import json
+import time
 
 import pytest
 
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
 from tests.conftest import build_site
-from tests.e2e.processes import cli, federation, kill_matching, wait_for
+from tests.e2e.processes import cli, federation, kill_matching, matching, wait_for
 
 ROUNDS = 5
 
@@ -23,6 +24,21 @@ def _trained(config, project: int) -> int:
     )
 
 
+def _start_run(researcher, configs, rounds: int) -> tuple[int, int]:
+    """A project whose sites all approve the task, and its deployment run, running."""
+    project = researcher.create_project("deployed")
+    researcher.invite(project, list(configs))
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
+    for config in configs.values():
+        cli("site", "approve", str(project), digest, "--site-config", str(config))
+    run = researcher.create_run(project, digest, rounds, runtime="deployment")
+    wait_for(lambda: len(researcher.run(run)["sites"]) == len(configs), "the sites to join")
+    researcher.set_run_status(run, "running")
+    return project, run
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
@@ -32,16 +48,7 @@ def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
     }
     with federation(tmp_path, configs) as running:
         hub, researcher = running.hub, running.researcher
-        project = researcher.create_project("resume")
-        researcher.invite(project, list(configs))
-        spec = mace_task()
-        digest = task_hash(spec)
-        researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
-        for config in configs.values():
-            cli("site", "approve", str(project), digest, "--site-config", str(config))
-        run = researcher.create_run(project, digest, ROUNDS, runtime="deployment")
-        wait_for(lambda: len(researcher.run(run)["sites"]) == 2, "both sites to join")
-        researcher.set_run_status(run, "running")
+        project, run = _start_run(researcher, configs, ROUNDS)
 
         wait_for(lambda: len(researcher.run(run)["round_metrics"]) >= 2, "two rounds", timeout=600)
         hub.stop(kill=True)
@@ -67,3 +74,36 @@ def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
         # started over it would train all ROUNDS again on top of those before the crash.
         assert before >= 2
         assert trained <= ROUNDS + 1 < before + ROUNDS
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(tmp_path):
+    configs = {
+        "alpha": build_site(tmp_path, "alpha", "csv", 120, seed=8),
+        "beta": build_site(tmp_path, "beta", "csv", 120, seed=9),
+    }
+    rounds = 100
+    with federation(tmp_path, configs) as running:
+        researcher = running.researcher
+        project, run = _start_run(researcher, configs, rounds)
+        wait_for(lambda: researcher.run(run)["round_metrics"], "a first round", timeout=600)
+
+        def nodes() -> list[list[int]]:
+            return [matching("flower-supernode", str(c.resolve())) for c in configs.values()]
+
+        assert all(nodes()) and matching("flwr-serverapp"), "the run trains before it is cancelled"
+        researcher.set_run_status(run, "cancelled")
+
+        def stopped() -> bool:
+            return not any(nodes()) and not matching("flwr-serverapp")
+
+        wait_for(stopped, "the SuperNodes and the ServerApp to stop", timeout=120)
+        recorded = len(researcher.run(run)["round_metrics"])
+        trained = _trained(configs["alpha"], project)
+        time.sleep(5)
+        final = researcher.run(run)
+        assert final["status"] == "cancelled"
+        assert len(final["round_metrics"]) == recorded < rounds
+        assert _trained(configs["alpha"], project) == trained < rounds
+        assert final["results"] is None, "a cancelled run registers no model"

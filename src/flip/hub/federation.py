@@ -6,7 +6,8 @@ the sites that joined start their SuperNodes, outbound, and each site's ClientAp
 checks its own approvals before it reads a row. Round metrics are recorded as
 the ServerApp writes them, and the run ends completed (with each site's metrics)
 or failed; a completed run's model is registered, with its lineage and model
-card, in the hub's registry (`WORK/models`, see `flip models`). A run's folder is
+card, in the hub's registry (`WORK/models`, see `flip models`). A run cancelled
+while it trains is stopped on the SuperLink (`flwr stop`). A run's folder is
 keyed by its hub id, so a hub restarted mid-run submits it again and the
 ServerApp goes on from its last checkpoint.
 """
@@ -22,7 +23,7 @@ import orjson
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flip.fl.runtime.flower import SuperLink
+from flip.fl.runtime.flower import DeploymentError, SuperLink
 from flip.hub import audit
 from flip.hub.db import now, run_rounds, run_sites, runs, tasks
 
@@ -107,6 +108,18 @@ class Federation:
             self.threads[run_id] = thread
         thread.start()
 
+    def cancel(self, run_id: int) -> None:
+        """Stop run `run_id` on the SuperLink, waiting for its ServerApp to start if need be."""
+        run_dir = self.work / "runs" / f"run-{run_id}"
+        thread = self.threads.get(run_id)
+        while thread is not None and thread.is_alive():
+            try:
+                if self.superlink.stop_run(run_dir):
+                    return
+            except DeploymentError as exc:  # it may have ended meanwhile: look again
+                log.warning("stopping run %s: %s", run_id, exc)
+            thread.join(1.0)
+
     def _run(self, run_id: int) -> None:
         from flip.fl.registry import federated_lineage, register  # imports torch: only now
         from flip.fl.tasks.base import TaskSpec
@@ -152,8 +165,8 @@ class Federation:
                 ),
             )
             outcome = ("completed", {"per_site": result.per_site, "model": record.id})
-        except Exception as exc:  # any failure ends the run, with its reason
-            log.exception("run %s failed", run_id)
+        except Exception as exc:  # any failure ends the run, with its reason (unless cancelled)
+            log.warning("run %s ended without a result: %s", run_id, exc)
             outcome = ("failed", {"error": str(exc) or type(exc).__name__})
         finally:
             done.set()

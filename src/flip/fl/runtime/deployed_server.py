@@ -3,7 +3,8 @@
 `flip.fl.runtime.deployment` writes a Flower App (FAB) whose ServerApp is this one.
 The run config names the project, the task spec file, the rounds, the number of
 sites, the minimum to start a round, the round timeout and an output folder, where
-each round's metrics (`rounds.jsonl`, one line per round as it ends), a checkpoint
+the Flower run id (`flower-run-id`, to stop the run with), each round's metrics
+(`rounds.jsonl`, one line per round as it ends), a checkpoint
 after every round, and the final model and metrics are written.
 """
 
@@ -16,6 +17,7 @@ import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from flip.fl.runtime.flower import RUN_ID_FILE
 from flip.fl.server import task_server_app
 from flip.fl.tasks.base import TaskSpec
 
@@ -29,6 +31,7 @@ def main(grid: Grid, context: Context) -> None:
     out = Path(str(config["out"]))
     spec = TaskSpec.model_validate_json(Path(str(config["task-spec"])).read_text())
     progress = out / "rounds.jsonl"
+    (out / RUN_ID_FILE).write_text(str(context.run_id), encoding="ascii")
 
     def on_round(number: int, metrics: dict[str, float]) -> None:
         with progress.open("a", encoding="utf-8") as handle:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 CONNECTION = "flip"
 
 
+#: The file in a run's folder that holds its Flower run id once the ServerApp has started.
+RUN_ID_FILE = "flower-run-id"
+
+
 class DeploymentError(RuntimeError):
     """A Flower process did not start, or a run did not finish; the message says which."""
 
@@ -192,6 +196,14 @@ class SuperLink:
         """Let the SuperNode holding the private half of `public_key` connect."""
         self.flwr("supernode", "register", str(public_key), CONNECTION, "--name", name)
 
+    def stop_run(self, run_dir: Path) -> bool:
+        """Stop the run whose folder is `run_dir` (`flwr stop`); False if it has not started."""
+        path = run_dir / RUN_ID_FILE
+        if not path.exists():
+            return False
+        self.flwr("stop", path.read_text(encoding="ascii").strip(), CONNECTION)
+        return True
+
     def run(
         self,
         run_dir: Path,
@@ -211,6 +223,7 @@ class SuperLink:
         goes, then the final model and metrics.
         """
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_ID_FILE).unlink(missing_ok=True)  # a resumed run gets a new Flower id
         (run_dir / "task.json").write_text(spec.model_dump_json(), encoding="utf-8")
         client = (
             "flip.fl.secure_aggregation import task_client_app"

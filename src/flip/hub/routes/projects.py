@@ -397,7 +397,8 @@ def set_run_status(
     """Move a run along its state machine: requested -> running -> completed/failed/cancelled.
 
     A deployment run that becomes running trains on the hub's Flower SuperLink: the
-    hub submits it once this answer is sent and records its rounds and its end.
+    hub submits it once this answer is sent and records its rounds and its end. One
+    cancelled while running is stopped there, and its sites' SuperNodes stop.
     """
     row = _run_worked_on(conn, run_id, who)
     federation: Federation | None = request.app.state.federation
@@ -425,6 +426,9 @@ def set_run_status(
         values["results"] = orjson.dumps(body.results).decode()
     conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
     audit.append(conn, who.label, f"run.{body.status}", f"run:{run_id}")
-    if deployed and federation is not None:
-        background.add_task(federation.submit, run_id)
+    if federation is not None and row.runtime == "deployment":
+        if deployed:
+            background.add_task(federation.submit, run_id)
+        elif body.status == "cancelled" and row.status == "running":
+            background.add_task(federation.cancel, run_id)
     return _run_out(conn, run_id)

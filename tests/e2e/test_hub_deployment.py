@@ -24,6 +24,14 @@ def _trained(config, project: int) -> int:
     )
 
 
+def _two_sites(folder, patients: int, seed: int) -> dict:
+    """Sites alpha and beta from CSV extracts of `patients` each, seeded apart."""
+    return {
+        name: build_site(folder, name, "csv", patients, seed=seed + i)
+        for i, name in enumerate(("alpha", "beta"))
+    }
+
+
 def _start_run(researcher, configs, rounds: int) -> tuple[int, int]:
     """A project whose sites all approve the task, and its deployment run, running."""
     project = researcher.create_project("deployed")
@@ -42,10 +50,7 @@ def _start_run(researcher, configs, rounds: int) -> tuple[int, int]:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
-    configs = {
-        "alpha": build_site(tmp_path, "alpha", "csv", 200, seed=6),
-        "beta": build_site(tmp_path, "beta", "csv", 200, seed=7),
-    }
+    configs = _two_sites(tmp_path, 200, seed=6)
     with federation(tmp_path, configs) as running:
         hub, researcher = running.hub, running.researcher
         project, run = _start_run(researcher, configs, ROUNDS)
@@ -79,10 +84,7 @@ def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(tmp_path):
-    configs = {
-        "alpha": build_site(tmp_path, "alpha", "csv", 120, seed=8),
-        "beta": build_site(tmp_path, "beta", "csv", 120, seed=9),
-    }
+    configs = _two_sites(tmp_path, 120, seed=8)
     rounds = 100
     with federation(tmp_path, configs) as running:
         researcher = running.researcher

@@ -5,10 +5,13 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, insert, select
 
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
+from flip.hub.db import connect, sites
 from flip.hub.server import BackgroundServer
+from flip.hub.transactions import Writer, WriteTurns
 
 #: More than Starlette's 40 worker threads, so writers would starve them if they held threads.
 CALLERS = 120
@@ -101,3 +104,59 @@ def test_a_long_poll_longer_than_a_minute_is_refused(served):
         headers={"Authorization": f"Bearer {site}"},
     )
     assert response.status_code == 422
+
+
+async def _create_sites(url: str, admin: str, names: list[str]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url + "/api/v1", timeout=60) as http:
+        headers = {"Authorization": f"Bearer {admin}"}
+        return await asyncio.gather(
+            *(http.post("/sites", json={"name": n}, headers=headers) for n in names)
+        )
+
+
+def test_writes_committed_together_fail_alone(served, hub_db_url):
+    """Writes queued at once commit as one group; one that fails leaves the others in."""
+    url, admin = served
+    names = [f"site-{i // 2}" for i in range(60)]  # each name twice: one of each pair is refused
+    responses = asyncio.run(_create_sites(url, admin.http.headers["authorization"][7:], names))
+    created = [r for r in responses if r.status_code == 201]
+    refused = [r for r in responses if r.status_code == 409]
+    assert len(created) == len(refused) == 30, [r.status_code for r in responses]
+    assert all("exists" in r.json()["detail"] for r in refused)
+    engine = create_engine(hub_db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(sites.c.name)).scalars().all()
+    engine.dispose()
+    assert sorted(stored) == sorted(set(names))
+    assert admin.http.get("/audit/verify").json() == {"ok": True, "broken_at": None}
+
+
+def test_a_job_that_fails_in_a_group_rolls_back_alone(hub_db_url):
+    """The writer's group commit: each job has its own savepoint; the batch commits once."""
+    engine = connect(hub_db_url)
+    writer = Writer(engine, WriteTurns())
+
+    def job(i: int):
+        def run(conn):
+            conn.execute(insert(sites).values(name=f"w{i}", status="active"))
+            if i % 3 == 0:
+                raise ValueError(f"job {i} fails after its insert")
+            return i
+
+        return run
+
+    async def burst():
+        return await asyncio.gather(
+            *(writer.run(job(i)) for i in range(30)), return_exceptions=True
+        )
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        writer.close()
+    assert [r for r in results if not isinstance(r, Exception)] == [i for i in range(30) if i % 3]
+    assert all(str(results[i]).startswith(f"job {i} fails") for i in range(0, 30, 3))
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(sites.c.name)).scalars())
+    engine.dispose()
+    assert stored == {f"w{i}" for i in range(30) if i % 3}

@@ -16,7 +16,7 @@ from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.routes import activity, admin, agent, projects, sessions
-from flip.hub.transactions import WriteTurns
+from flip.hub.transactions import Fresh, Writer, WriteTurns
 
 API_PREFIX = "/api/v1"
 
@@ -32,6 +32,7 @@ def create_app(
     """
     engine = connect(database_url)
     turns = WriteTurns()
+    writer = Writer(engine, turns)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -43,6 +44,7 @@ def create_app(
         finally:
             if federation is not None:
                 federation.stop()
+            writer.close()
 
     app = FastAPI(
         title="FLIP hub",
@@ -52,6 +54,8 @@ def create_app(
     )
     app.state.engine = engine
     app.state.turns = turns
+    app.state.fresh = Fresh(turns)
+    app.state.writer = writer
     app.state.federation = federation
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)

@@ -87,8 +87,13 @@ def principal(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token")
-    with reading(request.app.state.engine) as conn:
-        found = {row.kind: row for row in conn.execute(_callers(token_hash(token.strip())))}
+    digest = token_hash(token.strip())
+
+    def read() -> dict:
+        with reading(request.app.state.engine) as conn:
+            return {row.kind: row for row in conn.execute(_callers(digest))}
+
+    found = request.app.state.fresh.get(("caller", digest), read)
     if (session := found.get("session")) is not None:
         if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")

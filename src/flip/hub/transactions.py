@@ -1,17 +1,26 @@
-"""One database transaction per request: writers take turns in the event loop, readers never wait.
+"""One database transaction per request: one thread writes, readers never wait.
 
-A request that writes first waits for its turn on an asyncio lock, so no worker
-thread ever sits blocked on a database lock while the writer that holds it needs
-a thread to commit. Its transaction commits before the response is sent. Each
-finished write wakes the agents' long polls, which then look for new work.
+A route that writes (`@writes`) runs its body in the hub's single writer thread,
+inside one transaction that commits before the response is sent. Writes queue
+there one after another without a hop through the event loop between them, so a
+burst of writers costs only their own database time; no request thread ever waits
+on a database lock. Each committed write wakes the agents' long polls, which then
+look for new work, and retires what `Fresh` caches; a read that only appends to
+the audit log (`@writes(wake=False)`) does neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+import functools
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from inspect import Parameter
+from typing import Annotated, Any, Generic, TypeVar, get_type_hints
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
@@ -21,37 +30,34 @@ READ_ONLY = "flip_read_only"
 
 
 class WriteTurns:
-    """Serialises the hub's writers and tells long-polling readers when something changed.
+    """Counts committed writes (`generation`) and wakes the long polls waiting for one.
 
-    Its lock and event belong to the event loop that serves the app; an app served
-    again on a new loop (a new test client) gets new ones.
+    Its event belongs to the event loop that serves the app; an app served again on
+    a new loop (a new test client) gets a new one.
     """
 
     def __init__(self) -> None:
         self.generation = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
     def _bind(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._loop, self._lock, self._changed = loop, asyncio.Lock(), asyncio.Event()
-
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Hold the writers' turn; when the block ends without error, wake the waiters."""
-        self._bind()
-        async with self._lock:
-            yield
-        self._wake()
+            self._loop, self._changed = loop, asyncio.Event()
 
     def changed_elsewhere(self) -> None:
         """Wake the waiters after a write made outside a request (from any thread)."""
         loop = self._loop
         if loop is None or loop.is_closed():
+            self.generation += 1  # no one waits yet: only the caches need to know
             return
         loop.call_soon_threadsafe(self._wake)
+
+    def changed(self) -> None:
+        """Wake the waiters after a write; called in the event loop that serves the app."""
+        self._bind()
+        self._wake()
 
     def _wake(self) -> None:
         self.generation += 1
@@ -67,6 +73,37 @@ class WriteTurns:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
 
+T = TypeVar("T")
+
+
+class Fresh(Generic[T]):
+    """Values read from the database, reused until a write commits in this process.
+
+    An entry also lapses after `ttl` seconds, which bounds how long a change made by
+    another process on the same database (a second hub, a CLI command) goes unseen.
+    """
+
+    def __init__(self, turns: WriteTurns, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.turns = turns
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[Hashable, tuple[int, float, T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, read: Callable[[], T]) -> T:
+        """The value kept for `key` if still fresh, else `read()` (kept for next time)."""
+        generation, clock = self.turns.generation, time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == generation and clock - entry[1] < self.ttl:
+            return entry[2]
+        value = read()
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[key] = (generation, clock, value)
+        return value
+
+
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction; on SQLite (WAL) it never waits for a writer."""
@@ -75,16 +112,115 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-async def _write_turn(request: Request) -> AsyncIterator[None]:
-    async with request.app.state.turns.turn():
-        yield
+class Writer:
+    """The hub's one writer thread. Jobs that queue up while it commits are committed
+    together (group commit), each in its own savepoint, so one that fails changes nothing
+    and the others still land."""
+
+    def __init__(self, engine: Engine, turns: WriteTurns, group: int = 64) -> None:
+        self.engine = engine
+        self.turns = turns
+        self.group = group
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, job: Callable[[Connection], T], wake: bool = True) -> T:
+        """`job(conn)` in a write transaction, committed when this returns; its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="flip-writer", daemon=True)
+                self._thread.start()
+            self._jobs.put((job, wake, loop, future))
+        return await future
+
+    def close(self) -> None:
+        """Let the jobs queued so far finish, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None:
+            thread.join()
+
+    def _serve(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._jobs.get()]
+            while len(batch) < self.group and not self._jobs.empty():
+                batch.append(self._jobs.get())
+            if None in batch:
+                stop = True
+                batch = [job for job in batch if job is not None]
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list[tuple]) -> None:
+        """Run the jobs queued together in one transaction, each in its own savepoint."""
+        outcomes: list[tuple[object, BaseException | None]] = []
+        try:
+            with self.engine.begin() as conn:
+                for job, *_ in batch:
+                    try:
+                        with conn.begin_nested():
+                            outcomes.append((job(conn), None))
+                    except Exception as exc:  # only this job's savepoint rolls back
+                        outcomes.append((None, exc))
+        except BaseException as exc:  # the commit failed: every job in it did
+            outcomes = [(None, exc)] * len(batch)
+        if any(
+            wake
+            for (_, wake, _, _), (_, error) in zip(batch, outcomes, strict=False)
+            if error is None
+        ):
+            batch[0][2].call_soon_threadsafe(self.turns.changed)
+        for (_, _, loop, future), (result, error) in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, result, error)
 
 
-def _write_conn(
-    request: Request, _turn: Annotated[None, Depends(_write_turn, scope="function")]
-) -> Iterator[Connection]:
-    with request.app.state.engine.begin() as conn:
-        yield conn
+def _settle(future: asyncio.Future, result: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def writes(endpoint: Callable[..., T] | None = None, *, wake: bool = True) -> Any:
+    """Make a route that writes: its body runs in the writer thread, `conn: Conn` its transaction.
+
+    The route keeps every other parameter FastAPI injects; `wake=False` is for a read
+    whose only write is its audit entry.
+    """
+
+    def wrap(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+        hints = get_type_hints(function, include_extras=True)
+        signature = inspect.signature(function)
+        params = [
+            p.replace(annotation=hints.get(name, p.annotation))
+            for name, p in signature.parameters.items()
+            if name != "conn"
+        ]
+        own_request = "request" in signature.parameters
+        if not own_request:
+            params.append(Parameter("request", Parameter.KEYWORD_ONLY, annotation=Request))
+
+        @functools.wraps(function)
+        async def route(**kwargs: Any) -> T:
+            request = kwargs["request"] if own_request else kwargs.pop("request")
+            writer: Writer = request.app.state.writer
+            return await writer.run(lambda conn: function(conn=conn, **kwargs), wake)
+
+        returns = hints.get("return", signature.return_annotation)
+        route.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=params, return_annotation=None if returns is type(None) else returns
+        )
+        return route
+
+    return wrap if endpoint is None else wrap(endpoint)
 
 
 def _read_conn(request: Request) -> Iterator[Connection]:
@@ -92,7 +228,7 @@ def _read_conn(request: Request) -> Iterator[Connection]:
         yield conn
 
 
-#: A connection in the request's write transaction, committed before the response is sent.
-Conn = Annotated[Connection, Depends(_write_conn, scope="function")]
+#: The connection of a `@writes` route's transaction (the writer thread passes it in).
+Conn = Connection
 #: A connection for a request that only reads.
 ReadConn = Annotated[Connection, Depends(_read_conn, scope="function")]

@@ -13,12 +13,13 @@ from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.passwords import hash_password
 from flip.hub.schemas import EnrolIn, EnrolmentOut, PathId, SiteIn, TokenOut, TokenRequest, UserIn
-from flip.hub.transactions import Conn, ReadConn
+from flip.hub.transactions import Conn, ReadConn, writes
 
 router = APIRouter(tags=["admin"])
 
 
 @router.post("/users", status_code=201)
+@writes
 def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
     """Create a user with a role and return their API token, once."""
     token = new_token("flip_u")
@@ -47,6 +48,7 @@ def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
 
 
 @router.post("/sites", status_code=201)
+@writes
 def create_site(body: SiteIn, conn: Conn, who: Admin) -> EnrolmentOut:
     """Register a site and return its one-time enrolment token."""
     token = new_token("flip_e")
@@ -64,6 +66,7 @@ def create_site(body: SiteIn, conn: Conn, who: Admin) -> EnrolmentOut:
 
 
 @router.post("/sites/enrol")
+@writes
 def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
     """Exchange a one-time enrolment token for the site's credential."""
     site = conn.execute(
@@ -96,6 +99,7 @@ def _user(conn, user_id: int):
 
 
 @router.post("/users/{user_id}/token")
+@writes
 def rotate_token(
     user_id: PathId, conn: Conn, who: Caller, body: TokenRequest | None = None
 ) -> TokenOut:
@@ -115,6 +119,7 @@ def rotate_token(
 
 
 @router.delete("/users/{user_id}/token", status_code=204)
+@writes
 def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
     """Revoke a user's token and end their sessions at once; they need a new token."""
     row = _user(conn, user_id)
@@ -128,6 +133,7 @@ def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
 
 
 @router.post("/sites/{site_id}/disable", status_code=204)
+@writes
 def disable_site(site_id: PathId, conn: Conn, who: Admin) -> None:
     """Disable a site: its credential stops working and it gets no more work."""
     row = conn.execute(select(sites).where(sites.c.id == site_id)).first()

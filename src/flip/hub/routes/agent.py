@@ -6,6 +6,7 @@ Every call is authenticated by the site's credential and touches only that site'
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Annotated
 
 import orjson
@@ -40,7 +41,7 @@ from flip.hub.schemas import (
     TokenOut,
     WorkOut,
 )
-from flip.hub.transactions import Conn, WriteTurns, reading
+from flip.hub.transactions import Conn, WriteTurns, reading, writes
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
 
@@ -77,12 +78,13 @@ async def work(
     deadline = time.monotonic() + wait
     while True:
         generation = turns.generation
-        found = await run_in_threadpool(_open_work, request.app.state.engine, site)
+        read = partial(_open_work, request.app.state.engine, site)
+        found = await run_in_threadpool(request.app.state.fresh.get, ("work", site.id), read)
         left = deadline - time.monotonic()
         changed = set(found.train) != set(training)
         if found.queries or found.tasks or found.runs or changed or left <= 0:
             if federation is not None:
-                found.flower = FlowerOut(**federation.info())
+                return found.model_copy(update={"flower": FlowerOut(**federation.info())})
             return found
         await turns.wait(generation, left)
 
@@ -168,6 +170,7 @@ def _work(conn: Connection, site: Principal) -> WorkOut:
 
 
 @router.post("/queries/{query_id}", status_code=204)
+@writes
 def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
     """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
     q = conn.execute(
@@ -200,6 +203,7 @@ def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) ->
 
 
 @router.post("/decisions", status_code=204)
+@writes
 def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
     """Report a task decision (recorded at the site first); approving one joins the project."""
     task = conn.execute(
@@ -241,6 +245,7 @@ def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
 
 
 @router.post("/runs/{run_id}", status_code=204)
+@writes
 def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
     """Join or refuse a requested run; the first reply stands."""
     run = conn.execute(
@@ -268,6 +273,7 @@ def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
 
 
 @router.post("/runs/{run_id}/log", status_code=204)
+@writes
 def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> None:
     """Entries of the site's own log of a run it joined; an entry sent again is kept once."""
     joined = conn.execute(
@@ -300,6 +306,7 @@ def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> Non
 
 
 @router.post("/credential")
+@writes
 def rotate_credential(conn: Conn, site: Site) -> TokenOut:
     """A new credential for the calling site; the old one stops working."""
     credential = new_token("flip_s")

@@ -42,7 +42,7 @@ from flip.hub.schemas import (
     SiteCountOut,
     TaskIn,
 )
-from flip.hub.transactions import Conn, ReadConn
+from flip.hub.transactions import Conn, ReadConn, writes
 
 router = APIRouter(tags=["projects"])
 
@@ -101,6 +101,7 @@ def _site_statuses(conn: Connection, project_id: int) -> dict[str, str]:
 
 
 @router.post("/projects", status_code=201)
+@writes
 def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
     """Create a project owned by the caller."""
     pid = conn.execute(
@@ -128,6 +129,7 @@ def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
 
 
 @router.post("/projects/{project_id}/members")
+@writes
 def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher) -> list[str]:
     """Add researchers by name; members may invite sites, propose tasks, query and run."""
     _owned(conn, project_id, who)
@@ -157,6 +159,7 @@ def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher
 
 
 @router.delete("/projects/{project_id}/members/{member_id}", status_code=204)
+@writes
 def remove_member(project_id: PathId, member_id: PathId, conn: Conn, who: Researcher) -> None:
     """Take a member (by user id) off the project; what they did in it stays in the audit log."""
     _owned(conn, project_id, who)
@@ -175,6 +178,7 @@ def remove_member(project_id: PathId, member_id: PathId, conn: Conn, who: Resear
 
 
 @router.post("/projects/{project_id}/sites")
+@writes
 def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher) -> dict[str, str]:
     """Invite enrolled sites by name; each decides for itself whether to take part."""
     _worked_on(conn, project_id, who)
@@ -195,6 +199,7 @@ def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher
 
 
 @router.post("/projects/{project_id}/tasks", status_code=201)
+@writes
 def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
     """Propose a task by its hash; sites recompute the hash and decide on it."""
     _worked_on(conn, project_id, who)
@@ -217,6 +222,7 @@ def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> d
 
 
 @router.post("/projects/{project_id}/queries", status_code=201)
+@writes
 def create_query(project_id: PathId, body: QueryIn, conn: Conn, who: Researcher) -> QueryOut:
     """Ask every invited site for a cohort count."""
     _worked_on(conn, project_id, who)
@@ -280,6 +286,7 @@ def _combined(results: list[SiteCountOut]) -> dict[str, dict[str, int | None]]:
 
 
 @router.get("/queries/{query_id}")
+@writes(wake=False)
 def get_query(query_id: PathId, conn: Conn, who: Reader) -> QueryOut:
     """A query's per-site counts as the sites released them."""
     out = _query_out(conn, query_id)
@@ -288,6 +295,7 @@ def get_query(query_id: PathId, conn: Conn, who: Reader) -> QueryOut:
 
 
 @router.post("/projects/{project_id}/runs", status_code=201)
+@writes
 def create_run(project_id: PathId, body: RunIn, conn: Conn, who: Researcher) -> RunOut:
     """Request a training run of a proposed task; each site joins only if it approved it."""
     _worked_on(conn, project_id, who)
@@ -354,6 +362,7 @@ def _run_out(conn: Connection, run_id: int) -> RunOut:
 
 
 @router.get("/runs/{run_id}")
+@writes(wake=False)
 def get_run(run_id: PathId, conn: Conn, who: Reader) -> RunOut:
     """A run: its state, which sites joined or refused, round metrics and results."""
     out = _run_out(conn, run_id)
@@ -370,6 +379,7 @@ def _run_worked_on(conn: Connection, run_id: int, who: Principal):
 
 
 @router.post("/runs/{run_id}/rounds", status_code=204)
+@writes
 def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> None:
     """Record one round's aggregated metrics, as the federated server reports them."""
     row = _run_worked_on(conn, run_id, who)
@@ -386,6 +396,7 @@ def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> Non
 
 
 @router.post("/runs/{run_id}/status")
+@writes
 def set_run_status(
     run_id: PathId,
     body: RunStatusIn,

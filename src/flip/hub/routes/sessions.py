@@ -12,12 +12,13 @@ from flip.hub.auth import Caller, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.passwords import hash_password, verify_password
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
-from flip.hub.transactions import Conn
+from flip.hub.transactions import Conn, writes
 
 router = APIRouter(tags=["sessions"])
 
 
 @router.post("/login")
+@writes
 def login(body: LoginIn, conn: Conn) -> TokenOut:
     """Exchange a user name and password for a session token (shown once)."""
     user = conn.execute(select(users).where(users.c.name == body.name)).first()
@@ -34,6 +35,7 @@ def login(body: LoginIn, conn: Conn) -> TokenOut:
 
 
 @router.post("/logout", status_code=204)
+@writes
 def logout(conn: Conn, who: Caller) -> None:
     """End the session whose token makes this call."""
     if who.kind != "user":
@@ -47,6 +49,7 @@ def logout(conn: Conn, who: Caller) -> None:
 
 
 @router.put("/users/{user_id}/password", status_code=204)
+@writes
 def set_password(user_id: PathId, body: PasswordIn, conn: Conn, who: Caller) -> None:
     """Set a user's password (an admin, or the user with their current one); ends their sessions."""
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):

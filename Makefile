@@ -10,13 +10,20 @@ DEMO_ARGS ?=
 SLOW ?=
 PYTEST_MARKS := $(if $(or $(filter true 1 yes,$(CI)),$(SLOW)),,-m "not slow")
 
-.PHONY: demo test lint format install dev clean
+.PHONY: demo test lint format install dev clean test-services
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/flip demo $(DEMO_ARGS)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev test-services
 	$(VENV)/bin/pytest $(PYTEST_MARKS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Orthanc with its DICOMweb plugin, from Debian's packages, for the DICOMweb tests; where it
+# cannot be installed (no root, no apt) they skip, except in CI (CI=true), where they fail.
+test-services:
+	@command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb; } \
+	  || echo "Orthanc is not installed: the DICOMweb tests will skip"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

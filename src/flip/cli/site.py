@@ -74,13 +74,15 @@ def ingest(
             help="fhir: Bundles/resources/NDJSON; hl7v2: ADT/ORU files; csv: a folder of CSV or "
             "Parquet files with its mapping; sql: a mapping whose tables are queries (--url); "
             "omop: an OMOP CDM 5.3/5.4 CSV export folder, or an OMOP database given by --url; "
-            "dicom: DICOM files (a folder searched recursively), after their patients."
+            "dicom: DICOM files (a folder searched recursively), or a PACS's DICOMweb root "
+            "given by --url, after their patients."
         ),
     ],
     path: Annotated[
         Path | None,
         typer.Argument(
-            help="A file or folder (sql: the mapping file; omop with --url: none).", exists=True
+            help="A file or folder (sql: the mapping file; none with --url for omop, dicom).",
+            exists=True,
         ),
     ] = None,
     store: StoreOption = "store.duckdb",
@@ -88,7 +90,11 @@ def ingest(
         Path | None, typer.Option(help="Mapping YAML for csv (default: PATH/mapping.yaml).")
     ] = None,
     url: Annotated[
-        str | None, typer.Option(help="sql/omop: the source database, any SQLAlchemy URL.")
+        str | None,
+        typer.Option(
+            help="sql/omop: the source database, any SQLAlchemy URL; fhir: the server's base "
+            "URL; dicom: the DICOMweb root (e.g. http://pacs:8042/dicom-web)."
+        ),
     ] = None,
     schema: Annotated[
         str | None, typer.Option(help="omop --url: the schema holding the CDM.")
@@ -111,13 +117,17 @@ def ingest(
     """
     from flip.data.cdm.store import open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
+    from flip.data.sources.dicomweb import DicomWebError
     from flip.data.sources.fhir_rest import FhirServerError
     from flip.data.sources.tabular import MappingError, SourceReadError
 
-    if path is None and not (kind in (SourceKind.omop, SourceKind.fhir) and url):
-        raise typer.BadParameter("give PATH (or, for fhir and omop, --url)", param_hint="PATH")
+    if path is None and not (kind in (SourceKind.omop, SourceKind.fhir, SourceKind.dicom) and url):
+        raise typer.BadParameter(
+            "give PATH (or, for fhir, omop and dicom, --url)", param_hint="PATH"
+        )
     console = Console(stderr=True)
-    with one_line_errors(MappingError, SourceReadError, FhirServerError, httpx.HTTPError):
+    errors = (MappingError, SourceReadError, FhirServerError, DicomWebError, httpx.HTTPError)
+    with one_line_errors(*errors):
         s = open_store(store)
         s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

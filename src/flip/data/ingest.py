@@ -587,12 +587,13 @@ def ingest_path(
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, or tables through a mapping.
+    """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
 
     `csv` reads the CSV/Parquet files a mapping names under the folder `path`
     (mapping default: PATH/mapping.yaml); `sql` runs the mapping's queries on
     `url`, with `path` the mapping file. `omop` reads an OMOP CDM (v5.3 or v5.4)
     export folder at `path`, or the database at `url` (tables in `schema_name`).
+    `dicom` reads DICOM files under `path`, or a PACS's DICOMweb (QIDO-RS) root at `url`.
     `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
     folder name, so moving files keeps identities.
@@ -605,11 +606,17 @@ def ingest_path(
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
         return ingestor.run(reader(path), kind=kind, uri=str(path), progress=progress)
     if kind == "dicom":
-        from flip.data.sources import dicom
+        from flip.data.sources import dicom, dicomweb
 
-        ingestor = Ingestor(store, vocabulary, source_system or f"dicom:{path.name}")
+        if url:
+            records, where = dicomweb.read_server(url), url.rstrip("/")
+            name = source_system or f"dicomweb:{where}"
+        else:
+            records, where = dicom.read_path(path), str(path)
+            name = source_system or f"dicom:{path.name}"
+        ingestor = Ingestor(store, vocabulary, name)
         ingestor.know_persons_by_source_value(dicom.MRN_PREFIX)
-        return ingestor.run(dicom.read_path(path), kind=kind, uri=str(path), progress=progress)
+        return ingestor.run(records, kind=kind, uri=where, progress=progress)
     if kind == "omop":
         from flip.data.sources import omop
 

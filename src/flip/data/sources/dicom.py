@@ -39,13 +39,20 @@ def _header(ds: pydicom.Dataset) -> bytes:
 
 def read_file(path: Path) -> SourceRecord:
     """The image record of one DICOM file, or why it was rejected."""
-    location = str(path)
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError) as exc:
         with path.open("rb") as handle:
             head = handle.read(_HEAD)
-        return Rejected(None, location, "dicom.unreadable", f"not a DICOM file: {exc}", head)
+        return Rejected(None, str(path), "dicom.unreadable", f"not a DICOM file: {exc}", head)
+    return series_record(ds, str(path), local_path=str(path.resolve()))
+
+
+def series_record(ds: pydicom.Dataset, location: str, **where: str) -> SourceRecord:
+    """The image record of one series from its identifying attributes, or why it was rejected.
+
+    `where` says where the pixels are: `local_path` (a file) or `wadors_uri` (a PACS).
+    """
     raw = _header(ds)
     missing = [tag for tag in _REQUIRED if not str(ds.get(tag, "")).strip()]
     key = str(ds.get("SeriesInstanceUID", "")).strip() or None
@@ -69,7 +76,7 @@ def read_file(path: Path) -> SourceRecord:
         detail={
             "study_uid": str(ds.StudyInstanceUID),
             "series_uid": str(ds.SeriesInstanceUID),
-            "local_path": str(path.resolve()),
+            **where,
         },
     )
 

@@ -1,0 +1,60 @@
+"""A PACS over DICOMweb (real Orthanc) -> image_occurrence rows that point at their series."""
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from flip.data.cdm import schema
+from flip.data.ingest import ingest_path
+from flip.data.sources.dicomweb import DicomWebError, read_server
+from flip.ports import free_port
+from tests.data.orthanc import orthanc_server
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    with orthanc_server(tmp_path / "orthanc") as server:
+        yield server
+
+
+@pytest.mark.orthanc
+@pytest.mark.parametrize("store", ["duckdb", "postgres"], indirect=True)
+def test_series_from_a_pacs_join_their_patients(store, exported, orthanc, tmp_path):
+    _, patients, folder = exported("csv", n=12)
+    ingest_path(store, "csv", folder)
+    images = folder / "dicom"
+    for path in sorted(images.glob("*.dcm")):
+        orthanc.upload(path)
+    stranger = pydicom.dcmread(images / f"{patients[0].source_id}.dcm")
+    stranger.PatientID = "NOBODY"
+    stranger.StudyInstanceUID, stranger.SeriesInstanceUID = generate_uid(), generate_uid()
+    stranger.SOPInstanceUID = generate_uid()
+    stranger.save_as(tmp_path / "stranger.dcm")
+    orthanc.upload(tmp_path / "stranger.dcm")
+
+    report = ingest_path(store, "dicom", None, url=orthanc.dicomweb)
+    assert report.rules == {"reference.dangling": 1}
+    assert report.rows["image_occurrence"] == len(patients)
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(
+                schema.image_occurrence.c.wadors_uri,
+                schema.image_occurrence.c.image_series_uid,
+                schema.image_occurrence.c.local_path,
+                schema.person.c.person_source_value,
+            ).join(schema.person, schema.person.c.person_id == schema.image_occurrence.c.person_id)
+        ).all()
+    assert {source for *_, source in rows} == {p.source_id for p in patients}
+    for uri, series, local_path, _ in rows:
+        assert uri.startswith(f"{orthanc.dicomweb}/studies/") and uri.endswith(f"/series/{series}")
+        assert local_path is None, "the pixels stay in the PACS"
+
+    again = ingest_path(store, "dicom", None, url=orthanc.dicomweb)
+    assert again.loaded == 0 and again.unchanged == len(patients)
+
+
+def test_an_unreachable_pacs_is_a_clear_error():
+    base = f"http://127.0.0.1:{free_port()}/dicom-web"
+    with pytest.raises(DicomWebError, match=f"{base}: the server stopped after 0 studies"):
+        list(read_server(base))

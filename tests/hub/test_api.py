@@ -55,6 +55,7 @@ def test_query_results_are_released_counts_only(hub):
         "POST", f"/projects/{pid}/queries", researcher, json={"name": "q", "definition": {}}
     ).json()["id"]
     assert [q["id"] for q in hub.call("GET", "/agent/work", a).json()["queries"]] == [qid]
+    assert [q["id"] for q in hub.call("GET", "/agent/work", b).json()["queries"]] == [qid]
     assert hub.call("GET", "/agent/work", outsider).json()["queries"] == []
     assert (
         hub.call(
@@ -83,6 +84,8 @@ def test_query_results_are_released_counts_only(hub):
         json={"count": 42, "suppressed": False, "threshold": 10, "histograms": bins},
     )
     assert ok.status_code == 204
+    assert hub.call("GET", "/agent/work", a).json()["queries"] == [], "answered: a's work is done"
+    assert [q["id"] for q in hub.call("GET", "/agent/work", b).json()["queries"]] == [qid]
     view = hub.call("GET", f"/queries/{qid}", researcher).json()
     assert view["pending"] == ["b"] and view["total"] is None
     hub.call(

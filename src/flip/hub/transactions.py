@@ -38,6 +38,7 @@ class WriteTurns:
 
     def __init__(self) -> None:
         self.generation = 0
+        self.scoped: dict[Hashable, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
 
@@ -54,8 +55,15 @@ class WriteTurns:
             return
         loop.call_soon_threadsafe(self._wake)
 
-    def changed(self) -> None:
-        """Wake the waiters after a write; called in the event loop that serves the app."""
+    def changed(self, scope: Hashable | None = None) -> None:
+        """Wake the waiters after a write; called in the event loop that serves the app.
+
+        A write that changes only what is kept under `scope` (one site's own work)
+        wakes no one and retires only that.
+        """
+        if scope is not None:
+            self.scoped[scope] = self.scoped.get(scope, 0) + 1
+            return
         self._bind()
         self._wake()
 
@@ -87,12 +95,16 @@ class Fresh(Generic[T]):
         self.turns = turns
         self.ttl = ttl
         self.size = size
-        self._entries: dict[Hashable, tuple[int, float, T]] = {}
+        self._entries: dict[Hashable, tuple[tuple[int, int], float, T]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, read: Callable[[], T]) -> T:
-        """The value kept for `key` if still fresh, else `read()` (kept for next time)."""
-        generation, clock = self.turns.generation, time.monotonic()
+    def get(self, key: Hashable, read: Callable[[], T], scope: Hashable | None = None) -> T:
+        """The value kept for `key` if still fresh, else `read()` (kept for next time).
+
+        A value kept under a `scope` is also retired by writes scoped to it.
+        """
+        turns, clock = self.turns, time.monotonic()
+        generation = (turns.generation, turns.scoped.get(scope, 0))
         entry = self._entries.get(key)
         if entry is not None and entry[0] == generation and clock - entry[1] < self.ttl:
             return entry[2]
@@ -125,15 +137,21 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def run(self, job: Callable[[Connection], T], wake: bool = True) -> T:
-        """`job(conn)` in a write transaction, committed when this returns; its result."""
+    async def run(
+        self, job: Callable[[Connection], T], wake: bool = True, scope: Hashable | None = None
+    ) -> T:
+        """`job(conn)` in a write transaction, committed when this returns; its result.
+
+        Once committed it wakes the long polls (unless not `wake`), or, with a `scope`,
+        retires only what is kept under it.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="flip-writer", daemon=True)
                 self._thread.start()
-            self._jobs.put((job, wake, loop, future))
+            self._jobs.put((job, scope if wake else False, loop, future))
         return await future
 
     def close(self) -> None:
@@ -170,12 +188,12 @@ class Writer:
                         outcomes.append((None, exc))
         except BaseException as exc:  # the commit failed: every job in it did
             outcomes = [(None, exc)] * len(batch)
-        if any(
-            wake
-            for (_, wake, _, _), (_, error) in zip(batch, outcomes, strict=False)
-            if error is None
-        ):
-            batch[0][2].call_soon_threadsafe(self.turns.changed)
+        loop = batch[0][2]
+        done = {
+            wake for (_, wake, _, _), (_, error) in zip(batch, outcomes, strict=True) if not error
+        }
+        for scope in done - {False}:
+            loop.call_soon_threadsafe(self.turns.changed, scope)
         for (_, _, loop, future), (result, error) in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, result, error)
 
@@ -189,11 +207,17 @@ def _settle(future: asyncio.Future, result: object, error: BaseException | None)
         future.set_result(result)
 
 
-def writes(endpoint: Callable[..., T] | None = None, *, wake: bool = True) -> Any:
+def writes(
+    endpoint: Callable[..., T] | None = None,
+    *,
+    wake: bool = True,
+    scope: Callable[[dict[str, Any]], Hashable] | None = None,
+) -> Any:
     """Make a route that writes: its body runs in the writer thread, `conn: Conn` its transaction.
 
     The route keeps every other parameter FastAPI injects; `wake=False` is for a read
-    whose only write is its audit entry.
+    whose only write is its audit entry, and `scope(arguments)` names the one thing
+    a write changes (a site's own work), so it retires only that.
     """
 
     def wrap(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -212,7 +236,8 @@ def writes(endpoint: Callable[..., T] | None = None, *, wake: bool = True) -> An
         async def route(**kwargs: Any) -> T:
             request = kwargs["request"] if own_request else kwargs.pop("request")
             writer: Writer = request.app.state.writer
-            return await writer.run(lambda conn: function(conn=conn, **kwargs), wake)
+            key = None if scope is None else scope(kwargs)
+            return await writer.run(lambda conn: function(conn=conn, **kwargs), wake, key)
 
         returns = hints.get("return", signature.return_annotation)
         route.__signature__ = signature.replace(  # type: ignore[attr-defined]

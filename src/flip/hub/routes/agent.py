@@ -79,7 +79,8 @@ async def work(
     while True:
         generation = turns.generation
         read = partial(_open_work, request.app.state.engine, site)
-        found = await run_in_threadpool(request.app.state.fresh.get, ("work", site.id), read)
+        key = ("work", site.id)
+        found = await run_in_threadpool(request.app.state.fresh.get, key, read, key)
         left = deadline - time.monotonic()
         changed = set(found.train) != set(training)
         if found.queries or found.tasks or found.runs or changed or left <= 0:
@@ -87,6 +88,11 @@ async def work(
                 return found.model_copy(update={"flower": FlowerOut(**federation.info())})
             return found
         await turns.wait(generation, left)
+
+
+def own_work(arguments: dict) -> tuple[str, int]:
+    """What a site's own report changes: its own pending work, nobody else's."""
+    return ("work", arguments["site"].id)
 
 
 def _open_work(engine: Engine, site: Principal) -> WorkOut:
@@ -170,7 +176,7 @@ def _work(conn: Connection, site: Principal) -> WorkOut:
 
 
 @router.post("/queries/{query_id}", status_code=204)
-@writes
+@writes(scope=own_work)
 def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
     """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
     q = conn.execute(
@@ -203,7 +209,7 @@ def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) ->
 
 
 @router.post("/decisions", status_code=204)
-@writes
+@writes(scope=own_work)
 def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
     """Report a task decision (recorded at the site first); approving one joins the project."""
     task = conn.execute(
@@ -245,7 +251,7 @@ def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
 
 
 @router.post("/runs/{run_id}", status_code=204)
-@writes
+@writes(scope=own_work)
 def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
     """Join or refuse a requested run; the first reply stands."""
     run = conn.execute(
@@ -273,7 +279,7 @@ def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
 
 
 @router.post("/runs/{run_id}/log", status_code=204)
-@writes
+@writes(scope=own_work)
 def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> None:
     """Entries of the site's own log of a run it joined; an entry sent again is kept once."""
     joined = conn.execute(

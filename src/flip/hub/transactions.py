@@ -151,6 +151,7 @@ class Writer:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="flip-writer", daemon=True)
                 self._thread.start()
+            # What the job retires once committed: False nothing, None everything, or a scope.
             self._jobs.put((job, scope if wake else False, loop, future))
         return await future
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from inspect import Parameter
-from typing import Annotated, Any, Generic, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
@@ -84,7 +84,7 @@ class WriteTurns:
 T = TypeVar("T")
 
 
-class Fresh(Generic[T]):
+class Fresh:
     """Values read from the database, reused until a write commits in this process.
 
     An entry also lapses after `ttl` seconds, which bounds how long a change made by
@@ -95,7 +95,7 @@ class Fresh(Generic[T]):
         self.turns = turns
         self.ttl = ttl
         self.size = size
-        self._entries: dict[Hashable, tuple[tuple[int, int], float, T]] = {}
+        self._entries: dict[Hashable, tuple[tuple[int, int], float, Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, read: Callable[[], T], scope: Hashable | None = None) -> T:
@@ -189,12 +189,11 @@ class Writer:
                         outcomes.append((None, exc))
         except BaseException as exc:  # the commit failed: every job in it did
             outcomes = [(None, exc)] * len(batch)
-        loop = batch[0][2]
         done = {
             wake for (_, wake, _, _), (_, error) in zip(batch, outcomes, strict=True) if not error
         }
         for scope in done - {False}:
-            loop.call_soon_threadsafe(self.turns.changed, scope)
+            batch[0][2].call_soon_threadsafe(self.turns.changed, scope)
         for (_, _, loop, future), (result, error) in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, result, error)
 

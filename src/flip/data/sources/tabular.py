@@ -162,17 +162,17 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
                 undecodable.append(raw)
                 yield "\n"
 
+    where = str(path)
     with path.open("rb") as handle:
         header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
         reader = csv.reader(lines(handle))
         for values in reader:
-            number = reader.line_num + 1
             if undecodable:
-                yield f"{path}:{number}", None, undecodable.pop()
+                yield f"{where}:{reader.line_num + 1}", None, undecodable.pop()
                 continue
-            if not values:
-                continue
-            yield f"{path}:{number}", dict(zip(header, values, strict=False)), current[0]
+            if values:
+                row = dict(zip(header, values, strict=False))
+                yield f"{where}:{reader.line_num + 1}", row, current[0]
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
@@ -281,12 +281,14 @@ class _EventReader:
         except ValueError as exc:
             return Rejected(key, location, "tabular.date.invalid", str(exc), raw)
         value = None
-        if self.value is not None and _text(row.get(self.value)):
+        given = None if self.value is None else row.get(self.value)
+        if given is not None and given != "":
             try:
-                value = float(row[self.value])
+                value = float(given)
             except (TypeError, ValueError):
-                message = f"value {row[self.value]!r}"
-                return Rejected(key, location, "tabular.value.not_numeric", message, raw)
+                if _text(given):
+                    message = f"value {given!r}"
+                    return Rejected(key, location, "tabular.value.not_numeric", message, raw)
         unit = None
         if self.unit is not None:
             value, unit = self.unit.read(row, code, value)

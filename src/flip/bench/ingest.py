@@ -1,8 +1,9 @@
 """Ingest throughput and memory, each against a reference measured in the same run.
 
 - FHIR NDJSON: FLIP's ingest (parse, validate, map, write to DuckDB) against a bare
-  loop of orjson.loads + fhir.resources model_validate over the same lines.
-- CSV extract through its mapping into DuckDB: records per second.
+  loop of orjson.loads + fhir.resources model_validate over the same lines, the two
+  run in turn twice, each side's fastest kept.
+- CSV extract through its mapping into DuckDB: records per second, the faster of two runs.
 - Peak RSS of a fresh process ingesting NDJSON at two sizes (streaming keeps it flat).
 """
 
@@ -62,36 +63,50 @@ def bare_validate(folder: Path) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def fhir_throughput(work: Path, patients: int) -> list[Figure]:
-    """FLIP's FHIR NDJSON ingest against the bare parse-and-validate loop."""
-    folder = _export(work / "ndjson", "fhir-ndjson", patients)
-    n, bare_seconds = bare_validate(folder)
-    store = _store(work / "fhir.duckdb")
+def _flip_fhir(folder: Path, store_path: Path) -> tuple[int, float]:
+    """(resources read, seconds) for FLIP's ingest of an NDJSON folder into a new store."""
+    store = _store(store_path)
     start = time.perf_counter()
     report = ingest_path(store, "fhir", folder)
-    flip_seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     store.close()
+    return report.read, seconds
+
+
+def fhir_throughput(work: Path, patients: int, passes: int = 2) -> list[Figure]:
+    """FLIP's FHIR NDJSON ingest against the bare parse-and-validate loop.
+
+    The two alternate `passes` times and each keeps its fastest, so a spell of load
+    on a shared machine does not land on one side only.
+    """
+    folder = _export(work / "ndjson", "fhir-ndjson", patients)
+    bare_seconds = flip_seconds = float("inf")
+    for _ in range(passes):
+        n, seconds = bare_validate(folder)
+        bare_seconds = min(bare_seconds, seconds)
+        read, seconds = _flip_fhir(folder, work / "fhir.duckdb")
+        flip_seconds = min(flip_seconds, seconds)
     return [
         Figure("fhir resources", n, "resources", f"{patients} patients"),
         Figure("bare orjson+fhir.resources", n / bare_seconds, "resources/s"),
-        Figure(
-            "flip ingest fhir", report.read / flip_seconds, "resources/s", "validate, map, write"
-        ),
+        Figure("flip ingest fhir", read / flip_seconds, "resources/s", "validate, map, write"),
         Figure("flip / bare time ratio", flip_seconds / bare_seconds, "x", "aim <= 1.5"),
     ]
 
 
 def csv_throughput(work: Path, patients: int) -> list[Figure]:
-    """CSV extract through its YAML mapping into DuckDB."""
+    """CSV extract through its YAML mapping into DuckDB (the faster of two runs)."""
     folder = _export(work / "csv", "csv", patients)
-    store = _store(work / "csv.duckdb")
-    start = time.perf_counter()
-    report = ingest_path(store, "csv", folder)
-    seconds = time.perf_counter() - start
-    store.close()
+    seconds = float("inf")
+    for _ in range(2):
+        store = _store(work / "csv.duckdb")
+        start = time.perf_counter()
+        report = ingest_path(store, "csv", folder)
+        seconds = min(seconds, time.perf_counter() - start)
+        store.close()
     return [
         Figure("csv rows", report.read, "rows", f"{patients} patients"),
-        Figure("flip ingest csv", report.read / seconds, "rows/s", "aim >= 50,000"),
+        Figure("flip ingest csv", report.read / seconds, "rows/s", "aim >= 50,000; best of 2"),
     ]
 
 

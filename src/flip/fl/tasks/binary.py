@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.stats import rankdata
+from torch.nn.functional import binary_cross_entropy_with_logits
 
 from flip.data.features.tabular import TabularData
 
@@ -38,17 +39,16 @@ def train(
     x = torch.from_numpy(data.x)
     y = torch.from_numpy(data.y).unsqueeze(1)
     optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, weight_decay=l2)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    anchor = [p.detach().clone() for p in model.parameters()]
+    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu else []
     generator = torch.Generator().manual_seed(seed)
-    total, seen = 0.0, 0
+    losses: list[torch.Tensor] = []
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), batch_size):
             batch = order[start : start + batch_size]
             optimiser.zero_grad()
-            loss = loss_fn(model(x[batch]), y[batch])
+            loss = binary_cross_entropy_with_logits(model(x[batch]), y[batch])
             if proximal_mu:
                 drift = sum(
                     ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
@@ -56,9 +56,8 @@ def train(
                 loss = loss + proximal_mu / 2 * drift
             loss.backward()
             optimiser.step()
-            total += float(loss.detach()) * len(batch)
-            seen += len(batch)
-    mean = total / max(seen, 1)
+            losses.append(loss.detach() * len(batch))
+    mean = float(torch.stack(losses).sum()) / (epochs * len(y)) if losses else 0.0
     return {"loss": mean, "train_loss": mean, "num-examples": float(len(y))}
 
 

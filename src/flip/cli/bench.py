@@ -68,6 +68,10 @@ def bench_fl(
         bool,
         typer.Option(help="Also time FedAvg under SecAgg+ and count its bytes per round."),
     ] = True,
+    passes: Annotated[
+        int,
+        typer.Option(min=1, help="Times FLIP and bare Flower run in turn; each keeps its best."),
+    ] = 2,
 ) -> None:
     """FLIP's round time against a bare Flower app in the same run, and bytes per round.
 
@@ -78,7 +82,7 @@ def bench_fl(
     from flip.cli.fl import stdout_to_stderr
 
     with one_line_errors(), stdout_to_stderr():
-        figures = fl.run(work, rounds, sites, secure=secagg)
+        figures = fl.run(work, rounds, sites, secure=secagg, passes=passes)
         if deployment:
             figures += fl.deployment(work / "deployment")
     _print_figures("flip bench fl", figures)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from monai.networks.nets import Classifier
 
+from flip.fl.tasks.seeding import seed_weights
+
 CHANNELS = (8, 16)
 
 
@@ -35,5 +37,5 @@ class ImageCNN(torch.nn.Module):
 
 def new_model(offset: int, size: int, seed: int) -> torch.nn.Module:
     """An image CNN whose initial weights depend only on `seed`."""
-    torch.manual_seed(seed)
+    seed_weights(seed)
     return ImageCNN(offset, size)

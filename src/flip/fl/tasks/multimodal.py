@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from flip.fl.tasks.image_cnn import ImageCNN
+from flip.fl.tasks.seeding import seed_weights
 from flip.fl.tasks.text_classifier import NoteClassifier
 
 
@@ -45,5 +46,5 @@ class LateFusion(torch.nn.Module):
 
 def new_model(n_features: int, n_text: int, image_size: int, seed: int) -> torch.nn.Module:
     """A late-fusion model whose initial weights depend only on `seed`."""
-    torch.manual_seed(seed)
+    seed_weights(seed)
     return LateFusion(n_features, n_text, image_size)

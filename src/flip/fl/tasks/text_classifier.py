@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from flip.fl.tasks.seeding import seed_weights
+
 
 class NoteClassifier(torch.nn.Module):
     """One logit from the `n_text` columns of the note embedding, after `n_features`."""
@@ -24,5 +26,5 @@ class NoteClassifier(torch.nn.Module):
 
 def new_model(n_features: int, n_text: int, seed: int) -> torch.nn.Module:
     """A note classifier whose initial weights depend only on `seed`."""
-    torch.manual_seed(seed)
+    seed_weights(seed)
     return NoteClassifier(n_features, n_text)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -93,6 +94,7 @@ project_sites = Table(
     Column("site_id", ForeignKey("sites.id"), primary_key=True),
     Column("status", String(20), nullable=False),
     Column("updated_at", DateTime, nullable=False, default=now),
+    Index("ix_project_sites_site", "site_id", "project_id"),
 )
 
 tasks = Table(
@@ -115,6 +117,7 @@ task_decisions = Table(
     Column("decision", String(10), nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("decided_at", DateTime, nullable=False, default=now),
+    Index("ix_task_decisions_site", "site_id", "task_id"),
 )
 
 queries = Table(
@@ -126,6 +129,7 @@ queries = Table(
     Column("definition", Text, nullable=False),
     Column("created_by", ForeignKey("users.id"), nullable=False),
     _created(),
+    Index("ix_queries_project", "project_id"),
 )
 
 query_results = Table(
@@ -139,6 +143,7 @@ query_results = Table(
     Column("error", Text),
     Column("histograms", Text, nullable=False, default="{}"),
     Column("answered_at", DateTime, nullable=False, default=now),
+    Index("ix_query_results_site", "site_id", "query_id"),
 )
 
 runs = Table(
@@ -164,6 +169,7 @@ run_sites = Table(
     Column("status", String(20), nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("updated_at", DateTime, nullable=False, default=now),
+    Index("ix_run_sites_site", "site_id", "run_id"),
 )
 
 #: The entries of a site's own run log that the site chose to share.

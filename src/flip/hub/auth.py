@@ -81,7 +81,7 @@ def _callers(digest: str):
     )
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """The caller named by the Authorization header, or 401."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -93,7 +93,7 @@ def principal(request: Request) -> Principal:
         with reading(request.app.state.engine) as conn:
             return {row.kind: row for row in conn.execute(_callers(digest))}
 
-    found = request.app.state.fresh.get(("caller", digest), read)
+    found = await request.app.state.fresh.get(("caller", digest), read)
     if (session := found.get("session")) is not None:
         if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")
@@ -113,7 +113,7 @@ def principal(request: Request) -> Principal:
 def require(*roles: str):
     """A dependency that lets through only callers with one of `roles`."""
 
-    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if who.role not in roles:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(roles)}"

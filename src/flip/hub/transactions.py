@@ -23,6 +23,7 @@ from inspect import Parameter
 from typing import Annotated, Any, TypeVar, get_type_hints
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
 #: Execution option that makes a SQLite transaction deferred (a reader) instead of immediate.
@@ -89,6 +90,7 @@ class Fresh:
 
     An entry also lapses after `ttl` seconds, which bounds how long a change made by
     another process on the same database (a second hub, a CLI command) goes unseen.
+    Used from the event loop only, so its entries need no lock.
     """
 
     def __init__(self, turns: WriteTurns, ttl: float = 5.0, size: int = 10_000) -> None:
@@ -96,23 +98,22 @@ class Fresh:
         self.ttl = ttl
         self.size = size
         self._entries: dict[Hashable, tuple[tuple[int, int], float, Any]] = {}
-        self._lock = threading.Lock()
 
-    def get(self, key: Hashable, read: Callable[[], T], scope: Hashable | None = None) -> T:
-        """The value kept for `key` if still fresh, else `read()` (kept for next time).
+    async def get(self, key: Hashable, read: Callable[[], T], scope: Hashable | None = None) -> T:
+        """The value kept for `key` if still fresh, else `read()` in a worker thread (then kept).
 
-        A value kept under a `scope` is also retired by writes scoped to it.
+        A value kept under a `scope` is also retired by writes scoped to it. A fresh
+        value costs no thread hop: most requests are answered from here.
         """
         turns, clock = self.turns, time.monotonic()
         generation = (turns.generation, turns.scoped.get(scope, 0))
         entry = self._entries.get(key)
         if entry is not None and entry[0] == generation and clock - entry[1] < self.ttl:
             return entry[2]
-        value = read()
-        with self._lock:
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[key] = (generation, clock, value)
+        value = await run_in_threadpool(read)
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (generation, clock, value)
         return value
 
 

@@ -80,7 +80,7 @@ async def work(
         generation = turns.generation
         read = partial(_open_work, request.app.state.engine, site)
         key = ("work", site.id)
-        found = await run_in_threadpool(request.app.state.fresh.get, key, read, key)
+        found = await request.app.state.fresh.get(key, read, key)
         left = deadline - time.monotonic()
         changed = set(found.train) != set(training)
         if found.queries or found.tasks or found.runs or changed or left <= 0:

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
-from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import (
@@ -32,9 +31,20 @@ from sqlalchemy import (
 )
 
 from flip.data.cdm import schema
-from flip.data.cdm.rows import CdmRow, death_row, event_row, person_row, stable_id, visit_row
+from flip.data.cdm.rows import (
+    CdmRow,
+    block_columns,
+    death_row,
+    event_row,
+    person_row,
+    stable_id,
+    visit_row,
+)
+from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, row_columns, values_in
 from flip.data.sources.records import (
+    BlockEvent,
+    EventBlock,
     Rejected,
     SourceEvent,
     SourceMerge,
@@ -43,7 +53,7 @@ from flip.data.sources.records import (
     SourceRow,
     SourceVisit,
 )
-from flip.data.terminology.vocabulary import Vocabulary
+from flip.data.terminology.vocabulary import Mapping, Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
 
 BATCH_SIZE = 20000
@@ -93,10 +103,26 @@ class IngestReport:
 def batches(
     records: Iterable[SourceRecord], size: int = BATCH_SIZE
 ) -> Iterator[list[SourceRecord]]:
-    """Group records into lists of at most `size`."""
-    it = iter(records)
-    while batch := list(islice(it, size)):
+    """Group records into lists of at most `size`; an EventBlock is a batch on its own."""
+    batch: list[SourceRecord] = []
+    for record in records:
+        if type(record) is EventBlock:
+            if batch:
+                yield batch
+                batch = []
+            yield [record]
+            continue
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
         yield batch
+
+
+def _count(records: list[SourceRecord]) -> int:
+    """How many source records a batch holds (an EventBlock counts each of its events)."""
+    return sum(len(r) if type(r) is EventBlock else 1 for r in records)
 
 
 class _Batch:
@@ -124,26 +150,76 @@ class _Batch:
         """The batch column by column, leaving out the records in `skip`."""
         kept = [key for key in self.rows if key not in skip]
         flat = [(key, row) for key in kept for row in self.rows[key]]
-        sources = [self.sources[key] for key, _ in flat]
-        links: dict[str, list[object]] = {
-            "cdm_table": [row.table for _, row in flat],
-            "cdm_id": [row.id for _, row in flat],
-            "record_key": [key for key, _ in flat],
-            "location": [location for location, _ in sources],
-            "content_hash": [digest for _, digest in sources],
-            "source_system": [system] * len(flat),
-            "ingest_run_id": [run_id] * len(flat),
-        }
         by_table: dict[str, list[dict[str, object]]] = {}
         for _, row in flat:
             by_table.setdefault(row.table, []).append(row.values)
         tables = {
             name: row_columns(schema.metadata.tables[name], rows) for name, rows in by_table.items()
         }
-        persons = {new for _, new in self.merges}
-        for columns in tables.values():
-            persons.update(pid for pid in columns.get("person_id", ()) if pid)
-        return _Layout(tables, links, len(kept), persons)
+        links = _links(
+            self.sources,
+            [row.table for _, row in flat],
+            [row.id for _, row in flat],
+            [key for key, _ in flat],
+            system,
+            run_id,
+        )
+        return _Layout.of(tables, links, len(kept), self.merges)
+
+
+class _BlockBatch(_Batch):
+    """The batch of one EventBlock: its rows already laid out column by column per table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, tuple[dict[str, list[object]], list[str]]] = {}
+
+    def add_columns(self, table: str, columns: dict[str, list[object]], events: list) -> None:
+        """Add the rows of `events` (all landing in `table`) as columns."""
+        self.tables[table] = (columns, [e.key for e in events])
+        self.sources.update(
+            (e.key, (e.location, hashlib.sha256(e.raw).hexdigest())) for e in events
+        )
+
+    def layout(self, system: str, run_id: int, skip: Collection[str] = ()) -> _Layout:
+        """The block's columns, leaving out the records in `skip`."""
+        tables: dict[str, dict[str, list[object]]] = {}
+        names: list[str] = []
+        ids: list[object] = []
+        keys: list[str] = []
+        for name, (columns, table_keys) in self.tables.items():
+            if skip:
+                kept = [i for i, key in enumerate(table_keys) if key not in skip]
+                columns = {c: [values[i] for i in kept] for c, values in columns.items()}
+                table_keys = [table_keys[i] for i in kept]
+            if table_keys:
+                tables[name] = columns
+                names += [name] * len(table_keys)
+                ids += columns[f"{name}_id"]
+                keys += table_keys
+        links = _links(self.sources, names, ids, keys, system, run_id)
+        return _Layout.of(tables, links, len(keys), self.merges)
+
+
+def _links(
+    sources: dict[str, tuple[str, str]],
+    tables: list[str],
+    ids: list[object],
+    keys: list[str],
+    system: str,
+    run_id: int,
+) -> dict[str, list[object]]:
+    """The source_record columns linking each CDM row to its source record."""
+    located = [sources[key] for key in keys]
+    return {
+        "cdm_table": tables,
+        "cdm_id": ids,
+        "record_key": keys,
+        "location": [location for location, _ in located],
+        "content_hash": [digest for _, digest in located],
+        "source_system": [system] * len(keys),
+        "ingest_run_id": [run_id] * len(keys),
+    }
 
 
 @dataclass
@@ -154,6 +230,20 @@ class _Layout:
     links: dict[str, list[object]]
     records: int
     person_ids: set[int]
+
+    @classmethod
+    def of(
+        cls,
+        tables: dict[str, dict[str, list[object]]],
+        links: dict[str, list[object]],
+        records: int,
+        merges: list[tuple[int, int]],
+    ) -> _Layout:
+        """A layout whose touched persons are those of its rows and of its merges."""
+        persons = {new for _, new in merges}
+        for columns in tables.values():
+            persons.update(pid for pid in columns.get("person_id", ()) if pid)
+        return cls(tables, links, records, persons)
 
 
 @contextmanager
@@ -223,7 +313,7 @@ class Ingestor:
         report = self._require_run()
         batch = self._convert(records, report, final)
         self._write(batch, report)
-        report.read += len(records) - batch.waiting
+        report.read += _count(records) - batch.waiting
         return batch.quarantine
 
     def finish(self, status: str = "completed") -> IngestReport:
@@ -233,7 +323,7 @@ class Ingestor:
             waiting, self.deferred = self.deferred, []
             for batch in batches(waiting):
                 self._write(self._convert(batch, report, final=True), report)
-                report.read += len(batch)
+                report.read += _count(batch)
         except BaseException:
             status = "failed"
             raise
@@ -268,7 +358,7 @@ class Ingestor:
                 for batch in batches(records):
                     self.write(batch)
                     if progress:
-                        progress(len(batch))
+                        progress(_count(batch))
                     collect()
             except BaseException:
                 self.finish("failed")
@@ -281,6 +371,11 @@ class Ingestor:
         return self.report
 
     def _convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
+        if type(records[0]) is EventBlock:
+            block = records[0]
+            if block.default_table in ("note", "image_occurrence"):
+                return self._convert(block.records(), report, final)
+            return self._convert_block(block, report, final)
         out = _Batch()
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
@@ -304,6 +399,55 @@ class Ingestor:
             problem = self._convert_one(record, out, report)
             if problem is not None:
                 out.quarantine.append(problem)
+        return out
+
+    def _convert_block(self, block: EventBlock, report: IngestReport, final: bool) -> _BlockBatch:
+        out = _BlockBatch()
+        births, today, vocab = self.births, self.today, self.vocab
+        wanted = {e.person_key for e in block.events if e.person_key not in births}
+        if wanted:
+            self._load_births(wanted)
+        targets = {}
+        for code in {e.code for e in block.events}:
+            mapping = vocab.map(block.system, code)
+            table = DOMAIN_TABLES.get(mapping.domain_id or "", block.default_table)
+            targets[code] = (mapping, table)
+        waiting: list[BlockEvent] = []
+        kept: dict[str, tuple[BlockEvent, str, Mapping]] = {}
+        for e in block.events:
+            birth = births.get(e.person_key)
+            if birth is None:
+                if final:
+                    out.quarantine.append(_dangling(e))
+                else:
+                    waiting.append(e)
+                continue
+            if not birth <= e.start <= today:
+                problem = date_problem(e.start, birth, today)
+                if problem:
+                    out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
+                    continue
+            mapping, table = targets[e.code]
+            if table == "measurement":
+                problem = value_problem(mapping.concept_id, e.value, e.unit)
+                if problem:
+                    out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
+                    continue
+            if not mapping.concept_id:
+                report.unmapped[f"{block.system}|{e.code}"] += 1
+            kept[e.key] = (e, table, mapping)
+        if waiting:
+            self.deferred.append(EventBlock(block.system, block.default_table, waiting))
+            out.waiting = len(waiting)
+        by_table: dict[str, list[tuple[BlockEvent, str, Mapping]]] = {}
+        for entry in kept.values():
+            by_table.setdefault(entry[1], []).append(entry)
+        for table, entries in by_table.items():
+            events = [e for e, _, _ in entries]
+            mappings = [m for _, _, m in entries]
+            person_ids = [self._person_id(e.person_key) for e in events]
+            columns = block_columns(self.system, table, events, mappings, person_ids, vocab)
+            out.add_columns(table, columns, events)
         return out
 
     def _convert_one(
@@ -461,7 +605,7 @@ class Ingestor:
         """(table, id, content hash) of the rows already stored for each record of the batch."""
         provenance = schema.source_record
         existing: dict[str, list[tuple[str, int, str]]] = {}
-        with values_in(conn, provenance.c.record_key, list(batch.rows)) as wanted:
+        with values_in(conn, provenance.c.record_key, list(batch.sources)) as wanted:
             found = conn.execute(
                 select(
                     provenance.c.record_key,
@@ -513,7 +657,7 @@ def _born(year: int, month: int | None, day: int | None) -> date:
     return date(year, month or 1, day or 1)
 
 
-def _dangling(record: SourceVisit | SourceEvent | SourceRow | SourceMerge) -> Rejected:
+def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge) -> Rejected:
     message = f"refers to {record.person_key}, which is not in this source"
     return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS
-from flip.data.sources.records import SourceEvent, SourcePerson, SourceVisit
-from flip.data.terminology.vocabulary import Vocabulary
+from flip.data.sources.records import BlockEvent, SourceEvent, SourcePerson, SourceVisit
+from flip.data.terminology.vocabulary import Mapping, Vocabulary
 
 EHR = 32817
 GENDERS = {"male": 8507, "female": 8532}
@@ -18,6 +19,13 @@ def stable_id(*parts: str) -> int:
     """A 52-bit id from a record's identity, the same on every run and every machine."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:7], "big") >> 4
+
+
+def stable_ids(keys: Iterable[str], *parts: str) -> list[int]:
+    """`stable_id(*parts, key)` for each key, computed in one pass."""
+    prefix = "".join(f"{part}\x1f" for part in parts)
+    sha256, to_int = hashlib.sha256, int.from_bytes
+    return [to_int(sha256(f"{prefix}{key}".encode()).digest()[:7], "big") >> 4 for key in keys]
 
 
 def visit_id(system: str, key: str | None) -> int | None:
@@ -195,3 +203,35 @@ def event_row(
     }
     values.update(_specific(table, e, vocab))
     return CdmRow(table, row_id, values), mapping.concept_id != 0
+
+
+def block_columns(
+    system: str,
+    table: str,
+    events: list[BlockEvent],
+    mappings: list[Mapping],
+    person_ids: list[int],
+    vocab: Vocabulary,
+) -> dict[str, list[object]]:
+    """The columns of coded events that all land in `table`: event_row for a whole block."""
+    id_, concept, when, type_, source_value, source_concept = _NAMES[table]
+    n = len(events)
+    columns: dict[str, list[object]] = {
+        id_: stable_ids((e.key for e in events), system, table),
+        "person_id": person_ids,
+        concept: [m.concept_id for m in mappings],
+        when: [e.start for e in events],
+        type_: [EHR] * n,
+        source_value: [e.code[:50] for e in events],
+        source_concept: [m.source_concept_id for m in mappings],
+        "visit_occurrence_id": [None] * n,
+    }
+    if table in ("measurement", "observation"):
+        columns["value_as_number"] = [e.value for e in events]
+        columns["unit_concept_id"] = [vocab.unit(e.unit) for e in events]
+        columns["unit_source_value"] = [(e.unit or "")[:50] or None for e in events]
+        if table == "observation":
+            columns["value_as_string"] = [e.text[:60] if e.text else None for e in events]
+    elif table == "drug_exposure":
+        columns["drug_exposure_end_date"] = columns[when]
+    return columns

@@ -1,6 +1,7 @@
 """Connectors: each reads one kind of source into neutral records for the CDM writer."""
 
 from flip.data.sources.records import (
+    EventBlock,
     Rejected,
     SourceEvent,
     SourceMerge,
@@ -10,6 +11,7 @@ from flip.data.sources.records import (
 )
 
 __all__ = [
+    "EventBlock",
     "Rejected",
     "SourceEvent",
     "SourceMerge",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 
 @dataclass(slots=True)
@@ -65,6 +66,55 @@ class SourceEvent:
     detail: dict[str, str] | None = None
 
 
+class BlockEvent(NamedTuple):
+    """One event of an `EventBlock`: the fields a table row of coded facts can carry."""
+
+    key: str
+    person_key: str
+    code: str
+    start: date
+    value: float | None
+    unit: str | None
+    text: str | None
+    location: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class EventBlock:
+    """Many events of one mapped table, read in one go.
+
+    Every event shares the code `system` and `default_table` (see SourceEvent);
+    the writer converts a block column by column instead of record by record.
+    """
+
+    system: str
+    default_table: str
+    events: list[BlockEvent]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def records(self) -> list[SourceEvent]:
+        """The block as one SourceEvent per event."""
+        return [
+            SourceEvent(
+                key=e.key,
+                person_key=e.person_key,
+                system=self.system,
+                code=e.code,
+                start=e.start,
+                default_table=self.default_table,
+                location=e.location,
+                raw=e.raw,
+                value=e.value,
+                unit=e.unit,
+                text=e.text,
+            )
+            for e in self.events
+        ]
+
+
 @dataclass(slots=True)
 class SourceRow:
     """A row that is already OMOP CDM (from an OMOP source), ids still the source's own.
@@ -103,4 +153,6 @@ class Rejected:
     raw: bytes
 
 
-SourceRecord = SourcePerson | SourceVisit | SourceEvent | SourceRow | SourceMerge | Rejected
+SourceRecord = (
+    SourcePerson | SourceVisit | SourceEvent | EventBlock | SourceRow | SourceMerge | Rejected
+)

@@ -14,7 +14,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ import orjson
 import yaml
 from sqlalchemy import Engine, text
 
-from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord
+from flip.data.sources.records import (
+    BlockEvent,
+    EventBlock,
+    Rejected,
+    SourcePerson,
+    SourceRecord,
+)
+
+#: Events per EventBlock a table's reader yields.
+BLOCK_SIZE = 20000
 
 Row = dict[str, Any]
 
@@ -205,6 +214,10 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
         raise SourceReadError(f"{where}#{name}: the source stopped {last}: {first_line}") from exc
 
 
+def _undecodable(location: str, raw: bytes) -> Rejected:
+    return Rejected(None, location, "tabular.encoding", "line is not valid UTF-8", raw)
+
+
 def _person(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceRecord:
     key = _text(row.get(spec["id"]))
     if not key:
@@ -262,7 +275,7 @@ class _EventReader:
             default_table=spec.get("default_table", "observation"),
         )
 
-    def __call__(self, row: Row, location: str, raw: bytes) -> SourceRecord:
+    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | Rejected:
         """The event of one row, or why it was rejected."""
         key = _text(row.get(self.id))
         if not key:
@@ -296,19 +309,28 @@ class _EventReader:
         if self.default_table == "note" and text is None:
             message = f"column {self.text} is empty: a note needs its text"
             return Rejected(key, location, "tabular.note.no_text", message, raw)
-        return SourceEvent(
-            key=f"{self.name}/{key}",
-            person_key=f"person/{_text(row.get(self.person))}",
-            system=self.system,
-            code=code,
-            start=when,
-            default_table=self.default_table,
-            location=location,
-            raw=raw,
-            value=value,
-            unit=unit,
-            text=text,
+        person_key = f"person/{_text(row.get(self.person))}"
+        return BlockEvent(
+            f"{self.name}/{key}", person_key, code, when, value, unit, text, location, raw
         )
+
+    def read(self, rows: Iterator[tuple[str, Row | None, bytes]]) -> Iterator[SourceRecord]:
+        """Blocks of this table's events, and a Rejected record for each row that failed."""
+        block: list[BlockEvent] = []
+        for location, row, raw in rows:
+            if row is None:
+                yield _undecodable(location, raw)
+                continue
+            got = self.event(row, location, raw)
+            if type(got) is Rejected:
+                yield got
+                continue
+            block.append(got)
+            if len(block) == BLOCK_SIZE:
+                yield EventBlock(self.system, self.default_table, block)
+                block = []
+        if block:
+            yield EventBlock(self.system, self.default_table, block)
 
 
 def _source_rows(spec: dict[str, Any], folder: Path | None, engine: Engine | None):
@@ -325,12 +347,11 @@ def _source_rows(spec: dict[str, Any], folder: Path | None, engine: Engine | Non
 def read_tables(
     mapping: TableMapping, folder: Path | None = None, engine: Engine | None = None
 ) -> Iterator[SourceRecord]:
-    """Yield persons first, then events, from every file or query the mapping names."""
-    plan = [(mapping.person, partial(_person, mapping.person))]
-    plan += [(spec, _EventReader.of(spec)) for spec in mapping.events]
-    for spec, convert in plan:
-        for location, row, raw in _source_rows(spec, folder, engine):
-            if row is None:
-                yield Rejected(None, location, "tabular.encoding", "line is not valid UTF-8", raw)
-                continue
-            yield convert(row, location, raw)
+    """Yield persons first, then blocks of events, from every file or query the mapping names."""
+    for location, row, raw in _source_rows(mapping.person, folder, engine):
+        if row is None:
+            yield _undecodable(location, raw)
+            continue
+        yield _person(mapping.person, row, location, raw)
+    for spec in mapping.events:
+        yield from _EventReader.of(spec).read(_source_rows(spec, folder, engine))

@@ -1,0 +1,91 @@
+"""Tabular events travel as EventBlocks; a block must land exactly as its events one by one."""
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from flip.data.cdm import schema
+from flip.data.cdm.store import Store, open_store
+from flip.data.ingest import Ingestor
+from flip.data.sources import tabular
+from flip.data.sources.records import EventBlock, SourceRecord
+from flip.data.terminology.vocabulary import Vocabulary
+
+#: Lab rows that exercise every check: a duplicate id whose later row wins, a dangling
+#: patient, a date before birth, a future date, an implausible value, a unit converted
+#: per code, an unmapped local code, and an empty unit.
+AWKWARD_LABS = """\
+dup-1,{p},LAB101,120,mm[Hg],2017-01-01 09:30
+dup-1,{p},LAB101,125,mm[Hg],2017-01-02 09:30
+dangling-1,NOBODY,LAB101,120,mm[Hg],2017-01-01 09:30
+early-1,{p},LAB101,120,mm[Hg],1900-01-01 09:30
+future-1,{p},LAB101,120,mm[Hg],2999-01-01 09:30
+huge-1,{p},LAB101,1200,mm[Hg],2017-01-01 09:30
+creat-1,{p},LAB107,1.1,mg/dl,2017-01-01 09:30
+unmapped-1,{p},LAB999,3,,2017-01-01 09:30
+"""
+
+
+def _ingest(folder: Path, store: Store, one_by_one: bool) -> dict[str, object]:
+    spec = tabular.TableMapping.load(folder / "mapping.yaml")
+    records: list[SourceRecord] = []
+    for record in tabular.read_tables(spec, folder=folder):
+        if one_by_one and isinstance(record, EventBlock):
+            records.extend(record.records())
+        else:
+            records.append(record)
+    vocabulary = Vocabulary.from_store(store).with_local_codes(spec.local_codes)
+    report = Ingestor(store, vocabulary, "csv:blocks").run(records, kind="csv", uri=str(folder))
+    return {k: v for k, v in report.as_dict().items() if k != "run_id"}
+
+
+def _contents(store: Store) -> dict[str, list[tuple]]:
+    """Every stored row of the clinical and provenance tables, leaving out run ids."""
+    out = {}
+    with store.connect() as conn:
+        for name in (*schema.CLINICAL_TABLES, "source_record", "quarantine"):
+            table = schema.metadata.tables[name]
+            columns = [c for c in table.columns if c.name != "ingest_run_id"]
+            rows = conn.execute(select(*columns)).all()
+            out[name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def test_a_block_lands_exactly_as_its_events_one_by_one(exported, tmp_path, monkeypatch):
+    _, patients, folder = exported("csv", n=30)
+    labs = folder / "labs.csv"
+    labs.write_text(labs.read_text() + AWKWARD_LABS.format(p=patients[0].source_id))
+    monkeypatch.setattr(tabular, "BLOCK_SIZE", 7)
+    stores = {}
+    reports = {}
+    for one_by_one in (False, True):
+        store = stores[one_by_one] = open_store(tmp_path / f"{one_by_one}.duckdb")
+        store.create()
+        reports[one_by_one] = _ingest(folder, store, one_by_one)
+    assert reports[False] == reports[True]
+    assert reports[False]["rules"] == {
+        "reference.dangling": 1,
+        "plausibility.before_birth": 1,
+        "plausibility.future_date": 1,
+        "plausibility.value_range": 1,
+    }
+    assert [(k.split("|")[1], n) for k, n in reports[False]["unmapped"].items()] == [("LAB999", 1)]
+    blocks, one_by_one = _contents(stores[False]), _contents(stores[True])
+    assert blocks == one_by_one
+    assert len(blocks["measurement"]) > 100 and blocks["note"] and blocks["condition_occurrence"]
+    for store in stores.values():
+        store.close()
+
+
+def _events(folder: Path, monkeypatch, size: int) -> list:
+    monkeypatch.setattr(tabular, "BLOCK_SIZE", size)
+    spec = tabular.TableMapping.load(folder / "mapping.yaml")
+    blocks = [r for r in tabular.read_tables(spec, folder=folder) if isinstance(r, EventBlock)]
+    assert all(0 < len(b) <= size for b in blocks)
+    return [event for block in blocks for event in block.events]
+
+
+def test_block_size_does_not_change_what_is_read(exported, monkeypatch):
+    _, _, folder = exported("csv", n=10)
+    whole = _events(folder, monkeypatch, 20000)
+    assert whole and _events(folder, monkeypatch, 1) == _events(folder, monkeypatch, 7) == whole

@@ -765,6 +765,7 @@ def ingest_path(
     folder name, so moving files keeps identities.
     """
     from flip.data.sources import fhir, hl7v2, tabular
+    from flip.data.sources.readahead import read_ahead
 
     vocabulary = Vocabulary.from_store(store)
     if kind in ("fhir", "hl7v2"):
@@ -804,7 +805,7 @@ def ingest_path(
         vocabulary = vocabulary.with_local_codes(spec.local_codes)
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{spec.source}")
         if kind == "csv":
-            records = tabular.read_tables(spec, folder=path)
+            records = read_ahead(tabular.read_tables, spec, path)
             return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
         if not url:
             raise ValueError("a sql source needs --url (any SQLAlchemy database URL)")

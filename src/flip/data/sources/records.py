@@ -95,6 +95,11 @@ class EventBlock:
     def __len__(self) -> int:
         return len(self.events)
 
+    def __reduce__(self) -> tuple:
+        """Pickle column by column: several times cheaper than one tuple per event."""
+        columns = [list(column) for column in zip(*self.events, strict=True)]
+        return _event_block, (self.system, self.default_table, columns)
+
     def records(self) -> list[SourceEvent]:
         """The block as one SourceEvent per event."""
         return [
@@ -113,6 +118,12 @@ class EventBlock:
             )
             for e in self.events
         ]
+
+
+def _event_block(system: str, default_table: str, columns: list[list]) -> EventBlock:
+    """An EventBlock from the columns its `__reduce__` pickled."""
+    events = list(map(BlockEvent._make, zip(*columns, strict=True)))
+    return EventBlock(system, default_table, events)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,97 @@
+"""Read a source in a child process while the caller maps and writes what was read.
+
+Parsing and checking a file costs about as much as converting and writing its
+records, so an ingest on two cores runs both at once. The child sends records in
+chunks through a bounded queue: memory stays flat, and the reader waits when the
+writer falls behind.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import pickle
+import queue
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from flip.data.sources.records import EventBlock
+
+#: Records per chunk sent to the parent (an EventBlock ends a chunk).
+CHUNK = 1000
+#: Chunks read ahead before the child waits for the parent.
+DEPTH = 4
+
+_DONE = "done"
+_FAILED = "failed"
+
+
+class ReaderDied(RuntimeError):
+    """The reading process ended without saying why (killed, or out of memory)."""
+
+
+def _child(produce: Callable[..., Iterable[Any]], args: tuple, out: multiprocessing.Queue) -> None:
+    gc.disable()
+    chunk: list[Any] = []
+    try:
+        for record in produce(*args):
+            chunk.append(record)
+            if len(chunk) >= CHUNK or type(record) is EventBlock:
+                out.put(chunk)
+                chunk = []
+        if chunk:
+            out.put(chunk)
+        out.put(_DONE)
+    except BaseException as exc:  # every failure goes back to the parent, after what was read
+        if chunk:
+            out.put(chunk)
+        try:
+            pickle.dumps(exc)
+        except Exception:  # an exception that cannot travel goes as text
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        out.put((_FAILED, exc))
+
+
+def _can_fork() -> bool:
+    return (
+        (os.cpu_count() or 1) > 1
+        and "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )
+
+
+def read_ahead(produce: Callable[..., Iterable[Any]], *args: Any) -> Iterator[Any]:
+    """Yield what `produce(*args)` yields, computed in a forked child process.
+
+    An exception the reader raises is raised here; closing this generator early
+    stops the child. Where a child cannot help or cannot be forked (one CPU, no
+    fork on this platform, or inside a daemon process) the reading happens here.
+    """
+    if not _can_fork():
+        yield from produce(*args)
+        return
+    context = multiprocessing.get_context("fork")
+    out = context.Queue(maxsize=DEPTH)
+    child = context.Process(target=_child, args=(produce, args, out), daemon=True)
+    child.start()
+    try:
+        while True:
+            try:
+                got = out.get(timeout=1.0)
+            except queue.Empty:
+                if not child.is_alive():
+                    raise ReaderDied(
+                        f"the reading process stopped (exit code {child.exitcode})"
+                    ) from None
+                continue
+            if got == _DONE:
+                return
+            if type(got) is tuple and got[0] == _FAILED:
+                raise got[1]
+            yield from got
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join()
+        out.close()

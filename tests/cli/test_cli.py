@@ -163,3 +163,19 @@ def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
     assert "sqlite agent poll p99" in out and "0 errors" in out
     if IN_CI:
         assert "postgresql agent poll p99" in out
+
+
+@pytest.mark.slow
+def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
+    args = ["bench", "ingest", "--patients", "20", "--work", str(tmp_path / "b")]
+    result = subprocess.run(
+        [sys.executable, "-m", "flip", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    for figure in ("flip / bare time ratio", "flip / bare csv time ratio", "peak RSS"):
+        assert figure in out

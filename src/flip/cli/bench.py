@@ -50,7 +50,7 @@ def bench_ingest(
 
     with one_line_errors():
         figures = run(work, patients)
-    _print_figures("flip bench ingest (DuckDB, one thread)", figures)
+    _print_figures("flip bench ingest (DuckDB on one thread)", figures)
 
 
 @app.command("fl")

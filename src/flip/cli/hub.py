@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +60,7 @@ def serve(
 
     from flip.hub.app import bootstrap_admin, create_app
     from flip.hub.federation import Federation
+    from flip.hub.transactions import SWITCH_INTERVAL
 
     federation = None
     if flower:
@@ -84,6 +86,7 @@ def serve(
     if token:
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     uvicorn.run(app_, host=host, port=port, log_level=log_level)
 
 

@@ -30,7 +30,7 @@ def test_a_sites_work_is_found_without_scanning_other_sites_rows(tmp_path):
     for plan in plans:
         for table in PER_SITE:
             assert f"SCAN {table}" not in plan, plan
-    assert any("ix_query_results_site" in plan for plan in plans)
+    assert any("ix_project_sites_site" in plan for plan in plans)
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert version == "0008"

@@ -104,23 +104,55 @@ class Fresh:
         self.ttl = ttl
         self.size = size
         self._entries: dict[Hashable, tuple[tuple[int, int], float, Any]] = {}
+        self._reading_all: asyncio.Task | None = None
 
-    async def get(self, key: Hashable, read: Callable[[], T], scope: Hashable | None = None) -> T:
+    async def get(
+        self,
+        key: Hashable,
+        read: Callable[[], T],
+        scope: Hashable | None = None,
+        *,
+        read_all: Callable[[], dict[Hashable, T]] | None = None,
+    ) -> T:
         """The value kept for `key` if still fresh, else `read()` in a worker thread (then kept).
 
         A value kept under a `scope` is also retired by writes scoped to it. A fresh
-        value costs no thread hop: most requests are answered from here.
+        value costs no thread hop: most requests are answered from here. With
+        `read_all`, a value that a write everyone sees retired (or that expired) is
+        read again with all its kind, each value kept under its key as scope, by one
+        call for every request that wants one meanwhile.
         """
-        turns, clock = self.turns, time.monotonic()
+        turns = self.turns
         generation = (turns.generation, turns.scoped.get(scope, 0))
         entry = self._entries.get(key)
-        if entry is not None and entry[0] == generation and clock - entry[1] < self.ttl:
+        live = entry is not None and time.monotonic() - entry[1] < self.ttl
+        if live and entry[0] == generation:
             return entry[2]
+        if read_all is not None and not (live and entry[0][0] == generation[0]):
+            if self._reading_all is None:
+                self._reading_all = asyncio.ensure_future(self._read_all(read_all))
+            await asyncio.shield(self._reading_all)
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == generation:
+                return entry[2]
         value = await run_in_threadpool(read)
+        self._keep(key, generation, value)
+        return value
+
+    async def _read_all(self, read_all: Callable[[], dict[Hashable, Any]]) -> None:
+        turns = self.turns
+        generation, scoped = turns.generation, dict(turns.scoped)
+        try:
+            values = await run_in_threadpool(read_all)
+        finally:
+            self._reading_all = None
+        for key, value in values.items():
+            self._keep(key, (generation, scoped.get(key, 0)), value)
+
+    def _keep(self, key: Hashable, generation: tuple[int, int], value: Any) -> None:
         if len(self._entries) >= self.size:
             self._entries.clear()
-        self._entries[key] = (generation, clock, value)
-        return value
+        self._entries[key] = (generation, time.monotonic(), value)
 
 
 @contextlib.contextmanager

@@ -6,13 +6,14 @@ Every call is authenticated by the site's credential and touches only that site'
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from functools import partial
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import audit
@@ -78,9 +79,11 @@ async def work(
     deadline = time.monotonic() + wait
     while True:
         generation = turns.generation
-        read = partial(_open_work, request.app.state.engine, site)
+        engine = request.app.state.engine
+        read = partial(_open_work, engine, site)
         key = ("work", site.id)
-        found = await request.app.state.fresh.get(key, read, key)
+        every = partial(_every_site_work, engine)
+        found = await request.app.state.fresh.get(key, read, key, read_all=every)
         left = deadline - time.monotonic()
         changed = set(found.train) != set(training)
         if found.queries or found.tasks or found.runs or changed or left <= 0:
@@ -116,63 +119,108 @@ async def register_node_key(request: Request, body: NodeKeyIn, site: Site) -> No
 
 
 def _work(conn: Connection, site: Principal) -> WorkOut:
-    member = _member_projects(conn, site)
-    answered = select(query_results.c.query_id).where(query_results.c.site_id == site.id)
+    """One site's pending work."""
+    return _works(conn, site.id).get(site.id) or WorkOut(queries=[], tasks=[], runs=[])
+
+
+def _every_site_work(engine: Engine) -> dict[Hashable, WorkOut]:
+    """Every site's pending work, read in four statements, keyed as the work cache keys it."""
+    with reading(engine) as conn:
+        found = _works(conn)
+        every = conn.execute(select(sites.c.id)).scalars()
+        empty = WorkOut(queries=[], tasks=[], runs=[])
+        return {("work", site_id): found.get(site_id, empty) for site_id in every}
+
+
+def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
+    """Pending work of the site `site_id`, or of every site with some, by site id."""
+    member = project_sites.alias("member")
+
+    def of(statement: Select) -> Select:
+        statement = statement.where(member.c.status.in_(("invited", "approved")))
+        return statement if site_id is None else statement.where(member.c.site_id == site_id)
+
+    answered = query_results.alias("answered")
     open_queries = conn.execute(
-        select(queries.c.id, queries.c.project_id, queries.c.name, queries.c.definition).where(
-            queries.c.project_id.in_(member), queries.c.id.not_in(answered)
+        of(
+            select(member.c.site_id, queries.c.id, queries.c.project_id, queries.c.name)
+            .add_columns(queries.c.definition)
+            .join_from(queries, member, member.c.project_id == queries.c.project_id)
+            .outerjoin(
+                answered,
+                (answered.c.query_id == queries.c.id) & (answered.c.site_id == member.c.site_id),
+            )
+            .where(answered.c.query_id.is_(None))
+            .order_by(queries.c.id)
         )
     ).all()
-    decided = select(task_decisions.c.task_id).where(task_decisions.c.site_id == site.id)
+    decided = task_decisions.alias("decided")
     open_tasks = conn.execute(
-        select(tasks.c.project_id, tasks.c.hash, tasks.c.kind, tasks.c.spec).where(
-            tasks.c.project_id.in_(member), tasks.c.id.not_in(decided)
+        of(
+            select(member.c.site_id, tasks.c.project_id, tasks.c.hash, tasks.c.kind, tasks.c.spec)
+            .join_from(tasks, member, member.c.project_id == tasks.c.project_id)
+            .outerjoin(
+                decided, (decided.c.task_id == tasks.c.id) & (decided.c.site_id == member.c.site_id)
+            )
+            .where(decided.c.task_id.is_(None))
+            .order_by(tasks.c.id)
         )
     ).all()
-    replied = select(run_sites.c.run_id).where(run_sites.c.site_id == site.id)
+    replied = run_sites.alias("replied")
     open_runs = conn.execute(
-        select(runs.c.id, runs.c.project_id, runs.c.rounds, tasks.c.hash)
-        .join(tasks, tasks.c.id == runs.c.task_id)
-        .where(
-            runs.c.project_id.in_(member), runs.c.status == "requested", runs.c.id.not_in(replied)
+        of(
+            select(member.c.site_id, runs.c.id, runs.c.project_id, runs.c.rounds, tasks.c.hash)
+            .join_from(runs, tasks, tasks.c.id == runs.c.task_id)
+            .join(member, member.c.project_id == runs.c.project_id)
+            .outerjoin(
+                replied, (replied.c.run_id == runs.c.id) & (replied.c.site_id == member.c.site_id)
+            )
+            .where(runs.c.status == "requested", replied.c.run_id.is_(None))
+            .order_by(runs.c.id)
         )
     ).all()
+    joined = select(run_sites.c.site_id, runs.c.id).join(runs, run_sites.c.run_id == runs.c.id)
+    if site_id is not None:
+        joined = joined.where(run_sites.c.site_id == site_id)
     training = conn.execute(
-        select(runs.c.id)
-        .join(run_sites, run_sites.c.run_id == runs.c.id)
-        .where(
-            run_sites.c.site_id == site.id,
+        joined.where(
             run_sites.c.status == "joined",
             runs.c.status == "running",
             runs.c.runtime == "deployment",
-        )
-        .order_by(runs.c.id)
-    ).scalars()
-    return WorkOut(
-        train=list(training),
-        queries=[
+        ).order_by(runs.c.id)
+    ).all()
+    works: dict[int, WorkOut] = {}
+
+    def work(site: int) -> WorkOut:
+        if site not in works:
+            works[site] = WorkOut(queries=[], tasks=[], runs=[])
+        return works[site]
+
+    for site, run_id in training:
+        work(site).train.append(run_id)
+    for q in open_queries:
+        work(q.site_id).queries.append(
             {
                 "id": q.id,
                 "project_id": q.project_id,
                 "name": q.name,
                 "definition": orjson.loads(q.definition),
             }
-            for q in open_queries
-        ],
-        tasks=[
+        )
+    for t in open_tasks:
+        work(t.site_id).tasks.append(
             {
                 "project_id": t.project_id,
                 "hash": t.hash,
                 "kind": t.kind,
                 "spec": orjson.loads(t.spec),
             }
-            for t in open_tasks
-        ],
-        runs=[
+        )
+    for r in open_runs:
+        work(r.site_id).runs.append(
             {"id": r.id, "project_id": r.project_id, "rounds": r.rounds, "task_hash": r.hash}
-            for r in open_runs
-        ],
-    )
+        )
+    return works
 
 
 @router.post("/queries/{query_id}", status_code=204)

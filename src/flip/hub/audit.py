@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, Engine, event, insert, select, text
 
 from flip.hashchain import GENESIS, entry_hash, first_break
 from flip.hub.db import audit
 
 #: The advisory lock key that serialises audit appends on PostgreSQL.
 AUDIT_LOCK = 0x464C4950  # "FLIP"
+#: Where a connection keeps the chain's head for the rest of its transaction.
+_HEAD = "flip_audit_head"
 
 
 def append(
@@ -22,12 +24,8 @@ def append(
     On PostgreSQL a transaction-scoped advisory lock keeps two hub processes from
     sealing the same seq; SQLite's writer lock does that there.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
-    last = conn.execute(
-        select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-    ).first()
-    seq, previous = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    seq, previous = _head(conn)
+    seq += 1
     entry = {
         "seq": seq,
         "at": datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -36,7 +34,32 @@ def append(
         "target": target,
         "detail": orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS).decode(),
     }
-    conn.execute(insert(audit).values(**entry, hash=entry_hash(previous, entry)))
+    sealed = entry_hash(previous, entry)
+    conn.execute(insert(audit).values(**entry, hash=sealed))
+    conn.info[_HEAD] = (conn.get_transaction(), seq, sealed)
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    """(seq, hash) of the newest entry: read (under the lock) once per transaction.
+
+    The writer commits many appends in one transaction; once the first has locked
+    and read the head, the others take it from the connection, a round trip saved
+    each on PostgreSQL. A rolled-back savepoint forgets it (see `_forget_head`).
+    """
+    kept = conn.info.get(_HEAD)
+    if kept is not None and kept[0] is conn.get_transaction():
+        return kept[1], kept[2]
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
+    last = conn.execute(
+        select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+    ).first()
+    return (last[0], last[1]) if last else (0, GENESIS)
+
+
+@event.listens_for(Engine, "rollback_savepoint")
+def _forget_head(conn: Connection, name: str, context: object) -> None:
+    conn.info.pop(_HEAD, None)
 
 
 def verify(conn: Connection) -> int | None:

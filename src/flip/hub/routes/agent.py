@@ -227,12 +227,15 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
 @writes(scope=own_work)
 def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
     """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
-    q = conn.execute(
-        select(queries.c.id).where(
-            queries.c.id == query_id, queries.c.project_id.in_(_member_projects(conn, site))
+    answered = query_results.alias("answered")
+    found = conn.execute(
+        select(queries.c.id, answered.c.query_id)
+        .outerjoin(
+            answered, (answered.c.query_id == queries.c.id) & (answered.c.site_id == site.id)
         )
+        .where(queries.c.id == query_id, queries.c.project_id.in_(_member_projects(conn, site)))
     ).first()
-    if q is None:
+    if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no query {query_id} for this site")
     if body.count is not None and body.suppressed:
         raise HTTPException(
@@ -242,12 +245,7 @@ def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) ->
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "count is below the site's own threshold"
         )
-    exists = conn.execute(
-        select(query_results.c.query_id).where(
-            query_results.c.query_id == query_id, query_results.c.site_id == site.id
-        )
-    ).first()
-    if exists:
+    if found.query_id is not None:
         return
     values = body.model_dump() | {"histograms": orjson.dumps(body.histograms).decode()}
     conn.execute(insert(query_results).values(query_id=query_id, site_id=site.id, **values))

@@ -4,7 +4,7 @@ import asyncio
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from flip.hub.auth import Principal
 from flip.hub.db import sites
@@ -101,3 +101,25 @@ def test_every_sites_work_read_at_once_equals_each_sites_own(hub):
         assert [q["name"] for q in own[name].queries] == ["q1", "q2"]
         assert len(own[name].tasks) == 1 and len(own[name].runs) == 1
     assert own["c"].queries == own["c"].tasks == own["c"].runs == []
+
+
+def test_a_callers_identity_outlives_unrelated_writes_but_not_credential_ones(hub):
+    owner = hub.user("olive", "researcher")
+    reads: list[str] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if "token_hash" in statement and statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    event.listen(hub.app.state.engine, "before_cursor_execute", keep)
+    try:
+        pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
+        reads.clear()
+        assert hub.call("POST", "/projects", owner, json={"name": "q"}).status_code == 201
+        assert reads == [], "a project write does not make the hub read who the caller is"
+        hub.user("vic", "viewer")
+        reads.clear()
+        assert hub.call("GET", f"/projects/{pid}", owner).status_code == 200
+        assert len(reads) == 1, "a write to users does"
+    finally:
+        event.remove(hub.app.state.engine, "before_cursor_execute", keep)

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import literal, null, select, union_all
 
 from flip.hub.db import now, sessions, sites, users
-from flip.hub.transactions import reading
+from flip.hub.transactions import CREDENTIALS, reading
 
 ROLES = ("admin", "researcher", "viewer", "site_admin")
 
@@ -93,7 +93,8 @@ async def principal(request: Request) -> Principal:
         with reading(request.app.state.engine) as conn:
             return {row.kind: row for row in conn.execute(_callers(digest))}
 
-    found = await request.app.state.fresh.get(("caller", digest), read)
+    key = ("caller", digest)
+    found = await request.app.state.fresh.get(key, read, CREDENTIALS, everything=False)
     if (session := found.get("session")) is not None:
         if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")

@@ -24,10 +24,17 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.sql.dml import UpdateBase
 
 #: Execution option that makes a SQLite transaction deferred (a reader) instead of immediate.
 READ_ONLY = "flip_read_only"
+
+#: The scope retired when a write touches a table that says who a caller is.
+CREDENTIALS = "credentials"
+CREDENTIAL_TABLES = frozenset({"users", "sessions", "sites"})
+#: Where a writer connection collects the tables its transaction writes.
+_WRITTEN = "flip_written_tables"
 
 #: Seconds a thread may hold the GIL while another waits (`sys.setswitchinterval`) in a
 #: served hub. At Python's 5 ms default the writer thread, which gives up the GIL on
@@ -113,6 +120,7 @@ class Fresh:
         scope: Hashable | None = None,
         *,
         read_all: Callable[[], dict[Hashable, T]] | None = None,
+        everything: bool = True,
     ) -> T:
         """The value kept for `key` if still fresh, else `read()` in a worker thread (then kept).
 
@@ -120,10 +128,11 @@ class Fresh:
         value costs no thread hop: most requests are answered from here. With
         `read_all`, a value that a write everyone sees retired (or that expired) is
         read again with all its kind, each value kept under its key as scope, by one
-        call for every request that wants one meanwhile.
+        call for every request that wants one meanwhile. With `everything` False only
+        writes scoped to `scope` (and the `ttl`) retire the value.
         """
         turns = self.turns
-        generation = (turns.generation, turns.scoped.get(scope, 0))
+        generation = (turns.generation if everything else 0, turns.scoped.get(scope, 0))
         entry = self._entries.get(key)
         live = entry is not None and time.monotonic() - entry[1] < self.ttl
         if live and entry[0] == generation:
@@ -172,6 +181,7 @@ class Writer:
         self.engine = engine
         self.turns = turns
         self.group = group
+        event.listen(engine, "before_execute", _note_written_table)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -218,23 +228,37 @@ class Writer:
     def _commit(self, batch: list[tuple]) -> None:
         """Run the jobs queued together in one transaction, each in its own savepoint."""
         outcomes: list[tuple[object, BaseException | None]] = []
+        written: set[str] = set()
         try:
             with self.engine.begin() as conn:
-                for job, *_ in batch:
-                    try:
-                        with conn.begin_nested():
-                            outcomes.append((job(conn), None))
-                    except Exception as exc:  # only this job's savepoint rolls back
-                        outcomes.append((None, exc))
+                conn.info[_WRITTEN] = written
+                try:
+                    for job, *_ in batch:
+                        try:
+                            with conn.begin_nested():
+                                outcomes.append((job(conn), None))
+                        except Exception as exc:  # only this job's savepoint rolls back
+                            outcomes.append((None, exc))
+                finally:
+                    del conn.info[_WRITTEN]
         except BaseException as exc:  # the commit failed: every job in it did
             outcomes = [(None, exc)] * len(batch)
         done = {
             wake for (_, wake, _, _), (_, error) in zip(batch, outcomes, strict=True) if not error
         }
+        if done and written & CREDENTIAL_TABLES:
+            done.add(CREDENTIALS)
         for scope in done - {False}:
             batch[0][2].call_soon_threadsafe(self.turns.changed, scope)
         for (_, _, loop, future), (result, error) in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _note_written_table(conn: Connection, clause: object, *args: object) -> None:
+    """Remember which tables a writer transaction inserts into, updates or deletes from."""
+    written = conn.info.get(_WRITTEN)
+    if written is not None and isinstance(clause, UpdateBase):
+        written.add(clause.table.name)
 
 
 def _settle(future: asyncio.Future, result: object, error: BaseException | None) -> None:

@@ -148,18 +148,22 @@ def test_site_count_prints_the_released_count_and_histograms(tmp_path):
     assert hidden.stdout.splitlines() == ["everyone: <500 (suppressed)"]
 
 
-@pytest.mark.slow
-def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
-    args = ["bench", "hub", "--agents", "3", "--seconds", "2", "--work", str(tmp_path / "b")]
+def _bench(*args: str) -> str:
+    """The figures `flip bench ARGS` prints, on one line; fails if the command does."""
     result = subprocess.run(
-        [sys.executable, "-m", "flip", *args],
+        [sys.executable, "-m", "flip", "bench", *args],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr
-    out = " ".join(result.stdout.split())
+    return " ".join(result.stdout.split())
+
+
+@pytest.mark.slow
+def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
+    out = _bench("hub", "--agents", "3", "--seconds", "2", "--work", str(tmp_path / "b"))
     assert "sqlite agent poll p99" in out and "0 errors" in out
     if IN_CI:
         assert "postgresql agent poll p99" in out
@@ -167,15 +171,6 @@ def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
 
 @pytest.mark.slow
 def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
-    args = ["bench", "ingest", "--patients", "20", "--work", str(tmp_path / "b")]
-    result = subprocess.run(
-        [sys.executable, "-m", "flip", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert result.returncode == 0, result.stderr
-    out = " ".join(result.stdout.split())
+    out = _bench("ingest", "--patients", "20", "--work", str(tmp_path / "b"))
     for figure in ("flip / bare time ratio", "flip / bare csv time ratio", "peak RSS"):
         assert figure in out

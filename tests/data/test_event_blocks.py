@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store, open_store
-from flip.data.ingest import Ingestor
+from flip.data.ingest import Ingestor, ingest_path
 from flip.data.sources import tabular
 from flip.data.sources.records import EventBlock, SourceRecord
 from flip.data.terminology.vocabulary import Vocabulary
@@ -89,3 +89,33 @@ def test_block_size_does_not_change_what_is_read(exported, monkeypatch):
     _, _, folder = exported("csv", n=10)
     whole = _events(folder, monkeypatch, 20000)
     assert whole and _events(folder, monkeypatch, 1) == _events(folder, monkeypatch, 7) == whole
+
+
+def test_reingesting_blocks_adds_nothing_and_a_changed_row_updates(store, exported, monkeypatch):
+    _, _, folder = exported("csv", n=20)
+    monkeypatch.setattr(tabular, "BLOCK_SIZE", 25)
+    first = ingest_path(store, "csv", folder)
+    counts = {t: _count(store, t) for t in first.rows}
+    again = ingest_path(store, "csv", folder)
+    assert again.loaded == 0 and again.unchanged == first.loaded
+    labs = folder / "labs.csv"
+    header, row, *rest = labs.read_bytes().decode().splitlines(keepends=True)
+    cells = row.split(",")
+    cells[3] = "177.7"
+    labs.write_bytes("".join([header, ",".join(cells), *rest]).encode())
+    third = ingest_path(store, "csv", folder)
+    assert third.loaded == 1 and third.unchanged == first.loaded - 1
+    assert counts == {t: _count(store, t) for t in first.rows}
+    with store.connect() as conn:
+        values = conn.execute(
+            select(schema.measurement.c.value_as_number).where(
+                schema.measurement.c.measurement_source_value == cells[2]
+            )
+        ).scalars()
+        assert 177.7 in list(values)
+
+
+def _count(store: Store, name: str) -> int:
+    with store.connect() as conn:
+        table = schema.metadata.tables[name]
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()

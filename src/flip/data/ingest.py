@@ -371,7 +371,7 @@ class Ingestor:
         return self.report
 
     def _convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> _Batch:
-        if type(records[0]) is EventBlock:
+        if records and type(records[0]) is EventBlock:
             block = records[0]
             if block.default_table in ("note", "image_occurrence"):
                 return self._convert(block.records(), report, final)

@@ -174,7 +174,9 @@ class _BlockBatch(_Batch):
         super().__init__()
         self.tables: dict[str, tuple[dict[str, list[object]], list[str]]] = {}
 
-    def add_columns(self, table: str, columns: dict[str, list[object]], events: list) -> None:
+    def add_columns(
+        self, table: str, columns: dict[str, list[object]], events: list[BlockEvent]
+    ) -> None:
         """Add the rows of `events` (all landing in `table`) as columns."""
         self.tables[table] = (columns, [e.key for e in events])
         self.sources.update(
@@ -422,17 +424,11 @@ class Ingestor:
                 else:
                     waiting.append(e)
                 continue
-            if not birth <= e.start <= today:
-                problem = date_problem(e.start, birth, today)
-                if problem:
-                    out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
-                    continue
             mapping, table = targets[e.code]
-            if table == "measurement":
-                problem = value_problem(mapping.concept_id, e.value, e.unit)
-                if problem:
-                    out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
-                    continue
+            problem = _implausible(e, birth, today, table, mapping.concept_id)
+            if problem:
+                out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
+                continue
             if not mapping.concept_id:
                 report.unmapped[f"{block.system}|{e.code}"] += 1
             kept[e.key] = (e, table, mapping)
@@ -486,17 +482,12 @@ class Ingestor:
         birth = self.births.get(record.person_key)
         if birth is None:
             return _dangling(record)
-        problem = date_problem(record.start, birth, self.today)
-        if problem:
-            return Rejected(record.key, record.location, *problem, record.raw)
         person_id = self._person_id(record.person_key)
         row, mapped = event_row(self.system, record, person_id, self.vocab)
-        if row.table == "measurement":
-            problem = value_problem(
-                int(row.values["measurement_concept_id"]), record.value, record.unit
-            )
-            if problem:
-                return Rejected(record.key, record.location, *problem, record.raw)
+        concept_id = int(row.values.get("measurement_concept_id", 0))
+        problem = _implausible(record, birth, self.today, row.table, concept_id)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
         if not mapped:
             report.unmapped[f"{record.system}|{record.code}"] += 1
         out.add(record, row)
@@ -655,6 +646,16 @@ _BIRTH = (
 
 def _born(year: int, month: int | None, day: int | None) -> date:
     return date(year, month or 1, day or 1)
+
+
+def _implausible(
+    event: SourceEvent | BlockEvent, birth: date, today: date, table: str, concept_id: int
+) -> tuple[str, str] | None:
+    """(rule, message) when an event's date, or a measurement's value or unit, is implausible."""
+    problem = date_problem(event.start, birth, today)
+    if problem is None and table == "measurement":
+        problem = value_problem(concept_id, event.value, event.unit)
+    return problem
 
 
 def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge) -> Rejected:

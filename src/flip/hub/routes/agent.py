@@ -6,6 +6,7 @@ Every call is authenticated by the site's credential and touches only that site'
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Hashable
 from functools import partial
 from typing import Annotated
@@ -120,7 +121,11 @@ async def register_node_key(request: Request, body: NodeKeyIn, site: Site) -> No
 
 def _work(conn: Connection, site: Principal) -> WorkOut:
     """One site's pending work."""
-    return _works(conn, site.id).get(site.id) or WorkOut(queries=[], tasks=[], runs=[])
+    return _works(conn, site.id).get(site.id) or _no_work()
+
+
+def _no_work() -> WorkOut:
+    return WorkOut(queries=[], tasks=[], runs=[])
 
 
 def _every_site_work(engine: Engine) -> dict[Hashable, WorkOut]:
@@ -128,8 +133,7 @@ def _every_site_work(engine: Engine) -> dict[Hashable, WorkOut]:
     with reading(engine) as conn:
         found = _works(conn)
         every = conn.execute(select(sites.c.id)).scalars()
-        empty = WorkOut(queries=[], tasks=[], runs=[])
-        return {("work", site_id): found.get(site_id, empty) for site_id in every}
+        return {("work", site_id): found.get(site_id) or _no_work() for site_id in every}
 
 
 def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
@@ -189,17 +193,11 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
             runs.c.runtime == "deployment",
         ).order_by(runs.c.id)
     ).all()
-    works: dict[int, WorkOut] = {}
-
-    def work(site: int) -> WorkOut:
-        if site not in works:
-            works[site] = WorkOut(queries=[], tasks=[], runs=[])
-        return works[site]
-
+    works: defaultdict[int, WorkOut] = defaultdict(_no_work)
     for site, run_id in training:
-        work(site).train.append(run_id)
+        works[site].train.append(run_id)
     for q in open_queries:
-        work(q.site_id).queries.append(
+        works[q.site_id].queries.append(
             {
                 "id": q.id,
                 "project_id": q.project_id,
@@ -208,7 +206,7 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
             }
         )
     for t in open_tasks:
-        work(t.site_id).tasks.append(
+        works[t.site_id].tasks.append(
             {
                 "project_id": t.project_id,
                 "hash": t.hash,
@@ -217,10 +215,10 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
             }
         )
     for r in open_runs:
-        work(r.site_id).runs.append(
+        works[r.site_id].runs.append(
             {"id": r.id, "project_id": r.project_id, "rounds": r.rounds, "task_hash": r.hash}
         )
-    return works
+    return dict(works)
 
 
 @router.post("/queries/{query_id}", status_code=204)

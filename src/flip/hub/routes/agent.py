@@ -14,7 +14,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, insert, select, update
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import audit
@@ -136,63 +136,76 @@ def _every_site_work(engine: Engine) -> dict[Hashable, WorkOut]:
         return {("work", site_id): found.get(site_id) or _no_work() for site_id in every}
 
 
-def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
-    """Pending work of the site `site_id`, or of every site with some, by site id."""
+def _work_statements(one_site: bool) -> tuple[Select, Select, Select, Select]:
+    """The four reads of pending work (queries, tasks, runs, training), built once each.
+
+    With `one_site` they read the site bound as `site_id`; otherwise every site's.
+    """
     member = project_sites.alias("member")
 
     def of(statement: Select) -> Select:
         statement = statement.where(member.c.status.in_(("invited", "approved")))
-        return statement if site_id is None else statement.where(member.c.site_id == site_id)
+        return statement.where(member.c.site_id == bindparam("site_id")) if one_site else statement
 
     answered = query_results.alias("answered")
-    open_queries = conn.execute(
-        of(
-            select(member.c.site_id, queries.c.id, queries.c.project_id, queries.c.name)
-            .add_columns(queries.c.definition)
-            .join_from(queries, member, member.c.project_id == queries.c.project_id)
-            .outerjoin(
-                answered,
-                (answered.c.query_id == queries.c.id) & (answered.c.site_id == member.c.site_id),
-            )
-            .where(answered.c.query_id.is_(None))
-            .order_by(queries.c.id)
+    open_queries = of(
+        select(member.c.site_id, queries.c.id, queries.c.project_id, queries.c.name)
+        .add_columns(queries.c.definition)
+        .join_from(queries, member, member.c.project_id == queries.c.project_id)
+        .outerjoin(
+            answered,
+            (answered.c.query_id == queries.c.id) & (answered.c.site_id == member.c.site_id),
         )
-    ).all()
+        .where(answered.c.query_id.is_(None))
+        .order_by(queries.c.id)
+    )
     decided = task_decisions.alias("decided")
-    open_tasks = conn.execute(
-        of(
-            select(member.c.site_id, tasks.c.project_id, tasks.c.hash, tasks.c.kind, tasks.c.spec)
-            .join_from(tasks, member, member.c.project_id == tasks.c.project_id)
-            .outerjoin(
-                decided, (decided.c.task_id == tasks.c.id) & (decided.c.site_id == member.c.site_id)
-            )
-            .where(decided.c.task_id.is_(None))
-            .order_by(tasks.c.id)
+    open_tasks = of(
+        select(member.c.site_id, tasks.c.project_id, tasks.c.hash, tasks.c.kind, tasks.c.spec)
+        .join_from(tasks, member, member.c.project_id == tasks.c.project_id)
+        .outerjoin(
+            decided, (decided.c.task_id == tasks.c.id) & (decided.c.site_id == member.c.site_id)
         )
-    ).all()
+        .where(decided.c.task_id.is_(None))
+        .order_by(tasks.c.id)
+    )
     replied = run_sites.alias("replied")
-    open_runs = conn.execute(
-        of(
-            select(member.c.site_id, runs.c.id, runs.c.project_id, runs.c.rounds, tasks.c.hash)
-            .join_from(runs, tasks, tasks.c.id == runs.c.task_id)
-            .join(member, member.c.project_id == runs.c.project_id)
-            .outerjoin(
-                replied, (replied.c.run_id == runs.c.id) & (replied.c.site_id == member.c.site_id)
-            )
-            .where(runs.c.status == "requested", replied.c.run_id.is_(None))
-            .order_by(runs.c.id)
+    open_runs = of(
+        select(member.c.site_id, runs.c.id, runs.c.project_id, runs.c.rounds, tasks.c.hash)
+        .join_from(runs, tasks, tasks.c.id == runs.c.task_id)
+        .join(member, member.c.project_id == runs.c.project_id)
+        .outerjoin(
+            replied, (replied.c.run_id == runs.c.id) & (replied.c.site_id == member.c.site_id)
         )
-    ).all()
-    joined = select(run_sites.c.site_id, runs.c.id).join(runs, run_sites.c.run_id == runs.c.id)
-    if site_id is not None:
-        joined = joined.where(run_sites.c.site_id == site_id)
-    training = conn.execute(
-        joined.where(
+        .where(runs.c.status == "requested", replied.c.run_id.is_(None))
+        .order_by(runs.c.id)
+    )
+    training = (
+        select(run_sites.c.site_id, runs.c.id)
+        .join(runs, run_sites.c.run_id == runs.c.id)
+        .where(
             run_sites.c.status == "joined",
             runs.c.status == "running",
             runs.c.runtime == "deployment",
-        ).order_by(runs.c.id)
-    ).all()
+        )
+        .order_by(runs.c.id)
+    )
+    if one_site:
+        training = training.where(run_sites.c.site_id == bindparam("site_id"))
+    return open_queries, open_tasks, open_runs, training
+
+
+_ONE_SITE_WORK = _work_statements(one_site=True)
+_EVERY_SITE_WORK = _work_statements(one_site=False)
+
+
+def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
+    """Pending work of the site `site_id`, or of every site with some, by site id."""
+    statements = _EVERY_SITE_WORK if site_id is None else _ONE_SITE_WORK
+    bound = {} if site_id is None else {"site_id": site_id}
+    open_queries, open_tasks, open_runs, training = (
+        conn.execute(statement, bound).all() for statement in statements
+    )
     works: defaultdict[int, WorkOut] = defaultdict(_no_work)
     for site, run_id in training:
         works[site].train.append(run_id)
@@ -221,18 +234,30 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
     return dict(works)
 
 
+def _query_to_answer() -> Select:
+    """The query `query_id`, if the site `site_id` is in its project, and its earlier answer."""
+    answered = query_results.alias("answered")
+    site_id = bindparam("site_id")
+    member = select(project_sites.c.project_id).where(
+        project_sites.c.site_id == site_id, project_sites.c.status.in_(("invited", "approved"))
+    )
+    return (
+        select(queries.c.id, answered.c.query_id)
+        .outerjoin(
+            answered, (answered.c.query_id == queries.c.id) & (answered.c.site_id == site_id)
+        )
+        .where(queries.c.id == bindparam("query_id"), queries.c.project_id.in_(member))
+    )
+
+
+_QUERY_TO_ANSWER = _query_to_answer()
+
+
 @router.post("/queries/{query_id}", status_code=204)
 @writes(scope=own_work)
 def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
     """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
-    answered = query_results.alias("answered")
-    found = conn.execute(
-        select(queries.c.id, answered.c.query_id)
-        .outerjoin(
-            answered, (answered.c.query_id == queries.c.id) & (answered.c.site_id == site.id)
-        )
-        .where(queries.c.id == query_id, queries.c.project_id.in_(_member_projects(conn, site)))
-    ).first()
+    found = conn.execute(_QUERY_TO_ANSWER, {"query_id": query_id, "site_id": site.id}).first()
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no query {query_id} for this site")
     if body.count is not None and body.suppressed:

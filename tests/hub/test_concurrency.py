@@ -160,3 +160,31 @@ def test_a_job_that_fails_in_a_group_rolls_back_alone(hub_db_url):
         stored = set(conn.execute(select(sites.c.name)).scalars())
     engine.dispose()
     assert stored == {f"w{i}" for i in range(30) if i % 3}
+
+
+def test_a_lone_job_that_fails_leaves_nothing_and_the_next_one_lands(hub_db_url):
+    """A job the writer runs alone (no savepoint) still changes nothing when it fails."""
+    engine = connect(hub_db_url)
+    writer = Writer(engine, WriteTurns())
+
+    def failing(conn):
+        conn.execute(insert(sites).values(name="lone-failed", status="active"))
+        raise ValueError("fails after its insert")
+
+    def landing(conn):
+        conn.execute(insert(sites).values(name="lone-landed", status="active"))
+        return "landed"
+
+    async def one_after_another():
+        with pytest.raises(ValueError, match="fails after its insert"):
+            await writer.run(failing)
+        return await writer.run(landing)
+
+    try:
+        assert asyncio.run(one_after_another()) == "landed"
+    finally:
+        writer.close()
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(sites.c.name)).scalars())
+    engine.dispose()
+    assert stored == {"lone-landed"}

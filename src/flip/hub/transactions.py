@@ -226,22 +226,29 @@ class Writer:
                 self._commit(batch)
 
     def _commit(self, batch: list[tuple]) -> None:
-        """Run the jobs queued together in one transaction, each in its own savepoint."""
+        """Run the jobs queued together in one transaction, each in its own savepoint.
+
+        A job alone needs no savepoint (its failure rolls the transaction back): two
+        round trips fewer on PostgreSQL for the write that came when the writer was idle.
+        """
         outcomes: list[tuple[object, BaseException | None]] = []
         written: set[str] = set()
         try:
             with self.engine.begin() as conn:
                 conn.info[_WRITTEN] = written
                 try:
-                    for job, *_ in batch:
-                        try:
-                            with conn.begin_nested():
-                                outcomes.append((job(conn), None))
-                        except Exception as exc:  # only this job's savepoint rolls back
-                            outcomes.append((None, exc))
+                    if len(batch) == 1:
+                        outcomes.append((batch[0][0](conn), None))
+                    else:
+                        for job, *_ in batch:
+                            try:
+                                with conn.begin_nested():
+                                    outcomes.append((job(conn), None))
+                            except Exception as exc:  # only this job's savepoint rolls back
+                                outcomes.append((None, exc))
                 finally:
                     del conn.info[_WRITTEN]
-        except BaseException as exc:  # the commit failed: every job in it did
+        except BaseException as exc:  # a lone job or the commit failed: every job in it did
             outcomes = [(None, exc)] * len(batch)
         done = {
             wake for (_, wake, _, _), (_, error) in zip(batch, outcomes, strict=True) if not error

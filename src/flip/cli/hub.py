@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -87,6 +88,10 @@ def serve(
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # What is loaded by now lives as long as the hub: a full collection need not walk
+    # it again (~60 ms with every request stalled, twice in 20 s of `flip bench hub`).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app_, host=host, port=port, log_level=log_level)
 
 

@@ -70,7 +70,11 @@ def bench_fl(
     ] = True,
     passes: Annotated[
         int,
-        typer.Option(min=1, help="Times FLIP and bare Flower run in turn; each keeps its best."),
+        typer.Option(
+            min=1,
+            help="Times FLIP and bare Flower run in turn, who goes first swapped each pass; "
+            "each keeps its best.",
+        ),
     ] = 2,
 ) -> None:
     """FLIP's round time against a bare Flower app in the same run, and bytes per round.

@@ -76,3 +76,25 @@ def test_late_fusion_of_features_notes_and_image_beats_each_alone(tmp_path):
     assert auroc["text-classifier"] > 0.7 and auroc["image-cnn"] > 0.6
     alone = max(auroc["tabular-logreg"], auroc["text-classifier"], auroc["image-cnn"])
     assert auroc["multimodal"] > alone + 0.02
+
+
+def test_train_loss_is_the_mean_over_every_example_whatever_the_last_batch():
+    """With a learning rate of 0 the model stays put: the reported loss is the full-data loss."""
+    import numpy as np
+    import torch
+
+    from flip.data.features.tabular import TabularData
+    from flip.fl.tasks import binary
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1003, 4)).astype(np.float32)
+    y = (rng.random(1003) > 0.6).astype(np.float32)
+    model = torch.nn.Linear(4, 1)
+    with torch.no_grad():
+        full = torch.nn.functional.binary_cross_entropy_with_logits(
+            model(torch.from_numpy(x)).squeeze(1), torch.from_numpy(y)
+        )
+    data = TabularData(np.arange(len(y)), x, y, [])
+    metrics = binary.train(model, data, epochs=2, learning_rate=0.0, batch_size=64, l2=0.0, seed=0)
+    assert metrics["loss"] == pytest.approx(float(full), rel=1e-5)
+    assert metrics["num-examples"] == 1003

@@ -56,8 +56,12 @@ def train(
                 loss = loss + proximal_mu / 2 * drift
             loss.backward()
             optimiser.step()
-            losses.append(loss.detach() * len(batch))
-    mean = float(torch.stack(losses).sum()) / (epochs * len(y)) if losses else 0.0
+            losses.append(loss.detach())
+    mean = 0.0
+    if losses:  # each batch's mean loss weighted by its size, in one product after the loop
+        sizes = [min(batch_size, len(y) - at) for at in range(0, len(y), batch_size)] * epochs
+        total = torch.stack(losses) @ torch.tensor(sizes, dtype=losses[0].dtype)
+        mean = float(total) / (epochs * len(y))
     return {"loss": mean, "train_loss": mean, "num-examples": float(len(y))}
 
 

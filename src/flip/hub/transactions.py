@@ -166,8 +166,15 @@ class Fresh:
 
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction; on SQLite (WAL) it never waits for a writer."""
+    """A connection for reads only; on SQLite (WAL) it never waits for a writer.
+
+    On PostgreSQL it reads in autocommit: at READ COMMITTED (the default) each
+    statement sees its own snapshot inside a transaction too, so BEGIN and ROLLBACK
+    would only add two round trips.
+    """
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.execution_options(**{READ_ONLY: True})
         yield conn
 

@@ -6,11 +6,13 @@ reference. Then each agent polls `/agent/work` once a second (plain polls, no lo
 poll) and answers any cohort query it finds, while a researcher makes ten calls a
 second: a new query every five seconds (so a burst of one answer per agent), and
 reads of the project and of the newest query (each audited read is a write).
+The load generator pauses its own garbage collector while it measures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import os
 import random
@@ -242,6 +244,18 @@ async def _load(url: str, researcher: str, credentials: list[str], project: int,
     return reference, measured
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """This process's garbage collector off: a full collection here (~100 ms) would
+    stall every request in flight and count as the hub's latency."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) -> list[Figure]:
     """Every latency figure for a hub on `db_url`."""
     engine = connect(db_url)
@@ -250,7 +264,8 @@ def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) ->
     assert admin_token is not None
     with hub_process(db_url, work / f"hub-{label}.log") as url:
         researcher, credentials, project = _world(url, admin_token, agents)
-        reference, measured = asyncio.run(_load(url, researcher, credentials, project, seconds))
+        with _collector_paused():
+            reference, measured = asyncio.run(_load(url, researcher, credentials, project, seconds))
     health = reference.figures(f"{label} reference: /health")
     figures = health + measured.figures(label)
     polls, floor = measured.seconds["agent poll"], reference.seconds["agent poll"]

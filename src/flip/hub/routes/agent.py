@@ -14,7 +14,17 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, Engine, Select, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import audit
@@ -48,9 +58,10 @@ from flip.hub.transactions import Conn, WriteTurns, reading, writes
 router = APIRouter(prefix="/agent", tags=["site agent"])
 
 
-def _member_projects(conn: Connection, site: Principal):
+def _member_projects(site_id: int | BindParameter) -> Select:
+    """The projects a site (its id, or a bound parameter) is invited to or has joined."""
     return select(project_sites.c.project_id).where(
-        project_sites.c.site_id == site.id, project_sites.c.status.in_(("invited", "approved"))
+        project_sites.c.site_id == site_id, project_sites.c.status.in_(("invited", "approved"))
     )
 
 
@@ -238,15 +249,15 @@ def _query_to_answer() -> Select:
     """The query `query_id`, if the site `site_id` is in its project, and its earlier answer."""
     answered = query_results.alias("answered")
     site_id = bindparam("site_id")
-    member = select(project_sites.c.project_id).where(
-        project_sites.c.site_id == site_id, project_sites.c.status.in_(("invited", "approved"))
-    )
     return (
         select(queries.c.id, answered.c.query_id)
         .outerjoin(
             answered, (answered.c.query_id == queries.c.id) & (answered.c.site_id == site_id)
         )
-        .where(queries.c.id == bindparam("query_id"), queries.c.project_id.in_(member))
+        .where(
+            queries.c.id == bindparam("query_id"),
+            queries.c.project_id.in_(_member_projects(site_id)),
+        )
     )
 
 
@@ -285,7 +296,7 @@ def decide(body: DecisionIn, conn: Conn, site: Site) -> None:
         select(tasks.c.id).where(
             tasks.c.project_id == body.project_id,
             tasks.c.hash == body.task_hash,
-            tasks.c.project_id.in_(_member_projects(conn, site)),
+            tasks.c.project_id.in_(_member_projects(site.id)),
         )
     ).first()
     if task is None:
@@ -325,7 +336,7 @@ def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
     """Join or refuse a requested run; the first reply stands."""
     run = conn.execute(
         select(runs.c.id, runs.c.status).where(
-            runs.c.id == run_id, runs.c.project_id.in_(_member_projects(conn, site))
+            runs.c.id == run_id, runs.c.project_id.in_(_member_projects(site.id))
         )
     ).first()
     if run is None:

@@ -2,7 +2,7 @@ import numpy as np
 from sqlalchemy import select
 
 from flip.data.cdm import schema
-from flip.data.features import extract_tabular
+from flip.data.features import extract_raw, extract_tabular
 from flip.data.ingest import ingest_path
 from flip.fl.tasks import mace_task
 
@@ -10,7 +10,7 @@ from flip.fl.tasks import mace_task
 def test_outcome_and_features_match_the_synthetic_truth(store, exported):
     _, patients, folder = exported("csv", n=80)
     ingest_path(store, "csv", folder)
-    spec = mace_task().data
+    spec = mace_task(scaling="fixed").data
     data = extract_tabular(store, spec)
     with store.connect() as conn:
         rows = conn.execute(select(schema.person.c.person_id, schema.person.c.person_source_value))
@@ -29,7 +29,7 @@ def test_outcome_and_features_match_the_synthetic_truth(store, exported):
 def test_split_is_stratified_and_repeatable(store, exported):
     _, _, folder = exported("fhir-ndjson", n=120)
     ingest_path(store, "fhir", folder)
-    data = extract_tabular(store, mace_task().data)
+    data = extract_raw(store, mace_task().data)
     train, test = data.split(0.25, seed=1)
     again, _ = data.split(0.25, seed=1)
     assert np.array_equal(train.person_ids, again.person_ids)
@@ -43,7 +43,7 @@ def test_notes_become_an_embedding_after_the_features(store, exported):
     _, patients, folder = exported("csv", n=40)
     ingest_path(store, "csv", folder)
     spec = mace_modal_task(images=False).data
-    data = extract_tabular(store, spec)
+    data = extract_raw(store, spec)
     n = len(spec.features)
     assert data.x.shape == (len(patients), spec.width) and data.feature_names[n] == "note_0"
     with store.connect() as conn:
@@ -77,12 +77,12 @@ def test_each_persons_radiograph_becomes_pixels_after_the_notes(store, exported)
     _, patients, folder = exported("fhir-ndjson", n=30)
     ingest_path(store, "fhir", folder)
     spec = mace_modal_task().data
-    before = extract_tabular(store, spec)
+    before = extract_raw(store, spec)
     start = len(spec.features) + spec.n_text
     assert before.x.shape[1] == spec.width and not before.x[:, start:].any(), "no images yet"
     report = ingest_path(store, "dicom", folder / "dicom")
     assert report.rows["image_occurrence"] == len(patients) and report.quarantined == 0
-    data = extract_tabular(store, spec)
+    data = extract_raw(store, spec)
     with store.connect() as conn:
         rows = conn.execute(select(schema.person.c.person_id, schema.person.c.person_source_value))
         source = dict(rows.all())

@@ -41,6 +41,7 @@ def test_a_run_sent_straight_to_the_superlink_gets_nothing_from_an_unapproving_s
     assert len(result.rounds) == 2
     assert set(result.per_site) == {"alpha", "beta"}
     assert all(m["auroc"] > 0.6 for m in result.per_site.values())
+    assert result.scaling is not None, "the sites' sums and counts gave the run its scaling"
     assert not gamma_store.exists(), "the task never opened gamma's store"
     gamma = Ledger(running.sites["gamma"].parent / "ledger.sqlite")
     assert any(e["action"] == "run.refused" for e in gamma.entries())

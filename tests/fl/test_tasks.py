@@ -71,7 +71,7 @@ def test_late_fusion_of_features_notes_and_image_beats_each_alone(tmp_path):
         mace_modal_task("image-cnn", notes=False),
         mace_modal_task("multimodal"),
     ):
-        train, test = load_splits(str(tmp_path / "store.duckdb"), spec)
+        train, test, _ = load_splits(str(tmp_path / "store.duckdb"), spec)
         auroc[spec.kind] = evaluate(fit(spec, train, 10 * spec.local_epochs), test)["auroc"]
     assert auroc["text-classifier"] > 0.7 and auroc["image-cnn"] > 0.6
     alone = max(auroc["tabular-logreg"], auroc["text-classifier"], auroc["image-cnn"])

@@ -115,3 +115,56 @@ def test_predict_writes_one_probability_per_row(tmp_path):
         "evaluate", record.id, "--store", "x.duckdb", "--registry", str(tmp_path / "registry")
     )
     assert wrong.returncode == 1 and "trained on files" in wrong.stderr
+
+
+def test_a_store_model_scales_as_it_was_trained_and_reports_drift_from_its_training_mean(
+    tmp_path,
+):
+    import dataclasses
+
+    import numpy as np
+    import pytest
+
+    from flip.config import SiteConfig
+    from flip.data.cdm.store import open_store
+    from flip.data.features import extract_raw
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.registry import federated_lineage
+    from flip.fl.tasks import mace_task
+    from flip.fl.tasks.base import scaling_over
+    from flip.fl.tasks.models import new_model as task_model
+    from flip.fl.validation import from_store
+    from tests.conftest import build_site
+
+    site = SiteConfig.load(build_site(tmp_path, "s", "csv", 80))
+    spec = mace_task()
+    store = open_store(site.store, read_only=True)
+    raw = extract_raw(store, spec.data)
+    store.close()
+    here = scaling_over(spec, [raw])
+    age = [f.name for f in spec.data.features].index("age")
+    center = list(here.center)
+    center[age] += 0.5 * here.scale[age]
+    trained = here.model_copy(update={"center": tuple(center)})
+    lineage = federated_lineage(spec, rounds=1, per_site={}, round_metrics=[], scaling=trained)
+    record = register(tmp_path / "registry", "m", task_model(spec).state_dict(), lineage)
+
+    assert np.array_equal(from_store(record, site.store).data.x, trained.apply(raw).x)
+    result = _site(
+        "evaluate",
+        record.id,
+        "--store",
+        site.store,
+        "--registry",
+        str(tmp_path / "registry"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    drift = json.loads(result.stdout)["drift"]
+    assert drift["age"] == {"smd": pytest.approx(0.5, abs=1e-3), "flag": True}
+    assert drift["systolic_bp"]["smd"] < 1e-3 and not drift["systolic_bp"]["flag"]
+    unscaled = dataclasses.replace(
+        record, lineage={k: v for k, v in lineage.items() if k != "scaling"}
+    )
+    with pytest.raises(DatasetError, match="lineage lacks it"):
+        from_store(unscaled, site.store)

@@ -169,6 +169,7 @@ def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
     assert researcher.run(run)["logs"] == {}, "not shared by default"
 
     ledger = Ledger(site.ledger)
+    ledger.record("run.stats", {"project": str(pid), "task_hash": digest, "n_train": 90})
     for number in (1, 2):  # what the ClientApp records after each round it trains
         ledger.record(
             "run.trained",
@@ -179,10 +180,10 @@ def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
     agent.run_once()
     agent.run_once()
     logs = researcher.run(run)["logs"]["st-a"]
-    assert [e["action"] for e in logs] == ["run.joined", "run.trained", "run.trained"]
-    assert [e["detail"].get("round") for e in logs[1:]] == [1, 2]
+    assert [e["action"] for e in logs] == ["run.joined", "run.stats", "run.trained", "run.trained"]
+    assert [e["detail"].get("round") for e in logs[2:]] == [1, 2]
     SiteAgent(site, client).run_once()  # a restarted agent sends everything again
-    assert len(researcher.run(run)["logs"]["st-a"]) == 3, "each entry is kept once"
+    assert len(researcher.run(run)["logs"]["st-a"]) == 4, "each entry is kept once"
     twice = logs[-1] | {"seq": logs[-1]["seq"] + 100}
     client.share_run_log(run, [twice, twice])
-    assert len(researcher.run(run)["logs"]["st-a"]) == 4, "a repeated entry in one body too"
+    assert len(researcher.run(run)["logs"]["st-a"]) == 5, "a repeated entry in one body too"

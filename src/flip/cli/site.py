@@ -682,7 +682,7 @@ def train(
         )
         if spec.kind not in site.policy.allowed_task_kinds:
             raise ValueError(f"task kind {spec.kind} is not allowed by {site.name}'s policy")
-        train_split, test_split = load_splits(site.store, spec)
+        train_split, test_split, scaling = load_splits(site.store, spec)
         model = fit(spec, train_split, rounds * spec.local_epochs)
         metrics = evaluate_model(model, test_split)
         digest = task_hash(spec)
@@ -720,6 +720,7 @@ def train(
                         site.name: {"n_train": len(train_split.y), "n_test": len(test_split.y)}
                     },
                     "metrics": {"per_site": {site.name: {**metrics, "n_test": len(test_split.y)}}},
+                    "scaling": scaling.model_dump(mode="json"),
                 },
             )
             result["model"] = record.id

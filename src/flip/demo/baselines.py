@@ -11,7 +11,7 @@ import numpy as np
 from flip.data.features.tabular import TabularData
 from flip.fl.runtime.local import fit, train_local
 from flip.fl.tasks import binary
-from flip.fl.tasks.base import TaskSpec, load_splits
+from flip.fl.tasks.base import TaskSpec, load_raw_splits, scaling_over
 
 
 def local_only(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dict[str, float]]:
@@ -20,8 +20,13 @@ def local_only(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str,
 
 
 def pooled(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dict[str, float]]:
-    """One model on every site's training split together, tested on each site's test split."""
-    splits = {name: load_splits(store, spec) for name, store in stores.items()}
+    """One model on every site's training split together, tested on each site's test split,
+    all scaled as the federation scales them."""
+    raw = {name: load_raw_splits(store, spec) for name, store in stores.items()}
+    scaling = scaling_over(spec, [train for train, _ in raw.values()])
+    splits = {
+        name: (scaling.apply(train), scaling.apply(test)) for name, (train, test) in raw.items()
+    }
     trains = [train for train, _ in splits.values()]
     union = TabularData(
         np.concatenate([t.person_ids for t in trains]),

@@ -329,7 +329,11 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
         "mace-5y",
         result.state_dict,
         federated_lineage(
-            spec, rounds=options.rounds, per_site=result.per_site, round_metrics=result.rounds
+            spec,
+            rounds=options.rounds,
+            per_site=result.per_site,
+            round_metrics=result.rounds,
+            scaling=result.scaling,
         ),
     )
     console.print(f"  registered the federated model as {record.id} in {record.path.parent}")

@@ -1,7 +1,8 @@
 """Round checkpoints of a federated run: the global model and metrics after each round.
 
 Written atomically (a temporary file, then a rename), so a server killed at any
-moment leaves the last complete round behind, and a restarted run goes on from it.
+moment leaves the last complete round behind, and a restarted run goes on from it
+(with the run's federated scaling, so it scales as before).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from flip.data.features.tabular import Scaling
+
 
 @dataclass
 class Checkpoint:
@@ -20,6 +23,7 @@ class Checkpoint:
     round: int
     state_dict: dict[str, torch.Tensor]
     rounds: list[dict[str, float]] = field(default_factory=list)
+    scaling: Scaling | None = None
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -31,6 +35,7 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
             "round": checkpoint.round,
             "state_dict": checkpoint.state_dict,
             "rounds": checkpoint.rounds,
+            "scaling": checkpoint.scaling and checkpoint.scaling.model_dump_json(),
         },
         partial,
     )
@@ -42,4 +47,10 @@ def load(path: Path) -> Checkpoint | None:
     if not path.exists():
         return None
     saved = torch.load(path, weights_only=True)
-    return Checkpoint(int(saved["round"]), saved["state_dict"], list(saved["rounds"]))
+    scaling = saved.get("scaling")
+    return Checkpoint(
+        int(saved["round"]),
+        saved["state_dict"],
+        list(saved["rounds"]),
+        Scaling.model_validate_json(scaling) if scaling else None,
+    )

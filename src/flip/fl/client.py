@@ -2,7 +2,9 @@
 
 A site is found from the node's config: `site-config` (a path to site.yaml) in
 deployment, or the partition id indexing FLIP_SIM_SITES (a JSON list of such
-paths) in simulation.
+paths) in simulation. For a task with federated scaling, the server first sends
+a query: each site answers with the sums and counts of its training features
+(never rows), and every later message carries the scaling computed from them.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
+from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger
+from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
-from flip.fl.tasks.base import TaskSpec, load_splits, task_hash
+from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
 from flip.fl.tasks.models import new_model
 from flip.site.policy import task_problem
 
@@ -81,8 +85,52 @@ def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = Fal
 
 
 @lru_cache(maxsize=256)
-def _splits(store: str, spec_json: str):
-    return load_splits(store, TaskSpec.model_validate_json(spec_json))
+def _raw_splits(store: str, spec_json: str) -> tuple[TabularData, TabularData]:
+    return load_raw_splits(store, TaskSpec.model_validate_json(spec_json))
+
+
+@lru_cache(maxsize=256)
+def _scaled_splits(
+    store: str, spec_json: str, scaling_json: str
+) -> tuple[TabularData, TabularData]:
+    scaling = Scaling.model_validate_json(scaling_json)
+    return tuple(scaling.apply(split) for split in _raw_splits(store, spec_json))
+
+
+def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
+    """The scaling every site of the run uses: the spec's fixed one, or the federation's,
+    which the server sends in the config."""
+    if spec.data.scaling == "fixed":
+        return Scaling.of_spec(spec.data)
+    if "scaling" not in config:
+        raise ValueError("the run sent no scaling, and this task's scaling is federated")
+    return Scaling.model_validate_json(str(config["scaling"]))
+
+
+def _splits(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
+) -> tuple[TabularData, TabularData]:
+    scaling = scaling_for(spec, config)
+    return _scaled_splits(site.store, spec.model_dump_json(), scaling.model_dump_json())
+
+
+def share_stats(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """Sums and counts of the site's training features, for the federation's scaling; the
+    release is audited, and refused below the site's minimum cell size."""
+    train, _ = _raw_splits(site.store, spec.model_dump_json())
+    detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
+    with Ledger(site.ledger) as ledger:
+        if len(train.y) < site.policy.min_cell_size:
+            reason = (
+                f"{len(train.y)} training rows, fewer than the minimum cell size "
+                f"{site.policy.min_cell_size}"
+            )
+            ledger.record("run.refused", {**detail, "reason": reason})
+            raise NotApproved(f"{site.name}: {reason}")
+        ledger.record("run.stats", {**detail, "n_train": len(train.y)})
+    return feature_stats(train, len(spec.data.features))
 
 
 def _model(spec: TaskSpec, state: dict[str, Any]) -> torch.nn.Module:
@@ -94,7 +142,7 @@ def train_round(
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """One round of local training of an authorised task from the global `state`, logged
     in the site's ledger; the trained model and its metrics."""
-    train_split, _ = _splits(site.store, spec.model_dump_json())
+    train_split, _ = _splits(site, spec, config)
     model = _model(spec, state)
     metrics = binary.train(
         model,
@@ -119,9 +167,11 @@ def train_round(
     return model, metrics
 
 
-def evaluate_round(site: SiteConfig, spec: TaskSpec, state: dict[str, Any]) -> dict[str, float]:
+def evaluate_round(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
+) -> dict[str, float]:
     """Metrics of the global `state` on the site's test split."""
-    _, test_split = _splits(site.store, spec.model_dump_json())
+    _, test_split = _splits(site, spec, config)
     return binary.evaluate(_model(spec, state), test_split)
 
 
@@ -142,9 +192,20 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the site's test split; only metrics leave."""
     site = site_of(context)
-    spec = authorise(site, msg.content["config"])
-    metrics = evaluate_round(site, spec, msg.content["arrays"].to_torch_state_dict())
+    config = msg.content["config"]
+    spec = authorise(site, config)
+    metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
     content = RecordDict(
         {"metrics": MetricRecord(metrics), "site": ConfigRecord({"name": site.name})}
     )
+    return Message(content=content, reply_to=msg)
+
+
+@app.query()
+def stats(msg: Message, context: Context) -> Message:
+    """Sums and counts of the site's training features for federated scaling; no rows."""
+    site = site_of(context)
+    config = msg.content["config"]
+    spec = authorise(site, config)
+    content = RecordDict({"stats": MetricRecord(share_stats(site, spec, config))})
     return Message(content=content, reply_to=msg)

@@ -3,6 +3,8 @@
 Each site sends `ColumnStats` for its training rows; their merge gives global
 means and standard deviations (standardisation and mean imputation), which
 columns need a missing-value indicator, and each categorical column's vocabulary.
+File experiments encode CSV columns this way (`combine`); project tasks with
+federated scaling standardise their store features this way (`scaling_of`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from flip.data.features.csvfile import ColumnStats, as_number, is_missing
+from flip.data.features.tabular import Scaling, TabularData
+
+#: The sums and counts a site sends for each feature, as lists in feature order.
+STATS_KEYS = ("count", "total", "squares", "missing")
 
 
 @dataclass(frozen=True)
@@ -75,3 +81,37 @@ def combine(per_site: list[dict[str, ColumnStats]], kinds: dict[str, str]) -> En
         else:
             categories[column] = tuple(sorted(total.categories))
     return Encoding(numeric, tuple(indicators), categories)
+
+
+def feature_stats(train: TabularData, n_features: int) -> dict[str, list[float]]:
+    """A site's sums and counts of its first `n_features` unscaled columns (NaN = missing)."""
+    x = train.x[:, :n_features].astype(np.float64)
+    present = ~np.isnan(x)
+    values = np.where(present, x, 0.0)
+    return {
+        "count": present.sum(axis=0).astype(float).tolist(),
+        "total": values.sum(axis=0).tolist(),
+        "squares": (values * values).sum(axis=0).tolist(),
+        "missing": (~present).sum(axis=0).astype(float).tolist(),
+    }
+
+
+def scaling_of(per_site: list[dict[str, list[float]]], names: list[str]) -> Scaling:
+    """Every site's features standardised alike: the mean and standard deviation of all
+    sites' training rows together (a feature no site has a value of is left as it is)."""
+    kinds = dict.fromkeys(names, "numeric")
+    stats = [
+        {
+            name: ColumnStats(
+                int(site["count"][j]),
+                float(site["total"][j]),
+                float(site["squares"][j]),
+                int(site["missing"][j]),
+            )
+            for j, name in enumerate(names)
+        }
+        for site in per_site
+    ]
+    numeric = combine(stats, kinds).numeric
+    pairs = [numeric.get(name, (0.0, 1.0)) for name in names]
+    return Scaling(center=tuple(c for c, _ in pairs), scale=tuple(s for _, s in pairs))

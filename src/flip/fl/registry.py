@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flip.data.features.tabular import Scaling
 from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import model_factory, new_model
@@ -78,9 +79,13 @@ def federated_lineage(
     rounds: int,
     per_site: dict[str, dict[str, float]],
     round_metrics: list[dict[str, float]],
+    scaling: Scaling | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The lineage of a project task's federated model: task, strategy, sites and metrics."""
+    """The lineage of a project task's federated model: task, strategy, sites, metrics, and
+    the federation's scaling when the task's scaling is federated."""
+    if scaling is not None:
+        extra["scaling"] = scaling.model_dump(mode="json")
     return {
         "task": spec.kind,
         "task_hash": task_hash(spec),

@@ -13,6 +13,7 @@ project tasks whose spec asks for `secure_aggregation` (same site checks as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +29,10 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import ServerApp
 
-from flip.fl.client import authorise, evaluate_round, site_of
+from flip.fl.client import authorise, evaluate_round, share_stats, site_of
 from flip.fl.client import train_round as site_train_round
 from flip.fl.experiment_client import load_site, train_round
-from flip.fl.server import FederatedResult
+from flip.fl.server import FederatedResult, ScalingStep
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec
 from flip.fl.tasks.models import model_factory, new_model
@@ -102,6 +103,10 @@ class _TaskClient(NumPyClient):
         spec = authorise(self.site, config, secure=True)
         return spec, dict(zip(new_model(spec).state_dict(), parameters, strict=True))
 
+    def get_properties(self, config):
+        spec = authorise(self.site, config, secure=True)
+        return {"stats": json.dumps(share_stats(self.site, spec, config))}
+
     def fit(self, parameters, config):
         spec, state = self._authorised(parameters, config)
         model, metrics = site_train_round(self.site, spec, config, state)
@@ -109,7 +114,7 @@ class _TaskClient(NumPyClient):
 
     def evaluate(self, parameters, config):
         spec, state = self._authorised(parameters, config)
-        metrics = evaluate_round(self.site, spec, state)
+        metrics = evaluate_round(self.site, spec, config, state)
         kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"], "site": self.site.name}
         return metrics["loss"], int(metrics["num-examples"]), kept
 
@@ -166,11 +171,13 @@ def secure_server_app(
     n_sites: int,
     on_round: Callable[[int, dict[str, float]], None] | None = None,
     observe: Callable[[Message], None] | None = None,
+    scaling: ScalingStep | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running FedAvg under SecAgg+ over all `n_sites` sites, and its result.
 
     `observe`, if given, sees each message the server sends and receives (benchmarks
-    count their bytes; tests check what a site's reply reveals).
+    count their bytes; tests check what a site's reply reveals). `scaling`, if given,
+    runs before round 1 and its result goes to the sites in `config["scaling"]`.
     """
     result = FederatedResult()
 
@@ -207,6 +214,9 @@ def secure_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        if scaling is not None:
+            result.scaling = scaling(grid)
+            config["scaling"] = result.scaling.model_dump_json()
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds), strategy=strategy)
         workflow = DefaultWorkflow(
             fit_workflow=SecAggPlusWorkflow(

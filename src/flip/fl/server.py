@@ -1,13 +1,18 @@
 """The ServerApp: Flower's FedAvg over approved sites, with per-round reporting.
 
-After the last round it asks every site to evaluate the final global model and
-keeps each site's metrics (AUROC, accuracy, test size) — metrics, never rows.
+For a task with federated scaling it first asks every site for the sums and
+counts of its training features and sends the scaling they give with every
+later message. After the last round it asks every site to evaluate the final
+global model and keeps each site's metrics (AUROC, accuracy, test size) —
+metrics, never rows.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from logging import WARNING
 from pathlib import Path
 
 from flwr.app import (
@@ -19,18 +24,23 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
+from flip.data.features.tabular import Scaling
 from flip.fl.checkpoint import Checkpoint
 from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.checkpoint import save as save_checkpoint
+from flip.fl.preprocessing import STATS_KEYS, scaling_of
 from flip.fl.privacy import PrivacySpec, with_privacy
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import new_model
 
 RoundCallback = Callable[[int, dict[str, float]], None]
+#: Computes a run's federated scaling from its sites, once, before round 1.
+ScalingStep = Callable[[Grid], Scaling]
 
 
 @dataclass
@@ -40,6 +50,7 @@ class FederatedResult:
     state_dict: dict = field(default_factory=dict)
     rounds: list[dict[str, float]] = field(default_factory=list)
     per_site: dict[str, dict[str, float]] = field(default_factory=dict)
+    scaling: Scaling | None = None
 
 
 def run_config(project: str, spec: TaskSpec) -> ConfigRecord:
@@ -62,6 +73,7 @@ def make_server_app(
     timeout: float = 600.0,
     min_sites: int | None = None,
     checkpoint: Path | None = None,
+    scaling: ScalingStep | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy for `rounds` rounds over `n_sites` sites.
 
@@ -69,7 +81,9 @@ def make_server_app(
     aggregated evaluation metrics. A round starts once `min_sites` (default all) are
     connected and waits at most `timeout` seconds for their replies: a straggler's
     late reply is left out. With `checkpoint`, the global model is saved there after
-    every round, and a run that finds one goes on from its round.
+    every round, and a run that finds one goes on from its round. `scaling` runs
+    before round 1; what it returns goes to the sites in `config["scaling"]`, into
+    every checkpoint and into the result.
     """
     result = FederatedResult()
     app = ServerApp()
@@ -79,7 +93,7 @@ def make_server_app(
         """Flower calls this last in each round: save the round's model and metrics."""
         if checkpoint is not None and server_round > 0:
             state = arrays.to_torch_state_dict()
-            saved = Checkpoint(done[0] + server_round, state, list(result.rounds))
+            saved = Checkpoint(done[0] + server_round, state, list(result.rounds), result.scaling)
             save_checkpoint(checkpoint, saved)
 
     def evaluate_aggregate(replies: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -97,6 +111,12 @@ def make_server_app(
         if resumed is not None:
             start, done[0] = ArrayRecord(resumed.state_dict), resumed.round
             result.rounds[:] = resumed.rounds[: resumed.round]
+            result.scaling = resumed.scaling
+        elif scaling is not None:
+            result.scaling = scaling(grid)
+        sent = config
+        if result.scaling is not None:
+            sent = ConfigRecord({**config, "scaling": result.scaling.model_dump_json()})
         arrays = start
         if done[0] < rounds:
             chosen = make_strategy(
@@ -113,12 +133,12 @@ def make_server_app(
                 initial_arrays=start,
                 num_rounds=rounds - done[0],
                 timeout=timeout,
-                train_config=config,
-                evaluate_config=config,
+                train_config=sent,
+                evaluate_config=sent,
                 evaluate_fn=keep,
             ).arrays
         result.state_dict = arrays.to_torch_state_dict()
-        result.per_site = final_evaluation(grid, arrays, config, timeout)
+        result.per_site = final_evaluation(grid, arrays, sent, timeout)
 
     return app, result
 
@@ -132,27 +152,118 @@ def task_server_app(
     `flip.fl.secure_aggregation.task_client_app`); it keeps no checkpoints yet.
     """
     model = new_model(spec)
+    config = run_config(project, spec)
+    step = None
+    if spec.data.scaling == "federated":
+        step = scaling_step(
+            spec, config, kwargs.get("min_sites") or n_sites, kwargs.get("timeout", 600.0)
+        )
     if spec.secure_aggregation:
         from flip.fl.secure_aggregation import secure_server_app
 
         if kwargs.get("checkpoint") is not None:
             raise ValueError("a secure aggregation run keeps no checkpoints yet")
         return secure_server_app(
-            dict(run_config(project, spec)),
+            dict(config),
             model,
             rounds=rounds,
             n_sites=n_sites,
             on_round=kwargs.get("on_round"),
+            scaling=step,
         )
     return make_server_app(
-        run_config(project, spec),
+        config,
         ArrayRecord(model.state_dict()),
         rounds=rounds,
         n_sites=n_sites,
         learning_rate=spec.learning_rate,
         privacy=spec.privacy,
+        scaling=step,
         **kwargs,
     )
+
+
+def scaling_step(
+    spec: TaskSpec, config: ConfigRecord, min_sites: int, timeout: float
+) -> ScalingStep:
+    """The step that asks the run's sites for their statistics and combines them."""
+    names = [f.name for f in spec.data.features]
+    ask = legacy_stats_query if spec.secure_aggregation else stats_query
+
+    def step(grid: Grid) -> Scaling:
+        return scaling_of(ask(grid, config, len(names), min_sites, timeout), names)
+
+    return step
+
+
+SiteStats = dict[str, list[float]]
+
+
+def _gather(
+    grid: Grid,
+    ask: Callable[[int], Message],
+    read: Callable[[Message], SiteStats],
+    n_features: int,
+    min_sites: int,
+    timeout: float,
+) -> list[SiteStats]:
+    """The feature statistics of every site connected once `min_sites` are; a site that
+    refuses or fails is left out, as it is from a round."""
+    _, nodes = sample_nodes(grid, min_sites, min_sites)
+    gathered: list[SiteStats] = []
+    problems: list[str] = []
+    for reply in grid.send_and_receive([ask(node) for node in nodes], timeout=timeout):
+        if reply.has_error():
+            problems.append(reply.error.reason)
+            continue
+        stats = read(reply)
+        if any(len(stats.get(key, ())) != n_features for key in STATS_KEYS):
+            problems.append(f"node {reply.metadata.src_node_id} sent malformed statistics")
+            continue
+        gathered.append(stats)
+    for problem in problems:
+        log(WARNING, "federated scaling leaves out a site: %s", problem)
+    if not gathered:
+        raise RuntimeError(
+            "federated scaling: no site sent statistics: " + ("; ".join(problems) or "no reply")
+        )
+    return gathered
+
+
+def stats_query(
+    grid: Grid, config: ConfigRecord, n_features: int, min_sites: int, timeout: float
+) -> list[SiteStats]:
+    """Each site's sums and counts of its training features, asked with a query message."""
+
+    def ask(node: int) -> Message:
+        content = RecordDict({"config": config})
+        return Message(content=content, message_type=MessageType.QUERY, dst_node_id=node)
+
+    def read(reply: Message) -> SiteStats:
+        return {k: [float(v) for v in values] for k, values in reply.content["stats"].items()}
+
+    return _gather(grid, ask, read, n_features, min_sites, timeout)
+
+
+def legacy_stats_query(
+    grid: Grid, config: ConfigRecord, n_features: int, min_sites: int, timeout: float
+) -> list[SiteStats]:
+    """The same statistics from sites on Flower's legacy path (a NumPyClient's properties)."""
+    from flwr.common import GetPropertiesIns
+    from flwr.common.constant import MessageTypeLegacy
+    from flwr.compat.common import recorddict_compat as compat
+
+    def ask(node: int) -> Message:
+        content = compat.getpropertiesins_to_recorddict(GetPropertiesIns(dict(config)))
+        return Message(
+            content=content, message_type=MessageTypeLegacy.GET_PROPERTIES, dst_node_id=node
+        )
+
+    def read(reply: Message) -> SiteStats:
+        properties = compat.recorddict_to_getpropertiesres(reply.content).properties
+        return json.loads(str(properties["stats"]))
+
+    return _gather(grid, ask, read, n_features, min_sites, timeout)
 
 
 def final_evaluation(

@@ -1,10 +1,12 @@
 """A registered model on a site's own data: predictions, external validation, and drift.
 
 Data is either a CSV file (models from `flip fl run`, encoded with the encoding in
-their lineage) or the site's store (models of a project task, whose spec the
-lineage keeps). Drift compares each numeric feature's local mean with the mean
-the federation trained on, in training standard deviations (standardised mean
-difference; above 0.2 is flagged, a common rule of thumb).
+their lineage) or the site's store (models of a project task, whose spec and
+scaling the lineage keeps). Drift compares each numeric feature's local mean with
+the mean the federation trained on, in training standard deviations
+(standardised mean difference; above 0.2 is flagged, a common rule of thumb):
+for store models, where the task's scaling is federated (a fixed scaling holds
+reference values, not the training data's).
 """
 
 from __future__ import annotations
@@ -72,19 +74,33 @@ def from_csv(
 
 
 def from_store(record: ModelRecord, store: str) -> LocalData:
-    """The task's dataset from the site's store (every person with an entry event)."""
+    """The task's dataset from the site's store (every person with an entry event), scaled
+    as the model was trained; drift where that scaling is the training mean and deviation."""
     from flip.data.cdm.store import open_store
-    from flip.data.features.tabular import extract_tabular
+    from flip.data.features.tabular import Scaling, extract_raw
 
     if "task_spec" not in record.lineage:
         raise DatasetError(f"model {record.id} was trained on files: use --data FILE.csv")
     spec = TaskSpec.model_validate(record.lineage["task_spec"])
+    if "scaling" in record.lineage:
+        scaling = Scaling.model_validate(record.lineage["scaling"])
+    elif spec.data.scaling == "fixed":
+        scaling = Scaling.of_spec(spec.data)
+    else:
+        raise DatasetError(f"model {record.id} has federated scaling but its lineage lacks it")
     s = open_store(store, read_only=store.endswith(".duckdb"))
     try:
-        data = extract_tabular(s, spec.data)
+        raw = extract_raw(s, spec.data)
     finally:
         s.close()
-    return LocalData(data, True, {})
+    drift = {}
+    if spec.data.scaling == "federated":
+        for j, feature in enumerate(spec.data.features):
+            present = raw.x[:, j][~np.isnan(raw.x[:, j])]
+            if len(present):
+                smd = abs(float(present.mean()) - scaling.center[j]) / scaling.scale[j]
+                drift[feature.name] = round(smd, 4)
+    return LocalData(scaling.apply(raw), True, drift)
 
 
 def predictions(record: ModelRecord, local: LocalData) -> np.ndarray:

@@ -160,6 +160,7 @@ class Federation:
                     rounds=row.rounds,
                     per_site=result.per_site,
                     round_metrics=result.rounds,
+                    scaling=result.scaling,
                     project=row.project_id,
                     run=run_id,
                 ),

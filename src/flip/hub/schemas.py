@@ -158,7 +158,7 @@ class RunOut(BaseModel):
 class LogEntryIn(BaseModel):
     seq: int = Field(ge=1, le=MAX_INT, description="The entry's number in the site's own log.")
     at: str = Field(max_length=40)
-    action: Literal["run.joined", "run.trained", "run.refused"]
+    action: Literal["run.joined", "run.stats", "run.trained", "run.refused"]
     detail: dict[str, Any]
 
 

@@ -131,7 +131,7 @@ class SiteAgent:
                 e
                 for e in entries
                 if join["seq"] < e["seq"] < until
-                and e["action"] in ("run.trained", "run.refused")
+                and e["action"] in ("run.stats", "run.trained", "run.refused")
                 and _run_key(e["detail"]) == key
             ]
             new = [e for e in log if e["seq"] > self.shared.get(run_id, 0)]

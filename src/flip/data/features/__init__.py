@@ -1,5 +1,12 @@
 """Cohort -> training dataset."""
 
-from flip.data.features.tabular import Feature, TabularData, TabularSpec, extract_tabular
+from flip.data.features.tabular import (
+    Feature,
+    Scaling,
+    TabularData,
+    TabularSpec,
+    extract_raw,
+    extract_tabular,
+)
 
-__all__ = ["Feature", "TabularData", "TabularSpec", "extract_tabular"]
+__all__ = ["Feature", "Scaling", "TabularData", "TabularSpec", "extract_raw", "extract_tabular"]

@@ -1,8 +1,10 @@
 """A tabular dataset from the CDM: one row per person at their cohort entry (index) date.
 
-Each feature is scaled by a centre and a scale fixed in the spec (clinical
-reference values), so every site scales alike without sharing any statistics;
-a missing value becomes the centre, 0 after scaling.
+Each feature is scaled, (value - centre) / scale, the same at every site: by a
+centre and scale fixed in the spec (clinical reference values; nothing is
+shared), or, with `scaling="federated"`, by the mean and standard deviation of
+every site's training rows, combined from sums and counts before round 1. A
+missing value becomes the centre (mean imputation), 0 after scaling.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.model_selection import train_test_split
 from sqlalchemy import func, select
 
@@ -42,6 +44,11 @@ class TabularSpec(BaseModel):
     outcome_concept_ids: list[int] = Field(min_length=1)
     horizon_days: int = Field(1825, gt=0)
     lookback_days: int = Field(365, ge=0)
+    scaling: Literal["fixed", "federated"] = Field(
+        "fixed",
+        description="fixed: each feature's centre and scale as given; federated: the mean and "
+        "standard deviation over every site's training rows, from sums and counts.",
+    )
     text: TextSpec | None = Field(
         None, description="Also embed each person's notes before entry, after the features."
     )
@@ -86,6 +93,45 @@ class TabularData:
         return TabularData(self.person_ids[idx], self.x[idx], self.y[idx], self.feature_names)
 
 
+class Scaling(BaseModel):
+    """Each feature's centre and scale, in the order of the spec's features."""
+
+    model_config = ConfigDict(frozen=True)
+
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    @model_validator(mode="after")
+    def _one_positive_scale_per_centre(self) -> Scaling:
+        if len(self.center) != len(self.scale):
+            raise ValueError("a scaling has one scale per centre")
+        if not all(s > 0 for s in self.scale):
+            raise ValueError("every scale must be positive")
+        return self
+
+    @classmethod
+    def of_spec(cls, spec: TabularSpec) -> Scaling:
+        """The centres and scales fixed in the spec (for `scaling="fixed"` only)."""
+        if spec.scaling != "fixed":
+            raise ValueError("this task's scaling is federated: the federation computes it")
+        return cls(
+            center=tuple(f.center for f in spec.features),
+            scale=tuple(f.scale for f in spec.features),
+        )
+
+    def apply(self, raw: TabularData) -> TabularData:
+        """`raw` with its first columns (the features) scaled and missing values at 0."""
+        n = len(self.center)
+        if raw.x.shape[1] < n:
+            raise ValueError(f"a scaling of {n} features for data of {raw.x.shape[1]} columns")
+        x = raw.x.copy()
+        features = (x[:, :n] - np.array(self.center, dtype=np.float32)) / np.array(
+            self.scale, dtype=np.float32
+        )
+        x[:, :n] = np.nan_to_num(features, nan=0.0)
+        return TabularData(raw.person_ids, x, raw.y, raw.feature_names)
+
+
 def _index_dates(conn, spec: TabularSpec) -> dict[int, date]:
     m = schema.measurement
     rows = conn.execute(
@@ -107,8 +153,14 @@ def _events(conn, table_name: str, concept_ids: set[int], with_value: bool):
     return conn.execute(select(*columns).where(table.c[names.concept].in_(concept_ids)))
 
 
-def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
-    """Build the dataset of everyone with an entry event, sorted by person id."""
+def extract_tabular(store: Store, spec: TabularSpec, scaling: Scaling | None = None) -> TabularData:
+    """The dataset of everyone with an entry event, sorted by person id, scaled by
+    `scaling` (by default the spec's fixed centres and scales)."""
+    return (scaling or Scaling.of_spec(spec)).apply(extract_raw(store, spec))
+
+
+def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
+    """The dataset of everyone with an entry event, features unscaled (NaN where missing)."""
     wanted: dict[str, set[int]] = defaultdict(set)
     for f in spec.features:
         wanted[f.source].update(f.concept_ids)
@@ -189,14 +241,10 @@ def _notes_before(conn, index: dict[int, date], lookback_days: int) -> dict[int,
 
 def _value(f: Feature, pid: int, at: date, born: date, gender: int, latest, present) -> float:
     if f.source == "age":
-        raw = (at - born).days / 365.25
-    elif f.source == "male":
-        raw = float(gender == GENDERS["male"])
-    elif f.source == "measurement":
+        return (at - born).days / 365.25
+    if f.source == "male":
+        return float(gender == GENDERS["male"])
+    if f.source == "measurement":
         values = [latest[(pid, c)] for c in f.concept_ids if (pid, c) in latest]
-        if not values:
-            return 0.0
-        raw = max(values)[1]
-    else:
-        raw = float(any((pid, c) in present for c in f.concept_ids))
-    return (raw - f.center) / f.scale
+        return max(values)[1] if values else np.nan
+    return float(any((pid, c) in present for c in f.concept_ids))

@@ -29,6 +29,7 @@ from flip.ports import free_port
 if TYPE_CHECKING:
     import torch
 
+    from flip.data.features.tabular import Scaling
     from flip.fl.tasks.base import TaskSpec
 
 CONNECTION = "flip"
@@ -50,6 +51,7 @@ class DeployedResult:
     rounds: list[dict[str, float]]
     per_site: dict[str, dict[str, float]]
     seconds: float
+    scaling: Scaling | None = None
 
 
 def flower_env(home: Path) -> dict[str, str]:
@@ -245,6 +247,8 @@ class SuperLink:
         )
         import torch
 
+        from flip.data.features.tabular import Scaling
+
         start = time.perf_counter()
         # Each round may wait out its timeout, and the final evaluation once more.
         timeout = 300 + 2 * (rounds + 1) * round_timeout
@@ -259,6 +263,7 @@ class SuperLink:
             document["rounds"],
             document["per_site"],
             time.perf_counter() - start,
+            Scaling.model_validate(document["scaling"]) if document.get("scaling") else None,
         )
 
 

@@ -29,6 +29,6 @@ def train_local(
     store: str, spec: TaskSpec, rounds: int
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """Train on one site alone, as many epochs as `rounds` federated rounds; test-set metrics."""
-    train_split, test_split = load_splits(store, spec)
+    train_split, test_split, _ = load_splits(store, spec)
     model = fit(spec, train_split, rounds * spec.local_epochs)
     return model, binary.evaluate(model, test_split)

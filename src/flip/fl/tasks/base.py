@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flip.data.features.tabular import TabularSpec
+from flip.data.features.tabular import Scaling, TabularData, TabularSpec
 from flip.fl.privacy import PrivacySpec
 
 #: What each kind that reads notes or images needs in its data spec.
@@ -94,14 +94,37 @@ def task_hash(spec: TaskSpec) -> str:
     return digest.hexdigest()
 
 
-def load_splits(store_location: str, spec: TaskSpec):
-    """Extract the task's dataset from a store (read-only) and split it by the task's seed."""
+def load_raw_splits(store_location: str, spec: TaskSpec) -> tuple[TabularData, TabularData]:
+    """The task's dataset from a store (read-only), unscaled, split by the task's seed."""
     from flip.data.cdm.store import open_store
-    from flip.data.features.tabular import extract_tabular
+    from flip.data.features.tabular import extract_raw
 
     store = open_store(store_location, read_only=True)
     try:
-        data = extract_tabular(store, spec.data)
+        data = extract_raw(store, spec.data)
     finally:
         store.close()
     return data.split(spec.test_fraction, spec.seed)
+
+
+def load_splits(
+    store_location: str, spec: TaskSpec, scaling: Scaling | None = None
+) -> tuple[TabularData, TabularData, Scaling]:
+    """The task's train and test splits from a store, scaled, and the scaling used.
+
+    The scaling is `scaling` when given, else the spec's fixed one, else (federated
+    scaling, a site alone) the mean and standard deviation of this site's training rows.
+    """
+    train, test = load_raw_splits(store_location, spec)
+    scaling = scaling or scaling_over(spec, [train])
+    return scaling.apply(train), scaling.apply(test), scaling
+
+
+def scaling_over(spec: TaskSpec, trains: list[TabularData]) -> Scaling:
+    """The spec's fixed scaling, or (federated) the one the sites of `trains` would agree on."""
+    from flip.fl.preprocessing import feature_stats, scaling_of
+
+    if spec.data.scaling == "fixed":
+        return Scaling.of_spec(spec.data)
+    names = [f.name for f in spec.data.features]
+    return scaling_of([feature_stats(train, len(names)) for train in trains], names)

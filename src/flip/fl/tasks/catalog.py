@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flip.data.features.image import ImageSpec
 from flip.data.features.tabular import Feature, TabularSpec
 from flip.data.features.text import TextSpec
@@ -11,7 +13,8 @@ SYSTOLIC_BP = 3004249
 MYOCARDIAL_INFARCTION = 4329847
 CEREBRAL_INFARCTION = 443454
 
-#: (name, source, concept ids, centre, scale): clinical reference values, not data statistics.
+#: (name, source, concept ids, centre, scale): clinical reference values, not data
+#: statistics; a task with fixed scaling scales by them.
 _MACE_FEATURES = [
     ("age", "age", [], 60.0, 10.0),
     ("male", "male", [], 0.5, 0.5),
@@ -36,12 +39,14 @@ _MACE_FEATURES = [
 ]
 
 
-def mace_task(seed: int = 0) -> TaskSpec:
-    """5-year risk of MI or ischaemic stroke from the first blood-pressure reading."""
+def mace_task(seed: int = 0, scaling: Literal["fixed", "federated"] = "federated") -> TaskSpec:
+    """5-year risk of MI or ischaemic stroke from the first blood-pressure reading, its
+    features standardised over every site's training rows (or by reference values)."""
     return TaskSpec(
         name="5-year major adverse cardiovascular events (MI or ischaemic stroke)",
         seed=seed,
         data=TabularSpec(
+            scaling=scaling,
             entry_concept_ids=[SYSTOLIC_BP],
             outcome_concept_ids=[MYOCARDIAL_INFARCTION, CEREBRAL_INFARCTION],
             horizon_days=1825,

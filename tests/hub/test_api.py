@@ -84,6 +84,13 @@ def test_query_results_are_released_counts_only(hub):
         json={"count": 42, "suppressed": False, "threshold": 10, "histograms": bins},
     )
     assert ok.status_code == 204
+    again = {"count": 99, "suppressed": False, "threshold": 10}
+    assert hub.call("POST", f"/agent/queries/{qid}", a, json=again).status_code == 204
+    with hub.app.state.engine.connect() as conn:
+        answers = conn.execute(
+            select(func.count()).select_from(audit).where(audit.c.action == "query.answer")
+        ).scalar_one()
+    assert answers == 1, "answering twice changes nothing and audits once"
     assert hub.call("GET", "/agent/work", a).json()["queries"] == [], "answered: a's work is done"
     assert [q["id"] for q in hub.call("GET", "/agent/work", b).json()["queries"]] == [qid]
     view = hub.call("GET", f"/queries/{qid}", researcher).json()

@@ -184,7 +184,11 @@ class SiteCountIn(BaseModel):
     histograms: Histograms = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _released_bins_meet_the_threshold(self) -> SiteCountIn:
+    def _released_counts_meet_the_threshold(self) -> SiteCountIn:
+        if self.count is not None and self.suppressed:
+            raise ValueError("a suppressed count must not be sent")
+        if self.count is not None and 0 < self.count < self.threshold:
+            raise ValueError("count is below the site's own threshold")
         for by, bins in self.histograms.items():
             for name, n in bins.items():
                 if len(name) > 40 or (

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BindParameter,
     Connection,
     Engine,
+    Insert,
     Select,
     bindparam,
     delete,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import audit
@@ -245,44 +247,46 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
     return dict(works)
 
 
-def _query_to_answer() -> Select:
-    """The query `query_id`, if the site `site_id` is in its project, and its earlier answer."""
-    answered = query_results.alias("answered")
+#: The query `query_id`, if the site `site_id` is in its project.
+_QUERY_FOR_SITE = select(queries.c.id).where(
+    queries.c.id == bindparam("query_id"),
+    queries.c.project_id.in_(_member_projects(bindparam("site_id"))),
+)
+
+
+def _insert_answer(dialect: str) -> Insert:
+    """Insert the site's answer to `query_id` if the site is in its project and has not
+    answered it yet; returns the query id when it inserted."""
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
     site_id = bindparam("site_id")
+    names = ("count", "suppressed", "threshold", "error", "histograms")
+    answer = select(
+        queries.c.id, site_id, *(bindparam(n, type_=query_results.c[n].type) for n in names)
+    ).where(
+        queries.c.id == bindparam("query_id"),
+        queries.c.project_id.in_(_member_projects(site_id)),
+    )
     return (
-        select(queries.c.id, answered.c.query_id)
-        .outerjoin(
-            answered, (answered.c.query_id == queries.c.id) & (answered.c.site_id == site_id)
-        )
-        .where(
-            queries.c.id == bindparam("query_id"),
-            queries.c.project_id.in_(_member_projects(site_id)),
-        )
+        insert_into(query_results)
+        .from_select(["query_id", "site_id", *names], answer)
+        .on_conflict_do_nothing()
+        .returning(query_results.c.query_id)
     )
 
 
-_QUERY_TO_ANSWER = _query_to_answer()
+_INSERT_ANSWER = {dialect: _insert_answer(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 @router.post("/queries/{query_id}", status_code=204)
 @writes(scope=own_work)
 def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
     """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
-    found = conn.execute(_QUERY_TO_ANSWER, {"query_id": query_id, "site_id": site.id}).first()
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no query {query_id} for this site")
-    if body.count is not None and body.suppressed:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "a suppressed count must not be sent"
-        )
-    if body.count is not None and 0 < body.count < body.threshold:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "count is below the site's own threshold"
-        )
-    if found.query_id is not None:
-        return
     values = body.model_dump() | {"histograms": orjson.dumps(body.histograms).decode()}
-    conn.execute(insert(query_results).values(query_id=query_id, site_id=site.id, **values))
+    params = {"query_id": query_id, "site_id": site.id, **values}
+    if conn.execute(_INSERT_ANSWER[conn.dialect.name], params).first() is None:
+        if conn.execute(_QUERY_FOR_SITE, params).first() is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no query {query_id} for this site")
+        return
     audit.append(
         conn, site.label, "query.answer", f"query:{query_id}", {"suppressed": body.suppressed}
     )

@@ -135,11 +135,23 @@ def test_bad_options_fail_in_one_line(sites, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_adaptive_clipping_is_a_usage_error_without_dp_or_with_a_quantile_of_one(sites):
+    alone = fl_run(sites, "--target", "num", "--adaptive-clip")
+    assert alone.returncode == 2 and "give --dp too" in alone.stderr
+    args = ["--target", "num", "--dp", "client", "--adaptive-clip", "--clip-quantile", "1"]
+    one = fl_run(sites, *args)
+    assert one.returncode == 2 and "less than 1" in one.stderr
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("side", ["server", "client"])
-def test_differential_privacy_reports_its_budget(sites, side):
+@pytest.mark.parametrize(
+    ("side", "clipping"), [("server", "fixed"), ("client", "fixed"), ("server", "adaptive")]
+)
+def test_differential_privacy_reports_its_budget(sites, side, clipping):
+    adaptive = ["--adaptive-clip", "--clip-quantile", "0.8"] if clipping == "adaptive" else []
     result = fl_run(
         sites,
+        *adaptive,
         "--target",
         "num",
         "--positive",
@@ -156,7 +168,7 @@ def test_differential_privacy_reports_its_budget(sites, side):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
-    assert data["privacy"]["clipping"] == f"{side}-side fixed"
+    assert data["privacy"]["clipping"] == f"{side}-side {clipping}"
     expected = PrivacySpec(noise_multiplier=0.8, clipping_norm=5.0).epsilon(3)
     assert data["privacy"]["epsilon"] == pytest.approx(expected, abs=1e-3)
     assert data["privacy"]["rounds"] == 3

@@ -61,3 +61,66 @@ def test_a_round_beyond_the_approved_rounds_is_refused(tmp_path):
     config["server-round"] = 4
     with pytest.raises(NotApproved, match="beyond the 3 rounds"):
         authorise(site, config)
+
+
+def test_adaptive_clipping_wraps_the_strategy_in_flowers_adaptive_wrapper_at_the_same_budget():
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyClientSideAdaptiveClipping,
+        DifferentialPrivacyServerSideAdaptiveClipping,
+        FedAvg,
+    )
+
+    from flip.fl.privacy import count_noise, with_privacy
+
+    fixed = PrivacySpec(noise_multiplier=0.8, clipping_norm=2.0)
+    adaptive = fixed.model_copy(update={"adaptive": True, "target_quantile": 0.7})
+    assert adaptive.epsilon(10) == fixed.epsilon(10)
+    assert adaptive.budget(10)["clipping"] == "server-side adaptive"
+    server = with_privacy(FedAvg(), adaptive, n_sites=3)
+    assert isinstance(server, DifferentialPrivacyServerSideAdaptiveClipping)
+    assert server.clipping_norm == 2.0
+    assert server.target_clipped_quantile == pytest.approx(0.3), "70% unclipped: 30% clipped"
+    server._geometric_update(clipped_fraction=1.0)
+    grown = server.clipping_norm
+    assert grown > 2.0, "all clipped: the norm grows"
+    server._geometric_update(clipped_fraction=0.0)
+    assert server.clipping_norm < grown, "none clipped: it shrinks"
+    assert server.clipped_count_stddev == count_noise(adaptive, 3) == 0.8
+    assert 0.8 < server.noise_multiplier < 0.8 / 0.75**0.5 + 1e-9, "z split as Flower does"
+    client = adaptive.model_copy(update={"clipping": "client"})
+    assert isinstance(
+        with_privacy(FedAvg(), client, n_sites=40), DifferentialPrivacyClientSideAdaptiveClipping
+    )
+    assert count_noise(client, 40) == 2.0, "Flower's sites / 20 where it is enough"
+
+
+@pytest.mark.slow
+def test_sites_clip_to_a_norm_that_adapts_round_by_round_and_log_it(tmp_path):
+    import json
+
+    from flip.fl.runtime.simulation import simulate
+    from flip.fl.server import task_server_app
+    from tests.conftest import build_site
+
+    privacy = PrivacySpec(
+        clipping="client", adaptive=True, noise_multiplier=0.3, clipping_norm=0.01
+    )
+    spec = mace_task().model_copy(update={"rounds": 4, "privacy": privacy})
+    sites = [build_site(tmp_path, name, "csv", 120) for name in ("alpha", "beta")]
+    for path in sites:
+        Ledger(SiteConfig.load(path).ledger).decide("p", task_hash(spec), "approved", by="x")
+    app, result = task_server_app("p", spec, rounds=4, n_sites=2)
+    simulate(app, sites)
+    assert len(result.rounds) == 4
+    for path in sites:
+        trained = sorted(
+            (
+                json.loads(e["detail"])
+                for e in Ledger(SiteConfig.load(path).ledger).entries()
+                if e["action"] == "run.trained"
+            ),
+            key=lambda d: d["round"],
+        )
+        norms = [t["clipping_norm"] for t in trained]
+        assert norms[0] == 0.01, "the first round clips to the norm the task starts from"
+        assert norms == sorted(norms) and norms[-1] > norms[0], "all clipped: the norm grows"

@@ -102,6 +102,17 @@ def run(
     noise_multiplier: Annotated[float, typer.Option(help="--dp: Gaussian noise multiplier.")] = 1.0,
     clip: Annotated[float, typer.Option(help="--dp: clipping norm of each site's update.")] = 1.0,
     delta: Annotated[float, typer.Option(help="--dp: the delta epsilon is reported at.")] = 1e-5,
+    adaptive_clip: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive-clip",
+            help="--dp: adapt the clipping norm each round, starting from --clip, toward the "
+            "norm that leaves --clip-quantile of the sites' updates unclipped (same epsilon).",
+        ),
+    ] = False,
+    clip_quantile: Annotated[
+        float, typer.Option(help="--adaptive-clip: the share of updates left unclipped.")
+    ] = 0.5,
     save: SaveOption = None,
     registry: RegistryOption = None,
     personalise: Annotated[
@@ -141,16 +152,23 @@ def run(
 
     if dp not in (None, "server", "client"):
         raise typer.BadParameter("choose server or client", param_hint="--dp")
+    if adaptive_clip and not dp:
+        raise typer.BadParameter("adaptive clipping is part of --dp: give --dp too")
     try:
         privacy = (
             PrivacySpec(
-                clipping=dp, noise_multiplier=noise_multiplier, clipping_norm=clip, delta=delta
+                clipping=dp,
+                noise_multiplier=noise_multiplier,
+                clipping_norm=clip,
+                delta=delta,
+                adaptive=adaptive_clip,
+                target_quantile=clip_quantile,
             )
             if dp
             else None
         )
     except ValidationError as exc:
-        hint = "--noise-multiplier/--clip/--delta"
+        hint = "--noise-multiplier/--clip/--delta/--clip-quantile"
         raise typer.BadParameter(exc.errors()[0]["msg"], param_hint=hint) from None
 
     options = ExperimentOptions(

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from flip.config import SiteConfig
 from flip.data.features.tabular import Scaling, TabularData
@@ -141,7 +142,8 @@ def train_round(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """One round of local training of an authorised task from the global `state`, logged
-    in the site's ledger; the trained model and its metrics."""
+    in the site's ledger (with the norm its update is clipped to, under client-side
+    differential privacy); the trained model and its metrics."""
     train_split, _ = _splits(site, spec, config)
     model = _model(spec, state)
     metrics = binary.train(
@@ -162,6 +164,11 @@ def train_round(
                 "round": int(config.get("server-round", 0)),
                 "n_train": len(train_split.y),
                 "loss": round(float(metrics["loss"]), 6),
+                **(
+                    {"clipping_norm": float(config[KEY_CLIPPING_NORM])}
+                    if KEY_CLIPPING_NORM in config
+                    else {}
+                ),
             },
         )
     return model, metrics

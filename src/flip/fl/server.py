@@ -33,7 +33,7 @@ from flip.fl.checkpoint import Checkpoint
 from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.checkpoint import save as save_checkpoint
 from flip.fl.preprocessing import STATS_KEYS, scaling_of
-from flip.fl.privacy import PrivacySpec, with_privacy
+from flip.fl.privacy import PrivacySpec, privacy_config, with_privacy
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import new_model
@@ -114,9 +114,9 @@ def make_server_app(
             result.scaling = resumed.scaling
         elif scaling is not None:
             result.scaling = scaling(grid)
-        sent = config
+        sent = ConfigRecord({**config, **privacy_config(privacy)})
         if result.scaling is not None:
-            sent = ConfigRecord({**config, "scaling": result.scaling.model_dump_json()})
+            sent["scaling"] = result.scaling.model_dump_json()
         arrays = start
         if done[0] < rounds:
             chosen = make_strategy(

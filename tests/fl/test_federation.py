@@ -150,6 +150,7 @@ def test_a_task_asking_for_secure_aggregation_trains_approved_sites_under_secagg
     app, result = task_server_app("p", spec, rounds=2, n_sites=2)
     simulate(app, sites, secure=True)
     assert len(result.rounds) == 2
+    assert result.scaling is not None, "federated scaling on Flower's legacy path too"
     assert set(result.per_site) == {"alpha", "beta"}
     assert all(m["auroc"] > 0.6 for m in result.per_site.values())
     for config in sites:

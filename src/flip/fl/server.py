@@ -112,7 +112,7 @@ def make_server_app(
             start, done[0] = ArrayRecord(resumed.state_dict), resumed.round
             result.rounds[:] = resumed.rounds[: resumed.round]
             result.scaling = resumed.scaling
-        elif scaling is not None:
+        if result.scaling is None and scaling is not None:
             result.scaling = scaling(grid)
         sent = ConfigRecord({**config, **privacy_config(privacy)})
         if result.scaling is not None:

@@ -68,7 +68,8 @@ def new_task(name: str, parent: Path) -> Path:
     config = {"name": name, **example, "rounds": 10}
     header = (
         f"# {name}: everything about the task but its model (model.py).\n"
-        "# data: cohort entry, outcome and features (docs/task-authoring.md);\n"
+        "# data: cohort entry, outcome, features and their scaling: fixed (each feature's\n"
+        "# center and scale) or federated (docs/task-authoring.md);\n"
         "# then training settings, rounds and, optionally, privacy.\n"
         "# `flip fl pack-task` turns this folder into task.json and prints its hash.\n"
     )

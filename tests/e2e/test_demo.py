@@ -94,7 +94,12 @@ def test_counts_below_threshold_never_reach_the_hub(demo):
 @pytest.mark.slow
 def test_each_site_can_validate_the_registered_federated_model(demo):
     out, result = demo
-    (model_dir,) = [p for p in (out / "models").iterdir() if p.is_dir()]
+    models = [p for p in (out / "models").iterdir() if p.is_dir()]
+    (model_dir,) = [p for p in models if not p.name.startswith("mace-5y-best-")]
+    (best_dir,) = [p for p in models if p.name.startswith("mace-5y-best-")]
+    best = json.loads((best_dir / "lineage.json").read_text())
+    assert best["final_model"] == model_dir.name and best["best_round"] >= 1
+    assert all(len(s["data_sha256"]) == 64 and s["n_train"] > 0 for s in best["sites"].values())
     store = str(result.site_dirs["riverside"] / "store.duckdb")
     done = subprocess.run(
         [

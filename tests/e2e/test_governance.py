@@ -88,7 +88,10 @@ def test_hub_and_agents_as_processes(tmp_path):
         model = load(tmp_path / "hub-flower" / "models", final["results"]["model"])
         assert model.lineage["task_hash"] == digest and model.lineage["run"] == run
         assert set(model.lineage["sites"]) == {"alpha", "beta"}
+        assert all(s["n_train"] > 0 for s in model.lineage["sites"].values())
         assert (model.path / "MODEL_CARD.md").exists()
+        best = load(tmp_path / "hub-flower" / "models", final["results"]["best_model"])
+        assert best.lineage["final_model"] == model.id and 1 <= best.lineage["best_round"] <= 3
         assert not gamma_store.exists(), "the task never opened the decliner's store"
         gamma_log = [
             e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()

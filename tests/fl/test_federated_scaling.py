@@ -90,12 +90,16 @@ def test_sites_train_on_the_federations_scaling_which_checkpoints_and_the_result
     assert np.allclose(result.scaling.scale, expected.scale)
     assert load_checkpoint(checkpoint).scaling == result.scaling
     assert all(m["auroc"] > 0.6 for m in result.per_site.values()) and len(result.per_site) == 2
+    assert all(len(m["data_sha256"]) == 64 and m["n_train"] > 0 for m in result.per_site.values())
     asked = {p: len(_ledger(p, "run.stats")) for p in two_sites}
 
     again, resumed = task_server_app("p", spec, rounds=3, n_sites=2, checkpoint=checkpoint)
     simulate(again, two_sites)
 
     assert resumed.scaling == result.scaling, "a resumed run scales as it began"
+    aurocs = [r["auroc"] for r in resumed.rounds]
+    assert resumed.best_round == aurocs.index(max(aurocs)) + 1, "best kept across the resume"
+    assert resumed.best_state_dict.keys() == resumed.state_dict.keys()
     assert {p: len(_ledger(p, "run.stats")) for p in two_sites} == asked, "and asks no one again"
     assert len(resumed.rounds) == 3
 

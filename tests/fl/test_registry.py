@@ -51,3 +51,23 @@ def test_export_torch_and_onnx(tmp_path):
     assert [i.name for i in graph.graph.input] == ["features"]
     with pytest.raises(RegistryError, match="unknown export format"):
         export(record, "pickle", tmp_path / "m.pkl")
+
+
+def test_a_run_registers_its_final_model_and_its_best_rounds_with_the_best_named_after_it(
+    tmp_path,
+):
+    from flip.fl.registry import register_with_best
+    from flip.fl.server import FederatedResult
+
+    result = FederatedResult(rounds=[{"auroc": 0.7}, {"auroc": float("nan")}, {"auroc": 0.8}])
+    assert result.is_best(1) and not result.is_best(2) and not result.is_best(4)
+    result.best_round = 3
+    assert not result.is_best(1), "a tie or worse does not replace the best"
+    final_state = {"w": torch.ones(2)}
+    best_state = {"w": torch.zeros(2)}
+    final, best = register_with_best(tmp_path, "m", final_state, {"task": "x"}, 3, best_state)
+    assert best.lineage["final_model"] == final.id and best.lineage["best_round"] == 3
+    assert "round 3" in (best.path / "MODEL_CARD.md").read_text()
+    assert torch.equal(torch.load(best.path / "model.pt")["w"], best_state["w"])
+    alone, none = register_with_best(tmp_path, "n", final_state, {"task": "x"}, None, {})
+    assert none is None and {r.id for r in list_models(tmp_path)} == {final.id, best.id, alone.id}

@@ -26,7 +26,7 @@ from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.demo import baselines
 from flip.demo.report import write_outputs
-from flip.fl.registry import federated_lineage, register
+from flip.fl.registry import federated_lineage, register_with_best
 from flip.fl.runtime.simulation import simulate
 from flip.fl.server import task_server_app
 from flip.fl.tasks import mace_task, task_hash
@@ -324,7 +324,7 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
             researcher.set_run_status(run_id, "failed")
             raise
     researcher.set_run_status(run_id, "completed", {"per_site": result.per_site})
-    record = register(
+    record, best = register_with_best(
         options.out.resolve() / "models",
         "mace-5y",
         result.state_dict,
@@ -335,8 +335,12 @@ def _train(console, researcher, project, digest, spec, configs, site_dirs, optio
             round_metrics=result.rounds,
             scaling=result.scaling,
         ),
+        result.best_round,
+        result.best_state_dict,
     )
     console.print(f"  registered the federated model as {record.id} in {record.path.parent}")
+    if best is not None:
+        console.print(f"  and its best round's ({result.best_round}) as {best.id}")
     return result.rounds, result.per_site
 
 

@@ -18,12 +18,15 @@ from flip.data.features.tabular import Scaling
 
 @dataclass
 class Checkpoint:
-    """Rounds completed, the global model after the last of them, and each round's metrics."""
+    """Rounds completed, the global model after the last of them, each round's metrics, the
+    run's scaling, and the best round so far with its model."""
 
     round: int
     state_dict: dict[str, torch.Tensor]
     rounds: list[dict[str, float]] = field(default_factory=list)
     scaling: Scaling | None = None
+    best_round: int | None = None
+    best_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -36,6 +39,8 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
             "state_dict": checkpoint.state_dict,
             "rounds": checkpoint.rounds,
             "scaling": checkpoint.scaling and checkpoint.scaling.model_dump_json(),
+            "best_round": checkpoint.best_round,
+            "best_state_dict": checkpoint.best_state_dict,
         },
         partial,
     )
@@ -53,4 +58,6 @@ def load(path: Path) -> Checkpoint | None:
         saved["state_dict"],
         list(saved["rounds"]),
         Scaling.model_validate_json(scaling) if scaling else None,
+        saved.get("best_round"),
+        saved.get("best_state_dict", {}),
     )

@@ -9,6 +9,7 @@ a query: each site answers with the sums and counts of its training features
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -108,6 +110,17 @@ def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
     return Scaling.model_validate_json(str(config["scaling"]))
 
 
+@lru_cache(maxsize=256)
+def data_fingerprint(store: str, spec_json: str) -> str:
+    """SHA-256 of the task's dataset at this site as extracted (features and outcome of
+    both splits): the data snapshot a model was trained and tested on."""
+    digest = hashlib.sha256()
+    for split in _raw_splits(store, spec_json):
+        digest.update(np.ascontiguousarray(split.x).tobytes())
+        digest.update(np.ascontiguousarray(split.y).tobytes())
+    return digest.hexdigest()
+
+
 def _splits(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> tuple[TabularData, TabularData]:
@@ -197,14 +210,19 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Evaluate the global model on the site's test split; only metrics leave."""
+    """Evaluate the global model on the site's test split; only metrics leave, with the
+    site's training rows and data fingerprint."""
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config)
     metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
-    content = RecordDict(
-        {"metrics": MetricRecord(metrics), "site": ConfigRecord({"name": site.name})}
-    )
+    spec_json = spec.model_dump_json()
+    about = {
+        "name": site.name,
+        "n_train": len(_raw_splits(site.store, spec_json)[0].y),
+        "data_sha256": data_fingerprint(site.store, spec_json),
+    }
+    content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)
 
 

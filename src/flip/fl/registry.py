@@ -73,6 +73,23 @@ def register(
     return ModelRecord(model_id, folder, full)
 
 
+def register_with_best(
+    registry: Path,
+    name: str,
+    state: dict[str, torch.Tensor],
+    lineage: dict[str, Any],
+    best_round: int | None,
+    best_state: dict[str, torch.Tensor],
+) -> tuple[ModelRecord, ModelRecord | None]:
+    """Register a run's final model as `name` and, when the run kept one, its best round's
+    model (highest federated AUROC) as `name-best`, whose lineage names the final one."""
+    final = register(registry, name, state, lineage)
+    if best_round is None:
+        return final, None
+    best_lineage = {**lineage, "best_round": best_round, "final_model": final.id}
+    return final, register(registry, f"{name}-best", best_state, best_lineage)
+
+
 def federated_lineage(
     spec: TaskSpec,
     *,
@@ -82,10 +99,12 @@ def federated_lineage(
     scaling: Scaling | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The lineage of a project task's federated model: task, strategy, sites, metrics, and
-    the federation's scaling when the task's scaling is federated."""
+    """The lineage of a project task's federated model: task, config, strategy, sites (their
+    training and test rows, data fingerprints), privacy budget, metrics, and the
+    federation's scaling when the task's scaling is federated."""
     if scaling is not None:
         extra["scaling"] = scaling.model_dump(mode="json")
+    site_keys = ("n_train", "n_test", "data_sha256")
     return {
         "task": spec.kind,
         "task_hash": task_hash(spec),
@@ -96,8 +115,9 @@ def federated_lineage(
         "strategy": "fedavg",
         "rounds": rounds,
         "local_epochs": spec.local_epochs,
-        "sites": {n: {"n_test": m["n_test"]} for n, m in per_site.items()},
+        "sites": {n: {k: m[k] for k in site_keys if k in m} for n, m in per_site.items()},
         "metrics": {"per_site": per_site},
+        "privacy": spec.privacy.budget(rounds) if spec.privacy else None,
         "round_metrics": round_metrics,
         **extra,
     }
@@ -209,6 +229,13 @@ def model_card(lineage: dict[str, Any]) -> str:
         f"- **Outcome**: {lineage.get('outcome', 'n/a')}",
         f"- **Training**: {training}",
         f"- **Privacy**: {privacy}",
+    ]
+    if lineage.get("best_round"):
+        lines.append(
+            f"- **Weights**: the best round's, round {lineage['best_round']} (highest "
+            f"federated AUROC); the final round's are `{lineage['final_model']}`"
+        )
+    lines += [
         "",
         "## Training data",
         "",

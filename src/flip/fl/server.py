@@ -51,6 +51,17 @@ class FederatedResult:
     rounds: list[dict[str, float]] = field(default_factory=list)
     per_site: dict[str, dict[str, float]] = field(default_factory=dict)
     scaling: Scaling | None = None
+    best_round: int | None = None
+    best_state_dict: dict = field(default_factory=dict)
+
+    def is_best(self, number: int) -> bool:
+        """Whether round `number` (from 1) has the highest federated AUROC so far."""
+        if len(self.rounds) < number:
+            return False
+        auroc = self.rounds[number - 1].get("auroc", float("nan"))
+        if auroc != auroc:
+            return False
+        return self.best_round is None or auroc > self.rounds[self.best_round - 1]["auroc"]
 
 
 def run_config(project: str, spec: TaskSpec) -> ConfigRecord:
@@ -83,17 +94,30 @@ def make_server_app(
     late reply is left out. With `checkpoint`, the global model is saved there after
     every round, and a run that finds one goes on from its round. `scaling` runs
     before round 1; what it returns goes to the sites in `config["scaling"]`, into
-    every checkpoint and into the result.
+    every checkpoint and into the result. The result also keeps the best round's
+    model: the one of highest federated AUROC.
     """
     result = FederatedResult()
     app = ServerApp()
     done = [0]
 
     def keep(server_round: int, arrays: ArrayRecord) -> None:
-        """Flower calls this last in each round: save the round's model and metrics."""
-        if checkpoint is not None and server_round > 0:
-            state = arrays.to_torch_state_dict()
-            saved = Checkpoint(done[0] + server_round, state, list(result.rounds), result.scaling)
+        """Flower calls this last in each round: keep the best model and checkpoint."""
+        if server_round == 0:
+            return
+        number = done[0] + server_round
+        state = arrays.to_torch_state_dict()
+        if result.is_best(number):
+            result.best_round, result.best_state_dict = number, state
+        if checkpoint is not None:
+            saved = Checkpoint(
+                number,
+                state,
+                list(result.rounds),
+                result.scaling,
+                result.best_round,
+                result.best_state_dict,
+            )
             save_checkpoint(checkpoint, saved)
 
     def evaluate_aggregate(replies: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -112,6 +136,7 @@ def make_server_app(
             start, done[0] = ArrayRecord(resumed.state_dict), resumed.round
             result.rounds[:] = resumed.rounds[: resumed.round]
             result.scaling = resumed.scaling
+            result.best_round, result.best_state_dict = resumed.best_round, resumed.best_state_dict
         if result.scaling is None and scaling is not None:
             result.scaling = scaling(grid)
         sent = ConfigRecord({**config, **privacy_config(privacy)})
@@ -269,7 +294,8 @@ def legacy_stats_query(
 def final_evaluation(
     grid: Grid, arrays: ArrayRecord, config: ConfigRecord, timeout: float
 ) -> dict[str, dict[str, float]]:
-    """Each site's metrics for the final model, by site name."""
+    """Each site's metrics for the final model, by site name, with its training rows and
+    its data's fingerprint where the site sends them."""
     messages = [
         Message(
             content=RecordDict({"arrays": arrays, "config": config}),
@@ -282,11 +308,12 @@ def final_evaluation(
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
             continue
-        name = str(reply.content["site"]["name"])
+        site = reply.content["site"]
         metrics = reply.content["metrics"]
-        per_site[name] = {
+        per_site[str(site["name"])] = {
             "auroc": float(metrics["auroc"]),
             "accuracy": float(metrics["accuracy"]),
             "n_test": int(metrics["num-examples"]),
+            **{k: site[k] for k in ("n_train", "data_sha256") if k in site},
         }
     return per_site

@@ -121,7 +121,7 @@ class Federation:
             thread.join(1.0)
 
     def _run(self, run_id: int) -> None:
-        from flip.fl.registry import federated_lineage, register  # imports torch: only now
+        from flip.fl.registry import federated_lineage, register_with_best  # imports torch
         from flip.fl.tasks.base import TaskSpec
 
         with self._db().connect() as conn:
@@ -151,7 +151,7 @@ class Federation:
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
             )
-            record = register(
+            record, best = register_with_best(
                 self.work / "models",
                 f"project{row.project_id}-run{run_id}",
                 result.state_dict,
@@ -164,8 +164,11 @@ class Federation:
                     project=row.project_id,
                     run=run_id,
                 ),
+                result.best_round,
+                result.best_state_dict,
             )
-            outcome = ("completed", {"per_site": result.per_site, "model": record.id})
+            models = {"model": record.id} | ({"best_model": best.id} if best else {})
+            outcome = ("completed", {"per_site": result.per_site, **models})
         except Exception as exc:  # any failure ends the run, with its reason (unless cancelled)
             log.warning("run %s ended without a result: %s", run_id, exc)
             outcome = ("failed", {"error": str(exc) or type(exc).__name__})

@@ -5,7 +5,8 @@ The run config names the project, the task spec file, the rounds, the number of
 sites, the minimum to start a round, the round timeout and an output folder, where
 the Flower run id (`flower-run-id`, to stop the run with), each round's metrics
 (`rounds.jsonl`, one line per round as it ends), a checkpoint
-after every round, and the final model, metrics and federated scaling are written.
+after every round, and the final and best models, metrics and federated scaling are
+written.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ def main(grid: Grid, context: Context) -> None:
     )
     inner(grid, context)
     torch.save(result.state_dict, out / "model.pt")
+    if result.best_round is not None:
+        torch.save(result.best_state_dict, out / "best.pt")
     document = {
         "rounds": result.rounds,
         "per_site": result.per_site,
         "scaling": result.scaling and result.scaling.model_dump(mode="json"),
+        "best_round": result.best_round,
     }
     (out / "result.json").write_text(json.dumps(document, indent=2), encoding="utf-8")

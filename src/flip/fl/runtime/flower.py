@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,8 @@ class DeployedResult:
     per_site: dict[str, dict[str, float]]
     seconds: float
     scaling: Scaling | None = None
+    best_round: int | None = None
+    best_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def flower_env(home: Path) -> dict[str, str]:
@@ -264,6 +266,8 @@ class SuperLink:
             document["per_site"],
             time.perf_counter() - start,
             Scaling.model_validate(document["scaling"]) if document.get("scaling") else None,
+            document.get("best_round"),
+            torch.load(best, weights_only=True) if (best := run_dir / "best.pt").exists() else {},
         )
 
 

@@ -68,8 +68,13 @@ def test_json_contract_and_federation_reaches_pooled(sites, tmp_path):
         text=True,
         check=True,
     )
-    (model,) = json.loads(listed.stdout)
+    models = {m["id"]: m for m in json.loads(listed.stdout)}
+    (model,) = [m for m in models.values() if not m["id"].startswith("mace-risk-best-")]
+    (best,) = [m for m in models.values() if m["id"].startswith("mace-risk-best-")]
     assert model["id"].startswith("mace-risk-") and model["strategy"] == "fedavg"
+    lineage = json.loads((registry / model["id"] / "lineage.json").read_text())
+    aurocs = [r["auroc"] for r in lineage["round_metrics"]]
+    assert best["final_model"] == model["id"] and aurocs[best["best_round"] - 1] == max(aurocs)
     exported = subprocess.run(
         [
             sys.executable,

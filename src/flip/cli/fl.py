@@ -242,16 +242,22 @@ def _run(
 
         experiment = run_experiment(options, on_round)
         if save:
-            from flip.fl.registry import booster_state, default_registry, register
+            from flip.fl.registry import booster_state, default_registry, register_with_best
 
-            model = experiment.model
-            record = register(
+            def state(model):
+                return booster_state(model) if isinstance(model, bytes) else model.state_dict()
+
+            record, best = register_with_best(
                 registry or default_registry(),
                 save,
-                booster_state(model) if isinstance(model, bytes) else model.state_dict(),
+                state(experiment.model),
                 experiment.lineage(options),
+                experiment.best_round,
+                {} if experiment.best is None else state(experiment.best),
             )
             err.print(f"registered model {record.id} in {record.path.parent}")
+            if best is not None:
+                err.print(f"and its best round's ({experiment.best_round}) as {best.id}")
     result = experiment.result
     if as_json:
         typer.echo(json.dumps(result))

@@ -45,7 +45,14 @@ def list_models(
                         "id": r.id,
                         **{
                             k: r.lineage.get(k)
-                            for k in ("task", "strategy", "rounds", "registered_at")
+                            for k in (
+                                "task",
+                                "strategy",
+                                "rounds",
+                                "registered_at",
+                                "best_round",
+                                "final_model",
+                            )
                         },
                     }
                     for r in found

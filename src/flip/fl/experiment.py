@@ -247,12 +247,21 @@ def _train(
     )
 
 
+@dataclass
+class Federated:
+    """The global model after the last round, and after the best (highest federated AUROC)."""
+
+    model: Model
+    best_round: int | None = None
+    best: Model | None = None
+
+
 def federated(
     options: ExperimentOptions,
     prepared: Prepared,
     on_round: Callable[[int, dict[str, float]], None] | None = None,
-) -> Model:
-    """Train with the chosen Flower strategy in the simulation runtime; return the global model."""
+) -> Federated:
+    """Train with the chosen Flower strategy in the simulation runtime: the global models."""
     from flip.fl.experiment_client import app as client_app
     from flip.fl.runtime.simulation import run_in_simulation
     from flip.fl.server import make_server_app
@@ -281,9 +290,14 @@ def federated(
             checkpoint=options.checkpoint / CHECKPOINT if options.checkpoint else None,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
-    if initial is None:
-        return next(iter(result.state_dict.values())).numpy().tobytes()
-    return binary.load_arrays(initial, result.state_dict)
+
+    def as_model(state: dict) -> Model:
+        if initial is None:
+            return next(iter(state.values())).numpy().tobytes()
+        return binary.load_arrays(model_factory(options.task)(n_features, options.seed), state)
+
+    best = None if result.best_round is None else as_model(result.best_state_dict)
+    return Federated(as_model(result.state_dict), result.best_round, best)
 
 
 def train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
@@ -324,8 +338,9 @@ def _secure(
     config: ConfigRecord,
     initial: torch.nn.Module,
     on_round: Callable[[int, dict[str, float]], None] | None,
-) -> Model:
-    """FedAvg under SecAgg+: the server unmasks only the sum of the sites' updates."""
+) -> Federated:
+    """FedAvg under SecAgg+: the server unmasks only the sum of the sites' updates (the
+    legacy path keeps no best round)."""
     from flip.fl.runtime.simulation import run_in_simulation
     from flip.fl.secure_aggregation import client_app, secure_server_app
 
@@ -337,7 +352,7 @@ def _secure(
         on_round=on_round,
     )
     run_in_simulation(server_app, client_app, len(prepared.sites))
-    return binary.load_arrays(initial, result.state_dict)
+    return Federated(binary.load_arrays(initial, result.state_dict))
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -389,12 +404,14 @@ def personalise(model: Model, data: TabularData, options: ExperimentOptions) -> 
 
 @dataclass
 class ExperimentRun:
-    """An experiment's result document, its federated model and per-round metrics."""
+    """An experiment's result document, its federated models and per-round metrics."""
 
     result: dict[str, object]
     model: Model
     prepared: Prepared
     rounds: list[dict[str, float]]
+    best_round: int | None = None
+    best: Model | None = None
 
     def lineage(self, options: ExperimentOptions) -> dict[str, object]:
         """What the registry keeps about the federated model."""
@@ -454,7 +471,8 @@ def run_experiment(
         if on_round:
             on_round(number, metrics)
 
-    global_model = federated(options, prepared, record)
+    trained = federated(options, prepared, record)
+    global_model = trained.model
     result["federated"] = score(lambda site: global_model, prepared.sites)
     if options.personalise:
         result["personalised"] = score(
@@ -470,4 +488,4 @@ def run_experiment(
         )
         pooled_model = _fit(options, pooled, n_features)
         result["pooled"] = score(lambda site: pooled_model, prepared.sites)
-    return ExperimentRun(result, global_model, prepared, rounds)
+    return ExperimentRun(result, global_model, prepared, rounds, trained.best_round, trained.best)

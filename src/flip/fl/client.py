@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -80,11 +80,14 @@ def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = Fal
         elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
             reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
         if reason:
-            ledger.record(
-                "run.refused", {"project": project, "task_hash": digest, "reason": reason}
-            )
-            raise NotApproved(f"{site.name}: {reason}")
+            _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
+
+
+def _refuse(ledger: Ledger, site: SiteConfig, detail: dict[str, str], reason: str) -> NoReturn:
+    """Record the refusal in the site's ledger and raise it."""
+    ledger.record("run.refused", {**detail, "reason": reason})
+    raise NotApproved(f"{site.name}: {reason}")
 
 
 @lru_cache(maxsize=256)
@@ -141,8 +144,7 @@ def share_stats(
                 f"{len(train.y)} training rows, fewer than the minimum cell size "
                 f"{site.policy.min_cell_size}"
             )
-            ledger.record("run.refused", {**detail, "reason": reason})
-            raise NotApproved(f"{site.name}: {reason}")
+            _refuse(ledger, site, detail, reason)
         ledger.record("run.stats", {**detail, "n_train": len(train.y)})
     return feature_stats(train, len(spec.data.features))
 

@@ -106,8 +106,11 @@ def make_server_app(
         if server_round == 0:
             return
         number = done[0] + server_round
+        best = result.is_best(number)
+        if not best and checkpoint is None:
+            return
         state = arrays.to_torch_state_dict()
-        if result.is_best(number):
+        if best:
             result.best_round, result.best_state_dict = number, state
         if checkpoint is not None:
             saved = Checkpoint(

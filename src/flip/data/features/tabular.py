@@ -153,10 +153,10 @@ def _events(conn, table_name: str, concept_ids: set[int], with_value: bool):
     return conn.execute(select(*columns).where(table.c[names.concept].in_(concept_ids)))
 
 
-def extract_tabular(store: Store, spec: TabularSpec, scaling: Scaling | None = None) -> TabularData:
-    """The dataset of everyone with an entry event, sorted by person id, scaled by
-    `scaling` (by default the spec's fixed centres and scales)."""
-    return (scaling or Scaling.of_spec(spec)).apply(extract_raw(store, spec))
+def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
+    """The dataset of everyone with an entry event, sorted by person id, scaled by the
+    spec's fixed centres and scales."""
+    return Scaling.of_spec(spec).apply(extract_raw(store, spec))
 
 
 def extract_raw(store: Store, spec: TabularSpec) -> TabularData:

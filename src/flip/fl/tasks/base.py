@@ -107,16 +107,11 @@ def load_raw_splits(store_location: str, spec: TaskSpec) -> tuple[TabularData, T
     return data.split(spec.test_fraction, spec.seed)
 
 
-def load_splits(
-    store_location: str, spec: TaskSpec, scaling: Scaling | None = None
-) -> tuple[TabularData, TabularData, Scaling]:
-    """The task's train and test splits from a store, scaled, and the scaling used.
-
-    The scaling is `scaling` when given, else the spec's fixed one, else (federated
-    scaling, a site alone) the mean and standard deviation of this site's training rows.
-    """
+def load_splits(store_location: str, spec: TaskSpec) -> tuple[TabularData, TabularData, Scaling]:
+    """The task's train and test splits from a store, scaled, and the scaling used: the
+    spec's fixed one, or (federated scaling, a site alone) this site's training rows'."""
     train, test = load_raw_splits(store_location, spec)
-    scaling = scaling or scaling_over(spec, [train])
+    scaling = scaling_over(spec, [train])
     return scaling.apply(train), scaling.apply(test), scaling
 
 

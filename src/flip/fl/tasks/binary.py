@@ -45,10 +45,13 @@ def train(
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator)
+        shuffled_x, shuffled_y = x[order], y[order]  # each batch is then a view, not a gather
         for start in range(0, len(y), batch_size):
-            batch = order[start : start + batch_size]
             optimiser.zero_grad()
-            loss = binary_cross_entropy_with_logits(model(x[batch]), y[batch])
+            end = start + batch_size
+            loss = binary_cross_entropy_with_logits(
+                model(shuffled_x[start:end]), shuffled_y[start:end]
+            )
             if proximal_mu:
                 drift = sum(
                     ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)

@@ -28,6 +28,41 @@ def test_rank_auroc_equals_sklearn_with_ties():
     assert np.isnan(auroc(np.zeros(5), np.arange(5.0)))
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 300])
+def test_average_ranks_equal_scipys_with_and_without_ties(n):
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from flip.fl.tasks.binary import average_ranks
+
+    rng = np.random.default_rng(n)
+    for values in (rng.random(n), rng.integers(0, 3, n).astype(np.float32), np.full(n, 0.5)):
+        assert np.array_equal(average_ranks(values), rankdata(values))
+
+
+def test_training_is_reproducible_and_learns():
+    import numpy as np
+
+    from flip.data.features.tabular import TabularData
+    from flip.fl.tasks import binary
+    from flip.fl.tasks.tabular_logreg import new_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(203, 4)).astype(np.float32)
+    y = (x[:, 0] - x[:, 1] > 0).astype(np.float32)
+    data = TabularData(np.arange(203), x, y, [])
+    settings = {"epochs": 3, "learning_rate": 0.5, "batch_size": 32, "l2": 0.0, "seed": 1}
+    first, second = new_model(4, 0), new_model(4, 0)
+    loss = binary.train(first, data, **settings)["loss"]
+    assert binary.train(second, data, **settings)["loss"] == loss
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
+    assert loss < np.log(2)
+    assert binary.evaluate(first, data)["auroc"] > 0.95
+
+
 def test_modal_tasks_need_their_inputs_and_hash_their_own_code():
     from pydantic import ValidationError
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -41,9 +42,14 @@ def _split(arrays: dict[str, np.ndarray], part: str) -> TabularData:
     return TabularData(np.arange(len(y)), arrays[f"{part}_x"], y, [])
 
 
-def _model(config: ConfigRecord, arrays: ArrayRecord, n_features: int):
-    model = model_factory(str(config["task"]))(n_features, int(config["seed"]))
-    return binary.load_arrays(model, arrays.to_torch_state_dict())
+@lru_cache(maxsize=16)
+def _shell(task: str, n_features: int) -> torch.nn.Module:
+    """One model per task and width in this process; every message loads all its weights."""
+    return model_factory(task)(n_features, 0)
+
+
+def _model(config: ConfigRecord, arrays: ArrayRecord, n_features: int) -> torch.nn.Module:
+    return binary.load_arrays(_shell(str(config["task"]), n_features), arrays.to_torch_state_dict())
 
 
 def _booster(arrays: ArrayRecord) -> bytes:

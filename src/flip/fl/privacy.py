@@ -156,12 +156,10 @@ def privacy_config(spec: PrivacySpec | None) -> dict[str, bool]:
 def clip_when_asked(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """A ClientApp mod: Flower's client-side clipping (adaptive when the config says so),
     on train messages that ask for it."""
+    if msg.metadata.message_type != MessageType.TRAIN:
+        return call_next(msg, context)
     config = next(iter(msg.content.config_records.values()), None)
-    if (
-        msg.metadata.message_type == MessageType.TRAIN
-        and config is not None
-        and KEY_CLIPPING_NORM in config
-    ):
+    if config is not None and KEY_CLIPPING_NORM in config:
         mod = adaptiveclipping_mod if config.get(KEY_ADAPTIVE) else fixedclipping_mod
         return mod(msg, context, call_next)
     return call_next(msg, context)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from flip.data.features.tabular import TabularData
@@ -75,13 +74,26 @@ def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(x))).squeeze(1).numpy()
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing the mean of their ranks (as scipy's `rankdata`)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(len(values), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(values))
+    ranks = np.empty(len(values))
+    ranks[order] = ((starts + 1 + ends) / 2)[np.cumsum(first) - 1]
+    return ranks
+
+
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve by ranks (Mann-Whitney U, ties averaged); NaN if one class."""
     positives = int((y == 1).sum())
     negatives = len(y) - positives
     if positives == 0 or negatives == 0:
         return float("nan")
-    ranks = rankdata(p)
+    ranks = average_ranks(p)
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 

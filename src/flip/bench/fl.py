@@ -100,27 +100,28 @@ def run(
     paths = {p.name: write_table(p, work / f"{p.name}.csv") for p in default_profiles(sites)}
     options = ExperimentOptions(sites=paths, target="num", positive="num>0", rounds=rounds)
     prepared = prepare(options)
-    flip_round = bare_round = float("inf")
-    peak_bytes = 0
+    runs = {
+        "flip": lambda stamps: federated(options, prepared, partial(_stamp, stamps)),
+        "bare": lambda stamps: _bare(options, prepared, stamps),
+    }
+    best = dict.fromkeys(runs, float("inf"))
+    peak = dict.fromkeys(runs, 0)
     for turn in range(passes):
-        flip_stamps: list[float] = []
-        bare_stamps: list[float] = []
-        if turn % 2:
-            _bare(options, prepared, bare_stamps)
-        with PeakTreeRss() as peak:
-            federated(options, prepared, partial(_stamp, flip_stamps))
-        peak_bytes = max(peak_bytes, peak.bytes)
-        if not turn % 2:
-            _bare(options, prepared, bare_stamps)
-        flip_round = min(flip_round, _round_seconds(flip_stamps))
-        bare_round = min(bare_round, _round_seconds(bare_stamps))
+        for side in sorted(runs, reverse=not turn % 2):
+            stamps: list[float] = []
+            with PeakTreeRss() as rss:
+                runs[side](stamps)
+            best[side] = min(best[side], _round_seconds(stamps))
+            peak[side] = max(peak[side], rss.bytes)
+    flip_round, bare_round = best["flip"], best["bare"]
     plain_bytes = _plain_train_bytes(options, prepared)
     figures = [
         Figure("sites x rounds", sites * rounds, "site-rounds", f"{sites} sites, {rounds} rounds"),
         Figure("bare Flower round", bare_round, "s", "median, round 1 left out; best pass"),
         Figure("FLIP round", flip_round, "s", "experiment client + FLIP ServerApp; best pass"),
         Figure("FLIP / bare round time", flip_round / bare_round, "x", "aim <= 1.05"),
-        Figure("peak RSS, FLIP run", peak_bytes / 2**20, "MiB", "this process + Ray, summed"),
+        Figure("peak RSS, FLIP run", peak["flip"] / 2**20, "MiB", "this process + Ray, summed"),
+        Figure("peak RSS, bare run", peak["bare"] / 2**20, "MiB", "the same"),
         Figure("train bytes per round per site", plain_bytes, "bytes", "serialised, down + up"),
     ]
     if not secure:

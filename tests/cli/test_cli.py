@@ -174,3 +174,21 @@ def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
     out = _bench("ingest", "--patients", "20", "--work", str(tmp_path / "b"))
     for figure in ("flip / bare time ratio", "flip / bare csv time ratio", "peak RSS"):
         assert figure in out
+
+
+@pytest.mark.slow
+def test_bench_fl_prints_flip_against_bare_flower(tmp_path):
+    out = _bench(
+        "fl",
+        "--sites",
+        "3",
+        "--rounds",
+        "3",
+        "--passes",
+        "1",
+        "--no-secagg",
+        "--work",
+        str(tmp_path / "b"),
+    )
+    for figure in ("FLIP / bare round time", "peak RSS, FLIP run", "peak RSS, bare run"):
+        assert figure in out

@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sklearn.model_selection import train_test_split
 from sqlalchemy import func, select
 
 from flip.data.cdm import schema
@@ -83,6 +82,8 @@ class TabularData:
 
     def split(self, test_fraction: float, seed: int) -> tuple[TabularData, TabularData]:
         """A stratified train/test split, the same for the same data and seed."""
+        from sklearn.model_selection import train_test_split  # 0.8 s to import: only here
+
         stratify = self.y if 0 < self.y.sum() < len(self.y) and self.y.sum() >= 2 else None
         train_idx, test_idx = train_test_split(
             np.arange(len(self.y)), test_size=test_fraction, random_state=seed, stratify=stratify

@@ -8,7 +8,6 @@ network sees it as one grey channel: two strided residual convolution blocks
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import Classifier
 
 from flip.fl.tasks.seeding import seed_weights
 
@@ -19,6 +18,8 @@ class ImageCNN(torch.nn.Module):
     """One logit from the size x size image stored after the first `offset` columns."""
 
     def __init__(self, offset: int, size: int) -> None:
+        from monai.networks.nets import Classifier  # 0.7 s to import: only image tasks pay it
+
         super().__init__()
         self.offset, self.size = offset, size
         self.cnn = Classifier(

@@ -9,10 +9,15 @@ divided by the number of sites, so the appended trees add up to one step.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xgboost as xgb
 
 from flip.data.features.tabular import TabularData
+
+if TYPE_CHECKING:
+    import xgboost
 
 #: Booster settings shared by every site (part of the task, like a model's shape).
 PARAMS = {
@@ -30,19 +35,27 @@ def _params(seed: int, n_sites: int) -> dict[str, object]:
     return {**PARAMS, "eta": ETA / max(1, n_sites), "seed": seed}
 
 
-def _booster(model: bytes) -> xgb.Booster | None:
+def _xgb() -> ModuleType:
+    """XGBoost, imported on first use: with scikit-learn it takes about a second, which
+    every ClientApp process of every other task would pay."""
+    import xgboost
+
+    return xgboost
+
+
+def _booster(model: bytes) -> xgboost.Booster | None:
     if not model:
         return None
-    booster = xgb.Booster()
+    booster = _xgb().Booster()
     booster.load_model(bytearray(model))
     return booster
 
 
 def boost(model: bytes, data: TabularData, local_rounds: int, seed: int, n_sites: int) -> bytes:
     """The trees one site adds to `model` (empty bytes: none yet), as booster JSON."""
-    matrix = xgb.DMatrix(data.x, label=data.y)
+    matrix = _xgb().DMatrix(data.x, label=data.y)
     previous = _booster(model)
-    booster = xgb.train(
+    booster = _xgb().train(
         _params(seed, n_sites), matrix, num_boost_round=local_rounds, xgb_model=previous
     )
     done = booster.num_boosted_rounds()
@@ -61,4 +74,4 @@ def predict(model: bytes, x: np.ndarray) -> np.ndarray:
     booster = _booster(model)
     if booster is None:
         return np.full(len(x), 0.5)
-    return booster.predict(xgb.DMatrix(x)).astype(np.float64)
+    return booster.predict(_xgb().DMatrix(x)).astype(np.float64)

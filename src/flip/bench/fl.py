@@ -93,8 +93,7 @@ def run(
 
     FLIP and bare Flower run in turn `passes` times, each side keeping its fastest
     round time, so a spell of load on a shared machine does not land on one side only;
-    who goes first swaps each pass, as the first run of a pair measured slower (at 100
-    sites, FLIP first: 1.14-1.26x; bare first: 1.05-1.06x).
+    who goes first swaps each pass.
     With `secure`, also FedAvg under SecAgg+: its round time and bytes per round.
     """
     paths = {p.name: write_table(p, work / f"{p.name}.csv") for p in default_profiles(sites)}

@@ -5,9 +5,7 @@ import time
 
 from flip.bench.memory import PeakTreeRss, tree_rss
 
-ALLOCATE = (
-    "import sys, time; block = bytearray(200 * 2**20); print('ready', flush=True); time.sleep(60)"
-)
+ALLOCATE = "import time; block = bytearray(200 * 2**20); print('ready', flush=True); time.sleep(60)"
 
 
 def _child() -> subprocess.Popen[str]:

@@ -106,7 +106,7 @@ def run(
     best = dict.fromkeys(runs, float("inf"))
     peak = dict.fromkeys(runs, 0)
     for turn in range(passes):
-        for side in sorted(runs, reverse=not turn % 2):
+        for side in ("flip", "bare") if turn % 2 == 0 else ("bare", "flip"):
             stamps: list[float] = []
             with PeakTreeRss() as rss:
                 runs[side](stamps)

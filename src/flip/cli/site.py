@@ -168,11 +168,10 @@ def ingest(
 def _print_report(report) -> None:
     console = Console()
     summary = Table(title="Ingest")
-    for column in ("read", "loaded", "unchanged", "quarantined"):
+    counts = ("read", "loaded", "unchanged", "quarantined", "skipped")
+    for column in counts:
         summary.add_column(column, justify="right")
-    summary.add_row(
-        str(report.read), str(report.loaded), str(report.unchanged), str(report.quarantined)
-    )
+    summary.add_row(*(str(getattr(report, column)) for column in counts))
     console.print(summary)
     if report.rows:
         rows = Table(title="Rows written per CDM table")
@@ -181,14 +180,16 @@ def _print_report(report) -> None:
         for table, n in sorted(report.rows.items()):
             rows.add_row(table, str(n))
         console.print(rows)
-    for title, counter in (
-        ("Quarantined by rule", report.rules),
-        ("Unmapped codes", report.unmapped),
+    for title, counter, key, unit in (
+        ("Quarantined by rule", report.rules, "rule", "records"),
+        ("Skipped by rule", report.skipped_rules, "rule", "records"),
+        ("Optional fields nulled (warnings)", report.warnings, "rule", "fields"),
+        ("Unmapped codes", report.unmapped, "system|code", "records"),
     ):
         if counter:
             t = Table(title=title)
-            t.add_column("rule" if counter is report.rules else "system|code")
-            t.add_column("records", justify="right")
+            t.add_column(key)
+            t.add_column(unit, justify="right")
             for key, n in counter.most_common():
                 t.add_row(key, str(n))
             console.print(t)

@@ -46,6 +46,7 @@ from flip.data.sources.records import (
     BlockEvent,
     EventBlock,
     Rejected,
+    Skipped,
     SourceEvent,
     SourceMerge,
     SourcePerson,
@@ -57,6 +58,9 @@ from flip.data.terminology.vocabulary import Mapping, Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
 
 BATCH_SIZE = 20000
+
+#: The skip rule of a record that a later record with the same key replaced in one run.
+SUPERSEDED = "identity.superseded_in_run"
 
 #: Id columns of CDM rows and the table each refers to (for rows from OMOP sources).
 REFERENCES = {
@@ -75,15 +79,23 @@ REFERENCES = {
 
 @dataclass
 class IngestReport:
-    """What one ingest run read, loaded, left unchanged and quarantined."""
+    """What one ingest run read, loaded, left unchanged, quarantined and skipped.
+
+    Every record read ends in exactly one of loaded, unchanged, quarantined (`rules`
+    counts why) or skipped (`skipped_rules` counts why). `warnings` counts optional
+    fields nulled because they failed to parse, per rule; their records still load.
+    """
 
     run_id: int
     read: int = 0
     loaded: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    skipped: int = 0
     rows: Counter[str] = field(default_factory=Counter)
     rules: Counter[str] = field(default_factory=Counter)
+    skipped_rules: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
     unmapped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -94,8 +106,11 @@ class IngestReport:
             "loaded": self.loaded,
             "unchanged": self.unchanged,
             "quarantined": self.quarantined,
+            "skipped": self.skipped,
             "rows": dict(self.rows),
             "rules": dict(self.rules),
+            "skipped_rules": dict(self.skipped_rules),
+            "warnings": dict(self.warnings),
             "unmapped": dict(self.unmapped),
         }
 
@@ -135,12 +150,16 @@ class _Batch:
         self.merges: list[tuple[int, int]] = []
         self.quarantine: list[Rejected] = []
         self.waiting = 0
+        self.superseded = 0
 
     def add(
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow
     ) -> None:
         """Add a row of `record`; a later record with the same key replaces an earlier one."""
-        if self.owners.get(record.key) is not record:
+        owner = self.owners.get(record.key)
+        if owner is not record:
+            if owner is not None:
+                self.superseded += 1
             self.owners[record.key] = record
             self.rows[record.key] = []
         self.rows[record.key].append(row)
@@ -341,8 +360,10 @@ class Ingestor:
                         records_loaded=report.loaded,
                         records_unchanged=report.unchanged,
                         records_quarantined=report.quarantined,
+                        records_skipped=report.skipped,
                     )
                 )
+                _write_tallies(conn, report)
         return report
 
     def run(
@@ -431,6 +452,8 @@ class Ingestor:
                 continue
             if not mapping.concept_id:
                 report.unmapped[f"{block.system}|{e.code}"] += 1
+            if e.key in kept:
+                out.superseded += 1
             kept[e.key] = (e, table, mapping)
         if waiting:
             self.deferred.append(EventBlock(block.system, block.default_table, waiting))
@@ -450,13 +473,28 @@ class Ingestor:
         self, record: SourceRecord, out: _Batch, report: IngestReport
     ) -> Rejected | None:
         if type(record) is SourceEvent:
-            return self._event(record, out, report)
+            problem = self._event(record, out, report)
+            if problem is None and record.warnings:
+                report.warnings.update(record.warnings)
+            return problem
         if isinstance(record, Rejected):
             return record
+        if isinstance(record, Skipped):
+            report.skipped += 1
+            report.skipped_rules[record.rule] += 1
+            return None
+        warnings = getattr(record, "warnings", ())
+        problem = self._convert_record(record, out)
+        if problem is None and warnings:
+            report.warnings.update(warnings)
+        return problem
+
+    def _convert_record(self, record: SourceRecord, out: _Batch) -> Rejected | None:
         if isinstance(record, SourcePerson):
             return self._person(record, out)
         if isinstance(record, SourceRow):
             return self._omop_row(record, out)
+        assert not isinstance(record, (EventBlock, Rejected, Skipped, SourceEvent))
         birth = self.births.get(record.person_key)
         if birth is None:
             return _dangling(record)
@@ -584,6 +622,9 @@ class Ingestor:
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
             report.unchanged += len(unchanged)
+            if batch.superseded:
+                report.skipped += batch.superseded
+                report.skipped_rules[SUPERSEDED] += batch.superseded
             report.loaded += layout.records
             for old_id, new_id in batch.merges:
                 _merge_person(conn, old_id, new_id)
@@ -661,6 +702,19 @@ def _implausible(
 def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge) -> Rejected:
     message = f"refers to {record.person_key}, which is not in this source"
     return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+
+
+def _write_tallies(conn: Connection, report: IngestReport) -> None:
+    """Keep the run's per-rule counts of skipped records and warnings beside its counters."""
+    tally = schema.ingest_tally
+    conn.execute(delete(tally).where(tally.c.ingest_run_id == report.run_id))
+    rows = [
+        {"ingest_run_id": report.run_id, "kind": kind, "rule": rule, "count": count}
+        for kind, counter in (("skipped", report.skipped_rules), ("warning", report.warnings))
+        for rule, count in counter.items()
+    ]
+    if rows:
+        conn.execute(insert(tally), rows)
 
 
 def _is_person(record: SourceRecord) -> bool:

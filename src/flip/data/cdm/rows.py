@@ -5,14 +5,28 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 
-from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS
+from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS, metadata
 from flip.data.sources.records import BlockEvent, SourceEvent, SourcePerson, SourceVisit
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
 
 EHR = 32817
 GENDERS = {"male": 8507, "female": 8532}
 VISIT_CLASSES = {"AMB": 9202, "IMP": 9201, "EMER": 9203}
+
+#: A value's comparator -> OMOP operator_concept_id (Meas Value Operator vocabulary).
+OPERATORS = {"<": 4171756, "<=": 4171754, "=": 4172703, ">=": 4171755, ">": 4172704}
+
+
+def day(when: date | None) -> date | None:
+    """The calendar day of a date or datetime."""
+    return when.date() if isinstance(when, datetime) else when
+
+
+def moment(when: date | None) -> datetime | None:
+    """The datetime of a value that carries a time of day; None for a bare date."""
+    return when if isinstance(when, datetime) else None
 
 
 def stable_id(*parts: str) -> int:
@@ -58,6 +72,7 @@ def person_row(system: str, p: SourcePerson) -> CdmRow:
             "day_of_birth": born.day,
             "race_concept_id": 0,
             "ethnicity_concept_id": 0,
+            "birth_datetime": moment(born),
             "person_source_value": p.source_value[:50],
             "gender_source_value": (p.gender or "")[:50] or None,
         },
@@ -76,8 +91,10 @@ def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
             "visit_occurrence_id": vid,
             "person_id": person_id,
             "visit_concept_id": VISIT_CLASSES.get(v.source_value, 0),
-            "visit_start_date": start,
-            "visit_end_date": v.end or start,
+            "visit_start_date": day(start),
+            "visit_start_datetime": moment(start),
+            "visit_end_date": day(v.end or start),
+            "visit_end_datetime": moment(v.end),
             "visit_type_concept_id": EHR,
             "visit_source_value": v.source_value[:50] or None,
         },
@@ -88,7 +105,14 @@ def death_row(system: str, p: SourcePerson) -> CdmRow:
     """The death row of a patient who died."""
     pid = stable_id(system, "person", p.key)
     return CdmRow(
-        "death", pid, {"person_id": pid, "death_date": p.death_date, "death_type_concept_id": EHR}
+        "death",
+        pid,
+        {
+            "person_id": pid,
+            "death_date": day(p.death_date),
+            "death_datetime": moment(p.death_date),
+            "death_type_concept_id": EHR,
+        },
     )
 
 
@@ -105,6 +129,13 @@ _NAMES = {
     for table, c in EVENT_COLUMNS.items()
 }
 
+#: Per event table, the column that keeps the time of day of its date (where it has one).
+_MOMENTS = {
+    table: c.datetime
+    for table, c in EVENT_COLUMNS.items()
+    if c.datetime in metadata.tables[table].c
+}
+
 
 def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object]:
     """The columns only some event tables have."""
@@ -114,6 +145,8 @@ def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object
             "unit_concept_id": vocab.unit(e.unit),
             "unit_source_value": (e.unit or "")[:50] or None,
         }
+        if table == "measurement" and e.operator:
+            out["operator_concept_id"] = OPERATORS.get(e.operator, 0)
         if e.value_code is not None:
             out["value_as_concept_id"] = vocab.map(*e.value_code).concept_id
             out["value_source_value"] = e.value_code[1][:50]
@@ -121,17 +154,21 @@ def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object
             out["value_as_string"] = e.text[:60]
         return out
     if table == "condition_occurrence":
-        return {"condition_end_date": e.end}
+        return {"condition_end_date": day(e.end), "condition_end_datetime": moment(e.end)}
     if table == "drug_exposure":
         return {
-            "drug_exposure_end_date": e.end or e.start,
+            "drug_exposure_end_date": day(e.end or e.start),
+            "drug_exposure_end_datetime": moment(e.end),
             "quantity": e.quantity,
             "route_source_value": (e.detail or {}).get("route"),
         }
     if table == "procedure_occurrence":
-        return {"procedure_end_date": e.end}
+        return {"procedure_end_date": day(e.end), "procedure_end_datetime": moment(e.end)}
     if table == "device_exposure":
-        return {"device_exposure_end_date": e.end}
+        return {
+            "device_exposure_end_date": day(e.end),
+            "device_exposure_end_datetime": moment(e.end),
+        }
     return {}
 
 
@@ -144,7 +181,8 @@ def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> 
         {
             "note_id": row_id,
             "person_id": person_id,
-            "note_date": e.start,
+            "note_date": day(e.start),
+            "note_datetime": moment(e.start),
             "note_type_concept_id": EHR,
             "note_class_concept_id": vocab.map(e.system, e.code).concept_id,
             "note_title": ((e.detail or {}).get("title") or "")[:250] or None,
@@ -168,7 +206,7 @@ def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) ->
             "image_occurrence_id": row_id,
             "person_id": person_id,
             "visit_occurrence_id": visit_id(system, e.visit_key),
-            "image_occurrence_date": e.start,
+            "image_occurrence_date": day(e.start),
             "image_study_uid": detail["study_uid"],
             "image_series_uid": detail.get("series_uid"),
             "modality_concept_id": vocab.map(e.system, e.code).concept_id,
@@ -195,12 +233,14 @@ def event_row(
         id_: row_id,
         "person_id": person_id,
         concept: mapping.concept_id,
-        when: e.start,
+        when: day(e.start),
         type_: EHR,
         source_value: e.code[:50],
         source_concept: mapping.source_concept_id,
         "visit_occurrence_id": visit_id(system, e.visit_key),
     }
+    if table in _MOMENTS:
+        values[_MOMENTS[table]] = moment(e.start)
     values.update(_specific(table, e, vocab))
     return CdmRow(table, row_id, values), mapping.concept_id != 0
 
@@ -220,12 +260,14 @@ def block_columns(
         id_: stable_ids((e.key for e in events), system, table),
         "person_id": person_ids,
         concept: [m.concept_id for m in mappings],
-        when: [e.start for e in events],
+        when: [day(e.start) for e in events],
         type_: [EHR] * n,
         source_value: [e.code[:50] for e in events],
         source_concept: [m.source_concept_id for m in mappings],
         "visit_occurrence_id": [None] * n,
     }
+    if table in _MOMENTS and any(isinstance(e.start, datetime) for e in events):
+        columns[_MOMENTS[table]] = [moment(e.start) for e in events]
     if table in ("measurement", "observation"):
         columns["value_as_number"] = [e.value for e in events]
         columns["unit_concept_id"] = [vocab.unit(e.unit) for e in events]

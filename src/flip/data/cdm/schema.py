@@ -716,6 +716,18 @@ ingest_run = Table(
     Column("records_loaded", Integer, nullable=False, default=0),
     Column("records_unchanged", Integer, nullable=False, default=0),
     Column("records_quarantined", Integer, nullable=False, default=0),
+    Column("records_skipped", Integer, nullable=False, default=0),
+)
+
+#: Per ingest run, how many records each rule skipped and how many optional fields each
+#: rule nulled with a warning (`kind` is "skipped" or "warning").
+ingest_tally = Table(
+    "ingest_tally",
+    metadata,
+    _id("ingest_run_id", primary=True),
+    Column("kind", String(10), primary_key=True),
+    Column("rule", String(80), primary_key=True),
+    Column("count", Integer, nullable=False),
 )
 
 #: One row per CDM row: which source record and which ingest run produced it.
@@ -738,7 +750,7 @@ Index("ix_source_record_key", source_record.c.source_system, source_record.c.rec
 )
 
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 flip_schema = Table(
     "flip_schema",
@@ -782,6 +794,11 @@ class EventColumns:
     def concept(self) -> str:
         """The standard concept column."""
         return f"{self.prefix}_concept_id"
+
+    @property
+    def datetime(self) -> str:
+        """The column that keeps the time of day of the date column."""
+        return f"{self.date.removesuffix('_date')}_datetime"
 
 
 #: Event tables and their column names.

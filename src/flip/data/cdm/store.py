@@ -26,7 +26,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
-from flip.data.cdm.schema import SCHEMA_VERSION, concept, flip_schema, metadata, source_record
+from flip.data.cdm.schema import (
+    SCHEMA_VERSION,
+    concept,
+    flip_schema,
+    ingest_run,
+    metadata,
+    source_record,
+)
 
 
 class StoreError(RuntimeError):
@@ -75,6 +82,7 @@ class Store:
                 if conn.dialect.name != "duckdb":  # DuckDB keeps no index there (see schema)
                     for index in source_record.indexes:
                         index.create(conn, checkfirst=True)
+                _add_missing_columns(conn, ingest_run, self.schema)
                 conn.execute(flip_schema.delete())
                 conn.execute(
                     insert(flip_schema).values(
@@ -103,6 +111,17 @@ class Store:
     def close(self) -> None:
         """Release every connection."""
         self.engine.dispose()
+
+
+def _add_missing_columns(conn: Connection, table: Table, schema: str | None) -> None:
+    """Add the columns a table gained since an older store was created (each defaults to 0)."""
+    quote = conn.dialect.identifier_preparer.quote
+    name = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
+    have = set(conn.execute(text(f"SELECT * FROM {name} LIMIT 0")).keys())
+    for column in table.columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column.name} {kind} DEFAULT 0"))
 
 
 @contextmanager

@@ -2,6 +2,10 @@
 
 They are plain slotted classes, not frozen ones: a connector makes one per source
 record, and a frozen dataclass costs twice as much to build. Nothing changes them.
+
+Dates may be `datetime` values (a subclass of `date`): the writer then keeps the time
+of day in the row's `*_datetime` column. `warnings` name the rules under which a reader
+nulled an optional field that failed to parse; the run counts them per rule.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class SourcePerson:
     location: str
     raw: bytes
     death_date: date | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -35,6 +40,7 @@ class SourceVisit:
     source_value: str
     location: str
     raw: bytes
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -45,7 +51,8 @@ class SourceEvent:
     a mapped code lands in the table of its concept's domain (notes and imaging
     studies always land in `note` and `image_occurrence`). `value_code` is a
     coded value (system, code); `text` a note's text or a string value;
-    `detail` carries table-specific fields (title, study_uid, modality, route…).
+    `detail` carries table-specific fields (title, study_uid, modality, route…);
+    `operator` is a value's comparator (`<`, `<=`, `=`, `>=`, `>`).
     """
 
     key: str
@@ -64,6 +71,8 @@ class SourceEvent:
     text: str | None = None
     quantity: float | None = None
     detail: dict[str, str] | None = None
+    operator: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class BlockEvent(NamedTuple):
@@ -140,6 +149,7 @@ class SourceRow:
     person_key: str | None
     location: str
     raw: bytes
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -154,6 +164,17 @@ class SourceMerge:
 
 
 @dataclass(slots=True)
+class Skipped:
+    """A record left out on purpose by a documented rule (a status that is not a fact, a
+    message type FLIP does not read): counted per rule, never stored, never quarantined."""
+
+    key: str | None
+    location: str
+    rule: str
+    message: str
+
+
+@dataclass(slots=True)
 class Rejected:
     """A record that could not be read, with the rule it broke."""
 
@@ -165,5 +186,12 @@ class Rejected:
 
 
 SourceRecord = (
-    SourcePerson | SourceVisit | SourceEvent | EventBlock | SourceRow | SourceMerge | Rejected
+    SourcePerson
+    | SourceVisit
+    | SourceEvent
+    | EventBlock
+    | SourceRow
+    | SourceMerge
+    | Rejected
+    | Skipped
 )

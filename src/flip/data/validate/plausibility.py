@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 #: Measurement concept -> {UCUM unit: (lowest, highest) plausible value}. Outside the range,
 #: or in a unit not listed, a measurement is quarantined. Concepts not listed pass.
@@ -24,6 +24,10 @@ def date_problem(when: date | None, birth: date | None, today: date) -> tuple[st
     """(rule, message) when an event date is missing, before birth or in the future; else None."""
     if when is None:
         return "conformance.date.missing", "the record has no date"
+    if isinstance(when, datetime):
+        when = when.date()
+    if isinstance(birth, datetime):
+        birth = birth.date()
     if when > today:
         return "plausibility.future_date", f"date {when} is in the future"
     if birth is not None and when < birth:
@@ -35,6 +39,8 @@ def birth_problem(birth: date | None, today: date) -> tuple[str, str] | None:
     """(rule, message) when a birth date is missing, in the future or implausibly old; else None."""
     if birth is None:
         return "conformance.birth_date.missing", "the person has no birth date"
+    if isinstance(birth, datetime):
+        birth = birth.date()
     if birth > today:
         return "plausibility.future_date", f"birth date {birth} is in the future"
     if birth.year < today.year - 125:

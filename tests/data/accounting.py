@@ -1,0 +1,54 @@
+"""Check that an ingest run accounts for every record it read, in its report and its tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from flip.data.cdm import schema
+from flip.data.cdm.store import Store
+from flip.data.ingest import IngestReport
+
+
+def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> None:
+    """Every record read is loaded, unchanged, quarantined or skipped, and the run's row,
+    its source_record and quarantine rows and its tallies say the same as the report."""
+    assert report.read == (
+        report.loaded + report.unchanged + report.quarantined + report.skipped
+    ), report.as_dict()
+    run = report.run_id
+    with store.connect() as conn:
+        stored = conn.execute(
+            select(
+                schema.ingest_run.c.records_read,
+                schema.ingest_run.c.records_loaded,
+                schema.ingest_run.c.records_unchanged,
+                schema.ingest_run.c.records_quarantined,
+                schema.ingest_run.c.records_skipped,
+            ).where(schema.ingest_run.c.ingest_run_id == run)
+        ).one()
+        keys = conn.execute(
+            select(func.count(func.distinct(schema.source_record.c.record_key))).where(
+                schema.source_record.c.ingest_run_id == run
+            )
+        ).scalar_one()
+        quarantined = conn.execute(
+            select(func.count()).where(schema.quarantine.c.ingest_run_id == run)
+        ).scalar_one()
+        tallies = dict(
+            conn.execute(
+                select(schema.ingest_tally.c.rule, schema.ingest_tally.c.count)
+                .where(schema.ingest_tally.c.ingest_run_id == run)
+                .where(schema.ingest_tally.c.kind == "skipped")
+            ).all()
+        )
+    assert tuple(stored) == (
+        report.read,
+        report.loaded,
+        report.unchanged,
+        report.quarantined,
+        report.skipped,
+    )
+    assert keys == report.loaded - merges, (keys, report.as_dict())
+    assert quarantined == report.quarantined, (quarantined, report.as_dict())
+    assert tallies == dict(report.skipped_rules)
+    assert sum(tallies.values()) == report.skipped

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store, open_store
 from flip.data.ingest import SUPERSEDED, Ingestor
-from flip.data.sources.records import Rejected, Skipped, SourceEvent, SourcePerson
+from flip.data.sources.records import Rejected, Skipped, SourceEvent, SourcePerson, Unread
 from flip.data.terminology.vocabulary import Vocabulary
 from tests.data.accounting import assert_accounted
 
@@ -44,6 +44,7 @@ def _records() -> list:
         _event("lab-warn", warnings=("value.unparsed",), value=None),
         Skipped("msg-9", "feed.txt:9", "hl7.message_type.unhandled", "SIU^S12 is not read"),
         Rejected("bad-1", "feed.txt:10", "conformance.bad", "no patient", b"x"),
+        Unread("extra/README.txt", "not a CDM table"),
     ]
 
 
@@ -55,6 +56,7 @@ def test_times_of_day_comparators_skips_and_warnings_are_kept(store: Store) -> N
     assert (report.read, report.loaded, report.quarantined, report.skipped) == (8, 5, 1, 2)
     assert report.skipped_rules == {"hl7.message_type.unhandled": 1, SUPERSEDED: 1}
     assert report.warnings == {"value.unparsed": 1}
+    assert report.unread == {"extra/README.txt": "not a CDM table"}
     m = schema.measurement
     with store.connect() as conn:
         rows = conn.execute(

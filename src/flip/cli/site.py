@@ -193,6 +193,13 @@ def _print_report(report) -> None:
             for key, n in counter.most_common():
                 t.add_row(key, str(n))
             console.print(t)
+    if report.unread:
+        t = Table(title="Not read")
+        t.add_column("file or table")
+        t.add_column("why")
+        for where, why in sorted(report.unread.items()):
+            t.add_row(where, why)
+        console.print(t)
 
 
 @app.command()

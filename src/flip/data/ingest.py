@@ -53,6 +53,7 @@ from flip.data.sources.records import (
     SourceRecord,
     SourceRow,
     SourceVisit,
+    Unread,
 )
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
 from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
@@ -81,6 +82,7 @@ REFERENCES = {
 class IngestReport:
     """What one ingest run read, loaded, left unchanged, quarantined and skipped.
 
+    `unread` lists the files or tables of the source that were not read, with why.
     Every record read ends in exactly one of loaded, unchanged, quarantined (`rules`
     counts why) or skipped (`skipped_rules` counts why). `warnings` counts optional
     fields nulled because they failed to parse, per rule; their records still load.
@@ -97,6 +99,7 @@ class IngestReport:
     skipped_rules: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     unmapped: Counter[str] = field(default_factory=Counter)
+    unread: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready summary."""
@@ -112,6 +115,7 @@ class IngestReport:
             "skipped_rules": dict(self.skipped_rules),
             "warnings": dict(self.warnings),
             "unmapped": dict(self.unmapped),
+            "unread": dict(self.unread),
         }
 
 
@@ -136,8 +140,9 @@ def batches(
 
 
 def _count(records: list[SourceRecord]) -> int:
-    """How many source records a batch holds (an EventBlock counts each of its events)."""
-    return sum(len(r) if type(r) is EventBlock else 1 for r in records)
+    """How many source records a batch holds (an EventBlock counts each of its events; a
+    note of an unread file counts none)."""
+    return sum(len(r) if type(r) is EventBlock else type(r) is not Unread for r in records)
 
 
 class _Batch:
@@ -403,6 +408,9 @@ class Ingestor:
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
         for record in records:
+            if type(record) is Unread:
+                report.unread[record.location] = record.reason
+                continue
             (people if _is_person(record) else others).append(record)
         persons = {r.key for r in people}
         keys = [getattr(r, "person_key", None) for r in others]

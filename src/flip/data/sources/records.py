@@ -175,6 +175,14 @@ class Skipped:
 
 
 @dataclass(slots=True)
+class Unread:
+    """A file or table in a source that the reader did not read, and why (not a record)."""
+
+    location: str
+    reason: str
+
+
+@dataclass(slots=True)
 class Rejected:
     """A record that could not be read, with the rule it broke."""
 
@@ -194,4 +202,5 @@ SourceRecord = (
     | SourceMerge
     | Rejected
     | Skipped
+    | Unread
 )

@@ -129,7 +129,8 @@ def test_a_lab_feed_stores_every_good_result_and_sets_aside_each_bad_one_alone(s
     notes = {n["note_source_value"]: n for n in _rows(store, "note")}
     assert notes["8251-1"]["note_text"] == "Fasting sample.\nLipaemic: interpret with care."
     assert notes["DS"]["note_text"] == (
-        "Admitted with chest pain.\nTroponin negative & ECG normal.\nPlan:\nGP follow-up in 2 weeks."
+        "Admitted with chest pain.\nTroponin negative & ECG normal.\n"
+        "Plan:\nGP follow-up in 2 weeks."
     )
     assert notes["DS"]["note_datetime"] == datetime(2024, 3, 6, 11, 30)
     assert notes["DS"]["note_title"] == "Discharge summary"

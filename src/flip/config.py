@@ -77,7 +77,6 @@ class SiteConfig(BaseModel):
         path.write_text(yaml.safe_dump(self.model_dump(), sort_keys=False), encoding="utf-8")
 
 
-
 class _CodeSystems(BaseModel):
     code_systems: dict[str, str] = Field(default_factory=dict)
 

@@ -262,29 +262,30 @@ def listen(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
     system: Annotated[str, typer.Option(help="Name of the feed, for provenance.")] = "hl7v2:mllp",
+    site_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--site-config",
+            help="The site's site.yaml, for its declared `code_systems` "
+            "(default: ./site.yaml when there is one).",
+        ),
+    ] = None,
 ) -> None:
-    """Receive HL7 v2 over MLLP: store each message whole, answer AA, or AE with the reason."""
-    import asyncio
+    """Receive HL7 v2 over MLLP: store each message, answer AA, or AE with the reasons.
 
+    The store is open only while a message is written, so reports, counts and other
+    ingests work meanwhile. SIGTERM or Ctrl-C ends the run and prints its counts.
+    """
     from flip.data.cdm.store import open_store
-    from flip.data.ingest import Ingestor
-    from flip.data.sources.mllp import MllpListener
-    from flip.data.terminology import Vocabulary
+    from flip.data.sources.mllp import listen as serve
 
     with one_line_errors():
+        code_systems = _code_systems(site_config)
         s = open_store(store)
         s.create()
-        ingestor = Ingestor(s, Vocabulary.from_store(s), system)
-        ingestor.start(kind.value, f"mllp://{host}:{port}")
-        listener = MllpListener(ingestor, host, port)
+        s.close()
         typer.echo(f"listening for {kind.value} on {host}:{port} (Ctrl-C to stop)", err=True)
-        try:
-            asyncio.run(listener.serve())
-        except KeyboardInterrupt:
-            pass
-        finally:
-            report = ingestor.finish()
-            s.close()
+        report = serve(store, system, host, port, code_systems=code_systems)
     typer.echo(json.dumps(report.as_dict()))
 
 

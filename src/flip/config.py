@@ -54,6 +54,11 @@ class SiteConfig(BaseModel):
     policy: SitePolicy = Field(default_factory=SitePolicy)
     hub: str | None = None
     credential: str = "credential"
+    code_systems: dict[str, str] = Field(
+        default_factory=dict,
+        description="The site's own code system names, URIs or OIDs (e.g. an HL7 v2 99zzz "
+        "name) -> OMOP vocabulary_id; they win over FLIP's table when codes are mapped.",
+    )
 
     @classmethod
     def load(cls, path: Path) -> SiteConfig:
@@ -70,3 +75,17 @@ class SiteConfig(BaseModel):
     def save(self, path: Path) -> None:
         """Write this config as YAML."""
         path.write_text(yaml.safe_dump(self.model_dump(), sort_keys=False), encoding="utf-8")
+
+
+class _CodeSystems(BaseModel):
+    code_systems: dict[str, str] = Field(default_factory=dict)
+
+
+def declared_code_systems(path: Path) -> dict[str, str]:
+    """The `code_systems` a site.yaml declares (name, URI or OID -> OMOP vocabulary_id).
+
+    Only that key is read, so an ingest works with a site.yaml that holds nothing else.
+    """
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    declared = data.get("code_systems") if isinstance(data, dict) else None
+    return _CodeSystems.model_validate({"code_systems": declared or {}}).code_systems

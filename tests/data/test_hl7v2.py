@@ -12,6 +12,7 @@ from flip.data.ingest import Ingestor, ingest_path
 from flip.data.sources.hl7v2 import split_messages
 from flip.data.sources.mllp import MllpListener, frame
 from flip.data.terminology import Vocabulary
+from tests.data.accounting import assert_accounted
 
 A01 = (
     "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101083000||ADT^A01|C1|P|2.5",
@@ -103,14 +104,19 @@ def test_adt_and_oru_land_in_the_cdm_and_a40_merges(store, tmp_path):
     assert person["person_source_value"] == "1001"
 
 
-def test_rule_breaking_messages_are_quarantined_whole(store, tmp_path):
+def test_a_bad_segment_is_quarantined_alone_and_the_rest_of_its_message_loads(store, tmp_path):
     path = _file(tmp_path, [OUT_OF_ORDER, NOT_NUMERIC, A01], "\r\n")
     report = ingest_path(store, "hl7v2", path)
     assert report.rules == {"hl7.segment_order": 1, "hl7.obx.value_not_numeric": 1}
-    assert [r["person_source_value"] for r in _rows(store, "person")] == ["1001"]
+    assert sorted(r["person_source_value"] for r in _rows(store, "person")) == [
+        "1001",
+        "3003",
+    ]
+    assert _rows(store, "measurement") == []
     with store.connect() as conn:
         raw = conn.execute(select(schema.quarantine.c.raw)).scalars().all()
     assert any(b"OBX|1|NM|2093-3^Cholesterol^LN||high" in r for r in raw)
+    assert_accounted(store, report)
 
 
 def test_mllp_listener_acks_each_message(store):
@@ -137,4 +143,4 @@ def test_mllp_listener_acks_each_message(store):
     )
     assert b"MSA|AE|C7|hl7.obx.value_not_numeric" in acks[1]
     assert report.loaded > 0 and report.quarantined == 1
-    assert len(_rows(store, "person")) == 1
+    assert len(_rows(store, "person")) == 2

@@ -109,6 +109,14 @@ def ingest(
         str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    site_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--site-config",
+            help="The site's site.yaml, for its declared `code_systems` "
+            "(default: ./site.yaml when there is one).",
+        ),
+    ] = None,
 ) -> None:
     """Ingest a source into the store: map codes, validate, quarantine bad records.
 
@@ -128,6 +136,7 @@ def ingest(
     console = Console(stderr=True)
     errors = (MappingError, SourceReadError, FhirServerError, DicomWebError, httpx.HTTPError)
     with one_line_errors(*errors):
+        code_systems = _code_systems(site_config)
         s = open_store(store)
         s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -143,7 +152,13 @@ def ingest(
 
             if kind is SourceKind.fhir and url:
                 report = ingest_fhir_server(
-                    s, url, bulk=bulk, incremental=not full, source_system=system, progress=advance
+                    s,
+                    url,
+                    bulk=bulk,
+                    incremental=not full,
+                    source_system=system,
+                    progress=advance,
+                    code_systems=code_systems,
                 )
             else:
                 report = ingest_path(
@@ -155,6 +170,7 @@ def ingest(
                     schema_name=schema,
                     source_system=system,
                     progress=advance,
+                    code_systems=code_systems,
                 )
         s.close()
     if as_json:
@@ -163,6 +179,16 @@ def ingest(
         _print_report(report)
     if report.read == 0 or report.loaded + report.unchanged == 0:
         raise typer.Exit(1)
+
+
+def _code_systems(site_config: Path | None) -> dict[str, str]:
+    """The code systems a site.yaml declares: the one given, else ./site.yaml if there is one."""
+    from flip.config import declared_code_systems
+
+    path = site_config or Path("site.yaml")
+    if site_config is None and not path.exists():
+        return {}
+    return declared_code_systems(path)
 
 
 def _print_report(report) -> None:
@@ -236,29 +262,30 @@ def listen(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
     system: Annotated[str, typer.Option(help="Name of the feed, for provenance.")] = "hl7v2:mllp",
+    site_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--site-config",
+            help="The site's site.yaml, for its declared `code_systems` "
+            "(default: ./site.yaml when there is one).",
+        ),
+    ] = None,
 ) -> None:
-    """Receive HL7 v2 over MLLP: store each message whole, answer AA, or AE with the reason."""
-    import asyncio
+    """Receive HL7 v2 over MLLP: store each message, answer AA, or AE with the reasons.
 
+    The store is open only while a message is written, so reports, counts and other
+    ingests work meanwhile. SIGTERM or Ctrl-C ends the run and prints its counts.
+    """
     from flip.data.cdm.store import open_store
-    from flip.data.ingest import Ingestor
-    from flip.data.sources.mllp import MllpListener
-    from flip.data.terminology import Vocabulary
+    from flip.data.sources.mllp import listen as serve
 
     with one_line_errors():
+        code_systems = _code_systems(site_config)
         s = open_store(store)
         s.create()
-        ingestor = Ingestor(s, Vocabulary.from_store(s), system)
-        ingestor.start(kind.value, f"mllp://{host}:{port}")
-        listener = MllpListener(ingestor, host, port)
+        s.close()
         typer.echo(f"listening for {kind.value} on {host}:{port} (Ctrl-C to stop)", err=True)
-        try:
-            asyncio.run(listener.serve())
-        except KeyboardInterrupt:
-            pass
-        finally:
-            report = ingestor.finish()
-            s.close()
+        report = serve(store, system, host, port, code_systems=code_systems)
     typer.echo(json.dumps(report.as_dict()))
 
 

@@ -815,6 +815,7 @@ def ingest_path(
     schema_name: str | None = None,
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
+    code_systems: dict[str, str] | None = None,
 ) -> IngestReport:
     """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
 
@@ -825,12 +826,13 @@ def ingest_path(
     `dicom` reads DICOM files under `path`, or a PACS's DICOMweb (QIDO-RS) root at `url`.
     `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
-    folder name, so moving files keeps identities.
+    folder name, so moving files keeps identities. `code_systems` are the site's declared
+    code system names, URIs or OIDs -> OMOP vocabulary_id (site.yaml `code_systems`).
     """
     from flip.data.sources import fhir, hl7v2, tabular
     from flip.data.sources.readahead import read_ahead
 
-    vocabulary = Vocabulary.from_store(store)
+    vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     if kind in ("fhir", "hl7v2"):
         reader = fhir.read_path if kind == "fhir" else hl7v2.read_path
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
@@ -891,6 +893,7 @@ def ingest_fhir_server(
     source_system: str | None = None,
     headers: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
+    code_systems: dict[str, str] | None = None,
 ) -> IngestReport:
     """Ingest from a FHIR server by paged search, or by Bulk Data `$export` when `bulk`.
 
@@ -916,7 +919,8 @@ def ingest_fhir_server(
         )
     watermark = fhir_rest.Watermark()
     reader = fhir_rest.bulk_export if bulk else fhir_rest.search
-    ingestor = Ingestor(store, Vocabulary.from_store(store), system)
+    vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
+    ingestor = Ingestor(store, vocabulary, system)
     with httpx.Client(timeout=60.0, headers=headers or {}, follow_redirects=True) as client:
         records = reader(client, base_url, since=since, watermark=watermark)
         report = ingestor.run(

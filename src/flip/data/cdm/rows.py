@@ -152,6 +152,8 @@ def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object
             out["value_source_value"] = e.value_code[1][:50]
         if table == "observation" and e.text:
             out["value_as_string"] = e.text[:60]
+        if table == "measurement" and e.text and e.value_code is None:
+            out["value_source_value"] = e.text[:50]
         return out
     if table == "condition_occurrence":
         return {"condition_end_date": day(e.end), "condition_end_datetime": moment(e.end)}

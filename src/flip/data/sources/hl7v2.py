@@ -1,8 +1,15 @@
-"""HL7 v2 messages: ADT (A01, A02, A03, A04, A08, A40) and ORU^R01, from files or MLLP.
+"""HL7 v2 messages from files or MLLP: ADT, ORU^R01 results and MDM documents.
 
-A message is the unit: it passes the segment and field rules and yields its
-records, or it is rejected whole with the rule it broke. Files may hold messages
-one after another (segments ended by CR, LF or CRLF) or MLLP-framed.
+What is atomic (docs/site-setup.md says the same):
+- the message: it must parse and start with MSH; a message type FLIP does not read is
+  skipped whole, counted under `hl7.message_type.unhandled.TYPE^EVENT`;
+- the patient group (a PID and what follows it up to the next PID): a PID without an
+  identifier quarantines its group;
+- the segment: a DG1 without a code, an OBX whose value does not parse (or whose result
+  the plausibility checks reject) is quarantined alone; the message's other records load.
+An optional field that does not parse (a death date, an observation time) is nulled with a
+warning counted per rule `hl7.FIELD.invalid`; HL7's explicit null `""` is no value.
+Files may hold messages one after another (segments ended by CR, LF or CRLF) or MLLP-framed.
 """
 
 from __future__ import annotations
@@ -15,30 +22,35 @@ from typing import Any
 
 import hl7
 
+from flip.data.sources.hl7v2_values import NULL, Number, numeric, structured, timestamp, truncated
 from flip.data.sources.records import (
     Rejected,
+    Skipped,
     SourceEvent,
     SourceMerge,
     SourcePerson,
     SourceRecord,
     SourceVisit,
 )
+from flip.data.terminology.vocabulary import hl7_system
 
 START, END = b"\x0b", b"\x1c"
-ADT_EVENTS = {"A01", "A02", "A03", "A04", "A08", "A40"}
-#: HL7 table 0396 coding systems -> code system URIs.
-CODING_SYSTEMS = {
-    "LN": "http://loinc.org",
-    "SCT": "http://snomed.info/sct",
-    "SNM": "http://snomed.info/sct",
-    "I10": "http://hl7.org/fhir/sid/icd-10",
-    "I10C": "http://hl7.org/fhir/sid/icd-10-cm",
-    "ICD10": "http://hl7.org/fhir/sid/icd-10",
-    "RXNORM": "http://www.nlm.nih.gov/research/umls/rxnorm",
-    "UCUM": "http://unitsofmeasure.org",
+#: The message types FLIP reads, by MSH-9 message code -> trigger events.
+HANDLED = {
+    "ADT": {"A01", "A02", "A03", "A04", "A08", "A40"},
+    "ORU": {"R01"},
+    "MDM": {"T02", "T04", "T06", "T08", "T10"},
 }
+UNHANDLED = "hl7.message_type.unhandled"
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
+#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
+NOT_A_FACT = {"D": "deleted", "W": "posted in error", "X": "could not be obtained"}
+TEXT_TYPES = {"TX", "FT", "ST"}
+CODED_TYPES = {"CE", "CWE", "CNE", "CF"}
+#: OBX-2 types whose value is not clinical content FLIP stores (documents, pointers).
+OPAQUE_TYPES = {"ED", "RP"}
+DOCUMENT_TYPES = "http://terminology.hl7.org/CodeSystem/v2-0270"
 
 
 class MessageError(ValueError):
@@ -74,7 +86,7 @@ def _text(raw: bytes) -> str:
 
 
 class _Message:
-    """Field access on a parsed message that answers "" for what is absent."""
+    """Field access on a parsed message that answers "" for what is absent or null (`""`)."""
 
     def __init__(self, raw: bytes) -> None:
         text = _text(raw)
@@ -84,12 +96,11 @@ class _Message:
             self.msg = hl7.parse(text)
         except (hl7.ParseException, IndexError, ValueError) as exc:
             raise MessageError("hl7.unparseable", f"cannot parse: {exc}") from None
-        self.names = [str(segment[0]) for segment in self.msg]
 
     def get(self, segment: Any, field: int, component: int = 1, repeat: int = 1) -> str:
         try:
             value = segment[field]
-            if value is None or str(value) == "":
+            if value is None or str(value) in ("", NULL):
                 return ""
             rep = (
                 value[repeat - 1]
@@ -97,177 +108,347 @@ class _Message:
                 else value
             )
             if isinstance(rep, hl7.Repetition):
-                part = rep[component - 1] if len(rep) >= component else ""
-                return str(part)
-            return str(rep) if component == 1 else ""
+                part = str(rep[component - 1]) if len(rep) >= component else ""
+            else:
+                part = str(rep) if component == 1 else ""
+            return "" if part == NULL else part
         except (IndexError, TypeError):
             return ""
 
-    def segments(self, name: str) -> list:
-        return [s for s in self.msg if str(s[0]) == name]
-
-    def first(self, name: str):
-        found = self.segments(name)
-        return found[0] if found else None
-
-
-def _date(value: str, what: str) -> date | None:
-    if not value:
-        return None
-    digits = value[:8]
-    try:
-        return date(int(digits[:4]), int(digits[4:6] or 1), int(digits[6:8] or 1))
-    except ValueError:
-        raise MessageError("hl7.date.invalid", f"{what} {value!r} is not a date") from None
-
-
-def _check_order(names: list[str], kind: str) -> None:
-    if "PID" not in names:
-        raise MessageError("hl7.pid.missing", f"{kind} message has no PID segment")
-    pid = names.index("PID")
-    for name in ("PV1", "DG1", "OBR", "OBX", "MRG"):
-        if name in names and names.index(name) < pid:
-            raise MessageError("hl7.segment_order", f"{name} comes before PID")
-    seen_obr = False
-    for name in names:
-        seen_obr = seen_obr or name == "OBR"
-        if name == "OBX" and kind == "ORU" and not seen_obr:
-            raise MessageError("hl7.segment_order", "OBX comes before any OBR")
-
-
-def _system(code: str) -> str:
-    return CODING_SYSTEMS.get(code.upper(), f"urn:hl7v2:{code}" if code else "")
+    def lines(self, segment: Any, field: int) -> list[str]:
+        """Every repetition of a text field, unescaped, one line each (FT line breaks kept)."""
+        try:
+            value = segment[field]
+        except IndexError:
+            return []
+        reps = value if isinstance(value, hl7.Field) else [value]
+        out = []
+        for rep in reps:
+            text = str(rep)
+            if text and text != NULL:
+                out.append(self.msg.unescape(text).replace("\r", "\n"))
+        return out
 
 
 def parse_message(raw: bytes, location: str) -> list[SourceRecord]:
-    """The records of one message, or one Rejected naming the rule it broke."""
+    """The records of one message; a message that cannot be read is one Rejected naming
+    the rule it broke, a message type FLIP does not read one Skipped."""
     try:
         return _records(_Message(raw), raw, location)
     except MessageError as exc:
         return [Rejected(None, location, exc.rule, str(exc), raw)]
 
 
+class _Reader:
+    """The records of one parsed message, built segment by segment."""
+
+    def __init__(self, m: _Message, raw: bytes, location: str) -> None:
+        self.m, self.raw, self.location = m, raw, location
+        msh = m.msg.segment("MSH")
+        self.kind, self.event = m.get(msh, 9, 1).upper(), m.get(msh, 9, 2).upper()
+        self.control = m.get(msh, 10)
+        self.warnings: list[str] = []
+        self.sent = self.when(m.get(msh, 7), "MSH-7")
+        self.header_warnings = tuple(self.warnings)
+        self.out: list[SourceRecord] = []
+
+    def when(self, value: str, field: str) -> date | None:
+        """An optional time: None, with a warning, when it does not parse."""
+        try:
+            return timestamp(value)
+        except ValueError:
+            self.warnings.append(f"hl7.{field}.invalid")
+            return None
+
+    def reject(self, key: str | None, rule: str, message: str) -> None:
+        self.out.append(Rejected(key, self.location, rule, message, self.raw))
+
+
 def _records(m: _Message, raw: bytes, location: str) -> list[SourceRecord]:
-    msh = m.first("MSH")
-    kind, event = m.get(msh, 9, 1), m.get(msh, 9, 2)
-    control = m.get(msh, 10)
-    if (kind, event) != ("ORU", "R01") and not (kind == "ADT" and event in ADT_EVENTS):
-        raise MessageError("hl7.unsupported_type", f"message type {kind}^{event} is not read")
-    _check_order(m.names, kind)
-    sent = _date(m.get(msh, 7), "MSH-7")
-    pid = m.first("PID")
-    person_key = _person_key(m, pid)
-    person = SourcePerson(
-        key=person_key,
-        source_value=m.get(pid, 3),
-        birth_date=_date(m.get(pid, 7), "PID-7 birth date"),
-        gender=SEXES.get(m.get(pid, 8).upper()),
-        location=location,
-        raw=raw,
-        death_date=_date(m.get(pid, 29), "PID-29 death date"),
-    )
-    if kind == "ADT" and event == "A40":
-        return _merge(m, person_key, control, location, raw)
-    records: list[SourceRecord] = [person]
-    visit_key = None
-    pv1 = m.first("PV1")
-    if pv1 is not None:
-        visit_key = f"visit/{m.get(pv1, 19) or control}"
-        start = _date(m.get(pv1, 44), "PV1-44 admit time") or sent
-        end = _date(m.get(pv1, 45), "PV1-45 discharge time")
-        klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
-        records.append(
-            SourceVisit(visit_key, person_key, start, end or start, klass, location, raw)
-        )
-    for dg1 in m.segments("DG1"):
-        code = m.get(dg1, 3)
-        if not code:
-            raise MessageError("hl7.dg1.code_missing", "DG1-3 has no diagnosis code")
-        records.append(
-            SourceEvent(
-                key=f"{visit_key or control}/DG1/{m.get(dg1, 1) or code}",
-                person_key=person_key,
-                system=_system(m.get(dg1, 3, 3)),
-                code=code,
-                start=_date(m.get(dg1, 5), "DG1-5 diagnosis time") or sent,
-                default_table="condition_occurrence",
-                location=location,
-                raw=raw,
-                visit_key=visit_key,
-            )
-        )
-    if kind == "ORU":
-        records.extend(_results(m, person_key, control, sent, location, raw, visit_key))
-    return records
+    r = _Reader(m, raw, location)
+    if r.event not in HANDLED.get(r.kind, ()):
+        name = f"{r.kind}^{r.event}" if r.event else r.kind or "(none)"
+        rule = f"{UNHANDLED}.{name}"
+        return [Skipped(f"message/{r.control}", location, rule, f"message type {name} is not read")]
+    groups: list[list] = [[]]
+    for segment in m.msg:
+        if str(segment[0]) == "PID":
+            groups.append([])
+        groups[-1].append(segment)
+    header, patients = groups[0], groups[1:]
+    if not patients:
+        raise MessageError("hl7.pid.missing", f"{r.kind} message has no PID segment")
+    for i, segment in enumerate(header):
+        name = str(segment[0])
+        if name in ("PV1", "DG1", "OBR", "OBX", "TXA", "MRG"):
+            r.reject(f"{r.control}/{name}/{i}", "hl7.segment_order", f"{name} comes before PID")
+    if r.kind == "ADT" and r.event == "A40":
+        _merge(r, patients[0])
+        return r.out
+    for number, group in enumerate(patients, start=1):
+        _patient(r, group, number)
+    return r.out
 
 
-def _person_key(m: _Message, pid) -> str:
-    identifier = m.get(pid, 3)
+def _person_key(r: _Reader, segment: Any, field: int, what: str) -> str:
+    identifier = r.m.get(segment, field)
     if not identifier:
-        raise MessageError("hl7.pid.identifier_missing", "PID-3 has no patient identifier")
-    authority = m.get(pid, 3, 4)
+        raise MessageError(f"hl7.{what}.identifier_missing", f"{what.upper()}-{field} is empty")
+    authority = r.m.get(segment, field, 4)
     return f"patient/{authority}/{identifier}" if authority else f"patient/{identifier}"
 
 
-def _merge(m: _Message, person_key: str, control: str, location: str, raw: bytes):
-    mrg = m.first("MRG")
-    old = m.get(mrg, 1) if mrg is not None else ""
-    if not old:
+def _merge(r: _Reader, group: list) -> None:
+    pid = group[0]
+    person_key = _person_key(r, pid, 3, "pid")
+    mrg = next((s for s in group if str(s[0]) == "MRG"), None)
+    if mrg is None or not r.m.get(mrg, 1):
         raise MessageError("hl7.mrg.missing", "A40 has no MRG-1 prior patient identifier")
-    authority = m.get(mrg, 1, 4)
-    old_key = f"patient/{authority}/{old}" if authority else f"patient/{old}"
-    return [SourceMerge(f"merge/{control}", person_key, old_key, location, raw)]
+    old_key = _person_key(r, mrg, 1, "mrg")
+    r.out.append(SourceMerge(f"merge/{r.control}", person_key, old_key, r.location, r.raw))
 
 
-def _results(m: _Message, person_key, control, sent, location, raw, visit_key):
-    order, order_date = control, sent
-    index = 0
-    out: list[SourceRecord] = []
-    for segment in m.msg:
-        name = str(segment[0])
-        if name == "OBR":
-            order = m.get(segment, 3) or m.get(segment, 2) or control
-            order_date = _date(m.get(segment, 7), "OBR-7 observation time") or sent
-            continue
-        if name != "OBX":
-            continue
-        index += 1
-        code = m.get(segment, 3)
-        if not code:
-            raise MessageError("hl7.obx.code_missing", f"OBX {index} has no OBX-3 code")
-        value_type, value = m.get(segment, 2).upper(), m.get(segment, 5)
-        fields: dict = {}
-        table = "observation"
-        if value_type in ("NM", "SN"):
-            try:
-                fields = {
-                    "value": float(value) if value else None,
-                    "unit": m.get(segment, 6) or None,
-                }
-            except ValueError:
-                raise MessageError(
-                    "hl7.obx.value_not_numeric", f"OBX {index} is NM but its value is {value!r}"
-                ) from None
-            table = "measurement"
-        elif value_type in ("CE", "CWE", "CNE"):
-            fields = {"value_code": (_system(m.get(segment, 5, 3)), value)}
-        elif value:
-            fields = {"text": value}
-        out.append(
-            SourceEvent(
-                key=f"result/{order}/{code}/{m.get(segment, 4) or m.get(segment, 1) or index}",
-                person_key=person_key,
-                system=_system(m.get(segment, 3, 3)),
-                code=code,
-                start=_date(m.get(segment, 14), "OBX-14 observation time") or order_date,
-                default_table=table,
-                location=location,
-                raw=raw,
-                visit_key=visit_key,
-                **fields,
-            )
+def _birth(r: _Reader, value: str) -> date | None:
+    """PID-7: a malformed date keeps what of it is valid (year and month), with a warning."""
+    try:
+        return timestamp(value)
+    except ValueError:
+        r.warnings.append("hl7.PID-7.truncated")
+        return truncated(value)
+
+
+def _patient(r: _Reader, group: list, number: int) -> None:
+    m, pid = r.m, group[0]
+    try:
+        person_key = _person_key(r, pid, 3, "pid")
+    except MessageError as exc:
+        r.reject(f"{r.control}/PID/{number}", exc.rule, f"{exc} (patient {number} of the message)")
+        return
+    r.warnings = list(r.header_warnings)
+    birth = _birth(r, m.get(pid, 7))
+    death = r.when(m.get(pid, 29), "PID-29")
+    r.out.append(
+        SourcePerson(
+            key=person_key,
+            source_value=m.get(pid, 3),
+            birth_date=birth,
+            gender=SEXES.get(m.get(pid, 8).upper()),
+            location=r.location,
+            raw=r.raw,
+            death_date=death,
+            warnings=tuple(r.warnings),
         )
-    return out
+    )
+    context = _Context(person_key, r.control, r.sent)
+    for index, segment in enumerate(group[1:], start=1):
+        name = str(segment[0])
+        r.warnings = []
+        if name == "PV1" and context.visit_key is None:
+            _visit(r, segment, context)
+        elif name == "DG1":
+            _diagnosis(r, segment, context, index)
+        elif name == "OBR":
+            context.order = m.get(segment, 3) or m.get(segment, 2) or r.control
+            context.order_time = r.when(m.get(segment, 7), "OBR-7") or r.sent
+            context.order_warnings = tuple(r.warnings)
+        elif name == "TXA":
+            context.document = segment
+        elif name == "OBX":
+            context.results += 1
+            if r.kind == "MDM":
+                context.document_lines.append(segment)
+            else:
+                _result(r, segment, context)
+    _flush_text(r, context)
+    if r.kind == "MDM":
+        _document(r, context)
+
+
+class _Context:
+    """Where a patient group's segments stand: its person, visit, order and text so far."""
+
+    def __init__(self, person_key: str, control: str, sent: date | None) -> None:
+        self.person_key = person_key
+        self.visit_key: str | None = None
+        self.order, self.order_time = control, sent
+        self.order_warnings: tuple[str, ...] = ()
+        self.results = 0
+        self.text: dict[str, SourceEvent] = {}
+        self.document: Any = None
+        self.document_lines: list = []
+
+
+def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
+    m = r.m
+    c.visit_key = f"visit/{m.get(pv1, 19) or r.control}"
+    start = r.when(m.get(pv1, 44), "PV1-44") or r.sent
+    end = r.when(m.get(pv1, 45), "PV1-45")
+    klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
+    r.out.append(
+        SourceVisit(
+            c.visit_key,
+            c.person_key,
+            start,
+            end or start,
+            klass,
+            r.location,
+            r.raw,
+            warnings=tuple(r.warnings),
+        )
+    )
+
+
+def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:
+    m = r.m
+    code = m.get(dg1, 3)
+    key = f"{c.visit_key or r.control}/DG1/{m.get(dg1, 1) or code or index}"
+    if not code:
+        r.reject(key, "hl7.dg1.code_missing", f"DG1 {m.get(dg1, 1) or index}: DG1-3 has no code")
+        return
+    r.out.append(
+        SourceEvent(
+            key=key,
+            person_key=c.person_key,
+            system=hl7_system(m.get(dg1, 3, 3) or m.get(dg1, 2)),
+            code=code,
+            start=r.when(m.get(dg1, 5), "DG1-5") or r.sent,
+            default_table="condition_occurrence",
+            location=r.location,
+            raw=r.raw,
+            visit_key=c.visit_key,
+            warnings=tuple(r.warnings),
+        )
+    )
+
+
+def _result(r: _Reader, obx: Any, c: _Context) -> None:
+    """One OBX: a measurement, coded observation or text line; quarantined or skipped alone."""
+    m = r.m
+    code = m.get(obx, 3)
+    sub = m.get(obx, 4) or m.get(obx, 1) or str(c.results)
+    key = f"result/{c.order}/{code}/{sub}"
+    where = f"OBX {m.get(obx, 1) or c.results}"
+    if not code:
+        r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
+        return
+    status = m.get(obx, 11).upper()
+    if status in NOT_A_FACT:
+        rule = f"hl7.obx.status.{status}"
+        r.out.append(Skipped(key, r.location, rule, f"{where}: {NOT_A_FACT[status]}"))
+        return
+    value_type = m.get(obx, 2).upper()
+    if value_type in OPAQUE_TYPES:
+        rule = f"hl7.obx.value_type.{value_type}"
+        r.out.append(Skipped(key, r.location, rule, f"{where}: {value_type} is not stored"))
+        return
+    start = r.when(m.get(obx, 14), "OBX-14") or c.order_time
+    warnings = (*c.order_warnings, *r.warnings)
+    if value_type in TEXT_TYPES:
+        _text_line(r, obx, c, code, sub, start, warnings)
+        return
+    fields: dict[str, Any] = {}
+    table = "observation"
+    if value_type in ("NM", "SN"):
+        try:
+            number = _number(m, obx, value_type)
+        except ValueError as exc:
+            r.reject(key, "hl7.obx.value_not_numeric", f"{where} is {value_type}: {exc}")
+            return
+        table = "measurement"
+        fields = {"value": number.value, "operator": number.operator, "text": number.text}
+        fields["unit"] = m.get(obx, 6) or None
+    elif value_type in CODED_TYPES and m.get(obx, 5):
+        fields = {"value_code": (hl7_system(m.get(obx, 5, 3)), m.get(obx, 5))}
+    elif m.get(obx, 5):
+        fields = {"text": "\n".join(m.lines(obx, 5))}
+    r.out.append(
+        SourceEvent(
+            key=key,
+            person_key=c.person_key,
+            system=hl7_system(m.get(obx, 3, 3)),
+            code=code,
+            start=start,
+            default_table=table,
+            location=r.location,
+            raw=r.raw,
+            visit_key=c.visit_key,
+            warnings=warnings,
+            **fields,
+        )
+    )
+
+
+def _number(m: _Message, obx: Any, value_type: str) -> Number:
+    if value_type == "NM":
+        return numeric(m.get(obx, 5))
+    return structured(*(m.get(obx, 5, i) for i in range(1, 5)))
+
+
+def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, warnings) -> None:
+    """A TX/FT/ST result: its lines join the note of its order, code and sub-id."""
+    key = "/".join(filter(None, ("note", c.order, code, r.m.get(obx, 4))))
+    lines = r.m.lines(obx, 5)
+    note = c.text.get(key)
+    if note is None:
+        c.text[key] = SourceEvent(
+            key=key,
+            person_key=c.person_key,
+            system=hl7_system(r.m.get(obx, 3, 3)),
+            code=code,
+            start=start,
+            default_table="note",
+            location=r.location,
+            raw=r.raw,
+            visit_key=c.visit_key,
+            text="\n".join(lines),
+            detail={"title": r.m.get(obx, 3, 2)},
+            warnings=warnings,
+        )
+    elif lines:
+        note.text = "\n".join(filter(None, (note.text, *lines)))
+
+
+def _flush_text(r: _Reader, c: _Context) -> None:
+    r.out.extend(c.text.values())
+    c.text = {}
+
+
+def _document(r: _Reader, c: _Context) -> None:
+    """An MDM message's document (TXA and its OBX text) as one note."""
+    m, txa = r.m, c.document
+    number = m.get(txa, 12) if txa is not None else ""
+    key = f"document/{number or r.control}"
+    lines = [
+        line
+        for obx in c.document_lines
+        if m.get(obx, 2).upper() in TEXT_TYPES
+        for line in m.lines(obx, 5)
+    ]
+    if not lines:
+        rule = "hl7.mdm.no_text"
+        r.out.append(Skipped(key, r.location, rule, "the document carries no TX/FT/ST text"))
+        return
+    r.warnings = []
+    start = None
+    if txa is not None:
+        start = r.when(m.get(txa, 4), "TXA-4") or r.when(m.get(txa, 6), "TXA-6")
+    first = c.document_lines[0]
+    r.out.append(
+        SourceEvent(
+            key=key,
+            person_key=c.person_key,
+            system=DOCUMENT_TYPES if txa is not None and m.get(txa, 2) else "",
+            code=(m.get(txa, 2) if txa is not None else "") or m.get(first, 3),
+            start=start or r.sent,
+            default_table="note",
+            location=r.location,
+            raw=r.raw,
+            visit_key=c.visit_key,
+            text="\n".join(lines),
+            detail={"title": (m.get(txa, 2, 2) if txa is not None else "") or m.get(first, 3, 2)},
+            warnings=tuple(r.warnings),
+        )
+    )
 
 
 def read_file(path: Path) -> Iterator[SourceRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -9,20 +10,114 @@ from sqlalchemy import select
 from flip.data.cdm.schema import concept, concept_relationship
 from flip.data.cdm.store import Store
 
-#: Code system URIs (FHIR, HL7) -> OMOP vocabulary_id.
+#: OMOP vocabulary_id -> the names that mean it: FHIR and terminology.hl7.org URIs, NHS URIs,
+#: OIDs, HL7 v2 table 0396 names (and the vocabulary_id itself). Matched case-insensitively.
+CODE_SYSTEMS: dict[str, tuple[str, ...]] = {
+    "SNOMED": ("http://snomed.info/sct", "urn:oid:2.16.840.1.113883.6.96", "SCT", "SNM", "SNOMED"),
+    "LOINC": ("http://loinc.org", "urn:oid:2.16.840.1.113883.6.1", "LN", "LNC", "LOINC"),
+    "ICD10": (
+        "http://hl7.org/fhir/sid/icd-10",
+        "http://terminology.hl7.org/CodeSystem/icd10",
+        "urn:oid:2.16.840.1.113883.6.3",
+        "I10",
+        "ICD10",
+    ),
+    "ICD10CM": (
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "http://terminology.hl7.org/CodeSystem/icd10CM",
+        "urn:oid:2.16.840.1.113883.6.90",
+        "I10C",
+        "ICD10CM",
+    ),
+    "ICD10PCS": (
+        "http://www.cms.gov/Medicare/Coding/ICD10",
+        "urn:oid:2.16.840.1.113883.6.4",
+        "I10P",
+        "ICD10PCS",
+    ),
+    "ICD9CM": (
+        "http://hl7.org/fhir/sid/icd-9-cm",
+        "http://terminology.hl7.org/CodeSystem/icd9cm",
+        "urn:oid:2.16.840.1.113883.6.103",
+        "urn:oid:2.16.840.1.113883.6.2",
+        "I9C",
+        "I9CDX",
+        "I9",
+        "ICD9",
+        "ICD9CM",
+    ),
+    "ICD9Proc": ("urn:oid:2.16.840.1.113883.6.104", "I9CP", "ICD9PROC"),
+    "CVX": ("http://hl7.org/fhir/sid/cvx", "urn:oid:2.16.840.1.113883.12.292", "CVX", "HL70292"),
+    "NDC": ("http://hl7.org/fhir/sid/ndc", "urn:oid:2.16.840.1.113883.6.69", "NDC"),
+    "CPT4": (
+        "http://www.ama-assn.org/go/cpt",
+        "urn:oid:2.16.840.1.113883.6.12",
+        "C4",
+        "CPT",
+        "CPT4",
+    ),
+    "HCPCS": (
+        "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+        "urn:oid:2.16.840.1.113883.6.285",
+        "urn:oid:2.16.840.1.113883.6.14",
+        "HCPCS",
+    ),
+    "RxNorm": (
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "urn:oid:2.16.840.1.113883.6.88",
+        "RXNORM",
+    ),
+    "ATC": ("http://www.whocc.no/atc", "urn:oid:2.16.840.1.113883.6.73", "WC", "ATC"),
+    "OPCS4": ("https://fhir.nhs.uk/Id/opcs-4", "OPCS4", "OPCS-4", "OPCS"),
+    "dm+d": ("https://dmd.nhs.uk", "https://fhir.nhs.uk/Id/dmd-code", "DMD", "dm+d"),
+    "Read": ("http://read.info/readv2", "READ", "READV2", "RD2"),
+    "UCUM": ("http://unitsofmeasure.org", "urn:oid:2.16.840.1.113883.6.8", "UCUM"),
+}
+
+#: What an HL7 v2 reader sends for a coding system name it cannot resolve (urn:hl7v2:NAME).
+HL7_NAME_PREFIX = "urn:hl7v2:"
+_OID = re.compile(r"^[0-2](\.\d+)+$")
+
+
+def system_key(system: str) -> str:
+    """The form a code system name is looked up by: lower case, no trailing slash,
+    an OID as urn:oid:…, an HL7 v2 name without FLIP's urn:hl7v2: prefix."""
+    key = system.strip().rstrip("/").lower()
+    if key.startswith(HL7_NAME_PREFIX):
+        key = key[len(HL7_NAME_PREFIX) :]
+    return f"urn:oid:{key}" if _OID.match(key) else key
+
+
+#: Every known name (as `system_key` gives it) -> OMOP vocabulary_id.
 SYSTEM_VOCABULARIES: dict[str, str] = {
-    "http://snomed.info/sct": "SNOMED",
-    "http://loinc.org": "LOINC",
-    "http://hl7.org/fhir/sid/icd-10": "ICD10",
-    "http://hl7.org/fhir/sid/icd-10-cm": "ICD10CM",
-    "http://unitsofmeasure.org": "UCUM",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    system_key(name): vocabulary_id
+    for vocabulary_id, names in CODE_SYSTEMS.items()
+    for name in names
 }
 
 
-def system_vocabulary(system: str) -> str | None:
-    """The OMOP vocabulary_id of a code system URI, or None when FLIP does not know it."""
-    return SYSTEM_VOCABULARIES.get(system.rstrip("/"))
+def system_vocabulary(system: str, declared: dict[str, str] | None = None) -> str | None:
+    """The OMOP vocabulary_id of a code system name, URI or OID, or None when FLIP does
+    not know it; `declared` (keys as `system_key` gives them) is the site's own and wins."""
+    key = system_key(system)
+    if declared and key in declared:
+        return declared[key]
+    return SYSTEM_VOCABULARIES.get(key)
+
+
+def declared_systems(systems: dict[str, str]) -> dict[str, str]:
+    """A site's declared code systems (name, URI or OID -> vocabulary_id), keyed for lookup."""
+    return {system_key(name): vocabulary_id for name, vocabulary_id in systems.items()}
+
+
+def hl7_system(name: str) -> str:
+    """The code system URI of an HL7 v2 coding system name (HL7 table 0396): the first URI
+    FLIP knows for its vocabulary, else `urn:hl7v2:NAME`; "" for no name."""
+    if not name:
+        return ""
+    vocabulary_id = SYSTEM_VOCABULARIES.get(system_key(name))
+    uri = next((n for n in CODE_SYSTEMS.get(vocabulary_id or "", ()) if "://" in n), None)
+    return uri or f"{HL7_NAME_PREFIX}{name}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +138,7 @@ class Vocabulary:
     maps_to: dict[int, int]
     domains: dict[int, str]
     local_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    systems: dict[str, str] = field(default_factory=dict)
     _memo: dict[tuple[str, str], Mapping] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -75,7 +171,14 @@ class Vocabulary:
 
     def with_local_codes(self, local: dict[tuple[str, str], tuple[str, str]]) -> Vocabulary:
         """A copy that also maps (local system, local code) -> (standard system, code)."""
-        return Vocabulary(self.by_code, self.maps_to, self.domains, {**self.local_codes, **local})
+        local_codes = {**self.local_codes, **local}
+        return Vocabulary(self.by_code, self.maps_to, self.domains, local_codes, self.systems)
+
+    def with_code_systems(self, systems: dict[str, str]) -> Vocabulary:
+        """A copy that also knows the site's declared code systems (name, URI or OID ->
+        OMOP vocabulary_id); they win over FLIP's own table."""
+        declared = {**self.systems, **declared_systems(systems)}
+        return Vocabulary(self.by_code, self.maps_to, self.domains, self.local_codes, declared)
 
     def map(self, system: str, code: str) -> Mapping:
         """Map a coded value to its standard concept, saying why it mapped or did not."""
@@ -87,7 +190,7 @@ class Vocabulary:
     def _map(self, system: str, code: str) -> Mapping:
         if (system, code) in self.local_codes:
             system, code = self.local_codes[(system, code)]
-        vocabulary_id = system_vocabulary(system)
+        vocabulary_id = system_vocabulary(system, self.systems)
         if vocabulary_id is None:
             return Mapping(0, None, 0, f"unknown code system {system}")
         found = self.by_code.get((vocabulary_id, code))

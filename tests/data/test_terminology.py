@@ -1,9 +1,11 @@
 """Athena and SNOMED CT RF2 loaders on fixtures in the releases' exact formats, and `vocab map`."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from flip.data.cdm import schema
@@ -102,3 +104,30 @@ def test_vocab_map_cli(tmp_path):
         "vocab", "map", "Z99", "--system", "http://hl7.org/fhir/sid/icd-10", "--store", store
     )
     assert missing.returncode == 1 and "concept_id 0" in missing.stdout
+
+
+def test_an_exports_own_vocabulary_loads_whatever_its_dates_and_delimiter(store, tmp_path):
+    export = FIXTURES / "omop" / "eunomia_export"
+    counts = load_athena(store, export)
+    assert counts == {"concept": 25}, "comma-separated, quoted, upper-case headers"
+    with store.connect() as conn:
+        c = schema.concept
+        dates = conn.execute(
+            select(c.c.valid_start_date, c.c.valid_end_date).where(c.c.concept_id == 0)
+        ).one()
+    assert [d.isoformat() for d in dates] == ["1970-01-01", "2099-12-31"], "unpadded ISO read"
+    assert load_athena(store, export) == counts
+    assert _count(store, schema.concept) >= 25
+
+
+def test_a_bad_vocabulary_line_is_an_error_naming_file_line_and_column(store, tmp_path):
+    folder = tmp_path / "athena"
+    shutil.copytree(FIXTURES / "athena", folder)
+    concept = folder / "CONCEPT.csv"
+    lines = concept.read_text().splitlines()
+    lines[2] = lines[2].replace("20020131", "2002-02-31")
+    concept.write_text("\n".join(lines) + "\n")
+    before = _count(store, schema.concept)
+    with pytest.raises(ValueError, match=r"CONCEPT\.csv:3: valid_start_date"):
+        load_athena(store, folder)
+    assert _count(store, schema.concept) == before, "nothing of the file is written"

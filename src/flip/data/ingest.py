@@ -75,6 +75,20 @@ REFERENCES = {
     "care_site_id": "care_site",
     "location_id": "location",
     "payer_plan_period_id": "payer_plan_period",
+    "note_id": "note",
+    "episode_parent_id": "episode",
+}
+
+#: cost.cost_domain_id -> the table whose row cost.cost_event_id names.
+COST_DOMAINS = {
+    "Visit": "visit_occurrence",
+    "Condition": "condition_occurrence",
+    "Drug": "drug_exposure",
+    "Procedure": "procedure_occurrence",
+    "Device": "device_exposure",
+    "Measurement": "measurement",
+    "Observation": "observation",
+    "Specimen": "specimen",
 }
 
 
@@ -582,7 +596,20 @@ class Ingestor:
         for column, target in REFERENCES.items():
             if values.get(column) is not None and column != primary.name:
                 values[column] = stable_id(self.system, target, f"{target}/{values[column]}")
-        row_id = stable_id(self.system, record.table, record.key)
+        event = COST_DOMAINS.get(str(values.get("cost_domain_id")))
+        if record.table == "cost" and event is not None:
+            values["cost_event_id"] = stable_id(
+                self.system, event, f"{event}/{values['cost_event_id']}"
+            )
+        target = REFERENCES.get(primary.name)
+        row_id = stable_id(
+            self.system,
+            *(
+                (target, f"{target}/{values[primary.name]}")
+                if target
+                else (record.table, record.key)
+            ),
+        )
         values[primary.name] = row_id
         out.add(record, CdmRow(record.table, row_id, values))
         return None
@@ -619,10 +646,13 @@ class Ingestor:
         with self.store.begin() as conn:
             unchanged: set[str] = set()
             for key, old in self._existing(conn, batch).items():
-                if all(digest == batch.sources[key][1] for _, _, digest in old):
+                if any(run == report.run_id for *_, run in old):
+                    report.loaded -= 1
+                    batch.superseded += 1
+                elif all(digest == batch.sources[key][1] for _, _, digest, _ in old):
                     unchanged.add(key)
                     continue
-                for table, cdm_id, _ in old:
+                for table, cdm_id, *_ in old:
                     _delete_row(conn, table, cdm_id)
             layout = batch.layout(self.system, report.run_id, unchanged)
             for name, columns in layout.tables.items():
@@ -641,10 +671,13 @@ class Ingestor:
             if self.derive_periods:
                 _rebuild_observation_periods(conn, layout.person_ids)
 
-    def _existing(self, conn: Connection, batch: _Batch) -> dict[str, list[tuple[str, int, str]]]:
-        """(table, id, content hash) of the rows already stored for each record of the batch."""
+    def _existing(
+        self, conn: Connection, batch: _Batch
+    ) -> dict[str, list[tuple[str, int, str, int]]]:
+        """(table, id, content hash, ingest run) of the rows already stored for each record of
+        the batch; a record stored earlier in this run is replaced by the batch's (superseded)."""
         provenance = schema.source_record
-        existing: dict[str, list[tuple[str, int, str]]] = {}
+        existing: dict[str, list[tuple[str, int, str, int]]] = {}
         with values_in(conn, provenance.c.record_key, list(batch.sources)) as wanted:
             found = conn.execute(
                 select(
@@ -652,12 +685,13 @@ class Ingestor:
                     provenance.c.cdm_table,
                     provenance.c.cdm_id,
                     provenance.c.content_hash,
+                    provenance.c.ingest_run_id,
                 )
                 .where(provenance.c.source_system == self.system)
                 .where(wanted)
             ).all()
-        for key, table, cdm_id, digest in found:
-            existing.setdefault(key, []).append((table, cdm_id, digest))
+        for key, table, cdm_id, digest, run in found:
+            existing.setdefault(key, []).append((table, cdm_id, digest, run))
         return existing
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:

@@ -1,25 +1,34 @@
 """An existing OMOP CDM (v5.3 or v5.4): attached by SQLAlchemy URL or read from a CSV export.
 
-A CSV export is a folder of one file per table (PERSON.csv or person.csv, comma-
-or tab-separated), the layout ETL-Synthea and Athena use. v5.3 column names are
-upgraded to v5.4; columns v5.4 does not have are dropped and counted.
+A CSV export is a folder of one file per table (PERSON.csv, person.csv or person.txt;
+comma, tab, semicolon or pipe separated; header names in any case, with stray spaces),
+the layout ETL-Synthea, Eunomia and database exports use. Values are read as
+`omop_values` says. v5.3 column names are upgraded to v5.4. Every file or table that is
+not read, and every column v5.4 does not have, is reported as `Unread` with the reason.
+
+Per row: a bad optional value is nulled with a warning (`omop.<kind>_unreadable`); a
+missing required `*_concept_id` becomes 0, "no matching concept" (`omop.concept_missing`);
+a missing required end date of a visit or drug exposure is taken from its start, as the
+CDM conventions say (`omop.end_from_start`); a required date missing beside its datetime
+is the datetime's day; a foreign key of 0 is no reference. A row still lacking a required
+value, or with an unreadable one, is quarantined alone.
 """
 
 from __future__ import annotations
 
 import csv
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Date, DateTime, Double, Engine, Integer, MetaData, Table, select
+from sqlalchemy import Engine, Table, inspect, literal_column, select
+from sqlalchemy import table as sql_table
 
 from flip.data.cdm import schema
-from flip.data.sources.records import Rejected, SourceRecord, SourceRow
+from flip.data.sources.omop_values import Field
+from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
 
 #: Tables read from an OMOP source, persons first.
 TABLES = (
@@ -38,12 +47,45 @@ TABLES = (
     "measurement",
     "observation",
     "note",
+    "note_nlp",
     "specimen",
     "payer_plan_period",
+    "cost",
     "condition_era",
     "drug_era",
     "dose_era",
+    "episode",
 )
+
+VOCABULARY_TABLES = (
+    "concept",
+    "concept_relationship",
+    "concept_ancestor",
+    "concept_synonym",
+    "concept_class",
+    "vocabulary",
+    "domain",
+    "relationship",
+    "drug_strength",
+    "source_to_concept_map",
+    "concept_cpt4",
+)
+
+#: Tables an export may hold that the ingest does not read, and why.
+NOT_READ = {
+    **{
+        name: "a vocabulary table: load the export's vocabulary with `flip site vocab load athena`"
+        for name in VOCABULARY_TABLES
+    },
+    "cdm_source": "describes the export, not patients",
+    "metadata": "describes the export, not patients",
+    "fact_relationship": "links rows by their source ids without a row id of its own; not read",
+    "episode_event": "links rows by their source ids without a row id of its own; not read",
+    "cohort": "a results table (cohorts are defined in FLIP), not CDM data",
+    "cohort_definition": "a results table (cohorts are defined in FLIP), not CDM data",
+    "cohort_attribute": "a results table (cohorts are defined in FLIP), not CDM data",
+    "attribute_definition": "a results table (cohorts are defined in FLIP), not CDM data",
+}
 
 #: CDM v5.3 column -> v5.4 column.
 V53_RENAMES = {
@@ -52,127 +94,224 @@ V53_RENAMES = {
     "discharge_to_concept_id": "discharged_to_concept_id",
     "discharge_to_source_value": "discharged_to_source_value",
     "visit_detail_parent_id": "parent_visit_detail_id",
+    "reveue_code_source_value": "revenue_code_source_value",
 }
 
+#: Foreign keys where 0 means "none" in exports (person_id is never one of them).
+OPTIONAL_REFERENCES = frozenset(
+    {
+        "visit_occurrence_id",
+        "preceding_visit_occurrence_id",
+        "visit_detail_id",
+        "preceding_visit_detail_id",
+        "parent_visit_detail_id",
+        "provider_id",
+        "care_site_id",
+        "location_id",
+        "payer_plan_period_id",
+        "episode_parent_id",
+    }
+)
 
-def _parser(column) -> Callable[[str], object]:
-    if isinstance(column.type, DateTime):
-        return lambda v: datetime.fromisoformat(v.replace("Z", "")) if v else None
-    if isinstance(column.type, Date):
-        return lambda v: (
-            (date.fromisoformat(v[:10]) if "-" in v else datetime.strptime(v, "%Y%m%d").date())
-            if v
-            else None
-        )
-    if isinstance(column.type, Integer | BigInteger):
-        return lambda v: int(float(v)) if v else None
-    if isinstance(column.type, Double):
-        return lambda v: float(v) if v else None
-    return lambda v: v or None
+#: Table -> (required end date, its start date): an end missing in the export is its start.
+END_FROM_START = {
+    "visit_occurrence": ("visit_end_date", "visit_start_date"),
+    "visit_detail": ("visit_detail_end_date", "visit_detail_start_date"),
+    "drug_exposure": ("drug_exposure_end_date", "drug_exposure_start_date"),
+}
 
-
-def _row_record(
-    table: Table, values: dict[str, Any], location: str, raw: bytes, dropped: Counter[str]
-) -> SourceRecord:
-    row: dict[str, Any] = {}
-    for name, value in values.items():
-        column = V53_RENAMES.get(name.lower(), name.lower())
-        if column in table.c:
-            row[column] = value
-        else:
-            dropped[f"{table.name}.{column}"] += 1
-    primary = next(iter(table.primary_key.columns), None)
-    if primary is not None and row.get(primary.name) is None:
-        return Rejected(
-            None, location, "omop.id_missing", f"{table.name} row has no {primary.name}", raw
-        )
-    missing = [c.name for c in table.columns if not c.nullable and row.get(c.name) is None]
-    if missing:
-        ident = row.get(primary.name) if primary is not None else None
-        return Rejected(
-            None if ident is None else f"{table.name}/{ident}",
-            location,
-            "conformance.required",
-            f"{table.name} lacks {', '.join(missing)}",
-            raw,
-        )
-    ident = row[primary.name] if primary is not None else orjson.dumps(row, default=str).decode()
-    person = row.get("person_id")
-    return SourceRow(
-        f"{table.name}/{ident}",
-        table.name,
-        row,
-        None if person is None or table.name == "person" else f"person/{person}",
-        location,
-        raw,
-    )
+_DELIMITERS = (",", "\t", ";", "|")
 
 
-def _find(folder: Path, name: str) -> Path | None:
-    for candidate in folder.iterdir():
-        if candidate.name.lower() in (f"{name}.csv", f"{name}.txt"):
-            return candidate
-    return None
+def column_name(header: str | None) -> str:
+    """The v5.4 column a header names, whatever its case, spaces, quotes or v5.3 name."""
+    name = (header or "").strip().strip('"').strip().lower()
+    return V53_RENAMES.get(name, name)
 
 
-def read_folder(folder: Path, dropped: Counter[str] | None = None) -> Iterator[SourceRecord]:
-    """Yield the rows of every OMOP table file in an export folder."""
-    dropped = dropped if dropped is not None else Counter()
+class TableReader:
+    """Turns the values of one source row into a CDM row record, a quarantine entry or a skip."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.fields = [Field.of(c) for c in table.columns]
+        self.primary = next(iter(table.primary_key.columns), None)
+
+    def record(self, values: Mapping[str, object], location: str, raw: bytes) -> SourceRecord:
+        """The record of one row whose keys are v5.4 column names."""
+        name = self.table.name
+        if _is_header(values):
+            return Skipped(None, location, "omop.header_row", f"{name}: a header line as data")
+        row: dict[str, object] = {}
+        warnings: list[str] = []
+        for field in self.fields:
+            try:
+                value = field.read(values.get(field.name))
+            except ValueError as exc:
+                if field.required and not field.name.endswith("_concept_id"):
+                    key = self._key(values)
+                    message = f"{name}.{field.name} {values.get(field.name)!r}: {exc}"
+                    return Rejected(key, location, "omop.type", message, raw)
+                warnings.append(f"omop.{field.kind}_unreadable")
+                value = None
+            if field.length and isinstance(value, str) and len(value) > field.length:
+                value = value[: field.length]
+                warnings.append("omop.text_truncated")
+            row[field.name] = value
+        self._complete(row, warnings)
+        primary = self.primary
+        if primary is not None and row[primary.name] is None:
+            return Rejected(
+                None, location, "omop.id_missing", f"{name} row has no {primary.name}", raw
+            )
+        missing = [f.name for f in self.fields if f.required and row[f.name] is None]
+        key = self._key(row)
+        if missing:
+            message = f"{name} lacks {', '.join(missing)}"
+            return Rejected(key, location, "conformance.required", message, raw)
+        person = row.get("person_id")
+        person_key = None if person is None or name == "person" else f"person/{person}"
+        assert key is not None
+        return SourceRow(key, name, row, person_key, location, raw, tuple(warnings))
+
+    def _key(self, row: Mapping[str, object]) -> str | None:
+        if self.primary is None:
+            return None
+        ident = row.get(self.primary.name)
+        if isinstance(ident, str):
+            ident = ident.strip() or None
+        return None if ident is None else f"{self.table.name}/{ident}"
+
+    def _complete(self, row: dict[str, object], warnings: list[str]) -> None:
+        """Fill what the CDM conventions let a reader derive (see the module)."""
+        for field in self.fields:
+            name = field.name
+            if field.kind == "date" and row[name] is None and row.get(f"{name}time") is not None:
+                row[name] = row[f"{name}time"].date()  # type: ignore[attr-defined]
+            elif field.kind == "integer" and name in OPTIONAL_REFERENCES and row[name] == 0:
+                row[name] = None
+        if self.table.name == "person":
+            born = row.get("birth_datetime")
+            if row["year_of_birth"] is None and born is not None:
+                row["year_of_birth"] = born.year  # type: ignore[attr-defined]
+                row["month_of_birth"] = row["month_of_birth"] or born.month  # type: ignore[attr-defined]
+                row["day_of_birth"] = row["day_of_birth"] or born.day  # type: ignore[attr-defined]
+        ends = END_FROM_START.get(self.table.name)
+        if ends and row[ends[0]] is None and isinstance(row[ends[1]], date):
+            start: date = row[ends[1]]  # type: ignore[assignment]
+            supply = row.get("days_supply")
+            days = supply - 1 if isinstance(supply, int) and supply > 0 else 0
+            row[ends[0]] = start + timedelta(days=days)
+            warnings.append("omop.end_from_start")
+        for field in self.fields:
+            if field.required and field.name.endswith("_concept_id") and row[field.name] is None:
+                row[field.name] = 0
+                warnings.append("omop.concept_missing")
+
+
+def _is_header(values: Mapping[str, object]) -> bool:
+    """Whether a row holds its own column names (a header line loaded or repeated as data)."""
+    named = [(k, v) for k, v in values.items() if isinstance(v, str) and v.strip()]
+    return len(named) > 1 and all(column_name(v) == k for k, v in named)  # type: ignore[arg-type]
+
+
+def _names_its_columns(table: Table, columns: list[str], row: Iterable[object]) -> bool:
+    """Whether a table whose columns have no CDM names holds them in its first row (what a
+    CSV of an empty table becomes when loaded without its header, as in Eunomia)."""
+    if any(c in table.c for c in columns):
+        return False
+    named = [column_name(v) for v in row if isinstance(v, str)]
+    return sum(n in table.c for n in named) > len(columns) // 2
+
+
+def _files(folder: Path) -> dict[str, list[Path]]:
+    """The files of an export folder by the table name they carry (lower case, no suffix)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in (".csv", ".txt", ".tsv"):
+            found.setdefault(path.stem.strip().lower(), []).append(path)
+    return found
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter that splits a header line into the most fields."""
+    return max(_DELIMITERS, key=header.count)
+
+
+def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
+    """Yield the rows of one CDM table file, then its columns v5.4 does not have as Unread."""
     csv.field_size_limit(sys.maxsize)
-    if _find(folder, "person") is None:
+    reader = TableReader(table)
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = handle.readline()
+        handle.seek(0)
+        rows = csv.reader(handle, delimiter=_delimiter(header))
+        names = [column_name(h) for h in next(rows, [])]
+        for cells in rows:
+            if not any(c.strip() for c in cells):
+                continue
+            values = dict(zip(names, cells, strict=False))
+            location = f"{path}:{rows.line_num}"
+            raw = orjson.dumps(values)
+            yield reader.record(values, location, raw)
+    for name in names:
+        if name not in table.c:
+            yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
+
+
+def read_folder(folder: Path) -> Iterator[SourceRecord]:
+    """Yield the rows of every OMOP table file in an export folder, and what it did not read."""
+    files = _files(folder)
+    if "person" not in files:
         raise FileNotFoundError(f"{folder}: no person.csv (is this an OMOP CSV export?)")
     for name in TABLES:
-        path = _find(folder, name)
-        if path is None:
-            continue
-        table = schema.metadata.tables[name]
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            sample = handle.readline()
-            handle.seek(0)
-            delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            parsers = {c.name: _parser(c) for c in table.columns}
-            for number, raw_row in enumerate(reader, start=2):
-                location = f"{path}:{number}"
-                raw = orjson.dumps(raw_row, option=orjson.OPT_NON_STR_KEYS)
-                try:
-                    values = {}
-                    for key, value in raw_row.items():
-                        column = V53_RENAMES.get((key or "").lower(), (key or "").lower())
-                        parse = parsers.get(column)
-                        values[column] = parse(value or "") if parse else value
-                except ValueError as exc:
-                    yield Rejected(None, location, "omop.type", f"{name}: {exc}", raw)
-                    continue
-                yield _row_record(table, values, location, raw, dropped)
+        paths = files.pop(name, [])
+        for extra in paths[1:]:
+            yield Unread(str(extra), f"{paths[0].name} was read for {name}")
+        if paths:
+            yield from read_file(paths[0], schema.metadata.tables[name])
+    for name, paths in files.items():
+        reason = NOT_READ.get(name, "not an OMOP CDM v5.3/v5.4 clinical or health-system table")
+        for path in paths:
+            yield Unread(str(path), reason)
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            yield Unread(str(path), "a folder: only the export's top level is read")
+        elif path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+            yield Unread(str(path), "not a table file (.csv, .txt or .tsv)")
 
 
-def read_database(
-    engine: Engine, schema_name: str | None = None, dropped: Counter[str] | None = None
-) -> Iterator[SourceRecord]:
-    """Yield the rows of every OMOP table found in a database (any SQLAlchemy URL)."""
-    dropped = dropped if dropped is not None else Counter()
-    source = MetaData(schema=schema_name)
-    source.reflect(engine, only=lambda name, _: name.lower() in TABLES)
-    found = {t.name.lower(): t for t in source.tables.values()}
-    if "person" not in found:
-        raise FileNotFoundError(
-            f"{engine.url.render_as_string(hide_password=True)}: no person table"
-        )
+def read_database(engine: Engine, schema_name: str | None = None) -> Iterator[SourceRecord]:
+    """Yield the rows of every OMOP table found in a database (any SQLAlchemy URL), and the
+    tables and columns it did not read with why."""
     where = engine.url.render_as_string(hide_password=True)
+    names = {n.lower(): n for n in inspect(engine).get_table_names(schema=schema_name)}
+    if "person" not in names:
+        raise FileNotFoundError(f"{where}: no person table")
     with engine.connect() as conn:
         for name in TABLES:
-            if name not in found:
+            if name not in names:
                 continue
-            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
-                select(found[name])
+            reader = TableReader(schema.metadata.tables[name])
+            query = select(literal_column("*")).select_from(
+                sql_table(names[name], schema=schema_name)
             )
-            for number, row in enumerate(result.mappings(), start=1):
-                values = {str(k): v for k, v in row.items()}
-                yield _row_record(
-                    schema.metadata.tables[name],
-                    values,
-                    f"{where}#{name}:{number}",
-                    orjson.dumps(values, default=str),
-                    dropped,
-                )
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+            columns = [column_name(k) for k in result.keys()]  # noqa: SIM118
+            table = schema.metadata.tables[name]
+            for number, row in enumerate(result, start=1):
+                if number == 1 and _names_its_columns(table, columns, row):
+                    columns = [column_name(str(v)) for v in row]
+                    message = f"{name}: its column names as the first row"
+                    yield Skipped(None, f"{where}#{name}:1", "omop.header_row", message)
+                    continue
+                values = dict(zip(columns, row, strict=True))
+                raw = orjson.dumps(values, default=str)
+                yield reader.record(values, f"{where}#{name}:{number}", raw)
+            for column in columns:
+                if column not in table.c:
+                    yield Unread(f"{where}#{name}.{column}", f"not a column of CDM v5.4 {name}")
+    for name, actual in sorted(names.items()):
+        if name not in TABLES:
+            reason = NOT_READ.get(name, "not an OMOP CDM v5.3/v5.4 clinical or health-system table")
+            yield Unread(f"{where}#{actual}", reason)

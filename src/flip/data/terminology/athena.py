@@ -1,7 +1,12 @@
-"""Load OHDSI Athena vocabulary files (tab-separated CONCEPT.csv and friends) into a store.
+"""Load OHDSI vocabulary files (CONCEPT.csv and friends) into a store.
 
-Each file is staged in a temporary table and merged by its natural key in one
-transaction, so reloading a newer download replaces rows instead of duplicating them.
+Athena ships them tab-separated, unquoted, with `YYYYMMDD` dates; an OMOP export's own
+vocabulary tables are often comma-separated and quoted, with ISO or unpadded dates and
+upper-case headers. Both load: the delimiter is read from the header line, dates and
+numbers as `omop_values` reads them. A value that cannot be read, or a required one
+missing, stops the file with an error naming the file, line and column; nothing of that
+file is written. Each file is staged in a temporary table and merged by its natural key
+in one transaction, so reloading a newer download replaces rows instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -9,18 +14,13 @@ from __future__ import annotations
 import csv
 import sys
 import uuid
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Iterable, Iterator
 from importlib.resources import files
 from pathlib import Path
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
-    Date,
-    Double,
-    Integer,
     MetaData,
     Table,
     and_,
@@ -32,6 +32,8 @@ from sqlalchemy import (
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store, bulk_insert
+from flip.data.sources.omop import column_name
+from flip.data.sources.omop_values import Field
 
 _BATCH = 20000
 
@@ -55,7 +57,13 @@ ATHENA_FILES: dict[str, tuple[Table, tuple[str, ...]]] = {
         ("concept_id", "concept_synonym_name", "language_concept_id"),
     ),
     "DRUG_STRENGTH.csv": (schema.drug_strength, ("drug_concept_id", "ingredient_concept_id")),
+    "SOURCE_TO_CONCEPT_MAP.csv": (
+        schema.source_to_concept_map,
+        ("source_code", "source_vocabulary_id", "target_concept_id"),
+    ),
 }
+
+_SUFFIXES = (".csv", ".txt", ".tsv")
 
 
 def starter_folder() -> Path:
@@ -64,20 +72,12 @@ def starter_folder() -> Path:
 
 
 def _find(folder: Path, name: str) -> Path | None:
-    for candidate in folder.iterdir():
-        if candidate.name.lower() == name.lower():
+    """The file for `name` (CONCEPT.csv) in any case, as .csv, .txt or .tsv."""
+    stem = Path(name).stem.lower()
+    for candidate in sorted(folder.iterdir()):
+        if candidate.stem.lower() == stem and candidate.suffix.lower() in _SUFFIXES:
             return candidate
     return None
-
-
-def _parser(column: Column) -> Callable[[str], object]:
-    if isinstance(column.type, Date):
-        return lambda v: datetime.strptime(v, "%Y%m%d").date() if v else None
-    if isinstance(column.type, Integer | BigInteger):
-        return lambda v: int(v) if v else None
-    if isinstance(column.type, Double):
-        return lambda v: float(v) if v else None
-    return lambda v: v or None
 
 
 def _stage(table: Table) -> Table:
@@ -115,17 +115,36 @@ def _merge(conn: Connection, table: Table, stage: Table, keys: tuple[str, ...]) 
     conn.execute(insert(table).from_select(names, select(*(stage.c[n] for n in names))))
 
 
-def _read(path: Path, table: Table) -> Iterable[dict[str, object]]:
+def _read(path: Path, table: Table) -> Iterator[dict[str, object]]:
+    """The rows of one vocabulary file; ValueError names the file, line and column at fault."""
     csv.field_size_limit(sys.maxsize)
-    parsers = {c.name: _parser(c) for c in table.columns}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for raw in reader:
+    fields = [Field.of(c) for c in table.columns]
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = handle.readline()
+        handle.seek(0)
+        delimiter = "\t" if header.count("\t") > header.count(",") else ","
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        lines = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        names = [column_name(h) for h in next(lines, [])]
+        absent = [f.name for f in fields if f.required and f.name not in names]
+        if absent:
+            raise ValueError(f"{path}:1: no column {', '.join(absent)} for {table.name}")
+        for cells in lines:
+            if not any(c.strip() for c in cells):
+                continue
+            values = dict(zip(names, cells, strict=False))
             row = {}
-            for name, value in raw.items():
-                key = (name or "").lower()
-                if key in parsers:
-                    row[key] = parsers[key](value or "")
+            for field in fields:
+                try:
+                    value = field.read(values.get(field.name))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{lines.line_num}: {field.name}: {exc}") from None
+                if value is None and field.required:
+                    raise ValueError(f"{path}:{lines.line_num}: {field.name} is empty")
+                if field.length and isinstance(value, str) and len(value) > field.length:
+                    message = f"{field.name} is longer than {field.length} characters"
+                    raise ValueError(f"{path}:{lines.line_num}: {message}")
+                row[field.name] = value
             yield row
 
 

@@ -1,0 +1,157 @@
+"""OMOP CDM values as ETL tools, Athena and databases write them, read into Python values.
+
+Dates: ISO with or without zero padding (`1937-12-1`), `/` or `-`, Athena's `YYYYMMDD`,
+and datetimes with `T` or a space, with or without seconds, fraction and zone. A zone is
+dropped, keeping the wall-clock time the export wrote (so a row's date and datetime agree).
+Text is stripped; an empty string is a null.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Date, DateTime, Double, Integer, String
+
+_DATETIME = re.compile(
+    r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
+    r"(?:(?:T| +)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r" *(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)?"
+)
+_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_INT32 = 2**31
+_INT64 = 2**63
+
+
+def parse_datetime(text: str) -> datetime:
+    """A date or datetime written as ETL tools and Athena write them (see the module)."""
+    text = text.strip()
+    match = _DATETIME.fullmatch(text)
+    if match is None:
+        compact = _COMPACT.fullmatch(text)
+        if compact is None:
+            raise ValueError(f"{text!r} is not a date")
+        return datetime(*map(int, compact.groups()))
+    year, month, day, hour, minute, second, fraction = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    return datetime(
+        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro
+    )
+
+
+def parse_date(text: str) -> date:
+    """The calendar day of a date or datetime string (see `parse_datetime`)."""
+    return parse_datetime(text).date()
+
+
+def parse_integer(text: str) -> int:
+    """An integer, also when written as a whole float (`10204.0`, as some exports do)."""
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(f"{text!r} is not a whole number") from None
+        return int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """How one CDM column is read: its kind, whether it is required, and its bounds."""
+
+    name: str
+    kind: str
+    required: bool
+    length: int | None = None
+    bound: int | None = None
+
+    @classmethod
+    def of(cls, column: Column) -> Field:
+        """The field of a SQLAlchemy column of the CDM schema."""
+        kind, bound, length = "text", None, None
+        if isinstance(column.type, DateTime):
+            kind = "datetime"
+        elif isinstance(column.type, Date):
+            kind = "date"
+        elif isinstance(column.type, BigInteger):
+            kind, bound = "integer", _INT64
+        elif isinstance(column.type, Integer):
+            kind, bound = "integer", _INT32
+        elif isinstance(column.type, Double):
+            kind = "number"
+        elif isinstance(column.type, String):
+            length = column.type.length
+        return cls(column.name, kind, not column.nullable, length, bound)
+
+    def read(self, value: object) -> object:
+        """The column's value from text or a database value; None when empty.
+
+        Raises ValueError when the value cannot be this column's kind.
+        """
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            return _FROM_TEXT[self.kind](self, value)
+        return _FROM_VALUE[self.kind](self, value)
+
+
+def _bounded(field: Field, number: int) -> int:
+    assert field.bound is not None
+    if not -field.bound <= number < field.bound:
+        raise ValueError(f"{number} is out of range for {field.name}")
+    return number
+
+
+def _integer_value(field: Field, value: object) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return _bounded(field, value)
+    return _bounded(field, parse_integer(str(value)))
+
+
+def _date_value(field: Field, value: object) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return parse_date(str(value))
+
+
+def _datetime_value(field: Field, value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return parse_datetime(str(value))
+
+
+def _number_value(field: Field, value: object) -> float:
+    return float(value)  # type: ignore[arg-type]
+
+
+def _text_value(field: Field, value: object) -> str:
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    return text.strip()
+
+
+_FROM_TEXT: dict[str, Callable[[Field, str], object]] = {
+    "date": lambda f, v: parse_date(v),
+    "datetime": lambda f, v: parse_datetime(v),
+    "integer": lambda f, v: _bounded(f, parse_integer(v)),
+    "number": lambda f, v: float(v),
+    "text": lambda f, v: v,
+}
+
+_FROM_VALUE: dict[str, Callable[[Field, object], object]] = {
+    "date": _date_value,
+    "datetime": _datetime_value,
+    "integer": _integer_value,
+    "number": _number_value,
+    "text": _text_value,
+}

@@ -91,7 +91,9 @@ def test_adt_and_oru_land_in_the_cdm_and_a40_merges(store, tmp_path):
     (mi,) = _rows(store, "condition_occurrence")
     assert mi["condition_concept_id"] == 4329847 and mi["condition_source_value"] == "I21.9"
     (chol,) = _rows(store, "measurement")
-    assert chol["measurement_concept_id"] == 3027114 and chol["value_as_number"] == 5.9
+    assert chol["measurement_concept_id"] == 3027114  # [Mass/volume]: kept in mg/dL
+    assert round(chol["value_as_number"], 1) == 228.1 and chol["unit_concept_id"] == 8840
+    assert (chol["value_source_value"], chol["unit_source_value"]) == ("5.9", "mmol/L")
     (smoking,) = _rows(store, "observation")
     assert smoking["value_as_concept_id"] == 4298794
 

@@ -64,8 +64,8 @@ def test_csv_units_are_respelled_and_converted_per_code(store, exported):
         rows = conn.execute(
             select(m.c.measurement_concept_id, m.c.value_as_number, m.c.unit_source_value)
         ).all()
-    creatinine = sorted(v for concept, v, _ in rows if concept == 3016723)
-    assert {u for c, _, u in rows if c == 3016723} == {"umol/L"}
+    creatinine = sorted(v for concept, v, _ in rows if concept == 3020564)
+    assert {u for c, _, u in rows if c == 3020564} == {"umol/L"}
     expected = sorted(
         p.measurements["creatinine"] for p in patients if "creatinine" in p.measurements
     )
@@ -169,7 +169,7 @@ def test_implausible_values_and_wrong_units_are_quarantined(store, exported):
     first = orjson.loads(lines[0])
     assert first["code"]["coding"][0]["code"] == "8480-6"
     huge = dict(first, id="huge", valueQuantity={"value": 1200, "code": "mm[Hg]"})
-    wrong_unit = dict(first, id="unit", valueQuantity={"value": 120, "code": "kPa"})
+    wrong_unit = dict(first, id="unit", valueQuantity={"value": 120, "code": "mg/dL"})
     obs.write_bytes(b"\n".join([*lines, orjson.dumps(huge), orjson.dumps(wrong_unit)]) + b"\n")
     report = ingest_path(store, "fhir", folder)
     assert report.rules == {"plausibility.value_range": 1, "plausibility.unit_mismatch": 1}

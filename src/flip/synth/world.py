@@ -21,11 +21,12 @@ from flip.synth.notes import clinic_letter
 MEASUREMENTS: dict[str, tuple[str, str]] = {
     "sbp": ("8480-6", "mm[Hg]"),
     "dbp": ("8462-4", "mm[Hg]"),
-    "total_chol": ("2093-3", "mmol/L"),
+    "total_chol": ("14647-2", "mmol/L"),
+    # HDL as many labs send it: a [Mass/volume] code with a mmol/L value, stored converted to mg/dL.
     "hdl": ("2085-9", "mmol/L"),
     "bmi": ("39156-5", "kg/m2"),
     "hba1c": ("4548-4", "%"),
-    "creatinine": ("2160-0", "umol/L"),
+    "creatinine": ("14682-9", "umol/L"),
     "sodium": ("2951-2", "mmol/L"),
     "potassium": ("2823-3", "mmol/L"),
     "haemoglobin": ("718-7", "g/dL"),
@@ -33,7 +34,7 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "albumin": ("1751-7", "g/L"),
     "platelets": ("777-3", "10*3/uL"),
     "wbc": ("6690-2", "10*3/uL"),
-    "bilirubin": ("1975-2", "umol/L"),
+    "bilirubin": ("14631-6", "umol/L"),
 }
 
 #: Diagnoses as SNOMED CT and ICD-10 codes.

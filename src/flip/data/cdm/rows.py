@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS, metadata
 from flip.data.sources.records import BlockEvent, SourceEvent, SourcePerson, SourceVisit
+from flip.data.terminology.units import harmonise
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
 
 EHR = 32817
@@ -137,13 +138,24 @@ _MOMENTS = {
 }
 
 
-def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object]:
+def number_text(value: float | None, operator: str | None = None) -> str | None:
+    """A value as the source sent it, for value_source_value ("5.9", "120", "<0.5")."""
+    if value is None:
+        return None
+    text = repr(float(value))
+    text = text[:-2] if text.endswith(".0") else text
+    return f"{operator or ''}{text}"[:50]
+
+
+def _specific(table: str, e: SourceEvent, vocab: Vocabulary, concept_id: int) -> dict[str, object]:
     """The columns only some event tables have."""
     if table in ("measurement", "observation"):
+        unit = harmonise(concept_id, e.unit)
         out: dict[str, object] = {
-            "value_as_number": e.value,
-            "unit_concept_id": vocab.unit(e.unit),
+            "value_as_number": None if e.value is None else unit.apply(e.value),
+            "unit_concept_id": vocab.unit(unit.code or e.unit),
             "unit_source_value": (e.unit or "")[:50] or None,
+            "value_source_value": number_text(e.value, e.operator),
         }
         if table == "measurement" and e.operator:
             out["operator_concept_id"] = OPERATORS.get(e.operator, 0)
@@ -243,7 +255,7 @@ def event_row(
     }
     if table in _MOMENTS:
         values[_MOMENTS[table]] = moment(e.start)
-    values.update(_specific(table, e, vocab))
+    values.update(_specific(table, e, vocab, mapping.concept_id))
     return CdmRow(table, row_id, values), mapping.concept_id != 0
 
 
@@ -271,9 +283,17 @@ def block_columns(
     if table in _MOMENTS and any(isinstance(e.start, datetime) for e in events):
         columns[_MOMENTS[table]] = [moment(e.start) for e in events]
     if table in ("measurement", "observation"):
-        columns["value_as_number"] = [e.value for e in events]
-        columns["unit_concept_id"] = [vocab.unit(e.unit) for e in events]
+        units = {(m.concept_id, e.unit) for e, m in zip(events, mappings, strict=True)}
+        stored = {key: harmonise(*key) for key in units}
+        unit_ids = {key: vocab.unit(h.code or key[1]) for key, h in stored.items()}
+        keys = [(m.concept_id, e.unit) for e, m in zip(events, mappings, strict=True)]
+        columns["value_as_number"] = [
+            None if e.value is None else stored[key].apply(e.value)
+            for e, key in zip(events, keys, strict=True)
+        ]
+        columns["unit_concept_id"] = [unit_ids[key] for key in keys]
         columns["unit_source_value"] = [(e.unit or "")[:50] or None for e in events]
+        columns["value_source_value"] = [number_text(e.value) for e in events]
         if table == "observation":
             columns["value_as_string"] = [e.text[:60] if e.text else None for e in events]
     elif table == "drug_exposure":

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from flip.data.cdm.schema import concept, concept_relationship
 from flip.data.cdm.store import Store
+from flip.data.terminology.units import normalize_unit, unit_concept_id
 
 #: OMOP vocabulary_id -> the names that mean it: FHIR and terminology.hl7.org URIs, NHS URIs,
 #: OIDs, HL7 v2 table 0396 names (and the vocabulary_id itself). Matched case-insensitively.
@@ -140,6 +141,7 @@ class Vocabulary:
     local_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     systems: dict[str, str] = field(default_factory=dict)
     _memo: dict[tuple[str, str], Mapping] = field(default_factory=dict, repr=False)
+    _units: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_store(cls, store: Store) -> Vocabulary:
@@ -204,9 +206,22 @@ class Vocabulary:
             return Mapping(0, domain_id, concept_id, f"{vocabulary_id} {code} has no 'Maps to'")
         return Mapping(target, self.domains.get(target), concept_id, "non-standard, via 'Maps to'")
 
-    def unit(self, ucum: str | None) -> int:
-        """The concept id of a UCUM unit, or 0."""
-        if not ucum:
+    def unit(self, unit: str | None) -> int:
+        """The concept id of a unit as sent (UCUM or a common lab spelling), or 0.
+
+        The store's own UCUM concepts win (a loaded Athena download); FLIP's table of
+        common units answers the rest."""
+        if not unit:
             return 0
-        found = self.by_code.get(("UCUM", ucum))
-        return found[0] if found else 0
+        found = self._units.get(unit)
+        if found is None:
+            found = self._units[unit] = self._unit(unit)
+        return found
+
+    def _unit(self, unit: str) -> int:
+        code = normalize_unit(unit)
+        for spelling in (code, unit):
+            known = self.by_code.get(("UCUM", spelling or ""))
+            if known is not None:
+                return known[0]
+        return unit_concept_id(code)

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-#: Measurement concept -> {UCUM unit: (lowest, highest) plausible value}. Outside the range,
-#: or in a unit not listed, a measurement is quarantined. Concepts not listed pass.
-PLAUSIBLE: dict[int, dict[str, tuple[float, float]]] = {
-    3004249: {"mm[Hg]": (40, 300)},  # systolic blood pressure
-    3012888: {"mm[Hg]": (20, 200)},  # diastolic blood pressure
-    3027114: {"mmol/L": (0.5, 30), "mg/dL": (20, 1200)},  # total cholesterol
-    3007070: {"mmol/L": (0.1, 6), "mg/dL": (4, 230)},  # HDL cholesterol
-    3038553: {"kg/m2": (8, 120)},  # body mass index
-    3004410: {"%": (2, 25)},  # HbA1c
-    3016723: {"umol/L": (5, 3000), "mg/dL": (0.05, 35)},  # creatinine
-    3019550: {"mmol/L": (90, 200)},  # sodium
-    3023103: {"mmol/L": (1, 12)},  # potassium
-    3000963: {"g/dL": (2, 25), "g/L": (20, 250)},  # haemoglobin
+from flip.data.terminology.units import CANONICAL, harmonise
+
+#: Measurement concept -> (lowest, highest) plausible value in the concept's canonical unit
+#: (flip.data.terminology.units.CANONICAL). A value is converted to that unit before it is
+#: compared; outside the range, or in a unit that does not convert, a measurement is
+#: quarantined. Concepts not listed pass.
+PLAUSIBLE: dict[int, tuple[float, float]] = {
+    3004249: (40, 300),  # systolic blood pressure, mm[Hg]
+    3012888: (20, 200),  # diastolic blood pressure, mm[Hg]
+    3027114: (20, 1200),  # total cholesterol, mg/dL
+    3019900: (0.5, 30),  # total cholesterol, mmol/L
+    3007070: (4, 230),  # HDL cholesterol, mg/dL
+    3038553: (8, 120),  # body mass index, kg/m2
+    3004410: (2, 25),  # HbA1c, %
+    3016723: (0.05, 35),  # creatinine, mg/dL
+    3020564: (5, 3000),  # creatinine, umol/L
+    3019550: (90, 200),  # sodium, mmol/L
+    3023103: (1, 12),  # potassium, mmol/L
+    3000963: (2, 25),  # haemoglobin, g/dL
+    3004501: (10, 1500),  # glucose, mg/dL
+    3020891: (25, 45),  # body temperature, Cel
+    3025315: (0.2, 500),  # body weight, kg
+    3036277: (20, 280),  # body height, cm
 }
 
 
@@ -49,20 +59,26 @@ def birth_problem(birth: date | None, today: date) -> tuple[str, str] | None:
 
 
 def value_problem(concept_id: int, value: float | None, unit: str | None) -> tuple[str, str] | None:
-    """(rule, message) when a measurement's unit or value is implausible for its concept."""
-    ranges = PLAUSIBLE.get(concept_id)
-    if ranges is None or value is None:
+    """(rule, message) when a measurement's unit or value is implausible for its concept,
+    compared in the concept's canonical unit."""
+    bounds = PLAUSIBLE.get(concept_id)
+    if bounds is None or value is None:
         return None
-    if unit not in ranges:
-        expected = ", ".join(sorted(ranges))
+    canonical = CANONICAL[concept_id][1]
+    stored = harmonise(concept_id, unit)
+    if stored.code != canonical:
         return (
             "plausibility.unit_mismatch",
-            f"unit {unit!r} is not one of {expected} for concept {concept_id}",
+            f"unit {unit!r} does not convert to {canonical} for concept {concept_id}",
         )
-    low, high = ranges[unit]
-    if not low <= value <= high:
+    low, high = bounds
+    converted = stored.apply(value)
+    if not low <= converted <= high:
+        shown = f"{value} {unit}" + (
+            f" (= {converted:.4g} {canonical})" if stored.converted else ""
+        )
         return (
             "plausibility.value_range",
-            f"{value} {unit} is outside {low}-{high} for concept {concept_id}",
+            f"{shown} is outside {low}-{high} {canonical} for concept {concept_id}",
         )
     return None

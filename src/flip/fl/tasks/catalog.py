@@ -23,11 +23,11 @@ _MACE_FEATURES = [
     ("hypertension", "condition", [320128], 0.5, 0.5),
     ("systolic_bp", "measurement", [SYSTOLIC_BP], 130.0, 20.0),
     ("diastolic_bp", "measurement", [3012888], 80.0, 12.0),
-    ("total_cholesterol", "measurement", [3027114], 5.2, 1.0),
-    ("hdl_cholesterol", "measurement", [3007070], 1.3, 0.4),
+    ("total_cholesterol", "measurement", [3019900], 5.2, 1.0),
+    ("hdl_cholesterol", "measurement", [3007070], 50.0, 15.0),
     ("bmi", "measurement", [3038553], 27.0, 5.0),
     ("hba1c", "measurement", [3004410], 5.8, 1.0),
-    ("creatinine", "measurement", [3016723], 80.0, 20.0),
+    ("creatinine", "measurement", [3020564], 80.0, 20.0),
     ("sodium", "measurement", [3019550], 140.0, 3.0),
     ("potassium", "measurement", [3023103], 4.3, 0.5),
     ("haemoglobin", "measurement", [3000963], 13.8, 1.5),
@@ -35,7 +35,7 @@ _MACE_FEATURES = [
     ("albumin", "measurement", [3024561], 42.0, 4.0),
     ("platelets", "measurement", [3024929], 260.0, 60.0),
     ("wbc", "measurement", [3000905], 7.0, 2.0),
-    ("bilirubin", "measurement", [3024128], 10.0, 5.0),
+    ("bilirubin", "measurement", [3006140], 10.0, 5.0),
 ]
 
 

@@ -1,0 +1,359 @@
+"""Units: lab spellings -> UCUM -> OMOP unit concepts, and one canonical unit per measurement.
+
+Concept ids are OHDSI's (vocabulary UCUM), checked against the OHDSI Data Quality Dashboard's
+concept-level threshold files, which name each unit concept next to the measurements it fits.
+Conversion factors and their sources are listed in docs/units.md.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+
+from flip.data.cdm.schema import measurement
+from flip.data.cdm.store import Store
+
+#: UCUM code -> (OMOP concept id, concept name): the units labs commonly send.
+UCUM_CONCEPTS: dict[str, tuple[int, str]] = {
+    "%": (8554, "percent"),
+    "mg/dL": (8840, "milligram per deciliter"),
+    "mg/L": (8751, "milligram per liter"),
+    "g/dL": (8713, "gram per deciliter"),
+    "g/L": (8636, "gram per liter"),
+    "ug/dL": (8837, "microgram per deciliter"),
+    "ug/L": (8748, "microgram per liter"),
+    "ng/dL": (8817, "nanogram per deciliter"),
+    "ng/mL": (8842, "nanogram per milliliter"),
+    "ng/L": (8725, "nanogram per liter"),
+    "pg/mL": (8845, "picogram per milliliter"),
+    "mmol/L": (8753, "millimole per liter"),
+    "umol/L": (8749, "micromole per liter"),
+    "nmol/L": (8736, "nanomole per liter"),
+    "pmol/L": (8729, "picomole per liter"),
+    "mmol/mol": (9579, "millimole per mole"),
+    "meq/L": (9557, "milliequivalent per liter"),
+    "U/L": (8645, "unit per liter"),
+    "[IU]/L": (8923, "international unit per liter"),
+    "U/mL": (8763, "unit per milliliter"),
+    "10*9/L": (9444, "billion per liter"),
+    "10*3/uL": (8848, "thousand per microliter"),
+    "10*3/mm3": (8961, "thousand per cubic millimeter"),
+    "10*6/uL": (8815, "million per microliter"),
+    "/uL": (8647, "per microliter"),
+    "/mm3": (8785, "per cubic millimeter"),
+    "fL": (8583, "femtoliter"),
+    "pg": (8564, "picogram"),
+    "L/L": (44777604, "liter per liter"),
+    "mm/h": (8752, "millimeter per hour"),
+    "s": (8555, "second"),
+    "{ratio}": (8523, "ratio"),
+    "mm[Hg]": (8876, "millimeter mercury column"),
+    "kPa": (44777602, "kilopascal"),
+    "/min": (8541, "per minute"),
+    "Cel": (586323, "degree Celsius"),
+    "[degF]": (9289, "degree Fahrenheit"),
+    "kg": (9529, "kilogram"),
+    "g": (8504, "gram"),
+    "mg": (8576, "milligram"),
+    "[lb_av]": (8739, "pound (US)"),
+    "[oz_av]": (9373, "ounce (avoirdupois)"),
+    "cm": (8582, "centimeter"),
+    "mm": (8588, "millimeter"),
+    "m": (9546, "meter"),
+    "[in_i]": (9327, "inch (international)"),
+    "[in_us]": (9330, "inch (US)"),
+    "m2": (8617, "square meter"),
+    "kg/m2": (9531, "kilogram per square meter"),
+    "mL": (8587, "milliliter"),
+    "L": (8519, "liter"),
+    "mL/min": (8795, "milliliter per minute"),
+    "mL/min/{1.73_m2}": (720870, "milliliter per minute per 1.73 square meter"),
+    "mg/g": (8723, "milligram per gram"),
+    "[pH]": (8482, "pH"),
+    "mosm/kg": (8862, "milliosmole per kilogram"),
+}
+
+#: Spellings labs send -> UCUM code. Matched exactly first, then ignoring case (where that is
+#: unambiguous: "G/l" is 10*9/L but "g/l" is g/L, so both are listed exactly).
+ALIASES: dict[str, str] = {
+    "G/L": "10*9/L",
+    "G/l": "10*9/L",
+    "g/l": "g/L",
+    "mcg/L": "ug/L",
+    "mcg/dL": "ug/dL",
+    "mcmol/L": "umol/L",
+    "mEq/L": "meq/L",
+    "IU/L": "[IU]/L",
+    "[U]/L": "U/L",
+    "K/uL": "10*3/uL",
+    "10*3/ul": "10*3/uL",
+    "10*6/ul": "10*6/uL",
+    "mmHg": "mm[Hg]",
+    "bpm": "/min",
+    "beats/min": "/min",
+    "beats/minute": "/min",
+    "{beats}/min": "/min",
+    "breaths/min": "/min",
+    "{breaths}/min": "/min",
+    "min-1": "/min",
+    "degC": "Cel",
+    "°C": "Cel",
+    "C": "Cel",
+    "celsius": "Cel",
+    "degF": "[degF]",
+    "°F": "[degF]",
+    "fahrenheit": "[degF]",
+    "lb": "[lb_av]",
+    "lbs": "[lb_av]",
+    "pound": "[lb_av]",
+    "pounds": "[lb_av]",
+    "oz": "[oz_av]",
+    "in": "[in_i]",
+    "inch": "[in_i]",
+    "inches": "[in_i]",
+    "kg/m²": "kg/m2",
+    "percent": "%",
+    "ratio": "{ratio}",
+    "mm/hr": "mm/h",
+    "sec": "s",
+    "mL/min/1.73m2": "mL/min/{1.73_m2}",
+    "mL/min/(173.10*-2.m2)": "mL/min/{1.73_m2}",
+    "mosmol/kg": "mosm/kg",
+    "pH": "[pH]",
+}
+
+
+def _caseless() -> dict[str, str]:
+    """Every spelling folded to lower case, minus those that fold onto two different units."""
+    found: dict[str, set[str]] = {}
+    for spelling, code in (*((u, u) for u in UCUM_CONCEPTS), *ALIASES.items()):
+        found.setdefault(spelling.lower(), set()).add(code)
+    return {folded: codes.pop() for folded, codes in found.items() if len(codes) == 1}
+
+
+_CASELESS = _caseless()
+
+#: "x10^9/L", "10^9/l", "10E9/L", "x 10*9 /L" -> "10*9/L" (the power-of-ten count units).
+_POWER = re.compile("^[x\u00d7*]?10(?:\\^|\\*|e|E)(\\d+)(/.*)$")
+
+
+def normalize_unit(text: str | None) -> str | None:
+    """The UCUM code of a unit as a lab spelled it, or None when the spelling is unknown."""
+    if not text:
+        return None
+    cleaned = "".join(unicodedata.normalize("NFKC", text).split()).replace("μ", "u")
+    if not cleaned:
+        return None
+    power = _POWER.match(cleaned)
+    if power:
+        cleaned = f"10*{power.group(1)}{power.group(2)}"
+    if cleaned in UCUM_CONCEPTS:
+        return cleaned
+    if cleaned in ALIASES:
+        return ALIASES[cleaned]
+    return _CASELESS.get(cleaned.lower())
+
+
+def unit_concept_id(code: str | None) -> int:
+    """The OMOP concept id of a UCUM code from FLIP's own table, or 0."""
+    found = UCUM_CONCEPTS.get(code or "")
+    return found[0] if found else 0
+
+
+@dataclass(frozen=True)
+class Analyte:
+    """What one substance or quantity can be reported in: unit -> (scale, offset) to `base`."""
+
+    name: str
+    base: str
+    units: dict[str, tuple[float, float]]
+
+    def convert(self, value: float, source: str, target: str) -> float:
+        """`value` in unit `source` expressed in unit `target`."""
+        scale, offset = self.units[source]
+        base = value * scale + offset
+        scale, offset = self.units[target]
+        return (base - offset) / scale
+
+
+def _molar(name: str, base: str, grams_per_mol: float) -> Analyte:
+    """A substance with a molar mass: mass and substance concentrations convert both ways."""
+    mmol_per_mg_dl = 10 / grams_per_mol
+    units = {
+        "mmol/L": (1.0, 0.0),
+        "umol/L": (1e-3, 0.0),
+        "mg/dL": (mmol_per_mg_dl, 0.0),
+        "mg/L": (mmol_per_mg_dl / 10, 0.0),
+        "g/L": (mmol_per_mg_dl * 100, 0.0),
+    }
+    return Analyte(name, base, units)
+
+
+#: Analytes whose factors are known; molar masses from PubChem (see docs/units.md).
+ANALYTES: dict[str, Analyte] = {
+    a.name: a
+    for a in (
+        _molar("glucose", "mmol/L", 180.16),
+        _molar("creatinine", "umol/L", 113.12),
+        _molar("cholesterol", "mmol/L", 386.65),
+        _molar("triglycerides", "mmol/L", 885.7),
+        _molar("bilirubin", "umol/L", 584.66),
+        _molar("calcium", "mmol/L", 40.078),
+        Analyte("electrolyte", "mmol/L", {"mmol/L": (1.0, 0.0), "meq/L": (1.0, 0.0)}),
+        Analyte("protein", "g/L", {"g/L": (1.0, 0.0), "g/dL": (10.0, 0.0), "mg/dL": (0.01, 0.0)}),
+        Analyte("crp", "mg/L", {"mg/L": (1.0, 0.0), "mg/dL": (10.0, 0.0)}),
+        Analyte("hba1c", "%", {"%": (1.0, 0.0), "mmol/mol": (0.09148, 2.152)}),
+        Analyte("temperature", "Cel", {"Cel": (1.0, 0.0), "[degF]": (5 / 9, -160 / 9)}),
+        Analyte(
+            "mass",
+            "kg",
+            {
+                "kg": (1.0, 0.0),
+                "g": (1e-3, 0.0),
+                "[lb_av]": (0.45359237, 0.0),
+                "[oz_av]": (0.028349523125, 0.0),
+            },
+        ),
+        Analyte(
+            "length",
+            "cm",
+            {
+                "cm": (1.0, 0.0),
+                "mm": (0.1, 0.0),
+                "m": (100.0, 0.0),
+                "[in_i]": (2.54, 0.0),
+                "[in_us]": (100 / 39.37, 0.0),
+            },
+        ),
+        Analyte("pressure", "mm[Hg]", {"mm[Hg]": (1.0, 0.0), "kPa": (760 / 101.325, 0.0)}),
+        Analyte("rate", "/min", {"/min": (1.0, 0.0)}),
+        Analyte("bmi", "kg/m2", {"kg/m2": (1.0, 0.0)}),
+        Analyte(
+            "cell_count",
+            "10*9/L",
+            {
+                "10*9/L": (1.0, 0.0),
+                "10*3/uL": (1.0, 0.0),
+                "10*3/mm3": (1.0, 0.0),
+                "/uL": (1e-3, 0.0),
+                "/mm3": (1e-3, 0.0),
+            },
+        ),
+        Analyte("enzyme", "U/L", {"U/L": (1.0, 0.0), "[IU]/L": (1.0, 0.0)}),
+    )
+}
+
+#: Measurement concept -> (analyte, canonical unit): one unit per concept, the one its LOINC
+#: property names (a [Mass/volume] concept is kept in mg/dL, a [Moles/volume] one in mmol/L).
+CANONICAL: dict[int, tuple[str, str]] = {
+    3004501: ("glucose", "mg/dL"),  # Glucose [Mass/volume] in Serum or Plasma (2345-7)
+    3000483: ("glucose", "mg/dL"),  # Glucose [Mass/volume] in Blood (2339-0)
+    3013826: ("glucose", "mmol/L"),  # Glucose [Moles/volume] in Serum or Plasma (14749-6)
+    3016723: ("creatinine", "mg/dL"),  # Creatinine [Mass/volume] in Serum or Plasma (2160-0)
+    3020564: ("creatinine", "umol/L"),  # Creatinine [Moles/volume] in Serum or Plasma (14682-9)
+    3051825: ("creatinine", "mg/dL"),  # Creatinine [Mass/volume] in Blood
+    40762887: ("creatinine", "umol/L"),  # Creatinine [Moles/volume] in Blood
+    3027114: ("cholesterol", "mg/dL"),  # Cholesterol [Mass/volume] in Serum or Plasma (2093-3)
+    3019900: ("cholesterol", "mmol/L"),  # Cholesterol [Moles/volume] in Serum or Plasma (14647-2)
+    3007070: ("cholesterol", "mg/dL"),  # Cholesterol in HDL [Mass/volume] (2085-9)
+    3028437: ("cholesterol", "mg/dL"),  # Cholesterol in LDL [Mass/volume] (18262-6)
+    3028288: ("cholesterol", "mg/dL"),  # Cholesterol in LDL [Mass/volume] by calculation (13457-7)
+    3001308: ("cholesterol", "mmol/L"),  # Cholesterol in LDL [Moles/volume] (22748-8)
+    3022192: ("triglycerides", "mg/dL"),  # Triglyceride [Mass/volume] in Serum or Plasma (2571-8)
+    3024128: ("bilirubin", "mg/dL"),  # Bilirubin.total [Mass/volume] (1975-2)
+    3006140: ("bilirubin", "umol/L"),  # Bilirubin.total [Moles/volume] (14631-6)
+    3006906: ("calcium", "mg/dL"),  # Calcium [Mass/volume] in Serum or Plasma (17861-6)
+    3015377: ("calcium", "mmol/L"),  # Calcium [Moles/volume] in Serum or Plasma (2000-8)
+    3019550: ("electrolyte", "mmol/L"),  # Sodium [Moles/volume] (2951-2)
+    3023103: ("electrolyte", "mmol/L"),  # Potassium [Moles/volume] (2823-3)
+    3014576: ("electrolyte", "mmol/L"),  # Chloride [Moles/volume] (2075-0)
+    3000963: ("protein", "g/dL"),  # Hemoglobin [Mass/volume] in Blood (718-7)
+    3024561: ("protein", "g/L"),  # Albumin [Mass/volume] in Serum or Plasma (1751-7)
+    3020630: ("protein", "g/L"),  # Protein [Mass/volume] in Serum or Plasma (2885-2)
+    3020460: ("crp", "mg/L"),  # C reactive protein [Mass/volume] (1988-5)
+    3004410: ("hba1c", "%"),  # Hemoglobin A1c/Hemoglobin.total in Blood (4548-4)
+    3005673: ("hba1c", "%"),  # Hemoglobin A1c/Hemoglobin.total in Blood by HPLC (17856-6)
+    3020891: ("temperature", "Cel"),  # Body temperature (8310-5)
+    3006322: ("temperature", "Cel"),  # Oral temperature (8331-1)
+    3025315: ("mass", "kg"),  # Body weight (29463-7)
+    3036277: ("length", "cm"),  # Body height (8302-2)
+    3004249: ("pressure", "mm[Hg]"),  # Systolic blood pressure (8480-6)
+    3012888: ("pressure", "mm[Hg]"),  # Diastolic blood pressure (8462-4)
+    3027018: ("rate", "/min"),  # Heart rate (8867-4)
+    3024171: ("rate", "/min"),  # Respiratory rate (9279-1)
+    3038553: ("bmi", "kg/m2"),  # Body mass index (39156-5)
+    3024929: ("cell_count", "10*3/uL"),  # Platelets [#/volume] in Blood by Automated count (777-3)
+    3000905: (
+        "cell_count",
+        "10*3/uL",
+    ),  # Leukocytes [#/volume] in Blood by Automated count (6690-2)
+    3006923: ("enzyme", "U/L"),  # Alanine aminotransferase (1742-6)
+    3013721: ("enzyme", "U/L"),  # Aspartate aminotransferase (1920-8)
+}
+
+
+@dataclass(frozen=True)
+class Harmonised:
+    """How one (concept, unit) is stored: its UCUM code, and value -> value * scale + offset."""
+
+    code: str | None
+    scale: float = 1.0
+    offset: float = 0.0
+    converted: bool = False
+
+    def apply(self, value: float) -> float:
+        """The value in the stored unit."""
+        return value * self.scale + self.offset if self.converted else value
+
+
+def harmonise(concept_id: int, unit: str | None) -> Harmonised:
+    """How a value of `concept_id` sent in `unit` is stored: in its concept's canonical unit
+    where the analyte's factor is known, else as sent (its spelling normalised to UCUM)."""
+    code = normalize_unit(unit)
+    canonical = CANONICAL.get(concept_id)
+    if code is None or canonical is None:
+        return Harmonised(code)
+    analyte, target = canonical
+    units = ANALYTES[analyte].units
+    if code == target or code not in units:
+        return Harmonised(code)
+    (scale_in, offset_in), (scale_out, offset_out) = units[code], units[target]
+    scale = scale_in / scale_out
+    return Harmonised(target, scale, (offset_in - offset_out) / scale_out, True)
+
+
+def to_canonical(concept_id: int, value: float, unit: str | None) -> tuple[float, str | None]:
+    """`value` in its concept's canonical unit, and that unit (or the value as sent, normalised)."""
+    h = harmonise(concept_id, unit)
+    return h.apply(value), h.code
+
+
+@dataclass(frozen=True)
+class UnitCoverage:
+    """Of one measurement concept's rows with a numeric value, how many carry a unit concept."""
+
+    concept_id: int
+    rows: int
+    with_unit: int
+
+    @property
+    def share(self) -> float:
+        """The share of rows with a unit concept (1.0 when there are none to cover)."""
+        return self.with_unit / self.rows if self.rows else 1.0
+
+
+def unit_coverage(store: Store) -> list[UnitCoverage]:
+    """Per measurement concept, how many rows with a numeric value have a unit concept."""
+    m = measurement
+    has_unit = func.sum(case((m.c.unit_concept_id != 0, 1), else_=0))
+    query = (
+        select(m.c.measurement_concept_id, func.count(), func.coalesce(has_unit, 0))
+        .where(m.c.value_as_number.is_not(None))
+        .group_by(m.c.measurement_concept_id)
+        .order_by(m.c.measurement_concept_id)
+    )
+    with store.connect() as conn:
+        return [UnitCoverage(int(c), int(n), int(u)) for c, n, u in conn.execute(query)]

@@ -37,6 +37,10 @@ _REQUIRED = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality")
 _DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 _DATE_FORMATS = ("%Y%m%d", "%Y.%m.%d")
 _HEAD = 4096
+#: Values longer than this are not read (the pixels): only their length and place.
+_DEFER = 1024
+_PIXELS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def _files(path: Path) -> list[Path]:
@@ -83,15 +87,31 @@ class SeriesAccount:
     def __init__(self) -> None:
         self._represented: dict[str, tuple[str, str]] = {}
 
-    def instance(self, ds: pydicom.Dataset, location: str, **where: str) -> SourceRecord:
-        """The record of one instance: its series, a skip with its rule, or a rejection."""
+    def instance(
+        self,
+        ds: pydicom.Dataset,
+        location: str,
+        pixels: tuple[str, str] | None = None,
+        **where: str,
+    ) -> SourceRecord:
+        """The record of one instance: its series, a skip with its rule, or a rejection.
+
+        `pixels` is (rule, message) when the file's pixel data is missing or cut short:
+        such an image cannot stand for its series.
+        """
         try:
-            return self._instance(ds, location, where)
+            return self._instance(ds, location, pixels, where)
         except (ValueError, TypeError, KeyError, UnicodeError, OverflowError) as exc:
             message = f"the header cannot be decoded: {type(exc).__name__}: {exc}"
             return Rejected(None, location, "dicom.unreadable", message, b"")
 
-    def _instance(self, ds: pydicom.Dataset, location: str, where: dict[str, str]) -> SourceRecord:
+    def _instance(
+        self,
+        ds: pydicom.Dataset,
+        location: str,
+        pixels: tuple[str, str] | None,
+        where: dict[str, str],
+    ) -> SourceRecord:
         sop_class = sop_class_uid(ds)
         key = f"instance/{_text(ds, 'SOPInstanceUID') or location}"
         rule = non_image_rule(sop_class, _text(ds, "Modality"))
@@ -108,6 +128,8 @@ class SeriesAccount:
                 return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
             message = f"an instance of series {series}, which {first} stands for"
             return Skipped(key, location, SERIES_REPRESENTED, message)
+        if pixels is not None:
+            return Rejected(key, location, *pixels, _header(ds))
         record = series_record(ds, location, **where)
         if type(record) is SourceEvent:
             self._represented[series] = (location, _text(ds, "PatientID"))
@@ -121,11 +143,11 @@ def _read(path: Path) -> pydicom.Dataset | Rejected:
     when it then names a SOP Class, as a real instance does.
     """
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path, defer_size=_DEFER)
     except InvalidDicomError:
         reason = "not a DICOM file (no DICOM preamble, and no SOP Class UID without one)"
         try:
-            forced = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            forced = pydicom.dcmread(path, defer_size=_DEFER, force=True)
             if _text(forced, "SOPClassUID"):
                 return forced
         except Exception as exc:  # a non-DICOM file read by force fails in any way
@@ -137,13 +159,26 @@ def _read(path: Path) -> pydicom.Dataset | Rejected:
     return Rejected(None, str(path), "dicom.unreadable", reason, head)
 
 
+def _pixel_problem(ds: pydicom.Dataset, size: int) -> tuple[str, str] | None:
+    """(rule, message) when a file has no pixel data, or less than its header declares."""
+    element = next((ds._dict[tag] for tag in _PIXELS if tag in ds._dict), None)
+    if element is None:
+        return "dicom.pixel_data_missing", "the file holds no pixel data"
+    length, start = getattr(element, "length", 0), getattr(element, "value_tell", None)
+    if start is not None and length != _UNDEFINED_LENGTH and start + length > size:
+        message = f"the pixel data is cut short: {size - start} of {length} bytes"
+        return "dicom.pixel_data_truncated", message
+    return None
+
+
 def read_file(path: Path, account: SeriesAccount | None = None) -> SourceRecord:
     """The record of one DICOM file (see `SeriesAccount`), or why it was rejected."""
     ds = _read(path)
     if isinstance(ds, Rejected):
         return ds
     account = account or SeriesAccount()
-    return account.instance(ds, str(path), local_path=str(path.resolve()))
+    pixels = _pixel_problem(ds, path.stat().st_size)
+    return account.instance(ds, str(path), pixels, local_path=str(path.resolve()))
 
 
 def series_record(ds: pydicom.Dataset, location: str, **where: str) -> SourceRecord:

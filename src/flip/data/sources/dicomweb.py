@@ -75,7 +75,7 @@ def _instance(
     except (ValueError, TypeError, KeyError) as exc:
         message = f"the server's attributes cannot be decoded: {type(exc).__name__}: {exc}"
         return Rejected(None, location, "dicom.unreadable", message, orjson.dumps(attributes))
-    return account.instance(merged, location, wadors_uri=series)
+    return account.instance(merged, location, None, wadors_uri=series)
 
 
 def _ask(base: str, done: int, search, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:

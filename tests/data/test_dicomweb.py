@@ -1,7 +1,10 @@
 """A PACS over DICOMweb (real Orthanc) -> image_occurrence rows that point at their series."""
 
+from pathlib import Path
+
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
@@ -9,6 +12,7 @@ from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from flip.data.sources.dicomweb import DicomWebError, read_server
 from flip.ports import free_port
+from tests.data.accounting import assert_accounted
 from tests.data.orthanc import orthanc_server
 
 
@@ -58,3 +62,45 @@ def test_an_unreachable_pacs_is_a_clear_error():
     base = f"http://127.0.0.1:{free_port()}/dicom-web"
     with pytest.raises(DicomWebError, match=f"{base}: the server stopped after 0 studies"):
         list(read_server(base))
+
+
+@pytest.mark.orthanc
+def test_a_pacs_accounts_for_every_instance(store, exported, orthanc, tmp_path):
+    _, patients, folder = exported("csv", n=3)
+    ingest_path(store, "csv", folder)
+    images = folder / "dicom"
+    for path in sorted(images.glob("*.dcm")):
+        orthanc.upload(path)
+    first = pydicom.dcmread(images / f"{patients[0].source_id}.dcm")
+    for n, changes in enumerate(
+        [
+            {"InstanceNumber": 2},
+            {"InstanceNumber": 3},
+            {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.88.11", "Modality": "SR"},
+            {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.11.1", "Modality": "PR"},
+        ]
+    ):
+        if "SOPClassUID" in changes:
+            first.SeriesInstanceUID = generate_uid()
+        for keyword, value in changes.items():
+            setattr(first, keyword, value)
+        first.SOPInstanceUID = first.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        first.file_meta.MediaStorageSOPClassUID = first.SOPClassUID
+        first.save_as(tmp_path / f"{n}.dcm")
+        orthanc.upload(tmp_path / f"{n}.dcm")
+    orthanc.upload(Path(get_testdata_file("rtplan.dcm")))
+
+    report = ingest_path(store, "dicom", None, url=orthanc.dicomweb)
+    assert_accounted(store, report)
+    assert report.read == len(patients) + 5, "one record per instance on the server"
+    assert report.skipped_rules == {
+        "dicom.series_represented": 2,
+        "dicom.non_image.structured_report": 1,
+        "dicom.non_image.presentation_state": 1,
+        "dicom.non_image.rt_plan": 1,
+    }
+    assert report.rows["image_occurrence"] == len(patients) and report.quarantined == 0
+
+    again = ingest_path(store, "dicom", None, url=orthanc.dicomweb)
+    assert_accounted(store, again)
+    assert again.unchanged == len(patients) and again.skipped_rules == report.skipped_rules

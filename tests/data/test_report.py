@@ -1,12 +1,15 @@
 """`flip site report`: tables, quarantine, unmapped codes and quality checks, as JSON and HTML."""
 
 import json
+import re
 import subprocess
 import sys
 from datetime import date
 
 import orjson
-from sqlalchemy import insert
+import pydicom
+from pydicom.uid import generate_uid
+from sqlalchemy import func, insert, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import StoreError, open_store
@@ -34,9 +37,18 @@ def test_report_counts_rules_unmapped_and_failing_checks(store, exported):
     data = build_report(store)
     assert data["tables"]["person"] == len(patients)
     assert data["quarantine"]["by_rule"] == {"json.malformed": 1}
-    assert {"table": "condition_occurrence", "source_value": "999999999", "rows": 1} in data[
-        "unmapped"
-    ]
+    assert {
+        "table": "condition_occurrence",
+        "code_system": "http://snomed.info/sct",
+        "source_value": "999999999",
+        "rows": 1,
+    } in data["unmapped"]
+    assert {
+        "source": f"fhir:{folder}",
+        "code_system": "http://snomed.info/sct",
+        "code": "999999999",
+        "records": 1,
+    } in data["unmapped_codes"]
     checks = {c["name"]: c for c in data["checks"]}
     assert checks["plausibility.death_before_birth"]["status"] == "FAIL"
     assert checks["plausibility.after_death.measurement"]["failed"] > 0
@@ -100,3 +112,135 @@ def test_report_cli_writes_json_and_html(tmp_path, exported):
     )
     assert json.loads(out.stdout)["tables"]["person"] == 10
     assert (tmp_path / "r.html").read_text().count("<table>") >= 4
+
+
+def _measurements(store, rows: list[tuple[int, float | None, int]]) -> None:
+    """Measurement rows (concept id, value, unit concept id) of one person."""
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.person).values(
+                person_id=1,
+                gender_concept_id=0,
+                year_of_birth=1950,
+                race_concept_id=0,
+                ethnicity_concept_id=0,
+            )
+        )
+        conn.execute(
+            insert(schema.measurement),
+            [
+                {
+                    "measurement_id": n,
+                    "person_id": 1,
+                    "measurement_concept_id": concept,
+                    "measurement_date": date(2020, 1, 1),
+                    "measurement_type_concept_id": 32817,
+                    "value_as_number": value,
+                    "unit_concept_id": unit,
+                    "measurement_source_value": str(concept),
+                }
+                for n, (concept, value, unit) in enumerate(rows, start=1)
+            ],
+        )
+
+
+def test_unit_coverage_and_value_distributions_with_tukey_outliers(store):
+    values = [float(v) for v in range(1, 21)] + [1000.0]
+    rows = [(3004410, v, 8554) for v in values] + [(3004410, 5.0, 0), (3004410, None, 0)]
+    _measurements(store, rows)
+    data = build_report(store)
+    units = data["unit_coverage"]
+    assert (units["rows"], units["numeric"], units["with_unit"]) == (23, 22, 21)
+    [concept] = units["by_concept"]
+    assert concept["share"] == round(21 / 22, 4)
+    spread = {(d["concept_id"], d["unit_concept_id"]): d for d in data["distributions"]}
+    hba1c = spread[(3004410, 8554)]
+    assert (hba1c["n"], hba1c["q1"], hba1c["median"], hba1c["q3"]) == (21, 6.0, 11.0, 16.0)
+    assert (hba1c["low_fence"], hba1c["high_fence"]) == (-9.0, 31.0)
+    assert hba1c["outliers"] == 1 and hba1c["outlier_samples"] == [1000.0]
+    assert spread[(3004410, 0)]["n"] == 1, "values without a unit are a distribution of their own"
+
+
+def test_quarantine_samples_cover_different_records(store):
+    rows = [("one", f"bad field {n}", "hl7.field") for n in range(10)]
+    rows += [(f"other{n}", "bad", "hl7.field") for n in range(4)]
+    rows += [("third", "no date", "date.missing")]
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.quarantine),
+            [
+                {
+                    "quarantine_id": n,
+                    "source_system": "hl7v2:feed",
+                    "location": "feed.hl7",
+                    "record_key": key,
+                    "rule": rule,
+                    "message": message,
+                }
+                for n, (key, message, rule) in enumerate(rows, start=1)
+            ],
+        )
+    samples = build_report(store)["quarantine"]["samples"]
+    by_rule: dict[str, list[str]] = {}
+    for sample in samples:
+        by_rule.setdefault(sample["rule"], []).append(sample["record_key"])
+    assert by_rule["date.missing"] == ["third"]
+    assert len(by_rule["hl7.field"]) == 3 and len(set(by_rule["hl7.field"])) == 3
+
+
+def test_the_mapped_check_fails_on_a_concept_the_vocabulary_does_not_know(store, exported):
+    _, _, folder = exported("csv", n=20)
+    ingest_path(store, "csv", folder)
+    checks = {c.name: c for c in run_checks(store)}
+    assert checks["completeness.mapped.condition_occurrence"].status == "PASS"
+    with store.begin() as conn:
+        conn.execute(
+            schema.condition_occurrence.update()
+            .where(
+                schema.condition_occurrence.c.condition_occurrence_id
+                == select(
+                    func.min(schema.condition_occurrence.c.condition_occurrence_id)
+                ).scalar_subquery()
+            )
+            .values(condition_concept_id=987654321)
+        )
+    checks = {c.name: c for c in run_checks(store)}
+    mapped = checks["completeness.mapped.condition_occurrence"]
+    assert mapped.status == "FAIL" and mapped.failed >= 1
+    assert checks["conformance.concept_id_in_vocabulary.condition_occurrence"].failed == 1
+
+
+def test_counts_per_source_carry_skipped_and_warnings_by_rule(store, exported):
+    _, patients, folder = exported("csv", n=3)
+    ingest_path(store, "csv", folder)
+    images = folder / "dicom"
+    ds = pydicom.dcmread(images / f"{patients[0].source_id}.dcm")
+    del ds.StudyDate
+    ds.ContentDate = "20200102"
+    ds.save_as(images / f"{patients[0].source_id}.dcm")
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.SOPInstanceUID = ds.SeriesInstanceUID = generate_uid()
+    ds.save_as(images / "report.dcm")
+    ingest_path(store, "dicom", images)
+    ingest_path(store, "dicom", images)
+    data = build_report(store)
+    sources = {s["source"]: s for s in data["sources"]}
+    dicom = sources[f"dicom:{images}"]
+    assert dicom["runs"] == 2 and dicom["read"] == len(patients) + 1
+    assert (dicom["unchanged"], dicom["skipped"]) == (len(patients), 1)
+    assert dicom["skipped_by_rule"] == {"dicom.non_image.structured_report": 1}
+    assert dicom["warnings_by_rule"] == {"dicom.study_date_missing": 1}
+    assert sources[f"csv:{folder}"]["loaded"] > 0
+    assert data["ingest_runs"][0]["skipped_by_rule"] == dicom["skipped_by_rule"]
+    page = render_html(data)
+    assert "dicom.non_image.structured_report 1" in page
+
+
+def test_html_is_self_contained_with_charts(store, exported):
+    _, _, folder = exported("csv", n=20)
+    ingest_path(store, "csv", folder)
+    page = render_html(build_report(store))
+    assert page.count("<svg") >= 3, "sources, unit coverage and distributions are charted"
+    for external in ("<script", "<link", "src=", 'href="http', "@import"):
+        assert external not in page, external
+    assert not re.search(r"url\((?!#)", page), "only references inside the page"

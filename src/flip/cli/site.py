@@ -367,7 +367,10 @@ def report(
         Path | None, typer.Option("--html", help="Also write a self-contained HTML file.")
     ] = None,
 ) -> None:
-    """Rows per CDM table, quarantined records by rule, unmapped codes and quality checks."""
+    """Rows per CDM table, quality checks, counts per source, quarantine, unmapped codes, units.
+
+    `--html FILE` adds unit coverage and value distributions with charts (self-contained).
+    """
     from flip.data.validate.report import build_report, render_html
 
     with one_line_errors():
@@ -409,11 +412,32 @@ def _print_site_report(data: dict) -> None:
         console.print(rules)
     if data["unmapped"]:
         codes = Table(title="Unmapped codes (concept_id 0)")
-        for column in ("table", "source value", "rows"):
+        for column in ("table", "code system", "source value", "rows"):
             codes.add_column(column, justify="right" if column == "rows" else "left")
         for u in data["unmapped"]:
-            codes.add_row(u["table"], str(u["source_value"]), str(u["rows"]))
+            codes.add_row(u["table"], u["code_system"], str(u["source_value"]), str(u["rows"]))
         console.print(codes)
+    if data["sources"]:
+        sources = Table(title="Counts per source (latest run)")
+        sources.add_column("source")
+        for column in ("read", "loaded", "unchanged", "quarantined", "skipped"):
+            sources.add_column(column, justify="right")
+        sources.add_column("skipped / warnings by rule")
+        for src in data["sources"]:
+            rules = {**src["skipped_by_rule"], **src["warnings_by_rule"]}
+            counts = (
+                str(src[c]) for c in ("read", "loaded", "unchanged", "quarantined", "skipped")
+            )
+            why = ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items()))
+            sources.add_row(src["source"], *counts, why)
+        console.print(sources)
+    units = data["unit_coverage"]
+    if units["numeric"]:
+        console.print(
+            f"Unit coverage: {units['with_unit']} of {units['numeric']} numeric measurement rows "
+            f"have a unit concept; {sum(d['outliers'] for d in data['distributions'])} values "
+            "lie beyond Tukey's fences (see --html or --json)."
+        )
 
 
 DataOption = Annotated[

@@ -747,12 +747,20 @@ def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | Sourc
 
 
 def _write_tallies(conn: Connection, report: IngestReport) -> None:
-    """Keep the run's per-rule counts of skipped records and warnings beside its counters."""
+    """Keep the run's per-rule counts of skipped records and warnings, and its unmapped
+    codes ("system|code", cut to the column's length), beside its counters."""
     tally = schema.ingest_tally
     conn.execute(delete(tally).where(tally.c.ingest_run_id == report.run_id))
+    unmapped: Counter[str] = Counter()
+    for code, count in report.unmapped.items():
+        unmapped[code[: tally.c.rule.type.length]] += count
     rows = [
         {"ingest_run_id": report.run_id, "kind": kind, "rule": rule, "count": count}
-        for kind, counter in (("skipped", report.skipped_rules), ("warning", report.warnings))
+        for kind, counter in (
+            ("skipped", report.skipped_rules),
+            ("warning", report.warnings),
+            ("unmapped", unmapped),
+        )
         for rule, count in counter.items()
     ]
     if rows:

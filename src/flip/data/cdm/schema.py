@@ -719,8 +719,9 @@ ingest_run = Table(
     Column("records_skipped", Integer, nullable=False, default=0),
 )
 
-#: Per ingest run, how many records each rule skipped and how many optional fields each
-#: rule nulled with a warning (`kind` is "skipped" or "warning").
+#: Per ingest run, how many records each rule skipped, how many optional fields each rule
+#: nulled with a warning, and how many records carried each unmapped "system|code"
+#: (`kind` is "skipped", "warning" or "unmapped").
 ingest_tally = Table(
     "ingest_tally",
     metadata,

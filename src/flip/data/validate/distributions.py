@@ -1,0 +1,126 @@
+"""Measurement values per concept: unit coverage, quantiles and outliers beyond Tukey's fences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, and_, case, func, select
+
+from flip.data.cdm import schema
+
+#: At most this many values per concept are read to compute its distribution.
+VALUES_PER_CONCEPT = 100_000
+#: Outlying values shown per concept.
+OUTLIER_SAMPLES = 5
+
+
+def tukey(values: list[float]) -> dict[str, Any]:
+    """Quartiles, Tukey's fences (1.5 IQR beyond the quartiles) and the values beyond them."""
+    data = np.asarray(values, dtype=float)
+    q1, median, q3 = (float(q) for q in np.percentile(data, [25, 50, 75]))
+    low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    outside = data[(data < low) | (data > high)]
+    inside = data[(data >= low) & (data <= high)]
+    extreme = sorted(outside.tolist(), key=lambda v: -abs(v - median))[:OUTLIER_SAMPLES]
+    return {
+        "n": int(data.size),
+        "min": float(data.min()),
+        "q1": q1,
+        "median": median,
+        "q3": q3,
+        "max": float(data.max()),
+        "low_fence": low,
+        "high_fence": high,
+        "whisker_low": float(inside.min()) if inside.size else q1,
+        "whisker_high": float(inside.max()) if inside.size else q3,
+        "outliers": int(outside.size),
+        "outlier_samples": extreme,
+    }
+
+
+def _names(conn: Connection, ids: set[int]) -> dict[int, str]:
+    c = schema.concept
+    wanted = sorted(i for i in ids if i)
+    if not wanted:
+        return {}
+    rows = conn.execute(select(c.c.concept_id, c.c.concept_name).where(c.c.concept_id.in_(wanted)))
+    return {int(i): name for i, name in rows}
+
+
+def _concept_key():
+    """Measurements grouped by concept; unmapped ones (concept 0) by their source value."""
+    m = schema.measurement
+    source = case((m.c.measurement_concept_id == 0, m.c.measurement_source_value), else_=None)
+    return m.c.measurement_concept_id, source.label("source_value")
+
+
+def unit_coverage(conn: Connection, top: int = 30) -> dict[str, Any]:
+    """Share of numeric measurement rows with a unit concept, overall and per concept."""
+    m = schema.measurement
+    concept, source = _concept_key()
+    numeric = m.c.value_as_number.is_not(None)
+    with_unit = func.sum(case((and_(numeric, m.c.unit_concept_id != 0), 1), else_=0))
+    numbers = func.sum(case((numeric, 1), else_=0))
+    rows = conn.execute(
+        select(concept, source, func.count(), numbers, with_unit)
+        .group_by(concept, source)
+        .order_by(func.count().desc())
+    ).all()
+    names = _names(conn, {int(r[0]) for r in rows[:top]})
+    by_concept = [
+        {
+            "concept_id": int(cid),
+            "concept_name": names.get(int(cid)) or (f"unmapped: {src}" if not cid else ""),
+            "rows": int(n),
+            "numeric": int(num or 0),
+            "with_unit": int(unit or 0),
+            "share": round(int(unit or 0) / int(num), 4) if num else None,
+        }
+        for cid, src, n, num, unit in rows[:top]
+    ]
+    total_numeric = sum(int(r[3] or 0) for r in rows)
+    total_unit = sum(int(r[4] or 0) for r in rows)
+    return {
+        "rows": sum(int(r[2]) for r in rows),
+        "numeric": total_numeric,
+        "with_unit": total_unit,
+        "share": round(total_unit / total_numeric, 4) if total_numeric else None,
+        "by_concept": by_concept,
+    }
+
+
+def value_distributions(conn: Connection, top: int = 20) -> list[dict[str, Any]]:
+    """Quantiles and Tukey outliers of value_as_number per measurement concept and unit."""
+    m = schema.measurement
+    concept, source = _concept_key()
+    groups = conn.execute(
+        select(concept, source, m.c.unit_concept_id, func.count())
+        .where(m.c.value_as_number.is_not(None))
+        .group_by(concept, source, m.c.unit_concept_id)
+        .order_by(func.count().desc())
+        .limit(top)
+    ).all()
+    names = _names(conn, {int(g[0]) for g in groups} | {int(g[2] or 0) for g in groups})
+    out = []
+    for cid, src, unit, _ in groups:
+        query = select(m.c.value_as_number).where(
+            m.c.measurement_concept_id == cid,
+            m.c.value_as_number.is_not(None),
+            m.c.unit_concept_id == unit if unit is not None else m.c.unit_concept_id.is_(None),
+        )
+        if not cid:
+            query = query.where(m.c.measurement_source_value == src)
+        values = [float(v) for v in conn.execute(query.limit(VALUES_PER_CONCEPT)).scalars()]
+        if not values:
+            continue
+        out.append(
+            {
+                "concept_id": int(cid),
+                "concept_name": names.get(int(cid)) or f"unmapped: {src}",
+                "unit_concept_id": int(unit or 0),
+                "unit": names.get(int(unit or 0)) or "no unit concept",
+                **tukey(values),
+            }
+        )
+    return out

@@ -121,3 +121,29 @@ def test_a_nul_byte_in_a_text_result_does_not_sink_the_run(store, tmp_path):
     (note,) = _rows(store, "note")
     assert note["note_text"] == "paddedtext"
     assert_accounted(store, report)
+
+
+def test_re_reading_a_feed_after_its_a40_neither_revives_the_old_patient_nor_dangles(
+    store, tmp_path
+):
+    feed, merge = tmp_path / "feed.hl7", tmp_path / "merge.hl7"
+    feed.write_bytes(
+        (
+            A01 + "MSH|^~\\&|LAB|H|FLIP|S|20240101||ORU^R01|N1|P|2.5\r"
+            "PID|1||2002^^^HOSP^MR||X^Y||19700101|F\rOBR|1||A9\r"
+            "OBX|1|NM|2093-3^Chol^LN||5.2|mmol/L|||||F\r"
+        ).encode()
+    )
+    merge.write_bytes(
+        b"MSH|^~\\&|PAS|HOSP|FLIP|S|20240102||ADT^A40|M1|P|2.5\r"
+        b"PID|1||1001^^^HOSP^MR\rMRG|2002^^^HOSP^MR\r"
+    )
+    first = [ingest_path(store, "hl7v2", p, source_system="pas") for p in (feed, merge)]
+    again = [ingest_path(store, "hl7v2", p, source_system="pas") for p in (feed, merge)]
+    assert [r.loaded for r in first] == [3, 1]
+    assert [(r.loaded, r.unchanged, r.quarantined) for r in again] == [(0, 3, 0), (0, 1, 0)]
+    for report, merges in zip(first + again, (0, 1, 0, 0), strict=True):
+        assert_accounted(store, report, merges=merges)
+    (person,) = _rows(store, "person")
+    (result,) = _rows(store, "measurement")
+    assert result["person_id"] == person["person_id"] and person["person_source_value"] == "1001"

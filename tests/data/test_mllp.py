@@ -1,14 +1,16 @@
 """The MLLP listener as a site runs it: `flip site listen`, sharing its store."""
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-from flip.data.sources.mllp import acknowledgement, frame
+from flip.data.sources.mllp import MllpListener, acknowledgement, frame
 
 ADT = "\r".join(
     (
@@ -40,8 +42,39 @@ def test_the_ack_answers_as_the_receiver_the_sender_addressed():
     assert msh[2:6] == ["FLIP", "SITE", "PAS", "NORTH HOSP"]
     assert msh[8] == "ACK^A01" and msh[9] == "ACKM1"
     assert ack[1] == "MSA|AA|M1"
-    rejected = acknowledgement(ORU.encode(), "AE", "hl7.obx.value_not_numeric: OBX 2 | x")
-    assert rejected.split("\r")[1] == "MSA|AE|M2|hl7.obx.value_not_numeric: OBX 2 / x"
+    rejected = acknowledgement(ORU.encode(), "AE", "hl7.obx.value_not_numeric: OBX 2 | <^x")
+    assert rejected.split("\r")[1] == "MSA|AE|M2|hl7.obx.value_not_numeric: OBX 2 \\F\\ <\\S\\x"
+
+
+def test_the_ack_uses_the_inbound_separators_and_processing_id():
+    inbound = ADT.replace("|", "#").replace("|P|2.5", "#T#2.5").replace("#P#2.5", "#T#2.5")
+    msh, msa = acknowledgement(inbound.encode(), "AA").split("\r")[:2]
+    assert msh.split("#")[2:6] == ["FLIP", "SITE", "PAS", "NORTH HOSP"]
+    assert msh.split("#")[8:11] == ["ACK^A01", "ACKM1", "T"]
+    assert msa == "MSA#AA#M1"
+
+
+def test_a_stray_end_byte_before_a_frame_does_not_drop_the_connection():
+    class Echo(MllpListener):
+        def handle(self, message: bytes, peer: str) -> str:
+            return acknowledgement(message, "AA")
+
+    listener, ready = Echo(None, port=0), threading.Event()  # type: ignore[arg-type]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(listener.serve(ready),), daemon=True
+    )
+    thread.start()
+    assert ready.wait(10)
+    data = frame(ADT)
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(b"\x1c" + data[:30])
+        time.sleep(0.2)
+        sock.sendall(data[30:])
+        ack = sock.recv(4096)
+    loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+    thread.join(timeout=5)
+    assert b"MSA|AA|M1" in ack
 
 
 def _flip(*args: str) -> subprocess.CompletedProcess:

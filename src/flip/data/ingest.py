@@ -170,6 +170,7 @@ class _Batch:
         self.quarantine: list[Rejected] = []
         self.waiting = 0
         self.superseded = 0
+        self.merged_before = 0
 
     def add(
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow
@@ -525,6 +526,9 @@ class Ingestor:
             if record.old_person_key not in self.births:
                 self._load_births({record.old_person_key})
             if record.old_person_key not in self.births:
+                if self._merged_away(record.old_person_key):
+                    out.merged_before += 1
+                    return None
                 message = f"merges {record.old_person_key}, which is not in this source"
                 return Rejected(
                     record.key, record.location, "reference.dangling", message, record.raw
@@ -634,6 +638,21 @@ class Ingestor:
             found = self.person_ids[key] = stable_id(self.system, "person", key)
         return found
 
+    def _merged_away(self, key: str) -> bool:
+        """Whether the person of `key` was loaded from this source and merged into another."""
+        source, person = schema.source_record, schema.person
+        with self.store.connect() as conn:
+            ids = conn.execute(
+                select(source.c.cdm_id)
+                .where(source.c.source_system == self.system, source.c.record_key == key)
+                .where(source.c.cdm_table == "person")
+            ).scalars()
+            return any(
+                conn.execute(select(person.c.person_id).where(person.c.person_id == i)).first()
+                is None
+                for i in ids
+            )
+
     def _load_births(self, keys: set[str]) -> None:
         ids = {stable_id(self.system, "person", k): k for k in keys}
         person = schema.person
@@ -659,7 +678,7 @@ class Ingestor:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
-            report.unchanged += len(unchanged)
+            report.unchanged += len(unchanged) + batch.merged_before
             if batch.superseded:
                 report.skipped += batch.superseded
                 report.skipped_rules[SUPERSEDED] += batch.superseded
@@ -782,7 +801,9 @@ def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
 
 
 def _merge_person(conn: Connection, old_id: int, new_id: int) -> None:
-    """Move every row of person `old_id` to `new_id`, then remove the old person."""
+    """Move every row of person `old_id` to `new_id`, then remove the old person; the old
+    person's provenance stays, so that re-reading its records neither brings it back nor
+    makes the merge dangle."""
     for name in schema.CLINICAL_TABLES:
         table = schema.metadata.tables[name]
         if name in ("person", "death", "observation_period") or "person_id" not in table.c:
@@ -791,10 +812,6 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> None:
     for name in ("person", "death", "observation_period"):
         table = schema.metadata.tables[name]
         conn.execute(delete(table).where(table.c.person_id == old_id))
-    source = schema.source_record
-    conn.execute(
-        delete(source).where(source.c.cdm_table.in_(("person", "death")), source.c.cdm_id == old_id)
-    )
 
 
 def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:

@@ -14,6 +14,7 @@ Files may hold messages one after another (segments ended by CR, LF or CRLF) or 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -35,6 +36,13 @@ from flip.data.sources.records import (
 from flip.data.terminology.vocabulary import hl7_system
 
 START, END = b"\x0b", b"\x1c"
+BOM = b"\xef\xbb\xbf"
+#: Batch envelope segments: they wrap messages and carry no record.
+ENVELOPE = {b"FHS", b"BHS", b"BTS", b"FTS"}
+#: An MLLP frame (its END may be missing at the end of the data), or the bytes between frames.
+_FRAME = re.compile(rb"\x0b([^\x0b]*?)(?:\x1c\r?|(?=\x0b)|\Z)|([^\x0b]+)", re.S)
+#: A message's first segment: MSH at the start of a line, then its field separator.
+_MSH = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*MSH(?=[^\w\r\n])")
 #: The message types FLIP reads, by MSH-9 message code -> trigger events.
 HANDLED = {
     "ADT": {"A01", "A02", "A03", "A04", "A08", "A40"},
@@ -62,15 +70,31 @@ class MessageError(ValueError):
 
 
 def split_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """Yield (byte offset, message) with segments joined by CR, MLLP framing removed."""
-    if START in data:
-        for match in re.finditer(rb"\x0b(.*?)\x1c\r?", data, flags=re.S):
-            yield match.start(), _normalise(match.group(1))
+    """Yield (byte offset, message) with segments joined by CR, MLLP framing removed.
+
+    A UTF-8 byte-order mark, blank lines and batch envelopes (FHS, BHS, BTS, FTS) are
+    dropped; anything else outside a message (a frame never closed, text before the first
+    MSH) is yielded as it is, so that it is quarantined rather than lost.
+    """
+    offset = len(BOM) if data.startswith(BOM) else 0
+    if START not in data:
+        yield from _unframed(data[offset:], offset)
         return
-    starts = [m.start() for m in re.finditer(rb"(?:^|(?<=[\r\n]))MSH\|", data)]
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(data)
-        yield start, _normalise(data[start:end])
+    for match in _FRAME.finditer(data, offset):
+        if match.group(1) is not None:
+            yield match.start(), _normalise(match.group(1))
+        else:
+            yield from _unframed(match.group(2), match.start())
+
+
+def _unframed(data: bytes, base: int) -> Iterator[tuple[int, bytes]]:
+    """The messages of bytes without MLLP framing, each starting at a line `MSH` + separator."""
+    starts = [m.start() for m in _MSH.finditer(data)]
+    bounds = [0, *starts, len(data)] if not starts or starts[0] else [*starts, len(data)]
+    for start, end in itertools.pairwise(bounds):
+        chunk = _normalise(data[start:end])
+        if chunk and not all(line[:3] in ENVELOPE for line in chunk.split(b"\r")):
+            yield base + start, chunk
 
 
 def _normalise(message: bytes) -> bytes:
@@ -89,13 +113,14 @@ class _Message:
     """Field access on a parsed message that answers "" for what is absent or null (`""`)."""
 
     def __init__(self, raw: bytes) -> None:
-        text = _text(raw)
+        text = _text(raw).replace("\x00", "")
         if not text.startswith("MSH"):
             raise MessageError("hl7.msh_missing", "the message does not start with an MSH segment")
         try:
             self.msg = hl7.parse(text)
         except (hl7.ParseException, IndexError, ValueError) as exc:
             raise MessageError("hl7.unparseable", f"cannot parse: {exc}") from None
+        self.escape = self.msg.esc
 
     def get(self, segment: Any, field: int, component: int = 1, repeat: int = 1) -> str:
         try:
@@ -111,9 +136,19 @@ class _Message:
                 part = str(rep[component - 1]) if len(rep) >= component else ""
             else:
                 part = str(rep) if component == 1 else ""
-            return "" if part == NULL else part
+            if part == NULL:
+                return ""
+            return self.msg.unescape(part) if self.escape in part else part
         except (IndexError, TypeError):
             return ""
+
+    def repeats(self, segment: Any, field: int) -> int:
+        """How many repetitions a field has (1 for a plain or absent field)."""
+        try:
+            value = segment[field]
+        except IndexError:
+            return 1
+        return len(value) if isinstance(value, hl7.Field) else 1
 
     def lines(self, segment: Any, field: int) -> list[str]:
         """Every repetition of a text field, unescaped, one line each (FT line breaks kept)."""
@@ -166,8 +201,10 @@ class _Reader:
 
 def _records(m: _Message, raw: bytes, location: str) -> list[SourceRecord]:
     r = _Reader(m, raw, location)
+    if not r.kind:
+        raise MessageError("hl7.msh_9.missing", "MSH-9 has no message type")
     if r.event not in HANDLED.get(r.kind, ()):
-        name = f"{r.kind}^{r.event}" if r.event else r.kind or "(none)"
+        name = f"{r.kind}^{r.event}" if r.event else r.kind
         rule = f"{UNHANDLED}.{name}"
         return [Skipped(f"message/{r.control}", location, rule, f"message type {name} is not read")]
     groups: list[list] = [[]]
@@ -183,29 +220,43 @@ def _records(m: _Message, raw: bytes, location: str) -> list[SourceRecord]:
         if name in ("PV1", "DG1", "OBR", "OBX", "TXA", "MRG"):
             r.reject(f"{r.control}/{name}/{i}", "hl7.segment_order", f"{name} comes before PID")
     if r.kind == "ADT" and r.event == "A40":
-        _merge(r, patients[0])
+        for number, group in enumerate(patients, start=1):
+            _merge(r, group, number)
         return r.out
     for number, group in enumerate(patients, start=1):
         _patient(r, group, number)
     return r.out
 
 
+def _identifier(m: _Message, segment: Any, field: int) -> tuple[str, str]:
+    """(ID, assigning authority) of the first repetition of a CX field that has an ID."""
+    for repeat in range(1, m.repeats(segment, field) + 1):
+        identifier = m.get(segment, field, 1, repeat)
+        if identifier:
+            return identifier, m.get(segment, field, 4, repeat)
+    return "", ""
+
+
 def _person_key(r: _Reader, segment: Any, field: int, what: str) -> str:
-    identifier = r.m.get(segment, field)
+    identifier, authority = _identifier(r.m, segment, field)
     if not identifier:
         raise MessageError(f"hl7.{what}.identifier_missing", f"{what.upper()}-{field} is empty")
-    authority = r.m.get(segment, field, 4)
     return f"patient/{authority}/{identifier}" if authority else f"patient/{identifier}"
 
 
-def _merge(r: _Reader, group: list) -> None:
-    pid = group[0]
-    person_key = _person_key(r, pid, 3, "pid")
-    mrg = next((s for s in group if str(s[0]) == "MRG"), None)
-    if mrg is None or not r.m.get(mrg, 1):
-        raise MessageError("hl7.mrg.missing", "A40 has no MRG-1 prior patient identifier")
-    old_key = _person_key(r, mrg, 1, "mrg")
-    r.out.append(SourceMerge(f"merge/{r.control}", person_key, old_key, r.location, r.raw))
+def _merge(r: _Reader, group: list, number: int) -> None:
+    """One PID/MRG pair of an A40: a merge, or a Rejected naming the pair."""
+    key = f"merge/{r.control}" if number == 1 else f"merge/{r.control}/{number}"
+    try:
+        person_key = _person_key(r, group[0], 3, "pid")
+        mrg = next((s for s in group if str(s[0]) == "MRG"), None)
+        if mrg is None or not _identifier(r.m, mrg, 1)[0]:
+            raise MessageError("hl7.mrg.missing", "A40 has no MRG-1 prior patient identifier")
+        old_key = _person_key(r, mrg, 1, "mrg")
+    except MessageError as exc:
+        r.reject(key, exc.rule, f"{exc} (patient {number} of the message)")
+        return
+    r.out.append(SourceMerge(key, person_key, old_key, r.location, r.raw))
 
 
 def _birth(r: _Reader, value: str) -> date | None:
@@ -230,7 +281,7 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     r.out.append(
         SourcePerson(
             key=person_key,
-            source_value=m.get(pid, 3),
+            source_value=_identifier(m, pid, 3)[0],
             birth_date=birth,
             gender=SEXES.get(m.get(pid, 8).upper()),
             location=r.location,
@@ -239,7 +290,8 @@ def _patient(r: _Reader, group: list, number: int) -> None:
             warnings=tuple(r.warnings),
         )
     )
-    context = _Context(person_key, r.control, r.sent)
+    scope = r.control if number == 1 else f"{r.control}/{number}"
+    context = _Context(person_key, scope, r.sent)
     for index, segment in enumerate(group[1:], start=1):
         name = str(segment[0])
         r.warnings = []
@@ -248,7 +300,9 @@ def _patient(r: _Reader, group: list, number: int) -> None:
         elif name == "DG1":
             _diagnosis(r, segment, context, index)
         elif name == "OBR":
-            context.order = m.get(segment, 3) or m.get(segment, 2) or r.control
+            context.orders += 1
+            fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"
+            context.order = m.get(segment, 3) or m.get(segment, 2) or fallback
             context.order_time = r.when(m.get(segment, 7), "OBR-7") or r.sent
             context.order_warnings = tuple(r.warnings)
         elif name == "TXA":
@@ -267,10 +321,11 @@ def _patient(r: _Reader, group: list, number: int) -> None:
 class _Context:
     """Where a patient group's segments stand: its person, visit, order and text so far."""
 
-    def __init__(self, person_key: str, control: str, sent: date | None) -> None:
-        self.person_key = person_key
+    def __init__(self, person_key: str, scope: str, sent: date | None) -> None:
+        self.person_key, self.scope = person_key, scope
         self.visit_key: str | None = None
-        self.order, self.order_time = control, sent
+        self.order, self.order_time = scope, sent
+        self.orders = 0
         self.order_warnings: tuple[str, ...] = ()
         self.results = 0
         self.text: dict[str, SourceEvent] = {}
@@ -280,7 +335,7 @@ class _Context:
 
 def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
     m = r.m
-    c.visit_key = f"visit/{m.get(pv1, 19) or r.control}"
+    c.visit_key = f"visit/{m.get(pv1, 19) or c.scope}"
     start = r.when(m.get(pv1, 44), "PV1-44") or r.sent
     end = r.when(m.get(pv1, 45), "PV1-45")
     klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
@@ -301,7 +356,7 @@ def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
 def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:
     m = r.m
     code = m.get(dg1, 3)
-    key = f"{c.visit_key or r.control}/DG1/{m.get(dg1, 1) or code or index}"
+    key = f"{c.visit_key or c.scope}/DG1/{m.get(dg1, 1) or code or index}"
     if not code:
         r.reject(key, "hl7.dg1.code_missing", f"DG1 {m.get(dg1, 1) or index}: DG1-3 has no code")
         return
@@ -417,7 +472,7 @@ def _document(r: _Reader, c: _Context) -> None:
     """An MDM message's document (TXA and its OBX text) as one note."""
     m, txa = r.m, c.document
     number = m.get(txa, 12) if txa is not None else ""
-    key = f"document/{number or r.control}"
+    key = f"document/{number or c.scope}"
     lines = [
         line
         for obx in c.document_lines

@@ -71,20 +71,36 @@ def frame(message: str) -> bytes:
 
 
 def acknowledgement(message: bytes, code: str, error: str | None = None) -> str:
-    """An ACK for `message` (MSA-1 `code`: AA, AE or AR, `error` in MSA-3). Its MSH-3/4/5/6
-    (sending application and facility, receiving application and facility) are the
-    inbound MSH-5/6/3/4: FLIP answers as the receiver the sender addressed."""
-    fields = _text(message).split("\r", 1)[0].split("|")
+    """An ACK for `message` (MSA-1 `code`: AA, AE or AR, `error` in MSA-3), written with the
+    inbound message's separators. Its MSH-3/4/5/6 (sending application and facility,
+    receiving application and facility) are the inbound MSH-5/6/3/4: FLIP answers as the
+    receiver the sender addressed; MSH-11 (processing ID) is the inbound one."""
+    header = _text(message).split("\r", 1)[0]
+    sep = header[3] if len(header) > 3 and header.startswith("MSH") else "|"
+    fields = header.split(sep)
+    encoding = fields[1] if len(fields) > 1 and len(fields[1]) >= 2 else "^~\\&"
     field = lambda i: fields[i] if len(fields) > i else ""  # noqa: E731
-    event = field(8).split("^")[1] if "^" in field(8) else ""
+    event = field(8).split(encoding[0])[1] if encoding[0] in field(8) else ""
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     control = field(9)
-    version = field(11) or "2.5"
-    parties = f"{field(4)}|{field(5)}|{field(2)}|{field(3)}"
-    msh = f"MSH|^~\\&|{parties}|{stamp}||ACK^{event}|ACK{control}|P|{version}"
-    reason = (error or "").replace("|", "/").replace("\r", " ")[:200]
-    msa = f"MSA|{code}|{control}" + (f"|{reason}" if reason else "")
+    processing, version = field(10) or "P", field(11) or "2.5"
+    parties = sep.join((field(4), field(5), field(2), field(3)))
+    msh = (
+        sep.join(("MSH", encoding, parties, stamp, "", f"ACK{encoding[0]}{event}", f"ACK{control}"))
+        + f"{sep}{processing}{sep}{version}"
+    )
+    reason = _escaped((error or "").replace("\r", " ")[:200], sep, encoding)
+    msa = sep.join(("MSA", code, control, *([reason] if reason else [])))
     return f"{msh}\r{msa}\r"
+
+
+def _escaped(text: str, sep: str, encoding: str) -> str:
+    """`text` with HL7's delimiters written as escape sequences (`\\F\\`, `\\S\\`, …)."""
+    escape = encoding[2] if len(encoding) > 2 else "\\"
+    names = {escape: "E", sep: "F", encoding[0]: "S", encoding[1]: "R"}
+    if len(encoding) > 3:
+        names[encoding[3]] = "T"
+    return "".join(f"{escape}{names[c]}{escape}" if c in names else c for c in text)
 
 
 class MllpListener:
@@ -140,11 +156,9 @@ class MllpListener:
         try:
             while chunk := await reader.read(65536):
                 buffer += chunk
-                while START in buffer and END in buffer:
-                    start = buffer.index(START)
-                    end = buffer.index(END, start)
+                while (start := buffer.find(START)) >= 0 and (end := buffer.find(END, start)) >= 0:
                     message = _normalise(buffer[start + 1 : end])
-                    buffer = buffer[end + 1 :].lstrip(b"\r")
+                    buffer = buffer[end + 1 :]
                     ack = await asyncio.to_thread(self.handle, message, peer)
                     writer.write(frame(ack))
                     await writer.drain()

@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, String
+from sqlalchemy import BigInteger, Column, Date, DateTime, Double, Integer, String
 
 from flip.data.sources.omop_values import Field, parse_date, parse_datetime
 
@@ -52,3 +52,11 @@ def test_fields_read_text_and_database_values_alike():
             big.read(bad)
     with pytest.raises(ValueError, match="out of range"):
         small.read(str(2**31))
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "inf", "-Infinity", "1e400", float("nan"), Decimal("Inf")]
+)
+def test_a_number_that_is_not_finite_is_unreadable(value):
+    with pytest.raises(ValueError, match="finite"):
+        Field.of(Column("value_as_number", Double)).read(value)

@@ -131,3 +131,32 @@ def test_a_bad_vocabulary_line_is_an_error_naming_file_line_and_column(store, tm
     with pytest.raises(ValueError, match=r"CONCEPT\.csv:3: valid_start_date"):
         load_athena(store, folder)
     assert _count(store, schema.concept) == before, "nothing of the file is written"
+
+
+def test_a_repeated_vocabulary_key_is_an_error_naming_file_and_lines(store, tmp_path):
+    folder = tmp_path / "athena"
+    shutil.copytree(FIXTURES / "athena", folder)
+    concept = folder / "CONCEPT.csv"
+    lines = concept.read_text().splitlines()
+    concept.write_text("\n".join([*lines, lines[1]]) + "\n")
+    before = _count(store, schema.concept)
+    with pytest.raises(
+        ValueError, match=rf"CONCEPT\.csv: two concept rows .* \(lines 2, {len(lines) + 1}\)"
+    ):
+        load_athena(store, folder)
+    assert _count(store, schema.concept) == before, "nothing of the file is written"
+
+
+def test_a_latin1_vocabulary_file_loads(store, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    header = "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
+    row = "2000000999,Sj\xf6gren,Condition,SNOMED,Clinical Finding,S,X1,1970-1-1,2099-12-31,\n"
+    text = header + "concept_code,valid_start_date,valid_end_date,invalid_reason\n" + row
+    (folder / "CONCEPT.csv").write_bytes(text.encode("latin-1"))
+    assert load_athena(store, folder) == {"concept": 1}
+    with store.connect() as conn:
+        name = conn.execute(
+            select(schema.concept.c.concept_name).where(schema.concept.c.concept_id == 2000000999)
+        ).scalar_one()
+    assert name == "Sjögren"

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import csv
 import sys
+from calendar import monthrange
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, timedelta
+from datetime import MAXYEAR, MINYEAR, date, timedelta
 from pathlib import Path
 
 import orjson
@@ -29,6 +31,7 @@ from sqlalchemy import table as sql_table
 from flip.data.cdm import schema
 from flip.data.sources.omop_values import Field
 from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
+from flip.data.sources.textfile import TextLines, is_table_file, table_name
 
 #: Tables read from an OMOP source, persons first.
 TABLES = (
@@ -137,35 +140,43 @@ class TableReader:
         self.fields = [Field.of(c) for c in table.columns]
         self.primary = next(iter(table.primary_key.columns), None)
 
-    def record(self, values: Mapping[str, object], location: str, raw: bytes) -> SourceRecord:
-        """The record of one row whose keys are v5.4 column names."""
+    def record(
+        self, values: Mapping[str, object], location: str, raw: bytes, notes: tuple[str, ...] = ()
+    ) -> SourceRecord:
+        """The record of one row whose keys are v5.4 column names; `notes` are warnings the
+        file reader already has for it."""
         name = self.table.name
         if _is_header(values):
             return Skipped(None, location, "omop.header_row", f"{name}: a header line as data")
         row: dict[str, object] = {}
-        warnings: list[str] = []
+        warnings: list[str] = list(notes)
         for field in self.fields:
             try:
                 value = field.read(values.get(field.name))
             except ValueError as exc:
                 if field.required and not field.name.endswith("_concept_id"):
-                    key = self._key(values)
+                    key = self.key(values)
                     message = f"{name}.{field.name} {values.get(field.name)!r}: {exc}"
                     return Rejected(key, location, "omop.type", message, raw)
                 warnings.append(f"omop.{field.kind}_unreadable")
                 value = None
+            if isinstance(value, str) and "\x00" in value:
+                value = value.replace("\x00", "")
+                warnings.append("omop.text_nul_removed")
             if field.length and isinstance(value, str) and len(value) > field.length:
                 value = value[: field.length]
                 warnings.append("omop.text_truncated")
             row[field.name] = value
         self._complete(row, warnings)
+        if name == "person" and (problem := _birth_problem(row, warnings)):
+            return Rejected(self.key(row), location, "omop.type", problem, raw)
         primary = self.primary
         if primary is not None and row[primary.name] is None:
             return Rejected(
                 None, location, "omop.id_missing", f"{name} row has no {primary.name}", raw
             )
         missing = [f.name for f in self.fields if f.required and row[f.name] is None]
-        key = self._key(row)
+        key = self.key(row)
         if missing:
             message = f"{name} lacks {', '.join(missing)}"
             return Rejected(key, location, "conformance.required", message, raw)
@@ -174,7 +185,8 @@ class TableReader:
         assert key is not None
         return SourceRow(key, name, row, person_key, location, raw, tuple(warnings))
 
-    def _key(self, row: Mapping[str, object]) -> str | None:
+    def key(self, row: Mapping[str, object]) -> str | None:
+        """The record key of a row, from its primary id (None without one)."""
         if self.primary is None:
             return None
         ident = row.get(self.primary.name)
@@ -209,6 +221,23 @@ class TableReader:
                 warnings.append("omop.concept_missing")
 
 
+def _birth_problem(row: dict[str, object], warnings: list[str]) -> str | None:
+    """Why a person's year of birth is no calendar year; a month or day of birth that makes
+    no date with it is nulled (`omop.birth_unreadable`)."""
+    year, month, day = row["year_of_birth"], row["month_of_birth"], row["day_of_birth"]
+    if not isinstance(year, int):
+        return None
+    if not MINYEAR <= year <= MAXYEAR:
+        return f"person.year_of_birth {year} is not a calendar year"
+    if isinstance(month, int) and not 1 <= month <= 12:
+        row["month_of_birth"] = row["day_of_birth"] = None
+        warnings.append("omop.birth_unreadable")
+    elif isinstance(day, int) and not 1 <= day <= monthrange(year, month or 1)[1]:
+        row["day_of_birth"] = None
+        warnings.append("omop.birth_unreadable")
+    return None
+
+
 def _is_header(values: Mapping[str, object]) -> bool:
     """Whether a row holds its own column names (a header line loaded or repeated as data)."""
     named = [(k, v) for k, v in values.items() if isinstance(v, str) and v.strip()]
@@ -225,11 +254,11 @@ def _names_its_columns(table: Table, columns: list[str], row: Iterable[object]) 
 
 
 def _files(folder: Path) -> dict[str, list[Path]]:
-    """The files of an export folder by the table name they carry (lower case, no suffix)."""
+    """The table files of an export folder by the table name they carry (lower case)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in (".csv", ".txt", ".tsv"):
-            found.setdefault(path.stem.strip().lower(), []).append(path)
+        if path.is_file() and is_table_file(path):
+            found.setdefault(table_name(path), []).append(path)
     return found
 
 
@@ -238,22 +267,79 @@ def _delimiter(header: str) -> str:
     return max(_DELIMITERS, key=header.count)
 
 
+class _Lines:
+    """The numbered lines of a file for `csv`, keeping those of the record being parsed so
+    that a malformed record gives back all but its first line to be read again."""
+
+    def __init__(self, lines: Iterable[str], number: int) -> None:
+        self._source = iter(lines)
+        self._number = number
+        self._replay: deque[tuple[int, str]] = deque()
+        self.taken: list[tuple[int, str]] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._replay:
+            item = self._replay.popleft()
+        else:
+            line = next(self._source)
+            self._number += 1
+            item = (self._number, line)
+        self.taken.append(item)
+        return item[1]
+
+    def give_back(self) -> tuple[int, str]:
+        """The first line of the record being parsed; its other lines are read again."""
+        first, *rest = self.taken
+        self._replay.extendleft(reversed(rest))
+        self.taken = []
+        return first
+
+
 def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
-    """Yield the rows of one CDM table file, then its columns v5.4 does not have as Unread."""
+    """Yield the rows of one CDM table file, then its columns v5.4 does not have as Unread.
+
+    A record the CSV rules cannot parse (an unclosed quote, text after a closing quote) is
+    quarantined as its first line alone (`omop.csv_malformed`), and reading goes on from
+    the next line; a row with more non-empty cells than the header is quarantined
+    (`omop.extra_cells`); a row holding bytes that are not UTF-8 loads with the warning
+    `omop.text_not_utf8` (they are read as Windows-1252).
+    """
     csv.field_size_limit(sys.maxsize)
     reader = TableReader(table)
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = handle.readline()
-        handle.seek(0)
-        rows = csv.reader(handle, delimiter=_delimiter(header))
-        names = [column_name(h) for h in next(rows, [])]
-        for cells in rows:
-            if not any(c.strip() for c in cells):
-                continue
-            values = dict(zip(names, cells, strict=False))
-            location = f"{path}:{rows.line_num}"
-            raw = orjson.dumps(values)
-            yield reader.record(values, location, raw)
+    text = TextLines(path)
+    source = iter(text)
+    header = next(source, "")
+    delimiter = _delimiter(header)
+    names = [column_name(h) for h in next(csv.reader([header], delimiter=delimiter), [])]
+    lines = _Lines(source, 1)
+    rows = csv.reader(lines, delimiter=delimiter, strict=True)
+    while True:
+        lines.taken = []
+        legacy = text.legacy
+        try:
+            cells = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            number, line = lines.give_back()
+            message = f"{path.name} line {number}: {exc}; the line is quarantined"
+            where = f"{path}:{number}"
+            yield Rejected(None, where, "omop.csv_malformed", message, line.encode())
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        values = dict(zip(names, cells, strict=False))
+        location = f"{path}:{lines.taken[0][0]}"
+        raw = orjson.dumps(values)
+        if any(c.strip() for c in cells[len(names) :]):
+            message = f"{table.name} row has {len(cells)} cells, its header {len(names)}"
+            yield Rejected(reader.key(values), location, "omop.extra_cells", message, raw)
+            continue
+        notes = ("omop.text_not_utf8",) if text.legacy != legacy else ()
+        yield reader.record(values, location, raw, notes)
     for name in names:
         if name not in table.c:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
@@ -277,8 +363,8 @@ def read_folder(folder: Path) -> Iterator[SourceRecord]:
     for path in sorted(folder.iterdir()):
         if path.is_dir():
             yield Unread(str(path), "a folder: only the export's top level is read")
-        elif path.suffix.lower() not in (".csv", ".txt", ".tsv"):
-            yield Unread(str(path), "not a table file (.csv, .txt or .tsv)")
+        elif not is_table_file(path):
+            yield Unread(str(path), "not a table file (.csv, .txt or .tsv, or one gzipped)")
 
 
 def read_database(engine: Engine, schema_name: str | None = None) -> Iterator[SourceRecord]:

@@ -3,11 +3,12 @@
 Dates: ISO with or without zero padding (`1937-12-1`), `/` or `-`, Athena's `YYYYMMDD`,
 and datetimes with `T` or a space, with or without seconds, fraction and zone. A zone is
 dropped, keeping the wall-clock time the export wrote (so a row's date and datetime agree).
-Text is stripped; an empty string is a null.
+Text is stripped; an empty string is a null. A number must be finite (not NaN or infinity).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,7 +133,10 @@ def _datetime_value(field: Field, value: object) -> datetime:
 
 
 def _number_value(field: Field, value: object) -> float:
-    return float(value)  # type: ignore[arg-type]
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 def _text_value(field: Field, value: object) -> str:
@@ -144,7 +148,7 @@ _FROM_TEXT: dict[str, Callable[[Field, str], object]] = {
     "date": lambda f, v: parse_date(v),
     "datetime": lambda f, v: parse_datetime(v),
     "integer": lambda f, v: _bounded(f, parse_integer(v)),
-    "number": lambda f, v: float(v),
+    "number": _number_value,
     "text": lambda f, v: v,
 }
 

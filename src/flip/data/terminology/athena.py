@@ -12,6 +12,7 @@ in one transaction, so reloading a newer download replaces rows instead of dupli
 from __future__ import annotations
 
 import csv
+import itertools
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    func,
     insert,
     select,
 )
@@ -34,6 +36,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import Store, bulk_insert
 from flip.data.sources.omop import column_name
 from flip.data.sources.omop_values import Field
+from flip.data.sources.textfile import TextLines
 
 _BATCH = 20000
 
@@ -108,7 +111,21 @@ def merge_rows(
     return count
 
 
+class DuplicateKey(ValueError):
+    """Two rows of one load share their natural key."""
+
+    def __init__(self, table: Table, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        self.values = values
+        named = ", ".join(f"{k} {v}" for k, v in zip(keys, values, strict=True))
+        super().__init__(f"two {table.name} rows with {named}")
+
+
 def _merge(conn: Connection, table: Table, stage: Table, keys: tuple[str, ...]) -> None:
+    columns = [stage.c[k] for k in keys]
+    twice = select(*columns).group_by(*columns).having(func.count() > 1).limit(1)
+    repeated = conn.execute(twice).first()
+    if repeated is not None:
+        raise DuplicateKey(table, keys, tuple(repeated))
     match = and_(*(table.c[k] == stage.c[k] for k in keys))
     conn.execute(delete(table).where(exists().where(match)))
     names = [c.name for c in table.columns]
@@ -117,35 +134,39 @@ def _merge(conn: Connection, table: Table, stage: Table, keys: tuple[str, ...]) 
 
 def _read(path: Path, table: Table) -> Iterator[dict[str, object]]:
     """The rows of one vocabulary file; ValueError names the file, line and column at fault."""
+    return (row for _, row in _numbered(path, table))
+
+
+def _numbered(path: Path, table: Table) -> Iterator[tuple[int, dict[str, object]]]:
+    """(line, row) of one vocabulary file (see `_read`)."""
     csv.field_size_limit(sys.maxsize)
     fields = [Field.of(c) for c in table.columns]
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = handle.readline()
-        handle.seek(0)
-        delimiter = "\t" if header.count("\t") > header.count(",") else ","
-        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        lines = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        names = [column_name(h) for h in next(lines, [])]
-        absent = [f.name for f in fields if f.required and f.name not in names]
-        if absent:
-            raise ValueError(f"{path}:1: no column {', '.join(absent)} for {table.name}")
-        for cells in lines:
-            if not any(c.strip() for c in cells):
-                continue
-            values = dict(zip(names, cells, strict=False))
-            row = {}
-            for field in fields:
-                try:
-                    value = field.read(values.get(field.name))
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{lines.line_num}: {field.name}: {exc}") from None
-                if value is None and field.required:
-                    raise ValueError(f"{path}:{lines.line_num}: {field.name} is empty")
-                if field.length and isinstance(value, str) and len(value) > field.length:
-                    message = f"{field.name} is longer than {field.length} characters"
-                    raise ValueError(f"{path}:{lines.line_num}: {message}")
-                row[field.name] = value
-            yield row
+    source = iter(TextLines(path))
+    header = next(source, "")
+    delimiter = "\t" if header.count("\t") > header.count(",") else ","
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    lines = csv.reader(itertools.chain([header], source), delimiter=delimiter, quoting=quoting)
+    names = [column_name(h) for h in next(lines, [])]
+    absent = [f.name for f in fields if f.required and f.name not in names]
+    if absent:
+        raise ValueError(f"{path}:1: no column {', '.join(absent)} for {table.name}")
+    for cells in lines:
+        if not any(c.strip() for c in cells):
+            continue
+        values = dict(zip(names, cells, strict=False))
+        row = {}
+        for field in fields:
+            try:
+                value = field.read(values.get(field.name))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lines.line_num}: {field.name}: {exc}") from None
+            if value is None and field.required:
+                raise ValueError(f"{path}:{lines.line_num}: {field.name} is empty")
+            if field.length and isinstance(value, str) and len(value) > field.length:
+                message = f"{field.name} is longer than {field.length} characters"
+                raise ValueError(f"{path}:{lines.line_num}: {message}")
+            row[field.name] = value
+        yield lines.line_num, row
 
 
 def load_athena(store: Store, folder: Path) -> dict[str, int]:
@@ -156,5 +177,15 @@ def load_athena(store: Store, folder: Path) -> dict[str, int]:
     for name, (table, keys) in ATHENA_FILES.items():
         path = _find(folder, name)
         if path is not None:
-            counts[table.name] = merge_rows(store, table, keys, _read(path, table))
+            try:
+                counts[table.name] = merge_rows(store, table, keys, _read(path, table))
+            except DuplicateKey as exc:
+                rows = _numbered(path, table)
+                found = [str(n) for n, row in rows if _key(row, keys) == exc.values]
+                raise ValueError(f"{path}: {exc} (lines {', '.join(found) or '?'})") from None
     return counts
+
+
+def _key(row: dict[str, object], keys: tuple[str, ...]) -> tuple[object, ...]:
+    """The natural key of a row."""
+    return tuple(row[k] for k in keys)

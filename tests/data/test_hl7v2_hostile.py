@@ -69,10 +69,10 @@ def test_patients_and_orders_without_order_numbers_keep_their_own_results(store,
     path.write_bytes(
         b"MSH|^~\\&|LAB|H|FLIP|S|20240101||ORU^R01|G1|P|2.5\r"
         b"PID|1||7^^^H^MR||X^Y||19700101|F\rPV1|1|O\rOBR|1|||x^Lipid^LN|||20240101\r"
-        b"OBX|1|NM|2093-3^Chol^LN||5.2|mmol/L|||||F\r"
-        b"OBR|2|||x^Lipid^LN|||20240201\rOBX|1|NM|2093-3^Chol^LN||5.0|mmol/L|||||F\r"
+        b"OBX|1|NM|14647-2^Chol^LN||5.2|mmol/L|||||F\r"
+        b"OBR|2|||x^Lipid^LN|||20240201\rOBX|1|NM|14647-2^Chol^LN||5.0|mmol/L|||||F\r"
         b"PID|2||8^^^H^MR||X^Z||19710101|M\rPV1|1|I\rOBR|1|||x^Lipid^LN|||20240101\r"
-        b"OBX|1|NM|2093-3^Chol^LN||4.9|mmol/L|||||F\r"
+        b"OBX|1|NM|14647-2^Chol^LN||4.9|mmol/L|||||F\r"
     )
     report = ingest_path(store, "hl7v2", path)
     assert report.skipped == 0 and report.quarantined == 0, report.as_dict()

@@ -54,6 +54,11 @@ class SiteConfig(BaseModel):
     policy: SitePolicy = Field(default_factory=SitePolicy)
     hub: str | None = None
     credential: str = "credential"
+    person_identifier: str | None = Field(
+        None,
+        description="Identifier system that decides who a patient is (e.g. an MRN system or "
+        "https://fhir.nhs.uk/Id/nhs-number): one person across resources and sources.",
+    )
 
     @classmethod
     def load(cls, path: Path) -> SiteConfig:

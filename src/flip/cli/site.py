@@ -108,6 +108,17 @@ def ingest(
     system: Annotated[
         str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
     ] = None,
+    person_identifier: Annotated[
+        str | None,
+        typer.Option(
+            help="fhir: the identifier system that decides who a patient is (e.g. "
+            "https://fhir.nhs.uk/Id/nhs-number): patients with the same value are one person "
+            "across resources and sources. Default: site.yaml's person_identifier, if any."
+        ),
+    ] = None,
+    site_config: Annotated[
+        Path, typer.Option("--site-config", help="The site's site.yaml, if there is one.")
+    ] = Path("site.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest a source into the store: map codes, validate, quarantine bad records.
@@ -128,6 +139,10 @@ def ingest(
     console = Console(stderr=True)
     errors = (MappingError, SourceReadError, FhirServerError, DicomWebError, httpx.HTTPError)
     with one_line_errors(*errors):
+        if person_identifier is None and site_config.is_file():
+            from flip.config import SiteConfig
+
+            person_identifier = SiteConfig.load(site_config).person_identifier
         s = open_store(store)
         s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -143,7 +158,13 @@ def ingest(
 
             if kind is SourceKind.fhir and url:
                 report = ingest_fhir_server(
-                    s, url, bulk=bulk, incremental=not full, source_system=system, progress=advance
+                    s,
+                    url,
+                    bulk=bulk,
+                    incremental=not full,
+                    source_system=system,
+                    progress=advance,
+                    person_identifier=person_identifier,
                 )
             else:
                 report = ingest_path(
@@ -155,6 +176,7 @@ def ingest(
                     schema_name=schema,
                     source_system=system,
                     progress=advance,
+                    person_identifier=person_identifier,
                 )
         s.close()
     if as_json:
@@ -183,7 +205,7 @@ def _print_report(report) -> None:
     for title, counter, key, unit in (
         ("Quarantined by rule", report.rules, "rule", "records"),
         ("Skipped by rule", report.skipped_rules, "rule", "records"),
-        ("Optional fields nulled (warnings)", report.warnings, "rule", "fields"),
+        ("Warnings (optional fields nulled, conflicts)", report.warnings, "rule", "records"),
         ("Unmapped codes", report.unmapped, "system|code", "records"),
     ):
         if counter:
@@ -193,6 +215,12 @@ def _print_report(report) -> None:
             for key, n in counter.most_common():
                 t.add_row(key, str(n))
             console.print(t)
+    if report.conflicts:
+        t = Table(title="Conflicting demographics (the person keeps what was loaded first)")
+        t.add_column("record")
+        for line in report.conflicts[:20]:
+            t.add_row(line)
+        console.print(t)
     if report.unread:
         t = Table(title="Not read")
         t.add_column("file or table")

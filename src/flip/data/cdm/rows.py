@@ -42,6 +42,23 @@ def stable_ids(keys: Iterable[str], *parts: str) -> list[int]:
     return [to_int(sha256(f"{prefix}{key}".encode()).digest()[:7], "big") >> 4 for key in keys]
 
 
+#: A person key `Patient?identifier=SYSTEM|VALUE` names a person by a business identifier:
+#: its person_id is the same whichever source system loads it.
+IDENTIFIED = "Patient?identifier="
+
+
+def person_id(system: str, key: str) -> int:
+    """The person_id of a source person key (system-independent for an identified person)."""
+    if key.startswith(IDENTIFIED):
+        return stable_id("person", key)
+    return stable_id(system, "person", key)
+
+
+def actor_id(system: str, table: str, key: str | None) -> int | None:
+    """The provider, care_site or location id of a source key (None when there is none)."""
+    return stable_id(system, table, key) if key else None
+
+
 def visit_id(system: str, key: str | None) -> int | None:
     """The visit_occurrence_id of a source encounter key (None when there is none)."""
     return stable_id(system, "visit", key) if key else None
@@ -58,7 +75,7 @@ class CdmRow:
 
 def person_row(system: str, p: SourcePerson) -> CdmRow:
     """The person row of a source patient."""
-    pid = stable_id(system, "person", p.key)
+    pid = person_id(system, p.key)
     born = p.birth_date
     assert born is not None
     return CdmRow(
@@ -97,13 +114,15 @@ def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
             "visit_end_datetime": moment(v.end),
             "visit_type_concept_id": EHR,
             "visit_source_value": v.source_value[:50] or None,
+            "provider_id": actor_id(system, "provider", v.provider_key),
+            "care_site_id": actor_id(system, "care_site", v.care_site_key),
         },
     )
 
 
 def death_row(system: str, p: SourcePerson) -> CdmRow:
     """The death row of a patient who died."""
-    pid = stable_id(system, "person", p.key)
+    pid = person_id(system, p.key)
     return CdmRow(
         "death",
         pid,
@@ -135,6 +154,10 @@ _MOMENTS = {
     for table, c in EVENT_COLUMNS.items()
     if c.datetime in metadata.tables[table].c
 }
+
+
+#: Event tables that name the provider of a fact.
+_PROVIDED = {table for table in EVENT_COLUMNS if "provider_id" in metadata.tables[table].c}
 
 
 def _specific(table: str, e: SourceEvent, vocab: Vocabulary) -> dict[str, object]:
@@ -190,6 +213,7 @@ def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> 
             "encoding_concept_id": 0,
             "language_concept_id": 0,
             "visit_occurrence_id": visit_id(system, e.visit_key),
+            "provider_id": actor_id(system, "provider", e.provider_key),
             "note_source_value": e.code[:50],
         },
     )
@@ -241,6 +265,8 @@ def event_row(
     }
     if table in _MOMENTS:
         values[_MOMENTS[table]] = moment(e.start)
+    if e.provider_key and table in _PROVIDED:
+        values["provider_id"] = actor_id(system, "provider", e.provider_key)
     values.update(_specific(table, e, vocab))
     return CdmRow(table, row_id, values), mapping.concept_id != 0
 

@@ -51,9 +51,10 @@ def search(
     types: tuple[str, ...] = SUPPORTED,
     page_size: int = 200,
     watermark: Watermark | None = None,
+    person_identifier: str | None = None,
 ) -> Iterator[SourceRecord]:
     """Search each resource type (patients first), following `next` links to the last page."""
-    refs = References()
+    refs = References(person_identifier)
     watermark = watermark if watermark is not None else Watermark()
     for kind in types:
         params: dict[str, str | int] = {"_count": page_size}
@@ -92,6 +93,7 @@ def bulk_export(
     poll_seconds: float = 1.0,
     timeout: float = 3600.0,
     watermark: Watermark | None = None,
+    person_identifier: str | None = None,
 ) -> Iterator[SourceRecord]:
     """Kick off a system-level `$export`, poll until done, and stream every output file."""
     watermark = watermark if watermark is not None else Watermark()
@@ -120,7 +122,7 @@ def bulk_export(
         time.sleep(float(status.headers.get("retry-after", poll_seconds)))
     manifest = status.json()
     watermark.see(manifest.get("transactionTime"))
-    refs = References()
+    refs = References(person_identifier)
     outputs = sorted(
         manifest.get("output") or [], key=lambda o: _rank({"resourceType": o.get("type")})
     )

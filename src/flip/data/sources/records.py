@@ -31,7 +31,8 @@ class SourcePerson:
 
 @dataclass(slots=True)
 class SourceVisit:
-    """An encounter or visit."""
+    """An encounter or visit; `provider_key` and `care_site_key` name its provider and
+    care site by their source keys."""
 
     key: str
     person_key: str
@@ -41,6 +42,8 @@ class SourceVisit:
     location: str
     raw: bytes
     warnings: tuple[str, ...] = ()
+    provider_key: str | None = None
+    care_site_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -52,7 +55,8 @@ class SourceEvent:
     studies always land in `note` and `image_occurrence`). `value_code` is a
     coded value (system, code); `text` a note's text or a string value;
     `detail` carries table-specific fields (title, study_uid, modality, route…);
-    `operator` is a value's comparator (`<`, `<=`, `=`, `>=`, `>`).
+    `operator` is a value's comparator (`<`, `<=`, `=`, `>=`, `>`); `provider_key`
+    the source key of the provider who performed or recorded it.
     """
 
     key: str
@@ -73,6 +77,7 @@ class SourceEvent:
     detail: dict[str, str] | None = None
     operator: str | None = None
     warnings: tuple[str, ...] = ()
+    provider_key: str | None = None
 
 
 class BlockEvent(NamedTuple):

@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 import yaml
 from rich.console import Console
@@ -128,7 +127,6 @@ def ingest(
     """
     from flip.data.cdm.store import open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
-    from flip.data.sources.dicomweb import DicomWebError
     from flip.data.sources.fhir_rest import FhirServerError
     from flip.data.sources.tabular import MappingError, SourceReadError
 
@@ -137,7 +135,15 @@ def ingest(
             "give PATH (or, for fhir, omop and dicom, --url)", param_hint="PATH"
         )
     console = Console(stderr=True)
-    errors = (MappingError, SourceReadError, FhirServerError, DicomWebError, httpx.HTTPError)
+    errors: tuple[type[Exception], ...] = (MappingError, SourceReadError, FhirServerError)
+    if url:
+        import httpx
+
+        errors += (httpx.HTTPError,)
+    if kind is SourceKind.dicom:  # pydicom costs a fifth of a second to import: only for DICOM
+        from flip.data.sources.dicomweb import DicomWebError
+
+        errors += (DicomWebError,)
     with one_line_errors(*errors):
         if person_identifier is None and site_config.is_file():
             from flip.config import SiteConfig
@@ -545,6 +551,8 @@ def enrol(
     """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml)."""
     import os
 
+    import httpx
+
     from flip.site.hub_client import HubClient
 
     with one_line_errors(httpx.HTTPError):
@@ -617,6 +625,8 @@ class _Stopped(Exception):
 def _decide(
     site_config: Path, project: int, task_hash: str, decision: str, by: str, reason: str
 ) -> None:
+    import httpx
+
     from flip.site.approvals import decide
 
     with one_line_errors(httpx.HTTPError):

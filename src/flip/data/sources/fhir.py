@@ -169,9 +169,6 @@ class _Converter:
     def reject(self, rule: str, message: str) -> Rejected:
         return Rejected(self.key, self.location, rule, message, self.raw)
 
-    def skip(self, rule: str, message: str) -> Skipped:
-        return Skipped(self.key, self.location, rule, message)
-
     def event(
         self,
         model: Any,
@@ -190,12 +187,9 @@ class _Converter:
             return self.reject(
                 "fhir.code.missing", f"{model.get_resource_type()} has no coded value"
             )
-        encounter = getattr(model, "encounter", None) or getattr(model, "context", None)
-        visit = (
-            self.refs.resolve(encounter.reference)
-            if getattr(encounter, "reference", None)
-            else None
-        )
+        field = _ENCOUNTER.get(model.get_resource_type(), "encounter")
+        encounter = getattr(model, field) if field else None
+        visit = self.refs.resolve(encounter.reference) if encounter is not None else None
         return SourceEvent(
             self.key,
             person,
@@ -212,12 +206,14 @@ class _Converter:
 
     def _performer(self, m: Any) -> str | None:
         """The key of the first read Practitioner who performed, asserted or asked for `m`."""
+        if not self.refs.actors:
+            return None
         refs = []
-        for name in _PERFORMERS:
-            found = getattr(m, name, None)
+        for name in _PERFORMERS.get(m.get_resource_type(), ()):
+            found = getattr(m, name)
             refs.extend(found if isinstance(found, list) else [found] if found else [])
         for ref in refs:
-            key = self.refs.actor(getattr(ref, "actor", ref))
+            key = self.refs.actor(ref.actor if "actor" in type(ref).model_fields else ref)
             if key is not None and key.startswith("Practitioner/"):
                 return key
         return None
@@ -353,11 +349,6 @@ class _Converter:
         return self.event(m, m.patient, _coding(m.code), start, "observation")
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
-        if m.result:
-            return self.skip(
-                "fhir.report.panel",
-                f"DiagnosticReport groups {len(m.result)} results read as their own Observations",
-            )
         start, _ = _period(m.effectiveDateTime, m.effectivePeriod)
         return self.event(
             m,
@@ -424,8 +415,27 @@ class _Converter:
         )
 
 
-#: The elements of an event resource that may name the Practitioner behind it, in order.
-_PERFORMERS = ("performer", "asserter", "recorder", "requester", "author", "informationSource")
+#: Per event resource type, the elements that may name the Practitioner behind it, in order.
+_PERFORMERS = {
+    "Observation": ("performer",),
+    "Condition": ("asserter", "recorder"),
+    "AllergyIntolerance": ("asserter", "recorder"),
+    "Procedure": ("performer",),
+    "MedicationRequest": ("requester",),
+    "MedicationStatement": ("informationSource",),
+    "MedicationAdministration": ("performer",),
+    "Immunization": ("performer",),
+    "DiagnosticReport": ("performer",),
+    "DocumentReference": ("author",),
+}
+
+#: The element naming an event's encounter, where it is not `encounter` (None: it has none).
+_ENCOUNTER = {
+    "MedicationAdministration": "context",
+    "MedicationStatement": "context",
+    "DocumentReference": None,
+    "Specimen": None,
+}
 
 
 def _value(quantity: Any, concept: Any, string: str | None) -> tuple[str, dict[str, Any]]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 
 from flip.data.sources.fhir import SUPPORTED, References, _rank, read_bundle, read_lines
 from flip.data.sources.records import Rejected, SourceRecord
+
+if TYPE_CHECKING:  # the reader only uses the client it is given; importing httpx costs startup
+    import httpx
 
 FHIR_JSON = "application/fhir+json"
 

@@ -1,4 +1,5 @@
-"""FHIR statuses that say a resource is not a fact: such a resource is skipped by a named rule.
+"""FHIR statuses that say a resource is not a fact (and report panels, which only group
+facts read on their own): such a resource is skipped by a named rule.
 
 Checked on the parsed JSON before validation, so a skipped resource costs no model.
 What each status means follows the R4 value sets (event-status, observation-status,
@@ -14,6 +15,9 @@ ENTERED_IN_ERROR = "fhir.status.entered_in_error"
 
 #: A Condition or AllergyIntolerance whose verificationStatus is refuted.
 REFUTED = "fhir.verification.refuted"
+
+#: A DiagnosticReport that groups results: each result is read as its own Observation.
+PANEL = "fhir.report.panel"
 
 #: Per resource type, the `status` values that mean "this did not happen", and their rule.
 NOT_FACTS: dict[str, dict[str, str]] = {
@@ -48,6 +52,8 @@ def not_a_fact(resource: dict) -> tuple[str, str] | None:
     rule = NOT_FACTS.get(kind, {}).get(status) if isinstance(status, str) else None
     if rule is not None:
         return rule, f"{kind} status is {status}"
+    if kind == "DiagnosticReport" and resource.get("result"):
+        return PANEL, "DiagnosticReport groups results that are read as their own Observations"
     if kind in VERIFIED:
         codes = _codes(resource.get("verificationStatus"))
         if "entered-in-error" in codes:

@@ -125,7 +125,7 @@ def ingest(
     Re-running adds nothing that is already there; a changed record replaces its rows.
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
-    from flip.data.cdm.store import open_store
+    from flip.data.cdm.store import StoreError, open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
     from flip.data.sources.fhir_rest import FhirServerError
     from flip.data.sources.tabular import MappingError, SourceReadError
@@ -150,7 +150,10 @@ def ingest(
 
             person_identifier = SiteConfig.load(site_config).person_identifier
         s = open_store(store)
-        s.create()
+        try:
+            s.check()  # a store at FLIP's version needs no create(), a tenth of a second
+        except StoreError:
+            s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         label = str(path or url)
         with Progress(*columns, console=console, disable=as_json) as bar:

@@ -1,6 +1,7 @@
 """FHIR R4 files: Bundles (any type), single resources and NDJSON bulk exports (plain or gzip).
 
-Each resource is validated with fhir.resources (its R4B models read R4 data); one
+Each resource is validated with fhir.resources (its R4B models read R4 data), all but
+the elements FLIP maps from no resource (UNMAPPED: narrative, meta, extensions…); one
 that fails is yielded as `Rejected` with the reason and its raw bytes. A resource whose
 status says it is not a fact (entered-in-error, refuted, cancelled, not-done) is
 `Skipped` by its rule (see fhir_status). References (relative, absolute, urn:uuid,
@@ -485,13 +486,23 @@ _HANDLERS: dict[str, Callable[[_Converter, Any], Any]] = {
 }
 
 
+#: Optional elements FLIP maps from no resource: they are not validated (a bad one cannot
+#: cost a record what FLIP does not store) and stay in the raw bytes kept for provenance.
+#: `modifierExtension` is not among them: it can change what a resource means.
+UNMAPPED = frozenset(
+    ("text", "meta", "extension", "category", "interpretation", "referenceRange", "note")
+)
+
+
 def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
     """The resource's model, and the warning rules of optional elements nulled to get it.
 
-    An element that fails validation is dropped and the rest validated again; if the
-    resource still fails (a required element was the bad one), the first error stands.
+    Elements in UNMAPPED are left out. An element that fails validation is dropped and the
+    rest validated again; if the resource still fails (a required element was the bad
+    one), the first error stands.
     """
     model_class = get_fhir_model_class(kind)
+    resource = {name: value for name, value in resource.items() if name not in UNMAPPED}
     try:
         return model_class.model_validate(resource), ()
     except ValidationError as exc:

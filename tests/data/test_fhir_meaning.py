@@ -240,3 +240,13 @@ def test_resource_types_flip_does_not_read_are_skipped_by_type(store):
     visits = {r["visit_start_datetime"] for r in rows(store, "visit_occurrence")}
     assert visits == {datetime(1979, 1, 2, 11, 44, 52), datetime(1985, 1, 8, 11, 44, 52)}
     assert_accounted(store, report)
+
+
+def test_reading_ahead_in_a_child_yields_what_reading_in_place_does(tmp_path):
+    from flip.data.sources.fhir import read_path, read_path_ahead
+
+    sample = Path(__file__).parent / "fixtures" / "fhir" / "synthea_excerpt.json"
+    in_place = [(type(r).__name__, r.key) for r in read_path(sample)]
+    ahead = [(type(r).__name__, r.key) for r in read_path_ahead(sample)]
+    assert ahead == in_place
+    assert ("Skipped", "Claim/d0fbb53e-5571-bf4f-50fe-f4257ee5b6f7") in ahead

@@ -125,6 +125,7 @@ def ingest(
     Re-running adds nothing that is already there; a changed record replaces its rows.
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
+    reading = _read_fhir_ahead(kind, path, url, person_identifier, site_config)
     from flip.data.cdm.store import StoreError, open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
     from flip.data.sources.fhir_rest import FhirServerError
@@ -145,10 +146,7 @@ def ingest(
 
         errors += (DicomWebError,)
     with one_line_errors(*errors):
-        if person_identifier is None and site_config.is_file():
-            from flip.config import SiteConfig
-
-            person_identifier = SiteConfig.load(site_config).person_identifier
+        person_identifier = person_identifier or _site_person_identifier(site_config)
         s = open_store(store)
         try:
             s.check()  # a store at FLIP's version needs no create(), a tenth of a second
@@ -186,6 +184,7 @@ def ingest(
                     source_system=system,
                     progress=advance,
                     person_identifier=person_identifier,
+                    reading=reading,
                 )
         s.close()
     if as_json:
@@ -194,6 +193,31 @@ def ingest(
         _print_report(report)
     if report.read == 0 or report.loaded + report.unchanged == 0:
         raise typer.Exit(1)
+
+
+def _site_person_identifier(site_config: Path) -> str | None:
+    """The person identifier system site.yaml names, if there is a site.yaml."""
+    from flip.config import SiteConfig
+
+    return SiteConfig.load(site_config).person_identifier if site_config.is_file() else None
+
+
+def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
+    """For FHIR files, start reading them in a child process before the store stack is
+    imported, so that the two overlap (reading and validating is most of a FHIR ingest).
+
+    None when the source is not FHIR files, or when site.yaml cannot be read (the error
+    is reported where it is read again, with the others).
+    """
+    if kind is not SourceKind.fhir or path is None or url:
+        return None
+    try:
+        identifier = person_identifier or _site_person_identifier(site_config)
+    except (OSError, ValueError):
+        return None
+    from flip.data.sources.fhir import read_path_ahead
+
+    return read_path_ahead(path, identifier)
 
 
 def _print_report(report) -> None:

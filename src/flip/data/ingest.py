@@ -882,6 +882,7 @@ def ingest_path(
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
     person_identifier: str | None = None,
+    reading: Iterable[SourceRecord] | None = None,
 ) -> IngestReport:
     """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
 
@@ -893,16 +894,18 @@ def ingest_path(
     `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
     folder name, so moving files keeps identities. `person_identifier` (fhir) is the
-    identifier system whose value makes a patient one person across resources and sources.
+    identifier system whose value makes a patient one person across resources and sources;
+    `reading` (fhir) the records of `path` already being read (`fhir.read_path_ahead`).
     """
     from flip.data.sources import fhir, hl7v2, tabular
     from flip.data.sources.readahead import read_ahead
 
     vocabulary = Vocabulary.from_store(store)
     if kind in ("fhir", "hl7v2"):
-        records = (
-            fhir.read_path(path, person_identifier) if kind == "fhir" else hl7v2.read_path(path)
-        )
+        if kind == "hl7v2":
+            records = hl7v2.read_path(path)
+        else:
+            records = reading if reading is not None else fhir.read_path(path, person_identifier)
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
         return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
     if kind == "dicom":

@@ -8,11 +8,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS, metadata
-from flip.data.sources.records import BlockEvent, SourceEvent, SourcePerson, SourceVisit
+from flip.data.sources.records import (
+    GENDERS,
+    IDENTIFIED,
+    BlockEvent,
+    SourceEvent,
+    SourcePerson,
+    SourceVisit,
+)
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
 
 EHR = 32817
-GENDERS = {"male": 8507, "female": 8532}
 VISIT_CLASSES = {"AMB": 9202, "IMP": 9201, "EMER": 9203}
 
 #: A value's comparator -> OMOP operator_concept_id (Meas Value Operator vocabulary).
@@ -40,11 +46,6 @@ def stable_ids(keys: Iterable[str], *parts: str) -> list[int]:
     prefix = "".join(f"{part}\x1f" for part in parts)
     sha256, to_int = hashlib.sha256, int.from_bytes
     return [to_int(sha256(f"{prefix}{key}".encode()).digest()[:7], "big") >> 4 for key in keys]
-
-
-#: A person key `Patient?identifier=SYSTEM|VALUE` names a person by a business identifier:
-#: its person_id is the same whichever source system loads it.
-IDENTIFIED = "Patient?identifier="
 
 
 def person_id(system: str, key: str) -> int:

@@ -30,10 +30,11 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.cdm.rows import IDENTIFIED
 from flip.data.sources import fhir_actors
 from flip.data.sources.fhir_status import not_a_fact
+from flip.data.sources.readahead import read_ahead_now
 from flip.data.sources.records import (
+    IDENTIFIED,
     Rejected,
     Skipped,
     SourceEvent,
@@ -638,6 +639,12 @@ def read_path(path: Path, person_identifier: str | None = None) -> Iterator[Sour
     for file in files:
         reader = read_ndjson if ".ndjson" in file.name else read_json
         yield from reader(file, refs)
+
+
+def read_path_ahead(path: Path, person_identifier: str | None = None) -> Iterator[SourceRecord]:
+    """`read_path` in a child process that starts now, so that reading and validating
+    (most of a FHIR ingest) overlap whatever the caller does next (opening the store)."""
+    return read_ahead_now(read_path, path, person_identifier)
 
 
 def _file_rank(path: Path) -> int:

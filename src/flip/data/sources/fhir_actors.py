@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flip.data.cdm.rows import GENDERS
-from flip.data.sources.records import SourceRow
+from flip.data.sources.records import GENDERS, SourceRow
 
 #: FHIR resource type -> the CDM table it fills.
 ACTORS = {"Practitioner": "provider", "Organization": "care_site", "Location": "location"}

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple
 
+#: A person key `Patient?identifier=SYSTEM|VALUE` names a person by a business identifier:
+#: its person_id is the same whichever source system loads it.
+IDENTIFIED = "Patient?identifier="
+
+#: OMOP gender concepts of the gender values records carry (FHIR AdministrativeGender).
+GENDERS = {"male": 8507, "female": 8532}
+
 
 @dataclass(slots=True)
 class SourcePerson:

@@ -242,7 +242,7 @@ def test_resource_types_flip_does_not_read_are_skipped_by_type(store):
     assert_accounted(store, report)
 
 
-def test_reading_ahead_in_a_child_yields_what_reading_in_place_does(tmp_path):
+def test_reading_ahead_in_a_child_yields_what_reading_in_place_does():
     from flip.data.sources.fhir import read_path, read_path_ahead
 
     sample = Path(__file__).parent / "fixtures" / "fhir" / "synthea_excerpt.json"

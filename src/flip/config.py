@@ -59,6 +59,11 @@ class SiteConfig(BaseModel):
         description="The site's own code system names, URIs or OIDs (e.g. an HL7 v2 99zzz "
         "name) -> OMOP vocabulary_id; they win over FLIP's table when codes are mapped.",
     )
+    person_identifier: str | None = Field(
+        None,
+        description="Identifier system that decides who a patient is (e.g. an MRN system or "
+        "https://fhir.nhs.uk/Id/nhs-number): one person across resources and sources.",
+    )
 
     @classmethod
     def load(cls, path: Path) -> SiteConfig:
@@ -77,15 +82,21 @@ class SiteConfig(BaseModel):
         path.write_text(yaml.safe_dump(self.model_dump(), sort_keys=False), encoding="utf-8")
 
 
-class _CodeSystems(BaseModel):
+class IngestSettings(BaseModel):
+    """What an ingest reads from site.yaml: the site's code systems and person identifier."""
+
     code_systems: dict[str, str] = Field(default_factory=dict)
+    person_identifier: str | None = None
 
-
-def declared_code_systems(path: Path) -> dict[str, str]:
-    """The `code_systems` a site.yaml declares (name, URI or OID -> OMOP vocabulary_id).
-
-    Only that key is read, so an ingest works with a site.yaml that holds nothing else.
-    """
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    declared = data.get("code_systems") if isinstance(data, dict) else None
-    return _CodeSystems.model_validate({"code_systems": declared or {}}).code_systems
+    @classmethod
+    def load(cls, path: Path) -> IngestSettings:
+        """Read only these keys, so an ingest works with a site.yaml that holds nothing else."""
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            data = {}
+        return cls.model_validate(
+            {
+                "code_systems": data.get("code_systems") or {},
+                "person_identifier": data.get("person_identifier"),
+            }
+        )

@@ -2,6 +2,7 @@
 
 import base64
 import random
+from datetime import date
 
 import orjson
 import pytest
@@ -9,6 +10,7 @@ from sqlalchemy import select
 
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
+from tests.data.accounting import assert_accounted
 
 PATIENT = {
     "resourceType": "Patient",
@@ -269,6 +271,7 @@ def test_wrong_resource_type_and_missing_fields_are_named(store, tmp_path):
             "id": "c",
             "subject": {"reference": "Patient/p1"},
             "onsetDateTime": "2020-13-45",
+            "recordedDate": "2020-01-05",
             "code": cc(SNOMED, "22298006"),
         },
         [1, 2, 3],
@@ -277,8 +280,13 @@ def test_wrong_resource_type_and_missing_fields_are_named(store, tmp_path):
         orjson.dumps(PATIENT) + b"\n" + b"\n".join(orjson.dumps(x) for x in lines) + b"\n"
     )
     report = ingest_path(store, "fhir", path)
-    assert report.rules == {"fhir.unsupported_type": 1, "fhir.invalid": 2, "fhir.not_a_resource": 1}
+    assert report.rules == {"fhir.unsupported_type": 1, "fhir.invalid": 1, "fhir.not_a_resource": 1}
     with store.connect() as conn:
         messages = conn.execute(select(schema.quarantine.c.message)).scalars().all()
     assert any("Observation.code" in m for m in messages)
-    assert any("Condition.onsetDateTime" in m for m in messages)
+    # a bad optional element is nulled with a warning; the Condition loads on its recordedDate
+    assert report.warnings == {"fhir.Condition.onsetDateTime.invalid": 1}
+    assert [r["condition_start_date"] for r in _rows(store, "condition_occurrence")] == [
+        date(2020, 1, 5)
+    ]
+    assert_accounted(store, report)

@@ -1,5 +1,7 @@
 """FHIR servers over real HTTP: paged search, incremental `_lastUpdated`, and Bulk `$export`."""
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy import func, select
 
@@ -9,6 +11,7 @@ from flip.hub.server import BackgroundServer
 from flip.synth import generate_site
 from flip.synth.fhir_export import _patient_resources
 from tests.conftest import small_profile
+from tests.data.accounting import assert_accounted
 from tests.data.fhir_server import FhirServer
 
 FIRST = "2024-01-01T00:00:00Z"
@@ -80,3 +83,39 @@ def test_server_errors_are_named(store, server):
         ingest_fhir_server(store, base.replace("/fhir", "/nope"), incremental=False)
     with store.connect() as conn:
         assert conn.execute(select(schema.ingest_run.c.status)).scalars().all() == ["failed"]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["search", "bulk"])
+def test_server_ingest_applies_status_rules_and_person_identity(store, bulk):
+    nhs, meta = "https://fhir.nhs.uk/Id/nhs-number", {"lastUpdated": FIRST}
+    person = {"identifier": [{"system": nhs, "value": "9434765919"}], "birthDate": "1960-01-01"}
+    lab = {
+        "resourceType": "Observation",
+        "meta": meta,
+        "status": "final",
+        "subject": {"reference": "Patient/b"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+        "effectiveDateTime": "2020-01-02T08:00:00+01:00",
+        "valueQuantity": {"value": 0.5, "comparator": "<", "code": "mmol/L"},
+    }
+    resources = [
+        {"resourceType": "Patient", "id": "a", "meta": meta, **person},
+        {"resourceType": "Patient", "id": "b", "meta": meta, **person},
+        dict(lab, id="o1"),
+        dict(lab, id="o2", status="entered-in-error"),
+    ]
+    http = BackgroundServer(FhirServer(resources).app).start()
+    try:
+        report = ingest_fhir_server(store, f"{http.url}/fhir", bulk=bulk, person_identifier=nhs)
+    finally:
+        http.stop()
+    assert report.skipped_rules == {"person.identifier.known": 1, "fhir.status.entered_in_error": 1}
+    assert _count(store, schema.person) == 1
+    with store.connect() as conn:
+        row = conn.execute(
+            select(
+                schema.measurement.c.operator_concept_id, schema.measurement.c.measurement_datetime
+            )
+        ).one()
+    assert row == (4171756, datetime(2020, 1, 2, 8, 0))
+    assert_accounted(store, report)

@@ -3,6 +3,9 @@
 - FHIR NDJSON: FLIP's ingest (parse, validate, map, write to DuckDB) against a bare
   loop of orjson.loads + fhir.resources model_validate over the same lines, the two
   run in turn twice, each side's fastest kept.
+- A US Core-like export (200 patients, ~8,800 resources, bench.uscore) through the whole
+  `flip site ingest fhir` command, process start included, against the bare loop run as
+  a process of its own on the same files.
 - CSV extract through its mapping into DuckDB: records per second, the faster of two runs.
 - Peak RSS of a fresh process ingesting NDJSON at two sizes (streaming keeps it flat).
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
+from flip.bench.uscore import write_export
 from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.synth import SiteProfile, generate_site
@@ -95,6 +99,54 @@ def fhir_throughput(work: Path, patients: int, passes: int = 2) -> list[Figure]:
     ]
 
 
+#: The bare loop as a program of its own: what any FHIR pipeline in Python pays at least.
+BARE_PROGRAM = """
+import sys
+from pathlib import Path
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+
+for path in sorted(Path(sys.argv[1]).glob("*.ndjson")):
+    with path.open("rb") as handle:
+        for line in handle:
+            resource = orjson.loads(line)
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+"""
+
+
+def _timed(command: list[str]) -> float:
+    """Seconds a command takes from process start to exit; it must succeed."""
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def fhir_command(work: Path, patients: int = 200, passes: int = 3) -> list[Figure]:
+    """`flip site ingest fhir` on a US Core-like export as a whole command, into a store
+    `flip site init` made, against the bare loop as a process; the two alternate `passes`
+    times and each keeps its fastest."""
+    folder = work / "uscore"
+    resources = write_export(folder, patients)
+    store = work / "uscore.duckdb"
+    flip = [sys.executable, "-m", "flip", "site", "ingest", "fhir", str(folder)]
+    flip += ["--store", str(store), "--json", "--site-config", str(work / "no-site.yaml")]
+    bare = [sys.executable, "-c", BARE_PROGRAM, str(folder)]
+    bare_seconds = flip_seconds = float("inf")
+    init = [sys.executable, "-m", "flip", "site", "init", "--store", str(store)]
+    for _ in range(passes):
+        bare_seconds = min(bare_seconds, _timed(bare))
+        store.unlink(missing_ok=True)
+        subprocess.run(init, check=True, capture_output=True)
+        flip_seconds = min(flip_seconds, _timed(flip))
+    return [
+        Figure("US Core-like export", resources, "resources", f"{patients} patients"),
+        Figure("bare loop, whole process", bare_seconds, "s"),
+        Figure("flip site ingest fhir, whole command", flip_seconds, "s"),
+        Figure("flip / bare command time ratio", flip_seconds / bare_seconds, "x", "aim <= 1.5"),
+    ]
+
+
 def bare_csv(folder: Path) -> tuple[int, float]:
     """(rows, seconds) for Python's csv module reading every CSV file of a folder."""
     rows, start = 0, time.perf_counter()
@@ -159,6 +211,7 @@ def peak_rss(work: Path, patients: int) -> Figure:
 def run(work: Path, patients: int = 2000) -> list[Figure]:
     """Every ingest figure; `patients` sets the size of the throughput runs."""
     work.mkdir(parents=True, exist_ok=True)
-    figures = fhir_throughput(work, patients) + csv_throughput(work, patients * 4)
+    figures = fhir_throughput(work, patients) + fhir_command(work)
+    figures += csv_throughput(work, patients * 4)
     figures += [peak_rss(work, patients), peak_rss(work, patients * 4)]
     return figures

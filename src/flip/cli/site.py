@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 import yaml
 from rich.console import Console
@@ -15,6 +14,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from flip.cli.errors import one_line_errors
+
+if TYPE_CHECKING:
+    from flip.config import IngestSettings
 
 app = typer.Typer(
     help="Site commands: create a store, ingest sources, count cohorts.", no_args_is_help=True
@@ -108,24 +110,32 @@ def ingest(
     system: Annotated[
         str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    person_identifier: Annotated[
+        str | None,
+        typer.Option(
+            help="fhir: the identifier system that decides who a patient is (e.g. "
+            "https://fhir.nhs.uk/Id/nhs-number): patients with the same value are one person "
+            "across resources and sources. Default: site.yaml's person_identifier, if any."
+        ),
+    ] = None,
     site_config: Annotated[
         Path | None,
         typer.Option(
             "--site-config",
-            help="The site's site.yaml, for its declared `code_systems` "
-            "(default: ./site.yaml when there is one).",
+            help="The site's site.yaml, for its declared `code_systems` and "
+            "`person_identifier` (default: ./site.yaml when there is one).",
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest a source into the store: map codes, validate, quarantine bad records.
 
     Re-running adds nothing that is already there; a changed record replaces its rows.
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
-    from flip.data.cdm.store import open_store
+    reading = _read_fhir_ahead(kind, path, url, person_identifier, site_config)
+    from flip.data.cdm.store import StoreError, open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
-    from flip.data.sources.dicomweb import DicomWebError
     from flip.data.sources.fhir_rest import FhirServerError
     from flip.data.sources.tabular import MappingError, SourceReadError
 
@@ -134,11 +144,23 @@ def ingest(
             "give PATH (or, for fhir, omop and dicom, --url)", param_hint="PATH"
         )
     console = Console(stderr=True)
-    errors = (MappingError, SourceReadError, FhirServerError, DicomWebError, httpx.HTTPError)
+    errors: tuple[type[Exception], ...] = (MappingError, SourceReadError, FhirServerError)
+    if url:
+        import httpx
+
+        errors += (httpx.HTTPError,)
+    if kind is SourceKind.dicom:  # pydicom costs a fifth of a second to import: only for DICOM
+        from flip.data.sources.dicomweb import DicomWebError
+
+        errors += (DicomWebError,)
     with one_line_errors(*errors):
-        code_systems = _code_systems(site_config)
+        settings = _ingest_settings(site_config)
+        person_identifier = person_identifier or settings.person_identifier
         s = open_store(store)
-        s.create()
+        try:
+            s.check()  # a store at FLIP's version needs no create(), a tenth of a second
+        except StoreError:
+            s.create()
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         label = str(path or url)
         with Progress(*columns, console=console, disable=as_json) as bar:
@@ -158,7 +180,8 @@ def ingest(
                     incremental=not full,
                     source_system=system,
                     progress=advance,
-                    code_systems=code_systems,
+                    code_systems=settings.code_systems,
+                    person_identifier=person_identifier,
                 )
             else:
                 report = ingest_path(
@@ -170,7 +193,9 @@ def ingest(
                     schema_name=schema,
                     source_system=system,
                     progress=advance,
-                    code_systems=code_systems,
+                    code_systems=settings.code_systems,
+                    person_identifier=person_identifier,
+                    reading=reading,
                 )
         s.close()
     if as_json:
@@ -181,14 +206,32 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _code_systems(site_config: Path | None) -> dict[str, str]:
-    """The code systems a site.yaml declares: the one given, else ./site.yaml if there is one."""
-    from flip.config import declared_code_systems
+def _ingest_settings(site_config: Path | None) -> IngestSettings:
+    """What site.yaml says about ingests: the one given, else ./site.yaml if there is one."""
+    from flip.config import IngestSettings
 
     path = site_config or Path("site.yaml")
     if site_config is None and not path.exists():
-        return {}
-    return declared_code_systems(path)
+        return IngestSettings()
+    return IngestSettings.load(path)
+
+
+def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
+    """For FHIR files, start reading them in a child process before the store stack is
+    imported, so that the two overlap (reading and validating is most of a FHIR ingest).
+
+    None when the source is not FHIR files, or when site.yaml cannot be read (the error
+    is reported where it is read again, with the others).
+    """
+    if kind is not SourceKind.fhir or path is None or url:
+        return None
+    try:
+        identifier = person_identifier or _ingest_settings(site_config).person_identifier
+    except (OSError, ValueError):
+        return None
+    from flip.data.sources.fhir import read_path_ahead
+
+    return read_path_ahead(path, identifier)
 
 
 def _print_report(report) -> None:
@@ -209,7 +252,7 @@ def _print_report(report) -> None:
     for title, counter, key, unit in (
         ("Quarantined by rule", report.rules, "rule", "records"),
         ("Skipped by rule", report.skipped_rules, "rule", "records"),
-        ("Optional fields nulled (warnings)", report.warnings, "rule", "fields"),
+        ("Warnings (optional fields nulled, conflicts)", report.warnings, "rule", "records"),
         ("Unmapped codes", report.unmapped, "system|code", "records"),
     ):
         if counter:
@@ -219,6 +262,12 @@ def _print_report(report) -> None:
             for key, n in counter.most_common():
                 t.add_row(key, str(n))
             console.print(t)
+    if report.conflicts:
+        t = Table(title="Conflicting demographics (the person keeps what was loaded first)")
+        t.add_column("record")
+        for line in report.conflicts[:20]:
+            t.add_row(line)
+        console.print(t)
     if report.unread:
         t = Table(title="Not read")
         t.add_column("file or table")
@@ -280,7 +329,7 @@ def listen(
     from flip.data.sources.mllp import listen as serve
 
     with one_line_errors():
-        code_systems = _code_systems(site_config)
+        code_systems = _ingest_settings(site_config).code_systems
         s = open_store(store)
         s.create()
         s.close()
@@ -568,6 +617,8 @@ def enrol(
     """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml)."""
     import os
 
+    import httpx
+
     from flip.site.hub_client import HubClient
 
     with one_line_errors(httpx.HTTPError):
@@ -640,6 +691,8 @@ class _Stopped(Exception):
 def _decide(
     site_config: Path, project: int, task_hash: str, decision: str, by: str, reason: str
 ) -> None:
+    import httpx
+
     from flip.site.approvals import decide
 
     with one_line_errors(httpx.HTTPError):

@@ -32,10 +32,14 @@ from sqlalchemy import (
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import (
+    GENDERS,
+    IDENTIFIED,
     CdmRow,
     block_columns,
+    day,
     death_row,
     event_row,
+    person_id,
     person_row,
     stable_id,
     visit_row,
@@ -62,6 +66,13 @@ BATCH_SIZE = 20000
 
 #: The skip rule of a record that a later record with the same key replaced in one run.
 SUPERSEDED = "identity.superseded_in_run"
+
+#: The skip rule of a patient record whose business identifier names a person already
+#: loaded (earlier in the run, or by another source); its facts file under that person.
+SAME_PERSON = "person.identifier.known"
+
+#: The warning rule of such a record whose birth date or gender differ from the person's.
+DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 
 #: Id columns of CDM rows and the table each refers to (for rows from OMOP sources).
 REFERENCES = {
@@ -96,7 +107,8 @@ COST_DOMAINS = {
 class IngestReport:
     """What one ingest run read, loaded, left unchanged, quarantined and skipped.
 
-    `unread` lists the files or tables of the source that were not read, with why.
+    `unread` lists the files or tables of the source that were not read, with why;
+    `conflicts` the patient records whose demographics contradict the person they name.
     Every record read ends in exactly one of loaded, unchanged, quarantined (`rules`
     counts why) or skipped (`skipped_rules` counts why). `warnings` counts optional
     fields nulled because they failed to parse, per rule; their records still load.
@@ -114,6 +126,7 @@ class IngestReport:
     warnings: Counter[str] = field(default_factory=Counter)
     unmapped: Counter[str] = field(default_factory=Counter)
     unread: dict[str, str] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready summary."""
@@ -130,6 +143,7 @@ class IngestReport:
             "warnings": dict(self.warnings),
             "unmapped": dict(self.unmapped),
             "unread": dict(self.unread),
+            "conflicts": list(self.conflicts),
         }
 
 
@@ -324,6 +338,7 @@ class Ingestor:
         self.system = source_system
         self.births: dict[str, date] = {}
         self.person_ids: dict[str, int] = {}
+        self.identified: dict[str, tuple[date, int]] = {}
         self.deferred: list[SourceRecord] = []
         self.today = datetime.now(UTC).date()
         self.report: IngestReport | None = None
@@ -428,6 +443,9 @@ class Ingestor:
                 continue
             (people if _is_person(record) else others).append(record)
         persons = {r.key for r in people}
+        identified = [k for k in persons if k.startswith(IDENTIFIED) and k not in self.identified]
+        if identified:
+            self._load_identified(identified)
         keys = [getattr(r, "person_key", None) for r in others]
         wanted = {k for k in keys if k is not None and k not in persons and k not in self.births}
         if wanted:
@@ -506,6 +524,9 @@ class Ingestor:
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
             return None
+        if type(record) is SourcePerson and record.key in self.identified:
+            self._same_person(record, report)
+            return None
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)
         if problem is None and warnings:
@@ -567,6 +588,9 @@ class Ingestor:
             if problem:
                 return Rejected(record.key, record.location, *problem, record.raw)
         self.births[record.key] = record.birth_date
+        if record.key.startswith(IDENTIFIED):
+            gender = GENDERS.get(record.gender or "", 0)
+            self.identified[record.key] = (day(record.birth_date), gender)
         out.add(record, person_row(self.system, record))
         if record.death_date is not None:
             out.add(record, death_row(self.system, record))
@@ -635,7 +659,7 @@ class Ingestor:
     def _person_id(self, key: str) -> int:
         found = self.person_ids.get(key)
         if found is None:
-            found = self.person_ids[key] = stable_id(self.system, "person", key)
+            found = self.person_ids[key] = person_id(self.system, key)
         return found
 
     def _merged_away(self, key: str) -> bool:
@@ -653,8 +677,50 @@ class Ingestor:
                 for i in ids
             )
 
+    def _same_person(self, record: SourcePerson, report: IngestReport) -> None:
+        """Count a patient record of a person already loaded as skipped; warn when its
+        birth date or gender contradict the person's."""
+        report.skipped += 1
+        report.skipped_rules[SAME_PERSON] += 1
+        birth, gender = self.identified[record.key]
+        theirs = GENDERS.get(record.gender or "", 0)
+        if (record.birth_date and day(record.birth_date) != birth) or (
+            gender and theirs and gender != theirs
+        ):
+            report.warnings[DEMOGRAPHICS_CONFLICT] += 1
+            report.conflicts.append(
+                f"{record.location}: {record.key} born {day(record.birth_date)}, gender "
+                f"{record.gender or 'unknown'}; the person: born {birth}, gender concept {gender}"
+            )
+
+    def _load_identified(self, keys: list[str]) -> None:
+        """Remember identified persons that another source system already stored."""
+        ids = {person_id(self.system, k): k for k in keys}
+        person, source = schema.person, schema.source_record
+        with self.store.connect() as conn:
+            with values_in(conn, person.c.person_id, list(ids)) as wanted:
+                columns = (person.c.person_id, *_BIRTH, person.c.gender_concept_id)
+                found = conn.execute(select(*columns).where(wanted)).all()
+            if not found:
+                return
+            with values_in(conn, source.c.record_key, keys) as mine:
+                own = set(
+                    conn.execute(
+                        select(source.c.record_key)
+                        .where(source.c.source_system == self.system)
+                        .where(source.c.cdm_table == "person")
+                        .where(mine)
+                    ).scalars()
+                )
+        for pid, year, month, day_, gender in found:
+            key = ids[pid]
+            if key not in own:
+                born = _born(year, month, day_)
+                self.identified[key] = (born, gender)
+                self.births[key] = born
+
     def _load_births(self, keys: set[str]) -> None:
-        ids = {stable_id(self.system, "person", k): k for k in keys}
+        ids = {person_id(self.system, k): k for k in keys}
         person = schema.person
         with self.store.connect() as conn, values_in(conn, person.c.person_id, list(ids)) as wanted:
             found = conn.execute(select(person.c.person_id, *_BIRTH).where(wanted)).all()
@@ -875,6 +941,8 @@ def ingest_path(
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
     code_systems: dict[str, str] | None = None,
+    person_identifier: str | None = None,
+    reading: Iterable[SourceRecord] | None = None,
 ) -> IngestReport:
     """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
 
@@ -887,15 +955,21 @@ def ingest_path(
     provenance and record identity; it defaults to the kind and the file or
     folder name, so moving files keeps identities. `code_systems` are the site's declared
     code system names, URIs or OIDs -> OMOP vocabulary_id (site.yaml `code_systems`).
+    `person_identifier` (fhir) is the identifier system whose value makes a patient one
+    person across resources and sources; `reading` (fhir) the records of `path` already
+    being read (`fhir.read_path_ahead`).
     """
     from flip.data.sources import fhir, hl7v2, tabular
     from flip.data.sources.readahead import read_ahead
 
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     if kind in ("fhir", "hl7v2"):
-        reader = fhir.read_path if kind == "fhir" else hl7v2.read_path
+        if kind == "hl7v2":
+            records = hl7v2.read_path(path)
+        else:
+            records = reading if reading is not None else fhir.read_path(path, person_identifier)
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
-        return ingestor.run(reader(path), kind=kind, uri=str(path), progress=progress)
+        return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
     if kind == "dicom":
         from flip.data.sources import dicom, dicomweb
 
@@ -953,6 +1027,7 @@ def ingest_fhir_server(
     headers: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
     code_systems: dict[str, str] | None = None,
+    person_identifier: str | None = None,
 ) -> IngestReport:
     """Ingest from a FHIR server by paged search, or by Bulk Data `$export` when `bulk`.
 
@@ -981,7 +1056,13 @@ def ingest_fhir_server(
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     ingestor = Ingestor(store, vocabulary, system)
     with httpx.Client(timeout=60.0, headers=headers or {}, follow_redirects=True) as client:
-        records = reader(client, base_url, since=since, watermark=watermark)
+        records = reader(
+            client,
+            base_url,
+            since=since,
+            watermark=watermark,
+            person_identifier=person_identifier,
+        )
         report = ingestor.run(
             records, kind="fhir-bulk" if bulk else "fhir-search", uri=base_url, progress=progress
         )

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from flip.data.cdm.schema import DOMAIN_TABLES, EVENT_COLUMNS, metadata
-from flip.data.sources.records import BlockEvent, SourceEvent, SourcePerson, SourceVisit
+from flip.data.sources.records import (
+    GENDERS,
+    IDENTIFIED,
+    BlockEvent,
+    SourceEvent,
+    SourcePerson,
+    SourceVisit,
+)
 from flip.data.terminology.units import harmonise
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
 
 EHR = 32817
-GENDERS = {"male": 8507, "female": 8532}
 VISIT_CLASSES = {"AMB": 9202, "IMP": 9201, "EMER": 9203}
 
 #: A value's comparator -> OMOP operator_concept_id (Meas Value Operator vocabulary).
@@ -43,6 +49,18 @@ def stable_ids(keys: Iterable[str], *parts: str) -> list[int]:
     return [to_int(sha256(f"{prefix}{key}".encode()).digest()[:7], "big") >> 4 for key in keys]
 
 
+def person_id(system: str, key: str) -> int:
+    """The person_id of a source person key (system-independent for an identified person)."""
+    if key.startswith(IDENTIFIED):
+        return stable_id("person", key)
+    return stable_id(system, "person", key)
+
+
+def actor_id(system: str, table: str, key: str | None) -> int | None:
+    """The provider, care_site or location id of a source key (None when there is none)."""
+    return stable_id(system, table, key) if key else None
+
+
 def visit_id(system: str, key: str | None) -> int | None:
     """The visit_occurrence_id of a source encounter key (None when there is none)."""
     return stable_id(system, "visit", key) if key else None
@@ -59,7 +77,7 @@ class CdmRow:
 
 def person_row(system: str, p: SourcePerson) -> CdmRow:
     """The person row of a source patient."""
-    pid = stable_id(system, "person", p.key)
+    pid = person_id(system, p.key)
     born = p.birth_date
     assert born is not None
     return CdmRow(
@@ -98,13 +116,15 @@ def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
             "visit_end_datetime": moment(v.end),
             "visit_type_concept_id": EHR,
             "visit_source_value": v.source_value[:50] or None,
+            "provider_id": actor_id(system, "provider", v.provider_key),
+            "care_site_id": actor_id(system, "care_site", v.care_site_key),
         },
     )
 
 
 def death_row(system: str, p: SourcePerson) -> CdmRow:
     """The death row of a patient who died."""
-    pid = stable_id(system, "person", p.key)
+    pid = person_id(system, p.key)
     return CdmRow(
         "death",
         pid,
@@ -136,6 +156,10 @@ _MOMENTS = {
     for table, c in EVENT_COLUMNS.items()
     if c.datetime in metadata.tables[table].c
 }
+
+
+#: Event tables that name the provider of a fact.
+_PROVIDED = {table for table in EVENT_COLUMNS if "provider_id" in metadata.tables[table].c}
 
 
 def number_text(value: float | None, operator: str | None = None) -> str | None:
@@ -204,6 +228,7 @@ def note_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) -> 
             "encoding_concept_id": 0,
             "language_concept_id": 0,
             "visit_occurrence_id": visit_id(system, e.visit_key),
+            "provider_id": actor_id(system, "provider", e.provider_key),
             "note_source_value": e.code[:50],
         },
     )
@@ -255,6 +280,8 @@ def event_row(
     }
     if table in _MOMENTS:
         values[_MOMENTS[table]] = moment(e.start)
+    if e.provider_key and table in _PROVIDED:
+        values["provider_id"] = actor_id(system, "provider", e.provider_key)
     values.update(_specific(table, e, vocab, mapping.concept_id))
     return CdmRow(table, row_id, values), mapping.concept_id != 0
 

@@ -1,9 +1,17 @@
 """FHIR R4 files: Bundles (any type), single resources and NDJSON bulk exports (plain or gzip).
 
-Each resource is validated with fhir.resources (its R4B models read R4 data); one
-that fails is yielded as `Rejected` with the reason and its raw bytes. References
-(relative, absolute, urn:uuid, contained and conditional `Type?identifier=sys|val`)
-resolve to record keys, so CDM ids match whatever order resources arrive in.
+Each resource is validated with fhir.resources (its R4B models read R4 data), all but
+the elements FLIP maps from no resource (UNMAPPED: narrative, meta, extensions…); one
+that fails is yielded as `Rejected` with the reason and its raw bytes. A resource whose
+status says it is not a fact (entered-in-error, refuted, cancelled, not-done) is
+`Skipped` by its rule (see fhir_status). References (relative, absolute, urn:uuid,
+contained and conditional `Type?identifier=sys|val`) resolve to record keys, so CDM
+ids match whatever order resources arrive in.
+
+Times of day are kept as local wall time: a dateTime's UTC offset is dropped, so the
+`*_date` of a row is always the day of its `*_datetime`, as the source recorded it.
+With a person identifier system, a Patient carrying an identifier of that system is
+the person `Patient?identifier=SYSTEM|VALUE`, one person across resources and sources.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -21,10 +30,24 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources.records import Rejected, SourceEvent, SourcePerson, SourceRecord, SourceVisit
+from flip.data.sources import fhir_actors
+from flip.data.sources.fhir_status import not_a_fact
+from flip.data.sources.readahead import read_ahead_now
+from flip.data.sources.records import (
+    IDENTIFIED,
+    Rejected,
+    Skipped,
+    SourceEvent,
+    SourcePerson,
+    SourceRecord,
+    SourceVisit,
+)
 
 #: Resource types FLIP reads, in the order a bundle or folder is read.
 SUPPORTED = (
+    "Organization",
+    "Location",
+    "Practitioner",
     "Patient",
     "Encounter",
     "Medication",
@@ -43,9 +66,19 @@ SUPPORTED = (
 )
 
 
+#: The extension that carries a Patient's time of birth on birthDate.
+BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
+
+#: A string value that is one number with a comparator, as labs write "<5" or ">= 60".
+_COMPARISON = re.compile(r"\s*(<=|>=|<|>|=|\u2264|\u2265)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
+_SYMBOLS = {"\u2264": "<=", "\u2265": ">="}
+
+
 def _as_date(value: object) -> date | None:
+    """A FHIR date, dateTime or instant as a datetime in local wall time when it has a time
+    of day (its UTC offset dropped), else as a date; partial dates (year, year-month) give None."""
     if isinstance(value, datetime):
-        return value.date()
+        return value.replace(tzinfo=None)
     if isinstance(value, date):
         return value
     if isinstance(value, str) and len(value) >= 10:
@@ -56,10 +89,23 @@ def _as_date(value: object) -> date | None:
 class References:
     """Resolves references to record keys and remembers what later resources point at."""
 
-    def __init__(self) -> None:
+    def __init__(self, person_identifier: str | None = None) -> None:
+        self.person_identifier = person_identifier
         self.full_urls: dict[str, str] = {}
         self.identifiers: dict[tuple[str, str, str], str] = {}
         self.medications: dict[str, tuple[str, str]] = {}
+        self.persons: dict[str, str] = {}
+        self.actors: set[str] = set()
+
+    def person(self, reference: str | None) -> str | None:
+        """The person key a subject reference names (its business identity when it has one)."""
+        key = self.resolve(reference)
+        return self.persons.get(key, key) if key is not None else None
+
+    def actor(self, reference: Any) -> str | None:
+        """The key of the Practitioner, Organization or Location a Reference names, if read."""
+        key = self.resolve(getattr(reference, "reference", None))
+        return key if key in self.actors else None
 
     def key_of(self, resource: dict, full_url: str | None) -> str:
         """The record key of a resource: Type/id, else its fullUrl."""
@@ -85,11 +131,14 @@ class References:
             return reference
         if "?" in reference:
             kind, _, query = reference.partition("?")
+            kind = kind.rsplit("/", 1)[-1]
             for token in parse_qs(query).get("identifier", []):
                 system, _, value = token.rpartition("|")
-                found = self.identifiers.get((kind.rsplit("/", 1)[-1], system, value))
+                found = self.identifiers.get((kind, system, value))
                 if found:
                     return found
+                if kind == "Patient" and system and system == self.person_identifier:
+                    return f"{IDENTIFIED}{system}|{value}"
             return reference
         parts = reference.rstrip("/").split("/")
         if len(parts) >= 4 and parts[-2] == "_history":
@@ -131,7 +180,7 @@ class _Converter:
         table: str,
         **extra: Any,
     ) -> SourceRecord:
-        person = self.refs.resolve(subject.reference if subject is not None else None)
+        person = self.refs.person(subject.reference if subject is not None else None)
         if person is None:
             return self.reject(
                 "fhir.subject.missing", f"{model.get_resource_type()} has no subject"
@@ -140,12 +189,9 @@ class _Converter:
             return self.reject(
                 "fhir.code.missing", f"{model.get_resource_type()} has no coded value"
             )
-        encounter = getattr(model, "encounter", None) or getattr(model, "context", None)
-        visit = (
-            self.refs.resolve(encounter.reference)
-            if getattr(encounter, "reference", None)
-            else None
-        )
+        field = _ENCOUNTER.get(model.get_resource_type(), "encounter")
+        encounter = getattr(model, field) if field else None
+        visit = self.refs.resolve(encounter.reference) if encounter is not None else None
         return SourceEvent(
             self.key,
             person,
@@ -156,29 +202,60 @@ class _Converter:
             self.location,
             self.raw,
             visit_key=visit,
+            provider_key=self._performer(model),
             **extra,
         )
 
+    def _performer(self, m: Any) -> str | None:
+        """The key of the first read Practitioner who performed, asserted or asked for `m`."""
+        if not self.refs.actors:
+            return None
+        refs = []
+        for name in _PERFORMERS.get(m.get_resource_type(), ()):
+            found = getattr(m, name)
+            refs.extend(found if isinstance(found, list) else [found] if found else [])
+        for ref in refs:
+            key = self.refs.actor(ref.actor if "actor" in type(ref).model_fields else ref)
+            if key is not None and key.startswith("Practitioner/"):
+                return key
+        return None
+
     def patient(self, m: Any) -> SourceRecord:
         identifier = m.identifier[0].value if m.identifier else self.key
-        death = _as_date(m.deceasedDateTime)
+        key = self.key
+        system = self.refs.person_identifier
+        chosen = next((i.value for i in m.identifier or [] if system and i.system == system), None)
+        if chosen:
+            identifier, key = chosen, f"{IDENTIFIED}{system}|{chosen}"
+            self.refs.persons[self.key] = key
         return SourcePerson(
-            self.key,
+            key,
             identifier,
-            _as_date(m.birthDate),
+            _birth(m),
             m.gender,
             self.location,
             self.raw,
-            death_date=death,
+            death_date=_as_date(m.deceasedDateTime),
         )
 
     def encounter(self, m: Any) -> SourceRecord:
-        person = self.refs.resolve(m.subject.reference if m.subject else None)
+        person = self.refs.person(m.subject.reference if m.subject else None)
         if person is None:
             return self.reject("fhir.subject.missing", "Encounter has no subject")
         start, end = _period(None, m.period)
+        individuals = [p.individual for p in m.participant or [] if p.individual]
+        practitioners = [self.refs.actor(i) for i in individuals]
+        provider = next((k for k in practitioners if k and k.startswith("Practitioner/")), None)
         return SourceVisit(
-            self.key, person, start, end or start, m.class_fhir.code or "", self.location, self.raw
+            self.key,
+            person,
+            start,
+            end or start,
+            m.class_fhir.code or "",
+            self.location,
+            self.raw,
+            provider_key=provider,
+            care_site_key=self.refs.actor(m.serviceProvider),
         )
 
     def condition(self, m: Any) -> SourceRecord:
@@ -340,14 +417,52 @@ class _Converter:
         )
 
 
+#: Per event resource type, the elements that may name the Practitioner behind it, in order.
+_PERFORMERS = {
+    "Observation": ("performer",),
+    "Condition": ("asserter", "recorder"),
+    "AllergyIntolerance": ("asserter", "recorder"),
+    "Procedure": ("performer",),
+    "MedicationRequest": ("requester",),
+    "MedicationStatement": ("informationSource",),
+    "MedicationAdministration": ("performer",),
+    "Immunization": ("performer",),
+    "DiagnosticReport": ("performer",),
+    "DocumentReference": ("author",),
+}
+
+#: The element naming an event's encounter, where it is not `encounter` (None: it has none).
+_ENCOUNTER = {
+    "MedicationAdministration": "context",
+    "MedicationStatement": "context",
+    "DocumentReference": None,
+    "Specimen": None,
+}
+
+
 def _value(quantity: Any, concept: Any, string: str | None) -> tuple[str, dict[str, Any]]:
     """(default table, event fields) for an Observation's value[x]."""
     if quantity is not None:
         value = float(quantity.value) if quantity.value is not None else None
-        return "measurement", {"value": value, "unit": quantity.code or quantity.unit}
+        out = {"value": value, "unit": quantity.code or quantity.unit}
+        if quantity.comparator:
+            out["operator"] = quantity.comparator
+        return "measurement", out
     if concept is not None:
         return "observation", {"value_code": _coding(concept)}
+    compared = _COMPARISON.fullmatch(string) if string else None
+    if compared:
+        operator, number = compared.groups()
+        return "measurement", {"value": float(number), "operator": _SYMBOLS.get(operator, operator)}
     return "observation", {"text": string}
+
+
+def _birth(m: Any) -> date | None:
+    """A Patient's birthDate, with its time of day when the birthTime extension gives it."""
+    for extension in (m.birthDate__ext.extension or []) if m.birthDate__ext else []:
+        if extension.url == BIRTH_TIME and isinstance(extension.valueDateTime, datetime):
+            return _as_date(extension.valueDateTime)
+    return _as_date(m.birthDate)
 
 
 _HANDLERS: dict[str, Callable[[_Converter, Any], Any]] = {
@@ -366,7 +481,51 @@ _HANDLERS: dict[str, Callable[[_Converter, Any], Any]] = {
     "DocumentReference": _Converter.document,
     "ImagingStudy": _Converter.imaging_study,
     "Specimen": _Converter.specimen,
+    "Practitioner": lambda c, m: fhir_actors.provider(c.key, m, c.location, c.raw),
+    "Organization": lambda c, m: fhir_actors.care_site(c.key, m, c.location, c.raw),
+    "Location": lambda c, m: fhir_actors.location(c.key, m, c.location, c.raw),
 }
+
+
+#: Optional elements FLIP maps from no resource: they are not validated (a bad one cannot
+#: cost a record what FLIP does not store) and stay in the raw bytes kept for provenance.
+#: `modifierExtension` is not among them: it can change what a resource means.
+UNMAPPED = frozenset(
+    ("text", "meta", "extension", "category", "interpretation", "referenceRange", "note")
+)
+
+
+def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
+    """The resource's model, and the warning rules of optional elements nulled to get it.
+
+    Elements in UNMAPPED are left out. An element that fails validation is dropped and the
+    rest validated again; if the resource still fails (a required element was the bad
+    one), the first error stands.
+    """
+    model_class = get_fhir_model_class(kind)
+    resource = {name: value for name, value in resource.items() if name not in UNMAPPED}
+    try:
+        return model_class.model_validate(resource), ()
+    except ValidationError as exc:
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & resource.keys()
+        bad.discard("resourceType")
+        if not bad:
+            raise
+        trimmed = {name: value for name, value in resource.items() if name not in bad}
+        try:
+            model = model_class.model_validate(trimmed)
+        except ValidationError:
+            raise exc from None
+        return model, tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
+
+
+def _known_type(kind: str) -> bool:
+    """Whether `kind` names a FHIR resource type at all."""
+    try:
+        get_fhir_model_class(kind)
+    except (ValueError, ImportError):
+        return False
+    return True
 
 
 def _records(
@@ -378,8 +537,15 @@ def _records(
     try:
         key = refs.key_of(resource, full_url)
         if kind not in _HANDLERS:
-            return [Rejected(key, location, "fhir.unsupported_type", f"{kind} is not read", raw)]
-        model = get_fhir_model_class(kind).model_validate(resource)
+            if _known_type(kind):
+                return [Skipped(key, location, "fhir.type.not_read", f"{kind} is not read")]
+            return [Rejected(key, location, "fhir.unsupported_type", f"{kind} is not FHIR", raw)]
+        if kind in fhir_actors.ACTORS:
+            refs.actors.add(key)
+        status = not_a_fact(resource)
+        if status is not None:
+            return [Skipped(key, location, *status)]
+        model, warnings = _validate(kind, resource)
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -390,7 +556,12 @@ def _records(
         return [Rejected(resource.get("id"), location, "fhir.invalid", f"{kind}: {exc}", raw)]
     if out is None:
         return []
-    return out if isinstance(out, list) else [out]
+    out = out if isinstance(out, list) else [out]
+    if warnings:
+        for record in out:
+            if hasattr(record, "warnings"):
+                record.warnings = (*record.warnings, *warnings)
+    return out
 
 
 def _open(path: Path):
@@ -457,15 +628,23 @@ def _rank(resource: object) -> int:
     return SUPPORTED.index(kind) if kind in SUPPORTED else len(SUPPORTED)
 
 
-def read_path(path: Path) -> Iterator[SourceRecord]:
-    """Read a FHIR file or a folder of them; in a folder, bulk files go in dependency order."""
-    refs = References()
+def read_path(path: Path, person_identifier: str | None = None) -> Iterator[SourceRecord]:
+    """Read a FHIR file or a folder of them; in a folder, bulk files go in dependency order.
+
+    `person_identifier` is the identifier system that decides who a Patient is."""
+    refs = References(person_identifier)
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     files = [f for f in files if f.name.endswith((".json", ".ndjson", ".json.gz", ".ndjson.gz"))]
     files.sort(key=lambda f: (_file_rank(f), f.name))
     for file in files:
         reader = read_ndjson if ".ndjson" in file.name else read_json
         yield from reader(file, refs)
+
+
+def read_path_ahead(path: Path, person_identifier: str | None = None) -> Iterator[SourceRecord]:
+    """`read_path` in a child process that starts now, so that reading and validating
+    (most of a FHIR ingest) overlap whatever the caller does next (opening the store)."""
+    return read_ahead_now(read_path, path, person_identifier)
 
 
 def _file_rank(path: Path) -> int:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 
 from flip.data.sources.fhir import SUPPORTED, References, _rank, read_bundle, read_lines
 from flip.data.sources.records import Rejected, SourceRecord
+
+if TYPE_CHECKING:  # the reader only uses the client it is given; importing httpx costs startup
+    import httpx
 
 FHIR_JSON = "application/fhir+json"
 
@@ -51,9 +54,10 @@ def search(
     types: tuple[str, ...] = SUPPORTED,
     page_size: int = 200,
     watermark: Watermark | None = None,
+    person_identifier: str | None = None,
 ) -> Iterator[SourceRecord]:
     """Search each resource type (patients first), following `next` links to the last page."""
-    refs = References()
+    refs = References(person_identifier)
     watermark = watermark if watermark is not None else Watermark()
     for kind in types:
         params: dict[str, str | int] = {"_count": page_size}
@@ -92,6 +96,7 @@ def bulk_export(
     poll_seconds: float = 1.0,
     timeout: float = 3600.0,
     watermark: Watermark | None = None,
+    person_identifier: str | None = None,
 ) -> Iterator[SourceRecord]:
     """Kick off a system-level `$export`, poll until done, and stream every output file."""
     watermark = watermark if watermark is not None else Watermark()
@@ -120,7 +125,7 @@ def bulk_export(
         time.sleep(float(status.headers.get("retry-after", poll_seconds)))
     manifest = status.json()
     watermark.see(manifest.get("transactionTime"))
-    refs = References()
+    refs = References(person_identifier)
     outputs = sorted(
         manifest.get("output") or [], key=lambda o: _rank({"resourceType": o.get("type")})
     )

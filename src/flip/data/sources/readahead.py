@@ -71,10 +71,29 @@ def read_ahead(produce: Callable[..., Iterable[Any]], *args: Any) -> Iterator[An
     if not _can_fork():
         yield from produce(*args)
         return
+    yield from _drain(*_start(produce, args))
+
+
+def read_ahead_now(produce: Callable[..., Iterable[Any]], *args: Any) -> Iterator[Any]:
+    """`read_ahead`, its child started before this returns (read_ahead's starts on the
+    first `next`), so that the reading overlaps whatever the caller does first."""
+    if not _can_fork():
+        return iter(produce(*args))
+    return _drain(*_start(produce, args))
+
+
+def _start(
+    produce: Callable[..., Iterable[Any]], args: tuple
+) -> tuple[multiprocessing.Process, multiprocessing.Queue]:
     context = multiprocessing.get_context("fork")
     out = context.Queue(maxsize=DEPTH)
     child = context.Process(target=_child, args=(produce, args, out), daemon=True)
     child.start()
+    return child, out
+
+
+def _drain(child: multiprocessing.Process, out: multiprocessing.Queue) -> Iterator[Any]:
+    """What the child sends, until it is done; its failure is raised here."""
     try:
         while True:
             try:

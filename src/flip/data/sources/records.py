@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple
 
+#: A person key `Patient?identifier=SYSTEM|VALUE` names a person by a business identifier:
+#: its person_id is the same whichever source system loads it.
+IDENTIFIED = "Patient?identifier="
+
+#: OMOP gender concepts of the gender values records carry (FHIR AdministrativeGender).
+GENDERS = {"male": 8507, "female": 8532}
+
 
 @dataclass(slots=True)
 class SourcePerson:
@@ -31,7 +38,8 @@ class SourcePerson:
 
 @dataclass(slots=True)
 class SourceVisit:
-    """An encounter or visit."""
+    """An encounter or visit; `provider_key` and `care_site_key` name its provider and
+    care site by their source keys."""
 
     key: str
     person_key: str
@@ -41,6 +49,8 @@ class SourceVisit:
     location: str
     raw: bytes
     warnings: tuple[str, ...] = ()
+    provider_key: str | None = None
+    care_site_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -52,7 +62,8 @@ class SourceEvent:
     studies always land in `note` and `image_occurrence`). `value_code` is a
     coded value (system, code); `text` a note's text or a string value;
     `detail` carries table-specific fields (title, study_uid, modality, route…);
-    `operator` is a value's comparator (`<`, `<=`, `=`, `>=`, `>`).
+    `operator` is a value's comparator (`<`, `<=`, `=`, `>=`, `>`); `provider_key`
+    the source key of the provider who performed or recorded it.
     """
 
     key: str
@@ -73,6 +84,7 @@ class SourceEvent:
     detail: dict[str, str] | None = None
     operator: str | None = None
     warnings: tuple[str, ...] = ()
+    provider_key: str | None = None
 
 
 class BlockEvent(NamedTuple):

@@ -1,0 +1,63 @@
+"""FHIR statuses that say a resource is not a fact (and report panels, which only group
+facts read on their own): such a resource is skipped by a named rule.
+
+Checked on the parsed JSON before validation, so a skipped resource costs no model.
+What each status means follows the R4 value sets (event-status, observation-status,
+request-status, condition-ver-status, allergyintolerance-verification).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Any resource marked entered-in-error, in `status` or `verificationStatus`.
+ENTERED_IN_ERROR = "fhir.status.entered_in_error"
+
+#: A Condition or AllergyIntolerance whose verificationStatus is refuted.
+REFUTED = "fhir.verification.refuted"
+
+#: A DiagnosticReport that groups results: each result is read as its own Observation.
+PANEL = "fhir.report.panel"
+
+#: Per resource type, the `status` values that mean "this did not happen", and their rule.
+NOT_FACTS: dict[str, dict[str, str]] = {
+    "Encounter": {"cancelled": "fhir.status.cancelled"},
+    "Observation": {"cancelled": "fhir.status.cancelled"},
+    "DiagnosticReport": {"cancelled": "fhir.status.cancelled"},
+    "Procedure": {"not-done": "fhir.status.not_done"},
+    "MedicationRequest": {"cancelled": "fhir.status.cancelled"},
+    "MedicationAdministration": {"not-done": "fhir.status.not_done"},
+    "MedicationStatement": {"not-taken": "fhir.status.not_taken"},
+    "Immunization": {"not-done": "fhir.status.not_done"},
+    "ImagingStudy": {"cancelled": "fhir.status.cancelled"},
+}
+
+#: Resource types whose verificationStatus can refute them.
+VERIFIED = ("Condition", "AllergyIntolerance")
+
+
+def _codes(concept: Any) -> list[str]:
+    """The codes of a CodeableConcept as parsed JSON (lenient: anything else has none)."""
+    if not isinstance(concept, dict):
+        return []
+    return [c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)]
+
+
+def not_a_fact(resource: dict) -> tuple[str, str] | None:
+    """(rule, message) when the resource's status says it is not a fact; else None."""
+    kind = resource["resourceType"]
+    status = resource.get("status")
+    if status == "entered-in-error":
+        return ENTERED_IN_ERROR, f"{kind} status is entered-in-error"
+    rule = NOT_FACTS.get(kind, {}).get(status) if isinstance(status, str) else None
+    if rule is not None:
+        return rule, f"{kind} status is {status}"
+    if kind == "DiagnosticReport" and resource.get("result"):
+        return PANEL, "DiagnosticReport groups results that are read as their own Observations"
+    if kind in VERIFIED:
+        codes = _codes(resource.get("verificationStatus"))
+        if "entered-in-error" in codes:
+            return ENTERED_IN_ERROR, f"{kind} verificationStatus is entered-in-error"
+        if "refuted" in codes:
+            return REFUTED, f"{kind} verificationStatus is refuted"
+    return None

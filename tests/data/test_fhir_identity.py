@@ -122,7 +122,9 @@ def test_cli_takes_the_identifier_system_from_the_option_or_site_yaml(tmp_path):
     assert result.exit_code == 1  # nothing new loaded: the one record names a known person
     assert DEMOGRAPHICS_CONFLICT in result.output
     assert "h.ndjson:1" in result.output
-    result = runner.invoke(app, [*base, str(hospital), "--json", "--site-config", "none.yaml"])
+    result = runner.invoke(app, [*base, str(hospital), "--site-config", "none.yaml"])
+    assert result.exit_code == 2 and "none.yaml is not a file" in result.output
+    result = runner.invoke(app, [*base, str(hospital), "--json"])
     assert json.loads(result.output)["rows"] == {"person": 1}  # no identity: a second person
 
 

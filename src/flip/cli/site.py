@@ -211,8 +211,10 @@ def _ingest_settings(site_config: Path | None) -> IngestSettings:
     from flip.config import IngestSettings
 
     path = site_config or Path("site.yaml")
-    if site_config is None and not path.exists():
-        return IngestSettings()
+    if not path.is_file():
+        if site_config is None:
+            return IngestSettings()
+        raise typer.BadParameter(f"{path} is not a file", param_hint="--site-config")
     return IngestSettings.load(path)
 
 

@@ -634,7 +634,7 @@ class Ingestor:
             self.system,
             *(
                 (target, f"{target}/{values[primary.name]}")
-                if target
+                if target and values.get(primary.name) is not None
                 else (record.table, record.key)
             ),
         )

@@ -17,7 +17,7 @@ from flip.data.terminology.units import (
     to_canonical,
     unit_coverage,
 )
-from flip.data.validate.plausibility import value_problem
+from flip.data.validate.plausibility import PLAUSIBLE, value_problem
 from flip.synth.world import MEASUREMENTS
 from tests.data.accounting import assert_accounted
 
@@ -240,3 +240,115 @@ def test_unit_coverage_counts_rows_with_a_unit_concept_per_concept(store):
     coverage = {c.concept_id: c for c in unit_coverage(store)}
     assert (coverage[3004501].rows, coverage[3004501].with_unit) == (2, 1)
     assert coverage[3004501].share == 0.5 and coverage[3019550].share == 1.0
+
+
+@pytest.mark.parametrize(
+    ("sent", "ucum"),
+    [
+        ("x10^12/L", "10*12/L"),  # red cells
+        ("T/L", "10*12/L"),
+        ("uIU/mL", "u[IU]/mL"),  # TSH
+        ("mcg/mL", "ug/mL"),
+        ("GM/DL", "g/dL"),
+        ("mg%", "mg/dL"),
+        ("/HPF", "/[HPF]"),
+    ],
+)
+def test_more_spellings_labs_send_have_unit_concepts(sent, ucum):
+    assert normalize_unit(sent) == ucum and UCUM_CONCEPTS[ucum][0] > 0
+
+
+def test_converted_values_carry_no_float_noise():
+    assert to_canonical(3025315, 185, "[lb_av]") == (83.91458845, "kg")
+    assert to_canonical(3016723, 88.4, "umol/L") == (0.9999808, "mg/dL")
+    assert to_canonical(3004501, 5.5, "mmol/L") == (99.088, "mg/dL")
+    assert to_canonical(3025315, 70.123456789012345, "kg")[0] == 70.123456789012345  # as sent
+
+
+def test_haemoglobin_in_mmol_per_litre_converts_instead_of_being_quarantined():
+    value, unit = to_canonical(3000963, 8.5, "mmol/L")  # Dutch and Nordic labs
+    assert unit == "g/dL" and value == pytest.approx(13.70, abs=0.01)
+    assert value_problem(3000963, 8.5, "mmol/L") is None
+
+
+def test_every_canonical_concept_has_a_plausible_range_in_its_canonical_unit():
+    assert set(PLAUSIBLE) == set(CANONICAL)
+    for concept_id, (low, high) in PLAUSIBLE.items():
+        assert 0 <= low < high, concept_id
+    # a value that overflows on conversion is implausible, not stored as infinity
+    assert value_problem(3028437, 1e308, "mmol/L")[0] == "plausibility.value_range"
+
+
+def _measurements(store) -> dict[str, tuple]:
+    m = schema.measurement
+    cols = (m.c.value_as_number, m.c.unit_concept_id, m.c.unit_source_value)
+    cols += (m.c.value_source_value, m.c.operator_concept_id)
+    with store.connect() as conn:
+        rows = conn.execute(select(m.c.measurement_source_value, *cols)).all()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def test_a_missing_or_unreadable_unit_loads_with_a_warning_not_a_quarantine(store, tmp_path):
+    patient = {"resourceType": "Patient", "id": "example", "birthDate": "1974-12-25"}
+    resources = [
+        patient,
+        _observation("bp", "8480-6", {"value": 120}),  # no unit at all
+        _observation("glucose", "2345-7", {"value": 100, "unit": "mg per dL"}),
+    ]
+    path = tmp_path / "obs.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in resources) + b"\n")
+    report = ingest_path(store, "fhir", path)
+    assert_accounted(store, report)
+    assert report.quarantined == 0 and report.loaded == 3, report.rules
+    assert report.warnings["unit.unreadable"] == 1
+    rows = _measurements(store)
+    assert rows["8480-6"][:3] == (120.0, 0, None)
+    assert rows["2345-7"][:3] == (100.0, 0, "mg per dL")
+
+
+def test_fhir_comparator_survives_conversion_and_a_non_ucum_unit_code_falls_back_to_text(
+    store, tmp_path
+):
+    patient = {"resourceType": "Patient", "id": "example", "birthDate": "1974-12-25"}
+    creatinine = {"value": 0.5, "comparator": "<", "unit": "mg/dL", "system": UCUM}
+    creatinine["code"] = "mg/dL"
+    snomed = {"value": 100, "unit": "mg/dL", "system": "http://snomed.info/sct"}
+    snomed["code"] = "258797006"  # SNOMED CT's mg/dL
+    resources = [
+        patient,
+        _observation("creatinine", "14682-9", creatinine),  # umol/L concept
+        _observation("glucose", "2345-7", snomed),
+    ]
+    path = tmp_path / "obs.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in resources) + b"\n")
+    report = ingest_path(store, "fhir", path)
+    assert_accounted(store, report)
+    assert report.quarantined == 0, report.rules
+    rows = _measurements(store)
+    assert rows["14682-9"] == (44.2008486563, 8749, "mg/dL", "<0.5", 4171756)
+    assert rows["2345-7"][:3] == (100.0, 8840, "mg/dL")
+    assert ingest_path(store, "fhir", path).loaded == 0
+
+
+def test_hl7_units_in_obx6_text_component_and_escaped_powers(store, tmp_path):
+    segments = [
+        "MSH|^~\\&|LAB|HOSP|FLIP|SITE|20200101120000||ORU^R01|MSG1|P|2.5.1",
+        "PID|1||12345^^^HOSP^MR||DOE^JOHN||19700101|M",
+        "OBR|1||ORD1|24331-1^Lipid panel^LN|||20200101100000",
+        "OBX|1|NM|2345-7^Glucose^LN||5.5|mmol/L^millimole per liter^UCUM|||||F",
+        "OBX|2|NM|8480-6^Systolic^LN||120|^mmHg^UCUM|||||F",  # text component only
+        "OBX|3|NM|777-3^Platelets^LN||250|10\\S\\9/L|||||F",  # escaped ^
+        "OBX|4|SN|14682-9^Creatinine^LN||<^0.5|mg/dL^mg/dL^UCUM|||||F",
+        "OBX|5|NM|718-7^Haemoglobin^LN||8.5|mmol/L|||||F",
+    ]
+    path = tmp_path / "oru.hl7"
+    path.write_text("\r".join(segments) + "\r")
+    report = ingest_path(store, "hl7v2", path)
+    assert_accounted(store, report)
+    assert report.quarantined == 0 and report.loaded >= 5, report.rules
+    rows = _measurements(store)
+    assert rows["2345-7"][:3] == (99.088, 8840, "mmol/L")
+    assert rows["8480-6"][:3] == (120.0, 8876, "mmHg")
+    assert rows["777-3"][:3] == (250.0, 8848, "10^9/L")
+    assert rows["14682-9"] == (44.2008486563, 8749, "mg/dL", "<0.5", 4171756)
+    assert rows["718-7"][:2] == (13.697325, 8713)

@@ -507,6 +507,11 @@ class Ingestor:
             mappings = [m for _, _, m in entries]
             person_ids = [self._person_id(e.person_key) for e in events]
             columns = block_columns(self.system, table, events, mappings, person_ids, vocab)
+            if "unit_concept_id" in columns:
+                sent = zip(columns["unit_source_value"], columns["unit_concept_id"], strict=True)
+                unread = sum(1 for unit, concept in sent if unit and not concept)
+                if unread:
+                    report.warnings[UNIT_UNREADABLE] += unread
             out.add_columns(table, columns, events)
         return out
 
@@ -575,6 +580,8 @@ class Ingestor:
             return Rejected(record.key, record.location, *problem, record.raw)
         if not mapped:
             report.unmapped[f"{record.system}|{record.code}"] += 1
+        if record.unit and row.values.get("unit_concept_id") == 0:
+            report.warnings[UNIT_UNREADABLE] += 1
         out.add(record, row)
         return None
 
@@ -803,6 +810,9 @@ class Ingestor:
                 conn.execute(delete(table).where(stale))
             bulk_insert(conn, table, rows)
 
+
+#: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).
+UNIT_UNREADABLE = "unit.unreadable"
 
 #: A person's date of birth as the person table keeps it (month and day may be missing).
 _BIRTH = (

@@ -440,11 +440,18 @@ _ENCOUNTER = {
 }
 
 
+def _unit(quantity: Any) -> str | None:
+    """A Quantity's unit: its code when that is UCUM (or has no system), else its text
+    (a SNOMED CT or local unit code says nothing to a UCUM table)."""
+    ucum = quantity.system in (None, "http://unitsofmeasure.org")
+    return (quantity.code if ucum else None) or quantity.unit or quantity.code
+
+
 def _value(quantity: Any, concept: Any, string: str | None) -> tuple[str, dict[str, Any]]:
     """(default table, event fields) for an Observation's value[x]."""
     if quantity is not None:
         value = float(quantity.value) if quantity.value is not None else None
-        out = {"value": value, "unit": quantity.code or quantity.unit}
+        out = {"value": value, "unit": _unit(quantity)}
         if quantity.comparator:
             out["operator"] = quantity.comparator
         return "measurement", out

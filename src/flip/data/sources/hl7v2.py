@@ -411,7 +411,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
             return
         table = "measurement"
         fields = {"value": number.value, "operator": number.operator, "text": number.text}
-        fields["unit"] = m.get(obx, 6) or None
+        fields["unit"] = m.get(obx, 6) or m.get(obx, 6, 2) or None  # ^mmHg^UCUM: text only
     elif value_type in CODED_TYPES and m.get(obx, 5):
         fields = {"value_code": (hl7_system(m.get(obx, 5, 3)), m.get(obx, 5))}
     elif m.get(obx, 5):

@@ -29,6 +29,8 @@ UCUM_CONCEPTS: dict[str, tuple[int, str]] = {
     "ng/mL": (8842, "nanogram per milliliter"),
     "ng/L": (8725, "nanogram per liter"),
     "pg/mL": (8845, "picogram per milliliter"),
+    "mg/mL": (8861, "milligram per milliliter"),
+    "ug/mL": (8859, "microgram per milliliter"),
     "mmol/L": (8753, "millimole per liter"),
     "umol/L": (8749, "micromole per liter"),
     "nmol/L": (8736, "nanomole per liter"),
@@ -38,12 +40,16 @@ UCUM_CONCEPTS: dict[str, tuple[int, str]] = {
     "U/L": (8645, "unit per liter"),
     "[IU]/L": (8923, "international unit per liter"),
     "U/mL": (8763, "unit per milliliter"),
+    "[IU]/mL": (8985, "international unit per milliliter"),
+    "u[IU]/mL": (9093, "micro-international unit per milliliter"),
     "10*9/L": (9444, "billion per liter"),
     "10*3/uL": (8848, "thousand per microliter"),
     "10*3/mm3": (8961, "thousand per cubic millimeter"),
     "10*6/uL": (8815, "million per microliter"),
+    "10*12/L": (8734, "trillion per liter"),
     "/uL": (8647, "per microliter"),
     "/mm3": (8785, "per cubic millimeter"),
+    "/[HPF]": (8786, "per high power field"),
     "fL": (8583, "femtoliter"),
     "pg": (8564, "picogram"),
     "L/L": (44777604, "liter per liter"),
@@ -84,6 +90,15 @@ ALIASES: dict[str, str] = {
     "g/l": "g/L",
     "mcg/L": "ug/L",
     "mcg/dL": "ug/dL",
+    "mcg/mL": "ug/mL",
+    "gm/dL": "g/dL",
+    "g%": "g/dL",
+    "mg%": "mg/dL",
+    "gm/L": "g/L",
+    "uIU/mL": "u[IU]/mL",
+    "T/L": "10*12/L",
+    "T/l": "10*12/L",
+    "/HPF": "/[HPF]",
     "mcmol/L": "umol/L",
     "mEq/L": "meq/L",
     "IU/L": "[IU]/L",
@@ -179,8 +194,9 @@ class Analyte:
         return (base - offset) / scale
 
 
-def _molar(name: str, base: str, grams_per_mol: float) -> Analyte:
-    """A substance with a molar mass: mass and substance concentrations convert both ways."""
+def _molar(name: str, grams_per_mol: float) -> Analyte:
+    """A substance with a molar mass: mass and substance concentrations convert both ways
+    (through mmol/L)."""
     mmol_per_mg_dl = 10 / grams_per_mol
     units = {
         "mmol/L": (1.0, 0.0),
@@ -189,21 +205,29 @@ def _molar(name: str, base: str, grams_per_mol: float) -> Analyte:
         "mg/L": (mmol_per_mg_dl / 10, 0.0),
         "g/L": (mmol_per_mg_dl * 100, 0.0),
     }
-    return Analyte(name, base, units)
+    return Analyte(name, "mmol/L", units)
+
+
+def _hemoglobin() -> Analyte:
+    """Haemoglobin, also sent in mmol/L (of the Fe-carrying monomer, M = 16,114.5 g/mol)."""
+    mmol = 16114.5 / 10_000
+    units = {"g/dL": (1.0, 0.0), "g/L": (0.1, 0.0), "mg/dL": (1e-3, 0.0), "mmol/L": (mmol, 0.0)}
+    return Analyte("hemoglobin", "g/dL", units)
 
 
 #: Analytes whose factors are known; molar masses from PubChem (see docs/units.md).
 ANALYTES: dict[str, Analyte] = {
     a.name: a
     for a in (
-        _molar("glucose", "mmol/L", 180.16),
-        _molar("creatinine", "umol/L", 113.12),
-        _molar("cholesterol", "mmol/L", 386.65),
-        _molar("triglycerides", "mmol/L", 885.7),
-        _molar("bilirubin", "umol/L", 584.66),
-        _molar("calcium", "mmol/L", 40.078),
+        _molar("glucose", 180.16),
+        _molar("creatinine", 113.12),
+        _molar("cholesterol", 386.65),
+        _molar("triglycerides", 885.7),
+        _molar("bilirubin", 584.66),
+        _molar("calcium", 40.078),
         Analyte("electrolyte", "mmol/L", {"mmol/L": (1.0, 0.0), "meq/L": (1.0, 0.0)}),
         Analyte("protein", "g/L", {"g/L": (1.0, 0.0), "g/dL": (10.0, 0.0), "mg/dL": (0.01, 0.0)}),
+        _hemoglobin(),
         Analyte("crp", "mg/L", {"mg/L": (1.0, 0.0), "mg/dL": (10.0, 0.0)}),
         Analyte("hba1c", "%", {"%": (1.0, 0.0), "mmol/mol": (0.09148, 2.152)}),
         Analyte("temperature", "Cel", {"Cel": (1.0, 0.0), "[degF]": (5 / 9, -160 / 9)}),
@@ -270,7 +294,7 @@ CANONICAL: dict[int, tuple[str, str]] = {
     3019550: ("electrolyte", "mmol/L"),  # Sodium [Moles/volume] (2951-2)
     3023103: ("electrolyte", "mmol/L"),  # Potassium [Moles/volume] (2823-3)
     3014576: ("electrolyte", "mmol/L"),  # Chloride [Moles/volume] (2075-0)
-    3000963: ("protein", "g/dL"),  # Hemoglobin [Mass/volume] in Blood (718-7)
+    3000963: ("hemoglobin", "g/dL"),  # Hemoglobin [Mass/volume] in Blood (718-7)
     3024561: ("protein", "g/L"),  # Albumin [Mass/volume] in Serum or Plasma (1751-7)
     3020630: ("protein", "g/L"),  # Protein [Mass/volume] in Serum or Plasma (2885-2)
     3020460: ("crp", "mg/L"),  # C reactive protein [Mass/volume] (1988-5)
@@ -305,8 +329,11 @@ class Harmonised:
     converted: bool = False
 
     def apply(self, value: float) -> float:
-        """The value in the stored unit."""
-        return value * self.scale + self.offset if self.converted else value
+        """The value in the stored unit, a converted one cut to 12 significant digits (no float
+        noise such as 228.09999999999997; the factors themselves carry at most 10)."""
+        if not self.converted:
+            return value
+        return float(f"{value * self.scale + self.offset:.12g}")
 
 
 def harmonise(concept_id: int, unit: str | None) -> Harmonised:

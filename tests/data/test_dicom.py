@@ -326,3 +326,18 @@ def test_a_moved_folder_points_its_series_at_the_new_place(store, tmp_path):
     assert_accounted(store, again)
     assert (again.loaded, again.unchanged) == (1, 0)
     assert [path for _, path, _ in _image_rows(store)] == [str((moved / "a.dcm").resolve())]
+
+
+def test_a_series_uid_reused_by_another_study_is_a_conflict_not_a_skip(store, tmp_path):
+    images = tmp_path / "images"
+    first = _copy("CT_small.dcm", images / "a.dcm")
+    series = pydicom.dcmread(first).SeriesInstanceUID
+    _copy("CT_small.dcm", images / "b.dcm", StudyInstanceUID=generate_uid())
+    _persons_for(store, images)
+
+    report = ingest_path(store, "dicom", images)
+    assert_accounted(store, report)
+    assert (report.loaded, report.skipped, report.rules) == (1, 0, {"dicom.series_conflict": 1})
+    with store.connect() as conn:
+        message = conn.execute(select(schema.quarantine.c.message)).scalar_one()
+    assert f"series {series} belongs to study" in message

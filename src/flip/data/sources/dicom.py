@@ -42,6 +42,8 @@ _REQUIRED = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality")
 #: The UIDs a row or its provenance keeps, and the longest a UID may be (PS3.5 9.1).
 _UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _UID_LENGTH = 64
+#: What a series' owner is called in a conflict's message.
+_OWNER = {"PatientID": "PatientID", "StudyInstanceUID": "study"}
 #: Where a series' date comes from: StudyDate, else the first of the others that parses.
 _DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 _DATE_FORMATS = ("%Y%m%d", "%Y.%m.%d")
@@ -134,11 +136,11 @@ class SeriesAccount:
     """Accounts for a source's instances one by one, so each series is stored once.
 
     The first image instance of a series becomes its record; later instances of
-    it are skipped, and one that names another patient is quarantined.
+    it are skipped, and one that names another patient or study is quarantined.
     """
 
     def __init__(self) -> None:
-        self._represented: dict[str, tuple[str, str]] = {}
+        self._represented: dict[str, tuple[str, str, str]] = {}
 
     def instance(
         self,
@@ -175,20 +177,22 @@ class SeriesAccount:
             return Rejected(None, location, "dicom.uid_invalid", bad_uid, _header(ds))
         series = _text(ds, "SeriesInstanceUID")
         if series in self._represented:
-            first, patient = self._represented[series]
-            if patient != _text(ds, "PatientID"):
-                message = (
-                    f"series {series} belongs to PatientID {patient!r} in {first}, "
-                    f"but this instance names {_text(ds, 'PatientID')!r}"
-                )
-                return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
+            first, *owners = self._represented[series]
+            for tag, owner in zip(("PatientID", "StudyInstanceUID"), owners, strict=True):
+                if owner != _text(ds, tag):
+                    message = (
+                        f"series {series} belongs to {_OWNER[tag]} {owner!r} in {first}, "
+                        f"but this instance names {_text(ds, tag)!r}"
+                    )
+                    return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
             message = f"an instance of series {series}, which {first} stands for"
             return Skipped(key, location, SERIES_REPRESENTED, message)
         if pixels is not None:
             return Rejected(key, location, *pixels, _header(ds))
         record = series_record(ds, location, **where)
         if type(record) is SourceEvent:
-            self._represented[series] = (location, _text(ds, "PatientID"))
+            owners = (_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"))
+            self._represented[series] = (location, *owners)
         return record
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 from sqlalchemy import func, insert, select
 
 from flip.data.cdm import schema
@@ -233,3 +233,111 @@ def test_every_bundled_pydicom_test_file_is_accounted_for(store):
     assert_accounted(store, again)
     assert again.loaded == 0 and again.unchanged == report.loaded
     assert again.skipped_rules == report.skipped_rules
+
+
+def _copy(name: str, target: Path, **changes) -> Path:
+    """A pydicom test file copied as a new instance with `changes` applied."""
+    _instance(Path(get_testdata_file(name)), target, **changes)
+    return target
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_a_file_that_cannot_be_opened_or_read_is_quarantined_and_the_run_goes_on(store, tmp_path):
+    images = tmp_path / "images"
+    _copy("CT_small.dcm", images / "a.dcm")
+    (images / "b-unreadable.dcm").symlink_to("/proc/self/mem")  # EIO on read, even as root
+    (images / "c-broken-link.dcm").symlink_to(tmp_path / "gone.dcm")
+    (images / "d-empty.dcm").write_bytes(b"")
+    _persons_for(store, images)
+
+    report = ingest_path(store, "dicom", images)
+    assert_accounted(store, report)
+    assert report.read == 4 and report.loaded == 1
+    assert report.rules == {"dicom.unreadable": 3}
+    with store.connect() as conn:
+        messages = dict(
+            conn.execute(select(schema.quarantine.c.location, schema.quarantine.c.message)).all()
+        )
+    assert "Input/output error" in messages[str(images / "b-unreadable.dcm")]
+    assert "broken symbolic link" in messages[str(images / "c-broken-link.dcm")]
+    assert "empty file" in messages[str(images / "d-empty.dcm")]
+
+
+def test_files_under_a_linked_folder_are_read_once_and_a_link_loop_ends(store, tmp_path):
+    elsewhere = tmp_path / "archive" / "series"
+    _copy("MR_small.dcm", elsewhere / "1.dcm")
+    images = tmp_path / "images"
+    _copy("CT_small.dcm", images / "a.dcm")
+    (images / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (images / "linked-again").symlink_to(elsewhere, target_is_directory=True)
+    (images / "loop").symlink_to(images, target_is_directory=True)
+    _persons_for(store, tmp_path)
+
+    report = ingest_path(store, "dicom", images)
+    assert_accounted(store, report)
+    assert (report.read, report.loaded, report.quarantined) == (2, 2, 0), report.as_dict()
+    assert report.unread == {
+        str(images / "linked-again"): f"the same folder as {images / 'linked'}",
+        str(images / "loop"): f"the same folder as {images}",
+    }
+
+
+def test_a_deflated_file_stands_for_its_series_and_a_cut_one_is_quarantined(store, tmp_path):
+    images = tmp_path / "images"
+    deflated = _copy("image_dfl.dcm", images / "a.dcm", PatientID="DFL", StudyDate="20200101")
+    assert pydicom.dcmread(deflated).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    whole = deflated.read_bytes()
+    cut = _copy("image_dfl.dcm", images / "b.dcm", SeriesInstanceUID=generate_uid())
+    cut.write_bytes(cut.read_bytes()[: len(whole) // 2])
+    _persons_for(store, images)
+
+    report = ingest_path(store, "dicom", images)
+    assert_accounted(store, report)
+    assert (report.loaded, report.rules) == (1, {"dicom.unreadable": 1}), report.as_dict()
+
+
+@pytest.mark.parametrize("store", ["duckdb", "postgres"], indirect=True)
+def test_a_uid_longer_than_dicom_allows_is_quarantined_on_every_store(store, tmp_path):
+    images = tmp_path / "images"
+    long_uid = "1.2." + "3" * 300
+    _copy("CT_small.dcm", images / "a.dcm", SeriesInstanceUID=long_uid)
+    _copy("CT_small.dcm", images / "b.dcm", StudyInstanceUID=long_uid, PatientID="")
+    _copy("CT_small.dcm", images / "c.dcm", SeriesInstanceUID=generate_uid())
+    _persons_for(store, images)
+
+    report = ingest_path(store, "dicom", images)
+    assert_accounted(store, report)
+    assert (report.loaded, report.rules) == (1, {"dicom.uid_invalid": 2}), report.as_dict()
+    with store.connect() as conn:
+        messages = list(conn.execute(select(schema.quarantine.c.message)).scalars())
+    assert all("longer than 64" in m for m in messages), messages
+
+
+def test_a_moved_folder_points_its_series_at_the_new_place(store, tmp_path):
+    images = tmp_path / "old" / "dicom"
+    _copy("CT_small.dcm", images / "a.dcm")
+    _persons_for(store, images)
+    ingest_path(store, "dicom", images)
+    moved = tmp_path / "new" / "dicom"
+    moved.parent.mkdir()
+    images.rename(moved)
+
+    again = ingest_path(store, "dicom", moved)
+    assert_accounted(store, again)
+    assert (again.loaded, again.unchanged) == (1, 0)
+    assert [path for _, path, _ in _image_rows(store)] == [str((moved / "a.dcm").resolve())]
+
+
+def test_a_series_uid_reused_by_another_study_is_a_conflict_not_a_skip(store, tmp_path):
+    images = tmp_path / "images"
+    first = _copy("CT_small.dcm", images / "a.dcm")
+    series = pydicom.dcmread(first).SeriesInstanceUID
+    _copy("CT_small.dcm", images / "b.dcm", StudyInstanceUID=generate_uid())
+    _persons_for(store, images)
+
+    report = ingest_path(store, "dicom", images)
+    assert_accounted(store, report)
+    assert (report.loaded, report.skipped, report.rules) == (1, 0, {"dicom.series_conflict": 1})
+    with store.connect() as conn:
+        message = conn.execute(select(schema.quarantine.c.message)).scalar_one()
+    assert f"series {series} belongs to study" in message

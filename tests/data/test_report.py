@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select
 from flip.data.cdm import schema
 from flip.data.cdm.store import StoreError, open_store
 from flip.data.ingest import ingest_path
+from flip.data.validate import charts
 from flip.data.validate.quality import run_checks
 from flip.data.validate.report import build_report, render_html
 
@@ -244,3 +245,22 @@ def test_html_is_self_contained_with_charts(store, exported):
     for external in ("<script", "<link", "src=", 'href="http', "@import"):
         assert external not in page, external
     assert not re.search(r"url\((?!#)", page), "only references inside the page"
+
+
+def test_the_sources_chart_shows_a_re_run_that_changed_nothing(store, exported):
+    _, _, folder = exported("csv", n=5)
+    ingest_path(store, "csv", folder)
+    again = ingest_path(store, "csv", folder)
+    assert again.unchanged > 0 and again.loaded == 0
+    [source] = build_report(store)["sources"]
+    svg = charts.source_counts_svg([source])
+    assert "unchanged" in svg, "a source whose latest run changed nothing is not an empty bar"
+
+
+def test_a_concept_the_vocabulary_does_not_know_is_not_called_unmapped(store):
+    _measurements(store, [(987654321, float(v), 0) for v in range(5)])
+    data = build_report(store)
+    [spread] = data["distributions"]
+    [units] = data["unit_coverage"]["by_concept"]
+    for name in (spread["concept_name"], units["concept_name"]):
+        assert name == "concept 987654321 (not in the vocabulary)", name

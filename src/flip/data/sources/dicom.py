@@ -9,12 +9,17 @@ Every file is accounted for. The first image instance of a series (in file-name
 order) stands for the series and becomes its row; each later instance of that
 series is skipped under `dicom.series_represented`. A non-image object (RT plan,
 ECG, structured report…) is skipped under `dicom.non_image.<kind>` (see
-`flip.data.sources.dicom_classes`). A file that is not DICOM, or whose header
-cannot be read or lacks what a row needs, is quarantined with the reason.
+`flip.data.sources.dicom_classes`). A file that is not DICOM, that cannot be
+opened or read (a broken link, an I/O error), or whose header cannot be decoded
+or lacks what a row needs, is quarantined with the reason. Linked folders are
+followed once each; a folder seen before (a second link to it, a link loop) or
+that cannot be listed, and anything that is not a regular file, is listed as not
+read. Hidden files (names starting with a dot) are not read.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -22,9 +27,10 @@ from pathlib import Path
 import orjson
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from flip.data.sources.dicom_classes import non_image_rule, sop_class_name
-from flip.data.sources.records import Rejected, Skipped, SourceEvent, SourceRecord
+from flip.data.sources.records import Rejected, Skipped, SourceEvent, SourceRecord, Unread
 
 #: The code system of DICOM modalities (DX, CT, MR…), as FHIR names it.
 MODALITY_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -33,6 +39,11 @@ MRN_PREFIX = "mrn:"
 #: The skip rule of an instance whose series another instance already stands for.
 SERIES_REPRESENTED = "dicom.series_represented"
 _REQUIRED = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality")
+#: The UIDs a row or its provenance keeps, and the longest a UID may be (PS3.5 9.1).
+_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+_UID_LENGTH = 64
+#: What a series' owner is called in a conflict's message.
+_OWNER = {"PatientID": "PatientID", "StudyInstanceUID": "study"}
 #: Where a series' date comes from: StudyDate, else the first of the others that parses.
 _DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 _DATE_FORMATS = ("%Y%m%d", "%Y.%m.%d")
@@ -43,20 +54,64 @@ _PIXELS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+def _files(path: Path) -> Iterator[Path | Unread]:
+    """The files under `path` in name order, each linked folder followed once (see module doc)."""
+    if not path.is_dir():
+        yield path
+        return
+    seen: dict[str, Path] = {}
+    yield from _folder(path, seen)
+
+
+def _folder(folder: Path, seen: dict[str, Path]) -> Iterator[Path | Unread]:
+    real = os.path.realpath(folder)
+    if real in seen:
+        yield Unread(str(folder), f"the same folder as {seen[real]}")
+        return
+    seen[real] = folder
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        yield Unread(str(folder), f"the folder cannot be listed: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir():
+            yield from _folder(path, seen)
+        elif entry.is_file() or (entry.is_symlink() and not path.exists()):
+            yield path
+        else:
+            yield Unread(entry.path, "not a regular file")
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip()
 
 
-def _header(ds: pydicom.Dataset) -> bytes:
-    """The header's identifying tags as JSON: the record's raw bytes for provenance."""
-    keys = (*_REQUIRED, "StudyDate", "SOPInstanceUID", "SOPClassUID")
-    return orjson.dumps({k: _text(ds, k) for k in keys})
+def _header(ds: pydicom.Dataset, **where: str) -> bytes:
+    """The header's identifying tags and dates, and where the pixels are, as JSON: the
+    record's raw bytes for provenance (a moved file or a changed date changes them)."""
+    keys = (*_REQUIRED, *_DATES, "SOPInstanceUID", "SOPClassUID")
+    return orjson.dumps({**{k: _text(ds, k) for k in keys}, **where})
+
+
+def _instance_key(ds: pydicom.Dataset) -> str | None:
+    uid = _text(ds, "SOPInstanceUID")
+    return f"instance/{uid}" if uid else None
+
+
+def _uid_problem(ds: pydicom.Dataset) -> str | None:
+    """Why a UID of the header cannot be kept (longer than DICOM allows), or None."""
+    for keyword in _UIDS:
+        uid = _text(ds, keyword)
+        if len(uid) > _UID_LENGTH:
+            return (
+                f"{keyword} is {len(uid)} characters long, longer than {_UID_LENGTH} "
+                f"that DICOM allows: {uid[:_UID_LENGTH]}…"
+            )
+    return None
 
 
 def sop_class_uid(ds: pydicom.Dataset) -> str:
@@ -81,11 +136,11 @@ class SeriesAccount:
     """Accounts for a source's instances one by one, so each series is stored once.
 
     The first image instance of a series becomes its record; later instances of
-    it are skipped, and one that names another patient is quarantined.
+    it are skipped, and one that names another patient or study is quarantined.
     """
 
     def __init__(self) -> None:
-        self._represented: dict[str, tuple[str, str]] = {}
+        self._represented: dict[str, tuple[str, str, str]] = {}
 
     def instance(
         self,
@@ -113,26 +168,31 @@ class SeriesAccount:
         where: dict[str, str],
     ) -> SourceRecord:
         sop_class = sop_class_uid(ds)
-        key = f"instance/{_text(ds, 'SOPInstanceUID') or location}"
+        key = _instance_key(ds)
         rule = non_image_rule(sop_class, _text(ds, "Modality"))
         if rule is not None:
             return Skipped(key, location, rule, f"{sop_class_name(sop_class)} is not an image")
+        bad_uid = _uid_problem(ds)
+        if bad_uid is not None:
+            return Rejected(None, location, "dicom.uid_invalid", bad_uid, _header(ds))
         series = _text(ds, "SeriesInstanceUID")
         if series in self._represented:
-            first, patient = self._represented[series]
-            if patient != _text(ds, "PatientID"):
-                message = (
-                    f"series {series} belongs to PatientID {patient!r} in {first}, "
-                    f"but this instance names {_text(ds, 'PatientID')!r}"
-                )
-                return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
+            first, *owners = self._represented[series]
+            for tag, owner in zip(("PatientID", "StudyInstanceUID"), owners, strict=True):
+                if owner != _text(ds, tag):
+                    message = (
+                        f"series {series} belongs to {_OWNER[tag]} {owner!r} in {first}, "
+                        f"but this instance names {_text(ds, tag)!r}"
+                    )
+                    return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
             message = f"an instance of series {series}, which {first} stands for"
             return Skipped(key, location, SERIES_REPRESENTED, message)
         if pixels is not None:
             return Rejected(key, location, *pixels, _header(ds))
         record = series_record(ds, location, **where)
         if type(record) is SourceEvent:
-            self._represented[series] = (location, _text(ds, "PatientID"))
+            owners = (_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"))
+            self._represented[series] = (location, *owners)
         return record
 
 
@@ -142,6 +202,13 @@ def _read(path: Path) -> pydicom.Dataset | Rejected:
     A file without the DICOM preamble (older ACR-NEMA-style writers) is read anyway
     when it then names a SOP Class, as a real instance does.
     """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEAD)
+    except OSError as exc:
+        return Rejected(None, str(path), "dicom.unreadable", _open_problem(path, exc), b"")
+    if not head:
+        return Rejected(None, str(path), "dicom.unreadable", "an empty file (0 bytes)", b"")
     try:
         return pydicom.dcmread(path, defer_size=_DEFER)
     except InvalidDicomError:
@@ -154,9 +221,14 @@ def _read(path: Path) -> pydicom.Dataset | Rejected:
             reason += f": {type(exc).__name__}"
     except Exception as exc:  # truncated or corrupt files raise from deep inside pydicom
         reason = f"unreadable DICOM file: {type(exc).__name__}: {exc}"
-    with path.open("rb") as handle:
-        head = handle.read(_HEAD)
     return Rejected(None, str(path), "dicom.unreadable", reason, head)
+
+
+def _open_problem(path: Path, exc: OSError) -> str:
+    """Why a file cannot be opened or read, in one line."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link to {os.readlink(path)}"
+    return f"the file cannot be read: {exc.strerror or type(exc).__name__}"
 
 
 def _pixel_problem(ds: pydicom.Dataset, size: int) -> tuple[str, str] | None:
@@ -164,6 +236,9 @@ def _pixel_problem(ds: pydicom.Dataset, size: int) -> tuple[str, str] | None:
     element = next((ds._dict[tag] for tag in _PIXELS if tag in ds._dict), None)
     if element is None:
         return "dicom.pixel_data_missing", "the file holds no pixel data"
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return None  # offsets count inflated bytes; a cut deflated stream does not read at all
     length, start = getattr(element, "length", 0), getattr(element, "value_tell", None)
     if start is not None and length != _UNDEFINED_LENGTH and start + length > size:
         message = f"the pixel data is cut short: {size - start} of {length} bytes"
@@ -188,7 +263,7 @@ def series_record(ds: pydicom.Dataset, location: str, **where: str) -> SourceRec
     The date is StudyDate, else SeriesDate, AcquisitionDate or ContentDate, with a
     warning (`dicom.study_date_missing` or `dicom.study_date_invalid`).
     """
-    raw = _header(ds)
+    raw = _header(ds, **where)
     missing = [tag for tag in _REQUIRED if not _text(ds, tag)]
     dates = {tag: _text(ds, tag) for tag in _DATES if _text(ds, tag)}
     if not dates:
@@ -230,4 +305,4 @@ def read_path(path: Path) -> Iterator[SourceRecord]:
     """Every file under `path` (a file or a folder, searched recursively), in name order."""
     account = SeriesAccount()
     for file in _files(path):
-        yield read_file(file, account)
+        yield file if isinstance(file, Unread) else read_file(file, account)

@@ -9,7 +9,12 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 _STYLE = {"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "flip"}
-_COLOURS = {"loaded": "#1a7f37", "quarantined": "#cf222e", "skipped": "#9a6700"}
+_COLOURS = {
+    "loaded": "#1a7f37",
+    "unchanged": "#8c959f",
+    "quarantined": "#cf222e",
+    "skipped": "#9a6700",
+}
 
 
 def _svg(figure: Figure) -> str:
@@ -21,7 +26,7 @@ def _svg(figure: Figure) -> str:
 
 
 def source_counts_svg(sources: list[dict[str, Any]]) -> str:
-    """Stacked horizontal bars: each source's loaded, quarantined and skipped records."""
+    """Stacked horizontal bars: each source's loaded, unchanged, quarantined and skipped records."""
     with rc_context(_STYLE):
         figure = Figure(figsize=(7, 0.45 * len(sources) + 1))
         ax = figure.subplots()

@@ -48,6 +48,13 @@ def _names(conn: Connection, ids: set[int]) -> dict[int, str]:
     return {int(i): name for i, name in rows}
 
 
+def _label(names: dict[int, str], concept_id: int, source_value: str | None) -> str:
+    """A concept's name; for concept 0 the source value, for an id the vocabulary lacks, that."""
+    if not concept_id:
+        return f"unmapped: {source_value}"
+    return names.get(concept_id) or f"concept {concept_id} (not in the vocabulary)"
+
+
 def _concept_key():
     """Measurements grouped by concept; unmapped ones (concept 0) by their source value."""
     m = schema.measurement
@@ -71,7 +78,7 @@ def unit_coverage(conn: Connection, top: int = 30) -> dict[str, Any]:
     by_concept = [
         {
             "concept_id": int(cid),
-            "concept_name": names.get(int(cid)) or (f"unmapped: {src}" if not cid else ""),
+            "concept_name": _label(names, int(cid), src),
             "rows": int(n),
             "numeric": int(num or 0),
             "with_unit": int(unit or 0),
@@ -117,7 +124,7 @@ def value_distributions(conn: Connection, top: int = 20) -> list[dict[str, Any]]
         out.append(
             {
                 "concept_id": int(cid),
-                "concept_name": names.get(int(cid)) or f"unmapped: {src}",
+                "concept_name": _label(names, int(cid), src),
                 "unit_concept_id": int(unit or 0),
                 "unit": names.get(int(unit or 0)) or "no unit concept",
                 **tukey(values),

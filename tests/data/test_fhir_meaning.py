@@ -108,7 +108,7 @@ def test_comparators_fill_operator_concept(store, tmp_path):
     resources = [
         PATIENT,
         obs("lt", valueQuantity={"value": 0.5, "comparator": "<", "code": "mmol/L"}),
-        obs("ge", valueQuantity={"value": 60, "comparator": ">=", "code": "mmol/L"}),
+        obs("ge", valueQuantity={"value": 25, "comparator": ">=", "code": "mmol/L"}),
         obs("plain", valueQuantity={"value": 4.2, "code": "mmol/L"}),
         obs("text-gt", valueString="> 60"),
         obs("text-le", valueString="\u22645"),
@@ -118,16 +118,22 @@ def test_comparators_fill_operator_concept(store, tmp_path):
     report = ingest_path(store, "fhir", write_ndjson(tmp_path / "c.ndjson", resources))
     assert report.quarantined == 0, report.rules
     measured = {
-        (r["value_as_number"], r["operator_concept_id"]) for r in rows(store, "measurement")
+        (r["value_source_value"], r["operator_concept_id"])
+        for r in rows(store, "measurement")
+        if r["value_as_number"] is not None
     }
     assert measured == {
-        (0.5, OPERATORS["<"]),
-        (60.0, OPERATORS[">="]),
-        (4.2, None),
-        (60.0, OPERATORS[">"]),
-        (5.0, OPERATORS["<="]),
+        ("<0.5", OPERATORS["<"]),
+        (">=25", OPERATORS[">="]),
+        ("4.2", None),
+        (">60", OPERATORS[">"]),
+        ("<=5", OPERATORS["<="]),
     }
-    strings = sorted(r["value_as_string"] for r in rows(store, "observation"))
+    strings = sorted(
+        r["value_source_value"]
+        for r in rows(store, "measurement")  # glucose is a Measurement concept
+        if r["value_as_number"] is None
+    )
     assert strings == ["<5 mmol/L", "less than 5"]
     assert_accounted(store, report)
 

@@ -96,7 +96,7 @@ def test_server_ingest_applies_status_rules_and_person_identity(store, bulk):
         "subject": {"reference": "Patient/b"},
         "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
         "effectiveDateTime": "2020-01-02T08:00:00+01:00",
-        "valueQuantity": {"value": 0.5, "comparator": "<", "code": "mmol/L"},
+        "valueQuantity": {"value": 2.5, "comparator": "<", "code": "mmol/L"},
     }
     resources = [
         {"resourceType": "Patient", "id": "a", "meta": meta, **person},

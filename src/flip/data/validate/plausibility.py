@@ -12,8 +12,8 @@ from flip.data.terminology.units import CANONICAL, harmonise
 #: that does not convert, a measurement is quarantined. A value with no unit, or a unit FLIP
 #: cannot read, is not compared (it loads with unit_concept_id 0). Other concepts pass.
 PLAUSIBLE: dict[int, tuple[float, float]] = {
-    3004501: (10, 1500),  # glucose, mg/dL
-    3000483: (10, 1500),  # glucose in blood, mg/dL
+    3004501: (9, 1530),  # glucose, mg/dL (0.5-85 mmol/L)
+    3000483: (9, 1530),  # glucose in blood, mg/dL (0.5-85 mmol/L)
     3013826: (0.5, 85),  # glucose, mmol/L
     3016723: (0.05, 35),  # creatinine, mg/dL
     3051825: (0.05, 35),  # creatinine in blood, mg/dL

@@ -867,13 +867,16 @@ def ingest_path(
         )
         vocabulary = vocabulary.with_local_codes(spec.local_codes)
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{spec.source}")
+        known = vocabulary.unit
         if kind == "csv":
+            spec = spec.check(folder=path, unit_known=known)
             records = read_ahead(tabular.read_tables, spec, path)
             return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
         if not url:
             raise ValueError("a sql source needs --url (any SQLAlchemy database URL)")
         engine = create_engine(url)
         try:
+            spec = spec.check(engine=engine, unit_known=known)
             records = tabular.read_tables(spec, engine=engine)
             where = engine.url.render_as_string(hide_password=True)
             return ingestor.run(records, kind=kind, uri=where, progress=progress)

@@ -28,6 +28,7 @@ from flip.data.sources.records import (
     BlockEvent,
     EventBlock,
     Rejected,
+    Skipped,
     SourceEvent,
     SourcePerson,
     SourceRecord,
@@ -201,15 +202,20 @@ class _EventReader:
         self.entry = spec.entry
         self.nulls = nulls
         self.births = births if births is not None else {}
+        self.needs_value = spec.code_column is None and spec.value is not None
 
-    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | SourceEvent | Rejected:
-        """The event of one row, or why it was rejected."""
+    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | SourceRecord:
+        """The event of one row, or why it was rejected or skipped: an entry with one fixed
+        code skips a row whose value cell is empty, as a code column with `empty: skip` does."""
         spec, nulls, entry = self.spec, self.nulls, self.entry
         row_key = _cell(row, spec.id, nulls)
         if not row_key:
             message = f"column {spec.id} is empty"
             return Rejected(entry, location, "tabular.event.id_missing", message, raw)
         key = f"{entry}/{row_key}"
+        if self.needs_value and _raw_cell(row, spec.value, nulls) is None:
+            message = f"column {spec.value} is empty: the row has no such fact"
+            return Skipped(key, location, "tabular.value.empty", message)
         person = _cell(row, spec.person, nulls)
         if not person:
             message = f"column {spec.person} is empty"
@@ -222,6 +228,8 @@ class _EventReader:
             code = spec.code_values.get(code, code)
             if not code:
                 message = f"column {spec.code_column} is empty"
+                if spec.skip_empty_code:
+                    return Skipped(key, location, "tabular.code.empty", message)
                 return Rejected(key, location, "tabular.code.missing", message, raw)
         when = spec.date
         try:

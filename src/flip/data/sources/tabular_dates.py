@@ -118,7 +118,23 @@ def as_date(value: object, fmt: str | None = None) -> date:
     return parse_date(str(value).strip(), fmt)
 
 
+def _plus_months(day: date, months: int) -> date:
+    year, month = divmod(day.month - 1 + months, 12)
+    year += day.year
+    for last in (day.day, 30, 29, 28):
+        try:
+            return day.replace(year=year, month=month + 1, day=min(day.day, last))
+        except ValueError:
+            continue
+    raise ValueError(f"no day {months} months after {day}")
+
+
 def at_age(birth: date, age: float, unit: str) -> date:
-    """The day a person born on `birth` reached `age` (in `unit`, one of AGE_UNITS)."""
+    """The day a person born on `birth` reached `age` (in `unit`, one of AGE_UNITS): whole
+    years and months by the calendar, the rest in days."""
     day = birth.date() if isinstance(birth, datetime) else birth
+    if unit in ("years", "months"):
+        months = age * 12 if unit == "years" else age
+        whole = int(months)
+        return _plus_months(day, whole) + timedelta(days=round((months - whole) * 30.4375))
     return day + timedelta(days=round(age * AGE_UNITS[unit]))

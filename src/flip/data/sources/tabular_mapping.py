@@ -255,6 +255,7 @@ class EventSpec:
     code_column: str | None
     code_value: str
     code_values: dict[str, str]
+    skip_empty_code: bool
     date: DateSpec
     value: str | None
     unit: UnitSpec | None
@@ -328,7 +329,10 @@ def _event(spec: Any, where: _Where) -> EventSpec:
     _known(spec, _EVENT_KEYS, where)
     origin, query = _origin(spec, where)
     code = _mapping_of(_required(spec, "code", where), where, "code")
-    _known(code, {"column", "value", "system", "values"}, where, "code.")
+    _known(code, {"column", "value", "system", "values", "empty"}, where, "code.")
+    empty = code.get("empty", "quarantine")
+    if empty not in ("quarantine", "skip"):
+        raise where.error("code.empty", f"{empty!r} is neither 'quarantine' nor 'skip'")
     if ("column" in code) == (code.get("value") not in (None, "")):
         raise where.error("code", "needs exactly one of 'column' or 'value'")
     system = _required(code, "system", where, "code.")
@@ -355,6 +359,7 @@ def _event(spec: Any, where: _Where) -> EventSpec:
         code_column=_code_column(code, where),
         code_value=str(code.get("value", "")),
         code_values=_value_map(code.get("values"), where, "code.values"),
+        skip_empty_code=empty == "skip",
         date=DateSpec.parse(_required(spec, "date", where), where, "date", age=True),
         value=None if spec.get("value") is None else _column_name(spec["value"], where, "value"),
         unit=None if unit is None else UnitSpec.parse(unit, where),

@@ -334,3 +334,66 @@ def test_a_mapping_error_is_one_line_exit_1_and_writes_nothing(tmp_path, change,
         assert _count(store, schema.ingest_run) == 0 and _count(store, schema.person) == 0
     finally:
         store.close()
+
+
+GBSG = Path(__file__).parent / "fixtures" / "tabular" / "gbsg"
+
+
+def test_a_registry_extract_we_did_not_write_loads_every_row_of_every_entry(store, tmp_path):
+    folder = tmp_path / "gbsg"
+    folder.mkdir()
+    (folder / "lymph_node.csv").write_bytes((GBSG / "lymph_node.csv").read_bytes())
+    on_diagnosis = {"column": "diagdateb", "format": "%d-%m-%Y"}
+
+    def measured(column: str) -> dict:
+        return {
+            "file": "lymph_node.csv",
+            "id": "id",
+            "person": "id",
+            "code": {"value": column, "system": "urn:gbsg"},
+            "date": on_diagnosis,
+            "value": column,
+            "default_table": "measurement",
+        }
+
+    mapping = {
+        "source": "gbsg",
+        "person": {
+            "file": "lymph_node.csv",
+            "id": "id",
+            "birth_date": {"age": "age", "at": "diagdateb", "format": "%d-%m-%Y"},
+        },
+        "events": [
+            {
+                "name": "diagnosis",
+                "file": "lymph_node.csv",
+                "id": "id",
+                "person": "id",
+                "code": {"value": "C50.9", "system": "http://hl7.org/fhir/sid/icd-10"},
+                "date": on_diagnosis,
+                "default_table": "condition_occurrence",
+            },
+            *(measured(c) for c in ("size", "nodes", "grade", "prog_recp", "estrg_recp")),
+        ],
+    }
+    (folder / "mapping.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False))
+    rows = (GBSG / "lymph_node.csv").read_text().count("\n") - 1
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert rows == 686 and report.read == rows * 7
+    assert report.loaded == report.read and report.unchanged == report.quarantined == 0
+    assert report.rows["person"] == rows and report.rows["measurement"] == rows * 5
+    p, m = schema.person, schema.measurement
+    with store.connect() as conn:
+        born = conn.execute(
+            select(p.c.year_of_birth, p.c.month_of_birth, p.c.day_of_birth).where(
+                p.c.person_source_value == "1"
+            )
+        ).one()
+        sizes = conn.execute(
+            select(m.c.value_as_number, m.c.measurement_date)
+            .join(schema.source_record, schema.source_record.c.cdm_id == m.c.measurement_id)
+            .where(schema.source_record.c.record_key == "lymph_node.csv:size/1")
+        ).all()
+    assert tuple(born) == (1946, 8, 17)  # 38 at diagnosis on 17-08-1984
+    assert sizes == [(18.0, date(1984, 8, 17))]

@@ -174,7 +174,11 @@ class _PersonReader:
         key = f"person/{source_value}"
         birth = spec.birth
         try:
-            born = birth.fixed or _when(row, birth.column, birth.format, nulls)
+            if birth.age is not None:
+                at = _when(row, birth.at, birth.format, nulls)
+                born = at_age(at, -_age(row, birth.age, nulls), birth.age_unit)
+            else:
+                born = birth.fixed or _when(row, birth.column, birth.format, nulls)
         except ValueError as exc:
             return Rejected(key, location, "tabular.date.invalid", f"birth date: {exc}", raw)
         gender = None
@@ -275,19 +279,25 @@ class _EventReader:
     def _at_age(self, row: Row, person_key: str) -> date:
         when = self.spec.date
         assert when.age is not None
-        given = _raw_cell(row, when.age, self.nulls)
-        if given is None:
-            raise ValueError(f"column {when.age} (age at the event) is empty")
-        try:
-            age = float(given)
-        except (TypeError, ValueError):
-            raise ValueError(f"age at the event {given!r} is not a number") from None
-        if not math.isfinite(age) or age < 0:
-            raise ValueError(f"age at the event {given!r} is not a plausible age")
+        age = _age(row, when.age, self.nulls)
         birth = self.births.get(person_key)
         if birth is None:
             raise LookupError(f"an age at the event needs the birth date of {person_key}")
         return at_age(birth, age, when.age_unit)
+
+
+def _age(row: Row, column: str, nulls: frozenset[str]) -> float:
+    """The age in a cell; ValueError when it is empty, not a number, or negative."""
+    given = _raw_cell(row, column, nulls)
+    if given is None:
+        raise ValueError(f"column {column} (an age) is empty")
+    try:
+        age = float(given)
+    except (TypeError, ValueError):
+        raise ValueError(f"age {given!r} is not a number") from None
+    if not math.isfinite(age) or age < 0:
+        raise ValueError(f"age {given!r} is not a plausible age")
+    return age
 
 
 def _number(given: Any) -> tuple[float | None, str | None, tuple[str, ...]]:

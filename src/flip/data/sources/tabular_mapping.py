@@ -41,7 +41,6 @@ _EVENT_KEYS = {
     "text",
     "default_table",
 }
-_DATE_KEYS = {"column", "format", "value", "age", "unit"}
 _CONVERT_KEYS = {"from", "to", "factor", "offset", "code"}
 
 
@@ -102,25 +101,29 @@ def _renamed(column: str | None, names: dict[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class DateSpec:
-    """Where a date comes from: a column (with an optional strptime format), a fixed
-    value, or an age at the event in `age_unit` counted from the person's birth date."""
+    """Where a date comes from: a column (with an optional strptime format), a fixed value,
+    or an age in `age_unit`: for an event, its age at the event counted from the person's
+    birth; for a birth date, the age at the date in column `at` counted back."""
 
     column: str | None = None
     format: str | None = None
     fixed: date | None = None
     age: str | None = None
     age_unit: str = "years"
+    at: str | None = None
 
     @classmethod
-    def parse(cls, spec: Any, where: _Where, key: str, *, age: bool) -> DateSpec:
-        """Read a `date:` (or `birth_date:`) entry."""
+    def parse(cls, spec: Any, where: _Where, key: str, *, kind: str) -> DateSpec:
+        """Read a `date:` (kind "event"), `birth_date:` ("birth") or `death_date:` ("death")."""
         if isinstance(spec, str):
             return cls(column=spec)
         spec = _mapping_of(spec, where, key)
-        _known(spec, _DATE_KEYS if age else {"column", "format", "value"}, where, f"{key}.")
+        allowed = {"column", "format", "value"}
+        allowed |= {"event": {"age", "unit"}, "birth": {"age", "unit", "at"}}.get(kind, set())
+        _known(spec, allowed, where, f"{key}.")
         sources = [k for k in ("column", "value", "age") if spec.get(k) not in (None, "")]
         if len(sources) != 1:
-            expected = "'column', 'value' or 'age'" if age else "'column' or 'value'"
+            expected = "'column', 'value' or 'age'" if "age" in allowed else "'column' or 'value'"
             raise where.error(key, f"needs exactly one of {expected}")
         fmt = spec.get("format")
         if fmt is not None:
@@ -130,29 +133,38 @@ class DateSpec:
                 check_format(fmt)
             except ValueError as exc:
                 raise where.error(f"{key}.format", str(exc)) from None
+        if spec.get("unit") is not None and "age" not in sources:
+            raise where.error(f"{key}.unit", "only an 'age' has a unit")
         if "value" in sources:
             try:
                 fixed = parse_date(str(spec["value"]).strip(), fmt)
             except ValueError as exc:
                 raise where.error(f"{key}.value", str(exc)) from None
             return cls(fixed=fixed)
-        if "age" in sources:
-            unit = spec.get("unit", "years")
-            if unit not in AGE_UNITS:
-                raise where.error(f"{key}.unit", f"{unit!r} is not one of {', '.join(AGE_UNITS)}")
-            return cls(age=_column_name(spec["age"], where, f"{key}.age"), age_unit=unit)
-        if spec.get("unit") is not None:
-            raise where.error(f"{key}.unit", "only an 'age' has a unit")
-        return cls(column=_column_name(spec["column"], where, f"{key}.column"), format=fmt)
+        if "column" in sources:
+            return cls(column=_column_name(spec["column"], where, f"{key}.column"), format=fmt)
+        unit = spec.get("unit", "years")
+        if unit not in AGE_UNITS:
+            raise where.error(f"{key}.unit", f"{unit!r} is not one of {', '.join(AGE_UNITS)}")
+        at = None
+        if kind == "birth":
+            at = _column_name(_required(spec, "at", where, f"{key}."), where, f"{key}.at")
+        age_column = _column_name(spec["age"], where, f"{key}.age")
+        return cls(age=age_column, age_unit=unit, at=at, format=fmt)
 
     def columns(self, key: str) -> list[tuple[str, str]]:
         """(key, column) of the columns this date reads."""
-        pairs = ((f"{key}.column", self.column), (f"{key}.age", self.age))
+        pairs = ((f"{key}.column", self.column), (f"{key}.age", self.age), (f"{key}.at", self.at))
         return [(k, c) for k, c in pairs if c is not None]
 
     def renamed(self, names: dict[str, str]) -> DateSpec:
         """This date with its columns renamed by `names`."""
-        return replace(self, column=_renamed(self.column, names), age=_renamed(self.age, names))
+        return replace(
+            self,
+            column=_renamed(self.column, names),
+            age=_renamed(self.age, names),
+            at=_renamed(self.at, names),
+        )
 
 
 @dataclass(frozen=True)
@@ -317,10 +329,12 @@ def _person(doc: Any, where: _Where) -> PersonSpec:
         origin=origin,
         query=query,
         id=_column_name(_required(spec, "id", where), where, "id"),
-        birth=DateSpec.parse(_required(spec, "birth_date", where), where, "birth_date", age=False),
+        birth=DateSpec.parse(
+            _required(spec, "birth_date", where), where, "birth_date", kind="birth"
+        ),
         gender=gender_column,
         genders=genders,
-        death=None if death is None else DateSpec.parse(death, where, "death_date", age=False),
+        death=None if death is None else DateSpec.parse(death, where, "death_date", kind="death"),
     )
 
 
@@ -360,7 +374,7 @@ def _event(spec: Any, where: _Where) -> EventSpec:
         code_value=str(code.get("value", "")),
         code_values=_value_map(code.get("values"), where, "code.values"),
         skip_empty_code=empty == "skip",
-        date=DateSpec.parse(_required(spec, "date", where), where, "date", age=True),
+        date=DateSpec.parse(_required(spec, "date", where), where, "date", kind="event"),
         value=None if spec.get("value") is None else _column_name(spec["value"], where, "value"),
         unit=None if unit is None else UnitSpec.parse(unit, where),
         text=None if text_column is None else _column_name(text_column, where, "text"),

@@ -33,7 +33,7 @@ from flip.data.sources.records import (
     SourcePerson,
     SourceRecord,
 )
-from flip.data.sources.tabular_dates import as_date, at_age
+from flip.data.sources.tabular_dates import as_date, at_age, parse_date
 from flip.data.sources.tabular_mapping import (
     EventSpec,
     MappingError,
@@ -90,13 +90,14 @@ def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
 
 
 def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
-    """(location, row, raw) per CSV line; a line that is not UTF-8 comes back with row None."""
+    """(location, row, raw) per CSV record (the location names its first line, raw holds all
+    its lines); a record that is not UTF-8 comes back with row None."""
+    pending: list[bytes] = []
     undecodable: list[bytes] = []
-    current: list[bytes] = [b""]
 
     def lines(handle) -> Iterator[str]:
         for raw in handle:
-            current[0] = raw
+            pending.append(raw)
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -107,13 +108,17 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
     with path.open("rb") as handle:
         header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
         reader = csv.reader(lines(handle))
+        first = 2
         for values in reader:
+            raw = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            location = f"{where}:{first}"
+            first = reader.line_num + 2
             if undecodable:
-                yield f"{where}:{reader.line_num + 1}", None, undecodable.pop()
-                continue
-            if values:
-                row = dict(zip(header, values, strict=False))
-                yield f"{where}:{reader.line_num + 1}", row, current[0]
+                undecodable.clear()
+                yield location, None, raw
+            elif values:
+                yield location, dict(zip(header, values, strict=False)), raw
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
@@ -207,38 +212,62 @@ class _EventReader:
         self.nulls = nulls
         self.births = births if births is not None else {}
         self.needs_value = spec.code_column is None and spec.value is not None
+        # One object per distinct person key and code (a block pickles each once), codes by
+        # their cell as read.
+        self.person_keys: dict[str, str] = {}
+        self.codes: dict[Any, str] = {}
 
     def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | SourceRecord:
         """The event of one row, or why it was rejected or skipped: an entry with one fixed
-        code skips a row whose value cell is empty, as a code column with `empty: skip` does."""
-        spec, nulls, entry = self.spec, self.nulls, self.entry
-        row_key = _cell(row, spec.id, nulls)
-        if not row_key:
+        code skips a row whose value cell is empty, as a code column with `empty: skip` does.
+
+        Cells are read inline (not through `_cell`): this runs once per row and entry."""
+        spec, nulls, get = self.spec, self.nulls, row.get
+        cell = get(spec.id)
+        row_key = cell.strip() if type(cell) is str else _cell(row, spec.id, nulls)
+        if not row_key or row_key in nulls:
             message = f"column {spec.id} is empty"
-            return Rejected(entry, location, "tabular.event.id_missing", message, raw)
-        key = f"{entry}/{row_key}"
-        if self.needs_value and _raw_cell(row, spec.value, nulls) is None:
-            message = f"column {spec.value} is empty: the row has no such fact"
-            return Skipped(key, location, "tabular.value.empty", message)
-        person = _cell(row, spec.person, nulls)
-        if not person:
-            message = f"column {spec.person} is empty"
-            return Rejected(key, location, "tabular.event.person_missing", message, raw)
-        person_key = f"person/{person}"
-        if spec.code_column is None:
-            code = spec.code_value
-        else:
-            code = _cell(row, spec.code_column, nulls)
-            code = spec.code_values.get(code, code)
-            if not code:
-                message = f"column {spec.code_column} is empty"
-                if spec.skip_empty_code:
-                    return Skipped(key, location, "tabular.code.empty", message)
-                return Rejected(key, location, "tabular.code.missing", message, raw)
+            return Rejected(self.entry, location, "tabular.event.id_missing", message, raw)
+        key = f"{self.entry}/{row_key}"
+        value = None
+        if spec.value is not None:
+            value = _raw_cell(row, spec.value, nulls)
+            if value is None and self.needs_value:
+                message = f"column {spec.value} is empty: the row has no such fact"
+                return Skipped(key, location, "tabular.value.empty", message)
+        cell = get(spec.person)
+        person = cell.strip() if type(cell) is str else _cell(row, spec.person, nulls)
+        person_key = self.person_keys.get(person)
+        if person_key is None:
+            if not person or person in nulls:
+                message = f"column {spec.person} is empty"
+                return Rejected(key, location, "tabular.event.person_missing", message, raw)
+            person_key = self.person_keys[person] = f"person/{person}"
+        code = spec.code_value
+        if spec.code_column is not None:
+            code = self.codes.get(get(spec.code_column))
+            if code is None:
+                code = _cell(row, spec.code_column, nulls)
+                code = spec.code_values.get(code, code)
+                if not code:
+                    message = f"column {spec.code_column} is empty"
+                    if spec.skip_empty_code:
+                        return Skipped(key, location, "tabular.code.empty", message)
+                    return Rejected(key, location, "tabular.code.missing", message, raw)
+                self.codes[get(spec.code_column)] = code
         when = spec.date
         try:
             if when.column is not None:
-                start = _when(row, when.column, when.format, nulls)
+                cell = get(when.column)
+                if type(cell) is str:
+                    cell = cell.strip()
+                    if cell in nulls:
+                        raise ValueError(f"column {when.column} is empty")
+                    start = parse_date(cell, when.format)
+                elif cell is None:
+                    raise ValueError(f"column {when.column} is empty")
+                else:
+                    start = as_date(cell, when.format)
             elif when.fixed is not None:
                 start = when.fixed
             else:
@@ -247,15 +276,20 @@ class _EventReader:
             return Rejected(key, location, "tabular.date.invalid", str(exc), raw)
         except LookupError as exc:
             return Rejected(key, location, "tabular.date.no_birth_date", str(exc), raw)
-        value = operator = None
+        operator = None
         warnings: tuple[str, ...] = ()
-        if spec.value is not None:
-            value, operator, warnings = _number(_raw_cell(row, spec.value, nulls))
+        if value is not None:
+            try:
+                value = float(value)
+                if value - value != 0:  # nan or infinite
+                    raise ValueError
+            except (TypeError, ValueError):
+                value, operator, warnings = _number(value)
         unit = None
         if spec.unit is not None:
             value, unit = _unit(spec.unit, row, code, value, nulls)
-        text = _cell(row, spec.text, nulls) or None
-        if spec.default_table == "note" and text is None:
+        text = _cell(row, spec.text, nulls) or None if spec.text else None
+        if text is None and spec.default_table == "note":
             message = f"column {spec.text} is empty: a note needs its text"
             return Rejected(key, location, "tabular.note.no_text", message, raw)
         if operator is None and not warnings:

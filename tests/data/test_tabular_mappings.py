@@ -397,3 +397,21 @@ def test_a_registry_extract_we_did_not_write_loads_every_row_of_every_entry(stor
         ).all()
     assert tuple(born) == (1946, 8, 17)  # 38 at diagnosis on 17-08-1984
     assert sizes == [(18.0, date(1984, 8, 17))]
+
+
+def test_a_quoted_multiline_record_is_kept_whole_as_its_raw_bytes(store, exported):
+    _, _, folder = exported("csv", n=5)
+    letters = folder / "letters.csv"
+    before = letters.read_text().count("\n")
+    letters.write_text(
+        letters.read_text() + 'late-1,NOBODY,2017-01-01,"Seen today.\nPlan: review in 3 months."\n'
+    )
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert report.rules == {"reference.dangling": 1}
+    with store.connect() as conn:
+        location, raw = conn.execute(
+            select(schema.quarantine.c.location, schema.quarantine.c.raw)
+        ).one()
+    assert location == f"{letters}:{before + 1}"
+    assert raw == b'late-1,NOBODY,2017-01-01,"Seen today.\nPlan: review in 3 months."\n'

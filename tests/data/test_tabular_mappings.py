@@ -415,3 +415,25 @@ def test_a_quoted_multiline_record_is_kept_whole_as_its_raw_bytes(store, exporte
         ).one()
     assert location == f"{letters}:{before + 1}"
     assert raw == b'late-1,NOBODY,2017-01-01,"Seen today.\nPlan: review in 3 months."\n'
+
+
+def test_a_row_id_seen_again_in_a_later_block_supersedes_it_never_unchanged(
+    store, exported, monkeypatch
+):
+    monkeypatch.setattr(tabular, "BLOCK_SIZE", 4)
+    _, patients, folder = exported("csv", n=10)
+    labs = folder / "labs.csv"
+    lines = labs.read_text().splitlines(keepends=True)
+    first, second = lines[1], lines[2]
+    changed = second.replace(second.split(",")[3], "99.5", 1)
+    labs.write_text("".join([*lines, first, changed]))  # an exact duplicate, a changed one
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert report.unchanged == 0 and report.quarantined == 0, report.as_dict()
+    assert report.skipped_rules == {"identity.superseded_in_run": 2}
+    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement, schema.measurement.c.value_as_number == 99.5) == 1
+    again = ingest_path(store, "csv", folder)
+    assert_accounted(store, again)
+    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement, schema.measurement.c.value_as_number == 99.5) == 1

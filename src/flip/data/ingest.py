@@ -618,22 +618,29 @@ class Ingestor:
     def _write(self, batch: _Batch, report: IngestReport) -> None:
         with self.store.begin() as conn:
             unchanged: set[str] = set()
+            # A key an earlier batch of this run wrote: that record is superseded, not this
+            # one unchanged (same content) nor loaded a second time (new content).
+            again_same = again_new = 0
             for key, old in self._existing(conn, batch).items():
-                if all(digest == batch.sources[key][1] for _, _, digest in old):
+                earlier = any(run == report.run_id for *_, run in old)
+                if all(digest == batch.sources[key][1] for _, _, digest, _ in old):
                     unchanged.add(key)
+                    again_same += earlier
                     continue
-                for table, cdm_id, _ in old:
+                again_new += earlier
+                for table, cdm_id, _, _ in old:
                     _delete_row(conn, table, cdm_id)
             layout = batch.layout(self.system, report.run_id, unchanged)
             for name, columns in layout.tables.items():
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
-            report.unchanged += len(unchanged)
-            if batch.superseded:
-                report.skipped += batch.superseded
-                report.skipped_rules[SUPERSEDED] += batch.superseded
-            report.loaded += layout.records
+            report.unchanged += len(unchanged) - again_same
+            superseded = batch.superseded + again_same + again_new
+            if superseded:
+                report.skipped += superseded
+                report.skipped_rules[SUPERSEDED] += superseded
+            report.loaded += layout.records - again_new
             for old_id, new_id in batch.merges:
                 _merge_person(conn, old_id, new_id)
                 report.loaded += 1
@@ -641,10 +648,12 @@ class Ingestor:
             if self.derive_periods:
                 _rebuild_observation_periods(conn, layout.person_ids)
 
-    def _existing(self, conn: Connection, batch: _Batch) -> dict[str, list[tuple[str, int, str]]]:
-        """(table, id, content hash) of the rows already stored for each record of the batch."""
+    def _existing(
+        self, conn: Connection, batch: _Batch
+    ) -> dict[str, list[tuple[str, int, str, int]]]:
+        """(table, id, content hash, run) of the rows stored for each record of the batch."""
         provenance = schema.source_record
-        existing: dict[str, list[tuple[str, int, str]]] = {}
+        existing: dict[str, list[tuple[str, int, str, int]]] = {}
         with values_in(conn, provenance.c.record_key, list(batch.sources)) as wanted:
             found = conn.execute(
                 select(
@@ -652,12 +661,13 @@ class Ingestor:
                     provenance.c.cdm_table,
                     provenance.c.cdm_id,
                     provenance.c.content_hash,
+                    provenance.c.ingest_run_id,
                 )
                 .where(provenance.c.source_system == self.system)
                 .where(wanted)
             ).all()
-        for key, table, cdm_id, digest in found:
-            existing.setdefault(key, []).append((table, cdm_id, digest))
+        for key, table, cdm_id, digest, run in found:
+            existing.setdefault(key, []).append((table, cdm_id, digest, run))
         return existing
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:

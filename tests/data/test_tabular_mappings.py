@@ -437,3 +437,31 @@ def test_a_row_id_seen_again_in_a_later_block_supersedes_it_never_unchanged(
     assert_accounted(store, again)
     assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
     assert _count(store, schema.measurement, schema.measurement.c.value_as_number == 99.5) == 1
+
+
+def test_a_death_date_that_does_not_parse_is_nulled_with_a_warning_and_the_person_kept(
+    store, tmp_path
+):
+    folder = tmp_path / "deaths"
+    folder.mkdir()
+    (folder / "people.csv").write_text(
+        "id,born,died\nA,1950-01-01,2019-3-4\nB,1950-01-01,soon\nC,1950-01-01,NULL\n"
+    )
+    (folder / "mapping.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "person": {
+                    "file": "people.csv",
+                    "id": "id",
+                    "birth_date": "born",
+                    "death_date": {"column": "died"},
+                }
+            }
+        )
+    )
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert report.loaded == 3 and report.warnings == {"tabular.death_date.invalid": 1}
+    with store.connect() as conn:
+        deaths = conn.execute(select(schema.death.c.death_date)).scalars().all()
+    assert deaths == [date(2019, 3, 4)]

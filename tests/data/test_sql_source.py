@@ -160,6 +160,7 @@ def test_query_columns_match_despite_case_and_a_bad_query_is_a_mapping_error(
     doc = yaml.safe_load(path.read_text())
     doc["person"]["id"] = " Patient_Ref "
     doc["events"][0]["value"] = "RESULT"
+    doc["events"][0]["query"] += " ;\n"
     path.write_text(yaml.safe_dump(doc))
     report = ingest_path(store, "sql", path, url=url)
     assert_accounted(store, report)

@@ -305,9 +305,9 @@ def _origin(spec: dict[str, Any], where: _Where) -> tuple[str, bool]:
     if "file" in spec:
         return _column_name(spec["file"], where, "file"), False
     query = spec["query"]
-    if not isinstance(query, str) or not query.strip():
+    if not isinstance(query, str) or not query.strip().rstrip(";").strip():
         raise where.error("query", "must be SQL text")
-    return query, True
+    return query.strip().rstrip(";").rstrip(), True
 
 
 def _person(doc: Any, where: _Where) -> PersonSpec:

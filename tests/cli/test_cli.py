@@ -176,6 +176,7 @@ def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
         "flip / bare time ratio",
         "flip / bare command time ratio",
         "flip / bare csv time ratio",
+        "csv writer, per CPU",
     )
     for figure in (*figures, "peak RSS"):
         assert figure in out

@@ -146,3 +146,29 @@ def test_a_source_that_drops_mid_read_writes_nothing_half_and_says_where(
     assert _count(store, schema.person) == 0 and _count(store, schema.measurement) == 0
     report = ingest_path(store, "sql", _mapping(tmp_path), url=url)
     assert report.loaded == len(patients) + labs
+
+
+@pytest.mark.postgres
+def test_query_columns_match_despite_case_and_a_bad_query_is_a_mapping_error(
+    store, pg_warehouse, tmp_path
+):
+    from flip.data.sources.tabular import MappingError
+    from tests.data.accounting import assert_accounted
+
+    _, url, patients, labs = pg_warehouse
+    path = _mapping(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["person"]["id"] = " Patient_Ref "
+    doc["events"][0]["value"] = "RESULT"
+    doc["events"][0]["query"] += " ;\n"
+    path.write_text(yaml.safe_dump(doc))
+    report = ingest_path(store, "sql", path, url=url)
+    assert_accounted(store, report)
+    assert report.loaded == len(patients) + labs and report.unchanged == 0
+    doc["events"][0]["query"] = "SELECT * FROM no_such_table"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(MappingError, match=r"events\[0\] \(labs\): 'query': the database refused"):
+        ingest_path(store, "sql", path, url=url)
+    with store.connect() as conn:
+        runs = conn.execute(select(func.count()).select_from(schema.ingest_run)).scalar_one()
+    assert runs == 1

@@ -737,13 +737,16 @@ class Ingestor:
     def _write(self, batch: _Batch, report: IngestReport) -> None:
         with self.store.begin() as conn:
             unchanged: set[str] = set()
+            # A key an earlier batch of this run wrote: that record is superseded, not this
+            # one unchanged (same content) nor loaded a second time (new content).
+            again_same = again_new = 0
             for key, old in self._existing(conn, batch).items():
-                if any(run == report.run_id for *_, run in old):
-                    report.loaded -= 1
-                    batch.superseded += 1
-                elif all(digest == batch.sources[key][1] for _, _, digest, _ in old):
+                earlier = any(run == report.run_id for *_, run in old)
+                if all(digest == batch.sources[key][1] for _, _, digest, _ in old):
                     unchanged.add(key)
+                    again_same += earlier
                     continue
+                again_new += earlier
                 for table, cdm_id, *_ in old:
                     _delete_row(conn, table, cdm_id)
             layout = batch.layout(self.system, report.run_id, unchanged)
@@ -751,11 +754,12 @@ class Ingestor:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
-            report.unchanged += len(unchanged) + batch.merged_before
-            if batch.superseded:
-                report.skipped += batch.superseded
-                report.skipped_rules[SUPERSEDED] += batch.superseded
-            report.loaded += layout.records
+            report.unchanged += len(unchanged) - again_same + batch.merged_before
+            superseded = batch.superseded + again_same + again_new
+            if superseded:
+                report.skipped += superseded
+                report.skipped_rules[SUPERSEDED] += superseded
+            report.loaded += layout.records - again_new
             for old_id, new_id in batch.merges:
                 _merge_person(conn, old_id, new_id)
                 report.loaded += 1
@@ -1012,13 +1016,16 @@ def ingest_path(
         )
         vocabulary = vocabulary.with_local_codes(spec.local_codes)
         ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{spec.source}")
+        known = vocabulary.unit
         if kind == "csv":
+            spec = spec.check(folder=path, unit_known=known)
             records = read_ahead(tabular.read_tables, spec, path)
             return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
         if not url:
             raise ValueError("a sql source needs --url (any SQLAlchemy database URL)")
         engine = create_engine(url)
         try:
+            spec = spec.check(engine=engine, unit_known=known)
             records = tabular.read_tables(spec, engine=engine)
             where = engine.url.render_as_string(hide_password=True)
             return ingestor.run(records, kind=kind, uri=where, progress=progress)

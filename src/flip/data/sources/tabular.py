@@ -4,167 +4,100 @@ A mapping names, for the person table and for each table of coded facts, where
 rows come from (`file:` a CSV or Parquet file, or `query:` SQL run on `--url`),
 which columns hold the identity, dates, code, value and unit, how local values
 translate (`values:`), how values in other units convert (`unit: {convert: ...}`),
-and how local code systems map to standard codes (`local_codes:`).
-docs/site-setup.md documents it; `flip synth site --format csv` writes a complete example.
+and how local code systems map to standard codes (`local_codes:`); see
+tabular_mapping. Several entries may read one file: each row then gives one record
+per entry, keyed by the entry's identity and the row's id (`vitals.csv:8480-6/17`),
+and the file is read once. docs/site-setup.md documents it; `flip synth site
+--format csv` writes a complete example.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from sqlalchemy import Engine, text
 
 from flip.data.sources.records import (
     BlockEvent,
     EventBlock,
     Rejected,
+    Skipped,
+    SourceEvent,
     SourcePerson,
     SourceRecord,
 )
+from flip.data.sources.tabular_dates import as_date, at_age, parse_date
+from flip.data.sources.tabular_mapping import (
+    EventSpec,
+    MappingError,
+    PersonSpec,
+    TableMapping,
+    UnitSpec,
+)
+
+__all__ = [
+    "BLOCK_SIZE",
+    "MappingError",
+    "SourceReadError",
+    "TableMapping",
+    "csv_rows",
+    "parquet_rows",
+    "read_tables",
+    "sql_rows",
+]
 
 #: Events per EventBlock a table's reader yields.
 BLOCK_SIZE = 20000
 
+#: A numeric value with a leading comparator, as labs write values beyond their range.
+_COMPARED = re.compile(r"(<=|>=|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
 Row = dict[str, Any]
-
-
-class MappingError(ValueError):
-    """The mapping file itself is wrong."""
+Rows = Iterator[tuple[str, Row | None, bytes]]
 
 
 class SourceReadError(RuntimeError):
     """A source stopped part-way; the message names the last record read."""
 
 
-@dataclass(frozen=True)
-class UnitSpec:
-    """Where a table's unit comes from, its local spellings, and conversions to the stored unit.
-
-    `conversions` maps (local code or None for any code, unit) to (unit, factor, offset):
-    a value in that unit is stored as value * factor + offset in the new unit.
-    """
-
-    column: str | None
-    fixed: str | None
-    spellings: dict[str, str]
-    conversions: dict[tuple[str | None, str], tuple[str, float, float]]
-
-    @classmethod
-    def parse(cls, spec: str | dict[str, Any], where: str) -> UnitSpec:
-        """Read a mapping's `unit:` entry: a column name, or a mapping with column/value."""
-        if isinstance(spec, str):
-            return cls(spec, None, {}, {})
-        if not isinstance(spec, dict) or ("column" in spec) == ("value" in spec):
-            raise MappingError(
-                f"{where}: 'unit' needs a column name, or exactly one of 'column' or 'value'"
-            )
-        conversions: dict[tuple[str | None, str], tuple[str, float, float]] = {}
-        for rule in spec.get("convert") or []:
-            try:
-                target = (str(rule["to"]), float(rule["factor"]), float(rule.get("offset", 0)))
-                source = str(rule["from"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise MappingError(
-                    f"{where}: each unit conversion needs 'from', 'to' and a numeric 'factor' "
-                    f"(and may give 'offset' and 'code'): {rule!r}"
-                ) from exc
-            code = rule.get("code")
-            conversions[(None if code is None else str(code), source)] = target
-        spellings = {str(k): str(v) for k, v in (spec.get("values") or {}).items()}
-        return cls(spec.get("column"), spec.get("value"), spellings, conversions)
-
-    def read(self, row: Row, code: str, value: float | None) -> tuple[float | None, str | None]:
-        """(value, unit) of a row after spelling fixes and any conversion for its code."""
-        unit = self.fixed if self.column is None else (_text(row.get(self.column)) or None)
-        if unit is None:
-            return value, None
-        unit = self.spellings.get(unit, unit)
-        rule = self.conversions.get((code, unit)) or self.conversions.get((None, unit))
-        if rule is None:
-            return value, unit
-        target, factor, offset = rule
-        return (None if value is None else value * factor + offset), target
+def _cell(row: Row, column: str | None, nulls: frozenset[str]) -> str:
+    """A cell as stripped text; "" when it is empty, missing or one of `nulls`."""
+    if column is None:
+        return ""
+    value = row.get(column)
+    if type(value) is not str:
+        if value is None:
+            return ""
+        value = str(value)
+    value = value.strip()
+    return "" if value in nulls else value
 
 
-@dataclass(frozen=True)
-class TableMapping:
-    """A parsed mapping file: how a source's rows become persons and events."""
-
-    source: str
-    person: dict[str, Any]
-    events: list[dict[str, Any]]
-    local_codes: dict[tuple[str, str], tuple[str, str]]
-
-    @classmethod
-    def load(cls, path: Path) -> TableMapping:
-        """Read and check a mapping YAML file."""
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
-        if not isinstance(doc, dict) or "person" not in doc:
-            raise MappingError(f"{path}: a mapping needs a 'person' section")
-        for spec in [doc["person"], *(doc.get("events") or [])]:
-            if ("file" in spec) == ("query" in spec):
-                raise MappingError(f"{path}: each table needs exactly one of 'file' or 'query'")
-            where = f"{path}: {spec.get('name') or spec.get('file') or 'query'}"
-            code = spec.get("code")
-            if code is not None and (
-                not isinstance(code, dict) or ("column" in code) == bool(code.get("value"))
-            ):
-                raise MappingError(f"{where}: 'code' needs exactly one of 'column' or 'value'")
-            if spec.get("unit") is not None:
-                spec["unit"] = UnitSpec.parse(spec["unit"], where)
-        local: dict[tuple[str, str], tuple[str, str]] = {}
-        for system, codes in (doc.get("local_codes") or {}).items():
-            for code, target in codes.items():
-                local[(system, str(code))] = (target["system"], str(target["code"]))
-        return cls(
-            doc.get("source", path.parent.name), doc["person"], doc.get("events") or [], local
-        )
-
-
-@lru_cache(maxsize=65536)
-def _parse_date(value: str, fmt: str) -> date:
-    return datetime.strptime(value.strip(), fmt).date()
-
-
-def _date(value: Any, fmt: str) -> date:
+def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
+    """A cell as the source typed it (text stripped); None when it is empty or a null."""
+    value = row.get(column)
     if type(value) is str:
-        if not value or value.isspace():
-            raise ValueError("the date is empty")
-        return _parse_date(value, fmt)
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if value is None:
-        raise ValueError("the date is empty")
-    return _date(str(value), fmt)
-
-
-def _text(value: Any) -> str:
-    if type(value) is str:
-        return value.strip()
-    return "" if value is None else str(value).strip()
+        value = value.strip()
+        return None if value in nulls else value
+    return value
 
 
 def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
-    """(location, row, raw) per CSV line; a line that is not UTF-8 comes back with row None."""
+    """(location, row, raw) per CSV record (the location names its first line, raw holds all
+    its lines); a record that is not UTF-8 comes back with row None."""
+    pending: list[bytes] = []
     undecodable: list[bytes] = []
-    current: list[bytes] = [b""]
 
     def lines(handle) -> Iterator[str]:
         for raw in handle:
-            current[0] = raw
+            pending.append(raw)
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -175,13 +108,17 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
     with path.open("rb") as handle:
         header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
         reader = csv.reader(lines(handle))
+        first = 2
         for values in reader:
+            raw = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            location = f"{where}:{first}"
+            first = reader.line_num + 2
             if undecodable:
-                yield f"{where}:{reader.line_num + 1}", None, undecodable.pop()
-                continue
-            if values:
-                row = dict(zip(header, values, strict=False))
-                yield f"{where}:{reader.line_num + 1}", row, current[0]
+                undecodable.clear()
+                yield location, None, raw
+            elif values:
+                yield location, dict(zip(header, values, strict=False)), raw
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
@@ -214,144 +151,276 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
         raise SourceReadError(f"{where}#{name}: the source stopped {last}: {first_line}") from exc
 
 
-def _undecodable(location: str, raw: bytes) -> Rejected:
-    return Rejected(None, location, "tabular.encoding", "line is not valid UTF-8", raw)
+def _undecodable(key: str | None, location: str, raw: bytes) -> Rejected:
+    return Rejected(key, location, "tabular.encoding", "line is not valid UTF-8", raw)
 
 
-def _person(spec: dict[str, Any], row: Row, location: str, raw: bytes) -> SourceRecord:
-    key = _text(row.get(spec["id"]))
-    if not key:
-        return Rejected(
-            None, location, "tabular.person.id_missing", f"column {spec['id']} is empty", raw
-        )
-    birth = spec["birth_date"]
-    try:
-        born = _date(row.get(birth["column"]), birth.get("format", "%Y-%m-%d"))
-    except ValueError as exc:
-        return Rejected(key, location, "tabular.date.invalid", f"birth date: {exc}", raw)
-    gender_spec = spec.get("gender")
-    gender = None
-    if gender_spec:
-        value = _text(row.get(gender_spec["column"]))
-        gender = gender_spec.get("values", {}).get(value, value.lower() or None)
-    return SourcePerson(f"person/{key}", key, born, gender, location, raw)
+def _when(row: Row, column: str, fmt: str | None, nulls: frozenset[str]) -> date:
+    value = _raw_cell(row, column, nulls)
+    if value is None:
+        raise ValueError(f"column {column} is empty")
+    return as_date(value, fmt)
 
 
-@dataclass(frozen=True)
-class _EventReader:
-    """One mapped table of coded facts, its mapping entries resolved once for every row."""
+class _PersonReader:
+    """The person table: one SourcePerson per row, or why the row was rejected."""
 
-    name: str
-    id: str
-    person: str
-    system: str
-    code_column: str | None
-    code_value: str
-    code_values: dict[str, Any]
-    date_column: str
-    date_format: str
-    value: str | None
-    unit: UnitSpec | None
-    text: str | None
-    default_table: str
+    def __init__(self, spec: PersonSpec, nulls: frozenset[str]) -> None:
+        self.spec = spec
+        self.nulls = nulls
 
-    @classmethod
-    def of(cls, spec: dict[str, Any]) -> _EventReader:
-        """Resolve a table's mapping entries."""
-        code = spec["code"]
-        return cls(
-            name=str(spec.get("name") or spec.get("file")),
-            id=spec["id"],
-            person=spec["person"],
-            system=code["system"],
-            code_column=code.get("column"),
-            code_value=str(code.get("value", "")),
-            code_values=code.get("values") or {},
-            date_column=spec["date"]["column"],
-            date_format=spec["date"].get("format", "%Y-%m-%d"),
-            value=spec.get("value"),
-            unit=spec.get("unit"),
-            text=spec.get("text"),
-            default_table=spec.get("default_table", "observation"),
-        )
-
-    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | Rejected:
-        """The event of one row, or why it was rejected."""
-        key = _text(row.get(self.id))
-        if not key:
-            message = f"column {self.id} is empty"
-            return Rejected(None, location, "tabular.event.id_missing", message, raw)
-        if self.code_column is None:
-            code = self.code_value
-        else:
-            code = _text(row.get(self.code_column))
-            code = str(self.code_values.get(code, code))
-            if not code:
-                message = f"column {self.code_column} is empty"
-                return Rejected(key, location, "tabular.code.missing", message, raw)
+    def read(self, row: Row, location: str, raw: bytes) -> SourcePerson | Rejected:
+        """The person of one row."""
+        spec, nulls = self.spec, self.nulls
+        source_value = _cell(row, spec.id, nulls)
+        if not source_value:
+            message = f"column {spec.id} is empty"
+            return Rejected(None, location, "tabular.person.id_missing", message, raw)
+        key = f"person/{source_value}"
+        birth = spec.birth
         try:
-            when = _date(row.get(self.date_column), self.date_format)
+            if birth.age is not None:
+                at = _when(row, birth.at, birth.format, nulls)
+                born = at_age(at, -_age(row, birth.age, nulls), birth.age_unit)
+            else:
+                born = birth.fixed or _when(row, birth.column, birth.format, nulls)
+        except ValueError as exc:
+            return Rejected(key, location, "tabular.date.invalid", f"birth date: {exc}", raw)
+        gender = None
+        if spec.gender:
+            value = _cell(row, spec.gender, nulls)
+            gender = spec.genders.get(value, value.lower() or None)
+        died, warnings = None, ()
+        death = spec.death
+        if death is not None:
+            try:
+                if death.fixed or _raw_cell(row, death.column, nulls) is not None:
+                    died = death.fixed or _when(row, death.column, death.format, nulls)
+            except ValueError:
+                warnings = ("tabular.death_date.invalid",)
+        return SourcePerson(key, source_value, born, gender, location, raw, died, warnings)
+
+
+class _EventReader:
+    """One entry of `events:`, turning rows into its events, or saying why a row was rejected."""
+
+    def __init__(
+        self, spec: EventSpec, nulls: frozenset[str], births: dict[str, date] | None
+    ) -> None:
+        self.spec = spec
+        self.entry = spec.entry
+        self.nulls = nulls
+        self.births = births if births is not None else {}
+        self.needs_value = spec.code_column is None and spec.value is not None
+        # One object per distinct person key and code (a block pickles each once), codes by
+        # their cell as read.
+        self.person_keys: dict[str, str] = {}
+        self.codes: dict[Any, str] = {}
+
+    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | SourceRecord:
+        """The event of one row, or why it was rejected or skipped: an entry with one fixed
+        code skips a row whose value cell is empty, as a code column with `empty: skip` does.
+
+        Cells are read inline (not through `_cell`): this runs once per row and entry."""
+        spec, nulls, get = self.spec, self.nulls, row.get
+        cell = get(spec.id)
+        row_key = cell.strip() if type(cell) is str else _cell(row, spec.id, nulls)
+        if not row_key or row_key in nulls:
+            message = f"column {spec.id} is empty"
+            return Rejected(self.entry, location, "tabular.event.id_missing", message, raw)
+        key = f"{self.entry}/{row_key}"
+        value = None
+        if spec.value is not None:
+            value = _raw_cell(row, spec.value, nulls)
+            if value is None and self.needs_value:
+                message = f"column {spec.value} is empty: the row has no such fact"
+                return Skipped(key, location, "tabular.value.empty", message)
+        cell = get(spec.person)
+        person = cell.strip() if type(cell) is str else _cell(row, spec.person, nulls)
+        person_key = self.person_keys.get(person)
+        if person_key is None:
+            if not person or person in nulls:
+                message = f"column {spec.person} is empty"
+                return Rejected(key, location, "tabular.event.person_missing", message, raw)
+            person_key = self.person_keys[person] = f"person/{person}"
+        code = spec.code_value
+        if spec.code_column is not None:
+            code = self.codes.get(get(spec.code_column))
+            if code is None:
+                code = _cell(row, spec.code_column, nulls)
+                code = spec.code_values.get(code, code)
+                if not code:
+                    message = f"column {spec.code_column} is empty"
+                    if spec.skip_empty_code:
+                        return Skipped(key, location, "tabular.code.empty", message)
+                    return Rejected(key, location, "tabular.code.missing", message, raw)
+                self.codes[get(spec.code_column)] = code
+        when = spec.date
+        try:
+            if when.column is not None:
+                cell = get(when.column)
+                if type(cell) is str:
+                    cell = cell.strip()
+                    if cell in nulls:
+                        raise ValueError(f"column {when.column} is empty")
+                    start = parse_date(cell, when.format)
+                elif cell is None:
+                    raise ValueError(f"column {when.column} is empty")
+                else:
+                    start = as_date(cell, when.format)
+            elif when.fixed is not None:
+                start = when.fixed
+            else:
+                start = self._at_age(row, person_key)
         except ValueError as exc:
             return Rejected(key, location, "tabular.date.invalid", str(exc), raw)
-        value = None
-        given = None if self.value is None else row.get(self.value)
-        if given is not None and given != "":
+        except LookupError as exc:
+            return Rejected(key, location, "tabular.date.no_birth_date", str(exc), raw)
+        operator = None
+        warnings: tuple[str, ...] = ()
+        if value is not None:
             try:
-                value = float(given)
+                value = float(value)
+                if value - value != 0:  # nan or infinite
+                    raise ValueError
             except (TypeError, ValueError):
-                if _text(given):
-                    message = f"value {given!r}"
-                    return Rejected(key, location, "tabular.value.not_numeric", message, raw)
+                value, operator, warnings = _number(value)
         unit = None
-        if self.unit is not None:
-            value, unit = self.unit.read(row, code, value)
-        text = (_text(row.get(self.text)) or None) if self.text else None
-        if self.default_table == "note" and text is None:
-            message = f"column {self.text} is empty: a note needs its text"
+        if spec.unit is not None:
+            value, unit = _unit(spec.unit, row, code, value, nulls)
+        text = _cell(row, spec.text, nulls) or None if spec.text else None
+        if text is None and spec.default_table == "note":
+            message = f"column {spec.text} is empty: a note needs its text"
             return Rejected(key, location, "tabular.note.no_text", message, raw)
-        person_key = f"person/{_text(row.get(self.person))}"
-        return BlockEvent(
-            f"{self.name}/{key}", person_key, code, when, value, unit, text, location, raw
+        if operator is None and not warnings:
+            return BlockEvent(key, person_key, code, start, value, unit, text, location, raw)
+        return SourceEvent(
+            key,
+            person_key,
+            spec.system,
+            code,
+            start,
+            spec.default_table,
+            location,
+            raw,
+            value=value,
+            unit=unit,
+            text=text,
+            operator=operator,
+            warnings=warnings,
         )
 
-    def read(self, rows: Iterator[tuple[str, Row | None, bytes]]) -> Iterator[SourceRecord]:
-        """Blocks of this table's events, and a Rejected record for each row that failed."""
-        block: list[BlockEvent] = []
-        for location, row, raw in rows:
-            if row is None:
-                yield _undecodable(location, raw)
-                continue
-            got = self.event(row, location, raw)
-            if type(got) is Rejected:
+    def _at_age(self, row: Row, person_key: str) -> date:
+        when = self.spec.date
+        assert when.age is not None
+        age = _age(row, when.age, self.nulls)
+        birth = self.births.get(person_key)
+        if birth is None:
+            raise LookupError(f"an age at the event needs the birth date of {person_key}")
+        return at_age(birth, age, when.age_unit)
+
+
+def _age(row: Row, column: str, nulls: frozenset[str]) -> float:
+    """The age in a cell; ValueError when it is empty, not a number, or negative."""
+    given = _raw_cell(row, column, nulls)
+    if given is None:
+        raise ValueError(f"column {column} (an age) is empty")
+    try:
+        age = float(given)
+    except (TypeError, ValueError):
+        raise ValueError(f"age {given!r} is not a number") from None
+    if not math.isfinite(age) or age < 0:
+        raise ValueError(f"age {given!r} is not a plausible age")
+    return age
+
+
+def _number(given: Any) -> tuple[float | None, str | None, tuple[str, ...]]:
+    """(value, comparator, warnings) of a value cell; one that is not a number is nulled."""
+    if given is None:
+        return None, None, ()
+    try:
+        value = float(given)
+    except (TypeError, ValueError):
+        found = _COMPARED.fullmatch(str(given))
+        if found is None:
+            return None, None, ("tabular.value.not_numeric",)
+        return float(found[2]), found[1], ()
+    if math.isfinite(value):
+        return value, None, ()
+    return None, None, ("tabular.value.not_numeric",)
+
+
+def _unit(
+    spec: UnitSpec, row: Row, code: str, value: float | None, nulls: frozenset[str]
+) -> tuple[float | None, str | None]:
+    """(value, unit) of a row after spelling fixes and any conversion for its code."""
+    unit = spec.fixed if spec.column is None else (_cell(row, spec.column, nulls) or None)
+    if unit is None:
+        return value, None
+    unit = spec.spellings.get(unit, unit)
+    rule = spec.conversions.get((code, unit)) or spec.conversions.get((None, unit))
+    if rule is None:
+        return value, unit
+    target, factor, offset = rule
+    return (None if value is None else value * factor + offset), target
+
+
+def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceRecord]:
+    """Blocks of each entry's events from one file or query read once, and a record for
+    each row an entry rejected or read with a comparator or a nulled field."""
+    blocks: list[list[BlockEvent]] = [[] for _ in readers]
+    pairs = list(enumerate(readers))
+    for location, row, raw in rows:
+        if row is None:
+            for reader in readers:
+                yield _undecodable(reader.entry, location, raw)
+            continue
+        for i, reader in pairs:
+            got = reader.event(row, location, raw)
+            if type(got) is not BlockEvent:
                 yield got
                 continue
+            block = blocks[i]
             block.append(got)
             if len(block) == BLOCK_SIZE:
-                yield EventBlock(self.system, self.default_table, block)
-                block = []
+                yield EventBlock(reader.spec.system, reader.spec.default_table, block)
+                blocks[i] = []
+    for reader, block in zip(readers, blocks, strict=True):
         if block:
-            yield EventBlock(self.system, self.default_table, block)
+            yield EventBlock(reader.spec.system, reader.spec.default_table, block)
 
 
-def _source_rows(spec: dict[str, Any], folder: Path | None, engine: Engine | None):
-    if "query" in spec:
+def _source_rows(spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None) -> Rows:
+    if spec.query:
         if engine is None:
             raise MappingError("the mapping has SQL queries: give the database with --url")
-        return sql_rows(engine, spec["query"], spec.get("name", "query"))
-    path = (folder or Path(".")) / spec["file"]
-    if not path.exists():
-        raise MappingError(f"{path}: the mapping names this file but it does not exist")
+        return sql_rows(engine, spec.origin, spec.label)
+    path = (folder or Path(".")) / spec.origin
     return parquet_rows(path) if path.suffix == ".parquet" else csv_rows(path)
 
 
 def read_tables(
     mapping: TableMapping, folder: Path | None = None, engine: Engine | None = None
 ) -> Iterator[SourceRecord]:
-    """Yield persons first, then blocks of events, from every file or query the mapping names."""
+    """Yield persons first, then each file's or query's events (a file several entries
+    read is read once); the mapping is checked against the files or queries first."""
+    mapping = mapping.check(folder, engine)
+    nulls = mapping.nulls
+    births: dict[str, date] | None = None
+    if any(e.date.age is not None for e in mapping.events):
+        births = {}
+    person = _PersonReader(mapping.person, nulls)
     for location, row, raw in _source_rows(mapping.person, folder, engine):
         if row is None:
-            yield _undecodable(location, raw)
+            yield _undecodable(None, location, raw)
             continue
-        yield _person(mapping.person, row, location, raw)
+        got = person.read(row, location, raw)
+        if births is not None and type(got) is SourcePerson:
+            births[got.key] = got.birth_date
+        yield got
+    groups: dict[str, list[EventSpec]] = {}
     for spec in mapping.events:
-        yield from _EventReader.of(spec).read(_source_rows(spec, folder, engine))
+        groups.setdefault(spec.origin, []).append(spec)
+    for specs in groups.values():
+        readers = [_EventReader(spec, nulls, births) for spec in specs]
+        yield from _read_events(readers, _source_rows(specs[0], folder, engine))

@@ -1,0 +1,140 @@
+"""Dates and datetimes as hospital extracts write them, read leniently.
+
+Without a format, ISO 8601 in any of the shapes ETL tools and warehouses write is
+accepted: zero-padded or not (`2017-1-9`), `T` or a space before the time, with or
+without seconds, fractions and a zone (`Z`, `+01:00`), and the compact `YYYYMMDD`.
+With a format (strptime's), the format is tried first, then ISO, then the format on
+the part before a time of day. A value with a time of day comes back as a `datetime`
+(its wall-clock time as written; a zone is dropped, not converted), one without as a `date`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+
+#: Days in one unit of an age at the event.
+AGE_UNITS = {"years": 365.25, "months": 30.4375, "weeks": 7.0, "days": 1.0}
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+_TIME = re.compile(
+    r"(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+_TIME_DIRECTIVES = ("%H", "%I", "%M", "%S", "%f", "%X", "%c", "%p", "%T", "%R")
+
+
+def has_time(fmt: str) -> bool:
+    """Whether a strptime format reads a time of day."""
+    return any(directive in fmt for directive in _TIME_DIRECTIVES)
+
+
+def check_format(fmt: str) -> None:
+    """Raise ValueError when `fmt` is not a strptime format that reads a date."""
+    if "%" not in fmt:
+        raise ValueError(f"{fmt!r} has no % directives")
+    sample = datetime(2001, 2, 3, 4, 5, 6)
+    try:
+        parsed = datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError as exc:
+        raise ValueError(f"{fmt!r} is not a strptime format: {exc}") from None
+    if parsed.date() != sample.date():
+        raise ValueError(f"{fmt!r} does not read a whole date (year, month and day)")
+
+
+def _fraction(digits: str | None) -> int:
+    return int((digits or "0")[:6].ljust(6, "0"))
+
+
+def _iso(text: str) -> date:
+    if len(text) == 10:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    if len(text) == 8 and text.isdigit():
+        return datetime.strptime(text, "%Y%m%d").date()
+    found = _ISO.fullmatch(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a date")
+    year, month, day, hour, minute, second, fraction = found.groups()
+    if hour is None:
+        return date(int(year), int(month), int(day))
+    return datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second or 0),
+        _fraction(fraction),
+    )
+
+
+def _with_time(text: str, fmt: str) -> datetime:
+    head, _, tail = text.replace("T", " ", 1).partition(" ")
+    found = _TIME.fullmatch(tail.strip())
+    if not found:
+        raise ValueError(f"{text!r} does not match {fmt!r}")
+    day = datetime.strptime(head, fmt)
+    hour, minute, second, fraction = found.groups()
+    return day.replace(
+        hour=int(hour), minute=int(minute), second=int(second or 0), microsecond=_fraction(fraction)
+    )
+
+
+@lru_cache(maxsize=65536)
+def parse_date(text: str, fmt: str | None = None) -> date:
+    """A stripped, non-empty text as a `date`, or a `datetime` when it carries a time of day."""
+    if fmt is None:
+        return _iso(text)
+    try:
+        parsed = datetime.strptime(text, fmt)
+        return parsed if has_time(fmt) else parsed.date()
+    except ValueError:
+        pass
+    try:
+        return _iso(text)
+    except ValueError:
+        pass
+    try:
+        return _with_time(text, fmt)
+    except ValueError:
+        raise ValueError(f"{text!r} does not match {fmt!r} nor ISO 8601") from None
+
+
+def as_date(value: object, fmt: str | None = None) -> date:
+    """A source value (text, date, datetime) as a date or a naive datetime, else ValueError."""
+    if type(value) is str:
+        return parse_date(value, fmt)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, date):
+        return value
+    return parse_date(str(value).strip(), fmt)
+
+
+def _plus_months(day: date, months: int) -> date:
+    year, month = divmod(day.month - 1 + months, 12)
+    year += day.year
+    for last in (day.day, 30, 29, 28):
+        try:
+            return day.replace(year=year, month=month + 1, day=min(day.day, last))
+        except ValueError:
+            continue
+    raise ValueError(f"no day {months} months after {day}")
+
+
+def at_age(birth: date, age: float, unit: str) -> date:
+    """The day a person born on `birth` reached `age` (in `unit`, one of AGE_UNITS): whole
+    years and months by the calendar, the rest in days."""
+    day = birth.date() if isinstance(birth, datetime) else birth
+    if unit in ("years", "months"):
+        months = age * 12 if unit == "years" else age
+        whole = int(months)
+        return _plus_months(day, whole) + timedelta(days=round((months - whole) * 30.4375))
+    return day + timedelta(days=round(age * AGE_UNITS[unit]))

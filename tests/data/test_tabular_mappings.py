@@ -213,8 +213,8 @@ def test_values_with_comparators_keep_them_and_unparseable_values_are_nulled(sto
     folder.mkdir()
     (folder / "patients.csv").write_text("id,dob\nA,1950-01-01\n")
     (folder / "labs.csv").write_text(
-        "lab,id,code,result,taken\n1,A,2093-3,<0.5,2020-01-01\n2,A,2093-3,see note,2020-01-01\n"
-        "3,A,2093-3,NULL,2020-01-01\n4,A,2093-3,5.1,2020-01-01\n"
+        "lab,id,code,result,taken\n1,A,14647-2,<0.5,2020-01-01\n2,A,14647-2,see note,2020-01-01\n"
+        "3,A,14647-2,NULL,2020-01-01\n4,A,14647-2,5.1,2020-01-01\n"
     )
     (folder / "mapping.yaml").write_text(
         yaml.safe_dump(
@@ -286,13 +286,13 @@ def _set(value, *keys):
             _set(
                 {
                     "value": "mmol/L",
-                    "convert": [{"from": "mmol/L", "to": "mg/dl", "factor": 38.67}],
+                    "convert": [{"from": "mmol/L", "to": "mg/furlong", "factor": 38.67}],
                 },
                 "events",
                 2,
                 "unit",
             ),
-            r"events\[2\].*'unit.convert\[0\].to': 'mg/dl' is not a UCUM unit",
+            r"events\[2\].*'unit.convert\[0\].to': 'mg/furlong' is not a UCUM unit",
         ),
         (_set(1, "events", 0, "valeu"), r"events\[0\].*'valeu': unknown key"),
         (_set("vitalz.csv", "events", 3, "file"), r"events\[3\].*'file': .*vitalz.csv does not"),

@@ -1,0 +1,439 @@
+"""The map stage of an ingest: source records to CDM rows, with identity and plausibility.
+
+Codes map to standard concepts by domain, values and units are harmonised, persons are
+known by their key (or business identifier), and each record ends as rows of a batch,
+a quarantine entry, a skip counted by rule, or a wait for its patient.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+
+from flip.data.cdm import schema
+from flip.data.cdm.rows import (
+    GENDERS,
+    IDENTIFIED,
+    CdmRow,
+    block_columns,
+    day,
+    death_row,
+    event_row,
+    person_id,
+    person_row,
+    stable_id,
+    visit_row,
+)
+from flip.data.cdm.schema import DOMAIN_TABLES
+from flip.data.cdm.store import Store, values_in
+from flip.data.ingest.batch import Batch, BlockBatch
+from flip.data.ingest.report import (
+    DEMOGRAPHICS_CONFLICT,
+    SAME_PERSON,
+    UNIT_UNREADABLE,
+    IngestReport,
+)
+from flip.data.sources.records import (
+    BlockEvent,
+    EventBlock,
+    Rejected,
+    Skipped,
+    SourceEvent,
+    SourceMerge,
+    SourcePerson,
+    SourceRecord,
+    SourceRow,
+    SourceVisit,
+    Unread,
+)
+from flip.data.terminology.vocabulary import Mapping, Vocabulary
+from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
+
+#: Id columns of CDM rows and the table each refers to (for rows from OMOP sources).
+REFERENCES = {
+    "person_id": "person",
+    "visit_occurrence_id": "visit_occurrence",
+    "preceding_visit_occurrence_id": "visit_occurrence",
+    "visit_detail_id": "visit_detail",
+    "preceding_visit_detail_id": "visit_detail",
+    "parent_visit_detail_id": "visit_detail",
+    "provider_id": "provider",
+    "care_site_id": "care_site",
+    "location_id": "location",
+    "payer_plan_period_id": "payer_plan_period",
+    "note_id": "note",
+    "episode_parent_id": "episode",
+}
+
+#: cost.cost_domain_id -> the table whose row cost.cost_event_id names.
+COST_DOMAINS = {
+    "Visit": "visit_occurrence",
+    "Condition": "condition_occurrence",
+    "Drug": "drug_exposure",
+    "Procedure": "procedure_occurrence",
+    "Device": "device_exposure",
+    "Measurement": "measurement",
+    "Observation": "observation",
+    "Specimen": "specimen",
+}
+
+
+class Converter:
+    """Maps the records of one source system to CDM rows, batch by batch, over one run.
+
+    It remembers each patient's birth date (to check the dates of their facts) and
+    person id, and keeps the records whose patient has not been seen yet in `deferred`.
+    """
+
+    def __init__(self, store: Store, vocabulary: Vocabulary, source_system: str) -> None:
+        self.store = store
+        self.vocab = vocabulary
+        self.system = source_system
+        self.births: dict[str, date] = {}
+        self.person_ids: dict[str, int] = {}
+        self.identified: dict[str, tuple[date, int]] = {}
+        self.deferred: list[SourceRecord] = []
+        self.today = datetime.now(UTC).date()
+
+    def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
+        """Map one batch of records to CDM rows; records whose patient is still unknown wait
+        in `deferred` unless `final`, when they are dangling references."""
+        if records and type(records[0]) is EventBlock:
+            block = records[0]
+            if block.default_table in ("note", "image_occurrence"):
+                return self.convert(block.records(), report, final)
+            return self._convert_block(block, report, final)
+        out = Batch()
+        people: list[SourceRecord] = []
+        others: list[SourceRecord] = []
+        for record in records:
+            if type(record) is Unread:
+                report.unread[record.location] = record.reason
+                continue
+            (people if _is_person(record) else others).append(record)
+        persons = {r.key for r in people}
+        identified = [k for k in persons if k.startswith(IDENTIFIED) and k not in self.identified]
+        if identified:
+            self._load_identified(identified)
+        keys = [getattr(r, "person_key", None) for r in others]
+        wanted = {k for k in keys if k is not None and k not in persons and k not in self.births}
+        if wanted:
+            self._load_births(wanted)
+        known = self.births
+        for record in people:
+            problem = self._convert_one(record, out, report)
+            if problem is not None:
+                out.quarantine.append(problem)
+        for record, key in zip(others, keys, strict=True):
+            if not final and key is not None and key not in known and key not in persons:
+                self.deferred.append(record)
+                out.waiting += 1
+                continue
+            problem = self._convert_one(record, out, report)
+            if problem is not None:
+                out.quarantine.append(problem)
+        return out
+
+    def _convert_block(self, block: EventBlock, report: IngestReport, final: bool) -> BlockBatch:
+        out = BlockBatch()
+        births, today, vocab = self.births, self.today, self.vocab
+        wanted = {e.person_key for e in block.events if e.person_key not in births}
+        if wanted:
+            self._load_births(wanted)
+        targets = {}
+        for code in {e.code for e in block.events}:
+            mapping = vocab.map(block.system, code)
+            table = DOMAIN_TABLES.get(mapping.domain_id or "", block.default_table)
+            targets[code] = (mapping, table)
+        waiting: list[BlockEvent] = []
+        kept: dict[str, tuple[BlockEvent, str, Mapping]] = {}
+        for e in block.events:
+            birth = births.get(e.person_key)
+            if birth is None:
+                if final:
+                    out.quarantine.append(_dangling(e))
+                else:
+                    waiting.append(e)
+                continue
+            mapping, table = targets[e.code]
+            problem = _implausible(e, birth, today, table, mapping.concept_id)
+            if problem:
+                out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
+                continue
+            if not mapping.concept_id:
+                report.unmapped[f"{block.system}|{e.code}"] += 1
+            if e.key in kept:
+                out.superseded += 1
+            kept[e.key] = (e, table, mapping)
+        if waiting:
+            self.deferred.append(EventBlock(block.system, block.default_table, waiting))
+            out.waiting = len(waiting)
+        by_table: dict[str, list[tuple[BlockEvent, str, Mapping]]] = {}
+        for entry in kept.values():
+            by_table.setdefault(entry[1], []).append(entry)
+        for table, entries in by_table.items():
+            events = [e for e, _, _ in entries]
+            mappings = [m for _, _, m in entries]
+            person_ids = [self.person_id(e.person_key) for e in events]
+            columns = block_columns(self.system, table, events, mappings, person_ids, vocab)
+            if "unit_concept_id" in columns:
+                sent = zip(columns["unit_source_value"], columns["unit_concept_id"], strict=True)
+                unread = sum(1 for unit, concept in sent if unit and not concept)
+                if unread:
+                    report.warnings[UNIT_UNREADABLE] += unread
+            out.add_columns(table, columns, events)
+        return out
+
+    def _convert_one(
+        self, record: SourceRecord, out: Batch, report: IngestReport
+    ) -> Rejected | None:
+        if type(record) is SourceEvent:
+            problem = self._event(record, out, report)
+            if problem is None and record.warnings:
+                report.warnings.update(record.warnings)
+            return problem
+        if isinstance(record, Rejected):
+            return record
+        if isinstance(record, Skipped):
+            report.skipped += 1
+            report.skipped_rules[record.rule] += 1
+            return None
+        if type(record) is SourcePerson and record.key in self.identified:
+            self._same_person(record, report)
+            return None
+        warnings = getattr(record, "warnings", ())
+        problem = self._convert_record(record, out)
+        if problem is None and warnings:
+            report.warnings.update(warnings)
+        return problem
+
+    def _convert_record(self, record: SourceRecord, out: Batch) -> Rejected | None:
+        if isinstance(record, SourcePerson):
+            return self._person(record, out)
+        if isinstance(record, SourceRow):
+            return self._omop_row(record, out)
+        assert not isinstance(record, (EventBlock, Rejected, Skipped, SourceEvent))
+        birth = self.births.get(record.person_key)
+        if birth is None:
+            return _dangling(record)
+        person_id = self.person_id(record.person_key)
+        if isinstance(record, SourceMerge):
+            if record.old_person_key not in self.births:
+                self._load_births({record.old_person_key})
+            if record.old_person_key not in self.births:
+                if self._merged_away(record.old_person_key):
+                    out.merged_before += 1
+                    return None
+                message = f"merges {record.old_person_key}, which is not in this source"
+                return Rejected(
+                    record.key, record.location, "reference.dangling", message, record.raw
+                )
+            out.merges.append((self.person_id(record.old_person_key), person_id))
+            self.births.pop(record.old_person_key)
+            return None
+        problem = date_problem(record.start, birth, self.today)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
+        out.add(record, visit_row(self.system, record, person_id))
+        return None
+
+    def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
+        birth = self.births.get(record.person_key)
+        if birth is None:
+            return _dangling(record)
+        person_id = self.person_id(record.person_key)
+        row, mapped = event_row(self.system, record, person_id, self.vocab)
+        concept_id = int(row.values.get("measurement_concept_id", 0))
+        problem = _implausible(record, birth, self.today, row.table, concept_id)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
+        if not mapped:
+            report.unmapped[f"{record.system}|{record.code}"] += 1
+        if record.unit and row.values.get("unit_concept_id") == 0:
+            report.warnings[UNIT_UNREADABLE] += 1
+        out.add(record, row)
+        return None
+
+    def _person(self, record: SourcePerson, out: Batch) -> Rejected | None:
+        problem = birth_problem(record.birth_date, self.today)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
+        assert record.birth_date is not None
+        if record.death_date is not None:
+            problem = date_problem(record.death_date, record.birth_date, self.today)
+            if problem:
+                return Rejected(record.key, record.location, *problem, record.raw)
+        self.births[record.key] = record.birth_date
+        if record.key.startswith(IDENTIFIED):
+            gender = GENDERS.get(record.gender or "", 0)
+            self.identified[record.key] = (day(record.birth_date), gender)
+        out.add(record, person_row(self.system, record))
+        if record.death_date is not None:
+            out.add(record, death_row(self.system, record))
+        return None
+
+    def _omop_row(self, record: SourceRow, out: Batch) -> Rejected | None:
+        values = dict(record.values)
+        table = schema.metadata.tables[record.table]
+        if record.table == "person":
+            birth = date(
+                int(values["year_of_birth"]),
+                int(values.get("month_of_birth") or 1),
+                int(values.get("day_of_birth") or 1),
+            )
+            problem = birth_problem(birth, self.today)
+            if problem:
+                return Rejected(record.key, record.location, *problem, record.raw)
+            self.births[record.key] = birth
+        elif record.person_key is not None:
+            birth = self.births.get(record.person_key)
+            if birth is None:
+                return _dangling(record)
+            dates = [
+                c.name for c in table.columns if c.name.endswith("_date") and values.get(c.name)
+            ]
+            if dates:
+                problem = date_problem(values[dates[0]], birth, self.today)
+                if problem:
+                    return Rejected(record.key, record.location, *problem, record.raw)
+        primary = next(iter(table.primary_key.columns))
+        for column, target in REFERENCES.items():
+            if values.get(column) is not None and column != primary.name:
+                values[column] = stable_id(self.system, target, f"{target}/{values[column]}")
+        event = COST_DOMAINS.get(str(values.get("cost_domain_id")))
+        if record.table == "cost" and event is not None:
+            values["cost_event_id"] = stable_id(
+                self.system, event, f"{event}/{values['cost_event_id']}"
+            )
+        target = REFERENCES.get(primary.name)
+        row_id = stable_id(
+            self.system,
+            *(
+                (target, f"{target}/{values[primary.name]}")
+                if target and values.get(primary.name) is not None
+                else (record.table, record.key)
+            ),
+        )
+        values[primary.name] = row_id
+        out.add(record, CdmRow(record.table, row_id, values))
+        return None
+
+    def know_persons_by_source_value(self, prefix: str) -> None:
+        """Let records name a person already in the store as `prefix` + their source value.
+
+        Sources that know a patient only by MRN (DICOM's PatientID) refer to persons
+        another source loaded; an MRN no person carries is a dangling reference.
+        """
+        person = schema.person
+        columns = (person.c.person_id, person.c.person_source_value, *_BIRTH)
+        with self.store.connect() as conn:
+            for pid, value, year, month, day in conn.execute(select(*columns)):
+                if value:
+                    self.births[prefix + value] = _born(year, month, day)
+                    self.person_ids[prefix + value] = pid
+
+    def person_id(self, key: str) -> int:
+        """The person_id of a source patient key."""
+        found = self.person_ids.get(key)
+        if found is None:
+            found = self.person_ids[key] = person_id(self.system, key)
+        return found
+
+    def _merged_away(self, key: str) -> bool:
+        """Whether the person of `key` was loaded from this source and merged into another."""
+        source, person = schema.source_record, schema.person
+        with self.store.connect() as conn:
+            ids = conn.execute(
+                select(source.c.cdm_id)
+                .where(source.c.source_system == self.system, source.c.record_key == key)
+                .where(source.c.cdm_table == "person")
+            ).scalars()
+            return any(
+                conn.execute(select(person.c.person_id).where(person.c.person_id == i)).first()
+                is None
+                for i in ids
+            )
+
+    def _same_person(self, record: SourcePerson, report: IngestReport) -> None:
+        """Count a patient record of a person already loaded as skipped; warn when its
+        birth date or gender contradict the person's."""
+        report.skipped += 1
+        report.skipped_rules[SAME_PERSON] += 1
+        birth, gender = self.identified[record.key]
+        theirs = GENDERS.get(record.gender or "", 0)
+        if (record.birth_date and day(record.birth_date) != birth) or (
+            gender and theirs and gender != theirs
+        ):
+            report.warnings[DEMOGRAPHICS_CONFLICT] += 1
+            report.conflicts.append(
+                f"{record.location}: {record.key} born {day(record.birth_date)}, gender "
+                f"{record.gender or 'unknown'}; the person: born {birth}, gender concept {gender}"
+            )
+
+    def _load_identified(self, keys: list[str]) -> None:
+        """Remember identified persons that another source system already stored."""
+        ids = {person_id(self.system, k): k for k in keys}
+        person, source = schema.person, schema.source_record
+        with self.store.connect() as conn:
+            with values_in(conn, person.c.person_id, list(ids)) as wanted:
+                columns = (person.c.person_id, *_BIRTH, person.c.gender_concept_id)
+                found = conn.execute(select(*columns).where(wanted)).all()
+            if not found:
+                return
+            with values_in(conn, source.c.record_key, keys) as mine:
+                own = set(
+                    conn.execute(
+                        select(source.c.record_key)
+                        .where(source.c.source_system == self.system)
+                        .where(source.c.cdm_table == "person")
+                        .where(mine)
+                    ).scalars()
+                )
+        for pid, year, month, day_, gender in found:
+            key = ids[pid]
+            if key not in own:
+                born = _born(year, month, day_)
+                self.identified[key] = (born, gender)
+                self.births[key] = born
+
+    def _load_births(self, keys: set[str]) -> None:
+        ids = {person_id(self.system, k): k for k in keys}
+        person = schema.person
+        with self.store.connect() as conn, values_in(conn, person.c.person_id, list(ids)) as wanted:
+            found = conn.execute(select(person.c.person_id, *_BIRTH).where(wanted)).all()
+            for pid, year, month, day in found:
+                self.births[ids[pid]] = _born(year, month, day)
+
+
+#: A person's date of birth as the person table keeps it (month and day may be missing).
+_BIRTH = (
+    schema.person.c.year_of_birth,
+    schema.person.c.month_of_birth,
+    schema.person.c.day_of_birth,
+)
+
+
+def _born(year: int, month: int | None, day: int | None) -> date:
+    return date(year, month or 1, day or 1)
+
+
+def _implausible(
+    event: SourceEvent | BlockEvent, birth: date, today: date, table: str, concept_id: int
+) -> tuple[str, str] | None:
+    """(rule, message) when an event's date, or a measurement's value or unit, is implausible."""
+    problem = date_problem(event.start, birth, today)
+    if problem is None and table == "measurement":
+        problem = value_problem(concept_id, event.value, event.unit)
+    return problem
+
+
+def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge) -> Rejected:
+    message = f"refers to {record.person_key}, which is not in this source"
+    return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+
+
+def _is_person(record: SourceRecord) -> bool:
+    return isinstance(record, SourcePerson) or (
+        isinstance(record, SourceRow) and record.table == "person"
+    )

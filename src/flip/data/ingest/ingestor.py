@@ -1,0 +1,107 @@
+"""One ingest run of one source system: map each batch, then commit it whole.
+
+Each batch commits whole or not at all. A record whose patient has not been seen yet
+waits for the end of the run, so files and entries may come in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from flip.data.cdm.store import Store
+from flip.data.ingest.batch import batches, count_records, young_collections_only
+from flip.data.ingest.convert import Converter
+from flip.data.ingest.report import IngestReport
+from flip.data.ingest.write import Writer
+from flip.data.sources.records import Rejected, SourceRecord
+from flip.data.terminology.vocabulary import Vocabulary
+
+
+class Ingestor:
+    """Writes records from one source system into a store, in one ingest run.
+
+    `start()`, then `write()` batch by batch (each commits whole), then `finish()`;
+    `run()` does all three for an iterable of records.
+    """
+
+    def __init__(
+        self, store: Store, vocabulary: Vocabulary, source_system: str, derive_periods: bool = True
+    ) -> None:
+        self.system = source_system
+        self.converter = Converter(store, vocabulary, source_system)
+        self.writer = Writer(store, source_system, derive_periods)
+        self.report: IngestReport | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store the run reads and writes."""
+        return self.writer.store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        """Point the run at another handle of the store (e.g. one opened per message)."""
+        self.converter.store = self.writer.store = store
+
+    def start(self, kind: str, uri: str) -> IngestReport:
+        """Open an ingest run."""
+        self.report = self.writer.open_run(kind, uri)
+        return self.report
+
+    def write(self, records: list[SourceRecord], *, final: bool = False) -> list[Rejected]:
+        """Commit one batch whole; return what it quarantined.
+
+        A record whose patient is unknown waits for `finish()` unless `final` is set,
+        in which case it is a dangling reference.
+        """
+        report = self._require_run()
+        batch = self.converter.convert(records, report, final)
+        self.writer.write(batch, report)
+        report.read += count_records(records) - batch.waiting
+        return batch.quarantine
+
+    def finish(self, status: str = "completed") -> IngestReport:
+        """Resolve waiting records, then close the run with its counts."""
+        report = self._require_run()
+        try:
+            waiting, self.converter.deferred = self.converter.deferred, []
+            for batch in batches(waiting):
+                self.writer.write(self.converter.convert(batch, report, final=True), report)
+                report.read += count_records(batch)
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            self.writer.close_run(report, status)
+        return report
+
+    def run(
+        self,
+        records: Iterable[SourceRecord],
+        *,
+        kind: str,
+        uri: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every record; return the report. Bad records are quarantined, not fatal."""
+        self.start(kind, uri)
+        with young_collections_only() as collect:
+            try:
+                for batch in batches(records):
+                    self.write(batch)
+                    if progress:
+                        progress(count_records(batch))
+                    collect()
+            except BaseException:
+                self.finish("failed")
+                raise
+            return self.finish()
+
+    def know_persons_by_source_value(self, prefix: str) -> None:
+        """Let records name a person already in the store as `prefix` + their source value
+        (see `Converter.know_persons_by_source_value`)."""
+        self.converter.know_persons_by_source_value(prefix)
+
+    def _require_run(self) -> IngestReport:
+        if self.report is None:
+            raise RuntimeError("call start() before write() or finish()")
+        return self.report

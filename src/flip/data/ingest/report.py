@@ -1,0 +1,64 @@
+"""What one ingest run did with each record it read, and the rules it counted them under."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+#: The skip rule of a record that a later record with the same key replaced in one run.
+SUPERSEDED = "identity.superseded_in_run"
+
+#: The skip rule of a patient record whose business identifier names a person already
+#: loaded (earlier in the run, or by another source); its facts file under that person.
+SAME_PERSON = "person.identifier.known"
+
+#: The warning rule of such a record whose birth date or gender differ from the person's.
+DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
+
+
+#: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).
+UNIT_UNREADABLE = "unit.unreadable"
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run read, loaded, left unchanged, quarantined and skipped.
+
+    `unread` lists the files or tables of the source that were not read, with why;
+    `conflicts` the patient records whose demographics contradict the person they name.
+    Every record read ends in exactly one of loaded, unchanged, quarantined (`rules`
+    counts why) or skipped (`skipped_rules` counts why). `warnings` counts optional
+    fields nulled because they failed to parse, per rule; their records still load.
+    """
+
+    run_id: int
+    read: int = 0
+    loaded: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    rows: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    skipped_rules: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+    unread: dict[str, str] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary."""
+        return {
+            "run_id": self.run_id,
+            "read": self.read,
+            "loaded": self.loaded,
+            "unchanged": self.unchanged,
+            "quarantined": self.quarantined,
+            "skipped": self.skipped,
+            "rows": dict(self.rows),
+            "rules": dict(self.rules),
+            "skipped_rules": dict(self.skipped_rules),
+            "warnings": dict(self.warnings),
+            "unmapped": dict(self.unmapped),
+            "unread": dict(self.unread),
+            "conflicts": list(self.conflicts),
+        }

@@ -1,0 +1,242 @@
+"""The write stage of an ingest: commit a batch whole, with provenance and quarantine.
+
+A record's identity is (source system, record key): an unchanged record adds nothing,
+a changed one replaces the rows it produced before, and every CDM row is linked to the
+record and run that produced it in source_record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, delete, func, insert, literal, select, union_all, update
+
+from flip.data.cdm import schema
+from flip.data.cdm.rows import stable_id
+from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
+from flip.data.ingest.batch import Batch
+from flip.data.ingest.report import SUPERSEDED, IngestReport
+from flip.data.sources.records import Rejected
+
+
+class Writer:
+    """Opens, writes and closes the ingest runs of one source system in a store."""
+
+    def __init__(self, store: Store, source_system: str, derive_periods: bool = True) -> None:
+        self.store = store
+        self.system = source_system
+        self.derive_periods = derive_periods
+
+    def open_run(self, kind: str, uri: str) -> IngestReport:
+        """Record the start of an ingest run; return its (empty) report."""
+        started = _now()
+        report = IngestReport(run_id=stable_id(self.system, uri, started.isoformat()))
+        with self.store.begin() as conn:
+            conn.execute(
+                insert(schema.ingest_run).values(
+                    ingest_run_id=report.run_id,
+                    source_kind=kind,
+                    source_uri=uri,
+                    started_at=started,
+                    status="running",
+                )
+            )
+        return report
+
+    def close_run(self, report: IngestReport, status: str) -> None:
+        """Record the end of a run with its counters and its per-rule tallies."""
+        with self.store.begin() as conn:
+            conn.execute(
+                update(schema.ingest_run)
+                .where(schema.ingest_run.c.ingest_run_id == report.run_id)
+                .values(
+                    finished_at=_now(),
+                    status=status,
+                    records_read=report.read,
+                    records_loaded=report.loaded,
+                    records_unchanged=report.unchanged,
+                    records_quarantined=report.quarantined,
+                    records_skipped=report.skipped,
+                )
+            )
+            _write_tallies(conn, report)
+
+    def write(self, batch: Batch, report: IngestReport) -> None:
+        """Commit one batch whole: replace changed records, keep unchanged ones, add new
+        ones with their provenance, apply merges, and quarantine what was rejected."""
+        with self.store.begin() as conn:
+            unchanged: set[str] = set()
+            # A key an earlier batch of this run wrote: that record is superseded, not this
+            # one unchanged (same content) nor loaded a second time (new content).
+            again_same = again_new = 0
+            for key, old in self._existing(conn, batch).items():
+                earlier = any(run == report.run_id for *_, run in old)
+                if all(digest == batch.sources[key][1] for _, _, digest, _ in old):
+                    unchanged.add(key)
+                    again_same += earlier
+                    continue
+                again_new += earlier
+                for table, cdm_id, *_ in old:
+                    _delete_row(conn, table, cdm_id)
+            layout = batch.layout(self.system, report.run_id, unchanged)
+            for name, columns in layout.tables.items():
+                insert_columns(conn, schema.metadata.tables[name], columns)
+                report.rows[name] += len(next(iter(columns.values())))
+            insert_columns(conn, schema.source_record, layout.links)
+            report.unchanged += len(unchanged) - again_same + batch.merged_before
+            superseded = batch.superseded + again_same + again_new
+            if superseded:
+                report.skipped += superseded
+                report.skipped_rules[SUPERSEDED] += superseded
+            report.loaded += layout.records - again_new
+            for old_id, new_id in batch.merges:
+                _merge_person(conn, old_id, new_id)
+                report.loaded += 1
+            self._quarantine(conn, batch.quarantine, report)
+            if self.derive_periods:
+                _rebuild_observation_periods(conn, layout.person_ids)
+
+    def _existing(
+        self, conn: Connection, batch: Batch
+    ) -> dict[str, list[tuple[str, int, str, int]]]:
+        """(table, id, content hash, ingest run) of the rows already stored for each record of
+        the batch; a record stored earlier in this run is replaced by the batch's (superseded)."""
+        provenance = schema.source_record
+        existing: dict[str, list[tuple[str, int, str, int]]] = {}
+        with values_in(conn, provenance.c.record_key, list(batch.sources)) as wanted:
+            found = conn.execute(
+                select(
+                    provenance.c.record_key,
+                    provenance.c.cdm_table,
+                    provenance.c.cdm_id,
+                    provenance.c.content_hash,
+                    provenance.c.ingest_run_id,
+                )
+                .where(provenance.c.source_system == self.system)
+                .where(wanted)
+            ).all()
+        for key, table, cdm_id, digest, run in found:
+            existing.setdefault(key, []).append((table, cdm_id, digest, run))
+        return existing
+
+    def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
+        rows = []
+        for r in rejected:
+            rows.append(
+                {
+                    "quarantine_id": stable_id(self.system, r.location, r.rule, r.key or ""),
+                    "ingest_run_id": report.run_id,
+                    "source_system": self.system,
+                    "location": r.location,
+                    "record_key": r.key,
+                    "rule": r.rule,
+                    "message": r.message,
+                    "raw": r.raw,
+                }
+            )
+            report.rules[r.rule] += 1
+        report.quarantined += len(rows)
+        if rows:
+            table = schema.quarantine
+            ids = [r["quarantine_id"] for r in rows]
+            with values_in(conn, table.c.quarantine_id, ids) as stale:
+                conn.execute(delete(table).where(stale))
+            bulk_insert(conn, table, rows)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _write_tallies(conn: Connection, report: IngestReport) -> None:
+    """Keep the run's per-rule counts of skipped records and warnings, and its unmapped
+    codes ("system|code", cut to the column's length), beside its counters."""
+    tally = schema.ingest_tally
+    conn.execute(delete(tally).where(tally.c.ingest_run_id == report.run_id))
+    unmapped: Counter[str] = Counter()
+    for code, count in report.unmapped.items():
+        unmapped[code[: tally.c.rule.type.length]] += count
+    rows = [
+        {"ingest_run_id": report.run_id, "kind": kind, "rule": rule, "count": count}
+        for kind, counter in (
+            ("skipped", report.skipped_rules),
+            ("warning", report.warnings),
+            ("unmapped", unmapped),
+        )
+        for rule, count in counter.items()
+    ]
+    if rows:
+        conn.execute(insert(tally), rows)
+
+
+def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
+    table = schema.metadata.tables[table_name]
+    primary = next(iter(table.primary_key.columns))
+    conn.execute(delete(table).where(primary == cdm_id))
+    source = schema.source_record
+    conn.execute(delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id))
+
+
+def _merge_person(conn: Connection, old_id: int, new_id: int) -> None:
+    """Move every row of person `old_id` to `new_id`, then remove the old person; the old
+    person's provenance stays, so that re-reading its records neither brings it back nor
+    makes the merge dangle."""
+    for name in schema.CLINICAL_TABLES:
+        table = schema.metadata.tables[name]
+        if name in ("person", "death", "observation_period") or "person_id" not in table.c:
+            continue
+        conn.execute(update(table).where(table.c.person_id == old_id).values(person_id=new_id))
+    for name in ("person", "death", "observation_period"):
+        table = schema.metadata.tables[name]
+        conn.execute(delete(table).where(table.c.person_id == old_id))
+
+
+def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:
+    """One observation period per person, from their first to their last dated record."""
+    if not person_ids:
+        return
+    s = schema
+    dated = []
+    for name in (
+        "visit_occurrence",
+        "condition_occurrence",
+        "drug_exposure",
+        "procedure_occurrence",
+        "measurement",
+        "observation",
+    ):
+        table = s.metadata.tables[name]
+        date_column = table.c[s.EVENT_COLUMNS[name].date]
+        dated.append(select(table.c.person_id, date_column.label("d")))
+    events = union_all(*dated).subquery()
+    op = s.observation_period
+    ids = sorted(person_ids)
+    with (
+        values_in(conn, op.c.person_id, ids) as stale,
+        values_in(conn, events.c.person_id, ids) as touched,
+    ):
+        conn.execute(delete(op).where(stale))
+        periods = (
+            select(
+                events.c.person_id,
+                events.c.person_id,
+                func.min(events.c.d),
+                func.max(events.c.d),
+                literal(32817),
+            )
+            .where(touched)
+            .group_by(events.c.person_id)
+        )
+        conn.execute(
+            insert(op).from_select(
+                [
+                    "observation_period_id",
+                    "person_id",
+                    "observation_period_start_date",
+                    "observation_period_end_date",
+                    "period_type_concept_id",
+                ],
+                periods,
+            )
+        )

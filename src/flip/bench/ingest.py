@@ -145,7 +145,12 @@ def fhir_command(work: Path, patients: int = 200, passes: int = 3) -> list[Figur
         Figure("US Core-like export", resources, "resources", f"{patients} patients"),
         Figure("bare loop, whole process", bare_seconds, "s"),
         Figure("flip site ingest fhir, whole command", flip_seconds, "s"),
-        Figure("flip / bare command time ratio", flip_seconds / bare_seconds, "x", "aim <= 1.5"),
+        Figure(
+            "flip / bare command time ratio",
+            flip_seconds / bare_seconds,
+            "x",
+            "aim <= 1.5; the bare loop validates more (see docs/operations.md)",
+        ),
     ]
 
 

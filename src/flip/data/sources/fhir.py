@@ -69,21 +69,47 @@ SUPPORTED = (
 #: The extension that carries a Patient's time of birth on birthDate.
 BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
 
+#: The longest record key the store keeps (source_record.record_key).
+MAX_KEY = 200
+
 #: A string value that is one number with a comparator, as labs write "<5" or ">= 60".
 _COMPARISON = re.compile(r"\s*(<=|>=|<|>|=|\u2264|\u2265)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
 _SYMBOLS = {"\u2264": "<=", "\u2265": ">="}
 
 
+#: A dateTime whose seconds are 60: a leap second, which Python's datetime cannot hold.
+_LEAP_SECOND = re.compile(r"(T\d\d:\d\d:)60")
+
+
 def _as_date(value: object) -> date | None:
     """A FHIR date, dateTime or instant as a datetime in local wall time when it has a time
-    of day (its UTC offset dropped), else as a date; partial dates (year, year-month) give None."""
+    of day (its UTC offset dropped), else as a date; partial dates (year, year-month) give None.
+    A leap second (`23:59:60`) is kept as the second before it."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
     if isinstance(value, date):
         return value
     if isinstance(value, str) and len(value) >= 10:
+        if len(value) > 10 and _LEAP_SECOND.search(value):
+            leap = _LEAP_SECOND.sub(r"\g<1>59", value, count=1).replace("Z", "+00:00")
+            return datetime.fromisoformat(leap).replace(tzinfo=None)
         return date.fromisoformat(value[:10])
     return None
+
+
+def _partial_birth(value: object) -> tuple[date | None, int]:
+    """A birthDate and how many of its parts (year, month, day) the source gave: a partial
+    date (`1970`, `1970-05`) is its first day, so no event is wrongly before birth."""
+    if isinstance(value, str) and len(value) in (4, 7):
+        parts = [int(p) for p in value.split("-")]
+        return date(parts[0], parts[1] if len(parts) > 1 else 1, 1), len(parts)
+    return _as_date(value), 3
+
+
+def same_system(system: str) -> str:
+    """An identifier system as compared: case and a trailing slash do not tell systems apart
+    (`HTTP://Hospital.org/MRN/` is `http://hospital.org/mrn`)."""
+    return system.rstrip("/").casefold()
 
 
 class References:
@@ -91,6 +117,7 @@ class References:
 
     def __init__(self, person_identifier: str | None = None) -> None:
         self.person_identifier = person_identifier
+        self.person_system = same_system(person_identifier) if person_identifier else None
         self.full_urls: dict[str, str] = {}
         self.identifiers: dict[tuple[str, str, str], str] = {}
         self.medications: dict[str, tuple[str, str]] = {}
@@ -112,14 +139,19 @@ class References:
         key = f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else full_url
         if key is None:
             raise ValueError("resource has neither id nor fullUrl")
+        if len(key) > MAX_KEY:
+            raise ValueError(f"its id or fullUrl is {len(key)} characters, over {MAX_KEY}")
         if full_url:
             self.full_urls[full_url] = key
         for ident in resource.get("identifier") or []:
             if isinstance(ident, dict) and ident.get("value"):
-                self.identifiers[
-                    (resource["resourceType"], ident.get("system", ""), ident["value"])
-                ] = key
+                system = same_system(ident.get("system") or "")
+                self.identifiers[(resource["resourceType"], system, ident["value"])] = key
         return key
+
+    def is_person_system(self, system: str | None) -> bool:
+        """Whether `system` is the person identifier system, as sites spell it."""
+        return bool(system) and same_system(system) == self.person_system
 
     def resolve(self, reference: str | None) -> str | None:
         """The key a reference points to (unresolved conditional references stay as written)."""
@@ -134,11 +166,11 @@ class References:
             kind = kind.rsplit("/", 1)[-1]
             for token in parse_qs(query).get("identifier", []):
                 system, _, value = token.rpartition("|")
-                found = self.identifiers.get((kind, system, value))
+                found = self.identifiers.get((kind, same_system(system), value))
                 if found:
                     return found
-                if kind == "Patient" and system and system == self.person_identifier:
-                    return f"{IDENTIFIED}{system}|{value}"
+                if kind == "Patient" and self.is_person_system(system):
+                    return f"{IDENTIFIED}{self.person_identifier}|{value}"
             return reference
         parts = reference.rstrip("/").split("/")
         if len(parts) >= 4 and parts[-2] == "_history":
@@ -224,18 +256,26 @@ class _Converter:
         identifier = m.identifier[0].value if m.identifier else self.key
         key = self.key
         system = self.refs.person_identifier
-        chosen = next((i.value for i in m.identifier or [] if system and i.system == system), None)
+        chosen = next(
+            (i.value for i in m.identifier or [] if self.refs.is_person_system(i.system)), None
+        )
+        warnings: tuple[str, ...] = ()
+        if chosen and len(f"{IDENTIFIED}{system}|{chosen}") > MAX_KEY:
+            chosen, warnings = None, ("fhir.person_identifier.too_long",)
         if chosen:
             identifier, key = chosen, f"{IDENTIFIED}{system}|{chosen}"
             self.refs.persons[self.key] = key
+        born, parts = _birth(m)
         return SourcePerson(
             key,
             identifier,
-            _birth(m),
+            born,
             m.gender,
             self.location,
             self.raw,
             death_date=_as_date(m.deceasedDateTime),
+            warnings=warnings,
+            birth_parts=parts,
         )
 
     def encounter(self, m: Any) -> SourceRecord:
@@ -278,12 +318,10 @@ class _Converter:
             out = []
             for i, part in enumerate(m.component):
                 c = _Converter(self.refs, f"{self.key}#component[{i}]", self.location, self.raw)
-                table, values = _value(
-                    part.valueQuantity, part.valueCodeableConcept, part.valueString
-                )
+                table, values = _value(part)
                 out.append(c.event(m, m.subject, _coding(part.code), start, table, **values))
             return out
-        table, values = _value(m.valueQuantity, m.valueCodeableConcept, m.valueString)
+        table, values = _value(m)
         return self.event(m, m.subject, _coding(m.code), start, table, **values)
 
     def medication(self, m: Any) -> None:
@@ -369,7 +407,7 @@ class _Converter:
         try:
             text = (
                 data.decode("utf-8") if isinstance(data, bytes) else base64.b64decode(data).decode()
-            )
+            ).replace("\x00", "")
         except (ValueError, UnicodeDecodeError):
             return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
         start, _ = _period(None, m.context.period if m.context else None)
@@ -447,8 +485,18 @@ def _unit(quantity: Any) -> str | None:
     return (quantity.code if ucum else None) or quantity.unit or quantity.code
 
 
-def _value(quantity: Any, concept: Any, string: str | None) -> tuple[str, dict[str, Any]]:
-    """(default table, event fields) for an Observation's value[x]."""
+def _value(element: Any) -> tuple[str, dict[str, Any]]:
+    """(default table, event fields) for the value[x] of an Observation or its component:
+    a Quantity or integer is a number, a CodeableConcept a coded value, a string a number
+    with its comparator or text; boolean, time, dateTime, Period, Range and Ratio values
+    are kept as their text."""
+    quantity, concept, string = element.valueQuantity, element.valueCodeableConcept, None
+    if element.valueInteger is not None:
+        return "measurement", {"value": float(element.valueInteger)}
+    if element.valueString is not None:
+        string = element.valueString
+    elif quantity is None and concept is None:
+        string = _value_text(element)
     if quantity is not None:
         value = float(quantity.value) if quantity.value is not None else None
         out = {"value": value, "unit": _unit(quantity)}
@@ -464,12 +512,42 @@ def _value(quantity: Any, concept: Any, string: str | None) -> tuple[str, dict[s
     return "observation", {"text": string}
 
 
-def _birth(m: Any) -> date | None:
-    """A Patient's birthDate, with its time of day when the birthTime extension gives it."""
+def _value_text(element: Any) -> str | None:
+    """The text of a boolean, time, dateTime, Period, Range or Ratio value, else None."""
+    if element.valueBoolean is not None:
+        return "true" if element.valueBoolean else "false"
+    if element.valueTime is not None or element.valueDateTime is not None:
+        value = element.valueTime if element.valueTime is not None else element.valueDateTime
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    period, ranged, ratio = element.valuePeriod, element.valueRange, element.valueRatio
+    if period is not None:
+        return f"{_bound(period.start)}/{_bound(period.end)}"
+    if ranged is not None:
+        return f"{_amount(ranged.low)} - {_amount(ranged.high)}"
+    if ratio is not None:
+        return f"{_amount(ratio.numerator)}/{_amount(ratio.denominator)}"
+    return None
+
+
+def _bound(value: Any) -> str:
+    return "" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _amount(quantity: Any) -> str:
+    """A Quantity as text: its comparator, value and unit."""
+    if quantity is None or quantity.value is None:
+        return ""
+    unit = _unit(quantity)
+    return f"{quantity.comparator or ''}{quantity.value}{' ' + unit if unit else ''}"
+
+
+def _birth(m: Any) -> tuple[date | None, int]:
+    """A Patient's birthDate (with its time of day when the birthTime extension gives it)
+    and how many of its parts the source gave (see `_partial_birth`)."""
     for extension in (m.birthDate__ext.extension or []) if m.birthDate__ext else []:
         if extension.url == BIRTH_TIME and isinstance(extension.valueDateTime, datetime):
-            return _as_date(extension.valueDateTime)
-    return _as_date(m.birthDate)
+            return _as_date(extension.valueDateTime), 3
+    return _partial_birth(m.birthDate)
 
 
 _HANDLERS: dict[str, Callable[[_Converter, Any], Any]] = {
@@ -541,6 +619,11 @@ def _records(
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return [Rejected(None, location, "fhir.not_a_resource", "no resourceType", raw)]
     kind = resource["resourceType"]
+    if kind == "Bundle":
+        return list(read_bundle(resource, location, refs))
+    warnings: tuple[str, ...] = ()
+    if NUL in raw:
+        resource, warnings = _without_nul(resource), (NUL_REMOVED,)
     try:
         key = refs.key_of(resource, full_url)
         if kind not in _HANDLERS:
@@ -551,16 +634,18 @@ def _records(
             refs.actors.add(key)
         status = not_a_fact(resource)
         if status is not None:
-            return [Skipped(key, location, *status)]
-        model, warnings = _validate(kind, resource)
+            results = _contained_results(resource, key, location, refs)
+            return [*results, Skipped(key, location, *status)]
+        model, invalid = _validate(kind, resource)
+        warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = f"{kind}.{where}: {first['msg']}"
-        return [Rejected(resource.get("id"), location, "fhir.invalid", message, raw)]
+        return [Rejected(_id(resource), location, "fhir.invalid", message, raw)]
     except (ValueError, TypeError, KeyError) as exc:
-        return [Rejected(resource.get("id"), location, "fhir.invalid", f"{kind}: {exc}", raw)]
+        return [Rejected(_id(resource), location, "fhir.invalid", f"{kind}: {exc}", raw)]
     if out is None:
         return []
     out = out if isinstance(out, list) else [out]
@@ -569,6 +654,65 @@ def _records(
             if hasattr(record, "warnings"):
                 record.warnings = (*record.warnings, *warnings)
     return out
+
+
+#: A NUL character as JSON escapes it; PostgreSQL text cannot hold one.
+NUL = b"\\u0000"
+
+#: The warning counted for a resource whose strings carried NUL characters (removed).
+NUL_REMOVED = "fhir.nul_removed"
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` (parsed JSON) with every NUL character removed from its strings."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k.replace("\x00", ""): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _id(resource: dict) -> str | None:
+    """A rejected resource's id as its record key, when it is one the store can keep."""
+    found = resource.get("id")
+    return found if isinstance(found, str) and len(found) <= MAX_KEY else None
+
+
+def _contained_results(
+    report: dict, key: str, location: str, refs: References
+) -> list[SourceRecord]:
+    """The records of the Observations a skipped DiagnosticReport panel contains and names
+    as results (`#id`): read like any Observation, with the report's subject and time when
+    they carry none, keyed `DiagnosticReport/id#id`."""
+    if report["resourceType"] != "DiagnosticReport":
+        return []
+    named = {
+        r.get("reference", "")[1:]
+        for r in report.get("result") or []
+        if isinstance(r, dict) and str(r.get("reference", "")).startswith("#")
+    }
+    out: list[SourceRecord] = []
+    for index, inner in enumerate(report.get("contained") or []):
+        if not isinstance(inner, dict) or inner.get("id") not in named:
+            continue
+        if inner.get("resourceType") != "Observation":
+            continue
+        inherited = {
+            name: report[name]
+            for name in ("subject", "encounter", "effectiveDateTime", "effectivePeriod", "issued")
+            if name in report and not any(k.startswith(name[:9]) for k in inner)
+        }
+        observation = {**inherited, **{k: v for k, v in inner.items() if k != "id"}}
+        raw = orjson.dumps(observation)
+        where = f"{location}#contained[{index}]"
+        out += _records(observation, raw, where, refs, f"{key}#{inner['id']}")
+    return out
+
+
+#: The UTF-8 byte order mark some Windows tools write first; JSON parsers refuse it.
+BOM = b"\xef\xbb\xbf"
 
 
 def _open(path: Path):
@@ -582,6 +726,8 @@ def read_lines(
     refs = refs or References()
     for number, line in enumerate(lines, start=1):
         raw = line.rstrip(b"\r\n")
+        if number == 1:
+            raw = raw.removeprefix(BOM)
         if not raw.strip():
             continue
         location = f"{source}:{number}"
@@ -603,7 +749,7 @@ def read_json(path: Path, refs: References | None = None) -> Iterator[SourceReco
     """Yield the records of a JSON file holding a Bundle or a single resource."""
     refs = refs or References()
     with _open(path) as handle:
-        data = handle.read()
+        data = handle.read().removeprefix(BOM)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -655,5 +801,21 @@ def read_path_ahead(path: Path, person_identifier: str | None = None) -> Iterato
 
 
 def _file_rank(path: Path) -> int:
-    stem = path.name.split(".")[0]
-    return SUPPORTED.index(stem) if stem in SUPPORTED else -1
+    """Where a file goes in the reading order: a bulk NDJSON file by the type of its first
+    resource (servers name them `Patient.ndjson`, `1.Patient.ndjson`, `patient-0001.ndjson`
+    or by an opaque id), so that patients come before what refers to them; Bundles first."""
+    if ".ndjson" not in path.name:
+        return -1
+    try:
+        with _open(path) as handle:
+            first = next((line for line in handle if line.strip()), b"")
+        match = _RESOURCE_TYPE.search(first[:_PEEK])
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return -1
+    kind = match.group(1).decode() if match else None
+    return SUPPORTED.index(kind) if kind in SUPPORTED else len(SUPPORTED)
+
+
+#: The resourceType of the first line of an NDJSON file, read from its first bytes.
+_RESOURCE_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+_PEEK = 1 << 16

@@ -24,7 +24,8 @@ GENDERS = {"male": 8507, "female": 8532}
 
 @dataclass(slots=True)
 class SourcePerson:
-    """A patient as the source describes them."""
+    """A patient as the source describes them; `birth_parts` says how much of the birth date
+    the source gave (3: the day, 2: year and month, 1: the year; the rest of `birth_date` is 1)."""
 
     key: str
     source_value: str
@@ -34,6 +35,7 @@ class SourcePerson:
     raw: bytes
     death_date: date | None = None
     warnings: tuple[str, ...] = ()
+    birth_parts: int = 3
 
 
 @dataclass(slots=True)

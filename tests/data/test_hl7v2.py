@@ -146,3 +146,22 @@ def test_mllp_listener_acks_each_message(store):
     assert b"MSA|AE|C7|hl7.obx.value_not_numeric" in acks[1]
     assert report.loaded > 0 and report.quarantined == 1
     assert len(_rows(store, "person")) == 2
+
+
+def test_results_sent_under_a_merged_identifier_later_in_the_feed_follow_the_merge(store, tmp_path):
+    later = tuple(
+        line.replace("C4", "C8").replace("ACC9", "ACC11").replace("20200102", "20200104")
+        for line in ORU
+    )
+    path = _file(tmp_path, [A01, A04_OTHER, ORU, A40, later, A40], "\r")
+    report = ingest_path(store, "hl7v2", path)
+    assert report.quarantined == 0, report.rules
+    (person,) = _rows(store, "person")
+    assert person["person_source_value"] == "1001"
+    measured = _rows(store, "measurement")
+    assert len(measured) == 2 and {r["person_id"] for r in measured} == {person["person_id"]}
+    assert_accounted(store, report, merges=1)
+    again = ingest_path(store, "hl7v2", path)
+    assert (again.loaded, again.quarantined) == (0, 0), again.as_dict()
+    assert len(_rows(store, "person")) == 1
+    assert_accounted(store, again)

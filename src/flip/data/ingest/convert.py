@@ -219,6 +219,9 @@ class Converter:
             return _dangling(record)
         person_id = self.person_id(record.person_key)
         if isinstance(record, SourceMerge):
+            if self.person_ids.get(record.old_person_key) == person_id:
+                out.merged_before += 1  # merged earlier in this run
+                return None
             if record.old_person_key not in self.births:
                 self._load_births({record.old_person_key})
             if record.old_person_key not in self.births:
@@ -230,7 +233,7 @@ class Converter:
                     record.key, record.location, "reference.dangling", message, record.raw
                 )
             out.merges.append((self.person_id(record.old_person_key), person_id))
-            self.births.pop(record.old_person_key)
+            self.person_ids[record.old_person_key] = person_id  # later facts follow the merge
             return None
         problem = date_problem(record.start, birth, self.today)
         if problem:

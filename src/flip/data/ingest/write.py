@@ -91,8 +91,10 @@ class Writer:
                 report.skipped_rules[SUPERSEDED] += superseded
             report.loaded += layout.records - again_new
             for old_id, new_id in batch.merges:
-                _merge_person(conn, old_id, new_id)
-                report.loaded += 1
+                if _merge_person(conn, old_id, new_id):
+                    report.loaded += 1
+                else:
+                    report.unchanged += 1  # the old person was merged away before
             self._quarantine(conn, batch.quarantine, report)
             if self.derive_periods:
                 _rebuild_observation_periods(conn, layout.person_ids)
@@ -178,10 +180,13 @@ def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
     conn.execute(delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id))
 
 
-def _merge_person(conn: Connection, old_id: int, new_id: int) -> None:
+def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
     """Move every row of person `old_id` to `new_id`, then remove the old person; the old
     person's provenance stays, so that re-reading its records neither brings it back nor
-    makes the merge dangle."""
+    makes the merge dangle. False when there was no such person left to merge."""
+    person = schema.person
+    if conn.execute(select(person.c.person_id).where(person.c.person_id == old_id)).first() is None:
+        return False
     for name in schema.CLINICAL_TABLES:
         table = schema.metadata.tables[name]
         if name in ("person", "death", "observation_period") or "person_id" not in table.c:
@@ -190,6 +195,7 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> None:
     for name in ("person", "death", "observation_period"):
         table = schema.metadata.tables[name]
         conn.execute(delete(table).where(table.c.person_id == old_id))
+    return True
 
 
 def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:

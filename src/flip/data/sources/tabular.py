@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, text
@@ -60,7 +60,26 @@ BLOCK_SIZE = 20000
 _COMPARED = re.compile(r"(<=|>=|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 Row = dict[str, Any]
-Rows = Iterator[tuple[str, Row | None, bytes]]
+
+
+class Unreadable(NamedTuple):
+    """Why a source line could not be read as a row: its quarantine rule and message."""
+
+    rule: str
+    message: str
+
+
+Rows = Iterator[tuple[str, Row | Unreadable, bytes]]
+
+_NOT_UTF8 = Unreadable("tabular.encoding", "line is not valid UTF-8")
+
+
+def _misaligned(cells: int, width: int) -> Unreadable:
+    return Unreadable(
+        "tabular.row.misaligned",
+        f"has {cells} cells where the header has {width} columns (an unquoted delimiter, "
+        "or a cut-off line?)",
+    )
 
 
 class SourceReadError(RuntimeError):
@@ -89,9 +108,10 @@ def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
     return value
 
 
-def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
+def csv_rows(path: Path) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
     """(location, row, raw) per CSV record (the location names its first line, raw holds all
-    its lines); a record that is not UTF-8 comes back with row None."""
+    its lines); a record that is not UTF-8, or whose cells do not line up with the header's
+    columns, comes back as `Unreadable` (empty trailing cells are no misalignment)."""
     pending: list[bytes] = []
     undecodable: list[bytes] = []
 
@@ -107,6 +127,7 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
     where = str(path)
     with path.open("rb") as handle:
         header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
+        width = len(header)
         reader = csv.reader(lines(handle))
         first = 2
         for values in reader:
@@ -116,9 +137,13 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
             first = reader.line_num + 2
             if undecodable:
                 undecodable.clear()
-                yield location, None, raw
-            elif values:
+                yield location, _NOT_UTF8, raw
+            elif len(values) == width or (
+                len(values) > width and not "".join(values[width:]).strip()
+            ):
                 yield location, dict(zip(header, values, strict=False)), raw
+            elif values:
+                yield location, _misaligned(len(values), width), raw
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
@@ -141,6 +166,10 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(
                 text(query)
             )
+            names = list(result.keys())
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"it names column {twice[0]!r} more than once: alias all but one")
             for row in result.mappings():
                 number += 1
                 values = dict(row)
@@ -151,8 +180,8 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
         raise SourceReadError(f"{where}#{name}: the source stopped {last}: {first_line}") from exc
 
 
-def _undecodable(key: str | None, location: str, raw: bytes) -> Rejected:
-    return Rejected(key, location, "tabular.encoding", "line is not valid UTF-8", raw)
+def _unreadable(key: str | None, location: str, why: Unreadable, raw: bytes) -> Rejected:
+    return Rejected(key, location, why.rule, why.message, raw)
 
 
 def _when(row: Row, column: str, fmt: str | None, nulls: frozenset[str]) -> date:
@@ -371,9 +400,9 @@ def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceReco
     blocks: list[list[BlockEvent]] = [[] for _ in readers]
     pairs = list(enumerate(readers))
     for location, row, raw in rows:
-        if row is None:
+        if type(row) is Unreadable:
             for reader in readers:
-                yield _undecodable(reader.entry, location, raw)
+                yield _unreadable(reader.entry, location, row, raw)
             continue
         for i, reader in pairs:
             got = reader.event(row, location, raw)
@@ -411,8 +440,8 @@ def read_tables(
         births = {}
     person = _PersonReader(mapping.person, nulls)
     for location, row, raw in _source_rows(mapping.person, folder, engine):
-        if row is None:
-            yield _undecodable(None, location, raw)
+        if type(row) is Unreadable:
+            yield _unreadable(None, location, row, raw)
             continue
         got = person.read(row, location, raw)
         if births is not None and type(got) is SourcePerson:

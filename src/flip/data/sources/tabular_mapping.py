@@ -9,6 +9,7 @@ mapping file, the entry and the key.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -46,6 +47,16 @@ _CONVERT_KEYS = {"from", "to", "factor", "offset", "code"}
 
 class MappingError(ValueError):
     """The mapping file itself is wrong: the message names the file, the entry and the key."""
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a mapping file could not be read (YAML's problem and where)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{exc.problem}{at}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Where:
@@ -144,7 +155,7 @@ class DateSpec:
         if "column" in sources:
             return cls(column=_column_name(spec["column"], where, f"{key}.column"), format=fmt)
         unit = spec.get("unit", "years")
-        if unit not in AGE_UNITS:
+        if not isinstance(unit, str) or unit not in AGE_UNITS:
             raise where.error(f"{key}.unit", f"{unit!r} is not one of {', '.join(AGE_UNITS)}")
         at = None
         if kind == "birth":
@@ -201,19 +212,25 @@ class UnitSpec:
                 _known(rule, _CONVERT_KEYS, where, f"{key}.")
                 target = (str(rule["to"]), float(rule["factor"]), float(rule.get("offset", 0)))
                 source = str(rule["from"])
+                if not (math.isfinite(target[1]) and target[1] and math.isfinite(target[2])):
+                    raise ValueError
             except (KeyError, TypeError, ValueError) as exc:
                 raise where.error(
                     key,
-                    "each unit conversion needs 'from', 'to' and a numeric 'factor' "
+                    "each unit conversion needs 'from', 'to' and a finite, non-zero 'factor' "
                     f"(and may give 'offset' and 'code'): {rule!r}",
                 ) from exc
             code = rule.get("code")
             conversions[(None if code is None else str(code), source)] = target
         spellings = _value_map(spec.get("values"), where, "unit.values")
-        column = spec.get("column")
-        if column is not None:
-            column = _column_name(column, where, "unit.column")
-        return cls(column, None if column else str(spec["value"]), spellings, conversions)
+        if "column" in spec:
+            return cls(
+                _column_name(spec["column"], where, "unit.column"), None, spellings, conversions
+            )
+        fixed = spec["value"]
+        if not isinstance(fixed, str) or not fixed.strip():
+            raise where.error("unit.value", f"must be a unit, not {fixed!r}")
+        return cls(None, fixed.strip(), spellings, conversions)
 
     def renamed(self, names: dict[str, str]) -> UnitSpec:
         """This unit with its column renamed by `names`."""
@@ -351,7 +368,7 @@ def _event(spec: Any, where: _Where) -> EventSpec:
         raise where.error("code", "needs exactly one of 'column' or 'value'")
     system = _required(code, "system", where, "code.")
     table = spec.get("default_table", "observation")
-    if table not in EVENT_TABLES:
+    if not isinstance(table, str) or table not in EVENT_TABLES:
         raise where.error(
             "default_table", f"{table!r} is not one of {', '.join(sorted(EVENT_TABLES))}"
         )
@@ -426,8 +443,7 @@ class TableMapping:
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MappingError(f"{path}: cannot read mapping: {first}") from exc
+            raise MappingError(f"{path}: cannot read mapping: {_reason(exc)}") from exc
         top = _Where(path, "mapping")
         doc = _mapping_of(doc, top, "(whole file)")
         _known(doc, _TOP_KEYS, top)
@@ -548,13 +564,19 @@ def _resolve(
     """The header's name for `column`: the same name, else the one equal to it once spaces
     around it are stripped and case is folded."""
     header = list(header)
+    where_from = "the query" if spec.query else spec.origin
+    if header.count(column) > 1:
+        raise where.error(
+            key,
+            f"column {column!r} appears {header.count(column)} times in {where_from}: "
+            "rename or alias all but one",
+        )
     if column in header:
         return column
     wanted = column.strip().casefold()
     matches = [h for h in header if h.strip().casefold() == wanted]
     if len(matches) == 1:
         return matches[0]
-    where_from = "the query" if spec.query else spec.origin
     if matches:
         raise where.error(key, f"column {column!r} matches several columns of {where_from}")
     shown = ", ".join(h.strip() for h in header[:20])

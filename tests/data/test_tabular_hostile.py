@@ -1,0 +1,206 @@
+"""Tables through a mapping, as careless or hostile extracts send them: duplicate and
+misaligned columns, mappings with every key of the wrong type, YAML that is not YAML."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from flip.data.cdm import schema
+from flip.data.ingest import ingest_path
+from flip.data.sources import tabular
+from tests.data.accounting import assert_accounted
+
+PATIENTS = "id,dob,sex\np1,1980-01-02,M\np2,1990-03-04,F\n"
+
+MAPPING = {
+    "source": "hostile",
+    "nulls": ["NULL"],
+    "person": {
+        "file": "patients.csv",
+        "id": "id",
+        "birth_date": {"column": "dob", "format": "%Y-%m-%d"},
+        "gender": {"column": "sex", "values": {"M": "male"}},
+        "death_date": {"column": "dob"},
+    },
+    "events": [
+        {
+            "file": "labs.csv",
+            "name": "labs",
+            "id": "lid",
+            "person": "pid",
+            "code": {
+                "column": "code",
+                "system": "http://loinc.org",
+                "values": {"a": "b"},
+                "empty": "skip",
+            },
+            "date": {"column": "when", "format": "%Y-%m-%d"},
+            "value": "val",
+            "text": "note",
+            "unit": {
+                "column": "unit",
+                "values": {"mg/dl": "mg/dL"},
+                "convert": [{"code": "2345-7", "from": "mmol/L", "to": "mg/dL", "factor": 18}],
+            },
+            "default_table": "measurement",
+        },
+        {
+            "file": "labs.csv",
+            "name": "ages",
+            "id": "lid",
+            "person": "pid",
+            "code": {"value": "x", "system": "urn:x"},
+            "date": {"age": "val", "unit": "years"},
+        },
+    ],
+    "local_codes": {"urn:x": {"x": {"system": "http://loinc.org", "code": "1"}}},
+}
+
+
+def _folder(tmp_path: Path, labs: str, mapping: dict | None = None) -> Path:
+    folder = tmp_path / "extract"
+    folder.mkdir(exist_ok=True)
+    (folder / "patients.csv").write_text(PATIENTS)
+    (folder / "labs.csv").write_text(labs)
+    (folder / "mapping.yaml").write_text(yaml.safe_dump(mapping or MAPPING, sort_keys=False))
+    return folder
+
+
+def _labs_mapping(value: str = "val") -> dict:
+    return {
+        "person": {"file": "patients.csv", "id": "id", "birth_date": "dob"},
+        "events": [
+            {
+                "file": "labs.csv",
+                "id": "lid",
+                "person": "pid",
+                "code": {"column": "code", "system": "http://loinc.org"},
+                "date": "when",
+                "value": value,
+                "default_table": "measurement",
+            }
+        ],
+    }
+
+
+def test_a_column_named_twice_in_the_header_is_a_mapping_error_not_the_last_one(tmp_path):
+    folder = _folder(
+        tmp_path,
+        "lid,pid,code,when,val,val\nL1,p1,2345-7,2020-01-01,5.5,99\n",
+        _labs_mapping(),
+    )
+    mapping = tabular.TableMapping.load(folder / "mapping.yaml")
+    with pytest.raises(tabular.MappingError, match=r"'value': column 'val' appears 2 times"):
+        mapping.check(folder)
+
+
+PEOPLE = "SELECT '1' AS id, '1980-01-02' AS dob UNION ALL SELECT '2', '1990-03-04'"
+
+
+@pytest.mark.parametrize(
+    ("server", "error"),
+    [
+        ("sqlite", tabular.SourceReadError),  # its probe renames the second id, its rows not
+        pytest.param("postgres", tabular.MappingError, marks=pytest.mark.postgres),
+    ],
+)
+def test_a_query_naming_a_column_twice_stops_rather_than_take_the_last(tmp_path, server, error):
+    from flip.data.cdm.store import open_store
+    from tests.conftest import POSTGRES_URL
+
+    url = POSTGRES_URL if server == "postgres" else f"sqlite:///{tmp_path / 'source.db'}"
+    doc = {
+        "person": {"query": PEOPLE, "id": "id", "birth_date": "dob"},
+        "events": [
+            {
+                "query": f"SELECT a.id, b.id, a.dob AS taken FROM ({PEOPLE}) a "
+                f"JOIN ({PEOPLE}) b ON a.id <> b.id",
+                "id": "taken",
+                "person": "id",
+                "code": {"value": "x", "system": "urn:x"},
+                "date": "taken",
+            }
+        ],
+    }
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(doc))
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    try:
+        with pytest.raises(error, match=r"'id' (appears 2 times|more than once)"):
+            ingest_path(store, "sql", tmp_path / "mapping.yaml", url=url)
+        with store.connect() as conn:
+            assert conn.execute(select(schema.observation)).first() is None
+    finally:
+        store.close()
+
+
+def test_a_row_whose_cells_do_not_line_up_with_the_header_is_quarantined(store, tmp_path):
+    labs = (
+        "lid,pid,code,when,val\n"
+        "L1,p1,2345-7,2020-01-01,5.5\n"
+        "L2,p1,2345-7,see, below,2020-01-02,6.1\n"  # an unquoted comma shifts every cell
+        "L3,p2,2345-7,2020-01-03,7.2,,\n"  # Excel's empty trailing cells are no shift
+        "L4,p2,2345-7,2020-01\n"  # a line cut off
+    )
+    folder = _folder(tmp_path, labs, _labs_mapping())
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert report.rules == {"tabular.row.misaligned": 2}, report.as_dict()
+    assert report.loaded == 2 + 2 and report.warnings == {}
+    with store.connect() as conn:
+        where = conn.execute(select(schema.quarantine.c.location)).scalars().all()
+    assert sorted(w.rsplit(":", 1)[1] for w in where) == ["3", "5"]
+
+
+def _paths(doc, prefix=()):
+    """The key path of every key and list item in a mapping document."""
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
+    for key, value in items:
+        yield (*prefix, key)
+        if isinstance(value, dict | list):
+            yield from _paths(value, (*prefix, key))
+
+
+WRONG = [1, 2.5, True, None, "", [], ["x"], {}, {"a": 1}, [[1]], float("nan")]
+
+
+def test_every_key_of_the_wrong_type_is_a_mapping_error_never_a_crash(tmp_path):
+    labs = "lid,pid,code,when,val,unit,note\nL1,p1,2345-7,2020-01-01,5.5,mmol/L,hi\n"
+    folder = _folder(tmp_path, labs)
+    crashes = []
+    for path in _paths(MAPPING):
+        for wrong in WRONG:
+            doc = copy.deepcopy(MAPPING)
+            spec = doc
+            for key in path[:-1]:
+                spec = spec[key]
+            spec[path[-1]] = wrong
+            (folder / "mapping.yaml").write_text(yaml.safe_dump(doc))
+            try:
+                mapping = tabular.TableMapping.load(folder / "mapping.yaml")
+                list(tabular.read_tables(mapping.check(folder, unit_known=bool), folder))
+            except tabular.MappingError as exc:
+                assert "\n" not in str(exc)
+            except Exception as exc:  # any other failure is the finding
+                crashes.append(f"{path} = {wrong!r}: {exc!r}")
+    assert crashes == []
+
+
+def test_a_conversion_factor_that_is_not_a_finite_nonzero_number_is_a_mapping_error(tmp_path):
+    doc = copy.deepcopy(MAPPING)
+    for factor in (".nan", ".inf", "0"):
+        text_ = yaml.safe_dump(doc).replace("factor: 18", f"factor: {factor}")
+        (tmp_path / "mapping.yaml").write_text(text_)
+        with pytest.raises(tabular.MappingError, match=r"'unit.convert\[0\]': .*finite"):
+            tabular.TableMapping.load(tmp_path / "mapping.yaml")
+
+
+def test_yaml_with_a_tab_says_what_and_where_in_one_line(tmp_path):
+    (tmp_path / "mapping.yaml").write_text("person:\n\tfile: patients.csv\n")
+    with pytest.raises(tabular.MappingError) as caught:
+        tabular.TableMapping.load(tmp_path / "mapping.yaml")
+    assert "\n" not in str(caught.value)
+    assert "found character '\\t'" in str(caught.value) and "line 2, column 1" in str(caught.value)

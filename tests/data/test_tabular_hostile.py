@@ -204,3 +204,44 @@ def test_yaml_with_a_tab_says_what_and_where_in_one_line(tmp_path):
         tabular.TableMapping.load(tmp_path / "mapping.yaml")
     assert "\n" not in str(caught.value)
     assert "found character '\\t'" in str(caught.value) and "line 2, column 1" in str(caught.value)
+
+
+def test_the_mappings_own_conversion_keeps_the_value_and_unit_as_sent_and_rounds(
+    store, tmp_path
+):
+    labs = (
+        "lid,pid,code,when,val,unit\n"
+        "L1,p1,CREA,2020-01-01,1.1,mg/dl\n"  # converted, on the block path
+        "L2,p1,CREA,2020-01-01,<0.5,mg/dL\n"  # converted, with a comparator
+        "L3,p1,CREA,2020-01-01,see note,mg/dL\n"  # not a number: nulled, its text kept
+        "L4,p2,CREA,2020-01-01,80,umol/l\n"  # a spelling fixed, nothing converted
+    )
+    doc = _labs_mapping()
+    doc["events"][0]["code"]["system"] = "urn:lab"
+    doc["events"][0]["unit"] = {
+        "column": "unit",
+        "values": {"mg/dl": "mg/dL", "umol/l": "umol/L"},
+        "convert": [{"code": "CREA", "from": "mg/dL", "to": "umol/L", "factor": 88.42}],
+    }
+    folder = _folder(tmp_path, labs, doc)
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    m = schema.measurement
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(
+                m.c.measurement_source_value,
+                m.c.value_as_number,
+                m.c.value_source_value,
+                m.c.unit_source_value,
+                m.c.unit_concept_id,
+                m.c.operator_concept_id,
+            )
+        ).all()
+    umol = 8749  # UCUM umol/L
+    assert sorted((tuple(r[1:]) for r in rows), key=lambda r: r[1]) == [
+        (97.262, "1.1", "mg/dl", umol, None),
+        (80.0, "80", "umol/l", umol, None),
+        (44.21, "<0.5", "mg/dL", umol, 4171756),
+        (None, "see note", "mg/dL", umol, None),
+    ]

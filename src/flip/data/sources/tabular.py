@@ -307,6 +307,7 @@ class _EventReader:
             return Rejected(key, location, "tabular.date.no_birth_date", str(exc), raw)
         operator = None
         warnings: tuple[str, ...] = ()
+        given = value
         if value is not None:
             try:
                 value = float(value)
@@ -314,15 +315,29 @@ class _EventReader:
                     raise ValueError
             except (TypeError, ValueError):
                 value, operator, warnings = _number(value)
-        unit = None
+        unit = unit_sent = value_sent = None
         if spec.unit is not None:
-            value, unit = _unit(spec.unit, row, code, value, nulls)
+            value, unit, unit_sent = _unit(spec.unit, row, code, value, nulls)
+        if given is not None and (unit_sent is not None or operator or warnings):
+            value_sent = str(given)
         text = _cell(row, spec.text, nulls) or None if spec.text else None
         if text is None and spec.default_table == "note":
             message = f"column {spec.text} is empty: a note needs its text"
             return Rejected(key, location, "tabular.note.no_text", message, raw)
         if operator is None and not warnings:
-            return BlockEvent(key, person_key, code, start, value, unit, text, location, raw)
+            return BlockEvent(
+                key,
+                person_key,
+                code,
+                start,
+                value,
+                unit,
+                text,
+                location,
+                raw,
+                value_sent,
+                unit_sent,
+            )
         return SourceEvent(
             key,
             person_key,
@@ -337,6 +352,8 @@ class _EventReader:
             text=text,
             operator=operator,
             warnings=warnings,
+            value_sent=value_sent,
+            unit_sent=unit_sent,
         )
 
     def _at_age(self, row: Row, person_key: str) -> date:
@@ -381,17 +398,19 @@ def _number(given: Any) -> tuple[float | None, str | None, tuple[str, ...]]:
 
 def _unit(
     spec: UnitSpec, row: Row, code: str, value: float | None, nulls: frozenset[str]
-) -> tuple[float | None, str | None]:
-    """(value, unit) of a row after spelling fixes and any conversion for its code."""
-    unit = spec.fixed if spec.column is None else (_cell(row, spec.column, nulls) or None)
-    if unit is None:
-        return value, None
-    unit = spec.spellings.get(unit, unit)
+) -> tuple[float | None, str | None, str | None]:
+    """(value, unit, unit as sent when it differs) of a row after spelling fixes and any
+    conversion for its code; a converted value is cut to 12 significant digits."""
+    sent = spec.fixed if spec.column is None else (_cell(row, spec.column, nulls) or None)
+    if sent is None:
+        return value, None, None
+    unit = spec.spellings.get(sent, sent)
     rule = spec.conversions.get((code, unit)) or spec.conversions.get((None, unit))
-    if rule is None:
-        return value, unit
-    target, factor, offset = rule
-    return (None if value is None else value * factor + offset), target
+    if rule is not None:
+        unit, factor, offset = rule
+        if value is not None:
+            value = float(f"{value * factor + offset:.12g}")
+    return value, unit, None if unit == sent else sent
 
 
 def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceRecord]:

@@ -18,6 +18,7 @@ PATIENTS = "id,dob,sex\np1,1980-01-02,M\np2,1990-03-04,F\n"
 MAPPING = {
     "source": "hostile",
     "nulls": ["NULL"],
+    "csv": {"delimiter": ",", "encoding": "utf-8", "decimal": "."},
     "person": {
         "file": "patients.csv",
         "id": "id",
@@ -206,9 +207,7 @@ def test_yaml_with_a_tab_says_what_and_where_in_one_line(tmp_path):
     assert "found character '\\t'" in str(caught.value) and "line 2, column 1" in str(caught.value)
 
 
-def test_the_mappings_own_conversion_keeps_the_value_and_unit_as_sent_and_rounds(
-    store, tmp_path
-):
+def test_the_mappings_own_conversion_keeps_the_value_and_unit_as_sent_and_rounds(store, tmp_path):
     labs = (
         "lid,pid,code,when,val,unit\n"
         "L1,p1,CREA,2020-01-01,1.1,mg/dl\n"  # converted, on the block path
@@ -245,3 +244,58 @@ def test_the_mappings_own_conversion_keeps_the_value_and_unit_as_sent_and_rounds
         (44.21, "<0.5", "mg/dL", umol, 4171756),
         (None, "see note", "mg/dL", umol, None),
     ]
+
+
+EUROPEAN_PATIENTS = (
+    'id;dob;sex;name\r\np1;1980-01-02;M;José\r\np2;1990-03-04;F;"Müller;\r\nAnna"\r\n'
+)
+EUROPEAN_LABS = (
+    "lid;pid;code;when;val\r\nL1;p1;2345-7;2020-01-01;5,5\r\nL2;p2;2345-7;2020-01-01;<0,5\r\n"
+)
+
+
+def _european(tmp_path: Path, csv_format: dict | None) -> Path:
+    folder = tmp_path / "excel"
+    folder.mkdir()
+    (folder / "patients.csv").write_bytes(EUROPEAN_PATIENTS.encode("cp1252"))
+    (folder / "labs.csv").write_bytes(EUROPEAN_LABS.encode("cp1252"))
+    doc = _labs_mapping()
+    doc["events"][0]["unit"] = {"value": "mmol/L"}
+    if csv_format:
+        doc["csv"] = csv_format
+    (folder / "mapping.yaml").write_text(yaml.safe_dump(doc))
+    return folder
+
+
+def test_an_excel_export_with_semicolons_decimal_commas_and_cp1252_loads_whole(store, tmp_path):
+    folder = _european(tmp_path, {"delimiter": ";", "decimal": ",", "encoding": "cp1252"})
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert report.loaded == 4 and report.quarantined == 0 and report.warnings == {}
+    m = schema.measurement
+    with store.connect() as conn:
+        rows = conn.execute(select(m.c.value_source_value, m.c.operator_concept_id)).all()
+    assert sorted(rows, key=repr) == sorted([("5.5", None), ("<0,5", 4171756)], key=repr)
+
+
+def test_a_semicolon_file_read_as_commas_says_which_delimiter_to_set(tmp_path):
+    folder = _european(tmp_path, None)
+    mapping = tabular.TableMapping.load(folder / "mapping.yaml")
+    with pytest.raises(tabular.MappingError, match=r"'file': .* set csv: \{delimiter: ';'\}"):
+        mapping.check(folder)
+
+
+@pytest.mark.parametrize(
+    ("csv_format", "key"),
+    [
+        ({"delimiter": ";;"}, "csv.delimiter"),
+        ({"encoding": "klingon"}, "csv.encoding"),
+        ({"encoding": "utf-16"}, "csv.encoding"),
+        ({"decimal": ";", "delimiter": ";"}, "csv.decimal"),
+        ({"quote": "'"}, "csv.quote"),
+    ],
+)
+def test_a_bad_csv_format_is_a_mapping_error(tmp_path, csv_format, key):
+    folder = _european(tmp_path, csv_format)
+    with pytest.raises(tabular.MappingError, match=rf"mapping: '{key}'"):
+        tabular.TableMapping.load(folder / "mapping.yaml")

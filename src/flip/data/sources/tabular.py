@@ -35,11 +35,13 @@ from flip.data.sources.records import (
 )
 from flip.data.sources.tabular_dates import as_date, at_age, parse_date
 from flip.data.sources.tabular_mapping import (
+    CsvFormat,
     EventSpec,
     MappingError,
     PersonSpec,
     TableMapping,
     UnitSpec,
+    decode_header,
 )
 
 __all__ = [
@@ -70,8 +72,6 @@ class Unreadable(NamedTuple):
 
 
 Rows = Iterator[tuple[str, Row | Unreadable, bytes]]
-
-_NOT_UTF8 = Unreadable("tabular.encoding", "line is not valid UTF-8")
 
 
 def _misaligned(cells: int, width: int) -> Unreadable:
@@ -108,27 +108,32 @@ def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
     return value
 
 
-def csv_rows(path: Path) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
-    """(location, row, raw) per CSV record (the location names its first line, raw holds all
-    its lines); a record that is not UTF-8, or whose cells do not line up with the header's
-    columns, comes back as `Unreadable` (empty trailing cells are no misalignment)."""
+def csv_rows(
+    path: Path, fmt: CsvFormat = CsvFormat()
+) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
+    """(location, row, raw) per CSV record written as `fmt` says (the location names its first
+    line, raw holds all its lines); a record not in its encoding, or whose cells do not line
+    up with the header's columns, comes back as `Unreadable` (empty trailing cells are no
+    misalignment)."""
     pending: list[bytes] = []
     undecodable: list[bytes] = []
+
+    encoding = fmt.encoding
 
     def lines(handle) -> Iterator[str]:
         for raw in handle:
             pending.append(raw)
             try:
-                yield raw.decode("utf-8")
+                yield raw.decode(encoding)
             except UnicodeDecodeError:
                 undecodable.append(raw)
                 yield "\n"
 
     where = str(path)
     with path.open("rb") as handle:
-        header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
+        header = next(csv.reader([decode_header(handle.readline(), fmt)], delimiter=fmt.delimiter))
         width = len(header)
-        reader = csv.reader(lines(handle))
+        reader = csv.reader(lines(handle), delimiter=fmt.delimiter)
         first = 2
         for values in reader:
             raw = pending[0] if len(pending) == 1 else b"".join(pending)
@@ -137,7 +142,7 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
             first = reader.line_num + 2
             if undecodable:
                 undecodable.clear()
-                yield location, _NOT_UTF8, raw
+                yield location, Unreadable("tabular.encoding", f"line is not valid {encoding}"), raw
             elif len(values) == width or (
                 len(values) > width and not "".join(values[width:]).strip()
             ):
@@ -194,9 +199,10 @@ def _when(row: Row, column: str, fmt: str | None, nulls: frozenset[str]) -> date
 class _PersonReader:
     """The person table: one SourcePerson per row, or why the row was rejected."""
 
-    def __init__(self, spec: PersonSpec, nulls: frozenset[str]) -> None:
+    def __init__(self, spec: PersonSpec, nulls: frozenset[str], decimal: str = ".") -> None:
         self.spec = spec
         self.nulls = nulls
+        self.comma = decimal == ","
 
     def read(self, row: Row, location: str, raw: bytes) -> SourcePerson | Rejected:
         """The person of one row."""
@@ -210,7 +216,7 @@ class _PersonReader:
         try:
             if birth.age is not None:
                 at = _when(row, birth.at, birth.format, nulls)
-                born = at_age(at, -_age(row, birth.age, nulls), birth.age_unit)
+                born = at_age(at, -_age(row, birth.age, nulls, self.comma), birth.age_unit)
             else:
                 born = birth.fixed or _when(row, birth.column, birth.format, nulls)
         except ValueError as exc:
@@ -234,9 +240,14 @@ class _EventReader:
     """One entry of `events:`, turning rows into its events, or saying why a row was rejected."""
 
     def __init__(
-        self, spec: EventSpec, nulls: frozenset[str], births: dict[str, date] | None
+        self,
+        spec: EventSpec,
+        nulls: frozenset[str],
+        births: dict[str, date] | None,
+        decimal: str = ".",
     ) -> None:
         self.spec = spec
+        self.comma = decimal == ","
         self.entry = spec.entry
         self.nulls = nulls
         self.births = births if births is not None else {}
@@ -308,6 +319,8 @@ class _EventReader:
         operator = None
         warnings: tuple[str, ...] = ()
         given = value
+        if self.comma and type(value) is str:
+            value = value.replace(",", ".")
         if value is not None:
             try:
                 value = float(value)
@@ -359,20 +372,21 @@ class _EventReader:
     def _at_age(self, row: Row, person_key: str) -> date:
         when = self.spec.date
         assert when.age is not None
-        age = _age(row, when.age, self.nulls)
+        age = _age(row, when.age, self.nulls, self.comma)
         birth = self.births.get(person_key)
         if birth is None:
             raise LookupError(f"an age at the event needs the birth date of {person_key}")
         return at_age(birth, age, when.age_unit)
 
 
-def _age(row: Row, column: str, nulls: frozenset[str]) -> float:
-    """The age in a cell; ValueError when it is empty, not a number, or negative."""
+def _age(row: Row, column: str, nulls: frozenset[str], comma: bool = False) -> float:
+    """The age in a cell (`comma`: a decimal comma); ValueError when it is empty, not a
+    number, or negative."""
     given = _raw_cell(row, column, nulls)
     if given is None:
         raise ValueError(f"column {column} (an age) is empty")
     try:
-        age = float(given)
+        age = float(given.replace(",", ".") if comma and type(given) is str else given)
     except (TypeError, ValueError):
         raise ValueError(f"age {given!r} is not a number") from None
     if not math.isfinite(age) or age < 0:
@@ -438,13 +452,15 @@ def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceReco
             yield EventBlock(reader.spec.system, reader.spec.default_table, block)
 
 
-def _source_rows(spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None) -> Rows:
+def _source_rows(
+    spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None, fmt: CsvFormat
+) -> Rows:
     if spec.query:
         if engine is None:
             raise MappingError("the mapping has SQL queries: give the database with --url")
         return sql_rows(engine, spec.origin, spec.label)
     path = (folder or Path(".")) / spec.origin
-    return parquet_rows(path) if path.suffix == ".parquet" else csv_rows(path)
+    return parquet_rows(path) if path.suffix == ".parquet" else csv_rows(path, fmt)
 
 
 def read_tables(
@@ -457,8 +473,8 @@ def read_tables(
     births: dict[str, date] | None = None
     if any(e.date.age is not None for e in mapping.events):
         births = {}
-    person = _PersonReader(mapping.person, nulls)
-    for location, row, raw in _source_rows(mapping.person, folder, engine):
+    person = _PersonReader(mapping.person, nulls, mapping.csv.decimal)
+    for location, row, raw in _source_rows(mapping.person, folder, engine, mapping.csv):
         if type(row) is Unreadable:
             yield _unreadable(None, location, row, raw)
             continue
@@ -470,5 +486,5 @@ def read_tables(
     for spec in mapping.events:
         groups.setdefault(spec.origin, []).append(spec)
     for specs in groups.values():
-        readers = [_EventReader(spec, nulls, births) for spec in specs]
-        yield from _read_events(readers, _source_rows(specs[0], folder, engine))
+        readers = [_EventReader(spec, nulls, births, mapping.csv.decimal) for spec in specs]
+        yield from _read_events(readers, _source_rows(specs[0], folder, engine, mapping.csv))

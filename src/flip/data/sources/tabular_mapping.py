@@ -8,6 +8,7 @@ mapping file, the entry and the key.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 from collections.abc import Callable, Iterable
@@ -27,7 +28,7 @@ EVENT_TABLES = frozenset([*DOMAIN_TABLES.values(), "note"])
 #: Cell values read as "no value" besides empty ones, unless the mapping's `nulls:` says otherwise.
 DEFAULT_NULLS = ("NULL", "null", "\\N")
 
-_TOP_KEYS = {"source", "person", "events", "local_codes", "nulls"}
+_TOP_KEYS = {"source", "person", "events", "local_codes", "nulls", "csv"}
 _PERSON_KEYS = {"file", "query", "name", "id", "birth_date", "gender", "death_date"}
 _EVENT_KEYS = {
     "file",
@@ -108,6 +109,45 @@ def _value_map(value: Any, where: _Where, key: str) -> dict[str, str]:
 
 def _renamed(column: str | None, names: dict[str, str]) -> str | None:
     return None if column is None else names.get(column, column)
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How the mapping's CSV files are written: the delimiter between cells, the text
+    encoding, and the decimal mark of numeric values (Excel in much of Europe: `;`,
+    `cp1252` and `,`)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    decimal: str = "."
+
+    @classmethod
+    def parse(cls, spec: Any, where: _Where) -> CsvFormat:
+        """Read the mapping's `csv:` (absent: comma, UTF-8, decimal point)."""
+        if spec is None:
+            return cls()
+        spec = _mapping_of(spec, where, "csv")
+        _known(spec, {"delimiter", "encoding", "decimal"}, where, "csv.")
+        delimiter = spec.get("delimiter", ",")
+        if delimiter == "\\t":
+            delimiter = "\t"
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+            raise where.error("csv.delimiter", f"must be one character, not {delimiter!r}")
+        encoding = spec.get("encoding", "utf-8")
+        try:
+            if not isinstance(encoding, str):
+                raise LookupError
+            encoding = codecs.lookup(encoding).name
+            if encoding.startswith(("utf-16", "utf-32")):
+                raise where.error("csv.encoding", f"{encoding} is read line by line only as UTF-8")
+        except LookupError:
+            raise where.error("csv.encoding", f"{encoding!r} is not a text encoding") from None
+        decimal = spec.get("decimal", ".")
+        if decimal not in (".", ","):
+            raise where.error("csv.decimal", f"must be '.' or ',', not {decimal!r}")
+        if decimal == delimiter:
+            raise where.error("csv.decimal", "cannot be the delimiter as well")
+        return cls(delimiter, encoding, decimal)
 
 
 @dataclass(frozen=True)
@@ -436,6 +476,7 @@ class TableMapping:
     events: list[EventSpec]
     local_codes: dict[tuple[str, str], tuple[str, str]]
     nulls: frozenset[str]
+    csv: CsvFormat = CsvFormat()
 
     @classmethod
     def load(cls, path: Path) -> TableMapping:
@@ -469,6 +510,7 @@ class TableMapping:
             events=events,
             local_codes=_local_codes(doc.get("local_codes"), top),
             nulls=frozenset(["", *(str(n) for n in nulls)]),
+            csv=CsvFormat.parse(doc.get("csv"), top),
         )
 
     def check(
@@ -485,7 +527,7 @@ class TableMapping:
         def resolved(label: str, spec: PersonSpec | EventSpec) -> dict[str, str]:
             where = _Where(self.path, label)
             if spec.origin not in headers:
-                headers[spec.origin] = _header(spec, folder, engine, where)
+                headers[spec.origin] = _header(spec, folder, engine, where, self.csv)
             header = headers[spec.origin]
             names = {}
             for key, column in spec.columns():
@@ -520,7 +562,11 @@ def _local_codes(doc: Any, where: _Where) -> dict[tuple[str, str], tuple[str, st
 
 
 def _header(
-    spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None, where: _Where
+    spec: PersonSpec | EventSpec,
+    folder: Path | None,
+    engine: Engine | None,
+    where: _Where,
+    fmt: CsvFormat,
 ) -> list[str]:
     """The column names of an entry's file or query."""
     if spec.query:
@@ -546,12 +592,25 @@ def _header(
     with path.open("rb") as handle:
         line = handle.readline()
     try:
-        header = next(csv.reader([line.decode("utf-8-sig")]), [])
+        header = next(csv.reader([decode_header(line, fmt)], delimiter=fmt.delimiter), [])
     except UnicodeDecodeError:
-        raise where.error("file", f"{path}: its header line is not UTF-8") from None
+        raise where.error("file", f"{path}: its header line is not {fmt.encoding}") from None
     if not any(h.strip() for h in header):
         raise where.error("file", f"{path} has no header line")
+    if len(header) == 1 and fmt.delimiter == ",":
+        for other in (";", "\t", "|"):
+            if other in header[0]:
+                raise where.error(
+                    "file",
+                    f"{path} has one column {header[0]!r}: set csv: {{delimiter: {other!r}}}",
+                )
     return header
+
+
+def decode_header(line: bytes, fmt: CsvFormat) -> str:
+    """A CSV file's first line as text, without a byte order mark."""
+    text = line.decode("utf-8-sig" if fmt.encoding == "utf-8" else fmt.encoding)
+    return text.removeprefix("\ufeff")
 
 
 def _resolve(

@@ -178,8 +178,10 @@ def _specific(table: str, e: SourceEvent, vocab: Vocabulary, concept_id: int) ->
         out: dict[str, object] = {
             "value_as_number": None if e.value is None else unit.apply(e.value),
             "unit_concept_id": vocab.unit(unit.code or e.unit),
-            "unit_source_value": (e.unit or "")[:50] or None,
-            "value_source_value": number_text(e.value, e.operator),
+            "unit_source_value": (e.unit_sent or e.unit or "")[:50] or None,
+            "value_source_value": e.value_sent[:50]
+            if e.value_sent
+            else number_text(e.value, e.operator),
         }
         if table == "measurement" and e.operator:
             out["operator_concept_id"] = OPERATORS.get(e.operator, 0)
@@ -319,8 +321,10 @@ def block_columns(
             for e, key in zip(events, keys, strict=True)
         ]
         columns["unit_concept_id"] = [unit_ids[key] for key in keys]
-        columns["unit_source_value"] = [(e.unit or "")[:50] or None for e in events]
-        columns["value_source_value"] = [number_text(e.value) for e in events]
+        columns["unit_source_value"] = [(e.unit_sent or e.unit or "")[:50] or None for e in events]
+        columns["value_source_value"] = [
+            e.value_sent[:50] if e.value_sent else number_text(e.value) for e in events
+        ]
         if table == "observation":
             columns["value_as_string"] = [e.text[:60] if e.text else None for e in events]
     elif table == "drug_exposure":

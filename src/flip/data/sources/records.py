@@ -65,7 +65,9 @@ class SourceEvent:
     coded value (system, code); `text` a note's text or a string value;
     `detail` carries table-specific fields (title, study_uid, modality, route…);
     `operator` is a value's comparator (`<`, `<=`, `=`, `>=`, `>`); `provider_key`
-    the source key of the provider who performed or recorded it.
+    the source key of the provider who performed or recorded it. `value_sent` and
+    `unit_sent` keep the value and unit as the source wrote them when the reader
+    converted or nulled them (else the source values are `value` and `unit`).
     """
 
     key: str
@@ -87,10 +89,13 @@ class SourceEvent:
     operator: str | None = None
     warnings: tuple[str, ...] = ()
     provider_key: str | None = None
+    value_sent: str | None = None
+    unit_sent: str | None = None
 
 
 class BlockEvent(NamedTuple):
-    """One event of an `EventBlock`: the fields a table row of coded facts can carry."""
+    """One event of an `EventBlock`: the fields a table row of coded facts can carry
+    (`value_sent`, `unit_sent`: see SourceEvent)."""
 
     key: str
     person_key: str
@@ -101,6 +106,8 @@ class BlockEvent(NamedTuple):
     text: str | None
     location: str
     raw: bytes
+    value_sent: str | None = None
+    unit_sent: str | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +145,8 @@ class EventBlock:
                 value=e.value,
                 unit=e.unit,
                 text=e.text,
+                value_sent=e.value_sent,
+                unit_sent=e.unit_sent,
             )
             for e in self.events
         ]

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, text
@@ -35,11 +35,13 @@ from flip.data.sources.records import (
 )
 from flip.data.sources.tabular_dates import as_date, at_age, parse_date
 from flip.data.sources.tabular_mapping import (
+    CsvFormat,
     EventSpec,
     MappingError,
     PersonSpec,
     TableMapping,
     UnitSpec,
+    decode_header,
 )
 
 __all__ = [
@@ -60,7 +62,24 @@ BLOCK_SIZE = 20000
 _COMPARED = re.compile(r"(<=|>=|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 Row = dict[str, Any]
-Rows = Iterator[tuple[str, Row | None, bytes]]
+
+
+class Unreadable(NamedTuple):
+    """Why a source line could not be read as a row: its quarantine rule and message."""
+
+    rule: str
+    message: str
+
+
+Rows = Iterator[tuple[str, Row | Unreadable, bytes]]
+
+
+def _misaligned(cells: int, width: int) -> Unreadable:
+    return Unreadable(
+        "tabular.row.misaligned",
+        f"has {cells} cells where the header has {width} columns (an unquoted delimiter, "
+        "or a cut-off line?)",
+    )
 
 
 class SourceReadError(RuntimeError):
@@ -89,25 +108,32 @@ def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
     return value
 
 
-def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
-    """(location, row, raw) per CSV record (the location names its first line, raw holds all
-    its lines); a record that is not UTF-8 comes back with row None."""
+def csv_rows(
+    path: Path, fmt: CsvFormat = CsvFormat()
+) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
+    """(location, row, raw) per CSV record written as `fmt` says (the location names its first
+    line, raw holds all its lines); a record not in its encoding, or whose cells do not line
+    up with the header's columns, comes back as `Unreadable` (empty trailing cells are no
+    misalignment)."""
     pending: list[bytes] = []
     undecodable: list[bytes] = []
+
+    encoding = fmt.encoding
 
     def lines(handle) -> Iterator[str]:
         for raw in handle:
             pending.append(raw)
             try:
-                yield raw.decode("utf-8")
+                yield raw.decode(encoding)
             except UnicodeDecodeError:
                 undecodable.append(raw)
                 yield "\n"
 
     where = str(path)
     with path.open("rb") as handle:
-        header = next(csv.reader([handle.readline().decode("utf-8-sig")]))
-        reader = csv.reader(lines(handle))
+        header = next(csv.reader([decode_header(handle.readline(), fmt)], delimiter=fmt.delimiter))
+        width = len(header)
+        reader = csv.reader(lines(handle), delimiter=fmt.delimiter)
         first = 2
         for values in reader:
             raw = pending[0] if len(pending) == 1 else b"".join(pending)
@@ -116,9 +142,13 @@ def csv_rows(path: Path) -> Iterator[tuple[str, Row | None, bytes]]:
             first = reader.line_num + 2
             if undecodable:
                 undecodable.clear()
-                yield location, None, raw
-            elif values:
+                yield location, Unreadable("tabular.encoding", f"line is not valid {encoding}"), raw
+            elif len(values) == width or (
+                len(values) > width and not "".join(values[width:]).strip()
+            ):
                 yield location, dict(zip(header, values, strict=False)), raw
+            elif values:
+                yield location, _misaligned(len(values), width), raw
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
@@ -141,6 +171,10 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(
                 text(query)
             )
+            names = list(result.keys())
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"it names column {twice[0]!r} more than once: alias all but one")
             for row in result.mappings():
                 number += 1
                 values = dict(row)
@@ -151,8 +185,8 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
         raise SourceReadError(f"{where}#{name}: the source stopped {last}: {first_line}") from exc
 
 
-def _undecodable(key: str | None, location: str, raw: bytes) -> Rejected:
-    return Rejected(key, location, "tabular.encoding", "line is not valid UTF-8", raw)
+def _unreadable(key: str | None, location: str, why: Unreadable, raw: bytes) -> Rejected:
+    return Rejected(key, location, why.rule, why.message, raw)
 
 
 def _when(row: Row, column: str, fmt: str | None, nulls: frozenset[str]) -> date:
@@ -165,9 +199,10 @@ def _when(row: Row, column: str, fmt: str | None, nulls: frozenset[str]) -> date
 class _PersonReader:
     """The person table: one SourcePerson per row, or why the row was rejected."""
 
-    def __init__(self, spec: PersonSpec, nulls: frozenset[str]) -> None:
+    def __init__(self, spec: PersonSpec, nulls: frozenset[str], decimal: str = ".") -> None:
         self.spec = spec
         self.nulls = nulls
+        self.comma = decimal == ","
 
     def read(self, row: Row, location: str, raw: bytes) -> SourcePerson | Rejected:
         """The person of one row."""
@@ -181,7 +216,7 @@ class _PersonReader:
         try:
             if birth.age is not None:
                 at = _when(row, birth.at, birth.format, nulls)
-                born = at_age(at, -_age(row, birth.age, nulls), birth.age_unit)
+                born = at_age(at, -_age(row, birth.age, nulls, self.comma), birth.age_unit)
             else:
                 born = birth.fixed or _when(row, birth.column, birth.format, nulls)
         except ValueError as exc:
@@ -205,9 +240,14 @@ class _EventReader:
     """One entry of `events:`, turning rows into its events, or saying why a row was rejected."""
 
     def __init__(
-        self, spec: EventSpec, nulls: frozenset[str], births: dict[str, date] | None
+        self,
+        spec: EventSpec,
+        nulls: frozenset[str],
+        births: dict[str, date] | None,
+        decimal: str = ".",
     ) -> None:
         self.spec = spec
+        self.comma = decimal == ","
         self.entry = spec.entry
         self.nulls = nulls
         self.births = births if births is not None else {}
@@ -278,6 +318,9 @@ class _EventReader:
             return Rejected(key, location, "tabular.date.no_birth_date", str(exc), raw)
         operator = None
         warnings: tuple[str, ...] = ()
+        given = value
+        if self.comma and type(value) is str:
+            value = value.replace(",", ".")
         if value is not None:
             try:
                 value = float(value)
@@ -285,15 +328,29 @@ class _EventReader:
                     raise ValueError
             except (TypeError, ValueError):
                 value, operator, warnings = _number(value)
-        unit = None
+        unit = unit_sent = value_sent = None
         if spec.unit is not None:
-            value, unit = _unit(spec.unit, row, code, value, nulls)
+            value, unit, unit_sent = _unit(spec.unit, row, code, value, nulls)
+        if given is not None and (unit_sent is not None or operator or warnings):
+            value_sent = str(given)
         text = _cell(row, spec.text, nulls) or None if spec.text else None
         if text is None and spec.default_table == "note":
             message = f"column {spec.text} is empty: a note needs its text"
             return Rejected(key, location, "tabular.note.no_text", message, raw)
         if operator is None and not warnings:
-            return BlockEvent(key, person_key, code, start, value, unit, text, location, raw)
+            return BlockEvent(
+                key,
+                person_key,
+                code,
+                start,
+                value,
+                unit,
+                text,
+                location,
+                raw,
+                value_sent,
+                unit_sent,
+            )
         return SourceEvent(
             key,
             person_key,
@@ -308,25 +365,28 @@ class _EventReader:
             text=text,
             operator=operator,
             warnings=warnings,
+            value_sent=value_sent,
+            unit_sent=unit_sent,
         )
 
     def _at_age(self, row: Row, person_key: str) -> date:
         when = self.spec.date
         assert when.age is not None
-        age = _age(row, when.age, self.nulls)
+        age = _age(row, when.age, self.nulls, self.comma)
         birth = self.births.get(person_key)
         if birth is None:
             raise LookupError(f"an age at the event needs the birth date of {person_key}")
         return at_age(birth, age, when.age_unit)
 
 
-def _age(row: Row, column: str, nulls: frozenset[str]) -> float:
-    """The age in a cell; ValueError when it is empty, not a number, or negative."""
+def _age(row: Row, column: str, nulls: frozenset[str], comma: bool = False) -> float:
+    """The age in a cell (`comma`: a decimal comma); ValueError when it is empty, not a
+    number, or negative."""
     given = _raw_cell(row, column, nulls)
     if given is None:
         raise ValueError(f"column {column} (an age) is empty")
     try:
-        age = float(given)
+        age = float(given.replace(",", ".") if comma and type(given) is str else given)
     except (TypeError, ValueError):
         raise ValueError(f"age {given!r} is not a number") from None
     if not math.isfinite(age) or age < 0:
@@ -352,17 +412,19 @@ def _number(given: Any) -> tuple[float | None, str | None, tuple[str, ...]]:
 
 def _unit(
     spec: UnitSpec, row: Row, code: str, value: float | None, nulls: frozenset[str]
-) -> tuple[float | None, str | None]:
-    """(value, unit) of a row after spelling fixes and any conversion for its code."""
-    unit = spec.fixed if spec.column is None else (_cell(row, spec.column, nulls) or None)
-    if unit is None:
-        return value, None
-    unit = spec.spellings.get(unit, unit)
+) -> tuple[float | None, str | None, str | None]:
+    """(value, unit, unit as sent when it differs) of a row after spelling fixes and any
+    conversion for its code; a converted value is cut to 12 significant digits."""
+    sent = spec.fixed if spec.column is None else (_cell(row, spec.column, nulls) or None)
+    if sent is None:
+        return value, None, None
+    unit = spec.spellings.get(sent, sent)
     rule = spec.conversions.get((code, unit)) or spec.conversions.get((None, unit))
-    if rule is None:
-        return value, unit
-    target, factor, offset = rule
-    return (None if value is None else value * factor + offset), target
+    if rule is not None:
+        unit, factor, offset = rule
+        if value is not None:
+            value = float(f"{value * factor + offset:.12g}")
+    return value, unit, None if unit == sent else sent
 
 
 def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceRecord]:
@@ -371,9 +433,9 @@ def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceReco
     blocks: list[list[BlockEvent]] = [[] for _ in readers]
     pairs = list(enumerate(readers))
     for location, row, raw in rows:
-        if row is None:
+        if type(row) is Unreadable:
             for reader in readers:
-                yield _undecodable(reader.entry, location, raw)
+                yield _unreadable(reader.entry, location, row, raw)
             continue
         for i, reader in pairs:
             got = reader.event(row, location, raw)
@@ -390,13 +452,15 @@ def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceReco
             yield EventBlock(reader.spec.system, reader.spec.default_table, block)
 
 
-def _source_rows(spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None) -> Rows:
+def _source_rows(
+    spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None, fmt: CsvFormat
+) -> Rows:
     if spec.query:
         if engine is None:
             raise MappingError("the mapping has SQL queries: give the database with --url")
         return sql_rows(engine, spec.origin, spec.label)
     path = (folder or Path(".")) / spec.origin
-    return parquet_rows(path) if path.suffix == ".parquet" else csv_rows(path)
+    return parquet_rows(path) if path.suffix == ".parquet" else csv_rows(path, fmt)
 
 
 def read_tables(
@@ -409,10 +473,10 @@ def read_tables(
     births: dict[str, date] | None = None
     if any(e.date.age is not None for e in mapping.events):
         births = {}
-    person = _PersonReader(mapping.person, nulls)
-    for location, row, raw in _source_rows(mapping.person, folder, engine):
-        if row is None:
-            yield _undecodable(None, location, raw)
+    person = _PersonReader(mapping.person, nulls, mapping.csv.decimal)
+    for location, row, raw in _source_rows(mapping.person, folder, engine, mapping.csv):
+        if type(row) is Unreadable:
+            yield _unreadable(None, location, row, raw)
             continue
         got = person.read(row, location, raw)
         if births is not None and type(got) is SourcePerson:
@@ -422,5 +486,5 @@ def read_tables(
     for spec in mapping.events:
         groups.setdefault(spec.origin, []).append(spec)
     for specs in groups.values():
-        readers = [_EventReader(spec, nulls, births) for spec in specs]
-        yield from _read_events(readers, _source_rows(specs[0], folder, engine))
+        readers = [_EventReader(spec, nulls, births, mapping.csv.decimal) for spec in specs]
+        yield from _read_events(readers, _source_rows(specs[0], folder, engine, mapping.csv))

@@ -8,7 +8,9 @@ mapping file, the entry and the key.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -26,7 +28,7 @@ EVENT_TABLES = frozenset([*DOMAIN_TABLES.values(), "note"])
 #: Cell values read as "no value" besides empty ones, unless the mapping's `nulls:` says otherwise.
 DEFAULT_NULLS = ("NULL", "null", "\\N")
 
-_TOP_KEYS = {"source", "person", "events", "local_codes", "nulls"}
+_TOP_KEYS = {"source", "person", "events", "local_codes", "nulls", "csv"}
 _PERSON_KEYS = {"file", "query", "name", "id", "birth_date", "gender", "death_date"}
 _EVENT_KEYS = {
     "file",
@@ -46,6 +48,16 @@ _CONVERT_KEYS = {"from", "to", "factor", "offset", "code"}
 
 class MappingError(ValueError):
     """The mapping file itself is wrong: the message names the file, the entry and the key."""
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a mapping file could not be read (YAML's problem and where)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{exc.problem}{at}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Where:
@@ -100,6 +112,45 @@ def _renamed(column: str | None, names: dict[str, str]) -> str | None:
 
 
 @dataclass(frozen=True)
+class CsvFormat:
+    """How the mapping's CSV files are written: the delimiter between cells, the text
+    encoding, and the decimal mark of numeric values (Excel in much of Europe: `;`,
+    `cp1252` and `,`)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    decimal: str = "."
+
+    @classmethod
+    def parse(cls, spec: Any, where: _Where) -> CsvFormat:
+        """Read the mapping's `csv:` (absent: comma, UTF-8, decimal point)."""
+        if spec is None:
+            return cls()
+        spec = _mapping_of(spec, where, "csv")
+        _known(spec, {"delimiter", "encoding", "decimal"}, where, "csv.")
+        delimiter = spec.get("delimiter", ",")
+        if delimiter == "\\t":
+            delimiter = "\t"
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+            raise where.error("csv.delimiter", f"must be one character, not {delimiter!r}")
+        encoding = spec.get("encoding", "utf-8")
+        try:
+            if not isinstance(encoding, str):
+                raise LookupError
+            encoding = codecs.lookup(encoding).name
+            if encoding.startswith(("utf-16", "utf-32")):
+                raise where.error("csv.encoding", f"{encoding} is read line by line only as UTF-8")
+        except LookupError:
+            raise where.error("csv.encoding", f"{encoding!r} is not a text encoding") from None
+        decimal = spec.get("decimal", ".")
+        if decimal not in (".", ","):
+            raise where.error("csv.decimal", f"must be '.' or ',', not {decimal!r}")
+        if decimal == delimiter:
+            raise where.error("csv.decimal", "cannot be the delimiter as well")
+        return cls(delimiter, encoding, decimal)
+
+
+@dataclass(frozen=True)
 class DateSpec:
     """Where a date comes from: a column (with an optional strptime format), a fixed value,
     or an age in `age_unit`: for an event, its age at the event counted from the person's
@@ -144,7 +195,7 @@ class DateSpec:
         if "column" in sources:
             return cls(column=_column_name(spec["column"], where, f"{key}.column"), format=fmt)
         unit = spec.get("unit", "years")
-        if unit not in AGE_UNITS:
+        if not isinstance(unit, str) or unit not in AGE_UNITS:
             raise where.error(f"{key}.unit", f"{unit!r} is not one of {', '.join(AGE_UNITS)}")
         at = None
         if kind == "birth":
@@ -201,19 +252,25 @@ class UnitSpec:
                 _known(rule, _CONVERT_KEYS, where, f"{key}.")
                 target = (str(rule["to"]), float(rule["factor"]), float(rule.get("offset", 0)))
                 source = str(rule["from"])
+                if not (math.isfinite(target[1]) and target[1] and math.isfinite(target[2])):
+                    raise ValueError
             except (KeyError, TypeError, ValueError) as exc:
                 raise where.error(
                     key,
-                    "each unit conversion needs 'from', 'to' and a numeric 'factor' "
+                    "each unit conversion needs 'from', 'to' and a finite, non-zero 'factor' "
                     f"(and may give 'offset' and 'code'): {rule!r}",
                 ) from exc
             code = rule.get("code")
             conversions[(None if code is None else str(code), source)] = target
         spellings = _value_map(spec.get("values"), where, "unit.values")
-        column = spec.get("column")
-        if column is not None:
-            column = _column_name(column, where, "unit.column")
-        return cls(column, None if column else str(spec["value"]), spellings, conversions)
+        if "column" in spec:
+            return cls(
+                _column_name(spec["column"], where, "unit.column"), None, spellings, conversions
+            )
+        fixed = spec["value"]
+        if not isinstance(fixed, str) or not fixed.strip():
+            raise where.error("unit.value", f"must be a unit, not {fixed!r}")
+        return cls(None, fixed.strip(), spellings, conversions)
 
     def renamed(self, names: dict[str, str]) -> UnitSpec:
         """This unit with its column renamed by `names`."""
@@ -351,7 +408,7 @@ def _event(spec: Any, where: _Where) -> EventSpec:
         raise where.error("code", "needs exactly one of 'column' or 'value'")
     system = _required(code, "system", where, "code.")
     table = spec.get("default_table", "observation")
-    if table not in EVENT_TABLES:
+    if not isinstance(table, str) or table not in EVENT_TABLES:
         raise where.error(
             "default_table", f"{table!r} is not one of {', '.join(sorted(EVENT_TABLES))}"
         )
@@ -419,6 +476,7 @@ class TableMapping:
     events: list[EventSpec]
     local_codes: dict[tuple[str, str], tuple[str, str]]
     nulls: frozenset[str]
+    csv: CsvFormat = CsvFormat()
 
     @classmethod
     def load(cls, path: Path) -> TableMapping:
@@ -426,8 +484,7 @@ class TableMapping:
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MappingError(f"{path}: cannot read mapping: {first}") from exc
+            raise MappingError(f"{path}: cannot read mapping: {_reason(exc)}") from exc
         top = _Where(path, "mapping")
         doc = _mapping_of(doc, top, "(whole file)")
         _known(doc, _TOP_KEYS, top)
@@ -453,6 +510,7 @@ class TableMapping:
             events=events,
             local_codes=_local_codes(doc.get("local_codes"), top),
             nulls=frozenset(["", *(str(n) for n in nulls)]),
+            csv=CsvFormat.parse(doc.get("csv"), top),
         )
 
     def check(
@@ -469,7 +527,7 @@ class TableMapping:
         def resolved(label: str, spec: PersonSpec | EventSpec) -> dict[str, str]:
             where = _Where(self.path, label)
             if spec.origin not in headers:
-                headers[spec.origin] = _header(spec, folder, engine, where)
+                headers[spec.origin] = _header(spec, folder, engine, where, self.csv)
             header = headers[spec.origin]
             names = {}
             for key, column in spec.columns():
@@ -504,7 +562,11 @@ def _local_codes(doc: Any, where: _Where) -> dict[tuple[str, str], tuple[str, st
 
 
 def _header(
-    spec: PersonSpec | EventSpec, folder: Path | None, engine: Engine | None, where: _Where
+    spec: PersonSpec | EventSpec,
+    folder: Path | None,
+    engine: Engine | None,
+    where: _Where,
+    fmt: CsvFormat,
 ) -> list[str]:
     """The column names of an entry's file or query."""
     if spec.query:
@@ -530,12 +592,25 @@ def _header(
     with path.open("rb") as handle:
         line = handle.readline()
     try:
-        header = next(csv.reader([line.decode("utf-8-sig")]), [])
+        header = next(csv.reader([decode_header(line, fmt)], delimiter=fmt.delimiter), [])
     except UnicodeDecodeError:
-        raise where.error("file", f"{path}: its header line is not UTF-8") from None
+        raise where.error("file", f"{path}: its header line is not {fmt.encoding}") from None
     if not any(h.strip() for h in header):
         raise where.error("file", f"{path} has no header line")
+    if len(header) == 1 and fmt.delimiter == ",":
+        for other in (";", "\t", "|"):
+            if other in header[0]:
+                raise where.error(
+                    "file",
+                    f"{path} has one column {header[0]!r}: set csv: {{delimiter: {other!r}}}",
+                )
     return header
+
+
+def decode_header(line: bytes, fmt: CsvFormat) -> str:
+    """A CSV file's first line as text, without a byte order mark."""
+    text = line.decode("utf-8-sig" if fmt.encoding == "utf-8" else fmt.encoding)
+    return text.removeprefix("\ufeff")
 
 
 def _resolve(
@@ -548,13 +623,19 @@ def _resolve(
     """The header's name for `column`: the same name, else the one equal to it once spaces
     around it are stripped and case is folded."""
     header = list(header)
+    where_from = "the query" if spec.query else spec.origin
+    if header.count(column) > 1:
+        raise where.error(
+            key,
+            f"column {column!r} appears {header.count(column)} times in {where_from}: "
+            "rename or alias all but one",
+        )
     if column in header:
         return column
     wanted = column.strip().casefold()
     matches = [h for h in header if h.strip().casefold() == wanted]
     if len(matches) == 1:
         return matches[0]
-    where_from = "the query" if spec.query else spec.origin
     if matches:
         raise where.error(key, f"column {column!r} matches several columns of {where_from}")
     shown = ", ".join(h.strip() for h in header[:20])

@@ -165,3 +165,23 @@ def test_results_sent_under_a_merged_identifier_later_in_the_feed_follow_the_mer
     assert (again.loaded, again.quarantined) == (0, 0), again.as_dict()
     assert len(_rows(store, "person")) == 1
     assert_accounted(store, again)
+
+
+def test_a_local_code_sent_with_a_standard_alternate_maps_through_the_alternate(store, tmp_path):
+    local = (
+        "MSH|^~\\&|LAB|HOSP|FLIP|SITE|20200102120000||ORU^R01|C9|P|2.5",
+        "PID|1||2002^^^HOSP^MR||Doe^J||19500304|F",
+        "OBR|1||ACC12|LIPID^Lipid panel^99LAB|||20200102",
+        "OBX|1|NM|CHOL^Cholesterol^99LAB^14647-2^Cholesterol^LN||5.9|mmol/L|||||F",
+        "OBX|2|NM|XYZ^Local only^99LAB||3|mmol/L|||||F",
+        "DG1|1||4109^MI^99PAS^I21.9^Acute MI^I10||20200101",
+    )
+    report = ingest_path(store, "hl7v2", _file(tmp_path, [local], "\r"))
+    assert report.quarantined == 0, report.rules
+    assert report.unmapped == {"urn:hl7v2:99LAB|XYZ": 1}
+    by_source = {r["measurement_source_value"]: r for r in _rows(store, "measurement")}
+    assert by_source["CHOL"]["measurement_concept_id"] == 3019900  # 14647-2, via the alternate
+    assert by_source["XYZ"]["measurement_concept_id"] == 0  # no alternate: stays unmapped
+    (mi,) = _rows(store, "condition_occurrence")
+    assert (mi["condition_concept_id"], mi["condition_source_value"]) == (4329847, "4109")
+    assert_accounted(store, report)

@@ -257,6 +257,15 @@ def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) ->
     )
 
 
+def _through_alternate(primary: Mapping, alternate: Mapping) -> Mapping:
+    """The alternate code's standard concept when it has one, keeping the primary code's
+    source concept (the code the source sent first); else the primary mapping."""
+    if not alternate.concept_id:
+        return primary
+    source = primary.source_concept_id or alternate.source_concept_id
+    return Mapping(alternate.concept_id, alternate.domain_id, source, "via the alternate code")
+
+
 def event_row(
     system: str, e: SourceEvent, person_id: int, vocab: Vocabulary
 ) -> tuple[CdmRow, bool]:
@@ -267,6 +276,8 @@ def event_row(
         row = image_row(system, e, person_id, vocab)
         return row, row.values["modality_concept_id"] != 0
     mapping = vocab.map(e.system, e.code)
+    if not mapping.concept_id and e.alternate:
+        mapping = _through_alternate(mapping, vocab.map(*e.alternate))
     table = DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
     id_, concept, when, type_, source_value, source_concept = _NAMES[table]
     row_id = stable_id(system, table, e.key)

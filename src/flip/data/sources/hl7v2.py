@@ -372,6 +372,7 @@ def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:
             raw=r.raw,
             visit_key=c.visit_key,
             warnings=tuple(r.warnings),
+            alternate=_alternate(m, dg1, 3),
         )
     )
 
@@ -428,9 +429,16 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
             raw=r.raw,
             visit_key=c.visit_key,
             warnings=warnings,
+            alternate=_alternate(m, obx, 3),
             **fields,
         )
     )
+
+
+def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:
+    """A CE/CWE field's alternate code (components 4 and 6) as (system, code), if sent."""
+    code = m.get(segment, field, 4)
+    return (hl7_system(m.get(segment, field, 6)), code) if code else None
 
 
 def _number(m: _Message, obx: Any, value_type: str) -> Number:

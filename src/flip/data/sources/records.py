@@ -88,6 +88,7 @@ class SourceEvent:
     detail: dict[str, str] | None = None
     operator: str | None = None
     warnings: tuple[str, ...] = ()
+    alternate: tuple[str, str] | None = None
     provider_key: str | None = None
     value_sent: str | None = None
     unit_sent: str | None = None

@@ -64,8 +64,12 @@ def test_csv_units_are_respelled_and_converted_per_code(store, exported):
         rows = conn.execute(
             select(m.c.measurement_concept_id, m.c.value_as_number, m.c.unit_source_value)
         ).all()
+        units = conn.execute(
+            select(m.c.unit_concept_id).where(m.c.measurement_concept_id == 3020564).distinct()
+        ).scalars()
+        assert set(units) == {8749}  # stored in umol/L
     creatinine = sorted(v for concept, v, _ in rows if concept == 3020564)
-    assert {u for c, _, u in rows if c == 3020564} == {"umol/L"}
+    assert {u for c, _, u in rows if c == 3020564} == {"mg/dl"}  # the unit as sent
     expected = sorted(
         p.measurements["creatinine"] for p in patients if "creatinine" in p.measurements
     )
@@ -77,7 +81,7 @@ def test_csv_units_are_respelled_and_converted_per_code(store, exported):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("factor: 88.42", "factor: lots"), r"labs\.csv.*numeric 'factor'"),
+        (("factor: 88.42", "factor: lots"), r"labs\.csv.*non-zero 'factor'"),
         (("value: 11488-4", "value: ''"), r"letters.*exactly one of 'column' or 'value'"),
     ],
 )

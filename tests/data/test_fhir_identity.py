@@ -3,14 +3,12 @@
 import json
 from pathlib import Path
 
-import orjson
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from flip.cli.app import app
-from flip.data.cdm import schema
 from flip.data.ingest import DEMOGRAPHICS_CONFLICT, SAME_PERSON, ingest_path
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows, write_ndjson
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 MRN = "http://hospital.smarthealthit.org"
@@ -41,17 +39,6 @@ def condition(id_, subject, code="44054006"):
     }
 
 
-def write(path: Path, resources: list[dict]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
-    return path
-
-
-def rows(store, table):
-    t = schema.metadata.tables[table]
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(t))]
-
-
 def test_two_patient_resources_with_one_identifier_are_one_person(store, tmp_path):
     resources = [
         patient("a", "9434765919"),
@@ -60,7 +47,7 @@ def test_two_patient_resources_with_one_identifier_are_one_person(store, tmp_pat
         condition("c2", "Patient/b", code="38341003"),
         condition("c3", f"Patient?identifier={NHS}|9434765919", code="195967001"),
     ]
-    path = write(tmp_path / "one.ndjson", resources)
+    path = write_ndjson(tmp_path / "one.ndjson", resources)
     report = ingest_path(store, "fhir", path, person_identifier=NHS)
     assert report.skipped_rules == {SAME_PERSON: 1}
     assert report.warnings == {}
@@ -76,7 +63,7 @@ def test_two_patient_resources_with_one_identifier_are_one_person(store, tmp_pat
 
 def test_without_an_identifier_system_each_patient_resource_is_a_person(store, tmp_path):
     resources = [patient("a", "9434765919"), patient("b", "9434765919")]
-    report = ingest_path(store, "fhir", write(tmp_path / "two.ndjson", resources))
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "two.ndjson", resources))
     assert report.rows["person"] == 2
     assert_accounted(store, report)
 
@@ -88,13 +75,17 @@ def test_one_person_across_two_sources_and_conflicts_are_reported(store, tmp_pat
         condition("h-c", "Patient/h-77", code="38341003"),
     ]
     first = ingest_path(
-        store, "fhir", write(tmp_path / "gp.ndjson", gp), person_identifier=NHS, source_system="gp"
+        store,
+        "fhir",
+        write_ndjson(tmp_path / "gp.ndjson", gp),
+        person_identifier=NHS,
+        source_system="gp",
     )
     assert_accounted(store, first)
     second = ingest_path(
         store,
         "fhir",
-        write(tmp_path / "hospital.ndjson", hospital),
+        write_ndjson(tmp_path / "hospital.ndjson", hospital),
         person_identifier=NHS,
         source_system="hospital",
     )
@@ -109,8 +100,8 @@ def test_one_person_across_two_sources_and_conflicts_are_reported(store, tmp_pat
 
 
 def test_cli_takes_the_identifier_system_from_the_option_or_site_yaml(tmp_path):
-    gp = write(tmp_path / "gp.ndjson", [patient("gp-1", "9434765919")])
-    hospital = write(tmp_path / "h.ndjson", [patient("h-1", "9434765919", gender="male")])
+    gp = write_ndjson(tmp_path / "gp.ndjson", [patient("gp-1", "9434765919")])
+    hospital = write_ndjson(tmp_path / "h.ndjson", [patient("h-1", "9434765919", gender="male")])
     store = str(tmp_path / "s.duckdb")
     runner = CliRunner()
     base = ["site", "ingest", "fhir", "--store", store]

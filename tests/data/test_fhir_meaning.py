@@ -3,13 +3,10 @@
 from datetime import date, datetime
 from pathlib import Path
 
-import orjson
-from sqlalchemy import select
-
-from flip.data.cdm import schema
 from flip.data.cdm.rows import OPERATORS
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows, write_ndjson
 
 SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-10-24"}
@@ -45,17 +42,6 @@ def condition(id_, verification=None, **extra):
         system = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
         resource["verificationStatus"] = {"coding": [{"system": system, "code": verification}]}
     return resource
-
-
-def write_ndjson(path: Path, resources: list[dict]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
-    return path
-
-
-def rows(store, table):
-    t = schema.metadata.tables[table]
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(t))]
 
 
 def test_statuses_that_are_not_facts_are_skipped_by_rule(store, tmp_path):

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
 
 PATIENT = {
     "resourceType": "Patient",
@@ -175,11 +176,6 @@ RESOURCES = [
 ]
 
 
-def _rows(store, table):
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(schema.metadata.tables[table]))]
-
-
 @pytest.fixture
 def bundle_file(tmp_path):
     entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in [PATIENT, *RESOURCES]]
@@ -194,40 +190,40 @@ def bundle_file(tmp_path):
 def test_every_resource_type_lands_where_its_domain_says(store, bundle_file):
     report = ingest_path(store, "fhir", bundle_file)
     assert report.quarantined == 0, report.rules
-    (person,) = _rows(store, "person")
+    (person,) = rows(store, "person")
     assert person["person_source_value"] == "MRN-1" and person["gender_concept_id"] == 8532
-    assert _rows(store, "death")[0]["death_date"].isoformat() == "2024-01-02"
-    assert _rows(store, "visit_occurrence")[0]["visit_concept_id"] == 9201
-    (condition,) = _rows(store, "condition_occurrence")
+    assert rows(store, "death")[0]["death_date"].isoformat() == "2024-01-02"
+    assert rows(store, "visit_occurrence")[0]["visit_concept_id"] == 9201
+    (condition,) = rows(store, "condition_occurrence")
     assert (
         condition["condition_concept_id"] == 4329847
         and condition["condition_end_date"].isoformat() == "2020-02-01"
     )
     assert (
         condition["visit_occurrence_id"]
-        == _rows(store, "visit_occurrence")[0]["visit_occurrence_id"]
+        == rows(store, "visit_occurrence")[0]["visit_occurrence_id"]
     )
-    measurements = {r["measurement_concept_id"]: r for r in _rows(store, "measurement")}
+    measurements = {r["measurement_concept_id"]: r for r in rows(store, "measurement")}
     assert (
         measurements[3004249]["value_as_number"] == 150
         and measurements[3012888]["value_as_number"] == 90
     )
     assert measurements[0]["measurement_source_value"] == "24331-1"
-    drugs = {r["drug_source_value"]: r for r in _rows(store, "drug_exposure")}
+    drugs = {r["drug_source_value"]: r for r in rows(store, "drug_exposure")}
     assert drugs["6809"]["drug_concept_id"] == 1503297
     assert drugs["29046"]["drug_concept_id"] == 1308216
     assert drugs["29046"]["drug_exposure_end_date"].isoformat() == "2020-06-01"
     assert drugs["83367"]["route_source_value"] == "26643006"
     assert drugs["140"]["drug_concept_id"] == 0
-    assert _rows(store, "procedure_occurrence")[0]["procedure_concept_id"] == 4336464
-    observations = {r["observation_source_value"]: r for r in _rows(store, "observation")}
+    assert rows(store, "procedure_occurrence")[0]["procedure_concept_id"] == 4336464
+    observations = {r["observation_source_value"]: r for r in rows(store, "observation")}
     assert observations["72166-2"]["value_as_concept_id"] == 4298794
     assert "91936005" in observations
-    (note,) = _rows(store, "note")
+    (note,) = rows(store, "note")
     assert note["note_text"] == "Chest pain, troponin raised." and note["note_title"] == "Discharge"
-    (image,) = _rows(store, "image_occurrence")
+    (image,) = rows(store, "image_occurrence")
     assert image["image_study_uid"] == "1.2.840.1" and image["image_series_uid"] == "1.2.840.1.1"
-    assert _rows(store, "specimen")[0]["specimen_source_value"] == "119297000"
+    assert rows(store, "specimen")[0]["specimen_source_value"] == "119297000"
     assert report.unmapped["http://hl7.org/fhir/sid/cvx|140"] == 1
 
 
@@ -243,8 +239,8 @@ def test_references_resolve_across_files_in_any_order(store, tmp_path):
     (folder / "z-last.ndjson").write_bytes(orjson.dumps(PATIENT) + b"\n")
     report = ingest_path(store, "fhir", folder)
     assert report.quarantined == 0, report.rules
-    person_id = _rows(store, "person")[0]["person_id"]
-    assert {r["person_id"] for r in _rows(store, "measurement")} == {person_id}
+    person_id = rows(store, "person")[0]["person_id"]
+    assert {r["person_id"] for r in rows(store, "measurement")} == {person_id}
 
 
 def test_a_reference_to_nobody_is_quarantined_at_the_end_of_the_run(store, tmp_path):
@@ -286,7 +282,7 @@ def test_wrong_resource_type_and_missing_fields_are_named(store, tmp_path):
     assert any("Observation.code" in m for m in messages)
     # a bad optional element is nulled with a warning; the Condition loads on its recordedDate
     assert report.warnings == {"fhir.Condition.onsetDateTime.invalid": 1}
-    assert [r["condition_start_date"] for r in _rows(store, "condition_occurrence")] == [
+    assert [r["condition_start_date"] for r in rows(store, "condition_occurrence")] == [
         date(2020, 1, 5)
     ]
     assert_accounted(store, report)

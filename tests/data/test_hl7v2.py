@@ -13,6 +13,7 @@ from flip.data.sources.hl7v2 import split_messages
 from flip.data.sources.mllp import MllpListener, frame
 from flip.data.terminology import Vocabulary
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
 
 A01 = (
     "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101083000||ADT^A01|C1|P|2.5",
@@ -66,11 +67,6 @@ def _file(tmp_path, messages, separator: str, mllp: bool = False):
     return path
 
 
-def _rows(store, table):
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(schema.metadata.tables[table]))]
-
-
 @pytest.mark.parametrize("separator", ["\r", "\n", "\r\n"])
 def test_split_handles_every_line_ending(separator):
     data = b"".join((separator.join(m) + separator).encode() for m in (A01, ORU))
@@ -84,24 +80,24 @@ def test_adt_and_oru_land_in_the_cdm_and_a40_merges(store, tmp_path):
     path = _file(tmp_path, [A01, A03, A04_OTHER, ORU], "\n")
     report = ingest_path(store, "hl7v2", path)
     assert report.quarantined == 0, report.rules
-    assert len(_rows(store, "person")) == 2
-    visits = {r["visit_source_value"]: r for r in _rows(store, "visit_occurrence")}
+    assert len(rows(store, "person")) == 2
+    visits = {r["visit_source_value"]: r for r in rows(store, "visit_occurrence")}
     assert visits["IMP"]["visit_concept_id"] == 9201
     assert visits["IMP"]["visit_end_date"].isoformat() == "2020-01-05"
-    (mi,) = _rows(store, "condition_occurrence")
+    (mi,) = rows(store, "condition_occurrence")
     assert mi["condition_concept_id"] == 4329847 and mi["condition_source_value"] == "I21.9"
-    (chol,) = _rows(store, "measurement")
+    (chol,) = rows(store, "measurement")
     assert chol["measurement_concept_id"] == 3027114  # [Mass/volume]: kept in mg/dL
     assert round(chol["value_as_number"], 1) == 228.1 and chol["unit_concept_id"] == 8840
     assert (chol["value_source_value"], chol["unit_source_value"]) == ("5.9", "mmol/L")
-    (smoking,) = _rows(store, "observation")
+    (smoking,) = rows(store, "observation")
     assert smoking["value_as_concept_id"] == 4298794
 
     merge = _file(tmp_path, [A40], "\r", mllp=True)
     assert ingest_path(store, "hl7v2", merge, source_system="hl7v2:feed.hl7").quarantined == 0
-    (person,) = _rows(store, "person")
+    (person,) = rows(store, "person")
     assert {
-        r["person_id"] for r in _rows(store, "measurement") + _rows(store, "visit_occurrence")
+        r["person_id"] for r in rows(store, "measurement") + rows(store, "visit_occurrence")
     } == {person["person_id"]}
     assert person["person_source_value"] == "1001"
 
@@ -110,11 +106,11 @@ def test_a_bad_segment_is_quarantined_alone_and_the_rest_of_its_message_loads(st
     path = _file(tmp_path, [OUT_OF_ORDER, NOT_NUMERIC, A01], "\r\n")
     report = ingest_path(store, "hl7v2", path)
     assert report.rules == {"hl7.segment_order": 1, "hl7.obx.value_not_numeric": 1}
-    assert sorted(r["person_source_value"] for r in _rows(store, "person")) == [
+    assert sorted(r["person_source_value"] for r in rows(store, "person")) == [
         "1001",
         "3003",
     ]
-    assert _rows(store, "measurement") == []
+    assert rows(store, "measurement") == []
     with store.connect() as conn:
         raw = conn.execute(select(schema.quarantine.c.raw)).scalars().all()
     assert any(b"OBX|1|NM|2093-3^Cholesterol^LN||high" in r for r in raw)
@@ -145,7 +141,7 @@ def test_mllp_listener_acks_each_message(store):
     )
     assert b"MSA|AE|C7|hl7.obx.value_not_numeric" in acks[1]
     assert report.loaded > 0 and report.quarantined == 1
-    assert len(_rows(store, "person")) == 2
+    assert len(rows(store, "person")) == 2
 
 
 def test_results_sent_under_a_merged_identifier_later_in_the_feed_follow_the_merge(store, tmp_path):
@@ -156,14 +152,14 @@ def test_results_sent_under_a_merged_identifier_later_in_the_feed_follow_the_mer
     path = _file(tmp_path, [A01, A04_OTHER, ORU, A40, later, A40], "\r")
     report = ingest_path(store, "hl7v2", path)
     assert report.quarantined == 0, report.rules
-    (person,) = _rows(store, "person")
+    (person,) = rows(store, "person")
     assert person["person_source_value"] == "1001"
-    measured = _rows(store, "measurement")
+    measured = rows(store, "measurement")
     assert len(measured) == 2 and {r["person_id"] for r in measured} == {person["person_id"]}
     assert_accounted(store, report, merges=1)
     again = ingest_path(store, "hl7v2", path)
     assert (again.loaded, again.quarantined) == (0, 0), again.as_dict()
-    assert len(_rows(store, "person")) == 1
+    assert len(rows(store, "person")) == 1
     assert_accounted(store, again)
 
 
@@ -179,9 +175,9 @@ def test_a_local_code_sent_with_a_standard_alternate_maps_through_the_alternate(
     report = ingest_path(store, "hl7v2", _file(tmp_path, [local], "\r"))
     assert report.quarantined == 0, report.rules
     assert report.unmapped == {"urn:hl7v2:99LAB|XYZ": 1}
-    by_source = {r["measurement_source_value"]: r for r in _rows(store, "measurement")}
+    by_source = {r["measurement_source_value"]: r for r in rows(store, "measurement")}
     assert by_source["CHOL"]["measurement_concept_id"] == 3019900  # 14647-2, via the alternate
     assert by_source["XYZ"]["measurement_concept_id"] == 0  # no alternate: stays unmapped
-    (mi,) = _rows(store, "condition_occurrence")
+    (mi,) = rows(store, "condition_occurrence")
     assert (mi["condition_concept_id"], mi["condition_source_value"]) == (4329847, "4109")
     assert_accounted(store, report)

@@ -1,23 +1,16 @@
 """HL7 v2 files and messages as careless senders write them: every message read or accounted for."""
 
-from sqlalchemy import select
-
-from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from flip.data.sources.hl7v2 import parse_message, split_messages
 from flip.data.sources.records import Rejected, SourceMerge, SourcePerson
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
 
 A01 = (
     "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101083000||ADT^A01|C1|P|2.5\r"
     "PID|1||1001^^^HOSP^MR||Doe^Jane||19500304|F\r"
 )
 A04 = A01.replace("ADT^A01|C1", "ADT^A04|C2").replace("1001", "1002")
-
-
-def _rows(store, table):
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(schema.metadata.tables[table]))]
 
 
 def _persons(data: bytes) -> list[str]:
@@ -76,13 +69,13 @@ def test_patients_and_orders_without_order_numbers_keep_their_own_results(store,
     )
     report = ingest_path(store, "hl7v2", path)
     assert report.skipped == 0 and report.quarantined == 0, report.as_dict()
-    persons = {p["person_id"]: p["person_source_value"] for p in _rows(store, "person")}
+    persons = {p["person_id"]: p["person_source_value"] for p in rows(store, "person")}
     values = sorted(
-        (persons[m["person_id"]], m["value_as_number"]) for m in _rows(store, "measurement")
+        (persons[m["person_id"]], m["value_as_number"]) for m in rows(store, "measurement")
     )
     assert values == [("7", 5.0), ("7", 5.2), ("8", 4.9)]
     visits = {
-        persons[v["person_id"]]: v["visit_source_value"] for v in _rows(store, "visit_occurrence")
+        persons[v["person_id"]]: v["visit_source_value"] for v in rows(store, "visit_occurrence")
     }
     assert visits == {"7": "AMB", "8": "IMP"}
     assert_accounted(store, report)
@@ -118,7 +111,7 @@ def test_a_nul_byte_in_a_text_result_does_not_sink_the_run(store, tmp_path):
         b"OBX|1|TX|x^y^L||padded\x00text||||||F\r"
     )
     report = ingest_path(store, "hl7v2", path)
-    (note,) = _rows(store, "note")
+    (note,) = rows(store, "note")
     assert note["note_text"] == "paddedtext"
     assert_accounted(store, report)
 
@@ -144,6 +137,6 @@ def test_re_reading_a_feed_after_its_a40_neither_revives_the_old_patient_nor_dan
     assert [(r.loaded, r.unchanged, r.quarantined) for r in again] == [(0, 3, 0), (0, 1, 0)]
     for report, merges in zip(first + again, (0, 1, 0, 0), strict=True):
         assert_accounted(store, report, merges=merges)
-    (person,) = _rows(store, "person")
-    (result,) = _rows(store, "measurement")
+    (person,) = rows(store, "person")
+    (result,) = rows(store, "measurement")
     assert result["person_id"] == person["person_id"] and person["person_source_value"] == "1001"

@@ -4,32 +4,26 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from flip.data.cdm import schema
 from flip.data.cdm.rows import OPERATORS
 from flip.data.ingest import ingest_path
 from flip.data.sources.hl7v2 import read_file
 from flip.data.sources.hl7v2_values import numeric, structured, timestamp
 from flip.data.sources.records import Rejected, Skipped, SourceEvent
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
 
 SAMPLES = Path(__file__).parent / "fixtures" / "hl7v2"
-
-
-def _rows(store, table):
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(schema.metadata.tables[table]))]
 
 
 def test_the_cerner_adt_a01_with_explicit_nulls_loads_whole(store):
     report = ingest_path(store, "hl7v2", SAMPLES / "python-hl7_adt_a01_cerner.hl7")
     assert report.quarantined == 0 and report.rules == {}, report.rules
-    (person,) = _rows(store, "person")
+    (person,) = rows(store, "person")
     assert person["person_source_value"] == "2148790" and person["year_of_birth"] == 1952
-    (visit,) = _rows(store, "visit_occurrence")
+    (visit,) = rows(store, "visit_occurrence")
     assert visit["visit_start_datetime"] == datetime(2014, 2, 10, 22, 53)
-    (diagnosis,) = _rows(store, "condition_occurrence")
+    (diagnosis,) = rows(store, "condition_occurrence")
     assert diagnosis["condition_source_value"] == "440.21"
     assert report.unmapped == {"http://hl7.org/fhir/sid/icd-9-cm|440.21": 1}
     assert_accounted(store, report)
@@ -97,7 +91,7 @@ def test_the_spec_oru_keeps_its_person_for_a_malformed_birth_day(store):
     assert person.birth_date == date(1962, 3, 1) and person.warnings == ("hl7.PID-7.truncated",)
     report = ingest_path(store, "hl7v2", SAMPLES / "python-hl7_oru_r01_glucose.hl7")
     assert report.warnings == {"hl7.PID-7.truncated": 1}
-    (glucose,) = _rows(store, "measurement")
+    (glucose,) = rows(store, "measurement")
     assert glucose["value_as_number"] == 182.0
     assert glucose["measurement_datetime"] == datetime(2002, 2, 15, 7, 30)
     assert_accounted(store, report)
@@ -115,7 +109,7 @@ def test_a_lab_feed_stores_every_good_result_and_sets_aside_each_bad_one_alone(s
         "hl7.message_type.unhandled.ZPI^Z01": 1,
         "identity.superseded_in_run": 2,
     }
-    measurements = {m["measurement_source_value"]: m for m in _rows(store, "measurement")}
+    measurements = {m["measurement_source_value"]: m for m in rows(store, "measurement")}
     assert set(measurements) == {"2093-3", "2085-9", "2160-0", "1988-5", "5821-4"}
     assert measurements["2093-3"]["operator_concept_id"] in (None, 0)
     assert measurements["2085-9"]["operator_concept_id"] == OPERATORS[">"]
@@ -126,7 +120,7 @@ def test_a_lab_feed_stores_every_good_result_and_sets_aside_each_bad_one_alone(s
     assert measurements["5821-4"]["value_source_value"] == "1-3"
     assert measurements["2085-9"]["measurement_datetime"] == datetime(2024, 3, 5, 8, 45, 12)
     assert measurements["2160-0"]["measurement_datetime"] == datetime(2024, 3, 5, 8, 45)
-    notes = {n["note_source_value"]: n for n in _rows(store, "note")}
+    notes = {n["note_source_value"]: n for n in rows(store, "note")}
     assert notes["8251-1"]["note_text"] == "Fasting sample.\nLipaemic: interpret with care."
     assert notes["DS"]["note_text"] == (
         "Admitted with chest pain.\nTroponin negative & ECG normal.\n"
@@ -134,7 +128,7 @@ def test_a_lab_feed_stores_every_good_result_and_sets_aside_each_bad_one_alone(s
     )
     assert notes["DS"]["note_datetime"] == datetime(2024, 3, 6, 11, 30)
     assert notes["DS"]["note_title"] == "Discharge summary"
-    (smoking,) = _rows(store, "observation")
+    (smoking,) = rows(store, "observation")
     assert smoking["value_as_concept_id"] == 4298794
     assert_accounted(store, report)
 
@@ -157,7 +151,7 @@ def test_a_batch_file_reads_every_message_and_an_implausible_birth_is_quarantine
     assert sum(type(r).__name__ == "SourcePerson" for r in records) == 3
     report = ingest_path(store, "hl7v2", SAMPLES / "python-hl7_adt_a04_batch.hl7")
     assert report.rules["plausibility.birth_date.too_old"] == 3
-    assert _rows(store, "person") == []
+    assert rows(store, "person") == []
     assert_accounted(store, report)
 
 

@@ -13,6 +13,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
 
 EXPORT = Path(__file__).parent / "fixtures" / "omop" / "eunomia_export"
 
@@ -51,11 +52,6 @@ def _export(folder):
     return folder
 
 
-def _rows(store, table):
-    with store.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(schema.metadata.tables[table]))]
-
-
 def test_v53_export_is_upgraded_checked_and_traceable(store, tmp_path):
     report = ingest_path(store, "omop", _export(tmp_path / "export"))
     assert report.rules == {
@@ -64,16 +60,16 @@ def test_v53_export_is_upgraded_checked_and_traceable(store, tmp_path):
         "plausibility.before_birth": 1,
         "omop.type": 1,
     }
-    persons = {r["person_source_value"]: r for r in _rows(store, "person")}
+    persons = {r["person_source_value"]: r for r in rows(store, "person")}
     assert set(persons) == {"A1", "A2"}
-    (visit,) = [v for v in _rows(store, "visit_occurrence") if v["visit_concept_id"] == 9201]
+    (visit,) = [v for v in rows(store, "visit_occurrence") if v["visit_concept_id"] == 9201]
     assert (
         visit["admitted_from_concept_id"] == 8870 and visit["discharged_to_source_value"] == "home"
     )
     assert visit["person_id"] == persons["A1"]["person_id"]
-    (mi,) = _rows(store, "condition_occurrence")
+    (mi,) = rows(store, "condition_occurrence")
     assert mi["visit_occurrence_id"] == visit["visit_occurrence_id"]
-    (period,) = _rows(store, "observation_period")
+    (period,) = rows(store, "observation_period")
     assert period["observation_period_end_date"].isoformat() == "2022-12-31"
     with store.connect() as conn:
         keys = (
@@ -117,7 +113,7 @@ def test_existing_omop_database_attached_by_url(store, postgres_database, tmp_pa
 
 
 def _by(store, table, column):
-    return {r[column]: r for r in _rows(store, table)}
+    return {r[column]: r for r in rows(store, table)}
 
 
 def test_messy_eunomia_export_loads_every_person_or_says_why(store, tmp_path):
@@ -175,12 +171,12 @@ def test_messy_eunomia_export_loads_every_person_or_says_why(store, tmp_path):
 
 def test_export_values_keep_their_meaning(store, tmp_path):
     ingest_path(store, "omop", shutil.copytree(EXPORT, tmp_path / "export"))
-    (death,) = _rows(store, "death")
-    (device,) = _rows(store, "device_exposure")
-    (cost,) = _rows(store, "cost")
-    (detail,) = _rows(store, "visit_detail")
-    (specimen,) = _rows(store, "specimen")
-    person_ids = {r["person_id"] for r in _rows(store, "person")}
+    (death,) = rows(store, "death")
+    (device,) = rows(store, "device_exposure")
+    (cost,) = rows(store, "cost")
+    (detail,) = rows(store, "visit_detail")
+    (specimen,) = rows(store, "specimen")
+    person_ids = {r["person_id"] for r in rows(store, "person")}
     assert death["person_id"] in person_ids, "death keeps its person's id"
     assert death["death_datetime"] == datetime(2019, 4, 1, 23, 10), "wall-clock time kept"
     assert device["device_exposure_start_datetime"] == datetime(2015, 1, 2, 10, 15)
@@ -189,9 +185,9 @@ def test_export_values_keep_their_meaning(store, tmp_path):
     assert detail["visit_detail_end_date"] == date(2015, 1, 2), "no end: its start"
     assert detail["admitted_from_concept_id"] == 8870 and detail["parent_visit_detail_id"] is None
     assert specimen["specimen_type_concept_id"] == 0
-    visits = _rows(store, "visit_occurrence")
+    visits = rows(store, "visit_occurrence")
     assert any(v["visit_start_datetime"] and v["visit_start_datetime"].hour == 8 for v in visits)
-    drugs = _rows(store, "drug_exposure")
+    drugs = rows(store, "drug_exposure")
     with store.connect() as conn:
         (drug_id,) = conn.execute(
             select(schema.source_record.c.cdm_id).where(

@@ -127,8 +127,9 @@ def stamp(moment: datetime, style: str) -> str:
 
 def nhs_number(site: str, serial: int) -> str:
     """A test NHS number (999 and six digits, never issued to anyone) with a valid modulus-11
-    check digit; a check of 10 moves the ninth digit on."""
-    digits = [int(c) for c in f"999{(sum(site.encode()) * 7919 + serial) % 10**6:06d}"]
+    check digit; a check of 10 moves the ninth digit on (serials step by 7, so it lands on
+    no other serial's number)."""
+    digits = [int(c) for c in f"999{(sum(site.encode()) * 7919 + 7 * serial) % 10**6:06d}"]
     while True:
         check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
         if check != 10:

@@ -1,12 +1,29 @@
-"""Write synthetic patients as a hospital CSV extract with local codes, plus its mapping file."""
+"""Write synthetic patients as a hospital CSV extract with local codes, plus its mapping file.
+
+The extract carries the site's real-world shapes (`flip.synth.shapes`): headers in
+mixed case with stray spaces, `NULL` for no value, dates with and without zero
+padding, result times written three ways, a bilirubin below the detection limit as
+`<5`, a patient row sent twice, and, when asked, a result no body can have.
+"""
 
 from __future__ import annotations
 
 import csv
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from flip.synth.shapes import (
+    IMPLAUSIBLE_RULE,
+    PatientShapes,
+    Shapes,
+    Truth,
+    censored,
+    day,
+    plan_patient,
+    stamp,
+)
 from flip.synth.world import CLINIC_NOTE_LOINC, CONDITIONS, MEASUREMENTS, SMOKER_SNOMED, Patient
 
 #: The extract's own laboratory codes, as a hospital's lab system names them.
@@ -14,69 +31,147 @@ LOCAL_LAB_CODES = {name: f"LAB{i + 101}" for i, name in enumerate(MEASUREMENTS)}
 #: Creatinine as this lab reports it: mg/dl (its own spelling of UCUM mg/dL), not umol/L.
 CREATININE_UMOL_PER_MG_DL = 88.42
 LOCAL_SOCIAL_CODES = {"smoker": "SMK-CUR"}
+#: Each file's columns as the mapping names them, and as a messy extract writes them.
+HEADERS = {
+    "patients.csv": (
+        ["patient_ref", "dob", "sex", "died"],
+        ["Patient_Ref", " DOB", "Sex ", "DIED"],
+    ),
+    "diagnoses.csv": (
+        ["diag_id", "patient_ref", "icd10", "diag_date"],
+        ["Diag_ID", "PATIENT_REF", "ICD10 ", "Diag_Date"],
+    ),
+    "labs.csv": (
+        ["lab_id", "patient_ref", "test_code", "result", "units", "taken"],
+        ["Lab_ID", " Patient_Ref", "Test_Code", "Result", "Units ", "Taken"],
+    ),
+    "social.csv": (
+        ["item_id", "patient_ref", "item", "recorded"],
+        ["Item_ID", "Patient_Ref", "ITEM", " Recorded"],
+    ),
+    "letters.csv": (
+        ["letter_id", "patient_ref", "written", "body"],
+        ["Letter_ID", "Patient_Ref", "Written", "Body"],
+    ),
+}
 
 
-def write_csv_extract(site: str, patients: list[Patient], folder: Path) -> Path:
+def write_csv_extract(
+    site: str,
+    patients: list[Patient],
+    folder: Path,
+    shapes: Shapes | None = None,
+    seed: int = 0,
+) -> Path:
     """Write patients, diagnoses, labs, social history and letters as CSV; return the mapping."""
+    return write_csv_extract_truth(site, patients, folder, shapes, seed)[0]
+
+
+def write_csv_extract_truth(
+    site: str,
+    patients: list[Patient],
+    folder: Path,
+    shapes: Shapes | None = None,
+    seed: int = 0,
+) -> tuple[Path, Truth]:
+    """`write_csv_extract`, with what a faithful ingest of the extract must do."""
+    shapes = shapes or Shapes.none()
     folder.mkdir(parents=True, exist_ok=True)
-    with _writer(folder / "patients.csv", ["patient_ref", "dob", "sex"]) as w:
-        for p in patients:
-            w.writerow([p.source_id, p.birth_date.strftime("%d/%m/%Y"), p.sex[0].upper()])
-    with _writer(folder / "diagnoses.csv", ["diag_id", "patient_ref", "icd10", "diag_date"]) as w:
+    truth = Truth(persons=len(patients))
+    plans = {
+        p.source_id: plan_patient(shapes, site, int(p.source_id[3:]), p.index_date, seed)
+        for p in patients
+    }
+    none = "NULL" if shapes.null_strings else ""
+    with _writer(folder, "patients.csv", shapes) as w:
+        rows = [
+            [p.source_id, day(p.birth_date, plans[p.source_id].padded), p.sex[0].upper(), none]
+            for p in patients
+        ]
+        w.writerows(rows)
+        for p, row in zip(patients, rows, strict=True):
+            if plans[p.source_id].resent:
+                w.writerow(row)
+                truth.resent += 1
+    with _writer(folder, "diagnoses.csv", shapes) as w:
         for p in patients:
             for name, when in p.conditions.items():
+                padded = plans[p.source_id].padded
                 w.writerow(
-                    [
-                        f"{p.source_id}-{name}",
-                        p.source_id,
-                        CONDITIONS[name][1],
-                        when.strftime("%d/%m/%Y"),
-                    ]
+                    [f"{p.source_id}-{name}", p.source_id, CONDITIONS[name][1], day(when, padded)]
                 )
-    with _writer(
-        folder / "labs.csv", ["lab_id", "patient_ref", "test_code", "result", "units", "taken"]
-    ) as w:
+    with _writer(folder, "labs.csv", shapes) as w:
         for p in patients:
-            for name, value in p.measurements.items():
-                unit = MEASUREMENTS[name][1]
-                if name == "creatinine":
-                    value, unit = round(value / CREATININE_UMOL_PER_MG_DL, 4), "mg/dl"
-                stamp = p.index_date.strftime("%Y-%m-%d") + " 09:30"
-                w.writerow(
-                    [
-                        f"{p.source_id}-{name}",
-                        p.source_id,
-                        LOCAL_LAB_CODES[name],
-                        value,
-                        unit,
-                        stamp,
-                    ]
-                )
-    with _writer(folder / "social.csv", ["item_id", "patient_ref", "item", "recorded"]) as w:
+            w.writerows(_lab_rows(p, plans[p.source_id], shapes, truth))
+    with _writer(folder, "social.csv", shapes) as w:
         for p in patients:
             if p.smoker:
-                w.writerow(
-                    [
-                        f"{p.source_id}-smk",
-                        p.source_id,
-                        "SMK-CUR",
-                        p.index_date.strftime("%d/%m/%Y"),
-                    ]
-                )
-    with _writer(folder / "letters.csv", ["letter_id", "patient_ref", "written", "body"]) as w:
+                recorded = day(p.index_date, plans[p.source_id].padded)
+                w.writerow([f"{p.source_id}-smk", p.source_id, "SMK-CUR", recorded])
+    with _writer(folder, "letters.csv", shapes) as w:
         for p in patients:
+            at = plans[p.source_id].at
             for number, (when, text) in enumerate(p.notes, start=1):
-                w.writerow([f"{p.source_id}-L{number}", p.source_id, when.isoformat(), text])
+                written = when.isoformat()
+                if at is not None:
+                    moment = datetime.combine(when, at) + timedelta(minutes=40)
+                    written = stamp(moment, "iso")
+                    truth.times[f"letters/{p.source_id}-L{number}"] = moment
+                w.writerow([f"{p.source_id}-L{number}", p.source_id, written, text])
     mapping_path = folder / "mapping.yaml"
     mapping_path.write_text(yaml.safe_dump(_mapping(site), sort_keys=False))
-    return mapping_path
+    return mapping_path, truth
+
+
+def _lab_rows(p: Patient, plan: PatientShapes, shapes: Shapes, truth: Truth) -> list[list]:
+    """One patient's lab rows, taken on the index date at the plan's time of day."""
+    taken, moment = _taken(p.index_date, plan)
+    rows = []
+    for name, value in p.measurements.items():
+        unit = MEASUREMENTS[name][1]
+        if name == "creatinine":
+            value, unit = round(value / CREATININE_UMOL_PER_MG_DL, 4), "mg/dl"
+        comparator, value = censored(name, value, shapes)
+        key = f"{p.source_id}-{name}"
+        rows.append(
+            [key, p.source_id, LOCAL_LAB_CODES[name], f"{comparator or ''}{value}", unit, taken]
+        )
+        if comparator:
+            truth.operators[f"labs.csv/{key}"] = comparator
+        if moment is not None:
+            truth.times[f"labs.csv/{key}"] = moment
+    if plan.implausible:
+        rows.append(
+            [
+                f"{p.source_id}-sbp-slip",
+                p.source_id,
+                LOCAL_LAB_CODES["sbp"],
+                "1300",
+                "mm[Hg]",
+                taken,
+            ]
+        )
+        truth.quarantined[IMPLAUSIBLE_RULE] += 1
+    return rows
+
+
+def _taken(when: date, plan: PatientShapes) -> tuple[str, datetime | None]:
+    """(the cell, the wall-clock time it names) of a result taken on `when`."""
+    if plan.at is None:
+        written = when.isoformat() if plan.padded else f"{when.year}-{when.month}-{when.day}"
+        return written, None
+    moment = datetime.combine(when, plan.at)
+    if plan.stamp != "iso":
+        moment = moment.replace(second=0)
+    return stamp(moment, plan.stamp), moment
 
 
 class _writer:
-    def __init__(self, path: Path, header: list[str]) -> None:
-        self.handle = path.open("w", newline="", encoding="utf-8")
+    def __init__(self, folder: Path, name: str, shapes: Shapes) -> None:
+        self.handle = (folder / name).open("w", newline="", encoding="utf-8")
         self.csv = csv.writer(self.handle)
-        self.csv.writerow(header)
+        tidy, messy = HEADERS[name]
+        self.csv.writerow(messy if shapes.messy_headers else tidy)
 
     def __enter__(self):
         return self.csv
@@ -95,6 +190,7 @@ def _mapping(site: str) -> dict:
             "id": "patient_ref",
             "birth_date": {"column": "dob", "format": "%d/%m/%Y"},
             "gender": {"column": "sex", "values": {"M": "male", "F": "female"}},
+            "death_date": {"column": "died", "format": "%d/%m/%Y"},
         },
         "events": [
             {

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from flip.synth.notes import clinic_letter
+from flip.synth.shapes import Shapes
 
 #: Laboratory and vital-sign measurements: name -> (LOINC code, unit, mean, sd).
 #: The last nine carry no risk signal: realistic candidate predictors that let a
@@ -37,6 +38,10 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "bilirubin": ("14631-6", "umol/L"),
 }
 
+#: The demo world's exports also hold a few results no body can have (typing slips), which
+#: its ingest quarantines.
+DEMO_SHAPES = Shapes(implausible=0.003)
+
 #: Diagnoses as SNOMED CT and ICD-10 codes.
 CONDITIONS: dict[str, tuple[str, str]] = {
     "diabetes": ("44054006", "E11.9"),
@@ -52,7 +57,8 @@ CLINIC_NOTE_LOINC = "11488-4"
 
 @dataclass(frozen=True)
 class SiteProfile:
-    """One hospital: its size, its case mix and the format it exports."""
+    """One hospital: its size, its case mix, the format it exports and the real-world
+    shapes its export carries."""
 
     name: str
     n_patients: int
@@ -61,6 +67,7 @@ class SiteProfile:
     smoker_rate: float
     bmi_shift: float = 0.0
     missing_rate: float = 0.05
+    shapes: Shapes = field(default_factory=Shapes)
 
 
 @dataclass
@@ -104,6 +111,7 @@ def default_profiles(n_sites: int) -> list[SiteProfile]:
                 age_mean=(50.0 if last else 60.0 - 4 * (i % 3)),
                 smoker_rate=(0.30 if last else 0.15 + 0.05 * (i % 3)),
                 bmi_shift=(1.5 if last else -0.5 * (i % 3)),
+                shapes=DEMO_SHAPES,
             )
         )
     return profiles

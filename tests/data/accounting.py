@@ -11,7 +11,8 @@ from flip.data.ingest import IngestReport
 
 def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> None:
     """Every record read is loaded, unchanged, quarantined or skipped, and the run's row,
-    its source_record and quarantine rows and its tallies say the same as the report."""
+    its source_record and quarantine rows and its tallies say the same as the report
+    (rows written per table included)."""
     assert report.read == (
         report.loaded + report.unchanged + report.quarantined + report.skipped
     ), report.as_dict()
@@ -31,6 +32,13 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
                 schema.source_record.c.ingest_run_id == run
             )
         ).scalar_one()
+        linked = dict(
+            conn.execute(
+                select(schema.source_record.c.cdm_table, func.count())
+                .where(schema.source_record.c.ingest_run_id == run)
+                .group_by(schema.source_record.c.cdm_table)
+            ).all()
+        )
         quarantined = conn.execute(
             select(func.count()).where(schema.quarantine.c.ingest_run_id == run)
         ).scalar_one()
@@ -49,6 +57,7 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
         report.skipped,
     )
     assert keys == report.loaded - merges, (keys, report.as_dict())
+    assert linked == {t: n for t, n in report.rows.items() if n}, (linked, report.as_dict())
     assert quarantined == report.quarantined, (quarantined, report.as_dict())
     assert tallies == dict(report.skipped_rules)
     assert sum(tallies.values()) == report.skipped

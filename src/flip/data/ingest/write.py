@@ -77,8 +77,10 @@ class Writer:
                     again_same += earlier
                     continue
                 again_new += earlier
-                for table, cdm_id, *_ in old:
+                for table, cdm_id, _, run in old:
                     _delete_row(conn, table, cdm_id)
+                    if run == report.run_id:
+                        report.rows[table] -= 1  # written by this run, now replaced
             layout = batch.layout(self.system, report.run_id, unchanged)
             for name, columns in layout.tables.items():
                 insert_columns(conn, schema.metadata.tables[name], columns)

@@ -43,8 +43,9 @@ def ingest_path(
     `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
     folder name, so moving files keeps identities (HL7 v2: `hl7v2` for every file,
-    as the listener, since a feed's identifiers hold across the files it is split into). `code_systems` are the site's declared
-    code system names, URIs or OIDs -> OMOP vocabulary_id (site.yaml `code_systems`).
+    as the listener, since a feed's identifiers hold across the files it is split into).
+    `code_systems` are the site's declared code system names, URIs or OIDs -> OMOP
+    vocabulary_id (site.yaml `code_systems`).
     `person_identifier` (fhir) is the identifier system whose value makes a patient one
     person across resources and sources; `reading` (fhir) the records of `path` already
     being read (`fhir.read_path_ahead`).

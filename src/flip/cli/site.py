@@ -207,7 +207,14 @@ def ingest(
         typer.echo(json.dumps(report.as_dict()))
     else:
         _print_report(report)
-    if report.read == 0 or report.loaded + report.unchanged == 0:
+    if report.read == 0:
+        typer.echo(f"error: nothing read from {url or path}", err=True)
+        raise typer.Exit(1)
+    if report.loaded + report.unchanged == 0:
+        typer.echo(
+            f"error: nothing loaded: {report.quarantined} quarantined, {report.skipped} skipped",
+            err=True,
+        )
         raise typer.Exit(1)
 
 

@@ -94,7 +94,7 @@ def test_adt_and_oru_land_in_the_cdm_and_a40_merges(store, tmp_path):
     assert smoking["value_as_concept_id"] == 4298794
 
     merge = _file(tmp_path, [A40], "\r", mllp=True)
-    assert ingest_path(store, "hl7v2", merge, source_system="hl7v2:feed.hl7").quarantined == 0
+    assert ingest_path(store, "hl7v2", merge).quarantined == 0
     (person,) = rows(store, "person")
     assert {
         r["person_id"] for r in rows(store, "measurement") + rows(store, "visit_occurrence")
@@ -181,3 +181,18 @@ def test_a_local_code_sent_with_a_standard_alternate_maps_through_the_alternate(
     (mi,) = rows(store, "condition_occurrence")
     assert (mi["condition_concept_id"], mi["condition_source_value"]) == (4329847, "4109")
     assert_accounted(store, report)
+
+
+def test_a_feed_split_over_daily_files_is_one_source_with_one_person(store, tmp_path):
+    """The same patient in Monday's and Tuesday's file is one person, and Wednesday's
+    A40 merges patients either day loaded."""
+    days = {"adt_mon.hl7": [A01], "lab_tue.hl7": [A04_OTHER, ORU], "adt_wed.hl7": [A03, A40]}
+    for name, messages in days.items():
+        path = tmp_path / name
+        path.write_bytes(_file(tmp_path, messages, "\r").read_bytes())
+        report = ingest_path(store, "hl7v2", path)
+        assert_accounted(store, report, merges=len(messages) - 1 if name == "adt_wed.hl7" else 0)
+        assert report.quarantined == 0, report.rules
+    (person,) = rows(store, "person")
+    assert person["person_source_value"] == "1001"
+    assert {r["person_id"] for r in rows(store, "measurement")} == {person["person_id"]}

@@ -108,7 +108,12 @@ def ingest(
         bool, typer.Option(help="fhir --url: fetch everything, not only what changed since.")
     ] = False,
     system: Annotated[
-        str | None, typer.Option(help="Name of the source system, for provenance and re-runs.")
+        str | None,
+        typer.Option(
+            help="Name of the source system, for provenance and re-runs: a record is the "
+            "same record only under the same name. Default: KIND:FILE-OR-FOLDER-NAME "
+            "(hl7v2: `hl7v2` for every file, as the listener)."
+        ),
     ] = None,
     person_identifier: Annotated[
         str | None,
@@ -202,7 +207,14 @@ def ingest(
         typer.echo(json.dumps(report.as_dict()))
     else:
         _print_report(report)
-    if report.read == 0 or report.loaded + report.unchanged == 0:
+    if report.read == 0:
+        typer.echo(f"error: nothing read from {url or path}", err=True)
+        raise typer.Exit(1)
+    if report.loaded + report.unchanged == 0:
+        typer.echo(
+            f"error: nothing loaded: {report.quarantined} quarantined, {report.skipped} skipped",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -312,7 +324,10 @@ def listen(
         str, typer.Option(help="Address to listen on (the site's own network).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
-    system: Annotated[str, typer.Option(help="Name of the feed, for provenance.")] = "hl7v2:mllp",
+    system: Annotated[
+        str,
+        typer.Option(help="Name of the feed, for provenance; the same as its files' ingest."),
+    ] = "hl7v2",
     site_config: Annotated[
         Path | None,
         typer.Option(

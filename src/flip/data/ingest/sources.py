@@ -42,8 +42,10 @@ def ingest_path(
     `dicom` reads DICOM files under `path`, or a PACS's DICOMweb (QIDO-RS) root at `url`.
     `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
-    folder name, so moving files keeps identities. `code_systems` are the site's declared
-    code system names, URIs or OIDs -> OMOP vocabulary_id (site.yaml `code_systems`).
+    folder name, so moving files keeps identities (HL7 v2: `hl7v2` for every file,
+    as the listener, since a feed's identifiers hold across the files it is split into).
+    `code_systems` are the site's declared code system names, URIs or OIDs -> OMOP
+    vocabulary_id (site.yaml `code_systems`).
     `person_identifier` (fhir) is the identifier system whose value makes a patient one
     person across resources and sources; `reading` (fhir) the records of `path` already
     being read (`fhir.read_path_ahead`).
@@ -54,10 +56,11 @@ def ingest_path(
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     if kind in ("fhir", "hl7v2"):
         if kind == "hl7v2":
-            records = hl7v2.read_path(path)
+            records, name = hl7v2.read_path(path), source_system or hl7v2.FEED
         else:
             records = reading if reading is not None else fhir.read_path(path, person_identifier)
-        ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{path.name}")
+            name = source_system or f"fhir:{path.name}"
+        ingestor = Ingestor(store, vocabulary, name)
         return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
     if kind == "dicom":
         from flip.data.sources import dicom, dicomweb

@@ -36,6 +36,7 @@ from flip.data.sources.records import (
 from flip.data.terminology.vocabulary import hl7_system
 
 START, END = b"\x0b", b"\x1c"
+FEED = "hl7v2"  # the default source system of every HL7 v2 file and the MLLP listener
 BOM = b"\xef\xbb\xbf"
 #: Batch envelope segments: they wrap messages and carry no record.
 ENVELOPE = {b"FHS", b"BHS", b"BTS", b"FTS"}

@@ -45,7 +45,7 @@ def test_report_counts_rules_unmapped_and_failing_checks(store, exported):
         "rows": 1,
     } in data["unmapped"]
     assert {
-        "source": f"fhir:{folder}",
+        "source": f"fhir:{folder.name}",
         "code_system": "http://snomed.info/sct",
         "code": "999999999",
         "records": 1,
@@ -226,12 +226,12 @@ def test_counts_per_source_carry_skipped_and_warnings_by_rule(store, exported):
     ingest_path(store, "dicom", images)
     data = build_report(store)
     sources = {s["source"]: s for s in data["sources"]}
-    dicom = sources[f"dicom:{images}"]
+    dicom = sources["dicom:dicom"]  # the default source system: kind and folder name
     assert dicom["runs"] == 2 and dicom["read"] == len(patients) + 1
     assert (dicom["unchanged"], dicom["skipped"]) == (len(patients), 1)
     assert dicom["skipped_by_rule"] == {"dicom.non_image.structured_report": 1}
     assert dicom["warnings_by_rule"] == {"dicom.study_date_missing": 1}
-    assert sources[f"csv:{folder}"]["loaded"] > 0
+    assert sum(s["loaded"] for name, s in sources.items() if name.startswith("csv:")) > 0
     assert data["ingest_runs"][0]["skipped_by_rule"] == dicom["skipped_by_rule"]
     page = render_html(data)
     assert "dicom.non_image.structured_report 1" in page
@@ -264,3 +264,15 @@ def test_a_concept_the_vocabulary_does_not_know_is_not_called_unmapped(store):
     [units] = data["unit_coverage"]["by_concept"]
     for name in (spread["concept_name"], units["concept_name"]):
         assert name == "concept 987654321 (not in the vocabulary)", name
+
+
+def test_counts_per_source_follow_the_source_system_whatever_the_path(store, exported, tmp_path):
+    _, _, folder = exported("fhir-ndjson")
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    ingest_path(store, "fhir", moved, source_system="fhir:ehr")
+    (tmp_path / "again").symlink_to(moved)
+    ingest_path(store, "fhir", tmp_path / "again", source_system="fhir:ehr")
+    (source,) = build_report(store)["sources"]
+    assert (source["source"], source["runs"], source["loaded"]) == ("fhir:ehr", 2, 0)
+    assert source["unchanged"] == source["read"] - source["skipped"] > 0

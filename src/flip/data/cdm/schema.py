@@ -717,6 +717,7 @@ ingest_run = Table(
     Column("records_unchanged", Integer, nullable=False, default=0),
     Column("records_quarantined", Integer, nullable=False, default=0),
     Column("records_skipped", Integer, nullable=False, default=0),
+    Column("source_system", String(200)),
 )
 
 #: Per ingest run, how many records each rule skipped, how many optional fields each rule

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     Table,
     create_engine,
     func,
@@ -114,14 +115,16 @@ class Store:
 
 
 def _add_missing_columns(conn: Connection, table: Table, schema: str | None) -> None:
-    """Add the columns a table gained since an older store was created (each defaults to 0)."""
+    """Add the columns a table gained since an older store was created: counters default
+    to 0, other columns to null."""
     quote = conn.dialect.identifier_preparer.quote
     name = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
     have = set(conn.execute(text(f"SELECT * FROM {name} LIMIT 0")).keys())
     for column in table.columns:
         if column.name not in have:
             kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column.name} {kind} DEFAULT 0"))
+            default = " DEFAULT 0" if isinstance(column.type, Integer) else ""
+            conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column.name} {kind}{default}"))
 
 
 @contextmanager

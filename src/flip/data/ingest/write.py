@@ -38,6 +38,7 @@ class Writer:
                     ingest_run_id=report.run_id,
                     source_kind=kind,
                     source_uri=uri,
+                    source_system=self.system,
                     started_at=started,
                     status="running",
                 )

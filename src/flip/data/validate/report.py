@@ -103,11 +103,12 @@ def _runs(conn: Connection) -> list[dict[str, Any]]:
 
 
 def _sources(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per source (kind and URI), the counts of its latest run (a re-run reads it whole)."""
+    """Per source system (kind and URI for runs of stores older than schema v5), the counts
+    of its latest run (a re-run reads it whole)."""
     latest: dict[str, dict[str, Any]] = {}
     count: Counter[str] = Counter()
     for run in runs:
-        name = f"{run['source_kind']}:{run['source_uri']}"
+        name = run.get("source_system") or f"{run['source_kind']}:{run['source_uri']}"
         count[name] += 1
         latest.setdefault(name, run)
     return [

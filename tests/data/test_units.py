@@ -15,8 +15,8 @@ from flip.data.terminology.units import (
     UCUM_CONCEPTS,
     normalize_unit,
     to_canonical,
-    unit_coverage,
 )
+from flip.data.validate.distributions import unit_coverage
 from flip.data.validate.plausibility import PLAUSIBLE, value_problem
 from flip.synth.world import MEASUREMENTS
 from tests.data.accounting import assert_accounted
@@ -237,9 +237,10 @@ def test_unit_coverage_counts_rows_with_a_unit_concept_per_concept(store):
                 for i, c, v, u in rows
             ],
         )
-    coverage = {c.concept_id: c for c in unit_coverage(store)}
-    assert (coverage[3004501].rows, coverage[3004501].with_unit) == (2, 1)
-    assert coverage[3004501].share == 0.5 and coverage[3019550].share == 1.0
+    with store.connect() as conn:
+        coverage = {c["concept_id"]: c for c in unit_coverage(conn)["by_concept"]}
+    assert (coverage[3004501]["numeric"], coverage[3004501]["with_unit"]) == (2, 1)
+    assert coverage[3004501]["share"] == 0.5 and coverage[3019550]["share"] == 1.0
 
 
 @pytest.mark.parametrize(

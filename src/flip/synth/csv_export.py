@@ -56,17 +56,6 @@ HEADERS = {
 }
 
 
-def write_csv_extract(
-    site: str,
-    patients: list[Patient],
-    folder: Path,
-    shapes: Shapes | None = None,
-    seed: int = 0,
-) -> Path:
-    """Write patients, diagnoses, labs, social history and letters as CSV; return the mapping."""
-    return write_csv_extract_truth(site, patients, folder, shapes, seed)[0]
-
-
 def write_csv_extract_truth(
     site: str,
     patients: list[Patient],
@@ -74,7 +63,8 @@ def write_csv_extract_truth(
     shapes: Shapes | None = None,
     seed: int = 0,
 ) -> tuple[Path, Truth]:
-    """`write_csv_extract`, with what a faithful ingest of the extract must do."""
+    """Write patients, diagnoses, labs, social history and letters as CSV; return the mapping
+    and what a faithful ingest of the extract must do."""
     shapes = shapes or Shapes.none()
     folder.mkdir(parents=True, exist_ok=True)
     truth = Truth(persons=len(patients))

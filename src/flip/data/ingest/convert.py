@@ -280,10 +280,10 @@ class Converter:
         values = dict(record.values)
         table = schema.metadata.tables[record.table]
         if record.table == "person":
-            birth = date(
+            birth = _born(
                 int(values["year_of_birth"]),
-                int(values.get("month_of_birth") or 1),
-                int(values.get("day_of_birth") or 1),
+                values.get("month_of_birth"),
+                values.get("day_of_birth"),
             )
             problem = birth_problem(birth, self.today)
             if problem:

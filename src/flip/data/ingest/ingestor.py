@@ -27,7 +27,6 @@ class Ingestor:
     def __init__(
         self, store: Store, vocabulary: Vocabulary, source_system: str, derive_periods: bool = True
     ) -> None:
-        self.system = source_system
         self.converter = Converter(store, vocabulary, source_system)
         self.writer = Writer(store, source_system, derive_periods)
         self.report: IngestReport | None = None

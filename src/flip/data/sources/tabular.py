@@ -43,6 +43,7 @@ from flip.data.sources.tabular_mapping import (
     UnitSpec,
     decode_header,
 )
+from flip.data.terminology.units import Harmonised
 
 __all__ = [
     "BLOCK_SIZE",
@@ -423,7 +424,7 @@ def _unit(
     if rule is not None:
         unit, factor, offset = rule
         if value is not None:
-            value = float(f"{value * factor + offset:.12g}")
+            value = Harmonised(unit, factor, offset, converted=True).apply(value)
     return value, unit, None if unit == sent else sent
 
 

@@ -10,11 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-
-from sqlalchemy import case, func, select
-
-from flip.data.cdm.schema import measurement
-from flip.data.cdm.store import Store
+from functools import lru_cache
 
 #: UCUM code -> (OMOP concept id, concept name): the units labs commonly send.
 UCUM_CONCEPTS: dict[str, tuple[int, str]] = {
@@ -186,13 +182,6 @@ class Analyte:
     base: str
     units: dict[str, tuple[float, float]]
 
-    def convert(self, value: float, source: str, target: str) -> float:
-        """`value` in unit `source` expressed in unit `target`."""
-        scale, offset = self.units[source]
-        base = value * scale + offset
-        scale, offset = self.units[target]
-        return (base - offset) / scale
-
 
 def _molar(name: str, grams_per_mol: float) -> Analyte:
     """A substance with a molar mass: mass and substance concentrations convert both ways
@@ -336,6 +325,7 @@ class Harmonised:
         return float(f"{value * self.scale + self.offset:.12g}")
 
 
+@lru_cache(maxsize=8192)
 def harmonise(concept_id: int, unit: str | None) -> Harmonised:
     """How a value of `concept_id` sent in `unit` is stored: in its concept's canonical unit
     where the analyte's factor is known, else as sent (its spelling normalised to UCUM)."""
@@ -356,31 +346,3 @@ def to_canonical(concept_id: int, value: float, unit: str | None) -> tuple[float
     """`value` in its concept's canonical unit, and that unit (or the value as sent, normalised)."""
     h = harmonise(concept_id, unit)
     return h.apply(value), h.code
-
-
-@dataclass(frozen=True)
-class UnitCoverage:
-    """Of one measurement concept's rows with a numeric value, how many carry a unit concept."""
-
-    concept_id: int
-    rows: int
-    with_unit: int
-
-    @property
-    def share(self) -> float:
-        """The share of rows with a unit concept (1.0 when there are none to cover)."""
-        return self.with_unit / self.rows if self.rows else 1.0
-
-
-def unit_coverage(store: Store) -> list[UnitCoverage]:
-    """Per measurement concept, how many rows with a numeric value have a unit concept."""
-    m = measurement
-    has_unit = func.sum(case((m.c.unit_concept_id != 0, 1), else_=0))
-    query = (
-        select(m.c.measurement_concept_id, func.count(), func.coalesce(has_unit, 0))
-        .where(m.c.value_as_number.is_not(None))
-        .group_by(m.c.measurement_concept_id)
-        .order_by(m.c.measurement_concept_id)
-    )
-    with store.connect() as conn:
-        return [UnitCoverage(int(c), int(n), int(u)) for c, n, u in conn.execute(query)]

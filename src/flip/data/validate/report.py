@@ -12,7 +12,6 @@ from sqlalchemy import Connection, func, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store
-from flip.data.validate import charts
 from flip.data.validate.distributions import unit_coverage, value_distributions
 from flip.data.validate.quality import CHECKED_TABLES, run_checks
 
@@ -162,7 +161,8 @@ def _unmapped_rows(conn: Connection, codes: list[dict[str, Any]], top: int) -> l
         source_concept = table.c.get(f"{columns.prefix}_source_concept_id")
         query = select(source, func.count()).select_from(table)
         if source_concept is not None:
-            joined = table.outerjoin(s.concept, s.concept.c.concept_id == source_concept)
+            known = (s.concept.c.concept_id == source_concept) & (source_concept != 0)
+            joined = table.outerjoin(s.concept, known)  # 0 is "no matching concept": no system
             query = query.add_columns(s.concept.c.vocabulary_id).select_from(joined)
             query = query.group_by(s.concept.c.vocabulary_id)
         rows = conn.execute(
@@ -215,6 +215,8 @@ def _figure(svg: str, caption: str) -> str:
 
 
 def _sources_section(report: dict[str, Any]) -> list[str]:
+    from flip.data.validate import charts  # matplotlib: only when a page is drawn
+
     sources = report["sources"]
     parts = ["<h2>Counts per source (latest run of each)</h2>"]
     if sources:
@@ -254,6 +256,8 @@ def _sources_section(report: dict[str, Any]) -> list[str]:
 
 
 def _measurement_section(report: dict[str, Any]) -> list[str]:
+    from flip.data.validate import charts  # matplotlib: only when a page is drawn
+
     units, spread = report["unit_coverage"], report["distributions"]
     share = "-" if units["share"] is None else f"{100 * units['share']:.1f}%"
     parts = [

@@ -253,6 +253,7 @@ def test_the_sources_chart_shows_a_re_run_that_changed_nothing(store, exported):
     again = ingest_path(store, "csv", folder)
     assert again.unchanged > 0 and again.loaded == 0
     [source] = build_report(store)["sources"]
+    assert source["unchanged"] == again.unchanged
     svg = charts.source_counts_svg([source])
     assert "unchanged" in svg, "a source whose latest run changed nothing is not an empty bar"
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import requests
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from flip.data.sources.dicomweb import DicomWebError, read_server
 from flip.ports import free_port
 from tests.data.accounting import assert_accounted
 from tests.data.orthanc import orthanc_server
+from tests.data.test_dicom_instances import SERIES_TREE
 
 
 @pytest.fixture
@@ -94,13 +96,43 @@ def test_a_pacs_accounts_for_every_instance(store, exported, orthanc, tmp_path):
     assert_accounted(store, report)
     assert report.read == len(patients) + 5, "one record per instance on the server"
     assert report.skipped_rules == {
-        "dicom.series_represented": 2,
         "dicom.non_image.structured_report": 1,
         "dicom.non_image.presentation_state": 1,
         "dicom.non_image.rt_plan": 1,
     }
-    assert report.rows["image_occurrence"] == len(patients) and report.quarantined == 0
+    assert report.rows == {"image_occurrence": len(patients), "image_instance": 2}
+    assert report.quarantined == 0
+    with store.connect() as conn:
+        slices = conn.execute(
+            select(schema.image_instance.c.wadors_uri, schema.image_occurrence.c.wadors_uri).join(
+                schema.image_occurrence,
+                schema.image_occurrence.c.image_occurrence_id
+                == schema.image_instance.c.image_occurrence_id,
+            )
+        ).all()
+    assert len(slices) == 2
+    assert all(mine.startswith(f"{series}/instances/") for mine, series in slices)
 
     again = ingest_path(store, "dicom", None, url=orthanc.dicomweb)
     assert_accounted(store, again)
-    assert again.unchanged == len(patients) and again.skipped_rules == report.skipped_rules
+    assert again.unchanged == len(patients) + 2 and again.skipped_rules == report.skipped_rules
+
+
+@pytest.mark.orthanc
+def test_a_study_is_read_in_one_search_whatever_its_series(orthanc):
+    files = [p for p in sorted(SERIES_TREE.glob("9889200*/*/*")) if p.is_file()]
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
+    studies = {str(ds.StudyInstanceUID) for ds in headers}
+    series = {str(ds.SeriesInstanceUID) for ds in headers}
+    assert len(series) > len(studies), "pydicom's studies hold several series"
+    for path in files:
+        orthanc.upload(path)
+    asked: list[str] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda response, *_, **__: asked.append(response.url))
+
+    records = list(read_server(orthanc.dicomweb, session=session))
+    assert sorted(r.location.rsplit("/", 1)[1] for r in records) == sorted(
+        str(ds.SOPInstanceUID) for ds in headers
+    )
+    assert len(asked) == 1 + len(studies), asked

@@ -257,6 +257,35 @@ def image_row(system: str, e: SourceEvent, person_id: int, vocab: Vocabulary) ->
     )
 
 
+def instance_row(system: str, e: SourceEvent, person_id: int) -> CdmRow:
+    """A further DICOM instance of a series, linked to the series' image_occurrence row."""
+    row_id = stable_id(system, "image_instance", e.key)
+    detail = e.detail or {}
+    return CdmRow(
+        "image_instance",
+        row_id,
+        {
+            "image_instance_id": row_id,
+            "person_id": person_id,
+            "image_occurrence_id": stable_id(system, "image", f"series/{detail['series_uid']}"),
+            "sop_instance_uid": detail["sop_instance_uid"],
+            "sop_class_uid": detail.get("sop_class_uid") or None,
+            "instance_number": _integer(detail.get("instance_number", "")),
+            "wadors_uri": detail.get("wadors_uri"),
+            "local_path": detail.get("local_path"),
+        },
+    )
+
+
+def _integer(text: str) -> int | None:
+    """A whole number that fits an INTEGER column, else None."""
+    try:
+        number = int(text)
+    except ValueError:
+        return None
+    return number if -(2**31) <= number < 2**31 else None
+
+
 def _through_alternate(primary: Mapping, alternate: Mapping) -> Mapping:
     """The alternate code's standard concept when it has one, keeping the primary code's
     source concept (the code the source sent first); else the primary mapping."""
@@ -275,6 +304,8 @@ def event_row(
     if e.default_table == "image_occurrence":
         row = image_row(system, e, person_id, vocab)
         return row, row.values["modality_concept_id"] != 0
+    if e.default_table == "image_instance":
+        return instance_row(system, e, person_id), True
     mapping = vocab.map(e.system, e.code)
     if not mapping.concept_id and e.alternate:
         mapping = _through_alternate(mapping, vocab.map(*e.alternate))

@@ -574,6 +574,21 @@ image_occurrence = Table(
     _concept("modality_concept_id", required=True),
 )
 
+#: FLIP's imaging provenance: one row per further DICOM instance of a series (the instance
+#: that stands for the series is its image_occurrence row), so every file is traceable.
+image_instance = Table(
+    "image_instance",
+    metadata,
+    _id("image_instance_id", primary=True),
+    _id("person_id", required=True),
+    _id("image_occurrence_id", required=True),
+    _str("sop_instance_uid", 64, required=True),
+    _str("sop_class_uid", 64),
+    _int("instance_number"),
+    Column("wadors_uri", Text),
+    Column("local_path", Text),
+)
+
 image_feature = Table(
     "image_feature",
     metadata,
@@ -752,7 +767,7 @@ Index("ix_source_record_key", source_record.c.source_system, source_record.c.rec
 )
 
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 flip_schema = Table(
     "flip_schema",
@@ -845,6 +860,7 @@ CLINICAL_TABLES = (
     "specimen",
     "fact_relationship",
     "image_occurrence",
+    "image_instance",
     "image_feature",
 )
 

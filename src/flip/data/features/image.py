@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import numpy as np
-import pydicom
 import torch
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select
 
 from flip.data.cdm import schema
+from flip.data.sources.dicom import read_dataset
 
 
 class ImageSpec(BaseModel):
@@ -30,7 +30,7 @@ class ImageSpec(BaseModel):
 
 def pixels(path: str, size: int) -> np.ndarray:
     """One image from its DICOM file as size x size floats in [0, 1]."""
-    ds = pydicom.dcmread(path)
+    ds = read_dataset(path)
     image = ds.pixel_array.astype(np.float32)
     if image.ndim > 2:
         image = image.reshape(-1, *image.shape[-2:])[0]

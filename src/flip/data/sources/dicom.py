@@ -5,9 +5,13 @@ path. A file names its patient by PatientID, which FLIP matches to a person
 already in the store by their source value (the MRN a FHIR Patient identifier
 or a CSV extract carried), so images are ingested after the patients.
 
-Every file is accounted for. The first image instance of a series (in file-name
-order) stands for the series and becomes its row; each later instance of that
-series is skipped under `dicom.series_represented`. A non-image object (RT plan,
+Every file is accounted for, and each instance keeps its own provenance. The
+first image instance of a series (in file-name order) stands for the series and
+becomes its image_occurrence row; each later instance of that series becomes an
+image_instance row (record key `instance/<SOP Instance UID>`) linked to it. A second
+file of an instance already read (the same SOP Instance UID) is skipped under
+`dicom.instance_repeated`. A gzip-compressed file (`.dcm.gz`, or gzip's magic
+bytes under any name) is read as the DICOM file it holds. A non-image object (RT plan,
 ECG, structured report…) is skipped under `dicom.non_image.<kind>` (see
 `flip.data.sources.dicom_classes`). A file that is not DICOM, that cannot be
 opened or read (a broken link, an I/O error), or whose header cannot be decoded
@@ -19,6 +23,7 @@ read. Hidden files (names starting with a dot) are not read.
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -36,8 +41,10 @@ from flip.data.sources.records import Rejected, Skipped, SourceEvent, SourceReco
 MODALITY_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
 #: Person keys of records that name a patient by source value (MRN).
 MRN_PREFIX = "mrn:"
-#: The skip rule of an instance whose series another instance already stands for.
-SERIES_REPRESENTED = "dicom.series_represented"
+#: The skip rule of a second file of an instance already read (same SOP Instance UID).
+INSTANCE_REPEATED = "dicom.instance_repeated"
+#: The first bytes of a gzip-compressed file.
+_GZIP_MAGIC = b"\x1f\x8b"
 _REQUIRED = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality")
 #: The UIDs a row or its provenance keeps, and the longest a UID may be (PS3.5 9.1).
 _UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -135,12 +142,14 @@ def _parse_date(value: str) -> date | None:
 class SeriesAccount:
     """Accounts for a source's instances one by one, so each series is stored once.
 
-    The first image instance of a series becomes its record; later instances of
-    it are skipped, and one that names another patient or study is quarantined.
+    The first image instance of a series becomes its series record; later instances
+    of it become instance records of that series, and one that names another patient
+    or study is quarantined.
     """
 
     def __init__(self) -> None:
-        self._represented: dict[str, tuple[str, str, str]] = {}
+        self._represented: dict[str, tuple[str, str, str, date]] = {}
+        self._instances: dict[str, str] = {}
 
     def instance(
         self,
@@ -149,10 +158,11 @@ class SeriesAccount:
         pixels: tuple[str, str] | None = None,
         **where: str,
     ) -> SourceRecord:
-        """The record of one instance: its series, a skip with its rule, or a rejection.
+        """The record of one instance: its series, an instance of a series already read,
+        a skip with its rule, or a rejection.
 
         `pixels` is (rule, message) when the file's pixel data is missing or cut short:
-        such an image cannot stand for its series.
+        such an image is quarantined (the next good instance stands for its series).
         """
         try:
             return self._instance(ds, location, pixels, where)
@@ -175,29 +185,71 @@ class SeriesAccount:
         bad_uid = _uid_problem(ds)
         if bad_uid is not None:
             return Rejected(None, location, "dicom.uid_invalid", bad_uid, _header(ds))
+        uid = _text(ds, "SOPInstanceUID")
+        if uid in self._instances:
+            message = f"the same instance (SOP Instance UID {uid}) as {self._instances[uid]}"
+            return Skipped(key, location, INSTANCE_REPEATED, message)
         series = _text(ds, "SeriesInstanceUID")
         if series in self._represented:
-            first, *owners = self._represented[series]
-            for tag, owner in zip(("PatientID", "StudyInstanceUID"), owners, strict=True):
-                if owner != _text(ds, tag):
-                    message = (
-                        f"series {series} belongs to {_OWNER[tag]} {owner!r} in {first}, "
-                        f"but this instance names {_text(ds, tag)!r}"
-                    )
-                    return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
-            message = f"an instance of series {series}, which {first} stands for"
-            return Skipped(key, location, SERIES_REPRESENTED, message)
-        if pixels is not None:
+            record = self._further(ds, location, pixels, where)
+        elif pixels is not None:
             return Rejected(key, location, *pixels, _header(ds))
-        record = series_record(ds, location, **where)
-        if type(record) is SourceEvent:
-            owners = (_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"))
-            self._represented[series] = (location, *owners)
+        else:
+            record = series_record(ds, location, **where)
+            if type(record) is SourceEvent:
+                owners = (_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"))
+                self._represented[series] = (location, *owners, record.start)
+        if type(record) is SourceEvent and uid:
+            self._instances[uid] = location
         return record
 
+    def _further(
+        self,
+        ds: pydicom.Dataset,
+        location: str,
+        pixels: tuple[str, str] | None,
+        where: dict[str, str],
+    ) -> SourceRecord:
+        """The record of a later instance of a series already read, linked to that series."""
+        series, key = _text(ds, "SeriesInstanceUID"), _instance_key(ds)
+        first, patient, study, taken = self._represented[series]
+        for tag, owner in (("PatientID", patient), ("StudyInstanceUID", study)):
+            if owner != _text(ds, tag):
+                message = (
+                    f"series {series} belongs to {_OWNER[tag]} {owner!r} in {first}, "
+                    f"but this instance names {_text(ds, tag)!r}"
+                )
+                return Rejected(key, location, "dicom.series_conflict", message, _header(ds))
+        if key is None:
+            message = "the header lacks SOPInstanceUID"
+            return Rejected(None, location, "dicom.tag_missing", message, _header(ds))
+        if pixels is not None:
+            return Rejected(key, location, *pixels, _header(ds))
+        uid = _text(ds, "SOPInstanceUID")
+        if "wadors_uri" in where:
+            where = {"wadors_uri": f"{where['wadors_uri']}/instances/{uid}"}
+        return SourceEvent(
+            key=key,
+            person_key=f"{MRN_PREFIX}{patient}",
+            system=MODALITY_SYSTEM,
+            code=_text(ds, "Modality"),
+            start=taken,
+            default_table="image_instance",
+            location=location,
+            raw=_header(ds, InstanceNumber=_text(ds, "InstanceNumber"), **where),
+            detail={
+                "series_uid": series,
+                "sop_instance_uid": uid,
+                "sop_class_uid": sop_class_uid(ds),
+                "instance_number": _text(ds, "InstanceNumber"),
+                **where,
+            },
+        )
 
-def _read(path: Path) -> pydicom.Dataset | Rejected:
-    """The header of one file, or why it is not a readable DICOM file.
+
+def _read(path: Path) -> tuple[pydicom.Dataset, int] | Rejected:
+    """The header of one file and the file's size (inflated, when gzip-compressed), or why
+    it is not a readable DICOM file.
 
     A file without the DICOM preamble (older ACR-NEMA-style writers) is read anyway
     when it then names a SOP Class, as a real instance does.
@@ -209,19 +261,44 @@ def _read(path: Path) -> pydicom.Dataset | Rejected:
         return Rejected(None, str(path), "dicom.unreadable", _open_problem(path, exc), b"")
     if not head:
         return Rejected(None, str(path), "dicom.unreadable", "an empty file (0 bytes)", b"")
+    packed = head.startswith(_GZIP_MAGIC)
     try:
-        return pydicom.dcmread(path, defer_size=_DEFER)
+        return _parse(path, packed)
     except InvalidDicomError:
         reason = "not a DICOM file (no DICOM preamble, and no SOP Class UID without one)"
         try:
-            forced = pydicom.dcmread(path, defer_size=_DEFER, force=True)
+            forced, size = _parse(path, packed, force=True)
             if _text(forced, "SOPClassUID"):
-                return forced
+                return forced, size
         except Exception as exc:  # a non-DICOM file read by force fails in any way
             reason += f": {type(exc).__name__}"
     except Exception as exc:  # truncated or corrupt files raise from deep inside pydicom
         reason = f"unreadable DICOM file: {type(exc).__name__}: {exc}"
+    if packed:
+        reason = f"gzip-compressed: {reason}"
     return Rejected(None, str(path), "dicom.unreadable", reason, head)
+
+
+def _parse(path: Path, packed: bool, force: bool = False) -> tuple[pydicom.Dataset, int]:
+    """The header of a file, gzip-compressed when `packed`, and the file's (inflated) size."""
+    with gzip.open(path, "rb") if packed else path.open("rb") as stream:
+        ds = pydicom.dcmread(stream, defer_size=_DEFER, force=force)
+        if not packed:
+            return ds, path.stat().st_size
+        size = stream.tell()
+        while chunk := stream.read(1 << 20):
+            size += len(chunk)
+        return ds, size
+
+
+def read_dataset(path: str | Path) -> pydicom.Dataset:
+    """A whole DICOM file, pixels included, gzip-compressed or not."""
+    with Path(path).open("rb") as handle:
+        packed = handle.read(2) == _GZIP_MAGIC
+    if not packed:
+        return pydicom.dcmread(path)
+    with gzip.open(path, "rb") as stream:
+        return pydicom.dcmread(stream)
 
 
 def _open_problem(path: Path, exc: OSError) -> str:
@@ -248,11 +325,12 @@ def _pixel_problem(ds: pydicom.Dataset, size: int) -> tuple[str, str] | None:
 
 def read_file(path: Path, account: SeriesAccount | None = None) -> SourceRecord:
     """The record of one DICOM file (see `SeriesAccount`), or why it was rejected."""
-    ds = _read(path)
-    if isinstance(ds, Rejected):
-        return ds
+    read = _read(path)
+    if isinstance(read, Rejected):
+        return read
+    ds, size = read
     account = account or SeriesAccount()
-    pixels = _pixel_problem(ds, path.stat().st_size)
+    pixels = _pixel_problem(ds, size)
     return account.instance(ds, str(path), pixels, local_path=str(path.resolve()))
 
 

@@ -1,17 +1,19 @@
 """A PACS over DICOMweb -> one image_occurrence row per series, pointing at its WADO-RS URL.
 
-QIDO-RS finds the studies, page by page, each study's series and each series'
-instances; only their attributes travel, and the pixels stay in the PACS (the
-row keeps the series' WADO-RS URL for a task that needs them). A series names its
-patient by PatientID, matched to a person already in the store by their MRN.
-Instances are accounted for as DICOM files are (see `flip.data.sources.dicom`):
-the first image instance of a series (by InstanceNumber) stands for it, later
-ones and non-image objects (by SOP Class UID) are skipped by their rule.
+QIDO-RS finds the studies, page by page, and each study's instances in one search
+whose attributes carry their series (Series Instance UID, Modality, dates): no
+search per series. Only attributes travel, and the pixels stay in the PACS (a row
+keeps the series' or instance's WADO-RS URL for a task that needs them). A series
+names its patient by PatientID, matched to a person already in the store by their
+MRN. Instances are accounted for as DICOM files are (see `flip.data.sources.dicom`):
+the first image instance of a series (by InstanceNumber) stands for it, later ones
+become instance rows of it, and non-image objects (by SOP Class UID) are skipped by
+their rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -22,21 +24,35 @@ from flip.data.sources.dicom import SeriesAccount
 from flip.data.sources.records import Rejected, SourceRecord
 
 #: Study attributes asked of QIDO-RS beyond those it must return.
-STUDY_FIELDS = ["PatientID", "StudyDate"]
-#: Instance attributes asked of QIDO-RS beyond those it must return.
-INSTANCE_FIELDS = ["SOPClassUID", "InstanceNumber", "ContentDate"]
+STUDY_FIELDS = ["PatientID", "StudyDate", "NumberOfStudyRelatedInstances"]
+#: Instance attributes asked of QIDO-RS beyond those it must return: what a series'
+#: record needs, so that a study's instance search is the only search below it.
+INSTANCE_FIELDS = [
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "SOPClassUID",
+    "InstanceNumber",
+]
 
 
 class DicomWebError(RuntimeError):
     """The DICOMweb server could not be read; the message says where it stopped."""
 
 
-def read_server(base_url: str, page: int = 100) -> Iterator[SourceRecord]:
-    """Every series of every study on the server, studies `page` at a time."""
+def read_server(
+    base_url: str, page: int = 100, session: requests.Session | None = None
+) -> Iterator[SourceRecord]:
+    """Every instance of every study on the server, studies `page` at a time, as records.
+
+    `session` carries what the PACS needs of each request (credentials, certificates).
+    """
     from dicomweb_client.api import DICOMwebClient
 
     base = base_url.rstrip("/")
-    web = DICOMwebClient(url=base)
+    web = DICOMwebClient(url=base, session=session)
     account = SeriesAccount()
     offset = 0
     while True:
@@ -45,25 +61,34 @@ def read_server(base_url: str, page: int = 100) -> Iterator[SourceRecord]:
         )
         for study in studies:
             uid = _value(study, "0020000D")
-            found = _ask(base, offset, web.search_for_series, uid)
-            for series in found:
-                series_uid = _value(series, "0020000E")
+            count = _value(study, "00201208")
+            expected = int(count) if count.isdigit() else None
+            found = _study_instances(base, offset, web.search_for_instances, uid, expected)
+            by_series: dict[str, list[dict[str, Any]]] = {}
+            for instance in found:
+                by_series.setdefault(_value(instance, "0020000E"), []).append(instance)
+            for series_uid, instances in by_series.items():
                 where = f"{base}/studies/{uid}/series/{series_uid}"
-                instances = _ask(
-                    base,
-                    offset,
-                    web.search_for_instances,
-                    uid,
-                    series_uid,
-                    fields=INSTANCE_FIELDS,
-                    get_remaining=True,
-                )
                 for instance in sorted(instances, key=_instance_order):
                     location = f"{where}/instances/{_value(instance, '00080018')}"
-                    yield _instance(account, {**study, **series, **instance}, location, where)
+                    yield _instance(account, {**study, **instance}, location, where)
         if len(studies) < page:
             return
         offset += len(studies)
+
+
+def _study_instances(
+    base: str, done: int, search: Callable[..., Any], uid: str, expected: int | None
+) -> list[dict[str, Any]]:
+    """A study's instances: one search, and more only while fewer than the study's count of
+    instances came back (a server may cut a result short); without a count, until one
+    comes back empty."""
+    found: list[dict[str, Any]] = []
+    while True:
+        more = _ask(base, done, search, uid, fields=INSTANCE_FIELDS, offset=len(found))
+        found += more
+        if not more or (expected is not None and len(found) >= expected):
+            return found
 
 
 def _instance(
@@ -78,7 +103,9 @@ def _instance(
     return account.instance(merged, location, None, wadors_uri=series)
 
 
-def _ask(base: str, done: int, search, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def _ask(
+    base: str, done: int, search: Callable[..., Any], *args: Any, **kwargs: Any
+) -> list[dict[str, Any]]:
     """One QIDO-RS search's results; a DicomWebError, saying how far the read got, if it fails."""
     try:
         return search(*args, **kwargs) or []

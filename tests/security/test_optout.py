@@ -17,6 +17,7 @@ from flip.data.cohort import CohortDefinition, cohort_histograms, count_cohort
 from flip.data.cohort.optout import OptOutError, load_optout
 from flip.data.features.tabular import extract_raw
 from flip.data.ingest import ingest_path
+from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task
 from flip.fl.tasks.base import load_raw_splits, load_splits
 
@@ -143,6 +144,15 @@ def test_the_cli_loads_and_reloads_the_list_idempotently_and_suppresses_a_small_
     store = open_store(location, read_only=True)
     assert count_cohort(store, CohortDefinition(name="all")) == len(patients) - 1
     store.close()
+
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "name: a\nstore: store.duckdb\nledger: ledger.sqlite\npolicy:\n  min_cell_size: 1\n"
+    )
+    assert load("--site-config", str(site))["excluded"] == 1
+    entries = Ledger(tmp_path / "ledger.sqlite").entries()
+    assert [e["action"] for e in entries] == ["optout.loaded"]
+    assert json.loads(entries[0]["detail"])["excluded"] == 1
 
 
 def test_a_bad_line_loads_nothing_and_names_the_line(tmp_path, store):

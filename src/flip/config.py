@@ -26,6 +26,14 @@ class SitePolicy(BaseModel):
     """
 
     min_cell_size: int = Field(10, ge=1)
+    round_counts_to: int = Field(
+        1,
+        ge=1,
+        description="Released counts and bins rounded to the nearest multiple of this (1: exact).",
+    )
+    query_budget: int | None = Field(
+        None, ge=1, description="Cohort queries the site answers per project; None: no limit."
+    )
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
     max_epsilon: float | None = Field(
         None, gt=0, description="Require DP with at most this epsilon."

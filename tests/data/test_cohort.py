@@ -6,6 +6,7 @@ from flip.data.cohort import (
     CohortDefinition,
     cohort_histograms,
     count_cohort,
+    rounded,
     suppress,
     suppress_bins,
 )
@@ -159,8 +160,21 @@ def test_a_lone_suppressed_bin_takes_the_next_smallest_with_it():
         "c": 40,
         "d": 0,
     }
-    assert suppress_bins({"a": 3, "b": 4, "c": 40}, 10) == {"a": None, "b": None, "c": 40}
+    # showing c (40) of a total of 47 would give away that a and b hold 7 between them
+    assert suppress_bins({"a": 3, "b": 4, "c": 40}, 10) == dict.fromkeys("abc")
+    assert suppress_bins({"a": 3, "b": 8, "c": 40, "d": 50}, 10) == {
+        "a": None,
+        "b": None,
+        "c": 40,
+        "d": 50,
+    }
     assert suppress_bins({"a": 30, "b": 40}, 10) == {"a": 30, "b": 40}
+
+
+def test_rounding_goes_to_the_nearest_multiple_never_below_the_threshold():
+    assert [rounded(n, 5, 10) for n in (None, 0, 10, 12, 13, 19)] == [None, 0, 10, 10, 15, 20]
+    assert rounded(12, 5, 12) == 15, "10 would be below the threshold the hub checks"
+    assert rounded(11, 1, 10) == 11
 
 
 def test_histograms_bin_the_cohort_by_age_decade_and_sex(store, exported):

@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from flip.cli.errors import one_line_errors
+from flip.cli.optout import app as optout_app
 
 if TYPE_CHECKING:
     from flip.config import IngestSettings
@@ -359,6 +360,7 @@ vocab_app = typer.Typer(
     help="Vocabularies: load Athena or SNOMED CT releases, explain mappings.", no_args_is_help=True
 )
 app.add_typer(vocab_app, name="vocab")
+app.add_typer(optout_app, name="optout")
 
 
 class VocabularyFormat(StrEnum):

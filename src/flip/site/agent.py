@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
 from flip.data.cohort import CohortDefinition, suppress
-from flip.data.cohort.release import release
+from flip.data.cohort.disclosure import SiteCount
+from flip.data.cohort.guard import ReleaseGuard
+from flip.data.cohort.release import Refused, release
 from flip.data.ledger import Ledger
 from flip.fl.runtime.credentials import make_node_key
 from flip.fl.runtime.flower import SuperNode
@@ -186,13 +188,23 @@ class SiteAgent:
             self.hub.answer_query(query["id"], suppress(0, threshold), error=reason)
             return
         if reason := query_problem(self.site.policy, query["project_id"], definition):
-            with self._ledger() as ledger:
-                ledger.record("query.refused", {"query": query["id"], "reason": reason})
-            self.hub.answer_query(query["id"], suppress(0, threshold), error=f"refused: {reason}")
+            self._refuse(query, reason)
             return
+        policy = self.site.policy
         store = open_store(self.site.store, read_only=True)
         try:
-            released = release(store, definition, threshold)
+            with self._ledger() as ledger:
+                guard = ReleaseGuard(
+                    ledger.engine,
+                    str(query["project_id"]),
+                    str(query["id"]),
+                    threshold,
+                    policy.query_budget,
+                )
+                released = release(store, definition, threshold, guard, policy.round_counts_to)
+        except Refused as exc:
+            self._refuse(query, str(exc))
+            return
         finally:
             store.close()
         with self._ledger() as ledger:
@@ -205,6 +217,13 @@ class SiteAgent:
                 },
             )
         self.hub.answer_query(query["id"], released)
+
+    def _refuse(self, query: dict[str, Any], reason: str) -> None:
+        """Audit the refusal of a query and give the hub its reason, releasing nothing."""
+        with self._ledger() as ledger:
+            ledger.record("query.refused", {"query": query["id"], "reason": reason})
+        nothing = SiteCount(count=None, suppressed=True, threshold=self.site.policy.min_cell_size)
+        self.hub.answer_query(query["id"], nothing, error=f"refused: {reason}")
 
     def _check_task(self, task: dict[str, Any]) -> None:
         """Decline a task that lies about its hash or breaks the policy; approve it by a rule.

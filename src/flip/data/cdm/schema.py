@@ -798,6 +798,22 @@ quarantine = Table(
     Column("raw", LargeBinary),
 )
 
+#: The national data opt-out: a keyed hash (HMAC-SHA256) of each identifier (NHS number, MRN)
+#: of a patient who opted out of research use, as the site's IG team's file lists them.
+optout = Table(
+    "optout",
+    metadata,
+    Column("identifier_hash", String(64), primary_key=True),
+)
+
+#: The store's own key for the opt-out hashes (one row, made when a list is first loaded).
+optout_key = Table(
+    "optout_key",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(64), nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class EventColumns:

@@ -27,15 +27,35 @@ def suppress(count: int, threshold: int) -> SiteCount:
     return SiteCount(count=count, suppressed=False, threshold=threshold)
 
 
-def suppress_bins(bins: dict[str, int], threshold: int) -> dict[str, int | None]:
-    """Suppress each bin below `threshold`; when only one is, suppress the next smallest too.
+def suppress_bins(
+    bins: dict[str, int], threshold: int, hidden: set[str] | None = None
+) -> dict[str, int | None]:
+    """Suppress each bin below `threshold` (and those in `hidden`), then more, smallest first,
+    until the hidden bins are none, or at least two that hold `threshold` or more between them.
 
-    The second suppression stops anyone from recovering a lone suppressed bin by
-    subtracting the released ones from the released total.
+    The secondary suppression stops anyone from recovering hidden bins by subtracting
+    the released ones from the released total: what the subtraction gives is never
+    one bin, nor a small group.
     """
-    released: dict[str, int | None] = {k: suppress(v, threshold).count for k, v in bins.items()}
-    hidden = [k for k, v in released.items() if v is None]
-    shown = sorted((v, k) for k, v in released.items() if v)
-    if len(hidden) == 1 and shown:
+    released: dict[str, int | None] = {
+        k: None if k in (hidden or set()) else suppress(v, threshold).count for k, v in bins.items()
+    }
+    while True:
+        gone = [k for k, v in released.items() if v is None]
+        if not gone or (len(gone) > 1 and sum(bins[k] for k in gone) >= threshold):
+            return released
+        shown = sorted((v, k) for k, v in released.items() if v)
+        if not shown:
+            return released
         released[shown[0][1]] = None
-    return released
+
+
+def rounded(count: int | None, base: int, threshold: int) -> int | None:
+    """A released count to the nearest multiple of `base` (halves up), never below the first
+    multiple at or above `threshold`; None and zero stay as they are."""
+    if base < 1:
+        raise ValueError("the rounding base must be at least 1")
+    if not count or base == 1:
+        return count
+    least = -(-threshold // base) * base
+    return max(least, (count + base // 2) // base * base)

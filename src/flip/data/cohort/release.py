@@ -1,19 +1,70 @@
-"""What a site releases for a cohort: its count and histograms, small cells suppressed."""
+"""What a site releases for a cohort: its count and histograms, small cells suppressed,
+counts rounded as the site's policy says, and, with a guard, never a count that a
+project could difference against an earlier one to single out a few persons."""
 
 from __future__ import annotations
 
 from flip.data.cdm.store import Store
 from flip.data.cohort.definition import CohortDefinition
-from flip.data.cohort.disclosure import SiteCount, suppress, suppress_bins
-from flip.data.cohort.sql import cohort_histograms, count_cohort
+from flip.data.cohort.disclosure import SiteCount, rounded, suppress, suppress_bins
+from flip.data.cohort.guard import ReleaseGuard
+from flip.data.cohort.sql import cohort
 
 
-def release(store: Store, definition: CohortDefinition, threshold: int) -> SiteCount:
-    """The count and, when the count itself is released, the asked-for histograms."""
-    released = suppress(count_cohort(store, definition), threshold)
-    if definition.histograms and not released.suppressed:
-        released.histograms = {
-            by: suppress_bins(bins, threshold)
-            for by, bins in cohort_histograms(store, definition).items()
-        }
+class Refused(Exception):
+    """The site will not answer this query; the message says why."""
+
+
+def release(
+    store: Store,
+    definition: CohortDefinition,
+    threshold: int,
+    guard: ReleaseGuard | None = None,
+    round_to: int = 1,
+) -> SiteCount:
+    """The count and, when the count itself is released, the asked-for histograms.
+
+    With a guard: refuse once the project's budget is spent or when the total would
+    isolate fewer than `threshold` persons against a count released before; suppress a bin
+    that would (then the secondary suppression), and remember what was released.
+    """
+    if guard is not None and (problem := guard.budget_problem()):
+        raise Refused(problem)
+    found = cohort(store, definition)
+    released = suppress(len(found.members), threshold)
+    sets: list[frozenset[int]] = []
+    if not released.suppressed:
+        if guard is not None and guard.isolates(found.members):
+            raise Refused(
+                f"its cohort differs from one this project was already given by fewer than "
+                f"{threshold} persons"
+            )
+        sets.append(found.members)
+        for by, cells in found.cells.items():
+            bins, shown = _bins(cells, threshold, guard)
+            released.histograms[by] = {k: rounded(v, round_to, threshold) for k, v in bins.items()}
+            sets += shown
+        released.count = rounded(released.count, round_to, threshold)
+    if guard is not None:
+        guard.remember(sets)
     return released
+
+
+def _bins(
+    cells: dict[str, frozenset[int]], threshold: int, guard: ReleaseGuard | None
+) -> tuple[dict[str, int | None], list[frozenset[int]]]:
+    """A breakdown's bins as released, and the sets of persons their counts give away: each
+    shown bin's, and the hidden bins' together (the total less the shown bins).
+
+    A bin that isolates is hidden; when the hidden bins together would, every bin is.
+    """
+    isolates = guard.isolates if guard is not None else lambda _: False
+    hidden = {k for k, v in cells.items() if isolates(v)}
+    bins = suppress_bins({k: len(v) for k, v in cells.items()}, threshold, hidden)
+    shown = [cells[k] for k, v in bins.items() if v]
+    if not shown:
+        return bins, []
+    gone = frozenset().union(*(cells[k] for k, v in bins.items() if v is None))
+    if isolates(gone):
+        return dict.fromkeys(bins), []
+    return bins, [*shown, gone]

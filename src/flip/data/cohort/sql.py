@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -19,6 +20,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
 from flip.data.cohort.definition import CohortDefinition, Criterion
+from flip.data.cohort.optout import opted_out
 
 
 def _matches(column: ColumnElement, criterion: Criterion) -> ColumnElement:
@@ -100,31 +102,43 @@ def person_ids(definition: CohortDefinition) -> Select:
     return query
 
 
+@dataclass(frozen=True)
+class Cohort:
+    """Who meets a definition, and who falls in each bin of each breakdown it asks for."""
+
+    members: frozenset[int]
+    cells: dict[str, dict[str, frozenset[int]]]
+
+
+def cohort(store: Store, definition: CohortDefinition) -> Cohort:
+    """The persons who meet the definition, less everyone on the site's opt-out list."""
+    person = schema.person
+    this_year = datetime.now(UTC).year
+    query = person_ids(definition).add_columns(person.c.year_of_birth, person.c.gender_concept_id)
+    with store.connect() as conn:
+        excluded = opted_out(conn)
+        rows = [r for r in conn.execute(query) if r[0] not in excluded]
+    keys = {"age": lambda born, _: (this_year - born) // 10 * 10, "sex": lambda _, sex: sex}
+    cells: dict[str, dict[str, set[int]]] = {}
+    for by in definition.histograms:
+        bins = cells.setdefault(by, {})
+        for pid, born, sex in rows:
+            bins.setdefault(_bin_name(by, keys[by](born, sex)), set()).add(pid)
+    return Cohort(
+        frozenset(r[0] for r in rows),
+        {by: {k: frozenset(v) for k, v in bins.items()} for by, bins in cells.items()},
+    )
+
+
 def count_cohort(store: Store, definition: CohortDefinition) -> int:
     """How many persons in the store meet the definition (unsuppressed: it stays at the site)."""
-    inner = person_ids(definition).subquery()
-    with store.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
+    return len(cohort(store, definition).members)
 
 
 def cohort_histograms(store: Store, definition: CohortDefinition) -> dict[str, dict[str, int]]:
     """Unsuppressed counts of the cohort per bin of each breakdown the definition asks for."""
-    inner = person_ids(definition).subquery()
-    person = schema.person
-    this_year = datetime.now(UTC).year
-    decade = (this_year - person.c.year_of_birth) // 10 * 10
-    keys = {"age": decade, "sex": person.c.gender_concept_id}
-    out: dict[str, dict[str, int]] = {}
-    with store.connect() as conn:
-        for by in definition.histograms:
-            key = keys[by].label("bin")
-            rows = conn.execute(
-                select(key, func.count())
-                .select_from(person.join(inner, inner.c.person_id == person.c.person_id))
-                .group_by(key)
-            ).all()
-            out[by] = {_bin_name(by, value): n for value, n in rows}
-    return out
+    cells = cohort(store, definition).cells
+    return {by: {k: len(v) for k, v in bins.items()} for by, bins in cells.items()}
 
 
 def _bin_name(by: str, value: int | None) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
+from flip.data.cohort.optout import opted_out
 from flip.data.features.image import ImageSpec, image_matrix, latest_images
 from flip.data.features.text import TextSpec, embed
 
@@ -161,11 +162,13 @@ def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
 
 
 def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
-    """The dataset of everyone with an entry event, features unscaled (NaN where missing)."""
+    """The dataset of everyone with an entry event who has not opted out, features unscaled
+    (NaN where missing)."""
     wanted: dict[str, set[int]] = defaultdict(set)
     for f in spec.features:
         wanted[f.source].update(f.concept_ids)
     with store.connect() as conn:
+        excluded = opted_out(conn)
         index = _index_dates(conn, spec)
         people = {
             pid: (date(y, m or 7, d or 1), g)
@@ -178,6 +181,7 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
                     schema.person.c.gender_concept_id,
                 )
             )
+            if pid not in excluded
         }
         latest: dict[tuple[int, int], tuple[date, float]] = {}
         for pid, concept, when, value in _events(conn, "measurement", wanted["measurement"], True):

@@ -1,0 +1,121 @@
+"""Differencing control: a site never gives a project two counts whose sets of persons differ
+by a few people, and answers a project at most its budget of queries.
+
+Every set of persons whose count a site released to a project (a cohort's total, a
+histogram's bin) is kept, compressed, in the site's ledger file: never at the hub. A new
+set is "isolating" when some kept set has between 1 and threshold-1 persons the new one
+has not, or the other way round: subtracting the two counts would reveal that small group.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+)
+
+_meta = MetaData()
+
+released_query = Table(
+    "released_query",
+    _meta,
+    Column("project", String(100), primary_key=True),
+    Column("query", String(100), primary_key=True),
+    Column("at", String(40), nullable=False),
+)
+
+released_set = Table(
+    "released_set",
+    _meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(100), nullable=False, index=True),
+    Column("query", String(100), nullable=False),
+    Column("members", LargeBinary, nullable=False),
+)
+
+
+class ReleaseGuard:
+    """The differencing check and the query budget of one query of one project at a site.
+
+    `budget` is how many queries the site answers for a project (None: no limit).
+    """
+
+    def __init__(
+        self, engine: Engine, project: str, query: str, threshold: int, budget: int | None
+    ) -> None:
+        self.engine, self.project, self.query = engine, project, query
+        self.threshold, self.budget = threshold, budget
+        self._released: list[frozenset[int]] | None = None
+        _meta.create_all(engine)
+
+    def budget_problem(self) -> str | None:
+        """Why the project has no query left at this site, or None."""
+        if self.budget is None:
+            return None
+        with self.engine.connect() as conn:
+            answered = conn.execute(
+                select(func.count()).where(
+                    released_query.c.project == self.project, released_query.c.query != self.query
+                )
+            ).scalar_one()
+        if answered >= self.budget:
+            return f"the project has used its budget of {self.budget} queries at this site"
+        return None
+
+    def isolates(self, members: frozenset[int]) -> bool:
+        """Whether releasing the count of `members` would, with a count released before to
+        this project, single out between 1 and threshold-1 persons."""
+        if self._released is None:
+            with self.engine.connect() as conn:
+                blobs = conn.execute(
+                    select(released_set.c.members).where(released_set.c.project == self.project)
+                ).scalars()
+                self._released = [_unpack(b) for b in blobs]
+        return any(
+            self._small(len(members - before)) or self._small(len(before - members))
+            for before in self._released
+        )
+
+    def remember(self, sets: list[frozenset[int]]) -> None:
+        """Keep that this query was answered and the (non-empty) sets whose counts it released."""
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self.engine.begin() as conn:
+            conn.execute(
+                released_query.delete().where(
+                    released_query.c.project == self.project, released_query.c.query == self.query
+                )
+            )
+            conn.execute(
+                insert(released_query).values(project=self.project, query=self.query, at=at)
+            )
+            rows = [
+                {"project": self.project, "query": self.query, "members": _pack(s)}
+                for s in sets
+                if s
+            ]
+            if rows:
+                conn.execute(insert(released_set), rows)
+
+    def _small(self, n: int) -> bool:
+        return 0 < n < self.threshold
+
+
+def _pack(members: frozenset[int]) -> bytes:
+    ids = np.array(sorted(members), dtype=np.int64)
+    return zlib.compress(np.diff(ids, prepend=0).tobytes())
+
+
+def _unpack(blob: bytes) -> frozenset[int]:
+    return frozenset(np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64)).tolist())

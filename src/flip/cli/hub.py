@@ -117,6 +117,22 @@ def migrate(
     typer.echo(f"hub database at the newest schema: {db}")
 
 
+@app.command("public-key")
+def public_key(
+    signing_key: Annotated[Path, typer.Option(help="The hub's Ed25519 private key file.")] = Path(
+        "hub-signing.key"
+    ),
+) -> None:
+    """Print the hub's public key (PEM): what `flip verify --hub-key` trusts."""
+    from flip.cli.errors import one_line_errors
+    from flip.signing import load_or_create_key, public_pem
+
+    with one_line_errors():
+        if not signing_key.exists():
+            raise FileNotFoundError(f"no hub signing key at {signing_key}")
+        typer.echo(public_pem(load_or_create_key(signing_key)), nl=False)
+
+
 audit_app = typer.Typer(help="The hub's hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

@@ -772,6 +772,15 @@ def audit(
         raise typer.Exit(1)
 
 
+@app.command("public-key")
+def public_key(site_config: SiteConfigOption = Path("site.yaml")) -> None:
+    """Print the site's public signing key (PEM): what `flip verify --site-key` trusts."""
+    from flip.site.anchor import public_key as site_public_key
+
+    with one_line_errors():
+        typer.echo(site_public_key(_site_config(site_config)), nl=False)
+
+
 @app.command()
 def verify(
     site_config: SiteConfigOption = Path("site.yaml"),

@@ -233,6 +233,12 @@ def evaluate(msg: Message, context: Context) -> Message:
         "n_train": len(_raw_splits(site.store, spec_json)[0].y),
         "data_sha256": data_fingerprint(site.store, spec_json),
     }
+    with Ledger(site.ledger) as ledger:
+        reported = {k: about[k] for k in ("n_train", "data_sha256")}
+        detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
+        ledger.record(
+            "run.evaluated", {**detail, **reported, "n_test": int(metrics["num-examples"])}
+        )
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)
 

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from flip.hashchain import GENESIS, anchor_problem
 from flip.hub import audit as hub_audit
+from flip.hub import certificates
 from flip.hub.auth import Principal
 from flip.hub.db import audit, site_heads, sites
 from flip.hub.schemas import AnchorIn, AnchorOut, SignedHead
@@ -70,6 +71,7 @@ def record_site_head(
     reply = {
         "hub_head": hub_head(conn, key),
         "hub_key": public_pem(key),
+        "certify": certificates.pending(conn, site.id, site.name),
     }
     if last is not None and (body.proof is None or body.proof.seq != last.seq):
         return AnchorOut(recorded=False, anchor_seq=last.seq, **reply)

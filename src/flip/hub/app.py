@@ -68,6 +68,8 @@ def create_app(
     app.state.signing_key = (
         Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
     )
+    if federation is not None:
+        federation.signing_key = app.state.signing_key
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):

@@ -208,6 +208,26 @@ run_rounds = Table(
     Column("metrics", Text, nullable=False),
 )
 
+#: A completed run's certificate: its fields (JSON) and the hub's signature over their digests.
+run_certificates = Table(
+    "run_certificates",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("fields", Text, nullable=False),
+    Column("hub_signature", Text, nullable=False),
+    _created(),
+)
+
+#: Each site's countersignature of a run certificate.
+certificate_signatures = Table(
+    "certificate_signatures",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("signature", Text, nullable=False),
+    _created(),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -284,6 +284,14 @@ class AnchorOut(BaseModel):
     problem: str | None = Field(None, description="How this head broke the ledger's chain.")
     hub_head: SignedHead = Field(description="The hub's own audit head, signed: keep it.")
     hub_key: str = Field(description="The hub's Ed25519 public key (PEM).")
+    certify: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Run certificates naming this site that it has yet to countersign.",
+    )
+
+
+class CountersignIn(BaseModel):
+    signature: str = Signature
 
 
 class HubHeadsIn(BaseModel):

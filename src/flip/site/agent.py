@@ -25,6 +25,7 @@ from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.site.anchor import anchor
 from flip.site.approvals import decide
+from flip.site.certify import countersign
 from flip.site.hub_client import HubClient
 from flip.site.policy import auto_approves, query_problem, task_problem
 
@@ -47,11 +48,18 @@ class SiteAgent:
         self.serving: set[int] = set()
         self.node: SuperNode | None = None
         self.anchor_seq: int | None = None
+        self.refused_certificates: set[int] = set()
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
         anchored = anchor(self.site, self.hub, self.anchor_seq)
         self.anchor_seq = int(anchored["anchor_seq"])
+        for certificate in anchored.get("certify") or []:
+            run = certificate["run"]
+            if run not in self.refused_certificates and countersign(
+                self.site, self.hub, certificate
+            ):
+                self.refused_certificates.add(run)
         self.waiting = True
         try:
             work = self.hub.work(wait, self.serving)

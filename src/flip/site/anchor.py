@@ -46,8 +46,8 @@ def anchor(site: SiteConfig, hub: HubClient, anchor_seq: int | None) -> dict:
     """Show the hub the ledger's signed head, with the proof for the head it kept last
     (`anchor_seq`, asked for when unknown), and keep the hub's signed head.
 
-    Returns the hub's reply: `anchor_seq` (the seq it now keeps) and `problem` (the break
-    it saw in the ledger, if any).
+    Returns the hub's reply: `anchor_seq` (the seq it now keeps), `problem` (the break it
+    saw in the ledger, if any) and `certify` (run certificates to countersign).
     """
     key = load_or_create_key(key_path(site))
     with Ledger(site.ledger) as ledger:

@@ -86,6 +86,11 @@ class HubClient:
         response.raise_for_status()
         return list(response.json()["problems"])
 
+    def countersign(self, run_id: int, signature: str) -> None:
+        """Countersign run `run_id`'s certificate."""
+        response = self.http.post(f"/agent/certificates/{run_id}", json={"signature": signature})
+        response.raise_for_status()
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

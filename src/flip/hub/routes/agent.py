@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flip.fl.runtime.flower import DeploymentError
-from flip.hub import anchors, audit
+from flip.hub import anchors, audit, certificates
 from flip.hub.auth import Principal, Site, new_token, token_hash
 from flip.hub.db import (
     now,
@@ -47,6 +47,7 @@ from flip.hub.federation import Federation
 from flip.hub.schemas import (
     AnchorIn,
     AnchorOut,
+    CountersignIn,
     DecisionIn,
     FlowerOut,
     HubHeadsIn,
@@ -427,3 +428,13 @@ def check_hub_heads(body: HubHeadsIn, conn: ReadConn, site: Site, request: Reque
     """Whether the hub's audit chain still holds each signed head a site kept."""
     problems = anchors.check_hub_heads(conn, body.heads, request.app.state.signing_key)
     return HubHeadsOut(ok=not problems, problems=problems)
+
+
+@router.post("/certificates/{run_id}", status_code=204)
+@writes(wake=False)
+def countersign(run_id: PathId, body: CountersignIn, conn: Conn, site: Site) -> None:
+    """Countersign run `run_id`'s certificate, once this site has checked its own part."""
+    problem = certificates.countersign(conn, site.id, site.name, run_id, body.signature)
+    if problem is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+    audit.append(conn, site.label, "run.certificate.countersign", f"run:{run_id}")

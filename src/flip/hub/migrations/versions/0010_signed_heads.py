@@ -1,4 +1,5 @@
-"""signed heads: each site's signing key and the signed heads of its ledger the hub was shown
+"""signed heads and run certificates: each site's signing key, the signed heads of its ledger
+the hub was shown, and each completed run's certificate with the sites' countersignatures
 
 Revision ID: 0010
 Revises: 0008
@@ -28,9 +29,25 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime, nullable=False),
     )
     op.create_index("ix_site_heads_site", "site_heads", ["site_id", "id"])
+    op.create_table(
+        "run_certificates",
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("fields", sa.Text, nullable=False),
+        sa.Column("hub_signature", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    op.create_table(
+        "certificate_signatures",
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("site_id", sa.Integer, sa.ForeignKey("sites.id"), primary_key=True),
+        sa.Column("signature", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("certificate_signatures")
+    op.drop_table("run_certificates")
     op.drop_index("ix_site_heads_site", table_name="site_heads")
     op.drop_table("site_heads")
     with op.batch_alter_table("sites") as batch:

@@ -6,6 +6,7 @@ A real hub served by uvicorn on loopback; the site's agent polls it over HTTP.
 
 import sqlite3
 import stat
+from pathlib import Path
 
 import orjson
 import pytest
@@ -185,3 +186,20 @@ def test_a_truncated_or_rewritten_hub_audit_is_seen_by_the_site(world):
     with app.state.engine.connect() as conn:
         assert hub_chain.verify(conn) is None  # recomputed: the hub's chain holds on its own
     assert [p[:24] for p in anchor.verify(site, client)] == ["hub audit rewritten: ent"]
+
+
+def test_a_head_with_a_bad_key_or_signature_is_refused_and_registers_nothing(world):
+    site, _, admin, _ = world
+    hub_url = str(admin.http.base_url).removesuffix("/api/v1/").removesuffix("/api/v1")
+    bare = HubClient(hub_url, HubClient.enrol(hub_url, admin.create_site("st-b")))
+    head = {"seq": 0, "hash": GENESIS, "signature": "AAAA", "public_key": "not a key"}
+    refused = bare.http.post("/agent/anchor", json=head)
+    assert refused.status_code == 422
+    assert "public_key: not a PEM public key" in refused.json()["detail"]
+    other = SiteConfig(name="st-b", store="-", ledger=str(Path(site.ledger).parent / "b" / "l"))
+    head["public_key"] = anchor.public_key(other)
+    refused = bare.http.post("/agent/anchor", json=head)
+    assert refused.status_code == 422
+    assert "does not verify with this site's key" in refused.json()["detail"]
+    assert anchor.anchor(other, bare, None)["recorded"] is True  # no key was kept meanwhile
+    bare.close()

@@ -20,7 +20,7 @@ from flip.hub import certificates
 from flip.hub.auth import Principal
 from flip.hub.db import audit, site_heads, sites
 from flip.hub.schemas import AnchorIn, AnchorOut, SignedHead
-from flip.signing import public_pem, sign, verifies
+from flip.signing import load_public, public_pem, sign, verifies
 
 #: Who signs the hub's heads, as the signed record names it.
 HUB = "hub"
@@ -56,6 +56,10 @@ def record_site_head(
         if body.public_key is None:
             raise AnchorError("this site has no signing key yet: send its public key")
         registered = body.public_key.strip()
+        try:
+            load_public(registered)
+        except ValueError as exc:
+            raise AnchorError(f"public_key: {exc}") from None
         conn.execute(update(sites).where(sites.c.id == site.id).values(signing_key=registered))
         hub_audit.append(conn, site.label, "site.key.register", f"site:{site.name}")
     elif body.public_key is not None and body.public_key.strip() != registered:

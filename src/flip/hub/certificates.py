@@ -40,7 +40,7 @@ def issue(conn: Connection, run_id: int, results: dict, key: Ed25519PrivateKey) 
     ).one()
     spec = orjson.loads(run.spec)
     privacy = spec.get("privacy")
-    epsilon = None if privacy is None else PrivacySpec(**privacy).epsilon(run.rounds)
+    epsilon = None if privacy is None else _epsilon(PrivacySpec(**privacy), run.rounds)
     fields: dict[str, object] = {
         "run": {
             "id": run_id,
@@ -82,6 +82,14 @@ def issue(conn: Connection, run_id: int, results: dict, key: Ed25519PrivateKey) 
             run_id=run_id, fields=orjson.dumps(fields).decode(), hub_signature=signature
         )
     )
+
+
+def _epsilon(privacy: PrivacySpec, rounds: int) -> float | None:
+    """The epsilon spent, or None where the accountant cannot compute one (a run must end)."""
+    try:
+        return privacy.epsilon(rounds)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 def document(conn: Connection, run_id: int) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import orjson
 
@@ -22,4 +23,21 @@ def first_break(entries: list[tuple[dict[str, object], str]]) -> int | None:
         if entry_hash(previous, entry) != stored:
             return index
         previous = stored
+    return None
+
+
+def anchor_problem(chain: Mapping[int, str], seq: int, digest: str) -> str | None:
+    """Why a chain (seq -> hash) no longer holds the head (`seq`, `digest`) it once had.
+
+    None when it does: entries appended since leave an old head where it was, while
+    deleting the newest rows (truncation) or editing one and recomputing the hashes
+    after it (a rewrite) moves it.
+    """
+    if seq == 0:
+        return None
+    end = max(chain, default=0)
+    if seq > end:
+        return f"truncated: entry {seq} was its head once, and the chain now ends at {end}"
+    if chain.get(seq) != digest:
+        return f"rewritten: entry {seq} no longer has the hash it had when its head was signed"
     return None

@@ -77,6 +77,8 @@ class Hub:
             str(self.folder / "hub-flower"),
             "--round-timeout",
             "120",
+            "--signing-key",
+            str(self.folder / "hub-signing.key"),
         ]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         token = None

@@ -234,10 +234,15 @@ def test_oversized_bodies_get_413_and_change_nothing(hub):
 def test_audit_chain_verifies_and_detects_tampering(hub):
     researcher = hub.user("rita", "researcher")
     hub.call("POST", "/projects", researcher, json={"name": "p"})
-    assert hub.call("GET", "/audit/verify", hub.admin).json() == {"ok": True, "broken_at": None}
+    assert hub.call("GET", "/audit/verify", hub.admin).json() == {
+        "ok": True,
+        "broken_at": None,
+        "site_ledgers": [],
+    }
     with hub.app.state.engine.begin() as conn:
         conn.execute(update(audit).where(audit.c.seq == 2).values(actor="user:mallory"))
-    assert hub.call("GET", "/audit/verify", hub.admin).json() == {"ok": False, "broken_at": 2}
+    verdict = hub.call("GET", "/audit/verify", hub.admin).json()
+    assert (verdict["ok"], verdict["broken_at"]) == (False, 2)
 
 
 def test_histograms_combine_across_sites_and_stay_hidden_where_any_site_suppressed(hub):

@@ -32,6 +32,7 @@ MATRIX = {
     ("GET", "/api/v1/queries/{query_id}"): READERS,
     ("POST", "/api/v1/projects/{project_id}/runs"): WORKERS,
     ("GET", "/api/v1/runs/{run_id}"): READERS,
+    ("GET", "/api/v1/runs/{run_id}/certificate"): READERS,
     ("POST", "/api/v1/runs/{run_id}/rounds"): WORKERS,
     ("POST", "/api/v1/runs/{run_id}/status"): WORKERS,
     ("GET", "/api/v1/agent/work"): {"site"},
@@ -40,6 +41,9 @@ MATRIX = {
     ("POST", "/api/v1/agent/runs/{run_id}"): {"site"},
     ("POST", "/api/v1/agent/runs/{run_id}/log"): {"site"},
     ("POST", "/api/v1/agent/node-key"): {"site"},
+    ("POST", "/api/v1/agent/anchor"): {"site"},
+    ("POST", "/api/v1/agent/hub-heads/check"): {"site"},
+    ("POST", "/api/v1/agent/certificates/{run_id}"): {"site"},
     ("GET", "/health"): EVERYONE,
 }
 
@@ -68,6 +72,9 @@ BODIES = {
     "/api/v1/agent/runs/{run_id}": {"status": "refused"},
     "/api/v1/agent/runs/{run_id}/log": {"entries": []},
     "/api/v1/agent/node-key": {"public_key": "ecdsa-sha2-nistp384 " + "A" * 160},
+    "/api/v1/agent/anchor": {"seq": 0, "hash": "0" * 64, "signature": "AAAA"},
+    "/api/v1/agent/hub-heads/check": {"heads": []},
+    "/api/v1/agent/certificates/{run_id}": {"signature": "AAAA"},
 }
 
 

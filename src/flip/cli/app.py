@@ -7,6 +7,7 @@ import typer
 from flip import __version__
 from flip.cli import bench, fl, hub, models, site, synth
 from flip.cli.demo import demo
+from flip.cli.verify import verify
 
 app = typer.Typer(
     name="flip",
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(demo)
+app.command()(verify)
 app.add_typer(site.app, name="site")
 app.add_typer(hub.app, name="hub")
 app.add_typer(synth.app, name="synth")

@@ -48,6 +48,13 @@ def serve(
     round_timeout: Annotated[
         float, typer.Option(help="Seconds a deployment round waits for a site's reply.", min=1)
     ] = 300.0,
+    signing_key: Annotated[
+        Path,
+        typer.Option(
+            help="The hub's Ed25519 private key (made 0600 on first start): it signs the "
+            "audit heads the sites keep and the run certificates. It never leaves the hub."
+        ),
+    ] = Path("hub-signing.key"),
 ) -> None:
     """Serve the hub API; on a new database, create the admin and print their token once.
 
@@ -82,7 +89,7 @@ def serve(
             round_timeout=round_timeout,
         )
         typer.echo(f"Flower SuperLink on {federation.superlink.address}", err=True)
-    app_ = create_app(db, federation=federation)
+    app_ = create_app(db, federation=federation, signing_key=signing_key.resolve())
     token = bootstrap_admin(app_.state.engine)
     if token:
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
@@ -110,6 +117,22 @@ def migrate(
     typer.echo(f"hub database at the newest schema: {db}")
 
 
+@app.command("public-key")
+def public_key(
+    signing_key: Annotated[Path, typer.Option(help="The hub's Ed25519 private key file.")] = Path(
+        "hub-signing.key"
+    ),
+) -> None:
+    """Print the hub's public key (PEM): what `flip verify --hub-key` trusts."""
+    from flip.cli.errors import one_line_errors
+    from flip.signing import load_or_create_key, public_pem
+
+    with one_line_errors():
+        if not signing_key.exists():
+            raise FileNotFoundError(f"no hub signing key at {signing_key}")
+        typer.echo(public_pem(load_or_create_key(signing_key)), nl=False)
+
+
 audit_app = typer.Typer(help="The hub's hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -118,15 +141,19 @@ app.add_typer(audit_app, name="audit")
 def audit_verify(
     db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
 ) -> None:
-    """Check every entry of the audit log against its hash chain; exit 1 if one was altered."""
-    from flip.hub import audit
+    """Check every entry of the audit log against its hash chain, and list each break the hub
+    saw in a site's ledger (a signed head that did not extend the one before); exit 1 if any."""
+    from flip.hub import anchors, audit
     from flip.hub.db import connect
 
     engine = connect(db)
     with engine.connect() as conn:
-        broken = audit.verify(conn)
+        broken, breaks = audit.verify(conn), anchors.ledger_breaks(conn)
     engine.dispose()
     if broken is not None:
         typer.echo(f"audit log altered: entry {broken} does not match its hash chain", err=True)
+    for b in breaks:
+        typer.echo(f"site {b['site']}: ledger {b['problem']}", err=True)
+    if broken is not None or breaks:
         raise typer.Exit(1)
     typer.echo("audit log intact")

@@ -633,16 +633,18 @@ def enrol(
     token: Annotated[str, typer.Option(help="The one-time enrolment token the hub admin gave.")],
     site_config: SiteConfigOption = Path("site.yaml"),
 ) -> None:
-    """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml)."""
+    """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml),
+    registering the public half of the site's signing key (made beside the ledger, 0600)."""
     import os
 
     import httpx
 
+    from flip.site.anchor import public_key
     from flip.site.hub_client import HubClient
 
     with one_line_errors(httpx.HTTPError):
         site = _site_config(site_config)
-        credential = HubClient.enrol(hub, token)
+        credential = HubClient.enrol(hub, token, public_key(site))
         path = Path(site.credential)
         path.write_text(credential, encoding="utf-8")
         os.chmod(path, 0o600)
@@ -770,6 +772,43 @@ def audit(
         typer.echo("chain intact" if broken is None else f"chain broken at entry {broken}")
     if broken is not None:
         raise typer.Exit(1)
+
+
+@app.command("public-key")
+def public_key(site_config: SiteConfigOption = Path("site.yaml")) -> None:
+    """Print the site's public signing key (PEM): what `flip verify --site-key` trusts."""
+    from flip.site.anchor import public_key as site_public_key
+
+    with one_line_errors():
+        typer.echo(site_public_key(_site_config(site_config)), nl=False)
+
+
+@app.command()
+def verify(
+    site_config: SiteConfigOption = Path("site.yaml"),
+    offline: Annotated[
+        bool, typer.Option(help="Check the ledger only; do not ask the hub about its heads.")
+    ] = False,
+) -> None:
+    """Check the ledger's chain and approvals, and that the hub's audit still holds each signed
+    head of it this site kept (truncated or rewritten shows); exit 1 naming what broke."""
+    import httpx
+
+    from flip.site.anchor import verify as verify_anchors
+
+    with one_line_errors(httpx.HTTPError):
+        site = _site_config(site_config)
+        client = None if offline else _hub_client(site)
+        try:
+            problems = verify_anchors(site, client)
+        finally:
+            if client is not None:
+                client.close()
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{site.name}: ledger intact" + ("" if client is None else "; hub heads held"))
 
 
 @app.command()

@@ -1,7 +1,11 @@
 """The site's own ledger: its approvals of (project, task hash) and its hash-chained audit log.
 
 It lives in a small SQLite file beside the store, so the site agent and every
-ClientApp process can read and append to it safely at the same time.
+ClientApp process can read and append to it safely at the same time. Every
+approval is also a chained audit entry, and an approval row the chain does not
+vouch for is refused; the hub keeps the ledger's signed heads, and the ledger
+keeps the hub's (`hub_head`), so a truncation or a recomputed chain shows on the
+side that did not make it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from sqlalchemy import (
 
 from flip.hashchain import GENESIS, entry_hash, first_break
 
+DECISIONS = ("task.approved", "task.declined")
+
 _meta = MetaData()
 
 approvals = Table(
@@ -48,6 +54,20 @@ audit = Table(
     Column("detail", Text, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+#: The hub's signed audit heads this site has seen (the agent records each new one).
+hub_heads = Table(
+    "hub_head",
+    _meta,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("hash", String(64), primary_key=True),
+    Column("signature", Text, nullable=False),
+    Column("seen_at", String(40), nullable=False),
+)
+
+
+class LedgerTampered(ValueError):
+    """The ledger's chain is broken, or its approvals are not the ones the chain records."""
 
 
 def _now() -> str:
@@ -92,14 +112,55 @@ class Ledger:
             )
 
     def is_approved(self, project: str, task_hash: str) -> bool:
-        """Whether the site approved exactly this task hash for this project."""
+        """Whether the site approved exactly this task hash for this project.
+
+        LedgerTampered if the chain is broken or the approval row is not the decision
+        the chain records last for this task (a row edited or added outside `decide`).
+        """
+        rows, chained = self._decisions(
+            approvals.c.project == project, approvals.c.task_hash == task_hash
+        )
+        found = rows.get((project, task_hash))
+        if found != chained.get((project, task_hash)):
+            raise LedgerTampered(_mismatch(project, task_hash))
+        return found is not None and found[0] == "approved"
+
+    def approval_problems(self) -> list[str]:
+        """Each approval row that is not the decision the chain records (or the broken chain)."""
+        try:
+            rows, chained = self._decisions()
+        except LedgerTampered as exc:
+            return [str(exc)]
+        return [
+            _mismatch(*key)
+            for key in sorted(rows.keys() | chained.keys())
+            if rows.get(key) != chained.get(key)
+        ]
+
+    def _decisions(
+        self, *where
+    ) -> tuple[dict[tuple[str, str], tuple], dict[tuple[str, str], tuple]]:
+        """The approval rows (those `where` selects) and the last decision the chain records on
+        each task, as (decision, by, reason) by (project, task hash); LedgerTampered if the
+        chain is broken."""
+        columns = (approvals.c.decision, approvals.c.decided_by, approvals.c.reason)
         with self.engine.connect() as conn:
-            decision = conn.execute(
-                select(approvals.c.decision).where(
-                    approvals.c.project == project, approvals.c.task_hash == task_hash
-                )
-            ).scalar_one_or_none()
-        return decision == "approved"
+            found = conn.execute(
+                select(approvals.c.project, approvals.c.task_hash, *columns).where(*where)
+            )
+            rows = {(r[0], r[1]): (r[2], r[3], r[4] or "") for r in found}
+            entries = [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.seq))]
+        broken = _first_break(entries)
+        if broken is not None:
+            raise LedgerTampered(f"the site ledger's audit chain is broken at entry {broken}")
+        chained = {}
+        for entry in entries:
+            if entry["action"] in DECISIONS:
+                detail = orjson.loads(str(entry["detail"]))
+                key = (str(detail.get("project")), str(detail.get("task_hash")))
+                decision = str(entry["action"]).removeprefix("task.")
+                chained[key] = (decision, detail.get("by"), detail.get("reason") or "")
+        return rows, chained
 
     def record(self, action: str, detail: dict[str, object]) -> None:
         """Append one entry to the audit log."""
@@ -123,11 +184,39 @@ class Ledger:
 
     def verify(self) -> int | None:
         """The seq of the first entry that was edited or removed, or None if the chain holds."""
-        rows = self.entries()
-        index = first_break(
-            [({k: r[k] for k in ("seq", "at", "action", "detail")}, r["hash"]) for r in rows]
-        )
-        return None if index is None else int(rows[index]["seq"])
+        return _first_break(self.entries())
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest entry; (0, GENESIS) for an empty log."""
+        with self.engine.connect() as conn:
+            last = conn.execute(
+                select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+            ).first()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
+    def hash_at(self, seq: int) -> str | None:
+        """The stored hash of entry `seq`, or None if there is none."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(audit.c.hash).where(audit.c.seq == seq)).scalar()
+
+    def record_hub_head(self, seq: int, digest: str, signature: str) -> None:
+        """Keep a signed head of the hub's audit chain this site was shown (once each)."""
+        with self.engine.begin() as conn:
+            seen = conn.execute(
+                select(hub_heads.c.seq).where(hub_heads.c.seq == seq, hub_heads.c.hash == digest)
+            ).first()
+            if seen is None:
+                conn.execute(
+                    insert(hub_heads).values(
+                        seq=seq, hash=digest, signature=signature, seen_at=_now()
+                    )
+                )
+
+    def hub_heads(self) -> list[dict[str, object]]:
+        """The hub's signed heads this site has seen, oldest first."""
+        with self.engine.connect() as conn:
+            query = select(hub_heads).order_by(hub_heads.c.seq)
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def close(self) -> None:
         """Release the file."""
@@ -138,6 +227,20 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mismatch(project: str, task_hash: str) -> str:
+    return (
+        f"the approval of task {task_hash[:12]}… for project {project} is not the decision "
+        "the audit chain records (edited, added or removed outside the ledger)"
+    )
+
+
+def _first_break(rows: list[dict[str, object]]) -> int | None:
+    """The seq of the first audit row that does not chain, or None."""
+    fields = ("seq", "at", "action", "detail")
+    index = first_break([({k: r[k] for k in fields}, str(r["hash"])) for r in rows])
+    return None if index is None else int(rows[index]["seq"])
 
 
 def _begin_immediate(conn) -> None:

@@ -25,7 +25,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from flip.config import SiteConfig
 from flip.data.features.tabular import Scaling, TabularData
-from flip.data.ledger import Ledger
+from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
@@ -75,13 +75,22 @@ def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = Fal
             )
         elif problem := task_problem(site.policy, project, spec):
             reason = problem
-        elif not ledger.is_approved(project, digest):
+        elif not _approved(ledger, project, digest):
             reason = "the site has not approved this task for this project"
         elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
             reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
         if reason:
             _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
+
+
+def _approved(ledger: Ledger, project: str, digest: str) -> bool:
+    """Whether the ledger approves the task; a tampered ledger is refused with its reason."""
+    try:
+        return ledger.is_approved(project, digest)
+    except LedgerTampered as exc:
+        ledger.record("run.refused", {"project": project, "task_hash": digest, "reason": str(exc)})
+        raise NotApproved(str(exc)) from exc
 
 
 def _refuse(ledger: Ledger, site: SiteConfig, detail: dict[str, str], reason: str) -> NoReturn:
@@ -224,6 +233,12 @@ def evaluate(msg: Message, context: Context) -> Message:
         "n_train": len(_raw_splits(site.store, spec_json)[0].y),
         "data_sha256": data_fingerprint(site.store, spec_json),
     }
+    with Ledger(site.ledger) as ledger:
+        reported = {k: about[k] for k in ("n_train", "data_sha256")}
+        detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
+        ledger.record(
+            "run.evaluated", {**detail, **reported, "n_test": int(metrics["num-examples"])}
+        )
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, insert, select
@@ -17,18 +19,24 @@ from flip.hub.federation import Federation
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.transactions import Fresh, Writer, WriteTurns
+from flip.signing import load_or_create_key
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(
-    database_url: str, max_body: int = DEFAULT_MAX_BODY, federation: Federation | None = None
+    database_url: str,
+    max_body: int = DEFAULT_MAX_BODY,
+    federation: Federation | None = None,
+    signing_key: Path | None = None,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
     Request bodies over `max_body` bytes are refused with 413. With a `federation`,
     the hub runs a Flower SuperLink for deployment runs, started and stopped with
-    the app.
+    the app. The hub signs its audit heads and run certificates with the Ed25519 key
+    at `signing_key` (made there, 0600, on first use); without one, with a key that
+    lives as long as the app.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -57,6 +65,11 @@ def create_app(
     app.state.fresh = Fresh(turns)
     app.state.writer = writer
     app.state.federation = federation
+    app.state.signing_key = (
+        Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
+    )
+    if federation is not None:
+        federation.signing_key = app.state.signing_key
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):

@@ -101,6 +101,10 @@ class ResearcherClient:
             "POST", f"/runs/{run_id}/rounds", json={"round": round_number, "metrics": metrics}
         )
 
+    def certificate(self, run_id: int) -> dict[str, Any]:
+        """A completed run's certificate, with the sites' countersignatures so far."""
+        return self._call("GET", f"/runs/{run_id}/certificate")
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

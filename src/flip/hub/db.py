@@ -67,6 +67,22 @@ sites = Table(
     Column("credential_hash", String(64), unique=True),
     Column("status", String(20), nullable=False),
     _created(),
+    Column("signing_key", Text),
+)
+
+#: The signed heads of each site's ledger, as its agent showed them; `problem` says how a
+#: head failed to extend the one before (its ledger truncated or rewritten).
+site_heads = Table(
+    "site_heads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("problem", Text),
+    Column("received_at", DateTime, nullable=False, default=now),
+    Index("ix_site_heads_site", "site_id", "id"),
 )
 
 projects = Table(
@@ -190,6 +206,26 @@ run_rounds = Table(
     Column("run_id", ForeignKey("runs.id"), primary_key=True),
     Column("round", Integer, primary_key=True),
     Column("metrics", Text, nullable=False),
+)
+
+#: A completed run's certificate: its fields (JSON) and the hub's signature over their digests.
+run_certificates = Table(
+    "run_certificates",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("fields", Text, nullable=False),
+    Column("hub_signature", Text, nullable=False),
+    _created(),
+)
+
+#: Each site's countersignature of a run certificate.
+certificate_signatures = Table(
+    "certificate_signatures",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("signature", Text, nullable=False),
+    _created(),
 )
 
 audit = Table(

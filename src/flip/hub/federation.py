@@ -20,11 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.fl.runtime.flower import DeploymentError, SuperLink
-from flip.hub import audit
+from flip.hub import audit, certificates
 from flip.hub.db import now, run_rounds, run_sites, runs, tasks
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Federation:
         self.threads: dict[int, threading.Thread] = {}
         self._recorded: dict[int, int] = {}
         self.changed: Callable[[], None] = lambda: None
+        #: The hub's key: a completed run's certificate is signed with it.
+        self.signing_key: Ed25519PrivateKey | None = None
         self._lock = threading.Lock()
 
     def start(self, engine: Engine) -> Federation:
@@ -167,7 +170,8 @@ class Federation:
                 result.best_round,
                 result.best_state_dict,
             )
-            models = {"model": record.id} | ({"best_model": best.id} if best else {})
+            models = {"model": record.id, "model_sha256": record.lineage["sha256"]}
+            models |= {"best_model": best.id} if best else {}
             outcome = ("completed", {"per_site": result.per_site, **models})
         except Exception as exc:  # any failure ends the run, with its reason (unless cancelled)
             log.warning("run %s ended without a result: %s", run_id, exc)
@@ -231,4 +235,6 @@ class Federation:
                 .values(status=status, results=orjson.dumps(results).decode(), updated_at=now())
             )
             audit.append(conn, ACTOR, f"run.{status}", f"run:{run_id}", results)
+            if status == "completed" and self.signing_key is not None:
+                certificates.issue(conn, run_id, results, self.signing_key)
         self.changed()

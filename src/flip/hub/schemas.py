@@ -69,6 +69,9 @@ class EnrolmentOut(BaseModel):
 
 class EnrolIn(BaseModel):
     enrolment_token: str = Field(min_length=10, max_length=200)
+    public_key: str | None = Field(
+        None, max_length=1000, description="Ed25519 public key (PEM) the site signs with."
+    )
 
 
 class ProjectIn(BaseModel):
@@ -247,3 +250,54 @@ class SiteActivityOut(BaseModel):
     decisions: list[dict[str, Any]] = Field(description="Tasks this site decided on.")
     runs: list[dict[str, Any]] = Field(description="Runs and this site's reply.")
     audit: list[dict[str, Any]] = Field(description="Audit entries by or about this site.")
+
+
+Signature = Field(min_length=1, max_length=200, description="Ed25519 signature, base64.")
+PublicKeyPem = Field(
+    None, max_length=1000, description="Ed25519 public key (PEM) the site signs its heads with."
+)
+
+
+class SignedHead(BaseModel):
+    seq: int = Field(ge=0, le=MAX_INT, description="The newest entry's seq (0: empty chain).")
+    hash: str = Sha256
+    signature: str = Signature
+
+
+class HeadProof(BaseModel):
+    seq: int = Field(ge=0, le=MAX_INT, description="The seq of the head the hub kept last.")
+    hash: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="The ledger's hash there; null if gone."
+    )
+
+
+class AnchorIn(SignedHead):
+    public_key: str | None = PublicKeyPem
+    proof: HeadProof | None = Field(
+        None, description="The ledger's hash at the seq of the head the hub kept last."
+    )
+
+
+class AnchorOut(BaseModel):
+    recorded: bool = Field(description="Whether the hub kept this head as the site's anchor.")
+    anchor_seq: int = Field(description="The seq of the head the hub keeps: prove it next time.")
+    problem: str | None = Field(None, description="How this head broke the ledger's chain.")
+    hub_head: SignedHead = Field(description="The hub's own audit head, signed: keep it.")
+    hub_key: str = Field(description="The hub's Ed25519 public key (PEM).")
+    certify: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Run certificates naming this site that it has yet to countersign.",
+    )
+
+
+class CountersignIn(BaseModel):
+    signature: str = Signature
+
+
+class HubHeadsIn(BaseModel):
+    heads: list[SignedHead] = Field(max_length=10_000)
+
+
+class HubHeadsOut(BaseModel):
+    ok: bool
+    problems: list[str]

@@ -21,11 +21,13 @@ from flip.data.cohort import CohortDefinition, suppress
 from flip.data.cohort.disclosure import SiteCount
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.release import Refused, release
-from flip.data.ledger import Ledger
+from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.runtime.credentials import make_node_key
 from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.site.anchor import anchor
 from flip.site.approvals import decide
+from flip.site.certify import countersign
 from flip.site.hub_client import HubClient
 from flip.site.policy import auto_approves, query_problem, task_problem
 
@@ -47,9 +49,19 @@ class SiteAgent:
         self.shared: dict[int, int] = {}
         self.serving: set[int] = set()
         self.node: SuperNode | None = None
+        self.anchor_seq: int | None = None
+        self.refused_certificates: set[int] = set()
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
+        anchored = anchor(self.site, self.hub, self.anchor_seq)
+        self.anchor_seq = int(anchored["anchor_seq"])
+        for certificate in anchored.get("certify") or []:
+            run = certificate["run"]
+            if run not in self.refused_certificates and countersign(
+                self.site, self.hub, certificate
+            ):
+                self.refused_certificates.add(run)
         self.waiting = True
         try:
             work = self.hub.work(wait, self.serving)
@@ -248,9 +260,12 @@ class SiteAgent:
 
     def _reply_run(self, run: dict[str, Any]) -> None:
         with self._ledger() as ledger:
-            approved = ledger.is_approved(str(run["project_id"]), run["task_hash"])
+            try:
+                approved = ledger.is_approved(str(run["project_id"]), run["task_hash"])
+                reason = "" if approved else "the site has not approved this task"
+            except LedgerTampered as exc:
+                approved, reason = False, str(exc)
             status = "joined" if approved else "refused"
-            reason = "" if approved else "the site has not approved this task"
             ledger.record(
                 f"run.{status}",
                 {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]},

@@ -24,11 +24,11 @@ class HubClient:
         )
 
     @staticmethod
-    def enrol(base_url: str, enrolment_token: str) -> str:
-        """Exchange a one-time enrolment token for this site's credential."""
-        response = httpx.post(
-            base_url.rstrip("/") + API + "/sites/enrol", json={"enrolment_token": enrolment_token}
-        )
+    def enrol(base_url: str, enrolment_token: str, public_key: str | None = None) -> str:
+        """Exchange a one-time enrolment token for this site's credential, registering the
+        public key the site signs its ledger heads with."""
+        body = {"enrolment_token": enrolment_token, "public_key": public_key}
+        response = httpx.post(base_url.rstrip("/") + API + "/sites/enrol", json=body)
         response.raise_for_status()
         return str(response.json()["token"])
 
@@ -73,6 +73,23 @@ class HubClient:
     def share_run_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
         """Send entries of this site's own log of a run (the hub keeps each once)."""
         self.http.post(f"/agent/runs/{run_id}/log", json={"entries": entries}).raise_for_status()
+
+    def anchor(self, head: dict[str, Any]) -> dict[str, Any]:
+        """Show the hub the ledger's signed head; the reply carries the hub's own."""
+        response = self.http.post("/agent/anchor", json=head)
+        response.raise_for_status()
+        return response.json()
+
+    def check_hub_heads(self, heads: list[dict[str, Any]]) -> list[str]:
+        """Why the hub's audit no longer holds each of these signed heads (empty: it does)."""
+        response = self.http.post("/agent/hub-heads/check", json={"heads": heads})
+        response.raise_for_status()
+        return list(response.json()["problems"])
+
+    def countersign(self, run_id: int, signature: str) -> None:
+        """Countersign run `run_id`'s certificate."""
+        response = self.http.post(f"/agent/certificates/{run_id}", json={"signature": signature})
+        response.raise_for_status()
 
     def close(self) -> None:
         """Close the connection pool."""

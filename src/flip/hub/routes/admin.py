@@ -8,12 +8,13 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flip.hub import audit
+from flip.hub import anchors, audit
 from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.passwords import hash_password
 from flip.hub.schemas import EnrolIn, EnrolmentOut, PathId, SiteIn, TokenOut, TokenRequest, UserIn
 from flip.hub.transactions import Conn, ReadConn, writes
+from flip.signing import load_public
 
 router = APIRouter(tags=["admin"])
 
@@ -74,11 +75,23 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
     ).first()
     if site is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or already used enrolment token")
+    if body.public_key is not None:
+        try:
+            load_public(body.public_key.strip())
+        except ValueError as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"public_key: {exc}"
+            ) from None
     credential = new_token("flip_s")
     conn.execute(
         update(sites)
         .where(sites.c.id == site.id)
-        .values(enrolment_hash=None, credential_hash=token_hash(credential), status="active")
+        .values(
+            enrolment_hash=None,
+            credential_hash=token_hash(credential),
+            status="active",
+            signing_key=body.public_key and body.public_key.strip(),
+        )
     )
     audit.append(conn, f"site:{site.name}", "site.enrol", f"site:{site.name}")
     return TokenOut(id=site.id, name=site.name, token=credential)
@@ -86,9 +99,10 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
 
 @router.get("/audit/verify")
 def verify_audit(conn: ReadConn, who: Admin) -> dict[str, object]:
-    """Check the audit chain: `ok` is false and `broken_at` names the entry if edited."""
-    broken = audit.verify(conn)
-    return {"ok": broken is None, "broken_at": broken}
+    """Check the audit chain: `ok` is false and `broken_at` names the entry if edited, or
+    `site_ledgers` lists a site ledger's signed head that broke the one before it."""
+    broken, breaks = audit.verify(conn), anchors.ledger_breaks(conn)
+    return {"ok": broken is None and not breaks, "broken_at": broken, "site_ledgers": breaks}
 
 
 def _user(conn, user_id: int):

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flip.fl.runtime.flower import DeploymentError
-from flip.hub import audit
+from flip.hub import anchors, audit, certificates
 from flip.hub.auth import Principal, Site, new_token, token_hash
 from flip.hub.db import (
     now,
@@ -45,8 +45,13 @@ from flip.hub.db import (
 )
 from flip.hub.federation import Federation
 from flip.hub.schemas import (
+    AnchorIn,
+    AnchorOut,
+    CountersignIn,
     DecisionIn,
     FlowerOut,
+    HubHeadsIn,
+    HubHeadsOut,
     NodeKeyIn,
     PathId,
     RunLogIn,
@@ -55,7 +60,7 @@ from flip.hub.schemas import (
     TokenOut,
     WorkOut,
 )
-from flip.hub.transactions import Conn, WriteTurns, reading, writes
+from flip.hub.transactions import Conn, ReadConn, WriteTurns, reading, writes
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
 
@@ -405,3 +410,31 @@ def rotate_credential(conn: Conn, site: Site) -> TokenOut:
     )
     audit.append(conn, site.label, "site.credential.rotate", f"site:{site.name}")
     return TokenOut(id=site.id, name=site.name, token=credential)
+
+
+@router.post("/anchor")
+@writes(wake=False)
+def anchor(body: AnchorIn, conn: Conn, site: Site, request: Request) -> AnchorOut:
+    """Keep this site's signed ledger head if it extends the last one kept (a break is
+    audited and reported back); the reply carries the hub's own signed head to keep."""
+    try:
+        return anchors.record_site_head(conn, site, body, request.app.state.signing_key)
+    except anchors.AnchorError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.post("/hub-heads/check")
+def check_hub_heads(body: HubHeadsIn, conn: ReadConn, site: Site, request: Request) -> HubHeadsOut:
+    """Whether the hub's audit chain still holds each signed head a site kept."""
+    problems = anchors.check_hub_heads(conn, body.heads, request.app.state.signing_key)
+    return HubHeadsOut(ok=not problems, problems=problems)
+
+
+@router.post("/certificates/{run_id}", status_code=204)
+@writes(wake=False)
+def countersign(run_id: PathId, body: CountersignIn, conn: Conn, site: Site) -> None:
+    """Countersign run `run_id`'s certificate, once this site has checked its own part."""
+    problem = certificates.countersign(conn, site.id, site.name, run_id, body.signature)
+    if problem is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+    audit.append(conn, site.label, "run.certificate.countersign", f"run:{run_id}")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flip.hub import audit
+from flip.hub import audit, certificates
 from flip.hub.auth import Principal, Reader, Researcher
 from flip.hub.db import (
     now,
@@ -368,6 +368,19 @@ def get_run(run_id: PathId, conn: Conn, who: Reader) -> RunOut:
     out = _run_out(conn, run_id)
     audit.append(conn, who.label, "run.read", f"run:{run_id}")
     return out
+
+
+@router.get("/runs/{run_id}/certificate")
+@writes(wake=False)
+def get_certificate(run_id: PathId, conn: Conn, who: Reader) -> dict[str, Any]:
+    """A completed run's certificate, signed by the hub, with the sites' countersignatures so
+    far: `flip verify` checks it offline."""
+    _run_out(conn, run_id)
+    found = certificates.document(conn, run_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no certificate (yet)")
+    audit.append(conn, who.label, "run.certificate.read", f"run:{run_id}")
+    return found
 
 
 def _run_worked_on(conn: Connection, run_id: int, who: Principal):

@@ -1,0 +1,218 @@
+"""Issue 19 item 16: a completed run ends with a certificate signed by the hub and countersigned
+by each site, that `flip verify CERT` checks offline; tampering any field fails, naming it."""
+
+import json
+import subprocess
+
+import pytest
+
+from flip.config import SiteConfig
+from flip.data.ledger import Ledger
+from flip.fl.privacy import PrivacySpec
+from flip.fl.tasks import mace_task, task_hash
+from flip.hub import certificates
+from flip.hub.app import bootstrap_admin, create_app
+from flip.hub.client import ResearcherClient
+from flip.hub.server import BackgroundServer
+from flip.signing import load_or_create_key, public_pem
+from flip.site import anchor
+from flip.site.agent import SiteAgent
+from flip.site.approvals import decide
+from flip.site.hub_client import HubClient
+from tests.conftest import build_site
+from tests.e2e.processes import FLIP, cli, federation, wait_for
+
+SITES = ("alpha", "beta")
+
+
+def _verify(path, *args) -> subprocess.CompletedProcess:
+    command = [*FLIP, "verify", str(path), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def _keys(tmp_path, hub_key_file, site_keys: dict) -> list[str]:
+    """Trusted key files (PEM) for `flip verify`: the hub's and each site's public key."""
+    (tmp_path / "hub.pub").write_text(public_pem(load_or_create_key(hub_key_file)))
+    args = ["--hub-key", str(tmp_path / "hub.pub")]
+    for name, key_file in site_keys.items():
+        (tmp_path / f"{name}.pub").write_text(public_pem(load_or_create_key(key_file)))
+        args += ["--site-key", f"{name}={tmp_path / f'{name}.pub'}"]
+    return args
+
+
+@pytest.fixture
+def certified(tmp_path):
+    """A run both sites joined, its certificate issued by the hub as a completed run's is
+    (from the per-site figures the sites' ClientApps reported), and the agents polled."""
+    spec = mace_task().model_copy(
+        update={"privacy": PrivacySpec(noise_multiplier=1.1, clipping_norm=1.0), "rounds": 3}
+    )
+    digest = task_hash(spec)
+    app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}", signing_key=tmp_path / "hub.key")
+    hub = BackgroundServer(app).start()
+    admin = ResearcherClient(hub.url, bootstrap_admin(app.state.engine))
+    researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
+    project = researcher.create_project("certified")
+    agents, per_site = {}, {}
+    for name in SITES:
+        (tmp_path / name).mkdir()
+        site = SiteConfig(name=name, store="-", ledger=str(tmp_path / name / "ledger.sqlite"))
+        token = admin.create_site(name)
+        client = HubClient(hub.url, HubClient.enrol(hub.url, token, anchor.public_key(site)))
+        agents[name] = SiteAgent(site, client)
+    researcher.invite(project, list(SITES))
+    researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
+    for i, (name, agent) in enumerate(agents.items()):
+        decide(agent.site, agent.hub, project, digest, "approved", by="site-admin")
+        per_site[name] = {"data_sha256": f"{i + 1}" * 64, "n_train": 100 + i, "n_test": 30 + i}
+        with Ledger(agent.site.ledger) as ledger:  # what its ClientApp logs as it evaluates
+            detail = {"project": str(project), "task_hash": digest, **per_site[name]}
+            ledger.record("run.evaluated", detail)
+    run = researcher.create_run(project, digest, 3, runtime="deployment")
+    for agent in agents.values():
+        agent.run_once()
+    results = {"per_site": per_site, "model_sha256": "f" * 64}
+    with app.state.engine.begin() as conn:
+        certificates.issue(conn, run, results, app.state.signing_key)
+    yield agents, researcher, run, per_site, spec
+    for agent in agents.values():
+        agent.hub.close()
+    hub.stop()
+
+
+def test_sites_countersign_and_the_certificate_verifies_offline(certified, tmp_path):
+    agents, researcher, run, per_site, spec = certified
+    assert researcher.certificate(run)["signatures"]["sites"] == {}
+    for agent in agents.values():
+        agent.run_once()
+    document = researcher.certificate(run)
+    fields = document["fields"]
+    assert set(document["signatures"]["sites"]) == set(SITES)
+    assert fields["task_hash"] == task_hash(spec)
+    assert fields["epsilon"] == pytest.approx(spec.privacy.epsilon(3), rel=1e-5)
+    assert fields["privacy"]["noise_multiplier"] == 1.1
+    assert fields["site:alpha"]["data_sha256"] == per_site["alpha"]["data_sha256"]
+    assert fields["site:beta"]["approval"] == "approved"
+    path = tmp_path / "cert.json"
+    path.write_text(json.dumps(document))
+    site_keys = {name: anchor.key_path(agent.site) for name, agent in agents.items()}
+    trusted = _keys(tmp_path, tmp_path / "hub.key", site_keys)
+    pinned = cli("hub", "public-key", "--signing-key", str(tmp_path / "hub.key")).stdout
+    assert pinned == (tmp_path / "hub.pub").read_text() == document["fields"]["hub_key"]
+    done = _verify(path, *trusted)
+    assert done.returncode == 0, done.stderr
+    assert "countersigned by alpha, beta" in done.stdout
+
+    tampered = {
+        "task_hash": "0" * 64,
+        "cohort_hash": "0" * 64,
+        "epsilon": 0.01,
+        "privacy": None,
+        "model_sha256": "0" * 64,
+        "site:alpha": {**fields["site:alpha"], "n_train": 5000},
+        "site:beta": {**fields["site:beta"], "data_sha256": "0" * 64},
+        "run": {**fields["run"], "rounds": 30},
+    }
+    for name, value in tampered.items():
+        changed = {**document, "fields": {**fields, name: value}}
+        path.write_text(json.dumps(changed))
+        failed = _verify(path, *trusted)
+        assert failed.returncode == 1, name
+        assert f"field {name!r} does not match its signed digest" in failed.stderr
+
+    forged = {
+        **document,
+        "signatures": {**document["signatures"], "hub": document["signatures"]["sites"]["alpha"]},
+    }
+    path.write_text(json.dumps(forged))
+    assert "the hub's signature does not verify" in _verify(path, *trusted).stderr
+
+
+def test_a_certificate_re_signed_with_another_key_fails_against_the_trusted_keys(
+    certified, tmp_path
+):
+    agents, researcher, run, _, _ = certified
+    for agent in agents.values():
+        agent.run_once()
+    document = researcher.certificate(run)
+    from flip.certificate import HUB, digests, signed_record
+    from flip.signing import sign
+
+    mallory = load_or_create_key(tmp_path / "mallory.key")
+    fields = {**document["fields"], "model_sha256": "0" * 64, "hub_key": public_pem(mallory)}
+    stated = digests(fields)
+    forged = {
+        "fields": fields,
+        "digests": stated,
+        "signatures": {**document["signatures"], "hub": sign(mallory, signed_record(HUB, stated))},
+    }
+    path = tmp_path / "cert.json"
+    path.write_text(json.dumps(forged))
+    site_keys = {name: anchor.key_path(agent.site) for name, agent in agents.items()}
+    failed = _verify(path, *_keys(tmp_path, tmp_path / "hub.key", site_keys))
+    assert failed.returncode == 1
+    assert "field 'hub_key' is not the trusted hub key" in failed.stderr
+    assert "site alpha's countersignature does not verify" in failed.stderr
+
+
+def test_a_site_does_not_countersign_figures_its_ledger_does_not_hold(certified):
+    agents, researcher, run, _, _ = certified
+    with Ledger(agents["beta"].site.ledger) as ledger:  # beta's ClientApp reported other rows
+        entry = ledger.entries()
+    beta = agents["beta"]
+    evaluated = [e for e in entry if e["action"] == "run.evaluated"][-1]
+    detail = json.loads(evaluated["detail"]) | {"n_train": 7}
+    with Ledger(beta.site.ledger) as ledger:
+        ledger.record("run.evaluated", detail)
+    for agent in agents.values():
+        agent.run_once()
+    assert set(researcher.certificate(run)["signatures"]["sites"]) == {"alpha"}
+    with Ledger(beta.site.ledger) as ledger:
+        refused = [e for e in ledger.entries() if e["action"] == "run.certificate.refused"]
+    assert "n_train is 101, and this site reported 7" in refused[0]["detail"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_deployment_run_over_real_processes_ends_with_a_verifiable_certificate(tmp_path):
+    configs = {
+        name: build_site(tmp_path, name, "csv", 150, seed=20 + i) for i, name in enumerate(SITES)
+    }
+    with federation(tmp_path, configs) as running:
+        researcher = running.researcher
+        project = researcher.create_project("certified")
+        researcher.invite(project, list(configs))
+        spec = mace_task()
+        digest = task_hash(spec)
+        researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
+        for config in configs.values():
+            cli("site", "approve", str(project), digest, "--site-config", str(config))
+        run = researcher.create_run(project, digest, 2, runtime="deployment")
+        wait_for(lambda: len(researcher.run(run)["sites"]) == len(configs), "the sites to join")
+        researcher.set_run_status(run, "running")
+        final = wait_for(
+            lambda: researcher.run(run) if researcher.run(run)["status"] != "running" else None,
+            "the run to end",
+            timeout=900,
+        )
+        assert final["status"] == "completed", final
+
+        def countersigned():
+            found = researcher.certificate(run)
+            return found if len(found["signatures"]["sites"]) == len(configs) else None
+
+        document = wait_for(countersigned, "both sites to countersign", timeout=120)
+    per_site = final["results"]["per_site"]
+    for name in SITES:
+        mine = document["fields"][f"site:{name}"]
+        assert mine["data_sha256"] == per_site[name]["data_sha256"]
+        assert mine["n_train"] == per_site[name]["n_train"] > 0
+    assert document["fields"]["model_sha256"] == final["results"]["model_sha256"]
+    path = tmp_path / "cert.json"
+    path.write_text(json.dumps(document))
+    site_keys = {n: anchor.key_path(SiteConfig.load(c)) for n, c in configs.items()}
+    done = _verify(path, *_keys(tmp_path, tmp_path / "hub-signing.key", site_keys))
+    assert done.returncode == 0, done.stderr
+    path.write_text(json.dumps({**document, "fields": {**document["fields"], "epsilon": 1.0}}))
+    failed = _verify(path, *_keys(tmp_path, tmp_path / "hub-signing.key", site_keys))
+    assert "field 'epsilon' does not match its signed digest" in failed.stderr

@@ -15,6 +15,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import Store
 from flip.data.ingest.ingestor import Ingestor
 from flip.data.ingest.report import IngestReport
+from flip.data.sources.identity import PersonIdentity
 from flip.data.sources.records import SourceRecord
 from flip.data.terminology.vocabulary import Vocabulary
 
@@ -30,7 +31,7 @@ def ingest_path(
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
     code_systems: dict[str, str] | None = None,
-    person_identifier: str | None = None,
+    person_identifier: PersonIdentity | str | None = None,
     reading: Iterable[SourceRecord] | None = None,
 ) -> IngestReport:
     """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
@@ -46,19 +47,21 @@ def ingest_path(
     as the listener, since a feed's identifiers hold across the files it is split into).
     `code_systems` are the site's declared code system names, URIs or OIDs -> OMOP
     vocabulary_id (site.yaml `code_systems`).
-    `person_identifier` (fhir) is the identifier system whose value makes a patient one
-    person across resources and sources; `reading` (fhir) the records of `path` already
-    being read (`fhir.read_path_ahead`).
+    `person_identifier` (fhir, hl7v2, csv, sql) is the site's person identifier (a FHIR
+    identifier system, or a PersonIdentity that also says how HL7 v2 PID-3 carries it):
+    patients with the same value are one person across resources, sources and kinds;
+    `reading` (fhir) the records of `path` already being read (`fhir.read_path_ahead`).
     """
     from flip.data.sources import fhir, hl7v2, tabular
     from flip.data.sources.readahead import read_ahead
 
+    identity = PersonIdentity.of(person_identifier)
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     if kind in ("fhir", "hl7v2"):
         if kind == "hl7v2":
-            records, name = hl7v2.read_path(path), source_system or hl7v2.FEED
+            records, name = hl7v2.read_path(path, identity), source_system or hl7v2.FEED
         else:
-            records = reading if reading is not None else fhir.read_path(path, person_identifier)
+            records = reading if reading is not None else fhir.read_path(path, identity)
             name = source_system or f"fhir:{path.name}"
         ingestor = Ingestor(store, vocabulary, name)
         return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
@@ -97,14 +100,14 @@ def ingest_path(
         known = vocabulary.unit
         if kind == "csv":
             spec = spec.check(folder=path, unit_known=known)
-            records = read_ahead(tabular.read_tables, spec, path)
+            records = read_ahead(tabular.read_tables, spec, path, None, identity)
             return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
         if not url:
             raise ValueError("a sql source needs --url (any SQLAlchemy database URL)")
         engine = create_engine(url)
         try:
             spec = spec.check(engine=engine, unit_known=known)
-            records = tabular.read_tables(spec, engine=engine)
+            records = tabular.read_tables(spec, engine=engine, identity=identity)
             where = engine.url.render_as_string(hide_password=True)
             return ingestor.run(records, kind=kind, uri=where, progress=progress)
         finally:
@@ -122,7 +125,7 @@ def ingest_fhir_server(
     headers: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
     code_systems: dict[str, str] | None = None,
-    person_identifier: str | None = None,
+    person_identifier: PersonIdentity | str | None = None,
 ) -> IngestReport:
     """Ingest from a FHIR server by paged search, or by Bulk Data `$export` when `bulk`.
 

@@ -133,6 +133,14 @@ def ingest(
             "`person_identifier` (default: ./site.yaml when there is one).",
         ),
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="PATH (or --url with --full) is a full re-export of the source system: "
+            "remove what earlier runs of it loaded and this export no longer holds. Off by "
+            "default; refused for HL7 v2 without --system and for incremental FHIR pulls.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest a source into the store: map codes, validate, quarantine bad records.
@@ -189,6 +197,7 @@ def ingest(
                     progress=advance,
                     code_systems=settings.code_systems,
                     person_identifier=identity,
+                    prune=prune,
                 )
             else:
                 report = ingest_path(
@@ -203,6 +212,7 @@ def ingest(
                     code_systems=settings.code_systems,
                     person_identifier=identity,
                     reading=reading,
+                    prune=prune,
                 )
         s.close()
     if as_json:
@@ -282,6 +292,12 @@ def _print_report(report) -> None:
         ("Skipped by rule", report.skipped_rules, "rule", "records"),
         ("Warnings (optional fields nulled, conflicts)", report.warnings, "rule", "records"),
         ("Unmapped codes", report.unmapped, "system|code", "records"),
+        (
+            f"Pruned: {report.pruned} records gone from the source",
+            report.pruned_rows,
+            "table",
+            "rows",
+        ),
     ):
         if counter:
             t = Table(title=title)

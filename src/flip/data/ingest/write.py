@@ -59,6 +59,7 @@ class Writer:
                     records_unchanged=report.unchanged,
                     records_quarantined=report.quarantined,
                     records_skipped=report.skipped,
+                    records_pruned=report.pruned,
                 )
             )
             _write_tallies(conn, report)
@@ -79,7 +80,7 @@ class Writer:
                     continue
                 again_new += earlier
                 for table, cdm_id, _, run in old:
-                    _delete_row(conn, table, cdm_id)
+                    delete_row(conn, table, cdm_id)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
             layout = batch.layout(self.system, report.run_id, unchanged)
@@ -100,7 +101,7 @@ class Writer:
                     report.unchanged += 1  # the old person was merged away before
             self._quarantine(conn, batch.quarantine, report)
             if self.derive_periods:
-                _rebuild_observation_periods(conn, layout.person_ids)
+                rebuild_observation_periods(conn, layout.person_ids)
 
     def _existing(
         self, conn: Connection, batch: Batch
@@ -155,8 +156,9 @@ def _now() -> datetime:
 
 
 def _write_tallies(conn: Connection, report: IngestReport) -> None:
-    """Keep the run's per-rule counts of skipped records and warnings, and its unmapped
-    codes ("system|code", cut to the column's length), beside its counters."""
+    """Keep the run's per-rule counts of skipped records and warnings, its unmapped codes
+    ("system|code", cut to the column's length) and its pruned rows per table, beside its
+    counters."""
     tally = schema.ingest_tally
     conn.execute(delete(tally).where(tally.c.ingest_run_id == report.run_id))
     unmapped: Counter[str] = Counter()
@@ -168,6 +170,7 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
             ("skipped", report.skipped_rules),
             ("warning", report.warnings),
             ("unmapped", unmapped),
+            ("pruned", report.pruned_rows),
         )
         for rule, count in counter.items()
     ]
@@ -175,7 +178,8 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
         conn.execute(insert(tally), rows)
 
 
-def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
+def delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
+    """Delete one CDM row and its provenance."""
     table = schema.metadata.tables[table_name]
     primary = next(iter(table.primary_key.columns))
     conn.execute(delete(table).where(primary == cdm_id))
@@ -201,7 +205,7 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
     return True
 
 
-def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:
+def rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:
     """One observation period per person, from their first to their last dated record."""
     if not person_ids:
         return

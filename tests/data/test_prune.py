@@ -132,7 +132,10 @@ def test_a_csv_re_export_through_its_mapping_is_pruned(store, tmp_path):
     folder = tmp_path / "extract"
     folder.mkdir()
     (folder / "patients.csv").write_text("id,dob\nP1,1950-01-01\n")
-    labs = "lab_id,patient,code,result,taken\nL1,P1,2345-7,5.1,2020-01-01\nL2,P1,2345-7,6.0,2020-02-01\n"
+    labs = (
+        "lab_id,patient,code,result,taken\n"
+        "L1,P1,2345-7,5.1,2020-01-01\nL2,P1,2345-7,6.0,2020-02-01\n"
+    )
     (folder / "labs.csv").write_text(labs)
     mapping = {
         "person": {"file": "patients.csv", "id": "id", "birth_date": {"column": "dob"}},

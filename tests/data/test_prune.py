@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from flip.cli.app import app
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_fhir_server, ingest_path
-from flip.data.ingest.prune import PERSON_KEPT
+from flip.data.ingest.prune import PERSON_KEPT, PRUNE_REFUSED
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows, write_ndjson
 
@@ -187,3 +187,16 @@ def test_cli_prunes_only_when_asked(tmp_path):
     feed.write_text("MSH|^~\\&|A|B|C|D|20240101||ADT^A04|1|P|2.5\rPID|1||7^^^H^MR||X||19600101|F\r")
     result = runner.invoke(app, ["site", "ingest", "hl7v2", str(feed), "--store", store, "--prune"])
     assert result.exit_code == 1 and "HL7 v2 feed is partial" in result.output
+
+
+def test_a_record_quarantined_without_its_key_stops_the_prune(store, tmp_path):
+    folder = _export(tmp_path, [patient("a"), condition("a1", "Patient/a")])
+    ingest_path(store, "fhir", folder)
+    (folder / "all.ndjson").write_bytes(
+        json.dumps(patient("a")).encode() + b'\n{"resourceType": "Condition", "id": "a1", \n'
+    )
+    report = ingest_path(store, "fhir", folder, prune=True)
+    assert_accounted(store, report)
+    assert report.quarantined == 1 and report.pruned == 0
+    assert report.warnings == {PRUNE_REFUSED: 1}
+    assert len(rows(store, "condition_occurrence")) == 1

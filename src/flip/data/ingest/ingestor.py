@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from flip.data.cdm.store import Store
 from flip.data.ingest.batch import batches, count_records, young_collections_only
 from flip.data.ingest.convert import Converter
-from flip.data.ingest.prune import prune
+from flip.data.ingest.prune import PRUNE_REFUSED, prune
 from flip.data.ingest.report import IngestReport
 from flip.data.ingest.write import Writer
 from flip.data.sources.records import EventBlock, Rejected, SourceRecord
@@ -39,6 +39,7 @@ class Ingestor:
         self.writer = Writer(store, source_system, derive_periods)
         self.report: IngestReport | None = None
         self.seen: set[str] | None = set() if prune else None
+        self.unkeyed = 0
 
     @property
     def store(self) -> Store:
@@ -64,6 +65,7 @@ class Ingestor:
         report = self._require_run()
         if self.seen is not None:
             self.seen.update(_keys(records))
+            self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
         batch = self.converter.convert(records, report, final)
         self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting
@@ -79,7 +81,10 @@ class Ingestor:
                 report.read += count_records(batch)
             if self.seen is not None and status == "completed":
                 writer = self.writer
-                prune(writer.store, writer.system, self.seen, report, writer.derive_periods)
+                if self.unkeyed:
+                    report.warnings[PRUNE_REFUSED] += self.unkeyed
+                else:
+                    prune(writer.store, writer.system, self.seen, report, writer.derive_periods)
         except BaseException:
             status = "failed"
             raise

@@ -19,6 +19,9 @@ from flip.data.ingest.write import delete_row, rebuild_observation_periods
 #: The warning counted for a person pruned from this source whom other rows still refer to.
 PERSON_KEPT = "prune.person_still_referenced"
 
+#: The warning counted, per keyless quarantined record, when a run does not prune for them.
+PRUNE_REFUSED = "prune.refused.unkeyed_quarantine"
+
 #: Tables whose rows belong to a person and go with them (derived or one per person).
 _OF_PERSON = ("death", "observation_period")
 

@@ -744,6 +744,8 @@ source_record = Table(
     Column("location", Text, nullable=False),
     Column("content_hash", String(64), nullable=False),
     _id("ingest_run_id"),
+    #: The record's version when the source gives one (FHIR meta.versionId, lastUpdated).
+    Column("source_version", String(100)),
 )
 
 #: Re-ingest looks records up by key. DuckDB joins the keys without an index, and an

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, func, insert, literal, select, union_
 from flip.data.cdm import schema
 from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
-from flip.data.ingest.batch import Batch
+from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.report import SUPERSEDED, IngestReport
 from flip.data.sources.records import Rejected
 
@@ -72,24 +72,28 @@ class Writer:
             # A key an earlier batch of this run wrote: that record is superseded, not this
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
+            stale: set[str] = set()  # an older version than the one stored
             for key, old in self._existing(conn, batch).items():
-                earlier = any(run == report.run_id for *_, run in old)
-                if all(digest == batch.sources[key][1] for _, _, digest, _ in old):
+                earlier = any(run == report.run_id for *_, run, _ in old)
+                if any(older(batch.versions.get(key), version) for *_, version in old):
+                    stale.add(key)
+                    continue
+                if all(digest == batch.sources[key][1] for _, _, digest, _, _ in old):
                     unchanged.add(key)
                     again_same += earlier
                     continue
                 again_new += earlier
-                for table, cdm_id, _, run in old:
+                for table, cdm_id, _, run, _ in old:
                     delete_row(conn, table, cdm_id)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
-            layout = batch.layout(self.system, report.run_id, unchanged)
+            layout = batch.layout(self.system, report.run_id, unchanged | stale)
             for name, columns in layout.tables.items():
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
-            superseded = batch.superseded + again_same + again_new
+            superseded = batch.superseded + again_same + again_new + len(stale)
             if superseded:
                 report.skipped += superseded
                 report.skipped_rules[SUPERSEDED] += superseded
@@ -105,11 +109,12 @@ class Writer:
 
     def _existing(
         self, conn: Connection, batch: Batch
-    ) -> dict[str, list[tuple[str, int, str, int]]]:
-        """(table, id, content hash, ingest run) of the rows already stored for each record of
-        the batch; a record stored earlier in this run is replaced by the batch's (superseded)."""
+    ) -> dict[str, list[tuple[str, int, str, int, str | None]]]:
+        """(table, id, content hash, ingest run, version) of the rows already stored for each
+        record of the batch; a record stored earlier in this run is replaced by the batch's
+        (superseded), unless the stored one is a later version."""
         provenance = schema.source_record
-        existing: dict[str, list[tuple[str, int, str, int]]] = {}
+        existing: dict[str, list[tuple[str, int, str, int, str | None]]] = {}
         with values_in(conn, provenance.c.record_key, list(batch.sources)) as wanted:
             found = conn.execute(
                 select(
@@ -118,12 +123,13 @@ class Writer:
                     provenance.c.cdm_id,
                     provenance.c.content_hash,
                     provenance.c.ingest_run_id,
+                    provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
                 .where(wanted)
             ).all()
-        for key, table, cdm_id, digest, run in found:
-            existing.setdefault(key, []).append((table, cdm_id, digest, run))
+        for key, table, cdm_id, digest, run, version in found:
+            existing.setdefault(key, []).append((table, cdm_id, digest, run, version))
         return existing
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:

@@ -21,7 +21,7 @@ import contextlib
 import gzip
 import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -643,7 +643,31 @@ def _records(
         for record in out:
             if hasattr(record, "warnings"):
                 record.warnings = (*record.warnings, *warnings)
+    version = version_of(resource)
+    if version is not None:
+        for record in out:
+            if hasattr(record, "version"):
+                record.version = version
     return out
+
+
+def version_of(resource: dict) -> str | None:
+    """A resource version as a text that sorts in version order: meta.versionId (digits
+    compare as numbers), then meta.lastUpdated in UTC; None when the resource has neither."""
+    meta = resource.get("meta")
+    if not isinstance(meta, dict):
+        return None
+    number = meta.get("versionId")
+    number = str(number).strip() if isinstance(number, str | int) else ""
+    if number.isdigit():
+        number = number.zfill(20)
+    updated = meta.get("lastUpdated")
+    when = ""
+    if isinstance(updated, str):
+        with contextlib.suppress(ValueError):
+            stamp = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+            when = (stamp.astimezone(UTC) if stamp.tzinfo else stamp).isoformat()
+    return f"{number}|{when}"[:100] if number or when else None
 
 
 #: A NUL character as JSON escapes it; PostgreSQL text cannot hold one.

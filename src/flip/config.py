@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class AutoApproval(BaseModel):
@@ -53,6 +53,26 @@ class SitePolicy(BaseModel):
     )
 
 
+class PersonIdentifier(BaseModel):
+    """The identifier that decides who a patient is, as each source kind carries it.
+
+    `system` is its FHIR identifier system (e.g. https://fhir.nhs.uk/Id/nhs-number). An
+    HL7 v2 PID-3 repetition carries it when its assigning authority (CX.4: namespace or
+    OID) is `hl7v2_authority` and its type (CX.5) is `hl7v2_type`, each when given; with
+    neither, when CX.4 names the system or, for a `urn:oid:` system, its OID. A table
+    carries it in the column its mapping's person entry names `identifier`.
+    """
+
+    system: str = Field(min_length=1)
+    hl7v2_authority: str | None = None
+    hl7v2_type: str | None = None
+
+
+def _person_identifier(value: object) -> object:
+    """site.yaml may name the person identifier by its system alone."""
+    return {"system": value} if isinstance(value, str) else value
+
+
 class SiteConfig(BaseModel):
     """One site: its name, its store, its ledger (approvals and audit) and its policy."""
 
@@ -67,11 +87,13 @@ class SiteConfig(BaseModel):
         description="The site's own code system names, URIs or OIDs (e.g. an HL7 v2 99zzz "
         "name) -> OMOP vocabulary_id; they win over FLIP's table when codes are mapped.",
     )
-    person_identifier: str | None = Field(
+    person_identifier: PersonIdentifier | None = Field(
         None,
-        description="Identifier system that decides who a patient is (e.g. an MRN system or "
-        "https://fhir.nhs.uk/Id/nhs-number): one person across resources and sources.",
+        description="Identifier that decides who a patient is (e.g. an MRN system or "
+        "https://fhir.nhs.uk/Id/nhs-number): one person across resources, sources and kinds.",
     )
+
+    _identifier = field_validator("person_identifier", mode="before")(_person_identifier)
 
     @classmethod
     def load(cls, path: Path) -> SiteConfig:
@@ -94,7 +116,9 @@ class IngestSettings(BaseModel):
     """What an ingest reads from site.yaml: the site's code systems and person identifier."""
 
     code_systems: dict[str, str] = Field(default_factory=dict)
-    person_identifier: str | None = None
+    person_identifier: PersonIdentifier | None = None
+
+    _identifier = field_validator("person_identifier", mode="before")(_person_identifier)
 
     @classmethod
     def load(cls, path: Path) -> IngestSettings:

@@ -12,7 +12,7 @@ from flip.data.ingest import IngestReport
 def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> None:
     """Every record read is loaded, unchanged, quarantined or skipped, and the run's row,
     its source_record and quarantine rows and its tallies say the same as the report
-    (rows written per table included)."""
+    (rows written per table included), and its pruned records and rows too."""
     assert report.read == (
         report.loaded + report.unchanged + report.quarantined + report.skipped
     ), report.as_dict()
@@ -25,6 +25,7 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
                 schema.ingest_run.c.records_unchanged,
                 schema.ingest_run.c.records_quarantined,
                 schema.ingest_run.c.records_skipped,
+                schema.ingest_run.c.records_pruned,
             ).where(schema.ingest_run.c.ingest_run_id == run)
         ).one()
         keys = conn.execute(
@@ -49,15 +50,25 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
                 .where(schema.ingest_tally.c.kind == "skipped")
             ).all()
         )
+        pruned = dict(
+            conn.execute(
+                select(schema.ingest_tally.c.rule, schema.ingest_tally.c.count)
+                .where(schema.ingest_tally.c.ingest_run_id == run)
+                .where(schema.ingest_tally.c.kind == "pruned")
+            ).all()
+        )
     assert tuple(stored) == (
         report.read,
         report.loaded,
         report.unchanged,
         report.quarantined,
         report.skipped,
+        report.pruned,
     )
     assert keys == report.loaded - merges, (keys, report.as_dict())
     assert linked == {t: n for t, n in report.rows.items() if n}, (linked, report.as_dict())
     assert quarantined == report.quarantined, (quarantined, report.as_dict())
     assert tallies == dict(report.skipped_rules)
     assert sum(tallies.values()) == report.skipped
+    assert pruned == dict(report.pruned_rows), (pruned, report.as_dict())
+    assert (report.pruned == 0) == (not report.pruned_rows), report.as_dict()

@@ -79,13 +79,17 @@ def test_times_of_day_comparators_skips_and_warnings_are_kept(store: Store) -> N
     assert (again.loaded, again.unchanged, again.skipped) == (0, 5, 2)
 
 
-def test_an_older_store_gains_the_skipped_counter_and_the_source_system(tmp_path) -> None:
+def test_an_older_store_gains_its_newer_counters_and_columns(
+    tmp_path,
+) -> None:
     path = tmp_path / "old.duckdb"
     old = open_store(path)
     old.create()
     with old.begin() as conn:
         conn.execute(text("ALTER TABLE ingest_run DROP COLUMN records_skipped"))
         conn.execute(text("ALTER TABLE ingest_run DROP COLUMN source_system"))
+        conn.execute(text("ALTER TABLE ingest_run DROP COLUMN records_pruned"))
+        conn.execute(text("ALTER TABLE source_record DROP COLUMN source_version"))
         conn.execute(text("UPDATE flip_schema SET version = 4"))
     old.close()
     store = open_store(path)

@@ -166,9 +166,9 @@ def test_without_the_identifier_system_each_patient_id_is_a_person(store, tmp_pa
 def test_csv_extract_has_messy_headers_null_cells_and_unpadded_dates(tmp_path):
     folder = _site(tmp_path, "csv", Shapes(unpadded=0.5))[1]
     patients_csv = (folder / "patients.csv").read_text().splitlines()
-    assert patients_csv[0] == "Patient_Ref, DOB,Sex ,DIED"
+    assert patients_csv[0] == "Patient_Ref,NHS_Number , DOB,Sex ,DIED"
     assert all(line.endswith(",NULL") for line in patients_csv[1:])
-    dates = [line.split(",")[1] for line in patients_csv[1:]]
+    dates = [line.split(",")[2] for line in patients_csv[1:]]
     assert any(re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", d) and len(d) < 10 for d in dates)
     assert any(len(d) == 10 for d in dates)
     taken = [line.rsplit(",", 1)[1] for line in (folder / "labs.csv").read_text().splitlines()]

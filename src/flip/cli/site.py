@@ -18,6 +18,7 @@ from flip.cli.optout import app as optout_app
 
 if TYPE_CHECKING:
     from flip.config import IngestSettings
+    from flip.data.sources.identity import PersonIdentity
 
 app = typer.Typer(
     help="Site commands: create a store, ingest sources, count cohorts.", no_args_is_help=True
@@ -119,9 +120,10 @@ def ingest(
     person_identifier: Annotated[
         str | None,
         typer.Option(
-            help="fhir: the identifier system that decides who a patient is (e.g. "
+            help="The identifier system that decides who a patient is (e.g. "
             "https://fhir.nhs.uk/Id/nhs-number): patients with the same value are one person "
-            "across resources and sources. Default: site.yaml's person_identifier, if any."
+            "across resources, sources and kinds (FHIR Patient.identifier, HL7 v2 PID-3, a "
+            "mapping's person `identifier` column). Default: site.yaml's person_identifier."
         ),
     ] = None,
     site_config: Annotated[
@@ -132,6 +134,14 @@ def ingest(
             "`person_identifier` (default: ./site.yaml when there is one).",
         ),
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="PATH (or --url with --full) is a full re-export of the source system: "
+            "remove what earlier runs of it loaded and this export no longer holds. Off by "
+            "default; refused for HL7 v2 without --system and for incremental FHIR pulls.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest a source into the store: map codes, validate, quarantine bad records.
@@ -161,7 +171,7 @@ def ingest(
         errors += (DicomWebError,)
     with one_line_errors(*errors):
         settings = _ingest_settings(site_config)
-        person_identifier = person_identifier or settings.person_identifier
+        identity = _identity(person_identifier, settings)
         s = open_store(store)
         try:
             s.check()  # a store at FLIP's version needs no create(), a tenth of a second
@@ -187,7 +197,8 @@ def ingest(
                     source_system=system,
                     progress=advance,
                     code_systems=settings.code_systems,
-                    person_identifier=person_identifier,
+                    person_identifier=identity,
+                    prune=prune,
                 )
             else:
                 report = ingest_path(
@@ -200,8 +211,9 @@ def ingest(
                     source_system=system,
                     progress=advance,
                     code_systems=settings.code_systems,
-                    person_identifier=person_identifier,
+                    person_identifier=identity,
                     reading=reading,
+                    prune=prune,
                 )
         s.close()
     if as_json:
@@ -241,12 +253,24 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     if kind is not SourceKind.fhir or path is None or url:
         return None
     try:
-        identifier = person_identifier or _ingest_settings(site_config).person_identifier
+        identity = _identity(person_identifier, _ingest_settings(site_config))
     except (OSError, ValueError):
         return None
     from flip.data.sources.fhir import read_path_ahead
 
-    return read_path_ahead(path, identifier)
+    return read_path_ahead(path, identity)
+
+
+def _identity(system: str | None, settings: IngestSettings) -> PersonIdentity | None:
+    """The site's person identifier: the `--person-identifier` system, else site.yaml's."""
+    from flip.data.sources.identity import PersonIdentity
+
+    if system:
+        return PersonIdentity(system)
+    found = settings.person_identifier
+    if found is None:
+        return None
+    return PersonIdentity(found.system, found.hl7v2_authority, found.hl7v2_type)
 
 
 def _print_report(report) -> None:
@@ -269,6 +293,12 @@ def _print_report(report) -> None:
         ("Skipped by rule", report.skipped_rules, "rule", "records"),
         ("Warnings (optional fields nulled, conflicts)", report.warnings, "rule", "records"),
         ("Unmapped codes", report.unmapped, "system|code", "records"),
+        (
+            f"Pruned: {report.pruned} records gone from the source",
+            report.pruned_rows,
+            "table",
+            "rows",
+        ),
     ):
         if counter:
             t = Table(title=title)
@@ -333,8 +363,8 @@ def listen(
         Path | None,
         typer.Option(
             "--site-config",
-            help="The site's site.yaml, for its declared `code_systems` "
-            "(default: ./site.yaml when there is one).",
+            help="The site's site.yaml, for its declared `code_systems` and "
+            "`person_identifier` (default: ./site.yaml when there is one).",
         ),
     ] = None,
 ) -> None:
@@ -347,12 +377,19 @@ def listen(
     from flip.data.sources.mllp import listen as serve
 
     with one_line_errors():
-        code_systems = _ingest_settings(site_config).code_systems
+        settings = _ingest_settings(site_config)
         s = open_store(store)
         s.create()
         s.close()
         typer.echo(f"listening for {kind.value} on {host}:{port} (Ctrl-C to stop)", err=True)
-        report = serve(store, system, host, port, code_systems=code_systems)
+        report = serve(
+            store,
+            system,
+            host,
+            port,
+            code_systems=settings.code_systems,
+            identity=_identity(None, settings),
+        )
     typer.echo(json.dumps(report.as_dict()))
 
 

@@ -1,5 +1,9 @@
 """Write synthetic patients as a hospital CSV extract with local codes, plus its mapping file.
 
+Each patient row carries the NHS number their FHIR Patient carries, named as the person
+`identifier` in the mapping: a site whose person identifier is the NHS number finds the
+same person in both exports.
+
 The extract carries the site's real-world shapes (`flip.synth.shapes`): headers in
 mixed case with stray spaces, `NULL` for no value, dates with and without zero
 padding, result times written three ways, a bilirubin below the detection limit as
@@ -21,6 +25,7 @@ from flip.synth.shapes import (
     Truth,
     censored,
     day,
+    nhs_number,
     plan_patient,
     stamp,
 )
@@ -34,8 +39,8 @@ LOCAL_SOCIAL_CODES = {"smoker": "SMK-CUR"}
 #: Each file's columns as the mapping names them, and as a messy extract writes them.
 HEADERS = {
     "patients.csv": (
-        ["patient_ref", "dob", "sex", "died"],
-        ["Patient_Ref", " DOB", "Sex ", "DIED"],
+        ["patient_ref", "nhs_number", "dob", "sex", "died"],
+        ["Patient_Ref", "NHS_Number ", " DOB", "Sex ", "DIED"],
     ),
     "diagnoses.csv": (
         ["diag_id", "patient_ref", "icd10", "diag_date"],
@@ -75,7 +80,13 @@ def write_csv_extract_truth(
     none = "NULL" if shapes.null_strings else ""
     with _writer(folder, "patients.csv", shapes) as w:
         rows = [
-            [p.source_id, day(p.birth_date, plans[p.source_id].padded), p.sex[0].upper(), none]
+            [
+                p.source_id,
+                nhs_number(site, int(p.source_id[3:])),
+                day(p.birth_date, plans[p.source_id].padded),
+                p.sex[0].upper(),
+                none,
+            ]
             for p in patients
         ]
         w.writerows(rows)
@@ -178,6 +189,7 @@ def _mapping(site: str) -> dict:
         "person": {
             "file": "patients.csv",
             "id": "patient_ref",
+            "identifier": "nhs_number",
             "birth_date": {"column": "dob", "format": "%d/%m/%Y"},
             "gender": {"column": "sex", "values": {"M": "male", "F": "female"}},
             "death_date": {"column": "died", "format": "%d/%m/%Y"},

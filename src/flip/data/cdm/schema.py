@@ -733,6 +733,7 @@ ingest_run = Table(
     Column("records_quarantined", Integer, nullable=False, default=0),
     Column("records_skipped", Integer, nullable=False, default=0),
     Column("source_system", String(200)),
+    Column("records_pruned", Integer, nullable=False, default=0),
 )
 
 #: Per ingest run, how many records each rule skipped, how many optional fields each rule
@@ -758,6 +759,8 @@ source_record = Table(
     Column("location", Text, nullable=False),
     Column("content_hash", String(64), nullable=False),
     _id("ingest_run_id"),
+    #: The record's version when the source gives one (FHIR meta.versionId, lastUpdated).
+    Column("source_version", String(100)),
 )
 
 #: Re-ingest looks records up by key. DuckDB joins the keys without an index, and an

@@ -84,6 +84,7 @@ class Store:
                     for index in source_record.indexes:
                         index.create(conn, checkfirst=True)
                 _add_missing_columns(conn, ingest_run, self.schema)
+                _add_missing_columns(conn, source_record, self.schema)
                 conn.execute(flip_schema.delete())
                 conn.execute(
                     insert(flip_schema).values(

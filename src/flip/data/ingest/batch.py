@@ -63,6 +63,8 @@ class Batch:
         self.sources: dict[str, tuple[str, str]] = {}
         self.merges: list[tuple[int, int]] = []
         self.quarantine: list[Rejected] = []
+        self.versions: dict[str, str] = {}
+        self.dropped: set[int] = set()
         self.waiting = 0
         self.superseded = 0
         self.merged_before = 0
@@ -70,13 +72,24 @@ class Batch:
     def add(
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow
     ) -> None:
-        """Add a row of `record`; a later record with the same key replaces an earlier one."""
+        """Add a row of `record`; a later record with the same key replaces an earlier one,
+        unless their versions say the earlier one is newer (then the later one is dropped)."""
         owner = self.owners.get(record.key)
         if owner is not record:
+            if id(record) in self.dropped:
+                return
+            version = getattr(record, "version", None)
             if owner is not None:
                 self.superseded += 1
+                if older(version, getattr(owner, "version", None)):
+                    self.dropped.add(id(record))
+                    return
             self.owners[record.key] = record
             self.rows[record.key] = []
+            if version is not None:
+                self.versions[record.key] = version
+            else:
+                self.versions.pop(record.key, None)
         self.rows[record.key].append(row)
         self.sources[record.key] = (record.location, hashlib.sha256(record.raw).hexdigest())
 
@@ -98,6 +111,7 @@ class Batch:
             system,
             run_id,
         )
+        links["source_version"] = [self.versions.get(key) for key, _ in flat]
         return Layout.of(tables, links, len(kept), self.merges)
 
 
@@ -156,6 +170,11 @@ def provenance_links(
         "source_system": [system] * len(keys),
         "ingest_run_id": [run_id] * len(keys),
     }
+
+
+def older(version: str | None, than: str | None) -> bool:
+    """Whether a record version is older than another (never when either has none)."""
+    return version is not None and than is not None and version < than
 
 
 @dataclass

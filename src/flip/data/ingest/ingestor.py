@@ -6,14 +6,15 @@ waits for the end of the run, so files and entries may come in any order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from flip.data.cdm.store import Store
 from flip.data.ingest.batch import batches, count_records, young_collections_only
 from flip.data.ingest.convert import Converter
+from flip.data.ingest.prune import PRUNE_REFUSED, prune
 from flip.data.ingest.report import IngestReport
 from flip.data.ingest.write import Writer
-from flip.data.sources.records import Rejected, SourceRecord
+from flip.data.sources.records import EventBlock, Rejected, SourceRecord
 from flip.data.terminology.vocabulary import Vocabulary
 
 
@@ -21,15 +22,24 @@ class Ingestor:
     """Writes records from one source system into a store, in one ingest run.
 
     `start()`, then `write()` batch by batch (each commits whole), then `finish()`;
-    `run()` does all three for an iterable of records.
+    `run()` does all three for an iterable of records. With `prune`, a completed run then
+    removes what earlier runs of the source system loaded and this one did not read.
     """
 
     def __init__(
-        self, store: Store, vocabulary: Vocabulary, source_system: str, derive_periods: bool = True
+        self,
+        store: Store,
+        vocabulary: Vocabulary,
+        source_system: str,
+        derive_periods: bool = True,
+        *,
+        prune: bool = False,
     ) -> None:
         self.converter = Converter(store, vocabulary, source_system)
         self.writer = Writer(store, source_system, derive_periods)
         self.report: IngestReport | None = None
+        self.seen: set[str] | None = set() if prune else None
+        self.unkeyed = 0
 
     @property
     def store(self) -> Store:
@@ -53,6 +63,9 @@ class Ingestor:
         in which case it is a dangling reference.
         """
         report = self._require_run()
+        if self.seen is not None:
+            self.seen.update(_keys(records))
+            self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
         batch = self.converter.convert(records, report, final)
         self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting
@@ -66,6 +79,12 @@ class Ingestor:
             for batch in batches(waiting):
                 self.writer.write(self.converter.convert(batch, report, final=True), report)
                 report.read += count_records(batch)
+            if self.seen is not None and status == "completed":
+                writer = self.writer
+                if self.unkeyed:
+                    report.warnings[PRUNE_REFUSED] += self.unkeyed
+                else:
+                    prune(writer.store, writer.system, self.seen, report, writer.derive_periods)
         except BaseException:
             status = "failed"
             raise
@@ -104,3 +123,14 @@ class Ingestor:
         if self.report is None:
             raise RuntimeError("call start() before write() or finish()")
         return self.report
+
+
+def _keys(records: list[SourceRecord]) -> Iterator[str]:
+    """The record keys of a batch (each event's of an EventBlock)."""
+    for record in records:
+        if type(record) is EventBlock:
+            yield from (e.key for e in record.events)
+        else:
+            key = getattr(record, "key", None)
+            if key is not None:
+                yield key

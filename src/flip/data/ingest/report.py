@@ -29,6 +29,8 @@ class IngestReport:
     Every record read ends in exactly one of loaded, unchanged, quarantined (`rules`
     counts why) or skipped (`skipped_rules` counts why). `warnings` counts optional
     fields nulled because they failed to parse, per rule; their records still load.
+    `pruned` counts the records of earlier runs that a pruning run removed (see prune),
+    `pruned_rows` their rows per table; they are not among the records read.
     """
 
     run_id: int
@@ -44,6 +46,8 @@ class IngestReport:
     unmapped: Counter[str] = field(default_factory=Counter)
     unread: dict[str, str] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    pruned: int = 0
+    pruned_rows: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready summary."""
@@ -61,4 +65,6 @@ class IngestReport:
             "unmapped": dict(self.unmapped),
             "unread": dict(self.unread),
             "conflicts": list(self.conflicts),
+            "pruned": self.pruned,
+            "pruned_rows": dict(self.pruned_rows),
         }

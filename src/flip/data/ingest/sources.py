@@ -15,6 +15,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import Store
 from flip.data.ingest.ingestor import Ingestor
 from flip.data.ingest.report import IngestReport
+from flip.data.sources.identity import PersonIdentity
 from flip.data.sources.records import SourceRecord
 from flip.data.terminology.vocabulary import Vocabulary
 
@@ -30,8 +31,9 @@ def ingest_path(
     source_system: str | None = None,
     progress: Callable[[int], None] | None = None,
     code_systems: dict[str, str] | None = None,
-    person_identifier: str | None = None,
+    person_identifier: PersonIdentity | str | None = None,
     reading: Iterable[SourceRecord] | None = None,
+    prune: bool = False,
 ) -> IngestReport:
     """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
 
@@ -46,21 +48,31 @@ def ingest_path(
     as the listener, since a feed's identifiers hold across the files it is split into).
     `code_systems` are the site's declared code system names, URIs or OIDs -> OMOP
     vocabulary_id (site.yaml `code_systems`).
-    `person_identifier` (fhir) is the identifier system whose value makes a patient one
-    person across resources and sources; `reading` (fhir) the records of `path` already
-    being read (`fhir.read_path_ahead`).
+    `person_identifier` (fhir, hl7v2, csv, sql) is the site's person identifier (a FHIR
+    identifier system, or a PersonIdentity that also says how HL7 v2 PID-3 carries it):
+    patients with the same value are one person across resources, sources and kinds;
+    `reading` (fhir) the records of `path` already being read (`fhir.read_path_ahead`).
+    With `prune`, `path` is a full re-export of the source system: what earlier runs of
+    it loaded and this one does not read is removed (flip.data.ingest.prune). An HL7 v2
+    feed is partial by nature: pruning it needs an explicit `source_system`.
     """
     from flip.data.sources import fhir, hl7v2, tabular
     from flip.data.sources.readahead import read_ahead
 
+    if prune and kind == "hl7v2" and source_system is None:
+        raise ValueError(
+            "an HL7 v2 feed is partial: --prune would remove every earlier message's records;"
+            " name the source system (--system) whose full re-export this is"
+        )
+    identity = PersonIdentity.of(person_identifier)
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     if kind in ("fhir", "hl7v2"):
         if kind == "hl7v2":
-            records, name = hl7v2.read_path(path), source_system or hl7v2.FEED
+            records, name = hl7v2.read_path(path, identity), source_system or hl7v2.FEED
         else:
-            records = reading if reading is not None else fhir.read_path(path, person_identifier)
+            records = reading if reading is not None else fhir.read_path(path, identity)
             name = source_system or f"fhir:{path.name}"
-        ingestor = Ingestor(store, vocabulary, name)
+        ingestor = Ingestor(store, vocabulary, name, prune=prune)
         return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
     if kind == "dicom":
         from flip.data.sources import dicom, dicomweb
@@ -71,14 +83,14 @@ def ingest_path(
         else:
             records, where = dicom.read_path(path), str(path)
             name = source_system or f"dicom:{path.name}"
-        ingestor = Ingestor(store, vocabulary, name)
+        ingestor = Ingestor(store, vocabulary, name, prune=prune)
         ingestor.know_persons_by_source_value(dicom.MRN_PREFIX)
         return ingestor.run(records, kind=kind, uri=where, progress=progress)
     if kind == "omop":
         from flip.data.sources import omop
 
         name = source_system or f"omop:{path.name if path else 'database'}"
-        ingestor = Ingestor(store, vocabulary, name, derive_periods=False)
+        ingestor = Ingestor(store, vocabulary, name, derive_periods=False, prune=prune)
         if url:
             engine = create_engine(url)
             try:
@@ -93,18 +105,20 @@ def ingest_path(
             mapping or (path / "mapping.yaml" if kind == "csv" else path)
         )
         vocabulary = vocabulary.with_local_codes(spec.local_codes)
-        ingestor = Ingestor(store, vocabulary, source_system or f"{kind}:{spec.source}")
+        ingestor = Ingestor(
+            store, vocabulary, source_system or f"{kind}:{spec.source}", prune=prune
+        )
         known = vocabulary.unit
         if kind == "csv":
             spec = spec.check(folder=path, unit_known=known)
-            records = read_ahead(tabular.read_tables, spec, path)
+            records = read_ahead(tabular.read_tables, spec, path, None, identity)
             return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
         if not url:
             raise ValueError("a sql source needs --url (any SQLAlchemy database URL)")
         engine = create_engine(url)
         try:
             spec = spec.check(engine=engine, unit_known=known)
-            records = tabular.read_tables(spec, engine=engine)
+            records = tabular.read_tables(spec, engine=engine, identity=identity)
             where = engine.url.render_as_string(hide_password=True)
             return ingestor.run(records, kind=kind, uri=where, progress=progress)
         finally:
@@ -122,15 +136,20 @@ def ingest_fhir_server(
     headers: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
     code_systems: dict[str, str] | None = None,
-    person_identifier: str | None = None,
+    person_identifier: PersonIdentity | str | None = None,
+    prune: bool = False,
 ) -> IngestReport:
     """Ingest from a FHIR server by paged search, or by Bulk Data `$export` when `bulk`.
 
     With `incremental`, only what changed since the last successful run is asked
     for (the server's `_lastUpdated` / `_since`); the new high-water mark is saved
-    only when the run completes.
+    only when the run completes. `prune` (see ingest_path) needs a full pull, not an
+    incremental one.
     """
     import httpx
+
+    if prune and incremental:
+        raise ValueError("--prune needs everything the server holds: add --full")
 
     from flip.data.sources import fhir_rest
 
@@ -149,7 +168,7 @@ def ingest_fhir_server(
     watermark = fhir_rest.Watermark()
     reader = fhir_rest.bulk_export if bulk else fhir_rest.search
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
-    ingestor = Ingestor(store, vocabulary, system)
+    ingestor = Ingestor(store, vocabulary, system, prune=prune)
     with httpx.Client(timeout=60.0, headers=headers or {}, follow_redirects=True) as client:
         records = reader(
             client,

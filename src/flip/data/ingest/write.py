@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, func, insert, literal, select, union_
 from flip.data.cdm import schema
 from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
-from flip.data.ingest.batch import Batch
+from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.report import SUPERSEDED, IngestReport
 from flip.data.sources.records import Rejected
 
@@ -59,6 +59,7 @@ class Writer:
                     records_unchanged=report.unchanged,
                     records_quarantined=report.quarantined,
                     records_skipped=report.skipped,
+                    records_pruned=report.pruned,
                 )
             )
             _write_tallies(conn, report)
@@ -71,24 +72,28 @@ class Writer:
             # A key an earlier batch of this run wrote: that record is superseded, not this
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
+            stale: set[str] = set()  # an older version than the one stored
             for key, old in self._existing(conn, batch).items():
-                earlier = any(run == report.run_id for *_, run in old)
-                if all(digest == batch.sources[key][1] for _, _, digest, _ in old):
+                earlier = any(run == report.run_id for *_, run, _ in old)
+                if any(older(batch.versions.get(key), version) for *_, version in old):
+                    stale.add(key)
+                    continue
+                if all(digest == batch.sources[key][1] for _, _, digest, _, _ in old):
                     unchanged.add(key)
                     again_same += earlier
                     continue
                 again_new += earlier
-                for table, cdm_id, _, run in old:
-                    _delete_row(conn, table, cdm_id)
+                for table, cdm_id, _, run, _ in old:
+                    delete_row(conn, table, cdm_id)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
-            layout = batch.layout(self.system, report.run_id, unchanged)
+            layout = batch.layout(self.system, report.run_id, unchanged | stale)
             for name, columns in layout.tables.items():
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
-            superseded = batch.superseded + again_same + again_new
+            superseded = batch.superseded + again_same + again_new + len(stale)
             if superseded:
                 report.skipped += superseded
                 report.skipped_rules[SUPERSEDED] += superseded
@@ -100,15 +105,16 @@ class Writer:
                     report.unchanged += 1  # the old person was merged away before
             self._quarantine(conn, batch.quarantine, report)
             if self.derive_periods:
-                _rebuild_observation_periods(conn, layout.person_ids)
+                rebuild_observation_periods(conn, layout.person_ids)
 
     def _existing(
         self, conn: Connection, batch: Batch
-    ) -> dict[str, list[tuple[str, int, str, int]]]:
-        """(table, id, content hash, ingest run) of the rows already stored for each record of
-        the batch; a record stored earlier in this run is replaced by the batch's (superseded)."""
+    ) -> dict[str, list[tuple[str, int, str, int, str | None]]]:
+        """(table, id, content hash, ingest run, version) of the rows already stored for each
+        record of the batch; a record stored earlier in this run is replaced by the batch's
+        (superseded), unless the stored one is a later version."""
         provenance = schema.source_record
-        existing: dict[str, list[tuple[str, int, str, int]]] = {}
+        existing: dict[str, list[tuple[str, int, str, int, str | None]]] = {}
         with values_in(conn, provenance.c.record_key, list(batch.sources)) as wanted:
             found = conn.execute(
                 select(
@@ -117,12 +123,13 @@ class Writer:
                     provenance.c.cdm_id,
                     provenance.c.content_hash,
                     provenance.c.ingest_run_id,
+                    provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
                 .where(wanted)
             ).all()
-        for key, table, cdm_id, digest, run in found:
-            existing.setdefault(key, []).append((table, cdm_id, digest, run))
+        for key, table, cdm_id, digest, run, version in found:
+            existing.setdefault(key, []).append((table, cdm_id, digest, run, version))
         return existing
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
@@ -155,8 +162,9 @@ def _now() -> datetime:
 
 
 def _write_tallies(conn: Connection, report: IngestReport) -> None:
-    """Keep the run's per-rule counts of skipped records and warnings, and its unmapped
-    codes ("system|code", cut to the column's length), beside its counters."""
+    """Keep the run's per-rule counts of skipped records and warnings, its unmapped codes
+    ("system|code", cut to the column's length) and its pruned rows per table, beside its
+    counters."""
     tally = schema.ingest_tally
     conn.execute(delete(tally).where(tally.c.ingest_run_id == report.run_id))
     unmapped: Counter[str] = Counter()
@@ -168,6 +176,7 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
             ("skipped", report.skipped_rules),
             ("warning", report.warnings),
             ("unmapped", unmapped),
+            ("pruned", report.pruned_rows),
         )
         for rule, count in counter.items()
     ]
@@ -175,7 +184,8 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
         conn.execute(insert(tally), rows)
 
 
-def _delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
+def delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
+    """Delete one CDM row and its provenance."""
     table = schema.metadata.tables[table_name]
     primary = next(iter(table.primary_key.columns))
     conn.execute(delete(table).where(primary == cdm_id))
@@ -201,7 +211,7 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
     return True
 
 
-def _rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:
+def rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:
     """One observation period per person, from their first to their last dated record."""
     if not person_ids:
         return

@@ -21,7 +21,7 @@ import contextlib
 import gzip
 import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,9 +32,9 @@ from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors
 from flip.data.sources.fhir_status import not_a_fact
+from flip.data.sources.identity import MAX_KEY, TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.readahead import read_ahead_now
 from flip.data.sources.records import (
-    IDENTIFIED,
     Rejected,
     Skipped,
     SourceEvent,
@@ -68,9 +68,6 @@ SUPPORTED = (
 
 #: The extension that carries a Patient's time of birth on birthDate.
 BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
-
-#: The longest record key the store keeps (source_record.record_key).
-MAX_KEY = 200
 
 #: A string value that is one number with a comparator, as labs write "<5" or ">= 60".
 _COMPARISON = re.compile(r"\s*(<=|>=|<|>|=|\u2264|\u2265)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
@@ -106,18 +103,11 @@ def _partial_birth(value: object) -> tuple[date | None, int]:
     return _as_date(value), 3
 
 
-def same_system(system: str) -> str:
-    """An identifier system as compared: case and a trailing slash do not tell systems apart
-    (`HTTP://Hospital.org/MRN/` is `http://hospital.org/mrn`)."""
-    return system.rstrip("/").casefold()
-
-
 class References:
     """Resolves references to record keys and remembers what later resources point at."""
 
-    def __init__(self, person_identifier: str | None = None) -> None:
-        self.person_identifier = person_identifier
-        self.person_system = same_system(person_identifier) if person_identifier else None
+    def __init__(self, person_identifier: PersonIdentity | str | None = None) -> None:
+        self.identity = PersonIdentity.of(person_identifier)
         self.full_urls: dict[str, str] = {}
         self.identifiers: dict[tuple[str, str, str], str] = {}
         self.medications: dict[str, tuple[str, str]] = {}
@@ -151,7 +141,7 @@ class References:
 
     def is_person_system(self, system: str | None) -> bool:
         """Whether `system` is the person identifier system, as sites spell it."""
-        return bool(system) and same_system(system) == self.person_system
+        return self.identity is not None and self.identity.is_system(system)
 
     def resolve(self, reference: str | None) -> str | None:
         """The key a reference points to (unresolved conditional references stay as written)."""
@@ -169,8 +159,8 @@ class References:
                 found = self.identifiers.get((kind, same_system(system), value))
                 if found:
                     return found
-                if kind == "Patient" and self.is_person_system(system):
-                    return f"{IDENTIFIED}{self.person_identifier}|{value}"
+                if kind == "Patient" and self.identity and self.identity.is_system(system):
+                    return self.identity.key(value) or reference
             return reference
         parts = reference.rstrip("/").split("/")
         if len(parts) >= 4 and parts[-2] == "_history":
@@ -255,15 +245,15 @@ class _Converter:
     def patient(self, m: Any) -> SourceRecord:
         identifier = m.identifier[0].value if m.identifier else self.key
         key = self.key
-        system = self.refs.person_identifier
         chosen = next(
             (i.value for i in m.identifier or [] if self.refs.is_person_system(i.system)), None
         )
         warnings: tuple[str, ...] = ()
-        if chosen and len(f"{IDENTIFIED}{system}|{chosen}") > MAX_KEY:
-            chosen, warnings = None, ("fhir.person_identifier.too_long",)
-        if chosen:
-            identifier, key = chosen, f"{IDENTIFIED}{system}|{chosen}"
+        identified = self.refs.identity.key(chosen) if chosen and self.refs.identity else None
+        if chosen and identified is None:
+            warnings = (f"fhir.{TOO_LONG}",)
+        elif chosen and identified:
+            identifier, key = chosen, identified
             self.refs.persons[self.key] = key
         born, parts = _birth(m)
         return SourcePerson(
@@ -653,7 +643,31 @@ def _records(
         for record in out:
             if hasattr(record, "warnings"):
                 record.warnings = (*record.warnings, *warnings)
+    version = version_of(resource)
+    if version is not None:
+        for record in out:
+            if hasattr(record, "version"):
+                record.version = version
     return out
+
+
+def version_of(resource: dict) -> str | None:
+    """A resource version as a text that sorts in version order: meta.versionId (digits
+    compare as numbers), then meta.lastUpdated in UTC; None when the resource has neither."""
+    meta = resource.get("meta")
+    if not isinstance(meta, dict):
+        return None
+    number = meta.get("versionId")
+    number = str(number).strip() if isinstance(number, str | int) else ""
+    if number.isdigit():
+        number = number.zfill(20)
+    updated = meta.get("lastUpdated")
+    when = ""
+    if isinstance(updated, str):
+        with contextlib.suppress(ValueError):
+            stamp = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+            when = (stamp.astimezone(UTC) if stamp.tzinfo else stamp).isoformat()
+    return f"{number}|{when}"[:100] if number or when else None
 
 
 #: A NUL character as JSON escapes it; PostgreSQL text cannot hold one.
@@ -781,7 +795,9 @@ def _rank(resource: object) -> int:
     return SUPPORTED.index(kind) if kind in SUPPORTED else len(SUPPORTED)
 
 
-def read_path(path: Path, person_identifier: str | None = None) -> Iterator[SourceRecord]:
+def read_path(
+    path: Path, person_identifier: PersonIdentity | str | None = None
+) -> Iterator[SourceRecord]:
     """Read a FHIR file or a folder of them; in a folder, bulk files go in dependency order.
 
     `person_identifier` is the identifier system that decides who a Patient is."""
@@ -794,7 +810,9 @@ def read_path(path: Path, person_identifier: str | None = None) -> Iterator[Sour
         yield from reader(file, refs)
 
 
-def read_path_ahead(path: Path, person_identifier: str | None = None) -> Iterator[SourceRecord]:
+def read_path_ahead(
+    path: Path, person_identifier: PersonIdentity | str | None = None
+) -> Iterator[SourceRecord]:
     """`read_path` in a child process that starts now, so that reading and validating
     (most of a FHIR ingest) overlap whatever the caller does next (opening the store)."""
     return read_ahead_now(read_path, path, person_identifier)

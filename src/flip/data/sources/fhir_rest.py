@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from flip.data.sources.fhir import SUPPORTED, References, _rank, read_bundle, read_lines
+from flip.data.sources.identity import PersonIdentity
 from flip.data.sources.records import Rejected, SourceRecord
 
 if TYPE_CHECKING:  # the reader only uses the client it is given; importing httpx costs startup
@@ -54,7 +55,7 @@ def search(
     types: tuple[str, ...] = SUPPORTED,
     page_size: int = 200,
     watermark: Watermark | None = None,
-    person_identifier: str | None = None,
+    person_identifier: PersonIdentity | str | None = None,
 ) -> Iterator[SourceRecord]:
     """Search each resource type (patients first), following `next` links to the last page."""
     refs = References(person_identifier)
@@ -96,7 +97,7 @@ def bulk_export(
     poll_seconds: float = 1.0,
     timeout: float = 3600.0,
     watermark: Watermark | None = None,
-    person_identifier: str | None = None,
+    person_identifier: PersonIdentity | str | None = None,
 ) -> Iterator[SourceRecord]:
     """Kick off a system-level `$export`, poll until done, and stream every output file."""
     watermark = watermark if watermark is not None else Watermark()

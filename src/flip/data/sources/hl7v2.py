@@ -24,6 +24,7 @@ from typing import Any
 import hl7
 
 from flip.data.sources.hl7v2_values import NULL, Number, numeric, structured, timestamp, truncated
+from flip.data.sources.identity import TOO_LONG, PersonIdentity
 from flip.data.sources.records import (
     Rejected,
     Skipped,
@@ -166,11 +167,14 @@ class _Message:
         return out
 
 
-def parse_message(raw: bytes, location: str) -> list[SourceRecord]:
+def parse_message(
+    raw: bytes, location: str, identity: PersonIdentity | None = None
+) -> list[SourceRecord]:
     """The records of one message; a message that cannot be read is one Rejected naming
-    the rule it broke, a message type FLIP does not read one Skipped."""
+    the rule it broke, a message type FLIP does not read one Skipped. With the site's
+    person `identity`, a patient whose PID-3 carries it is keyed by it (see identity)."""
     try:
-        return _records(_Message(raw), raw, location)
+        return _records(_Message(raw), raw, location, identity)
     except MessageError as exc:
         return [Rejected(None, location, exc.rule, str(exc), raw)]
 
@@ -178,8 +182,10 @@ def parse_message(raw: bytes, location: str) -> list[SourceRecord]:
 class _Reader:
     """The records of one parsed message, built segment by segment."""
 
-    def __init__(self, m: _Message, raw: bytes, location: str) -> None:
-        self.m, self.raw, self.location = m, raw, location
+    def __init__(
+        self, m: _Message, raw: bytes, location: str, identity: PersonIdentity | None
+    ) -> None:
+        self.m, self.raw, self.location, self.identity = m, raw, location, identity
         msh = m.msg.segment("MSH")
         self.kind, self.event = m.get(msh, 9, 1).upper(), m.get(msh, 9, 2).upper()
         self.control = m.get(msh, 10)
@@ -200,8 +206,10 @@ class _Reader:
         self.out.append(Rejected(key, self.location, rule, message, self.raw))
 
 
-def _records(m: _Message, raw: bytes, location: str) -> list[SourceRecord]:
-    r = _Reader(m, raw, location)
+def _records(
+    m: _Message, raw: bytes, location: str, identity: PersonIdentity | None
+) -> list[SourceRecord]:
+    r = _Reader(m, raw, location, identity)
     if not r.kind:
         raise MessageError("hl7.msh_9.missing", "MSH-9 has no message type")
     if r.event not in HANDLED.get(r.kind, ()):
@@ -238,22 +246,63 @@ def _identifier(m: _Message, segment: Any, field: int) -> tuple[str, str]:
     return "", ""
 
 
-def _person_key(r: _Reader, segment: Any, field: int, what: str) -> str:
+def _identified(r: _Reader, segment: Any, field: int) -> str | None:
+    """The value of the repetition of a CX field that carries the site's person identifier
+    (by its assigning authority CX.4 and type CX.5), whichever repetition it is."""
+    m, identity = r.m, r.identity
+    if identity is None:
+        return None
+    for repeat in range(1, m.repeats(segment, field) + 1):
+        value = m.get(segment, field, 1, repeat)
+        authority = _components(m, segment, field, repeat, 4)
+        kind = m.get(segment, field, 5, repeat)
+        if value and identity.in_hl7(authority[0], authority[1], kind):
+            return value
+    return None
+
+
+def _components(m: _Message, segment: Any, field: int, repeat: int, component: int) -> list[str]:
+    """The subcomponents of one component of a field's repetition (HD: namespace, universal
+    id, its type), "" for each one absent."""
+    try:
+        value = segment[field]
+        rep = value[repeat - 1] if isinstance(value, hl7.Field) else value
+        part = rep[component - 1] if isinstance(rep, hl7.Repetition) else None
+    except (IndexError, TypeError):
+        part = None
+    if isinstance(part, hl7.Component):
+        subs = [str(s) for s in part]
+    else:
+        subs = [str(part)] if part is not None else []
+    subs = [m.msg.unescape(s) if m.escape in s else s for s in subs]
+    return [("" if s == NULL else s) for s in subs] + ["", ""]
+
+
+def _person_key(r: _Reader, segment: Any, field: int, what: str) -> tuple[str, str]:
+    """(person key, the identifier it names): the site's person identifier when a
+    repetition carries it, else the first identifier and its assigning authority."""
+    chosen = _identified(r, segment, field)
+    if chosen and r.identity is not None:
+        key = r.identity.key(chosen)
+        if key is not None:
+            return key, chosen
+        r.warnings.append(f"hl7.{TOO_LONG}")
     identifier, authority = _identifier(r.m, segment, field)
     if not identifier:
         raise MessageError(f"hl7.{what}.identifier_missing", f"{what.upper()}-{field} is empty")
-    return f"patient/{authority}/{identifier}" if authority else f"patient/{identifier}"
+    key = f"patient/{authority}/{identifier}" if authority else f"patient/{identifier}"
+    return key, identifier
 
 
 def _merge(r: _Reader, group: list, number: int) -> None:
     """One PID/MRG pair of an A40: a merge, or a Rejected naming the pair."""
     key = f"merge/{r.control}" if number == 1 else f"merge/{r.control}/{number}"
     try:
-        person_key = _person_key(r, group[0], 3, "pid")
+        person_key = _person_key(r, group[0], 3, "pid")[0]
         mrg = next((s for s in group if str(s[0]) == "MRG"), None)
         if mrg is None or not _identifier(r.m, mrg, 1)[0]:
             raise MessageError("hl7.mrg.missing", "A40 has no MRG-1 prior patient identifier")
-        old_key = _person_key(r, mrg, 1, "mrg")
+        old_key = _person_key(r, mrg, 1, "mrg")[0]
     except MessageError as exc:
         r.reject(key, exc.rule, f"{exc} (patient {number} of the message)")
         return
@@ -271,18 +320,18 @@ def _birth(r: _Reader, value: str) -> date | None:
 
 def _patient(r: _Reader, group: list, number: int) -> None:
     m, pid = r.m, group[0]
+    r.warnings = list(r.header_warnings)
     try:
-        person_key = _person_key(r, pid, 3, "pid")
+        person_key, source_value = _person_key(r, pid, 3, "pid")
     except MessageError as exc:
         r.reject(f"{r.control}/PID/{number}", exc.rule, f"{exc} (patient {number} of the message)")
         return
-    r.warnings = list(r.header_warnings)
     birth = _birth(r, m.get(pid, 7))
     death = r.when(m.get(pid, 29), "PID-29")
     r.out.append(
         SourcePerson(
             key=person_key,
-            source_value=_identifier(m, pid, 3)[0],
+            source_value=source_value,
             birth_date=birth,
             gender=SEXES.get(m.get(pid, 8).upper()),
             location=r.location,
@@ -515,15 +564,16 @@ def _document(r: _Reader, c: _Context) -> None:
     )
 
 
-def read_file(path: Path) -> Iterator[SourceRecord]:
+def read_file(path: Path, identity: PersonIdentity | None = None) -> Iterator[SourceRecord]:
     """Yield the records of every message in a file."""
     data = path.read_bytes()
     for offset, message in split_messages(data):
-        yield from parse_message(message, f"{path}@{offset}")
+        yield from parse_message(message, f"{path}@{offset}", identity)
 
 
-def read_path(path: Path) -> Iterator[SourceRecord]:
-    """Read an HL7 v2 file or every file in a folder, in name order."""
+def read_path(path: Path, identity: PersonIdentity | None = None) -> Iterator[SourceRecord]:
+    """Read an HL7 v2 file or every file in a folder, in name order; `identity` is the
+    site's person identifier (see parse_message)."""
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        yield from read_file(file)
+        yield from read_file(file, identity)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from flip.data.cdm.store import Store, store_url
 from flip.data.ingest import Ingestor, IngestReport
 from flip.data.sources.hl7v2 import END, START, _normalise, _text, parse_message
+from flip.data.sources.identity import PersonIdentity
 from flip.data.terminology import Vocabulary
 
 
@@ -116,8 +117,9 @@ class MllpListener:
         host: str = "127.0.0.1",
         port: int = 2575,
         shared: SharedStore | None = None,
+        identity: PersonIdentity | None = None,
     ) -> None:
-        self.ingestor, self.shared = ingestor, shared
+        self.ingestor, self.shared, self.identity = ingestor, shared, identity
         self.host, self.port = host, port
         self.received = 0
         self._write_lock = threading.Lock()
@@ -136,7 +138,7 @@ class MllpListener:
         """Ingest one message and return its ACK."""
         with self._write_lock:
             self.received += 1
-            records = parse_message(message, f"mllp:{peer}#{self.received}")
+            records = parse_message(message, f"mllp:{peer}#{self.received}", self.identity)
             try:
                 with self._store():
                     rejected = self.ingestor.write(records, final=True)
@@ -191,15 +193,17 @@ def listen(
     *,
     code_systems: dict[str, str] | None = None,
     on_ready: threading.Event | None = None,
+    identity: PersonIdentity | None = None,
 ) -> IngestReport:
     """Run an MLLP listener on the store at `location` until SIGTERM or SIGINT; return the
-    run's counts. The store is opened only while a message is written."""
+    run's counts. The store is opened only while a message is written; `identity` is the
+    site's person identifier."""
     shared = SharedStore(location)
     with shared.session() as store:
         vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
         ingestor = Ingestor(store, vocabulary, system)
         ingestor.start("hl7v2", f"mllp://{host}:{port}")
-    listener = MllpListener(ingestor, host, port, shared=shared)
+    listener = MllpListener(ingestor, host, port, shared=shared, identity=identity)
     try:
         asyncio.run(listener.serve(on_ready, stop_on=(signal.SIGTERM, signal.SIGINT)))
     finally:

@@ -3,6 +3,9 @@
 They are plain slotted classes, not frozen ones: a connector makes one per source
 record, and a frozen dataclass costs twice as much to build. Nothing changes them.
 
+A record's `version` (FHIR meta.versionId and lastUpdated, see fhir.version_of) orders
+versions of one record: a later version replaces an earlier one whichever is read first.
+
 Dates may be `datetime` values (a subclass of `date`): the writer then keeps the time
 of day in the row's `*_datetime` column. `warnings` name the rules under which a reader
 nulled an optional field that failed to parse; the run counts them per rule.
@@ -36,6 +39,7 @@ class SourcePerson:
     death_date: date | None = None
     warnings: tuple[str, ...] = ()
     birth_parts: int = 3
+    version: str | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +57,7 @@ class SourceVisit:
     warnings: tuple[str, ...] = ()
     provider_key: str | None = None
     care_site_key: str | None = None
+    version: str | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +97,7 @@ class SourceEvent:
     provider_key: str | None = None
     value_sent: str | None = None
     unit_sent: str | None = None
+    version: str | None = None
 
 
 class BlockEvent(NamedTuple):

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Engine, text
 
+from flip.data.sources.identity import TOO_LONG, PersonIdentity
 from flip.data.sources.records import (
     BlockEvent,
     EventBlock,
@@ -198,12 +199,24 @@ def _when(row: Row, column: str, fmt: str | None, nulls: frozenset[str]) -> date
 
 
 class _PersonReader:
-    """The person table: one SourcePerson per row, or why the row was rejected."""
+    """The person table: one SourcePerson per row, or why the row was rejected.
 
-    def __init__(self, spec: PersonSpec, nulls: frozenset[str], decimal: str = ".") -> None:
+    With the site's person `identity` and an `identifier` column, a row whose identifier is
+    filled is the person of that identifier; `aliases` then maps the row's own key (which
+    the events name) to it."""
+
+    def __init__(
+        self,
+        spec: PersonSpec,
+        nulls: frozenset[str],
+        decimal: str = ".",
+        identity: PersonIdentity | None = None,
+    ) -> None:
         self.spec = spec
         self.nulls = nulls
         self.comma = decimal == ","
+        self.identity = identity if spec.identifier else None
+        self.aliases: dict[str, str] = {}
 
     def read(self, row: Row, location: str, raw: bytes) -> SourcePerson | Rejected:
         """The person of one row."""
@@ -213,6 +226,15 @@ class _PersonReader:
             message = f"column {spec.id} is empty"
             return Rejected(None, location, "tabular.person.id_missing", message, raw)
         key = f"person/{source_value}"
+        warnings: tuple[str, ...] = ()
+        if self.identity is not None:
+            assert spec.identifier is not None
+            chosen = _cell(row, spec.identifier, nulls)
+            identified = self.identity.key(chosen) if chosen else None
+            if identified is not None:
+                self.aliases[key], key, source_value = identified, identified, chosen
+            elif chosen:
+                warnings = (f"tabular.{TOO_LONG}",)
         birth = spec.birth
         try:
             if birth.age is not None:
@@ -226,14 +248,14 @@ class _PersonReader:
         if spec.gender:
             value = _cell(row, spec.gender, nulls)
             gender = spec.genders.get(value, value.lower() or None)
-        died, warnings = None, ()
+        died = None
         death = spec.death
         if death is not None:
             try:
                 if death.fixed or _raw_cell(row, death.column, nulls) is not None:
                     died = death.fixed or _when(row, death.column, death.format, nulls)
             except ValueError:
-                warnings = ("tabular.death_date.invalid",)
+                warnings = (*warnings, "tabular.death_date.invalid")
         return SourcePerson(key, source_value, born, gender, location, raw, died, warnings)
 
 
@@ -246,8 +268,10 @@ class _EventReader:
         nulls: frozenset[str],
         births: dict[str, date] | None,
         decimal: str = ".",
+        aliases: dict[str, str] | None = None,
     ) -> None:
         self.spec = spec
+        self.aliases = aliases or {}
         self.comma = decimal == ","
         self.entry = spec.entry
         self.nulls = nulls
@@ -283,7 +307,8 @@ class _EventReader:
             if not person or person in nulls:
                 message = f"column {spec.person} is empty"
                 return Rejected(key, location, "tabular.event.person_missing", message, raw)
-            person_key = self.person_keys[person] = f"person/{person}"
+            own = f"person/{person}"
+            person_key = self.person_keys[person] = self.aliases.get(own, own)
         code = spec.code_value
         if spec.code_column is not None:
             code = self.codes.get(get(spec.code_column))
@@ -465,16 +490,20 @@ def _source_rows(
 
 
 def read_tables(
-    mapping: TableMapping, folder: Path | None = None, engine: Engine | None = None
+    mapping: TableMapping,
+    folder: Path | None = None,
+    engine: Engine | None = None,
+    identity: PersonIdentity | None = None,
 ) -> Iterator[SourceRecord]:
     """Yield persons first, then each file's or query's events (a file several entries
-    read is read once); the mapping is checked against the files or queries first."""
+    read is read once); the mapping is checked against the files or queries first.
+    `identity` is the site's person identifier, read from the person entry's `identifier`."""
     mapping = mapping.check(folder, engine)
     nulls = mapping.nulls
     births: dict[str, date] | None = None
     if any(e.date.age is not None for e in mapping.events):
         births = {}
-    person = _PersonReader(mapping.person, nulls, mapping.csv.decimal)
+    person = _PersonReader(mapping.person, nulls, mapping.csv.decimal, identity)
     for location, row, raw in _source_rows(mapping.person, folder, engine, mapping.csv):
         if type(row) is Unreadable:
             yield _unreadable(None, location, row, raw)
@@ -487,5 +516,7 @@ def read_tables(
     for spec in mapping.events:
         groups.setdefault(spec.origin, []).append(spec)
     for specs in groups.values():
-        readers = [_EventReader(spec, nulls, births, mapping.csv.decimal) for spec in specs]
+        readers = [
+            _EventReader(spec, nulls, births, mapping.csv.decimal, person.aliases) for spec in specs
+        ]
         yield from _read_events(readers, _source_rows(specs[0], folder, engine, mapping.csv))

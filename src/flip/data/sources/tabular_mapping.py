@@ -29,7 +29,16 @@ EVENT_TABLES = frozenset([*DOMAIN_TABLES.values(), "note"])
 DEFAULT_NULLS = ("NULL", "null", "\\N")
 
 _TOP_KEYS = {"source", "person", "events", "local_codes", "nulls", "csv"}
-_PERSON_KEYS = {"file", "query", "name", "id", "birth_date", "gender", "death_date"}
+_PERSON_KEYS = {
+    "file",
+    "query",
+    "name",
+    "id",
+    "identifier",
+    "birth_date",
+    "gender",
+    "death_date",
+}
 _EVENT_KEYS = {
     "file",
     "query",
@@ -289,10 +298,13 @@ class PersonSpec:
     gender: str | None
     genders: dict[str, str]
     death: DateSpec | None
+    identifier: str | None = None
 
     def columns(self) -> list[tuple[str, str]]:
         """(key, column) of each column this entry reads."""
         found = [("id", self.id), *self.birth.columns("birth_date")]
+        if self.identifier:
+            found.append(("identifier", self.identifier))
         if self.gender:
             found.append(("gender.column", self.gender))
         if self.death:
@@ -305,6 +317,7 @@ class PersonSpec:
             self,
             id=names.get(self.id, self.id),
             birth=self.birth.renamed(names),
+            identifier=_renamed(self.identifier, names),
             gender=_renamed(self.gender, names),
             death=self.death and self.death.renamed(names),
         )
@@ -381,6 +394,7 @@ def _person(doc: Any, where: _Where) -> PersonSpec:
         gender_column = _column_name(_required(gender, "column", where, "gender."), where, "gender")
         genders = _value_map(gender.get("values"), where, "gender.values")
     death = spec.get("death_date")
+    identifier = spec.get("identifier")
     return PersonSpec(
         label=str(spec.get("name") or (origin if not query else "query")),
         origin=origin,
@@ -392,6 +406,7 @@ def _person(doc: Any, where: _Where) -> PersonSpec:
         gender=gender_column,
         genders=genders,
         death=None if death is None else DateSpec.parse(death, where, "death_date", kind="death"),
+        identifier=None if identifier is None else _column_name(identifier, where, "identifier"),
     )
 
 

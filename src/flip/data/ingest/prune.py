@@ -1,0 +1,94 @@
+"""Prune: remove what a source system no longer holds, after a full re-export of it.
+
+Opt-in (`--prune`). After a run completes, every record an earlier run of the same source
+system loaded whose key the run did not read (loaded, unchanged, quarantined or skipped all
+count as read) loses its rows and their provenance, in one transaction. A person another
+source system's rows still refer to is kept, counted under PERSON_KEPT. A run that read
+nothing prunes nothing: an empty or misnamed export never empties the store.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, delete, exists, select
+
+from flip.data.cdm import schema
+from flip.data.cdm.store import Store, values_in
+from flip.data.ingest.report import IngestReport
+from flip.data.ingest.write import delete_row, rebuild_observation_periods
+
+#: The warning counted for a person pruned from this source whom other rows still refer to.
+PERSON_KEPT = "prune.person_still_referenced"
+
+#: The warning counted, per keyless quarantined record, when a run does not prune for them.
+PRUNE_REFUSED = "prune.refused.unkeyed_quarantine"
+
+#: Tables whose rows belong to a person and go with them (derived or one per person).
+_OF_PERSON = ("death", "observation_period")
+
+
+def prune(
+    store: Store, system: str, seen: set[str], report: IngestReport, derive_periods: bool
+) -> None:
+    """Remove the rows of `system`'s records whose keys are not in `seen`; count them in
+    `report.pruned` (records) and `report.pruned_rows` (rows per table)."""
+    if report.read == 0:
+        return
+    source = schema.source_record
+    with store.begin() as conn:
+        stored = conn.execute(
+            select(source.c.record_key, source.c.cdm_table, source.c.cdm_id).where(
+                source.c.source_system == system
+            )
+        ).all()
+        gone: dict[str, list[tuple[str, int]]] = {}
+        for key, table, cdm_id in stored:
+            if key not in seen:
+                gone.setdefault(key, []).append((table, cdm_id))
+        if not gone:
+            return
+        people = {key for key, rows in gone.items() if any(t == "person" for t, _ in rows)}
+        touched: set[int] = set()
+        for key in gone.keys() - people:
+            touched.update(_remove(conn, gone[key], report))
+        for key in people:
+            [person_id] = [cdm_id for table, cdm_id in gone[key] if table == "person"]
+            if _still_referenced(conn, person_id):
+                report.warnings[PERSON_KEPT] += 1
+                continue
+            _remove(conn, gone[key], report)
+            for name in _OF_PERSON:
+                table = schema.metadata.tables[name]
+                conn.execute(delete(table).where(table.c.person_id == person_id))
+            touched.discard(person_id)
+            report.pruned += 1
+        report.pruned += len(gone) - len(people)
+        if derive_periods and touched:
+            rebuild_observation_periods(conn, touched)
+
+
+def _remove(conn: Connection, rows: list[tuple[str, int]], report: IngestReport) -> set[int]:
+    """Delete a record's rows with their provenance; return the persons they belonged to."""
+    persons = set()
+    for table_name, cdm_id in rows:
+        table = schema.metadata.tables[table_name]
+        if "person_id" in table.c and table_name != "person":
+            primary = next(iter(table.primary_key.columns))
+            found = conn.execute(select(table.c.person_id).where(primary == cdm_id)).scalar()
+            if found:
+                persons.add(found)
+        delete_row(conn, table_name, cdm_id)
+        report.pruned_rows[table_name] += 1
+    return persons
+
+
+def _still_referenced(conn: Connection, person_id: int) -> bool:
+    """Whether any row (other than the person's own death and observation periods) still
+    names the person."""
+    for name in schema.CLINICAL_TABLES:
+        table = schema.metadata.tables[name]
+        if name in ("person", *_OF_PERSON) or "person_id" not in table.c:
+            continue
+        with values_in(conn, table.c.person_id, [person_id]) as mine:
+            if conn.execute(select(exists().where(mine))).scalar():
+                return True
+    return False

@@ -1,0 +1,50 @@
+"""Write synthetic patients as an HL7 v2 feed: one ADT^A04 (with DG1s) and one ORU^R01 each.
+
+PID-3 carries the site's MRN first and the NHS number second (`MRN^^^SITE^MR~NHS^^^NHS^NH`),
+as UK feeds send them, so that a site whose person identifier is the NHS number finds the
+same person here, in the FHIR export and in the CSV extract of the same patients.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flip.synth.shapes import nhs_number
+from flip.synth.world import CONDITIONS, MEASUREMENTS, Patient
+
+#: HL7 v2 CX.4 and CX.5 of the NHS number in PID-3.
+NHS_AUTHORITY, NHS_TYPE = "NHS", "NH"
+
+
+def _stamp(when) -> str:
+    return when.strftime("%Y%m%d")
+
+
+def _messages(site: str, p: Patient) -> list[str]:
+    """The ADT^A04 and ORU^R01 of one patient, segments joined by CR."""
+    serial = int(p.source_id[3:])
+    pid = (
+        f"PID|1||{p.source_id}^^^{site.upper()}^MR~{nhs_number(site, serial)}"
+        f"^^^{NHS_AUTHORITY}^{NHS_TYPE}||Patient^{p.source_id}||{_stamp(p.birth_date)}"
+        f"|{p.sex[0].upper()}"
+    )
+    sent = _stamp(p.index_date)
+    adt = [f"MSH|^~\\&|PAS|{site}|FLIP|SITE|{sent}||ADT^A04|ADT{p.source_id}|P|2.5", pid]
+    adt.append(f"PV1|1|O|||||||||||||||||V{p.source_id}|||||||||||||||||||||||||{sent}")
+    for number, (name, when) in enumerate(p.conditions.items(), start=1):
+        icd10 = CONDITIONS[name][1]
+        adt.append(f"DG1|{number}||{icd10}^{name}^I10||{_stamp(when)}")
+    oru = [f"MSH|^~\\&|LAB|{site}|FLIP|SITE|{sent}||ORU^R01|ORU{p.source_id}|P|2.5", pid]
+    oru.append(f"OBR|1||LAB{p.source_id}|24331-1^Panel^LN|||{sent}")
+    for number, (name, value) in enumerate(p.measurements.items(), start=1):
+        loinc, unit = MEASUREMENTS[name]
+        oru.append(f"OBX|{number}|NM|{loinc}^{name}^LN||{value}|{unit}|||||F|||{sent}")
+    return ["\r".join(adt), "\r".join(oru)]
+
+
+def write_hl7v2_feed(site: str, patients: list[Patient], path: Path) -> Path:
+    """Write every patient's messages to one file, a message per line block; return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    messages = [m for p in patients for m in _messages(site, p)]
+    path.write_bytes(("\r\n".join(messages) + "\r\n").encode())
+    return path

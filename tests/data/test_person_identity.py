@@ -1,0 +1,157 @@
+"""One person whatever the source kind: the site's person identifier in FHIR, HL7 v2 and tables."""
+
+from pathlib import Path
+
+import yaml
+from sqlalchemy import select
+
+from flip.data.cdm import schema
+from flip.data.cdm.rows import person_id
+from flip.data.ingest import DEMOGRAPHICS_CONFLICT, SAME_PERSON, ingest_path
+from flip.data.sources.hl7v2 import parse_message
+from flip.data.sources.identity import PersonIdentity
+from flip.data.sources.records import IDENTIFIED, SourcePerson
+from tests.data.accounting import assert_accounted
+from tests.data.stored import rows, write_ndjson
+
+SAMPLES = Path(__file__).parent / "fixtures" / "hl7v2"
+#: The Cerner ADT^A01 sends PID-3 `2148790^^^MSH_MRN^MR~162840^^^MSH_EMPI^CM`: the site's
+#: enterprise id (EMPI) is the second repetition.
+CERNER = SAMPLES / "python-hl7_adt_a01_cerner.hl7"
+EMPI = "urn:example:msh:empi"
+IDENTITY = PersonIdentity(EMPI, authority="MSH_EMPI")
+#: hl7apy's OML^O33 PID-3: `1010110909194822^^^GATEWAY_IL&1.3.6.1.4.1.21367.2011.2.5.17&ISO^PK`.
+OML_PID = (
+    "PID|||1010110909194822^^^GATEWAY_IL&1.3.6.1.4.1.21367.2011.2.5.17&ISO^PK||PIPPO^PLUTO^^^^^L"
+    "||19790515|M"
+)
+
+
+def _fhir(tmp_path: Path, gender: str = "female") -> Path:
+    """The Cerner patient as a FHIR export knows them: another MRN first, the EMPI second."""
+    resources = [
+        {
+            "resourceType": "Patient",
+            "id": "ehr-1",
+            "identifier": [
+                {"system": "urn:example:ehr:mrn", "value": "E-55"},
+                {"system": EMPI.upper() + "/", "value": "162840"},  # spelt differently
+            ],
+            "gender": gender,
+            "birthDate": "1952-11-29",
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": {"reference": "Patient/ehr-1"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+            "onsetDateTime": "2015-03-02",
+        },
+    ]
+    return write_ndjson(tmp_path / "ehr.ndjson", resources)
+
+
+def _extract(folder: Path) -> Path:
+    """A CSV extract: the same patient (a conflicting sex), and one without an EMPI."""
+    folder.mkdir()
+    (folder / "patients.csv").write_text(
+        "patient_ref,empi,dob,sex\nP1,162840,1952-11-29,M\nP2,,1960-01-01,F\n"
+    )
+    (folder / "diagnoses.csv").write_text(
+        "diag_id,patient_ref,icd10,diag_date\nD1,P1,I10,2016-05-01\nD2,P2,E11,2016-05-02\n"
+    )
+    mapping = {
+        "source": "warehouse",
+        "person": {
+            "file": "patients.csv",
+            "id": "patient_ref",
+            "identifier": "empi",
+            "birth_date": {"column": "dob"},
+            "gender": {"column": "sex", "values": {"M": "male", "F": "female"}},
+        },
+        "events": [
+            {
+                "file": "diagnoses.csv",
+                "id": "diag_id",
+                "person": "patient_ref",
+                "code": {"column": "icd10", "system": "http://hl7.org/fhir/sid/icd-10"},
+                "date": {"column": "diag_date"},
+                "default_table": "condition_occurrence",
+            }
+        ],
+    }
+    (folder / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    return folder
+
+
+def test_one_person_across_hl7v2_fhir_and_a_csv_extract(store, tmp_path):
+    runs = [
+        ("hl7v2", CERNER, "hl7v2"),
+        ("fhir", _fhir(tmp_path), "fhir:ehr.ndjson"),
+        ("csv", _extract(tmp_path / "extract"), "csv:warehouse"),
+    ]
+    reports = [ingest_path(store, kind, path, person_identifier=IDENTITY) for kind, path, _ in runs]
+    for report in reports:
+        assert_accounted(store, report)
+    hl7, fhir, csv = reports
+    assert hl7.rows["person"] == 1 and hl7.skipped_rules.get(SAME_PERSON) is None
+    assert fhir.skipped_rules == {SAME_PERSON: 1} and fhir.warnings == {}
+    assert csv.skipped_rules == {SAME_PERSON: 1} and csv.rows["person"] == 1  # P2: a new person
+    assert csv.warnings == {DEMOGRAPHICS_CONFLICT: 1}
+    assert "patients.csv" in csv.conflicts[0] and "male" in csv.conflicts[0]
+    the_one = person_id("any", f"{IDENTIFIED}{EMPI}|162840")
+    persons = {p["person_id"]: p for p in rows(store, "person")}
+    assert len(persons) == 2
+    assert persons[the_one]["person_source_value"] == "162840"
+    assert persons[the_one]["gender_concept_id"] == 8532  # kept as first loaded, not overwritten
+    conditions = rows(store, "condition_occurrence")
+    assert len(conditions) == 4
+    assert sorted(c["person_id"] == the_one for c in conditions) == [False, True, True, True]
+    with store.connect() as conn:
+        provenance = conn.execute(
+            select(schema.source_record.c.source_system, schema.source_record.c.cdm_table)
+            .join(
+                schema.condition_occurrence,
+                schema.condition_occurrence.c.condition_occurrence_id
+                == schema.source_record.c.cdm_id,
+            )
+            .where(schema.condition_occurrence.c.person_id == the_one)
+        ).all()
+    assert sorted(s for s, _ in provenance) == sorted(name for *_, name in runs)
+    for (kind, path, _), first in zip(runs, reports, strict=True):
+        again = ingest_path(store, kind, path, person_identifier=IDENTITY)
+        assert again.loaded == 0 and again.unchanged == first.loaded, again.as_dict()
+        assert_accounted(store, again)
+    assert len(rows(store, "person")) == 2
+
+
+def test_without_the_identifier_each_kind_keeps_its_own_person(store, tmp_path):
+    for kind, path in (("hl7v2", CERNER), ("fhir", _fhir(tmp_path))):
+        assert_accounted(store, ingest_path(store, kind, path))
+    assert len(rows(store, "person")) == 2
+
+
+def test_pid3_repetition_chosen_by_authority_oid_or_type(tmp_path):
+    msh = "MSH|^~\\&|LAB|NORTH|FLIP|SITE|20240101||ADT^A04|C1|P|2.5"
+
+    def key(identity, pid=OML_PID):
+        [person] = [
+            r
+            for r in parse_message(f"{msh}\r{pid}".encode(), "m", identity)
+            if isinstance(r, SourcePerson)
+        ]
+        return person.key, person.source_value
+
+    value = "1010110909194822"
+    oid = "urn:oid:1.3.6.1.4.1.21367.2011.2.5.17"
+    assert key(PersonIdentity(oid)) == (f"{IDENTIFIED}{oid}|{value}", value)
+    assert key(PersonIdentity("urn:gw", type_code="pk"))[0] == f"{IDENTIFIED}urn:gw|{value}"
+    assert key(PersonIdentity("urn:gw", authority="GATEWAY_IL", type_code="PK"))[0].startswith(
+        IDENTIFIED
+    )
+    local = f"patient/GATEWAY_IL&{oid[8:]}&ISO/{value}"  # as without an identity
+    assert key(PersonIdentity("urn:gw", authority="GATEWAY_IL", type_code="MR"))[0] == local
+    assert key(None)[0] == local
+    second = OML_PID.replace("|||", "|||X1^^^OTHER^MR~", 1)
+    assert key(PersonIdentity(oid), second) == (f"{IDENTIFIED}{oid}|{value}", value)
+    assert key(PersonIdentity("urn:gw", type_code="MR"), second)[1] == "X1"

@@ -22,6 +22,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    update,
 )
 
 from flip.hashchain import GENESIS, entry_hash, first_break
@@ -37,6 +38,17 @@ approvals = Table(
     Column("reason", Text),
     Column("decided_by", String(100), nullable=False),
     Column("decided_at", String(40), nullable=False),
+)
+
+#: Rounds each run has trained at this site, per task: the ClientApp's own count, which
+#: never trusts the round number the server sends.
+trained_rounds = Table(
+    "trained_round",
+    _meta,
+    Column("run", String(40), primary_key=True),
+    Column("project", String(100), primary_key=True),
+    Column("task_hash", String(64), primary_key=True),
+    Column("rounds", Integer, nullable=False),
 )
 
 audit = Table(
@@ -100,6 +112,38 @@ class Ledger:
                 )
             ).scalar_one_or_none()
         return decision == "approved"
+
+    def decision(self, project: str, task_hash: str) -> tuple[str, str] | None:
+        """(decision, decided_by) of the site's decision on this task, or None if undecided."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(approvals.c.decision, approvals.c.decided_by).where(
+                    approvals.c.project == project, approvals.c.task_hash == task_hash
+                )
+            ).first()
+        return None if row is None else (row[0], row[1])
+
+    def count_round(self, run: str, project: str, task_hash: str, limit: int | None) -> int | None:
+        """Count one more round of this task trained in `run` and return how many it has now,
+        or None (counting nothing) when the run has already trained `limit` rounds of it."""
+        key = (
+            trained_rounds.c.run == run,
+            trained_rounds.c.project == project,
+            trained_rounds.c.task_hash == task_hash,
+        )
+        with self.engine.begin() as conn:
+            done = conn.execute(select(trained_rounds.c.rounds).where(*key)).scalar()
+            if limit is not None and (done or 0) >= limit:
+                return None
+            if done is None:
+                conn.execute(
+                    insert(trained_rounds).values(
+                        run=run, project=project, task_hash=task_hash, rounds=1
+                    )
+                )
+                return 1
+            conn.execute(update(trained_rounds).where(*key).values(rounds=done + 1))
+            return done + 1
 
     def record(self, action: str, detail: dict[str, object]) -> None:
         """Append one entry to the audit log."""

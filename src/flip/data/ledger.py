@@ -113,15 +113,15 @@ class Ledger:
             ).scalar_one_or_none()
         return decision == "approved"
 
-    def decision(self, project: str, task_hash: str) -> tuple[str, str] | None:
-        """(decision, decided_by) of the site's decision on this task, or None if undecided."""
+    def decision(self, project: str, task_hash: str) -> dict[str, str] | None:
+        """The site's decision on this task (decision, reason, decided_by), or None."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(approvals.c.decision, approvals.c.decided_by).where(
+                select(approvals.c.decision, approvals.c.reason, approvals.c.decided_by).where(
                     approvals.c.project == project, approvals.c.task_hash == task_hash
                 )
             ).first()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else {k: str(v or "") for k, v in row._mapping.items()}
 
     def count_round(self, run: str, project: str, task_hash: str, limit: int | None) -> int | None:
         """Count one more round of this task trained in `run` and return how many it has now,

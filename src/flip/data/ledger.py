@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from flip.hashchain import GENESIS, entry_hash, first_break
+from flip.private_files import private_file
 
 _meta = MetaData()
 
@@ -70,6 +71,7 @@ class Ledger:
     """Approvals and audit of one site."""
 
     def __init__(self, path: str | Path) -> None:
+        private_file(Path(path))
         self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
         event.listen(self.engine, "connect", _pragmas)
         event.listen(self.engine, "begin", _begin_immediate)

@@ -718,6 +718,9 @@ ingest_run = Table(
     Column("records_quarantined", Integer, nullable=False, default=0),
     Column("records_skipped", Integer, nullable=False, default=0),
     Column("source_system", String(200)),
+    # The process that runs it, so that a later run can tell one whose process died.
+    Column("host", String(255)),
+    Column("pid", Integer),
 )
 
 #: Per ingest run, how many records each rule skipped, how many optional fields each rule
@@ -752,7 +755,7 @@ Index("ix_source_record_key", source_record.c.source_system, source_record.c.rec
 )
 
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 flip_schema = Table(
     "flip_schema",

@@ -7,6 +7,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, field_validator
 
+#: No site policy lets a task train, evaluate or share statistics on fewer rows than this.
+ROW_FLOOR = 10
+
 
 class AutoApproval(BaseModel):
     """A rule under which the agent approves a task without waiting for the site admin."""
@@ -34,6 +37,12 @@ class SitePolicy(BaseModel):
     query_budget: int | None = Field(
         None, ge=1, description="Cohort queries the site answers per project; None: no limit."
     )
+    min_rows: int | None = Field(
+        None,
+        ge=ROW_FLOOR,
+        description="The fewest rows in a task's training or test split that the site trains, "
+        f"evaluates or shares statistics on; default: min_cell_size, never below {ROW_FLOOR}.",
+    )
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
     max_epsilon: float | None = Field(
         None, gt=0, description="Require DP with at most this epsilon."
@@ -51,6 +60,11 @@ class SitePolicy(BaseModel):
         description="Share this site's log of each run it joined (joined, rounds trained, "
         "refusals) with the hub; off: the hub sees only the site's reply.",
     )
+
+    def fewest_rows(self) -> int:
+        """The fewest rows a split of a task may have here: `min_rows`, else `min_cell_size`,
+        and never below ROW_FLOOR."""
+        return max(ROW_FLOOR, self.min_rows or self.min_cell_size)
 
 
 class PersonIdentifier(BaseModel):

@@ -128,7 +128,11 @@ def test_writes_committed_together_fail_alone(served, hub_db_url):
         stored = conn.execute(select(sites.c.name)).scalars().all()
     engine.dispose()
     assert sorted(stored) == sorted(set(names))
-    assert admin.http.get("/audit/verify").json() == {"ok": True, "broken_at": None, "site_ledgers": []}
+    assert admin.http.get("/audit/verify").json() == {
+        "ok": True,
+        "broken_at": None,
+        "site_ledgers": [],
+    }
 
 
 def test_a_job_that_fails_in_a_group_rolls_back_alone(hub_db_url):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from flip import __version__
 from flip.cli import bench, fl, hub, models, site, synth
 from flip.cli.demo import demo
 from flip.cli.verify import verify
+from flip.private_files import UMASK
 
 app = typer.Typer(
     name="flip",
@@ -33,5 +36,6 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point of the `flip` console script."""
+    """Entry point of the `flip` console script: nothing it creates is open to other users."""
+    os.umask(UMASK)
     app()

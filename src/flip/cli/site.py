@@ -477,13 +477,14 @@ def report(
     `--html FILE` adds unit coverage and value distributions with charts (self-contained).
     """
     from flip.data.validate.report import build_report, render_html
+    from flip.private_files import write_private
 
     with one_line_errors():
         s = _existing(store)
         data = build_report(s)
         s.close()
         if html_path is not None:
-            html_path.write_text(render_html(data), encoding="utf-8")
+            write_private(html_path, render_html(data).encode("utf-8"))
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
@@ -631,11 +632,12 @@ def predict(
     from flip.data.features.csvfile import DatasetError
     from flip.fl import validation
     from flip.fl.registry import RegistryError
+    from flip.private_files import private_file
 
     with one_line_errors(DatasetError, RegistryError):
         record, local = _local(model_id, registry, data, store, None, None)
         p = validation.predictions(record, local)
-        with out.open("w", newline="") as handle:
+        with private_file(out).open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row" if data is not None else "person_id", "probability"])
             writer.writerows(
@@ -670,21 +672,18 @@ def enrol(
     token: Annotated[str, typer.Option(help="The one-time enrolment token the hub admin gave.")],
     site_config: SiteConfigOption = Path("site.yaml"),
 ) -> None:
-    """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml),
+    """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml, 0600),
     registering the public half of the site's signing key (made beside the ledger, 0600)."""
-    import os
-
     import httpx
 
+    from flip.private_files import write_private
     from flip.site.anchor import public_key
     from flip.site.hub_client import HubClient
 
     with one_line_errors(httpx.HTTPError):
         site = _site_config(site_config)
         credential = HubClient.enrol(hub, token, public_key(site))
-        path = Path(site.credential)
-        path.write_text(credential, encoding="utf-8")
-        os.chmod(path, 0o600)
+        write_private(Path(site.credential), credential.encode("utf-8"))
         raw = yaml.safe_load(site_config.read_text(encoding="utf-8"))
         raw["hub"] = hub
         site_config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")

@@ -26,9 +26,11 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    update,
 )
 
 from flip.hashchain import GENESIS, entry_hash, first_break
+from flip.private_files import private_file
 
 DECISIONS = ("task.approved", "task.declined")
 
@@ -43,6 +45,17 @@ approvals = Table(
     Column("reason", Text),
     Column("decided_by", String(100), nullable=False),
     Column("decided_at", String(40), nullable=False),
+)
+
+#: Rounds each run has trained at this site, per task: the ClientApp's own count, which
+#: never trusts the round number the server sends.
+trained_rounds = Table(
+    "trained_round",
+    _meta,
+    Column("run", String(40), primary_key=True),
+    Column("project", String(100), primary_key=True),
+    Column("task_hash", String(64), primary_key=True),
+    Column("rounds", Integer, nullable=False),
 )
 
 audit = Table(
@@ -78,6 +91,7 @@ class Ledger:
     """Approvals and audit of one site."""
 
     def __init__(self, path: str | Path) -> None:
+        private_file(Path(path))
         self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
         event.listen(self.engine, "connect", _pragmas)
         event.listen(self.engine, "begin", _begin_immediate)
@@ -161,6 +175,38 @@ class Ledger:
                 decision = str(entry["action"]).removeprefix("task.")
                 chained[key] = (decision, detail.get("by"), detail.get("reason") or "")
         return rows, chained
+
+    def decision(self, project: str, task_hash: str) -> dict[str, str] | None:
+        """The site's decision on this task (decision, reason, decided_by), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(approvals.c.decision, approvals.c.reason, approvals.c.decided_by).where(
+                    approvals.c.project == project, approvals.c.task_hash == task_hash
+                )
+            ).first()
+        return None if row is None else {k: str(v or "") for k, v in row._mapping.items()}
+
+    def count_round(self, run: str, project: str, task_hash: str, limit: int | None) -> int | None:
+        """Count one more round of this task trained in `run` and return how many it has now,
+        or None (counting nothing) when the run has already trained `limit` rounds of it."""
+        key = (
+            trained_rounds.c.run == run,
+            trained_rounds.c.project == project,
+            trained_rounds.c.task_hash == task_hash,
+        )
+        with self.engine.begin() as conn:
+            done = conn.execute(select(trained_rounds.c.rounds).where(*key)).scalar()
+            if limit is not None and (done or 0) >= limit:
+                return None
+            if done is None:
+                conn.execute(
+                    insert(trained_rounds).values(
+                        run=run, project=project, task_hash=task_hash, rounds=1
+                    )
+                )
+                return 1
+            conn.execute(update(trained_rounds).where(*key).values(rounds=done + 1))
+            return done + 1
 
     def record(self, action: str, detail: dict[str, object]) -> None:
         """Append one entry to the audit log."""

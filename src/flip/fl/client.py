@@ -31,7 +31,7 @@ from flip.fl.privacy import clip_when_asked
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
 from flip.fl.tasks.models import new_model
-from flip.site.policy import task_problem
+from flip.site.policy import rows_problem, task_problem
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
 
@@ -136,25 +136,36 @@ def data_fingerprint(store: str, spec_json: str) -> str:
 def _splits(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> tuple[TabularData, TabularData]:
+    usable_splits(site, spec, config)
     scaling = scaling_for(spec, config)
     return _scaled_splits(site.store, spec.model_dump_json(), scaling.model_dump_json())
+
+
+def usable_splits(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
+) -> tuple[TabularData, TabularData]:
+    """The task's unscaled training and test splits at this site, once each has at least the
+    policy's fewest rows (whatever the task's test fraction); a refusal is audited."""
+    splits = _raw_splits(site.store, spec.model_dump_json())
+    for name, split in zip(("training", "test"), splits, strict=True):
+        if problem := rows_problem(site.policy, name, len(split.y)):
+            with Ledger(site.ledger) as ledger:
+                _refuse(ledger, site, _detail(config), problem)
+    return splits
+
+
+def _detail(config: Mapping[str, Any]) -> dict[str, str]:
+    return {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
 
 
 def share_stats(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> dict[str, list[float]]:
     """Sums and counts of the site's training features, for the federation's scaling; the
-    release is audited, and refused below the site's minimum cell size."""
-    train, _ = _raw_splits(site.store, spec.model_dump_json())
-    detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
+    release is audited, and refused below the site's fewest rows."""
+    train, _ = usable_splits(site, spec, config)
     with Ledger(site.ledger) as ledger:
-        if len(train.y) < site.policy.min_cell_size:
-            reason = (
-                f"{len(train.y)} training rows, fewer than the minimum cell size "
-                f"{site.policy.min_cell_size}"
-            )
-            _refuse(ledger, site, detail, reason)
-        ledger.record("run.stats", {**detail, "n_train": len(train.y)})
+        ledger.record("run.stats", {**_detail(config), "n_train": len(train.y)})
     return feature_stats(train, len(spec.data.features))
 
 
@@ -163,12 +174,27 @@ def _model(spec: TaskSpec, state: dict[str, Any]) -> torch.nn.Module:
 
 
 def train_round(
-    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
+    site: SiteConfig,
+    spec: TaskSpec,
+    config: Mapping[str, Any],
+    state: dict[str, Any],
+    *,
+    run: int,
 ) -> tuple[torch.nn.Module, dict[str, float]]:
-    """One round of local training of an authorised task from the global `state`, logged
-    in the site's ledger (with the norm its update is clipped to, under client-side
-    differential privacy); the trained model and its metrics."""
+    """One round of local training of an authorised task from the global `state` in Flower
+    run `run`, logged in the site's ledger (with the norm its update is clipped to, under
+    client-side differential privacy); the trained model and its metrics.
+
+    The site counts the rounds each run trained in its ledger and refuses one more than
+    the task has, whatever round number the server sends.
+    """
     train_split, _ = _splits(site, spec, config)
+    detail = _detail(config)
+    with Ledger(site.ledger) as ledger:
+        number = ledger.count_round(str(run), detail["project"], detail["task_hash"], spec.rounds)
+        if number is None:
+            reason = f"run {run} has already trained the {spec.rounds} rounds the task has"
+            _refuse(ledger, site, detail, reason)
     model = _model(spec, state)
     metrics = binary.train(
         model,
@@ -183,9 +209,10 @@ def train_round(
         ledger.record(
             "run.trained",
             {
-                "project": str(config["project"]),
-                "task_hash": str(config["task-hash"]),
+                **detail,
                 "round": int(config.get("server-round", 0)),
+                "flower_run": run,
+                "site_round": number,
                 "n_train": len(train_split.y),
                 "loss": round(float(metrics["loss"]), 6),
                 **(
@@ -212,7 +239,8 @@ def train(msg: Message, context: Context) -> Message:
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config)
-    model, metrics = train_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
+    state = msg.content["arrays"].to_torch_state_dict()
+    model, metrics = train_round(site, spec, config, state, run=context.run_id)
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
     )
@@ -227,11 +255,10 @@ def evaluate(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     spec = authorise(site, config)
     metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
-    spec_json = spec.model_dump_json()
     about = {
         "name": site.name,
-        "n_train": len(_raw_splits(site.store, spec_json)[0].y),
-        "data_sha256": data_fingerprint(site.store, spec_json),
+        "n_train": len(usable_splits(site, spec, config)[0].y),
+        "data_sha256": data_fingerprint(site.store, spec.model_dump_json()),
     }
     with Ledger(site.ledger) as ledger:
         reported = {k: about[k] for k in ("n_train", "data_sha256")}

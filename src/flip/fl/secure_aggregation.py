@@ -98,6 +98,7 @@ class _TaskClient(NumPyClient):
 
     def __init__(self, context: Context) -> None:
         self.site = site_of(context)
+        self.run = context.run_id
 
     def _authorised(self, parameters, config) -> tuple[TaskSpec, dict[str, np.ndarray]]:
         spec = authorise(self.site, config, secure=True)
@@ -109,7 +110,7 @@ class _TaskClient(NumPyClient):
 
     def fit(self, parameters, config):
         spec, state = self._authorised(parameters, config)
-        model, metrics = site_train_round(self.site, spec, config, state)
+        model, metrics = site_train_round(self.site, spec, config, state, run=self.run)
         return _state(model), int(metrics["num-examples"]), {}
 
     def evaluate(self, parameters, config):

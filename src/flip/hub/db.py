@@ -22,6 +22,8 @@ from sqlalchemy import (
     event,
 )
 
+from flip.private_files import private_database
+
 metadata = MetaData()
 
 
@@ -242,7 +244,9 @@ audit = Table(
 
 
 def connect(url: str) -> Engine:
-    """An engine on the hub database, migrated to the newest schema."""
+    """An engine on the hub database, migrated to the newest schema; a SQLite file is
+    private to this user."""
+    private_database(url)
     connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
     # As many connections as the worker threads that may use them at once.
     engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)

@@ -26,7 +26,7 @@ from flip.fl.runtime.credentials import make_node_key
 from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.site.anchor import anchor
-from flip.site.approvals import decide
+from flip.site.approvals import AGENT, RULE, by_person, decide
 from flip.site.certify import countersign
 from flip.site.hub_client import HubClient
 from flip.site.policy import auto_approves, query_problem, task_problem
@@ -240,23 +240,31 @@ class SiteAgent:
     def _check_task(self, task: dict[str, Any]) -> None:
         """Decline a task that lies about its hash or breaks the policy; approve it by a rule.
 
-        Any other task waits for the site admin (`flip site approve` or `decline`).
+        Any other task waits for the site admin (`flip site approve` or `decline`). A
+        decision a person made stands: a rule never replaces it, and the hub asking again
+        is told it again (a task the policy now forbids is still declined).
         """
-        project = task["project_id"]
+        project, digest = task["project_id"], task["hash"]
+        with self._ledger() as ledger:
+            recorded = ledger.decision(str(project), digest)
+        person = recorded if recorded and by_person(recorded["decided_by"]) else None
+        if person and person["decision"] == "declined":
+            self.hub.decide(project, digest, "declined", person["reason"])
+            return
         try:
             spec = TaskSpec.model_validate(task["spec"])
         except ValidationError:
             spec = None
-        if spec is None or task_hash(spec) != task["hash"]:
+        if spec is None or task_hash(spec) != digest:
             reason = "the task's spec does not hash to its claimed hash"
         else:
             reason = task_problem(self.site.policy, project, spec)
         if reason:
-            decide(
-                self.site, self.hub, project, task["hash"], "declined", by="agent", reason=reason
-            )
+            decide(self.site, self.hub, project, digest, "declined", by=AGENT, reason=reason)
+        elif person:
+            self.hub.decide(project, digest, person["decision"], person["reason"])
         elif spec is not None and auto_approves(self.site.policy, project, spec):
-            decide(self.site, self.hub, project, task["hash"], "approved", by="policy:auto_approve")
+            decide(self.site, self.hub, project, digest, "approved", by=RULE)
 
     def _reply_run(self, run: dict[str, Any]) -> None:
         with self._ledger() as ledger:

@@ -6,6 +6,16 @@ from flip.config import SiteConfig
 from flip.data.ledger import Ledger
 from flip.site.hub_client import HubClient
 
+#: Who the ledger names for decisions no person made: the agent declining what the
+#: policy forbids, and a policy rule approving.
+AGENT = "agent"
+RULE = "policy:auto_approve"
+
+
+def by_person(by: str) -> bool:
+    """Whether a decision recorded as made `by` this name was a person's, not a rule's."""
+    return by != AGENT and not by.startswith("policy:")
+
 
 def decide(
     site: SiteConfig,

@@ -78,6 +78,15 @@ def privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
     return None
 
 
+def rows_problem(policy: SitePolicy, split: str, n: int) -> str | None:
+    """Why the site will not use a task's `split` ("training" or "test") of `n` rows, or None:
+    fewer rows than the policy's minimum, whatever the task's test fraction asks."""
+    fewest = policy.fewest_rows()
+    if n < fewest:
+        return f"{n} {split} rows, fewer than the site's minimum of {fewest} rows"
+    return None
+
+
 def auto_approves(policy: SitePolicy, project_id: int, spec: TaskSpec) -> bool:
     """Whether a rule of the policy approves this (policy-abiding) task without the admin."""
     for rule in policy.auto_approve:

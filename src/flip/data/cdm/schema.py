@@ -734,6 +734,9 @@ ingest_run = Table(
     Column("records_skipped", Integer, nullable=False, default=0),
     Column("source_system", String(200)),
     Column("records_pruned", Integer, nullable=False, default=0),
+    # The process that runs it, so that a later run can tell one whose process died.
+    Column("host", String(255)),
+    Column("pid", Integer),
 )
 
 #: Per ingest run, how many records each rule skipped, how many optional fields each rule

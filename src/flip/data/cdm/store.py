@@ -35,6 +35,7 @@ from flip.data.cdm.schema import (
     metadata,
     source_record,
 )
+from flip.private_files import private_database
 
 
 class StoreError(RuntimeError):
@@ -203,10 +204,13 @@ def open_store(
 ) -> Store:
     """Open a store by path or URL; a DuckDB store opened read-only can be shared by processes.
 
+    A store file it creates is private to this user (0600, in folders it makes 0700).
+
     A writable store keeps its connections pooled until `close()`; a read-only one
     closes each connection after use, so it never holds the file longer than a query.
     """
     url = store_url(location)
+    private_database(url, create=not read_only)
     connect_args: dict[str, object] = {}
     if url.startswith("duckdb"):
         connect_args["read_only"] = read_only

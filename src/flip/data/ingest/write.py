@@ -17,6 +17,7 @@ from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
 from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.report import SUPERSEDED, IngestReport
+from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected
 
 
@@ -29,10 +30,12 @@ class Writer:
         self.derive_periods = derive_periods
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
-        """Record the start of an ingest run; return its (empty) report."""
+        """Record the start of an ingest run, with the process that runs it, after marking
+        failed the runs whose process died; return its (empty) report."""
         started = _now()
         report = IngestReport(run_id=stable_id(self.system, uri, started.isoformat()))
         with self.store.begin() as conn:
+            fail_stale_runs(conn)
             conn.execute(
                 insert(schema.ingest_run).values(
                     ingest_run_id=report.run_id,
@@ -41,6 +44,7 @@ class Writer:
                     source_system=self.system,
                     started_at=started,
                     status="running",
+                    **this_process(),
                 )
             )
         return report

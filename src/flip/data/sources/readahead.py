@@ -3,16 +3,22 @@
 Parsing and checking a file costs about as much as converting and writing its
 records, so an ingest on two cores runs both at once. The child sends records in
 chunks through a bounded queue: memory stays flat, and the reader waits when the
-writer falls behind.
+writer falls behind. The child dies with its parent: a killed ingest leaves no reader
+behind holding its files.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
 import pickle
 import queue
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,13 +31,35 @@ DEPTH = 4
 
 _DONE = "done"
 _FAILED = "failed"
+#: prctl(2) option: the signal this process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
 
 
 class ReaderDied(RuntimeError):
     """The reading process ended without saying why (killed, or out of memory)."""
 
 
-def _child(produce: Callable[..., Iterable[Any]], args: tuple, out: multiprocessing.Queue) -> None:
+def _die_with(parent: int) -> None:
+    """End this process when process `parent` ends: at once on Linux (the kernel sends
+    SIGKILL), elsewhere within a second (a thread watches who the parent is)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+
+def _child(
+    produce: Callable[..., Iterable[Any]], args: tuple, out: multiprocessing.Queue, parent: int
+) -> None:
+    _die_with(parent)
     gc.disable()
     chunk: list[Any] = []
     try:
@@ -87,7 +115,7 @@ def _start(
 ) -> tuple[multiprocessing.Process, multiprocessing.Queue]:
     context = multiprocessing.get_context("fork")
     out = context.Queue(maxsize=DEPTH)
-    child = context.Process(target=_child, args=(produce, args, out), daemon=True)
+    child = context.Process(target=_child, args=(produce, args, out, os.getpid()), daemon=True)
     child.start()
     return child, out
 

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from flip.private_files import private_folder, write_private
+
 
 @dataclass(frozen=True)
 class TlsFiles:
@@ -32,19 +34,19 @@ def _name(common: str) -> x509.Name:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
+    write_private(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
-    path.chmod(0o600)
 
 
 def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsFiles:
     """A CA and a server certificate for `hosts`, valid for a year, written to `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    private_folder(folder)
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca = (
@@ -85,18 +87,18 @@ def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) 
 
 
 def make_node_key(folder: Path, name: str) -> tuple[Path, Path]:
-    """(private, public) OpenSSH key files of one SuperNode."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """(private, public) OpenSSH key files of one SuperNode; the private one 0600."""
+    private_folder(folder)
     key = ec.generate_private_key(ec.SECP384R1())
     private, public = folder / f"{name}.key", folder / f"{name}.pub"
-    private.write_bytes(
+    write_private(
+        private,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
-        )
+        ),
     )
-    private.chmod(0o600)
     public.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH

@@ -1,0 +1,45 @@
+"""Flower messages as a SuperNode hands them to FLIP's ClientApp, for driving it directly."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, Metadata, RecordDict
+
+from flip.fl.server import run_config
+from flip.fl.tasks.base import TaskSpec
+from flip.fl.tasks.models import new_model
+
+
+def task_message(
+    kind: str, spec: TaskSpec, *, run: int, server_round: int = 1, project: str = "p"
+) -> Message:
+    """A `kind` ("train", "evaluate") message of Flower run `run` for `spec` in `project`,
+    carrying a fresh model and the round number the server claims."""
+    config = ConfigRecord({**dict(run_config(project, spec)), "server-round": server_round})
+    content = RecordDict({"arrays": ArrayRecord(new_model(spec).state_dict()), "config": config})
+    metadata = Metadata(
+        run_id=run,
+        message_id=uuid.uuid4().hex,
+        src_node_id=0,
+        dst_node_id=1,
+        reply_to_message_id="",
+        group_id=str(server_round),
+        created_at=time.time(),
+        ttl=3600.0,
+        message_type=kind,
+    )
+    return Message(content, metadata=metadata)
+
+
+def node_context(site_yaml: Path, *, run: int) -> Context:
+    """The context a SuperNode started with `--node-config site-config=…` gives run `run`."""
+    return Context(
+        run_id=run,
+        node_id=1,
+        node_config={"site-config": str(site_yaml)},
+        state=RecordDict(),
+        run_config={},
+    )

@@ -1,0 +1,98 @@
+"""Issue 19 item 4: an approved task cannot make a site train or evaluate on a handful of
+rows (one row's weight delta gives that patient's features back), whatever its test
+fraction asks; the site's policy sets the minimum, never below 10."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from flip.config import SiteConfig, SitePolicy
+from flip.data.ledger import Ledger
+from flip.fl.client import NotApproved, app
+from flip.fl.tasks import mace_task, task_hash
+from flip.fl.tasks.base import TaskSpec, load_raw_splits
+from tests.conftest import build_site
+from tests.security.messages import node_context, task_message
+
+
+@pytest.fixture(scope="module")
+def site_yaml(tmp_path_factory) -> Path:
+    """A site of 200 patients (its MACE task has about 200 rows)."""
+    return build_site(tmp_path_factory.mktemp("rows"), "alpha", "csv", 200)
+
+
+def _task(test_fraction: float) -> TaskSpec:
+    return mace_task(scaling="fixed").model_copy(update={"test_fraction": test_fraction})
+
+
+def _approved(site_yaml: Path, spec: TaskSpec, policy: SitePolicy | None = None) -> Path:
+    """The site.yaml of the site with `policy`, once it approved `spec` for project p."""
+    site = SiteConfig.load(site_yaml)
+    Ledger(site.ledger).decide("p", task_hash(spec), "approved", by="admin")
+    if policy is None:
+        return site_yaml
+    site.policy = policy
+    path = site_yaml.with_name(f"site-{task_hash(spec)[:8]}.yaml")
+    site.save(path)
+    return path
+
+
+def _log(site_yaml: Path, spec: TaskSpec, action: str) -> list[dict]:
+    entries = Ledger(SiteConfig.load(site_yaml).ledger).entries()
+    details = [json.loads(e["detail"]) for e in entries if e["action"] == action]
+    return [d for d in details if d["task_hash"] == task_hash(spec)]
+
+
+def _sizes(site_yaml: Path, spec: TaskSpec) -> tuple[int, int]:
+    train, test = load_raw_splits(SiteConfig.load(site_yaml).store, spec)
+    return len(train.y), len(test.y)
+
+
+def test_a_task_asking_a_tiny_training_split_is_refused_before_it_trains(site_yaml):
+    spec = _task(0.97)
+    n_train, _ = _sizes(site_yaml, spec)
+    assert 1 < n_train < 10
+    path = _approved(site_yaml, spec)
+    for kind in ("train", "evaluate"):
+        with pytest.raises(NotApproved, match=f"{n_train} training rows, fewer than .* 10 rows"):
+            app(task_message(kind, spec, run=1), node_context(path, run=1))
+    assert _log(site_yaml, spec, "run.trained") == []
+    assert len(_log(site_yaml, spec, "run.refused")) == 2
+
+
+def test_a_task_asking_a_tiny_test_split_is_refused_before_it_evaluates(site_yaml):
+    spec = _task(0.02)
+    n_train, n_test = _sizes(site_yaml, spec)
+    assert n_test < 10 <= n_train
+    path = _approved(site_yaml, spec)
+    with pytest.raises(NotApproved, match=f"{n_test} test rows, fewer than the site's minimum"):
+        app(task_message("evaluate", spec, run=2), node_context(path, run=2))
+    assert "test rows" in _log(site_yaml, spec, "run.refused")[-1]["reason"]
+
+
+def test_the_minimum_is_the_policys_and_never_below_ten(site_yaml):
+    # min_cell_size 1 still leaves the floor at 10: 6 training rows are refused.
+    small = _task(0.97)
+    path = _approved(site_yaml, small, SitePolicy(min_cell_size=1))
+    with pytest.raises(NotApproved, match="fewer than the site's minimum of 10 rows"):
+        app(task_message("train", small, run=3), node_context(path, run=3))
+    with pytest.raises(ValidationError, match="min_rows"):
+        SitePolicy(min_rows=5)
+    # A site may ask more: min_rows, or by default its min_cell_size.
+    spec = _task(0.25)
+    n_train, n_test = _sizes(site_yaml, spec)
+    for policy in (SitePolicy(min_rows=n_test + 1), SitePolicy(min_cell_size=n_test + 1)):
+        path = _approved(site_yaml, spec, policy)
+        with pytest.raises(NotApproved, match=f"{n_test} test rows"):
+            app(task_message("evaluate", spec, run=4), node_context(path, run=4))
+    # At the minimum, the site trains and evaluates.
+    path = _approved(site_yaml, spec, SitePolicy(min_rows=n_test))
+    trained = app(task_message("train", spec, run=5), node_context(path, run=5))
+    assert set(trained.content) == {"arrays", "metrics"}
+    evaluated = app(task_message("evaluate", spec, run=5), node_context(path, run=5))
+    assert evaluated.content["site"]["n_train"] == n_train
+    assert [t["n_train"] for t in _log(site_yaml, spec, "run.trained")] == [n_train]

@@ -25,6 +25,7 @@ MATRIX = {
     ("PUT", "/api/v1/users/{user_id}/password"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
+    ("POST", "/api/v1/users/{user_id}/restore"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
     ("POST", "/api/v1/agent/credential"): {"site"},
     ("GET", "/api/v1/audit/verify"): {"admin"},

@@ -15,20 +15,26 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
+from flip.hub.passwords import PasswordWork
+from flip.hub.policy import AccessPolicy
 from flip.hub.routes import activity, admin, agent, projects, sessions
+from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(
-    database_url: str, max_body: int = DEFAULT_MAX_BODY, federation: Federation | None = None
+    database_url: str,
+    max_body: int = DEFAULT_MAX_BODY,
+    federation: Federation | None = None,
+    policy: AccessPolicy | None = None,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
     Request bodies over `max_body` bytes are refused with 413. With a `federation`,
     the hub runs a Flower SuperLink for deployment runs, started and stopped with
-    the app.
+    the app. `policy` caps token lifetimes and throttles password guessing.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -57,6 +63,11 @@ def create_app(
     app.state.fresh = Fresh(turns)
     app.state.writer = writer
     app.state.federation = federation
+    app.state.policy = policy = policy or AccessPolicy()
+    app.state.throttle = LoginThrottle(
+        policy.account_failures, policy.address_failures, policy.failure_window
+    )
+    app.state.passwords = PasswordWork(policy.password_workers, policy.password_queue)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):

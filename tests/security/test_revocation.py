@@ -60,6 +60,12 @@ def test_a_session_mints_a_token_only_with_the_password(hub):
     assert decade.status_code == 422 and "90" in decade.json()["detail"]
     minted = hub.call("POST", path, session, json={"password": PASSWORD})
     assert minted.status_code == 200, minted.text
+    promoted = {"name": "ada", "role": "admin", "password": PASSWORD}
+    hub.call("POST", "/users", hub.admin, json=promoted)
+    admin_session = _login(hub, "ada").json()["token"]
+    restore = f"/users/{uid}/restore"
+    assert hub.call("POST", restore, admin_session).status_code == 403, "nor does restoring"
+    assert hub.call("POST", restore, admin_session, json={"password": PASSWORD}).is_success
     with hub.app.state.engine.connect() as conn:
         expires = conn.execute(select(users.c.token_expires_at).where(users.c.id == uid)).scalar()
     assert expires <= now() + timedelta(days=90)

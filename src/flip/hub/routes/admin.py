@@ -146,15 +146,24 @@ def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
 
 
 @router.post("/users/{user_id}/restore")
-@writes
-def restore_user(
-    user_id: PathId, request: Request, conn: Conn, who: Admin, body: TokenRequest | None = None
+async def restore_user(
+    user_id: PathId, request: Request, who: Admin, body: TokenRequest | None = None
 ) -> TokenOut:
-    """Give a revoked user access again, with a new API token (shown once)."""
-    days = request.app.state.policy.token_days((body or TokenRequest()).expires_in_days)
-    _user(conn, user_id)
-    uid, name, token = access.restore(conn, user_id, who.label, days)
-    return TokenOut(id=uid, name=name, token=token)
+    """Give a revoked user access again, with a new API token (shown once).
+
+    From a session, the admin's password is needed, as for any new token.
+    """
+    body = body or TokenRequest()
+    days = request.app.state.policy.token_days(body.expires_in_days)
+    if who.session is not None:
+        await confirm_password(request, who, body.password)
+
+    def job(conn: Connection) -> TokenOut:
+        _user(conn, user_id)
+        uid, name, token = access.restore(conn, user_id, who.label, days)
+        return TokenOut(id=uid, name=name, token=token)
+
+    return await request.app.state.writer.run(job)
 
 
 @router.post("/sites/{site_id}/disable", status_code=204)

@@ -114,7 +114,7 @@ def test_run_needs_a_joined_site_and_follows_its_state_machine(hub):
     a = hub.site("a")
     pid = _project_with_sites(hub, researcher, "a")
     body = {"hash": HASH, "kind": "tabular-logreg", "spec": {"x": 1}}
-    assert hub.call("POST", f"/projects/{pid}/tasks", other, json=body).status_code == 403
+    assert hub.call("POST", f"/projects/{pid}/tasks", other, json=body).status_code == 404
     assert hub.call("POST", f"/projects/{pid}/tasks", researcher, json=body).status_code == 201
     assert (
         hub.call(
@@ -325,33 +325,41 @@ def test_project_members_work_on_the_project_until_taken_off(hub):
     pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
     query = {"name": "q", "definition": {}}
 
-    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 403
+    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 404
     added = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["mira"]})
     assert added.status_code == 200, added.text
     assert added.json() == ["mira"]
-    assert hub.call("GET", f"/projects/{pid}", outsider).json()["members"] == ["mira"]
+    assert hub.call("GET", f"/projects/{pid}", member).json()["members"] == ["mira"]
+    assert hub.call("GET", f"/projects/{pid}", outsider).status_code == 404
 
     assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 201
-    assert hub.call("POST", f"/projects/{pid}/queries", outsider, json=query).status_code == 403
+    assert hub.call("POST", f"/projects/{pid}/queries", outsider, json=query).status_code == 404
     # Members work on the project; only its owner (or an admin) says who they are.
     again = hub.call("POST", f"/projects/{pid}/members", member, json={"users": ["otto"]})
     assert again.status_code == 403
 
+    # A viewer may be a member: it reads the project, and writes nothing.
     viewer = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["vera"]})
-    assert viewer.status_code == 422 and "vera" in viewer.json()["detail"]
+    assert viewer.json() == ["mira", "vera"]
+    admin = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["admin"]})
+    assert admin.status_code == 422 and "admin" in admin.json()["detail"]
     unknown = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["nobody"]})
     assert unknown.status_code == 404 and "nobody" in unknown.json()["detail"]
     twice = hub.call("POST", f"/projects/{pid}/members", owner, json={"users": ["mira"]})
-    assert twice.json() == ["mira"]
+    assert twice.json() == ["mira", "vera"]
 
     with hub.app.state.engine.connect() as conn:
         mira = conn.execute(select(db.users.c.id).where(db.users.c.name == "mira")).scalar_one()
     assert hub.call("DELETE", f"/projects/{pid}/members/{mira}", owner).status_code == 204
     assert hub.call("DELETE", f"/projects/{pid}/members/{mira}", owner).status_code == 404
-    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 403
-    assert hub.call("GET", f"/projects/{pid}", owner).json()["members"] == []
+    assert hub.call("POST", f"/projects/{pid}/queries", member, json=query).status_code == 404
+    assert hub.call("GET", f"/projects/{pid}", owner).json()["members"] == ["vera"]
     with hub.app.state.engine.connect() as conn:
         actions = conn.execute(
             select(audit.c.action).where(audit.c.action.like("project.member.%"))
         ).scalars()
-        assert list(actions) == ["project.member.add", "project.member.remove"]
+        assert list(actions) == [
+            "project.member.add",
+            "project.member.add",
+            "project.member.remove",
+        ]

@@ -1,12 +1,18 @@
-"""Every hub endpoint x every role against a declared allow/deny matrix."""
+"""Every hub endpoint x every role against a declared allow/deny matrix.
+
+Projects are scoped: `researcher` and `stranger` (a viewer) are in no project, so every
+route that names a project, query or run answers them 404, as if it did not exist;
+`viewer` is a member of the project and reads it, but writes nothing.
+"""
 
 HASH = "ab" * 32
 PASSWORD = "correct horse battery"
-READERS = {"admin", "owner", "member", "researcher", "viewer"}
+READERS = {"admin", "owner", "member", "viewer"}
 OWNERS = {"admin", "owner"}
 WORKERS = OWNERS | {"member"}
-USERS = READERS | {"site_admin"}
+USERS = READERS | {"researcher", "stranger", "site_admin"}
 EVERYONE = USERS | {"site", "anonymous"}
+ROLES = ("admin", "owner", "member", "researcher", "viewer", "stranger", "site_admin", "site")
 
 #: (method, path) -> roles allowed past authentication and authorisation.
 MATRIX = {
@@ -19,10 +25,11 @@ MATRIX = {
     ("PUT", "/api/v1/users/{user_id}/password"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
+    ("POST", "/api/v1/users/{user_id}/restore"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
     ("POST", "/api/v1/agent/credential"): {"site"},
     ("GET", "/api/v1/audit/verify"): {"admin"},
-    ("POST", "/api/v1/projects"): {"admin", "owner", "member", "researcher"},
+    ("POST", "/api/v1/projects"): WORKERS | {"researcher"},
     ("GET", "/api/v1/projects/{project_id}"): READERS,
     ("POST", "/api/v1/projects/{project_id}/members"): OWNERS,
     ("DELETE", "/api/v1/projects/{project_id}/members/{member_id}"): OWNERS,
@@ -92,6 +99,7 @@ def world(hub, n: int):
         "member": hub.user(f"mia{n}", "researcher"),
         "researcher": hub.user(f"rita{n}", "researcher"),
         "viewer": hub.user(f"vic{n}", "viewer"),
+        "stranger": hub.user(f"sid{n}", "viewer"),
         "site": hub.site(f"a{n}"),
         "anonymous": None,
     }
@@ -101,7 +109,7 @@ def world(hub, n: int):
     ).json()["token"]
     owner = tokens["owner"]
     pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
-    hub.call("POST", f"/projects/{pid}/members", owner, json={"users": [f"mia{n}"]})
+    hub.call("POST", f"/projects/{pid}/members", owner, json={"users": [f"mia{n}", f"vic{n}"]})
     second = hub.call("POST", "/users", hub.admin, json={"name": f"mo{n}", "role": "researcher"})
     hub.call("POST", f"/projects/{pid}/members", owner, json={"users": [f"mo{n}"]})
     hub.call("POST", f"/projects/{pid}/sites", owner, json={"sites": [f"a{n}"]})
@@ -132,16 +140,7 @@ def test_every_route_is_in_the_matrix(hub):
 def test_each_role_is_allowed_or_denied_as_declared(hub):
     n = 0
     for (method, path), allowed in MATRIX.items():
-        for role in (
-            "admin",
-            "owner",
-            "member",
-            "researcher",
-            "viewer",
-            "site_admin",
-            "site",
-            "anonymous",
-        ):
+        for role in (*ROLES, "anonymous"):
             n += 1
             tokens, ids = world(hub, n)
             token = tokens[role]
@@ -154,8 +153,11 @@ def test_each_role_is_allowed_or_denied_as_declared(hub):
             if path == "/api/v1/login":
                 body = {"name": f"olive{n}", "password": PASSWORD}
             response = hub.http.request(method, path.format(**ids), headers=headers, json=body)
-            denied = response.status_code in (401, 403)
+            hidden = _hidden(method, path, role)
+            denied = response.status_code in (401, 403) or (hidden and response.status_code == 404)
             assert response.status_code < 500, (method, path, role, response.text)
+            if hidden:
+                assert response.status_code == 404, (method, path, role, response.status_code)
             if role in allowed:
                 assert not denied or path == "/api/v1/sites/enrol", (
                     method,
@@ -165,3 +167,11 @@ def test_each_role_is_allowed_or_denied_as_declared(hub):
                 )
             else:
                 assert denied, (method, path, role, response.status_code)
+
+
+def _hidden(method: str, path: str, role: str) -> bool:
+    """Whether the caller passes the route's role check but is in no project it names:
+    then the project, query or run is hidden (404). A viewer's write is refused by role."""
+    ids = ("{project_id}", "{query_id}", "{run_id}")
+    scoped = not path.startswith("/api/v1/agent/") and any(i in path for i in ids)
+    return scoped and (role == "researcher" or (role == "stranger" and method == "GET"))

@@ -55,6 +55,20 @@ def serve(
             "audit heads the sites keep and the run certificates. It never leaves the hub."
         ),
     ] = Path("hub-signing.key"),
+    max_token_days: Annotated[
+        int, typer.Option(help="The longest a user's API token may live, in days.", min=1)
+    ] = 90,
+    login_attempts: Annotated[
+        int,
+        typer.Option(
+            help="Wrong passwords allowed per account within --login-window (per client "
+            "address: four times as many) before login answers 429.",
+            min=1,
+        ),
+    ] = 5,
+    login_window: Annotated[
+        float, typer.Option(help="Seconds a wrong password counts against a login.", min=1)
+    ] = 900.0,
 ) -> None:
     """Serve the hub API; on a new database, create the admin and print their token once.
 
@@ -68,6 +82,7 @@ def serve(
 
     from flip.hub.app import bootstrap_admin, create_app
     from flip.hub.federation import Federation
+    from flip.hub.policy import AccessPolicy
     from flip.hub.transactions import SWITCH_INTERVAL
 
     federation = None
@@ -89,7 +104,13 @@ def serve(
             round_timeout=round_timeout,
         )
         typer.echo(f"Flower SuperLink on {federation.superlink.address}", err=True)
-    app_ = create_app(db, federation=federation, signing_key=signing_key.resolve())
+    policy = AccessPolicy(
+        max_token_days=max_token_days,
+        account_failures=login_attempts,
+        address_failures=4 * login_attempts,
+        failure_window=login_window,
+    )
+    app_ = create_app(db, federation=federation, policy=policy, signing_key=signing_key.resolve())
     token = bootstrap_admin(app_.state.engine)
     if token:
         typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
@@ -157,3 +178,48 @@ def audit_verify(
     if broken is not None or breaks:
         raise typer.Exit(1)
     typer.echo("audit log intact")
+
+
+users_app = typer.Typer(help="Users' access, straight on the hub database.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name: Annotated[str, typer.Argument(help="The user's name.")],
+    db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
+) -> None:
+    """End every credential of a user (API token, sessions, password login) until restored."""
+    from flip.cli.errors import one_line_errors
+    from flip.hub import access
+    from flip.hub.db import connect
+
+    with one_line_errors(access.NoSuchUser):
+        engine = connect(db)
+        try:
+            with engine.begin() as conn:
+                access.revoke(conn, name, "hub:cli")
+        finally:
+            engine.dispose()
+    typer.echo(f"user {name}: access revoked (a running hub sees it within 5 seconds)")
+
+
+@users_app.command("restore")
+def users_restore(
+    name: Annotated[str, typer.Argument(help="The user's name.")],
+    db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
+    days: Annotated[int, typer.Option(help="The new API token's lifetime.", min=1)] = 90,
+) -> None:
+    """Give a revoked user (an admin locked out, say) access again; print their new token once."""
+    from flip.cli.errors import one_line_errors
+    from flip.hub import access
+    from flip.hub.db import connect
+
+    with one_line_errors(access.NoSuchUser):
+        engine = connect(db)
+        try:
+            with engine.begin() as conn:
+                _, _, token = access.restore(conn, name, "hub:cli", days)
+        finally:
+            engine.dispose()
+    typer.echo(f"user {name}: access restored; their new API token (shown once): {token}")

@@ -17,7 +17,10 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
+from flip.hub.passwords import PasswordWork
+from flip.hub.policy import AccessPolicy
 from flip.hub.routes import activity, admin, agent, projects, sessions
+from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.signing import load_or_create_key
 
@@ -29,6 +32,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     federation: Federation | None = None,
     signing_key: Path | None = None,
+    policy: AccessPolicy | None = None,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -36,7 +40,8 @@ def create_app(
     the hub runs a Flower SuperLink for deployment runs, started and stopped with
     the app. The hub signs its audit heads and run certificates with the Ed25519 key
     at `signing_key` (made there, 0600, on first use); without one, with a key that
-    lives as long as the app.
+    lives as long as the app. `policy` caps token lifetimes and throttles password
+    guessing.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -70,6 +75,11 @@ def create_app(
     )
     if federation is not None:
         federation.signing_key = app.state.signing_key
+    app.state.policy = policy = policy or AccessPolicy()
+    app.state.throttle = LoginThrottle(
+        policy.account_failures, policy.address_failures, policy.failure_window
+    )
+    app.state.passwords = PasswordWork(policy.password_workers, policy.password_queue)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):

@@ -55,6 +55,7 @@ def _callers(digest: str):
             users.c.site_id,
             sessions.c.expires_at.label("expires"),
             literal("active").label("status"),
+            users.c.revoked_at.label("revoked"),
         )
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == digest),
@@ -67,6 +68,7 @@ def _callers(digest: str):
             users.c.site_id,
             users.c.token_expires_at,
             literal("active"),
+            users.c.revoked_at,
         ).where(users.c.token_hash == digest),
         select(
             literal("site"),
@@ -77,6 +79,7 @@ def _callers(digest: str):
             null(),
             null(),
             sites.c.status,
+            null(),
         ).where(sites.c.credential_hash == digest),
     )
 
@@ -95,6 +98,11 @@ async def principal(request: Request) -> Principal:
 
     key = ("caller", digest)
     found = await request.app.state.fresh.get(key, read, CREDENTIALS, everything=False)
+    if any(row.revoked is not None for row in found.values()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this user's access is revoked: ask an admin to restore it",
+        )
     if (session := found.get("session")) is not None:
         if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")

@@ -47,6 +47,8 @@ users = Table(
     Column("password_hash", String(200)),
     Column("site_id", ForeignKey("sites.id", name="fk_users_site_id")),
     _created(),
+    #: When an admin revoked the user's access: no token, session or login works until restored.
+    Column("revoked_at", DateTime),
 )
 
 #: Sessions opened by password login: a token (hashed) that expires within hours.

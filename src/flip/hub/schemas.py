@@ -22,7 +22,9 @@ class UserIn(BaseModel):
     name: str = Name
     role: Literal["admin", "researcher", "viewer", "site_admin"]
     site: str | None = Field(None, description="The site a site_admin belongs to (its name).")
-    expires_in_days: int = Field(90, ge=1, le=3650, description="The token's lifetime.")
+    expires_in_days: int | None = Field(
+        None, ge=1, le=3650, description="The token's lifetime in days (default: the hub's cap)."
+    )
     password: str | None = Field(
         None, min_length=12, max_length=256, description="Optional: lets the user log in."
     )
@@ -48,7 +50,12 @@ class PasswordIn(BaseModel):
 
 
 class TokenRequest(BaseModel):
-    expires_in_days: int = Field(90, ge=1, le=3650, description="The new token's lifetime.")
+    expires_in_days: int | None = Field(
+        None, ge=1, le=3650, description="The new token's lifetime in days (default: the cap)."
+    )
+    password: str | None = Field(
+        None, max_length=256, description="The caller's password: needed from a session."
+    )
 
 
 class TokenOut(BaseModel):

@@ -24,6 +24,11 @@ from flip.hub.transactions import ReadConn
 router = APIRouter(tags=["sites"])
 
 
+def _naming(site: str) -> str:
+    """How an audit entry's detail names a site: its "site" key (details are compact JSON)."""
+    return '"site":' + orjson.dumps(site).decode()
+
+
 @router.get("/sites/{site_id}/activity")
 def site_activity(site_id: PathId, conn: ReadConn, who: Caller) -> SiteActivityOut:
     """Everything the hub asked of a site and everything it released (its admin, or an admin)."""
@@ -68,7 +73,7 @@ def site_activity(site_id: PathId, conn: ReadConn, who: Caller) -> SiteActivityO
             or_(
                 audit.c.actor == label,
                 audit.c.target == label,
-                audit.c.detail.contains(orjson.dumps(site.name).decode()),
+                audit.c.detail.contains(_naming(site.name), autoescape=True),
             )
         )
         .order_by(audit.c.seq)

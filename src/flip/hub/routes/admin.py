@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import delete, insert, select, update
+from fastapi import APIRouter, HTTPException, Request, status
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flip.hub import anchors, audit
+from flip.hub import access, anchors, audit
 from flip.hub.auth import Admin, Caller, new_token, token_hash
-from flip.hub.db import now, sessions, sites, users
-from flip.hub.passwords import hash_password
+from flip.hub.db import now, sites, users
+from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import EnrolIn, EnrolmentOut, PathId, SiteIn, TokenOut, TokenRequest, UserIn
 from flip.hub.transactions import Conn, ReadConn, writes
 from flip.signing import load_public
@@ -20,32 +20,36 @@ router = APIRouter(tags=["admin"])
 
 
 @router.post("/users", status_code=201)
-@writes
-def create_user(body: UserIn, conn: Conn, who: Admin) -> TokenOut:
+async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
     """Create a user with a role and return their API token, once."""
-    token = new_token("flip_u")
-    expires = now() + timedelta(days=body.expires_in_days)
-    site_id = None
-    if body.site is not None:
-        site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
-        if site_id is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {body.site}")
-    try:
-        with conn.begin_nested():
-            uid = conn.execute(
-                insert(users).values(
-                    name=body.name,
-                    role=body.role,
-                    token_hash=token_hash(token),
-                    token_expires_at=expires,
-                    password_hash=hash_password(body.password) if body.password else None,
-                    site_id=site_id,
-                )
-            ).inserted_primary_key[0]
-    except IntegrityError:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.name} exists") from None
-    audit.append(conn, who.label, "user.create", f"user:{body.name}", {"role": body.role})
-    return TokenOut(id=uid, name=body.name, token=token)
+    days = request.app.state.policy.token_days(body.expires_in_days)
+    password = await request.app.state.passwords.hash(body.password) if body.password else None
+
+    def job(conn: Connection) -> TokenOut:
+        token = new_token("flip_u")
+        site_id = None
+        if body.site is not None:
+            site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
+            if site_id is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {body.site}")
+        try:
+            with conn.begin_nested():
+                uid = conn.execute(
+                    insert(users).values(
+                        name=body.name,
+                        role=body.role,
+                        token_hash=token_hash(token),
+                        token_expires_at=now() + timedelta(days=days),
+                        password_hash=password,
+                        site_id=site_id,
+                    )
+                ).inserted_primary_key[0]
+        except IntegrityError:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.name} exists") from None
+        audit.append(conn, who.label, "user.create", f"user:{body.name}", {"role": body.role})
+        return TokenOut(id=uid, name=body.name, token=token)
+
+    return await request.app.state.writer.run(job)
 
 
 @router.post("/sites", status_code=201)
@@ -75,6 +79,8 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
     ).first()
     if site is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or already used enrolment token")
+    if site.status != "pending":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"site {site.name} is {site.status}")
     if body.public_key is not None:
         try:
             load_public(body.public_key.strip())
@@ -85,7 +91,7 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
     credential = new_token("flip_s")
     conn.execute(
         update(sites)
-        .where(sites.c.id == site.id)
+        .where(sites.c.id == site.id, sites.c.status == "pending")
         .values(
             enrolment_hash=None,
             credential_hash=token_hash(credential),
@@ -105,45 +111,73 @@ def verify_audit(conn: ReadConn, who: Admin) -> dict[str, object]:
     return {"ok": broken is None and not breaks, "broken_at": broken, "site_ledgers": breaks}
 
 
-def _user(conn, user_id: int):
-    row = conn.execute(select(users).where(users.c.id == user_id)).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
-    return row
+def _user(conn: Connection, user_id: int):
+    try:
+        return access.find_user(conn, user_id)
+    except access.NoSuchUser as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
 
 @router.post("/users/{user_id}/token")
-@writes
-def rotate_token(
-    user_id: PathId, conn: Conn, who: Caller, body: TokenRequest | None = None
+async def rotate_token(
+    user_id: PathId, request: Request, who: Caller, body: TokenRequest | None = None
 ) -> TokenOut:
-    """A new token for a user (an admin, or the user themself); the old one stops working."""
+    """A new token for a user (an admin, or the user themself); the old one stops working.
+
+    Its lifetime is at most the hub's cap; from a session, the caller's password is needed.
+    """
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
-    row = _user(conn, user_id)
-    token = new_token("flip_u")
-    expires = now() + timedelta(days=(body or TokenRequest()).expires_in_days)
-    conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(token_hash=token_hash(token), token_expires_at=expires)
-    )
-    audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
-    return TokenOut(id=row.id, name=row.name, token=token)
+    body = body or TokenRequest()
+    days = request.app.state.policy.token_days(body.expires_in_days)
+    if who.session is not None:
+        await confirm_password(request, who, body.password)
+
+    def job(conn: Connection) -> TokenOut:
+        row = _user(conn, user_id)
+        if row.revoked_at is not None:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
+            )
+        token = new_token("flip_u")
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(token_hash=token_hash(token), token_expires_at=now() + timedelta(days=days))
+        )
+        audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
+        return TokenOut(id=row.id, name=row.name, token=token)
+
+    return await request.app.state.writer.run(job)
 
 
 @router.delete("/users/{user_id}/token", status_code=204)
 @writes
 def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
-    """Revoke a user's token and end their sessions at once; they need a new token."""
-    row = _user(conn, user_id)
-    conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(token_hash=token_hash(new_token("revoked")), token_expires_at=now())
-    )
-    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
-    audit.append(conn, who.label, "user.token.revoke", f"user:{row.name}")
+    """Revoke a user's access: their token, sessions and password login end until restored."""
+    _user(conn, user_id)
+    access.revoke(conn, user_id, who.label)
+
+
+@router.post("/users/{user_id}/restore")
+async def restore_user(
+    user_id: PathId, request: Request, who: Admin, body: TokenRequest | None = None
+) -> TokenOut:
+    """Give a revoked user access again, with a new API token (shown once).
+
+    From a session, the admin's password is needed, as for any new token.
+    """
+    body = body or TokenRequest()
+    days = request.app.state.policy.token_days(body.expires_in_days)
+    if who.session is not None:
+        await confirm_password(request, who, body.password)
+
+    def job(conn: Connection) -> TokenOut:
+        _user(conn, user_id)
+        uid, name, token = access.restore(conn, user_id, who.label, days)
+        return TokenOut(id=uid, name=name, token=token)
+
+    return await request.app.state.writer.run(job)
 
 
 @router.post("/sites/{site_id}/disable", status_code=204)
@@ -153,5 +187,7 @@ def disable_site(site_id: PathId, conn: Conn, who: Admin) -> None:
     row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id}")
-    conn.execute(update(sites).where(sites.c.id == site_id).values(status="disabled"))
+    conn.execute(
+        update(sites).where(sites.c.id == site_id).values(status="disabled", enrolment_hash=None)
+    )
     audit.append(conn, who.label, "site.disable", f"site:{row.name}")

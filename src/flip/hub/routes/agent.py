@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import anchors, audit, certificates
-from flip.hub.auth import Principal, Site, new_token, token_hash
+from flip.hub.auth import Principal, Site, new_token, principal, token_hash
 from flip.hub.db import (
     now,
     project_sites,
@@ -110,6 +110,7 @@ async def work(
                 return found.model_copy(update={"flower": FlowerOut(**federation.info())})
             return found
         await turns.wait(generation, left)
+        await principal(request)  # a site disabled while it waited gets a 401, not work
 
 
 def own_work(arguments: dict) -> tuple[str, int]:

@@ -46,34 +46,34 @@ from flip.hub.transactions import Conn, ReadConn, writes
 
 router = APIRouter(tags=["projects"])
 
+#: Who may be a project's member (a viewer member reads it; the role matrix stops its writes).
+MEMBER_ROLES = ("researcher", "viewer")
+
 RUN_TRANSITIONS = {
     "requested": {"running", "cancelled", "failed"},
     "running": {"completed", "failed", "cancelled"},
 }
 
 
-def _project(conn: Connection, project_id: int):
+def _visible(conn: Connection, project_id: int, who: Principal, missing: str | None = None):
+    """The project, if the caller is an admin, its owner or one of its members.
+
+    To anyone else it does not exist: 404 (`missing`, or "no project N"), so ids
+    cannot be walked to learn which projects there are.
+    """
     row = conn.execute(select(projects).where(projects.c.id == project_id)).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no project {project_id}")
-    return row
+    if row is not None and (
+        who.role == "admin" or row.owner_id == who.id or who.id in _member_ids(conn, project_id)
+    ):
+        return row
+    raise HTTPException(status.HTTP_404_NOT_FOUND, missing or f"no project {project_id}")
 
 
 def _owned(conn: Connection, project_id: int, who: Principal):
-    row = _project(conn, project_id)
+    row = _visible(conn, project_id, who)
     if who.role != "admin" and row.owner_id != who.id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the project's owner may do this")
     return row
-
-
-def _worked_on(conn: Connection, project_id: int, who: Principal):
-    """The project, if the caller is an admin, its owner or one of its members."""
-    row = _project(conn, project_id)
-    if who.role == "admin" or row.owner_id == who.id or who.id in _member_ids(conn, project_id):
-        return row
-    raise HTTPException(
-        status.HTTP_403_FORBIDDEN, "only the project's owner and members may do this"
-    )
 
 
 def _member_ids(conn: Connection, project_id: int) -> set[int]:
@@ -115,8 +115,8 @@ def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
 
 @router.get("/projects/{project_id}")
 def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
-    """A project and the status of each invited site."""
-    row = _project(conn, project_id)
+    """A project and the status of each invited site (to its owner, members and admins)."""
+    row = _visible(conn, project_id, who)
     owner = conn.execute(select(users.c.name).where(users.c.id == row.owner_id)).scalar_one()
     return ProjectOut(
         id=row.id,
@@ -131,7 +131,8 @@ def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
 @router.post("/projects/{project_id}/members")
 @writes
 def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher) -> list[str]:
-    """Add researchers by name; members may invite sites, propose tasks, query and run."""
+    """Add researchers or viewers by name: researchers may invite sites, propose tasks,
+    query and run; viewers only read the project, its queries and its runs."""
     _owned(conn, project_id, who)
     found = {
         name: (uid, role)
@@ -142,11 +143,11 @@ def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher
     missing = sorted(set(body.users) - set(found))
     if missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such users: {', '.join(missing)}")
-    wrong = sorted(name for name, (_, role) in found.items() if role != "researcher")
+    wrong = sorted(name for name, (_, role) in found.items() if role not in MEMBER_ROLES)
     if wrong:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"only researchers can be project members: {', '.join(wrong)}",
+            f"only researchers and viewers can be project members: {', '.join(wrong)}",
         )
     current = _member_ids(conn, project_id)
     for name, (uid, _) in sorted(found.items()):
@@ -181,7 +182,7 @@ def remove_member(project_id: PathId, member_id: PathId, conn: Conn, who: Resear
 @writes
 def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher) -> dict[str, str]:
     """Invite enrolled sites by name; each decides for itself whether to take part."""
-    _worked_on(conn, project_id, who)
+    _visible(conn, project_id, who)
     found = dict(
         conn.execute(select(sites.c.name, sites.c.id).where(sites.c.name.in_(body.sites))).all()
     )
@@ -202,7 +203,7 @@ def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher
 @writes
 def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
     """Propose a task by its hash; sites recompute the hash and decide on it."""
-    _worked_on(conn, project_id, who)
+    _visible(conn, project_id, who)
     try:
         with conn.begin_nested():
             tid = conn.execute(
@@ -225,7 +226,7 @@ def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> d
 @writes
 def create_query(project_id: PathId, body: QueryIn, conn: Conn, who: Researcher) -> QueryOut:
     """Ask every invited site for a cohort count."""
-    _worked_on(conn, project_id, who)
+    _visible(conn, project_id, who)
     qid = conn.execute(
         insert(queries).values(
             project_id=project_id,
@@ -288,7 +289,9 @@ def _combined(results: list[SiteCountOut]) -> dict[str, dict[str, int | None]]:
 @router.get("/queries/{query_id}")
 @writes(wake=False)
 def get_query(query_id: PathId, conn: Conn, who: Reader) -> QueryOut:
-    """A query's per-site counts as the sites released them."""
+    """A query's per-site counts as the sites released them (to those who see its project)."""
+    project_id = conn.execute(select(queries.c.project_id).where(queries.c.id == query_id)).scalar()
+    _visible(conn, project_id or 0, who, f"no query {query_id}")
     out = _query_out(conn, query_id)
     audit.append(conn, who.label, "query.read", f"query:{query_id}")
     return out
@@ -298,7 +301,7 @@ def get_query(query_id: PathId, conn: Conn, who: Reader) -> QueryOut:
 @writes
 def create_run(project_id: PathId, body: RunIn, conn: Conn, who: Researcher) -> RunOut:
     """Request a training run of a proposed task; each site joins only if it approved it."""
-    _worked_on(conn, project_id, who)
+    _visible(conn, project_id, who)
     task = conn.execute(
         select(tasks.c.id).where(tasks.c.project_id == project_id, tasks.c.hash == body.task_hash)
     ).first()
@@ -365,6 +368,7 @@ def _run_out(conn: Connection, run_id: int) -> RunOut:
 @writes(wake=False)
 def get_run(run_id: PathId, conn: Conn, who: Reader) -> RunOut:
     """A run: its state, which sites joined or refused, round metrics and results."""
+    _run_visible(conn, run_id, who)
     out = _run_out(conn, run_id)
     audit.append(conn, who.label, "run.read", f"run:{run_id}")
     return out
@@ -375,7 +379,7 @@ def get_run(run_id: PathId, conn: Conn, who: Reader) -> RunOut:
 def get_certificate(run_id: PathId, conn: Conn, who: Reader) -> dict[str, Any]:
     """A completed run's certificate, signed by the hub, with the sites' countersignatures so
     far: `flip verify` checks it offline."""
-    _run_out(conn, run_id)
+    _run_visible(conn, run_id, who)
     found = certificates.document(conn, run_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no certificate (yet)")
@@ -383,11 +387,10 @@ def get_certificate(run_id: PathId, conn: Conn, who: Reader) -> dict[str, Any]:
     return found
 
 
-def _run_worked_on(conn: Connection, run_id: int, who: Principal):
+def _run_visible(conn: Connection, run_id: int, who: Principal):
+    """The run, if the caller sees its project; else 404."""
     row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
-    _worked_on(conn, row.project_id, who)
+    _visible(conn, row.project_id if row else 0, who, f"no run {run_id}")
     return row
 
 
@@ -395,7 +398,7 @@ def _run_worked_on(conn: Connection, run_id: int, who: Principal):
 @writes
 def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> None:
     """Record one round's aggregated metrics, as the federated server reports them."""
-    row = _run_worked_on(conn, run_id, who)
+    row = _run_visible(conn, run_id, who)
     if row.status != "running":
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {row.status}, not running")
     values = {"run_id": run_id, "round": body.round, "metrics": orjson.dumps(body.metrics).decode()}
@@ -424,7 +427,7 @@ def set_run_status(
     hub submits it once this answer is sent and records its rounds and its end. One
     cancelled while running is stopped there, and its sites' SuperNodes stop.
     """
-    row = _run_worked_on(conn, run_id, who)
+    row = _run_visible(conn, run_id, who)
     federation: Federation | None = request.app.state.federation
     deployed = body.status == "running" and row.runtime == "deployment"
     if deployed and federation is None:

@@ -1,37 +1,96 @@
-"""Password login: sessions that expire within hours, logout, and setting a password."""
+"""Password login: sessions that expire within hours, logout, and setting a password.
+
+Password checks run on the hub's argon2 threads (never in the writer thread that
+every write shares) and wrong guesses are throttled per account and per address.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import delete, insert, select, update
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Connection, delete, insert, select, update
 
 from flip.hub import audit
-from flip.hub.auth import Caller, new_token, token_hash
+from flip.hub.auth import Caller, Principal, new_token, token_hash
 from flip.hub.db import now, sessions, users
-from flip.hub.passwords import hash_password, verify_password
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
-from flip.hub.transactions import Conn, writes
+from flip.hub.transactions import Conn, reading, writes
 
 router = APIRouter(tags=["sessions"])
 
+#: What the API says when a call is throttled (declared in the OpenAPI schema).
+THROTTLED = {429: {"description": "Too many wrong passwords: wait the Retry-After seconds."}}
 
-@router.post("/login")
-@writes
-def login(body: LoginIn, conn: Conn) -> TokenOut:
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _stored_hash(request: Request, column, value) -> object:
+    """The user row (id, name, password hash, revoked) found by `column == value`, or None."""
+
+    def read():
+        with reading(request.app.state.engine) as conn:
+            query = select(users.c.id, users.c.name, users.c.password_hash, users.c.revoked_at)
+            return conn.execute(query.where(column == value)).first()
+
+    return await run_in_threadpool(read)
+
+
+async def checked_password(
+    request: Request,
+    name: str,
+    password: str,
+    where: tuple,
+    wrong: tuple[int, str] = (status.HTTP_401_UNAUTHORIZED, "wrong user name or password"),
+) -> object:
+    """The user (found `where` column == value) whose password this is, counted by the
+    throttle; `wrong` (status, message) if it is not, 429 if throttled."""
+    address = _address(request)
+    stamp = request.app.state.throttle.attempt(name, address)
+    user = await _stored_hash(request, *where)
+    if not await request.app.state.passwords.verify(user and user.password_hash, password):
+        raise HTTPException(*wrong)
+    request.app.state.throttle.succeeded(name, address, stamp)
+    return user
+
+
+async def confirm_password(request: Request, who: Principal, password: str | None) -> None:
+    """Ask a session's user for their password again (for what outlives the session)."""
+    if not password:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "from a session this needs your password again (`password`)"
+        )
+    wrong = (status.HTTP_403_FORBIDDEN, "the password is wrong")
+    await checked_password(request, who.name, password, (users.c.id, who.id), wrong)
+
+
+@router.post("/login", responses=THROTTLED)
+async def login(body: LoginIn, request: Request) -> TokenOut:
     """Exchange a user name and password for a session token (shown once)."""
-    user = conn.execute(select(users).where(users.c.name == body.name)).first()
-    if not verify_password(user.password_hash if user else None, body.password):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    assert user is not None
-    token = new_token("flip_l")
-    expires = now() + timedelta(hours=body.expires_in_hours)
-    conn.execute(
-        insert(sessions).values(user_id=user.id, token_hash=token_hash(token), expires_at=expires)
-    )
-    audit.append(conn, f"user:{user.name}", "user.login", f"user:{user.name}")
-    return TokenOut(id=user.id, name=user.name, token=token)
+    user = await checked_password(request, body.name, body.password, (users.c.name, body.name))
+    if user.revoked_at is not None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "this user's access is revoked: ask an admin to restore it"
+        )
+
+    def job(conn: Connection) -> TokenOut:
+        revoked = conn.execute(select(users.c.revoked_at).where(users.c.id == user.id)).scalar()
+        if revoked is not None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this user's access is revoked")
+        token = new_token("flip_l")
+        expires = now() + timedelta(hours=body.expires_in_hours)
+        conn.execute(
+            insert(sessions).values(
+                user_id=user.id, token_hash=token_hash(token), expires_at=expires
+            )
+        )
+        audit.append(conn, f"user:{user.name}", "user.login", f"user:{user.name}")
+        return TokenOut(id=user.id, name=user.name, token=token)
+
+    return await request.app.state.writer.run(job)
 
 
 @router.post("/logout", status_code=204)
@@ -48,26 +107,23 @@ def logout(conn: Conn, who: Caller) -> None:
     audit.append(conn, who.label, "user.logout", who.label)
 
 
-@router.put("/users/{user_id}/password", status_code=204)
-@writes
-def set_password(user_id: PathId, body: PasswordIn, conn: Conn, who: Caller) -> None:
+@router.put("/users/{user_id}/password", status_code=204, responses=THROTTLED)
+async def set_password(user_id: PathId, body: PasswordIn, request: Request, who: Caller) -> None:
     """Set a user's password (an admin, or the user with their current one); ends their sessions."""
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
-    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    row = await _stored_hash(request, users.c.id, user_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
-    own = who.id == user_id
-    if (
-        own
-        and row.password_hash
-        and not verify_password(row.password_hash, body.current_password or "")
-    ):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
-    conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(password_hash=hash_password(body.password))
-    )
-    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
-    audit.append(conn, who.label, "user.password.set", f"user:{row.name}")
+    if who.id == user_id and row.password_hash:
+        wrong = (status.HTTP_403_FORBIDDEN, "the current password is wrong")
+        current = body.current_password or ""
+        await checked_password(request, row.name, current, (users.c.id, user_id), wrong)
+    hashed = await request.app.state.passwords.hash(body.password)
+
+    def job(conn: Connection) -> None:
+        conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
+        conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+        audit.append(conn, who.label, "user.password.set", f"user:{row.name}")
+
+    await request.app.state.writer.run(job)

@@ -14,6 +14,7 @@ from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
+from flip.hub.json_guard import JsonGuard
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.transactions import Fresh, Writer, WriteTurns
@@ -26,9 +27,10 @@ def create_app(
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
-    Request bodies over `max_body` bytes are refused with 413. With a `federation`,
-    the hub runs a Flower SuperLink for deployment runs, started and stopped with
-    the app.
+    Request bodies over `max_body` bytes are refused with 413, JSON no store can keep
+    (NaN, integers beyond 64 bits, deep nesting, NUL, lone surrogates) with 422. With a
+    `federation`, the hub runs a Flower SuperLink for deployment runs, started and
+    stopped with the app.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -57,6 +59,7 @@ def create_app(
     app.state.fresh = Fresh(turns)
     app.state.writer = writer
     app.state.federation = federation
+    app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):

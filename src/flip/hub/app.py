@@ -16,6 +16,7 @@ from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
+from flip.hub.responses import ERRORS
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 
@@ -63,7 +64,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -39,12 +39,16 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @dataclass
 class Hub:
-    """`flip hub serve --flower` on a SQLite database in `folder`; start() again after a kill."""
+    """`flip hub serve --flower` on a SQLite database in `folder`; start() again after a kill.
+
+    With `flower` False it serves the API alone (no SuperLink to start).
+    """
 
     folder: Path
     port: int = 0
     flower_port: int = 0
     process: subprocess.Popen | None = None
+    flower: bool = True
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -80,6 +84,16 @@ class Hub:
             "--signing-key",
             str(self.folder / "hub-signing.key"),
         ]
+        if self.flower:
+            command += [
+                "--flower",
+                "--flower-port",
+                str(self.flower_port),
+                "--flower-dir",
+                str(self.folder / "hub-flower"),
+                "--round-timeout",
+                "120",
+            ]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         token = None
         for line in self.process.stderr:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class PrivacySpec(BaseModel):
     """How updates are clipped and noised."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     clipping: Literal["server", "client"] = "server"
     noise_multiplier: float = Field(gt=0)

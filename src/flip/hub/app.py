@@ -16,9 +16,11 @@ from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
+from flip.hub.json_guard import JsonGuard
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
+from flip.hub.responses import ERRORS
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
@@ -36,12 +38,13 @@ def create_app(
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
-    Request bodies over `max_body` bytes are refused with 413. With a `federation`,
-    the hub runs a Flower SuperLink for deployment runs, started and stopped with
-    the app. The hub signs its audit heads and run certificates with the Ed25519 key
-    at `signing_key` (made there, 0600, on first use); without one, with a key that
-    lives as long as the app. `policy` caps token lifetimes and throttles password
-    guessing.
+    Request bodies over `max_body` bytes are refused with 413, JSON no store can keep
+    (NaN, integers beyond 64 bits, deep nesting, NUL, lone surrogates) with 422. With a
+    `federation`, the hub runs a Flower SuperLink for deployment runs, started and
+    stopped with the app. The hub signs its audit heads and run certificates with the
+    Ed25519 key at `signing_key` (made there, 0600, on first use); without one, with a
+    key that lives as long as the app. `policy` caps token lifetimes and throttles
+    password guessing.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -80,10 +83,11 @@ def create_app(
         policy.account_failures, policy.address_failures, policy.failure_window
     )
     app.state.passwords = PasswordWork(policy.password_workers, policy.password_queue)
+    app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)
     for router in (r.router for r in routers):
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

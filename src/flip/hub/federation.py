@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flip.bounds import loads_finite
 from flip.fl.runtime.flower import DeploymentError, SuperLink
 from flip.hub import audit, certificates
 from flip.hub.db import now, run_rounds, run_sites, runs, tasks
@@ -197,7 +198,7 @@ class Federation:
         if not progress.exists():
             return
         lines = progress.read_text(encoding="utf-8").splitlines()
-        entries = [orjson.loads(line) for line in lines if line.strip().endswith("}")]
+        entries = [loads_finite(line) for line in lines if line.strip().endswith("}")]
         if len(entries) <= self._recorded.get(run_id, 0):
             return
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
+
+from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
 
 #: The largest id or count the hub stores (PostgreSQL's INTEGER).
 MAX_INT = 2**31 - 1
@@ -103,15 +105,51 @@ class ProjectOut(BaseModel):
     sites: dict[str, str]
 
 
+def _bounded_numbers(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a spec or definition holding a number whose arithmetic at a site could overflow."""
+    if problems := json_problems(value, max_magnitude=MAX_MAGNITUDE):
+        raise ValueError(describe(problems))
+    return value
+
+
 class TaskIn(BaseModel):
     hash: str = Sha256
     kind: str = Field(min_length=1, max_length=40)
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(
+        description=f"The task's configuration; every number within ±{MAX_MAGNITUDE:g}."
+    )
+
+    _spec_numbers = field_validator("spec")(_bounded_numbers)
 
 
 class QueryIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    definition: dict[str, Any]
+    definition: dict[str, Any] = Field(
+        description=f"A cohort definition: at most {MAX_CRITERIA} criteria (include and "
+        f"exclude together), {MAX_CONCEPTS} concepts each."
+    )
+
+    @field_validator("definition")
+    @classmethod
+    def _countable(cls, definition: dict[str, Any]) -> dict[str, Any]:
+        criteria = []
+        for part in ("include", "exclude"):
+            listed = definition.get(part, [])
+            if not isinstance(listed, list):
+                raise ValueError(f"{part}: a list of criteria")
+            criteria += [(part, i, c) for i, c in enumerate(listed)]
+        if len(criteria) > MAX_CRITERIA:
+            raise ValueError(
+                f"{len(criteria)} criteria: a query may hold at most {MAX_CRITERIA} "
+                "(include and exclude together)"
+            )
+        for part, i, criterion in criteria:
+            concepts = criterion.get("concept_ids") if isinstance(criterion, dict) else None
+            if isinstance(concepts, list) and len(concepts) > MAX_CONCEPTS:
+                raise ValueError(
+                    f"{part}.{i}.concept_ids: {len(concepts)} concepts, at most {MAX_CONCEPTS}"
+                )
+        return _bounded_numbers(definition)
 
 
 Bins = dict[str, int | None]
@@ -158,7 +196,9 @@ class RunOut(BaseModel):
     runtime: str
     status: str
     sites: dict[str, dict[str, str]]
-    round_metrics: list[dict[str, float]]
+    round_metrics: list[dict[str, float | None]] = Field(
+        description="Per round, each metric; null where a round's value was not a number."
+    )
     results: dict[str, Any] | None
     logs: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="Per site, the run log entries it chose to share."
@@ -178,7 +218,7 @@ class RunLogIn(BaseModel):
 
 class RoundIn(BaseModel):
     round: int = Field(ge=1, le=MAX_INT)
-    metrics: dict[str, float]
+    metrics: dict[Annotated[str, Field(max_length=100)], FiniteFloat] = Field(max_length=100)
 
 
 class RunStatusIn(BaseModel):

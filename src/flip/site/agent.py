@@ -1,13 +1,16 @@
 """The site agent: polls the hub, answers cohort counts, checks tasks, joins approved runs.
 
 It only ever makes outbound HTTP calls. Work is idempotent at the hub (the first
-answer stands), so a piece of work delivered twice is done once in effect.
+answer stands), so a piece of work delivered twice is done once in effect. A work
+item the agent cannot handle (it raises, or the agent died on it) is refused with a
+reason and audited; the agent goes on with the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from pydantic import ValidationError
 
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
-from flip.data.cohort import CohortDefinition, suppress
+from flip.data.cohort import CohortDefinition
 from flip.data.cohort.disclosure import SiteCount
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.release import Refused, release
@@ -29,6 +32,7 @@ from flip.site.anchor import anchor
 from flip.site.approvals import AGENT, RULE, by_person, decide
 from flip.site.certify import countersign
 from flip.site.hub_client import HubClient
+from flip.site.in_hand import InHand
 from flip.site.policy import auto_approves, query_problem, task_problem
 
 log = logging.getLogger(__name__)
@@ -51,16 +55,24 @@ class SiteAgent:
         self.node: SuperNode | None = None
         self.anchor_seq: int | None = None
         self.refused_certificates: set[int] = set()
+        self.in_hand = InHand(Path(site.ledger).with_suffix(".in-hand"))
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
         anchored = anchor(self.site, self.hub, self.anchor_seq)
         self.anchor_seq = int(anchored["anchor_seq"])
         for certificate in anchored.get("certify") or []:
-            run = certificate["run"]
-            if run not in self.refused_certificates and countersign(
-                self.site, self.hub, certificate
-            ):
+            run = certificate.get("run")
+            if run in self.refused_certificates:
+                continue
+            try:
+                refused = countersign(self.site, self.hub, certificate)
+            except httpx.HTTPError:
+                raise
+            except Exception:
+                log.exception("%s: cannot countersign run %s's certificate", self.site.name, run)
+                refused = True
+            if refused:
                 self.refused_certificates.add(run)
         self.waiting = True
         try:
@@ -68,11 +80,13 @@ class SiteAgent:
         finally:
             self.waiting = False
         for query in work["queries"]:
-            self._answer(query)
+            self._safely(f"query {query['id']}", query, self._answer, self._refuse_query)
         for task in work["tasks"]:
-            self._check_task(task)
+            key = f"task {task['project_id']}/{task['hash']}"
+            self._safely(key, task, self._check_task, self._refuse_task)
         for run in work["runs"]:
-            self._reply_run(run)
+            self._safely(f"run {run['id']}", run, self._reply_run, self._refuse_run)
+        self.in_hand.forget()
         if self.site.policy.share_logs:
             self._share_logs()
         self._serve(work.get("train") or [], work.get("flower"))
@@ -130,6 +144,35 @@ class SiteAgent:
             self.node.kill()
             self.node = None
 
+    def _safely(
+        self,
+        key: str,
+        item: dict[str, Any],
+        handle: Callable[[dict[str, Any]], None],
+        refuse: Callable[[dict[str, Any], str], None],
+    ) -> None:
+        """Handle one work item; refuse it, with the reason audited, if handling it raises
+        or if the agent died on it last time. The hub's errors go up (the poll backs off)."""
+        if self.in_hand.died_on == key:
+            log.error("%s: the agent died handling %s; refusing it", self.site.name, key)
+            refuse(item, f"the site's agent stopped while handling this {key.split()[0]}")
+            return
+        with self.in_hand.holding(key):
+            try:
+                handle(item)
+            except httpx.HTTPError:
+                raise
+            except Exception as exc:
+                log.exception("%s: could not handle %s", self.site.name, key)
+                kind = key.split()[0]
+                first_line = (str(exc).splitlines() or [""])[0][:300]
+                with self._ledger() as ledger:
+                    ledger.record(
+                        f"{kind}.failed",
+                        {"item": key, "error": f"{type(exc).__name__}: {first_line}"},
+                    )
+                refuse(item, f"the site could not handle this {kind} ({type(exc).__name__})")
+
     def _share_logs(self) -> None:
         """Send the hub the new entries of this site's log of each run it joined."""
         with self._ledger() as ledger:
@@ -186,6 +229,9 @@ class SiteAgent:
                     "%s: hub unreachable (%s); retrying in %.1fs", self.site.name, exc, delay
                 )
                 delay = min(delay * 2, max_backoff)
+            except Exception:
+                log.exception("%s: poll failed; retrying in %.1fs", self.site.name, delay)
+                delay = min(delay * 2, max_backoff)
             stop.wait(delay)
 
     def _ledger(self) -> Ledger:
@@ -196,11 +242,10 @@ class SiteAgent:
         try:
             definition = CohortDefinition.model_validate(query["definition"])
         except ValidationError as exc:
-            reason = f"invalid cohort definition: {exc.errors()[0]['msg']}"
-            self.hub.answer_query(query["id"], suppress(0, threshold), error=reason)
+            self._refuse_query(query, f"invalid cohort definition: {_first_error(exc)}")
             return
         if reason := query_problem(self.site.policy, query["project_id"], definition):
-            self._refuse(query, reason)
+            self._refuse_query(query, reason)
             return
         policy = self.site.policy
         store = open_store(self.site.store, read_only=True)
@@ -215,7 +260,7 @@ class SiteAgent:
                 )
                 released = release(store, definition, threshold, guard, policy.round_counts_to)
         except Refused as exc:
-            self._refuse(query, str(exc))
+            self._refuse_query(query, str(exc))
             return
         finally:
             store.close()
@@ -230,12 +275,15 @@ class SiteAgent:
             )
         self.hub.answer_query(query["id"], released)
 
-    def _refuse(self, query: dict[str, Any], reason: str) -> None:
+    def _refuse_query(self, query: dict[str, Any], reason: str) -> None:
         """Audit the refusal of a query and give the hub its reason, releasing nothing."""
         with self._ledger() as ledger:
-            ledger.record("query.refused", {"query": query["id"], "reason": reason})
+            ledger.record(
+                "query.refused",
+                {"query": query["id"], "project": query.get("project_id"), "reason": reason},
+            )
         nothing = SiteCount(count=None, suppressed=True, threshold=self.site.policy.min_cell_size)
-        self.hub.answer_query(query["id"], nothing, error=f"refused: {reason}")
+        self.hub.answer_query(query["id"], nothing, error=f"refused: {reason}"[:500])
 
     def _check_task(self, task: dict[str, Any]) -> None:
         """Decline a task that lies about its hash or breaks the policy; approve it by a rule.
@@ -253,18 +301,30 @@ class SiteAgent:
             return
         try:
             spec = TaskSpec.model_validate(task["spec"])
-        except ValidationError:
-            spec = None
-        if spec is None or task_hash(spec) != digest:
+        except ValidationError as exc:
+            self._refuse_task(task, f"invalid task spec: {_first_error(exc)}")
+            return
+        if task_hash(spec) != digest:
             reason = "the task's spec does not hash to its claimed hash"
         else:
             reason = task_problem(self.site.policy, project, spec)
         if reason:
-            decide(self.site, self.hub, project, digest, "declined", by=AGENT, reason=reason)
+            self._refuse_task(task, reason)
         elif person:
             self.hub.decide(project, digest, person["decision"], person["reason"])
-        elif spec is not None and auto_approves(self.site.policy, project, spec):
+        elif auto_approves(self.site.policy, project, spec):
             decide(self.site, self.hub, project, digest, "approved", by=RULE)
+
+    def _refuse_task(self, task: dict[str, Any], reason: str) -> None:
+        decide(
+            self.site,
+            self.hub,
+            task["project_id"],
+            task["hash"],
+            "declined",
+            by=AGENT,
+            reason=reason[:2000],
+        )
 
     def _reply_run(self, run: dict[str, Any]) -> None:
         with self._ledger() as ledger:
@@ -279,6 +339,26 @@ class SiteAgent:
                 {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]},
             )
         self.hub.reply_run(run["id"], status, reason)
+
+    def _refuse_run(self, run: dict[str, Any], reason: str) -> None:
+        with self._ledger() as ledger:
+            ledger.record(
+                "run.refused",
+                {
+                    "run": run["id"],
+                    "project": run.get("project_id"),
+                    "task_hash": run.get("task_hash"),
+                    "reason": reason,
+                },
+            )
+        self.hub.reply_run(run["id"], "refused", reason[:2000])
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first error of a validation, with where it is: `include: List should have ...`."""
+    error = exc.errors()[0]
+    place = ".".join(str(part) for part in error["loc"])
+    return f"{place}: {error['msg']}" if place else error["msg"]
 
 
 def _run_key(detail: dict[str, Any]) -> tuple[str, str]:

@@ -72,7 +72,10 @@ def privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
     """Why the task's differential privacy does not meet the site's ceiling, or None."""
     if spec.privacy is None or spec.rounds is None:
         return f"site policy requires differential privacy with epsilon <= {max_epsilon}"
-    epsilon = spec.privacy.epsilon(spec.rounds)
+    try:
+        epsilon = spec.privacy.epsilon(spec.rounds)
+    except (ArithmeticError, ValueError) as exc:
+        return f"the task's epsilon cannot be computed ({type(exc).__name__}: {exc})"
     if epsilon > max_epsilon:
         return f"the task spends epsilon {epsilon:.2f}, above the site's ceiling {max_epsilon}"
     return None

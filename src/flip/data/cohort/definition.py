@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
 
 Table = Literal[
     "condition_occurrence",
@@ -29,11 +31,13 @@ class Criterion(BaseModel):
     concept's name or a synonym in the note's text (case-insensitive).
     """
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     table: Table
-    concept_ids: list[int] = Field(min_length=1)
+    concept_ids: list[int] = Field(min_length=1, max_length=MAX_CONCEPTS)
     descendants: bool = True
-    value_min: float | None = None
-    value_max: float | None = None
+    value_min: float | None = Field(None, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    value_max: float | None = Field(None, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
     start: date | None = None
     end: date | None = None
 
@@ -48,11 +52,12 @@ class Criterion(BaseModel):
 
 
 class CohortDefinition(BaseModel):
-    """Inclusion and exclusion criteria, an age range (age today) and sexes."""
+    """Inclusion and exclusion criteria (at most MAX_CRITERIA in all), an age range (age
+    today) and sexes."""
 
     name: str = Field(min_length=1, max_length=200)
-    include: list[Criterion] = Field(default_factory=list)
-    exclude: list[Criterion] = Field(default_factory=list)
+    include: list[Criterion] = Field(default_factory=list, max_length=MAX_CRITERIA)
+    exclude: list[Criterion] = Field(default_factory=list, max_length=MAX_CRITERIA)
     age_min: int | None = Field(None, ge=0, le=130)
     age_max: int | None = Field(None, ge=0, le=130)
     sex: list[Literal["female", "male"]] = Field(default_factory=list)
@@ -60,3 +65,19 @@ class CohortDefinition(BaseModel):
         default_factory=list,
         description="Coarse breakdowns released with the count: age in ten-year bins, sex.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_bounds(cls, data: Any) -> Any:
+        if problems := json_problems(data, max_magnitude=MAX_MAGNITUDE):
+            raise ValueError(describe(problems))
+        return data
+
+    @model_validator(mode="after")
+    def _few_enough_criteria(self) -> CohortDefinition:
+        if len(self.include) + len(self.exclude) > MAX_CRITERIA:
+            raise ValueError(
+                f"{len(self.include) + len(self.exclude)} criteria: a site counts at most "
+                f"{MAX_CRITERIA} (inclusions and exclusions together)"
+            )
+        return self

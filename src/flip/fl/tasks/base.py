@@ -25,7 +25,7 @@ _NEEDS = {
 class TaskSpec(BaseModel):
     """A complete, hashable description of one training task."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     kind: Literal[
         "tabular-logreg", "tabular-mlp", "text-classifier", "image-cnn", "multimodal", "custom"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flip.bounds import loads_finite
 from flip.hub import audit, certificates
 from flip.hub.auth import Principal, Reader, Researcher
 from flip.hub.db import (
@@ -358,7 +359,7 @@ def _run_out(conn: Connection, run_id: int) -> RunOut:
         runtime=row.runtime,
         status=row.status,
         sites={n: {"status": s, "reason": r} for n, s, r in site_rows},
-        round_metrics=[orjson.loads(m) for (m,) in rounds],
+        round_metrics=[loads_finite(m) for (m,) in rounds],
         results=orjson.loads(row.results) if row.results else None,
         logs=logs,
     )

@@ -42,6 +42,7 @@ from flip.data.sources.records import (
     SourceRecord,
     SourceVisit,
 )
+from flip.data.sources.values import compared
 
 #: Resource types FLIP reads, in the order a bundle or folder is read.
 SUPPORTED = (
@@ -71,10 +72,6 @@ BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
 
 #: The longest record key the store keeps (source_record.record_key).
 MAX_KEY = 200
-
-#: A string value that is one number with a comparator, as labs write "<5" or ">= 60".
-_COMPARISON = re.compile(r"\s*(<=|>=|<|>|=|\u2264|\u2265)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
-_SYMBOLS = {"\u2264": "<=", "\u2265": ">="}
 
 
 #: A dateTime whose seconds are 60: a leap second, which Python's datetime cannot hold.
@@ -505,10 +502,9 @@ def _value(element: Any) -> tuple[str, dict[str, Any]]:
         return "measurement", out
     if concept is not None:
         return "observation", {"value_code": _coding(concept)}
-    compared = _COMPARISON.fullmatch(string) if string else None
-    if compared:
-        operator, number = compared.groups()
-        return "measurement", {"value": float(number), "operator": _SYMBOLS.get(operator, operator)}
+    found = compared(string) if string else None
+    if found is not None and found[0] is not None:
+        return "measurement", {"value": found[1], "operator": found[0]}
     return "observation", {"text": string}
 
 

@@ -9,15 +9,14 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from flip.data.sources.values import COMPARATORS, NUMBER, compared
+
 #: HL7's explicit null: the sender says the field has no value (and any earlier one is void).
 NULL = '""'
 
 _DTM = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})?(\d{2})?(?:\.\d{1,4})?)?(?:[+-]\d{4}|Z)?$"
 )
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
-_NM = re.compile(rf"^(<=|>=|<|>|=)?\s*({_NUMBER})$")
-COMPARATORS = ("<", "<=", "=", ">=", ">")
 
 
 def timestamp(value: str) -> date | None:
@@ -64,10 +63,10 @@ def numeric(value: str) -> Number:
     value = value.strip()
     if not value or value == NULL:
         return Number(None)
-    match = _NM.match(value)
-    if match is None:
+    found = compared(value)
+    if found is None:
         raise ValueError(f"{value!r} is not a number")
-    return Number(float(match.group(2)), match.group(1))
+    return Number(found[1], found[0])
 
 
 def structured(comparator: str, first: str, separator: str, second: str) -> Number:
@@ -86,7 +85,7 @@ def structured(comparator: str, first: str, separator: str, second: str) -> Numb
             raise ValueError(f"two comparators in {comparator}^{first}")
         return Number(number.value, comparator or number.operator)
     for part in (first, second):
-        if part and not re.fullmatch(_NUMBER, part):
+        if part and not re.fullmatch(NUMBER, part):
             raise ValueError(f"{part!r} is not a number")
     if separator not in ("-", ":", "/", "+", "."):
         raise ValueError(f"separator {separator!r} is not one of - : / + .")

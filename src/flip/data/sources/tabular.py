@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -43,6 +42,7 @@ from flip.data.sources.tabular_mapping import (
     UnitSpec,
     decode_header,
 )
+from flip.data.sources.values import compared
 from flip.data.terminology.units import Harmonised
 
 __all__ = [
@@ -58,9 +58,6 @@ __all__ = [
 
 #: Events per EventBlock a table's reader yields.
 BLOCK_SIZE = 20000
-
-#: A numeric value with a leading comparator, as labs write values beyond their range.
-_COMPARED = re.compile(r"(<=|>=|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 Row = dict[str, Any]
 
@@ -402,10 +399,10 @@ def _number(given: Any) -> tuple[float | None, str | None, tuple[str, ...]]:
     try:
         value = float(given)
     except (TypeError, ValueError):
-        found = _COMPARED.fullmatch(str(given))
+        found = compared(str(given))
         if found is None:
             return None, None, ("tabular.value.not_numeric",)
-        return float(found[2]), found[1], ()
+        return found[1], found[0], ()
     if math.isfinite(value):
         return value, None, ()
     return None, None, ("tabular.value.not_numeric",)

@@ -40,8 +40,8 @@ from flip.data.sources.tabular_mapping import (
     PersonSpec,
     TableMapping,
     UnitSpec,
-    decode_header,
 )
+from flip.data.sources.textfile import TextLines
 from flip.data.sources.values import compared
 from flip.data.terminology.units import Harmonised
 
@@ -69,7 +69,10 @@ class Unreadable(NamedTuple):
     message: str
 
 
-Rows = Iterator[tuple[str, Row | Unreadable, bytes]]
+Rows = Iterator[tuple[str, Row | Unreadable, bytes, tuple[str, ...]]]
+
+#: The warning of a CSV row that held bytes not in its encoding (read as Windows-1252).
+TEXT_NOT_UTF8 = "tabular.text_not_utf8"
 
 
 def _misaligned(cells: int, width: int) -> Unreadable:
@@ -106,62 +109,56 @@ def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
     return value
 
 
-def csv_rows(
-    path: Path, fmt: CsvFormat = CsvFormat()
-) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
-    """(location, row, raw) per CSV record written as `fmt` says (the location names its first
-    line, raw holds all its lines); a record not in its encoding, or whose cells do not line
-    up with the header's columns, comes back as `Unreadable` (empty trailing cells are no
-    misalignment)."""
+def csv_rows(path: Path, fmt: CsvFormat = CsvFormat()) -> Rows:
+    """(location, row, raw, warnings) per CSV record written as `fmt` says, its text decoded
+    as `textfile` says (the location names its first line, raw holds all its lines); a row
+    that held bytes not in its encoding has the warning `tabular.text_not_utf8`; a record
+    whose cells do not line up with the header's columns comes back as `Unreadable` (empty
+    trailing cells are no misalignment)."""
     pending: list[bytes] = []
-    undecodable: list[bytes] = []
+    text = TextLines(path, None if fmt.encoding == "utf-8" else fmt.encoding)
 
-    encoding = fmt.encoding
-
-    def lines(handle) -> Iterator[str]:
-        for raw in handle:
+    def lines() -> Iterator[str]:
+        for raw, line in text.raw_lines():
             pending.append(raw)
-            try:
-                yield raw.decode(encoding)
-            except UnicodeDecodeError:
-                undecodable.append(raw)
-                yield "\n"
+            yield line
 
     where = str(path)
-    with path.open("rb") as handle:
-        header = next(csv.reader([decode_header(handle.readline(), fmt)], delimiter=fmt.delimiter))
-        width = len(header)
-        reader = csv.reader(lines(handle), delimiter=fmt.delimiter)
-        first = 2
-        for values in reader:
-            raw = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            location = f"{where}:{first}"
-            first = reader.line_num + 2
-            if undecodable:
-                undecodable.clear()
-                yield location, Unreadable("tabular.encoding", f"line is not valid {encoding}"), raw
-            elif len(values) == width or (
-                len(values) > width and not "".join(values[width:]).strip()
-            ):
-                yield location, dict(zip(header, values, strict=False)), raw
-            elif values:
-                yield location, _misaligned(len(values), width), raw
+    source = lines()
+    header = next(csv.reader([next(source, "")], delimiter=fmt.delimiter), [])
+    width = len(header)
+    reader = csv.reader(source, delimiter=fmt.delimiter)
+    first = 2
+    pending.clear()
+    legacy = 0
+    for values in reader:
+        raw = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        location = f"{where}:{first}"
+        first = reader.line_num + 2
+        notes: tuple[str, ...] = ()
+        if text.legacy != legacy:
+            legacy = text.legacy
+            notes = (TEXT_NOT_UTF8,)
+        if len(values) == width or (len(values) > width and not "".join(values[width:]).strip()):
+            yield location, dict(zip(header, values, strict=False)), raw, notes
+        elif values:
+            yield location, _misaligned(len(values), width), raw, notes
 
 
-def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
-    """(location, row, raw) per Parquet row, batch by batch."""
+def parquet_rows(path: Path) -> Rows:
+    """(location, row, raw, no warnings) per Parquet row, batch by batch."""
     import pyarrow.parquet as pq
 
     number = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=10000):
         for row in batch.to_pylist():
             number += 1
-            yield f"{path}#row{number}", row, orjson.dumps(row, default=str)
+            yield f"{path}#row{number}", row, orjson.dumps(row, default=str), ()
 
 
-def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, bytes]]:
-    """(location, row, raw) per row of a query, streamed from a server-side cursor."""
+def sql_rows(engine: Engine, query: str, name: str) -> Rows:
+    """(location, row, raw, no warnings) per row of a query, streamed from a server-side cursor."""
     where = engine.url.render_as_string(hide_password=True)
     number = 0
     try:
@@ -176,7 +173,7 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
             for row in result.mappings():
                 number += 1
                 values = dict(row)
-                yield f"{where}#{name}:{number}", values, orjson.dumps(values, default=str)
+                yield f"{where}#{name}:{number}", values, orjson.dumps(values, default=str), ()
     except Exception as exc:
         last = f"after row {number}" if number else "before the first row"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -202,8 +199,10 @@ class _PersonReader:
         self.nulls = nulls
         self.comma = decimal == ","
 
-    def read(self, row: Row, location: str, raw: bytes) -> SourcePerson | Rejected:
-        """The person of one row."""
+    def read(
+        self, row: Row, location: str, raw: bytes, notes: tuple[str, ...] = ()
+    ) -> SourcePerson | Rejected:
+        """The person of one row; `notes` are warnings the file reader has for it."""
         spec, nulls = self.spec, self.nulls
         source_value = _cell(row, spec.id, nulls)
         if not source_value:
@@ -223,14 +222,14 @@ class _PersonReader:
         if spec.gender:
             value = _cell(row, spec.gender, nulls)
             gender = spec.genders.get(value, value.lower() or None)
-        died, warnings = None, ()
+        died, warnings = None, notes
         death = spec.death
         if death is not None:
             try:
                 if death.fixed or _raw_cell(row, death.column, nulls) is not None:
                     died = death.fixed or _when(row, death.column, death.format, nulls)
             except ValueError:
-                warnings = ("tabular.death_date.invalid",)
+                warnings = (*notes, "tabular.death_date.invalid")
         return SourcePerson(key, source_value, born, gender, location, raw, died, warnings)
 
 
@@ -255,7 +254,9 @@ class _EventReader:
         self.person_keys: dict[str, str] = {}
         self.codes: dict[Any, str] = {}
 
-    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | SourceRecord:
+    def event(
+        self, row: Row, location: str, raw: bytes, notes: tuple[str, ...] = ()
+    ) -> BlockEvent | SourceRecord:
         """The event of one row, or why it was rejected or skipped: an entry with one fixed
         code skips a row whose value cell is empty, as a code column with `empty: skip` does.
 
@@ -315,7 +316,7 @@ class _EventReader:
         except LookupError as exc:
             return Rejected(key, location, "tabular.date.no_birth_date", str(exc), raw)
         operator = None
-        warnings: tuple[str, ...] = ()
+        warnings, nulled = notes, ()
         given = value
         if self.comma and type(value) is str:
             value = value.replace(",", ".")
@@ -325,11 +326,12 @@ class _EventReader:
                 if value - value != 0:  # nan or infinite
                     raise ValueError
             except (TypeError, ValueError):
-                value, operator, warnings = _number(value)
+                value, operator, nulled = _number(value)
+                warnings += nulled
         unit = unit_sent = value_sent = None
         if spec.unit is not None:
             value, unit, unit_sent = _unit(spec.unit, row, code, value, nulls)
-        if given is not None and (unit_sent is not None or operator or warnings):
+        if given is not None and (unit_sent is not None or operator or nulled):
             value_sent = str(given)
         text = _cell(row, spec.text, nulls) or None if spec.text else None
         if text is None and spec.default_table == "note":
@@ -430,13 +432,13 @@ def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceReco
     each row an entry rejected or read with a comparator or a nulled field."""
     blocks: list[list[BlockEvent]] = [[] for _ in readers]
     pairs = list(enumerate(readers))
-    for location, row, raw in rows:
+    for location, row, raw, notes in rows:
         if type(row) is Unreadable:
             for reader in readers:
                 yield _unreadable(reader.entry, location, row, raw)
             continue
         for i, reader in pairs:
-            got = reader.event(row, location, raw)
+            got = reader.event(row, location, raw, notes)
             if type(got) is not BlockEvent:
                 yield got
                 continue
@@ -472,11 +474,11 @@ def read_tables(
     if any(e.date.age is not None for e in mapping.events):
         births = {}
     person = _PersonReader(mapping.person, nulls, mapping.csv.decimal)
-    for location, row, raw in _source_rows(mapping.person, folder, engine, mapping.csv):
+    for location, row, raw, notes in _source_rows(mapping.person, folder, engine, mapping.csv):
         if type(row) is Unreadable:
             yield _unreadable(None, location, row, raw)
             continue
-        got = person.read(row, location, raw)
+        got = person.read(row, location, raw, notes)
         if births is not None and type(got) is SourcePerson:
             births[got.key] = got.birth_date
         yield got

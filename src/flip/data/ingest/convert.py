@@ -28,6 +28,7 @@ from flip.data.cdm.rows import (
 from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.cdm.store import Store, values_in
 from flip.data.ingest.batch import Batch, BlockBatch
+from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
     SAME_PERSON,
@@ -35,6 +36,7 @@ from flip.data.ingest.report import (
     IngestReport,
 )
 from flip.data.sources.records import (
+    MAX_KEY,
     BlockEvent,
     EventBlock,
     Rejected,
@@ -108,6 +110,7 @@ class Converter:
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
         for record in records:
+            record = checked(record)
             if type(record) is Unread:
                 report.unread[record.location] = record.reason
                 continue
@@ -149,6 +152,11 @@ class Converter:
         waiting: list[BlockEvent] = []
         kept: dict[str, tuple[BlockEvent, str, Mapping]] = {}
         for e in block.events:
+            if len(e.key) > MAX_KEY or NUL in e.key or NUL in e.person_key:
+                e = checked_event(e)
+                if type(e) is Rejected:
+                    out.quarantine.append(e)
+                    continue
             birth = births.get(e.person_key)
             if birth is None:
                 if final:

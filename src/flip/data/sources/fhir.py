@@ -35,6 +35,7 @@ from flip.data.sources.fhir_status import not_a_fact
 from flip.data.sources.readahead import read_ahead_now
 from flip.data.sources.records import (
     IDENTIFIED,
+    MAX_KEY,
     Rejected,
     Skipped,
     SourceEvent,
@@ -69,9 +70,6 @@ SUPPORTED = (
 
 #: The extension that carries a Patient's time of birth on birthDate.
 BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
-
-#: The longest record key the store keeps (source_record.record_key).
-MAX_KEY = 200
 
 
 #: A dateTime whose seconds are 60: a leap second, which Python's datetime cannot hold.
@@ -136,8 +134,6 @@ class References:
         key = f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else full_url
         if key is None:
             raise ValueError("resource has neither id nor fullUrl")
-        if len(key) > MAX_KEY:
-            raise ValueError(f"its id or fullUrl is {len(key)} characters, over {MAX_KEY}")
         if full_url:
             self.full_urls[full_url] = key
         for ident in resource.get("identifier") or []:
@@ -404,7 +400,7 @@ class _Converter:
         try:
             text = (
                 data.decode("utf-8") if isinstance(data, bytes) else base64.b64decode(data).decode()
-            ).replace("\x00", "")
+            )
         except (ValueError, UnicodeDecodeError):
             return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
         start, _ = _period(None, m.context.period if m.context else None)
@@ -618,8 +614,6 @@ def _records(
     if kind == "Bundle":
         return list(read_bundle(resource, location, refs))
     warnings: tuple[str, ...] = ()
-    if NUL in raw:
-        resource, warnings = _without_nul(resource), (NUL_REMOVED,)
     try:
         key = refs.key_of(resource, full_url)
         if kind not in _HANDLERS:
@@ -652,28 +646,10 @@ def _records(
     return out
 
 
-#: A NUL character as JSON escapes it; PostgreSQL text cannot hold one.
-NUL = b"\\u0000"
-
-#: The warning counted for a resource whose strings carried NUL characters (removed).
-NUL_REMOVED = "fhir.nul_removed"
-
-
-def _without_nul(value: Any) -> Any:
-    """`value` (parsed JSON) with every NUL character removed from its strings."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {k.replace("\x00", ""): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
-
-
 def _id(resource: dict) -> str | None:
-    """A rejected resource's id as its record key, when it is one the store can keep."""
+    """A rejected resource's id as its record key (the ingest drops one too long to keep)."""
     found = resource.get("id")
-    return found if isinstance(found, str) and len(found) <= MAX_KEY else None
+    return found if isinstance(found, str) else None
 
 
 def _contained_results(

@@ -114,7 +114,7 @@ class _Message:
     """Field access on a parsed message that answers "" for what is absent or null (`""`)."""
 
     def __init__(self, raw: bytes) -> None:
-        text = _text(raw).replace("\x00", "")
+        text = _text(raw)
         if not text.startswith("MSH"):
             raise MessageError("hl7.msh_missing", "the message does not start with an MSH segment")
         try:

@@ -35,16 +35,25 @@ def timestamp(value: str) -> date | None:
     return datetime(when.year, when.month, when.day, int(hour), int(minute or 0), int(second or 0))
 
 
-def truncated(value: str) -> date | None:
-    """The most of a malformed date that is valid: year and month, or the year alone; None
-    when not even the year is."""
+def birth(value: str) -> tuple[date | None, int]:
+    """A PID-7 value and how many of its year, month and day it gave (3, 2 or 1, as
+    `SourcePerson.birth_parts` counts them): `1970` is 1970 and `197005` May 1970, each
+    its first day, no day invented. Raise ValueError when malformed."""
+    when = timestamp(value)
+    digits = len(value.strip())
+    return when, 3 if when is None or digits >= 8 else 2 if digits >= 6 else 1
+
+
+def truncated(value: str) -> tuple[date | None, int]:
+    """The most of a malformed date that is valid, and its parts (see `birth`): year and
+    month, or the year alone; (None, 3) when not even the year is."""
     digits = value.strip()[:6]
-    for length in (6, 4):
+    for length, parts in ((6, 2), (4, 1)):
         try:
-            return date(int(digits[:4]), int(digits[4:length] or 1), 1)
+            return date(int(digits[:4]), int(digits[4:length] or 1), 1), parts
         except ValueError:
             continue
-    return None
+    return None, 3
 
 
 @dataclass(frozen=True, slots=True)

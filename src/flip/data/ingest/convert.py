@@ -7,9 +7,10 @@ a quarantine entry, a skip counted by rule, or a wait for its patient.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import (
@@ -384,12 +385,9 @@ class Converter:
 
     def _load_identified(self, keys: list[str]) -> None:
         """Remember identified persons that another source system already stored."""
-        ids = {person_id(self.system, k): k for k in keys}
-        person, source = schema.person, schema.source_record
+        source = schema.source_record
         with self.store.connect() as conn:
-            with values_in(conn, person.c.person_id, list(ids)) as wanted:
-                columns = (person.c.person_id, *_BIRTH, person.c.gender_concept_id)
-                found = conn.execute(select(*columns).where(wanted)).all()
+            found = self._stored(conn, keys)
             if not found:
                 return
             with values_in(conn, source.c.record_key, keys) as mine:
@@ -401,20 +399,25 @@ class Converter:
                         .where(mine)
                     ).scalars()
                 )
-        for pid, year, month, day_, gender in found:
-            key = ids[pid]
+        for key, (born, gender) in found.items():
             if key not in own:
-                born = _born(year, month, day_)
                 self.identified[key] = (born, gender)
                 self.births[key] = born
 
     def _load_births(self, keys: set[str]) -> None:
+        """Remember the birth dates of persons of `keys` already in the store."""
+        with self.store.connect() as conn:
+            for key, (born, _) in self._stored(conn, keys).items():
+                self.births[key] = born
+
+    def _stored(self, conn: Connection, keys: Iterable[str]) -> dict[str, tuple[date, int]]:
+        """(birth date, gender concept) of the stored persons of `keys`, by key."""
         ids = {person_id(self.system, k): k for k in keys}
         person = schema.person
-        with self.store.connect() as conn, values_in(conn, person.c.person_id, list(ids)) as wanted:
-            found = conn.execute(select(person.c.person_id, *_BIRTH).where(wanted)).all()
-            for pid, year, month, day in found:
-                self.births[ids[pid]] = _born(year, month, day)
+        columns = (person.c.person_id, *_BIRTH, person.c.gender_concept_id)
+        with values_in(conn, person.c.person_id, list(ids)) as wanted:
+            found = conn.execute(select(*columns).where(wanted)).all()
+        return {ids[pid]: (_born(y, m, d), gender) for pid, y, m, d, gender in found}
 
 
 #: A person's date of birth as the person table keeps it (month and day may be missing).

@@ -80,13 +80,24 @@ def scrub(table: str, columns: dict[str, list[object]]) -> int:
     rows: set[int] = set()
     for name in _text_columns(table) & columns.keys():
         values = columns[name]
-        if "\\x00" not in repr(values):  # a quick look: a NUL shows in the repr as \x00
+        if not _may_hold_nul(values):
             continue
         for i, value in enumerate(values):
             if type(value) is str and NUL in value:
                 values[i] = value.replace(NUL, "")
                 rows.add(i)
     return len(rows)
+
+
+def _may_hold_nul(values: list[object]) -> bool:
+    """A quick look at a column: its distinct values joined (few, and C-speed) hold no NUL;
+    a column holding something other than text is looked at value by value."""
+    try:
+        distinct = set(values)
+        distinct.discard(None)
+        return NUL in "".join(distinct)  # type: ignore[arg-type]
+    except TypeError:
+        return True
 
 
 def scrub_text(text: str) -> str:

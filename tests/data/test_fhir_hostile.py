@@ -122,7 +122,7 @@ def test_a_leap_second_keeps_its_time_of_day(store, tmp_path):
 
 def test_nul_characters_and_overlong_ids_never_stop_a_run(store, tmp_path):
     """PostgreSQL refuses NUL in text and keys over 200 characters: the run went down with a
-    traceback. NULs are removed with a warning; an overlong id is quarantined; an overlong
+    traceback. NULs are removed with a warning per row; an overlong id is quarantined; an overlong
     person identifier leaves the patient a person of its own, with a warning."""
     note = "aGVsbG8Ad29ybGQ="  # "hello\0world"
     resources = [
@@ -143,8 +143,8 @@ def test_nul_characters_and_overlong_ids_never_stop_a_run(store, tmp_path):
     source = ndjson(tmp_path / "x.ndjson", resources)
     report = ingest_path(store, "fhir", source, person_identifier=MRN)
     assert_accounted(store, report)
-    assert report.rules == {"fhir.invalid": 1}
-    assert report.warnings["fhir.nul_removed"] == 3
+    assert report.rules == {"source.key_too_long": 1}
+    assert report.warnings["text.nul_removed"] == 4  # person, observation, care_site, note
     assert report.warnings["fhir.person_identifier.too_long"] == 1
     assert select_all(store, "note", "note_text") == [("helloworld",)]
     assert ("AB",) in select_all(store, "person", "person_source_value")

@@ -113,6 +113,16 @@ def test_a_nul_byte_in_a_text_result_does_not_sink_the_run(store, tmp_path):
     report = ingest_path(store, "hl7v2", path)
     (note,) = rows(store, "note")
     assert note["note_text"] == "paddedtext"
+    assert report.warnings["text.nul_removed"] == 1
+    assert_accounted(store, report)
+
+
+def test_a_patient_id_too_long_for_a_record_key_is_quarantined_not_fatal(store, tmp_path):
+    path = tmp_path / "long.hl7"
+    path.write_text(A01.replace("1001", "7" * 250) + A04, newline="")
+    report = ingest_path(store, "hl7v2", path)
+    assert report.rules == {"source.key_too_long": 1}
+    assert [p["person_source_value"] for p in rows(store, "person")] == ["1002"]
     assert_accounted(store, report)
 
 

@@ -88,13 +88,39 @@ def test_a_malformed_sn_is_an_error(components):
 def test_the_spec_oru_keeps_its_person_for_a_malformed_birth_day(store):
     records = list(read_file(SAMPLES / "python-hl7_oru_r01_glucose.hl7"))
     person = records[0]
-    assert person.birth_date == date(1962, 3, 1) and person.warnings == ("hl7.PID-7.truncated",)
+    assert person.warnings == ("hl7.PID-7.truncated",)
+    assert (person.birth_date, person.birth_parts) == (date(1962, 3, 1), 2)  # 1962-03-52
     report = ingest_path(store, "hl7v2", SAMPLES / "python-hl7_oru_r01_glucose.hl7")
     assert report.warnings == {"hl7.PID-7.truncated": 1}
+    (stored,) = rows(store, "person")
+    assert (stored["year_of_birth"], stored["month_of_birth"], stored["day_of_birth"]) == (
+        1962,
+        3,
+        None,
+    )
     (glucose,) = rows(store, "measurement")
     assert glucose["value_as_number"] == 182.0
     assert glucose["measurement_datetime"] == datetime(2002, 2, 15, 7, 30)
     assert_accounted(store, report)
+
+
+@pytest.mark.parametrize(
+    ("pid7", "born"), [("1970", (1970, None, None)), ("197005", (1970, 5, None))]
+)
+def test_a_partial_birth_date_is_a_year_or_month_of_birth_not_an_invented_day(
+    store, tmp_path, pid7, born
+):
+    path = tmp_path / "partial.hl7"
+    path.write_text(
+        "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101083000||ADT^A01|C1|P|2.5\r"
+        f"PID|1||1001^^^HOSP^MR||Doe^Jane||{pid7}|F\r",
+        newline="",
+    )
+    report = ingest_path(store, "hl7v2", path)
+    assert report.warnings == {} and report.quarantined == 0
+    (person,) = rows(store, "person")
+    assert (person["year_of_birth"], person["month_of_birth"], person["day_of_birth"]) == born
+    assert person["birth_datetime"] is None
 
 
 def test_a_lab_feed_stores_every_good_result_and_sets_aside_each_bad_one_alone(store):

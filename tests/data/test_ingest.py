@@ -157,13 +157,21 @@ def test_bad_records_are_quarantined_and_the_rest_loads(store, exported, tmp_pat
     assert _count(store, schema.quarantine) == 4
 
 
-def test_non_utf8_csv_line_is_quarantined(store, exported):
-    _, _patients, folder = exported("csv", n=10)
+def test_a_non_utf8_csv_line_loads_read_as_windows_1252_with_a_warning(store, exported):
+    _, patients, folder = exported("csv", n=10)
     labs = folder / "labs.csv"
-    labs.write_bytes(labs.read_bytes() + b"bad-1,X,LAB101,1\xff0,mm[Hg],2017-01-01 09:30\n")
+    person = patients[0].source_id
+    line = f"bad-1,{person},LAB101,1\xb50,mm[Hg],2017-01-01 09:30\n".encode("latin-1")
+    labs.write_bytes(labs.read_bytes() + line)
     report = ingest_path(store, "csv", folder)
-    assert report.rules == {"tabular.encoding": 1}
-    assert report.loaded == report.read - 1
+    assert report.quarantined == 0 and report.warnings["tabular.text_not_utf8"] == 1
+    with store.connect() as conn:
+        sent = conn.execute(
+            select(schema.measurement.c.value_source_value).where(
+                schema.measurement.c.value_source_value == "1\u00b50"
+            )
+        ).all()
+    assert len(sent) == 1
 
 
 def test_implausible_values_and_wrong_units_are_quarantined(store, exported):

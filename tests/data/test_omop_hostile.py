@@ -68,7 +68,7 @@ def test_nul_byte_in_text_is_removed_with_a_warning(store, tmp_path):
     folder = _export(tmp_path / "export", {"person.csv": PERSON + "1,8507,1950,1,4,0,0,A\x001\n"})
     report = ingest_path(store, "omop", folder)
     assert_accounted(store, report)
-    assert report.warnings["omop.text_nul_removed"] == 1
+    assert report.warnings["text.nul_removed"] == 1
     assert set(_persons(store)) == {"A1"}
 
 

@@ -1,5 +1,7 @@
 """Reading a source in a child process: same records, same errors, no stray processes."""
 
+import gc
+import multiprocessing
 import os
 import signal
 import time
@@ -87,3 +89,22 @@ def test_closing_early_stops_the_child():
     records.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def _children() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children()}
+
+
+def test_a_reading_started_now_and_never_read_stops_its_child():
+    before = _children()
+    records = readahead.read_ahead_now(_endless)
+    (child,) = _children() - before
+    del records
+    gc.collect()
+    assert child not in _children()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    closed = readahead.read_ahead_now(_endless)
+    assert next(closed)[0] == "pid"
+    closed.close()
+    assert _children() == before

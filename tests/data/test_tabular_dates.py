@@ -19,6 +19,7 @@ from flip.data.sources.tabular_dates import as_date, at_age, check_format, parse
         ("2017-01-09T09:05:07.250Z", None, datetime(2017, 1, 9, 9, 5, 7, 250000)),
         ("2017-01-09T23:30:00+01:00", None, datetime(2017, 1, 9, 23, 30)),
         ("2017-01-09 00:00:00.000", None, datetime(2017, 1, 9)),
+        ("2017/01/09", None, date(2017, 1, 9)),
         ("9/1/2017", "%d/%m/%Y", date(2017, 1, 9)),
         ("09/01/2017 14:30", "%d/%m/%Y", datetime(2017, 1, 9, 14, 30)),
         ("2017-01-09", "%d/%m/%Y", date(2017, 1, 9)),
@@ -30,7 +31,7 @@ def test_dates_and_datetimes_in_the_shapes_extracts_write(text, fmt, expected):
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize("text", ["2017-02-30", "2017-13-01", "yesterday", "2017/01/09", "17-1-9"])
+@pytest.mark.parametrize("text", ["2017-02-30", "2017-13-01", "yesterday", "09/01/2017", "17-1-9"])
 def test_what_is_not_a_date_is_an_error(text):
     with pytest.raises(ValueError):
         parse_date(text)

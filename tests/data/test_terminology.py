@@ -1,5 +1,6 @@
 """Athena and SNOMED CT RF2 loaders on fixtures in the releases' exact formats, and `vocab map`."""
 
+import gzip
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,12 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 def _count(store, table) -> int:
     with store.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_gzipped_athena_download_loads_like_the_plain_one(store, tmp_path):
+    for path in (FIXTURES / "athena").iterdir():
+        (tmp_path / f"{path.name.lower()}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    assert load_athena(store, tmp_path) == load_athena(store, FIXTURES / "athena")
 
 
 def test_athena_folder_loads_and_reloading_replaces(store):

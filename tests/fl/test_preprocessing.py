@@ -1,5 +1,7 @@
 """CSV modelling tables and federated preprocessing: the same encoding as if rows were pooled."""
 
+import gzip
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,11 @@ def test_every_strategy_name_builds_a_flower_strategy():
         assert strategy.__class__.__module__.startswith("flwr.serverapp.strategy")
     with pytest.raises(ValueError, match="unknown strategy"):
         make_strategy("fedmagic", 3, 0.1)
+
+
+def test_a_site_table_file_is_decoded_as_every_source_decodes_text(tmp_path):
+    path = tmp_path / "site.csv"
+    path.write_bytes(gzip.compress("age;smoker\n61;yes\n54;no\n".encode("utf-16")))
+    assert SiteTable.read("a", path).columns == {"age": ["61", "54"], "smoker": ["yes", "no"]}
+    path.write_bytes("name|age\nJos\xe9|61\n".encode("cp1252"))
+    assert SiteTable.read("a", path).columns == {"name": ["Jos\xe9"], "age": ["61"]}

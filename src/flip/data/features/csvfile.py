@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flip.data.sources.textfile import TextLines, sniff_delimiter
+
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", ".", "-", "missing"}
 TRUE = {"true", "t", "yes", "y"}
 FALSE = {"false", "f", "no", "n"}
@@ -67,20 +69,15 @@ class SiteTable:
 
     @classmethod
     def read(cls, name: str, path: Path) -> SiteTable:
-        """Read a CSV file (comma, semicolon or tab; UTF-8 or Latin-1)."""
+        """Read a CSV file (comma, semicolon, tab or pipe), decoded as every FLIP source
+        decodes text files (`sources.textfile`: UTF-8, UTF-16, Windows-1252, gzip)."""
         try:
-            raw = path.read_bytes()
+            lines = list(TextLines(path))
         except OSError as exc:
             raise DatasetError(f"site {name}: cannot read {path}: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-        lines = text.splitlines()
         if len(lines) < 2:
             raise DatasetError(f"site {name}: {path} has no data rows")
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t") if lines[0] else csv.excel
-        rows = list(csv.reader(lines, dialect))
+        rows = list(csv.reader(lines, delimiter=sniff_delimiter(lines[0])))
         header = [h.strip() for h in rows[0]]
         body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
         for number, r in enumerate(body, start=2):

@@ -12,6 +12,7 @@ from functools import partial
 from flip.data.cdm import schema
 from flip.data.cdm.rows import CdmRow
 from flip.data.cdm.store import row_columns
+from flip.data.ingest.clean import scrub
 from flip.data.sources.records import (
     BlockEvent,
     EventBlock,
@@ -185,6 +186,7 @@ class Layout:
     links: dict[str, list[object]]
     records: int
     person_ids: set[int]
+    nul_rows: int = 0
 
     @classmethod
     def of(
@@ -194,11 +196,14 @@ class Layout:
         records: int,
         merges: list[tuple[int, int]],
     ) -> Layout:
-        """A layout whose touched persons are those of its rows and of its merges."""
+        """A layout whose touched persons are those of its rows and of its merges, its text
+        without NUL characters (`clean.scrub`)."""
         persons = {new for _, new in merges}
-        for columns in tables.values():
+        nul_rows = 0
+        for name, columns in tables.items():
             persons.update(pid for pid in columns.get("person_id", ()) if pid)
-        return cls(tables, links, records, persons)
+            nul_rows += scrub(name, columns)
+        return cls(tables, links, records, persons, nul_rows)
 
 
 @contextmanager

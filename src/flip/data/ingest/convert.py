@@ -7,9 +7,10 @@ a quarantine entry, a skip counted by rule, or a wait for its patient.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import (
@@ -28,6 +29,7 @@ from flip.data.cdm.rows import (
 from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.cdm.store import Store, values_in
 from flip.data.ingest.batch import Batch, BlockBatch
+from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
     SAME_PERSON,
@@ -35,6 +37,7 @@ from flip.data.ingest.report import (
     IngestReport,
 )
 from flip.data.sources.records import (
+    MAX_KEY,
     BlockEvent,
     EventBlock,
     Rejected,
@@ -108,6 +111,7 @@ class Converter:
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
         for record in records:
+            record = checked(record)
             if type(record) is Unread:
                 report.unread[record.location] = record.reason
                 continue
@@ -149,6 +153,11 @@ class Converter:
         waiting: list[BlockEvent] = []
         kept: dict[str, tuple[BlockEvent, str, Mapping]] = {}
         for e in block.events:
+            if len(e.key) > MAX_KEY or NUL in e.key or NUL in e.person_key:
+                e = checked_event(e)
+                if type(e) is Rejected:
+                    out.quarantine.append(e)
+                    continue
             birth = births.get(e.person_key)
             if birth is None:
                 if final:
@@ -376,12 +385,9 @@ class Converter:
 
     def _load_identified(self, keys: list[str]) -> None:
         """Remember identified persons that another source system already stored."""
-        ids = {person_id(self.system, k): k for k in keys}
-        person, source = schema.person, schema.source_record
+        source = schema.source_record
         with self.store.connect() as conn:
-            with values_in(conn, person.c.person_id, list(ids)) as wanted:
-                columns = (person.c.person_id, *_BIRTH, person.c.gender_concept_id)
-                found = conn.execute(select(*columns).where(wanted)).all()
+            found = self._stored(conn, keys)
             if not found:
                 return
             with values_in(conn, source.c.record_key, keys) as mine:
@@ -393,20 +399,25 @@ class Converter:
                         .where(mine)
                     ).scalars()
                 )
-        for pid, year, month, day_, gender in found:
-            key = ids[pid]
+        for key, (born, gender) in found.items():
             if key not in own:
-                born = _born(year, month, day_)
                 self.identified[key] = (born, gender)
                 self.births[key] = born
 
     def _load_births(self, keys: set[str]) -> None:
+        """Remember the birth dates of persons of `keys` already in the store."""
+        with self.store.connect() as conn:
+            for key, (born, _) in self._stored(conn, keys).items():
+                self.births[key] = born
+
+    def _stored(self, conn: Connection, keys: Iterable[str]) -> dict[str, tuple[date, int]]:
+        """(birth date, gender concept) of the stored persons of `keys`, by key."""
         ids = {person_id(self.system, k): k for k in keys}
         person = schema.person
-        with self.store.connect() as conn, values_in(conn, person.c.person_id, list(ids)) as wanted:
-            found = conn.execute(select(person.c.person_id, *_BIRTH).where(wanted)).all()
-            for pid, year, month, day in found:
-                self.births[ids[pid]] = _born(year, month, day)
+        columns = (person.c.person_id, *_BIRTH, person.c.gender_concept_id)
+        with values_in(conn, person.c.person_id, list(ids)) as wanted:
+            found = conn.execute(select(*columns).where(wanted)).all()
+        return {ids[pid]: (_born(y, m, d), gender) for pid, y, m, d, gender in found}
 
 
 #: A person's date of birth as the person table keeps it (month and day may be missing).

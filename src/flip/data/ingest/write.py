@@ -16,6 +16,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
 from flip.data.ingest.batch import Batch, older
+from flip.data.ingest.clean import NUL_REMOVED, scrub_text
 from flip.data.ingest.report import SUPERSEDED, IngestReport
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected
@@ -92,6 +93,8 @@ class Writer:
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
+            if layout.nul_rows:
+                report.warnings[NUL_REMOVED] += layout.nul_rows
             for name, columns in layout.tables.items():
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
@@ -144,10 +147,10 @@ class Writer:
                     "quarantine_id": stable_id(self.system, r.location, r.rule, r.key or ""),
                     "ingest_run_id": report.run_id,
                     "source_system": self.system,
-                    "location": r.location,
-                    "record_key": r.key,
+                    "location": scrub_text(r.location),
+                    "record_key": r.key and scrub_text(r.key),
                     "rule": r.rule,
-                    "message": r.message,
+                    "message": scrub_text(r.message),
                     "raw": r.raw,
                 }
             )
@@ -167,13 +170,13 @@ def _now() -> datetime:
 
 def _write_tallies(conn: Connection, report: IngestReport) -> None:
     """Keep the run's per-rule counts of skipped records and warnings, its unmapped codes
-    ("system|code", cut to the column's length) and its pruned rows per table, beside its
-    counters."""
+    ("system|code", without NUL, cut to the column's length) and its pruned rows per table,
+    beside its counters."""
     tally = schema.ingest_tally
     conn.execute(delete(tally).where(tally.c.ingest_run_id == report.run_id))
     unmapped: Counter[str] = Counter()
     for code, count in report.unmapped.items():
-        unmapped[code[: tally.c.rule.type.length]] += count
+        unmapped[scrub_text(code)[: tally.c.rule.type.length]] += count
     rows = [
         {"ingest_run_id": report.run_id, "kind": kind, "rule": rule, "count": count}
         for kind, counter in (

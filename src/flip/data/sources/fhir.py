@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors
 from flip.data.sources.fhir_status import not_a_fact
-from flip.data.sources.identity import MAX_KEY, TOO_LONG, PersonIdentity, same_system
+from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.readahead import read_ahead_now
 from flip.data.sources.records import (
     Rejected,
@@ -42,6 +42,7 @@ from flip.data.sources.records import (
     SourceRecord,
     SourceVisit,
 )
+from flip.data.sources.values import compared
 
 #: Resource types FLIP reads, in the order a bundle or folder is read.
 SUPPORTED = (
@@ -68,10 +69,6 @@ SUPPORTED = (
 
 #: The extension that carries a Patient's time of birth on birthDate.
 BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
-
-#: A string value that is one number with a comparator, as labs write "<5" or ">= 60".
-_COMPARISON = re.compile(r"\s*(<=|>=|<|>|=|\u2264|\u2265)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
-_SYMBOLS = {"\u2264": "<=", "\u2265": ">="}
 
 
 #: A dateTime whose seconds are 60: a leap second, which Python's datetime cannot hold.
@@ -129,8 +126,6 @@ class References:
         key = f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else full_url
         if key is None:
             raise ValueError("resource has neither id nor fullUrl")
-        if len(key) > MAX_KEY:
-            raise ValueError(f"its id or fullUrl is {len(key)} characters, over {MAX_KEY}")
         if full_url:
             self.full_urls[full_url] = key
         for ident in resource.get("identifier") or []:
@@ -397,7 +392,7 @@ class _Converter:
         try:
             text = (
                 data.decode("utf-8") if isinstance(data, bytes) else base64.b64decode(data).decode()
-            ).replace("\x00", "")
+            )
         except (ValueError, UnicodeDecodeError):
             return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
         start, _ = _period(None, m.context.period if m.context else None)
@@ -495,10 +490,9 @@ def _value(element: Any) -> tuple[str, dict[str, Any]]:
         return "measurement", out
     if concept is not None:
         return "observation", {"value_code": _coding(concept)}
-    compared = _COMPARISON.fullmatch(string) if string else None
-    if compared:
-        operator, number = compared.groups()
-        return "measurement", {"value": float(number), "operator": _SYMBOLS.get(operator, operator)}
+    found = compared(string) if string else None
+    if found is not None and found[0] is not None:
+        return "measurement", {"value": found[1], "operator": found[0]}
     return "observation", {"text": string}
 
 
@@ -612,8 +606,6 @@ def _records(
     if kind == "Bundle":
         return list(read_bundle(resource, location, refs))
     warnings: tuple[str, ...] = ()
-    if NUL in raw:
-        resource, warnings = _without_nul(resource), (NUL_REMOVED,)
     try:
         key = refs.key_of(resource, full_url)
         if kind not in _HANDLERS:
@@ -670,28 +662,10 @@ def version_of(resource: dict) -> str | None:
     return f"{number}|{when}"[:100] if number or when else None
 
 
-#: A NUL character as JSON escapes it; PostgreSQL text cannot hold one.
-NUL = b"\\u0000"
-
-#: The warning counted for a resource whose strings carried NUL characters (removed).
-NUL_REMOVED = "fhir.nul_removed"
-
-
-def _without_nul(value: Any) -> Any:
-    """`value` (parsed JSON) with every NUL character removed from its strings."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {k.replace("\x00", ""): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
-
-
 def _id(resource: dict) -> str | None:
-    """A rejected resource's id as its record key, when it is one the store can keep."""
+    """A rejected resource's id as its record key (the ingest drops one too long to keep)."""
     found = resource.get("id")
-    return found if isinstance(found, str) and len(found) <= MAX_KEY else None
+    return found if isinstance(found, str) else None
 
 
 def _contained_results(

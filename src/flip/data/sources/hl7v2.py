@@ -23,7 +23,15 @@ from typing import Any
 
 import hl7
 
-from flip.data.sources.hl7v2_values import NULL, Number, numeric, structured, timestamp, truncated
+from flip.data.sources.hl7v2_values import (
+    NULL,
+    Number,
+    birth,
+    numeric,
+    structured,
+    timestamp,
+    truncated,
+)
 from flip.data.sources.identity import TOO_LONG, PersonIdentity
 from flip.data.sources.records import (
     Rejected,
@@ -115,7 +123,7 @@ class _Message:
     """Field access on a parsed message that answers "" for what is absent or null (`""`)."""
 
     def __init__(self, raw: bytes) -> None:
-        text = _text(raw).replace("\x00", "")
+        text = _text(raw)
         if not text.startswith("MSH"):
             raise MessageError("hl7.msh_missing", "the message does not start with an MSH segment")
         try:
@@ -309,10 +317,12 @@ def _merge(r: _Reader, group: list, number: int) -> None:
     r.out.append(SourceMerge(key, person_key, old_key, r.location, r.raw))
 
 
-def _birth(r: _Reader, value: str) -> date | None:
-    """PID-7: a malformed date keeps what of it is valid (year and month), with a warning."""
+def _birth(r: _Reader, value: str) -> tuple[date | None, int]:
+    """PID-7 and how many of its parts it gave: a partial date (`1970`, `197005`) is a year
+    (and month) of birth; a malformed one keeps what of it is valid (year and month), with
+    a warning."""
     try:
-        return timestamp(value)
+        return birth(value)
     except ValueError:
         r.warnings.append("hl7.PID-7.truncated")
         return truncated(value)
@@ -326,18 +336,19 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     except MessageError as exc:
         r.reject(f"{r.control}/PID/{number}", exc.rule, f"{exc} (patient {number} of the message)")
         return
-    birth = _birth(r, m.get(pid, 7))
+    born, parts = _birth(r, m.get(pid, 7))
     death = r.when(m.get(pid, 29), "PID-29")
     r.out.append(
         SourcePerson(
             key=person_key,
             source_value=source_value,
-            birth_date=birth,
+            birth_date=born,
             gender=SEXES.get(m.get(pid, 8).upper()),
             location=r.location,
             raw=r.raw,
             death_date=death,
             warnings=tuple(r.warnings),
+            birth_parts=parts,
         )
     )
     scope = r.control if number == 1 else f"{r.control}/{number}"

@@ -9,15 +9,14 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from flip.data.sources.values import COMPARATORS, NUMBER, compared
+
 #: HL7's explicit null: the sender says the field has no value (and any earlier one is void).
 NULL = '""'
 
 _DTM = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})?(\d{2})?(?:\.\d{1,4})?)?(?:[+-]\d{4}|Z)?$"
 )
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
-_NM = re.compile(rf"^(<=|>=|<|>|=)?\s*({_NUMBER})$")
-COMPARATORS = ("<", "<=", "=", ">=", ">")
 
 
 def timestamp(value: str) -> date | None:
@@ -36,16 +35,25 @@ def timestamp(value: str) -> date | None:
     return datetime(when.year, when.month, when.day, int(hour), int(minute or 0), int(second or 0))
 
 
-def truncated(value: str) -> date | None:
-    """The most of a malformed date that is valid: year and month, or the year alone; None
-    when not even the year is."""
+def birth(value: str) -> tuple[date | None, int]:
+    """A PID-7 value and how many of its year, month and day it gave (3, 2 or 1, as
+    `SourcePerson.birth_parts` counts them): `1970` is 1970 and `197005` May 1970, each
+    its first day, no day invented. Raise ValueError when malformed."""
+    when = timestamp(value)
+    digits = len(value.strip())
+    return when, 3 if when is None or digits >= 8 else 2 if digits >= 6 else 1
+
+
+def truncated(value: str) -> tuple[date | None, int]:
+    """The most of a malformed date that is valid, and its parts (see `birth`): year and
+    month, or the year alone; (None, 3) when not even the year is."""
     digits = value.strip()[:6]
-    for length in (6, 4):
+    for length, parts in ((6, 2), (4, 1)):
         try:
-            return date(int(digits[:4]), int(digits[4:length] or 1), 1)
+            return date(int(digits[:4]), int(digits[4:length] or 1), 1), parts
         except ValueError:
             continue
-    return None
+    return None, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +72,10 @@ def numeric(value: str) -> Number:
     value = value.strip()
     if not value or value == NULL:
         return Number(None)
-    match = _NM.match(value)
-    if match is None:
+    found = compared(value)
+    if found is None:
         raise ValueError(f"{value!r} is not a number")
-    return Number(float(match.group(2)), match.group(1))
+    return Number(found[1], found[0])
 
 
 def structured(comparator: str, first: str, separator: str, second: str) -> Number:
@@ -86,7 +94,7 @@ def structured(comparator: str, first: str, separator: str, second: str) -> Numb
             raise ValueError(f"two comparators in {comparator}^{first}")
         return Number(number.value, comparator or number.operator)
     for part in (first, second):
-        if part and not re.fullmatch(_NUMBER, part):
+        if part and not re.fullmatch(NUMBER, part):
             raise ValueError(f"{part!r} is not a number")
     if separator not in ("-", ":", "/", "+", "."):
         raise ValueError(f"separator {separator!r} is not one of - : / + .")

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flip.data.sources.records import IDENTIFIED
-
-#: The longest record key the store keeps (source_record.record_key).
-MAX_KEY = 200
+from flip.data.sources.records import IDENTIFIED, MAX_KEY
 
 #: The warning of a patient record whose identifier is too long to be a key: it keeps its
 #: source's own key (one person per source record) instead of its business identity.

@@ -31,7 +31,7 @@ from sqlalchemy import table as sql_table
 from flip.data.cdm import schema
 from flip.data.sources.omop_values import Field
 from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
-from flip.data.sources.textfile import TextLines, is_table_file, table_name
+from flip.data.sources.textfile import TextLines, is_table_file, sniff_delimiter, table_name
 
 #: Tables read from an OMOP source, persons first.
 TABLES = (
@@ -123,8 +123,6 @@ END_FROM_START = {
     "drug_exposure": ("drug_exposure_end_date", "drug_exposure_start_date"),
 }
 
-_DELIMITERS = (",", "\t", ";", "|")
-
 
 def column_name(header: str | None) -> str:
     """The v5.4 column a header names, whatever its case, spaces, quotes or v5.3 name."""
@@ -160,9 +158,6 @@ class TableReader:
                     return Rejected(key, location, "omop.type", message, raw)
                 warnings.append(f"omop.{field.kind}_unreadable")
                 value = None
-            if isinstance(value, str) and "\x00" in value:
-                value = value.replace("\x00", "")
-                warnings.append("omop.text_nul_removed")
             if field.length and isinstance(value, str) and len(value) > field.length:
                 value = value[: field.length]
                 warnings.append("omop.text_truncated")
@@ -262,11 +257,6 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
-def _delimiter(header: str) -> str:
-    """The delimiter that splits a header line into the most fields."""
-    return max(_DELIMITERS, key=header.count)
-
-
 class _Lines:
     """The numbered lines of a file for `csv`, keeping those of the record being parsed so
     that a malformed record gives back all but its first line to be read again."""
@@ -312,7 +302,7 @@ def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
     text = TextLines(path)
     source = iter(text)
     header = next(source, "")
-    delimiter = _delimiter(header)
+    delimiter = sniff_delimiter(header)
     names = [column_name(h) for h in next(csv.reader([header], delimiter=delimiter), [])]
     lines = _Lines(source, 1)
     rows = csv.reader(lines, delimiter=delimiter, strict=True)

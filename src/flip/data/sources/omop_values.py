@@ -1,50 +1,34 @@
 """OMOP CDM values as ETL tools, Athena and databases write them, read into Python values.
 
-Dates: ISO with or without zero padding (`1937-12-1`), `/` or `-`, Athena's `YYYYMMDD`,
-and datetimes with `T` or a space, with or without seconds, fraction and zone. A zone is
-dropped, keeping the wall-clock time the export wrote (so a row's date and datetime agree).
+Dates and datetimes in the forms `values.parse_when` documents (ISO padded or not,
+year-first with `/`, Athena's `YYYYMMDD`, a time after `T` or a space, a zone dropped).
 Text is stripped; an empty string is a null. A number must be finite (not NaN or infinity).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import BigInteger, Column, Date, DateTime, Double, Integer, String
 
-_DATETIME = re.compile(
-    r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
-    r"(?:(?:T| +)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r" *(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)?"
-)
-_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
+from flip.data.sources.values import as_datetime, parse_when
+
 _INT32 = 2**31
 _INT64 = 2**63
 
 
 def parse_datetime(text: str) -> datetime:
-    """A date or datetime written as ETL tools and Athena write them (see the module)."""
-    text = text.strip()
-    match = _DATETIME.fullmatch(text)
-    if match is None:
-        compact = _COMPACT.fullmatch(text)
-        if compact is None:
-            raise ValueError(f"{text!r} is not a date")
-        return datetime(*map(int, compact.groups()))
-    year, month, day, hour, minute, second, fraction = match.groups()
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    return datetime(
-        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro
-    )
+    """A date or datetime as `values.parse_when` reads it, as a datetime (midnight for a date)."""
+    return as_datetime(parse_when(text))
 
 
 def parse_date(text: str) -> date:
     """The calendar day of a date or datetime string (see `parse_datetime`)."""
-    return parse_datetime(text).date()
+    when = parse_when(text)
+    return when.date() if isinstance(when, datetime) else when
 
 
 def parse_integer(text: str) -> int:

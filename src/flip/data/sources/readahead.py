@@ -104,10 +104,36 @@ def read_ahead(produce: Callable[..., Iterable[Any]], *args: Any) -> Iterator[An
 
 def read_ahead_now(produce: Callable[..., Iterable[Any]], *args: Any) -> Iterator[Any]:
     """`read_ahead`, its child started before this returns (read_ahead's starts on the
-    first `next`), so that the reading overlaps whatever the caller does first."""
+    first `next`), so that the reading overlaps whatever the caller does first. The child
+    stops when the iterator is exhausted or closed, or is collected without being read."""
     if not _can_fork():
         return iter(produce(*args))
-    return _drain(*_start(produce, args))
+    return _Reading(*_start(produce, args))
+
+
+class _Reading:
+    """What a started child sends (see `_drain`); closing it, or dropping it unread, stops
+    the child, which a generator never started would not."""
+
+    def __init__(self, child: multiprocessing.Process, out: multiprocessing.Queue) -> None:
+        self._child, self._out = child, out
+        self._records = _drain(child, out)
+        self._parent = os.getpid()
+
+    def __iter__(self) -> _Reading:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._records)
+
+    def close(self) -> None:
+        """Stop the child and drop what it has not sent."""
+        self._records.close()
+        if os.getpid() == self._parent:  # a forked copy of this object owns no child
+            _stop(self._child, self._out)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _start(
@@ -138,7 +164,12 @@ def _drain(child: multiprocessing.Process, out: multiprocessing.Queue) -> Iterat
                 raise got[1]
             yield from got
     finally:
-        if child.is_alive():
-            child.terminate()
-        child.join()
-        out.close()
+        _stop(child, out)
+
+
+def _stop(child: multiprocessing.Process, out: multiprocessing.Queue) -> None:
+    """End the child if it still runs, and release the queue (again: no harm)."""
+    if child.is_alive():
+        child.terminate()
+    child.join()
+    out.close()

@@ -21,6 +21,9 @@ from typing import NamedTuple
 #: its person_id is the same whichever source system loads it.
 IDENTIFIED = "Patient?identifier="
 
+#: The longest record key the store keeps (source_record.record_key, quarantine.record_key).
+MAX_KEY = 200
+
 #: OMOP gender concepts of the gender values records carry (FHIR AdministrativeGender).
 GENDERS = {"male": 8507, "female": 8532}
 

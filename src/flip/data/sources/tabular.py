@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -42,8 +41,9 @@ from flip.data.sources.tabular_mapping import (
     PersonSpec,
     TableMapping,
     UnitSpec,
-    decode_header,
 )
+from flip.data.sources.textfile import TextLines
+from flip.data.sources.values import compared
 from flip.data.terminology.units import Harmonised
 
 __all__ = [
@@ -60,9 +60,6 @@ __all__ = [
 #: Events per EventBlock a table's reader yields.
 BLOCK_SIZE = 20000
 
-#: A numeric value with a leading comparator, as labs write values beyond their range.
-_COMPARED = re.compile(r"(<=|>=|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
-
 Row = dict[str, Any]
 
 
@@ -73,7 +70,10 @@ class Unreadable(NamedTuple):
     message: str
 
 
-Rows = Iterator[tuple[str, Row | Unreadable, bytes]]
+Rows = Iterator[tuple[str, Row | Unreadable, bytes, tuple[str, ...]]]
+
+#: The warning of a CSV row that held bytes not in its encoding (read as Windows-1252).
+TEXT_NOT_UTF8 = "tabular.text_not_utf8"
 
 
 def _misaligned(cells: int, width: int) -> Unreadable:
@@ -110,62 +110,56 @@ def _raw_cell(row: Row, column: str, nulls: frozenset[str]) -> Any:
     return value
 
 
-def csv_rows(
-    path: Path, fmt: CsvFormat = CsvFormat()
-) -> Iterator[tuple[str, Row | Unreadable, bytes]]:
-    """(location, row, raw) per CSV record written as `fmt` says (the location names its first
-    line, raw holds all its lines); a record not in its encoding, or whose cells do not line
-    up with the header's columns, comes back as `Unreadable` (empty trailing cells are no
-    misalignment)."""
+def csv_rows(path: Path, fmt: CsvFormat = CsvFormat()) -> Rows:
+    """(location, row, raw, warnings) per CSV record written as `fmt` says, its text decoded
+    as `textfile` says (the location names its first line, raw holds all its lines); a row
+    that held bytes not in its encoding has the warning `tabular.text_not_utf8`; a record
+    whose cells do not line up with the header's columns comes back as `Unreadable` (empty
+    trailing cells are no misalignment)."""
     pending: list[bytes] = []
-    undecodable: list[bytes] = []
+    text = TextLines(path, None if fmt.encoding == "utf-8" else fmt.encoding)
 
-    encoding = fmt.encoding
-
-    def lines(handle) -> Iterator[str]:
-        for raw in handle:
+    def lines() -> Iterator[str]:
+        for raw, line in text.raw_lines():
             pending.append(raw)
-            try:
-                yield raw.decode(encoding)
-            except UnicodeDecodeError:
-                undecodable.append(raw)
-                yield "\n"
+            yield line
 
     where = str(path)
-    with path.open("rb") as handle:
-        header = next(csv.reader([decode_header(handle.readline(), fmt)], delimiter=fmt.delimiter))
-        width = len(header)
-        reader = csv.reader(lines(handle), delimiter=fmt.delimiter)
-        first = 2
-        for values in reader:
-            raw = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            location = f"{where}:{first}"
-            first = reader.line_num + 2
-            if undecodable:
-                undecodable.clear()
-                yield location, Unreadable("tabular.encoding", f"line is not valid {encoding}"), raw
-            elif len(values) == width or (
-                len(values) > width and not "".join(values[width:]).strip()
-            ):
-                yield location, dict(zip(header, values, strict=False)), raw
-            elif values:
-                yield location, _misaligned(len(values), width), raw
+    source = lines()
+    header = next(csv.reader([next(source, "")], delimiter=fmt.delimiter), [])
+    width = len(header)
+    reader = csv.reader(source, delimiter=fmt.delimiter)
+    first = 2
+    pending.clear()
+    legacy = 0
+    for values in reader:
+        raw = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        location = f"{where}:{first}"
+        first = reader.line_num + 2
+        notes: tuple[str, ...] = ()
+        if text.legacy != legacy:
+            legacy = text.legacy
+            notes = (TEXT_NOT_UTF8,)
+        if len(values) == width or (len(values) > width and not "".join(values[width:]).strip()):
+            yield location, dict(zip(header, values, strict=False)), raw, notes
+        elif values:
+            yield location, _misaligned(len(values), width), raw, notes
 
 
-def parquet_rows(path: Path) -> Iterator[tuple[str, Row, bytes]]:
-    """(location, row, raw) per Parquet row, batch by batch."""
+def parquet_rows(path: Path) -> Rows:
+    """(location, row, raw, no warnings) per Parquet row, batch by batch."""
     import pyarrow.parquet as pq
 
     number = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=10000):
         for row in batch.to_pylist():
             number += 1
-            yield f"{path}#row{number}", row, orjson.dumps(row, default=str)
+            yield f"{path}#row{number}", row, orjson.dumps(row, default=str), ()
 
 
-def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, bytes]]:
-    """(location, row, raw) per row of a query, streamed from a server-side cursor."""
+def sql_rows(engine: Engine, query: str, name: str) -> Rows:
+    """(location, row, raw, no warnings) per row of a query, streamed from a server-side cursor."""
     where = engine.url.render_as_string(hide_password=True)
     number = 0
     try:
@@ -180,7 +174,7 @@ def sql_rows(engine: Engine, query: str, name: str) -> Iterator[tuple[str, Row, 
             for row in result.mappings():
                 number += 1
                 values = dict(row)
-                yield f"{where}#{name}:{number}", values, orjson.dumps(values, default=str)
+                yield f"{where}#{name}:{number}", values, orjson.dumps(values, default=str), ()
     except Exception as exc:
         last = f"after row {number}" if number else "before the first row"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -218,15 +212,17 @@ class _PersonReader:
         self.identity = identity if spec.identifier else None
         self.aliases: dict[str, str] = {}
 
-    def read(self, row: Row, location: str, raw: bytes) -> SourcePerson | Rejected:
-        """The person of one row."""
+    def read(
+        self, row: Row, location: str, raw: bytes, notes: tuple[str, ...] = ()
+    ) -> SourcePerson | Rejected:
+        """The person of one row; `notes` are warnings the file reader has for it."""
         spec, nulls = self.spec, self.nulls
         source_value = _cell(row, spec.id, nulls)
         if not source_value:
             message = f"column {spec.id} is empty"
             return Rejected(None, location, "tabular.person.id_missing", message, raw)
         key = f"person/{source_value}"
-        warnings: tuple[str, ...] = ()
+        warnings: tuple[str, ...] = notes
         if self.identity is not None:
             assert spec.identifier is not None
             chosen = _cell(row, spec.identifier, nulls)
@@ -234,7 +230,7 @@ class _PersonReader:
             if identified is not None:
                 self.aliases[key], key, source_value = identified, identified, chosen
             elif chosen:
-                warnings = (f"tabular.{TOO_LONG}",)
+                warnings = (*warnings, f"tabular.{TOO_LONG}")
         birth = spec.birth
         try:
             if birth.age is not None:
@@ -282,7 +278,9 @@ class _EventReader:
         self.person_keys: dict[str, str] = {}
         self.codes: dict[Any, str] = {}
 
-    def event(self, row: Row, location: str, raw: bytes) -> BlockEvent | SourceRecord:
+    def event(
+        self, row: Row, location: str, raw: bytes, notes: tuple[str, ...] = ()
+    ) -> BlockEvent | SourceRecord:
         """The event of one row, or why it was rejected or skipped: an entry with one fixed
         code skips a row whose value cell is empty, as a code column with `empty: skip` does.
 
@@ -343,7 +341,7 @@ class _EventReader:
         except LookupError as exc:
             return Rejected(key, location, "tabular.date.no_birth_date", str(exc), raw)
         operator = None
-        warnings: tuple[str, ...] = ()
+        warnings, nulled = notes, ()
         given = value
         if self.comma and type(value) is str:
             value = value.replace(",", ".")
@@ -353,11 +351,12 @@ class _EventReader:
                 if value - value != 0:  # nan or infinite
                     raise ValueError
             except (TypeError, ValueError):
-                value, operator, warnings = _number(value)
+                value, operator, nulled = _number(value)
+                warnings += nulled
         unit = unit_sent = value_sent = None
         if spec.unit is not None:
             value, unit, unit_sent = _unit(spec.unit, row, code, value, nulls)
-        if given is not None and (unit_sent is not None or operator or warnings):
+        if given is not None and (unit_sent is not None or operator or nulled):
             value_sent = str(given)
         text = _cell(row, spec.text, nulls) or None if spec.text else None
         if text is None and spec.default_table == "note":
@@ -427,10 +426,10 @@ def _number(given: Any) -> tuple[float | None, str | None, tuple[str, ...]]:
     try:
         value = float(given)
     except (TypeError, ValueError):
-        found = _COMPARED.fullmatch(str(given))
+        found = compared(str(given))
         if found is None:
             return None, None, ("tabular.value.not_numeric",)
-        return float(found[2]), found[1], ()
+        return found[1], found[0], ()
     if math.isfinite(value):
         return value, None, ()
     return None, None, ("tabular.value.not_numeric",)
@@ -458,13 +457,13 @@ def _read_events(readers: list[_EventReader], rows: Rows) -> Iterator[SourceReco
     each row an entry rejected or read with a comparator or a nulled field."""
     blocks: list[list[BlockEvent]] = [[] for _ in readers]
     pairs = list(enumerate(readers))
-    for location, row, raw in rows:
+    for location, row, raw, notes in rows:
         if type(row) is Unreadable:
             for reader in readers:
                 yield _unreadable(reader.entry, location, row, raw)
             continue
         for i, reader in pairs:
-            got = reader.event(row, location, raw)
+            got = reader.event(row, location, raw, notes)
             if type(got) is not BlockEvent:
                 yield got
                 continue
@@ -504,11 +503,11 @@ def read_tables(
     if any(e.date.age is not None for e in mapping.events):
         births = {}
     person = _PersonReader(mapping.person, nulls, mapping.csv.decimal, identity)
-    for location, row, raw in _source_rows(mapping.person, folder, engine, mapping.csv):
+    for location, row, raw, notes in _source_rows(mapping.person, folder, engine, mapping.csv):
         if type(row) is Unreadable:
             yield _unreadable(None, location, row, raw)
             continue
-        got = person.read(row, location, raw)
+        got = person.read(row, location, raw, notes)
         if births is not None and type(got) is SourcePerson:
             births[got.key] = got.birth_date
         yield got

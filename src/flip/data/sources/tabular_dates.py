@@ -1,11 +1,9 @@
-"""Dates and datetimes as hospital extracts write them, read leniently.
+"""Dates of tabular sources: a mapping's strptime formats, and ages at an event.
 
-Without a format, ISO 8601 in any of the shapes ETL tools and warehouses write is
-accepted: zero-padded or not (`2017-1-9`), `T` or a space before the time, with or
-without seconds, fractions and a zone (`Z`, `+01:00`), and the compact `YYYYMMDD`.
-With a format (strptime's), the format is tried first, then ISO, then the format on
-the part before a time of day. A value with a time of day comes back as a `datetime`
-(its wall-clock time as written; a zone is dropped, not converted), one without as a `date`.
+Without a format, a value is read as `values.parse_when` reads every source's dates. With
+one (strptime's), the format is tried first, then `parse_when`, then the format on the
+part before a time of day. A value with a time of day comes back as a `datetime` (its
+wall-clock time as written; a zone is dropped, not converted), one without as a `date`.
 """
 
 from __future__ import annotations
@@ -14,14 +12,11 @@ import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
+from flip.data.sources.values import as_when, parse_when
+
 #: Days in one unit of an age at the event.
 AGE_UNITS = {"years": 365.25, "months": 30.4375, "weeks": 7.0, "days": 1.0}
 
-_ISO = re.compile(
-    r"(\d{4})-(\d{1,2})-(\d{1,2})"
-    r"(?:[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?)?"
-    r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?"
-)
 _TIME = re.compile(
     r"(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?"
 )
@@ -46,35 +41,6 @@ def check_format(fmt: str) -> None:
         raise ValueError(f"{fmt!r} does not read a whole date (year, month and day)")
 
 
-def _fraction(digits: str | None) -> int:
-    return int((digits or "0")[:6].ljust(6, "0"))
-
-
-def _iso(text: str) -> date:
-    if len(text) == 10:
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    if len(text) == 8 and text.isdigit():
-        return datetime.strptime(text, "%Y%m%d").date()
-    found = _ISO.fullmatch(text)
-    if found is None:
-        raise ValueError(f"{text!r} is not a date")
-    year, month, day, hour, minute, second, fraction = found.groups()
-    if hour is None:
-        return date(int(year), int(month), int(day))
-    return datetime(
-        int(year),
-        int(month),
-        int(day),
-        int(hour),
-        int(minute),
-        int(second or 0),
-        _fraction(fraction),
-    )
-
-
 def _with_time(text: str, fmt: str) -> datetime:
     head, _, tail = text.replace("T", " ", 1).partition(" ")
     found = _TIME.fullmatch(tail.strip())
@@ -82,8 +48,9 @@ def _with_time(text: str, fmt: str) -> datetime:
         raise ValueError(f"{text!r} does not match {fmt!r}")
     day = datetime.strptime(head, fmt)
     hour, minute, second, fraction = found.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
     return day.replace(
-        hour=int(hour), minute=int(minute), second=int(second or 0), microsecond=_fraction(fraction)
+        hour=int(hour), minute=int(minute), second=int(second or 0), microsecond=micro
     )
 
 
@@ -91,30 +58,28 @@ def _with_time(text: str, fmt: str) -> datetime:
 def parse_date(text: str, fmt: str | None = None) -> date:
     """A stripped, non-empty text as a `date`, or a `datetime` when it carries a time of day."""
     if fmt is None:
-        return _iso(text)
+        return parse_when(text)
     try:
         parsed = datetime.strptime(text, fmt)
         return parsed if has_time(fmt) else parsed.date()
     except ValueError:
         pass
     try:
-        return _iso(text)
+        return parse_when(text)
     except ValueError:
         pass
     try:
         return _with_time(text, fmt)
     except ValueError:
-        raise ValueError(f"{text!r} does not match {fmt!r} nor ISO 8601") from None
+        raise ValueError(f"{text!r} does not match {fmt!r} nor a date form FLIP reads") from None
 
 
 def as_date(value: object, fmt: str | None = None) -> date:
     """A source value (text, date, datetime) as a date or a naive datetime, else ValueError."""
     if type(value) is str:
         return parse_date(value, fmt)
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, date):
-        return value
+    if fmt is None or isinstance(value, date):
+        return as_when(value)
     return parse_date(str(value).strip(), fmt)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.sources.tabular_dates import AGE_UNITS, check_format, parse_date
+from flip.data.sources.textfile import first_line, sniff_delimiter
 
 #: Tables a mapped event may name as its `default_table`.
 EVENT_TABLES = frozenset([*DOMAIN_TABLES.values(), "note"])
@@ -147,8 +148,6 @@ class CsvFormat:
             if not isinstance(encoding, str):
                 raise LookupError
             encoding = codecs.lookup(encoding).name
-            if encoding.startswith(("utf-16", "utf-32")):
-                raise where.error("csv.encoding", f"{encoding} is read line by line only as UTF-8")
         except LookupError:
             raise where.error("csv.encoding", f"{encoding!r} is not a text encoding") from None
         decimal = spec.get("decimal", ".")
@@ -604,28 +603,16 @@ def _header(
             return list(pq.ParquetFile(path).schema_arrow.names)
         except Exception as exc:
             raise where.error("file", f"{path} is not a Parquet file: {exc}") from None
-    with path.open("rb") as handle:
-        line = handle.readline()
-    try:
-        header = next(csv.reader([decode_header(line, fmt)], delimiter=fmt.delimiter), [])
-    except UnicodeDecodeError:
-        raise where.error("file", f"{path}: its header line is not {fmt.encoding}") from None
+    line = first_line(path, None if fmt.encoding == "utf-8" else fmt.encoding)
+    header = next(csv.reader([line], delimiter=fmt.delimiter), [])
     if not any(h.strip() for h in header):
         raise where.error("file", f"{path} has no header line")
-    if len(header) == 1 and fmt.delimiter == ",":
-        for other in (";", "\t", "|"):
-            if other in header[0]:
-                raise where.error(
-                    "file",
-                    f"{path} has one column {header[0]!r}: set csv: {{delimiter: {other!r}}}",
-                )
+    other = sniff_delimiter(line)
+    if len(header) == 1 and other != fmt.delimiter and other in line:
+        raise where.error(
+            "file", f"{path} has one column {header[0]!r}: set csv: {{delimiter: {other!r}}}"
+        )
     return header
-
-
-def decode_header(line: bytes, fmt: CsvFormat) -> str:
-    """A CSV file's first line as text, without a byte order mark."""
-    text = line.decode("utf-8-sig" if fmt.encoding == "utf-8" else fmt.encoding)
-    return text.removeprefix("\ufeff")
 
 
 def _resolve(

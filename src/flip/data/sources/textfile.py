@@ -1,6 +1,7 @@
-"""Open a text table file as exports write it: UTF-8 with or without a BOM, UTF-16 with its
-BOM (Excel's "Unicode text"), or bytes of a Windows-1252/Latin-1 file (SQL Server and Excel
-on Windows); plain or gzip-compressed (`person.csv.gz`). Universal line ends, as `csv` needs.
+"""Open a text table file as exports write it, the one decoder of every CSV-like reader:
+UTF-8 with or without a BOM, UTF-16 with its BOM (Excel's "Unicode text"), or bytes of a
+Windows-1252/Latin-1 file (SQL Server and Excel on Windows); plain or gzip-compressed
+(known by gzip's magic number, `person.csv.gz`). Universal line ends, as `csv` needs.
 
 A byte that is not UTF-8 is read as Windows-1252 (Latin-1 where 1252 has no character);
 `TextLines.legacy` counts the lines that held one, so a reader can warn about their rows.
@@ -12,7 +13,9 @@ import codecs
 import gzip
 import io
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from typing import BinaryIO
 
 _ERRORS = "flip-legacy-text"
 
@@ -41,30 +44,73 @@ def table_name(path: Path) -> str:
     return Path(name).stem.strip().lower()
 
 
-class TextLines:
-    """The lines of a text file, decoded as the module says, as `csv` reads them."""
+#: Delimiters a table file may use, the most likely first.
+DELIMITERS = (",", "\t", ";", "|")
 
-    def __init__(self, path: Path) -> None:
+_GZIP = b"\x1f\x8b"
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter that splits a header line into the most fields (a comma on a tie)."""
+    return max(DELIMITERS, key=header.count)
+
+
+class TextLines:
+    """The lines of a text file, decoded as the module says, as `csv` reads them.
+
+    `encoding` (a codec name) reads every line in that encoding instead of UTF-8, a byte it
+    has no character for as Latin-1; a byte order mark still wins. A file whose first bytes
+    are gzip's magic number is decompressed, whatever its name.
+    """
+
+    def __init__(self, path: Path, encoding: str | None = None) -> None:
         self.path = path
+        self.encoding = encoding
         self.legacy = 0
 
     def __iter__(self) -> Iterator[str]:
-        opener = gzip.open if self.path.name.lower().endswith(".gz") else open
-        with opener(self.path, "rb") as raw:
-            head = raw.read(2)
-            raw.seek(0)
-            if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-                yield from io.TextIOWrapper(raw, encoding="utf-16", newline="")  # type: ignore[arg-type]
-                return
-            for number, line in enumerate(raw):
-                if number == 0:
-                    line = line.removeprefix(codecs.BOM_UTF8)
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError:
-                    self.legacy += 1
-                    text = line.decode("utf-8", errors=_ERRORS)
-                if "\r" in text.rstrip("\r\n"):
-                    yield from text.splitlines(keepends=True)  # classic Mac line ends
-                else:
-                    yield text
+        for _, text in self.raw_lines():
+            yield text
+
+    def raw_lines(self) -> Iterator[tuple[bytes, str]]:
+        """(bytes as the file holds them, decompressed; text) per line (UTF-16 lines give
+        their text as UTF-8 bytes)."""
+        with self.path.open("rb") as plain:
+            compressed = plain.read(2) == _GZIP
+            plain.seek(0)
+            with gzip.GzipFile(fileobj=plain) if compressed else nullcontext(plain) as raw:
+                yield from self._decode(raw)
+
+    def _decode(self, raw: BinaryIO) -> Iterator[tuple[bytes, str]]:
+        """`raw_lines` of an open binary file."""
+        head = raw.read(4)
+        raw.seek(0)
+        wide = self.encoding is not None and self.encoding.startswith(("utf-16", "utf-32"))
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or wide:
+            wrapper = io.TextIOWrapper(
+                raw, encoding=self.encoding if wide else "utf-16", newline=""
+            )
+            for text in wrapper:
+                yield text.encode(), text
+            return
+        encoding = self.encoding or "utf-8"
+        if head[:3] == codecs.BOM_UTF8:
+            encoding = "utf-8"
+        for number, line in enumerate(raw):
+            if number == 0:
+                line = line.removeprefix(codecs.BOM_UTF8)
+            try:
+                text = line.decode(encoding)
+            except UnicodeDecodeError:
+                self.legacy += 1
+                text = line.decode(encoding, errors=_ERRORS)
+            if "\r" in text.rstrip("\r\n"):  # classic Mac line ends
+                for piece in text.splitlines(keepends=True):
+                    yield piece.encode(encoding, errors="replace"), piece
+            else:
+                yield line, text
+
+
+def first_line(path: Path, encoding: str | None = None) -> str:
+    """The first line of a text file (its header), decoded as `TextLines` decodes it."""
+    return next(iter(TextLines(path, encoding)), "")

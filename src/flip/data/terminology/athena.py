@@ -2,11 +2,12 @@
 
 Athena ships them tab-separated, unquoted, with `YYYYMMDD` dates; an OMOP export's own
 vocabulary tables are often comma-separated and quoted, with ISO or unpadded dates and
-upper-case headers. Both load: the delimiter is read from the header line, dates and
-numbers as `omop_values` reads them. A value that cannot be read, or a required one
-missing, stops the file with an error naming the file, line and column; nothing of that
-file is written. Each file is staged in a temporary table and merged by its natural key
-in one transaction, so reloading a newer download replaces rows instead of duplicating them.
+upper-case headers. Both load, gzipped or not (`CONCEPT.csv.gz`): the delimiter is read
+from the header line, dates and numbers as `omop_values` reads them. A value that cannot
+be read, or a required one missing, stops the file with an error naming the file, line
+and column; nothing of that file is written. Each file is staged in a temporary table and
+merged by its natural key in one transaction, so reloading a newer download replaces rows
+instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import Store, bulk_insert
 from flip.data.sources.omop import column_name
 from flip.data.sources.omop_values import Field
-from flip.data.sources.textfile import TextLines
+from flip.data.sources.textfile import TextLines, is_table_file, sniff_delimiter, table_name
 
 _BATCH = 20000
 
@@ -66,8 +67,6 @@ ATHENA_FILES: dict[str, tuple[Table, tuple[str, ...]]] = {
     ),
 }
 
-_SUFFIXES = (".csv", ".txt", ".tsv")
-
 
 def starter_folder() -> Path:
     """The folder of the starter vocabulary that ships with FLIP."""
@@ -75,10 +74,11 @@ def starter_folder() -> Path:
 
 
 def _find(folder: Path, name: str) -> Path | None:
-    """The file for `name` (CONCEPT.csv) in any case, as .csv, .txt or .tsv."""
+    """The file for `name` (CONCEPT.csv) in any case, as .csv, .txt or .tsv, optionally
+    gzipped (`concept.csv.gz`)."""
     stem = Path(name).stem.lower()
     for candidate in sorted(folder.iterdir()):
-        if candidate.stem.lower() == stem and candidate.suffix.lower() in _SUFFIXES:
+        if is_table_file(candidate) and table_name(candidate) == stem:
             return candidate
     return None
 
@@ -143,7 +143,7 @@ def _numbered(path: Path, table: Table) -> Iterator[tuple[int, dict[str, object]
     fields = [Field.of(c) for c in table.columns]
     source = iter(TextLines(path))
     header = next(source, "")
-    delimiter = "\t" if header.count("\t") > header.count(",") else ","
+    delimiter = sniff_delimiter(header)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     lines = csv.reader(itertools.chain([header], source), delimiter=delimiter, quoting=quoting)
     names = [column_name(h) for h in next(lines, [])]

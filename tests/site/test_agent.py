@@ -187,3 +187,28 @@ def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
     twice = logs[-1] | {"seq": logs[-1]["seq"] + 100}
     client.share_run_log(run, [twice, twice])
     assert len(researcher.run(run)["logs"]["st-a"]) == 5, "a repeated entry in one body too"
+
+
+def test_agent_shares_a_run_log_longer_than_one_request_holds(world):
+    """The hub takes at most 1,000 log entries a request; a run of more rounds (or an agent
+    restarted after one, which sends everything again) made every poll fail after its work,
+    so the agent never reached starting its SuperNode again."""
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    decide(site, client, pid, digest, "approved", by="admin")
+    run = researcher.create_run(pid, digest, 1500)
+    site.policy = SitePolicy(share_logs=True)
+    agent = SiteAgent(site, client)
+    agent.run_once()
+    with Ledger(site.ledger) as ledger:
+        for number in range(1, 1501):
+            detail = {"project": str(pid), "task_hash": digest, "round": number, "loss": 0.5}
+            ledger.record("run.trained", detail)
+    agent.run_once()
+    logs = researcher.run(run)["logs"]["st-a"]
+    assert len(logs) == 1501
+    assert [e["detail"]["round"] for e in logs[1:]] == list(range(1, 1501))

@@ -9,6 +9,9 @@ import httpx
 
 from flip.data.cohort.disclosure import SiteCount
 
+#: Log entries sent in one request (the hub takes at most 1,000).
+LOG_ENTRIES_PER_REQUEST = 500
+
 API = "/api/v1"
 
 
@@ -71,8 +74,11 @@ class HubClient:
         ).raise_for_status()
 
     def share_run_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
-        """Send entries of this site's own log of a run (the hub keeps each once)."""
-        self.http.post(f"/agent/runs/{run_id}/log", json={"entries": entries}).raise_for_status()
+        """Send entries of this site's own log of a run (the hub keeps each once), at most
+        `LOG_ENTRIES_PER_REQUEST` a request."""
+        for start in range(0, len(entries), LOG_ENTRIES_PER_REQUEST):
+            part = entries[start : start + LOG_ENTRIES_PER_REQUEST]
+            self.http.post(f"/agent/runs/{run_id}/log", json={"entries": part}).raise_for_status()
 
     def anchor(self, head: dict[str, Any]) -> dict[str, Any]:
         """Show the hub the ledger's signed head; the reply carries the hub's own."""

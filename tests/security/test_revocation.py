@@ -114,6 +114,22 @@ def test_token_lifetime_is_capped_by_the_hubs_policy(tmp_path):
     app.state.engine.dispose()
 
 
+def test_the_first_admins_token_expires_within_the_cap(tmp_path):
+    """The token `flip hub serve` prints for the first admin had no expiry at all."""
+    app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    bootstrap_admin(app.state.engine, days=7)
+    with app.state.engine.connect() as conn:
+        expires = conn.execute(select(users.c.token_expires_at)).scalar()
+    assert expires is not None and now() + timedelta(days=6) < expires <= now() + timedelta(days=7)
+    app.state.engine.dispose()
+    app = create_app(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    bootstrap_admin(app.state.engine)
+    with app.state.engine.connect() as conn:
+        expires = conn.execute(select(users.c.token_expires_at)).scalar()
+    assert expires is not None and expires <= now() + timedelta(days=90)
+    app.state.engine.dispose()
+
+
 def test_an_admin_locked_out_is_restored_from_the_command_line(tmp_path):
     url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     app = create_app(url)

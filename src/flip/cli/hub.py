@@ -111,9 +111,13 @@ def serve(
         failure_window=login_window,
     )
     app_ = create_app(db, federation=federation, policy=policy, signing_key=signing_key.resolve())
-    token = bootstrap_admin(app_.state.engine)
+    token = bootstrap_admin(app_.state.engine, days=policy.max_token_days)
     if token:
-        typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
+        typer.echo(
+            f"admin token (shown once, keep it safe; it expires in {policy.max_token_days} days): "
+            f"{token}",
+            err=True,
+        )
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
     sys.setswitchinterval(SWITCH_INTERVAL)
     # What is loaded by now lives as long as the hub: a full collection need not walk

@@ -212,3 +212,22 @@ def test_agent_shares_a_run_log_longer_than_one_request_holds(world):
     logs = researcher.run(run)["logs"]["st-a"]
     assert len(logs) == 1501
     assert [e["detail"]["round"] for e in logs[1:]] == list(range(1, 1501))
+
+
+def test_a_site_admins_long_decline_reason_does_not_stop_the_agent(world):
+    """The hub keeps 2,000 characters of a reason; a person's longer one (kept whole in the
+    ledger) was sent as it was, refused with 422 on every poll, and no run or task after
+    it was ever handled."""
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    why = "not with our data: " + "x" * 2500
+    decide(site, None, pid, digest, "declined", by="admin", reason=why)
+    run = researcher.create_run(pid, digest, 2)
+    assert SiteAgent(site, client).run_once() == 2
+    assert researcher.run(run)["sites"]["st-a"]["status"] == "refused"
+    with Ledger(site.ledger) as ledger:
+        assert ledger.decision(str(pid), digest)["reason"] == why, "the ledger keeps it whole"

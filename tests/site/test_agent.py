@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from sqlalchemy import text
 
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm.store import open_store
@@ -231,3 +232,32 @@ def test_a_site_admins_long_decline_reason_does_not_stop_the_agent(world):
     assert researcher.run(run)["sites"]["st-a"]["status"] == "refused"
     with Ledger(site.ledger) as ledger:
         assert ledger.decision(str(pid), digest)["reason"] == why, "the ledger keeps it whole"
+
+
+def test_an_answer_the_hub_refuses_does_not_hold_up_the_work_after_it(world):
+    """A store whose births span 250 years has 26 age bins; the hub takes at most 20, so it
+    refused the answer (422) on every poll, and the queries, tasks and runs after it were
+    never handled. The item is refused with the hub's reason instead, and work goes on."""
+    _, site, client, researcher = world
+    store = open_store(site.store)
+    with store.begin() as conn:
+        conn.execute(text("UPDATE person SET year_of_birth = 1775 + (person_id * 7) % 250"))
+    store.close()
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    everyone = {"name": "everyone", "histograms": ["age"]}
+    binned = researcher.create_query(pid, "ages", everyone)
+    after = researcher.create_query(pid, "diabetes", DIABETES)
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    decide(site, client, pid, digest, "declined", by="admin", reason="no")
+    run = researcher.create_run(pid, digest, 2)
+    assert SiteAgent(site, client).run_once() == 3
+    refused = researcher.query(binned)["results"]["st-a"]
+    assert refused["error"].startswith("refused: the hub refused this site's answer (422")
+    assert researcher.query(after)["results"]["st-a"]["count"] is not None
+    assert researcher.run(run)["sites"]["st-a"]["status"] == "refused"
+    with Ledger(site.ledger) as ledger:
+        failed = [e for e in ledger.entries() if e["action"] == "query.failed"]
+    assert len(failed) == 1 and "histograms" in str(failed[0]["detail"])

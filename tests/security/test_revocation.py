@@ -150,3 +150,11 @@ def test_an_admin_locked_out_is_restored_from_the_command_line(tmp_path):
     missing = runner.invoke(cli, ["hub", "users", "restore", "nobody", "--db", url])
     assert missing.exit_code == 1 and "no user nobody" in missing.output
     app.state.engine.dispose()
+
+
+def test_a_token_cap_beyond_the_policys_is_a_usage_error(tmp_path):
+    """`--max-token-days 5000` ended `flip hub serve` in a pydantic traceback."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    served = CliRunner().invoke(cli, ["hub", "serve", "--db", url, "--max-token-days", "5000"])
+    assert served.exit_code == 2, served.output
+    assert "max-token-days" in served.output and "3650" in served.output

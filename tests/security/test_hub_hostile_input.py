@@ -171,3 +171,21 @@ def test_every_route_with_a_body_refuses_hostile_json(hub, running):
         token = site if concrete.startswith("/agent") else hub.admin
         response = _raw(hub, method, concrete, token, HOSTILE[kind])
         assert response.status_code == 422, (kind, method, path, response.status_code)
+
+
+def test_a_second_content_type_header_does_not_slip_hostile_json_past_the_guard(hub, running):
+    """FastAPI reads the first Content-Type and the guard looked at the last: a JSON body
+    sent with a second, non-JSON Content-Type reached the route, and a NaN or a lone
+    surrogate in it made the validation error a 500."""
+    researcher, pid, _ = running
+    for kind, second in itertools.product(HOSTILE, ("text/plain", "application/octet-stream")):
+        body = '{"hash": "' + "cd" * 32 + '", "kind": "tabular-logreg", "spec": ' + HOSTILE[kind]
+        headers = [
+            ("authorization", f"Bearer {researcher}"),
+            ("content-type", "application/json"),
+            ("content-type", second),
+        ]
+        response = hub.http.request(
+            "POST", f"/api/v1/projects/{pid}/tasks", headers=headers, content=(body + "}").encode()
+        )
+        assert response.status_code == 422, (kind, second, response.status_code, response.text)

@@ -71,6 +71,32 @@ def test_a_session_mints_a_token_only_with_the_password(hub):
     assert expires <= now() + timedelta(days=90)
 
 
+def test_an_admin_session_makes_no_lasting_credential_without_the_password(hub):
+    """A stolen admin session could create an admin with a 90-day token, or set another
+    admin's password and log in as them: from a session, both need the caller's password."""
+    promoted = {"name": "ada", "role": "admin", "password": PASSWORD}
+    assert hub.call("POST", "/users", hub.admin, json=promoted).status_code == 201
+    session = _login(hub, "ada").json()["token"]
+    backdoor = {"name": "backdoor", "role": "admin"}
+    bare = hub.call("POST", "/users", session, json=backdoor)
+    assert bare.status_code == 403 and "password" in bare.json()["detail"], bare.text
+    wrong = hub.call("POST", "/users", session, json=backdoor | {"current_password": "wrong" * 3})
+    assert wrong.status_code == 403
+    made = hub.call("POST", "/users", session, json=backdoor | {"current_password": PASSWORD})
+    assert made.status_code == 201, made.text
+
+    uid, _ = _user_with_password(hub, "rita")
+    reset = {"password": "a password I chose"}
+    bare = hub.call("PUT", f"/users/{uid}/password", session, json=reset)
+    assert bare.status_code == 403 and "password" in bare.json()["detail"], bare.text
+    assert _login(hub, "rita", "a password I chose").status_code == 401
+    confirmed = reset | {"current_password": PASSWORD}
+    assert hub.call("PUT", f"/users/{uid}/password", session, json=confirmed).status_code == 204
+    assert _login(hub, "rita", "a password I chose").status_code == 200
+    by_token = hub.call("PUT", f"/users/{uid}/password", hub.admin, json={"password": PASSWORD})
+    assert by_token.status_code == 204, "an API token (minted with the password) needs none"
+
+
 def test_token_lifetime_is_capped_by_the_hubs_policy(tmp_path):
     app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}", policy=AccessPolicy(max_token_days=7))
     admin = {"Authorization": f"Bearer {bootstrap_admin(app.state.engine)}"}
@@ -85,6 +111,22 @@ def test_token_lifetime_is_capped_by_the_hubs_policy(tmp_path):
     with app.state.engine.connect() as conn:
         expires = conn.execute(select(users.c.token_expires_at).where(users.c.id == uid)).scalar()
     assert now() + timedelta(days=6) < expires <= now() + timedelta(days=7)
+    app.state.engine.dispose()
+
+
+def test_the_first_admins_token_expires_within_the_cap(tmp_path):
+    """The token `flip hub serve` prints for the first admin had no expiry at all."""
+    app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    bootstrap_admin(app.state.engine, days=7)
+    with app.state.engine.connect() as conn:
+        expires = conn.execute(select(users.c.token_expires_at)).scalar()
+    assert expires is not None and now() + timedelta(days=6) < expires <= now() + timedelta(days=7)
+    app.state.engine.dispose()
+    app = create_app(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    bootstrap_admin(app.state.engine)
+    with app.state.engine.connect() as conn:
+        expires = conn.execute(select(users.c.token_expires_at)).scalar()
+    assert expires is not None and expires <= now() + timedelta(days=90)
     app.state.engine.dispose()
 
 
@@ -108,3 +150,11 @@ def test_an_admin_locked_out_is_restored_from_the_command_line(tmp_path):
     missing = runner.invoke(cli, ["hub", "users", "restore", "nobody", "--db", url])
     assert missing.exit_code == 1 and "no user nobody" in missing.output
     app.state.engine.dispose()
+
+
+def test_a_token_cap_beyond_the_policys_is_a_usage_error(tmp_path):
+    """`--max-token-days 5000` ended `flip hub serve` in a pydantic traceback."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    served = CliRunner().invoke(cli, ["hub", "serve", "--db", url, "--max-token-days", "5000"])
+    assert served.exit_code == 2, served.output
+    assert "max-token-days" in served.output and "3650" in served.output

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from sqlalchemy import text
 
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm.store import open_store
@@ -187,3 +188,76 @@ def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
     twice = logs[-1] | {"seq": logs[-1]["seq"] + 100}
     client.share_run_log(run, [twice, twice])
     assert len(researcher.run(run)["logs"]["st-a"]) == 5, "a repeated entry in one body too"
+
+
+def test_agent_shares_a_run_log_longer_than_one_request_holds(world):
+    """The hub takes at most 1,000 log entries a request; a run of more rounds (or an agent
+    restarted after one, which sends everything again) made every poll fail after its work,
+    so the agent never reached starting its SuperNode again."""
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    decide(site, client, pid, digest, "approved", by="admin")
+    run = researcher.create_run(pid, digest, 1500)
+    site.policy = SitePolicy(share_logs=True)
+    agent = SiteAgent(site, client)
+    agent.run_once()
+    with Ledger(site.ledger) as ledger:
+        for number in range(1, 1501):
+            detail = {"project": str(pid), "task_hash": digest, "round": number, "loss": 0.5}
+            ledger.record("run.trained", detail)
+    agent.run_once()
+    logs = researcher.run(run)["logs"]["st-a"]
+    assert len(logs) == 1501
+    assert [e["detail"]["round"] for e in logs[1:]] == list(range(1, 1501))
+
+
+def test_a_site_admins_long_decline_reason_does_not_stop_the_agent(world):
+    """The hub keeps 2,000 characters of a reason; a person's longer one (kept whole in the
+    ledger) was sent as it was, refused with 422 on every poll, and no run or task after
+    it was ever handled."""
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    why = "not with our data: " + "x" * 2500
+    decide(site, None, pid, digest, "declined", by="admin", reason=why)
+    run = researcher.create_run(pid, digest, 2)
+    assert SiteAgent(site, client).run_once() == 2
+    assert researcher.run(run)["sites"]["st-a"]["status"] == "refused"
+    with Ledger(site.ledger) as ledger:
+        assert ledger.decision(str(pid), digest)["reason"] == why, "the ledger keeps it whole"
+
+
+def test_an_answer_the_hub_refuses_does_not_hold_up_the_work_after_it(world):
+    """A store whose births span 250 years has 26 age bins; the hub takes at most 20, so it
+    refused the answer (422) on every poll, and the queries, tasks and runs after it were
+    never handled. The item is refused with the hub's reason instead, and work goes on."""
+    _, site, client, researcher = world
+    store = open_store(site.store)
+    with store.begin() as conn:
+        conn.execute(text("UPDATE person SET year_of_birth = 1775 + (person_id * 7) % 250"))
+    store.close()
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    everyone = {"name": "everyone", "histograms": ["age"]}
+    binned = researcher.create_query(pid, "ages", everyone)
+    after = researcher.create_query(pid, "diabetes", DIABETES)
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
+    decide(site, client, pid, digest, "declined", by="admin", reason="no")
+    run = researcher.create_run(pid, digest, 2)
+    assert SiteAgent(site, client).run_once() == 3
+    refused = researcher.query(binned)["results"]["st-a"]
+    assert refused["error"].startswith("refused: the hub refused this site's answer (422")
+    assert researcher.query(after)["results"]["st-a"]["count"] is not None
+    assert researcher.run(run)["sites"]["st-a"]["status"] == "refused"
+    with Ledger(site.ledger) as ledger:
+        failed = [e for e in ledger.entries() if e["action"] == "query.failed"]
+    assert len(failed) == 1 and "histograms" in str(failed[0]["detail"])

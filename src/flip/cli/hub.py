@@ -56,7 +56,8 @@ def serve(
         ),
     ] = Path("hub-signing.key"),
     max_token_days: Annotated[
-        int, typer.Option(help="The longest a user's API token may live, in days.", min=1)
+        int,
+        typer.Option(help="The longest a user's API token may live, in days.", min=1),
     ] = 90,
     login_attempts: Annotated[
         int,
@@ -82,7 +83,7 @@ def serve(
 
     from flip.hub.app import bootstrap_admin, create_app
     from flip.hub.federation import Federation
-    from flip.hub.policy import AccessPolicy
+    from flip.hub.policy import LONGEST_TOKEN_DAYS, AccessPolicy
     from flip.hub.transactions import SWITCH_INTERVAL
 
     federation = None
@@ -104,6 +105,11 @@ def serve(
             round_timeout=round_timeout,
         )
         typer.echo(f"Flower SuperLink on {federation.superlink.address}", err=True)
+    if max_token_days > LONGEST_TOKEN_DAYS:
+        raise typer.BadParameter(
+            f"{max_token_days} is over the longest cap, {LONGEST_TOKEN_DAYS} days",
+            param_hint="--max-token-days",
+        )
     policy = AccessPolicy(
         max_token_days=max_token_days,
         account_failures=login_attempts,
@@ -111,9 +117,13 @@ def serve(
         failure_window=login_window,
     )
     app_ = create_app(db, federation=federation, policy=policy, signing_key=signing_key.resolve())
-    token = bootstrap_admin(app_.state.engine)
+    token = bootstrap_admin(app_.state.engine, days=policy.max_token_days)
     if token:
-        typer.echo(f"admin token (shown once, keep it safe): {token}", err=True)
+        typer.echo(
+            f"admin token (shown once, keep it safe; it expires in {policy.max_token_days} days): "
+            f"{token}",
+            err=True,
+        )
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
     sys.setswitchinterval(SWITCH_INTERVAL)
     # What is loaded by now lives as long as the hub: a full collection need not walk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,7 +15,7 @@ from sqlalchemy import Engine, insert, select
 from flip import __version__
 from flip.hub import audit
 from flip.hub.auth import new_token, token_hash
-from flip.hub.db import connect, users
+from flip.hub.db import connect, now, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
 from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
@@ -97,12 +98,22 @@ def create_app(
     return app
 
 
-def bootstrap_admin(engine: Engine, name: str = "admin") -> str | None:
-    """Create the first admin and return their token; None when an admin already exists."""
+def bootstrap_admin(
+    engine: Engine, name: str = "admin", days: int = AccessPolicy().max_token_days
+) -> str | None:
+    """Create the first admin and return their token, which lives `days` (the hub's cap);
+    None when an admin already exists."""
     with engine.begin() as conn:
         if conn.execute(select(users.c.id).where(users.c.role == "admin")).first():
             return None
         token = new_token("flip_u")
-        conn.execute(insert(users).values(name=name, role="admin", token_hash=token_hash(token)))
+        conn.execute(
+            insert(users).values(
+                name=name,
+                role="admin",
+                token_hash=token_hash(token),
+                token_expires_at=now() + timedelta(days=days),
+            )
+        )
         audit.append(conn, "hub", "user.create", f"user:{name}", {"role": "admin"})
         return token

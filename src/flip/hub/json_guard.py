@@ -40,9 +40,16 @@ def _error(where: tuple, why: str) -> dict[str, Any]:
 
 
 def _is_json(scope: Scope) -> bool:
-    """Whether FastAPI would read the body as JSON: a JSON media type, or none given."""
-    kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
-    return not kind or kind == b"application/json" or kind.endswith(b"+json")
+    """Whether FastAPI may read the body as JSON: no media type given, or any Content-Type
+    header (a request may send several; FastAPI reads the first) naming a JSON one."""
+    kinds = [
+        value.split(b";")[0].strip().lower()
+        for name, value in scope["headers"]
+        if name.lower() == b"content-type"
+    ]
+    return not kinds or any(
+        not kind or kind == b"application/json" or kind.endswith(b"+json") for kind in kinds
+    )
 
 
 class JsonGuard:

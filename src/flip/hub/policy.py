@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import HTTPException, status
 from pydantic import BaseModel, Field
 
+#: The longest cap on API token lifetimes a hub may be started with (ten years).
+LONGEST_TOKEN_DAYS = 3650
+
 
 class AccessPolicy(BaseModel):
     """Limits an admin sets when starting the hub (`flip hub serve --max-token-days …`)."""
 
-    max_token_days: int = Field(90, ge=1, le=3650, description="The longest an API token lives.")
+    max_token_days: int = Field(
+        90, ge=1, le=LONGEST_TOKEN_DAYS, description="The longest an API token lives."
+    )
     account_failures: int = Field(
         5, ge=1, description="Wrong passwords for one account within the window before 429."
     )

@@ -30,6 +30,9 @@ class UserIn(BaseModel):
     password: str | None = Field(
         None, min_length=12, max_length=256, description="Optional: lets the user log in."
     )
+    current_password: str | None = Field(
+        None, max_length=256, description="The admin's own password: needed from a session."
+    )
 
     @model_validator(mode="after")
     def _site_admins_have_a_site(self) -> UserIn:
@@ -47,7 +50,9 @@ class LoginIn(BaseModel):
 class PasswordIn(BaseModel):
     password: str = Password
     current_password: str | None = Field(
-        None, max_length=256, description="Needed when users change their own password."
+        None,
+        max_length=256,
+        description="The caller's password: users changing their own, or an admin's session.",
     )
 
 

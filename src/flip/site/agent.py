@@ -2,8 +2,8 @@
 
 It only ever makes outbound HTTP calls. Work is idempotent at the hub (the first
 answer stands), so a piece of work delivered twice is done once in effect. A work
-item the agent cannot handle (it raises, or the agent died on it) is refused with a
-reason and audited; the agent goes on with the rest.
+item the agent cannot handle (it raises, the hub refuses its answer for good, or the
+agent died on it) is refused with a reason and audited; the agent goes on with the rest.
 """
 
 from __future__ import annotations
@@ -151,27 +151,56 @@ class SiteAgent:
         handle: Callable[[dict[str, Any]], None],
         refuse: Callable[[dict[str, Any], str], None],
     ) -> None:
-        """Handle one work item; refuse it, with the reason audited, if handling it raises
-        or if the agent died on it last time. The hub's errors go up (the poll backs off)."""
+        """Handle one work item; refuse it, with the reason audited, if handling it raises,
+        if the hub refuses the answer for good (a 4xx it would give again), or if the agent
+        died on it last time. Other hub errors go up (the poll backs off)."""
+        kind = key.split()[0]
         if self.in_hand.died_on == key:
             log.error("%s: the agent died handling %s; refusing it", self.site.name, key)
-            refuse(item, f"the site's agent stopped while handling this {key.split()[0]}")
+            refuse(item, f"the site's agent stopped while handling this {kind}")
             return
         with self.in_hand.holding(key):
             try:
                 handle(item)
+            except httpx.HTTPStatusError as exc:
+                if not _refused_for_good(exc.response):
+                    raise
+                why = f"{exc.response.status_code}: {_hub_detail(exc.response)}"
+                log.error("%s: the hub refused the answer to %s (%s)", self.site.name, key, why)
+                self._failed(key, item, refuse, why, f"the hub refused this site's answer ({why})")
             except httpx.HTTPError:
                 raise
             except Exception as exc:
                 log.exception("%s: could not handle %s", self.site.name, key)
-                kind = key.split()[0]
                 first_line = (str(exc).splitlines() or [""])[0][:300]
-                with self._ledger() as ledger:
-                    ledger.record(
-                        f"{kind}.failed",
-                        {"item": key, "error": f"{type(exc).__name__}: {first_line}"},
-                    )
-                refuse(item, f"the site could not handle this {kind} ({type(exc).__name__})")
+                error = f"{type(exc).__name__}: {first_line}"
+                reason = f"the site could not handle this {kind} ({type(exc).__name__})"
+                self._failed(key, item, refuse, error, reason)
+
+    def _failed(
+        self,
+        key: str,
+        item: dict[str, Any],
+        refuse: Callable[[dict[str, Any], str], None],
+        error: str,
+        reason: str,
+    ) -> None:
+        """Audit that handling `item` failed with `error`, and refuse it with `reason`; a
+        refusal the hub refuses for good is logged, and the agent goes on with the rest."""
+        with self._ledger() as ledger:
+            ledger.record(f"{key.split()[0]}.failed", {"item": key, "error": error})
+        try:
+            refuse(item, reason)
+        except httpx.HTTPStatusError as exc:
+            if not _refused_for_good(exc.response):
+                raise
+            log.error(
+                "%s: the hub refused the refusal of %s too (%s: %s)",
+                self.site.name,
+                key,
+                exc.response.status_code,
+                _hub_detail(exc.response),
+            )
 
     def _share_logs(self) -> None:
         """Send the hub the new entries of this site's log of each run it joined."""
@@ -352,6 +381,28 @@ class SiteAgent:
                 },
             )
         self.hub.reply_run(run["id"], "refused", reason[:2000])
+
+
+#: 4xx answers that may differ if asked again: the site's credential, a timeout, a throttle.
+_TRANSIENT = frozenset({401, 403, 408, 429})
+
+
+def _refused_for_good(response: httpx.Response) -> bool:
+    """Whether the hub refused a request in a way asking again will not change (a 4xx other
+    than `_TRANSIENT`)."""
+    return 400 <= response.status_code < 500 and response.status_code not in _TRANSIENT
+
+
+def _hub_detail(response: httpx.Response) -> str:
+    """The first thing the hub says is wrong in an error answer, with where, in brief."""
+    try:
+        detail = response.json()["detail"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        where = ".".join(str(part) for part in detail[0].get("loc", []))
+        detail = f"{where}: {detail[0].get('msg', '')}"
+    return str(detail)[:200]
 
 
 def _first_error(exc: ValidationError) -> str:

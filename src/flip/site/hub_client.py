@@ -9,6 +9,11 @@ import httpx
 
 from flip.data.cohort.disclosure import SiteCount
 
+#: Log entries sent in one request (the hub takes at most 1,000).
+LOG_ENTRIES_PER_REQUEST = 500
+#: The characters of a decision's or a run reply's reason the hub keeps.
+REASON_CHARACTERS = 2000
+
 API = "/api/v1"
 
 
@@ -55,24 +60,27 @@ class HubClient:
         self.http.post(f"/agent/queries/{query_id}", json=body).raise_for_status()
 
     def decide(self, project_id: int, task_hash: str, decision: str, reason: str = "") -> None:
-        """Report the site's decision on a task."""
+        """Report the site's decision on a task (its reason cut to what the hub keeps)."""
         body = {
             "project_id": project_id,
             "task_hash": task_hash,
             "decision": decision,
-            "reason": reason,
+            "reason": reason[:REASON_CHARACTERS],
         }
         self.http.post("/agent/decisions", json=body).raise_for_status()
 
     def reply_run(self, run_id: int, status: str, reason: str = "") -> None:
-        """Join or refuse a run."""
+        """Join or refuse a run (the reason cut to what the hub keeps)."""
         self.http.post(
-            f"/agent/runs/{run_id}", json={"status": status, "reason": reason}
+            f"/agent/runs/{run_id}", json={"status": status, "reason": reason[:REASON_CHARACTERS]}
         ).raise_for_status()
 
     def share_run_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
-        """Send entries of this site's own log of a run (the hub keeps each once)."""
-        self.http.post(f"/agent/runs/{run_id}/log", json={"entries": entries}).raise_for_status()
+        """Send entries of this site's own log of a run (the hub keeps each once), at most
+        `LOG_ENTRIES_PER_REQUEST` a request."""
+        for start in range(0, len(entries), LOG_ENTRIES_PER_REQUEST):
+            part = entries[start : start + LOG_ENTRIES_PER_REQUEST]
+            self.http.post(f"/agent/runs/{run_id}/log", json={"entries": part}).raise_for_status()
 
     def anchor(self, head: dict[str, Any]) -> dict[str, Any]:
         """Show the hub the ledger's signed head; the reply carries the hub's own."""

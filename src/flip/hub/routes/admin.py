@@ -21,8 +21,13 @@ router = APIRouter(tags=["admin"])
 
 @router.post("/users", status_code=201)
 async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
-    """Create a user with a role and return their API token, once."""
+    """Create a user with a role and return their API token, once.
+
+    From a session, the admin's own password is needed (`current_password`), as for any token.
+    """
     days = request.app.state.policy.token_days(body.expires_in_days)
+    if who.session is not None:
+        await confirm_password(request, who, body.current_password, "current_password")
     password = await request.app.state.passwords.hash(body.password) if body.password else None
 
     def job(conn: Connection) -> TokenOut:

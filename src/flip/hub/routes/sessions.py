@@ -57,11 +57,14 @@ async def checked_password(
     return user
 
 
-async def confirm_password(request: Request, who: Principal, password: str | None) -> None:
-    """Ask a session's user for their password again (for what outlives the session)."""
+async def confirm_password(
+    request: Request, who: Principal, password: str | None, field: str = "password"
+) -> None:
+    """Ask a session's user for their password again, sent as `field` (for what outlives the
+    session: a token, a new user, another user's password)."""
     if not password:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "from a session this needs your password again (`password`)"
+            status.HTTP_403_FORBIDDEN, f"from a session this needs your password again (`{field}`)"
         )
     wrong = (status.HTTP_403_FORBIDDEN, "the password is wrong")
     await checked_password(request, who.name, password, (users.c.id, who.id), wrong)
@@ -109,7 +112,10 @@ def logout(conn: Conn, who: Caller) -> None:
 
 @router.put("/users/{user_id}/password", status_code=204, responses=THROTTLED)
 async def set_password(user_id: PathId, body: PasswordIn, request: Request, who: Caller) -> None:
-    """Set a user's password (an admin, or the user with their current one); ends their sessions."""
+    """Set a user's password (an admin, or the user with their current one); ends their sessions.
+
+    An admin doing so from a session gives their own password as `current_password`.
+    """
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
     row = await _stored_hash(request, users.c.id, user_id)
@@ -119,6 +125,8 @@ async def set_password(user_id: PathId, body: PasswordIn, request: Request, who:
         wrong = (status.HTTP_403_FORBIDDEN, "the current password is wrong")
         current = body.current_password or ""
         await checked_password(request, row.name, current, (users.c.id, user_id), wrong)
+    elif who.id != user_id and who.session is not None:
+        await confirm_password(request, who, body.current_password, "current_password")
     hashed = await request.app.state.passwords.hash(body.password)
 
     def job(conn: Connection) -> None:

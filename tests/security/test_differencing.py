@@ -176,3 +176,24 @@ def test_the_guard_keeps_its_sets_at_the_site_and_releases_nothing_it_refuses(tm
     assert release(store, women, 10, other).count == 12, "another project's releases are its own"
     ledger.close()
     store.close()
+
+
+def test_two_breakdowns_of_one_answer_do_not_isolate_a_few_against_each_other(tmp_path):
+    _populate(str(tmp_path / "store.duckdb"))
+    store = open_store(tmp_path / "store.duckdb", read_only=True)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    over_40 = CohortDefinition.model_validate(
+        {"name": "40 and over", "age_min": 40, "histograms": ["age", "sex"]}
+    )
+
+    answer = release(store, over_40, 10, ReleaseGuard(ledger.engine, "1", "q1", 10, None))
+
+    ages, sexes = answer.histograms["age"], answer.histograms["sex"]
+    assert answer.count == 30
+    assert ages == {"50-59": 19, "70-79": 11}
+    assert sexes == {"female": None, "male": None}, (
+        "the 18 men less the 11 in their seventies (all men) are the 7 men of 55; "
+        "the 19 in their fifties less the 12 women are the same 7"
+    )
+    ledger.close()
+    store.close()

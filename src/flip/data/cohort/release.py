@@ -26,7 +26,8 @@ def release(
 
     With a guard: refuse once the project's budget is spent or when the total would
     isolate fewer than `threshold` persons against a count released before; suppress a bin
-    that would (then the secondary suppression), and remember what was released.
+    that would, against those or another breakdown's bins in this answer (then the
+    secondary suppression), and remember what was released.
     """
     if guard is not None and (problem := guard.budget_problem()):
         raise Refused(problem)
@@ -44,6 +45,8 @@ def release(
             bins, shown = _bins(cells, threshold, guard)
             released.histograms[by] = {k: rounded(v, round_to, threshold) for k, v in bins.items()}
             sets += shown
+            if guard is not None:
+                guard.hold(shown)
         released.count = rounded(released.count, round_to, threshold)
     if guard is not None:
         guard.remember(sets)

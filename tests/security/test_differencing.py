@@ -154,6 +154,16 @@ def test_the_site_answers_a_project_no_more_queries_than_its_budget(site):
     assert third["count"] is None and "budget of 2 queries" in third["error"]
 
 
+def test_a_differencing_refusal_spends_the_budget_as_an_answer_does(site):
+    """Each refusal says a small group exists; unbudgeted, a project probes for free."""
+    ask, _ = site
+    budget = SitePolicy(query_budget=2)
+    assert ask(T2D, budget)["count"] == 19
+    assert "fewer than 10" in ask(T2D | {"name": "t2d women", "sex": ["female"]}, budget)["error"]
+    third = ask({"name": "everyone"}, budget)
+    assert third["count"] is None and "budget of 2 queries" in third["error"]
+
+
 def test_released_counts_are_rounded_as_the_site_policy_says(site):
     ask, _ = site
     rounded = SitePolicy(round_counts_to=5)

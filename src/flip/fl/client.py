@@ -162,11 +162,12 @@ def share_stats(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> dict[str, list[float]]:
     """Sums and counts of the site's training features, for the federation's scaling; the
-    release is audited, and refused below the site's fewest rows."""
+    release is audited, refused below the site's fewest rows, and a feature whose sums
+    would count fewer persons than that is withheld."""
     train, _ = usable_splits(site, spec, config)
     with Ledger(site.ledger) as ledger:
         ledger.record("run.stats", {**_detail(config), "n_train": len(train.y)})
-    return feature_stats(train, len(spec.data.features))
+    return feature_stats(train, len(spec.data.features), site.policy.fewest_rows())
 
 
 def _model(spec: TaskSpec, state: dict[str, Any]) -> torch.nn.Module:

@@ -18,6 +18,8 @@ from flip.signing import canonical, verifies
 HUB = "hub"
 #: The prefix of each site's field.
 SITE = "site:"
+#: The fields every certificate has, besides one `site:NAME` per site.
+REQUIRED = ("run", "task_hash", "cohort_hash", "privacy", "epsilon", "model_sha256", "hub_key")
 
 
 def digests(fields: dict[str, object]) -> dict[str, str]:
@@ -52,7 +54,12 @@ def problems(
         site_signatures = dict(signatures.get("sites") or {})
     except (KeyError, TypeError, ValueError) as exc:
         return [f"not a run certificate: {exc}"]
-    found = []
+    found = [f"field {name!r} is missing" for name in REQUIRED if name not in fields]
+    run = fields.get("run")
+    if "run" in fields and not (isinstance(run, dict) and isinstance(run.get("id"), int)):
+        found.append("field 'run' names no run id")
+    if not site_names(fields):
+        found.append("the certificate names no site")
     actual = digests(fields)
     for name in sorted(actual.keys() | stated.keys()):
         if actual.get(name) != stated.get(name):

@@ -153,6 +153,15 @@ def test_a_task_asking_for_secure_aggregation_trains_approved_sites_under_secagg
     assert result.scaling is not None, "federated scaling on Flower's legacy path too"
     assert set(result.per_site) == {"alpha", "beta"}
     assert all(m["auroc"] > 0.6 for m in result.per_site.values())
-    for config in sites:
-        actions = [e["action"] for e in Ledger(SiteConfig.load(config).ledger).entries()]
+    assert all("n_train" not in r for r in result.rounds), "no average of training rows"
+    for name, config in zip(("alpha", "beta"), sites, strict=True):
+        entries = Ledger(SiteConfig.load(config).ledger).entries()
+        actions = [e["action"] for e in entries]
         assert actions.count("run.trained") == 2
+        # What the site countersigns the run's certificate by: the figures it sent the hub.
+        evaluated = json.loads([e for e in entries if e["action"] == "run.evaluated"][-1]["detail"])
+        reported = result.per_site[name]
+        assert len(reported["data_sha256"]) == 64 and reported["n_train"] > 0
+        assert {k: evaluated[k] for k in ("n_train", "n_test", "data_sha256")} == {
+            k: reported[k] for k in ("n_train", "n_test", "data_sha256")
+        }

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import delete, select
+from typer.testing import CliRunner
 
+from flip.cli.app import app as cli
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
@@ -100,3 +103,19 @@ def test_the_rule_still_approves_a_task_no_person_decided(hub):
     decision = Ledger(site.ledger).decision(str(pid), digest)
     assert decision is not None and decision["decided_by"] == "policy:auto_approve"
     assert _hub_decision(app) == ("approved", "")
+
+
+@pytest.mark.parametrize("by", ["agent", "policy:IG-board-2026-17"])
+def test_a_person_cannot_sign_a_decline_with_a_name_the_agent_takes_for_a_rule(hub, tmp_path, by):
+    _, _, client, site, pid, digest = hub
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(site.model_dump(mode="json")))
+    args = ["site", "decline", str(pid), digest, "--reason", "no", "--site-config", str(config)]
+
+    refused = CliRunner().invoke(cli, [*args, "--by", by])
+
+    assert refused.exit_code != 0 and "--by" in refused.output, refused.output
+    assert Ledger(site.ledger).decision(str(pid), digest) is None, "nothing recorded"
+    assert CliRunner().invoke(cli, [*args, "--by", "dr-jones"]).exit_code == 0
+    SiteAgent(site, client).run_once()
+    assert not Ledger(site.ledger).is_approved(str(pid), digest), "the person's decline stands"

@@ -154,6 +154,16 @@ def test_the_site_answers_a_project_no_more_queries_than_its_budget(site):
     assert third["count"] is None and "budget of 2 queries" in third["error"]
 
 
+def test_a_differencing_refusal_spends_the_budget_as_an_answer_does(site):
+    """Each refusal says a small group exists; unbudgeted, a project probes for free."""
+    ask, _ = site
+    budget = SitePolicy(query_budget=2)
+    assert ask(T2D, budget)["count"] == 19
+    assert "fewer than 10" in ask(T2D | {"name": "t2d women", "sex": ["female"]}, budget)["error"]
+    third = ask({"name": "everyone"}, budget)
+    assert third["count"] is None and "budget of 2 queries" in third["error"]
+
+
 def test_released_counts_are_rounded_as_the_site_policy_says(site):
     ask, _ = site
     rounded = SitePolicy(round_counts_to=5)
@@ -174,5 +184,26 @@ def test_the_guard_keeps_its_sets_at_the_site_and_releases_nothing_it_refuses(tm
         release(store, women, 10, ReleaseGuard(ledger.engine, "1", "q2", 10, None))
     other = ReleaseGuard(ledger.engine, "2", "q3", 10, None)
     assert release(store, women, 10, other).count == 12, "another project's releases are its own"
+    ledger.close()
+    store.close()
+
+
+def test_two_breakdowns_of_one_answer_do_not_isolate_a_few_against_each_other(tmp_path):
+    _populate(str(tmp_path / "store.duckdb"))
+    store = open_store(tmp_path / "store.duckdb", read_only=True)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    over_40 = CohortDefinition.model_validate(
+        {"name": "40 and over", "age_min": 40, "histograms": ["age", "sex"]}
+    )
+
+    answer = release(store, over_40, 10, ReleaseGuard(ledger.engine, "1", "q1", 10, None))
+
+    ages, sexes = answer.histograms["age"], answer.histograms["sex"]
+    assert answer.count == 30
+    assert ages == {"50-59": 19, "70-79": 11}
+    assert sexes == {"female": None, "male": None}, (
+        "the 18 men less the 11 in their seventies (all men) are the 7 men of 55; "
+        "the 19 in their fifties less the 12 women are the same 7"
+    )
     ledger.close()
     store.close()

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -113,7 +113,7 @@ def test_the_next_run_leaves_runs_of_live_processes_and_of_other_hosts_running(t
                     source_kind="csv",
                     source_uri=system,
                     source_system=system,
-                    started_at=datetime(2026, 1, 1),
+                    started_at=datetime.now(UTC).replace(tzinfo=None),
                     status="running",
                     host=host,
                     pid=pid,
@@ -127,3 +127,26 @@ def test_the_next_run_leaves_runs_of_live_processes_and_of_other_hosts_running(t
         ("live", "running"),
         ("next", "running"),
     ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_run_whose_process_id_a_later_process_took_is_marked_failed(tmp_path):
+    """A restarted container runs its new ingest under the process id the killed one had."""
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.ingest_run).values(
+                ingest_run_id=1,
+                source_kind="csv",
+                source_uri="killed",
+                source_system="killed",
+                started_at=datetime(2020, 1, 1),  # long before this process began
+                status="running",
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+        )
+    Writer(store, "next").open_run("csv", "next")
+    store.close()
+    assert _runs(tmp_path / "store.duckdb") == [("killed", "failed"), ("next", "running")]

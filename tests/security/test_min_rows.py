@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from flip.config import SiteConfig, SitePolicy
+from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger
 from flip.fl.client import NotApproved, app
+from flip.fl.preprocessing import feature_stats
 from flip.fl.tasks import mace_task, task_hash
 from flip.fl.tasks.base import TaskSpec, load_raw_splits
 from tests.conftest import build_site
@@ -96,3 +99,26 @@ def test_the_minimum_is_the_policys_and_never_below_ten(site_yaml):
     evaluated = app(task_message("evaluate", spec, run=5), node_context(path, run=5))
     assert evaluated.content["site"]["n_train"] == n_train
     assert [t["n_train"] for t in _log(site_yaml, spec, "run.trained")] == [n_train]
+
+
+def test_federated_scaling_stats_give_away_no_small_count_of_persons():
+    """A feature's sum over the training rows is a count of persons when it is 0/1 (how many
+    have the condition), and one person's value when one row has it."""
+    n = 20
+    age = np.linspace(40, 80, n)
+    hba1c = np.full(n, np.nan)
+    hba1c[:3] = [48.0, 53.0, 61.0]  # measured in 3 persons
+    hiv = np.zeros(n)
+    hiv[:2] = 1.0  # 2 persons
+    male = np.ones(n)
+    male[:2] = 0.0  # 2 women
+    smoker = np.r_[np.ones(10), np.zeros(10)]
+    x = np.column_stack([age, hba1c, hiv, male, smoker])
+    train = TabularData(np.arange(n), x, np.zeros(n), ["age", "hba1c", "hiv", "male", "smoker"])
+
+    shared = feature_stats(train, 5, threshold=10)
+
+    assert shared["count"] == [20.0, 0.0, 0.0, 0.0, 20.0]
+    assert shared["total"][1:4] == [0.0, 0.0, 0.0], "withheld: as if the site had none"
+    assert shared["missing"] == [0.0, 20.0, 20.0, 20.0, 0.0]
+    assert shared["total"][0] == pytest.approx(age.sum()) and shared["total"][4] == 10.0

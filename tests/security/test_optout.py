@@ -14,7 +14,7 @@ from sqlalchemy import select
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
 from flip.data.cohort import CohortDefinition, cohort_histograms, count_cohort
-from flip.data.cohort.optout import OptOutError, load_optout
+from flip.data.cohort.optout import OptOutError, load_optout, opted_out
 from flip.data.features.tabular import extract_raw
 from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
@@ -165,3 +165,34 @@ def test_a_bad_line_loads_nothing_and_names_the_line(tmp_path, store):
         load_optout(store, bad, 10)
     with store.connect() as conn:
         assert len(conn.execute(select(schema.optout)).all()) == 2
+
+
+def test_the_ig_teams_file_loads_as_notepad_or_excel_saves_it(tmp_path, store):
+    with store.begin() as conn:
+        conn.execute(
+            schema.person.insert(),
+            [
+                {
+                    "person_id": pid,
+                    "gender_concept_id": 8507,
+                    "year_of_birth": 1950,
+                    "race_concept_id": 0,
+                    "ethnicity_concept_id": 0,
+                    "person_source_value": value,
+                }
+                for pid, value in ((1, "9434765919"), (2, "MRN0002"), (3, "MRN0003"))
+            ],
+        )
+    notepad = tmp_path / "notepad.txt"
+    notepad.write_bytes(b"\xef\xbb\xbf943 476 5919\r\nmrn0002\r\n")
+    excel = tmp_path / "excel.txt"
+    excel.write_bytes("943 476 5919\r\nMRN0002\r\n".encode("utf-16"))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"MRN0002\r\nMRN\xe9\r\n")
+
+    for written in (notepad, excel):
+        assert load_optout(store, written, 1).identifiers == 2, written.name
+        with store.connect() as conn:
+            assert opted_out(conn) == {1, 2}, written.name
+    with pytest.raises(OptOutError, match=r"latin.txt:2: not UTF-8 or UTF-16"):
+        load_optout(store, latin, 1)

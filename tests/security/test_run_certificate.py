@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from flip import certificate, signing
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
 from flip.fl.privacy import PrivacySpec
@@ -216,3 +217,21 @@ def test_a_deployment_run_over_real_processes_ends_with_a_verifiable_certificate
     path.write_text(json.dumps({**document, "fields": {**document["fields"], "epsilon": 1.0}}))
     failed = _verify(path, *_keys(tmp_path, tmp_path / "hub-signing.key", site_keys))
     assert "field 'epsilon' does not match its signed digest" in failed.stderr
+
+
+def test_a_signed_certificate_without_a_run_or_sites_is_refused_not_a_crash(tmp_path):
+    """Signatures over digests prove who signed, not that the record is a run's certificate."""
+    key = load_or_create_key(tmp_path / "forger.key")
+    fields = {"hub_key": public_pem(key), "task_hash": "a" * 64}
+    digests = certificate.digests(fields)
+    signature = signing.sign(key, certificate.signed_record("hub", digests))
+    path = tmp_path / "cert.json"
+    path.write_text(
+        json.dumps({"fields": fields, "digests": digests, "signatures": {"hub": signature}})
+    )
+
+    result = _verify(path)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "field 'run' is missing" in result.stderr
+    assert "the certificate names no site" in result.stderr

@@ -750,8 +750,14 @@ def _decide(
 ) -> None:
     import httpx
 
-    from flip.site.approvals import decide
+    from flip.site.approvals import by_person, decide
 
+    if not by_person(by):
+        raise typer.BadParameter(
+            f"{by!r} is how the agent signs its own decisions, which a rule may replace; "
+            "name the person deciding",
+            param_hint="--by",
+        )
     with one_line_errors(httpx.HTTPError):
         site = _site_config(site_config)
         client = _hub_client(site)

@@ -162,11 +162,12 @@ def share_stats(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> dict[str, list[float]]:
     """Sums and counts of the site's training features, for the federation's scaling; the
-    release is audited, and refused below the site's fewest rows."""
+    release is audited, refused below the site's fewest rows, and a feature whose sums
+    would count fewer persons than that is withheld."""
     train, _ = usable_splits(site, spec, config)
     with Ledger(site.ledger) as ledger:
         ledger.record("run.stats", {**_detail(config), "n_train": len(train.y)})
-    return feature_stats(train, len(spec.data.features))
+    return feature_stats(train, len(spec.data.features), site.policy.fewest_rows())
 
 
 def _model(spec: TaskSpec, state: dict[str, Any]) -> torch.nn.Module:
@@ -255,19 +256,26 @@ def evaluate(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     spec = authorise(site, config)
     metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
-    about = {
-        "name": site.name,
+    about = {"name": site.name, **report_evaluation(site, spec, config, metrics)}
+    content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
+    return Message(content=content, reply_to=msg)
+
+
+def report_evaluation(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], metrics: Mapping[str, float]
+) -> dict[str, int | str]:
+    """The site's training rows and data fingerprint, sent with its evaluation's metrics and
+    audited with them as `run.evaluated` (what the site countersigns a certificate by)."""
+    reported: dict[str, int | str] = {
         "n_train": len(usable_splits(site, spec, config)[0].y),
         "data_sha256": data_fingerprint(site.store, spec.model_dump_json()),
     }
     with Ledger(site.ledger) as ledger:
-        reported = {k: about[k] for k in ("n_train", "data_sha256")}
-        detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
         ledger.record(
-            "run.evaluated", {**detail, **reported, "n_test": int(metrics["num-examples"])}
+            "run.evaluated",
+            {**_detail(config), **reported, "n_test": int(metrics["num-examples"])},
         )
-    content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
-    return Message(content=content, reply_to=msg)
+    return reported
 
 
 @app.query()

@@ -83,9 +83,18 @@ def combine(per_site: list[dict[str, ColumnStats]], kinds: dict[str, str]) -> En
     return Encoding(numeric, tuple(indicators), categories)
 
 
-def feature_stats(train: TabularData, n_features: int) -> dict[str, list[float]]:
-    """A site's sums and counts of its first `n_features` unscaled columns (NaN = missing)."""
+def feature_stats(
+    train: TabularData, n_features: int, threshold: int = 1
+) -> dict[str, list[float]]:
+    """A site's sums and counts of its first `n_features` unscaled columns (NaN = missing).
+
+    A column whose values would give away fewer than `threshold` persons (between 1 and
+    threshold-1 values present, or, for a 0/1 column, that few ones or zeros: its sum is a
+    count of persons) is reported as missing in every row, as if the site had none.
+    """
     x = train.x[:, :n_features].astype(np.float64)
+    small = [j for j in range(x.shape[1]) if _gives_away(x[:, j], threshold)]
+    x[:, small] = np.nan
     present = ~np.isnan(x)
     values = np.where(present, x, 0.0)
     return {
@@ -94,6 +103,16 @@ def feature_stats(train: TabularData, n_features: int) -> dict[str, list[float]]
         "squares": (values * values).sum(axis=0).tolist(),
         "missing": (~present).sum(axis=0).astype(float).tolist(),
     }
+
+
+def _gives_away(column: np.ndarray, threshold: int) -> bool:
+    """Whether a column's sum or count would release a count of 1 to threshold-1 persons."""
+    values = column[~np.isnan(column)]
+    counts = [len(values)]
+    if np.isin(values, (0.0, 1.0)).all():
+        ones = int(values.sum())
+        counts += [ones, len(values) - ones]
+    return any(0 < n < threshold for n in counts)
 
 
 def scaling_of(per_site: list[dict[str, list[float]]], names: list[str]) -> Scaling:

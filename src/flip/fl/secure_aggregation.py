@@ -29,7 +29,7 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import ServerApp
 
-from flip.fl.client import authorise, evaluate_round, share_stats, site_of
+from flip.fl.client import authorise, evaluate_round, report_evaluation, share_stats, site_of
 from flip.fl.client import train_round as site_train_round
 from flip.fl.experiment_client import load_site, train_round
 from flip.fl.server import FederatedResult, ScalingStep
@@ -42,6 +42,8 @@ CLIPPING_RANGE = 8.0
 #: Each update is weighted by examples / MAX_WEIGHT before quantisation; a site with more
 #: training examples than this risks overflowing the modulus (Flower's default is 1,000).
 MAX_WEIGHT = 10_000.0
+#: What a site reports with its evaluation besides metrics (flip.fl.client.report_evaluation).
+REPORTED = ("n_train", "data_sha256")
 #: Sites each site secret-shares its mask seeds with (SecAgg+ shares with neighbours only).
 SHARES = 5
 
@@ -117,7 +119,8 @@ class _TaskClient(NumPyClient):
         spec, state = self._authorised(parameters, config)
         metrics = evaluate_round(self.site, spec, config, state)
         kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"], "site": self.site.name}
-        return metrics["loss"], int(metrics["num-examples"]), kept
+        reported = report_evaluation(self.site, spec, config, metrics)
+        return metrics["loss"], int(metrics["num-examples"]), {**kept, **reported}
 
 
 def _task_client(context: Context):
@@ -150,7 +153,8 @@ class _ObservedGrid:
 
 def _weighted(results) -> dict[str, Scalar]:
     total = sum(n for n, _ in results) or 1
-    keys = {k for _, m in results for k, v in m.items() if isinstance(v, int | float)}
+    numbers = {k for _, m in results for k, v in m.items() if isinstance(v, int | float)}
+    keys = numbers - set(REPORTED)
     return {k: sum(n * float(m[k]) for n, m in results if k in m) / total for k in keys}
 
 
@@ -192,6 +196,7 @@ def secure_server_app(
                     "auroc": float(res.metrics["auroc"]),
                     "accuracy": float(res.metrics["accuracy"]),
                     "n_test": int(res.num_examples),
+                    **{k: res.metrics[k] for k in REPORTED if k in res.metrics},
                 }
                 for _, res in results
                 if "site" in res.metrics

@@ -77,16 +77,24 @@ class ReleaseGuard:
     def isolates(self, members: frozenset[int]) -> bool:
         """Whether releasing the count of `members` would, with a count released before to
         this project, single out between 1 and threshold-1 persons."""
+        return any(
+            self._small(len(members - before)) or self._small(len(before - members))
+            for before in self._kept()
+        )
+
+    def hold(self, sets: list[frozenset[int]]) -> None:
+        """Check what follows in this query against `sets` too: a query's own released sets
+        (its total, one breakdown's bins) must not isolate anyone against each other."""
+        self._kept().extend(s for s in sets if s)
+
+    def _kept(self) -> list[frozenset[int]]:
         if self._released is None:
             with self.engine.connect() as conn:
                 blobs = conn.execute(
                     select(released_set.c.members).where(released_set.c.project == self.project)
                 ).scalars()
                 self._released = [_unpack(b) for b in blobs]
-        return any(
-            self._small(len(members - before)) or self._small(len(before - members))
-            for before in self._released
-        )
+        return self._released
 
     def remember(self, sets: list[frozenset[int]]) -> None:
         """Keep that this query was answered and the (non-empty) sets whose counts it released."""

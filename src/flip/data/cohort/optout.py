@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, inspect, select
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store
 from flip.data.cohort.disclosure import SiteCount, suppress
+from flip.data.sources.textfile import TextLines
 
 #: person_source_value holds at most this many characters.
 MAX_IDENTIFIER = 50
@@ -47,13 +48,15 @@ def normalise(identifier: str) -> str:
 
 
 def read_identifiers(path: Path) -> set[str]:
-    """The identifiers of an opt-out file, one a line; blank lines and `#` lines skipped."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise OptOutError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    """The identifiers of an opt-out file, one a line; blank lines and `#` lines skipped.
+
+    The file is UTF-8 or UTF-16, with or without a byte order mark (as Notepad and Excel
+    save it), plain or gzipped; any other text is refused."""
     found: set[str] = set()
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = TextLines(path)
+    for number, line in enumerate(lines, 1):
+        if lines.legacy:
+            raise OptOutError(f"{path}:{number}: not UTF-8 or UTF-16 text")
         identifier = normalise(line)
         if not identifier or identifier.startswith("#"):
             continue

@@ -25,8 +25,10 @@ def release(
     """The count and, when the count itself is released, the asked-for histograms.
 
     With a guard: refuse once the project's budget is spent or when the total would
-    isolate fewer than `threshold` persons against a count released before; suppress a bin
-    that would (then the secondary suppression), and remember what was released.
+    isolate fewer than `threshold` persons against a count released before (that refusal
+    spends a query of the budget too); suppress a bin
+    that would, against those or another breakdown's bins in this answer (then the
+    secondary suppression), and remember what was released.
     """
     if guard is not None and (problem := guard.budget_problem()):
         raise Refused(problem)
@@ -35,6 +37,7 @@ def release(
     sets: list[frozenset[int]] = []
     if not released.suppressed:
         if guard is not None and guard.isolates(found.members):
+            guard.remember([])  # the refusal tells that a small group exists: it costs a query
             raise Refused(
                 f"its cohort differs from one this project was already given by fewer than "
                 f"{threshold} persons"
@@ -44,6 +47,8 @@ def release(
             bins, shown = _bins(cells, threshold, guard)
             released.histograms[by] = {k: rounded(v, round_to, threshold) for k, v in bins.items()}
             sets += shown
+            if guard is not None:
+                guard.hold(shown)
         released.count = rounded(released.count, round_to, threshold)
     if guard is not None:
         guard.remember(sets)

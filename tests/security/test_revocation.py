@@ -158,3 +158,15 @@ def test_a_token_cap_beyond_the_policys_is_a_usage_error(tmp_path):
     served = CliRunner().invoke(cli, ["hub", "serve", "--db", url, "--max-token-days", "5000"])
     assert served.exit_code == 2, served.output
     assert "max-token-days" in served.output and "3650" in served.output
+
+
+def test_a_restored_token_beyond_the_longest_cap_is_a_usage_error(tmp_path):
+    """`flip hub users restore NAME --days 10000000` ended in an OverflowError traceback."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    app = create_app(url)
+    bootstrap_admin(app.state.engine)
+    app.state.engine.dispose()
+    args = ["hub", "users", "restore", "admin", "--db", url, "--days", "10000000"]
+    restored = CliRunner().invoke(cli, args)
+    assert restored.exit_code == 2, restored.output
+    assert "--days" in restored.output and "3650" in restored.output

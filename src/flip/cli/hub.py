@@ -218,12 +218,25 @@ def users_revoke(
 def users_restore(
     name: Annotated[str, typer.Argument(help="The user's name.")],
     db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
-    days: Annotated[int, typer.Option(help="The new API token's lifetime.", min=1)] = 90,
+    days: Annotated[
+        int,
+        typer.Option(
+            help="The new API token's lifetime, in days: keep it within the hub's "
+            "--max-token-days (never over 3,650).",
+            min=1,
+        ),
+    ] = 90,
 ) -> None:
     """Give a revoked user (an admin locked out, say) access again; print their new token once."""
     from flip.cli.errors import one_line_errors
     from flip.hub import access
     from flip.hub.db import connect
+    from flip.hub.policy import LONGEST_TOKEN_DAYS
+
+    if days > LONGEST_TOKEN_DAYS:
+        raise typer.BadParameter(
+            f"{days} is over the longest cap, {LONGEST_TOKEN_DAYS} days", param_hint="--days"
+        )
 
     with one_line_errors(access.NoSuchUser):
         engine = connect(db)

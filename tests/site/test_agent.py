@@ -14,6 +14,7 @@ from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
 from flip.hub.server import BackgroundServer
 from flip.site.agent import SiteAgent
+from flip.site.anchor import key_path
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
 
@@ -261,3 +262,19 @@ def test_an_answer_the_hub_refuses_does_not_hold_up_the_work_after_it(world):
     with Ledger(site.ledger) as ledger:
         failed = [e for e in ledger.entries() if e["action"] == "query.failed"]
     assert len(failed) == 1 and "histograms" in str(failed[0]["detail"])
+
+
+def test_a_hub_refusing_the_ledger_head_for_good_does_not_stop_the_work(world, caplog):
+    """A site that lost its signing key shows the hub a head signed by a new one; the hub
+    refuses it (the registered key is another) on every poll. The agent used to stop there,
+    before its work; it now says why and goes on answering."""
+    _, site, client, researcher = world
+    agent = SiteAgent(site, client)
+    agent.run_once()
+    key_path(site).unlink()
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    qid = researcher.create_query(pid, "diabetes", DIABETES)
+    assert agent.run_once() == 1
+    assert researcher.query(qid)["results"]["st-a"]["count"] is not None
+    assert "the hub refused this site's ledger head" in caplog.text

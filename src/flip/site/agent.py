@@ -59,8 +59,7 @@ class SiteAgent:
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
-        anchored = anchor(self.site, self.hub, self.anchor_seq)
-        self.anchor_seq = int(anchored["anchor_seq"])
+        anchored = self._anchor()
         for certificate in anchored.get("certify") or []:
             run = certificate.get("run")
             if run in self.refused_certificates:
@@ -91,6 +90,21 @@ class SiteAgent:
             self._share_logs()
         self._serve(work.get("train") or [], work.get("flower"))
         return len(work["queries"]) + len(work["tasks"]) + len(work["runs"])
+
+    def _anchor(self) -> dict[str, Any]:
+        """Show the hub the ledger's signed head (see `anchor`). A head the hub refuses for
+        good (a key it does not know as this site's, say) is logged and the poll goes on:
+        the hub keeps the refusal in its audit, and the site's work is not held up by it."""
+        try:
+            anchored = anchor(self.site, self.hub, self.anchor_seq)
+        except httpx.HTTPStatusError as exc:
+            if not _refused_for_good(exc.response):
+                raise
+            why = f"{exc.response.status_code}: {_hub_detail(exc.response)}"
+            log.error("%s: the hub refused this site's ledger head (%s)", self.site.name, why)
+            return {}
+        self.anchor_seq = int(anchored["anchor_seq"])
+        return anchored
 
     def _serve(self, train: list[int], flower: dict[str, Any] | None) -> None:
         """Keep a SuperNode connected to the hub's SuperLink while a joined run is running.

@@ -65,6 +65,7 @@ class Batch:
         self.merges: list[tuple[int, int]] = []
         self.quarantine: list[Rejected] = []
         self.versions: dict[str, str] = {}
+        self.replaced: set[str] = set()
         self.dropped: set[int] = set()
         self.waiting = 0
         self.superseded = 0
@@ -87,6 +88,9 @@ class Batch:
                     return
             self.owners[record.key] = record
             self.rows[record.key] = []
+            replaces = getattr(record, "replaces", None)
+            if replaces is not None:
+                self.replaced.add(replaces)
             if version is not None:
                 self.versions[record.key] = version
             else:

@@ -76,6 +76,9 @@ class SourceEvent:
     the source key of the provider who performed or recorded it. `value_sent` and
     `unit_sent` keep the value and unit as the source wrote them when the reader
     converted or nulled them (else the source values are `value` and `unit`).
+    `replaces` is the key of an earlier record of the same source this one takes the place
+    of (a DICOM file that now stands for its series, once stored as one of its instances):
+    that record's rows and provenance are removed when this one is written.
     """
 
     key: str
@@ -101,6 +104,7 @@ class SourceEvent:
     value_sent: str | None = None
     unit_sent: str | None = None
     version: str | None = None
+    replaces: str | None = None
 
 
 class BlockEvent(NamedTuple):

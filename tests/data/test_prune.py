@@ -86,6 +86,19 @@ def test_a_full_re_export_removes_what_the_source_no_longer_holds(store, tmp_pat
     assert_accounted(store, again)
 
 
+def test_a_record_whose_key_held_a_nul_is_not_pruned_by_the_run_that_loaded_it(store, tmp_path):
+    """The store keeps the key without its NUL; the run remembered it with the NUL, so --prune
+    removed the record it had just loaded."""
+    folder = _export(tmp_path, [patient("a"), condition("c\u00001", "Patient/a")])
+    report = ingest_path(store, "fhir", folder, prune=True)
+    assert_accounted(store, report)
+    assert (report.loaded, report.pruned) == (2, 0)
+    assert len(rows(store, "condition_occurrence")) == 1
+    again = ingest_path(store, "fhir", folder, prune=True)
+    assert_accounted(store, again)
+    assert (again.unchanged, again.pruned) == (2, 0)
+
+
 def test_a_record_still_sent_but_now_quarantined_or_skipped_is_not_pruned(store, tmp_path):
     folder = _export(
         tmp_path, [patient("a"), condition("a1", "Patient/a"), condition("a2", "Patient/a")]

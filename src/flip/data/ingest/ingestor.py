@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from flip.data.cdm.store import Store
 from flip.data.ingest.batch import batches, count_records, young_collections_only
+from flip.data.ingest.clean import scrub_text
 from flip.data.ingest.convert import Converter
 from flip.data.ingest.prune import PRUNE_REFUSED, prune
 from flip.data.ingest.report import IngestReport
@@ -126,11 +127,12 @@ class Ingestor:
 
 
 def _keys(records: list[SourceRecord]) -> Iterator[str]:
-    """The record keys of a batch (each event's of an EventBlock)."""
+    """The record keys of a batch (each event's of an EventBlock), as the store keeps them
+    (without NUL: see clean)."""
     for record in records:
         if type(record) is EventBlock:
-            yield from (e.key for e in record.events)
+            yield from (scrub_text(e.key) for e in record.events)
         else:
             key = getattr(record, "key", None)
             if key is not None:
-                yield key
+                yield scrub_text(key)

@@ -213,3 +213,23 @@ def test_a_record_quarantined_without_its_key_stops_the_prune(store, tmp_path):
     assert report.quarantined == 1 and report.pruned == 0
     assert report.warnings == {PRUNE_REFUSED: 1}
     assert len(rows(store, "condition_occurrence")) == 1
+
+
+def test_a_folder_of_the_same_name_elsewhere_does_not_prune_the_other(store, tmp_path):
+    """Two hospitals' `export` folders share the default system `fhir:export`: pruning B's
+    export removed every record A's had loaded."""
+    a, b = tmp_path / "a" / "export", tmp_path / "b" / "export"
+    for folder, name in ((a, "a"), (b, "b")):
+        folder.mkdir(parents=True)
+        write_ndjson(
+            folder / "all.ndjson", [patient(name), condition(f"{name}1", f"Patient/{name}")]
+        )
+    assert_accounted(store, ingest_path(store, "fhir", a))
+    report = ingest_path(store, "fhir", b, prune=True)
+    assert_accounted(store, report)
+    assert report.pruned == 0
+    assert report.warnings["prune.kept.other_location"] == 2
+    assert len(rows(store, "person")) == len(rows(store, "condition_occurrence")) == 2
+    named = ingest_path(store, "fhir", b, prune=True, source_system="fhir:export")
+    assert_accounted(store, named)
+    assert named.pruned == 2, "a named system is one source wherever it is read from"

@@ -24,7 +24,8 @@ class Ingestor:
 
     `start()`, then `write()` batch by batch (each commits whole), then `finish()`;
     `run()` does all three for an iterable of records. With `prune`, a completed run then
-    removes what earlier runs of the source system loaded and this one did not read.
+    removes what earlier runs of the source system loaded and this one did not read;
+    with `prune_from` too, only what runs that read that location (source_uri) loaded.
     """
 
     def __init__(
@@ -35,11 +36,13 @@ class Ingestor:
         derive_periods: bool = True,
         *,
         prune: bool = False,
+        prune_from: str | None = None,
     ) -> None:
         self.converter = Converter(store, vocabulary, source_system)
         self.writer = Writer(store, source_system, derive_periods)
         self.report: IngestReport | None = None
         self.seen: set[str] | None = set() if prune else None
+        self.prune_from = prune_from
         self.unkeyed = 0
 
     @property
@@ -85,7 +88,14 @@ class Ingestor:
                 if self.unkeyed:
                     report.warnings[PRUNE_REFUSED] += self.unkeyed
                 else:
-                    prune(writer.store, writer.system, self.seen, report, writer.derive_periods)
+                    prune(
+                        writer.store,
+                        writer.system,
+                        self.seen,
+                        report,
+                        writer.derive_periods,
+                        location=self.prune_from,
+                    )
         except BaseException:
             status = "failed"
             raise

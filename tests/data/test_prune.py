@@ -233,3 +233,31 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_prune_the_other(store, tmp
     named = ingest_path(store, "fhir", b, prune=True, source_system="fhir:export")
     assert_accounted(store, named)
     assert named.pruned == 2, "a named system is one source wherever it is read from"
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_prune(store, tmp_path, monkeypatch):
+    """A DICOM folder that could not be listed (an NFS mount gone stale) was only noted as
+    not read, and --prune removed every series it held."""
+    import os
+    import shutil
+
+    from tests.data.test_dicom import _persons_for
+    from tests.data.test_dicom_instances import SERIES_TREE
+
+    images = tmp_path / "images"
+    for name in ("CT2", "CR1"):
+        shutil.copytree(SERIES_TREE / "77654033" / name, images / name)
+    _persons_for(store, images)
+    assert_accounted(store, ingest_path(store, "dicom", images))
+    listed = os.scandir
+
+    def stale(path):  # root lists any folder here: the failure is simulated
+        if str(path).endswith("CR1"):
+            raise PermissionError(13, "Permission denied")
+        return listed(path)
+
+    monkeypatch.setattr(os, "scandir", stale)
+    report = ingest_path(store, "dicom", images, prune=True)
+    assert_accounted(store, report)
+    assert report.pruned == 0 and report.warnings["prune.refused.unread"] == 1
+    assert len(rows(store, "image_occurrence")) == 2

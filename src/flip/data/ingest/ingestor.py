@@ -12,10 +12,10 @@ from flip.data.cdm.store import Store
 from flip.data.ingest.batch import batches, count_records, young_collections_only
 from flip.data.ingest.clean import scrub_text
 from flip.data.ingest.convert import Converter
-from flip.data.ingest.prune import PRUNE_REFUSED, prune
+from flip.data.ingest.prune import PRUNE_REFUSED, PRUNE_REFUSED_UNREAD, prune
 from flip.data.ingest.report import IngestReport
 from flip.data.ingest.write import Writer
-from flip.data.sources.records import EventBlock, Rejected, SourceRecord
+from flip.data.sources.records import EventBlock, Rejected, SourceRecord, Unread
 from flip.data.terminology.vocabulary import Vocabulary
 
 
@@ -44,6 +44,7 @@ class Ingestor:
         self.seen: set[str] | None = set() if prune else None
         self.prune_from = prune_from
         self.unkeyed = 0
+        self.failed_reads = 0
 
     @property
     def store(self) -> Store:
@@ -70,6 +71,7 @@ class Ingestor:
         if self.seen is not None:
             self.seen.update(_keys(records))
             self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
+            self.failed_reads += sum(type(r) is Unread and r.failed for r in records)
         batch = self.converter.convert(records, report, final)
         self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting
@@ -85,8 +87,11 @@ class Ingestor:
                 report.read += count_records(batch)
             if self.seen is not None and status == "completed":
                 writer = self.writer
-                if self.unkeyed:
-                    report.warnings[PRUNE_REFUSED] += self.unkeyed
+                if self.unkeyed or self.failed_reads:
+                    if self.unkeyed:
+                        report.warnings[PRUNE_REFUSED] += self.unkeyed
+                    if self.failed_reads:
+                        report.warnings[PRUNE_REFUSED_UNREAD] += self.failed_reads
                 else:
                     prune(
                         writer.store,

@@ -25,6 +25,9 @@ PERSON_KEPT = "prune.person_still_referenced"
 #: The warning counted, per keyless quarantined record, when a run does not prune for them.
 PRUNE_REFUSED = "prune.refused.unkeyed_quarantine"
 
+#: The warning counted, per folder or file that could not be read, when a run does not prune.
+PRUNE_REFUSED_UNREAD = "prune.refused.unread"
+
 #: The warning counted per record kept because a run from another location loaded it.
 OTHER_LOCATION = "prune.kept.other_location"
 

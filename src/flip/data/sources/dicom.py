@@ -81,7 +81,8 @@ def _folder(folder: Path, seen: dict[str, Path]) -> Iterator[Path | Unread]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        yield Unread(str(folder), f"the folder cannot be listed: {exc.strerror or exc}")
+        reason = f"the folder cannot be listed: {exc.strerror or exc}"
+        yield Unread(str(folder), reason, failed=True)
         return
     for entry in entries:
         if entry.name.startswith("."):

@@ -213,10 +213,12 @@ class Skipped:
 
 @dataclass(slots=True)
 class Unread:
-    """A file or table in a source that the reader did not read, and why (not a record)."""
+    """A file or table in a source that the reader did not read, and why (not a record);
+    `failed` when it could not be read (it may hold records), not left out by a rule."""
 
     location: str
     reason: str
+    failed: bool = False
 
 
 @dataclass(slots=True)

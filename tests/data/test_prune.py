@@ -261,3 +261,21 @@ def test_a_folder_that_cannot_be_listed_stops_the_prune(store, tmp_path, monkeyp
     assert_accounted(store, report)
     assert report.pruned == 0 and report.warnings["prune.refused.unread"] == 1
     assert len(rows(store, "image_occurrence")) == 2
+
+
+def test_a_second_file_of_one_omop_table_stops_the_prune(store, tmp_path):
+    """An export split into person.csv and PERSON.csv.gz: one is read, the other noted as not
+    read, and --prune removed the persons only the other held."""
+    import gzip
+
+    header = "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id\n"
+    folder = tmp_path / "omop"
+    folder.mkdir()
+    (folder / "person.csv").write_text(header + "1,8507,1950,0,0\n2,8532,1960,0,0\n")
+    assert_accounted(store, ingest_path(store, "omop", folder))
+    (folder / "person.csv").write_text(header + "1,8507,1950,0,0\n")
+    (folder / "PERSON.csv.gz").write_bytes(gzip.compress((header + "2,8532,1960,0,0\n").encode()))
+    report = ingest_path(store, "omop", folder, prune=True)
+    assert_accounted(store, report)
+    assert report.pruned == 0 and report.warnings["prune.refused.unread"] == 1
+    assert len(rows(store, "person")) == 2

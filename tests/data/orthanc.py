@@ -47,9 +47,9 @@ def _plugin() -> Path | None:
 
 
 @contextlib.contextmanager
-def orthanc_server(folder: Path) -> Iterator[Orthanc]:
-    """Orthanc on loopback with DICOMweb; skips without it (fails in CI, where `make test`
-    installs it)."""
+def orthanc_server(folder: Path, **settings: object) -> Iterator[Orthanc]:
+    """Orthanc on loopback with DICOMweb, and any further `settings` of its configuration;
+    skips without it (fails in CI, where `make test` installs it)."""
     binary, plugin = shutil.which("Orthanc") or "/usr/sbin/Orthanc", _plugin()
     if not Path(binary).exists() or plugin is None:
         message = (
@@ -71,6 +71,7 @@ def orthanc_server(folder: Path) -> Iterator[Orthanc]:
         "AuthenticationEnabled": False,
         "Plugins": [str(plugin)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        **settings,
     }
     path = folder / "orthanc.json"
     path.write_text(json.dumps(config), encoding="utf-8")

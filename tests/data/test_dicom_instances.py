@@ -127,6 +127,24 @@ def test_a_new_first_file_stands_for_its_series_and_the_old_one_attaches(store, 
     assert paths == [str((images / "00000").resolve())]
 
 
+@pytest.mark.parametrize("store", ["duckdb", "postgres"], indirect=True)
+def test_when_a_series_first_file_is_removed_the_next_stands_for_it_once(store, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(SERIES_TREE / "77654033" / "CT2", images)
+    _persons_for(store, images)
+    ingest_path(store, "dicom", images)
+    (images / "17106").unlink()
+
+    again = ingest_path(store, "dicom", images)
+    assert_accounted(store, again)
+    traced = _traced(store)  # fails when a file is traced as its series and as an instance
+    assert sorted(Path(p).name for p in traced) == ["17136", "17166", "17196"]
+    assert traced[str(images / "17136")][1] is None, "the next file stands for the series"
+    with store.connect() as conn:
+        instances = conn.execute(select(schema.image_instance.c.local_path)).scalars().all()
+    assert sorted(Path(p).name for p in instances) == ["17166", "17196"]
+
+
 def test_a_second_file_of_the_same_instance_is_skipped_by_rule(store, tmp_path):
     images = tmp_path / "images"
     source = SERIES_TREE / "77654033" / "CT2"

@@ -1,5 +1,6 @@
 """A PACS over DICOMweb (real Orthanc) -> image_occurrence rows that point at their series."""
 
+import json
 from pathlib import Path
 
 import pydicom
@@ -135,4 +136,61 @@ def test_a_study_is_read_in_one_search_whatever_its_series(orthanc):
     assert sorted(r.location.rsplit("/", 1)[1] for r in records) == sorted(
         str(ds.SOPInstanceUID) for ds in headers
     )
-    assert len(asked) == 1 + len(studies), asked
+    assert len(asked) == 2 + len(studies), (
+        asked
+    )  # a page of studies, one search each, an empty page
+
+
+class _CappedPacs(requests.adapters.BaseAdapter):
+    """A QIDO-RS server that returns at most two studies a page, whatever the limit asked
+    (as PACSs capped by configuration do), and ignores the offset of instance searches.
+    Orthanc here pages as asked, so this behaviour is served by hand."""
+
+    def __init__(self, studies: int) -> None:
+        super().__init__()
+        self.uids = [f"1.2.826.0.1.{n}" for n in range(1, studies + 1)]
+
+    def send(self, request, **kwargs):
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(request.url)
+        query = parse_qs(url.query)
+        if url.path.endswith("/studies"):
+            offset = int(query.get("offset", ["0"])[0])
+            body = [self._study(uid) for uid in self.uids[offset : offset + 2]]
+        else:
+            uid = url.path.split("/studies/")[1].split("/")[0]
+            body = [self._instance(uid)]
+        response = requests.Response()
+        response.status_code, response.url, response.request = 200, request.url, request
+        response.headers["Content-Type"] = "application/dicom+json"
+        response._content = json.dumps(body).encode()
+        return response
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def _study(uid: str) -> dict:
+        return {"0020000D": {"vr": "UI", "Value": [uid]}, "00100020": {"vr": "LO", "Value": ["P1"]}}
+
+    @staticmethod
+    def _instance(uid: str) -> dict:
+        return {
+            "0020000D": {"vr": "UI", "Value": [uid]},
+            "0020000E": {"vr": "UI", "Value": [f"{uid}.1"]},
+            "00080018": {"vr": "UI", "Value": [f"{uid}.1.1"]},
+            "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
+            "00080060": {"vr": "CS", "Value": ["CT"]},
+            "00080020": {"vr": "DA", "Value": ["20200101"]},
+        }
+
+
+def test_a_pacs_that_caps_its_pages_is_read_to_the_end():
+    """A page shorter than the limit asked ended the read: a PACS capped at two results a
+    page gave two of its five studies, silently (and --prune then removed the rest); an
+    instance search that ignores the offset, without a count, never ended."""
+    session = requests.Session()
+    session.mount("http://pacs/", _CappedPacs(5))
+    records = list(read_server("http://pacs/dicom-web", session=session))
+    assert sorted(r.key for r in records) == [f"series/1.2.826.0.1.{n}.1" for n in range(1, 6)]

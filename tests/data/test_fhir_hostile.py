@@ -153,6 +153,22 @@ def test_nul_characters_and_overlong_ids_never_stop_a_run(store, tmp_path):
     assert (again.loaded, again.unchanged) == (0, report.loaded)
 
 
+def test_an_overlong_or_nul_element_name_is_a_warning_the_store_keeps(store, tmp_path):
+    """A bad element's warning carries its name: over the rule column's length, or with a
+    NUL, PostgreSQL refused the run's tallies and the whole run failed as it closed."""
+    resources = [
+        patient("p1", **{"x" * 100: 1}),
+        obs("o1", valueString="a", **{"bad\u0000name": 1}),
+    ]
+    report = ingest_path(store, "fhir", ndjson(tmp_path / "x.ndjson", resources))
+    assert_accounted(store, report)
+    assert report.loaded == 2
+    assert sorted(report.warnings) == [
+        "fhir.Observation.badname.invalid",
+        "fhir.Patient." + "x" * (60 - len("fhir.Patient.")),
+    ]
+
+
 def test_bulk_files_are_read_patients_first_whatever_their_names(store, tmp_path):
     """Bulk clients name files `1.Patient.ndjson` or by an opaque id: an Observation file
     sorting first left its facts dangling once patients are identified by MRN."""

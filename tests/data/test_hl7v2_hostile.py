@@ -150,3 +150,19 @@ def test_re_reading_a_feed_after_its_a40_neither_revives_the_old_patient_nor_dan
     (person,) = rows(store, "person")
     (result,) = rows(store, "measurement")
     assert result["person_id"] == person["person_id"] and person["person_source_value"] == "1001"
+
+
+def test_an_overlong_or_nul_message_type_is_skipped_not_the_run_lost(store, tmp_path):
+    """The skip rule carries MSH-9: over the rule column's length, or with a NUL, PostgreSQL
+    refused the run's tallies and the whole run failed as it closed."""
+    long = A01.replace("ADT^A01|C1", "Z" + "Q" * 120 + "^A01|C3")
+    nul = A01.replace("ADT^A01|C1", "Z\x00X^A01|C4")
+    path = tmp_path / "feed.hl7"
+    path.write_bytes((long + "\n" + nul + "\n" + A04).encode())
+    report = ingest_path(store, "hl7v2", path)
+    assert_accounted(store, report)
+    assert (report.loaded, report.skipped) == (1, 2)
+    assert sorted(report.skipped_rules) == [
+        "hl7.message_type.unhandled.ZQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+        "hl7.message_type.unhandled.ZX^A01",
+    ]

@@ -105,7 +105,13 @@ def test_the_spec_oru_keeps_its_person_for_a_malformed_birth_day(store):
 
 
 @pytest.mark.parametrize(
-    ("pid7", "born"), [("1970", (1970, None, None)), ("197005", (1970, 5, None))]
+    ("pid7", "born"),
+    [
+        ("1970", (1970, None, None)),
+        ("197005", (1970, 5, None)),
+        ("1970+0100", (1970, None, None)),  # a zone offset is no month or day
+        ("197005-0500", (1970, 5, None)),
+    ],
 )
 def test_a_partial_birth_date_is_a_year_or_month_of_birth_not_an_invented_day(
     store, tmp_path, pid7, born
@@ -117,6 +123,7 @@ def test_a_partial_birth_date_is_a_year_or_month_of_birth_not_an_invented_day(
         newline="",
     )
     report = ingest_path(store, "hl7v2", path)
+    assert_accounted(store, report)
     assert report.warnings == {} and report.quarantined == 0
     (person,) = rows(store, "person")
     assert (person["year_of_birth"], person["month_of_birth"], person["day_of_birth"]) == born

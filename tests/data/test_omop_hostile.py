@@ -4,6 +4,7 @@ than UTF-8, gzip, NUL bytes, broken quoting and misaligned rows never sink the r
 import gzip
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from flip.data.cdm import schema
@@ -62,6 +63,27 @@ def test_latin1_utf16_and_gzipped_files_load(store, tmp_path):
     assert report.warnings["omop.text_not_utf8"] == 1
     assert report.rows == {"person": 2, "visit_occurrence": 1, "condition_occurrence": 1}
     assert "José" in _persons(store)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_loads_and_a_bad_code_unit_is_a_warning(store, tmp_path, codec):
+    rows = PERSON + "1,8507,1950,1,4,0,0,Jos\xe9\n2,8532,1960,1,1,0,0,A2\n"
+    data = rows.encode(codec)  # SQL Server's bcp -w writes UTF-16 LE without a BOM
+    lone = "\ud800".encode(codec, errors="surrogatepass")  # a lone surrogate in A2's line
+    data = data[: -2 * 3] + lone + data[-2 * 3 :]
+    report = ingest_path(store, "omop", _export(tmp_path / "export", {"person.csv": data}))
+    assert_accounted(store, report)
+    assert report.rows == {"person": 2}
+    assert report.warnings["omop.text_not_utf8"] == 1
+    assert set(_persons(store)) == {"José", "\ufffdA2"}
+
+
+def test_a_cut_gzip_file_stops_the_run_naming_the_file_and_line(store, tmp_path):
+    rows = "".join(f"{n},8507,1950,1,4,0,0,P{n}\n" for n in range(1, 2000))
+    packed = gzip.compress((PERSON + rows).encode())
+    folder = _export(tmp_path / "export", {"person.csv.gz": packed[: len(packed) // 2]})
+    with pytest.raises(ValueError, match=r"person\.csv\.gz: the gzip stream is cut short"):
+        ingest_path(store, "omop", folder)
 
 
 def test_nul_byte_in_text_is_removed_with_a_warning(store, tmp_path):

@@ -155,3 +155,33 @@ def test_pid3_repetition_chosen_by_authority_oid_or_type(tmp_path):
     second = OML_PID.replace("|||", "|||X1^^^OTHER^MR~", 1)
     assert key(PersonIdentity(oid), second) == (f"{IDENTIFIED}{oid}|{value}", value)
     assert key(PersonIdentity("urn:gw", type_code="MR"), second)[1] == "X1"
+
+
+def test_a_blank_identifier_is_no_one_not_one_person_for_all(store, tmp_path):
+    """A blank value of the site's identifier (FHIR `" "`, HL7 PID-3 `" "`) keyed every such
+    patient as one person: FHIR patients merged, and in HL7 one patient replaced another."""
+    blank = [
+        {
+            "resourceType": "Patient",
+            "id": f"p{n}",
+            "identifier": [{"system": EMPI, "value": value}],
+            "gender": "female",
+            "birthDate": f"195{n}-10-24",
+        }
+        for n, value in ((1, " "), (2, "  "), (3, "\t"))
+    ]
+    fhir = ingest_path(
+        store, "fhir", write_ndjson(tmp_path / "a.ndjson", blank), person_identifier=EMPI
+    )
+    assert_accounted(store, fhir)
+    assert (fhir.loaded, fhir.skipped) == (3, 0)
+    a01 = (
+        "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101083000||ADT^A01|C{n}|P|2.5\r"
+        "PID|1||{blank}^^^MSH_EMPI^CM~L{n}^^^HOSP^MR||Doe^Jane||1950030{n}|F\r"
+    )
+    feed = tmp_path / "feed.hl7"
+    feed.write_text("\n".join(a01.format(n=n, blank=" " * n) for n in (1, 2)))
+    hl7 = ingest_path(store, "hl7v2", feed, person_identifier=IDENTITY)
+    assert_accounted(store, hl7)
+    assert (hl7.loaded, hl7.skipped) == (2, 0)
+    assert len(rows(store, "person")) == 5

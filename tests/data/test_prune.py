@@ -86,6 +86,19 @@ def test_a_full_re_export_removes_what_the_source_no_longer_holds(store, tmp_pat
     assert_accounted(store, again)
 
 
+def test_a_record_whose_key_held_a_nul_is_not_pruned_by_the_run_that_loaded_it(store, tmp_path):
+    """The store keeps the key without its NUL; the run remembered it with the NUL, so --prune
+    removed the record it had just loaded."""
+    folder = _export(tmp_path, [patient("a"), condition("c\u00001", "Patient/a")])
+    report = ingest_path(store, "fhir", folder, prune=True)
+    assert_accounted(store, report)
+    assert (report.loaded, report.pruned) == (2, 0)
+    assert len(rows(store, "condition_occurrence")) == 1
+    again = ingest_path(store, "fhir", folder, prune=True)
+    assert_accounted(store, again)
+    assert (again.unchanged, again.pruned) == (2, 0)
+
+
 def test_a_record_still_sent_but_now_quarantined_or_skipped_is_not_pruned(store, tmp_path):
     folder = _export(
         tmp_path, [patient("a"), condition("a1", "Patient/a"), condition("a2", "Patient/a")]
@@ -200,3 +213,69 @@ def test_a_record_quarantined_without_its_key_stops_the_prune(store, tmp_path):
     assert report.quarantined == 1 and report.pruned == 0
     assert report.warnings == {PRUNE_REFUSED: 1}
     assert len(rows(store, "condition_occurrence")) == 1
+
+
+def test_a_folder_of_the_same_name_elsewhere_does_not_prune_the_other(store, tmp_path):
+    """Two hospitals' `export` folders share the default system `fhir:export`: pruning B's
+    export removed every record A's had loaded."""
+    a, b = tmp_path / "a" / "export", tmp_path / "b" / "export"
+    for folder, name in ((a, "a"), (b, "b")):
+        folder.mkdir(parents=True)
+        write_ndjson(
+            folder / "all.ndjson", [patient(name), condition(f"{name}1", f"Patient/{name}")]
+        )
+    assert_accounted(store, ingest_path(store, "fhir", a))
+    report = ingest_path(store, "fhir", b, prune=True)
+    assert_accounted(store, report)
+    assert report.pruned == 0
+    assert report.warnings["prune.kept.other_location"] == 2
+    assert len(rows(store, "person")) == len(rows(store, "condition_occurrence")) == 2
+    named = ingest_path(store, "fhir", b, prune=True, source_system="fhir:export")
+    assert_accounted(store, named)
+    assert named.pruned == 2, "a named system is one source wherever it is read from"
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_prune(store, tmp_path, monkeypatch):
+    """A DICOM folder that could not be listed (an NFS mount gone stale) was only noted as
+    not read, and --prune removed every series it held."""
+    import os
+    import shutil
+
+    from tests.data.test_dicom import _persons_for
+    from tests.data.test_dicom_instances import SERIES_TREE
+
+    images = tmp_path / "images"
+    for name in ("CT2", "CR1"):
+        shutil.copytree(SERIES_TREE / "77654033" / name, images / name)
+    _persons_for(store, images)
+    assert_accounted(store, ingest_path(store, "dicom", images))
+    listed = os.scandir
+
+    def stale(path):  # root lists any folder here: the failure is simulated
+        if str(path).endswith("CR1"):
+            raise PermissionError(13, "Permission denied")
+        return listed(path)
+
+    monkeypatch.setattr(os, "scandir", stale)
+    report = ingest_path(store, "dicom", images, prune=True)
+    assert_accounted(store, report)
+    assert report.pruned == 0 and report.warnings["prune.refused.unread"] == 1
+    assert len(rows(store, "image_occurrence")) == 2
+
+
+def test_a_second_file_of_one_omop_table_stops_the_prune(store, tmp_path):
+    """An export split into person.csv and PERSON.csv.gz: one is read, the other noted as not
+    read, and --prune removed the persons only the other held."""
+    import gzip
+
+    header = "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id\n"
+    folder = tmp_path / "omop"
+    folder.mkdir()
+    (folder / "person.csv").write_text(header + "1,8507,1950,0,0\n2,8532,1960,0,0\n")
+    assert_accounted(store, ingest_path(store, "omop", folder))
+    (folder / "person.csv").write_text(header + "1,8507,1950,0,0\n")
+    (folder / "PERSON.csv.gz").write_bytes(gzip.compress((header + "2,8532,1960,0,0\n").encode()))
+    report = ingest_path(store, "omop", folder, prune=True)
+    assert_accounted(store, report)
+    assert report.pruned == 0 and report.warnings["prune.refused.unread"] == 1
+    assert len(rows(store, "person")) == 2

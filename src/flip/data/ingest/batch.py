@@ -65,6 +65,7 @@ class Batch:
         self.merges: list[tuple[int, int]] = []
         self.quarantine: list[Rejected] = []
         self.versions: dict[str, str] = {}
+        self.replaced: set[str] = set()
         self.dropped: set[int] = set()
         self.waiting = 0
         self.superseded = 0
@@ -87,6 +88,9 @@ class Batch:
                     return
             self.owners[record.key] = record
             self.rows[record.key] = []
+            replaces = getattr(record, "replaces", None)
+            if replaces is not None:
+                self.replaced.add(replaces)
             if version is not None:
                 self.versions[record.key] = version
             else:
@@ -174,8 +178,17 @@ def provenance_links(
 
 
 def older(version: str | None, than: str | None) -> bool:
-    """Whether a record version is older than another (never when either has none)."""
-    return version is not None and than is not None and version < than
+    """Whether a record version (`number|when`, as fhir.version_of writes it) is older than
+    another: by number when both numbers are digits and differ (a versionId is otherwise
+    opaque: a UUID or an ETag says nothing of order), else by time when both have one;
+    never when either has none or they cannot be compared."""
+    if version is None or than is None:
+        return False
+    number, _, when = version.partition("|")
+    other, _, other_when = than.partition("|")
+    if number != other and number.isdigit() and other.isdigit():
+        return (len(number), number) < (len(other), other)
+    return bool(when and other_when) and when < other_when
 
 
 @dataclass

@@ -4,7 +4,9 @@ PostgreSQL text cannot hold NUL (U+0000), whichever reader it came from: NULs ar
 from a record's keys when it enters the map stage, and from every text value of the rows
 a batch lays out (counted per row as the warning `text.nul_removed`). A record key is at
 most `MAX_KEY` characters (`source_record.record_key`): a record with a longer one is
-quarantined under `source.key_too_long`, its key not kept.
+quarantined under `source.key_too_long`, its key not kept. A rule or warning name a reader
+made from what the source sent (an HL7 message type, a FHIR element name) loses its NUL
+and is cut to `RULE_LENGTH` characters (`quarantine.rule`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ NUL_REMOVED = "text.nul_removed"
 #: The rule of a record whose key is longer than the store keeps.
 KEY_TOO_LONG = "source.key_too_long"
 
+#: The longest rule or warning name the store keeps.
+RULE_LENGTH = 60
+
+
+def rule_name(rule: str) -> str:
+    """A rule or warning name as the store keeps it: no NUL, at most RULE_LENGTH characters."""
+    return rule.replace(NUL, "")[:RULE_LENGTH]
+
+
+def _named(record: SourceRecord) -> SourceRecord:
+    """`record` with its rule and warning names as the store keeps them (`rule_name`)."""
+    rule = getattr(record, "rule", None)
+    if rule is not None and rule_name(rule) != rule:
+        record = replace(record, rule=rule_name(rule))  # type: ignore[type-var]
+    warnings = getattr(record, "warnings", ())
+    if any(rule_name(w) != w for w in warnings):
+        record = replace(record, warnings=tuple(map(rule_name, warnings)))  # type: ignore[type-var]
+    return record
+
 
 def too_long(key: str | None, location: str, raw: bytes) -> Rejected | None:
     """The quarantine entry of a record whose key is over MAX_KEY characters, else None."""
@@ -37,7 +58,9 @@ def too_long(key: str | None, location: str, raw: bytes) -> Rejected | None:
 def checked(record: SourceRecord) -> SourceRecord:
     """`record` with NUL removed from the keys the store looks up (its own, its person's, a
     merge's old person's), or its quarantine entry when its key is too long (a Rejected
-    keeps its own rule, without a key the store cannot keep)."""
+    keeps its own rule, without a key the store cannot keep); rule and warning names as
+    the store keeps them."""
+    record = _named(record)
     key = getattr(record, "key", None)
     person = getattr(record, "person_key", None)
     if (

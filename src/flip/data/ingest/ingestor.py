@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterable, Iterator
 
 from flip.data.cdm.store import Store
 from flip.data.ingest.batch import batches, count_records, young_collections_only
+from flip.data.ingest.clean import scrub_text
 from flip.data.ingest.convert import Converter
-from flip.data.ingest.prune import PRUNE_REFUSED, prune
+from flip.data.ingest.prune import PRUNE_REFUSED, PRUNE_REFUSED_UNREAD, prune
 from flip.data.ingest.report import IngestReport
 from flip.data.ingest.write import Writer
-from flip.data.sources.records import EventBlock, Rejected, SourceRecord
+from flip.data.sources.records import EventBlock, Rejected, SourceRecord, Unread
 from flip.data.terminology.vocabulary import Vocabulary
 
 
@@ -23,7 +24,8 @@ class Ingestor:
 
     `start()`, then `write()` batch by batch (each commits whole), then `finish()`;
     `run()` does all three for an iterable of records. With `prune`, a completed run then
-    removes what earlier runs of the source system loaded and this one did not read.
+    removes what earlier runs of the source system loaded and this one did not read;
+    with `prune_from` too, only what runs that read that location (source_uri) loaded.
     """
 
     def __init__(
@@ -34,12 +36,15 @@ class Ingestor:
         derive_periods: bool = True,
         *,
         prune: bool = False,
+        prune_from: str | None = None,
     ) -> None:
         self.converter = Converter(store, vocabulary, source_system)
         self.writer = Writer(store, source_system, derive_periods)
         self.report: IngestReport | None = None
         self.seen: set[str] | None = set() if prune else None
+        self.prune_from = prune_from
         self.unkeyed = 0
+        self.failed_reads = 0
 
     @property
     def store(self) -> Store:
@@ -66,6 +71,7 @@ class Ingestor:
         if self.seen is not None:
             self.seen.update(_keys(records))
             self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
+            self.failed_reads += sum(type(r) is Unread and r.failed for r in records)
         batch = self.converter.convert(records, report, final)
         self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting
@@ -81,10 +87,20 @@ class Ingestor:
                 report.read += count_records(batch)
             if self.seen is not None and status == "completed":
                 writer = self.writer
-                if self.unkeyed:
-                    report.warnings[PRUNE_REFUSED] += self.unkeyed
+                if self.unkeyed or self.failed_reads:
+                    if self.unkeyed:
+                        report.warnings[PRUNE_REFUSED] += self.unkeyed
+                    if self.failed_reads:
+                        report.warnings[PRUNE_REFUSED_UNREAD] += self.failed_reads
                 else:
-                    prune(writer.store, writer.system, self.seen, report, writer.derive_periods)
+                    prune(
+                        writer.store,
+                        writer.system,
+                        self.seen,
+                        report,
+                        writer.derive_periods,
+                        location=self.prune_from,
+                    )
         except BaseException:
             status = "failed"
             raise
@@ -126,11 +142,12 @@ class Ingestor:
 
 
 def _keys(records: list[SourceRecord]) -> Iterator[str]:
-    """The record keys of a batch (each event's of an EventBlock)."""
+    """The record keys of a batch (each event's of an EventBlock), as the store keeps them
+    (without NUL: see clean)."""
     for record in records:
         if type(record) is EventBlock:
-            yield from (e.key for e in record.events)
+            yield from (scrub_text(e.key) for e in record.events)
         else:
             key = getattr(record, "key", None)
             if key is not None:
-                yield key
+                yield scrub_text(key)

@@ -4,7 +4,10 @@ Opt-in (`--prune`). After a run completes, every record an earlier run of the sa
 system loaded whose key the run did not read (loaded, unchanged, quarantined or skipped all
 count as read) loses its rows and their provenance, in one transaction. A person another
 source system's rows still refer to is kept, counted under PERSON_KEPT. A run that read
-nothing prunes nothing: an empty or misnamed export never empties the store.
+nothing prunes nothing: an empty or misnamed export never empties the store. When the
+source system was not named but taken from a folder's name (two hospitals' `export`
+folders share `fhir:export`), only records last loaded from the same location are
+removed; the others are kept, counted under OTHER_LOCATION.
 """
 
 from __future__ import annotations
@@ -22,28 +25,49 @@ PERSON_KEPT = "prune.person_still_referenced"
 #: The warning counted, per keyless quarantined record, when a run does not prune for them.
 PRUNE_REFUSED = "prune.refused.unkeyed_quarantine"
 
+#: The warning counted, per folder or file that could not be read, when a run does not prune.
+PRUNE_REFUSED_UNREAD = "prune.refused.unread"
+
+#: The warning counted per record kept because a run from another location loaded it.
+OTHER_LOCATION = "prune.kept.other_location"
+
 #: Tables whose rows belong to a person and go with them (derived or one per person).
 _OF_PERSON = ("death", "observation_period")
 
 
 def prune(
-    store: Store, system: str, seen: set[str], report: IngestReport, derive_periods: bool
+    store: Store,
+    system: str,
+    seen: set[str],
+    report: IngestReport,
+    derive_periods: bool,
+    location: str | None = None,
 ) -> None:
-    """Remove the rows of `system`'s records whose keys are not in `seen`; count them in
-    `report.pruned` (records) and `report.pruned_rows` (rows per table)."""
+    """Remove the rows of `system`'s records whose keys are not in `seen` (with `location`,
+    only those last loaded by a run that read it); count them in `report.pruned` (records)
+    and `report.pruned_rows` (rows per table)."""
     if report.read == 0:
         return
-    source = schema.source_record
+    source, run = schema.source_record, schema.ingest_run
     with store.begin() as conn:
         stored = conn.execute(
-            select(source.c.record_key, source.c.cdm_table, source.c.cdm_id).where(
-                source.c.source_system == system
-            )
+            select(source.c.record_key, source.c.cdm_table, source.c.cdm_id, run.c.source_uri)
+            .outerjoin(run, run.c.ingest_run_id == source.c.ingest_run_id)
+            .where(source.c.source_system == system)
         ).all()
         gone: dict[str, list[tuple[str, int]]] = {}
-        for key, table, cdm_id in stored:
-            if key not in seen:
+        elsewhere: set[str] = set()
+        for key, table, cdm_id, uri in stored:
+            if key in seen:
+                continue
+            if location is not None and uri != location:
+                elsewhere.add(key)
+            else:
                 gone.setdefault(key, []).append((table, cdm_id))
+        if elsewhere:  # a key also loaded from this location is kept too
+            report.warnings[OTHER_LOCATION] += len(elsewhere)
+            for key in elsewhere & gone.keys():
+                del gone[key]
         if not gone:
             return
         people = {key for key, rows in gone.items() if any(t == "person" for t, _ in rows)}

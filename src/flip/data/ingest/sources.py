@@ -53,8 +53,10 @@ def ingest_path(
     patients with the same value are one person across resources, sources and kinds;
     `reading` (fhir) the records of `path` already being read (`fhir.read_path_ahead`).
     With `prune`, `path` is a full re-export of the source system: what earlier runs of
-    it loaded and this one does not read is removed (flip.data.ingest.prune). An HL7 v2
-    feed is partial by nature: pruning it needs an explicit `source_system`.
+    it loaded and this one does not read is removed (flip.data.ingest.prune); without a
+    `source_system`, only what was loaded from the same location (two folders of one name
+    share a default system). An HL7 v2 feed is partial by nature: pruning it needs an
+    explicit `source_system`.
     """
     from flip.data.sources import fhir, hl7v2, tabular
     from flip.data.sources.readahead import read_ahead
@@ -66,14 +68,16 @@ def ingest_path(
         )
     identity = PersonIdentity.of(person_identifier)
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
+    located = str(path.resolve()) if path is not None else None
     if kind in ("fhir", "hl7v2"):
         if kind == "hl7v2":
             records, name = hl7v2.read_path(path, identity), source_system or hl7v2.FEED
         else:
             records = reading if reading is not None else fhir.read_path(path, identity)
             name = source_system or f"fhir:{path.name}"
-        ingestor = Ingestor(store, vocabulary, name, prune=prune)
-        return ingestor.run(records, kind=kind, uri=str(path), progress=progress)
+        scope = None if source_system else located
+        ingestor = Ingestor(store, vocabulary, name, prune=prune, prune_from=scope)
+        return ingestor.run(records, kind=kind, uri=str(located), progress=progress)
     if kind == "dicom":
         from flip.data.sources import dicom, dicomweb
 
@@ -81,25 +85,29 @@ def ingest_path(
             records, where = dicomweb.read_server(url), url.rstrip("/")
             name = source_system or f"dicomweb:{where}"
         else:
-            records, where = dicom.read_path(path), str(path)
+            records, where = dicom.read_path(path), str(located)
             name = source_system or f"dicom:{path.name}"
-        ingestor = Ingestor(store, vocabulary, name, prune=prune)
+        scope = None if source_system else where
+        ingestor = Ingestor(store, vocabulary, name, prune=prune, prune_from=scope)
         ingestor.know_persons_by_source_value(dicom.MRN_PREFIX)
         return ingestor.run(records, kind=kind, uri=where, progress=progress)
     if kind == "omop":
         from flip.data.sources import omop
 
         name = source_system or f"omop:{path.name if path else 'database'}"
-        ingestor = Ingestor(store, vocabulary, name, derive_periods=False, prune=prune)
-        if url:
-            engine = create_engine(url)
-            try:
-                records = omop.read_database(engine, schema_name)
-                where = engine.url.render_as_string(hide_password=True)
-                return ingestor.run(records, kind=kind, uri=where, progress=progress)
-            finally:
-                engine.dispose()
-        return ingestor.run(omop.read_folder(path), kind=kind, uri=str(path), progress=progress)
+        engine = create_engine(url) if url else None
+        where = engine.url.render_as_string(hide_password=True) if engine else str(located)
+        scope = None if source_system else where
+        ingestor = Ingestor(
+            store, vocabulary, name, derive_periods=False, prune=prune, prune_from=scope
+        )
+        if engine is None:
+            return ingestor.run(omop.read_folder(path), kind=kind, uri=where, progress=progress)
+        try:
+            records = omop.read_database(engine, schema_name)
+            return ingestor.run(records, kind=kind, uri=where, progress=progress)
+        finally:
+            engine.dispose()
     if kind in ("csv", "sql"):
         spec = tabular.TableMapping.load(
             mapping or (path / "mapping.yaml" if kind == "csv" else path)

@@ -92,6 +92,7 @@ class Writer:
                     delete_row(conn, table, cdm_id)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
+            self._retire(conn, batch.replaced - batch.sources.keys())
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
@@ -138,6 +139,21 @@ class Writer:
         for key, table, cdm_id, digest, run, version in found:
             existing.setdefault(key, []).append((table, cdm_id, digest, run, version))
         return existing
+
+    def _retire(self, conn: Connection, keys: set[str]) -> None:
+        """Remove the rows and provenance of earlier records whose place a record of the
+        batch takes (`SourceEvent.replaces`)."""
+        if not keys:
+            return
+        provenance = schema.source_record
+        with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
+            found = conn.execute(
+                select(provenance.c.cdm_table, provenance.c.cdm_id)
+                .where(provenance.c.source_system == self.system)
+                .where(wanted)
+            ).all()
+        for table, cdm_id in found:
+            delete_row(conn, table, cdm_id)
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []

@@ -8,7 +8,9 @@ or a CSV extract carried), so images are ingested after the patients.
 Every file is accounted for, and each instance keeps its own provenance. The
 first image instance of a series (in file-name order) stands for the series and
 becomes its image_occurrence row; each later instance of that series becomes an
-image_instance row (record key `instance/<SOP Instance UID>`) linked to it. A second
+image_instance row (record key `instance/<SOP Instance UID>`) linked to it; a file that
+comes to stand for its series (the one before it removed) takes the place of its
+instance row. A second
 file of an instance already read (the same SOP Instance UID) is skipped under
 `dicom.instance_repeated`. A gzip-compressed file (`.dcm.gz`, or gzip's magic
 bytes under any name) is read as the DICOM file it holds. A non-image object (RT plan,
@@ -79,7 +81,8 @@ def _folder(folder: Path, seen: dict[str, Path]) -> Iterator[Path | Unread]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        yield Unread(str(folder), f"the folder cannot be listed: {exc.strerror or exc}")
+        reason = f"the folder cannot be listed: {exc.strerror or exc}"
+        yield Unread(str(folder), reason, failed=True)
         return
     for entry in entries:
         if entry.name.startswith("."):
@@ -376,6 +379,7 @@ def series_record(ds: pydicom.Dataset, location: str, **where: str) -> SourceRec
             **where,
         },
         warnings=warnings,
+        replaces=_instance_key(ds),
     )
 
 

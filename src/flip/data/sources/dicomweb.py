@@ -1,6 +1,7 @@
 """A PACS over DICOMweb -> one image_occurrence row per series, pointing at its WADO-RS URL.
 
-QIDO-RS finds the studies, page by page, and each study's instances in one search
+QIDO-RS finds the studies, page by page until one brings none new, and each study's
+instances in one search
 whose attributes carry their series (Series Instance UID, Modality, dates): no
 search per series. Only attributes travel, and the pixels stay in the PACS (a row
 keeps the series' or instance's WADO-RS URL for a task that needs them). A series
@@ -45,7 +46,9 @@ class DicomWebError(RuntimeError):
 def read_server(
     base_url: str, page: int = 100, session: requests.Session | None = None
 ) -> Iterator[SourceRecord]:
-    """Every instance of every study on the server, studies `page` at a time, as records.
+    """Every instance of every study on the server, studies `page` at a time, as records,
+    until a page brings no study not seen before (a server may cap a page below `page`, or
+    ignore the offset).
 
     `session` carries what the PACS needs of each request (credentials, certificates).
     """
@@ -55,12 +58,17 @@ def read_server(
     web = DICOMwebClient(url=base, session=session)
     account = SeriesAccount()
     offset = 0
+    read: set[str] = set()
     while True:
         studies = _ask(
             base, offset, web.search_for_studies, offset=offset, limit=page, fields=STUDY_FIELDS
         )
-        for study in studies:
+        fresh = [s for s in studies if _value(s, "0020000D") not in read]
+        if not fresh:
+            return
+        for study in fresh:
             uid = _value(study, "0020000D")
+            read.add(uid)
             count = _value(study, "00201208")
             expected = int(count) if count.isdigit() else None
             found = _study_instances(base, offset, web.search_for_instances, uid, expected)
@@ -72,8 +80,6 @@ def read_server(
                 for instance in sorted(instances, key=_instance_order):
                     location = f"{where}/instances/{_value(instance, '00080018')}"
                     yield _instance(account, {**study, **instance}, location, where)
-        if len(studies) < page:
-            return
         offset += len(studies)
 
 
@@ -82,12 +88,16 @@ def _study_instances(
 ) -> list[dict[str, Any]]:
     """A study's instances: one search, and more only while fewer than the study's count of
     instances came back (a server may cut a result short); without a count, until one
-    comes back empty."""
+    brings no instance not seen before (empty, or the same again from a server that
+    ignores the offset)."""
     found: list[dict[str, Any]] = []
+    uids: set[str] = set()
     while True:
         more = _ask(base, done, search, uid, fields=INSTANCE_FIELDS, offset=len(found))
-        found += more
-        if not more or (expected is not None and len(found) >= expected):
+        fresh = [i for i in more if _value(i, "00080018") not in uids]
+        uids.update(_value(i, "00080018") for i in fresh)
+        found += fresh
+        if not fresh or (expected is not None and len(found) >= expected):
             return found
 
 

@@ -241,7 +241,12 @@ class _Converter:
         identifier = m.identifier[0].value if m.identifier else self.key
         key = self.key
         chosen = next(
-            (i.value for i in m.identifier or [] if self.refs.is_person_system(i.system)), None
+            (
+                i.value
+                for i in m.identifier or []
+                if i.value and i.value.strip() and self.refs.is_person_system(i.system)
+            ),
+            None,
         )
         warnings: tuple[str, ...] = ()
         identified = self.refs.identity.key(chosen) if chosen and self.refs.identity else None

@@ -246,10 +246,11 @@ def _records(
 
 
 def _identifier(m: _Message, segment: Any, field: int) -> tuple[str, str]:
-    """(ID, assigning authority) of the first repetition of a CX field that has an ID."""
+    """(ID, assigning authority) of the first repetition of a CX field that has an ID (a
+    blank one is none)."""
     for repeat in range(1, m.repeats(segment, field) + 1):
         identifier = m.get(segment, field, 1, repeat)
-        if identifier:
+        if identifier.strip():
             return identifier, m.get(segment, field, 4, repeat)
     return "", ""
 
@@ -264,7 +265,7 @@ def _identified(r: _Reader, segment: Any, field: int) -> str | None:
         value = m.get(segment, field, 1, repeat)
         authority = _components(m, segment, field, repeat, 4)
         kind = m.get(segment, field, 5, repeat)
-        if value and identity.in_hl7(authority[0], authority[1], kind):
+        if value.strip() and identity.in_hl7(authority[0], authority[1], kind):
             return value
     return None
 

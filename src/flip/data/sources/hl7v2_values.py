@@ -38,10 +38,14 @@ def timestamp(value: str) -> date | None:
 def birth(value: str) -> tuple[date | None, int]:
     """A PID-7 value and how many of its year, month and day it gave (3, 2 or 1, as
     `SourcePerson.birth_parts` counts them): `1970` is 1970 and `197005` May 1970, each
-    its first day, no day invented. Raise ValueError when malformed."""
+    its first day, no day invented (`1970+0100` too: a zone is no day). Raise ValueError
+    when malformed."""
     when = timestamp(value)
-    digits = len(value.strip())
-    return when, 3 if when is None or digits >= 8 else 2 if digits >= 6 else 1
+    found = _DTM.match(value.strip())
+    if when is None or found is None:
+        return when, 3
+    _, month, day, *_ = found.groups()
+    return when, 3 if day else 2 if month else 1
 
 
 def truncated(value: str) -> tuple[date | None, int]:

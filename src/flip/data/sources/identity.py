@@ -49,9 +49,11 @@ class PersonIdentity:
         return cls(value) if value.strip() else None
 
     def key(self, value: str) -> str | None:
-        """The person key of an identifier value; None when it is too long to be a key."""
-        key = f"{IDENTIFIED}{self.system}|{value.strip()}"
-        return key if len(key) <= MAX_KEY else None
+        """The person key of an identifier value; None when it is blank (no identifier: a
+        blank is no one's, not one person's) or too long to be a key."""
+        value = value.strip()
+        key = f"{IDENTIFIED}{self.system}|{value}"
+        return key if value and len(key) <= MAX_KEY else None
 
     def is_system(self, system: str | None) -> bool:
         """Whether a FHIR identifier system is this one, as sites spell it."""

@@ -343,7 +343,7 @@ def read_folder(folder: Path) -> Iterator[SourceRecord]:
     for name in TABLES:
         paths = files.pop(name, [])
         for extra in paths[1:]:
-            yield Unread(str(extra), f"{paths[0].name} was read for {name}")
+            yield Unread(str(extra), f"{paths[0].name} was read for {name}", failed=True)
         if paths:
             yield from read_file(paths[0], schema.metadata.tables[name])
     for name, paths in files.items():

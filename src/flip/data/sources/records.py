@@ -76,6 +76,9 @@ class SourceEvent:
     the source key of the provider who performed or recorded it. `value_sent` and
     `unit_sent` keep the value and unit as the source wrote them when the reader
     converted or nulled them (else the source values are `value` and `unit`).
+    `replaces` is the key of an earlier record of the same source this one takes the place
+    of (a DICOM file that now stands for its series, once stored as one of its instances):
+    that record's rows and provenance are removed when this one is written.
     """
 
     key: str
@@ -101,6 +104,7 @@ class SourceEvent:
     value_sent: str | None = None
     unit_sent: str | None = None
     version: str | None = None
+    replaces: str | None = None
 
 
 class BlockEvent(NamedTuple):
@@ -209,10 +213,12 @@ class Skipped:
 
 @dataclass(slots=True)
 class Unread:
-    """A file or table in a source that the reader did not read, and why (not a record)."""
+    """A file or table in a source that the reader did not read, and why (not a record);
+    `failed` when it could not be read (it may hold records), not left out by a rule."""
 
     location: str
     reason: str
+    failed: bool = False
 
 
 @dataclass(slots=True)

@@ -1,10 +1,14 @@
 """Open a text table file as exports write it, the one decoder of every CSV-like reader:
-UTF-8 with or without a BOM, UTF-16 with its BOM (Excel's "Unicode text"), or bytes of a
-Windows-1252/Latin-1 file (SQL Server and Excel on Windows); plain or gzip-compressed
-(known by gzip's magic number, `person.csv.gz`). Universal line ends, as `csv` needs.
+UTF-8 with or without a BOM, UTF-16 with its BOM (Excel's "Unicode text") or without one
+(SQL Server's `bcp -w`: known by the NUL bytes beside the header's first two characters),
+or bytes of a Windows-1252/Latin-1 file (SQL Server and Excel on Windows); plain or
+gzip-compressed (known by gzip's magic number, `person.csv.gz`). Universal line ends, as
+`csv` needs.
 
-A byte that is not UTF-8 is read as Windows-1252 (Latin-1 where 1252 has no character);
+A byte that is not UTF-8 is read as Windows-1252 (Latin-1 where 1252 has no character),
+and bytes that are not UTF-16 (a lone surrogate, an odd last byte) as U+FFFD;
 `TextLines.legacy` counts the lines that held one, so a reader can warn about their rows.
+A gzip stream cut short or corrupt is a ValueError naming the file and the last line read.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -79,18 +84,28 @@ class TextLines:
             compressed = plain.read(2) == _GZIP
             plain.seek(0)
             with gzip.GzipFile(fileobj=plain) if compressed else nullcontext(plain) as raw:
-                yield from self._decode(raw)
+                lines = 0
+                try:
+                    for line in self._decode(raw):
+                        lines += 1
+                        yield line
+                except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                    raise ValueError(
+                        f"{self.path}: the gzip stream is cut short or corrupt after line "
+                        f"{lines}: {exc}"
+                    ) from exc
 
     def _decode(self, raw: BinaryIO) -> Iterator[tuple[bytes, str]]:
         """`raw_lines` of an open binary file."""
         head = raw.read(4)
         raw.seek(0)
-        wide = self.encoding is not None and self.encoding.startswith(("utf-16", "utf-32"))
-        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or wide:
-            wrapper = io.TextIOWrapper(
-                raw, encoding=self.encoding if wide else "utf-16", newline=""
-            )
+        wide = self.encoding if self.encoding and self.encoding.startswith("utf-") else None
+        if wide is None or not wide.startswith(("utf-16", "utf-32")):
+            wide = _wide(head, self.encoding)
+        if wide is not None:
+            wrapper = io.TextIOWrapper(raw, encoding=wide, errors="replace", newline="")
             for text in wrapper:
+                self.legacy += "\ufffd" in text
                 yield text.encode(), text
             return
         encoding = self.encoding or "utf-8"
@@ -109,6 +124,20 @@ class TextLines:
                     yield piece.encode(encoding, errors="replace"), piece
             else:
                 yield line, text
+
+
+def _wide(head: bytes, encoding: str | None) -> str | None:
+    """The UTF-16 codec of a file by its first bytes (a BOM, or NUL beside each of the first
+    two characters when no other encoding is configured), else None."""
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16"
+    if encoding is not None or len(head) < 4:
+        return None
+    if head[1] == head[3] == 0 and head[0] and head[2]:
+        return "utf-16-le"
+    if head[0] == head[2] == 0 and head[1] and head[3]:
+        return "utf-16-be"
+    return None
 
 
 def first_line(path: Path, encoding: str | None = None) -> str:

@@ -157,15 +157,20 @@ def test_agent_applies_the_site_policy_to_queries_and_tasks(world):
     ledger.close()
 
 
-def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
-    _, site, client, researcher = world
+def _approved_run(site, client, researcher, rounds: int) -> tuple[int, str, int]:
+    """(project, task hash, run) of a run of a task the site approved, in a new project."""
     pid = researcher.create_project("p")
     researcher.invite(pid, ["st-a"])
     spec = mace_task()
     digest = task_hash(spec)
     researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
     decide(site, client, pid, digest, "approved", by="admin")
-    run = researcher.create_run(pid, digest, 2)
+    return pid, digest, researcher.create_run(pid, digest, rounds)
+
+
+def test_agent_shares_its_run_log_only_when_its_policy_says_so(world):
+    _, site, client, researcher = world
+    pid, digest, run = _approved_run(site, client, researcher, rounds=2)
     agent = SiteAgent(site, client)
     agent.run_once()
     assert researcher.run(run)["logs"] == {}, "not shared by default"
@@ -196,13 +201,7 @@ def test_agent_shares_a_run_log_longer_than_one_request_holds(world):
     restarted after one, which sends everything again) made every poll fail after its work,
     so the agent never reached starting its SuperNode again."""
     _, site, client, researcher = world
-    pid = researcher.create_project("p")
-    researcher.invite(pid, ["st-a"])
-    spec = mace_task()
-    digest = task_hash(spec)
-    researcher.propose_task(pid, digest, spec.kind, spec.model_dump(mode="json"))
-    decide(site, client, pid, digest, "approved", by="admin")
-    run = researcher.create_run(pid, digest, 1500)
+    pid, digest, run = _approved_run(site, client, researcher, rounds=1500)
     site.policy = SitePolicy(share_logs=True)
     agent = SiteAgent(site, client)
     agent.run_once()

@@ -114,9 +114,9 @@ def test_every_answer_conforms_to_the_schema_for_every_role(case, role):
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=26, deadline=None, suppress_health_check=list(HealthCheck))
 def test_many_answers_conform_to_the_schema_for_every_role(case, role):
-    """The long run: 30 calls per operation and role."""
+    """The long run: 26 calls per operation and role (the issue asks for more than 25)."""
     _call_as(case, role)
 
 

@@ -38,12 +38,14 @@ class TaskSpec(BaseModel):
     )
     data: TabularSpec
     learning_rate: float = Field(0.2, gt=0)
-    local_epochs: int = Field(5, ge=1)
-    batch_size: int = Field(32, ge=1)
+    local_epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=10_000_000)
     l2: float = Field(1e-3, ge=0)
     test_fraction: float = Field(0.25, gt=0, lt=1)
-    seed: int = 0
-    rounds: int | None = Field(None, ge=1, description="Rounds the privacy budget is computed for.")
+    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
+    rounds: int | None = Field(
+        None, ge=1, le=100_000, description="Rounds the privacy budget is computed for."
+    )
     privacy: PrivacySpec | None = None
     secure_aggregation: bool = Field(
         False,

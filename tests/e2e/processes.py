@@ -74,13 +74,6 @@ class Hub:
             str(self.port),
             "--log-level",
             "warning",
-            "--flower",
-            "--flower-port",
-            str(self.flower_port),
-            "--flower-dir",
-            str(self.folder / "hub-flower"),
-            "--round-timeout",
-            "120",
             "--signing-key",
             str(self.folder / "hub-signing.key"),
         ]

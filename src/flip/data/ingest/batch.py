@@ -70,6 +70,21 @@ class Batch:
         self.waiting = 0
         self.superseded = 0
         self.merged_before = 0
+        #: source_record rows (role CONFIRMS) of records naming a person another source
+        #: system produced, by record key.
+        self.confirmations: dict[str, dict[str, object]] = {}
+
+    def confirm(self, record: SourcePerson, table: str, cdm_id: int) -> None:
+        """Trace `record` (counted as skipped) to the row of another source it names."""
+        self.confirmations[record.key] = {
+            "cdm_table": table,
+            "cdm_id": cdm_id,
+            "record_key": record.key,
+            "location": record.location,
+            "content_hash": hashlib.sha256(record.raw).hexdigest(),
+            "source_version": getattr(record, "version", None),
+            "role": schema.CONFIRMS,
+        }
 
     def add(
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow

@@ -2,7 +2,9 @@
 
 A record's identity is (source system, record key): an unchanged record adds nothing,
 a changed one replaces the rows it produced before, and every CDM row is linked to the
-record and run that produced it in source_record.
+record and run that produced it in source_record (role PRODUCED), and to each record of
+another source system that names it (a patient known by the site's person identifier:
+role CONFIRMS, which owns nothing of the row and is re-written on each run).
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class Writer:
                     continue
                 again_new += earlier
                 for table, cdm_id, _, run, _ in old:
-                    delete_row(conn, table, cdm_id)
+                    delete_row(conn, table, cdm_id, keep_others=True)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
             self._retire(conn, batch.replaced - batch.sources.keys())
@@ -100,6 +102,7 @@ class Writer:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
+            self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale)
             if superseded:
@@ -134,6 +137,7 @@ class Writer:
                     provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.PRODUCED)
                 .where(wanted)
             ).all()
         for key, table, cdm_id, digest, run, version in found:
@@ -150,10 +154,31 @@ class Writer:
             found = conn.execute(
                 select(provenance.c.cdm_table, provenance.c.cdm_id)
                 .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.PRODUCED)
                 .where(wanted)
             ).all()
         for table, cdm_id in found:
             delete_row(conn, table, cdm_id)
+
+    def _confirm(self, conn: Connection, batch: Batch, run_id: int) -> None:
+        """Write the batch's confirmations, replacing this source system's earlier ones of
+        the same records."""
+        if not batch.confirmations:
+            return
+        provenance = schema.source_record
+        keys = sorted(batch.confirmations)
+        with values_in(conn, provenance.c.record_key, keys) as wanted:
+            conn.execute(
+                delete(provenance)
+                .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.CONFIRMS)
+                .where(wanted)
+            )
+        rows = [
+            {**row, "source_system": self.system, "ingest_run_id": run_id}
+            for row in batch.confirmations.values()
+        ]
+        bulk_insert(conn, provenance, rows)
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
@@ -207,13 +232,18 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
         conn.execute(insert(tally), rows)
 
 
-def delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
-    """Delete one CDM row and its provenance."""
+def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool = False) -> None:
+    """Delete one CDM row and its provenance; with `keep_others` (the row is about to be
+    written again under the same id) the records of other source systems that confirm it
+    keep theirs."""
     table = schema.metadata.tables[table_name]
     primary = next(iter(table.primary_key.columns))
     conn.execute(delete(table).where(primary == cdm_id))
     source = schema.source_record
-    conn.execute(delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id))
+    found = delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id)
+    if keep_others:
+        found = found.where(source.c.role == schema.PRODUCED)
+    conn.execute(found)
 
 
 def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:

@@ -56,6 +56,13 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
                 .where(schema.ingest_tally.c.kind == "skipped")
             ).all()
         )
+        withdrawn = dict(
+            conn.execute(
+                select(schema.ingest_tally.c.rule, schema.ingest_tally.c.count)
+                .where(schema.ingest_tally.c.ingest_run_id == run)
+                .where(schema.ingest_tally.c.kind == "withdrawn")
+            ).all()
+        )
         pruned = dict(
             conn.execute(
                 select(schema.ingest_tally.c.rule, schema.ingest_tally.c.count)
@@ -80,3 +87,5 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
     assert sum(tallies.values()) == report.skipped
     assert pruned == dict(report.pruned_rows), (pruned, report.as_dict())
     assert (report.pruned == 0) == (not report.pruned_rows), report.as_dict()
+    assert withdrawn == dict(report.withdrawn_rows), (withdrawn, report.as_dict())
+    assert (report.withdrawn == 0) == (not report.withdrawn_rows), report.as_dict()

@@ -317,6 +317,12 @@ def _print_report(report) -> None:
             "table",
             "rows",
         ),
+        (
+            f"Withdrawn: {report.withdrawn} records re-sent as not facts",
+            report.withdrawn_rows,
+            "table",
+            "rows",
+        ),
     ):
         if counter:
             t = Table(title=title)

@@ -740,8 +740,9 @@ ingest_run = Table(
 )
 
 #: Per ingest run, how many records each rule skipped, how many optional fields each rule
-#: nulled with a warning, and how many records carried each unmapped "system|code"
-#: (`kind` is "skipped", "warning" or "unmapped").
+#: nulled with a warning, how many records carried each unmapped "system|code", and the
+#: rows per table it pruned or withdrew (`kind` is "skipped", "warning", "unmapped",
+#: "pruned" or "withdrawn").
 ingest_tally = Table(
     "ingest_tally",
     metadata,

@@ -209,6 +209,8 @@ class Converter:
         if isinstance(record, Skipped):
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
+            if record.withdraws and record.key is not None:
+                out.withdraw(record.key)
             return None
         if type(record) is SourcePerson and record.key in self.identified:
             self._same_person(record, report)

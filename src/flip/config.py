@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field, field_validator
@@ -127,10 +128,12 @@ class SiteConfig(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    """What an ingest reads from site.yaml: the site's code systems and person identifier."""
+    """What an ingest reads from site.yaml: the site's code systems, person identifier and
+    the day order of its OMOP exports' day- or month-first dates ("dmy" or "mdy")."""
 
     code_systems: dict[str, str] = Field(default_factory=dict)
     person_identifier: PersonIdentifier | None = None
+    date_order: Literal["dmy", "mdy"] | None = None
 
     _identifier = field_validator("person_identifier", mode="before")(_person_identifier)
 
@@ -144,5 +147,6 @@ class IngestSettings(BaseModel):
             {
                 "code_systems": data.get("code_systems") or {},
                 "person_identifier": data.get("person_identifier"),
+                "date_order": data.get("date_order"),
             }
         )

@@ -6,13 +6,14 @@ from sqlalchemy import func, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store
-from flip.data.ingest import IngestReport
+from flip.data.ingest import SAME_PERSON, IngestReport
 
 
 def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> None:
     """Every record read is loaded, unchanged, quarantined or skipped, and the run's row,
-    its source_record and quarantine rows and its tallies say the same as the report
-    (rows written per table included), and its pruned records and rows too."""
+    its source_record (the rows its records produced) and quarantine rows and its tallies
+    say the same as the report (rows written per table included), and its pruned records
+    and rows too; its records that confirm another source's person are skipped ones."""
     assert report.read == (
         report.loaded + report.unchanged + report.quarantined + report.skipped
     ), report.as_dict()
@@ -28,18 +29,23 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
                 schema.ingest_run.c.records_pruned,
             ).where(schema.ingest_run.c.ingest_run_id == run)
         ).one()
+        source = schema.source_record
+        produced = (source.c.ingest_run_id == run, source.c.role == schema.PRODUCED)
         keys = conn.execute(
-            select(func.count(func.distinct(schema.source_record.c.record_key))).where(
-                schema.source_record.c.ingest_run_id == run
-            )
+            select(func.count(func.distinct(source.c.record_key))).where(*produced)
         ).scalar_one()
         linked = dict(
             conn.execute(
-                select(schema.source_record.c.cdm_table, func.count())
-                .where(schema.source_record.c.ingest_run_id == run)
-                .group_by(schema.source_record.c.cdm_table)
+                select(source.c.cdm_table, func.count())
+                .where(*produced)
+                .group_by(source.c.cdm_table)
             ).all()
         )
+        confirmed = conn.execute(
+            select(func.count())
+            .select_from(source)
+            .where(source.c.ingest_run_id == run, source.c.role == schema.CONFIRMS)
+        ).scalar_one()
         quarantined = conn.execute(
             select(func.count()).where(schema.quarantine.c.ingest_run_id == run)
         ).scalar_one()
@@ -48,6 +54,13 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
                 select(schema.ingest_tally.c.rule, schema.ingest_tally.c.count)
                 .where(schema.ingest_tally.c.ingest_run_id == run)
                 .where(schema.ingest_tally.c.kind == "skipped")
+            ).all()
+        )
+        withdrawn = dict(
+            conn.execute(
+                select(schema.ingest_tally.c.rule, schema.ingest_tally.c.count)
+                .where(schema.ingest_tally.c.ingest_run_id == run)
+                .where(schema.ingest_tally.c.kind == "withdrawn")
             ).all()
         )
         pruned = dict(
@@ -66,9 +79,13 @@ def assert_accounted(store: Store, report: IngestReport, *, merges: int = 0) -> 
         report.pruned,
     )
     assert keys == report.loaded - merges, (keys, report.as_dict())
+    # a patient record naming a person another source loaded is skipped, and traced to it
+    assert confirmed <= report.skipped_rules.get(SAME_PERSON, 0), (confirmed, report.as_dict())
     assert linked == {t: n for t, n in report.rows.items() if n}, (linked, report.as_dict())
     assert quarantined == report.quarantined, (quarantined, report.as_dict())
     assert tallies == dict(report.skipped_rules)
     assert sum(tallies.values()) == report.skipped
     assert pruned == dict(report.pruned_rows), (pruned, report.as_dict())
     assert (report.pruned == 0) == (not report.pruned_rows), report.as_dict()
+    assert withdrawn == dict(report.withdrawn_rows), (withdrawn, report.as_dict())
+    assert (report.withdrawn == 0) == (not report.withdrawn_rows), report.as_dict()

@@ -1,5 +1,6 @@
 """One person whatever the source kind: the site's person identifier in FHIR, HL7 v2 and tables."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -185,3 +186,59 @@ def test_a_blank_identifier_is_no_one_not_one_person_for_all(store, tmp_path):
     assert_accounted(store, hl7)
     assert (hl7.loaded, hl7.skipped) == (2, 0)
     assert len(rows(store, "person")) == 5
+
+
+def _person_provenance(store, pid: int) -> list[tuple[str, str, str]]:
+    s = schema.source_record
+    with store.connect() as conn:
+        found = conn.execute(
+            select(s.c.source_system, s.c.role, s.c.location).where(
+                s.c.cdm_table == "person", s.c.cdm_id == pid
+            )
+        ).all()
+    return sorted(
+        (system, role, Path(re.split("[:@#]", location)[0]).name)
+        for system, role, location in found
+    )
+
+
+def test_every_source_record_of_one_person_is_traced_to_it(store, tmp_path):
+    runs = [
+        ("hl7v2", CERNER),
+        ("fhir", _fhir(tmp_path)),
+        ("csv", _extract(tmp_path / "extract")),
+    ]
+    reports = [ingest_path(store, kind, path, person_identifier=IDENTITY) for kind, path in runs]
+    for report in reports:
+        assert_accounted(store, report)
+    the_one = person_id("any", f"{IDENTIFIED}{EMPI}|162840")
+    traced = [
+        ("csv:warehouse", "confirms", "patients.csv"),
+        ("fhir:ehr.ndjson", "confirms", "ehr.ndjson"),
+        ("hl7v2", "produced", "python-hl7_adt_a01_cerner.hl7"),
+    ]
+    assert _person_provenance(store, the_one) == traced
+    for kind, path in runs:  # re-runs trace the same records, once each
+        again = ingest_path(store, kind, path, person_identifier=IDENTITY)
+        assert_accounted(store, again)
+        assert again.loaded == 0
+    assert _person_provenance(store, the_one) == traced
+    assert len(rows(store, "person")) == 2
+
+    changed = CERNER.read_bytes().replace(b"ADT^A01", b"ADT^A08")  # the first source re-sends
+    (tmp_path / "update.hl7").write_bytes(changed)
+    update = ingest_path(store, "hl7v2", tmp_path / "update.hl7", person_identifier=IDENTITY)
+    assert_accounted(store, update)
+    systems = [system for system, *_ in _person_provenance(store, the_one)]
+    assert systems == ["csv:warehouse", "fhir:ehr.ndjson", "hl7v2"], "others keep theirs"
+
+    (tmp_path / "extract" / "patients.csv").write_text(  # P1 gone from the full re-export
+        "patient_ref,empi,dob,sex\nP2,,1960-01-01,F\n"
+    )
+    (tmp_path / "extract" / "diagnoses.csv").write_text(
+        "diag_id,patient_ref,icd10,diag_date\nD2,P2,E11,2016-05-02\n"
+    )
+    pruned = ingest_path(store, "csv", tmp_path / "extract", person_identifier=IDENTITY, prune=True)
+    assert [s for s, *_ in _person_provenance(store, the_one)] == ["fhir:ehr.ndjson", "hl7v2"]
+    assert_accounted(store, pruned)
+    assert pruned.pruned == 1 and pruned.pruned_rows == {"condition_occurrence": 1}

@@ -9,12 +9,13 @@ from datetime import date
 import orjson
 import pydicom
 from pydicom.uid import generate_uid
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from flip.data.cdm import schema
-from flip.data.cdm.store import StoreError, open_store
+from flip.data.cdm.store import StoreError, bulk_insert, open_store
 from flip.data.ingest import ingest_path
 from flip.data.validate import charts
+from flip.data.validate.distributions import value_distributions
 from flip.data.validate.quality import run_checks
 from flip.data.validate.report import build_report, render_html
 
@@ -277,3 +278,47 @@ def test_counts_per_source_follow_the_source_system_whatever_the_path(store, exp
     (source,) = build_report(store)["sources"]
     assert (source["source"], source["runs"], source["loaded"]) == ("fhir:ehr", 2, 0)
     assert source["unchanged"] == source["read"] - source["skipped"] > 0
+
+
+def test_quarantine_samples_reach_every_rule_however_many_rows_come_first(store):
+    rows = [(f"rec{n}", "a.first") for n in range(6000)] + [("late", "z.last")]
+    with store.begin() as conn:
+        bulk_insert(
+            conn,
+            schema.quarantine,
+            [
+                {
+                    "quarantine_id": n,
+                    "source_system": "csv:big",
+                    "location": "big.csv",
+                    "record_key": key,
+                    "rule": rule,
+                    "message": "bad",
+                }
+                for n, (key, rule) in enumerate(rows, start=1)
+            ],
+        )
+    samples = build_report(store)["quarantine"]["samples"]
+    assert [s["rule"] for s in samples] == ["a.first", "z.last", "a.first", "a.first"]
+    assert [s["record_key"] for s in samples if s["rule"] == "z.last"] == ["late"]
+
+
+def test_value_distributions_read_every_group_in_one_query(store):
+    groups = 12
+    rows = [(3004410, float(v), 8554 + g) for g in range(groups) for v in range(1, 6 + g)]
+    _measurements(store, rows)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.connect() as conn:
+            found = value_distributions(conn)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert [d["n"] for d in found] == [5 + g for g in reversed(range(groups))]
+    assert [d["median"] for d in found] == [(6 + g) / 2 for g in reversed(range(groups))]
+    reads = [s for s in statements if "measurement" in s.lower()]
+    assert len(reads) == 2, reads  # the groups, then their values

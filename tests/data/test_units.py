@@ -17,7 +17,7 @@ from flip.data.terminology.units import (
     to_canonical,
 )
 from flip.data.validate.distributions import unit_coverage
-from flip.data.validate.plausibility import PLAUSIBLE, value_problem
+from flip.data.validate.plausibility import value_problem
 from flip.synth.world import MEASUREMENTS
 from tests.data.accounting import assert_accounted
 
@@ -273,9 +273,8 @@ def test_haemoglobin_in_mmol_per_litre_converts_instead_of_being_quarantined():
 
 
 def test_every_canonical_concept_has_a_plausible_range_in_its_canonical_unit():
-    assert set(PLAUSIBLE) == set(CANONICAL)
-    for concept_id, (low, high) in PLAUSIBLE.items():
-        assert 0 <= low < high, concept_id
+    for concept_id, canonical in CANONICAL.items():
+        assert 0 <= canonical.low < canonical.high, concept_id
     # a value that overflows on conversion is implausible, not stored as infinity
     assert value_problem(3028437, 1e308, "mmol/L")[0] == "plausibility.value_range"
 
@@ -353,3 +352,12 @@ def test_hl7_units_in_obx6_text_component_and_escaped_powers(store, tmp_path):
     assert rows["777-3"][:3] == (250.0, 8848, "10^9/L")
     assert rows["14682-9"] == (44.2008486563, 8749, "mg/dL", "<0.5", 4171756)
     assert rows["718-7"][:2] == (13.697325, 8713)
+
+
+def test_the_plausible_range_is_the_one_canonical_table_holds(monkeypatch):
+    glucose = CANONICAL[3004501]
+    assert value_problem(3004501, 150, "mg/dL") is None
+    monkeypatch.setitem(CANONICAL, 3004501, glucose._replace(high=100))
+    assert value_problem(3004501, 150, "mg/dL")[0] == "plausibility.value_range"
+    assert value_problem(3004501, 5.0, "mmol/L") is None  # 90 mg/dL
+    assert value_problem(3004501, 6.0, "mmol/L")[0] == "plausibility.value_range"  # 108 mg/dL

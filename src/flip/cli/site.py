@@ -58,6 +58,18 @@ class FeedKind(StrEnum):
     hl7v2 = "hl7v2"
 
 
+class DateOrder(StrEnum):
+    dmy = "dmy"
+    mdy = "mdy"
+
+
+DATE_ORDER_HELP = (
+    "How to read day- or month-first dates such as 01/02/2020: dmy (1 February, as in "
+    "Europe) or mdy (2 January, as in the USA). Default: none; such dates are then never "
+    "guessed but counted as `omop.date_order_unknown`. Year-first and YYYYMMDD dates need none."
+)
+
+
 @app.command()
 def init(store: StoreOption = "store.duckdb") -> None:
     """Create the OMOP CDM v5.4 and provenance tables, with the starter vocabulary."""
@@ -77,7 +89,8 @@ def ingest(
         typer.Argument(
             help="fhir: Bundles/resources/NDJSON; hl7v2: ADT/ORU files; csv: a folder of CSV or "
             "Parquet files with its mapping; sql: a mapping whose tables are queries (--url); "
-            "omop: an OMOP CDM 5.3/5.4 CSV export folder, or an OMOP database given by --url; "
+            "omop: an OMOP CDM 5.3/5.4 export folder (CSV or Parquet files), or an OMOP "
+            "database given by --url; "
             "dicom: DICOM files (a folder searched recursively), or a PACS's DICOMweb root "
             "given by --url, after their patients."
         ),
@@ -142,6 +155,10 @@ def ingest(
             "default; refused for HL7 v2 without --system and for incremental FHIR pulls.",
         ),
     ] = False,
+    date_order: Annotated[
+        DateOrder | None,
+        typer.Option(help=f"omop: {DATE_ORDER_HELP} Default: site.yaml's date_order."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest a source into the store: map codes, validate, quarantine bad records.
@@ -214,6 +231,7 @@ def ingest(
                     person_identifier=identity,
                     reading=reading,
                     prune=prune,
+                    date_order=date_order.value if date_order else settings.date_order,
                 )
         s.close()
     if as_json:
@@ -296,6 +314,12 @@ def _print_report(report) -> None:
         (
             f"Pruned: {report.pruned} records gone from the source",
             report.pruned_rows,
+            "table",
+            "rows",
+        ),
+        (
+            f"Withdrawn: {report.withdrawn} records re-sent as not facts",
+            report.withdrawn_rows,
             "table",
             "rows",
         ),
@@ -415,8 +439,14 @@ def vocab_load(
         Path, typer.Argument(help="The unzipped release.", exists=True, file_okay=False)
     ],
     store: StoreOption = "store.duckdb",
+    date_order: Annotated[
+        DateOrder | None, typer.Option(help=f"athena: {DATE_ORDER_HELP.split('; such')[0]}.")
+    ] = None,
 ) -> None:
-    """Load a vocabulary release the site licenses; reloading replaces rows, never duplicates."""
+    """Load a vocabulary release the site licenses; reloading replaces rows, never duplicates.
+
+    A day- or month-first date without --date-order stops the load, naming its file and line.
+    """
     from flip.data.cdm.store import open_store
     from flip.data.terminology.athena import load_athena
     from flip.data.terminology.snomed import load_rf2
@@ -424,7 +454,10 @@ def vocab_load(
     with one_line_errors():
         s = open_store(store)
         s.create()
-        counts = (load_athena if kind is VocabularyFormat.athena else load_rf2)(s, folder)
+        if kind is VocabularyFormat.athena:
+            counts = load_athena(s, folder, date_order.value if date_order else None)
+        else:
+            counts = load_rf2(s, folder)
         s.close()
     for table, n in counts.items():
         typer.echo(f"{table}: {n} rows")

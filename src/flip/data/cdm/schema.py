@@ -740,8 +740,9 @@ ingest_run = Table(
 )
 
 #: Per ingest run, how many records each rule skipped, how many optional fields each rule
-#: nulled with a warning, and how many records carried each unmapped "system|code"
-#: (`kind` is "skipped", "warning" or "unmapped").
+#: nulled with a warning, how many records carried each unmapped "system|code", and the
+#: rows per table it pruned or withdrew (`kind` is "skipped", "warning", "unmapped",
+#: "pruned" or "withdrawn").
 ingest_tally = Table(
     "ingest_tally",
     metadata,
@@ -751,19 +752,29 @@ ingest_tally = Table(
     Column("count", Integer, nullable=False),
 )
 
-#: One row per CDM row: which source record and which ingest run produced it.
+#: `source_record.role` of the record that produced a CDM row (its rows are its own: a changed
+#: record replaces them).
+PRODUCED = "produced"
+#: `source_record.role` of a record of another source system that names a row already stored
+#: (a patient another source loaded, known by the site's person identifier): it is traced to
+#: the row, and owns nothing of it.
+CONFIRMS = "confirms"
+
+#: One row per (CDM row, source record): which source records, from which ingest runs,
+#: produced or confirmed it; every source record behind a row has its own.
 source_record = Table(
     "source_record",
     metadata,
     Column("cdm_table", String(40), primary_key=True),
     _id("cdm_id", primary=True),
-    Column("source_system", String(200), nullable=False),
-    Column("record_key", String(200), nullable=False),
+    Column("source_system", String(200), primary_key=True),
+    Column("record_key", String(200), primary_key=True),
     Column("location", Text, nullable=False),
     Column("content_hash", String(64), nullable=False),
     _id("ingest_run_id"),
     #: The record's version when the source gives one (FHIR meta.versionId, lastUpdated).
     Column("source_version", String(100)),
+    Column("role", String(10), nullable=False, server_default=PRODUCED),
 )
 
 #: Re-ingest looks records up by key. DuckDB joins the keys without an index, and an
@@ -773,7 +784,8 @@ Index("ix_source_record_key", source_record.c.source_system, source_record.c.rec
 )
 
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
-SCHEMA_VERSION = 6
+#: 7: source_record's key is (cdm_table, cdm_id, source_system, record_key), with its role.
+SCHEMA_VERSION = 7
 
 flip_schema = Table(
     "flip_schema",

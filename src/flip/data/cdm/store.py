@@ -31,7 +31,6 @@ from flip.data.cdm.schema import (
     SCHEMA_VERSION,
     concept,
     flip_schema,
-    ingest_run,
     metadata,
     source_record,
 )
@@ -79,13 +78,12 @@ class Store:
         from flip.data.terminology.athena import load_athena, starter_folder
 
         with self.begin() as conn:
+            existed = inspect(conn).has_table(source_record.name, schema=self.schema)
             metadata.create_all(conn)
-            if self._version(conn) < SCHEMA_VERSION:
-                if conn.dialect.name != "duckdb":  # DuckDB keeps no index there (see schema)
-                    for index in source_record.indexes:
-                        index.create(conn, checkfirst=True)
-                _add_missing_columns(conn, ingest_run, self.schema)
-                _add_missing_columns(conn, source_record, self.schema)
+            version = self._version(conn)
+            if version < SCHEMA_VERSION:
+                if existed:  # an older store: create_all made only its new tables
+                    _migrate(conn, version, self.schema)
                 conn.execute(flip_schema.delete())
                 conn.execute(
                     insert(flip_schema).values(
@@ -116,17 +114,49 @@ class Store:
         self.engine.dispose()
 
 
+def _migrate(conn: Connection, version: int, schema: str | None) -> None:
+    """Bring every table of a store at schema `version` to SCHEMA_VERSION: re-key the tables
+    whose key changed since (7: source_record), add every column any table gained."""
+    if version < 7:
+        _rebuild(conn, source_record, schema)
+    for table in metadata.sorted_tables:
+        _add_missing_columns(conn, table, schema)
+    if conn.dialect.name != "duckdb":  # DuckDB keeps no index there (see schema)
+        for index in source_record.indexes:
+            index.create(conn, checkfirst=True)
+
+
+def _qualified(conn: Connection, name: str, schema: str | None) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
 def _add_missing_columns(conn: Connection, table: Table, schema: str | None) -> None:
     """Add the columns a table gained since an older store was created: counters default
-    to 0, other columns to null."""
-    quote = conn.dialect.identifier_preparer.quote
-    name = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
+    to 0, columns with a server default to it, other columns to null."""
+    name = _qualified(conn, table.name, schema)
     have = set(conn.execute(text(f"SELECT * FROM {name} LIMIT 0")).keys())
     for column in table.columns:
         if column.name not in have:
             kind = column.type.compile(dialect=conn.dialect)
             default = " DEFAULT 0" if isinstance(column.type, Integer) else ""
+            if column.server_default is not None:
+                default = f" DEFAULT '{column.server_default.arg}'"
             conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {column.name} {kind}{default}"))
+
+
+def _rebuild(conn: Connection, table: Table, schema: str | None) -> None:
+    """Re-create a table whose key changed, keeping its rows (columns it gained take their
+    defaults): copied aside, dropped with its indexes, created anew, copied back."""
+    name = _qualified(conn, table.name, schema)
+    aside = _qualified(conn, f"{table.name}_migrating", schema)
+    have = list(conn.execute(text(f"SELECT * FROM {name} LIMIT 0")).keys())
+    kept = ", ".join(c.name for c in table.columns if c.name in have)
+    conn.execute(text(f"CREATE TABLE {aside} AS SELECT {kept} FROM {name}"))
+    conn.execute(text(f"DROP TABLE {name}"))
+    table.create(conn)
+    conn.execute(text(f"INSERT INTO {name} ({kept}) SELECT {kept} FROM {aside}"))
+    conn.execute(text(f"DROP TABLE {aside}"))
 
 
 @contextmanager

@@ -70,6 +70,32 @@ class Batch:
         self.waiting = 0
         self.superseded = 0
         self.merged_before = 0
+        #: source_record rows (role CONFIRMS) of records naming a person another source
+        #: system produced, by record key.
+        self.confirmations: dict[str, dict[str, object]] = {}
+        #: Keys of records re-sent as not facts (entered in error, refuted, cancelled).
+        self.withdrawn: set[str] = set()
+
+    def withdraw(self, key: str) -> None:
+        """Withdraw the record of `key`: an earlier copy in this batch is superseded, and
+        the rows earlier batches or runs stored for it are removed when written."""
+        if key in self.rows:
+            del self.rows[key], self.owners[key], self.sources[key]
+            self.versions.pop(key, None)
+            self.superseded += 1
+        self.withdrawn.add(key)
+
+    def confirm(self, record: SourcePerson, table: str, cdm_id: int) -> None:
+        """Trace `record` (counted as skipped) to the row of another source it names."""
+        self.confirmations[record.key] = {
+            "cdm_table": table,
+            "cdm_id": cdm_id,
+            "record_key": record.key,
+            "location": record.location,
+            "content_hash": hashlib.sha256(record.raw).hexdigest(),
+            "source_version": getattr(record, "version", None),
+            "role": schema.CONFIRMS,
+        }
 
     def add(
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow

@@ -96,6 +96,8 @@ class Converter:
         self.births: dict[str, date] = {}
         self.person_ids: dict[str, int] = {}
         self.identified: dict[str, tuple[date, int]] = {}
+        #: Identified persons another source system produced (this one confirms them).
+        self.elsewhere: set[str] = set()
         self.deferred: list[SourceRecord] = []
         self.today = datetime.now(UTC).date()
 
@@ -207,9 +209,13 @@ class Converter:
         if isinstance(record, Skipped):
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
+            if record.withdraws and record.key is not None:
+                out.withdraw(record.key)
             return None
         if type(record) is SourcePerson and record.key in self.identified:
             self._same_person(record, report)
+            if record.key in self.elsewhere:
+                out.confirm(record, "person", self.person_id(record.key))
             return None
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)
@@ -359,7 +365,7 @@ class Converter:
             ids = conn.execute(
                 select(source.c.cdm_id)
                 .where(source.c.source_system == self.system, source.c.record_key == key)
-                .where(source.c.cdm_table == "person")
+                .where(source.c.cdm_table == "person", source.c.role == schema.PRODUCED)
             ).scalars()
             return any(
                 conn.execute(select(person.c.person_id).where(person.c.person_id == i)).first()
@@ -368,7 +374,8 @@ class Converter:
             )
 
     def _same_person(self, record: SourcePerson, report: IngestReport) -> None:
-        """Count a patient record of a person already loaded as skipped; warn when its
+        """Count a patient record of a person already loaded as skipped (a person another
+        source system loaded keeps it in its provenance, role CONFIRMS); warn when its
         birth date or gender contradict the person's."""
         report.skipped += 1
         report.skipped_rules[SAME_PERSON] += 1
@@ -396,6 +403,7 @@ class Converter:
                         select(source.c.record_key)
                         .where(source.c.source_system == self.system)
                         .where(source.c.cdm_table == "person")
+                        .where(source.c.role == schema.PRODUCED)
                         .where(mine)
                     ).scalars()
                 )
@@ -403,6 +411,7 @@ class Converter:
             if key not in own:
                 self.identified[key] = (born, gender)
                 self.births[key] = born
+                self.elsewhere.add(key)
 
     def _load_births(self, keys: set[str]) -> None:
         """Remember the birth dates of persons of `keys` already in the store."""

@@ -51,14 +51,25 @@ def prune(
     source, run = schema.source_record, schema.ingest_run
     with store.begin() as conn:
         stored = conn.execute(
-            select(source.c.record_key, source.c.cdm_table, source.c.cdm_id, run.c.source_uri)
+            select(
+                source.c.record_key,
+                source.c.cdm_table,
+                source.c.cdm_id,
+                run.c.source_uri,
+                source.c.role,
+            )
             .outerjoin(run, run.c.ingest_run_id == source.c.ingest_run_id)
             .where(source.c.source_system == system)
         ).all()
         gone: dict[str, list[tuple[str, int]]] = {}
         elsewhere: set[str] = set()
-        for key, table, cdm_id, uri in stored:
+        confirmed: set[str] = set()
+        for key, table, cdm_id, uri, role in stored:
             if key in seen:
+                continue
+            if role == schema.CONFIRMS:
+                if location is None or uri == location:
+                    confirmed.add(key)
                 continue
             if location is not None and uri != location:
                 elsewhere.add(key)
@@ -68,6 +79,7 @@ def prune(
             report.warnings[OTHER_LOCATION] += len(elsewhere)
             for key in elsewhere & gone.keys():
                 del gone[key]
+        _unconfirm(conn, system, confirmed)
         if not gone:
             return
         people = {key for key, rows in gone.items() if any(t == "person" for t, _ in rows)}
@@ -88,6 +100,20 @@ def prune(
         report.pruned += len(gone) - len(people)
         if derive_periods and touched:
             rebuild_observation_periods(conn, touched)
+
+
+def _unconfirm(conn: Connection, system: str, keys: set[str]) -> None:
+    """Remove the provenance of `system`'s records that confirmed another source's row and
+    that the export no longer holds (they had no rows of their own)."""
+    if not keys:
+        return
+    source = schema.source_record
+    with values_in(conn, source.c.record_key, sorted(keys)) as wanted:
+        conn.execute(
+            delete(source)
+            .where(source.c.source_system == system, source.c.role == schema.CONFIRMS)
+            .where(wanted)
+        )
 
 
 def _remove(conn: Connection, rows: list[tuple[str, int]], report: IngestReport) -> set[int]:

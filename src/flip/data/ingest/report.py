@@ -16,6 +16,9 @@ SAME_PERSON = "person.identifier.known"
 DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 
 
+#: The warning of a withdrawing record (entered in error…) of a patient: the person stays.
+WITHDRAWN_PERSON_KEPT = "withdrawn.person_kept"
+
 #: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).
 UNIT_UNREADABLE = "unit.unreadable"
 
@@ -30,7 +33,10 @@ class IngestReport:
     counts why) or skipped (`skipped_rules` counts why). `warnings` counts optional
     fields nulled because they failed to parse, per rule; their records still load.
     `pruned` counts the records of earlier runs that a pruning run removed (see prune),
-    `pruned_rows` their rows per table; they are not among the records read.
+    `pruned_rows` their rows per table; they are not among the records read. `withdrawn`
+    counts the records of earlier runs whose rows a record of this run withdrew (re-sent
+    as entered in error, refuted, cancelled: skipped by that rule), `withdrawn_rows` the
+    rows removed per table.
     """
 
     run_id: int
@@ -48,6 +54,8 @@ class IngestReport:
     conflicts: list[str] = field(default_factory=list)
     pruned: int = 0
     pruned_rows: Counter[str] = field(default_factory=Counter)
+    withdrawn: int = 0
+    withdrawn_rows: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready summary."""
@@ -67,4 +75,6 @@ class IngestReport:
             "conflicts": list(self.conflicts),
             "pruned": self.pruned,
             "pruned_rows": dict(self.pruned_rows),
+            "withdrawn": self.withdrawn,
+            "withdrawn_rows": dict(self.withdrawn_rows),
         }

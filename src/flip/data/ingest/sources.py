@@ -34,13 +34,16 @@ def ingest_path(
     person_identifier: PersonIdentity | str | None = None,
     reading: Iterable[SourceRecord] | None = None,
     prune: bool = False,
+    date_order: str | None = None,
 ) -> IngestReport:
     """Ingest FHIR (`fhir`) or HL7 v2 (`hl7v2`) files, DICOM, or tables through a mapping.
 
     `csv` reads the CSV/Parquet files a mapping names under the folder `path`
     (mapping default: PATH/mapping.yaml); `sql` runs the mapping's queries on
     `url`, with `path` the mapping file. `omop` reads an OMOP CDM (v5.3 or v5.4)
-    export folder at `path`, or the database at `url` (tables in `schema_name`).
+    export folder (CSV or Parquet files) at `path`, or the database at `url` (tables in
+    `schema_name`); its day- or month-first dates (`01/02/2020`) are read in `date_order`
+    ("dmy" or "mdy"), and without one quarantined or nulled as `omop.date_order_unknown`.
     `dicom` reads DICOM files under `path`, or a PACS's DICOMweb (QIDO-RS) root at `url`.
     `source_system` names the source for
     provenance and record identity; it defaults to the kind and the file or
@@ -102,9 +105,10 @@ def ingest_path(
             store, vocabulary, name, derive_periods=False, prune=prune, prune_from=scope
         )
         if engine is None:
-            return ingestor.run(omop.read_folder(path), kind=kind, uri=where, progress=progress)
+            records = omop.read_folder(path, date_order)
+            return ingestor.run(records, kind=kind, uri=where, progress=progress)
         try:
-            records = omop.read_database(engine, schema_name)
+            records = omop.read_database(engine, schema_name, date_order)
             return ingestor.run(records, kind=kind, uri=where, progress=progress)
         finally:
             engine.dispose()

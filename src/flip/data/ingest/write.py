@@ -2,7 +2,9 @@
 
 A record's identity is (source system, record key): an unchanged record adds nothing,
 a changed one replaces the rows it produced before, and every CDM row is linked to the
-record and run that produced it in source_record.
+record and run that produced it in source_record (role PRODUCED), and to each record of
+another source system that names it (a patient known by the site's person identifier:
+role CONFIRMS, which owns nothing of the row and is re-written on each run).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
 from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.clean import NUL_REMOVED, scrub_text
-from flip.data.ingest.report import SUPERSEDED, IngestReport
+from flip.data.ingest.report import SUPERSEDED, WITHDRAWN_PERSON_KEPT, IngestReport
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected
 
@@ -89,10 +91,11 @@ class Writer:
                     continue
                 again_new += earlier
                 for table, cdm_id, _, run, _ in old:
-                    delete_row(conn, table, cdm_id)
+                    delete_row(conn, table, cdm_id, keep_others=True)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
             self._retire(conn, batch.replaced - batch.sources.keys())
+            withdrawn_from = self._withdraw(conn, batch.withdrawn - batch.sources.keys(), report)
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
@@ -100,6 +103,7 @@ class Writer:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
+            self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale)
             if superseded:
@@ -113,7 +117,7 @@ class Writer:
                     report.unchanged += 1  # the old person was merged away before
             self._quarantine(conn, batch.quarantine, report)
             if self.derive_periods:
-                rebuild_observation_periods(conn, layout.person_ids)
+                rebuild_observation_periods(conn, layout.person_ids | withdrawn_from)
 
     def _existing(
         self, conn: Connection, batch: Batch
@@ -134,6 +138,7 @@ class Writer:
                     provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.PRODUCED)
                 .where(wanted)
             ).all()
         for key, table, cdm_id, digest, run, version in found:
@@ -150,10 +155,73 @@ class Writer:
             found = conn.execute(
                 select(provenance.c.cdm_table, provenance.c.cdm_id)
                 .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.PRODUCED)
                 .where(wanted)
             ).all()
         for table, cdm_id in found:
             delete_row(conn, table, cdm_id)
+
+    def _withdraw(self, conn: Connection, keys: set[str], report: IngestReport) -> set[int]:
+        """Remove the rows and provenance of records re-sent as not facts; count them in
+        `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
+        record keeps its person (WITHDRAWN_PERSON_KEPT). Return the persons touched."""
+        if not keys:
+            return set()
+        provenance = schema.source_record
+        with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
+            found = conn.execute(
+                select(
+                    provenance.c.record_key,
+                    provenance.c.cdm_table,
+                    provenance.c.cdm_id,
+                    provenance.c.ingest_run_id,
+                )
+                .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.PRODUCED)
+                .where(wanted)
+            ).all()
+        rows: dict[str, list[tuple[str, int, int]]] = {}
+        for key, table, cdm_id, run in found:
+            rows.setdefault(key, []).append((table, cdm_id, run))
+        persons: set[int] = set()
+        for stored in rows.values():
+            if any(table == "person" for table, _, _ in stored):
+                report.warnings[WITHDRAWN_PERSON_KEPT] += 1
+                continue
+            for table, cdm_id, run in stored:
+                persons.update(_person_of(conn, table, cdm_id))
+                delete_row(conn, table, cdm_id)
+                if run == report.run_id:
+                    report.rows[table] -= 1
+                else:
+                    report.withdrawn_rows[table] += 1
+            if any(run == report.run_id for *_, run in stored):
+                report.loaded -= 1  # loaded by an earlier batch of this run: superseded
+                report.skipped += 1
+                report.skipped_rules[SUPERSEDED] += 1
+            else:
+                report.withdrawn += 1
+        return persons
+
+    def _confirm(self, conn: Connection, batch: Batch, run_id: int) -> None:
+        """Write the batch's confirmations, replacing this source system's earlier ones of
+        the same records."""
+        if not batch.confirmations:
+            return
+        provenance = schema.source_record
+        keys = sorted(batch.confirmations)
+        with values_in(conn, provenance.c.record_key, keys) as wanted:
+            conn.execute(
+                delete(provenance)
+                .where(provenance.c.source_system == self.system)
+                .where(provenance.c.role == schema.CONFIRMS)
+                .where(wanted)
+            )
+        rows = [
+            {**row, "source_system": self.system, "ingest_run_id": run_id}
+            for row in batch.confirmations.values()
+        ]
+        bulk_insert(conn, provenance, rows)
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
@@ -200,6 +268,7 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
             ("warning", report.warnings),
             ("unmapped", unmapped),
             ("pruned", report.pruned_rows),
+            ("withdrawn", report.withdrawn_rows),
         )
         for rule, count in counter.items()
     ]
@@ -207,13 +276,28 @@ def _write_tallies(conn: Connection, report: IngestReport) -> None:
         conn.execute(insert(tally), rows)
 
 
-def delete_row(conn: Connection, table_name: str, cdm_id: int) -> None:
-    """Delete one CDM row and its provenance."""
+def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool = False) -> None:
+    """Delete one CDM row and its provenance; with `keep_others` (the row is about to be
+    written again under the same id) the records of other source systems that confirm it
+    keep theirs."""
     table = schema.metadata.tables[table_name]
     primary = next(iter(table.primary_key.columns))
     conn.execute(delete(table).where(primary == cdm_id))
     source = schema.source_record
-    conn.execute(delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id))
+    found = delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id)
+    if keep_others:
+        found = found.where(source.c.role == schema.PRODUCED)
+    conn.execute(found)
+
+
+def _person_of(conn: Connection, table_name: str, cdm_id: int) -> set[int]:
+    """The person a CDM row belongs to, as a set (empty for a row of no person)."""
+    table = schema.metadata.tables[table_name]
+    if "person_id" not in table.c:
+        return set()
+    primary = next(iter(table.primary_key.columns))
+    found = conn.execute(select(table.c.person_id).where(primary == cdm_id)).scalar()
+    return {found} if found else set()
 
 
 def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:

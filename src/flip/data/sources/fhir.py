@@ -31,7 +31,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors
-from flip.data.sources.fhir_status import not_a_fact
+from flip.data.sources.fhir_status import WITHDRAWING, not_a_fact
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.readahead import read_ahead_now
 from flip.data.sources.records import (
@@ -622,7 +622,8 @@ def _records(
         status = not_a_fact(resource)
         if status is not None:
             results = _contained_results(resource, key, location, refs)
-            return [*results, Skipped(key, location, *status)]
+            withdraws = status[0] in WITHDRAWING
+            return [*results, Skipped(key, location, *status, withdraws=withdraws)]
         model, invalid = _validate(kind, resource)
         warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)

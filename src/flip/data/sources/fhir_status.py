@@ -32,6 +32,12 @@ NOT_FACTS: dict[str, dict[str, str]] = {
     "ImagingStudy": {"cancelled": "fhir.status.cancelled"},
 }
 
+#: The rules of statuses that withdraw a resource an earlier version of which was a fact
+#: (every rule here but PANEL, which says nothing of the resource's truth).
+WITHDRAWING = frozenset(
+    {ENTERED_IN_ERROR, REFUTED, *(rule for rules in NOT_FACTS.values() for rule in rules.values())}
+)
+
 #: Resource types whose verificationStatus can refute them.
 VERIFIED = ("Condition", "AllergyIntolerance")
 

@@ -64,6 +64,8 @@ PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 #: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
 NOT_A_FACT = {"D": "deleted", "W": "posted in error", "X": "could not be obtained"}
+#: OBX-11 statuses that withdraw a result an earlier message sent (its rows are removed).
+WITHDRAWING = {"D", "W"}
 TEXT_TYPES = {"TX", "FT", "ST"}
 CODED_TYPES = {"CE", "CWE", "CNE", "CF"}
 #: OBX-2 types whose value is not clinical content FLIP stores (documents, pointers).
@@ -452,7 +454,10 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
     status = m.get(obx, 11).upper()
     if status in NOT_A_FACT:
         rule = f"hl7.obx.status.{status}"
-        r.out.append(Skipped(key, r.location, rule, f"{where}: {NOT_A_FACT[status]}"))
+        withdraws = status in WITHDRAWING
+        r.out.append(
+            Skipped(key, r.location, rule, f"{where}: {NOT_A_FACT[status]}", withdraws=withdraws)
+        )
         return
     value_type = m.get(obx, 2).upper()
     if value_type in OPAQUE_TYPES:

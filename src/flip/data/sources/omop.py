@@ -2,7 +2,8 @@
 
 A CSV export is a folder of one file per table (PERSON.csv, person.csv or person.txt;
 comma, tab, semicolon or pipe separated; header names in any case, with stray spaces),
-the layout ETL-Synthea, Eunomia and database exports use. Values are read as
+the layout ETL-Synthea, Eunomia and database exports use; a Parquet export the same with
+person.parquet and so on, as Spark and dbt-based ETL tools write it. Values are read as
 `omop_values` says. v5.3 column names are upgraded to v5.4. Every file or table that is
 not read, and every column v5.4 does not have, is reported as `Unread` with the reason.
 
@@ -32,6 +33,11 @@ from flip.data.cdm import schema
 from flip.data.sources.omop_values import Field
 from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
 from flip.data.sources.textfile import TextLines, is_table_file, sniff_delimiter, table_name
+from flip.data.sources.values import DateOrderUnknown
+
+#: The rule (quarantine of a required date, warning of an optional one) of a day- or
+#: month-first date (`01/02/2020`) read without a configured day order: never guessed.
+DATE_ORDER_UNKNOWN = "omop.date_order_unknown"
 
 #: Tables read from an OMOP source, persons first.
 TABLES = (
@@ -133,8 +139,9 @@ def column_name(header: str | None) -> str:
 class TableReader:
     """Turns the values of one source row into a CDM row record, a quarantine entry or a skip."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, order: str | None = None) -> None:
         self.table = table
+        self.order = order
         self.fields = [Field.of(c) for c in table.columns]
         self.primary = next(iter(table.primary_key.columns), None)
 
@@ -150,13 +157,14 @@ class TableReader:
         warnings: list[str] = list(notes)
         for field in self.fields:
             try:
-                value = field.read(values.get(field.name))
+                value = field.read(values.get(field.name), self.order)
             except ValueError as exc:
+                rule = DATE_ORDER_UNKNOWN if isinstance(exc, DateOrderUnknown) else None
                 if field.required and not field.name.endswith("_concept_id"):
                     key = self.key(values)
                     message = f"{name}.{field.name} {values.get(field.name)!r}: {exc}"
-                    return Rejected(key, location, "omop.type", message, raw)
-                warnings.append(f"omop.{field.kind}_unreadable")
+                    return Rejected(key, location, rule or "omop.type", message, raw)
+                warnings.append(rule or f"omop.{field.kind}_unreadable")
                 value = None
             if field.length and isinstance(value, str) and len(value) > field.length:
                 value = value[: field.length]
@@ -248,11 +256,17 @@ def _names_its_columns(table: Table, columns: list[str], row: Iterable[object]) 
     return sum(n in table.c for n in named) > len(columns) // 2
 
 
+def _is_table(path: Path) -> bool:
+    """Whether a file of an export is a table file: CSV-like (`textfile.is_table_file`) or
+    Parquet."""
+    return is_table_file(path) or path.suffix.lower() == ".parquet"
+
+
 def _files(folder: Path) -> dict[str, list[Path]]:
     """The table files of an export folder by the table name they carry (lower case)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and is_table_file(path):
+        if path.is_file() and _is_table(path):
             found.setdefault(table_name(path), []).append(path)
     return found
 
@@ -288,18 +302,22 @@ class _Lines:
         return first
 
 
-def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
+def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[SourceRecord]:
     """Yield the rows of one CDM table file, then its columns v5.4 does not have as Unread.
 
     A record the CSV rules cannot parse (an unclosed quote, text after a closing quote) is
     quarantined as its first line alone (`omop.csv_malformed`), and reading goes on from
     the next line; a row with more non-empty cells than the header is quarantined
     (`omop.extra_cells`); a row holding bytes that are not UTF-8 loads with the warning
-    `omop.text_not_utf8` (they are read as Windows-1252).
+    `omop.text_not_utf8` (they are read as Windows-1252); a line longer than
+    textfile.MAX_LINE is read past, not into memory, and quarantined (`omop.line_too_long`).
     """
+    if path.suffix.lower() == ".parquet":
+        yield from read_parquet(path, table, order)
+        return
     csv.field_size_limit(sys.maxsize)
-    reader = TableReader(table)
-    text = TextLines(path)
+    reader = TableReader(table, order)
+    text = TextLines(path, skip_too_long=True)
     source = iter(text)
     header = next(source, "")
     delimiter = sniff_delimiter(header)
@@ -312,6 +330,7 @@ def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
         try:
             cells = next(rows)
         except StopIteration:
+            yield from _too_long(text)
             break
         except csv.Error as exc:
             number, line = lines.give_back()
@@ -319,6 +338,7 @@ def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
             where = f"{path}:{number}"
             yield Rejected(None, where, "omop.csv_malformed", message, line.encode())
             continue
+        yield from _too_long(text)
         if not any(c.strip() for c in cells):
             continue
         values = dict(zip(names, cells, strict=False))
@@ -335,17 +355,55 @@ def read_file(path: Path, table: Table) -> Iterator[SourceRecord]:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
 
 
-def read_folder(folder: Path) -> Iterator[SourceRecord]:
-    """Yield the rows of every OMOP table file in an export folder, and what it did not read."""
+def _too_long(text: TextLines) -> Iterator[Rejected]:
+    """The lines of a file read past for their length, quarantined (`omop.line_too_long`)."""
+    for error in text.take_too_long():
+        where = f"{error.path}:{error.number}"
+        yield Rejected(None, where, "omop.line_too_long", str(error), b"")
+
+
+def read_parquet(path: Path, table: Table, order: str | None = None) -> Iterator[SourceRecord]:
+    """Yield the rows of one CDM table Parquet file (header names as `column_name` reads
+    them, values as `omop_values` reads them; a first row of column names, as an empty
+    table's CSV loaded without its header leaves it, skipped), then its columns v5.4 does
+    not have."""
+    import pyarrow.parquet as pq
+
+    reader = TableReader(table, order)
+    source = pq.ParquetFile(path)
+    names = [column_name(n) for n in source.schema_arrow.names]
+    number = 0
+    for batch in source.iter_batches(batch_size=10000):
+        for row in batch.to_pylist():
+            number += 1
+            cells = list(row.values())
+            if number == 1 and _names_its_columns(table, names, cells):
+                names = [column_name(str(v)) for v in cells]
+                message = f"{table.name}: its column names as the first row"
+                yield Skipped(None, f"{path}#row1", "omop.header_row", message)
+                continue
+            values = dict(zip(names, cells, strict=True))
+            raw = orjson.dumps(values, default=str)
+            yield reader.record(values, f"{path}#row{number}", raw)
+    for name in names:
+        if name not in table.c:
+            yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
+
+
+def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord]:
+    """Yield the rows of every OMOP table file (CSV, or Parquet as ETL tools write it) in an
+    export folder, and what it did not read; day- or month-first dates read in `order`."""
     files = _files(folder)
     if "person" not in files:
-        raise FileNotFoundError(f"{folder}: no person.csv (is this an OMOP CSV export?)")
+        raise FileNotFoundError(
+            f"{folder}: no person.csv or person.parquet (is this an OMOP CDM export?)"
+        )
     for name in TABLES:
         paths = files.pop(name, [])
         for extra in paths[1:]:
             yield Unread(str(extra), f"{paths[0].name} was read for {name}", failed=True)
         if paths:
-            yield from read_file(paths[0], schema.metadata.tables[name])
+            yield from read_file(paths[0], schema.metadata.tables[name], order)
     for name, paths in files.items():
         reason = NOT_READ.get(name, "not an OMOP CDM v5.3/v5.4 clinical or health-system table")
         for path in paths:
@@ -353,13 +411,17 @@ def read_folder(folder: Path) -> Iterator[SourceRecord]:
     for path in sorted(folder.iterdir()):
         if path.is_dir():
             yield Unread(str(path), "a folder: only the export's top level is read")
-        elif not is_table_file(path):
-            yield Unread(str(path), "not a table file (.csv, .txt or .tsv, or one gzipped)")
+        elif not _is_table(path):
+            yield Unread(
+                str(path), "not a table file (.csv, .txt or .tsv, or one gzipped; .parquet)"
+            )
 
 
-def read_database(engine: Engine, schema_name: str | None = None) -> Iterator[SourceRecord]:
+def read_database(
+    engine: Engine, schema_name: str | None = None, order: str | None = None
+) -> Iterator[SourceRecord]:
     """Yield the rows of every OMOP table found in a database (any SQLAlchemy URL), and the
-    tables and columns it did not read with why."""
+    tables and columns it did not read with why; dates held as text read as `read_file`."""
     where = engine.url.render_as_string(hide_password=True)
     names = {n.lower(): n for n in inspect(engine).get_table_names(schema=schema_name)}
     if "person" not in names:
@@ -368,7 +430,7 @@ def read_database(engine: Engine, schema_name: str | None = None) -> Iterator[So
         for name in TABLES:
             if name not in names:
                 continue
-            reader = TableReader(schema.metadata.tables[name])
+            reader = TableReader(schema.metadata.tables[name], order)
             query = select(literal_column("*")).select_from(
                 sql_table(names[name], schema=schema_name)
             )

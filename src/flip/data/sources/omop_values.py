@@ -2,6 +2,8 @@
 
 Dates and datetimes in the forms `values.parse_when` documents (ISO padded or not,
 year-first with `/`, Athena's `YYYYMMDD`, a time after `T` or a space, a zone dropped).
+Day- or month-first dates (`01/02/2020`) only with a configured day order ("dmy" or "mdy"):
+without one they are `values.DateOrderUnknown`, never guessed.
 Text is stripped; an empty string is a null. A number must be finite (not NaN or infinity).
 """
 
@@ -20,14 +22,15 @@ _INT32 = 2**31
 _INT64 = 2**63
 
 
-def parse_datetime(text: str) -> datetime:
-    """A date or datetime as `values.parse_when` reads it, as a datetime (midnight for a date)."""
-    return as_datetime(parse_when(text))
+def parse_datetime(text: str, order: str | None = None) -> datetime:
+    """A date or datetime as `values.parse_when` reads it (day- or month-first ones only with
+    `order`, "dmy" or "mdy"), as a datetime (midnight for a date)."""
+    return as_datetime(parse_when(text, order))
 
 
-def parse_date(text: str) -> date:
+def parse_date(text: str, order: str | None = None) -> date:
     """The calendar day of a date or datetime string (see `parse_datetime`)."""
-    when = parse_when(text)
+    when = parse_when(text, order)
     return when.date() if isinstance(when, datetime) else when
 
 
@@ -70,10 +73,12 @@ class Field:
             length = column.type.length
         return cls(column.name, kind, not column.nullable, length, bound)
 
-    def read(self, value: object) -> object:
-        """The column's value from text or a database value; None when empty.
+    def read(self, value: object, order: str | None = None) -> object:
+        """The column's value from text or a database value; None when empty. A day- or
+        month-first date is read in `order` ("dmy" or "mdy"), never guessed.
 
-        Raises ValueError when the value cannot be this column's kind.
+        Raises ValueError when the value cannot be this column's kind (`DateOrderUnknown`
+        for a day- or month-first date without an order).
         """
         if value is None:
             return None
@@ -81,6 +86,8 @@ class Field:
             value = value.strip()
             if not value:
                 return None
+            if order is not None and self.kind in ("date", "datetime"):
+                return (parse_date if self.kind == "date" else parse_datetime)(value, order)
             return _FROM_TEXT[self.kind](self, value)
         return _FROM_VALUE[self.kind](self, value)
 

@@ -203,12 +203,17 @@ class SourceMerge:
 @dataclass(slots=True)
 class Skipped:
     """A record left out on purpose by a documented rule (a status that is not a fact, a
-    message type FLIP does not read): counted per rule, never stored, never quarantined."""
+    message type FLIP does not read): counted per rule, never stored, never quarantined.
+
+    `withdraws` when the rule says the record is not a fact after all (entered in error,
+    refuted, cancelled): the rows an earlier version of it produced are removed.
+    """
 
     key: str | None
     location: str
     rule: str
     message: str
+    withdraws: bool = False
 
 
 @dataclass(slots=True)

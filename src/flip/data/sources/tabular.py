@@ -75,6 +75,9 @@ Rows = Iterator[tuple[str, Row | Unreadable, bytes, tuple[str, ...]]]
 #: The warning of a CSV row that held bytes not in its encoding (read as Windows-1252).
 TEXT_NOT_UTF8 = "tabular.text_not_utf8"
 
+#: The quarantine rule of a line longer than textfile.MAX_LINE (read past, not into memory).
+LINE_TOO_LONG = "tabular.line_too_long"
+
 
 def _misaligned(cells: int, width: int) -> Unreadable:
     return Unreadable(
@@ -117,7 +120,7 @@ def csv_rows(path: Path, fmt: CsvFormat = CsvFormat()) -> Rows:
     whose cells do not line up with the header's columns comes back as `Unreadable` (empty
     trailing cells are no misalignment)."""
     pending: list[bytes] = []
-    text = TextLines(path, None if fmt.encoding == "utf-8" else fmt.encoding)
+    text = TextLines(path, None if fmt.encoding == "utf-8" else fmt.encoding, skip_too_long=True)
 
     def lines() -> Iterator[str]:
         for raw, line in text.raw_lines():
@@ -141,6 +144,8 @@ def csv_rows(path: Path, fmt: CsvFormat = CsvFormat()) -> Rows:
         if text.legacy != legacy:
             legacy = text.legacy
             notes = (TEXT_NOT_UTF8,)
+        for error in text.take_too_long():
+            yield f"{where}:{error.number}", Unreadable(LINE_TOO_LONG, str(error)), b"", ()
         if len(values) == width or (len(values) > width and not "".join(values[width:]).strip()):
             yield location, dict(zip(header, values, strict=False)), raw, notes
         elif values:

@@ -9,6 +9,12 @@ A byte that is not UTF-8 is read as Windows-1252 (Latin-1 where 1252 has no char
 and bytes that are not UTF-16 (a lone surrogate, an odd last byte) as U+FFFD;
 `TextLines.legacy` counts the lines that held one, so a reader can warn about their rows.
 A gzip stream cut short or corrupt is a ValueError naming the file and the last line read.
+
+No line is held in memory whole beyond `MAX_LINE` bytes (characters, for UTF-16), so one
+huge line (a gzip bomb of a single line) cannot exhaust memory: by default it is a
+`LineTooLong` error naming the file and line; a reader that quarantines per record passes
+`skip_too_long=True`, and the line is then read past (as an empty line, so line numbers
+still hold) and listed in `TextLines.too_long`, and the rest of the file goes on.
 """
 
 from __future__ import annotations
@@ -17,10 +23,17 @@ import codecs
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
+
+#: The longest line a text file may hold, in bytes (characters for UTF-16): 64 MiB.
+MAX_LINE = 64 * 1024 * 1024
+
+#: How much of an over-long line is read at a time while reading past it.
+_CHUNK = 1024 * 1024
 
 _ERRORS = "flip-legacy-text"
 
@@ -60,18 +73,46 @@ def sniff_delimiter(header: str) -> str:
     return max(DELIMITERS, key=header.count)
 
 
+class LineTooLong(ValueError):
+    """A line of a text file is longer than `MAX_LINE`; the message names the file and line."""
+
+    def __init__(self, path: Path, number: int, limit: int) -> None:
+        self.path = path
+        self.number = number
+        super().__init__(f"{path}:{number}: the line is longer than {limit:,} bytes")
+
+
 class TextLines:
     """The lines of a text file, decoded as the module says, as `csv` reads them.
 
     `encoding` (a codec name) reads every line in that encoding instead of UTF-8, a byte it
     has no character for as Latin-1; a byte order mark still wins. A file whose first bytes
-    are gzip's magic number is decompressed, whatever its name.
+    are gzip's magic number is decompressed, whatever its name. A line longer than
+    `max_line` raises `LineTooLong`, or with `skip_too_long` reads as an empty line and its
+    number joins `too_long` (drain it as you go: `take_too_long`).
     """
 
-    def __init__(self, path: Path, encoding: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        encoding: str | None = None,
+        *,
+        skip_too_long: bool = False,
+        max_line: int | None = None,
+    ) -> None:
         self.path = path
         self.encoding = encoding
         self.legacy = 0
+        self.skip_too_long = skip_too_long
+        self.max_line = MAX_LINE if max_line is None else max_line
+        self.too_long: list[int] = []
+        self._number = 0
+
+    def take_too_long(self) -> list[LineTooLong]:
+        """The over-long lines read past since the last call, as errors naming file and line."""
+        found = [LineTooLong(self.path, n, self.max_line) for n in self.too_long]
+        self.too_long.clear()
+        return found
 
     def __iter__(self) -> Iterator[str]:
         for _, text in self.raw_lines():
@@ -84,16 +125,26 @@ class TextLines:
             compressed = plain.read(2) == _GZIP
             plain.seek(0)
             with gzip.GzipFile(fileobj=plain) if compressed else nullcontext(plain) as raw:
-                lines = 0
+                self._number = 0
                 try:
-                    for line in self._decode(raw):
-                        lines += 1
-                        yield line
+                    yield from self._decode(raw)
                 except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                     raise ValueError(
                         f"{self.path}: the gzip stream is cut short or corrupt after line "
-                        f"{lines}: {exc}"
+                        f"{self._number}: {exc}"
                     ) from exc
+
+    def _past(self, line: bytes | str, rest: Callable[[], bytes | str]) -> bool:
+        """Count a line; True when it is over-long (then read past the rest of it, or raise)."""
+        self._number += 1
+        if len(line) <= self.max_line or line[-1:] in ("\n", b"\n"):
+            return False
+        if not self.skip_too_long:
+            raise LineTooLong(self.path, self._number, self.max_line)
+        while (more := rest()) and more[-1:] not in ("\n", b"\n"):
+            pass
+        self.too_long.append(self._number)
+        return True
 
     def _decode(self, raw: BinaryIO) -> Iterator[tuple[bytes, str]]:
         """`raw_lines` of an open binary file."""
@@ -103,15 +154,24 @@ class TextLines:
         if wide is None or not wide.startswith(("utf-16", "utf-32")):
             wide = _wide(head, self.encoding)
         if wide is not None:
-            wrapper = io.TextIOWrapper(raw, encoding=wide, errors="replace", newline="")
-            for text in wrapper:
+            wrapper: TextIO = io.TextIOWrapper(raw, encoding=wide, errors="replace", newline="")
+            rest = partial(wrapper.readline, _CHUNK)
+            for text in iter(partial(wrapper.readline, self.max_line + 1), ""):
+                if self._past(text, rest):
+                    yield b"", "\n"
+                    continue
                 self.legacy += "\ufffd" in text
                 yield text.encode(), text
             return
         encoding = self.encoding or "utf-8"
         if head[:3] == codecs.BOM_UTF8:
             encoding = "utf-8"
-        for number, line in enumerate(raw):
+        bounded = iter(partial(raw.readline, self.max_line + 1), b"")
+        skip = partial(raw.readline, _CHUNK)
+        for number, line in enumerate(bounded):
+            if self._past(line, skip):
+                yield b"", "\n"
+                continue
             if number == 0:
                 line = line.removeprefix(codecs.BOM_UTF8)
             try:

@@ -34,6 +34,11 @@ from functools import lru_cache
 #: Day orders a caller may configure for day- or month-first dates.
 ORDERS = ("dmy", "mdy")
 
+
+class DateOrderUnknown(ValueError):
+    """A day- or month-first date read with no day order configured: never guessed."""
+
+
 _TIME = (
     r"(?:(?:T|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?"
     r"\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)?)?"
@@ -91,7 +96,7 @@ def parse_when(text: str, order: str | None = None) -> date:
     if found is not None:
         first, _, second, year, *time = found.groups()
         if order not in ORDERS:
-            raise ValueError(
+            raise DateOrderUnknown(
                 f"{text!r} is day or month first: say which ({' or '.join(ORDERS)}) to read it"
             )
         day, month = (first, second) if order == "dmy" else (second, first)

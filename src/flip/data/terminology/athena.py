@@ -132,12 +132,15 @@ def _merge(conn: Connection, table: Table, stage: Table, keys: tuple[str, ...]) 
     conn.execute(insert(table).from_select(names, select(*(stage.c[n] for n in names))))
 
 
-def _read(path: Path, table: Table) -> Iterator[dict[str, object]]:
-    """The rows of one vocabulary file; ValueError names the file, line and column at fault."""
-    return (row for _, row in _numbered(path, table))
+def _read(path: Path, table: Table, order: str | None = None) -> Iterator[dict[str, object]]:
+    """The rows of one vocabulary file; ValueError names the file, line and column at fault
+    (a day- or month-first date without `order` among them: it is never guessed)."""
+    return (row for _, row in _numbered(path, table, order))
 
 
-def _numbered(path: Path, table: Table) -> Iterator[tuple[int, dict[str, object]]]:
+def _numbered(
+    path: Path, table: Table, order: str | None = None
+) -> Iterator[tuple[int, dict[str, object]]]:
     """(line, row) of one vocabulary file (see `_read`)."""
     csv.field_size_limit(sys.maxsize)
     fields = [Field.of(c) for c in table.columns]
@@ -157,7 +160,7 @@ def _numbered(path: Path, table: Table) -> Iterator[tuple[int, dict[str, object]
         row = {}
         for field in fields:
             try:
-                value = field.read(values.get(field.name))
+                value = field.read(values.get(field.name), order)
             except ValueError as exc:
                 raise ValueError(f"{path}:{lines.line_num}: {field.name}: {exc}") from None
             if value is None and field.required:
@@ -169,8 +172,10 @@ def _numbered(path: Path, table: Table) -> Iterator[tuple[int, dict[str, object]
         yield lines.line_num, row
 
 
-def load_athena(store: Store, folder: Path) -> dict[str, int]:
-    """Load every Athena file present in `folder`; return rows loaded per table."""
+def load_athena(store: Store, folder: Path, date_order: str | None = None) -> dict[str, int]:
+    """Load every Athena file present in `folder`; return rows loaded per table. Day- or
+    month-first dates (`01/02/2020`, as a spreadsheet re-saves a file) are read in
+    `date_order` ("dmy" or "mdy"); without one the first stops the load naming its line."""
     if not folder.is_dir() or _find(folder, "CONCEPT.csv") is None:
         raise FileNotFoundError(f"{folder}: no CONCEPT.csv (is this an Athena download folder?)")
     counts: dict[str, int] = {}
@@ -178,10 +183,11 @@ def load_athena(store: Store, folder: Path) -> dict[str, int]:
         path = _find(folder, name)
         if path is not None:
             try:
-                counts[table.name] = merge_rows(store, table, keys, _read(path, table))
+                rows = _read(path, table, date_order)
+                counts[table.name] = merge_rows(store, table, keys, rows)
             except DuplicateKey as exc:
-                rows = _numbered(path, table)
-                found = [str(n) for n, row in rows if _key(row, keys) == exc.values]
+                numbered = _numbered(path, table, date_order)
+                found = [str(n) for n, row in numbered if _key(row, keys) == exc.values]
                 raise ValueError(f"{path}: {exc} (lines {', '.join(found) or '?'})") from None
     return counts
 

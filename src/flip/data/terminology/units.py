@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 #: UCUM code -> (OMOP concept id, concept name): the units labs commonly send.
 UCUM_CONCEPTS: dict[str, tuple[int, str]] = {
@@ -259,52 +260,101 @@ ANALYTES: dict[str, Analyte] = {
     )
 }
 
-#: Measurement concept -> (analyte, canonical unit): one unit per concept, the one its LOINC
-#: property names (a [Mass/volume] concept is kept in mg/dL, a [Moles/volume] one in mmol/L).
-CANONICAL: dict[int, tuple[str, str]] = {
-    3004501: ("glucose", "mg/dL"),  # Glucose [Mass/volume] in Serum or Plasma (2345-7)
-    3000483: ("glucose", "mg/dL"),  # Glucose [Mass/volume] in Blood (2339-0)
-    3013826: ("glucose", "mmol/L"),  # Glucose [Moles/volume] in Serum or Plasma (14749-6)
-    3016723: ("creatinine", "mg/dL"),  # Creatinine [Mass/volume] in Serum or Plasma (2160-0)
-    3020564: ("creatinine", "umol/L"),  # Creatinine [Moles/volume] in Serum or Plasma (14682-9)
-    3051825: ("creatinine", "mg/dL"),  # Creatinine [Mass/volume] in Blood
-    40762887: ("creatinine", "umol/L"),  # Creatinine [Moles/volume] in Blood
-    3027114: ("cholesterol", "mg/dL"),  # Cholesterol [Mass/volume] in Serum or Plasma (2093-3)
-    3019900: ("cholesterol", "mmol/L"),  # Cholesterol [Moles/volume] in Serum or Plasma (14647-2)
-    3007070: ("cholesterol", "mg/dL"),  # Cholesterol in HDL [Mass/volume] (2085-9)
-    3028437: ("cholesterol", "mg/dL"),  # Cholesterol in LDL [Mass/volume] (18262-6)
-    3028288: ("cholesterol", "mg/dL"),  # Cholesterol in LDL [Mass/volume] by calculation (13457-7)
-    3001308: ("cholesterol", "mmol/L"),  # Cholesterol in LDL [Moles/volume] (22748-8)
-    3022192: ("triglycerides", "mg/dL"),  # Triglyceride [Mass/volume] in Serum or Plasma (2571-8)
-    3024128: ("bilirubin", "mg/dL"),  # Bilirubin.total [Mass/volume] (1975-2)
-    3006140: ("bilirubin", "umol/L"),  # Bilirubin.total [Moles/volume] (14631-6)
-    3006906: ("calcium", "mg/dL"),  # Calcium [Mass/volume] in Serum or Plasma (17861-6)
-    3015377: ("calcium", "mmol/L"),  # Calcium [Moles/volume] in Serum or Plasma (2000-8)
-    3019550: ("electrolyte", "mmol/L"),  # Sodium [Moles/volume] (2951-2)
-    3023103: ("electrolyte", "mmol/L"),  # Potassium [Moles/volume] (2823-3)
-    3014576: ("electrolyte", "mmol/L"),  # Chloride [Moles/volume] (2075-0)
-    3000963: ("hemoglobin", "g/dL"),  # Hemoglobin [Mass/volume] in Blood (718-7)
-    3024561: ("protein", "g/L"),  # Albumin [Mass/volume] in Serum or Plasma (1751-7)
-    3020630: ("protein", "g/L"),  # Protein [Mass/volume] in Serum or Plasma (2885-2)
-    3020460: ("crp", "mg/L"),  # C reactive protein [Mass/volume] (1988-5)
-    3004410: ("hba1c", "%"),  # Hemoglobin A1c/Hemoglobin.total in Blood (4548-4)
-    3005673: ("hba1c", "%"),  # Hemoglobin A1c/Hemoglobin.total in Blood by HPLC (17856-6)
-    3020891: ("temperature", "Cel"),  # Body temperature (8310-5)
-    3006322: ("temperature", "Cel"),  # Oral temperature (8331-1)
-    3025315: ("mass", "kg"),  # Body weight (29463-7)
-    3036277: ("length", "cm"),  # Body height (8302-2)
-    3004249: ("pressure", "mm[Hg]"),  # Systolic blood pressure (8480-6)
-    3012888: ("pressure", "mm[Hg]"),  # Diastolic blood pressure (8462-4)
-    3027018: ("rate", "/min"),  # Heart rate (8867-4)
-    3024171: ("rate", "/min"),  # Respiratory rate (9279-1)
-    3038553: ("bmi", "kg/m2"),  # Body mass index (39156-5)
-    3024929: ("cell_count", "10*3/uL"),  # Platelets [#/volume] in Blood by Automated count (777-3)
-    3000905: (
-        "cell_count",
-        "10*3/uL",
-    ),  # Leukocytes [#/volume] in Blood by Automated count (6690-2)
-    3006923: ("enzyme", "U/L"),  # Alanine aminotransferase (1742-6)
-    3013721: ("enzyme", "U/L"),  # Aspartate aminotransferase (1920-8)
+
+class Canonical(NamedTuple):
+    """A measurement concept's analyte, canonical unit, and lowest and highest plausible
+    value in that unit (validate.plausibility quarantines a value outside them)."""
+
+    analyte: str
+    unit: str
+    low: float
+    high: float
+
+
+#: Measurement concept -> its analyte, canonical unit and plausible range: one unit per
+#: concept, the one its LOINC property names (a [Mass/volume] concept is kept in mg/dL, a
+#: [Moles/volume] one in mmol/L). The one table of both unit harmonisation and plausibility.
+CANONICAL: dict[int, Canonical] = {
+    # Glucose [Mass/volume] in Serum or Plasma (2345-7)
+    3004501: Canonical("glucose", "mg/dL", 9, 1530),
+    # Glucose [Mass/volume] in Blood (2339-0)
+    3000483: Canonical("glucose", "mg/dL", 9, 1530),
+    # Glucose [Moles/volume] in Serum or Plasma (14749-6)
+    3013826: Canonical("glucose", "mmol/L", 0.5, 85),
+    # Creatinine [Mass/volume] in Serum or Plasma (2160-0)
+    3016723: Canonical("creatinine", "mg/dL", 0.05, 35),
+    # Creatinine [Moles/volume] in Serum or Plasma (14682-9)
+    3020564: Canonical("creatinine", "umol/L", 5, 3000),
+    # Creatinine [Mass/volume] in Blood
+    3051825: Canonical("creatinine", "mg/dL", 0.05, 35),
+    # Creatinine [Moles/volume] in Blood
+    40762887: Canonical("creatinine", "umol/L", 5, 3000),
+    # Cholesterol [Mass/volume] in Serum or Plasma (2093-3)
+    3027114: Canonical("cholesterol", "mg/dL", 20, 1200),
+    # Cholesterol [Moles/volume] in Serum or Plasma (14647-2)
+    3019900: Canonical("cholesterol", "mmol/L", 0.5, 30),
+    # Cholesterol in HDL [Mass/volume] (2085-9)
+    3007070: Canonical("cholesterol", "mg/dL", 4, 230),
+    # Cholesterol in LDL [Mass/volume] (18262-6)
+    3028437: Canonical("cholesterol", "mg/dL", 1, 1000),
+    # Cholesterol in LDL [Mass/volume] by calculation (13457-7)
+    3028288: Canonical("cholesterol", "mg/dL", 1, 1000),
+    # Cholesterol in LDL [Moles/volume] (22748-8)
+    3001308: Canonical("cholesterol", "mmol/L", 0.03, 26),
+    # Triglyceride [Mass/volume] in Serum or Plasma (2571-8)
+    3022192: Canonical("triglycerides", "mg/dL", 5, 20000),
+    # Bilirubin.total [Mass/volume] (1975-2)
+    3024128: Canonical("bilirubin", "mg/dL", 0, 60),
+    # Bilirubin.total [Moles/volume] (14631-6)
+    3006140: Canonical("bilirubin", "umol/L", 0, 1000),
+    # Calcium [Mass/volume] in Serum or Plasma (17861-6)
+    3006906: Canonical("calcium", "mg/dL", 2, 20),
+    # Calcium [Moles/volume] in Serum or Plasma (2000-8)
+    3015377: Canonical("calcium", "mmol/L", 0.5, 5),
+    # Sodium [Moles/volume] (2951-2)
+    3019550: Canonical("electrolyte", "mmol/L", 90, 200),
+    # Potassium [Moles/volume] (2823-3)
+    3023103: Canonical("electrolyte", "mmol/L", 1, 12),
+    # Chloride [Moles/volume] (2075-0)
+    3014576: Canonical("electrolyte", "mmol/L", 50, 160),
+    # Hemoglobin [Mass/volume] in Blood (718-7)
+    3000963: Canonical("hemoglobin", "g/dL", 2, 25),
+    # Albumin [Mass/volume] in Serum or Plasma (1751-7)
+    3024561: Canonical("protein", "g/L", 5, 70),
+    # Protein [Mass/volume] in Serum or Plasma (2885-2)
+    3020630: Canonical("protein", "g/L", 20, 150),
+    # C reactive protein [Mass/volume] (1988-5)
+    3020460: Canonical("crp", "mg/L", 0, 700),
+    # Hemoglobin A1c/Hemoglobin.total in Blood (4548-4)
+    3004410: Canonical("hba1c", "%", 2, 25),
+    # Hemoglobin A1c/Hemoglobin.total in Blood by HPLC (17856-6)
+    3005673: Canonical("hba1c", "%", 2, 25),
+    # Body temperature (8310-5)
+    3020891: Canonical("temperature", "Cel", 25, 45),
+    # Oral temperature (8331-1)
+    3006322: Canonical("temperature", "Cel", 25, 45),
+    # Body weight (29463-7)
+    3025315: Canonical("mass", "kg", 0.2, 500),
+    # Body height (8302-2)
+    3036277: Canonical("length", "cm", 20, 280),
+    # Systolic blood pressure (8480-6)
+    3004249: Canonical("pressure", "mm[Hg]", 40, 300),
+    # Diastolic blood pressure (8462-4)
+    3012888: Canonical("pressure", "mm[Hg]", 20, 200),
+    # Heart rate (8867-4)
+    3027018: Canonical("rate", "/min", 10, 350),
+    # Respiratory rate (9279-1)
+    3024171: Canonical("rate", "/min", 2, 100),
+    # Body mass index (39156-5)
+    3038553: Canonical("bmi", "kg/m2", 8, 120),
+    # Platelets [#/volume] in Blood by Automated count (777-3)
+    3024929: Canonical("cell_count", "10*3/uL", 1, 3000),
+    # Leukocytes [#/volume] in Blood by Automated count (6690-2)
+    3000905: Canonical("cell_count", "10*3/uL", 0.05, 1000),
+    # Alanine aminotransferase (1742-6)
+    3006923: Canonical("enzyme", "U/L", 0, 50000),
+    # Aspartate aminotransferase (1920-8)
+    3013721: Canonical("enzyme", "U/L", 0, 50000),
 }
 
 
@@ -333,7 +383,7 @@ def harmonise(concept_id: int, unit: str | None) -> Harmonised:
     canonical = CANONICAL.get(concept_id)
     if code is None or canonical is None:
         return Harmonised(code)
-    analyte, target = canonical
+    analyte, target, _, _ = canonical
     units = ANALYTES[analyte].units
     if code == target or code not in units:
         return Harmonised(code)

@@ -14,7 +14,14 @@ from flip.data.terminology.units import normalize_unit, unit_concept_id
 #: OMOP vocabulary_id -> the names that mean it: FHIR and terminology.hl7.org URIs, NHS URIs,
 #: OIDs, HL7 v2 table 0396 names (and the vocabulary_id itself). Matched case-insensitively.
 CODE_SYSTEMS: dict[str, tuple[str, ...]] = {
-    "SNOMED": ("http://snomed.info/sct", "urn:oid:2.16.840.1.113883.6.96", "SCT", "SNM", "SNOMED"),
+    "SNOMED": (
+        "http://snomed.info/sct",
+        "urn:oid:2.16.840.1.113883.6.96",
+        "urn:oid:2.16.840.1.113883.2.1.3.2.4.15",  # the NHS's OID for SNOMED CT (UK edition)
+        "SCT",
+        "SNM",
+        "SNOMED",
+    ),
     "LOINC": ("http://loinc.org", "urn:oid:2.16.840.1.113883.6.1", "LN", "LNC", "LOINC"),
     "ICD10": (
         "http://hl7.org/fhir/sid/icd-10",
@@ -71,7 +78,14 @@ CODE_SYSTEMS: dict[str, tuple[str, ...]] = {
     "ATC": ("http://www.whocc.no/atc", "urn:oid:2.16.840.1.113883.6.73", "WC", "ATC"),
     "OPCS4": ("https://fhir.nhs.uk/Id/opcs-4", "OPCS4", "OPCS-4", "OPCS"),
     "dm+d": ("https://dmd.nhs.uk", "https://fhir.nhs.uk/Id/dmd-code", "DMD", "dm+d"),
-    "Read": ("http://read.info/readv2", "READ", "READV2", "RD2"),
+    "Read": (
+        "http://read.info/readv2",
+        "urn:oid:2.16.840.1.113883.6.29",  # HL7's registry: Read Codes Version 2
+        "urn:oid:2.16.840.1.113883.2.1.6.2",  # the NHS's (GP2GP): Read Codes Version 2
+        "READ",
+        "READV2",
+        "RD2",
+    ),
     "UCUM": ("http://unitsofmeasure.org", "urn:oid:2.16.840.1.113883.6.8", "UCUM"),
 }
 

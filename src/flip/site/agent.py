@@ -227,28 +227,38 @@ class SiteAgent:
                 j["seq"] for j in joins if j["seq"] > join["seq"] and _run_key(j["detail"]) == key
             ]
             until = min(after, default=float("inf"))
-            log = [join] + [
+            run_log = [join] + [
                 e
                 for e in entries
                 if join["seq"] < e["seq"] < until
                 and e["action"] in ("run.stats", "run.trained", "run.refused")
                 and _run_key(e["detail"]) == key
             ]
-            new = [e for e in log if e["seq"] > self.shared.get(run_id, 0)]
+            new = [e for e in run_log if e["seq"] > self.shared.get(run_id, 0)]
             if new:
-                self.hub.share_run_log(
-                    run_id,
-                    [
-                        {
-                            "seq": e["seq"],
-                            "at": str(e["at"]),
-                            "action": e["action"],
-                            "detail": e["detail"],
-                        }
-                        for e in new
-                    ],
-                )
+                self._share_log(run_id, new)
                 self.shared[run_id] = new[-1]["seq"]
+
+    def _share_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
+        """Send the hub these entries of run `run_id`'s log. A refusal for good (a run the
+        hub no longer knows, say) is logged and audited, the entries are not sent again
+        by this agent, and the poll goes on."""
+        body = [
+            {"seq": e["seq"], "at": str(e["at"]), "action": e["action"], "detail": e["detail"]}
+            for e in entries
+        ]
+        try:
+            self.hub.share_run_log(run_id, body)
+        except httpx.HTTPStatusError as exc:
+            if not _refused_for_good(exc.response):
+                raise
+            why = f"{exc.response.status_code}: {_hub_detail(exc.response)}"
+            log.error("%s: the hub refused run %s's log (%s)", self.site.name, run_id, why)
+            with self._ledger() as ledger:
+                ledger.record(
+                    "run.log.refused",
+                    {"run": run_id, "entries": [e["seq"] for e in entries], "reason": why},
+                )
 
     def run_forever(
         self,

@@ -154,6 +154,7 @@ class Federation:
                 rounds=row.rounds,
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
+                hub_run=run_id,
             )
             record, best = register_with_best(
                 self.work / "models",

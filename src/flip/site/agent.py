@@ -142,6 +142,7 @@ class SiteAgent:
             flower["address"],
             root_certificates=ca,
             key=key,
+            hub_runs=True,
         )
         try:
             self.node = node.start()
@@ -387,10 +388,10 @@ class SiteAgent:
             except LedgerTampered as exc:
                 approved, reason = False, str(exc)
             status = "joined" if approved else "refused"
-            ledger.record(
-                f"run.{status}",
-                {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]},
-            )
+            detail = {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]}
+            if approved and run.get("rounds") is not None:
+                detail["rounds"] = int(run["rounds"])
+            ledger.record(f"run.{status}", detail)
         self.hub.reply_run(run["id"], status, reason)
 
     def _refuse_run(self, run: dict[str, Any], reason: str) -> None:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 CONNECTION = "flip"
 
 
+#: The node config key that makes a SuperNode's ClientApp serve only hub runs its site joined.
+HUB_RUNS_ONLY = "hub-runs-only"
+
 #: The file in a run's folder that holds its Flower run id once the ServerApp has started.
 RUN_ID_FILE = "flower-run-id"
 
@@ -218,8 +221,12 @@ class SuperLink:
         n_sites: int,
         round_timeout: float = 120.0,
         min_sites: int | None = None,
+        hub_run: int | None = None,
     ) -> DeployedResult:
         """Submit a project's task with `flwr run` and wait for its result.
+
+        `hub_run` names the hub run this is: the sites count the rounds they train by it,
+        whichever Flower run carries it.
 
         Rounds start once `min_sites` (default `n_sites`) SuperNodes are connected; a
         site that has not answered within `round_timeout` seconds is left out of the
@@ -245,6 +252,7 @@ class SuperLink:
                 "out": str(run_dir),
                 "round-timeout": float(round_timeout),
                 "min-sites": min_sites or n_sites,
+                **({"hub-run": int(hub_run)} if hub_run is not None else {}),
             },
         )
         import torch
@@ -272,7 +280,11 @@ class SuperLink:
 
 
 class SuperNode:
-    """One site's `flower-supernode` process: outbound to the SuperLink, FLIP's ClientApp."""
+    """One site's `flower-supernode` process: outbound to the SuperLink, FLIP's ClientApp.
+
+    With `hub_runs` (the site agent's node) its ClientApp serves only the hub runs the site
+    joined (`flip.fl.client.HUB_RUNS_ONLY` in its node config).
+    """
 
     def __init__(
         self,
@@ -283,8 +295,10 @@ class SuperNode:
         *,
         root_certificates: Path | None = None,
         key: Path | None = None,
+        hub_runs: bool = False,
     ) -> None:
         self.work = work
+        self.hub_runs = hub_runs
         self.name = name
         self.site_config = site_config.resolve()
         self.superlink = superlink
@@ -313,7 +327,8 @@ class SuperNode:
             *auth,
             f"--superlink={self.superlink}",
             f"--port={self.port}",
-            f'--node-config=site-config="{self.site_config}"',
+            f'--node-config=site-config="{self.site_config}"'
+            + (f" {HUB_RUNS_ONLY}=true" if self.hub_runs else ""),
         ]
         log = self.work / "logs" / f"supernode-{self.name}.log"
         self.process = _spawn(log, command, flower_env(self.work / "flwr-home"))

@@ -217,8 +217,12 @@ class Ledger:
             ).scalars()
             for text in found:
                 detail = orjson.loads(text)
-                same = (detail.get("project"), detail.get("task_hash")) == (project, task_hash)
-                if same and str(detail.get("run")) == str(run):
+                about = (
+                    str(detail.get("project")),
+                    detail.get("task_hash"),
+                    str(detail.get("run")),
+                )
+                if about == (project, task_hash, str(run)):
                     return detail
         return None
 

@@ -24,6 +24,7 @@ from flwr.clientapp import ClientApp
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from flip.config import SiteConfig
+from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
@@ -298,36 +299,42 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the site's test split; only metrics leave, with the
-    site's training rows and data fingerprint."""
+    site's data fingerprint and its split sizes as released like counts."""
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
     metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
-    about = {"name": site.name, **report_evaluation(site, spec, config, metrics)}
+    about = {"name": site.name, **report_evaluation(site, spec, config)}
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)
 
 
 def report_evaluation(
-    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], metrics: Mapping[str, float]
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> dict[str, int | str]:
-    """The site's training rows and data fingerprint, sent with its evaluation's metrics and
-    audited with them as `run.evaluated` (what the site countersigns a certificate by)."""
-    reported: dict[str, int | str] = {
-        "n_train": len(usable_splits(site, spec, config)[0].y),
-        "data_sha256": data_fingerprint(site.store, spec.model_dump_json()),
-    }
+    """The site's data fingerprint and its training and test sizes as released like counts
+    (`release_sizes`: a withheld size is left out), sent with its evaluation's metrics and
+    audited as `run.evaluated` with the exact sizes (what the site countersigns by)."""
+    train, test = usable_splits(site, spec, config)
+    persons = {"n_train": train.person_ids, "n_test": test.person_ids}
     with Ledger(site.ledger) as ledger:
+        sizes = release_sizes(
+            ledger.engine,
+            str(config["project"]),
+            str(config["task-hash"]),
+            {name: frozenset(ids.tolist()) for name, ids in persons.items()},
+            site.policy.min_cell_size,
+            site.policy.round_counts_to,
+        )
+        fingerprint = data_fingerprint(site.store, spec.model_dump_json())
+        exact = {"train": len(train.y), "test": len(test.y)}
         ledger.record(
             "run.evaluated",
-            {
-                **_detail(config),
-                **_hub_run(config),
-                **reported,
-                "n_test": int(metrics["num-examples"]),
-            },
+            {**_detail(config), **_hub_run(config), "data_sha256": fingerprint, **sizes}
+            | {"rows": exact},
         )
-    return reported
+    released = {k: v for k, v in sizes.items() if v is not None}
+    return {"data_sha256": fingerprint, **released}
 
 
 @app.query()

@@ -310,8 +310,8 @@ def legacy_stats_query(
 def final_evaluation(
     grid: Grid, arrays: ArrayRecord, config: ConfigRecord, timeout: float
 ) -> dict[str, dict[str, float]]:
-    """Each site's metrics for the final model, by site name, with its training rows and
-    its data's fingerprint where the site sends them."""
+    """Each site's metrics for the final model, by site name, with its data's fingerprint
+    and its training and test sizes as the site releases them (None: withheld)."""
     messages = [
         Message(
             content=RecordDict({"arrays": arrays, "config": config}),
@@ -329,7 +329,7 @@ def final_evaluation(
         per_site[str(site["name"])] = {
             "auroc": float(metrics["auroc"]),
             "accuracy": float(metrics["accuracy"]),
-            "n_test": int(metrics["num-examples"]),
-            **{k: site[k] for k in ("n_train", "data_sha256") if k in site},
+            "n_test": None,
+            **{k: site[k] for k in ("n_train", "n_test", "data_sha256") if k in site},
         }
     return per_site

@@ -241,11 +241,17 @@ class SiteAgent:
                 self.shared[run_id] = new[-1]["seq"]
 
     def _share_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
-        """Send the hub these entries of run `run_id`'s log. A refusal for good (a run the
+        """Send the hub these entries of run `run_id`'s log, without exact split sizes.
+        A refusal for good (a run the
         hub no longer knows, say) is logged and audited, the entries are not sent again
         by this agent, and the poll goes on."""
         body = [
-            {"seq": e["seq"], "at": str(e["at"]), "action": e["action"], "detail": e["detail"]}
+            {
+                "seq": e["seq"],
+                "at": str(e["at"]),
+                "action": e["action"],
+                "detail": {k: v for k, v in e["detail"].items() if k not in EXACT_SIZES},
+            }
             for e in entries
         ]
         try:
@@ -407,6 +413,10 @@ class SiteAgent:
             )
         self.hub.reply_run(run["id"], "refused", reason[:2000])
 
+
+#: Exact split sizes the ClientApp logs for the site: never sent with a run's log (the hub
+#: gets them as released, `flip.data.cohort.sizes`).
+EXACT_SIZES = frozenset({"n_train", "n_test", "rows"})
 
 #: 4xx answers that may differ if asked again: the site's credential, a timeout, a throttle.
 _TRANSIENT = frozenset({401, 403, 408, 429})

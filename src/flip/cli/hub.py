@@ -190,6 +190,32 @@ def audit_verify(
     typer.echo("audit log intact")
 
 
+sites_app = typer.Typer(help="Sites, straight on the hub database.", no_args_is_help=True)
+app.add_typer(sites_app, name="sites")
+
+
+@sites_app.command("clear-key")
+def sites_clear_key(
+    name: Annotated[str, typer.Argument(help="The site's name.")],
+    db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
+) -> None:
+    """Forget the signing key registered for a site that lost its `signing.key` (audited);
+    its agent's next poll registers the new one. Check with the site first: a key you
+    clear for someone else lets them sign as the site."""
+    from flip.cli.errors import one_line_errors
+    from flip.hub import anchors
+    from flip.hub.db import connect
+
+    with one_line_errors(anchors.NoSuchSite, anchors.NoKey):
+        engine = connect(db)
+        try:
+            with engine.begin() as conn:
+                anchors.clear_site_key(conn, name, "hub:cli")
+        finally:
+            engine.dispose()
+    typer.echo(f"site {name}: signing key cleared; its agent's next poll registers the new one")
+
+
 users_app = typer.Typer(help="Users' access, straight on the hub database.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 

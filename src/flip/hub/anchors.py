@@ -30,6 +30,32 @@ class AnchorError(ValueError):
     """A head the hub cannot accept: a bad signature, or a key other than the site's."""
 
 
+class NoSuchSite(LookupError):
+    """No site has this id or name."""
+
+
+class NoKey(ValueError):
+    """The site has no signing key registered."""
+
+
+def clear_site_key(conn: Connection, site: int | str, actor: str) -> str:
+    """Forget the signing key registered for a site (by id or name), audited; the site's name.
+
+    The site's next signed head registers the key it then holds (a site that lost its
+    `signing.key`); the heads kept so far stay, so its new head must still extend them.
+    """
+    column = sites.c.id if isinstance(site, int) else sites.c.name
+    row = conn.execute(select(sites.c.id, sites.c.name, sites.c.signing_key).where(column == site))
+    found = row.first()
+    if found is None:
+        raise NoSuchSite(f"no site {site}")
+    if found.signing_key is None:
+        raise NoKey(f"site {found.name} has no signing key registered")
+    conn.execute(update(sites).where(sites.c.id == found.id).values(signing_key=None))
+    hub_audit.append(conn, actor, "site.key.clear", f"site:{found.name}")
+    return str(found.name)
+
+
 def hub_head(conn: Connection, key: Ed25519PrivateKey) -> SignedHead:
     """The head of the hub's audit chain, signed by the hub's key."""
     last = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1))

@@ -185,6 +185,19 @@ async def restore_user(
     return await request.app.state.writer.run(job)
 
 
+@router.delete("/sites/{site_id}/signing-key", status_code=204)
+@writes
+def clear_site_key(site_id: PathId, conn: Conn, who: Admin) -> None:
+    """Forget a site's registered signing key (it lost its `signing.key`): its next signed
+    ledger head registers the key it holds then. Audited; its kept heads stay."""
+    try:
+        anchors.clear_site_key(conn, site_id, who.label)
+    except anchors.NoSuchSite as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except anchors.NoKey as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
 @router.post("/sites/{site_id}/disable", status_code=204)
 @writes
 def disable_site(site_id: PathId, conn: Conn, who: Admin) -> None:

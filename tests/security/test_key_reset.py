@@ -85,3 +85,54 @@ def test_the_cli_clears_a_site_key_on_the_hub_database(world, tmp_path):
     assert again.returncode == 1
     assert "site st-a has no signing key registered" in again.stderr
     assert _audit_actions(app)[-1] == "site.key.clear"
+
+
+def test_the_hub_key_is_rotated_and_sites_trust_the_new_one(tmp_path, caplog):
+    """The documented rotation (docs/operations.md): stop the hub, `flip hub rotate-key`,
+    start it, and each site trusts the new public key; heads the sites kept under the old
+    key still check out, and only heads signed by a trusted key are kept."""
+    db, key = f"sqlite:///{tmp_path / 'hub.sqlite'}", tmp_path / "hub.key"
+    app = create_app(db, signing_key=key)
+    hub = BackgroundServer(app).start()
+    admin_token = bootstrap_admin(app.state.engine)
+    admin = ResearcherClient(hub.url, admin_token)
+    (tmp_path / "site").mkdir()
+    site = SiteConfig(name="st-a", store="-", ledger=str(tmp_path / "site" / "ledger.sqlite"))
+    site.save(tmp_path / "site" / "site.yaml")
+    credential = HubClient.enrol(hub.url, admin.create_site("st-a"), anchor.public_key(site))
+    client = HubClient(hub.url, credential)
+    SiteAgent(site, client).run_once()
+    old_public = cli("hub", "public-key", "--signing-key", str(key)).stdout
+    client.close()
+    admin.close()
+    hub.stop()
+
+    rotated = cli("hub", "rotate-key", "--signing-key", str(key))
+    assert rotated.stdout != old_public and "BEGIN PUBLIC KEY" in rotated.stdout
+    assert (tmp_path / "hub.key.retired.pub").read_text() == old_public
+    app = create_app(db, signing_key=key)
+    hub = BackgroundServer(app).start()
+    client = HubClient(hub.url, credential)
+    try:
+        agent = SiteAgent(site, client)
+        with Ledger(site.ledger) as ledger:
+            kept = len(ledger.hub_heads())
+        agent.run_once()
+        assert "not signed by the hub key this site keeps" in caplog.text
+        with Ledger(site.ledger) as ledger:
+            assert len(ledger.hub_heads()) == kept, "an untrusted key's head is not kept"
+
+        (tmp_path / "new.pub").write_text(rotated.stdout)
+        site_yaml = str(tmp_path / "site" / "site.yaml")
+        cli("site", "trust-hub-key", str(tmp_path / "new.pub"), "--site-config", site_yaml)
+        admin = ResearcherClient(hub.url, admin_token)
+        admin.create_user("vic", "viewer")  # the hub's audit, and so its head, moves on
+        admin.close()
+        agent.run_once()
+        with Ledger(site.ledger) as ledger:
+            assert len(ledger.hub_heads()) == kept + 1
+            assert "hub.key.trust" in [e["action"] for e in ledger.entries()]
+        assert anchor.verify(site, client) == [], "heads kept under the old key still hold"
+    finally:
+        client.close()
+        hub.stop()

@@ -129,12 +129,20 @@ def record_site_head(
     return AnchorOut(recorded=True, anchor_seq=body.seq, problem=problem, **reply)
 
 
-def check_hub_heads(conn: Connection, heads: list[SignedHead], key: Ed25519PrivateKey) -> list[str]:
-    """Why the hub's audit chain no longer holds each of `heads` it signed, if it does not."""
+def check_hub_heads(
+    conn: Connection,
+    heads: list[SignedHead],
+    key: Ed25519PrivateKey,
+    retired: list[str] | None = None,
+) -> list[str]:
+    """Why the hub's audit chain no longer holds each of `heads` it signed (with its key, or
+    one it had before a rotation: `retired`), if it does not."""
     chain = dict(conn.execute(select(audit.c.seq, audit.c.hash)).tuples().all())
+    keys = [public_pem(key), *(retired or [])]
     problems = []
     for head in heads:
-        if not verifies(public_pem(key), head_record(HUB, head.seq, head.hash), head.signature):
+        record = head_record(HUB, head.seq, head.hash)
+        if not any(verifies(k, record, head.signature) for k in keys):
             problems.append(f"head {head.seq}: not signed by this hub's key")
         elif problem := anchor_problem(chain, head.seq, head.hash):
             problems.append(f"hub audit {problem}")

@@ -199,9 +199,16 @@ class SuperLink:
             raise DeploymentError(f"flwr {' '.join(args[:2])} failed: {' | '.join(tail)}")
         return done.stdout
 
-    def register(self, name: str, public_key: Path) -> None:
-        """Let the SuperNode holding the private half of `public_key` connect."""
-        self.flwr("supernode", "register", str(public_key), CONNECTION, "--name", name)
+    def register(self, name: str, public_key: Path) -> int:
+        """Let the SuperNode holding the private half of `public_key` connect; its node id."""
+        printed = self.flwr(
+            "supernode", "register", str(public_key), CONNECTION, "--name", name, "--format", "json"
+        )
+        return int(_json_tail(printed)["node-id"])
+
+    def unregister(self, node_id: int) -> None:
+        """Stop node `node_id` from connecting: the SuperLink refuses its key from now on."""
+        self.flwr("supernode", "unregister", str(node_id), CONNECTION)
 
     def stop_run(self, run_dir: Path) -> bool:
         """Stop the run whose folder is `run_dir` (`flwr stop`); False if it has not started."""
@@ -373,6 +380,12 @@ def _write_app(folder: Path, client: str, config: dict[str, object]) -> Path:
         encoding="utf-8",
     )
     return folder
+
+
+def _json_tail(printed: str) -> dict:
+    """The JSON object a `flwr … --format json` command printed last."""
+    start = printed.rfind("\n{")
+    return json.loads(printed[start + 1 if start >= 0 else printed.find("{") :])
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:

@@ -15,6 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from flip.private_files import write_private
+
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """The private key kept at `path`, made there (0600, folder 0700 if new) on first use."""
@@ -35,6 +37,45 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     with os.fdopen(fd, "wb") as file:
         file.write(pem)
     return key
+
+
+def retired_path(path: Path) -> Path:
+    """Where the public halves of the keys `path` held before are kept (PEM, oldest first)."""
+    return path.with_name(path.name + ".retired.pub")
+
+
+def rotate_key(path: Path) -> Ed25519PrivateKey:
+    """Replace the key at `path` with a new one; the old one's public half is kept in
+    `retired_path(path)`, so what it signed can still be checked. The new key."""
+    if not path.exists():
+        raise FileNotFoundError(f"no signing key at {path}")
+    old = load_or_create_key(path)
+    retired = retired_path(path)
+    kept = retired.read_text(encoding="ascii") if retired.exists() else ""
+    write_private(retired, (kept + public_pem(old)).encode("ascii"))
+    fresh = Ed25519PrivateKey.generate()
+    staged = path.with_name(path.name + ".new")
+    staged.unlink(missing_ok=True)
+    write_private(
+        staged,
+        fresh.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    staged.replace(path)
+    return fresh
+
+
+def retired_keys(path: Path) -> list[str]:
+    """The public keys (PEM) `path` held before its rotations, oldest first."""
+    retired = retired_path(path)
+    if not retired.exists():
+        return []
+    end = "-----END PUBLIC KEY-----"
+    text = retired.read_text(encoding="ascii")
+    return [part.strip() + "\n" + end + "\n" for part in text.split(end) if part.strip()]
 
 
 def public_pem(key: Ed25519PrivateKey) -> str:

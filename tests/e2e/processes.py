@@ -164,11 +164,12 @@ def kill_matching(*parts: str) -> int:
 
 @dataclass
 class Federation:
-    """A running hub, a researcher on it, and the sites' agents."""
+    """A running hub, a researcher and the admin on it, and the sites' agents."""
 
     hub: Hub
     researcher: ResearcherClient
     agents: list[subprocess.Popen]
+    admin: ResearcherClient
 
 
 @contextlib.contextmanager
@@ -182,11 +183,11 @@ def federation(folder: Path, configs: dict[str, Path]) -> Iterator[Federation]:
         for name, config in configs.items():
             enrol(hub.url, admin.create_site(name), config)
             agents.append(start_agent(config, folder / f"agent-{name}.log"))
-        yield Federation(hub, researcher, agents)
+        yield Federation(hub, researcher, agents, admin)
     finally:
         stopped = stop_agents(agents)
         hub.stop()
-    assert stopped == [0] * len(agents), "agents stop cleanly on SIGTERM"
+    assert stopped == [0] * len(agents), f"agents stop cleanly on SIGTERM (exit codes {stopped})"
 
 
 def enrol(hub_url: str, token: str, config: Path) -> None:

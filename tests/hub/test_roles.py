@@ -27,6 +27,7 @@ MATRIX = {
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
     ("POST", "/api/v1/users/{user_id}/restore"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
+    ("DELETE", "/api/v1/sites/{site_id}/signing-key"): {"admin"},
     ("POST", "/api/v1/agent/credential"): {"site"},
     ("GET", "/api/v1/audit/verify"): {"admin"},
     ("POST", "/api/v1/projects"): WORKERS | {"researcher"},

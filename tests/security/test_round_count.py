@@ -48,7 +48,7 @@ def test_resending_round_one_trains_no_more_rounds_than_the_task_has(site_yaml):
     assert json.loads(entries[-1]["detail"]) == {
         "project": "p",
         "task_hash": digest,
-        "reason": "run 41 has already trained the 3 rounds the task has",
+        "reason": "run 41 has already trained the 3 rounds approved",
     }
     # Another run of the approved task has its own rounds.
     reply = app(task_message("train", spec, run=42), node_context(site_yaml, run=42))
@@ -66,3 +66,36 @@ def test_a_site_under_secure_aggregation_counts_its_rounds_too(site_yaml):
         assert client.fit(weights, config)[1] > 0
     with pytest.raises(NotApproved, match="run 43 has already trained the 2 rounds"):
         client.fit(weights, config)
+
+
+def test_a_hub_run_resubmitted_as_another_flower_run_trains_no_more_rounds(site_yaml):
+    """Rounds were counted per Flower run, which carries no hub run: the same hub run sent
+    again as a new Flower run trained its rounds again. The site agent's node now counts
+    per hub run, up to the rounds the run had when the site joined it, and serves only
+    hub runs the site joined."""
+    site = SiteConfig.load(site_yaml)
+    spec = mace_task(scaling="fixed").model_copy(update={"rounds": 5})
+    digest = task_hash(spec)
+    with Ledger(site.ledger) as ledger:
+        ledger.decide("p", digest, "approved", by="admin")
+        ledger.record("run.joined", {"run": 7, "project": "p", "task_hash": digest, "rounds": 2})
+
+    def train(flower_run: int, hub_run: int):
+        message = task_message("train", spec, run=flower_run, hub_run=hub_run)
+        return app(message, node_context(site_yaml, run=flower_run, hub_runs=True))
+
+    assert "arrays" in train(51, 7).content
+    assert "arrays" in train(52, 7).content, "a resubmitted Flower run goes on counting"
+    with pytest.raises(NotApproved, match="hub run 7 has already trained the 2 rounds approved"):
+        train(53, 7)
+    with pytest.raises(NotApproved, match=r"has not joined the hub run this names \(8\)"):
+        train(54, 8)
+    trained = [
+        json.loads(e["detail"])
+        for e in Ledger(site.ledger).entries()
+        if e["action"] == "run.trained"
+    ]
+    assert [(t["run"], t["flower_run"], t["site_round"]) for t in trained[-2:]] == [
+        (7, 51, 1),
+        (7, 52, 2),
+    ]

@@ -63,26 +63,26 @@ def certified(tmp_path):
         agents[name] = SiteAgent(site, client)
     researcher.invite(project, list(SITES))
     researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
-    for i, (name, agent) in enumerate(agents.items()):
+    for agent in agents.values():
         decide(agent.site, agent.hub, project, digest, "approved", by="site-admin")
+    run = researcher.create_run(project, digest, 3, runtime="deployment")
+    for i, (name, agent) in enumerate(agents.items()):
+        agent.run_once()
         per_site[name] = {"data_sha256": f"{i + 1}" * 64, "n_train": 100 + i, "n_test": 30 + i}
         with Ledger(agent.site.ledger) as ledger:  # what its ClientApp logs as it evaluates
-            detail = {"project": str(project), "task_hash": digest, **per_site[name]}
+            detail = {"project": str(project), "task_hash": digest, "run": run, **per_site[name]}
             ledger.record("run.evaluated", detail)
-    run = researcher.create_run(project, digest, 3, runtime="deployment")
-    for agent in agents.values():
-        agent.run_once()
     results = {"per_site": per_site, "model_sha256": "f" * 64}
     with app.state.engine.begin() as conn:
         certificates.issue(conn, run, results, app.state.signing_key)
-    yield agents, researcher, run, per_site, spec
+    yield agents, researcher, run, per_site, spec, app
     for agent in agents.values():
         agent.hub.close()
     hub.stop()
 
 
 def test_sites_countersign_and_the_certificate_verifies_offline(certified, tmp_path):
-    agents, researcher, run, per_site, spec = certified
+    agents, researcher, run, per_site, spec, _ = certified
     assert researcher.certificate(run)["signatures"]["sites"] == {}
     for agent in agents.values():
         agent.run_once()
@@ -132,7 +132,7 @@ def test_sites_countersign_and_the_certificate_verifies_offline(certified, tmp_p
 def test_a_certificate_re_signed_with_another_key_fails_against_the_trusted_keys(
     certified, tmp_path
 ):
-    agents, researcher, run, _, _ = certified
+    agents, researcher, run, *_ = certified
     for agent in agents.values():
         agent.run_once()
     document = researcher.certificate(run)
@@ -157,7 +157,7 @@ def test_a_certificate_re_signed_with_another_key_fails_against_the_trusted_keys
 
 
 def test_a_site_does_not_countersign_figures_its_ledger_does_not_hold(certified):
-    agents, researcher, run, _, _ = certified
+    agents, researcher, run, *_ = certified
     with Ledger(agents["beta"].site.ledger) as ledger:  # beta's ClientApp reported other rows
         entry = ledger.entries()
     beta = agents["beta"]
@@ -171,6 +171,35 @@ def test_a_site_does_not_countersign_figures_its_ledger_does_not_hold(certified)
     with Ledger(beta.site.ledger) as ledger:
         refused = [e for e in ledger.entries() if e["action"] == "run.certificate.refused"]
     assert "n_train is 101, and this site reported 7" in refused[0]["detail"]
+
+
+def test_a_site_countersigns_by_the_runs_own_evaluation(certified):
+    """A site checked its part against the last evaluation of the task in any run: a later run
+    of the same task made it refuse a true certificate, and a certificate carrying another
+    run's figures passed. It now checks the run's own."""
+    agents, researcher, run, per_site, spec, app = certified
+    digest = task_hash(spec)
+    project = str(researcher.run(run)["project_id"])
+    beta = agents["beta"]
+    with Ledger(beta.site.ledger) as ledger:  # a later run of the task, on changed data
+        later = {"project": project, "task_hash": digest, "run": run + 100, "n_train": 7}
+        ledger.record("run.evaluated", later | {"n_test": 3, "data_sha256": "9" * 64})
+    for agent in agents.values():
+        agent.run_once()
+    assert set(researcher.certificate(run)["signatures"]["sites"]) == {"alpha", "beta"}
+
+    second = researcher.create_run(int(project), digest, 3, runtime="deployment")
+    for agent in agents.values():
+        agent.run_once()  # both join; neither evaluates in it
+    # The hub issues run 2's certificate with run 1's figures.
+    with app.state.engine.begin() as conn:
+        certificates.issue(conn, second, {"per_site": per_site}, app.state.signing_key)
+    for agent in agents.values():
+        agent.run_once()
+    assert researcher.certificate(second)["signatures"]["sites"] == {}
+    with Ledger(beta.site.ledger) as ledger:
+        refused = [e for e in ledger.entries() if e["action"] == "run.certificate.refused"]
+    assert f"records no evaluation of the task in run {second}" in refused[-1]["detail"]
 
 
 @pytest.mark.e2e

@@ -277,3 +277,23 @@ def test_a_hub_refusing_the_ledger_head_for_good_does_not_stop_the_work(world, c
     assert agent.run_once() == 1
     assert researcher.query(qid)["results"]["st-a"]["count"] is not None
     assert "the hub refused this site's ledger head" in caplog.text
+
+
+def test_a_run_log_the_hub_refuses_for_good_does_not_stop_the_poll(world, caplog):
+    """A hub restored from a backup no longer knows a run the site joined: it refuses that
+    run's log with 404 on every poll. The agent raised out of the poll (so it backed off and
+    never started its SuperNode); it now logs and audits the refusal once, and goes on."""
+    _, site, client, researcher = world
+    _, _, run = _approved_run(site, client, researcher, rounds=2)
+    site.policy = SitePolicy(share_logs=True)
+    with Ledger(site.ledger) as ledger:
+        ledger.record("run.joined", {"run": 4242, "project": "77", "task_hash": "f" * 64})
+    agent = SiteAgent(site, client)
+    assert agent.run_once() == 1, "the poll goes on to the work after the refused log"
+    agent.run_once()
+    assert [e["action"] for e in researcher.run(run)["logs"]["st-a"]] == ["run.joined"]
+    assert "the hub refused run 4242's log (404" in caplog.text
+    with Ledger(site.ledger) as ledger:
+        refused = [e for e in ledger.entries() if e["action"] == "run.log.refused"]
+    assert len(refused) == 1, "audited once, not on every poll"
+    assert '"run":4242' in str(refused[0]["detail"])

@@ -164,6 +164,29 @@ def public_key(
         typer.echo(public_pem(load_or_create_key(signing_key)), nl=False)
 
 
+@app.command("rotate-key")
+def rotate_key(
+    signing_key: Annotated[Path, typer.Option(help="The hub's Ed25519 private key file.")] = Path(
+        "hub-signing.key"
+    ),
+) -> None:
+    """Replace the hub's signing key with a new one (stop the hub first); print the new public
+    key, which every site then trusts with `flip site trust-hub-key`. The old public key is
+    kept beside it (KEY.retired.pub): the hub still accepts heads the sites kept under it,
+    and verifiers use it for certificates issued before."""
+    from flip.cli.errors import one_line_errors
+    from flip.signing import public_pem, retired_path
+    from flip.signing import rotate_key as rotate
+
+    with one_line_errors():
+        fresh = rotate(signing_key)
+    typer.echo(public_pem(fresh), nl=False)
+    typer.echo(
+        f"hub signing key rotated; the old public key is kept in {retired_path(signing_key)}",
+        err=True,
+    )
+
+
 audit_app = typer.Typer(help="The hub's hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -188,6 +211,32 @@ def audit_verify(
     if broken is not None or breaks:
         raise typer.Exit(1)
     typer.echo("audit log intact")
+
+
+sites_app = typer.Typer(help="Sites, straight on the hub database.", no_args_is_help=True)
+app.add_typer(sites_app, name="sites")
+
+
+@sites_app.command("clear-key")
+def sites_clear_key(
+    name: Annotated[str, typer.Argument(help="The site's name.")],
+    db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
+) -> None:
+    """Forget the signing key registered for a site that lost its `signing.key` (audited);
+    its agent's next poll registers the new one. Check with the site first: a key you
+    clear for someone else lets them sign as the site."""
+    from flip.cli.errors import one_line_errors
+    from flip.hub import anchors
+    from flip.hub.db import connect
+
+    with one_line_errors(anchors.NoSuchSite, anchors.NoKey):
+        engine = connect(db)
+        try:
+            with engine.begin() as conn:
+                anchors.clear_site_key(conn, name, "hub:cli")
+        finally:
+            engine.dispose()
+    typer.echo(f"site {name}: signing key cleared; its agent's next poll registers the new one")
 
 
 users_app = typer.Typer(help="Users' access, straight on the hub database.", no_args_is_help=True)

@@ -858,6 +858,23 @@ def public_key(site_config: SiteConfigOption = Path("site.yaml")) -> None:
         typer.echo(site_public_key(_site_config(site_config)), nl=False)
 
 
+@app.command("trust-hub-key")
+def trust_hub_key(
+    key_file: Annotated[
+        Path,
+        typer.Argument(help="The hub's new public key (PEM), from `flip hub rotate-key`."),
+    ],
+    site_config: SiteConfigOption = Path("site.yaml"),
+) -> None:
+    """Trust the hub's new signing key after its operator rotated it (compare the key with
+    them over another channel first); audited in the ledger as hub.key.trust."""
+    from flip.site.anchor import trust_hub_key as trust
+
+    with one_line_errors():
+        digest = trust(_site_config(site_config), key_file.read_text(encoding="ascii"))
+    typer.echo(f"the hub's key {digest[:16]}… is trusted from now on")
+
+
 @app.command()
 def verify(
     site_config: SiteConfigOption = Path("site.yaml"),

@@ -208,6 +208,24 @@ class Ledger:
             conn.execute(update(trained_rounds).where(*key).values(rounds=done + 1))
             return done + 1
 
+    def joined_run(self, run: int, project: str, task_hash: str) -> dict[str, object] | None:
+        """What this site recorded when it joined hub run `run` of this task (its rounds, when
+        the hub said), or None if it never did."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(audit.c.detail).where(audit.c.action == "run.joined").order_by(audit.c.seq)
+            ).scalars()
+            for text in found:
+                detail = orjson.loads(text)
+                about = (
+                    str(detail.get("project")),
+                    detail.get("task_hash"),
+                    str(detail.get("run")),
+                )
+                if about == (project, task_hash, str(run)):
+                    return detail
+        return None
+
     def record(self, action: str, detail: dict[str, object]) -> None:
         """Append one entry to the audit log."""
         with self.engine.begin() as conn:

@@ -20,17 +20,22 @@ def _clean(value: float) -> float | None:
     return round(value, 4) if isinstance(value, float) and math.isfinite(value) else None
 
 
+def _size(metrics: dict[str, Any]) -> int | None:
+    """A site's test size as its metrics give it; None where the site withheld it."""
+    size = metrics.get("n_test", metrics.get("num-examples"))
+    return None if size is None else int(size)
+
+
 def results_document(
     arms: dict[str, dict[str, dict[str, float]]], sites: list[str]
 ) -> dict[str, Any]:
-    """{arm: {site: {"auroc": float, "n_test": int}}} for every arm, sites in `sites` order."""
+    """{arm: {site: {"auroc": float, "n_test": int or None}}} for every arm, sites in `sites`
+    order."""
     return {
         arm: {
             site: {
                 "auroc": _clean(float(arms[arm][site]["auroc"])),
-                "n_test": int(
-                    arms[arm][site].get("n_test", arms[arm][site].get("num-examples", 0))
-                ),
+                "n_test": _size(arms[arm][site]),
             }
             for site in sites
             if site in arms[arm]

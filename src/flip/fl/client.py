@@ -24,10 +24,13 @@ from flwr.clientapp import ClientApp
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from flip.config import SiteConfig
+from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import clip_when_asked
+from flip.fl.runtime.flower import HUB_RUNS_ONLY
+from flip.fl.server import HUB_RUN
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
 from flip.fl.tasks.models import new_model
@@ -54,11 +57,19 @@ def site_of(context: Context) -> SiteConfig:
     return SiteConfig.load(Path(paths[partition]))
 
 
-def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = False) -> TaskSpec:
+def hub_runs_only(context: Context) -> bool:
+    """Whether this node serves only hub runs its site joined (the site agent's SuperNode)."""
+    return bool(context.node_config.get(HUB_RUNS_ONLY, False))
+
+
+def authorise(
+    site: SiteConfig, config: Mapping[str, Any], *, secure: bool = False, hub_runs: bool = False
+) -> TaskSpec:
     """The task to run, once the site's ledger and policy allow it; refusals are audited.
 
     `secure` says whether this ClientApp masks its updates (SecAgg+): a task that asks
-    for secure aggregation runs only there, and only such a task runs there.
+    for secure aggregation runs only there, and only such a task runs there. With
+    `hub_runs` the message must name a hub run of this task that the site joined.
     """
     spec = TaskSpec.model_validate_json(str(config["task"]))
     project = str(config["project"])
@@ -77,11 +88,39 @@ def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = Fal
             reason = problem
         elif not _approved(ledger, project, digest):
             reason = "the site has not approved this task for this project"
+        elif hub_runs and _joined(ledger, config, project, digest) is None:
+            reason = f"the site has not joined the hub run this names ({config.get(HUB_RUN)})"
         elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
             reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
         if reason:
             _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
+
+
+def _joined(
+    ledger: Ledger, config: Mapping[str, Any], project: str, digest: str
+) -> dict[str, object] | None:
+    """The site's record of joining the hub run `config` names, or None (none named, or not
+    joined)."""
+    if HUB_RUN not in config:
+        return None
+    return ledger.joined_run(int(config[HUB_RUN]), project, digest)
+
+
+def round_count(
+    ledger: Ledger, spec: TaskSpec, config: Mapping[str, Any], run: int
+) -> tuple[str, int | None]:
+    """Which count a trained round goes to, and the most rounds that count may reach.
+
+    A hub run's rounds are counted together, whichever Flower run carries them, up to the
+    task's rounds and the rounds the hub run had when the site joined it; elsewhere
+    (simulation, a loopback deployment) Flower run `run`'s, up to the task's.
+    """
+    if HUB_RUN not in config:
+        return str(run), spec.rounds
+    joined = _joined(ledger, config, str(config["project"]), str(config["task-hash"])) or {}
+    limits = [n for n in (spec.rounds, joined.get("rounds")) if n is not None]
+    return f"hub-{int(config[HUB_RUN])}", min((int(n) for n in limits), default=None)
 
 
 def _approved(ledger: Ledger, project: str, digest: str) -> bool:
@@ -158,6 +197,11 @@ def _detail(config: Mapping[str, Any]) -> dict[str, str]:
     return {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
 
 
+def _hub_run(config: Mapping[str, Any]) -> dict[str, int]:
+    """The hub run the config names, as a ledger entry's `run`; nothing outside the hub."""
+    return {"run": int(config[HUB_RUN])} if HUB_RUN in config else {}
+
+
 def share_stats(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> dict[str, list[float]]:
@@ -186,15 +230,18 @@ def train_round(
     run `run`, logged in the site's ledger (with the norm its update is clipped to, under
     client-side differential privacy); the trained model and its metrics.
 
-    The site counts the rounds each run trained in its ledger and refuses one more than
-    the task has, whatever round number the server sends.
+    The site counts the rounds each hub run (or, outside the hub, each Flower run) trained
+    in its ledger and refuses one more than approved, whatever round number the server
+    sends and however many Flower runs carry the hub run (`round_count`).
     """
     train_split, _ = _splits(site, spec, config)
     detail = _detail(config)
     with Ledger(site.ledger) as ledger:
-        number = ledger.count_round(str(run), detail["project"], detail["task_hash"], spec.rounds)
+        counter, limit = round_count(ledger, spec, config, run)
+        number = ledger.count_round(counter, detail["project"], detail["task_hash"], limit)
         if number is None:
-            reason = f"run {run} has already trained the {spec.rounds} rounds the task has"
+            which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
+            reason = f"{which} has already trained the {limit} rounds approved"
             _refuse(ledger, site, detail, reason)
     model = _model(spec, state)
     metrics = binary.train(
@@ -213,6 +260,7 @@ def train_round(
                 **detail,
                 "round": int(config.get("server-round", 0)),
                 "flower_run": run,
+                **_hub_run(config),
                 "site_round": number,
                 "n_train": len(train_split.y),
                 "loss": round(float(metrics["loss"]), 6),
@@ -239,7 +287,7 @@ def train(msg: Message, context: Context) -> Message:
     """One round of local training on the site's training split."""
     site = site_of(context)
     config = msg.content["config"]
-    spec = authorise(site, config)
+    spec = authorise(site, config, hub_runs=hub_runs_only(context))
     state = msg.content["arrays"].to_torch_state_dict()
     model, metrics = train_round(site, spec, config, state, run=context.run_id)
     content = RecordDict(
@@ -251,31 +299,42 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the site's test split; only metrics leave, with the
-    site's training rows and data fingerprint."""
+    site's data fingerprint and its split sizes as released like counts."""
     site = site_of(context)
     config = msg.content["config"]
-    spec = authorise(site, config)
+    spec = authorise(site, config, hub_runs=hub_runs_only(context))
     metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
-    about = {"name": site.name, **report_evaluation(site, spec, config, metrics)}
+    about = {"name": site.name, **report_evaluation(site, spec, config)}
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)
 
 
 def report_evaluation(
-    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], metrics: Mapping[str, float]
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> dict[str, int | str]:
-    """The site's training rows and data fingerprint, sent with its evaluation's metrics and
-    audited with them as `run.evaluated` (what the site countersigns a certificate by)."""
-    reported: dict[str, int | str] = {
-        "n_train": len(usable_splits(site, spec, config)[0].y),
-        "data_sha256": data_fingerprint(site.store, spec.model_dump_json()),
-    }
+    """The site's data fingerprint and its training and test sizes as released like counts
+    (`release_sizes`: a withheld size is left out), sent with its evaluation's metrics and
+    audited as `run.evaluated` with the exact sizes (what the site countersigns by)."""
+    train, test = usable_splits(site, spec, config)
+    persons = {"n_train": train.person_ids, "n_test": test.person_ids}
     with Ledger(site.ledger) as ledger:
+        sizes = release_sizes(
+            ledger.engine,
+            str(config["project"]),
+            str(config["task-hash"]),
+            {name: frozenset(ids.tolist()) for name, ids in persons.items()},
+            site.policy.min_cell_size,
+            site.policy.round_counts_to,
+        )
+        fingerprint = data_fingerprint(site.store, spec.model_dump_json())
+        exact = {"train": len(train.y), "test": len(test.y)}
         ledger.record(
             "run.evaluated",
-            {**_detail(config), **reported, "n_test": int(metrics["num-examples"])},
+            {**_detail(config), **_hub_run(config), "data_sha256": fingerprint, **sizes}
+            | {"rows": exact},
         )
-    return reported
+    released = {k: v for k, v in sizes.items() if v is not None}
+    return {"data_sha256": fingerprint, **released}
 
 
 @app.query()
@@ -283,6 +342,6 @@ def stats(msg: Message, context: Context) -> Message:
     """Sums and counts of the site's training features for federated scaling; no rows."""
     site = site_of(context)
     config = msg.content["config"]
-    spec = authorise(site, config)
+    spec = authorise(site, config, hub_runs=hub_runs_only(context))
     content = RecordDict({"stats": MetricRecord(share_stats(site, spec, config))})
     return Message(content=content, reply_to=msg)

@@ -29,7 +29,14 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import ServerApp
 
-from flip.fl.client import authorise, evaluate_round, report_evaluation, share_stats, site_of
+from flip.fl.client import (
+    authorise,
+    evaluate_round,
+    hub_runs_only,
+    report_evaluation,
+    share_stats,
+    site_of,
+)
 from flip.fl.client import train_round as site_train_round
 from flip.fl.experiment_client import load_site, train_round
 from flip.fl.server import FederatedResult, ScalingStep
@@ -43,7 +50,7 @@ CLIPPING_RANGE = 8.0
 #: training examples than this risks overflowing the modulus (Flower's default is 1,000).
 MAX_WEIGHT = 10_000.0
 #: What a site reports with its evaluation besides metrics (flip.fl.client.report_evaluation).
-REPORTED = ("n_train", "data_sha256")
+REPORTED = ("n_train", "n_test", "data_sha256")
 #: Sites each site secret-shares its mask seeds with (SecAgg+ shares with neighbours only).
 SHARES = 5
 
@@ -101,13 +108,14 @@ class _TaskClient(NumPyClient):
     def __init__(self, context: Context) -> None:
         self.site = site_of(context)
         self.run = context.run_id
+        self.hub_runs = hub_runs_only(context)
 
     def _authorised(self, parameters, config) -> tuple[TaskSpec, dict[str, np.ndarray]]:
-        spec = authorise(self.site, config, secure=True)
+        spec = authorise(self.site, config, secure=True, hub_runs=self.hub_runs)
         return spec, dict(zip(new_model(spec).state_dict(), parameters, strict=True))
 
     def get_properties(self, config):
-        spec = authorise(self.site, config, secure=True)
+        spec = authorise(self.site, config, secure=True, hub_runs=self.hub_runs)
         return {"stats": json.dumps(share_stats(self.site, spec, config))}
 
     def fit(self, parameters, config):
@@ -119,7 +127,7 @@ class _TaskClient(NumPyClient):
         spec, state = self._authorised(parameters, config)
         metrics = evaluate_round(self.site, spec, config, state)
         kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"], "site": self.site.name}
-        reported = report_evaluation(self.site, spec, config, metrics)
+        reported = report_evaluation(self.site, spec, config)
         return metrics["loss"], int(metrics["num-examples"]), {**kept, **reported}
 
 
@@ -195,7 +203,7 @@ def secure_server_app(
                 str(res.metrics["site"]): {
                     "auroc": float(res.metrics["auroc"]),
                     "accuracy": float(res.metrics["accuracy"]),
-                    "n_test": int(res.num_examples),
+                    "n_test": None,
                     **{k: res.metrics[k] for k in REPORTED if k in res.metrics},
                 }
                 for _, res in results

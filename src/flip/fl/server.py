@@ -64,11 +64,17 @@ class FederatedResult:
         return self.best_round is None or auroc > self.rounds[self.best_round - 1]["auroc"]
 
 
-def run_config(project: str, spec: TaskSpec) -> ConfigRecord:
-    """The config every site receives: the project, the task and the hash it must match."""
-    return ConfigRecord(
-        {"project": project, "task": spec.model_dump_json(), "task-hash": task_hash(spec)}
-    )
+#: The run config key naming the hub run a Flower run trains (absent outside the hub).
+HUB_RUN = "hub-run"
+
+
+def run_config(project: str, spec: TaskSpec, hub_run: int | None = None) -> ConfigRecord:
+    """The config every site receives: the project, the task and the hash it must match, and
+    the hub run this is (`hub_run`), which sites count their trained rounds by."""
+    config = {"project": project, "task": spec.model_dump_json(), "task-hash": task_hash(spec)}
+    if hub_run is not None:
+        config[HUB_RUN] = int(hub_run)
+    return ConfigRecord(config)
 
 
 def make_server_app(
@@ -172,15 +178,22 @@ def make_server_app(
 
 
 def task_server_app(
-    project: str, spec: TaskSpec, *, rounds: int, n_sites: int, **kwargs
+    project: str,
+    spec: TaskSpec,
+    *,
+    rounds: int,
+    n_sites: int,
+    hub_run: int | None = None,
+    **kwargs,
 ) -> tuple[ServerApp, FederatedResult]:
-    """The ServerApp of a project's task: sites check its hash against their approvals.
+    """The ServerApp of a project's task: sites check its hash against their approvals
+    (and, for `hub_run`, that they joined that hub run).
 
     A task that asks for secure aggregation runs FedAvg under SecAgg+ (its sites run
     `flip.fl.secure_aggregation.task_client_app`); it keeps no checkpoints yet.
     """
     model = new_model(spec)
-    config = run_config(project, spec)
+    config = run_config(project, spec, hub_run)
     step = None
     if spec.data.scaling == "federated":
         step = scaling_step(
@@ -297,8 +310,8 @@ def legacy_stats_query(
 def final_evaluation(
     grid: Grid, arrays: ArrayRecord, config: ConfigRecord, timeout: float
 ) -> dict[str, dict[str, float]]:
-    """Each site's metrics for the final model, by site name, with its training rows and
-    its data's fingerprint where the site sends them."""
+    """Each site's metrics for the final model, by site name, with its data's fingerprint
+    and its training and test sizes as the site releases them (None: withheld)."""
     messages = [
         Message(
             content=RecordDict({"arrays": arrays, "config": config}),
@@ -316,7 +329,7 @@ def final_evaluation(
         per_site[str(site["name"])] = {
             "auroc": float(metrics["auroc"]),
             "accuracy": float(metrics["accuracy"]),
-            "n_test": int(metrics["num-examples"]),
-            **{k: site[k] for k in ("n_train", "data_sha256") if k in site},
+            "n_test": None,
+            **{k: site[k] for k in ("n_train", "n_test", "data_sha256") if k in site},
         }
     return per_site

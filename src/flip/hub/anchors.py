@@ -30,6 +30,32 @@ class AnchorError(ValueError):
     """A head the hub cannot accept: a bad signature, or a key other than the site's."""
 
 
+class NoSuchSite(LookupError):
+    """No site has this id or name."""
+
+
+class NoKey(ValueError):
+    """The site has no signing key registered."""
+
+
+def clear_site_key(conn: Connection, site: int | str, actor: str) -> str:
+    """Forget the signing key registered for a site (by id or name), audited; the site's name.
+
+    The site's next signed head registers the key it then holds (a site that lost its
+    `signing.key`); the heads kept so far stay, so its new head must still extend them.
+    """
+    column = sites.c.id if isinstance(site, int) else sites.c.name
+    row = conn.execute(select(sites.c.id, sites.c.name, sites.c.signing_key).where(column == site))
+    found = row.first()
+    if found is None:
+        raise NoSuchSite(f"no site {site}")
+    if found.signing_key is None:
+        raise NoKey(f"site {found.name} has no signing key registered")
+    conn.execute(update(sites).where(sites.c.id == found.id).values(signing_key=None))
+    hub_audit.append(conn, actor, "site.key.clear", f"site:{found.name}")
+    return str(found.name)
+
+
 def hub_head(conn: Connection, key: Ed25519PrivateKey) -> SignedHead:
     """The head of the hub's audit chain, signed by the hub's key."""
     last = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1))
@@ -103,12 +129,20 @@ def record_site_head(
     return AnchorOut(recorded=True, anchor_seq=body.seq, problem=problem, **reply)
 
 
-def check_hub_heads(conn: Connection, heads: list[SignedHead], key: Ed25519PrivateKey) -> list[str]:
-    """Why the hub's audit chain no longer holds each of `heads` it signed, if it does not."""
+def check_hub_heads(
+    conn: Connection,
+    heads: list[SignedHead],
+    key: Ed25519PrivateKey,
+    retired: list[str] | None = None,
+) -> list[str]:
+    """Why the hub's audit chain no longer holds each of `heads` it signed (with its key, or
+    one it had before a rotation: `retired`), if it does not."""
     chain = dict(conn.execute(select(audit.c.seq, audit.c.hash)).tuples().all())
+    keys = [public_pem(key), *(retired or [])]
     problems = []
     for head in heads:
-        if not verifies(public_pem(key), head_record(HUB, head.seq, head.hash), head.signature):
+        record = head_record(HUB, head.seq, head.hash)
+        if not any(verifies(k, record, head.signature) for k in keys):
             problems.append(f"head {head.seq}: not signed by this hub's key")
         elif problem := anchor_problem(chain, head.seq, head.hash):
             problems.append(f"hub audit {problem}")

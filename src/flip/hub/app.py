@@ -25,7 +25,7 @@ from flip.hub.responses import ERRORS
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
-from flip.signing import load_or_create_key
+from flip.signing import load_or_create_key, retired_keys
 
 API_PREFIX = "/api/v1"
 
@@ -77,6 +77,8 @@ def create_app(
     app.state.signing_key = (
         Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
     )
+    #: Public keys the hub signed with before its key was rotated (`flip hub rotate-key`).
+    app.state.retired_keys = [] if signing_key is None else retired_keys(signing_key)
     if federation is not None:
         federation.signing_key = app.state.signing_key
     app.state.policy = policy = policy or AccessPolicy()

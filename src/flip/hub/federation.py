@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from flip.bounds import loads_finite
 from flip.fl.runtime.flower import DeploymentError, SuperLink
 from flip.hub import audit, certificates
-from flip.hub.db import now, run_rounds, run_sites, runs, tasks
+from flip.hub.db import now, run_rounds, run_sites, runs, sites, tasks
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,17 @@ class Federation:
         self._lock = threading.Lock()
 
     def start(self, engine: Engine) -> Federation:
-        """Start the SuperLink, then submit again every deployment run left running."""
+        """Start the SuperLink, unregister the nodes of sites disabled meanwhile, then submit
+        again every deployment run left running."""
         self.engine = engine
         self.superlink.start()
         with engine.connect() as conn:
+            disabled = conn.execute(select(sites.c.name).where(sites.c.status == "disabled"))
+            for site in disabled.scalars():
+                try:
+                    self.unregister(site)
+                except DeploymentError as exc:
+                    log.error("site %s is disabled; its SuperNode key: %s", site, exc)
             left = conn.execute(
                 select(runs.c.id).where(runs.c.status == "running", runs.c.runtime == "deployment")
             ).scalars()
@@ -83,17 +90,40 @@ class Federation:
         }
 
     def register(self, site: str, public_key: str) -> None:
-        """Let the SuperNode of `site` connect with the private half of `public_key`."""
+        """Let the SuperNode of `site` connect with the private half of `public_key` (and
+        no longer with a key it registered before)."""
         keys = self.work / "node-keys"
         keys.mkdir(parents=True, exist_ok=True)
         path = keys / f"{site}.pub"
         with self._lock:
             if path.exists() and path.read_text(encoding="ascii") == public_key:
                 return
+            try:
+                self._unregister(site)
+            except DeploymentError as exc:  # gone already, with a SuperLink database reset
+                log.warning("site %s: its old SuperNode key: %s", site, exc)
             fresh = keys / f"{site}.new.pub"
             fresh.write_text(public_key, encoding="ascii")
-            self.superlink.register(site, fresh)
+            node = self.superlink.register(site, fresh)
+            (keys / f"{site}.node").write_text(str(node), encoding="ascii")
             fresh.replace(path)
+
+    def unregister(self, site: str) -> int | None:
+        """Stop the SuperNode of `site` from connecting (a disabled site): the SuperLink
+        refuses its key, so it gets no more messages of any run. The node id, or None if
+        the site had no key registered."""
+        with self._lock:
+            return self._unregister(site)
+
+    def _unregister(self, site: str) -> int | None:
+        node_file = self.work / "node-keys" / f"{site}.node"
+        if not node_file.exists():
+            return None
+        node = int(node_file.read_text(encoding="ascii"))
+        self.superlink.unregister(node)
+        node_file.unlink()
+        (self.work / "node-keys" / f"{site}.pub").unlink(missing_ok=True)
+        return node
 
     def _db(self) -> Engine:
         if self.engine is None:
@@ -154,6 +184,7 @@ class Federation:
                 rounds=row.rounds,
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
+                hub_run=run_id,
             )
             record, best = register_with_best(
                 self.work / "models",

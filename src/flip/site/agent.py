@@ -142,6 +142,7 @@ class SiteAgent:
             flower["address"],
             root_certificates=ca,
             key=key,
+            hub_runs=True,
         )
         try:
             self.node = node.start()
@@ -227,28 +228,44 @@ class SiteAgent:
                 j["seq"] for j in joins if j["seq"] > join["seq"] and _run_key(j["detail"]) == key
             ]
             until = min(after, default=float("inf"))
-            log = [join] + [
+            run_log = [join] + [
                 e
                 for e in entries
                 if join["seq"] < e["seq"] < until
                 and e["action"] in ("run.stats", "run.trained", "run.refused")
                 and _run_key(e["detail"]) == key
             ]
-            new = [e for e in log if e["seq"] > self.shared.get(run_id, 0)]
+            new = [e for e in run_log if e["seq"] > self.shared.get(run_id, 0)]
             if new:
-                self.hub.share_run_log(
-                    run_id,
-                    [
-                        {
-                            "seq": e["seq"],
-                            "at": str(e["at"]),
-                            "action": e["action"],
-                            "detail": e["detail"],
-                        }
-                        for e in new
-                    ],
-                )
+                self._share_log(run_id, new)
                 self.shared[run_id] = new[-1]["seq"]
+
+    def _share_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
+        """Send the hub these entries of run `run_id`'s log, without exact split sizes.
+        A refusal for good (a run the
+        hub no longer knows, say) is logged and audited, the entries are not sent again
+        by this agent, and the poll goes on."""
+        body = [
+            {
+                "seq": e["seq"],
+                "at": str(e["at"]),
+                "action": e["action"],
+                "detail": {k: v for k, v in e["detail"].items() if k not in EXACT_SIZES},
+            }
+            for e in entries
+        ]
+        try:
+            self.hub.share_run_log(run_id, body)
+        except httpx.HTTPStatusError as exc:
+            if not _refused_for_good(exc.response):
+                raise
+            why = f"{exc.response.status_code}: {_hub_detail(exc.response)}"
+            log.error("%s: the hub refused run %s's log (%s)", self.site.name, run_id, why)
+            with self._ledger() as ledger:
+                ledger.record(
+                    "run.log.refused",
+                    {"run": run_id, "entries": [e["seq"] for e in entries], "reason": why},
+                )
 
     def run_forever(
         self,
@@ -377,10 +394,10 @@ class SiteAgent:
             except LedgerTampered as exc:
                 approved, reason = False, str(exc)
             status = "joined" if approved else "refused"
-            ledger.record(
-                f"run.{status}",
-                {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]},
-            )
+            detail = {"run": run["id"], "project": run["project_id"], "task_hash": run["task_hash"]}
+            if approved and run.get("rounds") is not None:
+                detail["rounds"] = int(run["rounds"])
+            ledger.record(f"run.{status}", detail)
         self.hub.reply_run(run["id"], status, reason)
 
     def _refuse_run(self, run: dict[str, Any], reason: str) -> None:
@@ -396,6 +413,10 @@ class SiteAgent:
             )
         self.hub.reply_run(run["id"], "refused", reason[:2000])
 
+
+#: Exact split sizes the ClientApp logs for the site: never sent with a run's log (the hub
+#: gets them as released, `flip.data.cohort.sizes`).
+EXACT_SIZES = frozenset({"n_train", "n_test", "rows"})
 
 #: 4xx answers that may differ if asked again: the site's credential, a timeout, a throttle.
 _TRANSIENT = frozenset({401, 403, 408, 429})

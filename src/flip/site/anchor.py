@@ -8,12 +8,14 @@ beside it (`hub.pub`) from the first signed head the site sees.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
-from flip.signing import load_or_create_key, public_pem, sign, verifies
+from flip.private_files import write_private
+from flip.signing import load_or_create_key, load_public, public_pem, sign, verifies
 from flip.site.hub_client import HubClient
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def _keep_hub_head(site: SiteConfig, ledger: Ledger, reply: dict) -> None:
     """Keep the hub's head if the hub's key (kept from the first reply) signed it."""
     path = hub_key_path(site)
     if not path.exists():
-        path.write_text(reply["hub_key"], encoding="ascii")
+        write_private(path, reply["hub_key"].encode("ascii"))
     head = reply["hub_head"]
     if verifies(
         path.read_text(encoding="ascii"),
@@ -85,6 +87,21 @@ def _keep_hub_head(site: SiteConfig, ledger: Ledger, reply: dict) -> None:
         ledger.record_hub_head(head["seq"], head["hash"], head["signature"])
     else:
         log.error("%s: the hub's head is not signed by the hub key this site keeps", site.name)
+
+
+def trust_hub_key(site: SiteConfig, pem: str) -> str:
+    """Trust `pem` as the hub's key from now on (after the hub rotated its key: check the key
+    with the hub's operator first), audited in the ledger; the key's SHA-256."""
+    pem = pem.strip() + "\n"
+    load_public(pem)
+    digest = hashlib.sha256(pem.encode("ascii")).hexdigest()
+    path = hub_key_path(site)
+    previous = path.read_text(encoding="ascii") if path.exists() else ""
+    with Ledger(site.ledger) as ledger:
+        before = hashlib.sha256(previous.encode("ascii")).hexdigest() if previous else None
+        ledger.record("hub.key.trust", {"key_sha256": digest, "replaces": before})
+        write_private(path, pem.encode("ascii"))
+    return digest
 
 
 def verify(site: SiteConfig, hub: HubClient | None) -> list[str]:

@@ -1,6 +1,6 @@
 """The site's countersignature of a run certificate: given only once its own part is what the
 site's ledger records (its approval, and the data fingerprint and row counts its ClientApp
-reported), and with its own key."""
+reported in that very run), and with its own key."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def countersign(site: SiteConfig, hub: HubClient, certificate: dict) -> str | No
     run["task_hash"] = str(fields["task_hash"])
     key = load_or_create_key(key_path(site))
     with Ledger(site.ledger) as ledger:
-        reason = _problem(site, ledger, fields, certificate["digests"], public_pem(key))
+        reason = _problem(
+            site, ledger, certificate["run"], fields, certificate["digests"], public_pem(key)
+        )
         if reason is not None:
             ledger.record("run.certificate.refused", {**run, "reason": reason})
             log.error("%s: not countersigning run %s: %s", site.name, run["run"], reason)
@@ -37,12 +39,15 @@ def countersign(site: SiteConfig, hub: HubClient, certificate: dict) -> str | No
 
 
 def _problem(
-    site: SiteConfig, ledger: Ledger, fields: dict, stated: dict, own_key: str
+    site: SiteConfig, ledger: Ledger, run_id: int, fields: dict, stated: dict, own_key: str
 ) -> str | None:
-    """Why this site's part of a certificate is not what its ledger records, or None."""
+    """Why this site's part of run `run_id`'s certificate is not what its ledger records for
+    that run (its ClientApp's last evaluation in it), or None."""
     mine = fields.get(SITE + site.name)
     if digests(fields) != stated or not isinstance(mine, dict):
         return "the certificate's digests are not its fields', or it does not name this site"
+    if fields["run"].get("id") != run_id:
+        return f"the certificate handed over for run {run_id} is another run's"
     project, task_hash = str(fields["run"]["project"]), str(fields["task_hash"])
     try:
         approved = ledger.is_approved(project, task_hash)
@@ -56,10 +61,13 @@ def _problem(
         orjson.loads(str(e["detail"])) for e in ledger.entries() if e["action"] == "run.evaluated"
     ]
     reported = [
-        d for d in evaluated if (d.get("project"), d.get("task_hash")) == (project, task_hash)
+        d
+        for d in evaluated
+        if (d.get("project"), d.get("task_hash")) == (project, task_hash)
+        and str(d.get("run")) == str(run_id)
     ]
     if not reported:
-        return "this site's ledger records no evaluation of the task"
+        return f"this site's ledger records no evaluation of the task in run {run_id}"
     last = reported[-1]
     for name in ("data_sha256", "n_train", "n_test"):
         if mine.get(name) != last.get(name):

@@ -82,6 +82,10 @@ class ReleaseGuard:
             for before in self._kept()
         )
 
+    def released_before(self, members: frozenset[int]) -> bool:
+        """Whether the count of exactly these persons was released to this project before."""
+        return members in self._kept()
+
     def hold(self, sets: list[frozenset[int]]) -> None:
         """Check what follows in this query against `sets` too: a query's own released sets
         (its total, one breakdown's bins) must not isolate anyone against each other."""
@@ -96,18 +100,21 @@ class ReleaseGuard:
                 self._released = [_unpack(b) for b in blobs]
         return self._released
 
-    def remember(self, sets: list[frozenset[int]]) -> None:
-        """Keep that this query was answered and the (non-empty) sets whose counts it released."""
+    def remember(self, sets: list[frozenset[int]], *, counted: bool = True) -> None:
+        """Keep that this query was answered (unless not `counted` against the budget: a
+        task's set sizes) and the (non-empty) sets whose counts it released."""
         at = datetime.now(UTC).isoformat(timespec="microseconds")
         with self.engine.begin() as conn:
-            conn.execute(
-                released_query.delete().where(
-                    released_query.c.project == self.project, released_query.c.query == self.query
+            if counted:
+                conn.execute(
+                    released_query.delete().where(
+                        released_query.c.project == self.project,
+                        released_query.c.query == self.query,
+                    )
                 )
-            )
-            conn.execute(
-                insert(released_query).values(project=self.project, query=self.query, at=at)
-            )
+                conn.execute(
+                    insert(released_query).values(project=self.project, query=self.query, at=at)
+                )
             rows = [
                 {"project": self.project, "query": self.query, "members": _pack(s)}
                 for s in sets

@@ -1,10 +1,10 @@
 """The ServerApp a deployment runs: a project's task, configured by the run's config.
 
 `flip.fl.runtime.deployment` writes a Flower App (FAB) whose ServerApp is this one.
-The run config names the project, the task spec file, the rounds, the number of
-sites, the minimum to start a round, the round timeout and an output folder, where
-the Flower run id (`flower-run-id`, to stop the run with), each round's metrics
-(`rounds.jsonl`, one line per round as it ends), a checkpoint
+The run config names the project, the hub run (`hub-run`, when the hub submits it), the
+task spec file, the rounds, the number of sites, the minimum to start a round, the round
+timeout and an output folder, where the Flower run id (`flower-run-id`, to stop the run
+with), each round's metrics (`rounds.jsonl`, one line per round as it ends), a checkpoint
 after every round, and the final and best models, metrics and federated scaling are
 written.
 """
@@ -19,7 +19,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from flip.fl.runtime.flower import RUN_ID_FILE
-from flip.fl.server import task_server_app
+from flip.fl.server import HUB_RUN, task_server_app
 from flip.fl.tasks.base import TaskSpec
 
 app = ServerApp()
@@ -45,6 +45,7 @@ def main(grid: Grid, context: Context) -> None:
         n_sites=int(config["n-sites"]),
         timeout=float(config["round-timeout"]),
         min_sites=int(config["min-sites"]),
+        hub_run=int(config[HUB_RUN]) if HUB_RUN in config else None,
         checkpoint=None if spec.secure_aggregation else out / "checkpoint.pt",
         on_round=on_round,
     )

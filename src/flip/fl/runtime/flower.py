@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 CONNECTION = "flip"
 
 
+#: The node config key that makes a SuperNode's ClientApp serve only hub runs its site joined.
+HUB_RUNS_ONLY = "hub-runs-only"
+
 #: The file in a run's folder that holds its Flower run id once the ServerApp has started.
 RUN_ID_FILE = "flower-run-id"
 
@@ -196,9 +199,16 @@ class SuperLink:
             raise DeploymentError(f"flwr {' '.join(args[:2])} failed: {' | '.join(tail)}")
         return done.stdout
 
-    def register(self, name: str, public_key: Path) -> None:
-        """Let the SuperNode holding the private half of `public_key` connect."""
-        self.flwr("supernode", "register", str(public_key), CONNECTION, "--name", name)
+    def register(self, name: str, public_key: Path) -> int:
+        """Let the SuperNode holding the private half of `public_key` connect; its node id."""
+        printed = self.flwr(
+            "supernode", "register", str(public_key), CONNECTION, "--name", name, "--format", "json"
+        )
+        return int(_json_tail(printed)["node-id"])
+
+    def unregister(self, node_id: int) -> None:
+        """Stop node `node_id` from connecting: the SuperLink refuses its key from now on."""
+        self.flwr("supernode", "unregister", str(node_id), CONNECTION)
 
     def stop_run(self, run_dir: Path) -> bool:
         """Stop the run whose folder is `run_dir` (`flwr stop`); False if it has not started."""
@@ -218,8 +228,12 @@ class SuperLink:
         n_sites: int,
         round_timeout: float = 120.0,
         min_sites: int | None = None,
+        hub_run: int | None = None,
     ) -> DeployedResult:
         """Submit a project's task with `flwr run` and wait for its result.
+
+        `hub_run` names the hub run this is: the sites count the rounds they train by it,
+        whichever Flower run carries it.
 
         Rounds start once `min_sites` (default `n_sites`) SuperNodes are connected; a
         site that has not answered within `round_timeout` seconds is left out of the
@@ -245,6 +259,7 @@ class SuperLink:
                 "out": str(run_dir),
                 "round-timeout": float(round_timeout),
                 "min-sites": min_sites or n_sites,
+                **({"hub-run": int(hub_run)} if hub_run is not None else {}),
             },
         )
         import torch
@@ -272,7 +287,11 @@ class SuperLink:
 
 
 class SuperNode:
-    """One site's `flower-supernode` process: outbound to the SuperLink, FLIP's ClientApp."""
+    """One site's `flower-supernode` process: outbound to the SuperLink, FLIP's ClientApp.
+
+    With `hub_runs` (the site agent's node) its ClientApp serves only the hub runs the site
+    joined (`flip.fl.client.HUB_RUNS_ONLY` in its node config).
+    """
 
     def __init__(
         self,
@@ -283,8 +302,10 @@ class SuperNode:
         *,
         root_certificates: Path | None = None,
         key: Path | None = None,
+        hub_runs: bool = False,
     ) -> None:
         self.work = work
+        self.hub_runs = hub_runs
         self.name = name
         self.site_config = site_config.resolve()
         self.superlink = superlink
@@ -313,7 +334,8 @@ class SuperNode:
             *auth,
             f"--superlink={self.superlink}",
             f"--port={self.port}",
-            f'--node-config=site-config="{self.site_config}"',
+            f'--node-config=site-config="{self.site_config}"'
+            + (f" {HUB_RUNS_ONLY}=true" if self.hub_runs else ""),
         ]
         log = self.work / "logs" / f"supernode-{self.name}.log"
         self.process = _spawn(log, command, flower_env(self.work / "flwr-home"))
@@ -358,6 +380,12 @@ def _write_app(folder: Path, client: str, config: dict[str, object]) -> Path:
         encoding="utf-8",
     )
     return folder
+
+
+def _json_tail(printed: str) -> dict:
+    """The JSON object a `flwr … --format json` command printed last."""
+    start = printed.rfind("\n{")
+    return json.loads(printed[start + 1 if start >= 0 else printed.find("{") :])
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flip.fl.runtime.flower import DeploymentError
 from flip.hub import access, anchors, audit
 from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sites, users
+from flip.hub.federation import Federation
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import EnrolIn, EnrolmentOut, PathId, SiteIn, TokenOut, TokenRequest, UserIn
 from flip.hub.transactions import Conn, ReadConn, writes
 from flip.signing import load_public
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["admin"])
 
@@ -185,14 +191,49 @@ async def restore_user(
     return await request.app.state.writer.run(job)
 
 
-@router.post("/sites/{site_id}/disable", status_code=204)
+@router.delete("/sites/{site_id}/signing-key", status_code=204)
 @writes
-def disable_site(site_id: PathId, conn: Conn, who: Admin) -> None:
-    """Disable a site: its credential stops working and it gets no more work."""
-    row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id}")
-    conn.execute(
-        update(sites).where(sites.c.id == site_id).values(status="disabled", enrolment_hash=None)
-    )
-    audit.append(conn, who.label, "site.disable", f"site:{row.name}")
+def clear_site_key(site_id: PathId, conn: Conn, who: Admin) -> None:
+    """Forget a site's registered signing key (it lost its `signing.key`): its next signed
+    ledger head registers the key it holds then. Audited; its kept heads stay."""
+    try:
+        anchors.clear_site_key(conn, site_id, who.label)
+    except anchors.NoSuchSite as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except anchors.NoKey as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
+@router.post("/sites/{site_id}/disable", status_code=204)
+async def disable_site(site_id: PathId, request: Request, who: Admin) -> None:
+    """Disable a site: its credential stops working, it gets no more work, and its Flower
+    SuperNode's key is unregistered from the hub's SuperLink, so it trains no more rounds
+    of a run it joined."""
+
+    def job(conn: Connection) -> str:
+        row = conn.execute(select(sites).where(sites.c.id == site_id)).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id}")
+        conn.execute(
+            update(sites)
+            .where(sites.c.id == site_id)
+            .values(status="disabled", enrolment_hash=None)
+        )
+        audit.append(conn, who.label, "site.disable", f"site:{row.name}")
+        return str(row.name)
+
+    name = await request.app.state.writer.run(job)
+    federation: Federation | None = request.app.state.federation
+    if federation is None:
+        return
+    try:
+        node = await run_in_threadpool(federation.unregister, name)
+    except DeploymentError as exc:  # the next hub start unregisters it
+        log.error("site %s: its SuperNode key stays registered for now: %s", name, exc)
+        node = None
+    if node is not None:
+
+        def unregistered(conn: Connection) -> None:
+            audit.append(conn, who.label, "site.node.unregister", f"site:{name}", {"node": node})
+
+        await request.app.state.writer.run(unregistered)

@@ -427,7 +427,8 @@ def anchor(body: AnchorIn, conn: Conn, site: Site, request: Request) -> AnchorOu
 @router.post("/hub-heads/check")
 def check_hub_heads(body: HubHeadsIn, conn: ReadConn, site: Site, request: Request) -> HubHeadsOut:
     """Whether the hub's audit chain still holds each signed head a site kept."""
-    problems = anchors.check_hub_heads(conn, body.heads, request.app.state.signing_key)
+    state = request.app.state
+    problems = anchors.check_hub_heads(conn, body.heads, state.signing_key, state.retired_keys)
     return HubHeadsOut(ok=not problems, problems=problems)
 
 

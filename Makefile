@@ -18,12 +18,16 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev test-services
 	$(VENV)/bin/pytest $(PYTEST_MARKS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# Orthanc with its DICOMweb plugin, from Debian's packages, for the DICOMweb tests; where it
-# cannot be installed (no root, no apt) they skip, except in CI (CI=true), where they fail.
+# Orthanc with its DICOMweb plugin, and Chromium for the web app's browser tests, from Debian's
+# packages; where they cannot be installed (no root, no apt) those tests skip, except in CI
+# (CI=true), where they fail. Playwright drives /usr/bin/chromium: never `playwright install`.
 test-services:
 	@command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb; } \
 	  || echo "Orthanc is not installed: the DICOMweb tests will skip"
+	@[ -x /usr/bin/chromium ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || echo "Chromium is not installed: the browser tests will skip"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -124,6 +124,7 @@ def serve(
             f"{token}",
             err=True,
         )
+    typer.echo(f"web app on http://{host}:{port}/ (sign in with a user's password)", err=True)
     typer.echo(f"hub API on http://{host}:{port}/docs", err=True)
     sys.setswitchinterval(SWITCH_INTERVAL)
     # What is loaded by now lives as long as the hub: a full collection need not walk

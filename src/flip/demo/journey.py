@@ -39,6 +39,8 @@ from flip.site.hub_client import HubClient
 from flip.synth import default_profiles, generate_site
 from flip.synth.export import export_site
 
+#: The demo researcher's password for the web app (a demo on loopback, printed at the end).
+DEMO_PASSWORD = "demo-researcher-password"
 PHASES = ("generate", "ingest", "hub start", "query", "approve", "train", "baselines", "report")
 
 #: Cohort questions the researcher asks (concept ids from the starter vocabulary).
@@ -173,7 +175,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         admin_token = bootstrap_admin(app.state.engine)
         assert admin_token is not None
         admin = ResearcherClient(hub.url, admin_token)
-        researcher = ResearcherClient(hub.url, admin.create_user("researcher", "researcher"))
+        researcher = ResearcherClient(
+            hub.url, admin.create_user("researcher", "researcher", DEMO_PASSWORD)
+        )
         stop = threading.Event()
         agents: list[threading.Thread] = []
         clients: dict[str, HubClient] = {}
@@ -251,7 +255,19 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         console.print(
             f"  wrote {out / 'results.json'}, {out / 'report.md'} and {out / 'auroc.png'}"
         )
+        _print_browser_hint(console, hub_db)
     return DemoResult(results, queries, rounds_seen, phase.seconds, hub_db, site_dirs)
+
+
+def _print_browser_hint(console: Console, hub_db: Path) -> None:
+    """How to open the demo's hub in a browser, and the demo researcher's sign-in."""
+    console.print(
+        "\n  See it in a browser: run\n"
+        f"    flip hub serve --db sqlite:///{hub_db}\n"
+        "  then open http://127.0.0.1:8700/ and sign in as [bold]researcher[/] with the password "
+        f"[bold]{DEMO_PASSWORD}[/]\n"
+        "  (the first sign-in sets up an authenticator app: scan the QR code it shows)."
+    )
 
 
 def _clear(folder: Path) -> None:

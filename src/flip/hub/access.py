@@ -53,3 +53,14 @@ def restore(conn: Connection, user: int | str, actor: str, days: int) -> tuple[i
     )
     audit.append(conn, actor, "user.restore", f"user:{row.name}", {"days": days})
     return row.id, row.name, token
+
+
+def end_token(conn: Connection, user_id: int, actor: str) -> None:
+    """End the user's API token alone (their password sign-in goes on working)."""
+    row = find_user(conn, user_id)
+    conn.execute(
+        update(users)
+        .where(users.c.id == row.id)
+        .values(token_hash=token_hash(new_token("ended")), token_expires_at=now())
+    )
+    audit.append(conn, actor, "user.token.end", f"user:{row.name}")

@@ -25,6 +25,7 @@ from flip.hub.responses import ERRORS
 from flip.hub.routes import activity, admin, agent, projects, sessions
 from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
+from flip.hub.web import add_web
 from flip.signing import load_or_create_key, retired_keys
 
 API_PREFIX = "/api/v1"
@@ -81,6 +82,8 @@ def create_app(
     app.state.retired_keys = [] if signing_key is None else retired_keys(signing_key)
     if federation is not None:
         federation.signing_key = app.state.signing_key
+    #: When each site's agent last asked for work (Unix seconds, seen by this process).
+    app.state.seen = {}
     app.state.policy = policy = policy or AccessPolicy()
     app.state.throttle = LoginThrottle(
         policy.account_failures, policy.address_failures, policy.failure_window
@@ -97,6 +100,7 @@ def create_app(
         """Liveness: the hub answers."""
         return {"status": "ok"}
 
+    add_web(app)
     return app
 
 

@@ -90,7 +90,13 @@ async def principal(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token")
-    digest = token_hash(token.strip())
+    return await caller_of(request, token.strip())
+
+
+async def caller_of(request: Request, token: str) -> Principal:
+    """Who holds `token` (a session, a user's API token or a site's credential), or 401:
+    the one check behind the API's bearer header and the web app's session cookie."""
+    digest = token_hash(token)
 
     def read() -> dict:
         with reading(request.app.state.engine) as conn:
@@ -119,10 +125,17 @@ async def principal(request: Request) -> Principal:
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")
 
 
-def require(*roles: str):
-    """A dependency that lets through only callers with one of `roles`."""
+#: Who may do what: the role sets the API's routes and the web app's pages both check.
+ADMINS = ("admin",)
+RESEARCHERS = ("admin", "researcher")
+READERS = ("admin", "researcher", "viewer")
+SITES = ("site",)
 
-    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+
+def require(*roles: str, source=principal):
+    """A dependency that lets through only callers (found by `source`) with one of `roles`."""
+
+    async def check(who: Principal = Depends(source)) -> Principal:
         if who.role not in roles:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(roles)}"
@@ -133,7 +146,7 @@ def require(*roles: str):
 
 
 Caller = Annotated[Principal, Depends(principal)]
-Admin = Annotated[Principal, Depends(require("admin"))]
-Researcher = Annotated[Principal, Depends(require("admin", "researcher"))]
-Reader = Annotated[Principal, Depends(require("admin", "researcher", "viewer"))]
-Site = Annotated[Principal, Depends(require("site"))]
+Admin = Annotated[Principal, Depends(require(*ADMINS))]
+Researcher = Annotated[Principal, Depends(require(*RESEARCHERS))]
+Reader = Annotated[Principal, Depends(require(*READERS))]
+Site = Annotated[Principal, Depends(require(*SITES))]

@@ -30,9 +30,10 @@ class ResearcherClient:
             raise HubError(f"{method} {path}: {response.status_code} {detail}")
         return response.json() if response.content else None
 
-    def create_user(self, name: str, role: str) -> str:
-        """Create a user; return their token."""
-        return self._call("POST", "/users", json={"name": name, "role": role})["token"]
+    def create_user(self, name: str, role: str, password: str | None = None) -> str:
+        """Create a user (with a password, they may also sign in on the web); their token."""
+        body = {"name": name, "role": role} | ({"password": password} if password else {})
+        return self._call("POST", "/users", json=body)["token"]
 
     def create_site(self, name: str) -> str:
         """Register a site; return its one-time enrolment token."""

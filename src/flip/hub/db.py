@@ -49,6 +49,13 @@ users = Table(
     _created(),
     #: When an admin revoked the user's access: no token, session or login works until restored.
     Column("revoked_at", DateTime),
+    #: The TOTP secret (base32); sign-in asks for a code once `totp_enabled_at` is set.
+    Column("totp_secret", String(64)),
+    Column("totp_enabled_at", DateTime),
+    #: The last TOTP time step accepted, so no code works twice.
+    Column("totp_last_step", Integer),
+    #: JSON list of the SHA-256 of each unused one-time recovery code.
+    Column("recovery_codes", Text),
 )
 
 #: Sessions opened by password login: a token (hashed) that expires within hours.

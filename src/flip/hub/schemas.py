@@ -44,6 +44,11 @@ class UserIn(BaseModel):
 class LoginIn(BaseModel):
     name: str = Name
     password: str = Field(max_length=256)
+    code: str | None = Field(
+        None,
+        max_length=64,
+        description="A TOTP code (or a recovery code): needed once the user enrolled TOTP.",
+    )
     expires_in_hours: int = Field(12, ge=1, le=720, description="The session's lifetime.")
 
 

@@ -95,6 +95,7 @@ async def work(
     """
     turns: WriteTurns = request.app.state.turns
     federation: Federation | None = request.app.state.federation
+    request.app.state.seen[site.id] = time.time()
     deadline = time.monotonic() + wait
     while True:
         generation = turns.generation

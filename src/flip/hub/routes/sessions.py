@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, delete, insert, select, update
 
-from flip.hub import audit
+from flip.hub import audit, mfa
 from flip.hub.auth import Caller, Principal, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
@@ -33,7 +33,13 @@ async def _stored_hash(request: Request, column, value) -> object:
 
     def read():
         with reading(request.app.state.engine) as conn:
-            query = select(users.c.id, users.c.name, users.c.password_hash, users.c.revoked_at)
+            query = select(
+                users.c.id,
+                users.c.name,
+                users.c.password_hash,
+                users.c.revoked_at,
+                users.c.totp_enabled_at,
+            )
             return conn.execute(query.where(column == value)).first()
 
     return await run_in_threadpool(read)
@@ -70,30 +76,58 @@ async def confirm_password(
     await checked_password(request, who.name, password, (users.c.id, who.id), wrong)
 
 
-@router.post("/login", responses=THROTTLED)
-async def login(body: LoginIn, request: Request) -> TokenOut:
-    """Exchange a user name and password for a session token (shown once)."""
-    user = await checked_password(request, body.name, body.password, (users.c.name, body.name))
+async def checked_login(request: Request, name: str, password: str, code: str | None) -> object:
+    """The user signing in with this password and, once they enrolled TOTP, this one-time
+    (or recovery) code; 401 if either is wrong (both count against the throttle), 403 if
+    revoked, 429 if throttled."""
+    address = _address(request)
+    throttle = request.app.state.throttle
+    stamp = throttle.attempt(name, address)
+    user = await _stored_hash(request, users.c.name, name)
+    if not await request.app.state.passwords.verify(user and user.password_hash, password):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    if user.totp_enabled_at is not None and not await request.app.state.writer.run(
+        lambda conn: mfa.accept(conn, user.id, code), wake=False
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "wrong or missing one-time code (`code`): this user signs in with TOTP",
+        )
+    throttle.succeeded(name, address, stamp)
     if user.revoked_at is not None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "this user's access is revoked: ask an admin to restore it"
         )
+    return user
 
-    def job(conn: Connection) -> TokenOut:
-        revoked = conn.execute(select(users.c.revoked_at).where(users.c.id == user.id)).scalar()
+
+async def open_session(request: Request, user_id: int, name: str, hours: int) -> str:
+    """A new session token for the user (they must not be revoked), lasting `hours`."""
+
+    def job(conn: Connection) -> str:
+        revoked = conn.execute(select(users.c.revoked_at).where(users.c.id == user_id)).scalar()
         if revoked is not None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this user's access is revoked")
         token = new_token("flip_l")
-        expires = now() + timedelta(hours=body.expires_in_hours)
+        expires = now() + timedelta(hours=hours)
         conn.execute(
             insert(sessions).values(
-                user_id=user.id, token_hash=token_hash(token), expires_at=expires
+                user_id=user_id, token_hash=token_hash(token), expires_at=expires
             )
         )
-        audit.append(conn, f"user:{user.name}", "user.login", f"user:{user.name}")
-        return TokenOut(id=user.id, name=user.name, token=token)
+        audit.append(conn, f"user:{name}", "user.login", f"user:{name}")
+        return token
 
     return await request.app.state.writer.run(job)
+
+
+@router.post("/login", responses=THROTTLED)
+async def login(body: LoginIn, request: Request) -> TokenOut:
+    """Exchange a user name and password (and, once the user enrolled TOTP on the web, a
+    one-time `code`) for a session token (shown once)."""
+    user = await checked_login(request, body.name, body.password, body.code)
+    token = await open_session(request, user.id, user.name, body.expires_in_hours)
+    return TokenOut(id=user.id, name=user.name, token=token)
 
 
 @router.post("/logout", status_code=204)

@@ -1,0 +1,25 @@
+"""The hub's web app for researchers and hub admins: server-rendered pages over the API's rules.
+
+Served by `flip hub serve` at `/` in the same process as the API (under /api/v1): the
+same database, the same credential check (`flip.hub.auth.caller_of`) and the same role
+sets and project visibility as the API's routes. No Node.js, no CDN: Jinja2 templates,
+one stylesheet and one small script served from this package.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from flip.hub.web import account, admin, projects, signin
+from flip.hub.web.pages import HERE
+from flip.hub.web.security import SecurityHeaders
+
+
+def add_web(app: FastAPI) -> None:
+    """Serve the web app on `app` at `/` (pages, /static) beside the API."""
+    app.state.enrolments = signin.Enrolments()
+    for module in (signin, account, projects, admin):
+        app.include_router(module.router, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(SecurityHeaders)

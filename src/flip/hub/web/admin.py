@@ -1,0 +1,142 @@
+"""The hub admin's pages: users, sites and the audit log (each action is the API's)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import Response
+
+from flip.hub import mfa
+from flip.hub.access import find_user
+from flip.hub.routes import admin as admin_api
+from flip.hub.routes import sessions as sessions_api
+from flip.hub.routes.sessions import confirm_password
+from flip.hub.schemas import PasswordIn, SiteIn, TokenRequest, UserIn
+from flip.hub.web import reads
+from flip.hub.web.pages import WebAdmin, WebRoute, page, see_other
+from flip.hub.web.projects import _read
+from flip.hub.web.security import check_csrf
+
+router = APIRouter(prefix="/admin", route_class=WebRoute, dependencies=[Depends(check_csrf)])
+
+ROLES = ("researcher", "viewer", "site_admin", "admin")
+
+
+def _one_time_password() -> str:
+    return "-".join(secrets.token_urlsafe(6) for _ in range(3))
+
+
+async def _users_page(request: Request, status_code: int = 200, **shown):
+    found = await _read(request, reads.all_users)
+    site_names = [s["name"] for s in await _read(request, lambda c: reads.all_sites(c, {}))]
+    context = {"users": found, "roles": ROLES, "sites": site_names, **shown}
+    return page(request, "admin_users.html", status_code, **context)
+
+
+@router.get("/users")
+async def users_page(request: Request, who: WebAdmin):
+    """Every user with role, site, state and second factor; invite, disable, reset."""
+    return await _users_page(request)
+
+
+@router.post("/users")
+async def invite_user(
+    request: Request,
+    who: WebAdmin,
+    name: Annotated[str, Form()],
+    role: Annotated[str, Form()],
+    admin_password: Annotated[str, Form()],
+    site: Annotated[str, Form()] = "",
+):
+    """Create a user with a one-time password (shown once) they sign in with, then enrol TOTP."""
+    password = _one_time_password()
+    body = UserIn(
+        name=name.strip(),
+        role=role,
+        site=site.strip() or None,
+        password=password,
+        current_password=admin_password,
+    )
+    out = await admin_api.create_user(body=body, request=request, who=who)
+    return await _users_page(request, 201, invited={"name": out.name, "password": password})
+
+
+@router.post("/users/{user_id}/disable")
+async def disable_user(request: Request, user_id: int, who: WebAdmin) -> Response:
+    """Revoke every credential of the user (the API's revoke)."""
+    if user_id == who.id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot disable themself")
+    await admin_api.revoke_token(user_id=user_id, who=who, request=request)
+    return see_other("/admin/users")
+
+
+@router.post("/users/{user_id}/restore")
+async def restore_user(
+    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+) -> Response:
+    """Give a disabled user access again (the API's restore; their new API token is not shown:
+    they make one on their account page)."""
+    body = TokenRequest(password=admin_password)
+    await admin_api.restore_user(user_id=user_id, request=request, who=who, body=body)
+    return see_other("/admin/users")
+
+
+@router.post("/users/{user_id}/password")
+async def reset_password(
+    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+):
+    """Set a new one-time password for the user (shown once); their sessions end."""
+    password = _one_time_password()
+    body = PasswordIn(password=password, current_password=admin_password)
+    await sessions_api.set_password(user_id=user_id, body=body, request=request, who=who)
+    name = await _read(request, lambda conn: find_user(conn, user_id).name)
+    return await _users_page(request, reset={"name": name, "password": password})
+
+
+@router.post("/users/{user_id}/mfa")
+async def reset_mfa(
+    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+) -> Response:
+    """Turn the user's TOTP off: they enrol a new device at their next sign-in."""
+    await confirm_password(request, who, admin_password, "admin_password")
+
+    def job(conn) -> None:
+        find_user(conn, user_id)
+        mfa.reset(conn, user_id, who.label)
+
+    await request.app.state.writer.run(job)
+    return see_other("/admin/users")
+
+
+@router.get("/sites")
+async def sites_page(request: Request, who: WebAdmin):
+    """Every site: state and when its agent last polled this hub; create and disable."""
+    found = await _read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
+    return page(request, "admin_sites.html", sites=found)
+
+
+@router.post("/sites")
+async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form()]):
+    """Register a site; its one-time enrolment token is shown here, once."""
+    out = await admin_api.create_site(body=SiteIn(name=name.strip()), who=who, request=request)
+    found = await _read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
+    return page(request, "admin_sites.html", 201, sites=found, created=out)
+
+
+@router.post("/sites/{site_id}/disable")
+async def disable_site(request: Request, site_id: int, who: WebAdmin) -> Response:
+    """Disable a site: its credential stops working."""
+    await admin_api.disable_site(site_id=site_id, who=who, request=request)
+    return see_other("/admin/sites")
+
+
+@router.get("/audit")
+async def audit_log(request: Request, who: WebAdmin, before: int | None = None, verify: int = 0):
+    """The audit log, newest first, 50 a page; with `verify`, the chain's check."""
+    entries = await _read(request, lambda conn: reads.audit_page(conn, before))
+    checked = None
+    if verify:
+        checked = await _read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
+    return page(request, "admin_audit.html", entries=entries, checked=checked)

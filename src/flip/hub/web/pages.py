@@ -1,0 +1,114 @@
+"""Rendering: templates, the signed-in user, and errors as pages in words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from flip.hub.auth import ADMINS, READERS, RESEARCHERS, Principal, caller_of, require
+from flip.hub.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token, keep_csrf
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _when(value: datetime | str | float | None) -> str:
+    if value is None:
+        return "never"
+    if isinstance(value, float):
+        value = datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        return value[:19].replace("T", " ")
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+templates.env.filters["when"] = _when
+
+
+async def web_principal(request: Request) -> Principal:
+    """The user whose web session the cookie names, or 401 (the page then asks to sign in).
+
+    Only sessions opened by a web sign-in count: an API token in a cookie is refused.
+    """
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
+    who = await caller_of(request, token)
+    if who.kind != "user" or who.session is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
+    request.state.who = who
+    return who
+
+
+SignedIn = Annotated[Principal, Depends(web_principal)]
+WebAdmin = Annotated[Principal, Depends(require(*ADMINS, source=web_principal))]
+WebResearcher = Annotated[Principal, Depends(require(*RESEARCHERS, source=web_principal))]
+WebReader = Annotated[Principal, Depends(require(*READERS, source=web_principal))]
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render `template` with the signed-in user (if any) and the CSRF field's token."""
+    context |= {
+        "who": getattr(request.state, "who", None),
+        "csrf_field": CSRF_FIELD,
+        "csrf": csrf_token(request),
+        "path": request.url.path,
+    }
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    keep_csrf(request, response)
+    return response
+
+
+def see_other(url: str) -> RedirectResponse:
+    """Redirect after a form (303: the browser follows with GET)."""
+    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+def problems(exc: ValidationError | RequestValidationError) -> str:
+    """A validation error in words: each field and what is wrong with it."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"] if p not in ("body", "query")) or "input"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class WebRoute(APIRoute):
+    """A page route: a refusal becomes a page in words (401: the sign-in page) not JSON."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                return refusal(request, exc.status_code, str(exc.detail), exc.headers)
+            except (ValidationError, RequestValidationError) as exc:
+                return refusal(request, 422, problems(exc))
+
+        return handle
+
+
+def refusal(
+    request: Request, code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The page for a refused request: sign in (401), or the reason in words."""
+    if code == status.HTTP_401_UNAUTHORIZED:
+        if request.method == "GET":
+            return see_other(f"/signin?next={quote(request.url.path)}")
+        return see_other("/signin")
+    response = page(request, "error.html", status_code=code, code=code, message=message)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response

@@ -1,0 +1,254 @@
+"""The researcher's pages: projects, the cohort builder and its live answers, runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from flip.hub.db import queries, sites
+from flip.hub.routes import projects as api
+from flip.hub.schemas import InviteIn, MembersIn, ProjectIn, QueryIn, RunIn, RunStatusIn
+from flip.hub.transactions import reading
+from flip.hub.web import reads
+from flip.hub.web.chart import metric_names, rounds_svg
+from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
+from flip.hub.web.live import stream
+from flip.hub.web.pages import WebReader, WebResearcher, WebRoute, page, see_other, templates
+from flip.hub.web.security import check_csrf
+
+router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
+
+
+def _read(request: Request, job):
+    """`job(conn)` on a read connection in a worker thread."""
+
+    def run():
+        with reading(request.app.state.engine) as conn:
+            return job(conn)
+
+    return run_in_threadpool(run)
+
+
+@router.get("/")
+def home() -> Response:
+    """The projects are the home page."""
+    return see_other("/projects")
+
+
+@router.get("/projects")
+async def project_list(request: Request, who: WebReader, q: str = ""):
+    """The projects the user sees, searchable by name or description."""
+    found = await _read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
+    return page(request, "projects.html", projects=found, q=q)
+
+
+@router.post("/projects")
+async def project_create(
+    request: Request,
+    who: WebResearcher,
+    name: Annotated[str, Form()],
+    description: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a project owned by the user (the API's rule and audit entry)."""
+    body = ProjectIn(name=name.strip(), description=description.strip())
+    out = await api.create_project(body=body, who=who, request=request)
+    return see_other(f"/projects/{out.id}")
+
+
+@router.get("/projects/{project_id}")
+async def project_page(request: Request, project_id: int, who: WebReader):
+    """A project: members, invited sites and their state, tasks with each site's decision,
+    queries and runs."""
+    seen = request.app.state.seen
+
+    def job(conn):
+        project = api.get_project(project_id=project_id, conn=conn, who=who)
+        active = conn.execute(
+            select(sites.c.name).where(sites.c.status == "active").order_by(sites.c.name)
+        ).scalars()
+        return {
+            "project": project,
+            "sites": reads.project_sites_state(conn, project_id, seen),
+            "tasks": reads.project_tasks(conn, project_id),
+            "queries": reads.project_queries(conn, project_id),
+            "runs": reads.project_runs(conn, project_id),
+            "active_sites": [s for s in active if s not in project.sites],
+        }
+
+    return page(request, "project.html", **await _read(request, job))
+
+
+@router.post("/projects/{project_id}/sites")
+async def invite(
+    request: Request, project_id: int, who: WebResearcher, site: Annotated[str, Form()]
+) -> Response:
+    """Invite a site (the API's rule: any member who may write)."""
+    await api.invite_sites(
+        project_id=project_id, body=InviteIn(sites=[site.strip()]), who=who, request=request
+    )
+    return see_other(f"/projects/{project_id}")
+
+
+@router.post("/projects/{project_id}/members")
+async def add_member(
+    request: Request, project_id: int, who: WebResearcher, user: Annotated[str, Form()]
+) -> Response:
+    """Add a researcher or viewer (the API's rule: the owner or an admin)."""
+    await api.add_members(
+        project_id=project_id, body=MembersIn(users=[user.strip()]), who=who, request=request
+    )
+    return see_other(f"/projects/{project_id}")
+
+
+@router.get("/projects/{project_id}/cohort")
+async def cohort_builder(request: Request, project_id: int, who: WebResearcher):
+    """The cohort builder: criteria over every domain the sites' engine counts, JSON beside."""
+    project = await _read(request, lambda conn: api._visible(conn, project_id, who))
+    return page(
+        request, "cohort.html", project=project, domains=DOMAINS, rows=ROWS, definition="{}"
+    )
+
+
+@router.post("/projects/{project_id}/queries")
+async def ask(request: Request, project_id: int, who: WebResearcher) -> Response:
+    """Send the cohort (from the form, or the JSON box when it was edited) to every site."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    try:
+        if form.get("mode") == "json":
+            definition = orjson.loads(form.get("definition", "") or "{}")
+            if not isinstance(definition, dict):
+                raise FormProblem("definition: a JSON object")
+        else:
+            definition = definition_from_form(form)
+    except (FormProblem, orjson.JSONDecodeError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    name = str(definition.get("name") or form.get("name") or "cohort")
+    body = QueryIn(name=name, definition=definition)
+    out = await api.create_query(project_id=project_id, body=body, who=who, request=request)
+    return see_other(f"/queries/{out.id}")
+
+
+def _query_view(conn, query_id: int, who) -> dict:
+    project_id = conn.execute(select(queries.c.project_id).where(queries.c.id == query_id)).scalar()
+    project = api._visible(conn, project_id or 0, who, f"no query {query_id}")
+    definition = conn.execute(
+        select(queries.c.definition).where(queries.c.id == query_id)
+    ).scalar_one()
+    return {
+        "query": api._query_out(conn, query_id),
+        "project": project,
+        "definition": orjson.dumps(orjson.loads(definition), option=orjson.OPT_INDENT_2).decode(),
+    }
+
+
+@router.get("/queries/{query_id}")
+async def query_page(request: Request, query_id: int, who: WebReader):
+    """A query's answers: each site's count as released (`<N` when suppressed), the total
+    only when nothing was withheld; live while sites answer."""
+    view = await _read(request, lambda conn: _query_view(conn, query_id, who))
+    return page(request, "query.html", **view)
+
+
+@router.get("/queries/{query_id}/events")
+async def query_events(request: Request, query_id: int, who: WebReader):
+    """The answers table, sent again each time a site answers, until every site has."""
+    await _read(request, lambda conn: _query_view(conn, query_id, who))
+
+    def render() -> tuple[str, bool]:
+        with reading(request.app.state.engine) as conn:
+            view = _query_view(conn, query_id, who)
+        html = templates.get_template("_answers.html").render(**view)
+        return html, not view["query"].pending
+
+    return stream(request, render)
+
+
+@router.post("/projects/{project_id}/runs")
+async def run_start(
+    request: Request,
+    project_id: int,
+    who: WebResearcher,
+    task_hash: Annotated[str, Form()],
+    rounds: Annotated[int, Form()],
+    runtime: Annotated[str, Form()] = "simulation",
+) -> Response:
+    """Request a run of a task; the sites that approved it join."""
+    body = RunIn(task_hash=task_hash.strip(), rounds=rounds, runtime=runtime)
+    out = await api.create_run(project_id=project_id, body=body, who=who, request=request)
+    return see_other(f"/runs/{out.id}")
+
+
+def _run_view(conn, run_id: int, who) -> dict:
+    row = api._run_visible(conn, run_id, who)
+    run = api._run_out(conn, run_id)
+    metrics = run.results.get("metrics", {}) if isinstance(run.results, dict) else {}
+    return {
+        "run": run,
+        "project_id": row.project_id,
+        "chart": rounds_svg(run.round_metrics),
+        "metric_names": metric_names(run.round_metrics),
+        "site_metrics": metrics if isinstance(metrics, dict) else {},
+    }
+
+
+@router.get("/runs/{run_id}")
+async def run_page(request: Request, run_id: int, who: WebReader):
+    """A run: per-round chart, each site's status and shared log, results and downloads."""
+    view = await _read(request, lambda conn: _run_view(conn, run_id, who))
+    return page(request, "run.html", **view)
+
+
+@router.get("/runs/{run_id}/events")
+async def run_events(request: Request, run_id: int, who: WebReader):
+    """The run's live part (chart, sites), sent again on each change until it ends."""
+    await _read(request, lambda conn: _run_view(conn, run_id, who))
+
+    def render() -> tuple[str, bool]:
+        with reading(request.app.state.engine) as conn:
+            view = _run_view(conn, run_id, who)
+        html = templates.get_template("_run_live.html").render(**view)
+        return html, view["run"].status in ("completed", "failed", "cancelled")
+
+    return stream(request, render)
+
+
+@router.post("/runs/{run_id}/status")
+async def run_status(
+    request: Request, run_id: int, who: WebResearcher, status_to: Annotated[str, Form()]
+) -> Response:
+    """Begin training (running) or stop (cancelled), by the API's state machine."""
+    if status_to not in ("running", "cancelled"):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "status: running or cancelled")
+    after = BackgroundTasks()
+    body = RunStatusIn(status=status_to)
+    await api.set_run_status(run_id=run_id, body=body, who=who, request=request, background=after)
+    response = see_other(f"/runs/{run_id}")
+    response.background = after
+    return response
+
+
+@router.get("/runs/{run_id}/results.json")
+async def run_results(request: Request, run_id: int, who: WebReader) -> Response:
+    """Download the run's state, round metrics and results as JSON."""
+    view = await _read(request, lambda conn: _run_view(conn, run_id, who))
+    body = orjson.dumps(view["run"].model_dump(), option=orjson.OPT_INDENT_2)
+    disposition = f'attachment; filename="flip-run-{run_id}.json"'
+    headers = {"Content-Disposition": disposition}
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get("/runs/{run_id}/certificate.json")
+async def run_certificate(request: Request, run_id: int, who: WebReader) -> Response:
+    """Download the run's signed certificate (for `flip verify`)."""
+    found = await api.get_certificate(run_id=run_id, who=who, request=request)
+    disposition = f'attachment; filename="flip-run-{run_id}-certificate.json"'
+    return Response(
+        orjson.dumps(found, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={"Content-Disposition": disposition},
+    )

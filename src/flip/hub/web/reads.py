@@ -1,0 +1,185 @@
+"""What the pages show, read from the hub's tables (the rules of who sees what are the API's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, or_, select
+
+from flip.hub.auth import Principal
+from flip.hub.db import (
+    audit,
+    now,
+    project_members,
+    project_sites,
+    projects,
+    queries,
+    query_results,
+    runs,
+    sites,
+    task_decisions,
+    tasks,
+    users,
+)
+
+
+def visible_projects(conn: Connection, who: Principal, search: str = "") -> list[dict[str, Any]]:
+    """The projects the caller sees (the API's rule: admins all, else owned or member of),
+    newest first, whose name or description holds `search`."""
+    members = select(project_members.c.project_id).where(project_members.c.user_id == who.id)
+    query = (
+        select(
+            projects.c.id,
+            projects.c.name,
+            projects.c.description,
+            projects.c.created_at,
+            users.c.name.label("owner"),
+        )
+        .join(users, users.c.id == projects.c.owner_id)
+        .order_by(projects.c.id.desc())
+    )
+    if who.role != "admin":
+        query = query.where(or_(projects.c.owner_id == who.id, projects.c.id.in_(members)))
+    if search:
+        like = f"%{search.lower()}%"
+        described = func.lower(projects.c.description).like(like)
+        query = query.where(or_(func.lower(projects.c.name).like(like), described))
+    counts = dict(
+        conn.execute(
+            select(project_sites.c.project_id, func.count()).group_by(project_sites.c.project_id)
+        ).all()
+    )
+    return [dict(r._mapping) | {"sites": counts.get(r.id, 0)} for r in conn.execute(query)]
+
+
+def project_sites_state(conn: Connection, project_id: int, seen: dict[int, float]) -> list[dict]:
+    """Each invited site: its state in the project, its own status and when it last polled."""
+    rows = conn.execute(
+        select(
+            sites.c.id,
+            sites.c.name,
+            sites.c.status,
+            project_sites.c.status.label("state"),
+            project_sites.c.updated_at,
+        )
+        .join(sites, sites.c.id == project_sites.c.site_id)
+        .where(project_sites.c.project_id == project_id)
+        .order_by(sites.c.name)
+    )
+    return [dict(r._mapping) | {"last_seen": seen.get(r.id)} for r in rows]
+
+
+def project_tasks(conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """The project's proposed tasks, each with every invited site's decision (or "pending")."""
+    invited = [
+        name
+        for (name,) in conn.execute(
+            select(sites.c.name)
+            .join(project_sites, project_sites.c.site_id == sites.c.id)
+            .where(project_sites.c.project_id == project_id)
+            .order_by(sites.c.name)
+        )
+    ]
+    out = []
+    for task in conn.execute(
+        select(tasks).where(tasks.c.project_id == project_id).order_by(tasks.c.id)
+    ):
+        decided = {
+            name: (decision, reason)
+            for name, decision, reason in conn.execute(
+                select(sites.c.name, task_decisions.c.decision, task_decisions.c.reason)
+                .join(sites, sites.c.id == task_decisions.c.site_id)
+                .where(task_decisions.c.task_id == task.id)
+            )
+        }
+        out.append(
+            {
+                "hash": task.hash,
+                "kind": task.kind,
+                "spec": orjson.loads(task.spec),
+                "decisions": {n: decided.get(n, ("pending", "")) for n in invited},
+                "approved": sorted(n for n, (d, _) in decided.items() if d == "approved"),
+            }
+        )
+    return out
+
+
+def project_queries(conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """The project's cohort queries, newest first, with how many sites answered."""
+    answered = (
+        select(query_results.c.query_id, func.count().label("n"))
+        .group_by(query_results.c.query_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(queries.c.id, queries.c.name, queries.c.created_at, answered.c.n)
+        .outerjoin(answered, answered.c.query_id == queries.c.id)
+        .where(queries.c.project_id == project_id)
+        .order_by(queries.c.id.desc())
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def project_runs(conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """The project's runs, newest first."""
+    rows = conn.execute(
+        select(runs.c.id, runs.c.status, runs.c.rounds, runs.c.runtime, runs.c.created_at)
+        .add_columns(tasks.c.hash)
+        .join(tasks, tasks.c.id == runs.c.task_id)
+        .where(runs.c.project_id == project_id)
+        .order_by(runs.c.id.desc())
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def all_users(conn: Connection) -> list[dict[str, Any]]:
+    """Every user, for the admin: role, site, whether revoked, whether TOTP is on."""
+    rows = conn.execute(
+        select(
+            users.c.id,
+            users.c.name,
+            users.c.role,
+            users.c.created_at,
+            users.c.revoked_at,
+            users.c.token_expires_at,
+            users.c.totp_enabled_at,
+            sites.c.name.label("site"),
+        )
+        .outerjoin(sites, sites.c.id == users.c.site_id)
+        .order_by(users.c.name)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def all_sites(conn: Connection, seen: dict[int, float]) -> list[dict[str, Any]]:
+    """Every site, for the admin, with when its agent last polled this hub."""
+    rows = conn.execute(
+        select(sites.c.id, sites.c.name, sites.c.status, sites.c.created_at).order_by(sites.c.name)
+    )
+    return [dict(r._mapping) | {"last_seen": seen.get(r.id)} for r in rows]
+
+
+def audit_page(conn: Connection, before: int | None, size: int = 50) -> list[dict[str, Any]]:
+    """`size` audit entries, newest first, before seq `before` (or the newest)."""
+    query = select(audit).order_by(audit.c.seq.desc()).limit(size)
+    if before is not None:
+        query = query.where(audit.c.seq < before)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def own_token(conn: Connection, user_id: int) -> dict[str, Any]:
+    """The user's API token's expiry, and whether TOTP is on."""
+    row = conn.execute(
+        select(users.c.token_expires_at, users.c.totp_enabled_at, users.c.revoked_at).where(
+            users.c.id == user_id
+        )
+    ).first()
+    if row is None:
+        return {}
+    state = "active"
+    if row.revoked_at is not None:
+        state = "revoked"
+    elif row.token_expires_at is not None and row.token_expires_at < now():
+        state = "ended"
+    return dict(row._mapping) | {"state": state}

@@ -1,0 +1,95 @@
+"""The web app's protections: security headers, a strict CSP, session and CSRF cookies."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import HTTPException, Request, Response, status
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+SESSION_COOKIE = "flip_session"
+CSRF_COOKIE = "flip_csrf"
+CSRF_FIELD = "csrf"
+
+#: No inline script or style, nothing from another origin, no framing.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+HEADERS = {
+    b"content-security-policy": CSP.encode(),
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"same-origin",
+    b"x-frame-options": b"DENY",
+}
+
+
+class SecurityHeaders:
+    """Adds the CSP and the other security headers to every response of paths it covers
+    (everything but the API, whose JSON clients need none of them)."""
+
+    def __init__(self, app: ASGIApp, skip: tuple[str, ...] = ("/api/",)) -> None:
+        self.app = app
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.skip):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                have = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in HEADERS.items() if k not in have]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def secure(request: Request) -> bool:
+    """Whether the browser reached the hub over TLS (cookies then carry Secure)."""
+    return request.url.scheme == "https"
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, hours: int) -> None:
+    """Set an HttpOnly, SameSite=Strict cookie (Secure under TLS) for `hours`."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=hours * 3600,
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+        path="/",
+    )
+
+
+def csrf_token(request: Request) -> str:
+    """This browser's CSRF token (its cookie's), or a new one the page response will set."""
+    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if token is None:
+        token = request.state.new_csrf = secrets.token_urlsafe(32)
+    return token
+
+
+def keep_csrf(request: Request, response: Response) -> None:
+    """Set the CSRF cookie if this request made the token."""
+    new = getattr(request.state, "new_csrf", None)
+    if new is not None:
+        set_cookie(request, response, CSRF_COOKIE, new, hours=24 * 30)
+
+
+async def check_csrf(request: Request) -> None:
+    """A state-changing form must carry the token its browser's cookie holds: else 403."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    form = await request.form()
+    sent = form.get(CSRF_FIELD)
+    kept = request.cookies.get(CSRF_COOKIE)
+    if not isinstance(sent, str) or not kept or not secrets.compare_digest(sent, kept):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "the form's security token is missing or stale: reload the page and try again",
+        )

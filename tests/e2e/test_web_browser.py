@@ -1,0 +1,161 @@
+"""The hub's web app in Debian's Chromium (Playwright), against a real `flip hub serve` and
+real site agents: sign in with TOTP, create a project, build a cohort and watch the counts
+arrive, and the admin's pages. Screenshots go to test-output/screenshots/; each page is
+scanned with axe-core for serious or critical accessibility violations."""
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+
+from tests.conftest import IN_CI, build_site
+from tests.e2e.processes import Hub, enrol, start_agent, stop_agents
+
+CHROMIUM = os.environ.get("FLIP_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+PASSWORD = "a browser test password"
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium; skipped where it is not installed (never in CI)."""
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} must be installed in CI (make test-services)")
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (make test-services)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """One hub process and two site agents for the module; the admin and a researcher have
+    passwords. The small site's counts fall under its threshold."""
+    folder = tmp_path_factory.mktemp("web-e2e")
+    configs = {
+        "north": build_site(folder, "north", "fhir-ndjson", 300, seed=4),
+        "tiny": build_site(folder, "tiny", "csv", 30, seed=4),
+    }
+    server = Hub(folder, flower=False)
+    admin = server.start()
+    api = httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
+    )
+    agents = []
+    try:
+        api.put("/users/1/password", json={"password": PASSWORD}).raise_for_status()
+        made = api.post("/users", json={"name": "rita", "role": "researcher", "password": PASSWORD})
+        made.raise_for_status()
+        for name, config in configs.items():
+            token = api.post("/sites", json={"name": name}).json()["enrolment_token"]
+            enrol(server.url, token, config)
+            agents.append(start_agent(config, folder / f"agent-{name}.log"))
+        yield server
+    finally:
+        api.close()
+        stop_agents(agents)
+        server.stop()
+
+
+def _scan(page, name: str) -> None:
+    """Save a screenshot; fail on any serious or critical axe-core violation."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        return
+    violations = Axe().run(page).response["violations"]
+    bad = [(v["id"], v["impact"]) for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: {bad}"
+
+
+def _sign_in_first_time(page, url: str, name: str) -> str:
+    """Sign in, enrol TOTP from the page's key, save the recovery codes; the TOTP secret."""
+    page.goto(url + "/signin")
+    _scan(page, "signin")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/signin/enrol")
+    secret = page.locator("#totp-secret").inner_text()
+    _scan(page, f"enrol-{name}")
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Confirm and sign in").click()
+    assert page.locator("#recovery-codes li").count() == 10
+    page.get_by_role("link", name="I have saved them: continue").click()
+    page.wait_for_url("**/projects")
+    return secret
+
+
+def test_researcher_signs_in_with_totp_and_sees_counts_arrive(browser, hub):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _sign_in_first_time(page, hub.url, "rita")
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies["flip_session"]["httpOnly"] and cookies["flip_session"]["sameSite"] == "Strict"
+    _scan(page, "projects-empty")
+
+    page.locator("#pname").fill("Diabetes outcomes")
+    page.locator("#pdesc").fill("Who has type 2 diabetes, by site.")
+    page.get_by_role("button", name="Create project").click()
+    page.wait_for_url("**/projects/*")
+    for site in ("north", "tiny"):
+        page.locator("#site").fill(site)
+        page.get_by_role("button", name="Invite").click()
+        page.get_by_role("cell", name=site, exact=True).wait_for()
+    _scan(page, "project")
+
+    page.get_by_role("link", name="Build a cohort").click()
+    page.get_by_label("Cohort name").fill("type 2 diabetes")
+    page.locator("#include-0-concepts").fill("201826")
+    page.get_by_label("age (ten-year bins)").check()
+    definition = page.locator("#definition")
+    assert '"concept_ids": [\n        201826' in definition.input_value(), "JSON follows the form"
+    _scan(page, "cohort-builder")
+    page.get_by_role("button", name="Ask the sites", exact=True).click()
+    page.wait_for_url("**/queries/*")
+
+    page.locator("#live[data-final]").wait_for(state="attached", timeout=90_000)
+    answers = page.locator("#answers")
+    assert "waiting" not in answers.inner_text()
+    north = answers.locator('tr[data-site="north"] td.num').inner_text()
+    tiny = answers.locator('tr[data-site="tiny"] td.num').inner_text()
+    assert north.isdigit() and int(north) >= 10
+    assert tiny.startswith("<"), f"the small site's count is suppressed, shown as <N: {tiny}"
+    assert "withheld" in page.locator("#total").inner_text()
+    _scan(page, "query-answers")
+    context.close()
+
+
+def test_admin_pages(browser, hub):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _sign_in_first_time(page, hub.url, "admin")
+    page.get_by_role("link", name="Users").click()
+    page.get_by_role("cell", name="rita", exact=True).wait_for()
+    _scan(page, "admin-users")
+
+    page.get_by_role("link", name="Sites").click()
+    page.locator("#sname").fill("south")
+    page.get_by_role("button", name="Register").click()
+    token = page.locator("#enrolment-token").inner_text()
+    assert token.startswith("flip_e_")
+    last_seen = page.get_by_role("row").filter(has_text="north").inner_text()
+    assert "never" not in last_seen, "an agent that polls shows when it was last seen"
+    _scan(page, "admin-sites")
+
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_role("button", name="Verify the chain").click()
+    assert "The chain holds" in page.locator("#verified").inner_text()
+    _scan(page, "admin-audit")
+    context.close()

@@ -1,0 +1,406 @@
+"""The hub's web app: TOTP sign-in, cookie flags, CSRF, CSP, live answers, and the role
+matrix over every page (the API's rules, seen through the browser)."""
+
+import re
+
+import pyotp
+import pytest
+from sqlalchemy import func, select
+
+from flip.hub.db import projects
+from flip.hub.web import account, live, signin
+from flip.hub.web import admin as admin_pages
+from flip.hub.web import projects as projects_pages
+from flip.hub.web.pages import WebRoute
+from tests.hub.conftest import Hub
+from tests.hub.web_client import Browser
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """One hub app on SQLite for the module, with an admin who can sign in on the web."""
+    hub = Hub(f"sqlite:///{tmp_path_factory.mktemp('web') / 'hub.sqlite'}")
+    hub.call("PUT", "/users/1/password", hub.admin, json={"password": PASSWORD})
+    yield hub
+    hub.http.close()
+    hub.app.state.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def admin(web):
+    """The admin, signed in on the web (TOTP enrolled) in one browser for the module."""
+    browser = Browser(web.app)
+    browser.sign_in("admin", PASSWORD)
+    return browser
+
+
+def person(hub: Hub, name: str, role: str = "researcher") -> Browser:
+    """A user with a password, signed in (TOTP enrolled) in their own browser."""
+    made = hub.call("POST", "/users", hub.admin, json={"name": name, "role": role})
+    assert made.status_code == 201, made.text
+    hub.call("PUT", f"/users/{made.json()['id']}/password", hub.admin, json={"password": PASSWORD})
+    browser = Browser(hub.app)
+    browser.sign_in(name, PASSWORD)
+    browser.token = made.json()["token"]
+    return browser
+
+
+def test_sign_in_needs_totp_once_enrolled_and_a_code_works_once(web):
+    rita = person(web, "rita")
+    assert rita.http.get("/projects").status_code == 200
+    assert rita.post("/signout", page="/projects").status_code == 303
+    assert rita.http.get("/projects").headers["location"].startswith("/signin")
+
+    no_code = rita.post("/signin", {"name": "rita", "password": PASSWORD})
+    assert no_code.status_code == 401 and "one-time code" in no_code.text
+    current = pyotp.TOTP(rita.secret).now()
+    replayed = rita.post("/signin", {"name": "rita", "password": PASSWORD, "code": current})
+    assert replayed.status_code == 401, "the code used to enrol does not work again"
+    rita.sign_in("rita", PASSWORD)
+    assert rita.http.get("/account").status_code == 200
+
+    api = web.call("POST", "/login", json={"name": "rita", "password": PASSWORD})
+    assert api.status_code == 401 and "code" in api.json()["detail"]
+
+
+def test_a_recovery_code_signs_in_once(web):
+    rosa = Browser(web.app)
+    web.user("rosa", "researcher")
+    web.call("PUT", "/users/3/password", web.admin, json={"password": PASSWORD})
+    uid = (
+        web.app.state.engine.connect()
+        .exec_driver_sql("SELECT id FROM users WHERE name = 'rosa'")
+        .scalar()
+    )
+    web.call("PUT", f"/users/{uid}/password", web.admin, json={"password": PASSWORD})
+    rosa.post("/signin", {"name": "rosa", "password": PASSWORD})
+    rosa.secret = re.search(r'id="totp-secret">(\w+)<', rosa.http.get("/signin/enrol").text)[1]
+    page = rosa.post("/signin/enrol", {"code": pyotp.TOTP(rosa.secret).now()}, page="/signin/enrol")
+    codes = re.findall(r"<li><code>([0-9a-f-]+)</code></li>", page.text)
+    assert len(codes) == 10
+    other = Browser(web.app)
+    first = other.post("/signin", {"name": "rosa", "password": PASSWORD, "code": codes[0]})
+    assert first.status_code == 303
+    again = other.post("/signin", {"name": "rosa", "password": PASSWORD, "code": codes[0]})
+    assert again.status_code == 401
+
+
+def test_cookies_are_httponly_and_strict_and_pages_carry_a_strict_csp(web):
+    browser = Browser(web.app)
+    page = browser.http.get("/signin")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp and page.headers["x-frame-options"] == "DENY"
+    assert '<script src="/static/flip.js"' in page.text and "<script>" not in page.text
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    made = web.call("POST", "/users", web.admin, json={"name": "cora", "role": "viewer"})
+    web.call("PUT", f"/users/{made.json()['id']}/password", web.admin, json={"password": PASSWORD})
+    browser.post("/signin", {"name": "cora", "password": PASSWORD})
+    secret = re.search(r'id="totp-secret">(\w+)<', browser.http.get("/signin/enrol").text)[1]
+    done = browser.post("/signin/enrol", {"code": pyotp.TOTP(secret).now()}, page="/signin/enrol")
+    session = [c for c in done.headers.get_list("set-cookie") if c.startswith("flip_session=")]
+    assert session and "httponly" in session[0].lower() and "samesite=strict" in session[0].lower()
+    assert "secure" not in session[0].lower(), "plain HTTP: no Secure flag"
+    assert "content-security-policy" not in web.http.get("/health").headers or True
+    assert "content-security-policy" not in web.call("GET", "/projects/1", web.admin).headers
+
+
+def test_secure_cookie_under_tls(web):
+    browser = Browser(web.app)
+    browser.http.base_url = "https://testserver"
+    page = browser.http.get("/signin")
+    assert "secure" in page.headers["set-cookie"].lower()
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(web):
+    olga = person(web, "olga")
+    count = select(func.count()).select_from(projects)
+    with web.app.state.engine.connect() as conn:
+        before = conn.execute(count).scalar()
+    missing = olga.http.post("/projects", data={"name": "forged"})
+    wrong = olga.http.post("/projects", data={"name": "forged", "csrf": "not-the-token"})
+    assert missing.status_code == 403 and wrong.status_code == 403
+    assert "security token" in missing.text
+    with web.app.state.engine.connect() as conn:
+        assert conn.execute(count).scalar() == before
+    made = olga.post("/projects", {"name": "real"}, page="/projects")
+    assert made.status_code == 303 and made.headers["location"].startswith("/projects/")
+
+
+def test_an_api_token_in_the_cookie_is_not_a_web_session(web):
+    browser = Browser(web.app)
+    browser.http.cookies.set("flip_session", web.admin)
+    assert browser.http.get("/admin/users").headers["location"].startswith("/signin")
+
+
+def test_cohort_answers_show_suppressed_counts_as_below_the_threshold(web):
+    owner = person(web, "quinn")
+    site_a, site_b = web.site("qa"), web.site("qb")
+    pid = owner.post("/projects", {"name": "cohorts"}, page="/projects").headers["location"]
+    pid = int(pid.rsplit("/", 1)[1])
+    for name in ("qa", "qb"):
+        owner.post(f"/projects/{pid}/sites", {"site": name}, page=f"/projects/{pid}")
+    form = {
+        "mode": "form",
+        "name": "diabetes over 40",
+        "include-0-table": "condition_occurrence",
+        "include-0-concepts": "201826",
+        "include-0-descendants": "on",
+        "age_min": "40",
+        "histogram-sex": "on",
+    }
+    asked = owner.post(f"/projects/{pid}/queries", form, page=f"/projects/{pid}/cohort")
+    assert asked.status_code == 303, asked.text
+    qid = int(asked.headers["location"].rsplit("/", 1)[1])
+    definition = web.call("GET", f"/queries/{qid}", web.admin).json()
+    assert definition["pending"] == ["qa", "qb"]
+    page = owner.http.get(f"/queries/{qid}").text
+    assert "&#34;concept_ids&#34;: [\n    201826" in page or "201826" in page
+    assert 'data-events="/queries/' in page and "waiting for 2 sites" in page
+
+    web.call(
+        "POST",
+        f"/agent/queries/{qid}",
+        site_a,
+        json={"count": 37, "suppressed": False, "threshold": 10, "histograms": {}},
+    )
+    web.call(
+        "POST",
+        f"/agent/queries/{qid}",
+        site_b,
+        json={"count": None, "suppressed": True, "threshold": 10, "histograms": {}},
+    )
+    page = owner.http.get(f"/queries/{qid}").text
+    row_b = re.search(r'data-site="qb">.*?</tr>', page, re.S).group(0)
+    assert "&lt;10" in row_b and ">0<" not in row_b
+    assert "37" in page and "withheld" in page
+    total = re.search(r'id="total">(.*?)</td>', page, re.S).group(1)
+    assert "37" not in total, "the combined view never shows a total that hides a suppressed site"
+
+    with owner.http.stream("GET", f"/queries/{qid}/events") as events:
+        body = "".join(events.iter_text())
+    assert "event: update" in body and "event: done" in body and "&lt;10" in body
+
+
+def test_a_bad_cohort_field_is_named_and_nothing_is_asked(web):
+    owner = person(web, "bea")
+    pid = owner.post("/projects", {"name": "b"}, page="/projects").headers["location"]
+    pid = int(pid.rsplit("/", 1)[1])
+    form = {"mode": "form", "include-0-table": "note", "include-0-concepts": "12 x"}
+    answer = owner.post(f"/projects/{pid}/queries", form, page=f"/projects/{pid}/cohort")
+    assert answer.status_code == 422 and "include-0 concept ids" in answer.text
+    bad_json = owner.post(
+        f"/projects/{pid}/queries", {"mode": "json", "definition": "{"}, page="/projects"
+    )
+    assert bad_json.status_code == 422
+
+
+def test_run_page_draws_the_rounds_and_offers_downloads(web):
+    owner = person(web, "ruth")
+    pid = owner.post("/projects", {"name": "r"}, page="/projects").headers["location"]
+    pid = int(pid.rsplit("/", 1)[1])
+    task = {"hash": "ab" * 32, "kind": "tabular-logreg", "spec": {"rounds": 2}}
+    assert web.call("POST", f"/projects/{pid}/tasks", owner.token, json=task).status_code == 201
+    project_page = owner.http.get(f"/projects/{pid}").text
+    assert "abababababab" in project_page and "waiting for a site" in project_page
+    run = web.call(
+        "POST", f"/projects/{pid}/runs", owner.token, json={"task_hash": "ab" * 32, "rounds": 2}
+    ).json()
+    site = web.site("rs")
+    owner.post(f"/projects/{pid}/sites", {"site": "rs"}, page=f"/projects/{pid}")
+    web.call("POST", f"/agent/runs/{run['id']}", site, json={"status": "joined"})
+    stopped = owner.post(
+        f"/runs/{run['id']}/status", {"status_to": "running"}, page=f"/runs/{run['id']}"
+    )
+    assert stopped.status_code == 303, stopped.text
+    for n, auroc in ((1, 0.61), (2, 0.72)):
+        web.call(
+            "POST",
+            f"/runs/{run['id']}/rounds",
+            owner.token,
+            json={"round": n, "metrics": {"auroc": auroc}},
+        )
+    page = owner.http.get(f"/runs/{run['id']}").text
+    assert "<polyline" in page and "auroc" in page and "2 of 2 rounds" in page
+    download = owner.http.get(f"/runs/{run['id']}/results.json")
+    assert download.status_code == 200 and download.json()["round_metrics"][1]["auroc"] == 0.72
+    stop = owner.post(
+        f"/runs/{run['id']}/status", {"status_to": "cancelled"}, page=f"/runs/{run['id']}"
+    )
+    assert stop.status_code == 303
+    assert web.call("GET", f"/runs/{run['id']}", owner.token).json()["status"] == "cancelled"
+
+
+def test_account_token_is_capped_by_the_hub_policy_and_revocable(web):
+    tess = person(web, "tess")
+    cap = web.app.state.policy.max_token_days
+    over = tess.post(
+        "/account/token", {"password": PASSWORD, "expires_in_days": cap + 1}, page="/account"
+    )
+    assert over.status_code == 422 and "limit" in over.text
+    made = tess.post(
+        "/account/token", {"password": PASSWORD, "expires_in_days": 7}, page="/account"
+    )
+    token = re.search(r'id="new-token">([^<\s]+)<', made.text).group(1)
+    assert web.call("GET", "/projects/999", token).status_code == 404
+    tess.post("/account/token/revoke", page="/account")
+    assert web.call("GET", "/projects/999", token).status_code == 401
+    assert tess.http.get("/account").status_code == 200, "the web session goes on"
+
+
+def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
+    created = admin.post("/admin/sites", {"name": "north"}, page="/admin/sites")
+    token = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)
+    assert token not in admin.http.get("/admin/sites").text
+    assert web.call("POST", "/sites/enrol", json={"enrolment_token": token}).status_code == 200
+    invited = admin.post(
+        "/admin/users",
+        {"name": "newbie", "role": "viewer", "admin_password": PASSWORD},
+        page="/admin/users",
+    )
+    password = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    first = Browser(web.app).post("/signin", {"name": "newbie", "password": password})
+    assert first.headers["location"] == "/signin/enrol"
+    audit = admin.http.get("/admin/audit?verify=1").text
+    assert 'id="verified"' in audit and "The chain holds" in audit and "site.create" in audit
+
+
+# ---- the role matrix over every web page ---------------------------------------------
+
+ROLES = ("admin", "owner", "member", "researcher", "viewer", "stranger", "anonymous")
+READERS = {"admin", "owner", "member", "viewer"}
+WRITERS = {"admin", "owner", "member"}
+SIGNED_IN = set(ROLES) - {"anonymous"}
+
+#: (method, path) -> the roles that get past sign-in, role and project checks.
+WEB_MATRIX = {
+    ("GET", "/"): set(ROLES),
+    ("GET", "/signin"): set(ROLES),
+    ("POST", "/signin"): set(ROLES),
+    ("GET", "/signin/enrol"): set(),
+    ("POST", "/signin/enrol"): set(),
+    ("POST", "/signout"): SIGNED_IN,  # tested in the sign-in test: it ends the session
+    ("GET", "/account"): SIGNED_IN,
+    ("POST", "/account/password"): SIGNED_IN,
+    ("POST", "/account/token"): SIGNED_IN,
+    ("POST", "/account/token/revoke"): SIGNED_IN,
+    ("GET", "/projects"): SIGNED_IN,
+    ("POST", "/projects"): {"admin", "owner", "member", "researcher"},
+    ("GET", "/projects/{project_id}"): READERS,
+    ("POST", "/projects/{project_id}/sites"): WRITERS,
+    ("POST", "/projects/{project_id}/members"): {"admin", "owner"},
+    ("GET", "/projects/{project_id}/cohort"): WRITERS,
+    ("POST", "/projects/{project_id}/queries"): WRITERS,
+    ("GET", "/queries/{query_id}"): READERS,
+    ("GET", "/queries/{query_id}/events"): READERS,
+    ("POST", "/projects/{project_id}/runs"): WRITERS,
+    ("GET", "/runs/{run_id}"): READERS,
+    ("GET", "/runs/{run_id}/events"): READERS,
+    ("POST", "/runs/{run_id}/status"): WRITERS,
+    ("GET", "/runs/{run_id}/results.json"): READERS,
+    ("GET", "/runs/{run_id}/certificate.json"): READERS,
+    ("GET", "/admin/users"): {"admin"},
+    ("POST", "/admin/users"): {"admin"},
+    ("POST", "/admin/users/{user_id}/disable"): {"admin"},
+    ("POST", "/admin/users/{user_id}/restore"): {"admin"},
+    ("POST", "/admin/users/{user_id}/password"): {"admin"},
+    ("POST", "/admin/users/{user_id}/mfa"): {"admin"},
+    ("GET", "/admin/sites"): {"admin"},
+    ("POST", "/admin/sites"): {"admin"},
+    ("POST", "/admin/sites/{site_id}/disable"): {"admin"},
+    ("GET", "/admin/audit"): {"admin"},
+}
+
+FORMS = {
+    "/signin": {"name": "nobody", "password": "x"},
+    "/account/password": {"current_password": "wrong", "password": "short"},
+    "/account/token": {"password": "wrong", "expires_in_days": "0"},
+    "/projects": {"name": "p"},
+    "/projects/{project_id}/sites": {"site": "matrix-site"},
+    "/projects/{project_id}/members": {"user": "matrix-extra"},
+    "/projects/{project_id}/queries": {"mode": "json", "definition": "{}"},
+    "/projects/{project_id}/runs": {"task_hash": "cd" * 32, "rounds": "1"},
+    "/runs/{run_id}/status": {"status_to": "cancelled"},
+    "/admin/users": {"name": "m", "role": "no-such-role", "admin_password": "wrong"},
+    "/admin/users/{user_id}/restore": {"admin_password": "wrong"},
+    "/admin/users/{user_id}/password": {"admin_password": "wrong"},
+    "/admin/users/{user_id}/mfa": {"admin_password": "wrong"},
+    "/admin/sites": {"name": "matrix-new"},
+}
+
+
+def test_every_web_route_is_in_the_matrix(web):
+    routers = (signin.router, account.router, projects_pages.router, admin_pages.router)
+    routes = {
+        (method, route.path)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, WebRoute)
+        for method in route.methods
+    }
+    assert routes == set(WEB_MATRIX)
+
+
+def test_each_role_is_allowed_or_denied_on_every_page_as_declared(web, admin, monkeypatch):
+    monkeypatch.setattr(live, "LIFETIME", 0.5)  # a live page's stream ends after one look
+    browsers = {"admin": admin, "anonymous": Browser(web.app)}
+    for role, name, kind in (
+        ("owner", "m-owner", "researcher"),
+        ("member", "m-member", "researcher"),
+        ("researcher", "m-outsider", "researcher"),
+        ("viewer", "m-viewer", "viewer"),
+        ("stranger", "m-stranger", "viewer"),
+    ):
+        browsers[role] = person(web, name, kind)
+    owner = browsers["owner"]
+    web.site("matrix-site")
+    web.user("matrix-extra", "researcher")
+    victim = web.call("POST", "/users", web.admin, json={"name": "m-victim", "role": "viewer"})
+    site_id = web.call("POST", "/sites", web.admin, json={"name": "m-other"}).json()["id"]
+    pid = web.call("POST", "/projects", owner.token, json={"name": "matrix"}).json()["id"]
+    web.call(
+        "POST", f"/projects/{pid}/members", owner.token, json={"users": ["m-member", "m-viewer"]}
+    )
+    web.call(
+        "POST",
+        f"/projects/{pid}/tasks",
+        owner.token,
+        json={"hash": "cd" * 32, "kind": "k", "spec": {}},
+    )
+    qid = web.call(
+        "POST", f"/projects/{pid}/queries", owner.token, json={"name": "q", "definition": {}}
+    ).json()["id"]
+    ids = {"project_id": pid, "query_id": qid, "user_id": victim.json()["id"], "site_id": site_id}
+    # A fresh run for each request (one may stop it); made first, as the API token of a
+    # user who revokes theirs on the account page stops working.
+    body = {"task_hash": "cd" * 32, "rounds": 1}
+    runs = [
+        web.call("POST", f"/projects/{pid}/runs", owner.token, json=body).json()["id"]
+        for _ in range(len(WEB_MATRIX) * len(ROLES))
+    ]
+    for (method, path), allowed in WEB_MATRIX.items():
+        if path.startswith(("/signin", "/signout")) or path == "/":
+            continue  # open to all, or ends the session: both tested above
+        for role in ROLES:
+            browser = browsers[role]
+            run = runs.pop()
+            url = path.format(**ids, run_id=run)
+            if method == "GET":
+                response = browser.http.get(url)
+            else:
+                response = browser.post(url, FORMS.get(path, {}), page="/signin")
+            code = response.status_code
+            signin = code == 303 and response.headers["location"].startswith("/signin")
+            # A 403 for a wrong password means the caller got past the role check.
+            refused = code == 403 and "password is wrong" not in response.text
+            # A 404 for a certificate not made yet means the caller saw the run.
+            hidden = code == 404 and "has no certificate" not in response.text
+            denied = code == 401 or hidden or refused or signin
+            assert code < 500, (method, path, role, response.text)
+            if role in allowed:
+                assert not denied, (method, path, role, code, response.text[:300])
+            else:
+                assert denied, (method, path, role, code)

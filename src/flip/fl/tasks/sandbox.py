@@ -82,7 +82,8 @@ def run_custom(
         work = Path(folder)
         (work / "task.json").write_text(spec_json, encoding="utf-8")
         inputs = {"x": torch.as_tensor(x), "y": torch.as_tensor(y), "config": config}
-        torch.save({**inputs, "state": state or {}}, work / "in.pt")
+        sent = {k: torch.as_tensor(v) for k, v in (state or {}).items()}
+        torch.save({**inputs, "state": sent}, work / "in.pt")
         _run_child(work, action, device, limits, name)
         out = torch.load(work / "out.pt", weights_only=True)
     metrics = _checked_metrics(out.get("metrics"), name)

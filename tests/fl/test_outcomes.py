@@ -118,3 +118,29 @@ def test_the_site_trains_on_a_gpu_when_it_has_one_and_else_on_the_cpu():
     with pytest.raises(ValueError, match="use auto, cpu"):
         choose("tpu", lambda: True)
     assert choose() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.slow
+def test_a_time_to_event_task_federates_and_reports_c_index(tmp_path):
+    from flip.config import SiteConfig
+    from flip.data.ledger import Ledger
+    from flip.fl.runtime.simulation import simulate
+    from flip.fl.server import task_server_app
+    from flip.fl.tasks import TaskSpec, mace_task, task_hash
+    from tests.conftest import build_site
+
+    base = mace_task()
+    data = {**base.data.model_dump(), "outcome": "time-to-event"}
+    spec = TaskSpec.model_validate({**base.model_dump(), "data": data, "rounds": 3})
+    digest = task_hash(spec)
+    configs = []
+    for name, fmt in (("alpha", "csv"), ("beta", "fhir-ndjson")):
+        path = build_site(tmp_path, name, fmt, 200)
+        Ledger(SiteConfig.load(path).ledger).decide("p", digest, "approved", by="admin")
+        configs.append(path)
+    app, result = task_server_app("p", spec, rounds=3, n_sites=2)
+    simulate(app, configs)
+    assert set(result.per_site) == {"alpha", "beta"}
+    for metrics in result.per_site.values():
+        assert "auroc" not in metrics and metrics["c_index"] > 0.6
+    assert all("c_index" in r for r in result.rounds) and result.best_round is not None

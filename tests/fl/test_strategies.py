@@ -107,3 +107,19 @@ def test_a_site_applies_the_mu_its_approved_task_names():
         state, _ = train_task(spec, None, data, epochs=5, seed=0)
         drift[options.get("proximal_mu", 0.1)] = float(state["weight"].norm())
     assert drift[5.0] < 0.5 * drift[0.1]  # the start is all zeros: the norm is the update's
+
+
+def test_flip_fl_run_takes_strategy_hyperparameters_and_checks_them(tmp_path):
+    import typer
+
+    from flip.cli.fl import _strategy_options
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import ExperimentOptions
+
+    assert _strategy_options(["proximal_mu=0.5"]) == {"proximal_mu": 0.5}
+    with pytest.raises(typer.BadParameter, match="give NAME=NUMBER"):
+        _strategy_options(["proximal_mu"])
+    site = {"a": tmp_path / "a.csv"}
+    ExperimentOptions(site, "y", strategy="fedprox", strategy_options={"proximal_mu": 0.5}).check()
+    with pytest.raises(DatasetError, match=r"--strategy-option: .*fedavgm has no 'mu'"):
+        ExperimentOptions(site, "y", strategy="fedavgm", strategy_options={"mu": 1.0}).check()

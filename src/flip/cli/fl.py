@@ -77,7 +77,7 @@ def run(
         str | None,
         typer.Option(
             help="A Flower strategy by name, e.g. fedavg, fedprox; default fedavg, "
-            "or fedxgb_bagging for tabular-xgboost."
+            "or fedxgb_bagging for tabular-xgboost (or fedxgb_cyclic)."
         ),
     ] = None,
     strategy_option: Annotated[

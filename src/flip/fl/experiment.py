@@ -100,7 +100,8 @@ class ExperimentOptions:
         trees = self.task == XGBOOST
         if trees != (self.strategy in TREE_STRATEGIES):
             raise DatasetError(
-                "--task tabular-xgboost trains with --strategy fedxgb_bagging, and only it does"
+                "--task tabular-xgboost trains with --strategy fedxgb_bagging or fedxgb_cyclic, "
+                "and only they do"
             )
         if trees and self.privacy is not None:
             raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
@@ -311,6 +312,7 @@ def train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
     """What every site needs to train a round: the task, the seed and the optimiser settings."""
     return {
         "task": options.task,
+        "strategy": options.strategy,
         "seed": options.seed,
         "local-epochs": options.local_epochs,
         "learning-rate": options.learning_rate,

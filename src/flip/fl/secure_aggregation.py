@@ -104,6 +104,8 @@ class _TaskClient(NumPyClient):
 
     def _authorised(self, parameters, config) -> tuple[TaskSpec, dict[str, np.ndarray]]:
         spec = authorise(self.site, config, secure=True)
+        if spec.kind == "custom":  # its code runs only in the sandbox, which loads by order
+            return spec, {str(i): array for i, array in enumerate(parameters)}
         return spec, dict(zip(new_model(spec).state_dict(), parameters, strict=True))
 
     def get_properties(self, config):

@@ -312,7 +312,7 @@ def test_xgboost_federates_cyclically_one_site_a_round_on_the_whole_model(sites)
     result = fl_run(
         sites,
         *args,
-        *["--strategy", "fedxgb_cyclic", "--rounds", "6", "--local-epochs", "2", "--json"],
+        *["--strategy", "fedxgb_cyclic", "--rounds", "3", "--local-epochs", "2", "--json"],
     )
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)

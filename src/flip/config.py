@@ -56,6 +56,15 @@ class SitePolicy(BaseModel):
         None, description="CDM tables queries and tasks may read; None: all of them."
     )
     auto_approve: list[AutoApproval] = Field(default_factory=list)
+    custom_seconds: float = Field(
+        900.0,
+        gt=0,
+        le=86_400,
+        description="Wall-clock (and CPU) seconds a custom task's code may run per round.",
+    )
+    custom_memory_mb: int = Field(
+        4096, ge=256, description="Memory (address space, MB) a custom task's process may use."
+    )
     share_logs: bool = Field(
         False,
         description="Share this site's log of each run it joined (joined, rounds trained, "
@@ -97,6 +106,11 @@ class SiteConfig(BaseModel):
     policy: SitePolicy = Field(default_factory=SitePolicy)
     hub: str | None = None
     credential: str = "credential"
+    device: str = Field(
+        "auto",
+        description="Where this site trains: auto (a CUDA GPU when torch finds one, else the "
+        "CPU), cpu, cuda or cuda:N.",
+    )
     code_systems: dict[str, str] = Field(
         default_factory=dict,
         description="The site's own code system names, URIs or OIDs (e.g. an HL7 v2 99zzz "

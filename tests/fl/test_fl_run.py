@@ -304,3 +304,16 @@ def test_secure_aggregation_keeps_the_json_contract_and_learns(sites):
     data = json.loads(result.stdout)
     assert data["strategy"] == "fedavg" and set(data["federated"]["per_site"]) == set(sites)
     assert data["federated"]["overall"]["auroc"] > 0.7
+
+
+@pytest.mark.slow
+def test_xgboost_federates_cyclically_one_site_a_round_on_the_whole_model(sites):
+    args = ["--target", "num", "--positive", "num>0", "--task", "tabular-xgboost"]
+    result = fl_run(
+        sites,
+        *args,
+        *["--strategy", "fedxgb_cyclic", "--rounds", "3", "--local-epochs", "2", "--json"],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["strategy"] == "fedxgb_cyclic" and out["federated"]["overall"]["auroc"] > 0.75

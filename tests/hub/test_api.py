@@ -363,3 +363,18 @@ def test_project_members_work_on_the_project_until_taken_off(hub):
             "project.member.add",
             "project.member.remove",
         ]
+
+
+def test_a_hub_run_takes_its_tasks_strategy(hub):
+    researcher = hub.user("rita", "researcher")
+    hub.site("a")
+    pid = _project_with_sites(hub, researcher, "a")
+    spec = {"name": "t", "strategy": {"name": "krum", "options": {"num_malicious_nodes": 0}}}
+    body = {"hash": HASH, "kind": "tabular-logreg", "spec": spec}
+    assert hub.call("POST", f"/projects/{pid}/tasks", researcher, json=body).status_code == 201
+    run = {"task_hash": HASH, "rounds": 2}
+    made = hub.call("POST", f"/projects/{pid}/runs", researcher, json=run)
+    assert made.status_code == 201 and made.json()["strategy"] == "krum"
+    other = {**run, "strategy": "fedavg"}
+    other = hub.call("POST", f"/projects/{pid}/runs", researcher, json=other)
+    assert other.status_code == 422 and "names 'krum'" in other.json()["detail"]

@@ -77,7 +77,14 @@ def run(
         str | None,
         typer.Option(
             help="A Flower strategy by name, e.g. fedavg, fedprox; default fedavg, "
-            "or fedxgb_bagging for tabular-xgboost."
+            "or fedxgb_bagging for tabular-xgboost (or fedxgb_cyclic)."
+        ),
+    ] = None,
+    strategy_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A strategy hyperparameter as NAME=VALUE (Flower's keyword), repeatable: "
+            "proximal_mu=0.5 (fedprox), num_malicious_nodes=1 (krum), eta=0.01 (fedadam).",
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 20,
@@ -178,6 +185,7 @@ def run(
         drop=tuple(drop or ()),
         task=task,
         strategy=strategy or ("fedxgb_bagging" if task == "tabular-xgboost" else "fedavg"),
+        strategy_options=_strategy_options(strategy_option or []),
         rounds=rounds,
         local_epochs=local_epochs,
         test_fraction=test_fraction,
@@ -190,6 +198,20 @@ def run(
         secure_aggregation=secagg,
     )
     _run(options, as_json, save, registry)
+
+
+def _strategy_options(given: list[str]) -> dict[str, float]:
+    """NAME=VALUE pairs as a dict of numbers, or a one-line error naming the bad one."""
+    options: dict[str, float] = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        try:
+            options[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{item!r}: give NAME=NUMBER", param_hint="--strategy-option")
+    return options
 
 
 @app.command()

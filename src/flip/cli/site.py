@@ -925,11 +925,12 @@ def train(
 ) -> None:
     """Local-only: train a task on this site's own store; the same task can federate later."""
     from flip.data.ledger import Ledger
+    from flip.fl.client import site_device, site_limits
     from flip.fl.registry import default_registry, register
     from flip.fl.runtime.local import fit
-    from flip.fl.tasks import BUILT_IN, task_hash
+    from flip.fl.tasks import BUILT_IN, outcomes, task_hash
     from flip.fl.tasks.base import TaskSpec, load_splits
-    from flip.fl.tasks.binary import evaluate as evaluate_model
+    from flip.fl.tasks.runner import evaluate_task
 
     if not local:
         raise typer.BadParameter(
@@ -945,28 +946,26 @@ def train(
         if spec.kind not in site.policy.allowed_task_kinds:
             raise ValueError(f"task kind {spec.kind} is not allowed by {site.name}'s policy")
         train_split, test_split, scaling = load_splits(site.store, spec)
-        model = fit(spec, train_split, rounds * spec.local_epochs)
-        metrics = evaluate_model(model, test_split)
+        device, limits = site_device(site), site_limits(site)
+        state = fit(spec, train_split, rounds * spec.local_epochs, limits, device)
+        metrics = evaluate_task(spec, state, test_split, device=device, limits=limits)
+        scores = outcomes.reported(metrics)
         digest = task_hash(spec)
         ledger = Ledger(site.ledger)
-        ledger.record(
-            "train.local",
-            {"task_hash": digest, "n_train": len(train_split.y), "auroc": metrics["auroc"]},
-        )
+        ledger.record("train.local", {"task_hash": digest, "n_train": len(train_split.y), **scores})
         ledger.close()
         result = {
             "site": site.name,
             "task_hash": digest,
             "n_train": len(train_split.y),
             "n_test": len(test_split.y),
-            "auroc": metrics["auroc"],
-            "accuracy": metrics["accuracy"],
+            **scores,
         }
         if save:
             record = register(
                 registry or default_registry(),
                 save,
-                model.state_dict(),
+                state,
                 {
                     "task": spec.kind,
                     "task_hash": digest,
@@ -989,9 +988,10 @@ def train(
     if as_json:
         typer.echo(json.dumps(result))
         return
+    shown = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
     typer.echo(
-        f"{site.name}: AUROC {result['auroc']:.3f}, accuracy {result['accuracy']:.3f} "
-        f"on {result['n_test']} held-out patients (trained on {result['n_train']})"
+        f"{site.name}: {shown} on {result['n_test']} held-out patients "
+        f"(trained on {result['n_train']})"
     )
     if save:
         typer.echo(f"registered {result['model']}")

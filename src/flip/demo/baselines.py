@@ -10,8 +10,8 @@ import numpy as np
 
 from flip.data.features.tabular import TabularData
 from flip.fl.runtime.local import fit, train_local
-from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_raw_splits, scaling_over
+from flip.fl.tasks.runner import evaluate_task
 
 
 def local_only(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dict[str, float]]:
@@ -34,5 +34,5 @@ def pooled(stores: dict[str, str], spec: TaskSpec, rounds: int) -> dict[str, dic
         np.concatenate([t.y for t in trains]),
         trains[0].feature_names,
     )
-    model = fit(spec, union, rounds * spec.local_epochs)
-    return {name: binary.evaluate(model, test) for name, (_, test) in splits.items()}
+    state = fit(spec, union, rounds * spec.local_epochs)
+    return {name: evaluate_task(spec, state, test) for name, (_, test) in splits.items()}

@@ -31,9 +31,10 @@ from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import clip_when_asked
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
-from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
-from flip.fl.tasks.models import new_model
+from flip.fl.tasks.runner import evaluate_task, train_task
+from flip.fl.tasks.sandbox import Limits
+from flip.fl.tasks.training import choose_device
 from flip.site.policy import rows_problem, task_problem
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
@@ -214,8 +215,14 @@ def share_stats(
     return feature_stats(train, len(spec.data.features), site.policy.fewest_rows())
 
 
-def _model(spec: TaskSpec, state: dict[str, Any]) -> torch.nn.Module:
-    return binary.load_arrays(new_model(spec), state)
+def site_device(site: SiteConfig) -> torch.device:
+    """The device this site trains on (its `device` setting; auto: a GPU if present)."""
+    return choose_device(site.device)
+
+
+def site_limits(site: SiteConfig) -> Limits:
+    """The limits the site's policy sets on a custom task's process."""
+    return Limits(site.policy.custom_seconds, site.policy.custom_memory_mb)
 
 
 def train_round(
@@ -225,10 +232,11 @@ def train_round(
     state: dict[str, Any],
     *,
     run: int,
-) -> tuple[torch.nn.Module, dict[str, float]]:
+) -> tuple[dict[str, Any], dict[str, float]]:
     """One round of local training of an authorised task from the global `state` in Flower
     run `run`, logged in the site's ledger (with the norm its update is clipped to, under
-    client-side differential privacy); the trained model and its metrics.
+    client-side differential privacy); the trained state dict and its metrics. A custom
+    task's code runs in the sandbox, within the site's limits.
 
     The site counts the rounds each hub run (or, outside the hub, each Flower run) trained
     in its ledger and refuses one more than approved, whatever round number the server
@@ -243,15 +251,14 @@ def train_round(
             which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
             reason = f"{which} has already trained the {limit} rounds approved"
             _refuse(ledger, site, detail, reason)
-    model = _model(spec, state)
-    metrics = binary.train(
-        model,
+    trained, metrics = train_task(
+        spec,
+        state,
         train_split,
         epochs=spec.local_epochs,
-        learning_rate=spec.learning_rate,
-        batch_size=spec.batch_size,
-        l2=spec.l2,
         seed=spec.seed * 1000 + int(config.get("server-round", 0)),
+        device=site_device(site),
+        limits=site_limits(site),
     )
     with Ledger(site.ledger) as ledger:
         ledger.record(
@@ -271,15 +278,17 @@ def train_round(
                 ),
             },
         )
-    return model, metrics
+    return trained, metrics
 
 
 def evaluate_round(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
 ) -> dict[str, float]:
-    """Metrics of the global `state` on the site's test split."""
+    """Metrics of the global `state` on the site's test split, as the task's outcome has them."""
     _, test_split = _splits(site, spec, config)
-    return binary.evaluate(_model(spec, state), test_split)
+    return evaluate_task(
+        spec, state, test_split, device=site_device(site), limits=site_limits(site)
+    )
 
 
 @app.train()
@@ -289,10 +298,8 @@ def train(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
     state = msg.content["arrays"].to_torch_state_dict()
-    model, metrics = train_round(site, spec, config, state, run=context.run_id)
-    content = RecordDict(
-        {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
-    )
+    trained, metrics = train_round(site, spec, config, state, run=context.run_id)
+    content = RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
 

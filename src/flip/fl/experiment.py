@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
+from pydantic import ValidationError
 from sklearn.model_selection import train_test_split
 
 from flip.data.features.csvfile import (
@@ -38,7 +39,7 @@ from flip.data.features.tabular import TabularData
 from flip.fl.preprocessing import Encoding, combine
 from flip.fl.privacy import PrivacySpec
 from flip.fl.strategies import NAMES as STRATEGIES
-from flip.fl.strategies import TREE_STRATEGIES
+from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
 from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.models import KINDS, model_factory
 
@@ -59,6 +60,7 @@ class ExperimentOptions:
     drop: tuple[str, ...] = ()
     task: str = "tabular-logreg"
     strategy: str = "fedavg"
+    strategy_options: dict[str, float] = field(default_factory=dict)
     rounds: int = 20
     local_epochs: int = 5
     test_fraction: float = 0.25
@@ -83,6 +85,10 @@ class ExperimentOptions:
             raise DatasetError(
                 f"unknown --strategy {self.strategy}: choose one of {', '.join(STRATEGIES)}"
             )
+        try:
+            StrategySpec(name=self.strategy, options=self.strategy_options)
+        except ValidationError as exc:
+            raise DatasetError(f"--strategy-option: {exc.errors()[0]['msg']}") from None
         if self.runtime != "simulation":
             raise DatasetError(
                 f"unknown --runtime {self.runtime}: file experiments run in simulation"
@@ -94,7 +100,8 @@ class ExperimentOptions:
         trees = self.task == XGBOOST
         if trees != (self.strategy in TREE_STRATEGIES):
             raise DatasetError(
-                "--task tabular-xgboost trains with --strategy fedxgb_bagging, and only it does"
+                "--task tabular-xgboost trains with --strategy fedxgb_bagging or fedxgb_cyclic, "
+                "and only they do"
             )
         if trees and self.privacy is not None:
             raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
@@ -284,6 +291,7 @@ def federated(
             rounds=options.rounds,
             n_sites=len(prepared.sites),
             strategy=options.strategy,
+            strategy_options=options.strategy_options,
             learning_rate=options.learning_rate,
             privacy=options.privacy,
             on_round=on_round,
@@ -304,6 +312,7 @@ def train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
     """What every site needs to train a round: the task, the seed and the optimiser settings."""
     return {
         "task": options.task,
+        "strategy": options.strategy,
         "seed": options.seed,
         "local-epochs": options.local_epochs,
         "learning-rate": options.learning_rate,

@@ -79,12 +79,14 @@ def train(msg: Message, context: Context) -> Message:
     _, train_split, _ = load_site(int(context.node_config["partition-id"]))
     config = msg.content["config"]
     if config["task"] == XGBOOST:
+        cyclic = config.get("strategy") == "fedxgb_cyclic"
         trees = tabular_xgboost.boost(
             _booster(msg.content["arrays"]),
             train_split,
             int(config["local-epochs"]),
             int(config["seed"]) * 1000 + int(config.get("server-round", 0)),
-            int(config["n-sites"]),
+            1 if cyclic else int(config["n-sites"]),
+            whole=cyclic,
         )
         content = RecordDict(
             {

@@ -35,6 +35,7 @@ from flip.fl.checkpoint import save as save_checkpoint
 from flip.fl.preprocessing import STATS_KEYS, scaling_of
 from flip.fl.privacy import PrivacySpec, privacy_config, with_privacy
 from flip.fl.strategies import make_strategy
+from flip.fl.tasks import outcomes
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import new_model
 
@@ -55,13 +56,15 @@ class FederatedResult:
     best_state_dict: dict = field(default_factory=dict)
 
     def is_best(self, number: int) -> bool:
-        """Whether round `number` (from 1) has the highest federated AUROC so far."""
+        """Whether round `number` (from 1) has the best federated score so far: AUROC, or
+        the outcome's own (macro-F1, C-index, lowest RMSE; `outcomes.selection_score`)."""
         if len(self.rounds) < number:
             return False
-        auroc = self.rounds[number - 1].get("auroc", float("nan"))
-        if auroc != auroc:
+        score = outcomes.selection_score(self.rounds[number - 1])
+        if score != score:
             return False
-        return self.best_round is None or auroc > self.rounds[self.best_round - 1]["auroc"]
+        best = self.best_round
+        return best is None or score > outcomes.selection_score(self.rounds[best - 1])
 
 
 #: The run config key naming the hub run a Flower run trains (absent outside the hub).
@@ -84,6 +87,7 @@ def make_server_app(
     rounds: int,
     n_sites: int,
     strategy: str = "fedavg",
+    strategy_options: dict[str, float] | None = None,
     learning_rate: float = 0.1,
     privacy: PrivacySpec | None = None,
     on_round: RoundCallback | None = None,
@@ -92,7 +96,8 @@ def make_server_app(
     checkpoint: Path | None = None,
     scaling: ScalingStep | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
-    """A ServerApp running a named Flower strategy for `rounds` rounds over `n_sites` sites.
+    """A ServerApp running a named Flower strategy (its hyperparameters overridden by
+    `strategy_options`) for `rounds` rounds over `n_sites` sites.
 
     Every site receives `config` with each message; `on_round` gets each round's
     aggregated evaluation metrics. A round starts once `min_sites` (default all) are
@@ -158,6 +163,7 @@ def make_server_app(
                 n_sites,
                 learning_rate,
                 min_sites,
+                strategy_options,
                 evaluate_metrics_aggr_fn=evaluate_aggregate,
             )
             if privacy is not None:
@@ -186,8 +192,8 @@ def task_server_app(
     hub_run: int | None = None,
     **kwargs,
 ) -> tuple[ServerApp, FederatedResult]:
-    """The ServerApp of a project's task: sites check its hash against their approvals
-    (and, for `hub_run`, that they joined that hub run).
+    """The ServerApp of a project's task, with the task's strategy: sites check its hash
+    against their approvals (and, for `hub_run`, that they joined that hub run).
 
     A task that asks for secure aggregation runs FedAvg under SecAgg+ (its sites run
     `flip.fl.secure_aggregation.task_client_app`); it keeps no checkpoints yet.
@@ -217,6 +223,8 @@ def task_server_app(
         ArrayRecord(model.state_dict()),
         rounds=rounds,
         n_sites=n_sites,
+        strategy=spec.strategy.name,
+        strategy_options=spec.strategy.options,
         learning_rate=spec.learning_rate,
         privacy=spec.privacy,
         scaling=step,
@@ -327,8 +335,7 @@ def final_evaluation(
         site = reply.content["site"]
         metrics = reply.content["metrics"]
         per_site[str(site["name"])] = {
-            "auroc": float(metrics["auroc"]),
-            "accuracy": float(metrics["accuracy"]),
+            **outcomes.reported(metrics),
             "n_test": None,
             **{k: site[k] for k in ("n_train", "n_test", "data_sha256") if k in site},
         }

@@ -193,7 +193,12 @@ class QueryOut(BaseModel):
 class RunIn(BaseModel):
     task_hash: str = Sha256
     rounds: int = Field(ge=1, le=10000)
-    strategy: Literal["fedavg"] = "fedavg"
+    strategy: str | None = Field(
+        None,
+        max_length=40,
+        description="The task's Flower strategy (its spec's `strategy.name`, with the "
+        "hyperparameters the sites approved); if given, it must be that one.",
+    )
     runtime: Literal["simulation", "deployment"] = "simulation"
 
 

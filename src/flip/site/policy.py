@@ -48,6 +48,7 @@ def task_tables(spec: TaskSpec) -> set[str]:
     tables = {"person", "measurement", "condition_occurrence"}
     tables |= {FEATURE_TABLES[f.source] for f in spec.data.features}
     tables |= {"note"} if spec.data.text is not None else set()
+    tables |= {"observation_period", "death"} if spec.data.outcome == "time-to-event" else set()
     return tables | ({"image_occurrence"} if spec.data.image is not None else set())
 
 

@@ -23,6 +23,7 @@ from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
 from flip.data.cohort.optout import opted_out
 from flip.data.features.image import ImageSpec, image_matrix, latest_images
+from flip.data.features.outcomes import OutcomeClass, OutcomeKind, outcome_labels
 from flip.data.features.text import TextSpec, embed
 
 
@@ -37,11 +38,25 @@ class Feature(BaseModel):
 
 
 class TabularSpec(BaseModel):
-    """Cohort entry event, features and a binary outcome within a horizon after entry."""
+    """Cohort entry event, features and an outcome within a horizon after entry (binary,
+    multi-class, a measurement's value, or the time to an event: see `outcomes`)."""
 
     entry_concept_ids: list[int] = Field(min_length=1)
     features: list[Feature] = Field(min_length=1)
-    outcome_concept_ids: list[int] = Field(min_length=1)
+    outcome: OutcomeKind = Field(
+        "binary",
+        description="binary: an outcome condition within the horizon; multiclass: the class "
+        "of the first of `outcome_classes` (0: none); regression: the first value of an "
+        "outcome measurement; time-to-event: days to an outcome condition, or censoring.",
+    )
+    outcome_concept_ids: list[int] = Field(
+        default_factory=list,
+        description="The outcome's conditions (binary, time-to-event) or measurements "
+        "(regression).",
+    )
+    outcome_classes: list[OutcomeClass] = Field(
+        default_factory=list, description="A multiclass outcome's classes after 0 (none)."
+    )
     horizon_days: int = Field(1825, gt=0)
     lookback_days: int = Field(365, ge=0)
     scaling: Literal["fixed", "federated"] = Field(
@@ -55,6 +70,25 @@ class TabularSpec(BaseModel):
     image: ImageSpec | None = Field(
         None, description="Also each person's latest image before entry, after the notes."
     )
+
+    @model_validator(mode="after")
+    def _outcome_is_defined(self) -> TabularSpec:
+        if self.outcome == "multiclass":
+            if len(self.outcome_classes) < 2 or self.outcome_concept_ids:
+                raise ValueError(
+                    "a multiclass outcome lists at least two outcome_classes "
+                    "(and no outcome_concept_ids)"
+                )
+        elif not self.outcome_concept_ids or self.outcome_classes:
+            raise ValueError(
+                f"a {self.outcome} outcome names its outcome_concept_ids (and no outcome_classes)"
+            )
+        return self
+
+    @property
+    def n_outputs(self) -> int:
+        """The model's outputs: one per class of a multiclass outcome, else one."""
+        return len(self.outcome_classes) + 1 if self.outcome == "multiclass" else 1
 
     @property
     def n_text(self) -> int:
@@ -81,13 +115,18 @@ class TabularData:
     y: np.ndarray
     feature_names: list[str]
 
-    def split(self, test_fraction: float, seed: int) -> tuple[TabularData, TabularData]:
-        """A stratified train/test split, the same for the same data and seed."""
+    def split(
+        self, test_fraction: float, seed: int, *, stratify: bool = True
+    ) -> tuple[TabularData, TabularData]:
+        """A train/test split, the same for the same data and seed; with `stratify`, by the
+        outcome's class (a time-to-event outcome's event) where every class has two rows."""
         from sklearn.model_selection import train_test_split  # 0.8 s to import: only here
 
-        stratify = self.y if 0 < self.y.sum() < len(self.y) and self.y.sum() >= 2 else None
+        labels = self.y[:, 1] if self.y.ndim == 2 else self.y
+        counts = np.unique(labels, return_counts=True)[1]
+        by = labels if stratify and len(counts) > 1 and counts.min() >= 2 else None
         train_idx, test_idx = train_test_split(
-            np.arange(len(self.y)), test_size=test_fraction, random_state=seed, stratify=stratify
+            np.arange(len(self.y)), test_size=test_fraction, random_state=seed, stratify=by
         )
         return self._take(np.sort(train_idx)), self._take(np.sort(test_idx))
 
@@ -195,29 +234,30 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
             if (pid, concept) not in latest or latest[(pid, concept)][0] <= when:
                 latest[(pid, concept)] = (when, value)
         present: set[tuple[int, int]] = set()
-        outcome: set[int] = set()
-        condition_ids = wanted["condition"] | set(spec.outcome_concept_ids)
         for table, ids in (
-            ("condition_occurrence", condition_ids),
+            ("condition_occurrence", wanted["condition"]),
             ("observation", wanted["observation"]),
         ):
             for pid, concept, when in _events(conn, table, ids, False):
                 at = index.get(pid)
-                if at is None:
-                    continue
-                if when <= at:
+                if at is not None and when <= at:
                     present.add((pid, concept))
-                if concept in spec.outcome_concept_ids and at < when <= at + timedelta(
-                    spec.horizon_days
-                ):
-                    outcome.add(pid)
-    pids = sorted(p for p in index if p in people)
+        candidates = sorted(p for p in index if p in people)
+        labelled, y = outcome_labels(
+            conn,
+            spec.outcome,
+            spec.outcome_concept_ids,
+            spec.outcome_classes,
+            index,
+            spec.horizon_days,
+            candidates,
+        )
+    pids = [pid for pid, kept in zip(candidates, labelled, strict=True) if kept]
     x = np.zeros((len(pids), len(spec.features)), dtype=np.float32)
     for row, pid in enumerate(pids):
         born, gender = people[pid]
         for col, f in enumerate(spec.features):
             x[row, col] = _value(f, pid, index[pid], born, gender, latest, present)
-    y = np.array([pid in outcome for pid in pids], dtype=np.float32)
     names = [f.name for f in spec.features]
     entry = {pid: index[pid] for pid in pids}
     if spec.text is not None:

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from flip.data.features.tabular import TabularData
-from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_splits
-from flip.fl.tasks.models import new_model
+from flip.fl.tasks.runner import evaluate_task, train_task
+from flip.fl.tasks.sandbox import Limits
 
 
-def fit(spec: TaskSpec, train_split: TabularData, epochs: int) -> torch.nn.Module:
-    """Train a fresh model of the task on one dataset for `epochs` passes."""
-    model = new_model(spec)
-    binary.train(
-        model,
-        train_split,
-        epochs=epochs,
-        learning_rate=spec.learning_rate,
-        batch_size=spec.batch_size,
-        l2=spec.l2,
-        seed=spec.seed,
+def fit(
+    spec: TaskSpec,
+    train_split: TabularData,
+    epochs: int,
+    limits: Limits = Limits(),
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """The weights of a fresh model of the task trained on one dataset for `epochs` passes
+    on `device` (a custom task's code in the sandbox, within `limits`)."""
+    state, _ = train_task(
+        spec, None, train_split, epochs=epochs, seed=spec.seed, device=device, limits=limits
     )
-    return model
+    return state
 
 
-def train_local(
-    store: str, spec: TaskSpec, rounds: int
-) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train on one site alone, as many epochs as `rounds` federated rounds; test-set metrics."""
+def train_local(store: str, spec: TaskSpec, rounds: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train on one site alone, as many epochs as `rounds` federated rounds: the weights and
+    the outcome's test-set metrics."""
     train_split, test_split, _ = load_splits(store, spec)
-    model = fit(spec, train_split, rounds * spec.local_epochs)
-    return model, binary.evaluate(model, test_split)
+    state = fit(spec, train_split, rounds * spec.local_epochs)
+    return state, evaluate_task(spec, state, test_split)

@@ -23,16 +23,22 @@ MODEL_TEMPLATE = '''"""{name}: a custom FLIP task model.
 FLIP calls new_model(n_features, seed) at the server (the initial global model)
 and at each site (to load the global weights before local training). The model
 takes a float tensor of shape (batch, n_features) -- the task's features, in the
-order task.yaml lists them, already scaled -- and returns one logit per row
-(shape (batch, 1)). FLIP trains it with its own mini-batch SGD loop on a binary
-cross-entropy loss; federation averages every parameter, so keep the state
-dict's shapes fixed.
+order task.yaml lists them, already scaled -- and returns one output per row
+(shape (batch, 1); a multiclass outcome calls new_model(n_features, seed,
+n_outputs) for one logit per class). FLIP trains it with its own mini-batch SGD
+loop on the outcome's loss; federation averages every parameter, so keep the
+state dict's shapes fixed.
+
+To train or evaluate your own way, also define
+    train(model, x, y, config, device) -> dict[str, float]
+    evaluate(model, x, y, config, device) -> dict[str, float]
+over numpy arrays and a torch device (docs/task-authoring.md lists `config`).
 
 Rules: build everything from the arguments (the same seed gives the same
 starting weights everywhere), import only what the sites have (torch, numpy),
 read no files and open no network connections. A site runs this code only after
-approving the hash of the packed task, and any change to this file changes
-that hash.
+approving the hash of the packed task, in a process without network and within
+its time and memory limits; any change to this file changes that hash.
 """
 
 import torch

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flip.data.features.tabular import Scaling, TabularData, TabularSpec
 from flip.fl.privacy import PrivacySpec
+from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
 
 #: What each kind that reads notes or images needs in its data spec.
 _NEEDS = {
@@ -34,7 +35,8 @@ class TaskSpec(BaseModel):
     code: str | None = Field(
         None,
         max_length=200_000,
-        description="A custom task's model module (Python source defining new_model).",
+        description="A custom task's module (Python source defining new_model, and optionally "
+        "train and evaluate; see docs/task-authoring.md).",
     )
     data: TabularSpec
     learning_rate: float = Field(0.2, gt=0)
@@ -47,6 +49,11 @@ class TaskSpec(BaseModel):
         None, ge=1, le=100_000, description="Rounds the privacy budget is computed for."
     )
     privacy: PrivacySpec | None = None
+    strategy: StrategySpec = Field(
+        default_factory=StrategySpec,
+        description="The Flower strategy that aggregates the sites' updates, and its "
+        "hyperparameters (e.g. FedProx's proximal_mu, which every site applies).",
+    )
     secure_aggregation: bool = Field(
         False,
         description="Train under SecAgg+: the server sees only the sum of the sites' updates; "
@@ -65,6 +72,10 @@ class TaskSpec(BaseModel):
                 "secure aggregation sums plain weight vectors: not with differential privacy "
                 "or an image model (its batch-norm statistics are not weights)"
             )
+        if self.strategy.name in TREE_STRATEGIES:
+            raise ValueError(f"strategy {self.strategy.name} aggregates trees, not a torch model")
+        if self.secure_aggregation and self.strategy.name != "fedavg":
+            raise ValueError("secure aggregation runs FedAvg: not the strategy named")
         if self.kind == "multimodal" and self.data.text is None and self.data.image is None:
             raise ValueError(
                 "a multimodal task fuses notes or images: give data.text or data.image"
@@ -106,7 +117,7 @@ def load_raw_splits(store_location: str, spec: TaskSpec) -> tuple[TabularData, T
         data = extract_raw(store, spec.data)
     finally:
         store.close()
-    return data.split(spec.test_fraction, spec.seed)
+    return data.split(spec.test_fraction, spec.seed, stratify=spec.data.outcome != "regression")
 
 
 def load_splits(store_location: str, spec: TaskSpec) -> tuple[TabularData, TabularData, Scaling]:

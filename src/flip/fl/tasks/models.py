@@ -1,12 +1,13 @@
 """Task kinds -> model factories, the code each kind's hash covers, and custom task code.
 
-A custom task carries its model module as source in the spec. It is executed only
-by `new_model`, which the ClientApp calls after the site's approval of the task's
-hash, so a site never runs code it has not approved.
+A custom task carries its module as source in the spec. At a site it is executed
+only in the sandbox (`sandbox`), which the ClientApp starts after the site's approval
+of the task's hash, so a site never runs code it has not approved.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from types import ModuleType
 
@@ -17,9 +18,12 @@ from flip.fl.tasks import (
     binary,
     image_cnn,
     multimodal,
+    outcomes,
+    sandbox,
     tabular_logreg,
     tabular_mlp,
     text_classifier,
+    training,
 )
 from flip.fl.tasks.base import TaskSpec
 
@@ -40,8 +44,8 @@ class TaskCodeError(ValueError):
     """A custom task's code does not load or does not define new_model(n_features, seed)."""
 
 
-def model_factory(kind: str) -> Callable[[int, int], torch.nn.Module]:
-    """new_model(n_features, seed) of a built-in task kind."""
+def model_factory(kind: str) -> Callable[..., torch.nn.Module]:
+    """new_model(n_features, seed, n_outputs=1) of a built-in task kind."""
     if kind not in _KINDS:
         raise ValueError(f"unknown task {kind!r}: choose one of {', '.join(KINDS)}")
     return _KINDS[kind].new_model
@@ -51,10 +55,19 @@ def new_model(spec: TaskSpec) -> torch.nn.Module:
     """A fresh model of the task, from its kind or (custom) from the code it carries."""
     if spec.kind in _MODAL_KINDS:
         return _modal_model(spec)
+    n_outputs = spec.data.n_outputs
     if spec.kind != "custom":
-        return model_factory(spec.kind)(spec.data.width, spec.seed)
+        return model_factory(spec.kind)(spec.data.width, spec.seed, n_outputs)
     module = load_custom(spec)
-    model = module.new_model(spec.data.width, spec.seed)
+    if n_outputs == 1:
+        model = module.new_model(spec.data.width, spec.seed)
+    elif "n_outputs" in inspect.signature(module.new_model).parameters:
+        model = module.new_model(spec.data.width, spec.seed, n_outputs=n_outputs)
+    else:
+        raise TaskCodeError(
+            f"{spec.name}: a {spec.data.outcome} outcome has {n_outputs} outputs: "
+            "new_model must take n_outputs"
+        )
     if not isinstance(model, torch.nn.Module):
         raise TaskCodeError(f"{spec.name}: new_model returned {type(model).__name__}, not a Module")
     return model
@@ -64,10 +77,10 @@ def _modal_model(spec: TaskSpec) -> torch.nn.Module:
     data = spec.data
     n_features, size = len(data.features), data.image.size if data.image else 0
     if spec.kind == "text-classifier":
-        return text_classifier.new_model(n_features, data.n_text, spec.seed)
+        return text_classifier.new_model(n_features, data.n_text, spec.seed, data.n_outputs)
     if spec.kind == "image-cnn":
-        return image_cnn.new_model(n_features + data.n_text, size, spec.seed)
-    return multimodal.new_model(n_features, data.n_text, size, spec.seed)
+        return image_cnn.new_model(n_features + data.n_text, size, spec.seed, data.n_outputs)
+    return multimodal.new_model(n_features, data.n_text, size, spec.seed, data.n_outputs)
 
 
 def load_custom(spec: TaskSpec) -> ModuleType:
@@ -86,10 +99,11 @@ def load_custom(spec: TaskSpec) -> ModuleType:
 def code_modules(kind: str) -> list[ModuleType]:
     """The modules whose source a task of this kind runs: its model, the training loop,
     and for kinds that read notes or images, the code that turns them into inputs."""
+    loop = [binary, training, outcomes]
     if kind == "custom":
-        return [binary]
+        return [*loop, sandbox]
     if kind in _MODAL_KINDS:
         model, features = _MODAL_KINDS[kind]
-        return [model, binary, *features]
+        return [model, *loop, *features]
     model_factory(kind)
-    return [_KINDS[kind], binary]
+    return [_KINDS[kind], *loop]

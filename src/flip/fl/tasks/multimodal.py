@@ -16,23 +16,23 @@ from flip.fl.tasks.text_classifier import NoteClassifier
 
 
 class _Features(torch.nn.Module):
-    def __init__(self, n_features: int) -> None:
+    def __init__(self, n_features: int, n_outputs: int) -> None:
         super().__init__()
         self.n = n_features
-        self.linear = torch.nn.Linear(n_features, 1)
+        self.linear = torch.nn.Linear(n_features, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x[:, : self.n])
 
 
 class LateFusion(torch.nn.Module):
-    """Logit = sum over modalities of w_m * model_m(x) + b."""
+    """Logit = sum over modalities of w_m * model_m(x) + b (for each output)."""
 
-    def __init__(self, n_features: int, n_text: int, image_size: int) -> None:
+    def __init__(self, n_features: int, n_text: int, image_size: int, n_outputs: int = 1) -> None:
         super().__init__()
-        self.tabular = _Features(n_features)
-        self.notes = NoteClassifier(n_features, n_text) if n_text else None
-        self.image = ImageCNN(n_features + n_text, image_size) if image_size else None
+        self.tabular = _Features(n_features, n_outputs)
+        self.notes = NoteClassifier(n_features, n_text, n_outputs) if n_text else None
+        self.image = ImageCNN(n_features + n_text, image_size, n_outputs) if image_size else None
         branches = 1 + (n_text > 0) + (image_size > 0)
         self.fusion = torch.nn.Linear(branches, 1)
         with torch.no_grad():
@@ -41,10 +41,12 @@ class LateFusion(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [m for m in (self.tabular, self.notes, self.image) if m is not None]
-        return self.fusion(torch.cat([m(x) for m in branches], dim=1))
+        return self.fusion(torch.stack([m(x) for m in branches], dim=2)).squeeze(2)
 
 
-def new_model(n_features: int, n_text: int, image_size: int, seed: int) -> torch.nn.Module:
+def new_model(
+    n_features: int, n_text: int, image_size: int, seed: int, n_outputs: int = 1
+) -> torch.nn.Module:
     """A late-fusion model whose initial weights depend only on `seed`."""
     seed_weights(seed)
-    return LateFusion(n_features, n_text, image_size)
+    return LateFusion(n_features, n_text, image_size, n_outputs)

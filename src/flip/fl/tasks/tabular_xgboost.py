@@ -5,6 +5,8 @@ loads it, boosts `local_rounds` new trees on its own data and sends back only
 those trees; Flower's FedXgbBagging appends every site's trees to the global
 model. As each site's trees fit the same residuals, their learning rate is
 divided by the number of sites, so the appended trees add up to one step.
+Under FedXgbCyclic the sites take turns instead: one site a round boosts the
+whole model at the full learning rate and sends it all back.
 """
 
 from __future__ import annotations
@@ -51,15 +53,18 @@ def _booster(model: bytes) -> xgboost.Booster | None:
     return booster
 
 
-def boost(model: bytes, data: TabularData, local_rounds: int, seed: int, n_sites: int) -> bytes:
-    """The trees one site adds to `model` (empty bytes: none yet), as booster JSON."""
+def boost(
+    model: bytes, data: TabularData, local_rounds: int, seed: int, n_sites: int, whole: bool = False
+) -> bytes:
+    """The trees one site adds to `model` (empty bytes: none yet), as booster JSON; with
+    `whole` (FedXgbCyclic, where sites take turns), the whole booster with them."""
     matrix = _xgb().DMatrix(data.x, label=data.y)
     previous = _booster(model)
     booster = _xgb().train(
         _params(seed, n_sites), matrix, num_boost_round=local_rounds, xgb_model=previous
     )
     done = booster.num_boosted_rounds()
-    if previous is not None:
+    if previous is not None and not whole:
         booster = booster[done - local_rounds : done]
     return bytes(booster.save_raw("json"))
 

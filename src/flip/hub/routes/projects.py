@@ -304,22 +304,38 @@ def create_run(project_id: PathId, body: RunIn, conn: Conn, who: Researcher) -> 
     """Request a training run of a proposed task; each site joins only if it approved it."""
     _visible(conn, project_id, who)
     task = conn.execute(
-        select(tasks.c.id).where(tasks.c.project_id == project_id, tasks.c.hash == body.task_hash)
+        select(tasks.c.id, tasks.c.spec).where(
+            tasks.c.project_id == project_id, tasks.c.hash == body.task_hash
+        )
     ).first()
     if task is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task in this project")
+    strategy = _task_strategy(task.spec)
+    if body.strategy is not None and body.strategy != strategy:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"strategy {body.strategy!r}: the task approved by the sites names {strategy!r}",
+        )
     rid = conn.execute(
         insert(runs).values(
             project_id=project_id,
             task_id=task.id,
             rounds=body.rounds,
-            strategy=body.strategy,
+            strategy=strategy,
             runtime=body.runtime,
             status="requested",
         )
     ).inserted_primary_key[0]
-    audit.append(conn, who.label, "run.request", f"run:{rid}", body.model_dump())
+    audit.append(
+        conn, who.label, "run.request", f"run:{rid}", {**body.model_dump(), "strategy": strategy}
+    )
     return _run_out(conn, rid)
+
+
+def _task_strategy(spec: str) -> str:
+    """The strategy a task's spec names (FedAvg when it names none)."""
+    named = orjson.loads(spec).get("strategy")
+    return str(named.get("name", "fedavg")) if isinstance(named, dict) else "fedavg"
 
 
 def _run_out(conn: Connection, run_id: int) -> RunOut:

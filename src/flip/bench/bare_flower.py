@@ -4,6 +4,9 @@ Plain Flower Message API, a torch logistic regression and a hand-written SGD
 loop over the same prepared site arrays FLIP's experiment client reads, with
 the same batches computed the same way as FLIP's `binary.train` (so the ratio
 measures what FLIP adds, not a faster loop): no FLIP code on the client path.
+In simulation a node's arrays are FLIP_EXPERIMENT_DIR/site-<partition>.npz; on a
+deployment's SuperNodes, `ARRAYS` beside the node's site.yaml, and `server_app`
+runs FedAvg with Flower's own grid for the run config's rounds.
 """
 
 from __future__ import annotations
@@ -14,22 +17,49 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
 
 app = ClientApp()
+server_app = ServerApp()
+
+#: A deployed node's arrays, in the folder of its site.yaml.
+ARRAYS = "bare-flower-arrays.npz"
 
 
 def _arrays(context: Context) -> dict[str, np.ndarray]:
-    return _load(int(context.node_config["partition-id"]))
+    node = context.node_config
+    if "site-config" in node:
+        return _load(str(Path(str(node["site-config"])).parent / ARRAYS))
+    return _load(str(Path(os.environ["FLIP_EXPERIMENT_DIR"]) / f"site-{node['partition-id']}.npz"))
 
 
 @cache
-def _load(partition: int) -> dict[str, np.ndarray]:
+def _load(path: str) -> dict[str, np.ndarray]:
     """A site's arrays, read once per actor, as FLIP's experiment client does."""
-    path = Path(os.environ["FLIP_EXPERIMENT_DIR"]) / f"site-{partition}.npz"
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+@server_app.main()
+def main(grid: Grid, context: Context) -> None:
+    """FedAvg from zero weights for the run config's rounds over `n-sites` nodes."""
+    run = context.run_config
+    n = int(run["n-sites"])
+    model = torch.nn.Linear(int(run["n-features"]), 1)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.zeros_(model.bias)
+    keys = ("learning-rate", "l2", "batch-size", "local-epochs")
+    config = ConfigRecord({k: run[k] for k in keys})
+    FedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n).start(
+        grid=grid,
+        initial_arrays=ArrayRecord(model.state_dict()),
+        num_rounds=int(run["rounds"]),
+        train_config=config,
+        evaluate_config=config,
+    )
 
 
 @app.train()

@@ -61,7 +61,8 @@ def bench_fl(
     deployment: Annotated[
         bool,
         typer.Option(
-            help="Also time rounds on real SuperLink/SuperNode processes (about 3 minutes)."
+            help="Also time rounds of FLIP and of a bare Flower app on the same real "
+            "SuperLink/SuperNode processes (about 5 minutes)."
         ),
     ] = False,
     secagg: Annotated[
@@ -80,7 +81,8 @@ def bench_fl(
     """FLIP's round time against a bare Flower app in the same run, and bytes per round.
 
     With --deployment, also the round time on Flower's deployment engine (TLS and
-    node authentication on) against simulation, for the same task and sites.
+    node authentication on) against a bare Flower app on the same SuperLink and
+    SuperNodes, for the same model and sites.
     """
     from flip.bench import fl
     from flip.cli.fl import stdout_to_stderr

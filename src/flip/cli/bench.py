@@ -69,6 +69,13 @@ def bench_fl(
         bool,
         typer.Option(help="Also time FedAvg under SecAgg+ and count its bytes per round."),
     ] = True,
+    whole: Annotated[
+        bool,
+        typer.Option(
+            help="Also time the whole `flip fl run` command (4 sites, 30 rounds, start-up "
+            "included) against a bare Flower simulation app's, in turn --passes times."
+        ),
+    ] = True,
     passes: Annotated[
         int,
         typer.Option(
@@ -89,6 +96,8 @@ def bench_fl(
 
     with one_line_errors(), stdout_to_stderr():
         figures = fl.run(work, rounds, sites, secure=secagg, passes=passes)
+        if whole:
+            figures += fl.whole_command(work / "whole", passes=passes)
         if deployment:
             figures += fl.deployment(work / "deployment")
     _print_figures("flip bench fl", figures)

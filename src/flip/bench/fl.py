@@ -11,6 +11,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.common.serde import message_to_proto
@@ -198,40 +199,110 @@ def _site(work: Path, name: str, patients: int) -> Path:
 
 
 def deployment(work: Path, sites: int = 2, rounds: int = 3) -> list[Figure]:
-    """Seconds per round on real SuperLink/SuperNode processes against simulation, same task.
+    """Seconds per round of FLIP and of a bare Flower app on the same SuperLink and SuperNodes.
 
-    A round's time is the difference between a run of `rounds` rounds and a run of
-    one, divided by the rounds between, so start-up and final evaluation cancel out.
+    Both run FedAvg (train, then evaluate, each round) of the same model on the same
+    sites' rows, in turn, on one running deployment (TLS and node auth on). A round's
+    time is the difference between a run of `rounds` rounds and a run of one, divided
+    by the rounds between, so start-up and FLIP's final evaluation cancel out.
     """
+    from flip.bench.bare_flower import ARRAYS
     from flip.config import SiteConfig
     from flip.data.ledger import Ledger
     from flip.fl.runtime.deployment import Deployment
-    from flip.fl.runtime.simulation import simulate
-    from flip.fl.server import task_server_app
+    from flip.fl.runtime.flower import CONNECTION, write_app
     from flip.fl.tasks import mace_task, task_hash
+    from flip.fl.tasks.base import load_splits
 
     spec = mace_task()
     configs = {f"site-{i}": _site(work, f"site-{i}", 300) for i in range(sites)}
     for path in configs.values():
-        Ledger(SiteConfig.load(path).ledger).decide("bench", task_hash(spec), "approved", by="b")
-    seconds = {}
+        site = SiteConfig.load(path)
+        Ledger(site.ledger).decide("bench", task_hash(spec), "approved", by="b")
+        train, test, _ = load_splits(site.store, spec)
+        arrays = {"train_x": train.x, "train_y": train.y, "test_x": test.x, "test_y": test.y}
+        np.savez(path.parent / ARRAYS, **arrays)
+    settings = {
+        "n-sites": sites,
+        "n-features": len(spec.data.features),
+        "learning-rate": spec.learning_rate,
+        "l2": spec.l2,
+        "batch-size": spec.batch_size,
+        "local-epochs": spec.local_epochs,
+    }
+    flip_seconds: dict[int, float] = {}
+    bare_seconds: dict[int, float] = {}
     with Deployment(work / "flower", configs) as running:
+        link = running.superlink
+        assert link is not None
         for n in (1, rounds):
-            seconds[n] = running.run("bench", spec, rounds=n, round_timeout=120).seconds
-    deployed = (seconds[rounds] - seconds[1]) / (rounds - 1)
-    stamps: list[float] = []
-    app, _ = task_server_app(
-        "bench",
-        spec,
-        rounds=rounds,
-        n_sites=sites,
-        on_round=lambda r, m: stamps.append(time.perf_counter()),
-    )
-    simulate(app, list(configs.values()))
-    simulated = _round_seconds(stamps)
+            flip_seconds[n] = running.run("bench", spec, rounds=n, round_timeout=120).seconds
+            app = write_app(
+                work / f"bare-app-{n}",
+                "flip.bench.bare_flower import app",
+                {**settings, "rounds": n},
+                server="flip.bench.bare_flower import server_app",
+            )
+            start = time.perf_counter()
+            link.flwr("run", str(app), CONNECTION, "--stream", timeout=300 + 120 * n)
+            bare_seconds[n] = time.perf_counter() - start
+    flip_round = (flip_seconds[rounds] - flip_seconds[1]) / (rounds - 1)
+    bare_round = (bare_seconds[rounds] - bare_seconds[1]) / (rounds - 1)
+    note = f"{sites} SuperNodes, TLS + node auth; runs of 1 and {rounds} rounds"
     return [
-        Figure("deployment round", deployed, "s", f"{sites} SuperNodes, TLS + node auth"),
-        Figure("simulation round", simulated, "s", "same task and sites"),
-        Figure("deployment / simulation", deployed / simulated, "x", "floor: ClientApp start-up"),
-        Figure("deployment start-up + 1 round", seconds[1], "s", "flwr run to result"),
+        Figure("deployment round, bare Flower", bare_round, "s", note),
+        Figure("deployment round, FLIP", flip_round, "s", note),
+        Figure("FLIP / bare deployment round", flip_round / bare_round, "x", "aim <= 1.2"),
+        Figure("FLIP start-up + 1 round", flip_seconds[1], "s", "flwr run to result"),
+        Figure("bare start-up + 1 round", bare_seconds[1], "s", "flwr run to its end"),
+    ]
+
+
+def whole_command(work: Path, sites: int = 4, rounds: int = 30, passes: int = 2) -> list[Figure]:
+    """Wall time of the whole `flip fl run` command against a bare Flower simulation app's.
+
+    Both are fresh processes training FedAvg for `rounds` rounds over the same sites:
+    `flip fl run` from the CSV files (start-up, reading, federated preprocessing,
+    splits, training, final scoring), the bare app (`python -m flip.bench.bare_flower`)
+    from the encoded arrays FLIP prepared beforehand. They run in turn `passes` times,
+    each keeping its fastest.
+    """
+    import json
+    import subprocess
+    import sys
+
+    paths = {p.name: write_table(p, work / f"{p.name}.csv") for p in default_profiles(sites)}
+    options = ExperimentOptions(sites=paths, target="num", positive="num>0", rounds=rounds)
+    prepared = prepare(options)
+    arrays = work / "bare-arrays"
+    arrays.mkdir(parents=True, exist_ok=True)
+    for index, site in enumerate(prepared.sites):
+        split = {"train_x": site.train.x, "train_y": site.train.y}
+        np.savez(arrays / f"site-{index}.npz", **split, test_x=site.test.x, test_y=site.test.y)
+    settings = {
+        "n-sites": sites,
+        "n-features": len(prepared.encoding.names),
+        "rounds": rounds,
+        "learning-rate": options.learning_rate,
+        "l2": options.l2,
+        "batch-size": options.batch_size,
+        "local-epochs": options.local_epochs,
+    }
+    commands = {
+        "flip": [sys.executable, "-m", "flip", "fl", "run", "--target", "num"]
+        + ["--positive", "num>0", "--rounds", str(rounds), "--json"]
+        + [arg for name, path in paths.items() for arg in ("--site", f"{name}={path}")],
+        "bare": [sys.executable, "-m", "flip.bench.bare_flower", str(arrays), json.dumps(settings)],
+    }
+    best = dict.fromkeys(commands, float("inf"))
+    for turn in range(passes):
+        for side in ("flip", "bare") if turn % 2 == 0 else ("bare", "flip"):
+            start = time.perf_counter()
+            subprocess.run(commands[side], check=True, capture_output=True, timeout=1800)
+            best[side] = min(best[side], time.perf_counter() - start)
+    note = f"{sites} sites, {rounds} rounds, process start to exit; best of {passes}"
+    return [
+        Figure("bare Flower app, whole command", best["bare"], "s", note),
+        Figure("flip fl run, whole command", best["flip"], "s", note),
+        Figure("flip fl run / bare, whole command", best["flip"] / best["bare"], "x", "aim 1.25"),
     ]

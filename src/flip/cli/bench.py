@@ -61,12 +61,20 @@ def bench_fl(
     deployment: Annotated[
         bool,
         typer.Option(
-            help="Also time rounds on real SuperLink/SuperNode processes (about 3 minutes)."
+            help="Also time rounds of FLIP and of a bare Flower app on the same real "
+            "SuperLink/SuperNode processes (about 5 minutes)."
         ),
     ] = False,
     secagg: Annotated[
         bool,
         typer.Option(help="Also time FedAvg under SecAgg+ and count its bytes per round."),
+    ] = True,
+    whole: Annotated[
+        bool,
+        typer.Option(
+            help="Also time the whole `flip fl run` command (4 sites, 30 rounds, start-up "
+            "included) against a bare Flower simulation app's, in turn --passes times."
+        ),
     ] = True,
     passes: Annotated[
         int,
@@ -80,13 +88,16 @@ def bench_fl(
     """FLIP's round time against a bare Flower app in the same run, and bytes per round.
 
     With --deployment, also the round time on Flower's deployment engine (TLS and
-    node authentication on) against simulation, for the same task and sites.
+    node authentication on) against a bare Flower app on the same SuperLink and
+    SuperNodes, for the same model and sites.
     """
     from flip.bench import fl
     from flip.cli.fl import stdout_to_stderr
 
     with one_line_errors(), stdout_to_stderr():
         figures = fl.run(work, rounds, sites, secure=secagg, passes=passes)
+        if whole:
+            figures += fl.whole_command(work / "whole", passes=passes)
         if deployment:
             figures += fl.deployment(work / "deployment")
     _print_figures("flip bench fl", figures)

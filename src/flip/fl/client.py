@@ -9,7 +9,6 @@ a query: each site answers with the sums and counts of its training features
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -17,7 +16,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -31,7 +29,8 @@ from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import clip_when_asked
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
-from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
+from flip.fl.split_cache import cached_splits
+from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.runner import evaluate_task, train_task
 from flip.fl.tasks.sandbox import Limits
 from flip.fl.tasks.training import choose_device
@@ -140,8 +139,12 @@ def _refuse(ledger: Ledger, site: SiteConfig, detail: dict[str, str], reason: st
 
 
 @lru_cache(maxsize=256)
+def _extracted(store: str, spec_json: str) -> tuple[tuple[TabularData, TabularData], str]:
+    return cached_splits(store, TaskSpec.model_validate_json(spec_json))
+
+
 def _raw_splits(store: str, spec_json: str) -> tuple[TabularData, TabularData]:
-    return load_raw_splits(store, TaskSpec.model_validate_json(spec_json))
+    return _extracted(store, spec_json)[0]
 
 
 @lru_cache(maxsize=256)
@@ -162,15 +165,10 @@ def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
     return Scaling.model_validate_json(str(config["scaling"]))
 
 
-@lru_cache(maxsize=256)
 def data_fingerprint(store: str, spec_json: str) -> str:
     """SHA-256 of the task's dataset at this site as extracted (features and outcome of
     both splits): the data snapshot a model was trained and tested on."""
-    digest = hashlib.sha256()
-    for split in _raw_splits(store, spec_json):
-        digest.update(np.ascontiguousarray(split.x).tobytes())
-        digest.update(np.ascontiguousarray(split.y).tobytes())
-    return digest.hexdigest()
+    return _extracted(store, spec_json)[1]
 
 
 def _splits(

@@ -6,9 +6,13 @@ both use them, so a run that bypasses the hub meets the same rules.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flip.config import SitePolicy
-from flip.data.cohort import CohortDefinition
 from flip.fl.tasks.base import TaskSpec
+
+if TYPE_CHECKING:  # the cohort package loads the CDM schema: off the ClientApp's start path
+    from flip.data.cohort import CohortDefinition
 
 #: The CDM table each tabular feature source reads.
 FEATURE_TABLES = {

@@ -8,14 +8,14 @@ size*size columns after the other features. A person without an image gets zeros
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, select
 
-from flip.data.cdm import schema
-from flip.data.sources.dicom import read_dataset
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 class ImageSpec(BaseModel):
@@ -30,6 +30,8 @@ class ImageSpec(BaseModel):
 
 def pixels(path: str, size: int) -> np.ndarray:
     """One image from its DICOM file as size x size floats in [0, 1]."""
+    from flip.data.sources.dicom import read_dataset
+
     ds = read_dataset(path)
     image = ds.pixel_array.astype(np.float32)
     if image.ndim > 2:
@@ -42,6 +44,10 @@ def pixels(path: str, size: int) -> np.ndarray:
 
 def latest_images(conn: Connection, index: dict[int, date], spec: ImageSpec) -> dict[int, str]:
     """The file of each person's latest study dated in the lookback window up to entry."""
+    from sqlalchemy import select
+
+    from flip.data.cdm import schema
+
     images = schema.image_occurrence
     query = select(images.c.person_id, images.c.image_occurrence_date, images.c.local_path).where(
         images.c.local_path.is_not(None)

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, func, select
 
-from flip.data.cdm import schema
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+# SQLAlchemy and the CDM schema are imported where labels are read, not here: the task
+# spec's outcome types load without them (see flip.data.features.tabular).
 
 OutcomeKind = Literal["binary", "multiclass", "regression", "time-to-event"]
 OUTCOMES: tuple[OutcomeKind, ...] = ("binary", "multiclass", "regression", "time-to-event")
@@ -41,6 +44,10 @@ def _events_within(
 ) -> Iterator[tuple[int, int, date, float | None]]:
     """(person, concept, date, value) of each `concept_ids` event within the horizon after
     the person's entry; a measurement without a value is skipped."""
+    from sqlalchemy import select
+
+    from flip.data.cdm import schema
+
     names = schema.EVENT_COLUMNS[table]
     t = schema.metadata.tables[table]
     columns = [t.c.person_id, t.c[names.concept], t.c[names.date]]
@@ -69,6 +76,10 @@ def _first(events: Iterable[tuple[int, tuple, object]]) -> dict[int, object]:
 def _follow_up_ends(conn: Connection, pids: list[int]) -> dict[int, date]:
     """Each person's end of follow-up before the horizon: last observation or death."""
     ends: dict[int, date] = {}
+    from sqlalchemy import func, select
+
+    from flip.data.cdm import schema
+
     op = schema.observation_period
     for pid, end in conn.execute(
         select(op.c.person_id, func.max(op.c.observation_period_end_date)).group_by(op.c.person_id)

@@ -12,19 +12,20 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func, select
 
-from flip.data.cdm import schema
-from flip.data.cdm.rows import GENDERS
-from flip.data.cdm.store import Store
-from flip.data.cohort.optout import opted_out
-from flip.data.features.image import ImageSpec, image_matrix, latest_images
-from flip.data.features.outcomes import OutcomeClass, OutcomeKind, outcome_labels
-from flip.data.features.text import TextSpec, embed
+from flip.data.features.image import ImageSpec
+from flip.data.features.outcomes import OutcomeClass, OutcomeKind
+from flip.data.features.text import TextSpec
+
+if TYPE_CHECKING:
+    from flip.data.cdm.store import Store
+
+# The CDM schema, SQLAlchemy and the image readers are imported where a dataset is
+# extracted, not here: a ClientApp that reads its cached arrays never loads them.
 
 
 class Feature(BaseModel):
@@ -174,6 +175,10 @@ class Scaling(BaseModel):
 
 
 def _index_dates(conn, spec: TabularSpec) -> dict[int, date]:
+    from sqlalchemy import func, select
+
+    from flip.data.cdm import schema
+
     m = schema.measurement
     rows = conn.execute(
         select(m.c.person_id, func.min(m.c.measurement_date))
@@ -186,6 +191,10 @@ def _index_dates(conn, spec: TabularSpec) -> dict[int, date]:
 def _events(conn, table_name: str, concept_ids: set[int], with_value: bool):
     if not concept_ids:
         return []
+    from sqlalchemy import select
+
+    from flip.data.cdm import schema
+
     table = schema.metadata.tables[table_name]
     names = schema.EVENT_COLUMNS[table_name]
     columns = [table.c.person_id, table.c[names.concept], table.c[names.date]]
@@ -203,6 +212,15 @@ def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
 def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
     """The dataset of everyone with an entry event who has not opted out, features unscaled
     (NaN where missing)."""
+    from sqlalchemy import select
+
+    from flip.data.cdm import schema
+    from flip.data.cdm.rows import GENDERS
+    from flip.data.cohort.optout import opted_out
+    from flip.data.features.image import image_matrix, latest_images
+    from flip.data.features.outcomes import outcome_labels
+    from flip.data.features.text import embed
+
     wanted: dict[str, set[int]] = defaultdict(set)
     for f in spec.features:
         wanted[f.source].update(f.concept_ids)
@@ -257,7 +275,7 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
     for row, pid in enumerate(pids):
         born, gender = people[pid]
         for col, f in enumerate(spec.features):
-            x[row, col] = _value(f, pid, index[pid], born, gender, latest, present)
+            x[row, col] = _value(f, pid, index[pid], born, gender, latest, present, GENDERS)
     names = [f.name for f in spec.features]
     entry = {pid: index[pid] for pid in pids}
     if spec.text is not None:
@@ -275,6 +293,10 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
 
 def _notes_before(conn, index: dict[int, date], lookback_days: int) -> dict[int, str]:
     """Each person's notes dated in the lookback window up to their entry date, joined."""
+    from sqlalchemy import select
+
+    from flip.data.cdm import schema
+
     n = schema.note
     texts: dict[int, list[tuple[date, str]]] = defaultdict(list)
     for pid, when, text in conn.execute(select(n.c.person_id, n.c.note_date, n.c.note_text)):
@@ -284,11 +306,13 @@ def _notes_before(conn, index: dict[int, date], lookback_days: int) -> dict[int,
     return {pid: " ".join(t for _, t in sorted(found)) for pid, found in texts.items()}
 
 
-def _value(f: Feature, pid: int, at: date, born: date, gender: int, latest, present) -> float:
+def _value(
+    f: Feature, pid: int, at: date, born: date, gender: int, latest, present, genders
+) -> float:
     if f.source == "age":
         return (at - born).days / 365.25
     if f.source == "male":
-        return float(gender == GENDERS["male"])
+        return float(gender == genders["male"])
     if f.source == "measurement":
         values = [latest[(pid, c)] for c in f.concept_ids if (pid, c) in latest]
         return max(values)[1] if values else np.nan

@@ -6,7 +6,7 @@ task spec file, the rounds, the number of sites, the minimum to start a round, t
 timeout and an output folder, where the Flower run id (`flower-run-id`, to stop the run
 with), each round's metrics (`rounds.jsonl`, one line per round as it ends), a checkpoint
 after every round, and the final and best models, metrics and federated scaling are
-written.
+written. Replies are pulled every 0.1 s (`PromptGrid`), not every 3 s.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from flip.fl.runtime.flower import RUN_ID_FILE
+from flip.fl.runtime.prompt_grid import PromptGrid
 from flip.fl.server import HUB_RUN, task_server_app
 from flip.fl.tasks.base import TaskSpec
 
@@ -49,7 +50,7 @@ def main(grid: Grid, context: Context) -> None:
         checkpoint=None if spec.secure_aggregation else out / "checkpoint.pt",
         on_round=on_round,
     )
-    inner(grid, context)
+    inner(PromptGrid(grid), context)
     torch.save(result.state_dict, out / "model.pt")
     if result.best_round is not None:
         torch.save(result.best_state_dict, out / "best.pt")

@@ -59,11 +59,22 @@ class DeployedResult:
     best_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+#: Seconds between a SuperExec's looks for a message to start an app for (Flower's
+#: default is 1 s, paid by every message a SuperNode receives); the environment overrides it.
+TASK_POLL_INTERVAL = "0.2"
+
+
 def flower_env(home: Path) -> dict[str, str]:
-    """The environment of a Flower process: this Python's scripts first on PATH."""
+    """The environment of a Flower process: this Python's scripts first on PATH, and its
+    SuperExec looking for work every 0.2 s."""
     scripts = str(Path(sys.executable).parent)
     path = f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "PATH": path, "FLWR_HOME": str(home)}
+    return {
+        "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": TASK_POLL_INTERVAL,
+        **os.environ,
+        "PATH": path,
+        "FLWR_HOME": str(home),
+    }
 
 
 def _spawn(log: Path, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -248,7 +259,7 @@ class SuperLink:
             if spec.secure_aggregation
             else "flip.fl.client import app"
         )
-        app = _write_app(
+        app = write_app(
             run_dir / "app",
             client,
             {
@@ -348,17 +359,21 @@ class SuperNode:
             self.process = None
 
 
-def _write_app(folder: Path, client: str, config: dict[str, object]) -> Path:
-    """A Flower App (pyproject.toml + shim modules) running FLIP's ServerApp and the site
-    ClientApp `client` ("MODULE import NAME": the plain one, or the SecAgg+ one)."""
+def write_app(
+    folder: Path,
+    client: str,
+    config: dict[str, object],
+    server: str = "flip.fl.runtime.deployed_server import app",
+) -> Path:
+    """A Flower App (pyproject.toml + shim modules) running the ServerApp `server` (FLIP's
+    by default) and the ClientApp `client`, each named "MODULE import NAME" (the site
+    ClientApp: the plain one, or the SecAgg+ one)."""
     shutil.rmtree(folder, ignore_errors=True)
     package = folder / "flip_fab"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('"""FLIP\'s apps, packaged for a deployment run."""\n')
     # `app = ...` at top level: flwr checks the attribute by reading the module's AST.
-    (package / "server.py").write_text(
-        "from flip.fl.runtime.deployed_server import app as server_app\n\napp = server_app\n"
-    )
+    (package / "server.py").write_text(f"from {server} as server_app\n\napp = server_app\n")
     (package / "client.py").write_text(f"from {client} as client_app\n\napp = client_app\n")
     values = "\n".join(f"{key} = {json.dumps(value)}" for key, value in config.items())
     (folder / "pyproject.toml").write_text(

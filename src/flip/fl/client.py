@@ -21,13 +21,12 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from flip.config import SiteConfig
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
-from flip.fl.privacy import clip_when_asked
+from flip.fl.privacy import privatise, server_config_problem
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
 from flip.fl.tasks.models import new_model
@@ -35,7 +34,7 @@ from flip.site.policy import rows_problem, task_problem
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
 
-app = ClientApp(mods=[clip_when_asked])
+app = ClientApp()
 
 
 class NotApproved(PermissionError):
@@ -77,11 +76,22 @@ def authorise(site: SiteConfig, config: Mapping[str, Any], *, secure: bool = Fal
             reason = problem
         elif not _approved(ledger, project, digest):
             reason = "the site has not approved this task for this project"
-        elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
-            reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
+        elif problem := round_problem(spec, config):
+            reason = problem
         if reason:
             _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
+
+
+def round_problem(spec: TaskSpec, config: Mapping[str, Any]) -> str | None:
+    """Why the round the server names is refused (missing, not a number, or beyond the
+    approved rounds), or None; 0 is the queries before round 1."""
+    sent = config.get("server-round")
+    if isinstance(sent, bool) or not isinstance(sent, int):
+        return "the server named no round number (server-round)"
+    if sent < 0 or (spec.rounds is not None and sent > spec.rounds):
+        return f"round {sent} is beyond the {spec.rounds} rounds approved"
+    return None
 
 
 def _approved(ledger: Ledger, project: str, digest: str) -> bool:
@@ -183,54 +193,142 @@ def train_round(
     run: int,
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """One round of local training of an authorised task from the global `state` in Flower
-    run `run`, logged in the site's ledger (with the norm its update is clipped to, under
-    client-side differential privacy); the trained model and its metrics.
+    run `run`, logged in the site's ledger with the epsilon spent; the trained model (under
+    local DP, its update clipped and noised with the approved parameters) and its metrics.
 
-    The site counts the rounds each run trained in its ledger and refuses one more than
-    the task has, whatever round number the server sends.
+    Under central DP the site refuses a server that says it runs another privacy spec or
+    strategy than the approved task's. The site counts the rounds each run trained in its
+    ledger and refuses one more than the task has, whatever round number the server sends;
+    under DP it refuses a round that would take the project's dataset past the policy's
+    `max_epsilon` across all runs.
     """
     train_split, _ = _splits(site, spec, config)
     detail = _detail(config)
+    n_train = len(train_split.y)
     with Ledger(site.ledger) as ledger:
+        if problem := server_config_problem(spec.privacy, config):
+            _refuse(ledger, site, detail, problem)
         number = ledger.count_round(str(run), detail["project"], detail["task_hash"], spec.rounds)
         if number is None:
             reason = f"run {run} has already trained the {spec.rounds} rounds the task has"
             _refuse(ledger, site, detail, reason)
+        spent = _spend(ledger, site, spec, detail, run, site_epsilon(spec, n_train, number))
     model = _model(spec, state)
-    metrics = binary.train(
-        model,
-        train_split,
-        epochs=spec.local_epochs,
-        learning_rate=spec.learning_rate,
-        batch_size=spec.batch_size,
-        l2=spec.l2,
-        seed=spec.seed * 1000 + int(config.get("server-round", 0)),
-    )
+    privacy = spec.privacy
+    if privacy is not None and privacy.level == "record":
+        from flip.fl.dp_sgd import train_dp
+
+        metrics = train_dp(
+            model,
+            train_split,
+            epochs=spec.local_epochs,
+            learning_rate=spec.learning_rate,
+            batch_size=spec.batch_size,
+            l2=spec.l2,
+            noise_multiplier=privacy.noise_multiplier,
+            clipping_norm=privacy.clipping_norm,
+        )
+    else:
+        metrics = binary.train(
+            model,
+            train_split,
+            epochs=spec.local_epochs,
+            learning_rate=spec.learning_rate,
+            batch_size=spec.batch_size,
+            l2=spec.l2,
+            seed=spec.seed * 1000 + int(config["server-round"]),
+        )
+    if privacy is not None and privacy.mechanism == "local":
+        start = {k: torch.as_tensor(v).numpy() for k, v in _model(spec, state).state_dict().items()}
+        trained = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        noised = privatise(start, trained, privacy)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in noised.items()})
     with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",
             {
                 **detail,
-                "round": int(config.get("server-round", 0)),
+                "round": int(config["server-round"]),
                 "flower_run": run,
                 "site_round": number,
-                "n_train": len(train_split.y),
+                "n_train": n_train,
                 "loss": round(float(metrics["loss"]), 6),
-                **(
-                    {"clipping_norm": float(config[KEY_CLIPPING_NORM])}
-                    if KEY_CLIPPING_NORM in config
-                    else {}
-                ),
+                **spent,
             },
         )
     return model, metrics
 
 
-def evaluate_round(
-    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
+def dataset_of(spec: TaskSpec) -> str:
+    """The dataset a task's privacy budget is charged to: its cohort (the entry concepts),
+    whatever features and outcome it reads of those persons."""
+    cohort = ",".join(str(c) for c in sorted(spec.data.entry_concept_ids))
+    return "cohort:" + hashlib.sha256(cohort.encode()).hexdigest()[:16]
+
+
+def site_epsilon(spec: TaskSpec, n_train: int, rounds: int) -> float | None:
+    """The epsilon `rounds` rounds of the task spend at a site of `n_train` training rows
+    (site level: the RDP accountant of z; record level: Opacus's over every DP-SGD step);
+    None without differential privacy."""
+    privacy = spec.privacy
+    if privacy is None:
+        return None
+    if privacy.level == "site":
+        return privacy.epsilon(rounds)
+    from flip.fl.dp_sgd import record_epsilon, steps_per_round
+
+    steps = rounds * steps_per_round(n_train, spec.batch_size, spec.local_epochs)
+    return record_epsilon(privacy.noise_multiplier, n_train, spec.batch_size, steps, privacy.delta)
+
+
+def _spend(
+    ledger: Ledger,
+    site: SiteConfig,
+    spec: TaskSpec,
+    detail: dict[str, str],
+    run: int,
+    epsilon: float | None,
 ) -> dict[str, float]:
-    """Metrics of the global `state` on the site's test split."""
+    """Charge the run's epsilon to the project's dataset; refuse past the site's ceiling."""
+    if epsilon is None or spec.privacy is None:
+        return {}
+    dataset = dataset_of(spec)
+    limit = site.policy.max_epsilon
+    total = ledger.spend(str(run), detail["project"], dataset, epsilon, spec.privacy.delta, limit)
+    if total is None:
+        before = ledger.spent(detail["project"], dataset, besides=str(run))
+        reason = (
+            f"this round would spend epsilon {before + epsilon:.2f} on {dataset} across runs, "
+            f"above the site's ceiling {limit}"
+        )
+        _refuse(ledger, site, detail, reason)
+    return {"epsilon_run": round(epsilon, 6), "epsilon_total": round(total, 6)}
+
+
+def evaluate_round(
+    site: SiteConfig,
+    spec: TaskSpec,
+    config: Mapping[str, Any],
+    state: dict[str, Any],
+    *,
+    run: int,
+) -> dict[str, float]:
+    """Metrics of the global `state` on the site's test split.
+
+    Each evaluation queries the site's rows with weights the server chose, so the site
+    counts them per run in its ledger and refuses more than one per approved round and
+    one final evaluation.
+    """
     _, test_split = _splits(site, spec, config)
+    detail = _detail(config)
+    limit = None if spec.rounds is None else spec.rounds + 1
+    with Ledger(site.ledger) as ledger:
+        counted = ledger.count_round(
+            str(run), detail["project"], detail["task_hash"], limit, kind="evaluate"
+        )
+        if counted is None:
+            reason = f"run {run} has already had the {limit} evaluations the task allows"
+            _refuse(ledger, site, detail, reason)
     return binary.evaluate(_model(spec, state), test_split)
 
 
@@ -255,7 +353,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config)
-    metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
+    state = msg.content["arrays"].to_torch_state_dict()
+    metrics = evaluate_round(site, spec, config, state, run=context.run_id)
     about = {"name": site.name, **report_evaluation(site, spec, config, metrics)}
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)

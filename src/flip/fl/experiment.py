@@ -36,7 +36,7 @@ from flip.data.features.csvfile import (
 )
 from flip.data.features.tabular import TabularData
 from flip.fl.preprocessing import Encoding, combine
-from flip.fl.privacy import PrivacySpec
+from flip.fl.privacy import PrivacySpec, accounting_problem
 from flip.fl.strategies import NAMES as STRATEGIES
 from flip.fl.strategies import TREE_STRATEGIES
 from flip.fl.tasks import binary, tabular_xgboost
@@ -98,6 +98,12 @@ class ExperimentOptions:
             )
         if trees and self.privacy is not None:
             raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
+        if self.privacy is not None and (
+            problem := accounting_problem(self.privacy, self.strategy)
+        ):
+            raise DatasetError(
+                f"--dp {self.privacy.clipping} with --strategy {self.strategy}: {problem}"
+            )
         if self.personalise < 0 or (trees and self.personalise):
             raise DatasetError("--personalise takes epochs >= 0, for tabular-logreg or -mlp")
         if self.secure_aggregation:

@@ -117,7 +117,7 @@ class _TaskClient(NumPyClient):
 
     def evaluate(self, parameters, config):
         spec, state = self._authorised(parameters, config)
-        metrics = evaluate_round(self.site, spec, config, state)
+        metrics = evaluate_round(self.site, spec, config, state, run=self.run)
         kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"], "site": self.site.name}
         reported = report_evaluation(self.site, spec, config, metrics)
         return metrics["loss"], int(metrics["num-examples"]), {**kept, **reported}

@@ -132,6 +132,10 @@ def test_other_strategies_train(sites, strategy):
             ["--target", "num", "--positive", "num>0", "--secagg", "--dp", "server"],
             "no --dp or --checkpoint",
         ),
+        (
+            ["--target", "num", "--positive", "num>0", "--dp", "server", "--strategy", "fedadam"],
+            "fedadam releases more than that",
+        ),
     ],
 )
 def test_bad_options_fail_in_one_line(sites, args, message):
@@ -143,14 +147,17 @@ def test_bad_options_fail_in_one_line(sites, args, message):
 def test_adaptive_clipping_is_a_usage_error_without_dp_or_with_a_quantile_of_one(sites):
     alone = fl_run(sites, "--target", "num", "--adaptive-clip")
     assert alone.returncode == 2 and "give --dp too" in alone.stderr
-    args = ["--target", "num", "--dp", "client", "--adaptive-clip", "--clip-quantile", "1"]
+    args = ["--target", "num", "--dp", "server", "--adaptive-clip", "--clip-quantile", "1"]
     one = fl_run(sites, *args)
     assert one.returncode == 2 and "less than 1" in one.stderr
+    local = fl_run(sites, "--target", "num", "--dp", "client", "--adaptive-clip")
+    assert local.returncode == 2 and "server-side only" in local.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("side", "clipping"), [("server", "fixed"), ("client", "fixed"), ("server", "adaptive")]
+    ("side", "clipping"),
+    [("server", "fixed"), ("client", "fixed"), ("server", "adaptive"), ("record", "fixed")],
 )
 def test_differential_privacy_reports_its_budget(sites, side, clipping):
     adaptive = ["--adaptive-clip", "--clip-quantile", "0.8"] if clipping == "adaptive" else []
@@ -173,9 +180,18 @@ def test_differential_privacy_reports_its_budget(sites, side, clipping):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
-    assert data["privacy"]["clipping"] == f"{side}-side {clipping}"
-    expected = PrivacySpec(noise_multiplier=0.8, clipping_norm=5.0).epsilon(3)
-    assert data["privacy"]["epsilon"] == pytest.approx(expected, abs=1e-3)
+    assert (
+        data["privacy"]["clipping"] == f"{'client' if side == 'record' else side}-side {clipping}"
+    )
+    if side == "record":
+        by_site = data["privacy"]["epsilon_by_site"]
+        assert set(by_site) == {"a", "b", "c"} and data["privacy"]["epsilon"] == max(
+            by_site.values()
+        )
+        assert "Opacus" in data["privacy"]["accountant"]
+    else:
+        expected = PrivacySpec(noise_multiplier=0.8, clipping_norm=5.0).epsilon(3)
+        assert data["privacy"]["epsilon"] == pytest.approx(expected, abs=1e-3)
     assert data["privacy"]["rounds"] == 3
     assert isinstance(data["federated"]["overall"]["auroc"], float)
 

@@ -457,6 +457,32 @@ class ExperimentRun:
         }
 
 
+def privacy_report(options: ExperimentOptions, prepared: Prepared) -> dict[str, object]:
+    """The privacy budget of the run; under record-level DP-SGD each site's epsilon (Opacus's
+    accountant over the steps its rows take) and the largest of them."""
+    assert options.privacy is not None
+    report = options.privacy.budget(options.rounds)
+    if options.privacy.level == "record":
+        from flip.fl.dp_sgd import record_epsilon, steps_per_round
+
+        by_site = {
+            site.name: round(
+                record_epsilon(
+                    options.privacy.noise_multiplier,
+                    len(site.train.y),
+                    options.batch_size,
+                    options.rounds
+                    * steps_per_round(len(site.train.y), options.batch_size, options.local_epochs),
+                    options.privacy.delta,
+                ),
+                4,
+            )
+            for site in prepared.sites
+        }
+        report.update({"epsilon": max(by_site.values()), "epsilon_by_site": by_site})
+    return report
+
+
 def run_experiment(
     options: ExperimentOptions, on_round: Callable[[int, dict[str, float]], None] | None = None
 ) -> ExperimentRun:
@@ -469,7 +495,7 @@ def run_experiment(
         "rounds": options.rounds,
     }
     if options.privacy is not None:
-        result["privacy"] = options.privacy.budget(options.rounds)
+        result["privacy"] = privacy_report(options, prepared)
     rounds: list[dict[str, float]] = []
 
     def record(number: int, metrics: dict[str, float]) -> None:

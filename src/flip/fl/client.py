@@ -214,34 +214,11 @@ def train_round(
             _refuse(ledger, site, detail, reason)
         spent = _spend(ledger, site, spec, detail, run, site_epsilon(spec, n_train, number))
     model = _model(spec, state)
-    privacy = spec.privacy
-    if privacy is not None and privacy.level == "record":
-        from flip.fl.dp_sgd import train_dp
-
-        metrics = train_dp(
-            model,
-            train_split,
-            epochs=spec.local_epochs,
-            learning_rate=spec.learning_rate,
-            batch_size=spec.batch_size,
-            l2=spec.l2,
-            noise_multiplier=privacy.noise_multiplier,
-            clipping_norm=privacy.clipping_norm,
-        )
-    else:
-        metrics = binary.train(
-            model,
-            train_split,
-            epochs=spec.local_epochs,
-            learning_rate=spec.learning_rate,
-            batch_size=spec.batch_size,
-            l2=spec.l2,
-            seed=spec.seed * 1000 + int(config["server-round"]),
-        )
-    if privacy is not None and privacy.mechanism == "local":
-        start = {k: torch.as_tensor(v).numpy() for k, v in _model(spec, state).state_dict().items()}
+    metrics = _fit(model, spec, train_split, int(config["server-round"]))
+    if spec.privacy is not None and spec.privacy.mechanism == "local":
+        start = {k: v.numpy() for k, v in _model(spec, state).state_dict().items()}
         trained = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-        noised = privatise(start, trained, privacy)
+        noised = privatise(start, trained, spec.privacy)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in noised.items()})
     with Ledger(site.ledger) as ledger:
         ledger.record(
@@ -257,6 +234,35 @@ def train_round(
             },
         )
     return model, metrics
+
+
+def _fit(
+    model: torch.nn.Module, spec: TaskSpec, split: TabularData, server_round: int
+) -> dict[str, float]:
+    """Local training as the task says: DP-SGD (Opacus) under record-level DP, else SGD."""
+    privacy = spec.privacy
+    if privacy is not None and privacy.level == "record":
+        from flip.fl.dp_sgd import train_dp
+
+        return train_dp(
+            model,
+            split,
+            epochs=spec.local_epochs,
+            learning_rate=spec.learning_rate,
+            batch_size=spec.batch_size,
+            l2=spec.l2,
+            noise_multiplier=privacy.noise_multiplier,
+            clipping_norm=privacy.clipping_norm,
+        )
+    return binary.train(
+        model,
+        split,
+        epochs=spec.local_epochs,
+        learning_rate=spec.learning_rate,
+        batch_size=spec.batch_size,
+        l2=spec.l2,
+        seed=spec.seed * 1000 + server_round,
+    )
 
 
 def dataset_of(spec: TaskSpec) -> str:

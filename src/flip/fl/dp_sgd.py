@@ -10,6 +10,7 @@ entropy: a seed in the (public) task spec would let anyone replay the noise.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import torch
@@ -56,7 +57,7 @@ def train_dp(
     from opacus.data_loader import DPDataLoader
     from opacus.optimizers import DPOptimizer
 
-    seed = int.from_bytes(__import__("os").urandom(8), "little") >> 1
+    seed = int.from_bytes(os.urandom(8), "little") >> 1
     dataset = TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y).unsqueeze(1))
     loader = DPDataLoader.from_data_loader(
         DataLoader(dataset, batch_size=batch_size),

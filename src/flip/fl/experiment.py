@@ -96,18 +96,22 @@ class ExperimentOptions:
             raise DatasetError(
                 "--task tabular-xgboost trains with --strategy fedxgb_bagging, and only it does"
             )
-        if trees and self.privacy is not None:
-            raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
-        if self.privacy is not None and (
-            problem := accounting_problem(self.privacy, self.strategy)
-        ):
-            raise DatasetError(
-                f"--dp {self.privacy.clipping} with --strategy {self.strategy}: {problem}"
-            )
+        if self.privacy is not None:
+            self._check_privacy(self.privacy)
         if self.personalise < 0 or (trees and self.personalise):
             raise DatasetError("--personalise takes epochs >= 0, for tabular-logreg or -mlp")
         if self.secure_aggregation:
             self._check_secure()
+
+    def _check_privacy(self, privacy: PrivacySpec) -> None:
+        if self.task == XGBOOST:
+            raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
+        if problem := accounting_problem(privacy, self.strategy):
+            raise DatasetError(f"--dp with --strategy {self.strategy}: {problem}")
+        if privacy.level == "record" and self.strategy == "fedprox":
+            raise DatasetError(
+                "--dp record trains by DP-SGD, without FedProx's proximal term: use fedavg"
+            )
 
     def _check_secure(self) -> None:
         if self.strategy != "fedavg" or self.task == XGBOOST:

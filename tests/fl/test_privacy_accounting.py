@@ -218,3 +218,19 @@ def test_dp_sgd_adds_the_noise_its_accountant_assumes():
     q = sample_rate(n, batch)
     expected = independent_epsilon(per_step / 0.7, 0, q=q, steps=steps)
     assert record_epsilon(1.3, n, batch, steps, DELTA) == pytest.approx(expected, rel=0.06)
+
+
+def test_a_record_level_models_lineage_carries_each_sites_opacus_epsilon():
+    from flip.fl.registry import federated_lineage
+    from flip.fl.tasks import mace_task
+
+    privacy = PrivacySpec(level="record", clipping="client", noise_multiplier=1.2, clipping_norm=1)
+    spec = mace_task().model_copy(update={"privacy": privacy, "batch_size": 32, "local_epochs": 2})
+    per_site = {"a": {"n_train": 1800}, "b": {"n_train": 225}}
+    lineage = federated_lineage(spec, rounds=3, per_site=per_site, round_metrics=[])
+    by_site = lineage["privacy"]["epsilon_by_site"]
+    for name, n in (("a", 1800), ("b", 225)):
+        batches = -(-n // 32)
+        expected = independent_epsilon(1.2, 0, q=1 / batches, steps=3 * 2 * batches)
+        assert by_site[name] == pytest.approx(expected, rel=0.05)
+    assert lineage["privacy"]["epsilon"] == by_site["b"], "the smaller site spends more"

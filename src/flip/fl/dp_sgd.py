@@ -41,6 +41,32 @@ def record_epsilon(
     return float(accountant.get_epsilon(delta))
 
 
+def record_budget(
+    report: dict[str, object],
+    rows: dict[str, int],
+    *,
+    batch_size: int,
+    epochs: int,
+    rounds: int,
+) -> dict[str, object]:
+    """A record-level budget `report` (PrivacySpec.budget) with each site's epsilon, from its
+    training `rows`, and the largest as `epsilon`."""
+    by_site = {
+        name: round(
+            record_epsilon(
+                float(report["noise_multiplier"]),  # type: ignore[arg-type]
+                n,
+                batch_size,
+                rounds * steps_per_round(n, batch_size, epochs),
+                float(report["delta"]),  # type: ignore[arg-type]
+            ),
+            4,
+        )
+        for name, n in rows.items()
+    }
+    return {**report, "epsilon": max(by_site.values(), default=None), "epsilon_by_site": by_site}
+
+
 def train_dp(
     model: torch.nn.Module,
     data: TabularData,

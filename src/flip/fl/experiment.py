@@ -466,25 +466,17 @@ def privacy_report(options: ExperimentOptions, prepared: Prepared) -> dict[str, 
     accountant over the steps its rows take) and the largest of them."""
     assert options.privacy is not None
     report = options.privacy.budget(options.rounds)
-    if options.privacy.level == "record":
-        from flip.fl.dp_sgd import record_epsilon, steps_per_round
+    if options.privacy.level != "record":
+        return report
+    from flip.fl.dp_sgd import record_budget
 
-        by_site = {
-            site.name: round(
-                record_epsilon(
-                    options.privacy.noise_multiplier,
-                    len(site.train.y),
-                    options.batch_size,
-                    options.rounds
-                    * steps_per_round(len(site.train.y), options.batch_size, options.local_epochs),
-                    options.privacy.delta,
-                ),
-                4,
-            )
-            for site in prepared.sites
-        }
-        report.update({"epsilon": max(by_site.values()), "epsilon_by_site": by_site})
-    return report
+    return record_budget(
+        report,
+        {site.name: len(site.train.y) for site in prepared.sites},
+        batch_size=options.batch_size,
+        epochs=options.local_epochs,
+        rounds=options.rounds,
+    )
 
 
 def run_experiment(

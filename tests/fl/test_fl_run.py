@@ -188,13 +188,14 @@ def test_differential_privacy_reports_its_budget(sites, side, clipping):
 
 @pytest.mark.slow
 def test_record_level_dp_sgd_reports_each_sites_epsilon(sites):
+    small = {name: sites[name] for name in ("northbridge", "riverside")}  # DP-SGD is slow
     args = ["--target", "num", "--positive", "num>0", "--rounds", "1", "--local-epochs", "1"]
-    result = fl_run(sites, *args, "--dp", "record", "--noise-multiplier", "1.2", "--json")
+    result = fl_run(small, *args, "--dp", "record", "--noise-multiplier", "1.2", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     privacy = json.loads(result.stdout)["privacy"]
     assert "Opacus" in privacy["accountant"] and "DP-SGD" in privacy["mechanism"]
     by_site = privacy["epsilon_by_site"]
-    assert set(by_site) == set(sites) and privacy["epsilon"] == max(by_site.values())
+    assert set(by_site) == set(small) and privacy["epsilon"] == max(by_site.values())
     assert all(0 < epsilon < 10 for epsilon in by_site.values())
 
 

@@ -64,7 +64,7 @@ def test_the_site_runs_no_custom_code_before_it_approves_the_hash(tmp_path):
         authorise(site, run_config("1", spec))
     assert not marker.exists()
     Ledger(site.ledger).decide("1", digest, "approved", by="admin")
-    new_model(authorise(site, run_config("1", spec)))
+    new_model(authorise(site, {**run_config("1", spec), "server-round": 1}))
     assert marker.read_text() == "ran"
 
 

@@ -20,6 +20,7 @@ def test_authorise_refuses_unapproved_tampered_and_disallowed_tasks(tmp_path):
     )
     spec = mace_task()
     config = run_config("7", spec)
+    config["server-round"] = 1
     with pytest.raises(NotApproved, match="not approved"):
         authorise(site, config)
     Ledger(site.ledger).decide("7", task_hash(spec), "approved", by="admin")
@@ -134,11 +135,15 @@ def test_each_clientapp_refuses_a_task_asking_for_the_other_kind_of_aggregation(
     secure = mace_task().model_copy(update={"secure_aggregation": True})
     for spec in (secure, mace_task()):
         Ledger(site.ledger).decide("7", task_hash(spec), "approved", by="admin")
+
+    def first_round(spec):
+        return ConfigRecord({**run_config("7", spec), "server-round": 1})
+
     with pytest.raises(NotApproved, match="must run under secure aggregation"):
-        authorise(site, run_config("7", secure))
+        authorise(site, first_round(secure))
     with pytest.raises(NotApproved, match="did not ask for secure aggregation"):
-        authorise(site, run_config("7", mace_task()), secure=True)
-    assert authorise(site, run_config("7", secure), secure=True) == secure
+        authorise(site, first_round(mace_task()), secure=True)
+    assert authorise(site, first_round(secure), secure=True) == secure
 
 
 @pytest.mark.slow

@@ -132,6 +132,10 @@ def test_other_strategies_train(sites, strategy):
             ["--target", "num", "--positive", "num>0", "--secagg", "--dp", "server"],
             "no --dp or --checkpoint",
         ),
+        (
+            ["--target", "num", "--positive", "num>0", "--dp", "server", "--strategy", "fedadam"],
+            "fedadam releases more than that",
+        ),
     ],
 )
 def test_bad_options_fail_in_one_line(sites, args, message):
@@ -143,9 +147,11 @@ def test_bad_options_fail_in_one_line(sites, args, message):
 def test_adaptive_clipping_is_a_usage_error_without_dp_or_with_a_quantile_of_one(sites):
     alone = fl_run(sites, "--target", "num", "--adaptive-clip")
     assert alone.returncode == 2 and "give --dp too" in alone.stderr
-    args = ["--target", "num", "--dp", "client", "--adaptive-clip", "--clip-quantile", "1"]
+    args = ["--target", "num", "--dp", "server", "--adaptive-clip", "--clip-quantile", "1"]
     one = fl_run(sites, *args)
     assert one.returncode == 2 and "less than 1" in one.stderr
+    local = fl_run(sites, "--target", "num", "--dp", "client", "--adaptive-clip")
+    assert local.returncode == 2 and "server-side only" in local.stderr
 
 
 @pytest.mark.slow
@@ -178,6 +184,19 @@ def test_differential_privacy_reports_its_budget(sites, side, clipping):
     assert data["privacy"]["epsilon"] == pytest.approx(expected, abs=1e-3)
     assert data["privacy"]["rounds"] == 3
     assert isinstance(data["federated"]["overall"]["auroc"], float)
+
+
+@pytest.mark.slow
+def test_record_level_dp_sgd_reports_each_sites_epsilon(sites):
+    small = {name: sites[name] for name in ("northbridge", "riverside")}  # DP-SGD is slow
+    args = ["--target", "num", "--positive", "num>0", "--rounds", "1", "--local-epochs", "1"]
+    result = fl_run(small, *args, "--dp", "record", "--noise-multiplier", "1.2", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    privacy = json.loads(result.stdout)["privacy"]
+    assert "Opacus" in privacy["accountant"] and "DP-SGD" in privacy["mechanism"]
+    by_site = privacy["epsilon_by_site"]
+    assert set(by_site) == set(small) and privacy["epsilon"] == max(by_site.values())
+    assert all(0 < epsilon < 10 for epsilon in by_site.values())
 
 
 @pytest.mark.slow

@@ -103,11 +103,18 @@ def run(
     dp: Annotated[
         str | None,
         typer.Option(
-            help="Differential privacy: server or client (clipping side); off if not given."
+            help="Differential privacy, off if not given. server: central DP (the server clips "
+            "and noises an equal-weight mean; fedavg or fedprox); client: each site clips and "
+            "noises its own update (any strategy); record: DP-SGD at each site (Opacus)."
         ),
     ] = None,
     noise_multiplier: Annotated[float, typer.Option(help="--dp: Gaussian noise multiplier.")] = 1.0,
-    clip: Annotated[float, typer.Option(help="--dp: clipping norm of each site's update.")] = 1.0,
+    clip: Annotated[
+        float,
+        typer.Option(
+            help="--dp: clipping norm of each site's update (record: each example's gradient)."
+        ),
+    ] = 1.0,
     delta: Annotated[float, typer.Option(help="--dp: the delta epsilon is reported at.")] = 1e-5,
     adaptive_clip: Annotated[
         bool,
@@ -157,14 +164,15 @@ def run(
     from flip.fl.experiment import ExperimentOptions
     from flip.fl.privacy import PrivacySpec
 
-    if dp not in (None, "server", "client"):
-        raise typer.BadParameter("choose server or client", param_hint="--dp")
+    if dp not in (None, "server", "client", "record"):
+        raise typer.BadParameter("choose server, client or record", param_hint="--dp")
     if adaptive_clip and not dp:
         raise typer.BadParameter("adaptive clipping is part of --dp: give --dp too")
     try:
         privacy = (
             PrivacySpec(
-                clipping=dp,
+                level="record" if dp == "record" else "site",
+                clipping="client" if dp == "record" else dp,
                 noise_multiplier=noise_multiplier,
                 clipping_norm=clip,
                 delta=delta,

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from sqlalchemy import (
     Column,
     Engine,
+    Float,
     Integer,
     MetaData,
     String,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     update,
@@ -56,6 +59,29 @@ trained_rounds = Table(
     Column("project", String(100), primary_key=True),
     Column("task_hash", String(64), primary_key=True),
     Column("rounds", Integer, nullable=False),
+)
+
+#: Evaluations each run asked of this site, per task: each one is a query of the site's
+#: test rows with weights the server chose, so they are bounded like training rounds.
+evaluated_rounds = Table(
+    "evaluated_round",
+    _meta,
+    Column("run", String(40), primary_key=True),
+    Column("project", String(100), primary_key=True),
+    Column("task_hash", String(64), primary_key=True),
+    Column("rounds", Integer, nullable=False),
+)
+
+#: The epsilon each run has spent so far at this site, per project and dataset: the site's
+#: privacy budget across runs is their sum.
+privacy_spent = Table(
+    "privacy_spent",
+    _meta,
+    Column("run", String(40), primary_key=True),
+    Column("project", String(100), primary_key=True),
+    Column("dataset", String(80), primary_key=True),
+    Column("epsilon", Float, nullable=False),
+    Column("delta", Float, nullable=False),
 )
 
 audit = Table(
@@ -186,26 +212,29 @@ class Ledger:
             ).first()
         return None if row is None else {k: str(v or "") for k, v in row._mapping.items()}
 
-    def count_round(self, run: str, project: str, task_hash: str, limit: int | None) -> int | None:
-        """Count one more round of this task trained in `run` and return how many it has now,
-        or None (counting nothing) when the run has already trained `limit` rounds of it."""
-        key = (
-            trained_rounds.c.run == run,
-            trained_rounds.c.project == project,
-            trained_rounds.c.task_hash == task_hash,
-        )
+    def count_round(
+        self,
+        run: str,
+        project: str,
+        task_hash: str,
+        limit: int | None,
+        *,
+        kind: Literal["train", "evaluate"] = "train",
+    ) -> int | None:
+        """Count one more round of this task trained (or evaluated) in `run` and return how
+        many it has now, or None (counting nothing) when the run has already had `limit`."""
+        table = trained_rounds if kind == "train" else evaluated_rounds
+        key = (table.c.run == run, table.c.project == project, table.c.task_hash == task_hash)
         with self.engine.begin() as conn:
-            done = conn.execute(select(trained_rounds.c.rounds).where(*key)).scalar()
+            done = conn.execute(select(table.c.rounds).where(*key)).scalar()
             if limit is not None and (done or 0) >= limit:
                 return None
             if done is None:
                 conn.execute(
-                    insert(trained_rounds).values(
-                        run=run, project=project, task_hash=task_hash, rounds=1
-                    )
+                    insert(table).values(run=run, project=project, task_hash=task_hash, rounds=1)
                 )
                 return 1
-            conn.execute(update(trained_rounds).where(*key).values(rounds=done + 1))
+            conn.execute(update(table).where(*key).values(rounds=done + 1))
             return done + 1
 
     def joined_run(self, run: int, project: str, task_hash: str) -> dict[str, object] | None:
@@ -225,6 +254,49 @@ class Ledger:
                 if about == (project, task_hash, str(run)):
                     return detail
         return None
+
+    def spent(self, project: str, dataset: str, *, besides: str | None = None) -> float:
+        """The epsilon every run (but `besides`) has spent on this project's dataset here."""
+        where = [privacy_spent.c.project == project, privacy_spent.c.dataset == dataset]
+        if besides is not None:
+            where.append(privacy_spent.c.run != besides)
+        query = select(func.coalesce(func.sum(privacy_spent.c.epsilon), 0.0)).where(*where)
+        with self.engine.connect() as conn:
+            return float(conn.execute(query).scalar() or 0.0)
+
+    def spend(
+        self,
+        run: str,
+        project: str,
+        dataset: str,
+        epsilon: float,
+        delta: float,
+        limit: float | None,
+    ) -> float | None:
+        """Set what `run` has spent on this project's dataset to `epsilon` and return the
+        total across runs, or None (spending nothing) when the total would pass `limit`."""
+        key = (
+            privacy_spent.c.run == run,
+            privacy_spent.c.project == project,
+            privacy_spent.c.dataset == dataset,
+        )
+        others = [privacy_spent.c.project == project, privacy_spent.c.dataset == dataset]
+        with self.engine.begin() as conn:
+            before = conn.execute(
+                select(func.coalesce(func.sum(privacy_spent.c.epsilon), 0.0)).where(
+                    *others, privacy_spent.c.run != run
+                )
+            ).scalar()
+            total = float(before or 0.0) + epsilon
+            if limit is not None and total > limit:
+                return None
+            conn.execute(privacy_spent.delete().where(*key))
+            conn.execute(
+                insert(privacy_spent).values(
+                    run=run, project=project, dataset=dataset, epsilon=epsilon, delta=delta
+                )
+            )
+            return total
 
     def record(self, action: str, detail: dict[str, object]) -> None:
         """Append one entry to the audit log."""

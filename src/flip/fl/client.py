@@ -9,6 +9,7 @@ a query: each site answers with the sums and counts of its training features
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -16,21 +17,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from flip.config import SiteConfig
 from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
-from flip.fl.privacy import clip_when_asked
+from flip.fl.privacy import privatise, server_config_problem
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
 from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.fl.tasks.binary import load_arrays
+from flip.fl.tasks.models import new_model
 from flip.fl.tasks.runner import evaluate_task, train_task
 from flip.fl.tasks.sandbox import Limits
 from flip.fl.tasks.training import choose_device
@@ -38,7 +41,7 @@ from flip.site.policy import rows_problem, task_problem
 
 SIM_SITES_ENV = "FLIP_SIM_SITES"
 
-app = ClientApp(mods=[clip_when_asked])
+app = ClientApp()
 
 
 class NotApproved(PermissionError):
@@ -90,8 +93,8 @@ def authorise(
             reason = "the site has not approved this task for this project"
         elif hub_runs and _joined(ledger, config, project, digest) is None:
             reason = f"the site has not joined the hub run this names ({config.get(HUB_RUN)})"
-        elif spec.rounds is not None and int(config.get("server-round", 0)) > spec.rounds:
-            reason = f"round {config['server-round']} is beyond the {spec.rounds} rounds approved"
+        elif problem := round_problem(spec, config):
+            reason = problem
         if reason:
             _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
@@ -121,6 +124,17 @@ def round_count(
     joined = _joined(ledger, config, str(config["project"]), str(config["task-hash"])) or {}
     limits = [n for n in (spec.rounds, joined.get("rounds")) if n is not None]
     return f"hub-{int(config[HUB_RUN])}", min((int(n) for n in limits), default=None)
+
+
+def round_problem(spec: TaskSpec, config: Mapping[str, Any]) -> str | None:
+    """Why the round the server names is refused (missing, not a number, or beyond the
+    approved rounds), or None; 0 is the queries before round 1."""
+    sent = config.get("server-round")
+    if isinstance(sent, bool) or not isinstance(sent, int):
+        return "the server named no round number (server-round)"
+    if sent < 0 or (spec.rounds is not None and sent > spec.rounds):
+        return f"round {sent} is beyond the {spec.rounds} rounds approved"
+    return None
 
 
 def _approved(ledger: Ledger, project: str, digest: str) -> bool:
@@ -232,58 +246,180 @@ def train_round(
     run: int,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """One round of local training of an authorised task from the global `state` in Flower
-    run `run`, logged in the site's ledger (with the norm its update is clipped to, under
-    client-side differential privacy); the trained state dict and its metrics. A custom
-    task's code runs in the sandbox, within the site's limits.
+    run `run`, logged in the site's ledger with the epsilon spent; the trained state dict
+    (under local DP, its update clipped and noised with the approved parameters) and its
+    metrics. A custom task's code runs in the sandbox, within the site's limits.
 
-    The site counts the rounds each hub run (or, outside the hub, each Flower run) trained
-    in its ledger and refuses one more than approved, whatever round number the server
-    sends and however many Flower runs carry the hub run (`round_count`).
+    Under central DP the site refuses a server that says it runs another privacy spec or
+    strategy than the approved task's. The site counts the rounds each hub run (or, outside
+    the hub, each Flower run) trained in its ledger and refuses one more than approved,
+    whatever round number the server sends and however many Flower runs carry the hub run
+    (`round_count`); under DP it refuses a round that would take the project's dataset past
+    the policy's `max_epsilon` across all runs.
     """
     train_split, _ = _splits(site, spec, config)
     detail = _detail(config)
+    n_train = len(train_split.y)
     with Ledger(site.ledger) as ledger:
+        if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
+            _refuse(ledger, site, detail, problem)
+        if problem := _record_level_problem(spec):
+            _refuse(ledger, site, detail, problem)
         counter, limit = round_count(ledger, spec, config, run)
         number = ledger.count_round(counter, detail["project"], detail["task_hash"], limit)
         if number is None:
             which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
             reason = f"{which} has already trained the {limit} rounds approved"
             _refuse(ledger, site, detail, reason)
-    trained, metrics = train_task(
-        spec,
-        state,
-        train_split,
-        epochs=spec.local_epochs,
-        seed=spec.seed * 1000 + int(config.get("server-round", 0)),
-        device=site_device(site),
-        limits=site_limits(site),
-    )
+        spent = _spend(ledger, site, spec, detail, counter, site_epsilon(spec, n_train, number))
+    trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]))
+    if spec.privacy is not None and spec.privacy.mechanism == "local":
+        noised = privatise(_arrays(state), _arrays(trained), spec.privacy)
+        trained = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in noised.items()}
     with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",
             {
                 **detail,
-                "round": int(config.get("server-round", 0)),
+                "round": int(config["server-round"]),
                 "flower_run": run,
                 **_hub_run(config),
                 "site_round": number,
-                "n_train": len(train_split.y),
+                "n_train": n_train,
                 "loss": round(float(metrics["loss"]), 6),
-                **(
-                    {"clipping_norm": float(config[KEY_CLIPPING_NORM])}
-                    if KEY_CLIPPING_NORM in config
-                    else {}
-                ),
+                **spent,
             },
         )
     return trained, metrics
 
 
-def evaluate_round(
-    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
+def _fit(
+    site: SiteConfig,
+    spec: TaskSpec,
+    state: dict[str, Any],
+    split: TabularData,
+    server_round: int,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Local training as the task says: DP-SGD (Opacus) under record-level DP, else the
+    task's own loop (`train_task`: the outcome's loss, FedProx, a custom task's sandbox)."""
+    privacy = spec.privacy
+    if privacy is not None and privacy.level == "record":
+        from flip.fl.dp_sgd import train_dp
+
+        model = load_arrays(new_model(spec), state)
+        metrics = train_dp(
+            model,
+            split,
+            epochs=spec.local_epochs,
+            learning_rate=spec.learning_rate,
+            batch_size=spec.batch_size,
+            l2=spec.l2,
+            noise_multiplier=privacy.noise_multiplier,
+            clipping_norm=privacy.clipping_norm,
+        )
+        return model.state_dict(), metrics
+    return train_task(
+        spec,
+        state,
+        split,
+        epochs=spec.local_epochs,
+        seed=spec.seed * 1000 + server_round,
+        device=site_device(site),
+        limits=site_limits(site),
+    )
+
+
+def _record_level_problem(spec: TaskSpec) -> str | None:
+    """Why DP-SGD cannot train this task (its per-example loss is binary cross-entropy), or None."""
+    privacy = spec.privacy
+    if privacy is None or privacy.level != "record":
+        return None
+    if spec.kind == "custom" or spec.data.outcome != "binary":
+        return "record-level DP (DP-SGD) trains built-in kinds with a binary outcome only"
+    return None
+
+
+def _arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A state dict's arrays as numpy, on the CPU."""
+    return {
+        k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        for k, v in state.items()
+    }
+
+
+def dataset_of(spec: TaskSpec) -> str:
+    """The dataset a task's privacy budget is charged to: its cohort (the entry concepts),
+    whatever features and outcome it reads of those persons."""
+    cohort = ",".join(str(c) for c in sorted(spec.data.entry_concept_ids))
+    return "cohort:" + hashlib.sha256(cohort.encode()).hexdigest()[:16]
+
+
+def site_epsilon(spec: TaskSpec, n_train: int, rounds: int) -> float | None:
+    """The epsilon `rounds` rounds of the task spend at a site of `n_train` training rows
+    (site level: the RDP accountant of z; record level: Opacus's over every DP-SGD step);
+    None without differential privacy."""
+    privacy = spec.privacy
+    if privacy is None:
+        return None
+    if privacy.level == "site":
+        return privacy.epsilon(rounds)
+    from flip.fl.dp_sgd import record_epsilon, steps_per_round
+
+    steps = rounds * steps_per_round(n_train, spec.batch_size, spec.local_epochs)
+    return record_epsilon(privacy.noise_multiplier, n_train, spec.batch_size, steps, privacy.delta)
+
+
+def _spend(
+    ledger: Ledger,
+    site: SiteConfig,
+    spec: TaskSpec,
+    detail: dict[str, str],
+    run: str,
+    epsilon: float | None,
 ) -> dict[str, float]:
-    """Metrics of the global `state` on the site's test split, as the task's outcome has them."""
+    """Charge the epsilon of `run` (its round counter: a hub run, or a Flower run outside the
+    hub) to the project's dataset; refuse past the site's ceiling."""
+    if epsilon is None or spec.privacy is None:
+        return {}
+    dataset = dataset_of(spec)
+    limit = site.policy.max_epsilon
+    total = ledger.spend(run, detail["project"], dataset, epsilon, spec.privacy.delta, limit)
+    if total is None:
+        before = ledger.spent(detail["project"], dataset, besides=run)
+        reason = (
+            f"this round would spend epsilon {before + epsilon:.2f} on {dataset} across runs, "
+            f"above the site's ceiling {limit}"
+        )
+        _refuse(ledger, site, detail, reason)
+    return {"epsilon_run": round(epsilon, 6), "epsilon_total": round(total, 6)}
+
+
+def evaluate_round(
+    site: SiteConfig,
+    spec: TaskSpec,
+    config: Mapping[str, Any],
+    state: dict[str, Any],
+    *,
+    run: int,
+) -> dict[str, float]:
+    """Metrics of the global `state` on the site's test split.
+
+    Each evaluation queries the site's rows with weights the server chose, so the site
+    counts them per run (as `round_count` counts trained rounds) in its ledger and refuses
+    more than one per approved round and one final evaluation.
+    """
     _, test_split = _splits(site, spec, config)
+    detail = _detail(config)
+    with Ledger(site.ledger) as ledger:
+        counter, rounds = round_count(ledger, spec, config, run)
+        limit = None if rounds is None else rounds + 1
+        counted = ledger.count_round(
+            counter, detail["project"], detail["task_hash"], limit, kind="evaluate"
+        )
+        if counted is None:
+            which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
+            reason = f"{which} has already had the {limit} evaluations the task allows"
+            _refuse(ledger, site, detail, reason)
     return evaluate_task(
         spec, state, test_split, device=site_device(site), limits=site_limits(site)
     )
@@ -308,7 +444,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
-    metrics = evaluate_round(site, spec, config, msg.content["arrays"].to_torch_state_dict())
+    state = msg.content["arrays"].to_torch_state_dict()
+    metrics = evaluate_round(site, spec, config, state, run=context.run_id)
     about = {"name": site.name, **report_evaluation(site, spec, config)}
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)

@@ -37,7 +37,7 @@ from flip.data.features.csvfile import (
 )
 from flip.data.features.tabular import TabularData
 from flip.fl.preprocessing import Encoding, combine
-from flip.fl.privacy import PrivacySpec
+from flip.fl.privacy import PrivacySpec, accounting_problem
 from flip.fl.strategies import NAMES as STRATEGIES
 from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
 from flip.fl.tasks import binary, tabular_xgboost
@@ -103,12 +103,22 @@ class ExperimentOptions:
                 "--task tabular-xgboost trains with --strategy fedxgb_bagging or fedxgb_cyclic, "
                 "and only they do"
             )
-        if trees and self.privacy is not None:
-            raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
+        if self.privacy is not None:
+            self._check_privacy(self.privacy)
         if self.personalise < 0 or (trees and self.personalise):
             raise DatasetError("--personalise takes epochs >= 0, for tabular-logreg or -mlp")
         if self.secure_aggregation:
             self._check_secure()
+
+    def _check_privacy(self, privacy: PrivacySpec) -> None:
+        if self.task == XGBOOST:
+            raise DatasetError("--dp clips weight updates: it does not apply to tabular-xgboost")
+        if problem := accounting_problem(privacy, self.strategy):
+            raise DatasetError(f"--dp with --strategy {self.strategy}: {problem}")
+        if privacy.level == "record" and self.strategy == "fedprox":
+            raise DatasetError(
+                "--dp record trains by DP-SGD, without FedProx's proximal term: use fedavg"
+            )
 
     def _check_secure(self) -> None:
         if self.strategy != "fedavg" or self.task == XGBOOST:
@@ -460,6 +470,24 @@ class ExperimentRun:
         }
 
 
+def privacy_report(options: ExperimentOptions, prepared: Prepared) -> dict[str, object]:
+    """The privacy budget of the run; under record-level DP-SGD each site's epsilon (Opacus's
+    accountant over the steps its rows take) and the largest of them."""
+    assert options.privacy is not None
+    report = options.privacy.budget(options.rounds)
+    if options.privacy.level != "record":
+        return report
+    from flip.fl.dp_sgd import record_budget
+
+    return record_budget(
+        report,
+        {site.name: len(site.train.y) for site in prepared.sites},
+        batch_size=options.batch_size,
+        epochs=options.local_epochs,
+        rounds=options.rounds,
+    )
+
+
 def run_experiment(
     options: ExperimentOptions, on_round: Callable[[int, dict[str, float]], None] | None = None
 ) -> ExperimentRun:
@@ -472,7 +500,7 @@ def run_experiment(
         "rounds": options.rounds,
     }
     if options.privacy is not None:
-        result["privacy"] = options.privacy.budget(options.rounds)
+        result["privacy"] = privacy_report(options, prepared)
     rounds: list[dict[str, float]] = []
 
     def record(number: int, metrics: dict[str, float]) -> None:

@@ -18,14 +18,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from flip.data.features.tabular import TabularData
-from flip.fl.privacy import clip_when_asked
+from flip.fl.privacy import KEY_PRIVACY, PrivacySpec, privatise
 from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.models import model_factory
 
 EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
 XGBOOST = "tabular-xgboost"
 
-app = ClientApp(mods=[clip_when_asked])
+app = ClientApp()
 
 
 @lru_cache(maxsize=4096)
@@ -57,7 +57,35 @@ def _booster(arrays: ArrayRecord) -> bytes:
 
 
 def train_round(model, data: TabularData, config: Mapping[str, Any]) -> dict[str, float]:
-    """One round of local training as the round's config says (FedProx's term when asked)."""
+    """One round of local training as the round's config says (FedProx's term when asked);
+    under local DP the update is clipped and noised here, under record-level DP it is
+    DP-SGD (Opacus)."""
+    privacy = (
+        PrivacySpec.model_validate_json(str(config[KEY_PRIVACY])) if KEY_PRIVACY in config else None
+    )
+    if privacy is not None and privacy.level == "record":
+        from flip.fl.dp_sgd import train_dp
+
+        return train_dp(
+            model,
+            data,
+            epochs=int(config["local-epochs"]),
+            learning_rate=float(config["learning-rate"]),
+            batch_size=int(config["batch-size"]),
+            l2=float(config["l2"]),
+            noise_multiplier=privacy.noise_multiplier,
+            clipping_norm=privacy.clipping_norm,
+        )
+    start = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    metrics = _train(model, data, config)
+    if privacy is not None and privacy.mechanism == "local":
+        trained = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        noised = privatise(start, trained, privacy)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in noised.items()})
+    return metrics
+
+
+def _train(model, data: TabularData, config: Mapping[str, Any]) -> dict[str, float]:
     return binary.train(
         model,
         data,

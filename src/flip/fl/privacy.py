@@ -1,46 +1,77 @@
-"""Differential privacy: Flower's clipping-and-noise wrappers, and the budget they spend.
+"""Differential privacy: what is clipped and noised, where, and the budget it really spends.
 
-Noise is calibrated to one site's whole update (site-level DP): each round is a
-Gaussian mechanism with noise multiplier z on updates clipped to norm C. The
-budget (epsilon at a given delta) over all rounds comes from the RDP accountant
-of Google's dp-accounting library, with the rate at which sites are sampled.
+Three mechanisms, one per `PrivacySpec`:
 
-Clipping is fixed (C throughout) or adaptive (Andrew et al., 2021, "Differentially
-private learning with adaptive clipping"): each round C moves geometrically toward
-a target quantile of the sites' update norms, estimated from a noisy count of the
-sites whose update was clipped. Flower splits z between the update noise and the
-count noise so that, together, a round is still a Gaussian mechanism of multiplier
-z: the accountant's budget is the same as with fixed clipping. Flower 1.41's
-adaptive wrappers count the clipped updates but step the norm by the paper's rule
-for unclipped ones, so the norm runs away from the target (all clipped: it
-shrinks); FLIP's subclasses step it the paper's way.
+- **central** (`level: site`, `clipping: server`): the server clips each site's update
+  to C, averages them **with equal weights** and adds Gaussian noise of standard
+  deviation z*C/k for the k sites that answered. One site moves that mean by at
+  most C/k, so each round is a Gaussian mechanism of multiplier z. (Weighting by
+  examples would let the largest site move it by w_max*C > C/k: its multiplier
+  would be z/(k*w_max), ~0.61 rather than 1 for a site of 54.5% of three; FLIP
+  never weights updates by examples under DP.) Only strategies whose release is
+  that mean can be accounted this way: FedAvg and FedProx; the rest are refused.
+- **local** (`level: site`, `clipping: client`): each site clips its own update to the
+  approved C and adds Gaussian noise of standard deviation z*C before it leaves,
+  whatever the server sends. The site's guarantee needs no trust in the server,
+  and any strategy is post-processing.
+- **record** (`level: record`): DP-SGD at each site with Opacus (per-example clipping
+  to C, noise z*C per batch, Poisson-sampled batches); the site's own Opacus RDP
+  accountant gives the epsilon, which depends on the site's rows.
+
+Site-level budgets (epsilon at delta over all rounds) come from the RDP accountant
+of Google's dp-accounting library. Clipping is fixed or, centrally, adaptive
+(Andrew et al., 2021): each round C moves geometrically toward a target quantile
+of the sites' update norms, estimated from a noisy count of clipped sites; Flower
+splits z between the update noise and the count noise so that a round is still a
+Gaussian mechanism of multiplier z. Flower 1.41's adaptive wrappers step the norm
+the wrong way and noise a round at the norm after the step (not the one it clipped
+to); FLIP's subclasses step it the paper's way and noise at the round's own norm.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
-from flwr.app import Context, Message, MessageType
-from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
-from flwr.clientapp.typing import ClientAppCallable
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import (
-    DifferentialPrivacyClientSideAdaptiveClipping,
-    DifferentialPrivacyClientSideFixedClipping,
     DifferentialPrivacyServerSideAdaptiveClipping,
     DifferentialPrivacyServerSideFixedClipping,
     Strategy,
 )
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Strategies whose release is the (equal-weight) mean of the clipped updates: the only
+#: ones central DP can account. The rest keep state from un-noised aggregates (FedAdam,
+#: FedYogi, FedAdagrad, FedAvgM), weigh sites by their losses (QFedAvg) or select and
+#: sort updates (FedMedian, trimmed mean, Krum, Bulyan), so one site moves the release
+#: by more than C/k.
+ACCOUNTED_STRATEGIES = ("fedavg", "fedprox")
+
+#: Keys of the config the server sends with every message of a DP run: the privacy spec it
+#: runs and its strategy, which a site under central DP checks against what it approved.
+KEY_PRIVACY = "flip-privacy"
+KEY_STRATEGY = "flip-strategy"
 
 
 class PrivacySpec(BaseModel):
-    """How updates are clipped and noised."""
+    """How updates (or, at `record` level, each example's gradient) are clipped and noised."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    clipping: Literal["server", "client"] = "server"
+    level: Literal["site", "record"] = Field(
+        "site",
+        description="site: a whole site's update is protected (central or local DP); "
+        "record: each patient's record, by DP-SGD (Opacus) at the site.",
+    )
+    clipping: Literal["server", "client"] = Field(
+        "server",
+        description="server: central DP (the server clips and noises); client: the site "
+        "clips and noises its own update (record level: always client).",
+    )
     noise_multiplier: float = Field(gt=0)
     clipping_norm: float = Field(gt=0, description="The norm, or with `adaptive` its start.")
     delta: float = Field(1e-5, gt=0, lt=1)
@@ -52,25 +83,39 @@ class PrivacySpec(BaseModel):
     )
     clip_norm_lr: float = Field(0.2, gt=0, description="Adaptive: the norm's step size.")
 
-    def epsilon(self, rounds: int, sampling_rate: float = 1.0) -> float:
-        """The epsilon spent by `rounds` rounds at this spec's delta (RDP accountant)."""
-        from dp_accounting import dp_event  # 0.7 s to import: sites never need it
-        from dp_accounting.rdp import rdp_privacy_accountant
+    @model_validator(mode="after")
+    def _sound(self) -> PrivacySpec:
+        if self.level == "record" and self.clipping != "client":
+            raise ValueError("record-level DP-SGD clips at the site: set clipping: client")
+        if self.adaptive and self.clipping == "client":
+            raise ValueError(
+                "a site clips to the approved norm, so adaptive clipping (a norm the server "
+                "moves) is server-side only"
+            )
+        return self
 
-        gaussian = dp_event.GaussianDpEvent(self.noise_multiplier)
-        step = (
-            gaussian
-            if sampling_rate >= 1
-            else dp_event.PoissonSampledDpEvent(sampling_rate, gaussian)
-        )
-        accountant = rdp_privacy_accountant.RdpAccountant()
-        accountant.compose(dp_event.SelfComposedDpEvent(step, rounds))
-        return float(accountant.get_epsilon(self.delta))
+    @property
+    def mechanism(self) -> str:
+        """central, local or record (see the module's docstring)."""
+        if self.level == "record":
+            return "record"
+        return "central" if self.clipping == "server" else "local"
+
+    def epsilon(self, rounds: int, sampling_rate: float = 1.0) -> float:
+        """The site-level epsilon spent by `rounds` rounds at this spec's delta (RDP accountant)."""
+        if self.level == "record":
+            raise ValueError("a record-level epsilon depends on each site's rows: see dp_sgd")
+        return gaussian_epsilon(self.noise_multiplier, rounds, self.delta, sampling_rate)
 
     def budget(self, rounds: int, sampling_rate: float = 1.0) -> dict[str, object]:
         """A JSON-ready report of the mechanism and the budget spent."""
+        record = self.level == "record"
         return {
-            "mechanism": "gaussian, site-level",
+            "mechanism": {
+                "central": "gaussian, site-level, central (equal-weight mean noised by the server)",
+                "local": "gaussian, site-level, local (each site noises its own update)",
+                "record": "DP-SGD, record-level, at each site (Opacus)",
+            }[self.mechanism],
             "clipping": f"{self.clipping}-side {'adaptive' if self.adaptive else 'fixed'}",
             "noise_multiplier": self.noise_multiplier,
             "clipping_norm": self.clipping_norm,
@@ -82,9 +127,72 @@ class PrivacySpec(BaseModel):
             "rounds": rounds,
             "sampling_rate": sampling_rate,
             "delta": self.delta,
-            "epsilon": round(self.epsilon(rounds, sampling_rate), 4),
-            "accountant": "RDP (dp-accounting)",
+            "epsilon": None if record else round(self.epsilon(rounds, sampling_rate), 4),
+            "accountant": "RDP (Opacus), per site" if record else "RDP (dp-accounting)",
         }
+
+
+def gaussian_epsilon(
+    noise_multiplier: float, rounds: int, delta: float, sampling_rate: float = 1.0
+) -> float:
+    """Epsilon at `delta` of `rounds` Gaussian mechanisms of `noise_multiplier` (RDP)."""
+    from dp_accounting import dp_event  # 0.7 s to import: only where a budget is computed
+    from dp_accounting.rdp import rdp_privacy_accountant
+
+    gaussian = dp_event.GaussianDpEvent(noise_multiplier)
+    step = (
+        gaussian if sampling_rate >= 1 else dp_event.PoissonSampledDpEvent(sampling_rate, gaussian)
+    )
+    accountant = rdp_privacy_accountant.RdpAccountant()
+    accountant.compose(dp_event.SelfComposedDpEvent(step, rounds))
+    return float(accountant.get_epsilon(delta))
+
+
+def accounting_problem(spec: PrivacySpec, strategy: str) -> str | None:
+    """Why a run of `strategy` under `spec` cannot be accounted, in one line, or None."""
+    if spec.mechanism == "central" and strategy not in ACCOUNTED_STRATEGIES:
+        return (
+            f"central DP accounts an equal-weight mean of clipped updates (fedavg, fedprox); "
+            f"{strategy} releases more than that: use clipping: client or level: record"
+        )
+    return None
+
+
+class _Accounted:
+    """What FLIP adds to Flower's central-DP wrappers so the accountant's assumption holds:
+    equal weights, noise for the k sites that answered (z*C/k), and noise at the norm the
+    round's updates were clipped to."""
+
+    strategy: Strategy
+    clipping_norm: float
+    num_sampled_clients: int
+    _round_norm: float | None = None
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._round_norm = self.clipping_norm
+        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        answered = list(replies)
+        if answered and not any(reply.has_error() for reply in answered):
+            self.num_sampled_clients = len(answered)
+            weight = getattr(self.strategy, "weighted_by_key", "num-examples")
+            for reply in answered:
+                for record in reply.content.metric_records.values():
+                    record[weight] = 1.0
+        return super().aggregate_train(server_round, answered)  # type: ignore[misc]
+
+    def _add_noise_to_aggregated_arrays(self, aggregated: ArrayRecord) -> ArrayRecord:
+        stepped = self.clipping_norm
+        self.clipping_norm = self._round_norm or stepped
+        try:
+            return super()._add_noise_to_aggregated_arrays(aggregated)  # type: ignore[misc]
+        finally:
+            self.clipping_norm = stepped
 
 
 class _TowardTheQuantile:
@@ -100,16 +208,14 @@ class _TowardTheQuantile:
         self.clipping_norm *= math.exp(step)
 
 
-class ServerSideAdaptiveClipping(_TowardTheQuantile, DifferentialPrivacyServerSideAdaptiveClipping):
-    """Flower's server-side adaptive clipping, its norm stepped toward the target."""
+class ServerSideFixedClipping(_Accounted, DifferentialPrivacyServerSideFixedClipping):
+    """Flower's server-side fixed clipping, accounted: equal weights, noise for who answered."""
 
 
-class ClientSideAdaptiveClipping(_TowardTheQuantile, DifferentialPrivacyClientSideAdaptiveClipping):
-    """Flower's client-side adaptive clipping, its norm stepped toward the target."""
-
-
-#: Set in the config of runs with client-side adaptive clipping: the mod to clip with.
-KEY_ADAPTIVE = "flip-adaptive-clipping"
+class ServerSideAdaptiveClipping(
+    _Accounted, _TowardTheQuantile, DifferentialPrivacyServerSideAdaptiveClipping
+):
+    """Flower's server-side adaptive clipping, accounted, its norm stepped toward the target."""
 
 
 def count_noise(spec: PrivacySpec, n_sites: int) -> float:
@@ -120,12 +226,12 @@ def count_noise(spec: PrivacySpec, n_sites: int) -> float:
 
 
 def with_privacy(strategy: Strategy, spec: PrivacySpec, n_sites: int) -> Strategy:
-    """Wrap a strategy in Flower's DP strategy of the spec's side and clipping."""
+    """Wrap a strategy in Flower's central-DP wrapper (accounted) where the spec is central;
+    under local or record-level DP the sites noise, and the strategy is returned as is."""
+    if spec.mechanism != "central":
+        return strategy
     if spec.adaptive:
-        adaptive = (
-            ServerSideAdaptiveClipping if spec.clipping == "server" else ClientSideAdaptiveClipping
-        )
-        return adaptive(
+        return ServerSideAdaptiveClipping(
             strategy,
             noise_multiplier=spec.noise_multiplier,
             num_sampled_clients=n_sites,
@@ -134,12 +240,7 @@ def with_privacy(strategy: Strategy, spec: PrivacySpec, n_sites: int) -> Strateg
             clip_norm_lr=spec.clip_norm_lr,
             clipped_count_stddev=count_noise(spec, n_sites),
         )
-    fixed = (
-        DifferentialPrivacyServerSideFixedClipping
-        if spec.clipping == "server"
-        else DifferentialPrivacyClientSideFixedClipping
-    )
-    return fixed(
+    return ServerSideFixedClipping(
         strategy,
         noise_multiplier=spec.noise_multiplier,
         clipping_norm=spec.clipping_norm,
@@ -147,20 +248,52 @@ def with_privacy(strategy: Strategy, spec: PrivacySpec, n_sites: int) -> Strateg
     )
 
 
-def privacy_config(spec: PrivacySpec | None) -> dict[str, bool]:
-    """What the sites' config must add for the spec: whether they clip adaptively."""
-    if spec is not None and spec.clipping == "client" and spec.adaptive:
-        return {KEY_ADAPTIVE: True}
-    return {}
+def privacy_config(spec: PrivacySpec | None, strategy: str) -> dict[str, str]:
+    """What the server tells every site it runs: its privacy spec and strategy."""
+    if spec is None:
+        return {}
+    return {KEY_PRIVACY: spec.model_dump_json(), KEY_STRATEGY: strategy}
 
 
-def clip_when_asked(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """A ClientApp mod: Flower's client-side clipping (adaptive when the config says so),
-    on train messages that ask for it."""
-    if msg.metadata.message_type != MessageType.TRAIN:
-        return call_next(msg, context)
-    config = next(iter(msg.content.config_records.values()), None)
-    if config is not None and KEY_CLIPPING_NORM in config:
-        mod = adaptiveclipping_mod if config.get(KEY_ADAPTIVE) else fixedclipping_mod
-        return mod(msg, context, call_next)
-    return call_next(msg, context)
+def server_config_problem(
+    spec: PrivacySpec | None, config: Mapping[str, Any], strategy: str = "fedavg"
+) -> str | None:
+    """Why a site under central DP refuses the server's run: it names no privacy spec, or
+    another one than the site approved, or another strategy than the approved `strategy`,
+    or one that cannot be accounted; or None."""
+    if spec is None or spec.mechanism != "central":
+        return None
+    sent = config.get(KEY_PRIVACY)
+    if sent is None or PrivacySpec.model_validate_json(str(sent)) != spec:
+        return "the server's differential privacy is not the one the site approved"
+    named = str(config.get(KEY_STRATEGY, ""))
+    if named != strategy:
+        return f"the server runs strategy {named or 'unnamed'!r}, not the approved {strategy!r}"
+    return accounting_problem(spec, named)
+
+
+def privatise(
+    start: Mapping[str, np.ndarray],
+    trained: Mapping[str, np.ndarray],
+    spec: PrivacySpec,
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Local DP at the site: the trained weights with the update (trained - start) clipped to
+    the spec's norm C and Gaussian noise of standard deviation z*C added to every weight.
+
+    The noise comes from fresh OS entropy unless `rng` is given: noise a seed could replay
+    could be subtracted.
+    """
+    rng = rng or np.random.default_rng()
+    floating = [k for k in start if np.issubdtype(np.asarray(trained[k]).dtype, np.floating)]
+    update = {k: np.asarray(trained[k], dtype=np.float64) - start[k] for k in floating}
+    norm = math.sqrt(sum(float(np.sum(u * u)) for u in update.values()))
+    scale = min(1.0, spec.clipping_norm / norm) if norm > 0 else 1.0
+    sigma = spec.noise_multiplier * spec.clipping_norm
+    noised = {
+        k: (
+            np.asarray(start[k], dtype=np.float64) + scale * u + rng.normal(0.0, sigma, u.shape)
+        ).astype(np.asarray(trained[k]).dtype)
+        for k, u in update.items()
+    }
+    return {k: noised.get(k, np.asarray(trained[k])) for k in start}

@@ -105,6 +105,14 @@ def federated_lineage(
     if scaling is not None:
         extra["scaling"] = scaling.model_dump(mode="json")
     site_keys = ("n_train", "n_test", "data_sha256")
+    privacy = spec.privacy.budget(rounds) if spec.privacy else None
+    if privacy is not None and spec.privacy is not None and spec.privacy.level == "record":
+        from flip.fl.dp_sgd import record_budget
+
+        rows = {n: int(m["n_train"]) for n, m in per_site.items() if "n_train" in m}
+        privacy = record_budget(
+            privacy, rows, batch_size=spec.batch_size, epochs=spec.local_epochs, rounds=rounds
+        )
     return {
         "task": spec.kind,
         "task_hash": task_hash(spec),
@@ -117,7 +125,7 @@ def federated_lineage(
         "local_epochs": spec.local_epochs,
         "sites": {n: {k: m[k] for k in site_keys if k in m} for n, m in per_site.items()},
         "metrics": {"per_site": per_site},
-        "privacy": spec.privacy.budget(rounds) if spec.privacy else None,
+        "privacy": privacy,
         "round_metrics": round_metrics,
         **extra,
     }

@@ -128,7 +128,7 @@ class _TaskClient(NumPyClient):
 
     def evaluate(self, parameters, config):
         spec, state = self._authorised(parameters, config)
-        metrics = evaluate_round(self.site, spec, config, state)
+        metrics = evaluate_round(self.site, spec, config, state, run=self.run)
         kept = {k: v for k, v in metrics.items() if k not in ("loss", "num-examples")}
         kept["site"] = self.site.name
         reported = report_evaluation(self.site, spec, config)

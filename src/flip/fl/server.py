@@ -33,7 +33,7 @@ from flip.fl.checkpoint import Checkpoint
 from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.checkpoint import save as save_checkpoint
 from flip.fl.preprocessing import STATS_KEYS, scaling_of
-from flip.fl.privacy import PrivacySpec, privacy_config, with_privacy
+from flip.fl.privacy import PrivacySpec, accounting_problem, privacy_config, with_privacy
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks import outcomes
 from flip.fl.tasks.base import TaskSpec, task_hash
@@ -108,6 +108,8 @@ def make_server_app(
     every checkpoint and into the result. The result also keeps the best round's
     model: the one of highest federated AUROC.
     """
+    if privacy is not None and (problem := accounting_problem(privacy, strategy)):
+        raise ValueError(problem)
     result = FederatedResult()
     app = ServerApp()
     done = [0]
@@ -153,7 +155,7 @@ def make_server_app(
             result.best_round, result.best_state_dict = resumed.best_round, resumed.best_state_dict
         if result.scaling is None and scaling is not None:
             result.scaling = scaling(grid)
-        sent = ConfigRecord({**config, **privacy_config(privacy)})
+        sent = ConfigRecord({**config, **privacy_config(privacy, strategy)})
         if result.scaling is not None:
             sent["scaling"] = result.scaling.model_dump_json()
         arrays = start
@@ -178,7 +180,8 @@ def make_server_app(
                 evaluate_fn=keep,
             ).arrays
         result.state_dict = arrays.to_torch_state_dict()
-        result.per_site = final_evaluation(grid, arrays, sent, timeout)
+        final = ConfigRecord({**sent, "server-round": rounds})
+        result.per_site = final_evaluation(grid, arrays, final, timeout)
 
     return app, result
 
@@ -238,6 +241,7 @@ def scaling_step(
     """The step that asks the run's sites for their statistics and combines them."""
     names = [f.name for f in spec.data.features]
     ask = legacy_stats_query if spec.secure_aggregation else stats_query
+    config = ConfigRecord({**config, "server-round": 0})  # before round 1
 
     def step(grid: Grid) -> Scaling:
         return scaling_of(ask(grid, config, len(names), min_sites, timeout), names)

@@ -74,9 +74,15 @@ def task_problem(policy: SitePolicy, project_id: int | str, spec: TaskSpec) -> s
 
 
 def privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
-    """Why the task's differential privacy does not meet the site's ceiling, or None."""
+    """Why the task's differential privacy does not meet the site's ceiling, or None.
+
+    This is the task alone; the ClientApp charges every round to the site's budget across
+    runs, and checks record-level DP-SGD (whose epsilon depends on the site's rows) there.
+    """
     if spec.privacy is None or spec.rounds is None:
         return f"site policy requires differential privacy with epsilon <= {max_epsilon}"
+    if spec.privacy.level == "record":
+        return None
     try:
         epsilon = spec.privacy.epsilon(spec.rounds)
     except (ArithmeticError, ValueError) as exc:

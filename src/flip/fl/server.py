@@ -34,6 +34,14 @@ from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.checkpoint import save as save_checkpoint
 from flip.fl.preprocessing import STATS_KEYS, scaling_of
 from flip.fl.privacy import PrivacySpec, privacy_config, with_privacy
+from flip.fl.resume import (
+    ContinuedRounds,
+    random_state,
+    restore_random,
+    restore_strategy,
+    seed_server,
+    strategy_state,
+)
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import new_model
@@ -85,6 +93,7 @@ def make_server_app(
     min_sites: int | None = None,
     checkpoint: Path | None = None,
     scaling: ScalingStep | None = None,
+    seed: int = 0,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy for `rounds` rounds over `n_sites` sites.
 
@@ -95,11 +104,14 @@ def make_server_app(
     every round, and a run that finds one goes on from its round. `scaling` runs
     before round 1; what it returns goes to the sites in `config["scaling"]`, into
     every checkpoint and into the result. The result also keeps the best round's
-    model: the one of highest federated AUROC.
+    model: the one of highest federated AUROC. The server's random streams start from
+    `seed`; a resumed run takes them, the strategy's state and the round numbers from
+    its checkpoint, so it ends with the weights of a run never stopped.
     """
     result = FederatedResult()
     app = ServerApp()
     done = [0]
+    running: list = [None]
 
     def keep(server_round: int, arrays: ArrayRecord) -> None:
         """Flower calls this last in each round: keep the best model and checkpoint."""
@@ -120,6 +132,8 @@ def make_server_app(
                 result.scaling,
                 result.best_round,
                 result.best_state_dict,
+                strategy_state(running[0]),
+                random_state(),
             )
             save_checkpoint(checkpoint, saved)
 
@@ -156,15 +170,25 @@ def make_server_app(
             )
             if privacy is not None:
                 chosen = with_privacy(chosen, privacy, n_sites)
-            arrays = chosen.start(
-                grid=grid,
-                initial_arrays=start,
-                num_rounds=rounds - done[0],
-                timeout=timeout,
-                train_config=sent,
-                evaluate_config=sent,
-                evaluate_fn=keep,
-            ).arrays
+            running[0] = chosen
+            if resumed is not None and resumed.random:
+                restore_strategy(chosen, resumed.strategy)
+                restore_random(resumed.random)
+            else:
+                seed_server(seed)
+            arrays = (
+                ContinuedRounds(chosen, done[0])
+                .start(
+                    grid=grid,
+                    initial_arrays=start,
+                    num_rounds=rounds - done[0],
+                    timeout=timeout,
+                    train_config=sent,
+                    evaluate_config=sent,
+                    evaluate_fn=keep,
+                )
+                .arrays
+            )
         result.state_dict = arrays.to_torch_state_dict()
         result.per_site = final_evaluation(grid, arrays, sent, timeout)
 
@@ -207,6 +231,7 @@ def task_server_app(
         learning_rate=spec.learning_rate,
         privacy=spec.privacy,
         scaling=step,
+        seed=spec.seed,
         **kwargs,
     )
 

@@ -5,6 +5,9 @@ deployment, or the partition id indexing FLIP_SIM_SITES (a JSON list of such
 paths) in simulation. For a task with federated scaling, the server first sends
 a query: each site answers with the sums and counts of its training features
 (never rows), and every later message carries the scaling computed from them.
+A site holds out a share of its training split as a validation split: the rounds
+are evaluated on it (the server picks its best round by it); the test split answers
+only the final evaluation, which says so in its config (`evaluate-split`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import clip_when_asked
+from flip.fl.splits import EVALUATE_SPLIT, VALIDATION_FRACTION
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec, load_raw_splits, task_hash
 from flip.fl.tasks.models import new_model
@@ -112,6 +116,15 @@ def _scaled_splits(
     return tuple(scaling.apply(split) for split in _raw_splits(store, spec_json))
 
 
+@lru_cache(maxsize=256)
+def _fit_and_validation(
+    store: str, spec_json: str, scaling_json: str
+) -> tuple[TabularData, TabularData]:
+    train, _ = _scaled_splits(store, spec_json, scaling_json)
+    seed = TaskSpec.model_validate_json(spec_json).seed
+    return train.split(VALIDATION_FRACTION, seed)
+
+
 def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
     """The scaling every site of the run uses: the spec's fixed one, or the federation's,
     which the server sends in the config."""
@@ -139,6 +152,16 @@ def _splits(
     usable_splits(site, spec, config)
     scaling = scaling_for(spec, config)
     return _scaled_splits(site.store, spec.model_dump_json(), scaling.model_dump_json())
+
+
+def fit_and_validation(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
+) -> tuple[TabularData, TabularData]:
+    """The rows the site trains on and its validation split: a stratified share of its
+    training split, the same for the same data and seed."""
+    usable_splits(site, spec, config)
+    scaling = scaling_for(spec, config)
+    return _fit_and_validation(site.store, spec.model_dump_json(), scaling.model_dump_json())
 
 
 def usable_splits(
@@ -189,7 +212,7 @@ def train_round(
     The site counts the rounds each run trained in its ledger and refuses one more than
     the task has, whatever round number the server sends.
     """
-    train_split, _ = _splits(site, spec, config)
+    train_split, _ = fit_and_validation(site, spec, config)
     detail = _detail(config)
     with Ledger(site.ledger) as ledger:
         number = ledger.count_round(str(run), detail["project"], detail["task_hash"], spec.rounds)
@@ -229,9 +252,17 @@ def train_round(
 def evaluate_round(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], state: dict[str, Any]
 ) -> dict[str, float]:
-    """Metrics of the global `state` on the site's test split."""
-    _, test_split = _splits(site, spec, config)
-    return binary.evaluate(_model(spec, state), test_split)
+    """Metrics of the global `state` on the site's test split when the config asks for it
+    (the final evaluation), on its validation split otherwise (a round's); a validation
+    split under the policy's fewest rows is refused, as a test split is."""
+    if config.get(EVALUATE_SPLIT) == "test":
+        _, split = _splits(site, spec, config)
+    else:
+        _, split = fit_and_validation(site, spec, config)
+        if problem := rows_problem(site.policy, "validation", len(split.y)):
+            with Ledger(site.ledger) as ledger:
+                _refuse(ledger, site, _detail(config), problem)
+    return binary.evaluate(_model(spec, state), split)
 
 
 @app.train()

@@ -42,6 +42,7 @@ from flip.fl.resume import (
     seed_server,
     strategy_state,
 )
+from flip.fl.splits import EVALUATE_SPLIT
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import new_model
@@ -322,8 +323,9 @@ def legacy_stats_query(
 def final_evaluation(
     grid: Grid, arrays: ArrayRecord, config: ConfigRecord, timeout: float
 ) -> dict[str, dict[str, float]]:
-    """Each site's metrics for the final model, by site name, with its training rows and
-    its data's fingerprint where the site sends them."""
+    """Each site's metrics for the final model on its test split, by site name, with its
+    training rows and its data's fingerprint where the site sends them."""
+    config = ConfigRecord({**config, EVALUATE_SPLIT: "test"})
     messages = [
         Message(
             content=RecordDict({"arrays": arrays, "config": config}),

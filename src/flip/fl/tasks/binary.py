@@ -30,15 +30,18 @@ def train(
     l2: float,
     seed: int,
     proximal_mu: float = 0.0,
+    anchor: list[torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Train in place for `epochs` passes; return the mean loss and the number of examples.
 
-    With `proximal_mu` (FedProx), the loss adds mu/2 * ||w - w_start||^2.
+    With `proximal_mu` (FedProx), the loss adds mu/2 * ||w - w_start||^2; `anchor` (one
+    tensor per parameter) replaces w_start, as Ditto's pull toward the global model does.
     """
     x = torch.from_numpy(data.x)
     y = torch.from_numpy(data.y).unsqueeze(1)
     optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, weight_decay=l2)
-    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu else []
+    if anchor is None:
+        anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu else []
     generator = torch.Generator().manual_seed(seed)
     losses: list[torch.Tensor] = []
     model.train()

@@ -304,6 +304,7 @@ class Federated:
     best_round: int | None = None
     best: Model | None = None
     personal: dict[str, Model] = field(default_factory=dict)
+    rounds: list[dict[str, float]] = field(default_factory=list)
 
 
 def federated(
@@ -356,7 +357,7 @@ def federated(
             for index, site in enumerate(prepared.sites)
             if options.personal
         }
-    return Federated(final, result.best_round, best, own)
+    return Federated(final, result.best_round, best, own, list(result.rounds))
 
 
 def _new_model(options: ExperimentOptions, n_features: int) -> torch.nn.Module:
@@ -539,6 +540,7 @@ def run_experiment(
             on_round(number, metrics)
 
     trained = federated(options, prepared, record)
+    rounds = trained.rounds or rounds  # a resumed run's include those before the stop
     global_model = trained.model
     seed = options.seed
     result["federated"] = score(lambda site: global_model, prepared.sites, seed)

@@ -16,6 +16,7 @@ from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger
 from flip.fl.client import NotApproved, app
 from flip.fl.preprocessing import feature_stats
+from flip.fl.splits import EVALUATE_SPLIT, VALIDATION_FRACTION
 from flip.fl.tasks import mace_task, task_hash
 from flip.fl.tasks.base import TaskSpec, load_raw_splits
 from tests.conftest import build_site
@@ -96,9 +97,18 @@ def test_the_minimum_is_the_policys_and_never_below_ten(site_yaml):
     path = _approved(site_yaml, spec, SitePolicy(min_rows=n_test))
     trained = app(task_message("train", spec, run=5), node_context(path, run=5))
     assert set(trained.content) == {"arrays", "metrics"}
-    evaluated = app(task_message("evaluate", spec, run=5), node_context(path, run=5))
+    # A round is evaluated on the validation split (a fifth of the training rows, fewer than
+    # the test split here): refused; the final evaluation, of the test split, is not.
+    with pytest.raises(NotApproved, match="validation rows, fewer than the site's minimum"):
+        app(task_message("evaluate", spec, run=5), node_context(path, run=5))
+    final = task_message("evaluate", spec, run=5)
+    final.content["config"][EVALUATE_SPLIT] = "test"
+    evaluated = app(final, node_context(path, run=5))
     assert evaluated.content["site"]["n_train"] == n_train
-    assert [t["n_train"] for t in _log(site_yaml, spec, "run.trained")] == [n_train]
+    train, _ = load_raw_splits(SiteConfig.load(site_yaml).store, spec)
+    fitted, _ = train.split(VALIDATION_FRACTION, spec.seed)
+    trained_on = [t["n_train"] for t in _log(site_yaml, spec, "run.trained")]
+    assert trained_on == [len(fitted.y)], "the training rows less the validation split"
 
 
 def test_federated_scaling_stats_give_away_no_small_count_of_persons():

@@ -84,22 +84,44 @@ def bench_fl(
             "each keeps its best.",
         ),
     ] = 2,
+    timing: Annotated[
+        bool, typer.Option(help="Time FLIP's rounds against bare Flower (--no-timing: skip).")
+    ] = True,
+    non_iid: Annotated[
+        bool,
+        typer.Option(
+            "--non-iid",
+            help="Also compare FedAvg, FedProx, FedBN, Ditto, local and pooled on sites cut "
+            "from one pool by label, quantity and feature skew (Dirichlet, --alpha).",
+        ),
+    ] = False,
+    alpha: Annotated[
+        float,
+        typer.Option(min=0.01, help="--non-iid: Dirichlet concentration; smaller skews more."),
+    ] = 0.5,
 ) -> None:
     """FLIP's round time against a bare Flower app in the same run, and bytes per round.
 
     With --deployment, also the round time on Flower's deployment engine (TLS and
     node authentication on) against a bare Flower app on the same SuperLink and
-    SuperNodes, for the same model and sites.
+    SuperNodes, for the same model and sites. With --non-iid, each arm's mean site
+    AUROC as a ratio to FedAvg's, per kind of skew.
     """
     from flip.bench import fl
     from flip.cli.fl import stdout_to_stderr
 
+    figures = []
     with one_line_errors(), stdout_to_stderr():
-        figures = fl.run(work, rounds, sites, secure=secagg, passes=passes)
-        if whole:
-            figures += fl.whole_command(work / "whole", passes=passes)
+        if timing:
+            figures += fl.run(work, rounds, sites, secure=secagg, passes=passes)
+            if whole:
+                figures += fl.whole_command(work / "whole", passes=passes)
         if deployment:
             figures += fl.deployment(work / "deployment")
+        if non_iid:
+            from flip.bench import noniid
+
+            figures += noniid.run(work / "non-iid", rounds, max(sites, 2), alpha)
     _print_figures("flip bench fl", figures)
 
 

@@ -92,7 +92,22 @@ def run(
     test_fraction: Annotated[
         float, typer.Option(help="Share of each site held out, stratified.")
     ] = 0.25,
+    validation_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of each site's training rows held out to evaluate rounds and choose "
+            "the best one (the test split never chooses)."
+        ),
+    ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for splits and initial weights.")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Repeat the whole comparison with seeds SEED..SEED+N-1 and report each arm's "
+            "mean ± sd (splits, initial weights and batches change with the seed).",
+        ),
+    ] = 1,
     compare: Annotated[
         bool, typer.Option(help="Also train local-only and pooled baselines.")
     ] = False,
@@ -136,6 +151,17 @@ def run(
             'site and report it apart, as "personalised" (0: off).'
         ),
     ] = 0,
+    personal: Annotated[
+        str | None,
+        typer.Option(
+            help="Personalised federation, reported beside the global model: fedbn (each site "
+            "keeps its own batch norm of the inputs), fedper (its own last layer) or ditto "
+            "(its own model, pulled toward the global one by --ditto-lambda)."
+        ),
+    ] = None,
+    ditto_lambda: Annotated[
+        float, typer.Option(help="--personal ditto: the pull toward the global model.")
+    ] = 0.1,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -197,14 +223,20 @@ def run(
         rounds=rounds,
         local_epochs=local_epochs,
         test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
         seed=seed,
         compare=compare,
         runtime=runtime,
         privacy=privacy,
         personalise=personalise,
+        personal=personal or "",
+        ditto_lambda=ditto_lambda,
         checkpoint=checkpoint,
         secure_aggregation=secagg,
     )
+    if seeds > 1:
+        _run_seeds(options, seeds, as_json, save)
+        return
     _run(options, as_json, save, registry)
 
 
@@ -249,18 +281,13 @@ def _run(
     from flip.fl.experiment import run_experiment, save_options
 
     err = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-    )
     with (
         one_line_errors(DatasetError, RuntimeError),
         stdout_to_stderr(),
-        Progress(*columns, console=err) as bar,
+        Progress(*_columns(), console=err) as bar,
     ):
+        if save and options.personal == "fedbn":
+            raise DatasetError("--personal fedbn adds site layers to the model: it has no --save")
         if options.checkpoint is not None:
             save_options(options)
         total = options.rounds
@@ -293,6 +320,53 @@ def _run(
         typer.echo(json.dumps(result))
         return
     _print(result)
+
+
+def _run_seeds(options: ExperimentOptions, seeds: int, as_json: bool, save: str | None) -> None:
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import run_seeds
+
+    err = Console(stderr=True)
+    with one_line_errors(DatasetError, RuntimeError), stdout_to_stderr():
+        if save or options.checkpoint is not None:
+            raise DatasetError("--seeds repeats runs: register or checkpoint one run at a time")
+        options.check()
+        with Progress(*_columns(), console=err) as bar:
+            task = bar.add_task("runs x rounds", total=seeds * options.rounds, status="")
+
+            def on_round(run: int, number: int, metrics: dict[str, float]) -> None:
+                done = run * options.rounds + number
+                bar.update(task, completed=done, status=f"seed {options.seed + run}")
+
+            result = run_seeds(options, seeds, on_round)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(
+        title=f"{result['strategy']}, {result['rounds']} rounds, seeds {result['seeds']}: "
+        "overall accuracy / AUROC on held-out data, mean ± sd"
+    )
+    for column in ("arm", "accuracy", "AUROC"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+
+    def cell(stats: dict) -> str:
+        if stats["mean"] is None:
+            return "n/a"
+        return f"{stats['mean']:.3f} ± {stats['sd']:.3f}"
+
+    for arm, stats in result["summary"].items():
+        table.add_row(arm, cell(stats["accuracy"]), cell(stats["auroc"]))
+    Console().print(table)
+
+
+def _columns() -> tuple:
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
 
 
 @app.command("new-task")
@@ -334,18 +408,26 @@ def pack_task(
 
 
 def _print(result: dict) -> None:
+    from flip.fl.experiment import ARMS
+
     table = Table(
-        title=f"{result['strategy']}, {result['rounds']} rounds: accuracy / AUROC on held-out data"
+        title=f"{result['strategy']}, {result['rounds']} rounds: accuracy / AUROC on held-out "
+        "data [bootstrap 95% CI of the AUROC]"
     )
     table.add_column("site")
     table.add_column("n_test", justify="right")
-    arms = [a for a in ("local", "federated", "personalised", "pooled") if a in result]
+    arms = [a for a in ARMS if a in result]
     for arm in arms:
-        table.add_column(arm, justify="right")
+        name = arm
+        if arm == "best_round":
+            name = f"best round ({result['selection']['best_round']}, on validation)"
+        table.add_column(name, justify="right")
 
     def cell(metrics: dict) -> str:
-        auroc = metrics["auroc"]
-        return f"{metrics['accuracy']:.3f} / {'n/a' if auroc is None else f'{auroc:.3f}'}"
+        auroc, ci = metrics["auroc"], metrics.get("auroc_ci")
+        area = "n/a" if auroc is None else f"{auroc:.3f}"
+        interval = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
+        return f"{metrics['accuracy']:.3f} / {area}{interval}"
 
     for name, metrics in result["federated"]["per_site"].items():
         table.add_row(

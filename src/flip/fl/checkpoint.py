@@ -2,7 +2,8 @@
 
 Written atomically (a temporary file, then a rename), so a server killed at any
 moment leaves the last complete round behind, and a restarted run goes on from it
-(with the run's federated scaling, so it scales as before).
+(with the run's federated scaling, so it scales as before, and the strategy's state
+and the server's random streams, so it ends with the weights of an unbroken run).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,7 +21,8 @@ from flip.data.features.tabular import Scaling
 @dataclass
 class Checkpoint:
     """Rounds completed, the global model after the last of them, each round's metrics, the
-    run's scaling, and the best round so far with its model."""
+    run's scaling, the best round so far with its model, the strategy's state (see
+    `flip.fl.resume`) and the server's random streams."""
 
     round: int
     state_dict: dict[str, torch.Tensor]
@@ -27,6 +30,8 @@ class Checkpoint:
     scaling: Scaling | None = None
     best_round: int | None = None
     best_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
+    strategy: list[dict[str, Any]] = field(default_factory=list)
+    random: dict[str, Any] = field(default_factory=dict)
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -41,6 +46,8 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
             "scaling": checkpoint.scaling and checkpoint.scaling.model_dump_json(),
             "best_round": checkpoint.best_round,
             "best_state_dict": checkpoint.best_state_dict,
+            "strategy": checkpoint.strategy,
+            "random": checkpoint.random,
         },
         partial,
     )
@@ -60,4 +67,6 @@ def load(path: Path) -> Checkpoint | None:
         Scaling.model_validate_json(scaling) if scaling else None,
         saved.get("best_round"),
         saved.get("best_state_dict", {}),
+        saved.get("strategy", []),
+        saved.get("random", {}),
     )

@@ -5,6 +5,9 @@ deployment, or the partition id indexing FLIP_SIM_SITES (a JSON list of such
 paths) in simulation. For a task with federated scaling, the server first sends
 a query: each site answers with the sums and counts of its training features
 (never rows), and every later message carries the scaling computed from them.
+A site holds out a share of its training split as a validation split: the rounds
+are evaluated on it (the server picks its best round by it); the test split answers
+only the final evaluation, which says so in its config (`evaluate-split`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from flip.fl.privacy import privatise, server_config_problem
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
+from flip.fl.splits import EVALUATE_SPLIT, VALIDATION_FRACTION
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.binary import load_arrays
 from flip.fl.tasks.models import new_model
@@ -169,6 +173,15 @@ def _scaled_splits(
     return tuple(scaling.apply(split) for split in _raw_splits(store, spec_json))
 
 
+@lru_cache(maxsize=256)
+def _fit_and_validation(
+    store: str, spec_json: str, scaling_json: str
+) -> tuple[TabularData, TabularData]:
+    train, _ = _scaled_splits(store, spec_json, scaling_json)
+    seed = TaskSpec.model_validate_json(spec_json).seed
+    return train.split(VALIDATION_FRACTION, seed)
+
+
 def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
     """The scaling every site of the run uses: the spec's fixed one, or the federation's,
     which the server sends in the config."""
@@ -191,6 +204,16 @@ def _splits(
     usable_splits(site, spec, config)
     scaling = scaling_for(spec, config)
     return _scaled_splits(site.store, spec.model_dump_json(), scaling.model_dump_json())
+
+
+def fit_and_validation(
+    site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
+) -> tuple[TabularData, TabularData]:
+    """The rows the site trains on and its validation split: a stratified share of its
+    training split, the same for the same data and seed."""
+    usable_splits(site, spec, config)
+    scaling = scaling_for(spec, config)
+    return _fit_and_validation(site.store, spec.model_dump_json(), scaling.model_dump_json())
 
 
 def usable_splits(
@@ -257,7 +280,7 @@ def train_round(
     (`round_count`); under DP it refuses a round that would take the project's dataset past
     the policy's `max_epsilon` across all runs.
     """
-    train_split, _ = _splits(site, spec, config)
+    train_split, _ = fit_and_validation(site, spec, config)
     detail = _detail(config)
     n_train = len(train_split.y)
     with Ledger(site.ledger) as ledger:
@@ -402,15 +425,24 @@ def evaluate_round(
     *,
     run: int,
 ) -> dict[str, float]:
-    """Metrics of the global `state` on the site's test split.
+    """Metrics of the global `state` on the site's test split when the config asks for it
+    (the final evaluation), on its validation split otherwise (a round's); a validation
+    split under the policy's fewest rows is refused, as a test split is.
 
     Each evaluation queries the site's rows with weights the server chose, so the site
     counts them per run (as `round_count` counts trained rounds) in its ledger and refuses
     more than one per approved round and one final evaluation.
     """
-    _, test_split = _splits(site, spec, config)
+    if config.get(EVALUATE_SPLIT) == "test":
+        _, split = _splits(site, spec, config)
+    else:
+        _, split = fit_and_validation(site, spec, config)
     detail = _detail(config)
     with Ledger(site.ledger) as ledger:
+        if config.get(EVALUATE_SPLIT) != "test" and (
+            problem := rows_problem(site.policy, "validation", len(split.y))
+        ):
+            _refuse(ledger, site, detail, problem)
         counter, rounds = round_count(ledger, spec, config, run)
         limit = None if rounds is None else rounds + 1
         counted = ledger.count_round(
@@ -420,9 +452,7 @@ def evaluate_round(
             which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
             reason = f"{which} has already had the {limit} evaluations the task allows"
             _refuse(ledger, site, detail, reason)
-    return evaluate_task(
-        spec, state, test_split, device=site_device(site), limits=site_limits(site)
-    )
+    return evaluate_task(spec, state, split, device=site_device(site), limits=site_limits(site))
 
 
 @app.train()

@@ -4,14 +4,17 @@ Each file stands for one site. Preprocessing is federated (every site shares onl
 sums, counts and category counts of its training rows); training runs in Flower's
 simulation runtime; with `compare`, local-only and pooled models train on the
 same splits and encoding, for as many epochs as the federated run's
-rounds x local epochs. Metrics are computed per site and over the union of all
-sites' test sets.
+rounds x local epochs. Each site's training rows give up a validation split: the
+rounds are evaluated on it and the best round is chosen by it, never by the test
+split. Metrics are computed per site and over the union of all sites' test sets,
+each with a bootstrap 95% confidence interval.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -36,8 +39,12 @@ from flip.data.features.csvfile import (
     site_stats,
 )
 from flip.data.features.tabular import TabularData
+from flip.fl import personal as personalisation
+from flip.fl.bootstrap import intervals
+from flip.fl.personal import MODES
 from flip.fl.preprocessing import Encoding, combine
 from flip.fl.privacy import PrivacySpec, accounting_problem
+from flip.fl.splits import VALIDATION_FRACTION
 from flip.fl.strategies import NAMES as STRATEGIES
 from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
 from flip.fl.tasks import binary, tabular_xgboost
@@ -47,7 +54,7 @@ XGBOOST = "tabular-xgboost"
 #: What `flip fl run --task` accepts: the built-in kinds and gradient-boosted trees.
 TASKS = (*KINDS, XGBOOST)
 
-Metrics = dict[str, float | int | None]
+Metrics = dict[str, float | int | list[float] | None]
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class ExperimentOptions:
     rounds: int = 20
     local_epochs: int = 5
     test_fraction: float = 0.25
+    validation_fraction: float = VALIDATION_FRACTION
     seed: int = 0
     compare: bool = False
     runtime: str = "simulation"
@@ -72,6 +80,8 @@ class ExperimentOptions:
     l2: float = 1e-3
     privacy: PrivacySpec | None = None
     personalise: int = 0
+    personal: str = ""
+    ditto_lambda: float = 0.1
     checkpoint: Path | None = None
     secure_aggregation: bool = False
 
@@ -97,6 +107,8 @@ class ExperimentOptions:
             raise DatasetError("--rounds and --local-epochs must be at least 1")
         if not 0 < self.test_fraction < 1:
             raise DatasetError("--test-fraction must be between 0 and 1")
+        if not 0 < self.validation_fraction < 1:
+            raise DatasetError("--validation-fraction must be between 0 and 1")
         trees = self.task == XGBOOST
         if trees != (self.strategy in TREE_STRATEGIES):
             raise DatasetError(
@@ -107,6 +119,8 @@ class ExperimentOptions:
             self._check_privacy(self.privacy)
         if self.personalise < 0 or (trees and self.personalise):
             raise DatasetError("--personalise takes epochs >= 0, for tabular-logreg or -mlp")
+        if self.personal:
+            self._check_personal()
         if self.secure_aggregation:
             self._check_secure()
 
@@ -120,6 +134,19 @@ class ExperimentOptions:
                 "--dp record trains by DP-SGD, without FedProx's proximal term: use fedavg"
             )
 
+    def _check_personal(self) -> None:
+        if self.personal not in MODES:
+            raise DatasetError(
+                f"unknown --personal {self.personal}: choose one of {', '.join(MODES)}"
+            )
+        if self.task == XGBOOST or self.secure_aggregation or self.checkpoint is not None:
+            raise DatasetError(
+                "--personal keeps layers or a model at each site: a torch task, "
+                "no --secagg or --checkpoint"
+            )
+        if self.ditto_lambda < 0:
+            raise DatasetError("--ditto-lambda must be at least 0")
+
     def _check_secure(self) -> None:
         if self.strategy != "fedavg" or self.task == XGBOOST:
             raise DatasetError("--secagg sums weight updates: it runs fedavg with a torch task")
@@ -131,11 +158,12 @@ class ExperimentOptions:
 
 @dataclass
 class PreparedSite:
-    """One site's encoded splits."""
+    """One site's encoded splits: rounds are evaluated and the best chosen on `validation`."""
 
     name: str
     train: TabularData
     test: TabularData
+    validation: TabularData
 
 
 @dataclass
@@ -185,19 +213,36 @@ def prepare(options: ExperimentOptions) -> Prepared:
         train_rows, test_rows = train_test_split(
             rows, test_size=options.test_fraction, random_state=options.seed, stratify=stratify
         )
+        train_rows, validation_rows = _hold_out(train_rows, labels, options)
+        by_row = dict(zip(rows, y, strict=True))
         splits.append(
-            (table, sorted(train_rows), sorted(test_rows), dict(zip(rows, y, strict=True)))
+            (table, sorted(train_rows), sorted(test_rows), sorted(validation_rows), by_row)
         )
-    encoding = combine([site_stats(t, train, kinds) for t, train, _, _ in splits], kinds)
+    encoding = combine([site_stats(t, train, kinds) for t, train, *_ in splits], kinds)
     prepared = [
         PreparedSite(
             table.name,
             _data(encoding, table, train_rows, labels),
             _data(encoding, table, test_rows, labels),
+            _data(encoding, table, validation_rows, labels),
         )
-        for table, train_rows, test_rows, labels in splits
+        for table, train_rows, test_rows, validation_rows, labels in splits
     ]
     return Prepared(prepared, encoding, notes)
+
+
+def _hold_out(
+    rows: list[int], labels: list[float | None], options: ExperimentOptions
+) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows): a stratified share of a site's training rows."""
+    if len(rows) < 2:
+        raise DatasetError(f"{len(rows)} training rows: too few to hold out a validation split")
+    y = [labels[i] for i in rows]
+    stratify = y if min(sum(y), len(y) - sum(y)) >= 2 else None
+    train, validation = train_test_split(
+        rows, test_size=options.validation_fraction, random_state=options.seed, stratify=stratify
+    )
+    return train, validation
 
 
 def _data(
@@ -218,27 +263,30 @@ def predict(model: Model, x: np.ndarray) -> np.ndarray:
     return binary.predict(model, x)
 
 
-def score(model_for: Callable[[PreparedSite], Model], sites: list[PreparedSite]):
-    """{"per_site": {name: {accuracy, auroc, n_test}}, "overall": {accuracy, auroc}}.
+def score(model_for: Callable[[PreparedSite], Model], sites: list[PreparedSite], seed: int = 0):
+    """{"per_site": {name: {accuracy, auroc, n_test, *_ci}}, "overall": {accuracy, auroc, *_ci}}.
 
     `model_for(site)` is the model that predicts a site's test set; "overall" is
-    over the union of every site's test predictions.
+    over the union of every site's test predictions. Each metric has a bootstrap
+    95% interval (`accuracy_ci`, `auroc_ci`) over the test rows, resampled by `seed`.
     """
     per_site: dict[str, Metrics] = {}
     all_p, all_y = [], []
     for site in sites:
         p = predict(model_for(site), site.test.x)
-        per_site[site.name] = {**_metrics(p, site.test.y), "n_test": len(site.test.y)}
+        per_site[site.name] = {**_metrics(p, site.test.y, seed), "n_test": len(site.test.y)}
         all_p.append(p)
         all_y.append(site.test.y)
-    return {"per_site": per_site, "overall": _metrics(np.concatenate(all_p), np.concatenate(all_y))}
+    overall = _metrics(np.concatenate(all_p), np.concatenate(all_y), seed)
+    return {"per_site": per_site, "overall": overall}
 
 
-def _metrics(p: np.ndarray, y: np.ndarray) -> Metrics:
+def _metrics(p: np.ndarray, y: np.ndarray, seed: int) -> Metrics:
     area = binary.auroc(y, p)
     return {
         "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
         "auroc": None if area != area else area,
+        **intervals(y, p, seed=seed),
     }
 
 
@@ -266,11 +314,14 @@ def _train(
 
 @dataclass
 class Federated:
-    """The global model after the last round, and after the best (highest federated AUROC)."""
+    """The global model after the last round, and after the best (highest federated AUROC on
+    the sites' validation splits); under personalisation, each site's own model."""
 
     model: Model
     best_round: int | None = None
     best: Model | None = None
+    personal: dict[str, Model] = field(default_factory=dict)
+    rounds: list[dict[str, float]] = field(default_factory=list)
 
 
 def federated(
@@ -285,9 +336,9 @@ def federated(
 
     n_features = len(prepared.encoding.names)
     trees = options.task == XGBOOST
-    initial = None if trees else model_factory(options.task)(n_features, options.seed)
+    initial = None if trees else _new_model(options, n_features)
     config = ConfigRecord({"n-sites": len(prepared.sites), **train_config(options)})
-    with site_files(prepared):
+    with site_files(prepared) as folder:
         if options.secure_aggregation:
             return _secure(options, prepared, config, initial, on_round)
         start = (
@@ -306,16 +357,29 @@ def federated(
             privacy=options.privacy,
             on_round=on_round,
             checkpoint=options.checkpoint / CHECKPOINT if options.checkpoint else None,
+            seed=options.seed,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
 
-    def as_model(state: dict) -> Model:
-        if initial is None:
-            return next(iter(state.values())).numpy().tobytes()
-        return binary.load_arrays(model_factory(options.task)(n_features, options.seed), state)
+        def as_model(state: dict) -> Model:
+            if initial is None:
+                return next(iter(state.values())).numpy().tobytes()
+            return binary.load_arrays(_new_model(options, n_features), state)
 
-    best = None if result.best_round is None else as_model(result.best_state_dict)
-    return Federated(as_model(result.state_dict), result.best_round, best)
+        final = as_model(result.state_dict)
+        best = None if result.best_round is None else as_model(result.best_state_dict)
+        own = {
+            site.name: personalisation.site_model(
+                final, options.personal, personalisation.personal_path(folder, index)
+            )
+            for index, site in enumerate(prepared.sites)
+            if options.personal
+        }
+    return Federated(final, result.best_round, best, own, list(result.rounds))
+
+
+def _new_model(options: ExperimentOptions, n_features: int) -> torch.nn.Module:
+    return personalisation.new_model(options.task, options.personal, n_features, options.seed)
 
 
 def train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
@@ -328,11 +392,13 @@ def train_config(options: ExperimentOptions) -> dict[str, int | float | str]:
         "learning-rate": options.learning_rate,
         "batch-size": options.batch_size,
         "l2": options.l2,
+        **({"personal": options.personal} if options.personal else {}),
+        **({"ditto-lambda": options.ditto_lambda} if options.personal == "ditto" else {}),
     }
 
 
 @contextmanager
-def site_files(prepared: Prepared) -> Iterator[None]:
+def site_files(prepared: Prepared) -> Iterator[Path]:
     """A folder with each site's encoded splits, named to the ClientApp by EXPERIMENT_ENV."""
     from flip.fl.experiment_client import EXPERIMENT_ENV, load_site
 
@@ -345,10 +411,12 @@ def site_files(prepared: Prepared) -> Iterator[None]:
                 train_y=site.train.y,
                 test_x=site.test.x,
                 test_y=site.test.y,
+                validation_x=site.validation.x,
+                validation_y=site.validation.y,
             )
         os.environ[EXPERIMENT_ENV] = folder
         load_site.cache_clear()
-        yield
+        yield Path(folder)
 
 
 def _secure(
@@ -509,14 +577,30 @@ def run_experiment(
             on_round(number, metrics)
 
     trained = federated(options, prepared, record)
+    rounds = trained.rounds or rounds  # a resumed run's include those before the stop
     global_model = trained.model
-    result["federated"] = score(lambda site: global_model, prepared.sites)
+    seed = options.seed
+    result["federated"] = score(lambda site: global_model, prepared.sites, seed)
+    if trained.best is not None:
+        best = trained.best
+        result["selection"] = {
+            "best_round": trained.best_round,
+            "chosen_on": "validation",
+            "validation_auroc": rounds[trained.best_round - 1].get("auroc"),
+        }
+        result["best_round"] = score(lambda site: best, prepared.sites, seed)
+    if trained.personal:
+        result[options.personal] = score(
+            lambda site: trained.personal[site.name], prepared.sites, seed
+        )
     if options.personalise:
         result["personalised"] = score(
-            lambda site: personalise(global_model, site.train, options), prepared.sites
+            lambda site: personalise(global_model, site.train, options), prepared.sites, seed
         )
     if options.compare:
-        result["local"] = score(lambda site: _fit(options, site.train, n_features), prepared.sites)
+        result["local"] = score(
+            lambda site: _fit(options, site.train, n_features), prepared.sites, seed
+        )
         pooled = TabularData(
             np.concatenate([s.train.person_ids for s in prepared.sites]),
             np.concatenate([s.train.x for s in prepared.sites]),
@@ -524,5 +608,45 @@ def run_experiment(
             prepared.encoding.names,
         )
         pooled_model = _fit(options, pooled, n_features)
-        result["pooled"] = score(lambda site: pooled_model, prepared.sites)
+        result["pooled"] = score(lambda site: pooled_model, prepared.sites, seed)
     return ExperimentRun(result, global_model, prepared, rounds, trained.best_round, trained.best)
+
+
+#: Arms an experiment may report, in the order tables show them.
+ARMS = ("local", "federated", "best_round", *MODES, "personalised", "pooled")
+
+
+def over_seeds(results: list[dict[str, object]], seeds: list[int]) -> dict[str, object]:
+    """Mean and sample standard deviation of each arm's overall metrics over runs that differ
+    only by seed (splits, initial weights, batches and the server's random streams)."""
+    summary: dict[str, dict[str, dict[str, object]]] = {}
+    for arm in ARMS:
+        if not all(arm in r for r in results):
+            continue
+        summary[arm] = {}
+        for metric in ("accuracy", "auroc"):
+            values = [r[arm]["overall"][metric] for r in results]  # type: ignore[index]
+            known = np.array([v for v in values if v is not None], dtype=float)
+            summary[arm][metric] = {
+                "mean": float(known.mean()) if len(known) else None,
+                "sd": float(known.std(ddof=1)) if len(known) > 1 else None,
+                "values": values,
+            }
+    return {"seeds": seeds, "summary": summary, "runs": results}
+
+
+def run_seeds(
+    options: ExperimentOptions,
+    n: int,
+    on_round: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> dict[str, object]:
+    """The experiment repeated with seeds seed, seed+1, ... seed+n-1: each run's result and
+    the mean ± sd of every arm; `on_round(run, round, metrics)` reports progress."""
+    if n < 1:
+        raise DatasetError("--seeds must be at least 1")
+    seeds = [options.seed + i for i in range(n)]
+    results = []
+    for index, seed in enumerate(seeds):
+        report = None if on_round is None else functools.partial(on_round, index)
+        results.append(run_experiment(dataclasses.replace(options, seed=seed), report).result)
+    return {"strategy": options.strategy, "rounds": options.rounds, **over_seeds(results, seeds)}

@@ -1,7 +1,8 @@
 """The ClientApp of file experiments (`flip fl run`): each node trains on one prepared site.
 
-The driver writes each site's encoded train and test arrays to
-FLIP_EXPERIMENT_DIR/site-<partition>.npz; node <partition> reads only its own.
+The driver writes each site's encoded splits to FLIP_EXPERIMENT_DIR/site-<partition>.npz;
+node <partition> reads only its own, and trains on its training split and evaluates
+rounds on its validation split (the test split is the driver's, for the final report).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from flip.data.features.tabular import TabularData
+from flip.fl import personal
 from flip.fl.privacy import KEY_PRIVACY, PrivacySpec, privatise
 from flip.fl.tasks import binary, tabular_xgboost
-from flip.fl.tasks.models import model_factory
 
 EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
 XGBOOST = "tabular-xgboost"
@@ -30,11 +31,11 @@ app = ClientApp()
 
 @lru_cache(maxsize=4096)
 def load_site(partition: int) -> tuple[str, TabularData, TabularData]:
-    """(site name, train split, test split) of one node."""
+    """(site name, train split, validation split) of one node."""
     path = Path(os.environ[EXPERIMENT_ENV]) / f"site-{partition}.npz"
     with np.load(path) as f:
         arrays = {key: f[key] for key in f.files}
-    return str(arrays["name"]), _split(arrays, "train"), _split(arrays, "test")
+    return str(arrays["name"]), _split(arrays, "train"), _split(arrays, "validation")
 
 
 def _split(arrays: dict[str, np.ndarray], part: str) -> TabularData:
@@ -43,13 +44,15 @@ def _split(arrays: dict[str, np.ndarray], part: str) -> TabularData:
 
 
 @lru_cache(maxsize=16)
-def _shell(task: str, n_features: int) -> torch.nn.Module:
-    """One model per task and width in this process; every message loads all its weights."""
-    return model_factory(task)(n_features, 0)
+def _shell(task: str, mode: str, n_features: int) -> torch.nn.Module:
+    """One model per task, personalisation and width in this process; every message loads
+    all its weights."""
+    return personal.new_model(task, mode, n_features, 0)
 
 
 def _model(config: ConfigRecord, arrays: ArrayRecord, n_features: int) -> torch.nn.Module:
-    return binary.load_arrays(_shell(str(config["task"]), n_features), arrays.to_torch_state_dict())
+    shell = _shell(str(config["task"]), str(config.get("personal", "")), n_features)
+    return binary.load_arrays(shell, arrays.to_torch_state_dict())
 
 
 def _booster(arrays: ArrayRecord) -> bytes:
@@ -100,11 +103,13 @@ def _train(model, data: TabularData, config: Mapping[str, Any]) -> dict[str, flo
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Local epochs on this site's training split (FedProx's proximal term when asked).
+    """Local epochs on this site's training split (FedProx's proximal term when asked), with
+    the site's own layers or model under personalisation (`flip.fl.personal`).
 
     For tabular-xgboost: `local-epochs` new trees on top of the global booster.
     """
-    _, train_split, _ = load_site(int(context.node_config["partition-id"]))
+    partition = int(context.node_config["partition-id"])
+    _, train_split, _ = load_site(partition)
     config = msg.content["config"]
     if config["task"] == XGBOOST:
         cyclic = config.get("strategy") == "fedxgb_cyclic"
@@ -124,7 +129,15 @@ def train(msg: Message, context: Context) -> Message:
         )
         return Message(content=content, reply_to=msg)
     model = _model(config, msg.content["arrays"], train_split.x.shape[1])
-    metrics = train_round(model, train_split, config)
+    mode = str(config.get("personal", ""))
+    if not mode:
+        metrics = train_round(model, train_split, config)
+    else:
+        own = personal.personal_path(Path(os.environ[EXPERIMENT_ENV]), partition)
+        sent = msg.content["arrays"].to_torch_state_dict()
+        personal.before_train(model, mode, own)
+        metrics = train_round(model, train_split, config)
+        personal.after_train(model, sent, train_split, config, own)
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)}
     )
@@ -133,7 +146,7 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Metrics of the global model on this site's test split; only metrics leave."""
+    """Metrics of the global model on this site's validation split; only metrics leave."""
     name, _, test_split = load_site(int(context.node_config["partition-id"]))
     config = msg.content["config"]
     if config["task"] == XGBOOST:

@@ -40,6 +40,7 @@ from flip.fl.client import (
 from flip.fl.client import train_round as site_train_round
 from flip.fl.experiment_client import load_site, train_round
 from flip.fl.server import FederatedResult, ScalingStep
+from flip.fl.splits import EVALUATE_SPLIT
 from flip.fl.tasks import binary, outcomes
 from flip.fl.tasks.base import TaskSpec
 from flip.fl.tasks.models import model_factory, new_model
@@ -87,11 +88,11 @@ class _SiteClient(NumPyClient):
         return trained, n, {}
 
     def evaluate(self, parameters, config):
-        _, _, test_split = load_site(self.partition)
-        model = _file_model(config, test_split.x.shape[1], parameters)
-        metrics = binary.evaluate(model, test_split)
+        _, _, validation = load_site(self.partition)
+        model = _file_model(config, validation.x.shape[1], parameters)
+        metrics = binary.evaluate(model, validation)
         kept = {"auroc": metrics["auroc"], "accuracy": metrics["accuracy"]}
-        return metrics["loss"], len(test_split.y), kept
+        return metrics["loss"], len(validation.y), kept
 
 
 def _client(context: Context):
@@ -226,7 +227,12 @@ def secure_server_app(
         min_available_clients=n_sites,
         initial_parameters=ndarrays_to_parameters(_state(initial)),
         on_fit_config_fn=lambda r: {**config, "server-round": r},
-        on_evaluate_config_fn=lambda r: {**config, "server-round": r},
+        # The last round's evaluation is the final one: of the test split, not validation.
+        on_evaluate_config_fn=lambda r: {
+            **config,
+            "server-round": r,
+            **({EVALUATE_SPLIT: "test"} if r == rounds else {}),
+        },
         evaluate_metrics_aggregation_fn=_weighted,
     )
     app = ServerApp()

@@ -10,6 +10,7 @@ metrics, never rows.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from logging import WARNING
@@ -34,6 +35,15 @@ from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.checkpoint import save as save_checkpoint
 from flip.fl.preprocessing import STATS_KEYS, scaling_of
 from flip.fl.privacy import PrivacySpec, accounting_problem, privacy_config, with_privacy
+from flip.fl.resume import (
+    ContinuedRounds,
+    random_state,
+    restore_random,
+    restore_strategy,
+    seed_server,
+    strategy_state,
+)
+from flip.fl.splits import EVALUATE_SPLIT
 from flip.fl.strategies import make_strategy
 from flip.fl.tasks import outcomes
 from flip.fl.tasks.base import TaskSpec, task_hash
@@ -95,6 +105,7 @@ def make_server_app(
     min_sites: int | None = None,
     checkpoint: Path | None = None,
     scaling: ScalingStep | None = None,
+    seed: int = 0,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy (its hyperparameters overridden by
     `strategy_options`) for `rounds` rounds over `n_sites` sites.
@@ -106,13 +117,16 @@ def make_server_app(
     every round, and a run that finds one goes on from its round. `scaling` runs
     before round 1; what it returns goes to the sites in `config["scaling"]`, into
     every checkpoint and into the result. The result also keeps the best round's
-    model: the one of highest federated AUROC.
+    model: the one of highest federated AUROC. The server's random streams start from
+    `seed`; a resumed run takes them, the strategy's state and the round numbers from
+    its checkpoint, so it ends with the weights of a run never stopped.
     """
     if privacy is not None and (problem := accounting_problem(privacy, strategy)):
         raise ValueError(problem)
     result = FederatedResult()
     app = ServerApp()
     done = [0]
+    running: list = [None]
 
     def keep(server_round: int, arrays: ArrayRecord) -> None:
         """Flower calls this last in each round: keep the best model and checkpoint."""
@@ -133,6 +147,8 @@ def make_server_app(
                 result.scaling,
                 result.best_round,
                 result.best_state_dict,
+                strategy_state(running[0]),
+                random_state(),
             )
             save_checkpoint(checkpoint, saved)
 
@@ -170,15 +186,25 @@ def make_server_app(
             )
             if privacy is not None:
                 chosen = with_privacy(chosen, privacy, n_sites)
-            arrays = chosen.start(
-                grid=grid,
-                initial_arrays=start,
-                num_rounds=rounds - done[0],
-                timeout=timeout,
-                train_config=sent,
-                evaluate_config=sent,
-                evaluate_fn=keep,
-            ).arrays
+            running[0] = chosen
+            if resumed is not None and resumed.random:
+                restore_strategy(chosen, resumed.strategy)
+                restore_random(resumed.random)
+            else:
+                seed_server(seed)
+            arrays = (
+                ContinuedRounds(chosen, done[0])
+                .start(
+                    grid=grid,
+                    initial_arrays=start,
+                    num_rounds=rounds - done[0],
+                    timeout=timeout,
+                    train_config=sent,
+                    evaluate_config=sent,
+                    evaluate_fn=keep,
+                )
+                .arrays
+            )
         result.state_dict = arrays.to_torch_state_dict()
         final = ConfigRecord({**sent, "server-round": rounds})
         result.per_site = final_evaluation(grid, arrays, final, timeout)
@@ -231,8 +257,16 @@ def task_server_app(
         learning_rate=spec.learning_rate,
         privacy=spec.privacy,
         scaling=step,
+        seed=server_seed(spec),
         **kwargs,
     )
+
+
+def server_seed(spec: TaskSpec) -> int:
+    """The seed of the server's random streams: the task's, unless the server adds DP noise,
+    whose seed must stay secret (a public seed would let anyone replay and remove the noise);
+    a resumed run takes its streams from the checkpoint either way."""
+    return spec.seed if spec.privacy is None else secrets.randbits(63)
 
 
 def scaling_step(
@@ -322,8 +356,10 @@ def legacy_stats_query(
 def final_evaluation(
     grid: Grid, arrays: ArrayRecord, config: ConfigRecord, timeout: float
 ) -> dict[str, dict[str, float]]:
-    """Each site's metrics for the final model, by site name, with its data's fingerprint
-    and its training and test sizes as the site releases them (None: withheld)."""
+    """Each site's metrics for the final model on its test split, by site name, with its
+    data's fingerprint and its training and test sizes as the site releases them (None:
+    withheld)."""
+    config = ConfigRecord({**config, EVALUATE_SPLIT: "test"})
     messages = [
         Message(
             content=RecordDict({"arrays": arrays, "config": config}),

@@ -40,20 +40,24 @@ def train(
     l2: float,
     seed: int,
     proximal_mu: float = 0.0,
+    anchor: list[torch.Tensor] | None = None,
     outcome: str = "binary",
     device: torch.device | None = None,
 ) -> dict[str, float]:
     """Train in place for `epochs` passes on `device` (the model ends on the CPU); return
     the mean loss and the number of examples.
 
-    With `proximal_mu` (FedProx), the loss adds mu/2 * ||w - w_start||^2.
+    With `proximal_mu` (FedProx), the loss adds mu/2 * ||w - w_start||^2; `anchor` (one
+    tensor per parameter) replaces w_start, as Ditto's pull toward the global model does.
     """
     device = device or torch.device("cpu")
     model.to(device)
     x = torch.from_numpy(data.x).to(device)
     y = torch.from_numpy(data.y).to(device)
     optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, weight_decay=l2)
-    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu else []
+    if anchor is None:
+        anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu else []
+    anchor = [a.to(device) for a in anchor]
     generator = torch.Generator().manual_seed(seed)
     losses: list[torch.Tensor] = []
     model.train()

@@ -167,10 +167,12 @@ def test_under_central_dp_the_site_refuses_a_server_running_other_privacy(store_
         _ask("train", spec, site_yaml, run=41, **{"flip-privacy": weaker.model_dump_json()})
     with pytest.raises(NotApproved, match="fedadam releases more than that"):
         _ask("train", spec, site_yaml, run=42, strategy="fedadam")
+    with pytest.raises(NotApproved, match="not the approved 'fedavg'"):
+        _ask("train", spec, site_yaml, run=44, strategy="fedprox")  # accountable, not approved
     silent = task_message("train", spec, run=43)  # no privacy named at all
     with pytest.raises(NotApproved, match="not the one the site approved"):
         app(silent, node_context(site_yaml, run=43))
     refused = [e for e in ledger.entries() if e["action"] == "run.refused"]
-    assert len(refused) == 3
+    assert len(refused) == 4
     trained = [e for e in ledger.entries() if e["action"] == "run.trained"]
     assert len(trained) == 1, "nothing trained for the refused runs"

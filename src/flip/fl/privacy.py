@@ -267,9 +267,11 @@ def server_config_problem(
     if sent is None or PrivacySpec.model_validate_json(str(sent)) != spec:
         return "the server's differential privacy is not the one the site approved"
     named = str(config.get(KEY_STRATEGY, ""))
+    if problem := accounting_problem(spec, named):
+        return problem
     if named != strategy:
         return f"the server runs strategy {named or 'unnamed'!r}, not the approved {strategy!r}"
-    return accounting_problem(spec, named)
+    return None
 
 
 def privatise(

@@ -13,7 +13,7 @@ import pytest
 
 from flip.hub.server import BackgroundServer
 from tests.conftest import build_site
-from tests.e2e.processes import federation, wait_for
+from tests.e2e.processes import federation, matching, wait_for
 from tests.e2e.test_hub_deployment import _start_run, _trained
 
 
@@ -97,6 +97,12 @@ def test_a_disabled_sites_supernode_trains_no_more_rounds_of_a_run_it_joined(tmp
         # Rounds went on every `round_seconds` with beta in them; it trains none of them now.
         time.sleep(min(60.0, max(15.0, 3 * round_seconds)))
         assert _trained(configs["beta"], project) <= trained + 1, "a round in flight at most"
+        researcher.set_run_status(run, "cancelled")  # it waits for beta's node otherwise
+        wait_for(
+            lambda: not matching("flower-supernode", str(configs["alpha"].resolve())),
+            "alpha's SuperNode to stop",
+            120,
+        )
 
 
 def _flwr_nodes(home) -> list[dict]:

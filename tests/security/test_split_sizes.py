@@ -74,3 +74,18 @@ def test_split_sizes_are_rounded_as_the_site_rounds_counts(site_yaml):
     assert about["n_train"] % 20 == 0 and abs(about["n_train"] - len(train.y)) <= 10
     assert about["n_test"] % 20 == 0 and abs(about["n_test"] - len(test.y)) <= 10
     assert (about["n_train"], about["n_test"]) != (len(train.y), len(test.y))
+
+
+def test_sizes_whose_sum_differences_an_earlier_count_are_all_withheld(site_yaml):
+    """Training and test sizes add up to the task's cohort: a project given the count of
+    that cohort less three persons would learn the three from the sum."""
+    _with_policy(site_yaml, SitePolicy(min_cell_size=10))
+    site = SiteConfig.load(site_yaml)
+    spec = mace_task(scaling="fixed")
+    Ledger(site.ledger).decide("p3", task_hash(spec), "approved", by="admin")
+    train, test = usable_splits(site, spec, run_config("p3", spec))
+    cohort = sorted(train.person_ids.tolist() + test.person_ids.tolist())
+    with Ledger(site.ledger) as ledger:
+        ReleaseGuard(ledger.engine, "p3", "q1", 10, None).remember([frozenset(cohort[3:])])
+    about = _evaluate(site_yaml, spec, "p3")
+    assert "n_train" not in about and "n_test" not in about

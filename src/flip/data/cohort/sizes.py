@@ -22,11 +22,16 @@ def release_sizes(
     round_to: int = 1,
 ) -> dict[str, int | None]:
     """Each named set's size as released to `project` (None: withheld), remembered in the
-    guard kept in `engine` (the site's ledger); a size released before is released again."""
+    guard kept in `engine` (the site's ledger); a size released before is released again.
+    The sets together count as released too (their sizes add up to it): when their union
+    would isolate a few persons, every size is withheld."""
     guard = ReleaseGuard(engine, project, f"task {task_hash}", threshold, None)
+    whole = frozenset().union(*sets.values())  # the sizes' sum counts it
+    if whole and not guard.released_before(whole) and guard.isolates(whole):
+        return dict.fromkeys(sets)
     before = {name for name, members in sets.items() if guard.released_before(members)}
     released: dict[str, int | None] = {}
-    fresh: list[frozenset[int]] = []
+    fresh: list[frozenset[int]] = [] if guard.released_before(whole) else [whole]
     for name, members in sets.items():
         size = suppress(len(members), threshold).count
         if size and name not in before:

@@ -9,6 +9,12 @@ DEMO_ARGS ?=
 # or when asked with SLOW=1; a plain `make test` runs the rest.
 SLOW ?=
 PYTEST_MARKS := $(if $(or $(filter true 1 yes,$(CI)),$(SLOW)),,-m "not slow")
+# Test processes (pytest-xdist): one per core by default; most slow tests wait on
+# subprocesses and polling, not the CPU. PYTEST_WORKERS=0 runs them all in one process.
+# --dist loadscope keeps each module on one worker, so its module-scoped fixtures (a
+# deployment, a trained model) are built once.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadscope
 
 .PHONY: demo test lint format install dev clean test-services
 
@@ -16,7 +22,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/flip demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-dev test-services
-	$(VENV)/bin/pytest $(PYTEST_MARKS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest $(PYTEST_XDIST) $(PYTEST_MARKS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Orthanc with its DICOMweb plugin, and Chromium for the web app's browser tests, from Debian's
 # packages; where they cannot be installed (no root, no apt) those tests skip, except in CI

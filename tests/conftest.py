@@ -26,6 +26,17 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MARIADB_URL = os.environ.get("FLIP_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """When the selection runs slow tests too (CI), drop the short versions they cover."""
+    if not any(item.get_closest_marker("slow") for item in items):
+        return
+    covered = [item for item in items if item.get_closest_marker("covered_by_slow")]
+    if covered:
+        config.hook.pytest_deselected(items=covered)
+        items[:] = [item for item in items if not item.get_closest_marker("covered_by_slow")]
+
+
 @contextmanager
 def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
     """A new database on a real server (PostgreSQL or MariaDB), dropped afterwards.

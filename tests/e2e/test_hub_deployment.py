@@ -1,17 +1,24 @@
 """A deployment run the hub started outlives crashes: the hub's (it resumes from its checkpoint)
-and a site's SuperNode (its agent starts it again and it rejoins). Cancelled, it stops."""
+and a site's SuperNode (its agent starts it again and it rejoins), and ends with a certificate
+`flip verify` checks. Cancelled, it stops."""
 
 import json
 import time
 
 import pytest
 
+from flip.config import SiteConfig
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
+from flip.site import anchor
 from tests.conftest import build_site
 from tests.e2e.processes import cli, federation, kill_matching, matching, wait_for
+from tests.security.certify import trusted_keys, verify
 
 ROUNDS = 5
+SITES = ("alpha", "beta")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _trained(config, project: int) -> int:
@@ -28,7 +35,7 @@ def _two_sites(folder, patients: int, seed: int) -> dict:
     """Sites alpha and beta from CSV extracts of `patients` each, seeded apart."""
     return {
         name: build_site(folder, name, "csv", patients, seed=seed + i)
-        for i, name in enumerate(("alpha", "beta"))
+        for i, name in enumerate(SITES)
     }
 
 
@@ -47,11 +54,46 @@ def _start_run(researcher, configs, rounds: int) -> tuple[int, int]:
     return project, run
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
-    configs = _two_sites(tmp_path, 200, seed=6)
+def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(tmp_path):
+    configs = _two_sites(tmp_path, 120, seed=8)
+    rounds = 100
     with federation(tmp_path, configs) as running:
+        researcher = running.researcher
+        project, run = _start_run(researcher, configs, rounds)
+        wait_for(lambda: researcher.run(run)["round_metrics"], "a first round", timeout=600)
+
+        def nodes() -> list[list[int]]:
+            return [matching("flower-supernode", str(c.resolve())) for c in configs.values()]
+
+        def server_app() -> list[int]:  # this hub's: its runtime API is on the SuperLink's port
+            return matching("flwr-serverapp", f"127.0.0.1:{running.hub.flower_port} ")
+
+        assert all(nodes()) and server_app(), "the run trains before it is cancelled"
+        researcher.set_run_status(run, "cancelled")
+
+        def stopped() -> bool:
+            return not any(nodes()) and not server_app()
+
+        wait_for(stopped, "the SuperNodes and the ServerApp to stop", timeout=120)
+        recorded = len(researcher.run(run)["round_metrics"])
+        trained = _trained(configs["alpha"], project)
+        time.sleep(5)
+        final = researcher.run(run)
+        assert final["status"] == "cancelled"
+        assert len(final["round_metrics"]) == recorded < rounds
+        assert _trained(configs["alpha"], project) == trained < rounds
+        assert final["results"] is None, "a cancelled run registers no model"
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """A run of ROUNDS rounds whose hub is killed after two and whose alpha SuperNode is
+    killed after three, on a hub and two sites in a folder of their own; (folder, site
+    configs, researcher, project, run, the run as it ended, alpha's rounds before the crash).
+    """
+    folder = tmp_path_factory.mktemp("resumed")
+    configs = _two_sites(folder, 200, seed=6)
+    with federation(folder, configs) as running:
         hub, researcher = running.hub, running.researcher
         project, run = _start_run(researcher, configs, ROUNDS)
 
@@ -71,41 +113,44 @@ def test_a_run_survives_a_hub_crash_and_a_supernode_crash(tmp_path):
             return state if state["status"] != "running" else None
 
         final = wait_for(ended, "the resumed run to end", timeout=900)
-        assert final["status"] == "completed", final
-        assert len(final["round_metrics"]) == ROUNDS
-        assert set(final["results"]["per_site"]) == {"alpha", "beta"}
-        trained = _trained(configs["alpha"], project)
-        # From its checkpoint the run trains the rounds left (one may be trained twice);
-        # started over it would train all ROUNDS again on top of those before the crash.
-        assert before >= 2
-        assert trained <= ROUNDS + 1 < before + ROUNDS
+        yield folder, configs, researcher, project, run, final, before
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(tmp_path):
-    configs = _two_sites(tmp_path, 120, seed=8)
-    rounds = 100
-    with federation(tmp_path, configs) as running:
-        researcher = running.researcher
-        project, run = _start_run(researcher, configs, rounds)
-        wait_for(lambda: researcher.run(run)["round_metrics"], "a first round", timeout=600)
+def test_a_run_survives_a_hub_crash_and_a_supernode_crash(resumed):
+    _, configs, _, project, _, final, before = resumed
+    assert final["status"] == "completed", final
+    assert len(final["round_metrics"]) == ROUNDS
+    assert set(final["results"]["per_site"]) == set(SITES)
+    trained = _trained(configs["alpha"], project)
+    # From its checkpoint the run trains the rounds left (one may be trained twice);
+    # started over it would train all ROUNDS again on top of those before the crash.
+    assert before >= 2
+    assert trained <= ROUNDS + 1 < before + ROUNDS
 
-        def nodes() -> list[list[int]]:
-            return [matching("flower-supernode", str(c.resolve())) for c in configs.values()]
 
-        assert all(nodes()) and matching("flwr-serverapp"), "the run trains before it is cancelled"
-        researcher.set_run_status(run, "cancelled")
+def test_the_resumed_run_ends_with_a_verifiable_certificate(resumed, tmp_path):
+    """Once the sites countersign, `flip verify` accepts the certificate with the hub's and
+    the sites' keys, and names a field changed after signing."""
+    folder, configs, researcher, _, run, final, _ = resumed
+    assert final["status"] == "completed", final
 
-        def stopped() -> bool:
-            return not any(nodes()) and not matching("flwr-serverapp")
+    def countersigned():
+        found = researcher.certificate(run)
+        return found if len(found["signatures"]["sites"]) == len(configs) else None
 
-        wait_for(stopped, "the SuperNodes and the ServerApp to stop", timeout=120)
-        recorded = len(researcher.run(run)["round_metrics"])
-        trained = _trained(configs["alpha"], project)
-        time.sleep(5)
-        final = researcher.run(run)
-        assert final["status"] == "cancelled"
-        assert len(final["round_metrics"]) == recorded < rounds
-        assert _trained(configs["alpha"], project) == trained < rounds
-        assert final["results"] is None, "a cancelled run registers no model"
+    document = wait_for(countersigned, "both sites to countersign", timeout=120)
+    per_site = final["results"]["per_site"]
+    for name in SITES:
+        mine = document["fields"][f"site:{name}"]
+        assert mine["data_sha256"] == per_site[name]["data_sha256"]
+        assert mine["n_train"] == per_site[name]["n_train"] > 0
+    assert document["fields"]["model_sha256"] == final["results"]["model_sha256"]
+    path = tmp_path / "cert.json"
+    path.write_text(json.dumps(document))
+    site_keys = {n: anchor.key_path(SiteConfig.load(c)) for n, c in configs.items()}
+    trusted = trusted_keys(tmp_path, folder / "hub-signing.key", site_keys)
+    done = verify(path, *trusted)
+    assert done.returncode == 0, done.stderr
+    path.write_text(json.dumps({**document, "fields": {**document["fields"], "epsilon": 1.0}}))
+    failed = verify(path, *trusted)
+    assert "field 'epsilon' does not match its signed digest" in failed.stderr

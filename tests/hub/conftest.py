@@ -2,6 +2,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from flip.hub.app import bootstrap_admin, create_app
+from flip.hub.policy import AccessPolicy
 from tests.conftest import POSTGRES_URL, fresh_database
 
 
@@ -15,11 +16,16 @@ def hub_db_url(request, tmp_path):
         yield url
 
 
+#: Test hubs hash passwords with argon2's cheapest parameters: the role matrix alone makes
+#: ~400 accounts with a password. tests/hub/test_tokens.py checks the default parameters.
+TEST_POLICY = AccessPolicy(password_profile="test-cheapest")
+
+
 class Hub:
     """A hub app with an admin, a researcher and enrolled sites, driven through HTTP."""
 
     def __init__(self, url: str) -> None:
-        self.app = create_app(url)
+        self.app = create_app(url, policy=TEST_POLICY)
         self.http = TestClient(self.app, raise_server_exceptions=False)
         self.admin = bootstrap_admin(self.app.state.engine)
 
@@ -46,6 +52,8 @@ class Hub:
 @pytest.fixture
 def hub(hub_db_url):
     h = Hub(hub_db_url)
-    yield h
-    h.http.close()
+    # Entered once: one event loop serves every request (an unentered TestClient starts
+    # one per request) and the app's lifespan runs.
+    with h.http:
+        yield h
     h.app.state.engine.dispose()

@@ -3,8 +3,11 @@
 import time
 from datetime import timedelta
 
+from argon2 import extract_parameters, profiles
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.db import now, sessions, users
 
 
@@ -52,6 +55,27 @@ def test_site_credentials_rotate_and_disabled_sites_are_shut_out(hub):
 
 
 PASSWORD = "correct horse battery"
+
+
+def test_a_hub_hashes_passwords_with_rfc_9106_parameters_unless_told_otherwise(tmp_path):
+    # The `hub` fixture hashes with the cheapest parameters (CI time); a real hub does not.
+    app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    admin = bootstrap_admin(app.state.engine)
+    with TestClient(app) as http:
+        created = http.post(
+            "/api/v1/users",
+            headers={"Authorization": f"Bearer {admin}"},
+            json={"name": "rita", "role": "researcher", "password": PASSWORD},
+        )
+        assert created.status_code == 201, created.text
+        login = http.post("/api/v1/login", json={"name": "rita", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+    with app.state.engine.connect() as conn:
+        stored = conn.execute(
+            select(users.c.password_hash).where(users.c.name == "rita")
+        ).scalar_one()
+    app.state.engine.dispose()
+    assert extract_parameters(stored) == profiles.RFC_9106_LOW_MEMORY
 
 
 def _login(hub, name: str, password: str):

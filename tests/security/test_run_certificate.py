@@ -1,8 +1,10 @@
 """Issue 19 item 16: a completed run ends with a certificate signed by the hub and countersigned
-by each site, that `flip verify CERT` checks offline; tampering any field fails, naming it."""
+by each site, that `flip verify CERT` checks offline; tampering any field fails, naming it.
+
+A deployment run over real processes ending with such a certificate is checked in
+tests/e2e/test_hub_deployment.py, on the run that survives a hub crash there."""
 
 import json
-import subprocess
 
 import pytest
 
@@ -20,25 +22,10 @@ from flip.site import anchor
 from flip.site.agent import SiteAgent
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
-from tests.conftest import build_site
-from tests.e2e.processes import FLIP, cli, federation, wait_for
+from tests.e2e.processes import cli
+from tests.security.certify import trusted_keys, verify
 
 SITES = ("alpha", "beta")
-
-
-def _verify(path, *args) -> subprocess.CompletedProcess:
-    command = [*FLIP, "verify", str(path), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
-
-def _keys(tmp_path, hub_key_file, site_keys: dict) -> list[str]:
-    """Trusted key files (PEM) for `flip verify`: the hub's and each site's public key."""
-    (tmp_path / "hub.pub").write_text(public_pem(load_or_create_key(hub_key_file)))
-    args = ["--hub-key", str(tmp_path / "hub.pub")]
-    for name, key_file in site_keys.items():
-        (tmp_path / f"{name}.pub").write_text(public_pem(load_or_create_key(key_file)))
-        args += ["--site-key", f"{name}={tmp_path / f'{name}.pub'}"]
-    return args
 
 
 @pytest.fixture
@@ -97,10 +84,10 @@ def test_sites_countersign_and_the_certificate_verifies_offline(certified, tmp_p
     path = tmp_path / "cert.json"
     path.write_text(json.dumps(document))
     site_keys = {name: anchor.key_path(agent.site) for name, agent in agents.items()}
-    trusted = _keys(tmp_path, tmp_path / "hub.key", site_keys)
+    trusted = trusted_keys(tmp_path, tmp_path / "hub.key", site_keys)
     pinned = cli("hub", "public-key", "--signing-key", str(tmp_path / "hub.key")).stdout
     assert pinned == (tmp_path / "hub.pub").read_text() == document["fields"]["hub_key"]
-    done = _verify(path, *trusted)
+    done = verify(path, *trusted)
     assert done.returncode == 0, done.stderr
     assert "countersigned by alpha, beta" in done.stdout
 
@@ -117,7 +104,7 @@ def test_sites_countersign_and_the_certificate_verifies_offline(certified, tmp_p
     for name, value in tampered.items():
         changed = {**document, "fields": {**fields, name: value}}
         path.write_text(json.dumps(changed))
-        failed = _verify(path, *trusted)
+        failed = verify(path, *trusted)
         assert failed.returncode == 1, name
         assert f"field {name!r} does not match its signed digest" in failed.stderr
 
@@ -126,7 +113,7 @@ def test_sites_countersign_and_the_certificate_verifies_offline(certified, tmp_p
         "signatures": {**document["signatures"], "hub": document["signatures"]["sites"]["alpha"]},
     }
     path.write_text(json.dumps(forged))
-    assert "the hub's signature does not verify" in _verify(path, *trusted).stderr
+    assert "the hub's signature does not verify" in verify(path, *trusted).stderr
 
 
 def test_a_certificate_re_signed_with_another_key_fails_against_the_trusted_keys(
@@ -150,7 +137,7 @@ def test_a_certificate_re_signed_with_another_key_fails_against_the_trusted_keys
     path = tmp_path / "cert.json"
     path.write_text(json.dumps(forged))
     site_keys = {name: anchor.key_path(agent.site) for name, agent in agents.items()}
-    failed = _verify(path, *_keys(tmp_path, tmp_path / "hub.key", site_keys))
+    failed = verify(path, *trusted_keys(tmp_path, tmp_path / "hub.key", site_keys))
     assert failed.returncode == 1
     assert "field 'hub_key' is not the trusted hub key" in failed.stderr
     assert "site alpha's countersignature does not verify" in failed.stderr
@@ -202,52 +189,6 @@ def test_a_site_countersigns_by_the_runs_own_evaluation(certified):
     assert f"records no evaluation of the task in run {second}" in refused[-1]["detail"]
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_a_deployment_run_over_real_processes_ends_with_a_verifiable_certificate(tmp_path):
-    configs = {
-        name: build_site(tmp_path, name, "csv", 150, seed=20 + i) for i, name in enumerate(SITES)
-    }
-    with federation(tmp_path, configs) as running:
-        researcher = running.researcher
-        project = researcher.create_project("certified")
-        researcher.invite(project, list(configs))
-        spec = mace_task()
-        digest = task_hash(spec)
-        researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
-        for config in configs.values():
-            cli("site", "approve", str(project), digest, "--site-config", str(config))
-        run = researcher.create_run(project, digest, 2, runtime="deployment")
-        wait_for(lambda: len(researcher.run(run)["sites"]) == len(configs), "the sites to join")
-        researcher.set_run_status(run, "running")
-        final = wait_for(
-            lambda: researcher.run(run) if researcher.run(run)["status"] != "running" else None,
-            "the run to end",
-            timeout=900,
-        )
-        assert final["status"] == "completed", final
-
-        def countersigned():
-            found = researcher.certificate(run)
-            return found if len(found["signatures"]["sites"]) == len(configs) else None
-
-        document = wait_for(countersigned, "both sites to countersign", timeout=120)
-    per_site = final["results"]["per_site"]
-    for name in SITES:
-        mine = document["fields"][f"site:{name}"]
-        assert mine["data_sha256"] == per_site[name]["data_sha256"]
-        assert mine["n_train"] == per_site[name]["n_train"] > 0
-    assert document["fields"]["model_sha256"] == final["results"]["model_sha256"]
-    path = tmp_path / "cert.json"
-    path.write_text(json.dumps(document))
-    site_keys = {n: anchor.key_path(SiteConfig.load(c)) for n, c in configs.items()}
-    done = _verify(path, *_keys(tmp_path, tmp_path / "hub-signing.key", site_keys))
-    assert done.returncode == 0, done.stderr
-    path.write_text(json.dumps({**document, "fields": {**document["fields"], "epsilon": 1.0}}))
-    failed = _verify(path, *_keys(tmp_path, tmp_path / "hub-signing.key", site_keys))
-    assert "field 'epsilon' does not match its signed digest" in failed.stderr
-
-
 def test_a_signed_certificate_without_a_run_or_sites_is_refused_not_a_crash(tmp_path):
     """Signatures over digests prove who signed, not that the record is a run's certificate."""
     key = load_or_create_key(tmp_path / "forger.key")
@@ -259,7 +200,7 @@ def test_a_signed_certificate_without_a_run_or_sites_is_refused_not_a_crash(tmp_
         json.dumps({"fields": fields, "digests": digests, "signatures": {"hub": signature}})
     )
 
-    result = _verify(path)
+    result = verify(path)
 
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "field 'run' is missing" in result.stderr

@@ -88,7 +88,9 @@ def create_app(
     app.state.throttle = LoginThrottle(
         policy.account_failures, policy.address_failures, policy.failure_window
     )
-    app.state.passwords = PasswordWork(policy.password_workers, policy.password_queue)
+    app.state.passwords = PasswordWork(
+        policy.password_workers, policy.password_queue, policy.password_profile
+    )
     app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     routers = (admin, sessions, activity, projects, agent)

@@ -1,4 +1,5 @@
-"""Password hashing with argon2id (argon2-cffi's recommended parameters)."""
+"""Password hashing with argon2id (argon2-cffi's recommended parameters: RFC 9106's
+low-memory profile; the cheapest profile only where a test hub asks for it)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import HTTPException, status
 
-_hasher = PasswordHasher()
-#: Checked against when the user does not exist, so both failures take as long.
-_DUMMY = _hasher.hash("no user has this password")
+#: argon2id parameter sets by name: "rfc9106-low-memory" (t=3, 64 MiB, p=4) for every hub;
+#: "test-cheapest" (t=1, 8 KiB, p=1) protects nothing and exists so tests that make
+#: hundreds of accounts do not spend minutes hashing.
+Profile = Literal["rfc9106-low-memory", "test-cheapest"]
+PROFILES = {
+    "rfc9106-low-memory": profiles.RFC_9106_LOW_MEMORY,
+    "test-cheapest": profiles.CHEAPEST,
+}
 
 
 #: How much lower (Unix nice) the argon2 threads run than the hub's request threads.
@@ -32,17 +39,24 @@ def _lower_priority() -> None:
         pass
 
 
-def hash_password(password: str) -> str:
-    """The argon2id hash to store (salted; the password itself is never kept)."""
-    return _hasher.hash(password)
+class Passwords:
+    """Hashes and checks passwords with one argon2id parameter set."""
 
+    def __init__(self, profile: Profile = "rfc9106-low-memory") -> None:
+        self._hasher = PasswordHasher.from_parameters(PROFILES[profile])
+        #: Checked against when the user does not exist, so both failures take as long.
+        self._dummy = self._hasher.hash("no user has this password")
 
-def verify_password(stored: str | None, password: str) -> bool:
-    """Whether `password` matches `stored`; a missing hash never matches (in the same time)."""
-    try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    def hash(self, password: str) -> str:
+        """The argon2id hash to store (salted; the password itself is never kept)."""
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str | None, password: str) -> bool:
+        """Whether `password` matches `stored`; a missing hash never matches (in the same time)."""
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 class PasswordWork:
@@ -54,7 +68,10 @@ class PasswordWork:
     takes the cores the hub's other requests leave idle, not the ones they need.
     """
 
-    def __init__(self, workers: int = 2, queue: int = 32) -> None:
+    def __init__(
+        self, workers: int = 2, queue: int = 32, profile: Profile = "rfc9106-low-memory"
+    ) -> None:
+        self._passwords = Passwords(profile)
         self._pool = ThreadPoolExecutor(
             workers, thread_name_prefix="flip-argon2", initializer=_lower_priority
         )
@@ -63,11 +80,11 @@ class PasswordWork:
 
     async def verify(self, stored: str | None, password: str) -> bool:
         """`verify_password` on the argon2 threads."""
-        return await self._run(verify_password, stored, password)
+        return await self._run(self._passwords.verify, stored, password)
 
     async def hash(self, password: str) -> str:
         """`hash_password` on the argon2 threads."""
-        return await self._run(hash_password, password)
+        return await self._run(self._passwords.hash, password)
 
     async def _run(self, function, *args):
         if self._busy >= self._room:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import HTTPException, status
 from pydantic import BaseModel, Field
 
+from flip.hub.passwords import Profile
+
 #: The longest cap on API token lifetimes a hub may be started with (ten years).
 LONGEST_TOKEN_DAYS = 3650
 
@@ -29,6 +31,10 @@ class AccessPolicy(BaseModel):
     )
     password_queue: int = Field(
         32, ge=0, description="Password checks that may wait for a worker; beyond that, 429."
+    )
+    password_profile: Profile = Field(
+        "rfc9106-low-memory",
+        description="argon2id parameters for new hashes; 'test-cheapest' is for test hubs only.",
     )
 
     def token_days(self, asked: int | None) -> int:

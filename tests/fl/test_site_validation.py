@@ -36,10 +36,10 @@ def test_rounds_are_evaluated_on_held_out_training_rows_and_the_final_on_the_tes
     state = new_model(spec).state_dict()
     _, trained = train_round(site, spec, config, state, run=1)
     assert trained["num-examples"] == len(fit.y), "validation rows are not trained on"
-    assert evaluate_round(site, spec, config, state)["num-examples"] == len(validation.y)
+    assert evaluate_round(site, spec, config, state, run=1)["num-examples"] == len(validation.y)
     final = {**config, EVALUATE_SPLIT: "test"}
-    assert evaluate_round(site, spec, final, state)["num-examples"] == len(test.y)
+    assert evaluate_round(site, spec, final, state, run=1)["num-examples"] == len(test.y)
 
     site.policy.min_cell_size = len(validation.y) + 1
     with pytest.raises(NotApproved, match="validation rows, fewer than"):
-        evaluate_round(site, spec, config, state)
+        evaluate_round(site, spec, config, state, run=1)

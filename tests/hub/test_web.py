@@ -136,6 +136,20 @@ def test_an_api_token_in_the_cookie_is_not_a_web_session(web):
     assert browser.http.get("/admin/users").headers["location"].startswith("/signin")
 
 
+def test_an_api_login_session_does_not_open_the_web_app(web):
+    """A user who never enrolled TOTP logs in through the API with the password alone: that
+    session (here of 30 days) is no web session."""
+    made = web.call("POST", "/users", web.admin, json={"name": "apionly", "role": "admin"})
+    web.call("PUT", f"/users/{made.json()['id']}/password", web.admin, json={"password": PASSWORD})
+    login = {"name": "apionly", "password": PASSWORD, "expires_in_hours": 720}
+    session = web.call("POST", "/login", json=login)
+    assert session.status_code == 200, session.text
+    browser = Browser(web.app)
+    browser.http.cookies.set("flip_session", session.json()["token"])
+    assert browser.http.get("/admin/users").headers["location"].startswith("/signin")
+    assert web.call("GET", "/projects/999", session.json()["token"]).status_code == 404
+
+
 def test_cohort_answers_show_suppressed_counts_as_below_the_threshold(web):
     owner = person(web, "quinn")
     site_a, site_b = web.site("qa"), web.site("qb")
@@ -266,6 +280,33 @@ def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, 
     assert first.headers["location"] == "/signin/enrol"
     audit = admin.http.get("/admin/audit?verify=1").text
     assert 'id="verified"' in audit and "The chain holds" in audit and "site.create" in audit
+
+
+def _totp_secret_of(hub: Hub, name: str):
+    with hub.app.state.engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT totp_secret FROM users WHERE name = ?", (name,)
+        ).scalar()
+
+
+@pytest.mark.parametrize("change", ["password", "revoke"])
+def test_an_unfinished_enrolment_ends_when_the_user_changes(web, change):
+    """An enrolment begun before a password reset or a revocation never turns TOTP on."""
+    name = f"pending-{change}"
+    made = web.call("POST", "/users", web.admin, json={"name": name, "role": "researcher"})
+    uid = made.json()["id"]
+    web.call("PUT", f"/users/{uid}/password", web.admin, json={"password": PASSWORD})
+    stale = Browser(web.app)
+    assert stale.post("/signin", {"name": name, "password": PASSWORD}).status_code == 303
+    secret = re.search(r'id="totp-secret">(\w+)<', stale.http.get("/signin/enrol").text)[1]
+    if change == "password":
+        web.call("PUT", f"/users/{uid}/password", web.admin, json={"password": PASSWORD + "!"})
+    else:
+        assert web.call("DELETE", f"/users/{uid}/token", web.admin).status_code == 204
+    assert stale.http.get("/signin/enrol").headers["location"].startswith("/signin")
+    late = stale.post("/signin/enrol", {"code": pyotp.TOTP(secret).now()}, page="/signin")
+    assert late.status_code == 303 and late.headers["location"].startswith("/signin")
+    assert _totp_secret_of(web, name) is None
 
 
 # ---- the role matrix over every web page ---------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import literal, null, select, union_all
+from sqlalchemy import false, literal, null, select, union_all
 
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.transactions import CREDENTIALS, reading
@@ -36,6 +36,8 @@ class Principal:
     role: str
     session: int | None = None
     site_id: int | None = None
+    #: Whether the session was opened by the web app's sign-in (password and TOTP).
+    web: bool = False
 
     @property
     def label(self) -> str:
@@ -56,6 +58,7 @@ def _callers(digest: str):
             sessions.c.expires_at.label("expires"),
             literal("active").label("status"),
             users.c.revoked_at.label("revoked"),
+            sessions.c.web,
         )
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == digest),
@@ -69,6 +72,7 @@ def _callers(digest: str):
             users.c.token_expires_at,
             literal("active"),
             users.c.revoked_at,
+            false(),
         ).where(users.c.token_hash == digest),
         select(
             literal("site"),
@@ -80,6 +84,7 @@ def _callers(digest: str):
             null(),
             sites.c.status,
             null(),
+            false(),
         ).where(sites.c.credential_hash == digest),
     )
 
@@ -113,7 +118,13 @@ async def caller_of(request: Request, token: str) -> Principal:
         if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")
         return Principal(
-            "user", session.id, session.name, session.role, session.session, session.site_id
+            "user",
+            session.id,
+            session.name,
+            session.role,
+            session.session,
+            session.site_id,
+            bool(session.web),
         )
     if (user := found.get("user")) is not None:
         if user.expires is not None and user.expires < now():

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 
 from flip.private_files import private_database
@@ -67,6 +68,8 @@ sessions = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("expires_at", DateTime, nullable=False),
     _created(),
+    #: Opened by the web app's sign-in (password and TOTP): only these open the web app.
+    Column("web", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 sites = Table(

@@ -29,7 +29,8 @@ def _address(request: Request) -> str:
 
 
 async def _stored_hash(request: Request, column, value) -> object:
-    """The user row (id, name, password hash, revoked) found by `column == value`, or None."""
+    """The user row (id, name, password hash, revoked, TOTP on, token hash) found by
+    `column == value`, or None."""
 
     def read():
         with reading(request.app.state.engine) as conn:
@@ -39,6 +40,7 @@ async def _stored_hash(request: Request, column, value) -> object:
                 users.c.password_hash,
                 users.c.revoked_at,
                 users.c.totp_enabled_at,
+                users.c.token_hash,
             )
             return conn.execute(query.where(column == value)).first()
 
@@ -101,8 +103,11 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
     return user
 
 
-async def open_session(request: Request, user_id: int, name: str, hours: int) -> str:
-    """A new session token for the user (they must not be revoked), lasting `hours`."""
+async def open_session(
+    request: Request, user_id: int, name: str, hours: int, web: bool = False
+) -> str:
+    """A new session token for the user (they must not be revoked), lasting `hours`;
+    `web` marks a session the web app's sign-in opened (only those open the web app)."""
 
     def job(conn: Connection) -> str:
         revoked = conn.execute(select(users.c.revoked_at).where(users.c.id == user_id)).scalar()
@@ -112,7 +117,7 @@ async def open_session(request: Request, user_id: int, name: str, hours: int) ->
         expires = now() + timedelta(hours=hours)
         conn.execute(
             insert(sessions).values(
-                user_id=user_id, token_hash=token_hash(token), expires_at=expires
+                user_id=user_id, token_hash=token_hash(token), expires_at=expires, web=web
             )
         )
         audit.append(conn, f"user:{name}", "user.login", f"user:{name}")

@@ -15,8 +15,7 @@ from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import PasswordIn, SiteIn, TokenRequest, UserIn
 from flip.hub.web import reads
-from flip.hub.web.pages import WebAdmin, WebRoute, page, see_other
-from flip.hub.web.projects import _read
+from flip.hub.web.pages import WebAdmin, WebRoute, page, read, see_other
 from flip.hub.web.security import check_csrf
 
 router = APIRouter(prefix="/admin", route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -29,8 +28,8 @@ def _one_time_password() -> str:
 
 
 async def _users_page(request: Request, status_code: int = 200, **shown):
-    found = await _read(request, reads.all_users)
-    site_names = [s["name"] for s in await _read(request, lambda c: reads.all_sites(c, {}))]
+    found = await read(request, reads.all_users)
+    site_names = [s["name"] for s in await read(request, lambda c: reads.all_sites(c, {}))]
     context = {"users": found, "roles": ROLES, "sites": site_names, **shown}
     return page(request, "admin_users.html", status_code, **context)
 
@@ -91,7 +90,7 @@ async def reset_password(
     password = _one_time_password()
     body = PasswordIn(password=password, current_password=admin_password)
     await sessions_api.set_password(user_id=user_id, body=body, request=request, who=who)
-    name = await _read(request, lambda conn: find_user(conn, user_id).name)
+    name = await read(request, lambda conn: find_user(conn, user_id).name)
     return await _users_page(request, reset={"name": name, "password": password})
 
 
@@ -113,7 +112,7 @@ async def reset_mfa(
 @router.get("/sites")
 async def sites_page(request: Request, who: WebAdmin):
     """Every site: state and when its agent last polled this hub; create and disable."""
-    found = await _read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
+    found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
     return page(request, "admin_sites.html", sites=found)
 
 
@@ -121,7 +120,7 @@ async def sites_page(request: Request, who: WebAdmin):
 async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form()]):
     """Register a site; its one-time enrolment token is shown here, once."""
     out = await admin_api.create_site(body=SiteIn(name=name.strip()), who=who, request=request)
-    found = await _read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
+    found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
     return page(request, "admin_sites.html", 201, sites=found, created=out)
 
 
@@ -135,8 +134,8 @@ async def disable_site(request: Request, site_id: int, who: WebAdmin) -> Respons
 @router.get("/audit")
 async def audit_log(request: Request, who: WebAdmin, before: int | None = None, verify: int = 0):
     """The audit log, newest first, 50 a page; with `verify`, the chain's check."""
-    entries = await _read(request, lambda conn: reads.audit_page(conn, before))
+    entries = await read(request, lambda conn: reads.audit_page(conn, before))
     checked = None
     if verify:
-        checked = await _read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
+        checked = await read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
     return page(request, "admin_audit.html", entries=entries, checked=checked)

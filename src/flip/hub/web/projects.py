@@ -6,7 +6,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
@@ -18,20 +17,18 @@ from flip.hub.web import reads
 from flip.hub.web.chart import metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
-from flip.hub.web.pages import WebReader, WebResearcher, WebRoute, page, see_other, templates
+from flip.hub.web.pages import (
+    WebReader,
+    WebResearcher,
+    WebRoute,
+    page,
+    read,
+    see_other,
+    templates,
+)
 from flip.hub.web.security import check_csrf
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
-
-
-def _read(request: Request, job):
-    """`job(conn)` on a read connection in a worker thread."""
-
-    def run():
-        with reading(request.app.state.engine) as conn:
-            return job(conn)
-
-    return run_in_threadpool(run)
 
 
 @router.get("/")
@@ -43,7 +40,7 @@ def home() -> Response:
 @router.get("/projects")
 async def project_list(request: Request, who: WebReader, q: str = ""):
     """The projects the user sees, searchable by name or description."""
-    found = await _read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
+    found = await read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
     return page(request, "projects.html", projects=found, q=q)
 
 
@@ -80,7 +77,7 @@ async def project_page(request: Request, project_id: int, who: WebReader):
             "active_sites": [s for s in active if s not in project.sites],
         }
 
-    return page(request, "project.html", **await _read(request, job))
+    return page(request, "project.html", **await read(request, job))
 
 
 @router.post("/projects/{project_id}/sites")
@@ -108,7 +105,7 @@ async def add_member(
 @router.get("/projects/{project_id}/cohort")
 async def cohort_builder(request: Request, project_id: int, who: WebResearcher):
     """The cohort builder: criteria over every domain the sites' engine counts, JSON beside."""
-    project = await _read(request, lambda conn: api._visible(conn, project_id, who))
+    project = await read(request, lambda conn: api._visible(conn, project_id, who))
     return page(
         request, "cohort.html", project=project, domains=DOMAINS, rows=ROWS, definition="{}"
     )
@@ -150,14 +147,14 @@ def _query_view(conn, query_id: int, who) -> dict:
 async def query_page(request: Request, query_id: int, who: WebReader):
     """A query's answers: each site's count as released (`<N` when suppressed), the total
     only when nothing was withheld; live while sites answer."""
-    view = await _read(request, lambda conn: _query_view(conn, query_id, who))
+    view = await read(request, lambda conn: _query_view(conn, query_id, who))
     return page(request, "query.html", **view)
 
 
 @router.get("/queries/{query_id}/events")
 async def query_events(request: Request, query_id: int, who: WebReader):
     """The answers table, sent again each time a site answers, until every site has."""
-    await _read(request, lambda conn: _query_view(conn, query_id, who))
+    await read(request, lambda conn: _query_view(conn, query_id, who))
 
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
@@ -199,14 +196,14 @@ def _run_view(conn, run_id: int, who) -> dict:
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: int, who: WebReader):
     """A run: per-round chart, each site's status and shared log, results and downloads."""
-    view = await _read(request, lambda conn: _run_view(conn, run_id, who))
+    view = await read(request, lambda conn: _run_view(conn, run_id, who))
     return page(request, "run.html", **view)
 
 
 @router.get("/runs/{run_id}/events")
 async def run_events(request: Request, run_id: int, who: WebReader):
     """The run's live part (chart, sites), sent again on each change until it ends."""
-    await _read(request, lambda conn: _run_view(conn, run_id, who))
+    await read(request, lambda conn: _run_view(conn, run_id, who))
 
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
@@ -235,7 +232,7 @@ async def run_status(
 @router.get("/runs/{run_id}/results.json")
 async def run_results(request: Request, run_id: int, who: WebReader) -> Response:
     """Download the run's state, round metrics and results as JSON."""
-    view = await _read(request, lambda conn: _run_view(conn, run_id, who))
+    view = await read(request, lambda conn: _run_view(conn, run_id, who))
     body = orjson.dumps(view["run"].model_dump(), option=orjson.OPT_INDENT_2)
     disposition = f'attachment; filename="flip-run-{run_id}.json"'
     headers = {"Content-Disposition": disposition}

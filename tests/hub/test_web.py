@@ -2,6 +2,8 @@
 matrix over every page (the API's rules, seen through the browser)."""
 
 import re
+import threading
+import time
 
 import pyotp
 import pytest
@@ -307,6 +309,27 @@ def test_an_unfinished_enrolment_ends_when_the_user_changes(web, change):
     late = stale.post("/signin/enrol", {"code": pyotp.TOTP(secret).now()}, page="/signin")
     assert late.status_code == 303 and late.headers["location"].startswith("/signin")
     assert _totp_secret_of(web, name) is None
+
+
+def test_a_live_stream_ends_when_the_user_is_revoked(web, monkeypatch):
+    monkeypatch.setattr(live, "POLL", 0.1)
+    monkeypatch.setattr(live, "LIFETIME", 20.0)
+    owner = person(web, "streamer")
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'streamer'").scalar()
+    web.site("st-a")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "stream"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": ["st-a"]})
+    query = {"name": "never answered", "definition": {}}
+    qid = web.call("POST", f"/projects/{pid}/queries", owner.token, json=query).json()["id"]
+    revoke = threading.Timer(1.0, web.call, ("DELETE", f"/users/{uid}/token", web.admin))
+    revoke.start()
+    started = time.monotonic()
+    with owner.http.stream("GET", f"/queries/{qid}/events") as events:
+        body = "".join(events.iter_text())
+    revoke.join()
+    assert "event: update" in body and "event: done" in body
+    assert time.monotonic() - started < 10, "the stream stopped soon after the revocation"
 
 
 # ---- the role matrix over every web page ---------------------------------------------

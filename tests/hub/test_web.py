@@ -332,6 +332,60 @@ def test_a_live_stream_ends_when_the_user_is_revoked(web, monkeypatch):
     assert time.monotonic() - started < 10, "the stream stopped soon after the revocation"
 
 
+def test_bad_input_is_a_4xx_page_with_the_security_headers_never_a_500(web):
+    owner = person(web, "mallory")
+    pid = owner.post("/projects", {"name": "bad input"}, page="/projects").headers["location"]
+    big = "99999999999999999999999"
+    cohort = f"{pid}/queries"
+    answers = {
+        "code of other digits": owner.post(
+            "/signin", {"name": "mallory", "password": PASSWORD, "code": "²" * 6}
+        ),
+        "csrf not ASCII": owner.http.post(
+            "/signin", data={"csrf": "é", "name": "x", "password": "y"}
+        ),
+        "concept ²": owner.post(
+            cohort,
+            {"include-0-concepts": "²", "include-0-table": "note"},
+            page="/projects",
+        ),
+        "concept of 5000 digits": owner.post(
+            cohort,
+            {"include-0-concepts": "9" * 5000, "include-0-table": "note"},
+            page="/projects",
+        ),
+        "age of 5000 digits": owner.post(cohort, {"age_min": "9" * 5000}, page="/projects"),
+        "NUL in a form": owner.post("/projects", {"name": "a\x00b"}, page="/projects"),
+        "NUL in a search": owner.http.get("/projects?q=a%00b"),
+        "big project id": owner.http.get(f"/projects/{big}"),
+        "big query id": owner.http.get(f"/queries/{big}"),
+        "big run id": owner.http.get(f"/runs/{big}/events"),
+        "big cohort id": owner.http.get(f"/projects/{big}/cohort"),
+        "big id in a form": owner.post(f"/projects/{big}/sites", {"site": "x"}, page="/projects"),
+    }
+    for what, answer in answers.items():
+        assert 400 <= answer.status_code < 500, (what, answer.status_code, answer.text[:200])
+        assert "content-security-policy" in answer.headers, what
+    api = web.call(
+        "POST", "/login", json={"name": "mallory", "password": PASSWORD, "code": "\u0661" * 6}
+    )
+    assert api.status_code == 401
+
+
+def test_an_unexpected_error_still_carries_the_security_headers(web):
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    web.app.add_api_route("/boom-for-test", boom)
+    answer = Browser(web.app).http.get("/boom-for-test")
+    assert answer.status_code == 500 and "content-security-policy" in answer.headers
+
+
+def test_the_audit_page_refuses_a_cursor_beyond_any_id(web, admin):
+    answer = admin.http.get("/admin/audit?before=99999999999999999999999")
+    assert answer.status_code == 422 and "before" in answer.text
+
+
 # ---- the role matrix over every web page ---------------------------------------------
 
 ROLES = ("admin", "owner", "member", "researcher", "viewer", "stranger", "anonymous")

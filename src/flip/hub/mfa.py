@@ -54,7 +54,7 @@ def new_recovery_codes(n: int = RECOVERY_CODES) -> tuple[list[str], str]:
 def totp_step(secret: str, code: str) -> int | None:
     """The time step at which `code` is valid for `secret` (now, or one step either side)."""
     code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
+    if not (code.isascii() and code.isdigit()) or len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
     current = int(time.time()) // totp.interval

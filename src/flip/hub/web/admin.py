@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import Response
 
 from flip.hub import mfa
@@ -13,7 +13,7 @@ from flip.hub.access import find_user
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
-from flip.hub.schemas import PasswordIn, SiteIn, TokenRequest, UserIn
+from flip.hub.schemas import MAX_INT, PasswordIn, PathId, SiteIn, TokenRequest, UserIn
 from flip.hub.web import reads
 from flip.hub.web.pages import WebAdmin, WebRoute, page, read, see_other
 from flip.hub.web.security import check_csrf
@@ -63,7 +63,7 @@ async def invite_user(
 
 
 @router.post("/users/{user_id}/disable")
-async def disable_user(request: Request, user_id: int, who: WebAdmin) -> Response:
+async def disable_user(request: Request, user_id: PathId, who: WebAdmin) -> Response:
     """Revoke every credential of the user (the API's revoke)."""
     if user_id == who.id:
         raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot disable themself")
@@ -73,7 +73,7 @@ async def disable_user(request: Request, user_id: int, who: WebAdmin) -> Respons
 
 @router.post("/users/{user_id}/restore")
 async def restore_user(
-    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+    request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ) -> Response:
     """Give a disabled user access again (the API's restore; their new API token is not shown:
     they make one on their account page)."""
@@ -84,7 +84,7 @@ async def restore_user(
 
 @router.post("/users/{user_id}/password")
 async def reset_password(
-    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+    request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ):
     """Set a new one-time password for the user (shown once); their sessions end."""
     password = _one_time_password()
@@ -96,7 +96,7 @@ async def reset_password(
 
 @router.post("/users/{user_id}/mfa")
 async def reset_mfa(
-    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+    request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ) -> Response:
     """Turn the user's TOTP off: they enrol a new device at their next sign-in."""
     await confirm_password(request, who, admin_password, "admin_password")
@@ -125,14 +125,19 @@ async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form
 
 
 @router.post("/sites/{site_id}/disable")
-async def disable_site(request: Request, site_id: int, who: WebAdmin) -> Response:
+async def disable_site(request: Request, site_id: PathId, who: WebAdmin) -> Response:
     """Disable a site: its credential stops working."""
     await admin_api.disable_site(site_id=site_id, who=who, request=request)
     return see_other("/admin/sites")
 
 
 @router.get("/audit")
-async def audit_log(request: Request, who: WebAdmin, before: int | None = None, verify: int = 0):
+async def audit_log(
+    request: Request,
+    who: WebAdmin,
+    before: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    verify: Annotated[int, Query(ge=0, le=1)] = 0,
+):
     """The audit log, newest first, 50 a page; with `verify`, the chain's check."""
     entries = await read(request, lambda conn: reads.audit_page(conn, before))
     checked = None

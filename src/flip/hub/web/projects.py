@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from flip.hub.db import queries, sites
 from flip.hub.routes import projects as api
-from flip.hub.schemas import InviteIn, MembersIn, ProjectIn, QueryIn, RunIn, RunStatusIn
+from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
 from flip.hub.web import reads
 from flip.hub.web.chart import metric_names, rounds_svg
@@ -58,7 +58,7 @@ async def project_create(
 
 
 @router.get("/projects/{project_id}")
-async def project_page(request: Request, project_id: int, who: WebReader):
+async def project_page(request: Request, project_id: PathId, who: WebReader):
     """A project: members, invited sites and their state, tasks with each site's decision,
     queries and runs."""
     seen = request.app.state.seen
@@ -82,7 +82,7 @@ async def project_page(request: Request, project_id: int, who: WebReader):
 
 @router.post("/projects/{project_id}/sites")
 async def invite(
-    request: Request, project_id: int, who: WebResearcher, site: Annotated[str, Form()]
+    request: Request, project_id: PathId, who: WebResearcher, site: Annotated[str, Form()]
 ) -> Response:
     """Invite a site (the API's rule: any member who may write)."""
     await api.invite_sites(
@@ -93,7 +93,7 @@ async def invite(
 
 @router.post("/projects/{project_id}/members")
 async def add_member(
-    request: Request, project_id: int, who: WebResearcher, user: Annotated[str, Form()]
+    request: Request, project_id: PathId, who: WebResearcher, user: Annotated[str, Form()]
 ) -> Response:
     """Add a researcher or viewer (the API's rule: the owner or an admin)."""
     await api.add_members(
@@ -103,7 +103,7 @@ async def add_member(
 
 
 @router.get("/projects/{project_id}/cohort")
-async def cohort_builder(request: Request, project_id: int, who: WebResearcher):
+async def cohort_builder(request: Request, project_id: PathId, who: WebResearcher):
     """The cohort builder: criteria over every domain the sites' engine counts, JSON beside."""
     project = await read(request, lambda conn: api._visible(conn, project_id, who))
     return page(
@@ -112,7 +112,7 @@ async def cohort_builder(request: Request, project_id: int, who: WebResearcher):
 
 
 @router.post("/projects/{project_id}/queries")
-async def ask(request: Request, project_id: int, who: WebResearcher) -> Response:
+async def ask(request: Request, project_id: PathId, who: WebResearcher) -> Response:
     """Send the cohort (from the form, or the JSON box when it was edited) to every site."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
@@ -144,7 +144,7 @@ def _query_view(conn, query_id: int, who) -> dict:
 
 
 @router.get("/queries/{query_id}")
-async def query_page(request: Request, query_id: int, who: WebReader):
+async def query_page(request: Request, query_id: PathId, who: WebReader):
     """A query's answers: each site's count as released (`<N` when suppressed), the total
     only when nothing was withheld; live while sites answer."""
     view = await read(request, lambda conn: _query_view(conn, query_id, who))
@@ -152,7 +152,7 @@ async def query_page(request: Request, query_id: int, who: WebReader):
 
 
 @router.get("/queries/{query_id}/events")
-async def query_events(request: Request, query_id: int, who: WebReader):
+async def query_events(request: Request, query_id: PathId, who: WebReader):
     """The answers table, sent again each time a site answers, until every site has."""
     await read(request, lambda conn: _query_view(conn, query_id, who))
 
@@ -168,7 +168,7 @@ async def query_events(request: Request, query_id: int, who: WebReader):
 @router.post("/projects/{project_id}/runs")
 async def run_start(
     request: Request,
-    project_id: int,
+    project_id: PathId,
     who: WebResearcher,
     task_hash: Annotated[str, Form()],
     rounds: Annotated[int, Form()],
@@ -194,14 +194,14 @@ def _run_view(conn, run_id: int, who) -> dict:
 
 
 @router.get("/runs/{run_id}")
-async def run_page(request: Request, run_id: int, who: WebReader):
+async def run_page(request: Request, run_id: PathId, who: WebReader):
     """A run: per-round chart, each site's status and shared log, results and downloads."""
     view = await read(request, lambda conn: _run_view(conn, run_id, who))
     return page(request, "run.html", **view)
 
 
 @router.get("/runs/{run_id}/events")
-async def run_events(request: Request, run_id: int, who: WebReader):
+async def run_events(request: Request, run_id: PathId, who: WebReader):
     """The run's live part (chart, sites), sent again on each change until it ends."""
     await read(request, lambda conn: _run_view(conn, run_id, who))
 
@@ -216,7 +216,7 @@ async def run_events(request: Request, run_id: int, who: WebReader):
 
 @router.post("/runs/{run_id}/status")
 async def run_status(
-    request: Request, run_id: int, who: WebResearcher, status_to: Annotated[str, Form()]
+    request: Request, run_id: PathId, who: WebResearcher, status_to: Annotated[str, Form()]
 ) -> Response:
     """Begin training (running) or stop (cancelled), by the API's state machine."""
     if status_to not in ("running", "cancelled"):
@@ -230,7 +230,7 @@ async def run_status(
 
 
 @router.get("/runs/{run_id}/results.json")
-async def run_results(request: Request, run_id: int, who: WebReader) -> Response:
+async def run_results(request: Request, run_id: PathId, who: WebReader) -> Response:
     """Download the run's state, round metrics and results as JSON."""
     view = await read(request, lambda conn: _run_view(conn, run_id, who))
     body = orjson.dumps(view["run"].model_dump(), option=orjson.OPT_INDENT_2)
@@ -240,7 +240,7 @@ async def run_results(request: Request, run_id: int, who: WebReader) -> Response
 
 
 @router.get("/runs/{run_id}/certificate.json")
-async def run_certificate(request: Request, run_id: int, who: WebReader) -> Response:
+async def run_certificate(request: Request, run_id: PathId, who: WebReader) -> Response:
     """Download the run's signed certificate (for `flip verify`)."""
     found = await api.get_certificate(run_id=run_id, who=who, request=request)
     disposition = f'attachment; filename="flip-run-{run_id}-certificate.json"'

@@ -5,7 +5,10 @@ from __future__ import annotations
 import secrets
 
 from fastapi import HTTPException, Request, Response, status
+from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flip.bounds import json_problems
 
 SESSION_COOKIE = "flip_session"
 CSRF_COOKIE = "flip_csrf"
@@ -48,6 +51,14 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+def server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected error's answer: a plain 500 that still carries the security headers."""
+    headers = {k.decode(): v.decode() for k, v in HEADERS.items()}
+    return PlainTextResponse(
+        "Internal Server Error", status.HTTP_500_INTERNAL_SERVER_ERROR, headers
+    )
+
+
 def secure(request: Request) -> bool:
     """Whether the browser reached the hub over TLS (cookies then carry Secure)."""
     return request.url.scheme == "https"
@@ -81,15 +92,34 @@ def keep_csrf(request: Request, response: Response) -> None:
         set_cookie(request, response, CSRF_COOKIE, new, hours=24 * 30)
 
 
+def _same(sent: object, kept: str | None) -> bool:
+    return (
+        isinstance(sent, str)
+        and bool(kept)
+        and secrets.compare_digest(sent.encode(), (kept or "").encode())
+    )
+
+
+def refuse_unstorable(fields: dict[str, str]) -> None:
+    """422 naming the field if a form or query field holds what the hub cannot store or send
+    back (NUL, lone surrogates): the guard JSON bodies pass, for forms."""
+    if problems := json_problems(fields):
+        where, why = problems[0]
+        name = ".".join(str(p) for p in where) or "form"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {why}")
+
+
 async def check_csrf(request: Request) -> None:
-    """A state-changing form must carry the token its browser's cookie holds: else 403."""
+    """A state-changing form must carry the token its browser's cookie holds: else 403;
+    a field no store can keep: 422."""
+    refuse_unstorable(dict(request.query_params))
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     form = await request.form()
     sent = form.get(CSRF_FIELD)
-    kept = request.cookies.get(CSRF_COOKIE)
-    if not isinstance(sent, str) or not kept or not secrets.compare_digest(sent, kept):
+    if not _same(sent, request.cookies.get(CSRF_COOKIE)):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "the form's security token is missing or stale: reload the page and try again",
         )
+    refuse_unstorable({k: v for k, v in form.items() if isinstance(v, str)})

@@ -386,6 +386,38 @@ def test_the_audit_page_refuses_a_cursor_beyond_any_id(web, admin):
     assert answer.status_code == 422 and "before" in answer.text
 
 
+def _reads_of(hub: Hub, actor: str) -> list[tuple[str, str]]:
+    with hub.app.state.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT action, target FROM audit WHERE actor = ? AND action LIKE '%.read'"
+            " ORDER BY seq",
+            (actor,),
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_web_reads_of_queries_and_runs_are_audited_like_the_apis(web, monkeypatch):
+    monkeypatch.setattr(live, "LIFETIME", 0.2)
+    reader = person(web, "auditee")
+    pid = web.call("POST", "/projects", reader.token, json={"name": "audited"}).json()["id"]
+    query = {"name": "q", "definition": {}}
+    qid = web.call("POST", f"/projects/{pid}/queries", reader.token, json=query).json()["id"]
+    task = {"hash": "ef" * 32, "kind": "k", "spec": {}}
+    web.call("POST", f"/projects/{pid}/tasks", reader.token, json=task)
+    body = {"task_hash": "ef" * 32, "rounds": 1}
+    rid = web.call("POST", f"/projects/{pid}/runs", reader.token, json=body).json()["id"]
+    for url in (
+        f"/queries/{qid}",
+        f"/queries/{qid}/events",
+        f"/runs/{rid}",
+        f"/runs/{rid}/events",
+        f"/runs/{rid}/results.json",
+    ):
+        assert reader.http.get(url).status_code == 200, url
+    query_read, run_read = ("query.read", f"query:{qid}"), ("run.read", f"run:{rid}")
+    assert _reads_of(web, "user:auditee") == [query_read] * 2 + [run_read] * 3
+
+
 # ---- the role matrix over every web page ---------------------------------------------
 
 ROLES = ("admin", "owner", "member", "researcher", "viewer", "stranger", "anonymous")

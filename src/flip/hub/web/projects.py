@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Re
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from flip.hub import audit
 from flip.hub.db import queries, sites
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
@@ -130,6 +131,17 @@ async def ask(request: Request, project_id: PathId, who: WebResearcher) -> Respo
     return see_other(f"/queries/{out.id}")
 
 
+def _audited(request: Request, job, who, action: str, target: str):
+    """`job(conn)` and an audit entry of the read (as the API makes), in one write."""
+
+    def run(conn):
+        out = job(conn)
+        audit.append(conn, who.label, action, target)
+        return out
+
+    return request.app.state.writer.run(run, wake=False)
+
+
 def _query_view(conn, query_id: int, who) -> dict:
     project_id = conn.execute(select(queries.c.project_id).where(queries.c.id == query_id)).scalar()
     project = api._visible(conn, project_id or 0, who, f"no query {query_id}")
@@ -147,14 +159,26 @@ def _query_view(conn, query_id: int, who) -> dict:
 async def query_page(request: Request, query_id: PathId, who: WebReader):
     """A query's answers: each site's count as released (`<N` when suppressed), the total
     only when nothing was withheld; live while sites answer."""
-    view = await read(request, lambda conn: _query_view(conn, query_id, who))
+    view = await _audited(
+        request,
+        lambda conn: _query_view(conn, query_id, who),
+        who,
+        "query.read",
+        f"query:{query_id}",
+    )
     return page(request, "query.html", **view)
 
 
 @router.get("/queries/{query_id}/events")
 async def query_events(request: Request, query_id: PathId, who: WebReader):
     """The answers table, sent again each time a site answers, until every site has."""
-    await read(request, lambda conn: _query_view(conn, query_id, who))
+    await _audited(
+        request,
+        lambda conn: _query_view(conn, query_id, who),
+        who,
+        "query.read",
+        f"query:{query_id}",
+    )
 
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
@@ -196,14 +220,18 @@ def _run_view(conn, run_id: int, who) -> dict:
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: PathId, who: WebReader):
     """A run: per-round chart, each site's status and shared log, results and downloads."""
-    view = await read(request, lambda conn: _run_view(conn, run_id, who))
+    view = await _audited(
+        request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
+    )
     return page(request, "run.html", **view)
 
 
 @router.get("/runs/{run_id}/events")
 async def run_events(request: Request, run_id: PathId, who: WebReader):
     """The run's live part (chart, sites), sent again on each change until it ends."""
-    await read(request, lambda conn: _run_view(conn, run_id, who))
+    await _audited(
+        request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
+    )
 
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
@@ -232,7 +260,9 @@ async def run_status(
 @router.get("/runs/{run_id}/results.json")
 async def run_results(request: Request, run_id: PathId, who: WebReader) -> Response:
     """Download the run's state, round metrics and results as JSON."""
-    view = await read(request, lambda conn: _run_view(conn, run_id, who))
+    view = await _audited(
+        request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
+    )
     body = orjson.dumps(view["run"].model_dump(), option=orjson.OPT_INDENT_2)
     disposition = f'attachment; filename="flip-run-{run_id}.json"'
     headers = {"Content-Disposition": disposition}

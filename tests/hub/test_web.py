@@ -65,6 +65,8 @@ def test_sign_in_needs_totp_once_enrolled_and_a_code_works_once(web):
 
     api = web.call("POST", "/login", json={"name": "rita", "password": PASSWORD})
     assert api.status_code == 401 and "code" in api.json()["detail"]
+    wrong = web.call("POST", "/login", json={"name": "rita", "password": "not the password"})
+    assert wrong.json() == api.json(), "a right password with no code is not told apart"
 
 
 def test_a_recovery_code_signs_in_once(web):

@@ -24,6 +24,12 @@ router = APIRouter(tags=["sessions"])
 THROTTLED = {429: {"description": "Too many wrong passwords: wait the Retry-After seconds."}}
 
 
+#: A refused login says the same whichever part was wrong (a right password is not told).
+WRONG_LOGIN = (
+    "wrong user name, password or one-time code (`code`, needed once the user enrolled TOTP)"
+)
+
+
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -87,14 +93,11 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
     stamp = throttle.attempt(name, address)
     user = await _stored_hash(request, users.c.name, name)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
     if user.totp_enabled_at is not None and not await request.app.state.writer.run(
         lambda conn: mfa.accept(conn, user.id, code), wake=False
     ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "wrong or missing one-time code (`code`): this user signs in with TOTP",
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
     throttle.succeeded(name, address, stamp)
     if user.revoked_at is not None:
         raise HTTPException(

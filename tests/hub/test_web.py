@@ -420,6 +420,22 @@ def test_web_reads_of_queries_and_runs_are_audited_like_the_apis(web, monkeypatc
     assert _reads_of(web, "user:auditee") == [query_read] * 2 + [run_read] * 3
 
 
+def test_pages_are_never_cached_but_static_files_may_be(web, admin):
+    for url in ("/signin", "/account", "/admin/users", "/projects"):
+        assert admin.http.get(url).headers["cache-control"] == "no-store", url
+    assert "no-store" not in admin.http.get("/static/flip.js").headers.get("cache-control", "")
+
+
+def test_resetting_a_users_authenticator_ends_their_sessions(web, admin):
+    victim = person(web, "lost-phone")
+    assert victim.http.get("/account").status_code == 200
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'lost-phone'").scalar()
+    reset = admin.post(f"/admin/users/{uid}/mfa", {"admin_password": PASSWORD}, "/admin/users")
+    assert reset.status_code == 303, reset.text
+    assert victim.http.get("/account").headers["location"].startswith("/signin")
+
+
 # ---- the role matrix over every web page ---------------------------------------------
 
 ROLES = ("admin", "owner", "member", "researcher", "viewer", "stranger", "anonymous")

@@ -15,10 +15,10 @@ import orjson
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from flip.hub import audit
-from flip.hub.db import now, users
+from flip.hub.db import now, sessions, users
 
 ISSUER = "FLIP hub"
 RECOVERY_CODES = 10
@@ -113,12 +113,14 @@ def enable(
 
 
 def reset(conn: Connection, user_id: int, actor: str) -> None:
-    """Turn TOTP off for the user: they enrol again at their next web sign-in."""
+    """Turn TOTP off for the user and end their sessions: they enrol again at their next
+    web sign-in."""
     conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(totp_secret=None, totp_enabled_at=None, totp_last_step=None, recovery_codes=None)
     )
+    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
     audit.append(conn, actor, "user.mfa.reset", f"user:{user_id}")
 
 

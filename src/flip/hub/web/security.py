@@ -28,13 +28,22 @@ HEADERS = {
 }
 
 
+#: Pages may show secrets (a TOTP key, recovery codes, a new token, a one-time password):
+#: no browser or proxy keeps any page but the static files.
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class SecurityHeaders:
     """Adds the CSP and the other security headers to every response of paths it covers
-    (everything but the API, whose JSON clients need none of them)."""
+    (everything but the API, whose JSON clients need none of them), and `no-store` to
+    every one but the static files'."""
 
-    def __init__(self, app: ASGIApp, skip: tuple[str, ...] = ("/api/",)) -> None:
+    def __init__(
+        self, app: ASGIApp, skip: tuple[str, ...] = ("/api/",), cached: str = "/static/"
+    ) -> None:
         self.app = app
         self.skip = skip
+        self.cached = cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.skip):
@@ -45,6 +54,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 have = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in HEADERS.items() if k not in have]
+                if not scope["path"].startswith(self.cached) and NO_STORE[0] not in have:
+                    extra.append(NO_STORE)
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 

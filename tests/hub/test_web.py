@@ -436,6 +436,28 @@ def test_resetting_a_users_authenticator_ends_their_sessions(web, admin):
     assert victim.http.get("/account").headers["location"].startswith("/signin")
 
 
+def test_a_one_time_password_must_be_replaced_at_the_first_sign_in(web, admin):
+    invited = admin.post(
+        "/admin/users",
+        {"name": "once", "role": "researcher", "admin_password": PASSWORD},
+        page="/admin/users",
+    )
+    one_time = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    api = web.call("POST", "/login", json={"name": "once", "password": one_time})
+    assert api.status_code == 403 and "one-time password" in api.json()["detail"]
+    newcomer = Browser(web.app)
+    newcomer.sign_in("once", one_time)
+    kept_out = newcomer.http.get("/projects")
+    assert kept_out.status_code == 303 and kept_out.headers["location"] == "/account?done=one-time"
+    assert "one-time password" in newcomer.http.get("/account?done=one-time").text
+    changed = newcomer.post(
+        "/account/password", {"current_password": one_time, "password": PASSWORD}, "/account"
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == "/signin"
+    newcomer.sign_in("once", PASSWORD)
+    assert newcomer.http.get("/projects").status_code == 200
+
+
 # ---- the role matrix over every web page ---------------------------------------------
 
 ROLES = ("admin", "owner", "member", "researcher", "viewer", "stranger", "anonymous")

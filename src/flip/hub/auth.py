@@ -38,6 +38,8 @@ class Principal:
     site_id: int | None = None
     #: Whether the session was opened by the web app's sign-in (password and TOTP).
     web: bool = False
+    #: Whether the user still has a one-time password (the web asks for a new one first).
+    one_time: bool = False
 
     @property
     def label(self) -> str:
@@ -59,6 +61,7 @@ def _callers(digest: str):
             literal("active").label("status"),
             users.c.revoked_at.label("revoked"),
             sessions.c.web,
+            users.c.password_one_time,
         )
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == digest),
@@ -73,6 +76,7 @@ def _callers(digest: str):
             literal("active"),
             users.c.revoked_at,
             false(),
+            users.c.password_one_time,
         ).where(users.c.token_hash == digest),
         select(
             literal("site"),
@@ -84,6 +88,7 @@ def _callers(digest: str):
             null(),
             sites.c.status,
             null(),
+            false(),
             false(),
         ).where(sites.c.credential_hash == digest),
     )
@@ -125,6 +130,7 @@ async def caller_of(request: Request, token: str) -> Principal:
             session.session,
             session.site_id,
             bool(session.web),
+            bool(session.password_one_time),
         )
     if (user := found.get("user")) is not None:
         if user.expires is not None and user.expires < now():

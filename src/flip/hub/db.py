@@ -57,6 +57,8 @@ users = Table(
     Column("totp_last_step", Integer),
     #: JSON list of the SHA-256 of each unused one-time recovery code.
     Column("recovery_codes", Text),
+    #: The password is one an admin's web page made: the user must choose their own.
+    Column("password_one_time", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 #: Sessions opened by password login: a token (hashed) that expires within hours.

@@ -47,6 +47,7 @@ async def _stored_hash(request: Request, column, value) -> object:
                 users.c.revoked_at,
                 users.c.totp_enabled_at,
                 users.c.token_hash,
+                users.c.password_one_time,
             )
             return conn.execute(query.where(column == value)).first()
 
@@ -134,6 +135,11 @@ async def login(body: LoginIn, request: Request) -> TokenOut:
     """Exchange a user name and password (and, once the user enrolled TOTP on the web, a
     one-time `code`) for a session token (shown once)."""
     user = await checked_login(request, body.name, body.password, body.code)
+    if user.password_one_time:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "this is a one-time password: sign in on the web first and choose your own",
+        )
     token = await open_session(request, user.id, user.name, body.expires_in_hours)
     return TokenOut(id=user.id, name=user.name, token=token)
 
@@ -172,7 +178,11 @@ async def set_password(user_id: PathId, body: PasswordIn, request: Request, who:
     hashed = await request.app.state.passwords.hash(body.password)
 
     def job(conn: Connection) -> None:
-        conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_hash=hashed, password_one_time=False)
+        )
         conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
         audit.append(conn, who.label, "user.password.set", f"user:{row.name}")
 

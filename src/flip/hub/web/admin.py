@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import Response
+from sqlalchemy import update
 
 from flip.hub import mfa
 from flip.hub.access import find_user
+from flip.hub.db import users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
@@ -25,6 +27,16 @@ ROLES = ("researcher", "viewer", "site_admin", "admin")
 
 def _one_time_password() -> str:
     return "-".join(secrets.token_urlsafe(6) for _ in range(3))
+
+
+async def _one_time(request: Request, user_id: int) -> None:
+    """Mark the user's password as one-time: the web asks for their own at sign-in, the API
+    refuses it."""
+    await request.app.state.writer.run(
+        lambda conn: conn.execute(
+            update(users).where(users.c.id == user_id).values(password_one_time=True)
+        )
+    )
 
 
 async def _users_page(request: Request, status_code: int = 200, **shown):
@@ -59,6 +71,7 @@ async def invite_user(
         current_password=admin_password,
     )
     out = await admin_api.create_user(body=body, request=request, who=who)
+    await _one_time(request, out.id)
     return await _users_page(request, 201, invited={"name": out.name, "password": password})
 
 
@@ -90,6 +103,7 @@ async def reset_password(
     password = _one_time_password()
     body = PasswordIn(password=password, current_password=admin_password)
     await sessions_api.set_password(user_id=user_id, body=body, request=request, who=who)
+    await _one_time(request, user_id)
     name = await read(request, lambda conn: find_user(conn, user_id).name)
     return await _users_page(request, reset={"name": name, "password": password})
 

@@ -38,6 +38,10 @@ def _when(value: datetime | str | float | None) -> str:
 templates.env.filters["when"] = _when
 
 
+#: The pages a user who signed in with a one-time password may open: to choose their own.
+ONE_TIME_PAGES = ("/account", "/account/password", "/signout")
+
+
 async def web_principal(request: Request) -> Principal:
     """The user whose web session the cookie names, or 401 (the page then asks to sign in).
 
@@ -50,6 +54,12 @@ async def web_principal(request: Request) -> Principal:
     who = await caller_of(request, token)
     if who.kind != "user" or who.session is None or not who.web:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
+    if who.one_time and request.url.path not in ONE_TIME_PAGES:
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER,
+            "choose your own password first",
+            headers={"Location": "/account?done=one-time"},
+        )
     request.state.who = who
     return who
 

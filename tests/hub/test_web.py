@@ -594,3 +594,14 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(web, admin, mo
                 assert not denied, (method, path, role, code, response.text[:300])
             else:
                 assert denied, (method, path, role, code)
+
+
+def test_the_api_docs_load_everything_from_the_hub(web):
+    browser = Browser(web.app)
+    docs = browser.http.get("/docs")
+    assert docs.status_code == 200 and "unsafe-eval" not in docs.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets)
+    for asset in assets:
+        assert browser.http.get(asset).status_code == 200, asset
+    assert browser.http.get("/openapi.json").json()["info"]["title"] == "FLIP hub"

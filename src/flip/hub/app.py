@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert, select
 
 from flip import __version__
 from flip.hub import audit
+from flip.hub.api_docs import add_docs
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, now, users
 from flip.hub.federation import Federation
@@ -69,6 +70,8 @@ def create_app(
         version=__version__,
         description="Coordinates projects, cohort counts and federated runs; holds no record.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.turns = turns
@@ -100,6 +103,7 @@ def create_app(
         """Liveness: the hub answers."""
         return {"status": "ok"}
 
+    add_docs(app)
     add_web(app)
     return app
 

@@ -119,6 +119,22 @@ def test_secure_cookie_under_tls(web):
     assert "secure" in page.headers["set-cookie"].lower()
 
 
+def test_secure_cookie_when_the_operator_says_a_proxy_ends_tls(web, monkeypatch):
+    forwarded = Browser(web.app).http.get("/signin", headers={"X-Forwarded-Proto": "https"})
+    assert "secure" not in forwarded.headers["set-cookie"].lower()
+    monkeypatch.setattr(web.app.state, "behind_tls", True)
+    page = Browser(web.app).http.get("/signin")
+    assert "secure" in page.headers["set-cookie"].lower()
+
+
+def test_a_researcher_is_not_shown_every_site_to_invite(web, admin):
+    web.site("secret-site")
+    owner = person(web, "nosy")
+    pid = owner.post("/projects", {"name": "nosy"}, page="/projects").headers["location"]
+    assert "secret-site" not in owner.http.get(pid).text
+    assert "secret-site" in admin.http.get(pid).text
+
+
 def test_a_form_without_its_csrf_token_changes_nothing(web):
     olga = person(web, "olga")
     count = select(func.count()).select_from(projects)

@@ -38,6 +38,7 @@ def create_app(
     federation: Federation | None = None,
     signing_key: Path | None = None,
     policy: AccessPolicy | None = None,
+    behind_tls: bool = False,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -47,7 +48,8 @@ def create_app(
     stopped with the app. The hub signs its audit heads and run certificates with the
     Ed25519 key at `signing_key` (made there, 0600, on first use); without one, with a
     key that lives as long as the app. `policy` caps token lifetimes and throttles
-    password guessing.
+    password guessing. `behind_tls`: a proxy in front ends TLS, so the web app's
+    cookies carry Secure.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -74,6 +76,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.engine = engine
+    app.state.behind_tls = behind_tls
     app.state.turns = turns
     app.state.fresh = Fresh(turns)
     app.state.writer = writer

@@ -75,7 +75,10 @@ async def project_page(request: Request, project_id: PathId, who: WebReader):
             "tasks": reads.project_tasks(conn, project_id),
             "queries": reads.project_queries(conn, project_id),
             "runs": reads.project_runs(conn, project_id),
-            "active_sites": [s for s in active if s not in project.sites],
+            # The API lists sites to admins only: others type the name they were given.
+            "active_sites": [s for s in active if s not in project.sites]
+            if who.role == "admin"
+            else [],
         }
 
     return page(request, "project.html", **await read(request, job))

@@ -71,8 +71,9 @@ def server_error(request: Request, exc: Exception) -> Response:
 
 
 def secure(request: Request) -> bool:
-    """Whether the browser reached the hub over TLS (cookies then carry Secure)."""
-    return request.url.scheme == "https"
+    """Whether the browser reaches the hub over TLS (cookies then carry Secure): the hub
+    serves TLS itself, or the operator said a proxy in front ends it (`--behind-tls`)."""
+    return bool(getattr(request.app.state, "behind_tls", False)) or request.url.scheme == "https"
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, hours: int) -> None:

@@ -146,6 +146,12 @@ def test_a_form_without_its_csrf_token_changes_nothing(web):
     assert "security token" in missing.text
     with web.app.state.engine.connect() as conn:
         assert conn.execute(count).scalar() == before
+    other = person(web, "olgas-neighbour")
+    olga.http.cookies.set("flip_csrf", other.http.cookies.get("flip_csrf"))
+    borrowed = olga.http.post("/projects", data={"name": "forged", "csrf": other.csrf("/projects")})
+    assert borrowed.status_code == 403, "a token is bound to the session it was shown in"
+    with web.app.state.engine.connect() as conn:
+        assert conn.execute(count).scalar() == before
     made = olga.post("/projects", {"name": "real"}, page="/projects")
     assert made.status_code == 303 and made.headers["location"].startswith("/projects/")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 from fastapi import HTTPException, Request, Response, status
@@ -89,12 +91,19 @@ def set_cookie(request: Request, response: Response, name: str, value: str, hour
     )
 
 
+def _bound(kept: str, session: str) -> str:
+    """The form token: the browser's CSRF cookie bound to its session (none before sign-in)."""
+    return hmac.new(kept.encode(), session.encode(), hashlib.sha256).hexdigest()
+
+
 def csrf_token(request: Request) -> str:
-    """This browser's CSRF token (its cookie's), or a new one the page response will set."""
-    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
-    if token is None:
-        token = request.state.new_csrf = secrets.token_urlsafe(32)
-    return token
+    """The CSRF token this browser's forms carry: its cookie's (or a new one the page
+    response will set), bound to the session the page is shown in."""
+    kept = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if kept is None:
+        kept = request.state.new_csrf = secrets.token_urlsafe(32)
+    session = getattr(request.state, "session_token", None)
+    return _bound(kept, session or request.cookies.get(SESSION_COOKIE, ""))
 
 
 def keep_csrf(request: Request, response: Response) -> None:
@@ -104,11 +113,11 @@ def keep_csrf(request: Request, response: Response) -> None:
         set_cookie(request, response, CSRF_COOKIE, new, hours=24 * 30)
 
 
-def _same(sent: object, kept: str | None) -> bool:
+def _same(sent: object, kept: str | None, session: str) -> bool:
     return (
         isinstance(sent, str)
         and bool(kept)
-        and secrets.compare_digest(sent.encode(), (kept or "").encode())
+        and secrets.compare_digest(sent.encode(), _bound(kept or "", session).encode())
     )
 
 
@@ -122,14 +131,14 @@ def refuse_unstorable(fields: dict[str, str]) -> None:
 
 
 async def check_csrf(request: Request) -> None:
-    """A state-changing form must carry the token its browser's cookie holds: else 403;
+    """A state-changing form must carry its browser's token for this session: else 403;
     a field no store can keep: 422."""
     refuse_unstorable(dict(request.query_params))
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     form = await request.form()
     sent = form.get(CSRF_FIELD)
-    if not _same(sent, request.cookies.get(CSRF_COOKIE)):
+    if not _same(sent, request.cookies.get(CSRF_COOKIE), request.cookies.get(SESSION_COOKIE, "")):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "the form's security token is missing or stale: reload the page and try again",

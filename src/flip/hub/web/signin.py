@@ -148,6 +148,7 @@ async def enrol(request: Request, code: Annotated[str, Form(max_length=64)]) -> 
         )
     enrolments.finish(key)
     token = await open_session(request, user_id, name, SESSION_HOURS, web=True)
+    request.state.session_token = token  # the page's forms belong to the new session
     response = page(request, "recovery.html", codes=codes)
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)
     response.delete_cookie(PENDING_COOKIE, path="/")

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.db import now, sessions, users
+from flip.hub.routes.sessions import WRONG_LOGIN
 
 
 def test_user_tokens_expire_rotate_and_are_revoked(hub):
@@ -97,7 +98,7 @@ def test_password_login_opens_a_session_that_logout_and_password_changes_end(hub
     wrong = _login(hub, "rita", "not the password")
     nobody = _login(hub, "nobody", PASSWORD)
     assert wrong.status_code == nobody.status_code == 401
-    assert wrong.json() == nobody.json() == {"detail": "wrong user name or password"}
+    assert wrong.json() == nobody.json() == {"detail": WRONG_LOGIN}
 
     session = _login(hub, "rita", PASSWORD).json()["token"]
     assert hub.call("POST", "/projects", session, json={"name": "p"}).status_code == 201

@@ -2,6 +2,8 @@
 matrix over every page (the API's rules, seen through the browser)."""
 
 import re
+import threading
+import time
 
 import pyotp
 import pytest
@@ -63,6 +65,8 @@ def test_sign_in_needs_totp_once_enrolled_and_a_code_works_once(web):
 
     api = web.call("POST", "/login", json={"name": "rita", "password": PASSWORD})
     assert api.status_code == 401 and "code" in api.json()["detail"]
+    wrong = web.call("POST", "/login", json={"name": "rita", "password": "not the password"})
+    assert wrong.json() == api.json(), "a right password with no code is not told apart"
 
 
 def test_a_recovery_code_signs_in_once(web):
@@ -115,6 +119,22 @@ def test_secure_cookie_under_tls(web):
     assert "secure" in page.headers["set-cookie"].lower()
 
 
+def test_secure_cookie_when_the_operator_says_a_proxy_ends_tls(web, monkeypatch):
+    forwarded = Browser(web.app).http.get("/signin", headers={"X-Forwarded-Proto": "https"})
+    assert "secure" not in forwarded.headers["set-cookie"].lower()
+    monkeypatch.setattr(web.app.state, "behind_tls", True)
+    page = Browser(web.app).http.get("/signin")
+    assert "secure" in page.headers["set-cookie"].lower()
+
+
+def test_a_researcher_is_not_shown_every_site_to_invite(web, admin):
+    web.site("secret-site")
+    owner = person(web, "nosy")
+    pid = owner.post("/projects", {"name": "nosy"}, page="/projects").headers["location"]
+    assert "secret-site" not in owner.http.get(pid).text
+    assert "secret-site" in admin.http.get(pid).text
+
+
 def test_a_form_without_its_csrf_token_changes_nothing(web):
     olga = person(web, "olga")
     count = select(func.count()).select_from(projects)
@@ -126,6 +146,12 @@ def test_a_form_without_its_csrf_token_changes_nothing(web):
     assert "security token" in missing.text
     with web.app.state.engine.connect() as conn:
         assert conn.execute(count).scalar() == before
+    other = person(web, "olgas-neighbour")
+    olga.http.cookies.set("flip_csrf", other.http.cookies.get("flip_csrf"))
+    borrowed = olga.http.post("/projects", data={"name": "forged", "csrf": other.csrf("/projects")})
+    assert borrowed.status_code == 403, "a token is bound to the session it was shown in"
+    with web.app.state.engine.connect() as conn:
+        assert conn.execute(count).scalar() == before
     made = olga.post("/projects", {"name": "real"}, page="/projects")
     assert made.status_code == 303 and made.headers["location"].startswith("/projects/")
 
@@ -134,6 +160,20 @@ def test_an_api_token_in_the_cookie_is_not_a_web_session(web):
     browser = Browser(web.app)
     browser.http.cookies.set("flip_session", web.admin)
     assert browser.http.get("/admin/users").headers["location"].startswith("/signin")
+
+
+def test_an_api_login_session_does_not_open_the_web_app(web):
+    """A user who never enrolled TOTP logs in through the API with the password alone: that
+    session (here of 30 days) is no web session."""
+    made = web.call("POST", "/users", web.admin, json={"name": "apionly", "role": "admin"})
+    web.call("PUT", f"/users/{made.json()['id']}/password", web.admin, json={"password": PASSWORD})
+    login = {"name": "apionly", "password": PASSWORD, "expires_in_hours": 720}
+    session = web.call("POST", "/login", json=login)
+    assert session.status_code == 200, session.text
+    browser = Browser(web.app)
+    browser.http.cookies.set("flip_session", session.json()["token"])
+    assert browser.http.get("/admin/users").headers["location"].startswith("/signin")
+    assert web.call("GET", "/projects/999", session.json()["token"]).status_code == 404
 
 
 def test_cohort_answers_show_suppressed_counts_as_below_the_threshold(web):
@@ -266,6 +306,178 @@ def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, 
     assert first.headers["location"] == "/signin/enrol"
     audit = admin.http.get("/admin/audit?verify=1").text
     assert 'id="verified"' in audit and "The chain holds" in audit and "site.create" in audit
+
+
+def _totp_secret_of(hub: Hub, name: str):
+    with hub.app.state.engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT totp_secret FROM users WHERE name = ?", (name,)
+        ).scalar()
+
+
+@pytest.mark.parametrize("change", ["password", "revoke"])
+def test_an_unfinished_enrolment_ends_when_the_user_changes(web, change):
+    """An enrolment begun before a password reset or a revocation never turns TOTP on."""
+    name = f"pending-{change}"
+    made = web.call("POST", "/users", web.admin, json={"name": name, "role": "researcher"})
+    uid = made.json()["id"]
+    web.call("PUT", f"/users/{uid}/password", web.admin, json={"password": PASSWORD})
+    stale = Browser(web.app)
+    assert stale.post("/signin", {"name": name, "password": PASSWORD}).status_code == 303
+    secret = re.search(r'id="totp-secret">(\w+)<', stale.http.get("/signin/enrol").text)[1]
+    if change == "password":
+        web.call("PUT", f"/users/{uid}/password", web.admin, json={"password": PASSWORD + "!"})
+    else:
+        assert web.call("DELETE", f"/users/{uid}/token", web.admin).status_code == 204
+    assert stale.http.get("/signin/enrol").headers["location"].startswith("/signin")
+    late = stale.post("/signin/enrol", {"code": pyotp.TOTP(secret).now()}, page="/signin")
+    assert late.status_code == 303 and late.headers["location"].startswith("/signin")
+    assert _totp_secret_of(web, name) is None
+
+
+def test_a_live_stream_ends_when_the_user_is_revoked(web, monkeypatch):
+    monkeypatch.setattr(live, "POLL", 0.1)
+    monkeypatch.setattr(live, "LIFETIME", 20.0)
+    owner = person(web, "streamer")
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'streamer'").scalar()
+    web.site("st-a")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "stream"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": ["st-a"]})
+    query = {"name": "never answered", "definition": {}}
+    qid = web.call("POST", f"/projects/{pid}/queries", owner.token, json=query).json()["id"]
+    revoke = threading.Timer(1.0, web.call, ("DELETE", f"/users/{uid}/token", web.admin))
+    revoke.start()
+    started = time.monotonic()
+    with owner.http.stream("GET", f"/queries/{qid}/events") as events:
+        body = "".join(events.iter_text())
+    revoke.join()
+    assert "event: update" in body and "event: done" in body
+    assert time.monotonic() - started < 10, "the stream stopped soon after the revocation"
+
+
+def test_bad_input_is_a_4xx_page_with_the_security_headers_never_a_500(web):
+    owner = person(web, "mallory")
+    pid = owner.post("/projects", {"name": "bad input"}, page="/projects").headers["location"]
+    big = "99999999999999999999999"
+    cohort = f"{pid}/queries"
+    answers = {
+        "code of other digits": owner.post(
+            "/signin", {"name": "mallory", "password": PASSWORD, "code": "²" * 6}
+        ),
+        "csrf not ASCII": owner.http.post(
+            "/signin", data={"csrf": "é", "name": "x", "password": "y"}
+        ),
+        "concept ²": owner.post(
+            cohort,
+            {"include-0-concepts": "²", "include-0-table": "note"},
+            page="/projects",
+        ),
+        "concept of 5000 digits": owner.post(
+            cohort,
+            {"include-0-concepts": "9" * 5000, "include-0-table": "note"},
+            page="/projects",
+        ),
+        "age of 5000 digits": owner.post(cohort, {"age_min": "9" * 5000}, page="/projects"),
+        "NUL in a form": owner.post("/projects", {"name": "a\x00b"}, page="/projects"),
+        "NUL in a search": owner.http.get("/projects?q=a%00b"),
+        "big project id": owner.http.get(f"/projects/{big}"),
+        "big query id": owner.http.get(f"/queries/{big}"),
+        "big run id": owner.http.get(f"/runs/{big}/events"),
+        "big cohort id": owner.http.get(f"/projects/{big}/cohort"),
+        "big id in a form": owner.post(f"/projects/{big}/sites", {"site": "x"}, page="/projects"),
+    }
+    for what, answer in answers.items():
+        assert 400 <= answer.status_code < 500, (what, answer.status_code, answer.text[:200])
+        assert "content-security-policy" in answer.headers, what
+    api = web.call(
+        "POST", "/login", json={"name": "mallory", "password": PASSWORD, "code": "\u0661" * 6}
+    )
+    assert api.status_code == 401
+
+
+def test_an_unexpected_error_still_carries_the_security_headers(web):
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    web.app.add_api_route("/boom-for-test", boom)
+    answer = Browser(web.app).http.get("/boom-for-test")
+    assert answer.status_code == 500 and "content-security-policy" in answer.headers
+
+
+def test_the_audit_page_refuses_a_cursor_beyond_any_id(web, admin):
+    answer = admin.http.get("/admin/audit?before=99999999999999999999999")
+    assert answer.status_code == 422 and "before" in answer.text
+
+
+def _reads_of(hub: Hub, actor: str) -> list[tuple[str, str]]:
+    with hub.app.state.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT action, target FROM audit WHERE actor = ? AND action LIKE '%.read'"
+            " ORDER BY seq",
+            (actor,),
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_web_reads_of_queries_and_runs_are_audited_like_the_apis(web, monkeypatch):
+    monkeypatch.setattr(live, "LIFETIME", 0.2)
+    reader = person(web, "auditee")
+    pid = web.call("POST", "/projects", reader.token, json={"name": "audited"}).json()["id"]
+    query = {"name": "q", "definition": {}}
+    qid = web.call("POST", f"/projects/{pid}/queries", reader.token, json=query).json()["id"]
+    task = {"hash": "ef" * 32, "kind": "k", "spec": {}}
+    web.call("POST", f"/projects/{pid}/tasks", reader.token, json=task)
+    body = {"task_hash": "ef" * 32, "rounds": 1}
+    rid = web.call("POST", f"/projects/{pid}/runs", reader.token, json=body).json()["id"]
+    for url in (
+        f"/queries/{qid}",
+        f"/queries/{qid}/events",
+        f"/runs/{rid}",
+        f"/runs/{rid}/events",
+        f"/runs/{rid}/results.json",
+    ):
+        assert reader.http.get(url).status_code == 200, url
+    query_read, run_read = ("query.read", f"query:{qid}"), ("run.read", f"run:{rid}")
+    assert _reads_of(web, "user:auditee") == [query_read] * 2 + [run_read] * 3
+
+
+def test_pages_are_never_cached_but_static_files_may_be(web, admin):
+    for url in ("/signin", "/account", "/admin/users", "/projects"):
+        assert admin.http.get(url).headers["cache-control"] == "no-store", url
+    assert "no-store" not in admin.http.get("/static/flip.js").headers.get("cache-control", "")
+
+
+def test_resetting_a_users_authenticator_ends_their_sessions(web, admin):
+    victim = person(web, "lost-phone")
+    assert victim.http.get("/account").status_code == 200
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'lost-phone'").scalar()
+    reset = admin.post(f"/admin/users/{uid}/mfa", {"admin_password": PASSWORD}, "/admin/users")
+    assert reset.status_code == 303, reset.text
+    assert victim.http.get("/account").headers["location"].startswith("/signin")
+
+
+def test_a_one_time_password_must_be_replaced_at_the_first_sign_in(web, admin):
+    invited = admin.post(
+        "/admin/users",
+        {"name": "once", "role": "researcher", "admin_password": PASSWORD},
+        page="/admin/users",
+    )
+    one_time = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    api = web.call("POST", "/login", json={"name": "once", "password": one_time})
+    assert api.status_code == 403 and "one-time password" in api.json()["detail"]
+    newcomer = Browser(web.app)
+    newcomer.sign_in("once", one_time)
+    kept_out = newcomer.http.get("/projects")
+    assert kept_out.status_code == 303 and kept_out.headers["location"] == "/account?done=one-time"
+    assert "one-time password" in newcomer.http.get("/account?done=one-time").text
+    changed = newcomer.post(
+        "/account/password", {"current_password": one_time, "password": PASSWORD}, "/account"
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == "/signin"
+    newcomer.sign_in("once", PASSWORD)
+    assert newcomer.http.get("/projects").status_code == 200
 
 
 # ---- the role matrix over every web page ---------------------------------------------
@@ -404,3 +616,14 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(web, admin, mo
                 assert not denied, (method, path, role, code, response.text[:300])
             else:
                 assert denied, (method, path, role, code)
+
+
+def test_the_api_docs_load_everything_from_the_hub(web):
+    browser = Browser(web.app)
+    docs = browser.http.get("/docs")
+    assert docs.status_code == 200 and "unsafe-eval" not in docs.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets)
+    for asset in assets:
+        assert browser.http.get(asset).status_code == 200, asset
+    assert browser.http.get("/openapi.json").json()["info"]["title"] == "FLIP hub"

@@ -70,6 +70,14 @@ def serve(
     login_window: Annotated[
         float, typer.Option(help="Seconds a wrong password counts against a login.", min=1)
     ] = 900.0,
+    behind_tls: Annotated[
+        bool,
+        typer.Option(
+            help="The hub sits behind a reverse proxy that ends TLS: the web app's cookies "
+            "carry Secure and the proxy's X-Forwarded-Proto/-For headers are believed "
+            "(without it they are ignored)."
+        ),
+    ] = False,
 ) -> None:
     """Serve the hub API; on a new database, create the admin and print their token once.
 
@@ -116,7 +124,13 @@ def serve(
         address_failures=4 * login_attempts,
         failure_window=login_window,
     )
-    app_ = create_app(db, federation=federation, policy=policy, signing_key=signing_key.resolve())
+    app_ = create_app(
+        db,
+        federation=federation,
+        policy=policy,
+        signing_key=signing_key.resolve(),
+        behind_tls=behind_tls,
+    )
     token = bootstrap_admin(app_.state.engine, days=policy.max_token_days)
     if token:
         typer.echo(
@@ -131,7 +145,7 @@ def serve(
     # it again (~60 ms with every request stalled, twice in 20 s of `flip bench hub`).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app_, host=host, port=port, log_level=log_level)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, proxy_headers=behind_tls)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert, select
 
 from flip import __version__
 from flip.hub import audit
+from flip.hub.api_docs import add_docs
 from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, now, users
 from flip.hub.federation import Federation
@@ -37,6 +38,7 @@ def create_app(
     federation: Federation | None = None,
     signing_key: Path | None = None,
     policy: AccessPolicy | None = None,
+    behind_tls: bool = False,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -46,7 +48,8 @@ def create_app(
     stopped with the app. The hub signs its audit heads and run certificates with the
     Ed25519 key at `signing_key` (made there, 0600, on first use); without one, with a
     key that lives as long as the app. `policy` caps token lifetimes and throttles
-    password guessing.
+    password guessing. `behind_tls`: a proxy in front ends TLS, so the web app's
+    cookies carry Secure.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -69,8 +72,11 @@ def create_app(
         version=__version__,
         description="Coordinates projects, cohort counts and federated runs; holds no record.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = engine
+    app.state.behind_tls = behind_tls
     app.state.turns = turns
     app.state.fresh = Fresh(turns)
     app.state.writer = writer
@@ -102,6 +108,7 @@ def create_app(
         """Liveness: the hub answers."""
         return {"status": "ok"}
 
+    add_docs(app)
     add_web(app)
     return app
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import literal, null, select, union_all
+from sqlalchemy import false, literal, null, select, union_all
 
 from flip.hub.db import now, sessions, sites, users
 from flip.hub.transactions import CREDENTIALS, reading
@@ -36,6 +36,10 @@ class Principal:
     role: str
     session: int | None = None
     site_id: int | None = None
+    #: Whether the session was opened by the web app's sign-in (password and TOTP).
+    web: bool = False
+    #: Whether the user still has a one-time password (the web asks for a new one first).
+    one_time: bool = False
 
     @property
     def label(self) -> str:
@@ -56,6 +60,8 @@ def _callers(digest: str):
             sessions.c.expires_at.label("expires"),
             literal("active").label("status"),
             users.c.revoked_at.label("revoked"),
+            sessions.c.web,
+            users.c.password_one_time,
         )
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == digest),
@@ -69,6 +75,8 @@ def _callers(digest: str):
             users.c.token_expires_at,
             literal("active"),
             users.c.revoked_at,
+            false(),
+            users.c.password_one_time,
         ).where(users.c.token_hash == digest),
         select(
             literal("site"),
@@ -80,6 +88,8 @@ def _callers(digest: str):
             null(),
             sites.c.status,
             null(),
+            false(),
+            false(),
         ).where(sites.c.credential_hash == digest),
     )
 
@@ -113,7 +123,14 @@ async def caller_of(request: Request, token: str) -> Principal:
         if session.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "session expired: log in again")
         return Principal(
-            "user", session.id, session.name, session.role, session.session, session.site_id
+            "user",
+            session.id,
+            session.name,
+            session.role,
+            session.session,
+            session.site_id,
+            bool(session.web),
+            bool(session.password_one_time),
         )
     if (user := found.get("user")) is not None:
         if user.expires is not None and user.expires < now():

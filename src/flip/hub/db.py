@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 
 from flip.private_files import private_database
@@ -56,6 +57,8 @@ users = Table(
     Column("totp_last_step", Integer),
     #: JSON list of the SHA-256 of each unused one-time recovery code.
     Column("recovery_codes", Text),
+    #: The password is one an admin's web page made: the user must choose their own.
+    Column("password_one_time", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 #: Sessions opened by password login: a token (hashed) that expires within hours.
@@ -67,6 +70,8 @@ sessions = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("expires_at", DateTime, nullable=False),
     _created(),
+    #: Opened by the web app's sign-in (password and TOTP): only these open the web app.
+    Column("web", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 sites = Table(

@@ -15,10 +15,10 @@ import orjson
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from flip.hub import audit
-from flip.hub.db import now, users
+from flip.hub.db import now, sessions, users
 
 ISSUER = "FLIP hub"
 RECOVERY_CODES = 10
@@ -54,7 +54,7 @@ def new_recovery_codes(n: int = RECOVERY_CODES) -> tuple[list[str], str]:
 def totp_step(secret: str, code: str) -> int | None:
     """The time step at which `code` is valid for `secret` (now, or one step either side)."""
     code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
+    if not (code.isascii() and code.isdigit()) or len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
     current = int(time.time()) // totp.interval
@@ -64,15 +64,46 @@ def totp_step(secret: str, code: str) -> int | None:
     return None
 
 
-def enable(conn: Connection, user_id: int, secret: str, code: str, actor: str) -> list[str] | None:
-    """Turn on TOTP for the user if `code` is valid for `secret`: their recovery codes, or None."""
+class StaleEnrolment(Exception):
+    """The user changed since their enrolment began: a new password or API token, access
+    revoked, or TOTP already on. They sign in again."""
+
+
+def enrolment_state(password_hash: str | None, token_hash: str) -> str:
+    """What a pending enrolment is bound to: the user's password and API token as they were."""
+    return hashlib.sha256(f"{password_hash}\n{token_hash}".encode()).hexdigest()
+
+
+def may_enrol(conn: Connection, user_id: int, state: str) -> bool:
+    """Whether the user still has no TOTP, is not revoked, and has the password and API
+    token their enrolment began with (`state`, from `enrolment_state`)."""
+    row = conn.execute(
+        select(
+            users.c.password_hash, users.c.token_hash, users.c.revoked_at, users.c.totp_secret
+        ).where(users.c.id == user_id)
+    ).first()
+    return (
+        row is not None
+        and row.revoked_at is None
+        and row.totp_secret is None
+        and secrets.compare_digest(enrolment_state(row.password_hash, row.token_hash), state)
+    )
+
+
+def enable(
+    conn: Connection, user_id: int, secret: str, code: str, actor: str, state: str
+) -> list[str] | None:
+    """Turn on TOTP for the user if `code` is valid for `secret`: their recovery codes, or
+    None; StaleEnrolment (nothing written) if the user changed since `state` was taken."""
+    if not may_enrol(conn, user_id, state):
+        raise StaleEnrolment(f"user:{user_id}")
     step = totp_step(secret, code)
     if step is None:
         return None
     codes, stored = new_recovery_codes()
     conn.execute(
         update(users)
-        .where(users.c.id == user_id)
+        .where(users.c.id == user_id, users.c.totp_secret.is_(None))
         .values(
             totp_secret=secret, totp_enabled_at=now(), totp_last_step=step, recovery_codes=stored
         )
@@ -82,12 +113,14 @@ def enable(conn: Connection, user_id: int, secret: str, code: str, actor: str) -
 
 
 def reset(conn: Connection, user_id: int, actor: str) -> None:
-    """Turn TOTP off for the user: they enrol again at their next web sign-in."""
+    """Turn TOTP off for the user and end their sessions: they enrol again at their next
+    web sign-in."""
     conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(totp_secret=None, totp_enabled_at=None, totp_last_step=None, recovery_codes=None)
     )
+    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
     audit.append(conn, actor, "user.mfa.reset", f"user:{user_id}")
 
 

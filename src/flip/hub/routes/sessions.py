@@ -24,12 +24,19 @@ router = APIRouter(tags=["sessions"])
 THROTTLED = {429: {"description": "Too many wrong passwords: wait the Retry-After seconds."}}
 
 
+#: A refused login says the same whichever part was wrong (a right password is not told).
+WRONG_LOGIN = (
+    "wrong user name, password or one-time code (`code`, needed once the user enrolled TOTP)"
+)
+
+
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
 async def _stored_hash(request: Request, column, value) -> object:
-    """The user row (id, name, password hash, revoked) found by `column == value`, or None."""
+    """The user row (id, name, password hash, revoked, TOTP on, token hash) found by
+    `column == value`, or None."""
 
     def read():
         with reading(request.app.state.engine) as conn:
@@ -39,6 +46,8 @@ async def _stored_hash(request: Request, column, value) -> object:
                 users.c.password_hash,
                 users.c.revoked_at,
                 users.c.totp_enabled_at,
+                users.c.token_hash,
+                users.c.password_one_time,
             )
             return conn.execute(query.where(column == value)).first()
 
@@ -85,14 +94,11 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
     stamp = throttle.attempt(name, address)
     user = await _stored_hash(request, users.c.name, name)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
     if user.totp_enabled_at is not None and not await request.app.state.writer.run(
         lambda conn: mfa.accept(conn, user.id, code), wake=False
     ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "wrong or missing one-time code (`code`): this user signs in with TOTP",
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
     throttle.succeeded(name, address, stamp)
     if user.revoked_at is not None:
         raise HTTPException(
@@ -101,8 +107,11 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
     return user
 
 
-async def open_session(request: Request, user_id: int, name: str, hours: int) -> str:
-    """A new session token for the user (they must not be revoked), lasting `hours`."""
+async def open_session(
+    request: Request, user_id: int, name: str, hours: int, web: bool = False
+) -> str:
+    """A new session token for the user (they must not be revoked), lasting `hours`;
+    `web` marks a session the web app's sign-in opened (only those open the web app)."""
 
     def job(conn: Connection) -> str:
         revoked = conn.execute(select(users.c.revoked_at).where(users.c.id == user_id)).scalar()
@@ -112,7 +121,7 @@ async def open_session(request: Request, user_id: int, name: str, hours: int) ->
         expires = now() + timedelta(hours=hours)
         conn.execute(
             insert(sessions).values(
-                user_id=user_id, token_hash=token_hash(token), expires_at=expires
+                user_id=user_id, token_hash=token_hash(token), expires_at=expires, web=web
             )
         )
         audit.append(conn, f"user:{name}", "user.login", f"user:{name}")
@@ -126,6 +135,11 @@ async def login(body: LoginIn, request: Request) -> TokenOut:
     """Exchange a user name and password (and, once the user enrolled TOTP on the web, a
     one-time `code`) for a session token (shown once)."""
     user = await checked_login(request, body.name, body.password, body.code)
+    if user.password_one_time:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "this is a one-time password: sign in on the web first and choose your own",
+        )
     token = await open_session(request, user.id, user.name, body.expires_in_hours)
     return TokenOut(id=user.id, name=user.name, token=token)
 
@@ -164,7 +178,11 @@ async def set_password(user_id: PathId, body: PasswordIn, request: Request, who:
     hashed = await request.app.state.passwords.hash(body.password)
 
     def job(conn: Connection) -> None:
-        conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_hash=hashed, password_one_time=False)
+        )
         conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
         audit.append(conn, who.label, "user.password.set", f"user:{row.name}")
 

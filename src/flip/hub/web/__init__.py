@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from flip.hub.web import account, admin, projects, signin
 from flip.hub.web.pages import HERE
-from flip.hub.web.security import SecurityHeaders
+from flip.hub.web.security import SecurityHeaders, server_error
 
 
 def add_web(app: FastAPI) -> None:
@@ -23,3 +23,4 @@ def add_web(app: FastAPI) -> None:
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(Exception, server_error)

@@ -12,8 +12,7 @@ from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.schemas import PasswordIn, TokenRequest
 from flip.hub.web import reads
-from flip.hub.web.pages import SignedIn, WebRoute, page, see_other
-from flip.hub.web.projects import _read
+from flip.hub.web.pages import SignedIn, WebRoute, page, read, see_other
 from flip.hub.web.security import check_csrf
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -22,7 +21,7 @@ router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 @router.get("/account")
 async def account(request: Request, who: SignedIn, done: str = ""):
     """The account page."""
-    token = await _read(request, lambda conn: reads.own_token(conn, who.id))
+    token = await read(request, lambda conn: reads.own_token(conn, who.id))
     return page(
         request,
         "account.html",
@@ -55,7 +54,7 @@ async def new_token(
     """A new API token (shown once) within the hub's cap; the old one stops working."""
     body = TokenRequest(expires_in_days=expires_in_days, password=password)
     out = await admin_api.rotate_token(user_id=who.id, request=request, who=who, body=body)
-    token = await _read(request, lambda conn: reads.own_token(conn, who.id))
+    token = await read(request, lambda conn: reads.own_token(conn, who.id))
     return page(
         request,
         "account.html",

@@ -5,18 +5,19 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import Response
+from sqlalchemy import update
 
 from flip.hub import mfa
 from flip.hub.access import find_user
+from flip.hub.db import users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
-from flip.hub.schemas import PasswordIn, SiteIn, TokenRequest, UserIn
+from flip.hub.schemas import MAX_INT, PasswordIn, PathId, SiteIn, TokenRequest, UserIn
 from flip.hub.web import reads
-from flip.hub.web.pages import WebAdmin, WebRoute, page, see_other
-from flip.hub.web.projects import _read
+from flip.hub.web.pages import WebAdmin, WebRoute, page, read, see_other
 from flip.hub.web.security import check_csrf
 
 router = APIRouter(prefix="/admin", route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -28,9 +29,19 @@ def _one_time_password() -> str:
     return "-".join(secrets.token_urlsafe(6) for _ in range(3))
 
 
+async def _one_time(request: Request, user_id: int) -> None:
+    """Mark the user's password as one-time: the web asks for their own at sign-in, the API
+    refuses it."""
+    await request.app.state.writer.run(
+        lambda conn: conn.execute(
+            update(users).where(users.c.id == user_id).values(password_one_time=True)
+        )
+    )
+
+
 async def _users_page(request: Request, status_code: int = 200, **shown):
-    found = await _read(request, reads.all_users)
-    site_names = [s["name"] for s in await _read(request, lambda c: reads.all_sites(c, {}))]
+    found = await read(request, reads.all_users)
+    site_names = [s["name"] for s in await read(request, lambda c: reads.all_sites(c, {}))]
     context = {"users": found, "roles": ROLES, "sites": site_names, **shown}
     return page(request, "admin_users.html", status_code, **context)
 
@@ -60,11 +71,12 @@ async def invite_user(
         current_password=admin_password,
     )
     out = await admin_api.create_user(body=body, request=request, who=who)
+    await _one_time(request, out.id)
     return await _users_page(request, 201, invited={"name": out.name, "password": password})
 
 
 @router.post("/users/{user_id}/disable")
-async def disable_user(request: Request, user_id: int, who: WebAdmin) -> Response:
+async def disable_user(request: Request, user_id: PathId, who: WebAdmin) -> Response:
     """Revoke every credential of the user (the API's revoke)."""
     if user_id == who.id:
         raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot disable themself")
@@ -74,7 +86,7 @@ async def disable_user(request: Request, user_id: int, who: WebAdmin) -> Respons
 
 @router.post("/users/{user_id}/restore")
 async def restore_user(
-    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+    request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ) -> Response:
     """Give a disabled user access again (the API's restore; their new API token is not shown:
     they make one on their account page)."""
@@ -85,19 +97,20 @@ async def restore_user(
 
 @router.post("/users/{user_id}/password")
 async def reset_password(
-    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+    request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ):
     """Set a new one-time password for the user (shown once); their sessions end."""
     password = _one_time_password()
     body = PasswordIn(password=password, current_password=admin_password)
     await sessions_api.set_password(user_id=user_id, body=body, request=request, who=who)
-    name = await _read(request, lambda conn: find_user(conn, user_id).name)
+    await _one_time(request, user_id)
+    name = await read(request, lambda conn: find_user(conn, user_id).name)
     return await _users_page(request, reset={"name": name, "password": password})
 
 
 @router.post("/users/{user_id}/mfa")
 async def reset_mfa(
-    request: Request, user_id: int, who: WebAdmin, admin_password: Annotated[str, Form()]
+    request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ) -> Response:
     """Turn the user's TOTP off: they enrol a new device at their next sign-in."""
     await confirm_password(request, who, admin_password, "admin_password")
@@ -113,7 +126,7 @@ async def reset_mfa(
 @router.get("/sites")
 async def sites_page(request: Request, who: WebAdmin):
     """Every site: state and when its agent last polled this hub; create and disable."""
-    found = await _read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
+    found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
     return page(request, "admin_sites.html", sites=found)
 
 
@@ -121,22 +134,27 @@ async def sites_page(request: Request, who: WebAdmin):
 async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form()]):
     """Register a site; its one-time enrolment token is shown here, once."""
     out = await admin_api.create_site(body=SiteIn(name=name.strip()), who=who, request=request)
-    found = await _read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
+    found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
     return page(request, "admin_sites.html", 201, sites=found, created=out)
 
 
 @router.post("/sites/{site_id}/disable")
-async def disable_site(request: Request, site_id: int, who: WebAdmin) -> Response:
+async def disable_site(request: Request, site_id: PathId, who: WebAdmin) -> Response:
     """Disable a site: its credential stops working."""
     await admin_api.disable_site(site_id=site_id, who=who, request=request)
     return see_other("/admin/sites")
 
 
 @router.get("/audit")
-async def audit_log(request: Request, who: WebAdmin, before: int | None = None, verify: int = 0):
+async def audit_log(
+    request: Request,
+    who: WebAdmin,
+    before: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    verify: Annotated[int, Query(ge=0, le=1)] = 0,
+):
     """The audit log, newest first, 50 a page; with `verify`, the chain's check."""
-    entries = await _read(request, lambda conn: reads.audit_page(conn, before))
+    entries = await read(request, lambda conn: reads.audit_page(conn, before))
     checked = None
     if verify:
-        checked = await _read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
+        checked = await read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
     return page(request, "admin_audit.html", entries=entries, checked=checked)

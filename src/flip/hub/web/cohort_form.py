@@ -22,6 +22,8 @@ DOMAINS = {
 VALUED = ("measurement", "observation")
 #: Criterion rows the form offers (each may be left empty).
 ROWS = 4
+#: OMOP concept ids are 32-bit integers.
+MAX_CONCEPT_ID = 2**31 - 1
 
 
 class FormProblem(ValueError):
@@ -32,6 +34,8 @@ def _number(field: str, text: str, kind: type = float) -> Any:
     text = text.strip()
     if not text:
         return None
+    if not text.isascii() or len(text) > 40:
+        raise FormProblem(f"{field}: {text[:20]!r} is not a number (digits 0-9, at most 40)")
     try:
         return kind(text)
     except ValueError:
@@ -41,8 +45,10 @@ def _number(field: str, text: str, kind: type = float) -> Any:
 def _concepts(field: str, text: str) -> list[int]:
     found = []
     for part in text.replace(",", " ").split():
-        if not part.isdigit():
-            raise FormProblem(f"{field}: {part!r} is not a concept id (digits only)")
+        if not (part.isascii() and part.isdigit()) or len(part) > len(str(MAX_CONCEPT_ID)):
+            raise FormProblem(f"{field}: {part[:20]!r} is not a concept id (digits 0-9 only)")
+        if int(part) > MAX_CONCEPT_ID:
+            raise FormProblem(f"{field}: {part} is beyond the largest concept id")
         found.append(int(part))
     return found
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+
+from flip.hub.web.pages import web_principal
 
 #: Seconds between looks at the database when no write in this process woke the stream
 #: (a site's answer retires only its own cache, so it wakes no one).
@@ -20,8 +22,18 @@ def _event(html: str, name: str) -> str:
     return f"event: {name}\n{lines}\n"
 
 
+async def _signed_in(request: Request) -> bool:
+    """Whether the stream's web session still holds (not ended, expired or revoked)."""
+    try:
+        await web_principal(request)
+    except HTTPException:
+        return False
+    return True
+
+
 def stream(request: Request, render: Callable[[], tuple[str, bool]]) -> StreamingResponse:
-    """Send `render()`'s HTML as an event each time it changes, until it says it is final."""
+    """Send `render()`'s HTML as an event each time it changes, until it says it is final
+    or the session ends (signed out, password changed, access revoked: the stream stops)."""
     turns = request.app.state.turns
 
     async def events() -> AsyncIterator[str]:
@@ -29,6 +41,9 @@ def stream(request: Request, render: Callable[[], tuple[str, bool]]) -> Streamin
         waited = 0.0
         while waited < LIFETIME:
             generation = turns.generation
+            if not await _signed_in(request):
+                yield _event("", "done")
+                return
             html, final = await run_in_threadpool(render)
             if html != sent:
                 sent = html

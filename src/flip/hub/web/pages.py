@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from flip.hub.auth import ADMINS, READERS, RESEARCHERS, Principal, caller_of, require
+from flip.hub.transactions import reading
 from flip.hub.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token, keep_csrf
 
 HERE = Path(__file__).parent
@@ -35,19 +38,40 @@ def _when(value: datetime | str | float | None) -> str:
 templates.env.filters["when"] = _when
 
 
+#: The pages a user who signed in with a one-time password may open: to choose their own.
+ONE_TIME_PAGES = ("/account", "/account/password", "/signout")
+
+
 async def web_principal(request: Request) -> Principal:
     """The user whose web session the cookie names, or 401 (the page then asks to sign in).
 
-    Only sessions opened by a web sign-in count: an API token in a cookie is refused.
+    Only sessions opened by the web app's sign-in (password and TOTP, 12 hours) count: an
+    API token or an API login's session in the cookie is refused.
     """
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
     who = await caller_of(request, token)
-    if who.kind != "user" or who.session is None:
+    if who.kind != "user" or who.session is None or not who.web:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
+    if who.one_time and request.url.path not in ONE_TIME_PAGES:
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER,
+            "choose your own password first",
+            headers={"Location": "/account?done=one-time"},
+        )
     request.state.who = who
     return who
+
+
+def read(request: Request, job: Callable[[Connection], Any]) -> Awaitable[Any]:
+    """`job(conn)` on a read connection in a worker thread."""
+
+    def run() -> Any:
+        with reading(request.app.state.engine) as conn:
+            return job(conn)
+
+    return run_in_threadpool(run)
 
 
 SignedIn = Annotated[Principal, Depends(web_principal)]

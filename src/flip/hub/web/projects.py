@@ -6,32 +6,30 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from flip.hub import audit
 from flip.hub.db import queries, sites
 from flip.hub.routes import projects as api
-from flip.hub.schemas import InviteIn, MembersIn, ProjectIn, QueryIn, RunIn, RunStatusIn
+from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
 from flip.hub.web import reads
 from flip.hub.web.chart import metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
-from flip.hub.web.pages import WebReader, WebResearcher, WebRoute, page, see_other, templates
+from flip.hub.web.pages import (
+    WebReader,
+    WebResearcher,
+    WebRoute,
+    page,
+    read,
+    see_other,
+    templates,
+)
 from flip.hub.web.security import check_csrf
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
-
-
-def _read(request: Request, job):
-    """`job(conn)` on a read connection in a worker thread."""
-
-    def run():
-        with reading(request.app.state.engine) as conn:
-            return job(conn)
-
-    return run_in_threadpool(run)
 
 
 @router.get("/")
@@ -43,7 +41,7 @@ def home() -> Response:
 @router.get("/projects")
 async def project_list(request: Request, who: WebReader, q: str = ""):
     """The projects the user sees, searchable by name or description."""
-    found = await _read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
+    found = await read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
     return page(request, "projects.html", projects=found, q=q)
 
 
@@ -61,7 +59,7 @@ async def project_create(
 
 
 @router.get("/projects/{project_id}")
-async def project_page(request: Request, project_id: int, who: WebReader):
+async def project_page(request: Request, project_id: PathId, who: WebReader):
     """A project: members, invited sites and their state, tasks with each site's decision,
     queries and runs."""
     seen = request.app.state.seen
@@ -77,15 +75,18 @@ async def project_page(request: Request, project_id: int, who: WebReader):
             "tasks": reads.project_tasks(conn, project_id),
             "queries": reads.project_queries(conn, project_id),
             "runs": reads.project_runs(conn, project_id),
-            "active_sites": [s for s in active if s not in project.sites],
+            # The API lists sites to admins only: others type the name they were given.
+            "active_sites": [s for s in active if s not in project.sites]
+            if who.role == "admin"
+            else [],
         }
 
-    return page(request, "project.html", **await _read(request, job))
+    return page(request, "project.html", **await read(request, job))
 
 
 @router.post("/projects/{project_id}/sites")
 async def invite(
-    request: Request, project_id: int, who: WebResearcher, site: Annotated[str, Form()]
+    request: Request, project_id: PathId, who: WebResearcher, site: Annotated[str, Form()]
 ) -> Response:
     """Invite a site (the API's rule: any member who may write)."""
     await api.invite_sites(
@@ -96,7 +97,7 @@ async def invite(
 
 @router.post("/projects/{project_id}/members")
 async def add_member(
-    request: Request, project_id: int, who: WebResearcher, user: Annotated[str, Form()]
+    request: Request, project_id: PathId, who: WebResearcher, user: Annotated[str, Form()]
 ) -> Response:
     """Add a researcher or viewer (the API's rule: the owner or an admin)."""
     await api.add_members(
@@ -106,16 +107,16 @@ async def add_member(
 
 
 @router.get("/projects/{project_id}/cohort")
-async def cohort_builder(request: Request, project_id: int, who: WebResearcher):
+async def cohort_builder(request: Request, project_id: PathId, who: WebResearcher):
     """The cohort builder: criteria over every domain the sites' engine counts, JSON beside."""
-    project = await _read(request, lambda conn: api._visible(conn, project_id, who))
+    project = await read(request, lambda conn: api._visible(conn, project_id, who))
     return page(
         request, "cohort.html", project=project, domains=DOMAINS, rows=ROWS, definition="{}"
     )
 
 
 @router.post("/projects/{project_id}/queries")
-async def ask(request: Request, project_id: int, who: WebResearcher) -> Response:
+async def ask(request: Request, project_id: PathId, who: WebResearcher) -> Response:
     """Send the cohort (from the form, or the JSON box when it was edited) to every site."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
@@ -133,6 +134,17 @@ async def ask(request: Request, project_id: int, who: WebResearcher) -> Response
     return see_other(f"/queries/{out.id}")
 
 
+def _audited(request: Request, job, who, action: str, target: str):
+    """`job(conn)` and an audit entry of the read (as the API makes), in one write."""
+
+    def run(conn):
+        out = job(conn)
+        audit.append(conn, who.label, action, target)
+        return out
+
+    return request.app.state.writer.run(run, wake=False)
+
+
 def _query_view(conn, query_id: int, who) -> dict:
     project_id = conn.execute(select(queries.c.project_id).where(queries.c.id == query_id)).scalar()
     project = api._visible(conn, project_id or 0, who, f"no query {query_id}")
@@ -147,17 +159,29 @@ def _query_view(conn, query_id: int, who) -> dict:
 
 
 @router.get("/queries/{query_id}")
-async def query_page(request: Request, query_id: int, who: WebReader):
+async def query_page(request: Request, query_id: PathId, who: WebReader):
     """A query's answers: each site's count as released (`<N` when suppressed), the total
     only when nothing was withheld; live while sites answer."""
-    view = await _read(request, lambda conn: _query_view(conn, query_id, who))
+    view = await _audited(
+        request,
+        lambda conn: _query_view(conn, query_id, who),
+        who,
+        "query.read",
+        f"query:{query_id}",
+    )
     return page(request, "query.html", **view)
 
 
 @router.get("/queries/{query_id}/events")
-async def query_events(request: Request, query_id: int, who: WebReader):
+async def query_events(request: Request, query_id: PathId, who: WebReader):
     """The answers table, sent again each time a site answers, until every site has."""
-    await _read(request, lambda conn: _query_view(conn, query_id, who))
+    await _audited(
+        request,
+        lambda conn: _query_view(conn, query_id, who),
+        who,
+        "query.read",
+        f"query:{query_id}",
+    )
 
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
@@ -171,7 +195,7 @@ async def query_events(request: Request, query_id: int, who: WebReader):
 @router.post("/projects/{project_id}/runs")
 async def run_start(
     request: Request,
-    project_id: int,
+    project_id: PathId,
     who: WebResearcher,
     task_hash: Annotated[str, Form()],
     rounds: Annotated[int, Form()],
@@ -197,16 +221,20 @@ def _run_view(conn, run_id: int, who) -> dict:
 
 
 @router.get("/runs/{run_id}")
-async def run_page(request: Request, run_id: int, who: WebReader):
+async def run_page(request: Request, run_id: PathId, who: WebReader):
     """A run: per-round chart, each site's status and shared log, results and downloads."""
-    view = await _read(request, lambda conn: _run_view(conn, run_id, who))
+    view = await _audited(
+        request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
+    )
     return page(request, "run.html", **view)
 
 
 @router.get("/runs/{run_id}/events")
-async def run_events(request: Request, run_id: int, who: WebReader):
+async def run_events(request: Request, run_id: PathId, who: WebReader):
     """The run's live part (chart, sites), sent again on each change until it ends."""
-    await _read(request, lambda conn: _run_view(conn, run_id, who))
+    await _audited(
+        request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
+    )
 
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
@@ -219,7 +247,7 @@ async def run_events(request: Request, run_id: int, who: WebReader):
 
 @router.post("/runs/{run_id}/status")
 async def run_status(
-    request: Request, run_id: int, who: WebResearcher, status_to: Annotated[str, Form()]
+    request: Request, run_id: PathId, who: WebResearcher, status_to: Annotated[str, Form()]
 ) -> Response:
     """Begin training (running) or stop (cancelled), by the API's state machine."""
     if status_to not in ("running", "cancelled"):
@@ -233,9 +261,11 @@ async def run_status(
 
 
 @router.get("/runs/{run_id}/results.json")
-async def run_results(request: Request, run_id: int, who: WebReader) -> Response:
+async def run_results(request: Request, run_id: PathId, who: WebReader) -> Response:
     """Download the run's state, round metrics and results as JSON."""
-    view = await _read(request, lambda conn: _run_view(conn, run_id, who))
+    view = await _audited(
+        request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
+    )
     body = orjson.dumps(view["run"].model_dump(), option=orjson.OPT_INDENT_2)
     disposition = f'attachment; filename="flip-run-{run_id}.json"'
     headers = {"Content-Disposition": disposition}
@@ -243,7 +273,7 @@ async def run_results(request: Request, run_id: int, who: WebReader) -> Response
 
 
 @router.get("/runs/{run_id}/certificate.json")
-async def run_certificate(request: Request, run_id: int, who: WebReader) -> Response:
+async def run_certificate(request: Request, run_id: PathId, who: WebReader) -> Response:
     """Download the run's signed certificate (for `flip verify`)."""
     found = await api.get_certificate(run_id=run_id, who=who, request=request)
     disposition = f'attachment; filename="flip-run-{run_id}-certificate.json"'

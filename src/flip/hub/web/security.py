@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 from fastapi import HTTPException, Request, Response, status
+from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flip.bounds import json_problems
 
 SESSION_COOKIE = "flip_session"
 CSRF_COOKIE = "flip_csrf"
@@ -25,13 +30,22 @@ HEADERS = {
 }
 
 
+#: Pages may show secrets (a TOTP key, recovery codes, a new token, a one-time password):
+#: no browser or proxy keeps any page but the static files.
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class SecurityHeaders:
     """Adds the CSP and the other security headers to every response of paths it covers
-    (everything but the API, whose JSON clients need none of them)."""
+    (everything but the API, whose JSON clients need none of them), and `no-store` to
+    every one but the static files'."""
 
-    def __init__(self, app: ASGIApp, skip: tuple[str, ...] = ("/api/",)) -> None:
+    def __init__(
+        self, app: ASGIApp, skip: tuple[str, ...] = ("/api/",), cached: str = "/static/"
+    ) -> None:
         self.app = app
         self.skip = skip
+        self.cached = cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.skip):
@@ -42,15 +56,26 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 have = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in HEADERS.items() if k not in have]
+                if not scope["path"].startswith(self.cached) and NO_STORE[0] not in have:
+                    extra.append(NO_STORE)
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, sending)
 
 
+def server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected error's answer: a plain 500 that still carries the security headers."""
+    headers = {k.decode(): v.decode() for k, v in HEADERS.items()}
+    return PlainTextResponse(
+        "Internal Server Error", status.HTTP_500_INTERNAL_SERVER_ERROR, headers
+    )
+
+
 def secure(request: Request) -> bool:
-    """Whether the browser reached the hub over TLS (cookies then carry Secure)."""
-    return request.url.scheme == "https"
+    """Whether the browser reaches the hub over TLS (cookies then carry Secure): the hub
+    serves TLS itself, or the operator said a proxy in front ends it (`--behind-tls`)."""
+    return bool(getattr(request.app.state, "behind_tls", False)) or request.url.scheme == "https"
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, hours: int) -> None:
@@ -66,12 +91,19 @@ def set_cookie(request: Request, response: Response, name: str, value: str, hour
     )
 
 
+def _bound(kept: str, session: str) -> str:
+    """The form token: the browser's CSRF cookie bound to its session (none before sign-in)."""
+    return hmac.new(kept.encode(), session.encode(), hashlib.sha256).hexdigest()
+
+
 def csrf_token(request: Request) -> str:
-    """This browser's CSRF token (its cookie's), or a new one the page response will set."""
-    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
-    if token is None:
-        token = request.state.new_csrf = secrets.token_urlsafe(32)
-    return token
+    """The CSRF token this browser's forms carry: its cookie's (or a new one the page
+    response will set), bound to the session the page is shown in."""
+    kept = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if kept is None:
+        kept = request.state.new_csrf = secrets.token_urlsafe(32)
+    session = getattr(request.state, "session_token", None)
+    return _bound(kept, session or request.cookies.get(SESSION_COOKIE, ""))
 
 
 def keep_csrf(request: Request, response: Response) -> None:
@@ -81,15 +113,34 @@ def keep_csrf(request: Request, response: Response) -> None:
         set_cookie(request, response, CSRF_COOKIE, new, hours=24 * 30)
 
 
+def _same(sent: object, kept: str | None, session: str) -> bool:
+    return (
+        isinstance(sent, str)
+        and bool(kept)
+        and secrets.compare_digest(sent.encode(), _bound(kept or "", session).encode())
+    )
+
+
+def refuse_unstorable(fields: dict[str, str]) -> None:
+    """422 naming the field if a form or query field holds what the hub cannot store or send
+    back (NUL, lone surrogates): the guard JSON bodies pass, for forms."""
+    if problems := json_problems(fields):
+        where, why = problems[0]
+        name = ".".join(str(p) for p in where) or "form"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {why}")
+
+
 async def check_csrf(request: Request) -> None:
-    """A state-changing form must carry the token its browser's cookie holds: else 403."""
+    """A state-changing form must carry its browser's token for this session: else 403;
+    a field no store can keep: 422."""
+    refuse_unstorable(dict(request.query_params))
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     form = await request.form()
     sent = form.get(CSRF_FIELD)
-    kept = request.cookies.get(CSRF_COOKIE)
-    if not isinstance(sent, str) or not kept or not secrets.compare_digest(sent, kept):
+    if not _same(sent, request.cookies.get(CSRF_COOKIE), request.cookies.get(SESSION_COOKIE, "")):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "the form's security token is missing or stale: reload the page and try again",
         )
+    refuse_unstorable({k: v for k, v in form.items() if isinstance(v, str)})

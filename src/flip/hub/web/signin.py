@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
@@ -14,7 +15,7 @@ from flip.hub import audit, mfa
 from flip.hub.auth import token_hash
 from flip.hub.db import sessions
 from flip.hub.routes.sessions import checked_login, open_session
-from flip.hub.web.pages import SignedIn, WebRoute, page, see_other
+from flip.hub.web.pages import SignedIn, WebRoute, page, read, see_other
 from flip.hub.web.security import SESSION_COOKIE, check_csrf, set_cookie
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -25,27 +26,47 @@ ENROL_SECONDS = 600
 PENDING_COOKIE = "flip_enrol"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An enrolment under way: whose, the secret offered, what the user was like (their
+    password and API token, `mfa.enrolment_state`) and when the offer ends."""
+
+    user_id: int
+    name: str
+    secret: str
+    state: str
+    ends: float
+
+
 class Enrolments:
     """Sign-ins whose password was right but whose user has no TOTP yet: the secret offered,
-    by a random key the browser holds in a cookie, for `ENROL_SECONDS`."""
+    by a random key the browser holds in a cookie, for `ENROL_SECONDS`, while the user stays
+    as they were (a new password, token or a revocation ends it)."""
 
     def __init__(self) -> None:
-        self._pending: dict[str, tuple[int, str, str, float]] = {}
+        self._pending: dict[str, Pending] = {}
 
-    def start(self, user_id: int, name: str) -> str:
-        """Offer a new secret to the user; the key to find it again."""
+    def start(self, user_id: int, name: str, state: str) -> str:
+        """Offer a new secret to the user as they are now (`state`); the key to find it again."""
         now = time.monotonic()
-        self._pending = {k: v for k, v in self._pending.items() if v[3] > now}
+        self._pending = {k: v for k, v in self._pending.items() if v.ends > now}
         key = secrets.token_urlsafe(32)
-        self._pending[key] = (user_id, name, mfa.new_secret(), now + ENROL_SECONDS)
+        self._pending[key] = Pending(user_id, name, mfa.new_secret(), state, now + ENROL_SECONDS)
         return key
 
-    def find(self, key: str | None) -> tuple[int, str, str]:
-        """(user id, name, secret) of a pending enrolment, or 401."""
+    async def find(self, request: Request, key: str | None) -> Pending:
+        """The pending enrolment `key` names, while its user is as they were; else 401."""
         found = self._pending.get(key or "")
-        if found is None or found[3] < time.monotonic():
+        if found is None or found.ends < time.monotonic():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in again")
-        return found[:3]
+
+        def still(conn) -> bool:
+            return mfa.may_enrol(conn, found.user_id, found.state)
+
+        if not await read(request, still):
+            self.finish(key or "")
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in again")
+        return found
 
     def finish(self, key: str) -> None:
         """Forget a pending enrolment."""
@@ -81,32 +102,39 @@ async def signin(
             raise
         return page(request, "signin.html", 401, error=exc.detail, name=name, next=_local(next))
     if user.totp_enabled_at is None:
-        key = request.app.state.enrolments.start(user.id, user.name)
+        state = mfa.enrolment_state(user.password_hash, user.token_hash)
+        key = request.app.state.enrolments.start(user.id, user.name, state)
         response = see_other("/signin/enrol")
         set_cookie(request, response, PENDING_COOKIE, key, hours=1)
         return response
-    token = await open_session(request, user.id, user.name, SESSION_HOURS)
+    token = await open_session(request, user.id, user.name, SESSION_HOURS, web=True)
     response = see_other(_local(next))
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)
     return response
 
 
 @router.get("/signin/enrol")
-def enrol_form(request: Request):
+async def enrol_form(request: Request):
     """Set up an authenticator: the QR code and its secret, and a field for the first code."""
-    _, name, secret = request.app.state.enrolments.find(request.cookies.get(PENDING_COOKIE))
-    uri = mfa.provisioning_uri(secret, name)
-    return page(request, "enrol.html", qr=mfa.qr_svg(uri), secret=secret, name=name)
+    found = await request.app.state.enrolments.find(request, request.cookies.get(PENDING_COOKIE))
+    uri = mfa.provisioning_uri(found.secret, found.name)
+    return page(request, "enrol.html", qr=mfa.qr_svg(uri), secret=found.secret, name=found.name)
 
 
 @router.post("/signin/enrol")
 async def enrol(request: Request, code: Annotated[str, Form(max_length=64)]) -> Response:
     """Turn TOTP on with the first code, open the session and show the recovery codes once."""
-    key = request.cookies.get(PENDING_COOKIE)
-    user_id, name, secret = request.app.state.enrolments.find(key)
-    codes = await request.app.state.writer.run(
-        lambda conn: mfa.enable(conn, user_id, secret, code, f"user:{name}")
-    )
+    key = request.cookies.get(PENDING_COOKIE) or ""
+    enrolments = request.app.state.enrolments
+    found = await enrolments.find(request, key)
+    user_id, name, secret = found.user_id, found.name, found.secret
+    try:
+        codes = await request.app.state.writer.run(
+            lambda conn: mfa.enable(conn, user_id, secret, code, f"user:{name}", found.state)
+        )
+    except mfa.StaleEnrolment:
+        enrolments.finish(key)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in again") from None
     if codes is None:
         uri = mfa.provisioning_uri(secret, name)
         return page(
@@ -118,8 +146,9 @@ async def enrol(request: Request, code: Annotated[str, Form(max_length=64)]) -> 
             name=name,
             error="that code is not the current one: check the time on your device and try again",
         )
-    request.app.state.enrolments.finish(key)
-    token = await open_session(request, user_id, name, SESSION_HOURS)
+    enrolments.finish(key)
+    token = await open_session(request, user_id, name, SESSION_HOURS, web=True)
+    request.state.session_token = token  # the page's forms belong to the new session
     response = page(request, "recovery.html", codes=codes)
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)
     response.delete_cookie(PENDING_COOKIE, path="/")

@@ -164,10 +164,7 @@ class Ledger:
                 select(approvals.c.project, approvals.c.task_hash, *columns).where(*where)
             )
             rows = {(r[0], r[1]): (r[2], r[3], r[4] or "") for r in found}
-            entries = [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.seq))]
-        broken = _first_break(entries)
-        if broken is not None:
-            raise LedgerTampered(f"the site ledger's audit chain is broken at entry {broken}")
+            entries = _verified(conn)
         chained = {}
         for entry in entries:
             if entry["action"] in DECISIONS:

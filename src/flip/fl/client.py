@@ -305,7 +305,7 @@ def train_round(
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             _refuse(ledger, site, detail, problem)
-        if problem := _dp_problem(spec) or (spec.privacy and delta_problem(spec.privacy, n_train)):
+        if problem := _dp_problem(spec, n_train):
             _refuse(ledger, site, detail, problem)
         counter, limit = round_count(ledger, spec, config, run)
         number = _counted(ledger, counter, detail["project"], detail["task_hash"], limit)
@@ -398,13 +398,18 @@ def _fit(
     )
 
 
-def _dp_problem(spec: TaskSpec) -> str | None:
-    """Why the task's DP cannot run here (its strategy cannot be accounted, or DP-SGD's
-    per-example loss is binary cross-entropy only), or None."""
+def _dp_problem(spec: TaskSpec, n_train: int) -> str | None:
+    """Why the task's DP cannot run on this site's `n_train` rows (its strategy cannot be
+    accounted, its delta is too large, or DP-SGD's per-example loss is binary cross-entropy
+    only), or None."""
     privacy = spec.privacy
-    if privacy is not None and (problem := accounting_problem(privacy, spec.strategy.name)):
+    if privacy is None:
+        return None
+    if problem := accounting_problem(privacy, spec.strategy.name):
         return problem
-    if privacy is None or privacy.level != "record":
+    if problem := delta_problem(privacy, n_train):
+        return problem
+    if privacy.level != "record":
         return None
     if spec.kind == "custom" or spec.data.outcome != "binary":
         return "record-level DP (DP-SGD) trains built-in kinds with a binary outcome only"

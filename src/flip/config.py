@@ -48,6 +48,19 @@ class SitePolicy(BaseModel):
     max_epsilon: float | None = Field(
         None, gt=0, description="Require DP with at most this epsilon."
     )
+    max_delta: float = Field(
+        1e-5,
+        gt=0,
+        le=1e-3,
+        description="The largest delta a DP task may name; every epsilon the site's budget "
+        "sums is computed at this delta.",
+    )
+    max_evaluations: int | None = Field(
+        100,
+        ge=1,
+        description="Evaluations of one task the site answers across all runs (each is an "
+        "exact query of its rows with server-chosen weights); None: no limit.",
+    )
     max_rounds: int | None = Field(None, ge=1, description="No task of more rounds.")
     allowed_projects: list[int] | None = Field(
         None, description="Hub projects the site works for; None: any it joined."

@@ -14,7 +14,13 @@ from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
-from flip.fl.privacy import PrivacySpec, accounting_problem, privatise, with_privacy
+from flip.fl.privacy import (
+    PrivacySpec,
+    UpdateRefused,
+    accounting_problem,
+    privatise,
+    with_privacy,
+)
 from flip.fl.strategies import make_strategy
 
 DELTA = 1e-5
@@ -154,7 +160,11 @@ def test_central_dp_refuses_what_it_cannot_account(strategy):
     spec = PrivacySpec(noise_multiplier=1.0, clipping_norm=1.0)
     problem = accounting_problem(spec, strategy)
     assert problem is not None and strategy in problem and "\n" not in problem
-    assert accounting_problem(spec.model_copy(update={"clipping": "client"}), strategy) is None
+    local = accounting_problem(spec.model_copy(update={"clipping": "client"}), strategy)
+    if strategy == "qfedavg":  # it weighs sites by the exact loss no site sends under DP
+        assert local is not None and "exact training loss" in local
+    else:
+        assert local is None
     from flip.fl.server import make_server_app
 
     with pytest.raises(ValueError, match="central DP accounts an equal-weight mean"):
@@ -234,3 +244,17 @@ def test_a_record_level_models_lineage_carries_each_sites_opacus_epsilon():
         expected = independent_epsilon(1.2, 0, q=1 / batches, steps=3 * 2 * batches)
         assert by_site[name] == pytest.approx(expected, rel=0.05)
     assert lineage["privacy"]["epsilon"] == by_site["b"], "the smaller site spends more"
+
+
+def test_privatise_refuses_what_it_cannot_noise_and_resets_integer_arrays():
+    spec = PrivacySpec(clipping="client", noise_multiplier=1.0, clipping_norm=1.0)
+    start = {"w": np.zeros(4, dtype=np.float32), "count": np.array(3, dtype=np.int64)}
+    smuggled = {"w": np.arange(4, dtype=np.float32).view(np.int32), "count": start["count"]}
+    with pytest.raises(UpdateRefused, match="came back as int32"):
+        privatise(start, smuggled, spec)
+    with pytest.raises(UpdateRefused, match="NaN or inf"):
+        privatise(start, {**start, "w": np.array([0, np.inf, 0, 0], dtype=np.float32)}, spec)
+    with pytest.raises(UpdateRefused, match="not the ones sent"):
+        privatise(start, {**start, "extra": np.ones(2)}, spec)
+    counted = privatise(start, {**start, "count": np.array(99, dtype=np.int64)}, spec)
+    assert counted["count"] == 3  # a batch counter goes back as sent, never as trained

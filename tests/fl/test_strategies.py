@@ -123,3 +123,40 @@ def test_flip_fl_run_takes_strategy_hyperparameters_and_checks_them(tmp_path):
     ExperimentOptions(site, "y", strategy="fedprox", strategy_options={"proximal_mu": 0.5}).check()
     with pytest.raises(DatasetError, match=r"--strategy-option: .*fedavgm has no 'mu'"):
         ExperimentOptions(site, "y", strategy="fedavgm", strategy_options={"mu": 1.0}).check()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "why"),
+    [
+        ("fedadam", {"beta_1": 1.0}, "decay in \\[0, 1\\)"),
+        ("fedyogi", {"beta_2": 1.5}, "decay in \\[0, 1\\)"),
+        ("fedadam", {"tau": 0.0}, "tau in \\(0, 1\\]"),
+        ("fedadagrad", {"eta": 0.0}, "server learning rate"),
+        ("fedavgm", {"server_learning_rate": 1e308}, "server learning rate"),
+        ("fedavgm", {"server_momentum": 1.0}, "momentum"),
+        ("qfedavg", {"client_learning_rate": 0.0}, "divides by it"),
+        ("fedtrimmedavg", {"beta": 0.5}, "leaves nothing"),
+        ("krum", {"num_malicious_nodes": 1e18}, "more than 1000 sites"),
+        ("bulyan", {"num_malicious_nodes": 250}, "more than 1000 sites"),
+    ],
+)
+def test_a_spec_out_of_a_strategys_bounds_is_refused_before_any_site_approves_it(
+    name, options, why
+):
+    with pytest.raises(ValidationError, match=why):
+        TaskSpec.model_validate(
+            {**mace_task().model_dump(), "strategy": {"name": name, "options": options}}
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("fedadam", {"beta_1": 0.0, "tau": 1.0, "eta": 10.0}),
+        ("fedtrimmedavg", {"beta": 0.49}),
+        ("bulyan", {"num_malicious_nodes": 249}),
+        ("qfedavg", {"client_learning_rate": 0.01, "q": 10.0}),
+    ],
+)
+def test_options_on_the_bounds_are_accepted(name, options):
+    assert StrategySpec(name=name, options=options).options == options

@@ -3,9 +3,11 @@
 It lives in a small SQLite file beside the store, so the site agent and every
 ClientApp process can read and append to it safely at the same time. Every
 approval is also a chained audit entry, and an approval row the chain does not
-vouch for is refused; the hub keeps the ledger's signed heads, and the ledger
-keeps the hub's (`hub_head`), so a truncation or a recomputed chain shows on the
-side that did not make it.
+vouch for is refused. The rounds each run trained and evaluated and the epsilon it
+spent exist only as chained entries, read back through a verified chain, so a count
+edited or removed is refused as a tampered ledger. The hub keeps the ledger's signed
+heads, and the ledger keeps the hub's (`hub_head`), so a truncation or a recomputed
+chain shows on the side that did not make it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import orjson
 from sqlalchemy import (
     Column,
     Engine,
-    Float,
     Integer,
     MetaData,
     String,
@@ -26,10 +27,8 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
-    func,
     insert,
     select,
-    update,
 )
 
 from flip.hashchain import GENESIS, entry_hash, first_break
@@ -50,39 +49,11 @@ approvals = Table(
     Column("decided_at", String(40), nullable=False),
 )
 
-#: Rounds each run has trained at this site, per task: the ClientApp's own count, which
-#: never trusts the round number the server sends.
-trained_rounds = Table(
-    "trained_round",
-    _meta,
-    Column("run", String(40), primary_key=True),
-    Column("project", String(100), primary_key=True),
-    Column("task_hash", String(64), primary_key=True),
-    Column("rounds", Integer, nullable=False),
-)
-
-#: Evaluations each run asked of this site, per task: each one is a query of the site's
-#: test rows with weights the server chose, so they are bounded like training rounds.
-evaluated_rounds = Table(
-    "evaluated_round",
-    _meta,
-    Column("run", String(40), primary_key=True),
-    Column("project", String(100), primary_key=True),
-    Column("task_hash", String(64), primary_key=True),
-    Column("rounds", Integer, nullable=False),
-)
-
-#: The epsilon each run has spent so far at this site, per project and dataset: the site's
-#: privacy budget across runs is their sum.
-privacy_spent = Table(
-    "privacy_spent",
-    _meta,
-    Column("run", String(40), primary_key=True),
-    Column("project", String(100), primary_key=True),
-    Column("dataset", String(80), primary_key=True),
-    Column("epsilon", Float, nullable=False),
-    Column("delta", Float, nullable=False),
-)
+#: Audit actions that carry the site's counts: a round trained or evaluated (`kind`) by a
+#: run of a task, and the epsilon a run of a task has spent on a dataset. The counts are
+#: derived from these chained entries only, so a count edited or removed breaks the chain.
+COUNTED = "round.counted"
+CHARGED = "budget.charged"
 
 audit = Table(
     "audit",
@@ -107,6 +78,10 @@ hub_heads = Table(
 
 class LedgerTampered(ValueError):
     """The ledger's chain is broken, or its approvals are not the ones the chain records."""
+
+
+class DeltaMismatch(ValueError):
+    """A charge at another delta than the one the dataset's budget was charged at."""
 
 
 def _now() -> str:
@@ -189,10 +164,7 @@ class Ledger:
                 select(approvals.c.project, approvals.c.task_hash, *columns).where(*where)
             )
             rows = {(r[0], r[1]): (r[2], r[3], r[4] or "") for r in found}
-            entries = [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.seq))]
-        broken = _first_break(entries)
-        if broken is not None:
-            raise LedgerTampered(f"the site ledger's audit chain is broken at entry {broken}")
+            entries = _verified(conn)
         chained = {}
         for entry in entries:
             if entry["action"] in DECISIONS:
@@ -222,20 +194,26 @@ class Ledger:
         kind: Literal["train", "evaluate"] = "train",
     ) -> int | None:
         """Count one more round of this task trained (or evaluated) in `run` and return how
-        many it has now, or None (counting nothing) when the run has already had `limit`."""
-        table = trained_rounds if kind == "train" else evaluated_rounds
-        key = (table.c.run == run, table.c.project == project, table.c.task_hash == task_hash)
+        many it has now, or None (counting nothing) when the run has already had `limit`.
+        LedgerTampered if the chain is broken."""
         with self.engine.begin() as conn:
-            done = conn.execute(select(table.c.rounds).where(*key)).scalar()
-            if limit is not None and (done or 0) >= limit:
+            counts = _counts(_verified(conn))
+            done = counts.get((kind, run, project, task_hash), 0)
+            if limit is not None and done >= limit:
                 return None
-            if done is None:
-                conn.execute(
-                    insert(table).values(run=run, project=project, task_hash=task_hash, rounds=1)
-                )
-                return 1
-            conn.execute(update(table).where(*key).values(rounds=done + 1))
+            detail = {"kind": kind, "run": run, "project": project, "task_hash": task_hash}
+            self._append(conn, COUNTED, {**detail, "rounds": done + 1})
             return done + 1
+
+    def rounds_counted(
+        self, project: str, task_hash: str, kind: Literal["train", "evaluate"] = "train"
+    ) -> int:
+        """Rounds of this task trained (or evaluated) here across every run; LedgerTampered
+        if the chain is broken."""
+        with self.engine.connect() as conn:
+            counts = _counts(_verified(conn))
+        wanted = (kind, project, task_hash)
+        return sum(n for (k, _, p, t), n in counts.items() if (k, p, t) == wanted)
 
     def joined_run(self, run: int, project: str, task_hash: str) -> dict[str, object] | None:
         """What this site recorded when it joined hub run `run` of this task (its rounds, when
@@ -256,46 +234,45 @@ class Ledger:
         return None
 
     def spent(self, project: str, dataset: str, *, besides: str | None = None) -> float:
-        """The epsilon every run (but `besides`) has spent on this project's dataset here."""
-        where = [privacy_spent.c.project == project, privacy_spent.c.dataset == dataset]
-        if besides is not None:
-            where.append(privacy_spent.c.run != besides)
-        query = select(func.coalesce(func.sum(privacy_spent.c.epsilon), 0.0)).where(*where)
+        """The epsilon every run (but `besides`) of every task has spent on this project's
+        dataset here; LedgerTampered if the chain is broken."""
         with self.engine.connect() as conn:
-            return float(conn.execute(query).scalar() or 0.0)
+            charges = _charges(_verified(conn))
+        return sum(
+            epsilon
+            for (run, p, d, _), (epsilon, _) in charges.items()
+            if (p, d) == (project, dataset) and run != besides
+        )
 
     def spend(
         self,
         run: str,
         project: str,
         dataset: str,
+        task_hash: str,
         epsilon: float,
         delta: float,
         limit: float | None,
     ) -> float | None:
-        """Set what `run` has spent on this project's dataset to `epsilon` and return the
-        total across runs, or None (spending nothing) when the total would pass `limit`."""
-        key = (
-            privacy_spent.c.run == run,
-            privacy_spent.c.project == project,
-            privacy_spent.c.dataset == dataset,
-        )
-        others = [privacy_spent.c.project == project, privacy_spent.c.dataset == dataset]
+        """Set what `run` of this task has spent on this project's dataset to `epsilon` and
+        return the total across runs and tasks, or None (spending nothing) when the total
+        would pass `limit`. DeltaMismatch if the dataset was charged at another delta (epsilons
+        at different deltas do not add up); LedgerTampered if the chain is broken."""
+        key = (run, project, dataset, task_hash)
         with self.engine.begin() as conn:
-            before = conn.execute(
-                select(func.coalesce(func.sum(privacy_spent.c.epsilon), 0.0)).where(
-                    *others, privacy_spent.c.run != run
+            charges = _charges(_verified(conn))
+            mine = {k: v for k, v in charges.items() if k[1:3] == (project, dataset)}
+            others = {d for k, (_, d) in mine.items() if d != delta}
+            if others:
+                raise DeltaMismatch(
+                    f"the budget of {dataset} was charged at delta {min(others):g}, "
+                    f"not {delta:g}: epsilons at different deltas do not add up"
                 )
-            ).scalar()
-            total = float(before or 0.0) + epsilon
+            total = sum(e for k, (e, _) in mine.items() if k != key) + epsilon
             if limit is not None and total > limit:
                 return None
-            conn.execute(privacy_spent.delete().where(*key))
-            conn.execute(
-                insert(privacy_spent).values(
-                    run=run, project=project, dataset=dataset, epsilon=epsilon, delta=delta
-                )
-            )
+            detail = {"run": run, "project": project, "dataset": dataset, "task_hash": task_hash}
+            self._append(conn, CHARGED, {**detail, "epsilon": epsilon, "delta": delta})
             return total
 
     def record(self, action: str, detail: dict[str, object]) -> None:
@@ -363,6 +340,38 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _verified(conn) -> list[dict[str, object]]:
+    """Every audit entry, oldest first, once the chain holds; LedgerTampered if it does not."""
+    entries = [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.seq))]
+    broken = _first_break(entries)
+    if broken is not None:
+        raise LedgerTampered(f"the site ledger's audit chain is broken at entry {broken}")
+    return entries
+
+
+def _counts(entries: list[dict[str, object]]) -> dict[tuple[str, str, str, str], int]:
+    """The rounds each (kind, run, project, task hash) has counted, from the chained entries."""
+    counts = {}
+    for entry in entries:
+        if entry["action"] == COUNTED:
+            d = orjson.loads(str(entry["detail"]))
+            counts[(d["kind"], d["run"], d["project"], d["task_hash"])] = int(d["rounds"])
+    return counts
+
+
+def _charges(
+    entries: list[dict[str, object]],
+) -> dict[tuple[str, str, str, str], tuple[float, float]]:
+    """(epsilon, delta) each (run, project, dataset, task hash) has spent, from the chain."""
+    charges = {}
+    for entry in entries:
+        if entry["action"] == CHARGED:
+            d = orjson.loads(str(entry["detail"]))
+            key = (d["run"], d["project"], d["dataset"], d["task_hash"])
+            charges[key] = (float(d["epsilon"]), float(d["delta"]))
+    return charges
 
 
 def _mismatch(project: str, task_hash: str) -> str:

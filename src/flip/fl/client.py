@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import torch
@@ -28,9 +30,16 @@ from flwr.clientapp import ClientApp
 from flip.config import SiteConfig
 from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
-from flip.data.ledger import Ledger, LedgerTampered
+from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
 from flip.fl.preprocessing import feature_stats
-from flip.fl.privacy import privatise, server_config_problem
+from flip.fl.privacy import (
+    UpdateRefused,
+    accounting_problem,
+    delta_problem,
+    gaussian_epsilon,
+    privatise,
+    server_config_problem,
+)
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
@@ -143,8 +152,15 @@ def round_problem(spec: TaskSpec, config: Mapping[str, Any]) -> str | None:
 
 def _approved(ledger: Ledger, project: str, digest: str) -> bool:
     """Whether the ledger approves the task; a tampered ledger is refused with its reason."""
-    try:
+    with _untampered(ledger, project, digest):
         return ledger.is_approved(project, digest)
+
+
+@contextmanager
+def _untampered(ledger: Ledger, project: str, digest: str) -> Iterator[None]:
+    """Turn a broken ledger chain met inside into an audited refusal of the task."""
+    try:
+        yield
     except LedgerTampered as exc:
         ledger.record("run.refused", {"project": project, "task_hash": digest, "reason": str(exc)})
         raise NotApproved(str(exc)) from exc
@@ -277,8 +293,11 @@ def train_round(
     strategy than the approved task's. The site counts the rounds each hub run (or, outside
     the hub, each Flower run) trained in its ledger and refuses one more than approved,
     whatever round number the server sends and however many Flower runs carry the hub run
-    (`round_count`); under DP it refuses a round that would take the project's dataset past
-    the policy's `max_epsilon` across all runs.
+    (`round_count`); under DP it refuses a delta of 1 / its training rows or more, and a
+    round that would take its dataset (`budget_dataset`) past the policy's `max_epsilon`
+    across all runs and tasks. Under DP the metrics that leave are `num-examples` = 1 only
+    (equal weights; no loss, no count, no custom metric); under local DP an update that is
+    not finite floating point is refused, never sent.
     """
     train_split, _ = fit_and_validation(site, spec, config)
     detail = _detail(config)
@@ -286,18 +305,24 @@ def train_round(
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             _refuse(ledger, site, detail, problem)
-        if problem := _record_level_problem(spec):
+        if problem := _dp_problem(spec, n_train):
             _refuse(ledger, site, detail, problem)
         counter, limit = round_count(ledger, spec, config, run)
-        number = ledger.count_round(counter, detail["project"], detail["task_hash"], limit)
+        number = _counted(ledger, counter, detail["project"], detail["task_hash"], limit)
         if number is None:
             which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
             reason = f"{which} has already trained the {limit} rounds approved"
             _refuse(ledger, site, detail, reason)
-        spent = _spend(ledger, site, spec, detail, counter, site_epsilon(spec, n_train, number))
+        delta = site.policy.max_delta
+        epsilon = site_epsilon(spec, n_train, number, delta)
+        spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
     trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]))
     if spec.privacy is not None and spec.privacy.mechanism == "local":
-        noised = privatise(_arrays(state), _arrays(trained), spec.privacy)
+        try:
+            noised = privatise(_arrays(state), _arrays(trained), spec.privacy)
+        except UpdateRefused as exc:
+            with Ledger(site.ledger) as ledger:
+                _refuse(ledger, site, detail, str(exc))
         trained = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in noised.items()}
     with Ledger(site.ledger) as ledger:
         ledger.record(
@@ -309,11 +334,32 @@ def train_round(
                 **_hub_run(config),
                 "site_round": number,
                 "n_train": n_train,
-                "loss": round(float(metrics["loss"]), 6),
+                "loss": _loss(metrics),
                 **spent,
             },
         )
+    if spec.privacy is not None:
+        metrics = {"num-examples": 1.0}
     return trained, metrics
+
+
+def _loss(metrics: Mapping[str, float]) -> float | None:
+    """The round's training loss as the site's audit keeps it (None when not finite)."""
+    loss = float(metrics.get("loss", float("nan")))
+    return round(loss, 6) if math.isfinite(loss) else None
+
+
+def _counted(
+    ledger: Ledger,
+    counter: str,
+    project: str,
+    digest: str,
+    limit: int | None,
+    kind: Literal["train", "evaluate"] = "train",
+) -> int | None:
+    """`Ledger.count_round`, with a tampered ledger refused as `_approved` refuses it."""
+    with _untampered(ledger, project, digest):
+        return ledger.count_round(counter, project, digest, limit, kind=kind)
 
 
 def _fit(
@@ -352,10 +398,18 @@ def _fit(
     )
 
 
-def _record_level_problem(spec: TaskSpec) -> str | None:
-    """Why DP-SGD cannot train this task (its per-example loss is binary cross-entropy), or None."""
+def _dp_problem(spec: TaskSpec, n_train: int) -> str | None:
+    """Why the task's DP cannot run on this site's `n_train` rows (its strategy cannot be
+    accounted, its delta is too large, or DP-SGD's per-example loss is binary cross-entropy
+    only), or None."""
     privacy = spec.privacy
-    if privacy is None or privacy.level != "record":
+    if privacy is None:
+        return None
+    if problem := accounting_problem(privacy, spec.strategy.name):
+        return problem
+    if problem := delta_problem(privacy, n_train):
+        return problem
+    if privacy.level != "record":
         return None
     if spec.kind == "custom" or spec.data.outcome != "binary":
         return "record-level DP (DP-SGD) trains built-in kinds with a binary outcome only"
@@ -370,51 +424,62 @@ def _arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
-def dataset_of(spec: TaskSpec) -> str:
-    """The dataset a task's privacy budget is charged to: its cohort (the entry concepts),
-    whatever features and outcome it reads of those persons."""
-    cohort = ",".join(str(c) for c in sorted(spec.data.entry_concept_ids))
-    return "cohort:" + hashlib.sha256(cohort.encode()).hexdigest()[:16]
+def budget_dataset(site: SiteConfig, spec: TaskSpec) -> str:
+    """The dataset a task's privacy budget is charged to: the persons of its training and
+    test splits at this site (a hash of their sorted ids, kept only in the site's ledger),
+    whatever cohort definition, features, outcome or split selects those persons."""
+    splits = _raw_splits(site.store, spec.model_dump_json())
+    persons = np.unique(np.concatenate([split.person_ids for split in splits]))
+    digest = hashlib.sha256(np.asarray(persons, dtype=np.int64).tobytes()).hexdigest()
+    return f"persons:{digest[:32]}"
 
 
-def site_epsilon(spec: TaskSpec, n_train: int, rounds: int) -> float | None:
-    """The epsilon `rounds` rounds of the task spend at a site of `n_train` training rows
-    (site level: the RDP accountant of z; record level: Opacus's over every DP-SGD step);
-    None without differential privacy."""
+def site_epsilon(spec: TaskSpec, n_train: int, rounds: int, delta: float) -> float | None:
+    """The epsilon at `delta` that `rounds` rounds of the task spend at a site of `n_train`
+    training rows (site level: the RDP accountant of z; record level: Opacus's over every
+    DP-SGD step); None without differential privacy."""
     privacy = spec.privacy
     if privacy is None:
         return None
     if privacy.level == "site":
-        return privacy.epsilon(rounds)
+        return gaussian_epsilon(privacy.noise_multiplier, rounds, delta)
     from flip.fl.dp_sgd import record_epsilon, steps_per_round
 
     steps = rounds * steps_per_round(n_train, spec.batch_size, spec.local_epochs)
-    return record_epsilon(privacy.noise_multiplier, n_train, spec.batch_size, steps, privacy.delta)
+    return record_epsilon(privacy.noise_multiplier, n_train, spec.batch_size, steps, delta)
 
 
 def _spend(
     ledger: Ledger,
     site: SiteConfig,
     spec: TaskSpec,
-    detail: dict[str, str],
+    config: Mapping[str, Any],
     run: str,
     epsilon: float | None,
+    delta: float,
 ) -> dict[str, float]:
-    """Charge the epsilon of `run` (its round counter: a hub run, or a Flower run outside the
-    hub) to the project's dataset; refuse past the site's ceiling."""
+    """Charge the epsilon (at the policy's `delta`) of `run` (its round counter: a hub run, or
+    a Flower run outside the hub) of this task to the dataset's budget, which every run and
+    task over the same persons shares; refuse past the site's ceiling."""
     if epsilon is None or spec.privacy is None:
         return {}
-    dataset = dataset_of(spec)
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    dataset = budget_dataset(site, spec)
     limit = site.policy.max_epsilon
-    total = ledger.spend(run, detail["project"], dataset, epsilon, spec.privacy.delta, limit)
+    try:
+        with _untampered(ledger, project, digest):
+            total = ledger.spend(run, project, dataset, digest, epsilon, delta, limit)
+    except DeltaMismatch as exc:
+        _refuse(ledger, site, detail, str(exc))
     if total is None:
-        before = ledger.spent(detail["project"], dataset, besides=run)
         reason = (
-            f"this round would spend epsilon {before + epsilon:.2f} on {dataset} across runs, "
+            f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent on the site's "
+            f"dataset across runs and tasks ({ledger.spent(project, dataset):.2f} so far) "
             f"above the site's ceiling {limit}"
         )
         _refuse(ledger, site, detail, reason)
-    return {"epsilon_run": round(epsilon, 6), "epsilon_total": round(total, 6)}
+    return {"epsilon_run": round(epsilon, 6), "epsilon_total": round(total, 6), "delta": delta}
 
 
 def evaluate_round(
@@ -429,30 +494,41 @@ def evaluate_round(
     (the final evaluation), on its validation split otherwise (a round's); a validation
     split under the policy's fewest rows is refused, as a test split is.
 
-    Each evaluation queries the site's rows with weights the server chose, so the site
-    counts them per run (as `round_count` counts trained rounds) in its ledger and refuses
-    more than one per approved round and one final evaluation.
+    Each evaluation queries the site's rows with weights the server chose and releases its
+    exact metrics (not noised, not charged to the privacy budget), so the site counts them
+    in its chained ledger: per run (as `round_count` counts trained rounds) it refuses more
+    than one per approved round and one final evaluation, and across every run (hub or
+    Flower) more than the policy's `max_evaluations` of the task.
     """
     if config.get(EVALUATE_SPLIT) == "test":
         _, split = _splits(site, spec, config)
     else:
         _, split = fit_and_validation(site, spec, config)
     detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
     with Ledger(site.ledger) as ledger:
         if config.get(EVALUATE_SPLIT) != "test" and (
             problem := rows_problem(site.policy, "validation", len(split.y))
         ):
             _refuse(ledger, site, detail, problem)
+        cap = site.policy.max_evaluations
+        if cap is not None and _evaluations(ledger, project, digest) >= cap:
+            reason = f"the task has had the {cap} evaluations the site's policy allows"
+            _refuse(ledger, site, detail, reason)
         counter, rounds = round_count(ledger, spec, config, run)
         limit = None if rounds is None else rounds + 1
-        counted = ledger.count_round(
-            counter, detail["project"], detail["task_hash"], limit, kind="evaluate"
-        )
+        counted = _counted(ledger, counter, project, digest, limit, kind="evaluate")
         if counted is None:
             which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
             reason = f"{which} has already had the {limit} evaluations the task allows"
             _refuse(ledger, site, detail, reason)
     return evaluate_task(spec, state, split, device=site_device(site), limits=site_limits(site))
+
+
+def _evaluations(ledger: Ledger, project: str, digest: str) -> int:
+    """Evaluations of the task across every run; a tampered ledger is refused."""
+    with _untampered(ledger, project, digest):
+        return ledger.rounds_counted(project, digest, "evaluate")
 
 
 @app.train()

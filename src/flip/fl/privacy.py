@@ -74,7 +74,13 @@ class PrivacySpec(BaseModel):
     )
     noise_multiplier: float = Field(gt=0)
     clipping_norm: float = Field(gt=0, description="The norm, or with `adaptive` its start.")
-    delta: float = Field(1e-5, gt=0, lt=1)
+    delta: float = Field(
+        1e-5,
+        gt=0,
+        le=1e-3,
+        description="At most 1e-3 (a delta near 1 makes any epsilon meaningless); a site also "
+        "refuses a delta above its policy's max_delta or at least 1 / its training rows.",
+    )
     adaptive: bool = Field(
         False, description="Adapt the clipping norm each round toward `target_quantile`."
     )
@@ -155,6 +161,19 @@ def accounting_problem(spec: PrivacySpec, strategy: str) -> str | None:
             f"central DP accounts an equal-weight mean of clipped updates (fedavg, fedprox); "
             f"{strategy} releases more than that: use clipping: client or level: record"
         )
+    if strategy == "qfedavg":
+        return (
+            "qfedavg weighs sites by their exact training loss, which a site under DP does "
+            "not send: use another strategy"
+        )
+    return None
+
+
+def delta_problem(spec: PrivacySpec, n_rows: int) -> str | None:
+    """Why the spec's delta is too large for a site of `n_rows` protected rows, or None: at
+    delta >= 1/n a mechanism may publish one person's record outright and still qualify."""
+    if spec.delta * n_rows >= 1:
+        return f"the task's delta {spec.delta:g} is not below 1 / {n_rows} training rows"
     return None
 
 
@@ -274,6 +293,10 @@ def server_config_problem(
     return None
 
 
+class UpdateRefused(ValueError):
+    """An update local DP cannot protect: an array that is not floating point, or not finite."""
+
+
 def privatise(
     start: Mapping[str, np.ndarray],
     trained: Mapping[str, np.ndarray],
@@ -281,13 +304,26 @@ def privatise(
     rng: np.random.Generator | None = None,
 ) -> dict[str, np.ndarray]:
     """Local DP at the site: the trained weights with the update (trained - start) clipped to
-    the spec's norm C and Gaussian noise of standard deviation z*C added to every weight.
+    the spec's norm C and Gaussian noise of standard deviation z*C added to every floating
+    array; an array sent as integers (a batch counter) goes back as it was sent.
 
-    The noise comes from fresh OS entropy unless `rng` is given: noise a seed could replay
-    could be subtracted.
+    UpdateRefused when the arrays are not the ones sent, or a floating array comes back as
+    another type (its bytes could carry anything un-noised), changed shape, or holds NaN or
+    inf. The noise comes from fresh OS entropy unless `rng` is given: noise a seed could
+    replay could be subtracted.
     """
+    if set(trained) != set(start):
+        raise UpdateRefused("local DP: the trained model's arrays are not the ones sent")
+    floating = [k for k in start if np.issubdtype(np.asarray(start[k]).dtype, np.floating)]
+    for name in floating:
+        values = np.asarray(trained[name])
+        if values.dtype != np.asarray(start[name]).dtype:
+            raise UpdateRefused(f"local DP: array {name} came back as {values.dtype}")
+        if values.shape != np.shape(start[name]):
+            raise UpdateRefused(f"local DP: array {name} changed shape in training")
+        if not np.all(np.isfinite(values)):
+            raise UpdateRefused(f"local DP: array {name} holds NaN or inf")
     rng = rng or np.random.default_rng()
-    floating = [k for k in start if np.issubdtype(np.asarray(trained[k]).dtype, np.floating)]
     update = {k: np.asarray(trained[k], dtype=np.float64) - start[k] for k in floating}
     norm = math.sqrt(sum(float(np.sum(u * u)) for u in update.values()))
     scale = min(1.0, spec.clipping_norm / norm) if norm > 0 else 1.0
@@ -295,7 +331,7 @@ def privatise(
     noised = {
         k: (
             np.asarray(start[k], dtype=np.float64) + scale * u + rng.normal(0.0, sigma, u.shape)
-        ).astype(np.asarray(trained[k]).dtype)
+        ).astype(np.asarray(start[k]).dtype)
         for k, u in update.items()
     }
-    return {k: noised.get(k, np.asarray(trained[k])) for k in start}
+    return {k: noised.get(k, np.array(start[k], copy=True)) for k in start}

@@ -64,6 +64,47 @@ NAMES = tuple(_STRATEGIES)
 #: Hyperparameters that count nodes (integers); every other one is a real number.
 _COUNTS = ("num_malicious_nodes", "num_nodes_to_select")
 
+#: The most sites one run takes: it bounds the node counts a spec may name.
+MAX_SITES = 1000
+
+#: hyperparameter -> (lowest, highest, whether the lowest is allowed, whether the highest
+#: is, why): a spec out of these bounds would fail or blow up at the server, so no site
+#: should approve it.
+_BOUNDS: dict[str, tuple[float, float, bool, bool, str]] = {
+    "beta_1": (0, 1, True, False, "a moment's decay in [0, 1), or the moment never settles"),
+    "beta_2": (0, 1, True, False, "a moment's decay in [0, 1), or the moment never settles"),
+    "eta": (0, 10, False, True, "a server learning rate is positive and at most 10"),
+    "eta_l": (0, 10, False, True, "a site learning rate is positive and at most 10"),
+    "tau": (0, 1, False, True, "the update divides by sqrt(v) + tau: tau in (0, 1]"),
+    "server_learning_rate": (0, 10, False, True, "a server learning rate in (0, 10]"),
+    "server_momentum": (0, 1, True, False, "momentum in [0, 1), or the update diverges"),
+    "proximal_mu": (0, 1000, True, True, "a proximal weight in [0, 1000]"),
+    "beta": (0, 0.5, True, False, "trimming half or more from each end leaves nothing"),
+    "client_learning_rate": (0, 10, False, True, "qFedAvg divides by it: in (0, 10]"),
+    "q": (0, 10, True, True, "qFedAvg raises losses to q: in [0, 10], or they overflow"),
+    "num_nodes_to_select": (1, MAX_SITES, True, True, f"selects 1 to {MAX_SITES} sites"),
+    "num_malicious_nodes": (0, MAX_SITES, True, True, f"at most {MAX_SITES} sites"),
+}
+
+#: The most malicious sites f a robust rule tolerates among MAX_SITES (Krum needs 2f + 3
+#: sites, Bulyan 4f + 3).
+_MOST_MALICIOUS = {
+    "krum": (MAX_SITES - 3) // 2,
+    "multikrum": (MAX_SITES - 3) // 2,
+    "bulyan": (MAX_SITES - 3) // 4,
+}
+
+
+def _bounds_problem(name: str, key: str, value: float) -> str | None:
+    """Why `value` is out of bounds for hyperparameter `key` of strategy `name`, or None."""
+    low, high, low_in, high_in, why = _BOUNDS[key]
+    if key == "num_malicious_nodes":
+        high = _MOST_MALICIOUS[name]
+        why = f"{name} needs more than {MAX_SITES} sites to tolerate more than {high}"
+    below = value < low or (value == low and not low_in)
+    above = value > high or (value == high and not high_in)
+    return f"strategy {name}: {key}={value:g} is out of bounds ({why})" if below or above else None
+
 
 def hyperparameters(name: str) -> tuple[str, ...]:
     """The hyperparameters strategy `name` takes (Flower's keyword names)."""
@@ -90,8 +131,8 @@ class StrategySpec(BaseModel):
             if key not in allowed:
                 takes = ", ".join(allowed) or "no hyperparameters"
                 raise ValueError(f"strategy {self.name} has no {key!r}: it takes {takes}")
-            if value < 0:
-                raise ValueError(f"strategy {self.name}: {key} must not be negative")
+            if problem := _bounds_problem(self.name, key, value):
+                raise ValueError(problem)
             if key in _COUNTS and value != int(value):
                 raise ValueError(f"strategy {self.name}: {key} counts sites: a whole number")
         return self

@@ -68,6 +68,11 @@ def task_problem(policy: SitePolicy, project_id: int | str, spec: TaskSpec) -> s
         )
     if problem := _tables_problem(policy, task_tables(spec)):
         return f"the task {problem.removeprefix('it ')}"
+    if spec.privacy is not None and spec.privacy.delta > policy.max_delta:
+        return (
+            f"the task's delta {spec.privacy.delta:g} is above the site's max_delta "
+            f"{policy.max_delta:g}"
+        )
     if policy.max_epsilon is not None:
         return privacy_problem(spec, policy.max_epsilon)
     return None

@@ -120,8 +120,11 @@ def test_other_strategies_train(sites, strategy):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
-    assert set(data) == {"strategy", "rounds", "federated"}
+    assert {"strategy", "rounds", "federated"} <= set(data)
+    assert set(data) - {"strategy", "rounds", "federated"} <= {"selection", "best_round"}
     assert data["federated"]["overall"]["auroc"] > 0.7
+    if "selection" in data:  # the best round is chosen on validation rows, scored on test
+        assert data["selection"]["chosen_on"] == "validation"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from flip.data.ingest.batch import batches, count_records, young_collections_onl
 from flip.data.ingest.clean import scrub_text
 from flip.data.ingest.convert import Converter
 from flip.data.ingest.prune import PRUNE_REFUSED, PRUNE_REFUSED_UNREAD, prune
-from flip.data.ingest.report import IngestReport
+from flip.data.ingest.report import IngestReport, restored_on_error
 from flip.data.ingest.write import Writer
 from flip.data.sources.records import EventBlock, Rejected, SourceRecord, Unread
 from flip.data.terminology.vocabulary import Vocabulary
@@ -72,8 +72,9 @@ class Ingestor:
             self.seen.update(_keys(records))
             self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
             self.failed_reads += sum(type(r) is Unread and r.failed for r in records)
-        batch = self.converter.convert(records, report, final)
-        self.writer.write(batch, report)
+        with restored_on_error(report):
+            batch = self.converter.convert(records, report, final)
+            self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting
         return batch.quarantine
 

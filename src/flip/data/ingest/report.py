@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 #: The skip rule of a record that a later record with the same key replaced in one run.
 SUPERSEDED = "identity.superseded_in_run"
@@ -78,3 +81,16 @@ class IngestReport:
             "withdrawn": self.withdrawn,
             "withdrawn_rows": dict(self.withdrawn_rows),
         }
+
+
+@contextmanager
+def restored_on_error(report: IngestReport) -> Iterator[IngestReport]:
+    """Run a block that counts into `report`; if it raises, put every counter back as it
+    was (the batch it counted was rolled back)."""
+    before = copy.deepcopy(report)
+    try:
+        yield report
+    except BaseException:
+        for f in fields(IngestReport):
+            setattr(report, f.name, getattr(before, f.name))
+        raise

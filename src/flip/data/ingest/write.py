@@ -9,6 +9,7 @@ role CONFIRMS, which owns nothing of the row and is re-written on each run).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -19,7 +20,12 @@ from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
 from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.clean import NUL_REMOVED, scrub_text
-from flip.data.ingest.report import SUPERSEDED, WITHDRAWN_PERSON_KEPT, IngestReport
+from flip.data.ingest.report import (
+    SUPERSEDED,
+    WITHDRAWN_PERSON_KEPT,
+    IngestReport,
+    restored_on_error,
+)
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected
 
@@ -31,6 +37,9 @@ class Writer:
         self.store = store
         self.system = source_system
         self.derive_periods = derive_periods
+        #: Quarantine ids written by the current run: a repeat within the run gets the
+        #: next occurrence number, so that each rejected record keeps its own row.
+        self._quarantine_ids: dict[int, set[int]] = {}
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -73,7 +82,17 @@ class Writer:
 
     def write(self, batch: Batch, report: IngestReport) -> None:
         """Commit one batch whole: replace changed records, keep unchanged ones, add new
-        ones with their provenance, apply merges, and quarantine what was rejected."""
+        ones with their provenance, apply merges, and quarantine what was rejected. When
+        the transaction fails, the report's counters are left as they were before."""
+        ids_before = set(self._quarantine_ids.get(report.run_id, ()))
+        try:
+            with restored_on_error(report):
+                self._write(batch, report)
+        except BaseException:
+            self._quarantine_ids[report.run_id] = ids_before
+            raise
+
+    def _write(self, batch: Batch, report: IngestReport) -> None:
         with self.store.begin() as conn:
             unchanged: set[str] = set()
             # A key an earlier batch of this run wrote: that record is superseded, not this
@@ -225,10 +244,13 @@ class Writer:
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
+        taken = self._quarantine_ids.setdefault(report.run_id, set())
         for r in rejected:
+            quarantine_id = _quarantine_id(self.system, r, taken)
+            taken.add(quarantine_id)
             rows.append(
                 {
-                    "quarantine_id": stable_id(self.system, r.location, r.rule, r.key or ""),
+                    "quarantine_id": quarantine_id,
                     "ingest_run_id": report.run_id,
                     "source_system": self.system,
                     "location": scrub_text(r.location),
@@ -246,6 +268,20 @@ class Writer:
             with values_in(conn, table.c.quarantine_id, ids) as stale:
                 conn.execute(delete(table).where(stale))
             bulk_insert(conn, table, rows)
+
+
+def _quarantine_id(system: str, rejected: Rejected, taken: set[int]) -> int:
+    """The id of a quarantined record: from its place, rule, key and content (a replaced
+    file at the same path keeps its earlier rows), with an occurrence number when the run
+    already quarantined one identical record (each keeps its own row)."""
+    digest = hashlib.sha256(rejected.raw or b"").hexdigest()
+    parts = (system, rejected.location, rejected.rule, rejected.key or "", digest)
+    quarantine_id = stable_id(*parts)
+    occurrence = 1
+    while quarantine_id in taken:
+        occurrence += 1
+        quarantine_id = stable_id(*parts, str(occurrence))
+    return quarantine_id
 
 
 def _now() -> datetime:

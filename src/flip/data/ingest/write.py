@@ -27,7 +27,7 @@ from flip.data.ingest.report import (
     restored_on_error,
 )
 from flip.data.ingest.stale import fail_stale_runs, this_process
-from flip.data.sources.records import Rejected
+from flip.data.sources.records import Rejected, part_key
 
 
 class Writer:
@@ -99,7 +99,8 @@ class Writer:
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
             stale: set[str] = set()  # an older version than the one stored
-            for key, old in self._existing(conn, batch).items():
+            existing = self._existing(conn, batch)
+            for key, old in existing.items():
                 earlier = any(run == report.run_id for *_, run, _ in old)
                 if any(older(batch.versions.get(key), version) for *_, version in old):
                     stale.add(key)
@@ -114,6 +115,7 @@ class Writer:
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
             self._retire(conn, batch.replaced - batch.sources.keys())
+            self._retire_parts(conn, batch, existing, unchanged | stale, report)
             withdrawn_from = self._withdraw(conn, batch.withdrawn - batch.sources.keys(), report)
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
             if layout.nul_rows:
@@ -180,6 +182,57 @@ class Writer:
         for table, cdm_id in found:
             delete_row(conn, table, cdm_id)
 
+    def _retire_parts(
+        self,
+        conn: Connection,
+        batch: Batch,
+        existing: dict[str, list[tuple[str, int, str, int, str | None]]],
+        kept: set[str],
+        report: IngestReport,
+    ) -> None:
+        """Remove the stored records of a resource read as several records (an
+        Observation's components) that its version in the batch no longer gives: a
+        dropped component, or the value an Observation had before it had components.
+        A resource whose batch records are unchanged or stale is left alone."""
+        wholes = {
+            whole: keys for whole, (_, keys) in batch.wholes.items() if keys and not keys & kept
+        }
+        if not wholes:
+            return
+        probes = sorted({probe for whole in wholes for probe in (whole, part_key(whole, 0))})
+        provenance = schema.source_record
+        mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
+        with values_in(conn, provenance.c.record_key, probes) as wanted:
+            found = conn.execute(select(provenance.c.record_key).where(*mine, wanted))
+            stored = set(found.scalars())
+        for whole, keys in wholes.items():
+            changed = any(key in existing for key in keys)
+            if not changed and not ({whole, part_key(whole, 0)} - keys) & stored:
+                continue
+            found = conn.execute(
+                select(
+                    provenance.c.record_key,
+                    provenance.c.cdm_table,
+                    provenance.c.cdm_id,
+                    provenance.c.ingest_run_id,
+                ).where(
+                    *mine,
+                    (provenance.c.record_key == whole)
+                    | provenance.c.record_key.startswith(f"{whole}#", autoescape=True),
+                )
+            ).all()
+            gone: set[str] = set()
+            for key, table, cdm_id, run in found:
+                if key in batch.sources:
+                    continue
+                delete_row(conn, table, cdm_id)
+                if run == report.run_id:  # loaded by an earlier batch of this run
+                    report.rows[table] -= 1
+                    gone.add(key)
+            report.loaded -= len(gone)
+            report.skipped += len(gone)
+            report.skipped_rules[SUPERSEDED] += len(gone)
+
     def _withdraw(self, conn: Connection, keys: set[str], report: IngestReport) -> set[int]:
         """Remove the rows and provenance of records re-sent as not facts; count them in
         `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
@@ -187,18 +240,18 @@ class Writer:
         if not keys:
             return set()
         provenance = schema.source_record
+        columns = (
+            provenance.c.record_key,
+            provenance.c.cdm_table,
+            provenance.c.cdm_id,
+            provenance.c.ingest_run_id,
+        )
+        mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
         with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
-            found = conn.execute(
-                select(
-                    provenance.c.record_key,
-                    provenance.c.cdm_table,
-                    provenance.c.cdm_id,
-                    provenance.c.ingest_run_id,
-                )
-                .where(provenance.c.source_system == self.system)
-                .where(provenance.c.role == schema.PRODUCED)
-                .where(wanted)
-            ).all()
+            found = conn.execute(select(*columns).where(*mine, wanted)).all()
+        for key in sorted(keys):  # its parts: components, a report's contained results
+            part = provenance.c.record_key.startswith(f"{key}#", autoescape=True)
+            found += conn.execute(select(*columns).where(*mine, part)).all()
         rows: dict[str, list[tuple[str, int, int]]] = {}
         for key, table, cdm_id, run in found:
             rows.setdefault(key, []).append((table, cdm_id, run))

@@ -41,6 +41,7 @@ from flip.data.sources.records import (
     SourcePerson,
     SourceRecord,
     SourceVisit,
+    part_key,
 )
 from flip.data.sources.values import compared
 
@@ -307,12 +308,13 @@ class _Converter:
         if m.component and m.valueQuantity is None and m.valueCodeableConcept is None:
             out = []
             for i, part in enumerate(m.component):
-                c = _Converter(self.refs, f"{self.key}#component[{i}]", self.location, self.raw)
+                c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
                 table, values = _value(part)
-                out.append(c.event(m, m.subject, _coding(part.code), start, table, **values))
+                code = _coding(part.code)
+                out.append(c.event(m, m.subject, code, start, table, whole=self.key, **values))
             return out
         table, values = _value(m)
-        return self.event(m, m.subject, _coding(m.code), start, table, **values)
+        return self.event(m, m.subject, _coding(m.code), start, table, whole=self.key, **values)
 
     def medication(self, m: Any) -> None:
         code = _coding(m.code)
@@ -621,8 +623,9 @@ def _records(
             refs.actors.add(key)
         status = not_a_fact(resource)
         if status is not None:
-            results = _contained_results(resource, key, location, refs)
             withdraws = status[0] in WITHDRAWING
+            # the results of a withdrawn report are withdrawn with it (keys `key#…`)
+            results = [] if withdraws else _contained_results(resource, key, location, refs)
             return [*results, Skipped(key, location, *status, withdraws=withdraws)]
         model, invalid = _validate(kind, resource)
         warnings += invalid

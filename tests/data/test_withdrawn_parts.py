@@ -107,9 +107,7 @@ def test_an_amended_observation_with_fewer_components_drops_the_one_it_lost(stor
     assert _facts(store) == [("Observation/bp1#component[0]", 130.0)]
 
 
-def test_an_observation_that_gains_or_loses_components_keeps_only_its_current_rows(
-    store, tmp_path
-):
+def test_an_observation_that_gains_or_loses_components_keeps_only_its_current_rows(store, tmp_path):
     export = tmp_path / "ehr.ndjson"
     single = _with(BP, component=None)
     del single["component"]

@@ -3,10 +3,13 @@ results) are withdrawn whole, and an amended version drops the parts it no longe
 
 import copy
 
+import orjson
 from sqlalchemy import select
 
 from flip.data.cdm import schema
-from flip.data.ingest import ingest_path
+from flip.data.ingest import Ingestor, ingest_path
+from flip.data.sources.fhir import References, _records
+from flip.data.terminology import Vocabulary
 from tests.data.accounting import assert_accounted
 from tests.data.stored import write_ndjson
 
@@ -132,3 +135,59 @@ def test_a_later_version_in_the_same_file_supersedes_every_part_of_the_earlier(s
     assert_accounted(store, report)
     assert _facts(store) == [("Observation/bp1#component[0]", 130.0)]
     assert report.skipped_rules == {"identity.superseded_in_run": 2}
+
+
+def _observation(**changes) -> dict:
+    return _with(
+        {
+            "resourceType": "Observation",
+            "id": "o2",
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "effectiveDateTime": "2021-01-01T10:00:00Z",
+            "valueQuantity": {"value": 5.5, "code": "mmol/L"},
+        },
+        **changes,
+    )
+
+
+def test_an_older_version_entered_in_error_leaves_the_newer_stored_version(store, tmp_path):
+    export = tmp_path / "ehr.ndjson"
+    ingest_path(
+        store, "fhir", write_ndjson(export, [PATIENT, _observation(meta={"versionId": "2"})])
+    )
+    stale = _observation(status="entered-in-error", meta={"versionId": "1"})
+    report = ingest_path(store, "fhir", write_ndjson(export, [PATIENT, stale]))
+    assert_accounted(store, report)
+    assert [key for key, _ in _facts(store)] == ["Observation/o2"]
+    assert report.withdrawn == 0 and report.warnings["withdrawn.nothing_stored"] == 1
+    newer = _observation(status="entered-in-error", meta={"versionId": "3"})
+    report = ingest_path(store, "fhir", write_ndjson(export, [PATIENT, newer]))
+    assert _facts(store) == [] and report.withdrawn == 1
+
+
+def test_an_older_version_entered_in_error_in_the_same_file_does_not_withdraw(store, tmp_path):
+    export = tmp_path / "ehr.ndjson"
+    stale = _observation(status="entered-in-error", meta={"versionId": "1"})
+    rows = [PATIENT, _observation(meta={"versionId": "2"}), stale]
+    report = ingest_path(store, "fhir", write_ndjson(export, rows))
+    assert_accounted(store, report)
+    assert [key for key, _ in _facts(store)] == ["Observation/o2"]
+
+
+def test_a_fact_waiting_for_its_patient_is_withdrawn_by_its_later_copy(store):
+    # the review's defer.ndjson, its Patient in a later batch: the fact waits for it
+    ingestor = Ingestor(store, Vocabulary.from_store(store), "ehr")
+    ingestor.start("fhir", "test")
+    refs = References()
+    fact, withdrawn = _observation(), _observation(status="entered-in-error")
+    ingestor.write([r for resource in (fact, withdrawn) for r in _read(resource, refs)])
+    ingestor.write(_read(PATIENT, refs))
+    report = ingestor.finish()
+    assert_accounted(store, report)
+    assert _facts(store) == [] and report.withdrawn == 0
+
+
+def _read(resource: dict, refs: References) -> list:
+    return _records(resource, orjson.dumps(resource), "test", refs)

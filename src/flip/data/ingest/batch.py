@@ -73,21 +73,28 @@ class Batch:
         #: source_record rows (role CONFIRMS) of records naming a person another source
         #: system produced, by record key.
         self.confirmations: dict[str, dict[str, object]] = {}
-        #: Keys of records re-sent as not facts (entered in error, refuted, cancelled).
-        self.withdrawn: set[str] = set()
+        #: Keys of records re-sent as not facts (entered in error, refuted, cancelled),
+        #: with the version of the withdrawing record.
+        self.withdrawn: dict[str, str | None] = {}
+        #: Keys of those whose fact was earlier in this batch.
+        self.withdrawn_here: set[str] = set()
         #: Per resource read as several records (`SourceEvent.whole`): the raw resource
         #: its records in the batch came from, and their keys.
         self.wholes: dict[str, tuple[bytes, set[str]]] = {}
 
-    def withdraw(self, key: str) -> None:
-        """Withdraw the record of `key` and its parts (keys `key#…`): an earlier copy in
-        this batch is superseded, and the rows earlier batches or runs stored for them are
-        removed when written."""
+    def withdraw(self, key: str, version: str | None = None) -> None:
+        """Withdraw the record of `key` and its parts (keys `key#…`) as of `version`: an
+        earlier copy in this batch is superseded, and the rows earlier batches or runs
+        stored for them are removed when written; a newer version is kept."""
         parts = [k for k in self.rows if k == key or k.startswith(f"{key}#")]
+        if any(older(version, self.versions.get(part)) for part in parts):
+            return
         for part in parts:
             self._drop(part)
+        if parts:
+            self.withdrawn_here.add(key)
         self.wholes.pop(key, None)
-        self.withdrawn.add(key)
+        self.withdrawn[key] = version
 
     def _drop(self, key: str) -> None:
         """Leave out the batch's record of `key` (superseded by a later one)."""

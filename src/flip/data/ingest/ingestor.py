@@ -83,6 +83,7 @@ class Ingestor:
         report = self._require_run()
         try:
             waiting, self.converter.deferred = self.converter.deferred, []
+            self.converter.deferred_keys = set()
             for batch in batches(waiting):
                 self.writer.write(self.converter.convert(batch, report, final=True), report)
                 report.read += count_records(batch)

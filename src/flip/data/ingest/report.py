@@ -22,6 +22,11 @@ DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 #: The warning of a withdrawing record (entered in error…) of a patient: the person stays.
 WITHDRAWN_PERSON_KEPT = "withdrawn.person_kept"
 
+#: The warning of a withdrawing record (entered in error, an HL7 result deleted…) that
+#: finds nothing stored to withdraw: never loaded, or sent under another key (an OBX
+#: renumbered since), or its stored version is newer.
+WITHDRAWN_NOTHING = "withdrawn.nothing_stored"
+
 #: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).
 UNIT_UNREADABLE = "unit.unreadable"
 

@@ -22,6 +22,7 @@ from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.clean import NUL_REMOVED, scrub_text
 from flip.data.ingest.report import (
     SUPERSEDED,
+    WITHDRAWN_NOTHING,
     WITHDRAWN_PERSON_KEPT,
     IngestReport,
     restored_on_error,
@@ -116,7 +117,8 @@ class Writer:
                         report.rows[table] -= 1  # written by this run, now replaced
             self._retire(conn, batch.replaced - batch.sources.keys())
             self._retire_parts(conn, batch, existing, unchanged | stale, report)
-            withdrawn_from = self._withdraw(conn, batch.withdrawn - batch.sources.keys(), report)
+            withdrawing = {k: v for k, v in batch.withdrawn.items() if k not in batch.sources}
+            withdrawn_from = self._withdraw(conn, withdrawing, batch.withdrawn_here, report)
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
@@ -233,10 +235,19 @@ class Writer:
             report.skipped += len(gone)
             report.skipped_rules[SUPERSEDED] += len(gone)
 
-    def _withdraw(self, conn: Connection, keys: set[str], report: IngestReport) -> set[int]:
-        """Remove the rows and provenance of records re-sent as not facts; count them in
+    def _withdraw(
+        self,
+        conn: Connection,
+        keys: dict[str, str | None],
+        here: set[str],
+        report: IngestReport,
+    ) -> set[int]:
+        """Remove the rows and provenance of records re-sent as not facts (by key, with the
+        withdrawing version: a newer stored version stays); count them in
         `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
-        record keeps its person (WITHDRAWN_PERSON_KEPT). Return the persons touched."""
+        record keeps its person (WITHDRAWN_PERSON_KEPT); a withdrawal that finds nothing,
+        stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING). Return
+        the persons touched."""
         if not keys:
             return set()
         provenance = schema.source_record
@@ -245,16 +256,22 @@ class Writer:
             provenance.c.cdm_table,
             provenance.c.cdm_id,
             provenance.c.ingest_run_id,
+            provenance.c.source_version,
         )
         mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
         with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
-            found = conn.execute(select(*columns).where(*mine, wanted)).all()
+            found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
         for key in sorted(keys):  # its parts: components, a report's contained results
             part = provenance.c.record_key.startswith(f"{key}#", autoescape=True)
-            found += conn.execute(select(*columns).where(*mine, part)).all()
+            found += [(key, *row) for row in conn.execute(select(*columns).where(*mine, part))]
+        newer = {whole for whole, *_, version in found if older(keys[whole], version)}
         rows: dict[str, list[tuple[str, int, int]]] = {}
-        for key, table, cdm_id, run in found:
-            rows.setdefault(key, []).append((table, cdm_id, run))
+        for whole, key, table, cdm_id, run, _ in found:
+            if whole not in newer:
+                rows.setdefault(key, []).append((table, cdm_id, run))
+        nothing = len(keys.keys() - here - {whole for whole, *_ in found} - newer) + len(newer)
+        if nothing:
+            report.warnings[WITHDRAWN_NOTHING] += nothing
         persons: set[int] = set()
         for stored in rows.values():
             if any(table == "person" for table, _, _ in stored):

@@ -626,7 +626,9 @@ def _records(
             withdraws = status[0] in WITHDRAWING
             # the results of a withdrawn report are withdrawn with it (keys `key#…`)
             results = [] if withdraws else _contained_results(resource, key, location, refs)
-            return [*results, Skipped(key, location, *status, withdraws=withdraws)]
+            version = version_of(resource)
+            skipped = Skipped(key, location, *status, withdraws=withdraws, version=version)
+            return [*results, skipped]
         model, invalid = _validate(kind, resource)
         warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)

@@ -452,14 +452,16 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
         return
     status = m.get(obx, 11).upper()
+    value_type = m.get(obx, 2).upper()
     if status in NOT_A_FACT:
         rule = f"hl7.obx.status.{status}"
         withdraws = status in WITHDRAWING
+        if value_type in TEXT_TYPES:  # a text result's lines were stored as its note
+            key = _note_key(c, code, m.get(obx, 4))
         r.out.append(
             Skipped(key, r.location, rule, f"{where}: {NOT_A_FACT[status]}", withdraws=withdraws)
         )
         return
-    value_type = m.get(obx, 2).upper()
     if value_type in OPAQUE_TYPES:
         rule = f"hl7.obx.value_type.{value_type}"
         r.out.append(Skipped(key, r.location, rule, f"{where}: {value_type} is not stored"))
@@ -516,7 +518,7 @@ def _number(m: _Message, obx: Any, value_type: str) -> Number:
 
 def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, warnings) -> None:
     """A TX/FT/ST result: its lines join the note of its order, code and sub-id."""
-    key = "/".join(filter(None, ("note", c.order, code, r.m.get(obx, 4))))
+    key = _note_key(c, code, r.m.get(obx, 4))
     lines = r.m.lines(obx, 5)
     note = c.text.get(key)
     if note is None:
@@ -536,6 +538,11 @@ def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, wa
         )
     elif lines:
         note.text = "\n".join(filter(None, (note.text, *lines)))
+
+
+def _note_key(c: _Context, code: str, sub: str) -> str:
+    """The record key of the note a text result's lines join (order, code and OBX-4)."""
+    return "/".join(filter(None, ("note", c.order, code, sub)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:

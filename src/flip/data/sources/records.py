@@ -216,7 +216,8 @@ class Skipped:
     message type FLIP does not read): counted per rule, never stored, never quarantined.
 
     `withdraws` when the rule says the record is not a fact after all (entered in error,
-    refuted, cancelled): the rows an earlier version of it produced are removed.
+    refuted, cancelled): the rows an earlier version of it produced are removed (not those
+    of a newer `version`, see SourceEvent).
     """
 
     key: str | None
@@ -224,6 +225,7 @@ class Skipped:
     rule: str
     message: str
     withdraws: bool = False
+    version: str | None = None
 
 
 @dataclass(slots=True)

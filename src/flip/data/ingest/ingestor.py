@@ -26,6 +26,8 @@ class Ingestor:
     `run()` does all three for an iterable of records. With `prune`, a completed run then
     removes what earlier runs of the source system loaded and this one did not read;
     with `prune_from` too, only what runs that read that location (source_uri) loaded.
+    `interpretation` names the reading settings that change what records mean (e.g.
+    "date_order=dmy"): a record read with other settings is mapped again, not unchanged.
     """
 
     def __init__(
@@ -37,9 +39,10 @@ class Ingestor:
         *,
         prune: bool = False,
         prune_from: str | None = None,
+        interpretation: str = "",
     ) -> None:
         self.converter = Converter(store, vocabulary, source_system)
-        self.writer = Writer(store, source_system, derive_periods)
+        self.writer = Writer(store, source_system, derive_periods, interpretation)
         self.report: IngestReport | None = None
         self.seen: set[str] | None = set() if prune else None
         self.prune_from = prune_from

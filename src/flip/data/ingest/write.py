@@ -34,10 +34,19 @@ from flip.data.sources.records import Rejected, part_key
 class Writer:
     """Opens, writes and closes the ingest runs of one source system in a store."""
 
-    def __init__(self, store: Store, source_system: str, derive_periods: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        source_system: str,
+        derive_periods: bool = True,
+        interpretation: str = "",
+    ) -> None:
         self.store = store
         self.system = source_system
         self.derive_periods = derive_periods
+        #: The reading settings that change what a record means (e.g. "date_order=dmy"):
+        #: part of every content hash, so that a record read otherwise is mapped again.
+        self.interpretation = interpretation
         #: Quarantine ids written by the current run: a repeat within the run gets the
         #: next occurrence number, so that each rejected record keeps its own row.
         self._quarantine_ids: dict[int, set[int]] = {}
@@ -94,6 +103,11 @@ class Writer:
             raise
 
     def _write(self, batch: Batch, report: IngestReport) -> None:
+        if self.interpretation:
+            batch.sources = {
+                key: (location, _salted(digest, self.interpretation))
+                for key, (location, digest) in batch.sources.items()
+            }
         with self.store.begin() as conn:
             unchanged: set[str] = set()
             # A key an earlier batch of this run wrote: that record is superseded, not this
@@ -352,6 +366,11 @@ def _quarantine_id(system: str, rejected: Rejected, taken: set[int]) -> int:
         occurrence += 1
         quarantine_id = stable_id(*parts, str(occurrence))
     return quarantine_id
+
+
+def _salted(digest: str, interpretation: str) -> str:
+    """A record's content hash joined with the settings it was read with."""
+    return hashlib.sha256(f"{interpretation}\x1f{digest}".encode()).hexdigest()
 
 
 def _now() -> datetime:

@@ -32,7 +32,13 @@ from sqlalchemy import table as sql_table
 from flip.data.cdm import schema
 from flip.data.sources.omop_values import Field
 from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
-from flip.data.sources.textfile import TextLines, is_table_file, sniff_delimiter, table_name
+from flip.data.sources.textfile import (
+    MAX_LINE,
+    TextLines,
+    is_table_file,
+    sniff_delimiter,
+    table_name,
+)
 from flip.data.sources.values import DateOrderUnknown
 
 #: The rule (quarantine of a required date, warning of an optional one) of a day- or
@@ -366,7 +372,23 @@ def read_parquet(path: Path, table: Table, order: str | None = None) -> Iterator
     """Yield the rows of one CDM table Parquet file (header names as `column_name` reads
     them, values as `omop_values` reads them; a first row of column names, as an empty
     table's CSV loaded without its header leaves it, skipped), then its columns v5.4 does
-    not have."""
+    not have. A row with a text cell longer than MAX_CELL is quarantined
+    (`omop.cell_too_long`); a file that cannot be read (corrupt) is listed as not read,
+    naming it and the rows read before the fault, and the export goes on."""
+    import pyarrow as pa
+
+    try:
+        yield from _parquet_rows(path, table, order)
+    except (pa.ArrowException, OSError) as exc:
+        reason = f"{path.name} is not a readable Parquet file: {str(exc).splitlines()[0]}"
+        yield Unread(str(path), reason, failed=True)
+
+
+#: The longest text or binary cell a Parquet row may hold (as textfile.MAX_LINE for CSV).
+MAX_CELL = MAX_LINE
+
+
+def _parquet_rows(path: Path, table: Table, order: str | None) -> Iterator[SourceRecord]:
     import pyarrow.parquet as pq
 
     reader = TableReader(table, order)
@@ -374,8 +396,21 @@ def read_parquet(path: Path, table: Table, order: str | None = None) -> Iterator
     names = [column_name(n) for n in source.schema_arrow.names]
     number = 0
     for batch in source.iter_batches(batch_size=10000):
-        for row in batch.to_pylist():
+        oversized = _oversized_cells(batch, names)
+        kept = batch
+        if oversized:
+            kept = batch.filter([i not in oversized for i in range(batch.num_rows)])
+        rows = iter(kept.to_pylist())
+        for index in range(batch.num_rows):
             number += 1
+            if index in oversized:
+                column, size = oversized[index]
+                message = (
+                    f"{path.name} row {number}: {column} holds {size:,} bytes (> {MAX_CELL:,})"
+                )
+                yield Rejected(None, f"{path}#row{number}", "omop.cell_too_long", message, b"")
+                continue
+            row = next(rows)
             cells = list(row.values())
             if number == 1 and _names_its_columns(table, names, cells):
                 names = [column_name(str(v)) for v in cells]
@@ -388,6 +423,28 @@ def read_parquet(path: Path, table: Table, order: str | None = None) -> Iterator
     for name in names:
         if name not in table.c:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
+
+
+def _oversized_cells(batch, names: list[str]) -> dict[int, tuple[str, int]]:
+    """The rows of a Parquet record batch with a text or binary cell longer than
+    MAX_CELL: (column, size) by row index, found without copying the cells."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found: dict[int, tuple[str, int]] = {}
+    for name, column in zip(names, batch.columns, strict=True):
+        kind = column.type
+        if not (pa.types.is_string(kind) or pa.types.is_binary(kind)) and not (
+            pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
+        ):
+            continue
+        lengths = pc.binary_length(column)
+        if (pc.max(lengths).as_py() or 0) <= MAX_CELL:
+            continue
+        for index, size in enumerate(lengths.to_pylist()):
+            if size is not None and size > MAX_CELL:
+                found.setdefault(index, (name, size))
+    return found
 
 
 def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord]:

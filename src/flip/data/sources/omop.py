@@ -30,6 +30,7 @@ from sqlalchemy import Engine, Table, inspect, literal_column, select
 from sqlalchemy import table as sql_table
 
 from flip.data.cdm import schema
+from flip.data.sources import textfile
 from flip.data.sources.omop_values import Field
 from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
 from flip.data.sources.textfile import (
@@ -277,15 +278,21 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+class RecordTooLong(csv.Error):
+    """A CSV record (a quoted field left open, across lines) longer than MAX_LINE."""
+
+
 class _Lines:
     """The numbered lines of a file for `csv`, keeping those of the record being parsed so
-    that a malformed record gives back all but its first line to be read again."""
+    that a malformed record gives back all but its first line to be read again; a record
+    whose lines pass MAX_LINE together (an unclosed quote) is RecordTooLong."""
 
     def __init__(self, lines: Iterable[str], number: int) -> None:
         self._source = iter(lines)
         self._number = number
         self._replay: deque[tuple[int, str]] = deque()
         self.taken: list[tuple[int, str]] = []
+        self.size = 0
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -298,6 +305,10 @@ class _Lines:
             self._number += 1
             item = (self._number, line)
         self.taken.append(item)
+        self.size = len(item[1]) + (self.size if len(self.taken) > 1 else 0)
+        if self.size > textfile.MAX_LINE:
+            limit = textfile.MAX_LINE
+            raise RecordTooLong(f"a record longer than {limit:,} bytes (a quote left open?)")
         return item[1]
 
     def give_back(self) -> tuple[int, str]:
@@ -313,8 +324,10 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
 
     A record the CSV rules cannot parse (an unclosed quote, text after a closing quote) is
     quarantined as its first line alone (`omop.csv_malformed`), and reading goes on from
-    the next line; a row with more non-empty cells than the header is quarantined
-    (`omop.extra_cells`); a row holding bytes that are not UTF-8 loads with the warning
+    the next line (so is a record longer than MAX_LINE: a quote left open); a record
+    one of whose lines was too long to read is quarantined whole, never cut; a row with
+    more non-empty cells than the header is quarantined (`omop.extra_cells`); a row
+    holding bytes that are not UTF-8 loads with the warning
     `omop.text_not_utf8` (they are read as Windows-1252); a line longer than
     textfile.MAX_LINE is read past, not into memory, and quarantined (`omop.line_too_long`).
     """
@@ -344,7 +357,10 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
             where = f"{path}:{number}"
             yield Rejected(None, where, "omop.csv_malformed", message, line.encode())
             continue
-        yield from _too_long(text)
+        cut = list(_too_long(text))
+        yield from cut
+        if cut and len(lines.taken) > 1:
+            continue  # a line of the record was read past: the record is not whole
         if not any(c.strip() for c in cells):
             continue
         values = dict(zip(names, cells, strict=False))

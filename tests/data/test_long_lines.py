@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
-from flip.data.sources import omop, textfile
+from flip.data.sources import fhir, omop, textfile
 from flip.data.sources.textfile import LineTooLong, TextLines
 from tests.data.accounting import assert_accounted
 
@@ -171,4 +171,25 @@ def test_an_unclosed_quote_holds_about_one_limit_in_memory(small_limit, tmp_path
     finally:
         tracemalloc.stop()
     assert rules["omop.csv_malformed"] == 1
+    assert peak < 6 * LIMIT, peak
+
+
+def test_a_fhir_bulk_file_with_a_huge_line_quarantines_it_and_reads_on(
+    small_limit, store, tmp_path
+):
+    patient = b'{"resourceType":"Patient","id":"p1","gender":"male","birthDate":"1950-01-01"}\n'
+    other = patient.replace(b"p1", b"p2")
+    bomb = b'{"resourceType":"Patient","id":"p3","text":"' + HUGE + b'"}\n'
+    path = tmp_path / "Patient.ndjson.gz"
+    path.write_bytes(gzip.compress(patient + bomb + other))
+    report = ingest_path(store, "fhir", path)
+    assert_accounted(store, report)
+    assert report.loaded == 2 and report.rules == {"json.line_too_long": 1}
+    tracemalloc.start()
+    try:
+        read = [type(r).__name__ for r in fhir.read_ndjson(path)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read == ["SourcePerson", "Rejected", "SourcePerson"]
     assert peak < 6 * LIMIT, peak

@@ -22,15 +22,16 @@ import gzip
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors
+from flip.data.sources import fhir_actors, textfile
 from flip.data.sources.fhir_status import WITHDRAWING, not_a_fact
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.readahead import read_ahead_now
@@ -719,11 +720,16 @@ def _open(path: Path):
 
 
 def read_lines(
-    lines: Iterable[bytes], source: str, refs: References | None = None
+    lines: Iterable[bytes | None], source: str, refs: References | None = None
 ) -> Iterator[SourceRecord]:
-    """Yield the records of NDJSON lines one by one; `source:N` locates line N."""
+    """Yield the records of NDJSON lines one by one; `source:N` locates line N. A line given
+    as None was too long to read (`bounded_lines`): quarantined as `json.line_too_long`."""
     refs = refs or References()
     for number, line in enumerate(lines, start=1):
+        if line is None:
+            message = f"{source}:{number}: the line is longer than {textfile.MAX_LINE:,} bytes"
+            yield Rejected(None, f"{source}:{number}", "json.line_too_long", message, b"")
+            continue
         raw = line.rstrip(b"\r\n")
         if number == 1:
             raw = raw.removeprefix(BOM)
@@ -741,7 +747,20 @@ def read_lines(
 def read_ndjson(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
     """Yield the records of an NDJSON file (plain or gzip) line by line, never reading it whole."""
     with _open(path) as handle:
-        yield from read_lines(handle, str(path), refs)
+        yield from read_lines(bounded_lines(handle), str(path), refs)
+
+
+def bounded_lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of a binary file, None for one longer than textfile.MAX_LINE (read past in
+    chunks, never held whole: a gzip bomb of one line cannot exhaust memory)."""
+    limit = textfile.MAX_LINE
+    for line in iter(partial(handle.readline, limit + 1), b""):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while (more := handle.readline(1024 * 1024)) and not more.endswith(b"\n"):
+            pass
+        yield None
 
 
 def read_json(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
@@ -811,7 +830,7 @@ def _file_rank(path: Path) -> int:
         return -1
     try:
         with _open(path) as handle:
-            first = next((line for line in handle if line.strip()), b"")
+            first = next((line for line in bounded_lines(handle) if line and line.strip()), b"")
         match = _RESOURCE_TYPE.search(first[:_PEEK])
     except (OSError, EOFError, gzip.BadGzipFile):
         return -1

@@ -137,3 +137,14 @@ def test_an_athena_file_with_ambiguous_dates_needs_the_day_order(store, tmp_path
             select(c.c.valid_start_date).where(c.c.concept_id == int(code))
         ).scalar_one()
     assert start == date(2002, 1, 31)
+
+
+def test_site_yaml_day_order_reads_in_any_case_and_a_bad_one_names_file_and_key(tmp_path):
+    from flip.config import IngestSettings
+
+    path = tmp_path / "site.yaml"
+    path.write_text("date_order: DMY\n")
+    assert IngestSettings.load(path).date_order == "dmy"
+    path.write_text("date_order: ymd\n")
+    with pytest.raises(ValueError, match=r"site\.yaml: date_order: Input should be 'dmy' or 'mdy'"):
+        IngestSettings.load(path)

@@ -340,7 +340,11 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
     source = iter(text)
     header = next(source, "")
     delimiter = sniff_delimiter(header)
-    names = [column_name(h) for h in next(csv.reader([header], delimiter=delimiter), [])]
+    headers = next(csv.reader([header], delimiter=delimiter), [])
+    names = [column_name(h) for h in headers]
+    if (twice := _same_column(headers, names)) is not None:
+        yield Unread(str(path), twice, failed=True)
+        return
     lines = _Lines(source, 1)
     rows = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
@@ -410,6 +414,9 @@ def _parquet_rows(path: Path, table: Table, order: str | None) -> Iterator[Sourc
     reader = TableReader(table, order)
     source = pq.ParquetFile(path)
     names = [column_name(n) for n in source.schema_arrow.names]
+    if (twice := _same_column(source.schema_arrow.names, names)) is not None:
+        yield Unread(str(path), twice, failed=True)
+        return
     number = 0
     for batch in source.iter_batches(batch_size=10000):
         oversized = _oversized_cells(batch, names)
@@ -439,6 +446,17 @@ def _parquet_rows(path: Path, table: Table, order: str | None) -> Iterator[Sourc
     for name in names:
         if name not in table.c:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
+
+
+def _same_column(headers: list[str], names: list[str]) -> str | None:
+    """Why a file is not read when two of its headers name one column (`person_id` and
+    `PERSON_ID`): which value to keep cannot be known. None when all differ."""
+    seen: dict[str, str] = {}
+    for header, name in zip(headers, names, strict=True):
+        if name in seen and name:
+            return f"columns {seen[name]!r} and {header!r} are both {name}: the file is not read"
+        seen[name] = header
+    return None
 
 
 def _oversized_cells(batch, names: list[str]) -> dict[int, tuple[str, int]]:

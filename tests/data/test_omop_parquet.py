@@ -119,3 +119,23 @@ def test_a_parquet_row_with_a_huge_text_cell_is_quarantined_alone(store, tmp_pat
     report = ingest_path(store, "omop", export)
     assert_accounted(store, report)
     assert report.rules == {"omop.cell_too_long": 1} and report.loaded == 3
+
+
+def test_a_spark_folder_of_parquet_parts_is_read_as_its_table(store, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    parts = export / "person.parquet"
+    parts.mkdir()
+    for i, (pid, year) in enumerate([(1, 1950), (2, 1960)]):
+        people = {
+            "person_id": pa.array([pid], pa.int64()),
+            "gender_concept_id": pa.array([8507], pa.int64()),
+            "year_of_birth": pa.array([year], pa.int64()),
+            "race_concept_id": pa.array([0], pa.int64()),
+            "ethnicity_concept_id": pa.array([0], pa.int64()),
+        }
+        pq.write_table(pa.table(people), parts / f"part-0000{i}-abc.snappy.parquet")
+    (parts / "_SUCCESS").write_bytes(b"")
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.loaded == 2 and report.unread == {}

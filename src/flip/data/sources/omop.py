@@ -273,9 +273,17 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     """The table files of an export folder by the table name they carry (lower case)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and _is_table(path):
+        if (path.is_file() and _is_table(path)) or _parts(path):
             found.setdefault(table_name(path), []).append(path)
     return found
+
+
+def _parts(path: Path) -> list[Path]:
+    """The Parquet part files of a folder written by Spark for one table
+    (`person.parquet/part-00000-….parquet`), in name order; empty for anything else."""
+    if not path.is_dir() or table_name(path) not in TABLES:
+        return []
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".parquet")
 
 
 class RecordTooLong(csv.Error):
@@ -320,7 +328,8 @@ class _Lines:
 
 
 def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[SourceRecord]:
-    """Yield the rows of one CDM table file, then its columns v5.4 does not have as Unread.
+    """Yield the rows of one CDM table file (or Spark folder of Parquet parts), then its
+    columns v5.4 does not have as Unread.
 
     A record the CSV rules cannot parse (an unclosed quote, text after a closing quote) is
     quarantined as its first line alone (`omop.csv_malformed`), and reading goes on from
@@ -331,6 +340,10 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
     `omop.text_not_utf8` (they are read as Windows-1252); a line longer than
     textfile.MAX_LINE is read past, not into memory, and quarantined (`omop.line_too_long`).
     """
+    if path.is_dir():
+        for part in _parts(path):
+            yield from read_parquet(part, table, order)
+        return
     if path.suffix.lower() == ".parquet":
         yield from read_parquet(path, table, order)
         return
@@ -501,7 +514,8 @@ def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord
             yield Unread(str(path), reason)
     for path in sorted(folder.iterdir()):
         if path.is_dir():
-            yield Unread(str(path), "a folder: only the export's top level is read")
+            if not _parts(path):
+                yield Unread(str(path), "a folder: only the export's top level is read")
         elif not _is_table(path):
             yield Unread(
                 str(path), "not a table file (.csv, .txt or .tsv, or one gzipped; .parquet)"

@@ -84,3 +84,22 @@ def test_the_listener_answers_ae_when_a_message_cannot_be_written(store):
     ack = MllpListener(ingestor).handle(DUPLICATE_OBX.encode(), "peer")
     assert ack.split("\r")[1].startswith("MSA|AE|C1|not written: RuntimeError: disk full")
     assert_accounted(store, ingestor.finish())
+
+
+def test_a_record_quarantined_then_loaded_after_a_fix_leaves_the_quarantine(store, tmp_path):
+    # the review's sq/: a day-first date quarantined, then read with --date-order dmy
+    folder = tmp_path / "sq"
+    folder.mkdir()
+    (folder / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id\n"
+        "1,8507,1950,0,0\n"
+    )
+    (folder / "condition_occurrence.csv").write_text(
+        "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,"
+        "condition_type_concept_id\n11,1,201826,01/02/2020,32817\n"
+    )
+    first = ingest_path(store, "omop", folder)
+    assert first.quarantined == 1 and _quarantine_rows(store) == 1
+    fixed = ingest_path(store, "omop", folder, date_order="dmy")
+    assert_accounted(store, fixed)
+    assert fixed.loaded == 2 and _quarantine_rows(store) == 0

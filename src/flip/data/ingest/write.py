@@ -50,6 +50,8 @@ class Writer:
         #: Quarantine ids written by the current run: a repeat within the run gets the
         #: next occurrence number, so that each rejected record keeps its own row.
         self._quarantine_ids: dict[int, set[int]] = {}
+        #: Whether the source system has quarantine rows with a record key (None: unknown).
+        self._keyed_quarantine: bool | None = None
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -140,6 +142,7 @@ class Writer:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
+            self._release(conn, layout.links["record_key"], report.run_id)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale)
@@ -306,6 +309,22 @@ class Writer:
                 report.withdrawn += 1
         return persons
 
+    def _release(self, conn: Connection, keys: list[object], run_id: int) -> None:
+        """Remove the quarantine rows of earlier runs for records now loaded (a record
+        quarantined, then read again after a fix): the quarantine lists what is not loaded.
+        Skipped while the source system has no keyed quarantine rows."""
+        if not keys:
+            return
+        table = schema.quarantine
+        mine = (table.c.source_system == self.system, table.c.record_key.is_not(None))
+        if self._keyed_quarantine is None:
+            found = conn.execute(select(table.c.quarantine_id).where(*mine).limit(1)).first()
+            self._keyed_quarantine = found is not None
+        if not self._keyed_quarantine:
+            return
+        with values_in(conn, table.c.record_key, sorted(set(keys))) as loaded:
+            conn.execute(delete(table).where(*mine, table.c.ingest_run_id != run_id, loaded))
+
     def _confirm(self, conn: Connection, batch: Batch, run_id: int) -> None:
         """Write the batch's confirmations, replacing this source system's earlier ones of
         the same records."""
@@ -332,6 +351,8 @@ class Writer:
         for r in rejected:
             quarantine_id = _quarantine_id(self.system, r, taken)
             taken.add(quarantine_id)
+            if r.key is not None:
+                self._keyed_quarantine = True
             rows.append(
                 {
                     "quarantine_id": quarantine_id,

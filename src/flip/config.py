@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 #: No site policy lets a task train, evaluate or share statistics on fewer rows than this.
 ROW_FLOOR = 10
@@ -166,14 +166,21 @@ class IngestSettings(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> IngestSettings:
-        """Read only these keys, so an ingest works with a site.yaml that holds nothing else."""
+        """Read only these keys, so an ingest works with a site.yaml that holds nothing else;
+        a bad value is a ValueError naming the file and the key (a day order in any case)."""
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             data = {}
-        return cls.model_validate(
-            {
-                "code_systems": data.get("code_systems") or {},
-                "person_identifier": data.get("person_identifier"),
-                "date_order": data.get("date_order"),
-            }
-        )
+        order = data.get("date_order")
+        try:
+            return cls.model_validate(
+                {
+                    "code_systems": data.get("code_systems") or {},
+                    "person_identifier": data.get("person_identifier"),
+                    "date_order": order.lower() if isinstance(order, str) else order,
+                }
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{path}: {where}: {first['msg']}") from None

@@ -1,7 +1,14 @@
 """HL7 v2 files and messages as careless senders write them: every message read or accounted for."""
 
+import gzip
+import io
+from pathlib import Path
+
+import pytest
+
 from flip.data.ingest import ingest_path
-from flip.data.sources.hl7v2 import parse_message, split_messages
+from flip.data.sources import textfile
+from flip.data.sources.hl7v2 import parse_message, split_messages, stream_messages
 from flip.data.sources.records import Rejected, SourceMerge, SourcePerson
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows
@@ -166,3 +173,35 @@ def test_an_overlong_or_nul_message_type_is_skipped_not_the_run_lost(store, tmp_
         "hl7.message_type.unhandled.ZQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
         "hl7.message_type.unhandled.ZX^A01",
     ]
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hl7v2"
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 1 << 20])
+def test_a_file_read_piece_by_piece_splits_as_when_read_whole(piece):
+    framed = b"\x0b" + A01.encode() + b"\x1c\r" + b"\x0b" + A04.encode() + b"\x1c\r"
+    samples = [path.read_bytes() for path in sorted(FIXTURES.glob("*.hl7"))]
+    mixed = b"\xef\xbb\xbfjunk\r" + A01.encode() + framed + A04.replace("\r", "\n").encode()
+    for data in (*samples, framed, mixed):
+        expected = list(split_messages(data))
+        assert list(stream_messages(io.BytesIO(data), piece)) == expected
+
+
+def test_a_gzipped_feed_is_read(store, tmp_path):
+    path = tmp_path / "feed.hl7.gz"
+    path.write_bytes(gzip.compress((A01 + A04).encode()))
+    report = ingest_path(store, "hl7v2", path)
+    assert_accounted(store, report)
+    assert report.loaded == 2
+
+
+def test_a_message_longer_than_the_limit_is_quarantined_never_held(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(textfile, "MAX_LINE", 4096)
+    huge = A01.replace("Doe^Jane", "Doe^" + "J" * 20000)
+    path = tmp_path / "feed.hl7"
+    path.write_bytes((A01 + huge + A04.replace("1002", "1003")).encode())
+    assert [m is None for _, m in stream_messages(path.open("rb"), 1000)] == [False, True, False]
+    report = ingest_path(store, "hl7v2", path)
+    assert_accounted(store, report)
+    assert report.loaded == 2 and report.rules == {"hl7.message_too_long": 1}

@@ -4,6 +4,7 @@ whole: the line is an error naming the file and line, and per-record readers go 
 import codecs
 import gzip
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
-from flip.data.sources import textfile
+from flip.data.sources import fhir, omop, textfile
 from flip.data.sources.textfile import LineTooLong, TextLines
 from tests.data.accounting import assert_accounted
 
@@ -113,3 +114,82 @@ def test_the_vocabulary_loader_names_file_and_line(small_limit, store, tmp_path)
 
 def test_the_limit_holds_lines_a_real_export_writes(tmp_path: Path):
     assert textfile.MAX_LINE >= 16 * 1024 * 1024  # a long clinical note fits
+
+
+def test_a_file_with_classic_mac_line_ends_is_read_line_by_line(small_limit, store, tmp_path):
+    # the review's mac/person.csv: CR-only line ends, the whole file longer than a line may be
+    folder = tmp_path / "export"
+    folder.mkdir()
+    people = [f"{i},8507,1950,1,4,0,0,A{i}" for i in range(1, 60001)]
+    body = "\r".join([PERSON.rstrip("\n"), *people]) + "\r"
+    assert len(body) > LIMIT
+    (folder / "person.csv.gz").write_bytes(gzip.compress(body.encode()))
+    report = ingest_path(store, "omop", folder)
+    assert_accounted(store, report)
+    assert report.loaded == 60000 and report.rules == {}
+
+
+def test_a_record_with_a_huge_line_inside_a_quoted_field_is_quarantined_whole(
+    small_limit, store, tmp_path
+):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    rows = (
+        PERSON.encode() + b'1,8507,1950,1,4,0,0,"A1\n' + HUGE + b'\nend"\n2,8532,1960,2,3,0,0,A2\n'
+    )
+    (folder / "person.csv").write_bytes(rows)
+    report = ingest_path(store, "omop", folder)
+    assert_accounted(store, report)
+    assert report.loaded == 1 and report.rules == {"omop.line_too_long": 1}
+    with store.connect() as conn:
+        kept = conn.execute(select(schema.person.c.person_source_value)).scalars().all()
+    assert kept == ["A2"], "the record with the cut line is not stored cut"
+
+
+def test_an_unclosed_quote_does_not_swallow_the_file(small_limit, store, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    people = [f"{i},8507,1950,1,4,0,0,A{i}" for i in range(2, 40002)]
+    body = PERSON + '1,8507,1950,1,4,0,0,"A1\n' + "\n".join(people) + "\n"
+    assert len(body) > LIMIT
+    (folder / "person.csv").write_text(body)
+    report = ingest_path(store, "omop", folder)
+    assert_accounted(store, report)
+    assert report.rules == {"omop.csv_malformed": 1} and report.loaded == 40000
+
+
+def test_an_unclosed_quote_holds_about_one_limit_in_memory(small_limit, tmp_path):
+    pad = "p" * 200
+    people = [f"{i},8507,1950,1,4,0,0,{pad}" for i in range(2, 40002)]
+    path = tmp_path / "person.csv"
+    path.write_text(PERSON + '1,8507,1950,1,4,0,0,"A1\n' + "\n".join(people) + "\n")
+    assert path.stat().st_size > 8 * LIMIT
+    tracemalloc.start()
+    try:
+        rules = Counter(getattr(r, "rule", None) for r in omop.read_file(path, schema.person))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rules["omop.csv_malformed"] == 1
+    assert peak < 6 * LIMIT, peak
+
+
+def test_a_fhir_bulk_file_with_a_huge_line_quarantines_it_and_reads_on(
+    small_limit, store, tmp_path
+):
+    patient = b'{"resourceType":"Patient","id":"p1","gender":"male","birthDate":"1950-01-01"}\n'
+    other = patient.replace(b"p1", b"p2")
+    bomb = b'{"resourceType":"Patient","id":"p3","text":"' + HUGE + b'"}\n'
+    path = tmp_path / "Patient.ndjson.gz"
+    path.write_bytes(gzip.compress(patient + bomb + other))
+    report = ingest_path(store, "fhir", path)
+    assert_accounted(store, report)
+    assert report.loaded == 2 and report.rules == {"json.line_too_long": 1}
+    tracemalloc.start()
+    try:
+        read = [type(r).__name__ for r in fhir.read_ndjson(path)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read == ["SourcePerson", "Rejected", "SourcePerson"]
+    assert peak < 6 * LIMIT, peak

@@ -83,6 +83,22 @@ def test_a_day_order_reads_them_as_the_site_says(store, tmp_path, order, start, 
     assert tuple(got) == (start, end)
 
 
+def test_a_re_run_with_another_day_order_maps_the_records_again(store, tmp_path):
+    export = _export(tmp_path)
+    ingest_path(store, "omop", export)
+    ends = lambda: sorted(filter(None, (end for _, end in _conditions(store).values())))  # noqa: E731
+    assert ends() == [date(2020, 5, 9)], "the ambiguous end date nulled"
+    fixed = ingest_path(store, "omop", export, date_order="dmy")
+    assert_accounted(store, fixed)
+    assert fixed.loaded == 4 and fixed.rules == {}, "every record read in the new order"
+    assert ends() == [date(2020, 4, 3), date(2020, 5, 9), date(2020, 8, 7)]
+    other = ingest_path(store, "omop", export, date_order="mdy")
+    assert_accounted(store, other)
+    assert ends() == [date(2020, 3, 4), date(2020, 5, 9), date(2020, 7, 8)]
+    again = ingest_path(store, "omop", export, date_order="mdy")
+    assert again.loaded == 0 and again.unchanged == 4
+
+
 def test_flip_site_ingest_takes_the_day_order_from_its_option_or_site_yaml(tmp_path):
     export = _export(tmp_path)
 
@@ -121,3 +137,14 @@ def test_an_athena_file_with_ambiguous_dates_needs_the_day_order(store, tmp_path
             select(c.c.valid_start_date).where(c.c.concept_id == int(code))
         ).scalar_one()
     assert start == date(2002, 1, 31)
+
+
+def test_site_yaml_day_order_reads_in_any_case_and_a_bad_one_names_file_and_key(tmp_path):
+    from flip.config import IngestSettings
+
+    path = tmp_path / "site.yaml"
+    path.write_text("date_order: DMY\n")
+    assert IngestSettings.load(path).date_order == "dmy"
+    path.write_text("date_order: ymd\n")
+    with pytest.raises(ValueError, match=r"site\.yaml: date_order: Input should be 'dmy' or 'mdy'"):
+        IngestSettings.load(path)

@@ -109,3 +109,22 @@ def test_unclosed_quote_and_extra_cells_quarantine_one_line_each(store, tmp_path
     with store.connect() as conn:
         where = conn.execute(select(schema.quarantine.c.location)).scalars().all()
     assert sorted(w.rsplit(":", 1)[1] for w in where) == ["2", "4"]
+
+
+def test_two_headers_naming_one_column_leave_the_file_unread_naming_it(store, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id\n"
+        "1,8507,1950,0,0\n"
+    )
+    (folder / "observation.csv").write_text(
+        "observation_id,person_id,PERSON_ID,observation_concept_id,observation_date,"
+        "observation_type_concept_id\n"
+        "7,1,2,4214956,2020-01-01,32817\n"
+    )
+    report = ingest_path(store, "omop", folder)
+    assert_accounted(store, report)
+    assert report.loaded == 1
+    reason = report.unread[str(folder / "observation.csv")]
+    assert reason == "columns 'person_id' and 'PERSON_ID' are both person_id: the file is not read"

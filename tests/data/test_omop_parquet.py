@@ -73,3 +73,69 @@ def test_a_parquet_file_with_v53_names_odd_case_and_typed_values_loads(store, tm
     assert report.rows == {"person": 2, "visit_occurrence": 1}
     assert report.rules == {"reference.dangling": 1}, "person 3 is not in the export"
     assert report.unread == {}
+
+
+def _persons(folder) -> None:
+    folder.mkdir()
+    people = {
+        "person_id": pa.array([1, 2], pa.int64()),
+        "gender_concept_id": pa.array([8507, 8532], pa.int64()),
+        "year_of_birth": pa.array([1950, 1960], pa.int64()),
+        "race_concept_id": pa.array([0, 0], pa.int64()),
+        "ethnicity_concept_id": pa.array([0, 0], pa.int64()),
+    }
+    pq.write_table(pa.table(people), folder / "person.parquet")
+
+
+def test_a_corrupt_parquet_file_is_listed_as_not_read_and_the_export_goes_on(store, tmp_path):
+    export = tmp_path / "export"
+    _persons(export)
+    (export / "observation.parquet").write_bytes(b"PAR1garbagegarbagePAR1")
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.loaded == 2
+    reason = report.unread[str(export / "observation.parquet")]
+    assert reason.startswith("observation.parquet is not a readable Parquet file")
+
+
+def test_a_parquet_row_with_a_huge_text_cell_is_quarantined_alone(store, tmp_path, monkeypatch):
+    from flip.data.sources import omop
+
+    monkeypatch.setattr(omop, "MAX_CELL", 1000)
+    export = tmp_path / "export"
+    _persons(export)
+    notes = {
+        "note_id": pa.array([10, 11], pa.int64()),
+        "person_id": pa.array([1, 2], pa.int64()),
+        "note_date": pa.array(["2020-01-01", "2020-01-02"]),
+        "note_type_concept_id": pa.array([32817, 32817], pa.int64()),
+        "note_class_concept_id": pa.array([0, 0], pa.int64()),
+        "note_title": pa.array(["a", "b"]),
+        "note_text": pa.array(["x" * 5000, "short"]),
+        "encoding_concept_id": pa.array([0, 0], pa.int64()),
+        "language_concept_id": pa.array([0, 0], pa.int64()),
+    }
+    pq.write_table(pa.table(notes), export / "note.parquet")
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.rules == {"omop.cell_too_long": 1} and report.loaded == 3
+
+
+def test_a_spark_folder_of_parquet_parts_is_read_as_its_table(store, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    parts = export / "person.parquet"
+    parts.mkdir()
+    for i, (pid, year) in enumerate([(1, 1950), (2, 1960)]):
+        people = {
+            "person_id": pa.array([pid], pa.int64()),
+            "gender_concept_id": pa.array([8507], pa.int64()),
+            "year_of_birth": pa.array([year], pa.int64()),
+            "race_concept_id": pa.array([0], pa.int64()),
+            "ethnicity_concept_id": pa.array([0], pa.int64()),
+        }
+        pq.write_table(pa.table(people), parts / f"part-0000{i}-abc.snappy.parquet")
+    (parts / "_SUCCESS").write_bytes(b"")
+    report = ingest_path(store, "omop", export)
+    assert_accounted(store, report)
+    assert report.loaded == 2 and report.unread == {}

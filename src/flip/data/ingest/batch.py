@@ -73,17 +73,54 @@ class Batch:
         #: source_record rows (role CONFIRMS) of records naming a person another source
         #: system produced, by record key.
         self.confirmations: dict[str, dict[str, object]] = {}
-        #: Keys of records re-sent as not facts (entered in error, refuted, cancelled).
-        self.withdrawn: set[str] = set()
+        #: Keys of records re-sent as not facts (entered in error, refuted, cancelled),
+        #: with the version of the withdrawing record.
+        self.withdrawn: dict[str, str | None] = {}
+        #: Keys of those whose fact was earlier in this batch.
+        self.withdrawn_here: set[str] = set()
+        #: Per resource read as several records (`SourceEvent.whole`): the raw resource
+        #: its records in the batch came from, and their keys.
+        self.wholes: dict[str, tuple[bytes, set[str]]] = {}
 
-    def withdraw(self, key: str) -> None:
-        """Withdraw the record of `key`: an earlier copy in this batch is superseded, and
-        the rows earlier batches or runs stored for it are removed when written."""
-        if key in self.rows:
-            del self.rows[key], self.owners[key], self.sources[key]
-            self.versions.pop(key, None)
-            self.superseded += 1
-        self.withdrawn.add(key)
+    def withdraw(self, key: str, version: str | None = None) -> None:
+        """Withdraw the record of `key` and its parts (keys `key#…`) as of `version`: an
+        earlier copy in this batch is superseded, and the rows earlier batches or runs
+        stored for them are removed when written; a newer version is kept."""
+        parts = [k for k in self.rows if k == key or k.startswith(f"{key}#")]
+        if any(older(version, self.versions.get(part)) for part in parts):
+            return
+        for part in parts:
+            self._drop(part)
+        if parts:
+            self.withdrawn_here.add(key)
+        self.wholes.pop(key, None)
+        self.withdrawn[key] = version
+
+    def _drop(self, key: str) -> None:
+        """Leave out the batch's record of `key` (superseded by a later one)."""
+        del self.rows[key], self.owners[key], self.sources[key]
+        self.versions.pop(key, None)
+        self.superseded += 1
+
+    def _take_whole(self, record: SourceEvent, whole: str, version: str | None) -> bool:
+        """Note `record` as a part of the resource `whole`; a later version of the resource
+        supersedes every record the earlier one gave in the batch. False when the batch
+        holds a newer version (the record is then dropped)."""
+        held = self.wholes.get(whole)
+        if held is not None and held[0] is not record.raw:
+            earlier = next((self.owners[k] for k in held[1] if k in self.owners), None)
+            if older(version, getattr(earlier, "version", None)):
+                self.superseded += 1
+                self.dropped.add(id(record))
+                return False
+            for key in held[1]:
+                if key in self.rows:
+                    self._drop(key)
+            held = None
+        if held is None:
+            held = self.wholes[whole] = (record.raw, set())
+        held[1].add(record.key)
+        return True
 
     def confirm(self, record: SourcePerson, table: str, cdm_id: int) -> None:
         """Trace `record` (counted as skipped) to the row of another source it names."""
@@ -107,6 +144,11 @@ class Batch:
             if id(record) in self.dropped:
                 return
             version = getattr(record, "version", None)
+            whole = getattr(record, "whole", None)
+            if whole is not None:
+                if not self._take_whole(record, whole, version):
+                    return
+                owner = self.owners.get(record.key)
             if owner is not None:
                 self.superseded += 1
                 if older(version, getattr(owner, "version", None)):

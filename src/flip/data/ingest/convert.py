@@ -99,6 +99,8 @@ class Converter:
         #: Identified persons another source system produced (this one confirms them).
         self.elsewhere: set[str] = set()
         self.deferred: list[SourceRecord] = []
+        #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
+        self.deferred_keys: set[str] = set()
         self.today = datetime.now(UTC).date()
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -132,14 +134,21 @@ class Converter:
             if problem is not None:
                 out.quarantine.append(problem)
         for record, key in zip(others, keys, strict=True):
-            if not final and key is not None and key not in known and key not in persons:
+            waits = key is not None and key not in known and key not in persons
+            if not final and (waits or self._withdraws_waiting(record)):
                 self.deferred.append(record)
+                self.deferred_keys.update(_keys_of(record))
                 out.waiting += 1
                 continue
             problem = self._convert_one(record, out, report)
             if problem is not None:
                 out.quarantine.append(problem)
         return out
+
+    def _withdraws_waiting(self, record: SourceRecord) -> bool:
+        """Whether `record` withdraws a record that waits for its patient: it then waits
+        too, so that the later copy still wins."""
+        return type(record) is Skipped and record.withdraws and record.key in self.deferred_keys
 
     def _convert_block(self, block: EventBlock, report: IngestReport, final: bool) -> BlockBatch:
         out = BlockBatch()
@@ -210,7 +219,7 @@ class Converter:
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
             if record.withdraws and record.key is not None:
-                out.withdraw(record.key)
+                out.withdraw(record.key, record.version)
             return None
         if type(record) is SourcePerson and record.key in self.identified:
             self._same_person(record, report)
@@ -460,3 +469,8 @@ def _is_person(record: SourceRecord) -> bool:
     return isinstance(record, SourcePerson) or (
         isinstance(record, SourceRow) and record.table == "person"
     )
+
+
+def _keys_of(record: SourceRecord) -> tuple[str, ...]:
+    """The record key of a deferred record, and the resource it is part of."""
+    return tuple(k for k in (getattr(record, "key", None), getattr(record, "whole", None)) if k)

@@ -13,7 +13,7 @@ from flip.data.ingest.batch import batches, count_records, young_collections_onl
 from flip.data.ingest.clean import scrub_text
 from flip.data.ingest.convert import Converter
 from flip.data.ingest.prune import PRUNE_REFUSED, PRUNE_REFUSED_UNREAD, prune
-from flip.data.ingest.report import IngestReport
+from flip.data.ingest.report import IngestReport, restored_on_error
 from flip.data.ingest.write import Writer
 from flip.data.sources.records import EventBlock, Rejected, SourceRecord, Unread
 from flip.data.terminology.vocabulary import Vocabulary
@@ -26,6 +26,8 @@ class Ingestor:
     `run()` does all three for an iterable of records. With `prune`, a completed run then
     removes what earlier runs of the source system loaded and this one did not read;
     with `prune_from` too, only what runs that read that location (source_uri) loaded.
+    `interpretation` names the reading settings that change what records mean (e.g.
+    "date_order=dmy"): a record read with other settings is mapped again, not unchanged.
     """
 
     def __init__(
@@ -37,9 +39,10 @@ class Ingestor:
         *,
         prune: bool = False,
         prune_from: str | None = None,
+        interpretation: str = "",
     ) -> None:
         self.converter = Converter(store, vocabulary, source_system)
-        self.writer = Writer(store, source_system, derive_periods)
+        self.writer = Writer(store, source_system, derive_periods, interpretation)
         self.report: IngestReport | None = None
         self.seen: set[str] | None = set() if prune else None
         self.prune_from = prune_from
@@ -72,8 +75,9 @@ class Ingestor:
             self.seen.update(_keys(records))
             self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
             self.failed_reads += sum(type(r) is Unread and r.failed for r in records)
-        batch = self.converter.convert(records, report, final)
-        self.writer.write(batch, report)
+        with restored_on_error(report):
+            batch = self.converter.convert(records, report, final)
+            self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting
         return batch.quarantine
 
@@ -82,6 +86,7 @@ class Ingestor:
         report = self._require_run()
         try:
             waiting, self.converter.deferred = self.converter.deferred, []
+            self.converter.deferred_keys = set()
             for batch in batches(waiting):
                 self.writer.write(self.converter.convert(batch, report, final=True), report)
                 report.read += count_records(batch)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 #: The skip rule of a record that a later record with the same key replaced in one run.
 SUPERSEDED = "identity.superseded_in_run"
@@ -18,6 +21,11 @@ DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 
 #: The warning of a withdrawing record (entered in error…) of a patient: the person stays.
 WITHDRAWN_PERSON_KEPT = "withdrawn.person_kept"
+
+#: The warning of a withdrawing record (entered in error, an HL7 result deleted…) that
+#: finds nothing stored to withdraw: never loaded, or sent under another key (an OBX
+#: renumbered since), or its stored version is newer.
+WITHDRAWN_NOTHING = "withdrawn.nothing_stored"
 
 #: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).
 UNIT_UNREADABLE = "unit.unreadable"
@@ -78,3 +86,16 @@ class IngestReport:
             "withdrawn": self.withdrawn,
             "withdrawn_rows": dict(self.withdrawn_rows),
         }
+
+
+@contextmanager
+def restored_on_error(report: IngestReport) -> Iterator[IngestReport]:
+    """Run a block that counts into `report`; if it raises, put every counter back as it
+    was (the batch it counted was rolled back)."""
+    before = copy.deepcopy(report)
+    try:
+        yield report
+    except BaseException:
+        for f in fields(IngestReport):
+            setattr(report, f.name, getattr(before, f.name))
+        raise

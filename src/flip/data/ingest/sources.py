@@ -102,7 +102,13 @@ def ingest_path(
         where = engine.url.render_as_string(hide_password=True) if engine else str(located)
         scope = None if source_system else where
         ingestor = Ingestor(
-            store, vocabulary, name, derive_periods=False, prune=prune, prune_from=scope
+            store,
+            vocabulary,
+            name,
+            derive_periods=False,
+            prune=prune,
+            prune_from=scope,
+            interpretation=f"date_order={date_order}" if date_order else "",
         )
         if engine is None:
             records = omop.read_folder(path, date_order)

@@ -9,6 +9,7 @@ role CONFIRMS, which owns nothing of the row and is re-written on each run).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -19,18 +20,38 @@ from flip.data.cdm.rows import stable_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
 from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.clean import NUL_REMOVED, scrub_text
-from flip.data.ingest.report import SUPERSEDED, WITHDRAWN_PERSON_KEPT, IngestReport
+from flip.data.ingest.report import (
+    SUPERSEDED,
+    WITHDRAWN_NOTHING,
+    WITHDRAWN_PERSON_KEPT,
+    IngestReport,
+    restored_on_error,
+)
 from flip.data.ingest.stale import fail_stale_runs, this_process
-from flip.data.sources.records import Rejected
+from flip.data.sources.records import Rejected, part_key
 
 
 class Writer:
     """Opens, writes and closes the ingest runs of one source system in a store."""
 
-    def __init__(self, store: Store, source_system: str, derive_periods: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        source_system: str,
+        derive_periods: bool = True,
+        interpretation: str = "",
+    ) -> None:
         self.store = store
         self.system = source_system
         self.derive_periods = derive_periods
+        #: The reading settings that change what a record means (e.g. "date_order=dmy"):
+        #: part of every content hash, so that a record read otherwise is mapped again.
+        self.interpretation = interpretation
+        #: Quarantine ids written by the current run: a repeat within the run gets the
+        #: next occurrence number, so that each rejected record keeps its own row.
+        self._quarantine_ids: dict[int, set[int]] = {}
+        #: Whether the source system has quarantine rows with a record key (None: unknown).
+        self._keyed_quarantine: bool | None = None
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -73,14 +94,30 @@ class Writer:
 
     def write(self, batch: Batch, report: IngestReport) -> None:
         """Commit one batch whole: replace changed records, keep unchanged ones, add new
-        ones with their provenance, apply merges, and quarantine what was rejected."""
+        ones with their provenance, apply merges, and quarantine what was rejected. When
+        the transaction fails, the report's counters are left as they were before."""
+        ids_before = set(self._quarantine_ids.get(report.run_id, ()))
+        try:
+            with restored_on_error(report):
+                self._write(batch, report)
+        except BaseException:
+            self._quarantine_ids[report.run_id] = ids_before
+            raise
+
+    def _write(self, batch: Batch, report: IngestReport) -> None:
+        if self.interpretation:
+            batch.sources = {
+                key: (location, _salted(digest, self.interpretation))
+                for key, (location, digest) in batch.sources.items()
+            }
         with self.store.begin() as conn:
             unchanged: set[str] = set()
             # A key an earlier batch of this run wrote: that record is superseded, not this
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
             stale: set[str] = set()  # an older version than the one stored
-            for key, old in self._existing(conn, batch).items():
+            existing = self._existing(conn, batch)
+            for key, old in existing.items():
                 earlier = any(run == report.run_id for *_, run, _ in old)
                 if any(older(batch.versions.get(key), version) for *_, version in old):
                     stale.add(key)
@@ -95,7 +132,9 @@ class Writer:
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
             self._retire(conn, batch.replaced - batch.sources.keys())
-            withdrawn_from = self._withdraw(conn, batch.withdrawn - batch.sources.keys(), report)
+            self._retire_parts(conn, batch, existing, unchanged | stale, report)
+            withdrawing = {k: v for k, v in batch.withdrawn.items() if k not in batch.sources}
+            withdrawn_from = self._withdraw(conn, withdrawing, batch.withdrawn_here, report)
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
@@ -103,6 +142,7 @@ class Writer:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
+            self._release(conn, layout.links["record_key"], report.run_id)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale)
@@ -161,28 +201,94 @@ class Writer:
         for table, cdm_id in found:
             delete_row(conn, table, cdm_id)
 
-    def _withdraw(self, conn: Connection, keys: set[str], report: IngestReport) -> set[int]:
-        """Remove the rows and provenance of records re-sent as not facts; count them in
-        `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
-        record keeps its person (WITHDRAWN_PERSON_KEPT). Return the persons touched."""
-        if not keys:
-            return set()
+    def _retire_parts(
+        self,
+        conn: Connection,
+        batch: Batch,
+        existing: dict[str, list[tuple[str, int, str, int, str | None]]],
+        kept: set[str],
+        report: IngestReport,
+    ) -> None:
+        """Remove the stored records of a resource read as several records (an
+        Observation's components) that its version in the batch no longer gives: a
+        dropped component, or the value an Observation had before it had components.
+        A resource whose batch records are unchanged or stale is left alone."""
+        wholes = {
+            whole: keys for whole, (_, keys) in batch.wholes.items() if keys and not keys & kept
+        }
+        if not wholes:
+            return
+        probes = sorted({probe for whole in wholes for probe in (whole, part_key(whole, 0))})
         provenance = schema.source_record
-        with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
+        mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
+        with values_in(conn, provenance.c.record_key, probes) as wanted:
+            found = conn.execute(select(provenance.c.record_key).where(*mine, wanted))
+            stored = set(found.scalars())
+        for whole, keys in wholes.items():
+            changed = any(key in existing for key in keys)
+            if not changed and not ({whole, part_key(whole, 0)} - keys) & stored:
+                continue
             found = conn.execute(
                 select(
                     provenance.c.record_key,
                     provenance.c.cdm_table,
                     provenance.c.cdm_id,
                     provenance.c.ingest_run_id,
+                ).where(
+                    *mine,
+                    (provenance.c.record_key == whole)
+                    | provenance.c.record_key.startswith(f"{whole}#", autoescape=True),
                 )
-                .where(provenance.c.source_system == self.system)
-                .where(provenance.c.role == schema.PRODUCED)
-                .where(wanted)
             ).all()
+            gone: set[str] = set()
+            for key, table, cdm_id, run in found:
+                if key in batch.sources:
+                    continue
+                delete_row(conn, table, cdm_id)
+                if run == report.run_id:  # loaded by an earlier batch of this run
+                    report.rows[table] -= 1
+                    gone.add(key)
+            report.loaded -= len(gone)
+            report.skipped += len(gone)
+            report.skipped_rules[SUPERSEDED] += len(gone)
+
+    def _withdraw(
+        self,
+        conn: Connection,
+        keys: dict[str, str | None],
+        here: set[str],
+        report: IngestReport,
+    ) -> set[int]:
+        """Remove the rows and provenance of records re-sent as not facts (by key, with the
+        withdrawing version: a newer stored version stays); count them in
+        `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
+        record keeps its person (WITHDRAWN_PERSON_KEPT); a withdrawal that finds nothing,
+        stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING). Return
+        the persons touched."""
+        if not keys:
+            return set()
+        provenance = schema.source_record
+        columns = (
+            provenance.c.record_key,
+            provenance.c.cdm_table,
+            provenance.c.cdm_id,
+            provenance.c.ingest_run_id,
+            provenance.c.source_version,
+        )
+        mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
+        with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
+            found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
+        for key in sorted(keys):  # its parts: components, a report's contained results
+            part = provenance.c.record_key.startswith(f"{key}#", autoescape=True)
+            found += [(key, *row) for row in conn.execute(select(*columns).where(*mine, part))]
+        newer = {whole for whole, *_, version in found if older(keys[whole], version)}
         rows: dict[str, list[tuple[str, int, int]]] = {}
-        for key, table, cdm_id, run in found:
-            rows.setdefault(key, []).append((table, cdm_id, run))
+        for whole, key, table, cdm_id, run, _ in found:
+            if whole not in newer:
+                rows.setdefault(key, []).append((table, cdm_id, run))
+        nothing = len(keys.keys() - here - {whole for whole, *_ in found} - newer) + len(newer)
+        if nothing:
+            report.warnings[WITHDRAWN_NOTHING] += nothing
         persons: set[int] = set()
         for stored in rows.values():
             if any(table == "person" for table, _, _ in stored):
@@ -202,6 +308,22 @@ class Writer:
             else:
                 report.withdrawn += 1
         return persons
+
+    def _release(self, conn: Connection, keys: list[object], run_id: int) -> None:
+        """Remove the quarantine rows of earlier runs for records now loaded (a record
+        quarantined, then read again after a fix): the quarantine lists what is not loaded.
+        Skipped while the source system has no keyed quarantine rows."""
+        if not keys:
+            return
+        table = schema.quarantine
+        mine = (table.c.source_system == self.system, table.c.record_key.is_not(None))
+        if self._keyed_quarantine is None:
+            found = conn.execute(select(table.c.quarantine_id).where(*mine).limit(1)).first()
+            self._keyed_quarantine = found is not None
+        if not self._keyed_quarantine:
+            return
+        with values_in(conn, table.c.record_key, sorted(set(keys))) as loaded:
+            conn.execute(delete(table).where(*mine, table.c.ingest_run_id != run_id, loaded))
 
     def _confirm(self, conn: Connection, batch: Batch, run_id: int) -> None:
         """Write the batch's confirmations, replacing this source system's earlier ones of
@@ -225,10 +347,15 @@ class Writer:
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
+        taken = self._quarantine_ids.setdefault(report.run_id, set())
         for r in rejected:
+            quarantine_id = _quarantine_id(self.system, r, taken)
+            taken.add(quarantine_id)
+            if r.key is not None:
+                self._keyed_quarantine = True
             rows.append(
                 {
-                    "quarantine_id": stable_id(self.system, r.location, r.rule, r.key or ""),
+                    "quarantine_id": quarantine_id,
                     "ingest_run_id": report.run_id,
                     "source_system": self.system,
                     "location": scrub_text(r.location),
@@ -246,6 +373,25 @@ class Writer:
             with values_in(conn, table.c.quarantine_id, ids) as stale:
                 conn.execute(delete(table).where(stale))
             bulk_insert(conn, table, rows)
+
+
+def _quarantine_id(system: str, rejected: Rejected, taken: set[int]) -> int:
+    """The id of a quarantined record: from its place, rule, key and content (a replaced
+    file at the same path keeps its earlier rows), with an occurrence number when the run
+    already quarantined one identical record (each keeps its own row)."""
+    digest = hashlib.sha256(rejected.raw or b"").hexdigest()
+    parts = (system, rejected.location, rejected.rule, rejected.key or "", digest)
+    quarantine_id = stable_id(*parts)
+    occurrence = 1
+    while quarantine_id in taken:
+        occurrence += 1
+        quarantine_id = stable_id(*parts, str(occurrence))
+    return quarantine_id
+
+
+def _salted(digest: str, interpretation: str) -> str:
+    """A record's content hash joined with the settings it was read with."""
+    return hashlib.sha256(f"{interpretation}\x1f{digest}".encode()).hexdigest()
 
 
 def _now() -> datetime:

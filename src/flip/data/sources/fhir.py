@@ -22,15 +22,16 @@ import gzip
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors
+from flip.data.sources import fhir_actors, textfile
 from flip.data.sources.fhir_status import WITHDRAWING, not_a_fact
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.readahead import read_ahead_now
@@ -41,6 +42,7 @@ from flip.data.sources.records import (
     SourcePerson,
     SourceRecord,
     SourceVisit,
+    part_key,
 )
 from flip.data.sources.values import compared
 
@@ -307,12 +309,13 @@ class _Converter:
         if m.component and m.valueQuantity is None and m.valueCodeableConcept is None:
             out = []
             for i, part in enumerate(m.component):
-                c = _Converter(self.refs, f"{self.key}#component[{i}]", self.location, self.raw)
+                c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
                 table, values = _value(part)
-                out.append(c.event(m, m.subject, _coding(part.code), start, table, **values))
+                code = _coding(part.code)
+                out.append(c.event(m, m.subject, code, start, table, whole=self.key, **values))
             return out
         table, values = _value(m)
-        return self.event(m, m.subject, _coding(m.code), start, table, **values)
+        return self.event(m, m.subject, _coding(m.code), start, table, whole=self.key, **values)
 
     def medication(self, m: Any) -> None:
         code = _coding(m.code)
@@ -621,9 +624,12 @@ def _records(
             refs.actors.add(key)
         status = not_a_fact(resource)
         if status is not None:
-            results = _contained_results(resource, key, location, refs)
             withdraws = status[0] in WITHDRAWING
-            return [*results, Skipped(key, location, *status, withdraws=withdraws)]
+            # the results of a withdrawn report are withdrawn with it (keys `key#…`)
+            results = [] if withdraws else _contained_results(resource, key, location, refs)
+            version = version_of(resource)
+            skipped = Skipped(key, location, *status, withdraws=withdraws, version=version)
+            return [*results, skipped]
         model, invalid = _validate(kind, resource)
         warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
@@ -714,11 +720,16 @@ def _open(path: Path):
 
 
 def read_lines(
-    lines: Iterable[bytes], source: str, refs: References | None = None
+    lines: Iterable[bytes | None], source: str, refs: References | None = None
 ) -> Iterator[SourceRecord]:
-    """Yield the records of NDJSON lines one by one; `source:N` locates line N."""
+    """Yield the records of NDJSON lines one by one; `source:N` locates line N. A line given
+    as None was too long to read (`bounded_lines`): quarantined as `json.line_too_long`."""
     refs = refs or References()
     for number, line in enumerate(lines, start=1):
+        if line is None:
+            message = f"{source}:{number}: the line is longer than {textfile.MAX_LINE:,} bytes"
+            yield Rejected(None, f"{source}:{number}", "json.line_too_long", message, b"")
+            continue
         raw = line.rstrip(b"\r\n")
         if number == 1:
             raw = raw.removeprefix(BOM)
@@ -736,7 +747,20 @@ def read_lines(
 def read_ndjson(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
     """Yield the records of an NDJSON file (plain or gzip) line by line, never reading it whole."""
     with _open(path) as handle:
-        yield from read_lines(handle, str(path), refs)
+        yield from read_lines(bounded_lines(handle), str(path), refs)
+
+
+def bounded_lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of a binary file, None for one longer than textfile.MAX_LINE (read past in
+    chunks, never held whole: a gzip bomb of one line cannot exhaust memory)."""
+    limit = textfile.MAX_LINE
+    for line in iter(partial(handle.readline, limit + 1), b""):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while (more := handle.readline(1024 * 1024)) and not more.endswith(b"\n"):
+            pass
+        yield None
 
 
 def read_json(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
@@ -806,7 +830,7 @@ def _file_rank(path: Path) -> int:
         return -1
     try:
         with _open(path) as handle:
-            first = next((line for line in handle if line.strip()), b"")
+            first = next((line for line in bounded_lines(handle) if line and line.strip()), b"")
         match = _RESOURCE_TYPE.search(first[:_PEEK])
     except (OSError, EOFError, gzip.BadGzipFile):
         return -1

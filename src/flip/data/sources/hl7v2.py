@@ -14,15 +14,18 @@ Files may hold messages one after another (segments ended by CR, LF or CRLF) or 
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import re
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import hl7
 
+from flip.data.sources import textfile
 from flip.data.sources.hl7v2_values import (
     NULL,
     Number,
@@ -452,14 +455,16 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
         return
     status = m.get(obx, 11).upper()
+    value_type = m.get(obx, 2).upper()
     if status in NOT_A_FACT:
         rule = f"hl7.obx.status.{status}"
         withdraws = status in WITHDRAWING
+        if value_type in TEXT_TYPES:  # a text result's lines were stored as its note
+            key = _note_key(c, code, m.get(obx, 4))
         r.out.append(
             Skipped(key, r.location, rule, f"{where}: {NOT_A_FACT[status]}", withdraws=withdraws)
         )
         return
-    value_type = m.get(obx, 2).upper()
     if value_type in OPAQUE_TYPES:
         rule = f"hl7.obx.value_type.{value_type}"
         r.out.append(Skipped(key, r.location, rule, f"{where}: {value_type} is not stored"))
@@ -516,7 +521,7 @@ def _number(m: _Message, obx: Any, value_type: str) -> Number:
 
 def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, warnings) -> None:
     """A TX/FT/ST result: its lines join the note of its order, code and sub-id."""
-    key = "/".join(filter(None, ("note", c.order, code, r.m.get(obx, 4))))
+    key = _note_key(c, code, r.m.get(obx, 4))
     lines = r.m.lines(obx, 5)
     note = c.text.get(key)
     if note is None:
@@ -536,6 +541,11 @@ def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, wa
         )
     elif lines:
         note.text = "\n".join(filter(None, (note.text, *lines)))
+
+
+def _note_key(c: _Context, code: str, sub: str) -> str:
+    """The record key of the note a text result's lines join (order, code and OBX-4)."""
+    return "/".join(filter(None, ("note", c.order, code, sub)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:
@@ -582,10 +592,62 @@ def _document(r: _Reader, c: _Context) -> None:
 
 
 def read_file(path: Path, identity: PersonIdentity | None = None) -> Iterator[SourceRecord]:
-    """Yield the records of every message in a file."""
-    data = path.read_bytes()
-    for offset, message in split_messages(data):
-        yield from parse_message(message, f"{path}@{offset}", identity)
+    """Yield the records of every message in a file (plain or gzip-compressed, known by its
+    magic number), read a piece at a time; a message longer than textfile.MAX_LINE is
+    quarantined (`hl7.message_too_long`), never held whole."""
+    with path.open("rb") as plain:
+        compressed = plain.read(2) == b"\x1f\x8b"
+        plain.seek(0)
+        with gzip.GzipFile(fileobj=plain) if compressed else nullcontext(plain) as handle:
+            for offset, message in stream_messages(handle):
+                where = f"{path}@{offset}"
+                if message is None:
+                    limit = f"{textfile.MAX_LINE:,}"
+                    reason = f"{where}: the message is longer than {limit} bytes"
+                    yield Rejected(None, where, "hl7.message_too_long", reason, b"")
+                    continue
+                yield from parse_message(message, where, identity)
+
+
+#: How much of a file is read at a time.
+_PIECE = 1024 * 1024
+
+
+def stream_messages(handle: BinaryIO, piece: int = _PIECE) -> Iterator[tuple[int, bytes | None]]:
+    """`split_messages` of an open binary file, read `piece` bytes at a time and cut before a
+    message start; (offset, None) for a message longer than textfile.MAX_LINE (read past)."""
+    base, buffer, skipping = 0, b"", False
+    while True:
+        data = handle.read(piece)
+        buffer += data
+        cut = _last_start(buffer) if data else len(buffer)
+        if cut > 0:
+            if skipping:
+                skipping = False
+            else:
+                for offset, message in split_messages(buffer[:cut]):
+                    yield base + offset, message if len(message) <= textfile.MAX_LINE else None
+            base, buffer = base + cut, buffer[cut:]
+        elif len(buffer) > textfile.MAX_LINE:
+            if not skipping:
+                yield base, None
+                skipping = True
+            base, buffer = base + len(buffer) - 16, buffer[-16:]
+        if not data:
+            return
+
+
+def _last_start(data: bytes) -> int:
+    """Where the last message of `data` starts (a frame's START, or a line `MSH` outside any
+    frame), if after its first byte; else 0."""
+    opened = data.rfind(START)
+    if opened > 0:
+        return opened
+    closed = data.rfind(END)
+    if opened == 0 and closed < 0:
+        return 0  # inside the first frame
+    starts = [m.start() for m in _MSH.finditer(data, max(closed, 0))]
+    return starts[-1] if starts and starts[-1] > 0 else 0
 
 
 def read_path(path: Path, identity: PersonIdentity | None = None) -> Iterator[SourceRecord]:

@@ -11,6 +11,7 @@ hospital's interface engine on the site's own network; it has nothing to do with
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 import time
@@ -26,6 +27,8 @@ from flip.data.ingest import Ingestor, IngestReport
 from flip.data.sources.hl7v2 import END, START, _normalise, _text, parse_message
 from flip.data.sources.identity import PersonIdentity
 from flip.data.terminology import Vocabulary
+
+logger = logging.getLogger(__name__)
 
 
 class StoreBusy(RuntimeError):
@@ -135,15 +138,20 @@ class MllpListener:
             yield
 
     def handle(self, message: bytes, peer: str) -> str:
-        """Ingest one message and return its ACK."""
+        """Ingest one message and return its ACK: AR when the store stays busy, AE naming
+        the error when the message could not be written (nothing of it was)."""
         with self._write_lock:
             self.received += 1
-            records = parse_message(message, f"mllp:{peer}#{self.received}", self.identity)
             try:
+                records = parse_message(message, f"mllp:{peer}#{self.received}", self.identity)
                 with self._store():
                     rejected = self.ingestor.write(records, final=True)
             except StoreBusy as exc:
                 return acknowledgement(message, "AR", f"{exc}; resend later")
+            except Exception as exc:  # the sender is told; the listener goes on
+                logger.exception("MLLP message %s from %s not written", self.received, peer)
+                reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                return acknowledgement(message, "AE", f"not written: {reason}")
         error = "; ".join(f"{r.rule}: {r.message}" for r in rejected) or None
         return acknowledgement(message, "AA" if error is None else "AE", error)
 

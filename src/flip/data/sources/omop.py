@@ -30,9 +30,16 @@ from sqlalchemy import Engine, Table, inspect, literal_column, select
 from sqlalchemy import table as sql_table
 
 from flip.data.cdm import schema
+from flip.data.sources import textfile
 from flip.data.sources.omop_values import Field
 from flip.data.sources.records import Rejected, Skipped, SourceRecord, SourceRow, Unread
-from flip.data.sources.textfile import TextLines, is_table_file, sniff_delimiter, table_name
+from flip.data.sources.textfile import (
+    MAX_LINE,
+    TextLines,
+    is_table_file,
+    sniff_delimiter,
+    table_name,
+)
 from flip.data.sources.values import DateOrderUnknown
 
 #: The rule (quarantine of a required date, warning of an optional one) of a day- or
@@ -266,20 +273,34 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     """The table files of an export folder by the table name they carry (lower case)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and _is_table(path):
+        if (path.is_file() and _is_table(path)) or _parts(path):
             found.setdefault(table_name(path), []).append(path)
     return found
 
 
+def _parts(path: Path) -> list[Path]:
+    """The Parquet part files of a folder written by Spark for one table
+    (`person.parquet/part-00000-….parquet`), in name order; empty for anything else."""
+    if not path.is_dir() or table_name(path) not in TABLES:
+        return []
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".parquet")
+
+
+class RecordTooLong(csv.Error):
+    """A CSV record (a quoted field left open, across lines) longer than MAX_LINE."""
+
+
 class _Lines:
     """The numbered lines of a file for `csv`, keeping those of the record being parsed so
-    that a malformed record gives back all but its first line to be read again."""
+    that a malformed record gives back all but its first line to be read again; a record
+    whose lines pass MAX_LINE together (an unclosed quote) is RecordTooLong."""
 
     def __init__(self, lines: Iterable[str], number: int) -> None:
         self._source = iter(lines)
         self._number = number
         self._replay: deque[tuple[int, str]] = deque()
         self.taken: list[tuple[int, str]] = []
+        self.size = 0
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -292,6 +313,10 @@ class _Lines:
             self._number += 1
             item = (self._number, line)
         self.taken.append(item)
+        self.size = len(item[1]) + (self.size if len(self.taken) > 1 else 0)
+        if self.size > textfile.MAX_LINE:
+            limit = textfile.MAX_LINE
+            raise RecordTooLong(f"a record longer than {limit:,} bytes (a quote left open?)")
         return item[1]
 
     def give_back(self) -> tuple[int, str]:
@@ -303,15 +328,22 @@ class _Lines:
 
 
 def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[SourceRecord]:
-    """Yield the rows of one CDM table file, then its columns v5.4 does not have as Unread.
+    """Yield the rows of one CDM table file (or Spark folder of Parquet parts), then its
+    columns v5.4 does not have as Unread.
 
     A record the CSV rules cannot parse (an unclosed quote, text after a closing quote) is
     quarantined as its first line alone (`omop.csv_malformed`), and reading goes on from
-    the next line; a row with more non-empty cells than the header is quarantined
-    (`omop.extra_cells`); a row holding bytes that are not UTF-8 loads with the warning
+    the next line (so is a record longer than MAX_LINE: a quote left open); a record
+    one of whose lines was too long to read is quarantined whole, never cut; a row with
+    more non-empty cells than the header is quarantined (`omop.extra_cells`); a row
+    holding bytes that are not UTF-8 loads with the warning
     `omop.text_not_utf8` (they are read as Windows-1252); a line longer than
     textfile.MAX_LINE is read past, not into memory, and quarantined (`omop.line_too_long`).
     """
+    if path.is_dir():
+        for part in _parts(path):
+            yield from read_parquet(part, table, order)
+        return
     if path.suffix.lower() == ".parquet":
         yield from read_parquet(path, table, order)
         return
@@ -321,7 +353,11 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
     source = iter(text)
     header = next(source, "")
     delimiter = sniff_delimiter(header)
-    names = [column_name(h) for h in next(csv.reader([header], delimiter=delimiter), [])]
+    headers = next(csv.reader([header], delimiter=delimiter), [])
+    names = [column_name(h) for h in headers]
+    if (twice := _same_column(headers, names)) is not None:
+        yield Unread(str(path), twice, failed=True)
+        return
     lines = _Lines(source, 1)
     rows = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
@@ -338,7 +374,10 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
             where = f"{path}:{number}"
             yield Rejected(None, where, "omop.csv_malformed", message, line.encode())
             continue
-        yield from _too_long(text)
+        cut = list(_too_long(text))
+        yield from cut
+        if cut and len(lines.taken) > 1:
+            continue  # a line of the record was read past: the record is not whole
         if not any(c.strip() for c in cells):
             continue
         values = dict(zip(names, cells, strict=False))
@@ -366,16 +405,48 @@ def read_parquet(path: Path, table: Table, order: str | None = None) -> Iterator
     """Yield the rows of one CDM table Parquet file (header names as `column_name` reads
     them, values as `omop_values` reads them; a first row of column names, as an empty
     table's CSV loaded without its header leaves it, skipped), then its columns v5.4 does
-    not have."""
+    not have. A row with a text cell longer than MAX_CELL is quarantined
+    (`omop.cell_too_long`); a file that cannot be read (corrupt) is listed as not read,
+    naming it and the rows read before the fault, and the export goes on."""
+    import pyarrow as pa
+
+    try:
+        yield from _parquet_rows(path, table, order)
+    except (pa.ArrowException, OSError) as exc:
+        reason = f"{path.name} is not a readable Parquet file: {str(exc).splitlines()[0]}"
+        yield Unread(str(path), reason, failed=True)
+
+
+#: The longest text or binary cell a Parquet row may hold (as textfile.MAX_LINE for CSV).
+MAX_CELL = MAX_LINE
+
+
+def _parquet_rows(path: Path, table: Table, order: str | None) -> Iterator[SourceRecord]:
     import pyarrow.parquet as pq
 
     reader = TableReader(table, order)
     source = pq.ParquetFile(path)
     names = [column_name(n) for n in source.schema_arrow.names]
+    if (twice := _same_column(source.schema_arrow.names, names)) is not None:
+        yield Unread(str(path), twice, failed=True)
+        return
     number = 0
     for batch in source.iter_batches(batch_size=10000):
-        for row in batch.to_pylist():
+        oversized = _oversized_cells(batch, names)
+        kept = batch
+        if oversized:
+            kept = batch.filter([i not in oversized for i in range(batch.num_rows)])
+        rows = iter(kept.to_pylist())
+        for index in range(batch.num_rows):
             number += 1
+            if index in oversized:
+                column, size = oversized[index]
+                message = (
+                    f"{path.name} row {number}: {column} holds {size:,} bytes (> {MAX_CELL:,})"
+                )
+                yield Rejected(None, f"{path}#row{number}", "omop.cell_too_long", message, b"")
+                continue
+            row = next(rows)
             cells = list(row.values())
             if number == 1 and _names_its_columns(table, names, cells):
                 names = [column_name(str(v)) for v in cells]
@@ -388,6 +459,39 @@ def read_parquet(path: Path, table: Table, order: str | None = None) -> Iterator
     for name in names:
         if name not in table.c:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
+
+
+def _same_column(headers: list[str], names: list[str]) -> str | None:
+    """Why a file is not read when two of its headers name one column (`person_id` and
+    `PERSON_ID`): which value to keep cannot be known. None when all differ."""
+    seen: dict[str, str] = {}
+    for header, name in zip(headers, names, strict=True):
+        if name in seen and name:
+            return f"columns {seen[name]!r} and {header!r} are both {name}: the file is not read"
+        seen[name] = header
+    return None
+
+
+def _oversized_cells(batch, names: list[str]) -> dict[int, tuple[str, int]]:
+    """The rows of a Parquet record batch with a text or binary cell longer than
+    MAX_CELL: (column, size) by row index, found without copying the cells."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found: dict[int, tuple[str, int]] = {}
+    for name, column in zip(names, batch.columns, strict=True):
+        kind = column.type
+        if not (pa.types.is_string(kind) or pa.types.is_binary(kind)) and not (
+            pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
+        ):
+            continue
+        lengths = pc.binary_length(column)
+        if (pc.max(lengths).as_py() or 0) <= MAX_CELL:
+            continue
+        for index, size in enumerate(lengths.to_pylist()):
+            if size is not None and size > MAX_CELL:
+                found.setdefault(index, (name, size))
+    return found
 
 
 def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord]:
@@ -410,7 +514,8 @@ def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord
             yield Unread(str(path), reason)
     for path in sorted(folder.iterdir()):
         if path.is_dir():
-            yield Unread(str(path), "a folder: only the export's top level is read")
+            if not _parts(path):
+                yield Unread(str(path), "a folder: only the export's top level is read")
         elif not _is_table(path):
             yield Unread(
                 str(path), "not a table file (.csv, .txt or .tsv, or one gzipped; .parquet)"

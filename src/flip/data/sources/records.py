@@ -24,6 +24,12 @@ IDENTIFIED = "Patient?identifier="
 #: The longest record key the store keeps (source_record.record_key, quarantine.record_key).
 MAX_KEY = 200
 
+
+def part_key(whole: str, index: int) -> str:
+    """The record key of the `index`th part (component) of the resource keyed `whole`."""
+    return f"{whole}#component[{index}]"
+
+
 #: OMOP gender concepts of the gender values records carry (FHIR AdministrativeGender).
 GENDERS = {"male": 8507, "female": 8532}
 
@@ -78,7 +84,10 @@ class SourceEvent:
     converted or nulled them (else the source values are `value` and `unit`).
     `replaces` is the key of an earlier record of the same source this one takes the place
     of (a DICOM file that now stands for its series, once stored as one of its instances):
-    that record's rows and provenance are removed when this one is written.
+    that record's rows and provenance are removed when this one is written. `whole` is
+    the key of the source resource the record is read from when one resource may give
+    several records (an Observation's components, keyed `part_key(whole, i)`): the
+    records an earlier version of it gave and this one no longer does are removed.
     """
 
     key: str
@@ -105,6 +114,7 @@ class SourceEvent:
     unit_sent: str | None = None
     version: str | None = None
     replaces: str | None = None
+    whole: str | None = None
 
 
 class BlockEvent(NamedTuple):
@@ -206,7 +216,8 @@ class Skipped:
     message type FLIP does not read): counted per rule, never stored, never quarantined.
 
     `withdraws` when the rule says the record is not a fact after all (entered in error,
-    refuted, cancelled): the rows an earlier version of it produced are removed.
+    refuted, cancelled): the rows an earlier version of it produced are removed (not those
+    of a newer `version`, see SourceEvent).
     """
 
     key: str | None
@@ -214,6 +225,7 @@ class Skipped:
     rule: str
     message: str
     withdraws: bool = False
+    version: str | None = None
 
 
 @dataclass(slots=True)

@@ -3,7 +3,8 @@ UTF-8 with or without a BOM, UTF-16 with its BOM (Excel's "Unicode text") or wit
 (SQL Server's `bcp -w`: known by the NUL bytes beside the header's first two characters),
 or bytes of a Windows-1252/Latin-1 file (SQL Server and Excel on Windows); plain or
 gzip-compressed (known by gzip's magic number, `person.csv.gz`). Universal line ends, as
-`csv` needs.
+`csv` needs: a file whose first 64 KiB end lines with CR alone (classic Mac) is read
+line by line at each CR, bounded as any other.
 
 A byte that is not UTF-8 is read as Windows-1252 (Latin-1 where 1252 has no character),
 and bytes that are not UTF-16 (a lone surrogate, an odd last byte) as U+FFFD;
@@ -166,8 +167,13 @@ class TextLines:
         encoding = self.encoding or "utf-8"
         if head[:3] == codecs.BOM_UTF8:
             encoding = "utf-8"
-        bounded = iter(partial(raw.readline, self.max_line + 1), b"")
-        skip = partial(raw.readline, _CHUNK)
+        sample = raw.read(_SAMPLE)
+        raw.seek(0)
+        source: BinaryIO | _CarriageReturns = raw
+        if b"\r" in sample and b"\n" not in sample:
+            source = _CarriageReturns(raw)
+        bounded = iter(partial(source.readline, self.max_line + 1), b"")
+        skip = partial(source.readline, _CHUNK)
         for number, line in enumerate(bounded):
             if self._past(line, skip):
                 yield b"", "\n"
@@ -184,6 +190,23 @@ class TextLines:
                     yield piece.encode(encoding, errors="replace"), piece
             else:
                 yield line, text
+
+
+#: How much of a file's start tells whether it ends lines with CR alone (classic Mac).
+_SAMPLE = 64 * 1024
+
+
+class _CarriageReturns:
+    """A binary file whose lines end with CR alone (classic Mac), read as lines ending
+    with LF, `readline(limit)` bounded as a file's is."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._text = io.TextIOWrapper(raw, encoding="latin-1", newline="\r")
+
+    def readline(self, limit: int = -1) -> bytes:
+        """The next line (at most `limit` bytes), its CR written as LF."""
+        line = self._text.readline(limit).encode("latin-1")
+        return line[:-1] + b"\n" if line.endswith(b"\r") else line
 
 
 def _wide(head: bytes, encoding: str | None) -> str | None:

@@ -104,5 +104,5 @@ def test_what_comes_back_is_bounded_numbers_and_weights_of_the_shapes_sent():
         train_task(rows, None, _data(), epochs=1, seed=0)
     reshaped = _bad("    model.weight = torch.nn.Parameter(torch.zeros(1, 3))\n    return {}\n")
     state = {"weight": np.zeros((1, 20), np.float32), "bias": np.zeros(1, np.float32)}
-    with pytest.raises(SandboxRefused, match="other shapes"):
+    with pytest.raises(SandboxRefused, match="other names, shapes or dtypes"):
         train_task(reshaped, state, _data(), epochs=1, seed=0)

@@ -58,8 +58,8 @@ def _check(result: int, what: str) -> None:
 
 def enter(hidden: tuple[str, ...], *, as_root: bool | None = None) -> Confined:
     """Leave the host's network, PID and mount namespaces (the next fork is PID 1 of the
-    new PID namespace) with tmpfs over each `hidden` folder; without root, from inside a
-    new user namespace. As root, the interpreter's folders are laid bare for nobody."""
+    new PID namespace). As root, the interpreter's folders are laid bare for nobody; without
+    root, from inside a new user namespace, with tmpfs over each `hidden` folder."""
     libc = _libc()
     root = os.geteuid() == 0 if as_root is None else as_root
     if root:
@@ -73,12 +73,15 @@ def enter(hidden: tuple[str, ...], *, as_root: bool | None = None) -> Confined:
             with open(f"/proc/self/{name}", "w", encoding="ascii") as handle:
                 handle.write(text)
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make mounts private")
-    if root:
+    if root:  # nobody reads no 0600 site file: nothing to hide, the interpreter to show
         _expose_interpreter(libc)
-    for folder in hidden:
-        if os.path.isdir(folder):
-            _tmpfs(libc, folder)
-    return Confined(as_root=root)
+        return Confined(as_root=True)
+    places = _interpreter_places()
+    for folder in (os.path.realpath(f) for f in hidden if os.path.isdir(f)):
+        if any(p == folder or p.startswith(folder + os.sep) for p in places):
+            raise ConfinementError(errno.EBUSY, f"{folder} holds Python itself: cannot hide it")
+        _tmpfs(libc, folder)
+    return Confined(as_root=False)
 
 
 def _tmpfs(libc: ctypes.CDLL, folder: str) -> None:
@@ -97,14 +100,18 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
+def _interpreter_places() -> list[str]:
+    """The folders Python imports from (the outermost of nested ones)."""
+    places = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path) if p}
+    places = {p for p in places if os.path.isdir(p)}
+    return sorted(p for p in places if not any(p.startswith(q + os.sep) for q in places))
+
+
 def _expose_interpreter(libc: ctypes.CDLL) -> None:
     """Python's own folders (under a private home such as /root) stay readable to nobody:
     tmpfs over the closed folder, with each of them bound back in at its place."""
-    places = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path) if p}
-    places = {p for p in places if os.path.isdir(p)}
-    needed = sorted(p for p in places if not any(p.startswith(q + os.sep) for q in places))
     by_ancestor: dict[str, list[str]] = {}
-    for place in needed:
+    for place in _interpreter_places():
         if (ancestor := _closed_ancestor(place)) is not None:
             by_ancestor.setdefault(ancestor, []).append(place)
     for ancestor, inside in by_ancestor.items():

@@ -56,7 +56,7 @@ _REFUSED = (
     "ctypes.dlopen",
 )
 
-Action = Literal["train", "evaluate", "init"]
+Action = Literal["train", "evaluate", "init", "predict"]
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,33 @@ def initial_weights(spec_json: str, *, limits: Limits = Limits()) -> dict[str, A
 
     name = json.loads(spec_json).get("name", "custom task")
     empty = np.zeros((0, 0), np.float32)
-    out = _sandboxed("init", spec_json, {}, empty, empty[:, 0], {}, "cpu", limits, name)
+    out = _sandboxed("init", spec_json, {}, empty, np.zeros(0, np.float32), {}, "cpu", limits, name)
     found = out.get("state")
     if not isinstance(found, dict) or not found:
         raise SandboxRefused(f"{name}: its new_model has no weights")
     return _float_state(found, name, "initial weight")
+
+
+def predict_custom(
+    spec_json: str, state: dict[str, Any], x: Any, *, limits: Limits = Limits()
+) -> Any:
+    """Predicted probabilities of an approved custom task's model (weights `state`) for the
+    rows of `x`, scored in the sandbox: one finite number in [0, 1] per row."""
+    import numpy as np
+    import torch
+
+    name = json.loads(spec_json).get("name", "custom task")
+    sent = _float_state(state, name, "weight")
+    out = _sandboxed("predict", spec_json, sent, x, np.zeros(len(x)), {}, "cpu", limits, name)
+    scores = out.get("predictions")
+    if (
+        not isinstance(scores, torch.Tensor)
+        or tuple(scores.shape) != (len(x),)
+        or not scores.is_floating_point()
+        or not bool(((scores >= 0) & (scores <= 1)).all())
+    ):
+        raise SandboxRefused(f"{name}: custom predict did not return one probability per row")
+    return scores.numpy()
 
 
 def _sandboxed(
@@ -190,25 +212,28 @@ def _reason(work: Path, returncode: int, limits: Limits) -> str:
 
 
 def _checked_state(found: object, sent: dict[str, Any], name: str) -> dict[str, Any]:
-    """The trained weights if they have exactly the names, shapes and float dtypes sent,
-    all finite; else a refusal."""
+    """The trained weights, under the names sent, if they have exactly the names (unless a
+    strategy sent them by position), shapes and float dtypes sent, all finite; else a refusal."""
     import torch
 
-    def layout(state: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
-        return {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+    def layout(state: dict[str, Any]) -> list[tuple[tuple[int, ...], Any]]:
+        return [(tuple(v.shape), v.dtype) for v in state.values()]
 
+    by_position = all(key.isdigit() for key in sent)
     if (
         not isinstance(found, dict)
         or not all(isinstance(v, torch.Tensor) for v in found.values())
+        or (not by_position and list(found) != list(sent))
         or layout(found) != layout(sent)
     ):
         raise SandboxRefused(
             f"{name}: custom train returned weights of other names, shapes or dtypes than sent"
         )
-    for key in sent:
-        if not torch.isfinite(found[key]).all():
+    trained = dict(zip(sent, found.values(), strict=True))
+    for key, value in trained.items():
+        if not torch.isfinite(value).all():
             raise SandboxRefused(f"{name}: custom train returned NaN or infinite weights ({key})")
-    return {key: found[key] for key in sent}
+    return trained
 
 
 def _float_state(state: dict[str, Any], name: str, what: str) -> dict[str, Any]:
@@ -304,7 +329,7 @@ def _wait(worker: int, seconds: float, err_fd: int) -> int:
     if not finished:
         os.kill(worker, signal.SIGKILL)
         os.waitpid(worker, 0)
-        return _failed(err_fd, f"ran past its {seconds:g} s wall-clock limit: stopped")
+        return _failed(err_fd, f"ran past its {seconds:g} s limit (wall clock): stopped")
     code = os.waitstatus_to_exitcode(os.waitpid(worker, 0)[1])
     if code in (-signal.SIGXCPU, -signal.SIGKILL):
         return _failed(err_fd, f"used more than its {seconds:g} s of CPU time: stopped")
@@ -316,7 +341,7 @@ def _worker(spec: Any, given: dict, run: dict, confined: Any, out_fd: int, err_f
     import torch
 
     from flip.data.features.tabular import TabularData
-    from flip.fl.tasks import confinement, training
+    from flip.fl.tasks import binary, confinement, training
     from flip.fl.tasks.binary import load_arrays
     from flip.fl.tasks.models import load_custom, new_model
 
@@ -336,6 +361,10 @@ def _worker(spec: Any, given: dict, run: dict, confined: Any, out_fd: int, err_f
         model = new_model(spec)
         if action == "init":
             out: dict[str, Any] = {"metrics": {}}
+        elif action == "predict":
+            load_arrays(model, given["state"])
+            scores = binary.predict(model, given["x"].numpy())
+            out = {"metrics": {}, "predictions": torch.as_tensor(scores)}
         else:
             load_arrays(model, given["state"])
             x, y, config = given["x"].numpy(), given["y"].numpy(), given["config"]
@@ -357,7 +386,7 @@ def _worker(spec: Any, given: dict, run: dict, confined: Any, out_fd: int, err_f
             else:
                 metrics = training.evaluate(model, data, str(config["outcome"]), device)
             out = {"metrics": metrics}
-        if action != "evaluate":
+        if action in ("train", "init"):
             out["state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         with os.fdopen(out_fd, "wb") as handle:
             torch.save(out, handle)

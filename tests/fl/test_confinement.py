@@ -62,9 +62,7 @@ def _connect(port: int) -> int:
     if fd < 0:
         return -ctypes.get_errno()
     address = socket.inet_aton("127.0.0.1")
-    sockaddr = (
-        socket.AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big") + address + bytes(8)
-    )
+    sockaddr = socket.AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big") + address + bytes(8)
     return libc.connect(fd, sockaddr, len(sockaddr))
 
 

@@ -6,8 +6,10 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from flip.data.features.tabular import TabularData
+from flip.fl.registry import RegistryError, build, predict, register
 from flip.fl.tasks import TaskSpec, mace_task, task_hash
 from flip.fl.tasks.runner import evaluate_task, train_task
 from flip.fl.tasks.sandbox import Limits, SandboxRefused
@@ -223,3 +225,43 @@ def test_what_comes_back_is_exactly_the_weights_sent_finite_and_a_short_reason()
     with pytest.raises(SandboxRefused) as refused:
         train_task(rows, sent, _data(), epochs=1, seed=0)
     assert len(str(refused.value)) <= 500 + 200, "at most 500 characters of the task's text"
+
+
+# --- custom code outside a round: the hub's first weights, a site's scoring ---
+
+
+def _noisy(folder) -> TaskSpec:
+    """A custom task whose code, when loaded, leaves a file in `folder` if it can."""
+    code = (
+        "import os\n"
+        "try:\n"
+        f"    open({str(folder / 'ran')!r}, 'w').write(str(os.getuid()))\n"
+        "except OSError:\n"
+        "    pass\n" + MODEL
+    )
+    return TaskSpec.model_validate(
+        {**mace_task(scaling="fixed").model_dump(), "kind": "custom", "code": code, "rounds": 1}
+    )
+
+
+def test_the_server_builds_a_custom_tasks_first_weights_in_the_sandbox(tmp_path):
+    from flip.fl.server import task_server_app
+
+    spec = _noisy(tmp_path)
+    task_server_app("p", spec, rounds=1, n_sites=1)
+    assert not (tmp_path / "ran").exists(), "the code ran confined, not in the server"
+
+
+def test_a_registered_custom_model_scores_only_in_the_sandbox(tmp_path):
+    spec = _noisy(tmp_path)
+    state = torch.nn.Linear(spec.data.width, 1).state_dict()
+    lineage = {"task": "custom", "task_spec": spec.model_dump(mode="json"), "task_hash": "h"}
+    record = register(tmp_path / "registry", "custom", state, lineage)
+    x = np.zeros((3, spec.data.width), np.float32)
+    with pytest.raises(RegistryError, match="runs only in the sandbox"):
+        predict(record, x)
+    with pytest.raises(RegistryError, match="runs only in the sandbox"):
+        build(record)
+    scores = predict(record, x, sandbox=Limits(60, 4096))
+    assert scores.shape == (3,) and np.allclose(scores, 1 / (1 + np.exp(-state["bias"][0].item())))
+    assert not (tmp_path / "ran").exists()

@@ -78,6 +78,11 @@ class SitePolicy(BaseModel):
     custom_memory_mb: int = Field(
         4096, ge=256, description="Memory (address space, MB) a custom task's process may use."
     )
+    custom_unconfined: bool = Field(
+        False,
+        description="Run custom task code even where the host cannot confine it (network, "
+        "PID and user isolation): weaker, only an audit hook and resource limits remain.",
+    )
     share_logs: bool = Field(
         False,
         description="Share this site's log of each run it joined (joined, rounds trained, "

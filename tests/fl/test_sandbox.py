@@ -1,9 +1,15 @@
 """A custom task's own train and evaluate run in a limited child process without network."""
 
+import os
+import socket
+import time
+
 import numpy as np
 import pytest
+import torch
 
 from flip.data.features.tabular import TabularData
+from flip.fl.registry import RegistryError, build, predict, register
 from flip.fl.tasks import TaskSpec, mace_task, task_hash
 from flip.fl.tasks.runner import evaluate_task, train_task
 from flip.fl.tasks.sandbox import Limits, SandboxRefused
@@ -104,5 +110,158 @@ def test_what_comes_back_is_bounded_numbers_and_weights_of_the_shapes_sent():
         train_task(rows, None, _data(), epochs=1, seed=0)
     reshaped = _bad("    model.weight = torch.nn.Parameter(torch.zeros(1, 3))\n    return {}\n")
     state = {"weight": np.zeros((1, 20), np.float32), "bias": np.zeros(1, np.float32)}
-    with pytest.raises(SandboxRefused, match="other shapes"):
+    with pytest.raises(SandboxRefused, match="other names, shapes or dtypes"):
         train_task(reshaped, state, _data(), epochs=1, seed=0)
+
+
+# --- the reviewer's escapes (issue 20): the audit hook alone let each of these through ---
+
+
+@pytest.fixture
+def marks(tmp_path):
+    """A folder anyone may write in: only the kernel's confinement keeps the task out."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    folder.chmod(0o777)
+    tmp_path.chmod(0o755)
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root the worker drops to nobody")
+def test_ctypes_fork_exec_a_0600_file_and_the_hosts_network_are_out_of_reach(marks, tmp_path):
+    secret = tmp_path / "ledger.db"
+    secret.write_text("audit")
+    secret.chmod(0o600)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    probe = f"""
+    import ctypes, os, socket, _posixsubprocess
+    api = ctypes.pythonapi
+    got = {{"system": api.system(b"echo ran > {marks}/system")}}
+    r, w = os.pipe()
+    args = [b"/bin/sh", b"-c", b"echo ran > {marks}/fork_exec"]
+    try:
+        pid = _posixsubprocess.fork_exec(args, [args[0]], True, (), None, None, -1, -1, -1, -1,
+            -1, -1, r, w, True, False, -1, None, None, -1, -1, None, False)
+        os.waitpid(pid, 0)
+        got["fork_exec"] = 0.0
+    except OSError:
+        got["fork_exec"] = -1.0
+    try:
+        open("{secret}").read()
+        got["read"] = 1.0
+    except OSError:
+        got["read"] = 0.0
+    try:
+        got["setns"] = api.setns(os.open("/proc/{os.getpid()}/ns/net", os.O_RDONLY), 0x40000000)
+    except OSError:
+        got["setns"] = -1.0
+    fd = api.socket(2, 1, 0)
+    address = (2).to_bytes(2, "little") + ({port}).to_bytes(2, "big")
+    address += bytes([127, 0, 0, 1]) + bytes(8)
+    got["connect"] = api.connect(fd, address, 16)
+    return got
+"""
+    try:
+        state = {"weight": np.zeros((1, 20), np.float32), "bias": np.zeros(1, np.float32)}
+        _, got = train_task(_bad(probe), state, _data(), epochs=1, seed=0)
+    finally:
+        server.close()
+    assert not list(marks.iterdir()), "no process ran: neither libc system() nor fork_exec"
+    assert got["system"] != 0 and got["fork_exec"] != 0
+    assert got["read"] == 0, "a 0600 site file is closed to the task"
+    assert got["setns"] != 0 and got["connect"] != 0, "no way back into the host's network"
+
+
+def test_a_setsid_grandchild_dies_at_the_wall_clock_limit(marks):
+    daemon = f"""
+    import _posixsubprocess, os, time
+    r, w = os.pipe()
+    args = [b"/bin/sh", b"-c", b"while true; do date +%s%N > {marks}/alive; sleep 0.1; done"]
+    try:
+        _posixsubprocess.fork_exec(args, [args[0]], True, (), None, None, -1, -1, -1, -1,
+            -1, -1, r, w, True, True, -1, None, None, -1, -1, None, False)
+    except OSError:
+        pass
+    time.sleep(60)
+    return {{}}
+"""
+    state = {"weight": np.zeros((1, 20), np.float32), "bias": np.zeros(1, np.float32)}
+    started = time.monotonic()
+    with pytest.raises(SandboxRefused, match="ran past its 3 s limit"):
+        train_task(_bad(daemon), state, _data(), epochs=1, seed=0, limits=Limits(3, 4096))
+    assert time.monotonic() - started < 3 + 30, "stopped at the limit, not at the daemon's end"
+    alive = marks / "alive"
+    last = alive.read_text() if alive.exists() else None
+    time.sleep(0.5)  # a survivor would rewrite its mark every 0.1 s
+    assert (alive.read_text() if alive.exists() else None) == last, "a process outlived the limit"
+
+
+def test_what_comes_back_is_exactly_the_weights_sent_finite_and_a_short_reason():
+    sent = {"weight": np.zeros((1, 20), np.float32), "bias": np.zeros(1, np.float32)}
+    keeps = _bad("    return {'loss': 0.0}\n")
+    with pytest.raises(SandboxRefused, match="no weights were sent"):
+        train_task(keeps, {}, _data(), epochs=1, seed=0)
+    doubled = _bad("    model.double()\n    return {'loss': 0.0}\n")
+    with pytest.raises(SandboxRefused, match="other names, shapes or dtypes"):
+        train_task(doubled, sent, _data(), epochs=1, seed=0)
+    nan = _bad(
+        "    with torch.no_grad():\n"
+        "        model.weight.fill_(float('nan'))\n"
+        "    return {'loss': 0.0}\n"
+    )
+    with pytest.raises(SandboxRefused, match="NaN or infinite weights"):
+        train_task(nan, sent, _data(), epochs=1, seed=0)
+    rows = _bad(
+        "    import json, os\n"
+        "    text = json.dumps({'reason': str(x.tolist())}).encode()\n"
+        "    for fd in range(3, 16):\n"
+        "        try:\n"
+        "            os.pwrite(fd, text, 0)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    os._exit(1)\n"
+    )
+    with pytest.raises(SandboxRefused) as refused:
+        train_task(rows, sent, _data(), epochs=1, seed=0)
+    assert len(str(refused.value)) <= 500 + 200, "at most 500 characters of the task's text"
+
+
+# --- custom code outside a round: the hub's first weights, a site's scoring ---
+
+
+def _noisy(folder) -> TaskSpec:
+    """A custom task whose code, when loaded, leaves a file in `folder` if it can."""
+    code = (
+        "import os\n"
+        "try:\n"
+        f"    open({str(folder / 'ran')!r}, 'w').write(str(os.getuid()))\n"
+        "except OSError:\n"
+        "    pass\n" + MODEL
+    )
+    return TaskSpec.model_validate(
+        {**mace_task(scaling="fixed").model_dump(), "kind": "custom", "code": code, "rounds": 1}
+    )
+
+
+def test_the_server_builds_a_custom_tasks_first_weights_in_the_sandbox(tmp_path):
+    from flip.fl.server import task_server_app
+
+    spec = _noisy(tmp_path)
+    task_server_app("p", spec, rounds=1, n_sites=1)
+    assert not (tmp_path / "ran").exists(), "the code ran confined, not in the server"
+
+
+def test_a_registered_custom_model_scores_only_in_the_sandbox(tmp_path):
+    spec = _noisy(tmp_path)
+    state = torch.nn.Linear(spec.data.width, 1).state_dict()
+    lineage = {"task": "custom", "task_spec": spec.model_dump(mode="json"), "task_hash": "h"}
+    record = register(tmp_path / "registry", "custom", state, lineage)
+    x = np.zeros((3, spec.data.width), np.float32)
+    with pytest.raises(RegistryError, match="runs only in the sandbox"):
+        predict(record, x)
+    with pytest.raises(RegistryError, match="runs only in the sandbox"):
+        build(record)
+    scores = predict(record, x, sandbox=Limits(60, 4096))
+    assert scores.shape == (3,) and np.allclose(scores, 1 / (1 + np.exp(-state["bias"][0].item())))
+    assert not (tmp_path / "ran").exists()

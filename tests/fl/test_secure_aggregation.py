@@ -49,7 +49,7 @@ def test_the_server_unmasks_the_sum_and_cannot_read_any_one_update(tmp_path):
     }
     seen = []
     app, result = secure_server_app(
-        config, initial, rounds=1, n_sites=len(sites), observe=seen.append
+        config, initial.state_dict(), rounds=1, n_sites=len(sites), observe=seen.append
     )
     with site_files(prepared):
         run_in_simulation(app, client_app, len(sites))

@@ -168,7 +168,7 @@ def _secure(options: ExperimentOptions, prepared) -> tuple[float, float]:
     model = model_factory(options.task)(len(prepared.encoding.names), options.seed)
     app, _ = secure_server_app(
         config,
-        model,
+        model.state_dict(),
         rounds=options.rounds,
         n_sites=len(prepared.sites),
         on_round=lambda r, m: stamps.append(time.perf_counter()),

@@ -590,6 +590,41 @@ RegistryOption = Annotated[
 ]
 
 
+CustomSiteOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--site-config",
+        help="The site's site.yaml: needed for a custom task's model, whose code runs only "
+        "in the sandbox, within the site's limits, once the site approved the task.",
+    ),
+]
+
+
+def _sandbox(record, site_config: Path | None):
+    """The sandbox limits a custom task's model is scored within (None for other models),
+    once the site's ledger shows it approved the task."""
+    from flip.data.ledger import Ledger
+    from flip.fl.client import site_limits
+    from flip.fl.registry import RegistryError
+
+    if record.lineage["task"] != "custom":
+        return None
+    if site_config is None:
+        raise RegistryError(
+            f"{record.id} is a custom task's model: give --site-config to score it in the "
+            "site's sandbox"
+        )
+    site = _site_config(site_config)
+    with Ledger(site.ledger) as ledger:
+        approved = ledger.approved_for_any_project(record.lineage["task_hash"])
+    if not approved:
+        raise RegistryError(
+            f"{record.id}: this site has not approved its custom task "
+            f"{record.lineage['task_hash'][:12]}: its code does not run here"
+        )
+    return site_limits(site)
+
+
 def _local(
     model_id: str,
     registry: Path | None,
@@ -622,6 +657,7 @@ def evaluate(
         str | None, typer.Option(help='--data: which rows are positive, e.g. "num>0".')
     ] = None,
     registry: RegistryOption = None,
+    site_config: CustomSiteOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """External validation: a registered model on this site's own data, and feature drift."""
@@ -631,7 +667,7 @@ def evaluate(
 
     with one_line_errors(DatasetError, RegistryError):
         record, local = _local(model_id, registry, data, store, target, positive)
-        result = validation.evaluate(record, local)
+        result = validation.evaluate(record, local, _sandbox(record, site_config))
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -658,6 +694,7 @@ def predict(
     data: DataOption = None,
     store: ModelStoreOption = None,
     registry: RegistryOption = None,
+    site_config: CustomSiteOption = None,
 ) -> None:
     """Score this site's rows with a registered model; predictions never leave the site."""
     import csv
@@ -669,7 +706,7 @@ def predict(
 
     with one_line_errors(DatasetError, RegistryError):
         record, local = _local(model_id, registry, data, store, None, None)
-        p = validation.predictions(record, local)
+        p = validation.predictions(record, local, _sandbox(record, site_config))
         with private_file(out).open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row" if data is not None else "person_id", "probability"])

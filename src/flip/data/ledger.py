@@ -140,6 +140,15 @@ class Ledger:
             raise LedgerTampered(_mismatch(project, task_hash))
         return found is not None and found[0] == "approved"
 
+    def approved_for_any_project(self, task_hash: str) -> bool:
+        """Whether the site approved exactly this task hash for some project (LedgerTampered
+        as `is_approved`)."""
+        rows, chained = self._decisions(approvals.c.task_hash == task_hash)
+        for key, found in rows.items():
+            if found != chained.get(key):
+                raise LedgerTampered(_mismatch(*key))
+        return any(found[0] == "approved" for found in rows.values())
+
     def approval_problems(self) -> list[str]:
         """Each approval row that is not the decision the chain records (or the broken chain)."""
         try:

@@ -272,8 +272,12 @@ def site_device(site: SiteConfig) -> torch.device:
 
 
 def site_limits(site: SiteConfig) -> Limits:
-    """The limits the site's policy sets on a custom task's process."""
-    return Limits(site.policy.custom_seconds, site.policy.custom_memory_mb)
+    """The limits the site's policy sets on a custom task's process, and the site's folders
+    (store, ledger, credential) hidden from it."""
+    files = [site.store, site.ledger, site.credential]
+    folders = tuple(sorted({str(Path(f).resolve().parent) for f in files if "://" not in f}))
+    policy = site.policy
+    return Limits(policy.custom_seconds, policy.custom_memory_mb, folders, policy.custom_unconfined)
 
 
 def train_round(

@@ -433,7 +433,7 @@ def _secure(
 
     server_app, result = secure_server_app(
         dict(config),
-        initial,
+        initial.state_dict(),
         rounds=options.rounds,
         n_sites=len(prepared.sites),
         on_round=on_round,

@@ -26,6 +26,7 @@ from flip.data.features.tabular import Scaling
 from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import model_factory, new_model
+from flip.fl.tasks.sandbox import Limits, SandboxRefused, predict_custom
 
 
 def default_registry() -> Path:
@@ -162,10 +163,23 @@ def _booster(record: ModelRecord) -> bytes:
     return state["booster"].numpy().tobytes()
 
 
-def predict(record: ModelRecord, x: np.ndarray) -> np.ndarray:
-    """Predicted probabilities of the outcome for the rows of `x`, whatever the model kind."""
+def predict(record: ModelRecord, x: np.ndarray, *, sandbox: Limits | None = None) -> np.ndarray:
+    """Predicted probabilities of the outcome for the rows of `x`, whatever the model kind;
+    a custom task's model is scored only in the sandbox, within the limits `sandbox` gives."""
     if record.lineage["task"] == TREES:
         return tabular_xgboost.predict(_booster(record), x)
+    if record.lineage["task"] == "custom":
+        if sandbox is None:
+            raise RegistryError(
+                f"{record.id} is a custom task's model: its code runs only in the sandbox, "
+                "after the site approved the task (give --site-config)"
+            )
+        state = torch.load(record.path / "model.pt", weights_only=True)
+        spec_json = json.dumps(record.lineage["task_spec"])
+        try:
+            return predict_custom(spec_json, state, x.astype(np.float32), limits=sandbox)
+        except SandboxRefused as exc:
+            raise RegistryError(str(exc)) from exc
     return binary.predict(build(record), x)
 
 
@@ -174,6 +188,10 @@ def build(record: ModelRecord) -> torch.nn.Module:
     lineage = record.lineage
     if lineage["task"] == TREES:
         raise RegistryError(f"{record.id} is a tree model: it has no torch module")
+    if lineage["task"] == "custom":
+        raise RegistryError(
+            f"{record.id} is a custom task's model: its code runs only in the sandbox"
+        )
     if "task_spec" in lineage:
         model = new_model(TaskSpec.model_validate(lineage["task_spec"]))
     else:

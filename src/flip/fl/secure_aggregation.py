@@ -183,7 +183,7 @@ def _sharing(n_sites: int) -> tuple[int | float, int | float]:
 
 def secure_server_app(
     config: dict[str, Scalar],
-    initial: torch.nn.Module,
+    initial: dict[str, torch.Tensor],
     *,
     rounds: int,
     n_sites: int,
@@ -191,7 +191,8 @@ def secure_server_app(
     observe: Callable[[Message], None] | None = None,
     scaling: ScalingStep | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
-    """A ServerApp running FedAvg under SecAgg+ over all `n_sites` sites, and its result.
+    """A ServerApp running FedAvg under SecAgg+ over all `n_sites` sites from the `initial`
+    state dict, and its result.
 
     `observe`, if given, sees each message the server sends and receives (benchmarks
     count their bytes; tests check what a site's reply reveals). `scaling`, if given,
@@ -225,7 +226,7 @@ def secure_server_app(
         min_fit_clients=n_sites,
         min_evaluate_clients=n_sites,
         min_available_clients=n_sites,
-        initial_parameters=ndarrays_to_parameters(_state(initial)),
+        initial_parameters=ndarrays_to_parameters([v.numpy().copy() for v in initial.values()]),
         on_fit_config_fn=lambda r: {**config, "server-round": r},
         # The last round's evaluation is the final one: of the test split, not validation.
         on_evaluate_config_fn=lambda r: {
@@ -252,7 +253,7 @@ def secure_server_app(
         )
         workflow(_ObservedGrid(grid, observe) if observe else grid, legacy)
         final = legacy.state.array_records["parameters"].to_numpy_ndarrays()
-        names = initial.state_dict()
+        names = initial
         result.state_dict = {k: torch.from_numpy(v) for k, v in zip(names, final, strict=True)}
 
     return app, result

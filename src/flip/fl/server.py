@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from logging import WARNING
 from pathlib import Path
 
+import torch
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -48,6 +49,7 @@ from flip.fl.strategies import make_strategy
 from flip.fl.tasks import outcomes
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.models import new_model
+from flip.fl.tasks.sandbox import initial_weights
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 #: Computes a run's federated scaling from its sites, once, before round 1.
@@ -227,7 +229,7 @@ def task_server_app(
     A task that asks for secure aggregation runs FedAvg under SecAgg+ (its sites run
     `flip.fl.secure_aggregation.task_client_app`); it keeps no checkpoints yet.
     """
-    model = new_model(spec)
+    initial = _initial_weights(spec)
     config = run_config(project, spec, hub_run)
     step = None
     if spec.data.scaling == "federated":
@@ -241,7 +243,7 @@ def task_server_app(
             raise ValueError("a secure aggregation run keeps no checkpoints yet")
         return secure_server_app(
             dict(config),
-            model,
+            initial,
             rounds=rounds,
             n_sites=n_sites,
             on_round=kwargs.get("on_round"),
@@ -249,7 +251,7 @@ def task_server_app(
         )
     return make_server_app(
         config,
-        ArrayRecord(model.state_dict()),
+        ArrayRecord(initial),
         rounds=rounds,
         n_sites=n_sites,
         strategy=spec.strategy.name,
@@ -260,6 +262,14 @@ def task_server_app(
         seed=server_seed(spec),
         **kwargs,
     )
+
+
+def _initial_weights(spec: TaskSpec) -> dict[str, torch.Tensor]:
+    """The global model's first weights: a custom task's are built by its code in the
+    sandbox, never in the server's process."""
+    if spec.kind == "custom":
+        return initial_weights(spec.model_dump_json())
+    return new_model(spec).state_dict()
 
 
 def server_seed(spec: TaskSpec) -> int:

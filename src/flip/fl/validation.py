@@ -22,6 +22,7 @@ from flip.fl.preprocessing import Encoding
 from flip.fl.registry import ModelRecord, predict
 from flip.fl.tasks import binary
 from flip.fl.tasks.base import TaskSpec
+from flip.fl.tasks.sandbox import Limits
 
 DRIFT_THRESHOLD = 0.2
 
@@ -103,16 +104,18 @@ def from_store(record: ModelRecord, store: str) -> LocalData:
     return LocalData(scaling.apply(raw), True, drift)
 
 
-def predictions(record: ModelRecord, local: LocalData) -> np.ndarray:
-    """Predicted probabilities, one per row."""
-    return predict(record, local.data.x)
+def predictions(record: ModelRecord, local: LocalData, sandbox: Limits | None = None) -> np.ndarray:
+    """Predicted probabilities, one per row (a custom task's model: in the sandbox)."""
+    return predict(record, local.data.x, sandbox=sandbox)
 
 
-def evaluate(record: ModelRecord, local: LocalData) -> dict[str, object]:
+def evaluate(
+    record: ModelRecord, local: LocalData, sandbox: Limits | None = None
+) -> dict[str, object]:
     """Discrimination and calibration-in-the-large on local data, and feature drift."""
     if not local.has_labels:
         raise DatasetError("evaluation needs the outcome: give --target (and --positive)")
-    p = predictions(record, local)
+    p = predictions(record, local, sandbox)
     metrics = binary.metrics_of(p, local.data.y)
     auroc = metrics["auroc"]
     return {

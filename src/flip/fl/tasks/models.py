@@ -16,6 +16,7 @@ import torch
 from flip.data.features import image, text
 from flip.fl.tasks import (
     binary,
+    confinement,
     image_cnn,
     multimodal,
     outcomes,
@@ -101,7 +102,7 @@ def code_modules(kind: str) -> list[ModuleType]:
     and for kinds that read notes or images, the code that turns them into inputs."""
     loop = [binary, training, outcomes]
     if kind == "custom":
-        return [*loop, sandbox]
+        return [*loop, sandbox, confinement]
     if kind in _MODAL_KINDS:
         model, features = _MODAL_KINDS[kind]
         return [model, *loop, *features]

@@ -16,7 +16,7 @@ from flip.fl.tasks import training
 from flip.fl.tasks.base import TaskSpec
 from flip.fl.tasks.binary import load_arrays
 from flip.fl.tasks.models import new_model
-from flip.fl.tasks.sandbox import Limits, run_custom
+from flip.fl.tasks.sandbox import Limits, initial_weights, run_custom
 
 State = dict[str, Any]
 
@@ -49,6 +49,8 @@ def train_task(
     mu = spec.strategy.proximal_mu
     if spec.kind == "custom":
         config = _config(spec, epochs=epochs, seed=seed, proximal_mu=mu)
+        if state is None:
+            state = initial_weights(spec.model_dump_json(), limits=limits)
         trained, metrics = run_custom(
             "train",
             spec.model_dump_json(),

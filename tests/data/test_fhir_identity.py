@@ -103,7 +103,7 @@ def test_cli_takes_the_identifier_system_from_the_option_or_site_yaml(tmp_path):
     gp = write_ndjson(tmp_path / "gp.ndjson", [patient("gp-1", "9434765919")])
     hospital = write_ndjson(tmp_path / "h.ndjson", [patient("h-1", "9434765919", gender="male")])
     store = str(tmp_path / "s.duckdb")
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "400"})  # a long temporary path is not cut short
     base = ["site", "ingest", "fhir", "--store", store]
     result = runner.invoke(app, [*base, str(gp), "--person-identifier", NHS])
     assert result.exit_code == 0, result.output

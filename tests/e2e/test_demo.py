@@ -99,7 +99,10 @@ def test_each_site_can_validate_the_registered_federated_model(demo):
     (best_dir,) = [p for p in models if p.name.startswith("mace-5y-best-")]
     best = json.loads((best_dir / "lineage.json").read_text())
     assert best["final_model"] == model_dir.name and best["best_round"] >= 1
-    assert all(len(s["data_sha256"]) == 64 and s["n_train"] > 0 for s in best["sites"].values())
+    assert all(len(s["data_sha256"]) == 64 for s in best["sites"].values())
+    # A training size is released like a count, or withheld (left out) by the differencing
+    # guard when it would single out persons against the cohort counts released before.
+    assert all(s.get("n_train", 1) > 0 for s in best["sites"].values())
     store = str(result.site_dirs["riverside"] / "store.duckdb")
     done = subprocess.run(
         [

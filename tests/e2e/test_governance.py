@@ -88,7 +88,8 @@ def test_hub_and_agents_as_processes(tmp_path):
         model = load(tmp_path / "hub-flower" / "models", final["results"]["model"])
         assert model.lineage["task_hash"] == digest and model.lineage["run"] == run
         assert set(model.lineage["sites"]) == {"alpha", "beta"}
-        assert all(s["n_train"] > 0 for s in model.lineage["sites"].values())
+        # released like a count, or withheld (left out) by the site's differencing guard
+        assert all(s.get("n_train", 1) > 0 for s in model.lineage["sites"].values())
         assert (model.path / "MODEL_CARD.md").exists()
         best = load(tmp_path / "hub-flower" / "models", final["results"]["best_model"])
         assert best.lineage["final_model"] == model.id and 1 <= best.lineage["best_round"] <= 3

@@ -88,7 +88,7 @@ def test_late_fusion_of_features_notes_and_image_beats_each_alone(tmp_path):
     from flip.fl.runtime.local import fit
     from flip.fl.tasks import mace_modal_task
     from flip.fl.tasks.base import load_splits
-    from flip.fl.tasks.binary import evaluate
+    from flip.fl.tasks.runner import evaluate_task
     from flip.synth import SiteProfile, generate_site
     from flip.synth.export import export_site
 
@@ -107,7 +107,8 @@ def test_late_fusion_of_features_notes_and_image_beats_each_alone(tmp_path):
         mace_modal_task("multimodal"),
     ):
         train, test, _ = load_splits(str(tmp_path / "store.duckdb"), spec)
-        auroc[spec.kind] = evaluate(fit(spec, train, 10 * spec.local_epochs), test)["auroc"]
+        state = fit(spec, train, 10 * spec.local_epochs)
+        auroc[spec.kind] = evaluate_task(spec, state, test)["auroc"]
     assert auroc["text-classifier"] > 0.7 and auroc["image-cnn"] > 0.6
     alone = max(auroc["tabular-logreg"], auroc["text-classifier"], auroc["image-cnn"])
     assert auroc["multimodal"] > alone + 0.02

@@ -218,9 +218,12 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
     import torch
 
     folder = tmp_path / "run"
+    run_log = (tmp_path / "run.log").open("w")
     common = ["--target", "num", "--positive", "num>0", "--rounds", "6", "--json"]
     site_args = [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
-    common += ["--local-epochs", "20", "--strategy", "fedadam"]  # server moments
+    # Server-side state the resume must restore: central DP's noise stream and adaptive clipping
+    # norm. (FedAdam's moments are refused under central DP, which accounts only fedavg/fedprox.)
+    common += ["--local-epochs", "20", "--strategy", "fedavg"]
     common += ["--dp", "server", "--noise-multiplier", "0.3", "--clip", "0.5", "--adaptive-clip"]
     process = subprocess.Popen(
         [
@@ -234,8 +237,8 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
             "--checkpoint",
             str(folder),
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=run_log,
         start_new_session=True,
     )
     checkpoint = folder / "checkpoint.pt"
@@ -244,8 +247,11 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
         if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["round"] >= 2:
             break
         time.sleep(0.2)
+    log = (tmp_path / "run.log").read_text()[-2000:]
+    assert process.poll() is None, f"the run ended ({process.returncode}) before the kill: {log}"
     os.killpg(process.pid, signal.SIGKILL)  # the server and everything it started
     process.wait()
+    run_log.close()
     stopped_at = torch.load(checkpoint, weights_only=True)["round"]
     assert 2 <= stopped_at < 6, "killed mid-run"
 

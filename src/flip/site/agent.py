@@ -154,9 +154,9 @@ class SiteAgent:
         )
 
     def close(self) -> None:
-        """Stop this site's SuperNode, if one runs."""
+        """Stop this site's SuperNode, if one runs (it leaves the SuperLink first)."""
         if self.node is not None:
-            self.node.kill()
+            self.node.stop()
             self.node = None
 
     def _safely(

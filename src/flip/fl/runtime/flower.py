@@ -77,6 +77,10 @@ def flower_env(home: Path) -> dict[str, str]:
     }
 
 
+#: Seconds a SuperNode has to leave the SuperLink before it is killed.
+STOP_GRACE = 10.0
+
+
 def _spawn(log: Path, command: list[str], env: dict[str, str]) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -357,6 +361,18 @@ class SuperNode:
         if self.process is not None:
             _kill(self.process)
             self.process = None
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop the process as an operator would (SIGTERM, SIGKILL after `grace` s): the
+        SuperNode tells the SuperLink it leaves, so the next one with its key comes online
+        at once, not once the SuperLink has missed 2 heartbeats (60 s)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=grace)
+        self.kill()
 
 
 def write_app(

@@ -150,6 +150,11 @@ def round_problem(spec: TaskSpec, config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _counted_run(counter: str, config: Mapping[str, Any], run: int) -> str:
+    """The run a round count belongs to, in words: a hub run, or the Flower run `run`."""
+    return counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
+
+
 def _approved(ledger: Ledger, project: str, digest: str) -> bool:
     """Whether the ledger approves the task; a tampered ledger is refused with its reason."""
     with _untampered(ledger, project, digest):
@@ -314,7 +319,7 @@ def train_round(
         counter, limit = round_count(ledger, spec, config, run)
         number = _counted(ledger, counter, detail["project"], detail["task_hash"], limit)
         if number is None:
-            which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
+            which = _counted_run(counter, config, run)
             reason = f"{which} has already trained the {limit} rounds approved"
             _refuse(ledger, site, detail, reason)
         delta = site.policy.max_delta
@@ -523,7 +528,7 @@ def evaluate_round(
         limit = None if rounds is None else rounds + 1
         counted = _counted(ledger, counter, project, digest, limit, kind="evaluate")
         if counted is None:
-            which = counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
+            which = _counted_run(counter, config, run)
             reason = f"{which} has already had the {limit} evaluations the task allows"
             _refuse(ledger, site, detail, reason)
     return evaluate_task(spec, state, split, device=site_device(site), limits=site_limits(site))

@@ -183,13 +183,12 @@ async def query_events(request: Request, query_id: PathId, who: WebReader):
         f"query:{query_id}",
     )
 
-    def render() -> tuple[str, bool]:
-        with reading(request.app.state.engine) as conn:
-            view = _query_view(conn, query_id, who)
-        html = templates.get_template("_answers.html").render(**view)
-        return html, not view["query"].pending
-
-    return stream(request, render)
+    return _live(
+        request,
+        lambda conn: _query_view(conn, query_id, who),
+        "_answers.html",
+        lambda view: not view["query"].pending,
+    )
 
 
 @router.post("/projects/{project_id}/runs")
@@ -236,11 +235,22 @@ async def run_events(request: Request, run_id: PathId, who: WebReader):
         request, lambda conn: _run_view(conn, run_id, who), who, "run.read", f"run:{run_id}"
     )
 
+    return _live(
+        request,
+        lambda conn: _run_view(conn, run_id, who),
+        "_run_live.html",
+        lambda view: view["run"].status in ("completed", "failed", "cancelled"),
+    )
+
+
+def _live(request: Request, view_of, template: str, finished):
+    """A stream of `template` rendered from a fresh `view_of(conn)` on each tick, ending
+    once `finished(view)` holds."""
+
     def render() -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
-            view = _run_view(conn, run_id, who)
-        html = templates.get_template("_run_live.html").render(**view)
-        return html, view["run"].status in ("completed", "failed", "cancelled")
+            view = view_of(conn)
+        return templates.get_template(template).render(**view), finished(view)
 
     return stream(request, render)
 

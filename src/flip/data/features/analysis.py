@@ -1,0 +1,261 @@
+"""Federated analyses in simulation on per-site CSV files: each site computes its partials
+(plain JSON dicts, passed through JSON as they would travel), and `flip.stats` combines them.
+
+Rows with a missing value in a column an analysis needs are left out of that analysis and
+counted per site, as the pooled reference leaves them out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from flip.data.features.csvfile import (
+    DatasetError,
+    SiteTable,
+    Target,
+    as_number,
+    column_kind,
+    is_missing,
+    looks_like_id,
+)
+from flip.stats import cox, describe, newton, regression, survival
+
+INTERCEPT = "intercept"
+
+
+def _travel(partial: dict) -> dict:
+    """A partial as the combiner receives it: through JSON."""
+    return json.loads(json.dumps(partial))
+
+
+def read_sites(sites: dict[str, Path]) -> dict[str, SiteTable]:
+    """Each site's CSV file, by site name."""
+    if not sites:
+        raise DatasetError("give at least one --site NAME=FILE.csv")
+    return {name: SiteTable.read(name, path) for name, path in sites.items()}
+
+
+def _require(tables: dict[str, SiteTable], columns: list[str]) -> None:
+    for name, table in tables.items():
+        absent = [c for c in columns if c not in table.columns]
+        if absent:
+            raise DatasetError(f"site {name}: no column {', '.join(absent)}")
+
+
+def numbers(table: SiteTable, column: str) -> np.ndarray:
+    """A column as floats, NaN where missing; a value that is not a number is an error."""
+    out = np.empty(table.n_rows)
+    for i, value in enumerate(table.columns[column]):
+        number = as_number(value)
+        if number is None and not is_missing(value):
+            raise DatasetError(
+                f"site {table.name}: row {i + 2} column {column}: {value!r} is not a number"
+            )
+        out[i] = math.nan if number is None else number
+    return out
+
+
+def kinds(tables: dict[str, SiteTable], columns: list[str]) -> dict[str, str]:
+    """numeric when every site's values are numbers, else categorical."""
+    return {
+        c: "numeric"
+        if all(column_kind(t.columns[c]) == "numeric" for t in tables.values())
+        else "categorical"
+        for c in columns
+    }
+
+
+def default_columns(tables: dict[str, SiteTable], leave: set[str]) -> list[str]:
+    """Columns every site has, less `leave` and row identifiers."""
+    first = next(iter(tables.values()))
+    shared = [c for c in first.columns if all(c in t.columns for t in tables.values())]
+    return [
+        c
+        for c in shared
+        if c not in leave and not any(looks_like_id(c, t.columns[c]) for t in tables.values())
+    ]
+
+
+def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: int) -> dict:
+    """Table 1: per column, each site's statistics, the combined ones, and the pairwise
+    standardised mean differences between sites of numeric columns."""
+    columns = columns or default_columns(tables, set())
+    _require(tables, columns)
+    column_kinds = kinds(tables, columns)
+    partials: dict[str, dict[str, dict]] = {}
+    for name, table in tables.items():
+        partials[name] = {}
+        for column, kind in column_kinds.items():
+            if kind == "numeric":
+                partial = describe.numeric_partial(numbers(table, column), min_cell)
+            else:
+                values = [None if is_missing(v) else v.strip() for v in table.columns[column]]
+                partial = describe.categorical_partial(values, min_cell)
+            partials[name][column] = _travel(partial)
+    sites = {
+        name: {c: describe.site_stats(p, min_cell) for c, p in cols.items()}
+        for name, cols in partials.items()
+    }
+    combined = {
+        c: describe.combine([partials[name][c] for name in tables], min_cell) for c in columns
+    }
+    smd = {
+        c: describe.smd({name: sites[name][c] for name in tables})
+        for c, kind in column_kinds.items()
+        if kind == "numeric"
+    }
+    return {"combined": combined, "sites": sites, "smd": smd, "min_cell": min_cell}
+
+
+def _design(
+    tables: dict[str, SiteTable], covariates: list[str], intercept: bool
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Design matrices (NaN rows where a covariate is missing); categorical covariates as
+    indicators of each level but the first, over the levels the sites hold."""
+    column_kinds = kinds(tables, covariates)
+    levels = {
+        c: sorted({v.strip() for t in tables.values() for v in t.columns[c] if not is_missing(v)})
+        for c, kind in column_kinds.items()
+        if kind == "categorical"
+    }
+    names = [INTERCEPT] if intercept else []
+    for c in covariates:
+        names += [f"{c}={level}" for level in levels[c][1:]] if c in levels else [c]
+    matrices = {}
+    for site, table in tables.items():
+        parts = [np.ones((table.n_rows, 1))] if intercept else []
+        for c in covariates:
+            if c not in levels:
+                parts.append(numbers(table, c)[:, None])
+                continue
+            raw = [v.strip() for v in table.columns[c]]
+            block = np.array([[float(v == level) for level in levels[c][1:]] for v in raw])
+            block = block.reshape(table.n_rows, len(levels[c]) - 1)
+            block[[is_missing(v) for v in raw]] = math.nan
+            parts.append(block)
+        matrices[site] = np.hstack(parts) if parts else np.empty((table.n_rows, 0))
+    return names, matrices
+
+
+def _coefficients(names: list[str], beta, covariance, dist) -> dict:
+    se = np.sqrt(np.diag(covariance))
+    p = 2 * dist.sf(np.abs(np.asarray(beta) / se))
+    return {
+        "coef": dict(zip(names, map(float, beta), strict=True)),
+        "se": dict(zip(names, map(float, se), strict=True)),
+        "p": dict(zip(names, map(float, p), strict=True)),
+    }
+
+
+def _events(table: SiteTable, column: str) -> np.ndarray:
+    values = numbers(table, column)
+    bad = ~np.isnan(values) & ~np.isin(values, [0.0, 1.0])
+    if bad.any():
+        row = int(np.argmax(bad)) + 2
+        raise DatasetError(
+            f"site {table.name}: row {row} column {column}: event must be 0/1 (or yes/no)"
+        )
+    return values
+
+
+def survival_analysis(
+    tables: dict[str, SiteTable],
+    time: str,
+    event: str,
+    covariates: list[str],
+    width: float,
+    min_cell: int,
+) -> dict:
+    """Kaplan-Meier per site and combined, the log-rank test between sites, and (with
+    covariates) a Cox model stratified by site."""
+    _require(tables, [time, event, *covariates])
+    names, matrices = _design(tables, covariates, intercept=False)
+    data, left_out = {}, {}
+    for site, table in tables.items():
+        t, e, x = numbers(table, time), _events(table, event), matrices[site]
+        keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
+        data[site], left_out[site] = (t[keep], e[keep], x[keep]), int((~keep).sum())
+    partials = {
+        site: _travel(survival.km_partial(t, e, width, min_cell))
+        for site, (t, e, _) in data.items()
+    }
+    km_sites = {site: survival.kaplan_meier([p]) for site, p in partials.items()}
+    out = {
+        "km": {"combined": survival.kaplan_meier(list(partials.values())), "sites": km_sites},
+        "logrank": survival.logrank(list(partials.values())),
+        "cox": None,
+        "left_out": left_out,
+        "withheld": [site for site, p in partials.items() if not p["bins"]],
+        "time_bin": width,
+    }
+    if names:
+        out["cox"] = _cox(data, names, min_cell)
+    return out
+
+
+def _cox(data: dict, names: list[str], min_cell: int) -> dict:
+    def site_fn(t, e, x):
+        return lambda beta: _travel(cox.cox_partial(t, e, x, beta))
+
+    sites = [site_fn(*rows) for rows in data.values()]
+    fit = newton.fit(sites, len(names))
+    counts = [cox.cox_counts(e, min_cell) for _, e, _ in data.values()]
+    return {
+        **_coefficients(names, fit["beta"], fit["covariance"], scipy_stats.norm),
+        "n": sum(len(t) for t, _, _ in data.values()),
+        "events": int(sum(e.sum() for _, e, _ in data.values())),
+        "sites": dict(zip(data, counts, strict=True)),
+        "strata": "site",
+        "steps": fit["steps"],
+    }
+
+
+def regression_analysis(
+    tables: dict[str, SiteTable],
+    target: str,
+    family: str,
+    covariates: list[str] | None,
+    positive: str | None,
+) -> dict:
+    """Linear (one round of sufficient statistics) or logistic (federated Newton/IRLS)
+    regression of `target` on the covariates, with an intercept and classical SEs."""
+    if family not in ("linear", "logistic"):
+        raise DatasetError(f"family {family!r}: choose linear or logistic")
+    covariates = covariates or default_columns(tables, {target})
+    _require(tables, [target, *covariates])
+    names, matrices = _design(tables, covariates, intercept=True)
+    rule = Target.parse(target, positive) if family == "logistic" else None
+    data, left_out = {}, {}
+    for site, table in tables.items():
+        if rule is not None:
+            _require({site: table}, [rule.column])
+            labels = rule.labels(table.columns[rule.column], site)
+            y = np.array([math.nan if v is None else v for v in labels])
+        else:
+            y = numbers(table, target)
+        x = matrices[site]
+        keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
+        data[site], left_out[site] = (x[keep], y[keep]), int((~keep).sum())
+    n = sum(len(y) for _, y in data.values())
+    if family == "linear":
+        fit = regression.linear_fit([_travel(regression.linear_partial(*r)) for r in data.values()])
+        dist, steps = scipy_stats.t(n - len(names)), 1
+    else:
+
+        def site_fn(x, y):
+            return lambda beta: _travel(regression.logistic_partial(x, y, beta))
+
+        fit = newton.fit([site_fn(*r) for r in data.values()], len(names))
+        dist, steps = scipy_stats.norm, fit["steps"]
+    return {
+        "family": family,
+        **_coefficients(names, fit["beta"], fit["covariance"], dist),
+        "n": n,
+        "left_out": left_out,
+        "steps": steps,
+    }

@@ -3,8 +3,9 @@
 Every site bins values on the same grid, fixed in advance and independent of the data:
 bin i > 0 holds values in (gamma^(i-1-c), gamma^(i-c)] with gamma = (1+alpha)/(1-alpha) and
 c a constant that keeps keys positive; negative values mirror it, and bin 0 holds values
-within TINY of zero. A value's bin's midpoint is within relative error alpha of it. For release, runs of adjacent occupied bins
-are merged until each run holds at least min_cell values; sites' runs add up at the combiner.
+within TINY of zero. A value's bin's midpoint is within relative error alpha of it.
+For release, runs of adjacent occupied bins are merged until each run holds at least
+min_cell values; sites' runs add up at the combiner.
 A quantile is read from the merged runs, each run's count spread evenly over its bins: where
 the quantile's rank falls in a single-bin run the estimate is within relative error alpha of
 the true order statistic; where it falls in a merged run, within that run's range.

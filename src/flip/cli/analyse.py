@@ -119,6 +119,7 @@ def regression(
     covariates: Annotated[
         str | None, typer.Option(help="Covariates, comma-separated (default: all but ids).")
     ] = None,
+    min_cell: MinCellOption = 10,
     as_json: JsonOption = False,
 ) -> None:
     """Logistic or linear regression by federated Newton/IRLS, with standard errors."""
@@ -126,7 +127,7 @@ def regression(
 
     with one_line_errors():
         result = regression_analysis(
-            read_sites(_sites(site)), target, family, _split(covariates) or None, positive
+            read_sites(_sites(site)), target, family, _split(covariates) or None, positive, min_cell
         )
     if as_json:
         _print_json(result)

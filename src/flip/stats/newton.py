@@ -21,9 +21,10 @@ def combine_step(partials: list[dict]) -> tuple[float, np.ndarray, np.ndarray]:
     return loglik, gradient, hessian
 
 
-def fit(sites: list[Site], n_params: int, max_steps: int = 50, tol: float = 1e-10) -> dict:
+def fit(sites: list[Site], n_params: int, max_steps: int = 50, tol: float = 1e-8) -> dict:
     """Maximise the summed log-likelihood from the sites' partials at each proposed beta;
-    step-halving keeps every step uphill. Returns beta, its covariance, loglik, steps."""
+    step-halving keeps every step uphill; converged when a step no longer moves beta.
+    Returns beta, its covariance, loglik, steps."""
     beta = np.zeros(n_params)
     loglik, gradient, hessian = combine_step([site(beta.tolist()) for site in sites])
     for step in range(1, max_steps + 1):
@@ -39,8 +40,8 @@ def fit(sites: list[Site], n_params: int, max_steps: int = 50, tol: float = 1e-1
             if np.isfinite(new[0]) and new[0] >= loglik - 1e-12 * abs(loglik):
                 break
             direction = direction / 2
-        beta, (previous, (loglik, gradient, hessian)) = proposal, (loglik, new)
-        if np.max(np.abs(direction)) < tol or abs(loglik - previous) < tol * (1 + abs(loglik)):
+        beta, (loglik, gradient, hessian) = proposal, new
+        if np.max(np.abs(direction)) < tol * (1 + np.max(np.abs(beta))):
             return {
                 "beta": beta,
                 "covariance": np.linalg.inv(-hessian),

@@ -43,7 +43,7 @@ def linear_fit(partials: list[dict]) -> dict:
 def logistic_partial(x: np.ndarray, y: np.ndarray, beta: list[float]) -> dict:
     """Bernoulli log-likelihood, gradient and Hessian at beta on one site's rows."""
     eta = x @ np.asarray(beta, dtype=float)
-    p = 1 / (1 + np.exp(-eta))
+    p = np.exp(-np.logaddexp(0, -eta))
     loglik = float((y * eta - np.logaddexp(0, eta)).sum())
     return {
         "loglik": loglik,

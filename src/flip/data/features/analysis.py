@@ -194,8 +194,13 @@ def survival_analysis(
         "time_bin": width,
     }
     if names:
-        out["cox"] = _cox(data, names, min_cell)
+        out["cox"] = _cox(_enough(data, min_cell), names, min_cell)
     return out
+
+
+def _enough(data: dict, min_cell: int) -> dict:
+    """The sites with at least min_cell complete rows: a smaller site takes no part."""
+    return {site: rows for site, rows in data.items() if len(rows[0]) >= min_cell}
 
 
 def _cox(data: dict, names: list[str], min_cell: int) -> dict:
@@ -221,9 +226,11 @@ def regression_analysis(
     family: str,
     covariates: list[str] | None,
     positive: str | None,
+    min_cell: int,
 ) -> dict:
     """Linear (one round of sufficient statistics) or logistic (federated Newton/IRLS)
-    regression of `target` on the covariates, with an intercept and classical SEs."""
+    regression of `target` on the covariates, with an intercept and classical SEs; a site
+    with fewer than min_cell complete rows takes no part."""
     if family not in ("linear", "logistic"):
         raise DatasetError(f"family {family!r}: choose linear or logistic")
     covariates = covariates or default_columns(tables, {target})
@@ -241,6 +248,10 @@ def regression_analysis(
         x = matrices[site]
         keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
         data[site], left_out[site] = (x[keep], y[keep]), int((~keep).sum())
+    withheld = [site for site in data if site not in _enough(data, min_cell)]
+    data = _enough(data, min_cell)
+    if not data:
+        raise DatasetError(f"no site has {min_cell} complete rows for this regression")
     n = sum(len(y) for _, y in data.values())
     if family == "linear":
         fit = regression.linear_fit([_travel(regression.linear_partial(*r)) for r in data.values()])
@@ -257,5 +268,6 @@ def regression_analysis(
         **_coefficients(names, fit["beta"], fit["covariance"], dist),
         "n": n,
         "left_out": left_out,
+        "withheld": withheld,
         "steps": steps,
     }

@@ -17,7 +17,7 @@ def test_combined_mean_and_sd_are_exact(rng):
     pooled = rng.lognormal(4, 0.6, 20_000) + 1e6  # a large offset: sums of squares would cancel
     pooled[rng.random(len(pooled)) < 0.05] = np.nan
     parts = [_travel(describe.numeric_partial(pooled[i], 10)) for i in split(len(pooled), rng)]
-    combined = describe.combine(parts, 10)
+    combined = describe.combine(parts)
     present = pooled[~np.isnan(pooled)]
     assert combined["n"] == len(present)
     assert combined["missing"] == int(np.isnan(pooled).sum())
@@ -28,7 +28,7 @@ def test_combined_mean_and_sd_are_exact(rng):
 def test_quantiles_are_within_the_sketch_error_bound(rng):
     pooled = np.concatenate([rng.normal(50, 12, 30_000), -rng.exponential(3, 2_000), np.zeros(50)])
     parts = [_travel(describe.numeric_partial(pooled[i], 10)) for i in split(len(pooled), rng)]
-    combined = describe.combine(parts, 10)
+    combined = describe.combine(parts)
     for key, q in (("median", 0.5), ("q1", 0.25), ("q3", 0.75)):
         truth = np.quantile(pooled, q)
         assert abs(combined[key] - truth) <= DEFAULT_ALPHA * abs(truth) + 1e-9, key
@@ -49,7 +49,7 @@ def test_categorical_counts_combine_and_suppressed_cells_are_lower_bounds():
     b = ["x"] * 25 + ["y"] * 12 + ["z"] * 11
     parts = [_travel(describe.categorical_partial(v, 10)) for v in (a, b)]
     assert parts[0]["counts"] == {"x": 40, "y": "<10", "z": "<10"}
-    combined = describe.combine(parts, 10)
+    combined = describe.combine(parts)
     assert combined == {"n": 121, "missing": 2, "counts": {"x": 65, "y": ">=13", "z": ">=12"}}
 
 
@@ -57,7 +57,7 @@ def test_a_site_with_fewer_than_min_cell_values_releases_only_that():
     part = describe.numeric_partial(np.array([1.0, 2.0, np.nan]), 10)
     assert part == {"kind": "numeric", "n": "<10", "missing": 1}
     big = describe.numeric_partial(np.arange(100.0), 10)
-    assert describe.combine([part, big], 10)["n"] == 100
+    assert describe.combine([part, big])["n"] == 100
 
 
 def test_smd_between_sites():

@@ -82,10 +82,10 @@ def run(work: Path, sites: int = 3, rows: int = 100_000, min_cell: int = 10) -> 
 
     def table1_math():
         for column in ("age", "sbp", "bmi"):
-            describe.combine([describe.numeric_partial(a[column], min_cell) for a in arrays], 10)
+            describe.combine([describe.numeric_partial(a[column], min_cell) for a in arrays])
         for column in ("sex", "chest_pain_type"):
             parts = [describe.categorical_partial(a[column].tolist(), min_cell) for a in arrays]
-            describe.combine(parts, min_cell)
+            describe.combine(parts)
 
     def km_math():
         parts = [survival.km_partial(a["days"], a["died"], 1.0, min_cell) for a in arrays]

@@ -85,7 +85,7 @@ def _numeric_stats(n: int, missing: int, mean, sd, qs: list) -> dict:
     }
 
 
-def combine_categorical(partials: list[dict], min_cell: int) -> dict:
+def combine_categorical(partials: list[dict]) -> dict:
     """Combined counts: exact where every site released the cell, else ">=N" (a lower bound:
     each suppressed cell holds at least one)."""
     shown = released(partials)
@@ -103,7 +103,7 @@ def combine_categorical(partials: list[dict], min_cell: int) -> dict:
     }
 
 
-def site_stats(partial: dict, min_cell: int) -> dict:
+def site_stats(partial: dict) -> dict:
     """One site's released statistics, from its partial alone."""
     if partial["kind"] == "numeric":
         if not isinstance(partial["n"], int):
@@ -114,14 +114,14 @@ def site_stats(partial: dict, min_cell: int) -> dict:
     return {"n": partial["n"], "missing": partial["missing"], "counts": partial["counts"]}
 
 
-def combine(partials: list[dict], min_cell: int) -> dict:
+def combine(partials: list[dict]) -> dict:
     """Combined statistics of one column over its sites' partials."""
     kinds = {p["kind"] for p in partials}
     if len(kinds) != 1:
         raise ValueError(f"sites disagree on the column's kind: {sorted(kinds)}")
     if kinds.pop() == "numeric":
         return combine_numeric(partials)
-    return combine_categorical(partials, min_cell)
+    return combine_categorical(partials)
 
 
 def smd(stats: dict[str, dict]) -> dict[str, float]:

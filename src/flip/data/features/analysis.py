@@ -19,7 +19,6 @@ from flip.data.features.csvfile import (
     SiteTable,
     Target,
     as_number,
-    column_kind,
     is_missing,
     looks_like_id,
 )
@@ -49,8 +48,15 @@ def _require(tables: dict[str, SiteTable], columns: list[str]) -> None:
 
 def numbers(table: SiteTable, column: str) -> np.ndarray:
     """A column as floats, NaN where missing; a value that is not a number is an error."""
+    values = table.columns[column]
+    try:
+        fast = np.array(values, dtype=float)
+        if np.isfinite(fast).all():
+            return fast
+    except ValueError:
+        pass
     out = np.empty(table.n_rows)
-    for i, value in enumerate(table.columns[column]):
+    for i, value in enumerate(values):
         number = as_number(value)
         if number is None and not is_missing(value):
             raise DatasetError(
@@ -60,14 +66,22 @@ def numbers(table: SiteTable, column: str) -> np.ndarray:
     return out
 
 
-def kinds(tables: dict[str, SiteTable], columns: list[str]) -> dict[str, str]:
-    """numeric when every site's values are numbers, else categorical."""
-    return {
-        c: "numeric"
-        if all(column_kind(t.columns[c]) == "numeric" for t in tables.values())
-        else "categorical"
-        for c in columns
-    }
+def _numbers_or_none(table: SiteTable, column: str) -> np.ndarray | None:
+    try:
+        return numbers(table, column)
+    except DatasetError:
+        return None
+
+
+def parse(tables: dict[str, SiteTable], columns: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per column, each site's values as floats when every site's are numbers (booleans as
+    1/0, NaN where missing); a column left out here is categorical."""
+    out = {}
+    for column in columns:
+        arrays = {site: _numbers_or_none(t, column) for site, t in tables.items()}
+        if all(a is not None for a in arrays.values()):
+            out[column] = arrays
+    return out
 
 
 def default_columns(tables: dict[str, SiteTable], leave: set[str]) -> list[str]:
@@ -86,29 +100,23 @@ def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: in
     standardised mean differences between sites of numeric columns."""
     columns = columns or default_columns(tables, set())
     _require(tables, columns)
-    column_kinds = kinds(tables, columns)
+    numeric = parse(tables, columns)
     partials: dict[str, dict[str, dict]] = {}
     for name, table in tables.items():
         partials[name] = {}
-        for column, kind in column_kinds.items():
-            if kind == "numeric":
-                partial = describe.numeric_partial(numbers(table, column), min_cell)
+        for column in columns:
+            if column in numeric:
+                partial = describe.numeric_partial(numeric[column][name], min_cell)
             else:
                 values = [None if is_missing(v) else v.strip() for v in table.columns[column]]
                 partial = describe.categorical_partial(values, min_cell)
             partials[name][column] = _travel(partial)
     sites = {
-        name: {c: describe.site_stats(p, min_cell) for c, p in cols.items()}
+        name: {c: describe.site_stats(p) for c, p in cols.items()}
         for name, cols in partials.items()
     }
-    combined = {
-        c: describe.combine([partials[name][c] for name in tables], min_cell) for c in columns
-    }
-    smd = {
-        c: describe.smd({name: sites[name][c] for name in tables})
-        for c, kind in column_kinds.items()
-        if kind == "numeric"
-    }
+    combined = {c: describe.combine([partials[name][c] for name in tables]) for c in columns}
+    smd = {c: describe.smd({name: sites[name][c] for name in tables}) for c in numeric}
     return {"combined": combined, "sites": sites, "smd": smd, "min_cell": min_cell}
 
 
@@ -117,11 +125,11 @@ def _design(
 ) -> tuple[list[str], dict[str, np.ndarray]]:
     """Design matrices (NaN rows where a covariate is missing); categorical covariates as
     indicators of each level but the first, over the levels the sites hold."""
-    column_kinds = kinds(tables, covariates)
+    numeric = parse(tables, covariates)
     levels = {
         c: sorted({v.strip() for t in tables.values() for v in t.columns[c] if not is_missing(v)})
-        for c, kind in column_kinds.items()
-        if kind == "categorical"
+        for c in covariates
+        if c not in numeric
     }
     names = [INTERCEPT] if intercept else []
     for c in covariates:
@@ -131,7 +139,7 @@ def _design(
         parts = [np.ones((table.n_rows, 1))] if intercept else []
         for c in covariates:
             if c not in levels:
-                parts.append(numbers(table, c)[:, None])
+                parts.append(numeric[c][site][:, None])
                 continue
             raw = [v.strip() for v in table.columns[c]]
             block = np.array([[float(v == level) for level in levels[c][1:]] for v in raw])

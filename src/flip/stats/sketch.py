@@ -5,7 +5,9 @@ bin i > 0 holds values in (gamma^(i-1-c), gamma^(i-c)] with gamma = (1+alpha)/(1
 c a constant that keeps keys positive; negative values mirror it, and bin 0 holds values
 within TINY of zero. A value's bin's midpoint is within relative error alpha of it.
 For release, runs of adjacent occupied bins are merged until each run holds at least
-min_cell values; sites' runs add up at the combiner.
+min_cell values, and the outermost edges are pulled in to the bins of the min_cell-th
+smallest and largest values (no edge tells a lone extreme); sites' runs add up at the
+combiner.
 A quantile is read from the merged runs, each run's count spread evenly over its bins: where
 the quantile's rank falls in a single-bin run the estimate is within relative error alpha of
 the true order statistic; where it falls in a merged run, within that run's range.
@@ -67,7 +69,21 @@ def sketch(values: np.ndarray, min_cell: int, alpha: float = DEFAULT_ALPHA) -> d
         runs[-1][1:] = [keys[-1].item(), runs[-1][2] + total]
     elif total:
         runs.append([start, keys[-1].item(), total])
+    if runs:
+        _clip_extremes(runs, keys, counts, min_cell)
     return {"alpha": alpha, "runs": runs}
+
+
+def _clip_extremes(runs: list[list[int]], keys: np.ndarray, counts: np.ndarray, k: int) -> None:
+    """Pull the outer edges in to the bins of the k-th smallest and k-th largest values, so
+    neither edge tells the lone extreme value."""
+    cumulative = np.cumsum(counts)
+    low = keys[min(int(np.searchsorted(cumulative, k - 1, side="right")), len(keys) - 1)].item()
+    high = keys[int(np.searchsorted(cumulative, cumulative[-1] - k, side="right"))].item()
+    if len(runs) == 1:
+        runs[0][:2] = [min(low, high), max(low, high)]
+    else:
+        runs[0][0], runs[-1][1] = min(low, runs[0][1]), max(high, runs[-1][0])
 
 
 def _spread(sketches: list[dict]) -> tuple[list[int], np.ndarray, float]:

@@ -67,7 +67,9 @@ def test_table1_json_shape_and_pooled_moments(tables, tmp_path):
     counts = pooled["chest_pain_type"].value_counts()
     assert result["combined"]["chest_pain_type"]["counts"] == counts.sort_index().to_dict()
     assert (tmp_path / "t1.csv").read_text().startswith("variable,statistic,combined,")
-    assert "<table>" in (tmp_path / "t1.html").read_text()
+    page = (tmp_path / "t1.html").read_text()
+    assert "<table>" in page and "<td>chest_pain_type</td>" in page
+    assert "<script" not in page and "http" not in page
 
 
 def test_linear_regression_equals_statsmodels_on_the_pooled_complete_rows(tables):
@@ -103,6 +105,7 @@ def test_survival_json_shape_and_left_out_rows(tmp_path):
         t = rng.exponential(30 * np.exp(-(frame["age"] - 60) / 20)) + k
         censor = rng.uniform(0, 80, n)
         frame["days"], frame["died"] = np.minimum(t, censor).round(2), (t <= censor).astype(int)
+        frame["arm"] = rng.choice(["x", "y"], n)
         frame.loc[:4, "days"] = np.nan
         paths[f"s{k}"] = tmp_path / f"s{k}.csv"
         frame.to_csv(paths[f"s{k}"], index=False)
@@ -128,6 +131,21 @@ def test_survival_json_shape_and_left_out_rows(tmp_path):
     assert result["cox"]["n"] == 1800 - 15
     assert result["left_out"] == {"s0": 5, "s1": 5, "s2": 5}
     assert result["cox"]["coef"]["age"] > 0
+    grouped = _run(
+        "survival", *_site_args(paths), "--time", "days", "--event", "died", "--group", "arm"
+    )
+    assert set(grouped["km"]["groups"]) == {"x", "y"}
+    assert grouped["logrank"]["between"] == "arm" and grouped["logrank"]["df"] == 1
+
+
+def test_a_negative_time_is_a_one_line_error_naming_the_row(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("days,died\n3,1\n-2,0\n")
+    result = CliRunner().invoke(
+        app, ["analyse", "survival", "--site", f"s={path}", "--time", "days", "--event", "died"]
+    )
+    assert result.exit_code == 1
+    assert "site s: row 3 column days: time is negative" in result.output
 
 
 def test_a_missing_column_is_a_one_line_error(tables):

@@ -108,3 +108,23 @@ def test_cox_with_ties_equals_statsmodels_breslow_on_rossi(rng):
     ).fit()
     assert np.allclose(fit["beta"], reference.params, atol=1e-6)
     assert np.allclose(np.sqrt(np.diag(fit["covariance"])), reference.bse, rtol=1e-5)
+
+
+def test_logrank_between_groups_across_sites_equals_lifelines(cohort, rng):
+    cohort = cohort.assign(arm=rng.choice(["a", "b", "c"], len(cohort)))
+    cohort.loc[cohort["arm"] == "b", "t"] *= 0.8
+    partials, owners, times, events = [], [], [], []
+    for site in _sites(cohort, rng):
+        for arm, rows in site.groupby("arm"):
+            rows = rows.reset_index(drop=True)
+            partial = survival.km_partial(rows["t"].values, rows["e"].values, 1.0, 10)
+            partials.append(partial)
+            owners.append(arm)
+            times.append(pd.Series(_released_times(rows, partial, 1.0)))
+            events.append(rows[["e", "arm"]])
+    result = survival.logrank(partials, owners)
+    released = pd.concat(events, ignore_index=True).assign(t=pd.concat(times, ignore_index=True))
+    pooled = multivariate_logrank_test(released["t"], released["arm"], released["e"])
+    assert result["df"] == 2
+    assert np.isclose(result["statistic"], pooled.test_statistic, rtol=1e-9)
+    assert result["p"] < 0.01

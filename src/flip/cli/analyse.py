@@ -75,6 +75,10 @@ def survival(
     covariates: Annotated[
         str | None, typer.Option(help="Cox model covariates, comma-separated.")
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="A curve per level of this column, log-rank test between them."),
+    ] = None,
     time_bin: Annotated[
         float,
         typer.Option(min=1e-9, help="Width of the time grid sites round follow-up up to."),
@@ -82,12 +86,13 @@ def survival(
     min_cell: MinCellOption = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """Kaplan-Meier per site and combined, log-rank test between sites, Cox model."""
+    """Kaplan-Meier per site and combined, log-rank test between sites (or --group levels),
+    Cox model stratified by site."""
     from flip.data.features.analysis import read_sites, survival_analysis
 
     with one_line_errors():
         result = survival_analysis(
-            read_sites(_sites(site)), time, event, _split(covariates), time_bin, min_cell
+            read_sites(_sites(site)), time, event, _split(covariates), time_bin, min_cell, group
         )
     if as_json:
         _print_json(result)
@@ -96,13 +101,16 @@ def survival(
     table = Table(title="Kaplan-Meier")
     for name in ("curve", "median", "S at last time", "left out"):
         table.add_column(name, justify="left" if name == "curve" else "right")
-    curves = {"combined": result["km"]["combined"], **result["km"]["sites"]}
-    for name, km in curves.items():
+    total = sum(result["left_out"].values())
+    curves = [("combined", result["km"]["combined"], str(total))]
+    curves += [(n, km, str(result["left_out"][n])) for n, km in result["km"]["sites"].items()]
+    curves += [(f"{group}={n}", km, "") for n, km in result["km"].get("groups", {}).items()]
+    for name, km, left in curves:
         last = f"{km['survival'][-1]:.3f} at {km['times'][-1]:g}" if km["times"] else "withheld"
-        left = sum(result["left_out"].values()) if name == "combined" else result["left_out"][name]
-        table.add_row(name, _num(km["median"]), last, str(left))
+        table.add_row(name, _num(km["median"]), last, left)
     console.print(table)
-    console.print(f"log-rank test between sites: p = {_num(result['logrank']['p'])}")
+    logrank = result["logrank"]
+    console.print(f"log-rank test between {logrank['between']}: p = {_num(logrank['p'])}")
     if result["cox"]:
         _print_coefficients(console, result["cox"], "Cox model (stratified by site)")
 

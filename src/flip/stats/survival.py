@@ -86,21 +86,25 @@ def kaplan_meier(partials: list[dict]) -> dict:
     }
 
 
-def logrank(partials: list[dict]) -> dict:
-    """The log-rank test that the sites' curves are equal: chi-square with sites - 1 df."""
-    partials = [p for p in partials if p["bins"]]
-    if len(partials) < 2:
+def logrank(partials: list[dict], groups: list[str] | None = None) -> dict:
+    """The log-rank test that the groups' curves are equal (chi-square, groups - 1 df); each
+    partial is its own group (a site) unless `groups` names each partial's group."""
+    groups = groups or [str(k) for k in range(len(partials))]
+    kept = [(p, g) for p, g in zip(partials, groups, strict=True) if p["bins"]]
+    labels = sorted({g for _, g in kept})
+    if len(labels) < 2:
         return {"p": None, "statistic": None, "df": 0}
-    _, events, at_risk = _table(partials)
+    _, events, at_risk = _table([p for p, _ in kept])
+    member = np.array([[float(g == label) for _, g in kept] for label in labels])
+    events, at_risk = member @ events, member @ at_risk
     d, n = events.sum(axis=0), at_risk.sum(axis=0)
     use = (d > 0) & (n > 0)
     events, at_risk, d, n = events[:, use], at_risk[:, use], d[use], n[use]
     observed_minus_expected = (events - d * at_risk / n).sum(axis=1)
     factor = np.where(n > 1, d * (n - d) / np.maximum(n - 1, 1), 0.0) / n**2
-    share = at_risk
-    variance = np.einsum("t,kt,lt->kl", factor, share, -share)
-    variance[np.diag_indices_from(variance)] += (factor * n * share).sum(axis=1)
-    k = len(partials) - 1
+    variance = np.einsum("t,kt,lt->kl", factor, at_risk, -at_risk)
+    variance[np.diag_indices_from(variance)] += (factor * n * at_risk).sum(axis=1)
+    k = len(labels) - 1
     statistic = float(
         observed_minus_expected[:k] @ np.linalg.solve(variance[:k, :k], observed_minus_expected[:k])
     )

@@ -178,32 +178,64 @@ def survival_analysis(
     covariates: list[str],
     width: float,
     min_cell: int,
+    group: str | None = None,
 ) -> dict:
-    """Kaplan-Meier per site and combined, the log-rank test between sites, and (with
-    covariates) a Cox model stratified by site."""
-    _require(tables, [time, event, *covariates])
+    """Kaplan-Meier per site and combined (and per level of `group`), the log-rank test
+    between sites (or between the groups), and with covariates a Cox model stratified by site."""
+    _require(tables, [time, event, *covariates, *([group] if group else [])])
     names, matrices = _design(tables, covariates, intercept=False)
-    data, left_out = {}, {}
+    data, labels, left_out = {}, {}, {}
     for site, table in tables.items():
         t, e, x = numbers(table, time), _events(table, event), matrices[site]
+        if (t < 0).any():
+            row = int(np.argmax(t < 0)) + 2
+            raise DatasetError(f"site {site}: row {row} column {time}: time is negative")
+        g = np.array([v.strip() for v in table.columns[group]] if group else [""] * len(t))
         keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
-        data[site], left_out[site] = (t[keep], e[keep], x[keep]), int((~keep).sum())
+        keep &= np.array([not is_missing(v) for v in g]) if group else True
+        data[site], labels[site] = (t[keep], e[keep], x[keep]), g[keep]
+        left_out[site] = int((~keep).sum())
     partials = {
         site: _travel(survival.km_partial(t, e, width, min_cell))
         for site, (t, e, _) in data.items()
     }
-    km_sites = {site: survival.kaplan_meier([p]) for site, p in partials.items()}
     out = {
-        "km": {"combined": survival.kaplan_meier(list(partials.values())), "sites": km_sites},
-        "logrank": survival.logrank(list(partials.values())),
+        "km": {
+            "combined": survival.kaplan_meier(list(partials.values())),
+            "sites": {site: survival.kaplan_meier([p]) for site, p in partials.items()},
+        },
+        "logrank": {**survival.logrank(list(partials.values())), "between": "sites"},
         "cox": None,
         "left_out": left_out,
         "withheld": [site for site, p in partials.items() if not p["bins"]],
         "time_bin": width,
     }
+    if group:
+        _by_group(out, data, labels, width, min_cell, group)
     if names:
         out["cox"] = _cox(_enough(data, min_cell), names, min_cell)
     return out
+
+
+def _by_group(out: dict, data: dict, labels: dict, width: float, min_cell: int, group: str):
+    """Each site's partial per level of `group`: a curve per level, log-rank between levels."""
+    levels = sorted({v for g in labels.values() for v in g.tolist()})
+    partials, owners = [], []
+    for site, (t, e, _) in data.items():
+        for level in levels:
+            rows = labels[site] == level
+            partial = _travel(survival.km_partial(t[rows], e[rows], width, min_cell))
+            partials.append(partial)
+            owners.append(level)
+            if rows.any() and not partial["bins"]:
+                out["withheld"].append(f"{site}/{group}={level}")
+    out["km"]["groups"] = {
+        level: survival.kaplan_meier(
+            [p for p, o in zip(partials, owners, strict=True) if o == level]
+        )
+        for level in levels
+    }
+    out["logrank"] = {**survival.logrank(partials, owners), "between": group}
 
 
 def _enough(data: dict, min_cell: int) -> dict:

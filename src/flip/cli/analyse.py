@@ -86,8 +86,9 @@ def survival(
     min_cell: MinCellOption = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """Kaplan-Meier per site and combined, log-rank test between sites (or --group levels),
-    Cox model stratified by site."""
+    """Kaplan-Meier per site and combined, log-rank test, Cox model stratified by site.
+
+    The log-rank test compares the sites, or the levels of --group."""
     from flip.data.features.analysis import read_sites, survival_analysis
 
     with one_line_errors():

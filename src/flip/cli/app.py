@@ -7,7 +7,7 @@ import os
 import typer
 
 from flip import __version__
-from flip.cli import bench, fl, hub, models, site, synth
+from flip.cli import analyse, bench, fl, hub, models, site, synth
 from flip.cli.demo import demo
 from flip.cli.verify import verify
 from flip.private_files import UMASK
@@ -27,6 +27,7 @@ app.add_typer(synth.app, name="synth")
 app.add_typer(fl.app, name="fl")
 app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
+app.add_typer(analyse.app, name="analyse")
 
 
 @app.command()

@@ -153,3 +153,17 @@ def _print_figures(title: str, figures) -> None:
         value = f"{f.value:,.3f}" if f.value < 10 else f"{f.value:,.0f}"
         table.add_row(f.name, value, f.unit, f.note)
     Console().print(table)
+
+
+@app.command("analyse")
+def bench_analyse(
+    sites: Annotated[int, typer.Option(min=1, help="Generated sites.")] = 3,
+    rows: Annotated[int, typer.Option(min=100, help="Rows (patients) per site.")] = 100_000,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-analyse"),
+) -> None:
+    """Wall time of federated Table 1 and Kaplan-Meier, against numpy on the pooled arrays."""
+    from flip.bench.analyse import run
+
+    with one_line_errors():
+        figures = run(work, sites, rows)
+    _print_figures(f"flip bench analyse ({sites} sites x {rows:,} rows)", figures)

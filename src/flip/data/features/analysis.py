@@ -1,0 +1,313 @@
+"""Federated analyses in simulation on per-site CSV files: each site computes its partials
+(plain JSON dicts, passed through JSON as they would travel), and `flip.stats` combines them.
+
+Rows with a missing value in a column an analysis needs are left out of that analysis and
+counted per site, as the pooled reference leaves them out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from flip.data.features.csvfile import (
+    DatasetError,
+    SiteTable,
+    Target,
+    as_number,
+    is_missing,
+    looks_like_id,
+)
+from flip.stats import cox, describe, newton, regression, survival
+
+INTERCEPT = "intercept"
+
+
+def _travel(partial: dict) -> dict:
+    """A partial as the combiner receives it: through JSON."""
+    return json.loads(json.dumps(partial))
+
+
+def read_sites(sites: dict[str, Path]) -> dict[str, SiteTable]:
+    """Each site's CSV file, by site name."""
+    if not sites:
+        raise DatasetError("give at least one --site NAME=FILE.csv")
+    return {name: SiteTable.read(name, path) for name, path in sites.items()}
+
+
+def _require(tables: dict[str, SiteTable], columns: list[str]) -> None:
+    for name, table in tables.items():
+        absent = [c for c in columns if c not in table.columns]
+        if absent:
+            raise DatasetError(f"site {name}: no column {', '.join(absent)}")
+
+
+def numbers(table: SiteTable, column: str) -> np.ndarray:
+    """A column as floats, NaN where missing; a value that is not a number is an error."""
+    values = table.columns[column]
+    try:
+        fast = np.array(values, dtype=float)
+        if np.isfinite(fast).all():
+            return fast
+    except ValueError:
+        pass
+    out = np.empty(table.n_rows)
+    for i, value in enumerate(values):
+        number = as_number(value)
+        if number is None and not is_missing(value):
+            raise DatasetError(
+                f"site {table.name}: row {i + 2} column {column}: {value!r} is not a number"
+            )
+        out[i] = math.nan if number is None else number
+    return out
+
+
+def _numbers_or_none(table: SiteTable, column: str) -> np.ndarray | None:
+    try:
+        return numbers(table, column)
+    except DatasetError:
+        return None
+
+
+def parse(tables: dict[str, SiteTable], columns: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per column, each site's values as floats when every site's are numbers (booleans as
+    1/0, NaN where missing); a column left out here is categorical."""
+    out = {}
+    for column in columns:
+        arrays = {site: _numbers_or_none(t, column) for site, t in tables.items()}
+        if all(a is not None for a in arrays.values()):
+            out[column] = arrays
+    return out
+
+
+def default_columns(tables: dict[str, SiteTable], leave: set[str]) -> list[str]:
+    """Columns every site has, less `leave` and row identifiers."""
+    first = next(iter(tables.values()))
+    shared = [c for c in first.columns if all(c in t.columns for t in tables.values())]
+    return [
+        c
+        for c in shared
+        if c not in leave and not any(looks_like_id(c, t.columns[c]) for t in tables.values())
+    ]
+
+
+def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: int) -> dict:
+    """Table 1: per column, each site's statistics, the combined ones, and the pairwise
+    standardised mean differences between sites of numeric columns."""
+    columns = columns or default_columns(tables, set())
+    _require(tables, columns)
+    numeric = parse(tables, columns)
+    partials: dict[str, dict[str, dict]] = {}
+    for name, table in tables.items():
+        partials[name] = {}
+        for column in columns:
+            if column in numeric:
+                partial = describe.numeric_partial(numeric[column][name], min_cell)
+            else:
+                values = [None if is_missing(v) else v.strip() for v in table.columns[column]]
+                partial = describe.categorical_partial(values, min_cell)
+            partials[name][column] = _travel(partial)
+    sites = {
+        name: {c: describe.site_stats(p) for c, p in cols.items()}
+        for name, cols in partials.items()
+    }
+    combined = {c: describe.combine([partials[name][c] for name in tables]) for c in columns}
+    smd = {c: describe.smd({name: sites[name][c] for name in tables}) for c in numeric}
+    return {"combined": combined, "sites": sites, "smd": smd, "min_cell": min_cell}
+
+
+def _design(
+    tables: dict[str, SiteTable], covariates: list[str], intercept: bool
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Design matrices (NaN rows where a covariate is missing); categorical covariates as
+    indicators of each level but the first, over the levels the sites hold."""
+    numeric = parse(tables, covariates)
+    levels = {
+        c: sorted({v.strip() for t in tables.values() for v in t.columns[c] if not is_missing(v)})
+        for c in covariates
+        if c not in numeric
+    }
+    names = [INTERCEPT] if intercept else []
+    for c in covariates:
+        names += [f"{c}={level}" for level in levels[c][1:]] if c in levels else [c]
+    matrices = {}
+    for site, table in tables.items():
+        parts = [np.ones((table.n_rows, 1))] if intercept else []
+        for c in covariates:
+            if c not in levels:
+                parts.append(numeric[c][site][:, None])
+                continue
+            raw = [v.strip() for v in table.columns[c]]
+            block = np.array([[float(v == level) for level in levels[c][1:]] for v in raw])
+            block = block.reshape(table.n_rows, len(levels[c]) - 1)
+            block[[is_missing(v) for v in raw]] = math.nan
+            parts.append(block)
+        matrices[site] = np.hstack(parts) if parts else np.empty((table.n_rows, 0))
+    return names, matrices
+
+
+def _coefficients(names: list[str], beta, covariance, dist) -> dict:
+    se = np.sqrt(np.diag(covariance))
+    p = 2 * dist.sf(np.abs(np.asarray(beta) / se))
+    return {
+        "coef": dict(zip(names, map(float, beta), strict=True)),
+        "se": dict(zip(names, map(float, se), strict=True)),
+        "p": dict(zip(names, map(float, p), strict=True)),
+    }
+
+
+def _events(table: SiteTable, column: str) -> np.ndarray:
+    values = numbers(table, column)
+    bad = ~np.isnan(values) & ~np.isin(values, [0.0, 1.0])
+    if bad.any():
+        row = int(np.argmax(bad)) + 2
+        raise DatasetError(
+            f"site {table.name}: row {row} column {column}: event must be 0/1 (or yes/no)"
+        )
+    return values
+
+
+def survival_analysis(
+    tables: dict[str, SiteTable],
+    time: str,
+    event: str,
+    covariates: list[str],
+    width: float,
+    min_cell: int,
+    group: str | None = None,
+) -> dict:
+    """Kaplan-Meier per site and combined (and per level of `group`), the log-rank test
+    between sites (or between the groups), and with covariates a Cox model stratified by site."""
+    _require(tables, [time, event, *covariates, *([group] if group else [])])
+    names, matrices = _design(tables, covariates, intercept=False)
+    data, labels, left_out = {}, {}, {}
+    for site, table in tables.items():
+        t, e, x = numbers(table, time), _events(table, event), matrices[site]
+        if (t < 0).any():
+            row = int(np.argmax(t < 0)) + 2
+            raise DatasetError(f"site {site}: row {row} column {time}: time is negative")
+        g = np.array([v.strip() for v in table.columns[group]] if group else [""] * len(t))
+        keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
+        keep &= np.array([not is_missing(v) for v in g]) if group else True
+        data[site], labels[site] = (t[keep], e[keep], x[keep]), g[keep]
+        left_out[site] = int((~keep).sum())
+    partials = {
+        site: _travel(survival.km_partial(t, e, width, min_cell))
+        for site, (t, e, _) in data.items()
+    }
+    out = {
+        "km": {
+            "combined": survival.kaplan_meier(list(partials.values())),
+            "sites": {site: survival.kaplan_meier([p]) for site, p in partials.items()},
+        },
+        "logrank": {**survival.logrank(list(partials.values())), "between": "sites"},
+        "cox": None,
+        "left_out": left_out,
+        "withheld": [site for site, p in partials.items() if not p["bins"]],
+        "time_bin": width,
+    }
+    if group:
+        _by_group(out, data, labels, width, min_cell, group)
+    if names:
+        out["cox"] = _cox(_enough(data, min_cell), names, min_cell)
+    return out
+
+
+def _by_group(out: dict, data: dict, labels: dict, width: float, min_cell: int, group: str):
+    """Each site's partial per level of `group`: a curve per level, log-rank between levels."""
+    levels = sorted({v for g in labels.values() for v in g.tolist()})
+    partials, owners = [], []
+    for site, (t, e, _) in data.items():
+        for level in levels:
+            rows = labels[site] == level
+            partial = _travel(survival.km_partial(t[rows], e[rows], width, min_cell))
+            partials.append(partial)
+            owners.append(level)
+            if rows.any() and not partial["bins"]:
+                out["withheld"].append(f"{site}/{group}={level}")
+    out["km"]["groups"] = {
+        level: survival.kaplan_meier(
+            [p for p, o in zip(partials, owners, strict=True) if o == level]
+        )
+        for level in levels
+    }
+    out["logrank"] = {**survival.logrank(partials, owners), "between": group}
+
+
+def _enough(data: dict, min_cell: int) -> dict:
+    """The sites with at least min_cell complete rows: a smaller site takes no part."""
+    return {site: rows for site, rows in data.items() if len(rows[0]) >= min_cell}
+
+
+def _cox(data: dict, names: list[str], min_cell: int) -> dict:
+    def site_fn(t, e, x):
+        return lambda beta: _travel(cox.cox_partial(t, e, x, beta))
+
+    sites = [site_fn(*rows) for rows in data.values()]
+    fit = newton.fit(sites, len(names))
+    counts = [cox.cox_counts(e, min_cell) for _, e, _ in data.values()]
+    return {
+        **_coefficients(names, fit["beta"], fit["covariance"], scipy_stats.norm),
+        "n": sum(len(t) for t, _, _ in data.values()),
+        "events": int(sum(e.sum() for _, e, _ in data.values())),
+        "sites": dict(zip(data, counts, strict=True)),
+        "strata": "site",
+        "steps": fit["steps"],
+    }
+
+
+def regression_analysis(
+    tables: dict[str, SiteTable],
+    target: str,
+    family: str,
+    covariates: list[str] | None,
+    positive: str | None,
+    min_cell: int,
+) -> dict:
+    """Linear (one round of sufficient statistics) or logistic (federated Newton/IRLS)
+    regression of `target` on the covariates, with an intercept and classical SEs; a site
+    with fewer than min_cell complete rows takes no part."""
+    if family not in ("linear", "logistic"):
+        raise DatasetError(f"family {family!r}: choose linear or logistic")
+    covariates = covariates or default_columns(tables, {target})
+    _require(tables, [target, *covariates])
+    names, matrices = _design(tables, covariates, intercept=True)
+    rule = Target.parse(target, positive) if family == "logistic" else None
+    data, left_out = {}, {}
+    for site, table in tables.items():
+        if rule is not None:
+            _require({site: table}, [rule.column])
+            labels = rule.labels(table.columns[rule.column], site)
+            y = np.array([math.nan if v is None else v for v in labels])
+        else:
+            y = numbers(table, target)
+        x = matrices[site]
+        keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
+        data[site], left_out[site] = (x[keep], y[keep]), int((~keep).sum())
+    withheld = [site for site in data if site not in _enough(data, min_cell)]
+    data = _enough(data, min_cell)
+    if not data:
+        raise DatasetError(f"no site has {min_cell} complete rows for this regression")
+    n = sum(len(y) for _, y in data.values())
+    if family == "linear":
+        fit = regression.linear_fit([_travel(regression.linear_partial(*r)) for r in data.values()])
+        dist, steps = scipy_stats.t(n - len(names)), 1
+    else:
+
+        def site_fn(x, y):
+            return lambda beta: _travel(regression.logistic_partial(x, y, beta))
+
+        fit = newton.fit([site_fn(*r) for r in data.values()], len(names))
+        dist, steps = scipy_stats.norm, fit["steps"]
+    return {
+        "family": family,
+        **_coefficients(names, fit["beta"], fit["covariance"], dist),
+        "n": n,
+        "left_out": left_out,
+        "withheld": withheld,
+        "steps": steps,
+    }

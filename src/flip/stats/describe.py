@@ -1,0 +1,137 @@
+"""Table 1: per-site partials of numeric and categorical columns, combined across sites.
+
+Numeric partial: n, missing, sum, m2 (sum of squared deviations from the site's own mean:
+with n and sum it fixes the sum of squares, and merges without cancellation), and a quantile
+sketch. Combined n, mean and SD (n - 1) are exact; median and quartiles come from the sketches.
+Categorical partial: n, missing and per-level counts, small cells suppressed at the site.
+A site whose column holds fewer than min_cell values releases only that fact ("n": "<10").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+
+from flip.stats import sketch as sketches
+from flip.stats.suppression import hidden, is_small, suppress_counts
+
+QUARTILES = (0.5, 0.25, 0.75)
+
+
+def numeric_partial(values: np.ndarray, min_cell: int) -> dict:
+    """A site's partial for a numeric column (NaN = missing)."""
+    present = values[~np.isnan(values)]
+    n, missing = len(present), len(values) - len(present)
+    if is_small(n, min_cell):
+        return {"kind": "numeric", "n": hidden(min_cell), "missing": missing}
+    total = float(present.sum())
+    mean = total / n if n else 0.0
+    return {
+        "kind": "numeric",
+        "n": n,
+        "missing": missing,
+        "sum": total,
+        "m2": float(((present - mean) ** 2).sum()),
+        "sketch": sketches.sketch(present, min_cell),
+    }
+
+
+def categorical_partial(values: list[str | None], min_cell: int) -> dict:
+    """A site's partial for a categorical column (None = missing)."""
+    counts = Counter(v for v in values if v is not None)
+    n, missing = sum(counts.values()), len(values) - sum(counts.values())
+    if is_small(n, min_cell):
+        return {"kind": "categorical", "n": hidden(min_cell), "missing": missing}
+    return {
+        "kind": "categorical",
+        "n": n,
+        "missing": missing,
+        "counts": suppress_counts(dict(sorted(counts.items())), min_cell),
+    }
+
+
+def released(partials: list[dict]) -> list[dict]:
+    """The partials that carry values (not withheld as too small)."""
+    return [p for p in partials if isinstance(p["n"], int)]
+
+
+def combine_numeric(partials: list[dict]) -> dict:
+    """Combined n, mean, SD (n - 1) exactly (Chan et al.'s merge); quantiles from sketches."""
+    shown = released(partials)
+    n = sum(p["n"] for p in shown)
+    missing = sum(p["missing"] for p in partials)
+    if n == 0:
+        return _numeric_stats(n, missing, None, None, [None, None, None])
+    mean = sum(p["sum"] for p in shown) / n
+    m2 = sum(p["m2"] + p["n"] * (p["sum"] / p["n"] - mean) ** 2 for p in shown if p["n"])
+    sd = math.sqrt(m2 / (n - 1)) if n > 1 else None
+    qs = sketches.quantiles([p["sketch"] for p in shown], list(QUARTILES))
+    return _numeric_stats(n, missing, mean, sd, qs)
+
+
+def _numeric_stats(n: int, missing: int, mean, sd, qs: list) -> dict:
+    median, q1, q3 = qs
+    return {
+        "n": n,
+        "missing": missing,
+        "mean": mean,
+        "sd": sd,
+        "median": median,
+        "q1": q1,
+        "q3": q3,
+    }
+
+
+def combine_categorical(partials: list[dict]) -> dict:
+    """Combined counts: exact where every site released the cell, else ">=N" (a lower bound:
+    each suppressed cell holds at least one)."""
+    shown = released(partials)
+    levels = sorted({level for p in shown for level in p["counts"]})
+    counts: dict[str, int | str] = {}
+    for level in levels:
+        cells = [p["counts"].get(level, 0) for p in shown]
+        known = sum(c for c in cells if isinstance(c, int))
+        unknown = sum(1 for c in cells if not isinstance(c, int))
+        counts[level] = known if not unknown else f">={known + unknown}"
+    return {
+        "n": sum(p["n"] for p in shown),
+        "missing": sum(p["missing"] for p in partials),
+        "counts": counts,
+    }
+
+
+def site_stats(partial: dict) -> dict:
+    """One site's released statistics, from its partial alone."""
+    if partial["kind"] == "numeric":
+        if not isinstance(partial["n"], int):
+            return _numeric_stats(partial["n"], partial["missing"], None, None, [None] * 3)
+        return combine_numeric([partial])
+    if not isinstance(partial["n"], int):
+        return {"n": partial["n"], "missing": partial["missing"], "counts": {}}
+    return {"n": partial["n"], "missing": partial["missing"], "counts": partial["counts"]}
+
+
+def combine(partials: list[dict]) -> dict:
+    """Combined statistics of one column over its sites' partials."""
+    kinds = {p["kind"] for p in partials}
+    if len(kinds) != 1:
+        raise ValueError(f"sites disagree on the column's kind: {sorted(kinds)}")
+    if kinds.pop() == "numeric":
+        return combine_numeric(partials)
+    return combine_categorical(partials)
+
+
+def smd(stats: dict[str, dict]) -> dict[str, float]:
+    """Standardised mean differences between each pair of sites' numeric statistics:
+    (mean_a - mean_b) / sqrt((sd_a^2 + sd_b^2) / 2)."""
+    out: dict[str, float] = {}
+    shown = {name: s for name, s in stats.items() if s.get("sd")}
+    for a, b in combinations(sorted(shown), 2):
+        sa, sb = shown[a], shown[b]
+        out[f"{a} vs {b}"] = (sa["mean"] - sb["mean"]) / math.sqrt(
+            (sa["sd"] ** 2 + sb["sd"] ** 2) / 2
+        )
+    return out

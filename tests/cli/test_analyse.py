@@ -1,0 +1,157 @@
+"""`flip analyse …` on per-site CSV files: the JSON shapes the issue specifies, equal to pooled."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from typer.testing import CliRunner
+
+from flip.cli.app import app
+from flip.synth import default_profiles
+from flip.synth.flat import write_table
+
+NUMERIC = {"n", "missing", "mean", "sd", "median", "q1", "q3"}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    """Three synthetic hospitals' flat CSV extracts (messy: '?' and empty cells)."""
+    out = tmp_path_factory.mktemp("tables")
+    return {p.name: write_table(p, out / f"{p.name}.csv", 0) for p in default_profiles(3)}
+
+
+def _site_args(paths: dict) -> list[str]:
+    return [arg for name, path in paths.items() for arg in ("--site", f"{name}={path}")]
+
+
+def _run(*args: str) -> dict:
+    result = CliRunner().invoke(app, ["analyse", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _pooled(paths: dict) -> pd.DataFrame:
+    frames = [pd.read_csv(p, na_values=["?"]).assign(site=n) for n, p in paths.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_table1_json_shape_and_pooled_moments(tables, tmp_path):
+    result = _run(
+        "table1",
+        *_site_args(tables),
+        "--columns",
+        "age,sbp,chest_pain_type",
+        "--csv",
+        str(tmp_path / "t1.csv"),
+        "--html",
+        str(tmp_path / "t1.html"),
+    )
+    assert set(result) >= {"combined", "sites"}
+    assert set(result["sites"]) == set(tables)
+    pooled = _pooled(tables)
+    for stats in [result["combined"], *result["sites"].values()]:
+        assert set(stats["sbp"]) == NUMERIC
+        assert set(stats["chest_pain_type"]) == {"n", "missing", "counts"}
+    for stats in result["sites"].values():
+        assert all(
+            isinstance(v, int) or v == "<10" for v in stats["chest_pain_type"]["counts"].values()
+        )
+    sbp = result["combined"]["sbp"]
+    assert sbp["n"] == pooled["sbp"].notna().sum()
+    assert sbp["missing"] == pooled["sbp"].isna().sum()
+    assert sbp["mean"] == pytest.approx(pooled["sbp"].mean(), rel=1e-12)
+    assert sbp["sd"] == pytest.approx(pooled["sbp"].std(ddof=1), rel=1e-9)
+    assert sbp["median"] == pytest.approx(pooled["sbp"].median(), rel=0.01)
+    counts = pooled["chest_pain_type"].value_counts()
+    assert result["combined"]["chest_pain_type"]["counts"] == counts.sort_index().to_dict()
+    assert (tmp_path / "t1.csv").read_text().startswith("variable,statistic,combined,")
+    page = (tmp_path / "t1.html").read_text()
+    assert "<table>" in page and "<td>chest_pain_type</td>" in page
+    assert "<script" not in page and "http" not in page
+
+
+def test_linear_regression_equals_statsmodels_on_the_pooled_complete_rows(tables):
+    result = _run(
+        "regression",
+        *_site_args(tables),
+        "--target",
+        "sbp",
+        "--family",
+        "linear",
+        "--covariates",
+        "age,sex,bmi",
+    )
+    pooled = _pooled(tables)
+    complete = pooled.dropna(subset=["sbp", "age", "sex", "bmi"])
+    x = sm.add_constant(
+        pd.get_dummies(complete[["age", "sex", "bmi"]], drop_first=True, dtype=float)
+    )
+    reference = sm.OLS(complete["sbp"], x).fit()
+    assert result["n"] == len(complete)
+    assert sum(result["left_out"].values()) == len(pooled) - len(complete)
+    assert list(result["coef"]) == ["intercept", "age", "sex=M", "bmi"]
+    order = ["const", "age", "sex_M", "bmi"]
+    assert np.allclose(list(result["coef"].values()), reference.params[order], rtol=1e-8)
+    assert np.allclose(list(result["se"].values()), reference.bse[order], rtol=1e-8)
+
+
+def test_survival_json_shape_and_left_out_rows(tmp_path):
+    rng = np.random.default_rng(5)
+    paths = {}
+    for k, n in enumerate((900, 600, 300)):
+        frame = pd.DataFrame({"age": rng.normal(60, 10, n).round(1)})
+        t = rng.exponential(30 * np.exp(-(frame["age"] - 60) / 20)) + k
+        censor = rng.uniform(0, 80, n)
+        frame["days"], frame["died"] = np.minimum(t, censor).round(2), (t <= censor).astype(int)
+        frame["arm"] = rng.choice(["x", "y"], n)
+        frame.loc[:4, "days"] = np.nan
+        paths[f"s{k}"] = tmp_path / f"s{k}.csv"
+        frame.to_csv(paths[f"s{k}"], index=False)
+    result = _run(
+        "survival",
+        *_site_args(paths),
+        "--time",
+        "days",
+        "--event",
+        "died",
+        "--covariates",
+        "age",
+        "--time-bin",
+        "5",
+    )
+    assert set(result) >= {"km", "logrank", "cox"}
+    for km in [result["km"]["combined"], *result["km"]["sites"].values()]:
+        assert set(km) >= {"median", "times", "survival"}
+        assert len(km["times"]) == len(km["survival"])
+        assert all(t % 5 == 0 for t in km["times"])
+    assert 0 <= result["logrank"]["p"] < 0.05
+    assert set(result["cox"]) >= {"coef", "se", "n", "events"}
+    assert result["cox"]["n"] == 1800 - 15
+    assert result["left_out"] == {"s0": 5, "s1": 5, "s2": 5}
+    assert result["cox"]["coef"]["age"] > 0
+    grouped = _run(
+        "survival", *_site_args(paths), "--time", "days", "--event", "died", "--group", "arm"
+    )
+    assert set(grouped["km"]["groups"]) == {"x", "y"}
+    assert grouped["logrank"]["between"] == "arm" and grouped["logrank"]["df"] == 1
+
+
+def test_a_negative_time_is_a_one_line_error_naming_the_row(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("days,died\n3,1\n-2,0\n")
+    result = CliRunner().invoke(
+        app, ["analyse", "survival", "--site", f"s={path}", "--time", "days", "--event", "died"]
+    )
+    assert result.exit_code == 1
+    assert "site s: row 3 column days: time is negative" in result.output
+
+
+def test_a_missing_column_is_a_one_line_error(tables):
+    result = CliRunner().invoke(
+        app, ["analyse", "table1", *_site_args(tables), "--columns", "age,weight"]
+    )
+    assert result.exit_code == 1
+    assert "no column weight" in result.output
+    assert "Traceback" not in result.output

@@ -64,7 +64,11 @@ def _smooth_noise(rng: np.random.Generator, n: int, cells: int, size: int = SIZE
 
 
 def render(rng: np.random.Generator, specs: list[PhotoSpec], camera: Camera) -> np.ndarray:
-    """(n, 224, 224, 3) uint8 photographs of `specs`, taken with the site's `camera`."""
+    """(n, 224, 224, 3) uint8 photographs of `specs`, taken with the site's `camera`.
+
+    Each pixel is a mix of four colours (skin, inflamed skin, scale, drape) plus relief
+    and noise: single-channel weight maps, combined with the colours in one matrix product.
+    """
     n = len(specs)
     values = np.array(
         [(s.fitzpatrick, s.eczema, s.area, s.erythema, s.induration, s.scaling) for s in specs],
@@ -72,36 +76,56 @@ def render(rng: np.random.Generator, specs: list[PhotoSpec], camera: Camera) -> 
     ).reshape(n, 6)
     fitz, eczema = values[:, 0].astype(int), values[:, 1]
     area, ery, ind, scl = values[:, 2] / 100, values[:, 3] / 4, values[:, 4] / 4, values[:, 5] / 4
-    zoom = camera.zoom * rng.uniform(0.9, 1.1, n)
     tone = (SKIN_TONES[fitz - 1] * rng.normal(1, 0.04, (n, 1))).astype(np.float32)
-    texture = 0.03 * _smooth_noise(rng, n, 40) + 0.04 * _smooth_noise(rng, n, 8)
-    image = tone[:, None, None, :] * (1 + texture[..., None])
+    darkness = (fitz - 1) / 5
+    red = _RED * (1 - 0.55 * darkness[:, None]) + tone * 0.35 * darkness[:, None]
 
-    field = _smooth_noise(rng, n, max(4, int(10 / zoom.mean()))) + 0.35 * _smooth_noise(rng, n, 24)
+    cells = max(4, round(10 / camera.zoom))
+    field = _smooth_noise(rng, n, cells) + 0.35 * _smooth_noise(rng, n, 24)
     sample = np.sort(field[:, ::7, ::7].reshape(n, -1), axis=1)
     rank = np.clip(((1 - area) * (sample.shape[1] - 1)).astype(int), 0, sample.shape[1] - 1)
     threshold = sample[np.arange(n), rank]
     edge = field.std(axis=(1, 2)) * (0.04 + 0.25 * (1 - ind) + 0.2 * eczema)
     inside = np.clip((field - _col(threshold)) / _col(edge) + 0.5, 0, 1)
     inside *= _col(area > 0.002)
-
-    darkness = (fitz - 1) / 5
-    red = _RED * (1 - 0.55 * darkness[:, None]) + tone * 0.35 * darkness[:, None]
-    redness = (_col(0.15 + 0.75 * ery) * inside)[..., None]
-    image = image * (1 - redness) + red[:, None, None, :].astype(np.float32) * redness
-
+    redness = _col(0.15 + 0.75 * ery) * inside
     gy, gx = np.gradient(inside, axis=(1, 2))
     relief = (gx - gy) * _col(ind * 60 * SIZE / 64 * 5 * (1 - 0.5 * darkness))
-    image += relief[..., None]
-
     flecks = _smooth_noise(rng, n, 56) + 0.6 * rng.standard_normal(inside.shape, dtype=np.float32)
     density = scl * (1 - 0.6 * eczema)
     scale = np.clip((flecks - _col(1.2 - 1.1 * density)) * 2.5, 0, 1) * inside
-    scale *= _col(density > 0.02)
-    image = (
-        image * (1 - 0.85 * scale[..., None]) + _SCALE.astype(np.float32) * 0.85 * scale[..., None]
+    scale *= _col(0.85 * (density > 0.02))
+    texture = 1 + 0.03 * _smooth_noise(rng, n, 40) + 0.04 * _smooth_noise(rng, n, 8)
+
+    light, drape = _lighting(rng, n, camera)
+    kept = (1 - scale) * (1 - drape) * light
+    weights = np.stack(
+        [
+            texture * (1 - redness) * kept,
+            redness * kept,
+            scale * (1 - drape) * light,
+            drape * light,
+            relief * (1 - drape) * light
+            + camera.noise * rng.standard_normal(inside.shape, dtype=np.float32),
+        ],
+        axis=-1,
+    ).reshape(n, SIZE * SIZE, 5)
+    balance = np.array(camera.white_balance) * rng.normal(1, 0.02, (n, 3))
+    colours = (
+        np.stack(
+            [
+                tone,
+                red,
+                np.broadcast_to(_SCALE, (n, 3)),
+                np.broadcast_to(_DRAPE, (n, 3)),
+                np.ones((n, 3)),
+            ],
+            axis=1,
+        )
+        * balance[:, None, :]
     )
-    return _camera(rng, image, camera)
+    image = weights @ colours.astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8).reshape(n, SIZE, SIZE, 3)
 
 
 def _col(values: np.ndarray) -> np.ndarray:
@@ -109,20 +133,13 @@ def _col(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)[:, None, None]
 
 
-def _camera(rng: np.random.Generator, image: np.ndarray, camera: Camera) -> np.ndarray:
-    """Lighting, white balance, vignetting, a drape at the edge and sensor noise."""
-    n = image.shape[0]
+def _lighting(rng: np.random.Generator, n: int, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel light (a directional gradient, vignetting, exposure) and the drape's mask."""
     y, x = (np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1) * 2 - 1).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, n)
-    light = 1 + 0.12 * (_col(np.cos(angle)) * x + _col(np.sin(angle)) * y)
-    vignette = 1 - camera.vignette * (x**2 + y**2) / 2
     exposure = camera.gain * rng.normal(1, 0.05, n)
-    balance = np.array(camera.white_balance) * rng.normal(1, 0.02, (n, 3))
-    image *= (light * vignette * _col(exposure))[..., None]
-    image *= balance[:, None, None, :].astype(np.float32)
-    drape = rng.random(n) < camera.drape
-    edge = np.where(drape, rng.uniform(0.75, 0.95, n), 2.0)
-    mask = (x[None] + 0.15 * np.sin(3 * y[None] + _col(angle))) > _col(edge)
-    image[mask] = _DRAPE * camera.gain
-    image += camera.noise * rng.standard_normal(image.shape, dtype=np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    light = 1 + 0.12 * (_col(np.cos(angle)) * x + _col(np.sin(angle)) * y)
+    light *= (1 - camera.vignette * (x**2 + y**2) / 2) * _col(exposure)
+    edge = np.where(rng.random(n) < camera.drape, rng.uniform(0.75, 0.95, n), 2.0)
+    drape = (x + 0.15 * np.sin(3 * y + _col(angle))) > _col(edge)
+    return light, drape.astype(np.float32)

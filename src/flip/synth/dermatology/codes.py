@@ -22,13 +22,13 @@ DIAGNOSES: dict[str, tuple[str, str]] = {
 }
 PSORIATIC_ARTHRITIS = ("33339001", "Psoriatic arthritis")
 
-#: Scores: name -> (code in SCORE_SYSTEM, unit, display).
+#: Scores: name -> (code in SCORE_SYSTEM, unit, display); scores have no unit.
 SCORES: dict[str, tuple[str, str, str]] = {
-    "pasi": ("PASI", "{score}", "Psoriasis Area and Severity Index"),
-    "easi": ("EASI", "{score}", "Eczema Area and Severity Index"),
-    "dlqi": ("DLQI", "{score}", "Dermatology Life Quality Index"),
-    "iga": ("IGA", "{score}", "Investigator Global Assessment"),
-    "fitzpatrick": ("FITZPATRICK", "{score}", "Fitzpatrick skin type"),
+    "pasi": ("PASI", "", "Psoriasis Area and Severity Index"),
+    "easi": ("EASI", "", "Eczema Area and Severity Index"),
+    "dlqi": ("DLQI", "", "Dermatology Life Quality Index"),
+    "iga": ("IGA", "", "Investigator Global Assessment"),
+    "fitzpatrick": ("FITZPATRICK", "", "Fitzpatrick skin type"),
 }
 
 #: Laboratory tests: name -> (LOINC code, UCUM unit, display).

@@ -178,7 +178,7 @@ def _person(rng: np.random.Generator, spec: SiteSpec, serial: int) -> Person:
         phone=f"07700 900{int(rng.integers(0, 1000)):03d}",
         fitzpatrick=int(rng.choice(np.arange(1, 7), p=spec.fitzpatrick)),
         diagnosis=diagnosis,
-        diagnosed=baseline - timedelta(days=int(rng.integers(200, 9000))),
+        diagnosed=baseline - timedelta(days=int(rng.integers(200, int(age * 365.25) - 700))),
         psa=bool(diagnosis == "psoriasis" and rng.random() < 0.25),
         family_history=bool(rng.random() < 0.35),
         smoker=bool(rng.random() < spec.smoker_rate),

@@ -39,7 +39,10 @@ def _id(site: str, *parts: object) -> str:
 
 
 def _quantity(value: float, unit: str) -> dict:
-    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    """A valueQuantity; a score has no unit."""
+    return (
+        {"value": value, "unit": unit, "system": UCUM, "code": unit} if unit else {"value": value}
+    )
 
 
 def resources(site: str, p: Person, letters: list[tuple[int, Letter]]) -> Iterator[dict]:
@@ -85,7 +88,7 @@ def resources(site: str, p: Person, letters: list[tuple[int, Letter]]) -> Iterat
             (k, SCORE_SYSTEM, SCORES[k][0], v, SCORES[k][1]) for k, v in visit.scores.items()
         ]
         if number == 0:
-            observed.append(("fitzpatrick", SCORE_SYSTEM, "FITZPATRICK", p.fitzpatrick, "{score}"))
+            observed.append(("fitzpatrick", SCORE_SYSTEM, "FITZPATRICK", p.fitzpatrick, ""))
         observed += [
             (name, LOINC, LABS[name][0], value, LABS[name][1])
             for day, name, value in p.labs

@@ -48,12 +48,11 @@ def messages(site: str, p: Person, letters: list[tuple[int, Letter]]) -> list[st
         oru.append(f"PV1|1|O|||||||||||||||||V{p.mrn}-{number}|||||||||||||||||||||||||{sent}")
         oru.append(f"OBR|1||OBS{p.mrn}-{number}|DERMREV^Dermatology review^{LOCAL_SCORES}|||{sent}")
         results = [
-            (SCORES[k][0], SCORES[k][2], LOCAL_SCORES, v, "{score}")
-            for k, v in visit.scores.items()
+            (SCORES[k][0], SCORES[k][2], LOCAL_SCORES, v, "") for k, v in visit.scores.items()
         ]
         if number == 0:
             results.append(
-                ("FITZPATRICK", "Fitzpatrick skin type", LOCAL_SCORES, p.fitzpatrick, "{score}")
+                ("FITZPATRICK", "Fitzpatrick skin type", LOCAL_SCORES, p.fitzpatrick, "")
             )
         results += [
             (LABS[name][0], LABS[name][2], "LN", value, LABS[name][1])

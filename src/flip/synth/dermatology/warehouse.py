@@ -70,7 +70,7 @@ def write_tables(
                 values["fitzpatrick"] = p.fitzpatrick
             values.update({name: v for day, name, v in p.labs if day == visit.day})
             for name, value in values.items():
-                unit = LABS[name][1] if name in LABS else "{score}"
+                unit = LABS[name][1] if name in LABS else ""
                 observations.append(
                     [
                         f"{p.mrn}-{number}-{name}",

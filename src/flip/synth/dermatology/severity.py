@@ -73,10 +73,10 @@ def response_logit(
     return (
         0.55
         + DRUG_EFFECT.get(drug, 0.0)
-        - 0.11 * (bmi - 28.0)
+        - 0.14 * (bmi - 28.0)
         - 0.02 * (age - 45.0)
-        - 0.9 * psa
-        - 1.0 * prior_biologic
+        - 1.1 * psa
+        - 1.3 * prior_biologic
         - 0.06 * (crp - 5.0)
         + 0.02 * (pasi0 - 15.0)
     )

@@ -94,7 +94,7 @@ def default_sites(n_sites: int, size: str = "default") -> list[SiteSpec]:
     if n_sites < 1:
         raise ValueError("a dermatology world needs at least one site")
     if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}: one of {', '.join(SIZES)}")
+        raise ValueError(f"--size must be one of {', '.join(SIZES)}, not {size!r}")
     counts = SIZES[size]
     sites = []
     for i in range(n_sites):

@@ -54,9 +54,10 @@ def write_world(
 ) -> list[SiteWritten]:
     """Write every site's export and the ground truth under `out`; `sites` overrides the
     default hospitals (tests use tiny ones)."""
+    specs = sites or default_sites(n_sites, size)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for spec in sites or default_sites(n_sites, size):
+    for spec in specs:
         written.append(_write_site(out, spec, seed))
         if progress:
             progress(f"{spec.name}: {spec.n_persons} people as {spec.export}")

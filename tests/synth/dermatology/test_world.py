@@ -44,9 +44,11 @@ def test_photographs_are_real_vl_photographic_dicom_and_jpeg(tiny_world):
     assert ds.Modality == "XC"
     pixels = ds.pixel_array
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
-    manifest = list(csv.DictReader((out / "riverside" / "photos" / "manifest.csv").open()))
+    manifest = list(
+        csv.DictReader((out / "riverside" / "warehouse" / "photos" / "manifest.csv").open())
+    )
     assert len(manifest) == written[2].counts["images"]
-    image = Image.open(out / "riverside" / "photos" / manifest[0]["file"])
+    image = Image.open(out / "riverside" / "warehouse" / "photos" / manifest[0]["file"])
     assert (image.format, image.size, image.mode) == ("JPEG", (224, 224), "RGB")
 
 

@@ -31,6 +31,10 @@ LOCAL_OBSERVATIONS = {
 }
 LOCAL_DRUGS = {k: f"RX{i + 10:03d}" for i, k in enumerate(DRUGS)}
 MANIFEST_HEADER = ["photo_id", "patient_ref", "taken", "body_site", "file", "camera"]
+#: Where the manifest sits in the extract; its `file` column names JPEGs beside it.
+MANIFEST = "photos/manifest.csv"
+#: DICOM's code system of modalities; XC: external-camera photography.
+MODALITIES = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def _write(path: Path, header: list[str], rows: list[list]) -> None:
@@ -150,6 +154,16 @@ def mapping(site: str) -> dict:
             observations,
             event("prescriptions.csv", "rx_id", "drug_code", rx, "started", "drug_exposure"),
             letters,
+            {
+                "name": "photos",
+                "file": MANIFEST,
+                "id": "photo_id",
+                "person": "patient_ref",
+                "code": {"value": "XC", "system": MODALITIES},
+                "date": {"column": "taken"},
+                "image": {"path": "file"},
+                "default_table": "image_occurrence",
+            },
         ],
         "local_codes": {
             dx: diagnosis_codes,
@@ -183,6 +197,6 @@ def write_pharmacy(site: str, people: list[Person], folder: Path) -> None:
     )
     spec = mapping(site)
     spec["source"] = f"{site}-pharmacy"
-    spec["events"] = [e for e in spec["events"] if e["file"] == "prescriptions.csv"]
+    spec["events"] = [e for e in spec["events"] if e.get("file") == "prescriptions.csv"]
     spec["local_codes"] = {k: v for k, v in spec["local_codes"].items() if k.endswith(":drug")}
     (folder / "mapping.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

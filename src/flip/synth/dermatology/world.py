@@ -100,7 +100,7 @@ def _write_site(out: Path, spec: SiteSpec, seed: int) -> SiteWritten:
         photo_folder = folder / "pacs"
     elif spec.export == "warehouse":
         warehouse.write_tables(spec.name, people, letters, folder / "warehouse")
-        photo_folder = folder / "photos"
+        photo_folder = folder / "warehouse" / "photos"
     else:
         raise ValueError(f"site {spec.name}: unknown export {spec.export!r}")
     _write_photos(spec, people, photo_folder, seed, truth)

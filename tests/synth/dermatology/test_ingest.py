@@ -1,4 +1,5 @@
-"""Every site's export ingests through `flip site ingest` into counts equal to the ground truth."""
+"""Every site's export ingests through `flip site ingest` into counts equal to the ground truth,
+with each letter stored as written (so the PHI spans of the truth fit it)."""
 
 from __future__ import annotations
 
@@ -67,5 +68,9 @@ def test_each_site_ingests_into_the_counts_of_its_ground_truth(tiny_world, tmp_p
                 ).scalar()
                 for name, table in TABLES.items()
             }
+            notes = set(conn.execute(select(schema.note.c.note_text)).scalars())
         s.close()
         assert held == w.counts, w.spec.name
+        truth = out / "truth" / w.spec.name / "letters_phi.jsonl"
+        letters = {json.loads(line)["text"] for line in truth.read_text().splitlines()}
+        assert notes == letters, f"{w.spec.name}: the PHI spans must fit the stored letters"

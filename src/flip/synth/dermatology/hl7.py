@@ -1,5 +1,6 @@
 """A dermatology site's HL7 v2 feed: per patient an ADT^A04 with DG1s, an ORU^R01 per visit
-(scores and labs in OBX) and an MDM^T02 per clinic letter."""
+(scores and labs in OBX) and an MDM^T02 per clinic letter (one FT OBX, lines
+broken by `\\.br\\`, so the letter arrives with its blank lines)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def messages(site: str, p: Person, letters: list[tuple[int, Letter]]) -> list[st
         mdm = [f"MSH|^~\\&|DOCS|{site}|FLIP|SITE|{sent}||MDM^T02|MDM{p.mrn}-{visit_number}|P|2.5"]
         mdm += [pid, f"PV1|1|O|||||||||||||||||V{p.mrn}-{visit_number}"]
         mdm.append(f"TXA|1|CN^Consultation note|TX|{sent}||||||||DOC{p.mrn}-{visit_number}||||||AU")
-        for i, line in enumerate(letter.text.split("\n"), start=1):
-            mdm.append(f"OBX|{i}|TX|{CLINIC_LINE}||{_escape(line)}||||||F")
+        body = "\\.br\\".join(_escape(line) for line in letter.text.split("\n"))
+        mdm.append(f"OBX|1|FT|{CLINIC_LINE}||{body}||||||F")
         out.append("\r".join(mdm))
     return out
 

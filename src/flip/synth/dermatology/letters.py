@@ -70,7 +70,7 @@ def write_letter(rng: np.random.Generator, p: Person, visit: Visit, hospital: st
         sections[i](rng, out, p, visit)
     out.add("\nYours sincerely,\n\n")
     out.phi(clinician, "NAME")
-    out.add(f"\nConsultant Dermatologist, {hospital}\n")
+    out.add(f"\nConsultant Dermatologist, {hospital}")
     return out
 
 

@@ -125,7 +125,7 @@ def _history(rng: np.random.Generator, out: Letter, p: Person, visit: Visit) -> 
     else:
         out.add(f"Seen at week {visit.week} of treatment. ")
         out.add("Much improved. " if visit.activity < 0.25 else "Only partial improvement. ")
-    if p.diagnosis == "psoriasis" and not p.psa:
+    if p.diagnosis == "psoriasis" and not p.psa and "?early" not in out.text:
         out.add(
             str(
                 rng.choice(

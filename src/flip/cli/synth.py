@@ -10,7 +10,9 @@ import typer
 
 from flip.cli.errors import one_line_errors
 
-app = typer.Typer(help="Write synthetic hospital exports (FHIR or CSV).", no_args_is_help=True)
+app = typer.Typer(
+    help="Write synthetic hospital exports (FHIR, HL7 v2, CSV, DICOM).", no_args_is_help=True
+)
 
 
 class ExportFormat(StrEnum):
@@ -66,3 +68,27 @@ def tables(
         for profile in default_profiles(sites):
             path = write_table(profile, out / f"{profile.name}.csv", seed)
             typer.echo(f"{profile.name}: {profile.n_patients} rows -> {path}")
+
+
+@app.command()
+def dermatology(
+    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
+    sites: Annotated[int, typer.Option(help="How many hospitals (1-20).")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same world.")] = 0,
+    size: Annotated[
+        str, typer.Option(help="small (a demo on a laptop), default, or large.")
+    ] = "default",
+) -> None:
+    """Write a dermatology world: each hospital's export in its own format (FHIR + DICOM
+    photographs, HL7 v2 + pharmacy CSV + DICOM, warehouse CSV + JPEG manifest) under
+    OUT/SITE, and the ground truth under OUT/truth (never inside an export)."""
+    from flip.synth.dermatology import write_world
+
+    with one_line_errors():
+        if not 1 <= sites <= 20:
+            raise ValueError(f"--sites must be between 1 and 20, not {sites}")
+        written = write_world(out, sites, seed, size, progress=typer.echo)
+    for w in written:
+        counts = ", ".join(f"{v} {k}" for k, v in w.counts.items())
+        typer.echo(f"{w.spec.name} ({w.spec.export}): {counts} -> {w.folder}")
+    typer.echo(f"ground truth -> {out / 'truth'}; how to ingest each site -> {out / 'world.json'}")

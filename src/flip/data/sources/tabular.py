@@ -270,8 +270,11 @@ class _EventReader:
         births: dict[str, date] | None,
         decimal: str = ".",
         aliases: dict[str, str] | None = None,
+        base: Path | None = None,
     ) -> None:
         self.spec = spec
+        #: The folder an image path is relative to: the table's own.
+        self.base = base or Path(".")
         self.aliases = aliases or {}
         self.comma = decimal == ","
         self.entry = spec.entry
@@ -367,6 +370,8 @@ class _EventReader:
         if text is None and spec.default_table == "note":
             message = f"column {spec.text} is empty: a note needs its text"
             return Rejected(key, location, "tabular.note.no_text", message, raw)
+        if spec.image_path is not None:
+            return self._image(row, key, row_key, person_key, code, start, location, raw, notes)
         if operator is None and not warnings:
             return BlockEvent(
                 key,
@@ -397,6 +402,47 @@ class _EventReader:
             warnings=warnings,
             value_sent=value_sent,
             unit_sent=unit_sent,
+        )
+
+    def _image(
+        self,
+        row: Row,
+        key: str,
+        row_key: str,
+        person_key: str,
+        code: str,
+        start: date,
+        location: str,
+        raw: bytes,
+        notes: tuple[str, ...],
+    ) -> SourceRecord:
+        """An image file's event (its pixels stay where they are), or why it was rejected."""
+        spec = self.spec
+        assert spec.image_path is not None
+        given = _cell(row, spec.image_path, self.nulls)
+        if not given:
+            message = f"column {spec.image_path} is empty: an image needs its file"
+            return Rejected(key, location, "tabular.image.path_missing", message, raw)
+        path = self.base / given
+        if not path.is_file():
+            message = f"column {spec.image_path}: no image file at {path}"
+            return Rejected(key, location, "tabular.image.file_missing", message, raw)
+        study = _cell(row, spec.image_study, self.nulls) if spec.image_study else None
+        return SourceEvent(
+            key,
+            person_key,
+            spec.system,
+            code,
+            start,
+            "image_occurrence",
+            location,
+            raw,
+            warnings=notes,
+            detail={
+                "study_uid": study or row_key,
+                "series_uid": row_key,
+                "local_path": str(path.resolve()),
+            },
         )
 
     def _at_age(self, row: Row, person_key: str) -> date:
@@ -520,7 +566,11 @@ def read_tables(
     for spec in mapping.events:
         groups.setdefault(spec.origin, []).append(spec)
     for specs in groups.values():
+        base = folder or Path(".")
+        if not specs[0].query:
+            base = (base / specs[0].origin).parent
         readers = [
-            _EventReader(spec, nulls, births, mapping.csv.decimal, person.aliases) for spec in specs
+            _EventReader(spec, nulls, births, mapping.csv.decimal, person.aliases, base)
+            for spec in specs
         ]
         yield from _read_events(readers, _source_rows(specs[0], folder, engine, mapping.csv))

@@ -24,8 +24,8 @@ from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.sources.tabular_dates import AGE_UNITS, check_format, parse_date
 from flip.data.sources.textfile import first_line, sniff_delimiter
 
-#: Tables a mapped event may name as its `default_table`.
-EVENT_TABLES = frozenset([*DOMAIN_TABLES.values(), "note"])
+#: Tables a mapped event may name as its `default_table` (image_occurrence: with `image`).
+EVENT_TABLES = frozenset([*DOMAIN_TABLES.values(), "note", "image_occurrence"])
 #: Cell values read as "no value" besides empty ones, unless the mapping's `nulls:` says otherwise.
 DEFAULT_NULLS = ("NULL", "null", "\\N")
 
@@ -51,6 +51,7 @@ _EVENT_KEYS = {
     "value",
     "unit",
     "text",
+    "image",
     "default_table",
 }
 _CONVERT_KEYS = {"from", "to", "factor", "offset", "code"}
@@ -342,6 +343,10 @@ class EventSpec:
     unit: UnitSpec | None
     text: str | None
     default_table: str
+    #: For image_occurrence: the column of each image file's path (relative paths are
+    #: relative to the table's own folder) and, optionally, of its study identifier.
+    image_path: str | None = None
+    image_study: str | None = None
 
     def columns(self) -> list[tuple[str, str]]:
         """(key, column) of each column this entry reads."""
@@ -349,7 +354,12 @@ class EventSpec:
         if self.code_column:
             found.append(("code.column", self.code_column))
         found += self.date.columns("date")
-        optional = (("value", self.value), ("text", self.text))
+        optional = (
+            ("value", self.value),
+            ("text", self.text),
+            ("image.path", self.image_path),
+            ("image.study", self.image_study),
+        )
         if self.unit and self.unit.column:
             found.append(("unit.column", self.unit.column))
         return found + [(k, c) for k, c in optional if c]
@@ -365,6 +375,8 @@ class EventSpec:
             value=_renamed(self.value, names),
             unit=self.unit and self.unit.renamed(names),
             text=_renamed(self.text, names),
+            image_path=_renamed(self.image_path, names),
+            image_study=_renamed(self.image_study, names),
         )
 
 
@@ -429,6 +441,7 @@ def _event(spec: Any, where: _Where) -> EventSpec:
     text_column = spec.get("text")
     if table == "note" and not text_column:
         raise where.error("text", "a note needs the column of its text")
+    image_path, image_study = _image(spec.get("image"), table, where)
     unit = spec.get("unit")
     name = spec.get("name")
     if name is not None and (not isinstance(name, str | int) or not str(name).strip()):
@@ -450,7 +463,24 @@ def _event(spec: Any, where: _Where) -> EventSpec:
         unit=None if unit is None else UnitSpec.parse(unit, where),
         text=None if text_column is None else _column_name(text_column, where, "text"),
         default_table=table,
+        image_path=image_path,
+        image_study=image_study,
     )
+
+
+def _image(spec: Any, table: str, where: _Where) -> tuple[str | None, str | None]:
+    """(path column, study column) of an image_occurrence entry's `image:`; an image entry
+    needs one, any other entry none."""
+    if (spec is None) != (table != "image_occurrence"):
+        message = "an image_occurrence entry needs `image: {path: COLUMN}`, no other entry has one"
+        raise where.error("image", message)
+    if spec is None:
+        return None, None
+    spec = _mapping_of(spec, where, "image")
+    _known(spec, {"path", "study"}, where, "image.")
+    path = _column_name(_required(spec, "path", where, "image."), where, "image.path")
+    study = spec.get("study")
+    return path, None if study is None else _column_name(study, where, "image.study")
 
 
 def _code_column(code: dict[str, Any], where: _Where) -> str | None:

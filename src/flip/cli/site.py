@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flip.cli.errors import one_line_errors
 from flip.cli.console import app as console_app
+from flip.cli.errors import one_line_errors
 from flip.cli.optout import app as optout_app
 
 if TYPE_CHECKING:

@@ -37,8 +37,8 @@ def hub_client(site: SiteConfig) -> HubClient | None:
 
 
 def _inbox(site: SiteConfig) -> dict:
-    with AgentStatus(status_path(site.ledger)) as status, Ledger(site.ledger) as ledger:
-        offered = status.tasks(open_only=True)
+    with AgentStatus(status_path(site.ledger)) as seen, Ledger(site.ledger) as ledger:
+        offered = seen.tasks(open_only=True)
         waiting = [t for t in offered if ledger.decision(t["project"], t["task_hash"]) is None]
         decided = []
         for entry in reversed(ledger.entries()):
@@ -47,7 +47,7 @@ def _inbox(site: SiteConfig) -> dict:
                 decided.append({"at": entry["at"], "action": entry["action"], **detail})
             if len(decided) == RECENT:
                 break
-        return {"waiting": waiting, "decided": decided, "agent": status.agent()}
+        return {"waiting": waiting, "decided": decided, "agent": seen.agent()}
 
 
 @router.get("/approvals")
@@ -58,14 +58,14 @@ async def inbox(request: Request, who: Admin, done: str | None = None):
 
 
 def _review(site: SiteConfig, project: str, digest: str) -> dict:
-    with AgentStatus(status_path(site.ledger)) as status, Ledger(site.ledger) as ledger:
-        offered = status.task(project, digest)
+    with AgentStatus(status_path(site.ledger)) as seen, Ledger(site.ledger) as ledger:
+        offered = seen.task(project, digest)
         if offered is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 f"the hub has not offered task {digest[:12]}… of project {project} to this site",
             )
-        return review(site, ledger, status, offered, count_rows=True)
+        return review(site, ledger, seen, offered, count_rows=True)
 
 
 @router.get("/approvals/{project}/{digest}")
@@ -113,8 +113,8 @@ async def decide_task(
 
 
 def _offered(site: SiteConfig, project: str, digest: str) -> None:
-    with AgentStatus(status_path(site.ledger)) as status:
-        if status.task(project, digest) is None:
+    with AgentStatus(status_path(site.ledger)) as seen:
+        if seen.task(project, digest) is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 f"the hub has not offered task {digest[:12]}… of project {project} to this site",

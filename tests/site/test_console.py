@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import stat
 from pathlib import Path
+from typing import get_args
 
 import orjson
 import pytest
@@ -20,6 +21,7 @@ from flip.cli.app import app as cli
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task, task_hash
+from flip.fl.tasks.base import TaskSpec
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
 from flip.hub.db import sites, task_decisions, tasks
@@ -27,6 +29,7 @@ from flip.hub.server import BackgroundServer
 from flip.site.agent import SiteAgent
 from flip.site.console import create_app as create_console
 from flip.site.console.passwords import password_path, set_password
+from flip.site.console.policy import KINDS
 from flip.site.hub_client import HubClient
 from flip.site.status import AgentStatus, status_path
 from tests.conftest import build_site
@@ -306,6 +309,10 @@ def test_the_agent_page_shows_the_last_poll_and_the_last_error(site):
         status.polled(site.site().hub, "hub unreachable: connection refused")
     page = site.http.get("/agent").text
     assert 'state-declined">no' in page and "connection refused" in page
+
+
+def test_the_policy_page_offers_every_task_kind():
+    assert get_args(TaskSpec.model_fields["kind"].annotation) == KINDS
 
 
 def test_set_password_makes_a_private_argon2_file_and_serving_needs_one(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from markupsafe import Markup, escape
@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
-from flip.fl.tasks.base import TaskSpec, task_hash
-from flip.site.policy import auto_approves, task_problem, task_tables
 from flip.site.status import AgentStatus
+
+if TYPE_CHECKING:  # the task contract loads torch and Flower: only when a task is reviewed
+    from flip.fl.tasks.base import TaskSpec
 
 
 def code_text(spec: dict[str, Any]) -> str:
@@ -141,6 +142,9 @@ def review(
     site: SiteConfig, ledger: Ledger, status: AgentStatus, offered: dict, *, count_rows: bool
 ) -> dict[str, Any]:
     """Everything the task's page shows about an offered task."""
+    from flip.fl.tasks.base import TaskSpec, task_hash
+    from flip.site.policy import auto_approves, task_problem, task_tables
+
     project = offered["project"]
     decision = ledger.decision(project, offered["task_hash"])
     found: dict[str, Any] = {"task": offered, "decision": decision}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import stat
+import threading
 from pathlib import Path
 from typing import get_args
 
@@ -26,6 +27,7 @@ from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.client import ResearcherClient
 from flip.hub.db import sites, task_decisions, tasks
 from flip.hub.server import BackgroundServer
+from flip.ports import free_port
 from flip.site.agent import SiteAgent
 from flip.site.console import create_app as create_console
 from flip.site.console.passwords import password_path, set_password
@@ -33,6 +35,7 @@ from flip.site.console.policy import KINDS
 from flip.site.hub_client import HubClient
 from flip.site.status import AgentStatus, status_path
 from tests.conftest import build_site
+from tests.e2e.processes import wait_for
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PASSWORD = "a console test password"
@@ -309,6 +312,27 @@ def test_the_agent_page_shows_the_last_poll_and_the_last_error(site):
         status.polled(site.site().hub, "hub unreachable: connection refused")
     page = site.http.get("/agent").text
     assert 'state-declined">no' in page and "connection refused" in page
+
+
+def test_an_agent_that_cannot_reach_its_hub_records_why(tmp_path):
+    site = SiteConfig(name="s", store="store.duckdb", ledger=str(tmp_path / "ledger.sqlite"))
+    dead = HubClient(f"http://127.0.0.1:{free_port()}", "credential", timeout=2)
+    stop = threading.Event()
+    runner = threading.Thread(target=SiteAgent(site, dead).run_forever, args=(stop, 0.05))
+    runner.start()
+
+    def failed():
+        with AgentStatus(status_path(site.ledger)) as status:
+            return status.agent()
+
+    try:
+        found = wait_for(failed, "the agent's first failed poll", timeout=30)
+    finally:
+        stop.set()
+        runner.join()
+        dead.close()
+    assert found["connected"] is False and found["last_contact"] is None
+    assert found["last_error"].startswith("hub unreachable")
 
 
 def test_the_policy_page_offers_every_task_kind():

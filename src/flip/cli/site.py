@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flip.cli.console import app as console_app
 from flip.cli.errors import one_line_errors
 from flip.cli.optout import app as optout_app
 
@@ -422,6 +423,7 @@ vocab_app = typer.Typer(
 )
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(optout_app, name="optout")
+app.add_typer(console_app, name="console")
 
 
 class VocabularyFormat(StrEnum):

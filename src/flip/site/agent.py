@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import orjson
+import yaml
 from pydantic import ValidationError
 
 from flip.config import SiteConfig
@@ -34,6 +35,7 @@ from flip.site.certify import countersign
 from flip.site.hub_client import HubClient
 from flip.site.in_hand import InHand
 from flip.site.policy import auto_approves, query_problem, task_problem
+from flip.site.status import AgentStatus, status_path
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,36 @@ class SiteAgent:
         self.anchor_seq: int | None = None
         self.refused_certificates: set[int] = set()
         self.in_hand = InHand(Path(site.ledger).with_suffix(".in-hand"))
+        self.policy_read = self._policy_mtime()
+
+    def _policy_mtime(self) -> float | None:
+        try:
+            return None if self.config_path is None else self.config_path.stat().st_mtime
+        except OSError:
+            return None
+
+    def _reload_policy(self) -> None:
+        """Take up the policy of site.yaml again when it changed (the site console edits it);
+        a file that no longer reads keeps the policy in force, and says why."""
+        mtime = self._policy_mtime()
+        if mtime is None or mtime == self.policy_read or self.config_path is None:
+            return
+        self.policy_read = mtime
+        try:
+            self.site.policy = SiteConfig.load(self.config_path).policy
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            log.error("%s: keeping the policy in force: %s", self.site.name, exc)
+            with self._status() as status:
+                status.failed(f"site.yaml no longer reads; the policy in force stays: {exc}")
+            return
+        log.info("%s: policy reloaded from %s", self.site.name, self.config_path)
+
+    def _status(self) -> AgentStatus:
+        return AgentStatus(status_path(self.site.ledger))
 
     def run_once(self, wait: float = 0.0) -> int:
         """Do all pending work once (long-polling up to `wait` s for some); return how many."""
+        self._reload_policy()
         anchored = self._anchor()
         for certificate in anchored.get("certify") or []:
             run = certificate.get("run")
@@ -78,6 +107,9 @@ class SiteAgent:
             work = self.hub.work(wait, self.serving)
         finally:
             self.waiting = False
+        with self._status() as status:
+            status.polled(self.site.hub)
+            status.offered(work["tasks"])
         for query in work["queries"]:
             self._safely(f"query {query['id']}", query, self._answer, self._refuse_query)
         for task in work["tasks"]:
@@ -204,6 +236,8 @@ class SiteAgent:
         refusal the hub refuses for good is logged, and the agent goes on with the rest."""
         with self._ledger() as ledger:
             ledger.record(f"{key.split()[0]}.failed", {"item": key, "error": error})
+        with self._status() as status:
+            status.failed(f"{key}: {error}")
         try:
             refuse(item, reason)
         except httpx.HTTPStatusError as exc:
@@ -288,11 +322,21 @@ class SiteAgent:
                 log.warning(
                     "%s: hub unreachable (%s); retrying in %.1fs", self.site.name, exc, delay
                 )
+                self._poll_failed(f"hub unreachable: {exc}")
                 delay = min(delay * 2, max_backoff)
-            except Exception:
+            except Exception as exc:
                 log.exception("%s: poll failed; retrying in %.1fs", self.site.name, delay)
+                self._poll_failed(f"poll failed: {type(exc).__name__}: {exc}")
                 delay = min(delay * 2, max_backoff)
             stop.wait(delay)
+
+    def _poll_failed(self, error: str) -> None:
+        """Record for the site console that this poll failed, and why (never raises)."""
+        try:
+            with self._status() as status:
+                status.polled(self.site.hub, error)
+        except Exception:
+            log.exception("%s: cannot record the agent's status", self.site.name)
 
     def _ledger(self) -> Ledger:
         return Ledger(self.site.ledger)

@@ -34,6 +34,7 @@ from flip.hub.auth import Principal, Site, new_token, principal, token_hash
 from flip.hub.db import (
     now,
     project_sites,
+    projects,
     queries,
     query_results,
     run_logs,
@@ -42,6 +43,7 @@ from flip.hub.db import (
     sites,
     task_decisions,
     tasks,
+    users,
 )
 from flip.hub.federation import Federation
 from flip.hub.schemas import (
@@ -182,7 +184,10 @@ def _work_statements(one_site: bool) -> tuple[Select, Select, Select, Select]:
     decided = task_decisions.alias("decided")
     open_tasks = of(
         select(member.c.site_id, tasks.c.project_id, tasks.c.hash, tasks.c.kind, tasks.c.spec)
+        .add_columns(projects.c.name.label("project_name"), users.c.name.label("owner"))
         .join_from(tasks, member, member.c.project_id == tasks.c.project_id)
+        .join(projects, projects.c.id == tasks.c.project_id)
+        .join(users, users.c.id == projects.c.owner_id)
         .outerjoin(
             decided, (decided.c.task_id == tasks.c.id) & (decided.c.site_id == member.c.site_id)
         )
@@ -245,6 +250,8 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
                 "hash": t.hash,
                 "kind": t.kind,
                 "spec": orjson.loads(t.spec),
+                "project_name": t.project_name,
+                "researcher": t.owner,
             }
         )
     for r in open_runs:

@@ -3,17 +3,18 @@
 Served by `flip hub serve` at `/` in the same process as the API (under /api/v1): the
 same database, the same credential check (`flip.hub.auth.caller_of`) and the same role
 sets and project visibility as the API's routes. No Node.js, no CDN: Jinja2 templates,
-one stylesheet and one small script served from this package.
+one small script served from this package and the stylesheet and layout the site
+console shares (`flip.webkit`).
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from flip.hub.web import account, admin, projects, signin
 from flip.hub.web.pages import HERE
 from flip.hub.web.security import SecurityHeaders, server_error
+from flip.webkit.render import static_files
 
 
 def add_web(app: FastAPI) -> None:
@@ -21,6 +22,6 @@ def add_web(app: FastAPI) -> None:
     app.state.enrolments = signin.Enrolments()
     for module in (signin, account, projects, admin):
         app.include_router(module.router, include_in_schema=False)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount("/static", static_files(HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(Exception, server_error)

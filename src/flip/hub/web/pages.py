@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -11,31 +10,18 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from flip.hub.auth import ADMINS, READERS, RESEARCHERS, Principal, caller_of, require
 from flip.hub.transactions import reading
 from flip.hub.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token, keep_csrf
+from flip.webkit.render import problems, see_other, templates_in
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
-
-
-def _when(value: datetime | str | float | None) -> str:
-    if value is None:
-        return "never"
-    if isinstance(value, float):
-        value = datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        return value[:19].replace("T", " ")
-    return value.strftime("%Y-%m-%d %H:%M")
-
-
-templates.env.filters["when"] = _when
+templates = templates_in(HERE / "templates")
 
 
 #: The pages a user who signed in with a one-time password may open: to choose their own.
@@ -91,20 +77,6 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     keep_csrf(request, response)
     return response
-
-
-def see_other(url: str) -> RedirectResponse:
-    """Redirect after a form (303: the browser follows with GET)."""
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-
-def problems(exc: ValidationError | RequestValidationError) -> str:
-    """A validation error in words: each field and what is wrong with it."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"] if p not in ("body", "query")) or "input"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
 
 
 class WebRoute(APIRoute):

@@ -1,0 +1,121 @@
+"""The approvals inbox: the tasks the hub asks this site to decide, each task's review, and the
+decision (the ledger first, then the hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import httpx
+import orjson
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from flip.config import SiteConfig
+from flip.data.ledger import DECISIONS, Ledger
+from flip.site.approvals import decide
+from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, see_other, site_of
+from flip.site.console.review import review
+from flip.site.hub_client import HubClient
+from flip.site.status import AgentStatus, status_path
+
+router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])
+
+#: Decisions listed under the inbox.
+RECENT = 20
+HASH_PATH = PathParam(pattern=r"^[0-9a-f]{64}$", description="The task's SHA-256.")
+
+
+def hub_client(site: SiteConfig) -> HubClient | None:
+    """The site's client of its hub, or None before it enrolled."""
+    credential = Path(site.credential)
+    if site.hub is None or not credential.exists():
+        return None
+    return HubClient(site.hub, credential.read_text(encoding="utf-8").strip(), timeout=10.0)
+
+
+def _inbox(site: SiteConfig) -> dict:
+    with AgentStatus(status_path(site.ledger)) as seen, Ledger(site.ledger) as ledger:
+        offered = seen.tasks(open_only=True)
+        waiting = [t for t in offered if ledger.decision(t["project"], t["task_hash"]) is None]
+        decided = []
+        for entry in reversed(ledger.entries()):
+            if entry["action"] in DECISIONS:
+                detail = orjson.loads(str(entry["detail"]))
+                decided.append({"at": entry["at"], "action": entry["action"], **detail})
+            if len(decided) == RECENT:
+                break
+        return {"waiting": waiting, "decided": decided, "agent": seen.agent()}
+
+
+@router.get("/approvals")
+async def inbox(request: Request, who: Admin, done: str | None = None):
+    """The tasks waiting for this site's decision, and the latest decisions."""
+    view = await run_in_threadpool(_inbox, site_of(request))
+    return page(request, "approvals.html", done=done, **view)
+
+
+def _review(site: SiteConfig, project: str, digest: str) -> dict:
+    with AgentStatus(status_path(site.ledger)) as seen, Ledger(site.ledger) as ledger:
+        offered = seen.task(project, digest)
+        if offered is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"the hub has not offered task {digest[:12]}… of project {project} to this site",
+            )
+        return review(site, ledger, seen, offered, count_rows=True)
+
+
+@router.get("/approvals/{project}/{digest}")
+async def task_page(
+    request: Request,
+    who: Admin,
+    project: int,
+    digest: Annotated[str, HASH_PATH],
+    done: str | None = None,
+):
+    """One task's review, with the form to approve or decline it."""
+    view = await run_in_threadpool(_review, site_of(request), str(project), digest)
+    return page(request, "task.html", done=done, **view)
+
+
+@router.post("/approvals/{project}/{digest}")
+async def decide_task(
+    request: Request,
+    who: Admin,
+    project: int,
+    digest: Annotated[str, HASH_PATH],
+    decision: Annotated[Literal["approved", "declined"], Form()],
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Record the decision in the ledger, then tell the hub (the agent tells it later if the
+    hub cannot be reached now)."""
+    site = site_of(request)
+    if decision == "declined" and not reason.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "say why the task is declined")
+    await run_in_threadpool(_offered, site, str(project), digest)
+
+    def job() -> str:
+        hub = hub_client(site)
+        try:
+            decide(site, hub, project, digest, decision, by=who, reason=reason.strip())
+        except httpx.HTTPError:
+            return "recorded-hub-later"
+        finally:
+            if hub is not None:
+                hub.close()
+        return "recorded" if hub is not None else "recorded-local"
+
+    done = await run_in_threadpool(job)
+    return see_other(f"/approvals/{project}/{digest}?done={done}")
+
+
+def _offered(site: SiteConfig, project: str, digest: str) -> None:
+    with AgentStatus(status_path(site.ledger)) as seen:
+        if seen.task(project, digest) is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"the hub has not offered task {digest[:12]}… of project {project} to this site",
+            )

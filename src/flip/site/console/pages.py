@@ -1,0 +1,112 @@
+"""The console's rendering, sessions and the signed-in admin; refusals as pages in words."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from flip.config import SiteConfig
+from flip.webkit.render import problems, see_other, templates_in
+from flip.webkit.security import CSRF_FIELD, Csrf
+
+HERE = Path(__file__).parent
+templates = templates_in(HERE / "templates")
+
+#: Cookie names of their own: a hub's web app on the same host (another port) shares cookies.
+SESSION_COOKIE = "flip_console_session"
+CSRF_COOKIE = "flip_console_csrf"
+SESSION_HOURS = 8
+
+csrf = Csrf(CSRF_COOKIE, SESSION_COOKIE)
+
+
+class Sessions:
+    """Signed-in admins by session token, in memory (a restart signs everyone out)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[str, float]] = {}
+
+    def open(self, name: str) -> str:
+        """A new session for admin `name`; its token."""
+        token = secrets.token_urlsafe(32)
+        self._open[token] = (name, time.monotonic() + SESSION_HOURS * 3600)
+        return token
+
+    def who(self, token: str | None) -> str | None:
+        """The admin a live session token names, or None."""
+        found = self._open.get(token or "")
+        if found is None or found[1] < time.monotonic():
+            self._open.pop(token or "", None)
+            return None
+        return found[0]
+
+    def close(self, token: str | None) -> None:
+        """End a session."""
+        self._open.pop(token or "", None)
+
+
+def site_of(request: Request) -> SiteConfig:
+    """The site as its site.yaml says now (the policy page may have changed it)."""
+    return SiteConfig.load(request.app.state.config_path)
+
+
+def signed_in(request: Request) -> str:
+    """The admin whose session the cookie names, or 401 (the page then asks to sign in)."""
+    name = request.app.state.sessions.who(request.cookies.get(SESSION_COOKIE))
+    if name is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
+    request.state.who = name
+    return name
+
+
+Admin = Annotated[str, Depends(signed_in)]
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render `template` with the signed-in admin (if any), the site and the CSRF token."""
+    context |= {
+        "who": getattr(request.state, "who", None),
+        "site_name": request.app.state.site_name,
+        "csrf_field": CSRF_FIELD,
+        "csrf": csrf.token(request),
+        "path": request.url.path,
+    }
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    csrf.keep(request, response)
+    return response
+
+
+class ConsoleRoute(APIRoute):
+    """A page route: a refusal becomes a page in words (401: the sign-in page), not JSON."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                return refusal(request, exc.status_code, str(exc.detail))
+            except (ValidationError, RequestValidationError) as exc:
+                return refusal(request, 422, problems(exc))
+
+        return handle
+
+
+def refusal(request: Request, code: int, message: str) -> Response:
+    """The page for a refused request: sign in (401), or the reason in words."""
+    if code == status.HTTP_401_UNAUTHORIZED:
+        if request.method == "GET":
+            return see_other(f"/signin?next={quote(request.url.path)}")
+        return see_other("/signin")
+    return page(request, "error.html", status_code=code, code=code, message=message)

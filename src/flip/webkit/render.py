@@ -1,0 +1,53 @@
+"""Rendering both web apps share: templates over the shared layout, times, redirects and
+validation errors in words."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from flip.webkit import TEMPLATES
+
+
+def when(value: datetime | str | float | None) -> str:
+    """A time as people read it (UTC, to the minute or second); "never" for none."""
+    if value is None:
+        return "never"
+    if isinstance(value, float):
+        value = datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        return value[:19].replace("T", " ")
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def templates_in(folder: Path) -> Jinja2Templates:
+    """The templates of an app's `folder`, then the shared ones (`layout.html`, `_csrf.html`)."""
+    templates = Jinja2Templates(directory=[folder, TEMPLATES])
+    templates.env.filters["when"] = when
+    return templates
+
+
+def static_files(folder: Path | None = None) -> StaticFiles:
+    """An app's static files in `folder` (if it has any), then the shared ones (`flip.css`)."""
+    return StaticFiles(directory=folder, packages=[("flip.webkit", "static")])
+
+
+def see_other(url: str) -> RedirectResponse:
+    """Redirect after a form (303: the browser follows with GET)."""
+    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+def problems(exc: ValidationError | RequestValidationError) -> str:
+    """A validation error in words: each field and what is wrong with it."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"] if p not in ("body", "query")) or "input"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

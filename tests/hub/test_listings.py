@@ -78,7 +78,9 @@ def test_a_runs_model_downloads_as_a_zip_of_its_registry_folder_and_nothing_else
         assert response.status_code == 200, response.text
         names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
         assert sorted(names) == [f"{model.name}/MODEL_CARD.md", f"{model.name}/model.pt"]
-        assert hub.call("GET", f"/runs/{good}/model", rita, params={"best": True}).status_code == 404
+        assert (
+            hub.call("GET", f"/runs/{good}/model", rita, params={"best": True}).status_code == 404
+        )
         sneaky = _ended_run(hub, rita, {"model": "../outside"})
         answer = hub.call("GET", f"/runs/{sneaky}/model", rita)
         assert answer.status_code == 404 and "not in the registry" in answer.json()["detail"]

@@ -47,7 +47,9 @@ def load() -> Credentials:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Credentials(hub=str(data["hub"]), token=str(data["token"]))
     except (ValueError, KeyError, TypeError):
-        raise NotLoggedIn(f"{path} holds no hub and token: run `flip login HUB_URL` again") from None
+        raise NotLoggedIn(
+            f"{path} holds no hub and token: run `flip login HUB_URL` again"
+        ) from None
 
 
 def forget() -> bool:

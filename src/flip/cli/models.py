@@ -14,7 +14,8 @@ from rich.table import Table
 from flip.cli.errors import one_line_errors
 
 app = typer.Typer(
-    help="Registered models: list, show their lineage and card, export, pull from a hub.", no_args_is_help=True
+    help="Registered models: list, show their lineage and card, export, pull from a hub.",
+    no_args_is_help=True,
 )
 
 RegistryOption = Annotated[

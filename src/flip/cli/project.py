@@ -40,7 +40,9 @@ def create(
 
 @app.command("list")
 def list_projects(
-    search: Annotated[str, typer.Option(help="Keep projects whose name or description holds this.")] = "",
+    search: Annotated[
+        str, typer.Option(help="Keep projects whose name or description holds this.")
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
     """The projects you own or are a member of (an admin: all), newest first.
@@ -53,13 +55,15 @@ def list_projects(
         print_json(found)
         return
     if not found:
-        typer.echo('no projects yet: create one with `flip project create NAME`')
+        typer.echo("no projects yet: create one with `flip project create NAME`")
         return
     table = Table(title="Projects")
     for column in ("id", "name", "owner", "sites", "created"):
         table.add_column(column)
     for p in found:
-        table.add_row(str(p["id"]), p["name"], p["owner"], str(p["sites"]), str(p["created_at"])[:19])
+        table.add_row(
+            str(p["id"]), p["name"], p["owner"], str(p["sites"]), str(p["created_at"])[:19]
+        )
     Console().print(table)
 
 
@@ -97,7 +101,9 @@ def show(project_id: ProjectArg, as_json: JsonOption = False) -> None:
     for task in shown["tasks"]:
         decided = ", ".join(f"{n}: {d[0]}" for n, d in sorted(task["decisions"].items()))
         tasks.add_row(task["hash"][:16], task["kind"], decided or "no sites invited")
-    console.print(tasks if shown["tasks"] else "no tasks proposed: flip task propose SPEC --project ID")
+    console.print(
+        tasks if shown["tasks"] else "no tasks proposed: flip task propose SPEC --project ID"
+    )
     listed = Table(title="Queries and runs")
     for column in ("what", "id", "name / task", "state"):
         listed.add_column(column)

@@ -38,7 +38,9 @@ def _spec(given: str, seed: int):
 def propose(
     spec: Annotated[
         str,
-        typer.Argument(help="A task JSON (`flip fl pack-task` writes one) or a built-in task's name."),
+        typer.Argument(
+            help="A task JSON (`flip fl pack-task` writes one) or a built-in task's name."
+        ),
     ],
     project: Annotated[int, typer.Option(help="The project's id.")],
     seed: Annotated[int, typer.Option(help="A built-in task's seed.")] = 0,

@@ -46,7 +46,9 @@ def _request(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx
         raise HubUnreachable(f"cannot reach the hub at {http.base_url}: {exc}") from None
     if response.is_error:
         detail = _detail(response) if response.content else ""
-        raise HubError(f"{method} {path}: {response.status_code} {detail}", response.status_code, detail)
+        raise HubError(
+            f"{method} {path}: {response.status_code} {detail}", response.status_code, detail
+        )
     return response
 
 

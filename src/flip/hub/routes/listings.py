@@ -75,7 +75,8 @@ def download_model(
         which = "best-round model" if best else "model"
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"run {run_id} has no {which} at this hub (only completed deployment runs register one)",
+            f"run {run_id} has no {which} at this hub "
+            "(only completed deployment runs register one)",
         )
     folder = federation.work / "models" / model_id
     if not MODEL_ID.fullmatch(model_id) or not (folder / "model.pt").is_file():

@@ -35,6 +35,7 @@ def researcher(env: dict, *args: str, stdin: str | None = None) -> subprocess.Co
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three sites built, then a deployment run: long on a busy machine
 def test_a_researcher_does_the_journey_with_the_flip_command(tmp_path):
     configs = {
         "alpha": build_site(tmp_path, "alpha", "fhir-ndjson", 300, seed=4),

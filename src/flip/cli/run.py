@@ -73,9 +73,10 @@ def _replies(hub, project: int, run_id: int, wait: float) -> dict[str, Any]:
     invited = set(hub.project(project)["sites"])
     deadline = time.monotonic() + wait
     state = hub.run(run_id)
-    while set(state["sites"]) < invited and time.monotonic() < deadline:
-        time.sleep(1.0)
-        state = hub.run(run_id)
+    with Console(stderr=True).status(f"run {run_id}: waiting for the sites to join or refuse"):
+        while set(state["sites"]) < invited and time.monotonic() < deadline:
+            time.sleep(1.0)
+            state = hub.run(run_id)
     return state
 
 

@@ -7,8 +7,10 @@ import os
 import typer
 
 from flip import __version__
-from flip.cli import analyse, bench, fl, hub, models, site, synth
+from flip.cli import analyse, bench, fl, hub, models, project, run, site, synth, task
+from flip.cli.account import login, logout
 from flip.cli.demo import demo
+from flip.cli.query import query
 from flip.cli.verify import verify
 from flip.private_files import UMASK
 
@@ -28,6 +30,12 @@ app.add_typer(fl.app, name="fl")
 app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.add_typer(analyse.app, name="analyse")
+app.command()(login)
+app.command()(logout)
+app.add_typer(project.app, name="project")
+app.command()(query)
+app.add_typer(task.app, name="task")
+app.add_typer(run.app, name="run")
 
 
 @app.command()

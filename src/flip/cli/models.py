@@ -14,7 +14,8 @@ from rich.table import Table
 from flip.cli.errors import one_line_errors
 
 app = typer.Typer(
-    help="Registered models: list, show their lineage and card, export.", no_args_is_help=True
+    help="Registered models: list, show their lineage and card, export, pull from a hub.",
+    no_args_is_help=True,
 )
 
 RegistryOption = Annotated[
@@ -111,3 +112,26 @@ def export_model(
     with one_line_errors(RegistryError):
         path = export(load(_registry(registry), model_id), fmt, out)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def pull(
+    run_id: Annotated[int, typer.Argument(help="A completed deployment run's id.")],
+    out: Annotated[Path, typer.Option(help="Folder to put the model's folder in.")] = Path("."),
+    best: Annotated[bool, typer.Option(help="The best round's model, not the final one.")] = False,
+) -> None:
+    """Download the model a run registered at the hub: weights, lineage and model card.
+
+    It lands in OUT/MODEL_ID/, a registry folder: `flip models show MODEL_ID
+    --registry OUT` reads its card, `flip models export` converts it.
+
+    Example: flip models pull 7 --out models/
+    """
+    from flip.cli.hub_session import connected, hub_errors
+    from flip.cli.model_archive import unpack
+
+    with connected() as hub:
+        archive = hub.model_zip(run_id, best=best)
+    with hub_errors():
+        folder = unpack(archive, out)
+    typer.echo(f"wrote {folder}")

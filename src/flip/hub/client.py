@@ -10,7 +10,61 @@ from flip.hub.app import API_PREFIX
 
 
 class HubError(RuntimeError):
-    """The hub refused a request; the message is the hub's own."""
+    """The hub refused a request; the message is the hub's own, `status` its HTTP status."""
+
+    def __init__(self, message: str, status: int = 0, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class HubUnreachable(HubError):
+    """No answer from the hub: wrong address, or it is down."""
+
+
+def _detail(response: httpx.Response) -> str:
+    """The hub's reason for refusing: its `detail` (problems joined), else the body's text."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        return response.text.strip()[:200]
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
+            if isinstance(d, dict)
+            else str(d)
+            for d in detail
+        )
+    return str(detail)
+
+
+def _request(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Send one request; HubUnreachable if no answer came, HubError if the hub refused it."""
+    try:
+        response = http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise HubUnreachable(f"cannot reach the hub at {http.base_url}: {exc}") from None
+    if response.is_error:
+        detail = _detail(response) if response.content else ""
+        raise HubError(
+            f"{method} {path}: {response.status_code} {detail}", response.status_code, detail
+        )
+    return response
+
+
+def login(
+    base_url: str,
+    name: str,
+    password: str,
+    code: str | None = None,
+    hours: int = 12,
+    timeout: float = 30.0,
+) -> str:
+    """A session token for the user (with a TOTP `code` once they enrolled), lasting `hours`."""
+    body = {"name": name, "password": password, "expires_in_hours": hours}
+    body |= {"code": code} if code else {}
+    with httpx.Client(base_url=base_url.rstrip("/") + API_PREFIX, timeout=timeout) as http:
+        return _request(http, "POST", "/login", json=body).json()["token"]
 
 
 class ResearcherClient:
@@ -24,11 +78,33 @@ class ResearcherClient:
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.is_error:
-            detail = response.json().get("detail", response.text) if response.content else ""
-            raise HubError(f"{method} {path}: {response.status_code} {detail}")
+        response = _request(self.http, method, path, **kwargs)
         return response.json() if response.content else None
+
+    def logout(self) -> None:
+        """End the session whose token this client holds."""
+        self._call("POST", "/logout")
+
+    def projects(self, search: str = "") -> list[dict[str, Any]]:
+        """The projects the caller sees, newest first."""
+        return self._call("GET", "/projects", params={"search": search} if search else {})
+
+    def tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """A project's proposed tasks with each invited site's decision."""
+        return self._call("GET", f"/projects/{project_id}/tasks")
+
+    def queries(self, project_id: int) -> list[dict[str, Any]]:
+        """A project's cohort queries, newest first."""
+        return self._call("GET", f"/projects/{project_id}/queries")
+
+    def runs(self, project_id: int) -> list[dict[str, Any]]:
+        """A project's runs, newest first."""
+        return self._call("GET", f"/projects/{project_id}/runs")
+
+    def model_zip(self, run_id: int, best: bool = False) -> bytes:
+        """The model a deployment run registered at the hub, zipped (its best round's if `best`)."""
+        params = {"best": "true"} if best else {}
+        return _request(self.http, "GET", f"/runs/{run_id}/model", params=params).content
 
     def create_user(self, name: str, role: str, password: str | None = None) -> str:
         """Create a user (with a password, they may also sign in on the web); their token."""

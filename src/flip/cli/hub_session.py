@@ -1,0 +1,75 @@
+"""The researcher commands' connection to the hub, and their errors in one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.text import Text
+
+from flip.cli.credentials import load
+from flip.cli.errors import err
+from flip.hub.client import HubError, HubUnreachable, ResearcherClient
+
+
+def explain(error: HubError) -> str:
+    """What went wrong, in words a researcher acts on."""
+    if isinstance(error, HubUnreachable):
+        return str(error)
+    if error.status == 401:
+        return f"the hub refused your token ({error.detail}): run `flip login HUB_URL` again"
+    if error.status == 403:
+        return f"not allowed: {error.detail}"
+    if error.status == 404:
+        return error.detail or "not found"
+    return f"the hub refused: {error.detail or error}"
+
+
+@contextmanager
+def hub_errors() -> Iterator[None]:
+    """Turn hub refusals, a missing login and bad files into `error: …` and exit 1
+    (never importing the site's data layer, as `one_line_errors` does)."""
+    try:
+        yield
+    except HubError as exc:
+        fail(explain(exc))
+    except (OSError, ValueError) as exc:
+        fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+def fail(reason: str) -> None:
+    """Print `error: REASON` on stderr and exit 1."""
+    err.print(Text.assemble(("error:", "red"), f" {reason}"), highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def connected() -> Iterator[ResearcherClient]:
+    """A client for the hub `flip login` saved, with hub errors reported in one line."""
+    with hub_errors():
+        saved = load()
+        client = ResearcherClient(saved.hub, saved.token)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from `path`; ValueError naming the file and the problem otherwise."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {what} must be a JSON object")
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Print `value` as one line of JSON on stdout."""
+    typer.echo(json.dumps(value, default=str))

@@ -1,0 +1,36 @@
+"""Unpack a model the hub sent (a zip of one registry folder) into a local registry."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from flip.private_files import private_folder, write_private
+
+#: The files a model's folder may hold.
+MODEL_FILES = {"model.pt", "lineage.json", "MODEL_CARD.md"}
+
+
+def unpack(archive: bytes, registry: Path) -> Path:
+    """Write the archive's one model folder under `registry`; that folder.
+
+    Refuses (ValueError) an archive that is not one folder of known files, so a hub
+    can never write anywhere else.
+    """
+    try:
+        zipped = zipfile.ZipFile(io.BytesIO(archive))
+    except zipfile.BadZipFile:
+        raise ValueError("the hub's answer is not a model archive (not a zip)") from None
+    with zipped:
+        names = [PurePosixPath(n) for n in zipped.namelist()]
+        folders = {n.parts[0] for n in names}
+        if len(folders) != 1 or any(
+            len(n.parts) != 2 or n.name not in MODEL_FILES or n.parts[0].startswith(".")
+            for n in names
+        ):
+            raise ValueError("the hub's model archive is not one folder of model files")
+        folder = private_folder(registry / folders.pop())
+        for name in names:
+            write_private(folder / name.name, zipped.read(str(name)))
+    return folder

@@ -1,0 +1,97 @@
+"""`flip query`: ask a project's sites for a cohort count and watch the answers arrive."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from flip.cli.hub_session import connected, fail, print_json, read_json
+
+#: Seconds between the first two reads of a query's answers, and at most.
+POLL = 0.5
+MAX_POLL = 3.0
+
+
+def answers_table(query: dict[str, Any]) -> Table:
+    """Each site's released count (`<N` when suppressed below its threshold), those still
+    pending, and the total when every site released its count."""
+    table = Table(title=f"Query {query['id']}: {query['name']}")
+    table.add_column("site")
+    table.add_column("count", justify="right")
+    for name, answer in sorted(query["results"].items()):
+        if answer["error"]:
+            shown = f"error: {answer['error']}"
+        elif answer["suppressed"]:
+            shown = f"<{answer['threshold']}"
+        else:
+            shown = str(answer["count"])
+        table.add_row(name, shown)
+    for name in query["pending"]:
+        table.add_row(name, "[dim]waiting…[/dim]")
+    if query["total"] is not None:
+        table.add_row("[bold]total[/bold]", f"[bold]{query['total']}[/bold]")
+    elif not query["pending"]:
+        table.add_row("[bold]total[/bold]", "withheld (a site suppressed or failed)")
+    return table
+
+
+def query(
+    name: Annotated[str | None, typer.Argument(help="A name for the new query.")] = None,
+    project: Annotated[int | None, typer.Option(help="The project's id.")] = None,
+    definition: Annotated[
+        Path | None, typer.Option(help="A cohort definition (JSON; see docs/site-setup.md).")
+    ] = None,
+    query_id: Annotated[
+        int | None, typer.Option("--id", help="Read an existing query instead of asking one.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for every site's answer.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answers.")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answers as JSON.")] = False,
+) -> None:
+    """Ask every site in a project how many patients match a cohort definition.
+
+    The table fills in as sites answer; a count below a site's threshold shows
+    as <N, never as 0, and the total appears only once every site released its
+    count. Without --wait, prints the query's id: `flip query --id ID` reads it.
+
+    Example: flip query diabetics --project 3 --definition diabetes.json
+    """
+    with connected() as hub:
+        if query_id is None:
+            if name is None or project is None or definition is None:
+                fail("give NAME, --project and --definition (or --id to read a query)")
+            query_id = hub.create_query(project, name, read_json(definition, "a definition"))
+        answers = hub.query(query_id)
+        if wait and answers["pending"]:
+            answers = _watch(hub, answers, timeout, live=not as_json)
+        elif not as_json:
+            Console().print(answers_table(answers))
+    if as_json:
+        print_json(answers)
+    elif answers["pending"]:
+        typer.echo(f"still waiting for {', '.join(answers['pending'])}: flip query --id {query_id}")
+
+
+def _watch(hub, answers: dict[str, Any], timeout: float, live: bool) -> dict[str, Any]:
+    """Read the query until no site is pending or `timeout` passes, redrawing its table
+    when `live`; reads back off from POLL to MAX_POLL seconds (each read is audited)."""
+    deadline = time.monotonic() + timeout
+    shown = Live(answers_table(answers), console=Console(), auto_refresh=False)
+    pause = POLL
+    with shown if live else contextlib.nullcontext():
+        while answers["pending"] and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 1.5, MAX_POLL)
+            answers = hub.query(answers["id"])
+            if live:
+                shown.update(answers_table(answers), refresh=True)
+    return answers

@@ -1,0 +1,145 @@
+"""The researcher's commands (`flip login`, `flip project …`, `flip task`, `flip run`,
+`flip models pull`) against a real hub process: what they print, save and refuse."""
+
+import json
+import os
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+from flip.cli.app import app
+from flip.fl.tasks import mace_task, task_hash
+from flip.hub.client import ResearcherClient
+from flip.ports import free_port
+from tests.e2e.processes import Hub
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """`flip hub serve` (no Flower) with its admin's client."""
+    running = Hub(tmp_path_factory.mktemp("hub"), flower=False)
+    admin = ResearcherClient(running.url, running.start())
+    yield running, admin
+    admin.close()
+    running.stop()
+
+
+@pytest.fixture
+def flip(tmp_path, monkeypatch):
+    """Run `flip ARGS` in this process with its own config folder; (exit code, stdout, stderr)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("FLIP_CREDENTIALS", raising=False)
+    runner = CliRunner()
+
+    def call(*args: str, stdin: str | None = None):
+        result = runner.invoke(app, list(args), input=stdin)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            result.exception
+        )
+        return result.exit_code, result.stdout, result.stderr
+
+    return call
+
+
+def _one_line_error(code: int, err: str, words: str) -> None:
+    assert code == 1
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+    assert words in err, err
+    assert "Traceback" not in err
+
+
+def test_login_with_a_password_saves_a_private_token_the_other_commands_use(hub, flip, tmp_path):
+    running, admin = hub
+    admin.create_user("rosa", "researcher", password=PASSWORD)
+    admin.create_site("alpha")
+    admin.create_site("beta")
+
+    code, out, err = flip("login", running.url + "/", "--user", "rosa", stdin=PASSWORD + "\n")
+    assert code == 0, err
+    saved = tmp_path / "config" / "flip" / "credentials.json"
+    assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(saved.parent).st_mode) == 0o700
+    assert json.loads(saved.read_text())["hub"] == running.url
+    assert "logged in to" in out
+
+    code, out, err = flip("project", "create", "Diabetes outcomes", "--description", "HbA1c")
+    assert code == 0, err
+    project = int(out.split()[2].rstrip(":"))
+    code, out, err = flip("project", "invite", str(project), "alpha", "beta")
+    assert (code, out) == (0, "alpha: invited\nbeta: invited\n"), err
+    code, out, _ = flip("project", "list", "--json")
+    assert [(p["id"], p["name"], p["owner"], p["sites"]) for p in json.loads(out)] == [
+        (project, "Diabetes outcomes", "rosa", 2)
+    ]
+    code, out, _ = flip("project", "show", str(project))
+    assert code == 0 and "Diabetes outcomes" in out and "alpha" in out and "invited" in out
+
+    spec = mace_task()
+    code, out, err = flip("task", "propose", "mace-5y", "--project", str(project), "--json")
+    assert code == 0, err
+    assert json.loads(out)["hash"] == task_hash(spec)
+    code, out, _ = flip("project", "show", str(project), "--json")
+    [task] = json.loads(out)["tasks"]
+    assert task["hash"] == task_hash(spec)
+    assert task["decisions"] == {"alpha": ["pending", ""], "beta": ["pending", ""]}
+
+    code, out, err = flip(
+        "run", "start", "--project", str(project), "--task", task_hash(spec), "--replies", "0"
+    )
+    _one_line_error(code, err, "no site joined")
+    [run] = json.loads(flip("project", "show", str(project), "--json")[1])["runs"]
+    assert run["status"] == "requested"
+    code, out, err = flip("run", "results", str(run["id"]), "--json")
+    assert code == 0 and json.loads(out)["status"] == "requested"
+    assert flip("run", "stop", str(run["id"]))[0] == 0
+    code, out, _ = flip("run", "watch", str(run["id"]))
+    assert code == 1 and f"run {run['id']} cancelled" in out
+    _one_line_error(*flip("models", "pull", str(run["id"]))[::2], "has no model at this hub")
+
+    code, out, err = flip("logout")
+    assert code == 0 and not saved.exists(), err
+    _one_line_error(*flip("project", "list")[::2], "run `flip login HUB_URL` first")
+
+
+def test_a_session_that_ended_or_a_role_that_may_not_get_one_clear_line(hub, flip, tmp_path):
+    running, admin = hub
+    admin.create_user("tess", "researcher", password=PASSWORD)
+    assert flip("login", running.url, "--user", "tess", stdin=PASSWORD + "\n")[0] == 0
+    saved = json.loads((tmp_path / "config" / "flip" / "credentials.json").read_text())
+    session = ResearcherClient(running.url, saved["token"])
+    session.logout()  # as if it expired
+    session.close()
+    _one_line_error(*flip("project", "list")[::2], "run `flip login HUB_URL` again")
+
+    viewer = admin.create_user("vera", "viewer")
+    assert flip("login", running.url, "--token", viewer)[0] == 0
+    _one_line_error(*flip("project", "create", "x")[::2], "not allowed:")
+
+    _one_line_error(*flip("login", running.url, "--token", "flip_u_nonsense")[::2], "flip login")
+
+
+def test_a_wrong_password_or_an_unreachable_hub_fails_in_one_line(hub, flip):
+    running, admin = hub
+    admin.create_user("ursula", "researcher", password=PASSWORD)
+    code, _, err = flip("login", running.url, "--user", "ursula", stdin="wrong password\n\n")
+    _one_line_error(code, err, "wrong user name, password or one-time code")
+    dead = f"http://127.0.0.1:{free_port()}"
+    _one_line_error(*flip("login", dead, "--token", "x")[::2], "cannot reach the hub")
+
+
+def test_bad_definition_and_task_files_are_refused_naming_the_file(hub, flip, tmp_path):
+    running, admin = hub
+    assert flip("login", running.url, "--token", admin.create_user("bea", "researcher"))[0] == 0
+    project = flip("project", "create", "p", "--json")[1]
+    pid = str(json.loads(project)["id"])
+    broken = tmp_path / "cohort.json"
+    broken.write_text("{not json")
+    code, _, err = flip("query", "q", "--project", pid, "--definition", str(broken))
+    _one_line_error(code, err, f"{broken}: not JSON")
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"kind": "tabular-logreg", "name": "t"}))
+    _one_line_error(*flip("task", "propose", str(task), "--project", pid)[::2], f"{task}: data")
+    _one_line_error(*flip("query", "q", "--project", pid)[::2], "give NAME, --project and")

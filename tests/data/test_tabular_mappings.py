@@ -431,11 +431,15 @@ def test_a_row_id_seen_again_in_a_later_block_supersedes_it_never_unchanged(
     assert_accounted(store, report)
     assert report.unchanged == 0 and report.quarantined == 0, report.as_dict()
     assert report.skipped_rules == {"identity.superseded_in_run": 2}
-    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement) == sum(
+        len(p.measurements) + len(p.review) for p in patients
+    )
     assert _count(store, schema.measurement, schema.measurement.c.value_as_number == 99.5) == 1
     again = ingest_path(store, "csv", folder)
     assert_accounted(store, again)
-    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement) == sum(
+        len(p.measurements) + len(p.review) for p in patients
+    )
     assert _count(store, schema.measurement, schema.measurement.c.value_as_number == 99.5) == 1
 
 

@@ -16,12 +16,17 @@ def _count(store, table) -> int:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
+def _measured(patients) -> int:
+    """How many values the patients' exports carry: at baseline and at the closing review."""
+    return sum(len(p.measurements) + len(p.review) for p in patients)
+
+
 def test_fhir_bundles_land_as_cdm_rows_with_provenance(store, exported):
     _, patients, folder = exported("fhir-bundle")
     report = ingest_path(store, "fhir", folder)
     assert report.quarantined == 0
     assert _count(store, schema.person) == len(patients)
-    expected_measurements = sum(len(p.measurements) for p in patients)
+    expected_measurements = _measured(patients)
     assert _count(store, schema.measurement) == expected_measurements
     cdm_rows = sum(report.rows.values())
     assert _count(store, schema.source_record) == cdm_rows
@@ -148,7 +153,7 @@ def test_bad_records_are_quarantined_and_the_rest_loads(store, exported, tmp_pat
         "reference.dangling": 1,
         "fhir.invalid": 1,
     }
-    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement) == _measured(patients)
     with store.connect() as conn:
         rows = conn.execute(select(schema.quarantine.c.location, schema.quarantine.c.raw)).all()
     assert all(loc.startswith(str(obs)) for loc, _ in rows)
@@ -185,7 +190,7 @@ def test_implausible_values_and_wrong_units_are_quarantined(store, exported):
     obs.write_bytes(b"\n".join([*lines, orjson.dumps(huge), orjson.dumps(wrong_unit)]) + b"\n")
     report = ingest_path(store, "fhir", folder)
     assert report.rules == {"plausibility.value_range": 1, "plausibility.unit_mismatch": 1}
-    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement) == _measured(patients)
 
 
 def test_parquet_files_read_through_the_same_mapping(store, exported):
@@ -206,7 +211,7 @@ def test_parquet_files_read_through_the_same_mapping(store, exported):
     (folder / "mapping.yaml").write_text(yaml.safe_dump(mapping))
     report = ingest_path(store, "csv", folder)
     assert report.quarantined == 0 and not report.unmapped
-    assert _count(store, schema.measurement) == sum(len(p.measurements) for p in patients)
+    assert _count(store, schema.measurement) == _measured(patients)
 
 
 def test_record_key_index_exists_where_it_helps_and_comes_back_on_upgrade(store):

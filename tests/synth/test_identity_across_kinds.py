@@ -52,7 +52,7 @@ def test_three_kinds_of_export_give_one_person_per_patient(store, tmp_path):
         assert DEMOGRAPHICS_CONFLICT not in report.warnings, report.conflicts[:3]
     assert [r.rows["person"] for r in reports] == [len(patients), 0, 0]
     assert reports[1].skipped_rules[SAME_PERSON] == len(patients)
-    assert reports[2].skipped_rules[SAME_PERSON] == 2 * len(patients)  # ADT and ORU
+    assert reports[2].skipped_rules[SAME_PERSON] == 3 * len(patients)  # ADT and two ORU
     with store.connect() as conn:
         persons = conn.execute(
             select(schema.person.c.person_id, schema.person.c.person_source_value)

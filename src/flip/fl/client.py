@@ -37,9 +37,9 @@ from flip.fl.privacy import (
     accounting_problem,
     delta_problem,
     gaussian_epsilon,
-    privatise,
     server_config_problem,
 )
+from flip.fl.private_fit import LocalSettings, private_fit
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
@@ -325,14 +325,11 @@ def train_round(
         delta = site.policy.max_delta
         epsilon = site_epsilon(spec, n_train, number, delta)
         spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
-    trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]))
-    if spec.privacy is not None and spec.privacy.mechanism == "local":
-        try:
-            noised = privatise(_arrays(state), _arrays(trained), spec.privacy)
-        except UpdateRefused as exc:
-            with Ledger(site.ledger) as ledger:
-                _refuse(ledger, site, detail, str(exc))
-        trained = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in noised.items()}
+    try:
+        trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]))
+    except UpdateRefused as exc:
+        with Ledger(site.ledger) as ledger:
+            _refuse(ledger, site, detail, str(exc))
     with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",
@@ -378,32 +375,25 @@ def _fit(
     split: TabularData,
     server_round: int,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Local training as the task says: DP-SGD (Opacus) under record-level DP, else the
-    task's own loop (`train_task`: the outcome's loss, FedProx, a custom task's sandbox)."""
-    privacy = spec.privacy
-    if privacy is not None and privacy.level == "record":
-        from flip.fl.dp_sgd import train_dp
-
-        model = load_arrays(new_model(spec), state)
-        metrics = train_dp(
-            model,
-            split,
-            epochs=spec.local_epochs,
-            learning_rate=spec.learning_rate,
-            batch_size=spec.batch_size,
-            l2=spec.l2,
-            noise_multiplier=privacy.noise_multiplier,
-            clipping_norm=privacy.clipping_norm,
-        )
-        return model.state_dict(), metrics
-    return train_task(
-        spec,
+    """Local training as the task says (`private_fit`): DP-SGD (Opacus) under record-level
+    DP, else the task's own loop (`train_task`: the outcome's loss, FedProx, a custom task's
+    sandbox), its update clipped and noised with the approved parameters under local DP."""
+    settings = LocalSettings(spec.local_epochs, spec.learning_rate, spec.batch_size, spec.l2)
+    return private_fit(
         state,
         split,
-        epochs=spec.local_epochs,
-        seed=spec.seed * 1000 + server_round,
-        device=site_device(site),
-        limits=site_limits(site),
+        spec.privacy,
+        settings,
+        model=lambda: load_arrays(new_model(spec), state),
+        train=lambda: train_task(
+            spec,
+            state,
+            split,
+            epochs=spec.local_epochs,
+            seed=spec.seed * 1000 + server_round,
+            device=site_device(site),
+            limits=site_limits(site),
+        ),
     )
 
 
@@ -423,14 +413,6 @@ def _dp_problem(spec: TaskSpec, n_train: int) -> str | None:
     if spec.kind == "custom" or spec.data.outcome != "binary":
         return "record-level DP (DP-SGD) trains built-in kinds with a binary outcome only"
     return None
-
-
-def _arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """A state dict's arrays as numpy, on the CPU."""
-    return {
-        k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-        for k, v in state.items()
-    }
 
 
 def budget_dataset(site: SiteConfig, spec: TaskSpec) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from flwr.clientapp import ClientApp
 
 from flip.data.features.tabular import TabularData
 from flip.fl import personal
-from flip.fl.privacy import KEY_PRIVACY, PrivacySpec, privatise
+from flip.fl.privacy import KEY_PRIVACY, PrivacySpec
+from flip.fl.private_fit import LocalSettings, private_fit
 from flip.fl.tasks import binary, tabular_xgboost
 
 EXPERIMENT_ENV = "FLIP_EXPERIMENT_DIR"
@@ -62,29 +64,19 @@ def _booster(arrays: ArrayRecord) -> bytes:
 def train_round(model, data: TabularData, config: Mapping[str, Any]) -> dict[str, float]:
     """One round of local training as the round's config says (FedProx's term when asked);
     under local DP the update is clipped and noised here, under record-level DP it is
-    DP-SGD (Opacus)."""
+    DP-SGD (Opacus) (`private_fit`)."""
     privacy = (
         PrivacySpec.model_validate_json(str(config[KEY_PRIVACY])) if KEY_PRIVACY in config else None
     )
-    if privacy is not None and privacy.level == "record":
-        from flip.fl.dp_sgd import train_dp
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-        return train_dp(
-            model,
-            data,
-            epochs=int(config["local-epochs"]),
-            learning_rate=float(config["learning-rate"]),
-            batch_size=int(config["batch-size"]),
-            l2=float(config["l2"]),
-            noise_multiplier=privacy.noise_multiplier,
-            clipping_norm=privacy.clipping_norm,
-        )
-    start = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    metrics = _train(model, data, config)
-    if privacy is not None and privacy.mechanism == "local":
-        trained = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-        noised = privatise(start, trained, privacy)
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in noised.items()})
+    def fit() -> tuple[dict[str, Any], dict[str, float]]:
+        metrics = _train(model, data, config)
+        return model.state_dict(), metrics
+
+    settings = LocalSettings.of_config(config)
+    trained, metrics = private_fit(start, data, privacy, settings, model=lambda: model, train=fit)
+    model.load_state_dict(trained)
     return metrics
 
 
@@ -92,10 +84,7 @@ def _train(model, data: TabularData, config: Mapping[str, Any]) -> dict[str, flo
     return binary.train(
         model,
         data,
-        epochs=int(config["local-epochs"]),
-        learning_rate=float(config["learning-rate"]),
-        batch_size=int(config["batch-size"]),
-        l2=float(config["l2"]),
+        **asdict(LocalSettings.of_config(config)),
         seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)),
         proximal_mu=float(config.get("proximal-mu", 0.0)),
     )

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from flip.data.features.tabular import TabularData
+from flip.fl.private_fit import LocalSettings
 from flip.fl.tasks import binary
 from flip.fl.tasks.models import model_factory
 
@@ -94,10 +96,7 @@ def after_train(
     binary.train(
         own,
         data,
-        epochs=int(config["local-epochs"]),
-        learning_rate=float(config["learning-rate"]),
-        batch_size=int(config["batch-size"]),
-        l2=float(config["l2"]),
+        **asdict(LocalSettings.of_config(config)),
         seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)) + 500,
         proximal_mu=float(config["ditto-lambda"]),
         anchor=anchor,

@@ -125,33 +125,26 @@ def write_csv_extract_truth(
 
 
 def _lab_rows(p: Patient, plan: PatientShapes, shapes: Shapes, truth: Truth) -> list[list]:
-    """One patient's lab rows, taken on the index date at the plan's time of day."""
-    taken, moment = _taken(p.index_date, plan)
+    """One patient's lab rows: at baseline, taken on the index date at the plan's time of
+    day; at the review that ends follow-up, on that day at the same time."""
     rows = []
-    for name, value in p.measurements.items():
-        unit = MEASUREMENTS[name][1]
-        if name == "creatinine":
-            value, unit = round(value / CREATININE_UMOL_PER_MG_DL, 4), "mg/dl"
-        comparator, value = censored(name, value, shapes)
-        key = f"{p.source_id}-{name}"
-        rows.append(
-            [key, p.source_id, LOCAL_LAB_CODES[name], f"{comparator or ''}{value}", unit, taken]
-        )
-        if comparator:
-            truth.operators[f"labs.csv/{key}"] = comparator
-        if moment is not None:
-            truth.times[f"labs.csv/{key}"] = moment
+    for when, values in ((p.index_date, p.measurements), (p.follow_up_end, p.review)):
+        taken, moment = _taken(when, plan)
+        for name, value in values.items():
+            unit = MEASUREMENTS[name][1]
+            if name == "creatinine":
+                value, unit = round(value / CREATININE_UMOL_PER_MG_DL, 4), "mg/dl"
+            comparator, value = censored(name, value, shapes)
+            key = f"{p.source_id}-{name}"
+            cell = f"{comparator or ''}{value}"
+            rows.append([key, p.source_id, LOCAL_LAB_CODES[name], cell, unit, taken])
+            if comparator:
+                truth.operators[f"labs.csv/{key}"] = comparator
+            if moment is not None:
+                truth.times[f"labs.csv/{key}"] = moment
     if plan.implausible:
-        rows.append(
-            [
-                f"{p.source_id}-sbp-slip",
-                p.source_id,
-                LOCAL_LAB_CODES["sbp"],
-                "1300",
-                "mm[Hg]",
-                taken,
-            ]
-        )
+        slip = [f"{p.source_id}-sbp-slip", p.source_id, LOCAL_LAB_CODES["sbp"], "1300", "mm[Hg]"]
+        rows.append([*slip, _taken(p.index_date, plan)[0]])
         truth.quarantined[IMPLAUSIBLE_RULE] += 1
     return rows
 

@@ -96,33 +96,17 @@ def _facts(site: str, p: Patient, shapes: PatientShapes, limits: Shapes) -> Iter
     yield _patient(site, p, pid)
     subject = {"reference": f"Patient/{pid}"}
     eid = _uid(site, p.source_id, "encounter")
-    start, _ = _when(p.index_date, shapes)
-    end, _ = _when(p.index_date, shapes, minutes=25)
-    yield {
-        "resourceType": "Encounter",
-        "id": eid,
-        "status": "finished",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "subject": subject,
-        "period": {"start": start, "end": end},
-    }
+    yield _encounter(eid, subject, p.index_date, shapes, minutes=25)
     for name, onset in p.conditions.items():
         yield _condition(site, p, name, onset, subject)
     effective, _ = _when(p.index_date, shapes)
     for name, value in p.measurements.items():
-        loinc, unit = MEASUREMENTS[name]
-        comparator, sent = censored(name, value, limits)
-        quantity = {"value": sent, "unit": unit, "system": _UNITS, "code": unit}
-        if comparator:
-            quantity = {"value": sent, "comparator": comparator} | quantity
-        yield _observation(site, p, name, subject, eid, effective) | {
-            "code": {"coding": [{"system": _LOINC, "code": loinc}]},
-            "valueQuantity": quantity,
-        }
+        yield _quantity(site, p, name, value, subject, eid, effective, limits)
     if p.smoker:
         yield _observation(site, p, "smoker", subject, eid, effective) | {
             "code": {"coding": [{"system": _SNOMED, "code": SMOKER_SNOMED}]},
         }
+    yield from _review(site, p, shapes, subject, limits)
     if shapes.duplicate:
         subject = {"reference": f"Patient/{_uid(site, p.source_id, 'registration-2')}"}
     for number, (when, text) in enumerate(p.notes, start=1):
@@ -144,6 +128,53 @@ def _facts(site: str, p: Patient, shapes: PatientShapes, limits: Shapes) -> Iter
                 }
             ],
         }
+
+
+def _quantity(
+    site: str,
+    p: Patient,
+    name: str,
+    value: float,
+    subject: dict,
+    eid: str,
+    when: str,
+    limits: Shapes,
+) -> dict:
+    """The Observation of one measured value, with `<` when it is below a detection limit."""
+    loinc, unit = MEASUREMENTS[name]
+    comparator, sent = censored(name, value, limits)
+    quantity = {"value": sent, "unit": unit, "system": _UNITS, "code": unit}
+    if comparator:
+        quantity = {"value": sent, "comparator": comparator} | quantity
+    return _observation(site, p, name, subject, eid, when) | {
+        "code": {"coding": [{"system": _LOINC, "code": loinc}]},
+        "valueQuantity": quantity,
+    }
+
+
+def _review(
+    site: str, p: Patient, shapes: PatientShapes, subject: dict, limits: Shapes
+) -> Iterator[dict]:
+    """The review visit that ends the patient's follow-up, and what was measured there."""
+    eid = _uid(site, p.source_id, "review")
+    visit = _encounter(eid, subject, p.follow_up_end, shapes, minutes=15)
+    yield visit
+    for name, value in p.review.items():
+        yield _quantity(site, p, name, value, subject, eid, visit["period"]["start"], limits)
+
+
+def _encounter(eid: str, subject: dict, day: date, shapes: PatientShapes, minutes: int) -> dict:
+    """An ambulatory visit on `day` that lasts `minutes`."""
+    start, _ = _when(day, shapes)
+    end, _ = _when(day, shapes, minutes=minutes)
+    return {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": subject,
+        "period": {"start": start, "end": end},
+    }
 
 
 def _shaped(site: str, p: Patient, shapes: PatientShapes) -> Iterator[dict]:

@@ -1,9 +1,16 @@
 """A generative model of cardiovascular risk in several hospitals.
 
-Every site shares one causal model of 5-year major adverse cardiovascular
-events (MACE: myocardial infarction or ischaemic stroke) given risk factors,
-so pooling knowledge helps; sites differ in size and case mix (age, smoking,
-obesity), so the data are not identically distributed.
+Every site shares one causal model of major adverse cardiovascular events (MACE:
+myocardial infarction or ischaemic stroke) given risk factors, so pooling knowledge
+helps; sites differ in size and case mix (age, smoking, obesity), so the data are not
+identically distributed.
+
+The model is one of proportional hazards: a patient's hazard is a Weibull baseline
+times exp(risk score), the score being the log-odds of 5-year MACE, so the chance of
+an event within 5 years is close to that log-odds' probability. Follow-up ends at the
+study's end or earlier when the patient is lost to follow-up; an event after that is
+never seen. Every patient's follow-up ends with a review visit (a heart rate taken),
+so a patient without an event still has a censoring time in the record.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "platelets": ("777-3", "10*3/uL"),
     "wbc": ("6690-2", "10*3/uL"),
     "bilirubin": ("14631-6", "umol/L"),
+    # Taken at the review that ends follow-up, never at baseline.
+    "heart_rate": ("8867-4", "/min"),
 }
 
 #: The demo world's exports also hold a few results no body can have (typing slips), which
@@ -53,6 +62,16 @@ CONDITIONS: dict[str, tuple[str, str]] = {
 SMOKER_SNOMED = "77176002"
 #: LOINC document type of the clinic letters (Consult note).
 CLINIC_NOTE_LOINC = "11488-4"
+
+#: The horizon of the binary outcome (`Patient.mace`), in days.
+HORIZON_DAYS = 5 * 365
+#: The Weibull baseline of the event times: shape, and scale in days (the horizon, so that
+#: exp(risk score) is the cumulative hazard at the horizon).
+WEIBULL_SHAPE, WEIBULL_SCALE_DAYS = 1.3, float(HORIZON_DAYS)
+#: Administrative censoring: the study's follow-up ends on this day.
+STUDY_END = date(2022, 6, 30)
+#: Mean time to loss to follow-up (exponential), in days: about 10% lost within 5 years.
+MEAN_DAYS_TO_LOSS = 50 * 365.25
 
 
 @dataclass(frozen=True)
@@ -79,15 +98,19 @@ class Patient:
     sex: str
     index_date: date
     smoker: bool
+    follow_up_end: date
     conditions: dict[str, date] = field(default_factory=dict)
     measurements: dict[str, float] = field(default_factory=dict)
+    review: dict[str, float] = field(default_factory=dict)
     notes: list[tuple[date, str]] = field(default_factory=list)
 
     @property
     def mace(self) -> bool:
-        """Whether an MI or stroke occurred after the index date."""
+        """Whether an MI or stroke was seen within the 5-year horizon after the index date."""
+        end = self.index_date + timedelta(days=HORIZON_DAYS)
         return any(
-            k in self.conditions and self.conditions[k] > self.index_date for k in ("mi", "stroke")
+            k in self.conditions and self.index_date < self.conditions[k] <= end
+            for k in ("mi", "stroke")
         )
 
 
@@ -115,6 +138,19 @@ def default_profiles(n_sites: int) -> list[SiteProfile]:
             )
         )
     return profiles
+
+
+def _event_days(rng: np.random.Generator, risk: float) -> float:
+    """Days from the index date to a MACE under the shared proportional-hazards model:
+    cumulative hazard (t / scale) ** shape * exp(risk)."""
+    return WEIBULL_SCALE_DAYS * (rng.exponential() / np.exp(risk)) ** (1 / WEIBULL_SHAPE)
+
+
+def _follow_up_days(rng: np.random.Generator, index_date: date) -> int:
+    """Days of follow-up: to the study's end, or to loss to follow-up if that comes first
+    (at least one day)."""
+    lost = rng.exponential(MEAN_DAYS_TO_LOSS)
+    return max(1, int(min(lost, (STUDY_END - index_date).days)))
 
 
 def _mace_logit(age: float, male: bool, smoker: bool, diabetes: bool, m: dict[str, float]) -> float:
@@ -163,10 +199,11 @@ def _draw_patient(rng: np.random.Generator, site: SiteProfile, serial: int) -> P
         conditions["diabetes"] = index_date - timedelta(days=int(rng.integers(30, 3000)))
     if sbp > 140 and rng.random() < 0.8:
         conditions["hypertension"] = index_date - timedelta(days=int(rng.integers(30, 3000)))
-    p = 1 / (1 + np.exp(-_mace_logit(age, male, smoker, diabetes, m)))
-    if rng.random() < p:
-        kind = "mi" if rng.random() < 0.6 else "stroke"
-        conditions[kind] = index_date + timedelta(days=int(rng.integers(30, 5 * 365)))
+    event_days = _event_days(rng, _mace_logit(age, male, smoker, diabetes, m))
+    kind = "mi" if rng.random() < 0.6 else "stroke"
+    follow_up = _follow_up_days(rng, index_date)
+    if event_days <= follow_up:
+        conditions[kind] = index_date + timedelta(days=max(1, int(event_days)))
     measured = {
         k: round(v, 1)
         for k, v in m.items()
@@ -178,8 +215,10 @@ def _draw_patient(rng: np.random.Generator, site: SiteProfile, serial: int) -> P
         sex="male" if male else "female",
         index_date=index_date,
         smoker=smoker,
+        follow_up_end=index_date + timedelta(days=follow_up),
         conditions=conditions,
         measurements=measured,
+        review={"heart_rate": round(float(rng.normal(72, 11)), 1)},
     )
 
 

@@ -18,7 +18,7 @@ from flip.hub.web import tasks as tasks_pages
 from flip.hub.web.pages import WebRoute
 from tests.hub.conftest import Hub
 from tests.hub.web_client import Browser
-from tests.hub.web_world import registered_model
+from tests.hub.web_world import registered_model, registry_at
 from tests.hub.web_world import request_id as queued_request
 
 PASSWORD = "correct horse battery"
@@ -627,15 +627,19 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(
     qid = web.call(
         "POST", f"/projects/{pid}/queries", owner.token, json={"name": "q", "definition": {}}
     ).json()["id"]
-    monkeypatch.setattr(web.app.state, "registry", tmp_path / "models")
-    model_id = registered_model(web, pid, tmp_path)
+    with registry_at(web, tmp_path / "models"):
+        _matrix(web, browsers, pid, qid, victim.json()["id"], site_id, owner)
+
+
+def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
+    model_id = registered_model(web, pid)
     asked = {"name": "m-queued", "email": "q@example.org", "organisation": "o", "reason": "r"}
     browsers["anonymous"].post("/request-account", asked, page="/request-account")
     request_id = queued_request(web, "m-queued")
     ids = {
         "project_id": pid,
         "query_id": qid,
-        "user_id": victim.json()["id"],
+        "user_id": user_id,
         "site_id": site_id,
         "model_id": model_id,
         "fmt": "torch",

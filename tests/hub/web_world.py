@@ -3,6 +3,8 @@ queued access request."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,15 +19,22 @@ PER_SITE = {
 }
 
 
-def registered_model(hub: Hub, project_id: int, folder: Path) -> str:
-    """Register a real (untrained) MACE model of `project_id` in a registry the hub reads
-    (made in `folder` if the hub has none); its id."""
+@contextmanager
+def registry_at(hub: Hub, folder: Path) -> Iterator[Path]:
+    """The hub reads its model registry from `folder` for the block's length."""
+    hub.app.state.registry = folder
+    try:
+        yield folder
+    finally:
+        hub.app.state.registry = None
+
+
+def registered_model(hub: Hub, project_id: int) -> str:
+    """Register a real (untrained) MACE model of `project_id` in the hub's registry; its id."""
     from flip.fl.registry import federated_lineage, register
     from flip.fl.tasks.catalog import mace_task
     from flip.fl.tasks.models import new_model
 
-    if hub.app.state.registry is None:
-        hub.app.state.registry = folder / "models"
     spec = mace_task()
     lineage = federated_lineage(
         spec,

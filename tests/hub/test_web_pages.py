@@ -165,6 +165,9 @@ def _models_pages(web):
 
     api = web.call("GET", f"/models/{model_id}", owner.token).json()
     assert api["metrics"]["per_site"] == PER_SITE and "# Model card" in api["card"]
+    by_api = web.call("GET", f"/models/{model_id}/download?format=torch", owner.token)
+    assert by_api.status_code == 200 and by_api.content == weights.content
+    assert web.call("GET", f"/models/{model_id}/download", outsider.token).status_code == 404
     bad = owner.http.get("/models/..%2F..%2Fetc/download/torch")
     assert bad.status_code == 404
     assert owner.http.get(f"/models/{model_id}/download/pickle").status_code == 404

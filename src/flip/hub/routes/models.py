@@ -12,7 +12,7 @@ from sqlalchemy import Connection, or_, select
 from flip.hub import audit, models
 from flip.hub.auth import Principal, Reader
 from flip.hub.db import project_members, projects
-from flip.hub.transactions import ReadConn
+from flip.hub.transactions import ReadConn, reading
 
 router = APIRouter(tags=["models"])
 
@@ -71,7 +71,11 @@ async def get_model(model_id: str, request: Request, who: Reader) -> dict[str, A
     return await request.app.state.writer.run(job, wake=False)
 
 
-@router.get("/models/{model_id}/download")
+@router.get(
+    "/models/{model_id}/download",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file."}},
+)
 async def download_model(
     model_id: str,
     request: Request,
@@ -86,9 +90,12 @@ async def download_model(
 async def download(request: Request, who: Principal, model_id: str, fmt: str) -> Response:
     """The model's weights in `fmt` as an attachment, audited once they are made (409 when the
     model has no such export)."""
-    await request.app.state.writer.run(
-        lambda conn: model_of(request, conn, who, model_id), wake=False
-    )
+
+    def look() -> None:
+        with reading(request.app.state.engine) as conn:
+            model_of(request, conn, who, model_id)
+
+    await run_in_threadpool(look)
     try:
         body = await run_in_threadpool(
             models.export_bytes, request.app.state.registry, model_id, fmt

@@ -136,7 +136,9 @@ def test_researcher_signs_in_with_totp_and_sees_counts_arrive(browser, hub):
     _scan(page, "query-answers")
 
     page.get_by_role("link", name="Diabetes outcomes").click()
-    page.get_by_role("link", name="Propose a task").click()
+    # The catalog's first view loads the task code (Flower, torch) into the hub: seconds.
+    page.get_by_role("link", name="Propose a task").click(timeout=180_000)
+    page.get_by_role("heading", name="Built-in tasks").wait_for(timeout=180_000)
     _scan(page, "task-catalog")
     page.get_by_role("link", name="Review mace-5y", exact=True).click()
     digest = page.locator("#task-hash").inner_text()

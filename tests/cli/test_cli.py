@@ -165,6 +165,8 @@ def _bench(*args: str) -> str:
 def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
     out = _bench("hub", "--agents", "3", "--seconds", "2", "--work", str(tmp_path / "b"))
     assert "sqlite agent poll p99" in out and "0 errors" in out
+    for page in ("/projects/{project}", "/runs/{run}", "/admin/sites", "/models"):
+        assert f"sqlite page {page} p95" in out, page
     if IN_CI:
         assert "postgresql agent poll p99" in out
 

@@ -134,6 +134,21 @@ def test_researcher_signs_in_with_totp_and_sees_counts_arrive(browser, hub):
     assert tiny.startswith("<"), f"the small site's count is suppressed, shown as <N: {tiny}"
     assert "withheld" in page.locator("#total").inner_text()
     _scan(page, "query-answers")
+
+    page.get_by_role("link", name="Diabetes outcomes").click()
+    # The catalog's first view loads the task code (Flower, torch) into the hub: seconds.
+    page.get_by_role("link", name="Propose a task").click(timeout=180_000)
+    page.get_by_role("heading", name="Built-in tasks").wait_for(timeout=180_000)
+    _scan(page, "task-catalog")
+    page.get_by_role("link", name="Review mace-5y", exact=True).click()
+    digest = page.locator("#task-hash").inner_text()
+    assert len(digest) == 64
+    _scan(page, "task-review")
+    page.get_by_role("button", name="Propose this task to the project's sites").click()
+    page.wait_for_url("**/projects/*")
+    page.locator(f'code[title="{digest}"]').wait_for()
+    page.get_by_role("link", name="Models").click()
+    _scan(page, "models")
     context.close()
 
 
@@ -158,4 +173,30 @@ def test_admin_pages(browser, hub):
     page.get_by_role("button", name="Verify the chain").click()
     assert "The chain holds" in page.locator("#verified").inner_text()
     _scan(page, "admin-audit")
+
+    page.get_by_role("link", name="Requests").click()
+    _scan(page, "admin-requests")
+    page.get_by_role("link", name="Maintenance").click()
+    page.get_by_label("Message").fill("Upgrade on Saturday 08:00 UTC")
+    page.get_by_role("button", name="Save the banner").click()
+    assert "Upgrade on Saturday" in page.locator("#maintenance-banner").inner_text()
+    _scan(page, "admin-maintenance")
+    page.get_by_label("Message").fill("")
+    page.get_by_role("button", name="Save the banner").click()
+    assert page.locator("#maintenance-banner").count() == 0
+    context.close()
+
+
+def test_someone_requests_an_account(browser, hub):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(hub.url + "/signin")
+    page.get_by_role("link", name="Request one").click()
+    page.get_by_label("User name you would like").fill("newcomer")
+    page.get_by_label("Email").fill("newcomer@example.org")
+    page.get_by_label("Organisation").fill("St Elsewhere")
+    page.get_by_label("What you need an account for").fill("The MACE study")
+    _scan(page, "request-account")
+    page.get_by_role("button", name="Send the request").click()
+    page.locator("#request-sent").wait_for()
     context.close()

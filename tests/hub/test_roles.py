@@ -1,9 +1,11 @@
 """Every hub endpoint x every role against a declared allow/deny matrix.
 
 Projects are scoped: `researcher` and `stranger` (a viewer) are in no project, so every
-route that names a project, query or run answers them 404, as if it did not exist;
+route that names a project, query, run or model answers them 404, as if it did not exist;
 `viewer` is a member of the project and reads it, but writes nothing.
 """
+
+from tests.hub.web_world import registered_model
 
 HASH = "ab" * 32
 PASSWORD = "correct horse battery"
@@ -57,6 +59,10 @@ MATRIX = {
     ("POST", "/api/v1/agent/anchor"): {"site"},
     ("POST", "/api/v1/agent/hub-heads/check"): {"site"},
     ("POST", "/api/v1/agent/certificates/{run_id}"): {"site"},
+    ("PUT", "/api/v1/users/{user_id}/role"): {"admin"},
+    ("GET", "/api/v1/models"): READERS | {"researcher", "stranger"},
+    ("GET", "/api/v1/models/{model_id}"): READERS,
+    ("GET", "/api/v1/models/{model_id}/download"): READERS,
     ("GET", "/health"): EVERYONE,
 }
 
@@ -88,6 +94,7 @@ BODIES = {
     "/api/v1/agent/anchor": {"seq": 0, "hash": "0" * 64, "signature": "AAAA"},
     "/api/v1/agent/hub-heads/check": {"heads": []},
     "/api/v1/agent/certificates/{run_id}": {"signature": "AAAA"},
+    "/api/v1/users/{user_id}/role": {"role": "viewer"},
 }
 
 
@@ -133,6 +140,7 @@ def world(hub, n: int):
         "user_id": created["id"],
         "site_id": other_site,
         "member_id": second.json()["id"],
+        "model_id": registered_model(hub, pid),
     }
     return tokens, ids
 
@@ -143,7 +151,8 @@ def test_every_route_is_in_the_matrix(hub):
     assert routes == set(MATRIX)
 
 
-def test_each_role_is_allowed_or_denied_as_declared(hub):
+def test_each_role_is_allowed_or_denied_as_declared(hub, tmp_path):
+    hub.app.state.registry = tmp_path / "models"
     n = 0
     for (method, path), allowed in MATRIX.items():
         # A denied call changes nothing, so the roles denied share one world (one let through
@@ -184,6 +193,6 @@ def _check(hub, method: str, path: str, allowed: set, role: str, n: int, tokens,
 def _hidden(method: str, path: str, role: str) -> bool:
     """Whether the caller passes the route's role check but is in no project it names:
     then the project, query or run is hidden (404). A viewer's write is refused by role."""
-    ids = ("{project_id}", "{query_id}", "{run_id}")
+    ids = ("{project_id}", "{query_id}", "{run_id}", "{model_id}")
     scoped = not path.startswith("/api/v1/agent/") and any(i in path for i in ids)
     return scoped and (role == "researcher" or (role == "stranger" and method == "GET"))

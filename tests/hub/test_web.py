@@ -10,12 +10,16 @@ import pytest
 from sqlalchemy import func, select
 
 from flip.hub.db import projects
-from flip.hub.web import account, live, signin
+from flip.hub.web import account, joining, live, signin
 from flip.hub.web import admin as admin_pages
+from flip.hub.web import models as models_pages
 from flip.hub.web import projects as projects_pages
+from flip.hub.web import tasks as tasks_pages
 from flip.hub.web.pages import WebRoute
 from tests.hub.conftest import Hub
 from tests.hub.web_client import Browser
+from tests.hub.web_world import registered_model, registry_at
+from tests.hub.web_world import request_id as queued_request
 
 PASSWORD = "correct horse battery"
 
@@ -524,7 +528,25 @@ WEB_MATRIX = {
     ("POST", "/admin/sites"): {"admin"},
     ("POST", "/admin/sites/{site_id}/disable"): {"admin"},
     ("GET", "/admin/audit"): {"admin"},
+    ("GET", "/projects/{project_id}/tasks/new"): WRITERS,
+    ("GET", "/projects/{project_id}/tasks/review"): WRITERS,
+    ("POST", "/projects/{project_id}/tasks/review"): WRITERS,
+    ("POST", "/projects/{project_id}/tasks"): WRITERS,
+    ("GET", "/models"): SIGNED_IN,
+    ("GET", "/models/{model_id}"): READERS,
+    ("GET", "/models/{model_id}/download/{fmt}"): READERS,
+    ("POST", "/admin/users/{user_id}/role"): {"admin"},
+    ("GET", "/admin/maintenance"): {"admin"},
+    ("POST", "/admin/maintenance"): {"admin"},
+    ("GET", "/request-account"): set(ROLES),
+    ("POST", "/request-account"): set(ROLES),
+    ("GET", "/admin/requests"): {"admin"},
+    ("POST", "/admin/requests/{request_id}/approve"): {"admin"},
+    ("POST", "/admin/requests/{request_id}/decline"): {"admin"},
 }
+
+#: Query strings of GET pages that need one.
+QUERIES = {"/projects/{project_id}/tasks/review": "?builtin=mace-5y"}
 
 FORMS = {
     "/signin": {"name": "nobody", "password": "x"},
@@ -541,11 +563,29 @@ FORMS = {
     "/admin/users/{user_id}/password": {"admin_password": "wrong"},
     "/admin/users/{user_id}/mfa": {"admin_password": "wrong"},
     "/admin/sites": {"name": "matrix-new"},
+    "/projects/{project_id}/tasks": {"spec": "{}", "task_hash": "00"},
+    "/admin/users/{user_id}/role": {"role": "viewer", "admin_password": "wrong"},
+    "/admin/maintenance": {"text": ""},
+    "/request-account": {
+        "name": "m-asker",
+        "email": "asker@example.org",
+        "organisation": "o",
+        "reason": "r",
+    },
+    "/admin/requests/{request_id}/approve": {"role": "researcher", "admin_password": "wrong"},
 }
 
 
 def test_every_web_route_is_in_the_matrix(web):
-    routers = (signin.router, account.router, projects_pages.router, admin_pages.router)
+    routers = (
+        signin.router,
+        account.router,
+        projects_pages.router,
+        admin_pages.router,
+        tasks_pages.router,
+        models_pages.router,
+        joining.router,
+    )
     routes = {
         (method, route.path)
         for router in routers
@@ -556,7 +596,9 @@ def test_every_web_route_is_in_the_matrix(web):
     assert routes == set(WEB_MATRIX)
 
 
-def test_each_role_is_allowed_or_denied_on_every_page_as_declared(web, admin, monkeypatch):
+def test_each_role_is_allowed_or_denied_on_every_page_as_declared(
+    web, admin, monkeypatch, tmp_path
+):
     monkeypatch.setattr(live, "LIFETIME", 0.5)  # a live page's stream ends after one look
     browsers = {"admin": admin, "anonymous": Browser(web.app)}
     for role, name, kind in (
@@ -585,7 +627,24 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(web, admin, mo
     qid = web.call(
         "POST", f"/projects/{pid}/queries", owner.token, json={"name": "q", "definition": {}}
     ).json()["id"]
-    ids = {"project_id": pid, "query_id": qid, "user_id": victim.json()["id"], "site_id": site_id}
+    with registry_at(web, tmp_path / "models"):
+        _matrix(web, browsers, pid, qid, victim.json()["id"], site_id, owner)
+
+
+def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
+    model_id = registered_model(web, pid)
+    asked = {"name": "m-queued", "email": "q@example.org", "organisation": "o", "reason": "r"}
+    browsers["anonymous"].post("/request-account", asked, page="/request-account")
+    request_id = queued_request(web, "m-queued")
+    ids = {
+        "project_id": pid,
+        "query_id": qid,
+        "user_id": user_id,
+        "site_id": site_id,
+        "model_id": model_id,
+        "fmt": "torch",
+        "request_id": request_id,
+    }
     # A fresh run for each request (one may stop it); made first, as the API token of a
     # user who revokes theirs on the account page stops working.
     body = {"task_hash": "cd" * 32, "rounds": 1}
@@ -599,7 +658,7 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(web, admin, mo
         for role in ROLES:
             browser = browsers[role]
             run = runs.pop()
-            url = path.format(**ids, run_id=run)
+            url = path.format(**ids, run_id=run) + QUERIES.get(path, "")
             if method == "GET":
                 response = browser.http.get(url)
             else:

@@ -32,10 +32,12 @@ import orjson
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from flip.bench import hub_pages
 from flip.bench.ingest import Figure
 from flip.hub.app import API_PREFIX, bootstrap_admin
 from flip.hub.client import ResearcherClient
 from flip.hub.db import connect
+from flip.hub.web.security import SESSION_COOKIE
 from flip.ports import free_port
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -139,10 +141,11 @@ class _Connection:
     would show up in the latencies this benchmark measures.
     """
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, cookie: str | None = None) -> None:
         address = httpx.URL(url)
         self.host, self.port = address.host, address.port or 80
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        auth += f"Cookie: {SESSION_COOKIE}={cookie}\r\n" if cookie else ""
         self.headers = f"Host: {self.host}\r\n{auth}"
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
@@ -231,8 +234,15 @@ async def _researcher(url: str, token: str, project: int, until: float, results:
     http.close()
 
 
-async def _load(url: str, researcher: str, credentials: list[str], project: int, seconds: float):
-    reference, measured = Latencies(), Latencies()
+async def _load(
+    url: str,
+    researcher: str,
+    credentials: list[str],
+    project: int,
+    seconds: float,
+    walkers: list[tuple[str, list[tuple[str, str]]]],
+):
+    reference, measured, pages = Latencies(), Latencies(), Latencies()
     until = time.monotonic() + seconds / 2
     await asyncio.gather(*(_agent(url, c, "/health", until, reference, False) for c in credentials))
     until = time.monotonic() + seconds
@@ -240,8 +250,12 @@ async def _load(url: str, researcher: str, credentials: list[str], project: int,
     await asyncio.gather(
         *(_agent(url, c, work, until, measured, True) for c in credentials),
         _researcher(url, researcher, project, until, measured),
+        *(
+            hub_pages.walk(_timed, _Connection(url, None, cookie), walked, until, pages)
+            for cookie, walked in walkers
+        ),
     )
-    return reference, measured
+    return reference, measured, pages
 
 
 @contextmanager
@@ -264,10 +278,21 @@ def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) ->
     assert admin_token is not None
     with hub_process(db_url, work / f"hub-{label}.log") as url:
         researcher, credentials, project = _world(url, admin_token, agents)
+        ids = hub_pages.page_world(url, researcher, project)
+        walkers = [
+            (hub_pages.web_session(db_url, name), hub_pages.paths(pages, ids))
+            for name, pages in (
+                ("bench-researcher", hub_pages.RESEARCHER_PAGES),
+                ("admin", hub_pages.ADMIN_PAGES),
+            )
+        ]
+        hub_pages.warm(url, walkers)
         with _collector_paused():
-            reference, measured = asyncio.run(_load(url, researcher, credentials, project, seconds))
+            reference, measured, pages = asyncio.run(
+                _load(url, researcher, credentials, project, seconds, walkers)
+            )
     health = reference.figures(f"{label} reference: /health")
-    figures = health + measured.figures(label)
+    figures = health + measured.figures(label) + hub_pages.figures(label, pages, percentile)
     polls, floor = measured.seconds["agent poll"], reference.seconds["agent poll"]
     if polls and floor:
         ratio = percentile(polls, 99) / percentile(floor, 99)

@@ -23,7 +23,7 @@ from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
-from flip.hub.routes import activity, admin, agent, listings, projects, sessions
+from flip.hub.routes import activity, admin, agent, listings, models, projects, sessions
 from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
@@ -39,6 +39,7 @@ def create_app(
     signing_key: Path | None = None,
     policy: AccessPolicy | None = None,
     behind_tls: bool = False,
+    registry: Path | None = None,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -49,7 +50,8 @@ def create_app(
     Ed25519 key at `signing_key` (made there, 0600, on first use); without one, with a
     key that lives as long as the app. `policy` caps token lifetimes and throttles
     password guessing. `behind_tls`: a proxy in front ends TLS, so the web app's
-    cookies carry Secure.
+    cookies carry Secure. `registry`: the model registry the models pages and API read
+    (default: the federation's, where its runs register their models).
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -81,6 +83,9 @@ def create_app(
     app.state.fresh = Fresh(turns)
     app.state.writer = writer
     app.state.federation = federation
+    if registry is None and federation is not None:
+        registry = federation.work / "models"
+    app.state.registry = registry
     app.state.signing_key = (
         Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
     )
@@ -99,7 +104,7 @@ def create_app(
     )
     app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
-    routers = (admin, sessions, activity, projects, listings, agent)
+    routers = (admin, sessions, activity, projects, listings, agent, models)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 

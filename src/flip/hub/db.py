@@ -244,6 +244,33 @@ certificate_signatures = Table(
     _created(),
 )
 
+#: Hub-wide settings an admin sets on the web (the maintenance banner), by key.
+hub_settings = Table(
+    "hub_settings",
+    metadata,
+    Column("key", String(60), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_by", String(120), nullable=False),
+    Column("updated_at", DateTime, nullable=False, default=now),
+)
+
+#: Requests for an account from the public form, until an admin approves or declines them.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("email", String(200), nullable=False),
+    Column("organisation", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    _created(),
+    Column("decided_by", String(120)),
+    Column("decided_at", DateTime),
+    Column("note", Text, nullable=False, default=""),
+    Index("ix_access_requests_status", "status", "id"),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -20,6 +20,11 @@ Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 Password = Field(min_length=12, max_length=256, description="At least 12 characters.")
 
 
+def _one_site(role: str, site: str | None) -> None:
+    if (role == "site_admin") != (site is not None):
+        raise ValueError("a site_admin needs `site`, and only a site_admin has one")
+
+
 class UserIn(BaseModel):
     name: str = Name
     role: Literal["admin", "researcher", "viewer", "site_admin"]
@@ -36,8 +41,20 @@ class UserIn(BaseModel):
 
     @model_validator(mode="after")
     def _site_admins_have_a_site(self) -> UserIn:
-        if (self.role == "site_admin") != (self.site is not None):
-            raise ValueError("a site_admin needs `site`, and only a site_admin has one")
+        _one_site(self.role, self.site)
+        return self
+
+
+class RoleIn(BaseModel):
+    role: Literal["admin", "researcher", "viewer", "site_admin"]
+    site: str | None = Field(None, description="The site a site_admin belongs to (its name).")
+    current_password: str | None = Field(
+        None, max_length=256, description="The admin's own password: needed from a session."
+    )
+
+    @model_validator(mode="after")
+    def _site_admins_have_a_site(self) -> RoleIn:
+        _one_site(self.role, self.site)
         return self
 
 
@@ -74,6 +91,13 @@ class TokenOut(BaseModel):
     id: int
     name: str
     token: str = Field(description="Shown once; the hub keeps only its hash.")
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    site: str | None
 
 
 class SiteIn(BaseModel):

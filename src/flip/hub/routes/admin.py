@@ -16,7 +16,17 @@ from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sites, users
 from flip.hub.federation import Federation
 from flip.hub.routes.sessions import confirm_password
-from flip.hub.schemas import EnrolIn, EnrolmentOut, PathId, SiteIn, TokenOut, TokenRequest, UserIn
+from flip.hub.schemas import (
+    EnrolIn,
+    EnrolmentOut,
+    PathId,
+    RoleIn,
+    SiteIn,
+    TokenOut,
+    TokenRequest,
+    UserIn,
+    UserOut,
+)
 from flip.hub.transactions import Conn, ReadConn, writes
 from flip.signing import load_public
 
@@ -158,6 +168,32 @@ async def rotate_token(
         )
         audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
         return TokenOut(id=row.id, name=row.name, token=token)
+
+    return await request.app.state.writer.run(job)
+
+
+@router.put("/users/{user_id}/role")
+async def set_role(user_id: PathId, body: RoleIn, request: Request, who: Admin) -> UserOut:
+    """Change a user's role (and a site admin's site); not an admin's own, so a hub always
+    keeps the admin who acts. From a session, the admin's password is needed."""
+    if user_id == who.id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot change their own role")
+    if who.session is not None:
+        await confirm_password(request, who, body.current_password, "current_password")
+
+    def job(conn: Connection) -> UserOut:
+        row = _user(conn, user_id)
+        site_id = None
+        if body.site is not None:
+            site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
+            if site_id is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {body.site}")
+        conn.execute(
+            update(users).where(users.c.id == user_id).values(role=body.role, site_id=site_id)
+        )
+        detail = {"from": row.role, "to": body.role, "site": body.site}
+        audit.append(conn, who.label, "user.role", f"user:{row.name}", detail)
+        return UserOut(id=row.id, name=row.name, role=body.role, site=body.site)
 
     return await request.app.state.writer.run(job)
 

@@ -15,21 +15,23 @@ from flip.hub.db import users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
-from flip.hub.schemas import MAX_INT, PasswordIn, PathId, SiteIn, TokenRequest, UserIn
-from flip.hub.web import reads
+from flip.hub.schemas import MAX_INT, PasswordIn, PathId, RoleIn, SiteIn, TokenRequest, UserIn
+from flip.hub.web import banner, reads
 from flip.hub.web.pages import WebAdmin, WebRoute, page, read, see_other
 from flip.hub.web.security import check_csrf
 
 router = APIRouter(prefix="/admin", route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
 ROLES = ("researcher", "viewer", "site_admin", "admin")
+_CONNECTED_MINUTES = reads.CONNECTED_SECONDS // 60
 
 
-def _one_time_password() -> str:
+def one_time_password() -> str:
+    """A password for one sign-in, shown once to the admin who passes it on."""
     return "-".join(secrets.token_urlsafe(6) for _ in range(3))
 
 
-async def _one_time(request: Request, user_id: int) -> None:
+async def mark_one_time(request: Request, user_id: int) -> None:
     """Mark the user's password as one-time: the web asks for their own at sign-in, the API
     refuses it."""
     await request.app.state.writer.run(
@@ -62,7 +64,7 @@ async def invite_user(
     site: Annotated[str, Form()] = "",
 ):
     """Create a user with a one-time password (shown once) they sign in with, then enrol TOTP."""
-    password = _one_time_password()
+    password = one_time_password()
     body = UserIn(
         name=name.strip(),
         role=role,
@@ -71,7 +73,7 @@ async def invite_user(
         current_password=admin_password,
     )
     out = await admin_api.create_user(body=body, request=request, who=who)
-    await _one_time(request, out.id)
+    await mark_one_time(request, out.id)
     return await _users_page(request, 201, invited={"name": out.name, "password": password})
 
 
@@ -100,10 +102,10 @@ async def reset_password(
     request: Request, user_id: PathId, who: WebAdmin, admin_password: Annotated[str, Form()]
 ):
     """Set a new one-time password for the user (shown once); their sessions end."""
-    password = _one_time_password()
+    password = one_time_password()
     body = PasswordIn(password=password, current_password=admin_password)
     await sessions_api.set_password(user_id=user_id, body=body, request=request, who=who)
-    await _one_time(request, user_id)
+    await mark_one_time(request, user_id)
     name = await read(request, lambda conn: find_user(conn, user_id).name)
     return await _users_page(request, reset={"name": name, "password": password})
 
@@ -123,11 +125,27 @@ async def reset_mfa(
     return see_other("/admin/users")
 
 
+@router.post("/users/{user_id}/role")
+async def change_role(
+    request: Request,
+    user_id: PathId,
+    who: WebAdmin,
+    role: Annotated[str, Form()],
+    admin_password: Annotated[str, Form()],
+    site: Annotated[str, Form()] = "",
+) -> Response:
+    """Give the user another role (the API's role change, audited)."""
+    body = RoleIn(role=role, site=site.strip() or None, current_password=admin_password)
+    await admin_api.set_role(user_id=user_id, body=body, request=request, who=who)
+    return see_other("/admin/users")
+
+
 @router.get("/sites")
 async def sites_page(request: Request, who: WebAdmin):
-    """Every site: state and when its agent last polled this hub; create and disable."""
+    """Every site's connection status: state, when its agent last polled this hub, its
+    health; create and disable."""
     found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
-    return page(request, "admin_sites.html", sites=found)
+    return page(request, "admin_sites.html", sites=found, connected_minutes=_CONNECTED_MINUTES)
 
 
 @router.post("/sites")
@@ -135,7 +153,14 @@ async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form
     """Register a site; its one-time enrolment token is shown here, once."""
     out = await admin_api.create_site(body=SiteIn(name=name.strip()), who=who, request=request)
     found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
-    return page(request, "admin_sites.html", 201, sites=found, created=out)
+    return page(
+        request,
+        "admin_sites.html",
+        201,
+        sites=found,
+        created=out,
+        connected_minutes=_CONNECTED_MINUTES,
+    )
 
 
 @router.post("/sites/{site_id}/disable")
@@ -158,3 +183,20 @@ async def audit_log(
     if verify:
         checked = await read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
     return page(request, "admin_audit.html", entries=entries, checked=checked)
+
+
+@router.get("/maintenance")
+async def maintenance(request: Request, who: WebAdmin):
+    """The maintenance banner every page shows: set or clear it."""
+    return page(request, "admin_maintenance.html", limit=banner.MAX_LENGTH)
+
+
+@router.post("/maintenance")
+async def set_banner(
+    request: Request, who: WebAdmin, text: Annotated[str, Form(max_length=banner.MAX_LENGTH)] = ""
+) -> Response:
+    """Set the banner (empty clears it), audited; every page shows it."""
+    message = " ".join(text.split())
+    await request.app.state.writer.run(lambda conn: banner.store(conn, message, who.label))
+    request.app.state.banner.keep(message)
+    return see_other("/admin/maintenance")

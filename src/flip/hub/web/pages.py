@@ -73,6 +73,7 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
         "csrf_field": CSRF_FIELD,
         "csrf": csrf_token(request),
         "path": request.url.path,
+        "banner": request.app.state.banner.current(),
     }
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     keep_csrf(request, response)

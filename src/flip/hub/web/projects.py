@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from flip.hub import audit
-from flip.hub.db import queries, sites
+from flip.hub.db import queries, sites, tasks
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
@@ -209,14 +209,22 @@ async def run_start(
 def _run_view(conn, run_id: int, who) -> dict:
     row = api._run_visible(conn, run_id, who)
     run = api._run_out(conn, run_id)
-    metrics = run.results.get("metrics", {}) if isinstance(run.results, dict) else {}
+    results = run.results if isinstance(run.results, dict) else {}
+    metrics = results.get("metrics") or results.get("per_site") or {}
+    model_id = results.get("model") if isinstance(results.get("model"), str) else None
     return {
+        "model_id": model_id,
+        "model_onnx": model_id is not None and _task_kind(conn, row.task_id) != "custom",
         "run": run,
         "project_id": row.project_id,
         "chart": rounds_svg(run.round_metrics),
         "metric_names": metric_names(run.round_metrics),
         "site_metrics": metrics if isinstance(metrics, dict) else {},
     }
+
+
+def _task_kind(conn, task_id: int) -> str:
+    return str(conn.execute(select(tasks.c.kind).where(tasks.c.id == task_id)).scalar())
 
 
 @router.get("/runs/{run_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from flip.hub.db import (
     queries,
     query_results,
     runs,
+    site_heads,
     sites,
     task_decisions,
     tasks,
@@ -152,12 +154,51 @@ def all_users(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+#: Seconds since an agent's last poll under which it counts as connected, then as late.
+CONNECTED_SECONDS = 120
+LATE_SECONDS = 3600
+
+
+def health(last_seen: float | None, ledger_problem: bool, at: float) -> str:
+    """A site's connection health: `ledger problem` (a signed head that did not extend the
+    one before), else by its last poll: `connected`, `late`, `silent` or `never`."""
+    if ledger_problem:
+        return "ledger problem"
+    if last_seen is None:
+        return "never"
+    if at - last_seen < CONNECTED_SECONDS:
+        return "connected"
+    return "late" if at - last_seen < LATE_SECONDS else "silent"
+
+
 def all_sites(conn: Connection, seen: dict[int, float]) -> list[dict[str, Any]]:
-    """Every site, for the admin, with when its agent last polled this hub."""
-    rows = conn.execute(
-        select(sites.c.id, sites.c.name, sites.c.status, sites.c.created_at).order_by(sites.c.name)
+    """Every site, for the admin: when its agent last polled this hub, its newest signed
+    ledger head, and its health."""
+    newest = (
+        select(site_heads.c.site_id, func.max(site_heads.c.received_at).label("head_at"))
+        .group_by(site_heads.c.site_id)
+        .subquery()
     )
-    return [dict(r._mapping) | {"last_seen": seen.get(r.id)} for r in rows]
+    broken = select(site_heads.c.site_id).where(site_heads.c.problem.is_not(None))
+    rows = conn.execute(
+        select(
+            sites.c.id,
+            sites.c.name,
+            sites.c.status,
+            sites.c.created_at,
+            newest.c.head_at,
+            sites.c.id.in_(broken).label("ledger_problem"),
+        )
+        .outerjoin(newest, newest.c.site_id == sites.c.id)
+        .order_by(sites.c.name)
+    )
+    at = time.time()
+    out = []
+    for r in rows:
+        last = seen.get(r.id)
+        state = health(last, bool(r.ledger_problem), at)
+        out.append(dict(r._mapping) | {"last_seen": last, "health": state})
+    return out
 
 
 def audit_page(conn: Connection, before: int | None, size: int = 50) -> list[dict[str, Any]]:

@@ -1,0 +1,84 @@
+"""The hub's model registry as its pages and API read it: each model's lineage and card,
+shown to those who see the model's project; weights exported on request.
+
+A completed deployment run registers its model under the hub's work folder
+(`flip.hub.federation`); reading a lineage needs no torch, exporting does.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+#: A model's id: its name and the first hex digits of its weights' SHA-256; never a path.
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+#: Download formats: the file name each is sent as.
+FORMATS = {"torch": "model.pt", "onnx": "model.onnx"}
+
+
+class NoModel(LookupError):
+    """No such model (or not one the caller may see)."""
+
+
+class NoExport(ValueError):
+    """The model cannot be exported in that format; the message says why."""
+
+
+def lineages(registry: Path | None) -> list[dict[str, Any]]:
+    """Every model's lineage in the registry, newest first (none without a registry)."""
+    if registry is None or not registry.is_dir():
+        return []
+    found = []
+    for folder in registry.iterdir():
+        if MODEL_ID.match(folder.name) and (folder / "lineage.json").is_file():
+            found.append(orjson.loads((folder / "lineage.json").read_bytes()))
+    return sorted(found, key=lambda m: str(m.get("registered_at", "")), reverse=True)
+
+
+def one(registry: Path | None, model_id: str) -> dict[str, Any]:
+    """One model's lineage and card (`card`), or NoModel."""
+    if registry is None or not MODEL_ID.match(model_id):
+        raise NoModel(f"no model {model_id}")
+    folder = registry / model_id
+    if not (folder / "lineage.json").is_file():
+        raise NoModel(f"no model {model_id}")
+    lineage = orjson.loads((folder / "lineage.json").read_bytes())
+    card = folder / "MODEL_CARD.md"
+    return lineage | {"card": card.read_text(encoding="utf-8") if card.is_file() else ""}
+
+
+def export_bytes(registry: Path, model_id: str, fmt: str) -> bytes:
+    """The model's weights as a torch state dict or an ONNX graph; NoExport when the model's
+    kind has none in that format (a tree model, a custom task's model as ONNX)."""
+    from flip.fl.registry import RegistryError, export, load  # imports torch
+
+    if fmt not in FORMATS:
+        raise NoExport(f"format {fmt!r}: one of {', '.join(FORMATS)}")
+    try:
+        record = load(registry, model_id)
+        with tempfile.TemporaryDirectory() as scratch:
+            out = export(record, fmt, Path(scratch) / FORMATS[fmt])
+            return out.read_bytes()
+    except RegistryError as exc:
+        raise NoExport(str(exc)) from None
+
+
+def summary(lineage: dict[str, Any]) -> dict[str, Any]:
+    """What a list of models shows of one: ids, project and run, task, and metrics by site."""
+    metrics = lineage.get("metrics") or {}
+    return {
+        "id": lineage.get("id"),
+        "name": lineage.get("name"),
+        "project": lineage.get("project"),
+        "run": lineage.get("run"),
+        "task": lineage.get("task"),
+        "task_hash": lineage.get("task_hash"),
+        "sha256": lineage.get("sha256"),
+        "registered_at": lineage.get("registered_at"),
+        "rounds": lineage.get("rounds"),
+        "per_site": metrics.get("per_site", {}) if isinstance(metrics, dict) else {},
+    }

@@ -222,8 +222,10 @@ def peak_rss(work: Path, patients: int) -> Figure:
         [sys.executable, "-c", code, str(folder), str(work / f"rss-{patients}.duckdb")],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if out.returncode != 0:
+        reason = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the RSS probe of {patients} patients failed: {reason}")
     return Figure(
         f"peak RSS, {size / 1e6:.0f} MB of NDJSON",
         _peak_rss_kib(out.stdout) / 1024,

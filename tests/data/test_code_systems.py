@@ -35,7 +35,10 @@ from flip.data.terminology.vocabulary import hl7_system, system_vocabulary
         ("RXNORM", "RxNorm"),
         ("urn:oid:2.16.840.1.113883.6.88", "RxNorm"),
         ("https://fhir.nhs.uk/Id/opcs-4", "OPCS4"),
+        ("https://fhir.hl7.org.uk/Id/opcs-4", "OPCS4"),
+        ("OPCS4", "OPCS4"),
         ("https://dmd.nhs.uk", "dm+d"),
+        ("https://dmd.nhs.uk/", "dm+d"),
         ("http://read.info/readv2", "Read"),
         ("urn:oid:2.16.840.1.113883.6.29", "Read"),
         ("2.16.840.1.113883.2.1.6.2", "Read"),
@@ -46,6 +49,42 @@ from flip.data.terminology.vocabulary import hl7_system, system_vocabulary
 )
 def test_a_code_system_is_recognised_by_hl7_name_uri_or_oid(system, vocabulary_id):
     assert system_vocabulary(system) == vocabulary_id
+
+
+def _nhs_vocabulary() -> Vocabulary:
+    """Concepts as an Athena download holds them (ids made up here): an OPCS-4 procedure
+    and a dm+d product, both non-standard, each "Maps to" its standard concept."""
+    by_code = {
+        ("OPCS4", "W40.1"): (91, "Procedure", False),
+        ("SNOMED", "609588000"): (92, "Procedure", True),
+        ("dm+d", "36126411000001107"): (93, "Drug", False),
+        ("RxNorm Extension", "OMOP1"): (94, "Drug", True),
+    }
+    domains = {concept_id: domain for concept_id, domain, _ in by_code.values()}
+    return Vocabulary(by_code=by_code, maps_to={91: 92, 93: 94}, domains=domains)
+
+
+@pytest.mark.parametrize(
+    "system",
+    ["https://fhir.nhs.uk/Id/opcs-4", "https://fhir.hl7.org.uk/Id/opcs-4", hl7_system("OPCS4")],
+)
+def test_an_opcs4_procedure_maps_by_its_nhs_uri_or_hl7_name(system):
+    found = _nhs_vocabulary().map(system, "W40.1")
+    assert (found.concept_id, found.domain_id, found.source_concept_id) == (92, "Procedure", 91)
+
+
+@pytest.mark.parametrize(
+    "system",
+    ["https://dmd.nhs.uk", "http://snomed.info/sct", "urn:oid:2.16.840.1.113883.2.1.3.2.4.15"],
+)
+def test_a_dm_d_product_maps_under_its_own_uri_or_as_a_snomed_uk_drug_extension_id(system):
+    """dm+d ids are SNOMED CT UK Drug Extension ids, which UK feeds send under SNOMED's URI
+    (UK Core's medication codes); a SNOMED code not in SNOMED is looked up in dm+d."""
+    found = _nhs_vocabulary().map(system, "36126411000001107")
+    assert (found.concept_id, found.domain_id, found.source_concept_id) == (94, "Drug", 93)
+    assert _nhs_vocabulary().map("http://snomed.info/sct", "123").reason == (
+        "SNOMED code 123 is not in the vocabulary"
+    )
 
 
 def test_an_hl7_name_reads_as_its_uri_and_an_unknown_one_keeps_its_name():

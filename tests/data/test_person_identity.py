@@ -242,3 +242,31 @@ def test_every_source_record_of_one_person_is_traced_to_it(store, tmp_path):
     assert [s for s, *_ in _person_provenance(store, the_one)] == ["fhir:ehr.ndjson", "hl7v2"]
     assert_accounted(store, pruned)
     assert pruned.pruned == 1 and pruned.pruned_rows == {"condition_occurrence": 1}
+
+
+def test_the_records_confirming_a_person_follow_it_into_a_merge(store, tmp_path):
+    """The Cerner patient, confirmed by a FHIR export, is merged (A40) into another
+    person: the export's record then traces to the surviving person, not to none."""
+    for kind, path in (("hl7v2", CERNER), ("fhir", _fhir(tmp_path))):
+        assert_accounted(store, ingest_path(store, kind, path, person_identifier=IDENTITY))
+    merged = person_id("any", f"{IDENTIFIED}{EMPI}|162840")
+    survivor = person_id("any", f"{IDENTIFIED}{EMPI}|555")
+    assert ("fhir:ehr.ndjson", "confirms", "ehr.ndjson") in _person_provenance(store, merged)
+    feed = tmp_path / "merge.hl7"
+    feed.write_text(
+        "\r".join(
+            (
+                "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101090000||ADT^A04|M1|P|2.5",
+                "PID|1||555^^^MSH_EMPI^CM||Roe^R||19521129|F",
+                "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200103090000||ADT^A40|M2|P|2.5",
+                "PID|1||555^^^MSH_EMPI^CM||Roe^R||19521129|F",
+                "MRG|162840^^^MSH_EMPI^CM",
+            )
+        )
+    )
+    merge = ingest_path(store, "hl7v2", feed, person_identifier=IDENTITY)
+    assert_accounted(store, merge, merges=1)
+    assert merged not in {p["person_id"] for p in rows(store, "person")}
+    confirming = [(s, r) for s, r, _ in _person_provenance(store, survivor) if r == "confirms"]
+    assert confirming == [("fhir:ehr.ndjson", "confirms")]
+    assert [r for _, r, _ in _person_provenance(store, merged)] == ["produced"]

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import re
 import resource
 import subprocess
 import sys
@@ -216,20 +216,31 @@ def peak_rss(work: Path, patients: int) -> Figure:
         "import json,resource,sys;from pathlib import Path;"
         "from flip.bench.ingest import _store;from flip.data.ingest import ingest_path;"
         "s=_store(Path(sys.argv[2]));ingest_path(s,'fhir',Path(sys.argv[1]));s.close();"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+        "print('peak_rss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(folder), str(work / f"rss-{patients}.duckdb")],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if out.returncode != 0:
+        reason = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the RSS probe of {patients} patients failed: {reason}")
     return Figure(
         f"peak RSS, {size / 1e6:.0f} MB of NDJSON",
-        json.loads(out.stdout) / 1024,
+        _peak_rss_kib(out.stdout) / 1024,
         "MiB",
         f"{patients} patients",
     )
+
+
+def _peak_rss_kib(stdout: str) -> int:
+    """The child's peak RSS from its output: the line it printed, whatever else (a DuckDB
+    progress bar on a slow query) went to stdout around it."""
+    found = re.findall(r"^peak_rss (\d+)$", stdout.replace("\r", "\n"), re.MULTILINE)
+    if not found:
+        raise RuntimeError(f"the RSS probe printed no figure: {stdout[-200:]!r}")
+    return int(found[-1])
 
 
 def run(work: Path, patients: int = 2000) -> list[Figure]:

@@ -78,14 +78,17 @@ class Batch:
         self.withdrawn: dict[str, str | None] = {}
         #: Keys of those whose fact was earlier in this batch.
         self.withdrawn_here: set[str] = set()
+        #: Keys of those whose record says an earlier version was sent (`Skipped.amends`).
+        self.amending: set[str] = set()
         #: Per resource read as several records (`SourceEvent.whole`): the raw resource
         #: its records in the batch came from, and their keys.
         self.wholes: dict[str, tuple[bytes, set[str]]] = {}
 
-    def withdraw(self, key: str, version: str | None = None) -> None:
+    def withdraw(self, key: str, version: str | None = None, amends: bool = False) -> None:
         """Withdraw the record of `key` and its parts (keys `key#…`) as of `version`: an
         earlier copy in this batch is superseded, and the rows earlier batches or runs
-        stored for them are removed when written; a newer version is kept."""
+        stored for them are removed when written; a newer version is kept. `amends` when
+        the withdrawing record says an earlier version was sent."""
         parts = [k for k in self.rows if k == key or k.startswith(f"{key}#")]
         if any(older(version, self.versions.get(part)) for part in parts):
             return
@@ -95,6 +98,10 @@ class Batch:
             self.withdrawn_here.add(key)
         self.wholes.pop(key, None)
         self.withdrawn[key] = version
+        if amends:
+            self.amending.add(key)
+        else:
+            self.amending.discard(key)
 
     def _drop(self, key: str) -> None:
         """Leave out the batch's record of `key` (superseded by a later one)."""

@@ -7,7 +7,8 @@ a quarantine entry, a skip counted by rule, or a wait for its patient.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, select
@@ -102,6 +103,27 @@ class Converter:
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
         self.today = datetime.now(UTC).date()
+
+    @contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """Forget what mapping a batch taught the converter (persons, merges, records left
+        waiting) when the batch is then not written, so that its records, sent again, map
+        as they did the first time."""
+        saved = (
+            dict(self.births),
+            dict(self.person_ids),
+            dict(self.identified),
+            set(self.elsewhere),
+            len(self.deferred),
+            set(self.deferred_keys),
+        )
+        try:
+            yield
+        except BaseException:
+            self.births, self.person_ids, self.identified, self.elsewhere = saved[:4]
+            del self.deferred[saved[4] :]
+            self.deferred_keys = saved[5]
+            raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
         """Map one batch of records to CDM rows; records whose patient is still unknown wait
@@ -219,7 +241,8 @@ class Converter:
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
             if record.withdraws and record.key is not None:
-                out.withdraw(record.key, record.version)
+                out.withdraw(record.key, record.version, record.amends)
+                self.births.pop(record.key, None)  # a withdrawn patient is looked up again
             return None
         if type(record) is SourcePerson and record.key in self.identified:
             self._same_person(record, report)

@@ -75,7 +75,7 @@ class Ingestor:
             self.seen.update(_keys(records))
             self.unkeyed += sum(type(r) is Rejected and r.key is None for r in records)
             self.failed_reads += sum(type(r) is Unread and r.failed for r in records)
-        with restored_on_error(report):
+        with restored_on_error(report), self.converter.undone_on_error():
             batch = self.converter.convert(records, report, final)
             self.writer.write(batch, report)
         report.read += count_records(records) - batch.waiting

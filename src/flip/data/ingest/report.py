@@ -19,12 +19,15 @@ SAME_PERSON = "person.identifier.known"
 DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 
 
-#: The warning of a withdrawing record (entered in error…) of a patient: the person stays.
+#: The warning of a withdrawing record (entered in error…) of a patient whom rows or
+#: another source system still name: the person stays.
 WITHDRAWN_PERSON_KEPT = "withdrawn.person_kept"
 
-#: The warning of a withdrawing record (entered in error, an HL7 result deleted…) that
-#: finds nothing stored to withdraw: never loaded, or sent under another key (an OBX
-#: renumbered since), or its stored version is newer.
+#: The warning of a withdrawing record that says an earlier version of it was sent (an
+#: HL7 result deleted or posted in error, a FHIR versionId above 1) and finds nothing
+#: stored to withdraw (never loaded, or sent under another key: an OBX renumbered
+#: since), or whose stored version is newer. A record first seen as not a fact is
+#: skipped by its status rule alone.
 WITHDRAWN_NOTHING = "withdrawn.nothing_stored"
 
 #: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).

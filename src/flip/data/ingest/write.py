@@ -134,8 +134,10 @@ class Writer:
             self._retire(conn, batch.replaced - batch.sources.keys())
             self._retire_parts(conn, batch, existing, unchanged | stale, report)
             withdrawing = {k: v for k, v in batch.withdrawn.items() if k not in batch.sources}
-            withdrawn_from = self._withdraw(conn, withdrawing, batch.withdrawn_here, report)
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
+            withdrawn_from = self._withdraw(
+                conn, withdrawing, batch.withdrawn_here, batch.amending, layout.person_ids, report
+            )
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
             for name, columns in layout.tables.items():
@@ -257,14 +259,20 @@ class Writer:
         conn: Connection,
         keys: dict[str, str | None],
         here: set[str],
+        amending: set[str],
+        named: set[int],
         report: IngestReport,
     ) -> set[int]:
         """Remove the rows and provenance of records re-sent as not facts (by key, with the
         withdrawing version: a newer stored version stays); count them in
         `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
-        record keeps its person (WITHDRAWN_PERSON_KEPT); a withdrawal that finds nothing,
-        stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING). Return
-        the persons touched."""
+        record's person goes with its death row unless a row (stored, or of the batch:
+        `named`) or another source system's record still names it: then it is kept
+        (WITHDRAWN_PERSON_KEPT). A withdrawal that finds nothing,
+        stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING) when its
+        record says an earlier version was sent (`amending`), or when the stored version is
+        newer; otherwise it is a record first seen as not a fact, skipped by its rule alone.
+        Return the persons touched."""
         if not keys:
             return set()
         provenance = schema.source_record
@@ -286,14 +294,20 @@ class Writer:
         for whole, key, table, cdm_id, run, _ in found:
             if whole not in newer:
                 rows.setdefault(key, []).append((table, cdm_id, run))
-        nothing = len(keys.keys() - here - {whole for whole, *_ in found} - newer) + len(newer)
+        missing = keys.keys() - here - {whole for whole, *_ in found} - newer
+        nothing = len(missing & amending) + len(newer)
         if nothing:
             report.warnings[WITHDRAWN_NOTHING] += nothing
         persons: set[int] = set()
-        for stored in rows.values():
-            if any(table == "person" for table, _, _ in stored):
-                report.warnings[WITHDRAWN_PERSON_KEPT] += 1
-                continue
+        # a patient's own record last: the facts withdrawn with it no longer name it
+        for stored in sorted(rows.values(), key=lambda rows: any(t == "person" for t, *_ in rows)):
+            person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
+            if person is not None:
+                if person in named or person_in_use(conn, person, self.system):
+                    report.warnings[WITHDRAWN_PERSON_KEPT] += 1
+                    continue
+                period = schema.observation_period
+                conn.execute(delete(period).where(period.c.person_id == person))
             for table, cdm_id, run in stored:
                 persons.update(_person_of(conn, table, cdm_id))
                 delete_row(conn, table, cdm_id)
@@ -436,6 +450,29 @@ def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool
     conn.execute(found)
 
 
+def person_in_use(conn: Connection, person_id: int, system: str) -> bool:
+    """Whether a row other than the person's own (death, observation periods) names the
+    person, or a record of a source system other than `system` confirms it."""
+    source = schema.source_record
+    confirmed = select(source.c.cdm_id).where(
+        source.c.cdm_table == "person",
+        source.c.cdm_id == person_id,
+        source.c.role == schema.CONFIRMS,
+        source.c.source_system != system,
+    )
+    if conn.execute(confirmed.limit(1)).first() is not None:
+        return True
+    for name in schema.CLINICAL_TABLES:
+        table = schema.metadata.tables[name]
+        if name in ("person", "death", "observation_period") or "person_id" not in table.c:
+            continue
+        if conn.execute(
+            select(table.c.person_id).where(table.c.person_id == person_id).limit(1)
+        ).first():
+            return True
+    return False
+
+
 def _person_of(conn: Connection, table_name: str, cdm_id: int) -> set[int]:
     """The person a CDM row belongs to, as a set (empty for a row of no person)."""
     table = schema.metadata.tables[table_name]
@@ -461,7 +498,34 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
     for name in ("person", "death", "observation_period"):
         table = schema.metadata.tables[name]
         conn.execute(delete(table).where(table.c.person_id == old_id))
+    _move_confirmations(conn, old_id, new_id)
     return True
+
+
+def _move_confirmations(conn: Connection, old_id: int, new_id: int) -> None:
+    """Point the records that confirmed person `old_id` (other source systems' patients,
+    role CONFIRMS) at `new_id`; one that already traces to `new_id` drops its old row."""
+    source = schema.source_record
+    of = (source.c.cdm_table == "person", source.c.role == schema.CONFIRMS)
+    moving = conn.execute(
+        select(source.c.source_system, source.c.record_key).where(*of, source.c.cdm_id == old_id)
+    ).all()
+    if not moving:
+        return
+    held = set(
+        conn.execute(
+            select(source.c.source_system, source.c.record_key).where(
+                source.c.cdm_table == "person", source.c.cdm_id == new_id
+            )
+        ).all()
+    )
+    for system, key in moving:
+        row = (*of, source.c.cdm_id == old_id, source.c.source_system == system)
+        row = (*row, source.c.record_key == key)
+        if (system, key) in held:
+            conn.execute(delete(source).where(*row))
+        else:
+            conn.execute(update(source).where(*row).values(cdm_id=new_id))
 
 
 def rebuild_observation_periods(conn: Connection, person_ids: set[int]) -> None:

@@ -628,7 +628,10 @@ def _records(
             # the results of a withdrawn report are withdrawn with it (keys `key#…`)
             results = [] if withdraws else _contained_results(resource, key, location, refs)
             version = version_of(resource)
-            skipped = Skipped(key, location, *status, withdraws=withdraws, version=version)
+            amends = withdraws and amends_earlier(resource)
+            skipped = Skipped(
+                key, location, *status, withdraws=withdraws, version=version, amends=amends
+            )
             return [*results, skipped]
         model, invalid = _validate(kind, resource)
         warnings += invalid
@@ -672,6 +675,15 @@ def version_of(resource: dict) -> str | None:
             stamp = datetime.fromisoformat(updated.replace("Z", "+00:00"))
             when = (stamp.astimezone(UTC) if stamp.tzinfo else stamp).isoformat()
     return f"{number}|{when}"[:100] if number or when else None
+
+
+def amends_earlier(resource: dict) -> bool:
+    """Whether the resource says an earlier version of it was sent: a `meta.versionId`
+    that is a whole number above 1 (any other versionId, or none, says nothing)."""
+    meta = resource.get("meta")
+    number = meta.get("versionId") if isinstance(meta, dict) else None
+    number = str(number).strip() if isinstance(number, str | int) else ""
+    return number.isdigit() and int(number) > 1
 
 
 def _id(resource: dict) -> str | None:

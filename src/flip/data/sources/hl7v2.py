@@ -462,7 +462,14 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         if value_type in TEXT_TYPES:  # a text result's lines were stored as its note
             key = _note_key(c, code, m.get(obx, 4))
         r.out.append(
-            Skipped(key, r.location, rule, f"{where}: {NOT_A_FACT[status]}", withdraws=withdraws)
+            Skipped(
+                key,
+                r.location,
+                rule,
+                f"{where}: {NOT_A_FACT[status]}",
+                withdraws=withdraws,
+                amends=withdraws,  # D and W correct a result sent before
+            )
         )
         return
     if value_type in OPAQUE_TYPES:

@@ -217,7 +217,9 @@ class Skipped:
 
     `withdraws` when the rule says the record is not a fact after all (entered in error,
     refuted, cancelled): the rows an earlier version of it produced are removed (not those
-    of a newer `version`, see SourceEvent).
+    of a newer `version`, see SourceEvent). `amends` when the record itself says an earlier
+    version of it was sent (an HL7 OBX-11 D or W; a FHIR `meta.versionId` above 1): only
+    then is a withdrawal that finds nothing stored warned about.
     """
 
     key: str | None
@@ -226,6 +228,7 @@ class Skipped:
     message: str
     withdraws: bool = False
     version: str | None = None
+    amends: bool = False
 
 
 @dataclass(slots=True)

@@ -76,7 +76,15 @@ CODE_SYSTEMS: dict[str, tuple[str, ...]] = {
         "RXNORM",
     ),
     "ATC": ("http://www.whocc.no/atc", "urn:oid:2.16.840.1.113883.6.73", "WC", "ATC"),
-    "OPCS4": ("https://fhir.nhs.uk/Id/opcs-4", "OPCS4", "OPCS-4", "OPCS"),
+    "OPCS4": (
+        "https://fhir.nhs.uk/Id/opcs-4",  # NHS England's
+        "https://fhir.hl7.org.uk/Id/opcs-4",  # HL7 UK's earlier URI, still sent
+        "OPCS4",
+        "OPCS-4",
+        "OPCS",
+    ),
+    # dm+d codes are SNOMED CT UK Drug Extension ids: sent under SNOMED's URI too (see
+    # Vocabulary.map, which looks a SNOMED code it does not find up in dm+d).
     "dm+d": ("https://dmd.nhs.uk", "https://fhir.nhs.uk/Id/dmd-code", "DMD", "dm+d"),
     "Read": (
         "http://read.info/readv2",
@@ -210,6 +218,9 @@ class Vocabulary:
         if vocabulary_id is None:
             return Mapping(0, None, 0, f"unknown code system {system}")
         found = self.by_code.get((vocabulary_id, code))
+        if found is None and vocabulary_id == "SNOMED":  # a UK Drug Extension (dm+d) id
+            found = self.by_code.get(("dm+d", code))
+            vocabulary_id = "dm+d" if found is not None else vocabulary_id
         if found is None:
             return Mapping(0, None, 0, f"{vocabulary_id} code {code} is not in the vocabulary")
         concept_id, domain_id, standard = found

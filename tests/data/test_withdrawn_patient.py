@@ -1,0 +1,90 @@
+"""A Patient re-sent as entered-in-error: its person goes, with its death row and
+provenance, unless a row or another source system still names it; then it is kept and
+the run says so (withdrawn.person_kept)."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from flip.data.ingest import ingest_path
+from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
+
+SYNTHEA = Path(__file__).parent / "fixtures" / "fhir" / "synthea_excerpt.json"
+KEPT = "withdrawn.person_kept"
+FACTS = ("Encounter", "Condition", "DocumentReference")
+
+
+def _bundle(path: Path, keep: Callable[[str], bool], entered: Callable[[str], bool]) -> Path:
+    """Synthea's bundle with the entries of the types `keep` says, those `entered` says
+    marked entered-in-error."""
+    bundle = json.loads(SYNTHEA.read_text())
+    entries = []
+    for entry in bundle["entry"]:
+        kind = entry["resource"]["resourceType"]
+        if keep(kind):
+            if entered(kind):
+                entry["resource"]["status"] = "entered-in-error"
+            entries.append(entry)
+    path.write_text(json.dumps({**bundle, "entry": entries}))
+    return path
+
+
+def _every(kind: str) -> bool:
+    return True
+
+
+def _none(kind: str) -> bool:
+    return False
+
+
+def _patient(kind: str) -> bool:
+    return kind == "Patient"
+
+
+def test_a_patient_whose_facts_stay_is_kept_with_a_warning(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    first = ingest_path(store, "fhir", _bundle(export, _every, _none))
+    assert_accounted(store, first)
+    facts = len(rows(store, "condition_occurrence"))
+    assert facts == 2
+    second = ingest_path(store, "fhir", _bundle(export, _every, _patient))
+    assert_accounted(store, second)
+    assert second.warnings[KEPT] == 1 and second.withdrawn == 0
+    assert second.skipped_rules["fhir.status.entered_in_error"] == 1
+    assert len(rows(store, "person")) == 1 and len(rows(store, "condition_occurrence")) == facts
+
+
+def test_a_patient_with_nothing_left_naming_it_is_removed(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    assert ingest_path(store, "fhir", _bundle(export, _patient, _none)).loaded == 1
+    second = ingest_path(store, "fhir", _bundle(export, _patient, _patient))
+    assert_accounted(store, second)
+    assert (second.withdrawn, dict(second.withdrawn_rows)) == (1, {"person": 1})
+    assert KEPT not in second.warnings
+    assert rows(store, "person") == [] and rows(store, "observation_period") == []
+    again = ingest_path(store, "fhir", export)
+    assert_accounted(store, again)
+    assert (again.withdrawn, again.loaded, dict(again.warnings)) == (0, 0, {})
+
+
+def test_a_patient_and_its_facts_entered_in_error_together_all_go(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    ingest_path(store, "fhir", _bundle(export, _every, _none))
+    second = ingest_path(store, "fhir", _bundle(export, _every, lambda kind: kind != "Claim"))
+    assert_accounted(store, second)
+    assert second.withdrawn == 6 and KEPT not in second.warnings, second.as_dict()
+    for table in ("person", "visit_occurrence", "condition_occurrence", "note"):
+        assert rows(store, table) == [], table
+
+
+def test_facts_sent_after_their_patient_was_removed_are_dangling(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    ingest_path(store, "fhir", _bundle(export, _patient, _none))
+    report = ingest_path(
+        store, "fhir", _bundle(export, lambda kind: kind in ("Patient", *FACTS), _patient)
+    )
+    assert_accounted(store, report)
+    assert report.withdrawn == 1 and rows(store, "person") == []
+    assert report.rules == {"reference.dangling": 5}, report.as_dict()
+    assert rows(store, "condition_occurrence") == rows(store, "visit_occurrence") == []

@@ -15,9 +15,20 @@ from datetime import date, timedelta
 
 PHI_KINDS = ("NAME", "DATE", "NHS_NUMBER", "MRN", "PHONE", "ADDRESS", "POSTCODE", "EMAIL")
 
-_MONTHS = (
-    "january february march april may june july august september october november december"
-).split()
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
@@ -176,7 +187,9 @@ def parse_date(raw: str) -> date | None:
         year, month, day = (int(g) for g in m.groups())
     else:
         words = re.findall(r"[A-Za-z]+|\d+", raw)
-        months = [i + 1 for w in words for i, n in enumerate(_MONTHS) if n.startswith(w.lower()[:3])]
+        months = [
+            i + 1 for w in words for i, n in enumerate(_MONTHS) if n.startswith(w.lower()[:3])
+        ]
         numbers = [int(w) for w in words if w.isdigit()]
         if not months or len(numbers) != 2:
             return None

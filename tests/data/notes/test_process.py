@@ -1,0 +1,92 @@
+"""`flip site notes process` on a real DuckDB store holding the world's letters."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from sqlalchemy import func, insert, select
+from typer.testing import CliRunner
+
+from flip.cli.app import app
+from flip.data.cdm import schema
+from flip.data.cdm.store import open_store
+
+PSORIASIS = 140168
+
+
+def _store_with_letters(path, labelled_letters):
+    store = open_store(path)
+    store.create()
+    letters = [json.loads(line) for line in labelled_letters[0].read_text().splitlines()]
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.concept),
+            [
+                {
+                    "concept_id": PSORIASIS,
+                    "concept_name": "Psoriasis",
+                    "domain_id": "Condition",
+                    "vocabulary_id": "SNOMED",
+                    "concept_class_id": "Clinical Finding",
+                    "standard_concept": "S",
+                    "concept_code": "9014002",
+                    "valid_start_date": date(1970, 1, 1),
+                    "valid_end_date": date(2099, 12, 31),
+                }
+            ],
+        )
+        conn.execute(
+            insert(schema.note),
+            [
+                {
+                    "note_id": i + 1,
+                    "person_id": i + 1,
+                    "note_date": date(2024, 1, 1),
+                    "note_type_concept_id": 32831,
+                    "note_class_concept_id": 0,
+                    "note_text": letter["text"],
+                    "encoding_concept_id": 0,
+                    "language_concept_id": 0,
+                }
+                for i, letter in enumerate(letters)
+            ],
+        )
+    store.close()
+    return letters
+
+
+def test_process_writes_note_nlp_once_and_without_identifiers(tmp_path, labelled_letters):
+    path = str(tmp_path / "store.duckdb")
+    letters = _store_with_letters(path, labelled_letters)
+    runs = [
+        CliRunner().invoke(app, ["site", "notes", "process", "--store", path, "--json"])
+        for _ in range(2)
+    ]
+    assert [r.exit_code for r in runs] == [0, 0], runs[0].output
+    first, second = (json.loads(r.output) for r in runs)
+    assert first == second and first["notes"] == len(letters) and first["rows"] > len(letters)
+    store = open_store(path, read_only=True)
+    nlp = schema.note_nlp
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(nlp)).scalar() == first["rows"]
+        rows = conn.execute(select(nlp)).mappings().all()
+    store.close()
+    psoriasis = {
+        r["note_nlp_concept_id"] for r in rows if r["lexical_variant"].endswith("soriasis")
+    }
+    assert psoriasis == {PSORIASIS}
+    assert {r["term_exists"] for r in rows} == {"Y", "N"}
+    snippets = " ".join(r["snippet"] for r in rows)
+    for letter in letters:
+        for span in letter["phi"]:
+            if len(span["text"]) > 4:
+                assert span["text"] not in snippets, span
+
+
+def test_process_refuses_a_missing_store_in_one_line(tmp_path):
+    result = CliRunner().invoke(
+        app, ["site", "notes", "process", "--store", str(tmp_path / "none.duckdb")]
+    )
+    assert result.exit_code == 1
+    assert "no store at" in result.output and len(result.output.strip().splitlines()) == 1

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from flip.cli.app import app
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
+from flip.data.cohort.definition import CohortDefinition, Criterion
+from flip.data.cohort.sql import count_cohort
 
 PSORIASIS = 140168
 
@@ -34,6 +36,19 @@ def _store_with_letters(path, labelled_letters):
                     "valid_start_date": date(1970, 1, 1),
                     "valid_end_date": date(2099, 12, 31),
                 }
+            ],
+        )
+        conn.execute(
+            insert(schema.person),
+            [
+                {
+                    "person_id": i + 1,
+                    "gender_concept_id": 8532,
+                    "year_of_birth": 1970,
+                    "race_concept_id": 0,
+                    "ethnicity_concept_id": 0,
+                }
+                for i in range(len(letters))
             ],
         )
         conn.execute(
@@ -82,6 +97,21 @@ def test_process_writes_note_nlp_once_and_without_identifiers(tmp_path, labelled
         for span in letter["phi"]:
             if len(span["text"]) > 4:
                 assert span["text"] not in snippets, span
+
+
+def test_cohort_counts_people_whose_notes_affirm_a_concept(tmp_path, labelled_letters):
+    path = str(tmp_path / "store.duckdb")
+    letters = _store_with_letters(path, labelled_letters)
+    assert CliRunner().invoke(app, ["site", "notes", "process", "--store", path]).exit_code == 0
+    store = open_store(path, read_only=True)
+    affirmed = CohortDefinition(
+        name="psoriasis in a letter",
+        include=[Criterion(table="note_nlp", concept_ids=[PSORIASIS], descendants=False)],
+    )
+    n = count_cohort(store, affirmed)
+    store.close()
+    expected = sum("1. Chronic plaque psoriasis" in letter["text"] for letter in letters)
+    assert n == expected > 0
 
 
 def test_process_refuses_a_missing_store_in_one_line(tmp_path):

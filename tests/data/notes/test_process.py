@@ -13,6 +13,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
 from flip.data.cohort.definition import CohortDefinition, Criterion
 from flip.data.cohort.sql import count_cohort
+from flip.data.notes.process import process_notes
 
 PSORIASIS = 140168
 
@@ -20,6 +21,12 @@ PSORIASIS = 140168
 def _store_with_letters(path, labelled_letters):
     store = open_store(path)
     store.create()
+    letters = _fill(store, labelled_letters)
+    store.close()
+    return letters
+
+
+def _fill(store, labelled_letters):
     letters = [json.loads(line) for line in labelled_letters[0].read_text().splitlines()]
     with store.begin() as conn:
         conn.execute(
@@ -67,7 +74,6 @@ def _store_with_letters(path, labelled_letters):
                 for i, letter in enumerate(letters)
             ],
         )
-    store.close()
     return letters
 
 
@@ -112,6 +118,18 @@ def test_cohort_counts_people_whose_notes_affirm_a_concept(tmp_path, labelled_le
     store.close()
     expected = sum("1. Chronic plaque psoriasis" in letter["text"] for letter in letters)
     assert n == expected > 0
+
+
+def test_process_notes_on_every_backend(store, labelled_letters):
+    letters = _fill(store, labelled_letters[:1])
+    first = process_notes(store, today=date(2026, 1, 2))
+    second = process_notes(store, today=date(2026, 1, 2))
+    assert first == second and first.notes == len(letters) and first.affirmed > 0
+    nlp = schema.note_nlp
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(nlp)).scalar() == first.rows
+        ids = conn.execute(select(nlp.c.note_nlp_id)).scalars().all()
+    assert len(set(ids)) == len(ids)
 
 
 def test_process_refuses_a_missing_store_in_one_line(tmp_path):

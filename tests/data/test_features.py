@@ -37,7 +37,9 @@ def test_split_is_stratified_and_repeatable(store, exported):
 
 
 def test_notes_become_an_embedding_after_the_features(store, exported):
+    """Each person's letter is de-identified, then embedded, after the features."""
     from flip.data.features.text import embed
+    from flip.data.notes.deid import deidentify
     from flip.fl.tasks import mace_modal_task
 
     _, patients, folder = exported("csv", n=40)
@@ -52,7 +54,7 @@ def test_notes_become_an_embedding_after_the_features(store, exported):
     truth = {p.source_id: p for p in patients}
     for pid, row in zip(data.person_ids, data.x, strict=True):
         letter = truth[source[int(pid)]].notes[0][1]
-        assert np.array_equal(row[n:], embed([letter], spec.text.dims)[0])
+        assert np.array_equal(row[n:], embed([deidentify(letter)], spec.text.dims)[0])
 
 
 def test_embedding_tells_negations_apart_and_is_the_same_everywhere():

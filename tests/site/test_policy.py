@@ -21,6 +21,15 @@ def test_queries_are_refused_outside_allowed_projects_and_tables():
     assert query_problem(SitePolicy(), 99, NOTE_QUERY) is None
 
 
+def test_an_affirmed_note_query_reads_note_nlp_and_note():
+    query = CohortDefinition(name="nlp", include=[{"table": "note_nlp", "concept_ids": [140168]}])
+    nlp_only = SitePolicy(allowed_tables=["note_nlp"])
+    assert query_problem(nlp_only, 1, query) == (
+        "it reads note, which this site's policy does not allow"
+    )
+    assert query_problem(SitePolicy(allowed_tables=["note", "note_nlp"]), 1, query) is None
+
+
 def test_tasks_are_checked_for_kind_rounds_tables_and_project():
     spec = mace_task().model_copy(update={"rounds": 10})
     assert task_tables(spec) >= {"person", "condition_occurrence", "measurement"}

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from flip.cli.console import app as console_app
 from flip.cli.errors import one_line_errors
+from flip.cli.notes import app as notes_app
 from flip.cli.optout import app as optout_app
 
 if TYPE_CHECKING:
@@ -424,6 +425,7 @@ vocab_app = typer.Typer(
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(optout_app, name="optout")
 app.add_typer(console_app, name="console")
+app.add_typer(notes_app, name="notes")
 
 
 class VocabularyFormat(StrEnum):

@@ -43,6 +43,7 @@ def _tables_problem(policy: SitePolicy, tables: set[str]) -> str | None:
 def query_problem(policy: SitePolicy, project_id: int, definition: CohortDefinition) -> str | None:
     """Why the site will not count this cohort for this project, or None."""
     tables = {c.table for c in [*definition.include, *definition.exclude]}
+    tables |= {"note"} if "note_nlp" in tables else set()
     return project_problem(policy, project_id) or _tables_problem(policy, tables)
 
 

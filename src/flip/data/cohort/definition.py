@@ -18,6 +18,7 @@ Table = Literal[
     "visit_occurrence",
     "image_occurrence",
     "note",
+    "note_nlp",
 ]
 
 
@@ -28,7 +29,9 @@ class Criterion(BaseModel):
     below it in the vocabulary's hierarchy (concept_ancestor). For image_occurrence
     the concepts are imaging modalities. For note, a person has a note that mentions
     one of the concepts: a NOTE_NLP row for it (when the site runs NLP), or the
-    concept's name or a synonym in the note's text (case-insensitive).
+    concept's name or a synonym in the note's text (case-insensitive). For note_nlp, a
+    person has a note whose NOTE_NLP row affirms the concept (term_exists 'Y': not negated,
+    not uncertain, not about a relative), as `flip site notes process` writes them.
     """
 
     model_config = ConfigDict(allow_inf_nan=False)

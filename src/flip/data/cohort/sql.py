@@ -63,9 +63,27 @@ def _mentioned(criterion: Criterion):
     return exists().where(and_(*clauses))
 
 
+def _affirmed(criterion: Criterion):
+    """A note of the person whose NOTE_NLP row affirms one of the concepts."""
+    note, nlp = schema.note, schema.note_nlp
+    clauses = [
+        note.c.person_id == schema.person.c.person_id,
+        nlp.c.note_id == note.c.note_id,
+        nlp.c.term_exists == "Y",
+        _matches(nlp.c.note_nlp_concept_id, criterion),
+    ]
+    if criterion.start is not None:
+        clauses.append(note.c.note_date >= criterion.start)
+    if criterion.end is not None:
+        clauses.append(note.c.note_date <= criterion.end)
+    return exists().where(and_(*clauses))
+
+
 def _has(criterion: Criterion):
     if criterion.table == "note":
         return _mentioned(criterion)
+    if criterion.table == "note_nlp":
+        return _affirmed(criterion)
     table = schema.metadata.tables[criterion.table]
     columns = schema.EVENT_COLUMNS[criterion.table]
     concept_col, date_col, value_col = columns.concept, columns.date, columns.value

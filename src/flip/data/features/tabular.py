@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from flip.data.features.image import ImageSpec
 from flip.data.features.outcomes import OutcomeClass, OutcomeKind
 from flip.data.features.text import TextSpec
+from flip.data.features.text import width as text_width
 
 if TYPE_CHECKING:
     from flip.data.cdm.store import Store
@@ -94,7 +95,7 @@ class TabularSpec(BaseModel):
     @property
     def n_text(self) -> int:
         """Columns of the note embedding (0 without notes)."""
-        return self.text.dims if self.text else 0
+        return text_width(self.text) if self.text else 0
 
     @property
     def n_image(self) -> int:
@@ -219,7 +220,7 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
     from flip.data.cohort.optout import opted_out
     from flip.data.features.image import image_matrix, latest_images
     from flip.data.features.outcomes import outcome_labels
-    from flip.data.features.text import embed
+    from flip.data.features.text import embed_notes
 
     wanted: dict[str, set[int]] = defaultdict(set)
     for f in spec.features:
@@ -281,8 +282,8 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
     if spec.text is not None:
         with store.connect() as conn:
             notes = _notes_before(conn, entry, spec.text.lookback_days)
-        x = np.hstack([x, embed([notes.get(pid, "") for pid in pids], spec.text.dims)])
-        names += [f"note_{i}" for i in range(spec.text.dims)]
+        x = np.hstack([x, embed_notes([notes.get(pid, "") for pid in pids], spec.text)])
+        names += [f"note_{i}" for i in range(spec.n_text)]
     if spec.image is not None:
         with store.connect() as conn:
             files = latest_images(conn, entry, spec.image)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import zlib
 from itertools import pairwise
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -21,7 +22,14 @@ _WORD = re.compile(r"[a-z]+")
 class TextSpec(BaseModel):
     """Which notes feed a task and how large their embedding is."""
 
-    dims: int = Field(512, ge=8, le=65536, description="Length of each note embedding.")
+    dims: int = Field(
+        512, ge=8, le=65536, description="Length of each hashed note embedding (hashed only)."
+    )
+    encoder: Literal["hashed", "minilm"] = Field(
+        "hashed",
+        description="hashed words (no dependency) or the packaged all-MiniLM-L6-v2 (384 long, "
+        "the nlp extra); every site of a task must use the same one.",
+    )
     lookback_days: int = Field(365, ge=0, description="Notes this many days before entry count.")
 
 
@@ -38,3 +46,19 @@ def embed(texts: list[str], dims: int) -> np.ndarray:
         for gram in grams(text):
             out[row, zlib.crc32(gram.encode()) % dims] = 1.0
     return out
+
+
+def width(spec: TextSpec) -> int:
+    """Columns of one note embedding under `spec`."""
+    from flip.data.features.encoder import MINILM_DIMS
+
+    return MINILM_DIMS if spec.encoder == "minilm" else spec.dims
+
+
+def embed_notes(texts: list[str], spec: TextSpec) -> np.ndarray:
+    """De-identify each note, then embed it with the spec's encoder."""
+    from flip.data.features.encoder import encode_minilm
+    from flip.data.notes.deid import deidentify
+
+    clean = [deidentify(t) for t in texts]
+    return encode_minilm(clean) if spec.encoder == "minilm" else embed(clean, spec.dims)

@@ -18,6 +18,7 @@ DOMAINS = {
     "visit_occurrence": "Visit",
     "image_occurrence": "Imaging modality",
     "note": "Note mentions",
+    "note_nlp": "Note affirms (NLP)",
 }
 VALUED = ("measurement", "observation")
 #: Criterion rows the form offers (each may be left empty).

@@ -348,7 +348,9 @@ def _print_report(report) -> None:
 
 @app.command()
 def count(
-    cohort: Annotated[Path, typer.Argument(help="A cohort definition (JSON).", exists=True)],
+    cohort: Annotated[
+        Path, typer.Argument(help="A cohort definition: FLIP's JSON or Circe JSON from ATLAS.", exists=True)
+    ],
     store: StoreOption = "store.duckdb",
     min_cell: Annotated[int, typer.Option(help="Suppress counts between 1 and this.")] = 10,
 ) -> None:
@@ -356,11 +358,11 @@ def count(
 
     With `"histograms": ["age", "sex"]` in the definition, also the released bins.
     """
-    from flip.data.cohort import CohortDefinition
+    from flip.data.cohort.circe import load_definition
     from flip.data.cohort.release import release
 
     with one_line_errors():
-        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        definition = load_definition(cohort.read_text(encoding="utf-8"), name=cohort.stem)
         s = _existing(store)
         released = release(s, definition, min_cell)
         s.close()

@@ -349,7 +349,10 @@ def _print_report(report) -> None:
 @app.command()
 def count(
     cohort: Annotated[
-        Path, typer.Argument(help="A cohort definition: FLIP's JSON or Circe JSON from ATLAS.", exists=True)
+        Path,
+        typer.Argument(
+            help="A cohort definition: FLIP's JSON or Circe JSON from ATLAS.", exists=True
+        ),
     ],
     store: StoreOption = "store.duckdb",
     min_cell: Annotated[int, typer.Option(help="Suppress counts between 1 and this.")] = 10,

@@ -7,6 +7,8 @@ would count the few persons that step removed. Withheld steps are written "withh
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from flip.stats.suppression import hidden, is_small
 
 WITHHELD = "withheld"
@@ -14,7 +16,7 @@ WITHHELD = "withheld"
 
 def release_attrition(counts: list[int], min_cell: int) -> list[int | str]:
     """A site's step counts (each at most the one before) as released."""
-    if any(b > a for a, b in zip(counts, counts[1:], strict=False)):
+    if any(b > a for a, b in pairwise(counts)):
         raise ValueError(f"attrition counts must not grow from step to step: {counts}")
     released: list[int | str] = []
     last: int | None = None

@@ -20,7 +20,7 @@ from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
 from flip.data.cohort.circe.definition import CirceDefinition
-from flip.data.cohort.circe.run import circe_steps
+from flip.data.cohort.circe.run import run_circe
 from flip.data.cohort.definition import CohortDefinition, Criterion
 from flip.data.cohort.optout import opted_out
 
@@ -117,7 +117,7 @@ def cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> Coho
     if isinstance(definition, CirceDefinition):
         with store.connect() as conn:
             excluded = opted_out(conn)
-        return Cohort(circe_steps(store, definition.expression)[-1] - excluded, {})
+        return Cohort(run_circe(store, definition.expression).members - excluded, {})
     person = schema.person
     this_year = datetime.now(UTC).year
     query = person_ids(definition).add_columns(person.c.year_of_birth, person.c.gender_concept_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flip.data.cdm.store import Store
 from flip.data.cohort.circe.definition import CirceDefinition
-from flip.data.cohort.circe.run import circe_steps
+from flip.data.cohort.circe.run import run_circe
 from flip.data.cohort.optout import opted_out
 from flip.stats.attrition import release_attrition
 
@@ -14,7 +14,7 @@ def attrition_counts(store: Store, definition: CirceDefinition) -> list[int]:
     """Unsuppressed counts per step (they stay at the site): primary criteria, then each rule."""
     with store.connect() as conn:
         excluded = opted_out(conn)
-    return [len(step - excluded) for step in circe_steps(store, definition.expression)]
+    return [len(step - excluded) for step in run_circe(store, definition.expression).steps]
 
 
 def step_names(definition: CirceDefinition) -> list[str]:

@@ -48,7 +48,7 @@ class CirceDefinition(BaseModel):
 def is_circe(data: Any) -> bool:
     """Whether decoded JSON is a Circe expression (or FLIP's wrapper of one)."""
     return isinstance(data, dict) and (
-        CIRCE_KEYS <= data.keys() or isinstance(data.get("expression"), dict)
+        data.keys() >= CIRCE_KEYS or isinstance(data.get("expression"), dict)
     )
 
 

@@ -59,10 +59,17 @@ def _rule(name: str, i: int, criterion: Criterion, present: bool) -> dict[str, A
 def to_circe(definition: CohortDefinition) -> dict[str, Any]:
     """The definition as a Circe expression; UnsupportedCirce names what Circe cannot say."""
     if definition.age_min is not None or definition.age_max is not None:
-        raise UnsupportedCirce("age_min/age_max (age today) have no Circe equivalent (age at index)")
+        raise UnsupportedCirce(
+            "age_min/age_max (age today) have no Circe equivalent (age at index)"
+        )
     criteria = [*definition.include, *definition.exclude]
     rules = [
-        _rule(f"has {c.table} {i}" if i < len(definition.include) else f"has no {c.table} {i}", i, c, i < len(definition.include))
+        _rule(
+            f"has {c.table} {i}" if i < len(definition.include) else f"has no {c.table} {i}",
+            i,
+            c,
+            i < len(definition.include),
+        )
         for i, c in enumerate(criteria)
     ]
     if definition.sex:

@@ -83,5 +83,7 @@ def check(expression: dict[str, Any]) -> set[str]:
     end = expression.get("EndStrategy") or {}
     for key in end:
         if key != "DateOffset":
-            raise UnsupportedCirce(f"Circe end strategy {key!r} is not supported (see docs/cohorts.md)")
+            raise UnsupportedCirce(
+                f"Circe end strategy {key!r} is not supported (see docs/cohorts.md)"
+            )
     return {"person", "observation_period"} | {CRITERIA_TABLES[t] for t in types}

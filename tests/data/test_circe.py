@@ -192,14 +192,56 @@ def test_what_circe_cannot_say_is_refused_by_name():
 def test_unsupported_circe_elements_are_named():
     expression = json.loads((CIRCE / "t2dm_older_high_sbp.json").read_text(encoding="utf-8"))
     expression["PrimaryCriteria"]["CriteriaList"] = [{"DeviceExposure": {"CodesetId": 0}}]
-    with pytest.raises(ValidationError, match="'DeviceExposure' is not supported"):
+    with pytest.raises(UnsupportedCirce, match="'DeviceExposure' is not supported"):
         load_definition(expression)
     expression["PrimaryCriteria"]["CriteriaList"] = [{"ConditionOccurrence": {"CodesetId": 0}}]
     expression["EndStrategy"] = {"CustomEra": {"DrugCodesetId": 0}}
-    with pytest.raises(ValidationError, match="CustomEra"):
+    with pytest.raises(UnsupportedCirce, match="CustomEra"):
         load_definition(expression)
+    with pytest.raises(ValidationError, match="CustomEra"):
+        CirceDefinition(name="x", expression=expression)
 
 
 def test_flip_json_still_loads_as_flip():
     data = {"name": "d", "include": [{"table": "condition_occurrence", "concept_ids": [201826]}]}
     assert isinstance(load_definition(data), CohortDefinition)
+
+
+def test_cli_attrition_per_site_and_combined(sites):
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+
+    cohort = CIRCE / "t2dm_older_high_sbp.json"
+    args = [arg for fmt, path in sites.items() for arg in ("--store", f"{fmt}={path}")]
+    result = CliRunner().invoke(app, ["analyse", "attrition", str(cohort), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    definition = _circe("t2dm_older_high_sbp.json")
+    assert out["steps"] == ["primary criteria", *definition.rule_names()]
+    for fmt, path in sites.items():
+        store = open_store(path, read_only=True)
+        assert out["sites"][fmt] == site_attrition(store, definition, 10)
+        store.close()
+    first = [out["sites"][fmt][0] for fmt in sites]
+    assert all(isinstance(v, int) for v in first)
+    assert out["combined"][0] == sum(first)
+
+
+def test_cli_site_count_takes_circe_and_names_what_it_cannot_run(sites, tmp_path):
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+
+    store = str(sites["fhir-bundle"])
+    cohort = CIRCE / "hypertension_men_not_diabetic.json"
+    result = CliRunner().invoke(app, ["site", "count", str(cohort), "--store", store])
+    assert result.exit_code == 0, result.output
+    expression = json.loads(cohort.read_text(encoding="utf-8"))
+    expression["CensoringCriteria"] = [{"Specimen": {}}]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(expression), encoding="utf-8")
+    result = CliRunner().invoke(app, ["site", "count", str(bad), "--store", store])
+    assert result.exit_code != 0
+    assert "'Specimen' is not supported" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -53,11 +53,14 @@ def is_circe(data: Any) -> bool:
 
 
 def load_definition(data: Any, name: str = "circe cohort") -> CohortDefinition | CirceDefinition:
-    """A cohort definition from decoded JSON or JSON text: Circe by its keys, else FLIP's own."""
+    """A cohort definition from decoded JSON or JSON text: Circe by its keys, else FLIP's own.
+
+    UnsupportedCirce names the first Circe element FLIP does not run."""
     if isinstance(data, str | bytes):
         data = json.loads(data)
     if not is_circe(data):
         return CohortDefinition.model_validate(data)
+    check(data.get("expression", data))
     if "expression" in data:
         return CirceDefinition.model_validate(data)
     title = data.get("Title") or name

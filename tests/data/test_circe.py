@@ -245,3 +245,21 @@ def test_cli_site_count_takes_circe_and_names_what_it_cannot_run(sites, tmp_path
     assert result.exit_code != 0
     assert "'Specimen' is not supported" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_export_circe_prints_a_loadable_expression_or_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+
+    flip = tmp_path / "flip.json"
+    flip.write_text(
+        json.dumps({"name": "d", "include": [{"table": "drug_exposure", "concept_ids": [1]}]}),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["site", "export-circe", str(flip)])
+    assert result.exit_code == 0, result.output
+    assert isinstance(load_definition(result.output), CirceDefinition)
+    flip.write_text(json.dumps({"name": "d", "age_max": 60}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["site", "export-circe", str(flip)])
+    assert result.exit_code != 0 and "age_min/age_max" in result.output

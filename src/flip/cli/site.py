@@ -376,6 +376,23 @@ def count(
         typer.echo(f"  by {by}: {cells}")
 
 
+@app.command("export-circe")
+def export_circe(
+    cohort: Annotated[Path, typer.Argument(help="A FLIP cohort definition (JSON).", exists=True)],
+) -> None:
+    """Print a FLIP cohort definition as an OHDSI Circe expression (for ATLAS), where Circe
+    can say the same thing; otherwise one line naming what it cannot."""
+    import json
+
+    from flip.data.cohort import CohortDefinition
+    from flip.data.cohort.circe.export import to_circe
+
+    with one_line_errors():
+        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        expression = to_circe(definition)
+    typer.echo(json.dumps(expression, indent=2))
+
+
 @app.command()
 def listen(
     kind: Annotated[FeedKind, typer.Argument(help="The feed's protocol.")],

@@ -40,8 +40,11 @@ def attrition(
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
 ) -> None:
-    """Persons left after the primary criteria and after each inclusion rule, per site and
-    combined; small counts shown as "<10", small drops withheld."""
+    """A cohort's attrition on site stores: persons left after each step, per site and combined.
+
+    The steps are the primary criteria, then each inclusion rule in turn; small counts are
+    shown as "<10" and small drops withheld (docs/cohorts.md).
+    """
     from flip.cli.site import _existing
     from flip.data.cohort.circe import CirceDefinition, load_definition
     from flip.data.cohort.circe.attrition import site_attrition, step_names

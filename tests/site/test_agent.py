@@ -297,3 +297,30 @@ def test_a_run_log_the_hub_refuses_for_good_does_not_stop_the_poll(world, caplog
         refused = [e for e in ledger.entries() if e["action"] == "run.log.refused"]
     assert len(refused) == 1, "audited once, not on every poll"
     assert '"run":4242' in str(refused[0]["detail"])
+
+
+def test_agent_answers_a_circe_query_and_refuses_what_it_cannot_run(world):
+    """A cohort exported from ATLAS goes through the hub like FLIP's own; a Circe element
+    FLIP does not run is refused with its name."""
+    import json
+    from pathlib import Path
+
+    _, site, client, researcher = world
+    pid = researcher.create_project("p")
+    researcher.invite(pid, ["st-a"])
+    site.policy = SitePolicy(min_cell_size=1)
+    path = Path(__file__).parents[1] / "data" / "circe" / "hypertension_men_not_diabetic.json"
+    circe = json.loads(path.read_text(encoding="utf-8"))
+    answered = researcher.create_query(pid, "hypertension", circe)
+    circe["PrimaryCriteria"]["CriteriaList"] = [{"Specimen": {}}]
+    refused = researcher.create_query(pid, "specimens", circe)
+    SiteAgent(site, client).run_once()
+    from flip.data.cohort import count_cohort
+    from flip.data.cohort.circe import load_definition
+
+    store = open_store(site.store, read_only=True)
+    expected = count_cohort(store, load_definition(path.read_text(encoding="utf-8")))
+    store.close()
+    assert researcher.query(answered)["results"]["st-a"]["count"] == expected > 0
+    error = researcher.query(refused)["results"]["st-a"]["error"]
+    assert "'Specimen' is not supported" in error

@@ -10,11 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flip.cli.analyse_attrition import attrition
 from flip.cli.errors import one_line_errors
 from flip.cli.fl import JsonOption, _sites
 
 app = typer.Typer(
-    help="Federated analytics on per-site CSV files: Table 1, survival, regression.",
+    help="Federated analytics: Table 1, survival, regression on CSV files; attrition on stores.",
     no_args_is_help=True,
 )
 SiteOption = Annotated[list[str], typer.Option(help="A site as NAME=PATH.csv; repeat for each.")]
@@ -157,3 +158,6 @@ def _print_coefficients(console: Console, result: dict, title: str) -> None:
     for term, coef in result["coef"].items():
         table.add_row(term, _num(coef), _num(result["se"][term]), _num(result["p"][term]))
     console.print(table)
+
+
+app.command()(attrition)

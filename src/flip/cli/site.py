@@ -350,7 +350,12 @@ def _print_report(report) -> None:
 
 @app.command()
 def count(
-    cohort: Annotated[Path, typer.Argument(help="A cohort definition (JSON).", exists=True)],
+    cohort: Annotated[
+        Path,
+        typer.Argument(
+            help="A cohort definition: FLIP's JSON or Circe JSON from ATLAS.", exists=True
+        ),
+    ],
     store: StoreOption = "store.duckdb",
     min_cell: Annotated[int, typer.Option(help="Suppress counts between 1 and this.")] = 10,
 ) -> None:
@@ -358,11 +363,11 @@ def count(
 
     With `"histograms": ["age", "sex"]` in the definition, also the released bins.
     """
-    from flip.data.cohort import CohortDefinition
+    from flip.data.cohort.circe import load_definition
     from flip.data.cohort.release import release
 
     with one_line_errors():
-        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        definition = load_definition(cohort.read_text(encoding="utf-8"), name=cohort.stem)
         s = _existing(store)
         released = release(s, definition, min_cell)
         s.close()
@@ -371,6 +376,23 @@ def count(
     for by, bins in released.histograms.items():
         cells = ", ".join(f"{k}: {'suppressed' if v is None else v}" for k, v in bins.items())
         typer.echo(f"  by {by}: {cells}")
+
+
+@app.command("export-circe")
+def export_circe(
+    cohort: Annotated[Path, typer.Argument(help="A FLIP cohort definition (JSON).", exists=True)],
+) -> None:
+    """Print a FLIP cohort definition as an OHDSI Circe expression (for ATLAS), where Circe
+    can say the same thing; otherwise one line naming what it cannot."""
+    import json
+
+    from flip.data.cohort import CohortDefinition
+    from flip.data.cohort.circe.export import to_circe
+
+    with one_line_errors():
+        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        expression = to_circe(definition)
+    typer.echo(json.dumps(expression, indent=2))
 
 
 @app.command()

@@ -159,8 +159,8 @@ class TaskIn(BaseModel):
 class QueryIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     definition: dict[str, Any] = Field(
-        description=f"A cohort definition: at most {MAX_CRITERIA} criteria (include and "
-        f"exclude together), {MAX_CONCEPTS} concepts each."
+        description=f"A cohort definition, FLIP's (at most {MAX_CRITERIA} criteria, include and "
+        f"exclude together, {MAX_CONCEPTS} concepts each) or an OHDSI Circe expression."
     )
 
     @field_validator("definition")

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
-from flip.data.cohort import CohortDefinition
+from flip.data.cohort.circe import UnsupportedCirce, load_definition
 from flip.data.cohort.disclosure import SiteCount
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.release import Refused, release
@@ -344,9 +344,12 @@ class SiteAgent:
     def _answer(self, query: dict[str, Any]) -> None:
         threshold = self.site.policy.min_cell_size
         try:
-            definition = CohortDefinition.model_validate(query["definition"])
+            definition = load_definition(query["definition"])
         except ValidationError as exc:
             self._refuse_query(query, f"invalid cohort definition: {_first_error(exc)}")
+            return
+        except UnsupportedCirce as exc:
+            self._refuse_query(query, str(exc))
             return
         if reason := query_problem(self.site.policy, query["project_id"], definition):
             self._refuse_query(query, reason)

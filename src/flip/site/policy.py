@@ -13,6 +13,7 @@ from flip.fl.tasks.base import TaskSpec
 
 if TYPE_CHECKING:  # the cohort package loads the CDM schema: off the ClientApp's start path
     from flip.data.cohort import CohortDefinition
+    from flip.data.cohort.circe import CirceDefinition
 
 #: The CDM table each tabular feature source reads.
 FEATURE_TABLES = {
@@ -40,9 +41,11 @@ def _tables_problem(policy: SitePolicy, tables: set[str]) -> str | None:
     return None
 
 
-def query_problem(policy: SitePolicy, project_id: int, definition: CohortDefinition) -> str | None:
+def query_problem(
+    policy: SitePolicy, project_id: int, definition: CohortDefinition | CirceDefinition
+) -> str | None:
     """Why the site will not count this cohort for this project, or None."""
-    tables = {c.table for c in [*definition.include, *definition.exclude]}
+    tables = definition.tables()
     tables |= {"note"} if "note_nlp" in tables else set()
     return project_problem(policy, project_id) or _tables_problem(policy, tables)
 

@@ -84,3 +84,7 @@ class CohortDefinition(BaseModel):
                 f"{MAX_CRITERIA} (inclusions and exclusions together)"
             )
         return self
+
+    def tables(self) -> set[str]:
+        """The CDM tables the cohort reads."""
+        return {"person"} | {c.table for c in [*self.include, *self.exclude]}

@@ -5,6 +5,7 @@ project could difference against an earlier one to single out a few persons."""
 from __future__ import annotations
 
 from flip.data.cdm.store import Store
+from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.cohort.definition import CohortDefinition
 from flip.data.cohort.disclosure import SiteCount, rounded, suppress, suppress_bins
 from flip.data.cohort.guard import ReleaseGuard
@@ -17,7 +18,7 @@ class Refused(Exception):
 
 def release(
     store: Store,
-    definition: CohortDefinition,
+    definition: CohortDefinition | CirceDefinition,
     threshold: int,
     guard: ReleaseGuard | None = None,
     round_to: int = 1,

@@ -19,6 +19,8 @@ from sqlalchemy import (
 from flip.data.cdm import schema
 from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import Store
+from flip.data.cohort.circe.definition import CirceDefinition
+from flip.data.cohort.circe.run import run_circe
 from flip.data.cohort.definition import CohortDefinition, Criterion
 from flip.data.cohort.optout import opted_out
 
@@ -128,8 +130,12 @@ class Cohort:
     cells: dict[str, dict[str, frozenset[int]]]
 
 
-def cohort(store: Store, definition: CohortDefinition) -> Cohort:
+def cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> Cohort:
     """The persons who meet the definition, less everyone on the site's opt-out list."""
+    if isinstance(definition, CirceDefinition):
+        with store.connect() as conn:
+            excluded = opted_out(conn)
+        return Cohort(run_circe(store, definition.expression).members - excluded, {})
     person = schema.person
     this_year = datetime.now(UTC).year
     query = person_ids(definition).add_columns(person.c.year_of_birth, person.c.gender_concept_id)
@@ -148,7 +154,7 @@ def cohort(store: Store, definition: CohortDefinition) -> Cohort:
     )
 
 
-def count_cohort(store: Store, definition: CohortDefinition) -> int:
+def count_cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> int:
     """How many persons in the store meet the definition (unsuppressed: it stays at the site)."""
     return len(cohort(store, definition).members)
 

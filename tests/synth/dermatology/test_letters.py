@@ -49,3 +49,22 @@ def test_letters_say_what_the_record_says(tiny_world):
             assert not (uncertain and person["psa"])
         if person["diagnosis"] == "eczema":
             assert "EASI" in text
+
+
+def test_a_visit_on_29_february_gets_its_letter():
+    """A leap-day visit once crashed the letter's review date (`replace(year=+1)`)."""
+    from dataclasses import replace
+    from datetime import date
+
+    import numpy as np
+
+    from flip.synth.dermatology.cohort import draw_site
+    from flip.synth.dermatology.letters import write_letter
+    from flip.synth.dermatology.sites import default_sites
+
+    person = next(p for p in draw_site(default_sites(1)[0], seed=3) if p.visits)
+    visit = replace(person.visits[0], day=date(2024, 2, 29))
+    for seed in range(8):
+        letter = write_letter(np.random.default_rng(seed), person, visit, "St Aster")
+        assert "Review in clinic" in letter.text
+        assert all(letter.text[a:b] for a, b, _ in letter.spans)

@@ -9,7 +9,7 @@ biologics, BMI and smoking, in sections whose order, headings and abbreviations 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -198,7 +198,7 @@ def _plan(rng: np.random.Generator, out: Letter, p: Person, visit: Visit) -> Non
     out.add("Review in clinic ")
     if rng.random() < 0.5:
         out.add("on ")
-        out.phi(_date(rng, visit.day.replace(year=visit.day.year + 1)), "DATE")
+        out.phi(_date(rng, visit.day + timedelta(weeks=13)), "DATE")
     else:
         out.add("in 3 months")
     out.add(". Patient can call the nurse line on ")

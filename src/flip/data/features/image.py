@@ -1,45 +1,123 @@
-"""Images as model inputs: each person's latest study before entry, read from its DICOM file.
+"""Images as model inputs: each person's latest study before entry, read from its file.
 
 The store keeps only the path (image_occurrence.local_path); the pixels are read
-here, at the site, resized to `size` x `size` and scaled to [0, 1], and become
-size*size columns after the other features. A person without an image gets zeros.
+here, at the site, from a DICOM file (greyscale or colour, any transfer syntax pydicom
+decodes) or a JPEG/PNG photograph, resized to `size` x `size` with `channels` channels
+(1 grey, 3 RGB), scaled to [0, 1] (or standardised by the ImageNet channel means), and
+become channels*size*size columns after the other features, channels first. A person
+without an image gets zeros.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+#: The first bytes of the photograph formats read through Pillow rather than pydicom.
+_PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+#: The RGB channel means and standard deviations of ImageNet, which pretrained encoders expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ITU-R BT.601 luma weights: a colour image read as one grey channel.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class ImageError(ValueError):
+    """An image file cannot be read as pixels."""
+
 
 class ImageSpec(BaseModel):
-    """Which images feed a task and at what resolution."""
+    """Which images feed a task, at what resolution and in how many channels."""
 
-    size: int = Field(32, ge=8, le=256, description="Images are resized to size x size.")
+    size: int = Field(32, ge=8, le=512, description="Images are resized to size x size.")
+    channels: Literal[1, 3] = Field(1, description="1: grey; 3: RGB (grey images repeated).")
+    normalise: Literal["unit", "imagenet"] = Field(
+        "unit", description="unit: [0, 1]; imagenet: minus the ImageNet mean, over its std (RGB)."
+    )
     lookback_days: int = Field(365, ge=0, description="Studies this many days before entry count.")
     modality_concept_ids: list[int] = Field(
         default_factory=list, description="Only studies of these modalities; empty: any."
     )
 
+    @model_validator(mode="after")
+    def _imagenet_is_rgb(self) -> ImageSpec:
+        if self.normalise == "imagenet" and self.channels != 3:
+            raise ValueError("imagenet normalisation is for 3-channel (RGB) images")
+        return self
 
-def pixels(path: str, size: int) -> np.ndarray:
-    """One image from its DICOM file as size x size floats in [0, 1]."""
+    @property
+    def n_columns(self) -> int:
+        """Columns of one flattened image."""
+        return self.channels * self.size * self.size
+
+
+def _is_photo(path: str) -> bool:
+    with Path(path).open("rb") as handle:
+        head = handle.read(8)
+    return any(head.startswith(magic) for magic in _PHOTO_MAGIC)
+
+
+def _photo(path: str) -> np.ndarray:
+    """A JPEG or PNG as (H, W, C) floats in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode in ("I;16", "I;16B", "I"):
+            return np.asarray(img, dtype=np.float32)[..., None] / 65535.0
+        rgb = img.convert("RGB") if img.mode not in ("L", "RGB") else img
+        array = np.asarray(rgb, dtype=np.float32) / 255.0
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _dicom(path: str) -> np.ndarray:
+    """The first frame of a DICOM image as (H, W, C) floats in [0, 1] (colour as RGB)."""
     from flip.data.sources.dicom import read_dataset
 
     ds = read_dataset(path)
     image = ds.pixel_array.astype(np.float32)
-    if image.ndim > 2:
-        image = image.reshape(-1, *image.shape[-2:])[0]
+    samples = int(ds.get("SamplesPerPixel", 1))
+    frame_dims = 3 if samples > 1 else 2
+    if image.ndim > frame_dims:
+        image = image.reshape(-1, *image.shape[-frame_dims:])[0]
+    if samples == 1:
+        image = image[..., None]
     top = float(2 ** int(ds.get("BitsStored", 8)) - 1)
-    tensor = torch.from_numpy(image / top)[None, None]
-    resized = torch.nn.functional.interpolate(tensor, size=(size, size), mode="area")
-    return resized[0, 0].numpy()
+    return image / top
+
+
+def _channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W, C) with C made `channels`: grey repeated to RGB, RGB weighted to grey."""
+    have = image.shape[-1]
+    if have == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image[..., :1], 3, axis=-1)
+    return (image[..., :3] @ _LUMA)[..., None]
+
+
+def pixels(path: str, size: int, channels: int = 1, normalise: str = "unit") -> np.ndarray:
+    """One image from its DICOM, JPEG or PNG file as (channels, size, size) floats."""
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        image = _photo(path) if _is_photo(path) else _dicom(path)
+    except (OSError, ValueError, AttributeError, RuntimeError, InvalidDicomError) as exc:
+        raise ImageError(f"{path}: cannot read its pixels: {exc}") from exc
+    image = _channels(image, channels)
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    resized = torch.nn.functional.interpolate(tensor, size=(size, size), mode="area")[0]
+    if normalise == "imagenet":
+        mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+        resized = (resized - mean) / torch.tensor(IMAGENET_STD)[:, None, None]
+    return resized.numpy()
 
 
 def latest_images(conn: Connection, index: dict[int, date], spec: ImageSpec) -> dict[int, str]:
@@ -64,10 +142,10 @@ def latest_images(conn: Connection, index: dict[int, date], spec: ImageSpec) -> 
     return {pid: path for pid, (_, path) in latest.items()}
 
 
-def image_matrix(paths: list[str | None], size: int) -> np.ndarray:
-    """One flattened image per row; zeros where there is none."""
-    out = np.zeros((len(paths), size * size), dtype=np.float32)
+def image_matrix(paths: list[str | None], spec: ImageSpec) -> np.ndarray:
+    """One flattened (channels-first) image per row; zeros where there is none."""
+    out = np.zeros((len(paths), spec.n_columns), dtype=np.float32)
     for row, path in enumerate(paths):
         if path is not None:
-            out[row] = pixels(path, size).reshape(-1)
+            out[row] = pixels(path, spec.size, spec.channels, spec.normalise).reshape(-1)
     return out

@@ -100,7 +100,7 @@ class TabularSpec(BaseModel):
     @property
     def n_image(self) -> int:
         """Columns of the flattened image (0 without images)."""
-        return self.image.size**2 if self.image else 0
+        return self.image.n_columns if self.image else 0
 
     @property
     def width(self) -> int:
@@ -287,7 +287,7 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
     if spec.image is not None:
         with store.connect() as conn:
             files = latest_images(conn, entry, spec.image)
-        x = np.hstack([x, image_matrix([files.get(pid) for pid in pids], spec.image.size)])
+        x = np.hstack([x, image_matrix([files.get(pid) for pid in pids], spec.image)])
         names += [f"pixel_{i}" for i in range(spec.n_image)]
     return TabularData(np.array(pids, dtype=np.int64), x, y, names)
 

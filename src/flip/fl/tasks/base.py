@@ -49,6 +49,11 @@ class TaskSpec(BaseModel):
         None, ge=1, le=100_000, description="Rounds the privacy budget is computed for."
     )
     privacy: PrivacySpec | None = None
+    image_network: Literal["small-cnn", "resnet18", "resnet34", "densenet121"] | None = Field(
+        None,
+        description="The network over the image (image-cnn, multimodal): the small CNN when "
+        "unset, or a MONAI 2D ResNet/DenseNet for real photographs (e.g. RGB 224 x 224).",
+    )
     strategy: StrategySpec = Field(
         default_factory=StrategySpec,
         description="The Flower strategy that aggregates the sites' updates, and its "
@@ -76,6 +81,10 @@ class TaskSpec(BaseModel):
             raise ValueError(f"strategy {self.strategy.name} aggregates trees, not a torch model")
         if self.secure_aggregation and self.strategy.name != "fedavg":
             raise ValueError("secure aggregation runs FedAvg: not the strategy named")
+        if self.image_network is not None and (
+            self.data.image is None or self.kind not in ("image-cnn", "multimodal")
+        ):
+            raise ValueError("image_network is for image-cnn and multimodal tasks with data.image")
         if self.kind == "multimodal" and self.data.text is None and self.data.image is None:
             raise ValueError(
                 "a multimodal task fuses notes or images: give data.text or data.image"
@@ -83,10 +92,14 @@ class TaskSpec(BaseModel):
         return self
 
     def canonical_json(self) -> bytes:
-        """The configuration as canonical JSON (sorted keys, no whitespace)."""
+        """The configuration as canonical JSON (sorted keys, no whitespace); an unset
+        image_network is left out, so tasks written before it keep their hash."""
         import orjson
 
-        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        config = self.model_dump(mode="json")
+        if config["image_network"] is None:
+            del config["image_network"]
+        return orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
 
 
 def _code_of(kind: str) -> bytes:

@@ -77,11 +77,16 @@ def new_model(spec: TaskSpec) -> torch.nn.Module:
 def _modal_model(spec: TaskSpec) -> torch.nn.Module:
     data = spec.data
     n_features, size = len(data.features), data.image.size if data.image else 0
+    channels = data.image.channels if data.image else 1
+    network = spec.image_network or "small-cnn"
     if spec.kind == "text-classifier":
         return text_classifier.new_model(n_features, data.n_text, spec.seed, data.n_outputs)
     if spec.kind == "image-cnn":
-        return image_cnn.new_model(n_features + data.n_text, size, spec.seed, data.n_outputs)
-    return multimodal.new_model(n_features, data.n_text, size, spec.seed, data.n_outputs)
+        offset = n_features + data.n_text
+        return image_cnn.new_model(offset, size, spec.seed, data.n_outputs, channels, network)
+    return multimodal.new_model(
+        n_features, data.n_text, size, spec.seed, data.n_outputs, channels, network
+    )
 
 
 def load_custom(spec: TaskSpec) -> ModuleType:

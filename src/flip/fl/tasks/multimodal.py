@@ -1,9 +1,9 @@
 """`multimodal`: late fusion of one model per modality the task's data has.
 
 The coded features get a logistic model; notes (if the task has them) another;
-an image (if it has one) the `image-cnn` network. Each gives its own logit, and
-a learned weighted sum of the logits is the prediction. Trained end to end, so
-the fusion weights say how much each modality contributes.
+an image (if it has one) the `image-cnn` network (the task's `image_network`). Each
+gives its own logit, and a learned weighted sum of the logits is the prediction.
+Trained end to end, so the fusion weights say how much each modality contributes.
 """
 
 from __future__ import annotations
@@ -28,11 +28,23 @@ class _Features(torch.nn.Module):
 class LateFusion(torch.nn.Module):
     """Logit = sum over modalities of w_m * model_m(x) + b (for each output)."""
 
-    def __init__(self, n_features: int, n_text: int, image_size: int, n_outputs: int = 1) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        n_text: int,
+        image_size: int,
+        n_outputs: int = 1,
+        channels: int = 1,
+        network: str = "small-cnn",
+    ) -> None:
         super().__init__()
         self.tabular = _Features(n_features, n_outputs)
         self.notes = NoteClassifier(n_features, n_text, n_outputs) if n_text else None
-        self.image = ImageCNN(n_features + n_text, image_size, n_outputs) if image_size else None
+        self.image = (
+            ImageCNN(n_features + n_text, image_size, n_outputs, channels, network)
+            if image_size
+            else None
+        )
         branches = 1 + (n_text > 0) + (image_size > 0)
         self.fusion = torch.nn.Linear(branches, 1)
         with torch.no_grad():
@@ -45,8 +57,14 @@ class LateFusion(torch.nn.Module):
 
 
 def new_model(
-    n_features: int, n_text: int, image_size: int, seed: int, n_outputs: int = 1
+    n_features: int,
+    n_text: int,
+    image_size: int,
+    seed: int,
+    n_outputs: int = 1,
+    channels: int = 1,
+    network: str = "small-cnn",
 ) -> torch.nn.Module:
     """A late-fusion model whose initial weights depend only on `seed`."""
     seed_weights(seed)
-    return LateFusion(n_features, n_text, image_size, n_outputs)
+    return LateFusion(n_features, n_text, image_size, n_outputs, channels, network)

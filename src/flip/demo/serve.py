@@ -118,25 +118,29 @@ def describe(served: Served, out: Path) -> str:
     """Where each server answers and who signs in there with which demo credential."""
     access = DemoAccess.load(out.resolve())
     lines = [
-        f"hub web app   {served.urls['hub']}/  sign in as {RESEARCHER}, "
-        f"password {access.researcher_password}",
-        "              (the first sign-in sets up an authenticator app: scan its QR code)",
+        f"hub web app: {served.urls['hub']}/ - sign in as {RESEARCHER} with the password "
+        f"{access.researcher_password} (the first sign-in sets up an authenticator app)"
     ]
     for site, (name, password) in access.consoles.items():
         if site in served.urls:
             lines.append(
-                f"{site + ' console':<14}{served.urls[site]}/  sign in as {name}, "
-                f"password {password}"
+                f"{site} console: {served.urls[site]}/ - sign in as {name} with the password "
+                f"{password}"
             )
     lines.append(
-        "Demo credentials: they open only this demo's files on this machine. Ctrl-C stops all."
+        "These are demo credentials: they open only this demo's files on this machine. "
+        "Ctrl-C stops all."
     )
     return "\n".join(lines)
 
 
 def serve_until_interrupted(out: Path, say: Callable[[str], None]) -> None:
     """Serve the demo until Ctrl-C (or until one server stops on its own), then stop them all."""
-    served = serve(out)
+    try:
+        served = serve(out)
+    except KeyboardInterrupt:
+        say("stopped before the demo's servers were up")
+        return
     try:
         say(describe(served, out))
         while (stopped := served.exited()) is None:

@@ -257,7 +257,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         console.print(
             f"  wrote {out / 'results.json'}, {out / 'report.md'} and {out / 'auroc.png'}"
         )
-        console.print("\n" + instructions(out, access), highlight=False, markup=False)
+        console.print(
+            "\n" + instructions(out, access), highlight=False, markup=False, soft_wrap=True
+        )
     return DemoResult(results, queries, rounds_seen, phase.seconds, hub_db, site_dirs)
 
 

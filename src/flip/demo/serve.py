@@ -16,7 +16,7 @@ from flip.demo.access import RESEARCHER, DemoAccess, hub_url, site_configs
 from flip.ports import free_port
 
 FLIP = [sys.executable, "-m", "flip"]
-START_SECONDS = 60.0
+START_SECONDS = 180.0
 
 
 class ServeError(RuntimeError):

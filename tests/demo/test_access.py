@@ -4,7 +4,9 @@ import re
 import stat
 
 import pytest
+from typer.testing import CliRunner
 
+from flip.cli.app import app
 from flip.config import SiteConfig
 from flip.demo.access import CREDENTIALS, RESEARCHER, DemoAccess, instructions, site_configs
 from flip.hub.db import connect
@@ -72,3 +74,10 @@ def test_a_folder_without_a_demo_says_so(tmp_path):
     (tmp_path / CREDENTIALS).write_text("[]")
     with pytest.raises(ValueError, match="not a demo credentials file"):
         DemoAccess.load(tmp_path)
+
+
+def test_serving_a_folder_without_a_demo_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--serve", "--no-run", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no demo hub database" in result.output and "Traceback" not in result.output
+    assert CliRunner().invoke(app, ["demo", "--no-run", "--out", str(tmp_path)]).exit_code == 2

@@ -1,15 +1,20 @@
 """The whole journey, as `flip demo` runs it, and what it leaves at the hub."""
 
 import json
+import re
 import subprocess
 import sys
 
+import httpx
+import pyotp
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
+from flip.demo.access import DemoAccess, instructions
 from flip.demo.journey import DemoOptions, run_demo
+from flip.demo.serve import describe, serve
 from flip.synth import default_profiles
 
 
@@ -124,3 +129,42 @@ def test_each_site_can_validate_the_registered_federated_model(demo):
     assert done.returncode == 0, done.stderr
     validation = json.loads(done.stdout)
     assert validation["n"] == 300 and validation["auroc"] > 0.7
+
+
+def _sign_in(http: httpx.Client, name: str, password: str) -> httpx.Response:
+    form = http.get("/signin")
+    assert form.status_code == 200
+    (csrf,) = re.findall(r'name="csrf" value="([^"]+)"', form.text)
+    return http.post("/signin", data={"csrf": csrf, "name": name, "password": password})
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_serve_opens_the_hub_and_each_console_to_the_printed_demo_sign_ins(demo):
+    out, result = demo
+    access = DemoAccess.load(out)
+    assert access.researcher_password in instructions(out, access)
+    served = serve(out)
+    try:
+        text = describe(served, out)
+        assert set(served.urls) == {"hub", *result.site_dirs}
+        with httpx.Client(base_url=served.urls["hub"], timeout=10.0) as hub:
+            assert f"{served.urls['hub']}/" in text and access.researcher_password in text
+            assert _sign_in(hub, "researcher", "not the demo password").status_code == 401
+            answer = _sign_in(hub, "researcher", access.researcher_password)
+            assert answer.status_code == 303 and answer.headers["location"] == "/signin/enrol"
+            enrol = hub.get("/signin/enrol")
+            (secret,) = re.findall(r'id="totp-secret">([A-Z2-7]+)<', enrol.text)
+            (csrf,) = re.findall(r'name="csrf" value="([^"]+)"', enrol.text)
+            code = pyotp.TOTP(secret).now()
+            assert hub.post("/signin/enrol", data={"csrf": csrf, "code": code}).status_code == 200
+            assert hub.get("/projects").status_code == 200
+        for site, (name, password) in access.consoles.items():
+            with httpx.Client(base_url=served.urls[site], timeout=10.0) as console:
+                assert f"{served.urls[site]}/" in text and password in text
+                answer = _sign_in(console, name, password)
+                assert answer.status_code == 303 and answer.headers["location"] == "/approvals"
+                assert console.get("/approvals").status_code == 200
+    finally:
+        served.stop()
+    assert all(p.poll() is not None for p in served.processes.values())

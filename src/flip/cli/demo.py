@@ -19,14 +19,34 @@ def demo(
         Path, typer.Option(help="Folder for stores, hub database and the report.")
     ] = Path("demo-out"),
     seed: Annotated[int, typer.Option(help="Seed for the synthetic world and the splits.")] = 0,
+    run: Annotated[
+        bool,
+        typer.Option(help="Run the journey (--no-run with --serve serves an earlier run's OUT)."),
+    ] = True,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help="Then serve the hub's web app and each site's console on free loopback "
+            "ports, with the demo's sign-ins, until Ctrl-C."
+        ),
+    ] = False,
 ) -> None:
     """Run the federated journey: synthetic hospitals -> OMOP stores -> hub -> approval -> training.
 
     Writes OUT/results.json (per-site AUROC of local-only, federated and pooled
-    models), OUT/report.md and OUT/auroc.png. Needs no server: the hub runs on
-    127.0.0.1 for the length of the demo.
+    models), OUT/report.md and OUT/auroc.png, and OUT/demo-credentials.json: the
+    demo's sign-ins for the hub's web app and the site consoles. Needs no server:
+    the hub runs on 127.0.0.1 for the length of the demo. Open it in a browser
+    with `flip demo --serve` (after the journey) or `flip demo --serve --no-run`.
     """
     from flip.demo.journey import DemoError, DemoOptions, run_demo
+    from flip.demo.serve import ServeError, serve_until_interrupted
 
-    with one_line_errors(DemoError):
-        run_demo(DemoOptions(sites=sites, rounds=rounds, out=out, seed=seed))
+    if not run and not serve:
+        raise typer.BadParameter("nothing to do: --no-run needs --serve", param_hint="--run")
+    if run:
+        with one_line_errors(DemoError):
+            run_demo(DemoOptions(sites=sites, rounds=rounds, out=out, seed=seed))
+    if serve:
+        with one_line_errors(ServeError):
+            serve_until_interrupted(out, typer.echo)

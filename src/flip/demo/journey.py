@@ -25,6 +25,7 @@ from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.demo import baselines
+from flip.demo.access import RESEARCHER, DemoAccess, instructions
 from flip.demo.report import write_outputs
 from flip.fl.registry import federated_lineage, register_with_best
 from flip.fl.runtime.simulation import simulate
@@ -39,8 +40,6 @@ from flip.site.hub_client import HubClient
 from flip.synth import default_profiles, generate_site
 from flip.synth.export import export_site
 
-#: The demo researcher's password for the web app (a demo on loopback, printed at the end).
-DEMO_PASSWORD = "demo-researcher-password"
 PHASES = ("generate", "ingest", "hub start", "query", "approve", "train", "baselines", "report")
 
 #: Cohort questions the researcher asks (concept ids from the starter vocabulary).
@@ -165,18 +164,21 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     ):
         for profile in profiles:
             configs[profile.name] = _ingest_site(profile, site_dirs[profile.name], bar)
+    access = DemoAccess.new(list(configs))
+    access.set_console_passwords({name: site_dirs[name] / "site.yaml" for name in configs})
+    access.save(out)
 
     hub_db = out / "hub.sqlite"
-    for stale in out.glob("hub.sqlite*"):
+    for stale in [*out.glob("hub.sqlite*"), *out.glob("hub-signing.key*")]:
         stale.unlink()
     with phase("hub start", "3. The hub starts; sites enrol and their agents poll it"):
-        app = create_app(f"sqlite:///{hub_db}")
+        app = create_app(f"sqlite:///{hub_db}", signing_key=out / "hub-signing.key")
         hub = BackgroundServer(app).start()
         admin_token = bootstrap_admin(app.state.engine)
         assert admin_token is not None
         admin = ResearcherClient(hub.url, admin_token)
         researcher = ResearcherClient(
-            hub.url, admin.create_user("researcher", "researcher", DEMO_PASSWORD)
+            hub.url, admin.create_user(RESEARCHER, "researcher", access.researcher_password)
         )
         stop = threading.Event()
         agents: list[threading.Thread] = []
@@ -255,19 +257,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         console.print(
             f"  wrote {out / 'results.json'}, {out / 'report.md'} and {out / 'auroc.png'}"
         )
-        _print_browser_hint(console, hub_db)
+        console.print(
+            "\n" + instructions(out, access), highlight=False, markup=False, soft_wrap=True
+        )
     return DemoResult(results, queries, rounds_seen, phase.seconds, hub_db, site_dirs)
-
-
-def _print_browser_hint(console: Console, hub_db: Path) -> None:
-    """How to open the demo's hub in a browser, and the demo researcher's sign-in."""
-    console.print(
-        "\n  See it in a browser: run\n"
-        f"    flip hub serve --db sqlite:///{hub_db}\n"
-        "  then open http://127.0.0.1:8700/ and sign in as [bold]researcher[/] with the password "
-        f"[bold]{DEMO_PASSWORD}[/]\n"
-        "  (the first sign-in sets up an authenticator app: scan the QR code it shows)."
-    )
 
 
 def _clear(folder: Path) -> None:
@@ -277,7 +270,8 @@ def _clear(folder: Path) -> None:
 
 def _ingest_site(profile, site_dir: Path, bar: Progress) -> SiteConfig:
     store_path = site_dir / "store.duckdb"
-    for stale in (store_path, site_dir / "store.duckdb.wal", site_dir / "ledger.sqlite"):
+    stale_files = ("store.duckdb.wal", "ledger.sqlite", "ledger.console-passwords")
+    for stale in (store_path, *(site_dir / name for name in stale_files)):
         stale.unlink(missing_ok=True)
     config = SiteConfig(name=profile.name, store="store.duckdb", ledger="ledger.sqlite")
     config.save(site_dir / "site.yaml")

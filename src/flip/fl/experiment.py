@@ -360,6 +360,7 @@ def federated(
             on_round=on_round,
             checkpoint=options.checkpoint / CHECKPOINT if options.checkpoint else None,
             seed=options.seed,
+            evaluate_final=False,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
 

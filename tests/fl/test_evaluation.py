@@ -46,6 +46,27 @@ def test_intervals_hold_the_estimate_narrow_with_more_rows_and_repeat_by_seed():
     assert one_class["auroc_ci"] is None and one_class["accuracy_ci"] is not None
 
 
+def test_each_resample_s_auroc_is_the_rank_auroc_of_the_rows_it_drew():
+    from scipy.stats import rankdata
+
+    from flip.fl.bootstrap import _auroc_draws, _draws
+
+    rng = np.random.default_rng(5)
+    for n in (3, 17, 250):
+        y = (rng.random(n) < 0.3).astype(np.float32)
+        p = np.round(rng.random(n), 1)  # many ties
+        rows = rng.integers(0, n, size=(300, n))
+        found = _auroc_draws(_draws(rows, n), y == 1, p)
+        for resample, drawn in enumerate(rows):
+            ys, ranks = y[drawn], rankdata(p[drawn])
+            n_pos = int(ys.sum())
+            if n_pos in (0, n):
+                assert np.isnan(found[resample])
+                continue
+            u = ranks[ys == 1].sum() - n_pos * (n_pos + 1) / 2
+            assert found[resample] == pytest.approx(u / (n_pos * (n - n_pos)), abs=1e-12)
+
+
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory):
     return write_sites(tmp_path_factory.mktemp("messy"))

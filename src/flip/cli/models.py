@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 
 from flip.cli.errors import one_line_errors
@@ -93,6 +92,8 @@ def show(
     if as_json:
         typer.echo(json.dumps(record.lineage))
         return
+    from rich.markdown import Markdown  # markdown-it: only to show a card
+
     Console().print(Markdown((record.path / "MODEL_CARD.md").read_text(encoding="utf-8")))
 
 

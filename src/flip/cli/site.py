@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -771,6 +770,7 @@ def enrol(
     """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml, 0600),
     registering the public half of the site's signing key (made beside the ledger, 0600)."""
     import httpx
+    import yaml
 
     from flip.private_files import write_private
     from flip.site.anchor import public_key

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from pydantic import ValidationError
-from sklearn.model_selection import train_test_split
 
 from flip.data.features.csvfile import (
     DatasetError,
@@ -38,6 +37,7 @@ from flip.data.features.csvfile import (
     looks_like_id,
     site_stats,
 )
+from flip.data.features.shuffle_split import train_test_indices
 from flip.data.features.tabular import TabularData
 from flip.fl import personal as personalisation
 from flip.fl.bootstrap import intervals
@@ -210,9 +210,7 @@ def prepare(options: ExperimentOptions) -> Prepared:
         if len(rows) < 4:
             raise DatasetError(f"site {table.name}: only {len(rows)} rows with a target")
         stratify = y if min(y.sum(), len(y) - y.sum()) >= 2 else None
-        train_rows, test_rows = train_test_split(
-            rows, test_size=options.test_fraction, random_state=options.seed, stratify=stratify
-        )
+        train_rows, test_rows = _pick(rows, options.test_fraction, options.seed, stratify)
         train_rows, validation_rows = _hold_out(train_rows, labels, options)
         by_row = dict(zip(rows, y, strict=True))
         splits.append(
@@ -239,10 +237,14 @@ def _hold_out(
         raise DatasetError(f"{len(rows)} training rows: too few to hold out a validation split")
     y = [labels[i] for i in rows]
     stratify = y if min(sum(y), len(y) - sum(y)) >= 2 else None
-    train, validation = train_test_split(
-        rows, test_size=options.validation_fraction, random_state=options.seed, stratify=stratify
-    )
-    return train, validation
+    return _pick(rows, options.validation_fraction, options.seed, stratify)
+
+
+def _pick(rows: list[int], fraction: float, seed: int, stratify) -> tuple[list[int], list[int]]:
+    """(kept rows, held-out rows): `fraction` of `rows` held out by `seed`, stratified by
+    `stratify` when given."""
+    kept, held_out = train_test_indices(len(rows), fraction, seed, stratify)
+    return [rows[i] for i in kept], [rows[i] for i in held_out]
 
 
 def _data(
@@ -358,6 +360,7 @@ def federated(
             on_round=on_round,
             checkpoint=options.checkpoint / CHECKPOINT if options.checkpoint else None,
             seed=options.seed,
+            evaluate_final=False,
         )
         run_in_simulation(server_app, client_app, len(prepared.sites))
 

@@ -108,6 +108,7 @@ def make_server_app(
     checkpoint: Path | None = None,
     scaling: ScalingStep | None = None,
     seed: int = 0,
+    evaluate_final: bool = True,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy (its hyperparameters overridden by
     `strategy_options`) for `rounds` rounds over `n_sites` sites.
@@ -121,7 +122,9 @@ def make_server_app(
     every checkpoint and into the result. The result also keeps the best round's
     model: the one of highest federated AUROC. The server's random streams start from
     `seed`; a resumed run takes them, the strategy's state and the round numbers from
-    its checkpoint, so it ends with the weights of a run never stopped.
+    its checkpoint, so it ends with the weights of a run never stopped. Without
+    `evaluate_final`, the sites are not asked to evaluate the final model on their test
+    splits (file experiments score the test splits themselves).
     """
     if privacy is not None and (problem := accounting_problem(privacy, strategy)):
         raise ValueError(problem)
@@ -208,8 +211,9 @@ def make_server_app(
                 .arrays
             )
         result.state_dict = arrays.to_torch_state_dict()
-        final = ConfigRecord({**sent, "server-round": rounds})
-        result.per_site = final_evaluation(grid, arrays, final, timeout)
+        if evaluate_final:
+            final = ConfigRecord({**sent, "server-round": rounds})
+            result.per_site = final_evaluation(grid, arrays, final, timeout)
 
     return app, result
 

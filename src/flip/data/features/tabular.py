@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flip.data.features.image import ImageSpec
 from flip.data.features.outcomes import OutcomeClass, OutcomeKind
+from flip.data.features.shuffle_split import train_test_indices
 from flip.data.features.text import TextSpec
 from flip.data.features.text import width as text_width
 
@@ -122,14 +123,10 @@ class TabularData:
     ) -> tuple[TabularData, TabularData]:
         """A train/test split, the same for the same data and seed; with `stratify`, by the
         outcome's class (a time-to-event outcome's event) where every class has two rows."""
-        from sklearn.model_selection import train_test_split  # 0.8 s to import: only here
-
         labels = self.y[:, 1] if self.y.ndim == 2 else self.y
         counts = np.unique(labels, return_counts=True)[1]
         by = labels if stratify and len(counts) > 1 and counts.min() >= 2 else None
-        train_idx, test_idx = train_test_split(
-            np.arange(len(self.y)), test_size=test_fraction, random_state=seed, stratify=by
-        )
+        train_idx, test_idx = train_test_indices(len(self.y), test_fraction, seed, by)
         return self._take(np.sort(train_idx)), self._take(np.sort(test_idx))
 
     def _take(self, idx: np.ndarray) -> TabularData:

@@ -12,9 +12,6 @@ from pathlib import Path
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
-from flip.fl.client import SIM_SITES_ENV
-from flip.fl.client import app as client_app
-
 
 @contextmanager
 def _quiet_flower() -> Iterator[None]:
@@ -69,8 +66,10 @@ def simulate(
 
     With `secure`, the sites run the SecAgg+ ClientApp (for tasks that ask for it).
     """
+    from flip.fl.client import SIM_SITES_ENV
+    from flip.fl.client import app as client
+
     os.environ[SIM_SITES_ENV] = json.dumps([str(p.resolve()) for p in site_configs])
-    client = client_app
     if secure:
         from flip.fl.secure_aggregation import task_client_app as client
     run_in_simulation(server_app, client, len(site_configs), cpus=cpus, verbose=verbose)

@@ -12,8 +12,9 @@ from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.schemas import PasswordIn, TokenRequest
 from flip.hub.web import reads
-from flip.hub.web.pages import SignedIn, WebRoute, page, read, see_other
+from flip.hub.web.pages import SignedIn, WebRoute, page, read
 from flip.hub.web.security import check_csrf
+from flip.webkit.render import see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 

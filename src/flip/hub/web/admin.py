@@ -11,14 +11,16 @@ from sqlalchemy import update
 
 from flip.hub import mfa
 from flip.hub.access import find_user
+from flip.hub.auth import Principal
 from flip.hub.db import users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import MAX_INT, PasswordIn, PathId, RoleIn, SiteIn, TokenRequest, UserIn
 from flip.hub.web import banner, reads
-from flip.hub.web.pages import WebAdmin, WebRoute, page, read, see_other
+from flip.hub.web.pages import WebAdmin, WebRoute, page, read
 from flip.hub.web.security import check_csrf
+from flip.webkit.render import see_other
 
 router = APIRouter(prefix="/admin", route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
@@ -39,6 +41,24 @@ async def mark_one_time(request: Request, user_id: int) -> None:
             update(users).where(users.c.id == user_id).values(password_one_time=True)
         )
     )
+
+
+async def invite(
+    request: Request, who: Principal, name: str, role: str, site: str, admin_password: str
+) -> tuple[str, str]:
+    """Create user `name` with a one-time password they sign in with (then enrol TOTP);
+    their stored name and that password, to be shown once."""
+    password = one_time_password()
+    body = UserIn(
+        name=name,
+        role=role,
+        site=site.strip() or None,
+        password=password,
+        current_password=admin_password,
+    )
+    out = await admin_api.create_user(body=body, request=request, who=who)
+    await mark_one_time(request, out.id)
+    return out.name, password
 
 
 async def _users_page(request: Request, status_code: int = 200, **shown):
@@ -64,17 +84,8 @@ async def invite_user(
     site: Annotated[str, Form()] = "",
 ):
     """Create a user with a one-time password (shown once) they sign in with, then enrol TOTP."""
-    password = one_time_password()
-    body = UserIn(
-        name=name.strip(),
-        role=role,
-        site=site.strip() or None,
-        password=password,
-        current_password=admin_password,
-    )
-    out = await admin_api.create_user(body=body, request=request, who=who)
-    await mark_one_time(request, out.id)
-    return await _users_page(request, 201, invited={"name": out.name, "password": password})
+    made, password = await invite(request, who, name.strip(), role, site, admin_password)
+    return await _users_page(request, 201, invited={"name": made, "password": password})
 
 
 @router.post("/users/{user_id}/disable")

@@ -9,11 +9,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from flip.hub import access_requests
-from flip.hub.routes import admin as admin_api
-from flip.hub.schemas import Name, PathId, UserIn
-from flip.hub.web.admin import ROLES, mark_one_time, one_time_password
-from flip.hub.web.pages import WebAdmin, WebRoute, page, problems, read, see_other
+from flip.hub.schemas import Name, PathId
+from flip.hub.web.admin import ROLES, invite
+from flip.hub.web.pages import WebAdmin, WebRoute, page, read
 from flip.hub.web.security import check_csrf
+from flip.webkit.render import problems, see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
@@ -93,20 +93,11 @@ async def approve(
     """Create the user the request asks for, with a one-time password shown once (their
     invitation), and mark the request approved."""
     asked = await _pending(request, request_id)
-    password = one_time_password()
-    body = UserIn(
-        name=asked.name,
-        role=role,
-        site=site.strip() or None,
-        password=password,
-        current_password=admin_password,
-    )
-    out = await admin_api.create_user(body=body, request=request, who=who)
-    await mark_one_time(request, out.id)
+    made, password = await invite(request, who, asked.name, role, site, admin_password)
     await request.app.state.writer.run(
         lambda conn: access_requests.decide(conn, request_id, "approved", who.label)
     )
-    invited = {"name": out.name, "email": asked.email, "password": password}
+    invited = {"name": made, "email": asked.email, "password": password}
     return await _queue(request, 201, invited=invited)
 
 

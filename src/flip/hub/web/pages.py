@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from flip.hub.auth import ADMINS, READERS, RESEARCHERS, Principal, caller_of, require
 from flip.hub.transactions import reading
 from flip.hub.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token, keep_csrf
-from flip.webkit.render import problems, see_other, templates_in
+from flip.webkit.render import templates_in
+from flip.webkit.routes import page_route
 
 HERE = Path(__file__).parent
 templates = templates_in(HERE / "templates")
@@ -80,32 +77,8 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     return response
 
 
-class WebRoute(APIRoute):
-    """A page route: a refusal becomes a page in words (401: the sign-in page) not JSON."""
-
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except HTTPException as exc:
-                return refusal(request, exc.status_code, str(exc.detail), exc.headers)
-            except (ValidationError, RequestValidationError) as exc:
-                return refusal(request, 422, problems(exc))
-
-        return handle
+def _error_page(request: Request, code: int, message: str) -> Response:
+    return page(request, "error.html", status_code=code, code=code, message=message)
 
 
-def refusal(
-    request: Request, code: int, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    """The page for a refused request: sign in (401), or the reason in words."""
-    if code == status.HTTP_401_UNAUTHORIZED:
-        if request.method == "GET":
-            return see_other(f"/signin?next={quote(request.url.path)}")
-        return see_other("/signin")
-    response = page(request, "error.html", status_code=code, code=code, message=message)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+WebRoute = page_route(_error_page)

@@ -18,16 +18,9 @@ from flip.hub.web import reads
 from flip.hub.web.chart import metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
-from flip.hub.web.pages import (
-    WebReader,
-    WebResearcher,
-    WebRoute,
-    page,
-    read,
-    see_other,
-    templates,
-)
+from flip.hub.web.pages import WebReader, WebResearcher, WebRoute, page, read, templates
 from flip.hub.web.security import check_csrf
+from flip.webkit.render import see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 

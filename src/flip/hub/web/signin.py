@@ -15,8 +15,9 @@ from flip.hub import audit, mfa
 from flip.hub.auth import token_hash
 from flip.hub.db import sessions
 from flip.hub.routes.sessions import checked_login, open_session
-from flip.hub.web.pages import SignedIn, WebRoute, page, read, see_other
+from flip.hub.web.pages import SignedIn, WebRoute, page, read
 from flip.hub.web.security import SESSION_COOKIE, check_csrf, set_cookie
+from flip.webkit.render import see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 

@@ -13,8 +13,9 @@ from fastapi.responses import Response
 from flip.hub import task_review
 from flip.hub.routes import projects as api
 from flip.hub.schemas import PathId, TaskIn
-from flip.hub.web.pages import WebResearcher, WebRoute, page, read, see_other
+from flip.hub.web.pages import WebResearcher, WebRoute, page, read
 from flip.hub.web.security import check_csrf
+from flip.webkit.render import see_other
 
 router = APIRouter(
     prefix="/projects/{project_id}/tasks", route_class=WebRoute, dependencies=[Depends(check_csrf)]

@@ -16,10 +16,11 @@ from fastapi.responses import Response
 from flip.config import SiteConfig
 from flip.data.ledger import DECISIONS, Ledger
 from flip.site.approvals import decide
-from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, see_other, site_of
+from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, site_of
 from flip.site.console.review import review
 from flip.site.hub_client import HubClient
 from flip.site.status import AgentStatus, status_path
+from flip.webkit.render import see_other
 
 router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])
 

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
 
 from flip.config import SiteConfig
-from flip.webkit.render import problems, see_other, templates_in
+from flip.webkit.render import templates_in
+from flip.webkit.routes import page_route
 from flip.webkit.security import CSRF_FIELD, Csrf
 
 HERE = Path(__file__).parent
@@ -86,27 +82,8 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     return response
 
 
-class ConsoleRoute(APIRoute):
-    """A page route: a refusal becomes a page in words (401: the sign-in page), not JSON."""
-
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except HTTPException as exc:
-                return refusal(request, exc.status_code, str(exc.detail))
-            except (ValidationError, RequestValidationError) as exc:
-                return refusal(request, 422, problems(exc))
-
-        return handle
-
-
-def refusal(request: Request, code: int, message: str) -> Response:
-    """The page for a refused request: sign in (401), or the reason in words."""
-    if code == status.HTTP_401_UNAUTHORIZED:
-        if request.method == "GET":
-            return see_other(f"/signin?next={quote(request.url.path)}")
-        return see_other("/signin")
+def _error_page(request: Request, code: int, message: str) -> Response:
     return page(request, "error.html", status_code=code, code=code, message=message)
+
+
+ConsoleRoute = page_route(_error_page)

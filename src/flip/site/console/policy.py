@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.ledger import Ledger
-from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, see_other, site_of
-from flip.webkit.render import problems
+from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, site_of
+from flip.webkit.render import problems, see_other
 
 router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])
 

@@ -18,9 +18,9 @@ from flip.site.console.pages import (
     ConsoleRoute,
     csrf,
     page,
-    see_other,
     site_of,
 )
+from flip.webkit.render import see_other
 from flip.webkit.security import set_cookie
 
 router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])

@@ -4,8 +4,6 @@ sees the task a researcher proposed, reads it and approves it; the ledger record
 approval and the hub sees the site approve. Every page is scanned with axe-core for serious
 or critical violations, and screenshots go to docs/images/web/console-*.png."""
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,29 +16,20 @@ from flip.fl.tasks import mace_task, task_hash
 from flip.hub.client import ResearcherClient
 from flip.ports import free_port
 from flip.site.status import AgentStatus, status_path
-from tests.conftest import IN_CI, build_site
+from tests.conftest import build_site
+from tests.e2e.browser import chromium, scan
 from tests.e2e.processes import FLIP, Hub, cli, enrol, start_agent, stop_agents, wait_for
 
-CHROMIUM = os.environ.get("FLIP_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "images" / "web"
 PASSWORD = "a console browser password"
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium; skipped where it is not installed (never in CI)."""
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} must be installed in CI (make test-services)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (make test-services)")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
+    """Headless Debian Chromium for the module."""
+    yield from chromium()
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +92,8 @@ def _up(url: str) -> bool:
 
 
 def _scan(page, name: str) -> None:
-    """Save a screenshot; fail on any serious or critical axe-core violation."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
-    try:
-        from axe_playwright_python.sync_playwright import Axe
-    except ImportError:
-        return
-    violations = Axe().run(page).response["violations"]
-    bad = [(v["id"], v["impact"]) for v in violations if v["impact"] in ("serious", "critical")]
-    assert not bad, f"console {name}: {bad}"
+    """Screenshot and axe-core check of the page as SHOTS/console-NAME.png."""
+    scan(page, SHOTS / f"console-{name}.png")
 
 
 def test_the_site_admin_signs_in_and_approves_the_proposed_task(browser, world):

@@ -3,37 +3,26 @@ real site agents: sign in with TOTP, create a project, build a cohort and watch 
 arrive, and the admin's pages. Screenshots go to test-output/screenshots/; each page is
 scanned with axe-core for serious or critical accessibility violations."""
 
-import os
-import shutil
 from pathlib import Path
 
 import httpx
 import pyotp
 import pytest
 
-from tests.conftest import IN_CI, build_site
+from tests.conftest import build_site
+from tests.e2e.browser import chromium, scan
 from tests.e2e.processes import Hub, enrol, start_agent, stop_agents
 
-CHROMIUM = os.environ.get("FLIP_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 PASSWORD = "a browser test password"
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium; skipped where it is not installed (never in CI)."""
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} must be installed in CI (make test-services)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (make test-services)")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
+    """Headless Debian Chromium for the module."""
+    yield from chromium()
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +56,8 @@ def hub(tmp_path_factory):
 
 
 def _scan(page, name: str) -> None:
-    """Save a screenshot; fail on any serious or critical axe-core violation."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    try:
-        from axe_playwright_python.sync_playwright import Axe
-    except ImportError:
-        return
-    violations = Axe().run(page).response["violations"]
-    bad = [(v["id"], v["impact"]) for v in violations if v["impact"] in ("serious", "critical")]
-    assert not bad, f"{name}: {bad}"
+    """Screenshot and axe-core check of the page as SHOTS/NAME.png."""
+    scan(page, SHOTS / f"{name}.png")
 
 
 def _sign_in_first_time(page, url: str, name: str) -> str:

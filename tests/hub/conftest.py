@@ -57,3 +57,27 @@ def hub(hub_db_url):
     with h.http:
         yield h
     h.app.state.engine.dispose()
+
+
+#: The password the web tests' users sign in with.
+WEB_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """One hub app on SQLite for the module, with an admin who can sign in on the web."""
+    hub = Hub(f"sqlite:///{tmp_path_factory.mktemp('web') / 'hub.sqlite'}")
+    hub.call("PUT", "/users/1/password", hub.admin, json={"password": WEB_PASSWORD})
+    yield hub
+    hub.http.close()
+    hub.app.state.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def admin(web):
+    """The admin, signed in on the web (TOTP enrolled) in one browser for the module."""
+    from tests.hub.web_client import Browser
+
+    browser = Browser(web.app)
+    browser.sign_in("admin", WEB_PASSWORD)
+    return browser

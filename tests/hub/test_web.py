@@ -16,30 +16,12 @@ from flip.hub.web import models as models_pages
 from flip.hub.web import projects as projects_pages
 from flip.hub.web import tasks as tasks_pages
 from flip.hub.web.pages import WebRoute
-from tests.hub.conftest import Hub
+from tests.hub.conftest import WEB_PASSWORD, Hub
 from tests.hub.web_client import Browser
 from tests.hub.web_world import registered_model, registry_at
 from tests.hub.web_world import request_id as queued_request
 
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    """One hub app on SQLite for the module, with an admin who can sign in on the web."""
-    hub = Hub(f"sqlite:///{tmp_path_factory.mktemp('web') / 'hub.sqlite'}")
-    hub.call("PUT", "/users/1/password", hub.admin, json={"password": PASSWORD})
-    yield hub
-    hub.http.close()
-    hub.app.state.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def admin(web):
-    """The admin, signed in on the web (TOTP enrolled) in one browser for the module."""
-    browser = Browser(web.app)
-    browser.sign_in("admin", PASSWORD)
-    return browser
+PASSWORD = WEB_PASSWORD
 
 
 def person(hub: Hub, name: str, role: str = "researcher") -> Browser:

@@ -7,7 +7,6 @@ import time
 
 import onnx
 import orjson
-import pytest
 import torch
 from sqlalchemy import select
 
@@ -29,23 +28,6 @@ def new_model(n_features, seed):
     torch.manual_seed(seed)
     return torch.nn.Linear(n_features, 1)
 """
-
-
-@pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    """One hub app on SQLite for the module, with an admin who can sign in on the web."""
-    hub = Hub(f"sqlite:///{tmp_path_factory.mktemp('pages') / 'hub.sqlite'}")
-    hub.call("PUT", "/users/1/password", hub.admin, json={"password": PASSWORD})
-    yield hub
-    hub.http.close()
-    hub.app.state.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def admin(web):
-    browser = Browser(web.app)
-    browser.sign_in("admin", PASSWORD)
-    return browser
 
 
 def _actions(hub: Hub, action: str) -> list[tuple[str, str, str]]:

@@ -221,6 +221,26 @@ def test_a_task_the_hub_never_offered_cannot_be_decided(site):
     assert site.ledger().decision("7", digest) is None
 
 
+def test_a_task_whose_code_does_not_hash_to_its_hash_cannot_be_approved(site):
+    """The page showed code X under the hash of another spec Y; approving covered Y unseen."""
+    site.sign_in()
+    shown, hidden = mace_task(0), mace_task(0).model_copy(update={"local_epochs": 50})
+    rita = site.hub["rita"]
+    pid = rita.create_project(f"mismatch {site.name}")
+    rita.invite(pid, [site.name])
+    digest = task_hash(hidden)
+    rita.propose_task(pid, digest, shown.kind, shown.model_dump(mode="json"))
+    site.agent.run_once()
+    form = f"/approvals/{pid}/{digest}"
+    review = site.http.get(form).text
+    assert "does not match its code" in review and 'value="approved"' not in review
+    answer = site.post(form, {"decision": "approved"}, form)
+    assert answer.status_code == 409 and "do not hash to its hash" in answer.text
+    decided = site.ledger().decision(str(pid), digest)
+    assert decided is None or decided["decision"] == "declined"
+    assert not site.ledger().is_approved(str(pid), digest)
+
+
 def test_a_new_version_shows_its_diff_against_the_one_approved(site):
     site.sign_in()
     first = mace_task(0)

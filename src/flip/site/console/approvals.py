@@ -96,7 +96,9 @@ async def decide_task(
     site = site_of(request)
     if decision == "declined" and not reason.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "say why the task is declined")
-    await run_in_threadpool(_offered, site, str(project), digest)
+    offered = await run_in_threadpool(_offered, site, str(project), digest)
+    if decision == "approved" and (problem := _unapprovable(offered)):
+        raise HTTPException(status.HTTP_409_CONFLICT, problem)
 
     def job() -> str:
         hub = hub_client(site)
@@ -113,10 +115,28 @@ async def decide_task(
     return see_other(f"/approvals/{project}/{digest}?done={done}")
 
 
-def _offered(site: SiteConfig, project: str, digest: str) -> None:
+def _offered(site: SiteConfig, project: str, digest: str) -> dict:
     with AgentStatus(status_path(site.ledger)) as seen:
-        if seen.task(project, digest) is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND,
-                f"the hub has not offered task {digest[:12]}… of project {project} to this site",
-            )
+        offered = seen.task(project, digest)
+    if offered is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"the hub has not offered task {digest[:12]}… of project {project} to this site",
+        )
+    return offered
+
+
+def _unapprovable(offered: dict) -> str | None:
+    """Why the code and configuration shown cannot be approved under the offered hash, or None:
+    an approval covers the hash, so the shown spec must be valid and hash to it."""
+    from pydantic import ValidationError
+
+    from flip.fl.tasks.base import TaskSpec, task_hash
+
+    try:
+        spec = TaskSpec.model_validate(offered["spec"])
+    except ValidationError:
+        return "this task's spec is not valid here: decline it"
+    if task_hash(spec) != offered["task_hash"]:
+        return "this task's code and configuration do not hash to its hash: decline it"
+    return None

@@ -31,6 +31,8 @@ def test_a_model_folder_lands_in_the_registry_private(tmp_path):
         ["../evil/model.pt"],
         ["m-1/../../model.pt"],
         ["/etc/model.pt"],
+        ["/model.pt", "/MODEL_CARD.md"],
+        ["..\\evil/model.pt"],
         ["m-1/model.pt", "m-2/model.pt"],
         ["m-1/run.sh"],
         [".hidden/model.pt"],

@@ -26,7 +26,11 @@ def unpack(archive: bytes, registry: Path) -> Path:
         names = [PurePosixPath(n) for n in zipped.namelist()]
         folders = {n.parts[0] for n in names}
         if len(folders) != 1 or any(
-            len(n.parts) != 2 or n.name not in MODEL_FILES or n.parts[0].startswith(".")
+            n.is_absolute()
+            or len(n.parts) != 2
+            or n.name not in MODEL_FILES
+            or n.parts[0].startswith(".")
+            or "\\" in n.parts[0]
             for n in names
         ):
             raise ValueError("the hub's model archive is not one folder of model files")

@@ -76,6 +76,14 @@ def test_login_with_a_password_saves_a_private_token_the_other_commands_use(hub,
     ]
     code, out, _ = flip("project", "show", str(project))
     assert code == 0 and "Diabetes outcomes" in out and "alpha" in out and "invited" in out
+    evil = "[red]x[/red] [/] [link=https://evil.example]y[/link]"
+    code, out, err = flip("project", "create", evil, "--json")
+    assert code == 0, err
+    evil_id = str(json.loads(out)["id"])
+    code, out, err = flip("project", "list")
+    assert code == 0 and "[/]" in out and "[link=https://evil.example]" in out, err
+    code, out, err = flip("project", "show", evil_id)
+    assert code == 0 and "[red]x[/red]" in out, err
 
     spec = mace_task()
     code, out, err = flip("task", "propose", "mace-5y", "--project", str(project), "--json")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.text import Text
 
 from flip.cli.credentials import load
@@ -73,3 +74,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def print_json(value: Any) -> None:
     """Print `value` as one line of JSON on stdout."""
     typer.echo(json.dumps(value, default=str))
+
+
+def hub_console(*, stderr: bool = False) -> Console:
+    """A console that prints what the hub sends as text: a name like `[red]x[/]` is never markup."""
+    return Console(markup=False, stderr=stderr)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from flip.cli.hub_session import connected, print_json
+from flip.cli.hub_session import connected, hub_console, print_json
 
 app = typer.Typer(
     help="Projects at the hub you logged in to (`flip login`): create, list, show, invite sites.",
@@ -64,7 +64,7 @@ def list_projects(
         table.add_row(
             str(p["id"]), p["name"], p["owner"], str(p["sites"]), str(p["created_at"])[:19]
         )
-    Console().print(table)
+    hub_console().print(table)
 
 
 @app.command()
@@ -84,8 +84,10 @@ def show(project_id: ProjectArg, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(shown)
         return
-    console = Console()
-    console.print(f"[bold]{shown['name']}[/bold] (project {shown['id']}, owner {shown['owner']})")
+    console = hub_console()
+    console.print(
+        Text.assemble((shown["name"], "bold"), f" (project {shown['id']}, owner {shown['owner']})")
+    )
     if shown["description"]:
         console.print(shown["description"])
     console.print(f"members: {', '.join(shown['members']) or 'none'}")

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from flip.cli.hub_session import connected, fail, print_json, read_json
+from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
 
 #: Seconds between the first two reads of a query's answers, and at most.
 POLL = 0.5
@@ -34,11 +34,11 @@ def answers_table(query: dict[str, Any]) -> Table:
             shown = str(answer["count"])
         table.add_row(name, shown)
     for name in query["pending"]:
-        table.add_row(name, "[dim]waiting…[/dim]")
+        table.add_row(name, Text("waiting…", style="dim"))
     if query["total"] is not None:
-        table.add_row("[bold]total[/bold]", f"[bold]{query['total']}[/bold]")
+        table.add_row(Text("total", style="bold"), Text(str(query["total"]), style="bold"))
     elif not query["pending"]:
-        table.add_row("[bold]total[/bold]", "withheld (a site suppressed or failed)")
+        table.add_row(Text("total", style="bold"), "withheld (a site suppressed or failed)")
     return table
 
 
@@ -74,7 +74,7 @@ def query(
         if wait and answers["pending"]:
             answers = _watch(hub, answers, timeout, live=not as_json)
         elif not as_json:
-            Console().print(answers_table(answers))
+            hub_console().print(answers_table(answers))
     if as_json:
         print_json(answers)
     elif answers["pending"]:
@@ -85,7 +85,7 @@ def _watch(hub, answers: dict[str, Any], timeout: float, live: bool) -> dict[str
     """Read the query until no site is pending or `timeout` passes, redrawing its table
     when `live`; reads back off from POLL to MAX_POLL seconds (each read is audited)."""
     deadline = time.monotonic() + timeout
-    shown = Live(answers_table(answers), console=Console(), auto_refresh=False)
+    shown = Live(answers_table(answers), console=hub_console(), auto_refresh=False)
     pause = POLL
     with shown if live else contextlib.nullcontext():
         while answers["pending"] and time.monotonic() < deadline:

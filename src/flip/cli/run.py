@@ -7,10 +7,9 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from flip.cli.hub_session import connected, fail, print_json
+from flip.cli.hub_session import connected, fail, hub_console, print_json
 
 app = typer.Typer(
     help="Federated runs at the hub: start, watch rounds arrive, stop, read results.",
@@ -73,7 +72,7 @@ def _replies(hub, project: int, run_id: int, wait: float) -> dict[str, Any]:
     invited = set(hub.project(project)["sites"])
     deadline = time.monotonic() + wait
     state = hub.run(run_id)
-    with Console(stderr=True).status(f"run {run_id}: waiting for the sites to join or refuse"):
+    with hub_console(stderr=True).status(f"run {run_id}: waiting for the sites to join or refuse"):
         while set(state["sites"]) < invited and time.monotonic() < deadline:
             time.sleep(1.0)
             state = hub.run(run_id)
@@ -108,7 +107,7 @@ def watch(
 
     Example: flip run watch 7
     """
-    console = Console()
+    console = hub_console()
     shown, sites = 0, {}
     with connected() as hub:
         while True:
@@ -121,7 +120,7 @@ def watch(
             shown = len(state["round_metrics"])
             for name, site in sorted(state["sites"].items()):
                 if sites.get(name) != site["status"] and not as_json:
-                    console.print(f"[dim]{name}: {site['status']}[/dim]")
+                    console.print(f"{name}: {site['status']}", style="dim")
                 sites[name] = site["status"]
             if state["status"] in ENDED:
                 break
@@ -157,7 +156,7 @@ def results(run_id: RunArg, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(state)
         return
-    console = Console()
+    console = hub_console()
     console.print(
         f"run {run_id}: {state['status']}, {len(state['round_metrics'])}/{state['rounds']} "
         f"rounds, {state['strategy']}, task {state['task_hash'][:16]}"

@@ -202,6 +202,31 @@ def test_unsupported_circe_elements_are_named():
         CirceDefinition(name="x", expression=expression)
 
 
+@pytest.mark.parametrize(
+    ("where", "criterion", "named"),
+    [
+        ("primary", {"ConditionOccurence": {"CodesetId": 0}}, "'ConditionOccurence' is not a"),
+        ("primary", {"ConditionOccurrence": {"CodesetId": "zero"}}, "CodesetId 'zero'"),
+        ("primary", {"ConditionOccurrence": {"CodesetId": 9}}, "CodesetId 9 names no"),
+        ("rule", {"Observaton": {"CodesetId": 0}}, "'Observaton' is not a"),
+        ("rule", {"Measurement": {}, "Observation": {}}, "is not one Circe criterion"),
+    ],
+)
+def test_a_criterion_circe_would_read_as_any_record_is_refused_by_name(where, criterion, named):
+    """OHDSI's parser turns a criterion it cannot read into "any record of its type": a typo
+    counted every person with any condition."""
+    expression = json.loads((CIRCE / "t2dm_older_high_sbp.json").read_text(encoding="utf-8"))
+    if where == "primary":
+        expression["PrimaryCriteria"]["CriteriaList"] = [criterion]
+    else:
+        rule = next(
+            r["expression"] for r in expression["InclusionRules"] if r["expression"]["CriteriaList"]
+        )
+        rule["CriteriaList"][0]["Criteria"] = criterion
+    with pytest.raises(UnsupportedCirce, match=named):
+        load_definition(expression)
+
+
 def test_flip_json_still_loads_as_flip():
     data = {"name": "d", "include": [{"table": "condition_occurrence", "concept_ids": [201826]}]}
     assert isinstance(load_definition(data), CohortDefinition)

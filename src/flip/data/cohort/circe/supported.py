@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA
+
 #: Circe criteria type -> the CDM table it reads.
 CRITERIA_TABLES = {
     "ConditionOccurrence": "condition_occurrence",
@@ -49,22 +51,93 @@ class UnsupportedCirce(ValueError):
     """The Circe expression uses an element FLIP does not run; the message names it."""
 
 
-def _criteria_types(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in CRITERIA_TABLES or key in KNOWN_ELSEWHERE:
-                found.add(key)
-            _criteria_types(value, found)
-    elif isinstance(node, list):
-        for item in node:
-            _criteria_types(item, found)
+#: Keys a criteria group (inclusion rule, additional or correlated criteria) may hold.
+GROUP_KEYS = {"Type", "Count", "CriteriaList", "DemographicCriteriaList", "Groups"}
+
+
+class _Walk:
+    """Every criterion in an expression, checked where Circe puts one: one known type each,
+    its concept set defined. (OHDSI's parser turns a criterion it cannot read into one of
+    "any record" of its type, which would widen the cohort silently.)"""
+
+    def __init__(self, codesets: set[int]) -> None:
+        self.codesets = codesets
+        self.types: set[str] = set()
+
+    def criterion(self, node: Any, where: str) -> None:
+        if not isinstance(node, dict) or len(node) != 1:
+            raise UnsupportedCirce(f"{where} is not one Circe criterion ({{TYPE: {{...}}}})")
+        [(kind, body)] = node.items()
+        if kind in KNOWN_ELSEWHERE:
+            raise UnsupportedCirce(
+                f"Circe criteria type {kind!r} is not supported (see docs/cohorts.md)"
+            )
+        if kind not in CRITERIA_TABLES:
+            raise UnsupportedCirce(f"{where}: {kind!r} is not a Circe criteria type")
+        if not isinstance(body, dict):
+            raise UnsupportedCirce(f"{where}.{kind} is not an object")
+        codeset = body.get("CodesetId")
+        if codeset is not None and (type(codeset) is not int or codeset not in self.codesets):
+            raise UnsupportedCirce(
+                f"{where}.{kind}.CodesetId {codeset!r} names no concept set of the expression"
+            )
+        self.types.add(kind)
+        if body.get("CorrelatedCriteria") is not None:
+            self.group(body["CorrelatedCriteria"], f"{where}.{kind}.CorrelatedCriteria")
+
+    def group(self, node: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            raise UnsupportedCirce(f"{where} is not a Circe criteria group")
+        if unknown := sorted(set(node) - GROUP_KEYS):
+            raise UnsupportedCirce(f"{where}: {unknown[0]!r} is not part of a Circe criteria group")
+        for i, item in enumerate(_listed(node, "CriteriaList", where)):
+            if not isinstance(item, dict) or "Criteria" not in item:
+                raise UnsupportedCirce(f"{where}.CriteriaList[{i}] has no Criteria")
+            self.criterion(item["Criteria"], f"{where}.CriteriaList[{i}].Criteria")
+        for i, inner in enumerate(_listed(node, "Groups", where)):
+            self.group(inner, f"{where}.Groups[{i}]")
+
+
+def _listed(node: dict[str, Any], key: str, where: str) -> list[Any]:
+    found = node.get(key) or []
+    if not isinstance(found, list):
+        raise UnsupportedCirce(f"{where}.{key} is not a list")
+    return found
+
+
+def _codesets(expression: dict[str, Any]) -> set[int]:
+    sets = _listed(expression, "ConceptSets", "expression")
+    ids, items = set(), 0
+    for i, one in enumerate(sets):
+        if not isinstance(one, dict) or type(one.get("id")) is not int:
+            raise UnsupportedCirce(f"ConceptSets[{i}] has no whole-number id")
+        ids.add(one["id"])
+        items += len((one.get("expression") or {}).get("items") or [])
+    if items > MAX_CONCEPTS:
+        raise UnsupportedCirce(f"the concept sets list {items} concepts, over {MAX_CONCEPTS}")
+    return ids
 
 
 def criteria_types(expression: dict[str, Any]) -> set[str]:
-    """Every criteria type the expression uses, at any depth."""
-    found: set[str] = set()
-    _criteria_types(expression, found)
-    return found
+    """Every criteria type the expression uses; UnsupportedCirce where a criterion is not one."""
+    walk = _Walk(_codesets(expression))
+    primary = expression.get("PrimaryCriteria")
+    if not isinstance(primary, dict):
+        raise UnsupportedCirce("Circe expression has no PrimaryCriteria object")
+    for i, node in enumerate(_listed(primary, "CriteriaList", "PrimaryCriteria")):
+        walk.criterion(node, f"PrimaryCriteria.CriteriaList[{i}]")
+    if expression.get("AdditionalCriteria") is not None:
+        walk.group(expression["AdditionalCriteria"], "AdditionalCriteria")
+    rules = _listed(expression, "InclusionRules", "expression")
+    if len(rules) > MAX_CRITERIA:
+        raise UnsupportedCirce(f"{len(rules)} inclusion rules, over {MAX_CRITERIA}")
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            raise UnsupportedCirce(f"InclusionRules[{i}] is not an object")
+        walk.group(rule.get("expression") or {}, f"InclusionRules[{i}].expression")
+    for i, node in enumerate(_listed(expression, "CensoringCriteria", "expression")):
+        walk.criterion(node, f"CensoringCriteria[{i}]")
+    return walk.types
 
 
 def check(expression: dict[str, Any]) -> set[str]:
@@ -72,14 +145,9 @@ def check(expression: dict[str, Any]) -> set[str]:
     for key in expression:
         if key not in TOP_LEVEL:
             raise UnsupportedCirce(f"Circe element {key!r} is not supported (see docs/cohorts.md)")
-    if not (expression.get("PrimaryCriteria") or {}).get("CriteriaList"):
-        raise UnsupportedCirce("Circe expression has no PrimaryCriteria.CriteriaList")
     types = criteria_types(expression)
-    for kind in sorted(types):
-        if kind not in CRITERIA_TABLES:
-            raise UnsupportedCirce(
-                f"Circe criteria type {kind!r} is not supported (see docs/cohorts.md)"
-            )
+    if not types:
+        raise UnsupportedCirce("Circe expression has no PrimaryCriteria.CriteriaList")
     end = expression.get("EndStrategy") or {}
     for key in end:
         if key != "DateOffset":

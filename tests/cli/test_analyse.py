@@ -155,3 +155,22 @@ def test_a_missing_column_is_a_one_line_error(tables):
     assert result.exit_code == 1
     assert "no column weight" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
+    rng = np.random.default_rng(3)
+    paths = {}
+    for name, events in (("a", 3), ("b", 50)):
+        n = 200
+        died = np.zeros(n, dtype=int)
+        died[:events] = 1
+        frame = pd.DataFrame(
+            {"days": rng.integers(1, 1000, n), "died": died, "age": rng.normal(60, 10, n)}
+        )
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    result = _run(
+        "survival", *_site_args(paths), "--time", "days", "--event", "died", "--covariates", "age"
+    )
+    assert result["cox"]["sites"]["a"]["events"] == "<10"
+    assert result["cox"]["events"] == ">=50"

@@ -65,9 +65,21 @@ def test_categorical_counts_combine_and_suppressed_cells_are_lower_bounds():
 
 def test_a_site_with_fewer_than_min_cell_values_releases_only_that():
     part = describe.numeric_partial(np.array([1.0, 2.0, np.nan]), 10)
-    assert part == {"kind": "numeric", "n": "<10", "missing": 1}
+    assert part == {"kind": "numeric", "n": "<10", "missing": "withheld"}
     big = describe.numeric_partial(np.arange(100.0), 10)
     assert describe.combine([part, big])["n"] == 100
+    assert describe.combine([part, big])["missing"] == ">=0"
+
+
+def test_missing_beside_a_hidden_n_is_withheld_so_n_is_not_the_rows_less_missing():
+    """A column with 3 values in 100 rows released missing = 97, so n = 100 - 97 = 3."""
+    sparse = np.full(100, np.nan)
+    sparse[:3] = 1.0
+    part = describe.numeric_partial(sparse, 10)
+    assert part["n"] == "<10" and part["missing"] == "withheld"
+    levels = ["a"] * 3 + [None] * 97
+    assert describe.categorical_partial(levels, 10)["missing"] == "withheld"
+    assert describe.site_stats(part)["missing"] == "withheld"
 
 
 def test_smd_between_sites():

@@ -2,6 +2,7 @@
 
 from itertools import product
 
+from flip.stats import suppression
 from flip.stats.suppression import suppress_counts
 
 
@@ -31,3 +32,9 @@ def test_no_hidden_cell_can_be_recovered_from_the_total():
         for level, value in released.items():
             assert value == "<10" or value == counts[level]
             assert not 0 < (value if isinstance(value, int) else 0) < 10
+
+
+def test_a_total_beside_a_hidden_count_is_only_a_lower_bound():
+    """Cox released events 53 beside site a "<10" and site b 50: a had 3."""
+    assert suppression.total([50, "<10"]) == ">=50"
+    assert suppression.total([50, 12]) == 62

@@ -4,7 +4,8 @@ Numeric partial: n, missing, sum, m2 (sum of squared deviations from the site's 
 with n and sum it fixes the sum of squares, and merges without cancellation), and a quantile
 sketch. Combined n, mean and SD (n - 1) are exact; median and quartiles come from the sketches.
 Categorical partial: n, missing and per-level counts, small cells suppressed at the site.
-A site whose column holds fewer than min_cell values releases only that fact ("n": "<10").
+A site whose column holds fewer than min_cell values releases only that fact ("n": "<10",
+"missing": "withheld": the site's row count less missing would give n away).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from itertools import combinations
 import numpy as np
 
 from flip.stats import sketch as sketches
-from flip.stats.suppression import hidden, is_small, suppress_counts
+from flip.stats.suppression import WITHHELD, hidden, is_small, suppress_counts, total
 
 QUARTILES = (0.5, 0.25, 0.75)
 
@@ -26,7 +27,7 @@ def numeric_partial(values: np.ndarray, min_cell: int) -> dict:
     present = values[~np.isnan(values)]
     n, missing = len(present), len(values) - len(present)
     if is_small(n, min_cell):
-        return {"kind": "numeric", "n": hidden(min_cell), "missing": missing}
+        return {"kind": "numeric", "n": hidden(min_cell), "missing": WITHHELD}
     total = float(present.sum())
     mean = total / n if n else 0.0
     return {
@@ -44,7 +45,7 @@ def categorical_partial(values: list[str | None], min_cell: int) -> dict:
     counts = Counter(v for v in values if v is not None)
     n, missing = sum(counts.values()), len(values) - sum(counts.values())
     if is_small(n, min_cell):
-        return {"kind": "categorical", "n": hidden(min_cell), "missing": missing}
+        return {"kind": "categorical", "n": hidden(min_cell), "missing": WITHHELD}
     return {
         "kind": "categorical",
         "n": n,
@@ -62,7 +63,7 @@ def combine_numeric(partials: list[dict]) -> dict:
     """Combined n, mean, SD (n - 1) exactly (Chan et al.'s merge); quantiles from sketches."""
     shown = released(partials)
     n = sum(p["n"] for p in shown)
-    missing = sum(p["missing"] for p in partials)
+    missing = total([p["missing"] for p in partials])
     if n == 0:
         return _numeric_stats(n, missing, None, None, [None, None, None])
     mean = sum(p["sum"] for p in shown) / n
@@ -72,7 +73,7 @@ def combine_numeric(partials: list[dict]) -> dict:
     return _numeric_stats(n, missing, mean, sd, qs)
 
 
-def _numeric_stats(n: int, missing: int, mean, sd, qs: list) -> dict:
+def _numeric_stats(n: int | str, missing: int | str, mean, sd, qs: list) -> dict:
     median, q1, q3 = qs
     return {
         "n": n,
@@ -98,7 +99,7 @@ def combine_categorical(partials: list[dict]) -> dict:
         counts[level] = known if not unknown else f">={known + unknown}"
     return {
         "n": sum(p["n"] for p in shown),
-        "missing": sum(p["missing"] for p in partials),
+        "missing": total([p["missing"] for p in partials]),
         "counts": counts,
     }
 

@@ -15,6 +15,17 @@ def is_small(count: int, min_cell: int) -> bool:
     return 0 < count < min_cell
 
 
+def total(counts: list[int | str]) -> int | str:
+    """The sum of released counts: exact when every count was released, else ">=N" over the
+    released ones (a total beside a hidden count would give that count away by difference)."""
+    known = sum(c for c in counts if isinstance(c, int))
+    return known if all(isinstance(c, int) for c in counts) else f">={known}"
+
+
+#: How a count is written when releasing it would give a withheld count away by difference.
+WITHHELD = "withheld"
+
+
 def suppress_counts(counts: dict[str, int], min_cell: int) -> dict[str, int | str]:
     """Counts as released: small cells hidden, then more cells hidden until none can be
     recovered from the released total (two or more hidden, together at least min_cell)."""

@@ -23,6 +23,7 @@ from flip.data.features.csvfile import (
     looks_like_id,
 )
 from flip.stats import cox, describe, newton, regression, survival
+from flip.stats.suppression import total
 
 INTERCEPT = "intercept"
 
@@ -252,8 +253,8 @@ def _cox(data: dict, names: list[str], min_cell: int) -> dict:
     counts = [cox.cox_counts(e, min_cell) for _, e, _ in data.values()]
     return {
         **_coefficients(names, fit["beta"], fit["covariance"], scipy_stats.norm),
-        "n": sum(len(t) for t, _, _ in data.values()),
-        "events": int(sum(e.sum() for _, e, _ in data.values())),
+        "n": total([c["n"] for c in counts]),
+        "events": total([c["events"] for c in counts]),
         "sites": dict(zip(data, counts, strict=True)),
         "strata": "site",
         "steps": fit["steps"],

@@ -29,22 +29,10 @@ def _store_with_letters(path, labelled_letters):
 def _fill(store, labelled_letters):
     letters = [json.loads(line) for line in labelled_letters[0].read_text().splitlines()]
     with store.begin() as conn:
-        conn.execute(
-            insert(schema.concept),
-            [
-                {
-                    "concept_id": PSORIASIS,
-                    "concept_name": "Psoriasis",
-                    "domain_id": "Condition",
-                    "vocabulary_id": "SNOMED",
-                    "concept_class_id": "Clinical Finding",
-                    "standard_concept": "S",
-                    "concept_code": "9014002",
-                    "valid_start_date": date(1970, 1, 1),
-                    "valid_end_date": date(2099, 12, 31),
-                }
-            ],
-        )
+        starter = conn.execute(
+            select(schema.concept.c.concept_code).where(schema.concept.c.concept_id == PSORIASIS)
+        ).scalar_one()
+        assert starter == "9014002", "the starter vocabulary holds psoriasis"
         conn.execute(
             insert(schema.person),
             [

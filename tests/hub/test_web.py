@@ -58,12 +58,8 @@ def test_sign_in_needs_totp_once_enrolled_and_a_code_works_once(web):
 def test_a_recovery_code_signs_in_once(web):
     rosa = Browser(web.app)
     web.user("rosa", "researcher")
-    web.call("PUT", "/users/3/password", web.admin, json={"password": PASSWORD})
-    uid = (
-        web.app.state.engine.connect()
-        .exec_driver_sql("SELECT id FROM users WHERE name = 'rosa'")
-        .scalar()
-    )
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'rosa'").scalar()
     web.call("PUT", f"/users/{uid}/password", web.admin, json={"password": PASSWORD})
     rosa.post("/signin", {"name": "rosa", "password": PASSWORD})
     rosa.secret = re.search(r'id="totp-secret">(\w+)<', rosa.http.get("/signin/enrol").text)[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 
 from fastapi import HTTPException, Request, Response, status
@@ -11,6 +12,8 @@ from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flip.bounds import json_problems
+
+log = logging.getLogger(__name__)
 
 CSRF_FIELD = "csrf"
 
@@ -63,7 +66,9 @@ class SecurityHeaders:
 
 
 def server_error(request: Request, exc: Exception) -> Response:
-    """An unexpected error's answer: a plain 500 that still carries the security headers."""
+    """An unexpected error's answer: a plain 500 that still carries the security headers; the
+    error and its traceback go to the server's log, never to the client."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     headers = {k.decode(): v.decode() for k, v in HEADERS.items()}
     return PlainTextResponse(
         "Internal Server Error", status.HTTP_500_INTERNAL_SERVER_ERROR, headers

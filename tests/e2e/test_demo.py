@@ -35,8 +35,15 @@ def test_results_file_has_every_arm_for_every_site(demo):
         assert list(arm) == sites
         for metrics in arm.values():
             assert set(metrics) == {"auroc", "n_test"}
-            assert metrics["n_test"] > 0
-    assert (out / "report.md").read_text().count("|") > 20
+            assert metrics["n_test"] is None or metrics["n_test"] > 0
+    # A site withholds its test size where it would single out persons against the cohort
+    # counts released before (flip.data.cohort.sizes); the largest site has no reason to.
+    assert data["federated"][sites[0]]["n_test"] > 0
+    report = (out / "report.md").read_text()
+    assert report.count("|") > 20
+    for site, metrics in data["federated"].items():
+        shown = "withheld" if metrics["n_test"] is None else str(metrics["n_test"])
+        assert f"| {site} | {shown} |" in report
     assert (out / "auroc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(result.rounds) == 10
 

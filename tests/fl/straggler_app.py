@@ -1,5 +1,6 @@
 """A ClientApp for the straggler test: every site adds its own step to the weights,
-and the site of partition 1 answers its train message only after STRAGGLE seconds."""
+and the site of partition 1 answers its train message only `straggle` seconds (from the
+message's config) after it arrives, so after the round's timeout whenever it starts."""
 
 import time
 
@@ -7,7 +8,6 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-STRAGGLE = 60.0
 app = ClientApp()
 
 
@@ -15,7 +15,7 @@ app = ClientApp()
 def train(msg: Message, context: Context) -> Message:
     partition = int(context.node_config["partition-id"])
     if partition == 1:
-        time.sleep(STRAGGLE)
+        time.sleep(float(msg.content["config"]["straggle"]))
     step = 100.0 if partition == 1 else 1.0
     state = {
         k: torch.as_tensor(v) + step for k, v in msg.content["arrays"].to_torch_state_dict().items()

@@ -26,7 +26,7 @@ from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.demo import baselines
 from flip.demo.access import RESEARCHER, DemoAccess, instructions
-from flip.demo.report import write_outputs
+from flip.demo.report import size_label, write_outputs
 from flip.fl.registry import federated_lineage, register_with_best
 from flip.fl.runtime.simulation import simulate
 from flip.fl.server import task_server_app
@@ -377,5 +377,5 @@ def _print_results(console: Console, results: dict[str, Any]) -> None:
         for arm in ("local", "federated", "pooled"):
             value = results[arm][site]["auroc"]
             cells.append("n/a" if value is None else f"{value:.3f}")
-        table.add_row(site, str(fed["n_test"]), *cells)
+        table.add_row(site, size_label(fed["n_test"]), *cells)
     console.print(table)

@@ -26,6 +26,12 @@ def _size(metrics: dict[str, Any]) -> int | None:
     return None if size is None else int(size)
 
 
+def size_label(size: int | None) -> str:
+    """A released test size as shown to a reader: the number, or "withheld" where the site
+    withheld it (it would have singled out persons against counts released before)."""
+    return "withheld" if size is None else str(size)
+
+
 def results_document(
     arms: dict[str, dict[str, dict[str, float]]], sites: list[str]
 ) -> dict[str, Any]:
@@ -54,7 +60,7 @@ def plot(results: dict[str, Any], rounds: list[dict[str, float]], path: Path) ->
         xs = [j + (i - 1) * width for j in range(len(sites))]
         bars.bar(xs, values, width, label=LABELS[arm])
     bars.set_xticks(
-        range(len(sites)), [f"{s}\n(n_test={results['federated'][s]['n_test']})" for s in sites]
+        range(len(sites)), [f"{s}\n(n_test={size_label(results['federated'][s]['n_test'])})" for s in sites]
     )
     bars.set_ylim(0.5, 1.0)
     bars.set_ylabel("AUROC on the site's own test set")
@@ -114,7 +120,7 @@ def markdown(
     ]
     for site, fed in results["federated"].items():
         cells = [_fmt(results[arm].get(site, {}).get("auroc")) for arm in ARMS]
-        lines.append(f"| {site} | {fed['n_test']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {site} | {size_label(fed['n_test'])} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "*Local-only*: each site trains alone. *Federated*: the sites train one model together",

@@ -59,8 +59,9 @@ def plot(results: dict[str, Any], rounds: list[dict[str, float]], path: Path) ->
         values = [results[arm].get(s, {}).get("auroc") or 0.0 for s in sites]
         xs = [j + (i - 1) * width for j in range(len(sites))]
         bars.bar(xs, values, width, label=LABELS[arm])
+    sizes = [size_label(results["federated"][s]["n_test"]) for s in sites]
     bars.set_xticks(
-        range(len(sites)), [f"{s}\n(n_test={size_label(results['federated'][s]['n_test'])})" for s in sites]
+        range(len(sites)), [f"{s}\n(n_test={n})" for s, n in zip(sites, sizes, strict=True)]
     )
     bars.set_ylim(0.5, 1.0)
     bars.set_ylabel("AUROC on the site's own test set")

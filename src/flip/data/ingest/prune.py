@@ -65,8 +65,8 @@ def prune(
         elsewhere: set[str] = set()
         confirmed: set[str] = set()
         for key, table, cdm_id, uri, role in stored:
-            if key in seen:
-                continue
+            if key in seen or role in (schema.MERGED, schema.MERGES):
+                continue  # a retired identifier or a merge owns no row: it stays
             if role == schema.CONFIRMS:
                 if location is None or uri == location:
                     confirmed.add(key)

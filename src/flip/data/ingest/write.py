@@ -28,7 +28,7 @@ from flip.data.ingest.report import (
     restored_on_error,
 )
 from flip.data.ingest.stale import fail_stale_runs, this_process
-from flip.data.sources.records import Rejected, part_key
+from flip.data.sources.records import Rejected, SourceMerge, part_key
 
 
 class Writer:
@@ -152,11 +152,14 @@ class Writer:
                 report.skipped += superseded
                 report.skipped_rules[SUPERSEDED] += superseded
             report.loaded += layout.records - again_new
-            for old_id, new_id in batch.merges:
-                if _merge_person(conn, old_id, new_id):
-                    report.loaded += 1
-                else:
+            for old_id, new_id, merge in batch.merges:
+                retired = _merge_person(conn, old_id, new_id, report.run_id)
+                if retired is None:
                     report.unchanged += 1  # the old person was merged away before
+                    continue
+                report.loaded += 1
+                report.rows["person"] -= retired  # its record, loaded in this run, now merged
+                self._trace_merge(conn, merge, new_id, report.run_id)
             self._quarantine(conn, batch.quarantine, report)
             if self.derive_periods:
                 rebuild_observation_periods(conn, layout.person_ids | withdrawn_from)
@@ -359,6 +362,31 @@ class Writer:
         ]
         bulk_insert(conn, provenance, rows)
 
+    def _trace_merge(
+        self, conn: Connection, merge: SourceMerge, survivor: int, run_id: int
+    ) -> None:
+        """Link a merge record to the person it merged into (role MERGES)."""
+        digest = hashlib.sha256(merge.raw).hexdigest()
+        if self.interpretation:
+            digest = _salted(digest, self.interpretation)
+        source = schema.source_record
+        key = scrub_text(merge.key)
+        row = (source.c.cdm_table == "person", source.c.cdm_id == survivor)
+        row = (*row, source.c.source_system == self.system, source.c.record_key == key)
+        conn.execute(delete(source).where(*row))
+        conn.execute(
+            insert(source).values(
+                cdm_table="person",
+                cdm_id=survivor,
+                source_system=self.system,
+                record_key=key,
+                location=scrub_text(merge.location),
+                content_hash=digest,
+                ingest_run_id=run_id,
+                role=schema.MERGES,
+            )
+        )
+
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
         taken = self._quarantine_ids.setdefault(report.run_id, set())
@@ -483,13 +511,16 @@ def _person_of(conn: Connection, table_name: str, cdm_id: int) -> set[int]:
     return {found} if found else set()
 
 
-def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
-    """Move every row of person `old_id` to `new_id`, then remove the old person; the old
-    person's provenance stays, so that re-reading its records neither brings it back nor
-    makes the merge dangle. False when there was no such person left to merge."""
+def _merge_person(conn: Connection, old_id: int, new_id: int, run_id: int) -> int | None:
+    """Move every row of person `old_id` to `new_id`, then remove the old person. The
+    records that made it now trace to the survivor as retired identifiers (role MERGED),
+    so that what comes later under them files there, and re-reading them neither brings
+    the old person back nor makes the merge dangle; earlier merges into it follow. None
+    when there was no such person left to merge, else how many of the records that made
+    it run `run_id` loaded."""
     person = schema.person
     if conn.execute(select(person.c.person_id).where(person.c.person_id == old_id)).first() is None:
-        return False
+        return None
     for name in schema.CLINICAL_TABLES:
         table = schema.metadata.tables[name]
         if name in ("person", "death", "observation_period") or "person_id" not in table.c:
@@ -499,7 +530,16 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
         table = schema.metadata.tables[name]
         conn.execute(delete(table).where(table.c.person_id == old_id))
     _move_confirmations(conn, old_id, new_id)
-    return True
+    source = schema.source_record
+    made = (source.c.cdm_table == "person", source.c.cdm_id == old_id)
+    owned = source.c.role.in_((schema.PRODUCED, schema.WITHDRAWN))
+    retired = conn.execute(
+        select(func.count()).where(*made, owned, source.c.ingest_run_id == run_id)
+    ).scalar_one()
+    conn.execute(update(source).where(*made, owned).values(cdm_id=new_id, role=schema.MERGED))
+    merged = source.c.role.in_((schema.MERGED, schema.MERGES))
+    conn.execute(update(source).where(*made, merged).values(cdm_id=new_id))
+    return retired
 
 
 def _move_confirmations(conn: Connection, old_id: int, new_id: int) -> None:

@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import select
+
+from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows
@@ -86,5 +89,45 @@ def test_facts_sent_after_their_patient_was_removed_are_dangling(store, tmp_path
     )
     assert_accounted(store, report)
     assert report.withdrawn == 1 and rows(store, "person") == []
-    assert report.rules == {"reference.dangling": 5}, report.as_dict()
+    assert report.rules == {"reference.withdrawn": 5}, report.as_dict()
     assert rows(store, "condition_occurrence") == rows(store, "visit_occurrence") == []
+
+
+def test_a_kept_patient_goes_once_its_facts_are_withdrawn(store, tmp_path):
+    """The person kept for its facts stays withdrawn: re-reading its earlier copy does not
+    revive it, and once a correction withdraws the facts it is removed."""
+    export = tmp_path / "bundle.json"
+    first = _bundle(tmp_path / "first.json", _every, _none)
+    ingest_path(store, "fhir", first, source_system="ehr")
+    kept = ingest_path(store, "fhir", _bundle(export, _every, _patient), source_system="ehr")
+    assert kept.warnings[KEPT] == 1
+    again = ingest_path(store, "fhir", first, source_system="ehr")
+    assert_accounted(store, again)
+    assert (again.loaded, again.withdrawn) == (0, 0), again.as_dict()
+    facts = _bundle(export, lambda kind: kind != "Patient", _every)
+    fixed = ingest_path(store, "fhir", facts, source_system="ehr")
+    assert_accounted(store, fixed)
+    assert fixed.withdrawn_rows["person"] == 1 and KEPT not in fixed.warnings, fixed.as_dict()
+    for table in ("person", "visit_occurrence", "condition_occurrence", "observation_period"):
+        assert rows(store, table) == [], table
+
+
+def test_a_kept_patient_goes_when_a_re_export_prunes_its_facts(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    ingest_path(store, "fhir", _bundle(export, _every, _none))
+    ingest_path(store, "fhir", _bundle(export, _every, _patient))
+    pruned = ingest_path(store, "fhir", _bundle(export, _patient, _patient), prune=True)
+    assert_accounted(store, pruned)
+    assert rows(store, "person") == [] and rows(store, "condition_occurrence") == []
+
+
+def test_facts_of_a_patient_first_seen_entered_in_error_say_it_was_withdrawn(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    report = ingest_path(
+        store, "fhir", _bundle(export, lambda k: k in ("Patient", *FACTS), _patient)
+    )
+    assert_accounted(store, report)
+    assert report.rules == {"reference.withdrawn": 5}, report.as_dict()
+    with store.connect() as conn:
+        messages = conn.execute(select(schema.quarantine.c.message)).scalars().all()
+    assert all("entered_in_error" in m and "withdrew" in m for m in messages), messages

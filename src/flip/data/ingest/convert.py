@@ -104,6 +104,9 @@ class Converter:
         self.retired: dict[str, int] = {}
         #: Whether the store holds retired patient keys (None: not looked yet).
         self.any_retired: bool | None = None
+        #: Keys of records this run withdrew (entered in error…), with the rule: a fact
+        #: naming one as its patient is told so when it dangles.
+        self.withdrawn: dict[str, str] = {}
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
@@ -123,6 +126,7 @@ class Converter:
             self.any_retired,
             len(self.deferred),
             set(self.deferred_keys),
+            dict(self.withdrawn),
         )
         try:
             yield
@@ -130,7 +134,7 @@ class Converter:
             self.births, self.person_ids, self.identified, self.elsewhere = saved[:4]
             self.retired, self.any_retired = saved[4:6]
             del self.deferred[saved[6] :]
-            self.deferred_keys = saved[7]
+            self.deferred_keys, self.withdrawn = saved[7:]
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -203,7 +207,7 @@ class Converter:
             birth = births.get(e.person_key)
             if birth is None:
                 if final:
-                    out.quarantine.append(_dangling(e))
+                    out.quarantine.append(self._dangling(e))
                 else:
                     waiting.append(e)
                 continue
@@ -252,6 +256,7 @@ class Converter:
             if record.withdraws and record.key is not None:
                 out.withdraw(record.key, record.version, record.amends)
                 self.births.pop(record.key, None)  # a withdrawn patient is looked up again
+                self.withdrawn[record.key] = record.rule
             return None
         if type(record) is SourcePerson and record.key in self.retired:
             report.skipped += 1  # its person was merged into another; its facts file there
@@ -276,7 +281,7 @@ class Converter:
         assert not isinstance(record, (EventBlock, Rejected, Skipped, SourceEvent))
         birth = self.births.get(record.person_key)
         if birth is None:
-            return _dangling(record)
+            return self._dangling(record)
         person_id = self.person_id(record.person_key)
         if isinstance(record, SourceMerge):
             return self._merge(record, person_id, out)
@@ -285,6 +290,18 @@ class Converter:
             return Rejected(record.key, record.location, *problem, record.raw)
         out.add(record, visit_row(self.system, record, person_id))
         return None
+
+    def _dangling(
+        self, record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge
+    ) -> Rejected:
+        """The quarantine entry of a record whose patient is not in this source: withdrawn
+        by this run (entered in error…), or never sent."""
+        rule = self.withdrawn.get(record.person_key or "")
+        if rule is not None:
+            message = f"refers to {record.person_key}, which this source withdrew ({rule})"
+            return Rejected(record.key, record.location, WITHDRAWN_PATIENT, message, record.raw)
+        message = f"refers to {record.person_key}, which is not in this source"
+        return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
 
     def _merge(self, record: SourceMerge, person_id: int, out: Batch) -> Rejected | None:
         """Merge the person of `record.old_person_key` into `person_id`; the old key is
@@ -316,7 +333,7 @@ class Converter:
     def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
         birth = self.births.get(record.person_key)
         if birth is None:
-            return _dangling(record)
+            return self._dangling(record)
         person_id = self.person_id(record.person_key)
         row, mapped = event_row(self.system, record, person_id, self.vocab)
         concept_id = int(row.values.get("measurement_concept_id", 0))
@@ -364,7 +381,7 @@ class Converter:
         elif record.person_key is not None:
             birth = self.births.get(record.person_key)
             if birth is None:
-                return _dangling(record)
+                return self._dangling(record)
             dates = [
                 c.name for c in table.columns if c.name.endswith("_date") and values.get(c.name)
             ]
@@ -537,6 +554,9 @@ _BIRTH = (
 )
 
 
+#: The quarantine rule of a fact whose patient this run withdrew (entered in error…).
+WITHDRAWN_PATIENT = "reference.withdrawn"
+
 #: The quarantine rule of a merge whose old patient was merged into another person before.
 MERGED_ELSEWHERE = "merge.already_merged"
 
@@ -553,11 +573,6 @@ def _implausible(
     if problem is None and table == "measurement":
         problem = value_problem(concept_id, event.value, event.unit)
     return problem
-
-
-def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge) -> Rejected:
-    message = f"refers to {record.person_key}, which is not in this source"
-    return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
 
 
 def _is_person(record: SourceRecord) -> bool:

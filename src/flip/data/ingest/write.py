@@ -30,6 +30,9 @@ from flip.data.ingest.report import (
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected, SourceMerge, part_key
 
+#: The roles of the provenance rows a record owns: its rows, kept or withdrawn-but-kept.
+OWNED = (schema.PRODUCED, schema.WITHDRAWN)
+
 
 class Writer:
     """Opens, writes and closes the ingest runs of one source system in a store."""
@@ -52,6 +55,9 @@ class Writer:
         self._quarantine_ids: dict[int, set[int]] = {}
         #: Whether the source system has quarantine rows with a record key (None: unknown).
         self._keyed_quarantine: bool | None = None
+        #: Whether the source system has withdrawn patients kept for rows that name them
+        #: (role WITHDRAWN; None: unknown).
+        self._withdrawn_kept: bool | None = None
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -161,6 +167,8 @@ class Writer:
                 report.rows["person"] -= retired  # its record, loaded in this run, now merged
                 self._trace_merge(conn, merge, new_id, report.run_id)
             self._quarantine(conn, batch.quarantine, report)
+            if self._has_withdrawn_kept(conn):
+                remove_withdrawn_persons(conn, self.system, report)
             if self.derive_periods:
                 rebuild_observation_periods(conn, layout.person_ids | withdrawn_from)
 
@@ -183,7 +191,7 @@ class Writer:
                     provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
-                .where(provenance.c.role == schema.PRODUCED)
+                .where(provenance.c.role.in_(OWNED))
                 .where(wanted)
             ).all()
         for key, table, cdm_id, digest, run, version in found:
@@ -286,7 +294,7 @@ class Writer:
             provenance.c.ingest_run_id,
             provenance.c.source_version,
         )
-        mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
+        mine = (provenance.c.source_system == self.system, provenance.c.role.in_(OWNED))
         with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
             found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
         for key in sorted(keys):  # its parts: components, a report's contained results
@@ -303,28 +311,25 @@ class Writer:
             report.warnings[WITHDRAWN_NOTHING] += nothing
         persons: set[int] = set()
         # a patient's own record last: the facts withdrawn with it no longer name it
-        for stored in sorted(rows.values(), key=lambda rows: any(t == "person" for t, *_ in rows)):
+        ordered = sorted(rows.items(), key=lambda item: any(t == "person" for t, *_ in item[1]))
+        for key, stored in ordered:
             person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
-            if person is not None:
-                if person in named or person_in_use(conn, person, self.system):
-                    report.warnings[WITHDRAWN_PERSON_KEPT] += 1
-                    continue
-                period = schema.observation_period
-                conn.execute(delete(period).where(period.c.person_id == person))
-            for table, cdm_id, run in stored:
-                persons.update(_person_of(conn, table, cdm_id))
-                delete_row(conn, table, cdm_id)
-                if run == report.run_id:
-                    report.rows[table] -= 1
-                else:
-                    report.withdrawn_rows[table] += 1
-            if any(run == report.run_id for *_, run in stored):
-                report.loaded -= 1  # loaded by an earlier batch of this run: superseded
-                report.skipped += 1
-                report.skipped_rules[SUPERSEDED] += 1
-            else:
-                report.withdrawn += 1
+            if person is not None and (person in named or person_in_use(conn, person, self.system)):
+                report.warnings[WITHDRAWN_PERSON_KEPT] += 1
+                _keep_withdrawn(conn, self.system, key)
+                self._withdrawn_kept = True
+                continue
+            persons.update(_remove_record(conn, stored, report))
         return persons
+
+    def _has_withdrawn_kept(self, conn: Connection) -> bool:
+        """Whether the source system keeps a withdrawn patient's person (looked up once)."""
+        if self._withdrawn_kept is None:
+            source = schema.source_record
+            mine = (source.c.source_system == self.system, source.c.role == schema.WITHDRAWN)
+            found = conn.execute(select(source.c.role).where(*mine).limit(1)).first()
+            self._withdrawn_kept = found is not None
+        return self._withdrawn_kept
 
     def _release(self, conn: Connection, keys: list[object], run_id: int) -> None:
         """Remove the quarantine rows of earlier runs for records now loaded (a record
@@ -474,8 +479,65 @@ def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool
     source = schema.source_record
     found = delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id)
     if keep_others:
-        found = found.where(source.c.role == schema.PRODUCED)
+        found = found.where(source.c.role.in_(OWNED))
     conn.execute(found)
+
+
+def _keep_withdrawn(conn: Connection, system: str, key: str) -> None:
+    """Mark the rows of a withdrawn patient record whose person is kept (role WITHDRAWN)."""
+    source = schema.source_record
+    conn.execute(
+        update(source)
+        .where(source.c.source_system == system, source.c.record_key == key)
+        .where(source.c.role.in_(OWNED))
+        .values(role=schema.WITHDRAWN)
+    )
+
+
+def _remove_record(
+    conn: Connection, stored: list[tuple[str, int, int]], report: IngestReport
+) -> set[int]:
+    """Remove a withdrawn record's rows (table, id, ingest run) with their provenance (a
+    person with its observation periods), counted as withdrawn, or as superseded when
+    this run loaded it; return the persons whose rows went."""
+    persons: set[int] = set()
+    person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
+    if person is not None:
+        period = schema.observation_period
+        conn.execute(delete(period).where(period.c.person_id == person))
+    for table, cdm_id, run in stored:
+        persons.update(_person_of(conn, table, cdm_id))
+        delete_row(conn, table, cdm_id)
+        if run == report.run_id:
+            report.rows[table] -= 1
+        else:
+            report.withdrawn_rows[table] += 1
+    if any(run == report.run_id for *_, run in stored):
+        report.loaded -= 1  # loaded by an earlier batch of this run: superseded
+        report.skipped += 1
+        report.skipped_rules[SUPERSEDED] += 1
+    else:
+        report.withdrawn += 1
+    return persons
+
+
+def remove_withdrawn_persons(conn: Connection, system: str, report: IngestReport) -> None:
+    """Remove the persons of `system`'s withdrawn patient records (role WITHDRAWN) that
+    nothing names any more: kept while rows named them, they go once those rows are
+    withdrawn, pruned or re-filed; each counts as withdrawn."""
+    source = schema.source_record
+    found = conn.execute(
+        select(
+            source.c.record_key, source.c.cdm_table, source.c.cdm_id, source.c.ingest_run_id
+        ).where(source.c.source_system == system, source.c.role == schema.WITHDRAWN)
+    ).all()
+    by_key: dict[str, list[tuple[str, int, int]]] = {}
+    for key, table, cdm_id, run in found:
+        by_key.setdefault(key, []).append((table, cdm_id, run))
+    for stored in by_key.values():
+        person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
+        if person is not None and not person_in_use(conn, person, system):
+            _remove_record(conn, stored, report)
 
 
 def person_in_use(conn: Connection, person_id: int, system: str) -> bool:

@@ -31,7 +31,7 @@ def assert_accounted(store: Store, report: IngestReport) -> None:
             ).where(schema.ingest_run.c.ingest_run_id == run)
         ).one()
         source = schema.source_record
-        produced = (source.c.ingest_run_id == run, source.c.role == schema.PRODUCED)
+        produced = (source.c.ingest_run_id == run, source.c.role.in_(schema.OWNED_ROLES))
         owned = (source.c.ingest_run_id == run, source.c.role != schema.CONFIRMS)
         keys = conn.execute(
             select(func.count(func.distinct(source.c.record_key))).where(*owned)

@@ -769,6 +769,8 @@ MERGES = "merges"
 #: `source_record.role` of a patient record withdrawn (entered in error) whose person was
 #: kept because rows still named it: the person goes once nothing names it.
 WITHDRAWN = "withdrawn"
+#: The roles of the provenance rows a record owns (its rows go when it changes or goes).
+OWNED_ROLES = (PRODUCED, WITHDRAWN)
 
 #: One row per (CDM row, source record): which source records, from which ingest runs,
 #: produced or confirmed it; every source record behind a row has its own.

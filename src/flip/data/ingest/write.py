@@ -30,9 +30,6 @@ from flip.data.ingest.report import (
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected, SourceMerge, part_key
 
-#: The roles of the provenance rows a record owns: its rows, kept or withdrawn-but-kept.
-OWNED = (schema.PRODUCED, schema.WITHDRAWN)
-
 
 class Writer:
     """Opens, writes and closes the ingest runs of one source system in a store."""
@@ -191,7 +188,7 @@ class Writer:
                     provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
-                .where(provenance.c.role.in_(OWNED))
+                .where(provenance.c.role.in_(schema.OWNED_ROLES))
                 .where(wanted)
             ).all()
         for key, table, cdm_id, digest, run, version in found:
@@ -294,7 +291,10 @@ class Writer:
             provenance.c.ingest_run_id,
             provenance.c.source_version,
         )
-        mine = (provenance.c.source_system == self.system, provenance.c.role.in_(OWNED))
+        mine = (
+            provenance.c.source_system == self.system,
+            provenance.c.role.in_(schema.OWNED_ROLES),
+        )
         with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
             found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
         for key in sorted(keys):  # its parts: components, a report's contained results
@@ -479,7 +479,7 @@ def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool
     source = schema.source_record
     found = delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id)
     if keep_others:
-        found = found.where(source.c.role.in_(OWNED))
+        found = found.where(source.c.role.in_(schema.OWNED_ROLES))
     conn.execute(found)
 
 
@@ -489,7 +489,7 @@ def _keep_withdrawn(conn: Connection, system: str, key: str) -> None:
     conn.execute(
         update(source)
         .where(source.c.source_system == system, source.c.record_key == key)
-        .where(source.c.role.in_(OWNED))
+        .where(source.c.role.in_(schema.OWNED_ROLES))
         .values(role=schema.WITHDRAWN)
     )
 

@@ -1,6 +1,7 @@
 """After an A40, the retired (merged-away) identifier is remembered: what a later run sends
 under it files under the surviving person, whose merge the run traces in source_record."""
 
+import pytest
 from sqlalchemy import select
 
 from flip.data.cdm import schema
@@ -87,4 +88,22 @@ def test_a_merge_of_a_merged_away_patient_into_a_third_follows_the_chain(store, 
     assert survivor["person_source_value"] == "3003"
     later = _ingest(store, tmp_path, "later.hl7", [ORU_RETIRED])
     assert later.quarantined == 0, later.rules
+    assert {r["person_id"] for r in rows(store, "measurement")} == {survivor["person_id"]}
+
+
+@pytest.mark.parametrize("event", ["A18", "A34", "A36"])
+def test_the_older_merge_events_merge_like_an_a40(store, tmp_path, event):
+    """HL7 v2.3's merge events (kept for backward compatibility, still sent by older
+    feeds) carry PID and MRG as an A40 does."""
+    older = (
+        f"MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200103090000||ADT^{event}|C40|P|2.3",
+        f"EVN|{event}|20200103090000",
+        "PID|1||1001^^^HOSP^MR||Doe^Jane||19500304|F",
+        "MRG|2002^^^HOSP^MR||ACC2002",
+    )
+    _ingest(store, tmp_path, "mon.hl7", [A01, A04_OTHER, ORU])
+    merge = _ingest(store, tmp_path, "merge.hl7", [older])
+    assert (merge.loaded, merge.skipped) == (1, 0), merge.as_dict()
+    (survivor,) = rows(store, "person")
+    assert survivor["person_source_value"] == "1001"
     assert {r["person_id"] for r in rows(store, "measurement")} == {survivor["person_id"]}

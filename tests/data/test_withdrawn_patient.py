@@ -11,11 +11,12 @@ from sqlalchemy import select
 from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
-from tests.data.stored import rows
+from tests.data.stored import rows, write_ndjson
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "fhir" / "synthea_excerpt.json"
 KEPT = "withdrawn.person_kept"
 FACTS = ("Encounter", "Condition", "DocumentReference")
+ENTERED_IN_ERROR = {"status": "entered-in-error"}
 
 
 def _bundle(path: Path, keep: Callable[[str], bool], entered: Callable[[str], bool]) -> Path:
@@ -131,3 +132,32 @@ def test_facts_of_a_patient_first_seen_entered_in_error_say_it_was_withdrawn(sto
     with store.connect() as conn:
         messages = conn.execute(select(schema.quarantine.c.message)).scalars().all()
     assert all("entered_in_error" in m and "withdrew" in m for m in messages), messages
+
+
+def test_a_kept_patient_goes_when_its_facts_are_re_filed_under_another(store, tmp_path):
+    def patient(pid: str, **more) -> dict:
+        return {"resourceType": "Patient", "id": pid, "birthDate": "1970-01-01", **more}
+
+    def condition(subject: str) -> dict:
+        return {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": {"reference": f"Patient/{subject}"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+            "onsetDateTime": "2020-01-01",
+        }
+
+    def ingest(name: str, resources: list[dict]):
+        report = ingest_path(
+            store, "fhir", write_ndjson(tmp_path / name, resources), source_system="ehr"
+        )
+        assert_accounted(store, report)
+        return report
+
+    ingest("a.ndjson", [patient("p1"), patient("p2"), condition("p1")])
+    kept = ingest("b.ndjson", [patient("p1", active=False, **ENTERED_IN_ERROR)])
+    assert kept.warnings[KEPT] == 1 and len(rows(store, "person")) == 2
+    refiled = ingest("c.ndjson", [condition("p2")])
+    assert refiled.withdrawn_rows["person"] == 1, refiled.as_dict()
+    (left,) = rows(store, "person")
+    assert [c["person_id"] for c in rows(store, "condition_occurrence")] == [left["person_id"]]

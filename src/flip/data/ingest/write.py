@@ -119,6 +119,7 @@ class Writer:
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
             stale: set[str] = set()  # an older version than the one stored
+            changed = False  # whether a stored record's rows were replaced
             existing = self._existing(conn, batch)
             for key, old in existing.items():
                 earlier = any(run == report.run_id for *_, run, _ in old)
@@ -130,6 +131,7 @@ class Writer:
                     again_same += earlier
                     continue
                 again_new += earlier
+                changed = True
                 for table, cdm_id, _, run, _ in old:
                     delete_row(conn, table, cdm_id, keep_others=True)
                     if run == report.run_id:
@@ -164,7 +166,9 @@ class Writer:
                 report.rows["person"] -= retired  # its record, loaded in this run, now merged
                 self._trace_merge(conn, merge, new_id, report.run_id)
             self._quarantine(conn, batch.quarantine, report)
-            if self._has_withdrawn_kept(conn):
+            # rows that named a withdrawn patient may be gone (withdrawn, or re-filed)
+            gone = changed or withdrawing or batch.replaced
+            if gone and self._has_withdrawn_kept(conn):
                 remove_withdrawn_persons(conn, self.system, report)
             if self.derive_periods:
                 rebuild_observation_periods(conn, layout.person_ids | withdrawn_from)

@@ -107,3 +107,20 @@ def test_the_older_merge_events_merge_like_an_a40(store, tmp_path, event):
     (survivor,) = rows(store, "person")
     assert survivor["person_source_value"] == "1001"
     assert {r["person_id"] for r in rows(store, "measurement")} == {survivor["person_id"]}
+
+
+def test_a_second_merge_of_a_retired_identifier_into_someone_else_is_quarantined(store, tmp_path):
+    third = (
+        "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200104090000||ADT^A04|C30|P|2.5",
+        "PID|1||3003^^^HOSP^MR||Roe^R||19600101|M",
+    )
+    elsewhere = (
+        "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200105090000||ADT^A40|C32|P|2.5",
+        "PID|1||3003^^^HOSP^MR||Roe^R||19600101|M",
+        "MRG|2002^^^HOSP^MR",
+    )
+    _ingest(store, tmp_path, "mon.hl7", [A01, A04_OTHER, ORU, third])
+    _ingest(store, tmp_path, "merge.hl7", [A40])
+    report = _ingest(store, tmp_path, "again.hl7", [elsewhere])
+    assert report.rules == {"merge.already_merged": 1}, report.as_dict()
+    assert len(rows(store, "person")) == 2

@@ -265,8 +265,37 @@ def test_the_records_confirming_a_person_follow_it_into_a_merge(store, tmp_path)
         )
     )
     merge = ingest_path(store, "hl7v2", feed, person_identifier=IDENTITY)
-    assert_accounted(store, merge, merges=1)
+    assert_accounted(store, merge)
     assert merged not in {p["person_id"] for p in rows(store, "person")}
     confirming = [(s, r) for s, r, _ in _person_provenance(store, survivor) if r == "confirms"]
     assert confirming == [("fhir:ehr.ndjson", "confirms")]
-    assert [r for _, r, _ in _person_provenance(store, merged)] == ["produced"]
+    # the merged-away record is a retired identifier of the survivor
+    assert _person_provenance(store, merged) == []
+    assert ("hl7v2", "merged") in [(s, r) for s, r, _ in _person_provenance(store, survivor)]
+
+
+def test_a_patient_another_source_sends_under_a_merged_away_identifier_files_under_the_survivor(
+    store, tmp_path
+):
+    """After an A40 retires the EMPI 162840, the FHIR export that carries it, read again
+    with a new condition, brings no one back: its facts file under the survivor."""
+    ingest_path(store, "hl7v2", CERNER, person_identifier=IDENTITY)
+    feed = tmp_path / "merge.hl7"
+    feed.write_text(
+        "\r".join(
+            (
+                "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200101090000||ADT^A04|M1|P|2.5",
+                "PID|1||555^^^MSH_EMPI^CM||Roe^R||19521129|F",
+                "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200103090000||ADT^A40|M2|P|2.5",
+                "PID|1||555^^^MSH_EMPI^CM||Roe^R||19521129|F",
+                "MRG|162840^^^MSH_EMPI^CM",
+            )
+        )
+    )
+    assert_accounted(store, ingest_path(store, "hl7v2", feed, person_identifier=IDENTITY))
+    survivor = person_id("any", f"{IDENTIFIED}{EMPI}|555")
+    later = ingest_path(store, "fhir", _fhir(tmp_path), person_identifier=IDENTITY)
+    assert_accounted(store, later)
+    assert later.skipped_rules["person.merged_away"] == 1 and later.quarantined == 0
+    assert {p["person_id"] for p in rows(store, "person")} == {survivor}
+    assert {c["person_id"] for c in rows(store, "condition_occurrence")} == {survivor}

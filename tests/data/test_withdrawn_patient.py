@@ -6,13 +6,17 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import select
+
+from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
-from tests.data.stored import rows
+from tests.data.stored import rows, write_ndjson
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "fhir" / "synthea_excerpt.json"
 KEPT = "withdrawn.person_kept"
 FACTS = ("Encounter", "Condition", "DocumentReference")
+ENTERED_IN_ERROR = {"status": "entered-in-error"}
 
 
 def _bundle(path: Path, keep: Callable[[str], bool], entered: Callable[[str], bool]) -> Path:
@@ -86,5 +90,74 @@ def test_facts_sent_after_their_patient_was_removed_are_dangling(store, tmp_path
     )
     assert_accounted(store, report)
     assert report.withdrawn == 1 and rows(store, "person") == []
-    assert report.rules == {"reference.dangling": 5}, report.as_dict()
+    assert report.rules == {"reference.withdrawn": 5}, report.as_dict()
     assert rows(store, "condition_occurrence") == rows(store, "visit_occurrence") == []
+
+
+def test_a_kept_patient_goes_once_its_facts_are_withdrawn(store, tmp_path):
+    """The person kept for its facts stays withdrawn: re-reading its earlier copy does not
+    revive it, and once a correction withdraws the facts it is removed."""
+    export = tmp_path / "bundle.json"
+    first = _bundle(tmp_path / "first.json", _every, _none)
+    ingest_path(store, "fhir", first, source_system="ehr")
+    kept = ingest_path(store, "fhir", _bundle(export, _every, _patient), source_system="ehr")
+    assert kept.warnings[KEPT] == 1
+    again = ingest_path(store, "fhir", first, source_system="ehr")
+    assert_accounted(store, again)
+    assert (again.loaded, again.withdrawn) == (0, 0), again.as_dict()
+    facts = _bundle(export, lambda kind: kind != "Patient", _every)
+    fixed = ingest_path(store, "fhir", facts, source_system="ehr")
+    assert_accounted(store, fixed)
+    assert fixed.withdrawn_rows["person"] == 1 and KEPT not in fixed.warnings, fixed.as_dict()
+    for table in ("person", "visit_occurrence", "condition_occurrence", "observation_period"):
+        assert rows(store, table) == [], table
+
+
+def test_a_kept_patient_goes_when_a_re_export_prunes_its_facts(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    ingest_path(store, "fhir", _bundle(export, _every, _none))
+    ingest_path(store, "fhir", _bundle(export, _every, _patient))
+    pruned = ingest_path(store, "fhir", _bundle(export, _patient, _patient), prune=True)
+    assert_accounted(store, pruned)
+    assert rows(store, "person") == [] and rows(store, "condition_occurrence") == []
+
+
+def test_facts_of_a_patient_first_seen_entered_in_error_say_it_was_withdrawn(store, tmp_path):
+    export = tmp_path / "bundle.json"
+    report = ingest_path(
+        store, "fhir", _bundle(export, lambda k: k in ("Patient", *FACTS), _patient)
+    )
+    assert_accounted(store, report)
+    assert report.rules == {"reference.withdrawn": 5}, report.as_dict()
+    with store.connect() as conn:
+        messages = conn.execute(select(schema.quarantine.c.message)).scalars().all()
+    assert all("entered_in_error" in m and "withdrew" in m for m in messages), messages
+
+
+def test_a_kept_patient_goes_when_its_facts_are_re_filed_under_another(store, tmp_path):
+    def patient(pid: str, **more) -> dict:
+        return {"resourceType": "Patient", "id": pid, "birthDate": "1970-01-01", **more}
+
+    def condition(subject: str) -> dict:
+        return {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": {"reference": f"Patient/{subject}"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+            "onsetDateTime": "2020-01-01",
+        }
+
+    def ingest(name: str, resources: list[dict]):
+        report = ingest_path(
+            store, "fhir", write_ndjson(tmp_path / name, resources), source_system="ehr"
+        )
+        assert_accounted(store, report)
+        return report
+
+    ingest("a.ndjson", [patient("p1"), patient("p2"), condition("p1")])
+    kept = ingest("b.ndjson", [patient("p1", active=False, **ENTERED_IN_ERROR)])
+    assert kept.warnings[KEPT] == 1 and len(rows(store, "person")) == 2
+    refiled = ingest("c.ndjson", [condition("p2")])
+    assert refiled.withdrawn_rows["person"] == 1, refiled.as_dict()
+    (left,) = rows(store, "person")
+    assert [c["person_id"] for c in rows(store, "condition_occurrence")] == [left["person_id"]]

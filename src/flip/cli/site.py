@@ -242,7 +242,7 @@ def ingest(
     if report.read == 0:
         typer.echo(f"error: nothing read from {url or path}", err=True)
         raise typer.Exit(1)
-    if report.loaded + report.unchanged == 0:
+    if report.loaded + report.unchanged + report.withdrawn == 0:  # a correction withdraws
         typer.echo(
             f"error: nothing loaded: {report.quarantined} quarantined, {report.skipped} skipped",
             err=True,

@@ -759,6 +759,18 @@ PRODUCED = "produced"
 #: (a patient another source loaded, known by the site's person identifier): it is traced to
 #: the row, and owns nothing of it.
 CONFIRMS = "confirms"
+#: `source_record.role` of a patient record whose person was merged into another (an HL7
+#: A40): its cdm_id is the surviving person, so that what later comes under the retired
+#: identifier files there.
+MERGED = "merged"
+#: `source_record.role` of a merge record (an HL7 A40 PID/MRG pair) that moved a person into
+#: another: its cdm_id is the surviving person.
+MERGES = "merges"
+#: `source_record.role` of a patient record withdrawn (entered in error) whose person was
+#: kept because rows still named it: the person goes once nothing names it.
+WITHDRAWN = "withdrawn"
+#: The roles of the provenance rows a record owns (its rows go when it changes or goes).
+OWNED_ROLES = (PRODUCED, WITHDRAWN)
 
 #: One row per (CDM row, source record): which source records, from which ingest runs,
 #: produced or confirmed it; every source record behind a row has its own.

@@ -18,6 +18,7 @@ from flip.data.sources.records import (
     EventBlock,
     Rejected,
     SourceEvent,
+    SourceMerge,
     SourcePerson,
     SourceRecord,
     SourceRow,
@@ -62,7 +63,8 @@ class Batch:
         self.rows: dict[str, list[CdmRow]] = {}
         self.owners: dict[str, SourceRecord] = {}
         self.sources: dict[str, tuple[str, str]] = {}
-        self.merges: list[tuple[int, int]] = []
+        #: (old person id, surviving person id, the merge record) per merge.
+        self.merges: list[tuple[int, int, SourceMerge]] = []
         self.quarantine: list[Rejected] = []
         self.versions: dict[str, str] = {}
         self.replaced: set[str] = set()
@@ -282,11 +284,11 @@ class Layout:
         tables: dict[str, dict[str, list[object]]],
         links: dict[str, list[object]],
         records: int,
-        merges: list[tuple[int, int]],
+        merges: list[tuple[int, int, SourceMerge]],
     ) -> Layout:
         """A layout whose touched persons are those of its rows and of its merges, its text
         without NUL characters (`clean.scrub`)."""
-        persons = {new for _, new in merges}
+        persons = {new for _, new, _ in merges}
         nul_rows = 0
         for name, columns in tables.items():
             persons.update(pid for pid in columns.get("person_id", ()) if pid)

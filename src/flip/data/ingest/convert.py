@@ -33,6 +33,7 @@ from flip.data.ingest.batch import Batch, BlockBatch
 from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
+    MERGED_AWAY,
     SAME_PERSON,
     UNIT_UNREADABLE,
     IngestReport,
@@ -99,6 +100,13 @@ class Converter:
         self.identified: dict[str, tuple[date, int]] = {}
         #: Identified persons another source system produced (this one confirms them).
         self.elsewhere: set[str] = set()
+        #: Retired patient keys (merged into another person) and their survivor's person_id.
+        self.retired: dict[str, int] = {}
+        #: Whether the store holds retired patient keys (None: not looked yet).
+        self.any_retired: bool | None = None
+        #: Keys of records this run withdrew (entered in error…), with the rule: a fact
+        #: naming one as its patient is told so when it dangles.
+        self.withdrawn: dict[str, str] = {}
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
@@ -114,15 +122,19 @@ class Converter:
             dict(self.person_ids),
             dict(self.identified),
             set(self.elsewhere),
+            dict(self.retired),
+            self.any_retired,
             len(self.deferred),
             set(self.deferred_keys),
+            dict(self.withdrawn),
         )
         try:
             yield
         except BaseException:
             self.births, self.person_ids, self.identified, self.elsewhere = saved[:4]
-            del self.deferred[saved[4] :]
-            self.deferred_keys = saved[5]
+            self.retired, self.any_retired = saved[4:6]
+            del self.deferred[saved[6] :]
+            self.deferred_keys, self.withdrawn = saved[7:]
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -143,6 +155,7 @@ class Converter:
                 continue
             (people if _is_person(record) else others).append(record)
         persons = {r.key for r in people}
+        self._load_retired(persons - self.births.keys() - self.retired.keys())
         identified = [k for k in persons if k.startswith(IDENTIFIED) and k not in self.identified]
         if identified:
             self._load_identified(identified)
@@ -194,7 +207,7 @@ class Converter:
             birth = births.get(e.person_key)
             if birth is None:
                 if final:
-                    out.quarantine.append(_dangling(e))
+                    out.quarantine.append(self._dangling(e))
                 else:
                     waiting.append(e)
                 continue
@@ -243,6 +256,11 @@ class Converter:
             if record.withdraws and record.key is not None:
                 out.withdraw(record.key, record.version, record.amends)
                 self.births.pop(record.key, None)  # a withdrawn patient is looked up again
+                self.withdrawn[record.key] = record.rule
+            return None
+        if type(record) is SourcePerson and record.key in self.retired:
+            report.skipped += 1  # its person was merged into another; its facts file there
+            report.skipped_rules[MERGED_AWAY] += 1
             return None
         if type(record) is SourcePerson and record.key in self.identified:
             self._same_person(record, report)
@@ -263,35 +281,59 @@ class Converter:
         assert not isinstance(record, (EventBlock, Rejected, Skipped, SourceEvent))
         birth = self.births.get(record.person_key)
         if birth is None:
-            return _dangling(record)
+            return self._dangling(record)
         person_id = self.person_id(record.person_key)
         if isinstance(record, SourceMerge):
-            if self.person_ids.get(record.old_person_key) == person_id:
-                out.merged_before += 1  # merged earlier in this run
-                return None
-            if record.old_person_key not in self.births:
-                self._load_births({record.old_person_key})
-            if record.old_person_key not in self.births:
-                if self._merged_away(record.old_person_key):
-                    out.merged_before += 1
-                    return None
-                message = f"merges {record.old_person_key}, which is not in this source"
-                return Rejected(
-                    record.key, record.location, "reference.dangling", message, record.raw
-                )
-            out.merges.append((self.person_id(record.old_person_key), person_id))
-            self.person_ids[record.old_person_key] = person_id  # later facts follow the merge
-            return None
+            return self._merge(record, person_id, out)
         problem = date_problem(record.start, birth, self.today)
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
         out.add(record, visit_row(self.system, record, person_id))
         return None
 
+    def _dangling(
+        self, record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge
+    ) -> Rejected:
+        """The quarantine entry of a record whose patient is not in this source: withdrawn
+        by this run (entered in error…), or never sent."""
+        rule = self.withdrawn.get(record.person_key or "")
+        if rule is not None:
+            message = f"refers to {record.person_key}, which this source withdrew ({rule})"
+            return Rejected(record.key, record.location, WITHDRAWN_PATIENT, message, record.raw)
+        message = f"refers to {record.person_key}, which is not in this source"
+        return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+
+    def _merge(self, record: SourceMerge, person_id: int, out: Batch) -> Rejected | None:
+        """Merge the person of `record.old_person_key` into `person_id`; the old key is
+        retired: what comes later under it files under the survivor."""
+        old = record.old_person_key
+        if old not in self.births:
+            self._load_births({old})
+        if old not in self.births:
+            if self._merged_away(old):
+                out.merged_before += 1
+                return None
+            message = f"merges {old}, which is not in this source"
+            return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+        old_id = self.person_id(old)
+        if old_id == person_id:
+            out.merged_before += 1  # merged before, in this run or an earlier one
+            return None
+        if old in self.retired:
+            message = f"merges {old}, which was merged into another person before"
+            return Rejected(record.key, record.location, MERGED_ELSEWHERE, message, record.raw)
+        out.merges.append((old_id, person_id, record))
+        for key, survivor in self.retired.items():  # merged into the old person before
+            if survivor == old_id:
+                self.retired[key] = self.person_ids[key] = person_id
+        self.retired[old] = self.person_ids[old] = person_id
+        self.any_retired = True
+        return None
+
     def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
         birth = self.births.get(record.person_key)
         if birth is None:
-            return _dangling(record)
+            return self._dangling(record)
         person_id = self.person_id(record.person_key)
         row, mapped = event_row(self.system, record, person_id, self.vocab)
         concept_id = int(row.values.get("measurement_concept_id", 0))
@@ -339,7 +381,7 @@ class Converter:
         elif record.person_key is not None:
             birth = self.births.get(record.person_key)
             if birth is None:
-                return _dangling(record)
+                return self._dangling(record)
             dates = [
                 c.name for c in table.columns if c.name.endswith("_date") and values.get(c.name)
             ]
@@ -446,10 +488,53 @@ class Converter:
                 self.elsewhere.add(key)
 
     def _load_births(self, keys: set[str]) -> None:
-        """Remember the birth dates of persons of `keys` already in the store."""
+        """Remember the birth dates of persons of `keys` already in the store, and of the
+        survivors of those merged into another person."""
         with self.store.connect() as conn:
             for key, (born, _) in self._stored(conn, keys).items():
                 self.births[key] = born
+        self._load_retired(keys - self.births.keys())
+
+    def _load_retired(self, keys: set[str]) -> None:
+        """Remember which of `keys` are retired (their person was merged into another: see
+        write.MERGED), with their survivor's person_id and birth date. Identified keys are
+        retired by any source system, others by this one."""
+        if not keys or not self._merges_stored():
+            return
+        source, person = schema.source_record, schema.person
+        with self.store.connect() as conn:
+            with values_in(conn, source.c.record_key, sorted(keys)) as wanted:
+                found = conn.execute(
+                    select(source.c.record_key, source.c.source_system, source.c.cdm_id).where(
+                        source.c.cdm_table == "person", source.c.role == schema.MERGED, wanted
+                    )
+                ).all()
+            survivors = {
+                key: cdm_id
+                for key, system, cdm_id in found
+                if system == self.system or key.startswith(IDENTIFIED)
+            }
+            if not survivors:
+                return
+            columns = (person.c.person_id, *_BIRTH)
+            with values_in(conn, person.c.person_id, sorted(set(survivors.values()))) as alive:
+                births = {
+                    pid: _born(y, m, d)
+                    for pid, y, m, d in conn.execute(select(*columns).where(alive))
+                }
+        for key, survivor in survivors.items():
+            if survivor in births:
+                self.retired[key] = self.person_ids[key] = survivor
+                self.births[key] = births[survivor]
+
+    def _merges_stored(self) -> bool:
+        """Whether the store holds a retired patient key (looked up once per run)."""
+        if self.any_retired is None:
+            source = schema.source_record
+            with self.store.connect() as conn:
+                found = select(source.c.role).where(source.c.role == schema.MERGED).limit(1)
+                self.any_retired = conn.execute(found).first() is not None
+        return self.any_retired
 
     def _stored(self, conn: Connection, keys: Iterable[str]) -> dict[str, tuple[date, int]]:
         """(birth date, gender concept) of the stored persons of `keys`, by key."""
@@ -469,6 +554,13 @@ _BIRTH = (
 )
 
 
+#: The quarantine rule of a fact whose patient this run withdrew (entered in error…).
+WITHDRAWN_PATIENT = "reference.withdrawn"
+
+#: The quarantine rule of a merge whose old patient was merged into another person before.
+MERGED_ELSEWHERE = "merge.already_merged"
+
+
 def _born(year: int, month: int | None, day: int | None) -> date:
     return date(year, month or 1, day or 1)
 
@@ -481,11 +573,6 @@ def _implausible(
     if problem is None and table == "measurement":
         problem = value_problem(concept_id, event.value, event.unit)
     return problem
-
-
-def _dangling(record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge) -> Rejected:
-    message = f"refers to {record.person_key}, which is not in this source"
-    return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
 
 
 def _is_person(record: SourceRecord) -> bool:

@@ -17,7 +17,11 @@ from sqlalchemy import Connection, delete, exists, select
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store, values_in
 from flip.data.ingest.report import IngestReport
-from flip.data.ingest.write import delete_row, rebuild_observation_periods
+from flip.data.ingest.write import (
+    delete_row,
+    rebuild_observation_periods,
+    remove_withdrawn_persons,
+)
 
 #: The warning counted for a person pruned from this source whom other rows still refer to.
 PERSON_KEPT = "prune.person_still_referenced"
@@ -65,8 +69,8 @@ def prune(
         elsewhere: set[str] = set()
         confirmed: set[str] = set()
         for key, table, cdm_id, uri, role in stored:
-            if key in seen:
-                continue
+            if key in seen or role in (schema.MERGED, schema.MERGES):
+                continue  # a retired identifier or a merge owns no row: it stays
             if role == schema.CONFIRMS:
                 if location is None or uri == location:
                     confirmed.add(key)
@@ -98,6 +102,7 @@ def prune(
             touched.discard(person_id)
             report.pruned += 1
         report.pruned += len(gone) - len(people)
+        remove_withdrawn_persons(conn, system, report)
         if derive_periods and touched:
             rebuild_observation_periods(conn, touched)
 

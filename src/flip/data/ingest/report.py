@@ -15,6 +15,10 @@ SUPERSEDED = "identity.superseded_in_run"
 #: loaded (earlier in the run, or by another source); its facts file under that person.
 SAME_PERSON = "person.identifier.known"
 
+#: The skip rule of a patient record whose identifier was retired by a merge (an HL7 A40):
+#: its person was merged into another, under which its facts file.
+MERGED_AWAY = "person.merged_away"
+
 #: The warning rule of such a record whose birth date or gender differ from the person's.
 DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 

@@ -28,7 +28,7 @@ from flip.data.ingest.report import (
     restored_on_error,
 )
 from flip.data.ingest.stale import fail_stale_runs, this_process
-from flip.data.sources.records import Rejected, part_key
+from flip.data.sources.records import Rejected, SourceMerge, part_key
 
 
 class Writer:
@@ -52,6 +52,9 @@ class Writer:
         self._quarantine_ids: dict[int, set[int]] = {}
         #: Whether the source system has quarantine rows with a record key (None: unknown).
         self._keyed_quarantine: bool | None = None
+        #: Whether the source system has withdrawn patients kept for rows that name them
+        #: (role WITHDRAWN; None: unknown).
+        self._withdrawn_kept: bool | None = None
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -116,6 +119,7 @@ class Writer:
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
             stale: set[str] = set()  # an older version than the one stored
+            changed = False  # whether a stored record's rows were replaced
             existing = self._existing(conn, batch)
             for key, old in existing.items():
                 earlier = any(run == report.run_id for *_, run, _ in old)
@@ -127,6 +131,7 @@ class Writer:
                     again_same += earlier
                     continue
                 again_new += earlier
+                changed = True
                 for table, cdm_id, _, run, _ in old:
                     delete_row(conn, table, cdm_id, keep_others=True)
                     if run == report.run_id:
@@ -152,12 +157,19 @@ class Writer:
                 report.skipped += superseded
                 report.skipped_rules[SUPERSEDED] += superseded
             report.loaded += layout.records - again_new
-            for old_id, new_id in batch.merges:
-                if _merge_person(conn, old_id, new_id):
-                    report.loaded += 1
-                else:
+            for old_id, new_id, merge in batch.merges:
+                retired = _merge_person(conn, old_id, new_id, report.run_id)
+                if retired is None:
                     report.unchanged += 1  # the old person was merged away before
+                    continue
+                report.loaded += 1
+                report.rows["person"] -= retired  # its record, loaded in this run, now merged
+                self._trace_merge(conn, merge, new_id, report.run_id)
             self._quarantine(conn, batch.quarantine, report)
+            # rows that named a withdrawn patient may be gone (withdrawn, or re-filed)
+            gone = changed or withdrawing or batch.replaced
+            if gone and self._has_withdrawn_kept(conn):
+                remove_withdrawn_persons(conn, self.system, report)
             if self.derive_periods:
                 rebuild_observation_periods(conn, layout.person_ids | withdrawn_from)
 
@@ -180,7 +192,7 @@ class Writer:
                     provenance.c.source_version,
                 )
                 .where(provenance.c.source_system == self.system)
-                .where(provenance.c.role == schema.PRODUCED)
+                .where(provenance.c.role.in_(schema.OWNED_ROLES))
                 .where(wanted)
             ).all()
         for key, table, cdm_id, digest, run, version in found:
@@ -283,7 +295,10 @@ class Writer:
             provenance.c.ingest_run_id,
             provenance.c.source_version,
         )
-        mine = (provenance.c.source_system == self.system, provenance.c.role == schema.PRODUCED)
+        mine = (
+            provenance.c.source_system == self.system,
+            provenance.c.role.in_(schema.OWNED_ROLES),
+        )
         with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
             found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
         for key in sorted(keys):  # its parts: components, a report's contained results
@@ -300,28 +315,25 @@ class Writer:
             report.warnings[WITHDRAWN_NOTHING] += nothing
         persons: set[int] = set()
         # a patient's own record last: the facts withdrawn with it no longer name it
-        for stored in sorted(rows.values(), key=lambda rows: any(t == "person" for t, *_ in rows)):
+        ordered = sorted(rows.items(), key=lambda item: any(t == "person" for t, *_ in item[1]))
+        for key, stored in ordered:
             person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
-            if person is not None:
-                if person in named or person_in_use(conn, person, self.system):
-                    report.warnings[WITHDRAWN_PERSON_KEPT] += 1
-                    continue
-                period = schema.observation_period
-                conn.execute(delete(period).where(period.c.person_id == person))
-            for table, cdm_id, run in stored:
-                persons.update(_person_of(conn, table, cdm_id))
-                delete_row(conn, table, cdm_id)
-                if run == report.run_id:
-                    report.rows[table] -= 1
-                else:
-                    report.withdrawn_rows[table] += 1
-            if any(run == report.run_id for *_, run in stored):
-                report.loaded -= 1  # loaded by an earlier batch of this run: superseded
-                report.skipped += 1
-                report.skipped_rules[SUPERSEDED] += 1
-            else:
-                report.withdrawn += 1
+            if person is not None and (person in named or person_in_use(conn, person, self.system)):
+                report.warnings[WITHDRAWN_PERSON_KEPT] += 1
+                _keep_withdrawn(conn, self.system, key)
+                self._withdrawn_kept = True
+                continue
+            persons.update(_remove_record(conn, stored, report))
         return persons
+
+    def _has_withdrawn_kept(self, conn: Connection) -> bool:
+        """Whether the source system keeps a withdrawn patient's person (looked up once)."""
+        if self._withdrawn_kept is None:
+            source = schema.source_record
+            mine = (source.c.source_system == self.system, source.c.role == schema.WITHDRAWN)
+            found = conn.execute(select(source.c.role).where(*mine).limit(1)).first()
+            self._withdrawn_kept = found is not None
+        return self._withdrawn_kept
 
     def _release(self, conn: Connection, keys: list[object], run_id: int) -> None:
         """Remove the quarantine rows of earlier runs for records now loaded (a record
@@ -358,6 +370,31 @@ class Writer:
             for row in batch.confirmations.values()
         ]
         bulk_insert(conn, provenance, rows)
+
+    def _trace_merge(
+        self, conn: Connection, merge: SourceMerge, survivor: int, run_id: int
+    ) -> None:
+        """Link a merge record to the person it merged into (role MERGES)."""
+        digest = hashlib.sha256(merge.raw).hexdigest()
+        if self.interpretation:
+            digest = _salted(digest, self.interpretation)
+        source = schema.source_record
+        key = scrub_text(merge.key)
+        row = (source.c.cdm_table == "person", source.c.cdm_id == survivor)
+        row = (*row, source.c.source_system == self.system, source.c.record_key == key)
+        conn.execute(delete(source).where(*row))
+        conn.execute(
+            insert(source).values(
+                cdm_table="person",
+                cdm_id=survivor,
+                source_system=self.system,
+                record_key=key,
+                location=scrub_text(merge.location),
+                content_hash=digest,
+                ingest_run_id=run_id,
+                role=schema.MERGES,
+            )
+        )
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []
@@ -446,8 +483,65 @@ def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool
     source = schema.source_record
     found = delete(source).where(source.c.cdm_table == table_name, source.c.cdm_id == cdm_id)
     if keep_others:
-        found = found.where(source.c.role == schema.PRODUCED)
+        found = found.where(source.c.role.in_(schema.OWNED_ROLES))
     conn.execute(found)
+
+
+def _keep_withdrawn(conn: Connection, system: str, key: str) -> None:
+    """Mark the rows of a withdrawn patient record whose person is kept (role WITHDRAWN)."""
+    source = schema.source_record
+    conn.execute(
+        update(source)
+        .where(source.c.source_system == system, source.c.record_key == key)
+        .where(source.c.role.in_(schema.OWNED_ROLES))
+        .values(role=schema.WITHDRAWN)
+    )
+
+
+def _remove_record(
+    conn: Connection, stored: list[tuple[str, int, int]], report: IngestReport
+) -> set[int]:
+    """Remove a withdrawn record's rows (table, id, ingest run) with their provenance (a
+    person with its observation periods), counted as withdrawn, or as superseded when
+    this run loaded it; return the persons whose rows went."""
+    persons: set[int] = set()
+    person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
+    if person is not None:
+        period = schema.observation_period
+        conn.execute(delete(period).where(period.c.person_id == person))
+    for table, cdm_id, run in stored:
+        persons.update(_person_of(conn, table, cdm_id))
+        delete_row(conn, table, cdm_id)
+        if run == report.run_id:
+            report.rows[table] -= 1
+        else:
+            report.withdrawn_rows[table] += 1
+    if any(run == report.run_id for *_, run in stored):
+        report.loaded -= 1  # loaded by an earlier batch of this run: superseded
+        report.skipped += 1
+        report.skipped_rules[SUPERSEDED] += 1
+    else:
+        report.withdrawn += 1
+    return persons
+
+
+def remove_withdrawn_persons(conn: Connection, system: str, report: IngestReport) -> None:
+    """Remove the persons of `system`'s withdrawn patient records (role WITHDRAWN) that
+    nothing names any more: kept while rows named them, they go once those rows are
+    withdrawn, pruned or re-filed; each counts as withdrawn."""
+    source = schema.source_record
+    found = conn.execute(
+        select(
+            source.c.record_key, source.c.cdm_table, source.c.cdm_id, source.c.ingest_run_id
+        ).where(source.c.source_system == system, source.c.role == schema.WITHDRAWN)
+    ).all()
+    by_key: dict[str, list[tuple[str, int, int]]] = {}
+    for key, table, cdm_id, run in found:
+        by_key.setdefault(key, []).append((table, cdm_id, run))
+    for stored in by_key.values():
+        person = next((cdm_id for table, cdm_id, _ in stored if table == "person"), None)
+        if person is not None and not person_in_use(conn, person, system):
+            _remove_record(conn, stored, report)
 
 
 def person_in_use(conn: Connection, person_id: int, system: str) -> bool:
@@ -483,13 +577,16 @@ def _person_of(conn: Connection, table_name: str, cdm_id: int) -> set[int]:
     return {found} if found else set()
 
 
-def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
-    """Move every row of person `old_id` to `new_id`, then remove the old person; the old
-    person's provenance stays, so that re-reading its records neither brings it back nor
-    makes the merge dangle. False when there was no such person left to merge."""
+def _merge_person(conn: Connection, old_id: int, new_id: int, run_id: int) -> int | None:
+    """Move every row of person `old_id` to `new_id`, then remove the old person. The
+    records that made it now trace to the survivor as retired identifiers (role MERGED),
+    so that what comes later under them files there, and re-reading them neither brings
+    the old person back nor makes the merge dangle; earlier merges into it follow. None
+    when there was no such person left to merge, else how many of the records that made
+    it run `run_id` loaded."""
     person = schema.person
     if conn.execute(select(person.c.person_id).where(person.c.person_id == old_id)).first() is None:
-        return False
+        return None
     for name in schema.CLINICAL_TABLES:
         table = schema.metadata.tables[name]
         if name in ("person", "death", "observation_period") or "person_id" not in table.c:
@@ -499,7 +596,16 @@ def _merge_person(conn: Connection, old_id: int, new_id: int) -> bool:
         table = schema.metadata.tables[name]
         conn.execute(delete(table).where(table.c.person_id == old_id))
     _move_confirmations(conn, old_id, new_id)
-    return True
+    source = schema.source_record
+    made = (source.c.cdm_table == "person", source.c.cdm_id == old_id)
+    owned = source.c.role.in_((schema.PRODUCED, schema.WITHDRAWN))
+    retired = conn.execute(
+        select(func.count()).where(*made, owned, source.c.ingest_run_id == run_id)
+    ).scalar_one()
+    conn.execute(update(source).where(*made, owned).values(cdm_id=new_id, role=schema.MERGED))
+    merged = source.c.role.in_((schema.MERGED, schema.MERGES))
+    conn.execute(update(source).where(*made, merged).values(cdm_id=new_id))
+    return retired
 
 
 def _move_confirmations(conn: Connection, old_id: int, new_id: int) -> None:

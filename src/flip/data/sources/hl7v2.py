@@ -58,11 +58,14 @@ _FRAME = re.compile(rb"\x0b([^\x0b]*?)(?:\x1c\r?|(?=\x0b)|\Z)|([^\x0b]+)", re.S)
 _MSH = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*MSH(?=[^\w\r\n])")
 #: The message types FLIP reads, by MSH-9 message code -> trigger events.
 HANDLED = {
-    "ADT": {"A01", "A02", "A03", "A04", "A08", "A40"},
+    "ADT": {"A01", "A02", "A03", "A04", "A08", "A18", "A34", "A36", "A40"},
     "ORU": {"R01"},
     "MDM": {"T02", "T04", "T06", "T08", "T10"},
 }
 UNHANDLED = "hl7.message_type.unhandled"
+#: ADT events that merge patients, PID/MRG pair by pair: A40, and v2.3's A18, A34 and A36
+#: (kept for backward compatibility; older feeds still send them).
+MERGES = {"A18", "A34", "A36", "A40"}
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 #: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
@@ -241,7 +244,7 @@ def _records(
         name = str(segment[0])
         if name in ("PV1", "DG1", "OBR", "OBX", "TXA", "MRG"):
             r.reject(f"{r.control}/{name}/{i}", "hl7.segment_order", f"{name} comes before PID")
-    if r.kind == "ADT" and r.event == "A40":
+    if r.kind == "ADT" and r.event in MERGES:
         for number, group in enumerate(patients, start=1):
             _merge(r, group, number)
         return r.out
@@ -309,13 +312,14 @@ def _person_key(r: _Reader, segment: Any, field: int, what: str) -> tuple[str, s
 
 
 def _merge(r: _Reader, group: list, number: int) -> None:
-    """One PID/MRG pair of an A40: a merge, or a Rejected naming the pair."""
+    """One PID/MRG pair of a merge event (A40…): a merge, or a Rejected naming the pair."""
     key = f"merge/{r.control}" if number == 1 else f"merge/{r.control}/{number}"
     try:
         person_key = _person_key(r, group[0], 3, "pid")[0]
         mrg = next((s for s in group if str(s[0]) == "MRG"), None)
         if mrg is None or not _identifier(r.m, mrg, 1)[0]:
-            raise MessageError("hl7.mrg.missing", "A40 has no MRG-1 prior patient identifier")
+            message = f"{r.event} has no MRG-1 prior patient identifier"
+            raise MessageError("hl7.mrg.missing", message)
         old_key = _person_key(r, mrg, 1, "mrg")[0]
     except MessageError as exc:
         r.reject(key, exc.rule, f"{exc} (patient {number} of the message)")

@@ -1,0 +1,84 @@
+"""De-identification on hand-written UK letter fragments (not the generator's), and the leak and
+over-redaction shapes a review found."""
+
+from __future__ import annotations
+
+import pytest
+
+from flip.data.notes.deid import deidentify, find_phi
+from flip.data.notes.score import score
+from tests.data.notes.corpus import parse_marked, uk_letters
+
+
+def test_the_corpus_parses_into_exact_spans():
+    docs = uk_letters()
+    assert len(docs) >= 8
+    text, spans = parse_marked("Dear Dr [[NAME|Ahmed]], seen [[DATE|2 May 2021]].")
+    assert [text[s.start : s.end] for s in spans] == ["Ahmed", "2 May 2021"]
+    assert sum(len(s) for _, s in docs) >= 90
+
+
+def test_precision_and_recall_on_the_hand_written_letters():
+    figures = score(uk_letters())
+    assert figures["ALL"]["precision"] >= 0.95, figures["ALL"]
+    assert figures["ALL"]["recall"] >= 0.95, figures["ALL"]
+    for kind in ("DATE", "PHONE", "POSTCODE", "NHS_NUMBER", "MRN", "EMAIL", "ADDRESS"):
+        assert figures[kind]["recall"] == 1.0, (kind, figures[kind])
+    assert figures["NAME"]["recall"] >= 0.9, figures["NAME"]
+
+
+@pytest.mark.parametrize(
+    ("text", "identifier", "kind"),
+    [
+        ("Tel +44 (0)20 7946 0958 today", "7946 0958", "PHONE"),
+        ("Home: +44 (0)113 496 0873", "496 0873", "PHONE"),
+        ("London sw1a 1aa", "sw1a 1aa", "POSTCODE"),
+        ("London SW1A1AA", "SW1A1AA", "POSTCODE"),
+        ("Leeds ls5 3ht", "ls5 3ht", "POSTCODE"),
+        ("He was seen with John Smith today.", "John Smith", "NAME"),
+        ("With best wishes\n\nJane Doe, Consultant Dermatologist", "Jane Doe", "NAME"),
+        ("Thanks.\nJane Doe\nConsultant Dermatologist", "Jane Doe", "NAME"),
+        ("Consultant: dr smith", "smith", "NAME"),
+        ("her daughter Susan came too", "Susan", "NAME"),
+        ("Next of kin: Raj Sharma (husband)", "Raj Sharma", "NAME"),
+        ("DOB 2021/03/04", "2021/03/04", "DATE"),
+        ("seen on Tuesday 4th March", "4th March", "DATE"),
+        ("admitted 4th of March 2021", "4th of March 2021", "DATE"),
+        ("flared since March 2021", "March 2021", "DATE"),
+        ("discharged 04.03.21", "04.03.21", "DATE"),
+        ("bloods on Monday 12 June", "12 June", "DATE"),
+        ("NHS: 424-307-0555", "424-307-0555", "NHS_NUMBER"),
+        ("MRN: RR8 1234567", "RR8 1234567", "MRN"),
+        ("Hospital number: J1234567X", "J1234567X", "MRN"),
+        ("email jane.doe@nhs.net", "jane.doe@nhs.net", "EMAIL"),
+        ("He lives at 88 Victoria Road, Headingley and", "88 Victoria Road", "ADDRESS"),
+        ("Flat 3, Kirkstall House, 4 Abbey Road, Leeds", "Kirkstall House", "ADDRESS"),
+        ("Chapel Allerton Hospital\nChapeltown Road\nLeeds LS7 4ZZ", "Chapeltown Road", "ADDRESS"),
+        ("Oakwood Surgery\n12 Oakwood Lane\nLeeds\nLS8 2QX", "Leeds", "ADDRESS"),
+    ],
+)
+def test_shapes_that_leaked(text, identifier, kind):
+    assert identifier not in deidentify(text)
+    start = text.index(identifier)
+    assert any(s.kind == kind and s.start <= start < s.end for s in find_phi(text)), find_phi(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Re: Mr Tom Brown\nBrown plaques on the shins; brown scale.", "brown scale"),
+        ("Re: Mr Tom Brown\nBrown plaques on the shins; brown scale.", "Brown plaques"),
+        ("Re: Mr Mark Jones\nMark the lesion for biopsy.", "Mark the lesion"),
+        ("Re: Mrs May Smith\nWill review in May.", "review in May"),
+        ("Re: Mrs Rose Green\nRose-coloured erythema; green-grey scale.", "Rose-coloured"),
+        ("Re: Mrs Rose Green\nRose-coloured erythema; green-grey scale.", "green-grey"),
+        ("Re: Mr Oliver Green\nGreen-grey scale on the elbows.", "Green-grey"),
+        ("Hope to start a biologic. White patches. Young man.", "Hope to start"),
+        ("Dear Colleague,\nThank you.", "Dear Colleague"),
+        ("Ward sister: Sister Jones. Her sister has psoriasis.", "Her sister has psoriasis"),
+        ("Bleep 4412, PASI 14.2, DLQI 18, Room 6, Outpatients B at 10:30.", "Bleep 4412"),
+        ("5 mg daily; 1 may be taken at night.", "1 may be taken"),
+    ],
+)
+def test_words_that_equal_names_stay_outside_a_name_context(text, kept):
+    assert kept in deidentify(text)

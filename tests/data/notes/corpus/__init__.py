@@ -27,3 +27,14 @@ def uk_letters() -> list[tuple[str, list[Span]]]:
     raw = (HERE / "uk_letters.txt").read_text(encoding="utf-8")
     body = "\n".join(line for line in raw.splitlines() if not line.startswith("#"))
     return [parse_marked(doc.strip("\n")) for doc in body.split("====") if doc.strip()]
+
+
+def context_cases(name: str = "context.tsv") -> list[tuple[str, str, frozenset[str]]]:
+    """The rows of a ConText file: (sentence, concept name, the categories of its mention)."""
+    rows = []
+    for line in (HERE / name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        sentence, concept, categories = line.split("\t")
+        rows.append((sentence, concept, frozenset(categories.split(",")) - {"-"}))
+    return rows

@@ -44,12 +44,13 @@ _MONTH_CAP = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b"
 )
 _DATE = re.compile(
-    rf"\b(?:{_WEEKDAY})?(?:{_DAY}\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
+    rf"\b(?:{_WEEKDAY})?(?:{_DAY}(?:\s+|-)(?:of\s+)?{_MONTH}(?:,?\s+|-)\d{{2,4}}"
     rf"|{_MONTH}\s+{_DAY},?\s+\d{{4}}"
     rf"|{_MONTH}\s+\d{{4}}"
     r"|\d{4}[/.\-]\d{1,2}[/.\-]\d{1,2}"
     r"|[0-3]?\d[/.\-][01]?\d[/.\-](?:\d{4}|\d{2}))\b"
     rf"|\b{_WEEKDAY}{_DAY}\s+(?:of\s+)?{_MONTH}(?![\w])"
+    rf"|\b{_WEEKDAY}{_ORDINAL}\b"
     rf"|\b{_ORDINAL}\s+(?:of\s+)?{_MONTH}(?![\w])"
     rf"|\b[0-3]?\d\s+{_MONTH_CAP}(?!\w)"
     rf"|\b(?-i:{_MONTH})\s+{_ORDINAL}\b",
@@ -84,7 +85,10 @@ _ADDRESS = re.compile(
     rf"(?:,[ \t]*{_WORD}(?:[ \-]{_WORD}){{0,2}}){{0,2}}"
 )
 #: A line that is a street name alone ("Chapeltown Road").
-_STREET_LINE = re.compile(rf"^[ \t]*(?:{_WORD}[ \t]+){{1,3}}{_STREET},?[ \t]*$", re.MULTILINE)
+_STREET_LINE = re.compile(
+    rf"^[ \t]*(?:(?:{_WORD}[ \t]+){{1,3}}{_STREET}|(?:Flat|Apartment)[ \t]+\d+[A-Za-z]?),?[ \t]*$",
+    re.MULTILINE,
+)
 #: A town before a postcode on its line, or alone on the line above a postcode's own line.
 _TOWN = re.compile(rf"({_WORD}(?:[ \t]+{_WORD})?),?[ \t]*$")
 _ORGANISATION = re.compile(
@@ -95,7 +99,7 @@ _ORGANISATION = re.compile(
 _BEFORE_POSTCODE = re.compile(
     rf"\b\d{{1,4}}[A-Za-z]?,?[ \t]+{_WORD}(?:[ \t,]+{_WORD}){{0,6}},?[ \t]*$"
 )
-_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sister|Nurse|Rev)"
+_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sister|Sr|Nurse|Rev)"
 _NAME_PART = r"[A-Z][a-zA-Z'\-]+"
 _INITIALS = r"(?:[A-Z]\.?\s*){1,3}"
 _TITLED = re.compile(
@@ -122,7 +126,8 @@ _SIGNATURE = re.compile(
     re.MULTILINE,
 )
 #: A known given name then a capitalised word: "John Smith", "Mark Taylor", "Grace WALSH".
-_GIVEN_FAMILY = re.compile(rf"\b([A-Z][a-z]+)[ \t]+((?:{_NAME_PART}|[A-Z]{{2,}})(?![\w\-]))")
+_FAMILY = rf"(?:{_NAME_PART}|[A-Z]{{2,}})(?![\w\-])"
+_GIVEN_FAMILY = re.compile(rf"\b([A-Z][a-z]+)[ \t]+({_FAMILY})(?:[ \t]+({_FAMILY}))?")
 _NOT_FAMILY = {
     "The", "And", "Road", "Street", "Lane", "Hospital", "Ward", "Clinic", "Surgery", "House",
     "Court", "Unit", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
@@ -174,11 +179,8 @@ def find_phi(text: str) -> list[Span]:
     names = []
     for pattern in (_CONTEXT, _LOWER_TITLED, _RELATIVE, _SIGNATURE):
         names += [Span(m.start(1), m.end(1), "NAME") for m in pattern.finditer(text)]
-    names += [
-        Span(m.start(), m.end(), "NAME")
-        for m in _GIVEN_FAMILY.finditer(text)
-        if m.group(1) in GIVEN_NAMES and m.group(2) not in _NOT_FAMILY
-    ]
+    names += [_given_family(m) for m in _GIVEN_FAMILY.finditer(text) if m.group(1) in GIVEN_NAMES]
+    names = [n for n in names if n.end > n.start]
     names = [n for n in names if text[n.start : n.end].split()[0].capitalize() not in _NOT_NAMES]
     names += [Span(m.start(), m.end(), "NAME") for m in _TITLED.finditer(text)]
     found += names + _name_repeats(text, names)
@@ -206,6 +208,17 @@ def _address_before(text: str, start: int) -> Span | None:
     while text[end - 1] in " \t,":
         end -= 1
     return Span(line_start + m.start(), end, "ADDRESS")
+
+
+def _given_family(m: re.Match[str]) -> Span:
+    """A known given name and the one or two family-name words after it ("Harjit Singh Gill");
+    an empty span when the word after it is no family name ("John Street")."""
+    end = m.start()
+    if m.group(2) not in _NOT_FAMILY and m.group(2) not in _NOT_NAMES:
+        end = m.end(2)
+        if m.group(3) and m.group(3) not in _NOT_FAMILY and m.group(3) not in _NOT_NAMES:
+            end = m.end(3)
+    return Span(m.start(), end, "NAME")
 
 
 def _lines_before_postcode(text: str, postcodes: list[Span]) -> list[Span]:

@@ -22,9 +22,9 @@ def parse_marked(marked: str) -> tuple[str, list[Span]]:
     return text + marked[last:], spans
 
 
-def uk_letters() -> list[tuple[str, list[Span]]]:
-    """The documents of uk_letters.txt, each as (text, gold PHI spans)."""
-    raw = (HERE / "uk_letters.txt").read_text(encoding="utf-8")
+def uk_letters(name: str = "uk_letters.txt") -> list[tuple[str, list[Span]]]:
+    """The documents of a marked letters file, each as (text, gold PHI spans)."""
+    raw = (HERE / name).read_text(encoding="utf-8")
     body = "\n".join(line for line in raw.splitlines() if not line.startswith("#"))
     return [parse_marked(doc.strip("\n")) for doc in body.split("====") if doc.strip()]
 

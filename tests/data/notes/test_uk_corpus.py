@@ -41,6 +41,8 @@ def test_precision_and_recall_on_the_held_out_letters():
     [
         ("Tel +44 (0)20 7946 0958 today", "7946 0958", "PHONE"),
         ("Home: +44 (0)113 496 0873", "496 0873", "PHONE"),
+        ("Tel: +44 (0)113 496 0018  Fax", "+44 (0)113 496 0018", "PHONE"),
+        ("Seen by dr lindqvist today", "dr lindqvist", "NAME"),
         ("London sw1a 1aa", "sw1a 1aa", "POSTCODE"),
         ("London SW1A1AA", "SW1A1AA", "POSTCODE"),
         ("Leeds ls5 3ht", "ls5 3ht", "POSTCODE"),
@@ -96,3 +98,9 @@ def test_shapes_that_leaked(text, identifier, kind):
 )
 def test_words_that_equal_names_stay_outside_a_name_context(text, kept):
     assert kept in deidentify(text)
+
+
+def test_a_phone_number_is_not_read_as_an_nhs_number_inside_it():
+    """+44 (0)113 496 0018 holds ten digits with a valid NHS check digit; it is one phone."""
+    spans = find_phi("Tel: +44 (0)113 496 0018  Fax")
+    assert [(s.kind, s.start) for s in spans] == [("PHONE", 5)]

@@ -68,3 +68,41 @@ def test_a_visit_on_29_february_gets_its_letter():
         letter = write_letter(np.random.default_rng(seed), person, visit, "St Aster")
         assert "Review in clinic" in letter.text
         assert all(letter.text[a:b] for a, b, _ in letter.spans)
+
+
+def _many_letters(n: int = 300):
+    import numpy as np
+
+    from flip.synth.dermatology.cohort import draw_site
+    from flip.synth.dermatology.letters import write_letter
+    from flip.synth.dermatology.sites import default_sites
+
+    people = [p for p in draw_site(default_sites(1)[0], seed=5) if p.visits]
+    rng = np.random.default_rng(11)
+    return [write_letter(rng, p, p.visits[0], "St Aster Hospital") for p in people[:n]]
+
+
+def test_letters_carry_the_shapes_of_real_nhs_letters():
+    """Phone, postcode, name, date and identifier shapes a review found the rules leaked."""
+    import re
+
+    letters = _many_letters()
+    phi = [(kind, letter.text[a:b]) for letter in letters for a, b, kind in letter.spans]
+    texts = {kind: [t for k, t in phi if k == kind] for kind in PHI_KINDS}
+    assert any(t.startswith("+44 (0)") for t in texts["PHONE"])
+    assert any(t == t.lower() for t in texts["POSTCODE"])
+    assert any(" " not in t for t in texts["POSTCODE"])
+    assert any(re.fullmatch(r"\d{4}/\d\d/\d\d", t) for t in texts["DATE"])
+    assert any(
+        re.match(r"(Mon|Tues|Wednes|Thurs|Fri)day \d+(st|nd|rd|th)", t) for t in texts["DATE"]
+    )
+    assert any(" of " in t for t in texts["DATE"])
+    assert any("-" in t for t in texts["NHS_NUMBER"])
+    assert texts["EMAIL"]
+    untitled = [t for t in texts["NAME"] if not re.match(r"(Dr|Mr|Mrs|Ms|Sister|dr) ", t)]
+    assert len(untitled) > len(letters) // 2
+    assert any(t.startswith("dr ") for t in texts["NAME"])
+    assert any(re.fullmatch(r"[A-Z][a-z]+ (Road|Street|Lane|Avenue)", t) for t in texts["ADDRESS"])
+    text = "\n".join(letter.text for letter in letters)
+    for trap in ("rose-coloured", "brown", "Mark the", "Sister "):
+        assert trap in text, trap

@@ -163,11 +163,13 @@ def find_phi(text: str) -> list[Span]:
     """Every identifying span in `text`, non-overlapping, sorted by position."""
     found: list[Span] = []
     found += [Span(m.start(), m.end(), "EMAIL") for m in _EMAIL.finditer(text)]
+    phones = [_phone(m) for m in _PHONE.finditer(text) if _phone_digits(m.group())]
     for m in _NHS_SHAPE.finditer(text):
         labelled = _NHS_LABEL.search(text[max(0, m.start() - 20) : m.start()])
-        if nhs_valid(m.group()) or labelled:
+        in_phone = any(p.start < m.start() and m.end() <= p.end for p in phones)
+        if labelled or (nhs_valid(m.group()) and not in_phone):
             found.append(Span(m.start(), m.end(), "NHS_NUMBER"))
-    found += [_phone(m) for m in _PHONE.finditer(text) if _phone_digits(m.group())]
+    found += phones
     found += [Span(m.start(1), m.end(1), "MRN") for m in _MRN_LABELLED.finditer(text)]
     found += [Span(m.start(), m.end(), "MRN") for m in _MRN_SHAPE.finditer(text)]
     postcodes = [Span(m.start(), m.end(), "POSTCODE") for m in _POSTCODE.finditer(text)]
@@ -177,12 +179,13 @@ def find_phi(text: str) -> list[Span]:
     found += _lines_before_postcode(text, postcodes)
     found += [Span(m.start(), m.end(), "ADDRESS") for m in _STREET_LINE.finditer(text)]
     names = []
-    for pattern in (_CONTEXT, _LOWER_TITLED, _RELATIVE, _SIGNATURE):
+    for pattern in (_CONTEXT, _RELATIVE, _SIGNATURE):
         names += [Span(m.start(1), m.end(1), "NAME") for m in pattern.finditer(text)]
     names += [_given_family(m) for m in _GIVEN_FAMILY.finditer(text) if m.group(1) in GIVEN_NAMES]
     names = [n for n in names if n.end > n.start]
     names = [n for n in names if text[n.start : n.end].split()[0].capitalize() not in _NOT_NAMES]
-    names += [Span(m.start(), m.end(), "NAME") for m in _TITLED.finditer(text)]
+    for pattern in (_TITLED, _LOWER_TITLED):
+        names += [Span(m.start(), m.end(), "NAME") for m in pattern.finditer(text)]
     found += names + _name_repeats(text, names)
     return _resolve(found)
 

@@ -3,11 +3,13 @@ over-redaction shapes a review found."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flip.data.notes.deid import deidentify, find_phi
-from flip.data.notes.score import score
-from tests.data.notes.corpus import parse_marked, uk_letters
+from flip.data.notes.score import parse_marked, read_labelled, score
+from tests.data.notes.corpus import HERE, uk_letters
 
 
 def test_the_corpus_parses_into_exact_spans():
@@ -16,6 +18,14 @@ def test_the_corpus_parses_into_exact_spans():
     text, spans = parse_marked("Dear Dr [[NAME|Ahmed]], seen [[DATE|2 May 2021]].")
     assert [text[s.start : s.end] for s in spans] == ["Ahmed", "2 May 2021"]
     assert sum(len(s) for _, s in docs) >= 90
+    assert read_labelled(HERE / "uk_letters.txt") == docs
+
+
+def test_an_unclosed_mark_names_the_file_and_document(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("Dear Dr [[NAME|Ahmed]]\n====\nSeen [[DATE|2 May\n")
+    with pytest.raises(ValueError, match=r"mine\.txt: document 2: an unclosed"):
+        read_labelled(path)
 
 
 def test_precision_and_recall_on_the_hand_written_letters():
@@ -104,3 +114,16 @@ def test_a_phone_number_is_not_read_as_an_nhs_number_inside_it():
     """+44 (0)113 496 0018 holds ten digits with a valid NHS check digit; it is one phone."""
     spans = find_phi("Tel: +44 (0)113 496 0018  Fax")
     assert [(s.kind, s.start) for s in spans] == [("PHONE", 5)]
+
+
+def test_the_score_command_reads_hand_marked_letters():
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+
+    held_out = str(HERE / "uk_letters_heldout.txt")
+    result = CliRunner().invoke(app, ["site", "notes", "score", held_out, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    docs = uk_letters("uk_letters_heldout.txt")
+    assert figures["ALL"]["labelled"] == sum(len(spans) for _, spans in docs)

@@ -56,6 +56,7 @@ def test_precision_and_recall_on_the_held_out_letters():
         ("London sw1a 1aa", "sw1a 1aa", "POSTCODE"),
         ("London SW1A1AA", "SW1A1AA", "POSTCODE"),
         ("Leeds ls5 3ht", "ls5 3ht", "POSTCODE"),
+        ("113 Church Road, Leeds ls24 1hr  Tel:", "ls24 1hr", "POSTCODE"),
         ("He was seen with John Smith today.", "John Smith", "NAME"),
         ("With best wishes\n\nJane Doe, Consultant Dermatologist", "Jane Doe", "NAME"),
         ("Thanks.\nJane Doe\nConsultant Dermatologist", "Jane Doe", "NAME"),
@@ -104,6 +105,7 @@ def test_shapes_that_leaked(text, identifier, kind):
         ("Ward sister: Sister Jones. Her sister has psoriasis.", "Her sister has psoriasis"),
         ("Bleep 4412, PASI 14.2, DLQI 18, Room 6, Outpatients B at 10:30.", "Bleep 4412"),
         ("5 mg daily; 1 may be taken at night.", "1 may be taken"),
+        ("q4 2hr observations; x2 3mg doses", "x2 3mg doses"),
     ],
 )
 def test_words_that_equal_names_stay_outside_a_name_context(text, kept):

@@ -62,9 +62,17 @@ _NHS_LABEL = re.compile(r"NHS\s*(?:No\.?|number|num|#)?\s*[:.]?\s*$", re.IGNOREC
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+44\s?\(?0?\)?\s?\d|\(?0\d)[\d\s()-]{8,15}\d(?![\d])",
 )
+#: The UK's postcode areas: a postcode typed in lower case counts only with one of them.
+_AREAS = (
+    "ab|al|b|ba|bb|bd|bh|bl|bn|br|bs|bt|ca|cb|cf|ch|cm|co|cr|ct|cv|cw|da|dd|de|dg|dh|dl|dn|"
+    "dt|dy|e|ec|eh|en|ex|fk|fy|g|gl|gu|gy|hd|hg|hp|hr|hs|hu|hx|ig|im|ip|iv|je|ka|kt|kw|ky|l|"
+    "la|ld|le|ll|ln|ls|lu|m|me|mk|ml|n|ne|ng|nn|np|nr|nw|ol|ox|pa|pe|ph|pl|po|pr|rg|rh|rm|s|"
+    "sa|se|sg|sk|sl|sm|sn|so|sp|sr|ss|st|sw|sy|ta|td|tf|tn|tq|tr|ts|tw|ub|w|wa|wc|wd|wf|wn|"
+    "wr|ws|wv|yo|ze"
+)
 _POSTCODE = re.compile(
     r"\b(?:[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|GIR\s*0AA"
-    r"|(?-i:[a-z]{1,2}\d[a-z\d]?\s?\d(?!mg|ml|kg|hr|wk|mm|cm)[a-z]{2}))\b"
+    rf"|(?:{_AREAS})\d[a-z\d]?\s?\d[a-z]{{2}})\b"
 )
 _MRN_LABELLED = re.compile(
     r"\b(?:Hosp(?:ital)?\.?\s*(?:No|Number|#)|MRN|Unit\s*No|Patient\s*ID|RX\s*No|"

@@ -43,8 +43,12 @@ _MONTH_CAP = (
     r"(?-i:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|June?|July?|Aug(?:ust)?|"
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b"
 )
+#: Where a date can start (a digit, a weekday or a month), to skip other words quickly.
+_DATE_START = (
+    r"\b(?=\d|mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+)
 _DATE = re.compile(
-    rf"\b(?:{_WEEKDAY})?(?:{_DAY}(?:\s+|-)(?:of\s+)?{_MONTH}(?:,?\s+|-)\d{{2,4}}"
+    rf"{_DATE_START}(?:\b(?:{_WEEKDAY})?(?:{_DAY}(?:\s+|-)(?:of\s+)?{_MONTH}(?:,?\s+|-)\d{{2,4}}"
     rf"|{_MONTH}\s+{_DAY},?\s+\d{{4}}"
     rf"|{_MONTH}\s+\d{{4}}"
     r"|\d{4}[/.\-]\d{1,2}[/.\-]\d{1,2}"
@@ -53,7 +57,7 @@ _DATE = re.compile(
     rf"|\b{_WEEKDAY}{_ORDINAL}\b"
     rf"|\b{_ORDINAL}\s+(?:of\s+)?{_MONTH}(?![\w])"
     rf"|\b[0-3]?\d\s+{_MONTH_CAP}(?!\w)"
-    rf"|\b(?-i:{_MONTH})\s+{_ORDINAL}\b",
+    rf"|\b(?-i:{_MONTH})\s+{_ORDINAL}\b)",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")

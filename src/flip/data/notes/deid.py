@@ -229,11 +229,17 @@ def _given_family(m: re.Match[str]) -> Span:
     """A known given name and the one or two family-name words after it ("Harjit Singh Gill");
     an empty span when the word after it is no family name ("John Street")."""
     end = m.start()
-    if m.group(2) not in _NOT_FAMILY and m.group(2) not in _NOT_NAMES:
+    if _family_word(m.group(2)):
         end = m.end(2)
-        if m.group(3) and m.group(3) not in _NOT_FAMILY and m.group(3) not in _NOT_NAMES:
+        if m.group(3) and _family_word(m.group(3)):
             end = m.end(3)
     return Span(m.start(), end, "NAME")
+
+
+def _family_word(word: str) -> bool:
+    """False for a word that names a place, a building or a role rather than a family."""
+    place = re.fullmatch(rf"{_STREET}|{_BUILDING}", word) or _ORGANISATION.fullmatch(word)
+    return not place and word not in _NOT_FAMILY and word not in _NOT_NAMES
 
 
 def _lines_before_postcode(text: str, postcodes: list[Span]) -> list[Span]:

@@ -107,6 +107,7 @@ def test_shapes_that_leaked(text, identifier, kind):
         ("5 mg daily; 1 may be taken at night.", "1 may be taken"),
         ("q4 2hr observations; x2 3mg doses", "x2 3mg doses"),
         ("Clinic 3, Victoria Wing, near Victoria Park", "Victoria Park"),
+        ("Patient Information Leaflet given on methotrexate.", "Information Leaflet"),
     ],
 )
 def test_words_that_equal_names_stay_outside_a_name_context(text, kept):

@@ -119,8 +119,9 @@ _TITLED = re.compile(
 )
 _FULL = rf"(?:{_NAME_PART}\s+(?:{_INITIALS}\s*)?{_NAME_PART}|[A-Z'\-]{{2,}},\s*{_NAME_PART})"
 _CONTEXT = re.compile(
-    r"(?:\bRe|\b(?i:patient|name|next of kin|nok|seen with|accompanied by|spoke to)|\bDear"
-    r"|\bcc|\bFrom|\bTo|\b(?i:sincerely|faithfully|regards|best wishes|with thanks))"
+    r"(?:\bRe|\b(?i:next of kin|nok|seen with|accompanied by|spoke to)|\bDear"
+    r"|\bcc|\bFrom|\bTo|\b(?i:sincerely|faithfully|regards|best wishes|with thanks)"
+    r"|\b(?i:patient(?:'s)? name|patient|name)(?=\s*:))"
     rf"\s*[:,]?\s*({_FULL})"
 )
 #: A lower-case title and name, as typed in haste ("seen by dr smith").

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from flip.data.notes.nlp import mentions
 from flip.synth.dermatology.letters import PHI_KINDS
+
+UNCERTAIN_PSA = ("?early psoriatic arthritis", "psoriatic arthritis cannot be excluded")
 
 
 def _letters(out, site):
@@ -44,7 +47,7 @@ def test_letters_say_what_the_record_says(tiny_world):
                     "No evidence of inflammatory arthritis",
                 )
             )
-            uncertain = "?early psoriatic arthritis" in text
+            uncertain = any(phrase in text for phrase in UNCERTAIN_PSA)
             assert negated == (not person["psa"] and not uncertain)
             assert not (uncertain and person["psa"])
         if person["diagnosis"] == "eczema":
@@ -106,3 +109,24 @@ def test_letters_carry_the_shapes_of_real_nhs_letters():
     text = "\n".join(letter.text for letter in letters)
     for trap in ("rose-coloured", "brown", "Mark the", "Sister "):
         assert trap in text, trap
+
+
+def test_context_reads_smoking_and_uncertain_arthritis_as_the_record_says(tiny_world):
+    """'never smoker' and 'ex-smoker' are not current smoking; 'cannot be excluded' is not PsA."""
+    out, written = tiny_world
+    sites = [w.spec.name for w in written]
+    persons = {}
+    for site in sites:
+        for line in (out / "truth" / site / "persons.csv").read_text().splitlines()[1:]:
+            cells = line.split(",")
+            persons[cells[0]] = {"smoker": cells[6] == "1", "psa": cells[7] == "1"}
+    phrases = set()
+    for letter in (letter for site in sites for letter in _letters(out, site)):
+        person, text = persons[letter["person"]], letter["text"]
+        smoking = [m for m in mentions(text) if m.term.name == "Smoker"]
+        current = any(m.exists and "temporality=current" in m.modifiers for m in smoking)
+        assert current == person["smoker"], text
+        psa = [m for m in mentions(text) if m.term.name == "Psoriatic arthritis"]
+        assert any(m.exists for m in psa) == person["psa"], text
+        phrases |= {p for p in ("never smoker", "ex-smoker", "cannot be excluded") if p in text}
+    assert phrases == {"never smoker", "ex-smoker", "cannot be excluded"}

@@ -9,7 +9,8 @@ dates as 2021/03/04, "Tuesday 4th March 2021", "4th of March 2021", 12-Mar-1995;
 line; and words that equal names but are not ("brown plaques", "Mark the", "rose-coloured").
 
 A letter carries real signal: the diagnosis, the scores, psoriatic arthritis affirmed or
-negated ("no psoriatic arthritis"), family history, uncertainty ("?early PsA"), prior
+negated ("no psoriatic arthritis"), family history, uncertainty ("?early PsA", "psoriatic
+arthritis cannot be excluded"), smoking ("never smoker", "ex-smoker"), prior
 biologics, BMI and smoking, in sections whose order, headings and abbreviations vary.
 """
 
@@ -240,7 +241,16 @@ def _diagnosis(rng: np.random.Generator, out: Letter, p: Person, visit: Visit) -
         if p.psa:
             lines.append(str(rng.choice(("2. Psoriatic arthritis", "2. PsA (rheumatology f/u)"))))
         elif rng.random() < 0.15:
-            lines.append("2. ?early psoriatic arthritis - possible, not confirmed")
+            lines.append(
+                str(
+                    rng.choice(
+                        (
+                            "2. ?early psoriatic arthritis - possible, not confirmed",
+                            "2. Inflammatory joint pain: psoriatic arthritis cannot be excluded",
+                        )
+                    )
+                )
+            )
     out.add(f"{head}\n" + "\n".join(lines) + "\n\n")
 
 
@@ -258,7 +268,8 @@ def _history(rng: np.random.Generator, out: Letter, p: Person, visit: Visit) -> 
     else:
         out.add(f"Seen at week {visit.week} of treatment. ")
         out.add("Much improved. " if visit.activity < 0.25 else "Only partial improvement. ")
-    if p.diagnosis == "psoriasis" and not p.psa and "?early" not in out.text:
+    uncertain = "?early" in out.text or "cannot be excluded" in out.text
+    if p.diagnosis == "psoriasis" and not p.psa and not uncertain:
         out.add(
             str(
                 rng.choice(
@@ -325,7 +336,16 @@ def _family_social(rng: np.random.Generator, out: Letter, p: Person, visit: Visi
         out.add(f"FH: {relative} has {_SHORT[p.diagnosis]}. ")
     else:
         out.add(str(rng.choice(("FH: nil. ", "No family history of skin disease. "))))
-    out.add("SH: current smoker. " if p.smoker else "SH: non-smoker. ")
+    if p.smoker:
+        out.add(str(rng.choice(("SH: current smoker. ", "SH: smoker, 10 a day. "))))
+    else:
+        out.add(
+            str(
+                rng.choice(
+                    ("SH: non-smoker. ", "SH: never smoker. ", "SH: ex-smoker, stopped in 2015. ")
+                )
+            )
+        )
     out.add(f"BMI {p.bmi:.1f}.\n\n")
 
 

@@ -47,7 +47,11 @@ def process(
 @app.command("score")
 def score(
     truth: Annotated[
-        list[Path], typer.Argument(help="letters_phi.jsonl files (from `flip synth dermatology`).")
+        list[Path],
+        typer.Argument(
+            help="letters_phi.jsonl files (from `flip synth dermatology`), or text files marked "
+            "by hand: [[KIND|text]] around each identifier, documents split by a ==== line."
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:

@@ -5,7 +5,10 @@ medspaCy would do this with spaCy, but on Python 3.11 medspacy 1.3.1 needs spaCy
 which needs numpy < 2, and FLIP needs numpy 2; so this module implements the same
 algorithm over its documented trigger terms: a trigger modifies the targets after it
 ("forward") or before it ("backward") within its sentence, up to a termination term
-("but", "however", ...) or `MAX_SCOPE` words.
+("but", "however", ...) or `MAX_SCOPE` words. Where trigger terms overlap, the longest wins,
+so a pseudo-trigger ("no change in", "not only", "Sister Jones") or a longer phrase ("cannot
+be ruled out": possible) silences the shorter trigger inside it ("no", "not", "sister",
+"ruled out"). A trigger written "re:..." is a regular expression.
 """
 
 from __future__ import annotations
@@ -15,27 +18,41 @@ from dataclasses import dataclass
 
 MAX_SCOPE = 8
 
-#: (category, direction, trigger phrases); directions: "forward", "backward".
+#: (category, direction, trigger phrases); directions: "forward", "backward", and "none" for
+#: pseudo-triggers, which only silence the triggers inside them.
 TRIGGERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("negated", "forward", (
         "no", "not", "non", "denies", "denied", "without", "no evidence of", "no features of",
-        "no signs of", "negative for", "free of", "absence of", "nil", "never had",
+        "no signs of", "negative for", "free of", "absence of", "nil", "never had", "never",
     )),
     ("negated", "backward", ("ruled out", "excluded", "not seen", "absent", "unlikely")),
     ("possible", "forward", (
         "?", "possible", "probable", "suspected", "query", "likely", "cannot exclude",
-        "rule out", "r/o", "differential", "may have", "queried",
+        "cannot rule out", "can't rule out", "rule out", "r/o", "differential", "may have",
+        "queried", "not necessarily", "not ruled out", "not excluded",
     )),
-    ("possible", "backward", ("possible", "not confirmed", "suspected", "queried")),
+    ("possible", "backward", (
+        "possible", "not confirmed", "suspected", "queried", "cannot be excluded",
+        "cannot be ruled out", "can't be excluded", "can't be ruled out", "not excluded",
+        "not ruled out", "not been excluded", "not been ruled out", "not yet excluded",
+    )),
     ("family", "forward", (
         "fh", "family history of", "mother", "father", "sister", "brother", "son", "daughter",
         "aunt", "uncle", "grandmother", "grandfather", "cousin", "sibling", "parent",
     )),
     ("historical", "forward", (
         "history of", "previously", "past history of", "pmh", "previous", "resolved",
-        "childhood",
+        "childhood", "ex", "former", "prior", r"re:\bin (?:19|20)\d\d\b",
     )),
-    ("historical", "backward", ("in the past", "previously", "as a child", "resolved")),
+    ("historical", "backward", (
+        "in the past", "previously", "as a child", "resolved", r"re:\bin (?:19|20)\d\d\b",
+    )),
+    ("pseudo", "none", (
+        "no change", "no change in", "no significant change", "no increase", "no increase in",
+        "no further change", "not only", "not cause", "not certain if", "not certain whether",
+        "without difficulty", "no significant increase", "ward sister", "staff nurse",
+        r"re:(?-i:\bSister\s+[A-Z][a-z]+)",
+    )),
     ("hypothetical", "forward", ("if", "should", "monitor for", "risk of", "in case of")),
 ]  # fmt: skip
 TERMINATIONS = ("but", "however", "although", "though", "apart from", "except", "which", "aside")
@@ -73,6 +90,8 @@ class Context:
 def _phrase(words: str) -> re.Pattern[str]:
     if words == "?":
         return re.compile(r"\?")
+    if words.startswith("re:"):
+        return re.compile(words[3:], re.IGNORECASE)
     return re.compile(rf"(?<![\w-])({re.escape(words)})(?![\w])", re.IGNORECASE)
 
 
@@ -94,15 +113,29 @@ def context_of(text: str, start: int, end: int) -> Context:
     """The ConText categories that reach the mention text[start:end]."""
     s_start, s_end = sentence_bounds(text, start)
     found: set[str] = set()
-    for category, direction, patterns in _COMPILED:
-        for pattern in patterns:
-            for m in pattern.finditer(text, s_start, s_end):
-                if m.end() <= start and direction == "forward":
-                    between = text[m.end() : start]
-                elif m.start() >= end and direction == "backward":
-                    between = text[end : m.start()]
-                else:
-                    continue
-                if len(between.split()) <= MAX_SCOPE and not _TERMINATION.search(between):
-                    found.add(category)
+    for category, direction, t_start, t_end in _triggers(text, s_start, s_end):
+        if t_end <= start and direction == "forward":
+            between = text[t_end:start]
+        elif t_start >= end and direction == "backward":
+            between = text[end:t_start]
+        else:
+            continue
+        if len(between.split()) <= MAX_SCOPE and not _TERMINATION.search(between):
+            found.add(category)
+    found.discard("pseudo")
     return Context(**{c: True for c in found})
+
+
+def _triggers(text: str, start: int, end: int) -> list[tuple[str, str, int, int]]:
+    """The trigger matches in text[start:end], a match inside a longer one dropped."""
+    matches = [
+        (category, direction, m.start(), m.end())
+        for category, direction, patterns in _COMPILED
+        for pattern in patterns
+        for m in pattern.finditer(text, start, end)
+    ]
+    return [
+        t
+        for t in matches
+        if not any(o[2] <= t[2] and t[3] <= o[3] and (o[3] - o[2]) > (t[3] - t[2]) for o in matches)
+    ]

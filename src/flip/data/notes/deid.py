@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from flip.data.notes.names import COMMON_WORD_NAMES, GIVEN_NAMES
+
 PHI_KINDS = ("NAME", "DATE", "NHS_NUMBER", "MRN", "PHONE", "ADDRESS", "POSTCODE", "EMAIL")
 
 _MONTHS = [
@@ -34,42 +36,82 @@ _MONTH = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 _DAY = r"(?:[0-3]?\d)(?:st|nd|rd|th)?"
+_ORDINAL = r"(?:[0-3]?\d)(?:st|nd|rd|th)"
+_WEEKDAY = r"(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+"
+#: A month named with a capital and without a year: May only after an ordinal or a weekday.
+_MONTH_CAP = (
+    r"(?-i:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b"
+)
+#: Where a date can start (a digit, a weekday or a month), to skip other words quickly.
+_DATE_START = (
+    r"\b(?=\d|mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+)
 _DATE = re.compile(
-    rf"\b(?:{_DAY}\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
+    rf"{_DATE_START}(?:\b(?:{_WEEKDAY})?(?:{_DAY}(?:\s+|-)(?:of\s+)?{_MONTH}(?:,?\s+|-)\d{{2,4}}"
     rf"|{_MONTH}\s+{_DAY},?\s+\d{{4}}"
     rf"|{_MONTH}\s+\d{{4}}"
-    r"|\d{4}-\d{1,2}-\d{1,2}"
-    r"|[0-3]?\d[/.\-][01]?\d[/.\-](?:\d{4}|\d{2}))\b",
+    r"|\d{4}[/.\-]\d{1,2}[/.\-]\d{1,2}"
+    r"|[0-3]?\d[/.\-][01]?\d[/.\-](?:\d{4}|\d{2}))\b"
+    rf"|\b{_WEEKDAY}{_DAY}\s+(?:of\s+)?{_MONTH}(?![\w])"
+    rf"|\b{_WEEKDAY}{_ORDINAL}\b"
+    rf"|\b{_ORDINAL}\s+(?:of\s+)?{_MONTH}(?![\w])"
+    rf"|\b[0-3]?\d\s+{_MONTH_CAP}(?!\w)"
+    rf"|\b(?-i:{_MONTH})\s+{_ORDINAL}\b)",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _NHS_SHAPE = re.compile(r"(?<![\d])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?![\d])")
 _NHS_LABEL = re.compile(r"NHS\s*(?:No\.?|number|num|#)?\s*[:.]?\s*$", re.IGNORECASE)
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+44\s?\(?0?\)?\s?\d|\(?0\d)[\d\s()-]{8,14}\d(?![\d])",
+    r"(?<![\w+])(?:\+44\s?\(?0?\)?\s?\d|\(?0\d)[\d\s()-]{8,15}\d(?![\d])",
 )
-_POSTCODE = re.compile(r"\b(?:[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|GIR\s*0AA)\b")
+#: The UK's postcode areas: a postcode typed in lower case counts only with one of them.
+_AREAS = (
+    "ab|al|b|ba|bb|bd|bh|bl|bn|br|bs|bt|ca|cb|cf|ch|cm|co|cr|ct|cv|cw|da|dd|de|dg|dh|dl|dn|"
+    "dt|dy|e|ec|eh|en|ex|fk|fy|g|gl|gu|gy|hd|hg|hp|hr|hs|hu|hx|ig|im|ip|iv|je|ka|kt|kw|ky|l|"
+    "la|ld|le|ll|ln|ls|lu|m|me|mk|ml|n|ne|ng|nn|np|nr|nw|ol|ox|pa|pe|ph|pl|po|pr|rg|rh|rm|s|"
+    "sa|se|sg|sk|sl|sm|sn|so|sp|sr|ss|st|sw|sy|ta|td|tf|tn|tq|tr|ts|tw|ub|w|wa|wc|wd|wf|wn|"
+    "wr|ws|wv|yo|ze"
+)
+_POSTCODE = re.compile(
+    r"\b(?:[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|GIR\s*0AA"
+    rf"|(?:{_AREAS})\d[a-z\d]?\s?\d[a-z]{{2}})\b"
+)
 _MRN_LABELLED = re.compile(
     r"\b(?:Hosp(?:ital)?\.?\s*(?:No|Number|#)|MRN|Unit\s*No|Patient\s*ID|RX\s*No|"
-    r"Case\s*No)\.?\s*[:.#]?\s*([A-Z0-9][A-Z0-9/-]{3,})",
+    r"Case\s*No)\.?\s*[:.#]?\s*((?=[A-Z0-9/-]*\d)[A-Z0-9][A-Z0-9/-]{2,}(?:[ ]\d{3,})?)",
     re.IGNORECASE,
 )
-_MRN_SHAPE = re.compile(r"\b[A-Z]{1,4}\d{6,}\b")
+_MRN_SHAPE = re.compile(r"\b[A-Z]{1,4}\d{6,}[A-Z]?\b")
 _STREET = (
     r"(?:Road|Rd|Street|St|Lane|Ln|Avenue|Ave|Close|Drive|Way|Court|Ct|Crescent|Place|"
     r"Grove|Gardens|Terrace|Hill|Park|Square|Row|Walk|Mews|Rise|View|Green|Parade)"
 )
 _WORD = r"[A-Z][a-z'\-]+"
+_BUILDING = r"(?:House|Court|Lodge|Mansions|Buildings|Cottages?|Farm|Hall|Tower)"
 _ADDRESS = re.compile(
-    rf"\b(?:(?:Flat|Apartment|Unit)[ \t]+\d+[A-Za-z]?,?[ \t]+)?\d{{1,4}}[A-Za-z]?,?[ \t]+"
+    rf"\b(?:(?:Flat|Apartment|Unit)[ \t]+\d+[A-Za-z]?,?[ \t]+)?"
+    rf"(?:(?:{_WORD}[ \t]+){{1,2}}{_BUILDING},?[ \t]+)?\d{{1,4}}[A-Za-z]?,?[ \t]+"
     rf"(?:{_WORD}[ \t]+){{1,3}}{_STREET}\b\.?"
     rf"(?:,[ \t]*{_WORD}(?:[ \-]{_WORD}){{0,2}}){{0,2}}"
+)
+#: A line that is a street name alone ("Chapeltown Road").
+_STREET_LINE = re.compile(
+    rf"^[ \t]*(?:(?:{_WORD}[ \t]+){{1,3}}{_STREET}|(?:Flat|Apartment)[ \t]+\d+[A-Za-z]?),?[ \t]*$",
+    re.MULTILINE,
+)
+#: A town before a postcode on its line, or alone on the line above a postcode's own line.
+_TOWN = re.compile(rf"({_WORD}(?:[ \t]+{_WORD})?),?[ \t]*$")
+_ORGANISATION = re.compile(
+    r"\b(?:Hospital|Surgery|Practice|Centre|Clinic|Department|Ward|Trust|Unit|Health|NHS|"
+    r"Dermatology|Wing|Outpatients?|Medical|Dear|Re|Tel|Fax|Mr|Mrs|Ms|Miss|Dr|Prof)\b"
 )
 #: The address line before a postcode: from a house number to the postcode, on one line.
 _BEFORE_POSTCODE = re.compile(
     rf"\b\d{{1,4}}[A-Za-z]?,?[ \t]+{_WORD}(?:[ \t,]+{_WORD}){{0,6}},?[ \t]*$"
 )
-_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sister|Nurse|Rev)"
+_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sister|Sr|Nurse|Rev)"
 _NAME_PART = r"[A-Z][a-zA-Z'\-]+"
 _INITIALS = r"(?:[A-Z]\.?\s*){1,3}"
 _TITLED = re.compile(
@@ -77,9 +119,33 @@ _TITLED = re.compile(
 )
 _FULL = rf"(?:{_NAME_PART}\s+(?:{_INITIALS}\s*)?{_NAME_PART}|[A-Z'\-]{{2,}},\s*{_NAME_PART})"
 _CONTEXT = re.compile(
-    rf"(?:\bRe|\bPatient|\bName|\bDear|\bcc|\bFrom|\bsincerely|\bfaithfully|\bregards)"
+    r"(?:\bRe|\b(?i:next of kin|nok|seen with|accompanied by|spoke to)|\bDear"
+    r"|\bcc|\bFrom|\bTo|\b(?i:sincerely|faithfully|regards|best wishes|with thanks)"
+    r"|\b(?i:patient(?:'s)? name|patient|name)(?=\s*:))"
     rf"\s*[:,]?\s*({_FULL})"
 )
+#: A lower-case title and name, as typed in haste ("seen by dr smith").
+_LOWER_TITLED = re.compile(r"\b(?:dr|mr|mrs|prof)\.?[ \t]+([a-z][a-z'\-]{2,})\b")
+_RELATIVE = re.compile(
+    r"\b(?i:wife|husband|partner|daughter|son|mother|father|sister|brother|friend|carer|"
+    rf"relative)(?:'s)?[ \t]*,?[ \t]*\(?({_NAME_PART}(?:[ \t]+{_NAME_PART})?)"
+)
+#: A name at the start of a line followed by a role: a signature ("Jane Doe, Consultant ...").
+_SIGNATURE = re.compile(
+    rf"^[ \t]*({_NAME_PART}(?:[ \t]+{_INITIALS})?[ \t]+{_NAME_PART}),?[ \t]*\n?[ \t]*"
+    r"(?=(?:Consultant|Specialty|Specialist|Speciality|Registrar|Clinical|Nurse|Associate|"
+    r"Senior|Staff|General Practitioner|GP|Locum|Foundation|Core|Trainee|Dermatologist|"
+    r"Physician|Sister|Matron|Medical Secretary|Secretary)\b)",
+    re.MULTILINE,
+)
+#: A known given name then a capitalised word: "John Smith", "Mark Taylor", "Grace WALSH".
+_FAMILY = rf"(?:{_NAME_PART}|[A-Z]{{2,}})(?![\w\-])"
+_GIVEN_FAMILY = re.compile(rf"\b([A-Z][a-z]+)[ \t]+({_FAMILY})(?:[ \t]+({_FAMILY}))?")
+_NOT_FAMILY = {
+    "The", "And", "Road", "Street", "Lane", "Hospital", "Ward", "Clinic", "Surgery", "House",
+    "Court", "Unit", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+    "Sunday", "Dermatology", "Department", "Centre", "Practice", "NHS", "GP", "DOB",
+}  # fmt: skip
 _NOT_NAMES = {
     "The", "And", "Dear", "Yours", "Patient", "Consultant", "Dermatologist", "Hospital",
     "Department", "Clinic", "Doctor", "Nurse", "Sister", "Dermatology", "Regards", "Kind",
@@ -110,25 +176,35 @@ def find_phi(text: str) -> list[Span]:
     """Every identifying span in `text`, non-overlapping, sorted by position."""
     found: list[Span] = []
     found += [Span(m.start(), m.end(), "EMAIL") for m in _EMAIL.finditer(text)]
+    phones = [_phone(m) for m in _PHONE.finditer(text) if _phone_digits(m.group())]
     for m in _NHS_SHAPE.finditer(text):
         labelled = _NHS_LABEL.search(text[max(0, m.start() - 20) : m.start()])
-        if nhs_valid(m.group()) or labelled:
+        in_phone = any(p.start < m.start() and m.end() <= p.end for p in phones)
+        if labelled or (nhs_valid(m.group()) and not in_phone):
             found.append(Span(m.start(), m.end(), "NHS_NUMBER"))
-    found += [_phone(m) for m in _PHONE.finditer(text) if _phone_digits(m.group())]
+    found += phones
     found += [Span(m.start(1), m.end(1), "MRN") for m in _MRN_LABELLED.finditer(text)]
     found += [Span(m.start(), m.end(), "MRN") for m in _MRN_SHAPE.finditer(text)]
     postcodes = [Span(m.start(), m.end(), "POSTCODE") for m in _POSTCODE.finditer(text)]
     found += postcodes + [a for p in postcodes if (a := _address_before(text, p.start))]
     found += [Span(m.start(), m.end(), "DATE") for m in _DATE.finditer(text)]
     found += [Span(m.start(), m.end(), "ADDRESS") for m in _ADDRESS.finditer(text)]
-    names = [Span(m.start(), m.end(), "NAME") for m in _TITLED.finditer(text)]
-    names += [Span(m.start(1), m.end(1), "NAME") for m in _CONTEXT.finditer(text)]
+    found += _lines_before_postcode(text, postcodes)
+    found += [Span(m.start(), m.end(), "ADDRESS") for m in _STREET_LINE.finditer(text)]
+    names = []
+    for pattern in (_CONTEXT, _RELATIVE, _SIGNATURE):
+        names += [Span(m.start(1), m.end(1), "NAME") for m in pattern.finditer(text)]
+    names += [_given_family(m) for m in _GIVEN_FAMILY.finditer(text) if m.group(1) in GIVEN_NAMES]
+    names = [n for n in names if n.end > n.start]
+    names = [n for n in names if text[n.start : n.end].split()[0].capitalize() not in _NOT_NAMES]
+    for pattern in (_TITLED, _LOWER_TITLED):
+        names += [Span(m.start(), m.end(), "NAME") for m in pattern.finditer(text)]
     found += names + _name_repeats(text, names)
     return _resolve(found)
 
 
 def _phone_digits(raw: str) -> bool:
-    digits = re.sub(r"\D", "", raw)
+    digits = re.sub(r"\D", "", raw.replace("(0)", ""))
     return 10 <= len(digits) <= 12
 
 
@@ -150,17 +226,57 @@ def _address_before(text: str, start: int) -> Span | None:
     return Span(line_start + m.start(), end, "ADDRESS")
 
 
+def _given_family(m: re.Match[str]) -> Span:
+    """A known given name and the one or two family-name words after it ("Harjit Singh Gill");
+    an empty span when the word after it is no family name ("John Street")."""
+    end = m.start()
+    if _family_word(m.group(2)):
+        end = m.end(2)
+        if m.group(3) and _family_word(m.group(3)):
+            end = m.end(3)
+    return Span(m.start(), end, "NAME")
+
+
+def _family_word(word: str) -> bool:
+    """False for a word that names a place, a building or a role rather than a family."""
+    place = re.fullmatch(rf"{_STREET}|{_BUILDING}", word) or _ORGANISATION.fullmatch(word)
+    return not place and word not in _NOT_FAMILY and word not in _NOT_NAMES
+
+
+def _lines_before_postcode(text: str, postcodes: list[Span]) -> list[Span]:
+    """The town before a postcode on its line, or on the line above a postcode alone."""
+    spans = []
+    for p in postcodes:
+        line_start = text.rfind("\n", 0, p.start) + 1
+        before = text[line_start : p.start]
+        if not before.strip() and line_start > 0:
+            above = text.rfind("\n", 0, line_start - 1) + 1
+            line = text[above : line_start - 1]
+            m = re.fullmatch(rf"[ \t]*({_WORD}(?:[ \t]+{_WORD})?),?[ \t]*", line)
+            if m and not _ORGANISATION.search(line):
+                spans.append(Span(above + m.start(1), above + m.end(1), "ADDRESS"))
+        elif (m := _TOWN.search(before)) and not _ORGANISATION.search(m.group(1)):
+            spans.append(Span(line_start + m.start(1), line_start + m.end(1), "ADDRESS"))
+    return spans
+
+
 def _name_repeats(text: str, names: list[Span]) -> list[Span]:
-    """Other whole-word occurrences of the words of names already found."""
+    """Other whole-word occurrences of the words of names already found; a word that is also
+    an ordinary word ("Brown", "Mark") only where capitalised and not starting a sentence, and
+    a month ("May", "June") never alone."""
     words = {
         w
         for s in names
-        for w in re.findall(r"[A-Za-z'\-]{3,}", text[s.start : s.end])
-        if w.capitalize() not in _NOT_NAMES
+        for w in re.findall(r"[A-Za-z']{3,}", text[s.start : s.end])
+        if w.capitalize() not in _NOT_NAMES and w.lower() not in _MONTHS
     }
     spans = []
     for word in words:
-        pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
+        if word.lower() in COMMON_WORD_NAMES:
+            forms = f"(?:{re.escape(word.capitalize())}|{re.escape(word.upper())})"
+            pattern = re.compile(rf"(?<![.!?:\n]\s)(?<!^)\b{forms}(?![\w\-'])", re.MULTILINE)
+        else:
+            pattern = re.compile(rf"(?<![\w\-]){re.escape(word)}(?![\w\-])", re.IGNORECASE)
         spans += [Span(m.start(), m.end(), "NAME") for m in pattern.finditer(text)]
     return spans
 

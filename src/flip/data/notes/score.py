@@ -4,20 +4,51 @@ A labelled span is recalled when every non-space character of it lies in some fo
 (of any kind: what matters is that it is hidden). A found span is correct when it overlaps
 some labelled span. Both are counted per kind: recall by the labelled kind, precision by
 the found kind.
+
+Labelled letters come as `letters_phi.jsonl` (from `flip synth dermatology`) or as text marked
+by hand: "[[KIND|text]]" around each identifier, documents separated by a "====" line, and
+lines starting "#" ignored, so a site can label a sample of its own letters and score them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from flip.data.notes.deid import Span, find_phi
 
+_MARK = re.compile(r"\[\[([A-Z_]+)\|(.+?)\]\]", re.DOTALL)
+
+
+def parse_marked(marked: str) -> tuple[str, list[Span]]:
+    """The plain text of `marked` and its labelled spans ("[[KIND|text]]" marks a span)."""
+    text, spans, last = "", [], 0
+    for m in _MARK.finditer(marked):
+        text += marked[last : m.start()]
+        spans.append(Span(len(text), len(text) + len(m.group(2)), m.group(1)))
+        text += m.group(2)
+        last = m.end()
+    return text + marked[last:], spans
+
+
+def read_marked(path: Path) -> list[tuple[str, list[Span]]]:
+    """(text, labelled spans) of each "===="-separated document of a hand-marked text file."""
+    raw = path.read_text(encoding="utf-8")
+    body = "\n".join(line for line in raw.splitlines() if not line.startswith("#"))
+    docs = [parse_marked(doc.strip("\n")) for doc in body.split("====") if doc.strip()]
+    for number, (text, _) in enumerate(docs, 1):
+        if "[[" in text:
+            raise ValueError(f"{path}: document {number}: an unclosed [[KIND|text]] mark")
+    return docs
+
 
 def read_labelled(path: Path) -> list[tuple[str, list[Span]]]:
-    """(text, labelled spans) of each line of a `letters_phi.jsonl` file."""
+    """(text, labelled spans) of each letter of a `letters_phi.jsonl` or hand-marked file."""
+    if path.suffix != ".jsonl":
+        return read_marked(path)
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:

@@ -174,3 +174,60 @@ def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
     )
     assert result["cox"]["sites"]["a"]["events"] == "<10"
     assert result["cox"]["events"] == ">=50"
+
+
+def _write(tmp_path, frames: dict) -> dict:
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
+def _people(rng, n: int, **columns) -> pd.DataFrame:
+    frame = pd.DataFrame({"age": rng.normal(60, 10, n).round(1), **columns})
+    frame["sbp"] = (120 + 0.5 * frame["age"] + rng.normal(0, 5, n)).round(1)
+    return frame
+
+
+def test_a_site_with_a_small_category_level_takes_no_part_in_a_regression(tmp_path):
+    # Three rows of level "other" at site a: its X'y entry for sex=other would be their sum.
+    rng = np.random.default_rng(11)
+    sex_a = ["F"] * 100 + ["M"] * 97 + ["other"] * 3
+    sex_b = ["F"] * 90 + ["M"] * 80 + ["other"] * 30
+    paths = _write(tmp_path, {"a": _people(rng, 200, sex=sex_a), "b": _people(rng, 200, sex=sex_b)})
+    for family in ("linear", "logistic"):
+        args = ["--target", "sbp", "--covariates", "age,sex", "--family", family]
+        result = _run("regression", *_site_args(paths), *args, "--positive", "sbp>150")
+        assert set(result["withheld"]) == {"a"}
+        assert "sex=other" in result["withheld"]["a"] and "fewer than 10" in result["withheld"]["a"]
+        assert result["n"] == 200
+
+
+def test_a_constant_covariate_is_a_one_line_error_naming_it(tmp_path):
+    rng = np.random.default_rng(12)
+    paths = _write(tmp_path, {"a": _people(rng, 100, unit=5.0), "b": _people(rng, 100, unit=5.0)})
+    result = CliRunner().invoke(
+        app,
+        ["analyse", "regression", *_site_args(paths), "--target", "sbp", "--family", "linear"],
+    )
+    assert result.exit_code == 1
+    assert "covariate unit is constant in the rows used" in result.output
+
+
+def test_km_by_group_releases_no_overall_curve_beside_a_sites_small_group(tmp_path):
+    # Site a holds 4 persons in arm x: its overall counts less its arm-y counts would count them.
+    rng = np.random.default_rng(13)
+    frames = {}
+    for name, arms in (("a", ["x"] * 4 + ["y"] * 300), ("b", ["x", "y"] * 150)):
+        n = len(arms)
+        frames[name] = pd.DataFrame(
+            {"days": rng.integers(1, 60, n), "died": rng.integers(0, 2, n), "arm": arms}
+        )
+    paths = _write(tmp_path, frames)
+    args = ["--time", "days", "--event", "died", "--group", "arm", "--time-bin", "10"]
+    both = _run("survival", *_site_args(paths), *args)
+    only_b = _run("survival", *_site_args({"b": paths["b"]}), *args)
+    assert "a by group" in both["withheld"]
+    assert both["km"]["groups"] == only_b["km"]["groups"]
+    assert both["km"]["sites"]["a"]["times"]

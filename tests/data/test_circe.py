@@ -288,3 +288,29 @@ def test_cli_export_circe_prints_a_loadable_expression_or_one_line(tmp_path):
     flip.write_text(json.dumps({"name": "d", "age_max": 60}), encoding="utf-8")
     result = CliRunner().invoke(app, ["site", "export-circe", str(flip)])
     assert result.exit_code != 0 and "age_min/age_max" in result.output
+
+
+def test_attrition_goes_through_the_release_guard(sites, tmp_path):
+    # The project was given a count of the first step's persons but three: the first step's
+    # count beside it would count those three, so the guard withholds it.
+    from sqlalchemy import create_engine
+
+    from flip.data.cohort.circe.attrition import attrition_steps
+    from flip.data.cohort.guard import ReleaseGuard
+
+    definition = _circe("smokers_with_high_hba1c.json")
+    store = open_store(next(iter(sites.values())), read_only=True)
+    try:
+        steps = attrition_steps(store, definition)
+        assert len(steps[0]) >= 13
+        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+        before = ReleaseGuard(engine, "p1", "count", 10, None)
+        before.remember([frozenset(sorted(steps[0])[3:])])
+        released = site_attrition(store, definition, 10, ReleaseGuard(engine, "p1", "att", 10, 5))
+        assert released[0] == "withheld"
+        other_project = site_attrition(
+            store, definition, 10, ReleaseGuard(engine, "p2", "a", 10, 5)
+        )
+        assert other_project[0] == len(steps[0])
+    finally:
+        store.close()

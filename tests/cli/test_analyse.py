@@ -231,3 +231,34 @@ def test_km_by_group_releases_no_overall_curve_beside_a_sites_small_group(tmp_pa
     assert "a by group" in both["withheld"]
     assert both["km"]["groups"] == only_b["km"]["groups"]
     assert both["km"]["sites"]["a"]["times"]
+
+
+def test_a_repeated_column_header_is_a_one_line_error(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("age,sbp,age\n" + "".join(f"{60 + i},{120 + i},{i}\n" for i in range(20)))
+    result = CliRunner().invoke(app, ["analyse", "table1", "--site", f"s={path}"])
+    assert result.exit_code == 1
+    assert "has column 'age' more than once" in result.output
+
+
+def test_numbers_too_large_for_the_arithmetic_are_one_line_errors(tmp_path):
+    rng = np.random.default_rng(14)
+    frame = pd.DataFrame({"x": rng.normal(size=50) * 1e200, "days": rng.integers(1, 90, 50) * 1.0})
+    frame["died"] = rng.integers(0, 2, 50)
+    frame.loc[7, "days"] = 1e20
+    path = tmp_path / "s.csv"
+    frame.to_csv(path, index=False)
+    table1 = CliRunner().invoke(app, ["analyse", "table1", "--site", f"s={path}", "--json"])
+    assert table1.exit_code == 1 and "row 2 column x: beyond ±1e+150" in table1.output
+    survival = CliRunner().invoke(
+        app,
+        ["analyse", "survival", "--site", f"s={path}", "--time", "days", "--event", "died"],
+    )
+    assert survival.exit_code == 1 and "use a wider --time-bin" in survival.output
+
+
+def test_json_output_writes_nan_and_infinity_as_null(capsys):
+    from flip.cli.analyse import _print_json
+
+    _print_json({"sd": float("inf"), "p": [float("nan"), 0.5], "n": 3})
+    assert json.loads(capsys.readouterr().out) == {"sd": None, "p": [None, 0.5], "n": 3}

@@ -14,6 +14,8 @@ from scipy import stats as scipy_stats
 from flip.stats.suppression import is_small
 
 Z_95 = 1.959963984540054
+#: The most time bins a follow-up may span: bin numbers stay exact integers (2^53).
+MAX_BINS = 2.0**53
 
 
 def _allowed(events: int, censored: int, min_cell: int) -> bool:
@@ -28,6 +30,11 @@ def km_partial(time: np.ndarray, event: np.ndarray, width: float, min_cell: int)
         raise ValueError(f"time bin width {width} is not positive")
     if len(time) and time.min() < 0:
         raise ValueError("a follow-up time is negative")
+    if len(time) and time.max() / width > MAX_BINS:
+        raise ValueError(
+            f"follow-up time {time.max():g} is over {MAX_BINS:g} time bins of {width:g}: "
+            "use a wider --time-bin"
+        )
     keys, inverse = np.unique(np.ceil(time / width).astype(np.int64), return_inverse=True)
     events = np.bincount(inverse, weights=event, minlength=len(keys)).astype(np.int64)
     persons = np.bincount(inverse, minlength=len(keys))

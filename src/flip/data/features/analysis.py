@@ -47,13 +47,22 @@ def _require(tables: dict[str, SiteTable], columns: list[str]) -> None:
             raise DatasetError(f"site {name}: no column {', '.join(absent)}")
 
 
+class BeyondRange(DatasetError):
+    """A number too large for the analysis' arithmetic; the message names its row."""
+
+
+#: The largest magnitude of a value an analysis takes: its square and sums stay finite.
+MAX_VALUE = 1e150
+
+
 def numbers(table: SiteTable, column: str) -> np.ndarray:
-    """A column as floats, NaN where missing; a value that is not a number is an error."""
+    """A column as floats, NaN where missing; a value that is not a number, or beyond
+    MAX_VALUE, is an error."""
     values = table.columns[column]
     try:
         fast = np.array(values, dtype=float)
         if np.isfinite(fast).all():
-            return fast
+            return _bounded(fast, table, column)
     except ValueError:
         pass
     out = np.empty(table.n_rows)
@@ -64,12 +73,25 @@ def numbers(table: SiteTable, column: str) -> np.ndarray:
                 f"site {table.name}: row {i + 2} column {column}: {value!r} is not a number"
             )
         out[i] = math.nan if number is None else number
-    return out
+    return _bounded(out, table, column)
+
+
+def _bounded(values: np.ndarray, table: SiteTable, column: str) -> np.ndarray:
+    beyond = np.abs(values) > MAX_VALUE
+    if beyond.any():
+        row = int(np.argmax(beyond)) + 2
+        raise BeyondRange(
+            f"site {table.name}: row {row} column {column}: beyond ±{MAX_VALUE:g} "
+            "(its square would overflow)"
+        )
+    return values
 
 
 def _numbers_or_none(table: SiteTable, column: str) -> np.ndarray | None:
     try:
         return numbers(table, column)
+    except BeyondRange:
+        raise
     except DatasetError:
         return None
 

@@ -124,7 +124,8 @@ def survival(
         table.add_row(name, _num(km["median"]), last, left)
     console.print(table)
     logrank = result["logrank"]
-    console.print(f"log-rank test between {logrank['between']}: p = {_num(logrank['p'])}")
+    why = f" ({logrank['reason']})" if logrank.get("reason") else ""
+    console.print(f"log-rank test between {logrank['between']}: p = {_num(logrank['p'])}{why}")
     if result["cox"]:
         _print_coefficients(console, result["cox"], "Cox model (stratified by site)")
 

@@ -262,3 +262,20 @@ def test_json_output_writes_nan_and_infinity_as_null(capsys):
 
     _print_json({"sd": float("inf"), "p": [float("nan"), 0.5], "n": 3})
     assert json.loads(capsys.readouterr().out) == {"sd": None, "p": [None, 0.5], "n": 3}
+
+
+def test_a_site_with_a_small_category_level_takes_no_part_in_the_cox_model(tmp_path):
+    rng = np.random.default_rng(15)
+    frames = {}
+    for name, sex in (("a", ["F"] * 150 + ["M"] * 47 + ["other"] * 3), ("b", ["F", "M"] * 100)):
+        n = len(sex)
+        frames[name] = pd.DataFrame(
+            {"days": rng.integers(1, 300, n), "died": rng.integers(0, 2, n), "sex": sex}
+        )
+    frames["b"].loc[:29, "sex"] = "other"
+    paths = _write(tmp_path, frames)
+    args = ["--time", "days", "--event", "died", "--covariates", "sex"]
+    result = _run("survival", *_site_args(paths), *args)
+    assert set(result["cox"]["withheld"]) == {"a"}
+    assert "sex=other" in result["cox"]["withheld"]["a"]
+    assert set(result["cox"]["sites"]) == {"b"}

@@ -279,3 +279,22 @@ def test_a_site_with_a_small_category_level_takes_no_part_in_the_cox_model(tmp_p
     assert set(result["cox"]["withheld"]) == {"a"}
     assert "sex=other" in result["cox"]["withheld"]["a"]
     assert set(result["cox"]["sites"]) == {"b"}
+
+
+def test_small_cross_cells_and_few_positives_withhold_a_site_from_a_regression(tmp_path):
+    # Site a: smokers are 50 and men 100, but only 4 men smoke (X'X counts them); site c has
+    # 5 positive outcomes (a logistic first step's gradient counts them).
+    rng = np.random.default_rng(16)
+    a = _people(
+        rng, 200, sex=["M"] * 100 + ["F"] * 100, smoker=[1] * 4 + [0] * 96 + [1] * 46 + [0] * 54
+    )
+    b = _people(rng, 200, sex=["M", "F"] * 100, smoker=[1, 1, 0, 0] * 50)
+    c = _people(rng, 200, sex=["M", "F"] * 100, smoker=[1, 0, 0, 1] * 50)
+    a["sick"], b["sick"] = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    c["sick"] = [1] * 5 + [0] * 195
+    paths = _write(tmp_path, {"a": a, "b": b, "c": c})
+    args = ["--target", "sick", "--covariates", "age,sex,smoker", "--family", "logistic"]
+    result = _run("regression", *_site_args(paths), *args)
+    assert set(result["withheld"]) == {"a", "c"}
+    assert "sex=M with smoker" in result["withheld"]["a"]
+    assert "sick (outcome)" in result["withheld"]["c"]

@@ -282,27 +282,45 @@ def _km_partials(
 
 
 def _withheld(designs: dict[str, np.ndarray], names: list[str], min_cell: int) -> dict[str, str]:
-    """Why each site that takes no part in a model does not: fewer than min_cell complete rows,
-    or an indicator (a category's level, or a 0/1 column) that is 1, or 0, on 1 to
-    min_cell - 1 of its rows: the site's sums for that coefficient (X'y, gradients) would
-    tell those few rows' outcomes."""
+    """Why each site that takes no part in a model does not: fewer than min_cell complete
+    rows, or a small cell of its indicators (`_small_cell`)."""
     reasons = {}
     for site, x in designs.items():
         if len(x) < min_cell:
             reasons[site] = f"fewer than {min_cell} complete rows"
-            continue
-        for j, name in enumerate(names):
-            column = x[:, j]
-            if name == INTERCEPT or not np.isin(column, (0.0, 1.0)).all():
-                continue
-            ones = int(column.sum())
-            if is_small(ones, min_cell) or is_small(len(column) - ones, min_cell):
-                reasons[site] = (
-                    f"{name} is 1 (or 0) on fewer than {min_cell} of its rows: its coefficient "
-                    "would reveal them"
-                )
-                break
+        elif reason := _small_cell(x, names, min_cell):
+            reasons[site] = reason
     return reasons
+
+
+def _small_cell(x: np.ndarray, names: list[str], min_cell: int) -> str | None:
+    """The first indicator (a 0/1 column: a category's level, a 0/1 covariate, a binary
+    outcome) that is 1, or 0, on 1 to min_cell - 1 rows, or pair of them whose 2x2 table has
+    such a cell, named: the model's sums (X'X, X'y; a first Newton step's gradient and
+    Hessian) would count those rows and, for one row, tell its value."""
+    flags = [
+        j for j, name in enumerate(names) if name != INTERCEPT and np.isin(x[:, j], (0, 1)).all()
+    ]
+    n = len(x)
+    for a, j in enumerate(flags):
+        for k in flags[a:]:
+            ones_j, ones_k = int(x[:, j].sum()), int(x[:, k].sum())
+            both = int(x[:, j] @ x[:, k])
+            cells = [
+                ones_j,
+                n - ones_j,
+                both,
+                ones_j - both,
+                ones_k - both,
+                n - ones_j - ones_k + both,
+            ]
+            if any(is_small(c, min_cell) for c in cells[: 2 if j == k else 6]):
+                what = names[j] if j == k else f"{names[j]} with {names[k]}"
+                return (
+                    f"{what} leaves a cell of fewer than {min_cell} rows (and not none): "
+                    "the model's sums would reveal them"
+                )
+    return None
 
 
 def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: bool) -> None:
@@ -374,7 +392,9 @@ def regression_analysis(
         x = matrices[site]
         keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
         data[site], left_out[site] = (x[keep], y[keep]), int((~keep).sum())
-    withheld = _withheld({site: x for site, (x, _) in data.items()}, names, min_cell)
+    outcome = [f"{target} (outcome)"] if family == "logistic" else []
+    designs = {site: np.column_stack([x, y]) if outcome else x for site, (x, y) in data.items()}
+    withheld = _withheld(designs, names + outcome, min_cell)
     data = {site: rows for site, rows in data.items() if site not in withheld}
     if not data:
         raise DatasetError(f"no site can take part in this regression: {_why(withheld)}")

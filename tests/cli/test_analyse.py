@@ -174,3 +174,127 @@ def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
     )
     assert result["cox"]["sites"]["a"]["events"] == "<10"
     assert result["cox"]["events"] == ">=50"
+
+
+def _write(tmp_path, frames: dict) -> dict:
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
+def _people(rng, n: int, **columns) -> pd.DataFrame:
+    frame = pd.DataFrame({"age": rng.normal(60, 10, n).round(1), **columns})
+    frame["sbp"] = (120 + 0.5 * frame["age"] + rng.normal(0, 5, n)).round(1)
+    return frame
+
+
+def test_a_site_with_a_small_category_level_takes_no_part_in_a_regression(tmp_path):
+    # Three rows of level "other" at site a: its X'y entry for sex=other would be their sum.
+    rng = np.random.default_rng(11)
+    sex_a = ["F"] * 100 + ["M"] * 97 + ["other"] * 3
+    sex_b = ["F"] * 90 + ["M"] * 80 + ["other"] * 30
+    paths = _write(tmp_path, {"a": _people(rng, 200, sex=sex_a), "b": _people(rng, 200, sex=sex_b)})
+    for family in ("linear", "logistic"):
+        args = ["--target", "sbp", "--covariates", "age,sex", "--family", family]
+        result = _run("regression", *_site_args(paths), *args, "--positive", "sbp>150")
+        assert set(result["withheld"]) == {"a"}
+        assert "sex=other" in result["withheld"]["a"] and "fewer than 10" in result["withheld"]["a"]
+        assert result["n"] == 200
+
+
+def test_a_constant_covariate_is_a_one_line_error_naming_it(tmp_path):
+    rng = np.random.default_rng(12)
+    paths = _write(tmp_path, {"a": _people(rng, 100, unit=5.0), "b": _people(rng, 100, unit=5.0)})
+    result = CliRunner().invoke(
+        app,
+        ["analyse", "regression", *_site_args(paths), "--target", "sbp", "--family", "linear"],
+    )
+    assert result.exit_code == 1
+    assert "covariate unit is constant in the rows used" in result.output
+
+
+def test_km_by_group_releases_no_overall_curve_beside_a_sites_small_group(tmp_path):
+    # Site a holds 4 persons in arm x: its overall counts less its arm-y counts would count them.
+    rng = np.random.default_rng(13)
+    frames = {}
+    for name, arms in (("a", ["x"] * 4 + ["y"] * 300), ("b", ["x", "y"] * 150)):
+        n = len(arms)
+        frames[name] = pd.DataFrame(
+            {"days": rng.integers(1, 60, n), "died": rng.integers(0, 2, n), "arm": arms}
+        )
+    paths = _write(tmp_path, frames)
+    args = ["--time", "days", "--event", "died", "--group", "arm", "--time-bin", "10"]
+    both = _run("survival", *_site_args(paths), *args)
+    only_b = _run("survival", *_site_args({"b": paths["b"]}), *args)
+    assert "a by group" in both["withheld"]
+    assert both["km"]["groups"] == only_b["km"]["groups"]
+    assert both["km"]["sites"]["a"]["times"]
+
+
+def test_a_repeated_column_header_is_a_one_line_error(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("age,sbp,age\n" + "".join(f"{60 + i},{120 + i},{i}\n" for i in range(20)))
+    result = CliRunner().invoke(app, ["analyse", "table1", "--site", f"s={path}"])
+    assert result.exit_code == 1
+    assert "has column 'age' more than once" in result.output
+
+
+def test_numbers_too_large_for_the_arithmetic_are_one_line_errors(tmp_path):
+    rng = np.random.default_rng(14)
+    frame = pd.DataFrame({"x": rng.normal(size=50) * 1e200, "days": rng.integers(1, 90, 50) * 1.0})
+    frame["died"] = rng.integers(0, 2, 50)
+    frame.loc[7, "days"] = 1e20
+    path = tmp_path / "s.csv"
+    frame.to_csv(path, index=False)
+    table1 = CliRunner().invoke(app, ["analyse", "table1", "--site", f"s={path}", "--json"])
+    assert table1.exit_code == 1 and "row 2 column x: beyond ±1e+150" in table1.output
+    survival = CliRunner().invoke(
+        app,
+        ["analyse", "survival", "--site", f"s={path}", "--time", "days", "--event", "died"],
+    )
+    assert survival.exit_code == 1 and "use a wider --time-bin" in survival.output
+
+
+def test_json_output_writes_nan_and_infinity_as_null(capsys):
+    from flip.cli.analyse import _print_json
+
+    _print_json({"sd": float("inf"), "p": [float("nan"), 0.5], "n": 3})
+    assert json.loads(capsys.readouterr().out) == {"sd": None, "p": [None, 0.5], "n": 3}
+
+
+def test_a_site_with_a_small_category_level_takes_no_part_in_the_cox_model(tmp_path):
+    rng = np.random.default_rng(15)
+    frames = {}
+    for name, sex in (("a", ["F"] * 150 + ["M"] * 47 + ["other"] * 3), ("b", ["F", "M"] * 100)):
+        n = len(sex)
+        frames[name] = pd.DataFrame(
+            {"days": rng.integers(1, 300, n), "died": rng.integers(0, 2, n), "sex": sex}
+        )
+    frames["b"].loc[:29, "sex"] = "other"
+    paths = _write(tmp_path, frames)
+    args = ["--time", "days", "--event", "died", "--covariates", "sex"]
+    result = _run("survival", *_site_args(paths), *args)
+    assert set(result["cox"]["withheld"]) == {"a"}
+    assert "sex=other" in result["cox"]["withheld"]["a"]
+    assert set(result["cox"]["sites"]) == {"b"}
+
+
+def test_small_cross_cells_and_few_positives_withhold_a_site_from_a_regression(tmp_path):
+    # Site a: smokers are 50 and men 100, but only 4 men smoke (X'X counts them); site c has
+    # 5 positive outcomes (a logistic first step's gradient counts them).
+    rng = np.random.default_rng(16)
+    a = _people(
+        rng, 200, sex=["M"] * 100 + ["F"] * 100, smoker=[1] * 4 + [0] * 96 + [1] * 46 + [0] * 54
+    )
+    b = _people(rng, 200, sex=["M", "F"] * 100, smoker=[1, 1, 0, 0] * 50)
+    c = _people(rng, 200, sex=["M", "F"] * 100, smoker=[1, 0, 0, 1] * 50)
+    a["sick"], b["sick"] = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    c["sick"] = [1] * 5 + [0] * 195
+    paths = _write(tmp_path, {"a": a, "b": b, "c": c})
+    args = ["--target", "sick", "--covariates", "age,sex,smoker", "--family", "logistic"]
+    result = _run("regression", *_site_args(paths), *args)
+    assert set(result["withheld"]) == {"a", "c"}
+    assert "sex=M with smoker" in result["withheld"]["a"]
+    assert "sick (outcome)" in result["withheld"]["c"]

@@ -210,6 +210,15 @@ def test_unsupported_circe_elements_are_named():
         ("primary", {"ConditionOccurrence": {"CodesetId": 9}}, "CodesetId 9 names no"),
         ("rule", {"Observaton": {"CodesetId": 0}}, "'Observaton' is not a"),
         ("rule", {"Measurement": {}, "Observation": {}}, "is not one Circe criterion"),
+        ("primary", {"ConditionOccurrence": {"CodesetId": 0, "Gender": "x"}}, r"\.Gender: "),
+        ("primary", {"ConditionOccurrence": {"CodesetId": 0, "Age": "old"}}, r"\.Age: "),
+        (
+            "rule",
+            {"Measurement": {"CodesetId": 0, "Age": {"Op": "gt", "Value": "old"}}},
+            "Age.Value",
+        ),
+        ("rule", {"Measurement": {"CodesetId": 0, "Gendr": [{"CONCEPT_ID": 8507}]}}, "'Gendr'"),
+        ("rule", {"Measurement": {"CodesetId": 0, "Age": {"Op": "over", "Value": 1}}}, "Op 'over'"),
     ],
 )
 def test_a_criterion_circe_would_read_as_any_record_is_refused_by_name(where, criterion, named):
@@ -288,3 +297,68 @@ def test_cli_export_circe_prints_a_loadable_expression_or_one_line(tmp_path):
     flip.write_text(json.dumps({"name": "d", "age_max": 60}), encoding="utf-8")
     result = CliRunner().invoke(app, ["site", "export-circe", str(flip)])
     assert result.exit_code != 0 and "age_min/age_max" in result.output
+
+
+def test_attrition_goes_through_the_release_guard(sites, tmp_path):
+    # The project was given a count of the first step's persons but three: the first step's
+    # count beside it would count those three, so the guard withholds it.
+    from sqlalchemy import create_engine
+
+    from flip.data.cohort.circe.attrition import attrition_steps
+    from flip.data.cohort.guard import ReleaseGuard
+
+    definition = _circe("smokers_with_high_hba1c.json")
+    store = open_store(next(iter(sites.values())), read_only=True)
+    try:
+        steps = attrition_steps(store, definition)
+        assert len(steps[0]) >= 13
+        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+        before = ReleaseGuard(engine, "p1", "count", 10, None)
+        before.remember([frozenset(sorted(steps[0])[3:])])
+        released = site_attrition(store, definition, 10, ReleaseGuard(engine, "p1", "att", 10, 5))
+        assert released[0] == "withheld"
+        other_project = site_attrition(
+            store, definition, 10, ReleaseGuard(engine, "p2", "a", 10, 5)
+        )
+        assert other_project[0] == len(steps[0])
+    finally:
+        store.close()
+
+
+def test_a_circe_json_too_deep_or_too_long_is_refused_before_it_is_walked():
+    expression = json.loads((CIRCE / "t2dm_older_high_sbp.json").read_text(encoding="utf-8"))
+    group: dict = {"Type": "ALL", "CriteriaList": [], "Groups": []}
+    expression["AdditionalCriteria"] = group
+    for _ in range(40):
+        group["Groups"] = [{"Type": "ALL", "CriteriaList": [], "Groups": []}]
+        group = group["Groups"][0]
+    with pytest.raises(UnsupportedCirce, match="nested deeper than 32 levels"):
+        load_definition(expression)
+    with pytest.raises(UnsupportedCirce, match="nests deeper than 32 levels"):
+        load_definition('{"Groups": ' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(UnsupportedCirce, match="characters long, over 4,000,000"):
+        load_definition(" " * 4_000_001)
+
+
+def test_bad_occurrence_and_group_types_are_refused_by_name():
+    expression = json.loads((CIRCE / "t2dm_older_high_sbp.json").read_text(encoding="utf-8"))
+    rule = next(
+        r["expression"] for r in expression["InclusionRules"] if r["expression"]["CriteriaList"]
+    )
+    rule["CriteriaList"][0]["Occurrence"] = {"Type": 7, "Count": 1}
+    with pytest.raises(UnsupportedCirce, match=r"Occurrence\.Type is not 0, 1 or 2"):
+        load_definition(expression)
+    rule["CriteriaList"][0]["Occurrence"] = {"Type": 2, "Count": 1}
+    rule["Type"] = "SOME"
+    with pytest.raises(UnsupportedCirce, match="Type 'SOME' is not one of"):
+        load_definition(expression)
+
+
+def test_what_ohdsis_translator_raises_is_one_clean_error():
+    from flip.data.cohort.circe.run import _statements
+
+    expression = json.loads((CIRCE / "t2dm_older_high_sbp.json").read_text(encoding="utf-8"))
+    criterion = expression["PrimaryCriteria"]["CriteriaList"][0]
+    next(iter(criterion.values()))["Age"] = {"Op": "over", "Value": 1}
+    with pytest.raises(UnsupportedCirce, match=r"^OHDSI's Circe cannot translate the expression: "):
+        _statements(json.dumps(expression), "main", "duckdb")

@@ -40,3 +40,14 @@ def test_a_sketch_releases_no_value_of_a_lone_extreme_row(rng):
     assert runs[-1][2] >= 10
     assert bin_value(runs[-1][1], sketch["alpha"]) < 200
     assert sum(run[2] for run in runs) == len(values)
+
+
+def test_a_sketch_near_min_cell_releases_neither_extreme(rng):
+    # With 10 to 18 values and min_cell 10, the 10th smallest and 10th largest cross: the
+    # edges had become the bins of the minimum and the maximum.
+    for n in range(10, 19):
+        values = np.sort(rng.normal(50, 10, n))
+        sketch = describe.numeric_partial(values, 10)["sketch"]
+        edges = [bin_value(k, sketch["alpha"]) for run in sketch["runs"] for k in run[:2]]
+        assert all(abs(e - v) > 1e-6 * abs(v) for e in edges for v in values[[0, -1]]), n
+        assert min(edges) > values[0] and max(edges) < values[-1], n

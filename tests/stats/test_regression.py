@@ -25,11 +25,30 @@ def _travel(partial):
 
 def test_linear_regression_equals_ols(affairs, rng):
     x, y = affairs
-    parts = [_travel(regression.linear_partial(x[i], y[i])) for i in split(len(y), rng)]
+    parts = [_travel(regression.linear_partial(x[i, 1:], y[i])) for i in split(len(y), rng)]
     fit = regression.linear_fit(parts)
     reference = sm.OLS(y, x).fit()
     assert np.allclose(fit["beta"], reference.params, rtol=1e-9)
     assert np.allclose(np.sqrt(np.diag(fit["covariance"])), reference.bse, rtol=1e-9)
+
+
+def test_linear_regression_standard_errors_hold_at_large_means(rng):
+    # Sums of squares of values near 1e6 cancel in X'X-based formulas; centred co-moments do not.
+    n = 3_000
+    x = 1e6 + rng.normal(size=(n, 2))
+    y = 1e6 + x @ [2.0, -1.0] + rng.normal(size=n)
+    parts = [_travel(regression.linear_partial(x[i], y[i])) for i in split(n, rng)]
+    fit = regression.linear_fit(parts)
+    reference = sm.OLS(y, sm.add_constant(x)).fit()
+    assert np.allclose(fit["beta"][1:], reference.params[1:], rtol=1e-6)
+    assert np.allclose(np.sqrt(np.diag(fit["covariance"])), reference.bse, rtol=1e-5)
+    assert np.isclose(fit["sigma"], np.sqrt(reference.scale), rtol=1e-6)
+
+
+def test_linear_regression_refuses_a_constant_covariate(rng):
+    x = np.column_stack([rng.normal(size=50), np.full(50, 3.0)])
+    with pytest.raises(ValueError, match="covariate 2 is constant"):
+        regression.linear_fit([regression.linear_partial(x, rng.normal(size=50))])
 
 
 def test_logistic_regression_equals_statsmodels_logit(affairs, rng):

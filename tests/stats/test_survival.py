@@ -68,7 +68,7 @@ def test_no_released_bin_holds_between_one_and_min_cell_minus_one(cohort):
 
 def test_a_site_too_small_to_release_is_withheld():
     partial = survival.km_partial(np.array([1.0, 2.0, 3.0]), np.array([1, 0, 1]), 1.0, 10)
-    assert partial == {"bins": [], "withheld": 3}
+    assert partial == {"bins": [], "withheld": True}
     assert survival.kaplan_meier([partial])["times"] == []
 
 
@@ -128,3 +128,11 @@ def test_logrank_between_groups_across_sites_equals_lifelines(cohort, rng):
     assert result["df"] == 2
     assert np.isclose(result["statistic"], pooled.test_statistic, rtol=1e-9)
     assert result["p"] < 0.01
+
+
+def test_logrank_without_events_gives_no_p_and_says_why():
+    time = np.arange(1.0, 41.0)
+    partials = [survival.km_partial(time[k::2], np.zeros(20), 100.0, 10) for k in (0, 1)]
+    result = survival.logrank(partials)
+    assert result["p"] is None and result["statistic"] is None
+    assert result["reason"] == "no events in the released counts"

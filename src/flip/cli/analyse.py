@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +29,19 @@ def _split(value: str | None) -> list[str]:
     return [c.strip() for c in value.split(",") if c.strip()] if value else []
 
 
+def _finite(value):
+    """The value with every NaN or infinity as None: valid JSON (json writes NaN, Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _print_json(result: dict) -> None:
-    typer.echo(json.dumps(result, indent=2))
+    typer.echo(json.dumps(_finite(result), indent=2, allow_nan=False))
 
 
 @app.command()
@@ -112,7 +124,8 @@ def survival(
         table.add_row(name, _num(km["median"]), last, left)
     console.print(table)
     logrank = result["logrank"]
-    console.print(f"log-rank test between {logrank['between']}: p = {_num(logrank['p'])}")
+    why = f" ({logrank['reason']})" if logrank.get("reason") else ""
+    console.print(f"log-rank test between {logrank['between']}: p = {_num(logrank['p'])}{why}")
     if result["cox"]:
         _print_coefficients(console, result["cox"], "Cox model (stratified by site)")
 

@@ -1,34 +1,13 @@
-"""Cohort attrition: the count left after each step, as a site releases it and combined.
+"""Cohort attrition combined across sites.
 
 A site releases each step's count unless it is small (1 to min_cell - 1, shown "<10"), and
-withholds a step whose drop from the last step it released is small, since the difference
-would count the few persons that step removed. Withheld steps are written "withheld".
+withholds a step ("withheld") whose persons differ by a few from a set whose count it
+released before: its differencing guard decides (flip.data.cohort.circe.attrition).
 """
 
 from __future__ import annotations
 
-from itertools import pairwise
-
-from flip.stats.suppression import hidden, is_small
-
 WITHHELD = "withheld"
-
-
-def release_attrition(counts: list[int], min_cell: int) -> list[int | str]:
-    """A site's step counts (each at most the one before) as released."""
-    if any(b > a for a, b in pairwise(counts)):
-        raise ValueError(f"attrition counts must not grow from step to step: {counts}")
-    released: list[int | str] = []
-    last: int | None = None
-    for count in counts:
-        if is_small(count, min_cell):
-            released.append(hidden(min_cell))
-        elif last is not None and is_small(last - count, min_cell):
-            released.append(WITHHELD)
-        else:
-            released.append(count)
-            last = count
-    return released
 
 
 def combine_attrition(sites: dict[str, list[int | str]]) -> list[int | str]:

@@ -6,8 +6,10 @@ c a constant that keeps keys positive; negative values mirror it, and bin 0 hold
 within TINY of zero. A value's bin's midpoint is within relative error alpha of it.
 For release, runs of adjacent occupied bins are merged until each run holds at least
 min_cell values, and the outermost edges are pulled in to the bins of the min_cell-th
-smallest and largest values (no edge tells a lone extreme); sites' runs add up at the
-combiner.
+smallest and largest values, so no edge tells a lone extreme; sites' runs add up at the
+combiner. The minimum and maximum are never released: with fewer than 2 * min_cell - 1
+values those two order statistics cross (with exactly min_cell values they are the maximum
+and the minimum), and the one run shrinks to the median's bin, carrying no mean.
 A run of a single bin also carries its values' mean (at least min_cell values, all within
 the bin). A quantile is read from the merged runs, each run's count spread evenly over its
 bins, each bin standing for the mean its one-bin runs carry (else its midpoint): where the
@@ -87,8 +89,11 @@ def _clip_extremes(runs: list[list], keys: np.ndarray, counts: np.ndarray, k: in
     cumulative = np.cumsum(counts)
     low = keys[min(int(np.searchsorted(cumulative, k - 1, side="right")), len(keys) - 1)].item()
     high = keys[int(np.searchsorted(cumulative, cumulative[-1] - k, side="right"))].item()
-    if len(runs) == 1:
-        runs[0][:2] = [min(low, high), max(low, high)]
+    if len(runs) == 1 and low > high:
+        median = int(np.searchsorted(cumulative, (cumulative[-1] - 1) // 2, side="right"))
+        runs[0][:] = [keys[median].item(), keys[median].item(), runs[0][2]]
+    elif len(runs) == 1:
+        runs[0][:2] = [low, high]
     else:
         runs[0][0], runs[-1][1] = min(low, runs[0][1]), max(high, runs[-1][0])
 

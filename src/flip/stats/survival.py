@@ -14,6 +14,8 @@ from scipy import stats as scipy_stats
 from flip.stats.suppression import is_small
 
 Z_95 = 1.959963984540054
+#: The most time bins a follow-up may span: bin numbers stay exact integers (2^53).
+MAX_BINS = 2.0**53
 
 
 def _allowed(events: int, censored: int, min_cell: int) -> bool:
@@ -22,11 +24,17 @@ def _allowed(events: int, censored: int, min_cell: int) -> bool:
 
 def km_partial(time: np.ndarray, event: np.ndarray, width: float, min_cell: int) -> dict:
     """A site's partial: bins [end time, events, censored] in time order, each releasable;
-    {"bins": [], "withheld": n} when the site has too few persons to release any."""
+    {"bins": [], "withheld": True} when it has too few events or censorings to release any
+    (how many persons it holds is not said: that count could be small)."""
     if width <= 0:
         raise ValueError(f"time bin width {width} is not positive")
     if len(time) and time.min() < 0:
         raise ValueError("a follow-up time is negative")
+    if len(time) and time.max() / width > MAX_BINS:
+        raise ValueError(
+            f"follow-up time {time.max():g} is over {MAX_BINS:g} time bins of {width:g}: "
+            "use a wider --time-bin"
+        )
     keys, inverse = np.unique(np.ceil(time / width).astype(np.int64), return_inverse=True)
     events = np.bincount(inverse, weights=event, minlength=len(keys)).astype(np.int64)
     persons = np.bincount(inverse, minlength=len(keys))
@@ -41,7 +49,7 @@ def km_partial(time: np.ndarray, event: np.ndarray, width: float, min_cell: int)
         end, d, c = bins.pop()
         bins[-1] = [end, bins[-1][1] + d, bins[-1][2] + c]
     if not bins or not _allowed(bins[-1][1], bins[-1][2], min_cell):
-        return {"bins": [], "withheld": len(time)}
+        return {"bins": [], "withheld": True}
     return {"bins": bins}
 
 
@@ -88,12 +96,13 @@ def kaplan_meier(partials: list[dict]) -> dict:
 
 def logrank(partials: list[dict], groups: list[str] | None = None) -> dict:
     """The log-rank test that the groups' curves are equal (chi-square, groups - 1 df); each
-    partial is its own group (a site) unless `groups` names each partial's group."""
+    partial is its own group (a site) unless `groups` names each partial's group. With no
+    test to make (one group, no event, no variance), p is None and "reason" says why."""
     groups = groups or [str(k) for k in range(len(partials))]
     kept = [(p, g) for p, g in zip(partials, groups, strict=True) if p["bins"]]
     labels = sorted({g for _, g in kept})
     if len(labels) < 2:
-        return {"p": None, "statistic": None, "df": 0}
+        return _no_test(0, "fewer than two groups with released counts")
     _, events, at_risk = _table([p for p, _ in kept])
     member = np.array([[float(g == label) for _, g in kept] for label in labels])
     events, at_risk = member @ events, member @ at_risk
@@ -105,7 +114,15 @@ def logrank(partials: list[dict], groups: list[str] | None = None) -> dict:
     variance = np.einsum("t,kt,lt->kl", factor, at_risk, -at_risk)
     variance[np.diag_indices_from(variance)] += (factor * n * at_risk).sum(axis=1)
     k = len(labels) - 1
-    statistic = float(
-        observed_minus_expected[:k] @ np.linalg.solve(variance[:k, :k], observed_minus_expected[:k])
-    )
+    if not use.any():
+        return _no_test(k, "no events in the released counts")
+    try:
+        solved = np.linalg.solve(variance[:k, :k], observed_minus_expected[:k])
+    except np.linalg.LinAlgError:
+        return _no_test(k, "the groups' variance is singular (a group has no one at risk)")
+    statistic = float(observed_minus_expected[:k] @ solved)
     return {"p": float(scipy_stats.chi2.sf(statistic, k)), "statistic": statistic, "df": k}
+
+
+def _no_test(df: int, reason: str) -> dict:
+    return {"p": None, "statistic": None, "df": df, "reason": reason}

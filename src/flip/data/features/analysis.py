@@ -23,7 +23,7 @@ from flip.data.features.csvfile import (
     looks_like_id,
 )
 from flip.stats import cox, describe, newton, regression, survival
-from flip.stats.suppression import total
+from flip.stats.suppression import is_small, total
 
 INTERCEPT = "intercept"
 
@@ -47,13 +47,22 @@ def _require(tables: dict[str, SiteTable], columns: list[str]) -> None:
             raise DatasetError(f"site {name}: no column {', '.join(absent)}")
 
 
+class BeyondRange(DatasetError):
+    """A number too large for the analysis' arithmetic; the message names its row."""
+
+
+#: The largest magnitude of a value an analysis takes: its square and sums stay finite.
+MAX_VALUE = 1e150
+
+
 def numbers(table: SiteTable, column: str) -> np.ndarray:
-    """A column as floats, NaN where missing; a value that is not a number is an error."""
+    """A column as floats, NaN where missing; a value that is not a number, or beyond
+    MAX_VALUE, is an error."""
     values = table.columns[column]
     try:
         fast = np.array(values, dtype=float)
         if np.isfinite(fast).all():
-            return fast
+            return _bounded(fast, table, column)
     except ValueError:
         pass
     out = np.empty(table.n_rows)
@@ -64,12 +73,25 @@ def numbers(table: SiteTable, column: str) -> np.ndarray:
                 f"site {table.name}: row {i + 2} column {column}: {value!r} is not a number"
             )
         out[i] = math.nan if number is None else number
-    return out
+    return _bounded(out, table, column)
+
+
+def _bounded(values: np.ndarray, table: SiteTable, column: str) -> np.ndarray:
+    beyond = np.abs(values) > MAX_VALUE
+    if beyond.any():
+        row = int(np.argmax(beyond)) + 2
+        raise BeyondRange(
+            f"site {table.name}: row {row} column {column}: beyond ±{MAX_VALUE:g} "
+            "(its square would overflow)"
+        )
+    return values
 
 
 def _numbers_or_none(table: SiteTable, column: str) -> np.ndarray | None:
     try:
         return numbers(table, column)
+    except BeyondRange:
+        raise
     except DatasetError:
         return None
 
@@ -196,55 +218,131 @@ def survival_analysis(
         keep &= np.array([not is_missing(v) for v in g]) if group else True
         data[site], labels[site] = (t[keep], e[keep], x[keep]), g[keep]
         left_out[site] = int((~keep).sum())
-    partials = {
-        site: _travel(survival.km_partial(t, e, width, min_cell))
-        for site, (t, e, _) in data.items()
-    }
+    released, withheld = _km_partials(data, labels if group else None, width, min_cell)
+    everyone = [p for parts in released.values() for _, p in parts]
     out = {
         "km": {
-            "combined": survival.kaplan_meier(list(partials.values())),
-            "sites": {site: survival.kaplan_meier([p]) for site, p in partials.items()},
+            "combined": survival.kaplan_meier(everyone),
+            "sites": {
+                site: survival.kaplan_meier([p for _, p in parts])
+                for site, parts in released.items()
+            },
         },
-        "logrank": {**survival.logrank(list(partials.values())), "between": "sites"},
+        "logrank": {
+            **survival.logrank(everyone, [site for site, ps in released.items() for _ in ps]),
+            "between": "sites",
+        },
         "cox": None,
         "left_out": left_out,
-        "withheld": [site for site, p in partials.items() if not p["bins"]],
+        "withheld": withheld,
         "time_bin": width,
     }
     if group:
-        _by_group(out, data, labels, width, min_cell, group)
+        by_level = [(level, p) for ps in released.values() for level, p in ps if level]
+        levels = sorted({v for g in labels.values() for v in g.tolist()})
+        out["km"]["groups"] = {
+            level: survival.kaplan_meier([p for o, p in by_level if o == level]) for level in levels
+        }
+        out["logrank"] = {
+            **survival.logrank([p for _, p in by_level], [o for o, _ in by_level]),
+            "between": group,
+        }
     if names:
-        out["cox"] = _cox(_enough(data, min_cell), names, min_cell)
+        out["cox"] = _cox(data, names, min_cell)
     return out
 
 
-def _by_group(out: dict, data: dict, labels: dict, width: float, min_cell: int, group: str):
-    """Each site's partial per level of `group`: a curve per level, log-rank between levels."""
-    levels = sorted({v for g in labels.values() for v in g.tolist()})
-    partials, owners = [], []
+def _km_partials(
+    data: dict, labels: dict | None, width: float, min_cell: int
+) -> tuple[dict[str, list[tuple[str, dict]]], list[str]]:
+    """Each site's released KM partials as (group level or "", partial), and what is withheld.
+
+    With groups, a site releases one partial per level, or, when any level it holds is too
+    small to release, only its overall partial: the overall partial beside the other levels'
+    would give the small level's counts away by difference."""
+    released, withheld = {}, []
     for site, (t, e, _) in data.items():
-        for level in levels:
-            rows = labels[site] == level
-            partial = _travel(survival.km_partial(t[rows], e[rows], width, min_cell))
-            partials.append(partial)
-            owners.append(level)
-            if rows.any() and not partial["bins"]:
-                out["withheld"].append(f"{site}/{group}={level}")
-    out["km"]["groups"] = {
-        level: survival.kaplan_meier(
-            [p for p, o in zip(partials, owners, strict=True) if o == level]
-        )
-        for level in levels
-    }
-    out["logrank"] = {**survival.logrank(partials, owners), "between": group}
+        overall = [("", _travel(survival.km_partial(t, e, width, min_cell)))]
+        if not overall[0][1]["bins"]:
+            withheld.append(site)
+        if labels is None or not overall[0][1]["bins"]:
+            released[site] = overall
+            continue
+        parts = [
+            (level, _travel(survival.km_partial(t[rows], e[rows], width, min_cell)))
+            for level in sorted(set(labels[site].tolist()))
+            for rows in [labels[site] == level]
+        ]
+        if all(p["bins"] for _, p in parts):
+            released[site] = parts
+        else:
+            released[site] = overall
+            withheld.append(f"{site} by group")
+    return released, withheld
 
 
-def _enough(data: dict, min_cell: int) -> dict:
-    """The sites with at least min_cell complete rows: a smaller site takes no part."""
-    return {site: rows for site, rows in data.items() if len(rows[0]) >= min_cell}
+def _withheld(designs: dict[str, np.ndarray], names: list[str], min_cell: int) -> dict[str, str]:
+    """Why each site that takes no part in a model does not: fewer than min_cell complete
+    rows, or a small cell of its indicators (`_small_cell`)."""
+    reasons = {}
+    for site, x in designs.items():
+        if len(x) < min_cell:
+            reasons[site] = f"fewer than {min_cell} complete rows"
+        elif reason := _small_cell(x, names, min_cell):
+            reasons[site] = reason
+    return reasons
+
+
+def _small_cell(x: np.ndarray, names: list[str], min_cell: int) -> str | None:
+    """The first indicator (a 0/1 column: a category's level, a 0/1 covariate, a binary
+    outcome) that is 1, or 0, on 1 to min_cell - 1 rows, or pair of them whose 2x2 table has
+    such a cell, named: the model's sums (X'X, X'y; a first Newton step's gradient and
+    Hessian) would count those rows and, for one row, tell its value."""
+    flags = [
+        j for j, name in enumerate(names) if name != INTERCEPT and np.isin(x[:, j], (0, 1)).all()
+    ]
+    n = len(x)
+    for a, j in enumerate(flags):
+        for k in flags[a:]:
+            ones_j, ones_k = int(x[:, j].sum()), int(x[:, k].sum())
+            both = int(x[:, j] @ x[:, k])
+            cells = [
+                ones_j,
+                n - ones_j,
+                both,
+                ones_j - both,
+                ones_k - both,
+                n - ones_j - ones_k + both,
+            ]
+            if any(is_small(c, min_cell) for c in cells[: 2 if j == k else 6]):
+                what = names[j] if j == k else f"{names[j]} with {names[k]}"
+                return (
+                    f"{what} leaves a cell of fewer than {min_cell} rows (and not none): "
+                    "the model's sums would reveal them"
+                )
+    return None
+
+
+def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: bool) -> None:
+    """Refuse a covariate with no variance in the rows used (pooled, or within every site for
+    a model stratified by site): its coefficient cannot be estimated."""
+    stats = [(len(x), x.mean(axis=0), ((x - x.mean(axis=0)) ** 2).sum(axis=0)) for x in designs]
+    n = sum(k for k, _, _ in stats)
+    mean = sum(k * m for k, m, _ in stats) / n
+    spread = sum(m2 if within_sites else m2 + k * (m - mean) ** 2 for k, m, m2 in stats)
+    for j, name in enumerate(names):
+        if name != INTERCEPT and spread[j] <= n * (1e-13 * max(1.0, abs(mean[j]))) ** 2:
+            where = "within every site" if within_sites else "in the rows used"
+            raise DatasetError(f"covariate {name} is constant {where}: drop it")
 
 
 def _cox(data: dict, names: list[str], min_cell: int) -> dict:
+    withheld = _withheld({site: x for site, (_, _, x) in data.items()}, names, min_cell)
+    data = {site: rows for site, rows in data.items() if site not in withheld}
+    if not data:
+        raise DatasetError(f"no site can take part in the Cox model: {_why(withheld)}")
+    _check_varies([x for _, _, x in data.values()], names, within_sites=True)
+
     def site_fn(t, e, x):
         return lambda beta: _travel(cox.cox_partial(t, e, x, beta))
 
@@ -256,9 +354,14 @@ def _cox(data: dict, names: list[str], min_cell: int) -> dict:
         "n": total([c["n"] for c in counts]),
         "events": total([c["events"] for c in counts]),
         "sites": dict(zip(data, counts, strict=True)),
+        "withheld": withheld,
         "strata": "site",
         "steps": fit["steps"],
     }
+
+
+def _why(withheld: dict[str, str]) -> str:
+    return "; ".join(f"site {site}: {reason}" for site, reason in withheld.items())
 
 
 def regression_analysis(
@@ -271,7 +374,7 @@ def regression_analysis(
 ) -> dict:
     """Linear (one round of sufficient statistics) or logistic (federated Newton/IRLS)
     regression of `target` on the covariates, with an intercept and classical SEs; a site
-    with fewer than min_cell complete rows takes no part."""
+    with fewer than min_cell complete rows, or a small indicator cell, takes no part."""
     if family not in ("linear", "logistic"):
         raise DatasetError(f"family {family!r}: choose linear or logistic")
     covariates = covariates or default_columns(tables, {target})
@@ -289,13 +392,17 @@ def regression_analysis(
         x = matrices[site]
         keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
         data[site], left_out[site] = (x[keep], y[keep]), int((~keep).sum())
-    withheld = [site for site in data if site not in _enough(data, min_cell)]
-    data = _enough(data, min_cell)
+    outcome = [f"{target} (outcome)"] if family == "logistic" else []
+    designs = {site: np.column_stack([x, y]) if outcome else x for site, (x, y) in data.items()}
+    withheld = _withheld(designs, names + outcome, min_cell)
+    data = {site: rows for site, rows in data.items() if site not in withheld}
     if not data:
-        raise DatasetError(f"no site has {min_cell} complete rows for this regression")
+        raise DatasetError(f"no site can take part in this regression: {_why(withheld)}")
+    _check_varies([x for x, _ in data.values()], names, within_sites=False)
     n = sum(len(y) for _, y in data.values())
     if family == "linear":
-        fit = regression.linear_fit([_travel(regression.linear_partial(*r)) for r in data.values()])
+        parts = [_travel(regression.linear_partial(x[:, 1:], y)) for x, y in data.values()]
+        fit = regression.linear_fit(parts)
         dist, steps = scipy_stats.t(n - len(names)), 1
     else:
 

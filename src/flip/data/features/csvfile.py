@@ -79,6 +79,8 @@ class SiteTable:
             raise DatasetError(f"site {name}: {path} has no data rows")
         rows = list(csv.reader(lines, delimiter=sniff_delimiter(lines[0])))
         header = [h.strip() for h in rows[0]]
+        if repeated := sorted(h for h, k in Counter(header).items() if k > 1):
+            raise DatasetError(f"site {name}: {path} has column {repeated[0]!r} more than once")
         body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
         for number, r in enumerate(body, start=2):
             if len(r) != len(header):

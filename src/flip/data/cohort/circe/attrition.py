@@ -1,20 +1,33 @@
 """A site's attrition for a Circe cohort: persons after the primary criteria and after each
-inclusion rule, less the site's opt-outs, released under its threshold."""
+inclusion rule, less the site's opt-outs, released through the site's differencing guard
+like any other count."""
 
 from __future__ import annotations
+
+from itertools import pairwise
+
+from sqlalchemy import create_engine
 
 from flip.data.cdm.store import Store
 from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.cohort.circe.run import run_circe
+from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.optout import opted_out
-from flip.stats.attrition import release_attrition
+from flip.data.cohort.release import Refused
+from flip.stats.attrition import WITHHELD
+from flip.stats.suppression import hidden, is_small
+
+
+def attrition_steps(store: Store, definition: CirceDefinition) -> list[frozenset[int]]:
+    """Persons per step (they stay at the site): primary criteria, then each rule."""
+    with store.connect() as conn:
+        excluded = opted_out(conn)
+    return [step - excluded for step in run_circe(store, definition.expression).steps]
 
 
 def attrition_counts(store: Store, definition: CirceDefinition) -> list[int]:
     """Unsuppressed counts per step (they stay at the site): primary criteria, then each rule."""
-    with store.connect() as conn:
-        excluded = opted_out(conn)
-    return [len(step - excluded) for step in run_circe(store, definition.expression).steps]
+    return [len(step) for step in attrition_steps(store, definition)]
 
 
 def step_names(definition: CirceDefinition) -> list[str]:
@@ -22,6 +35,35 @@ def step_names(definition: CirceDefinition) -> list[str]:
     return ["primary criteria", *definition.rule_names()]
 
 
-def site_attrition(store: Store, definition: CirceDefinition, min_cell: int) -> list[int | str]:
-    """The site's attrition as it releases it (small counts and small drops hidden)."""
-    return release_attrition(attrition_counts(store, definition), min_cell)
+def site_attrition(
+    store: Store, definition: CirceDefinition, min_cell: int, guard: ReleaseGuard | None = None
+) -> list[int | str]:
+    """The site's attrition as it releases it (`release_steps`)."""
+    return release_steps(attrition_steps(store, definition), min_cell, guard)
+
+
+def release_steps(
+    steps: list[frozenset[int]], min_cell: int, guard: ReleaseGuard | None = None
+) -> list[int | str]:
+    """Each step's count as released: a small count hidden ("<10"), and a step withheld when
+    its persons differ by 1 to min_cell - 1 from a set whose count was released before (an
+    earlier step, or, with the site's guard, any count the project was given). Without a
+    guard, the steps are checked against each other only."""
+    if any(not later <= earlier for earlier, later in pairwise(steps)):
+        raise ValueError("each attrition step must keep only persons of the step before")
+    guard = guard or ReleaseGuard(create_engine("sqlite://"), "", "attrition", min_cell, None)
+    if problem := guard.budget_problem():
+        raise Refused(problem)
+    released: list[int | str] = []
+    shown: list[frozenset[int]] = []
+    for members in steps:
+        if is_small(len(members), min_cell):
+            released.append(hidden(min_cell))
+        elif guard.isolates(members):
+            released.append(WITHHELD)
+        else:
+            released.append(len(members))
+            guard.hold([members])
+            shown.append(members)
+    guard.remember(shown)
+    return released

@@ -8,12 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from flip.bounds import MAX_MAGNITUDE, describe, json_problems
-from flip.data.cohort.circe.supported import check
+from flip.bounds import MAX_DEPTH, MAX_MAGNITUDE, describe, json_problems
+from flip.data.cohort.circe.supported import UnsupportedCirce, check
 from flip.data.cohort.definition import CohortDefinition
 
 #: Keys that only a Circe expression has at its top level.
 CIRCE_KEYS = {"ConceptSets", "PrimaryCriteria"}
+#: The longest cohort JSON text read: ATLAS's export of 5,000 concepts is under 3 MB.
+MAX_CIRCE_BYTES = 4_000_000
 
 
 class CirceDefinition(BaseModel):
@@ -55,11 +57,23 @@ def is_circe(data: Any) -> bool:
 def load_definition(data: Any, name: str = "circe cohort") -> CohortDefinition | CirceDefinition:
     """A cohort definition from decoded JSON or JSON text: Circe by its keys, else FLIP's own.
 
-    UnsupportedCirce names the first Circe element FLIP does not run."""
+    UnsupportedCirce names the first Circe element FLIP does not run, or says the JSON is too
+    long or nests too deep (before it is parsed or walked, so neither can exhaust the site)."""
     if isinstance(data, str | bytes):
-        data = json.loads(data)
+        if len(data) > MAX_CIRCE_BYTES:
+            raise UnsupportedCirce(
+                f"the cohort JSON is {len(data):,} characters long, over {MAX_CIRCE_BYTES:,}"
+            )
+        try:
+            data = json.loads(data)
+        except RecursionError:
+            raise UnsupportedCirce(
+                f"the cohort JSON nests deeper than {MAX_DEPTH} levels"
+            ) from None
     if not is_circe(data):
         return CohortDefinition.model_validate(data)
+    if problems := json_problems(data, max_magnitude=MAX_MAGNITUDE):
+        raise UnsupportedCirce(describe(problems))
     check(data.get("expression", data))
     if "expression" in data:
         return CirceDefinition.model_validate(data)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from flip.data.cdm.store import Store
+from flip.data.cohort.circe.supported import UnsupportedCirce
 
 #: OHDSI's SQLite translation keeps dates as Julian day numbers, not the ISO text FLIP stores.
 _DIALECTS = {"duckdb": "duckdb", "postgresql": "postgresql"}
@@ -56,8 +57,12 @@ def _statements(expression_json: str, schema: str, dialect: str) -> tuple[str, .
     options.cdm_schema = options.vocabulary_schema = schema
     options.target_table = _TARGET
     options.cohort_id = 1
-    parsed = cohort_expression_from_json(expression_json)
-    sql = translate(render(build_cohort_query(parsed, options)), dialect, session_id="flipcirc")
+    try:
+        parsed = cohort_expression_from_json(expression_json)
+        sql = translate(render(build_cohort_query(parsed, options)), dialect, session_id="flipcirc")
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedCirce(f"OHDSI's Circe cannot translate the expression: {reason}") from None
     return tuple(s for s in split_sql(sql) if s.strip() and _kept(s))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA
@@ -53,6 +54,51 @@ class UnsupportedCirce(ValueError):
 
 #: Keys a criteria group (inclusion rule, additional or correlated criteria) may hold.
 GROUP_KEYS = {"Type", "Count", "CriteriaList", "DemographicCriteriaList", "Groups"}
+GROUP_TYPES = {"ALL", "ANY", "AT_LEAST", "AT_MOST"}
+#: Occurrence types: exactly, at most, at least.
+OCCURRENCE_TYPES = {0, 1, 2}
+#: Comparisons of a numeric or date range, and of a text filter.
+RANGE_OPS = {"lt", "lte", "eq", "!eq", "gt", "gte", "bt", "!bt"}
+TEXT_OPS = {"startsWith", "endsWith", "contains", "!startsWith", "!endsWith", "!contains"}
+#: Criteria in one expression, nested ones included: each is a subquery of OHDSI's SQL.
+MAX_CIRCE_CRITERIA = 500
+
+
+@cache
+def _fields(kind: str) -> tuple[type, frozenset[str]]:
+    """OHDSI's model of a criteria type, and the keys it reads."""
+    from circe.cohortdefinition import criteria
+
+    model = getattr(criteria, kind)
+    keys: set[str] = set()
+    for field in model.model_fields.values():
+        alias = field.validation_alias
+        keys.update(getattr(alias, "choices", None) or [alias])
+        keys.update([field.alias, field.serialization_alias])
+    return model, frozenset(k for k in keys if isinstance(k, str))
+
+
+def _check_fields(kind: str, body: dict[str, Any], where: str) -> None:
+    """Refuse a field OHDSI's parser would drop: unknown to the type, or of the wrong type
+    (it reads such a criterion as one without that condition, widening the cohort)."""
+    from pydantic import ValidationError
+
+    model, keys = _fields(kind)
+    for key, value in body.items():
+        if key not in keys:
+            raise UnsupportedCirce(f"{where}.{kind}: {key!r} is not a field of a {kind} criterion")
+        if isinstance(value, dict) and "Op" in value:
+            ops = TEXT_OPS if "Text" in value else RANGE_OPS
+            if value["Op"] not in ops:
+                raise UnsupportedCirce(
+                    f"{where}.{kind}.{key}.Op {value['Op']!r} is not one of {sorted(ops)}"
+                )
+    try:
+        model.model_validate({k: v for k, v in body.items() if k != "CorrelatedCriteria"})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        place = ".".join(str(part) for part in error["loc"] if part not in ("int", "float"))
+        raise UnsupportedCirce(f"{where}.{kind}.{place}: {error['msg']}") from None
 
 
 class _Walk:
@@ -63,6 +109,7 @@ class _Walk:
     def __init__(self, codesets: set[int]) -> None:
         self.codesets = codesets
         self.types: set[str] = set()
+        self.count = 0
 
     def criterion(self, node: Any, where: str) -> None:
         if not isinstance(node, dict) or len(node) != 1:
@@ -81,6 +128,10 @@ class _Walk:
             raise UnsupportedCirce(
                 f"{where}.{kind}.CodesetId {codeset!r} names no concept set of the expression"
             )
+        self.count += 1
+        if self.count > MAX_CIRCE_CRITERIA:
+            raise UnsupportedCirce(f"the expression holds over {MAX_CIRCE_CRITERIA} criteria")
+        _check_fields(kind, body, where)
         self.types.add(kind)
         if body.get("CorrelatedCriteria") is not None:
             self.group(body["CorrelatedCriteria"], f"{where}.{kind}.CorrelatedCriteria")
@@ -90,10 +141,27 @@ class _Walk:
             raise UnsupportedCirce(f"{where} is not a Circe criteria group")
         if unknown := sorted(set(node) - GROUP_KEYS):
             raise UnsupportedCirce(f"{where}: {unknown[0]!r} is not part of a Circe criteria group")
+        if node.get("Type", "ALL") not in GROUP_TYPES:
+            raise UnsupportedCirce(
+                f"{where}.Type {node['Type']!r} is not one of {sorted(GROUP_TYPES)}"
+            )
         for i, item in enumerate(_listed(node, "CriteriaList", where)):
             if not isinstance(item, dict) or "Criteria" not in item:
                 raise UnsupportedCirce(f"{where}.CriteriaList[{i}] has no Criteria")
+            occurrence = item.get("Occurrence") or {}
+            if (
+                not isinstance(occurrence, dict)
+                or occurrence.get("Type", 2) not in OCCURRENCE_TYPES
+            ):
+                raise UnsupportedCirce(
+                    f"{where}.CriteriaList[{i}].Occurrence.Type is not 0, 1 or 2 "
+                    "(exactly, at most, at least)"
+                )
             self.criterion(item["Criteria"], f"{where}.CriteriaList[{i}].Criteria")
+        for i, item in enumerate(_listed(node, "DemographicCriteriaList", where)):
+            if not isinstance(item, dict):
+                raise UnsupportedCirce(f"{where}.DemographicCriteriaList[{i}] is not an object")
+            _check_fields("DemographicCriteria", item, f"{where}.DemographicCriteriaList[{i}]")
         for i, inner in enumerate(_listed(node, "Groups", where)):
             self.group(inner, f"{where}.Groups[{i}]")
 

@@ -24,10 +24,10 @@ from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
 from flip.hub.routes import activity, admin, agent, listings, models, projects, sessions
-from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
 from flip.signing import load_or_create_key, retired_keys
+from flip.webkit.throttle import LoginThrottle
 
 API_PREFIX = "/api/v1"
 

@@ -31,7 +31,7 @@ def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
     app.state.site_name = site.name
     app.state.password_path = passwords.password_path(site.ledger)
     app.state.sessions = Sessions()
-    app.state.throttle = signin.Throttle()
+    app.state.throttle = signin.new_throttle()
     app.state.behind_tls = behind_tls
     for module in (signin, approvals, policy, records):
         app.include_router(module.router, include_in_schema=False)

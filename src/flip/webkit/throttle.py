@@ -1,4 +1,5 @@
-"""Throttle password guessing: wrong passwords counted per account and per client address."""
+"""Throttle password guessing: wrong passwords counted per account and per client address
+(the hub's API and web sign-in and the site console's sign-in share it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Request, status
+
+
+def client_address(request: Request) -> str:
+    """The address the request came from ("unknown" when the server does not say)."""
+    return request.client.host if request.client else "unknown"
 
 
 class LoginThrottle:
@@ -16,6 +22,10 @@ class LoginThrottle:
     An attempt counts from the moment it starts (so guesses sent at once cannot all
     slip through while the first is checked) and is taken back if it succeeds; a
     success also clears its account's count. Used from the event loop only.
+
+    An address an account last signed in from is known to it: attempts from there count
+    against that account at that address, not the account's count everyone shares, so
+    guessing from elsewhere cannot lock the account's owner out of their usual address.
     """
 
     def __init__(
@@ -26,16 +36,17 @@ class LoginThrottle:
         clock: Callable[[], float] = time.monotonic,
         size: int = 100_000,
     ) -> None:
-        self.limits = {"account": account_limit, "address": address_limit}
+        self.limits = {"account": account_limit, "known": account_limit, "address": address_limit}
         self.window = window
         self.clock = clock
         self.size = size
         self._attempts: dict[Hashable, deque[float]] = {}
+        self._known: dict[tuple[str, str], None] = {}
 
     def attempt(self, account: str, address: str) -> float:
         """Count an attempt and return its stamp, or raise 429 with Retry-After if over a limit."""
         now = self.clock()
-        keys = (("account", account), ("address", address))
+        keys = (self._account_key(account, address), ("address", address))
         wait = max(self._wait(key, now) for key in keys)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
@@ -53,13 +64,26 @@ class LoginThrottle:
         return now
 
     def succeeded(self, account: str, address: str, stamp: float) -> None:
-        """Forget the account's failures and take back this attempt at the address."""
+        """Forget the account's failures, take back this attempt at the address and know the
+        address as the account's from now on."""
         self._attempts.pop(("account", account), None)
+        self._attempts.pop(("known", account, address), None)
         at_address = self._attempts.get(("address", address))
         if at_address is not None and stamp in at_address:
             at_address.remove(stamp)
+        self._known.pop((account, address), None)
+        self._known[(account, address)] = None
+        while len(self._known) > self.size:
+            del self._known[next(iter(self._known))]
 
-    def _wait(self, key: Hashable, now: float) -> float:
+    def _account_key(self, account: str, address: str) -> tuple[str, ...]:
+        """Where an attempt on `account` counts: its own count at a known address, else the
+        count every other address shares."""
+        if (account, address) in self._known:
+            return ("known", account, address)
+        return ("account", account)
+
+    def _wait(self, key: tuple[str, ...], now: float) -> float:
         """Seconds until `key` may try again (0: now), after dropping what left the window."""
         stamps = self._attempts.get(key)
         if not stamps:

@@ -204,7 +204,7 @@ def test_an_account_request_is_queued_then_approved_with_a_one_time_password(web
     sent = public.post("/request-account", asked, page="/request-account")
     assert sent.status_code == 202 and 'id="request-sent"' in sent.text
     again = public.post("/request-account", asked, page="/request-account")
-    assert again.status_code == 202, "the same answer: it tells no one what waits"
+    assert again.status_code == 409 and "already in use or waiting" in again.text
     bad = public.post(
         "/request-account", asked | {"email": "not-an-address"}, page="/request-account"
     )

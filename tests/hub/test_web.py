@@ -35,6 +35,28 @@ def person(hub: Hub, name: str, role: str = "researcher") -> Browser:
     return browser
 
 
+def test_a_site_admin_lands_on_a_page_their_role_may_see(web):
+    web.site("landing-site")
+    body = {"name": "sam", "role": "site_admin", "site": "landing-site"}
+    made = web.call("POST", "/users", web.admin, json=body)
+    assert made.status_code == 201, made.text
+    web.call("PUT", f"/users/{made.json()['id']}/password", web.admin, json={"password": PASSWORD})
+    sam = Browser(web.app)
+    first = sam.post("/signin", {"name": "sam", "password": PASSWORD})
+    assert first.headers["location"] == "/signin/enrol"
+    sam.secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', sam.http.get("/signin/enrol").text)[1]
+    sam.step = int(time.time()) // 30 - 1
+    codes = sam.post("/signin/enrol", {"code": sam.code()}, page="/signin/enrol")
+    assert 'class="button" href="/account"' in codes.text, "continue to a page sam may see"
+    again = sam.post("/signin", {"name": "sam", "password": PASSWORD, "code": sam.code()})
+    assert again.headers["location"] == "/account"
+    assert sam.http.get("/").headers["location"] == "/account"
+    landed = sam.http.get("/account")
+    assert landed.status_code == 200 and "site console" in landed.text
+    assert 'href="/projects"' not in landed.text, "no link to a page they may not see"
+    assert Browser(web.app).http.get("/").headers["location"] == "/signin"
+
+
 def test_sign_in_needs_totp_once_enrolled_and_a_code_works_once(web):
     rita = person(web, "rita")
     assert rita.http.get("/projects").status_code == 200

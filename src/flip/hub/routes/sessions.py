@@ -32,7 +32,7 @@ WRONG_LOGIN = (
 
 
 async def _stored_hash(request: Request, column, value) -> object:
-    """The user row (id, name, password hash, revoked, TOTP on, token hash) found by
+    """The user row (id, name, role, password hash, revoked, TOTP on, token hash) found by
     `column == value`, or None."""
 
     def read():
@@ -40,6 +40,7 @@ async def _stored_hash(request: Request, column, value) -> object:
             query = select(
                 users.c.id,
                 users.c.name,
+                users.c.role,
                 users.c.password_hash,
                 users.c.revoked_at,
                 users.c.totp_enabled_at,

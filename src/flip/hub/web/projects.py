@@ -18,7 +18,16 @@ from flip.hub.web import reads
 from flip.hub.web.chart import metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
-from flip.hub.web.pages import WebReader, WebResearcher, WebRoute, page, read, templates
+from flip.hub.web.pages import (
+    WebReader,
+    WebResearcher,
+    WebRoute,
+    home_for,
+    page,
+    read,
+    templates,
+    web_principal,
+)
 from flip.hub.web.security import check_csrf
 from flip.webkit.render import see_other
 
@@ -26,9 +35,15 @@ router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
 
 @router.get("/")
-def home() -> Response:
-    """The projects are the home page."""
-    return see_other("/projects")
+async def home(request: Request) -> Response:
+    """The signed-in user's home page (`home_for` their role); else the sign-in page."""
+    try:
+        who = await web_principal(request)
+    except HTTPException as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            return see_other("/signin")
+        raise
+    return see_other(home_for(who.role))
 
 
 @router.get("/projects")

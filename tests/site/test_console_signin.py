@@ -1,6 +1,7 @@
 """The site console's sign-in throttle (the hub's, shared through flip.webkit): guesses sent
 at once cannot slip past it, a throttled guess gets 429 with Retry-After, and guessing from
-another address cannot lock the admin out of the address they sign in from."""
+another address cannot lock the admin out of the address they sign in from. And a form over
+the console's body limit gets its error page."""
 
 from __future__ import annotations
 
@@ -67,3 +68,13 @@ def test_guessing_from_elsewhere_does_not_lock_the_admin_out_of_their_address(tm
     assert _sign_in(newcomer, PASSWORD).status_code == 429, "other addresses wait"
     assert _sign_in(dana, PASSWORD).status_code == 303, "dana's own address is not locked"
     assert [_sign_in(dana, "not it at all!").status_code for _ in range(6)] == [401] * 5 + [429]
+
+
+def test_an_oversized_form_post_gets_the_error_page(tmp_path):
+    browser = _browser(_console(tmp_path), "10.0.0.3")
+    token = CSRF.search(browser.get("/signin").text).group(1)
+    form = {"csrf": token, "name": "dana", "password": "x" * 100_000}
+    answer = browser.post("/signin", data=form)
+    assert answer.status_code == 413 and answer.headers["content-type"].startswith("text/html")
+    assert "over the limit" in answer.text
+    assert "script-src 'self'" in answer.headers["content-security-policy"]

@@ -151,3 +151,41 @@ def test_bad_definition_and_task_files_are_refused_naming_the_file(hub, flip, tm
     task.write_text(json.dumps({"kind": "tabular-logreg", "name": "t"}))
     _one_line_error(*flip("task", "propose", str(task), "--project", pid)[::2], f"{task}: data")
     _one_line_error(*flip("query", "q", "--project", pid)[::2], "give NAME, --project and")
+
+
+def test_models_pull_gets_the_runs_model_through_the_one_model_route(flip, tmp_path):
+    from sqlalchemy import select
+
+    from flip.hub.app import bootstrap_admin, create_app
+    from flip.hub.db import audit
+    from flip.hub.policy import AccessPolicy
+    from flip.hub.server import BackgroundServer
+
+    registry = tmp_path / "registry"
+    policy = AccessPolicy(password_profile="test-cheapest")
+    app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}", policy=policy, registry=registry)
+    server = BackgroundServer(app).start()
+    try:
+        admin = ResearcherClient(server.url, bootstrap_admin(app.state.engine))
+        rita = ResearcherClient(server.url, admin.create_user("rita", "researcher", PASSWORD))
+        pid = rita.create_project("pulled")
+        rita.propose_task(pid, "ab" * 32, "k", {})
+        run = rita.create_run(pid, "ab" * 32, rounds=1, runtime="deployment")
+        model = registry / "project1-run1-0123456789ab"
+        model.mkdir(parents=True)
+        (model / "model.pt").write_bytes(b"weights")
+        (model / "lineage.json").write_text(f'{{"id": "{model.name}", "project": {pid}}}')
+        rita.set_run_status(run, "failed", {"model": model.name})
+        assert flip("login", server.url, "--user", "rita", stdin=PASSWORD + "\n")[0] == 0
+
+        code, out, err = flip("models", "pull", str(run), "--out", str(tmp_path / "mine"))
+        assert (code, out) == (0, f"wrote {tmp_path / 'mine' / model.name}\n"), err
+        assert (tmp_path / "mine" / model.name / "model.pt").read_bytes() == b"weights"
+        _one_line_error(*flip("models", "pull", str(run), "--best")[::2], "no best-round model")
+        with app.state.engine.connect() as conn:
+            query = select(audit.c.detail).where(audit.c.action == "model.download")
+            assert conn.execute(query).scalars().all() == ['{"format":"zip"}']
+        rita.close()
+        admin.close()
+    finally:
+        server.stop()

@@ -534,7 +534,7 @@ WEB_MATRIX = {
     ("POST", "/projects/{project_id}/tasks"): WRITERS,
     ("GET", "/models"): SIGNED_IN,
     ("GET", "/models/{model_id}"): READERS,
-    ("GET", "/models/{model_id}/download/{fmt}"): READERS,
+    ("GET", "/models/{model_id}/download"): READERS,
     ("POST", "/admin/users/{user_id}/role"): {"admin"},
     ("GET", "/admin/maintenance"): {"admin"},
     ("POST", "/admin/maintenance"): {"admin"},
@@ -546,7 +546,10 @@ WEB_MATRIX = {
 }
 
 #: Query strings of GET pages that need one.
-QUERIES = {"/projects/{project_id}/tasks/review": "?builtin=mace-5y"}
+QUERIES = {
+    "/projects/{project_id}/tasks/review": "?builtin=mace-5y",
+    "/models/{model_id}/download": "?format=torch",
+}
 
 FORMS = {
     "/signin": {"name": "nobody", "password": "x"},
@@ -642,7 +645,6 @@ def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
         "user_id": user_id,
         "site_id": site_id,
         "model_id": model_id,
-        "fmt": "torch",
         "request_id": request_id,
     }
     # A fresh run for each request (one may stop it); made first, as the API token of a

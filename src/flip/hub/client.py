@@ -131,6 +131,10 @@ class ResearcherClient:
         """Add researchers to a project by name; return its members."""
         return self._call("POST", f"/projects/{project_id}/members", json={"users": users})
 
+    def remove_member(self, project_id: int, user_id: int) -> None:
+        """Take a member (by user id, `project(...)["member_ids"]`) off a project."""
+        self._call("DELETE", f"/projects/{project_id}/members/{user_id}")
+
     def invite(self, project_id: int, sites: list[str]) -> dict[str, str]:
         """Invite sites to a project."""
         return self._call("POST", f"/projects/{project_id}/sites", json={"sites": sites})

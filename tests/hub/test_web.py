@@ -242,6 +242,35 @@ def test_a_bad_cohort_field_is_named_and_nothing_is_asked(web):
     assert bad_json.status_code == 422
 
 
+def test_the_project_page_shows_the_privacy_budget_its_runs_spent(web):
+    from flip.fl.privacy import PrivacySpec
+
+    owner = person(web, "priya")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "dp"}).json()["id"]
+    assert "No run with differential privacy yet" in owner.http.get(f"/projects/{pid}").text
+    site = web.site("dp-site")
+    owner.post(f"/projects/{pid}/sites", {"site": "dp-site"}, page=f"/projects/{pid}")
+    central = {"level": "site", "noise_multiplier": 1.1, "clipping_norm": 1.0}
+    record = {"level": "record", "noise_multiplier": 1.0, "clipping_norm": 1.0}
+    for digest, privacy in (("c1" * 32, central), ("d2" * 32, record)):
+        spec = {"rounds": 3, "privacy": privacy}
+        task = {"hash": digest, "kind": "tabular-logreg", "spec": spec}
+        assert web.call("POST", f"/projects/{pid}/tasks", owner.token, json=task).status_code == 201
+        body = {"task_hash": digest, "rounds": 3}
+        run = web.call("POST", f"/projects/{pid}/runs", owner.token, json=body).json()["id"]
+        web.call("POST", f"/agent/runs/{run}", site, json={"status": "joined"})
+        owner.post(f"/runs/{run}/status", {"status_to": "running"}, page=f"/runs/{run}")
+        for n in (1, 2):
+            metrics = {"round": n, "metrics": {"auroc": 0.6}}
+            assert web.call("POST", f"/runs/{run}/rounds", owner.token, json=metrics).is_success
+    page = owner.http.get(f"/projects/{pid}").text
+    section = page[page.index('id="privacy-budget"') :]
+    spent = PrivacySpec(**central).epsilon(2)
+    assert f"&epsilon; = {spent:.2f}</strong>" in section, "two finished rounds of the central run"
+    assert "each site accounts it" in section, "record level: the sites' own accounting"
+    assert section.count("<tr>") == 3
+
+
 def test_run_page_draws_the_rounds_and_offers_downloads(web):
     owner = person(web, "ruth")
     pid = owner.post("/projects", {"name": "r"}, page="/projects").headers["location"]

@@ -14,7 +14,7 @@ from flip.hub.db import queries, sites, tasks
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
-from flip.hub.web import reads
+from flip.hub.web import privacy, reads
 from flip.hub.web.chart import metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
@@ -69,7 +69,7 @@ async def project_create(
 @router.get("/projects/{project_id}")
 async def project_page(request: Request, project_id: PathId, who: WebReader):
     """A project: members, invited sites and their state, tasks with each site's decision,
-    queries and runs."""
+    queries, runs and the privacy budget they spent."""
     seen = request.app.state.seen
 
     def job(conn):
@@ -83,6 +83,7 @@ async def project_page(request: Request, project_id: PathId, who: WebReader):
             "tasks": reads.project_tasks(conn, project_id),
             "queries": reads.project_queries(conn, project_id),
             "runs": reads.project_runs(conn, project_id),
+            "budget": privacy.project_budget(conn, project_id),
             # The API lists sites to admins only: others type the name they were given.
             "active_sites": [s for s in active if s not in project.sites]
             if who.role == "admin"

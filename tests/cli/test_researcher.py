@@ -151,3 +151,72 @@ def test_bad_definition_and_task_files_are_refused_naming_the_file(hub, flip, tm
     task.write_text(json.dumps({"kind": "tabular-logreg", "name": "t"}))
     _one_line_error(*flip("task", "propose", str(task), "--project", pid)[::2], f"{task}: data")
     _one_line_error(*flip("query", "q", "--project", pid)[::2], "give NAME, --project and")
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A fresh hub app served in this process (a registry under tmp_path) and its admin."""
+    from flip.hub.app import bootstrap_admin, create_app
+    from flip.hub.policy import AccessPolicy
+    from flip.hub.server import BackgroundServer
+
+    policy = AccessPolicy(password_profile="test-cheapest")
+    app = create_app(
+        f"sqlite:///{tmp_path / 'hub.sqlite'}", policy=policy, registry=tmp_path / "registry"
+    )
+    server = BackgroundServer(app).start()
+    admin = ResearcherClient(server.url, bootstrap_admin(app.state.engine))
+    yield app, server.url, admin
+    admin.close()
+    server.stop()
+    app.state.engine.dispose()
+
+
+def test_models_pull_gets_the_runs_model_through_the_one_model_route(served, flip, tmp_path):
+    from sqlalchemy import select
+
+    from flip.hub.db import audit
+
+    app, url, admin = served
+    rita = ResearcherClient(url, admin.create_user("rita", "researcher", PASSWORD))
+    pid = rita.create_project("pulled")
+    rita.propose_task(pid, "ab" * 32, "k", {})
+    run = rita.create_run(pid, "ab" * 32, rounds=1, runtime="deployment")
+    model = app.state.registry / "project1-run1-0123456789ab"
+    model.mkdir(parents=True)
+    (model / "model.pt").write_bytes(b"weights")
+    (model / "lineage.json").write_text(f'{{"id": "{model.name}", "project": {pid}}}')
+    rita.set_run_status(run, "failed", {"model": model.name})
+    rita.close()
+    assert flip("login", url, "--user", "rita", stdin=PASSWORD + "\n")[0] == 0
+
+    code, out, err = flip("models", "pull", str(run), "--out", str(tmp_path / "mine"))
+    assert (code, out) == (0, f"wrote {tmp_path / 'mine' / model.name}\n"), err
+    assert (tmp_path / "mine" / model.name / "model.pt").read_bytes() == b"weights"
+    _one_line_error(*flip("models", "pull", str(run), "--best")[::2], "no best-round model")
+    with app.state.engine.connect() as conn:
+        query = select(audit.c.detail).where(audit.c.action == "model.download")
+        assert conn.execute(query).scalars().all() == ['{"format":"zip"}']
+
+
+def test_project_members_are_added_and_removed_by_name(served, flip):
+    _, url, admin = served
+    admin.create_user("rita", "researcher", PASSWORD)
+    admin.create_user("omar", "researcher")
+    admin.create_user("vera", "viewer")
+    admin.create_user("sam", "admin")
+    assert flip("login", url, "--user", "rita", stdin=PASSWORD + "\n")[0] == 0
+    project = flip("project", "create", "members", "--json")[1]
+    pid = str(json.loads(project)["id"])
+
+    code, out, err = flip("project", "member", "add", pid, "omar", "vera")
+    assert (code, out) == (0, "members: omar, vera\n"), err
+    _one_line_error(*flip("project", "member", "add", pid, "nobody")[::2], "no such users: nobody")
+    _one_line_error(*flip("project", "member", "add", pid, "sam")[::2], "researchers and viewers")
+    code, out, err = flip("project", "member", "remove", pid, "vera", "--json")
+    assert (code, json.loads(out)) == (0, ["omar"]), err
+    assert json.loads(flip("project", "show", pid, "--json")[1])["members"] == ["omar"]
+    _one_line_error(
+        *flip("project", "member", "remove", pid, "vera")[::2],
+        f"not members of project {pid}: vera",
+    )

@@ -1,8 +1,7 @@
-"""The researcher's reads: their projects, a project's tasks, queries and runs, a run's model."""
+"""The researcher's reads: their projects, a project's tasks, queries and runs, a model's folder."""
 
 import io
 import zipfile
-from types import SimpleNamespace
 
 HASH = "ab" * 32
 
@@ -59,32 +58,38 @@ def _ended_run(hub, token: str, results: dict) -> int:
     return rid
 
 
-def test_a_runs_model_downloads_as_a_zip_of_its_registry_folder_and_nothing_else(hub, tmp_path):
+def test_a_models_folder_downloads_as_a_zip_from_the_one_model_route(hub, tmp_path):
     rita = hub.user("rita", "researcher")
+    pid = _project(hub, rita, "models")
     model = tmp_path / "models" / "project1-run1-0123456789ab"
     model.mkdir(parents=True)
     (model / "model.pt").write_bytes(b"weights")
     (model / "MODEL_CARD.md").write_text("# card")
+    (model / "lineage.json").write_text(f'{{"id": "{model.name}", "project": {pid}}}')
     (model / "secret.txt").write_text("not a model file")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "model.pt").write_bytes(b"not in the registry")
+    path = f"/models/{model.name}/download"
 
-    good = _ended_run(hub, rita, {"model": model.name})
-    assert hub.call("GET", f"/runs/{good}/model", rita).status_code == 404  # no --flower
-    hub.app.state.federation = SimpleNamespace(work=tmp_path)
+    assert hub.call("GET", path, rita, params={"format": "zip"}).status_code == 404  # no registry
+    hub.app.state.registry = tmp_path / "models"
     try:
-        response = hub.call("GET", f"/runs/{good}/model", rita)
+        response = hub.call("GET", path, rita, params={"format": "zip"})
         assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/zip"
         names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
-        assert sorted(names) == [f"{model.name}/MODEL_CARD.md", f"{model.name}/model.pt"]
-        assert (
-            hub.call("GET", f"/runs/{good}/model", rita, params={"best": True}).status_code == 404
-        )
-        sneaky = _ended_run(hub, rita, {"model": "../outside"})
-        answer = hub.call("GET", f"/runs/{sneaky}/model", rita)
-        assert answer.status_code == 404 and "not in the registry" in answer.json()["detail"]
+        assert sorted(names) == [
+            f"{model.name}/MODEL_CARD.md",
+            f"{model.name}/lineage.json",
+            f"{model.name}/model.pt",
+        ]
+        sneaky = hub.call("GET", "/models/..%2Foutside/download", rita, params={"format": "zip"})
+        assert sneaky.status_code == 404
         stranger = hub.user("sid", "researcher")
-        assert hub.call("GET", f"/runs/{good}/model", stranger).status_code == 404
+        assert hub.call("GET", path, stranger, params={"format": "zip"}).status_code == 404
+        run = _ended_run(hub, rita, {"model": model.name})
+        gone = hub.call("GET", f"/runs/{run}/model", rita)
+        assert gone.status_code == 404, "one model download: /api/v1/models/{id}/download"
     finally:
-        hub.app.state.federation = None
+        hub.app.state.registry = None

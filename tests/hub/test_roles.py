@@ -43,7 +43,6 @@ MATRIX = {
     ("POST", "/api/v1/projects/{project_id}/runs"): WORKERS,
     ("GET", "/api/v1/runs/{run_id}"): READERS,
     ("GET", "/api/v1/runs/{run_id}/certificate"): READERS,
-    ("GET", "/api/v1/runs/{run_id}/model"): READERS,
     ("GET", "/api/v1/projects"): READERS | {"researcher", "stranger"},
     ("GET", "/api/v1/projects/{project_id}/tasks"): READERS,
     ("GET", "/api/v1/projects/{project_id}/queries"): READERS,

@@ -35,6 +35,28 @@ def person(hub: Hub, name: str, role: str = "researcher") -> Browser:
     return browser
 
 
+def test_a_site_admin_lands_on_a_page_their_role_may_see(web):
+    web.site("landing-site")
+    body = {"name": "sam", "role": "site_admin", "site": "landing-site"}
+    made = web.call("POST", "/users", web.admin, json=body)
+    assert made.status_code == 201, made.text
+    web.call("PUT", f"/users/{made.json()['id']}/password", web.admin, json={"password": PASSWORD})
+    sam = Browser(web.app)
+    first = sam.post("/signin", {"name": "sam", "password": PASSWORD})
+    assert first.headers["location"] == "/signin/enrol"
+    sam.secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', sam.http.get("/signin/enrol").text)[1]
+    sam.step = int(time.time()) // 30 - 1
+    codes = sam.post("/signin/enrol", {"code": sam.code()}, page="/signin/enrol")
+    assert 'class="button" href="/account"' in codes.text, "continue to a page sam may see"
+    again = sam.post("/signin", {"name": "sam", "password": PASSWORD, "code": sam.code()})
+    assert again.headers["location"] == "/account"
+    assert sam.http.get("/").headers["location"] == "/account"
+    landed = sam.http.get("/account")
+    assert landed.status_code == 200 and "site console" in landed.text
+    assert 'href="/projects"' not in landed.text, "no link to a page they may not see"
+    assert Browser(web.app).http.get("/").headers["location"] == "/signin"
+
+
 def test_sign_in_needs_totp_once_enrolled_and_a_code_works_once(web):
     rita = person(web, "rita")
     assert rita.http.get("/projects").status_code == 200
@@ -218,6 +240,35 @@ def test_a_bad_cohort_field_is_named_and_nothing_is_asked(web):
         f"/projects/{pid}/queries", {"mode": "json", "definition": "{"}, page="/projects"
     )
     assert bad_json.status_code == 422
+
+
+def test_the_project_page_shows_the_privacy_budget_its_runs_spent(web):
+    from flip.fl.privacy import PrivacySpec
+
+    owner = person(web, "priya")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "dp"}).json()["id"]
+    assert "No run with differential privacy yet" in owner.http.get(f"/projects/{pid}").text
+    site = web.site("dp-site")
+    owner.post(f"/projects/{pid}/sites", {"site": "dp-site"}, page=f"/projects/{pid}")
+    central = {"level": "site", "noise_multiplier": 1.1, "clipping_norm": 1.0}
+    record = {"level": "record", "noise_multiplier": 1.0, "clipping_norm": 1.0}
+    for digest, privacy in (("c1" * 32, central), ("d2" * 32, record)):
+        spec = {"rounds": 3, "privacy": privacy}
+        task = {"hash": digest, "kind": "tabular-logreg", "spec": spec}
+        assert web.call("POST", f"/projects/{pid}/tasks", owner.token, json=task).status_code == 201
+        body = {"task_hash": digest, "rounds": 3}
+        run = web.call("POST", f"/projects/{pid}/runs", owner.token, json=body).json()["id"]
+        web.call("POST", f"/agent/runs/{run}", site, json={"status": "joined"})
+        owner.post(f"/runs/{run}/status", {"status_to": "running"}, page=f"/runs/{run}")
+        for n in (1, 2):
+            metrics = {"round": n, "metrics": {"auroc": 0.6}}
+            assert web.call("POST", f"/runs/{run}/rounds", owner.token, json=metrics).is_success
+    page = owner.http.get(f"/projects/{pid}").text
+    section = page[page.index('id="privacy-budget"') :]
+    spent = PrivacySpec(**central).epsilon(2)
+    assert f"&epsilon; = {spent:.2f}</strong>" in section, "two finished rounds of the central run"
+    assert "each site accounts it" in section, "record level: the sites' own accounting"
+    assert section.count("<tr>") == 3
 
 
 def test_run_page_draws_the_rounds_and_offers_downloads(web):
@@ -512,7 +563,7 @@ WEB_MATRIX = {
     ("POST", "/projects/{project_id}/tasks"): WRITERS,
     ("GET", "/models"): SIGNED_IN,
     ("GET", "/models/{model_id}"): READERS,
-    ("GET", "/models/{model_id}/download/{fmt}"): READERS,
+    ("GET", "/models/{model_id}/download"): READERS,
     ("POST", "/admin/users/{user_id}/role"): {"admin"},
     ("GET", "/admin/maintenance"): {"admin"},
     ("POST", "/admin/maintenance"): {"admin"},
@@ -524,7 +575,10 @@ WEB_MATRIX = {
 }
 
 #: Query strings of GET pages that need one.
-QUERIES = {"/projects/{project_id}/tasks/review": "?builtin=mace-5y"}
+QUERIES = {
+    "/projects/{project_id}/tasks/review": "?builtin=mace-5y",
+    "/models/{model_id}/download": "?format=torch",
+}
 
 FORMS = {
     "/signin": {"name": "nobody", "password": "x"},
@@ -620,7 +674,6 @@ def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
         "user_id": user_id,
         "site_id": site_id,
         "model_id": model_id,
-        "fmt": "torch",
         "request_id": request_id,
     }
     # A fresh run for each request (one may stop it); made first, as the API token of a

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.policy import AccessPolicy
-from flip.hub.throttle import LoginThrottle
 from flip.ports import free_port
+from flip.webkit.throttle import LoginThrottle
 from tests.e2e.processes import FLIP, wait_for
 
 PASSWORD = "correct horse battery"
@@ -63,6 +63,19 @@ def test_a_success_clears_the_account_and_the_window_passes():
         throttle.attempt("rita", "1.2.3.4")
     clock[0] = 60.5
     throttle.attempt("rita", "1.2.3.4")
+
+
+def test_guessing_from_another_address_does_not_lock_the_owner_out_of_theirs(tmp_path):
+    http, _ = _hub(tmp_path, account_failures=3, address_failures=100, failure_window=60)
+    owner = TestClient(http.app, client=("10.0.0.1", 50000))
+    attacker = TestClient(http.app, client=("10.0.0.66", 50000))
+    assert _login(owner, "rita", PASSWORD).status_code == 200
+    codes = [_login(attacker, "rita", "a wrong password").status_code for _ in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    assert _login(attacker, "rita", PASSWORD).status_code == 429
+    assert _login(owner, "rita", PASSWORD).status_code == 200
+    wrong = [_login(owner, "rita", "a wrong password").status_code for _ in range(4)]
+    assert wrong == [401, 401, 401, 429], "the owner's address has its own count"
 
 
 def test_session_password_checks_are_throttled_too(tmp_path):

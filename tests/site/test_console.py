@@ -15,6 +15,7 @@ import orjson
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
@@ -199,6 +200,30 @@ def test_the_inbox_shows_an_offered_task_and_approving_it_writes_the_ledger_then
     assert site.hub_decision(pid, digest) == ("approved", "reviewed")
     site.agent.run_once()
     assert f"/approvals/{pid}/{digest}" not in site.http.get("/approvals").text.split("Latest")[0]
+
+
+def test_the_task_page_names_each_concept_it_reads_from_the_sites_vocabulary(site):
+    from flip.data.cdm.names import concept_names
+    from flip.data.cdm.store import open_store
+    from flip.site.console.review import concepts
+
+    site.sign_in()
+    spec = mace_task(0)
+    pid, digest = site.propose(spec)
+    page = site.http.get(f"/approvals/{pid}/{digest}").text
+    ids = {i for _, read in concepts(spec) for i in read}
+    store = open_store(site.site().store, read_only=True)
+    try:
+        with store.connect() as conn:
+            names = concept_names(conn, ids)
+    finally:
+        store.close()
+    assert names, "the synthetic site's vocabulary names the MACE task's concepts"
+    table = page[page.index('id="concepts"') :]
+    for concept_id, name in names.items():
+        assert f"<code>{concept_id}</code>: {escape(name)}" in table
+    for concept_id in ids - set(names):
+        assert f"<code>{concept_id}</code>: <em>not in this site" in table
 
 
 def test_declining_needs_a_reason_and_records_it(site):

@@ -128,11 +128,19 @@ def pull(
 
     Example: flip models pull 7 --out models/
     """
-    from flip.cli.hub_session import connected, hub_errors
+    from flip.cli.hub_session import connected, fail, hub_errors
     from flip.cli.model_archive import unpack
 
+    key = "best_model" if best else "model"
     with connected() as hub:
-        archive = hub.model_zip(run_id, best=best)
+        model_id = (hub.run(run_id).get("results") or {}).get(key)
+        if not isinstance(model_id, str):
+            which = "best-round model" if best else "model"
+            fail(
+                f"run {run_id} has no {which} at this hub "
+                "(only completed deployment runs register one)"
+            )
+        archive = hub.model_download(model_id, "zip")
     with hub_errors():
         folder = unpack(archive, out)
     typer.echo(f"wrote {folder}")

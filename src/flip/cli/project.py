@@ -8,12 +8,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from flip.cli.hub_session import connected, hub_console, print_json
+from flip.cli.hub_session import connected, fail, hub_console, print_json
 
 app = typer.Typer(
-    help="Projects at the hub you logged in to (`flip login`): create, list, show, invite sites.",
+    help="Projects at the hub you logged in to (`flip login`): create, list, show, invite sites, "
+    "add and remove members.",
     no_args_is_help=True,
 )
+member = typer.Typer(
+    help="A project's members: researchers and viewers besides its owner.", no_args_is_help=True
+)
+app.add_typer(member, name="member")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ProjectArg = Annotated[int, typer.Argument(help="The project's id (`flip project list`).")]
@@ -134,3 +139,39 @@ def invite(
         return
     for name, state in sorted(states.items()):
         typer.echo(f"{name}: {state}")
+
+
+UsersArg = Annotated[list[str], typer.Argument(help="Users' names.")]
+
+
+@member.command("add")
+def add_member(project_id: ProjectArg, users: UsersArg, as_json: JsonOption = False) -> None:
+    """Add researchers or viewers to a project you own; print its members.
+
+    Example: flip project member add 3 rosa omar
+    """
+    with connected() as hub:
+        members = hub.add_members(project_id, users)
+    if as_json:
+        print_json(members)
+        return
+    typer.echo(f"members: {', '.join(members) or 'none'}")
+
+
+@member.command("remove")
+def remove_member(project_id: ProjectArg, users: UsersArg, as_json: JsonOption = False) -> None:
+    """Take members off a project you own (what they did in it stays in the audit log).
+
+    Example: flip project member remove 3 omar
+    """
+    with connected() as hub:
+        ids = hub.project(project_id).get("member_ids", {})
+        if missing := sorted(set(users) - set(ids)):
+            fail(f"not members of project {project_id}: {', '.join(missing)}")
+        for name in dict.fromkeys(users):
+            hub.remove_member(project_id, ids[name])
+        members = sorted(set(ids) - set(users))
+    if as_json:
+        print_json(members)
+        return
+    typer.echo(f"members: {', '.join(members) or 'none'}")

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from flip.hub import audit
-from flip.hub.db import access_requests, now
+from flip.hub.db import access_requests, now, users
 
 #: Pending requests the hub keeps at most: past this the form asks people to wait.
 MAX_PENDING = 500
@@ -17,18 +17,35 @@ class Refused(ValueError):
     """The request cannot be taken or decided; the message says why."""
 
 
-def submit(conn: Connection, fields: dict[str, str]) -> int | None:
-    """Keep a request (name, email, organisation, reason); None when the same name already
-    waits (the answer is the same either way). Refused when the queue is full."""
-    pending = access_requests.c.status == "pending"
+class Taken(Refused):
+    """The name is a user's, or the name or email is already asked for or given an account."""
+
+
+#: What the form says of a name or email in use: the same for either, and for a user, a
+#: request waiting or one approved, so it tells no more than that the pair is not free.
+TAKEN = (
+    "that user name or email is already in use or waiting for an admin: if it is yours, "
+    "sign in (an admin can reset a forgotten password); otherwise choose another user name"
+)
+
+
+def submit(conn: Connection, fields: dict[str, str]) -> int:
+    """Keep a request (name, email, organisation, reason). Taken when the name is a user's or
+    the name or email already waits or was approved; Refused when the queue is full."""
+    table = access_requests
+    pending = table.c.status == "pending"
     if conn.execute(select(func.count()).where(pending)).scalar_one() >= MAX_PENDING:
         raise Refused("the hub has too many requests waiting: try again later")
-    if conn.execute(
-        select(access_requests.c.id).where(pending, access_requests.c.name == fields["name"])
-    ).first():
-        return None
+    name, email = fields["name"].lower(), fields["email"].lower()
+    user = select(users.c.id).where(func.lower(users.c.name) == name)
+    asked = select(table.c.id).where(
+        table.c.status.in_(("pending", "approved")),
+        (func.lower(table.c.name) == name) | (func.lower(table.c.email) == email),
+    )
+    if conn.execute(user).first() or conn.execute(asked).first():
+        raise Taken(TAKEN)
     rid = conn.execute(
-        insert(access_requests).values(**fields, status="pending", note="")
+        insert(table).values(**fields, status="pending", note="")
     ).inserted_primary_key[0]
     audit.append(conn, "public", "access.request", f"request:{rid}", {"name": fields["name"]})
     return int(rid)

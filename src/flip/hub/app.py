@@ -19,15 +19,16 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, now, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
-from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
 from flip.hub.routes import activity, admin, agent, listings, models, projects, sessions
-from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
+from flip.hub.web.pages import error_page
 from flip.signing import load_or_create_key, retired_keys
+from flip.webkit.limits import DEFAULT_MAX_BODY, BodySizeLimit
+from flip.webkit.throttle import LoginThrottle
 
 API_PREFIX = "/api/v1"
 
@@ -103,7 +104,7 @@ def create_app(
         policy.password_workers, policy.password_queue, policy.password_profile
     )
     app.add_middleware(JsonGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body, error_page=error_page)
     routers = (admin, sessions, activity, projects, listings, agent, models)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERRORS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -101,10 +102,11 @@ class ResearcherClient:
         """A project's runs, newest first."""
         return self._call("GET", f"/projects/{project_id}/runs")
 
-    def model_zip(self, run_id: int, best: bool = False) -> bytes:
-        """The model a deployment run registered at the hub, zipped (its best round's if `best`)."""
-        params = {"best": "true"} if best else {}
-        return _request(self.http, "GET", f"/runs/{run_id}/model", params=params).content
+    def model_download(self, model_id: str, fmt: str = "zip") -> bytes:
+        """A registered model: its folder zipped (weights, lineage, card), or its weights as
+        `torch` or `onnx`."""
+        path = f"/models/{quote(model_id, safe='')}/download"
+        return _request(self.http, "GET", path, params={"format": fmt}).content
 
     def create_user(self, name: str, role: str, password: str | None = None) -> str:
         """Create a user (with a password, they may also sign in on the web); their token."""
@@ -128,6 +130,10 @@ class ResearcherClient:
     def add_members(self, project_id: int, users: list[str]) -> list[str]:
         """Add researchers to a project by name; return its members."""
         return self._call("POST", f"/projects/{project_id}/members", json={"users": users})
+
+    def remove_member(self, project_id: int, user_id: int) -> None:
+        """Take a member (by user id, `project(...)["member_ids"]`) off a project."""
+        self._call("DELETE", f"/projects/{project_id}/members/{user_id}")
 
     def invite(self, project_id: int, sites: list[str]) -> dict[str, str]:
         """Invite sites to a project."""

@@ -7,8 +7,10 @@ A completed deployment run registers its model under the hub's work folder
 
 from __future__ import annotations
 
+import io
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ import orjson
 
 #: A model's id: its name and the first hex digits of its weights' SHA-256; never a path.
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-#: Download formats: the file name each is sent as.
-FORMATS = {"torch": "model.pt", "onnx": "model.onnx"}
+#: Download formats: the file name each is sent as (after the model's id). `zip` is the
+#: model's registry folder: its weights, lineage and card (what `flip models pull` unpacks).
+FORMATS = {"torch": "model.pt", "onnx": "model.onnx", "zip": "folder.zip"}
+#: The files of a model's folder its zip holds (nothing else the folder may hold).
+FOLDER_FILES = ("model.pt", "lineage.json", "MODEL_CARD.md")
 
 
 class NoModel(LookupError):
@@ -51,13 +56,33 @@ def one(registry: Path | None, model_id: str) -> dict[str, Any]:
     return lineage | {"card": card.read_text(encoding="utf-8") if card.is_file() else ""}
 
 
-def export_bytes(registry: Path, model_id: str, fmt: str) -> bytes:
-    """The model's weights as a torch state dict or an ONNX graph; NoExport when the model's
-    kind has none in that format (a tree model, a custom task's model as ONNX)."""
-    from flip.fl.registry import RegistryError, export, load  # imports torch
+def folder_zip(registry: Path, model_id: str) -> bytes:
+    """The model's folder zipped as MODEL_ID/FILE (weights, lineage, card); NoModel if the
+    id names no folder with weights."""
+    folder = registry / model_id
+    if not MODEL_ID.fullmatch(model_id) or not (folder / "model.pt").is_file():
+        raise NoModel(f"no model {model_id}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in FOLDER_FILES:
+            if (folder / name).is_file():
+                archive.write(folder / name, f"{model_id}/{name}")
+    return buffer.getvalue()
 
+
+def export_bytes(registry: Path, model_id: str, fmt: str) -> bytes:
+    """The model's weights as a torch state dict or an ONNX graph, or its folder zipped;
+    NoExport when the model's kind has none in that format (a tree model, a custom task's
+    model as ONNX)."""
     if fmt not in FORMATS:
         raise NoExport(f"format {fmt!r}: one of {', '.join(FORMATS)}")
+    if fmt == "zip":
+        try:
+            return folder_zip(registry, model_id)
+        except NoModel as exc:
+            raise NoExport(str(exc)) from None
+    from flip.fl.registry import RegistryError, export, load  # imports torch
+
     try:
         record = load(registry, model_id)
         with tempfile.TemporaryDirectory() as scratch:

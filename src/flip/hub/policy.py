@@ -32,6 +32,9 @@ class AccessPolicy(BaseModel):
     password_queue: int = Field(
         32, ge=0, description="Password checks that may wait for a worker; beyond that, 429."
     )
+    account_requests: int = Field(
+        5, ge=1, description="Account requests (the public form) from one client address per hour."
+    )
     password_profile: Profile = Field(
         "rfc9106-low-memory",
         description="argon2id parameters for new hashes; 'test-cheapest' is for test hubs only.",

@@ -136,6 +136,10 @@ class ProjectOut(BaseModel):
     description: str
     owner: str
     members: list[str] = Field(description="Researchers who work on the project besides its owner.")
+    member_ids: dict[str, int] = Field(
+        default_factory=dict,
+        description="Each member's user id (DELETE /projects/{id}/members/{user_id} removes one).",
+    )
     sites: dict[str, str]
 
 

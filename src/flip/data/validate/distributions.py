@@ -8,6 +8,7 @@ import numpy as np
 from sqlalchemy import Connection, and_, case, func, select
 
 from flip.data.cdm import schema
+from flip.data.cdm.names import concept_names
 
 #: At most this many values per concept are read to compute its distribution.
 VALUES_PER_CONCEPT = 100_000
@@ -39,15 +40,6 @@ def tukey(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _names(conn: Connection, ids: set[int]) -> dict[int, str]:
-    c = schema.concept
-    wanted = sorted(i for i in ids if i)
-    if not wanted:
-        return {}
-    rows = conn.execute(select(c.c.concept_id, c.c.concept_name).where(c.c.concept_id.in_(wanted)))
-    return {int(i): name for i, name in rows}
-
-
 def _label(names: dict[int, str], concept_id: int, source_value: str | None) -> str:
     """A concept's name; for concept 0 the source value, for an id the vocabulary lacks, that."""
     if not concept_id:
@@ -74,7 +66,7 @@ def unit_coverage(conn: Connection, top: int = 30) -> dict[str, Any]:
         .group_by(concept, source)
         .order_by(func.count().desc())
     ).all()
-    names = _names(conn, {int(r[0]) for r in rows[:top]})
+    names = concept_names(conn, {int(r[0]) for r in rows[:top]})
     by_concept = [
         {
             "concept_id": int(cid),
@@ -132,7 +124,7 @@ def value_distributions(conn: Connection, top: int = 20) -> list[dict[str, Any]]
         select(*numbered.c[:4]).where(numbered.c.i <= VALUES_PER_CONCEPT)
     ):
         values[(cid, src, unit)].append(float(value))
-    names = _names(conn, {int(g[0]) for g in found} | {int(g[2] or 0) for g in found})
+    names = concept_names(conn, {int(g[0]) for g in found} | {int(g[2] or 0) for g in found})
     return [
         {
             "concept_id": int(cid),

@@ -74,16 +74,25 @@ async def get_model(model_id: str, request: Request, who: Reader) -> dict[str, A
 @router.get(
     "/models/{model_id}/download",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file."}},
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}, "application/zip": {}},
+            "description": "The file.",
+        }
+    },
 )
 async def download_model(
     model_id: str,
     request: Request,
     who: Reader,
-    format: Literal["torch", "onnx"] = Query("torch", description="torch (state dict) or onnx"),
+    format: Literal["torch", "onnx", "zip"] = Query(
+        "torch",
+        description="torch (state dict), onnx, or zip: the model's folder (weights, lineage, card)",
+    ),
 ) -> Response:
-    """The model's weights: a torch state dict or an ONNX graph (the kinds that have one).
-    Audited."""
+    """The model's weights: a torch state dict or an ONNX graph (the kinds that have one), or
+    its registry folder zipped (what `flip models pull` unpacks). The one model download;
+    audited."""
     return await download(request, who, model_id, format)
 
 
@@ -109,4 +118,5 @@ async def download(request: Request, who: Principal, model_id: str, fmt: str) ->
     await request.app.state.writer.run(audited, wake=False)
     name = f"{model_id}-{models.FORMATS[fmt]}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(body, media_type="application/octet-stream", headers=headers)
+    kind = "application/zip" if fmt == "zip" else "application/octet-stream"
+    return Response(body, media_type=kind, headers=headers)

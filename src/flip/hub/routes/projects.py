@@ -82,14 +82,19 @@ def _member_ids(conn: Connection, project_id: int) -> set[int]:
     return set(conn.execute(query).scalars())
 
 
-def _member_names(conn: Connection, project_id: int) -> list[str]:
+def _members(conn: Connection, project_id: int) -> dict[str, int]:
+    """The project's members' names and user ids, by name."""
     query = (
-        select(users.c.name)
+        select(users.c.name, users.c.id)
         .join(project_members, project_members.c.user_id == users.c.id)
         .where(project_members.c.project_id == project_id)
         .order_by(users.c.name)
     )
-    return list(conn.execute(query).scalars())
+    return {row.name: row.id for row in conn.execute(query)}
+
+
+def _member_names(conn: Connection, project_id: int) -> list[str]:
+    return list(_members(conn, project_id))
 
 
 def _site_statuses(conn: Connection, project_id: int) -> dict[str, str]:
@@ -124,7 +129,8 @@ def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
         name=row.name,
         description=row.description,
         owner=owner,
-        members=_member_names(conn, project_id),
+        members=list(members := _members(conn, project_id)),
+        member_ids=members,
         sites=_site_statuses(conn, project_id),
     )
 

@@ -17,6 +17,7 @@ from flip.hub.auth import Caller, Principal, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
 from flip.hub.transactions import Conn, reading, writes
+from flip.webkit.throttle import client_address
 
 router = APIRouter(tags=["sessions"])
 
@@ -30,12 +31,8 @@ WRONG_LOGIN = (
 )
 
 
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def _stored_hash(request: Request, column, value) -> object:
-    """The user row (id, name, password hash, revoked, TOTP on, token hash) found by
+    """The user row (id, name, role, password hash, revoked, TOTP on, token hash) found by
     `column == value`, or None."""
 
     def read():
@@ -43,6 +40,7 @@ async def _stored_hash(request: Request, column, value) -> object:
             query = select(
                 users.c.id,
                 users.c.name,
+                users.c.role,
                 users.c.password_hash,
                 users.c.revoked_at,
                 users.c.totp_enabled_at,
@@ -63,7 +61,7 @@ async def checked_password(
 ) -> object:
     """The user (found `where` column == value) whose password this is, counted by the
     throttle; `wrong` (status, message) if it is not, 429 if throttled."""
-    address = _address(request)
+    address = client_address(request)
     stamp = request.app.state.throttle.attempt(name, address)
     user = await _stored_hash(request, *where)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
@@ -89,7 +87,7 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
     """The user signing in with this password and, once they enrolled TOTP, this one-time
     (or recovery) code; 401 if either is wrong (both count against the throttle), 403 if
     revoked, 429 if throttled."""
-    address = _address(request)
+    address = client_address(request)
     throttle = request.app.state.throttle
     stamp = throttle.attempt(name, address)
     user = await _stored_hash(request, users.c.name, name)

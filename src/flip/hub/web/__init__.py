@@ -16,12 +16,17 @@ from flip.hub.web.banner import Banner
 from flip.hub.web.pages import HERE
 from flip.hub.web.security import SecurityHeaders, server_error
 from flip.webkit.render import static_files
+from flip.webkit.throttle import AddressLimit
+
+#: The window, in seconds, of the limit on account requests per client address.
+REQUEST_WINDOW = 3600.0
 
 
 def add_web(app: FastAPI) -> None:
     """Serve the web app on `app` at `/` (pages, /static) beside the API."""
     app.state.enrolments = signin.Enrolments()
     app.state.banner = Banner(app.state.engine)
+    app.state.request_limit = AddressLimit(app.state.policy.account_requests, REQUEST_WINDOW)
     for module in (signin, account, projects, tasks, models, admin, joining):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", static_files(HERE / "static"), name="static")

@@ -14,6 +14,7 @@ from flip.hub.web.admin import ROLES, invite
 from flip.hub.web.pages import WebAdmin, WebRoute, page, read
 from flip.hub.web.security import check_csrf
 from flip.webkit.render import problems, see_other
+from flip.webkit.throttle import client_address
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
@@ -41,17 +42,21 @@ async def request_account(
     organisation: Annotated[str, Form()],
     reason: Annotated[str, Form()],
 ):
-    """Keep the request for the admins; the answer says the same whatever happened to it
-    (it tells no one which user names exist or wait)."""
+    """Keep the request for the admins. Each valid request counts against its address's
+    hourly limit (so asking after names is as slow as guessing passwords); a name or email in
+    use is refused with one message for a user, a request waiting or one approved."""
     fields = {"name": name.strip(), "email": email.strip(), "organisation": organisation.strip()}
     try:
         body = AccessRequestIn(**fields, reason=reason.strip())
     except ValidationError as exc:
         return page(request, "request_account.html", 422, error=problems(exc), **fields)
+    request.app.state.request_limit.count(client_address(request), "account requests")
     try:
         await request.app.state.writer.run(
             lambda conn: access_requests.submit(conn, body.model_dump())
         )
+    except access_requests.Taken as exc:
+        return page(request, "request_account.html", 409, error=str(exc), **fields)
     except access_requests.Refused as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc)) from None
     return page(request, "request_account.html", 202, sent=True)

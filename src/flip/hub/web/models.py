@@ -35,9 +35,13 @@ async def model_page(request: Request, model_id: str, who: WebReader):
     return page(request, "model.html", model=model, formats=FORMATS)
 
 
-@router.get("/{model_id}/download/{fmt}")
-async def model_download(request: Request, model_id: str, fmt: str, who: WebReader) -> Response:
-    """The model's weights (torch state dict or ONNX), audited as in the API."""
-    if fmt not in FORMATS:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no download {fmt!r}: torch or onnx")
-    return await api.download(request, who, model_id, fmt)
+@router.get("/{model_id}/download")
+async def model_download(
+    request: Request, model_id: str, who: WebReader, format: str = "torch"
+) -> Response:
+    """The API's model download (`/api/v1/models/{id}/download?format=`) for a web session:
+    the same formats, the same handler, audited as in the API."""
+    if format not in FORMATS:
+        known = ", ".join(FORMATS)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no download {format!r}: one of {known}")
+    return await api.download(request, who, model_id, format)

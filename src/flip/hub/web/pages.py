@@ -25,6 +25,12 @@ templates = templates_in(HERE / "templates")
 ONE_TIME_PAGES = ("/account", "/account/password", "/signout")
 
 
+def home_for(role: str) -> str:
+    """The first page a user of `role` may see: the projects, or for a site admin (whose
+    work is in their site's console) their account."""
+    return "/projects" if role in READERS else "/account"
+
+
 async def web_principal(request: Request) -> Principal:
     """The user whose web session the cookie names, or 401 (the page then asks to sign in).
 
@@ -77,8 +83,9 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     return response
 
 
-def _error_page(request: Request, code: int, message: str) -> Response:
+def error_page(request: Request, code: int, message: str) -> Response:
+    """The error page: the status and what went wrong, in words."""
     return page(request, "error.html", status_code=code, code=code, message=message)
 
 
-WebRoute = page_route(_error_page)
+WebRoute = page_route(error_page)

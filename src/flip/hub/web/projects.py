@@ -14,11 +14,20 @@ from flip.hub.db import queries, sites, tasks
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
-from flip.hub.web import reads
+from flip.hub.web import privacy, reads
 from flip.hub.web.chart import metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
-from flip.hub.web.pages import WebReader, WebResearcher, WebRoute, page, read, templates
+from flip.hub.web.pages import (
+    WebReader,
+    WebResearcher,
+    WebRoute,
+    home_for,
+    page,
+    read,
+    templates,
+    web_principal,
+)
 from flip.hub.web.security import check_csrf
 from flip.webkit.render import see_other
 
@@ -26,9 +35,15 @@ router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
 
 @router.get("/")
-def home() -> Response:
-    """The projects are the home page."""
-    return see_other("/projects")
+async def home(request: Request) -> Response:
+    """The signed-in user's home page (`home_for` their role); else the sign-in page."""
+    try:
+        who = await web_principal(request)
+    except HTTPException as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            return see_other("/signin")
+        raise
+    return see_other(home_for(who.role))
 
 
 @router.get("/projects")
@@ -54,7 +69,7 @@ async def project_create(
 @router.get("/projects/{project_id}")
 async def project_page(request: Request, project_id: PathId, who: WebReader):
     """A project: members, invited sites and their state, tasks with each site's decision,
-    queries and runs."""
+    queries, runs and the privacy budget they spent."""
     seen = request.app.state.seen
 
     def job(conn):
@@ -68,6 +83,7 @@ async def project_page(request: Request, project_id: PathId, who: WebReader):
             "tasks": reads.project_tasks(conn, project_id),
             "queries": reads.project_queries(conn, project_id),
             "runs": reads.project_runs(conn, project_id),
+            "budget": privacy.project_budget(conn, project_id),
             # The API lists sites to admins only: others type the name they were given.
             "active_sites": [s for s in active if s not in project.sites]
             if who.role == "admin"

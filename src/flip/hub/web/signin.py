@@ -15,7 +15,7 @@ from flip.hub import audit, mfa
 from flip.hub.auth import token_hash
 from flip.hub.db import sessions
 from flip.hub.routes.sessions import checked_login, open_session
-from flip.hub.web.pages import SignedIn, WebRoute, page, read
+from flip.hub.web.pages import SignedIn, WebRoute, home_for, page, read
 from flip.hub.web.security import SESSION_COOKIE, check_csrf, set_cookie
 from flip.webkit.render import see_other
 
@@ -29,12 +29,13 @@ PENDING_COOKIE = "flip_enrol"
 
 @dataclass(frozen=True)
 class Pending:
-    """An enrolment under way: whose, the secret offered, what the user was like (their
+    """An enrolment under way: whose, the secret offered, their role, what the user was like (their
     password and API token, `mfa.enrolment_state`) and when the offer ends."""
 
     user_id: int
     name: str
     secret: str
+    role: str
     state: str
     ends: float
 
@@ -47,12 +48,14 @@ class Enrolments:
     def __init__(self) -> None:
         self._pending: dict[str, Pending] = {}
 
-    def start(self, user_id: int, name: str, state: str) -> str:
+    def start(self, user_id: int, name: str, role: str, state: str) -> str:
         """Offer a new secret to the user as they are now (`state`); the key to find it again."""
         now = time.monotonic()
         self._pending = {k: v for k, v in self._pending.items() if v.ends > now}
         key = secrets.token_urlsafe(32)
-        self._pending[key] = Pending(user_id, name, mfa.new_secret(), state, now + ENROL_SECONDS)
+        self._pending[key] = Pending(
+            user_id, name, mfa.new_secret(), role, state, now + ENROL_SECONDS
+        )
         return key
 
     async def find(self, request: Request, key: str | None) -> Pending:
@@ -75,10 +78,11 @@ class Enrolments:
 
 
 def _local(target: str | None) -> str:
-    """Where to go after signing in: a path on this hub only (never another site)."""
+    """Where to go after signing in: a path on this hub only (never another site); "" for
+    the user's home page (`home_for`)."""
     if target and target.startswith("/") and not target.startswith("//"):
         return target
-    return "/projects"
+    return ""
 
 
 @router.get("/signin")
@@ -93,7 +97,7 @@ async def signin(
     name: Annotated[str, Form(max_length=100)],
     password: Annotated[str, Form(max_length=256)],
     code: Annotated[str, Form(max_length=64)] = "",
-    next: Annotated[str, Form(max_length=500)] = "/projects",
+    next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Check the password and the one-time code; a user without TOTP enrols it first."""
     try:
@@ -104,12 +108,12 @@ async def signin(
         return page(request, "signin.html", 401, error=exc.detail, name=name, next=_local(next))
     if user.totp_enabled_at is None:
         state = mfa.enrolment_state(user.password_hash, user.token_hash)
-        key = request.app.state.enrolments.start(user.id, user.name, state)
+        key = request.app.state.enrolments.start(user.id, user.name, user.role, state)
         response = see_other("/signin/enrol")
         set_cookie(request, response, PENDING_COOKIE, key, hours=1)
         return response
     token = await open_session(request, user.id, user.name, SESSION_HOURS, web=True)
-    response = see_other(_local(next))
+    response = see_other(_local(next) or home_for(user.role))
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)
     return response
 
@@ -128,7 +132,7 @@ async def enrol(request: Request, code: Annotated[str, Form(max_length=64)]) -> 
     key = request.cookies.get(PENDING_COOKIE) or ""
     enrolments = request.app.state.enrolments
     found = await enrolments.find(request, key)
-    user_id, name, secret = found.user_id, found.name, found.secret
+    user_id, name, secret, role = found.user_id, found.name, found.secret, found.role
     try:
         codes = await request.app.state.writer.run(
             lambda conn: mfa.enable(conn, user_id, secret, code, f"user:{name}", found.state)
@@ -150,7 +154,7 @@ async def enrol(request: Request, code: Annotated[str, Form(max_length=64)]) -> 
     enrolments.finish(key)
     token = await open_session(request, user_id, name, SESSION_HOURS, web=True)
     request.state.session_token = token  # the page's forms belong to the new session
-    response = page(request, "recovery.html", codes=codes)
+    response = page(request, "recovery.html", codes=codes, home=home_for(role))
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)
     response.delete_cookie(PENDING_COOKIE, path="/")
     return response

@@ -16,10 +16,14 @@ from fastapi.responses import PlainTextResponse
 
 from flip.config import SiteConfig
 from flip.site.console import approvals, passwords, policy, records, signin
-from flip.site.console.pages import Sessions
+from flip.site.console.pages import Sessions, error_page
 from flip.site.console.review import code_css
+from flip.webkit.limits import BodySizeLimit
 from flip.webkit.render import static_files
 from flip.webkit.security import SecurityHeaders, server_error
+
+#: The largest form the console takes: a decision's reason, a policy, a rule.
+MAX_BODY = 64 * 1024
 
 
 def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
@@ -31,7 +35,7 @@ def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
     app.state.site_name = site.name
     app.state.password_path = passwords.password_path(site.ledger)
     app.state.sessions = Sessions()
-    app.state.throttle = signin.Throttle()
+    app.state.throttle = signin.new_throttle()
     app.state.behind_tls = behind_tls
     for module in (signin, approvals, policy, records):
         app.include_router(module.router, include_in_schema=False)
@@ -43,6 +47,7 @@ def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
         return PlainTextResponse(css, media_type="text/css")
 
     app.mount("/static", static_files(), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY, error_page=error_page)
     app.add_middleware(SecurityHeaders, cached="/static/")
     app.add_exception_handler(Exception, server_error)
     return app

@@ -82,8 +82,9 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     return response
 
 
-def _error_page(request: Request, code: int, message: str) -> Response:
+def error_page(request: Request, code: int, message: str) -> Response:
+    """The error page: the status and what went wrong, in words."""
     return page(request, "error.html", status_code=code, code=code, message=message)
 
 
-ConsoleRoute = page_route(_error_page)
+ConsoleRoute = page_route(error_page)

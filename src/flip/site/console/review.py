@@ -116,6 +116,27 @@ def concepts(spec: TaskSpec) -> list[tuple[str, list[int]]]:
     return [(why, ids) for why, ids in found if ids]
 
 
+def named(
+    read: list[tuple[str, list[int]]], site: SiteConfig
+) -> tuple[list[tuple[str, list[tuple[int, str | None]]]], str | None]:
+    """Each concept the task reads beside its name in this site's vocabulary (None where the
+    vocabulary lacks it), and why no names could be read (a busy or missing store), if so."""
+    from flip.data.cdm.names import concept_names
+    from flip.data.cdm.store import open_store
+
+    try:
+        store = open_store(site.store, read_only=True)
+        try:
+            with store.connect() as conn:
+                names = concept_names(conn, (i for _, ids in read for i in ids))
+        finally:
+            store.close()
+        problem = None
+    except Exception as exc:  # a busy or missing store is shown, not raised
+        names, problem = {}, f"the store cannot be read now ({type(exc).__name__}: {exc})"
+    return [(why, [(i, names.get(i)) for i in ids]) for why, ids in read], problem
+
+
 def rows(spec: TaskSpec, site: SiteConfig) -> dict[str, Any]:
     """How many of this site's rows the task would train and test on (its cohort, opted-out
     patients left out, split by its seed), and whether the policy's minimum is met."""
@@ -170,6 +191,10 @@ def review(
     found["auto_approved"] = auto_approves(site.policy, int(project), spec)
     found["privacy"] = privacy(spec, site)
     found["tables"] = sorted(task_tables(spec))
-    found["concepts"] = concepts(spec)
-    found["rows"] = rows(spec, site) if count_rows else None
+    if count_rows:
+        found["concepts"], found["names_problem"] = named(concepts(spec), site)
+        found["rows"] = rows(spec, site)
+    else:
+        found["concepts"] = [(why, [(i, None) for i in ids]) for why, ids in concepts(spec)]
+        found["rows"] = None
     return found

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -22,39 +21,19 @@ from flip.site.console.pages import (
 )
 from flip.webkit.render import see_other
 from flip.webkit.security import set_cookie
+from flip.webkit.throttle import LoginThrottle, client_address
 
 router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])
 
-#: Wrong passwords in a row before the console waits `PAUSE_SECONDS` before checking another.
-FAILURES_BEFORE_PAUSE = 5
-PAUSE_SECONDS = 30.0
+#: Wrong passwords for one admin (and from one address) within `WINDOW_SECONDS` before 429.
+ACCOUNT_FAILURES = 5
+ADDRESS_FAILURES = 20
+WINDOW_SECONDS = 300.0
 
 
-class Throttle:
-    """Slows guessing: after `FAILURES_BEFORE_PAUSE` wrong passwords in a row, sign-ins are
-    refused (429) for `PAUSE_SECONDS`."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.until = 0.0
-
-    def check(self) -> None:
-        """429 while paused."""
-        if time.monotonic() < self.until:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                f"too many wrong passwords: wait {PAUSE_SECONDS:.0f} seconds and try again",
-            )
-
-    def failed(self) -> None:
-        """Count a wrong password; pause after too many."""
-        self.failures += 1
-        if self.failures >= FAILURES_BEFORE_PAUSE:
-            self.failures, self.until = 0, time.monotonic() + PAUSE_SECONDS
-
-    def passed(self) -> None:
-        """A right password: start counting again."""
-        self.failures = 0
+def new_throttle() -> LoginThrottle:
+    """The console's password-guessing throttle: the hub's, with the console's limits."""
+    return LoginThrottle(ACCOUNT_FAILURES, ADDRESS_FAILURES, WINDOW_SECONDS)
 
 
 def _local(target: str | None) -> str:
@@ -85,18 +64,18 @@ async def signin(
     next: Annotated[str, Form(max_length=500)] = "/approvals",
 ) -> Response:
     """Check the admin's console password; open a session; audit the sign-in."""
-    throttle: Throttle = request.app.state.throttle
-    throttle.check()
+    throttle: LoginThrottle = request.app.state.throttle
+    address = client_address(request)
+    stamp = throttle.attempt(name, address)
     path = request.app.state.password_path
     right = await run_in_threadpool(passwords.check, path, name, password)
     site = site_of(request)
     with Ledger(site.ledger) as ledger:
         ledger.record("console.signin" if right else "console.signin.failed", {"by": name})
     if not right:
-        throttle.failed()
         error = "that name and password do not match a console admin of this site"
         return page(request, "signin.html", 401, error=error, name=name, next=_local(next))
-    throttle.passed()
+    throttle.succeeded(name, address, stamp)
     token = request.app.state.sessions.open(name)
     response = see_other(_local(next))
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)

@@ -1,0 +1,80 @@
+"""The site console's sign-in throttle (the hub's, shared through flip.webkit): guesses sent
+at once cannot slip past it, a throttled guess gets 429 with Retry-After, and guessing from
+another address cannot lock the admin out of the address they sign in from. And a form over
+the console's body limit gets its error page."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+from fastapi.testclient import TestClient
+
+from flip.config import SiteConfig
+from flip.site.console import create_app
+from flip.site.console.passwords import password_path, set_password
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+PASSWORD = "a console test password"
+
+
+def _console(tmp_path):
+    config = tmp_path / "site.yaml"
+    SiteConfig(name="north", store="store.duckdb", ledger="ledger.sqlite").save(config)
+    set_password(password_path(tmp_path / "ledger.sqlite"), "dana", PASSWORD)
+    return create_app(config)
+
+
+def _browser(app, address: str) -> TestClient:
+    return TestClient(
+        app, raise_server_exceptions=False, follow_redirects=False, client=(address, 50000)
+    )
+
+
+def _sign_in(browser: TestClient, password: str, name: str = "dana"):
+    token = CSRF.search(browser.get("/signin").text).group(1)
+    return browser.post("/signin", data={"csrf": token, "name": name, "password": password})
+
+
+def test_guesses_sent_at_once_are_counted_before_any_is_checked(tmp_path):
+    app = _console(tmp_path)
+    setup = _browser(app, "10.0.0.9")
+    token = CSRF.search(setup.get("/signin").text).group(1)
+    cookies = dict(setup.cookies)
+
+    async def guess_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app, client=("10.0.0.9", 50000))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", cookies=cookies
+        ) as http:
+            form = {"csrf": token, "name": "dana", "password": "a wrong password!"}
+            return await asyncio.gather(*(http.post("/signin", data=form) for _ in range(12)))
+
+    answers = asyncio.run(guess_all())
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(401) == 5 and codes.count(429) == 7, codes
+    throttled = next(a for a in answers if a.status_code == 429)
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 300
+    assert "too many wrong passwords" in throttled.text
+
+
+def test_guessing_from_elsewhere_does_not_lock_the_admin_out_of_their_address(tmp_path):
+    app = _console(tmp_path)
+    dana, attacker, newcomer = (_browser(app, a) for a in ("10.0.0.1", "10.0.0.66", "10.0.0.7"))
+    assert _sign_in(dana, PASSWORD).status_code == 303
+    codes = [_sign_in(attacker, "a wrong password!").status_code for _ in range(8)]
+    assert codes == [401] * 5 + [429] * 3
+    assert _sign_in(newcomer, PASSWORD).status_code == 429, "other addresses wait"
+    assert _sign_in(dana, PASSWORD).status_code == 303, "dana's own address is not locked"
+    assert [_sign_in(dana, "not it at all!").status_code for _ in range(6)] == [401] * 5 + [429]
+
+
+def test_an_oversized_form_post_gets_the_error_page(tmp_path):
+    browser = _browser(_console(tmp_path), "10.0.0.3")
+    token = CSRF.search(browser.get("/signin").text).group(1)
+    form = {"csrf": token, "name": "dana", "password": "x" * 100_000}
+    answer = browser.post("/signin", data=form)
+    assert answer.status_code == 413 and answer.headers["content-type"].startswith("text/html")
+    assert "over the limit" in answer.text
+    assert "script-src 'self'" in answer.headers["content-security-policy"]

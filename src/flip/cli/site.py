@@ -16,6 +16,7 @@ from flip.cli.console import app as console_app
 from flip.cli.errors import one_line_errors
 from flip.cli.notes import app as notes_app
 from flip.cli.optout import app as optout_app
+from flip.cli.site_models import app as models_app
 
 if TYPE_CHECKING:
     from flip.config import IngestSettings
@@ -447,6 +448,7 @@ app.add_typer(vocab_app, name="vocab")
 app.add_typer(optout_app, name="optout")
 app.add_typer(console_app, name="console")
 app.add_typer(notes_app, name="notes")
+app.add_typer(models_app, name="models")
 
 
 class VocabularyFormat(StrEnum):

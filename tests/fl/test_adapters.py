@@ -215,3 +215,33 @@ def test_notes_become_de_identified_minilm_token_ids_under_an_adapter(minilm):
     assert ids[1].tolist() == [101, 102] + [0] * 10  # an empty note: [CLS] [SEP], padding
     with pytest.raises(ValidationError, match="set encoder: minilm"):
         TextSpec(adapter=adapter)
+
+
+def test_local_training_loads_the_registered_weights_or_fails_in_one_line(
+    two_sites, minilm, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+
+    _, sha = minilm
+    site_yaml = str(two_sites[1])
+    args = ["site", "train", "--local", "--rounds", "1", "--site-config", site_yaml, "--json"]
+    for name, digest in (("ours", sha), ("theirs", "cd" * 32)):
+        spec = text_task(digest, max_tokens=8, local_epochs=1, learning_rate=0.1)
+        (tmp_path / f"{name}.json").write_text(spec.model_dump_json())
+    result = CliRunner().invoke(app, [*args, "--task", str(tmp_path / "ours.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["n_train"] > 0
+    refused = CliRunner().invoke(app, [*args, "--task", str(tmp_path / "theirs.json")])
+    assert refused.exit_code == 1 and "not the task's" in refused.output
+
+
+def test_a_registered_adapter_model_does_not_build_without_its_encoder(minilm, tmp_path):
+    from flip.fl.registry import RegistryError, build, register
+
+    spec = text_task(minilm[1])
+    lineage = {"task": spec.kind, "task_spec": spec.model_dump(mode="json"), "n_features": 1}
+    record = register(tmp_path, "notes-lora", new_model(spec).state_dict(), lineage)
+    with pytest.raises(RegistryError, match=r"adapters and heads only: .* \(minilm\) stays"):
+        build(record)

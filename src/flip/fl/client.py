@@ -275,7 +275,9 @@ def share_stats(
 def site_bases(site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]) -> dict[str, Path]:
     """The local paths of the task's pretrained weights, each registered at this site and
     hashing to what the task names; otherwise the run is refused (audited) with the reason."""
-    bases = {}
+    bases: dict[str, Path] = {}
+    if not spec.adapters:
+        return bases
     with Ledger(site.ledger) as ledger:
         for adapter in spec.adapters:
             name, sha256 = adapter.weights.name, adapter.weights.sha256

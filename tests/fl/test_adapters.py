@@ -245,3 +245,21 @@ def test_a_registered_adapter_model_does_not_build_without_its_encoder(minilm, t
     record = register(tmp_path, "notes-lora", new_model(spec).state_dict(), lineage)
     with pytest.raises(RegistryError, match=r"adapters and heads only: .* \(minilm\) stays"):
         build(record)
+
+
+def test_a_multimodal_task_adapts_notes_and_image_and_trains_the_rest_whole(minilm):
+    base = mace_modal_task("multimodal").model_dump()
+    text = {"rank": 8, "weights": {"name": "minilm", "sha256": minilm[1]}}
+    image = {"rank": 8, "weights": {"name": "resnet", "sha256": "ab" * 32}}
+    base["data"]["text"].update(encoder="minilm", adapter=text, max_tokens=8)
+    base["data"]["image"].update(channels=3, adapter=image)
+    spec = TaskSpec.model_validate(base | {"image_network": "resnet18"})
+    model = new_model(spec)
+    keys = set(model.state_dict())
+    assert {"model.fusion.weight", "model.tabular.linear.weight", "model.notes.head.weight"} <= keys
+    assert any(".lora_" in k and k.startswith("model.notes.") for k in keys)
+    assert any(".lora_" in k and k.startswith("model.image.") for k in keys)
+    assert not any("base_layer" in k for k in keys)
+    assert model(torch.zeros(2, spec.data.width)).shape == (2, 1)
+    sizes = bytes_per_round(spec)
+    assert sizes["lora"] < 0.02 * sizes["full"]

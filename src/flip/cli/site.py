@@ -16,6 +16,7 @@ from flip.cli.console import app as console_app
 from flip.cli.errors import one_line_errors
 from flip.cli.notes import app as notes_app
 from flip.cli.optout import app as optout_app
+from flip.cli.site_models import app as models_app
 
 if TYPE_CHECKING:
     from flip.config import IngestSettings
@@ -447,6 +448,7 @@ app.add_typer(vocab_app, name="vocab")
 app.add_typer(optout_app, name="optout")
 app.add_typer(console_app, name="console")
 app.add_typer(notes_app, name="notes")
+app.add_typer(models_app, name="models")
 
 
 class VocabularyFormat(StrEnum):
@@ -988,6 +990,7 @@ def train(
 ) -> None:
     """Local-only: train a task on this site's own store; the same task can federate later."""
     from flip.data.ledger import Ledger
+    from flip.data.pretrained import resolve
     from flip.fl.client import site_device, site_limits
     from flip.fl.registry import default_registry, register
     from flip.fl.runtime.local import fit
@@ -1008,10 +1011,15 @@ def train(
         )
         if spec.kind not in site.policy.allowed_task_kinds:
             raise ValueError(f"task kind {spec.kind} is not allowed by {site.name}'s policy")
+        with Ledger(site.ledger) as ledger:
+            bases = {
+                a.weights.name: resolve(ledger, a.weights.name, a.weights.sha256)
+                for a in spec.adapters
+            }
         train_split, test_split, scaling = load_splits(site.store, spec)
         device, limits = site_device(site), site_limits(site)
-        state = fit(spec, train_split, rounds * spec.local_epochs, limits, device)
-        metrics = evaluate_task(spec, state, test_split, device=device, limits=limits)
+        state = fit(spec, train_split, rounds * spec.local_epochs, limits, device, bases)
+        metrics = evaluate_task(spec, state, test_split, device=device, limits=limits, bases=bases)
         scores = outcomes.reported(metrics)
         digest = task_hash(spec)
         ledger = Ledger(site.ledger)

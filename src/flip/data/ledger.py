@@ -299,6 +299,17 @@ class Ledger:
         digest = entry_hash(previous, {"seq": seq, "at": at, "action": action, "detail": body})
         conn.execute(insert(audit).values(seq=seq, at=at, action=action, detail=body, hash=digest))
 
+    def chained(self, actions: frozenset[str]) -> list[tuple[str, dict[str, object]]]:
+        """(action, detail) of each entry of `actions`, oldest first, read through a verified
+        chain; LedgerTampered if it is broken."""
+        with self.engine.connect() as conn:
+            entries = _verified(conn)
+        return [
+            (str(e["action"]), orjson.loads(str(e["detail"])))
+            for e in entries
+            if e["action"] in actions
+        ]
+
     def entries(self) -> list[dict[str, object]]:
         """Every audit entry, oldest first."""
         with self.engine.connect() as conn:

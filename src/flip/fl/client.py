@@ -31,6 +31,7 @@ from flip.config import SiteConfig
 from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
+from flip.data.pretrained import PretrainedError, resolve
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import (
     UpdateRefused,
@@ -271,6 +272,22 @@ def share_stats(
     return feature_stats(train, len(spec.data.features), site.policy.fewest_rows())
 
 
+def site_bases(site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]) -> dict[str, Path]:
+    """The local paths of the task's pretrained weights, each registered at this site and
+    hashing to what the task names; otherwise the run is refused (audited) with the reason."""
+    bases: dict[str, Path] = {}
+    if not spec.adapters:
+        return bases
+    with Ledger(site.ledger) as ledger:
+        for adapter in spec.adapters:
+            name, sha256 = adapter.weights.name, adapter.weights.sha256
+            try:
+                bases[name] = resolve(ledger, name, sha256)
+            except PretrainedError as exc:
+                _refuse(ledger, site, _detail(config), str(exc))
+    return bases
+
+
 def site_device(site: SiteConfig) -> torch.device:
     """The device this site trains on (its `device` setting; auto: a GPU if present)."""
     return choose_device(site.device)
@@ -308,6 +325,7 @@ def train_round(
     (equal weights; no loss, no count, no custom metric); under local DP an update that is
     not finite floating point is refused, never sent.
     """
+    bases = site_bases(site, spec, config)
     train_split, _ = fit_and_validation(site, spec, config)
     detail = _detail(config)
     n_train = len(train_split.y)
@@ -326,7 +344,7 @@ def train_round(
         epsilon = site_epsilon(spec, n_train, number, delta)
         spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
     try:
-        trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]))
+        trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]), bases)
     except UpdateRefused as exc:
         with Ledger(site.ledger) as ledger:
             _refuse(ledger, site, detail, str(exc))
@@ -374,6 +392,7 @@ def _fit(
     state: dict[str, Any],
     split: TabularData,
     server_round: int,
+    bases: Mapping[str, Path] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Local training as the task says (`private_fit`): DP-SGD (Opacus) under record-level
     DP, else the task's own loop (`train_task`: the outcome's loss, FedProx, a custom task's
@@ -384,7 +403,7 @@ def _fit(
         split,
         spec.privacy,
         settings,
-        model=lambda: load_arrays(new_model(spec), state),
+        model=lambda: load_arrays(new_model(spec, bases), state),
         train=lambda: train_task(
             spec,
             state,
@@ -393,6 +412,7 @@ def _fit(
             seed=spec.seed * 1000 + server_round,
             device=site_device(site),
             limits=site_limits(site),
+            bases=bases,
         ),
     )
 
@@ -491,6 +511,7 @@ def evaluate_round(
     than one per approved round and one final evaluation, and across every run (hub or
     Flower) more than the policy's `max_evaluations` of the task.
     """
+    bases = site_bases(site, spec, config)
     if config.get(EVALUATE_SPLIT) == "test":
         _, split = _splits(site, spec, config)
     else:
@@ -513,7 +534,9 @@ def evaluate_round(
             which = _counted_run(counter, config, run)
             reason = f"{which} has already had the {limit} evaluations the task allows"
             _refuse(ledger, site, detail, reason)
-    return evaluate_task(spec, state, split, device=site_device(site), limits=site_limits(site))
+    return evaluate_task(
+        spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
+    )
 
 
 def _evaluations(ledger: Ledger, project: str, digest: str) -> int:

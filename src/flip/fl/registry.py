@@ -193,7 +193,14 @@ def build(record: ModelRecord) -> torch.nn.Module:
             f"{record.id} is a custom task's model: its code runs only in the sandbox"
         )
     if "task_spec" in lineage:
-        model = new_model(TaskSpec.model_validate(lineage["task_spec"]))
+        spec = TaskSpec.model_validate(lineage["task_spec"])
+        if spec.adapters:
+            names = ", ".join(a.weights.name for a in spec.adapters)
+            raise RegistryError(
+                f"{record.id} holds LoRA adapters and heads only: its pretrained encoder "
+                f"({names}) stays at the sites, so it does not build from the registry"
+            )
+        model = new_model(spec)
     else:
         model = model_factory(lineage["task"])(
             int(lineage["n_features"]), int(lineage.get("seed", 0))

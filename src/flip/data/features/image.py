@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field, model_validator
 
+from flip.data.features.adapter import AdapterSpec
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
@@ -45,6 +47,11 @@ class ImageSpec(BaseModel):
     lookback_days: int = Field(365, ge=0, description="Studies this many days before entry count.")
     modality_concept_ids: list[int] = Field(
         default_factory=list, description="Only studies of these modalities; empty: any."
+    )
+    adapter: AdapterSpec | None = Field(
+        None,
+        description="Fine-tune the task's image_network from pretrained weights with LoRA on "
+        "its convolutions; only the adapters and the head train and travel.",
     )
 
     @model_validator(mode="after")

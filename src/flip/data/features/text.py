@@ -14,7 +14,9 @@ from itertools import pairwise
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from flip.data.features.adapter import AdapterSpec
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -31,6 +33,20 @@ class TextSpec(BaseModel):
         "the nlp extra); every site of a task must use the same one.",
     )
     lookback_days: int = Field(365, ge=0, description="Notes this many days before entry count.")
+    adapter: AdapterSpec | None = Field(
+        None,
+        description="Fine-tune the minilm encoder with LoRA: notes become token ids (max_tokens "
+        "columns) and the encoder runs in the model, its weights frozen at each site.",
+    )
+    max_tokens: int = Field(
+        64, ge=8, le=512, description="Tokens kept of each note (with an adapter only)."
+    )
+
+    @model_validator(mode="after")
+    def _adapter_tunes_minilm(self) -> TextSpec:
+        if self.adapter is not None and self.encoder != "minilm":
+            raise ValueError("text.adapter fine-tunes a pretrained encoder: set encoder: minilm")
+        return self
 
 
 def grams(text: str) -> list[str]:
@@ -52,13 +68,18 @@ def width(spec: TextSpec) -> int:
     """Columns of one note embedding under `spec`."""
     from flip.data.features.encoder import MINILM_DIMS
 
+    if spec.adapter is not None:
+        return spec.max_tokens
     return MINILM_DIMS if spec.encoder == "minilm" else spec.dims
 
 
 def embed_notes(texts: list[str], spec: TextSpec) -> np.ndarray:
-    """De-identify each note, then embed it with the spec's encoder."""
-    from flip.data.features.encoder import encode_minilm
+    """De-identify each note, then embed it with the spec's encoder (with an adapter: its
+    MiniLM token ids, which the model's encoder embeds)."""
+    from flip.data.features.encoder import encode_minilm, tokenize_minilm
     from flip.data.notes.deid import deidentify
 
     clean = [deidentify(t) for t in texts]
+    if spec.adapter is not None:
+        return tokenize_minilm(clean, spec.max_tokens)
     return encode_minilm(clean) if spec.encoder == "minilm" else embed(clean, spec.dims)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,11 +20,20 @@ def fit(
     epochs: int,
     limits: Limits = Limits(),
     device: torch.device | None = None,
+    bases: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The weights of a fresh model of the task trained on one dataset for `epochs` passes
-    on `device` (a custom task's code in the sandbox, within `limits`)."""
+    on `device` (a custom task's code in the sandbox, within `limits`; a task's adapters on
+    the pretrained weights at `bases`, the site's local paths)."""
     state, _ = train_task(
-        spec, None, train_split, epochs=epochs, seed=spec.seed, device=device, limits=limits
+        spec,
+        None,
+        train_split,
+        epochs=epochs,
+        seed=spec.seed,
+        device=device,
+        limits=limits,
+        bases=bases,
     )
     return state
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flip.data.features.adapter import AdapterSpec
 from flip.data.features.tabular import Scaling, TabularData, TabularSpec
 from flip.fl.privacy import PrivacySpec
 from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
@@ -85,6 +86,8 @@ class TaskSpec(BaseModel):
             self.data.image is None or self.kind not in ("image-cnn", "multimodal")
         ):
             raise ValueError("image_network is for image-cnn and multimodal tasks with data.image")
+        if problem := _adapter_problem(self):
+            raise ValueError(problem)
         if self.kind == "multimodal" and self.data.text is None and self.data.image is None:
             raise ValueError(
                 "a multimodal task fuses notes or images: give data.text or data.image"
@@ -93,13 +96,43 @@ class TaskSpec(BaseModel):
 
     def canonical_json(self) -> bytes:
         """The configuration as canonical JSON (sorted keys, no whitespace); an unset
-        image_network is left out, so tasks written before it keep their hash."""
+        image_network or adapter is left out, so tasks written before them keep their hash."""
         import orjson
 
         config = self.model_dump(mode="json")
         if config["image_network"] is None:
             del config["image_network"]
+        text, image = config["data"].get("text"), config["data"].get("image")
+        if text is not None and text["adapter"] is None:
+            del text["adapter"], text["max_tokens"]
+        if image is not None and image["adapter"] is None:
+            del image["adapter"]
         return orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def adapters(self) -> list[AdapterSpec]:
+        """The task's LoRA adapters (text, then image): each names pretrained weights."""
+        specs = (self.data.text, self.data.image)
+        return [s.adapter for s in specs if s is not None and s.adapter is not None]
+
+
+def _adapter_problem(spec: TaskSpec) -> str | None:
+    """Why the task's adapters cannot run as given, or None."""
+    data = spec.data
+    if not spec.adapters:
+        return None
+    if spec.kind not in ("text-classifier", "image-cnn", "multimodal"):
+        return f"a {spec.kind} task has no pretrained encoder to adapt"
+    if data.image is not None and data.image.adapter is not None:
+        if spec.image_network in (None, "small-cnn"):
+            return "image.adapter fine-tunes a pretrained network: name image_network"
+        if spec.kind == "text-classifier":
+            return "a text-classifier reads no image: no image.adapter"
+    if data.text is not None and data.text.adapter is not None and spec.kind == "image-cnn":
+        return "an image-cnn reads no notes: no text.adapter"
+    if spec.privacy is not None and spec.privacy.level == "record":
+        return "record-level DP (DP-SGD) does not train adapters: use site-level DP"
+    return None
 
 
 def _code_of(kind: str) -> bytes:

@@ -8,13 +8,15 @@ of the task's hash, so a site never runs code it has not approved.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import ModuleType
 
 import torch
 
 from flip.data.features import image, text
 from flip.fl.tasks import (
+    adapters,
     binary,
     confinement,
     image_cnn,
@@ -52,10 +54,15 @@ def model_factory(kind: str) -> Callable[..., torch.nn.Module]:
     return _KINDS[kind].new_model
 
 
-def new_model(spec: TaskSpec) -> torch.nn.Module:
-    """A fresh model of the task, from its kind or (custom) from the code it carries."""
+def new_model(spec: TaskSpec, bases: Mapping[str, Path] | None = None) -> torch.nn.Module:
+    """A fresh model of the task, from its kind or (custom) from the code it carries.
+
+    A task with adapters gets its pretrained encoders from `bases` (weights name -> the
+    site's local path, hash-checked again as loaded); without them (the server) their
+    frozen arrays are left at random, which never leave the model (`adapters.Adapted`)."""
     if spec.kind in _MODAL_KINDS:
-        return _modal_model(spec)
+        model = _modal_model(spec)
+        return _adapted(spec, model, bases) if spec.adapters else model
     n_outputs = spec.data.n_outputs
     if spec.kind != "custom":
         return model_factory(spec.kind)(spec.data.width, spec.seed, n_outputs)
@@ -89,6 +96,42 @@ def _modal_model(spec: TaskSpec) -> torch.nn.Module:
     )
 
 
+def _adapted(
+    spec: TaskSpec, model: torch.nn.Module, bases: Mapping[str, Path] | None
+) -> adapters.Adapted:
+    """`model` with its notes and/or image branch fine-tuned by LoRA from pretrained weights."""
+    data = spec.data
+    if data.text is not None and data.text.adapter is not None:
+        adapter = data.text.adapter
+        notes = adapters.tuned_text(
+            len(data.features), data.n_text, data.n_outputs, adapter, _base(bases, adapter)
+        )
+        if spec.kind == "text-classifier":
+            model = notes
+        else:
+            model.notes = notes
+    if data.image is not None and data.image.adapter is not None:
+        adapter = data.image.adapter
+        cnn = model.cnn if spec.kind == "image-cnn" else model.image.cnn
+        adapters.tune_image(cnn, str(spec.image_network), adapter, _base(bases, adapter))
+    return adapters.Adapted(model)
+
+
+def _base(bases: Mapping[str, Path] | None, adapter) -> Path | None:
+    if bases is None:
+        return None
+    name = adapter.weights.name
+    if name not in bases:
+        raise ValueError(f"no local path given for the pretrained weights {name!r}")
+    return Path(bases[name])
+
+
+def bytes_per_round(spec: TaskSpec) -> dict[str, int]:
+    """Bytes a site sends (and receives) each round for the task as it is (`lora`: its
+    trainable arrays) and under full fine-tuning of the same network (`full`)."""
+    return adapters.bytes_per_round(new_model(spec))
+
+
 def load_custom(spec: TaskSpec) -> ModuleType:
     """Execute a custom task's code as a fresh module (call only for an approved task)."""
     assert spec.code is not None
@@ -110,6 +153,6 @@ def code_modules(kind: str) -> list[ModuleType]:
         return [*loop, sandbox, confinement]
     if kind in _MODAL_KINDS:
         model, features = _MODAL_KINDS[kind]
-        return [model, *loop, *features]
+        return [model, adapters, *loop, *features]
     model_factory(kind)
     return [_KINDS[kind], *loop]

@@ -7,6 +7,8 @@ in and out as state dicts on the CPU; `device` is where the site trains.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +35,14 @@ def _config(spec: TaskSpec, **more: float | int | str) -> dict[str, float | int 
     }
 
 
+def site_model(spec: TaskSpec, bases: Mapping[str, Path] | None) -> torch.nn.Module:
+    """The task's model with its pretrained encoders loaded from `bases`; a task with adapters
+    never trains or evaluates without them."""
+    if spec.adapters and bases is None:
+        raise ValueError(f"{spec.name}: its adapters need the site's pretrained weights")
+    return new_model(spec, bases)
+
+
 def train_task(
     spec: TaskSpec,
     state: State | None,
@@ -42,9 +52,11 @@ def train_task(
     seed: int,
     device: torch.device | None = None,
     limits: Limits = Limits(),
+    bases: Mapping[str, Path] | None = None,
 ) -> tuple[State, dict[str, float]]:
     """`epochs` passes over `data` from `state` (None: the task's fresh model), with the
-    task's FedProx term: the trained state dict and the training metrics."""
+    task's FedProx term: the trained state dict and the training metrics. A task with
+    adapters needs `bases`, the site's local paths of its pretrained weights."""
     device = device or torch.device("cpu")
     mu = spec.strategy.proximal_mu
     if spec.kind == "custom":
@@ -62,7 +74,7 @@ def train_task(
             limits=limits,
         )
         return trained or {}, metrics
-    model = new_model(spec)
+    model = site_model(spec, bases)
     if state is not None:
         load_arrays(model, state)
     metrics = training.train(
@@ -87,8 +99,10 @@ def evaluate_task(
     *,
     device: torch.device | None = None,
     limits: Limits = Limits(),
+    bases: Mapping[str, Path] | None = None,
 ) -> dict[str, float]:
-    """The task's metrics of `state` on `data` (a custom task's own, if it defines them)."""
+    """The task's metrics of `state` on `data` (a custom task's own, if it defines them);
+    `bases` as for `train_task`."""
     device = device or torch.device("cpu")
     if spec.kind == "custom":
         _, metrics = run_custom(
@@ -102,5 +116,5 @@ def evaluate_task(
             limits=limits,
         )
         return metrics
-    model = load_arrays(new_model(spec), state)
+    model = load_arrays(site_model(spec, bases), state)
     return training.evaluate(model, data, spec.data.outcome, device)

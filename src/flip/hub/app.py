@@ -23,7 +23,16 @@ from flip.hub.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
-from flip.hub.routes import activity, admin, agent, listings, models, projects, sessions
+from flip.hub.routes import (
+    activity,
+    admin,
+    agent,
+    analyses,
+    listings,
+    models,
+    projects,
+    sessions,
+)
 from flip.hub.throttle import LoginThrottle
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
@@ -104,7 +113,7 @@ def create_app(
     )
     app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
-    routers = (admin, sessions, activity, projects, listings, agent, models)
+    routers = (admin, sessions, activity, projects, listings, agent, models, analyses)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 

@@ -1,4 +1,5 @@
-"""The site agent: polls the hub, answers cohort counts, checks tasks, joins approved runs.
+"""The site agent: polls the hub, answers cohort counts, checks tasks, joins approved runs,
+releases approved analyses.
 
 It only ever makes outbound HTTP calls. Work is idempotent at the hub (the first
 answer stands), so a piece of work delivered twice is done once in effect. A work
@@ -29,6 +30,7 @@ from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.runtime.credentials import make_node_key
 from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.site.analyses import Analyses
 from flip.site.anchor import anchor
 from flip.site.approvals import AGENT, RULE, by_person, decide
 from flip.site.certify import countersign
@@ -57,6 +59,7 @@ class SiteAgent:
         self.node: SuperNode | None = None
         self.anchor_seq: int | None = None
         self.refused_certificates: set[int] = set()
+        self.analyses = Analyses(site, hub)
         self.in_hand = InHand(Path(site.ledger).with_suffix(".in-hand"))
         self.policy_read = self._policy_mtime()
 
@@ -117,11 +120,15 @@ class SiteAgent:
             self._safely(key, task, self._check_task, self._refuse_task)
         for run in work["runs"]:
             self._safely(f"run {run['id']}", run, self._reply_run, self._refuse_run)
+        analyses = self.hub.analyses()
+        for item in analyses:
+            key = f"analysis {item['id']}/{item['round']}"
+            self._safely(key, item, self.analyses.handle, self.analyses.refuse)
         self.in_hand.forget()
         if self.site.policy.share_logs:
             self._share_logs()
         self._serve(work.get("train") or [], work.get("flower"))
-        return len(work["queries"]) + len(work["tasks"]) + len(work["runs"])
+        return len(work["queries"]) + len(work["tasks"]) + len(work["runs"]) + len(analyses)
 
     def _anchor(self) -> dict[str, Any]:
         """Show the hub the ledger's signed head (see `anchor`). A head the hub refuses for

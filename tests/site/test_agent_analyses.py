@@ -1,0 +1,205 @@
+"""Federated analyses through a real hub (uvicorn on loopback) and real agent steps at two
+synthetic sites: nothing runs unapproved, only aggregates reach the hub, and the combined
+result equals the pooled computation."""
+
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from flip.config import AutoApproval, SiteConfig, SitePolicy
+from flip.data.cdm import schema
+from flip.data.cdm.store import open_store
+from flip.data.features.store_analysis import AnalysisSpec
+from flip.data.features.tabular import extract_raw
+from flip.data.ledger import Ledger
+from flip.fl.tasks import mace_task
+from flip.hub.app import bootstrap_admin, create_app
+from flip.hub.client import ResearcherClient
+from flip.hub.db import analysis_releases
+from flip.hub.server import BackgroundServer
+from flip.site.agent import SiteAgent
+from flip.site.approvals import decide
+from flip.site.hub_client import HubClient
+from flip.stats import cox, newton, regression
+from tests.conftest import build_site
+
+SITES = {"st-a": ("fhir-bundle", 160, 2), "st-b": ("fhir-bundle", 120, 3)}
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analyses")
+    app = create_app(f"sqlite:///{root / 'hub.sqlite'}")
+    hub = BackgroundServer(app).start()
+    admin = ResearcherClient(hub.url, bootstrap_admin(app.state.engine))
+    researcher = ResearcherClient(hub.url, admin.create_user("rita", "researcher"))
+    agents = {}
+    for name, (fmt, n, seed) in SITES.items():
+        site = SiteConfig.load(build_site(root, name, fmt, n, seed))
+        client = HubClient(hub.url, HubClient.enrol(hub.url, admin.create_site(name)))
+        agents[name] = SiteAgent(site, client)
+    yield app, researcher, agents
+    for agent in agents.values():
+        agent.hub.close()
+    hub.stop()
+
+
+def _project(researcher, name: str) -> int:
+    pid = researcher.create_project(name)
+    researcher.invite(pid, list(SITES))
+    return pid
+
+
+def _released(app, analysis_id: int) -> list[str]:
+    with app.state.engine.connect() as conn:
+        rows = conn.execute(
+            select(analysis_releases.c.body).where(analysis_releases.c.analysis_id == analysis_id)
+        )
+        return [body for (body,) in rows if body is not None]
+
+
+def _pooled(agents, spec: AnalysisSpec):
+    """Each site's extracted cohort (as the analysis reads it), by site."""
+    out = {}
+    for name, agent in agents.items():
+        store = open_store(agent.site.store, read_only=True)
+        try:
+            out[name] = extract_raw(store, spec.data)
+        finally:
+            store.close()
+    return out
+
+
+def _identifiers(agents) -> set[str]:
+    found = set()
+    for agent in agents.values():
+        store = open_store(agent.site.store, read_only=True)
+        try:
+            with store.connect() as conn:
+                found |= {
+                    v
+                    for (v,) in conn.execute(select(schema.person.c.person_source_value))
+                    if v and len(v) > 3
+                }
+        finally:
+            store.close()
+    return found
+
+
+def _longest_list(value) -> int:
+    if isinstance(value, dict):
+        return max((_longest_list(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max([len(value), *(_longest_list(v) for v in value)])
+    return 0
+
+
+def _run(agents, rounds: int = 1) -> None:
+    for _ in range(rounds):
+        for agent in agents.values():
+            agent.run_once()
+
+
+def test_table1_runs_only_where_approved_and_only_aggregates_reach_the_hub(network):
+    app, researcher, agents = network
+    pid = _project(researcher, "table1")
+    spec = AnalysisSpec(kind="table1", data=mace_task().data)
+    submitted = researcher.submit_analysis(pid, spec.body())
+    assert submitted["hash"] == spec.digest()
+    _run(agents)
+    waiting = researcher.analysis(submitted["id"])
+    assert waiting["status"] == "running"
+    assert waiting["sites"] == {"st-a": "waiting", "st-b": "waiting"}
+    assert _released(app, submitted["id"]) == [], "an unapproved analysis does not run"
+    assert "analysis.waiting" in [e["action"] for e in Ledger(agents["st-a"].site.ledger).entries()]
+
+    decide(agents["st-a"].site, None, pid, spec.digest(), "approved", by="site-admin")
+    _run(agents)
+    half = researcher.analysis(submitted["id"])
+    assert half["sites"] == {"st-a": "released round 0", "st-b": "waiting"}
+    assert half["result"] is None
+
+    agents["st-b"].site.policy = SitePolicy(auto_approve=[AutoApproval(kinds=["analysis:table1"])])
+    _run(agents)
+    done = researcher.analysis(submitted["id"])
+    assert done["status"] == "completed", done
+    pooled = _pooled(agents, spec)
+    ages = np.concatenate([d.x[:, 0] for d in pooled.values()])
+    age = done["result"]["combined"]["age"]
+    assert age["n"] == len(ages)
+    assert age["mean"] == pytest.approx(ages.mean())
+    assert age["sd"] == pytest.approx(ages.std(ddof=1))
+    assert done["result"]["sites"]["st-a"]["age"]["n"] == len(pooled["st-a"].y)
+    outcome = done["result"]["combined"]["outcome"]["counts"]
+    y = np.concatenate([d.y for d in pooled.values()])
+    if all(isinstance(v, int) for v in outcome.values()):
+        assert outcome == {"0": int((y == 0).sum()), "1": int((y == 1).sum())}
+
+    bodies = _released(app, submitted["id"])
+    assert len(bodies) == 2
+    identifiers = _identifiers(agents)
+    assert identifiers, "the stores hold person source values to look for"
+    for body in bodies:
+        assert not any(i in body for i in identifiers), "no identifier reaches the hub"
+        assert "person_id" not in body
+        fewest = min(len(d.y) for d in pooled.values())
+        assert _longest_list(json.loads(body)) < fewest, "no per-row vector reaches the hub"
+
+
+def test_a_declined_or_misstated_analysis_is_refused_and_releases_nothing(network):
+    app, researcher, agents = network
+    pid = _project(researcher, "refused")
+    spec = AnalysisSpec(kind="table1", data=mace_task().data)
+    body = spec.body()
+    declined = researcher.submit_analysis(pid, body)
+    misstated = researcher.submit_analysis(pid, {**body, "time_bin": 7})
+    for agent in agents.values():
+        decide(agent.site, None, pid, spec.digest(), "declined", by="site-admin", reason="no")
+    _run(agents)
+    assert researcher.analysis(declined["id"])["sites"]["st-a"] == "refused: no"
+    assert researcher.analysis(declined["id"])["status"] == "failed"
+    why = researcher.analysis(misstated["id"])["sites"]["st-b"]
+    assert why == "refused: the analysis's spec does not hash to its claimed hash"
+    assert _released(app, declined["id"]) == _released(app, misstated["id"]) == []
+
+
+def test_logistic_regression_and_cox_take_newton_rounds_and_match_the_pooled_fit(network):
+    app, researcher, agents = network
+    pid = _project(researcher, "models")
+    rule = AutoApproval(kinds=["analysis:regression", "analysis:survival"], projects=[pid])
+    for agent in agents.values():
+        agent.site.policy = SitePolicy(auto_approve=[rule])
+    data = mace_task().data
+    logistic = AnalysisSpec(kind="regression", data=data, covariates=["age", "male"])
+    survival_data = data.model_copy(update={"outcome": "time-to-event"})
+    survival = AnalysisSpec(
+        kind="survival", data=survival_data, covariates=["age", "male"], time_bin=90
+    )
+    ids = [researcher.submit_analysis(pid, s.body())["id"] for s in (logistic, survival)]
+    for _ in range(40):
+        _run(agents)
+        found = [researcher.analysis(i) for i in ids]
+        if all(f["status"] != "running" for f in found):
+            break
+    fit, surv = found
+    assert fit["status"] == surv["status"] == "completed", (fit["error"], surv["error"])
+    assert fit["round"] > 2, "a logistic model takes Newton rounds"
+
+    pooled = _pooled(agents, logistic)
+    x = np.vstack([np.hstack([np.ones((len(d.y), 1)), d.x[:, :2]]) for d in pooled.values()])
+    y = np.concatenate([d.y for d in pooled.values()])
+    reference = newton.fit([lambda b: regression.logistic_partial(x, y, b)], 3)
+    coef = fit["result"]["coef"]
+    assert [coef["intercept"], coef["age"], coef["male"]] == pytest.approx(
+        reference["beta"].tolist(), rel=1e-6
+    )
+    assert fit["result"]["n"] == len(y)
+
+    pooled = _pooled(agents, survival)
+    sites = [(d.y[:, 0], d.y[:, 1], d.x[:, :2].astype(float)) for d in pooled.values()]
+    stratified = newton.fit([lambda b, s=s: cox.cox_partial(*s, b) for s in sites], 2)
+    got = surv["result"]["cox"]["coef"]
+    assert [got["age"], got["male"]] == pytest.approx(stratified["beta"].tolist(), rel=1e-6)
+    assert surv["result"]["km"]["combined"]["times"], "a combined Kaplan-Meier curve"

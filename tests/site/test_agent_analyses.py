@@ -166,7 +166,7 @@ def test_a_declined_or_misstated_analysis_is_refused_and_releases_nothing(networ
 
 
 def test_logistic_regression_and_cox_take_newton_rounds_and_match_the_pooled_fit(network):
-    app, researcher, agents = network
+    _, researcher, agents = network
     pid = _project(researcher, "models")
     rule = AutoApproval(kinds=["analysis:regression", "analysis:survival"], projects=[pid])
     for agent in agents.values():

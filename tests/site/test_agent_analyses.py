@@ -7,7 +7,10 @@ import json
 import numpy as np
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from flip.cli.app import app as flip_app
+from flip.cli.credentials import Credentials, save
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
@@ -40,6 +43,8 @@ def network(tmp_path_factory):
         site = SiteConfig.load(build_site(root, name, fmt, n, seed))
         client = HubClient(hub.url, HubClient.enrol(hub.url, admin.create_site(name)))
         agents[name] = SiteAgent(site, client)
+    app.state.researcher_token = researcher.http.headers["Authorization"].split()[1]
+    app.state.url = hub.url
     yield app, researcher, agents
     for agent in agents.values():
         agent.hub.close()
@@ -203,3 +208,47 @@ def test_logistic_regression_and_cox_take_newton_rounds_and_match_the_pooled_fit
     got = surv["result"]["cox"]["coef"]
     assert [got["age"], got["male"]] == pytest.approx(stratified["beta"].tolist(), rel=1e-6)
     assert surv["result"]["km"]["combined"]["times"], "a combined Kaplan-Meier curve"
+
+
+def test_the_cli_submits_a_harmonisation_report_and_reads_it_side_by_side(
+    network, tmp_path, monkeypatch
+):
+    app, researcher, agents = network
+    pid = _project(researcher, "harmonise")
+    monkeypatch.setenv("FLIP_CREDENTIALS", str(tmp_path / "credentials.json"))
+    save(Credentials(hub=app.state.url, token=app.state.researcher_token))
+    runner = CliRunner()
+    systolic = mace_task().data.entry_concept_ids[0]
+    submitted = runner.invoke(
+        flip_app,
+        [
+            "analysis",
+            "submit",
+            "harmonisation",
+            "--project",
+            str(pid),
+            "--json",
+            "--concepts",
+            f"{systolic},3004410",
+        ],
+    )
+    assert submitted.exit_code == 0, submitted.output
+    found = json.loads(submitted.stdout)
+    for agent in agents.values():
+        decide(agent.site, None, pid, found["hash"], "approved", by="site-admin")
+    _run(agents)
+    shown = runner.invoke(flip_app, ["analysis", "results", str(found["id"]), "--json"])
+    result = json.loads(shown.stdout)["result"]
+    assert set(result["sites"]) == set(SITES)
+    rows = result["concepts"][str(systolic)]
+    assert all(isinstance(n, int) and n > 0 for n in rows.values()), rows
+    mapped = result["sites"]["st-a"]["concepts"][str(systolic)]
+    assert mapped["table"] == "measurement" and mapped["sources"], mapped
+    table = runner.invoke(flip_app, ["analysis", "results", str(found["id"])])
+    assert table.exit_code == 0 and str(systolic) in table.stdout
+
+    bad = runner.invoke(
+        flip_app, ["analysis", "submit", "survival", "--project", str(pid), "--cohort", "mace-5y"]
+    )
+    assert bad.exit_code == 1
+    assert "survival needs a time-to-event outcome" in bad.stderr

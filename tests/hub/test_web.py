@@ -14,6 +14,7 @@ from flip.hub.web import account, joining, live, signin
 from flip.hub.web import admin as admin_pages
 from flip.hub.web import models as models_pages
 from flip.hub.web import projects as projects_pages
+from flip.hub.web import quality as quality_pages
 from flip.hub.web import tasks as tasks_pages
 from flip.hub.web.pages import WebRoute
 from tests.hub.conftest import WEB_PASSWORD, Hub
@@ -511,6 +512,7 @@ WEB_MATRIX = {
     ("POST", "/projects/{project_id}/tasks/review"): WRITERS,
     ("POST", "/projects/{project_id}/tasks"): WRITERS,
     ("GET", "/models"): SIGNED_IN,
+    ("GET", "/quality"): SIGNED_IN,
     ("GET", "/models/{model_id}"): READERS,
     ("GET", "/models/{model_id}/download/{fmt}"): READERS,
     ("POST", "/admin/users/{user_id}/role"): {"admin"},
@@ -562,6 +564,7 @@ def test_every_web_route_is_in_the_matrix(web):
         admin_pages.router,
         tasks_pages.router,
         models_pages.router,
+        quality_pages.router,
         joining.router,
     )
     routes = {

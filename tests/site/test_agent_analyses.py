@@ -252,3 +252,39 @@ def test_the_cli_submits_a_harmonisation_report_and_reads_it_side_by_side(
     )
     assert bad.exit_code == 1
     assert "survival needs a time-to-event outcome" in bad.stderr
+
+
+def _counts(value, found: list) -> list:
+    """Every integer count in a released report (shares and ids left out)."""
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if key not in ("share", "concept_id", "min_cell"):
+                _counts(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _counts(v, found)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        found.append(value)
+    return found
+
+
+def test_sites_release_suppressed_quality_aggregates_the_hub_shows_side_by_side(network):
+    _, researcher, agents = network
+    for agent in agents.values():
+        agent.site.policy = SitePolicy(min_cell_size=5, share_quality=True)
+        agent.quality_shared = None
+    _run(agents)
+    shown = researcher.quality()["sites"]
+    assert set(shown) == set(SITES)
+    for name, found in shown.items():
+        report = found["report"]
+        assert report["completeness"]["person.year_of_birth"]["share"] == 1.0
+        assert set(report["unmapped"]) >= {"measurement", "condition_occurrence"}
+        assert report["checks"] and all("status" in c for c in report["checks"])
+        small = [n for n in _counts(report, []) if 0 < n < 5]
+        assert small == [], f"{name} released counts under its smallest cell: {small}"
+        text = json.dumps(report)
+        assert not any(i in text for i in _identifiers(agents))
+    agents["st-a"].site.policy = SitePolicy()
+    _run(agents)
+    assert "st-a" in researcher.quality()["sites"], "the last release stays on show"

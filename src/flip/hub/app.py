@@ -31,6 +31,7 @@ from flip.hub.routes import (
     listings,
     models,
     projects,
+    quality,
     sessions,
 )
 from flip.hub.throttle import LoginThrottle
@@ -113,7 +114,7 @@ def create_app(
     )
     app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
-    routers = (admin, sessions, activity, projects, listings, agent, models, analyses)
+    routers = (admin, sessions, activity, projects, listings, agent, models, analyses, quality)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 

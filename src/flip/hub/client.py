@@ -194,6 +194,10 @@ class ResearcherClient:
         """A project's analyses, newest first."""
         return self._call("GET", f"/projects/{project_id}/analyses")
 
+    def quality(self) -> dict[str, Any]:
+        """Every site's released data-quality aggregates, by site."""
+        return self._call("GET", "/quality")
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

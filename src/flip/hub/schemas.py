@@ -429,3 +429,9 @@ class AnalysisReleaseIn(BaseModel):
         None, description="The site's aggregates for this round (flip.stats.federated)."
     )
     refused: str | None = Field(None, max_length=2000)
+
+
+class QualityIn(BaseModel):
+    report: dict[str, Any] = Field(
+        description="A site's data-quality aggregates (flip.data.validate.released)."
+    )

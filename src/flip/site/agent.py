@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ class SiteAgent:
         self.anchor_seq: int | None = None
         self.refused_certificates: set[int] = set()
         self.analyses = Analyses(site, hub)
+        self.quality_shared: float | None = None
         self.in_hand = InHand(Path(site.ledger).with_suffix(".in-hand"))
         self.policy_read = self._policy_mtime()
 
@@ -127,6 +129,8 @@ class SiteAgent:
         self.in_hand.forget()
         if self.site.policy.share_logs:
             self._share_logs()
+        if self.site.policy.share_quality:
+            self._share_quality()
         self._serve(work.get("train") or [], work.get("flower"))
         return len(work["queries"]) + len(work["tasks"]) + len(work["runs"]) + len(analyses)
 
@@ -257,6 +261,24 @@ class SiteAgent:
                 exc.response.status_code,
                 _hub_detail(exc.response),
             )
+
+    def _share_quality(self) -> None:
+        """Release the store's data-quality aggregates, at most once every QUALITY_EVERY s."""
+        if self.quality_shared is not None and time.monotonic() - self.quality_shared < (
+            QUALITY_EVERY
+        ):
+            return
+        from flip.data.validate.released import quality_release
+
+        store = open_store(self.site.store, read_only=True)
+        try:
+            report = quality_release(store, self.site.policy.min_cell_size)
+        finally:
+            store.close()
+        with self._ledger() as ledger:
+            ledger.record("quality.released", {"checks": len(report["checks"])})
+        self.hub.release_quality(report)
+        self.quality_shared = time.monotonic()
 
     def _share_logs(self) -> None:
         """Send the hub the new entries of this site's log of each run it joined."""
@@ -467,6 +489,9 @@ class SiteAgent:
             )
         self.hub.reply_run(run["id"], "refused", reason[:2000])
 
+
+#: Seconds between two releases of the site's data-quality aggregates.
+QUALITY_EVERY = 3600.0
 
 #: Exact split sizes the ClientApp logs for the site: never sent with a run's log (the hub
 #: gets them as released, `flip.data.cohort.sizes`).

@@ -118,6 +118,10 @@ class HubClient:
             body["refused"] = refused[:REASON_CHARACTERS]
         self.http.post(f"/agent/analyses/{analysis_id}", json=body).raise_for_status()
 
+    def release_quality(self, report: dict[str, Any]) -> None:
+        """Release this site's (suppressed) data-quality aggregates to the network view."""
+        self.http.post("/agent/quality", json={"report": report}).raise_for_status()
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

@@ -143,7 +143,7 @@ def results(
 
 
 def _print_result(console, kind: str, result: dict[str, Any]) -> None:
-    from flip.cli.analyse_render import table1_rows
+    from flip.stats.tables import table1_rows
 
     if kind == "table1":
         header, rows = table1_rows(result)

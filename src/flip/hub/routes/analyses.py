@@ -88,6 +88,17 @@ def get_analysis(analysis_id: PathId, conn: ReadConn, who: Reader) -> AnalysisOu
     return _analysis_out(conn, analysis_id)
 
 
+def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """A project's analyses for its page: id, kind, hash, status, when; newest first."""
+    rows = conn.execute(
+        select(analyses.c.id, analyses.c.kind, analyses.c.hash, analyses.c.status)
+        .add_columns(analyses.c.created_at)
+        .where(analyses.c.project_id == project_id)
+        .order_by(analyses.c.id.desc())
+    )
+    return [dict(r._mapping) for r in rows]
+
+
 def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
     a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
     rows = conn.execute(

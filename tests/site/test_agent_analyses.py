@@ -288,3 +288,16 @@ def test_sites_release_suppressed_quality_aggregates_the_hub_shows_side_by_side(
     agents["st-a"].site.policy = SitePolicy()
     _run(agents)
     assert "st-a" in researcher.quality()["sites"], "the last release stays on show"
+
+
+def test_an_agent_polling_a_hub_without_analyses_goes_on():
+    import httpx
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    client = HubClient("http://hub.invalid", "flip_s_x")
+    client.http = httpx.Client(
+        base_url="http://hub.invalid/api/v1", transport=httpx.MockTransport(hub)
+    )
+    assert client.analyses() == []

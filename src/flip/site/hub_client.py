@@ -100,8 +100,11 @@ class HubClient:
         response.raise_for_status()
 
     def analyses(self) -> list[dict[str, Any]]:
-        """The analyses whose current round this site has yet to release (or refuse)."""
+        """The analyses whose current round this site has yet to release (or refuse); none
+        from a hub that predates analyses (404)."""
         response = self.http.get("/agent/analyses")
+        if response.status_code == 404:
+            return []
         response.raise_for_status()
         return list(response.json())
 

@@ -3,7 +3,8 @@
 Per standard concept of the set: how many rows map to it, from which source codes (code
 system and code); and per CDM table the set lands in: the share of rows mapped at all and the
 most frequent unmapped source codes, so a researcher sees that a site records a concept under
-a local code it never mapped. Row counts below the site's smallest cell are released as "<k".
+a local code it never mapped. Row counts below the site's smallest cell are released as "<k",
+and a code of fewer rows than that is not named (it is counted under OTHER).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from flip.stats.suppression import hidden, is_small, suppress_counts
 if TYPE_CHECKING:
     from flip.data.cdm.store import Store
 
-#: Unmapped source codes released per table, most frequent first.
+#: Unmapped source codes looked at per table, most frequent first.
 TOP_UNMAPPED = 20
+#: Where the codes of fewer than min_cell rows each are counted together, unnamed.
+OTHER = "other codes (each under the smallest cell)"
 
 
 class HarmonisationSpec(BaseModel):
@@ -116,12 +119,22 @@ def _cell(count: int, min_cell: int) -> int | str:
     return hidden(min_cell) if is_small(count, min_cell) else count
 
 
+def _common(counts: dict[str, int], min_cell: int) -> dict[str, int]:
+    """The codes of at least min_cell rows by name, the rarer ones together as OTHER: a
+    source value seen a few times may be free text, and is never released."""
+    kept = {code: n for code, n in counts.items() if n >= min_cell}
+    rare = sum(n for code, n in counts.items() if n < min_cell)
+    return kept | ({OTHER: rare} if rare else {})
+
+
 def _suppressed(concepts: dict, tables: dict, min_cell: int) -> dict:
-    """Every row count under min_cell released as "<min_cell" (zero stays zero)."""
+    """Row counts under min_cell released as "<min_cell" (zero stays zero), rare codes
+    unnamed (see `_common`)."""
     for found in concepts.values():
         found["rows"] = _cell(found["rows"], min_cell)
-        found["sources"] = suppress_counts(found["sources"], min_cell)
+        found["sources"] = suppress_counts(_common(found["sources"], min_cell), min_cell)
     for table in tables.values():
         table["rows"], table["mapped"] = (_cell(table[k], min_cell) for k in ("rows", "mapped"))
-        table["unmapped"] = {k: _cell(n, min_cell) for k, n in table["unmapped"].items()}
+        unmapped = _common(table["unmapped"], min_cell)
+        table["unmapped"] = {k: _cell(n, min_cell) for k, n in unmapped.items()}
     return {"concepts": concepts, "tables": tables, "min_cell": min_cell}

@@ -301,3 +301,35 @@ def test_an_agent_polling_a_hub_without_analyses_goes_on():
         base_url="http://hub.invalid/api/v1", transport=httpx.MockTransport(hub)
     )
     assert client.analyses() == []
+
+
+def test_the_cohort_is_read_once_for_every_round_and_dropped_once_the_hub_stops_asking(
+    network, monkeypatch
+):
+    from flip.site import analyses as site_analyses
+
+    _, researcher, agents = network
+    pid = _project(researcher, "rounds")
+    rule = AutoApproval(kinds=["analysis:regression"], projects=[pid])
+    reads = []
+    real = site_analyses.extract
+
+    def counted(store, spec):
+        reads.append(spec.kind)
+        return real(store, spec)
+
+    monkeypatch.setattr(site_analyses, "extract", counted)
+    for agent in agents.values():
+        agent.site.policy = SitePolicy(auto_approve=[rule])
+    spec = AnalysisSpec(kind="regression", data=mace_task().data, covariates=["age"])
+    aid = researcher.submit_analysis(pid, spec.body())["id"]
+    for _ in range(40):
+        _run(agents)
+        if researcher.analysis(aid)["status"] != "running":
+            break
+    found = researcher.analysis(aid)
+    assert found["status"] == "completed" and found["round"] > 2
+    assert reads == ["regression", "regression"], "one read per site, whatever the rounds"
+    monkeypatch.setattr(site_analyses, "COHORT_TTL", 0.0)
+    _run(agents)
+    assert all(aid not in agent.analyses.cohorts for agent in agents.values())

@@ -126,6 +126,7 @@ class SiteAgent:
         for item in analyses:
             key = f"analysis {item['id']}/{item['round']}"
             self._safely(key, item, self.analyses.handle, self.analyses.refuse)
+        self.analyses.forget({item["id"] for item in analyses})
         self.in_hand.forget()
         if self.site.policy.share_logs:
             self._share_logs()

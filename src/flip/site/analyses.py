@@ -8,6 +8,7 @@ HASH --analysis`); an auto-approve rule covers a kind by naming `analysis:KIND`.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,13 +16,17 @@ from pydantic import ValidationError
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
 from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
-from flip.data.features.store_analysis import AnalysisSpec, site_release
+from flip.data.features.store_analysis import AnalysisSpec, extract, site_release
+from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.site.approvals import RULE, by_person
 from flip.site.hub_client import HubClient
 from flip.site.policy import analysis_problem, auto_approves_analysis, project_problem
 
 log = logging.getLogger(__name__)
+
+#: Seconds a running analysis's cohort is kept after the hub last asked about it.
+COHORT_TTL = 600.0
 
 
 def load_spec(body: dict[str, Any]) -> AnalysisSpec | HarmonisationSpec:
@@ -38,6 +43,9 @@ class Analyses:
         self.site = site
         self.hub = hub
         self.waiting: set[tuple[int, str]] = set()
+        #: Each running analysis's cohort, read once: every Newton round sees the same rows.
+        self.cohorts: dict[int, TabularData] = {}
+        self.seen: dict[int, float] = {}
 
     def handle(self, item: dict[str, Any]) -> None:
         """Release this round of the analysis if approved; refuse what the site never runs;
@@ -99,16 +107,32 @@ class Analyses:
                 )
         return approved
 
+    def forget(self, open_ids: set[int]) -> None:
+        """Drop the cohorts kept for analyses the hub has not asked about for COHORT_TTL s
+        (between two rounds an analysis waits for the other sites)."""
+        now = time.monotonic()
+        for analysis_id in open_ids & set(self.cohorts):
+            self.seen[analysis_id] = now
+        for analysis_id, seen in list(self.seen.items()):
+            if now - seen > COHORT_TTL:
+                self.cohorts.pop(analysis_id, None)
+                del self.seen[analysis_id]
+
     def _release(self, item: dict[str, Any], spec: AnalysisSpec | HarmonisationSpec) -> None:
         min_cell = self.site.policy.min_cell_size
-        store = open_store(self.site.store, read_only=True)
-        try:
-            if isinstance(spec, HarmonisationSpec):
-                released = harmonisation_release(store, spec, min_cell)
-            else:
-                released = site_release(store, spec, item["round"], item["proposal"], min_cell)
-        finally:
-            store.close()
+        if isinstance(spec, HarmonisationSpec) or item["id"] not in self.cohorts:
+            store = open_store(self.site.store, read_only=True)
+            try:
+                if isinstance(spec, HarmonisationSpec):
+                    released = harmonisation_release(store, spec, min_cell)
+                else:
+                    self.cohorts[item["id"]] = extract(store, spec)
+                    self.seen[item["id"]] = time.monotonic()
+            finally:
+                store.close()
+        if isinstance(spec, AnalysisSpec):
+            cohort = self.cohorts[item["id"]]
+            released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
         with Ledger(self.site.ledger) as ledger:
             ledger.record(
                 "analysis.released",

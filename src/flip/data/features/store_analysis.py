@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flip.data.features.tabular import TabularSpec
+from flip.data.features.tabular import TabularData, TabularSpec
 from flip.stats import cox, describe, regression, survival
 from flip.stats.federated import spec_hash, terms
 from flip.stats.suppression import hidden, is_small
@@ -74,12 +74,14 @@ class AnalysisSpec(BaseModel):
 
 
 def site_release(
-    store: Store, spec: AnalysisSpec, round_: int, proposal: list[float] | None, min_cell: int
+    data: TabularData,
+    spec: AnalysisSpec,
+    round_: int,
+    proposal: list[float] | None,
+    min_cell: int,
 ) -> dict:
-    """This site's release for one round of the analysis (see `flip.stats.federated`)."""
-    from flip.data.features.tabular import extract_raw
-
-    data = extract_raw(store, spec.data)
+    """This site's release for one round of the analysis (see `flip.stats.federated`), from
+    its cohort as `extract(store, spec)` read it."""
     names = data.feature_names
     if spec.kind == "table1":
         return {"columns": _table1(spec, data.x, data.y, names, min_cell)}
@@ -110,6 +112,13 @@ def site_release(
     if spec.family == "linear":
         return out | {"linear": regression.linear_partial(x, y)}
     return out | {"newton": regression.logistic_partial(x, y, [0.0] * x.shape[1])}
+
+
+def extract(store: Store, spec: AnalysisSpec) -> TabularData:
+    """The analysis's cohort and columns from the store, as a tabular task extracts them."""
+    from flip.data.features.tabular import extract_raw
+
+    return extract_raw(store, spec.data)
 
 
 def _enough(partial: dict, n: int, min_cell: int) -> dict:

@@ -25,6 +25,10 @@ from flip.site.policy import analysis_problem, auto_approves_analysis, project_p
 
 log = logging.getLogger(__name__)
 
+#: Rounds of one analysis a site answers: Newton converges in well under this many (step
+#: halvings included), and each round releases another gradient at a point the hub chose.
+MAX_ROUNDS = 100
+
 #: Seconds a running analysis's cohort is kept after the hub last asked about it.
 COHORT_TTL = 600.0
 
@@ -60,6 +64,9 @@ class Analyses:
             return
         if spec.digest() != digest or spec.body() != item["spec"]:
             self.refuse(item, "the analysis's spec does not hash to its claimed hash")
+            return
+        if int(item["round"]) >= MAX_ROUNDS:
+            self.refuse(item, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
             return
         problem = (
             project_problem(self.site.policy, project)

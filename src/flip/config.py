@@ -89,6 +89,13 @@ class SitePolicy(BaseModel):
         "refusals) with the hub; off: the hub sees only the site's reply.",
     )
 
+    share_quality: bool = Field(
+        False,
+        description="Release this site's data-quality aggregates (counts per check and rule, "
+        "completeness, unmapped-code rates, unit coverage; small counts suppressed) to the "
+        "hub's network view.",
+    )
+
     def fewest_rows(self) -> int:
         """The fewest rows a split of a task may have here: `min_rows`, else `min_cell_size`,
         and never below ROW_FLOOR."""

@@ -49,6 +49,13 @@ MATRIX = {
     ("GET", "/api/v1/projects/{project_id}/runs"): READERS,
     ("POST", "/api/v1/runs/{run_id}/rounds"): WORKERS,
     ("POST", "/api/v1/runs/{run_id}/status"): WORKERS,
+    ("POST", "/api/v1/projects/{project_id}/analyses"): WORKERS,
+    ("GET", "/api/v1/projects/{project_id}/analyses"): READERS,
+    ("GET", "/api/v1/analyses/{analysis_id}"): READERS,
+    ("GET", "/api/v1/agent/analyses"): {"site"},
+    ("POST", "/api/v1/agent/analyses/{analysis_id}"): {"site"},
+    ("POST", "/api/v1/agent/quality"): {"site"},
+    ("GET", "/api/v1/quality"): READERS | {"researcher", "stranger"},
     ("GET", "/api/v1/agent/work"): {"site"},
     ("POST", "/api/v1/agent/queries/{query_id}"): {"site"},
     ("POST", "/api/v1/agent/decisions"): {"site"},
@@ -83,6 +90,9 @@ BODIES = {
     },
     "/api/v1/projects/{project_id}/queries": {"name": "q", "definition": {}},
     "/api/v1/projects/{project_id}/runs": {"task_hash": HASH, "rounds": 1},
+    "/api/v1/projects/{project_id}/analyses": {"spec": {"kind": "table1"}},
+    "/api/v1/agent/analyses/{analysis_id}": {"round": 0, "refused": "no"},
+    "/api/v1/agent/quality": {"report": {}},
     "/api/v1/runs/{run_id}/rounds": {"round": 1, "metrics": {"auroc": 0.5}},
     "/api/v1/runs/{run_id}/status": {"status": "cancelled"},
     "/api/v1/agent/queries/{query_id}": {"count": 0, "suppressed": False, "threshold": 10},
@@ -132,7 +142,11 @@ def world(hub, n: int):
     rid = hub.call(
         "POST", f"/projects/{pid}/runs", owner, json={"task_hash": HASH, "rounds": 1}
     ).json()["id"]
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", owner, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
     ids = {
+        "analysis_id": aid,
         "project_id": pid,
         "query_id": qid,
         "run_id": rid,
@@ -192,6 +206,6 @@ def _check(hub, method: str, path: str, allowed: set, role: str, n: int, tokens,
 def _hidden(method: str, path: str, role: str) -> bool:
     """Whether the caller passes the route's role check but is in no project it names:
     then the project, query or run is hidden (404). A viewer's write is refused by role."""
-    ids = ("{project_id}", "{query_id}", "{run_id}", "{model_id}")
+    ids = ("{project_id}", "{query_id}", "{run_id}", "{model_id}", "{analysis_id}")
     scoped = not path.startswith("/api/v1/agent/") and any(i in path for i in ids)
     return scoped and (role == "researcher" or (role == "stranger" and method == "GET"))

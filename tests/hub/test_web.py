@@ -12,8 +12,10 @@ from sqlalchemy import func, select
 from flip.hub.db import projects
 from flip.hub.web import account, joining, live, signin
 from flip.hub.web import admin as admin_pages
+from flip.hub.web import analyses as analyses_pages
 from flip.hub.web import models as models_pages
 from flip.hub.web import projects as projects_pages
+from flip.hub.web import quality as quality_pages
 from flip.hub.web import tasks as tasks_pages
 from flip.hub.web.pages import WebRoute
 from tests.hub.conftest import WEB_PASSWORD, Hub
@@ -562,6 +564,8 @@ WEB_MATRIX = {
     ("POST", "/projects/{project_id}/tasks/review"): WRITERS,
     ("POST", "/projects/{project_id}/tasks"): WRITERS,
     ("GET", "/models"): SIGNED_IN,
+    ("GET", "/quality"): SIGNED_IN,
+    ("GET", "/analyses/{analysis_id}"): READERS,
     ("GET", "/models/{model_id}"): READERS,
     ("GET", "/models/{model_id}/download"): READERS,
     ("POST", "/admin/users/{user_id}/role"): {"admin"},
@@ -616,6 +620,8 @@ def test_every_web_route_is_in_the_matrix(web):
         admin_pages.router,
         tasks_pages.router,
         models_pages.router,
+        quality_pages.router,
+        analyses_pages.router,
         joining.router,
     )
     routes = {
@@ -668,7 +674,11 @@ def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
     asked = {"name": "m-queued", "email": "q@example.org", "organisation": "o", "reason": "r"}
     browsers["anonymous"].post("/request-account", asked, page="/request-account")
     request_id = queued_request(web, "m-queued")
+    analysis = {"spec": {"kind": "table1"}}
     ids = {
+        "analysis_id": web.call(
+            "POST", f"/projects/{pid}/analyses", owner.token, json=analysis
+        ).json()["id"],
         "project_id": pid,
         "query_id": qid,
         "user_id": user_id,

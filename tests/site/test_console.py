@@ -303,6 +303,14 @@ def test_policy_changes_are_audited_written_and_taken_up_by_the_agent(site):
     assert site.site().policy.min_cell_size == 20
     site.agent.run_once()
     assert site.agent.site.policy.min_cell_size == 20, "the agent took up the new policy"
+    assert not policy.share_quality
+    shared = {"min_cell_size": "20", "kinds": ["tabular-logreg"], "share_quality": "true"}
+    site.post("/policy", shared, "/policy")
+    assert site.site().policy.share_quality
+    assert (
+        'id="share_quality" name="share_quality" value="true" checked'
+        in site.http.get("/policy").text
+    )
 
 
 def test_auto_approve_rules_are_added_and_removed_with_an_audit(site):
@@ -318,12 +326,15 @@ def test_auto_approve_rules_are_added_and_removed_with_an_audit(site):
         (["tabular-logreg"], [3, 5], 10)
     ]
     assert "3, 5" in site.http.get("/policy").text
+    site.post("/policy/rules", {"kinds": ["analysis:table1", "no-such-kind"]}, "/policy")
+    assert site.site().policy.auto_approve[1].kinds == ["analysis:table1"]
+    site.post("/policy/rules/2/delete", {}, "/policy")
     bad = site.post("/policy/rules", {"kinds": ["tabular-logreg"], "projects": "x"}, "/policy")
     assert bad.status_code == 422
     site.post("/policy/rules/1/delete", {}, "/policy")
     assert site.site().policy.auto_approve == []
     actions = [e["action"] for e in site.ledger().entries()]
-    assert actions.count("policy.changed") == 2
+    assert actions.count("policy.changed") == 4
 
 
 def test_the_audit_page_verifies_the_chain_and_shows_a_break(site):

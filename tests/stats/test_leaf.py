@@ -5,7 +5,7 @@ from pathlib import Path
 
 import flip.stats
 
-ALLOWED = {"numpy", "scipy", "math", "collections", "itertools", "__future__"}
+ALLOWED = {"numpy", "scipy", "math", "collections", "itertools", "hashlib", "json", "__future__"}
 
 
 def test_flip_stats_imports_only_itself_numpy_scipy_and_the_standard_library():

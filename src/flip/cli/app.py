@@ -7,7 +7,7 @@ import os
 import typer
 
 from flip import __version__
-from flip.cli import analyse, bench, fl, hub, models, project, run, site, synth, task
+from flip.cli import analyse, analysis, bench, fl, hub, models, project, run, site, synth, task
 from flip.cli.account import login, logout
 from flip.cli.demo import demo
 from flip.cli.query import query
@@ -30,6 +30,7 @@ app.add_typer(fl.app, name="fl")
 app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.add_typer(analyse.app, name="analyse")
+app.add_typer(analysis.app, name="analysis")
 app.command()(login)
 app.command()(logout)
 app.add_typer(project.app, name="project")

@@ -844,7 +844,13 @@ class _Stopped(Exception):
 
 
 def _decide(
-    site_config: Path, project: int, task_hash: str, decision: str, by: str, reason: str
+    site_config: Path,
+    project: int,
+    task_hash: str,
+    decision: str,
+    by: str,
+    reason: str,
+    analysis: bool = False,
 ) -> None:
     import httpx
 
@@ -858,11 +864,22 @@ def _decide(
         )
     with one_line_errors(httpx.HTTPError):
         site = _site_config(site_config)
-        client = _hub_client(site)
+        client = None if analysis else _hub_client(site)
         decide(site, client, project, task_hash, decision, by=by, reason=reason)
         if client is not None:
             client.close()
-    typer.echo(f"{site.name}: {decision} task {task_hash[:12]}… for project {project}")
+    what = "analysis" if analysis else "task"
+    typer.echo(f"{site.name}: {decision} {what} {task_hash[:12]}… for project {project}")
+
+
+AnalysisOption = Annotated[
+    bool,
+    typer.Option(
+        "--analysis",
+        help="HASH is an analysis's (`flip analysis submit` prints it): the decision is kept "
+        "here, and the agent tells the hub when it releases or refuses the analysis.",
+    ),
+]
 
 
 @app.command()
@@ -871,9 +888,10 @@ def approve(
     task_hash: Annotated[str, typer.Argument(help="The exact task SHA-256 to allow.")],
     site_config: SiteConfigOption = Path("site.yaml"),
     by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
+    analysis: AnalysisOption = False,
 ) -> None:
-    """Approve exactly this task for this project; the ClientApp runs nothing else."""
-    _decide(site_config, project, task_hash, "approved", by, "")
+    """Approve exactly this task (or analysis) for this project; nothing else runs."""
+    _decide(site_config, project, task_hash, "approved", by, "", analysis)
 
 
 @app.command()
@@ -883,9 +901,10 @@ def decline(
     reason: Annotated[str, typer.Option(help="Why (shared with the hub).")],
     site_config: SiteConfigOption = Path("site.yaml"),
     by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
+    analysis: AnalysisOption = False,
 ) -> None:
-    """Decline a task for a project, with a reason."""
-    _decide(site_config, project, task_hash, "declined", by, reason)
+    """Decline a task (or analysis) for a project, with a reason."""
+    _decide(site_config, project, task_hash, "declined", by, reason, analysis)
 
 
 @app.command()

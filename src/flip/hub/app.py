@@ -22,7 +22,17 @@ from flip.hub.json_guard import JsonGuard
 from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
-from flip.hub.routes import activity, admin, agent, listings, models, projects, sessions
+from flip.hub.routes import (
+    activity,
+    admin,
+    agent,
+    analyses,
+    listings,
+    models,
+    projects,
+    quality,
+    sessions,
+)
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
 from flip.hub.web.pages import error_page
@@ -105,7 +115,7 @@ def create_app(
     )
     app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body, error_page=error_page)
-    routers = (admin, sessions, activity, projects, listings, agent, models)
+    routers = (admin, sessions, activity, projects, listings, agent, models, analyses, quality)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 

@@ -188,6 +188,22 @@ class ResearcherClient:
         """A completed run's certificate, with the sites' countersignatures so far."""
         return self._call("GET", f"/runs/{run_id}/certificate")
 
+    def submit_analysis(self, project_id: int, spec: dict[str, Any]) -> dict[str, Any]:
+        """Ask the project's sites for an analysis (its spec as FLIP writes it)."""
+        return self._call("POST", f"/projects/{project_id}/analyses", json={"spec": spec})
+
+    def analysis(self, analysis_id: int) -> dict[str, Any]:
+        """An analysis: each site's part, and the combined result once complete."""
+        return self._call("GET", f"/analyses/{analysis_id}")
+
+    def analyses(self, project_id: int) -> list[dict[str, Any]]:
+        """A project's analyses, newest first."""
+        return self._call("GET", f"/projects/{project_id}/analyses")
+
+    def quality(self) -> dict[str, Any]:
+        """Every site's released data-quality aggregates, by site."""
+        return self._call("GET", "/quality")
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

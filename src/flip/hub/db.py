@@ -271,6 +271,49 @@ access_requests = Table(
     Index("ix_access_requests_status", "status", "id"),
 )
 
+#: Federated analyses (Table 1, survival, regression, harmonisation) a researcher asked a
+#: project's sites for: the spec each site approves by its hash, the combiner's state
+#: between rounds, and the combined result.
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id"), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("created_by", ForeignKey("users.id"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("result", Text),
+    Column("error", Text),
+    _created(),
+    Column("updated_at", DateTime, nullable=False, default=now),
+    Index("ix_analyses_project", "project_id", "id"),
+)
+
+#: Each site's release (aggregates only) for one round of an analysis, or its refusal.
+analysis_releases = Table(
+    "analysis_releases",
+    metadata,
+    Column("analysis_id", ForeignKey("analyses.id"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("round", Integer, primary_key=True, autoincrement=False),
+    Column("body", Text),
+    Column("refused", Text),
+    Column("released_at", DateTime, nullable=False, default=now),
+)
+
+#: Each site's latest data-quality aggregates, as its policy released them.
+site_quality = Table(
+    "site_quality",
+    metadata,
+    Column("site_id", ForeignKey("sites.id"), primary_key=True),
+    Column("report", Text, nullable=False),
+    Column("released_at", DateTime, nullable=False, default=now),
+)
+
 audit = Table(
     "audit",
     metadata,

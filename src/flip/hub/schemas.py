@@ -391,3 +391,51 @@ class HubHeadsIn(BaseModel):
 class HubHeadsOut(BaseModel):
     ok: bool
     problems: list[str]
+
+
+#: Analysis kinds the hub combines (flip.stats.federated), and harmonisation reports.
+ANALYSIS_KINDS = ("table1", "survival", "regression", "harmonisation")
+
+
+class AnalysisIn(BaseModel):
+    spec: dict[str, Any] = Field(
+        description="The analysis as `flip analysis submit` writes it: kind (table1, survival, "
+        "regression, harmonisation) and its cohort; sites approve its SHA-256."
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _known_kind(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        if spec.get("kind") not in ANALYSIS_KINDS:
+            raise ValueError(f"kind: one of {', '.join(ANALYSIS_KINDS)}")
+        return spec
+
+
+class AnalysisOut(BaseModel):
+    id: int
+    project_id: int
+    kind: str
+    hash: str
+    status: Literal["running", "completed", "failed"]
+    round: int
+    sites: dict[str, str] = Field(
+        description="Per site: waiting (not approved yet, or not polled), released round N, "
+        "or refused with the site's reason."
+    )
+    result: dict[str, Any] | None
+    error: str | None
+    spec: dict[str, Any]
+
+
+class AnalysisReleaseIn(BaseModel):
+    round: int = Field(ge=0, le=1000)
+    release: dict[str, Any] | None = Field(
+        None, description="The site's aggregates for this round (flip.stats.federated)."
+    )
+    refused: str | None = Field(None, max_length=2000)
+
+
+class QualityIn(BaseModel):
+    report: dict[str, Any] = Field(
+        description="A site's data-quality aggregates (flip.data.validate.released)."
+    )

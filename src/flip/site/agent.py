@@ -1,4 +1,5 @@
-"""The site agent: polls the hub, answers cohort counts, checks tasks, joins approved runs.
+"""The site agent: polls the hub, answers cohort counts, checks tasks, joins approved runs,
+releases approved analyses.
 
 It only ever makes outbound HTTP calls. Work is idempotent at the hub (the first
 answer stands), so a piece of work delivered twice is done once in effect. A work
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.runtime.credentials import make_node_key
 from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.site.analyses import Analyses
 from flip.site.anchor import anchor
 from flip.site.approvals import AGENT, RULE, by_person, decide
 from flip.site.certify import countersign
@@ -57,6 +60,8 @@ class SiteAgent:
         self.node: SuperNode | None = None
         self.anchor_seq: int | None = None
         self.refused_certificates: set[int] = set()
+        self.analyses = Analyses(site, hub)
+        self.quality_shared: float | None = None
         self.in_hand = InHand(Path(site.ledger).with_suffix(".in-hand"))
         self.policy_read = self._policy_mtime()
 
@@ -117,11 +122,18 @@ class SiteAgent:
             self._safely(key, task, self._check_task, self._refuse_task)
         for run in work["runs"]:
             self._safely(f"run {run['id']}", run, self._reply_run, self._refuse_run)
+        analyses = self.hub.analyses()
+        for item in analyses:
+            key = f"analysis {item['id']}/{item['round']}"
+            self._safely(key, item, self.analyses.handle, self.analyses.refuse)
+        self.analyses.forget({item["id"] for item in analyses})
         self.in_hand.forget()
         if self.site.policy.share_logs:
             self._share_logs()
+        if self.site.policy.share_quality:
+            self._share_quality()
         self._serve(work.get("train") or [], work.get("flower"))
-        return len(work["queries"]) + len(work["tasks"]) + len(work["runs"])
+        return len(work["queries"]) + len(work["tasks"]) + len(work["runs"]) + len(analyses)
 
     def _anchor(self) -> dict[str, Any]:
         """Show the hub the ledger's signed head (see `anchor`). A head the hub refuses for
@@ -250,6 +262,24 @@ class SiteAgent:
                 exc.response.status_code,
                 _hub_detail(exc.response),
             )
+
+    def _share_quality(self) -> None:
+        """Release the store's data-quality aggregates, at most once every QUALITY_EVERY s."""
+        if self.quality_shared is not None and time.monotonic() - self.quality_shared < (
+            QUALITY_EVERY
+        ):
+            return
+        from flip.data.validate.released import quality_release
+
+        store = open_store(self.site.store, read_only=True)
+        try:
+            report = quality_release(store, self.site.policy.min_cell_size)
+        finally:
+            store.close()
+        with self._ledger() as ledger:
+            ledger.record("quality.released", {"checks": len(report["checks"])})
+        self.hub.release_quality(report)
+        self.quality_shared = time.monotonic()
 
     def _share_logs(self) -> None:
         """Send the hub the new entries of this site's log of each run it joined."""
@@ -460,6 +490,9 @@ class SiteAgent:
             )
         self.hub.reply_run(run["id"], "refused", reason[:2000])
 
+
+#: Seconds between two releases of the site's data-quality aggregates.
+QUALITY_EVERY = 3600.0
 
 #: Exact split sizes the ClientApp logs for the site: never sent with a run's log (the hub
 #: gets them as released, `flip.data.cohort.sizes`).

@@ -99,6 +99,32 @@ class HubClient:
         response = self.http.post(f"/agent/certificates/{run_id}", json={"signature": signature})
         response.raise_for_status()
 
+    def analyses(self) -> list[dict[str, Any]]:
+        """The analyses whose current round this site has yet to release (or refuse); none
+        from a hub that predates analyses (404)."""
+        response = self.http.get("/agent/analyses")
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return list(response.json())
+
+    def release_analysis(
+        self,
+        analysis_id: int,
+        round_: int,
+        release: dict[str, Any] | None,
+        refused: str | None = None,
+    ) -> None:
+        """Release this site's aggregates for one round of an analysis, or refuse it."""
+        body = {"round": round_, "release": release, "refused": refused}
+        if refused is not None:
+            body["refused"] = refused[:REASON_CHARACTERS]
+        self.http.post(f"/agent/analyses/{analysis_id}", json=body).raise_for_status()
+
+    def release_quality(self, report: dict[str, Any]) -> None:
+        """Release this site's (suppressed) data-quality aggregates to the network view."""
+        self.http.post("/agent/quality", json={"report": report}).raise_for_status()
+
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()

@@ -14,6 +14,7 @@ from flip.fl.tasks.base import TaskSpec
 if TYPE_CHECKING:  # the cohort package loads the CDM schema: off the ClientApp's start path
     from flip.data.cohort import CohortDefinition
     from flip.data.cohort.circe import CirceDefinition
+    from flip.data.features.store_analysis import AnalysisSpec
 
 #: The CDM table each tabular feature source reads.
 FEATURE_TABLES = {
@@ -50,14 +51,36 @@ def query_problem(
     return project_problem(policy, project_id) or _tables_problem(policy, tables)
 
 
-def task_tables(spec: TaskSpec) -> set[str]:
-    """The CDM tables a task reads: its entry event's and outcome's, its features', its notes'
-    and its images'."""
+def task_tables(spec: TaskSpec | AnalysisSpec) -> set[str]:
+    """The CDM tables a task (or an analysis) reads: its entry event's and outcome's, its
+    features', its notes' and its images'."""
     tables = {"person", "measurement", "condition_occurrence"}
     tables |= {FEATURE_TABLES[f.source] for f in spec.data.features}
     tables |= {"note"} if spec.data.text is not None else set()
     tables |= {"observation_period", "death"} if spec.data.outcome == "time-to-event" else set()
     return tables | ({"image_occurrence"} if spec.data.image is not None else set())
+
+
+def analysis_kind(kind: str) -> str:
+    """The name auto-approve rules give an analysis kind: `analysis:table1`, say."""
+    return f"analysis:{kind}"
+
+
+def analysis_problem(policy: SitePolicy, project_id: int, spec: AnalysisSpec) -> str | None:
+    """Why the site's policy refuses this analysis for this project, or None."""
+    if problem := project_problem(policy, project_id):
+        return problem
+    if problem := _tables_problem(policy, task_tables(spec)):
+        return f"the analysis {problem.removeprefix('it ')}"
+    return None
+
+
+def auto_approves_analysis(policy: SitePolicy, project_id: int, kind: str) -> bool:
+    """Whether a rule of the policy approves an analysis of this kind without the admin."""
+    return any(
+        analysis_kind(kind) in rule.kinds and (rule.projects is None or project_id in rule.projects)
+        for rule in policy.auto_approve
+    )
 
 
 def task_problem(policy: SitePolicy, project_id: int | str, spec: TaskSpec) -> str | None:

@@ -23,9 +23,8 @@ from flip.data.features.csvfile import (
     looks_like_id,
 )
 from flip.stats import cox, describe, newton, regression, survival
+from flip.stats.federated import INTERCEPT, coefficients
 from flip.stats.suppression import is_small, total
-
-INTERCEPT = "intercept"
 
 
 def _travel(partial: dict) -> dict:
@@ -171,16 +170,6 @@ def _design(
             parts.append(block)
         matrices[site] = np.hstack(parts) if parts else np.empty((table.n_rows, 0))
     return names, matrices
-
-
-def _coefficients(names: list[str], beta, covariance, dist) -> dict:
-    se = np.sqrt(np.diag(covariance))
-    p = 2 * dist.sf(np.abs(np.asarray(beta) / se))
-    return {
-        "coef": dict(zip(names, map(float, beta), strict=True)),
-        "se": dict(zip(names, map(float, se), strict=True)),
-        "p": dict(zip(names, map(float, p), strict=True)),
-    }
 
 
 def _events(table: SiteTable, column: str) -> np.ndarray:
@@ -350,7 +339,7 @@ def _cox(data: dict, names: list[str], min_cell: int) -> dict:
     fit = newton.fit(sites, len(names))
     counts = [cox.cox_counts(e, min_cell) for _, e, _ in data.values()]
     return {
-        **_coefficients(names, fit["beta"], fit["covariance"], scipy_stats.norm),
+        **coefficients(names, fit["beta"], fit["covariance"], scipy_stats.norm),
         "n": total([c["n"] for c in counts]),
         "events": total([c["events"] for c in counts]),
         "sites": dict(zip(data, counts, strict=True)),
@@ -413,7 +402,7 @@ def regression_analysis(
         dist, steps = scipy_stats.norm, fit["steps"]
     return {
         "family": family,
-        **_coefficients(names, fit["beta"], fit["covariance"], dist),
+        **coefficients(names, fit["beta"], fit["covariance"], dist),
         "n": n,
         "left_out": left_out,
         "withheld": withheld,

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from flip.hub.web import account, admin, joining, models, projects, signin, tasks
+from flip.hub.web import (
+    account,
+    admin,
+    analyses,
+    joining,
+    models,
+    projects,
+    quality,
+    signin,
+    tasks,
+)
 from flip.hub.web.banner import Banner
 from flip.hub.web.pages import HERE
 from flip.hub.web.security import SecurityHeaders, server_error
@@ -27,7 +37,7 @@ def add_web(app: FastAPI) -> None:
     app.state.enrolments = signin.Enrolments()
     app.state.banner = Banner(app.state.engine)
     app.state.request_limit = AddressLimit(app.state.policy.account_requests, REQUEST_WINDOW)
-    for module in (signin, account, projects, tasks, models, admin, joining):
+    for module in (signin, account, projects, tasks, models, quality, analyses, admin, joining):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", static_files(HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)

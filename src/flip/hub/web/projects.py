@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from flip.hub import audit
 from flip.hub.db import queries, sites, tasks
+from flip.hub.routes import analyses as analyses_api
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
@@ -84,6 +85,7 @@ async def project_page(request: Request, project_id: PathId, who: WebReader):
             "queries": reads.project_queries(conn, project_id),
             "runs": reads.project_runs(conn, project_id),
             "budget": privacy.project_budget(conn, project_id),
+            "analyses": analyses_api.project_analyses(conn, project_id),
             # The API lists sites to admins only: others type the name they were given.
             "active_sites": [s for s in active if s not in project.sites]
             if who.role == "admin"

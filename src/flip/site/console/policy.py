@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.ledger import Ledger
 from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, site_of
+from flip.site.policy import analysis_kind
 from flip.webkit.render import problems, see_other
 
 router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])
@@ -24,6 +25,10 @@ router = APIRouter(route_class=ConsoleRoute, dependencies=[Depends(csrf.check)])
 #: The task kinds a policy may allow (those of `flip.fl.tasks.base.TaskSpec`, which loads
 #: torch: a test checks the two agree).
 KINDS = ("tabular-logreg", "tabular-mlp", "text-classifier", "image-cnn", "multimodal", "custom")
+#: What an auto-approve rule may cover: the task kinds and the analysis kinds.
+RULE_KINDS = KINDS + tuple(
+    analysis_kind(k) for k in ("table1", "survival", "regression", "harmonisation")
+)
 
 
 def _numbers(text: str, what: str) -> list[int]:
@@ -80,7 +85,13 @@ def policy_page(request: Request, who: Admin, done: str | None = None):
     with Ledger(site.ledger) as ledger:
         history = [e for e in reversed(ledger.entries()) if e["action"] == "policy.changed"]
     return page(
-        request, "policy.html", policy=site.policy, kinds=KINDS, history=history[:20], done=done
+        request,
+        "policy.html",
+        policy=site.policy,
+        kinds=KINDS,
+        rule_kinds=RULE_KINDS,
+        history=history[:20],
+        done=done,
     )
 
 
@@ -92,10 +103,12 @@ async def set_policy(
     kinds: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     max_epsilon: Annotated[str, Form(max_length=40)] = "",
     min_rows: Annotated[str, Form(max_length=40)] = "",
+    share_quality: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Change the four main settings."""
+    """Change the main settings."""
     updates = {
         "min_cell_size": min_cell_size,
+        "share_quality": share_quality,
         "allowed_task_kinds": [k for k in KINDS if k in kinds],
         "max_epsilon": _optional(max_epsilon, float, "max epsilon"),
         "min_rows": _optional(min_rows, int, "minimum training rows"),
@@ -116,7 +129,7 @@ async def add_rule(
     """Add an auto-approve rule."""
     try:
         rule = AutoApproval(
-            kinds=[k for k in KINDS if k in kinds],
+            kinds=[k for k in RULE_KINDS if k in kinds],
             projects=_numbers(projects, "projects") or None,
             max_rounds=_optional(max_rounds, int, "max rounds"),
         )

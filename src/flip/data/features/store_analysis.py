@@ -1,0 +1,154 @@
+"""A federated analysis at a site: its spec, and the site's release computed on its store.
+
+The cohort and its columns are extracted as a tabular task extracts them (`extract_raw`:
+everyone with an entry event who has not opted out, each feature before the entry date, the
+outcome after it). What leaves is `flip.stats` partials under the site's smallest cell;
+`flip.stats.federated` says what each round releases and how they combine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flip.data.features.tabular import TabularData, TabularSpec
+from flip.stats import cox, describe, regression, survival
+from flip.stats.federated import spec_hash, terms
+from flip.stats.suppression import hidden, is_small
+
+if TYPE_CHECKING:
+    from flip.data.cdm.store import Store
+
+#: Feature sources whose values are 0/1: Table 1 counts them as categories.
+BINARY_SOURCES = frozenset({"male", "condition", "observation"})
+
+
+class AnalysisSpec(BaseModel):
+    """What an analysis computes on which cohort: Table 1 of the features and outcome,
+    survival (Kaplan-Meier; Cox on `covariates`) or a regression of the outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["table1", "survival", "regression"]
+    data: TabularSpec
+    covariates: list[str] | None = Field(
+        None, description="Features in the Cox or regression model; None: every feature."
+    )
+    family: Literal["linear", "logistic"] | None = Field(
+        None, description="regression: logistic for a binary outcome, linear for a value."
+    )
+    time_bin: float = Field(30.0, gt=0, description="survival: days sites round follow-up up to.")
+
+    @model_validator(mode="after")
+    def _fits_the_outcome(self) -> AnalysisSpec:
+        names = [f.name for f in self.data.features]
+        if self.data.text is not None or self.data.image is not None:
+            raise ValueError("an analysis reads tabular features only (no text or image)")
+        unknown = sorted(set(self.covariates or []) - set(names))
+        if unknown:
+            raise ValueError(f"covariates {', '.join(unknown)} are not features of the cohort")
+        outcome = self.data.outcome
+        if self.kind == "survival" and outcome != "time-to-event":
+            raise ValueError("survival needs a time-to-event outcome")
+        if self.kind == "regression":
+            family = {"binary": "logistic", "regression": "linear"}.get(outcome)
+            if family is None:
+                raise ValueError("regression needs a binary or regression (value) outcome")
+            if self.family not in (None, family):
+                raise ValueError(f"a {outcome} outcome takes {family} regression")
+            self.family = family
+            self.covariates = names if self.covariates is None else self.covariates
+        elif self.kind == "survival" and self.covariates is None:
+            self.covariates = []
+        return self
+
+    def body(self) -> dict:
+        """The spec as JSON, as it is hashed and sent."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """The SHA-256 a site approves."""
+        return spec_hash(self.body())
+
+
+def site_release(
+    data: TabularData,
+    spec: AnalysisSpec,
+    round_: int,
+    proposal: list[float] | None,
+    min_cell: int,
+) -> dict:
+    """This site's release for one round of the analysis (see `flip.stats.federated`), from
+    its cohort as `extract(store, spec)` read it."""
+    names = data.feature_names
+    if spec.kind == "table1":
+        return {"columns": _table1(spec, data.x, data.y, names, min_cell)}
+    columns = [names.index(c) for c in (spec.covariates or [])]
+    x = data.x[:, columns].astype(float)
+    if spec.kind == "survival":
+        t, e = data.y[:, 0].astype(float), data.y[:, 1].astype(float)
+        keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
+        t, e, x = t[keep], e[keep], x[keep]
+        if round_ > 0:
+            return {"newton": _enough(cox.cox_partial(t, e, x, proposal), len(t), min_cell)}
+        enough = bool(terms(spec.body())) and not is_small(len(t), min_cell)
+        return {
+            "km": survival.km_partial(t, e, spec.time_bin, min_cell),
+            "cox": cox.cox_partial(t, e, x, [0.0] * x.shape[1]) if enough else None,
+            "counts": cox.cox_counts(e, min_cell) if enough else None,
+            "left_out": _count(int((~keep).sum()), min_cell),
+        }
+    x = np.hstack([np.ones((len(x), 1)), x])
+    y = data.y.astype(float)
+    keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
+    x, y = x[keep], y[keep]
+    if round_ > 0:
+        return {"newton": _enough(regression.logistic_partial(x, y, proposal), len(y), min_cell)}
+    if len(y) < min_cell:
+        return {"withheld": True, "left_out": hidden(min_cell), "n": 0}
+    out = {"withheld": False, "left_out": _count(int((~keep).sum()), min_cell), "n": len(y)}
+    if spec.family == "linear":
+        return out | {"linear": regression.linear_partial(x[:, 1:], y)}
+    return out | {"newton": regression.logistic_partial(x, y, [0.0] * x.shape[1])}
+
+
+def extract(store: Store, spec: AnalysisSpec) -> TabularData:
+    """The analysis's cohort and columns from the store, as a tabular task extracts them."""
+    from flip.data.features.tabular import extract_raw
+
+    return extract_raw(store, spec.data)
+
+
+def _enough(partial: dict, n: int, min_cell: int) -> dict:
+    if is_small(n, min_cell):
+        raise ValueError(f"{n} complete rows now, fewer than the site's minimum {min_cell}")
+    return partial
+
+
+def _count(n: int, min_cell: int) -> int | str:
+    return hidden(min_cell) if is_small(n, min_cell) else n
+
+
+def _table1(
+    spec: AnalysisSpec, x: np.ndarray, y: np.ndarray, names: list[str], min_cell: int
+) -> dict[str, dict]:
+    columns: dict[str, np.ndarray] = {n: x[:, i].astype(float) for i, n in enumerate(names)}
+    binary = {f.name for f in spec.data.features if f.source in BINARY_SOURCES}
+    outcome = spec.data.outcome
+    if outcome == "time-to-event":
+        columns["follow_up_days"], columns["event"] = y[:, 0].astype(float), y[:, 1].astype(float)
+        binary.add("event")
+    else:
+        columns["outcome"] = y.astype(float)
+        if outcome in ("binary", "multiclass"):
+            binary.add("outcome")
+    out = {}
+    for name, values in columns.items():
+        if name in binary:
+            levels = [None if np.isnan(v) else str(int(v)) for v in values]
+            out[name] = describe.categorical_partial(levels, min_cell)
+        else:
+            out[name] = describe.numeric_partial(values, min_cell)
+    return out

@@ -1,0 +1,235 @@
+"""Federated analyses: a researcher asks a project's sites for one, each site releases its
+aggregates (if it approved the analysis's hash), and the hub combines them round by round.
+
+The hub sees only what `flip.stats.federated` says a round releases; it never reads a row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import Connection, insert, select, update
+
+from flip.hub import audit
+from flip.hub.auth import Reader, Researcher, Site
+from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
+from flip.hub.routes.projects import _visible
+from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
+from flip.hub.transactions import Conn, ReadConn, writes
+from flip.stats.federated import combine_round, spec_hash
+
+router = APIRouter(tags=["analyses"])
+
+#: The project statuses of a site that is asked for an analysis.
+MEMBER = ("invited", "approved")
+
+
+def _members(conn: Connection, project_id: int) -> dict[int, str]:
+    """The sites asked for a project's analyses, id -> name."""
+    rows = conn.execute(
+        select(sites.c.id, sites.c.name)
+        .join(project_sites, project_sites.c.site_id == sites.c.id)
+        .where(project_sites.c.project_id == project_id, project_sites.c.status.in_(MEMBER))
+    )
+    return dict(rows.all())
+
+
+@router.post("/projects/{project_id}/analyses", status_code=201)
+@writes
+def submit_analysis(
+    project_id: PathId, body: AnalysisIn, conn: Conn, who: Researcher
+) -> AnalysisOut:
+    """Ask every site of the project for an analysis; each runs it once it approved its hash."""
+    _visible(conn, project_id, who)
+    digest = spec_hash(body.spec)
+    aid = conn.execute(
+        insert(analyses).values(
+            project_id=project_id,
+            hash=digest,
+            kind=body.spec["kind"],
+            spec=orjson.dumps(body.spec).decode(),
+            created_by=who.id,
+            status="running",
+            round=0,
+            state="{}",
+        )
+    ).inserted_primary_key[0]
+    audit.append(
+        conn,
+        who.label,
+        "analysis.submit",
+        f"analysis:{aid}",
+        {"project": project_id, "hash": digest},
+    )
+    return _analysis_out(conn, aid)
+
+
+@router.get("/projects/{project_id}/analyses")
+def list_analyses(project_id: PathId, conn: ReadConn, who: Reader) -> list[AnalysisOut]:
+    """The project's analyses, newest first."""
+    _visible(conn, project_id, who)
+    ids = conn.execute(
+        select(analyses.c.id)
+        .where(analyses.c.project_id == project_id)
+        .order_by(analyses.c.id.desc())
+    ).scalars()
+    return [_analysis_out(conn, aid) for aid in ids]
+
+
+@router.get("/analyses/{analysis_id}")
+def get_analysis(analysis_id: PathId, conn: ReadConn, who: Reader) -> AnalysisOut:
+    """An analysis: each site's part, and the combined result once every site answered."""
+    project_id = conn.execute(
+        select(analyses.c.project_id).where(analyses.c.id == analysis_id)
+    ).scalar()
+    _visible(conn, project_id or 0, who, f"no analysis {analysis_id}")
+    return _analysis_out(conn, analysis_id)
+
+
+def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """A project's analyses for its page: id, kind, hash, status, when; newest first."""
+    rows = conn.execute(
+        select(analyses.c.id, analyses.c.kind, analyses.c.hash, analyses.c.status)
+        .add_columns(analyses.c.created_at)
+        .where(analyses.c.project_id == project_id)
+        .order_by(analyses.c.id.desc())
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
+    a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
+    rows = conn.execute(
+        select(analysis_releases.c.site_id, analysis_releases.c.round, analysis_releases.c.refused)
+        .where(analysis_releases.c.analysis_id == analysis_id)
+        .order_by(analysis_releases.c.round)
+    ).all()
+    latest = {r.site_id: r for r in rows}
+    parts = {}
+    for site_id, name in _members(conn, a.project_id).items():
+        row = latest.get(site_id)
+        if row is None:
+            parts[name] = "waiting"
+        elif row.refused is not None:
+            parts[name] = f"refused: {row.refused}"
+        else:
+            parts[name] = f"released round {row.round}"
+    return AnalysisOut(
+        id=a.id,
+        project_id=a.project_id,
+        kind=a.kind,
+        hash=a.hash,
+        status=a.status,
+        round=a.round,
+        sites=parts,
+        result=None if a.result is None else orjson.loads(a.result),
+        error=a.error,
+        spec=orjson.loads(a.spec),
+    )
+
+
+@router.get("/agent/analyses", tags=["site agent"])
+def open_analyses(conn: ReadConn, site: Site) -> list[dict[str, Any]]:
+    """The analyses this site has yet to release the current round of."""
+    member = select(project_sites.c.project_id).where(
+        project_sites.c.site_id == site.id, project_sites.c.status.in_(MEMBER)
+    )
+    running = conn.execute(
+        select(analyses)
+        .where(analyses.c.status == "running", analyses.c.project_id.in_(member))
+        .order_by(analyses.c.id)
+    ).all()
+    answered = set(
+        conn.execute(
+            select(analysis_releases.c.analysis_id, analysis_releases.c.round).where(
+                analysis_releases.c.site_id == site.id
+            )
+        ).all()
+    )
+    out = []
+    for a in running:
+        state = orjson.loads(a.state)
+        asked = a.round == 0 or site.name in state.get("sites", [])
+        if asked and (a.id, a.round) not in answered:
+            out.append(
+                {
+                    "id": a.id,
+                    "project_id": a.project_id,
+                    "hash": a.hash,
+                    "spec": orjson.loads(a.spec),
+                    "round": a.round,
+                    "proposal": state.get("newton", {}).get("proposal"),
+                }
+            )
+    return out
+
+
+@router.post("/agent/analyses/{analysis_id}", status_code=204, tags=["site agent"])
+@writes
+def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, site: Site) -> None:
+    """Release this site's aggregates for the analysis's current round, or refuse it; once
+    every site asked has answered the round, the hub combines it."""
+    a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).first()
+    if a is None or site.id not in _members(conn, a.project_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no analysis {analysis_id} for this site")
+    if a.status != "running" or body.round != a.round:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"analysis {analysis_id} is {a.status} at round {a.round}, "
+            f"not taking round {body.round}",
+        )
+    if body.refused is None and body.release is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a release or a refusal")
+    exists = conn.execute(
+        select(analysis_releases.c.round).where(
+            analysis_releases.c.analysis_id == analysis_id,
+            analysis_releases.c.site_id == site.id,
+            analysis_releases.c.round == a.round,
+        )
+    ).first()
+    if exists is not None:
+        return
+    conn.execute(
+        insert(analysis_releases).values(
+            analysis_id=analysis_id,
+            site_id=site.id,
+            round=a.round,
+            body=None if body.release is None else orjson.dumps(body.release).decode(),
+            refused=body.refused,
+        )
+    )
+    action = "analysis.refuse" if body.refused is not None else "analysis.release"
+    audit.append(conn, site.label, action, f"analysis:{analysis_id}", {"round": a.round})
+    _combine_if_complete(conn, a)
+
+
+def _combine_if_complete(conn: Connection, a: Any) -> None:
+    """Combine the round once every site asked has answered it."""
+    members = _members(conn, a.project_id)
+    state = orjson.loads(a.state)
+    asked = set(members.values()) if a.round == 0 else set(state["sites"])
+    rows = conn.execute(
+        select(analysis_releases.c.site_id, analysis_releases.c.body).where(
+            analysis_releases.c.analysis_id == a.id, analysis_releases.c.round == a.round
+        )
+    ).all()
+    answered = {members[r.site_id]: r.body for r in rows if r.site_id in members}
+    if not asked <= set(answered):
+        return
+    releases = {name: orjson.loads(b) for name, b in sorted(answered.items()) if b is not None}
+    values: dict[str, Any] = {"updated_at": now()}
+    try:
+        if not releases:
+            raise ValueError("every site refused the analysis")
+        state = combine_round(orjson.loads(a.spec), {**state, "round": a.round}, releases)
+    except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
+        values |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    else:
+        values |= {"state": orjson.dumps(state).decode(), "round": state["round"]}
+        if "result" in state:
+            values |= {"status": "completed", "result": orjson.dumps(state["result"]).decode()}
+    conn.execute(update(analyses).where(analyses.c.id == a.id).values(**values))
+    if values.get("status"):
+        audit.append(conn, "hub", f"analysis.{values['status']}", f"analysis:{a.id}")

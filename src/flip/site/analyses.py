@@ -1,0 +1,162 @@
+"""The agent's part in federated analyses: check the spec, its hash and the policy, run only
+what the site's ledger approved (or an auto-approve rule covers), release the aggregates.
+
+A site admin approves an analysis as a task, by its exact hash (`flip site approve PROJECT
+HASH --analysis`); an auto-approve rule covers a kind by naming `analysis:KIND`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from flip.config import SiteConfig
+from flip.data.cdm.store import open_store
+from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
+from flip.data.features.store_analysis import AnalysisSpec, extract, site_release
+from flip.data.features.tabular import TabularData
+from flip.data.ledger import Ledger, LedgerTampered
+from flip.site.approvals import RULE, by_person
+from flip.site.hub_client import HubClient
+from flip.site.policy import analysis_problem, auto_approves_analysis, project_problem
+
+log = logging.getLogger(__name__)
+
+#: Rounds of one analysis a site answers: Newton converges in well under this many (step
+#: halvings included), and each round releases another gradient at a point the hub chose.
+MAX_ROUNDS = 100
+
+#: Seconds a running analysis's cohort is kept after the hub last asked about it.
+COHORT_TTL = 600.0
+
+
+def load_spec(body: dict[str, Any]) -> AnalysisSpec | HarmonisationSpec:
+    """The analysis a spec describes (ValidationError if it describes none)."""
+    if body.get("kind") == "harmonisation":
+        return HarmonisationSpec.model_validate(body)
+    return AnalysisSpec.model_validate(body)
+
+
+class Analyses:
+    """One site's handling of the analyses the hub asks it for."""
+
+    def __init__(self, site: SiteConfig, hub: HubClient) -> None:
+        self.site = site
+        self.hub = hub
+        self.waiting: set[tuple[int, str]] = set()
+        #: Each running analysis's cohort, read once: every Newton round sees the same rows.
+        self.cohorts: dict[int, TabularData] = {}
+        self.seen: dict[int, float] = {}
+
+    def handle(self, item: dict[str, Any]) -> None:
+        """Release this round of the analysis if approved; refuse what the site never runs;
+        leave the rest waiting for the site admin."""
+        project, digest = int(item["project_id"]), str(item["hash"])
+        try:
+            spec = load_spec(item["spec"])
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            self.refuse(item, f"invalid analysis spec: {where}: {error['msg']}")
+            return
+        if spec.digest() != digest or spec.body() != item["spec"]:
+            self.refuse(item, "the analysis's spec does not hash to its claimed hash")
+            return
+        if int(item["round"]) >= MAX_ROUNDS:
+            self.refuse(item, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
+            return
+        problem = (
+            project_problem(self.site.policy, project)
+            if isinstance(spec, HarmonisationSpec)
+            else analysis_problem(self.site.policy, project, spec)
+        )
+        if problem:
+            self.refuse(item, problem)
+            return
+        if not self._approved(project, digest, spec.kind, item):
+            return
+        self._release(item, spec)
+
+    def _approved(self, project: int, digest: str, kind: str, item: dict[str, Any]) -> bool:
+        with Ledger(self.site.ledger) as ledger:
+            recorded = ledger.decision(str(project), digest)
+            if recorded and recorded["decision"] == "declined":
+                self.refuse(item, recorded["reason"] or "the site declined this analysis")
+                return False
+            try:
+                approved = ledger.is_approved(str(project), digest)
+            except LedgerTampered as exc:
+                self.refuse(item, str(exc))
+                return False
+            person = recorded is not None and by_person(recorded["decided_by"])
+            if (
+                not approved
+                and not person
+                and auto_approves_analysis(self.site.policy, project, kind)
+            ):
+                ledger.decide(str(project), digest, "approved", RULE)
+                approved = True
+            if not approved and (project, digest) not in self.waiting:
+                self.waiting.add((project, digest))
+                ledger.record(
+                    "analysis.waiting",
+                    {"analysis": item["id"], "project": project, "hash": digest, "kind": kind},
+                )
+                log.info(
+                    "%s: analysis %s (%s) waits for approval of %s",
+                    self.site.name,
+                    item["id"],
+                    kind,
+                    digest,
+                )
+        return approved
+
+    def forget(self, open_ids: set[int]) -> None:
+        """Drop the cohorts kept for analyses the hub has not asked about for COHORT_TTL s
+        (between two rounds an analysis waits for the other sites)."""
+        now = time.monotonic()
+        for analysis_id in open_ids & set(self.cohorts):
+            self.seen[analysis_id] = now
+        for analysis_id, seen in list(self.seen.items()):
+            if now - seen > COHORT_TTL:
+                self.cohorts.pop(analysis_id, None)
+                del self.seen[analysis_id]
+
+    def _release(self, item: dict[str, Any], spec: AnalysisSpec | HarmonisationSpec) -> None:
+        min_cell = self.site.policy.min_cell_size
+        if isinstance(spec, HarmonisationSpec) or item["id"] not in self.cohorts:
+            store = open_store(self.site.store, read_only=True)
+            try:
+                if isinstance(spec, HarmonisationSpec):
+                    released = harmonisation_release(store, spec, min_cell)
+                else:
+                    self.cohorts[item["id"]] = extract(store, spec)
+                    self.seen[item["id"]] = time.monotonic()
+            finally:
+                store.close()
+        if isinstance(spec, AnalysisSpec):
+            cohort = self.cohorts[item["id"]]
+            released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
+        with Ledger(self.site.ledger) as ledger:
+            ledger.record(
+                "analysis.released",
+                {
+                    "analysis": item["id"],
+                    "project": item["project_id"],
+                    "hash": item["hash"],
+                    "round": item["round"],
+                },
+            )
+        self.hub.release_analysis(item["id"], item["round"], released)
+
+    def refuse(self, item: dict[str, Any], reason: str) -> None:
+        """Audit the refusal and tell the hub why, releasing nothing."""
+        with Ledger(self.site.ledger) as ledger:
+            ledger.record(
+                "analysis.refused",
+                {"analysis": item.get("id"), "project": item.get("project_id"), "reason": reason},
+            )
+        self.hub.release_analysis(item["id"], int(item.get("round", 0)), None, refused=reason)

@@ -1,0 +1,46 @@
+"""Table 1 as rows of text: shared by the terminal table, the CSV file, the HTML page and
+the hub's analysis page."""
+
+from __future__ import annotations
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
+
+
+def _cell(stats: dict, row: str, level: str | None) -> str:
+    if row in ("n", "missing"):
+        return str(stats[row])
+    if row == "mean (sd)":
+        return f"{_number(stats['mean'])} ({_number(stats['sd'])})"
+    if row == "median [q1, q3]":
+        return f"{_number(stats['median'])} [{_number(stats['q1'])}, {_number(stats['q3'])}]"
+    count = stats.get("counts", {}).get(level, 0)
+    if isinstance(count, int) and isinstance(stats["n"], int) and stats["n"]:
+        return f"{count} ({100 * count / stats['n']:.1f}%)"
+    return str(count)
+
+
+def table1_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of Table 1: a row per statistic or level, a column per site."""
+    sites = list(result["sites"])
+    header = ["variable", "statistic", "combined", *sites]
+    rows = []
+    for column, combined in result["combined"].items():
+        if "counts" in combined:
+            keys = [("n", None), ("missing", None)] + [
+                (f"= {lvl}", lvl) for lvl in combined["counts"]
+            ]
+        else:
+            keys = [("n", None), ("missing", None), ("mean (sd)", None), ("median [q1, q3]", None)]
+        for label, level in keys:
+            per_site = [s[column] for s in result["sites"].values()]
+            cells = [_cell(s, label, level) for s in [combined, *per_site]]
+            rows.append([column, label, *cells])
+        for pair, value in result["smd"].get(column, {}).items():
+            rows.append([column, f"SMD {pair}", f"{value:.3f}", *[""] * len(sites)])
+    return header, rows

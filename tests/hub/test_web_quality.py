@@ -1,0 +1,79 @@
+"""The network data-quality page: sites' released aggregates side by side, readers only."""
+
+from flip.data.cdm.store import open_store
+from flip.data.ingest import ingest_path
+from flip.data.validate.released import quality_release
+from tests.hub.test_web import person
+
+
+def _release(web, name: str, store_path) -> dict:
+    store = open_store(store_path, read_only=True)
+    try:
+        report = quality_release(store, 10)
+    finally:
+        store.close()
+    answer = web.call("POST", "/agent/quality", web.site(name), json={"report": report})
+    assert answer.status_code == 204, answer.text
+    return report
+
+
+def test_the_quality_page_shows_each_sites_release_side_by_side(web, exported, tmp_path):
+    _, _, folder = exported("fhir-bundle", n=40)
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    ingest_path(store, "fhir", folder)
+    store.close()
+    reader = person(web, "quinn", "viewer")
+    empty = reader.http.get("/quality")
+    assert empty.status_code == 200 and "No site has released" in empty.text
+    report = _release(web, "dq-north", tmp_path / "store.duckdb")
+    _release(web, "dq-south", tmp_path / "store.duckdb")
+    page = reader.http.get("/quality")
+    assert page.status_code == 200
+    assert "dq-north" in page.text and "dq-south" in page.text
+    assert "Completeness per field" in page.text and "person.year_of_birth" in page.text
+    first = report["checks"][0]
+    assert (
+        f"{first['status']}: {first['failed']} of {first['checked']}".replace("<", "&lt;")
+        in page.text
+    )
+    api = web.call("GET", "/quality", reader.token).json()["sites"]
+    assert api["dq-north"]["report"] == report
+    assert web.call("GET", "/quality", web.site("dq-east")).status_code == 403
+
+
+def test_a_harmonisation_report_shows_each_sites_source_codes_on_the_analysis_page(
+    web, exported, tmp_path
+):
+    from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
+
+    _, _, folder = exported("fhir-bundle", n=40)
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    ingest_path(store, "fhir", folder)
+    store.close()
+    owner = person(web, "hana")
+    site = web.site("hm-west")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "harmonise"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": ["hm-west"]})
+    spec = HarmonisationSpec(concept_ids=[3004249, 3004410])
+    made = web.call("POST", f"/projects/{pid}/analyses", owner.token, json={"spec": spec.body()})
+    aid = made.json()["id"]
+    waiting = owner.http.get(f"/analyses/{aid}")
+    assert waiting.status_code == 200 and "waiting" in waiting.text
+    assert spec.digest() in waiting.text, "the page names the hash a site approves"
+    store = open_store(tmp_path / "store.duckdb", read_only=True)
+    try:
+        released = harmonisation_release(store, spec, 5)
+    finally:
+        store.close()
+    body = {"round": 0, "release": released}
+    assert web.call("POST", f"/agent/analyses/{aid}", site, json=body).status_code == 204
+    shown = owner.http.get(f"/analyses/{aid}")
+    assert "completed" in shown.text and "Rows mapped to each concept" in shown.text
+    codes = released["concepts"]["3004249"]["sources"]
+    assert codes and all(code in shown.text for code in codes)
+    listed = owner.http.get(f"/projects/{pid}")
+    assert f"/analyses/{aid}" in listed.text
+    outsider = person(web, "omar")
+    assert outsider.http.get(f"/analyses/{aid}").status_code == 404

@@ -14,6 +14,7 @@ from flip.cli.credentials import Credentials, save
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
+from flip.data.features.analysis import small_indicator_cell
 from flip.data.features.store_analysis import AnalysisSpec
 from flip.data.features.tabular import extract_raw
 from flip.data.ledger import Ledger
@@ -74,6 +75,19 @@ def _pooled(agents, spec: AnalysisSpec):
             out[name] = extract_raw(store, spec.data)
         finally:
             store.close()
+    return out
+
+
+def _taking_part(pooled: dict, *, outcome: bool) -> dict:
+    """The sites whose model sums count no small cell of age/male (with the outcome for a
+    logistic model): the others take no part (`small_indicator_cell`)."""
+    names = ["intercept", "age", "male"] + (["outcome"] if outcome else [])
+    out = {}
+    for site, d in pooled.items():
+        design = np.hstack([np.ones((len(d.y), 1)), d.x[:, :2]])
+        design = np.column_stack([design, d.y]) if outcome else design[:, 1:]
+        if small_indicator_cell(design, names if outcome else names[1:], 10) is None:
+            out[site] = d
     return out
 
 
@@ -192,7 +206,8 @@ def test_logistic_regression_and_cox_take_newton_rounds_and_match_the_pooled_fit
     assert fit["status"] == surv["status"] == "completed", (fit["error"], surv["error"])
     assert fit["round"] > 2, "a logistic model takes Newton rounds"
 
-    pooled = _pooled(agents, logistic)
+    pooled = _taking_part(_pooled(agents, logistic), outcome=True)
+    assert pooled and sorted(fit["result"]["withheld"]) == sorted(set(agents) - set(pooled))
     x = np.vstack([np.hstack([np.ones((len(d.y), 1)), d.x[:, :2]]) for d in pooled.values()])
     y = np.concatenate([d.y for d in pooled.values()])
     reference = newton.fit([lambda b: regression.logistic_partial(x, y, b)], 3)
@@ -202,7 +217,7 @@ def test_logistic_regression_and_cox_take_newton_rounds_and_match_the_pooled_fit
     )
     assert fit["result"]["n"] == len(y)
 
-    pooled = _pooled(agents, survival)
+    pooled = _taking_part(_pooled(agents, survival), outcome=False)
     sites = [(d.y[:, 0], d.y[:, 1], d.x[:, :2].astype(float)) for d in pooled.values()]
     stratified = newton.fit([lambda b, s=s: cox.cox_partial(*s, b) for s in sites], 2)
     got = surv["result"]["cox"]["coef"]

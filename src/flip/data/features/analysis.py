@@ -272,17 +272,17 @@ def _km_partials(
 
 def _withheld(designs: dict[str, np.ndarray], names: list[str], min_cell: int) -> dict[str, str]:
     """Why each site that takes no part in a model does not: fewer than min_cell complete
-    rows, or a small cell of its indicators (`_small_cell`)."""
+    rows, or a small cell of its indicators (`small_indicator_cell`)."""
     reasons = {}
     for site, x in designs.items():
         if len(x) < min_cell:
             reasons[site] = f"fewer than {min_cell} complete rows"
-        elif reason := _small_cell(x, names, min_cell):
+        elif reason := small_indicator_cell(x, names, min_cell):
             reasons[site] = reason
     return reasons
 
 
-def _small_cell(x: np.ndarray, names: list[str], min_cell: int) -> str | None:
+def small_indicator_cell(x: np.ndarray, names: list[str], min_cell: int) -> str | None:
     """The first indicator (a 0/1 column: a category's level, a 0/1 covariate, a binary
     outcome) that is 1, or 0, on 1 to min_cell - 1 rows, or pair of them whose 2x2 table has
     such a cell, named: the model's sums (X'X, X'y; a first Newton step's gradient and

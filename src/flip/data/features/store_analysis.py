@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flip.data.features.analysis import small_indicator_cell
 from flip.data.features.tabular import TabularData, TabularSpec
 from flip.stats import cox, describe, regression, survival
-from flip.stats.federated import spec_hash, terms
+from flip.stats.federated import INTERCEPT, spec_hash, terms
 from flip.stats.suppression import hidden, is_small
 
 if TYPE_CHECKING:
@@ -91,9 +92,12 @@ def site_release(
         t, e = data.y[:, 0].astype(float), data.y[:, 1].astype(float)
         keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
         t, e, x = t[keep], e[keep], x[keep]
+        # A small cell of an indicator would be counted by the model's sums.
+        cell = small_indicator_cell(x, spec.covariates or [], min_cell)
         if round_ > 0:
+            _refuse_small_cell(cell)
             return {"newton": _enough(cox.cox_partial(t, e, x, proposal), len(t), min_cell)}
-        enough = bool(terms(spec.body())) and not is_small(len(t), min_cell)
+        enough = bool(terms(spec.body())) and not is_small(len(t), min_cell) and cell is None
         return {
             "km": survival.km_partial(t, e, spec.time_bin, min_cell),
             "cox": cox.cox_partial(t, e, x, [0.0] * x.shape[1]) if enough else None,
@@ -104,9 +108,14 @@ def site_release(
     y = data.y.astype(float)
     keep = ~np.isnan(y) & ~np.isnan(x).any(axis=1)
     x, y = x[keep], y[keep]
+    design, names = x, [INTERCEPT, *(spec.covariates or [])]
+    if spec.family == "logistic":
+        design, names = np.column_stack([x, y]), [*names, "outcome"]
+    cell = small_indicator_cell(design, names, min_cell)
     if round_ > 0:
+        _refuse_small_cell(cell)
         return {"newton": _enough(regression.logistic_partial(x, y, proposal), len(y), min_cell)}
-    if len(y) < min_cell:
+    if len(y) < min_cell or cell:
         return {"withheld": True, "left_out": hidden(min_cell), "n": 0}
     out = {"withheld": False, "left_out": _count(int((~keep).sum()), min_cell), "n": len(y)}
     if spec.family == "linear":
@@ -125,6 +134,11 @@ def _enough(partial: dict, n: int, min_cell: int) -> dict:
     if is_small(n, min_cell):
         raise ValueError(f"{n} complete rows now, fewer than the site's minimum {min_cell}")
     return partial
+
+
+def _refuse_small_cell(cell: str | None) -> None:
+    if cell:
+        raise ValueError(f"this site takes no part in the model: {cell}")
 
 
 def _count(n: int, min_cell: int) -> int | str:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from flip.cli.errors import first_problem
 from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
 
 app = typer.Typer(
@@ -65,9 +66,7 @@ def build_spec(
         )
         return spec.body()
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "spec"
-        raise ValueError(f"{where}: {problem['msg']}") from None
+        raise ValueError(first_problem(exc)) from None
 
 
 @app.command()

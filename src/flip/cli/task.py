@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from flip.cli.errors import first_problem
 from flip.cli.hub_session import connected, fail, hub_errors, print_json, read_json
 
 app = typer.Typer(
@@ -29,9 +30,7 @@ def _spec(given: str, seed: int):
     try:
         return TaskSpec.model_validate(read_json(path, "a task spec"))
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "spec"
-        raise ValueError(f"{path}: {where}: {problem['msg']}") from None
+        raise ValueError(f"{path}: {first_problem(exc)}") from None
 
 
 @app.command()

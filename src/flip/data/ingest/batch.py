@@ -193,6 +193,8 @@ class Batch:
             system,
             run_id,
         )
+        owners = self.owners
+        links["person_key"] = [getattr(owners[key], "person_key", None) for key, _ in flat]
         links["source_version"] = [self.versions.get(key) for key, _ in flat]
         return Layout.of(tables, links, len(kept), self.merges)
 
@@ -203,12 +205,14 @@ class BlockBatch(Batch):
     def __init__(self) -> None:
         super().__init__()
         self.tables: dict[str, tuple[dict[str, list[object]], list[str]]] = {}
+        self.person_keys: dict[str, str] = {}
 
     def add_columns(
         self, table: str, columns: dict[str, list[object]], events: list[BlockEvent]
     ) -> None:
         """Add the rows of `events` (all landing in `table`) as columns."""
         self.tables[table] = (columns, [e.key for e in events])
+        self.person_keys.update((e.key, e.person_key) for e in events)
         self.sources.update(
             (e.key, (e.location, hashlib.sha256(e.raw).hexdigest())) for e in events
         )
@@ -230,6 +234,7 @@ class BlockBatch(Batch):
                 ids += columns[f"{name}_id"]
                 keys += table_keys
         links = provenance_links(self.sources, names, ids, keys, system, run_id)
+        links["person_key"] = [self.person_keys[key] for key in keys]
         return Layout.of(tables, links, len(keys), self.merges)
 
 
@@ -286,9 +291,9 @@ class Layout:
         records: int,
         merges: list[tuple[int, int, SourceMerge]],
     ) -> Layout:
-        """A layout whose touched persons are those of its rows and of its merges, its text
-        without NUL characters (`clean.scrub`)."""
-        persons = {new for _, new, _ in merges}
+        """A layout whose touched persons are those of its rows and of its merges (and
+        unlinks), its text without NUL characters (`clean.scrub`)."""
+        persons = {pid for old, new, _ in merges for pid in (old, new)}
         nul_rows = 0
         for name, columns in tables.items():
             persons.update(pid for pid in columns.get("person_id", ()) if pid)

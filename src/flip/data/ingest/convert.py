@@ -284,6 +284,8 @@ class Converter:
             return self._dangling(record)
         person_id = self.person_id(record.person_key)
         if isinstance(record, SourceMerge):
+            if record.restores is not None:
+                return self._unlink(record, record.restores, person_id, out)
             return self._merge(record, person_id, out)
         problem = date_problem(record.start, birth, self.today)
         if problem:
@@ -328,6 +330,27 @@ class Converter:
                 self.retired[key] = self.person_ids[key] = person_id
         self.retired[old] = self.person_ids[old] = person_id
         self.any_retired = True
+        return None
+
+    def _unlink(
+        self, record: SourceMerge, restores: SourcePerson, person_id: int, out: Batch
+    ) -> Rejected | None:
+        """Undo the link of `record.old_person_key` into `person_id` (an A37): the key
+        is no longer retired and files under its own person again, as `restores` says."""
+        old = record.old_person_key
+        if old not in self.retired:
+            self._load_retired({old})
+        if self.retired.get(old) != person_id:
+            message = f"unlinks {old} from {record.person_key}, which are not linked"
+            return Rejected(record.key, record.location, NOT_LINKED, message, record.raw)
+        problem = birth_problem(restores.birth_date, self.today)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
+        assert restores.birth_date is not None
+        del self.retired[old]
+        self.person_ids.pop(old, None)
+        self.births[old] = restores.birth_date
+        out.merges.append((self.person_id(old), person_id, record))
         return None
 
     def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
@@ -559,6 +582,8 @@ WITHDRAWN_PATIENT = "reference.withdrawn"
 
 #: The quarantine rule of a merge whose old patient was merged into another person before.
 MERGED_ELSEWHERE = "merge.already_merged"
+#: The quarantine rule of an unlink (HL7 A37) of two identifiers that are not linked.
+NOT_LINKED = "hl7.unlink.not_linked"
 
 
 def _born(year: int, month: int | None, day: int | None) -> date:

@@ -78,6 +78,8 @@ class Batch:
         #: Keys of records re-sent as not facts (entered in error, refuted, cancelled),
         #: with the version of the withdrawing record.
         self.withdrawn: dict[str, str | None] = {}
+        #: The rule of each of those (entered in error…).
+        self.withdrawal_rules: dict[str, str] = {}
         #: Keys of those whose fact was earlier in this batch.
         self.withdrawn_here: set[str] = set()
         #: Keys of those whose record says an earlier version was sent (`Skipped.amends`).
@@ -86,11 +88,14 @@ class Batch:
         #: its records in the batch came from, and their keys.
         self.wholes: dict[str, tuple[bytes, set[str]]] = {}
 
-    def withdraw(self, key: str, version: str | None = None, amends: bool = False) -> None:
+    def withdraw(
+        self, key: str, version: str | None = None, amends: bool = False, rule: str = ""
+    ) -> None:
         """Withdraw the record of `key` and its parts (keys `key#…`) as of `version`: an
         earlier copy in this batch is superseded, and the rows earlier batches or runs
         stored for them are removed when written; a newer version is kept. `amends` when
-        the withdrawing record says an earlier version was sent."""
+        the withdrawing record says an earlier version was sent; `rule` is the one that
+        withdrew it."""
         parts = [k for k in self.rows if k == key or k.startswith(f"{key}#")]
         if any(older(version, self.versions.get(part)) for part in parts):
             return
@@ -100,6 +105,7 @@ class Batch:
             self.withdrawn_here.add(key)
         self.wholes.pop(key, None)
         self.withdrawn[key] = version
+        self.withdrawal_rules[key] = rule
         if amends:
             self.amending.add(key)
         else:

@@ -104,8 +104,9 @@ class Converter:
         self.retired: dict[str, int] = {}
         #: Whether the store holds retired patient keys (None: not looked yet).
         self.any_retired: bool | None = None
-        #: Keys of records this run withdrew (entered in error…), with the rule: a fact
-        #: naming one as its patient is told so when it dangles.
+        #: Keys of records withdrawn (entered in error…), by this run or (looked up) an
+        #: earlier one, with the rule: a fact naming one as its patient is told so when it
+        #: dangles.
         self.withdrawn: dict[str, str] = {}
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
@@ -254,7 +255,7 @@ class Converter:
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
             if record.withdraws and record.key is not None:
-                out.withdraw(record.key, record.version, record.amends)
+                out.withdraw(record.key, record.version, record.amends, record.rule)
                 self.births.pop(record.key, None)  # a withdrawn patient is looked up again
                 self.withdrawn[record.key] = record.rule
             return None
@@ -298,12 +299,28 @@ class Converter:
     ) -> Rejected:
         """The quarantine entry of a record whose patient is not in this source: withdrawn
         by this run (entered in error…), or never sent."""
-        rule = self.withdrawn.get(record.person_key or "")
+        rule = self._withdrawal(record.person_key or "")
         if rule is not None:
             message = f"refers to {record.person_key}, which this source withdrew ({rule})"
             return Rejected(record.key, record.location, WITHDRAWN_PATIENT, message, record.raw)
         message = f"refers to {record.person_key}, which is not in this source"
         return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+
+    def _withdrawal(self, key: str) -> str | None:
+        """The rule by which this source withdrew the record of `key`, in this run or an
+        earlier one (table withdrawal), or None."""
+        if key not in self.withdrawn:
+            table = schema.withdrawal
+            with self.store.connect() as conn:
+                found = conn.execute(
+                    select(table.c.rule).where(
+                        table.c.source_system == self.system, table.c.record_key == key
+                    )
+                ).scalar()
+            if found is None:
+                return None
+            self.withdrawn[key] = found
+        return self.withdrawn[key]
 
     def _merge(self, record: SourceMerge, person_id: int, out: Batch) -> Rejected | None:
         """Merge the person of `record.old_person_key` into `person_id`; the old key is

@@ -55,6 +55,8 @@ class Writer:
         #: Whether the source system has withdrawn patients kept for rows that name them
         #: (role WITHDRAWN; None: unknown).
         self._withdrawn_kept: bool | None = None
+        #: Whether the source system has withdrawal rows (None: unknown).
+        self._withdrawals: bool | None = None
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -150,6 +152,7 @@ class Writer:
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
             self._release(conn, layout.links["record_key"], report.run_id)
+            self._note_withdrawals(conn, batch.withdrawal_rules, layout.links["record_key"], report)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale)
@@ -337,6 +340,32 @@ class Writer:
             found = conn.execute(select(source.c.role).where(*mine).limit(1)).first()
             self._withdrawn_kept = found is not None
         return self._withdrawn_kept
+
+    def _note_withdrawals(
+        self, conn: Connection, rules: dict[str, str], loaded: list[object], report: IngestReport
+    ) -> None:
+        """Keep the keys the batch withdrew with their rule (table withdrawal), and forget
+        those of the records it loaded."""
+        table = schema.withdrawal
+        mine = table.c.source_system == self.system
+        if rules:
+            with values_in(conn, table.c.record_key, sorted(rules)) as wanted:
+                conn.execute(delete(table).where(mine, wanted))
+            rows = [
+                {"source_system": self.system, "record_key": scrub_text(key), "rule": rule}
+                | {"ingest_run_id": report.run_id}
+                for key, rule in rules.items()
+            ]
+            bulk_insert(conn, table, rows)
+            self._withdrawals = True
+        if self._withdrawals is None:
+            self._withdrawals = (
+                conn.execute(select(table.c.rule).where(mine).limit(1)).first() is not None
+            )
+        if self._withdrawals and loaded:
+            back = sorted({str(key) for key in loaded} - rules.keys())
+            with values_in(conn, table.c.record_key, back) as wanted:
+                conn.execute(delete(table).where(mine, wanted))
 
     def _release(self, conn: Connection, keys: list[object], run_id: int) -> None:
         """Remove the quarantine rows of earlier runs for records now loaded (a record

@@ -196,3 +196,38 @@ def test_shapes_a_second_review_found(text, identifier, kind):
 )
 def test_words_a_second_review_kept(text, kept):
     assert kept in deidentify(text)
+
+
+def test_precision_and_recall_on_the_third_held_out_letters():
+    """Written after the second set's fixes and scored once with the rules unchanged:
+    precision 1.000, recall 0.873 (7 misses); the rules then took "Dear Siobhan,", a name
+    after "Witnessed by:", "RBH 7788123" after "Hospital number:", "turns 100" and
+    "Christmas 2023". Left: a house name ("The Old Vicarage") and a first name as a
+    vocative ("Joy, please do get in touch")."""
+    figures = score(uk_letters("uk_letters_heldout3.txt"))
+    assert figures["ALL"]["labelled"] >= 50
+    assert figures["ALL"]["precision"] >= 0.99, figures["ALL"]
+    assert figures["ALL"]["recall"] >= 0.96, figures["ALL"]
+
+
+@pytest.mark.parametrize(
+    ("text", "identifier", "kind"),
+    [
+        ("Dear Siobhan,\n\nThanks for your e-mail.", "Siobhan", "NAME"),
+        ("Witnessed by: Will Hargreaves, Medical Photographer", "Will Hargreaves", "NAME"),
+        ("Hospital number: RBH 7788123", "RBH 7788123", "MRN"),
+        ("who turns\n100 next month", "100", "AGE"),
+        ("a lesion on the nose since Christmas 2023.", "Christmas 2023", "DATE"),
+    ],
+)
+def test_shapes_the_third_letters_found(text, identifier, kind):
+    start = text.index(identifier)
+    spans = find_phi(text)
+    assert any(s.kind == kind and s.start <= start < s.end for s in spans), spans
+
+
+@pytest.mark.parametrize(
+    "text", ["Dear Colleague,\nThank you.", "Dear Parent,\nYour child", "Hi All,\nReminder"]
+)
+def test_a_greeting_to_no_one_in_particular_stays(text):
+    assert deidentify(text) == text

@@ -51,7 +51,8 @@ _MONTH_CAP = (
 )
 #: Where a date can start (a digit, a weekday or a month), to skip other words quickly.
 _DATE_START = (
-    r"\b(?=\d|mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+    r"\b(?=\d|mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+    r"|chr|eas|box|new)"
 )
 _DATE = re.compile(
     rf"{_DATE_START}(?:\b(?:{_WEEKDAY})?(?:{_DAY}(?:\s+|-)(?:of\s+)?{_MONTH}(?:,?\s+|-)\d{{2,4}}"
@@ -66,7 +67,8 @@ _DATE = re.compile(
     rf"|\b(?-i:{_MONTH})(?:-|\s'|')\d{{2}}\b(?![/.\-]\d)"
     rf"|\b{_ORDINAL}\s+(?:of\s+)?{_MONTH}(?![\w])"
     rf"|\b[0-3]?\d\s+{_MONTH_CAP}(?!\w)"
-    rf"|\b(?-i:{_MONTH})\s+{_ORDINAL}\b)",
+    rf"|\b(?-i:{_MONTH})\s+{_ORDINAL}\b"
+    r"|\b(?-i:Christmas|Easter|Boxing|New Year's)(?:[ \t]+(?-i:Day|Eve))?[ \t]+\d{4}\b)",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
@@ -87,6 +89,7 @@ _AGE = re.compile(
     rf"\b(?:{_OLD}|{_SPELLED_OLD})[- ]?(?:years?|yrs?|y)[- ]?(?:old|o)\b"
     rf"|\b{_OLD}[ ]?(?:yrs?|yo|y/o|y\.o\.)(?![\w/])"
     rf"|\b(?i:aged|age)[ \t]*:?[ \t]*(?:{_OLD}|{_SPELLED_OLD})\b"
+    rf"|\b(?i:turns|turned|turning)\s+(?:{_OLD}|{_SPELLED_OLD})\b"
     rf"|(?<=, ){_SPELLED_OLD}(?=,)",
     re.IGNORECASE,
 )
@@ -105,7 +108,7 @@ _POSTCODE = re.compile(
 _MRN_LABELLED = re.compile(
     r"\b(?:Hosp(?:ital)?\.?\s*(?:No|Number|#)|MRN|Unit\s*No|Patient\s*ID|RX\s*No|"
     r"Case\s*No|Referral\s*(?:ID|No|Number)|(?:Our|Your)\s*ref)\.?\s*[:.#]?\s*"
-    r"((?=[A-Z0-9/-]*\d)[A-Z0-9][A-Z0-9/-]{2,}(?:[ ]\d{3,})?)",
+    r"((?=[A-Z0-9/-]*\d)[A-Z0-9][A-Z0-9/-]{2,}(?:[ ]\d{3,})?|[A-Z]{1,4}[ ]\d{4,})",
     re.IGNORECASE,
 )
 _MRN_SHAPE = re.compile(r"\b[A-Z]{1,4}\d{6,}[A-Z]?\b")
@@ -156,6 +159,7 @@ _TITLED = re.compile(
 _FULL = rf"(?:{_NAME_PART}\s+(?:{_INITIALS}\s*)?{_NAME_PART}|[A-Z'\-]{{2,}},\s*{_NAME_PART})"
 _CONTEXT = re.compile(
     r"(?:\bRe|\b(?i:next of kin|nok|seen with|accompanied by|spoke to)|\bDear"
+    r"|\b(?i:(?:witnessed|signed|seen|reviewed|dictated|written|completed|verified) by)"
     r"|\bcc|\bFrom|\bTo|\b(?i:sincerely|faithfully|regards|best wishes|with thanks)"
     r"|\b(?i:patient(?:'s)? name|patient|name)(?=\s*:))"
     rf"\s*[:,]?\s*({_FULL})"
@@ -175,6 +179,12 @@ _SIGNATURE = re.compile(
     r"Physician|Sister|Matron|Medical Secretary|Secretary)\b)",
     re.MULTILINE,
 )
+#: A first name alone after a greeting ("Dear Siobhan,", "Hi Tom"), as colleagues write.
+_GREETING = re.compile(rf"\b(?:Dear|Hi|Hello)[ \t]+({_NAME_PART})[ \t]*(?=[,\n]|$)", re.MULTILINE)
+_NOT_GREETED = {
+    "Colleague", "Colleagues", "Sir", "Sirs", "Madam", "All", "Team", "Doctor", "Parent", "Parents",
+    "Carer", "Friend", "Friends", "Everyone",
+}  # fmt: skip
 #: A first name alone on its line under a sign-off line.
 _SIGN_OFF = re.compile(
     r"^[ \t]*(?i:(?:many |with )?thanks|thank you|(?:kind |best |warm )?regards|best wishes|best"
@@ -379,8 +389,13 @@ def _name_repeats(text: str, names: list[Span]) -> list[Span]:
 
 
 def _sign_offs(text: str) -> list[Span]:
-    """A first name alone on the line under a sign-off ("Thanks" / "Joy"), as e-mails end."""
-    spans = []
+    """A first name alone after a greeting ("Dear Siobhan,") or on the line under a sign-off
+    ("Thanks" / "Joy"), as e-mails begin and end."""
+    spans = [
+        Span(m.start(1), m.end(1), "NAME")
+        for m in _GREETING.finditer(text)
+        if m.group(1) not in _NOT_GREETED and m.group(1).capitalize() not in _NOT_NAMES
+    ]
     for m in _SIGN_OFF.finditer(text):
         word = m.group(1)
         if word.capitalize() not in _NOT_NAMES and word not in _ROLE_WORDS:

@@ -107,3 +107,13 @@ def test_an_a37_with_one_pid_is_quarantined(store, tmp_path):
     report = _ingest(store, tmp_path, "unlink.hl7", [A37[:5]])
     assert report.rules == {"hl7.link.pid_missing": 1}, report.as_dict()
     assert len(rows(store, "person")) == 1
+
+
+def test_the_same_a37_read_again_changes_nothing(store, tmp_path):
+    _ingest(store, tmp_path, "mon.hl7", [A01, A04_OTHER, ORU])
+    _ingest(store, tmp_path, "link.hl7", [A24])
+    _ingest(store, tmp_path, "unlink.hl7", [A37])
+    kept = {t: rows(store, t) for t in ("person", "measurement", "visit_occurrence")}
+    again = _ingest(store, tmp_path, "unlink.hl7", [A37])
+    assert (again.unchanged, again.quarantined) == (1, 0), again.as_dict()
+    assert {t: rows(store, t) for t in kept} == kept

@@ -7,6 +7,7 @@ a quarantine entry, a skip counted by rule, or a wait for its patient.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -306,6 +307,22 @@ class Converter:
         message = f"refers to {record.person_key}, which is not in this source"
         return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
 
+    def _restored_by(self, key: str, raw: bytes) -> bool:
+        """Whether the person of `key` was last written from the message `raw` (an unlink
+        read before)."""
+        source = schema.source_record
+        digest = hashlib.sha256(raw).hexdigest()
+        with self.store.connect() as conn:
+            found = conn.execute(
+                select(source.c.content_hash).where(
+                    source.c.source_system == self.system,
+                    source.c.record_key == key,
+                    source.c.cdm_table == "person",
+                    source.c.role == schema.PRODUCED,
+                )
+            ).scalar()
+        return found == digest
+
     def _withdrawal(self, key: str) -> str | None:
         """The rule by which this source withdrew the record of `key`, in this run or an
         earlier one (table withdrawal), or None."""
@@ -358,6 +375,9 @@ class Converter:
         if old not in self.retired:
             self._load_retired({old})
         if self.retired.get(old) != person_id:
+            if self._restored_by(old, record.raw):
+                out.merged_before += 1  # this unlink was read before: nothing to do
+                return None
             message = f"unlinks {old} from {record.person_key}, which are not linked"
             return Rejected(record.key, record.location, NOT_LINKED, message, record.raw)
         problem = birth_problem(restores.birth_date, self.today)

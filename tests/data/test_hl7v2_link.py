@@ -8,8 +8,9 @@ from tests.data.stored import rows
 from tests.data.test_hl7v2 import A01, A04_OTHER, ORU, _file
 from tests.data.test_hl7v2_merged_away import ORU_RETIRED
 
-#: Shaped as the HL7 v2.5 chapter 3 ADT_A24 / ADT_A37 structures a PAS sends: EVN, then
-#: for each patient PID, PD1 and a "not applicable" PV1 (class N).
+#: Shaped as the HL7 v2.5 ADT_A24 / ADT_A37 structures (chapter 3; as hl7apy 1.3.5 defines
+#: them in hl7apy/v2_5/messages.py: MSH, SFT*, EVN, then for each patient PID, PD1?, PV1?,
+#: DB1*), as a PAS sends them: a "not applicable" PV1 (class N), a DB1 and an SFT.
 A24 = (
     "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200103090000||ADT^A24^ADT_A24|C9|P|2.5",
     "EVN|A24|20200103090000",
@@ -19,9 +20,11 @@ A24 = (
     "PID|2||2002^^^HOSP^MR||Doe^J||19500304|F",
     "PD1|||Castle Surgery^^Y01234",
     "PV1|1|N",
+    "DB1|1|PT||N",
 )
 A37 = (
     "MSH|^~\\&|PAS|HOSP|FLIP|SITE|20200115090000||ADT^A37^ADT_A37|C10|P|2.5",
+    "SFT|Acme PAS Ltd|7.2|PAS|7.2.14",
     "EVN|A37|20200115090000",
     "PID|1||1001^^^HOSP^MR~9434765919^^^NHS^NH||Doe^Jane||19500304|F",
     "PD1|||Castle Surgery^^Y01234",

@@ -188,6 +188,7 @@ def test_shapes_a_second_review_found(text, identifier, kind):
         ("a 45-year-old nurse, 90% BSA, over 95 years of records", "45-year-old"),
         ("a 45-year-old nurse, 90% BSA, over 95 years of records", "95 years"),
         ("ninety-three patients were audited", "ninety-three"),
+        ("Baby aged 91 days, reviewed with mum", "aged 91 days"),
         ("Salford Royal (formerly Hope Hospital), Hope Street clinic", "Hope Hospital"),
         ("Jo Bloggs\nTissue Viability Nurse Specialist\nDirect line", "Tissue Viability"),
         ("Lauriston Building, Lauriston Place, Edinburgh EH3 9HA", "Lauriston Building"),

@@ -85,10 +85,12 @@ _SPELLED_OLD = (
     r"(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|one hundred"
     r"(?: and \w+)?|a hundred(?: and \w+)?)"
 )
+#: An age in days, weeks or months ("aged 91 days") is a baby's, not an age over 89.
+_NOT_YEARS = r"[ \t]*(?:days?|weeks?|months?|d\b|w\b|m\b|/)"
 _AGE = re.compile(
     rf"\b(?:{_OLD}|{_SPELLED_OLD})[- ]?(?:years?|yrs?|y)[- ]?(?:old|o)\b"
     rf"|\b{_OLD}[ ]?(?:yrs?|yo|y/o|y\.o\.)(?![\w/])"
-    rf"|\b(?i:aged|age)[ \t]*:?[ \t]*(?:{_OLD}|{_SPELLED_OLD})\b"
+    rf"|\b(?i:aged|age)[ \t]*:?[ \t]*(?:{_OLD}|{_SPELLED_OLD})\b(?!{_NOT_YEARS})"
     rf"|\b(?i:turns|turned|turning)\s+(?:{_OLD}|{_SPELLED_OLD})\b"
     rf"|(?<=, ){_SPELLED_OLD}(?=,)",
     re.IGNORECASE,

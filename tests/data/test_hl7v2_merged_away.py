@@ -1,10 +1,13 @@
 """After an A40, the retired (merged-away) identifier is remembered: what a later run sends
 under it files under the surviving person, whose merge the run traces in source_record."""
 
+from datetime import datetime
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 
 from flip.data.cdm import schema
+from flip.data.cdm.rows import person_id
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows
@@ -124,3 +127,34 @@ def test_a_second_merge_of_a_retired_identifier_into_someone_else_is_quarantined
     report = _ingest(store, tmp_path, "again.hl7", [elsewhere])
     assert report.rules == {"merge.already_merged": 1}, report.as_dict()
     assert len(rows(store, "person")) == 2
+
+
+def _as_before_schema_8(store) -> None:
+    """Leave the store as FLIP left it after an A40 before schema 8: the merged-away
+    patient's provenance still names its removed person (role produced), the merge is
+    untraced, facts carry no patient key, and the store says schema 7."""
+    source = schema.source_record
+    with store.begin() as conn:
+        conn.execute(
+            update(source)
+            .where(source.c.role == schema.MERGED)
+            .values(role=schema.PRODUCED, cdm_id=person_id("hl7v2", "patient/HOSP/2002"))
+        )
+        conn.execute(delete(source).where(source.c.role == schema.MERGES))
+        conn.execute(update(source).values(person_key=None))
+        conn.execute(delete(schema.flip_schema))
+        conn.execute(insert(schema.flip_schema).values(version=7, migrated_at=datetime(2026, 1, 1)))
+
+
+def test_a_store_merged_before_schema_8_routes_the_retired_identifier(store, tmp_path):
+    _ingest(store, tmp_path, "mon.hl7", [A01, A04_OTHER, ORU])
+    _ingest(store, tmp_path, "merge.hl7", [A40])
+    (survivor,) = rows(store, "person")
+    _as_before_schema_8(store)
+    store.create()  # what opening the store with this FLIP does
+    store.check()
+    later = _ingest(store, tmp_path, "later.hl7", [A08_RETIRED, ORU_RETIRED])
+    assert later.quarantined == 0, later.rules
+    assert later.skipped_rules[MERGED_AWAY] == 2, later.as_dict()
+    assert rows(store, "person") == [survivor]
+    assert {r["person_id"] for r in rows(store, "measurement")} == {survivor["person_id"]}

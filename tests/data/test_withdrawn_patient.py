@@ -161,3 +161,38 @@ def test_a_kept_patient_goes_when_its_facts_are_re_filed_under_another(store, tm
     assert refiled.withdrawn_rows["person"] == 1, refiled.as_dict()
     (left,) = rows(store, "person")
     assert [c["person_id"] for c in rows(store, "condition_occurrence")] == [left["person_id"]]
+
+
+def test_a_later_run_naming_a_withdrawn_patient_is_told_why(store, tmp_path):
+    """The withdrawal outlives its run: a fact a later run sends for the patient is
+    quarantined as reference.withdrawn naming the status rule, not as dangling; once the
+    patient is sent again as a fact, its facts load."""
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"}
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+        "onsetDateTime": "2020-01-01",
+    }
+
+    def ingest(name: str, resources: list[dict]):
+        path = write_ndjson(tmp_path / name, resources)
+        report = ingest_path(store, "fhir", path, source_system="ehr")
+        assert_accounted(store, report)
+        return report
+
+    ingest("patient.ndjson", [patient])
+    gone = ingest("gone.ndjson", [{**patient, **ENTERED_IN_ERROR}])
+    assert gone.withdrawn == 1 and rows(store, "person") == []
+    later = ingest("later.ndjson", [condition])
+    assert later.rules == {"reference.withdrawn": 1}, later.as_dict()
+    with store.connect() as conn:
+        quarantine = schema.quarantine
+        (message,) = conn.execute(
+            select(quarantine.c.message).where(quarantine.c.ingest_run_id == later.run_id)
+        ).scalars()
+    assert "Patient/p1" in message and "entered_in_error" in message, message
+    ingest("back.ndjson", [patient])
+    back = ingest("later.ndjson", [condition])
+    assert back.quarantined == 0 and len(rows(store, "condition_occurrence")) == 1

@@ -131,3 +131,104 @@ def test_the_score_command_reads_hand_marked_letters():
     figures = json.loads(result.output)
     docs = uk_letters("uk_letters_heldout.txt")
     assert figures["ALL"]["labelled"] == sum(len(spans) for _, spans in docs)
+
+
+def test_precision_and_recall_on_the_second_held_out_letters():
+    """Written by a review without reading the letters above; first scored at precision
+    0.981, recall 0.820 (35 misses: sentence-initial names that are also words, ages over
+    89, "Mar-24", extensions, streets without a number, Welsh dates, accented names); the
+    rules then took all but a house name and a village given without street or postcode."""
+    figures = score(uk_letters("uk_letters_heldout2.txt"))
+    assert figures["ALL"]["labelled"] >= 190
+    assert figures["ALL"]["precision"] >= 0.99, figures["ALL"]
+    assert figures["ALL"]["recall"] >= 0.98, figures["ALL"]
+    for kind in ("NAME", "DATE", "AGE", "PHONE", "MRN", "NHS_NUMBER", "POSTCODE", "EMAIL"):
+        assert figures[kind]["recall"] == 1.0, (kind, figures[kind])
+
+
+@pytest.mark.parametrize(
+    ("text", "identifier", "kind"),
+    [
+        ("Re: Rose Whitaker\nRose reports more plaques.", "Rose reports", "NAME"),
+        ("Re: Mrs May Robson\nhands. May is keen to avoid injections.", "May is", "NAME"),
+        ("From: Joy Mensah\nThanks\nJoy\nPractice Nurse", "Joy\nPractice", "NAME"),
+        ("Her granddaughter, Rose, will collect it.", "Rose", "NAME"),
+        ("Yn gywir,\n\nSiân Morgan\nSpecialty Doctor", "Siân Morgan", "NAME"),
+        ("Patient: WILL, Jonathan     MRN: RR80123456", "WILL, Jonathan", "NAME"),
+        ("Rose is a 92-year-old lady", "92-year-old", "AGE"),
+        ("Mrs Robson (aged 96) was seen", "aged 96", "AGE"),
+        ("Subject: A&G - Mark Lowe, 94 yrs", "94 yrs", "AGE"),
+        ("Tel: 0113 496 0123 ext 4521   Fax", "ext 4521", "PHONE"),
+        ("on 0161 496 0999 x 23.", "x 23", "PHONE"),
+        ("TB screen Mar-23 negative", "Mar-23", "DATE"),
+        ("Next injection due Fri 15/3.", "Fri 15/3", "DATE"),
+        ("Dyddiad / Date: 15 Mawrth 2024", "15 Mawrth 2024", "DATE"),
+        ("Chapeltown Road, Leeds LS7 4SA", "Chapeltown Road", "ADDRESS"),
+        ("Flat 2F1, 9 Spottiswoode Street, Edinburgh EH9 1DQ", "Flat 2F1", "ADDRESS"),
+        ("of Flat 12, Barnfield House, Manchester M20 2ZZ, in", "Flat 12", "ADDRESS"),
+        ("resident at Rosewood Care Home, 3 Elm Rise", "Rosewood Care Home", "ADDRESS"),
+        ("Referral ID: 2024-0098-TD     Received", "2024-0098-TD", "MRN"),
+    ],
+)
+def test_shapes_a_second_review_found(text, identifier, kind):
+    start = text.index(identifier)
+    spans = find_phi(text)
+    assert any(s.kind == kind and s.start <= start < s.end for s in spans), spans
+    assert identifier.split()[0] not in deidentify(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Re: Oliver Will-Brown\nrisk. Will need bloods before the next visit.", "Will need"),
+        ("Re: Joseph Okonkwo, carer Will Okonkwo\nWill you please continue.", "Will you"),
+        ("Re: Mr Jonathan Will\nMark improvement by day 5.", "Mark improvement"),
+        ("Re: Mrs Rose Green\nRose coloured plaques. Rose by 2 points.", "Rose coloured"),
+        ("Re: Mrs May Robson\nIn May 2024 we will repeat the LFTs.", "we will"),
+        ("a 45-year-old nurse, 90% BSA, over 95 years of records", "45-year-old"),
+        ("a 45-year-old nurse, 90% BSA, over 95 years of records", "95 years"),
+        ("ninety-three patients were audited", "ninety-three"),
+        ("Baby aged 91 days, reviewed with mum", "aged 91 days"),
+        ("Salford Royal (formerly Hope Hospital), Hope Street clinic", "Hope Hospital"),
+        ("Jo Bloggs\nTissue Viability Nurse Specialist\nDirect line", "Tissue Viability"),
+        ("Lauriston Building, Lauriston Place, Edinburgh EH3 9HA", "Lauriston Building"),
+        ("Oakwood Lane Medical Practice and Barlow Moor Road Surgery", "Medical Practice"),
+    ],
+)
+def test_words_a_second_review_kept(text, kept):
+    assert kept in deidentify(text)
+
+
+def test_precision_and_recall_on_the_third_held_out_letters():
+    """Written after the second set's fixes and scored once with the rules unchanged:
+    precision 1.000, recall 0.873 (7 misses); the rules then took "Dear Siobhan,", a name
+    after "Witnessed by:", "RBH 7788123" after "Hospital number:", "turns 100" and
+    "Christmas 2023". Left: a house name ("The Old Vicarage") and a first name as a
+    vocative ("Joy, please do get in touch")."""
+    figures = score(uk_letters("uk_letters_heldout3.txt"))
+    assert figures["ALL"]["labelled"] >= 50
+    assert figures["ALL"]["precision"] >= 0.99, figures["ALL"]
+    assert figures["ALL"]["recall"] >= 0.96, figures["ALL"]
+
+
+@pytest.mark.parametrize(
+    ("text", "identifier", "kind"),
+    [
+        ("Dear Siobhan,\n\nThanks for your e-mail.", "Siobhan", "NAME"),
+        ("Witnessed by: Will Hargreaves, Medical Photographer", "Will Hargreaves", "NAME"),
+        ("Hospital number: RBH 7788123", "RBH 7788123", "MRN"),
+        ("who turns\n100 next month", "100", "AGE"),
+        ("a lesion on the nose since Christmas 2023.", "Christmas 2023", "DATE"),
+    ],
+)
+def test_shapes_the_third_letters_found(text, identifier, kind):
+    start = text.index(identifier)
+    spans = find_phi(text)
+    assert any(s.kind == kind and s.start <= start < s.end for s in spans), spans
+
+
+@pytest.mark.parametrize(
+    "text", ["Dear Colleague,\nThank you.", "Dear Parent,\nYour child", "Hi All,\nReminder"]
+)
+def test_a_greeting_to_no_one_in_particular_stays(text):
+    assert deidentify(text) == text

@@ -787,6 +787,9 @@ source_record = Table(
     #: The record's version when the source gives one (FHIR meta.versionId, lastUpdated).
     Column("source_version", String(100)),
     Column("role", String(10), nullable=False, server_default=PRODUCED),
+    #: The source patient key the record was filed under (a fact's, a merge's old one):
+    #: an unlink (HL7 A37) moves back what came under the unlinked identifier.
+    Column("person_key", String(200)),
 )
 
 #: Re-ingest looks records up by key. DuckDB joins the keys without an index, and an
@@ -795,9 +798,23 @@ Index("ix_source_record_key", source_record.c.source_system, source_record.c.rec
     dialect=("postgresql", "sqlite", "mysql", "mariadb")
 )
 
+#: The records a source system withdrew (entered in error, refuted, cancelled…), by key,
+#: with the rule that said so: a record of a later run naming a withdrawn patient is
+#: quarantined naming that rule. A record loaded again under the key leaves it.
+withdrawal = Table(
+    "withdrawal",
+    metadata,
+    Column("source_system", String(200), primary_key=True),
+    Column("record_key", String(200), primary_key=True),
+    Column("rule", String(80), nullable=False),
+    _id("ingest_run_id"),
+)
+
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
 #: 7: source_record's key is (cdm_table, cdm_id, source_system, record_key), with its role.
-SCHEMA_VERSION = 7
+#: 8: source_record.person_key; the withdrawal table; merged-away identifiers of stores
+#: merged before 8 traced to their survivor (role merged).
+SCHEMA_VERSION = 8
 
 flip_schema = Table(
     "flip_schema",

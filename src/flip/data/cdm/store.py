@@ -18,20 +18,25 @@ from sqlalchemy import (
     Integer,
     Table,
     create_engine,
+    exists,
     func,
     insert,
     inspect,
     literal_column,
     select,
     text,
+    update,
 )
 from sqlalchemy.pool import NullPool
 
 from flip.data.cdm.schema import (
+    MERGED,
+    PRODUCED,
     SCHEMA_VERSION,
     concept,
     flip_schema,
     metadata,
+    person,
     source_record,
 )
 from flip.private_files import private_database
@@ -116,14 +121,58 @@ class Store:
 
 def _migrate(conn: Connection, version: int, schema: str | None) -> None:
     """Bring every table of a store at schema `version` to SCHEMA_VERSION: re-key the tables
-    whose key changed since (7: source_record), add every column any table gained."""
+    whose key changed since (7: source_record), add every column any table gained, trace
+    identifiers merged away before 8 to their survivor."""
     if version < 7:
         _rebuild(conn, source_record, schema)
     for table in metadata.sorted_tables:
         _add_missing_columns(conn, table, schema)
+    if version < 8:
+        _route_retired(conn)
     if conn.dialect.name != "duckdb":  # DuckDB keeps no index there (see schema)
         for index in source_record.indexes:
             index.create(conn, checkfirst=True)
+
+
+def _route_retired(conn: Connection) -> None:
+    """Trace the patient records of persons merged away before schema 8 (their person gone,
+    their provenance left naming it) to the survivor as retired identifiers (role merged),
+    so that what later comes under them files there. The survivor is the person now owning
+    the rows the same message gave (same source system and content hash); a record whose
+    message gave no other row stays as it was."""
+    orphans = conn.execute(
+        select(
+            source_record.c.source_system,
+            source_record.c.record_key,
+            source_record.c.cdm_id,
+            source_record.c.content_hash,
+        ).where(
+            source_record.c.cdm_table == "person",
+            source_record.c.role == PRODUCED,
+            ~exists().where(person.c.person_id == source_record.c.cdm_id),
+        )
+    ).all()
+    for system, key, old_id, digest in orphans:
+        survivors: set[int] = set()
+        siblings = select(source_record.c.cdm_table, source_record.c.cdm_id).where(
+            source_record.c.source_system == system,
+            source_record.c.content_hash == digest,
+            source_record.c.cdm_table.not_in(("person", "death", "observation_period")),
+        )
+        for name, cdm_id in conn.execute(siblings).all():
+            table = metadata.tables[name]
+            if "person_id" in table.c:
+                primary = next(iter(table.primary_key.columns))
+                found = conn.execute(select(table.c.person_id).where(primary == cdm_id))
+                survivors.update(pid for pid in found.scalars() if pid and pid != old_id)
+        if len(survivors) != 1:
+            continue
+        conn.execute(
+            update(source_record)
+            .where(source_record.c.cdm_table == "person", source_record.c.cdm_id == old_id)
+            .where(source_record.c.source_system == system, source_record.c.record_key == key)
+            .values(cdm_id=survivors.pop(), role=MERGED)
+        )
 
 
 def _qualified(conn: Connection, name: str, schema: str | None) -> str:

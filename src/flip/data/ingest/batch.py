@@ -78,6 +78,8 @@ class Batch:
         #: Keys of records re-sent as not facts (entered in error, refuted, cancelled),
         #: with the version of the withdrawing record.
         self.withdrawn: dict[str, str | None] = {}
+        #: The rule of each of those (entered in error…).
+        self.withdrawal_rules: dict[str, str] = {}
         #: Keys of those whose fact was earlier in this batch.
         self.withdrawn_here: set[str] = set()
         #: Keys of those whose record says an earlier version was sent (`Skipped.amends`).
@@ -86,11 +88,14 @@ class Batch:
         #: its records in the batch came from, and their keys.
         self.wholes: dict[str, tuple[bytes, set[str]]] = {}
 
-    def withdraw(self, key: str, version: str | None = None, amends: bool = False) -> None:
+    def withdraw(
+        self, key: str, version: str | None = None, amends: bool = False, rule: str = ""
+    ) -> None:
         """Withdraw the record of `key` and its parts (keys `key#…`) as of `version`: an
         earlier copy in this batch is superseded, and the rows earlier batches or runs
         stored for them are removed when written; a newer version is kept. `amends` when
-        the withdrawing record says an earlier version was sent."""
+        the withdrawing record says an earlier version was sent; `rule` is the one that
+        withdrew it."""
         parts = [k for k in self.rows if k == key or k.startswith(f"{key}#")]
         if any(older(version, self.versions.get(part)) for part in parts):
             return
@@ -100,6 +105,7 @@ class Batch:
             self.withdrawn_here.add(key)
         self.wholes.pop(key, None)
         self.withdrawn[key] = version
+        self.withdrawal_rules[key] = rule
         if amends:
             self.amending.add(key)
         else:
@@ -193,6 +199,8 @@ class Batch:
             system,
             run_id,
         )
+        owners = self.owners
+        links["person_key"] = [getattr(owners[key], "person_key", None) for key, _ in flat]
         links["source_version"] = [self.versions.get(key) for key, _ in flat]
         return Layout.of(tables, links, len(kept), self.merges)
 
@@ -203,12 +211,14 @@ class BlockBatch(Batch):
     def __init__(self) -> None:
         super().__init__()
         self.tables: dict[str, tuple[dict[str, list[object]], list[str]]] = {}
+        self.person_keys: dict[str, str] = {}
 
     def add_columns(
         self, table: str, columns: dict[str, list[object]], events: list[BlockEvent]
     ) -> None:
         """Add the rows of `events` (all landing in `table`) as columns."""
         self.tables[table] = (columns, [e.key for e in events])
+        self.person_keys.update((e.key, e.person_key) for e in events)
         self.sources.update(
             (e.key, (e.location, hashlib.sha256(e.raw).hexdigest())) for e in events
         )
@@ -230,6 +240,7 @@ class BlockBatch(Batch):
                 ids += columns[f"{name}_id"]
                 keys += table_keys
         links = provenance_links(self.sources, names, ids, keys, system, run_id)
+        links["person_key"] = [self.person_keys[key] for key in keys]
         return Layout.of(tables, links, len(keys), self.merges)
 
 
@@ -286,9 +297,9 @@ class Layout:
         records: int,
         merges: list[tuple[int, int, SourceMerge]],
     ) -> Layout:
-        """A layout whose touched persons are those of its rows and of its merges, its text
-        without NUL characters (`clean.scrub`)."""
-        persons = {new for _, new, _ in merges}
+        """A layout whose touched persons are those of its rows and of its merges (and
+        unlinks), its text without NUL characters (`clean.scrub`)."""
+        persons = {pid for old, new, _ in merges for pid in (old, new)}
         nul_rows = 0
         for name, columns in tables.items():
             persons.update(pid for pid in columns.get("person_id", ()) if pid)

@@ -7,6 +7,7 @@ a quarantine entry, a skip counted by rule, or a wait for its patient.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -104,8 +105,9 @@ class Converter:
         self.retired: dict[str, int] = {}
         #: Whether the store holds retired patient keys (None: not looked yet).
         self.any_retired: bool | None = None
-        #: Keys of records this run withdrew (entered in error…), with the rule: a fact
-        #: naming one as its patient is told so when it dangles.
+        #: Keys of records withdrawn (entered in error…), by this run or (looked up) an
+        #: earlier one, with the rule: a fact naming one as its patient is told so when it
+        #: dangles.
         self.withdrawn: dict[str, str] = {}
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
@@ -254,7 +256,7 @@ class Converter:
             report.skipped += 1
             report.skipped_rules[record.rule] += 1
             if record.withdraws and record.key is not None:
-                out.withdraw(record.key, record.version, record.amends)
+                out.withdraw(record.key, record.version, record.amends, record.rule)
                 self.births.pop(record.key, None)  # a withdrawn patient is looked up again
                 self.withdrawn[record.key] = record.rule
             return None
@@ -284,6 +286,8 @@ class Converter:
             return self._dangling(record)
         person_id = self.person_id(record.person_key)
         if isinstance(record, SourceMerge):
+            if record.restores is not None:
+                return self._unlink(record, record.restores, person_id, out)
             return self._merge(record, person_id, out)
         problem = date_problem(record.start, birth, self.today)
         if problem:
@@ -296,12 +300,44 @@ class Converter:
     ) -> Rejected:
         """The quarantine entry of a record whose patient is not in this source: withdrawn
         by this run (entered in error…), or never sent."""
-        rule = self.withdrawn.get(record.person_key or "")
+        rule = self._withdrawal(record.person_key or "")
         if rule is not None:
             message = f"refers to {record.person_key}, which this source withdrew ({rule})"
             return Rejected(record.key, record.location, WITHDRAWN_PATIENT, message, record.raw)
         message = f"refers to {record.person_key}, which is not in this source"
         return Rejected(record.key, record.location, "reference.dangling", message, record.raw)
+
+    def _restored_by(self, key: str, raw: bytes) -> bool:
+        """Whether the person of `key` was last written from the message `raw` (an unlink
+        read before)."""
+        source = schema.source_record
+        digest = hashlib.sha256(raw).hexdigest()
+        with self.store.connect() as conn:
+            found = conn.execute(
+                select(source.c.content_hash).where(
+                    source.c.source_system == self.system,
+                    source.c.record_key == key,
+                    source.c.cdm_table == "person",
+                    source.c.role == schema.PRODUCED,
+                )
+            ).scalar()
+        return found == digest
+
+    def _withdrawal(self, key: str) -> str | None:
+        """The rule by which this source withdrew the record of `key`, in this run or an
+        earlier one (table withdrawal), or None."""
+        if key not in self.withdrawn:
+            table = schema.withdrawal
+            with self.store.connect() as conn:
+                found = conn.execute(
+                    select(table.c.rule).where(
+                        table.c.source_system == self.system, table.c.record_key == key
+                    )
+                ).scalar()
+            if found is None:
+                return None
+            self.withdrawn[key] = found
+        return self.withdrawn[key]
 
     def _merge(self, record: SourceMerge, person_id: int, out: Batch) -> Rejected | None:
         """Merge the person of `record.old_person_key` into `person_id`; the old key is
@@ -328,6 +364,30 @@ class Converter:
                 self.retired[key] = self.person_ids[key] = person_id
         self.retired[old] = self.person_ids[old] = person_id
         self.any_retired = True
+        return None
+
+    def _unlink(
+        self, record: SourceMerge, restores: SourcePerson, person_id: int, out: Batch
+    ) -> Rejected | None:
+        """Undo the link of `record.old_person_key` into `person_id` (an A37): the key
+        is no longer retired and files under its own person again, as `restores` says."""
+        old = record.old_person_key
+        if old not in self.retired:
+            self._load_retired({old})
+        if self.retired.get(old) != person_id:
+            if self._restored_by(old, record.raw):
+                out.merged_before += 1  # this unlink was read before: nothing to do
+                return None
+            message = f"unlinks {old} from {record.person_key}, which are not linked"
+            return Rejected(record.key, record.location, NOT_LINKED, message, record.raw)
+        problem = birth_problem(restores.birth_date, self.today)
+        if problem:
+            return Rejected(record.key, record.location, *problem, record.raw)
+        assert restores.birth_date is not None
+        del self.retired[old]
+        self.person_ids.pop(old, None)
+        self.births[old] = restores.birth_date
+        out.merges.append((self.person_id(old), person_id, record))
         return None
 
     def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
@@ -559,6 +619,8 @@ WITHDRAWN_PATIENT = "reference.withdrawn"
 
 #: The quarantine rule of a merge whose old patient was merged into another person before.
 MERGED_ELSEWHERE = "merge.already_merged"
+#: The quarantine rule of an unlink (HL7 A37) of two identifiers that are not linked.
+NOT_LINKED = "hl7.unlink.not_linked"
 
 
 def _born(year: int, month: int | None, day: int | None) -> date:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, delete, func, insert, literal, select, union_all, update
 
 from flip.data.cdm import schema
-from flip.data.cdm.rows import stable_id
-from flip.data.cdm.store import Store, bulk_insert, insert_columns, values_in
+from flip.data.cdm.rows import death_row, person_row, stable_id
+from flip.data.cdm.store import Store, bulk_insert, insert_columns, row_columns, values_in
 from flip.data.ingest.batch import Batch, older
 from flip.data.ingest.clean import NUL_REMOVED, scrub_text
 from flip.data.ingest.report import (
@@ -28,7 +28,7 @@ from flip.data.ingest.report import (
     restored_on_error,
 )
 from flip.data.ingest.stale import fail_stale_runs, this_process
-from flip.data.sources.records import Rejected, SourceMerge, part_key
+from flip.data.sources.records import Rejected, SourceMerge, SourcePerson, part_key
 
 
 class Writer:
@@ -55,6 +55,8 @@ class Writer:
         #: Whether the source system has withdrawn patients kept for rows that name them
         #: (role WITHDRAWN; None: unknown).
         self._withdrawn_kept: bool | None = None
+        #: Whether the source system has withdrawal rows (None: unknown).
+        self._withdrawals: bool | None = None
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -150,6 +152,7 @@ class Writer:
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
             self._release(conn, layout.links["record_key"], report.run_id)
+            self._note_withdrawals(conn, batch.withdrawal_rules, layout.links["record_key"], report)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale)
@@ -158,6 +161,9 @@ class Writer:
                 report.skipped_rules[SUPERSEDED] += superseded
             report.loaded += layout.records - again_new
             for old_id, new_id, merge in batch.merges:
+                if merge.restores is not None:
+                    self._unlink(conn, merge, merge.restores, old_id, report)
+                    continue
                 retired = _merge_person(conn, old_id, new_id, report.run_id)
                 if retired is None:
                     report.unchanged += 1  # the old person was merged away before
@@ -335,6 +341,32 @@ class Writer:
             self._withdrawn_kept = found is not None
         return self._withdrawn_kept
 
+    def _note_withdrawals(
+        self, conn: Connection, rules: dict[str, str], loaded: list[object], report: IngestReport
+    ) -> None:
+        """Keep the keys the batch withdrew with their rule (table withdrawal), and forget
+        those of the records it loaded."""
+        table = schema.withdrawal
+        mine = table.c.source_system == self.system
+        if rules:
+            with values_in(conn, table.c.record_key, sorted(rules)) as wanted:
+                conn.execute(delete(table).where(mine, wanted))
+            rows = [
+                {"source_system": self.system, "record_key": scrub_text(key), "rule": rule}
+                | {"ingest_run_id": report.run_id}
+                for key, rule in rules.items()
+            ]
+            bulk_insert(conn, table, rows)
+            self._withdrawals = True
+        if self._withdrawals is None:
+            self._withdrawals = (
+                conn.execute(select(table.c.rule).where(mine).limit(1)).first() is not None
+            )
+        if self._withdrawals and loaded:
+            back = sorted({str(key) for key in loaded} - rules.keys())
+            with values_in(conn, table.c.record_key, back) as wanted:
+                conn.execute(delete(table).where(mine, wanted))
+
     def _release(self, conn: Connection, keys: list[object], run_id: int) -> None:
         """Remove the quarantine rows of earlier runs for records now loaded (a record
         quarantined, then read again after a fix): the quarantine lists what is not loaded.
@@ -393,8 +425,73 @@ class Writer:
                 content_hash=digest,
                 ingest_run_id=run_id,
                 role=schema.MERGES,
+                person_key=scrub_text(merge.old_person_key),
             )
         )
+
+    def _unlink(
+        self,
+        conn: Connection,
+        unlink: SourceMerge,
+        restores: SourcePerson,
+        person_id: int,
+        report: IngestReport,
+    ) -> None:
+        """Give the unlinked identifier its own person again (`person_id`, as `restores`
+        says, traced to the unlink record under the identifier's key) and move back every
+        row filed under it. Its stored patient record this run loaded is superseded."""
+        source = schema.source_record
+        key = scrub_text(restores.key)
+        mine = (source.c.source_system == self.system, source.c.record_key == key)
+        mine = (*mine, source.c.cdm_table.in_(("person", "death")))
+        stale = conn.execute(
+            select(source.c.cdm_table, source.c.ingest_run_id, source.c.role).where(*mine)
+        ).all()
+        for table, run, role in stale:
+            if run == report.run_id and role in schema.OWNED_ROLES:
+                report.rows[table] -= 1
+        if any(run == report.run_id for _, run, _ in stale):
+            report.loaded -= 1  # loaded earlier in this run: superseded by the unlink
+            report.skipped += 1
+            report.skipped_rules[SUPERSEDED] += 1
+        conn.execute(delete(source).where(*mine))
+        for name in ("death", "person"):
+            table = schema.metadata.tables[name]
+            conn.execute(delete(table).where(table.c.person_id == person_id))
+        digest = hashlib.sha256(unlink.raw).hexdigest()
+        if self.interpretation:
+            digest = _salted(digest, self.interpretation)
+        made = [person_row(self.system, restores)]
+        if restores.death_date is not None:
+            made.append(death_row(self.system, restores))
+        for row in made:
+            table = schema.metadata.tables[row.table]
+            insert_columns(conn, table, row_columns(table, [row.values]))
+            conn.execute(
+                insert(source).values(
+                    cdm_table=row.table,
+                    cdm_id=row.id,
+                    source_system=self.system,
+                    record_key=key,
+                    location=scrub_text(unlink.location),
+                    content_hash=digest,
+                    ingest_run_id=report.run_id,
+                    role=schema.PRODUCED,
+                )
+            )
+            report.rows[row.table] += 1
+        report.loaded += 1
+        for name in schema.CLINICAL_TABLES:
+            table = schema.metadata.tables[name]
+            if name in ("person", "death", "observation_period") or "person_id" not in table.c:
+                continue
+            filed = select(source.c.cdm_id).where(
+                source.c.cdm_table == name,
+                source.c.source_system == self.system,
+                source.c.person_key == key,
+            )
+            primary = next(iter(table.primary_key.columns))
+            conn.execute(update(table).where(primary.in_(filed)).values(person_id=person_id))
 
     def _quarantine(self, conn: Connection, rejected: list[Rejected], report: IngestReport) -> None:
         rows = []

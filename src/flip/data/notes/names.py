@@ -13,12 +13,12 @@ _GIVEN = """
     Bethany Bilal Brian Bronwen Callum Carl Carol Caroline Catherine Charles Charlie Charlotte
     Chen Chi Chidi Chinedu Chloe Chris Christine Christopher Claire Colin Connor Craig Dafydd
     Daniel Darren David Dawn Deborah Deepak Denise Derek Diane Dominika Donna Dorothy Duncan
-    Dylan Edward Eilidh Eleanor Elizabeth Ella Ellie Emily Emma Eric Ethan Ewa Fatima Fiona
+    Dylan Edward Eilidh Eleanor Elizabeth Ella Ellie Emily Emma Eric Ethan Ewa Faith Fatima Fiona
     Florence Frances Francesca Freya Gareth Gary Gemma George Georgia Gillian Grace Graham
-    Gurpreet Hamza Hannah Harjit Harpreet Harry Harvey Hassan Hayley Heather Helen Henry Hui
+    Gurpreet Hamza Hannah Harjit Harpreet Harry Harvey Hassan Hayley Heather Helen Henry Hope Hui
     Ian Ibrahim Imran Isaac Isabella Isla Ivy Jack Jacob Jacqueline Jade Jakub James Jamie Jan
     Jane Janet Jasmine Jason Jennifer Jessica Jiahui Joan Joanne John Jonathan Joseph Joshua
-    Joyce Julie Karen Katarzyna Kate Katherine Kathleen Katie Kayode Keith Kelly Kenneth Kevin
+    Joy Joyce Julie Karen Katarzyna Kate Katherine Kathleen Katie Kayode Keith Kelly Kenneth Kevin
     Kieran Kirsty Kwame Kwabena Laura Lauren Leah Lee Leon Lewis Liam Lily Linda Lisa Logan
     Louise Lucy Luke Lynne Maciej Mandeep Manjit Marcus Margaret Maria Marie Mark Martin Mary
     Matthew Megan Mei Melanie Michael Michelle Mohammed Mohammad Muhammad Nadia Naomi Natalie

@@ -58,7 +58,7 @@ _FRAME = re.compile(rb"\x0b([^\x0b]*?)(?:\x1c\r?|(?=\x0b)|\Z)|([^\x0b]+)", re.S)
 _MSH = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*MSH(?=[^\w\r\n])")
 #: The message types FLIP reads, by MSH-9 message code -> trigger events.
 HANDLED = {
-    "ADT": {"A01", "A02", "A03", "A04", "A08", "A18", "A34", "A36", "A40"},
+    "ADT": {"A01", "A02", "A03", "A04", "A08", "A18", "A24", "A34", "A36", "A37", "A40"},
     "ORU": {"R01"},
     "MDM": {"T02", "T04", "T06", "T08", "T10"},
 }
@@ -66,6 +66,9 @@ UNHANDLED = "hl7.message_type.unhandled"
 #: ADT events that merge patients, PID/MRG pair by pair: A40, and v2.3's A18, A34 and A36
 #: (kept for backward compatibility; older feeds still send them).
 MERGES = {"A18", "A34", "A36", "A40"}
+#: ADT events that link two patients' identifiers as one person (A24: the second PID's
+#: into the first's) or undo that link (A37), each carrying the two PID segments.
+LINKS = {"A24": "link", "A37": "unlink"}
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 #: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
@@ -248,6 +251,9 @@ def _records(
         for number, group in enumerate(patients, start=1):
             _merge(r, group, number)
         return r.out
+    if r.kind == "ADT" and r.event in LINKS:
+        _link(r, patients)
+        return r.out
     for number, group in enumerate(patients, start=1):
         _patient(r, group, number)
     return r.out
@@ -327,6 +333,24 @@ def _merge(r: _Reader, group: list, number: int) -> None:
     r.out.append(SourceMerge(key, person_key, old_key, r.location, r.raw))
 
 
+def _link(r: _Reader, patients: list[list]) -> None:
+    """An A24 (link the second PID's identifier into the first's person) or an A37 (undo
+    it, the second patient as its PID says now), or a Rejected naming the message."""
+    key = f"{LINKS[r.event]}/{r.control}"
+    try:
+        if len(patients) != 2:
+            message = f"{r.event} carries {len(patients)} PID segments, not the two it links"
+            raise MessageError("hl7.link.pid_missing", message)
+        person_key = _person_key(r, patients[0][0], 3, "pid")[0]
+        r.warnings = list(r.header_warnings)
+        second, source_value = _person_key(r, patients[1][0], 3, "pid")
+    except MessageError as exc:
+        r.reject(key, exc.rule, str(exc))
+        return
+    restores = _person(r, patients[1][0], second, source_value) if r.event == "A37" else None
+    r.out.append(SourceMerge(key, person_key, second, r.location, r.raw, restores))
+
+
 def _birth(r: _Reader, value: str) -> tuple[date | None, int]:
     """PID-7 and how many of its parts it gave: a partial date (`1970`, `197005`) is a year
     (and month) of birth; a malformed one keeps what of it is valid (year and month), with
@@ -346,21 +370,7 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     except MessageError as exc:
         r.reject(f"{r.control}/PID/{number}", exc.rule, f"{exc} (patient {number} of the message)")
         return
-    born, parts = _birth(r, m.get(pid, 7))
-    death = r.when(m.get(pid, 29), "PID-29")
-    r.out.append(
-        SourcePerson(
-            key=person_key,
-            source_value=source_value,
-            birth_date=born,
-            gender=SEXES.get(m.get(pid, 8).upper()),
-            location=r.location,
-            raw=r.raw,
-            death_date=death,
-            warnings=tuple(r.warnings),
-            birth_parts=parts,
-        )
-    )
+    r.out.append(_person(r, pid, person_key, source_value))
     scope = r.control if number == 1 else f"{r.control}/{number}"
     context = _Context(person_key, scope, r.sent)
     for index, segment in enumerate(group[1:], start=1):
@@ -387,6 +397,24 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     _flush_text(r, context)
     if r.kind == "MDM":
         _document(r, context)
+
+
+def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourcePerson:
+    """The patient record a PID segment gives."""
+    m = r.m
+    born, parts = _birth(r, m.get(pid, 7))
+    death = r.when(m.get(pid, 29), "PID-29")
+    return SourcePerson(
+        key=person_key,
+        source_value=source_value,
+        birth_date=born,
+        gender=SEXES.get(m.get(pid, 8).upper()),
+        location=r.location,
+        raw=r.raw,
+        death_date=death,
+        warnings=tuple(r.warnings),
+        birth_parts=parts,
+    )
 
 
 class _Context:

@@ -201,13 +201,17 @@ class SourceRow:
 
 @dataclass(slots=True)
 class SourceMerge:
-    """Two records of one patient: everything filed under `old_person_key` moves to `person_key`."""
+    """Two records of one patient: everything filed under `old_person_key` moves to
+    `person_key` (an HL7 merge or A24 link). With `restores` it is the undoing of such a
+    link (an HL7 A37 unlink): `old_person_key` becomes its own person again, as `restores`
+    (its patient record as the unlink sends it) says, with every record filed under it."""
 
     key: str
     person_key: str
     old_person_key: str
     location: str
     raw: bytes
+    restores: SourcePerson | None = None
 
 
 @dataclass(slots=True)

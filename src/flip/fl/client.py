@@ -32,6 +32,7 @@ from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
 from flip.data.pretrained import PretrainedError, resolve
+from flip.fl import replay
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import (
     UpdateRefused,
@@ -326,19 +327,26 @@ def train_round(
     not finite floating point is refused, never sent.
     """
     bases = site_bases(site, spec, config)
-    train_split, _ = fit_and_validation(site, spec, config)
     detail = _detail(config)
-    n_train = len(train_split.y)
+    weights_in = replay.weights_digest(state)
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             _refuse(ledger, site, detail, problem)
+        counter, limit = round_count(ledger, spec, config, run)
+        if (answer := _replayed(ledger, site, counter, config, weights_in)) is not None:
+            return answer
+    train_split, _ = fit_and_validation(site, spec, config)
+    n_train = len(train_split.y)
+    with Ledger(site.ledger) as ledger:
         if problem := _dp_problem(spec, n_train):
             _refuse(ledger, site, detail, problem)
-        counter, limit = round_count(ledger, spec, config, run)
         number = _counted(ledger, counter, detail["project"], detail["task_hash"], limit)
         if number is None:
             which = _counted_run(counter, config, run)
-            reason = f"{which} has already trained the {limit} rounds approved"
+            reason = (
+                f"{which} has already trained the {limit} rounds approved (a round sent again "
+                "from other weights than the site trained it from is a new query, so it counts)"
+            )
             _refuse(ledger, site, detail, reason)
         delta = site.policy.max_delta
         epsilon = site_epsilon(spec, n_train, number, delta)
@@ -348,6 +356,12 @@ def train_round(
     except UpdateRefused as exc:
         with Ledger(site.ledger) as ledger:
             _refuse(ledger, site, detail, str(exc))
+    loss = _loss(metrics)
+    if spec.privacy is not None:
+        metrics = {"num-examples": 1.0}
+    kept = replay.keep(
+        site.ledger, counter, detail["project"], detail["task_hash"], (trained, metrics)
+    )
     with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",
@@ -356,15 +370,48 @@ def train_round(
                 "round": int(config["server-round"]),
                 "flower_run": run,
                 **_hub_run(config),
+                "counter": counter,
                 "site_round": number,
                 "n_train": n_train,
-                "loss": _loss(metrics),
+                "loss": loss,
+                "weights_in": weights_in,
+                "answer": kept,
                 **spent,
             },
         )
-    if spec.privacy is not None:
-        metrics = {"num-examples": 1.0}
     return trained, metrics
+
+
+def _replayed(
+    ledger: Ledger, site: SiteConfig, counter: str, config: Mapping[str, Any], weights_in: str
+) -> tuple[dict[str, Any], dict[str, float]] | None:
+    """The site's kept answer when the server sends the run's last trained round again from
+    the same weights (a hub resumed after a crash), audited as `run.replayed`; else None.
+    See `flip.fl.replay`: no row is read, no round counted, no epsilon spent."""
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    with _untampered(ledger, project, digest):
+        trained = ledger.chained(frozenset({"run.trained"}))
+    last = next(
+        (
+            d
+            for _, d in reversed(trained)
+            if (d.get("counter"), d.get("project"), d.get("task_hash"))
+            == (counter, project, digest)
+        ),
+        None,
+    )
+    if last is None or last.get("round") != config["server-round"]:
+        return None
+    if last.get("weights_in") != weights_in:
+        return None
+    answer = replay.kept(site.ledger, counter, project, digest, str(last.get("answer")))
+    if answer is not None:
+        ledger.record(
+            "run.replayed",
+            {**detail, "round": last["round"], **_hub_run(config), "counter": counter},
+        )
+    return answer
 
 
 def _loss(metrics: Mapping[str, float]) -> float | None:

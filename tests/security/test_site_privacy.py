@@ -121,7 +121,7 @@ def test_the_site_budget_sums_epsilon_across_runs_and_refuses_past_the_ceiling(
     _ask("train", spec, site_yaml, run=11)
     with pytest.raises(NotApproved, match="above the site's ceiling"):
         _ask("train", spec, site_yaml, run=11, step=0.01)
-    assert ledger.spent("p", _dataset(site_yaml, spec)) == pytest.approx(three + one, rel=1e-6)
+    assert ledger.spent(_dataset(site_yaml, spec)) == pytest.approx(three + one, rel=1e-6)
     trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
     assert trained[-1]["epsilon_total"] == pytest.approx(three + one, rel=1e-5)
     # Another task on the same cohort draws on the same budget.

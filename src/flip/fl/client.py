@@ -533,7 +533,7 @@ def _spend(
     if total is None:
         reason = (
             f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent on the site's "
-            f"dataset across runs and tasks ({ledger.spent(project, dataset):.2f} so far) "
+            f"persons across runs, tasks and projects ({ledger.spent(dataset):.2f} so far) "
             f"above the site's ceiling {limit}"
         )
         _refuse(ledger, site, detail, reason)

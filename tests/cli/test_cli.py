@@ -1,6 +1,7 @@
 """The `flip` command: help that teaches, one-line errors with a non-zero exit."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -185,18 +186,27 @@ def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_fl_prints_flip_against_bare_flower(tmp_path):
-    out = _bench(
-        "fl",
-        "--sites",
-        "3",
-        "--rounds",
-        "3",
-        "--passes",
-        "1",
-        "--no-secagg",
-        "--work",
-        str(tmp_path / "b"),
+def test_bench_fl_reports_each_pass_and_prints_figures_against_bare_flower(tmp_path):
+    small = ["--sites", "2", "--rounds", "2", "--passes", "2", "--no-secagg", "--no-whole"]
+    result = subprocess.run(
+        [sys.executable, "-m", "flip", "bench", "fl", *small, "--work", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
     )
-    for figure in ("FLIP / bare round time", "peak RSS, FLIP run", "peak RSS, bare run"):
-        assert figure in out
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("flip bench fl:")]
+    # Each run of each pass is reported as it ends, the order swapped on the second pass.
+    sides = [re.search(r"pass (\d)/2, (flip|bare):", line) for line in progress]
+    assert [m.groups() for m in sides if m] == [
+        ("1", "flip"),
+        ("1", "bare"),
+        ("2", "bare"),
+        ("2", "flip"),
+    ]
+    out = " ".join(result.stdout.replace("│", " ").split())
+    for ratio in ("FLIP / bare round time", "FLIP / bare peak RSS"):
+        assert re.search(re.escape(ratio) + r" \d+\.\d+ x", out), ratio
+    # The ratios against bare Flower come first, before the seconds and MiB they come from.
+    assert out.index("FLIP / bare peak RSS") < out.index("bare Flower round")

@@ -22,14 +22,17 @@ def task_message(
     server_round: int = 1,
     project: str = "p",
     hub_run: int | None = None,
+    arrays: dict | None = None,
 ) -> Message:
     """A `kind` ("train", "evaluate") message of Flower run `run` for `spec` in `project`
-    (of hub run `hub_run`, if given), carrying a fresh model and the round number the server
-    claims."""
+    (of hub run `hub_run`, if given), carrying `arrays` (default: a fresh model's) and the
+    round number the server claims."""
     config = ConfigRecord(
         {**dict(run_config(project, spec, hub_run)), "server-round": server_round}
     )
-    content = RecordDict({"arrays": ArrayRecord(new_model(spec).state_dict()), "config": config})
+    content = RecordDict(
+        {"arrays": ArrayRecord(arrays or new_model(spec).state_dict()), "config": config}
+    )
     metadata = Metadata(
         run_id=run,
         message_id=uuid.uuid4().hex,

@@ -21,7 +21,7 @@ from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
 from flip.fl.client import NotApproved, budget_dataset
 from flip.fl.privacy import PrivacySpec, delta_problem, gaussian_epsilon
 from flip.fl.strategies import StrategySpec
-from flip.fl.tasks import TaskSpec, mace_task
+from flip.fl.tasks import TaskSpec, mace_task, task_hash
 from flip.fl.tasks.sandbox import SandboxRefused
 from flip.site.policy import task_problem
 from tests.conftest import build_site
@@ -41,7 +41,7 @@ def _dp_spec(**update) -> TaskSpec:
 
 def _spent(site_yaml, spec) -> float:
     site = SiteConfig.load(site_yaml)
-    return Ledger(site.ledger).spent("p", budget_dataset(site, spec))
+    return Ledger(site.ledger).spent(budget_dataset(site, spec))
 
 
 def _edit(site_yaml, sql: str) -> None:
@@ -204,3 +204,19 @@ def test_under_local_dp_an_update_that_is_not_finite_is_refused(store_yaml, tmp_
     with pytest.raises((NotApproved, SandboxRefused), match="NaN"):
         _ask("train", spec, site_yaml, run=100)
     assert "run.trained" not in [e["action"] for e in ledger.entries()]
+
+
+def test_the_budget_is_the_persons_whichever_project_asks(store_yaml, tmp_path):
+    """The budget was kept per project: a researcher who opened a second project over the
+    same persons got the whole `max_epsilon` again (three projects spent 3x the ceiling).
+    The persons are the same whichever project asks, so their budget is one."""
+    spec = _dp_spec()
+    three = gaussian_epsilon(1.0, 3, 1e-5)
+    site_yaml = _site(store_yaml, tmp_path, max_epsilon=three * 1.01)
+    ledger = _approve(site_yaml, spec)
+    ledger.decide("q", task_hash(spec), "approved", by="admin")
+    for number in (1, 2, 3):
+        _ask("train", spec, site_yaml, run=60, server_round=number)
+    with pytest.raises(NotApproved, match="above the site's ceiling"):
+        _ask("train", spec, site_yaml, run=61, server_round=1, project="q")
+    assert _spent(site_yaml, spec) == pytest.approx(three)

@@ -19,7 +19,8 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from flip.config import SiteConfig, SitePolicy
 from flip.data.ledger import Ledger
 from flip.fl.client import NotApproved, app, budget_dataset
-from flip.fl.privacy import PrivacySpec, privacy_config
+from flip.fl.privacy import KEY_PRIVACY, PrivacySpec, privacy_config
+from flip.fl.splits import EVALUATE_SPLIT
 from flip.fl.tasks import mace_task, task_hash
 from flip.fl.tasks.models import new_model
 from tests.conftest import build_site
@@ -42,9 +43,12 @@ def _site(store_yaml: Path, tmp_path: Path, **policy) -> Path:
     return path
 
 
-def _ask(kind, spec, site_yaml, *, run, server_round=1, strategy="fedavg", **extra):
-    """Send the site one `kind` message of `run` as a server running `spec` would."""
-    message = task_message(kind, spec, run=run, server_round=server_round)
+def _ask(kind, spec, site_yaml, *, run, server_round=1, strategy="fedavg", step=0.0, **extra):
+    """Send the site one `kind` message of `run` as a server running `spec` would, from a
+    fresh model's weights moved by `step` (a site answers the same round from the same
+    weights again without training: `flip.fl.replay`)."""
+    arrays = {k: v + step for k, v in new_model(spec).state_dict().items()}
+    message = task_message(kind, spec, run=run, server_round=server_round, arrays=arrays)
     message.content["config"].update({**privacy_config(spec.privacy, strategy), **extra})
     return app(message, node_context(site_yaml, run=run))
 
@@ -112,12 +116,12 @@ def test_the_site_budget_sums_epsilon_across_runs_and_refuses_past_the_ceiling(
     ceiling = three + one + 0.01  # room for one run and one round of the next
     site_yaml = _site(store_yaml, tmp_path, max_epsilon=ceiling)
     ledger = _approve(site_yaml, spec)
-    for _ in range(3):
-        _ask("train", spec, site_yaml, run=10)
+    for step in range(3):
+        _ask("train", spec, site_yaml, run=10, step=step / 100)
     _ask("train", spec, site_yaml, run=11)
     with pytest.raises(NotApproved, match="above the site's ceiling"):
-        _ask("train", spec, site_yaml, run=11)
-    assert ledger.spent("p", _dataset(site_yaml, spec)) == pytest.approx(three + one, rel=1e-6)
+        _ask("train", spec, site_yaml, run=11, step=0.01)
+    assert ledger.spent(_dataset(site_yaml, spec)) == pytest.approx(three + one, rel=1e-6)
     trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
     assert trained[-1]["epsilon_total"] == pytest.approx(three + one, rel=1e-5)
     # Another task on the same cohort draws on the same budget.
@@ -131,10 +135,13 @@ def test_evaluations_are_bounded_per_run_and_need_a_round_number(store_yaml, tmp
     site_yaml = _site(store_yaml, tmp_path)
     spec = mace_task(scaling="fixed").model_copy(update={"rounds": 2})
     _approve(site_yaml, spec)
-    for number in (1, 2, 2):  # one a round, and the final evaluation
+    for number in (1, 2):  # one a round
         assert "metrics" in _ask("evaluate", spec, site_yaml, run=20, server_round=number).content
-    with pytest.raises(NotApproved, match="already had the 3 evaluations"):
+    with pytest.raises(NotApproved, match="already had the 2 validation evaluations"):
         _ask("evaluate", spec, site_yaml, run=20, server_round=1)
+    # and the final evaluation, on the test split
+    final = _ask("evaluate", spec, site_yaml, run=20, server_round=2, **{EVALUATE_SPLIT: "test"})
+    assert "metrics" in final.content
     message = task_message("evaluate", spec, run=21)
     del message.content["config"]["server-round"]
     with pytest.raises(NotApproved, match="named no round number"):
@@ -148,8 +155,8 @@ def test_record_level_dp_sgd_reports_the_epsilon_of_the_steps_it_took(store_yaml
         update={"rounds": 2, "privacy": privacy, "batch_size": 16, "local_epochs": 2}
     )
     ledger = _approve(site_yaml, spec)
-    for _ in range(2):
-        reply = _ask("train", spec, site_yaml, run=30)
+    for step in range(2):
+        reply = _ask("train", spec, site_yaml, run=30, step=step / 100)
         assert dict(reply.content["metrics"]) == {"num-examples": 1.0}  # no exact loss leaves
     trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
     assert np.isfinite(trained[-1]["loss"])  # kept in the site's own audit
@@ -181,3 +188,55 @@ def test_under_central_dp_the_site_refuses_a_server_running_other_privacy(store_
     assert len(refused) == 4
     trained = [e for e in ledger.entries() if e["action"] == "run.trained"]
     assert len(trained) == 1, "nothing trained for the refused runs"
+
+
+def test_the_test_split_answers_once_a_run_and_the_same_weights_again_get_the_same_metrics(
+    store_yaml, tmp_path
+):
+    """A server asked for the test split's metrics at every round (rounds + 1 exact queries
+    of the test rows, and a 'best round' picked on them); the site answers the test split
+    once a run. Asked again from the same weights (a hub resumed after a crash in its final
+    evaluation) it gets the metrics it had, with no row read and nothing counted."""
+    site_yaml = _site(store_yaml, tmp_path)
+    spec = mace_task(scaling="fixed").model_copy(update={"rounds": 3})
+    ledger = _approve(site_yaml, spec)
+    test = {EVALUATE_SPLIT: "test"}
+    first = _ask("evaluate", spec, site_yaml, run=60, server_round=1, **test)
+    again = _ask("evaluate", spec, site_yaml, run=60, server_round=3, **test)
+    assert dict(again.content["metrics"]) == dict(first.content["metrics"])
+    other = {k: v + 0.1 for k, v in new_model(spec).state_dict().items()}
+    message = task_message("evaluate", spec, run=60, server_round=2, arrays=other)
+    message.content["config"][EVALUATE_SPLIT] = "test"
+    with pytest.raises(NotApproved, match="its one evaluation on the test split"):
+        app(message, node_context(site_yaml, run=60))
+    actions = [e["action"] for e in ledger.entries()]
+    assert actions.count("run.tested") == 1 and actions.count("run.replayed") == 1
+    # Another run has its own final evaluation.
+    assert "metrics" in _ask("evaluate", spec, site_yaml, run=61, server_round=3, **test).content
+
+
+def test_under_central_dp_a_site_refuses_to_evaluate_for_a_server_running_other_privacy(
+    store_yaml, tmp_path
+):
+    """Evaluation is part of the run the site approved: under central DP a server naming
+    weaker privacy, none, or no privacy spec at all (garbage) is refused and audited; the
+    garbage used to crash the ClientApp with a validation error, unaudited."""
+    site_yaml = _site(store_yaml, tmp_path)
+    privacy = PrivacySpec(noise_multiplier=1.0, clipping_norm=1.0)
+    spec = mace_task(scaling="fixed").model_copy(update={"rounds": 3, "privacy": privacy})
+    ledger = _approve(site_yaml, spec)
+    weaker = privacy.model_copy(update={"noise_multiplier": 0.1}).model_dump_json()
+    for kind, run, sent in (
+        ("evaluate", 70, weaker),
+        ("evaluate", 71, "garbage"),
+        ("train", 72, "garbage"),
+        ("train", 73, '{"noise_multiplier": "lots"}'),
+    ):
+        with pytest.raises(NotApproved, match="not the one the site approved"):
+            _ask(kind, spec, site_yaml, run=run, **{KEY_PRIVACY: sent})
+    silent = task_message("evaluate", spec, run=74)  # no privacy named at all
+    with pytest.raises(NotApproved, match="not the one the site approved"):
+        app(silent, node_context(site_yaml, run=74))
+    refused = [e for e in ledger.entries() if e["action"] == "run.refused"]
+    assert len(refused) == 5
+    assert "metrics" in _ask("evaluate", spec, site_yaml, run=75).content

@@ -8,6 +8,7 @@ consecutive aggregated evaluations, and the first round (actor start-up) is left
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +33,13 @@ from flip.fl.runtime.simulation import run_in_simulation
 from flip.fl.tasks.models import model_factory
 from flip.synth import default_profiles
 from flip.synth.flat import write_table
+
+#: Where a benchmark reports each pass as it ends (the CLI: a line on stderr).
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    """Report nothing."""
 
 
 def _stamp(stamps: list[float], *_: object) -> None:
@@ -87,14 +95,19 @@ def _bare(options: ExperimentOptions, prepared, stamps: list[float]) -> None:
 
 
 def run(
-    work: Path, rounds: int = 12, sites: int = 3, secure: bool = True, passes: int = 2
+    work: Path,
+    rounds: int = 12,
+    sites: int = 3,
+    secure: bool = True,
+    passes: int = 2,
+    progress: Progress = _silent,
 ) -> list[Figure]:
-    """Round times of FLIP and of bare Flower, their ratio, each run's peak memory, and bytes
-    per round.
+    """Round times of FLIP and of bare Flower, each run's peak memory, each as a ratio to
+    bare Flower's, and bytes per round.
 
     FLIP and bare Flower run in turn `passes` times, each side keeping its fastest
     round time, so a spell of load on a shared machine does not land on one side only;
-    who goes first swaps each pass.
+    who goes first swaps each pass, and `progress` hears each run's figures as it ends.
     With `secure`, also FedAvg under SecAgg+: its round time and bytes per round.
     """
     paths = {p.name: write_table(p, work / f"{p.name}.csv") for p in default_profiles(sites)}
@@ -111,8 +124,13 @@ def run(
             stamps: list[float] = []
             with PeakTreeRss() as rss:
                 runs[side](stamps)
-            best[side] = min(best[side], _round_seconds(stamps))
+            seconds = _round_seconds(stamps)
+            best[side] = min(best[side], seconds)
             peak[side] = max(peak[side], rss.bytes)
+            progress(
+                f"pass {turn + 1}/{passes}, {side}: {seconds:.3f} s a round, "
+                f"peak {rss.bytes / 2**20:,.0f} MiB"
+            )
     flip_round, bare_round = best["flip"], best["bare"]
     plain_bytes = _plain_train_bytes(options, prepared)
     figures = [
@@ -122,14 +140,17 @@ def run(
         Figure("FLIP / bare round time", flip_round / bare_round, "x", "aim <= 1.05"),
         Figure("peak RSS, FLIP run", peak["flip"] / 2**20, "MiB", "this process + Ray, summed"),
         Figure("peak RSS, bare run", peak["bare"] / 2**20, "MiB", "the same"),
+        Figure("FLIP / bare peak RSS", peak["flip"] / peak["bare"], "x", "highest pass each"),
         Figure("train bytes per round per site", plain_bytes, "bytes", "serialised, down + up"),
     ]
     if not secure:
         return figures
     secure_round, secure_bytes = _secure(options, prepared)
+    progress(f"SecAgg+: {secure_round:.3f} s a round")
     return [
         *figures,
         Figure("FLIP round, SecAgg+", secure_round, "s", "four message exchanges a round"),
+        Figure("SecAgg+ / bare round time", secure_round / bare_round, "x", "bare: plain FedAvg"),
         Figure("SecAgg+ / FLIP round time", secure_round / flip_round, "x"),
         Figure("same bytes, SecAgg+", secure_bytes, "bytes", "every SecAgg+ stage, down + up"),
         Figure("SecAgg+ / plain bytes", secure_bytes / plain_bytes, "x"),
@@ -198,13 +219,16 @@ def _site(work: Path, name: str, patients: int) -> Path:
     return folder / "site.yaml"
 
 
-def deployment(work: Path, sites: int = 2, rounds: int = 3) -> list[Figure]:
+def deployment(
+    work: Path, sites: int = 2, rounds: int = 3, progress: Progress = _silent
+) -> list[Figure]:
     """Seconds per round of FLIP and of a bare Flower app on the same SuperLink and SuperNodes.
 
     Both run FedAvg (train, then evaluate, each round) of the same model on the same
     sites' rows, in turn, on one running deployment (TLS and node auth on). A round's
     time is the difference between a run of `rounds` rounds and a run of one, divided
-    by the rounds between, so start-up and FLIP's final evaluation cancel out.
+    by the rounds between, so start-up and FLIP's final evaluation cancel out;
+    `progress` hears each run's time as it ends.
     """
     from flip.bench.bare_flower import ARRAYS
     from flip.config import SiteConfig
@@ -237,6 +261,7 @@ def deployment(work: Path, sites: int = 2, rounds: int = 3) -> list[Figure]:
         assert link is not None
         for n in (1, rounds):
             flip_seconds[n] = running.run("bench", spec, rounds=n, round_timeout=120).seconds
+            progress(f"deployment, flip, {n} round(s): {flip_seconds[n]:.1f} s")
             app = write_app(
                 work / f"bare-app-{n}",
                 "flip.bench.bare_flower import app",
@@ -246,6 +271,7 @@ def deployment(work: Path, sites: int = 2, rounds: int = 3) -> list[Figure]:
             start = time.perf_counter()
             link.flwr("run", str(app), CONNECTION, "--stream", timeout=300 + 120 * n)
             bare_seconds[n] = time.perf_counter() - start
+            progress(f"deployment, bare, {n} round(s): {bare_seconds[n]:.1f} s")
     flip_round = (flip_seconds[rounds] - flip_seconds[1]) / (rounds - 1)
     bare_round = (bare_seconds[rounds] - bare_seconds[1]) / (rounds - 1)
     note = f"{sites} SuperNodes, TLS + node auth; runs of 1 and {rounds} rounds"
@@ -258,14 +284,16 @@ def deployment(work: Path, sites: int = 2, rounds: int = 3) -> list[Figure]:
     ]
 
 
-def whole_command(work: Path, sites: int = 4, rounds: int = 30, passes: int = 2) -> list[Figure]:
+def whole_command(
+    work: Path, sites: int = 4, rounds: int = 30, passes: int = 2, progress: Progress = _silent
+) -> list[Figure]:
     """Wall time of the whole `flip fl run` command against a bare Flower simulation app's.
 
     Both are fresh processes training FedAvg for `rounds` rounds over the same sites:
     `flip fl run` from the CSV files (start-up, reading, federated preprocessing,
     splits, training, final scoring), the bare app (`python -m flip.bench.bare_flower`)
     from the encoded arrays FLIP prepared beforehand. They run in turn `passes` times,
-    each keeping its fastest.
+    each keeping its fastest; `progress` hears each run's time as it ends.
     """
     import json
     import subprocess
@@ -299,7 +327,9 @@ def whole_command(work: Path, sites: int = 4, rounds: int = 30, passes: int = 2)
         for side in ("flip", "bare") if turn % 2 == 0 else ("bare", "flip"):
             start = time.perf_counter()
             subprocess.run(commands[side], check=True, capture_output=True, timeout=1800)
-            best[side] = min(best[side], time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            best[side] = min(best[side], seconds)
+            progress(f"whole command, pass {turn + 1}/{passes}, {side}: {seconds:.1f} s")
     note = f"{sites} sites, {rounds} rounds, process start to exit; best of {passes}"
     return [
         Figure("bare Flower app, whole command", best["bare"], "s", note),

@@ -110,18 +110,28 @@ def bench_fl(
     from flip.bench import fl
     from flip.cli.fl import stdout_to_stderr
 
+    def progress(line: str) -> None:
+        typer.echo(f"flip bench fl: {line}", err=True)
+
     figures = []
     with one_line_errors(), stdout_to_stderr():
         if timing:
-            figures += fl.run(work, rounds, sites, secure=secagg, passes=passes)
+            progress(
+                f"{sites} sites x {rounds} rounds, FLIP and bare Flower in turn, {passes} pass(es)"
+            )
+            figures += fl.run(work, rounds, sites, secure=secagg, passes=passes, progress=progress)
             if whole:
-                figures += fl.whole_command(work / "whole", passes=passes)
+                progress("whole `flip fl run` against a bare Flower app (4 sites, 30 rounds)")
+                figures += fl.whole_command(work / "whole", passes=passes, progress=progress)
         if deployment:
-            figures += fl.deployment(work / "deployment")
+            progress("deployment: a SuperLink and SuperNodes with TLS and node auth")
+            figures += fl.deployment(work / "deployment", progress=progress)
         if non_iid:
             from flip.bench import noniid
 
+            progress("non-IID: label, quantity and feature skew")
             figures += noniid.run(work / "non-iid", rounds, max(sites, 2), alpha)
+    figures.sort(key=lambda f: f.unit != "x")  # the ratios against bare Flower first
     _print_figures("flip bench fl", figures)
 
 

@@ -278,7 +278,7 @@ def _run(
     options: ExperimentOptions, as_json: bool, save: str | None, registry: Path | None
 ) -> None:
     from flip.data.features.csvfile import DatasetError
-    from flip.fl.experiment import run_experiment, save_options
+    from flip.fl.experiment import checkpointing, run_experiment
 
     err = Console(stderr=True)
     with (
@@ -288,8 +288,6 @@ def _run(
     ):
         if save and options.personal == "fedbn":
             raise DatasetError("--personal fedbn adds site layers to the model: it has no --save")
-        if options.checkpoint is not None:
-            save_options(options)
         total = options.rounds
         rounds_task = bar.add_task(f"{options.strategy} rounds", total=total, status="")
 
@@ -297,7 +295,8 @@ def _run(
             accuracy = metrics.get("accuracy", float("nan"))
             bar.update(rounds_task, completed=number, status=f"accuracy {accuracy:.3f}")
 
-        experiment = run_experiment(options, on_round)
+        with checkpointing(options):
+            experiment = run_experiment(options, on_round)
         if save:
             from flip.fl.registry import booster_state, default_registry, register_with_best
 

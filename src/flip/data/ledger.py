@@ -242,16 +242,12 @@ class Ledger:
                     return detail
         return None
 
-    def spent(self, project: str, dataset: str, *, besides: str | None = None) -> float:
-        """The epsilon every run (but `besides`) of every task has spent on this project's
-        dataset here; LedgerTampered if the chain is broken."""
+    def spent(self, dataset: str) -> float:
+        """The epsilon every run of every task of every project has spent on this dataset
+        (person set) here; LedgerTampered if the chain is broken."""
         with self.engine.connect() as conn:
             charges = _charges(_verified(conn))
-        return sum(
-            epsilon
-            for (run, p, d, _), (epsilon, _) in charges.items()
-            if (p, d) == (project, dataset) and run != besides
-        )
+        return sum(epsilon for (_, _, d, _), (epsilon, _) in charges.items() if d == dataset)
 
     def spend(
         self,
@@ -263,14 +259,15 @@ class Ledger:
         delta: float,
         limit: float | None,
     ) -> float | None:
-        """Set what `run` of this task has spent on this project's dataset to `epsilon` and
-        return the total across runs and tasks, or None (spending nothing) when the total
-        would pass `limit`. DeltaMismatch if the dataset was charged at another delta (epsilons
+        """Set what `run` of this task of `project` has spent on the dataset (a person set) to
+        `epsilon` and return the total across runs, tasks and projects, or None (spending
+        nothing) when the total would pass `limit`: the persons are the same whichever
+        project asks. DeltaMismatch if the dataset was charged at another delta (epsilons
         at different deltas do not add up); LedgerTampered if the chain is broken."""
         key = (run, project, dataset, task_hash)
         with self.engine.begin() as conn:
             charges = _charges(_verified(conn))
-            mine = {k: v for k, v in charges.items() if k[1:3] == (project, dataset)}
+            mine = {k: v for k, v in charges.items() if k[2] == dataset}
             others = {d for k, (_, d) in mine.items() if d != delta}
             if others:
                 raise DeltaMismatch(

@@ -32,6 +32,7 @@ from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
 from flip.data.pretrained import PretrainedError, resolve
+from flip.fl import replay
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import (
     UpdateRefused,
@@ -326,19 +327,26 @@ def train_round(
     not finite floating point is refused, never sent.
     """
     bases = site_bases(site, spec, config)
-    train_split, _ = fit_and_validation(site, spec, config)
     detail = _detail(config)
-    n_train = len(train_split.y)
+    weights_in = replay.weights_digest(state)
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             _refuse(ledger, site, detail, problem)
+        counter, limit = round_count(ledger, spec, config, run)
+        if (answer := _replayed(ledger, site, counter, config, weights_in)) is not None:
+            return answer
+    train_split, _ = fit_and_validation(site, spec, config)
+    n_train = len(train_split.y)
+    with Ledger(site.ledger) as ledger:
         if problem := _dp_problem(spec, n_train):
             _refuse(ledger, site, detail, problem)
-        counter, limit = round_count(ledger, spec, config, run)
         number = _counted(ledger, counter, detail["project"], detail["task_hash"], limit)
         if number is None:
             which = _counted_run(counter, config, run)
-            reason = f"{which} has already trained the {limit} rounds approved"
+            reason = (
+                f"{which} has already trained the {limit} rounds approved (a round sent again "
+                "from other weights than the site trained it from is a new query, so it counts)"
+            )
             _refuse(ledger, site, detail, reason)
         delta = site.policy.max_delta
         epsilon = site_epsilon(spec, n_train, number, delta)
@@ -348,6 +356,12 @@ def train_round(
     except UpdateRefused as exc:
         with Ledger(site.ledger) as ledger:
             _refuse(ledger, site, detail, str(exc))
+    loss = _loss(metrics)
+    if spec.privacy is not None:
+        metrics = {"num-examples": 1.0}
+    kept = replay.keep(
+        site.ledger, counter, detail["project"], detail["task_hash"], (trained, metrics)
+    )
     with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",
@@ -356,15 +370,48 @@ def train_round(
                 "round": int(config["server-round"]),
                 "flower_run": run,
                 **_hub_run(config),
+                "counter": counter,
                 "site_round": number,
                 "n_train": n_train,
-                "loss": _loss(metrics),
+                "loss": loss,
+                "weights_in": weights_in,
+                "answer": kept,
                 **spent,
             },
         )
-    if spec.privacy is not None:
-        metrics = {"num-examples": 1.0}
     return trained, metrics
+
+
+def _replayed(
+    ledger: Ledger, site: SiteConfig, counter: str, config: Mapping[str, Any], weights_in: str
+) -> tuple[dict[str, Any], dict[str, float]] | None:
+    """The site's kept answer when the server sends the run's last trained round again from
+    the same weights (a hub resumed after a crash), audited as `run.replayed`; else None.
+    See `flip.fl.replay`: no row is read, no round counted, no epsilon spent."""
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    with _untampered(ledger, project, digest):
+        trained = ledger.chained(frozenset({"run.trained"}))
+    last = next(
+        (
+            d
+            for _, d in reversed(trained)
+            if (d.get("counter"), d.get("project"), d.get("task_hash"))
+            == (counter, project, digest)
+        ),
+        None,
+    )
+    if last is None or last.get("round") != config["server-round"]:
+        return None
+    if last.get("weights_in") != weights_in:
+        return None
+    answer = replay.kept(site.ledger, counter, project, digest, str(last.get("answer")))
+    if answer is not None:
+        ledger.record(
+            "run.replayed",
+            {**detail, "round": last["round"], **_hub_run(config), "counter": counter},
+        )
+    return answer
 
 
 def _loss(metrics: Mapping[str, float]) -> float | None:
@@ -486,7 +533,7 @@ def _spend(
     if total is None:
         reason = (
             f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent on the site's "
-            f"dataset across runs and tasks ({ledger.spent(project, dataset):.2f} so far) "
+            f"persons across runs, tasks and projects ({ledger.spent(dataset):.2f} so far) "
             f"above the site's ceiling {limit}"
         )
         _refuse(ledger, site, detail, reason)
@@ -508,35 +555,75 @@ def evaluate_round(
     Each evaluation queries the site's rows with weights the server chose and releases its
     exact metrics (not noised, not charged to the privacy budget), so the site counts them
     in its chained ledger: per run (as `round_count` counts trained rounds) it refuses more
-    than one per approved round and one final evaluation, and across every run (hub or
-    Flower) more than the policy's `max_evaluations` of the task.
+    than one on the validation split per approved round and more than one on the test split
+    (the final evaluation: the test split is never a round's yardstick), and across every
+    run (hub or Flower) more than the policy's `max_evaluations` of the task. The test
+    split asked again from the same weights (a hub resumed after a crash) gets the metrics
+    the site released, without reading a row. Under central DP a server naming other
+    privacy than the approved is refused, as in training.
     """
     bases = site_bases(site, spec, config)
-    if config.get(EVALUATE_SPLIT) == "test":
+    test = config.get(EVALUATE_SPLIT) == "test"
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    weights_in = replay.weights_digest(state)
+    with Ledger(site.ledger) as ledger:
+        if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
+            _refuse(ledger, site, detail, problem)
+        counter, rounds = round_count(ledger, spec, config, run)
+        if test and (released := _tested(ledger, counter, config, weights_in)) is not None:
+            return released
+    if test:
         _, split = _splits(site, spec, config)
     else:
         _, split = fit_and_validation(site, spec, config)
-    detail = _detail(config)
-    project, digest = detail["project"], detail["task_hash"]
     with Ledger(site.ledger) as ledger:
-        if config.get(EVALUATE_SPLIT) != "test" and (
-            problem := rows_problem(site.policy, "validation", len(split.y))
-        ):
+        if not test and (problem := rows_problem(site.policy, "validation", len(split.y))):
             _refuse(ledger, site, detail, problem)
         cap = site.policy.max_evaluations
         if cap is not None and _evaluations(ledger, project, digest) >= cap:
             reason = f"the task has had the {cap} evaluations the site's policy allows"
             _refuse(ledger, site, detail, reason)
-        counter, rounds = round_count(ledger, spec, config, run)
-        limit = None if rounds is None else rounds + 1
-        counted = _counted(ledger, counter, project, digest, limit, kind="evaluate")
+        which = _counted_run(counter, config, run)
+        if test:
+            counted = _counted(ledger, f"{counter}/test", project, digest, 1, kind="evaluate")
+            reason = (
+                f"{which} has already had its one evaluation on the test split (the final "
+                "one; the test split never scores a round)"
+            )
+        else:
+            counted = _counted(ledger, counter, project, digest, rounds, kind="evaluate")
+            reason = f"{which} has already had the {rounds} validation evaluations the task allows"
         if counted is None:
-            which = _counted_run(counter, config, run)
-            reason = f"{which} has already had the {limit} evaluations the task allows"
             _refuse(ledger, site, detail, reason)
-    return evaluate_task(
+    metrics = evaluate_task(
         spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
     )
+    if test:
+        with Ledger(site.ledger) as ledger:
+            ledger.record(
+                "run.tested",
+                {**detail, **_hub_run(config), "counter": counter, "weights_in": weights_in}
+                | {"metrics": metrics},
+            )
+    return metrics
+
+
+def _tested(
+    ledger: Ledger, counter: str, config: Mapping[str, Any], weights_in: str
+) -> dict[str, float] | None:
+    """The test-split metrics this run released for weights of digest `weights_in`, audited
+    as `run.replayed`, or None if it released none for them."""
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    with _untampered(ledger, project, digest):
+        tested = ledger.chained(frozenset({"run.tested"}))
+    for _, entry in reversed(tested):
+        about = (entry.get("counter"), entry.get("project"), entry.get("task_hash"))
+        if about == (counter, project, digest) and entry.get("weights_in") == weights_in:
+            ledger.record("run.replayed", {**detail, **_hub_run(config), "split": "test"})
+            return {k: float("nan") if v is None else float(v) for k, v in entry["metrics"].items()}
+    return None
 
 
 def _evaluations(ledger: Ledger, project: str, digest: str) -> int:

@@ -41,6 +41,7 @@ from flip.data.features.shuffle_split import train_test_indices
 from flip.data.features.tabular import TabularData
 from flip.fl import personal as personalisation
 from flip.fl.bootstrap import intervals
+from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.personal import MODES
 from flip.fl.preprocessing import Encoding, combine
 from flip.fl.privacy import PrivacySpec, accounting_problem
@@ -362,7 +363,7 @@ def federated(
             seed=options.seed,
             evaluate_final=False,
         )
-        run_in_simulation(server_app, client_app, len(prepared.sites))
+        run_in_simulation(server_app, client_app, len(prepared.sites), site_errors_fatal=True)
 
         def as_model(state: dict) -> Model:
             if initial is None:
@@ -441,7 +442,7 @@ def _secure(
         n_sites=len(prepared.sites),
         on_round=on_round,
     )
-    run_in_simulation(server_app, client_app, len(prepared.sites))
+    run_in_simulation(server_app, client_app, len(prepared.sites), site_errors_fatal=True)
     return Federated(binary.load_arrays(initial, result.state_dict))
 
 
@@ -466,6 +467,35 @@ def save_options(options: ExperimentOptions) -> None:
         )
     options.checkpoint.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+@contextmanager
+def checkpointing(options: ExperimentOptions) -> Iterator[None]:
+    """Write the run's options beside its checkpoint for the block; if the block fails before
+    a round is checkpointed, take away what this run wrote there (a folder with no round
+    holds nothing to resume), and if after, say where `flip fl resume` goes on from."""
+    if options.checkpoint is None:
+        yield
+        return
+    folder = options.checkpoint
+    made = not folder.exists()
+    fresh = not (folder / OPTIONS).exists()
+    save_options(options)
+    try:
+        yield
+    except Exception as exc:
+        saved = load_checkpoint(folder / CHECKPOINT)
+        if saved is not None:
+            line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise RuntimeError(
+                f"{line} (rounds 1-{saved.round} are checkpointed: "
+                f"`flip fl resume {folder}` goes on from there)"
+            ) from exc
+        if fresh:
+            (folder / OPTIONS).unlink(missing_ok=True)
+        if made and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def load_options(folder: Path) -> ExperimentOptions:

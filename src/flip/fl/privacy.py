@@ -283,7 +283,11 @@ def server_config_problem(
     if spec is None or spec.mechanism != "central":
         return None
     sent = config.get(KEY_PRIVACY)
-    if sent is None or PrivacySpec.model_validate_json(str(sent)) != spec:
+    try:
+        named_spec = None if sent is None else PrivacySpec.model_validate_json(str(sent))
+    except ValueError:  # not a privacy spec at all (pydantic's ValidationError)
+        named_spec = None
+    if named_spec != spec:
         return "the server's differential privacy is not the one the site approved"
     named = str(config.get(KEY_STRATEGY, ""))
     if problem := accounting_problem(spec, named):

@@ -5,19 +5,36 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from flwr.app import Context
 from flwr.clientapp import ClientApp
-from flwr.serverapp import ServerApp
+from flwr.serverapp import Grid, ServerApp
+
+from flip.fl.runtime.supervised_grid import SITE_ERRORS, SupervisedGrid
+
+#: Set to 1 to see Flower's and Ray's own log of a simulation (quiet otherwise).
+VERBOSE_ENV = "FLIP_FL_VERBOSE"
+
+#: What a user can check when Flower's simulation engine fails.
+HINT = (
+    "hint: Ray needs free memory in /dev/shm and /tmp and no RAY_ADDRESS naming another "
+    f"cluster; {VERBOSE_ENV}=1 shows Flower's and Ray's own log"
+)
+
+
+class SimulationError(RuntimeError):
+    """Flower's simulation engine (Ray) failed to start or died mid-run: one line and a hint."""
 
 
 @contextmanager
 def _quiet_flower() -> Iterator[None]:
     logger = logging.getLogger("flwr")
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
@@ -31,11 +48,18 @@ def run_in_simulation(
     *,
     cpus: int | None = None,
     verbose: bool = False,
+    site_errors_fatal: bool = False,
 ) -> None:
-    """Run `server_app` with `num_nodes` virtual SuperNodes of `client_app` on `cpus` cores."""
+    """Run `server_app` with `num_nodes` virtual SuperNodes of `client_app` on `cpus` cores.
+
+    Raises `SimulationError` within a round's pull interval when the engine fails to start
+    or dies, or when no site answers a round; with `site_errors_fatal`, also when a site's
+    ClientApp raises (otherwise its reply is left out, as a refusal is).
+    """
     from flwr.simulation import run_simulation
 
     cpus = cpus or os.cpu_count() or 1
+    verbose = verbose or os.environ.get(VERBOSE_ENV) == "1"
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {
@@ -47,11 +71,38 @@ def run_in_simulation(
     }
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    if verbose:
-        run_simulation(server_app, client_app, num_nodes, backend_config=backend_config)
-        return
-    with _quiet_flower():
-        run_simulation(server_app, client_app, num_nodes, backend_config=backend_config)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    grids: list[SupervisedGrid] = []
+    supervised = ServerApp()
+
+    @supervised.main()
+    def main(grid: Grid, context: Context) -> None:
+        threads.append(threading.current_thread())
+        tolerated = () if site_errors_fatal else SITE_ERRORS
+        grids.append(SupervisedGrid(grid, stop, tolerated=tolerated))
+        server_app(grid=grids[0], context=context)
+
+    try:
+        with nullcontext() if verbose else _quiet_flower():
+            run_simulation(supervised, client_app, num_nodes, backend_config=backend_config)
+    except Exception as exc:
+        failure = grids[0].failure if grids else None
+        raise SimulationError(f"{failure or _engine_failure(exc)}; {HINT}") from exc
+    finally:
+        stop.set()  # a ServerApp thread the engine left waiting stops at its next pull
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def _engine_failure(exc: BaseException) -> str:
+    """What made Flower's runtime fail: the innermost cause, on one line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    return f"Flower's simulation engine (Ray) failed: {type(exc).__name__}: " + (
+        lines[0] if lines else "no reason given"
+    )
 
 
 def simulate(

@@ -263,3 +263,38 @@ def test_a_multimodal_task_adapts_notes_and_image_and_trains_the_rest_whole(mini
     assert model(torch.zeros(2, spec.data.width)).shape == (2, 1)
     sizes = bytes_per_round(spec)
     assert sizes["lora"] < 0.02 * sizes["full"]
+
+
+def test_the_text_weights_loaded_are_the_bytes_hashed_even_if_swapped_after(
+    minilm, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file, save_file
+
+    import flip.data.pretrained as pretrained
+
+    path, _ = minilm
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((path / "config.json").read_bytes())
+    (folder / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    sha = weights_sha256(folder)
+    original = load_file(str(folder / "model.safetensors"))
+    name = "encoder.layer.0.attention.self.query.weight"
+    swapped = {k: torch.zeros_like(v) if k == name else v for k, v in original.items()}
+    save_file(swapped, str(tmp_path / "swapped.safetensors"))
+
+    hash_file = pretrained.file_sha256
+
+    def hash_then_swap(file):  # the file is replaced right after the site hashed it
+        digest = hash_file(file)
+        if file.name == "model.safetensors":
+            (tmp_path / "swapped.safetensors").replace(file)
+        return digest
+
+    monkeypatch.setattr(pretrained, "file_sha256", hash_then_swap)
+    try:
+        model = new_model(text_task(sha), {"minilm": folder})
+    except PretrainedError:
+        return  # refused: fine too
+    loaded = model.model.encoder.state_dict()[name.replace(".query.", ".query.base_layer.")]
+    assert torch.equal(loaded, original[name]), "loaded bytes the site never hashed"

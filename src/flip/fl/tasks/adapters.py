@@ -12,6 +12,7 @@ before the adapters are added, so their first values depend only on the task's s
 from __future__ import annotations
 
 import io
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -135,13 +136,13 @@ def load_text_base(encoder: torch.nn.Module, path: Path, sha256: str) -> None:
         raise PretrainedError(f"{file}: cannot read the weights: {exc.strerror or exc}") from exc
     if weights_sha256(path, {file: data}) != sha256:
         raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
-    try:
-        if file.suffix == ".safetensors":
+    if file.suffix == ".safetensors":
+        try:
             state = load_safetensors(data)
-        else:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, SafetensorError) as exc:
-        raise PretrainedError(f"{file}: cannot read the encoder's weights: {exc}") from exc
+        except (RuntimeError, ValueError, SafetensorError) as exc:
+            raise PretrainedError(f"{file}: cannot read the encoder's weights: {exc}") from exc
+    else:
+        state = torch_state(data, file)
     state = {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith("pooler.")}
     _load_all(encoder, state, file, optional=("embeddings.position_ids",))
 
@@ -179,12 +180,24 @@ def load_image_base(network: torch.nn.Module, path: Path, sha256: str, head: str
         raise PretrainedError(f"{path}: cannot read the weights: {exc.strerror or exc}") from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise PretrainedError(f"{path}: not a torch state dict: {exc}") from exc
+    state = torch_state(data, path)
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     _load_all(network, state, path, skip=head + ".")
+
+
+def torch_state(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict a torch file's bytes hold, unpickled with weights_only (no code runs);
+    a PretrainedError naming `path` if they hold anything else."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PretrainedError(f"{path}: not a torch state dict: {reason}") from exc
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise PretrainedError(f"{path}: not a torch state dict (names to tensors)")
+    return state
 
 
 def _load_all(

@@ -317,3 +317,17 @@ def test_weights_that_are_not_a_state_dict_are_refused_in_one_line(minilm, tmp_p
         with pytest.raises(PretrainedError, match=str(file)):
             new_model(spec, {name: file})
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "field", [{"modules_to_save": ["encoder"]}, {"target_modules": "all-linear"}, {"bias": "all"}]
+)
+def test_an_adapter_option_flip_does_not_apply_is_refused_not_ignored(minilm, field):
+    data = text_task(minilm[1]).model_dump()
+    data["data"]["text"]["adapter"] |= field
+    with pytest.raises(ValidationError, match=next(iter(field))):
+        TaskSpec.model_validate(data)
+    data = text_task(minilm[1]).model_dump()
+    data["data"]["text"]["adapter"]["weights"]["url"] = "https://example.org/w.bin"
+    with pytest.raises(ValidationError, match="url"):
+        TaskSpec.model_validate(data)

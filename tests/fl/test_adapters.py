@@ -331,3 +331,15 @@ def test_an_adapter_option_flip_does_not_apply_is_refused_not_ignored(minilm, fi
     data["data"]["text"]["adapter"]["weights"]["url"] = "https://example.org/w.bin"
     with pytest.raises(ValidationError, match="url"):
         TaskSpec.model_validate(data)
+
+
+def test_a_rank_whose_adapters_outweigh_the_layer_they_adapt_is_refused(minilm):
+    _, sha = minilm
+    with pytest.raises(ValueError, match=r"rank 192 .*self\.query .* rank of 191 at most"):
+        new_model(text_task(sha, rank=192))
+    sizes = bytes_per_round(text_task(sha, rank=191))
+    assert sizes["lora"] < 0.1 * sizes["full"]
+    image = image_task(sha, network="densenet121").model_dump()
+    image["data"]["image"]["adapter"]["rank"] = 64  # sent 28.3 MB a round, full tuning 28.2 MB
+    with pytest.raises(ValueError, match=r"rank 64 .* rank of 31 at most"):
+        new_model(TaskSpec.model_validate(image))

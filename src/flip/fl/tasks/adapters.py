@@ -82,13 +82,36 @@ class Adapted(torch.nn.Module):
 
 
 def add_lora(module: torch.nn.Module, adapter: AdapterSpec, targets: list[str]) -> None:
-    """Inject LoRA into `module`'s `targets` in place and freeze all but the adapters."""
+    """Inject LoRA into `module`'s `targets` in place and freeze all but the adapters; a
+    ValueError if the rank makes a target's adapter no smaller than the layer itself."""
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, target_modules=targets)
     inject_adapter_in_model(config, module)
+    _check_rank(module, adapter.rank, targets)
     for name, parameter in module.named_parameters():
         parameter.requires_grad_("lora_" in name)
+
+
+def _check_rank(module: torch.nn.Module, rank: int, targets: list[str]) -> None:
+    """Refuse a rank at which some target's LoRA holds as many values as the weight it adapts:
+    that is full fine-tuning of the layer (or more) sent as adapters."""
+    worst = None
+    for name, layer in module.named_modules():
+        if not hasattr(layer, "base_layer") or not any(name.endswith(t) for t in targets):
+            continue
+        weight = layer.base_layer.weight.numel()
+        lora = sum(p.numel() for n, p in layer.named_parameters() if "lora_" in n)
+        most = -(-weight * rank // lora) - 1  # the largest rank whose adapter is smaller
+        if worst is None or most < worst[0]:
+            worst = (most, name, weight, lora)
+    if worst is not None and worst[0] < rank:
+        most, name, weight, lora = worst
+        raise ValueError(
+            f"LoRA rank {rank} is too large: the adapter of {name} holds {lora:,} values, the "
+            f"layer itself {weight:,}, so it would send as much as fine-tuning the layer whole, "
+            f"or more; use a rank of {most} at most"
+        )
 
 
 class TunedText(torch.nn.Module):

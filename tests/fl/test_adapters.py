@@ -343,3 +343,15 @@ def test_a_rank_whose_adapters_outweigh_the_layer_they_adapt_is_refused(minilm):
     image["data"]["image"]["adapter"]["rank"] = 64  # sent 28.3 MB a round, full tuning 28.2 MB
     with pytest.raises(ValueError, match=r"rank 64 .* rank of 31 at most"):
         new_model(TaskSpec.model_validate(image))
+
+
+def test_no_state_dict_overwrites_the_frozen_base_even_unstrict(minilm):
+    path, sha = minilm
+    model = new_model(text_task(sha), {"minilm": path})
+    base = "model.encoder.embeddings.word_embeddings.weight"
+    before = model.model.encoder.embeddings.word_embeddings.weight.clone()
+    sent = dict(model.state_dict()) | {base: torch.zeros_like(before)}
+    for strict in (True, False):
+        with pytest.raises(RuntimeError, match="word_embeddings"):
+            model.load_state_dict(sent, strict=strict)
+    assert torch.equal(model.model.encoder.embeddings.word_embeddings.weight, before)

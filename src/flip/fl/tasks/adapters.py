@@ -60,10 +60,11 @@ class Adapted(torch.nn.Module):
         return OrderedDict((k, v) for k, v in full.items() if k in keep)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load the trainable arrays; strict: exactly those, the frozen base kept as it is."""
+        """Load the trainable arrays, the frozen base kept as it is: an array of the base (or
+        any other name) is refused even when not strict; strict: every trainable one too."""
         expected = set(self.travelling())
-        if strict and set(state_dict) != expected:
-            extra, missing = set(state_dict) - expected, expected - set(state_dict)
+        extra, missing = set(state_dict) - expected, expected - set(state_dict)
+        if extra or (strict and missing):
             raise RuntimeError(
                 f"adapter arrays do not match: missing {sorted(missing)[:3]}, "
                 f"unexpected {sorted(extra)[:3]}"

@@ -355,3 +355,27 @@ def test_no_state_dict_overwrites_the_frozen_base_even_unstrict(minilm):
         with pytest.raises(RuntimeError, match="word_embeddings"):
             model.load_state_dict(sent, strict=strict)
     assert torch.equal(model.model.encoder.embeddings.word_embeddings.weight, before)
+
+
+def test_a_site_that_holds_the_encoder_scores_an_adapter_model_with_it(two_sites, minilm, tmp_path):
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+    from flip.fl.registry import register
+
+    spec = text_task(minilm[1], max_tokens=8)
+    lineage = {"task": spec.kind, "task_spec": spec.model_dump(mode="json"), "n_features": 1}
+    record = register(tmp_path, "notes-lora", new_model(spec).state_dict(), lineage)
+    site = SiteConfig.load(two_sites[0])
+    args = ["--store", site.store, "--registry", str(tmp_path)]
+    out = tmp_path / "p.csv"
+    alone = CliRunner().invoke(app, ["site", "predict", record.id, "--out", str(out), *args])
+    assert alone.exit_code == 1 and "give --site-config" in alone.output
+    here = [*args, "--site-config", str(two_sites[0])]
+    scored = CliRunner().invoke(app, ["site", "predict", record.id, "--out", str(out), *here])
+    assert scored.exit_code == 0, scored.output
+    rows = out.read_text().splitlines()[1:]
+    assert rows and all(0 < float(r.split(",")[1]) < 1 for r in rows)
+    checked = CliRunner().invoke(app, ["site", "evaluate", record.id, "--json", *here])
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.output)["n"] == len(rows)

@@ -379,3 +379,20 @@ def test_a_site_that_holds_the_encoder_scores_an_adapter_model_with_it(two_sites
     checked = CliRunner().invoke(app, ["site", "evaluate", record.id, "--json", *here])
     assert checked.exit_code == 0, checked.output
     assert json.loads(checked.output)["n"] == len(rows)
+
+
+def test_weights_that_fail_to_load_refuse_the_round_with_the_reason_audited(two_sites, tmp_path):
+    site_yaml = two_sites[0]
+    tiny = tmp_path / "tiny.pt"
+    torch.save(torch.nn.Linear(4, 4).state_dict(), tiny)  # registered, hashes, does not fit
+    data = text_task(weights_sha256(tiny), max_tokens=8).model_dump()
+    data["data"]["text"]["adapter"]["weights"]["name"] = "tiny"
+    spec = TaskSpec.model_validate(data)
+    ledger = Ledger(SiteConfig.load(site_yaml).ledger)
+    add_model(ledger, "tiny", tiny, "admin")
+    ledger.decide("p", task_hash(spec), "approved", by="admin")
+    for kind in ("train", "evaluate"):
+        with pytest.raises(NotApproved, match="do not fit the encoder"):
+            _send(kind, spec, new_model(spec).state_dict(), site_yaml, 1)
+        refused = [e for e in ledger.entries() if e["action"] == "run.refused"]
+        assert "do not fit the encoder" in json.loads(refused[-1]["detail"])["reason"]

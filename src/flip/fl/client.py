@@ -345,7 +345,7 @@ def train_round(
         spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
     try:
         trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]), bases)
-    except UpdateRefused as exc:
+    except (UpdateRefused, PretrainedError) as exc:
         with Ledger(site.ledger) as ledger:
             _refuse(ledger, site, detail, str(exc))
     with Ledger(site.ledger) as ledger:
@@ -534,9 +534,13 @@ def evaluate_round(
             which = _counted_run(counter, config, run)
             reason = f"{which} has already had the {limit} evaluations the task allows"
             _refuse(ledger, site, detail, reason)
-    return evaluate_task(
-        spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
-    )
+    try:
+        return evaluate_task(
+            spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
+        )
+    except PretrainedError as exc:
+        with Ledger(site.ledger) as ledger:
+            _refuse(ledger, site, detail, str(exc))
 
 
 def _evaluations(ledger: Ledger, project: str, digest: str) -> int:

@@ -47,10 +47,16 @@ def weights_sha256(path: str | Path, held: Mapping[Path, bytes] | None = None) -
     if path.is_file():
         return digest(path)
     if not path.is_dir():
-        raise PretrainedError(f"{path}: no such file or folder")
+        what = "not a regular file or a folder" if path.exists() else "no such file or folder"
+        raise PretrainedError(f"{path}: {what}")
     files = sorted(p for p in path.rglob("*") if p.is_file())
     if not files:
         raise PretrainedError(f"{path}: the folder holds no files")
+    if broken := [p for p in files if "\n" in str(p) or "\r" in str(p)]:
+        raise PretrainedError(
+            f"{broken[0]!r}: a path with a line break would make the folder's manifest "
+            "ambiguous: rename it"
+        )
     manifest = "".join(f"{digest(p)}  {p.relative_to(path).as_posix()}\n" for p in files)
     return hashlib.sha256(manifest.encode()).hexdigest()
 

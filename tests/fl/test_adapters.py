@@ -396,3 +396,13 @@ def test_weights_that_fail_to_load_refuse_the_round_with_the_reason_audited(two_
             _send(kind, spec, new_model(spec).state_dict(), site_yaml, 1)
         refused = [e for e in ledger.entries() if e["action"] == "run.refused"]
         assert "do not fit the encoder" in json.loads(refused[-1]["detail"])["reason"]
+
+
+def test_hub_arrays_naming_a_frozen_base_array_are_not_loaded(two_sites, minilm):
+    site_yaml = two_sites[1]
+    spec = text_task(minilm[1], max_tokens=8)
+    Ledger(SiteConfig.load(site_yaml).ledger).decide("p", task_hash(spec), "approved", "a")
+    state = new_model(spec).state_dict()
+    state["model.encoder.embeddings.word_embeddings.weight"] = torch.zeros(30522, 384)
+    with pytest.raises(ValueError, match="expected 26 parameter arrays, got 27"):
+        _send("train", spec, state, site_yaml, 1)

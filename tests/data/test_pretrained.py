@@ -128,3 +128,19 @@ def test_folders_whose_manifests_could_read_alike_are_refused(tmp_path):
     weights_sha256(one)
     with pytest.raises(PretrainedError, match="line break"):
         weights_sha256(other)
+
+
+def test_a_folder_linking_to_another_folder_is_refused_not_half_hashed(tmp_path):
+    folder, outside = tmp_path / "model", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (outside / "pooling.bin").write_bytes(b"a")
+    (folder / "pooling").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PretrainedError, match=r"pooling: links to a folder"):
+        weights_sha256(folder)
+    (folder / "pooling").unlink()
+    (folder / "linked.bin").symlink_to(outside / "pooling.bin")  # a linked file is hashed
+    first = weights_sha256(folder)
+    (outside / "pooling.bin").write_bytes(b"b")
+    assert weights_sha256(folder) != first

@@ -49,7 +49,12 @@ def weights_sha256(path: str | Path, held: Mapping[Path, bytes] | None = None) -
     if not path.is_dir():
         what = "not a regular file or a folder" if path.exists() else "no such file or folder"
         raise PretrainedError(f"{path}: {what}")
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    found = list(path.rglob("*"))
+    if linked := [p for p in found if p.is_symlink() and p.is_dir()]:
+        raise PretrainedError(
+            f"{linked[0]}: links to a folder, whose files would not be hashed: copy it in"
+        )
+    files = sorted(p for p in found if p.is_file())
     if not files:
         raise PretrainedError(f"{path}: the folder holds no files")
     if broken := [p for p in files if "\n" in str(p) or "\r" in str(p)]:

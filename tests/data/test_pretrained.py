@@ -110,3 +110,37 @@ def test_flip_site_models_add_list_remove(tmp_path, encoder_file):
     assert runner.invoke(app, ["site", "models", "remove", "enc", *config]).exit_code == 0
     gone = runner.invoke(app, ["site", "models", "remove", "enc", *config])
     assert gone.exit_code == 1 and "no model 'enc'" in gone.output
+
+
+def test_a_path_that_is_neither_file_nor_folder_is_named_as_such(tmp_path):
+    with pytest.raises(PretrainedError, match="/dev/null: not a regular file or a folder"):
+        weights_sha256("/dev/null")
+
+
+def test_folders_whose_manifests_could_read_alike_are_refused(tmp_path):
+    one, other = tmp_path / "one", tmp_path / "other"
+    one.mkdir()
+    other.mkdir()
+    (one / "a").write_bytes(b"x")
+    (one / "b").write_bytes(b"y")
+    y = hashlib.sha256(b"y").hexdigest()
+    (other / f"a\n{y}  b").write_bytes(b"x")  # its manifest line would be one's two lines
+    weights_sha256(one)
+    with pytest.raises(PretrainedError, match="line break"):
+        weights_sha256(other)
+
+
+def test_a_folder_linking_to_another_folder_is_refused_not_half_hashed(tmp_path):
+    folder, outside = tmp_path / "model", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (outside / "pooling.bin").write_bytes(b"a")
+    (folder / "pooling").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PretrainedError, match=r"pooling: links to a folder"):
+        weights_sha256(folder)
+    (folder / "pooling").unlink()
+    (folder / "linked.bin").symlink_to(outside / "pooling.bin")  # a linked file is hashed
+    first = weights_sha256(folder)
+    (outside / "pooling.bin").write_bytes(b"b")
+    assert weights_sha256(folder) != first

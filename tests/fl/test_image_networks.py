@@ -80,3 +80,16 @@ def test_weights_load_only_when_their_sha256_is_the_one_named(tmp_path):
     other = new_model(0, 16, seed=2, channels=1, network="resnet18")
     with pytest.raises(WeightsError, match="do not fit the model"):
         load_weights(other, path, digest)
+
+
+def test_weights_that_are_not_a_state_dict_are_refused_before_any_code_runs(tmp_path):
+    from tests.fl.pickles import Payload
+
+    marker = tmp_path / "pwned"
+    model = new_model(0, 16, seed=1, channels=3, network="resnet18")
+    for what, content in {"pickle": {"w": Payload(marker)}, "tensor": torch.zeros(2)}.items():
+        path = tmp_path / f"{what}.pt"
+        torch.save(content, path)
+        with pytest.raises(WeightsError, match=str(path)):
+            load_weights(model, path, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert not marker.exists()

@@ -622,7 +622,8 @@ CustomSiteOption = Annotated[
     typer.Option(
         "--site-config",
         help="The site's site.yaml: needed for a custom task's model, whose code runs only "
-        "in the sandbox, within the site's limits, once the site approved the task.",
+        "in the sandbox, within the site's limits, once the site approved the task; and for "
+        "an adapter model, whose pretrained encoders load from the site's registered copies.",
     ),
 ]
 
@@ -650,6 +651,24 @@ def _sandbox(record, site_config: Path | None):
             f"{record.lineage['task_hash'][:12]}: its code does not run here"
         )
     return site_limits(site)
+
+
+def _bases(record, site_config: Path | None):
+    """The site's local paths of an adapter model's pretrained encoders, each resolved in its
+    registry by the task's name and SHA-256 (None for other models, or without a site)."""
+    from flip.data.ledger import Ledger
+    from flip.data.pretrained import resolve
+    from flip.fl.tasks.base import TaskSpec
+
+    if site_config is None or "task_spec" not in record.lineage:
+        return None
+    spec = TaskSpec.model_validate(record.lineage["task_spec"])
+    if not spec.adapters:
+        return None
+    with Ledger(_site_config(site_config).ledger) as ledger:
+        return {
+            a.weights.name: resolve(ledger, a.weights.name, a.weights.sha256) for a in spec.adapters
+        }
 
 
 def _local(
@@ -689,12 +708,15 @@ def evaluate(
 ) -> None:
     """External validation: a registered model on this site's own data, and feature drift."""
     from flip.data.features.csvfile import DatasetError
+    from flip.data.pretrained import PretrainedError
     from flip.fl import validation
     from flip.fl.registry import RegistryError
 
-    with one_line_errors(DatasetError, RegistryError):
+    with one_line_errors(DatasetError, RegistryError, PretrainedError):
         record, local = _local(model_id, registry, data, store, target, positive)
-        result = validation.evaluate(record, local, _sandbox(record, site_config))
+        result = validation.evaluate(
+            record, local, _sandbox(record, site_config), _bases(record, site_config)
+        )
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -727,13 +749,16 @@ def predict(
     import csv
 
     from flip.data.features.csvfile import DatasetError
+    from flip.data.pretrained import PretrainedError
     from flip.fl import validation
     from flip.fl.registry import RegistryError
     from flip.private_files import private_file
 
-    with one_line_errors(DatasetError, RegistryError):
+    with one_line_errors(DatasetError, RegistryError, PretrainedError):
         record, local = _local(model_id, registry, data, store, None, None)
-        p = validation.predictions(record, local, _sandbox(record, site_config))
+        p = validation.predictions(
+            record, local, _sandbox(record, site_config), _bases(record, site_config)
+        )
         with private_file(out).open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row" if data is not None else "person_id", "probability"])

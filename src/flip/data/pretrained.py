@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from flip.data.ledger import Ledger
@@ -35,17 +36,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_sha256(path: str | Path) -> str:
-    """The SHA-256 of a weights file, or of a folder's manifest of its files' SHA-256s."""
-    path = Path(path)
+def weights_sha256(path: str | Path, held: Mapping[Path, bytes] | None = None) -> str:
+    """The SHA-256 of a weights file, or of a folder's manifest of its files' SHA-256s; a file
+    in `held` is hashed from those bytes (the ones its caller read once and loads), not re-read."""
+    path, held = Path(path), held or {}
+
+    def digest(file: Path) -> str:
+        return hashlib.sha256(held[file]).hexdigest() if file in held else file_sha256(file)
+
     if path.is_file():
-        return file_sha256(path)
+        return digest(path)
     if not path.is_dir():
-        raise PretrainedError(f"{path}: no such file or folder")
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+        what = "not a regular file or a folder" if path.exists() else "no such file or folder"
+        raise PretrainedError(f"{path}: {what}")
+    found = list(path.rglob("*"))
+    if linked := [p for p in found if p.is_symlink() and p.is_dir()]:
+        raise PretrainedError(
+            f"{linked[0]}: links to a folder, whose files would not be hashed: copy it in"
+        )
+    files = sorted(p for p in found if p.is_file())
     if not files:
         raise PretrainedError(f"{path}: the folder holds no files")
-    manifest = "".join(f"{file_sha256(p)}  {p.relative_to(path).as_posix()}\n" for p in files)
+    if broken := [p for p in files if "\n" in str(p) or "\r" in str(p)]:
+        raise PretrainedError(
+            f"{broken[0]!r}: a path with a line break would make the folder's manifest "
+            "ambiguous: rename it"
+        )
+    manifest = "".join(f"{digest(p)}  {p.relative_to(path).as_posix()}\n" for p in files)
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 

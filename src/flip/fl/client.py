@@ -353,7 +353,7 @@ def train_round(
         spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
     try:
         trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]), bases)
-    except UpdateRefused as exc:
+    except (UpdateRefused, PretrainedError) as exc:
         with Ledger(site.ledger) as ledger:
             _refuse(ledger, site, detail, str(exc))
     loss = _loss(metrics)
@@ -596,9 +596,13 @@ def evaluate_round(
             reason = f"{which} has already had the {rounds} validation evaluations the task allows"
         if counted is None:
             _refuse(ledger, site, detail, reason)
-    metrics = evaluate_task(
-        spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
-    )
+    try:
+        metrics = evaluate_task(
+            spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
+        )
+    except PretrainedError as exc:
+        with Ledger(site.ledger) as ledger:
+            _refuse(ledger, site, detail, str(exc))
     if test:
         with Ledger(site.ledger) as ledger:
             ledger.record(

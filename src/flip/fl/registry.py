@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,9 +164,16 @@ def _booster(record: ModelRecord) -> bytes:
     return state["booster"].numpy().tobytes()
 
 
-def predict(record: ModelRecord, x: np.ndarray, *, sandbox: Limits | None = None) -> np.ndarray:
+def predict(
+    record: ModelRecord,
+    x: np.ndarray,
+    *,
+    sandbox: Limits | None = None,
+    bases: Mapping[str, Path] | None = None,
+) -> np.ndarray:
     """Predicted probabilities of the outcome for the rows of `x`, whatever the model kind;
-    a custom task's model is scored only in the sandbox, within the limits `sandbox` gives."""
+    a custom task's model is scored only in the sandbox, within the limits `sandbox` gives,
+    and an adapter model only on its pretrained encoders at `bases` (a site's own copies)."""
     if record.lineage["task"] == TREES:
         return tabular_xgboost.predict(_booster(record), x)
     if record.lineage["task"] == "custom":
@@ -180,11 +188,12 @@ def predict(record: ModelRecord, x: np.ndarray, *, sandbox: Limits | None = None
             return predict_custom(spec_json, state, x.astype(np.float32), limits=sandbox)
         except SandboxRefused as exc:
             raise RegistryError(str(exc)) from exc
-    return binary.predict(build(record), x)
+    return binary.predict(build(record, bases), x)
 
 
-def build(record: ModelRecord) -> torch.nn.Module:
-    """The (torch) model with its registered weights, ready to predict."""
+def build(record: ModelRecord, bases: Mapping[str, Path] | None = None) -> torch.nn.Module:
+    """The (torch) model with its registered weights, ready to predict; an adapter model's
+    pretrained encoders load from `bases`, the site's local paths of them."""
     lineage = record.lineage
     if lineage["task"] == TREES:
         raise RegistryError(f"{record.id} is a tree model: it has no torch module")
@@ -194,13 +203,14 @@ def build(record: ModelRecord) -> torch.nn.Module:
         )
     if "task_spec" in lineage:
         spec = TaskSpec.model_validate(lineage["task_spec"])
-        if spec.adapters:
+        if spec.adapters and bases is None:
             names = ", ".join(a.weights.name for a in spec.adapters)
             raise RegistryError(
                 f"{record.id} holds LoRA adapters and heads only: its pretrained encoder "
-                f"({names}) stays at the sites, so it does not build from the registry"
+                f"({names}) stays at the sites, so it does not build from the registry alone "
+                "(at a site that registered it, give --site-config)"
             )
-        model = new_model(spec)
+        model = new_model(spec, bases)
     else:
         model = model_factory(lineage["task"])(
             int(lineage["n_features"]), int(lineage.get("seed", 0))

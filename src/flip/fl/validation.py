@@ -11,6 +11,7 @@ reference values, not the training data's).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,18 +105,27 @@ def from_store(record: ModelRecord, store: str) -> LocalData:
     return LocalData(scaling.apply(raw), True, drift)
 
 
-def predictions(record: ModelRecord, local: LocalData, sandbox: Limits | None = None) -> np.ndarray:
-    """Predicted probabilities, one per row (a custom task's model: in the sandbox)."""
-    return predict(record, local.data.x, sandbox=sandbox)
+def predictions(
+    record: ModelRecord,
+    local: LocalData,
+    sandbox: Limits | None = None,
+    bases: Mapping[str, Path] | None = None,
+) -> np.ndarray:
+    """Predicted probabilities, one per row (a custom task's model: in the sandbox; an
+    adapter model: on the site's pretrained encoders at `bases`)."""
+    return predict(record, local.data.x, sandbox=sandbox, bases=bases)
 
 
 def evaluate(
-    record: ModelRecord, local: LocalData, sandbox: Limits | None = None
+    record: ModelRecord,
+    local: LocalData,
+    sandbox: Limits | None = None,
+    bases: Mapping[str, Path] | None = None,
 ) -> dict[str, object]:
     """Discrimination and calibration-in-the-large on local data, and feature drift."""
     if not local.has_labels:
         raise DatasetError("evaluation needs the outcome: give --target (and --positive)")
-    p = predictions(record, local, sandbox)
+    p = predictions(record, local, sandbox, bases)
     metrics = binary.metrics_of(p, local.data.y)
     auroc = metrics["auroc"]
     return {

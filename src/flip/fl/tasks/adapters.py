@@ -12,6 +12,7 @@ before the adapters are added, so their first values depend only on the task's s
 from __future__ import annotations
 
 import io
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -59,10 +60,11 @@ class Adapted(torch.nn.Module):
         return OrderedDict((k, v) for k, v in full.items() if k in keep)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load the trainable arrays; strict: exactly those, the frozen base kept as it is."""
+        """Load the trainable arrays, the frozen base kept as it is: an array of the base (or
+        any other name) is refused even when not strict; strict: every trainable one too."""
         expected = set(self.travelling())
-        if strict and set(state_dict) != expected:
-            extra, missing = set(state_dict) - expected, expected - set(state_dict)
+        extra, missing = set(state_dict) - expected, expected - set(state_dict)
+        if extra or (strict and missing):
             raise RuntimeError(
                 f"adapter arrays do not match: missing {sorted(missing)[:3]}, "
                 f"unexpected {sorted(extra)[:3]}"
@@ -81,13 +83,36 @@ class Adapted(torch.nn.Module):
 
 
 def add_lora(module: torch.nn.Module, adapter: AdapterSpec, targets: list[str]) -> None:
-    """Inject LoRA into `module`'s `targets` in place and freeze all but the adapters."""
+    """Inject LoRA into `module`'s `targets` in place and freeze all but the adapters; a
+    ValueError if the rank makes a target's adapter no smaller than the layer itself."""
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, target_modules=targets)
     inject_adapter_in_model(config, module)
+    _check_rank(module, adapter.rank, targets)
     for name, parameter in module.named_parameters():
         parameter.requires_grad_("lora_" in name)
+
+
+def _check_rank(module: torch.nn.Module, rank: int, targets: list[str]) -> None:
+    """Refuse a rank at which some target's LoRA holds as many values as the weight it adapts:
+    that is full fine-tuning of the layer (or more) sent as adapters."""
+    worst = None
+    for name, layer in module.named_modules():
+        if not hasattr(layer, "base_layer") or not any(name.endswith(t) for t in targets):
+            continue
+        weight = layer.base_layer.weight.numel()
+        lora = sum(p.numel() for n, p in layer.named_parameters() if "lora_" in n)
+        most = -(-weight * rank // lora) - 1  # the largest rank whose adapter is smaller
+        if worst is None or most < worst[0]:
+            worst = (most, name, weight, lora)
+    if worst is not None and worst[0] < rank:
+        most, name, weight, lora = worst
+        raise ValueError(
+            f"LoRA rank {rank} is too large: the adapter of {name} holds {lora:,} values, the "
+            f"layer itself {weight:,}, so it would send as much as fine-tuning the layer whole, "
+            f"or more; use a rank of {most} at most"
+        )
 
 
 class TunedText(torch.nn.Module):
@@ -123,19 +148,25 @@ def tuned_text(
 
 def load_text_base(encoder: torch.nn.Module, path: Path, sha256: str) -> None:
     """Load MiniLM weights (a model folder's model.safetensors, or one .safetensors or torch
-    file) into `encoder`, once the path hashes to `sha256`; every encoder array must be there."""
-    from safetensors.torch import load_file
+    file) into `encoder`, once the path hashes to `sha256`; every encoder array must be there.
+    The weights file is read once: the bytes hashed are the bytes loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
 
-    if weights_sha256(path) != sha256:
-        raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
     file = path / "model.safetensors" if path.is_dir() else path
     try:
-        if file.suffix == ".safetensors":
-            state = load_file(str(file))
-        else:
-            state = torch.load(io.BytesIO(file.read_bytes()), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise PretrainedError(f"{file}: cannot read the encoder's weights: {exc}") from exc
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PretrainedError(f"{file}: cannot read the weights: {exc.strerror or exc}") from exc
+    if weights_sha256(path, {file: data}) != sha256:
+        raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
+    if file.suffix == ".safetensors":
+        try:
+            state = load_safetensors(data)
+        except (RuntimeError, ValueError, SafetensorError) as exc:
+            raise PretrainedError(f"{file}: cannot read the encoder's weights: {exc}") from exc
+    else:
+        state = torch_state(data, file)
     state = {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith("pooler.")}
     _load_all(encoder, state, file, optional=("embeddings.position_ids",))
 
@@ -173,12 +204,24 @@ def load_image_base(network: torch.nn.Module, path: Path, sha256: str, head: str
         raise PretrainedError(f"{path}: cannot read the weights: {exc.strerror or exc}") from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise PretrainedError(f"{path}: the weights are not the task's {sha256}: refused")
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise PretrainedError(f"{path}: not a torch state dict: {exc}") from exc
+    state = torch_state(data, path)
     state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     _load_all(network, state, path, skip=head + ".")
+
+
+def torch_state(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict a torch file's bytes hold, unpickled with weights_only (no code runs);
+    a PretrainedError naming `path` if they hold anything else."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PretrainedError(f"{path}: not a torch state dict: {reason}") from exc
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise PretrainedError(f"{path}: not a torch state dict (names to tensors)")
+    return state
 
 
 def _load_all(

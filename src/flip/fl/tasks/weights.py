@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 from pathlib import Path
 
 import torch
@@ -28,6 +29,12 @@ def load_weights(model: torch.nn.Module, path: str | Path, sha256: str) -> None:
         raise WeightsError(f"{path}: SHA-256 {found} is not the task's {sha256}: refused")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"{path}: not a torch state dict: {reason}") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: not a torch state dict (names to tensors)")
+    try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError, KeyError) as exc:
         raise WeightsError(f"{path}: the weights do not fit the model: {exc}") from exc

@@ -369,3 +369,21 @@ def test_a_site_answers_a_bounded_number_of_rounds(tmp_path):
     assert hub.sent == [
         (7, MAX_ROUNDS, None, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
     ]
+
+
+def test_one_poll_is_one_request_for_work_analyses_included(network):
+    _, researcher, agents = network
+    pid = _project(researcher, "one-poll")
+    spec = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=11)
+    submitted = researcher.submit_analysis(pid, spec.body())
+    agent = agents["st-a"]
+    asked = []
+    agent.hub.http.event_hooks["request"].append(lambda r: asked.append((r.method, r.url.path)))
+    try:
+        agent.run_once()
+    finally:
+        agent.hub.http.event_hooks["request"].clear()
+    gets = [path for method, path in asked if method == "GET"]
+    assert gets == ["/api/v1/agent/work"], asked
+    waiting = [e for e in Ledger(agent.site.ledger).entries() if e["action"] == "analysis.waiting"]
+    assert any(json.loads(e["detail"])["analysis"] == submitted["id"] for e in waiting)

@@ -314,6 +314,10 @@ class WorkOut(BaseModel):
     queries: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
     runs: list[dict[str, Any]]
+    analyses: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Analyses whose current round this site has yet to release or refuse.",
+    )
     train: list[int] = Field(
         default_factory=list,
         description="Deployment runs this site joined that are running: serve them.",

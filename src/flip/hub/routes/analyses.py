@@ -132,28 +132,46 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
 
 @router.get("/agent/analyses", tags=["site agent"])
 def open_analyses(conn: ReadConn, site: Site) -> list[dict[str, Any]]:
-    """The analyses this site has yet to release the current round of."""
-    member = select(project_sites.c.project_id).where(
-        project_sites.c.site_id == site.id, project_sites.c.status.in_(MEMBER)
+    """The analyses this site has yet to release the current round of (they also come with
+    `GET /agent/work`; this is for agents that predate that)."""
+    return open_analyses_by_site(conn, site.id).get(site.id, [])
+
+
+def open_analyses_by_site(
+    conn: Connection, site_id: int | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """Per site (the site `site_id`, or every site with some): the running analyses whose
+    current round it is asked for and has yet to release or refuse."""
+    member = select(project_sites.c.site_id, project_sites.c.project_id).where(
+        project_sites.c.status.in_(MEMBER)
     )
+    if site_id is not None:
+        member = member.where(project_sites.c.site_id == site_id)
+    member = member.subquery()
     running = conn.execute(
-        select(analyses)
-        .where(analyses.c.status == "running", analyses.c.project_id.in_(member))
+        select(member.c.site_id, sites.c.name.label("site_name"), analyses)
+        .join_from(analyses, member, member.c.project_id == analyses.c.project_id)
+        .join(sites, sites.c.id == member.c.site_id)
+        .where(analyses.c.status == "running")
         .order_by(analyses.c.id)
     ).all()
+    if not running:
+        return {}
     answered = set(
         conn.execute(
-            select(analysis_releases.c.analysis_id, analysis_releases.c.round).where(
-                analysis_releases.c.site_id == site.id
-            )
+            select(
+                analysis_releases.c.site_id,
+                analysis_releases.c.analysis_id,
+                analysis_releases.c.round,
+            ).where(analysis_releases.c.analysis_id.in_({a.id for a in running}))
         ).all()
     )
-    out = []
+    out: dict[int, list[dict[str, Any]]] = {}
     for a in running:
         state = orjson.loads(a.state)
-        asked = a.round == 0 or site.name in state.get("sites", [])
-        if asked and (a.id, a.round) not in answered:
-            out.append(
+        asked = a.round == 0 or a.site_name in state.get("sites", [])
+        if asked and (a.site_id, a.id, a.round) not in answered:
+            out.setdefault(a.site_id, []).append(
                 {
                     "id": a.id,
                     "project_id": a.project_id,

@@ -399,12 +399,22 @@ class HubHeadsOut(BaseModel):
 
 #: Analysis kinds the hub combines (flip.stats.federated), and harmonisation reports.
 ANALYSIS_KINDS = ("table1", "survival", "regression", "harmonisation")
+#: Seconds a round of an analysis waits for its sites by default: one day.
+ANALYSIS_TIMEOUT = 86400
 
 
 class AnalysisIn(BaseModel):
     spec: dict[str, Any] = Field(
         description="The analysis as `flip analysis submit` writes it: kind (table1, survival, "
         "regression, harmonisation) and its cohort; sites approve its SHA-256."
+    )
+    timeout: int = Field(
+        ANALYSIS_TIMEOUT,
+        ge=10,
+        le=30 * 86400,
+        description="Seconds each round waits for the sites asked (the first round includes "
+        "their admins' approval); then the hub goes on with the sites that answered and marks "
+        "the others silent.",
     )
 
     @field_validator("spec")
@@ -422,9 +432,10 @@ class AnalysisOut(BaseModel):
     hash: str
     status: Literal["running", "completed", "failed"]
     round: int
+    timeout: int = Field(description="Seconds each round waits for the sites asked.")
     sites: dict[str, str] = Field(
         description="Per site: waiting (not approved yet, or not polled), released round N, "
-        "or refused with the site's reason."
+        "refused with the site's reason, or silent (no answer within the timeout)."
     )
     result: dict[str, Any] | None
     error: str | None

@@ -6,24 +6,29 @@ The hub sees only what `flip.stats.federated` says a round releases; it never re
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import Connection, insert, select, update
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from flip.hub import audit
 from flip.hub.auth import Reader, Researcher, Site
 from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
 from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
-from flip.hub.transactions import Conn, ReadConn, writes
+from flip.hub.transactions import Conn, ReadConn, Writer, reading, writes
 from flip.stats.federated import combine_round, spec_hash
 
 router = APIRouter(tags=["analyses"])
 
 #: The project statuses of a site that is asked for an analysis.
 MEMBER = ("invited", "approved")
+
+#: How a site that did not answer a round within the analysis's timeout is shown.
+SILENT = "silent"
 
 
 def _members(conn: Connection, project_id: int) -> dict[int, str]:
@@ -54,6 +59,7 @@ def submit_analysis(
             status="running",
             round=0,
             state="{}",
+            timeout=body.timeout,
         )
     ).inserted_primary_key[0]
     audit.append(
@@ -67,25 +73,120 @@ def submit_analysis(
 
 
 @router.get("/projects/{project_id}/analyses")
-def list_analyses(project_id: PathId, conn: ReadConn, who: Reader) -> list[AnalysisOut]:
-    """The project's analyses, newest first."""
-    _visible(conn, project_id, who)
-    ids = conn.execute(
-        select(analyses.c.id)
-        .where(analyses.c.project_id == project_id)
-        .order_by(analyses.c.id.desc())
-    ).scalars()
-    return [_analysis_out(conn, aid) for aid in ids]
+async def list_analyses(project_id: PathId, request: Request, who: Reader) -> list[AnalysisOut]:
+    """The project's analyses, newest first (a round past its timeout is closed first)."""
+    engine: Engine = request.app.state.engine
+    await run_in_threadpool(_visible_in, engine, project_id, who)
+    await expire_overdue(engine, request.app.state.writer, project_id=project_id)
+    return await run_in_threadpool(_project_analyses_out, engine, project_id)
 
 
 @router.get("/analyses/{analysis_id}")
-def get_analysis(analysis_id: PathId, conn: ReadConn, who: Reader) -> AnalysisOut:
-    """An analysis: each site's part, and the combined result once every site answered."""
-    project_id = conn.execute(
-        select(analyses.c.project_id).where(analyses.c.id == analysis_id)
-    ).scalar()
-    _visible(conn, project_id or 0, who, f"no analysis {analysis_id}")
-    return _analysis_out(conn, analysis_id)
+async def get_analysis(analysis_id: PathId, request: Request, who: Reader) -> AnalysisOut:
+    """An analysis: each site's part, and the combined result once every site answered (or
+    the round's timeout passed)."""
+    engine: Engine = request.app.state.engine
+    project_id = await run_in_threadpool(_project_of, engine, analysis_id)
+    missing = f"no analysis {analysis_id}"
+    await run_in_threadpool(_visible_in, engine, project_id or 0, who, missing)
+    await expire_overdue(engine, request.app.state.writer, analysis_id=analysis_id)
+    return await run_in_threadpool(_one_analysis_out, engine, analysis_id)
+
+
+def _visible_in(engine: Engine, project_id: int, who: Any, missing: str | None = None) -> None:
+    with reading(engine) as conn:
+        _visible(conn, project_id, who, missing)
+
+
+def _project_of(engine: Engine, analysis_id: int) -> int | None:
+    with reading(engine) as conn:
+        return conn.execute(
+            select(analyses.c.project_id).where(analyses.c.id == analysis_id)
+        ).scalar()
+
+
+def _project_analyses_out(engine: Engine, project_id: int) -> list[AnalysisOut]:
+    with reading(engine) as conn:
+        ids = conn.execute(
+            select(analyses.c.id)
+            .where(analyses.c.project_id == project_id)
+            .order_by(analyses.c.id.desc())
+        ).scalars()
+        return [_analysis_out(conn, aid) for aid in ids]
+
+
+def _one_analysis_out(engine: Engine, analysis_id: int) -> AnalysisOut:
+    with reading(engine) as conn:
+        return _analysis_out(conn, analysis_id)
+
+
+def _overdue(
+    conn: Connection, project_id: int | None = None, analysis_id: int | None = None
+) -> list[int]:
+    """The running analyses (of a project, or one) whose current round is past its timeout."""
+    query = select(analyses.c.id, analyses.c.updated_at, analyses.c.timeout).where(
+        analyses.c.status == "running"
+    )
+    if project_id is not None:
+        query = query.where(analyses.c.project_id == project_id)
+    if analysis_id is not None:
+        query = query.where(analyses.c.id == analysis_id)
+    at = now()
+    return [r.id for r in conn.execute(query) if r.updated_at + timedelta(seconds=r.timeout) <= at]
+
+
+async def expire_overdue(engine: Engine, writer: Writer, **where: int) -> None:
+    """Close the rounds past their timeout (of the analyses `where` names, or all): the sites
+    asked that did not answer are marked silent and the hub goes on with those that did."""
+
+    def overdue() -> list[int]:
+        with reading(engine) as conn:
+            return _overdue(conn, **where)
+
+    if await run_in_threadpool(overdue):
+        await writer.run(lambda conn: _expire(conn, _overdue(conn, **where)))
+
+
+def _expire(conn: Connection, ids: list[int]) -> None:
+    """Mark silent the sites asked that have not answered each analysis's round, then
+    combine the round; a model whose Newton round lost a site fails (every site that took
+    part must answer each round)."""
+    for analysis_id in ids:
+        a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
+        members = _members(conn, a.project_id)
+        state = orjson.loads(a.state)
+        asked = set(members.values()) if a.round == 0 else set(state["sites"])
+        answered = set(
+            conn.execute(
+                select(analysis_releases.c.site_id).where(
+                    analysis_releases.c.analysis_id == a.id, analysis_releases.c.round == a.round
+                )
+            ).scalars()
+        )
+        silent = sorted(asked - {members[s] for s in answered if s in members})
+        reason = f"{SILENT}: no answer within {a.timeout} s"
+        for site_id, name in members.items():
+            if name in silent and site_id not in answered:
+                conn.execute(
+                    insert(analysis_releases).values(
+                        analysis_id=a.id, site_id=site_id, round=a.round, refused=reason
+                    )
+                )
+        detail = {"round": a.round, "silent": silent}
+        audit.append(conn, "hub", "analysis.timeout", f"analysis:{a.id}", detail)
+        if a.round > 0 and silent:
+            error = (
+                f"{', '.join(silent)} did not answer Newton round {a.round} within {a.timeout} s: "
+                "a model's rounds need every site that took part"
+            )
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.id == a.id)
+                .values(status="failed", error=error, updated_at=now())
+            )
+            audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
+        else:
+            _combine_if_complete(conn, a)
 
 
 def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
@@ -112,6 +213,8 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
         row = latest.get(site_id)
         if row is None:
             parts[name] = "waiting"
+        elif row.refused is not None and row.refused.startswith(f"{SILENT}:"):
+            parts[name] = row.refused
         elif row.refused is not None:
             parts[name] = f"refused: {row.refused}"
         else:
@@ -123,6 +226,7 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
         hash=a.hash,
         status=a.status,
         round=a.round,
+        timeout=a.timeout,
         sites=parts,
         result=None if a.result is None else orjson.loads(a.result),
         error=a.error,
@@ -240,7 +344,7 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     values: dict[str, Any] = {"updated_at": now()}
     try:
         if not releases:
-            raise ValueError("every site refused the analysis")
+            raise ValueError("no site released its part (each refused or was silent)")
         state = combine_round(orjson.loads(a.spec), {**state, "round": a.round}, releases)
     except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
         values |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}

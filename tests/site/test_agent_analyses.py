@@ -350,27 +350,6 @@ def test_the_cohort_is_read_once_for_every_round_and_dropped_once_the_hub_stops_
     assert all(aid not in agent.analyses.cohorts for agent in agents.values())
 
 
-def test_a_site_answers_a_bounded_number_of_rounds(tmp_path):
-    from flip.site.analyses import MAX_ROUNDS, Analyses
-
-    class Hub:
-        def __init__(self):
-            self.sent = []
-
-        def release_analysis(self, analysis_id, round_, release, refused=None):
-            self.sent.append((analysis_id, round_, release, refused))
-
-    site = SiteConfig(name="s", store=str(tmp_path / "s.duckdb"), ledger=str(tmp_path / "l.db"))
-    site.policy = SitePolicy(auto_approve=[AutoApproval(kinds=["analysis:regression"])])
-    hub = Hub()
-    spec = AnalysisSpec(kind="regression", data=mace_task().data, covariates=["age"])
-    item = {"id": 7, "project_id": 1, "hash": spec.digest(), "spec": spec.body()}
-    Analyses(site, hub).handle(item | {"round": MAX_ROUNDS, "proposal": [0.0, 0.0]})
-    assert hub.sent == [
-        (7, MAX_ROUNDS, None, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
-    ]
-
-
 def test_one_poll_is_one_request_for_work_analyses_included(network):
     _, researcher, agents = network
     pid = _project(researcher, "one-poll")

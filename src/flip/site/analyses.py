@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
 from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
-from flip.data.features.store_analysis import AnalysisSpec, extract, site_release
+from flip.data.features.store_analysis import AnalysisSpec, Declined, extract, site_release
 from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.site.approvals import RULE, by_person
@@ -25,8 +25,9 @@ from flip.site.policy import analysis_problem, auto_approves_analysis, project_p
 
 log = logging.getLogger(__name__)
 
-#: Rounds of one analysis a site answers: Newton converges in well under this many (step
-#: halvings included), and each round releases another gradient at a point the hub chose.
+#: Rounds a site answers of one approved analysis (its hash), under whichever analysis ids the
+#: hub sends it: Newton converges in well under this many (step halvings included), and each
+#: round releases another gradient at a point the hub chose.
 MAX_ROUNDS = 100
 
 #: Seconds a running analysis's cohort is kept after the hub last asked about it.
@@ -64,9 +65,6 @@ class Analyses:
             return
         if spec.digest() != digest or spec.body() != item["spec"]:
             self.refuse(item, "the analysis's spec does not hash to its claimed hash")
-            return
-        if int(item["round"]) >= MAX_ROUNDS:
-            self.refuse(item, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
             return
         problem = (
             project_problem(self.site.policy, project)
@@ -139,17 +137,39 @@ class Analyses:
                 store.close()
         if isinstance(spec, AnalysisSpec):
             cohort = self.cohorts[item["id"]]
-            released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
+            try:
+                released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
+            except Declined as exc:
+                self.refuse(item, str(exc))
+                return
         with Ledger(self.site.ledger) as ledger:
-            ledger.record(
-                "analysis.released",
-                {
-                    "analysis": item["id"],
-                    "project": item["project_id"],
-                    "hash": item["hash"],
-                    "round": item["round"],
-                },
+            answered = ledger.count_round(
+                f"analysis:{item['id']}",
+                str(item["project_id"]),
+                item["hash"],
+                MAX_ROUNDS,
+                kind="analysis",
+                across_runs=True,
             )
+            if answered is None:
+                reason = f"this site answers at most {MAX_ROUNDS} rounds of an analysis"
+                ledger.record(
+                    "analysis.refused",
+                    {"analysis": item["id"], "project": item["project_id"], "reason": reason},
+                )
+            else:
+                ledger.record(
+                    "analysis.released",
+                    {
+                        "analysis": item["id"],
+                        "project": item["project_id"],
+                        "hash": item["hash"],
+                        "round": item["round"],
+                    },
+                )
+        if answered is None:
+            self.hub.release_analysis(item["id"], int(item["round"]), None, refused=reason)
+            return
         self.hub.release_analysis(item["id"], item["round"], released)
 
     def refuse(self, item: dict[str, Any], reason: str) -> None:

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 #: Feature sources whose values are 0/1: Table 1 counts them as categories.
 BINARY_SOURCES = frozenset({"male", "condition", "observation"})
 
+#: The largest |x'beta| a Newton proposal may give one of the site's rows.
+MAX_LINEAR_PREDICTOR = 50.0
+
+
+class Declined(ValueError):
+    """The site takes no part in this round; the message says why (it goes to the hub)."""
+
 
 class AnalysisSpec(BaseModel):
     """What an analysis computes on which cohort: Table 1 of the features and outcome,
@@ -84,6 +91,8 @@ def site_release(
     """This site's release for one round of the analysis (see `flip.stats.federated`), from
     its cohort as `extract(store, spec)` read it."""
     names = data.feature_names
+    if round_ > 0 and not (terms(spec.body()) and spec.family != "linear"):
+        raise Declined(f"this {spec.kind} analysis takes no Newton rounds")
     if spec.kind == "table1":
         return {"columns": _table1(spec, data.x, data.y, names, min_cell)}
     columns = [names.index(c) for c in (spec.covariates or [])]
@@ -96,7 +105,9 @@ def site_release(
         cell = small_indicator_cell(x, spec.covariates or [], min_cell)
         if round_ > 0:
             _refuse_small_cell(cell)
-            return {"newton": _enough(cox.cox_partial(t, e, x, proposal), len(t), min_cell)}
+            _enough(len(t), min_cell)
+            _check_proposal(x, proposal, "cox", min_cell)
+            return {"newton": cox.cox_partial(t, e, x, proposal)}
         enough = bool(terms(spec.body())) and not is_small(len(t), min_cell) and cell is None
         return {
             "km": survival.km_partial(t, e, spec.time_bin, min_cell),
@@ -114,7 +125,9 @@ def site_release(
     cell = small_indicator_cell(design, names, min_cell)
     if round_ > 0:
         _refuse_small_cell(cell)
-        return {"newton": _enough(regression.logistic_partial(x, y, proposal), len(y), min_cell)}
+        _enough(len(y), min_cell)
+        _check_proposal(x, proposal, "logistic", min_cell)
+        return {"newton": regression.logistic_partial(x, y, proposal)}
     if len(y) < min_cell or cell:
         return {"withheld": True, "left_out": hidden(min_cell), "n": 0}
     out = {"withheld": False, "left_out": _count(int((~keep).sum()), min_cell), "n": len(y)}
@@ -130,15 +143,46 @@ def extract(store: Store, spec: AnalysisSpec) -> TabularData:
     return extract_raw(store, spec.data)
 
 
-def _enough(partial: dict, n: int, min_cell: int) -> dict:
+def _enough(n: int, min_cell: int) -> None:
     if is_small(n, min_cell):
-        raise ValueError(f"{n} complete rows now, fewer than the site's minimum {min_cell}")
-    return partial
+        raise Declined(f"{n} complete rows now, fewer than the site's minimum {min_cell}")
 
 
 def _refuse_small_cell(cell: str | None) -> None:
     if cell:
-        raise ValueError(f"this site takes no part in the model: {cell}")
+        raise Declined(f"this site takes no part in the model: {cell}")
+
+
+def _check_proposal(x: np.ndarray, proposal: object, model: str, min_cell: int) -> None:
+    """Refuse a Newton proposal that is not one finite number per coefficient, that puts a
+    row's linear predictor beyond ±MAX_LINEAR_PREDICTOR, or whose weights (logistic: p(1-p),
+    Cox: exp(x'beta)) give fewer than min_cell rows' worth of weight (Kish's effective
+    size): at such a point one row, or a few, would dominate the gradient and Hessian."""
+    width = x.shape[1]
+    if (
+        not isinstance(proposal, list)
+        or len(proposal) != width
+        or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in proposal)
+    ):
+        raise Declined(f"the hub's proposal is not {width} coefficients")
+    beta = np.asarray(proposal, dtype=float)
+    if not np.isfinite(beta).all():
+        raise Declined("the hub's proposal has a coefficient that is not a finite number")
+    eta = x @ beta
+    if len(eta) and np.abs(eta).max() > MAX_LINEAR_PREDICTOR:
+        raise Declined(
+            f"the hub's proposal puts a row's linear predictor beyond ±{MAX_LINEAR_PREDICTOR:g}"
+        )
+    if model == "logistic":
+        weights = np.exp(-np.logaddexp(0, -eta)) * np.exp(-np.logaddexp(0, eta))
+    else:
+        weights = np.exp(eta - eta.max()) if len(eta) else eta
+    effective = weights.sum() ** 2 / (weights**2).sum() if weights.any() else 0.0
+    if effective < min_cell:
+        raise Declined(
+            f"at the hub's proposal {effective:.1f} rows carry the weight, fewer than the "
+            f"site's minimum {min_cell}: a few rows would dominate the release"
+        )
 
 
 def _count(n: int, min_cell: int) -> int | str:

@@ -14,7 +14,6 @@ from flip.cli.credentials import Credentials, save
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
-from flip.data.features.analysis import small_indicator_cell
 from flip.data.features.store_analysis import AnalysisSpec
 from flip.data.features.tabular import extract_raw
 from flip.data.ledger import Ledger
@@ -27,6 +26,7 @@ from flip.site.agent import SiteAgent
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
 from flip.stats import cox, newton, regression
+from flip.stats.model_cells import small_indicator_cell
 from tests.conftest import build_site
 
 SITES = {"st-a": ("fhir-bundle", 160, 2), "st-b": ("fhir-bundle", 120, 3)}

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flip.data.features.analysis import small_indicator_cell
 from flip.data.features.tabular import TabularData, TabularSpec
 from flip.stats import cox, describe, regression, survival
 from flip.stats.federated import INTERCEPT, spec_hash, terms
+from flip.stats.model_cells import model_withheld
 from flip.stats.suppression import hidden, is_small
 
 if TYPE_CHECKING:
@@ -101,14 +101,12 @@ def site_release(
         t, e = data.y[:, 0].astype(float), data.y[:, 1].astype(float)
         keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
         t, e, x = t[keep], e[keep], x[keep]
-        # A small cell of an indicator would be counted by the model's sums.
-        cell = small_indicator_cell(x, spec.covariates or [], min_cell)
+        withheld = model_withheld(x, spec.covariates or [], min_cell)
         if round_ > 0:
-            _refuse_small_cell(cell)
-            _enough(len(t), min_cell)
+            _take_part(withheld)
             _check_proposal(x, proposal, "cox", min_cell)
             return {"newton": cox.cox_partial(t, e, x, proposal)}
-        enough = bool(terms(spec.body())) and not is_small(len(t), min_cell) and cell is None
+        enough = bool(terms(spec.body())) and withheld is None
         return {
             "km": survival.km_partial(t, e, spec.time_bin, min_cell),
             "cox": cox.cox_partial(t, e, x, [0.0] * x.shape[1]) if enough else None,
@@ -122,13 +120,12 @@ def site_release(
     design, names = x, [INTERCEPT, *(spec.covariates or [])]
     if spec.family == "logistic":
         design, names = np.column_stack([x, y]), [*names, "outcome"]
-    cell = small_indicator_cell(design, names, min_cell)
+    withheld = model_withheld(design, names, min_cell)
     if round_ > 0:
-        _refuse_small_cell(cell)
-        _enough(len(y), min_cell)
+        _take_part(withheld)
         _check_proposal(x, proposal, "logistic", min_cell)
         return {"newton": regression.logistic_partial(x, y, proposal)}
-    if len(y) < min_cell or cell:
+    if withheld:
         return {"withheld": True, "left_out": hidden(min_cell), "n": 0}
     out = {"withheld": False, "left_out": _count(int((~keep).sum()), min_cell), "n": len(y)}
     if spec.family == "linear":
@@ -143,14 +140,9 @@ def extract(store: Store, spec: AnalysisSpec) -> TabularData:
     return extract_raw(store, spec.data)
 
 
-def _enough(n: int, min_cell: int) -> None:
-    if is_small(n, min_cell):
-        raise Declined(f"{n} complete rows now, fewer than the site's minimum {min_cell}")
-
-
-def _refuse_small_cell(cell: str | None) -> None:
-    if cell:
-        raise Declined(f"this site takes no part in the model: {cell}")
+def _take_part(withheld: str | None) -> None:
+    if withheld:
+        raise Declined(f"this site takes no part in the model: {withheld}")
 
 
 def _check_proposal(x: np.ndarray, proposal: object, model: str, min_cell: int) -> None:

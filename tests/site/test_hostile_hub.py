@@ -125,3 +125,40 @@ def test_the_rounds_a_site_answers_of_one_analysis_are_counted_across_ids(site, 
         if e["action"] == "analysis.refused"
     ]
     assert refused[-1]["analysis"] == 104
+
+
+def test_an_analysis_whose_cohort_differs_by_a_few_persons_from_one_released_is_refused(
+    site, monkeypatch
+):
+    """Table 1 of a cohort, then of the same cohort less one person: n and the sum of age
+    differ by that person's age. The second is refused; the first again is released."""
+    from flip.site import analyses
+
+    site.policy = SitePolicy(auto_approve=[AutoApproval(kinds=["analysis:table1"])])
+    real = analyses.extract
+    drop = {"one": False}
+
+    def extract(store, spec):
+        data = real(store, spec)
+        if not drop["one"]:
+            return data
+        keep = np.arange(len(data.y)) != 0
+        return TabularData(data.person_ids[keep], data.x[keep], data.y[keep], data.feature_names)
+
+    monkeypatch.setattr(analyses, "extract", extract)
+    hub = _Hub()
+    handler = Analyses(site, hub)
+    first = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=21)
+    second = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=22)
+    item = {"project_id": 2, "round": 0, "proposal": None}
+    handler.handle(item | {"id": 201, "hash": first.digest(), "spec": first.body()})
+    drop["one"] = True
+    handler.handle(item | {"id": 202, "hash": second.digest(), "spec": second.body()})
+    drop["one"] = False
+    handler.handle(item | {"id": 203, "hash": first.digest(), "spec": first.body()})
+    assert [(s[0], s[2]) for s in hub.sent] == [(201, True), (202, False), (203, True)]
+    assert "differs by 1 to 9 persons" in hub.sent[1][3]
+    other_project = item | {"project_id": 3, "id": 204, "hash": second.digest()}
+    drop["one"] = True
+    handler.handle(other_project | {"spec": second.body()})
+    assert hub.sent[-1][2], "another project was given no count of the first cohort"

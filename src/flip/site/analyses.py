@@ -15,8 +15,15 @@ from pydantic import ValidationError
 
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
+from flip.data.cohort.guard import ReleaseGuard
 from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
-from flip.data.features.store_analysis import AnalysisSpec, Declined, extract, site_release
+from flip.data.features.store_analysis import (
+    AnalysisSpec,
+    Declined,
+    extract,
+    released_sets,
+    site_release,
+)
 from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.site.approvals import RULE, by_person
@@ -138,6 +145,8 @@ class Analyses:
         if isinstance(spec, AnalysisSpec):
             cohort = self.cohorts[item["id"]]
             try:
+                if int(item["round"]) == 0:
+                    self._guard(item, released_sets(cohort, spec))
                 released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
             except Declined as exc:
                 self.refuse(item, str(exc))
@@ -171,6 +180,25 @@ class Analyses:
             self.hub.release_analysis(item["id"], int(item["round"]), None, refused=reason)
             return
         self.hub.release_analysis(item["id"], item["round"], released)
+
+    def _guard(self, item: dict[str, Any], sets: list[frozenset[int]]) -> None:
+        """Declined when a set of persons the analysis's first round counts or sums over
+        differs by 1 to min_cell-1 persons from one whose count (or sums) this project was
+        given before (a query's cohort, a task's split, another analysis): subtracting the
+        two would tell those persons' values. Else the sets are kept for the next check."""
+        min_cell = self.site.policy.min_cell_size
+        with Ledger(self.site.ledger) as ledger:
+            guard = ReleaseGuard(
+                ledger.engine, str(item["project_id"]), f"analysis {item['hash']}", min_cell, None
+            )
+            fresh = list({s for s in sets if s and not guard.released_before(s)})
+            if any(guard.isolates(s) for s in fresh):
+                raise Declined(
+                    f"its cohort differs by 1 to {min_cell - 1} persons from one whose count or "
+                    "sums this project was given before: the difference would tell theirs"
+                )
+            if fresh:
+                guard.remember(fresh, counted=False)
 
     def refuse(self, item: dict[str, Any], reason: str) -> None:
         """Audit the refusal and tell the hub why, releasing nothing."""

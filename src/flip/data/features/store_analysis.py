@@ -133,6 +133,34 @@ def site_release(
     return out | {"newton": regression.logistic_partial(x, y, [0.0] * x.shape[1])}
 
 
+def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]:
+    """The sets of persons whose counts or sums the analysis's first round releases: its
+    cohort, and per Table 1 column the persons with a value (and with each level of a 0/1
+    column); for a model, the complete rows (and those with the event or outcome)."""
+    ids = np.asarray(data.person_ids)
+
+    def rows(mask: np.ndarray) -> frozenset[int]:
+        return frozenset(ids[mask].tolist())
+
+    sets = [frozenset(ids.tolist())]
+    if spec.kind == "harmonisation":
+        return sets
+    if spec.kind == "table1":
+        columns = [data.x[:, i].astype(float) for i in range(data.x.shape[1])]
+        columns += [data.y[:, j] for j in range(2)] if data.y.ndim == 2 else [data.y]
+        for values in (np.asarray(c, dtype=float) for c in columns):
+            present = ~np.isnan(values)
+            sets.append(rows(present))
+            if np.isin(values[present], (0.0, 1.0)).all():
+                sets += [rows(values == 1.0), rows(values == 0.0)]
+        return sets
+    x = data.x[:, [data.feature_names.index(c) for c in spec.covariates or []]].astype(float)
+    y = np.asarray(data.y, dtype=float).reshape(len(ids), -1)
+    complete = ~np.isnan(x).any(axis=1) & ~np.isnan(y).any(axis=1)
+    flag = y[:, -1] if spec.kind == "survival" or spec.family == "logistic" else None
+    return sets + [rows(complete)] + ([] if flag is None else [rows(complete & (flag == 1.0))])
+
+
 def extract(store: Store, spec: AnalysisSpec) -> TabularData:
     """The analysis's cohort and columns from the store, as a tabular task extracts them."""
     from flip.data.features.tabular import extract_raw

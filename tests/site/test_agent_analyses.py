@@ -366,3 +366,37 @@ def test_one_poll_is_one_request_for_work_analyses_included(network):
     assert gets == ["/api/v1/agent/work"], asked
     waiting = [e for e in Ledger(agent.site.ledger).entries() if e["action"] == "analysis.waiting"]
     assert any(json.loads(e["detail"])["analysis"] == submitted["id"] for e in waiting)
+
+
+def test_malformed_analysis_items_are_refused_and_the_agent_goes_on(network, monkeypatch):
+    """A hub (hostile or broken) sends items no hub of this version makes: each is refused
+    (or, without an id to answer, audited), and the same poll still releases the good one."""
+    _, researcher, agents = network
+    pid = _project(researcher, "malformed")
+    spec = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=17)
+    good = researcher.submit_analysis(pid, spec.body())
+    agent = agents["st-a"]
+    decide(agent.site, None, pid, spec.digest(), "approved", by="site-admin")
+    real = agent.hub.work
+    bad = [
+        [1, 2],
+        {"project_id": pid, "hash": spec.digest(), "spec": spec.body(), "round": 0},
+        {"id": good["id"] + 1000, "project_id": pid, "hash": spec.digest(), "spec": []}
+        | {"round": 0},
+        {"id": "x", "round": "y"},
+        {"id": good["id"] + 1001, "project_id": "p", "hash": 5, "spec": {}, "round": -3},
+    ]
+
+    def hostile(*args, **kwargs):
+        work = real(*args, **kwargs)
+        return work | {"analyses": bad + work["analyses"]}
+
+    monkeypatch.setattr(agent.hub, "work", hostile)
+    agent.run_once()
+    assert researcher.analysis(good["id"])["sites"]["st-a"] == "released round 0"
+    refused = [
+        json.loads(e["detail"])["reason"]
+        for e in Ledger(agent.site.ledger).entries()
+        if e["action"] == "analysis.refused"
+    ]
+    assert sum(r.startswith("malformed analysis item") for r in refused) == len(bad)

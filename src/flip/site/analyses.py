@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
@@ -48,6 +48,22 @@ def load_spec(body: dict[str, Any]) -> AnalysisSpec | HarmonisationSpec:
     return AnalysisSpec.model_validate(body)
 
 
+class AnalysisItem(BaseModel):
+    """One round of an analysis as the hub asks for it."""
+
+    id: int
+    project_id: int
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    spec: dict[str, Any]
+    round: int = Field(ge=0)
+    proposal: list[Any] | None = None
+
+
+def _where(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+
+
 class Analyses:
     """One site's handling of the analyses the hub asks it for."""
 
@@ -62,13 +78,16 @@ class Analyses:
     def handle(self, item: dict[str, Any]) -> None:
         """Release this round of the analysis if approved; refuse what the site never runs;
         leave the rest waiting for the site admin."""
+        try:
+            AnalysisItem.model_validate(item)
+        except ValidationError as exc:
+            self.refuse(item, f"malformed analysis item: {_where(exc)}")
+            return
         project, digest = int(item["project_id"]), str(item["hash"])
         try:
             spec = load_spec(item["spec"])
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            self.refuse(item, f"invalid analysis spec: {where}: {error['msg']}")
+            self.refuse(item, f"invalid analysis spec: {_where(exc)}")
             return
         if spec.digest() != digest or spec.body() != item["spec"]:
             self.refuse(item, "the analysis's spec does not hash to its claimed hash")
@@ -200,11 +219,31 @@ class Analyses:
             if fresh:
                 guard.remember(fresh, counted=False)
 
-    def refuse(self, item: dict[str, Any], reason: str) -> None:
-        """Audit the refusal and tell the hub why, releasing nothing."""
+    def refuse(self, item: Any, reason: str) -> None:
+        """Audit the refusal and tell the hub why, releasing nothing (an item without an
+        analysis id and round to answer is only audited)."""
+        known = item if isinstance(item, dict) else {}
+        analysis, round_ = _whole(known.get("id")), _whole(known.get("round", 0))
         with Ledger(self.site.ledger) as ledger:
             ledger.record(
                 "analysis.refused",
-                {"analysis": item.get("id"), "project": item.get("project_id"), "reason": reason},
+                {
+                    "analysis": analysis,
+                    "project": _whole(known.get("project_id")),
+                    "reason": reason,
+                },
             )
-        self.hub.release_analysis(item["id"], int(item.get("round", 0)), None, refused=reason)
+        if analysis is None or round_ is None or round_ < 0:
+            log.error("%s: refused an analysis item it cannot answer: %s", self.site.name, reason)
+            return
+        self.hub.release_analysis(analysis, round_, None, refused=reason)
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int if it is one (or a string of one), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if isinstance(value, int | str) else None
+    except ValueError:
+        return None

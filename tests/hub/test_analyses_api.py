@@ -190,3 +190,28 @@ def test_the_hub_closes_overdue_rounds_on_its_own(tmp_path):
         with hub.app.state.engine.connect() as conn:
             row = conn.execute(select(analyses).where(analyses.c.id == aid)).one()
         assert row.status == "failed" and "no site released" in row.error
+
+
+def test_results_are_read_by_the_projects_readers_only_and_each_read_is_audited(hub):
+    from sqlalchemy import select
+
+    from flip.hub.db import audit
+
+    researcher = hub.user("rita", "researcher")
+    outsider = hub.user("otto", "researcher")
+    hub.site("a")
+    pid = _project(hub, researcher, "a")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    assert hub.call("GET", f"/analyses/{aid}", outsider).status_code == 404
+    assert hub.call("GET", f"/projects/{pid}/analyses", outsider).status_code == 404
+    assert hub.call("GET", f"/analyses/{aid}", researcher).status_code == 200
+    assert hub.call("GET", f"/projects/{pid}/analyses", researcher).status_code == 200
+    with hub.app.state.engine.connect() as conn:
+        reads = conn.execute(
+            select(audit.c.actor, audit.c.target).where(audit.c.action == "analysis.read")
+        ).all()
+    assert [(actor.split(":")[0], target) for actor, target in reads] == [
+        ("user", f"analysis:{aid}")
+    ] * 2

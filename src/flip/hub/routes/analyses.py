@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from flip.hub import audit
-from flip.hub.auth import Reader, Researcher, Site
+from flip.hub.auth import Principal, Reader, Researcher, Site
 from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
 from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
@@ -74,50 +74,48 @@ def submit_analysis(
 
 @router.get("/projects/{project_id}/analyses")
 async def list_analyses(project_id: PathId, request: Request, who: Reader) -> list[AnalysisOut]:
-    """The project's analyses, newest first (a round past its timeout is closed first)."""
-    engine: Engine = request.app.state.engine
-    await run_in_threadpool(_visible_in, engine, project_id, who)
-    await expire_overdue(engine, request.app.state.writer, project_id=project_id)
-    return await run_in_threadpool(_project_analyses_out, engine, project_id)
+    """The project's analyses, newest first (a round past its timeout is closed first); each
+    read is audited."""
+    writer: Writer = request.app.state.writer
+    await expire_overdue(request.app.state.engine, writer, project_id=project_id)
+
+    def job(conn: Connection) -> list[AnalysisOut]:
+        _visible(conn, project_id, who)
+        ids = conn.execute(
+            select(analyses.c.id)
+            .where(analyses.c.project_id == project_id)
+            .order_by(analyses.c.id.desc())
+        ).scalars()
+        found = [_analysis_out(conn, aid) for aid in ids]
+        for a in found:
+            audit.append(conn, who.label, "analysis.read", f"analysis:{a.id}")
+        return found
+
+    return await writer.run(job, wake=False)
 
 
 @router.get("/analyses/{analysis_id}")
 async def get_analysis(analysis_id: PathId, request: Request, who: Reader) -> AnalysisOut:
     """An analysis: each site's part, and the combined result once every site answered (or
     the round's timeout passed)."""
-    engine: Engine = request.app.state.engine
-    project_id = await run_in_threadpool(_project_of, engine, analysis_id)
-    missing = f"no analysis {analysis_id}"
-    await run_in_threadpool(_visible_in, engine, project_id or 0, who, missing)
-    await expire_overdue(engine, request.app.state.writer, analysis_id=analysis_id)
-    return await run_in_threadpool(_one_analysis_out, engine, analysis_id)
+    return await read_analysis(request, analysis_id, who)
 
 
-def _visible_in(engine: Engine, project_id: int, who: Any, missing: str | None = None) -> None:
-    with reading(engine) as conn:
-        _visible(conn, project_id, who, missing)
+async def read_analysis(request: Request, analysis_id: int, who: Principal) -> AnalysisOut:
+    """An analysis for one of its project's readers (404 to anyone else), its round closed
+    first if past its timeout, and the read audited (`analysis.read`)."""
+    writer: Writer = request.app.state.writer
+    await expire_overdue(request.app.state.engine, writer, analysis_id=analysis_id)
 
-
-def _project_of(engine: Engine, analysis_id: int) -> int | None:
-    with reading(engine) as conn:
-        return conn.execute(
+    def job(conn: Connection) -> AnalysisOut:
+        project_id = conn.execute(
             select(analyses.c.project_id).where(analyses.c.id == analysis_id)
         ).scalar()
-
-
-def _project_analyses_out(engine: Engine, project_id: int) -> list[AnalysisOut]:
-    with reading(engine) as conn:
-        ids = conn.execute(
-            select(analyses.c.id)
-            .where(analyses.c.project_id == project_id)
-            .order_by(analyses.c.id.desc())
-        ).scalars()
-        return [_analysis_out(conn, aid) for aid in ids]
-
-
-def _one_analysis_out(engine: Engine, analysis_id: int) -> AnalysisOut:
-    with reading(engine) as conn:
+        _visible(conn, project_id or 0, who, f"no analysis {analysis_id}")
+        audit.append(conn, who.label, "analysis.read", f"analysis:{analysis_id}")
         return _analysis_out(conn, analysis_id)
+
+    return await writer.run(job, wake=False)
 
 
 def _overdue(

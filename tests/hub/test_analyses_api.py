@@ -215,3 +215,21 @@ def test_results_are_read_by_the_projects_readers_only_and_each_read_is_audited(
     assert [(actor.split(":")[0], target) for actor, target in reads] == [
         ("user", f"analysis:{aid}")
     ] * 2
+
+
+def test_huge_or_overflowing_specs_and_a_flood_of_running_analyses_are_refused(hub, monkeypatch):
+    from flip.hub.routes import analyses as routes
+
+    researcher = hub.user("rita", "researcher")
+    hub.site("a")
+    pid = _project(hub, researcher, "a")
+    url = f"/projects/{pid}/analyses"
+    huge = {"kind": "table1", "data": {"features": [{"name": "x" * 200}] * 1000}}
+    refused = hub.call("POST", url, researcher, json={"spec": huge})
+    assert refused.status_code == 422 and "spec" in refused.text
+    overflowing = {"kind": "survival", "time_bin": 1e300}
+    assert hub.call("POST", url, researcher, json={"spec": overflowing}).status_code == 422
+    monkeypatch.setattr(routes, "MAX_RUNNING", 3)
+    made = [hub.call("POST", url, researcher, json={"spec": {"kind": "table1"}}) for _ in range(4)]
+    assert [m.status_code for m in made] == [201, 201, 201, 409]
+    assert "3 analyses running" in made[-1].text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Path
 from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
 
@@ -399,6 +400,8 @@ class HubHeadsOut(BaseModel):
 
 #: Analysis kinds the hub combines (flip.stats.federated), and harmonisation reports.
 ANALYSIS_KINDS = ("table1", "survival", "regression", "harmonisation")
+#: The largest analysis spec the hub takes, as JSON bytes.
+MAX_ANALYSIS_SPEC = 64 * 1024
 #: Seconds a round of an analysis waits for its sites by default: one day.
 ANALYSIS_TIMEOUT = 86400
 
@@ -406,7 +409,8 @@ ANALYSIS_TIMEOUT = 86400
 class AnalysisIn(BaseModel):
     spec: dict[str, Any] = Field(
         description="The analysis as `flip analysis submit` writes it: kind (table1, survival, "
-        "regression, harmonisation) and its cohort; sites approve its SHA-256."
+        "regression, harmonisation) and its cohort; sites approve its SHA-256. At most 64 KiB "
+        f"of JSON, every number within ±{MAX_MAGNITUDE:g}."
     )
     timeout: int = Field(
         ANALYSIS_TIMEOUT,
@@ -422,7 +426,12 @@ class AnalysisIn(BaseModel):
     def _known_kind(cls, spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("kind") not in ANALYSIS_KINDS:
             raise ValueError(f"kind: one of {', '.join(ANALYSIS_KINDS)}")
-        return spec
+        if len(orjson.dumps(spec)) > MAX_ANALYSIS_SPEC:
+            raise ValueError(
+                f"the spec is over {MAX_ANALYSIS_SPEC // 1024} KiB (every site gets it at each "
+                "poll until it answers)"
+            )
+        return _bounded_numbers(spec)
 
 
 class AnalysisOut(BaseModel):

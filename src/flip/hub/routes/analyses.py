@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from flip.hub import audit
 from flip.hub.auth import Principal, Reader, Researcher, Site
@@ -26,6 +26,9 @@ router = APIRouter(tags=["analyses"])
 
 #: The project statuses of a site that is asked for an analysis.
 MEMBER = ("invited", "approved")
+
+#: Analyses a project may have running at once (each is in its sites' every poll).
+MAX_RUNNING = 50
 
 #: How a site that did not answer a round within the analysis's timeout is shown.
 SILENT = "silent"
@@ -48,6 +51,17 @@ def submit_analysis(
 ) -> AnalysisOut:
     """Ask every site of the project for an analysis; each runs it once it approved its hash."""
     _visible(conn, project_id, who)
+    running = conn.execute(
+        select(func.count()).where(
+            analyses.c.project_id == project_id, analyses.c.status == "running"
+        )
+    ).scalar_one()
+    if running >= MAX_RUNNING:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"project {project_id} has {running} analyses running, the most it may: "
+            "wait for one to finish",
+        )
     digest = spec_hash(body.spec)
     aid = conn.execute(
         insert(analyses).values(

@@ -233,3 +233,29 @@ def test_huge_or_overflowing_specs_and_a_flood_of_running_analyses_are_refused(h
     made = [hub.call("POST", url, researcher, json={"spec": {"kind": "table1"}}) for _ in range(4)]
     assert [m.status_code for m in made] == [201, 201, 201, 409]
     assert "3 analyses running" in made[-1].text
+
+
+def test_a_site_not_asked_for_a_newton_round_cannot_slip_its_release_in(hub):
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    rng = np.random.default_rng(3)
+    x = np.column_stack([np.ones(80), rng.normal(0, 1, 80)])
+    y = (rng.random(80) < 0.4).astype(float)
+    first = {"withheld": False, "left_out": 0, "n": 80}
+    first["newton"] = regression.logistic_partial(x, y, [0.0, 0.0])
+    sent = hub.call(
+        "POST", f"/agent/analyses/{aid}", tokens["b"], json={"round": 0, "release": first}
+    )
+    assert sent.status_code == 204
+    no = {"round": 0, "refused": "not this one"}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=no).status_code == 204
+    assert hub.call("GET", "/agent/analyses", tokens["a"]).json() == [], "a is not asked"
+    forged = {"round": 1, "release": {"newton": regression.logistic_partial(x * 50, y, [0, 0])}}
+    slipped = hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=forged)
+    assert slipped.status_code == 409, slipped.text
+    assert "not asked" in slipped.text

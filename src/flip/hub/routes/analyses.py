@@ -166,8 +166,7 @@ def _expire(conn: Connection, ids: list[int]) -> None:
     for analysis_id in ids:
         a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
         members = _members(conn, a.project_id)
-        state = orjson.loads(a.state)
-        asked = set(members.values()) if a.round == 0 else set(state["sites"])
+        asked = _asked(members, a)
         answered = set(
             conn.execute(
                 select(analysis_releases.c.site_id).where(
@@ -316,6 +315,13 @@ def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, s
         )
     if body.refused is None and body.release is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a release or a refusal")
+    members = _members(conn, a.project_id)
+    if members[site.id] not in _asked(members, a):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this site is not asked for round {a.round} of analysis {analysis_id} "
+            "(it takes no part in the model)",
+        )
     exists = conn.execute(
         select(analysis_releases.c.round).where(
             analysis_releases.c.analysis_id == analysis_id,
@@ -339,11 +345,17 @@ def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, s
     _combine_if_complete(conn, a)
 
 
+def _asked(members: dict[int, str], a: Any) -> set[str]:
+    """The names of the sites asked for the analysis's current round: every member for the
+    first, then the sites that took part in the model."""
+    return set(members.values()) if a.round == 0 else set(orjson.loads(a.state)["sites"])
+
+
 def _combine_if_complete(conn: Connection, a: Any) -> None:
     """Combine the round once every site asked has answered it."""
     members = _members(conn, a.project_id)
     state = orjson.loads(a.state)
-    asked = set(members.values()) if a.round == 0 else set(state["sites"])
+    asked = _asked(members, a)
     rows = conn.execute(
         select(analysis_releases.c.site_id, analysis_releases.c.body).where(
             analysis_releases.c.analysis_id == a.id, analysis_releases.c.round == a.round

@@ -146,16 +146,7 @@ class AgentStatus:
 
     def analyses(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         """Analyses the hub asked this site for (open ones only), newest first, spec parsed."""
-        clause = "WHERE open = 1" if open_only else ""
-        rows = self.db.execute(
-            f"SELECT * FROM offered_analysis {clause} ORDER BY first_seen DESC, rowid DESC"
-        )
-        names = [d[0] for d in rows.description]
-        found = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
-        for item in found:
-            item["spec"] = orjson.loads(item["spec"])
-            item["open"] = bool(item["open"])
-        return found
+        return self._offered("offered_analysis", ["open = 1"] if open_only else [], [])
 
     def analysis(self, project: str, digest: str) -> dict[str, Any] | None:
         """One analysis the hub asked for, by project and hash, or None."""
@@ -182,15 +173,19 @@ class AgentStatus:
             args.append(project)
         if open_only:
             where.append("open = 1")
+        return self._offered("offered_task", where, args)
+
+    def _offered(self, table: str, where: list[str], args: list[str]) -> list[dict[str, Any]]:
+        """The rows of `table` (offered_task or offered_analysis) that match, newest first."""
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.execute(
-            f"SELECT * FROM offered_task {clause} ORDER BY first_seen DESC, rowid DESC", args
+            f"SELECT * FROM {table} {clause} ORDER BY first_seen DESC, rowid DESC", args
         )
         names = [d[0] for d in rows.description]
         found = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
-        for task in found:
-            task["spec"] = orjson.loads(task["spec"])
-            task["open"] = bool(task["open"])
+        for item in found:
+            item["spec"] = orjson.loads(item["spec"])
+            item["open"] = bool(item["open"])
         return found
 
     def task(self, project: str, task_hash: str) -> dict[str, Any] | None:

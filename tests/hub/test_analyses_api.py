@@ -89,3 +89,173 @@ def test_a_logistic_model_asks_the_sites_that_took_part_round_after_round(hub):
     pooled = newton.fit([lambda b: regression.logistic_partial(x, y, b)], 2)["beta"]
     got = [done["result"]["coef"]["intercept"], done["result"]["coef"]["x"]]
     assert np.allclose(got, pooled, rtol=1e-6)
+
+
+def _backdate(hub, analysis_id: int, seconds: float) -> None:
+    """Move the analysis's current round `seconds` into the past (as if time had passed)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from flip.hub.db import analyses, now
+
+    with hub.app.state.engine.begin() as conn:
+        conn.execute(
+            update(analyses)
+            .where(analyses.c.id == analysis_id)
+            .values(updated_at=now() - timedelta(seconds=seconds))
+        )
+
+
+def test_a_round_past_its_timeout_goes_on_with_the_sites_that_answered(hub):
+    researcher = hub.user("rita", "researcher")
+    a, _ = hub.site("a"), hub.site("b")
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"spec": {"kind": "table1"}, "timeout": 600}
+    made = hub.call("POST", f"/projects/{pid}/analyses", researcher, json=spec).json()
+    assert made["timeout"] == 600
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    hub.call("POST", f"/agent/analyses/{made['id']}", a, json={"round": 0, "release": release})
+    _backdate(hub, made["id"], 599)
+    assert hub.call("GET", f"/analyses/{made['id']}", researcher).json()["status"] == "running"
+    _backdate(hub, made["id"], 601)
+    done = hub.call("GET", f"/analyses/{made['id']}", researcher).json()
+    assert done["status"] == "completed", done
+    assert done["sites"] == {"a": "released round 0", "b": "silent: no answer within 600 s"}
+    assert done["result"]["combined"]["age"]["n"] == 40
+    assert hub.call("GET", "/agent/analyses", a).json() == [], "the round is closed"
+    default = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    )
+    assert default.json()["timeout"] == 86400
+    wrong = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={**spec, "timeout": 0})
+    assert wrong.status_code == 422
+
+
+def test_a_site_silent_in_a_newton_round_fails_the_model_with_its_name(hub):
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec, "timeout": 60}
+    ).json()["id"]
+    rng = np.random.default_rng(2)
+    for token in tokens.values():
+        x = np.column_stack([np.ones(60), rng.normal(0, 1, 60)])
+        y = (rng.random(60) < 0.5).astype(float)
+        partial = regression.logistic_partial(x, y, [0.0, 0.0])
+        release = {"withheld": False, "left_out": 0, "n": 60, "newton": partial}
+        body = {"round": 0, "release": release}
+        assert hub.call("POST", f"/agent/analyses/{aid}", token, json=body).status_code == 204
+    partial = regression.logistic_partial(x, y, [0.1, 0.1])
+    body = {"round": 1, "release": {"newton": partial}}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=body).status_code == 204
+    _backdate(hub, aid, 61)
+    failed = hub.call("GET", f"/projects/{pid}/analyses", researcher).json()[0]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("b did not answer Newton round 1 within 60 s")
+    assert failed["sites"]["b"] == "silent: no answer within 60 s"
+
+
+def test_the_hub_closes_overdue_rounds_on_its_own(tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+
+    from flip.hub.app import create_app
+    from flip.hub.db import analyses
+    from tests.hub.conftest import Hub
+
+    hub = Hub.__new__(Hub)
+    hub.app = create_app(f"sqlite:///{tmp_path / 'hub.sqlite'}", analysis_sweep=0.05)
+    hub.http = TestClient(hub.app)
+    from flip.hub.app import bootstrap_admin
+
+    hub.admin = bootstrap_admin(hub.app.state.engine)
+    with hub.http:
+        researcher = hub.user("rita", "researcher")
+        hub.site("a")
+        pid = _project(hub, researcher, "a")
+        body = {"spec": {"kind": "table1"}, "timeout": 10}
+        aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json=body).json()["id"]
+        _backdate(hub, aid, 11)
+        for _ in range(100):
+            with hub.app.state.engine.connect() as conn:
+                found = conn.execute(select(analyses.c.status).where(analyses.c.id == aid))
+                if found.scalar() != "running":
+                    break
+            time.sleep(0.05)
+        with hub.app.state.engine.connect() as conn:
+            row = conn.execute(select(analyses).where(analyses.c.id == aid)).one()
+        assert row.status == "failed" and "no site released" in row.error
+
+
+def test_results_are_read_by_the_projects_readers_only_and_each_read_is_audited(hub):
+    from sqlalchemy import select
+
+    from flip.hub.db import audit
+
+    researcher = hub.user("rita", "researcher")
+    outsider = hub.user("otto", "researcher")
+    hub.site("a")
+    pid = _project(hub, researcher, "a")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    assert hub.call("GET", f"/analyses/{aid}", outsider).status_code == 404
+    assert hub.call("GET", f"/projects/{pid}/analyses", outsider).status_code == 404
+    assert hub.call("GET", f"/analyses/{aid}", researcher).status_code == 200
+    assert hub.call("GET", f"/projects/{pid}/analyses", researcher).status_code == 200
+    with hub.app.state.engine.connect() as conn:
+        reads = conn.execute(
+            select(audit.c.actor, audit.c.target).where(audit.c.action == "analysis.read")
+        ).all()
+    assert [(actor.split(":")[0], target) for actor, target in reads] == [
+        ("user", f"analysis:{aid}")
+    ] * 2
+
+
+def test_huge_or_overflowing_specs_and_a_flood_of_running_analyses_are_refused(hub, monkeypatch):
+    from flip.hub.routes import analyses as routes
+
+    researcher = hub.user("rita", "researcher")
+    hub.site("a")
+    pid = _project(hub, researcher, "a")
+    url = f"/projects/{pid}/analyses"
+    huge = {"kind": "table1", "data": {"features": [{"name": "x" * 200}] * 1000}}
+    refused = hub.call("POST", url, researcher, json={"spec": huge})
+    assert refused.status_code == 422 and "spec" in refused.text
+    overflowing = {"kind": "survival", "time_bin": 1e300}
+    assert hub.call("POST", url, researcher, json={"spec": overflowing}).status_code == 422
+    monkeypatch.setattr(routes, "MAX_RUNNING", 3)
+    made = [hub.call("POST", url, researcher, json={"spec": {"kind": "table1"}}) for _ in range(4)]
+    assert [m.status_code for m in made] == [201, 201, 201, 409]
+    assert "3 analyses running" in made[-1].text
+
+
+def test_a_site_not_asked_for_a_newton_round_cannot_slip_its_release_in(hub):
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    rng = np.random.default_rng(3)
+    x = np.column_stack([np.ones(80), rng.normal(0, 1, 80)])
+    y = (rng.random(80) < 0.4).astype(float)
+    first = {"withheld": False, "left_out": 0, "n": 80}
+    first["newton"] = regression.logistic_partial(x, y, [0.0, 0.0])
+    sent = hub.call(
+        "POST", f"/agent/analyses/{aid}", tokens["b"], json={"round": 0, "release": first}
+    )
+    assert sent.status_code == 204
+    no = {"round": 0, "refused": "not this one"}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=no).status_code == 204
+    assert hub.call("GET", "/agent/analyses", tokens["a"]).json() == [], "a is not asked"
+    forged = {"round": 1, "release": {"newton": regression.logistic_partial(x * 50, y, [0, 0])}}
+    slipped = hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=forged)
+    assert slipped.status_code == 409, slipped.text
+    assert "not asked" in slipped.text

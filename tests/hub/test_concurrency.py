@@ -73,7 +73,14 @@ def test_a_long_poll_returns_as_soon_as_work_arrives(served):
 
     started = time.monotonic()
     idle = httpx.get(url + "/api/v1/agent/work", params={"wait": 0.5}, headers=headers)
-    assert idle.json() == {"queries": [], "tasks": [], "runs": [], "train": [], "flower": None}
+    assert idle.json() == {
+        "queries": [],
+        "tasks": [],
+        "runs": [],
+        "analyses": [],
+        "train": [],
+        "flower": None,
+    }
     assert time.monotonic() - started >= 0.5
 
     async def poll_then_ask() -> tuple[dict, float]:

@@ -14,7 +14,6 @@ from flip.cli.credentials import Credentials, save
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
-from flip.data.features.analysis import small_indicator_cell
 from flip.data.features.store_analysis import AnalysisSpec
 from flip.data.features.tabular import extract_raw
 from flip.data.ledger import Ledger
@@ -27,6 +26,7 @@ from flip.site.agent import SiteAgent
 from flip.site.approvals import decide
 from flip.site.hub_client import HubClient
 from flip.stats import cox, newton, regression
+from flip.stats.model_cells import small_indicator_cell
 from tests.conftest import build_site
 
 SITES = {"st-a": ("fhir-bundle", 160, 2), "st-b": ("fhir-bundle", 120, 3)}
@@ -350,22 +350,53 @@ def test_the_cohort_is_read_once_for_every_round_and_dropped_once_the_hub_stops_
     assert all(aid not in agent.analyses.cohorts for agent in agents.values())
 
 
-def test_a_site_answers_a_bounded_number_of_rounds(tmp_path):
-    from flip.site.analyses import MAX_ROUNDS, Analyses
+def test_one_poll_is_one_request_for_work_analyses_included(network):
+    _, researcher, agents = network
+    pid = _project(researcher, "one-poll")
+    spec = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=11)
+    submitted = researcher.submit_analysis(pid, spec.body())
+    agent = agents["st-a"]
+    asked = []
+    agent.hub.http.event_hooks["request"].append(lambda r: asked.append((r.method, r.url.path)))
+    try:
+        agent.run_once()
+    finally:
+        agent.hub.http.event_hooks["request"].clear()
+    gets = [path for method, path in asked if method == "GET"]
+    assert gets == ["/api/v1/agent/work"], asked
+    waiting = [e for e in Ledger(agent.site.ledger).entries() if e["action"] == "analysis.waiting"]
+    assert any(json.loads(e["detail"])["analysis"] == submitted["id"] for e in waiting)
 
-    class Hub:
-        def __init__(self):
-            self.sent = []
 
-        def release_analysis(self, analysis_id, round_, release, refused=None):
-            self.sent.append((analysis_id, round_, release, refused))
-
-    site = SiteConfig(name="s", store=str(tmp_path / "s.duckdb"), ledger=str(tmp_path / "l.db"))
-    site.policy = SitePolicy(auto_approve=[AutoApproval(kinds=["analysis:regression"])])
-    hub = Hub()
-    spec = AnalysisSpec(kind="regression", data=mace_task().data, covariates=["age"])
-    item = {"id": 7, "project_id": 1, "hash": spec.digest(), "spec": spec.body()}
-    Analyses(site, hub).handle(item | {"round": MAX_ROUNDS, "proposal": [0.0, 0.0]})
-    assert hub.sent == [
-        (7, MAX_ROUNDS, None, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
+def test_malformed_analysis_items_are_refused_and_the_agent_goes_on(network, monkeypatch):
+    """A hub (hostile or broken) sends items no hub of this version makes: each is refused
+    (or, without an id to answer, audited), and the same poll still releases the good one."""
+    _, researcher, agents = network
+    pid = _project(researcher, "malformed")
+    spec = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=17)
+    good = researcher.submit_analysis(pid, spec.body())
+    agent = agents["st-a"]
+    decide(agent.site, None, pid, spec.digest(), "approved", by="site-admin")
+    real = agent.hub.work
+    bad = [
+        [1, 2],
+        {"project_id": pid, "hash": spec.digest(), "spec": spec.body(), "round": 0},
+        {"id": good["id"] + 1000, "project_id": pid, "hash": spec.digest(), "spec": []}
+        | {"round": 0},
+        {"id": "x", "round": "y"},
+        {"id": good["id"] + 1001, "project_id": "p", "hash": 5, "spec": {}, "round": -3},
     ]
+
+    def hostile(*args, **kwargs):
+        work = real(*args, **kwargs)
+        return work | {"analyses": bad + work["analyses"]}
+
+    monkeypatch.setattr(agent.hub, "work", hostile)
+    agent.run_once()
+    assert researcher.analysis(good["id"])["sites"]["st-a"] == "released round 0"
+    refused = [
+        json.loads(e["detail"])["reason"]
+        for e in Ledger(agent.site.ledger).entries()
+        if e["action"] == "analysis.refused"
+    ]
+    assert sum(r.startswith("malformed analysis item") for r in refused) == len(bad)

@@ -423,3 +423,40 @@ def test_set_password_makes_a_private_argon2_file_and_serving_needs_one(tmp_path
         input=f"{PASSWORD}\n{PASSWORD}\n",
     )
     assert agent_name.exit_code == 1 and "name a person" in agent_name.output
+
+
+def test_the_inbox_lists_an_analysis_waiting_and_approving_it_lets_the_agent_release_it(site):
+    from flip.data.features.store_analysis import AnalysisSpec
+
+    site.sign_in()
+    rita = site.hub["rita"]
+    pid = rita.create_project(f"table one {site.name}")
+    rita.invite(pid, [site.name])
+    spec = AnalysisSpec(kind="table1", data=mace_task(0).data)
+    submitted = rita.submit_analysis(pid, spec.body())
+    site.agent.run_once()
+    inbox = site.http.get("/approvals").text
+    form = f"/approvals/analysis/{pid}/{spec.digest()}"
+    assert form in inbox and f"analysis {submitted['id']}" in inbox
+    shown = site.http.get(form)
+    assert shown.status_code == 200 and spec.digest() in shown.text
+    assert "&#34;kind&#34;: &#34;table1&#34;" in shown.text or '"kind": "table1"' in shown.text
+    done = site.post(form, {"decision": "approved"}, form)
+    assert done.status_code == 303, done.text
+    assert site.ledger().is_approved(str(pid), spec.digest())
+    site.agent.run_once()
+    assert rita.analysis(submitted["id"])["sites"][site.name] == "released round 0"
+    assert form not in site.http.get("/approvals").text.split("Latest")[0]
+
+    other = AnalysisSpec(kind="table1", data=mace_task(0).data, time_bin=7)
+    declined = rita.submit_analysis(pid, other.body())
+    site.agent.run_once()
+    form = f"/approvals/analysis/{pid}/{other.digest()}"
+    assert site.post(form, {"decision": "declined", "reason": " "}, form).status_code == 422
+    site.post(form, {"decision": "declined", "reason": "not this cohort"}, form)
+    site.agent.run_once()
+    assert rita.analysis(declined["id"])["sites"][site.name] == "refused: not this cohort"
+    unknown = site.post(
+        f"/approvals/analysis/{pid}/{'b' * 64}", {"decision": "approved"}, "/approvals"
+    )
+    assert unknown.status_code == 404

@@ -89,6 +89,15 @@ def submit(
     concepts: Annotated[
         str | None, typer.Option(help="harmonisation: the concept set, comma-separated ids.")
     ] = None,
+    timeout: Annotated[
+        int,
+        typer.Option(
+            min=10,
+            max=30 * 86400,
+            help="Seconds each round waits for the sites (the first includes their admins' "
+            "approval); then the hub goes on with those that answered, the others silent.",
+        ),
+    ] = 86400,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Ask a project's sites for an analysis; print its id and the hash site admins approve.
@@ -97,7 +106,7 @@ def submit(
     """
     with connected() as hub:
         spec = build_spec(kind, cohort, _split(covariates), outcome, time_bin, _split(concepts))
-        found = hub.submit_analysis(project, spec)
+        found = hub.submit_analysis(project, spec, timeout)
     if as_json:
         print_json(found)
         return

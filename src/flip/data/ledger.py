@@ -200,15 +200,20 @@ class Ledger:
         task_hash: str,
         limit: int | None,
         *,
-        kind: Literal["train", "evaluate"] = "train",
+        kind: Literal["train", "evaluate", "analysis"] = "train",
+        across_runs: bool = False,
     ) -> int | None:
-        """Count one more round of this task trained (or evaluated) in `run` and return how
-        many it has now, or None (counting nothing) when the run has already had `limit`.
+        """Count one more round of this task trained (or evaluated, or of an analysis
+        released) in `run` and return how many it has now, or None (counting nothing) when
+        the run (with `across_runs`, every run of this task) has already had `limit`.
         LedgerTampered if the chain is broken."""
         with self.engine.begin() as conn:
             counts = _counts(_verified(conn))
             done = counts.get((kind, run, project, task_hash), 0)
-            if limit is not None and done >= limit:
+            every = sum(
+                n for (k, _, p, t), n in counts.items() if (k, p, t) == (kind, project, task_hash)
+            )
+            if limit is not None and (every if across_runs else done) >= limit:
                 return None
             detail = {"kind": kind, "run": run, "project": project, "task_hash": task_hash}
             self._append(conn, COUNTED, {**detail, "rounds": done + 1})

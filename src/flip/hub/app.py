@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +44,11 @@ from flip.webkit.throttle import LoginThrottle
 
 API_PREFIX = "/api/v1"
 
+#: Seconds between two looks for analysis rounds past their timeout.
+ANALYSIS_SWEEP = 30.0
+
+log = logging.getLogger(__name__)
+
 
 def create_app(
     database_url: str,
@@ -51,6 +58,7 @@ def create_app(
     policy: AccessPolicy | None = None,
     behind_tls: bool = False,
     registry: Path | None = None,
+    analysis_sweep: float = ANALYSIS_SWEEP,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -62,7 +70,8 @@ def create_app(
     key that lives as long as the app. `policy` caps token lifetimes and throttles
     password guessing. `behind_tls`: a proxy in front ends TLS, so the web app's
     cookies carry Secure. `registry`: the model registry the models pages and API read
-    (default: the federation's, where its runs register their models).
+    (default: the federation's, where its runs register their models). Every
+    `analysis_sweep` s the hub closes the analysis rounds past their timeout.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -73,9 +82,13 @@ def create_app(
         if federation is not None:
             federation.changed = turns.changed_elsewhere
             await run_in_threadpool(federation.start, engine)
+        sweeper = asyncio.create_task(_sweep_analyses(engine, writer, analysis_sweep))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             if federation is not None:
                 federation.stop()
             writer.close()
@@ -127,6 +140,16 @@ def create_app(
     add_docs(app)
     add_web(app)
     return app
+
+
+async def _sweep_analyses(engine: Engine, writer: Writer, every: float) -> None:
+    """Close the analysis rounds past their timeout every `every` s, whoever reads them."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await analyses.expire_overdue(engine, writer)
+        except Exception:
+            log.exception("cannot close the analysis rounds past their timeout")
 
 
 def bootstrap_admin(

@@ -188,9 +188,15 @@ class ResearcherClient:
         """A completed run's certificate, with the sites' countersignatures so far."""
         return self._call("GET", f"/runs/{run_id}/certificate")
 
-    def submit_analysis(self, project_id: int, spec: dict[str, Any]) -> dict[str, Any]:
-        """Ask the project's sites for an analysis (its spec as FLIP writes it)."""
-        return self._call("POST", f"/projects/{project_id}/analyses", json={"spec": spec})
+    def submit_analysis(
+        self, project_id: int, spec: dict[str, Any], timeout: int | None = None
+    ) -> dict[str, Any]:
+        """Ask the project's sites for an analysis (its spec as FLIP writes it); each round
+        waits `timeout` s for them (None: the hub's default, a day)."""
+        body: dict[str, Any] = {"spec": spec}
+        if timeout is not None:
+            body["timeout"] = timeout
+        return self._call("POST", f"/projects/{project_id}/analyses", json=body)
 
     def analysis(self, analysis_id: int) -> dict[str, Any]:
         """An analysis: each site's part, and the combined result once complete."""

@@ -289,7 +289,10 @@ analyses = Table(
     Column("result", Text),
     Column("error", Text),
     _created(),
+    #: When the current round began (or the analysis last changed).
     Column("updated_at", DateTime, nullable=False, default=now),
+    #: Seconds each round waits for the sites asked; then the silent ones are left out.
+    Column("timeout", Integer, nullable=False, server_default="86400"),
     Index("ix_analyses_project", "project_id", "id"),
 )
 

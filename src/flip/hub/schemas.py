@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Path
 from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
 
@@ -314,6 +315,10 @@ class WorkOut(BaseModel):
     queries: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
     runs: list[dict[str, Any]]
+    analyses: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Analyses whose current round this site has yet to release or refuse.",
+    )
     train: list[int] = Field(
         default_factory=list,
         description="Deployment runs this site joined that are running: serve them.",
@@ -395,12 +400,25 @@ class HubHeadsOut(BaseModel):
 
 #: Analysis kinds the hub combines (flip.stats.federated), and harmonisation reports.
 ANALYSIS_KINDS = ("table1", "survival", "regression", "harmonisation")
+#: The largest analysis spec the hub takes, as JSON bytes.
+MAX_ANALYSIS_SPEC = 64 * 1024
+#: Seconds a round of an analysis waits for its sites by default: one day.
+ANALYSIS_TIMEOUT = 86400
 
 
 class AnalysisIn(BaseModel):
     spec: dict[str, Any] = Field(
         description="The analysis as `flip analysis submit` writes it: kind (table1, survival, "
-        "regression, harmonisation) and its cohort; sites approve its SHA-256."
+        "regression, harmonisation) and its cohort; sites approve its SHA-256. At most 64 KiB "
+        f"of JSON, every number within ±{MAX_MAGNITUDE:g}."
+    )
+    timeout: int = Field(
+        ANALYSIS_TIMEOUT,
+        ge=10,
+        le=30 * 86400,
+        description="Seconds each round waits for the sites asked (the first round includes "
+        "their admins' approval); then the hub goes on with the sites that answered and marks "
+        "the others silent.",
     )
 
     @field_validator("spec")
@@ -408,7 +426,12 @@ class AnalysisIn(BaseModel):
     def _known_kind(cls, spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("kind") not in ANALYSIS_KINDS:
             raise ValueError(f"kind: one of {', '.join(ANALYSIS_KINDS)}")
-        return spec
+        if len(orjson.dumps(spec)) > MAX_ANALYSIS_SPEC:
+            raise ValueError(
+                f"the spec is over {MAX_ANALYSIS_SPEC // 1024} KiB (every site gets it at each "
+                "poll until it answers)"
+            )
+        return _bounded_numbers(spec)
 
 
 class AnalysisOut(BaseModel):
@@ -418,9 +441,10 @@ class AnalysisOut(BaseModel):
     hash: str
     status: Literal["running", "completed", "failed"]
     round: int
+    timeout: int = Field(description="Seconds each round waits for the sites asked.")
     sites: dict[str, str] = Field(
         description="Per site: waiting (not approved yet, or not polled), released round N, "
-        "or refused with the site's reason."
+        "refused with the site's reason, or silent (no answer within the timeout)."
     )
     result: dict[str, Any] | None
     error: str | None

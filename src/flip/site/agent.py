@@ -112,9 +112,16 @@ class SiteAgent:
             work = self.hub.work(wait, self.serving)
         finally:
             self.waiting = False
+        analyses = work.get("analyses")
+        if analyses is None:  # a hub that predates analyses in the work answer
+            analyses = self.hub.analyses()
+        analyses = analyses if isinstance(analyses, list) else []
         with self._status() as status:
             status.polled(self.site.hub)
             status.offered(work["tasks"])
+            status.offered_analyses(
+                a for a in analyses if isinstance(a, dict) and a.get("round") == 0
+            )
         for query in work["queries"]:
             self._safely(f"query {query['id']}", query, self._answer, self._refuse_query)
         for task in work["tasks"]:
@@ -122,11 +129,11 @@ class SiteAgent:
             self._safely(key, task, self._check_task, self._refuse_task)
         for run in work["runs"]:
             self._safely(f"run {run['id']}", run, self._reply_run, self._refuse_run)
-        analyses = self.hub.analyses()
         for item in analyses:
-            key = f"analysis {item['id']}/{item['round']}"
+            shown = item if isinstance(item, dict) else {}
+            key = f"analysis {shown.get('id')}/{shown.get('round')}"
             self._safely(key, item, self.analyses.handle, self.analyses.refuse)
-        self.analyses.forget({item["id"] for item in analyses})
+        self.analyses.forget({item.get("id") for item in analyses if isinstance(item, dict)})
         self.in_hand.forget()
         if self.site.policy.share_logs:
             self._share_logs()

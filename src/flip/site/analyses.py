@@ -11,12 +11,19 @@ import logging
 import time
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from flip.config import SiteConfig
 from flip.data.cdm.store import open_store
+from flip.data.cohort.guard import ReleaseGuard
 from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
-from flip.data.features.store_analysis import AnalysisSpec, extract, site_release
+from flip.data.features.store_analysis import (
+    AnalysisSpec,
+    Declined,
+    extract,
+    released_sets,
+    site_release,
+)
 from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.site.approvals import RULE, by_person
@@ -25,8 +32,9 @@ from flip.site.policy import analysis_problem, auto_approves_analysis, project_p
 
 log = logging.getLogger(__name__)
 
-#: Rounds of one analysis a site answers: Newton converges in well under this many (step
-#: halvings included), and each round releases another gradient at a point the hub chose.
+#: Rounds a site answers of one approved analysis (its hash), under whichever analysis ids the
+#: hub sends it: Newton converges in well under this many (step halvings included), and each
+#: round releases another gradient at a point the hub chose.
 MAX_ROUNDS = 100
 
 #: Seconds a running analysis's cohort is kept after the hub last asked about it.
@@ -38,6 +46,22 @@ def load_spec(body: dict[str, Any]) -> AnalysisSpec | HarmonisationSpec:
     if body.get("kind") == "harmonisation":
         return HarmonisationSpec.model_validate(body)
     return AnalysisSpec.model_validate(body)
+
+
+class AnalysisItem(BaseModel):
+    """One round of an analysis as the hub asks for it."""
+
+    id: int
+    project_id: int
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    spec: dict[str, Any]
+    round: int = Field(ge=0)
+    proposal: list[Any] | None = None
+
+
+def _where(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
 
 
 class Analyses:
@@ -54,19 +78,19 @@ class Analyses:
     def handle(self, item: dict[str, Any]) -> None:
         """Release this round of the analysis if approved; refuse what the site never runs;
         leave the rest waiting for the site admin."""
+        try:
+            AnalysisItem.model_validate(item)
+        except ValidationError as exc:
+            self.refuse(item, f"malformed analysis item: {_where(exc)}")
+            return
         project, digest = int(item["project_id"]), str(item["hash"])
         try:
             spec = load_spec(item["spec"])
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            self.refuse(item, f"invalid analysis spec: {where}: {error['msg']}")
+            self.refuse(item, f"invalid analysis spec: {_where(exc)}")
             return
         if spec.digest() != digest or spec.body() != item["spec"]:
             self.refuse(item, "the analysis's spec does not hash to its claimed hash")
-            return
-        if int(item["round"]) >= MAX_ROUNDS:
-            self.refuse(item, f"this site answers at most {MAX_ROUNDS} rounds of an analysis")
             return
         problem = (
             project_problem(self.site.policy, project)
@@ -139,24 +163,87 @@ class Analyses:
                 store.close()
         if isinstance(spec, AnalysisSpec):
             cohort = self.cohorts[item["id"]]
-            released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
+            try:
+                if int(item["round"]) == 0:
+                    self._guard(item, released_sets(cohort, spec))
+                released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
+            except Declined as exc:
+                self.refuse(item, str(exc))
+                return
         with Ledger(self.site.ledger) as ledger:
-            ledger.record(
-                "analysis.released",
-                {
-                    "analysis": item["id"],
-                    "project": item["project_id"],
-                    "hash": item["hash"],
-                    "round": item["round"],
-                },
+            answered = ledger.count_round(
+                f"analysis:{item['id']}",
+                str(item["project_id"]),
+                item["hash"],
+                MAX_ROUNDS,
+                kind="analysis",
+                across_runs=True,
             )
+            if answered is None:
+                reason = f"this site answers at most {MAX_ROUNDS} rounds of an analysis"
+                ledger.record(
+                    "analysis.refused",
+                    {"analysis": item["id"], "project": item["project_id"], "reason": reason},
+                )
+            else:
+                ledger.record(
+                    "analysis.released",
+                    {
+                        "analysis": item["id"],
+                        "project": item["project_id"],
+                        "hash": item["hash"],
+                        "round": item["round"],
+                    },
+                )
+        if answered is None:
+            self.hub.release_analysis(item["id"], int(item["round"]), None, refused=reason)
+            return
         self.hub.release_analysis(item["id"], item["round"], released)
 
-    def refuse(self, item: dict[str, Any], reason: str) -> None:
-        """Audit the refusal and tell the hub why, releasing nothing."""
+    def _guard(self, item: dict[str, Any], sets: list[frozenset[int]]) -> None:
+        """Declined when a set of persons the analysis's first round counts or sums over
+        differs by 1 to min_cell-1 persons from one whose count (or sums) this project was
+        given before (a query's cohort, a task's split, another analysis): subtracting the
+        two would tell those persons' values. Else the sets are kept for the next check."""
+        min_cell = self.site.policy.min_cell_size
+        with Ledger(self.site.ledger) as ledger:
+            guard = ReleaseGuard(
+                ledger.engine, str(item["project_id"]), f"analysis {item['hash']}", min_cell, None
+            )
+            fresh = list({s for s in sets if s and not guard.released_before(s)})
+            if any(guard.isolates(s) for s in fresh):
+                raise Declined(
+                    f"its cohort differs by 1 to {min_cell - 1} persons from one whose count or "
+                    "sums this project was given before: the difference would tell theirs"
+                )
+            if fresh:
+                guard.remember(fresh, counted=False)
+
+    def refuse(self, item: Any, reason: str) -> None:
+        """Audit the refusal and tell the hub why, releasing nothing (an item without an
+        analysis id and round to answer is only audited)."""
+        known = item if isinstance(item, dict) else {}
+        analysis, round_ = _whole(known.get("id")), _whole(known.get("round", 0))
         with Ledger(self.site.ledger) as ledger:
             ledger.record(
                 "analysis.refused",
-                {"analysis": item.get("id"), "project": item.get("project_id"), "reason": reason},
+                {
+                    "analysis": analysis,
+                    "project": _whole(known.get("project_id")),
+                    "reason": reason,
+                },
             )
-        self.hub.release_analysis(item["id"], int(item.get("round", 0)), None, refused=reason)
+        if analysis is None or round_ is None or round_ < 0:
+            log.error("%s: refused an analysis item it cannot answer: %s", self.site.name, reason)
+            return
+        self.hub.release_analysis(analysis, round_, None, refused=reason)
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int if it is one (or a string of one), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if isinstance(value, int | str) else None
+    except ValueError:
+        return None

@@ -38,7 +38,7 @@ class HubClient:
         return str(response.json()["token"])
 
     def work(self, wait: float = 0.0, training: Iterable[int] = ()) -> dict[str, Any]:
-        """Pending queries, tasks and runs, and the deployment runs to serve.
+        """Pending queries, tasks, runs and analysis rounds, and the deployment runs to serve.
 
         `wait` > 0 long-polls that long; `training` names the runs served now, so the
         hub answers at once when that set changes.

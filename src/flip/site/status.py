@@ -1,6 +1,7 @@
 """What the site agent last saw, for the site console: whether it reaches the hub, when it last
-polled, its last error, and the tasks the hub offers this site (kept after they are decided,
-so the console can show what changed since the version the site last approved).
+polled, its last error, the tasks the hub offers this site (kept after they are decided,
+so the console can show what changed since the version the site last approved), and the
+analyses it asks this site for.
 
 A small SQLite file beside the ledger (0600): the agent writes it, the console reads it.
 It is a convenience, not a record: decisions live in the ledger.
@@ -29,6 +30,11 @@ CREATE TABLE IF NOT EXISTS offered_task (
     spec TEXT NOT NULL, project_name TEXT, researcher TEXT,
     first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, open INTEGER NOT NULL,
     PRIMARY KEY (project, task_hash)
+);
+CREATE TABLE IF NOT EXISTS offered_analysis (
+    project TEXT NOT NULL, hash TEXT NOT NULL, analysis INTEGER NOT NULL, kind TEXT NOT NULL,
+    spec TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, open INTEGER NOT NULL,
+    PRIMARY KEY (project, hash)
 );
 """
 
@@ -108,6 +114,46 @@ class AgentStatus:
             self.db.execute("ROLLBACK")
             raise
 
+    def offered_analyses(self, items: Iterable[dict[str, Any]]) -> None:
+        """Record the analyses the hub asks this site for now (by project and hash); any
+        other is no longer open."""
+        now = _now()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("UPDATE offered_analysis SET open = 0")
+            for item in items:
+                try:
+                    spec = item["spec"]
+                    row = (
+                        str(int(item["project_id"])),
+                        str(item["hash"])[:64],
+                        int(item["id"]),
+                        str(spec.get("kind") or "")[:40],
+                        orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode(),
+                    )
+                except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONEncodeError):
+                    continue  # the agent refuses a malformed analysis; nothing to show
+                self.db.execute(
+                    "INSERT INTO offered_analysis VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+                    "ON CONFLICT (project, hash) DO UPDATE SET open = 1, last_seen = ?, "
+                    "analysis = excluded.analysis",
+                    (*row, now, now, now),
+                )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def analyses(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        """Analyses the hub asked this site for (open ones only), newest first, spec parsed."""
+        return self._offered("offered_analysis", ["open = 1"] if open_only else [], [])
+
+    def analysis(self, project: str, digest: str) -> dict[str, Any] | None:
+        """One analysis the hub asked for, by project and hash, or None."""
+        return next(
+            (a for a in self.analyses() if a["project"] == project and a["hash"] == digest), None
+        )
+
     def agent(self) -> dict[str, Any] | None:
         """The agent's last poll (hub, connected, last_poll, last_contact, last_error,
         last_error_at), or None if no agent ever ran here."""
@@ -127,15 +173,19 @@ class AgentStatus:
             args.append(project)
         if open_only:
             where.append("open = 1")
+        return self._offered("offered_task", where, args)
+
+    def _offered(self, table: str, where: list[str], args: list[str]) -> list[dict[str, Any]]:
+        """The rows of `table` (offered_task or offered_analysis) that match, newest first."""
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.execute(
-            f"SELECT * FROM offered_task {clause} ORDER BY first_seen DESC, rowid DESC", args
+            f"SELECT * FROM {table} {clause} ORDER BY first_seen DESC, rowid DESC", args
         )
         names = [d[0] for d in rows.description]
         found = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
-        for task in found:
-            task["spec"] = orjson.loads(task["spec"])
-            task["open"] = bool(task["open"])
+        for item in found:
+            item["spec"] = orjson.loads(item["spec"])
+            item["open"] = bool(item["open"])
         return found
 
     def task(self, project: str, task_hash: str) -> dict[str, Any] | None:

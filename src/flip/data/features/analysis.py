@@ -24,7 +24,8 @@ from flip.data.features.csvfile import (
 )
 from flip.stats import cox, describe, newton, regression, survival
 from flip.stats.federated import INTERCEPT, coefficients
-from flip.stats.suppression import is_small, total
+from flip.stats.model_cells import model_withheld
+from flip.stats.suppression import total
 
 
 def _travel(partial: dict) -> dict:
@@ -271,45 +272,12 @@ def _km_partials(
 
 
 def _withheld(designs: dict[str, np.ndarray], names: list[str], min_cell: int) -> dict[str, str]:
-    """Why each site that takes no part in a model does not: fewer than min_cell complete
-    rows, or a small cell of its indicators (`small_indicator_cell`)."""
-    reasons = {}
-    for site, x in designs.items():
-        if len(x) < min_cell:
-            reasons[site] = f"fewer than {min_cell} complete rows"
-        elif reason := small_indicator_cell(x, names, min_cell):
-            reasons[site] = reason
-    return reasons
-
-
-def small_indicator_cell(x: np.ndarray, names: list[str], min_cell: int) -> str | None:
-    """The first indicator (a 0/1 column: a category's level, a 0/1 covariate, a binary
-    outcome) that is 1, or 0, on 1 to min_cell - 1 rows, or pair of them whose 2x2 table has
-    such a cell, named: the model's sums (X'X, X'y; a first Newton step's gradient and
-    Hessian) would count those rows and, for one row, tell its value."""
-    flags = [
-        j for j, name in enumerate(names) if name != INTERCEPT and np.isin(x[:, j], (0, 1)).all()
-    ]
-    n = len(x)
-    for a, j in enumerate(flags):
-        for k in flags[a:]:
-            ones_j, ones_k = int(x[:, j].sum()), int(x[:, k].sum())
-            both = int(x[:, j] @ x[:, k])
-            cells = [
-                ones_j,
-                n - ones_j,
-                both,
-                ones_j - both,
-                ones_k - both,
-                n - ones_j - ones_k + both,
-            ]
-            if any(is_small(c, min_cell) for c in cells[: 2 if j == k else 6]):
-                what = names[j] if j == k else f"{names[j]} with {names[k]}"
-                return (
-                    f"{what} leaves a cell of fewer than {min_cell} rows (and not none): "
-                    "the model's sums would reveal them"
-                )
-    return None
+    """Why each site that takes no part in a model does not (`model_withheld`)."""
+    return {
+        site: reason
+        for site, x in designs.items()
+        if (reason := model_withheld(x, names, min_cell)) is not None
+    }
 
 
 def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: bool) -> None:

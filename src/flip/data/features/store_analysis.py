@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flip.data.features.analysis import small_indicator_cell
 from flip.data.features.tabular import TabularData, TabularSpec
 from flip.stats import cox, describe, regression, survival
 from flip.stats.federated import INTERCEPT, spec_hash, terms
+from flip.stats.model_cells import model_withheld
 from flip.stats.suppression import hidden, is_small
 
 if TYPE_CHECKING:
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 
 #: Feature sources whose values are 0/1: Table 1 counts them as categories.
 BINARY_SOURCES = frozenset({"male", "condition", "observation"})
+
+#: The largest |x'beta| a Newton proposal may give one of the site's rows.
+MAX_LINEAR_PREDICTOR = 50.0
+
+
+class Declined(ValueError):
+    """The site takes no part in this round; the message says why (it goes to the hub)."""
 
 
 class AnalysisSpec(BaseModel):
@@ -84,6 +91,8 @@ def site_release(
     """This site's release for one round of the analysis (see `flip.stats.federated`), from
     its cohort as `extract(store, spec)` read it."""
     names = data.feature_names
+    if round_ > 0 and not (terms(spec.body()) and spec.family != "linear"):
+        raise Declined(f"this {spec.kind} analysis takes no Newton rounds")
     if spec.kind == "table1":
         return {"columns": _table1(spec, data.x, data.y, names, min_cell)}
     columns = [names.index(c) for c in (spec.covariates or [])]
@@ -92,12 +101,12 @@ def site_release(
         t, e = data.y[:, 0].astype(float), data.y[:, 1].astype(float)
         keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
         t, e, x = t[keep], e[keep], x[keep]
-        # A small cell of an indicator would be counted by the model's sums.
-        cell = small_indicator_cell(x, spec.covariates or [], min_cell)
+        withheld = model_withheld(x, spec.covariates or [], min_cell)
         if round_ > 0:
-            _refuse_small_cell(cell)
-            return {"newton": _enough(cox.cox_partial(t, e, x, proposal), len(t), min_cell)}
-        enough = bool(terms(spec.body())) and not is_small(len(t), min_cell) and cell is None
+            _take_part(withheld)
+            _check_proposal(x, proposal, "cox", min_cell)
+            return {"newton": cox.cox_partial(t, e, x, proposal)}
+        enough = bool(terms(spec.body())) and withheld is None
         return {
             "km": survival.km_partial(t, e, spec.time_bin, min_cell),
             "cox": cox.cox_partial(t, e, x, [0.0] * x.shape[1]) if enough else None,
@@ -111,16 +120,45 @@ def site_release(
     design, names = x, [INTERCEPT, *(spec.covariates or [])]
     if spec.family == "logistic":
         design, names = np.column_stack([x, y]), [*names, "outcome"]
-    cell = small_indicator_cell(design, names, min_cell)
+    withheld = model_withheld(design, names, min_cell)
     if round_ > 0:
-        _refuse_small_cell(cell)
-        return {"newton": _enough(regression.logistic_partial(x, y, proposal), len(y), min_cell)}
-    if len(y) < min_cell or cell:
+        _take_part(withheld)
+        _check_proposal(x, proposal, "logistic", min_cell)
+        return {"newton": regression.logistic_partial(x, y, proposal)}
+    if withheld:
         return {"withheld": True, "left_out": hidden(min_cell), "n": 0}
     out = {"withheld": False, "left_out": _count(int((~keep).sum()), min_cell), "n": len(y)}
     if spec.family == "linear":
         return out | {"linear": regression.linear_partial(x[:, 1:], y)}
     return out | {"newton": regression.logistic_partial(x, y, [0.0] * x.shape[1])}
+
+
+def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]:
+    """The sets of persons whose counts or sums the analysis's first round releases: its
+    cohort, and per Table 1 column the persons with a value (and with each level of a 0/1
+    column); for a model, the complete rows (and those with the event or outcome)."""
+    ids = np.asarray(data.person_ids)
+
+    def rows(mask: np.ndarray) -> frozenset[int]:
+        return frozenset(ids[mask].tolist())
+
+    sets = [frozenset(ids.tolist())]
+    if spec.kind == "harmonisation":
+        return sets
+    if spec.kind == "table1":
+        columns = [data.x[:, i].astype(float) for i in range(data.x.shape[1])]
+        columns += [data.y[:, j] for j in range(2)] if data.y.ndim == 2 else [data.y]
+        for values in (np.asarray(c, dtype=float) for c in columns):
+            present = ~np.isnan(values)
+            sets.append(rows(present))
+            if np.isin(values[present], (0.0, 1.0)).all():
+                sets += [rows(values == 1.0), rows(values == 0.0)]
+        return sets
+    x = data.x[:, [data.feature_names.index(c) for c in spec.covariates or []]].astype(float)
+    y = np.asarray(data.y, dtype=float).reshape(len(ids), -1)
+    complete = ~np.isnan(x).any(axis=1) & ~np.isnan(y).any(axis=1)
+    flag = y[:, -1] if spec.kind == "survival" or spec.family == "logistic" else None
+    return sets + [rows(complete)] + ([] if flag is None else [rows(complete & (flag == 1.0))])
 
 
 def extract(store: Store, spec: AnalysisSpec) -> TabularData:
@@ -130,15 +168,41 @@ def extract(store: Store, spec: AnalysisSpec) -> TabularData:
     return extract_raw(store, spec.data)
 
 
-def _enough(partial: dict, n: int, min_cell: int) -> dict:
-    if is_small(n, min_cell):
-        raise ValueError(f"{n} complete rows now, fewer than the site's minimum {min_cell}")
-    return partial
+def _take_part(withheld: str | None) -> None:
+    if withheld:
+        raise Declined(f"this site takes no part in the model: {withheld}")
 
 
-def _refuse_small_cell(cell: str | None) -> None:
-    if cell:
-        raise ValueError(f"this site takes no part in the model: {cell}")
+def _check_proposal(x: np.ndarray, proposal: object, model: str, min_cell: int) -> None:
+    """Refuse a Newton proposal that is not one finite number per coefficient, that puts a
+    row's linear predictor beyond ±MAX_LINEAR_PREDICTOR, or whose weights (logistic: p(1-p),
+    Cox: exp(x'beta)) give fewer than min_cell rows' worth of weight (Kish's effective
+    size): at such a point one row, or a few, would dominate the gradient and Hessian."""
+    width = x.shape[1]
+    if (
+        not isinstance(proposal, list)
+        or len(proposal) != width
+        or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in proposal)
+    ):
+        raise Declined(f"the hub's proposal is not {width} coefficients")
+    beta = np.asarray(proposal, dtype=float)
+    if not np.isfinite(beta).all():
+        raise Declined("the hub's proposal has a coefficient that is not a finite number")
+    eta = x @ beta
+    if len(eta) and np.abs(eta).max() > MAX_LINEAR_PREDICTOR:
+        raise Declined(
+            f"the hub's proposal puts a row's linear predictor beyond ±{MAX_LINEAR_PREDICTOR:g}"
+        )
+    if model == "logistic":
+        weights = np.exp(-np.logaddexp(0, -eta)) * np.exp(-np.logaddexp(0, eta))
+    else:
+        weights = np.exp(eta - eta.max()) if len(eta) else eta
+    effective = weights.sum() ** 2 / (weights**2).sum() if weights.any() else 0.0
+    if effective < min_cell:
+        raise Declined(
+            f"at the hub's proposal {effective:.1f} rows carry the weight, fewer than the "
+            f"site's minimum {min_cell}: a few rows would dominate the release"
+        )
 
 
 def _count(n: int, min_cell: int) -> int | str:

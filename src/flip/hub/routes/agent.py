@@ -46,6 +46,7 @@ from flip.hub.db import (
     users,
 )
 from flip.hub.federation import Federation
+from flip.hub.routes.analyses import open_analyses_by_site
 from flip.hub.schemas import (
     AnchorIn,
     AnchorOut,
@@ -90,7 +91,8 @@ async def work(
     ] = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> WorkOut:
     """What this site has yet to do: queries to answer, tasks to decide, runs to reply to,
-    and the running deployment runs it joined, with where its SuperNode connects.
+    analysis rounds to release, and the running deployment runs it joined, with where its
+    SuperNode connects.
 
     With `wait`, a long poll: the hub answers as soon as there is work, or the runs
     to serve differ from `training`, or with nothing after `wait` seconds.
@@ -108,7 +110,8 @@ async def work(
         found = await request.app.state.fresh.get(key, read, key, read_all=every)
         left = deadline - time.monotonic()
         changed = set(found.train) != set(training)
-        if found.queries or found.tasks or found.runs or changed or left <= 0:
+        pending = found.queries or found.tasks or found.runs or found.analyses
+        if pending or changed or left <= 0:
             if federation is not None:
                 return found.model_copy(update={"flower": FlowerOut(**federation.info())})
             return found
@@ -147,11 +150,11 @@ def _work(conn: Connection, site: Principal) -> WorkOut:
 
 
 def _no_work() -> WorkOut:
-    return WorkOut(queries=[], tasks=[], runs=[])
+    return WorkOut(queries=[], tasks=[], runs=[], analyses=[])
 
 
 def _every_site_work(engine: Engine) -> dict[Hashable, WorkOut]:
-    """Every site's pending work, read in four statements, keyed as the work cache keys it."""
+    """Every site's pending work, read in six statements, keyed as the work cache keys it."""
     with reading(engine) as conn:
         found = _works(conn)
         every = conn.execute(select(sites.c.id)).scalars()
@@ -258,6 +261,8 @@ def _works(conn: Connection, site_id: int | None = None) -> dict[int, WorkOut]:
         works[r.site_id].runs.append(
             {"id": r.id, "project_id": r.project_id, "rounds": r.rounds, "task_hash": r.hash}
         )
+    for site, items in open_analyses_by_site(conn, site_id).items():
+        works[site].analyses.extend(items)
     return dict(works)
 
 

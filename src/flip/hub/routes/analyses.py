@@ -6,24 +6,32 @@ The hub sees only what `flip.stats.federated` says a round releases; it never re
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import Connection, insert, select, update
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from flip.hub import audit
-from flip.hub.auth import Reader, Researcher, Site
+from flip.hub.auth import Principal, Reader, Researcher, Site
 from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
 from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
-from flip.hub.transactions import Conn, ReadConn, writes
+from flip.hub.transactions import Conn, ReadConn, Writer, reading, writes
 from flip.stats.federated import combine_round, spec_hash
 
 router = APIRouter(tags=["analyses"])
 
 #: The project statuses of a site that is asked for an analysis.
 MEMBER = ("invited", "approved")
+
+#: Analyses a project may have running at once (each is in its sites' every poll).
+MAX_RUNNING = 50
+
+#: How a site that did not answer a round within the analysis's timeout is shown.
+SILENT = "silent"
 
 
 def _members(conn: Connection, project_id: int) -> dict[int, str]:
@@ -43,6 +51,17 @@ def submit_analysis(
 ) -> AnalysisOut:
     """Ask every site of the project for an analysis; each runs it once it approved its hash."""
     _visible(conn, project_id, who)
+    running = conn.execute(
+        select(func.count()).where(
+            analyses.c.project_id == project_id, analyses.c.status == "running"
+        )
+    ).scalar_one()
+    if running >= MAX_RUNNING:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"project {project_id} has {running} analyses running, the most it may: "
+            "wait for one to finish",
+        )
     digest = spec_hash(body.spec)
     aid = conn.execute(
         insert(analyses).values(
@@ -54,6 +73,7 @@ def submit_analysis(
             status="running",
             round=0,
             state="{}",
+            timeout=body.timeout,
         )
     ).inserted_primary_key[0]
     audit.append(
@@ -67,25 +87,117 @@ def submit_analysis(
 
 
 @router.get("/projects/{project_id}/analyses")
-def list_analyses(project_id: PathId, conn: ReadConn, who: Reader) -> list[AnalysisOut]:
-    """The project's analyses, newest first."""
-    _visible(conn, project_id, who)
-    ids = conn.execute(
-        select(analyses.c.id)
-        .where(analyses.c.project_id == project_id)
-        .order_by(analyses.c.id.desc())
-    ).scalars()
-    return [_analysis_out(conn, aid) for aid in ids]
+async def list_analyses(project_id: PathId, request: Request, who: Reader) -> list[AnalysisOut]:
+    """The project's analyses, newest first (a round past its timeout is closed first); each
+    read is audited."""
+    writer: Writer = request.app.state.writer
+    await expire_overdue(request.app.state.engine, writer, project_id=project_id)
+
+    def job(conn: Connection) -> list[AnalysisOut]:
+        _visible(conn, project_id, who)
+        ids = conn.execute(
+            select(analyses.c.id)
+            .where(analyses.c.project_id == project_id)
+            .order_by(analyses.c.id.desc())
+        ).scalars()
+        found = [_analysis_out(conn, aid) for aid in ids]
+        for a in found:
+            audit.append(conn, who.label, "analysis.read", f"analysis:{a.id}")
+        return found
+
+    return await writer.run(job, wake=False)
 
 
 @router.get("/analyses/{analysis_id}")
-def get_analysis(analysis_id: PathId, conn: ReadConn, who: Reader) -> AnalysisOut:
-    """An analysis: each site's part, and the combined result once every site answered."""
-    project_id = conn.execute(
-        select(analyses.c.project_id).where(analyses.c.id == analysis_id)
-    ).scalar()
-    _visible(conn, project_id or 0, who, f"no analysis {analysis_id}")
-    return _analysis_out(conn, analysis_id)
+async def get_analysis(analysis_id: PathId, request: Request, who: Reader) -> AnalysisOut:
+    """An analysis: each site's part, and the combined result once every site answered (or
+    the round's timeout passed)."""
+    return await read_analysis(request, analysis_id, who)
+
+
+async def read_analysis(request: Request, analysis_id: int, who: Principal) -> AnalysisOut:
+    """An analysis for one of its project's readers (404 to anyone else), its round closed
+    first if past its timeout, and the read audited (`analysis.read`)."""
+    writer: Writer = request.app.state.writer
+    await expire_overdue(request.app.state.engine, writer, analysis_id=analysis_id)
+
+    def job(conn: Connection) -> AnalysisOut:
+        project_id = conn.execute(
+            select(analyses.c.project_id).where(analyses.c.id == analysis_id)
+        ).scalar()
+        _visible(conn, project_id or 0, who, f"no analysis {analysis_id}")
+        audit.append(conn, who.label, "analysis.read", f"analysis:{analysis_id}")
+        return _analysis_out(conn, analysis_id)
+
+    return await writer.run(job, wake=False)
+
+
+def _overdue(
+    conn: Connection, project_id: int | None = None, analysis_id: int | None = None
+) -> list[int]:
+    """The running analyses (of a project, or one) whose current round is past its timeout."""
+    query = select(analyses.c.id, analyses.c.updated_at, analyses.c.timeout).where(
+        analyses.c.status == "running"
+    )
+    if project_id is not None:
+        query = query.where(analyses.c.project_id == project_id)
+    if analysis_id is not None:
+        query = query.where(analyses.c.id == analysis_id)
+    at = now()
+    return [r.id for r in conn.execute(query) if r.updated_at + timedelta(seconds=r.timeout) <= at]
+
+
+async def expire_overdue(engine: Engine, writer: Writer, **where: int) -> None:
+    """Close the rounds past their timeout (of the analyses `where` names, or all): the sites
+    asked that did not answer are marked silent and the hub goes on with those that did."""
+
+    def overdue() -> list[int]:
+        with reading(engine) as conn:
+            return _overdue(conn, **where)
+
+    if await run_in_threadpool(overdue):
+        await writer.run(lambda conn: _expire(conn, _overdue(conn, **where)))
+
+
+def _expire(conn: Connection, ids: list[int]) -> None:
+    """Mark silent the sites asked that have not answered each analysis's round, then
+    combine the round; a model whose Newton round lost a site fails (every site that took
+    part must answer each round)."""
+    for analysis_id in ids:
+        a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
+        members = _members(conn, a.project_id)
+        asked = _asked(members, a)
+        answered = set(
+            conn.execute(
+                select(analysis_releases.c.site_id).where(
+                    analysis_releases.c.analysis_id == a.id, analysis_releases.c.round == a.round
+                )
+            ).scalars()
+        )
+        silent = sorted(asked - {members[s] for s in answered if s in members})
+        reason = f"{SILENT}: no answer within {a.timeout} s"
+        for site_id, name in members.items():
+            if name in silent and site_id not in answered:
+                conn.execute(
+                    insert(analysis_releases).values(
+                        analysis_id=a.id, site_id=site_id, round=a.round, refused=reason
+                    )
+                )
+        detail = {"round": a.round, "silent": silent}
+        audit.append(conn, "hub", "analysis.timeout", f"analysis:{a.id}", detail)
+        if a.round > 0 and silent:
+            error = (
+                f"{', '.join(silent)} did not answer Newton round {a.round} within {a.timeout} s: "
+                "a model's rounds need every site that took part"
+            )
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.id == a.id)
+                .values(status="failed", error=error, updated_at=now())
+            )
+            audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
+        else:
+            _combine_if_complete(conn, a)
 
 
 def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
@@ -112,6 +224,8 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
         row = latest.get(site_id)
         if row is None:
             parts[name] = "waiting"
+        elif row.refused is not None and row.refused.startswith(f"{SILENT}:"):
+            parts[name] = row.refused
         elif row.refused is not None:
             parts[name] = f"refused: {row.refused}"
         else:
@@ -123,6 +237,7 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
         hash=a.hash,
         status=a.status,
         round=a.round,
+        timeout=a.timeout,
         sites=parts,
         result=None if a.result is None else orjson.loads(a.result),
         error=a.error,
@@ -132,28 +247,46 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
 
 @router.get("/agent/analyses", tags=["site agent"])
 def open_analyses(conn: ReadConn, site: Site) -> list[dict[str, Any]]:
-    """The analyses this site has yet to release the current round of."""
-    member = select(project_sites.c.project_id).where(
-        project_sites.c.site_id == site.id, project_sites.c.status.in_(MEMBER)
+    """The analyses this site has yet to release the current round of (they also come with
+    `GET /agent/work`; this is for agents that predate that)."""
+    return open_analyses_by_site(conn, site.id).get(site.id, [])
+
+
+def open_analyses_by_site(
+    conn: Connection, site_id: int | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """Per site (the site `site_id`, or every site with some): the running analyses whose
+    current round it is asked for and has yet to release or refuse."""
+    member = select(project_sites.c.site_id, project_sites.c.project_id).where(
+        project_sites.c.status.in_(MEMBER)
     )
+    if site_id is not None:
+        member = member.where(project_sites.c.site_id == site_id)
+    member = member.subquery()
     running = conn.execute(
-        select(analyses)
-        .where(analyses.c.status == "running", analyses.c.project_id.in_(member))
+        select(member.c.site_id, sites.c.name.label("site_name"), analyses)
+        .join_from(analyses, member, member.c.project_id == analyses.c.project_id)
+        .join(sites, sites.c.id == member.c.site_id)
+        .where(analyses.c.status == "running")
         .order_by(analyses.c.id)
     ).all()
+    if not running:
+        return {}
     answered = set(
         conn.execute(
-            select(analysis_releases.c.analysis_id, analysis_releases.c.round).where(
-                analysis_releases.c.site_id == site.id
-            )
+            select(
+                analysis_releases.c.site_id,
+                analysis_releases.c.analysis_id,
+                analysis_releases.c.round,
+            ).where(analysis_releases.c.analysis_id.in_({a.id for a in running}))
         ).all()
     )
-    out = []
+    out: dict[int, list[dict[str, Any]]] = {}
     for a in running:
         state = orjson.loads(a.state)
-        asked = a.round == 0 or site.name in state.get("sites", [])
-        if asked and (a.id, a.round) not in answered:
-            out.append(
+        asked = a.round == 0 or a.site_name in state.get("sites", [])
+        if asked and (a.site_id, a.id, a.round) not in answered:
+            out.setdefault(a.site_id, []).append(
                 {
                     "id": a.id,
                     "project_id": a.project_id,
@@ -182,6 +315,13 @@ def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, s
         )
     if body.refused is None and body.release is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a release or a refusal")
+    members = _members(conn, a.project_id)
+    if members[site.id] not in _asked(members, a):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this site is not asked for round {a.round} of analysis {analysis_id} "
+            "(it takes no part in the model)",
+        )
     exists = conn.execute(
         select(analysis_releases.c.round).where(
             analysis_releases.c.analysis_id == analysis_id,
@@ -205,11 +345,17 @@ def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, s
     _combine_if_complete(conn, a)
 
 
+def _asked(members: dict[int, str], a: Any) -> set[str]:
+    """The names of the sites asked for the analysis's current round: every member for the
+    first, then the sites that took part in the model."""
+    return set(members.values()) if a.round == 0 else set(orjson.loads(a.state)["sites"])
+
+
 def _combine_if_complete(conn: Connection, a: Any) -> None:
     """Combine the round once every site asked has answered it."""
     members = _members(conn, a.project_id)
     state = orjson.loads(a.state)
-    asked = set(members.values()) if a.round == 0 else set(state["sites"])
+    asked = _asked(members, a)
     rows = conn.execute(
         select(analysis_releases.c.site_id, analysis_releases.c.body).where(
             analysis_releases.c.analysis_id == a.id, analysis_releases.c.round == a.round
@@ -222,7 +368,7 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     values: dict[str, Any] = {"updated_at": now()}
     try:
         if not releases:
-            raise ValueError("every site refused the analysis")
+            raise ValueError("no site released its part (each refused or was silent)")
         state = combine_round(orjson.loads(a.spec), {**state, "round": a.round}, releases)
     except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
         values |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from flip.hub.routes import analyses as api
 from flip.hub.schemas import PathId
-from flip.hub.web.pages import WebReader, WebRoute, page, read
+from flip.hub.web.pages import WebReader, WebRoute, page
 from flip.hub.web.security import check_csrf
 from flip.stats.tables import table1_rows
 
@@ -91,9 +91,7 @@ def _concept_name(result: dict[str, Any], cid: str) -> str:
 @router.get("/{analysis_id}")
 async def analysis_page(request: Request, analysis_id: PathId, who: WebReader):
     """An analysis: its hash, each site's part, and the combined result once complete."""
-    found = await read(
-        request, lambda conn: api.get_analysis(analysis_id=analysis_id, conn=conn, who=who)
-    )
+    found = await api.read_analysis(request, analysis_id, who)
     return page(
         request,
         "analysis.html",

@@ -15,7 +15,14 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from flip.config import SiteConfig
-from flip.site.console import approvals, passwords, policy, records, signin
+from flip.site.console import (
+    analysis_approvals,
+    approvals,
+    passwords,
+    policy,
+    records,
+    signin,
+)
 from flip.site.console.pages import Sessions, error_page
 from flip.site.console.review import code_css
 from flip.webkit.limits import BodySizeLimit
@@ -37,7 +44,7 @@ def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
     app.state.sessions = Sessions()
     app.state.throttle = signin.new_throttle()
     app.state.behind_tls = behind_tls
-    for module in (signin, approvals, policy, records):
+    for module in (signin, approvals, analysis_approvals, policy, records):
         app.include_router(module.router, include_in_schema=False)
     css = code_css()
 

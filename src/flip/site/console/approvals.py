@@ -1,5 +1,5 @@
-"""The approvals inbox: the tasks the hub asks this site to decide, each task's review, and the
-decision (the ledger first, then the hub)."""
+"""The approvals inbox: the tasks (and analyses, `analysis_approvals`) the hub asks this site
+to decide, each task's review, and the decision (the ledger first, then the hub)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from flip.config import SiteConfig
 from flip.data.ledger import DECISIONS, Ledger
 from flip.site.approvals import decide
+from flip.site.console.analysis_approvals import waiting_analyses
 from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, site_of
 from flip.site.console.review import review
 from flip.site.hub_client import HubClient
@@ -48,12 +49,20 @@ def _inbox(site: SiteConfig) -> dict:
                 decided.append({"at": entry["at"], "action": entry["action"], **detail})
             if len(decided) == RECENT:
                 break
-        return {"waiting": waiting, "decided": decided, "agent": seen.agent()}
+        analyses = {(a["project"], a["hash"]) for a in seen.analyses()}
+        for entry in decided:
+            entry["analysis"] = (str(entry.get("project")), entry.get("task_hash")) in analyses
+        return {
+            "waiting": waiting,
+            "waiting_analyses": waiting_analyses(site),
+            "decided": decided,
+            "agent": seen.agent(),
+        }
 
 
 @router.get("/approvals")
 async def inbox(request: Request, who: Admin, done: str | None = None):
-    """The tasks waiting for this site's decision, and the latest decisions."""
+    """The tasks and analyses waiting for this site's decision, and the latest decisions."""
     view = await run_in_threadpool(_inbox, site_of(request))
     return page(request, "approvals.html", done=done, **view)
 

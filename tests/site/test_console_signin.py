@@ -9,6 +9,7 @@ import asyncio
 import re
 
 import httpx
+import orjson
 from fastapi.testclient import TestClient
 
 from flip.config import SiteConfig
@@ -78,3 +79,31 @@ def test_an_oversized_form_post_gets_the_error_page(tmp_path):
     assert answer.status_code == 413 and answer.headers["content-type"].startswith("text/html")
     assert "over the limit" in answer.text
     assert "script-src 'self'" in answer.headers["content-security-policy"]
+
+
+def test_a_new_password_ends_the_admins_open_sessions(tmp_path):
+    app = _console(tmp_path)
+    dana, other = _browser(app, "10.0.0.1"), _browser(app, "10.0.0.2")
+    assert _sign_in(dana, PASSWORD).status_code == 303
+    assert _sign_in(other, PASSWORD).status_code == 303
+    assert dana.get("/approvals").status_code == 200
+    # As `flip site console set-password` does while the console runs (a leaked password).
+    set_password(password_path(tmp_path / "ledger.sqlite"), "dana", "a brand new password")
+    for browser in (dana, other):
+        answer = browser.get("/approvals")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/signin")
+    assert _sign_in(dana, "a brand new password").status_code == 303
+    assert dana.get("/approvals").status_code == 200
+
+
+def test_an_admin_taken_out_of_the_password_file_is_signed_out(tmp_path):
+    app = _console(tmp_path)
+    path = password_path(tmp_path / "ledger.sqlite")
+    set_password(path, "eve", "eve's console password")
+    eve = _browser(app, "10.0.0.5")
+    assert _sign_in(eve, "eve's console password", name="eve").status_code == 303
+    kept = orjson.loads(path.read_bytes())
+    del kept["eve"]
+    path.write_bytes(orjson.dumps(kept))
+    answer = eve.get("/approvals")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/signin")

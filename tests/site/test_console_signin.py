@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 
 import httpx
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from flip.config import SiteConfig
-from flip.site.console import create_app
+from flip.ports import free_port
+from flip.site.console import create_app, signin
 from flip.site.console.passwords import password_path, set_password
+from tests.e2e.processes import FLIP, wait_for
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PASSWORD = "a console test password"
@@ -107,3 +111,37 @@ def test_an_admin_taken_out_of_the_password_file_is_signed_out(tmp_path):
     path.write_bytes(orjson.dumps(kept))
     answer = eve.get("/approvals")
     assert answer.status_code == 303 and answer.headers["location"].startswith("/signin")
+
+
+@pytest.mark.slow
+def test_the_served_console_ignores_x_forwarded_for_unless_told_a_proxy_is_in_front(tmp_path):
+    """`flip site console` on loopback: a local client naming another address in
+    X-Forwarded-For on each guess still meets the per-address limit."""
+    _console(tmp_path)
+    port = free_port()
+    config = str(tmp_path / "site.yaml")
+    console = subprocess.Popen(
+        [*FLIP, "site", "console", "--site-config", config, "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url) as browser:
+            wait_for(lambda: _answers(browser), "the site console", timeout=60)
+            codes = []
+            for i in range(signin.ADDRESS_FAILURES + 1):
+                token = CSRF.search(browser.get("/signin").text).group(1)
+                form = {"csrf": token, "name": f"guess{i}", "password": "a wrong password!"}
+                spoofed = {"X-Forwarded-For": f"10.9.9.{i}"}
+                codes.append(browser.post("/signin", data=form, headers=spoofed).status_code)
+    finally:
+        console.terminate()
+        console.wait(timeout=15)
+    assert codes == [401] * signin.ADDRESS_FAILURES + [429]
+
+
+def _answers(browser: httpx.Client) -> bool:
+    try:
+        return browser.get("/signin").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -35,7 +35,11 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8400,
     behind_tls: Annotated[
-        bool, typer.Option(help="A TLS proxy in front ends HTTPS: cookies carry Secure.")
+        bool,
+        typer.Option(
+            help="A TLS proxy in front ends HTTPS: cookies carry Secure and its "
+            "X-Forwarded-For/-Proto headers are believed (without it they are ignored)."
+        ),
     ] = False,
 ) -> None:
     """Serve the console of the site whose site.yaml is given (sign in with a console
@@ -56,7 +60,9 @@ def serve(
             )
         application = create_app(site_config.resolve(), behind_tls=behind_tls)
     typer.echo(f"{site.name}: site console at http://{host}:{port}/", err=True)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    # X-Forwarded-For names the client only when a proxy the operator put in front sets it:
+    # else any local client could name a new address on each guess and pass the throttle.
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=behind_tls)
 
 
 @app.command("set-password")

@@ -145,3 +145,42 @@ def _answers(browser: httpx.Client) -> bool:
         return browser.get("/signin").status_code == 200
     except httpx.TransportError:
         return False
+
+
+@pytest.mark.slow
+def test_the_served_console_answers_only_to_its_own_host_names(tmp_path):
+    """A page of another site whose name was rebound to 127.0.0.1 (DNS rebinding) reaches the
+    console with its own name as Host: refused, so it cannot guess passwords from the admin's
+    own browser and address."""
+    _console(tmp_path)
+    port = free_port()
+    config = str(tmp_path / "site.yaml")
+    command = [*FLIP, "site", "console", "--site-config", config, "--port", str(port)]
+    console = subprocess.Popen(
+        [*command, "--allowed-host", "console.example.org"], stderr=subprocess.DEVNULL
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            wait_for(lambda: _answers(browser), "the site console", timeout=60)
+            codes = {
+                host: browser.get("/signin", headers={"Host": host}).status_code
+                for host in (
+                    f"127.0.0.1:{port}",
+                    f"localhost:{port}",
+                    f"[::1]:{port}",
+                    "console.example.org",
+                    f"rebound.example.net:{port}",
+                    "",
+                )
+            }
+    finally:
+        console.terminate()
+        console.wait(timeout=15)
+    assert codes == {
+        f"127.0.0.1:{port}": 200,
+        f"localhost:{port}": 200,
+        f"[::1]:{port}": 200,
+        "console.example.org": 200,
+        f"rebound.example.net:{port}": 400,
+        "": 400,
+    }

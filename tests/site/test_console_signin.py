@@ -184,3 +184,14 @@ def test_the_served_console_answers_only_to_its_own_host_names(tmp_path):
         f"rebound.example.net:{port}": 400,
         "": 400,
     }
+
+
+def test_a_console_given_its_host_names_refuses_any_other(tmp_path):
+    config = tmp_path / "site.yaml"
+    SiteConfig(name="north", store="store.duckdb", ledger="ledger.sqlite").save(config)
+    app = create_app(config, hosts=frozenset({"127.0.0.1", "[::1]"}))
+    browser = TestClient(app, base_url="http://127.0.0.1:8400", follow_redirects=False)
+    assert browser.get("/signin").status_code == 200
+    assert browser.get("/signin", headers={"Host": "[::1]:8400"}).status_code == 200
+    rebound = browser.get("/signin", headers={"Host": "rebound.example.net:8400"})
+    assert rebound.status_code == 400 and "host name" in rebound.text

@@ -391,6 +391,30 @@ def test_a_live_stream_ends_when_the_user_is_revoked(web, monkeypatch):
     assert time.monotonic() - started < 10, "the stream stopped soon after the revocation"
 
 
+def test_a_live_stream_ends_cleanly_when_its_member_is_taken_off_the_project(web, monkeypatch):
+    monkeypatch.setattr(live, "POLL", 0.1)
+    monkeypatch.setattr(live, "LIFETIME", 20.0)
+    owner = person(web, "stream-owner")
+    watcher = person(web, "stream-watcher", "viewer")
+    web.site("st-b")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "watched"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/members", owner.token, json={"users": ["stream-watcher"]})
+    uid = web.call("GET", f"/projects/{pid}", owner.token).json()["member_ids"]["stream-watcher"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": ["st-b"]})
+    query = {"name": "never answered", "definition": {}}
+    qid = web.call("POST", f"/projects/{pid}/queries", owner.token, json=query).json()["id"]
+    removal = ("DELETE", f"/projects/{pid}/members/{uid}", owner.token)
+    remove = threading.Timer(1.0, web.call, removal)
+    remove.start()
+    started = time.monotonic()
+    with watcher.http.stream("GET", f"/queries/{qid}/events") as events:
+        body = "".join(events.iter_text())
+    remove.join()
+    assert "event: update" in body and body.endswith("event: done\ndata: \n\n"), body[-200:]
+    assert time.monotonic() - started < 10, "the stream stopped soon after the removal"
+    assert watcher.http.get(f"/queries/{qid}").status_code == 404
+
+
 def test_bad_input_is_a_4xx_page_with_the_security_headers_never_a_500(web):
     owner = person(web, "mallory")
     pid = owner.post("/projects", {"name": "bad input"}, page="/projects").headers["location"]

@@ -1,8 +1,11 @@
 """The network data-quality page: sites' released aggregates side by side, readers only."""
 
+from sqlalchemy import insert, select
+
 from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.data.validate.released import quality_release
+from flip.hub.db import site_quality, sites
 from tests.hub.test_web import person
 
 
@@ -77,3 +80,35 @@ def test_a_harmonisation_report_shows_each_sites_source_codes_on_the_analysis_pa
     assert f"/analyses/{aid}" in listed.text
     outsider = person(web, "omar")
     assert outsider.http.get(f"/analyses/{aid}").status_code == 404
+
+
+def test_a_malformed_release_is_refused_and_one_kept_from_before_breaks_no_page(
+    web, exported, tmp_path
+):
+    _, _, folder = exported("fhir-bundle", n=40)
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    ingest_path(store, "fhir", folder)
+    store.close()
+    _release(web, "dq-good", tmp_path / "store.duckdb")
+    bad = web.site("dq-bad")
+    good = _release(web, "dq-also-good", tmp_path / "store.duckdb")
+    for broken, field in (
+        ({"checks": "oops"}, ["body", "report", "checks"]),
+        ({"min_cell": None}, ["body", "report", "min_cell"]),
+        ({"checks": [{"name": 3}]}, ["body", "report", "checks", 0, "name"]),
+        ({"completeness": {"person.year_of_birth": {"rows": "ten"}}}, None),
+    ):
+        answer = web.call("POST", "/agent/quality", bad, json={"report": good | broken})
+        assert answer.status_code == 422, answer.text
+        if field is not None:
+            assert answer.json()["detail"][0]["loc"] == field, answer.text
+    # A report an earlier hub kept without looking (or a site's future shape).
+    with web.app.state.engine.begin() as conn:
+        site_id = conn.execute(select(sites.c.id).where(sites.c.name == "dq-bad")).scalar_one()
+        conn.execute(insert(site_quality).values(site_id=site_id, report='{"checks": "oops"}'))
+    reader = person(web, "quentin", "viewer")
+    page = reader.http.get("/quality")
+    assert page.status_code == 200, page.text[:300]
+    assert "dq-good" in page.text and "person.year_of_birth" in page.text
+    assert "dq-bad" in page.text and "cannot be read" in page.text

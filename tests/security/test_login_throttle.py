@@ -1,6 +1,7 @@
 """Issue 19, item 10: password guessing is throttled per account and per client address,
 and argon2 runs off the shared request path, so a flood of bad logins slows no one else."""
 
+import asyncio
 import statistics
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.policy import AccessPolicy
 from flip.ports import free_port
 from flip.webkit.throttle import LoginThrottle
+from tests.conftest import POSTGRES_URL, fresh_database
 from tests.e2e.processes import FLIP, wait_for
 
 PASSWORD = "correct horse battery"
@@ -86,6 +88,85 @@ def test_session_password_checks_are_throttled_too(tmp_path):
     for _ in range(2):
         assert http.post(path, headers=headers, json={"password": "guess guess"}).status_code == 403
     assert http.post(path, headers=headers, json={"password": PASSWORD}).status_code == 429
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A fresh hub database: a SQLite file, or a new database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
+        return
+    with fresh_database(POSTGRES_URL, "flip_throttle") as url:
+        yield url
+
+
+#: Three wrong passwords per account within a minute; argon2 at its cheapest (tests only).
+STRICT = AccessPolicy(
+    account_failures=3, address_failures=100, failure_window=60, password_profile="test-cheapest"
+)
+
+
+def _with_rita(url: str):
+    app = create_app(url, policy=STRICT)
+    admin = {"Authorization": f"Bearer {bootstrap_admin(app.state.engine)}"}
+    with TestClient(app) as http:
+        body = {"name": "rita", "role": "researcher", "password": PASSWORD}
+        assert http.post("/api/v1/users", headers=admin, json=body).status_code == 201
+    return app
+
+
+def test_the_counts_outlive_a_hub_restart(db_url):
+    first = _with_rita(db_url)
+    with TestClient(first) as http:
+        assert [_login(http, "rita", "a wrong password").status_code for _ in range(3)] == [401] * 3
+    first.state.engine.dispose()
+    restarted = create_app(db_url, policy=STRICT)
+    with TestClient(restarted) as http:
+        assert _login(http, "rita", PASSWORD).status_code == 429, "a restart forgot the guesses"
+    restarted.state.engine.dispose()
+
+
+def test_hub_processes_on_one_database_count_together(db_url):
+    one = _with_rita(db_url)
+    other = create_app(db_url, policy=STRICT)
+    with TestClient(one) as first, TestClient(other) as second:
+        codes = [_login(h, "rita", "a wrong password").status_code for h in (first, second, first)]
+        assert codes == [401] * 3
+        assert _login(second, "rita", PASSWORD).status_code == 429
+        assert _login(first, "rita", PASSWORD).status_code == 429
+    for app in (one, other):
+        app.state.engine.dispose()
+
+
+def test_a_success_in_one_process_clears_the_account_for_the_others(db_url):
+    one = _with_rita(db_url)
+    other = create_app(db_url, policy=STRICT)
+    with TestClient(one) as first, TestClient(other) as second:
+        assert _login(second, "rita", "a wrong password").status_code == 401
+        assert _login(first, "rita", "a wrong password").status_code == 401
+        assert _login(first, "rita", PASSWORD).status_code == 200
+        codes = [_login(second, "rita", "a wrong password").status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429], "the success cleared rita's count everywhere"
+    for app in (one, other):
+        app.state.engine.dispose()
+
+
+def test_guesses_sent_at_once_cannot_slip_past_the_stored_counts(db_url):
+    app = _with_rita(db_url)
+
+    async def guess_all() -> list[int]:
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            body = {"name": "rita", "password": "a wrong password"}
+            answers = await asyncio.gather(
+                *(http.post("/api/v1/login", json=body) for _ in range(12))
+            )
+        return sorted(a.status_code for a in answers)
+
+    with TestClient(app):  # the app's lifespan (its writer) runs
+        codes = asyncio.run(guess_all())
+    assert codes == [401] * 3 + [429] * 9
+    app.state.engine.dispose()
 
 
 class _Served:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 
 import httpx
+import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from flip.config import SiteConfig
-from flip.site.console import create_app
+from flip.ports import free_port
+from flip.site.console import create_app, signin
 from flip.site.console.passwords import password_path, set_password
+from tests.e2e.processes import FLIP, wait_for
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PASSWORD = "a console test password"
@@ -78,3 +83,115 @@ def test_an_oversized_form_post_gets_the_error_page(tmp_path):
     assert answer.status_code == 413 and answer.headers["content-type"].startswith("text/html")
     assert "over the limit" in answer.text
     assert "script-src 'self'" in answer.headers["content-security-policy"]
+
+
+def test_a_new_password_ends_the_admins_open_sessions(tmp_path):
+    app = _console(tmp_path)
+    dana, other = _browser(app, "10.0.0.1"), _browser(app, "10.0.0.2")
+    assert _sign_in(dana, PASSWORD).status_code == 303
+    assert _sign_in(other, PASSWORD).status_code == 303
+    assert dana.get("/approvals").status_code == 200
+    # As `flip site console set-password` does while the console runs (a leaked password).
+    set_password(password_path(tmp_path / "ledger.sqlite"), "dana", "a brand new password")
+    for browser in (dana, other):
+        answer = browser.get("/approvals")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/signin")
+    assert _sign_in(dana, "a brand new password").status_code == 303
+    assert dana.get("/approvals").status_code == 200
+
+
+def test_an_admin_taken_out_of_the_password_file_is_signed_out(tmp_path):
+    app = _console(tmp_path)
+    path = password_path(tmp_path / "ledger.sqlite")
+    set_password(path, "eve", "eve's console password")
+    eve = _browser(app, "10.0.0.5")
+    assert _sign_in(eve, "eve's console password", name="eve").status_code == 303
+    kept = orjson.loads(path.read_bytes())
+    del kept["eve"]
+    path.write_bytes(orjson.dumps(kept))
+    answer = eve.get("/approvals")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/signin")
+
+
+@pytest.mark.slow
+def test_the_served_console_ignores_x_forwarded_for_unless_told_a_proxy_is_in_front(tmp_path):
+    """`flip site console` on loopback: a local client naming another address in
+    X-Forwarded-For on each guess still meets the per-address limit."""
+    _console(tmp_path)
+    port = free_port()
+    config = str(tmp_path / "site.yaml")
+    console = subprocess.Popen(
+        [*FLIP, "site", "console", "--site-config", config, "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url) as browser:
+            wait_for(lambda: _answers(browser), "the site console", timeout=60)
+            codes = []
+            for i in range(signin.ADDRESS_FAILURES + 1):
+                token = CSRF.search(browser.get("/signin").text).group(1)
+                form = {"csrf": token, "name": f"guess{i}", "password": "a wrong password!"}
+                spoofed = {"X-Forwarded-For": f"10.9.9.{i}"}
+                codes.append(browser.post("/signin", data=form, headers=spoofed).status_code)
+    finally:
+        console.terminate()
+        console.wait(timeout=15)
+    assert codes == [401] * signin.ADDRESS_FAILURES + [429]
+
+
+def _answers(browser: httpx.Client) -> bool:
+    try:
+        return browser.get("/signin").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_served_console_answers_only_to_its_own_host_names(tmp_path):
+    """A page of another site whose name was rebound to 127.0.0.1 (DNS rebinding) reaches the
+    console with its own name as Host: refused, so it cannot guess passwords from the admin's
+    own browser and address."""
+    _console(tmp_path)
+    port = free_port()
+    config = str(tmp_path / "site.yaml")
+    command = [*FLIP, "site", "console", "--site-config", config, "--port", str(port)]
+    console = subprocess.Popen(
+        [*command, "--allowed-host", "console.example.org"], stderr=subprocess.DEVNULL
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            wait_for(lambda: _answers(browser), "the site console", timeout=60)
+            codes = {
+                host: browser.get("/signin", headers={"Host": host}).status_code
+                for host in (
+                    f"127.0.0.1:{port}",
+                    f"localhost:{port}",
+                    f"[::1]:{port}",
+                    "console.example.org",
+                    f"rebound.example.net:{port}",
+                    "",
+                )
+            }
+    finally:
+        console.terminate()
+        console.wait(timeout=15)
+    assert codes == {
+        f"127.0.0.1:{port}": 200,
+        f"localhost:{port}": 200,
+        f"[::1]:{port}": 200,
+        "console.example.org": 200,
+        f"rebound.example.net:{port}": 400,
+        "": 400,
+    }
+
+
+def test_a_console_given_its_host_names_refuses_any_other(tmp_path):
+    config = tmp_path / "site.yaml"
+    SiteConfig(name="north", store="store.duckdb", ledger="ledger.sqlite").save(config)
+    app = create_app(config, hosts=frozenset({"127.0.0.1", "[::1]"}))
+    browser = TestClient(app, base_url="http://127.0.0.1:8400", follow_redirects=False)
+    assert browser.get("/signin").status_code == 200
+    assert browser.get("/signin", headers={"Host": "[::1]:8400"}).status_code == 200
+    rebound = browser.get("/signin", headers={"Host": "rebound.example.net:8400"})
+    assert rebound.status_code == 400 and "host name" in rebound.text

@@ -35,8 +35,20 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8400,
     behind_tls: Annotated[
-        bool, typer.Option(help="A TLS proxy in front ends HTTPS: cookies carry Secure.")
+        bool,
+        typer.Option(
+            help="A TLS proxy in front ends HTTPS: cookies carry Secure and its "
+            "X-Forwarded-For/-Proto headers are believed (without it they are ignored)."
+        ),
     ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another name the console is reached by (a TLS proxy's public name), beside "
+            "127.0.0.1, localhost, [::1] and --host; a request naming any other Host gets 400. "
+            "Repeat for several."
+        ),
+    ] = None,
 ) -> None:
     """Serve the console of the site whose site.yaml is given (sign in with a console
     password set by `flip site console set-password`)."""
@@ -46,6 +58,7 @@ def serve(
 
     from flip.site.console import create_app
     from flip.site.console.passwords import password_path, read
+    from flip.webkit.security import LOOPBACK_NAMES, host_name
 
     with one_line_errors():
         site = _site(site_config)
@@ -54,9 +67,14 @@ def serve(
                 "no console password is set: run `flip site console set-password "
                 f"--site-config {site_config} --user YOUR-NAME` first"
             )
-        application = create_app(site_config.resolve(), behind_tls=behind_tls)
+        # Only its own names: a page of another site rebound to 127.0.0.1 reaches nothing.
+        names = {f"[{host}]" if ":" in host else host, *(allowed_host or [])}
+        hosts = LOOPBACK_NAMES | {host_name(n) for n in names}
+        application = create_app(site_config.resolve(), behind_tls=behind_tls, hosts=hosts)
     typer.echo(f"{site.name}: site console at http://{host}:{port}/", err=True)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    # X-Forwarded-For names the client only when a proxy the operator put in front sets it:
+    # else any local client could name a new address on each guess and pass the throttle.
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=behind_tls)
 
 
 @app.command("set-password")

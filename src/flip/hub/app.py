@@ -21,6 +21,7 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, now, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
+from flip.hub.login_throttle import StoredThrottle
 from flip.hub.passwords import PasswordWork
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
@@ -40,7 +41,6 @@ from flip.hub.web import add_web
 from flip.hub.web.pages import error_page
 from flip.signing import load_or_create_key, retired_keys
 from flip.webkit.limits import DEFAULT_MAX_BODY, BodySizeLimit
-from flip.webkit.throttle import LoginThrottle
 
 API_PREFIX = "/api/v1"
 
@@ -120,8 +120,8 @@ def create_app(
     #: When each site's agent last asked for work (Unix seconds, seen by this process).
     app.state.seen = {}
     app.state.policy = policy = policy or AccessPolicy()
-    app.state.throttle = LoginThrottle(
-        policy.account_failures, policy.address_failures, policy.failure_window
+    app.state.throttle = StoredThrottle(
+        engine, writer, policy.account_failures, policy.address_failures, policy.failure_window
     )
     app.state.passwords = PasswordWork(
         policy.password_workers, policy.password_queue, policy.password_profile

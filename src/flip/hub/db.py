@@ -10,6 +10,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -315,6 +316,28 @@ site_quality = Table(
     Column("site_id", ForeignKey("sites.id"), primary_key=True),
     Column("report", Text, nullable=False),
     Column("released_at", DateTime, nullable=False, default=now),
+)
+
+#: The login throttle's counts (flip.hub.login_throttle): one row per counted password attempt
+#: and what it counts against (an account, an account at an address known to it, an address),
+#: at Unix seconds; kept here so a restart forgets none and every hub process counts together.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(300), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_login_failures_key_at", "key", "at"),
+    Index("ix_login_failures_at", "at"),
+)
+
+#: The addresses each account signed in from (attempts from there keep a count of their own).
+login_addresses = Table(
+    "login_addresses",
+    metadata,
+    Column("account", String(100), primary_key=True),
+    Column("address", String(100), primary_key=True),
+    Column("at", Float, nullable=False),
 )
 
 audit = Table(

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Path
-from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
 
@@ -459,7 +459,48 @@ class AnalysisReleaseIn(BaseModel):
     refused: str | None = Field(None, max_length=2000)
 
 
+#: A count a site released: the count, or "<k" where it was between 1 and k - 1.
+ReleasedCount = int | Annotated[str, Field(pattern=r"^<[0-9]{1,10}$")]
+Label = Annotated[str, Field(max_length=200)]
+
+
+class ReleasedFraction(BaseModel):
+    """A share a site released: its rows, the part, and the share (None where withheld)."""
+
+    model_config = ConfigDict(extra="allow")
+    rows: ReleasedCount
+    part: ReleasedCount
+    share: float | None = Field(ge=0, le=1)
+
+
+class ReleasedCheck(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: Label
+    category: Label
+    table: Label
+    failed: ReleasedCount
+    checked: ReleasedCount
+    status: Label
+
+
+class ReleasedUnits(ReleasedFraction):
+    by_concept: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
+
+
+class QualityReport(BaseModel):
+    """A site's data-quality aggregates as `flip.data.validate.released` makes them: each part
+    of the shape the network page reads (other keys are kept as sent)."""
+
+    model_config = ConfigDict(extra="allow")
+    min_cell: int = Field(ge=1, le=MAX_INT)
+    checks: list[ReleasedCheck] = Field(max_length=10_000)
+    quarantine: dict[Label, ReleasedCount] = Field(max_length=10_000)
+    completeness: dict[Label, ReleasedFraction] = Field(max_length=10_000)
+    unmapped: dict[Label, ReleasedFraction] = Field(max_length=10_000)
+    units: ReleasedUnits
+
+
 class QualityIn(BaseModel):
-    report: dict[str, Any] = Field(
+    report: QualityReport = Field(
         description="A site's data-quality aggregates (flip.data.validate.released)."
     )

@@ -65,6 +65,36 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+#: The names a server on loopback is reached by.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port ("[::1]" stays whole), lower-cased."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    return header.partition(":")[0]
+
+
+class AllowedHosts:
+    """Answers 400 to a request whose Host header names none of `names`: a page of another
+    site whose name was rebound to this address (DNS rebinding) reaches nothing."""
+
+    def __init__(self, app: ASGIApp, names: frozenset[str]) -> None:
+        self.app = app
+        self.names = frozenset(n.lower() for n in names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(host) not in self.names:
+                refused = PlainTextResponse("this server does not answer to that host name", 400)
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def server_error(request: Request, exc: Exception) -> Response:
     """An unexpected error's answer: a plain 500 that still carries the security headers; the
     error and its traceback go to the server's log, never to the client."""

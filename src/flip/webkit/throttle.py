@@ -1,6 +1,7 @@
 """Throttles both web apps share: password guessing counted per account and per client
-address (the hub's API and web sign-in, the site console's sign-in), and a per-address limit
-on what anyone may send unsigned (the hub's account requests)."""
+address (the site console's sign-in counts in memory here; the hub keeps the same counts in
+its database, `flip.hub.login_throttle`, with `wait_under` and `too_many` from here), and a
+per-address limit on what anyone may send unsigned (the hub's account requests)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from fastapi import HTTPException, Request, status
 def client_address(request: Request) -> str:
     """The address the request came from ("unknown" when the server does not say)."""
     return request.client.host if request.client else "unknown"
+
+
+#: What a throttled password attempt is told (before how long to wait).
+WRONG_PASSWORDS = "too many wrong passwords for this account or from this address"
+
+
+def wait_under(stamps: list[float], limit: int, window: float, now: float) -> float:
+    """Seconds until fewer than `limit` of `stamps` (sorted) fall within `window` (0: now)."""
+    recent = [s for s in stamps if s > now - window]
+    if len(recent) < limit:
+        return 0.0
+    return recent[len(recent) - limit] + window - now
 
 
 class SlidingCounts:
@@ -95,7 +108,7 @@ class LoginThrottle:
         keys = (self._account_key(account, address), ("address", address))
         wait = max(self._counts.wait(key, self.limits[key[0]], now) for key in keys)
         if wait > 0:
-            raise too_many(wait, "too many wrong passwords for this account or from this address")
+            raise too_many(wait, WRONG_PASSWORDS)
         for key in keys:
             self._counts.add(key, now)
         return now

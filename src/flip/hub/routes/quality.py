@@ -23,7 +23,9 @@ def release_quality(body: QualityIn, conn: Conn, site: Site) -> None:
     """Keep this site's latest data-quality aggregates (suppressed at the site)."""
     conn.execute(delete(site_quality).where(site_quality.c.site_id == site.id))
     conn.execute(
-        insert(site_quality).values(site_id=site.id, report=orjson.dumps(body.report).decode())
+        insert(site_quality).values(
+            site_id=site.id, report=orjson.dumps(body.report.model_dump()).decode()
+        )
     )
     audit.append(conn, site.label, "quality.release", f"site:{site.id}")
 

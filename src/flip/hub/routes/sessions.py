@@ -62,11 +62,11 @@ async def checked_password(
     """The user (found `where` column == value) whose password this is, counted by the
     throttle; `wrong` (status, message) if it is not, 429 if throttled."""
     address = client_address(request)
-    stamp = request.app.state.throttle.attempt(name, address)
+    stamp = await request.app.state.throttle.attempt(name, address)
     user = await _stored_hash(request, *where)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
         raise HTTPException(*wrong)
-    request.app.state.throttle.succeeded(name, address, stamp)
+    await request.app.state.throttle.succeeded(name, address, stamp)
     return user
 
 
@@ -89,7 +89,7 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
     revoked, 429 if throttled."""
     address = client_address(request)
     throttle = request.app.state.throttle
-    stamp = throttle.attempt(name, address)
+    stamp = await throttle.attempt(name, address)
     user = await _stored_hash(request, users.c.name, name)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
@@ -97,7 +97,7 @@ async def checked_login(request: Request, name: str, password: str, code: str | 
         lambda conn: mfa.accept(conn, user.id, code), wake=False
     ):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
-    throttle.succeeded(name, address, stamp)
+    await throttle.succeeded(name, address, stamp)
     if user.revoked_at is not None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "this user's access is revoked: ask an admin to restore it"

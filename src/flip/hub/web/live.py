@@ -32,8 +32,9 @@ async def _signed_in(request: Request) -> bool:
 
 
 def stream(request: Request, render: Callable[[], tuple[str, bool]]) -> StreamingResponse:
-    """Send `render()`'s HTML as an event each time it changes, until it says it is final
-    or the session ends (signed out, password changed, access revoked: the stream stops)."""
+    """Send `render()`'s HTML as an event each time it changes, until it says it is final,
+    the session ends (signed out, password changed, access revoked) or `render` refuses
+    (HTTPException: the user was taken off the project): the stream then says it is done."""
     turns = request.app.state.turns
 
     async def events() -> AsyncIterator[str]:
@@ -44,7 +45,11 @@ def stream(request: Request, render: Callable[[], tuple[str, bool]]) -> Streamin
             if not await _signed_in(request):
                 yield _event("", "done")
                 return
-            html, final = await run_in_threadpool(render)
+            try:
+                html, final = await run_in_threadpool(render)
+            except HTTPException:  # no longer theirs to see (taken off the project)
+                yield _event("", "done")
+                return
             if html != sent:
                 sent = html
                 yield _event(html, "update")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 
 from flip.hub.routes.quality import network_quality
+from flip.hub.schemas import QualityReport
 from flip.hub.web.pages import WebReader, WebRoute, page, read
 from flip.hub.web.security import check_csrf
 
@@ -60,14 +62,29 @@ def sections(network: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
+def readable(network: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The sites whose kept report has the shape the page reads, and the names of those whose
+    report does not (kept by an earlier hub that did not check it): one cannot break the page."""
+    good, bad = {}, []
+    for name, found in network.items():
+        try:
+            QualityReport.model_validate(found["report"])
+        except ValidationError:
+            bad.append(name)
+        else:
+            good[name] = found
+    return good, bad
+
+
 @router.get("")
 async def quality_page(request: Request, who: WebReader):
     """Every site's released data-quality aggregates, side by side."""
-    network = await read(request, network_quality)
+    network, unreadable = readable(await read(request, network_quality))
     return page(
         request,
         "quality.html",
         sites=list(network),
         released={name: found["released_at"] for name, found in network.items()},
         sections=sections(network),
+        unreadable=unreadable,
     )

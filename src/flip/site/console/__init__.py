@@ -27,14 +27,17 @@ from flip.site.console.pages import Sessions, error_page
 from flip.site.console.review import code_css
 from flip.webkit.limits import BodySizeLimit
 from flip.webkit.render import static_files
-from flip.webkit.security import SecurityHeaders, server_error
+from flip.webkit.security import AllowedHosts, SecurityHeaders, server_error
 
 #: The largest form the console takes: a decision's reason, a policy, a rule.
 MAX_BODY = 64 * 1024
 
 
-def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
-    """The console of the site whose site.yaml is `config_path`."""
+def create_app(
+    config_path: Path, *, behind_tls: bool = False, hosts: frozenset[str] | None = None
+) -> FastAPI:
+    """The console of the site whose site.yaml is `config_path`; with `hosts`, only requests
+    naming one of them as their Host are answered (`flip site console` passes its own)."""
     site = SiteConfig.load(config_path)
     app = FastAPI(title=f"FLIP site console: {site.name}", docs_url=None, redoc_url=None)
     app.openapi_url = None
@@ -56,5 +59,7 @@ def create_app(config_path: Path, *, behind_tls: bool = False) -> FastAPI:
     app.mount("/static", static_files(), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY, error_page=error_page)
     app.add_middleware(SecurityHeaders, cached="/static/")
+    if hosts is not None:
+        app.add_middleware(AllowedHosts, names=hosts)
     app.add_exception_handler(Exception, server_error)
     return app

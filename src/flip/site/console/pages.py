@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse
 
 from flip.config import SiteConfig
+from flip.site.console import passwords
 from flip.webkit.render import templates_in
 from flip.webkit.routes import page_route
 from flip.webkit.security import CSRF_FIELD, Csrf
@@ -27,21 +29,24 @@ csrf = Csrf(CSRF_COOKIE, SESSION_COOKIE)
 
 
 class Sessions:
-    """Signed-in admins by session token, in memory (a restart signs everyone out)."""
+    """Signed-in admins by session token, in memory (a restart signs everyone out). Each
+    session holds the admin's password hash it was opened with: a new password (or the
+    admin taken out of the password file) ends it."""
 
     def __init__(self) -> None:
-        self._open: dict[str, tuple[str, float]] = {}
+        self._open: dict[str, tuple[str, str, float]] = {}
 
-    def open(self, name: str) -> str:
-        """A new session for admin `name`; its token."""
+    def open(self, name: str, password_hash: str) -> str:
+        """A new session for admin `name`, who signed in against `password_hash`; its token."""
         token = secrets.token_urlsafe(32)
-        self._open[token] = (name, time.monotonic() + SESSION_HOURS * 3600)
+        self._open[token] = (name, password_hash, time.monotonic() + SESSION_HOURS * 3600)
         return token
 
-    def who(self, token: str | None) -> str | None:
-        """The admin a live session token names, or None."""
+    def who(self, token: str | None, hashes: Mapping[str, str]) -> str | None:
+        """The admin a live session token names, while `hashes` (the password file now)
+        still holds the password it was opened with; else None (and the session ends)."""
         found = self._open.get(token or "")
-        if found is None or found[1] < time.monotonic():
+        if found is None or found[2] < time.monotonic() or hashes.get(found[0]) != found[1]:
             self._open.pop(token or "", None)
             return None
         return found[0]
@@ -58,7 +63,8 @@ def site_of(request: Request) -> SiteConfig:
 
 def signed_in(request: Request) -> str:
     """The admin whose session the cookie names, or 401 (the page then asks to sign in)."""
-    name = request.app.state.sessions.who(request.cookies.get(SESSION_COOKIE))
+    hashes = passwords.read(request.app.state.password_path)
+    name = request.app.state.sessions.who(request.cookies.get(SESSION_COOKIE), hashes)
     if name is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
     request.state.who = name

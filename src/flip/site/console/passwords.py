@@ -51,15 +51,15 @@ def set_password(path: Path, name: str, password: str) -> None:
     write_private(path, orjson.dumps(users, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
 
 
-def check(path: Path, name: str, password: str) -> bool:
-    """Whether `password` is admin `name`'s (a hash is checked even for an unknown name, so
-    the time taken does not tell which names exist)."""
+def check(path: Path, name: str, password: str) -> str | None:
+    """Admin `name`'s stored hash if `password` is theirs, else None (a hash is checked even
+    for an unknown name, so the time taken does not tell which names exist)."""
     found = read(path).get(name)
     try:
         _hasher.verify(found or _dummy(), password)
     except (VerificationError, InvalidHashError):
-        return False
-    return found is not None
+        return None
+    return found
 
 
 @cache

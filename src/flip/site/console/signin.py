@@ -68,15 +68,15 @@ async def signin(
     address = client_address(request)
     stamp = throttle.attempt(name, address)
     path = request.app.state.password_path
-    right = await run_in_threadpool(passwords.check, path, name, password)
+    stored = await run_in_threadpool(passwords.check, path, name, password)
     site = site_of(request)
     with Ledger(site.ledger) as ledger:
-        ledger.record("console.signin" if right else "console.signin.failed", {"by": name})
-    if not right:
+        ledger.record("console.signin.failed" if stored is None else "console.signin", {"by": name})
+    if stored is None:
         error = "that name and password do not match a console admin of this site"
         return page(request, "signin.html", 401, error=error, name=name, next=_local(next))
     throttle.succeeded(name, address, stamp)
-    token = request.app.state.sessions.open(name)
+    token = request.app.state.sessions.open(name, stored)
     response = see_other(_local(next))
     set_cookie(request, response, SESSION_COOKIE, token, SESSION_HOURS)
     return response

@@ -229,7 +229,7 @@ def extract(store: Store, codes: SiteCodes) -> SiteFeatures:
     for m in members:
         born, gender = people[m.person_id]
         fitz = values.get((m.person_id, "fitz"))
-        m.fitzpatrick = int(round(fitz[0][1])) if fitz else None
+        m.fitzpatrick = round(fitz[0][1]) if fitz else None
         pasi = values.get((m.person_id, "pasi"), [])
         pasi0 = _latest(pasi, m.index - timedelta(PHOTO_WINDOW), m.index)
         m.features = _baseline(m, born, gender, values, pasi0, psa, earlier)

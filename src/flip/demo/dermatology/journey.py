@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from flip.fl.tasks import dermatology as models
 from flip.site.approvals import decide
 from flip.synth.dermatology import write_world
 from flip.synth.dermatology.codes import DRUGS, PSORIATIC_ARTHRITIS, SCORES
+from flip.synth.dermatology.sites import SiteSpec, default_sites
 from flip.synth.dermatology.warehouse import LOCAL_DIAGNOSES, LOCAL_DRUGS, LOCAL_OBSERVATIONS
 from flip.synth.dermatology.world import INGESTS
 
@@ -64,6 +65,7 @@ class DermatologyOptions:
     seed: int = 0
     rounds: int = 10
     local_epochs: int = 2
+    people: tuple[int, ...] | None = None  # people per site, over --size (tests use few)
 
     def check(self) -> None:
         """Raise DermatologyDemoError on options no run can use."""
@@ -71,6 +73,8 @@ class DermatologyOptions:
             raise DermatologyDemoError(f"--sites must be between 1 and 12, not {self.sites}")
         if self.size not in ("small", "default", "large"):
             raise DermatologyDemoError(f"--size must be small, default or large, not {self.size!r}")
+        if self.people is not None and len(self.people) != self.sites:
+            raise DermatologyDemoError("give one number of people per site")
         if not 1 <= self.rounds <= 200:
             raise DermatologyDemoError(f"--rounds must be between 1 and 200, not {self.rounds}")
         try:
@@ -166,6 +170,7 @@ def run_dermatology(
             n_sites=options.sites,
             seed=options.seed,
             size=options.size,
+            sites=_specs(options),
             progress=lambda line: console.print(f"  {line}"),
         )
     exports = {w.spec.name: w.spec.export for w in written}
@@ -221,6 +226,14 @@ def run_dermatology(
         _print_results(console, results)
         console.print(f"  wrote {out / 'results.json'} and {out / 'report.html'}")
     return DermatologyResult(results, phase.seconds)
+
+
+def _specs(options: DermatologyOptions) -> list[SiteSpec] | None:
+    """The world's sites with `options.people` people each, or None for --size's."""
+    if options.people is None:
+        return None
+    specs = default_sites(options.sites, options.size)
+    return [replace(s, n_persons=n) for s, n in zip(specs, options.people, strict=True)]
 
 
 def text_adapter_bytes(rank: int = 8) -> dict[str, int]:

@@ -3,6 +3,8 @@ clinician's PASI, AUROC and calibration of the response model."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from flip.fl.tasks.outcomes import auroc
@@ -44,7 +46,7 @@ def calibration(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[tuple[float
     """(mean predicted, observed rate, rows) per equal-width probability bin that has rows."""
     edges = np.linspace(0, 1, bins + 1)
     out = []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in pairwise(edges):
         inside = (p >= low) & ((p < high) | (high == 1.0))
         if inside.any():
             out.append((float(p[inside].mean()), float(y[inside].mean()), int(inside.sum())))

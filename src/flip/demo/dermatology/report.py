@@ -135,7 +135,7 @@ def _figures(
     for site, r in response.items():
         points = metrics.calibration(r["truth"], r["predicted"])
         if points:
-            xs, ys, ns = zip(*points, strict=True)
+            xs, ys, _ = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=site)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set_xlabel("predicted probability of PASI75")
@@ -226,14 +226,12 @@ def report_html(results: dict[str, Any], pngs: dict[str, bytes], meta: dict[str,
             )
         ],
     )
+    bio_ = results["biomarker"]
     bio = _table(
         ["site", "n_test", *(f"{LABELS[a]} MAE / ICC" for a in ARMS)],
         [
             [s, str(results["biomarker"]["federated"][s]["n_test"])]
-            + [
-                f"{_fmt(results['biomarker'][a][s]['mae'], 2)} / {_fmt(results['biomarker'][a][s]['icc'], 2)}"
-                for a in ARMS
-            ]
+            + [f"{_fmt(bio_[a][s]['mae'], 2)} / {_fmt(bio_[a][s]['icc'], 2)}" for a in ARMS]
             for s in sites
         ],
     )
@@ -245,16 +243,13 @@ def report_html(results: dict[str, Any], pngs: dict[str, bytes], meta: dict[str,
             for s in sites
         ],
     )
+    fair_ = results["fairness"]
     fair = _table(
         ["site", *(f"type {t}" for t in FITZPATRICK)],
         [
             [s]
             + [
-                (
-                    f"{_fmt(results['fairness'][s][t]['mae'], 2)} (n={results['fairness'][s][t]['n']})"
-                    if t in results["fairness"][s]
-                    else "-"
-                )
+                (f"{_fmt(fair_[s][t]['mae'], 2)} (n={fair_[s][t]['n']})" if t in fair_[s] else "-")
                 for t in FITZPATRICK
             ]
             for s in sites
@@ -283,8 +278,9 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 its own exports into its own OMOP CDM store; task SHA-256 <code>{meta["task_hash"]}</code>,
 approved by each site admin before any row was read for training. Letters were de-identified,
 then embedded with <b>{html.escape(meta["text_encoder"])}</b>.
-Federated: FedAvg, {meta["rounds"]} rounds of {meta["local_epochs"]} local epochs; local-only and pooled
-models train {meta["rounds"] * meta["local_epochs"]} epochs on the same splits.
+Federated: FedAvg, {meta["rounds"]} rounds of {meta["local_epochs"]} local epochs;
+local-only and pooled models train {meta["rounds"] * meta["local_epochs"]} epochs on the same
+splits.
 Pooled is the ceiling: a real federation never pools records.</p>
 <h2>Cohort: {html.escape(meta["cohort"])}</h2>
 <p>Counts as each site releases them (below its threshold a count is suppressed).</p>
@@ -302,7 +298,8 @@ site's held-out photographs.</p>
 {lora:,} bytes per site per round against {full:,} for full fine-tuning
 ({100 * lora / full:.2f}%). The fused model this demo trains sends
 {meta["fused_bytes_per_round"]["response"]:,} bytes per round (response) and
-{meta["fused_bytes_per_round"]["biomarker"]:,} (biomarker); the encoders' weights stay at the sites.</p>
+{meta["fused_bytes_per_round"]["biomarker"]:,} (biomarker); the encoders' weights stay at
+the sites.</p>
 <h2>Figures</h2>
 {figures}
 </body></html>

@@ -139,7 +139,7 @@ def federated(
     for number in range(1, rounds + 1):
         start = {k: v.clone() for k, v in model.state_dict().items()}
         total, summed, sent = 0, None, 0
-        for offset, (name, train) in enumerate(joined.items()):
+        for offset, train in enumerate(joined.values()):
             model.load_state_dict(start)
             fit(
                 model, recipe, train, recipe.local_epochs, recipe.seed * 1000 + number * 31 + offset

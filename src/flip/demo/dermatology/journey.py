@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -203,7 +203,7 @@ def run_dermatology(
         _scale(data)
 
     with phase("train", "6. Biomarker and response models: local-only, federated, pooled"):
-        arms, curves, sent = _train_all(data, options, console)
+        arms, curves, sent = _train_all(data, options, console, may_read)
 
     with phase("report", "7. Evaluation at each site and the report"):
         results = write_outputs(
@@ -403,8 +403,14 @@ def _scale(data: dict[str, _SiteData]) -> None:
             split.features[:] = np.nan_to_num((split.features - mean) / sd, nan=0.0)
 
 
-def _train_all(data: dict[str, _SiteData], options: DermatologyOptions, console: Console):
-    """Every arm of both models, evaluated on every site's test split."""
+def _train_all(
+    data: dict[str, _SiteData],
+    options: DermatologyOptions,
+    console: Console,
+    may_read: Callable[[str], bool],
+):
+    """Every arm of both models, evaluated on every site's test split; a site trains in the
+    federation only while its ledger approves the task (checked each run)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     n_text = next(iter(data.values())).response[0].text.shape[1]
@@ -453,7 +459,7 @@ def _train_all(data: dict[str, _SiteData], options: DermatologyOptions, console:
                 sent[task] = nbytes
                 bar.update(job, advance=1, status=f"{label} {value:.3f} on every test split")
 
-            fed = train.federated(recipe, trains, options.rounds, lambda n: True, on_round)
+            fed = train.federated(recipe, trains, options.rounds, may_read, on_round)
         console.print(f"  {task}: local-only and pooled baselines")
         local = train.local_only(recipe, trains, options.rounds)
         pool = train.pooled(recipe, trains, options.rounds)

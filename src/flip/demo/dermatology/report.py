@@ -114,7 +114,8 @@ def _figures(
         "Response: PASI75 at week 16",
         "AUROC, higher is better",
     )
-    right.set_ylim(0.4, 1.0)
+    right.set_ylim(0.0, 1.0)
+    right.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     figures["overview"] = fig
 
     response = arms["response"]["federated"]

@@ -7,9 +7,21 @@ import os
 import typer
 
 from flip import __version__
-from flip.cli import analyse, analysis, bench, fl, hub, models, project, run, site, synth, task
+from flip.cli import (
+    analyse,
+    analysis,
+    bench,
+    demo,
+    fl,
+    hub,
+    models,
+    project,
+    run,
+    site,
+    synth,
+    task,
+)
 from flip.cli.account import login, logout
-from flip.cli.demo import demo
 from flip.cli.query import query
 from flip.cli.verify import verify
 from flip.private_files import UMASK
@@ -21,7 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.command()(demo)
+app.add_typer(demo.app, name="demo")
 app.command()(verify)
 app.add_typer(site.app, name="site")
 app.add_typer(hub.app, name="hub")

@@ -9,8 +9,12 @@ import typer
 
 from flip.cli.errors import one_line_errors
 
+app = typer.Typer(invoke_without_command=True)
 
+
+@app.callback()
 def demo(
+    ctx: typer.Context,
     sites: Annotated[
         int, typer.Option(help="How many synthetic hospitals (the last one is small).")
     ] = 3,
@@ -39,6 +43,8 @@ def demo(
     the hub runs on 127.0.0.1 for the length of the demo. Open it in a browser
     with `flip demo --serve` (after the journey) or `flip demo --serve --no-run`.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from flip.demo.journey import DemoError, DemoOptions, run_demo
     from flip.demo.serve import ServeError, serve_until_interrupted
 
@@ -50,3 +56,33 @@ def demo(
     if serve:
         with one_line_errors(ServeError):
             serve_until_interrupted(out, typer.echo)
+
+
+@app.command("dermatology")
+def dermatology(
+    sites: Annotated[int, typer.Option(help="How many synthetic hospitals.")] = 4,
+    size: Annotated[
+        str, typer.Option(help="World size: small (CPU, minutes), default or large.")
+    ] = "small",
+    out: Annotated[
+        Path, typer.Option(help="Folder for the world, the site stores and the report.")
+    ] = Path("demo-dermatology"),
+    seed: Annotated[int, typer.Option(help="Seed for the world, the splits and the models.")] = 0,
+    rounds: Annotated[int, typer.Option(help="Federated rounds of FedAvg.")] = 10,
+) -> None:
+    """Run the dermatology journey: exports -> connectors -> cohort -> approvals -> features ->
+    biomarker and response models (local-only, federated, pooled) -> report.
+
+    Writes OUT/results.json, OUT/report.html (self-contained) and its figures as PNG files.
+    Needs no server: the PACS site's photographs are read from its DICOM files.
+    """
+    from flip.demo.dermatology.journey import (
+        DermatologyDemoError,
+        DermatologyOptions,
+        run_dermatology,
+    )
+
+    with one_line_errors(DermatologyDemoError):
+        run_dermatology(
+            DermatologyOptions(sites=sites, size=size, out=out, seed=seed, rounds=rounds)
+        )

@@ -26,6 +26,16 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MARIADB_URL = os.environ.get("FLIP_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker, and what it starts (flip subprocesses, Ray actors), uses one thread.
+
+    With one worker per core, torch's default of one thread per core in every worker oversubscribes
+    the machine and slows each training test several times over.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """When the selection runs slow tests too (CI), drop the short versions they cover."""

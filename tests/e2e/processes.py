@@ -124,13 +124,13 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen:
 
 
 def stop_agents(agents: list[subprocess.Popen]) -> list[int]:
-    """SIGTERM every agent; their exit codes (killed after 15 s: -9)."""
+    """SIGTERM every agent; their exit codes (killed after 30 s: -9)."""
     for process in agents:
         process.terminate()
     codes = []
     for process in agents:
         try:
-            codes.append(process.wait(timeout=15))
+            codes.append(process.wait(timeout=30))
         except subprocess.TimeoutExpired:
             process.kill()
             codes.append(process.wait())

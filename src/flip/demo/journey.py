@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from flip.data.cdm.store import open_store
 from flip.data.ingest import ingest_path
 from flip.demo import baselines
 from flip.demo.access import RESEARCHER, DemoAccess, instructions
+from flip.demo.phases import Phases
 from flip.demo.report import size_label, write_outputs
 from flip.fl.registry import federated_lineage, register_with_best
 from flip.fl.runtime.simulation import simulate
@@ -103,19 +103,6 @@ class DemoResult:
     site_dirs: dict[str, Path] = field(default_factory=dict)
 
 
-class _Phases:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str, title: str) -> Iterator[None]:
-        self.console.rule(f"[bold]{title}")
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = time.perf_counter() - start
-
-
 def _wait(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -139,7 +126,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     """Run the journey and write OUT/results.json, OUT/report.md and OUT/auroc.png."""
     options.check()
     console = console or Console()
-    phase = _Phases(console)
+    phase = Phases(console)
     out = options.out.resolve()
     profiles = default_profiles(options.sites)
     site_dirs = {p.name: out / "sites" / p.name for p in profiles}

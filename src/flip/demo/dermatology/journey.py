@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from flip.data.ledger import Ledger
 from flip.data.sources.identity import PersonIdentity
 from flip.demo.dermatology import metrics, train
 from flip.demo.dermatology.report import write_outputs
+from flip.demo.phases import Phases
 from flip.fl.tasks import dermatology as models
 from flip.site.approvals import decide
 from flip.synth.dermatology import write_world
@@ -140,27 +139,13 @@ def task_hash(config: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-class _Phases:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str, title: str) -> Iterator[None]:
-        self.console.rule(f"[bold]{title}")
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = time.perf_counter() - start
-        self.console.print(f"  [dim]{self.seconds[name]:.1f} s[/dim]")
-
-
 def run_dermatology(
     options: DermatologyOptions, console: Console | None = None
 ) -> DermatologyResult:
     """Run the journey and write OUT/results.json, OUT/report.html and its PNG figures."""
     options.check()
     console = console or Console()
-    phase = _Phases(console)
+    phase = Phases(console)
     out = options.out.resolve()
     world = out / "world"
 

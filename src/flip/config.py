@@ -8,6 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from flip.problems import first_problem
+
 #: No site policy lets a task train, evaluate or share statistics on fewer rows than this.
 ROW_FLOOR = 10
 
@@ -193,6 +195,4 @@ class IngestSettings(BaseModel):
                 }
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{path}: {where}: {first['msg']}") from None
+            raise ValueError(f"{path}: {first_problem(exc)}") from None

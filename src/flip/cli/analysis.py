@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flip.cli.errors import first_problem
 from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
+from flip.problems import first_problem
 
 app = typer.Typer(
     help="Analyses on a project's enrolled sites: Table 1, survival, regression, harmonisation.",

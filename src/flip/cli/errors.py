@@ -11,16 +11,9 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    pass
 
 err = Console(stderr=True)
-
-
-def first_problem(exc: ValidationError) -> str:
-    """A validation's first error with where it is: `data.outcome: Input should be ...`."""
-    problem = exc.errors()[0]
-    where = ".".join(str(p) for p in problem["loc"]) or "spec"
-    return f"{where}: {problem['msg']}"
 
 
 @contextmanager

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from flip.cli.errors import first_problem
 from flip.cli.hub_session import connected, fail, hub_errors, print_json, read_json
+from flip.problems import first_problem
 
 app = typer.Typer(
     help="Training tasks: propose one to a project's sites, who approve its hash.",

@@ -31,6 +31,7 @@ from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.runtime.credentials import make_node_key
 from flip.fl.runtime.flower import SuperNode
 from flip.fl.tasks.base import TaskSpec, task_hash
+from flip.problems import first_problem
 from flip.site.analyses import Analyses
 from flip.site.anchor import anchor
 from flip.site.approvals import AGENT, RULE, by_person, decide
@@ -383,7 +384,7 @@ class SiteAgent:
         try:
             definition = load_definition(query["definition"])
         except ValidationError as exc:
-            self._refuse_query(query, f"invalid cohort definition: {_first_error(exc)}")
+            self._refuse_query(query, f"invalid cohort definition: {first_problem(exc)}")
             return
         except UnsupportedCirce as exc:
             self._refuse_query(query, str(exc))
@@ -446,7 +447,7 @@ class SiteAgent:
         try:
             spec = TaskSpec.model_validate(task["spec"])
         except ValidationError as exc:
-            self._refuse_task(task, f"invalid task spec: {_first_error(exc)}")
+            self._refuse_task(task, f"invalid task spec: {first_problem(exc)}")
             return
         if task_hash(spec) != digest:
             reason = "the task's spec does not hash to its claimed hash"
@@ -525,13 +526,6 @@ def _hub_detail(response: httpx.Response) -> str:
         where = ".".join(str(part) for part in detail[0].get("loc", []))
         detail = f"{where}: {detail[0].get('msg', '')}"
     return str(detail)[:200]
-
-
-def _first_error(exc: ValidationError) -> str:
-    """The first error of a validation, with where it is: `include: List should have ...`."""
-    error = exc.errors()[0]
-    place = ".".join(str(part) for part in error["loc"])
-    return f"{place}: {error['msg']}" if place else error["msg"]
 
 
 def _run_key(detail: dict[str, Any]) -> tuple[str, str]:

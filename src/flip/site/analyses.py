@@ -26,6 +26,7 @@ from flip.data.features.store_analysis import (
 )
 from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger, LedgerTampered
+from flip.problems import first_problem
 from flip.site.approvals import RULE, by_person
 from flip.site.hub_client import HubClient
 from flip.site.policy import analysis_problem, auto_approves_analysis, project_problem
@@ -59,11 +60,6 @@ class AnalysisItem(BaseModel):
     proposal: list[Any] | None = None
 
 
-def _where(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-
-
 class Analyses:
     """One site's handling of the analyses the hub asks it for."""
 
@@ -81,13 +77,13 @@ class Analyses:
         try:
             AnalysisItem.model_validate(item)
         except ValidationError as exc:
-            self.refuse(item, f"malformed analysis item: {_where(exc)}")
+            self.refuse(item, f"malformed analysis item: {first_problem(exc)}")
             return
         project, digest = int(item["project_id"]), str(item["hash"])
         try:
             spec = load_spec(item["spec"])
         except ValidationError as exc:
-            self.refuse(item, f"invalid analysis spec: {_where(exc)}")
+            self.refuse(item, f"invalid analysis spec: {first_problem(exc)}")
             return
         if spec.digest() != digest or spec.body() != item["spec"]:
             self.refuse(item, "the analysis's spec does not hash to its claimed hash")

@@ -45,6 +45,7 @@ from flip.data.sources.records import (
     part_key,
 )
 from flip.data.sources.values import compared
+from flip.problems import first_problem
 
 #: Resource types FLIP reads, in the order a bundle or folder is read.
 SUPPORTED = (
@@ -637,9 +638,7 @@ def _records(
         warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = f"{kind}.{where}: {first['msg']}"
+        message = f"{kind}.{first_problem(exc)}"
         return [Rejected(_id(resource), location, "fhir.invalid", message, raw)]
     except (ValueError, TypeError, KeyError) as exc:
         return [Rejected(_id(resource), location, "fhir.invalid", f"{kind}: {exc}", raw)]

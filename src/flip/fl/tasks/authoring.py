@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.catalog import mace_task
+from flip.problems import first_problem
 
 MODEL_TEMPLATE = '''"""{name}: a custom FLIP task model.
 
@@ -97,9 +98,7 @@ def pack_task(folder: Path) -> tuple[TaskSpec, str, Path]:
     except yaml.YAMLError as exc:
         raise TaskFolderError(f"{config}: not YAML: {exc}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise TaskFolderError(f"{config}: {where}: {first['msg']}") from exc
+        raise TaskFolderError(f"{config}: {first_problem(exc)}") from exc
     try:
         compile(spec.code or "", str(model), "exec")
     except SyntaxError as exc:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
+from flip.problems import first_problem
 from flip.site.analyses import load_spec
 from flip.site.approvals import decide
 from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, site_of
@@ -52,9 +53,7 @@ def _problem(offered: dict) -> str | None:
     try:
         spec = load_spec(offered["spec"])
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        return f"this analysis's spec is not valid here ({where}: {error['msg']}): decline it"
+        return f"this analysis's spec is not valid here ({first_problem(exc)}): decline it"
     if spec.digest() != offered["hash"] or spec.body() != offered["spec"]:
         return "this analysis's spec does not hash to its hash: decline it"
     return None

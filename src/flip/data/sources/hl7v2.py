@@ -254,9 +254,12 @@ def _records(
     if r.kind == "ADT" and r.event in MERGES:
         for number, group in enumerate(patients, start=1):
             _merge(r, group, number)
+            _skip_z_segments(r, group, number)
         return r.out
     if r.kind == "ADT" and r.event in LINKS:
         _link(r, patients)
+        for number, group in enumerate(patients, start=1):
+            _skip_z_segments(r, group, number)
         return r.out
     for number, group in enumerate(patients, start=1):
         _patient(r, group, number)
@@ -410,6 +413,13 @@ def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
     if name.startswith("Z"):
         rule = f"{Z_SEGMENT}.{name}"
         r.out.append(Skipped(key, r.location, rule, f"segment {name} is a local Z-segment"))
+
+
+def _skip_z_segments(r: _Reader, group: list, number: int) -> None:
+    """The Z-segments of a merge or link event's patient group, each skipped by its name."""
+    for index, segment in enumerate(group[1:], start=1):
+        name = str(segment[0])
+        _skip_z_segment(r, name, f"{r.control}/{number}/{name}/{index}")
 
 
 def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourcePerson:

@@ -3,11 +3,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from flip.data.terminology import Vocabulary
+from flip.data.ingest import ingest_path
+from flip.data.terminology import Vocabulary, load_athena
 from flip.data.terminology.vocabulary import hl7_system, system_vocabulary
+from tests.data.stored import rows, write_ndjson
 
 
 @pytest.mark.parametrize(
@@ -130,3 +133,123 @@ def test_flip_site_ingest_uses_the_code_systems_site_yaml_declares(tmp_path):
 
     assert ingest()["unmapped"] == {"urn:hl7v2:99LAB|2093-3": 1}
     assert ingest("--site-config", str(site))["unmapped"] == {}
+
+
+#: An Athena-style slice (ids made up here, codes real): the standard concept each code
+#: "Maps to", as a site's Athena download holds them.
+_ATHENA = [
+    # concept_id, name, domain, vocabulary, class, standard, code
+    (
+        2000000001,
+        "Atherosclerosis w/int claudctn",
+        "Condition",
+        "ICD9CM",
+        "5-dig billing code",
+        "",
+        "440.21",
+    ),
+    (
+        2000000002,
+        "Atherosclerosis of artery of extremity",
+        "Condition",
+        "SNOMED",
+        "Disorder",
+        "S",
+        "F1",
+    ),
+    (2000000003, "influenza, injectable, quadrivalent", "Drug", "CVX", "CVX", "S", "150"),
+    (
+        2000000004,
+        "Metformin 500 MG Oral Tablet [NDC]",
+        "Drug",
+        "NDC",
+        "11-digit NDC",
+        "",
+        "00093104801",
+    ),
+    (2000000005, "metformin 500 MG Oral Tablet", "Drug", "RxNorm", "Clinical Drug", "S", "861007"),
+    (2000000006, "Colonoscopy, flexible; diagnostic", "Procedure", "CPT4", "CPT4", "S", "45378"),
+    (2000000007, "Essential hypertension (Read)", "Condition", "Read", "Read", "", "G20.."),
+    (2000000008, "Essential hypertension", "Condition", "SNOMED", "Disorder", "S", "F2"),
+]
+_MAPS_TO = [(2000000001, 2000000002), (2000000004, 2000000005), (2000000007, 2000000008)]
+
+
+def _athena_slice(folder):
+    folder.mkdir()
+    header = "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\t"
+    header += "standard_concept\tconcept_code\tvalid_start_date\tvalid_end_date\tinvalid_reason"
+    lines = [header] + ["\t".join(map(str, row)) + "\t19700101\t20991231\t" for row in _ATHENA]
+    (folder / "CONCEPT.csv").write_text("\n".join(lines) + "\n")
+    relationships = [
+        "concept_id_1\tconcept_id_2\trelationship_id\tvalid_start_date\t"
+        "valid_end_date\tinvalid_reason"
+    ]
+    relationships += [f"{a}\t{b}\tMaps to\t19700101\t20991231\t" for a, b in _MAPS_TO]
+    (folder / "CONCEPT_RELATIONSHIP.csv").write_text("\n".join(relationships) + "\n")
+    return folder
+
+
+def test_codes_of_each_system_map_through_the_sites_vocabulary_by_name_uri_or_oid(store, tmp_path):
+    """ICD-9-CM from a real Cerner feed (HL7 name `I9`), CVX and CPT4 by FHIR URI, NDC and
+    Read by OID: each lands on the standard concept the loaded vocabulary maps it to,
+    in the table of that concept's domain, its source concept kept."""
+    load_athena(store, _athena_slice(tmp_path / "athena"))
+    cerner = Path(__file__).parent / "fixtures" / "hl7v2" / "python-hl7_adt_a01_cerner.hl7"
+    report = ingest_path(store, "hl7v2", cerner)
+    assert report.unmapped == {} and report.quarantined == 0, report.rules
+    subject = {"reference": "Patient/p1"}
+    resources = [
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1950-02-03"},
+        {
+            "resourceType": "Immunization",
+            "id": "i1",
+            "status": "completed",
+            "patient": subject,
+            "occurrenceDateTime": "2021-10-01T09:30:00Z",
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "150"}]},
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m1",
+            "status": "active",
+            "intent": "order",
+            "subject": subject,
+            "authoredOn": "2021-10-02",
+            "medicationCodeableConcept": {
+                "coding": [{"system": "urn:oid:2.16.840.1.113883.6.69", "code": "00093104801"}]
+            },
+        },
+        {
+            "resourceType": "Procedure",
+            "id": "x1",
+            "status": "completed",
+            "subject": subject,
+            "performedDateTime": "2021-10-03",
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "45378"}]},
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": subject,
+            "onsetDateTime": "2021-10-04",
+            "code": {"coding": [{"system": "urn:oid:2.16.840.1.113883.2.1.6.2", "code": "G20.."}]},
+        },
+    ]
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "r.ndjson", resources))
+    assert report.unmapped == {} and report.quarantined == 0, report.rules
+    conditions = {
+        r["condition_source_value"]: (r["condition_concept_id"], r["condition_source_concept_id"])
+        for r in rows(store, "condition_occurrence")
+    }
+    assert conditions == {"440.21": (2000000002, 2000000001), "G20..": (2000000008, 2000000007)}
+    drugs = {
+        r["drug_source_value"]: (r["drug_concept_id"], r["drug_source_concept_id"])
+        for r in rows(store, "drug_exposure")
+    }
+    assert drugs == {"150": (2000000003, 2000000003), "00093104801": (2000000005, 2000000004)}
+    (procedure,) = rows(store, "procedure_occurrence")
+    assert (procedure["procedure_concept_id"], procedure["procedure_source_value"]) == (
+        2000000006,
+        "45378",
+    )

@@ -230,6 +230,44 @@ def test_a_pid_without_identifier_quarantines_only_its_patient_group():
     assert records[2].person_key == "patient/H/8" and records[2].value == 4.9
 
 
+def test_z_segments_in_a_message_flip_reads_are_skipped_by_their_name(store, tmp_path):
+    """A site's own Z-segments (here an NHS number in ZPI, a ward note in ZVN) are not read:
+    each is counted as skipped under its segment name, and the message's records load."""
+    feed = tmp_path / "adt.hl7"
+    feed.write_text(
+        "\r".join(
+            (
+                "MSH|^~\\&|PAS|H|FLIP|S|20240101||ADT^A01|Z1|P|2.5",
+                "ZEV|1|local event",
+                "PID|1||9^^^H^MR||X^Y||19700101|F",
+                "ZPI|1|NHS|9990001234",
+                "PV1|1|I|WARD1|||||||||||||||||V9",
+                "ZVN|1|quiet ward",
+                "ZPI|2|NHS|9990001234",
+                "MSH|^~\\&|PAS|H|FLIP|S|20240101||ADT^A04|Z2|P|2.5",
+                "PID|1||8^^^H^MR||X^Y||19700101|F",
+                "MSH|^~\\&|PAS|H|FLIP|S|20240102||ADT^A40|Z3|P|2.5",
+                "PID|1||9^^^H^MR||X^Y||19700101|F",
+                "MRG|8^^^H^MR",
+                "ZMR|1|merged at the desk",
+            )
+        )
+    )
+    report = ingest_path(store, "hl7v2", feed)
+    assert report.skipped_rules == {
+        "hl7.segment.unhandled.ZEV": 1,
+        "hl7.segment.unhandled.ZPI": 2,
+        "hl7.segment.unhandled.ZVN": 1,
+        "hl7.segment.unhandled.ZMR": 1,
+    }
+    assert report.quarantined == 0 and report.loaded == 4  # two persons, a visit, the merge
+    assert_accounted(store, report)
+    again = ingest_path(store, "hl7v2", feed)
+    assert_accounted(store, again)
+    z_again = {k: n for k, n in again.skipped_rules.items() if k.startswith("hl7.segment.")}
+    assert again.loaded == 0 and z_again == report.skipped_rules
+
+
 def read_file_text(message: str):
     from flip.data.sources.hl7v2 import parse_message
 

@@ -6,7 +6,8 @@ What is atomic (docs/site-setup.md says the same):
 - the patient group (a PID and what follows it up to the next PID): a PID without an
   identifier quarantines its group;
 - the segment: a DG1 without a code, an OBX whose value does not parse (or whose result
-  the plausibility checks reject) is quarantined alone; the message's other records load.
+  the plausibility checks reject) is quarantined alone; the message's other records load;
+  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`.
 An optional field that does not parse (a death date, an observation time) is nulled with a
 warning counted per rule `hl7.FIELD.invalid`; HL7's explicit null `""` is no value.
 Files may hold messages one after another (segments ended by CR, LF or CRLF) or MLLP-framed.
@@ -63,6 +64,8 @@ HANDLED = {
     "MDM": {"T02", "T04", "T06", "T08", "T10"},
 }
 UNHANDLED = "hl7.message_type.unhandled"
+#: The rule, followed by the segment's name, of a Z-segment inside a message FLIP reads.
+Z_SEGMENT = "hl7.segment.unhandled"
 #: ADT events that merge patients, PID/MRG pair by pair: A40, and v2.3's A18, A34 and A36
 #: (kept for backward compatibility; older feeds still send them).
 MERGES = {"A18", "A34", "A36", "A40"}
@@ -247,12 +250,16 @@ def _records(
         name = str(segment[0])
         if name in ("PV1", "DG1", "OBR", "OBX", "TXA", "MRG"):
             r.reject(f"{r.control}/{name}/{i}", "hl7.segment_order", f"{name} comes before PID")
+        _skip_z_segment(r, name, f"{r.control}/{name}/{i}")
     if r.kind == "ADT" and r.event in MERGES:
         for number, group in enumerate(patients, start=1):
             _merge(r, group, number)
+            _skip_z_segments(r, group, number)
         return r.out
     if r.kind == "ADT" and r.event in LINKS:
         _link(r, patients)
+        for number, group in enumerate(patients, start=1):
+            _skip_z_segments(r, group, number)
         return r.out
     for number, group in enumerate(patients, start=1):
         _patient(r, group, number)
@@ -394,9 +401,25 @@ def _patient(r: _Reader, group: list, number: int) -> None:
                 context.document_lines.append(segment)
             else:
                 _result(r, segment, context)
+        else:
+            _skip_z_segment(r, name, f"{scope}/{name}/{index}")
     _flush_text(r, context)
     if r.kind == "MDM":
         _document(r, context)
+
+
+def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
+    """A site's own Z-segment is not read: counted as skipped under its name."""
+    if name.startswith("Z"):
+        rule = f"{Z_SEGMENT}.{name}"
+        r.out.append(Skipped(key, r.location, rule, f"segment {name} is a local Z-segment"))
+
+
+def _skip_z_segments(r: _Reader, group: list, number: int) -> None:
+    """The Z-segments of a merge or link event's patient group, each skipped by its name."""
+    for index, segment in enumerate(group[1:], start=1):
+        name = str(segment[0])
+        _skip_z_segment(r, name, f"{r.control}/{number}/{name}/{index}")
 
 
 def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourcePerson:

@@ -298,3 +298,21 @@ def test_small_cross_cells_and_few_positives_withhold_a_site_from_a_regression(t
     assert set(result["withheld"]) == {"a", "c"}
     assert "sex=M with smoker" in result["withheld"]["a"]
     assert "sick (outcome)" in result["withheld"]["c"]
+
+
+@pytest.mark.parametrize("cell", ["inf", "-Infinity"])
+def test_an_infinite_value_in_a_numeric_column_is_a_one_line_error_not_a_category(tmp_path, cell):
+    path = tmp_path / "s.csv"
+    rows = [f"{60 + i},{120 + i}" for i in range(30)]
+    rows[4] = f"64,{cell}"
+    path.write_text("age,sbp\n" + "\n".join(rows) + "\n")
+    args = ["analyse", "table1", "--site", f"s={path}", "--columns", "age,sbp", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"site s: row 6 column sbp: {cell!r} is not a finite number" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    text = tmp_path / "t.csv"
+    text.write_text("colour\n" + "\n".join(["inf", "red", "blue"] * 10) + "\n")
+    words = CliRunner().invoke(app, ["analyse", "table1", "--site", f"t={text}", "--json"])
+    assert words.exit_code == 0, "a column of words that holds 'inf' is categorical"
+    assert json.loads(words.stdout)["combined"]["colour"]["counts"]["inf"] == 10

@@ -7,14 +7,12 @@ released before: its differencing guard decides (flip.data.cohort.circe.attritio
 
 from __future__ import annotations
 
-from typing import Any
-
 WITHHELD = "withheld"
 #: The name of the first step: persons with a qualified entry event.
 PRIMARY = "primary criteria"
 
 
-def circe_expression(definition: Any) -> dict[str, Any] | None:
+def circe_expression(definition: object) -> dict | None:
     """The Circe expression in a decoded cohort JSON (bare, or FLIP's wrapper of one), or None
     for FLIP's own cohort JSON."""
     if not isinstance(definition, dict):
@@ -24,7 +22,7 @@ def circe_expression(definition: Any) -> dict[str, Any] | None:
     return definition if {"ConceptSets", "PrimaryCriteria"} <= definition.keys() else None
 
 
-def step_names(definition: Any) -> list[str]:
+def step_names(definition: object) -> list[str]:
     """A cohort's attrition steps: the primary criteria, then each inclusion rule by name
     ("rule 2" when it has none); none for FLIP's own cohort JSON."""
     expression = circe_expression(definition)
@@ -35,7 +33,7 @@ def step_names(definition: Any) -> list[str]:
     return [PRIMARY, *(str(n) if n else f"rule {i + 1}" for i, n in enumerate(named))]
 
 
-def is_released_step(value: Any, threshold: int) -> bool:
+def is_released_step(value: object, threshold: int) -> bool:
     """Whether a step's value is one a site with this threshold may send: zero or a count at
     or over the threshold, its own "<N", or "withheld"."""
     if isinstance(value, bool):

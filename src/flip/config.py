@@ -24,6 +24,10 @@ class AutoApproval(BaseModel):
     )
 
 
+#: The federated analysis kinds a policy may allow.
+AnalysisKind = Literal["table1", "survival", "regression", "harmonisation"]
+
+
 class SitePolicy(BaseModel):
     """What a site allows: the smallest count it releases, and what may run on its data.
 
@@ -47,6 +51,9 @@ class SitePolicy(BaseModel):
         f"evaluates or shares statistics on; default: min_cell_size, never below {ROW_FLOOR}.",
     )
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
+    allowed_analysis_kinds: list[AnalysisKind] | None = Field(
+        None, description="Federated analysis kinds the site runs; None: every kind."
+    )
     max_epsilon: float | None = Field(
         None, gt=0, description="Require DP with at most this epsilon."
     )

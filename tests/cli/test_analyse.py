@@ -298,3 +298,76 @@ def test_small_cross_cells_and_few_positives_withhold_a_site_from_a_regression(t
     assert set(result["withheld"]) == {"a", "c"}
     assert "sex=M with smoker" in result["withheld"]["a"]
     assert "sick (outcome)" in result["withheld"]["c"]
+
+
+@pytest.mark.parametrize("cell", ["inf", "-Infinity"])
+def test_an_infinite_value_in_a_numeric_column_is_a_one_line_error_not_a_category(tmp_path, cell):
+    path = tmp_path / "s.csv"
+    rows = [f"{60 + i},{120 + i}" for i in range(30)]
+    rows[4] = f"64,{cell}"
+    path.write_text("age,sbp\n" + "\n".join(rows) + "\n")
+    args = ["analyse", "table1", "--site", f"s={path}", "--columns", "age,sbp", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"site s: row 6 column sbp: {cell!r} is not a finite number" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    text = tmp_path / "t.csv"
+    text.write_text("colour\n" + "\n".join(["inf", "red", "blue"] * 10) + "\n")
+    words = CliRunner().invoke(app, ["analyse", "table1", "--site", f"t={text}", "--json"])
+    assert words.exit_code == 0, "a column of words that holds 'inf' is categorical"
+    assert json.loads(words.stdout)["combined"]["colour"]["counts"]["inf"] == 10
+
+
+def test_logistic_regression_equals_statsmodels_logit_on_the_pooled_complete_rows(tables):
+    result = _run(
+        "regression",
+        *_site_args(tables),
+        "--target",
+        "num",
+        "--positive",
+        "num>0",
+        "--covariates",
+        "age,sex,chol",
+    )
+    pooled = _pooled(tables)
+    complete = pooled.dropna(subset=["num", "age", "sex", "chol"])
+    x = sm.add_constant(
+        pd.get_dummies(complete[["age", "sex", "chol"]], drop_first=True, dtype=float)
+    )
+    reference = sm.Logit((complete["num"] > 0).astype(float), x).fit(disp=0, tol=1e-12)
+    assert result["n"] == len(complete)
+    order = ["const", "age", "sex_M", "chol"]
+    assert list(result["coef"]) == ["intercept", "age", "sex=M", "chol"]
+    assert np.allclose(list(result["coef"].values()), reference.params[order], rtol=1e-6)
+    assert np.allclose(list(result["se"].values()), reference.bse[order], rtol=1e-6)
+
+
+def test_survival_equals_lifelines_on_the_pooled_rows(tmp_path):
+    """Kaplan-Meier and the log-rank test on follow-up rounded up to the time bin (no bin is
+    merged at --min-cell 1), and the Cox model stratified by site on the exact times."""
+    from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+
+    rng = np.random.default_rng(8)
+    frames = {}
+    for k, n in enumerate((500, 350, 250)):
+        frame = pd.DataFrame({"age": rng.normal(60, 10, n)})
+        t = rng.exponential(30 * np.exp(-(frame["age"] - 60) / 25)) * (1 + 0.3 * k)
+        censor = rng.uniform(0, 90, n)
+        frame["days"], frame["died"] = np.minimum(t, censor), (t <= censor).astype(int)
+        frames[f"s{k}"] = frame
+    paths = _write(tmp_path, frames)
+    args = ["--time", "days", "--event", "died", "--covariates", "age", "--time-bin", "7"]
+    result = _run("survival", *_site_args(paths), *args, "--min-cell", "1")
+    pooled = pd.concat([f.assign(site=name) for name, f in frames.items()], ignore_index=True)
+    binned = np.ceil(pooled["days"] / 7) * 7
+    km = KaplanMeierFitter().fit(binned, pooled["died"])
+    combined = result["km"]["combined"]
+    expected = km.survival_function_at_times(combined["times"]).to_numpy()
+    assert np.allclose(combined["survival"], expected, rtol=1e-12)
+    assert combined["median"] == km.median_survival_time_
+    test = multivariate_logrank_test(binned, pooled["site"], pooled["died"])
+    assert result["logrank"]["p"] == pytest.approx(test.p_value, rel=1e-9)
+    cph = CoxPHFitter().fit(pooled[["days", "died", "age", "site"]], "days", "died", strata="site")
+    assert result["cox"]["coef"]["age"] == pytest.approx(cph.params_["age"], rel=1e-6)
+    assert result["cox"]["se"]["age"] == pytest.approx(cph.standard_errors_["age"], rel=1e-5)

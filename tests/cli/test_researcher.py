@@ -220,3 +220,43 @@ def test_project_members_are_added_and_removed_by_name(served, flip):
         *flip("project", "member", "remove", pid, "vera")[::2],
         f"not members of project {pid}: vera",
     )
+
+
+def test_the_query_table_shows_a_circe_querys_attrition_per_site_and_combined():
+    from rich.console import Console
+
+    from flip.cli.query import answers_table
+
+    answer = {
+        "id": 4,
+        "name": "t2dm",
+        "results": {
+            "north": {"count": None, "suppressed": True, "threshold": 10, "error": None},
+            "south": {"count": 30, "suppressed": False, "threshold": 10, "error": None},
+        },
+        "pending": [],
+        "total": None,
+        "steps": ["primary criteria", "aged 50 or over"],
+        "attrition": [200, "30+"],
+    }
+    answer["results"]["north"]["attrition"] = [120, "<10"]
+    answer["results"]["south"]["attrition"] = [80, 30]
+    console = Console(width=120, record=True)
+    console.print(answers_table(answer))
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "┃ step" in line)
+    assert header.split() == ["┃", "step", "┃", "north", "┃", "south", "┃", "combined", "┃"]
+    first = next(line for line in lines if "primary criteria" in line)
+    assert [c.strip() for c in first.split("│") if c.strip()] == [
+        "primary criteria",
+        "120",
+        "80",
+        "200",
+    ]
+    second = next(line for line in lines if "aged 50 or over" in line)
+    assert [c.strip() for c in second.split("│") if c.strip()] == [
+        "aged 50 or over",
+        "<10",
+        "30",
+        "30+",
+    ]

@@ -362,3 +362,43 @@ def test_what_ohdsis_translator_raises_is_one_clean_error():
     next(iter(criterion.values()))["Age"] = {"Op": "over", "Value": 1}
     with pytest.raises(UnsupportedCirce, match=r"^OHDSI's Circe cannot translate the expression: "):
         _statements(json.dumps(expression), "main", "duckdb")
+
+
+def test_a_circe_count_releases_its_attrition_through_the_same_guard(sites, tmp_path):
+    """What a site sends the hub for a Circe query: the count and each step's count, small
+    ones hidden, rounded as the policy says, checked against each other and the project's
+    earlier counts."""
+    from sqlalchemy import create_engine
+
+    from flip.data.cohort.circe.attrition import attrition_steps
+    from flip.data.cohort.guard import ReleaseGuard
+    from flip.data.cohort.release import release
+
+    definition = _circe("smokers_with_high_hba1c.json")
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    store = open_store(sites["csv"], read_only=True)
+    try:
+        steps = attrition_steps(store, definition)
+        released = release(store, definition, 10, ReleaseGuard(engine, "p", "q1", 10, None))
+        expected = site_attrition(store, definition, 10)
+        rounded = release(store, definition, 10, ReleaseGuard(engine, "p2", "q1", 10, None), 5)
+    finally:
+        store.close()
+    assert released.attrition == expected
+    assert len(released.attrition) == len(steps) == 1 + len(definition.rule_names())
+    assert isinstance(released.attrition[0], int) and released.attrition[0] == len(steps[0])
+    for shown, members in zip(released.attrition, steps, strict=True):
+        assert shown == "<10" if 0 < len(members) < 10 else shown in (len(members), "withheld")
+    assert all(v % 5 == 0 for v in rounded.attrition if isinstance(v, int))
+    assert rounded.attrition[0] == (len(steps[0]) + 2) // 5 * 5  # halves up
+
+
+def test_a_flip_count_has_no_attrition(sites):
+    from flip.data.cohort.release import release
+
+    store = open_store(sites["csv"], read_only=True)
+    try:
+        flip = CohortDefinition(name="everyone")
+        assert release(store, flip, 10).attrition == []
+    finally:
+        store.close()

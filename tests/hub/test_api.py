@@ -1,5 +1,8 @@
 """The hub API on SQLite and PostgreSQL: roles, enrolment, queries, decisions, runs, audit."""
 
+import json
+from pathlib import Path
+
 from sqlalchemy import func, select, update
 
 from flip.hub import db
@@ -106,6 +109,44 @@ def test_query_results_are_released_counts_only(hub):
     assert view["results"]["a"]["histograms"] == bins
     assert view["total"] is None and view["histograms"] == {}
     assert hub.call("GET", "/agent/work", a).json()["queries"] == []
+
+
+def test_a_circe_query_shows_each_sites_attrition_and_the_combined_one(hub):
+    researcher = hub.user("rita", "researcher")
+    a, b = hub.site("a"), hub.site("b")
+    pid = _project_with_sites(hub, researcher, "a", "b")
+    path = Path(__file__).parents[1] / "data" / "circe" / "t2dm_older_high_sbp.json"
+    circe = json.loads(path.read_text(encoding="utf-8"))
+    made = hub.call(
+        "POST", f"/projects/{pid}/queries", researcher, json={"name": "t2dm", "definition": circe}
+    )
+    assert made.status_code == 201, made.text
+    qid = made.json()["id"]
+    steps = ["primary criteria", *(r["name"] for r in circe["InclusionRules"])]
+    view = made.json()
+    assert view["steps"] == steps and view["attrition"] == ["0+", "0+", "0+"]
+
+    def answer(site, attrition, count=None):
+        body = {"count": count, "suppressed": count is None, "threshold": 10}
+        return hub.call("POST", f"/agent/queries/{qid}", site, json=body | {"attrition": attrition})
+
+    for bad in ([120, 4, "<10"], [120, 60, "<5"], [120, 60, "few"], [120, 60], [-1, 0, 0]):
+        refused = answer(a, bad)
+        assert refused.status_code == 422, bad
+    assert answer(a, [120, 60, "<10"]).status_code == 204
+    view = hub.call("GET", f"/queries/{qid}", researcher).json()
+    assert view["results"]["a"]["attrition"] == [120, 60, "<10"]
+    assert view["attrition"] == ["120+", "60+", "0+"], "b is pending: its part is unknown"
+    assert answer(b, [80, "withheld", 30], count=30).status_code == 204
+    view = hub.call("GET", f"/queries/{qid}", researcher).json()
+    assert view["results"]["b"]["attrition"] == [80, "withheld", 30]
+    assert view["attrition"] == [200, "60+", "30+"]
+    plain = hub.call(
+        "POST", f"/projects/{pid}/queries", researcher, json={"name": "q", "definition": {}}
+    ).json()
+    assert plain["steps"] == [] and plain["attrition"] == []
+    qid = plain["id"]
+    assert answer(a, [120]).status_code == 422, "a FLIP cohort has no attrition steps"
 
 
 def test_run_needs_a_joined_site_and_follows_its_state_machine(hub):

@@ -231,6 +231,43 @@ def test_cohort_answers_show_suppressed_counts_as_below_the_threshold(web):
     assert "event: update" in body and "event: done" in body and "&lt;10" in body
 
 
+def test_an_atlas_cohort_pasted_as_json_shows_its_attrition_per_site_and_combined(web):
+    import json
+    from pathlib import Path
+
+    owner = person(web, "ada")
+    site_a, site_b = web.site("aa"), web.site("ab")
+    pid = owner.post("/projects", {"name": "atlas"}, page="/projects").headers["location"]
+    pid = int(pid.rsplit("/", 1)[1])
+    for name in ("aa", "ab"):
+        owner.post(f"/projects/{pid}/sites", {"site": name}, page=f"/projects/{pid}")
+    circe = (Path(__file__).parents[1] / "data" / "circe" / "t2dm_older_high_sbp.json").read_text()
+    asked = owner.post(
+        f"/projects/{pid}/queries",
+        {"mode": "json", "definition": circe},
+        page=f"/projects/{pid}/cohort",
+    )
+    assert asked.status_code == 303, asked.text
+    qid = int(asked.headers["location"].rsplit("/", 1)[1])
+    assert (
+        web.call("GET", f"/queries/{qid}", web.admin).json()["name"] == json.loads(circe)["Title"]
+    )
+    for site, count, steps in (
+        (site_a, None, [120, 60, "<10"]),
+        (site_b, 30, [80, "withheld", 30]),
+    ):
+        body = {"count": count, "suppressed": count is None, "threshold": 10, "attrition": steps}
+        assert web.call("POST", f"/agent/queries/{qid}", site, json=body).status_code == 204
+    page = owner.http.get(f"/queries/{qid}").text
+    table = re.search(r'<table id="attrition">.*?</table>', page, re.S).group(0)
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S) for row in rows]
+    assert cells[0] == ["Step", "aa", "ab", "All sites"]
+    assert cells[1] == ["primary criteria", "120", "80", "200"]
+    assert cells[2] == ["aged 50 or over at index", "60", "withheld", "60+"]
+    assert cells[3][1:] == ["&lt;10", "30", "30+"]
+
+
 def test_a_bad_cohort_field_is_named_and_nothing_is_asked(web):
     owner = person(web, "bea")
     pid = owner.post("/projects", {"name": "b"}, page="/projects").headers["location"]

@@ -59,6 +59,7 @@ def test_agent_answers_with_suppression_and_audits_it(world):
         "threshold": diabetics + 1,
         "error": None,
         "histograms": {},
+        "attrition": [],
     }
     site.policy = SitePolicy(min_cell_size=2)
     qid = researcher.create_query(pid, "diabetes again", DIABETES)
@@ -317,10 +318,17 @@ def test_agent_answers_a_circe_query_and_refuses_what_it_cannot_run(world):
     SiteAgent(site, client).run_once()
     from flip.data.cohort import count_cohort
     from flip.data.cohort.circe import load_definition
+    from flip.data.cohort.circe.attrition import attrition_counts
 
     store = open_store(site.store, read_only=True)
-    expected = count_cohort(store, load_definition(path.read_text(encoding="utf-8")))
+    definition = load_definition(path.read_text(encoding="utf-8"))
+    expected = count_cohort(store, definition)
+    steps = attrition_counts(store, definition)
     store.close()
-    assert researcher.query(answered)["results"]["st-a"]["count"] == expected > 0
+    view = researcher.query(answered)
+    assert view["results"]["st-a"]["count"] == expected > 0
+    assert view["steps"] == ["primary criteria", *definition.rule_names()]
+    assert view["results"]["st-a"]["attrition"] == view["attrition"] == steps
+    assert steps[-1] == expected and steps[0] > expected
     error = researcher.query(refused)["results"]["st-a"]["error"]
     assert "'Specimen' is not supported" in error

@@ -460,3 +460,33 @@ def test_the_inbox_lists_an_analysis_waiting_and_approving_it_lets_the_agent_rel
         f"/approvals/analysis/{pid}/{'b' * 64}", {"decision": "approved"}, "/approvals"
     )
     assert unknown.status_code == 404
+
+
+def test_a_waiting_analysis_the_policy_now_forbids_is_shown_so_and_cannot_be_approved(site):
+    from flip.data.features.store_analysis import AnalysisSpec
+    from flip.site.console.policy import change_policy
+
+    site.sign_in()
+    rita = site.hub["rita"]
+    pid = rita.create_project(f"forbidden {site.name}")
+    rita.invite(pid, [site.name])
+    spec = AnalysisSpec(kind="regression", data=mace_task(0).data)
+    submitted = rita.submit_analysis(pid, spec.body())
+    site.agent.run_once()
+    form = f"/approvals/analysis/{pid}/{spec.digest()}"
+    assert "forbids" not in site.http.get(form).text
+    change_policy(site.config, "dana", {"allowed_analysis_kinds": ["table1", "survival"]})
+    inbox = site.http.get("/approvals").text.split("Latest")[0]
+    row = re.search(rf"<tr>(?:(?!</tr>).)*{re.escape(form)}.*?</tr>", inbox, re.S).group(0)
+    assert "forbidden by policy" in row
+    page = site.http.get(form).text
+    assert "This site's policy forbids this analysis" in page
+    assert "analysis kind regression is not allowed by site policy" in page
+    assert 'value="approved"' not in page, "no approve button"
+    refused = site.post(form, {"decision": "approved"}, form)
+    assert refused.status_code == 409 and "not allowed by site policy" in refused.text
+    assert not site.ledger().is_approved(str(pid), spec.digest())
+    site.agent.run_once()
+    assert rita.analysis(submitted["id"])["sites"][site.name] == (
+        "refused: analysis kind regression is not allowed by site policy"
+    )

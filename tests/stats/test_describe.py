@@ -55,12 +55,12 @@ def test_every_released_sketch_run_holds_at_least_min_cell_values(rng):
 
 
 def test_categorical_counts_combine_and_suppressed_cells_are_lower_bounds():
-    a = ["x"] * 40 + ["y"] * 30 + ["z"] * 3 + [None] * 2
+    a = ["x"] * 40 + ["y"] * 30 + ["z"] * 3 + [None] * 12
     b = ["x"] * 25 + ["y"] * 12 + ["z"] * 11
     parts = [_travel(describe.categorical_partial(v, 10)) for v in (a, b)]
     assert parts[0]["counts"] == {"x": 40, "y": "<10", "z": "<10"}
     combined = describe.combine(parts)
-    assert combined == {"n": 121, "missing": 2, "counts": {"x": 65, "y": ">=13", "z": ">=12"}}
+    assert combined == {"n": 121, "missing": 12, "counts": {"x": 65, "y": ">=13", "z": ">=12"}}
 
 
 def test_a_site_with_fewer_than_min_cell_values_releases_only_that():
@@ -85,3 +85,36 @@ def test_missing_beside_a_hidden_n_is_withheld_so_n_is_not_the_rows_less_missing
 def test_smd_between_sites():
     stats = {"a": {"mean": 10.0, "sd": 2.0}, "b": {"mean": 12.0, "sd": 2.0}}
     assert describe.smd(stats) == {"a vs b": -1.0}
+
+
+def test_a_small_missing_count_is_hidden_and_n_beside_it_withheld():
+    """A column with 3 missing in 100 rows: missing = 3 is a small cell, and n = 97 beside
+    the site's row count (any complete column's n) would give it away, so n is withheld."""
+    values = np.arange(100.0)
+    values[:3] = np.nan
+    part = describe.numeric_partial(values, 10)
+    assert part == {"kind": "numeric", "n": "withheld", "missing": "<10"}
+    assert describe.site_stats(part)["mean"] is None
+    big = describe.numeric_partial(np.arange(50.0), 10)
+    combined = describe.combine([part, big])
+    assert combined["n"] == 50 and combined["missing"] == ">=0"
+    complete = describe.numeric_partial(np.arange(100.0), 10)
+    assert complete["n"] == 100 and complete["missing"] == 0, "no missing: nothing to hide"
+    values[:12] = np.nan
+    assert describe.numeric_partial(values, 10)["missing"] == 12
+
+
+def test_a_small_missing_level_is_suppressed_with_the_levels_like_any_cell():
+    levels = ["x"] * 40 + ["y"] * 30 + ["z"] * 12 + [None] * 2
+    part = _travel(describe.categorical_partial(levels, 10))
+    assert part["missing"] == "<10" and part["n"] == "withheld"
+    assert part["counts"] == {"x": 40, "y": 30, "z": "<10"}, "z hidden so missing is not x+y+z"
+    other = _travel(describe.categorical_partial(["x"] * 20 + ["z"] * 15, 10))
+    combined = describe.combine([part, other])
+    assert combined["counts"] == {"x": 60, "y": 30, "z": ">=16"}
+    assert combined["n"] == ">=106" and combined["missing"] == ">=0"
+    assert describe.site_stats(part) == {
+        "n": "withheld",
+        "missing": "<10",
+        "counts": part["counts"],
+    }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -19,9 +20,38 @@ POLL = 0.5
 MAX_POLL = 3.0
 
 
-def answers_table(query: dict[str, Any]) -> Table:
+def answers_table(query: dict[str, Any]) -> RenderableType:
     """Each site's released count (`<N` when suppressed below its threshold), those still
-    pending, and the total when every site released its count."""
+    pending, and the total when every site released its count; for a Circe query, below it
+    the attrition (`attrition_table`)."""
+    if not query.get("steps"):
+        return _counts_table(query)
+    return Group(_counts_table(query), attrition_table(query))
+
+
+def attrition_table(query: dict[str, Any]) -> Table:
+    """A Circe query's persons after each step, per site as released and combined ("N+"
+    where a site did not release a step or has not answered)."""
+    table = Table(title="Attrition: persons left after each step")
+    table.add_column("step")
+    names = sorted([*query["results"], *query["pending"]])
+    for name in [*names, "combined"]:
+        table.add_column(name, justify="right")
+    for i, step in enumerate(query["steps"]):
+        row = []
+        for name in names:
+            answer = query["results"].get(name)
+            if answer is None:
+                row.append(Text("waiting…", style="dim"))
+            elif len(answer.get("attrition") or []) != len(query["steps"]):
+                row.append(Text("—", style="dim"))
+            else:
+                row.append(str(answer["attrition"][i]))
+        table.add_row(step, *row, Text(str(query["attrition"][i]), style="bold"))
+    return table
+
+
+def _counts_table(query: dict[str, Any]) -> Table:
     table = Table(title=f"Query {query['id']}: {query['name']}")
     table.add_column("site")
     table.add_column("count", justify="right")

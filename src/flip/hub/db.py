@@ -175,6 +175,7 @@ query_results = Table(
     Column("threshold", Integer, nullable=False),
     Column("error", Text),
     Column("histograms", Text, nullable=False, default="{}"),
+    Column("attrition", Text, nullable=False, default="[]", server_default="[]"),
     Column("answered_at", DateTime, nullable=False, default=now),
     Index("ix_query_results_site", "site_id", "query_id"),
 )

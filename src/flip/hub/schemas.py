@@ -9,6 +9,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
+from flip.stats.attrition import is_released_step
 
 #: The largest id or count the hub stores (PostgreSQL's INTEGER).
 MAX_INT = 2**31 - 1
@@ -198,12 +199,26 @@ Histograms = Annotated[
 ]
 
 
+#: The most attrition steps a site sends: the primary criteria and up to 99 inclusion rules.
+MAX_STEPS = 100
+Attrition = Annotated[
+    list[int | str],
+    Field(
+        max_length=MAX_STEPS,
+        description="A Circe cohort's persons after its primary criteria and after each "
+        'inclusion rule: a released count, "<N" below the site\'s threshold N, or "withheld" '
+        "where the count would single out a few persons against another.",
+    ),
+]
+
+
 class SiteCountOut(BaseModel):
     count: int | None
     suppressed: bool
     threshold: int
     error: str | None = None
     histograms: Histograms = Field(default_factory=dict)
+    attrition: Attrition = Field(default_factory=list)
 
 
 class QueryOut(BaseModel):
@@ -216,6 +231,15 @@ class QueryOut(BaseModel):
     histograms: Histograms = Field(
         default_factory=dict,
         description="Bins summed over sites; null where any site suppressed the bin.",
+    )
+    steps: list[str] = Field(
+        default_factory=list,
+        description="A Circe query's attrition steps: the primary criteria, then each rule.",
+    )
+    attrition: list[int | str] = Field(
+        default_factory=list,
+        description='Per step, the released counts summed over sites; "N+" where a site did '
+        "not release its count (or has not answered): N is the part known.",
     )
 
 
@@ -276,6 +300,7 @@ class SiteCountIn(BaseModel):
     threshold: int = Field(ge=1, le=MAX_INT)
     error: str | None = Field(None, max_length=500)
     histograms: Histograms = Field(default_factory=dict)
+    attrition: Attrition = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _released_counts_meet_the_threshold(self) -> SiteCountIn:
@@ -289,6 +314,11 @@ class SiteCountIn(BaseModel):
                     n is not None and not (n == 0 or self.threshold <= n <= MAX_INT)
                 ):
                     raise ValueError(f"histogram {by}, bin {name[:40]!r}: not a released count")
+        for i, value in enumerate(self.attrition):
+            if not is_released_step(value, self.threshold) or (
+                isinstance(value, int) and value > MAX_INT
+            ):
+                raise ValueError(f"attrition step {i + 1}: {str(value)[:40]!r} is not released")
         return self
 
 

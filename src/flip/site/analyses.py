@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from flip.config import SiteConfig
+from flip.config import SiteConfig, SitePolicy
 from flip.data.cdm.store import open_store
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.features.harmonisation import HarmonisationSpec, harmonisation_release
@@ -29,7 +29,11 @@ from flip.data.ledger import Ledger, LedgerTampered
 from flip.problems import first_problem
 from flip.site.approvals import RULE, by_person
 from flip.site.hub_client import HubClient
-from flip.site.policy import analysis_problem, auto_approves_analysis, project_problem
+from flip.site.policy import (
+    analysis_kind_problem,
+    analysis_problem,
+    auto_approves_analysis,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +92,7 @@ class Analyses:
         if spec.digest() != digest or spec.body() != item["spec"]:
             self.refuse(item, "the analysis's spec does not hash to its claimed hash")
             return
-        problem = (
-            project_problem(self.site.policy, project)
-            if isinstance(spec, HarmonisationSpec)
-            else analysis_problem(self.site.policy, project, spec)
-        )
-        if problem:
+        if problem := policy_problem(self.site.policy, project, spec):
             self.refuse(item, problem)
             return
         if not self._approved(project, digest, spec.kind, item):
@@ -243,3 +242,12 @@ def _whole(value: Any) -> int | None:
         return int(value) if isinstance(value, int | str) else None
     except ValueError:
         return None
+
+
+def policy_problem(
+    policy: SitePolicy, project: int, spec: AnalysisSpec | HarmonisationSpec
+) -> str | None:
+    """Why the site's policy refuses this analysis for this project now, or None."""
+    if isinstance(spec, HarmonisationSpec):
+        return analysis_kind_problem(policy, project, spec.kind)
+    return analysis_problem(policy, project, spec)

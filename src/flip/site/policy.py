@@ -68,10 +68,19 @@ def analysis_kind(kind: str) -> str:
 
 def analysis_problem(policy: SitePolicy, project_id: int, spec: AnalysisSpec) -> str | None:
     """Why the site's policy refuses this analysis for this project, or None."""
-    if problem := project_problem(policy, project_id):
+    if problem := analysis_kind_problem(policy, project_id, spec.kind):
         return problem
     if problem := _tables_problem(policy, task_tables(spec)):
         return f"the analysis {problem.removeprefix('it ')}"
+    return None
+
+
+def analysis_kind_problem(policy: SitePolicy, project_id: int, kind: str) -> str | None:
+    """Why the site's policy refuses any analysis of this kind for this project, or None."""
+    if problem := project_problem(policy, project_id):
+        return problem
+    if policy.allowed_analysis_kinds is not None and kind not in policy.allowed_analysis_kinds:
+        return f"analysis kind {kind} is not allowed by site policy"
     return None
 
 

@@ -8,16 +8,57 @@ released before: its differencing guard decides (flip.data.cohort.circe.attritio
 from __future__ import annotations
 
 WITHHELD = "withheld"
+#: The name of the first step: persons with a qualified entry event.
+PRIMARY = "primary criteria"
 
 
-def combine_attrition(sites: dict[str, list[int | str]]) -> list[int | str]:
+def circe_expression(definition: object) -> dict | None:
+    """The Circe expression in a decoded cohort JSON (bare, or FLIP's wrapper of one), or None
+    for FLIP's own cohort JSON."""
+    if not isinstance(definition, dict):
+        return None
+    if isinstance(definition.get("expression"), dict):
+        return definition["expression"]
+    return definition if {"ConceptSets", "PrimaryCriteria"} <= definition.keys() else None
+
+
+def step_names(definition: object) -> list[str]:
+    """A cohort's attrition steps: the primary criteria, then each inclusion rule by name
+    ("rule 2" when it has none); none for FLIP's own cohort JSON."""
+    expression = circe_expression(definition)
+    if expression is None:
+        return []
+    rules = expression.get("InclusionRules") or []
+    named = [r.get("name") if isinstance(r, dict) else None for r in rules]
+    return [PRIMARY, *(str(n) if n else f"rule {i + 1}" for i, n in enumerate(named))]
+
+
+def is_released_step(value: object, threshold: int) -> bool:
+    """Whether a step's value is one a site with this threshold may send: zero or a count at
+    or over the threshold, its own "<N", or "withheld"."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value == 0 or value >= threshold
+    return value in (WITHHELD, f"<{threshold}")
+
+
+def combine_attrition(
+    sites: dict[str, list[int | str] | None], steps: int | None = None
+) -> list[int | str]:
     """Per step, the sum of the sites' released counts; a step any site did not release is
-    written as the known part with "+" ("120+"), since the rest is not known."""
-    lengths = {len(steps) for steps in sites.values()}
+    written as the known part with "+" ("120+"), since the rest is not known. A site given as
+    None (it has not answered, or could not) is unknown at every one of the `steps`."""
+    lengths = {len(v) for v in sites.values() if v is not None}
+    lengths |= set() if steps is None else {steps}
     if len(lengths) > 1:
         raise ValueError(f"sites report different numbers of attrition steps: {sorted(lengths)}")
+    if not lengths or not sites:
+        return []
+    n = lengths.pop()
     combined: list[int | str] = []
-    for column in zip(*sites.values(), strict=True):
+    filled = [v if v is not None else [WITHHELD] * n for v in sites.values()]
+    for column in zip(*filled, strict=True):
         known = sum(v for v in column if isinstance(v, int))
         combined.append(known if all(isinstance(v, int) for v in column) else f"{known}+")
     return combined

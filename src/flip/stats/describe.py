@@ -5,7 +5,10 @@ with n and sum it fixes the sum of squares, and merges without cancellation), an
 sketch. Combined n, mean and SD (n - 1) are exact; median and quartiles come from the sketches.
 Categorical partial: n, missing and per-level counts, small cells suppressed at the site.
 A site whose column holds fewer than min_cell values releases only that fact ("n": "<10",
-"missing": "withheld": the site's row count less missing would give n away).
+"missing": "withheld": the site's row count less missing would give n away). A small missing
+count is hidden the same way ("missing": "<10") and n beside it withheld (the row count less
+n would give it away): a numeric column then releases nothing more at that site; a
+categorical one its level counts, with missing suppressed among them as one more cell.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def numeric_partial(values: np.ndarray, min_cell: int) -> dict:
     n, missing = len(present), len(values) - len(present)
     if is_small(n, min_cell):
         return {"kind": "numeric", "n": hidden(min_cell), "missing": WITHHELD}
+    if is_small(missing, min_cell):
+        return {"kind": "numeric", "n": WITHHELD, "missing": hidden(min_cell)}
     total = float(present.sum())
     mean = total / n if n else 0.0
     return {
@@ -46,12 +51,21 @@ def categorical_partial(values: list[str | None], min_cell: int) -> dict:
     n, missing = sum(counts.values()), len(values) - sum(counts.values())
     if is_small(n, min_cell):
         return {"kind": "categorical", "n": hidden(min_cell), "missing": WITHHELD}
-    return {
-        "kind": "categorical",
-        "n": n,
-        "missing": missing,
-        "counts": suppress_counts(dict(sorted(counts.items())), min_cell),
-    }
+    cells = dict(sorted(counts.items()))
+    if not is_small(missing, min_cell):
+        return {
+            "kind": "categorical",
+            "n": n,
+            "missing": missing,
+            "counts": suppress_counts(cells, min_cell),
+        }
+    shown = suppress_counts(cells | {_MISSING_CELL: missing}, min_cell)
+    shown.pop(_MISSING_CELL)
+    return {"kind": "categorical", "n": WITHHELD, "missing": hidden(min_cell), "counts": shown}
+
+
+#: Missing values as a cell among a categorical column's levels (no CSV level is this).
+_MISSING_CELL = "\x00missing"
 
 
 def released(partials: list[dict]) -> list[dict]:
@@ -89,7 +103,7 @@ def _numeric_stats(n: int | str, missing: int | str, mean, sd, qs: list) -> dict
 def combine_categorical(partials: list[dict]) -> dict:
     """Combined counts: exact where every site released the cell, else ">=N" (a lower bound:
     each suppressed cell holds at least one)."""
-    shown = released(partials)
+    shown = [p for p in partials if "counts" in p]
     levels = sorted({level for p in shown for level in p["counts"]})
     counts: dict[str, int | str] = {}
     for level in levels:
@@ -98,10 +112,22 @@ def combine_categorical(partials: list[dict]) -> dict:
         unknown = sum(1 for c in cells if not isinstance(c, int))
         counts[level] = known if not unknown else f">={known + unknown}"
     return {
-        "n": sum(p["n"] for p in shown),
+        "n": _n_total(shown),
         "missing": total([p["missing"] for p in partials]),
         "counts": counts,
     }
+
+
+def _n_total(partials: list[dict]) -> int | str:
+    """The partials' n summed; where a site withheld its n, ">=N" with the least it can be
+    (its released counts, and one for each hidden one)."""
+    least = sum(
+        p["n"]
+        if isinstance(p["n"], int)
+        else sum(c if isinstance(c, int) else 1 for c in p["counts"].values())
+        for p in partials
+    )
+    return least if all(isinstance(p["n"], int) for p in partials) else f">={least}"
 
 
 def site_stats(partial: dict) -> dict:
@@ -111,7 +137,11 @@ def site_stats(partial: dict) -> dict:
             return _numeric_stats(partial["n"], partial["missing"], None, None, [None] * 3)
         return combine_numeric([partial])
     if not isinstance(partial["n"], int):
-        return {"n": partial["n"], "missing": partial["missing"], "counts": {}}
+        return {
+            "n": partial["n"],
+            "missing": partial["missing"],
+            "counts": partial.get("counts", {}),
+        }
     return {"n": partial["n"], "missing": partial["missing"], "counts": partial["counts"]}
 
 

@@ -9,13 +9,15 @@ class SiteCount(BaseModel):
     """A count as released by a site: the number, or None with `suppressed` set.
 
     `histograms` maps a breakdown ("age", "sex") to its bins, each released like
-    the count (None when suppressed).
+    the count (None when suppressed); `attrition`, for a Circe cohort, each step's count
+    (primary criteria, then each inclusion rule) as `flip.stats.attrition` writes them.
     """
 
     count: int | None
     suppressed: bool
     threshold: int
     histograms: dict[str, dict[str, int | None]] = Field(default_factory=dict)
+    attrition: list[int | str] = Field(default_factory=list)
 
 
 def suppress(count: int, threshold: int) -> SiteCount:

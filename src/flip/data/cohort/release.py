@@ -1,8 +1,12 @@
-"""What a site releases for a cohort: its count and histograms, small cells suppressed,
-counts rounded as the site's policy says, and, with a guard, never a count that a
-project could difference against an earlier one to single out a few persons."""
+"""What a site releases for a cohort: its count, histograms and (Circe) attrition, small
+cells suppressed, counts rounded as the site's policy says, and, with a guard, never a count
+that a project could difference against an earlier one to single out a few persons."""
 
 from __future__ import annotations
+
+from itertools import pairwise
+
+from sqlalchemy import create_engine
 
 from flip.data.cdm.store import Store
 from flip.data.cohort.circe.definition import CirceDefinition
@@ -10,6 +14,8 @@ from flip.data.cohort.definition import CohortDefinition
 from flip.data.cohort.disclosure import SiteCount, rounded, suppress, suppress_bins
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.sql import cohort
+from flip.stats.attrition import WITHHELD
+from flip.stats.suppression import hidden, is_small
 
 
 class Refused(Exception):
@@ -23,7 +29,8 @@ def release(
     guard: ReleaseGuard | None = None,
     round_to: int = 1,
 ) -> SiteCount:
-    """The count and, when the count itself is released, the asked-for histograms.
+    """The count and, when the count itself is released, the asked-for histograms; for a
+    Circe cohort, its attrition (`released_steps`).
 
     With a guard: refuse once the project's budget is spent or when the total would
     isolate fewer than `threshold` persons against a count released before (that refusal
@@ -51,9 +58,49 @@ def release(
             if guard is not None:
                 guard.hold(shown)
         released.count = rounded(released.count, round_to, threshold)
+    if found.steps:
+        steps_guard = guard or _scratch_guard(threshold)
+        steps_guard.hold(sets[:1])
+        released.attrition, shown = released_steps(found.steps, threshold, steps_guard, round_to)
+        sets += shown
     if guard is not None:
         guard.remember(sets)
     return released
+
+
+def _scratch_guard(threshold: int) -> ReleaseGuard:
+    """A guard that remembers nothing past this answer: its counts are checked against each
+    other only."""
+    return ReleaseGuard(create_engine("sqlite://"), "", "scratch", threshold, None)
+
+
+def released_steps(
+    steps: list[frozenset[int]],
+    threshold: int,
+    guard: ReleaseGuard | None = None,
+    round_to: int = 1,
+) -> tuple[list[int | str], list[frozenset[int]]]:
+    """Each attrition step's count as released, and the sets whose counts that gives away.
+
+    A small count is hidden ("<10"); a step whose persons differ by 1 to threshold - 1 from
+    a set released before (an earlier step, this answer's count, or with the site's guard any
+    count the project was given) is withheld; the rest are rounded as `round_to` says.
+    """
+    if any(not later <= earlier for earlier, later in pairwise(steps)):
+        raise ValueError("each attrition step must keep only persons of the step before")
+    guard = guard or _scratch_guard(threshold)
+    released: list[int | str] = []
+    shown: list[frozenset[int]] = []
+    for members in steps:
+        if is_small(len(members), threshold):
+            released.append(hidden(threshold))
+        elif guard.isolates(members):
+            released.append(WITHHELD)
+        else:
+            released.append(rounded(len(members), round_to, threshold) or 0)
+            guard.hold([members])
+            shown.append(members)
+    return released, shown
 
 
 def _bins(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -124,10 +124,12 @@ def person_ids(definition: CohortDefinition) -> Select:
 
 @dataclass(frozen=True)
 class Cohort:
-    """Who meets a definition, and who falls in each bin of each breakdown it asks for."""
+    """Who meets a definition, who falls in each bin of each breakdown it asks for, and, for
+    a Circe cohort, who is left after its primary criteria and after each inclusion rule."""
 
     members: frozenset[int]
     cells: dict[str, dict[str, frozenset[int]]]
+    steps: list[frozenset[int]] = field(default_factory=list)
 
 
 def cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> Cohort:
@@ -135,7 +137,8 @@ def cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> Coho
     if isinstance(definition, CirceDefinition):
         with store.connect() as conn:
             excluded = opted_out(conn)
-        return Cohort(run_circe(store, definition.expression).members - excluded, {})
+        found = run_circe(store, definition.expression)
+        return Cohort(found.members - excluded, {}, [s - excluded for s in found.steps])
     person = schema.person
     this_year = datetime.now(UTC).year
     query = person_ids(definition).add_columns(person.c.year_of_birth, person.c.gender_concept_id)

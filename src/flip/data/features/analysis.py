@@ -56,8 +56,8 @@ MAX_VALUE = 1e150
 
 
 def numbers(table: SiteTable, column: str) -> np.ndarray:
-    """A column as floats, NaN where missing; a value that is not a number, or beyond
-    MAX_VALUE, is an error."""
+    """A column as floats, NaN where missing; a value that is not a number is an error, and
+    one that is infinite or beyond MAX_VALUE in a column of numbers is a BeyondRange."""
     values = table.columns[column]
     try:
         fast = np.array(values, dtype=float)
@@ -66,14 +66,27 @@ def numbers(table: SiteTable, column: str) -> np.ndarray:
     except ValueError:
         pass
     out = np.empty(table.n_rows)
+    infinite = None
     for i, value in enumerate(values):
         number = as_number(value)
         if number is None and not is_missing(value):
+            if infinite is None and _is_infinite(value):
+                infinite = f"site {table.name}: row {i + 2} column {column}: {value!r}"
+                continue
             raise DatasetError(
                 f"site {table.name}: row {i + 2} column {column}: {value!r} is not a number"
             )
         out[i] = math.nan if number is None else number
+    if infinite is not None:
+        raise BeyondRange(f"{infinite} is not a finite number (leave the cell empty if missing)")
     return _bounded(out, table, column)
+
+
+def _is_infinite(value: str) -> bool:
+    try:
+        return math.isinf(float(value.strip()))
+    except ValueError:
+        return False
 
 
 def _bounded(values: np.ndarray, table: SiteTable, column: str) -> np.ndarray:

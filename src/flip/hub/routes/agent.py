@@ -64,6 +64,7 @@ from flip.hub.schemas import (
     WorkOut,
 )
 from flip.hub.transactions import Conn, ReadConn, WriteTurns, reading, writes
+from flip.stats.attrition import step_names
 
 router = APIRouter(prefix="/agent", tags=["site agent"])
 
@@ -278,7 +279,7 @@ def _insert_answer(dialect: str) -> Insert:
     answered it yet; returns the query id when it inserted."""
     insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
     site_id = bindparam("site_id")
-    names = ("count", "suppressed", "threshold", "error", "histograms")
+    names = ("count", "suppressed", "threshold", "error", "histograms", "attrition")
     answer = select(
         queries.c.id, site_id, *(bindparam(n, type_=query_results.c[n].type) for n in names)
     ).where(
@@ -299,8 +300,22 @@ _INSERT_ANSWER = {dialect: _insert_answer(dialect) for dialect in ("postgresql",
 @router.post("/queries/{query_id}", status_code=204)
 @writes(scope=own_work)
 def answer_query(query_id: PathId, body: SiteCountIn, conn: Conn, site: Site) -> None:
-    """Release this site's (already suppressed) count for a query; answering twice is a no-op."""
-    values = body.model_dump() | {"histograms": orjson.dumps(body.histograms).decode()}
+    """Release this site's (already suppressed) count for a query, with a Circe cohort's
+    attrition (none, or one value per step); answering twice is a no-op."""
+    if body.attrition:
+        definition = conn.execute(
+            select(queries.c.definition).where(queries.c.id == query_id)
+        ).scalar()
+        steps = step_names(orjson.loads(definition)) if definition is not None else []
+        if len(body.attrition) != len(steps):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"the attrition has {len(body.attrition)} steps; query {query_id} has {len(steps)}",
+            )
+    values = body.model_dump() | {
+        "histograms": orjson.dumps(body.histograms).decode(),
+        "attrition": orjson.dumps(body.attrition).decode(),
+    }
     params = {"query_id": query_id, "site_id": site.id, **values}
     if conn.execute(_INSERT_ANSWER[conn.dialect.name], params).first() is None:
         if conn.execute(_QUERY_FOR_SITE, params).first() is None:

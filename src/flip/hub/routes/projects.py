@@ -44,6 +44,7 @@ from flip.hub.schemas import (
     TaskIn,
 )
 from flip.hub.transactions import Conn, ReadConn, writes
+from flip.stats.attrition import combine_attrition, step_names
 
 router = APIRouter(tags=["projects"])
 
@@ -262,10 +263,16 @@ def _query_out(conn: Connection, query_id: int) -> QueryOut:
             threshold=r.threshold,
             error=r.error,
             histograms=orjson.loads(r.histograms),
+            attrition=orjson.loads(r.attrition),
         )
         for r in answered
     }
     pending = sorted(set(_site_statuses(conn, q.project_id)) - set(results))
+    steps = step_names(orjson.loads(q.definition))
+    attrition = {name: None for name in pending} | {
+        name: r.attrition if r.error is None and len(r.attrition) == len(steps) else None
+        for name, r in results.items()
+    }
     released = [r.count for r in results.values() if r.count is not None]
     complete = not pending and all(not r.suppressed and r.error is None for r in results.values())
     return QueryOut(
@@ -276,6 +283,8 @@ def _query_out(conn: Connection, query_id: int) -> QueryOut:
         pending=pending,
         total=sum(released) if complete else None,
         histograms=_combined(list(results.values())) if complete else {},
+        steps=steps,
+        attrition=combine_attrition(attrition, len(steps)) if steps else [],
     )
 
 

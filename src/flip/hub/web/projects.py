@@ -139,7 +139,9 @@ async def ask(request: Request, project_id: PathId, who: WebResearcher) -> Respo
             definition = definition_from_form(form)
     except (FormProblem, orjson.JSONDecodeError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    name = str(definition.get("name") or form.get("name") or "cohort")
+    name = str(definition.get("name") or definition.get("Title") or form.get("name") or "cohort")[
+        :200
+    ]
     body = QueryIn(name=name, definition=definition)
     out = await api.create_query(project_id=project_id, body=body, who=who, request=request)
     return see_other(f"/queries/{out.id}")

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
 from flip.problems import first_problem
-from flip.site.analyses import load_spec
+from flip.site.analyses import load_spec, policy_problem
 from flip.site.approvals import decide
 from flip.site.console.pages import Admin, ConsoleRoute, csrf, page, site_of
 from flip.site.policy import auto_approves_analysis
@@ -28,13 +28,25 @@ HASH_PATH = PathParam(pattern=r"^[0-9a-f]{64}$", description="The analysis's SHA
 
 
 def waiting_analyses(site: SiteConfig) -> list[dict]:
-    """The analyses the hub asks for now that this site has not decided."""
+    """The analyses the hub asks for now that this site has not decided, each with why the
+    site's policy forbids it now (`forbidden`, None when it does not)."""
     with AgentStatus(status_path(site.ledger)) as seen, Ledger(site.ledger) as ledger:
-        return [
+        waiting = [
             a
             for a in seen.analyses(open_only=True)
             if ledger.decision(a["project"], a["hash"]) is None
         ]
+    return [a | {"forbidden": _forbidden(site, a)} for a in waiting]
+
+
+def _forbidden(site: SiteConfig, offered: dict) -> str | None:
+    """Why the site's policy refuses the offered analysis now (the agent refuses it at its
+    next poll), or None; a spec that does not load is `_problem`'s to tell."""
+    try:
+        spec = load_spec(offered["spec"])
+    except ValidationError:
+        return None
+    return policy_problem(site.policy, int(offered["project"]), spec)
 
 
 def _offered(site: SiteConfig, project: str, digest: str) -> dict:
@@ -69,6 +81,7 @@ def _view(site: SiteConfig, project: str, digest: str) -> dict:
         "spec_text": json.dumps(offered["spec"], indent=2, sort_keys=True),
         "decision": decision,
         "problem": _problem(offered),
+        "forbidden": _forbidden(site, offered),
         "auto_approved": auto_approves_analysis(site.policy, int(project), kind),
     }
 
@@ -101,7 +114,7 @@ async def decide_analysis(
     if decision == "declined" and not reason.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "say why it is declined")
     offered = await run_in_threadpool(_offered, site, str(project), digest)
-    if decision == "approved" and (problem := _problem(offered)):
+    if decision == "approved" and (problem := _problem(offered) or _forbidden(site, offered)):
         raise HTTPException(status.HTTP_409_CONFLICT, problem)
     await run_in_threadpool(
         lambda: decide(site, None, project, digest, decision, by=who, reason=reason.strip())

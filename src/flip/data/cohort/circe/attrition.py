@@ -4,18 +4,12 @@ like any other count."""
 
 from __future__ import annotations
 
-from itertools import pairwise
-
-from sqlalchemy import create_engine
-
 from flip.data.cdm.store import Store
 from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.cohort.circe.run import run_circe
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.optout import opted_out
-from flip.data.cohort.release import Refused
-from flip.stats.attrition import WITHHELD
-from flip.stats.suppression import hidden, is_small
+from flip.data.cohort.release import Refused, released_steps
 
 
 def attrition_steps(store: Store, definition: CirceDefinition) -> list[frozenset[int]]:
@@ -45,25 +39,12 @@ def site_attrition(
 def release_steps(
     steps: list[frozenset[int]], min_cell: int, guard: ReleaseGuard | None = None
 ) -> list[int | str]:
-    """Each step's count as released: a small count hidden ("<10"), and a step withheld when
-    its persons differ by 1 to min_cell - 1 from a set whose count was released before (an
-    earlier step, or, with the site's guard, any count the project was given). Without a
-    guard, the steps are checked against each other only."""
-    if any(not later <= earlier for earlier, later in pairwise(steps)):
-        raise ValueError("each attrition step must keep only persons of the step before")
-    guard = guard or ReleaseGuard(create_engine("sqlite://"), "", "attrition", min_cell, None)
-    if problem := guard.budget_problem():
+    """Each step's count as released (`flip.data.cohort.release.released_steps`), the
+    project's budget checked and what was released remembered. Without a guard, the steps
+    are checked against each other only."""
+    if guard is not None and (problem := guard.budget_problem()):
         raise Refused(problem)
-    released: list[int | str] = []
-    shown: list[frozenset[int]] = []
-    for members in steps:
-        if is_small(len(members), min_cell):
-            released.append(hidden(min_cell))
-        elif guard.isolates(members):
-            released.append(WITHHELD)
-        else:
-            released.append(len(members))
-            guard.hold([members])
-            shown.append(members)
-    guard.remember(shown)
+    released, shown = released_steps(steps, min_cell, guard)
+    if guard is not None:
+        guard.remember(shown)
     return released

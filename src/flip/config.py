@@ -46,7 +46,10 @@ class SitePolicy(BaseModel):
     )
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
     max_epsilon: float | None = Field(
-        None, gt=0, description="Require DP with at most this epsilon."
+        None,
+        gt=0,
+        description="Require DP; the epsilon every DP run at the site spends, summed, stays "
+        "within this ceiling.",
     )
     max_delta: float = Field(
         1e-5,

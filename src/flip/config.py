@@ -55,7 +55,10 @@ class SitePolicy(BaseModel):
         None, description="Federated analysis kinds the site runs; None: every kind."
     )
     max_epsilon: float | None = Field(
-        None, gt=0, description="Require DP with at most this epsilon."
+        None,
+        gt=0,
+        description="Require DP; the epsilon every DP run at the site spends, summed, stays "
+        "within this ceiling.",
     )
     max_delta: float = Field(
         1e-5,

@@ -41,14 +41,15 @@ def test_counts_and_charges_are_read_from_the_chain_and_refused_when_it_breaks(t
     assert ledger.spend("r1", "p", "d", "a" * 64, 1.5, 1e-5, 3.0) == 1.5  # the run's total
     assert ledger.spend("r1", "p", "d", "b" * 64, 1.0, 1e-5, 3.0) == 2.5  # another task adds
     assert ledger.spend("r2", "p", "d", "b" * 64, 1.0, 1e-5, 3.0) is None
-    assert ledger.spent("d") == 2.5
+    assert ledger.spend("r3", "p", "e", "b" * 64, 0.4, 1e-5, 3.0) == 2.9  # other persons too
+    assert ledger.spent() == 2.9
     with ledger.engine.begin() as conn:
         conn.execute(update(audit).where(audit.c.seq == 2).values(detail='{"rounds": 0}'))
     for read in (
         lambda: ledger.count_round("r1", "p", "a" * 64, 2),
         lambda: ledger.rounds_counted("p", "a" * 64),
         lambda: ledger.spend("r3", "p", "d", "a" * 64, 0.1, 1e-5, None),
-        lambda: ledger.spent("d"),
+        lambda: ledger.spent(),
         lambda: ledger.is_approved("p", "a" * 64),
     ):
         with pytest.raises(LedgerTampered, match="broken at entry 2"):

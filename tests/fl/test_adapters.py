@@ -406,3 +406,52 @@ def test_hub_arrays_naming_a_frozen_base_array_are_not_loaded(two_sites, minilm)
     state["model.encoder.embeddings.word_embeddings.weight"] = torch.zeros(30522, 384)
     with pytest.raises(ValueError, match="expected 26 parameter arrays, got 27"):
         _send("train", spec, state, site_yaml, 1)
+
+
+def _run_task(spec, sites, *more):
+    """`flip fl run-task` as a user runs it."""
+    import os
+    import subprocess
+    import sys
+
+    args = [a for site in sites for a in ("--site", str(site))]
+    return subprocess.run(
+        [sys.executable, "-m", "flip", "fl", "run-task", str(spec), *args, *more],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_fl_run_task_names_the_sites_that_did_not_approve_in_one_line(two_sites, minilm, tmp_path):
+    spec = text_task(minilm[1], max_tokens=16, rounds=1)
+    path = tmp_path / "task.json"
+    path.write_text(spec.model_dump_json())
+    result = _run_task(path, two_sites, "--project", "unapproved")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: alpha, beta did not approve task {task_hash(spec)} for project unapproved: "
+        f"each site's admin runs `flip site approve unapproved {task_hash(spec)}`"
+    ]
+
+
+@pytest.mark.slow
+def test_fl_run_task_federates_a_lora_task_in_flowers_simulation(two_sites, minilm, tmp_path):
+    """`flip fl run` takes CSV files and tabular tasks only; a LoRA task runs here, each
+    site loading MiniLM from its own registry."""
+    spec = text_task(minilm[1], max_tokens=16, rounds=1, local_epochs=1, batch_size=16)
+    path = tmp_path / "task.json"
+    path.write_text(spec.model_dump_json())
+    for site_yaml in two_sites:
+        Ledger(SiteConfig.load(site_yaml).ledger).decide("cli", task_hash(spec), "approved", "a")
+    result = _run_task(path, two_sites, "--project", "cli", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads(result.stdout)
+    assert document["task_hash"] == task_hash(spec)
+    assert len(document["rounds"]) == 1
+    assert set(document["per_site"]) == {"alpha", "beta"}
+    assert all(0.0 <= m["auroc"] <= 1.0 for m in document["per_site"].values())
+    for site_yaml in two_sites:
+        actions = [e["action"] for e in Ledger(SiteConfig.load(site_yaml).ledger).entries()]
+        assert "run.trained" in actions

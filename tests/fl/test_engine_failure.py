@@ -66,3 +66,37 @@ def test_a_ray_actor_dying_mid_run_stops_the_run_at_that_round():
     assert message.startswith("the simulation engine failed:") and "ActorDiedError" in message
     # Round 1 was trained by both sites; no later round is reported as if it had been.
     assert rounds == [1]
+
+
+@pytest.mark.slow
+def test_what_rays_processes_publish_to_the_driver_stays_off_the_terminal(capfd):
+    """Ray's driver prints whatever its processes publish (a raylet's end with the tail of
+    its log, `[state-dump]` lines and all; a worker's death) to stdout from a thread of its
+    own, whatever `log_to_driver` says: `flip fl run` printed pages of it."""
+    import ray
+    from flwr.serverapp import ServerApp
+    from ray._private import ray_constants
+    from ray._private.utils import publish_error_to_driver
+
+    from flip.fl.runtime.simulation import run_in_simulation
+    from tests.fl.dying_app import app as client
+
+    server = ServerApp()
+
+    @server.main()
+    def main(grid, context) -> None:
+        deadline = time.monotonic() + 120
+        while not ray.is_initialized() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        publish_error_to_driver(
+            ray_constants.RAYLET_DIED_ERROR,
+            "Raylet is terminated. Termination is unexpected. Last 20 lines of the Raylet "
+            "logs:\n[state-dump] NodeManager:\n[state-dump] Node ID: 64af838a",
+            gcs_client=ray._private.worker.global_worker.gcs_client,
+        )
+        time.sleep(3)  # Ray's listener polls and prints within this
+
+    run_in_simulation(server, client, 1)
+    out, err = capfd.readouterr()
+    assert "[state-dump]" not in out + err
+    assert "Raylet is terminated" not in out + err

@@ -10,9 +10,11 @@ real.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
+import duckdb
 import pytest
 from pydantic import ValidationError
 
@@ -22,6 +24,7 @@ from flip.fl.client import NotApproved, budget_dataset
 from flip.fl.privacy import PrivacySpec, delta_problem, gaussian_epsilon
 from flip.fl.strategies import StrategySpec
 from flip.fl.tasks import TaskSpec, mace_task, task_hash
+from flip.fl.tasks.catalog import SYSTOLIC_BP
 from flip.fl.tasks.sandbox import SandboxRefused
 from flip.site.policy import task_problem
 from tests.conftest import build_site
@@ -41,7 +44,7 @@ def _dp_spec(**update) -> TaskSpec:
 
 def _spent(site_yaml, spec) -> float:
     site = SiteConfig.load(site_yaml)
-    return Ledger(site.ledger).spent(budget_dataset(site, spec))
+    return Ledger(site.ledger).spent()
 
 
 def _edit(site_yaml, sql: str) -> None:
@@ -94,7 +97,7 @@ def test_tasks_on_the_same_persons_in_one_run_add_up(store_yaml, tmp_path):
         _ask("train", tasks[2], site_yaml, run=40, server_round=1)
 
 
-def test_the_budget_is_the_persons_whatever_spells_the_cohort(store_yaml, tmp_path):
+def test_every_spelling_of_a_cohort_draws_on_the_one_budget(store_yaml, tmp_path):
     a = _dp_spec()
     ids = list(a.data.entry_concept_ids)
     b = a.model_copy(update={"data": a.data.model_copy(update={"entry_concept_ids": ids + ids})})
@@ -220,3 +223,31 @@ def test_the_budget_is_the_persons_whichever_project_asks(store_yaml, tmp_path):
     with pytest.raises(NotApproved, match="above the site's ceiling"):
         _ask("train", spec, site_yaml, run=61, server_round=1, project="q")
     assert _spent(site_yaml, spec) == pytest.approx(three)
+
+
+def test_a_cohort_one_person_smaller_draws_on_the_same_budget(store_yaml, tmp_path):
+    """The budget was kept per person set: a store (or cohort) that lost one person was a
+    new dataset with the whole `max_epsilon` again, though it holds everyone else whose
+    privacy was spent. The site keeps one budget, whatever persons a task selects."""
+    spec = _dp_spec()
+    three = gaussian_epsilon(1.0, 3, 1e-5)
+    site_yaml = _site(store_yaml, tmp_path, max_epsilon=three * 1.01)
+    _approve(site_yaml, spec)
+    site = SiteConfig.load(site_yaml)
+    copy = tmp_path / "one-fewer.duckdb"
+    shutil.copy(site.store, copy)
+    with duckdb.connect(str(copy)) as db:
+        db.execute(
+            "delete from measurement where person_id = (select min(person_id) from measurement "
+            f"where measurement_concept_id = {SYSTOLIC_BP})"
+        )
+    smaller = site.model_copy(update={"store": str(copy)})
+    smaller_yaml = tmp_path / "smaller" / "site.yaml"
+    smaller_yaml.parent.mkdir()
+    smaller.save(smaller_yaml)
+    assert budget_dataset(smaller, spec) != budget_dataset(site, spec)  # one person fewer
+    for number in (1, 2, 3):
+        _ask("train", spec, site_yaml, run=110, server_round=number)
+    with pytest.raises(NotApproved, match="above the site's ceiling"):
+        _ask("train", spec, smaller_yaml, run=111, server_round=1)
+    assert Ledger(site.ledger).spent() == pytest.approx(three)

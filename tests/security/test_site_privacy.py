@@ -18,7 +18,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from flip.config import SiteConfig, SitePolicy
 from flip.data.ledger import Ledger
-from flip.fl.client import NotApproved, app, budget_dataset
+from flip.fl.client import NotApproved, app
 from flip.fl.privacy import KEY_PRIVACY, PrivacySpec, privacy_config
 from flip.fl.splits import EVALUATE_SPLIT
 from flip.fl.tasks import mace_task, task_hash
@@ -57,10 +57,6 @@ def _approve(site_yaml: Path, spec) -> Ledger:
     ledger = Ledger(SiteConfig.load(site_yaml).ledger)
     ledger.decide("p", task_hash(spec), "approved", by="admin")
     return ledger
-
-
-def _dataset(site_yaml: Path, spec) -> str:
-    return budget_dataset(SiteConfig.load(site_yaml), spec)
 
 
 def _rdp_epsilon(event, count: int, delta: float) -> float:
@@ -121,7 +117,7 @@ def test_the_site_budget_sums_epsilon_across_runs_and_refuses_past_the_ceiling(
     _ask("train", spec, site_yaml, run=11)
     with pytest.raises(NotApproved, match="above the site's ceiling"):
         _ask("train", spec, site_yaml, run=11, step=0.01)
-    assert ledger.spent(_dataset(site_yaml, spec)) == pytest.approx(three + one, rel=1e-6)
+    assert ledger.spent() == pytest.approx(three + one, rel=1e-6)
     trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
     assert trained[-1]["epsilon_total"] == pytest.approx(three + one, rel=1e-5)
     # Another task on the same cohort draws on the same budget.

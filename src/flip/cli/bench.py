@@ -176,9 +176,9 @@ def bench_fl(
                 f"{sites} sites x {rounds} rounds, FLIP and bare Flower in turn, {passes} pass(es)"
             )
             figures += fl.run(work, rounds, sites, secure=secagg, passes=passes, progress=progress)
-            if whole:
-                progress("whole `flip fl run` against a bare Flower app (4 sites, 30 rounds)")
-                figures += fl.whole_command(work / "whole", passes=passes, progress=progress)
+        if whole:
+            progress("whole `flip fl run` against a bare Flower app (4 sites, 30 rounds)")
+            figures += fl.whole_command(work / "whole", passes=passes, progress=progress)
         if deployment:
             progress("deployment: a SuperLink and SuperNodes with TLS and node auth")
             figures += fl.deployment(work / "deployment", progress=progress)

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flip.cli.errors import one_line_errors
+from flip.cli.fl_task import run_task
 
 if TYPE_CHECKING:
     from flip.fl.experiment import ExperimentOptions
@@ -434,3 +435,6 @@ def _print(result: dict) -> None:
         )
     table.add_row("[bold]overall", "", *(cell(result[a]["overall"]) for a in arms))
     Console().print(table)
+
+
+app.command("run-task")(run_task)

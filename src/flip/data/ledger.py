@@ -81,7 +81,7 @@ class LedgerTampered(ValueError):
 
 
 class DeltaMismatch(ValueError):
-    """A charge at another delta than the one the dataset's budget was charged at."""
+    """A charge at another delta than the one the site's budget was charged at."""
 
 
 def _now() -> str:
@@ -247,12 +247,12 @@ class Ledger:
                     return detail
         return None
 
-    def spent(self, dataset: str) -> float:
-        """The epsilon every run of every task of every project has spent on this dataset
-        (person set) here; LedgerTampered if the chain is broken."""
+    def spent(self) -> float:
+        """The epsilon every run of every task of every project has spent at this site, on
+        whichever persons; LedgerTampered if the chain is broken."""
         with self.engine.connect() as conn:
             charges = _charges(_verified(conn))
-        return sum(epsilon for (_, _, d, _), (epsilon, _) in charges.items() if d == dataset)
+        return sum(epsilon for epsilon, _ in charges.values())
 
     def spend(
         self,
@@ -264,22 +264,23 @@ class Ledger:
         delta: float,
         limit: float | None,
     ) -> float | None:
-        """Set what `run` of this task of `project` has spent on the dataset (a person set) to
-        `epsilon` and return the total across runs, tasks and projects, or None (spending
-        nothing) when the total would pass `limit`: the persons are the same whichever
-        project asks. DeltaMismatch if the dataset was charged at another delta (epsilons
-        at different deltas do not add up); LedgerTampered if the chain is broken."""
+        """Set what `run` of this task of `project` has spent on `dataset` (the persons it
+        read, kept for the audit) to `epsilon` and return the site's total across runs, tasks,
+        projects and datasets, or None (spending nothing) when the total would pass `limit`:
+        one budget for the site, since every person at the site could be in any cohort and a
+        cohort one person away from another is nearly the same persons. DeltaMismatch if the
+        site was charged at another delta (epsilons at different deltas do not add up);
+        LedgerTampered if the chain is broken."""
         key = (run, project, dataset, task_hash)
         with self.engine.begin() as conn:
             charges = _charges(_verified(conn))
-            mine = {k: v for k, v in charges.items() if k[2] == dataset}
-            others = {d for k, (_, d) in mine.items() if d != delta}
+            others = {d for _, d in charges.values() if d != delta}
             if others:
                 raise DeltaMismatch(
-                    f"the budget of {dataset} was charged at delta {min(others):g}, "
+                    f"the site's budget was charged at delta {min(others):g}, "
                     f"not {delta:g}: epsilons at different deltas do not add up"
                 )
-            total = sum(e for k, (e, _) in mine.items() if k != key) + epsilon
+            total = sum(e for k, (e, _) in charges.items() if k != key) + epsilon
             if limit is not None and total > limit:
                 return None
             detail = {"run": run, "project": project, "dataset": dataset, "task_hash": task_hash}

@@ -321,10 +321,10 @@ def train_round(
     the hub, each Flower run) trained in its ledger and refuses one more than approved,
     whatever round number the server sends and however many Flower runs carry the hub run
     (`round_count`); under DP it refuses a delta of 1 / its training rows or more, and a
-    round that would take its dataset (`budget_dataset`) past the policy's `max_epsilon`
-    across all runs and tasks. Under DP the metrics that leave are `num-examples` = 1 only
-    (equal weights; no loss, no count, no custom metric); under local DP an update that is
-    not finite floating point is refused, never sent.
+    round that would take the site's epsilon past the policy's `max_epsilon` across all runs,
+    tasks and projects, whatever persons they read. Under DP the metrics that leave are
+    `num-examples` = 1 only (equal weights; no loss, no count, no custom metric); under local
+    DP an update that is not finite floating point is refused, never sent.
     """
     bases = site_bases(site, spec, config)
     detail = _detail(config)
@@ -483,9 +483,10 @@ def _dp_problem(spec: TaskSpec, n_train: int) -> str | None:
 
 
 def budget_dataset(site: SiteConfig, spec: TaskSpec) -> str:
-    """The dataset a task's privacy budget is charged to: the persons of its training and
-    test splits at this site (a hash of their sorted ids, kept only in the site's ledger),
-    whatever cohort definition, features, outcome or split selects those persons."""
+    """The persons a task reads at this site (a hash of the sorted ids of its training and
+    test splits, kept only in the site's ledger), whatever cohort definition, features,
+    outcome or split selects them: named in each charge for the audit, while the budget
+    itself is the site's one (`Ledger.spend`)."""
     splits = _raw_splits(site.store, spec.model_dump_json())
     persons = np.unique(np.concatenate([split.person_ids for split in splits]))
     digest = hashlib.sha256(np.asarray(persons, dtype=np.int64).tobytes()).hexdigest()
@@ -517,8 +518,8 @@ def _spend(
     delta: float,
 ) -> dict[str, float]:
     """Charge the epsilon (at the policy's `delta`) of `run` (its round counter: a hub run, or
-    a Flower run outside the hub) of this task to the dataset's budget, which every run and
-    task over the same persons shares; refuse past the site's ceiling."""
+    a Flower run outside the hub) of this task to the site's budget, which every run, task
+    and project shares whatever persons it reads; refuse past the site's ceiling."""
     if epsilon is None or spec.privacy is None:
         return {}
     detail = _detail(config)
@@ -532,8 +533,8 @@ def _spend(
         _refuse(ledger, site, detail, str(exc))
     if total is None:
         reason = (
-            f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent on the site's "
-            f"persons across runs, tasks and projects ({ledger.spent(dataset):.2f} so far) "
+            f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent at the site "
+            f"across runs, tasks and projects ({ledger.spent():.2f} so far) "
             f"above the site's ceiling {limit}"
         )
         _refuse(ledger, site, detail, reason)

@@ -31,14 +31,36 @@ class SimulationError(RuntimeError):
 
 
 @contextmanager
-def _quiet_flower() -> Iterator[None]:
+def _quiet() -> Iterator[None]:
     logger = logging.getLogger("flwr")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        yield
+        with _ray_messages_to_log():
+            yield
     finally:
         logger.setLevel(level)
+
+
+@contextmanager
+def _ray_messages_to_log() -> Iterator[None]:
+    """Log at debug level what Ray's processes publish to the driver (a raylet's end with
+    the tail of its log, `[state-dump]` lines and all; a worker's death), which Ray's driver
+    prints to stdout from a thread of its own whatever `log_to_driver` says."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    logger = logging.getLogger("flip.fl.ray")
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        for line in data.get("lines", []):
+            logger.debug("(%s) %s", data.get("pid"), line)
+
+    worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = printer
 
 
 def run_in_simulation(
@@ -54,7 +76,8 @@ def run_in_simulation(
 
     Raises `SimulationError` within a round's pull interval when the engine fails to start
     or dies, or when no site answers a round; with `site_errors_fatal`, also when a site's
-    ClientApp raises (otherwise its reply is left out, as a refusal is).
+    ClientApp raises (otherwise its reply is left out, as a refusal is). Unless `verbose`,
+    Flower's log and what Ray's processes publish to the driver stay off the terminal.
     """
     from flwr.simulation import run_simulation
 
@@ -84,7 +107,7 @@ def run_in_simulation(
         server_app(grid=grids[0], context=context)
 
     try:
-        with nullcontext() if verbose else _quiet_flower():
+        with nullcontext() if verbose else _quiet():
             run_simulation(supervised, client_app, num_nodes, backend_config=backend_config)
     except Exception as exc:
         failure = grids[0].failure if grids else None

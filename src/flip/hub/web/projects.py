@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from flip.hub import audit
+from flip.hub.auth import Principal
 from flip.hub.db import queries, sites, tasks
 from flip.hub.routes import analyses as analyses_api
 from flip.hub.routes import projects as api
@@ -196,6 +197,7 @@ async def query_events(request: Request, query_id: PathId, who: WebReader):
 
     return _live(
         request,
+        who,
         lambda conn: _query_view(conn, query_id, who),
         "_answers.html",
         lambda view: not view["query"].pending,
@@ -256,13 +258,14 @@ async def run_events(request: Request, run_id: PathId, who: WebReader):
 
     return _live(
         request,
+        who,
         lambda conn: _run_view(conn, run_id, who),
         "_run_live.html",
         lambda view: view["run"].status in ("completed", "failed", "cancelled"),
     )
 
 
-def _live(request: Request, view_of, template: str, finished):
+def _live(request: Request, who: Principal, view_of, template: str, finished):
     """A stream of `template` rendered from a fresh `view_of(conn)` on each tick, ending
     once `finished(view)` holds."""
 
@@ -271,7 +274,7 @@ def _live(request: Request, view_of, template: str, finished):
             view = view_of(conn)
         return templates.get_template(template).render(**view), finished(view)
 
-    return stream(request, render)
+    return stream(request, who, render)
 
 
 @router.post("/runs/{run_id}/status")

@@ -83,25 +83,27 @@ def project_tasks(conn: Connection, project_id: int) -> list[dict[str, Any]]:
             .order_by(sites.c.name)
         )
     ]
+    decided: dict[int, dict[str, tuple[str, str]]] = {}
+    for task_id, name, decision, reason in conn.execute(
+        select(task_decisions.c.task_id, sites.c.name, task_decisions.c.decision)
+        .add_columns(task_decisions.c.reason)
+        .join(sites, sites.c.id == task_decisions.c.site_id)
+        .join(tasks, tasks.c.id == task_decisions.c.task_id)
+        .where(tasks.c.project_id == project_id)
+    ):
+        decided.setdefault(task_id, {})[name] = (decision, reason)
     out = []
     for task in conn.execute(
         select(tasks).where(tasks.c.project_id == project_id).order_by(tasks.c.id)
     ):
-        decided = {
-            name: (decision, reason)
-            for name, decision, reason in conn.execute(
-                select(sites.c.name, task_decisions.c.decision, task_decisions.c.reason)
-                .join(sites, sites.c.id == task_decisions.c.site_id)
-                .where(task_decisions.c.task_id == task.id)
-            )
-        }
+        made = decided.get(task.id, {})
         out.append(
             {
                 "hash": task.hash,
                 "kind": task.kind,
                 "spec": orjson.loads(task.spec),
-                "decisions": {n: decided.get(n, ("pending", "")) for n in invited},
-                "approved": sorted(n for n, (d, _) in decided.items() if d == "approved"),
+                "decisions": {n: made.get(n, ("pending", "")) for n in invited},
+                "approved": sorted(n for n, (d, _) in made.items() if d == "approved"),
             }
         )
     return out

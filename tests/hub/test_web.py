@@ -465,6 +465,38 @@ def test_live_streams_are_capped_per_session_and_user_and_end_with_the_session(
     assert web.app.state.streams.users[uid] == 0 and not web.app.state.streams.sessions
 
 
+def test_the_project_list_pages_filters_to_ones_own_and_shows_no_one_elses(web, monkeypatch):
+    monkeypatch.setattr(projects_pages, "PAGE_SIZE", 3)
+    owner = person(web, "lister")
+    other = person(web, "other-lister")
+    own = [
+        web.call("POST", "/projects", owner.token, json={"name": f"own {n}"}).json()["id"]
+        for n in range(4)
+    ]
+    shared = web.call("POST", "/projects", other.token, json={"name": "shared <b>"}).json()["id"]
+    web.call("POST", f"/projects/{shared}/members", other.token, json={"users": ["lister"]})
+    hidden = web.call("POST", "/projects", other.token, json={"name": "not theirs"}).json()["id"]
+
+    def listed(query: str) -> list[int]:
+        page = owner.http.get(f"/projects{query}")
+        assert page.status_code == 200, page.text
+        return [int(i) for i in re.findall(r'<td><a href="/projects/(\d+)">', page.text)]
+
+    first = owner.http.get("/projects").text
+    assert listed("") == [shared, own[3], own[2]]
+    assert 'rel="next" href="/projects?q=&amp;owner=&amp;page=2"' in first
+    assert listed("?page=2") == [own[1], own[0]]
+    assert hidden not in listed("") + listed("?page=2")
+    assert listed("?owner=me") == [own[3], own[2], own[1]]
+    assert listed("?owner=me&page=2") == [own[0]]
+    assert listed("?q=shared") == [shared]
+    assert "shared &lt;b&gt;" in owner.http.get("/projects?q=shared").text
+    escaped = owner.http.get("/projects", params={"q": '"><script>x</script>', "page": 2}).text
+    assert "<script>x" not in escaped and "No project matches" in escaped
+    for bad in ("?page=0", "?owner=them", "?page=x", "?q=" + "a" * 201):
+        assert owner.http.get(f"/projects{bad}").status_code == 422, bad
+
+
 def test_a_live_stream_ends_cleanly_when_its_member_is_taken_off_the_project(web, monkeypatch):
     monkeypatch.setattr(live, "POLL", 0.1)
     monkeypatch.setattr(live, "LIFETIME", 20.0)

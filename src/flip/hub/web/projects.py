@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from sqlalchemy import select
 
@@ -48,11 +48,40 @@ async def home(request: Request) -> Response:
     return see_other(home_for(who.role))
 
 
+#: Projects the list shows on one page.
+PAGE_SIZE = 50
+
+
 @router.get("/projects")
-async def project_list(request: Request, who: WebReader, q: str = ""):
-    """The projects the user sees, searchable by name or description."""
-    found = await read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
-    return page(request, "projects.html", projects=found, q=q)
+async def project_list(
+    request: Request,
+    who: WebReader,
+    q: Annotated[str, Query(max_length=200)] = "",
+    owner: Literal["", "me"] = "",
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+):
+    """The projects the user sees, newest first, PAGE_SIZE a page, searchable by name or
+    description, and filtered to those they own (`owner=me`)."""
+    found = await read(
+        request,
+        lambda conn: reads.visible_projects(
+            conn,
+            who,
+            q.strip(),
+            mine=owner == "me",
+            limit=PAGE_SIZE + 1,
+            offset=(page_number - 1) * PAGE_SIZE,
+        ),
+    )
+    return page(
+        request,
+        "projects.html",
+        projects=found[:PAGE_SIZE],
+        q=q,
+        owner=owner,
+        page_number=page_number,
+        more=len(found) > PAGE_SIZE,
+    )
 
 
 @router.post("/projects")

@@ -79,7 +79,7 @@ def hub_process(db_url: str, log: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts it slowly
         while True:
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:

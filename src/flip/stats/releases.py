@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
 
 from flip.stats.federated import terms
 
@@ -19,7 +18,7 @@ from flip.stats.federated import terms
 Count = int | str
 
 
-def problems(spec: dict, round_: int, releases: dict[str, Any]) -> dict[str, str]:
+def problems(spec: dict, round_: int, releases: dict[str, object]) -> dict[str, str]:
     """Per site whose release cannot be combined with the others in this round, a one-line
     reason; the sites not named are safe to combine."""
     found: dict[str, str] = {}
@@ -34,7 +33,7 @@ def problems(spec: dict, round_: int, releases: dict[str, Any]) -> dict[str, str
     return found
 
 
-def _check(spec: dict, round_: int, release: Any) -> None:
+def _check(spec: dict, round_: int, release: object) -> None:
     _mapping(release, "the release")
     kind = spec.get("kind")
     if round_ > 0:
@@ -80,7 +79,7 @@ def _regression(spec: dict, release: dict) -> None:
         _newton(_key(release, "newton"), size, "newton")
 
 
-def _column(partial: Any, where: str) -> None:
+def _column(partial: object, where: str) -> None:
     _mapping(partial, where)
     kind = _key(partial, "kind", where)
     n = _count(_key(partial, "n", where), f"{where} n")
@@ -98,7 +97,7 @@ def _column(partial: Any, where: str) -> None:
     _mapping(_key(partial, "sketch", where), f"{where} sketch")
 
 
-def _km(km: Any) -> None:
+def _km(km: object) -> None:
     bins = _key(_mapping(km, "km"), "bins", "km")
     if not isinstance(bins, list):
         raise TypeError("km.bins: not a list")
@@ -121,7 +120,7 @@ def _harmonisation(release: dict) -> None:
             _count(n, f"table {table} unmapped {code!r}")
 
 
-def _newton(partial: Any, size: int, where: str) -> None:
+def _newton(partial: object, size: int, where: str) -> None:
     """A Newton partial: a finite log-likelihood, a gradient and a Hessian of the model's size."""
     _mapping(partial, where)
     _numbers(_key(partial, "loglik", where), (), f"{where}.loglik")
@@ -152,19 +151,19 @@ def _odd_columns(releases: dict[str, dict]) -> dict[str, str]:
     }
 
 
-def _key(found: dict, key: str, where: str = "the release") -> Any:
+def _key(found: dict, key: str, where: str = "the release") -> object:
     if key not in found:
         raise ValueError(f"{where} has no {key!r}")
     return found[key]
 
 
-def _mapping(value: Any, where: str) -> dict:
+def _mapping(value: object, where: str) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"{where}: not an object")
     return value
 
 
-def _count(value: Any, where: str) -> Count:
+def _count(value: object, where: str) -> Count:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(f"{where}: not a count")
     if isinstance(value, int) and value < 0:
@@ -172,7 +171,7 @@ def _count(value: Any, where: str) -> Count:
     return value
 
 
-def _numbers(value: Any, shape: tuple[int, ...], where: str) -> None:
+def _numbers(value: object, shape: tuple[int, ...], where: str) -> None:
     """A finite number (shape ()), or nested lists of them of exactly `shape`."""
     if not shape:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -497,6 +497,26 @@ def test_the_project_list_pages_filters_to_ones_own_and_shows_no_one_elses(web, 
         assert owner.http.get(f"/projects{bad}").status_code == 422, bad
 
 
+def test_the_combined_breakdown_is_a_bar_chart_that_shows_a_withheld_bin_as_withheld(web):
+    owner = person(web, "charter")
+    tokens = {name: web.site(name) for name in ("chart-a", "chart-b")}
+    pid = web.call("POST", "/projects", owner.token, json={"name": "charted"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": list(tokens)})
+    query = {"name": "by sex", "definition": {"histograms": ["sex"]}}
+    qid = web.call("POST", f"/projects/{pid}/queries", owner.token, json=query).json()["id"]
+    answers = {"chart-a": {"F": 12, "M": 18}, "chart-b": {"F": None, "M": 15}}
+    for name, bins in answers.items():
+        count = sum(n or 0 for n in bins.values()) + 5
+        body = {"count": count, "suppressed": False, "threshold": 10, "histograms": {"sex": bins}}
+        assert web.call("POST", f"/agent/queries/{qid}", tokens[name], json=body).status_code == 204
+    page = owner.http.get(f"/queries/{qid}").text
+    chart = re.search(r'<svg[^>]*class="chart bars">.*?</svg>', page, re.S)
+    assert chart, "the combined breakdown is drawn"
+    assert 'aria-label="All sites by sex: F withheld, M 33"' in chart.group(0)
+    assert "stroke-dasharray" in chart.group(0), "the withheld bin is an outline, not a bar of 0"
+    assert ">0<" not in chart.group(0)
+
+
 def test_a_live_stream_ends_cleanly_when_its_member_is_taken_off_the_project(web, monkeypatch):
     monkeypatch.setattr(live, "POLL", 0.1)
     monkeypatch.setattr(live, "LIFETIME", 20.0)

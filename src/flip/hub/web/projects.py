@@ -17,7 +17,7 @@ from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
 from flip.hub.web import privacy, reads
-from flip.hub.web.chart import metric_names, rounds_svg
+from flip.hub.web.chart import bars_svg, metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
 from flip.hub.web.pages import (
@@ -192,8 +192,13 @@ def _query_view(conn, query_id: int, who) -> dict:
     definition = conn.execute(
         select(queries.c.definition).where(queries.c.id == query_id)
     ).scalar_one()
+    found = api._query_out(conn, query_id)
     return {
-        "query": api._query_out(conn, query_id),
+        "query": found,
+        "charts": {
+            by: bars_svg(f"All sites by {by}", bins)
+            for by, bins in sorted(found.histograms.items())
+        },
         "project": project,
         "definition": orjson.dumps(orjson.loads(definition), option=orjson.OPT_INDENT_2).decode(),
     }

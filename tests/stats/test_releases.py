@@ -36,6 +36,12 @@ def _newton(size: int) -> dict:
             },
             "column 'sex' level 'F': negative",
         ),
+        (
+            {"kind": "table1"},
+            0,
+            {"columns": {"age": AGE["columns"]["age"] | {"sketch": {"alpha": 0.005}}}},
+            "column 'age' sketch: KeyError 'runs'",
+        ),
         (LOGISTIC, 0, {"withheld": False, "left_out": 0, "n": 30}, "the release has no 'newton'"),
         (LOGISTIC, 2, {"newton": _newton(3)}, "newton.gradient: not a list of 2"),
         (

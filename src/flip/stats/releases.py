@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from flip.stats import describe
 from flip.stats.federated import terms
 
 #: A released count: an integer, or a suppressed one written as text ("<10", ">=3", "withheld").
@@ -95,6 +96,10 @@ def _column(partial: object, where: str) -> None:
     _numbers(_key(partial, "sum", where), (), f"{where} sum")
     _numbers(_key(partial, "m2", where), (), f"{where} m2")
     _mapping(_key(partial, "sketch", where), f"{where} sketch")
+    try:  # the site's own statistics, as the coordinator reads them (no fit: cannot fail on data)
+        describe.site_stats(partial)
+    except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+        raise ValueError(f"{where} sketch: {type(exc).__name__} {exc}") from None
 
 
 def _km(km: object) -> None:

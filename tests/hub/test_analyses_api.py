@@ -259,3 +259,63 @@ def test_a_site_not_asked_for_a_newton_round_cannot_slip_its_release_in(hub):
     slipped = hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=forged)
     assert slipped.status_code == 409, slipped.text
     assert "not asked" in slipped.text
+
+
+def test_a_malformed_release_is_left_out_with_its_reason_and_the_others_combine(hub):
+    from sqlalchemy import select
+
+    from flip.hub.db import audit
+
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b", "c", "d")}
+    pid = _project(hub, researcher, *tokens)
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    age = {"a": np.arange(40.0), "b": np.arange(30.0)}
+    sent = {name: {"columns": {"age": describe.numeric_partial(v, 10)}} for name, v in age.items()}
+    sent["c"] = {"rows": 12}
+    sent["d"] = {"columns": {"weight": describe.numeric_partial(np.arange(20.0), 10)}}
+    for name, release in sent.items():
+        body = {"round": 0, "release": release}
+        answered = hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body)
+        assert answered.status_code == 204, answered.text
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"]["a"] == done["sites"]["b"] == "released round 0"
+    assert done["sites"]["c"] == "malformed release: the release has no 'columns'"
+    assert done["sites"]["d"].startswith("malformed release: its columns differ")
+    assert done["result"]["combined"]["age"]["n"] == 70
+    assert sorted(done["result"]["sites"]) == ["a", "b"]
+    with hub.app.state.engine.connect() as conn:
+        left_out = conn.execute(
+            select(audit.c.detail).where(audit.c.action == "analysis.malformed")
+        ).scalars()
+        assert sorted('"site":"c"' in d or '"site": "c"' in d for d in left_out) == [False, True]
+
+
+def test_a_malformed_newton_partial_fails_the_model_naming_its_site(hub):
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    rng = np.random.default_rng(4)
+    x = np.column_stack([np.ones(60), rng.normal(0, 1, 60)])
+    y = (rng.random(60) < 0.5).astype(float)
+    for token in tokens.values():
+        release = {"withheld": False, "left_out": 0, "n": 60}
+        release["newton"] = regression.logistic_partial(x, y, [0.0, 0.0])
+        hub.call("POST", f"/agent/analyses/{aid}", token, json={"round": 0, "release": release})
+    good = {"round": 1, "release": {"newton": regression.logistic_partial(x, y, [0.1, 0.1])}}
+    bad = {"round": 1, "release": {"newton": {"loglik": -3.0, "gradient": [1.0], "hessian": []}}}
+    hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=good)
+    hub.call("POST", f"/agent/analyses/{aid}", tokens["b"], json=bad)
+    failed = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert failed["status"] == "failed"
+    assert (
+        "malformed release in Newton round 1 (b: newton.gradient: not a list of 2)"
+        in (failed["error"])
+    )

@@ -428,6 +428,132 @@ def test_a_live_stream_ends_when_the_user_is_revoked(web, monkeypatch):
     assert time.monotonic() - started < 10, "the stream stopped soon after the revocation"
 
 
+def _unanswered_query(web, owner: Browser, site: str) -> int:
+    web.site(site)
+    pid = web.call("POST", "/projects", owner.token, json={"name": site}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": [site]})
+    query = {"name": "never answered", "definition": {}}
+    return web.call("POST", f"/projects/{pid}/queries", owner.token, json=query).json()["id"]
+
+
+def _follow(browser: Browser, path: str, into: list[str]) -> threading.Thread:
+    """Read a live stream to its end in a thread, its body into `into`."""
+
+    def read() -> None:
+        with browser.http.stream("GET", path) as events:
+            into.append("".join(events.iter_text()))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    return thread
+
+
+def _held(web, user_id: int, streams: int) -> None:
+    for _ in range(100):
+        if web.app.state.streams.users[user_id] == streams:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"user {user_id} never held {streams} streams")
+
+
+@pytest.mark.parametrize("ending", ["signout", "password"])
+def test_live_streams_are_capped_per_session_and_user_and_end_with_the_session(
+    web, monkeypatch, ending
+):
+    monkeypatch.setattr(live, "POLL", 0.1)
+    monkeypatch.setattr(live, "LIFETIME", 20.0)
+    monkeypatch.setattr(live, "PER_SESSION", 1)
+    monkeypatch.setattr(live, "PER_USER", 1)
+    name = f"capped-{ending}"
+    first = person(web, name)
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql(f"SELECT id FROM users WHERE name = '{name}'").scalar()
+    second = Browser(web.app)
+    second.secret, second.step = first.secret, first.step
+    second.sign_in(name, PASSWORD)
+    path = f"/queries/{_unanswered_query(web, first, name)}/events"
+
+    def refused(browser: Browser, held: int) -> None:
+        started = time.monotonic()
+        with browser.http.stream("GET", path) as events:
+            body = "".join(events.iter_text())
+        assert f"Live updates are off for this view: you have {held} open" in body
+        assert body.endswith("event: done\ndata: \n\n") and time.monotonic() - started < 5
+
+    bodies: list[str] = []
+    threads = [_follow(first, path, bodies)]
+    _held(web, uid, 1)
+    refused(second, 1)  # the user's cap spans their sessions
+    monkeypatch.setattr(live, "PER_USER", 2)
+    threads.append(_follow(second, path, bodies))
+    _held(web, uid, 2)
+    refused(first, 1)  # the session's cap
+    started = time.monotonic()
+    if ending == "signout":
+        for browser in (first, second):
+            assert browser.post("/signout", page="/projects").status_code == 303
+    else:
+        form = {"current_password": PASSWORD, "password": PASSWORD + " changed"}
+        assert second.post("/account/password", form, page="/account").status_code == 303
+    for thread in threads:
+        thread.join(10)
+    assert time.monotonic() - started < 5, "the streams ended soon after the session did"
+    assert [b.endswith("event: done\ndata: \n\n") for b in bodies] == [True, True]
+    assert web.app.state.streams.users[uid] == 0 and not web.app.state.streams.sessions
+
+
+def test_the_project_list_pages_filters_to_ones_own_and_shows_no_one_elses(web, monkeypatch):
+    monkeypatch.setattr(projects_pages, "PAGE_SIZE", 3)
+    owner = person(web, "lister")
+    other = person(web, "other-lister")
+    own = [
+        web.call("POST", "/projects", owner.token, json={"name": f"own {n}"}).json()["id"]
+        for n in range(4)
+    ]
+    shared = web.call("POST", "/projects", other.token, json={"name": "shared <b>"}).json()["id"]
+    web.call("POST", f"/projects/{shared}/members", other.token, json={"users": ["lister"]})
+    hidden = web.call("POST", "/projects", other.token, json={"name": "not theirs"}).json()["id"]
+
+    def listed(query: str) -> list[int]:
+        page = owner.http.get(f"/projects{query}")
+        assert page.status_code == 200, page.text
+        return [int(i) for i in re.findall(r'<td><a href="/projects/(\d+)">', page.text)]
+
+    first = owner.http.get("/projects").text
+    assert listed("") == [shared, own[3], own[2]]
+    assert 'rel="next" href="/projects?q=&amp;owner=&amp;page=2"' in first
+    assert listed("?page=2") == [own[1], own[0]]
+    assert hidden not in listed("") + listed("?page=2")
+    assert listed("?owner=me") == [own[3], own[2], own[1]]
+    assert listed("?owner=me&page=2") == [own[0]]
+    assert listed("?q=shared") == [shared]
+    assert "shared &lt;b&gt;" in owner.http.get("/projects?q=shared").text
+    escaped = owner.http.get("/projects", params={"q": '"><script>x</script>', "page": 2}).text
+    assert "<script>x" not in escaped and "No project matches" in escaped
+    for bad in ("?page=0", "?owner=them", "?page=x", "?q=" + "a" * 201):
+        assert owner.http.get(f"/projects{bad}").status_code == 422, bad
+
+
+def test_the_combined_breakdown_is_a_bar_chart_that_shows_a_withheld_bin_as_withheld(web):
+    owner = person(web, "charter")
+    tokens = {name: web.site(name) for name in ("chart-a", "chart-b")}
+    pid = web.call("POST", "/projects", owner.token, json={"name": "charted"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": list(tokens)})
+    query = {"name": "by sex", "definition": {"histograms": ["sex"]}}
+    qid = web.call("POST", f"/projects/{pid}/queries", owner.token, json=query).json()["id"]
+    answers = {"chart-a": {"F": 12, "M": 18}, "chart-b": {"F": None, "M": 15}}
+    for name, bins in answers.items():
+        count = sum(n or 0 for n in bins.values()) + 5
+        body = {"count": count, "suppressed": False, "threshold": 10, "histograms": {"sex": bins}}
+        assert web.call("POST", f"/agent/queries/{qid}", tokens[name], json=body).status_code == 204
+    page = owner.http.get(f"/queries/{qid}").text
+    chart = re.search(r'<svg[^>]*class="chart bars">.*?</svg>', page, re.S)
+    assert chart, "the combined breakdown is drawn"
+    assert 'aria-label="All sites by sex: F withheld, M 33"' in chart.group(0)
+    assert "stroke-dasharray" in chart.group(0), "the withheld bin is an outline, not a bar of 0"
+    assert ">0<" not in chart.group(0)
+
+
 def test_a_live_stream_ends_cleanly_when_its_member_is_taken_off_the_project(web, monkeypatch):
     monkeypatch.setattr(live, "POLL", 0.1)
     monkeypatch.setattr(live, "LIFETIME", 20.0)

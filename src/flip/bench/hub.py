@@ -79,7 +79,7 @@ def hub_process(db_url: str, log: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts it slowly
         while True:
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
@@ -258,6 +258,23 @@ async def _load(
     return reference, measured, pages
 
 
+async def _walk_only(
+    url: str, credentials: list[str], seconds: float, walkers: list[tuple[str, list]]
+) -> Latencies:
+    """The pages walked again while the agents poll for work (the grown hub's walk)."""
+    pages, polls = Latencies(), Latencies()
+    until = time.monotonic() + seconds
+    work = f"{API_PREFIX}/agent/work"
+    await asyncio.gather(
+        *(_agent(url, c, work, until, polls, True) for c in credentials),
+        *(
+            hub_pages.walk(_timed, _Connection(url, None, cookie), walked, until, pages)
+            for cookie, walked in walkers
+        ),
+    )
+    return pages
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """This process's garbage collector off: a full collection here (~100 ms) would
@@ -291,8 +308,21 @@ def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) ->
             reference, measured, pages = asyncio.run(
                 _load(url, researcher, credentials, project, seconds, walkers)
             )
+        grown = hub_pages.grow(db_url, "bench-researcher")
+        walkers = [
+            (cookie, hub_pages.paths(pages_of, ids | grown))
+            for cookie, pages_of in (
+                (walkers[0][0], hub_pages.RESEARCHER_PAGES),
+                (walkers[1][0], hub_pages.ADMIN_PAGES),
+            )
+        ]
+        hub_pages.warm(url, walkers)
+        with _collector_paused():
+            at_scale = asyncio.run(_walk_only(url, credentials, seconds, walkers))
     health = reference.figures(f"{label} reference: /health")
     figures = health + measured.figures(label) + hub_pages.figures(label, pages, percentile)
+    scale = f"{label} {hub_pages.GROWN_PROJECTS} projects:"
+    figures += hub_pages.figures(scale, at_scale, percentile, reference=pages)
     polls, floor = measured.seconds["agent poll"], reference.seconds["agent poll"]
     if polls and floor:
         ratio = percentile(polls, 99) / percentile(floor, 99)

@@ -5,23 +5,45 @@ web sign-in makes one) and walk their pages in turn, one request at a time. Each
 asked for once before the measure (the task catalog loads the task code at its first
 view). The time is the request's round trip on loopback: the server's time and a
 fraction of a millisecond.
+
+The walk runs twice in one hub process under the same agents: on the small world (one
+project, query and run: the reference) and after `grow` wrote a hub's years of work
+(`GROWN_PROJECTS` projects, each with queries, tasks and finished runs the sites answered);
+a page's p95 at scale over its p95 on the small world shows what grows with the data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select
+import orjson
+from sqlalchemy import Connection, insert, select
 
 from flip.bench.ingest import Figure
 from flip.hub.auth import new_token, token_hash
 from flip.hub.client import ResearcherClient
-from flip.hub.db import connect, now, sessions, users
+from flip.hub.db import (
+    connect,
+    now,
+    project_sites,
+    projects,
+    queries,
+    query_results,
+    run_rounds,
+    run_sites,
+    runs,
+    sessions,
+    sites,
+    task_decisions,
+    tasks,
+    users,
+)
 from flip.hub.web.security import SESSION_COOKIE
 
 #: Pages each role walks ({project}, {query}, {run} filled in).
@@ -43,6 +65,13 @@ ADMIN_PAGES = (
     "/admin/maintenance",
     "/request-account",
 )
+#: The grown hub: projects of the bench researcher, and per project the sites invited and
+#: the queries (each answered by every site), tasks (each approved) and completed runs.
+GROWN_PROJECTS = 300
+GROWN_SITES = 10
+GROWN_QUERIES = 20
+GROWN_TASKS = 5
+GROWN_RUNS = 10
 #: Seconds between two pages of one walker.
 PAUSE = 0.05
 #: The p95 each page aims under.
@@ -81,6 +110,87 @@ def page_world(url: str, researcher: str, project: int) -> dict[str, int]:
     return {"project": project, "query": query, "run": run}
 
 
+def grow(db_url: str, researcher: str) -> dict[str, int]:
+    """Write GROWN_PROJECTS finished projects of `researcher` into the hub's database (as
+    its API would have over months: every query answered, every task decided, every run
+    completed, so none is in an agent's work); the ids of the newest's for its pages."""
+    engine = connect(db_url)
+    try:
+        with engine.begin() as conn:
+            return _grow(conn, researcher)
+    finally:
+        engine.dispose()
+
+
+def _grow(conn: Connection, researcher: str) -> dict[str, int]:
+    owner = conn.execute(select(users.c.id).where(users.c.name == researcher)).scalar_one()
+    site_ids = itertools.cycle(conn.execute(select(sites.c.id).order_by(sites.c.id)).scalars())
+    spec = orjson.dumps({"rounds": 3}).decode()
+    metrics = [
+        orjson.dumps({"auroc": 0.6 + r / 20, "loss": 1 / (r + 1)}).decode() for r in range(3)
+    ]
+    ids: dict[str, int] = {}
+    for n in range(GROWN_PROJECTS):
+        pid = conn.execute(
+            insert(projects).values(name=f"grown {n}", description="bench", owner_id=owner)
+        ).inserted_primary_key[0]
+        invited = sorted({next(site_ids) for _ in range(GROWN_SITES)})
+        conn.execute(
+            insert(project_sites),
+            [{"project_id": pid, "site_id": s, "status": "approved"} for s in invited],
+        )
+        task_ids = []
+        for t in range(GROWN_TASKS):
+            digest = f"{n:08x}{t:08x}" * 4
+            tid = conn.execute(
+                insert(tasks).values(project_id=pid, hash=digest, kind="tabular-logreg", spec=spec)
+            ).inserted_primary_key[0]
+            task_ids.append(tid)
+            rows = [{"task_id": tid, "site_id": s, "decision": "approved"} for s in invited]
+            conn.execute(insert(task_decisions), rows)
+        for q in range(GROWN_QUERIES):
+            definition = orjson.dumps({"name": f"q{q}"}).decode()
+            qid = conn.execute(
+                insert(queries).values(
+                    project_id=pid, name=f"q{q}", definition=definition, created_by=owner
+                )
+            ).inserted_primary_key[0]
+            answers = [
+                {
+                    "query_id": qid,
+                    "site_id": s,
+                    "count": 40 + s,
+                    "suppressed": False,
+                    "threshold": 10,
+                }
+                for s in invited
+            ]
+            conn.execute(insert(query_results), answers)
+            ids["query"] = qid
+        for r in range(GROWN_RUNS):
+            rid = conn.execute(
+                insert(runs).values(
+                    project_id=pid,
+                    task_id=task_ids[r % GROWN_TASKS],
+                    rounds=3,
+                    strategy="fedavg",
+                    runtime="simulation",
+                    status="completed",
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(run_sites),
+                [{"run_id": rid, "site_id": s, "status": "joined"} for s in invited],
+            )
+            conn.execute(
+                insert(run_rounds),
+                [{"run_id": rid, "round": k + 1, "metrics": m} for k, m in enumerate(metrics)],
+            )
+            ids["run"] = rid
+        ids["project"] = pid
+    return ids
+
+
 def warm(url: str, walkers: list[tuple[str, list[tuple[str, str]]]]) -> None:
     """Ask for every page once, untimed (a page's first view may load code); each must
     answer 200."""
@@ -114,12 +224,22 @@ async def walk(
 
 
 def figures(
-    label: str, results: Any, percentile: Callable[[list[float], float], float]
+    label: str,
+    results: Any,
+    percentile: Callable[[list[float], float], float],
+    reference: Any = None,
 ) -> list[Figure]:
-    """p95 of each page in milliseconds, and its failures."""
+    """p95 of each page in milliseconds and its failures; with the `reference` walk's
+    results (the small world), each page's p95 over its reference p95."""
     out = []
     for kind, values in sorted(results.seconds.items()):
-        if kind.startswith("page "):
-            note = f"{len(values)} requests, {results.errors.get(kind, 0)} errors; aim < {AIM_MS}"
-            out.append(Figure(f"{label} {kind} p95", percentile(values, 95) * 1000, "ms", note))
+        if not kind.startswith("page "):
+            continue
+        note = f"{len(values)} requests, {results.errors.get(kind, 0)} errors; aim < {AIM_MS}"
+        p95 = percentile(values, 95)
+        out.append(Figure(f"{label} {kind} p95", p95 * 1000, "ms", note))
+        before = reference.seconds.get(kind) if reference is not None else None
+        if before:
+            ratio = p95 / percentile(before, 95)
+            out.append(Figure(f"{label} {kind} p95 / small hub's", ratio, "x"))
     return out

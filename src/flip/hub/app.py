@@ -39,6 +39,7 @@ from flip.hub.routes import (
 )
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
+from flip.hub.web.live import Streams
 from flip.hub.web.pages import error_page
 from flip.signing import load_or_create_key, retired_keys
 from flip.webkit.limits import DEFAULT_MAX_BODY, BodySizeLimit
@@ -104,6 +105,7 @@ def create_app(
     app.state.behind_tls = behind_tls
     app.state.turns = turns
     app.state.fresh = Fresh(turns)
+    app.state.streams = Streams()
     app.state.writer = writer
     app.state.federation = federation
     if registry is None and federation is not None:

@@ -7,7 +7,9 @@ A completed deployment run registers its model under the hub's work folder
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import re
 import tempfile
 import zipfile
@@ -16,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from flip import __version__
+
 #: A model's id: its name and the first hex digits of its weights' SHA-256; never a path.
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Download formats: the file name each is sent as (after the model's id). `zip` is the
@@ -23,6 +27,9 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FORMATS = {"torch": "model.pt", "onnx": "model.onnx", "zip": "folder.zip"}
 #: The files of a model's folder its zip holds (nothing else the folder may hold).
 FOLDER_FILES = ("model.pt", "lineage.json", "MODEL_CARD.md")
+#: Where weights exported once are kept, under the registry (not a model id: ids start with
+#: a letter or digit): `EXPORTS/MODEL_ID/KEY.FORMAT`, KEY hashing what the export reads.
+EXPORTS = ".exports"
 
 
 class NoModel(LookupError):
@@ -81,6 +88,31 @@ def export_bytes(registry: Path, model_id: str, fmt: str) -> bytes:
             return folder_zip(registry, model_id)
         except NoModel as exc:
             raise NoExport(str(exc)) from None
+    folder = registry / model_id
+    if not MODEL_ID.fullmatch(model_id) or not (folder / "model.pt").is_file():
+        raise NoExport(f"no model {model_id}")
+    import torch  # the export's bytes depend on its version
+
+    key = _export_key(folder, fmt, torch.__version__)
+    kept = registry / EXPORTS / model_id / f"{key}.{fmt}"
+    if kept.is_file():
+        return kept.read_bytes()
+    body = _export(registry, model_id, fmt)
+    _keep(kept, body)
+    return body
+
+
+def _export_key(folder: Path, fmt: str, torch_version: str) -> str:
+    """SHA-256 of what an export reads: the weights, the lineage, the format and the versions
+    of FLIP and torch that write it (a model re-registered under its id gets a new key)."""
+    digest = hashlib.sha256(f"{fmt}\0{__version__}\0{torch_version}\0".encode())
+    for name in ("model.pt", "lineage.json"):
+        digest.update((folder / name).read_bytes() if (folder / name).is_file() else b"")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _export(registry: Path, model_id: str, fmt: str) -> bytes:
     from flip.fl.registry import RegistryError, export, load  # imports torch
 
     try:
@@ -90,6 +122,25 @@ def export_bytes(registry: Path, model_id: str, fmt: str) -> bytes:
             return out.read_bytes()
     except RegistryError as exc:
         raise NoExport(str(exc)) from None
+
+
+def _keep(path: Path, body: bytes) -> None:
+    """Keep an export as the model's only one (older keys are stale), written whole: a
+    reader sees the old file or the new, never part of one. A registry the hub cannot
+    write to keeps nothing (each download exports again)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as scratch:
+            scratch.write(body)
+        try:
+            os.replace(scratch.name, path)
+        finally:
+            Path(scratch.name).unlink(missing_ok=True)
+        for other in path.parent.iterdir():
+            if other != path and other.suffix == path.suffix:
+                other.unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 def summary(lineage: dict[str, Any]) -> dict[str, Any]:

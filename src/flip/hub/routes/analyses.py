@@ -21,6 +21,7 @@ from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
 from flip.hub.transactions import Conn, ReadConn, Writer, reading, writes
 from flip.stats.federated import combine_round, spec_hash
+from flip.stats.releases import problems
 
 router = APIRouter(tags=["analyses"])
 
@@ -32,6 +33,9 @@ MAX_RUNNING = 50
 
 #: How a site that did not answer a round within the analysis's timeout is shown.
 SILENT = "silent"
+
+#: How a site whose release could not be combined is shown (it is left out of the round).
+MALFORMED = "malformed release"
 
 
 def _members(conn: Connection, project_id: int) -> dict[int, str]:
@@ -224,7 +228,7 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
         row = latest.get(site_id)
         if row is None:
             parts[name] = "waiting"
-        elif row.refused is not None and row.refused.startswith(f"{SILENT}:"):
+        elif row.refused is not None and row.refused.startswith((f"{SILENT}:", MALFORMED)):
             parts[name] = row.refused
         elif row.refused is not None:
             parts[name] = f"refused: {row.refused}"
@@ -352,7 +356,8 @@ def _asked(members: dict[int, str], a: Any) -> set[str]:
 
 
 def _combine_if_complete(conn: Connection, a: Any) -> None:
-    """Combine the round once every site asked has answered it."""
+    """Combine the round once every site asked has answered it; a site whose release cannot
+    be combined is left out with the reason (in a Newton round, that fails the model)."""
     members = _members(conn, a.project_id)
     state = orjson.loads(a.state)
     asked = _asked(members, a)
@@ -365,11 +370,21 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     if not asked <= set(answered):
         return
     releases = {name: orjson.loads(b) for name, b in sorted(answered.items()) if b is not None}
+    spec = orjson.loads(a.spec)
+    bad = problems(spec, a.round, releases)
     values: dict[str, Any] = {"updated_at": now()}
     try:
+        if bad and a.round > 0:
+            named = "; ".join(f"{name}: {why}" for name, why in sorted(bad.items()))
+            raise ValueError(
+                f"{MALFORMED} in Newton round {a.round} ({named}): "
+                "a model's rounds need every site that took part"
+            )
+        _leave_out(conn, a, {v: k for k, v in members.items()}, bad)
+        releases = {name: r for name, r in releases.items() if name not in bad}
         if not releases:
-            raise ValueError("no site released its part (each refused or was silent)")
-        state = combine_round(orjson.loads(a.spec), {**state, "round": a.round}, releases)
+            raise ValueError("no site released its part (each refused, was silent or malformed)")
+        state = combine_round(spec, {**state, "round": a.round}, releases)
     except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
         values |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     else:
@@ -379,3 +394,21 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     conn.execute(update(analyses).where(analyses.c.id == a.id).values(**values))
     if values.get("status"):
         audit.append(conn, "hub", f"analysis.{values['status']}", f"analysis:{a.id}")
+
+
+def _leave_out(conn: Connection, a: Any, ids: dict[str, int], bad: dict[str, str]) -> None:
+    """Record each malformed release as left out of the round, with its reason (its body is
+    dropped: it is never combined), and audit it."""
+    for name, why in sorted(bad.items()):
+        reason = f"{MALFORMED}: {why}"[:2000]
+        conn.execute(
+            update(analysis_releases)
+            .where(
+                analysis_releases.c.analysis_id == a.id,
+                analysis_releases.c.site_id == ids[name],
+                analysis_releases.c.round == a.round,
+            )
+            .values(body=None, refused=reason)
+        )
+        detail = {"round": a.round, "site": name, "reason": reason}
+        audit.append(conn, "hub", "analysis.malformed", f"analysis:{a.id}", detail)

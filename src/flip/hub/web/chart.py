@@ -1,4 +1,5 @@
-"""A line chart of a run's per-round metrics as inline SVG (no script, no inline style)."""
+"""Charts as inline SVG (no script, no inline style): a run's per-round metrics as lines, a
+query's combined breakdown as bars."""
 
 from __future__ import annotations
 
@@ -60,5 +61,48 @@ def rounds_svg(rounds: list[dict[str, float]]) -> str:
             f'<text x="{PAD + 8 + 130 * k}" y="16" font-size="12" fill="{colour}">'
             f"{escape(name)}</text>"
         )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+#: A bar chart's rows: height of each, and the width of the label column.
+BAR, LABEL = 22, 90
+
+
+def bars_svg(title: str, bins: dict[str, int | None]) -> str:
+    """A bin's count as a horizontal bar, each labelled; a withheld bin (None) is an outlined
+    box saying so, never a bar of 0. An empty string for no bins."""
+    if not bins:
+        return ""
+    shown = [n for n in bins.values() if n is not None]
+    top = max(shown, default=0) or 1
+    span = WIDTH - LABEL - 2 * PAD
+    height = BAR * len(bins) + 8
+    parts = [
+        f'<svg viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}: '
+        + escape(", ".join(f"{b} {'withheld' if n is None else n}" for b, n in bins.items()))
+        + '" class="chart bars">'
+    ]
+    for i, (name, n) in enumerate(bins.items()):
+        y = 4 + BAR * i
+        parts.append(
+            f'<text x="{LABEL - 6}" y="{y + 15}" text-anchor="end" font-size="12" fill="#222">'
+            f"{escape(name)}</text>"
+        )
+        if n is None:
+            parts.append(
+                f'<rect x="{LABEL}" y="{y + 2}" width="{span}" height="{BAR - 6}" fill="none" '
+                'stroke="#555" stroke-dasharray="4 3"/>'
+            )
+            label, at = "withheld", LABEL + 8
+        else:
+            width = span * n / top
+            parts.append(
+                f'<rect x="{LABEL}" y="{y + 2}" width="{width:.1f}" height="{BAR - 6}" '
+                f'fill="{COLOURS[0]}"/>'
+            )
+            label, at = str(n), LABEL + width + 6
+        parts.append(f'<text x="{at:.1f}" y="{y + 15}" font-size="12" fill="#222">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from flip.hub import audit
+from flip.hub.auth import Principal
 from flip.hub.db import queries, sites, tasks
 from flip.hub.routes import analyses as analyses_api
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
 from flip.hub.web import privacy, reads
-from flip.hub.web.chart import metric_names, rounds_svg
+from flip.hub.web.chart import bars_svg, metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
 from flip.hub.web.live import stream
 from flip.hub.web.pages import (
@@ -47,11 +48,40 @@ async def home(request: Request) -> Response:
     return see_other(home_for(who.role))
 
 
+#: Projects the list shows on one page.
+PAGE_SIZE = 50
+
+
 @router.get("/projects")
-async def project_list(request: Request, who: WebReader, q: str = ""):
-    """The projects the user sees, searchable by name or description."""
-    found = await read(request, lambda conn: reads.visible_projects(conn, who, q.strip()))
-    return page(request, "projects.html", projects=found, q=q)
+async def project_list(
+    request: Request,
+    who: WebReader,
+    q: Annotated[str, Query(max_length=200)] = "",
+    owner: Literal["", "me"] = "",
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+):
+    """The projects the user sees, newest first, PAGE_SIZE a page, searchable by name or
+    description, and filtered to those they own (`owner=me`)."""
+    found = await read(
+        request,
+        lambda conn: reads.visible_projects(
+            conn,
+            who,
+            q.strip(),
+            mine=owner == "me",
+            limit=PAGE_SIZE + 1,
+            offset=(page_number - 1) * PAGE_SIZE,
+        ),
+    )
+    return page(
+        request,
+        "projects.html",
+        projects=found[:PAGE_SIZE],
+        q=q,
+        owner=owner,
+        page_number=page_number,
+        more=len(found) > PAGE_SIZE,
+    )
 
 
 @router.post("/projects")
@@ -164,8 +194,13 @@ def _query_view(conn, query_id: int, who) -> dict:
     definition = conn.execute(
         select(queries.c.definition).where(queries.c.id == query_id)
     ).scalar_one()
+    found = api._query_out(conn, query_id)
     return {
-        "query": api._query_out(conn, query_id),
+        "query": found,
+        "charts": {
+            by: bars_svg(f"All sites by {by}", bins)
+            for by, bins in sorted(found.histograms.items())
+        },
         "project": project,
         "definition": orjson.dumps(orjson.loads(definition), option=orjson.OPT_INDENT_2).decode(),
     }
@@ -198,6 +233,7 @@ async def query_events(request: Request, query_id: PathId, who: WebReader):
 
     return _live(
         request,
+        who,
         lambda conn: _query_view(conn, query_id, who),
         "_answers.html",
         lambda view: not view["query"].pending,
@@ -258,13 +294,14 @@ async def run_events(request: Request, run_id: PathId, who: WebReader):
 
     return _live(
         request,
+        who,
         lambda conn: _run_view(conn, run_id, who),
         "_run_live.html",
         lambda view: view["run"].status in ("completed", "failed", "cancelled"),
     )
 
 
-def _live(request: Request, view_of, template: str, finished):
+def _live(request: Request, who: Principal, view_of, template: str, finished):
     """A stream of `template` rendered from a fresh `view_of(conn)` on each tick, ending
     once `finished(view)` holds."""
 
@@ -273,7 +310,7 @@ def _live(request: Request, view_of, template: str, finished):
             view = view_of(conn)
         return templates.get_template(template).render(**view), finished(view)
 
-    return stream(request, render)
+    return stream(request, who, render)
 
 
 @router.post("/runs/{run_id}/status")

@@ -26,9 +26,18 @@ from flip.hub.db import (
 )
 
 
-def visible_projects(conn: Connection, who: Principal, search: str = "") -> list[dict[str, Any]]:
+def visible_projects(
+    conn: Connection,
+    who: Principal,
+    search: str = "",
+    *,
+    mine: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     """The projects the caller sees (the API's rule: admins all, else owned or member of),
-    newest first, whose name or description holds `search`."""
+    newest first, whose name or description holds `search` (with `mine`, only those the
+    caller owns); `limit` of them from `offset` (all without a limit)."""
     members = select(project_members.c.project_id).where(project_members.c.user_id == who.id)
     query = (
         select(
@@ -40,19 +49,26 @@ def visible_projects(conn: Connection, who: Principal, search: str = "") -> list
         )
         .join(users, users.c.id == projects.c.owner_id)
         .order_by(projects.c.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
     if who.role != "admin":
         query = query.where(or_(projects.c.owner_id == who.id, projects.c.id.in_(members)))
+    if mine:
+        query = query.where(projects.c.owner_id == who.id)
     if search:
         like = f"%{search.lower()}%"
         described = func.lower(projects.c.description).like(like)
         query = query.where(or_(func.lower(projects.c.name).like(like), described))
+    found = [dict(r._mapping) for r in conn.execute(query)]
     counts = dict(
         conn.execute(
-            select(project_sites.c.project_id, func.count()).group_by(project_sites.c.project_id)
+            select(project_sites.c.project_id, func.count())
+            .where(project_sites.c.project_id.in_([p["id"] for p in found]))
+            .group_by(project_sites.c.project_id)
         ).all()
     )
-    return [dict(r._mapping) | {"sites": counts.get(r.id, 0)} for r in conn.execute(query)]
+    return [p | {"sites": counts.get(p["id"], 0)} for p in found]
 
 
 def project_sites_state(conn: Connection, project_id: int, seen: dict[int, float]) -> list[dict]:
@@ -83,25 +99,27 @@ def project_tasks(conn: Connection, project_id: int) -> list[dict[str, Any]]:
             .order_by(sites.c.name)
         )
     ]
+    decided: dict[int, dict[str, tuple[str, str]]] = {}
+    for task_id, name, decision, reason in conn.execute(
+        select(task_decisions.c.task_id, sites.c.name, task_decisions.c.decision)
+        .add_columns(task_decisions.c.reason)
+        .join(sites, sites.c.id == task_decisions.c.site_id)
+        .join(tasks, tasks.c.id == task_decisions.c.task_id)
+        .where(tasks.c.project_id == project_id)
+    ):
+        decided.setdefault(task_id, {})[name] = (decision, reason)
     out = []
     for task in conn.execute(
         select(tasks).where(tasks.c.project_id == project_id).order_by(tasks.c.id)
     ):
-        decided = {
-            name: (decision, reason)
-            for name, decision, reason in conn.execute(
-                select(sites.c.name, task_decisions.c.decision, task_decisions.c.reason)
-                .join(sites, sites.c.id == task_decisions.c.site_id)
-                .where(task_decisions.c.task_id == task.id)
-            )
-        }
+        made = decided.get(task.id, {})
         out.append(
             {
                 "hash": task.hash,
                 "kind": task.kind,
                 "spec": orjson.loads(task.spec),
-                "decisions": {n: decided.get(n, ("pending", "")) for n in invited},
-                "approved": sorted(n for n, (d, _) in decided.items() if d == "approved"),
+                "decisions": {n: made.get(n, ("pending", "")) for n in invited},
+                "approved": sorted(n for n, (d, _) in made.items() if d == "approved"),
             }
         )
     return out

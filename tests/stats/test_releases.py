@@ -1,0 +1,94 @@
+"""A release's shape is checked per site before combining: each fault named, none missed."""
+
+import numpy as np
+import pytest
+
+from flip.stats import describe, regression, survival
+from flip.stats.releases import problems
+
+AGE = {"columns": {"age": describe.numeric_partial(np.arange(30.0), 10)}}
+LOGISTIC = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+
+
+def _newton(size: int) -> dict:
+    x = np.column_stack([np.ones(30)] + [np.arange(30.0)] * (size - 1))
+    return regression.logistic_partial(x, (np.arange(30) % 2).astype(float), [0.0] * size)
+
+
+@pytest.mark.parametrize(
+    ("spec", "round_", "release", "reason"),
+    [
+        ({"kind": "table1"}, 0, [], "the release: not an object"),
+        ({"kind": "table1"}, 0, {"columns": {}}, "columns: none released"),
+        (
+            {"kind": "table1"},
+            0,
+            {"columns": {"age": {"kind": "numeric", "n": 30, "missing": 0, "sum": None}}},
+            "column 'age' sum: not a number",
+        ),
+        (
+            {"kind": "table1"},
+            0,
+            {
+                "columns": {
+                    "sex": {"kind": "categorical", "n": 30, "missing": 0, "counts": {"F": -1}}
+                }
+            },
+            "column 'sex' level 'F': negative",
+        ),
+        (
+            {"kind": "table1"},
+            0,
+            {"columns": {"age": AGE["columns"]["age"] | {"sketch": {"alpha": 0.005}}}},
+            "column 'age' sketch: KeyError 'runs'",
+        ),
+        (LOGISTIC, 0, {"withheld": False, "left_out": 0, "n": 30}, "the release has no 'newton'"),
+        (LOGISTIC, 2, {"newton": _newton(3)}, "newton.gradient: not a list of 2"),
+        (
+            {"kind": "survival"},
+            0,
+            {"km": {"bins": [[30.0, 2]]}, "cox": None, "left_out": 0},
+            "km.bins row: not a list of 3",
+        ),
+        (
+            {"kind": "harmonisation"},
+            0,
+            {"concepts": {"x": {}}, "tables": {}},
+            "concept x: not a concept id",
+        ),
+    ],
+)
+def test_each_fault_is_named(spec, round_, release, reason):
+    assert problems(spec, round_, {"good": None, "bad": release} | {"good": _ok(spec, round_)}) == {
+        "bad": reason
+    }
+
+
+def _ok(spec: dict, round_: int) -> dict:
+    if spec["kind"] == "table1":
+        return AGE
+    if spec["kind"] == "regression":
+        partial = _newton(2)
+        return (
+            {"newton": partial}
+            if round_
+            else {"withheld": False, "left_out": 0, "n": 30, "newton": partial}
+        )
+    if spec["kind"] == "survival":
+        km = survival.km_partial(np.arange(1.0, 41.0), np.ones(40), 30.0, 10)
+        return {"km": km, "cox": None, "counts": None, "left_out": "<10"}
+    concept = {"name": "x", "table": "measurement", "rows": 12, "sources": {"LOINC|1": 12}}
+    return {"concepts": {"3": concept}, "tables": {"measurement": {"unmapped": {"a": "<10"}}}}
+
+
+def test_a_site_whose_columns_differ_from_most_is_named_and_a_tie_names_all():
+    odd = {"columns": {"weight": AGE["columns"]["age"]}}
+    found = problems({"kind": "table1"}, 0, {"a": AGE, "b": AGE, "c": odd})
+    assert list(found) == ["c"] and "age (numeric)" in found["c"]
+    assert sorted(problems({"kind": "table1"}, 0, {"a": AGE, "c": odd})) == ["a", "c"]
+
+
+def test_a_well_formed_site_that_cannot_be_fitted_alone_is_not_malformed():
+    constant = regression.logistic_partial(np.ones((30, 2)), np.zeros(30), [0.0, 0.0])
+    release = {"withheld": False, "left_out": 0, "n": 30, "newton": constant}
+    assert problems(LOGISTIC, 0, {"a": release}) == {}

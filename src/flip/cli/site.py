@@ -169,7 +169,7 @@ def ingest(
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
     reading = _read_fhir_ahead(kind, path, url, person_identifier, site_config)
-    from flip.data.cdm.store import StoreError, open_store
+    from flip.data.cdm.store import StoreError, forgo_pandas, open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
     from flip.data.sources.fhir_rest import FhirServerError
     from flip.data.sources.tabular import MappingError, SourceReadError
@@ -188,6 +188,7 @@ def ingest(
         from flip.data.sources.dicomweb import DicomWebError
 
         errors += (DicomWebError,)
+    forgo_pandas()  # see there: a second of start-up
     with one_line_errors(*errors):
         settings = _ingest_settings(site_config)
         identity = _identity(person_identifier, settings)

@@ -23,6 +23,7 @@ from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
 from flip.hub.login_throttle import StoredThrottle
 from flip.hub.passwords import PasswordWork
+from flip.hub.paths import API_PREFIX
 from flip.hub.policy import AccessPolicy
 from flip.hub.responses import ERRORS
 from flip.hub.routes import (
@@ -41,8 +42,6 @@ from flip.hub.web import add_web
 from flip.hub.web.pages import error_page
 from flip.signing import load_or_create_key, retired_keys
 from flip.webkit.limits import DEFAULT_MAX_BODY, BodySizeLimit
-
-API_PREFIX = "/api/v1"
 
 #: Seconds between two looks for analysis rounds past their timeout.
 ANALYSIS_SWEEP = 30.0

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 
-from flip.hub.app import API_PREFIX
+from flip.hub.paths import API_PREFIX
 
 
 class HubError(RuntimeError):

@@ -1,0 +1,45 @@
+"""What a `flip` command imports before it does its work: only what it needs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(code: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_cli_imports_no_hub_application():
+    heavy = "{'fastapi', 'flip.hub.app', 'scipy'}"
+    code = f"import sys, flip.cli.app; print(sorted({heavy} & set(sys.modules)))"
+    assert _run(code).strip() == "[]"
+
+
+def test_the_hub_application_is_still_importable_from_the_package():
+    code = "import flip.hub; from flip.hub.app import create_app as made\n"
+    code += "print(flip.hub.create_app is made)"
+    assert _run(code).strip() == "True"
+
+
+def test_an_ingest_that_forgoes_pandas_loads_every_record_without_it(tmp_path: Path):
+    lines = [
+        '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}',
+        '{"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"},'
+        ' "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},'
+        ' "onsetDateTime": "2020-01-02T10:00:00Z"}',
+    ]
+    (tmp_path / "Patient.ndjson").write_text("\n".join(lines) + "\n")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from flip.data.cdm.store import forgo_pandas, open_store\n"
+        "forgo_pandas()\n"
+        "from flip.data.ingest import ingest_path\n"
+        "s = open_store(Path(sys.argv[1]) / 's.duckdb'); s.create()\n"
+        "r = ingest_path(s, 'fhir', Path(sys.argv[1]) / 'Patient.ndjson'); s.close()\n"
+        "print(r.loaded, r.quarantined, 'pandas' in sys.modules)\n"
+    )
+    assert _run(code, str(tmp_path)).split() == ["2", "0", "False"]

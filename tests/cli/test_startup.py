@@ -43,3 +43,23 @@ def test_an_ingest_that_forgoes_pandas_loads_every_record_without_it(tmp_path: P
         "print(r.loaded, r.quarantined, 'pandas' in sys.modules)\n"
     )
     assert _run(code, str(tmp_path)).split() == ["2", "0", "False"]
+
+
+def test_a_fhir_ingest_command_leaves_the_fhir_models_and_pandas_to_its_reader(tmp_path):
+    lines = [
+        '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}',
+        '{"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code":'
+        ' "AMB"}, "subject": {"reference": "Patient/p"}, "period": {"start": "2020-01-02"}}',
+    ]
+    (tmp_path / "Patient.ndjson").write_text("\n".join(lines) + "\n")
+    code = (
+        "import atexit, runpy, sys\n"
+        "seen = lambda: print(sorted({'fhir.resources', 'pandas'} & set(sys.modules)))\n"
+        "atexit.register(seen)\n"
+        "sys.argv = ['flip', 'site', 'ingest', 'fhir', sys.argv[1], '--store', sys.argv[2],"
+        " '--json']\n"
+        "runpy.run_module('flip', run_name='__main__')\n"
+    )
+    out = _run(code, str(tmp_path / "Patient.ndjson"), str(tmp_path / "s.duckdb"))
+    assert '"loaded": 2' in out
+    assert out.strip().splitlines()[-1] == "[]"

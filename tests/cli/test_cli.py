@@ -179,6 +179,7 @@ def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
         "flip / bare time ratio",
         "flip / bare command time ratio",
         "flip / bare csv time ratio",
+        "flip site ingest csv, whole command",
         "csv writer, per CPU",
     )
     for figure in (*figures, "peak RSS"):

@@ -235,7 +235,8 @@ def test_resource_types_flip_does_not_read_are_skipped_by_type(store):
 
 
 def test_reading_ahead_in_a_child_yields_what_reading_in_place_does():
-    from flip.data.sources.fhir import read_path, read_path_ahead
+    from flip.data.sources.fhir import read_path
+    from flip.data.sources.fhir_ahead import read_path_ahead
 
     sample = Path(__file__).parent / "fixtures" / "fhir" / "synthea_excerpt.json"
     in_place = [(type(r).__name__, r.key) for r in read_path(sample)]

@@ -6,8 +6,10 @@
 - A US Core-like export (200 patients, ~8,800 resources, bench.uscore) through the whole
   `flip site ingest fhir` command, process start included, against the bare loop run as
   a process of its own on the same files.
-- CSV extract through its mapping into DuckDB: records per second, the fastest of three runs,
-  and records per CPU second of the writing and the reading process (steady under load).
+- CSV extract through its mapping into DuckDB: its data rows per second, the fastest of three
+  runs, in process (start-up excluded) and as the whole `flip site ingest csv` command
+  (process start included), and rows per CPU second of the writing and the reading process
+  (steady under load).
 - Peak RSS of a fresh process ingesting NDJSON at two sizes (streaming keeps it flat).
 """
 
@@ -171,9 +173,12 @@ def _cpu_seconds(who: int) -> float:
 def csv_throughput(work: Path, patients: int, passes: int = 3) -> list[Figure]:
     """A CSV extract through its YAML mapping into DuckDB, against a bare csv.reader pass.
 
-    The two alternate `passes` times and each keeps its fastest. Beside wall-clock rows/s,
-    the CPU seconds of the writing process and of the reading child give rows per CPU
-    second, which other work on a shared machine barely moves.
+    Rows are the data rows of the extract's CSV files (what csv.reader counts), whatever
+    number of records the mapping makes of them. The two alternate `passes` times and each
+    keeps its fastest: `ingest_path` in this process (store opened, start-up excluded), then
+    the whole `flip site ingest csv` command, process start included. Beside wall-clock
+    rows/s, the CPU seconds of the writing process and of the reading child give rows per
+    CPU second, which other work on a shared machine barely moves.
     """
     folder = _export(work / "csv", "csv", patients)
     bare_seconds = seconds = writer = reader = float("inf")
@@ -188,24 +193,46 @@ def csv_throughput(work: Path, patients: int, passes: int = 3) -> list[Figure]:
         writer = min(writer, _cpu_seconds(resource.RUSAGE_SELF) - own)
         reader = min(reader, _cpu_seconds(resource.RUSAGE_CHILDREN) - children)
         store.close()
+    command = csv_command(work, folder, passes)
     return [
-        Figure("csv rows", report.read, "rows", f"{patients} patients"),
+        Figure("csv rows", rows, "rows", f"{patients} patients; {report.read:,} records"),
         Figure("bare csv.reader", rows / bare_seconds, "rows/s", "parse only"),
         Figure(
-            "flip ingest csv",
-            report.read / seconds,
+            "flip ingest csv, in process",
+            rows / seconds,
             "rows/s",
-            f"aim >= 50,000; read in a second process; best of {passes}",
+            f"aim >= 50,000; start-up excluded; read in a second process; best of {passes}",
         ),
         Figure("flip / bare csv time ratio", seconds / bare_seconds, "x"),
-        Figure("csv writer, per CPU second", report.read / writer, "rows/s", "map, check, write"),
+        Figure(
+            "flip site ingest csv, whole command",
+            rows / command,
+            "rows/s",
+            f"aim >= 50,000; process start included ({command:.1f} s); best of {passes}",
+        ),
+        Figure("csv writer, per CPU second", rows / writer, "rows/s", "map, check, write"),
         Figure(
             "csv reader, per CPU second",
-            report.read / reader if reader > 0 else 0.0,
+            rows / reader if reader > 0 else 0.0,
             "rows/s",
             "parse, mapping entries, send (0: read in-process)",
         ),
     ]
+
+
+def csv_command(work: Path, folder: Path, passes: int = 3) -> float:
+    """Seconds of the whole `flip site ingest csv` command on `folder` (the fastest of
+    `passes`), each into a new store `flip site init` made."""
+    store = work / "csv-command.duckdb"
+    init = [sys.executable, "-m", "flip", "site", "init", "--store", str(store)]
+    flip = [sys.executable, "-m", "flip", "site", "ingest", "csv", str(folder)]
+    flip += ["--store", str(store), "--json"]  # run in `work`, where no site.yaml is
+    best = float("inf")
+    for _ in range(passes):
+        store.unlink(missing_ok=True)
+        subprocess.run(init, check=True, capture_output=True)
+        best = min(best, _timed(flip, work))
+    return best
 
 
 def peak_rss(work: Path, patients: int) -> Figure:
@@ -245,6 +272,7 @@ def _peak_rss_kib(stdout: str) -> int:
 
 def run(work: Path, patients: int = 2000) -> list[Figure]:
     """Every ingest figure; `patients` sets the size of the throughput runs."""
+    work = work.resolve()  # the commands run in it, and name files under it
     work.mkdir(parents=True, exist_ok=True)
     figures = fhir_throughput(work, patients) + fhir_command(work)
     figures += csv_throughput(work, patients * 4)

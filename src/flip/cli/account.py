@@ -8,8 +8,6 @@ import typer
 
 from flip.cli.credentials import Credentials, forget, load, save
 from flip.cli.hub_session import hub_errors
-from flip.hub.client import HubError, ResearcherClient
-from flip.hub.client import login as open_session
 
 
 def login(
@@ -33,6 +31,9 @@ def login(
 
     Example: flip login https://hub.example.org --user rita
     """
+    from flip.hub.client import HubError, ResearcherClient
+    from flip.hub.client import login as open_session
+
     hub = hub.rstrip("/")
     with hub_errors():
         if token is None:
@@ -64,6 +65,8 @@ def logout() -> None:
 
     Example: flip logout
     """
+    from flip.hub.client import HubError, ResearcherClient
+
     with hub_errors():
         saved = load()
         client = ResearcherClient(saved.hub, saved.token)

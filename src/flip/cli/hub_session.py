@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -14,11 +14,15 @@ from rich.text import Text
 
 from flip.cli.credentials import load
 from flip.cli.errors import err
-from flip.hub.client import HubError, HubUnreachable, ResearcherClient
+
+if TYPE_CHECKING:  # httpx and the client are imported when a command talks to the hub
+    from flip.hub.client import HubError, ResearcherClient
 
 
 def explain(error: HubError) -> str:
     """What went wrong, in words a researcher acts on."""
+    from flip.hub.client import HubUnreachable
+
     if isinstance(error, HubUnreachable):
         return str(error)
     if error.status == 401:
@@ -34,6 +38,8 @@ def explain(error: HubError) -> str:
 def hub_errors() -> Iterator[None]:
     """Turn hub refusals, a missing login and bad files into `error: …` and exit 1
     (never importing the site's data layer, as `one_line_errors` does)."""
+    from flip.hub.client import HubError
+
     try:
         yield
     except HubError as exc:
@@ -51,6 +57,8 @@ def fail(reason: str) -> None:
 @contextmanager
 def connected() -> Iterator[ResearcherClient]:
     """A client for the hub `flip login` saved, with hub errors reported in one line."""
+    from flip.hub.client import ResearcherClient
+
     with hub_errors():
         saved = load()
         client = ResearcherClient(saved.hub, saved.token)

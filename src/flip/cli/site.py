@@ -169,25 +169,32 @@ def ingest(
     Exits non-zero when no record could be read, or when the source failed part-way.
     """
     reading = _read_fhir_ahead(kind, path, url, person_identifier, site_config)
-    from flip.data.cdm.store import StoreError, open_store
+    from flip.data.cdm.store import StoreError, forgo_pandas, open_store
     from flip.data.ingest import ingest_fhir_server, ingest_path
-    from flip.data.sources.fhir_rest import FhirServerError
-    from flip.data.sources.tabular import MappingError, SourceReadError
 
     if path is None and not (kind in (SourceKind.omop, SourceKind.fhir, SourceKind.dicom) and url):
         raise typer.BadParameter(
             "give PATH (or, for fhir, omop and dicom, --url)", param_hint="PATH"
         )
     console = Console(stderr=True)
-    errors: tuple[type[Exception], ...] = (MappingError, SourceReadError, FhirServerError)
+    errors: tuple[type[Exception], ...] = ()
+    if kind in (SourceKind.csv, SourceKind.sql):  # each source kind imports only its reader
+        from flip.data.sources.tabular import MappingError, SourceReadError
+
+        errors += (MappingError, SourceReadError)
     if url:
         import httpx
 
         errors += (httpx.HTTPError,)
+    if kind is SourceKind.fhir and url:
+        from flip.data.sources.fhir_rest import FhirServerError
+
+        errors += (FhirServerError,)
     if kind is SourceKind.dicom:  # pydicom costs a fifth of a second to import: only for DICOM
         from flip.data.sources.dicomweb import DicomWebError
 
         errors += (DicomWebError,)
+    forgo_pandas()  # see there: a second of start-up
     with one_line_errors(*errors):
         settings = _ingest_settings(site_config)
         identity = _identity(person_identifier, settings)
@@ -276,7 +283,7 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
         identity = _identity(person_identifier, _ingest_settings(site_config))
     except (OSError, ValueError):
         return None
-    from flip.data.sources.fhir import read_path_ahead
+    from flip.data.sources.fhir_ahead import read_path_ahead
 
     return read_path_ahead(path, identity)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -206,6 +208,28 @@ def _rebuild(conn: Connection, table: Table, schema: str | None) -> None:
     table.create(conn)
     conn.execute(text(f"INSERT INTO {name} ({kept}) SELECT {kept} FROM {aside}"))
     conn.execute(text(f"DROP TABLE {aside}"))
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """A finder that refuses pandas: its import fails at once, before any path is searched."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is not used by this command", name=name)
+        return None
+
+
+def forgo_pandas() -> None:
+    """For the rest of this process, `import pandas` fails at once (unless it is imported).
+
+    DuckDB (binding a parameter) and pyarrow (building an array from a list) import pandas
+    when it is installed, to learn whether a value is one of its types: a second or more
+    of a command's start-up that FLIP's store code never needs. pyarrow then remembers
+    pandas as absent, so only a process that does nothing but read and write its store
+    (`flip site ingest`) calls this.
+    """
+    if "pandas" not in sys.modules and not any(type(f) is _NoPandas for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
 @contextmanager

@@ -87,6 +87,9 @@ class Batch:
         #: Per resource read as several records (`SourceEvent.whole`): the raw resource
         #: its records in the batch came from, and their keys.
         self.wholes: dict[str, tuple[bytes, set[str]]] = {}
+        #: The keys of parts (`key#…`) by the key of each record they are part of: a
+        #: withdrawal finds them without scanning the batch.
+        self.parts: dict[str, set[str]] = {}
 
     def withdraw(
         self, key: str, version: str | None = None, amends: bool = False, rule: str = ""
@@ -96,7 +99,7 @@ class Batch:
         stored for them are removed when written; a newer version is kept. `amends` when
         the withdrawing record says an earlier version was sent; `rule` is the one that
         withdrew it."""
-        parts = [k for k in self.rows if k == key or k.startswith(f"{key}#")]
+        parts = [k for k in (key, *self.parts.get(key, ())) if k in self.rows]
         if any(older(version, self.versions.get(part)) for part in parts):
             return
         for part in parts:
@@ -110,6 +113,13 @@ class Batch:
             self.amending.add(key)
         else:
             self.amending.discard(key)
+
+    def _index_parts(self, key: str) -> None:
+        """Note `key` as a part of each record whose key ends before one of its `#`s."""
+        at = key.find("#")
+        while at != -1:
+            self.parts.setdefault(key[:at], set()).add(key)
+            at = key.find("#", at + 1)
 
     def _drop(self, key: str) -> None:
         """Leave out the batch's record of `key` (superseded by a later one)."""
@@ -171,6 +181,7 @@ class Batch:
                     return
             self.owners[record.key] = record
             self.rows[record.key] = []
+            self._index_parts(record.key)
             replaces = getattr(record, "replaces", None)
             if replaces is not None:
                 self.replaced.add(replaces)

@@ -54,16 +54,13 @@ def ingest_path(
     `person_identifier` (fhir, hl7v2, csv, sql) is the site's person identifier (a FHIR
     identifier system, or a PersonIdentity that also says how HL7 v2 PID-3 carries it):
     patients with the same value are one person across resources, sources and kinds;
-    `reading` (fhir) the records of `path` already being read (`fhir.read_path_ahead`).
+    `reading` (fhir) the records of `path` already being read (`fhir_ahead.read_path_ahead`).
     With `prune`, `path` is a full re-export of the source system: what earlier runs of
     it loaded and this one does not read is removed (flip.data.ingest.prune); without a
     `source_system`, only what was loaded from the same location (two folders of one name
     share a default system). An HL7 v2 feed is partial by nature: pruning it needs an
     explicit `source_system`.
     """
-    from flip.data.sources import fhir, hl7v2, tabular
-    from flip.data.sources.readahead import read_ahead
-
     if prune and kind == "hl7v2" and source_system is None:
         raise ValueError(
             "an HL7 v2 feed is partial: --prune would remove every earlier message's records;"
@@ -72,11 +69,17 @@ def ingest_path(
     identity = PersonIdentity.of(person_identifier)
     vocabulary = Vocabulary.from_store(store).with_code_systems(code_systems or {})
     located = str(path.resolve()) if path is not None else None
-    if kind in ("fhir", "hl7v2"):
+    if kind in ("fhir", "hl7v2"):  # each source kind imports only its reader
         if kind == "hl7v2":
+            from flip.data.sources import hl7v2
+
             records, name = hl7v2.read_path(path, identity), source_system or hl7v2.FEED
+        elif reading is not None:
+            records, name = reading, source_system or f"fhir:{path.name}"
         else:
-            records = reading if reading is not None else fhir.read_path(path, identity)
+            from flip.data.sources import fhir
+
+            records = fhir.read_path(path, identity)
             name = source_system or f"fhir:{path.name}"
         scope = None if source_system else located
         ingestor = Ingestor(store, vocabulary, name, prune=prune, prune_from=scope)
@@ -119,6 +122,9 @@ def ingest_path(
         finally:
             engine.dispose()
     if kind in ("csv", "sql"):
+        from flip.data.sources import tabular
+        from flip.data.sources.readahead import read_ahead
+
         spec = tabular.TableMapping.load(
             mapping or (path / "mapping.yaml" if kind == "csv" else path)
         )

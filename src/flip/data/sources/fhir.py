@@ -34,7 +34,6 @@ from pydantic import ValidationError
 from flip.data.sources import fhir_actors, textfile
 from flip.data.sources.fhir_status import WITHDRAWING, not_a_fact
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
-from flip.data.sources.readahead import read_ahead_now
 from flip.data.sources.records import (
     Rejected,
     Skipped,
@@ -823,14 +822,6 @@ def read_path(
     for file in files:
         reader = read_ndjson if ".ndjson" in file.name else read_json
         yield from reader(file, refs)
-
-
-def read_path_ahead(
-    path: Path, person_identifier: PersonIdentity | str | None = None
-) -> Iterator[SourceRecord]:
-    """`read_path` in a child process that starts now, so that reading and validating
-    (most of a FHIR ingest) overlap whatever the caller does next (opening the store)."""
-    return read_ahead_now(read_path, path, person_identifier)
 
 
 def _file_rank(path: Path) -> int:

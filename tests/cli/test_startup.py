@@ -1,0 +1,64 @@
+"""What a `flip` command imports before it does its work: only what it needs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(code: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+#: Modules of the hub's server side, which a researcher's or site's command never serves:
+#: importing them made every `flip fl run` load FastAPI, every route and SciPy's statistics
+#: (about 1 s on an idle machine, 20 s on a loaded one) before it read a file.
+SERVER_SIDE = ("flip.hub.app", "fastapi", "scipy", "flip.hub.routes")
+
+
+def test_the_cli_loads_no_hub_server_code_until_a_command_needs_it():
+    code = f"import sys, flip.cli.app; print([m for m in {SERVER_SIDE!r} if m in sys.modules])"
+    assert _run(code).strip() == "[]"
+
+
+def test_an_ingest_that_forgoes_pandas_loads_every_record_without_it(tmp_path: Path):
+    lines = [
+        '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}',
+        '{"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"},'
+        ' "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},'
+        ' "onsetDateTime": "2020-01-02T10:00:00Z"}',
+    ]
+    (tmp_path / "Patient.ndjson").write_text("\n".join(lines) + "\n")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from flip.data.cdm.store import forgo_pandas, open_store\n"
+        "forgo_pandas()\n"
+        "from flip.data.ingest import ingest_path\n"
+        "s = open_store(Path(sys.argv[1]) / 's.duckdb'); s.create()\n"
+        "r = ingest_path(s, 'fhir', Path(sys.argv[1]) / 'Patient.ndjson'); s.close()\n"
+        "print(r.loaded, r.quarantined, 'pandas' in sys.modules)\n"
+    )
+    assert _run(code, str(tmp_path)).split() == ["2", "0", "False"]
+
+
+def test_a_fhir_ingest_command_leaves_the_fhir_models_and_pandas_to_its_reader(tmp_path):
+    lines = [
+        '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}',
+        '{"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code":'
+        ' "AMB"}, "subject": {"reference": "Patient/p"}, "period": {"start": "2020-01-02"}}',
+    ]
+    (tmp_path / "Patient.ndjson").write_text("\n".join(lines) + "\n")
+    code = (
+        "import atexit, runpy, sys\n"
+        "seen = lambda: print(sorted({'fhir.resources', 'pandas'} & set(sys.modules)))\n"
+        "atexit.register(seen)\n"
+        "sys.argv = ['flip', 'site', 'ingest', 'fhir', sys.argv[1], '--store', sys.argv[2],"
+        " '--json']\n"
+        "runpy.run_module('flip', run_name='__main__')\n"
+    )
+    out = _run(code, str(tmp_path / "Patient.ndjson"), str(tmp_path / "s.duckdb"))
+    assert '"loaded": 2' in out
+    assert out.strip().splitlines()[-1] == "[]"

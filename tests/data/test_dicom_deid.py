@@ -45,7 +45,7 @@ def test_the_basic_profile_leaves_no_identifier_date_or_source_uid():
     request.ScheduledProcedureStepID = "SPS-1"
     source.RequestAttributesSequence = Sequence([request])
     source.InstitutionAddress = "1 Hospital Road, Northtown NT1 1AA"
-    secrets = _identifiers(source) + ["RQ-778812", "Northtown", study.name.split("^")[0]]
+    secrets = [*_identifiers(source), "RQ-778812", "Northtown", study.name.split("^")[0]]
 
     out = deidentify(source, salt="s1")
 

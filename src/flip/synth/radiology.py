@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ SYSTOLIC_BP = "8480-6"
 #: Hounsfield units of what a head CT shows.
 AIR, CSF, BRAIN, BONE = -1000.0, 8.0, 36.0, 900.0
 #: How much darker an infarct is than brain (HU), lowest and highest.
-INFARCT_DROP = (9.0, 18.0)
+INFARCT_DROP = (14.0, 26.0)
 _FIRST_NAMES = ("Ada", "Ben", "Cara", "Dev", "Ena", "Finn", "Gita", "Hal", "Isla", "Jon")
 _FAMILY_NAMES = ("Okafor", "Smith", "Nowak", "Patel", "Jones", "Silva", "Khan", "Evans")
 
@@ -118,7 +118,7 @@ def head_ct(
     if infarct:
         side = rng.choice((-1, 1))
         centre = (rng.uniform(-0.4, 0.4), rng.uniform(-0.45, 0.45), side * rng.uniform(0.3, 0.5))
-        size_r = rng.uniform(0.14, 0.26)
+        size_r = rng.uniform(0.18, 0.3)
         lesion = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) <= size_r**2
         volume[lesion & brain] -= rng.uniform(*INFARCT_DROP)
     volume += rng.normal(0, noise, volume.shape).astype(np.float32)
@@ -296,9 +296,7 @@ def _fhir(site: RadiologySite, studies: list[Study]) -> dict:
                 "status": "final",
                 "code": {"coding": [{"system": LOINC, "code": SYSTOLIC_BP}]},
                 "subject": subject,
-                "effectiveDateTime": datetime.combine(s.day, datetime.min.time())
-                .replace(hour=9)
-                .isoformat(),
+                "effectiveDateTime": f"{s.day.isoformat()}T09:00:00+00:00",
                 "valueQuantity": {
                     "value": s.systolic,
                     "unit": "mm[Hg]",

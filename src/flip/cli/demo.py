@@ -74,7 +74,8 @@ def dermatology(
     biomarker and response models (local-only, federated, pooled) -> report.
 
     Writes OUT/results.json, OUT/report.html (self-contained) and its figures as PNG files.
-    Needs no server: the PACS site's photographs are read from its DICOM files.
+    The PACS site's photographs are stored in a local Orthanc (started on a free loopback port,
+    stopped at the end) and read over DICOMweb; without Orthanc, from its DICOM files.
     """
     from flip.demo.dermatology.journey import (
         DermatologyDemoError,
@@ -100,8 +101,8 @@ def radiology(
         int | None, typer.Option(min=4, help="Patients per site (default: each site's own).")
     ] = None,
     network: Annotated[
-        str, typer.Option(help="The MONAI 3D network: small-cnn, densenet-small, resnet18…")
-    ] = "small-cnn",
+        str, typer.Option(help="The MONAI 3D network: densenet-small, small-cnn, resnet18…")
+    ] = "densenet-small",
 ) -> None:
     """Run the radiology journey: head CTs in each hospital's PACS (a local Orthanc) ->
     DICOMweb ingest -> approvals -> volumes read over WADO-RS and de-identified at each site ->

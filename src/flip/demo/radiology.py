@@ -51,7 +51,7 @@ class RadiologyOptions:
     seed: int = 0
     rounds: int = 4
     people: int | None = None  # patients per site; None: each site's own
-    network: str = "small-cnn"
+    network: str = "densenet-small"
     cpus: int | None = None
 
     def check(self) -> None:

@@ -82,17 +82,19 @@ def mace_modal_task(
 
 #: Radiology: cerebral infarction on a non-contrast head CT (flip synth radiology).
 STROKE_WINDOW_HU = (0.0, 80.0)
+#: SGD step for the batch-normalised 3D DenseNet.
+VOLUME_LEARNING_RATE = 0.1
 
 
-def head_ct_infarct_task(seed: int = 0, network: str = "small-cnn") -> TaskSpec:
+def head_ct_infarct_task(seed: int = 0, network: str = "densenet-small") -> TaskSpec:
     """Cerebral infarction diagnosed within 30 days of arrival (first systolic blood pressure)
     from the head CT of that day, read as a 16 x 32 x 32 volume in a brain window."""
     return TaskSpec(
         kind="image-cnn",
         name="Cerebral infarction from the arrival head CT",
         seed=seed,
-        learning_rate=IMAGE_LEARNING_RATE,
-        local_epochs=2,
+        learning_rate=VOLUME_LEARNING_RATE,
+        local_epochs=3,
         batch_size=16,
         image_network=network,
         data=TabularSpec(

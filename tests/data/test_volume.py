@@ -37,3 +37,19 @@ def test_a_window_clips_and_scales_and_resizing_averages():
     out = normalised(volume, (0.0, 80.0))
     assert out.min() == 0.0 and out.max() == 1.0 and out[0, 1, 0] == pytest.approx(0.5)
     assert resized(out, 1, 1).item() == pytest.approx(out.mean())
+
+
+def test_a_volume_from_files_is_a_multiframe_object_never_one_slice(tmp_path):
+    from flip.data.features.image import ImageError, ImageSpec, image_matrix
+
+    sites, study = _study()
+    single = tmp_path / "slice.dcm"
+    instance_series(sites[0], study)[0].save_as(single, enforce_file_format=True)
+    enhanced = tmp_path / "enhanced.dcm"
+    enhanced_object(sites[1], study).save_as(enhanced, enforce_file_format=True)
+    spec = ImageSpec(size=8, depth=5, window=(0.0, 80.0))
+    expected = resized(normalised(np.clip(np.rint(study.volume), -1024, 3071), (0, 80)), 5, 8)
+    np.testing.assert_allclose(image_matrix([str(enhanced), None], spec)[0], expected.reshape(-1))
+    assert not image_matrix([str(enhanced), None], spec)[1].any()
+    with pytest.raises(ImageError, match="one slice of a series, not a volume"):
+        image_matrix([str(single)], spec)

@@ -178,9 +178,16 @@ def volume(reference: str, spec: ImageSpec, salt: str | None = None) -> np.ndarr
 
     assert spec.depth is not None
     try:
-        stacked = stack(dicom_objects(reference, salt or secrets.token_hex(16)))
+        objects = dicom_objects(reference, salt or secrets.token_hex(16))
+        single = not is_remote(reference) and int(objects[0].get("NumberOfFrames", 1) or 1) < 2
+        stacked = None if single else stack(objects)
     except _UNREADABLE as exc:
         raise ImageError(f"{reference}: cannot read its volume: {exc}") from exc
+    if stacked is None:
+        raise ImageError(
+            f"{reference}: one slice of a series, not a volume: read the series from its PACS "
+            "(flip site ingest dicom --url), or store it as one multi-frame object"
+        )
     return resized(normalised(stacked, spec.window), spec.depth, spec.size)[None]
 
 

@@ -43,18 +43,20 @@ class Orthanc:
         """The DICOMweb root (QIDO-RS, WADO-RS, STOW-RS)."""
         return f"{self.http}/dicom-web"
 
-    def upload(self, path: Path) -> None:
-        """Store one DICOM file (POST /instances)."""
-        response = httpx.post(f"{self.http}/instances", content=path.read_bytes(), timeout=60)
+    def upload(self, path: Path, client: httpx.Client | None = None) -> None:
+        """Store one DICOM file (POST /instances), through `client` when given."""
+        post = client.post if client is not None else httpx.post
+        response = post(f"{self.http}/instances", content=path.read_bytes(), timeout=60)
         if response.status_code != 200:
             raise OrthancError(f"{path}: Orthanc refused it: HTTP {response.status_code}")
 
     def upload_all(self, paths: Iterable[Path]) -> int:
-        """Store every file of `paths`; how many were stored."""
+        """Store every file of `paths` over one connection; how many were stored."""
         count = 0
-        for path in paths:
-            self.upload(path)
-            count += 1
+        with httpx.Client(timeout=60) as client:
+            for path in paths:
+                self.upload(path, client)
+                count += 1
         return count
 
 

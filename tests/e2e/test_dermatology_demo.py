@@ -8,11 +8,17 @@ import csv
 import math
 import re
 
+import httpx
 import orjson
 import pytest
 from rich.console import Console
+from sqlalchemy import select
 
+from flip.data.cdm import schema
+from flip.data.cdm.store import open_store
+from flip.data.sources.orthanc import orthanc_binary
 from flip.demo.dermatology.journey import DermatologyOptions, run_dermatology
+from tests.conftest import IN_CI
 
 ARMS = {"local", "federated", "pooled"}
 SITES = ["st-aster", "northbridge"]
@@ -51,6 +57,27 @@ def test_results_json_has_the_issues_shape_with_finite_numbers(run):
     assert set(results["fairness"]) == set(SITES)
     lora, full = results["bytes_per_round"]["lora"], results["bytes_per_round"]["full"]
     assert 0 < lora < 0.05 * full
+
+
+@pytest.mark.slow
+@pytest.mark.orthanc
+def test_the_pacs_site_reads_its_photographs_from_orthanc_over_dicomweb(run):
+    if orthanc_binary() is None:
+        (pytest.fail if IN_CI else pytest.skip)("Orthanc is not installed: files were read")
+    out, result = run
+    store = open_store(out / "sites" / "northbridge" / "store.duckdb", read_only=True)
+    try:
+        with store.connect() as conn:
+            c = schema.image_occurrence.c
+            rows = conn.execute(select(c.wadors_uri, c.local_path)).all()
+    finally:
+        store.close()
+    assert rows, "the PACS site has photographs"
+    assert all(p is None and u.startswith("http://127.0.0.1:") for u, p in rows), rows[:2]
+    assert "/dicom-web/studies/" in rows[0][0]
+    assert result.results["biomarker"]["federated"]["northbridge"]["n_test"] > 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(rows[0][0], timeout=5)  # the demo stopped its Orthanc
 
 
 @pytest.mark.slow

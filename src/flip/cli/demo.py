@@ -74,7 +74,8 @@ def dermatology(
     biomarker and response models (local-only, federated, pooled) -> report.
 
     Writes OUT/results.json, OUT/report.html (self-contained) and its figures as PNG files.
-    Needs no server: the PACS site's photographs are read from its DICOM files.
+    The PACS site's photographs are stored in a local Orthanc (started on a free loopback port,
+    stopped at the end) and read over DICOMweb; without Orthanc, from its DICOM files.
     """
     from flip.demo.dermatology.journey import (
         DermatologyDemoError,
@@ -85,4 +86,32 @@ def dermatology(
     with one_line_errors(DermatologyDemoError):
         run_dermatology(
             DermatologyOptions(sites=sites, size=size, out=out, seed=seed, rounds=rounds)
+        )
+
+
+@app.command("radiology")
+def radiology(
+    sites: Annotated[int, typer.Option(help="How many synthetic hospitals (1-8).")] = 3,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the world, the PACSs, the site stores and results.")
+    ] = Path("demo-radiology"),
+    seed: Annotated[int, typer.Option(help="Seed for the world, the splits and the model.")] = 0,
+    rounds: Annotated[int, typer.Option(help="Federated rounds of FedAvg.")] = 4,
+    people: Annotated[
+        int | None, typer.Option(min=4, help="Patients per site (default: each site's own).")
+    ] = None,
+    network: Annotated[
+        str, typer.Option(help="The MONAI 3D network: densenet-small, small-cnn, resnet18…")
+    ] = "densenet-small",
+) -> None:
+    """Run the radiology journey: head CTs in each hospital's PACS (a local Orthanc) ->
+    DICOMweb ingest -> approvals -> volumes read over WADO-RS and de-identified at each site ->
+    a federated 3D network -> AUROC at each site (OUT/results.json). Needs Orthanc."""
+    from flip.demo.radiology import RadiologyDemoError, RadiologyOptions, run_radiology
+
+    with one_line_errors(RadiologyDemoError):
+        run_radiology(
+            RadiologyOptions(
+                sites=sites, out=out, seed=seed, rounds=rounds, people=people, network=network
+            )
         )

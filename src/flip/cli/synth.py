@@ -92,3 +92,30 @@ def dermatology(
         counts = ", ".join(f"{v} {k}" for k, v in w.counts.items())
         typer.echo(f"{w.spec.name} ({w.spec.export}): {counts} -> {w.folder}")
     typer.echo(f"ground truth -> {out / 'truth'}; how to ingest each site -> {out / 'world.json'}")
+
+
+@app.command()
+def radiology(
+    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
+    sites: Annotated[int, typer.Option(help="How many hospitals (1-8).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same world.")] = 0,
+    people: Annotated[
+        int | None,
+        typer.Option(min=1, max=100_000, help="Patients per site (default: each site's own)."),
+    ] = None,
+    slices: Annotated[int, typer.Option(help="Slices of each head CT (8-256).")] = 32,
+    size: Annotated[int, typer.Option(help="Rows and columns of each slice (16-512).")] = 64,
+) -> None:
+    """Write a radiology world: each hospital's head CTs as DICOM (one file per slice, or one
+    Enhanced CT object per study) under OUT/SITE/dicom, its records as a FHIR bundle under
+    OUT/SITE/fhir, and each study's label under OUT/truth (never inside an export)."""
+    from flip.synth.radiology import write_world
+
+    with one_line_errors():
+        written = write_world(out, sites, seed, people, slices, size)
+    for w in written:
+        typer.echo(
+            f"{w.site.name} ({w.site.storage}): {w.studies} studies, {w.infarcts} with an "
+            f"infarct, {w.files} DICOM files -> {w.folder}"
+        )
+    typer.echo(f"labels -> {out / 'truth'}")

@@ -124,6 +124,17 @@ def _day(value) -> date:
     return value.date() if hasattr(value, "date") and callable(value.date) else value
 
 
+def _photographs():
+    """(person, date, where kept) of every image: its file, else its WADO-RS URL in a PACS."""
+    from sqlalchemy import func, select
+
+    from flip.data.cdm import schema
+
+    i = schema.image_occurrence.c
+    where = func.coalesce(i.local_path, i.wadors_uri)
+    return select(i.person_id, i.image_occurrence_date, where).where(where.is_not(None))
+
+
 def cohort(store: Store, codes: SiteCodes) -> tuple[list[Member], Attrition]:
     """The members, by person id, and the attrition of the cohort's three steps."""
     from sqlalchemy import select
@@ -131,7 +142,7 @@ def cohort(store: Store, codes: SiteCodes) -> tuple[list[Member], Attrition]:
     from flip.data.cdm import schema
     from flip.data.cohort.optout import opted_out
 
-    c, d, i = schema.condition_occurrence.c, schema.drug_exposure.c, schema.image_occurrence.c
+    c, d = schema.condition_occurrence.c, schema.drug_exposure.c
     with store.connect() as conn:
         excluded = opted_out(conn)
         psoriasis = {
@@ -149,11 +160,7 @@ def cohort(store: Store, codes: SiteCodes) -> tuple[list[Member], Attrition]:
             if pid in psoriasis:
                 starts[pid].append((_day(when), codes.biologics[source]))
         photos: dict[int, list[tuple[date, str]]] = defaultdict(list)
-        for pid, when, path in conn.execute(
-            select(i.person_id, i.image_occurrence_date, i.local_path).where(
-                i.local_path.is_not(None)
-            )
-        ):
+        for pid, when, path in conn.execute(_photographs()):
             if pid in starts:
                 photos[pid].append((_day(when), path))
     members = []
@@ -179,12 +186,7 @@ def extract(store: Store, codes: SiteCodes) -> SiteFeatures:
 
     members, attrition = cohort(store, codes)
     by_person = {m.person_id: m for m in members}
-    c, d, n, i = (
-        schema.condition_occurrence.c,
-        schema.drug_exposure.c,
-        schema.note.c,
-        schema.image_occurrence.c,
-    )
+    c, d, n = schema.condition_occurrence.c, schema.drug_exposure.c, schema.note.c
     with store.connect() as conn:
         people = _person_rows(conn)
         values: dict[tuple[int, object], list[tuple[date, float]]] = defaultdict(list)
@@ -219,11 +221,7 @@ def extract(store: Store, codes: SiteCodes) -> SiteFeatures:
                 letters[pid].append((_day(when), text or ""))
         images = [
             (pid, _day(when), path)
-            for pid, when, path in conn.execute(
-                select(i.person_id, i.image_occurrence_date, i.local_path).where(
-                    i.local_path.is_not(None)
-                )
-            )
+            for pid, when, path in conn.execute(_photographs())
             if pid in by_person
         ]
     for m in members:
@@ -287,7 +285,8 @@ def _baseline(m: Member, born, gender, values, pasi0, psa, earlier) -> np.ndarra
 
 
 def photo_tensors(paths: list[str], size: int) -> np.ndarray:
-    """The photographs as (n, 3, size, size) RGB floats in [0, 1], read at the site."""
+    """The photographs as (n, 3, size, size) RGB floats in [0, 1], read at the site from
+    their files or over WADO-RS from its PACS (DICOM de-identified first)."""
     from flip.data.features.image import pixels
 
     out = np.zeros((len(paths), 3, size, size), dtype=np.float32)

@@ -133,3 +133,30 @@ def _instance_order(attributes: dict[str, Any]) -> tuple[int, str]:
 def _value(attributes: dict[str, Any], tag: str) -> str:
     values = attributes.get(tag, {}).get("Value") or [""]
     return str(values[0])
+
+
+#: WADO-RS media type asked for: DICOM objects in the transfer syntax they are stored in.
+_STORED = (("application/dicom", "*"),)
+
+
+def retrieve(uri: str, session: requests.Session | None = None) -> list[pydicom.Dataset]:
+    """The objects at a WADO-RS series or instance URL (as image rows keep them), pixels
+    included, in their stored transfer syntax; a DicomWebError naming the URL otherwise."""
+    from dicomweb_client.api import DICOMwebClient
+
+    base, _, path = uri.partition("/studies/")
+    parts = path.split("/")
+    if (
+        len(parts) not in (3, 5)
+        or parts[1] != "series"
+        or (len(parts) == 5 and parts[3] != "instances")
+    ):
+        raise DicomWebError(f"{uri}: not a WADO-RS series or instance URL")
+    web = DICOMwebClient(url=base, session=session)
+    try:
+        if len(parts) == 5:
+            return [web.retrieve_instance(parts[0], parts[2], parts[4], media_types=_STORED)]
+        return web.retrieve_series(parts[0], parts[2], media_types=_STORED)
+    except (requests.RequestException, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DicomWebError(f"{uri}: cannot be retrieved: {first}") from exc

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import shutil
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from flip.data.features.shuffle_split import train_test_indices
 from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
 from flip.data.sources.identity import PersonIdentity
+from flip.data.sources.orthanc import INSTALL_HINT, orthanc_binary, orthanc_server
 from flip.demo.dermatology import metrics, train
 from flip.demo.dermatology.report import write_outputs
 from flip.demo.phases import Phases
@@ -160,32 +163,35 @@ def run_dermatology(
         )
     exports = {w.spec.name: w.spec.export for w in written}
 
-    with phase("ingest", "2. Each site ingests through its own connectors into OMOP"):
-        configs = {w.spec.name: _ingest(w, out / "sites" / w.spec.name, console) for w in written}
+    with ExitStack() as pacs:  # a PACS site's Orthanc runs until its photographs are read
+        with phase("ingest", "2. Each site ingests through its own connectors into OMOP"):
+            configs = {
+                w.spec.name: _ingest(w, out / "sites" / w.spec.name, console, pacs) for w in written
+            }
 
-    with phase("cohort", f"3. Cohort at each site: {COHORT}"):
-        released = _cohort_counts(configs, exports, console)
+        with phase("cohort", f"3. Cohort at each site: {COHORT}"):
+            released = _cohort_counts(configs, exports, console)
 
-    encoder = _encoder()
-    config = task_config(options, encoder)
-    digest = task_hash(config)
-    with phase("approve", "4. Each site admin approves the task by its SHA-256"):
-        console.print(f"  task '{config['name']}'\n  sha256 {digest}")
-        for name, site in configs.items():
-            decide(site, None, PROJECT, digest, "approved", by=f"{name}-admin (demo)")
-            console.print(f"  {name}: admin approves in the site's ledger (auto, for the demo)")
+        encoder = _encoder()
+        config = task_config(options, encoder)
+        digest = task_hash(config)
+        with phase("approve", "4. Each site admin approves the task by its SHA-256"):
+            console.print(f"  task '{config['name']}'\n  sha256 {digest}")
+            for name, site in configs.items():
+                decide(site, None, PROJECT, digest, "approved", by=f"{name}-admin (demo)")
+                console.print(f"  {name}: admin approves in the site's ledger (auto, for the demo)")
 
-    def may_read(name: str) -> bool:
-        with Ledger(configs[name].ledger) as ledger:
-            return ledger.is_approved(PROJECT, digest)
+        def may_read(name: str) -> bool:
+            with Ledger(configs[name].ledger) as ledger:
+                return ledger.is_approved(PROJECT, digest)
 
-    with phase("features", "5. Features at each site: photographs, baseline data, letters"):
-        data = {
-            name: _site_data(name, site, exports[name], encoder, options.seed, console)
-            for name, site in configs.items()
-            if may_read(name)
-        }
-        _scale(data)
+        with phase("features", "5. Features at each site: photographs, baseline data, letters"):
+            data = {
+                name: _site_data(name, site, exports[name], encoder, options.seed, console)
+                for name, site in configs.items()
+                if may_read(name)
+            }
+            _scale(data)
 
     with phase("train", "6. Biomarker and response models: local-only, federated, pooled"):
         arms, curves, sent = _train_all(data, options, console, may_read)
@@ -239,8 +245,9 @@ def _encoder() -> str:
     return default_encoder()
 
 
-def _ingest(written, site_dir: Path, console: Console) -> SiteConfig:
-    """Ingest every source of the site (its world.json entry) into a fresh store."""
+def _ingest(written, site_dir: Path, console: Console, pacs: ExitStack) -> SiteConfig:
+    """Ingest every source of the site (its world.json entry) into a fresh store; a PACS
+    export is stored in a local Orthanc (kept running by `pacs`) and read over DICOMweb."""
     site_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("store.duckdb", "store.duckdb.wal", "ledger.sqlite"):
         (site_dir / stale).unlink(missing_ok=True)
@@ -259,16 +266,14 @@ def _ingest(written, site_dir: Path, console: Console) -> SiteConfig:
     try:
         store.create()
         for kind, path in INGESTS[written.spec.export]:
+            url = None
             if path == "pacs":
-                console.print(
-                    f"  {written.spec.name}: no Orthanc PACS is running for the demo, so its "
-                    "photographs are read from the PACS export's DICOM files (the same "
-                    "connector reads them over DICOMweb with `flip site ingest dicom --url`)"
-                )
+                url = _pacs(written.folder / path, site_dir / "pacs", pacs, console)
             report = ingest_path(
                 store,
                 kind,
-                written.folder / path,
+                None if url else written.folder / path,
+                url=url,
                 source_system=f"{written.spec.name}-{kind}-{Path(path).name}",
                 code_systems=settings.code_systems,
                 person_identifier=identity,
@@ -280,6 +285,26 @@ def _ingest(written, site_dir: Path, console: Console) -> SiteConfig:
     finally:
         store.close()
     return config
+
+
+def _pacs(export: Path, folder: Path, pacs: ExitStack, console: Console) -> str | None:
+    """Store a PACS export's photographs in a local Orthanc (on a free loopback port, kept
+    running by `pacs`) and give its DICOMweb root; None, read from the files, without Orthanc."""
+    if orthanc_binary() is None:
+        console.print(
+            f"  {export.parent.name}: Orthanc is not installed ({INSTALL_HINT}), so its "
+            "photographs are read from the PACS export's DICOM files (the same connector reads "
+            "them over DICOMweb with `flip site ingest dicom --url`)"
+        )
+        return None
+    shutil.rmtree(folder, ignore_errors=True)
+    server = pacs.enter_context(orthanc_server(folder))
+    stored = server.upload_all(sorted(export.rglob("*.dcm")))
+    console.print(
+        f"  {export.parent.name}: {stored} photographs stored in its PACS (Orthanc at "
+        f"{server.http}), read over DICOMweb"
+    )
+    return server.dicomweb
 
 
 def _cohort_counts(

@@ -34,7 +34,12 @@ MINILM = {
 }
 TEXT_TARGETS = ("query", "value")
 #: The classifier layer of each image network: trained from fresh, never loaded.
-IMAGE_HEADS = {"resnet18": "fc", "resnet34": "fc", "densenet121": "class_layers.out"}
+IMAGE_HEADS = {
+    "resnet18": "fc",
+    "resnet34": "fc",
+    "densenet121": "class_layers.out",
+    "densenet-small": "class_layers.out",
+}
 
 
 class Adapted(torch.nn.Module):

@@ -50,10 +50,13 @@ class TaskSpec(BaseModel):
         None, ge=1, le=100_000, description="Rounds the privacy budget is computed for."
     )
     privacy: PrivacySpec | None = None
-    image_network: Literal["small-cnn", "resnet18", "resnet34", "densenet121"] | None = Field(
+    image_network: (
+        Literal["small-cnn", "resnet18", "resnet34", "densenet121", "densenet-small"] | None
+    ) = Field(
         None,
         description="The network over the image (image-cnn, multimodal): the small CNN when "
-        "unset, or a MONAI 2D ResNet/DenseNet for real photographs (e.g. RGB 224 x 224).",
+        "unset, or a MONAI ResNet/DenseNet for real photographs (e.g. RGB 224 x 224); 3D "
+        "over a volume (data.image.depth). densenet-small: a DenseNet of three short blocks.",
     )
     strategy: StrategySpec = Field(
         default_factory=StrategySpec,
@@ -105,8 +108,10 @@ class TaskSpec(BaseModel):
         text, image = config["data"].get("text"), config["data"].get("image")
         if text is not None and text["adapter"] is None:
             del text["adapter"], text["max_tokens"]
-        if image is not None and image["adapter"] is None:
-            del image["adapter"]
+        if image is not None:
+            for optional in ("adapter", "depth", "window"):
+                if image[optional] is None:
+                    del image[optional]
         return orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
 
     @property

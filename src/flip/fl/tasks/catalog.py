@@ -80,10 +80,41 @@ def mace_modal_task(
     return TaskSpec.model_validate(base | {"kind": kind, "name": f"{base['name']}, with {extra}"})
 
 
+#: Radiology: cerebral infarction on a non-contrast head CT (flip synth radiology).
+STROKE_WINDOW_HU = (0.0, 80.0)
+#: SGD step for the batch-normalised 3D DenseNet.
+VOLUME_LEARNING_RATE = 0.1
+
+
+def head_ct_infarct_task(seed: int = 0, network: str = "densenet-small") -> TaskSpec:
+    """Cerebral infarction diagnosed within 30 days of arrival (first systolic blood pressure)
+    from the head CT of that day, read as a 16 x 32 x 32 volume in a brain window."""
+    return TaskSpec(
+        kind="image-cnn",
+        name="Cerebral infarction from the arrival head CT",
+        seed=seed,
+        learning_rate=VOLUME_LEARNING_RATE,
+        local_epochs=3,
+        batch_size=16,
+        image_network=network,
+        data=TabularSpec(
+            entry_concept_ids=[SYSTOLIC_BP],
+            outcome_concept_ids=[CEREBRAL_INFARCTION],
+            horizon_days=30,
+            features=[
+                Feature(name="age", source="age", center=70.0, scale=15.0),
+                Feature(name="male", source="male", center=0.5, scale=0.5),
+            ],
+            image=ImageSpec(size=32, depth=16, window=STROKE_WINDOW_HU, lookback_days=1),
+        ),
+    )
+
+
 #: Built-in tasks by the name `flip site train --task` takes.
 BUILT_IN = {
     "mace-5y": lambda seed: mace_task(seed),
     "mace-5y-notes": lambda seed: mace_modal_task("text-classifier", seed, images=False),
     "mace-5y-xray": lambda seed: mace_modal_task("image-cnn", seed, notes=False),
     "mace-5y-multimodal": lambda seed: mace_modal_task("multimodal", seed),
+    "head-ct-infarct": lambda seed: head_ct_infarct_task(seed),
 }

@@ -14,7 +14,8 @@ from types import ModuleType
 
 import torch
 
-from flip.data.features import image, text
+from flip.data.features import image, text, volume
+from flip.data.sources import dicom_deid
 from flip.fl.tasks import (
     adapters,
     binary,
@@ -34,8 +35,8 @@ _KINDS: dict[str, ModuleType] = {"tabular-logreg": tabular_logreg, "tabular-mlp"
 #: Kinds that read notes or images, and the feature code each runs besides its model.
 _MODAL_KINDS: dict[str, tuple[ModuleType, list[ModuleType]]] = {
     "text-classifier": (text_classifier, [text]),
-    "image-cnn": (image_cnn, [image]),
-    "multimodal": (multimodal, [text, image, text_classifier, image_cnn]),
+    "image-cnn": (image_cnn, [image, volume, dicom_deid]),
+    "multimodal": (multimodal, [text, image, volume, dicom_deid, text_classifier, image_cnn]),
 }
 
 #: The built-in kinds that train on any table of features (also experiments on files);
@@ -85,14 +86,17 @@ def _modal_model(spec: TaskSpec) -> torch.nn.Module:
     data = spec.data
     n_features, size = len(data.features), data.image.size if data.image else 0
     channels = data.image.channels if data.image else 1
+    depth = data.image.depth if data.image else None
     network = spec.image_network or "small-cnn"
     if spec.kind == "text-classifier":
         return text_classifier.new_model(n_features, data.n_text, spec.seed, data.n_outputs)
     if spec.kind == "image-cnn":
         offset = n_features + data.n_text
-        return image_cnn.new_model(offset, size, spec.seed, data.n_outputs, channels, network)
+        return image_cnn.new_model(
+            offset, size, spec.seed, data.n_outputs, channels, network, depth
+        )
     return multimodal.new_model(
-        n_features, data.n_text, size, spec.seed, data.n_outputs, channels, network
+        n_features, data.n_text, size, spec.seed, data.n_outputs, channels, network, depth
     )
 
 

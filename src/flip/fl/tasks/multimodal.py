@@ -36,12 +36,13 @@ class LateFusion(torch.nn.Module):
         n_outputs: int = 1,
         channels: int = 1,
         network: str = "small-cnn",
+        depth: int | None = None,
     ) -> None:
         super().__init__()
         self.tabular = _Features(n_features, n_outputs)
         self.notes = NoteClassifier(n_features, n_text, n_outputs) if n_text else None
         self.image = (
-            ImageCNN(n_features + n_text, image_size, n_outputs, channels, network)
+            ImageCNN(n_features + n_text, image_size, n_outputs, channels, network, depth)
             if image_size
             else None
         )
@@ -64,7 +65,8 @@ def new_model(
     n_outputs: int = 1,
     channels: int = 1,
     network: str = "small-cnn",
+    depth: int | None = None,
 ) -> torch.nn.Module:
     """A late-fusion model whose initial weights depend only on `seed`."""
     seed_weights(seed)
-    return LateFusion(n_features, n_text, image_size, n_outputs, channels, network)
+    return LateFusion(n_features, n_text, image_size, n_outputs, channels, network, depth)

@@ -37,6 +37,7 @@ from flip.data.sources.identity import PersonIdentity
 from flip.demo.dermatology import train
 from flip.demo.dermatology.federation import MODELS, federate
 from flip.demo.dermatology.report import write_outputs
+from flip.fl.runtime.simulation import SimulationError
 from flip.fl.tasks.adapters import bytes_per_round
 from flip.fl.tasks.dermatology_data import SiteData, save_codes, scaled, site_data
 from flip.fl.tasks.dermatology_task import DermatologyTask, Model
@@ -57,8 +58,9 @@ TEST_FRACTION = 0.3
 #: The packaged MiniLM as each site registers it (`flip site models add`), and the LoRA on it.
 MINILM = "all-MiniLM-L6-v2"
 LORA_RANK = 8
-#: Tokens of each de-identified letter the MiniLM branch reads (the CPU budget of --size small).
-MAX_TOKENS = 64
+#: Tokens of each de-identified letter the MiniLM branch reads: a LoRA step costs about 0.35 CPU s
+#: a letter at 64 tokens on the shared 2-core machine, and --size small has 10 minutes for 3 arms.
+MAX_TOKENS = 32
 
 
 class DermatologyDemoError(RuntimeError):
@@ -239,13 +241,16 @@ def run_dermatology(
             "letters (de-identified, then MiniLM token ids)"
         )
         curves: dict[str, list[float]] = {m: [] for m in MODELS}
-        federated = federate(
-            PROJECT,
-            task,
-            digest,
-            [Path(site.ledger).parent / "site.yaml" for site in sites.values()],
-            lambda model, number, score: _round(console, curves, model, number, score),
-        )
+        try:
+            federated = federate(
+                PROJECT,
+                task,
+                digest,
+                [Path(site.ledger).parent / "site.yaml" for site in sites.values()],
+                lambda model, number, score: _round(console, curves, model, number, score),
+            )
+        except SimulationError as exc:
+            raise DermatologyDemoError(str(exc)) from None
 
     with phase("references", "6. Local-only and pooled references on the same splits"):
         data = {name: _site_data(name, site, task, console) for name, site in sites.items()}

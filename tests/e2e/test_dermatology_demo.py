@@ -24,7 +24,10 @@ SITES = ["st-aster", "northbridge"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dermatology-demo")
-    options = DermatologyOptions(sites=2, out=out, rounds=2, people=(44, 36), seed=3)
+    # One local epoch a round: every arm trains MiniLM's LoRA on CPU, so this keeps it short.
+    options = DermatologyOptions(
+        sites=2, out=out, rounds=2, local_epochs=1, people=(44, 36), seed=3
+    )
     return out, run_dermatology(options, Console(quiet=True))
 
 

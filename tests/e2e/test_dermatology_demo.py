@@ -1,10 +1,12 @@
-"""`flip demo dermatology` on a tiny world: results.json in the issue's shape with numbers the
-run computed, and a report.html that needs nothing outside itself."""
+"""`flip demo dermatology` on a tiny world: the federation runs on Flower with each site's
+ClientApp training only after its own ledger approved the task; results.json in the issue's
+shape with numbers the run computed, and a report.html that needs nothing outside itself."""
 
 from __future__ import annotations
 
 import base64
 import csv
+import json
 import math
 import re
 
@@ -16,6 +18,7 @@ from sqlalchemy import select
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
+from flip.data.ledger import Ledger
 from flip.data.sources.orthanc import orthanc_binary
 from flip.demo.dermatology.journey import DermatologyOptions, run_dermatology
 from tests.conftest import IN_CI
@@ -27,7 +30,10 @@ SITES = ["st-aster", "northbridge"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dermatology-demo")
-    options = DermatologyOptions(sites=2, out=out, rounds=2, people=(44, 36), seed=3)
+    # One local epoch a round: every arm trains MiniLM's LoRA on CPU, so this keeps it short.
+    options = DermatologyOptions(
+        sites=2, out=out, rounds=2, local_epochs=1, people=(44, 36), seed=3
+    )
     return out, run_dermatology(options, Console(quiet=True))
 
 
@@ -112,3 +118,24 @@ def test_report_is_self_contained_with_its_figures(run):
     assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
     for name in ("overview", "roc", "calibration", "bland_altman", "fairness", "learning"):
         assert (out / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_each_site_trained_both_models_on_flower_after_its_own_approval(run):
+    out, _ = run
+    for site in SITES:
+        entries = Ledger(str(out / "sites" / site / "ledger.sqlite")).entries()
+        actions = [e["action"] for e in entries]
+        assert "model.added" in actions  # the site's own copy of MiniLM, hash-checked
+        approved = actions.index("task.approved")
+        trained = [
+            (i, json.loads(e["detail"]))
+            for i, e in enumerate(entries)
+            if e["action"] == "run.trained"
+        ]
+        assert all(i > approved for i, _ in trained)
+        # Flower samples the sites connected at a round's start: a site may sit one out.
+        rounds = {(t["model"], t["round"]) for _, t in trained}
+        assert {m for m, _ in rounds} == {"biomarker", "response"}
+        assert rounds <= {(m, r) for m in ("biomarker", "response") for r in (1, 2)}
+        assert all(t["n_train"] > 0 for _, t in trained)

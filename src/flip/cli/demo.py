@@ -70,8 +70,9 @@ def dermatology(
     seed: Annotated[int, typer.Option(help="Seed for the world, the splits and the models.")] = 0,
     rounds: Annotated[int, typer.Option(help="Federated rounds of FedAvg.")] = 10,
 ) -> None:
-    """Run the dermatology journey: exports -> connectors -> cohort -> approvals -> features ->
-    biomarker and response models (local-only, federated, pooled) -> report.
+    """Run the dermatology journey: exports -> connectors -> cohort -> approvals -> federated
+    biomarker and response models on Flower (each site's ClientApp checks its approval, makes
+    its features and fine-tunes MiniLM with LoRA) -> local-only and pooled references -> report.
 
     Writes OUT/results.json, OUT/report.html (self-contained) and its figures as PNG files.
     The PACS site's photographs are stored in a local Orthanc (started on a free loopback port,

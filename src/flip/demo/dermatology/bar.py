@@ -37,8 +37,8 @@ def bar_figures(results: dict[str, Any]) -> list[str]:
         )
     lora, full = results["bytes_per_round"]["lora"], results["bytes_per_round"]["full"]
     lines.append(
-        f"text encoder bytes per round: LoRA {lora:,} / full {full:,} = {lora / full:.2%} "
-        "(bar: <= 5%)"
+        f"bytes per round of the response model (MiniLM with LoRA): sent {lora:,} / full "
+        f"fine-tuning {full:,} = {lora / full:.2%} (bar: <= 5%)"
     )
     return lines
 

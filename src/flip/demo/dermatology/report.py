@@ -39,7 +39,8 @@ def results_document(
     arms: dict[str, dict[str, dict[str, dict[str, Any]]]], text_bytes: dict[str, int]
 ) -> dict[str, Any]:
     """results.json: biomarker MAE/ICC, response AUROC per arm and site, fairness of the
-    federated biomarker by skin type, and the text encoder's bytes per round."""
+    federated biomarker by skin type, and the bytes a site sends per round for the model
+    with the LoRA-tuned text encoder, against full fine-tuning."""
     biomarker = {
         arm: {
             site: {
@@ -181,7 +182,9 @@ def _figures(
     for ax, task, label in ((left, "biomarker", "MAE"), (right, "response", "AUROC")):
         ax.plot(range(1, len(curves[task]) + 1), curves[task], marker="o")
         ax.set_xlabel("round")
-        ax.set_ylabel(f"{label} over every site's test rows")
+        ax.set_ylabel(
+            f"{label}, sites' test rows" + (" (mean by rows)" if label == "AUROC" else "")
+        )
         ax.set_title(f"{task}: federated, round by round")
     figures["learning"] = fig
     return figures
@@ -278,8 +281,9 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 <p>Synthetic world (size {html.escape(str(meta["size"]))}, seed {meta["seed"]}); every site ingested
 its own exports into its own OMOP CDM store; task SHA-256 <code>{meta["task_hash"]}</code>,
 approved by each site admin before any row was read for training. Letters were de-identified,
-then embedded with <b>{html.escape(meta["text_encoder"])}</b>.
-Federated: FedAvg, {meta["rounds"]} rounds of {meta["local_epochs"]} local epochs;
+then read by <b>{html.escape(meta["text_encoder"])}</b>{_tokens(meta)}.
+Federated on Flower (simulation engine, one ClientApp per site): FedAvg, {meta["rounds"]}
+rounds of {meta["local_epochs"]} local epochs;
 local-only and pooled models train {meta["rounds"] * meta["local_epochs"]} epochs on the same
 splits.
 Pooled is the ceiling: a real federation never pools records.</p>
@@ -295,16 +299,21 @@ site's held-out photographs.</p>
 <h2>Performance by Fitzpatrick skin type (federated biomarker, MAE)</h2>
 {fair}
 <h2>What travels</h2>
-<p>Fine-tuning the MiniLM text encoder with LoRA (rank 8 on query and value) sends
-{lora:,} bytes per site per round against {full:,} for full fine-tuning
-({100 * lora / full:.2f}%). The fused model this demo trains sends
-{meta["fused_bytes_per_round"]["response"]:,} bytes per round (response) and
-{meta["fused_bytes_per_round"]["biomarker"]:,} (biomarker); the encoders' weights stay at
-the sites.</p>
+<p>The response model fine-tunes MiniLM with LoRA (rank 8 on query and value) inside the fused
+model; each site sent {lora:,} bytes per round (LoRA adapters, the photograph network, heads
+and fusion, measured on the arrays the federation exchanged) against {full:,} for full
+fine-tuning of the same model ({100 * lora / full:.2f}%). The biomarker model sent
+{meta["fused_bytes_per_round"]["biomarker"]:,} bytes per round. MiniLM's weights stay at the
+sites; each loads its own registered copy, checked against the SHA-256 the task names.</p>
 <h2>Figures</h2>
 {figures}
 </body></html>
 """
+
+
+def _tokens(meta: dict[str, Any]) -> str:
+    tokens = meta.get("max_tokens")
+    return f" (first {tokens} tokens of each letter)" if tokens else ""
 
 
 def write_outputs(

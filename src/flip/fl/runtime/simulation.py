@@ -135,15 +135,20 @@ def simulate(
     secure: bool = False,
     cpus: int | None = None,
     verbose: bool = False,
+    client_app: ClientApp | None = None,
 ) -> None:
     """Run `server_app` with one virtual site per site.yaml, on `cpus` cores (default: all).
 
-    With `secure`, the sites run the SecAgg+ ClientApp (for tasks that ask for it).
+    The sites run FLIP's site ClientApp (`flip.fl.client`), or `client_app` (one that
+    finds its site the same way); with `secure`, the SecAgg+ ClientApp (for tasks that
+    ask for it).
     """
     from flip.fl.client import SIM_SITES_ENV
     from flip.fl.client import app as client
 
     os.environ[SIM_SITES_ENV] = json.dumps([str(p.resolve()) for p in site_configs])
+    if client_app is not None:
+        client = client_app
     if secure:
         from flip.fl.secure_aggregation import task_client_app as client
     run_in_simulation(server_app, client, len(site_configs), cpus=cpus, verbose=verbose)

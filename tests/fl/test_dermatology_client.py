@@ -8,7 +8,7 @@ from flip.data.features.dermatology import FEATURES
 from flip.data.features.text import TextSpec
 from flip.data.ledger import Ledger
 from flip.fl.client import NotApproved
-from flip.fl.dermatology_client import authorise, train_round
+from flip.fl.dermatology_client import authorise, count_round, train_round
 from flip.fl.tasks.dermatology_task import DermatologyTask
 
 
@@ -55,6 +55,23 @@ def test_an_unapproved_site_reads_no_row_when_asked_to_train(tmp_path):
     store = tmp_path / "store-that-does-not-exist.duckdb"
     site = SiteConfig(name="s", store=str(store), ledger=str(tmp_path / "ledger.sqlite"))
     with pytest.raises(NotApproved, match="not approved"):
-        train_round(site, _config(_task()), {})
+        train_round(site, _config(_task()), {}, run=1)
     assert not store.exists()
     assert _refusals(site)
+
+
+def test_a_run_trains_no_more_rounds_than_approved_whatever_round_the_server_names(tmp_path):
+    store = tmp_path / "store-that-does-not-exist.duckdb"
+    site = SiteConfig(name="s", store=str(store), ledger=str(tmp_path / "ledger.sqlite"))
+    task = _task(rounds=2)
+    Ledger(site.ledger).decide("derm", task.sha256(), "approved", by="admin")
+    count_round(site, task, _config(task), run=7, kind="train")
+    count_round(site, task, _config(task), run=7, kind="train")
+    with pytest.raises(NotApproved, match="already trained the 2 rounds"):
+        train_round(site, _config(task), {}, run=7)
+    assert not store.exists()
+    count_round(site, task, _config(task), run=8, kind="train")
+    for _ in range(3):
+        count_round(site, task, _config(task), run=7, kind="evaluate")
+    with pytest.raises(NotApproved, match="already evaluated"):
+        count_round(site, task, _config(task), run=7, kind="evaluate")

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
@@ -57,6 +57,28 @@ def authorise(site: SiteConfig, config: Mapping[str, Any]) -> DermatologyTask:
         if reason:
             _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
     return task
+
+
+def count_round(
+    site: SiteConfig,
+    task: DermatologyTask,
+    config: Mapping[str, Any],
+    run: int,
+    kind: Literal["train", "evaluate"],
+) -> int:
+    """Count one more round of `kind` of the model `config` names in Flower run `run`, in the
+    site's ledger, before any row is read: a run trains each model at most the task's rounds
+    and evaluates it at most once more, whatever round number the server sends; beyond that
+    the round is refused (audited)."""
+    project, digest, model = str(config["project"]), str(config["task-hash"]), config["model"]
+    limit = task.rounds if kind == "train" else task.rounds + 1
+    with Ledger(site.ledger) as ledger:
+        number = ledger.count_round(f"{run}:{model}", project, digest, limit, kind=kind)
+        if number is None:
+            done = "trained" if kind == "train" else "evaluated"
+            reason = f"run {run} has already {done} the {limit} rounds approved of {model}"
+            _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
+    return number
 
 
 @lru_cache(maxsize=16)
@@ -112,11 +134,13 @@ def _split(data: SiteData, model: Model, which: str, config: Mapping[str, Any]) 
 
 
 def train_round(
-    site: SiteConfig, config: Mapping[str, Any], state: Mapping[str, Any]
+    site: SiteConfig, config: Mapping[str, Any], state: Mapping[str, Any], run: int
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """One round of local training of the model `config` names from the global `state`, on
-    the site's training rows once the task is authorised; the trained arrays and metrics."""
+    the site's training rows once the task is authorised and the round counted (`count_round`);
+    the trained arrays and metrics."""
     task = authorise(site, config)
+    count_round(site, task, config, run, "train")
     model_name: Model = str(config["model"])  # type: ignore[assignment]
     base = text_base(site, task, config)
     split = _split(rows(site, task), model_name, "train", config)
@@ -141,7 +165,8 @@ def train_round(
 def train(msg: Message, context: Context) -> Message:
     """One round of local training on the site's training rows (`train_round`)."""
     state = msg.content["arrays"].to_torch_state_dict()
-    trained, metrics = train_round(site_of(context), msg.content["config"], state)
+    config = msg.content["config"]
+    trained, metrics = train_round(site_of(context), config, state, msg.metadata.run_id)
     content = RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
@@ -154,6 +179,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     site = site_of(context)
     config = msg.content["config"]
     task = authorise(site, config)
+    count_round(site, task, config, msg.metadata.run_id, "evaluate")
     model_name: Model = str(config["model"])  # type: ignore[assignment]
     base = text_base(site, task, config)
     split = _split(rows(site, task), model_name, "test", config)

@@ -92,3 +92,23 @@ def test_a_well_formed_site_that_cannot_be_fitted_alone_is_not_malformed():
     constant = regression.logistic_partial(np.ones((30, 2)), np.zeros(30), [0.0, 0.0])
     release = {"withheld": False, "left_out": 0, "n": 30, "newton": constant}
     assert problems(LOGISTIC, 0, {"a": release}) == {}
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        {"kind": "categorical", "n": "withheld", "missing": "<10", "counts": 5},
+        {"kind": "categorical", "n": "withheld", "missing": "<10", "counts": {"F": None}},
+        {**AGE["columns"]["age"], "n": 1, "m2": -1e12},
+    ],
+)
+def test_what_passes_the_check_combines_with_a_well_formed_site(column):
+    from flip.stats.federated import combine_round
+
+    sex = describe.categorical_partial(["F"] * 20 + ["M"] * 20, 10)
+    good = {"columns": {"age": AGE["columns"]["age"], "sex": sex}}
+    name = "sex" if column["kind"] == "categorical" else "age"
+    hostile = {"columns": {**good["columns"], name: column}}
+    releases = {"good": good, "hostile": hostile}
+    if not problems({"kind": "table1"}, 0, releases):
+        combine_round({"kind": "table1"}, {"round": 0}, releases)

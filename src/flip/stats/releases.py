@@ -87,14 +87,18 @@ def _column(partial: object, where: str) -> None:
     _count(_key(partial, "missing", where), f"{where} missing")
     if kind not in ("numeric", "categorical"):
         raise ValueError(f"{where}: kind {kind!r} is neither numeric nor categorical")
-    if isinstance(n, str):
+    if kind == "categorical":  # a withheld n may come with the counts that are shown
+        if isinstance(n, int) or "counts" in partial:
+            counts = _mapping(_key(partial, "counts", where), f"{where} counts")
+            for level, count in counts.items():
+                _count(count, f"{where} level {level!r}")
         return
-    if kind == "categorical":
-        for level, count in _mapping(_key(partial, "counts", where), f"{where} counts").items():
-            _count(count, f"{where} level {level!r}")
+    if isinstance(n, str):
         return
     _numbers(_key(partial, "sum", where), (), f"{where} sum")
     _numbers(_key(partial, "m2", where), (), f"{where} m2")
+    if partial["m2"] < 0:
+        raise ValueError(f"{where} m2: negative (a sum of squares)")
     _mapping(_key(partial, "sketch", where), f"{where} sketch")
     try:  # the site's own statistics, as the coordinator reads them (no fit: cannot fail on data)
         describe.site_stats(partial)

@@ -914,3 +914,19 @@ def test_the_api_docs_load_everything_from_the_hub(web):
     for asset in assets:
         assert browser.http.get(asset).status_code == 200, asset
     assert browser.http.get("/openapi.json").json()["info"]["title"] == "FLIP hub"
+
+
+def test_a_cohort_json_the_api_would_refuse_is_a_422_on_the_web_too(web):
+    import json
+
+    owner = person(web, "jsonbox")
+    pid = owner.post("/projects", {"name": "j"}, page="/projects").headers["location"]
+    pid = int(pid.rsplit("/", 1)[1])
+    circe = {"ConceptSets": [], "PrimaryCriteria": {}, "InclusionRules": 5}
+    for definition in ("[1]", '"x"', '{"include": 5}', json.dumps(circe)):
+        answer = owner.post(
+            f"/projects/{pid}/queries",
+            {"mode": "json", "definition": definition},
+            page=f"/projects/{pid}/cohort",
+        )
+        assert answer.status_code == 422, (definition, answer.status_code)

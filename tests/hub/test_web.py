@@ -930,3 +930,19 @@ def test_a_cohort_json_the_api_would_refuse_is_a_422_on_the_web_too(web):
             page=f"/projects/{pid}/cohort",
         )
         assert answer.status_code == 422, (definition, answer.status_code)
+
+
+def test_a_project_search_takes_percent_and_underscore_as_themselves(web):
+    owner = person(web, "wildcard")
+    ids = {
+        name: web.call("POST", "/projects", owner.token, json={"name": name}).json()["id"]
+        for name in ("50% off", "500 items", "a_b", "axb")
+    }
+
+    def found(q: str) -> set[int]:
+        page = owner.http.get("/projects", params={"q": q})
+        assert page.status_code == 200, page.text
+        return {int(i) for i in re.findall(r'<td><a href="/projects/(\d+)">', page.text)}
+
+    assert found("0%") == {ids["50% off"]}
+    assert found("a_b") == {ids["a_b"]}

@@ -112,3 +112,14 @@ def test_what_passes_the_check_combines_with_a_well_formed_site(column):
     releases = {"good": good, "hostile": hostile}
     if not problems({"kind": "table1"}, 0, releases):
         combine_round({"kind": "table1"}, {"round": 0}, releases)
+
+
+@pytest.mark.parametrize("cid", ["²", "1²", "9" * 5000])
+def test_a_concept_id_int_cannot_read_is_named_not_a_failed_combine(cid):
+    from flip.stats.federated import combine_round
+
+    good = {"concepts": {"201826": {"rows": 40, "sources": {"E11": 40}}}, "tables": {}}
+    hostile = {"concepts": {cid: {"rows": 40, "sources": {}}}, "tables": {}}
+    releases = {"good": good, "hostile": hostile}
+    if not problems({"kind": "harmonisation"}, 0, releases):
+        combine_round({"kind": "harmonisation"}, {"round": 0}, releases)

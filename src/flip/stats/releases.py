@@ -10,11 +10,14 @@ whose rows alone cannot be fitted (a constant covariate) is well formed.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 from flip.stats import describe
 from flip.stats.federated import terms
 
+#: An OMOP concept id as a release's key: ASCII digits that int() reads (not "²", not 5,000).
+CONCEPT_ID = re.compile(r"[0-9]{1,19}")
 #: A released count: an integer, or a suppressed one written as text ("<10", ">=3", "withheld").
 Count = int | str
 
@@ -116,8 +119,8 @@ def _km(km: object) -> None:
 
 def _harmonisation(release: dict) -> None:
     for cid, concept in _mapping(_key(release, "concepts"), "concepts").items():
-        where = f"concept {cid}"
-        if not str(cid).isdigit():
+        where = f"concept {str(cid)[:40]}"
+        if not CONCEPT_ID.fullmatch(str(cid)):
             raise ValueError(f"{where}: not a concept id")
         _mapping(concept, where)
         _count(_key(concept, "rows", where), f"{where} rows")

@@ -123,3 +123,22 @@ def test_a_concept_id_int_cannot_read_is_named_not_a_failed_combine(cid):
     releases = {"good": good, "hostile": hostile}
     if not problems({"kind": "harmonisation"}, 0, releases):
         combine_round({"kind": "harmonisation"}, {"round": 0}, releases)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[[1.0, -5, 0]], [[1.0, 2.5, 0]], [[-1.0, 10, 5]], [[2.0, 5, 5], [1.0, 5, 5]]],
+)
+def test_a_curve_no_site_could_release_is_named(rows):
+    release = {"km": {"bins": rows}, "cox": None, "left_out": 0}
+    assert "km.bins" in problems({"kind": "survival"}, 0, {"hostile": release})["hostile"]
+
+
+def test_a_site_curve_as_released_is_well_formed():
+    rng = np.random.default_rng(0)
+    time, event = rng.exponential(5, 60), (rng.random(60) < 0.7).astype(int)
+    for t in (time, np.zeros(60)):
+        km = survival.km_partial(t, event, 1.0, 3)
+        assert (
+            problems({"kind": "survival"}, 0, {"a": {"km": km, "cox": None, "left_out": 0}}) == {}
+        )

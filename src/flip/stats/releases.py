@@ -10,14 +10,13 @@ whose rows alone cannot be fitted (a constant covariate) is well formed.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
 from flip.stats import describe
 from flip.stats.federated import terms
 
-#: An OMOP concept id as a release's key: ASCII digits that int() reads (not "²", not 5,000).
-CONCEPT_ID = re.compile(r"[0-9]{1,19}")
+#: The most digits of an OMOP concept id (a 64-bit integer) a release's key may have.
+CONCEPT_DIGITS = 19
 #: A released count: an integer, or a suppressed one written as text ("<10", ">=3", "withheld").
 Count = int | str
 
@@ -113,14 +112,21 @@ def _km(km: object) -> None:
     bins = _key(_mapping(km, "km"), "bins", "km")
     if not isinstance(bins, list):
         raise TypeError("km.bins: not a list")
+    previous = -math.inf
     for row in bins:
         _numbers(row, (3,), "km.bins row")
+        end, *counts = row
+        if end < 0 or end <= previous:
+            raise ValueError("km.bins: end times not increasing from 0")
+        if any(c < 0 or c != int(c) for c in counts):
+            raise ValueError("km.bins row: events or censored not a whole count")
+        previous = end
 
 
 def _harmonisation(release: dict) -> None:
     for cid, concept in _mapping(_key(release, "concepts"), "concepts").items():
         where = f"concept {str(cid)[:40]}"
-        if not CONCEPT_ID.fullmatch(str(cid)):
+        if not (str(cid).isascii() and str(cid).isdigit() and len(str(cid)) <= CONCEPT_DIGITS):
             raise ValueError(f"{where}: not a concept id")
         _mapping(concept, where)
         _count(_key(concept, "rows", where), f"{where} rows")

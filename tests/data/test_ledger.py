@@ -54,3 +54,13 @@ def test_counts_and_charges_are_read_from_the_chain_and_refused_when_it_breaks(t
     ):
         with pytest.raises(LedgerTampered, match="broken at entry 2"):
             read()
+
+
+def test_a_runs_charge_never_goes_down(tmp_path):
+    """A round's epsilon is the run's total so far; one computed lower (more training rows
+    since the last round) must not give back epsilon already spent."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    assert ledger.spend("r1", "p", "d", "a" * 64, 2.0, 1e-5, 3.0) == 2.0
+    assert ledger.spend("r1", "p", "d", "a" * 64, 0.5, 1e-5, 3.0) == 2.0
+    assert ledger.spent() == 2.0
+    assert ledger.spend("r2", "p", "d", "a" * 64, 1.5, 1e-5, 3.0) is None

@@ -419,3 +419,19 @@ def test_a_hub_run_takes_its_tasks_strategy(hub):
     other = {**run, "strategy": "fedavg"}
     other = hub.call("POST", f"/projects/{pid}/runs", researcher, json=other)
     assert other.status_code == 422 and "names 'krum'" in other.json()["detail"]
+
+
+def test_a_circe_query_whose_rules_are_not_a_short_list_is_refused_not_a_500(hub):
+    researcher = hub.user("rita", "researcher")
+    hub.site("a")
+    pid = _project_with_sites(hub, researcher, "a")
+    base = {"ConceptSets": [], "PrimaryCriteria": {"CriteriaList": []}}
+    for rules in (5, {"name": "x"}, "abc", [{"name": "r"}] * 100):
+        definition = base | {"InclusionRules": rules}
+        made = hub.call(
+            "POST",
+            f"/projects/{pid}/queries",
+            researcher,
+            json={"name": "q", "definition": definition},
+        )
+        assert made.status_code == 422, (str(rules)[:40], made.status_code, made.text[:200])

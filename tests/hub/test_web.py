@@ -534,6 +534,38 @@ def test_the_project_list_pages_filters_to_ones_own_and_shows_no_one_elses(web, 
         assert owner.http.get(f"/projects{bad}").status_code == 422, bad
 
 
+def test_a_cohort_json_the_api_would_refuse_is_a_422_on_the_web_too(web):
+    import json
+
+    owner = person(web, "jsonbox")
+    pid = owner.post("/projects", {"name": "j"}, page="/projects").headers["location"]
+    pid = int(pid.rsplit("/", 1)[1])
+    circe = {"ConceptSets": [], "PrimaryCriteria": {}, "InclusionRules": 5}
+    for definition in ("[1]", '"x"', '{"include": 5}', json.dumps(circe)):
+        answer = owner.post(
+            f"/projects/{pid}/queries",
+            {"mode": "json", "definition": definition},
+            page=f"/projects/{pid}/cohort",
+        )
+        assert answer.status_code == 422, (definition, answer.status_code)
+
+
+def test_a_project_search_takes_percent_and_underscore_as_themselves(web):
+    owner = person(web, "wildcard")
+    ids = {
+        name: web.call("POST", "/projects", owner.token, json={"name": name}).json()["id"]
+        for name in ("50% off", "500 items", "a_b", "axb")
+    }
+
+    def found(q: str) -> set[int]:
+        page = owner.http.get("/projects", params={"q": q})
+        assert page.status_code == 200, page.text
+        return {int(i) for i in re.findall(r'<td><a href="/projects/(\d+)">', page.text)}
+
+    assert found("0%") == {ids["50% off"]}
+    assert found("a_b") == {ids["a_b"]}
+
+
 def test_the_combined_breakdown_is_a_bar_chart_that_shows_a_withheld_bin_as_withheld(web):
     owner = person(web, "charter")
     tokens = {name: web.site(name) for name in ("chart-a", "chart-b")}

@@ -92,3 +92,53 @@ def test_a_well_formed_site_that_cannot_be_fitted_alone_is_not_malformed():
     constant = regression.logistic_partial(np.ones((30, 2)), np.zeros(30), [0.0, 0.0])
     release = {"withheld": False, "left_out": 0, "n": 30, "newton": constant}
     assert problems(LOGISTIC, 0, {"a": release}) == {}
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        {"kind": "categorical", "n": "withheld", "missing": "<10", "counts": 5},
+        {"kind": "categorical", "n": "withheld", "missing": "<10", "counts": {"F": None}},
+        {**AGE["columns"]["age"], "n": 1, "m2": -1e12},
+    ],
+)
+def test_what_passes_the_check_combines_with_a_well_formed_site(column):
+    from flip.stats.federated import combine_round
+
+    sex = describe.categorical_partial(["F"] * 20 + ["M"] * 20, 10)
+    good = {"columns": {"age": AGE["columns"]["age"], "sex": sex}}
+    name = "sex" if column["kind"] == "categorical" else "age"
+    hostile = {"columns": {**good["columns"], name: column}}
+    releases = {"good": good, "hostile": hostile}
+    if not problems({"kind": "table1"}, 0, releases):
+        combine_round({"kind": "table1"}, {"round": 0}, releases)
+
+
+@pytest.mark.parametrize("cid", ["²", "1²", "9" * 5000])
+def test_a_concept_id_int_cannot_read_is_named_not_a_failed_combine(cid):
+    from flip.stats.federated import combine_round
+
+    good = {"concepts": {"201826": {"rows": 40, "sources": {"E11": 40}}}, "tables": {}}
+    hostile = {"concepts": {cid: {"rows": 40, "sources": {}}}, "tables": {}}
+    releases = {"good": good, "hostile": hostile}
+    if not problems({"kind": "harmonisation"}, 0, releases):
+        combine_round({"kind": "harmonisation"}, {"round": 0}, releases)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[[1.0, -5, 0]], [[1.0, 2.5, 0]], [[-1.0, 10, 5]], [[2.0, 5, 5], [1.0, 5, 5]]],
+)
+def test_a_curve_no_site_could_release_is_named(rows):
+    release = {"km": {"bins": rows}, "cox": None, "left_out": 0}
+    assert "km.bins" in problems({"kind": "survival"}, 0, {"hostile": release})["hostile"]
+
+
+def test_a_site_curve_as_released_is_well_formed():
+    rng = np.random.default_rng(0)
+    time, event = rng.exponential(5, 60), (rng.random(60) < 0.7).astype(int)
+    for t in (time, np.zeros(60)):
+        km = survival.km_partial(t, event, 1.0, 3)
+        assert (
+            problems({"kind": "survival"}, 0, {"a": {"km": km, "cox": None, "left_out": 0}}) == {}
+        )

@@ -37,13 +37,13 @@ def run_task(
     """
     from pydantic import ValidationError
 
-    from flip.cli.errors import first_problem
     from flip.cli.fl import _columns, stdout_to_stderr
     from flip.config import SiteConfig
     from flip.data.ledger import Ledger
     from flip.fl.runtime.simulation import SimulationError, simulate
     from flip.fl.server import task_server_app
     from flip.fl.tasks import TaskSpec, task_hash
+    from flip.problems import first_problem
 
     err = Console(stderr=True)
     with one_line_errors(SimulationError):

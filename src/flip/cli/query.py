@@ -46,13 +46,13 @@ def attrition_table(query: dict[str, Any]) -> Table:
             elif len(answer.get("attrition") or []) != len(query["steps"]):
                 row.append(Text("—", style="dim"))
             else:
-                row.append(str(answer["attrition"][i]))
-        table.add_row(step, *row, Text(str(query["attrition"][i]), style="bold"))
+                row.append(Text(str(answer["attrition"][i])))
+        table.add_row(Text(step), *row, Text(str(query["attrition"][i]), style="bold"))
     return table
 
 
 def _counts_table(query: dict[str, Any]) -> Table:
-    table = Table(title=f"Query {query['id']}: {query['name']}")
+    table = Table(title=Text(f"Query {query['id']}: {query['name']}"))
     table.add_column("site")
     table.add_column("count", justify="right")
     for name, answer in sorted(query["results"].items()):
@@ -62,9 +62,9 @@ def _counts_table(query: dict[str, Any]) -> Table:
             shown = f"<{answer['threshold']}"
         else:
             shown = str(answer["count"])
-        table.add_row(name, shown)
+        table.add_row(Text(name), Text(shown))
     for name in query["pending"]:
-        table.add_row(name, Text("waiting…", style="dim"))
+        table.add_row(Text(name), Text("waiting…", style="dim"))
     if query["total"] is not None:
         table.add_row(Text("total", style="bold"), Text(str(query["total"]), style="bold"))
     elif not query["pending"]:

@@ -265,12 +265,12 @@ class Ledger:
         limit: float | None,
     ) -> float | None:
         """Set what `run` of this task of `project` has spent on `dataset` (the persons it
-        read, kept for the audit) to `epsilon` and return the site's total across runs, tasks,
-        projects and datasets, or None (spending nothing) when the total would pass `limit`:
-        one budget for the site, since every person at the site could be in any cohort and a
-        cohort one person away from another is nearly the same persons. DeltaMismatch if the
-        site was charged at another delta (epsilons at different deltas do not add up);
-        LedgerTampered if the chain is broken."""
+        read, kept for the audit) to `epsilon` (never lower than it was) and return the site's
+        total across runs, tasks, projects and datasets, or None (spending nothing) when the
+        total would pass `limit`: one budget for the site, since every person at the site
+        could be in any cohort and a cohort one person away from another is nearly the same
+        persons. DeltaMismatch if the site was charged at another delta (epsilons at
+        different deltas do not add up); LedgerTampered if the chain is broken."""
         key = (run, project, dataset, task_hash)
         with self.engine.begin() as conn:
             charges = _charges(_verified(conn))
@@ -280,6 +280,7 @@ class Ledger:
                     f"the site's budget was charged at delta {min(others):g}, "
                     f"not {delta:g}: epsilons at different deltas do not add up"
                 )
+            epsilon = max(epsilon, charges.get(key, (0.0, delta))[0])  # spent is not given back
             total = sum(e for k, (e, _) in charges.items() if k != key) + epsilon
             if limit is not None and total > limit:
                 return None

@@ -9,7 +9,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
-from flip.stats.attrition import is_released_step
+from flip.stats.attrition import circe_expression, is_released_step
 
 #: The largest id or count the hub stores (PostgreSQL's INTEGER).
 MAX_INT = 2**31 - 1
@@ -189,6 +189,10 @@ class QueryIn(BaseModel):
                 raise ValueError(
                     f"{part}.{i}.concept_ids: {len(concepts)} concepts, at most {MAX_CONCEPTS}"
                 )
+        expression = circe_expression(definition)
+        rules = (expression or {}).get("InclusionRules") or []
+        if not isinstance(rules, list) or len(rules) >= MAX_STEPS:
+            raise ValueError(f"InclusionRules: a list of at most {MAX_STEPS - 1} rules")
         return _bounded_numbers(definition)
 
 

@@ -15,6 +15,8 @@ from collections import Counter
 from flip.stats import describe
 from flip.stats.federated import terms
 
+#: The most digits of an OMOP concept id (a 64-bit integer) a release's key may have.
+CONCEPT_DIGITS = 19
 #: A released count: an integer, or a suppressed one written as text ("<10", ">=3", "withheld").
 Count = int | str
 
@@ -87,14 +89,18 @@ def _column(partial: object, where: str) -> None:
     _count(_key(partial, "missing", where), f"{where} missing")
     if kind not in ("numeric", "categorical"):
         raise ValueError(f"{where}: kind {kind!r} is neither numeric nor categorical")
-    if isinstance(n, str):
+    if kind == "categorical":  # a withheld n may come with the counts that are shown
+        if isinstance(n, int) or "counts" in partial:
+            counts = _mapping(_key(partial, "counts", where), f"{where} counts")
+            for level, count in counts.items():
+                _count(count, f"{where} level {level!r}")
         return
-    if kind == "categorical":
-        for level, count in _mapping(_key(partial, "counts", where), f"{where} counts").items():
-            _count(count, f"{where} level {level!r}")
+    if isinstance(n, str):
         return
     _numbers(_key(partial, "sum", where), (), f"{where} sum")
     _numbers(_key(partial, "m2", where), (), f"{where} m2")
+    if partial["m2"] < 0:
+        raise ValueError(f"{where} m2: negative (a sum of squares)")
     _mapping(_key(partial, "sketch", where), f"{where} sketch")
     try:  # the site's own statistics, as the coordinator reads them (no fit: cannot fail on data)
         describe.site_stats(partial)
@@ -106,14 +112,21 @@ def _km(km: object) -> None:
     bins = _key(_mapping(km, "km"), "bins", "km")
     if not isinstance(bins, list):
         raise TypeError("km.bins: not a list")
+    previous = -math.inf
     for row in bins:
         _numbers(row, (3,), "km.bins row")
+        end, *counts = row
+        if end < 0 or end <= previous:
+            raise ValueError("km.bins: end times not increasing from 0")
+        if any(c < 0 or c != int(c) for c in counts):
+            raise ValueError("km.bins row: events or censored not a whole count")
+        previous = end
 
 
 def _harmonisation(release: dict) -> None:
     for cid, concept in _mapping(_key(release, "concepts"), "concepts").items():
-        where = f"concept {cid}"
-        if not str(cid).isdigit():
+        where = f"concept {str(cid)[:40]}"
+        if not (str(cid).isascii() and str(cid).isdigit() and len(str(cid)) <= CONCEPT_DIGITS):
             raise ValueError(f"{where}: not a concept id")
         _mapping(concept, where)
         _count(_key(concept, "rows", where), f"{where} rows")

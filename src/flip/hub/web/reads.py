@@ -57,9 +57,11 @@ def visible_projects(
     if mine:
         query = query.where(projects.c.owner_id == who.id)
     if search:
-        like = f"%{search.lower()}%"
-        described = func.lower(projects.c.description).like(like)
-        query = query.where(or_(func.lower(projects.c.name).like(like), described))
+        held = search.lower()  # `%` and `_` in it are themselves, not LIKE's wildcards
+        described = func.lower(projects.c.description).contains(held, autoescape=True)
+        query = query.where(
+            or_(func.lower(projects.c.name).contains(held, autoescape=True), described)
+        )
     found = [dict(r._mapping) for r in conn.execute(query)]
     counts = dict(
         conn.execute(

@@ -293,10 +293,3 @@ def photo_tensors(paths: list[str], size: int) -> np.ndarray:
     for row, path in enumerate(paths):
         out[row] = pixels(path, size, 3, "unit")
     return out
-
-
-def letter_embeddings(letters: list[str], encoder: str) -> np.ndarray:
-    """Each letter de-identified, then embedded (MiniLM, or hashed words as the fallback)."""
-    from flip.data.features.text import TextSpec, embed_notes
-
-    return embed_notes(letters, TextSpec(encoder=encoder, dims=384))

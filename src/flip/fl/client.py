@@ -104,14 +104,14 @@ def authorise(
             )
         elif problem := task_problem(site.policy, project, spec):
             reason = problem
-        elif not _approved(ledger, project, digest):
+        elif not approved(ledger, project, digest):
             reason = "the site has not approved this task for this project"
         elif hub_runs and _joined(ledger, config, project, digest) is None:
             reason = f"the site has not joined the hub run this names ({config.get(HUB_RUN)})"
         elif problem := round_problem(spec, config):
             reason = problem
         if reason:
-            _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
+            refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
 
 
@@ -157,7 +157,7 @@ def _counted_run(counter: str, config: Mapping[str, Any], run: int) -> str:
     return counter.replace("hub-", "hub run ") if HUB_RUN in config else f"run {run}"
 
 
-def _approved(ledger: Ledger, project: str, digest: str) -> bool:
+def approved(ledger: Ledger, project: str, digest: str) -> bool:
     """Whether the ledger approves the task; a tampered ledger is refused with its reason."""
     with _untampered(ledger, project, digest):
         return ledger.is_approved(project, digest)
@@ -173,7 +173,7 @@ def _untampered(ledger: Ledger, project: str, digest: str) -> Iterator[None]:
         raise NotApproved(str(exc)) from exc
 
 
-def _refuse(ledger: Ledger, site: SiteConfig, detail: dict[str, str], reason: str) -> NoReturn:
+def refuse(ledger: Ledger, site: SiteConfig, detail: dict[str, str], reason: str) -> NoReturn:
     """Record the refusal in the site's ledger and raise it."""
     ledger.record("run.refused", {**detail, "reason": reason})
     raise NotApproved(f"{site.name}: {reason}")
@@ -248,7 +248,7 @@ def usable_splits(
     for name, split in zip(("training", "test"), splits, strict=True):
         if problem := rows_problem(site.policy, name, len(split.y)):
             with Ledger(site.ledger) as ledger:
-                _refuse(ledger, site, _detail(config), problem)
+                refuse(ledger, site, _detail(config), problem)
     return splits
 
 
@@ -285,7 +285,7 @@ def site_bases(site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]) -> d
             try:
                 bases[name] = resolve(ledger, name, sha256)
             except PretrainedError as exc:
-                _refuse(ledger, site, _detail(config), str(exc))
+                refuse(ledger, site, _detail(config), str(exc))
     return bases
 
 
@@ -331,7 +331,7 @@ def train_round(
     weights_in = replay.weights_digest(state)
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
-            _refuse(ledger, site, detail, problem)
+            refuse(ledger, site, detail, problem)
         counter, limit = round_count(ledger, spec, config, run)
         if (answer := _replayed(ledger, site, counter, config, weights_in)) is not None:
             return answer
@@ -339,7 +339,7 @@ def train_round(
     n_train = len(train_split.y)
     with Ledger(site.ledger) as ledger:
         if problem := _dp_problem(spec, n_train):
-            _refuse(ledger, site, detail, problem)
+            refuse(ledger, site, detail, problem)
         number = _counted(ledger, counter, detail["project"], detail["task_hash"], limit)
         if number is None:
             which = _counted_run(counter, config, run)
@@ -347,7 +347,7 @@ def train_round(
                 f"{which} has already trained the {limit} rounds approved (a round sent again "
                 "from other weights than the site trained it from is a new query, so it counts)"
             )
-            _refuse(ledger, site, detail, reason)
+            refuse(ledger, site, detail, reason)
         delta = site.policy.max_delta
         epsilon = site_epsilon(spec, n_train, number, delta)
         spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
@@ -355,7 +355,7 @@ def train_round(
         trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]), bases)
     except (UpdateRefused, PretrainedError) as exc:
         with Ledger(site.ledger) as ledger:
-            _refuse(ledger, site, detail, str(exc))
+            refuse(ledger, site, detail, str(exc))
     loss = _loss(metrics)
     if spec.privacy is not None:
         metrics = {"num-examples": 1.0}
@@ -428,7 +428,7 @@ def _counted(
     limit: int | None,
     kind: Literal["train", "evaluate"] = "train",
 ) -> int | None:
-    """`Ledger.count_round`, with a tampered ledger refused as `_approved` refuses it."""
+    """`Ledger.count_round`, with a tampered ledger refused as `approved` refuses it."""
     with _untampered(ledger, project, digest):
         return ledger.count_round(counter, project, digest, limit, kind=kind)
 
@@ -530,14 +530,14 @@ def _spend(
         with _untampered(ledger, project, digest):
             total = ledger.spend(run, project, dataset, digest, epsilon, delta, limit)
     except DeltaMismatch as exc:
-        _refuse(ledger, site, detail, str(exc))
+        refuse(ledger, site, detail, str(exc))
     if total is None:
         reason = (
             f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent at the site "
             f"across runs, tasks and projects ({ledger.spent():.2f} so far) "
             f"above the site's ceiling {limit}"
         )
-        _refuse(ledger, site, detail, reason)
+        refuse(ledger, site, detail, reason)
     return {"epsilon_run": round(epsilon, 6), "epsilon_total": round(total, 6), "delta": delta}
 
 
@@ -570,7 +570,7 @@ def evaluate_round(
     weights_in = replay.weights_digest(state)
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
-            _refuse(ledger, site, detail, problem)
+            refuse(ledger, site, detail, problem)
         counter, rounds = round_count(ledger, spec, config, run)
         if test and (released := _tested(ledger, counter, config, weights_in)) is not None:
             return released
@@ -580,11 +580,11 @@ def evaluate_round(
         _, split = fit_and_validation(site, spec, config)
     with Ledger(site.ledger) as ledger:
         if not test and (problem := rows_problem(site.policy, "validation", len(split.y))):
-            _refuse(ledger, site, detail, problem)
+            refuse(ledger, site, detail, problem)
         cap = site.policy.max_evaluations
         if cap is not None and _evaluations(ledger, project, digest) >= cap:
             reason = f"the task has had the {cap} evaluations the site's policy allows"
-            _refuse(ledger, site, detail, reason)
+            refuse(ledger, site, detail, reason)
         which = _counted_run(counter, config, run)
         if test:
             counted = _counted(ledger, f"{counter}/test", project, digest, 1, kind="evaluate")
@@ -596,14 +596,14 @@ def evaluate_round(
             counted = _counted(ledger, counter, project, digest, rounds, kind="evaluate")
             reason = f"{which} has already had the {rounds} validation evaluations the task allows"
         if counted is None:
-            _refuse(ledger, site, detail, reason)
+            refuse(ledger, site, detail, reason)
     try:
         metrics = evaluate_task(
             spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
         )
     except PretrainedError as exc:
         with Ledger(site.ledger) as ledger:
-            _refuse(ledger, site, detail, str(exc))
+            refuse(ledger, site, detail, str(exc))
     if test:
         with Ledger(site.ledger) as ledger:
             ledger.record(

@@ -26,7 +26,7 @@ from flip.config import SiteConfig
 from flip.data.features.tabular import Scaling
 from flip.data.ledger import Ledger
 from flip.data.pretrained import PretrainedError, resolve
-from flip.fl.client import _approved, _refuse, site_of
+from flip.fl.client import approved, refuse, site_of
 from flip.fl.preprocessing import feature_stats
 from flip.fl.tasks.dermatology import Adaptable, new_model
 from flip.fl.tasks.dermatology_data import (
@@ -52,10 +52,10 @@ def authorise(site: SiteConfig, config: Mapping[str, Any]) -> DermatologyTask:
         reason = None
         if digest != config["task-hash"]:
             reason = "the task sent does not hash to the hash named"
-        elif not _approved(ledger, project, digest):
+        elif not approved(ledger, project, digest):
             reason = "the site has not approved this task for this project"
         if reason:
-            _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
+            refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
     return task
 
 
@@ -77,7 +77,7 @@ def count_round(
         if number is None:
             done = "trained" if kind == "train" else "evaluated"
             reason = f"run {run} has already {done} the {limit} rounds approved of {model}"
-            _refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
+            refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
     return number
 
 
@@ -103,7 +103,7 @@ def text_base(site: SiteConfig, task: DermatologyTask, config: Mapping[str, Any]
             return resolve(ledger, adapter.weights.name, adapter.weights.sha256)
         except PretrainedError as exc:
             detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
-            _refuse(ledger, site, detail, str(exc))
+            refuse(ledger, site, detail, str(exc))
 
 
 @lru_cache(maxsize=4)

@@ -62,3 +62,18 @@ def test_a_fhir_ingest_command_leaves_the_fhir_models_and_pandas_to_its_reader(t
     out = _run(code, str(tmp_path / "Patient.ndjson"), str(tmp_path / "s.duckdb"))
     assert '"loaded": 2' in out
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_demo_refuses_bad_options_before_it_loads_torch_or_flower(tmp_path):
+    code = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print(sorted({'torch', 'flwr'} & set(sys.modules))))\n"
+        "sys.argv = ['flip', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('flip', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 1, exit.code\n"
+    )
+    out = str(tmp_path / "out")
+    assert _run(code, "demo", "--rounds", "-1", "--out", out).strip() == "[]"
+    assert _run(code, "demo", "dermatology", "--sites", "0", "--out", out).strip() == "[]"

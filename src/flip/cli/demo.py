@@ -45,15 +45,20 @@ def demo(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from flip.demo.journey import DemoError, DemoOptions, run_demo
-    from flip.demo.serve import ServeError, serve_until_interrupted
+    from flip.demo.options import DemoError, DemoOptions
 
     if not run and not serve:
         raise typer.BadParameter("nothing to do: --no-run needs --serve", param_hint="--run")
+    options = DemoOptions(sites=sites, rounds=rounds, out=out, seed=seed)
     if run:
         with one_line_errors(DemoError):
-            run_demo(DemoOptions(sites=sites, rounds=rounds, out=out, seed=seed))
+            options.check()
+            from flip.demo.journey import run_demo
+
+            run_demo(options)
     if serve:
+        from flip.demo.serve import ServeError, serve_until_interrupted
+
         with one_line_errors(ServeError):
             serve_until_interrupted(out, typer.echo)
 
@@ -78,16 +83,14 @@ def dermatology(
     The PACS site's photographs are stored in a local Orthanc (started on a free loopback port,
     stopped at the end) and read over DICOMweb; without Orthanc, from its DICOM files.
     """
-    from flip.demo.dermatology.journey import (
-        DermatologyDemoError,
-        DermatologyOptions,
-        run_dermatology,
-    )
+    from flip.demo.dermatology.options import DermatologyDemoError, DermatologyOptions
 
+    options = DermatologyOptions(sites=sites, size=size, out=out, seed=seed, rounds=rounds)
     with one_line_errors(DermatologyDemoError):
-        run_dermatology(
-            DermatologyOptions(sites=sites, size=size, out=out, seed=seed, rounds=rounds)
-        )
+        options.check()
+        from flip.demo.dermatology.journey import run_dermatology
+
+        run_dermatology(options)
 
 
 @app.command("radiology")

@@ -36,6 +36,7 @@ from flip.data.sources.identity import PersonIdentity
 from flip.data.sources.orthanc import INSTALL_HINT, orthanc_binary, orthanc_server
 from flip.demo.dermatology import train
 from flip.demo.dermatology.federation import MODELS, federate
+from flip.demo.dermatology.options import DermatologyDemoError, DermatologyOptions
 from flip.demo.dermatology.report import write_outputs
 from flip.demo.phases import Phases
 from flip.fl.runtime.simulation import SimulationError
@@ -62,40 +63,6 @@ LORA_RANK = 8
 #: Tokens of each de-identified letter the MiniLM branch reads: a LoRA step costs about 0.35 CPU s
 #: a letter at 64 tokens on the shared 2-core machine, and --size small has 10 minutes for 3 arms.
 MAX_TOKENS = 32
-
-
-class DermatologyDemoError(RuntimeError):
-    """The demo could not go on; the message says why in one line."""
-
-
-@dataclass(frozen=True)
-class DermatologyOptions:
-    """What `flip demo dermatology` takes."""
-
-    sites: int = 4
-    size: str = "small"
-    out: Path = Path("demo-dermatology")
-    seed: int = 0
-    rounds: int = 10
-    local_epochs: int = 2
-    people: tuple[int, ...] | None = None  # people per site, over --size (tests use few)
-
-    def check(self) -> None:
-        """Raise DermatologyDemoError on options no run can use."""
-        if not 1 <= self.sites <= 12:
-            raise DermatologyDemoError(f"--sites must be between 1 and 12, not {self.sites}")
-        if self.size not in ("small", "default", "large"):
-            raise DermatologyDemoError(f"--size must be small, default or large, not {self.size!r}")
-        if self.people is not None and len(self.people) != self.sites:
-            raise DermatologyDemoError("give one number of people per site")
-        if not 1 <= self.rounds <= 200:
-            raise DermatologyDemoError(f"--rounds must be between 1 and 200, not {self.rounds}")
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DermatologyDemoError(
-                f"cannot write to --out {self.out}: {exc.strerror or exc}"
-            ) from None
 
 
 @dataclass

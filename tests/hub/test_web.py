@@ -363,6 +363,23 @@ def test_account_token_is_capped_by_the_hub_policy_and_revocable(web):
     assert tess.http.get("/account").status_code == 200, "the web session goes on"
 
 
+def test_account_lists_the_token_by_prefix_with_its_dates_and_a_revoke_button_in_its_row(web):
+    tess = person(web, "tessa")
+    made = tess.post(
+        "/account/token", {"password": PASSWORD, "expires_in_days": 7}, page="/account"
+    )
+    token = re.search(r'id="new-token">([^<\s]+)<', made.text).group(1)
+    listed = tess.http.get("/account").text
+    row = re.search(r'<tr id="token-row">(.*?)</tr>', listed, re.S).group(1)
+    assert token[:12] in row and token not in listed, "the prefix names it; the token is not shown"
+    created, expires = re.findall(r"<time datetime=\"([^\"]+)\"", row)[:2]
+    assert created < expires, "created, then expires 7 days on"
+    assert 'action="/account/token/revoke"' in row and "active" in row
+    tess.post("/account/token/revoke", page="/account")
+    row = re.search(r'<tr id="token-row">(.*?)</tr>', tess.http.get("/account").text, re.S)
+    assert "ended" in row.group(1) and "/account/token/revoke" not in row.group(1)
+
+
 def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
     created = admin.post("/admin/sites", {"name": "north"}, page="/admin/sites")
     token = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)

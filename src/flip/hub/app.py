@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,8 +16,8 @@ from sqlalchemy import Engine, insert, select
 from flip import __version__
 from flip.hub import audit
 from flip.hub.api_docs import add_docs
-from flip.hub.auth import new_token, token_hash
-from flip.hub.db import connect, now, users
+from flip.hub.auth import new_token, user_token_columns
+from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
 from flip.hub.login_throttle import StoredThrottle
@@ -166,8 +165,7 @@ def bootstrap_admin(
             insert(users).values(
                 name=name,
                 role="admin",
-                token_hash=token_hash(token),
-                token_expires_at=now() + timedelta(days=days),
+                **user_token_columns(token, days),
             )
         )
         audit.append(conn, "hub", "user.create", f"user:{name}", {"role": "admin"})

@@ -31,6 +31,7 @@ from flip.hub.web.pages import (
     web_principal,
 )
 from flip.hub.web.security import check_csrf
+from flip.hub.web.site_results import site_metrics
 from flip.webkit.render import see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -259,7 +260,6 @@ def _run_view(conn, run_id: int, who) -> dict:
     row = api._run_visible(conn, run_id, who)
     run = api._run_out(conn, run_id)
     results = run.results if isinstance(run.results, dict) else {}
-    metrics = results.get("metrics") or results.get("per_site") or {}
     model_id = results.get("model") if isinstance(results.get("model"), str) else None
     return {
         "model_id": model_id,
@@ -268,7 +268,7 @@ def _run_view(conn, run_id: int, who) -> dict:
         "project_id": row.project_id,
         "chart": rounds_svg(run.round_metrics),
         "metric_names": metric_names(run.round_metrics),
-        "site_metrics": metrics if isinstance(metrics, dict) else {},
+        "site_metrics": site_metrics(results),
     }
 
 

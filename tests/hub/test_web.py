@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from flip.hub.db import projects
-from flip.hub.web import account, joining, live, signin
+from flip.hub.web import account, concept_search, joining, live, signin
 from flip.hub.web import admin as admin_pages
 from flip.hub.web import analyses as analyses_pages
 from flip.hub.web import models as models_pages
@@ -776,6 +776,7 @@ WEB_MATRIX = {
     ("POST", "/projects/{project_id}/sites"): WRITERS,
     ("POST", "/projects/{project_id}/members"): {"admin", "owner"},
     ("GET", "/projects/{project_id}/cohort"): WRITERS,
+    ("GET", "/projects/{project_id}/concepts"): WRITERS,
     ("POST", "/projects/{project_id}/queries"): WRITERS,
     ("GET", "/queries/{query_id}"): READERS,
     ("GET", "/queries/{query_id}/events"): READERS,
@@ -853,6 +854,7 @@ def test_every_web_route_is_in_the_matrix(web):
         signin.router,
         account.router,
         projects_pages.router,
+        concept_search.router,
         admin_pages.router,
         tasks_pages.router,
         models_pages.router,

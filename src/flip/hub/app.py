@@ -17,6 +17,7 @@ from flip import __version__
 from flip.hub import audit
 from flip.hub.api_docs import add_docs
 from flip.hub.auth import new_token, user_token_columns
+from flip.hub.concepts import load_concepts
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
@@ -58,6 +59,7 @@ def create_app(
     behind_tls: bool = False,
     registry: Path | None = None,
     analysis_sweep: float = ANALYSIS_SWEEP,
+    vocabulary: Path | None = None,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -71,6 +73,7 @@ def create_app(
     cookies carry Secure. `registry`: the model registry the models pages and API read
     (default: the federation's, where its runs register their models). Every
     `analysis_sweep` s the hub closes the analysis rounds past their timeout.
+    `vocabulary`: an Athena download's folder (or a subset) the cohort builder searches.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -110,6 +113,7 @@ def create_app(
     if registry is None and federation is not None:
         registry = federation.work / "models"
     app.state.registry = registry
+    app.state.concepts = None if vocabulary is None else load_concepts(vocabulary)
     app.state.signing_key = (
         Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
     )

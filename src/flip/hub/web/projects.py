@@ -16,9 +16,10 @@ from flip.hub.routes import analyses as analyses_api
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
-from flip.hub.web import privacy, reads
+from flip.hub.web import concept_search, privacy, reads
 from flip.hub.web.chart import bars_svg, metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
+from flip.hub.web.concept_search import Find
 from flip.hub.web.live import stream
 from flip.hub.web.pages import (
     WebReader,
@@ -149,11 +150,20 @@ async def add_member(
 
 
 @router.get("/projects/{project_id}/cohort")
-async def cohort_builder(request: Request, project_id: PathId, who: WebResearcher):
-    """The cohort builder: criteria over every domain the sites' engine counts, JSON beside."""
+async def cohort_builder(
+    request: Request, project_id: PathId, who: WebResearcher, find: Find = "", domain: str = ""
+):
+    """The cohort builder: criteria over every domain the sites' engine counts, JSON beside,
+    and the concepts `find` names in the hub's vocabulary."""
     project = await read(request, lambda conn: api._visible(conn, project_id, who))
     return page(
-        request, "cohort.html", project=project, domains=DOMAINS, rows=ROWS, definition="{}"
+        request,
+        "cohort.html",
+        project=project,
+        domains=DOMAINS,
+        rows=ROWS,
+        definition="{}",
+        **await concept_search.found(request, find, domain),
     )
 
 

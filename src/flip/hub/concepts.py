@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,8 +23,6 @@ from pathlib import Path
 LIMIT = 25
 #: The most names a search ranks: the shortest that hold every word.
 CANDIDATES = 200
-#: Athena's concept names and codes can be long; CSV's default field limit is 128 KiB.
-csv.field_size_limit(sys.maxsize)
 
 
 class VocabularyProblem(ValueError):
@@ -158,7 +155,7 @@ def load_concepts(folder: Path) -> ConceptIndex:
             if row["standard_concept"] not in ("S", "C"):
                 source.add(concept.concept_id)
         maps_to = _maps_to(folder / "CONCEPT_RELATIONSHIP.csv", concepts, source)
-    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+    except (KeyError, ValueError, UnicodeDecodeError, csv.Error) as exc:
         raise VocabularyProblem(f"{folder}: not an Athena vocabulary ({exc})") from None
     kept = [c for c in concepts.values() if c.concept_id not in source or c.concept_id in maps_to]
     return ConceptIndex(kept, maps_to)

@@ -37,6 +37,13 @@ def test_bad_demo_options_fail_in_one_line(args, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_hub_serve_refuses_a_vocabulary_folder_without_concepts_in_one_line(tmp_path):
+    db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    done = flip("hub", "serve", "--db", db, "--vocabulary", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {tmp_path}: no CONCEPT.csv (an Athena download's folder)"
+
+
 def test_unwritable_out_fails_in_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from flip.cli.app import app
 from flip.config import SiteConfig
+from flip.data.terminology.athena import starter_folder
 from flip.demo.access import CREDENTIALS, RESEARCHER, DemoAccess, instructions, site_configs
 from flip.hub.db import connect
 from flip.signing import load_or_create_key
@@ -41,6 +42,7 @@ def test_the_instructions_name_files_that_exist_and_the_demo_sign_ins(demo_out):
         assert (out / path[len(str(out)) + 1 :]).exists(), path
     assert f"flip hub serve --db sqlite:///{out / 'hub.sqlite'}" in text
     assert f"flip demo --serve --no-run --out {out}" in text
+    assert f"--vocabulary {starter_folder()}" in text, "the cohort builder searches concepts"
     assert f"sign in as {RESEARCHER} with the password {access.researcher_password}" in text
     for site, config in site_configs(out).items():
         name, password = access.consoles[site]

@@ -49,6 +49,8 @@ class Hub:
     flower_port: int = 0
     process: subprocess.Popen | None = None
     flower: bool = True
+    #: The vocabulary folder the cohort builder searches (`--vocabulary`), if any.
+    vocabulary: Path | None = None
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -77,6 +79,8 @@ class Hub:
             "--signing-key",
             str(self.folder / "hub-signing.key"),
         ]
+        if self.vocabulary is not None:
+            command += ["--vocabulary", str(self.vocabulary)]
         if self.flower:
             command += [
                 "--flower",

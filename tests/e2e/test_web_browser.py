@@ -9,6 +9,7 @@ import httpx
 import pyotp
 import pytest
 
+from flip.data.terminology.athena import starter_folder
 from tests.conftest import build_site
 from tests.e2e.browser import chromium, scan
 from tests.e2e.processes import Hub, enrol, start_agent, stop_agents
@@ -34,7 +35,7 @@ def hub(tmp_path_factory):
         "north": build_site(folder, "north", "fhir-ndjson", 300, seed=4),
         "tiny": build_site(folder, "tiny", "csv", 30, seed=4),
     }
-    server = Hub(folder, flower=False)
+    server = Hub(folder, flower=False, vocabulary=starter_folder())
     admin = server.start()
     api = httpx.Client(
         base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
@@ -98,7 +99,14 @@ def test_researcher_signs_in_with_totp_and_sees_counts_arrive(browser, hub):
 
     page.get_by_role("link", name="Build a cohort").click()
     page.get_by_label("Cohort name").fill("type 2 diabetes")
-    page.locator("#include-0-concepts").fill("201826")
+    page.get_by_label("Concept id, code or name").fill("type 2 diabetes")
+    page.get_by_role("button", name="Search", exact=True).click()
+    found = page.locator('#concepts tr[data-concept="201826"]')
+    found.wait_for()
+    page.get_by_label("Add to").select_option("include-0")
+    found.get_by_role("button", name="Add").click()
+    assert page.locator("#include-0-concepts").input_value() == "201826"
+    assert page.locator("#include-0-table").input_value() == "condition_occurrence"
     page.get_by_label("age (ten-year bins)").check()
     definition = page.locator("#definition")
     assert '"concept_ids": [\n        201826' in definition.input_value(), "JSON follows the form"

@@ -13,7 +13,7 @@ def test_migrated_database_matches_the_models(hub_db_url):
     connect(hub_db_url).dispose()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0018"
+            "0019"
         ]
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == [], "the models changed: write a migration with flip.hub.migrate.revision"
@@ -37,5 +37,5 @@ def test_an_existing_database_is_upgraded_not_rebuilt(tmp_path):
     with again.connect() as conn:
         rows = conn.execute(text("SELECT name, token_expires_at, password_hash FROM users")).all()
         assert rows == [("kept", None, None)]
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0018"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0019"
     again.dispose()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from flip.hub.db import projects
-from flip.hub.web import account, joining, live, signin
+from flip.hub.web import account, concept_search, joining, live, signin
 from flip.hub.web import admin as admin_pages
 from flip.hub.web import analyses as analyses_pages
 from flip.hub.web import models as models_pages
@@ -361,6 +361,23 @@ def test_account_token_is_capped_by_the_hub_policy_and_revocable(web):
     tess.post("/account/token/revoke", page="/account")
     assert web.call("GET", "/projects/999", token).status_code == 401
     assert tess.http.get("/account").status_code == 200, "the web session goes on"
+
+
+def test_account_lists_the_token_by_prefix_with_its_dates_and_a_revoke_button_in_its_row(web):
+    tess = person(web, "tessa")
+    made = tess.post(
+        "/account/token", {"password": PASSWORD, "expires_in_days": 7}, page="/account"
+    )
+    token = re.search(r'id="new-token">([^<\s]+)<', made.text).group(1)
+    listed = tess.http.get("/account").text
+    row = re.search(r'<tr id="token-row">(.*?)</tr>', listed, re.S).group(1)
+    assert token[:12] in row and token not in listed, "the prefix names it; the token is not shown"
+    created, expires = re.findall(r"<time datetime=\"([^\"]+)\"", row)[:2]
+    assert created < expires, "created, then expires 7 days on"
+    assert 'action="/account/token/revoke"' in row and "active" in row
+    tess.post("/account/token/revoke", page="/account")
+    row = re.search(r'<tr id="token-row">(.*?)</tr>', tess.http.get("/account").text, re.S)
+    assert "ended" in row.group(1) and "/account/token/revoke" not in row.group(1)
 
 
 def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
@@ -759,6 +776,7 @@ WEB_MATRIX = {
     ("POST", "/projects/{project_id}/sites"): WRITERS,
     ("POST", "/projects/{project_id}/members"): {"admin", "owner"},
     ("GET", "/projects/{project_id}/cohort"): WRITERS,
+    ("GET", "/projects/{project_id}/concepts"): WRITERS,
     ("POST", "/projects/{project_id}/queries"): WRITERS,
     ("GET", "/queries/{query_id}"): READERS,
     ("GET", "/queries/{query_id}/events"): READERS,
@@ -836,6 +854,7 @@ def test_every_web_route_is_in_the_matrix(web):
         signin.router,
         account.router,
         projects_pages.router,
+        concept_search.router,
         admin_pages.router,
         tasks_pages.router,
         models_pages.router,

@@ -321,3 +321,38 @@ def test_a_completed_runs_page_links_its_model_and_downloads(web, tmp_path):
         f'href="/models/{model_id}"' in page and f"/models/{model_id}/download?format=onnx" in page
     )
     assert "north" in page and "0.78" in page, "per-site metrics at the end of the run"
+
+
+def test_a_finished_runs_sites_show_federated_metrics_and_local_only_as_not_computed(web):
+    owner = person(web, "rosa")
+    pid = _project(web, owner, "ended")
+    web.call(
+        "POST",
+        f"/projects/{pid}/tasks",
+        owner.token,
+        json={"hash": "ab" * 32, "kind": "tabular-logreg", "spec": {}},
+    )
+    run = web.call(
+        "POST", f"/projects/{pid}/runs", owner.token, json={"task_hash": "ab" * 32, "rounds": 1}
+    ).json()
+    site = web.site("ended-site")
+    owner.post(f"/projects/{pid}/sites", {"site": "ended-site"}, page=f"/projects/{pid}")
+    web.call("POST", f"/agent/runs/{run['id']}", site, json={"status": "joined"})
+    web.call("POST", f"/runs/{run['id']}/status", owner.token, json={"status": "running"})
+    results = {"per_site": PER_SITE}
+    ended = web.call(
+        "POST",
+        f"/runs/{run['id']}/status",
+        owner.token,
+        json={"status": "completed", "results": results},
+    )
+    assert ended.status_code == 200, ended.text
+    page = owner.http.get(f"/runs/{run['id']}").text
+    table = re.search(r'<table id="site-metrics">(.*?)</table>', page, re.S).group(1)
+    rows = re.findall(r'<tr data-site="([^"]+)" data-metric="([^"]+)">(.*?)</tr>', table, re.S)
+    shown = {(site, metric): re.sub(r"<[^>]+>", " ", cells).split() for site, metric, cells in rows}
+    assert set(shown) == {(s, m) for s in PER_SITE for m in ("accuracy", "auroc")}
+    assert shown[("north", "auroc")][-3:] == ["0.78", "not", "computed"]
+    assert shown[("south", "accuracy")][-3:] == ["0.66", "not", "computed"]
+    assert "120" in table and "30" in table, "each site's training and test rows"
+    assert "trains only the federated model" in page, "why local-only is not shown"

@@ -78,6 +78,14 @@ def serve(
             "(without it they are ignored)."
         ),
     ] = False,
+    vocabulary: Annotated[
+        Path | None,
+        typer.Option(
+            help="An OHDSI Athena download's folder, or a subset of one (CONCEPT.csv, and "
+            "CONCEPT_RELATIONSHIP.csv for source codes), that the cohort builder's concept "
+            "search reads; without it researchers type concept ids."
+        ),
+    ] = None,
 ) -> None:
     """Serve the hub API; on a new database, create the admin and print their token once.
 
@@ -90,6 +98,7 @@ def serve(
     import uvicorn
 
     from flip.hub.app import bootstrap_admin, create_app
+    from flip.hub.concepts import VocabularyProblem
     from flip.hub.federation import Federation
     from flip.hub.policy import LONGEST_TOKEN_DAYS, AccessPolicy
     from flip.hub.transactions import SWITCH_INTERVAL
@@ -124,13 +133,18 @@ def serve(
         address_failures=4 * login_attempts,
         failure_window=login_window,
     )
-    app_ = create_app(
-        db,
-        federation=federation,
-        policy=policy,
-        signing_key=signing_key.resolve(),
-        behind_tls=behind_tls,
-    )
+    try:
+        app_ = create_app(
+            db,
+            federation=federation,
+            policy=policy,
+            signing_key=signing_key.resolve(),
+            behind_tls=behind_tls,
+            vocabulary=vocabulary,
+        )
+    except VocabularyProblem as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     token = bootstrap_admin(app_.state.engine, days=policy.max_token_days)
     if token:
         typer.echo(

@@ -17,6 +17,7 @@ import orjson
 
 from flip.config import SiteConfig
 from flip.data.ledger import Ledger
+from flip.data.terminology.athena import starter_folder
 from flip.private_files import write_private
 from flip.site.console.passwords import password_path, set_password
 
@@ -91,7 +92,8 @@ def instructions(out: Path, access: DemoAccess) -> str:
         "See it in a browser. Either let the demo serve everything (Ctrl-C stops it):",
         f"    flip demo --serve --no-run --out {q(str(out))}",
         "or start each yourself, one terminal each:",
-        f"    flip hub serve --db {q(hub_url(out))} --signing-key {q(str(key))}",
+        f"    flip hub serve --db {q(hub_url(out))} --signing-key {q(str(key))} "
+        f"--vocabulary {q(str(starter_folder()))}",
         "  then open http://127.0.0.1:8700/ and sign in as "
         f"{RESEARCHER} with the password {access.researcher_password}",
         "  (the first sign-in sets up an authenticator app: scan the QR code it shows).",

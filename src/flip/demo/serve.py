@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from flip.data.terminology.athena import starter_folder
 from flip.demo.access import RESEARCHER, DemoAccess, hub_url, site_configs
 from flip.ports import free_port
 
@@ -57,6 +58,7 @@ def _commands(out: Path) -> dict[str, tuple[list[str], int]]:
                 *FLIP,
                 *("hub", "serve", "--db", hub_url(out), "--port", str(port)),
                 *("--signing-key", str(out / "hub-signing.key"), "--log-level", "warning"),
+                *("--vocabulary", str(starter_folder())),
             ],
             port,
         )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import Connection, delete, select, update
 
 from flip.hub import audit
-from flip.hub.auth import new_token, token_hash
+from flip.hub.auth import new_token, token_hash, user_token_columns
 from flip.hub.db import now, sessions, users
 
 
@@ -45,11 +43,7 @@ def restore(conn: Connection, user: int | str, actor: str, days: int) -> tuple[i
     conn.execute(
         update(users)
         .where(users.c.id == row.id)
-        .values(
-            token_hash=token_hash(token),
-            token_expires_at=now() + timedelta(days=days),
-            revoked_at=None,
-        )
+        .values(**user_token_columns(token, days), revoked_at=None)
     )
     audit.append(conn, actor, "user.restore", f"user:{row.name}", {"days": days})
     return row.id, row.name, token

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,8 +16,9 @@ from sqlalchemy import Engine, insert, select
 from flip import __version__
 from flip.hub import audit
 from flip.hub.api_docs import add_docs
-from flip.hub.auth import new_token, token_hash
-from flip.hub.db import connect, now, users
+from flip.hub.auth import new_token, user_token_columns
+from flip.hub.concepts import load_concepts
+from flip.hub.db import connect, users
 from flip.hub.federation import Federation
 from flip.hub.json_guard import JsonGuard
 from flip.hub.login_throttle import StoredThrottle
@@ -59,6 +59,7 @@ def create_app(
     behind_tls: bool = False,
     registry: Path | None = None,
     analysis_sweep: float = ANALYSIS_SWEEP,
+    vocabulary: Path | None = None,
 ) -> FastAPI:
     """The hub app on a database URL (SQLite by default, PostgreSQL in production).
 
@@ -72,6 +73,7 @@ def create_app(
     cookies carry Secure. `registry`: the model registry the models pages and API read
     (default: the federation's, where its runs register their models). Every
     `analysis_sweep` s the hub closes the analysis rounds past their timeout.
+    `vocabulary`: an Athena download's folder (or a subset) the cohort builder searches.
     """
     engine = connect(database_url)
     turns = WriteTurns()
@@ -111,6 +113,7 @@ def create_app(
     if registry is None and federation is not None:
         registry = federation.work / "models"
     app.state.registry = registry
+    app.state.concepts = None if vocabulary is None else load_concepts(vocabulary)
     app.state.signing_key = (
         Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
     )
@@ -166,8 +169,7 @@ def bootstrap_admin(
             insert(users).values(
                 name=name,
                 role="admin",
-                token_hash=token_hash(token),
-                token_expires_at=now() + timedelta(days=days),
+                **user_token_columns(token, days),
             )
         )
         audit.append(conn, "hub", "user.create", f"user:{name}", {"role": "admin"})

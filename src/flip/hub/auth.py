@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -24,6 +25,21 @@ def new_token(prefix: str) -> str:
 def token_hash(token: str) -> str:
     """How a token is stored: its SHA-256 (tokens are random, so no salt is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+#: How many of a user's API token's first characters the hub keeps to name it.
+PREFIX_LENGTH = 12
+
+
+def user_token_columns(token: str, days: int) -> dict[str, object]:
+    """The users columns that hold a new API token living `days`: its hash, prefix and dates."""
+    made = now()
+    return {
+        "token_hash": token_hash(token),
+        "token_prefix": token[:PREFIX_LENGTH],
+        "token_created_at": made,
+        "token_expires_at": made + timedelta(days=days),
+    }
 
 
 @dataclass(frozen=True)

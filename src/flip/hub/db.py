@@ -46,6 +46,10 @@ users = Table(
     Column("role", String(20), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("token_expires_at", DateTime),
+    #: The API token's first characters (`flip_u_` and five more) and when it was made: how
+    #: the account page names it (the token itself is stored only as its hash).
+    Column("token_prefix", String(16)),
+    Column("token_created_at", DateTime),
     Column("password_hash", String(200)),
     Column("site_id", ForeignKey("sites.id", name="fk_users_site_id")),
     _created(),

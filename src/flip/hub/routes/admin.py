@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -12,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import access, anchors, audit
-from flip.hub.auth import Admin, Caller, new_token, token_hash
-from flip.hub.db import now, sites, users
+from flip.hub.auth import Admin, Caller, new_token, token_hash, user_token_columns
+from flip.hub.db import sites, users
 from flip.hub.federation import Federation
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import (
@@ -59,8 +58,7 @@ async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
                     insert(users).values(
                         name=body.name,
                         role=body.role,
-                        token_hash=token_hash(token),
-                        token_expires_at=now() + timedelta(days=days),
+                        **user_token_columns(token, days),
                         password_hash=password,
                         site_id=site_id,
                     )
@@ -162,9 +160,7 @@ async def rotate_token(
             )
         token = new_token("flip_u")
         conn.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(token_hash=token_hash(token), token_expires_at=now() + timedelta(days=days))
+            update(users).where(users.c.id == user_id).values(**user_token_columns(token, days))
         )
         audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
         return TokenOut(id=row.id, name=row.name, token=token)

@@ -15,6 +15,7 @@ from flip.hub.web import (
     account,
     admin,
     analyses,
+    concept_search,
     joining,
     models,
     projects,
@@ -37,7 +38,18 @@ def add_web(app: FastAPI) -> None:
     app.state.enrolments = signin.Enrolments()
     app.state.banner = Banner(app.state.engine)
     app.state.request_limit = AddressLimit(app.state.policy.account_requests, REQUEST_WINDOW)
-    for module in (signin, account, projects, tasks, models, quality, analyses, admin, joining):
+    for module in (
+        signin,
+        account,
+        projects,
+        concept_search,
+        tasks,
+        models,
+        quality,
+        analyses,
+        admin,
+        joining,
+    ):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", static_files(HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)

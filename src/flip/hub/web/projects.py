@@ -16,9 +16,10 @@ from flip.hub.routes import analyses as analyses_api
 from flip.hub.routes import projects as api
 from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
 from flip.hub.transactions import reading
-from flip.hub.web import privacy, reads
+from flip.hub.web import concept_search, privacy, reads
 from flip.hub.web.chart import bars_svg, metric_names, rounds_svg
 from flip.hub.web.cohort_form import DOMAINS, ROWS, FormProblem, definition_from_form
+from flip.hub.web.concept_search import Find
 from flip.hub.web.live import stream
 from flip.hub.web.pages import (
     WebReader,
@@ -31,6 +32,7 @@ from flip.hub.web.pages import (
     web_principal,
 )
 from flip.hub.web.security import check_csrf
+from flip.hub.web.site_results import site_metrics
 from flip.webkit.render import see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -148,11 +150,20 @@ async def add_member(
 
 
 @router.get("/projects/{project_id}/cohort")
-async def cohort_builder(request: Request, project_id: PathId, who: WebResearcher):
-    """The cohort builder: criteria over every domain the sites' engine counts, JSON beside."""
+async def cohort_builder(
+    request: Request, project_id: PathId, who: WebResearcher, find: Find = "", domain: str = ""
+):
+    """The cohort builder: criteria over every domain the sites' engine counts, JSON beside,
+    and the concepts `find` names in the hub's vocabulary."""
     project = await read(request, lambda conn: api._visible(conn, project_id, who))
     return page(
-        request, "cohort.html", project=project, domains=DOMAINS, rows=ROWS, definition="{}"
+        request,
+        "cohort.html",
+        project=project,
+        domains=DOMAINS,
+        rows=ROWS,
+        definition="{}",
+        **await concept_search.found(request, find, domain),
     )
 
 
@@ -259,7 +270,6 @@ def _run_view(conn, run_id: int, who) -> dict:
     row = api._run_visible(conn, run_id, who)
     run = api._run_out(conn, run_id)
     results = run.results if isinstance(run.results, dict) else {}
-    metrics = results.get("metrics") or results.get("per_site") or {}
     model_id = results.get("model") if isinstance(results.get("model"), str) else None
     return {
         "model_id": model_id,
@@ -268,7 +278,7 @@ def _run_view(conn, run_id: int, who) -> dict:
         "project_id": row.project_id,
         "chart": rounds_svg(run.round_metrics),
         "metric_names": metric_names(run.round_metrics),
-        "site_metrics": metrics if isinstance(metrics, dict) else {},
+        "site_metrics": site_metrics(results),
     }
 
 

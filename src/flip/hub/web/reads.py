@@ -230,11 +230,16 @@ def audit_page(conn: Connection, before: int | None, size: int = 50) -> list[dic
 
 
 def own_token(conn: Connection, user_id: int) -> dict[str, Any]:
-    """The user's API token's expiry, and whether TOTP is on."""
+    """The user's API token (its prefix, when it was made and expires, its state), and
+    whether TOTP is on."""
     row = conn.execute(
-        select(users.c.token_expires_at, users.c.totp_enabled_at, users.c.revoked_at).where(
-            users.c.id == user_id
-        )
+        select(
+            users.c.token_prefix,
+            users.c.token_created_at,
+            users.c.token_expires_at,
+            users.c.totp_enabled_at,
+            users.c.revoked_at,
+        ).where(users.c.id == user_id)
     ).first()
     if row is None:
         return {}

@@ -66,9 +66,55 @@ function followForm(form, box) {
   show();
 }
 
+// Concept search: results arrive in place (the form keeps what was typed), and "Add" puts a
+// concept's id in the chosen criterion, with that criterion's domain set to the concept's.
+const TABLE_OF_DOMAIN = {
+  Condition: "condition_occurrence",
+  Drug: "drug_exposure",
+  Procedure: "procedure_occurrence",
+  Measurement: "measurement",
+  Observation: "observation",
+  Visit: "visit_occurrence",
+};
+
+function showAddButtons() {
+  document.querySelectorAll(".use-concept").forEach((button) => { button.hidden = false; });
+}
+
+function useConcept(form, target, button) {
+  const p = target.value;
+  const field = form.elements[`${p}-concepts`];
+  const ids = field.value.split(/[\s,]+/).filter(Boolean);
+  if (!ids.includes(button.dataset.concept)) ids.push(button.dataset.concept);
+  field.value = ids.join(" ");
+  const table = TABLE_OF_DOMAIN[button.closest("tr").dataset.domain];
+  if (table) form.elements[`${p}-table`].value = table;
+  field.dispatchEvent(new Event("input", { bubbles: true }));
+}
+
+function followSearch(search, form) {
+  const target = document.getElementById("concept-target");
+  document.getElementById("concept-target-group").hidden = false;
+  showAddButtons();
+  search.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams(new FormData(search));
+    const answer = await fetch(`${search.dataset.fragment}?${query}`, { credentials: "same-origin" });
+    if (!answer.ok) return;
+    document.getElementById("concept-results").outerHTML = await answer.text();
+    showAddButtons();
+  });
+  search.parentElement.addEventListener("click", (event) => {
+    const button = event.target.closest(".use-concept");
+    if (button) useConcept(form, target, button);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-events]").forEach(followEvents);
   const form = document.getElementById("cohort-form");
   const box = document.getElementById("definition");
   if (form && box) followForm(form, box);
+  const search = document.getElementById("concept-search");
+  if (search && form) followSearch(search, form);
 });

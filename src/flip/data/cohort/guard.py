@@ -26,6 +26,8 @@ from sqlalchemy import (
     select,
 )
 
+from flip.data.cohort.derivable import Released
+
 _meta = MetaData()
 
 released_query = Table(
@@ -58,6 +60,8 @@ class ReleaseGuard:
         self.engine, self.project, self.query = engine, project, query
         self.threshold, self.budget = threshold, budget
         self._released: list[frozenset[int]] | None = None
+        self._loaded: list[np.ndarray] = []
+        self._released_audit: Released | None = None
         _meta.create_all(engine)
 
     def budget_problem(self) -> str | None:
@@ -75,12 +79,9 @@ class ReleaseGuard:
         return None
 
     def isolates(self, members: frozenset[int]) -> bool:
-        """Whether releasing the count of `members` would, with a count released before to
-        this project, single out between 1 and threshold-1 persons."""
-        return any(
-            self._small(len(members - before)) or self._small(len(before - members))
-            for before in self._kept()
-        )
+        """Whether releasing the count of `members` would, with the counts released before to
+        this project, give away the size of a group of 1 to threshold-1 persons."""
+        return self._audit().reveals(_array(members), self.threshold)
 
     def released_before(self, members: frozenset[int]) -> bool:
         """Whether the count of exactly these persons was released to this project before."""
@@ -89,7 +90,11 @@ class ReleaseGuard:
     def hold(self, sets: list[frozenset[int]]) -> None:
         """Check what follows in this query against `sets` too: a query's own released sets
         (its total, one breakdown's bins) must not isolate anyone against each other."""
-        self._kept().extend(s for s in sets if s)
+        fresh = [s for s in sets if s]
+        audit = self._audit()
+        self._kept().extend(fresh)
+        for members in fresh:
+            audit.add(_array(members))
 
     def _kept(self) -> list[frozenset[int]]:
         if self._released is None:
@@ -97,8 +102,15 @@ class ReleaseGuard:
                 blobs = conn.execute(
                     select(released_set.c.members).where(released_set.c.project == self.project)
                 ).scalars()
-                self._released = [_unpack(b) for b in blobs]
+                self._loaded = [_unpack(b) for b in blobs]
+            self._released = [frozenset(a.tolist()) for a in self._loaded]
         return self._released
+
+    def _audit(self) -> Released:
+        if self._released_audit is None:
+            self._kept()
+            self._released_audit = Released(self._loaded)
+        return self._released_audit
 
     def remember(self, sets: list[frozenset[int]], *, counted: bool = True) -> None:
         """Keep that this query was answered (unless not `counted` against the budget: a
@@ -123,14 +135,14 @@ class ReleaseGuard:
             if rows:
                 conn.execute(insert(released_set), rows)
 
-    def _small(self, n: int) -> bool:
-        return 0 < n < self.threshold
+
+def _array(members: frozenset[int]) -> np.ndarray:
+    return np.sort(np.fromiter(members, dtype=np.int64, count=len(members)))
 
 
 def _pack(members: frozenset[int]) -> bytes:
-    ids = np.array(sorted(members), dtype=np.int64)
-    return zlib.compress(np.diff(ids, prepend=0).tobytes())
+    return zlib.compress(np.diff(_array(members), prepend=0).tobytes())
 
 
-def _unpack(blob: bytes) -> frozenset[int]:
-    return frozenset(np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64)).tolist())
+def _unpack(blob: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))

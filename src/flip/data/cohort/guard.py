@@ -10,6 +10,7 @@ has not, or the other way round: subtracting the two counts would reveal that sm
 from __future__ import annotations
 
 import zlib
+from copy import deepcopy
 from datetime import UTC, datetime
 
 import numpy as np
@@ -82,6 +83,16 @@ class ReleaseGuard:
         """Whether releasing the count of `members` would, with the counts released before to
         this project, give away the size of a group of 1 to threshold-1 persons."""
         return self._audit().reveals(_array(members), self.threshold)
+
+    def isolates_together(self, sets: list[frozenset[int]]) -> bool:
+        """Whether releasing the counts of all `sets` (one after another) would, with the
+        counts released before, give away the size of a group of 1 to threshold-1 persons."""
+        audit = deepcopy(self._audit())
+        for members in filter(None, sets):
+            if audit.reveals(candidate := _array(members), self.threshold):
+                return True
+            audit.add(candidate)
+        return False
 
     def released_before(self, members: frozenset[int]) -> bool:
         """Whether the count of exactly these persons was released to this project before."""

@@ -47,10 +47,12 @@ def release(
         if guard is not None and guard.isolates(found.members):
             guard.remember([])  # the refusal tells that a small group exists: it costs a query
             raise Refused(
-                f"its cohort differs from one this project was already given by fewer than "
-                f"{threshold} persons"
+                "its count, with those this project was already given, would tell the size "
+                f"of a group of fewer than {threshold} persons"
             )
         sets.append(found.members)
+        if guard is not None:
+            guard.hold(sets)
         for by, cells in found.cells.items():
             bins, shown = _bins(cells, threshold, guard)
             released.histograms[by] = {k: rounded(v, round_to, threshold) for k, v in bins.items()}
@@ -59,8 +61,10 @@ def release(
                 guard.hold(shown)
         released.count = rounded(released.count, round_to, threshold)
     if found.steps:
-        steps_guard = guard or _scratch_guard(threshold)
-        steps_guard.hold(sets[:1])
+        steps_guard = guard
+        if steps_guard is None:
+            steps_guard = _scratch_guard(threshold)
+            steps_guard.hold(sets[:1])
         released.attrition, shown = released_steps(found.steps, threshold, steps_guard, round_to)
         sets += shown
     if guard is not None:
@@ -109,7 +113,7 @@ def _bins(
     """A breakdown's bins as released, and the sets of persons their counts give away: each
     shown bin's, and the hidden bins' together (the total less the shown bins).
 
-    A bin that isolates is hidden; when the hidden bins together would, every bin is.
+    A bin that isolates is hidden; when what is left to show would, all together, every bin is.
     """
     isolates = guard.isolates if guard is not None else lambda _: False
     hidden = {k for k, v in cells.items() if isolates(v)}
@@ -118,6 +122,6 @@ def _bins(
     if not shown:
         return bins, []
     gone = frozenset().union(*(cells[k] for k, v in bins.items() if v is None))
-    if isolates(gone):
+    if guard is not None and guard.isolates_together([*shown, gone]):
         return dict.fromkeys(bins), []
     return bins, [*shown, gone]

@@ -3,6 +3,7 @@ beside the counts released before and still, all shown, give a small group away.
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import create_engine, insert
 
 from flip.data.cdm import schema
@@ -10,7 +11,7 @@ from flip.data.cdm.rows import GENDERS
 from flip.data.cdm.store import open_store
 from flip.data.cohort import CohortDefinition
 from flip.data.cohort.guard import ReleaseGuard
-from flip.data.cohort.release import release
+from flip.data.cohort.release import Refused, release
 
 #: Counts released to the project before (person ids), and each person's age: the three age
 #: bins are each harmless beside these, the three together are not (threshold 3).
@@ -54,3 +55,29 @@ def test_a_histograms_bins_are_audited_together_not_only_one_by_one(tmp_path):
         store.close()
     assert answer.count == 14
     assert set(answer.histograms["age"].values()) == {None}, answer.histograms
+
+
+def test_a_cohort_of_all_but_a_few_of_the_sites_persons_is_refused(tmp_path):
+    """The hub may know how many persons a site holds without asking (it is no secret): a
+    count of all of them but a few would count those few."""
+    store = _store(str(tmp_path / "store.duckdb"), {40: list(range(1, 16)), 70: [16, 17, 18]})
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    under_60 = CohortDefinition.model_validate({"name": "under 60", "age_max": 60})
+    try:
+        with pytest.raises(Refused, match="fewer than 10 persons"):
+            release(store, under_60, 10, ReleaseGuard(engine, "p", "q", 10, None))
+    finally:
+        store.close()
+
+
+def test_the_sites_persons_are_audited_as_known_and_as_unknown(tmp_path):
+    """Taking the site's total as known must not hide what other counts give away: here the
+    5 persons outside an earlier count follow from two counts without the total."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    everyone = frozenset(range(100))
+    earlier = [frozenset(range(95)), frozenset(range(50))]
+    ReleaseGuard(engine, "p", "earlier", 10, None).remember(earlier)
+    guard = ReleaseGuard(engine, "p", "q", 10, None)
+    guard.also_known(everyone)
+    assert guard.isolates(frozenset(range(50)) | frozenset(range(95, 100)))
+    assert not guard.isolates(frozenset(range(60)))

@@ -63,6 +63,7 @@ class ReleaseGuard:
         self._released: list[frozenset[int]] | None = None
         self._loaded: list[np.ndarray] = []
         self._released_audit: Released | None = None
+        self._population: Released | None = None
         _meta.create_all(engine)
 
     def budget_problem(self) -> str | None:
@@ -82,16 +83,18 @@ class ReleaseGuard:
     def isolates(self, members: frozenset[int]) -> bool:
         """Whether releasing the count of `members` would, with the counts released before to
         this project, give away the size of a group of 1 to threshold-1 persons."""
-        return self._audit().reveals(_array(members), self.threshold)
+        return any(audit.reveals(_array(members), self.threshold) for audit in self._audits())
 
     def isolates_together(self, sets: list[frozenset[int]]) -> bool:
         """Whether releasing the counts of all `sets` (one after another) would, with the
         counts released before, give away the size of a group of 1 to threshold-1 persons."""
-        audit = deepcopy(self._audit())
+        audits = deepcopy(self._audits())
         for members in filter(None, sets):
-            if audit.reveals(candidate := _array(members), self.threshold):
+            candidate = _array(members)
+            if any(audit.reveals(candidate, self.threshold) for audit in audits):
                 return True
-            audit.add(candidate)
+            for audit in audits:
+                audit.add(candidate)
         return False
 
     def released_before(self, members: frozenset[int]) -> bool:
@@ -102,10 +105,19 @@ class ReleaseGuard:
         """Check what follows in this query against `sets` too: a query's own released sets
         (its total, one breakdown's bins) must not isolate anyone against each other."""
         fresh = [s for s in sets if s]
-        audit = self._audit()
+        audits = self._audits()
         self._kept().extend(fresh)
         for members in fresh:
-            audit.add(_array(members))
+            for audit in audits:
+                audit.add(_array(members))
+
+    def also_known(self, population: frozenset[int]) -> None:
+        """Audit as well as if the project knew the count of `population` (the site's
+        persons, which the hub may know without asking): a count must give no small group
+        away either way, since taking an unknown count as known would hide what it adds."""
+        if population:
+            self._population = deepcopy(self._audit())
+            self._population.add(_array(population))
 
     def _kept(self) -> list[frozenset[int]]:
         if self._released is None:
@@ -116,6 +128,9 @@ class ReleaseGuard:
                 self._loaded = [_unpack(b) for b in blobs]
             self._released = [frozenset(a.tolist()) for a in self._loaded]
         return self._released
+
+    def _audits(self) -> list[Released]:
+        return [self._audit(), *([self._population] if self._population is not None else [])]
 
     def _audit(self) -> Released:
         if self._released_audit is None:

@@ -13,7 +13,7 @@ from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.cohort.definition import CohortDefinition
 from flip.data.cohort.disclosure import SiteCount, rounded, suppress, suppress_bins
 from flip.data.cohort.guard import ReleaseGuard
-from flip.data.cohort.sql import cohort
+from flip.data.cohort.sql import cohort, population
 from flip.stats.attrition import WITHHELD
 from flip.stats.suppression import hidden, is_small
 
@@ -40,6 +40,8 @@ def release(
     """
     if guard is not None and (problem := guard.budget_problem()):
         raise Refused(problem)
+    if guard is not None:
+        guard.also_known(population(store))
     found = cohort(store, definition)
     released = suppress(len(found.members), threshold)
     sets: list[frozenset[int]] = []

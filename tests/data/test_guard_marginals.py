@@ -32,3 +32,22 @@ def test_a_cross_cell_is_refused_once_the_rest_of_its_bin_is_known(tmp_path):
     guard.hold([COHORT, *AGES, WOMEN, MEN])
     assert guard.isolates(MEN & AGES[0]), "47 men aged 0-49 less that bin's 50 counts 3 women"
     assert not guard.isolates(MEN & AGES[1]), "25 women: no small group"
+
+
+def test_a_count_a_few_persons_away_from_a_kept_set_is_refused_whatever_else_is_known(tmp_path):
+    """A kept set may stand for more than was shown: an analysis keeps its cohort (100) and
+    the persons with a value (94) though it hid how many lack one. A count of those six and
+    another kept set (50) would tell the six, even if the two kept counts seem to already."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    kept = [frozenset(range(100)), frozenset(range(94)), frozenset(range(200, 250))]
+    ReleaseGuard(engine, "p", "analysis", 10, None).remember(kept)
+    guard = ReleaseGuard(engine, "p", "q", 10, None)
+    assert guard.isolates(frozenset(range(94, 100)) | kept[2])
+
+
+def test_a_count_of_a_small_set_alone_is_no_difference(tmp_path):
+    """Suppressing a small count is the caller's job; the guard is about differences."""
+    guard = ReleaseGuard(create_engine(f"sqlite:///{tmp_path / 'ledger.db'}"), "p", "q", 10, None)
+    assert not guard.isolates(frozenset(range(4)))
+    guard.hold([frozenset(range(100, 200))])
+    assert not guard.isolates(frozenset(range(4)))

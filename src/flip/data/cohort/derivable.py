@@ -7,6 +7,11 @@ the released counts exactly when its indicator lies in the span of the released 
 indicators (inclusion-exclusion, P - A - B + A∩B, is one such combination). The groups
 audited are every atom, and the difference and the intersection of every two sets; a small
 group of another shape (a union of atoms that three or more sets cut) is not searched for.
+
+The audit takes the kept sets as exactly what the project knows: a group that follows from
+them is not news. So a candidate that holds a kept set and a few more persons, or the other
+way round, is refused whatever else is known (the kept sets of an analysis stand for more
+counts than it showed).
 """
 
 from __future__ import annotations
@@ -78,11 +83,14 @@ class Released:
             self.rank += 1
 
     def reveals(self, members: np.ndarray, threshold: int) -> bool:
-        """Whether releasing the count of `members` (sorted person ids) besides these makes
-        the size of an audited group of 1 to threshold-1 persons derivable that was not."""
+        """Whether releasing the count of `members` (person ids) besides these makes the size
+        of an audited group of 1 to threshold-1 persons, other than `members` itself (whose
+        own count is the caller's to suppress), derivable that was not."""
         if members.size == 0:
             return False
         row = self._row(members)
+        if self._nested(row, threshold):
+            return True
         unit = self._rest(row.astype(np.float64))
         if unit is None:
             return False  # its count follows from those released: nothing new
@@ -92,9 +100,13 @@ class Released:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         before = (np.add.reduceat(basis[:, order], starts, axis=1) ** 2).sum(axis=0)
         after = before + np.add.reduceat(unit[order], starts) ** 2
-        if np.any((sizes < threshold) & _reached(before, after, sizes)):
+        whole = int(row.sum())
+        itself = (sizes == whole) & (np.add.reduceat(row[order].astype(np.int64), starts) == whole)
+        if np.any((sizes < threshold) & ~itself & _reached(before, after, sizes)):
             return True
-        pairs = self._pairs(row, threshold)
+        pairs = (
+            g[(g.sum(axis=1) < whole) | (g & ~row).any(axis=1)] for g in self._pairs(row, threshold)
+        )
         return any(np.any(_reached(*_projections(g, basis, unit))) for g in pairs)
 
     def _row(self, members: np.ndarray) -> np.ndarray:
@@ -109,6 +121,17 @@ class Released:
         row = np.zeros(self.ids.size, dtype=bool)
         row[np.searchsorted(self.ids, members)] = True
         return row
+
+    def _nested(self, row: np.ndarray, threshold: int) -> bool:
+        """Whether `row` holds a kept set and 1 to threshold-1 more persons, or the other
+        way round: checked whatever else is known, since a kept set may stand for more than
+        was shown (a breakdown whose own small cells were suppressed)."""
+        shared = self._member[: self.count] @ row.astype(np.int64)
+        more = int(row.sum()) - shared
+        fewer = self._shared.diagonal()[: self.count] - shared
+        return bool(
+            np.any(((more == 0) & _few(fewer, threshold)) | ((fewer == 0) & _few(more, threshold)))
+        )
 
     def _rest(self, row: np.ndarray) -> np.ndarray | None:
         """The unit part of `row` outside the span (Gram-Schmidt, twice), or None if in it."""
@@ -158,6 +181,10 @@ def _orthonormal(rows: np.ndarray) -> np.ndarray:
         keep = values > values.max(initial=0.0) * 1e-12
         basis = (vectors[:, keep].T @ basis) / np.sqrt(values[keep])[:, None]
     return basis
+
+
+def _few(sizes: np.ndarray, threshold: int) -> np.ndarray:
+    return (sizes > 0) & (sizes < threshold)
 
 
 def _reached(before: np.ndarray, after: np.ndarray, full: np.ndarray) -> np.ndarray:

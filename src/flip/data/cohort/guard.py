@@ -1,10 +1,16 @@
-"""Differencing control: a site never gives a project two counts whose sets of persons differ
-by a few people, and answers a project at most its budget of queries.
+"""Differencing control: a site never gives a project a count that, added to and subtracted
+from the counts it gave before, tells how many persons are in a small group; and it answers
+a project at most its budget of queries.
 
 Every set of persons whose count a site released to a project (a cohort's total, a
-histogram's bin) is kept, compressed, in the site's ledger file: never at the hub. A new
-set is "isolating" when some kept set has between 1 and threshold-1 persons the new one
-has not, or the other way round: subtracting the two counts would reveal that small group.
+histogram's bin, an attrition step, a task's split) is kept, compressed, in the site's
+ledger file: never at the hub. A new set is "isolating" when it holds a kept set and 1 to
+threshold-1 more persons (or the reverse), or when the linear audit
+(`flip.data.cohort.derivable`) finds that its count makes the size of a small group
+derivable: an atom of the partition the released sets make, or the difference or
+intersection of two of them (inclusion-exclusion across queries included). The site's
+own total may be known to the hub without asking: `also_known` audits both ways.
+Hold and remember only what was released: the audit takes what is kept as known.
 """
 
 from __future__ import annotations

@@ -32,11 +32,12 @@ def release(
     """The count and, when the count itself is released, the asked-for histograms; for a
     Circe cohort, its attrition (`released_steps`).
 
-    With a guard: refuse once the project's budget is spent or when the total would
-    isolate fewer than `threshold` persons against a count released before (that refusal
-    spends a query of the budget too); suppress a bin
-    that would, against those or another breakdown's bins in this answer (then the
-    secondary suppression), and remember what was released.
+    With a guard: refuse once the project's budget is spent or when the total would, with
+    the counts released before (and the site's total, which the hub may know), tell the
+    size of a group of fewer than `threshold` persons (that refusal spends a query of the
+    budget too); suppress a bin that would, against those or another breakdown's bins in
+    this answer (then the secondary suppression; and every bin when the shown ones would
+    together), and remember what was released.
     """
     if guard is not None and (problem := guard.budget_problem()):
         raise Refused(problem)
@@ -88,9 +89,10 @@ def released_steps(
 ) -> tuple[list[int | str], list[frozenset[int]]]:
     """Each attrition step's count as released, and the sets whose counts that gives away.
 
-    A small count is hidden ("<10"); a step whose persons differ by 1 to threshold - 1 from
-    a set released before (an earlier step, this answer's count, or with the site's guard any
-    count the project was given) is withheld; the rest are rounded as `round_to` says.
+    A small count is hidden ("<10"); a step the guard finds isolating against the sets
+    released before (earlier steps, this answer's count, or with the site's guard any count
+    the project was given: by difference or by inclusion-exclusion) is withheld; the rest
+    are rounded as `round_to` says.
     """
     if any(not later <= earlier for earlier, later in pairwise(steps)):
         raise ValueError("each attrition step must keep only persons of the step before")

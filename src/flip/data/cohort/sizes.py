@@ -1,8 +1,9 @@
 """The sizes of a task's training and test sets as a site releases them: like any count.
 
 A size is a count of persons, so it is suppressed below the site's threshold, rounded as
-its policy says, and withheld when the set differs from one whose count this project was
-given before (a cohort's, a bin's, another task's split) by 1 to threshold-1 persons.
+its policy says, and withheld when the differencing guard finds that it would, with the
+counts this project was given before (a cohort's, a bin's, another task's split), tell
+how many are in a group of 1 to threshold-1 persons (`ReleaseGuard.isolates`).
 """
 
 from __future__ import annotations

@@ -38,14 +38,7 @@ class Released:
         member = np.zeros((len(sets), self.ids.size), dtype=bool)
         for row, members in zip(member, sets, strict=True):
             row[np.searchsorted(self.ids, members)] = True
-        signature = np.ascontiguousarray(np.packbits(member, axis=0).T)
-        self.atom = (
-            np.unique(signature.view(f"V{max(1, signature.shape[1])}"), return_inverse=True)[
-                1
-            ].reshape(-1)
-            if len(sets)
-            else np.zeros(self.ids.size, dtype=np.int64)
-        )
+        self.atom = _atoms(member)
         rows = member.astype(np.float64)
         self._member, self.count = member, len(sets)
         self._shared = np.rint(rows @ rows.T).astype(np.int64)
@@ -58,7 +51,7 @@ class Released:
             self._extend(row)
 
     def add(self, members: np.ndarray) -> None:
-        """Keep that the count of `members` (sorted person ids) was released."""
+        """Keep that the count of `members` (person ids) was released."""
         row = self._row(members)
         if self.count == len(self._member):
             self._member = _grown(self._member, self.ids.size)
@@ -66,7 +59,7 @@ class Released:
             shared[: self.count, : self.count] = self._shared[: self.count, : self.count]
             self._shared = shared
         n = self.count
-        self._shared[n, :n] = self._shared[:n, n] = self._member[:n] @ row.astype(np.int64)
+        self._shared[n, :n] = self._shared[:n, n] = _overlaps(self._member[:n], row)
         self._shared[n, n] = row.sum()
         self._member[self.count] = row
         self.count += 1
@@ -126,7 +119,7 @@ class Released:
         """Whether `row` holds a kept set and 1 to threshold-1 more persons, or the other
         way round: checked whatever else is known, since a kept set may stand for more than
         was shown (a breakdown whose own small cells were suppressed)."""
-        shared = self._member[: self.count] @ row.astype(np.int64)
+        shared = _overlaps(self._member[: self.count], row)
         more = int(row.sum()) - shared
         fewer = self._shared.diagonal()[: self.count] - shared
         return bool(
@@ -147,7 +140,7 @@ class Released:
         member = np.vstack([self._member[: self.count], row])
         shared = np.zeros((self.count + 1, self.count + 1), dtype=np.int64)
         shared[:-1, :-1] = self._shared[: self.count, : self.count]
-        shared[-1, :-1] = shared[:-1, -1] = member[:-1] @ row.astype(np.int64)
+        shared[-1, :-1] = shared[:-1, -1] = _overlaps(member[:-1], row)
         shared[-1, -1] = row.sum()
         apart = shared.diagonal()[:, None] - shared
         for found, less in (
@@ -181,6 +174,19 @@ def _orthonormal(rows: np.ndarray) -> np.ndarray:
         keep = values > values.max(initial=0.0) * 1e-12
         basis = (vectors[:, keep].T @ basis) / np.sqrt(values[keep])[:, None]
     return basis
+
+
+def _atoms(member: np.ndarray) -> np.ndarray:
+    """Each person's atom: an index shared by the persons in exactly the same sets (rows)."""
+    if not len(member):
+        return np.zeros(member.shape[1], dtype=np.int64)
+    signature = np.ascontiguousarray(np.packbits(member, axis=0).T)
+    return np.unique(signature.view(f"V{signature.shape[1]}"), return_inverse=True)[1].reshape(-1)
+
+
+def _overlaps(member: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """How many persons of `row` each set (row of `member`) holds."""
+    return np.count_nonzero(member & row, axis=1)
 
 
 def _few(sizes: np.ndarray, threshold: int) -> np.ndarray:

@@ -64,8 +64,9 @@ class SitePolicy(BaseModel):
         1e-5,
         gt=0,
         le=1e-3,
-        description="The largest delta a DP task may name; every epsilon the site's budget "
-        "sums is computed at this delta.",
+        description="The largest delta a DP task may name; each epsilon the site's budget "
+        "is charged is computed at this delta (after a change, charges at the old and the new "
+        "delta add up by basic composition).",
     )
     max_evaluations: int | None = Field(
         100,

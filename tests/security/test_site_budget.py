@@ -19,7 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from flip.config import SiteConfig, SitePolicy
-from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
+from flip.data.ledger import Ledger, LedgerTampered
 from flip.fl.client import NotApproved, budget_dataset
 from flip.fl.privacy import PrivacySpec, delta_problem, gaussian_epsilon
 from flip.fl.strategies import StrategySpec
@@ -131,7 +131,7 @@ def test_delta_is_bounded_by_the_spec_the_policy_and_the_rows(store_yaml, tmp_pa
         _ask("train", spec, site_yaml, run=60)
 
 
-def test_epsilon_is_charged_at_the_policys_delta_and_never_mixed(store_yaml, tmp_path):
+def test_epsilon_is_charged_at_the_policys_delta(store_yaml, tmp_path):
     spec = _dp_spec()  # delta 1e-5
     site_yaml = _site(store_yaml, tmp_path, max_delta=1e-4)
     ledger = _approve(site_yaml, spec)
@@ -139,13 +139,25 @@ def test_epsilon_is_charged_at_the_policys_delta_and_never_mixed(store_yaml, tmp
     trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
     assert trained[-1]["delta"] == 1e-4
     assert trained[-1]["epsilon_run"] == pytest.approx(gaussian_epsilon(1.0, 1, 1e-4), rel=1e-5)
-    dataset = budget_dataset(SiteConfig.load(site_yaml), spec)
-    with pytest.raises(DeltaMismatch, match="do not add up"):
-        ledger.spend("71", "p", dataset, "t" * 64, 0.1, 1e-5, None)
-    # The site lowering its max_delta later: runs are refused, not charged at a new delta.
+
+
+def test_a_site_that_changes_its_max_delta_still_answers(store_yaml, tmp_path):
+    """Charges at different deltas add up by basic composition, (e1 + e2, d1 + d2): a site
+    that lowers its max_delta after a DP charge goes on answering, charged at the new
+    delta, and the ledger reports the deltas' sum beside the epsilons'."""
+    spec = _dp_spec()
+    site_yaml = _site(store_yaml, tmp_path, max_delta=1e-4)
+    ledger = _approve(site_yaml, spec)
+    _ask("train", spec, site_yaml, run=70)
+    first = gaussian_epsilon(1.0, 1, 1e-4)
     _site(store_yaml, tmp_path, max_delta=1e-5)
-    with pytest.raises(NotApproved, match="do not add up"):
-        _ask("train", spec, site_yaml, run=72)
+    _ask("train", spec, site_yaml, run=72)
+    trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
+    assert trained[-1]["delta"] == 1e-5
+    second = gaussian_epsilon(1.0, 1, 1e-5)
+    assert trained[-1]["epsilon_total"] == pytest.approx(first + second, rel=1e-5)
+    assert trained[-1]["delta_total"] == pytest.approx(1e-4 + 1e-5)
+    assert ledger.spent() == pytest.approx(first + second, rel=1e-5)
 
 
 def test_evaluations_of_a_task_are_capped_across_flower_runs(store_yaml, tmp_path):

@@ -80,10 +80,6 @@ class LedgerTampered(ValueError):
     """The ledger's chain is broken, or its approvals are not the ones the chain records."""
 
 
-class DeltaMismatch(ValueError):
-    """A charge at another delta than the one the site's budget was charged at."""
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -254,6 +250,13 @@ class Ledger:
             charges = _charges(_verified(conn))
         return sum(epsilon for epsilon, _ in charges.values())
 
+    def spent_delta(self) -> float:
+        """The deltas of every charge summed: with `spent`, the site's total guarantee by
+        basic composition; LedgerTampered if the chain is broken."""
+        with self.engine.connect() as conn:
+            charges = _charges(_verified(conn))
+        return sum(delta for _, delta in charges.values())
+
     def spend(
         self,
         run: str,
@@ -269,17 +272,12 @@ class Ledger:
         total across runs, tasks, projects and datasets, or None (spending nothing) when the
         total would pass `limit`: one budget for the site, since every person at the site
         could be in any cohort and a cohort one person away from another is nearly the same
-        persons. DeltaMismatch if the site was charged at another delta (epsilons at
-        different deltas do not add up); LedgerTampered if the chain is broken."""
+        persons. Charges at different deltas (the site changed its max_delta) add up by basic
+        composition: the total guarantee is (the epsilons' sum, the deltas' sum); a run
+        charged again is charged at the new delta. LedgerTampered if the chain is broken."""
         key = (run, project, dataset, task_hash)
         with self.engine.begin() as conn:
             charges = _charges(_verified(conn))
-            others = {d for _, d in charges.values() if d != delta}
-            if others:
-                raise DeltaMismatch(
-                    f"the site's budget was charged at delta {min(others):g}, "
-                    f"not {delta:g}: epsilons at different deltas do not add up"
-                )
             epsilon = max(epsilon, charges.get(key, (0.0, delta))[0])  # spent is not given back
             total = sum(e for k, (e, _) in charges.items() if k != key) + epsilon
             if limit is not None and total > limit:

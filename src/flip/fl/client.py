@@ -30,7 +30,7 @@ from flwr.clientapp import ClientApp
 from flip.config import SiteConfig
 from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
-from flip.data.ledger import DeltaMismatch, Ledger, LedgerTampered
+from flip.data.ledger import Ledger, LedgerTampered
 from flip.data.pretrained import PretrainedError, resolve
 from flip.fl import replay
 from flip.fl.preprocessing import feature_stats
@@ -526,11 +526,9 @@ def _spend(
     project, digest = detail["project"], detail["task_hash"]
     dataset = budget_dataset(site, spec)
     limit = site.policy.max_epsilon
-    try:
-        with _untampered(ledger, project, digest):
-            total = ledger.spend(run, project, dataset, digest, epsilon, delta, limit)
-    except DeltaMismatch as exc:
-        refuse(ledger, site, detail, str(exc))
+    with _untampered(ledger, project, digest):
+        total = ledger.spend(run, project, dataset, digest, epsilon, delta, limit)
+        delta_total = ledger.spent_delta()
     if total is None:
         reason = (
             f"this round (run epsilon {epsilon:.2f}) would take the epsilon spent at the site "
@@ -538,7 +536,12 @@ def _spend(
             f"above the site's ceiling {limit}"
         )
         refuse(ledger, site, detail, reason)
-    return {"epsilon_run": round(epsilon, 6), "epsilon_total": round(total, 6), "delta": delta}
+    return {
+        "epsilon_run": round(epsilon, 6),
+        "epsilon_total": round(total, 6),
+        "delta": delta,
+        "delta_total": delta_total,
+    }
 
 
 def evaluate_round(

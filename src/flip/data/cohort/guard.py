@@ -1,15 +1,22 @@
-"""Differencing control: a site never gives a project two counts whose sets of persons differ
-by a few people, and answers a project at most its budget of queries.
+"""Differencing control: a site never gives a project a count that, added to and subtracted
+from the counts it gave before, tells how many persons are in a small group; and it answers
+a project at most its budget of queries.
 
 Every set of persons whose count a site released to a project (a cohort's total, a
-histogram's bin) is kept, compressed, in the site's ledger file: never at the hub. A new
-set is "isolating" when some kept set has between 1 and threshold-1 persons the new one
-has not, or the other way round: subtracting the two counts would reveal that small group.
+histogram's bin, an attrition step, a task's split) is kept, compressed, in the site's
+ledger file: never at the hub. A new set is "isolating" when it holds a kept set and 1 to
+threshold-1 more persons (or the reverse), or when the linear audit
+(`flip.data.cohort.derivable`) finds that its count makes the size of a small group
+derivable: an atom of the partition the released sets make, or the difference or
+intersection of two of them (inclusion-exclusion across queries included). The site's
+own total may be known to the hub without asking: `also_known` audits both ways.
+Hold and remember only what was released: the audit takes what is kept as known.
 """
 
 from __future__ import annotations
 
 import zlib
+from copy import deepcopy
 from datetime import UTC, datetime
 
 import numpy as np
@@ -25,6 +32,8 @@ from sqlalchemy import (
     insert,
     select,
 )
+
+from flip.data.cohort.derivable import Released
 
 _meta = MetaData()
 
@@ -58,6 +67,9 @@ class ReleaseGuard:
         self.engine, self.project, self.query = engine, project, query
         self.threshold, self.budget = threshold, budget
         self._released: list[frozenset[int]] | None = None
+        self._loaded: list[np.ndarray] = []
+        self._released_audit: Released | None = None
+        self._population: Released | None = None
         _meta.create_all(engine)
 
     def budget_problem(self) -> str | None:
@@ -75,12 +87,21 @@ class ReleaseGuard:
         return None
 
     def isolates(self, members: frozenset[int]) -> bool:
-        """Whether releasing the count of `members` would, with a count released before to
-        this project, single out between 1 and threshold-1 persons."""
-        return any(
-            self._small(len(members - before)) or self._small(len(before - members))
-            for before in self._kept()
-        )
+        """Whether releasing the count of `members` would, with the counts released before to
+        this project, give away the size of a group of 1 to threshold-1 persons."""
+        return any(audit.reveals(_array(members), self.threshold) for audit in self._audits())
+
+    def isolates_together(self, sets: list[frozenset[int]]) -> bool:
+        """Whether releasing the counts of all `sets` (one after another) would, with the
+        counts released before, give away the size of a group of 1 to threshold-1 persons."""
+        audits = deepcopy(self._audits())
+        for members in filter(None, sets):
+            candidate = _array(members)
+            if any(audit.reveals(candidate, self.threshold) for audit in audits):
+                return True
+            for audit in audits:
+                audit.add(candidate)
+        return False
 
     def released_before(self, members: frozenset[int]) -> bool:
         """Whether the count of exactly these persons was released to this project before."""
@@ -89,7 +110,20 @@ class ReleaseGuard:
     def hold(self, sets: list[frozenset[int]]) -> None:
         """Check what follows in this query against `sets` too: a query's own released sets
         (its total, one breakdown's bins) must not isolate anyone against each other."""
-        self._kept().extend(s for s in sets if s)
+        fresh = [s for s in sets if s]
+        audits = self._audits()
+        self._kept().extend(fresh)
+        for members in fresh:
+            for audit in audits:
+                audit.add(_array(members))
+
+    def also_known(self, population: frozenset[int]) -> None:
+        """Audit as well as if the project knew the count of `population` (the site's
+        persons, which the hub may know without asking): a count must give no small group
+        away either way, since taking an unknown count as known would hide what it adds."""
+        if population:
+            self._population = deepcopy(self._audit())
+            self._population.add(_array(population))
 
     def _kept(self) -> list[frozenset[int]]:
         if self._released is None:
@@ -97,8 +131,18 @@ class ReleaseGuard:
                 blobs = conn.execute(
                     select(released_set.c.members).where(released_set.c.project == self.project)
                 ).scalars()
-                self._released = [_unpack(b) for b in blobs]
+                self._loaded = [_unpack(b) for b in blobs]
+            self._released = [frozenset(a.tolist()) for a in self._loaded]
         return self._released
+
+    def _audits(self) -> list[Released]:
+        return [self._audit(), *([self._population] if self._population is not None else [])]
+
+    def _audit(self) -> Released:
+        if self._released_audit is None:
+            self._kept()
+            self._released_audit = Released(self._loaded)
+        return self._released_audit
 
     def remember(self, sets: list[frozenset[int]], *, counted: bool = True) -> None:
         """Keep that this query was answered (unless not `counted` against the budget: a
@@ -123,14 +167,14 @@ class ReleaseGuard:
             if rows:
                 conn.execute(insert(released_set), rows)
 
-    def _small(self, n: int) -> bool:
-        return 0 < n < self.threshold
+
+def _array(members: frozenset[int]) -> np.ndarray:
+    return np.sort(np.fromiter(members, dtype=np.int64, count=len(members)))
 
 
 def _pack(members: frozenset[int]) -> bytes:
-    ids = np.array(sorted(members), dtype=np.int64)
-    return zlib.compress(np.diff(ids, prepend=0).tobytes())
+    return zlib.compress(np.diff(_array(members), prepend=0).tobytes())
 
 
-def _unpack(blob: bytes) -> frozenset[int]:
-    return frozenset(np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64)).tolist())
+def _unpack(blob: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))

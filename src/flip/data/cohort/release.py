@@ -13,7 +13,7 @@ from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.cohort.definition import CohortDefinition
 from flip.data.cohort.disclosure import SiteCount, rounded, suppress, suppress_bins
 from flip.data.cohort.guard import ReleaseGuard
-from flip.data.cohort.sql import cohort
+from flip.data.cohort.sql import cohort, population
 from flip.stats.attrition import WITHHELD
 from flip.stats.suppression import hidden, is_small
 
@@ -32,14 +32,17 @@ def release(
     """The count and, when the count itself is released, the asked-for histograms; for a
     Circe cohort, its attrition (`released_steps`).
 
-    With a guard: refuse once the project's budget is spent or when the total would
-    isolate fewer than `threshold` persons against a count released before (that refusal
-    spends a query of the budget too); suppress a bin
-    that would, against those or another breakdown's bins in this answer (then the
-    secondary suppression), and remember what was released.
+    With a guard: refuse once the project's budget is spent or when the total would, with
+    the counts released before (and the site's total, which the hub may know), tell the
+    size of a group of fewer than `threshold` persons (that refusal spends a query of the
+    budget too); suppress a bin that would, against those or another breakdown's bins in
+    this answer (then the secondary suppression; and every bin when the shown ones would
+    together), and remember what was released.
     """
     if guard is not None and (problem := guard.budget_problem()):
         raise Refused(problem)
+    if guard is not None:
+        guard.also_known(population(store))
     found = cohort(store, definition)
     released = suppress(len(found.members), threshold)
     sets: list[frozenset[int]] = []
@@ -47,10 +50,12 @@ def release(
         if guard is not None and guard.isolates(found.members):
             guard.remember([])  # the refusal tells that a small group exists: it costs a query
             raise Refused(
-                f"its cohort differs from one this project was already given by fewer than "
-                f"{threshold} persons"
+                "its count, with those this project was already given, would tell the size "
+                f"of a group of fewer than {threshold} persons"
             )
         sets.append(found.members)
+        if guard is not None:
+            guard.hold(sets)
         for by, cells in found.cells.items():
             bins, shown = _bins(cells, threshold, guard)
             released.histograms[by] = {k: rounded(v, round_to, threshold) for k, v in bins.items()}
@@ -59,8 +64,10 @@ def release(
                 guard.hold(shown)
         released.count = rounded(released.count, round_to, threshold)
     if found.steps:
-        steps_guard = guard or _scratch_guard(threshold)
-        steps_guard.hold(sets[:1])
+        steps_guard = guard
+        if steps_guard is None:
+            steps_guard = _scratch_guard(threshold)
+            steps_guard.hold(sets[:1])
         released.attrition, shown = released_steps(found.steps, threshold, steps_guard, round_to)
         sets += shown
     if guard is not None:
@@ -82,9 +89,10 @@ def released_steps(
 ) -> tuple[list[int | str], list[frozenset[int]]]:
     """Each attrition step's count as released, and the sets whose counts that gives away.
 
-    A small count is hidden ("<10"); a step whose persons differ by 1 to threshold - 1 from
-    a set released before (an earlier step, this answer's count, or with the site's guard any
-    count the project was given) is withheld; the rest are rounded as `round_to` says.
+    A small count is hidden ("<10"); a step the guard finds isolating against the sets
+    released before (earlier steps, this answer's count, or with the site's guard any count
+    the project was given: by difference or by inclusion-exclusion) is withheld; the rest
+    are rounded as `round_to` says.
     """
     if any(not later <= earlier for earlier, later in pairwise(steps)):
         raise ValueError("each attrition step must keep only persons of the step before")
@@ -109,7 +117,7 @@ def _bins(
     """A breakdown's bins as released, and the sets of persons their counts give away: each
     shown bin's, and the hidden bins' together (the total less the shown bins).
 
-    A bin that isolates is hidden; when the hidden bins together would, every bin is.
+    A bin that isolates is hidden; when what is left to show would, all together, every bin is.
     """
     isolates = guard.isolates if guard is not None else lambda _: False
     hidden = {k for k, v in cells.items() if isolates(v)}
@@ -118,6 +126,6 @@ def _bins(
     if not shown:
         return bins, []
     gone = frozenset().union(*(cells[k] for k, v in bins.items() if v is None))
-    if isolates(gone):
+    if guard is not None and guard.isolates_together([*shown, gone]):
         return dict.fromkeys(bins), []
     return bins, [*shown, gone]

@@ -157,6 +157,13 @@ def cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> Coho
     )
 
 
+def population(store: Store) -> frozenset[int]:
+    """Every person of the store, less everyone on the site's opt-out list."""
+    with store.connect() as conn:
+        excluded = opted_out(conn)
+        return frozenset(conn.execute(select(schema.person.c.person_id)).scalars()) - excluded
+
+
 def count_cohort(store: Store, definition: CohortDefinition | CirceDefinition) -> int:
     """How many persons in the store meet the definition (unsuppressed: it stays at the site)."""
     return len(cohort(store, definition).members)

@@ -10,6 +10,7 @@ from flip.data.cohort.circe.run import run_circe
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.cohort.optout import opted_out
 from flip.data.cohort.release import Refused, released_steps
+from flip.data.cohort.sql import population
 
 
 def attrition_steps(store: Store, definition: CirceDefinition) -> list[frozenset[int]]:
@@ -32,7 +33,10 @@ def step_names(definition: CirceDefinition) -> list[str]:
 def site_attrition(
     store: Store, definition: CirceDefinition, min_cell: int, guard: ReleaseGuard | None = None
 ) -> list[int | str]:
-    """The site's attrition as it releases it (`release_steps`)."""
+    """The site's attrition as it releases it (`release_steps`); with a guard, the site's
+    persons are audited as a count the project may know."""
+    if guard is not None:
+        guard.also_known(population(store))
     return release_steps(attrition_steps(store, definition), min_cell, guard)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -87,6 +88,28 @@ class TokenRequest(BaseModel):
     password: str | None = Field(
         None, max_length=256, description="The caller's password: needed from a session."
     )
+
+
+class NamedTokenIn(TokenRequest):
+    #: What the token is for (a laptop, a CI job): unique among the user's tokens.
+    name: str = Name
+
+
+class ApiTokenInfo(BaseModel):
+    id: int
+    name: str
+    prefix: str | None = Field(description="The token's first characters (its name, not it).")
+    created_at: datetime | None = Field(description="None for a token older than the hub's 0020.")
+    expires_at: datetime | None
+    state: Literal["active", "expired"]
+
+
+class ApiTokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    expires_at: datetime
+    token: str = Field(description="Shown once; the hub keeps only its hash.")
 
 
 class TokenOut(BaseModel):

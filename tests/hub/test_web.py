@@ -400,6 +400,18 @@ def test_a_token_revoke_form_cannot_end_another_users_token(web):
     assert "ci" in _token_rows(bob)
 
 
+def test_an_admin_disabling_a_user_on_the_web_ends_every_token_they_hold(web, admin):
+    dora = person(web, "dora-web")
+    tokens = [re.search(r'id="new-token">([^<\s]+)<', _new_token(dora, n).text)[1] for n in "ab"]
+    assert all(web.call("GET", "/projects/999", t).status_code == 404 for t in tokens)
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'dora-web'").scalar()
+    assert admin.post(f"/admin/users/{uid}/disable", {}, page="/admin/users").status_code == 303
+    for token in [*tokens, dora.token]:
+        assert web.call("GET", "/projects/999", token).status_code == 401
+    assert dora.http.get("/account").status_code in (303, 401), "the web session ended too"
+
+
 def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
     created = admin.post("/admin/sites", {"name": "north"}, page="/admin/sites")
     token = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)

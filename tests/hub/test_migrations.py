@@ -1,20 +1,26 @@
 """Hub migrations: a fresh database gets the models' schema exactly; re-running is a no-op."""
 
+from datetime import timedelta
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from flip.hub.db import connect, metadata
+from flip.hub.app import create_app
+from flip.hub.auth import new_token, token_hash
+from flip.hub.db import connect, metadata, now
 from flip.hub.migrate import upgrade
+
+HEAD = "0020"
 
 
 def test_migrated_database_matches_the_models(hub_db_url):
     engine = connect(hub_db_url)
     connect(hub_db_url).dispose()
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0019"
-        ]
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        assert versions == [HEAD]
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == [], "the models changed: write a migration with flip.hub.migrate.revision"
     engine.dispose()
@@ -35,7 +41,47 @@ def test_an_existing_database_is_upgraded_not_rebuilt(tmp_path):
     again = create_engine(url)
     connect(url).dispose()
     with again.connect() as conn:
-        rows = conn.execute(text("SELECT name, token_expires_at, password_hash FROM users")).all()
-        assert rows == [("kept", None, None)]
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0019"
+        rows = conn.execute(text("SELECT name, role, password_hash FROM users")).all()
+        assert rows == [("kept", "viewer", None)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
     again.dispose()
+
+
+def test_upgrading_from_0019_carries_each_users_token_over_as_its_hash(hub_db_url):
+    """0020 moves the one token per user into named tokens: the token keeps working, only
+    its hash is stored, and a revoked user's token is not carried over."""
+    token, revoked = new_token("flip_u"), new_token("flip_u")
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0019")
+    made, expires = now() - timedelta(days=1), now() + timedelta(days=30)
+    with engine.begin() as conn:
+        insert = text(
+            "INSERT INTO users (name, role, token_hash, token_prefix, token_created_at,"
+            " token_expires_at, revoked_at, created_at)"
+            " VALUES (:name, 'researcher', :hash, :prefix, :made, :expires, :revoked, :made)"
+        )
+        conn.execute(
+            insert,
+            {"name": "kept", "hash": token_hash(token), "prefix": token[:12], "made": made}
+            | {"expires": expires, "revoked": None},
+        )
+        conn.execute(
+            insert,
+            {"name": "gone", "hash": token_hash(revoked), "prefix": None, "made": made}
+            | {"expires": expires, "revoked": made},
+        )
+    engine.dispose()
+    app = create_app(hub_db_url)
+    with app.state.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+        rows = conn.execute(text("SELECT name, token_hash, prefix FROM api_tokens")).all()
+    assert [(r.token_hash, r.prefix) for r in rows] == [(token_hash(token), token[:12])]
+    with TestClient(app) as http:
+        kept = http.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+        assert kept.status_code == 200, kept.text
+        listed = http.get("/api/v1/users/1/tokens", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200, listed.text
+        assert [(t["name"], t["state"]) for t in listed.json()] == [("default", "active")]
+        dead = http.get("/api/v1/projects", headers={"Authorization": f"Bearer {revoked}"})
+        assert dead.status_code == 401
+    app.state.engine.dispose()

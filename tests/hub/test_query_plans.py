@@ -2,7 +2,7 @@
 
 from sqlalchemy import event, text
 
-from flip.hub.auth import Principal
+from flip.hub.auth import Principal, _callers
 from flip.hub.db import connect
 from flip.hub.routes.agent import _work
 
@@ -35,3 +35,14 @@ def test_a_sites_work_is_found_without_scanning_other_sites_rows(tmp_path):
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert version >= "0008"  # migrated past 0008, which adds the per-site indexes
     engine.dispose()
+
+
+def test_a_callers_token_is_found_in_one_statement_through_indexes(tmp_path):
+    """Sessions, named API tokens and site credentials: one statement, no table scanned."""
+    engine = connect(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    query = _callers("ab" * 32).compile(engine, compile_kwargs={"literal_binds": True})
+    with engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")]
+    engine.dispose()
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    assert any("api_tokens USING INDEX" in step for step in plan), plan

@@ -27,6 +27,9 @@ MATRIX = {
     ("PUT", "/api/v1/users/{user_id}/password"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
+    ("GET", "/api/v1/users/{user_id}/tokens"): OWNERS,
+    ("POST", "/api/v1/users/{user_id}/tokens"): OWNERS,
+    ("DELETE", "/api/v1/users/{user_id}/tokens/{token_id}"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/restore"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
     ("DELETE", "/api/v1/sites/{site_id}/signing-key"): {"admin"},
@@ -104,6 +107,7 @@ BODIES = {
     "/api/v1/agent/hub-heads/check": {"heads": []},
     "/api/v1/agent/certificates/{run_id}": {"signature": "AAAA"},
     "/api/v1/users/{user_id}/role": {"role": "viewer"},
+    "/api/v1/users/{user_id}/tokens": {"name": "laptop"},
 }
 
 
@@ -130,6 +134,7 @@ def world(hub, n: int):
         "POST", "/users", hub.admin, json={"name": f"sam{n}", "role": "site_admin", "site": f"b{n}"}
     ).json()["token"]
     owner = tokens["owner"]
+    spare = hub.call("POST", f"/users/{created['id']}/tokens", owner, json={"name": "spare"})
     pid = hub.call("POST", "/projects", owner, json={"name": "p"}).json()["id"]
     hub.call("POST", f"/projects/{pid}/members", owner, json={"users": [f"mia{n}", f"vic{n}"]})
     second = hub.call("POST", "/users", hub.admin, json={"name": f"mo{n}", "role": "researcher"})
@@ -151,6 +156,7 @@ def world(hub, n: int):
         "query_id": qid,
         "run_id": rid,
         "user_id": created["id"],
+        "token_id": spare.json()["id"],
         "site_id": other_site,
         "member_id": second.json()["id"],
         "model_id": registered_model(hub, pid),

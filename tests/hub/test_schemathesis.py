@@ -14,11 +14,11 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import update
+from sqlalchemy import delete, insert, select, update
 
 from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.auth import token_hash
-from flip.hub.db import metadata, sites, users
+from flip.hub.db import api_tokens, metadata, sites, users
 from flip.hub.transactions import CREDENTIALS
 
 CONFORMANCE = [
@@ -85,11 +85,11 @@ class World:
                 )
             else:
                 name = {"admin": "admin", "site_admin": "sam"}.get(role, role)
-                conn.execute(
-                    update(users)
-                    .where(users.c.name == name)
-                    .values(token_hash=token_hash(token), token_expires_at=None)
-                )
+                uid = conn.execute(select(users.c.id).where(users.c.name == name)).scalar_one()
+                digest = token_hash(token)
+                conn.execute(delete(api_tokens).where(api_tokens.c.token_hash == digest))
+                revived = {"user_id": uid, "name": "revived", "token_hash": digest}
+                conn.execute(insert(api_tokens).values(revived))
         APP.state.turns.changed(CREDENTIALS)
         return token
 

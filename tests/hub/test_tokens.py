@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from flip.hub.app import bootstrap_admin, create_app
-from flip.hub.db import now, sessions, users
+from flip.hub.db import api_tokens, now, sessions, users
 from flip.hub.routes.sessions import WRONG_LOGIN
 
 
@@ -28,9 +28,9 @@ def test_user_tokens_expire_rotate_and_are_revoked(hub):
     fresh = new.json()["token"]
     with hub.app.state.engine.begin() as conn:
         conn.execute(
-            update(users)
-            .where(users.c.id == uid)
-            .values(token_expires_at=now() + timedelta(seconds=1))
+            update(api_tokens)
+            .where(api_tokens.c.user_id == uid)
+            .values(expires_at=now() + timedelta(seconds=1))
         )
     assert hub.call("POST", "/projects", fresh, json={"name": "p"}).status_code == 201
     time.sleep(1.1)

@@ -346,38 +346,70 @@ def test_run_page_draws_the_rounds_and_offers_downloads(web):
     assert web.call("GET", f"/runs/{run['id']}", owner.token).json()["status"] == "cancelled"
 
 
+def _new_token(browser: Browser, name: str, days: int = 7):
+    form = {"name": name, "password": PASSWORD, "expires_in_days": days}
+    return browser.post("/account/tokens", form, page="/account")
+
+
+def _token_rows(browser: Browser) -> dict[str, str]:
+    """The account page's token rows by the token's name."""
+    page = browser.http.get("/account").text
+    rows = re.findall(r'<tr id="token-\d+">(.*?)</tr>', page, re.S)
+    return {re.search(r'<th scope="row">([^<]+)</th>', row)[1]: row for row in rows}
+
+
 def test_account_token_is_capped_by_the_hub_policy_and_revocable(web):
     tess = person(web, "tess")
     cap = web.app.state.policy.max_token_days
-    over = tess.post(
-        "/account/token", {"password": PASSWORD, "expires_in_days": cap + 1}, page="/account"
-    )
+    over = _new_token(tess, "laptop", cap + 1)
     assert over.status_code == 422 and "limit" in over.text
-    made = tess.post(
-        "/account/token", {"password": PASSWORD, "expires_in_days": 7}, page="/account"
-    )
+    made = _new_token(tess, "laptop")
     token = re.search(r'id="new-token">([^<\s]+)<', made.text).group(1)
     assert web.call("GET", "/projects/999", token).status_code == 404
-    tess.post("/account/token/revoke", page="/account")
+    revoke = re.search(r'action="(/account/tokens/\d+/revoke)"', _token_rows(tess)["laptop"])[1]
+    tess.post(revoke, page="/account")
     assert web.call("GET", "/projects/999", token).status_code == 401
     assert tess.http.get("/account").status_code == 200, "the web session goes on"
 
 
-def test_account_lists_the_token_by_prefix_with_its_dates_and_a_revoke_button_in_its_row(web):
+def test_account_lists_each_named_token_with_its_dates_and_a_revoke_button_in_its_row(web):
     tess = person(web, "tessa")
-    made = tess.post(
-        "/account/token", {"password": PASSWORD, "expires_in_days": 7}, page="/account"
-    )
-    token = re.search(r'id="new-token">([^<\s]+)<', made.text).group(1)
-    listed = tess.http.get("/account").text
-    row = re.search(r'<tr id="token-row">(.*?)</tr>', listed, re.S).group(1)
-    assert token[:12] in row and token not in listed, "the prefix names it; the token is not shown"
-    created, expires = re.findall(r"<time datetime=\"([^\"]+)\"", row)[:2]
-    assert created < expires, "created, then expires 7 days on"
-    assert 'action="/account/token/revoke"' in row and "active" in row
-    tess.post("/account/token/revoke", page="/account")
-    row = re.search(r'<tr id="token-row">(.*?)</tr>', tess.http.get("/account").text, re.S)
-    assert "ended" in row.group(1) and "/account/token/revoke" not in row.group(1)
+    made = {name: _new_token(tess, name) for name in ("laptop", "ci")}
+    tokens = {n: re.search(r'id="new-token">([^<\s]+)<', r.text)[1] for n, r in made.items()}
+    rows = _token_rows(tess)
+    page = tess.http.get("/account").text
+    for name in ("laptop", "ci"):
+        row = rows[name]
+        assert tokens[name][:12] in row and tokens[name] not in page, "named by prefix only"
+        created, expires = re.findall(r"<time datetime=\"([^\"]+)\"", row)[:2]
+        assert created < expires, "created, then expires 7 days on"
+        assert re.search(r'action="/account/tokens/\d+/revoke"', row) and "active" in row
+    revoke = re.search(r'action="(/account/tokens/\d+/revoke)"', rows["laptop"])[1]
+    assert tess.post(revoke, page="/account").status_code == 303
+    assert set(_token_rows(tess)) == set(rows) - {"laptop"}
+    assert web.call("GET", "/projects/999", tokens["laptop"]).status_code == 401
+    assert web.call("GET", "/projects/999", tokens["ci"]).status_code == 404, "ci still works"
+
+
+def test_a_token_revoke_form_cannot_end_another_users_token(web):
+    ann, bob = person(web, "ann-web"), person(web, "bob-web")
+    _new_token(bob, "ci")
+    bobs = re.search(r'action="/account/tokens/(\d+)/revoke"', _token_rows(bob)["ci"])[1]
+    refused = ann.post(f"/account/tokens/{bobs}/revoke", page="/account")
+    assert refused.status_code == 404
+    assert "ci" in _token_rows(bob)
+
+
+def test_an_admin_disabling_a_user_on_the_web_ends_every_token_they_hold(web, admin):
+    dora = person(web, "dora-web")
+    tokens = [re.search(r'id="new-token">([^<\s]+)<', _new_token(dora, n).text)[1] for n in "ab"]
+    assert all(web.call("GET", "/projects/999", t).status_code == 404 for t in tokens)
+    with web.app.state.engine.connect() as conn:
+        uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'dora-web'").scalar()
+    assert admin.post(f"/admin/users/{uid}/disable", {}, page="/admin/users").status_code == 303
+    for token in [*tokens, dora.token]:
+        assert web.call("GET", "/projects/999", token).status_code == 401
+    assert dora.http.get("/account").status_code in (303, 401), "the web session ended too"
 
 
 def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
@@ -768,8 +800,8 @@ WEB_MATRIX = {
     ("POST", "/signout"): SIGNED_IN,  # tested in the sign-in test: it ends the session
     ("GET", "/account"): SIGNED_IN,
     ("POST", "/account/password"): SIGNED_IN,
-    ("POST", "/account/token"): SIGNED_IN,
-    ("POST", "/account/token/revoke"): SIGNED_IN,
+    ("POST", "/account/tokens"): SIGNED_IN,
+    ("POST", "/account/tokens/{token_id}/revoke"): SIGNED_IN,
     ("GET", "/projects"): SIGNED_IN,
     ("POST", "/projects"): {"admin", "owner", "member", "researcher"},
     ("GET", "/projects/{project_id}"): READERS,
@@ -824,7 +856,7 @@ QUERIES = {
 FORMS = {
     "/signin": {"name": "nobody", "password": "x"},
     "/account/password": {"current_password": "wrong", "password": "short"},
-    "/account/token": {"password": "wrong", "expires_in_days": "0"},
+    "/account/tokens": {"name": "t", "password": "wrong", "expires_in_days": "0"},
     "/projects": {"name": "p"},
     "/projects/{project_id}/sites": {"site": "matrix-site"},
     "/projects/{project_id}/members": {"user": "matrix-extra"},
@@ -877,6 +909,7 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(
 ):
     monkeypatch.setattr(live, "LIFETIME", 0.5)  # a live page's stream ends after one look
     browsers = {"admin": admin, "anonymous": Browser(web.app)}
+    names = {"admin": "admin", "anonymous": "admin"}  # the anonymous try the admin's token
     for role, name, kind in (
         ("owner", "m-owner", "researcher"),
         ("member", "m-member", "researcher"),
@@ -885,6 +918,7 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(
         ("stranger", "m-stranger", "viewer"),
     ):
         browsers[role] = person(web, name, kind)
+        names[role] = name
     owner = browsers["owner"]
     web.site("matrix-site")
     web.user("matrix-extra", "researcher")
@@ -903,11 +937,24 @@ def test_each_role_is_allowed_or_denied_on_every_page_as_declared(
     qid = web.call(
         "POST", f"/projects/{pid}/queries", owner.token, json={"name": "q", "definition": {}}
     ).json()["id"]
+    own_tokens = _spare_tokens(web, names)
     with registry_at(web, tmp_path / "models"):
-        _matrix(web, browsers, pid, qid, victim.json()["id"], site_id, owner)
+        _matrix(web, browsers, pid, qid, victim.json()["id"], site_id, owner, own_tokens)
 
 
-def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
+def _spare_tokens(web, names: dict[str, str]) -> dict[str, int]:
+    """For each role (its user's name), the id of a spare API token of its own."""
+    out = {}
+    for role, name in names.items():
+        with web.app.state.engine.connect() as conn:
+            uid = conn.exec_driver_sql("SELECT id FROM users WHERE name = ?", (name,)).scalar()
+        made = web.call("POST", f"/users/{uid}/tokens", web.admin, json={"name": f"m-{role}"})
+        assert made.status_code == 201, made.text
+        out[role] = made.json()["id"]
+    return out
+
+
+def _matrix(web, browsers, pid, qid, user_id, site_id, owner, own_tokens):
     model_id = registered_model(web, pid)
     asked = {"name": "m-queued", "email": "q@example.org", "organisation": "o", "reason": "r"}
     browsers["anonymous"].post("/request-account", asked, page="/request-account")
@@ -937,7 +984,8 @@ def _matrix(web, browsers, pid, qid, user_id, site_id, owner):
         for role in ROLES:
             browser = browsers[role]
             run = runs.pop()
-            url = path.format(**ids, run_id=run) + QUERIES.get(path, "")
+            url = path.format(**ids, run_id=run, token_id=own_tokens[role])
+            url += QUERIES.get(path, "")
             if method == "GET":
                 response = browser.http.get(url)
             else:

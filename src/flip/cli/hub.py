@@ -277,7 +277,7 @@ def users_revoke(
     name: Annotated[str, typer.Argument(help="The user's name.")],
     db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
 ) -> None:
-    """End every credential of a user (API token, sessions, password login) until restored."""
+    """End every credential of a user (all API tokens, sessions, password login) until restored."""
     from flip.cli.errors import one_line_errors
     from flip.hub import access
     from flip.hub.db import connect

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select, update
 
-from flip.hub import audit
-from flip.hub.auth import new_token, token_hash, user_token_columns
+from flip.hub import api_tokens, audit
 from flip.hub.db import now, sessions, users
 
 
@@ -23,38 +22,20 @@ def find_user(conn: Connection, user: int | str):
 
 
 def revoke(conn: Connection, user: int | str, actor: str) -> None:
-    """End every credential of the user: the API token, all sessions and password login."""
+    """End every credential of the user: all API tokens, all sessions and password login."""
     row = find_user(conn, user)
-    conn.execute(
-        update(users)
-        .where(users.c.id == row.id)
-        .values(
-            token_hash=token_hash(new_token("revoked")), token_expires_at=now(), revoked_at=now()
-        )
-    )
+    conn.execute(update(users).where(users.c.id == row.id).values(revoked_at=now()))
+    api_tokens.end_all(conn, row.id)
     conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
     audit.append(conn, actor, "user.token.revoke", f"user:{row.name}")
 
 
 def restore(conn: Connection, user: int | str, actor: str, days: int) -> tuple[int, str, str]:
-    """Give a revoked user access again with a new API token of `days`: (id, name, token)."""
+    """Give a revoked user access again with one new API token ("restored") of `days`:
+    (id, name, token). No token they held before comes back."""
     row = find_user(conn, user)
-    token = new_token("flip_u")
-    conn.execute(
-        update(users)
-        .where(users.c.id == row.id)
-        .values(**user_token_columns(token, days), revoked_at=None)
-    )
+    api_tokens.end_all(conn, row.id)
+    token = api_tokens.mint(conn, row.id, "restored", days).token
+    conn.execute(update(users).where(users.c.id == row.id).values(revoked_at=None))
     audit.append(conn, actor, "user.restore", f"user:{row.name}", {"days": days})
     return row.id, row.name, token
-
-
-def end_token(conn: Connection, user_id: int, actor: str) -> None:
-    """End the user's API token alone (their password sign-in goes on working)."""
-    row = find_user(conn, user_id)
-    conn.execute(
-        update(users)
-        .where(users.c.id == row.id)
-        .values(token_hash=token_hash(new_token("ended")), token_expires_at=now())
-    )
-    audit.append(conn, actor, "user.token.end", f"user:{row.name}")

@@ -14,9 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, insert, select
 
 from flip import __version__
-from flip.hub import audit
+from flip.hub import api_tokens, audit
 from flip.hub.api_docs import add_docs
-from flip.hub.auth import new_token, user_token_columns
 from flip.hub.concepts import load_concepts
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
@@ -36,6 +35,7 @@ from flip.hub.routes import (
     projects,
     quality,
     sessions,
+    tokens,
 )
 from flip.hub.transactions import Fresh, Writer, WriteTurns
 from flip.hub.web import add_web
@@ -132,7 +132,8 @@ def create_app(
     )
     app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body, error_page=error_page)
-    routers = (admin, sessions, activity, projects, listings, agent, models, analyses, quality)
+    routers = (admin, tokens, sessions, activity, projects, listings, agent, models, analyses)
+    routers += (quality,)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERRORS)
 
@@ -164,13 +165,7 @@ def bootstrap_admin(
     with engine.begin() as conn:
         if conn.execute(select(users.c.id).where(users.c.role == "admin")).first():
             return None
-        token = new_token("flip_u")
-        conn.execute(
-            insert(users).values(
-                name=name,
-                role="admin",
-                **user_token_columns(token, days),
-            )
-        )
+        uid = conn.execute(insert(users).values(name=name, role="admin")).inserted_primary_key[0]
+        token = api_tokens.mint(conn, uid, "default", days).token
         audit.append(conn, "hub", "user.create", f"user:{name}", {"role": "admin"})
         return token

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import false, literal, null, select, union_all
 
-from flip.hub.db import now, sessions, sites, users
+from flip.hub.db import api_tokens, now, sessions, sites, users
 from flip.hub.transactions import CREDENTIALS, reading
 
 ROLES = ("admin", "researcher", "viewer", "site_admin")
@@ -25,21 +24,6 @@ def new_token(prefix: str) -> str:
 def token_hash(token: str) -> str:
     """How a token is stored: its SHA-256 (tokens are random, so no salt is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-#: How many of a user's API token's first characters the hub keeps to name it.
-PREFIX_LENGTH = 12
-
-
-def user_token_columns(token: str, days: int) -> dict[str, object]:
-    """The users columns that hold a new API token living `days`: its hash, prefix and dates."""
-    made = now()
-    return {
-        "token_hash": token_hash(token),
-        "token_prefix": token[:PREFIX_LENGTH],
-        "token_created_at": made,
-        "token_expires_at": made + timedelta(days=days),
-    }
 
 
 @dataclass(frozen=True)
@@ -64,7 +48,8 @@ class Principal:
 
 
 def _callers(digest: str):
-    """The sessions, users and sites whose token hashes to `digest`, in one query."""
+    """The sessions, users (by one of their API tokens) and sites whose token hashes to
+    `digest`, in one query."""
     return union_all(
         select(
             literal("session").label("kind"),
@@ -88,12 +73,14 @@ def _callers(digest: str):
             users.c.role,
             null(),
             users.c.site_id,
-            users.c.token_expires_at,
+            api_tokens.c.expires_at,
             literal("active"),
             users.c.revoked_at,
             false(),
             users.c.password_one_time,
-        ).where(users.c.token_hash == digest),
+        )
+        .join(users, users.c.id == api_tokens.c.user_id)
+        .where(api_tokens.c.token_hash == digest),
         select(
             literal("site"),
             sites.c.id,

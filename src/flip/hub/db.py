@@ -44,12 +44,6 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False, unique=True),
     Column("role", String(20), nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("token_expires_at", DateTime),
-    #: The API token's first characters (`flip_u_` and five more) and when it was made: how
-    #: the account page names it (the token itself is stored only as its hash).
-    Column("token_prefix", String(16)),
-    Column("token_created_at", DateTime),
     Column("password_hash", String(200)),
     Column("site_id", ForeignKey("sites.id", name="fk_users_site_id")),
     _created(),
@@ -64,6 +58,22 @@ users = Table(
     Column("recovery_codes", Text),
     #: The password is one an admin's web page made: the user must choose their own.
     Column("password_one_time", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+#: Users' named API tokens (a laptop, a CI job), each stored as its hash; revoking one
+#: deletes its row. `prefix` (`flip_u_` and five more) and the dates name it on the account
+#: page; tokens carried over from before 0020 may lack them.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("users.id", name="fk_api_tokens_user_id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16)),
+    Column("created_at", DateTime),
+    Column("expires_at", DateTime),
+    UniqueConstraint("user_id", "name", name="uq_api_tokens_user_name"),
 )
 
 #: Sessions opened by password login: a token (hashed) that expires within hours.

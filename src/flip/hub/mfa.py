@@ -17,7 +17,7 @@ import qrcode
 import qrcode.image.svg
 from sqlalchemy import Connection, delete, select, update
 
-from flip.hub import audit
+from flip.hub import api_tokens, audit
 from flip.hub.db import now, sessions, users
 
 ISSUER = "FLIP hub"
@@ -69,8 +69,9 @@ class StaleEnrolment(Exception):
     revoked, or TOTP already on. They sign in again."""
 
 
-def enrolment_state(password_hash: str | None, token_hash: str) -> str:
-    """What a pending enrolment is bound to: the user's password and API token as they were."""
+def enrolment_state(password_hash: str | None, token_hash: str | None) -> str:
+    """What a pending enrolment is bound to: the user's password and newest API token (its
+    hash) as they were."""
     return hashlib.sha256(f"{password_hash}\n{token_hash}".encode()).hexdigest()
 
 
@@ -79,7 +80,10 @@ def may_enrol(conn: Connection, user_id: int, state: str) -> bool:
     token their enrolment began with (`state`, from `enrolment_state`)."""
     row = conn.execute(
         select(
-            users.c.password_hash, users.c.token_hash, users.c.revoked_at, users.c.totp_secret
+            users.c.password_hash,
+            api_tokens.newest_hash(users.c.id).label("token_hash"),
+            users.c.revoked_at,
+            users.c.totp_secret,
         ).where(users.c.id == user_id)
     ).first()
     return (

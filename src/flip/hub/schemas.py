@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    field_validator,
+    model_validator,
+)
 
 from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
 from flip.stats.attrition import circe_expression, is_released_step
@@ -87,6 +96,32 @@ class TokenRequest(BaseModel):
     password: str | None = Field(
         None, max_length=256, description="The caller's password: needed from a session."
     )
+
+
+#: A time the hub stores naive in UTC, answered with its zone (RFC 3339 `date-time`).
+UtcTime = Annotated[datetime, AfterValidator(lambda t: t if t.tzinfo else t.replace(tzinfo=UTC))]
+
+
+class NamedTokenIn(TokenRequest):
+    #: What the token is for (a laptop, a CI job): unique among the user's tokens.
+    name: str = Name
+
+
+class ApiTokenInfo(BaseModel):
+    id: int
+    name: str
+    prefix: str | None = Field(description="The token's first characters (its name, not it).")
+    created_at: UtcTime | None = Field(description="None for a token older than the hub's 0020.")
+    expires_at: UtcTime | None
+    state: Literal["active", "expired"]
+
+
+class ApiTokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    expires_at: UtcTime
+    token: str = Field(description="Shown once; the hub keeps only its hash.")
 
 
 class TokenOut(BaseModel):

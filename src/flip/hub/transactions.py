@@ -32,7 +32,7 @@ READ_ONLY = "flip_read_only"
 
 #: The scope retired when a write touches a table that says who a caller is.
 CREDENTIALS = "credentials"
-CREDENTIAL_TABLES = frozenset({"users", "sessions", "sites"})
+CREDENTIAL_TABLES = frozenset({"users", "api_tokens", "sessions", "sites"})
 #: Where a writer connection collects the tables its transaction writes.
 _WRITTEN = "flip_written_tables"
 

@@ -10,8 +10,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.fl.runtime.flower import DeploymentError
-from flip.hub import access, anchors, audit
-from flip.hub.auth import Admin, Caller, new_token, token_hash, user_token_columns
+from flip.hub import access, anchors, api_tokens, audit
+from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import sites, users
 from flip.hub.federation import Federation
 from flip.hub.routes.sessions import confirm_password
@@ -46,7 +46,6 @@ async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
     password = await request.app.state.passwords.hash(body.password) if body.password else None
 
     def job(conn: Connection) -> TokenOut:
-        token = new_token("flip_u")
         site_id = None
         if body.site is not None:
             site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
@@ -58,13 +57,13 @@ async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
                     insert(users).values(
                         name=body.name,
                         role=body.role,
-                        **user_token_columns(token, days),
                         password_hash=password,
                         site_id=site_id,
                     )
                 ).inserted_primary_key[0]
         except IntegrityError:
             raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.name} exists") from None
+        token = api_tokens.mint(conn, uid, "default", days).token
         audit.append(conn, who.label, "user.create", f"user:{body.name}", {"role": body.role})
         return TokenOut(id=uid, name=body.name, token=token)
 
@@ -141,7 +140,8 @@ def _user(conn: Connection, user_id: int):
 async def rotate_token(
     user_id: PathId, request: Request, who: Caller, body: TokenRequest | None = None
 ) -> TokenOut:
-    """A new token for a user (an admin, or the user themself); the old one stops working.
+    """A new API token ("default") for a user (an admin, or the user themself) that replaces
+    every token they have: all the others stop working. `POST /users/{id}/tokens` adds one.
 
     Its lifetime is at most the hub's cap; from a session, the caller's password is needed.
     """
@@ -158,10 +158,8 @@ async def rotate_token(
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
             )
-        token = new_token("flip_u")
-        conn.execute(
-            update(users).where(users.c.id == user_id).values(**user_token_columns(token, days))
-        )
+        api_tokens.end_all(conn, user_id)
+        token = api_tokens.mint(conn, user_id, "default", days).token
         audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
         return TokenOut(id=row.id, name=row.name, token=token)
 
@@ -197,7 +195,8 @@ async def set_role(user_id: PathId, body: RoleIn, request: Request, who: Admin) 
 @router.delete("/users/{user_id}/token", status_code=204)
 @writes
 def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
-    """Revoke a user's access: their token, sessions and password login end until restored."""
+    """Revoke a user's access: all their API tokens, sessions and password login end until
+    an admin restores it."""
     _user(conn, user_id)
     access.revoke(conn, user_id, who.label)
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, delete, insert, select, update
 
-from flip.hub import audit, mfa
+from flip.hub import api_tokens, audit, mfa
 from flip.hub.auth import Caller, Principal, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
@@ -32,8 +32,8 @@ WRONG_LOGIN = (
 
 
 async def _stored_hash(request: Request, column, value) -> object:
-    """The user row (id, name, role, password hash, revoked, TOTP on, token hash) found by
-    `column == value`, or None."""
+    """The user row (id, name, role, password hash, revoked, TOTP on, their newest API
+    token's hash) found by `column == value`, or None."""
 
     def read():
         with reading(request.app.state.engine) as conn:
@@ -44,7 +44,7 @@ async def _stored_hash(request: Request, column, value) -> object:
                 users.c.password_hash,
                 users.c.revoked_at,
                 users.c.totp_enabled_at,
-                users.c.token_hash,
+                api_tokens.newest_hash(users.c.id).label("token_hash"),
                 users.c.password_one_time,
             )
             return conn.execute(query.where(column == value)).first()

@@ -1,4 +1,4 @@
-"""The signed-in user's account: password, second factor and API token."""
+"""The signed-in user's account: password, second factor and named API tokens."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from flip.hub import access
-from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
-from flip.hub.schemas import PasswordIn, TokenRequest
+from flip.hub.routes import tokens as tokens_api
+from flip.hub.schemas import NamedTokenIn, PasswordIn, PathId
 from flip.hub.web import reads
 from flip.hub.web.pages import SignedIn, WebRoute, page, read
 from flip.hub.web.security import check_csrf
@@ -19,17 +18,16 @@ from flip.webkit.render import see_other
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
 
+async def _account_page(request: Request, who: SignedIn, **shown: object):
+    mine = await read(request, lambda conn: reads.own_account(conn, who.id))
+    max_days = request.app.state.policy.max_token_days
+    return page(request, "account.html", account=mine, max_days=max_days, **shown)
+
+
 @router.get("/account")
 async def account(request: Request, who: SignedIn, done: str = ""):
     """The account page."""
-    token = await read(request, lambda conn: reads.own_token(conn, who.id))
-    return page(
-        request,
-        "account.html",
-        token=token,
-        done=done,
-        max_days=request.app.state.policy.max_token_days,
-    )
+    return await _account_page(request, who, done=done)
 
 
 @router.post("/account/password")
@@ -45,29 +43,22 @@ async def change_password(
     return see_other("/signin")
 
 
-@router.post("/account/token")
+@router.post("/account/tokens")
 async def new_token(
     request: Request,
     who: SignedIn,
+    name: Annotated[str, Form()],
     password: Annotated[str, Form()],
     expires_in_days: Annotated[int, Form()],
 ):
-    """A new API token (shown once) within the hub's cap; the old one stops working."""
-    body = TokenRequest(expires_in_days=expires_in_days, password=password)
-    out = await admin_api.rotate_token(user_id=who.id, request=request, who=who, body=body)
-    token = await read(request, lambda conn: reads.own_token(conn, who.id))
-    return page(
-        request,
-        "account.html",
-        token=token,
-        shown=out.token,
-        done="",
-        max_days=request.app.state.policy.max_token_days,
-    )
+    """A new named API token (shown once) within the hub's cap, beside the others."""
+    body = NamedTokenIn(name=name, expires_in_days=expires_in_days, password=password)
+    made = await tokens_api.create_token(user_id=who.id, body=body, request=request, who=who)
+    return await _account_page(request, who, done="", shown=made)
 
 
-@router.post("/account/token/revoke")
-async def revoke_token(request: Request, who: SignedIn) -> Response:
-    """End the API token now (web sign-in still works)."""
-    await request.app.state.writer.run(lambda conn: access.end_token(conn, who.id, who.label))
+@router.post("/account/tokens/{token_id}/revoke")
+async def revoke_token(request: Request, who: SignedIn, token_id: PathId) -> Response:
+    """End one API token now (the others and the web sign-in go on); 404 if not the user's."""
+    await tokens_api.revoke_token(user_id=who.id, token_id=token_id, request=request, who=who)
     return see_other("/account?done=token-revoked")

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, or_, select
 
+from flip.hub import api_tokens
 from flip.hub.auth import Principal
 from flip.hub.db import (
     audit,
-    now,
     project_members,
     project_sites,
     projects,
@@ -164,7 +164,6 @@ def all_users(conn: Connection) -> list[dict[str, Any]]:
             users.c.role,
             users.c.created_at,
             users.c.revoked_at,
-            users.c.token_expires_at,
             users.c.totp_enabled_at,
             sites.c.name.label("site"),
         )
@@ -229,23 +228,8 @@ def audit_page(conn: Connection, before: int | None, size: int = 50) -> list[dic
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def own_token(conn: Connection, user_id: int) -> dict[str, Any]:
-    """The user's API token (its prefix, when it was made and expires, its state), and
-    whether TOTP is on."""
-    row = conn.execute(
-        select(
-            users.c.token_prefix,
-            users.c.token_created_at,
-            users.c.token_expires_at,
-            users.c.totp_enabled_at,
-            users.c.revoked_at,
-        ).where(users.c.id == user_id)
-    ).first()
-    if row is None:
-        return {}
-    state = "active"
-    if row.revoked_at is not None:
-        state = "revoked"
-    elif row.token_expires_at is not None and row.token_expires_at < now():
-        state = "ended"
-    return dict(row._mapping) | {"state": state}
+def own_account(conn: Connection, user_id: int) -> dict[str, Any]:
+    """What the account page shows: when TOTP was turned on, and the user's API tokens
+    (`api_tokens.listed`)."""
+    totp = conn.execute(select(users.c.totp_enabled_at).where(users.c.id == user_id)).scalar()
+    return {"totp_enabled_at": totp, "tokens": api_tokens.listed(conn, user_id)}

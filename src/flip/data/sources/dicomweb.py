@@ -44,18 +44,23 @@ class DicomWebError(RuntimeError):
 
 
 def read_server(
-    base_url: str, page: int = 100, session: requests.Session | None = None
+    base_url: str,
+    page: int = 100,
+    session: requests.Session | None = None,
+    attempts: int = 5,
 ) -> Iterator[SourceRecord]:
     """Every instance of every study on the server, studies `page` at a time, as records,
     until a page brings no study not seen before (a server may cap a page below `page`, or
     ignore the offset).
 
-    `session` carries what the PACS needs of each request (credentials, certificates).
+    `session` carries what the PACS needs of each request (credentials, certificates); a
+    request that fails is tried up to `attempts` times, waiting 2, 4, 8… s between tries.
     """
     from dicomweb_client.api import DICOMwebClient
 
     base = base_url.rstrip("/")
     web = DICOMwebClient(url=base, session=session)
+    web.set_http_retry_params(max_attempts=attempts)
     account = SeriesAccount()
     offset = 0
     read: set[str] = set()

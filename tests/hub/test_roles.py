@@ -175,11 +175,12 @@ def test_each_role_is_allowed_or_denied_as_declared(hub, tmp_path):
     n = 0
     for (method, path), allowed in MATRIX.items():
         # A denied call changes nothing, so the roles denied share one world (one let through
-        # fails the test there and then); each allowed role gets its own, as its call may.
+        # fails the test there and then), as do all roles of a GET; each role allowed another
+        # method gets its own world, as its call may change it.
         n += 1
         shared = (n, *world(hub, n))
         for role in (*ROLES, "anonymous"):
-            if role in allowed:
+            if role in allowed and method != "GET":
                 n += 1
                 _check(hub, method, path, allowed, role, n, *world(hub, n))
             else:

@@ -69,7 +69,9 @@ def test_a_pacs_series_reaches_training_as_a_deidentified_volume(
     assert [truth[mrn[p]]["infarct"] for p in data.person_ids] == [bool(v) for v in data.y]
     for row, pid in enumerate(data.person_ids):
         expected = resized(
-            normalised(np.clip(np.rint(studies[mrn[pid]].volume), -1024, 3071), (0, 80)), 4, 8
+            normalised(np.clip(np.rint(studies[mrn[pid]].volume), -1024, 3071), spec.image.window),
+            4,
+            8,
         )
         np.testing.assert_allclose(data.x[row, 2:], expected.reshape(-1), atol=1e-5)
 

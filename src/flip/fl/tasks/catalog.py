@@ -80,22 +80,28 @@ def mace_modal_task(
     return TaskSpec.model_validate(base | {"kind": kind, "name": f"{base['name']}, with {extra}"})
 
 
-#: Radiology: cerebral infarction on a non-contrast head CT (flip synth radiology).
-STROKE_WINDOW_HU = (0.0, 80.0)
+#: Radiology: cerebral infarction on a non-contrast head CT (flip synth radiology), read in
+#: the stroke window (level 40, width 40 HU): grey matter near mid-grey, an early infarct's
+#: hypodensity near black. The brain window (0 to 80 HU) halves that contrast, and the 3D
+#: network then stays at chance within the demo's rounds.
+STROKE_WINDOW_HU = (20.0, 60.0)
 #: SGD step for the batch-normalised 3D DenseNet.
 VOLUME_LEARNING_RATE = 0.1
+#: Small batches, many local epochs: a site has a few dozen scans and a round must take
+#: enough steps on them (a step of densenet-small at 16 x 32 x 32 costs ~0.04 s on a CPU).
+VOLUME_BATCH_SIZE, VOLUME_LOCAL_EPOCHS = 8, 10
 
 
 def head_ct_infarct_task(seed: int = 0, network: str = "densenet-small") -> TaskSpec:
     """Cerebral infarction diagnosed within 30 days of arrival (first systolic blood pressure)
-    from the head CT of that day, read as a 16 x 32 x 32 volume in a brain window."""
+    from the head CT of that day, read as a 16 x 32 x 32 volume in the stroke window."""
     return TaskSpec(
         kind="image-cnn",
         name="Cerebral infarction from the arrival head CT",
         seed=seed,
         learning_rate=VOLUME_LEARNING_RATE,
-        local_epochs=3,
-        batch_size=16,
+        local_epochs=VOLUME_LOCAL_EPOCHS,
+        batch_size=VOLUME_BATCH_SIZE,
         image_network=network,
         data=TabularSpec(
             entry_concept_ids=[SYSTOLIC_BP],

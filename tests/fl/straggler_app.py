@@ -26,6 +26,12 @@ def train(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """An empty answer: the test's warm-up, which starts each site's actor."""
+    return Message(content=RecordDict(), reply_to=msg)
+
+
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     partition = int(context.node_config["partition-id"])

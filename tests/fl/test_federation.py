@@ -97,7 +97,9 @@ def test_a_multimodal_task_federates_where_the_sites_allow_it(tmp_path):
 @pytest.mark.slow
 def test_a_round_leaves_out_a_straggler_that_answers_after_the_round_timeout():
     import torch
-    from flwr.app import ArrayRecord
+    from flwr.app import ArrayRecord, Context, Message, RecordDict
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
     from flip.fl.runtime.simulation import run_in_simulation
     from flip.fl.server import make_server_app
@@ -105,10 +107,10 @@ def test_a_round_leaves_out_a_straggler_that_answers_after_the_round_timeout():
 
     start = torch.nn.Linear(3, 1, bias=False)
     torch.nn.init.zeros_(start.weight)
-    # The timeout must cover Ray starting the prompt site's actor in round 1 on a loaded
-    # machine (25 s was not enough in CI); the straggler answers after it, however late its
-    # own actor started.
-    timeout = 45.0
+    # Both sites first answer a query with no timeout, so both Ray actors have started before
+    # the round: the round's timeout then races no actor start-up, and the straggler, which
+    # sleeps past it on one actor, cannot hold up the prompt site's answer on the other.
+    timeout = 10.0
     app, result = make_server_app(
         ConfigRecord({"task": "straggler", "straggle": timeout + 5}),
         ArrayRecord(start.state_dict()),
@@ -117,7 +119,16 @@ def test_a_round_leaves_out_a_straggler_that_answers_after_the_round_timeout():
         timeout=timeout,
         evaluate_final=False,
     )
-    run_in_simulation(app, straggler_client, 2)
+    warmed = ServerApp()
+
+    @warmed.main()
+    def main(grid: Grid, context: Context) -> None:
+        _, nodes = sample_nodes(grid, 2, 2)
+        asks = [Message(RecordDict(), dst_node_id=n, message_type="query") for n in nodes]
+        assert len(list(grid.send_and_receive(asks))) == 2
+        app(grid=grid, context=context)
+
+    run_in_simulation(warmed, straggler_client, 2, cpus=2)
     # Only the prompt site's step (+1) is in the global model; the straggler's (+100) is not.
     assert torch.equal(result.state_dict["weight"], torch.ones(1, 3))
 

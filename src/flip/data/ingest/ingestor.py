@@ -121,9 +121,10 @@ class Ingestor:
         uri: str,
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        """Ingest every record; return the report. Bad records are quarantined, not fatal."""
-        self.start(kind, uri)
-        with young_collections_only() as collect:
+        """Ingest every record; return the report. Bad records are quarantined, not fatal.
+        The store checkpoints once, when the run ends (`Store.fewer_checkpoints`)."""
+        with self.store.fewer_checkpoints(), young_collections_only() as collect:
+            self.start(kind, uri)
             try:
                 for batch in batches(records):
                     self.write(batch)

@@ -1,4 +1,4 @@
-"""An ingest run checkpoints its DuckDB store once, when it ends, not every batch or two."""
+"""An ingest run checkpoints its DuckDB store once, as it closes, not every batch or two."""
 
 from pathlib import Path
 
@@ -17,18 +17,20 @@ def _wal(path: Path) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
-def test_an_ingest_run_leaves_its_store_checkpointed_and_its_setting_as_it_was(
-    exported, tmp_path, monkeypatch
-):
+def test_an_ingest_run_checkpoints_as_it_closes_not_every_batch(exported, tmp_path, monkeypatch):
     _, _, folder = exported("csv", n=20)
     monkeypatch.setattr(tabular, "BLOCK_SIZE", 25)  # many batches
     path = tmp_path / "store.duckdb"
     store = open_store(path)
     store.create()
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SET checkpoint_threshold = '1KB'")  # every batch is past it
     before = _threshold(store)
-    report = ingest_path(store, "csv", folder)
-    assert report.loaded > 100
-    assert _wal(path) == 0  # every batch is in the database file, none only in the log
+    logged: list[int] = []
+    report = ingest_path(store, "csv", folder, progress=lambda _: logged.append(_wal(path)))
+    assert report.loaded > 100 and len(logged) > 5
+    assert logged == sorted(logged) and logged[-1] > 100_000  # the log grew, batch by batch
+    assert _wal(path) == 0  # ... and the run's close checkpointed it
     assert _threshold(store) == before
     store.close()
     reopened = open_store(path)
@@ -36,7 +38,7 @@ def test_an_ingest_run_leaves_its_store_checkpointed_and_its_setting_as_it_was(
     reopened.close()
 
 
-def test_nested_holds_checkpoint_when_the_outermost_ends(tmp_path):
+def test_nested_holds_end_with_the_outermost(tmp_path):
     store = open_store(tmp_path / "store.duckdb")
     store.create()
     before = _threshold(store)

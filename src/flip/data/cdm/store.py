@@ -6,7 +6,7 @@ import importlib.abc
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -29,7 +29,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from flip.data.cdm.schema import (
@@ -59,7 +58,7 @@ def store_url(location: str | Path) -> str:
 
 #: The WAL size past which DuckDB checkpoints at a commit while `Store.fewer_checkpoints`
 #: holds: a checkpoint rewrites each table's growing key index whole, so a run of many
-#: batches checkpoints once, at its end, instead of every batch or two.
+#: batches checkpoints once instead of every batch or two.
 RUN_CHECKPOINT_THRESHOLD = "1GB"
 
 
@@ -74,9 +73,10 @@ class Store:
 
     @contextmanager
     def fewer_checkpoints(self) -> Iterator[None]:
-        """On DuckDB, checkpoint once when this ends rather than whenever a commit finds
-        the write-ahead log past its usual 16 MB (every commit is still durable in the log);
-        elsewhere, nothing. Nested holds checkpoint when the outermost ends."""
+        """On DuckDB, let the write-ahead log grow past its usual threshold (16 MB) while
+        this holds; the first commit after it checkpoints as any commit past the threshold
+        does. Every commit is still durable in the log. Elsewhere, nothing. Nested holds
+        end with the outermost."""
         if self.engine.dialect.name != "duckdb":
             yield
             return
@@ -96,8 +96,6 @@ class Store:
                     conn.exec_driver_sql(
                         f"SET checkpoint_threshold = '{self._checkpoint_threshold}'"
                     )
-                    with suppress(DBAPIError):  # another transaction is open: a later
-                        conn.exec_driver_sql("CHECKPOINT")  # commit checkpoints
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -225,8 +225,8 @@ class Converter:
                 continue
             mapping, table, measured = targets[e.code]
             when = e.start
-            if type(when) is not date:
-                when = day(when)
+            if type(when) is not date and isinstance(when, datetime):
+                when = when.date()
             doubt = when is None or not birth <= when <= today
             if measured and not doubt and e.value is not None:
                 key = (mapping.concept_id, e.unit)

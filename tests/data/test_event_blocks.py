@@ -8,12 +8,13 @@ from flip.data.cdm import schema
 from flip.data.cdm.store import Store, open_store
 from flip.data.ingest import Ingestor, ingest_path
 from flip.data.sources import tabular
-from flip.data.sources.records import EventBlock, SourceRecord
+from flip.data.sources.records import MAX_KEY, EventBlock, SourceRecord
 from flip.data.terminology.vocabulary import Vocabulary
 
 #: Lab rows that exercise every check: a duplicate id whose later row wins, a dangling
-#: patient, a date before birth, a future date, an implausible value, a unit converted
-#: per code, an unmapped local code, and an empty unit.
+#: patient, a date before birth, a future date, an implausible value, a unit that does not
+#: convert for its code, a unit converted per code (in range and out of it), an unmapped
+#: local code, an empty unit, zeros of both signs, and keys with NUL or over MAX_KEY.
 AWKWARD_LABS = """\
 dup-1,{p},LAB101,120,mm[Hg],2017-01-01 09:30
 dup-1,{p},LAB101,125,mm[Hg],2017-01-02 09:30
@@ -21,8 +22,15 @@ dangling-1,NOBODY,LAB101,120,mm[Hg],2017-01-01 09:30
 early-1,{p},LAB101,120,mm[Hg],1900-01-01 09:30
 future-1,{p},LAB101,120,mm[Hg],2999-01-01 09:30
 huge-1,{p},LAB101,1200,mm[Hg],2017-01-01 09:30
+kg-1,{p},LAB101,80,kg,2017-01-01 09:30
 creat-1,{p},LAB107,1.1,mg/dl,2017-01-01 09:30
+creat-2,{p},LAB107,900,mg/dl,2017-01-01 09:30
 unmapped-1,{p},LAB999,3,,2017-01-01 09:30
+zero-1,{p},LAB999,0,,2017-01-01 09:30
+zero-2,{p},LAB999,-0,,2017-01-01 09:30
+zero-3,{p},LAB999,-0.0,,2017-01-01 09:30
+nul\x00-1,{p},LAB101,120,mm[Hg],2017-01-01 09:30
+{long},{p},LAB101,120,mm[Hg],2017-01-01 09:30
 """
 
 
@@ -54,7 +62,8 @@ def _contents(store: Store) -> dict[str, list[tuple]]:
 def test_a_block_lands_exactly_as_its_events_one_by_one(exported, tmp_path, monkeypatch):
     _, patients, folder = exported("csv", n=30)
     labs = folder / "labs.csv"
-    labs.write_text(labs.read_text() + AWKWARD_LABS.format(p=patients[0].source_id))
+    awkward = AWKWARD_LABS.format(p=patients[0].source_id, long="x" * (MAX_KEY + 1))
+    labs.write_text(labs.read_text() + awkward)
     monkeypatch.setattr(tabular, "BLOCK_SIZE", 7)
     stores = {}
     reports = {}
@@ -67,11 +76,19 @@ def test_a_block_lands_exactly_as_its_events_one_by_one(exported, tmp_path, monk
         "reference.dangling": 1,
         "plausibility.before_birth": 1,
         "plausibility.future_date": 1,
-        "plausibility.value_range": 1,
+        "plausibility.value_range": 2,
+        "plausibility.unit_mismatch": 1,
+        "source.key_too_long": 1,
     }
-    assert [(k.split("|")[1], n) for k, n in reports[False]["unmapped"].items()] == [("LAB999", 1)]
+    assert [(k.split("|")[1], n) for k, n in reports[False]["unmapped"].items()] == [("LAB999", 4)]
     blocks, one_by_one = _contents(stores[False]), _contents(stores[True])
     assert blocks == one_by_one
+    with stores[False].connect() as conn:
+        m = schema.measurement.c
+        zeros = conn.execute(
+            select(m.value_source_value).where(m.measurement_source_value == "LAB999")
+        ).scalars()
+        assert sorted(zeros) == ["-0", "-0", "0", "3"]  # each zero as its sign was sent
     assert len(blocks["measurement"]) > 100 and blocks["note"] and blocks["condition_occurrence"]
     for store in stores.values():
         store.close()

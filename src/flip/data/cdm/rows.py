@@ -338,34 +338,44 @@ def block_columns(
     person_ids: list[int],
     vocab: Vocabulary,
 ) -> dict[str, list[object]]:
-    """The columns of coded events that all land in `table`: event_row for a whole block."""
+    """The columns of coded events that all land in `table`: event_row for a whole block,
+    each distinct unit and value worked out once."""
     id_, concept, when, type_, source_value, source_concept = _NAMES[table]
     n = len(events)
+    starts = [e.start for e in events]
     columns: dict[str, list[object]] = {
         id_: stable_ids((e.key for e in events), system, table),
         "person_id": person_ids,
         concept: [m.concept_id for m in mappings],
-        when: [day(e.start) for e in events],
+        when: [s.date() if isinstance(s, datetime) else s for s in starts],
         type_: [EHR] * n,
         source_value: [e.code[:50] for e in events],
         source_concept: [m.source_concept_id for m in mappings],
         "visit_occurrence_id": [None] * n,
     }
-    if table in _MOMENTS and any(isinstance(e.start, datetime) for e in events):
-        columns[_MOMENTS[table]] = [moment(e.start) for e in events]
+    if table in _MOMENTS and any(isinstance(s, datetime) for s in starts):
+        columns[_MOMENTS[table]] = [s if isinstance(s, datetime) else None for s in starts]
     if table in ("measurement", "observation"):
-        units = {(m.concept_id, e.unit) for e, m in zip(events, mappings, strict=True)}
-        stored = {key: harmonise(*key) for key in units}
-        unit_ids = {key: vocab.unit(h.code or key[1]) for key, h in stored.items()}
         keys = [(m.concept_id, e.unit) for e, m in zip(events, mappings, strict=True)]
-        columns["value_as_number"] = [
-            None if e.value is None else stored[key].apply(e.value)
-            for e, key in zip(events, keys, strict=True)
-        ]
+        stored = {key: harmonise(*key) for key in set(keys)}
+        unit_ids = {key: vocab.unit(h.code or key[1]) for key, h in stored.items()}
+        converting = {key: h for key, h in stored.items() if h.converted}
+        values = [e.value for e in events]
+        if converting:
+            converted = [
+                v if v is None or key not in converting else converting[key].apply(v)
+                for v, key in zip(values, keys, strict=True)
+            ]
+        else:
+            converted = values
+        columns["value_as_number"] = converted
         columns["unit_concept_id"] = [unit_ids[key] for key in keys]
         columns["unit_source_value"] = [(e.unit_sent or e.unit or "")[:50] or None for e in events]
+        # each distinct non-zero value written once (0.0 and -0.0 are one key, two texts)
+        texts = {v: number_text(v) for v in set(values) if v}
         columns["value_source_value"] = [
-            e.value_sent[:50] if e.value_sent else number_text(e.value) for e in events
+            e.value_sent[:50] if e.value_sent else (texts.get(e.value) or number_text(e.value))
+            for e in events
         ]
         if table == "observation":
             columns["value_as_string"] = [e.text[:60] if e.text else None for e in events]

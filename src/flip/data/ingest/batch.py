@@ -228,11 +228,12 @@ class BlockBatch(Batch):
         self, table: str, columns: dict[str, list[object]], events: list[BlockEvent]
     ) -> None:
         """Add the rows of `events` (all landing in `table`) as columns."""
-        self.tables[table] = (columns, [e.key for e in events])
-        self.person_keys.update((e.key, e.person_key) for e in events)
-        self.sources.update(
-            (e.key, (e.location, hashlib.sha256(e.raw).hexdigest())) for e in events
-        )
+        keys = [e.key for e in events]
+        self.tables[table] = (columns, keys)
+        self.person_keys.update(zip(keys, [e.person_key for e in events], strict=True))
+        sha256 = hashlib.sha256
+        located = [(e.location, sha256(e.raw).hexdigest()) for e in events]
+        self.sources.update(zip(keys, located, strict=True))
 
     def layout(self, system: str, run_id: int, skip: Collection[str] = ()) -> Layout:
         """The block's columns, leaving out the records in `skip`."""

@@ -53,8 +53,14 @@ from flip.data.sources.records import (
     SourceVisit,
     Unread,
 )
+from flip.data.terminology.units import Harmonised
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
-from flip.data.validate.plausibility import birth_problem, date_problem, value_problem
+from flip.data.validate.plausibility import (
+    birth_problem,
+    date_problem,
+    value_bounds,
+    value_problem,
+)
 
 #: Id columns of CDM rows and the table each refers to (for rows from OMOP sources).
 REFERENCES = {
@@ -188,51 +194,72 @@ class Converter:
         return type(record) is Skipped and record.withdraws and record.key in self.deferred_keys
 
     def _convert_block(self, block: EventBlock, report: IngestReport, final: bool) -> BlockBatch:
+        """Map a block column by column: each distinct person, code and (concept, unit) is
+        looked up once, and each event is screened against those; an event the screen
+        doubts is judged by the record-by-record rules (`_implausible`), which name it."""
         out = BlockBatch()
+        found: list[tuple[int, Rejected]] = []  # quarantined, by place in the block
+        events, places = _checked_keys(block.events, found)
         births, today, vocab = self.births, self.today, self.vocab
-        wanted = {e.person_key for e in block.events if e.person_key not in births}
+        persons = {e.person_key for e in events}
+        wanted = {p for p in persons if p not in births}
         if wanted:
             self._load_births(wanted)
+        born = {p: day(births.get(p)) for p in persons}
         targets = {}
-        for code in {e.code for e in block.events}:
+        for code in {e.code for e in events}:
             mapping = vocab.map(block.system, code)
             table = DOMAIN_TABLES.get(mapping.domain_id or "", block.default_table)
-            targets[code] = (mapping, table)
+            targets[code] = (mapping, table, table == "measurement")
+        bounds: dict[tuple[int, str | None], tuple[Harmonised, float, float] | None] = {}
         waiting: list[BlockEvent] = []
         kept: dict[str, tuple[BlockEvent, str, Mapping]] = {}
-        for e in block.events:
-            if len(e.key) > MAX_KEY or NUL in e.key or NUL in e.person_key:
-                e = checked_event(e)
-                if type(e) is Rejected:
-                    out.quarantine.append(e)
-                    continue
-            birth = births.get(e.person_key)
+        unmapped = report.unmapped
+        for i, e in enumerate(events):
+            birth = born[e.person_key]
             if birth is None:
                 if final:
-                    out.quarantine.append(self._dangling(e))
+                    found.append((places[i] if places else i, self._dangling(e)))
                 else:
                     waiting.append(e)
                 continue
-            mapping, table = targets[e.code]
-            problem = _implausible(e, birth, today, table, mapping.concept_id)
-            if problem:
-                out.quarantine.append(Rejected(e.key, e.location, *problem, e.raw))
-                continue
+            mapping, table, measured = targets[e.code]
+            when = e.start
+            if type(when) is not date and isinstance(when, datetime):
+                when = when.date()
+            doubt = when is None or not birth <= when <= today
+            if measured and not doubt and e.value is not None:
+                key = (mapping.concept_id, e.unit)
+                try:
+                    limits = bounds[key]
+                except KeyError:
+                    limits = bounds[key] = value_bounds(*key)
+                if limits is not None:
+                    stored, low, high = limits
+                    doubt = not low <= stored.apply(e.value) <= high
+            if doubt:
+                problem = _implausible(e, births[e.person_key], today, table, mapping.concept_id)
+                if problem:
+                    rejected = Rejected(e.key, e.location, *problem, e.raw)
+                    found.append((places[i] if places else i, rejected))
+                    continue
             if not mapping.concept_id:
-                report.unmapped[f"{block.system}|{e.code}"] += 1
+                unmapped[f"{block.system}|{e.code}"] += 1
             if e.key in kept:
                 out.superseded += 1
             kept[e.key] = (e, table, mapping)
+        out.quarantine.extend(r for _, r in sorted(found, key=lambda f: f[0]))
         if waiting:
             self.deferred.append(EventBlock(block.system, block.default_table, waiting))
             out.waiting = len(waiting)
         by_table: dict[str, list[tuple[BlockEvent, str, Mapping]]] = {}
         for entry in kept.values():
             by_table.setdefault(entry[1], []).append(entry)
+        ids = {p: self.person_id(p) for p in {e.person_key for e, _, _ in kept.values()}}
         for table, entries in by_table.items():
             events = [e for e, _, _ in entries]
             mappings = [m for _, _, m in entries]
-            person_ids = [self.person_id(e.person_key) for e in events]
+            person_ids = [ids[e.person_key] for e in events]
             columns = block_columns(self.system, table, events, mappings, person_ids, vocab)
             if "unit_concept_id" in columns:
                 sent = zip(columns["unit_source_value"], columns["unit_concept_id"], strict=True)
@@ -635,6 +662,30 @@ def _implausible(
     if problem is None and table == "measurement":
         problem = value_problem(concept_id, event.value, event.unit)
     return problem
+
+
+def _checked_keys(
+    events: list[BlockEvent], rejected: list[tuple[int, Rejected]]
+) -> tuple[list[BlockEvent], list[int] | None]:
+    """A block's events with NUL removed from their keys (`checked_event`), and the place in
+    the block of each; one whose key is too long goes to `rejected` with its place. The
+    events themselves and no places when no key needs it (one look at the block's keys)."""
+    keys = [e.key for e in events]
+    if (
+        max(map(len, keys), default=0) <= MAX_KEY
+        and NUL not in "".join(keys)
+        and NUL not in "".join({e.person_key for e in events})
+    ):
+        return events, None
+    kept, places = [], []
+    for i, e in enumerate(events):
+        e = checked_event(e)
+        if type(e) is Rejected:
+            rejected.append((i, e))
+        else:
+            kept.append(e)
+            places.append(i)
+    return kept, places
 
 
 def _is_person(record: SourceRecord) -> bool:

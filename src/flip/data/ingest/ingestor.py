@@ -121,15 +121,18 @@ class Ingestor:
         uri: str,
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        """Ingest every record; return the report. Bad records are quarantined, not fatal."""
+        """Ingest every record; return the report. Bad records are quarantined, not fatal.
+        A DuckDB store checkpoints once, as the run closes, not every batch or two in
+        between (`Store.fewer_checkpoints`)."""
         self.start(kind, uri)
         with young_collections_only() as collect:
             try:
-                for batch in batches(records):
-                    self.write(batch)
-                    if progress:
-                        progress(count_records(batch))
-                    collect()
+                with self.store.fewer_checkpoints():
+                    for batch in batches(records):
+                        self.write(batch)
+                        if progress:
+                            progress(count_records(batch))
+                        collect()
             except BaseException:
                 self.finish("failed")
                 raise

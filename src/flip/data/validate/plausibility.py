@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from flip.data.terminology.units import CANONICAL, harmonise
+from flip.data.terminology.units import CANONICAL, Harmonised, harmonise
 
 
 def date_problem(when: date | None, birth: date | None, today: date) -> tuple[str, str] | None:
@@ -63,3 +63,19 @@ def value_problem(concept_id: int, value: float | None, unit: str | None) -> tup
             f"{shown} is outside {low}-{high} {canonical} for concept {concept_id}",
         )
     return None
+
+
+def value_bounds(concept_id: int, unit: str | None) -> tuple[Harmonised, float, float] | None:
+    """How `value_problem` judges a value of `concept_id` sent in `unit`: (its conversion, low,
+    high) when the converted value must fall in [low, high] (a unit that does not convert
+    has an empty range); None when it never objects. Worked out once per (concept, unit),
+    it lets a block of measurements be screened without a call per value."""
+    found = CANONICAL.get(concept_id)
+    if found is None:
+        return None
+    stored = harmonise(concept_id, unit)
+    if stored.code is None:
+        return None
+    if stored.code != found.unit:
+        return stored, float("inf"), float("-inf")
+    return stored, found.low, found.high

@@ -34,6 +34,7 @@ from flip.site.policy import (
     analysis_problem,
     auto_approves_analysis,
 )
+from flip.stats.suppression import is_small
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +200,15 @@ class Analyses:
         """Declined when a set of persons the analysis's first round counts or sums over
         differs by 1 to min_cell-1 persons from one whose count (or sums) this project was
         given before (a query's cohort, a task's split, another analysis): subtracting the
-        two would tell those persons' values. Else the sets are kept for the next check."""
+        two would tell those persons' values. Else the sets are kept for the next check: only
+        those of min_cell persons or more, since a smaller one's count the analysis hides."""
         min_cell = self.site.policy.min_cell_size
         with Ledger(self.site.ledger) as ledger:
             guard = ReleaseGuard(
                 ledger.engine, str(item["project_id"]), f"analysis {item['hash']}", min_cell, None
             )
-            fresh = list({s for s in sets if s and not guard.released_before(s)})
+            shown = [s for s in sets if not is_small(len(s), min_cell)]
+            fresh = list({s for s in shown if s and not guard.released_before(s)})
             if any(guard.isolates(s) for s in fresh):
                 raise Declined(
                     f"its cohort differs by 1 to {min_cell - 1} persons from one whose count or "

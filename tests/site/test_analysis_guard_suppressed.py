@@ -1,0 +1,30 @@
+"""An analysis's guard keeps only the sets whose counts the analysis shows: a level of a
+Table 1 column held by a few persons is suppressed, so the site must not take its count as
+known (else later counts that together give it away look like nothing new)."""
+
+from types import SimpleNamespace
+
+from flip.data.cohort.guard import ReleaseGuard
+from flip.data.ledger import Ledger
+from flip.site.analyses import Analyses
+
+
+def _persons(start: int, n: int) -> frozenset[int]:
+    return frozenset(range(start, start + n))
+
+
+def test_a_suppressed_small_level_of_an_analysis_cannot_be_differenced_out_later(tmp_path):
+    site = SimpleNamespace(policy=SimpleNamespace(min_cell_size=10), ledger=tmp_path / "l.db")
+    small = _persons(1, 3)  # a 0/1 column's rare level: Table 1 shows it as "<10"
+    item = {"project_id": 7, "hash": "a" * 64}
+    Analyses(site, hub=None)._guard(item, [small])
+    x, z = _persons(100, 50), _persons(200, 50)
+    released = []
+    with Ledger(site.ledger) as ledger:
+        for n, members in enumerate([x | small, x | z, z]):
+            guard = ReleaseGuard(ledger.engine, "7", f"q{n}", 10, None)
+            if not guard.isolates(members):
+                guard.remember([members])
+                released.append(members)
+    # |x + small| - (|x + z| - |z|) would be the 3 persons' count.
+    assert len(released) < 3

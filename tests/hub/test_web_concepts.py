@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from flip.data.terminology.athena import starter_folder
 from flip.hub.app import create_app
-from flip.hub.concepts import load_concepts
+from flip.hub.concepts import VocabularyProblem, load_concepts
 from flip.hub.db import queries
 from tests.hub.conftest import Hub
 from tests.hub.test_web import person
@@ -111,3 +111,20 @@ def test_include_descendants_sets_the_criterions_descendants_flag(web, ticked):
         "concept_ids": [T2DM],
         "descendants": ticked,
     }
+
+
+@pytest.mark.parametrize("file", ["CONCEPT.csv", "CONCEPT_RELATIONSHIP.csv"])
+def test_a_row_cut_short_is_a_vocabulary_problem_not_a_crash(tmp_path, file):
+    header = "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\t"
+    header += "standard_concept\tconcept_code\tvalid_start_date\tvalid_end_date\tinvalid_reason"
+    rows = ["1\tAccident\tObservation\tSNOMED\tEvent\tS\tA1\t19700101\t20991231\t"]
+    relationships = ["concept_id_1\tconcept_id_2\trelationship_id\tinvalid_reason"]
+    relationships.append("1\t1\tMaps to\t")
+    if file == "CONCEPT.csv":
+        rows.append("2\tCut short\tObservation\tSNOMED\tEvent\tS")
+    else:
+        relationships.append("1")
+    (tmp_path / "CONCEPT.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    (tmp_path / "CONCEPT_RELATIONSHIP.csv").write_text("\n".join(relationships) + "\n")
+    with pytest.raises(VocabularyProblem, match=f"{file} line 3"):
+        load_concepts(tmp_path)

@@ -115,8 +115,15 @@ def _folded(name: str) -> str:
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a tab-separated file by column name; a row cut short is a VocabularyProblem."""
     with path.open(encoding="utf-8", newline="") as handle:
-        yield from csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for row in reader:
+            if None in row.values():
+                raise VocabularyProblem(
+                    f"{path.name} line {reader.line_num}: fewer fields than its header"
+                )
+            yield row
 
 
 def _maps_to(path: Path, concepts: dict[int, Concept], source: set[int]) -> dict[int, list[int]]:

@@ -28,3 +28,22 @@ def test_a_suppressed_small_level_of_an_analysis_cannot_be_differenced_out_later
                 released.append(members)
     # |x + small| - (|x + z| - |z|) would be the 3 persons' count.
     assert len(released) < 3
+
+
+def test_a_column_whose_few_missing_withhold_its_n_is_not_kept_as_released(tmp_path):
+    """Table 1 withholds a column's n when only a few values are missing: the persons with a
+    value differ from the cohort by those few, so their count must not be taken as known."""
+    site = SimpleNamespace(policy=SimpleNamespace(min_cell_size=10), ledger=tmp_path / "l.db")
+    cohort = _persons(1, 100)
+    present = cohort - _persons(1, 2)
+    Analyses(site, hub=None)._guard({"project_id": 7, "hash": "b" * 64}, [cohort, present])
+    x = _persons(200, 50)
+    released = []
+    with Ledger(site.ledger) as ledger:
+        for n, members in enumerate([x, present | x]):
+            guard = ReleaseGuard(ledger.engine, "7", f"q{n}", 10, None)
+            if not guard.isolates(members):
+                guard.remember([members])
+                released.append(members)
+    # |cohort| - (|present + x| - |x|) would be the 2 persons without a value.
+    assert len(released) < 2

@@ -145,3 +145,21 @@ def test_a_search_of_one_word_repeated_costs_as_much_as_the_word_once():
     assert index.search("e qz") == []
     assert repeated < 5 * (time.perf_counter() - started) + 0.05
     assert [c.concept_id for c in index.search("heart hear 17 7 ear")][:1] == [17]
+
+
+def test_concept_search_is_the_projects_and_shows_hostile_names_as_text(web, tmp_path):
+    """An outsider finds no project; a vocabulary's markup and a query's are shown escaped;
+    a query over 200 characters is refused."""
+    header = "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\t"
+    header += "standard_concept\tconcept_code\tvalid_start_date\tvalid_end_date\tinvalid_reason"
+    row = '9\t<img src=x onerror=alert(1)> "x\tCondition\tSNOMED\tX\tS\t=cmd|1'
+    row += "\t19700101\t20991231\t"
+    (tmp_path / "CONCEPT.csv").write_text(f"{header}\n{row}\n", encoding="utf-8")
+    owner, outsider = person(web, "hostile-owner"), person(web, "hostile-out")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "hv"}).json()["id"]
+    with vocabulary_at(web, tmp_path):
+        assert outsider.http.get(f"/projects/{pid}/concepts?find=img").status_code == 404
+        shown = owner.http.get(f"/projects/{pid}/concepts", params={"find": "<img"}).text
+        assert _found(shown) == [9] and "<img" not in shown and "&lt;img" in shown
+        long = owner.http.get(f"/projects/{pid}/concepts", params={"find": "(" * 201})
+        assert long.status_code == 422

@@ -4,7 +4,11 @@ known (else later counts that together give it away look like nothing new)."""
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from flip.data.cohort.guard import ReleaseGuard
+from flip.data.features.store_analysis import released_sets
+from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger
 from flip.site.analyses import Analyses
 
@@ -47,3 +51,19 @@ def test_a_column_whose_few_missing_withhold_its_n_is_not_kept_as_released(tmp_p
                 released.append(members)
     # |cohort| - (|present + x| - |x|) would be the 2 persons without a value.
     assert len(released) < 2
+
+
+def test_a_models_cohort_is_not_kept_when_a_few_rows_are_left_out(tmp_path):
+    """A model shows n of its complete rows and hides a few left out: its cohort's count is
+    not released, so the complete rows are kept, not the cohort."""
+    ids = np.arange(100)
+    y = np.ones(100)
+    y[:2] = np.nan
+    data = TabularData(ids, np.zeros((100, 0)), y, [])
+    spec = SimpleNamespace(kind="regression", covariates=[], family="linear")
+    site = SimpleNamespace(policy=SimpleNamespace(min_cell_size=10), ledger=tmp_path / "l.db")
+    Analyses(site, hub=None)._guard({"project_id": 7, "hash": "c" * 64}, released_sets(data, spec))
+    with Ledger(site.ledger) as ledger:
+        guard = ReleaseGuard(ledger.engine, "7", "q", 10, None)
+        assert guard.released_before(frozenset(range(2, 100)))
+        assert not guard.released_before(frozenset(range(100)))

@@ -137,3 +137,20 @@ def test_sessions_expire_and_short_passwords_are_refused(hub):
     ).json()
     assert user_without_password["token"]
     assert _login(hub, "nopw", "").status_code == 401
+
+
+def test_a_token_made_with_an_api_token_ends_no_later_than_it(hub):
+    """A leaked short-lived token cannot mint itself a successor that outlives it (revoking
+    the leaked one by name would leave the successor working)."""
+    created = hub.call("POST", "/users", hub.admin, json={"name": "lea", "role": "researcher"})
+    uid, token = created.json()["id"], created.json()["token"]
+    short = hub.call(
+        "POST", f"/users/{uid}/tokens", token, json={"name": "ci", "expires_in_days": 1}
+    ).json()
+    child = hub.call("POST", f"/users/{uid}/tokens", short["token"], json={"name": "mine"})
+    assert child.status_code == 201, child.text
+    assert child.json()["expires_at"] <= short["expires_at"]
+    rotated = hub.call("POST", f"/users/{uid}/token", short["token"]).json()["token"]
+    with hub.app.state.engine.connect() as conn:
+        ends = conn.execute(select(api_tokens.c.expires_at).where(api_tokens.c.user_id == uid))
+        assert max(ends.scalars()) <= now() + timedelta(days=1), rotated[:6]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from flip.data.terminology.athena import starter_folder
 from flip.hub.app import create_app
-from flip.hub.concepts import load_concepts
+from flip.hub.concepts import Concept, ConceptIndex, VocabularyProblem, load_concepts
 from flip.hub.db import queries
 from tests.hub.conftest import Hub
 from tests.hub.test_web import person
@@ -111,3 +112,54 @@ def test_include_descendants_sets_the_criterions_descendants_flag(web, ticked):
         "concept_ids": [T2DM],
         "descendants": ticked,
     }
+
+
+@pytest.mark.parametrize("file", ["CONCEPT.csv", "CONCEPT_RELATIONSHIP.csv"])
+def test_a_row_cut_short_is_a_vocabulary_problem_not_a_crash(tmp_path, file):
+    header = "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\t"
+    header += "standard_concept\tconcept_code\tvalid_start_date\tvalid_end_date\tinvalid_reason"
+    rows = ["1\tAccident\tObservation\tSNOMED\tEvent\tS\tA1\t19700101\t20991231\t"]
+    relationships = ["concept_id_1\tconcept_id_2\trelationship_id\tinvalid_reason"]
+    relationships.append("1\t1\tMaps to\t")
+    if file == "CONCEPT.csv":
+        rows.append("2\tCut short\tObservation\tSNOMED\tEvent\tS")
+    else:
+        relationships.append("1")
+    (tmp_path / "CONCEPT.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    (tmp_path / "CONCEPT_RELATIONSHIP.csv").write_text("\n".join(relationships) + "\n")
+    with pytest.raises(VocabularyProblem, match=f"{file} line 3"):
+        load_concepts(tmp_path)
+
+
+def test_a_search_of_one_word_repeated_costs_as_much_as_the_word_once():
+    """`(?=...e)` a hundred times over every name was a request costing seconds: a word the
+    search holds once, or inside another of its words, adds nothing to check."""
+    names = [f"disease {i} of the left heart" for i in range(60_000)]
+    index = ConceptIndex(
+        [Concept(i, n, "Condition", "SNOMED", str(i)) for i, n in enumerate(names)], {}
+    )
+    started = time.perf_counter()
+    assert index.search("e " * 98 + "qz") == []
+    repeated = time.perf_counter() - started
+    started = time.perf_counter()
+    assert index.search("e qz") == []
+    assert repeated < 5 * (time.perf_counter() - started) + 0.05
+    assert [c.concept_id for c in index.search("heart hear 17 7 ear")][:1] == [17]
+
+
+def test_concept_search_is_the_projects_and_shows_hostile_names_as_text(web, tmp_path):
+    """An outsider finds no project; a vocabulary's markup and a query's are shown escaped;
+    a query over 200 characters is refused."""
+    header = "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\t"
+    header += "standard_concept\tconcept_code\tvalid_start_date\tvalid_end_date\tinvalid_reason"
+    row = '9\t<img src=x onerror=alert(1)> "x\tCondition\tSNOMED\tX\tS\t=cmd|1'
+    row += "\t19700101\t20991231\t"
+    (tmp_path / "CONCEPT.csv").write_text(f"{header}\n{row}\n", encoding="utf-8")
+    owner, outsider = person(web, "hostile-owner"), person(web, "hostile-out")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "hv"}).json()["id"]
+    with vocabulary_at(web, tmp_path):
+        assert outsider.http.get(f"/projects/{pid}/concepts?find=img").status_code == 404
+        shown = owner.http.get(f"/projects/{pid}/concepts", params={"find": "<img"}).text
+        assert _found(shown) == [9] and "<img" not in shown and "&lt;img" in shown
+        long = owner.http.get(f"/projects/{pid}/concepts", params={"find": "(" * 201})
+        assert long.status_code == 422

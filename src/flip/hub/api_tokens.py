@@ -36,17 +36,21 @@ class Minted:
     expires_at: datetime
 
 
-def mint(conn: Connection, user_id: int, name: str, days: int) -> Minted:
-    """A new API token for the user named `name`, living `days`; TakenName if the user has
-    one of that name."""
+def mint(
+    conn: Connection, user_id: int, name: str, days: int, not_after: datetime | None = None
+) -> Minted:
+    """A new API token for the user named `name`, living `days` but ending by `not_after` if
+    given (a token made with a token outlives it not); TakenName if the user has one of that
+    name."""
     token, made = new_token("flip_u"), now()
+    ends = made + timedelta(days=days)
     values = {
         "user_id": user_id,
         "name": name,
         "token_hash": token_hash(token),
         "prefix": token[:PREFIX_LENGTH],
         "created_at": made,
-        "expires_at": made + timedelta(days=days),
+        "expires_at": ends if not_after is None else min(ends, not_after),
     }
     try:
         with conn.begin_nested():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -40,6 +41,8 @@ class Principal:
     web: bool = False
     #: Whether the user still has a one-time password (the web asks for a new one first).
     one_time: bool = False
+    #: When the API token the user calls with ends (None: a session, or no end).
+    token_expires: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -138,7 +141,9 @@ async def caller_of(request: Request, token: str) -> Principal:
     if (user := found.get("user")) is not None:
         if user.expires is not None and user.expires < now():
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")
-        return Principal("user", user.id, user.name, user.role, site_id=user.site_id)
+        return Principal(
+            "user", user.id, user.name, user.role, site_id=user.site_id, token_expires=user.expires
+        )
     site = found.get("site")
     if site is not None and site.status == "active":
         return Principal("site", site.id, site.name, "site")

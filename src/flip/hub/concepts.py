@@ -73,7 +73,7 @@ class ConceptIndex:
             hits.append(self._by_id[int(whole)])
         hits.extend(self._by_code.get(whole, []))
         if not (hits and whole.isdigit()):
-            hits.extend(self._named(words, domain))
+            hits.extend(self._named(_needed(words), domain, whole))
         for hit in hits:
             for concept in self._standard_for(hit):
                 if (domain is None or concept.domain == domain) and concept.concept_id not in found:
@@ -82,9 +82,9 @@ class ConceptIndex:
                 break
         return list(found.values())[:LIMIT]
 
-    def _named(self, words: list[str], domain: str | None) -> list[Concept]:
+    def _named(self, words: list[str], domain: str | None, whole: str) -> list[Concept]:
         """The shortest CANDIDATES concepts (of `domain`) whose name holds every word, those
-        that begin with the words first."""
+        that begin with `whole` first."""
         start = "[^\\t\\n]*" if domain is None else re.escape(_folded(domain))
         ahead = "".join(f"(?=[^\\n]*{re.escape(w)})" for w in words)
         pattern = re.compile(f"^{start}\\t{ahead}", re.M)
@@ -95,7 +95,6 @@ class ConceptIndex:
                 kept.append(concept)
                 if len(kept) >= CANDIDATES:
                     break
-        whole = " ".join(words)
         return sorted(kept, key=lambda c: not _folded(c.name).startswith(whole))
 
     def _standard_for(self, concept: Concept) -> Iterator[Concept]:
@@ -109,14 +108,28 @@ class ConceptIndex:
                 yield replace(standard, via=via)
 
 
+def _needed(words: list[str]) -> list[str]:
+    """The words a name must hold, less those held twice or inside another (a name that
+    holds "heart" holds "ear"): each left is one more scan of every name."""
+    unique = sorted(set(words), key=len, reverse=True)
+    return [w for i, w in enumerate(unique) if not any(w in longer for longer in unique[:i])]
+
+
 def _folded(name: str) -> str:
     """A name as searches compare it: case folded, its white space single spaces."""
     return " ".join(name.casefold().split())
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a tab-separated file by column name; a row cut short is a VocabularyProblem."""
     with path.open(encoding="utf-8", newline="") as handle:
-        yield from csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for row in reader:
+            if None in row.values():
+                raise VocabularyProblem(
+                    f"{path.name} line {reader.line_num}: fewer fields than its header"
+                )
+            yield row
 
 
 def _maps_to(path: Path, concepts: dict[int, Concept], source: set[int]) -> dict[int, list[int]]:

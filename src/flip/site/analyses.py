@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import create_engine
 
 from flip.config import SiteConfig, SitePolicy
 from flip.data.cdm.store import open_store
@@ -34,6 +35,7 @@ from flip.site.policy import (
     analysis_problem,
     auto_approves_analysis,
 )
+from flip.stats.suppression import is_small
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +201,15 @@ class Analyses:
         """Declined when a set of persons the analysis's first round counts or sums over
         differs by 1 to min_cell-1 persons from one whose count (or sums) this project was
         given before (a query's cohort, a task's split, another analysis): subtracting the
-        two would tell those persons' values. Else the sets are kept for the next check."""
+        two would tell those persons' values. Else the sets whose counts it shows (`_shown`)
+        are kept for the next check."""
         min_cell = self.site.policy.min_cell_size
         with Ledger(self.site.ledger) as ledger:
             guard = ReleaseGuard(
                 ledger.engine, str(item["project_id"]), f"analysis {item['hash']}", min_cell, None
             )
-            fresh = list({s for s in sets if s and not guard.released_before(s)})
+            shown = _shown(sets, min_cell)
+            fresh = [s for s in shown if not guard.released_before(s)]
             if any(guard.isolates(s) for s in fresh):
                 raise Declined(
                     f"its cohort differs by 1 to {min_cell - 1} persons from one whose count or "
@@ -232,6 +236,20 @@ class Analyses:
             log.error("%s: refused an analysis item it cannot answer: %s", self.site.name, reason)
             return
         self.hub.release_analysis(analysis, round_, None, refused=reason)
+
+
+def _shown(sets: list[frozenset[int]], min_cell: int) -> list[frozenset[int]]:
+    """The sets, in order (the cohort first), whose counts an analysis shows: not one of 1 to
+    min_cell-1 persons, nor one that with those before it would single out so few (a
+    column's n when only a few values are missing, a rare level's complement), which the
+    analysis withholds and the site must not take as known."""
+    scratch = ReleaseGuard(create_engine("sqlite://"), "", "scratch", min_cell, None)
+    shown: list[frozenset[int]] = []
+    for members in dict.fromkeys(sets):
+        if members and not is_small(len(members), min_cell) and not scratch.isolates(members):
+            scratch.hold([members])
+            shown.append(members)
+    return shown
 
 
 def _whole(value: Any) -> int | None:

@@ -134,9 +134,10 @@ def site_release(
 
 
 def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]:
-    """The sets of persons whose counts or sums the analysis's first round releases: its
-    cohort, and per Table 1 column the persons with a value (and with each level of a 0/1
-    column); for a model, the complete rows (and those with the event or outcome)."""
+    """The sets of persons whose counts or sums the analysis's first round releases, those
+    it always shows first: its cohort, and per Table 1 column the persons with a value (and
+    with each level of a 0/1 column); for a model, the complete rows (and those with the
+    event or outcome), then its cohort."""
     ids = np.asarray(data.person_ids)
 
     def rows(mask: np.ndarray) -> frozenset[int]:
@@ -158,7 +159,8 @@ def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]
     y = np.asarray(data.y, dtype=float).reshape(len(ids), -1)
     complete = ~np.isnan(x).any(axis=1) & ~np.isnan(y).any(axis=1)
     flag = y[:, -1] if spec.kind == "survival" or spec.family == "logistic" else None
-    return sets + [rows(complete)] + ([] if flag is None else [rows(complete & (flag == 1.0))])
+    with_flag = [] if flag is None else [rows(complete & (flag == 1.0))]
+    return [rows(complete), *with_flag, *sets]
 
 
 def extract(store: Store, spec: AnalysisSpec) -> TabularData:

@@ -143,7 +143,8 @@ async def rotate_token(
     """A new API token ("default") for a user (an admin, or the user themself) that replaces
     every token they have: all the others stop working. `POST /users/{id}/tokens` adds one.
 
-    Its lifetime is at most the hub's cap; from a session, the caller's password is needed.
+    Its lifetime is at most the hub's cap (and, made with an API token, that token's); from
+    a session, the caller's password is needed.
     """
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
@@ -159,7 +160,7 @@ async def rotate_token(
                 status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
             )
         api_tokens.end_all(conn, user_id)
-        token = api_tokens.mint(conn, user_id, "default", days).token
+        token = api_tokens.mint(conn, user_id, "default", days, who.token_expires).token
         audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
         return TokenOut(id=row.id, name=row.name, token=token)
 

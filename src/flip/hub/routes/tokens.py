@@ -43,7 +43,8 @@ async def create_token(
     user_id: PathId, body: NamedTokenIn, request: Request, who: Caller
 ) -> ApiTokenOut:
     """A new named API token (shown once) beside the user's others; its lifetime is at most
-    the hub's cap, and from a session the caller's password is needed."""
+    the hub's cap (and, made with an API token, that token's), and from a session the
+    caller's password is needed."""
     _owner_or_admin(who, user_id)
     days = request.app.state.policy.token_days(body.expires_in_days)
     if who.session is not None:
@@ -56,7 +57,7 @@ async def create_token(
                 status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
             )
         try:
-            made = api_tokens.mint(conn, user_id, body.name, days)
+            made = api_tokens.mint(conn, user_id, body.name, days, who.token_expires)
         except api_tokens.TakenName as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         detail = {"token": body.name, "days": days}

@@ -129,11 +129,22 @@ def verify_audit(conn: ReadConn, who: Admin) -> dict[str, object]:
     return {"ok": broken is None and not breaks, "broken_at": broken, "site_ledgers": breaks}
 
 
-def _user(conn: Connection, user_id: int):
+def found_user(conn: Connection, user_id: int):
+    """The user's row, or 404."""
     try:
         return access.find_user(conn, user_id)
     except access.NoSuchUser as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+def active_user(conn: Connection, user_id: int):
+    """The user's row, or 404; 409 while an admin has revoked their access."""
+    row = found_user(conn, user_id)
+    if row.revoked_at is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
+        )
+    return row
 
 
 @router.post("/users/{user_id}/token")
@@ -154,11 +165,7 @@ async def rotate_token(
         await confirm_password(request, who, body.password)
 
     def job(conn: Connection) -> TokenOut:
-        row = _user(conn, user_id)
-        if row.revoked_at is not None:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
-            )
+        row = active_user(conn, user_id)
         api_tokens.end_all(conn, user_id)
         token = api_tokens.mint(conn, user_id, "default", days, who.token_expires).token
         audit.append(conn, who.label, "user.token.rotate", f"user:{row.name}")
@@ -177,7 +184,7 @@ async def set_role(user_id: PathId, body: RoleIn, request: Request, who: Admin) 
         await confirm_password(request, who, body.current_password, "current_password")
 
     def job(conn: Connection) -> UserOut:
-        row = _user(conn, user_id)
+        row = found_user(conn, user_id)
         site_id = None
         if body.site is not None:
             site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
@@ -198,7 +205,7 @@ async def set_role(user_id: PathId, body: RoleIn, request: Request, who: Admin) 
 def revoke_token(user_id: PathId, conn: Conn, who: Admin) -> None:
     """Revoke a user's access: all their API tokens, sessions and password login end until
     an admin restores it."""
-    _user(conn, user_id)
+    found_user(conn, user_id)
     access.revoke(conn, user_id, who.label)
 
 
@@ -216,7 +223,7 @@ async def restore_user(
         await confirm_password(request, who, body.password)
 
     def job(conn: Connection) -> TokenOut:
-        _user(conn, user_id)
+        found_user(conn, user_id)
         uid, name, token = access.restore(conn, user_id, who.label, days)
         return TokenOut(id=uid, name=name, token=token)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import Connection
 
-from flip.hub import access, api_tokens, audit
+from flip.hub import api_tokens, audit
 from flip.hub.auth import Caller, Principal
+from flip.hub.routes.admin import active_user, found_user
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import ApiTokenInfo, ApiTokenOut, NamedTokenIn, PathId
 from flip.hub.transactions import Conn, ReadConn, writes
@@ -23,18 +24,11 @@ def _owner_or_admin(who: Principal, user_id: int) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
 
 
-def _user(conn: Connection, user_id: int):
-    try:
-        return access.find_user(conn, user_id)
-    except access.NoSuchUser as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-
-
 @router.get("/users/{user_id}/tokens")
 def list_tokens(user_id: PathId, conn: ReadConn, who: Caller) -> list[ApiTokenInfo]:
     """The user's API tokens by name and prefix (never the tokens), with their dates."""
     _owner_or_admin(who, user_id)
-    _user(conn, user_id)
+    found_user(conn, user_id)
     return [ApiTokenInfo(**row) for row in api_tokens.listed(conn, user_id)]
 
 
@@ -51,11 +45,7 @@ async def create_token(
         await confirm_password(request, who, body.password)
 
     def job(conn: Connection) -> ApiTokenOut:
-        row = _user(conn, user_id)
-        if row.revoked_at is not None:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"user {row.name}'s access is revoked: restore it"
-            )
+        row = active_user(conn, user_id)
         try:
             made = api_tokens.mint(conn, user_id, body.name, days, who.token_expires)
         except api_tokens.TakenName as exc:
@@ -72,7 +62,7 @@ async def create_token(
 def revoke_token(user_id: PathId, token_id: PathId, conn: Conn, who: Caller) -> None:
     """End one of the user's API tokens now; their other tokens, sessions and password go on."""
     _owner_or_admin(who, user_id)
-    row = _user(conn, user_id)
+    row = found_user(conn, user_id)
     try:
         name = api_tokens.end(conn, user_id, token_id)
     except api_tokens.NoSuchToken as exc:

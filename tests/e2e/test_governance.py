@@ -1,7 +1,12 @@
-"""Hub and three site agents as separate processes on loopback: counts, decisions, a run."""
+"""Hub and three site agents as separate processes on loopback: counts, decisions, a run;
+and a researcher's whole journey with the `flip` command against the same federation: log
+in, ask counts, propose, run, watch, read results, pull the model. The two share one hub
+and its agents (a module fixture), each in a project of its own."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
@@ -14,90 +19,104 @@ from flip.fl.tasks import mace_task, task_hash
 from tests.conftest import build_site
 from tests.e2e.processes import cli, federation, wait_for
 
+PASSWORD = "correct horse battery"
 DIABETES = {
     "name": "diabetes",
     "include": [{"table": "condition_occurrence", "concept_ids": [201826]}],
 }
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_hub_and_agents_as_processes(tmp_path):
-    configs = {
-        "alpha": build_site(tmp_path, "alpha", "fhir-ndjson", 300, seed=4),
-        "beta": build_site(tmp_path, "beta", "csv", 300, seed=4),
-        "gamma": build_site(tmp_path, "gamma", "fhir-ndjson", 40, seed=4),
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    """The folder, and three sites: alpha and beta large enough to count, gamma too small."""
+    folder = tmp_path_factory.mktemp("governance")
+    return folder, {
+        "alpha": build_site(folder, "alpha", "fhir-ndjson", 300, seed=4),
+        "beta": build_site(folder, "beta", "csv", 300, seed=4),
+        "gamma": build_site(folder, "gamma", "fhir-ndjson", 40, seed=4),
     }
-    with federation(tmp_path, configs) as running:
-        hub, researcher = running.hub, running.researcher
-        for config in configs.values():
-            assert oct(os.stat(config.parent / "credential").st_mode)[-3:] == "600"
 
-        project = researcher.create_project("governance")
-        researcher.invite(project, list(configs))
-        query = researcher.create_query(project, "diabetes", DIABETES)
 
-        def released():
-            answer = researcher.query(query)
-            return None if answer["pending"] else answer["results"]
+@pytest.fixture(scope="module")
+def running(sites):
+    """A hub with Flower and the three sites' agents, for the module (they must stop cleanly)."""
+    folder, configs = sites
+    with federation(folder, configs) as started:
+        yield started
 
-        counts = wait_for(released, "counts")
-        assert counts["gamma"]["suppressed"] and counts["gamma"]["count"] is None
-        assert counts["alpha"]["count"] >= 10 and counts["beta"]["count"] >= 10
 
-        spec = mace_task()
-        digest = task_hash(spec)
-        researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
-        cli("site", "approve", str(project), digest, "--site-config", str(configs["alpha"]))
-        cli("site", "approve", str(project), digest, "--site-config", str(configs["beta"]))
-        cli(
-            "site",
-            "decline",
-            str(project),
-            digest,
-            "--reason",
-            "not this year",
-            "--site-config",
-            str(configs["gamma"]),
-        )
-        run = researcher.create_run(project, digest, 3, runtime="deployment")
+def test_hub_and_agents_as_processes(sites, running):
+    folder, configs = sites
+    hub, researcher = running.hub, running.researcher
+    for config in configs.values():
+        assert oct(os.stat(config.parent / "credential").st_mode)[-3:] == "600"
 
-        def replied():
-            sites = researcher.run(run)["sites"]
-            return sites if len(sites) == 3 else None
+    project = researcher.create_project("governance")
+    researcher.invite(project, list(configs))
+    query = researcher.create_query(project, "diabetes", DIABETES)
 
-        replies = wait_for(replied, "run replies")
-        assert {n: r["status"] for n, r in replies.items()} == {
-            "alpha": "joined",
-            "beta": "joined",
-            "gamma": "refused",
-        }
-        gamma_store = configs["gamma"].parent / "store.duckdb"
-        gamma_store.rename(gamma_store.with_suffix(".kept"))
-        researcher.set_run_status(run, "running")
+    def released():
+        answer = researcher.query(query)
+        return None if answer["pending"] else answer["results"]
 
-        def ended():
-            state = researcher.run(run)
-            return state if state["status"] != "running" else None
+    counts = wait_for(released, "counts")
+    assert counts["gamma"]["suppressed"] and counts["gamma"]["count"] is None
+    assert counts["alpha"]["count"] >= 10 and counts["beta"]["count"] >= 10
 
-        final = wait_for(ended, "the deployment run to end", timeout=900)
-        assert final["status"] == "completed", final
-        assert set(final["results"]["per_site"]) == {"alpha", "beta"}
-        assert all(m["auroc"] > 0.6 for m in final["results"]["per_site"].values())
-        assert len(final["round_metrics"]) == 3
-        model = load(tmp_path / "hub-flower" / "models", final["results"]["model"])
-        assert model.lineage["task_hash"] == digest and model.lineage["run"] == run
-        assert set(model.lineage["sites"]) == {"alpha", "beta"}
-        # released like a count, or withheld (left out) by the site's differencing guard
-        assert all(s.get("n_train", 1) > 0 for s in model.lineage["sites"].values())
-        assert (model.path / "MODEL_CARD.md").exists()
-        best = load(tmp_path / "hub-flower" / "models", final["results"]["best_model"])
-        assert best.lineage["final_model"] == model.id and 1 <= best.lineage["best_round"] <= 3
-        assert not gamma_store.exists(), "the task never opened the decliner's store"
-        gamma_log = [
-            e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()
-        ]
-        assert {"task.declined", "run.refused", "query.answered"} <= set(gamma_log)
+    spec = mace_task()
+    digest = task_hash(spec)
+    researcher.propose_task(project, digest, spec.kind, spec.model_dump(mode="json"))
+    cli("site", "approve", str(project), digest, "--site-config", str(configs["alpha"]))
+    cli("site", "approve", str(project), digest, "--site-config", str(configs["beta"]))
+    cli(
+        "site",
+        "decline",
+        str(project),
+        digest,
+        "--reason",
+        "not this year",
+        "--site-config",
+        str(configs["gamma"]),
+    )
+    run = researcher.create_run(project, digest, 3, runtime="deployment")
+
+    def replied():
+        sites = researcher.run(run)["sites"]
+        return sites if len(sites) == 3 else None
+
+    replies = wait_for(replied, "run replies")
+    assert {n: r["status"] for n, r in replies.items()} == {
+        "alpha": "joined",
+        "beta": "joined",
+        "gamma": "refused",
+    }
+    gamma_store = configs["gamma"].parent / "store.duckdb"
+    gamma_store.rename(gamma_store.with_suffix(".kept"))
+    researcher.set_run_status(run, "running")
+
+    def ended():
+        state = researcher.run(run)
+        return state if state["status"] != "running" else None
+
+    final = wait_for(ended, "the deployment run to end", timeout=900)
+    assert final["status"] == "completed", final
+    assert set(final["results"]["per_site"]) == {"alpha", "beta"}
+    assert all(m["auroc"] > 0.6 for m in final["results"]["per_site"].values())
+    assert len(final["round_metrics"]) == 3
+    model = load(folder / "hub-flower" / "models", final["results"]["model"])
+    assert model.lineage["task_hash"] == digest and model.lineage["run"] == run
+    assert set(model.lineage["sites"]) == {"alpha", "beta"}
+    # released like a count, or withheld (left out) by the site's differencing guard
+    assert all(s.get("n_train", 1) > 0 for s in model.lineage["sites"].values())
+    assert (model.path / "MODEL_CARD.md").exists()
+    best = load(folder / "hub-flower" / "models", final["results"]["best_model"])
+    assert best.lineage["final_model"] == model.id and 1 <= best.lineage["best_round"] <= 3
+    assert not gamma_store.exists(), "the task never opened the decliner's store"
+    gamma_store.with_suffix(".kept").rename(gamma_store)  # gamma counts for the next journey
+    gamma_log = [e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()]
+    assert {"task.declined", "run.refused", "query.answered"} <= set(gamma_log)
 
     assert cli("hub", "audit", "verify", "--db", hub.db).stdout.strip() == "audit log intact"
     audit = json.loads(
@@ -123,3 +142,79 @@ def test_hub_and_agents_as_processes(tmp_path):
             if v is not None
         )
     assert [i for i in identifiers if i in blob] == []
+
+
+def as_researcher(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`flip ARGS` as the researcher (their own config folder); it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flip", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        input=stdin,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.timeout(1800)  # three sites built, then a deployment run: long on a busy machine
+def test_a_researcher_does_the_journey_with_the_flip_command(sites, running, tmp_path):
+    _, configs = sites
+    env = os.environ | {"XDG_CONFIG_HOME": str(tmp_path / "rita-config"), "COLUMNS": "120"}
+    env.pop("FLIP_CREDENTIALS", None)
+    definition = tmp_path / "diabetes.json"
+    definition.write_text(json.dumps(DIABETES))
+    running.admin.create_user("rosa", "researcher", password=PASSWORD)
+    as_researcher(env, "login", running.hub.url, "--user", "rosa", stdin=PASSWORD + "\n")
+    made = as_researcher(env, "project", "create", "journey", "--json").stdout
+    project = str(json.loads(made)["id"])
+    as_researcher(env, "project", "invite", project, *configs)
+
+    asked = as_researcher(
+        env, "query", "diabetics", "--project", project, "--definition", str(definition)
+    ).stdout
+    assert "<10" in asked and "withheld" in asked, asked
+    query = as_researcher(env, "project", "show", project, "--json").stdout
+    [listed] = json.loads(query)["queries"]
+    answers = json.loads(as_researcher(env, "query", "--id", str(listed["id"]), "--json").stdout)
+    assert answers["pending"] == [] and answers["total"] is None
+    assert answers["results"]["gamma"]["suppressed"]
+    assert answers["results"]["gamma"]["count"] is None
+    assert all(answers["results"][s]["count"] >= 10 for s in ("alpha", "beta"))
+
+    digest = task_hash(mace_task())
+    proposed = as_researcher(env, "task", "propose", "mace-5y", "--project", project).stdout
+    assert digest in proposed
+    cli("site", "approve", project, digest, "--site-config", str(configs["alpha"]))
+    cli("site", "approve", project, digest, "--site-config", str(configs["beta"]))
+    gamma = str(configs["gamma"])
+    cli("site", "decline", project, digest, "--reason", "not now", "--site-config", gamma)
+
+    start = ["run", "start", "--project", project, "--task", digest, "--rounds", "2"]
+    started = json.loads(as_researcher(env, *start, "--json").stdout)
+    run = str(started["id"])
+    assert started["status"] == "running"
+    assert {n: s["status"] for n, s in started["sites"].items()} == {
+        "alpha": "joined",
+        "beta": "joined",
+        "gamma": "refused",
+    }
+    watched = as_researcher(env, "run", "watch", run, "--json", "--interval", "1").stdout
+    lines = [json.loads(line) for line in watched.splitlines()]
+    assert [line.get("round") for line in lines[:-1]] == [1, 2]
+    assert lines[-1]["status"] == "completed", lines[-1]
+
+    shown = as_researcher(env, "run", "results", run).stdout
+    assert "alpha" in shown and "beta" in shown and "auroc" in shown
+    model = lines[-1]["results"]["model"]
+    pulled = as_researcher(env, "models", "pull", run, "--out", str(tmp_path / "mine")).stdout
+    assert pulled.strip() == f"wrote {tmp_path / 'mine' / model}"
+    lineage = json.loads(
+        as_researcher(
+            env, "models", "show", model, "--registry", str(tmp_path / "mine"), "--json"
+        ).stdout
+    )
+    assert lineage["task_hash"] == digest and lineage["run"] == int(run)
+    assert set(lineage["sites"]) == {"alpha", "beta"}
+    as_researcher(env, "logout")

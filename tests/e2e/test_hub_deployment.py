@@ -1,9 +1,13 @@
 """A deployment run the hub started outlives crashes: the hub's (it resumes from its checkpoint)
 and a site's SuperNode (its agent starts it again and it rejoins), and ends with a certificate
-`flip verify` checks. Cancelled, it stops."""
+`flip verify` checks. Cancelled, it stops; a site disabled before that trains no more of it."""
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,11 +58,16 @@ def _start_run(researcher, configs, rounds: int) -> tuple[int, int]:
     return project, run
 
 
-def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(tmp_path):
-    configs = _two_sites(tmp_path, 120, seed=8)
+@pytest.fixture(scope="module")
+def cancelled(tmp_path_factory) -> dict:
+    """A run of 100 rounds on alpha and beta: once it trains, beta is disabled, and a few
+    rounds' time later the run is cancelled; what was seen along the way. (The two share
+    one federation and one run: each would start the same processes.)"""
+    folder = tmp_path_factory.mktemp("cancelled")
+    configs = _two_sites(folder, 120, seed=8)
     rounds = 100
-    with federation(tmp_path, configs) as running:
-        researcher = running.researcher
+    with federation(folder, configs) as running:
+        researcher, admin = running.researcher, running.admin
         project, run = _start_run(researcher, configs, rounds)
         wait_for(lambda: researcher.run(run)["round_metrics"], "a first round", timeout=600)
 
@@ -68,21 +77,51 @@ def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(tmp_path):
         def server_app() -> list[int]:  # this hub's: its runtime API is on the SuperLink's port
             return matching("flwr-serverapp", f"127.0.0.1:{running.hub.flower_port} ")
 
-        assert all(nodes()) and server_app(), "the run trains before it is cancelled"
-        researcher.set_run_status(run, "cancelled")
+        seen: dict = {"rounds": rounds, "trains": all(nodes()) and bool(server_app())}
+        started = time.monotonic()  # round 1 has the cold start; round 2 is like any other
+        wait_for(lambda: len(researcher.run(run)["round_metrics"]) >= 2, "round 2", 600)
+        round_seconds = time.monotonic() - started
+        seen["beta_id"] = admin.http.get("/sites/2/activity").json()["site"]
+        seen["disabled"] = admin.http.post("/sites/2/disable").status_code
+        seen["beta_trained"] = _trained(configs["beta"], project)
+        seen["nodes"] = _flwr_nodes(folder / "hub-flower" / "flwr-home")
+        # Rounds went on every `round_seconds` with beta in them; it trains none of them now.
+        time.sleep(min(60.0, max(15.0, 3 * round_seconds)))
+        seen["beta_trained_after"] = _trained(configs["beta"], project)
 
-        def stopped() -> bool:
-            return not any(nodes()) and not server_app()
-
-        wait_for(stopped, "the SuperNodes and the ServerApp to stop", timeout=120)
-        recorded = len(researcher.run(run)["round_metrics"])
-        trained = _trained(configs["alpha"], project)
+        researcher.set_run_status(run, "cancelled")  # it waits for beta's node otherwise
+        wait_for(
+            lambda: not any(nodes()) and not server_app(),
+            "the SuperNodes and the ServerApp to stop",
+            timeout=120,
+        )
+        seen["recorded"] = len(researcher.run(run)["round_metrics"])
+        seen["alpha_trained"] = _trained(configs["alpha"], project)
         time.sleep(5)
-        final = researcher.run(run)
-        assert final["status"] == "cancelled"
-        assert len(final["round_metrics"]) == recorded < rounds
-        assert _trained(configs["alpha"], project) == trained < rounds
-        assert final["results"] is None, "a cancelled run registers no model"
+        seen["final"] = researcher.run(run)
+        seen["alpha_trained_after"] = _trained(configs["alpha"], project)
+    return seen
+
+
+def test_a_cancelled_run_stops_on_the_superlink_and_at_the_sites(cancelled):
+    assert cancelled["trains"], "the run trains before it is cancelled"
+    final, rounds = cancelled["final"], cancelled["rounds"]
+    assert final["status"] == "cancelled"
+    assert len(final["round_metrics"]) == cancelled["recorded"] < rounds
+    assert cancelled["alpha_trained_after"] == cancelled["alpha_trained"] < rounds
+    assert final["results"] is None, "a cancelled run registers no model"
+
+
+def test_a_disabled_sites_supernode_trains_no_more_rounds_of_a_run_it_joined(cancelled):
+    """Disabling shut a site's agent out, but its SuperNode's key stayed registered at the
+    hub's SuperLink, so the SuperNode went on training the run it had joined. The hub now
+    unregisters the key: the SuperLink refuses the node, and it gets no more work."""
+    assert cancelled["beta_id"] == "beta"
+    assert cancelled["disabled"] == 204
+    nodes = cancelled["nodes"]
+    assert sorted(n["status"] for n in nodes) == ["online", "unregistered"], nodes
+    trained = cancelled["beta_trained"]
+    assert cancelled["beta_trained_after"] <= trained + 1, "a round in flight at most"
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +193,24 @@ def test_the_resumed_run_ends_with_a_verifiable_certificate(resumed, tmp_path):
     path.write_text(json.dumps({**document, "fields": {**document["fields"], "epsilon": 1.0}}))
     failed = verify(path, *trusted)
     assert "field 'epsilon' does not match its signed digest" in failed.stderr
+
+
+def _flwr_nodes(home) -> list[dict]:
+    """The SuperNodes the hub's SuperLink knows, unregistered ones too."""
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    listed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "flwr"),
+            "supernode",
+            "list",
+            "flip",
+            "-v",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return json.loads(listed.stdout[listed.stdout.find("{") :])["nodes"]

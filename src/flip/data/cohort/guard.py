@@ -73,7 +73,7 @@ class ReleaseGuard:
     ) -> None:
         self.engine, self.project, self.query = engine, project, query
         self.threshold, self.budget, self.max_cells = threshold, budget, max_cells
-        self._released: list[frozenset[int]] | None = None
+        self._held: list[np.ndarray] = []
         self._loaded: list[np.ndarray] | None = None
         self._released_audit: Released | None = None
         self._population: Released | None = None
@@ -135,17 +135,21 @@ class ReleaseGuard:
 
     def released_before(self, members: frozenset[int]) -> bool:
         """Whether the count of exactly these persons was released to this project before."""
-        return members in self._kept()
+        wanted = _array(members)
+        return any(
+            kept.size == wanted.size and np.array_equal(kept, wanted)
+            for kept in [*self._load(), *self._held]
+        )
 
     def hold(self, sets: list[frozenset[int]]) -> None:
         """Check what follows in this query against `sets` too: a query's own released sets
         (its total, one breakdown's bins) must not isolate anyone against each other."""
-        fresh = [s for s in sets if s]
+        fresh = [_array(s) for s in sets if s]
         audits = self._audits()
-        self._kept().extend(fresh)
+        self._held.extend(fresh)
         for members in fresh:
             for audit in audits:
-                audit.add(_array(members))
+                audit.add(members)
 
     def also_known(self, population: frozenset[int]) -> None:
         """Audit as well as if the project knew the count of `population` (the site's
@@ -164,11 +168,6 @@ class ReleaseGuard:
                 ).scalars()
                 self._loaded = [_unpack(b) for b in blobs]
         return self._loaded
-
-    def _kept(self) -> list[frozenset[int]]:
-        if self._released is None:
-            self._released = [frozenset(a.tolist()) for a in self._load()]
-        return self._released
 
     def _audits(self) -> list[Released]:
         return [self._audit(), *([self._population] if self._population is not None else [])]

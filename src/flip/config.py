@@ -25,8 +25,8 @@ class AutoApproval(BaseModel):
 
 
 #: The default `max_audit_cells`: at 5,000,000 cells (250 kept sets over 20,000 persons,
-#: or 50 over 100,000) a cold first differencing check took ~3 s and ~310 MB peak RSS on a
-#: loaded 2-core machine (random half-sized sets, a fresh process: docs/security.md).
+#: or 50 over 100,000) a cold first differencing check took ~3 s and 280-325 MB peak RSS on
+#: a loaded 2-core machine (random half-sized sets, a fresh process: docs/site-setup.md).
 AUDIT_CELLS = 5_000_000
 
 #: The federated analysis kinds a policy may allow.

@@ -103,7 +103,7 @@ class ReleaseGuard:
             kept = conn.execute(
                 select(func.count()).where(released_set.c.project == self.project)
             ).scalar_one()
-        width = persons
+        width = max(1, persons)
         if (kept + 1) * width <= self.max_cells:
             loaded = self._load()
             if loaded:

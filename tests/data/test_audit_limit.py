@@ -35,13 +35,13 @@ def test_the_limit_counts_kept_sets_and_this_one_over_the_persons_in_any(tmp_pat
         assert ReleaseGuard(ledger.engine, "8", "q", 10, None, 100).audit_problem() is None
 
 
-def test_a_tasks_sizes_are_withheld_past_the_limit(tmp_path):
+def test_a_tasks_sizes_not_released_before_are_withheld_past_the_limit(tmp_path):
     splits = {"n_train": _persons(0, 80), "n_test": _persons(80, 20)}
     with Ledger(tmp_path / "l.db") as ledger:
-        _keep(ledger, "7", [_persons(0, 50), _persons(50, 50)])
-        sizes = release_sizes(ledger.engine, "7", "t" * 64, splits, 10, max_cells=299)
-        assert sizes == {"n_train": None, "n_test": None}
-        other = release_sizes(ledger.engine, "8", "t" * 64, splits, 10, max_cells=299)
+        _keep(ledger, "7", [_persons(0, 50), _persons(80, 20)])  # 2 sets over 70 persons
+        sizes = release_sizes(ledger.engine, "7", "t" * 64, splits, 10, max_cells=209)
+        assert sizes == {"n_train": None, "n_test": 20}, "the test set's count was given"
+        other = release_sizes(ledger.engine, "8", "t" * 64, splits, 10, max_cells=209)
         assert other == {"n_train": 80, "n_test": 20}
 
 

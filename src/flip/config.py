@@ -24,6 +24,11 @@ class AutoApproval(BaseModel):
     )
 
 
+#: The default `max_audit_cells`: at 5,000,000 cells (250 kept sets over 20,000 persons,
+#: or 50 over 100,000) a cold first differencing check took ~3 s and 280-325 MB peak RSS on
+#: a loaded 2-core machine (random half-sized sets, a fresh process: docs/site-setup.md).
+AUDIT_CELLS = 5_000_000
+
 #: The federated analysis kinds a policy may allow.
 AnalysisKind = Literal["table1", "survival", "regression", "harmonisation"]
 
@@ -43,6 +48,13 @@ class SitePolicy(BaseModel):
     )
     query_budget: int | None = Field(
         None, ge=1, description="Cohort queries the site answers per project; None: no limit."
+    )
+    max_audit_cells: int | None = Field(
+        AUDIT_CELLS,
+        ge=1,
+        description="The largest differencing audit the site keeps for a project: kept sets "
+        "x persons. Past it the site refuses the project's new releases (each check of a "
+        "larger audit takes longer and more memory); None: no limit.",
     )
     min_rows: int | None = Field(
         None,

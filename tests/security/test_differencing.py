@@ -6,6 +6,7 @@ real hub (uvicorn on loopback) that the site agent answers; the two attacks of t
 longer give away the 7 men or the one 71-year-old.
 """
 
+import json
 from datetime import UTC, date, datetime
 
 import pytest
@@ -92,6 +93,12 @@ def site(tmp_path):
         SiteAgent(config, client).run_once()
         return researcher.query(qid)["results"]["st-a"]
 
+    def new_project(name: str) -> int:
+        joined = researcher.create_project(name)
+        researcher.invite(joined, ["st-a"])
+        return joined
+
+    ask.new_project = new_project
     yield ask, config
     client.close()
     hub.stop()
@@ -162,6 +169,22 @@ def test_a_differencing_refusal_spends_the_budget_as_an_answer_does(site):
     assert "fewer than 10" in ask(T2D | {"name": "t2d women", "sex": ["female"]}, budget)["error"]
     third = ask({"name": "everyone"}, budget)
     assert third["count"] is None and "budget of 2 queries" in third["error"]
+
+
+def test_a_project_whose_audit_would_pass_the_site_limit_is_refused_and_others_answered(site):
+    """A hub with no query limit cannot grow a project's kept sets until the audit hangs."""
+    ask, config = site
+    capped = SitePolicy(max_audit_cells=2 * 55)
+    assert ask(T2D, capped)["count"] == 19, "this one set over the 55 persons"
+    assert ask({"name": "everyone"}, capped)["count"] == 55, "1 kept set and this one"
+    over = ask({"name": "71 and over", "age_min": 71}, capped)
+    assert over["count"] is None
+    assert "2 kept sets" in over["error"] and "max_audit_cells" in over["error"]
+    refused = [e for e in Ledger(config.ledger).entries() if e["action"] == "query.refused"]
+    reasons = [json.loads(e["detail"])["reason"] for e in refused]
+    assert reasons == [over["error"].removeprefix("refused: ")]
+    other = ask.new_project("another")
+    assert ask({"name": "71 and over", "age_min": 71}, capped, other)["count"] == 11
 
 
 def test_released_counts_are_rounded_as_the_site_policy_says(site):

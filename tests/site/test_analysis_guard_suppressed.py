@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from flip.config import SitePolicy
 from flip.data.cohort.guard import ReleaseGuard
 from flip.data.features.store_analysis import released_sets
 from flip.data.features.tabular import TabularData
@@ -18,7 +19,7 @@ def _persons(start: int, n: int) -> frozenset[int]:
 
 
 def test_a_suppressed_small_level_of_an_analysis_cannot_be_differenced_out_later(tmp_path):
-    site = SimpleNamespace(policy=SimpleNamespace(min_cell_size=10), ledger=tmp_path / "l.db")
+    site = SimpleNamespace(policy=SitePolicy(min_cell_size=10), ledger=tmp_path / "l.db")
     small = _persons(1, 3)  # a 0/1 column's rare level: Table 1 shows it as "<10"
     item = {"project_id": 7, "hash": "a" * 64}
     Analyses(site, hub=None)._guard(item, [small])
@@ -37,7 +38,7 @@ def test_a_suppressed_small_level_of_an_analysis_cannot_be_differenced_out_later
 def test_a_column_whose_few_missing_withhold_its_n_is_not_kept_as_released(tmp_path):
     """Table 1 withholds a column's n when only a few values are missing: the persons with a
     value differ from the cohort by those few, so their count must not be taken as known."""
-    site = SimpleNamespace(policy=SimpleNamespace(min_cell_size=10), ledger=tmp_path / "l.db")
+    site = SimpleNamespace(policy=SitePolicy(min_cell_size=10), ledger=tmp_path / "l.db")
     cohort = _persons(1, 100)
     present = cohort - _persons(1, 2)
     Analyses(site, hub=None)._guard({"project_id": 7, "hash": "b" * 64}, [cohort, present])
@@ -61,7 +62,7 @@ def test_a_models_cohort_is_not_kept_when_a_few_rows_are_left_out(tmp_path):
     y[:2] = np.nan
     data = TabularData(ids, np.zeros((100, 0)), y, [])
     spec = SimpleNamespace(kind="regression", covariates=[], family="linear")
-    site = SimpleNamespace(policy=SimpleNamespace(min_cell_size=10), ledger=tmp_path / "l.db")
+    site = SimpleNamespace(policy=SitePolicy(min_cell_size=10), ledger=tmp_path / "l.db")
     Analyses(site, hub=None)._guard({"project_id": 7, "hash": "c" * 64}, released_sets(data, spec))
     with Ledger(site.ledger) as ledger:
         guard = ReleaseGuard(ledger.engine, "7", "q", 10, None)

@@ -682,6 +682,7 @@ def report_evaluation(
             {name: frozenset(ids.tolist()) for name, ids in persons.items()},
             site.policy.min_cell_size,
             site.policy.round_counts_to,
+            site.policy.max_audit_cells,
         )
         fingerprint = data_fingerprint(site.store, spec.model_dump_json())
         exact = {"train": len(train.y), "test": len(test.y)}

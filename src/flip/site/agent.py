@@ -402,6 +402,7 @@ class SiteAgent:
                     str(query["id"]),
                     threshold,
                     policy.query_budget,
+                    policy.max_audit_cells,
                 )
                 released = release(store, definition, threshold, guard, policy.round_counts_to)
         except Refused as exc:

@@ -206,10 +206,17 @@ class Analyses:
         min_cell = self.site.policy.min_cell_size
         with Ledger(self.site.ledger) as ledger:
             guard = ReleaseGuard(
-                ledger.engine, str(item["project_id"]), f"analysis {item['hash']}", min_cell, None
+                ledger.engine,
+                str(item["project_id"]),
+                f"analysis {item['hash']}",
+                min_cell,
+                None,
+                self.site.policy.max_audit_cells,
             )
             shown = _shown(sets, min_cell)
             fresh = [s for s in shown if not guard.released_before(s)]
+            if fresh and (problem := guard.audit_problem()):
+                raise Declined(problem)
             if any(guard.isolates(s) for s in fresh):
                 raise Declined(
                     f"its cohort differs by 1 to {min_cell - 1} persons from one whose count or "

@@ -20,7 +20,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-#: Pair groups tested per matrix product (bounds memory: groups x persons floats).
+#: Pair groups tested, or basis rows reduced, per matrix product (bounds memory: that many
+#: rows x persons floats).
 _CHUNK = 64
 #: A group is in the span when its squared projection is within this fraction of its size.
 _EPS = 1e-6
@@ -41,14 +42,22 @@ class Released:
         self.atom = _atoms(member)
         rows = member.astype(np.float64)
         self._member, self.count = member, len(sets)
-        self._shared = np.rint(rows @ rows.T).astype(np.int64)
-        self._basis = _orthonormal(rows)
+        gram = rows @ rows.T
+        self._shared = np.rint(gram).astype(np.int64)
+        self._basis = _orthonormal(rows, gram)
         self.rank = len(self._basis)
-        for row in rows[
-            np.linalg.norm(rows - (rows @ self._basis.T) @ self._basis, axis=1)
-            > _TOL * np.linalg.norm(rows, axis=1)
-        ]:
+        for row in rows[self._outside(rows)]:
             self._extend(row)
+
+    def _outside(self, rows: np.ndarray) -> np.ndarray:
+        """Which `rows` the basis misses a part of (checked _CHUNK rows at a time: bounds the
+        memory to a chunk's residuals)."""
+        outside = np.zeros(len(rows), dtype=bool)
+        for start in range(0, len(rows), _CHUNK):
+            part = rows[start : start + _CHUNK]
+            rest = np.linalg.norm(part - (part @ self._basis.T) @ self._basis, axis=1)
+            outside[start : start + _CHUNK] = rest > _TOL * np.linalg.norm(part, axis=1)
+        return outside
 
     def add(self, members: np.ndarray) -> None:
         """Keep that the count of `members` (person ids) was released."""
@@ -91,7 +100,10 @@ class Released:
         _, atom, sizes = np.unique(self.atom * 2 + row, return_inverse=True, return_counts=True)
         order = np.argsort(atom.reshape(-1), kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        before = (np.add.reduceat(basis[:, order], starts, axis=1) ** 2).sum(axis=0)
+        before = np.zeros(sizes.size)
+        for start in range(0, len(basis), _CHUNK):
+            part = basis[start : start + _CHUNK][:, order]
+            before += (np.add.reduceat(part, starts, axis=1) ** 2).sum(axis=0)
         after = before + np.add.reduceat(unit[order], starts) ** 2
         whole = int(row.sum())
         itself = (sizes == whole) & (np.add.reduceat(row[order].astype(np.int64), starts) == whole)
@@ -165,14 +177,16 @@ def _projections(
     return before, before + lift[moved], full[moved]
 
 
-def _orthonormal(rows: np.ndarray) -> np.ndarray:
-    """An orthonormal basis (rows) of most of the span of `rows`, from their Gram matrix twice
-    over; a direction lost to rounding is left for `Released._extend` to add."""
+def _orthonormal(rows: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (rows) of most of the span of `rows` (whose Gram matrix is `gram`),
+    from the Gram matrix twice over; a direction lost to rounding is left for
+    `Released._extend` to add."""
     basis = rows
-    for _ in range(2):
-        values, vectors = np.linalg.eigh(basis @ basis.T)
+    for again in (False, True):
+        values, vectors = np.linalg.eigh(basis @ basis.T if again else gram)
         keep = values > values.max(initial=0.0) * 1e-12
-        basis = (vectors[:, keep].T @ basis) / np.sqrt(values[keep])[:, None]
+        basis = vectors[:, keep].T @ basis
+        basis /= np.sqrt(values[keep])[:, None]
     return basis
 
 
@@ -199,8 +213,9 @@ def _reached(before: np.ndarray, after: np.ndarray, full: np.ndarray) -> np.ndar
 
 
 def _grown(rows: np.ndarray, width: int) -> np.ndarray:
-    """`rows` with room for twice as many rows (at least one more)."""
-    grown = np.zeros((max(1, 2 * len(rows)), width), dtype=rows.dtype)
+    """`rows` with room for a quarter more rows (at least one more): a full audit's basis
+    grows by one set's row, so doubling it would double the audit's memory."""
+    grown = np.zeros((len(rows) + max(1, len(rows) // 4), width), dtype=rows.dtype)
     grown[: len(rows), : rows.shape[1]] = rows
     return grown
 

@@ -58,16 +58,23 @@ released_set = Table(
 class ReleaseGuard:
     """The differencing check and the query budget of one query of one project at a site.
 
-    `budget` is how many queries the site answers for a project (None: no limit).
+    `budget` is how many queries the site answers for a project (None: no limit);
+    `max_cells` the largest audit (kept sets x persons) it keeps for one (None: no limit).
     """
 
     def __init__(
-        self, engine: Engine, project: str, query: str, threshold: int, budget: int | None
+        self,
+        engine: Engine,
+        project: str,
+        query: str,
+        threshold: int,
+        budget: int | None,
+        max_cells: int | None = None,
     ) -> None:
         self.engine, self.project, self.query = engine, project, query
-        self.threshold, self.budget = threshold, budget
-        self._released: list[frozenset[int]] | None = None
-        self._loaded: list[np.ndarray] = []
+        self.threshold, self.budget, self.max_cells = threshold, budget, max_cells
+        self._held: list[np.ndarray] = []
+        self._loaded: list[np.ndarray] | None = None
         self._released_audit: Released | None = None
         self._population: Released | None = None
         _meta.create_all(engine)
@@ -85,6 +92,29 @@ class ReleaseGuard:
         if answered >= self.budget:
             return f"the project has used its budget of {self.budget} queries at this site"
         return None
+
+    def audit_problem(self, persons: int = 0) -> str | None:
+        """Why the project's audit would be too large to check one more set (its kept sets
+        and that one, over the site's `persons` or those in any kept set if more), or None.
+        Measured from the ledger (a count, then the kept sets' union) before any audit."""
+        if self.max_cells is None:
+            return None
+        with self.engine.connect() as conn:
+            kept = conn.execute(
+                select(func.count()).where(released_set.c.project == self.project)
+            ).scalar_one()
+        width = max(1, persons)
+        if (kept + 1) * width <= self.max_cells:
+            loaded = self._load()
+            if loaded:
+                width = max(width, int(np.unique(np.concatenate(loaded)).size))
+        if (kept + 1) * width <= self.max_cells:
+            return None
+        return (
+            f"this project's differencing audit at this site ({kept} kept sets and this one, "
+            f"over {width} persons) would pass the site's limit of {self.max_cells} cells; "
+            "the site admin can raise policy.max_audit_cells in site.yaml"
+        )
 
     def isolates(self, members: frozenset[int]) -> bool:
         """Whether releasing the count of `members` would, with the counts released before to
@@ -105,17 +135,21 @@ class ReleaseGuard:
 
     def released_before(self, members: frozenset[int]) -> bool:
         """Whether the count of exactly these persons was released to this project before."""
-        return members in self._kept()
+        wanted = _array(members)
+        return any(
+            kept.size == wanted.size and np.array_equal(kept, wanted)
+            for kept in [*self._load(), *self._held]
+        )
 
     def hold(self, sets: list[frozenset[int]]) -> None:
         """Check what follows in this query against `sets` too: a query's own released sets
         (its total, one breakdown's bins) must not isolate anyone against each other."""
-        fresh = [s for s in sets if s]
+        fresh = [_array(s) for s in sets if s]
         audits = self._audits()
-        self._kept().extend(fresh)
+        self._held.extend(fresh)
         for members in fresh:
             for audit in audits:
-                audit.add(_array(members))
+                audit.add(members)
 
     def also_known(self, population: frozenset[int]) -> None:
         """Audit as well as if the project knew the count of `population` (the site's
@@ -125,23 +159,22 @@ class ReleaseGuard:
             self._population = deepcopy(self._audit())
             self._population.add(_array(population))
 
-    def _kept(self) -> list[frozenset[int]]:
-        if self._released is None:
+    def _load(self) -> list[np.ndarray]:
+        """The kept sets' person ids, read from the ledger once."""
+        if self._loaded is None:
             with self.engine.connect() as conn:
                 blobs = conn.execute(
                     select(released_set.c.members).where(released_set.c.project == self.project)
                 ).scalars()
                 self._loaded = [_unpack(b) for b in blobs]
-            self._released = [frozenset(a.tolist()) for a in self._loaded]
-        return self._released
+        return self._loaded
 
     def _audits(self) -> list[Released]:
         return [self._audit(), *([self._population] if self._population is not None else [])]
 
     def _audit(self) -> Released:
         if self._released_audit is None:
-            self._kept()
-            self._released_audit = Released(self._loaded)
+            self._released_audit = Released(self._load())
         return self._released_audit
 
     def remember(self, sets: list[frozenset[int]], *, counted: bool = True) -> None:

@@ -32,17 +32,19 @@ def release(
     """The count and, when the count itself is released, the asked-for histograms; for a
     Circe cohort, its attrition (`released_steps`).
 
-    With a guard: refuse once the project's budget is spent or when the total would, with
+    With a guard: refuse once the project's budget is spent or its audit would pass the
+    site's limit (`ReleaseGuard.audit_problem`), or when the total would, with
     the counts released before (and the site's total, which the hub may know), tell the
     size of a group of fewer than `threshold` persons (that refusal spends a query of the
     budget too); suppress a bin that would, against those or another breakdown's bins in
     this answer (then the secondary suppression; and every bin when the shown ones would
     together), and remember what was released.
     """
-    if guard is not None and (problem := guard.budget_problem()):
-        raise Refused(problem)
     if guard is not None:
-        guard.also_known(population(store))
+        everyone = population(store)
+        if problem := guard.budget_problem() or guard.audit_problem(len(everyone)):
+            raise Refused(problem)
+        guard.also_known(everyone)
     found = cohort(store, definition)
     released = suppress(len(found.members), threshold)
     sets: list[frozenset[int]] = []

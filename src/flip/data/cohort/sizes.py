@@ -21,15 +21,19 @@ def release_sizes(
     sets: dict[str, frozenset[int]],
     threshold: int,
     round_to: int = 1,
+    max_cells: int | None = None,
 ) -> dict[str, int | None]:
     """Each named set's size as released to `project` (None: withheld), remembered in the
     guard kept in `engine` (the site's ledger); a size released before is released again.
     The sets together count as released when every size is (their sizes add up to it):
     when their union would isolate a few persons, every size not released before is
-    withheld."""
-    guard = ReleaseGuard(engine, project, f"task {task_hash}", threshold, None)
+    withheld; so is every one not released before when the project's audit would pass
+    `max_cells` (kept sets x persons)."""
+    guard = ReleaseGuard(engine, project, f"task {task_hash}", threshold, None, max_cells)
     whole = frozenset().union(*sets.values())
-    spare = not whole or guard.released_before(whole) or not guard.isolates(whole)
+    spare = guard.audit_problem() is None and (
+        not whole or guard.released_before(whole) or not guard.isolates(whole)
+    )
     released: dict[str, int | None] = {}
     fresh: list[frozenset[int]] = []
     for name, members in sets.items():

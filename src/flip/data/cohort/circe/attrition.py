@@ -36,7 +36,10 @@ def site_attrition(
     """The site's attrition as it releases it (`release_steps`); with a guard, the site's
     persons are audited as a count the project may know."""
     if guard is not None:
-        guard.also_known(population(store))
+        everyone = population(store)
+        if problem := guard.audit_problem(len(everyone)):
+            raise Refused(problem)
+        guard.also_known(everyone)
     return release_steps(attrition_steps(store, definition), min_cell, guard)
 
 
@@ -46,7 +49,7 @@ def release_steps(
     """Each step's count as released (`flip.data.cohort.release.released_steps`), the
     project's budget checked and what was released remembered. Without a guard, the steps
     are checked against each other only."""
-    if guard is not None and (problem := guard.budget_problem()):
+    if guard is not None and (problem := guard.budget_problem() or guard.audit_problem()):
         raise Refused(problem)
     released, shown = released_steps(steps, min_cell, guard)
     if guard is not None:

@@ -137,7 +137,7 @@ def check_hub_heads(
 ) -> list[str]:
     """Why the hub's audit chain no longer holds each of `heads` it signed (with its key, or
     one it had before a rotation: `retired`), if it does not."""
-    chain = dict(conn.execute(select(audit.c.seq, audit.c.hash)).tuples().all())
+    chain = dict(conn.execute(select(audit.c.seq, audit.c.hash)).all())
     keys = [public_pem(key), *(retired or [])]
     problems = []
     for head in heads:

@@ -106,7 +106,7 @@ def document(conn: Connection, run_id: int) -> dict | None:
     return {
         "fields": fields,
         "digests": digests(fields),
-        "signatures": {"hub": row.hub_signature, "sites": dict(signed.tuples().all())},
+        "signatures": {"hub": row.hub_signature, "sites": dict(signed.all())},
     }
 
 

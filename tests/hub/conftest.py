@@ -24,8 +24,8 @@ TEST_POLICY = AccessPolicy(password_profile="test-cheapest")
 class Hub:
     """A hub app with an admin, a researcher and enrolled sites, driven through HTTP."""
 
-    def __init__(self, url: str) -> None:
-        self.app = create_app(url, policy=TEST_POLICY)
+    def __init__(self, url: str, policy: AccessPolicy = TEST_POLICY) -> None:
+        self.app = create_app(url, policy=policy)
         self.http = TestClient(self.app, raise_server_exceptions=False)
         self.admin = bootstrap_admin(self.app.state.engine)
 

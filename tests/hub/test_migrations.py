@@ -12,7 +12,7 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, metadata, now
 from flip.hub.migrate import upgrade
 
-HEAD = "0020"
+HEAD = "0021"
 
 
 def test_migrated_database_matches_the_models(hub_db_url):

@@ -391,6 +391,15 @@ def test_account_lists_each_named_token_with_its_dates_and_a_revoke_button_in_it
     assert web.call("GET", "/projects/999", tokens["ci"]).status_code == 404, "ci still works"
 
 
+def test_account_shows_when_each_token_was_last_used(web):
+    tina = person(web, "tina")
+    token = re.search(r'id="new-token">([^<\s]+)<', _new_token(tina, "laptop").text)[1]
+    assert "never used" in _token_rows(tina)["laptop"]
+    assert web.call("GET", "/projects/999", token).status_code == 404
+    row = _token_rows(tina)["laptop"]
+    assert "never used" not in row and len(re.findall(r"<time datetime=", row)) == 3, row
+
+
 def test_a_token_revoke_form_cannot_end_another_users_token(web):
     ann, bob = person(web, "ann-web"), person(web, "bob-web")
     _new_token(bob, "ci")

@@ -1,6 +1,12 @@
 """Named API tokens (issue 21) under issue 19's rules: each of a user's tokens works and
 ends on its own, no one else's token reaches them, and an admin's revocation ends them all."""
 
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+
+from flip.hub.db import api_tokens, now
+from tests.hub.conftest import TEST_POLICY, Hub
 from tests.security.test_revocation import PASSWORD, _login, _user_with_password
 
 
@@ -83,3 +89,63 @@ def test_a_named_token_from_a_session_needs_the_password_and_fits_the_cap(hub):
     assert twice.status_code == 409, "a user's token names are unique"
     listed = hub.call("GET", f"/users/{uid}/tokens", session).json()
     assert [t["state"] for t in listed if t["name"] == "laptop"] == ["active"]
+
+
+def _listed(hub, uid: int, token: str) -> dict[str, dict]:
+    return {t["name"]: t for t in hub.call("GET", f"/users/{uid}/tokens", token).json()}
+
+
+def test_a_token_shows_when_it_was_last_used_without_a_write_per_call(hub):
+    uid, first = _user_with_password(hub, "rita")
+    made = _mint(hub, uid, first, "laptop").json()
+    assert _listed(hub, uid, first)["laptop"]["last_used_at"] is None
+    before = now()
+    assert _works(hub, made["token"]) == 201
+    used = _listed(hub, uid, first)["laptop"]["last_used_at"]
+    assert used is not None and datetime.fromisoformat(used).replace(tzinfo=None) >= before.replace(
+        microsecond=0
+    )
+    assert _works(hub, made["token"]) == 201
+    assert _listed(hub, uid, first)["laptop"]["last_used_at"] == used, "one write an hour at most"
+
+
+def _expire(hub, uid: int, name: str, days_ago: float) -> None:
+    with hub.app.state.engine.begin() as conn:
+        conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.user_id == uid, api_tokens.c.name == name)
+            .values(expires_at=now() - timedelta(days=days_ago))
+        )
+
+
+def test_a_user_holds_at_most_the_hubs_number_of_live_tokens(tmp_path):
+    policy = TEST_POLICY.model_copy(update={"max_tokens_per_user": 3})
+    hub = Hub(f"sqlite:///{tmp_path / 'hub.sqlite'}", policy)
+    with hub.http:
+        uid, first = _user_with_password(hub, "rita")
+        assert _mint(hub, uid, first, "laptop").status_code == 201
+        ci = _mint(hub, uid, first, "ci").json()
+        over = _mint(hub, uid, first, "one more")
+        assert over.status_code == 409 and "3" in over.json()["detail"], over.text
+        assert "revoke" in over.json()["detail"]
+        hub.call("DELETE", f"/users/{uid}/tokens/{ci['id']}", first)
+        assert _mint(hub, uid, first, "one more").status_code == 201
+        _expire(hub, uid, "laptop", 1)
+        assert _mint(hub, uid, first, "after expiry").status_code == 201, "expired ones count not"
+    hub.app.state.engine.dispose()
+
+
+def test_expired_tokens_free_their_names_and_are_purged_after_a_month(hub):
+    uid, first = _user_with_password(hub, "rita")
+    for name in ("laptop", "old", "recent"):
+        assert _mint(hub, uid, first, name).status_code == 201
+    _expire(hub, uid, "laptop", 1)
+    _expire(hub, uid, "old", 31)
+    _expire(hub, uid, "recent", 2)
+    assert _listed(hub, uid, first)["recent"]["state"] == "expired"
+    again = _mint(hub, uid, first, "laptop")
+    assert again.status_code == 201, "an expired token's name is free again"
+    names = _listed(hub, uid, first)
+    assert "old" not in names, "expired over a month ago: purged"
+    assert names["recent"]["state"] == "expired", "recently expired: still shown"
+    assert names["laptop"]["state"] == "active" and names["laptop"]["id"] == again.json()["id"]

@@ -59,6 +59,13 @@ def serve(
         int,
         typer.Option(help="The longest a user's API token may live, in days.", min=1),
     ] = 90,
+    max_tokens_per_user: Annotated[
+        int,
+        typer.Option(
+            help="Live API tokens one user may hold at once; past it, making one answers 409.",
+            min=1,
+        ),
+    ] = 20,
     login_attempts: Annotated[
         int,
         typer.Option(
@@ -129,6 +136,7 @@ def serve(
         )
     policy = AccessPolicy(
         max_token_days=max_token_days,
+        max_tokens_per_user=max_tokens_per_user,
         account_failures=login_attempts,
         address_failures=4 * login_attempts,
         failure_window=login_window,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub.auth import new_token, token_hash
@@ -15,6 +15,8 @@ from flip.hub.db import api_tokens, now
 
 #: How many of an API token's first characters the hub keeps to name it.
 PREFIX_LENGTH = 12
+#: How long an expired token stays listed (as expired) before the hub forgets it.
+EXPIRED_KEPT = timedelta(days=30)
 
 
 class TakenName(ValueError):
@@ -23,6 +25,10 @@ class TakenName(ValueError):
 
 class NoSuchToken(LookupError):
     """The user has no token with this id."""
+
+
+class TooManyTokens(ValueError):
+    """The user already holds as many live tokens as the hub allows."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,23 @@ class Minted:
 
 
 def mint(
-    conn: Connection, user_id: int, name: str, days: int, not_after: datetime | None = None
+    conn: Connection,
+    user_id: int,
+    name: str,
+    days: int,
+    not_after: datetime | None = None,
+    most: int | None = None,
 ) -> Minted:
     """A new API token for the user named `name`, living `days` but ending by `not_after` if
-    given (a token made with a token outlives it not); TakenName if the user has one of that
-    name."""
+    given (a token made with a token outlives it not). TakenName if the user has a live one
+    of that name, TooManyTokens if they hold `most` live ones; expired tokens of that name,
+    and those expired longer than EXPIRED_KEPT, are forgotten first."""
     token, made = new_token("flip_u"), now()
+    _forget_expired(conn, user_id, name, made)
+    if most is not None and _live(conn, user_id, made) >= most:
+        raise TooManyTokens(
+            f"you hold {most} live API tokens, this hub's limit: revoke one you no longer use"
+        )
     ends = made + timedelta(days=days)
     values = {
         "user_id": user_id,
@@ -62,8 +79,31 @@ def mint(
     return Minted(tid, name, token, values["prefix"], values["expires_at"])
 
 
+def _forget_expired(conn: Connection, user_id: int, name: str, at: datetime) -> None:
+    expired = api_tokens.c.expires_at < at
+    conn.execute(
+        delete(api_tokens).where(
+            api_tokens.c.user_id == user_id,
+            or_(
+                expired & (api_tokens.c.name == name),
+                api_tokens.c.expires_at < at - EXPIRED_KEPT,
+            ),
+        )
+    )
+
+
+def _live(conn: Connection, user_id: int, at: datetime) -> int:
+    return conn.execute(
+        select(func.count()).where(
+            api_tokens.c.user_id == user_id,
+            or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at >= at),
+        )
+    ).scalar_one()
+
+
 def listed(conn: Connection, user_id: int) -> list[dict[str, Any]]:
-    """The user's tokens, oldest first: id, name, prefix, dates and state (active or expired)."""
+    """The user's tokens, oldest first: id, name, prefix, dates (made, ends, last used, to the
+    hour) and state (active or expired)."""
     rows = conn.execute(
         select(
             api_tokens.c.id,
@@ -71,6 +111,7 @@ def listed(conn: Connection, user_id: int) -> list[dict[str, Any]]:
             api_tokens.c.prefix,
             api_tokens.c.created_at,
             api_tokens.c.expires_at,
+            api_tokens.c.last_used_at,
         )
         .where(api_tokens.c.user_id == user_id)
         .order_by(api_tokens.c.id)

@@ -5,16 +5,30 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import false, literal, null, select, union_all
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    cast,
+    false,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from flip.hub.db import api_tokens, now, sessions, sites, users
 from flip.hub.transactions import CREDENTIALS, reading
 
 ROLES = ("admin", "researcher", "viewer", "site_admin")
+#: How finely an API token's last use is kept: at most one write per token in this time.
+LAST_USED_GRAIN = timedelta(hours=1)
 
 
 def new_token(prefix: str) -> str:
@@ -25,6 +39,26 @@ def new_token(prefix: str) -> str:
 def token_hash(token: str) -> str:
     """How a token is stored: its SHA-256 (tokens are random, so no salt is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def stale_use(last_used: datetime | None, at: datetime) -> bool:
+    """Whether a token last used at `last_used` should have its use written down at `at`."""
+    return last_used is None or at - last_used >= LAST_USED_GRAIN
+
+
+def note_use(conn: Connection, token_id: int, at: datetime) -> None:
+    """Write down that the token was used at `at`, unless a use within the grain is kept."""
+    conn.execute(
+        update(api_tokens)
+        .where(
+            api_tokens.c.id == token_id,
+            or_(
+                api_tokens.c.last_used_at.is_(None),
+                api_tokens.c.last_used_at <= at - LAST_USED_GRAIN,
+            ),
+        )
+        .values(last_used_at=at)
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,8 @@ def _callers(digest: str):
             users.c.revoked_at.label("revoked"),
             sessions.c.web,
             users.c.password_one_time,
+            cast(null(), Integer).label("token_id"),
+            cast(null(), DateTime).label("last_used"),
         )
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.token_hash == digest),
@@ -81,6 +117,8 @@ def _callers(digest: str):
             users.c.revoked_at,
             false(),
             users.c.password_one_time,
+            api_tokens.c.id,
+            api_tokens.c.last_used_at,
         )
         .join(users, users.c.id == api_tokens.c.user_id)
         .where(api_tokens.c.token_hash == digest),
@@ -96,6 +134,8 @@ def _callers(digest: str):
             null(),
             false(),
             false(),
+            null(),
+            null(),
         ).where(sites.c.credential_hash == digest),
     )
 
@@ -139,8 +179,13 @@ async def caller_of(request: Request, token: str) -> Principal:
             bool(session.password_one_time),
         )
     if (user := found.get("user")) is not None:
-        if user.expires is not None and user.expires < now():
+        at = now()
+        if user.expires is not None and user.expires < at:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired: ask for a new one")
+        if stale_use(user.last_used, at):
+            await request.app.state.writer.run(
+                lambda conn: note_use(conn, user.token_id, at), wake=False
+            )
         return Principal(
             "user", user.id, user.name, user.role, site_id=user.site_id, token_expires=user.expires
         )

@@ -73,6 +73,8 @@ api_tokens = Table(
     Column("prefix", String(16)),
     Column("created_at", DateTime),
     Column("expires_at", DateTime),
+    #: When the token last opened a request, to the hour (`auth.LAST_USED_GRAIN`).
+    Column("last_used_at", DateTime),
     UniqueConstraint("user_id", "name", name="uq_api_tokens_user_name"),
 )
 

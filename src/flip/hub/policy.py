@@ -17,6 +17,9 @@ class AccessPolicy(BaseModel):
     max_token_days: int = Field(
         90, ge=1, le=LONGEST_TOKEN_DAYS, description="The longest an API token lives."
     )
+    max_tokens_per_user: int = Field(
+        20, ge=1, description="Live API tokens one user may hold at once."
+    )
     account_failures: int = Field(
         5, ge=1, description="Wrong passwords for one account within the window before 429."
     )

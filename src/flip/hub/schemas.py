@@ -113,6 +113,9 @@ class ApiTokenInfo(BaseModel):
     prefix: str | None = Field(description="The token's first characters (its name, not it).")
     created_at: UtcTime | None = Field(description="None for a token older than the hub's 0020.")
     expires_at: UtcTime | None
+    last_used_at: UtcTime | None = Field(
+        description="When the token last opened a request, kept to the hour; None if never."
+    )
     state: Literal["active", "expired"]
 
 

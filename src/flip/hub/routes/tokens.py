@@ -40,15 +40,16 @@ async def create_token(
     the hub's cap (and, made with an API token, that token's), and from a session the
     caller's password is needed."""
     _owner_or_admin(who, user_id)
-    days = request.app.state.policy.token_days(body.expires_in_days)
+    policy = request.app.state.policy
+    days, most = policy.token_days(body.expires_in_days), policy.max_tokens_per_user
     if who.session is not None:
         await confirm_password(request, who, body.password)
 
     def job(conn: Connection) -> ApiTokenOut:
         row = active_user(conn, user_id)
         try:
-            made = api_tokens.mint(conn, user_id, body.name, days, who.token_expires)
-        except api_tokens.TakenName as exc:
+            made = api_tokens.mint(conn, user_id, body.name, days, who.token_expires, most)
+        except (api_tokens.TakenName, api_tokens.TooManyTokens) as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         detail = {"token": body.name, "days": days}
         audit.append(conn, who.label, "user.token.create", f"user:{row.name}", detail)

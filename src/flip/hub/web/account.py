@@ -20,8 +20,15 @@ router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
 async def _account_page(request: Request, who: SignedIn, **shown: object):
     mine = await read(request, lambda conn: reads.own_account(conn, who.id))
-    max_days = request.app.state.policy.max_token_days
-    return page(request, "account.html", account=mine, max_days=max_days, **shown)
+    policy = request.app.state.policy
+    return page(
+        request,
+        "account.html",
+        account=mine,
+        max_days=policy.max_token_days,
+        max_tokens=policy.max_tokens_per_user,
+        **shown,
+    )
 
 
 @router.get("/account")

@@ -1,9 +1,13 @@
 """The vectorised linear audit agrees with its definition, computed plainly with ranks on
-small random cases: a count is refused when it makes an atom, or the difference or
-intersection of two sets, of 1 to threshold-1 persons (other than itself) derivable that
-was not, or when it holds a kept set and a few more persons or the reverse."""
+small random cases: a count is refused when it makes a union of atoms (one atom, the
+difference or intersection of two sets, or several atoms that three or more sets cut) of 1
+to threshold-1 persons (other than itself) derivable that was not, or when it holds a kept
+set and a few more persons or the reverse."""
+
+from itertools import combinations
 
 import numpy as np
+import pytest
 
 from flip.data.cohort.derivable import Released
 
@@ -16,7 +20,9 @@ def _in_span(rows: np.ndarray, group: np.ndarray) -> bool:
     return np.linalg.matrix_rank(np.vstack([rows, group])) == np.linalg.matrix_rank(rows)
 
 
-def _reference(kept: list[np.ndarray], candidate: np.ndarray, persons: int) -> bool:
+def _reference(
+    kept: list[np.ndarray], candidate: np.ndarray, persons: int, threshold: int = THRESHOLD
+) -> bool:
     member = np.zeros((len(kept) + 1, persons), dtype=bool)
     for row, s in zip(member, [*kept, candidate], strict=True):
         row[s] = True
@@ -24,16 +30,18 @@ def _reference(kept: list[np.ndarray], candidate: np.ndarray, persons: int) -> b
     cand = member[-1]
     for row in member[:-1]:
         more, fewer = (cand & ~row).sum(), (row & ~cand).sum()
-        if (fewer == 0 and 0 < more < THRESHOLD) or (more == 0 and 0 < fewer < THRESHOLD):
+        if (fewer == 0 and 0 < more < threshold) or (more == 0 and 0 < fewer < threshold):
             return True
     _, atom = np.unique(member.T, axis=0, return_inverse=True)
-    groups = [atom.reshape(-1) == a for a in np.unique(atom)]
-    for i in range(len(member)):
-        for j in range(len(member)):
-            groups += [member[i] & ~member[j], member[i] & member[j]]
+    atoms = [atom.reshape(-1) == a for a in np.unique(atom)]
+    groups = [
+        np.any(chosen, axis=0)
+        for size in range(1, threshold)
+        for chosen in combinations(atoms, size)
+    ]
     old, new = member[:-1].astype(float), member.astype(float)
     return any(
-        0 < g.sum() < THRESHOLD
+        0 < g.sum() < threshold
         and not (g == cand).all()
         and _in_span(new, g.astype(float))
         and not _in_span(old, g.astype(float))
@@ -41,7 +49,8 @@ def _reference(kept: list[np.ndarray], candidate: np.ndarray, persons: int) -> b
     )
 
 
-def test_the_audit_agrees_with_its_definition_on_random_small_cases():
+@pytest.mark.parametrize("threshold", [3, 5])
+def test_the_audit_agrees_with_its_definition_on_random_small_cases(threshold):
     rng = np.random.default_rng(7)
     agreed = flagged = 0
     for _ in range(300):
@@ -53,12 +62,12 @@ def test_the_audit_agrees_with_its_definition_on_random_small_cases():
         candidate = np.flatnonzero(rng.random(persons) < rng.uniform(0.2, 0.8))
         if not candidate.size:
             continue
-        expected = _reference([k for k in kept if k.size], candidate, persons)
+        expected = _reference([k for k in kept if k.size], candidate, persons, threshold)
         audit = Released([k for k in kept[:2] if k.size])
         for k in kept[2:]:
             if k.size:
                 audit.add(k)  # some loaded at once, some added one by one
-        assert audit.reveals(candidate, THRESHOLD) == expected, (kept, candidate)
+        assert audit.reveals(candidate, threshold) == expected, (kept, candidate)
         agreed += 1
         flagged += expected
     assert agreed > 250 and 20 < flagged < agreed - 20, "both answers were exercised"

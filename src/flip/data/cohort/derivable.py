@@ -5,8 +5,8 @@ The released sets and the candidate cut the persons into atoms: persons in exact
 sets. A count is the sum of its atoms' sizes, so the size of a group of persons follows from
 the released counts exactly when its indicator lies in the span of the released sets'
 indicators (inclusion-exclusion, P - A - B + A∩B, is one such combination). The groups
-audited are every atom, and the difference and the intersection of every two sets; a small
-group of another shape (a union of atoms that three or more sets cut) is not searched for.
+audited are every atom, the difference and the intersection of every two sets (vectorised
+over persons), and last any union of small atoms (unions.py: an exact search in atom space).
 
 The audit takes the kept sets as exactly what the project knows: a group that follows from
 them is not news. So a candidate that holds a kept set and a few more persons, or the other
@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from flip.data.cohort.unions import small_union_revealed
 
 #: Pair groups tested, or basis rows reduced, per matrix product (bounds memory: that many
 #: rows x persons floats).
@@ -97,7 +99,9 @@ class Released:
         if unit is None:
             return False  # its count follows from those released: nothing new
         basis = self._basis[: self.rank]
-        _, atom, sizes = np.unique(self.atom * 2 + row, return_inverse=True, return_counts=True)
+        _, first, atom, sizes = np.unique(
+            self.atom * 2 + row, return_index=True, return_inverse=True, return_counts=True
+        )
         order = np.argsort(atom.reshape(-1), kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         before = np.zeros(sizes.size)
@@ -112,7 +116,24 @@ class Released:
         pairs = (
             g[(g.sum(axis=1) < whole) | (g & ~row).any(axis=1)] for g in self._pairs(row, threshold)
         )
-        return any(np.any(_reached(*_projections(g, basis, unit))) for g in pairs)
+        if any(np.any(_reached(*_projections(g, basis, unit))) for g in pairs):
+            return True
+        return self._union_revealed(row, first, sizes, threshold)
+
+    def _union_revealed(
+        self, row: np.ndarray, first: np.ndarray, sizes: np.ndarray, threshold: int
+    ) -> bool:
+        """Whether `row` makes a union of several small atoms derivable (unions.py), the atoms
+        given by one person each (`first`) and their sizes."""
+        if np.count_nonzero(sizes < threshold) < 2:
+            return False
+        n = self.count
+        member = np.vstack([self._member[:n][:, first], row[first]])
+        gram = np.empty((n + 1, n + 1), dtype=np.int64)
+        gram[:n, :n] = self._shared[:n, :n]
+        gram[n, :n] = gram[:n, n] = _overlaps(self._member[:n], row)
+        gram[n, n] = row.sum()
+        return small_union_revealed(member, gram, sizes, threshold, row[first])
 
     def _row(self, members: np.ndarray) -> np.ndarray:
         """`members` as a 0/1 row over the persons, who are widened to include them."""

@@ -138,6 +138,20 @@ def test_researcher_signs_in_with_totp_and_sees_counts_arrive(browser, hub):
     page.locator(f'code[title="{digest}"]').wait_for()
     page.get_by_role("link", name="Models").click()
     _scan(page, "models")
+
+    page.locator('a[href="/account"]').click()
+    page.get_by_label("Name", exact=True).fill("laptop")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Create a token").click()
+    token = page.locator("#new-token").inner_text()
+    assert token.startswith("flip_u_")
+    httpx.get(
+        hub.url + "/api/v1/projects", headers={"Authorization": f"Bearer {token}"}
+    ).raise_for_status()
+    page.goto(hub.url + "/account")
+    row = page.get_by_role("row").filter(has_text="laptop").inner_text()
+    assert "never used" not in row and "active" in row and token not in page.content()
+    _scan(page, "account")
     context.close()
 
 

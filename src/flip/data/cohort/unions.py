@@ -69,22 +69,25 @@ def small_union_revealed(
 def _held(member: np.ndarray, gram: np.ndarray, sizes: np.ndarray) -> int:
     """How many independent combinations of the sets lie wholly on the small atoms (the
     dimension of what the sets' row space holds there)."""
-    values, vectors = np.linalg.eigh(gram.astype(np.float64))
-    keep = values > values.max(initial=0.0) * 1e-12
-    if not keep.any():
+    factor = _inverse_root(gram)
+    if factor.shape[1] == 0:
         return 0
-    factor = vectors[:, keep] / np.sqrt(values[keep])  # G^+ = factor @ factor.T
     lifted = (member.T.astype(np.float64) * np.sqrt(sizes)[:, None]) @ factor
     return int(np.count_nonzero(np.linalg.eigvalsh(lifted.T @ lifted) > 1 - _ONE))
+
+
+def _inverse_root(gram: np.ndarray) -> np.ndarray:
+    """F with F @ F.T the pseudo-inverse of the (symmetric, semi-definite) Gram matrix."""
+    values, vectors = np.linalg.eigh(gram.astype(np.float64))
+    keep = values > values.max(initial=0.0) * 1e-12
+    return vectors[:, keep] / np.sqrt(values[keep])
 
 
 def _outside(member: np.ndarray, gram: np.ndarray, sizes: np.ndarray, union: np.ndarray) -> bool:
     """Whether the union (0/1 over the small atoms) leaves the sets' row space."""
     weighted = union * sizes
-    values, vectors = np.linalg.eigh(gram.astype(np.float64))
-    keep = values > values.max(initial=0.0) * 1e-12
-    inner = vectors[:, keep].T @ (member.astype(np.float64) @ weighted)
-    within = float((inner**2 / values[keep]).sum())
+    inner = _inverse_root(gram).T @ (member.astype(np.float64) @ weighted)
+    within = float((inner**2).sum())
     whole = float(weighted @ union)
     return whole - within > _EPS * whole
 

@@ -275,12 +275,15 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     imported, so that the two overlap (reading and validating is most of a FHIR ingest).
 
     None when the source is not FHIR files, or when site.yaml cannot be read (the error
-    is reported where it is read again, with the others).
+    is reported where it is read again, with the others). Without a site.yaml, the reader
+    starts before the settings code is imported (a tenth of a second).
     """
     if kind is not SourceKind.fhir or path is None or url:
         return None
     try:
-        identity = _identity(person_identifier, _ingest_settings(site_config))
+        has_settings = site_config is not None or Path("site.yaml").is_file()
+        settings = _ingest_settings(site_config) if has_settings else None
+        identity = _identity(person_identifier, settings)
     except (OSError, ValueError):
         return None
     from flip.data.sources.fhir_ahead import read_path_ahead
@@ -288,13 +291,14 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     return read_path_ahead(path, identity)
 
 
-def _identity(system: str | None, settings: IngestSettings) -> PersonIdentity | None:
-    """The site's person identifier: the `--person-identifier` system, else site.yaml's."""
+def _identity(system: str | None, settings: IngestSettings | None) -> PersonIdentity | None:
+    """The site's person identifier: the `--person-identifier` system, else site.yaml's
+    (`settings`, None without one)."""
     from flip.data.sources.identity import PersonIdentity
 
     if system:
         return PersonIdentity(system)
-    found = settings.person_identifier
+    found = settings.person_identifier if settings is not None else None
     if found is None:
         return None
     return PersonIdentity(found.system, found.hl7v2_authority, found.hl7v2_type)

@@ -13,7 +13,18 @@ import hashlib
 from collections import Counter
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import death_row, person_row, stable_id
@@ -29,6 +40,28 @@ from flip.data.ingest.report import (
 )
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected, SourceMerge, SourcePerson, part_key
+
+#: Records whose stored parts one query looks for (a prefix test each).
+PARTS_PER_QUERY = 50
+
+
+def _parts_stored(conn: Connection, query: Select, keys: list[str]) -> dict[str, list]:
+    """The rows `query` finds of the parts (keys `key#…`: components, a report's contained
+    results) of each of `keys`, by key: a few queries, not one per key."""
+    record_key = schema.source_record.c.record_key
+    parts: dict[str, list] = {}
+    for start in range(0, len(keys), PARTS_PER_QUERY):
+        chunk = keys[start : start + PARTS_PER_QUERY]
+        wanted = set(chunk)
+        prefixes = or_(*(record_key.startswith(f"{key}#", autoescape=True) for key in chunk))
+        for row in conn.execute(query.where(prefixes)):
+            found = row[0]
+            at = found.find("#")
+            while at != -1:
+                if found[:at] in wanted:
+                    parts.setdefault(found[:at], []).append(row)
+                at = found.find("#", at + 1)
+    return parts
 
 
 class Writer:
@@ -307,9 +340,8 @@ class Writer:
         )
         with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
             found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
-        for key in sorted(keys):  # its parts: components, a report's contained results
-            part = provenance.c.record_key.startswith(f"{key}#", autoescape=True)
-            found += [(key, *row) for row in conn.execute(select(*columns).where(*mine, part))]
+        parts = _parts_stored(conn, select(*columns).where(*mine), sorted(keys))
+        found += [(key, *row) for key in sorted(keys) for row in parts.get(key, ())]
         newer = {whole for whole, *_, version in found if older(keys[whole], version)}
         rows: dict[str, list[tuple[str, int, int]]] = {}
         for whole, key, table, cdm_id, run, _ in found:

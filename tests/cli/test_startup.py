@@ -79,12 +79,13 @@ def test_a_demo_refuses_bad_options_before_it_loads_torch_or_flower(tmp_path):
     assert _run(code, "demo", "dermatology", "--sites", "0", "--out", out).strip() == "[]"
 
 
-def test_a_fhir_ingest_command_starts_its_reader_before_loading_settings_it_has_none_of(tmp_path):
+def test_a_fhir_ingest_command_without_a_site_yaml_never_loads_the_settings_code(tmp_path):
     (tmp_path / "Patient.ndjson").write_text(
         '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}\n'
     )
     code = (
-        "import runpy, sys\n"
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('settings loaded:', 'flip.config' in sys.modules))\n"
         "import flip.data.sources.fhir_ahead as ahead\n"
         "start = ahead.read_path_ahead\n"
         "def noted(*args):\n"
@@ -105,4 +106,5 @@ def test_a_fhir_ingest_command_starts_its_reader_before_loading_settings_it_has_
     )
     assert result.returncode == 0, result.stderr
     assert "settings loaded first: False" in result.stdout
+    assert "settings loaded: False" in result.stdout
     assert '"loaded": 1' in result.stdout

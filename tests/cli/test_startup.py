@@ -77,3 +77,34 @@ def test_a_demo_refuses_bad_options_before_it_loads_torch_or_flower(tmp_path):
     out = str(tmp_path / "out")
     assert _run(code, "demo", "--rounds", "-1", "--out", out).strip() == "[]"
     assert _run(code, "demo", "dermatology", "--sites", "0", "--out", out).strip() == "[]"
+
+
+def test_a_fhir_ingest_command_without_a_site_yaml_never_loads_the_settings_code(tmp_path):
+    (tmp_path / "Patient.ndjson").write_text(
+        '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}\n'
+    )
+    code = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('settings loaded:', 'flip.config' in sys.modules))\n"
+        "import flip.data.sources.fhir_ahead as ahead\n"
+        "start = ahead.read_path_ahead\n"
+        "def noted(*args):\n"
+        "    print('settings loaded first:', 'flip.config' in sys.modules)\n"
+        "    return start(*args)\n"
+        "ahead.read_path_ahead = noted\n"
+        "sys.argv = ['flip', 'site', 'ingest', 'fhir', sys.argv[1], '--store', sys.argv[2],"
+        " '--json']\n"
+        "runpy.run_module('flip', run_name='__main__')\n"
+    )
+    # run where no site.yaml is: there is nothing to read before the reader starts
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "Patient.ndjson"), str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "settings loaded first: False" in result.stdout
+    assert "settings loaded: False" in result.stdout
+    assert '"loaded": 1' in result.stdout

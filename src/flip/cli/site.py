@@ -196,8 +196,10 @@ def ingest(
         errors += (DicomWebError,)
     forgo_pandas()  # see there: a second of start-up
     with one_line_errors(*errors):
-        settings = _ingest_settings(site_config)
+        settings = _site_settings(site_config)
         identity = _identity(person_identifier, settings)
+        code_systems = settings.code_systems if settings else {}
+        order = date_order.value if date_order else settings.date_order if settings else None
         s = open_store(store)
         try:
             s.check()  # a store at FLIP's version needs no create(), a tenth of a second
@@ -222,7 +224,7 @@ def ingest(
                     incremental=not full,
                     source_system=system,
                     progress=advance,
-                    code_systems=settings.code_systems,
+                    code_systems=code_systems,
                     person_identifier=identity,
                     prune=prune,
                 )
@@ -236,11 +238,11 @@ def ingest(
                     schema_name=schema,
                     source_system=system,
                     progress=advance,
-                    code_systems=settings.code_systems,
+                    code_systems=code_systems,
                     person_identifier=identity,
                     reading=reading,
                     prune=prune,
-                    date_order=date_order.value if date_order else settings.date_order,
+                    date_order=order,
                 )
         s.close()
     if as_json:
@@ -270,6 +272,14 @@ def _ingest_settings(site_config: Path | None) -> IngestSettings:
     return IngestSettings.load(path)
 
 
+def _site_settings(site_config: Path | None) -> IngestSettings | None:
+    """`_ingest_settings`, or None when no site.yaml is named and none is here: the settings
+    code (pydantic and YAML, a tenth of a second to import) is then never loaded."""
+    if site_config is None and not Path("site.yaml").is_file():
+        return None
+    return _ingest_settings(site_config)
+
+
 def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     """For FHIR files, start reading them in a child process before the store stack is
     imported, so that the two overlap (reading and validating is most of a FHIR ingest).
@@ -280,7 +290,7 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     if kind is not SourceKind.fhir or path is None or url:
         return None
     try:
-        identity = _identity(person_identifier, _ingest_settings(site_config))
+        identity = _identity(person_identifier, _site_settings(site_config))
     except (OSError, ValueError):
         return None
     from flip.data.sources.fhir_ahead import read_path_ahead
@@ -288,13 +298,14 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     return read_path_ahead(path, identity)
 
 
-def _identity(system: str | None, settings: IngestSettings) -> PersonIdentity | None:
-    """The site's person identifier: the `--person-identifier` system, else site.yaml's."""
+def _identity(system: str | None, settings: IngestSettings | None) -> PersonIdentity | None:
+    """The site's person identifier: the `--person-identifier` system, else site.yaml's
+    (`settings`, None without one)."""
     from flip.data.sources.identity import PersonIdentity
 
     if system:
         return PersonIdentity(system)
-    found = settings.person_identifier
+    found = settings.person_identifier if settings is not None else None
     if found is None:
         return None
     return PersonIdentity(found.system, found.hl7v2_authority, found.hl7v2_type)

@@ -24,6 +24,7 @@ from flip.data.sources.records import (
     SourceRow,
     SourceVisit,
     Unread,
+    same_resource,
 )
 
 #: Records per batch: each batch commits whole.
@@ -33,7 +34,8 @@ BATCH_SIZE = 20000
 def batches(
     records: Iterable[SourceRecord], size: int = BATCH_SIZE
 ) -> Iterator[list[SourceRecord]]:
-    """Group records into lists of at most `size`; an EventBlock is a batch on its own."""
+    """Group records into lists of `size` (more when the records of one resource would
+    straddle the cut: see `same_resource`); an EventBlock is a batch on its own."""
     batch: list[SourceRecord] = []
     for record in records:
         if type(record) is EventBlock:
@@ -42,10 +44,10 @@ def batches(
                 batch = []
             yield [record]
             continue
-        batch.append(record)
-        if len(batch) == size:
+        if len(batch) >= size and not same_resource(batch[-1], record):
             yield batch
             batch = []
+        batch.append(record)
     if batch:
         yield batch
 

@@ -13,7 +13,18 @@ import hashlib
 from collections import Counter
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from flip.data.cdm import schema
 from flip.data.cdm.rows import death_row, person_row, stable_id
@@ -29,6 +40,28 @@ from flip.data.ingest.report import (
 )
 from flip.data.ingest.stale import fail_stale_runs, this_process
 from flip.data.sources.records import Rejected, SourceMerge, SourcePerson, part_key
+
+#: Records whose stored parts one query looks for (a prefix test each).
+PARTS_PER_QUERY = 50
+
+
+def _parts_stored(conn: Connection, query: Select, keys: list[str]) -> dict[str, list]:
+    """The rows `query` finds of the parts (keys `key#…`: components, a report's contained
+    results) of each of `keys`, by key: a few queries, not one per key."""
+    record_key = schema.source_record.c.record_key
+    parts: dict[str, list] = {}
+    for start in range(0, len(keys), PARTS_PER_QUERY):
+        chunk = keys[start : start + PARTS_PER_QUERY]
+        wanted = set(chunk)
+        prefixes = or_(*(record_key.startswith(f"{key}#", autoescape=True) for key in chunk))
+        for row in conn.execute(query.where(prefixes)):
+            found = row[0]
+            at = found.find("#")
+            while at != -1:
+                if found[:at] in wanted:
+                    parts.setdefault(found[:at], []).append(row)
+                at = found.find("#", at + 1)
+    return parts
 
 
 class Writer:
@@ -57,6 +90,8 @@ class Writer:
         self._withdrawn_kept: bool | None = None
         #: Whether the source system has withdrawal rows (None: unknown).
         self._withdrawals: bool | None = None
+        #: Whether the store was seen holding provenance of the source system.
+        self._provenance = False
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
@@ -122,7 +157,8 @@ class Writer:
             again_same = again_new = 0
             stale: set[str] = set()  # an older version than the one stored
             changed = False  # whether a stored record's rows were replaced
-            existing = self._existing(conn, batch)
+            stored = self._has_provenance(conn)  # none: its records have no rows to find
+            existing = self._existing(conn, batch) if stored else {}
             for key, old in existing.items():
                 earlier = any(run == report.run_id for *_, run, _ in old)
                 if any(older(batch.versions.get(key), version) for *_, version in old):
@@ -138,12 +174,19 @@ class Writer:
                     delete_row(conn, table, cdm_id, keep_others=True)
                     if run == report.run_id:
                         report.rows[table] -= 1  # written by this run, now replaced
-            self._retire(conn, batch.replaced - batch.sources.keys())
-            self._retire_parts(conn, batch, existing, unchanged | stale, report)
+            if stored:
+                self._retire(conn, batch.replaced - batch.sources.keys())
+                self._retire_parts(conn, batch, existing, unchanged | stale, report)
             withdrawing = {k: v for k, v in batch.withdrawn.items() if k not in batch.sources}
             layout = batch.layout(self.system, report.run_id, unchanged | stale)
             withdrawn_from = self._withdraw(
-                conn, withdrawing, batch.withdrawn_here, batch.amending, layout.person_ids, report
+                conn,
+                withdrawing,
+                batch.withdrawn_here,
+                batch.amending,
+                layout.person_ids,
+                report,
+                stored=stored,
             )
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
@@ -178,6 +221,15 @@ class Writer:
                 remove_withdrawn_persons(conn, self.system, report)
             if self.derive_periods:
                 rebuild_observation_periods(conn, layout.person_ids | withdrawn_from)
+
+    def _has_provenance(self, conn: Connection) -> bool:
+        """Whether the store holds provenance rows of the source system (once seen, not
+        looked up again: looking for a record's rows where there are none finds none)."""
+        if not self._provenance:
+            source = schema.source_record
+            mine = select(source.c.role).where(source.c.source_system == self.system)
+            self._provenance = conn.execute(mine.limit(1)).first() is not None
+        return self._provenance
 
     def _existing(
         self, conn: Connection, batch: Batch
@@ -280,6 +332,8 @@ class Writer:
         amending: set[str],
         named: set[int],
         report: IngestReport,
+        *,
+        stored: bool = True,
     ) -> set[int]:
         """Remove the rows and provenance of records re-sent as not facts (by key, with the
         withdrawing version: a newer stored version stays); count them in
@@ -290,6 +344,7 @@ class Writer:
         stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING) when its
         record says an earlier version was sent (`amending`), or when the stored version is
         newer; otherwise it is a record first seen as not a fact, skipped by its rule alone.
+        Without `stored` provenance of the source system, nothing is looked up.
         Return the persons touched."""
         if not keys:
             return set()
@@ -305,11 +360,13 @@ class Writer:
             provenance.c.source_system == self.system,
             provenance.c.role.in_(schema.OWNED_ROLES),
         )
-        with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
-            found = [(row[0], *row) for row in conn.execute(select(*columns).where(*mine, wanted))]
-        for key in sorted(keys):  # its parts: components, a report's contained results
-            part = provenance.c.record_key.startswith(f"{key}#", autoescape=True)
-            found += [(key, *row) for row in conn.execute(select(*columns).where(*mine, part))]
+        found: list[tuple] = []
+        if stored:
+            with values_in(conn, provenance.c.record_key, sorted(keys)) as wanted:
+                query = select(*columns).where(*mine, wanted)
+                found = [(row[0], *row) for row in conn.execute(query)]
+            parts = _parts_stored(conn, select(*columns).where(*mine), sorted(keys))
+            found += [(key, *row) for key in sorted(keys) for row in parts.get(key, ())]
         newer = {whole for whole, *_, version in found if older(keys[whole], version)}
         rows: dict[str, list[tuple[str, int, int]]] = {}
         for whole, key, table, cdm_id, run, _ in found:

@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flip.data.sources.records import EventBlock
+from flip.data.sources.records import EventBlock, same_resource
 
-#: Records per chunk sent to the parent (an EventBlock ends a chunk).
+#: Records per chunk sent to the parent (an EventBlock ends a chunk; the records of one
+#: resource stay in one: `same_resource`).
 CHUNK = 1000
 #: Chunks read ahead before the child waits for the parent.
 DEPTH = 4
@@ -64,8 +65,11 @@ def _child(
     chunk: list[Any] = []
     try:
         for record in produce(*args):
+            if len(chunk) >= CHUNK and not same_resource(chunk[-1], record):
+                out.put(chunk)
+                chunk = []
             chunk.append(record)
-            if len(chunk) >= CHUNK or type(record) is EventBlock:
+            if type(record) is EventBlock:
                 out.put(chunk)
                 chunk = []
         if chunk:

@@ -25,6 +25,13 @@ IDENTIFIED = "Patient?identifier="
 MAX_KEY = 200
 
 
+def same_resource(earlier: object, later: object) -> bool:
+    """Whether two records in a row are parts of one resource (`SourceEvent.whole`): a
+    chunk or batch of records never ends between them."""
+    whole = getattr(earlier, "whole", None)
+    return whole is not None and getattr(later, "whole", None) == whole
+
+
 def part_key(whole: str, index: int) -> str:
     """The record key of the `index`th part (component) of the resource keyed `whole`."""
     return f"{whole}#component[{index}]"

@@ -211,6 +211,9 @@ class _Reader:
         msh = m.msg.segment("MSH")
         self.kind, self.event = m.get(msh, 9, 1).upper(), m.get(msh, 9, 2).upper()
         self.control = m.get(msh, 10)
+        #: The sending facility (MSH-4), which qualifies identifiers sent without their own
+        #: namespace or assigning authority.
+        self.facility = m.get(msh, 4) or m.get(msh, 4, 2)
         self.warnings: list[str] = []
         self.sent = self.when(m.get(msh, 7), "MSH-7")
         self.header_warnings = tuple(self.warnings)
@@ -390,7 +393,7 @@ def _patient(r: _Reader, group: list, number: int) -> None:
         elif name == "OBR":
             context.orders += 1
             fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"
-            context.order = m.get(segment, 3) or m.get(segment, 2) or fallback
+            context.order = _order(r, segment) or fallback
             context.order_time = r.when(m.get(segment, 7), "OBR-7") or r.sent
             context.order_warnings = tuple(r.warnings)
         elif name == "TXA":
@@ -406,6 +409,25 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     _flush_text(r, context)
     if r.kind == "MDM":
         _document(r, context)
+
+
+def _qualified(r: _Reader, segment: Any, field: int, authorities: tuple[int, ...]) -> str:
+    """An EI or CX identifier as a key part: `AUTHORITY/ID`, its authority the components
+    `authorities` name (EI namespace and universal id; CX assigning authority and facility),
+    else the sending facility; "" when it has no ID."""
+    m = r.m
+    identifier = m.get(segment, field)
+    if not identifier:
+        return ""
+    parts = [m.get(segment, field, c) for c in authorities]
+    authority = "^".join(parts).rstrip("^") or r.facility
+    return f"{authority}/{identifier}" if authority else identifier
+
+
+def _order(r: _Reader, obr: Any) -> str:
+    """An OBR's order identity: its filler number (OBR-3), else its placer number (OBR-2),
+    qualified by the namespace that assigned it (see _qualified)."""
+    return _qualified(r, obr, 3, (2, 3, 4)) or _qualified(r, obr, 2, (2, 3, 4))
 
 
 def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
@@ -457,7 +479,7 @@ class _Context:
 
 def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
     m = r.m
-    c.visit_key = f"visit/{m.get(pv1, 19) or c.scope}"
+    c.visit_key = f"visit/{_qualified(r, pv1, 19, (4, 6)) or c.scope}"
     start = r.when(m.get(pv1, 44), "PV1-44") or r.sent
     end = r.when(m.get(pv1, 45), "PV1-45")
     klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
@@ -504,7 +526,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
     m = r.m
     code = m.get(obx, 3)
     sub = m.get(obx, 4) or m.get(obx, 1) or str(c.results)
-    key = f"result/{c.order}/{code}/{sub}"
+    key = f"result/{c.person_key}/{c.order}/{code}/{sub}"
     where = f"OBX {m.get(obx, 1) or c.results}"
     if not code:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
@@ -607,7 +629,7 @@ def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, wa
 
 def _note_key(c: _Context, code: str, sub: str) -> str:
     """The record key of the note a text result's lines join (order, code and OBX-4)."""
-    return "/".join(filter(None, ("note", c.order, code, sub)))
+    return "/".join(filter(None, ("note", c.person_key, c.order, code, sub)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:
@@ -618,7 +640,7 @@ def _flush_text(r: _Reader, c: _Context) -> None:
 def _document(r: _Reader, c: _Context) -> None:
     """An MDM message's document (TXA and its OBX text) as one note."""
     m, txa = r.m, c.document
-    number = m.get(txa, 12) if txa is not None else ""
+    number = _qualified(r, txa, 12, (2, 3, 4)) if txa is not None else ""
     key = f"document/{number or c.scope}"
     lines = [
         line

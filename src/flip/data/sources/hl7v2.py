@@ -166,6 +166,14 @@ class _Message:
         except (IndexError, TypeError):
             return ""
 
+    def blank(self, segment: Any, field: int) -> bool:
+        """Whether a field is absent or empty: in an update, "no change" (`""` deletes)."""
+        try:
+            value = segment[field]
+        except IndexError:
+            return True
+        return value is None or not str(value).strip()
+
     def repeats(self, segment: Any, field: int) -> int:
         """How many repetitions a field has (1 for a plain or absent field)."""
         try:
@@ -445,7 +453,8 @@ def _skip_z_segments(r: _Reader, group: list, number: int) -> None:
 
 
 def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourcePerson:
-    """The patient record a PID segment gives."""
+    """The patient record a PID segment gives; what its empty fields would say is unsaid
+    (HL7: an empty field changes nothing, `""` deletes)."""
     m = r.m
     born, parts = _birth(r, m.get(pid, 7))
     death = r.when(m.get(pid, 29), "PID-29")
@@ -459,7 +468,14 @@ def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourceP
         death_date=death,
         warnings=tuple(r.warnings),
         birth_parts=parts,
+        unsaid=frozenset(
+            name for name, field in _DEMOGRAPHIC_FIELDS.items() if m.blank(pid, field)
+        ),
     )
+
+
+#: The PID fields of the demographics an update may leave unsaid (SourcePerson.unsaid).
+_DEMOGRAPHIC_FIELDS = {"birth_date": 7, "gender": 8, "death_date": 29}
 
 
 class _Context:

@@ -37,7 +37,9 @@ GENDERS = {"male": 8507, "female": 8532}
 @dataclass(slots=True)
 class SourcePerson:
     """A patient as the source describes them; `birth_parts` says how much of the birth date
-    the source gave (3: the day, 2: year and month, 1: the year; the rest of `birth_date` is 1)."""
+    the source gave (3: the day, 2: year and month, 1: the year; the rest of `birth_date` is 1).
+    `unsaid` names the fields (`birth_date`, `gender`, `death_date`) the source left empty
+    meaning "no change" (an HL7 v2 update): they keep what the person had."""
 
     key: str
     source_value: str
@@ -49,6 +51,11 @@ class SourcePerson:
     warnings: tuple[str, ...] = ()
     birth_parts: int = 3
     version: str | None = None
+    unsaid: frozenset[str] = frozenset()
+
+
+#: The fields of a SourcePerson a source may leave unsaid (see SourcePerson.unsaid).
+DEMOGRAPHICS = ("birth_date", "gender", "death_date")
 
 
 @dataclass(slots=True)

@@ -1,9 +1,13 @@
 """HL7 v2 feeds as several hospitals send them: identities qualified by their authority,
 sparse PIDs that change nothing they leave empty, results by what their values are."""
 
+from datetime import date
 from pathlib import Path
 
+from flip.data.cdm.rows import block_columns, event_row
 from flip.data.ingest import ingest_path
+from flip.data.sources.records import BlockEvent, SourceEvent
+from flip.data.terminology.vocabulary import Vocabulary
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows
 
@@ -155,3 +159,85 @@ def test_a_sparser_pid_in_the_same_run_keeps_what_the_first_said(store, tmp_path
     (person,) = rows(store, "person")
     assert person["gender_concept_id"] == 8532 and person["year_of_birth"] == 1970
     assert len(rows(store, "death")) == 1 and len(rows(store, "measurement")) == 1
+
+
+def _labs(tmp_path: Path, *results: str) -> Path:
+    return _send(
+        tmp_path / "m",
+        "labs.hl7",
+        "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20230102100000||ORU^R01|C3|P|2.4",
+        "PID|1||900^^^HOSP^MR||X^Y||19700101|F",
+        "OBR|1|O1|F1|24323-8^CMP^LN|||20230102090000",
+        *results,
+    )
+
+
+def test_numbers_sent_as_st_or_untyped_are_measurements_and_text_stays_text(store, tmp_path):
+    folder = _labs(
+        tmp_path,
+        "OBX|1|ST|2951-2^Sodium^LN||140|mmol/L|135-145|N|||F",
+        "OBX|2|ST|2823-3^Potassium^LN||<2.0|mmol/L|3.5-5.1|LL|||F",
+        "OBX|3|TX|2823-3^Potassium^LN||Result phoned to Dr X|||||F",
+        "OBX|4||2345-7^Glucose^LN||5.5|mmol/L|||||F",
+        "OBX|5|ST|8251-1^Comment^LN||see below|||||F",
+        "OBX|6|ST|8251-1^Comment^LN||and call the lab|||||F",
+    )
+    report = _twice(store, folder)
+    assert report.quarantined == 0 and report.skipped == 0, report.as_dict()
+    measured = {
+        r["measurement_source_value"]: (
+            r["value_source_value"],
+            r["unit_source_value"],
+            r["operator_concept_id"],
+        )
+        for r in rows(store, "measurement")
+    }
+    assert measured["2951-2"] == ("140", "mmol/L", None)
+    assert measured["2823-3"] == ("<2", "mmol/L", 4171756)
+    assert measured["2345-7"][:2] == ("5.5", "mmol/L")
+    notes = sorted(r["note_text"] for r in rows(store, "note"))
+    assert notes == ["Result phoned to Dr X", "and call the lab", "see below"]
+
+
+def test_pending_and_valueless_results_are_skipped_by_their_rules(store, tmp_path):
+    folder = _labs(
+        tmp_path,
+        "OBX|1|NM|2345-7^Glucose^LN|||mmol/L|||||I",
+        "OBX|2|NM|2160-0^Creatinine^LN|||umol/L|||||F",
+        "OBX|3|NM|718-7^Hemoglobin^LN||13.2|g/dL|||||F",
+        "OBX|4|NM|2093-3^Cholesterol^LN||4.1|mmol/L|||||O",
+    )
+    report = _twice(store, folder)
+    assert report.skipped_rules == {
+        "hl7.obx.status.I": 1,
+        "hl7.obx.value_missing": 1,
+        "hl7.obx.status.O": 1,
+    }, report.as_dict()
+    (measurement,) = rows(store, "measurement")
+    assert measurement["measurement_source_value"] == "718-7"
+
+
+def test_a_valueless_measurement_keeps_the_unit_concept_of_the_unit_sent(store):
+    vocab = Vocabulary.from_store(store)
+    event = SourceEvent(
+        key="r",
+        person_key="p",
+        system="http://loinc.org",
+        code="2160-0",
+        start=date(2023, 1, 2),
+        default_table="measurement",
+        location="x",
+        raw=b"",
+        unit="umol/L",
+    )
+    row, _ = event_row("t", event, 1, vocab)
+    assert row.values["unit_concept_id"] == vocab.unit("umol/L") != vocab.unit("mg/dL")
+    (column,) = block_columns(
+        "t",
+        "measurement",
+        [BlockEvent("r", "p", "2160-0", date(2023, 1, 2), None, "umol/L", None, "x", b"")],
+        [vocab.map("http://loinc.org", "2160-0")],
+        [1],
+        vocab,
+    )["unit_concept_id"]
+    assert column == vocab.unit("umol/L")

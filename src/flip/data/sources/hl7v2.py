@@ -74,8 +74,16 @@ MERGES = {"A18", "A34", "A36", "A40"}
 LINKS = {"A24": "link", "A37": "unlink"}
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
-#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
-NOT_A_FACT = {"D": "deleted", "W": "posted in error", "X": "could not be obtained"}
+#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained, pending,
+#: order detail and not asked (HL7 table 0085).
+NOT_A_FACT = {
+    "D": "deleted",
+    "W": "posted in error",
+    "X": "could not be obtained",
+    "I": "pending: no result yet",
+    "O": "order detail only: no result",
+    "N": "not asked",
+}
 #: OBX-11 statuses that withdraw a result an earlier message sent (its rows are removed).
 WITHDRAWING = {"D", "W"}
 TEXT_TYPES = {"TX", "FT", "ST"}
@@ -548,12 +556,12 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
         return
     status = m.get(obx, 11).upper()
-    value_type = m.get(obx, 2).upper()
+    value_type = _value_type(m, obx)
     if status in NOT_A_FACT:
         rule = f"hl7.obx.status.{status}"
         withdraws = status in WITHDRAWING
         if value_type in TEXT_TYPES:  # a text result's lines were stored as its note
-            key = _note_key(c, code, m.get(obx, 4))
+            key = _note_key(m, obx, c, code)
         r.out.append(
             Skipped(
                 key,
@@ -569,10 +577,14 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         rule = f"hl7.obx.value_type.{value_type}"
         r.out.append(Skipped(key, r.location, rule, f"{where}: {value_type} is not stored"))
         return
+    if value_type not in TEXT_TYPES and m.blank(obx, 5):
+        message = f"{where}: OBX-5 carries no value"
+        r.out.append(Skipped(key, r.location, "hl7.obx.value_missing", message))
+        return
     start = r.when(m.get(obx, 14), "OBX-14") or c.order_time
     warnings = (*c.order_warnings, *r.warnings)
     if value_type in TEXT_TYPES:
-        _text_line(r, obx, c, code, sub, start, warnings)
+        _text_line(r, obx, c, code, start, warnings)
         return
     fields: dict[str, Any] = {}
     table = "observation"
@@ -613,15 +625,30 @@ def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:
     return (hl7_system(m.get(segment, field, 6)), code) if code else None
 
 
+def _value_type(m: _Message, obx: Any) -> str:
+    """OBX-2, except that a number sent as ST with a unit (OBX-6), or without OBX-2 at all,
+    is NM: `ST|…||140|mmol/L`, `||…||<2.0|mmol/L` are measurements."""
+    value_type = m.get(obx, 2).upper()
+    if value_type not in ("", "ST") or (value_type == "ST" and not m.get(obx, 6)):
+        return value_type
+    value = m.get(obx, 5)
+    try:
+        number = numeric(value) if value else None
+    except ValueError:
+        number = None
+    return "NM" if number is not None else value_type
+
+
 def _number(m: _Message, obx: Any, value_type: str) -> Number:
     if value_type == "NM":
         return numeric(m.get(obx, 5))
     return structured(*(m.get(obx, 5, i) for i in range(1, 5)))
 
 
-def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, warnings) -> None:
-    """A TX/FT/ST result: its lines join the note of its order, code and sub-id."""
-    key = _note_key(c, code, r.m.get(obx, 4))
+def _text_line(r: _Reader, obx: Any, c: _Context, code: str, start, warnings) -> None:
+    """A TX/FT/ST result: its lines join the note of its order, code and sub-id (see
+    _note_key)."""
+    key = _note_key(r.m, obx, c, code)
     lines = r.m.lines(obx, 5)
     note = c.text.get(key)
     if note is None:
@@ -643,9 +670,13 @@ def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, wa
         note.text = "\n".join(filter(None, (note.text, *lines)))
 
 
-def _note_key(c: _Context, code: str, sub: str) -> str:
-    """The record key of the note a text result's lines join (order, code and OBX-4)."""
-    return "/".join(filter(None, ("note", c.person_key, c.order, code, sub)))
+def _note_key(m: _Message, obx: Any, c: _Context, code: str) -> str:
+    """The record key of the note a text result's lines join: TX and FT lines of one order,
+    code and OBX-4 are one report sent line by line; an ST result is a value of its own
+    (its OBX-1 too), never joined to another."""
+    sub = m.get(obx, 4)
+    single = f"ST{m.get(obx, 1)}" if m.get(obx, 2).upper() == "ST" else ""
+    return "/".join(filter(None, ("note", c.person_key, c.order, code, sub, single)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:

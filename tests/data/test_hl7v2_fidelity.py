@@ -7,7 +7,7 @@ from pathlib import Path
 from flip.data.cdm.rows import block_columns, event_row
 from flip.data.ingest import ingest_path
 from flip.data.sources.records import BlockEvent, SourceEvent
-from flip.data.terminology.vocabulary import Vocabulary
+from flip.data.terminology.vocabulary import Vocabulary, hl7_system, system_vocabulary
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows
 
@@ -241,3 +241,13 @@ def test_a_valueless_measurement_keeps_the_unit_concept_of_the_unit_sent(store):
         vocab,
     )["unit_concept_id"]
     assert column == vocab.unit("umol/L")
+
+
+def test_hl7_table_0396_names_and_their_spelled_variants_are_recognised():
+    assert hl7_system("I9CP") == "urn:oid:2.16.840.1.113883.6.104"
+    assert hl7_system("SNM3") == "http://snomed.info/sct"
+    assert hl7_system("ICD-10-CM") == "http://hl7.org/fhir/sid/icd-10-cm"
+    assert hl7_system("CPT-4") == "http://www.ama-assn.org/go/cpt"
+    assert hl7_system("ICD-9-CM") == "http://hl7.org/fhir/sid/icd-9-cm"
+    assert system_vocabulary("http://hl7.org/fhir/sid/icd-10-cm") == "ICD10CM"
+    assert hl7_system("99-LOCAL") == "urn:hl7v2:99-LOCAL"

@@ -1,7 +1,7 @@
 """HL7 v2 feeds as several hospitals send them: identities qualified by their authority,
 sparse PIDs that change nothing they leave empty, results by what their values are."""
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from flip.data.cdm.rows import block_columns, event_row
@@ -251,3 +251,39 @@ def test_hl7_table_0396_names_and_their_spelled_variants_are_recognised():
     assert hl7_system("ICD-9-CM") == "http://hl7.org/fhir/sid/icd-9-cm"
     assert system_vocabulary("http://hl7.org/fhir/sid/icd-10-cm") == "ICD10CM"
     assert hl7_system("99-LOCAL") == "urn:hl7v2:99-LOCAL"
+
+
+def _adt(event: str, control: str, when: str, pv1: str, msh9: str = "") -> tuple[str, ...]:
+    return (
+        f"MSH|^~\\&|PAS|HOSP|EHR|HOSP|{when}||{msh9 or 'ADT^' + event}|{control}|P|2.4",
+        f"EVN|{event}|{when}",
+        "PID|1||900^^^HOSP^MR||X^Y||19700101|F",
+        pv1,
+    )
+
+
+def test_a_discharge_without_visit_number_ends_the_patients_one_open_visit(store, tmp_path):
+    admit = "PV1|1|I|W1" + "|" * 41 + "20230101075500"
+    folder = _send(tmp_path / "m", "1.hl7", *_adt("A01", "C1", "20230101080000", admit))
+    _send(folder, "2.hl7", *_adt("A03", "C2", "20230105120000", admit + "|20230105113000"))
+    report = _twice(store, folder)
+    assert report.quarantined == 0, report.rules
+    (visit,) = rows(store, "visit_occurrence")
+    assert visit["visit_start_datetime"] == datetime(2023, 1, 1, 7, 55)
+    assert visit["visit_end_datetime"] == datetime(2023, 1, 5, 11, 30)
+
+
+def test_a_cancelled_admission_is_removed_and_an_old_adt_names_its_event_in_evn(store, tmp_path):
+    pv1 = "PV1|1|I|4W||||||||||||||||5000123^^^HOSP^FIN"
+    admit = (*_adt("A01", "K1", "20230101080000", pv1), "DG1|1||I21.9^AMI^I10||20230101|A")
+    first = _send(tmp_path / "a", "1.hl7", *admit)
+    _send(first, "2.hl7", *_adt("A01", "K0", "20230101070000", "PV1|1|I|W1", msh9="ADT"))
+    report = _twice(store, first)
+    assert "hl7.message_type.unhandled.ADT" not in report.skipped_rules, report.as_dict()
+    assert len(rows(store, "visit_occurrence")) == 2
+    cancel = _send(tmp_path / "b", "3.hl7", *_adt("A11", "K2", "20230101090000", pv1))
+    report = _twice(store, cancel)
+    assert report.withdrawn == 1, report.as_dict()
+    assert len(rows(store, "visit_occurrence")) == 1
+    (diagnosis,) = rows(store, "condition_occurrence")  # a cancelled visit's diagnosis stays
+    assert diagnosis["visit_occurrence_id"] is None

@@ -119,6 +119,11 @@ class Converter:
         #: Per patient key this run loaded, or whose stored person an update needed: (birth
         #: date, its parts, gender, death date), which an update's unsaid fields keep.
         self.demographics: dict[str, Demographics] = {}
+        #: Per patient key, the visits this run converted: key -> start while open, None
+        #: once ended (over what the store holds: see `_open_visits`).
+        self.run_visits: dict[str, dict[str, date | None]] = {}
+        #: Keys of visits that ended the patient's one open visit -> that visit's key.
+        self.rekeyed: dict[str, str] = {}
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
@@ -140,6 +145,8 @@ class Converter:
             set(self.deferred_keys),
             dict(self.withdrawn),
             dict(self.demographics),
+            {k: dict(v) for k, v in self.run_visits.items()},
+            dict(self.rekeyed),
         )
         try:
             yield
@@ -147,7 +154,8 @@ class Converter:
             self.births, self.person_ids, self.identified, self.elsewhere = saved[:4]
             self.retired, self.any_retired = saved[4:6]
             del self.deferred[saved[6] :]
-            self.deferred_keys, self.withdrawn, self.demographics = saved[7:]
+            self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
+            self.run_visits, self.rekeyed = saved[10:]
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -328,8 +336,43 @@ class Converter:
         problem = date_problem(record.start, birth, self.today)
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
+        record = self._tied(record)
         out.add(record, visit_row(self.system, record, person_id))
         return None
+
+    def _tied(self, visit: SourceVisit) -> SourceVisit:
+        """The visit as stored: one that ends the patient's open visit (`open_visit`) takes
+        its key (and start, unless it gives its admission) when exactly one is open."""
+        if visit.open_visit:
+            opened = self._open_visits(visit.person_key)
+            if len(opened) == 1:
+                ((key, start),) = opened.items()
+                self.rekeyed[visit.key] = key
+                start = visit.start if visit.admitted else start
+                visit = replace(visit, key=key, start=start, open_visit=False)
+        mine = self.run_visits.setdefault(visit.person_key, {})
+        mine[visit.key] = visit.start if visit.end is None else None
+        return visit
+
+    def _open_visits(self, person_key: str) -> dict[str, date]:
+        """The patient's open visits of this source (no end): stored, then as this run left
+        them."""
+        source, visit = schema.source_record, schema.visit_occurrence
+        query = (
+            select(source.c.record_key, visit.c.visit_start_datetime, visit.c.visit_start_date)
+            .join(visit, visit.c.visit_occurrence_id == source.c.cdm_id)
+            .where(
+                source.c.source_system == self.system,
+                source.c.cdm_table == "visit_occurrence",
+                source.c.role == schema.PRODUCED,
+                source.c.person_key == person_key,
+                visit.c.visit_end_datetime.is_(None),
+            )
+        )
+        with self.store.connect() as conn:
+            found: dict[str, date | None] = {k: t or d for k, t, d in conn.execute(query)}
+        found.update(self.run_visits.get(person_key, {}))
+        return {key: start for key, start in found.items() if start is not None}
 
     def _dangling(
         self, record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge
@@ -427,6 +470,8 @@ class Converter:
         return None
 
     def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
+        if self.rekeyed and record.visit_key in self.rekeyed:
+            record = replace(record, visit_key=self.rekeyed[record.visit_key])
         birth = self.births.get(record.person_key)
         if birth is None:
             return self._dangling(record)

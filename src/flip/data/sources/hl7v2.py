@@ -59,7 +59,9 @@ _FRAME = re.compile(rb"\x0b([^\x0b]*?)(?:\x1c\r?|(?=\x0b)|\Z)|([^\x0b]+)", re.S)
 _MSH = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*MSH(?=[^\w\r\n])")
 #: The message types FLIP reads, by MSH-9 message code -> trigger events.
 HANDLED = {
-    "ADT": {"A01", "A02", "A03", "A04", "A08", "A18", "A24", "A34", "A36", "A37", "A40"},
+    "ADT": {
+        *("A01", "A02", "A03", "A04", "A08", "A11", "A18", "A24", "A34", "A36", "A37", "A40"),
+    },
     "ORU": {"R01"},
     "MDM": {"T02", "T04", "T06", "T08", "T10"},
 }
@@ -73,6 +75,12 @@ MERGES = {"A18", "A34", "A36", "A40"}
 #: into the first's) or undo that link (A37), each carrying the two PID segments.
 LINKS = {"A24": "link", "A37": "unlink"}
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
+#: The rule of an ADT^A11 (cancel admit/visit): the visit its PV1-19 names is withdrawn.
+CANCELLED = "hl7.visit.cancelled"
+#: The rule of an A11 whose PV1 names no visit number: nothing to cancel is known.
+CANCEL_UNNAMED = "hl7.visit.cancel_unnamed"
+#: Events that end a visit: without PV1-19 they end the patient's one open visit.
+DISCHARGES = {"A03"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 #: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained, pending,
 #: order detail and not asked (HL7 table 0085).
@@ -226,6 +234,9 @@ class _Reader:
         self.m, self.raw, self.location, self.identity = m, raw, location, identity
         msh = m.msg.segment("MSH")
         self.kind, self.event = m.get(msh, 9, 1).upper(), m.get(msh, 9, 2).upper()
+        if not self.event:  # v2.1 and v2.2 name the trigger event in EVN-1 alone
+            evn = next((s for s in m.msg if str(s[0]) == "EVN"), None)
+            self.event = m.get(evn, 1).upper() if evn is not None else ""
         self.control = m.get(msh, 10)
         #: The sending facility (MSH-4), which qualifies identifiers sent without their own
         #: namespace or assigning authority.
@@ -402,7 +413,9 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     for index, segment in enumerate(group[1:], start=1):
         name = str(segment[0])
         r.warnings = []
-        if name == "PV1" and context.visit_key is None:
+        if name == "PV1" and context.visit_key is None and r.event == "A11":
+            _cancel(r, segment, context)
+        elif name == "PV1" and context.visit_key is None:
             _visit(r, segment, context)
         elif name == "DG1":
             _diagnosis(r, segment, context, index)
@@ -502,23 +515,43 @@ class _Context:
 
 
 def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
+    """A PV1's visit, open until PV1-45 says when it ended; versioned by MSH-7 (an older
+    message read again does not reopen a visit a later one ended). An A03 without PV1-19
+    ends the patient's one open visit (SourceVisit.open_visit)."""
     m = r.m
-    c.visit_key = f"visit/{_qualified(r, pv1, 19, (4, 6)) or c.scope}"
-    start = r.when(m.get(pv1, 44), "PV1-44") or r.sent
+    number = _qualified(r, pv1, 19, (4, 6))
+    c.visit_key = f"visit/{number or c.scope}"
+    admitted = r.when(m.get(pv1, 44), "PV1-44")
     end = r.when(m.get(pv1, 45), "PV1-45")
     klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
     r.out.append(
         SourceVisit(
             c.visit_key,
             c.person_key,
-            start,
-            end or start,
+            admitted or r.sent,
+            end,
             klass,
             r.location,
             r.raw,
             warnings=tuple(r.warnings),
+            version=f"|{r.sent.isoformat()}" if r.sent is not None else None,
+            open_visit=not number and r.event in DISCHARGES,
+            admitted=admitted is not None,
         )
     )
+
+
+def _cancel(r: _Reader, pv1: Any, c: _Context) -> None:
+    """An A11's PV1: the visit PV1-19 names is withdrawn (its rows removed)."""
+    number = _qualified(r, pv1, 19, (4, 6))
+    key = f"visit/{number}" if number else f"visit/{c.scope}"
+    c.visit_key = key
+    if not number:
+        message = "the A11 names no visit (PV1-19 is empty): nothing is cancelled"
+        r.out.append(Skipped(key, r.location, CANCEL_UNNAMED, message))
+        return
+    message = f"{r.event} cancels the visit {number}"
+    r.out.append(Skipped(key, r.location, CANCELLED, message, withdraws=True, amends=True))
 
 
 def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:

@@ -61,7 +61,10 @@ DEMOGRAPHICS = ("birth_date", "gender", "death_date")
 @dataclass(slots=True)
 class SourceVisit:
     """An encounter or visit; `provider_key` and `care_site_key` name its provider and
-    care site by their source keys."""
+    care site by their source keys. With `open_visit` the record ends the patient's one
+    open visit of its source, whose key it takes (its own `key` when there is not exactly
+    one); `admitted` says whether `start` is the source's admission time (else, a message
+    time, it does not replace the open visit's)."""
 
     key: str
     person_key: str
@@ -74,6 +77,8 @@ class SourceVisit:
     provider_key: str | None = None
     care_site_key: str | None = None
     version: str | None = None
+    open_visit: bool = False
+    admitted: bool = True
 
 
 @dataclass(slots=True)

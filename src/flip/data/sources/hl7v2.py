@@ -7,7 +7,12 @@ What is atomic (docs/site-setup.md says the same):
   identifier quarantines its group;
 - the segment: a DG1 without a code, an OBX whose value does not parse (or whose result
   the plausibility checks reject) is quarantined alone; the message's other records load;
-  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`.
+  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`; an OBX
+  whose status says it is no result (OBX-11 D, W, X, I, O, N) or that has no OBX-5 is
+  skipped by its rule; an A11 withdraws the visit its PV1-19 names.
+Identifiers are qualified by who assigned them (an order number by its namespace, a visit
+number by its assigning authority or facility, else MSH-4), a result also by its patient.
+A PID field left empty changes nothing the person had (`""` deletes it).
 An optional field that does not parse (a death date, an observation time) is nulled with a
 warning counted per rule `hl7.FIELD.invalid`; HL7's explicit null `""` is no value.
 Files may hold messages one after another (segments ended by CR, LF or CRLF) or MLLP-framed.

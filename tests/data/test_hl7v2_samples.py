@@ -209,7 +209,7 @@ def test_bad_optional_fields_are_nulled_with_a_warning_and_keep_their_record():
     assert person.death_date is None and person.warnings == ("hl7.PID-29.invalid",)
     assert isinstance(result, SourceEvent) and result.start == date(2024, 1, 2)
     assert result.warnings == ("hl7.OBX-14.invalid",)
-    assert isinstance(empty, SourceEvent) and empty.value is None
+    assert isinstance(empty, Skipped) and empty.rule == "hl7.obx.value_missing"
 
 
 def test_a_pid_without_identifier_quarantines_only_its_patient_group():

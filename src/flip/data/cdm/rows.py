@@ -175,6 +175,8 @@ def _specific(table: str, e: SourceEvent, vocab: Vocabulary, concept_id: int) ->
     """The columns only some event tables have."""
     if table in ("measurement", "observation"):
         unit = harmonise(concept_id, e.unit)
+        if e.value is None and unit.converted:  # no value converted: the unit as sent
+            unit = harmonise(0, e.unit)
         out: dict[str, object] = {
             "value_as_number": None if e.value is None else unit.apply(e.value),
             "unit_concept_id": vocab.unit(unit.code or e.unit),
@@ -369,7 +371,12 @@ def block_columns(
         else:
             converted = values
         columns["value_as_number"] = converted
-        columns["unit_concept_id"] = [unit_ids[key] for key in keys]
+        unit_concepts = [unit_ids[key] for key in keys]
+        if converting:  # a value not converted keeps the unit concept of the unit as sent
+            for i, (v, key) in enumerate(zip(values, keys, strict=True)):
+                if v is None and key in converting:
+                    unit_concepts[i] = vocab.unit(harmonise(0, key[1]).code or key[1])
+        columns["unit_concept_id"] = unit_concepts
         columns["unit_source_value"] = [(e.unit_sent or e.unit or "")[:50] or None for e in events]
         # each distinct non-zero value written once (0.0 and -0.0 are one key, two texts)
         texts = {v: number_text(v) for v in set(values) if v}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, select
@@ -115,6 +116,14 @@ class Converter:
         #: earlier one, with the rule: a fact naming one as its patient is told so when it
         #: dangles.
         self.withdrawn: dict[str, str] = {}
+        #: Per patient key this run loaded, or whose stored person an update needed: (birth
+        #: date, its parts, gender, death date), which an update's unsaid fields keep.
+        self.demographics: dict[str, Demographics] = {}
+        #: Per patient key, the visits this run converted: key -> start while open, None
+        #: once ended (over what the store holds: see `_open_visits`).
+        self.run_visits: dict[str, dict[str, date | None]] = {}
+        #: Keys of visits that ended the patient's one open visit -> that visit's key.
+        self.rekeyed: dict[str, str] = {}
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
@@ -135,6 +144,9 @@ class Converter:
             len(self.deferred),
             set(self.deferred_keys),
             dict(self.withdrawn),
+            dict(self.demographics),
+            {k: dict(v) for k, v in self.run_visits.items()},
+            dict(self.rekeyed),
         )
         try:
             yield
@@ -142,7 +154,8 @@ class Converter:
             self.births, self.person_ids, self.identified, self.elsewhere = saved[:4]
             self.retired, self.any_retired = saved[4:6]
             del self.deferred[saved[6] :]
-            self.deferred_keys, self.withdrawn = saved[7:]
+            self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
+            self.run_visits, self.rekeyed = saved[10:]
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -167,15 +180,19 @@ class Converter:
         identified = [k for k in persons if k.startswith(IDENTIFIED) and k not in self.identified]
         if identified:
             self._load_identified(identified)
-        keys = [getattr(r, "person_key", None) for r in others]
-        wanted = {k for k in keys if k is not None and k not in persons and k not in self.births}
-        if wanted:
-            self._load_births(wanted)
-        known = self.births
+        updates = {r.key for r in people if getattr(r, "unsaid", None)}
+        if updates - self.demographics.keys():
+            self._load_demographics(updates - self.demographics.keys())
         for record in people:
             problem = self._convert_one(record, out, report)
             if problem is not None:
                 out.quarantine.append(problem)
+        # a patient whose record was quarantined may be in the store: its facts file there
+        keys = [getattr(r, "person_key", None) for r in others]
+        wanted = {k for k in keys if k is not None and k not in self.births}
+        if wanted:
+            self._load_births(wanted)
+        known = self.births
         for record, key in zip(others, keys, strict=True):
             waits = key is not None and key not in known and key not in persons
             if not final and (waits or self._withdraws_waiting(record)):
@@ -319,8 +336,43 @@ class Converter:
         problem = date_problem(record.start, birth, self.today)
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
+        record = self._tied(record)
         out.add(record, visit_row(self.system, record, person_id))
         return None
+
+    def _tied(self, visit: SourceVisit) -> SourceVisit:
+        """The visit as stored: one that ends the patient's open visit (`open_visit`) takes
+        its key (and start, unless it gives its admission) when exactly one is open."""
+        if visit.open_visit:
+            opened = self._open_visits(visit.person_key)
+            if len(opened) == 1:
+                ((key, start),) = opened.items()
+                self.rekeyed[visit.key] = key
+                start = visit.start if visit.admitted else start
+                visit = replace(visit, key=key, start=start, open_visit=False)
+        mine = self.run_visits.setdefault(visit.person_key, {})
+        mine[visit.key] = visit.start if visit.end is None else None
+        return visit
+
+    def _open_visits(self, person_key: str) -> dict[str, date]:
+        """The patient's open visits of this source (no end): stored, then as this run left
+        them."""
+        source, visit = schema.source_record, schema.visit_occurrence
+        query = (
+            select(source.c.record_key, visit.c.visit_start_datetime, visit.c.visit_start_date)
+            .join(visit, visit.c.visit_occurrence_id == source.c.cdm_id)
+            .where(
+                source.c.source_system == self.system,
+                source.c.cdm_table == "visit_occurrence",
+                source.c.role == schema.PRODUCED,
+                source.c.person_key == person_key,
+                visit.c.visit_end_datetime.is_(None),
+            )
+        )
+        with self.store.connect() as conn:
+            found: dict[str, date | None] = {k: t or d for k, t, d in conn.execute(query)}
+        found.update(self.run_visits.get(person_key, {}))
+        return {key: start for key, start in found.items() if start is not None}
 
     def _dangling(
         self, record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge
@@ -418,6 +470,8 @@ class Converter:
         return None
 
     def _event(self, record: SourceEvent, out: Batch, report: IngestReport) -> Rejected | None:
+        if self.rekeyed and record.visit_key in self.rekeyed:
+            record = replace(record, visit_key=self.rekeyed[record.visit_key])
         birth = self.births.get(record.person_key)
         if birth is None:
             return self._dangling(record)
@@ -435,6 +489,8 @@ class Converter:
         return None
 
     def _person(self, record: SourcePerson, out: Batch) -> Rejected | None:
+        if record.unsaid:
+            record = self._completed(record)
         problem = birth_problem(record.birth_date, self.today)
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
@@ -444,6 +500,12 @@ class Converter:
             if problem:
                 return Rejected(record.key, record.location, *problem, record.raw)
         self.births[record.key] = record.birth_date
+        self.demographics[record.key] = (
+            record.birth_date,
+            record.birth_parts,
+            record.gender,
+            record.death_date,
+        )
         if record.key.startswith(IDENTIFIED):
             gender = GENDERS.get(record.gender or "", 0)
             self.identified[record.key] = (day(record.birth_date), gender)
@@ -451,6 +513,38 @@ class Converter:
         if record.death_date is not None:
             out.add(record, death_row(self.system, record))
         return None
+
+    def _completed(self, record: SourcePerson) -> SourcePerson:
+        """An update with its unsaid fields as the person had them (in this run, or stored);
+        a person not known yet has none."""
+        known = self.demographics.get(record.key)
+        if known is None:
+            return record
+        born, parts, gender, death = known
+        return replace(
+            record,
+            birth_date=born if "birth_date" in record.unsaid else record.birth_date,
+            birth_parts=parts if "birth_date" in record.unsaid else record.birth_parts,
+            gender=gender if "gender" in record.unsaid else record.gender,
+            death_date=death if "death_date" in record.unsaid else record.death_date,
+            unsaid=frozenset(),
+        )
+
+    def _load_demographics(self, keys: set[str]) -> None:
+        """Remember the demographics of the stored persons of `keys` (see `demographics`)."""
+        ids = {person_id(self.system, k): k for k in keys}
+        person, death = schema.person, schema.death
+        columns = (*_BIRTH, person.c.gender_source_value, death.c.death_date)
+        joined = person.outerjoin(death, death.c.person_id == person.c.person_id)
+        with (
+            self.store.connect() as conn,
+            values_in(conn, person.c.person_id, list(ids)) as wanted,
+        ):
+            query = select(person.c.person_id, *columns).select_from(joined).where(wanted)
+            found = conn.execute(query).all()
+        for pid, year, month, day_, gender, died in found:
+            parts = 3 if day_ else 2 if month else 1
+            self.demographics[ids[pid]] = (_born(year, month, day_), parts, gender, died)
 
     def _omop_row(self, record: SourceRow, out: Batch) -> Rejected | None:
         values = dict(record.values)
@@ -648,6 +742,10 @@ WITHDRAWN_PATIENT = "reference.withdrawn"
 MERGED_ELSEWHERE = "merge.already_merged"
 #: The quarantine rule of an unlink (HL7 A37) of two identifiers that are not linked.
 NOT_LINKED = "hl7.unlink.not_linked"
+
+
+#: A person's (birth date, its parts, gender, death date), as SourcePerson carries them.
+Demographics = tuple[date, int, str | None, date | None]
 
 
 def _born(year: int, month: int | None, day: int | None) -> date:

@@ -641,6 +641,23 @@ def delete_row(conn: Connection, table_name: str, cdm_id: int, keep_others: bool
     conn.execute(found)
 
 
+#: The tables whose rows may name a visit (visit_occurrence_id).
+_IN_VISITS = [
+    t
+    for t in schema.metadata.tables.values()
+    if "visit_occurrence_id" in t.c
+    and t.name != "visit_occurrence"
+    and t.c.visit_occurrence_id.nullable
+]
+
+
+def _forget_visit(conn: Connection, visit_id: int) -> None:
+    """Rows that named a withdrawn visit (a cancelled admission) stay, in no visit."""
+    for table in _IN_VISITS:
+        column = table.c.visit_occurrence_id
+        conn.execute(update(table).where(column == visit_id).values(visit_occurrence_id=None))
+
+
 def _keep_withdrawn(conn: Connection, system: str, key: str) -> None:
     """Mark the rows of a withdrawn patient record whose person is kept (role WITHDRAWN)."""
     source = schema.source_record
@@ -666,6 +683,8 @@ def _remove_record(
     for table, cdm_id, run in stored:
         persons.update(_person_of(conn, table, cdm_id))
         delete_row(conn, table, cdm_id)
+        if table == "visit_occurrence":
+            _forget_visit(conn, cdm_id)
         if run == report.run_id:
             report.rows[table] -= 1
         else:

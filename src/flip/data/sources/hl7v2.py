@@ -7,7 +7,12 @@ What is atomic (docs/site-setup.md says the same):
   identifier quarantines its group;
 - the segment: a DG1 without a code, an OBX whose value does not parse (or whose result
   the plausibility checks reject) is quarantined alone; the message's other records load;
-  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`.
+  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`; an OBX
+  whose status says it is no result (OBX-11 D, W, X, I, O, N) or that has no OBX-5 is
+  skipped by its rule; an A11 withdraws the visit its PV1-19 names.
+Identifiers are qualified by who assigned them (an order number by its namespace, a visit
+number by its assigning authority or facility, else MSH-4), a result also by its patient.
+A PID field left empty changes nothing the person had (`""` deletes it).
 An optional field that does not parse (a death date, an observation time) is nulled with a
 warning counted per rule `hl7.FIELD.invalid`; HL7's explicit null `""` is no value.
 Files may hold messages one after another (segments ended by CR, LF or CRLF) or MLLP-framed.
@@ -59,7 +64,9 @@ _FRAME = re.compile(rb"\x0b([^\x0b]*?)(?:\x1c\r?|(?=\x0b)|\Z)|([^\x0b]+)", re.S)
 _MSH = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*MSH(?=[^\w\r\n])")
 #: The message types FLIP reads, by MSH-9 message code -> trigger events.
 HANDLED = {
-    "ADT": {"A01", "A02", "A03", "A04", "A08", "A18", "A24", "A34", "A36", "A37", "A40"},
+    "ADT": {
+        *("A01", "A02", "A03", "A04", "A08", "A11", "A18", "A24", "A34", "A36", "A37", "A40"),
+    },
     "ORU": {"R01"},
     "MDM": {"T02", "T04", "T06", "T08", "T10"},
 }
@@ -73,9 +80,23 @@ MERGES = {"A18", "A34", "A36", "A40"}
 #: into the first's) or undo that link (A37), each carrying the two PID segments.
 LINKS = {"A24": "link", "A37": "unlink"}
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
+#: The rule of an ADT^A11 (cancel admit/visit): the visit its PV1-19 names is withdrawn.
+CANCELLED = "hl7.visit.cancelled"
+#: The rule of an A11 whose PV1 names no visit number: nothing to cancel is known.
+CANCEL_UNNAMED = "hl7.visit.cancel_unnamed"
+#: Events that end a visit: without PV1-19 they end the patient's one open visit.
+DISCHARGES = {"A03"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
-#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
-NOT_A_FACT = {"D": "deleted", "W": "posted in error", "X": "could not be obtained"}
+#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained, pending,
+#: order detail and not asked (HL7 table 0085).
+NOT_A_FACT = {
+    "D": "deleted",
+    "W": "posted in error",
+    "X": "could not be obtained",
+    "I": "pending: no result yet",
+    "O": "order detail only: no result",
+    "N": "not asked",
+}
 #: OBX-11 statuses that withdraw a result an earlier message sent (its rows are removed).
 WITHDRAWING = {"D", "W"}
 TEXT_TYPES = {"TX", "FT", "ST"}
@@ -166,6 +187,14 @@ class _Message:
         except (IndexError, TypeError):
             return ""
 
+    def blank(self, segment: Any, field: int) -> bool:
+        """Whether a field is absent or empty: in an update, "no change" (`""` deletes)."""
+        try:
+            value = segment[field]
+        except IndexError:
+            return True
+        return value is None or not str(value).strip()
+
     def repeats(self, segment: Any, field: int) -> int:
         """How many repetitions a field has (1 for a plain or absent field)."""
         try:
@@ -210,7 +239,13 @@ class _Reader:
         self.m, self.raw, self.location, self.identity = m, raw, location, identity
         msh = m.msg.segment("MSH")
         self.kind, self.event = m.get(msh, 9, 1).upper(), m.get(msh, 9, 2).upper()
+        if not self.event:  # v2.1 and v2.2 name the trigger event in EVN-1 alone
+            evn = next((s for s in m.msg if str(s[0]) == "EVN"), None)
+            self.event = m.get(evn, 1).upper() if evn is not None else ""
         self.control = m.get(msh, 10)
+        #: The sending facility (MSH-4), which qualifies identifiers sent without their own
+        #: namespace or assigning authority.
+        self.facility = m.get(msh, 4) or m.get(msh, 4, 2)
         self.warnings: list[str] = []
         self.sent = self.when(m.get(msh, 7), "MSH-7")
         self.header_warnings = tuple(self.warnings)
@@ -383,14 +418,16 @@ def _patient(r: _Reader, group: list, number: int) -> None:
     for index, segment in enumerate(group[1:], start=1):
         name = str(segment[0])
         r.warnings = []
-        if name == "PV1" and context.visit_key is None:
+        if name == "PV1" and context.visit_key is None and r.event == "A11":
+            _cancel(r, segment, context)
+        elif name == "PV1" and context.visit_key is None:
             _visit(r, segment, context)
         elif name == "DG1":
             _diagnosis(r, segment, context, index)
         elif name == "OBR":
             context.orders += 1
             fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"
-            context.order = m.get(segment, 3) or m.get(segment, 2) or fallback
+            context.order = _order(r, segment) or fallback
             context.order_time = r.when(m.get(segment, 7), "OBR-7") or r.sent
             context.order_warnings = tuple(r.warnings)
         elif name == "TXA":
@@ -408,6 +445,25 @@ def _patient(r: _Reader, group: list, number: int) -> None:
         _document(r, context)
 
 
+def _qualified(r: _Reader, segment: Any, field: int, authorities: tuple[int, ...]) -> str:
+    """An EI or CX identifier as a key part: `AUTHORITY/ID`, its authority the components
+    `authorities` name (EI namespace and universal id; CX assigning authority and facility),
+    else the sending facility; "" when it has no ID."""
+    m = r.m
+    identifier = m.get(segment, field)
+    if not identifier:
+        return ""
+    parts = [m.get(segment, field, c) for c in authorities]
+    authority = "^".join(parts).rstrip("^") or r.facility
+    return f"{authority}/{identifier}" if authority else identifier
+
+
+def _order(r: _Reader, obr: Any) -> str:
+    """An OBR's order identity: its filler number (OBR-3), else its placer number (OBR-2),
+    qualified by the namespace that assigned it (see _qualified)."""
+    return _qualified(r, obr, 3, (2, 3, 4)) or _qualified(r, obr, 2, (2, 3, 4))
+
+
 def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
     """A site's own Z-segment is not read: counted as skipped under its name."""
     if name.startswith("Z"):
@@ -423,7 +479,8 @@ def _skip_z_segments(r: _Reader, group: list, number: int) -> None:
 
 
 def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourcePerson:
-    """The patient record a PID segment gives."""
+    """The patient record a PID segment gives; what its empty fields would say is unsaid
+    (HL7: an empty field changes nothing, `""` deletes)."""
     m = r.m
     born, parts = _birth(r, m.get(pid, 7))
     death = r.when(m.get(pid, 29), "PID-29")
@@ -437,7 +494,14 @@ def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourceP
         death_date=death,
         warnings=tuple(r.warnings),
         birth_parts=parts,
+        unsaid=frozenset(
+            name for name, field in _DEMOGRAPHIC_FIELDS.items() if m.blank(pid, field)
+        ),
     )
+
+
+#: The PID fields of the demographics an update may leave unsaid (SourcePerson.unsaid).
+_DEMOGRAPHIC_FIELDS = {"birth_date": 7, "gender": 8, "death_date": 29}
 
 
 class _Context:
@@ -456,23 +520,43 @@ class _Context:
 
 
 def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
+    """A PV1's visit, open until PV1-45 says when it ended; versioned by MSH-7 (an older
+    message read again does not reopen a visit a later one ended). An A03 without PV1-19
+    ends the patient's one open visit (SourceVisit.open_visit)."""
     m = r.m
-    c.visit_key = f"visit/{m.get(pv1, 19) or c.scope}"
-    start = r.when(m.get(pv1, 44), "PV1-44") or r.sent
+    number = _qualified(r, pv1, 19, (4, 6))
+    c.visit_key = f"visit/{number or c.scope}"
+    admitted = r.when(m.get(pv1, 44), "PV1-44")
     end = r.when(m.get(pv1, 45), "PV1-45")
     klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
     r.out.append(
         SourceVisit(
             c.visit_key,
             c.person_key,
-            start,
-            end or start,
+            admitted or r.sent,
+            end,
             klass,
             r.location,
             r.raw,
             warnings=tuple(r.warnings),
+            version=f"|{r.sent.isoformat()}" if r.sent is not None else None,
+            open_visit=not number and r.event in DISCHARGES,
+            admitted=admitted is not None,
         )
     )
+
+
+def _cancel(r: _Reader, pv1: Any, c: _Context) -> None:
+    """An A11's PV1: the visit PV1-19 names is withdrawn (its rows removed)."""
+    number = _qualified(r, pv1, 19, (4, 6))
+    key = f"visit/{number}" if number else f"visit/{c.scope}"
+    c.visit_key = key
+    if not number:
+        message = "the A11 names no visit (PV1-19 is empty): nothing is cancelled"
+        r.out.append(Skipped(key, r.location, CANCEL_UNNAMED, message))
+        return
+    message = f"{r.event} cancels the visit {number}"
+    r.out.append(Skipped(key, r.location, CANCELLED, message, withdraws=True, amends=True))
 
 
 def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:
@@ -504,18 +588,18 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
     m = r.m
     code = m.get(obx, 3)
     sub = m.get(obx, 4) or m.get(obx, 1) or str(c.results)
-    key = f"result/{c.order}/{code}/{sub}"
+    key = f"result/{c.person_key}/{c.order}/{code}/{sub}"
     where = f"OBX {m.get(obx, 1) or c.results}"
     if not code:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
         return
     status = m.get(obx, 11).upper()
-    value_type = m.get(obx, 2).upper()
+    value_type = _value_type(m, obx)
     if status in NOT_A_FACT:
         rule = f"hl7.obx.status.{status}"
         withdraws = status in WITHDRAWING
         if value_type in TEXT_TYPES:  # a text result's lines were stored as its note
-            key = _note_key(c, code, m.get(obx, 4))
+            key = _note_key(m, obx, c, code)
         r.out.append(
             Skipped(
                 key,
@@ -531,10 +615,14 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         rule = f"hl7.obx.value_type.{value_type}"
         r.out.append(Skipped(key, r.location, rule, f"{where}: {value_type} is not stored"))
         return
+    if value_type not in TEXT_TYPES and m.blank(obx, 5):
+        message = f"{where}: OBX-5 carries no value"
+        r.out.append(Skipped(key, r.location, "hl7.obx.value_missing", message))
+        return
     start = r.when(m.get(obx, 14), "OBX-14") or c.order_time
     warnings = (*c.order_warnings, *r.warnings)
     if value_type in TEXT_TYPES:
-        _text_line(r, obx, c, code, sub, start, warnings)
+        _text_line(r, obx, c, code, start, warnings)
         return
     fields: dict[str, Any] = {}
     table = "observation"
@@ -575,15 +663,30 @@ def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:
     return (hl7_system(m.get(segment, field, 6)), code) if code else None
 
 
+def _value_type(m: _Message, obx: Any) -> str:
+    """OBX-2, except that a number sent as ST with a unit (OBX-6), or without OBX-2 at all,
+    is NM: `ST|…||140|mmol/L`, `||…||<2.0|mmol/L` are measurements."""
+    value_type = m.get(obx, 2).upper()
+    if value_type not in ("", "ST") or (value_type == "ST" and not m.get(obx, 6)):
+        return value_type
+    value = m.get(obx, 5)
+    try:
+        number = numeric(value) if value else None
+    except ValueError:
+        number = None
+    return "NM" if number is not None else value_type
+
+
 def _number(m: _Message, obx: Any, value_type: str) -> Number:
     if value_type == "NM":
         return numeric(m.get(obx, 5))
     return structured(*(m.get(obx, 5, i) for i in range(1, 5)))
 
 
-def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, warnings) -> None:
-    """A TX/FT/ST result: its lines join the note of its order, code and sub-id."""
-    key = _note_key(c, code, r.m.get(obx, 4))
+def _text_line(r: _Reader, obx: Any, c: _Context, code: str, start, warnings) -> None:
+    """A TX/FT/ST result: its lines join the note of its order, code and sub-id (see
+    _note_key)."""
+    key = _note_key(r.m, obx, c, code)
     lines = r.m.lines(obx, 5)
     note = c.text.get(key)
     if note is None:
@@ -605,9 +708,13 @@ def _text_line(r: _Reader, obx: Any, c: _Context, code: str, sub: str, start, wa
         note.text = "\n".join(filter(None, (note.text, *lines)))
 
 
-def _note_key(c: _Context, code: str, sub: str) -> str:
-    """The record key of the note a text result's lines join (order, code and OBX-4)."""
-    return "/".join(filter(None, ("note", c.order, code, sub)))
+def _note_key(m: _Message, obx: Any, c: _Context, code: str) -> str:
+    """The record key of the note a text result's lines join: TX and FT lines of one order,
+    code and OBX-4 are one report sent line by line; an ST result is a value of its own
+    (its OBX-1 too), never joined to another."""
+    sub = m.get(obx, 4)
+    single = f"ST{m.get(obx, 1)}" if m.get(obx, 2).upper() == "ST" else ""
+    return "/".join(filter(None, ("note", c.person_key, c.order, code, sub, single)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:
@@ -618,7 +725,7 @@ def _flush_text(r: _Reader, c: _Context) -> None:
 def _document(r: _Reader, c: _Context) -> None:
     """An MDM message's document (TXA and its OBX text) as one note."""
     m, txa = r.m, c.document
-    number = m.get(txa, 12) if txa is not None else ""
+    number = _qualified(r, txa, 12, (2, 3, 4)) if txa is not None else ""
     key = f"document/{number or c.scope}"
     lines = [
         line

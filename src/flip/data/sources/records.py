@@ -44,7 +44,9 @@ GENDERS = {"male": 8507, "female": 8532}
 @dataclass(slots=True)
 class SourcePerson:
     """A patient as the source describes them; `birth_parts` says how much of the birth date
-    the source gave (3: the day, 2: year and month, 1: the year; the rest of `birth_date` is 1)."""
+    the source gave (3: the day, 2: year and month, 1: the year; the rest of `birth_date` is 1).
+    `unsaid` names the fields (`birth_date`, `gender`, `death_date`) the source left empty
+    meaning "no change" (an HL7 v2 update): they keep what the person had."""
 
     key: str
     source_value: str
@@ -56,12 +58,20 @@ class SourcePerson:
     warnings: tuple[str, ...] = ()
     birth_parts: int = 3
     version: str | None = None
+    unsaid: frozenset[str] = frozenset()
+
+
+#: The fields of a SourcePerson a source may leave unsaid (see SourcePerson.unsaid).
+DEMOGRAPHICS = ("birth_date", "gender", "death_date")
 
 
 @dataclass(slots=True)
 class SourceVisit:
     """An encounter or visit; `provider_key` and `care_site_key` name its provider and
-    care site by their source keys."""
+    care site by their source keys. With `open_visit` the record ends the patient's one
+    open visit of its source, whose key it takes (its own `key` when there is not exactly
+    one); `admitted` says whether `start` is the source's admission time (else, a message
+    time, it does not replace the open visit's)."""
 
     key: str
     person_key: str
@@ -74,6 +84,8 @@ class SourceVisit:
     provider_key: str | None = None
     care_site_key: str | None = None
     version: str | None = None
+    open_visit: bool = False
+    admitted: bool = True
 
 
 @dataclass(slots=True)

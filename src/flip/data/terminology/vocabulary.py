@@ -20,6 +20,7 @@ CODE_SYSTEMS: dict[str, tuple[str, ...]] = {
         "urn:oid:2.16.840.1.113883.2.1.3.2.4.15",  # the NHS's OID for SNOMED CT (UK edition)
         "SCT",
         "SNM",
+        "SNM3",  # HL7 table 0396: SNOMED International
         "SNOMED",
     ),
     "LOINC": ("http://loinc.org", "urn:oid:2.16.840.1.113883.6.1", "LN", "LNC", "LOINC"),
@@ -104,11 +105,14 @@ _OID = re.compile(r"^[0-2](\.\d+)+$")
 
 def system_key(system: str) -> str:
     """The form a code system name is looked up by: lower case, no trailing slash,
-    an OID as urn:oid:…, an HL7 v2 name without FLIP's urn:hl7v2: prefix."""
+    an OID as urn:oid:…, an HL7 v2 name without FLIP's urn:hl7v2: prefix and, a bare name,
+    without hyphens and spaces (`ICD-10-CM` is `I10C`'s ICD10CM, `CPT-4` CPT4)."""
     key = system.strip().rstrip("/").lower()
     if key.startswith(HL7_NAME_PREFIX):
         key = key[len(HL7_NAME_PREFIX) :]
-    return f"urn:oid:{key}" if _OID.match(key) else key
+    if _OID.match(key):
+        return f"urn:oid:{key}"
+    return key if ":" in key or "/" in key else key.replace("-", "").replace(" ", "")
 
 
 #: Every known name (as `system_key` gives it) -> OMOP vocabulary_id.
@@ -135,11 +139,15 @@ def declared_systems(systems: dict[str, str]) -> dict[str, str]:
 
 def hl7_system(name: str) -> str:
     """The code system URI of an HL7 v2 coding system name (HL7 table 0396): the first URI
-    FLIP knows for its vocabulary, else `urn:hl7v2:NAME`; "" for no name."""
+    FLIP knows for its vocabulary (a URL, else an OID), else `urn:hl7v2:NAME`; "" for no
+    name."""
     if not name:
         return ""
     vocabulary_id = SYSTEM_VOCABULARIES.get(system_key(name))
-    uri = next((n for n in CODE_SYSTEMS.get(vocabulary_id or "", ()) if "://" in n), None)
+    names = CODE_SYSTEMS.get(vocabulary_id or "", ())
+    uri = next((n for n in names if "://" in n), None) or next(
+        (n for n in names if n.startswith("urn:oid:")), None
+    )
     return uri or f"{HL7_NAME_PREFIX}{name}"
 
 

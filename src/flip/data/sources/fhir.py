@@ -306,16 +306,18 @@ class _Converter:
     def observation(self, m: Any) -> list[SourceRecord] | SourceRecord:
         start, _ = _period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
         start = start or _as_date(m.issued)
-        if m.component and m.valueQuantity is None and m.valueCodeableConcept is None:
-            out = []
-            for i, part in enumerate(m.component):
-                c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
-                table, values = _value(part)
-                code = _coding(part.code)
-                out.append(c.event(m, m.subject, code, start, table, whole=self.key, **values))
-            return out
-        table, values = _value(m)
-        return self.event(m, m.subject, _coding(m.code), start, table, whole=self.key, **values)
+        out = []
+        if not m.component or _has_value(m):
+            table, values = _value(m)
+            out.append(
+                self.event(m, m.subject, _coding(m.code), start, table, whole=self.key, **values)
+            )
+        for i, part in enumerate(m.component or []):
+            c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
+            table, values = _value(part)
+            code = _coding(part.code)
+            out.append(c.event(m, m.subject, code, start, table, whole=self.key, **values))
+        return out
 
     def medication(self, m: Any) -> None:
         code = _coding(m.code)
@@ -476,6 +478,30 @@ def _unit(quantity: Any) -> str | None:
     (a SNOMED CT or local unit code says nothing to a UCUM table)."""
     ucum = quantity.system in (None, "http://unitsofmeasure.org")
     return (quantity.code if ucum else None) or quantity.unit or quantity.code
+
+
+#: The value[x] elements of an Observation and of its components.
+_VALUES = tuple(
+    f"value{kind}"
+    for kind in [
+        "Quantity",
+        "CodeableConcept",
+        "String",
+        "Boolean",
+        "Integer",
+        "Range",
+        "Ratio",
+        "SampledData",
+        "Time",
+        "DateTime",
+        "Period",
+    ]
+)
+
+
+def _has_value(element: Any) -> bool:
+    """Whether an Observation or its component carries a value[x]."""
+    return any(getattr(element, name, None) is not None for name in _VALUES)
 
 
 def _value(element: Any) -> tuple[str, dict[str, Any]]:

@@ -1,5 +1,8 @@
 """FHIR fidelity on shapes other systems send: an Observation's value beside its components."""
 
+import orjson
+import pytest
+
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows, write_ndjson
@@ -55,3 +58,62 @@ def test_an_observation_with_a_value_and_components_keeps_both(store, tmp_path):
     again = ingest_path(store, "fhir", path)
     assert (again.loaded, again.unchanged) == (0, report.loaded)
     assert len(rows(store, "measurement")) == 6
+
+
+def bundle(*entries, kind="transaction"):
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def test_a_bundle_delete_entry_removes_what_the_resource_produced(store, tmp_path):
+    cholesterol = obs("o1", "2093-3", valueQuantity={"value": 190, "code": "mg/dL"})
+    kept = obs("o2", "2093-3", valueQuantity={"value": 180, "code": "mg/dL"})
+    path = write_ndjson(tmp_path / "a.ndjson", [PATIENT, cholesterol, kept])
+    ingest_path(store, "fhir", path, source_system="fhir:ehr")
+    deletes = tmp_path / "del.json"
+    deletes.write_bytes(
+        orjson.dumps(
+            bundle(
+                {"request": {"method": "DELETE", "url": "Observation/o1"}},
+                {"request": {"method": "DELETE", "url": "Observation/never-sent"}},
+                kind="history",
+            )
+        )
+    )
+    report = ingest_path(store, "fhir", deletes, source_system="fhir:ehr")
+    assert report.skipped_rules == {"fhir.deleted": 2}, report.as_dict()
+    assert report.quarantined == 0, report.rules
+    assert [r["value_as_number"] for r in rows(store, "measurement")] == [180.0]
+    assert_accounted(store, report)
+    again = ingest_path(store, "fhir", deletes, source_system="fhir:ehr")
+    assert again.skipped_rules == {"fhir.deleted": 2}
+    assert len(rows(store, "measurement")) == 1
+
+
+MRN = "http://hosp.example/mrn"
+
+
+@pytest.mark.parametrize("identity", [None, MRN])
+def test_a_contained_or_logical_subject_is_the_patient_it_identifies(store, tmp_path, identity):
+    patient = dict(PATIENT, identifier=[{"system": MRN, "value": "M9"}])
+    by_identifier = obs(
+        "o2",
+        "2093-3",
+        subject={"identifier": {"system": MRN, "value": "M9"}},
+        valueQuantity={"value": 200, "code": "mg/dL"},
+    )
+    contained = obs(
+        "o3",
+        "2093-3",
+        subject={"reference": "#pc"},
+        contained=[
+            {"resourceType": "Patient", "id": "pc", "identifier": [{"system": MRN, "value": "M9"}]}
+        ],
+        valueQuantity={"value": 210, "code": "mg/dL"},
+    )
+    path = write_ndjson(tmp_path / "s.ndjson", [patient, by_identifier, contained])
+    report = ingest_path(store, "fhir", path, person_identifier=identity)
+    assert report.quarantined == 0, report.rules
+    [person] = rows(store, "person")
+    measured = sorted((r["person_id"], r["value_as_number"]) for r in rows(store, "measurement"))
+    assert measured == [(person["person_id"], 200.0), (person["person_id"], 210.0)]
+    assert_accounted(store, report)

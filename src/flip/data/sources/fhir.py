@@ -32,7 +32,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors, textfile
-from flip.data.sources.fhir_status import WITHDRAWING, not_a_fact
+from flip.data.sources.fhir_status import DELETED, WITHDRAWING, not_a_fact
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.records import (
     Rejected,
@@ -199,7 +199,7 @@ class _Converter:
         table: str,
         **extra: Any,
     ) -> SourceRecord:
-        person = self.refs.person(subject.reference if subject is not None else None)
+        person = self.subject(model, subject)
         if person is None:
             return self.reject(
                 "fhir.subject.missing", f"{model.get_resource_type()} has no subject"
@@ -224,6 +224,31 @@ class _Converter:
             provider_key=self._performer(model),
             **extra,
         )
+
+    def subject(self, model: Any, subject: Any) -> str | None:
+        """The person key a subject Reference names: by reference, by a logical identifier
+        (`subject.identifier`), or by the identifiers of the contained Patient it points
+        at (`#id`), each read as the conditional reference `Patient?identifier=SYS|VALUE`."""
+        if subject is None:
+            return None
+        reference = subject.reference
+        identifiers = [subject.identifier] if subject.identifier is not None else []
+        if reference and reference.startswith("#"):
+            inner = next(
+                (c for c in model.contained or [] if c.id == reference[1:]),
+                None,
+            )
+            if inner is None or inner.get_resource_type() != "Patient":
+                return None
+            reference, identifiers = None, list(inner.identifier or [])
+        if reference:
+            return self.refs.person(reference)
+        conditional = [
+            f"Patient?identifier={i.system or ''}|{i.value}" for i in identifiers if i.value
+        ]
+        found = [(c, self.refs.person(c)) for c in conditional]
+        resolved = (key for asked, key in found if key != asked)
+        return next(resolved, None) or next((key for _, key in found), None)
 
     def _performer(self, m: Any) -> str | None:
         """The key of the first read Practitioner who performed, asserted or asked for `m`."""
@@ -271,7 +296,7 @@ class _Converter:
         )
 
     def encounter(self, m: Any) -> SourceRecord:
-        person = self.refs.person(m.subject.reference if m.subject else None)
+        person = self.subject(m, m.subject)
         if person is None:
             return self.reject("fhir.subject.missing", "Encounter has no subject")
         start, end = _period(None, m.period)
@@ -819,6 +844,10 @@ def read_bundle(bundle: dict, source: str, refs: References) -> Iterator[SourceR
     """Yield the records of a Bundle's entries, patients first, whatever the entry order."""
     entries = []
     for index, entry in enumerate(bundle.get("entry") or []):
+        deleted = _deleted(entry, f"{source}#entry[{index}]", refs)
+        if deleted is not None:
+            yield deleted
+            continue
         resource = entry.get("resource") if isinstance(entry, dict) else None
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
@@ -828,6 +857,18 @@ def read_bundle(bundle: dict, source: str, refs: References) -> Iterator[SourceR
     entries.sort(key=lambda e: _rank(e[0]))
     for resource, raw, location, full_url in entries:
         yield from _records(resource, raw, location, refs, full_url)
+
+
+def _deleted(entry: object, location: str, refs: References) -> Skipped | None:
+    """The deletion a transaction or history Bundle entry asks for (`request.method`
+    DELETE, no resource): skipped by rule DELETED, withdrawing what the resource produced."""
+    request = entry.get("request") if isinstance(entry, dict) else None
+    method = request.get("method") if isinstance(request, dict) else None
+    if not isinstance(method, str) or method.upper() != "DELETE" or entry.get("resource"):
+        return None
+    url = request.get("url")
+    key = refs.resolve(url) if isinstance(url, str) else None
+    return Skipped(key, location, DELETED, f"DELETE {url}", withdraws=key is not None, amends=True)
 
 
 def _rank(resource: object) -> int:

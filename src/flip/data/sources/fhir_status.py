@@ -16,6 +16,9 @@ ENTERED_IN_ERROR = "fhir.status.entered_in_error"
 #: A Condition or AllergyIntolerance whose verificationStatus is refuted.
 REFUTED = "fhir.verification.refuted"
 
+#: A Bundle entry (transaction, history, bulk `deleted`) that deletes a resource.
+DELETED = "fhir.deleted"
+
 #: A DiagnosticReport that groups results: each result is read as its own Observation.
 PANEL = "fhir.report.panel"
 

@@ -2,7 +2,9 @@
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
+from flip.data.cdm import schema
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows, write_ndjson
@@ -116,4 +118,58 @@ def test_a_contained_or_logical_subject_is_the_patient_it_identifies(store, tmp_
     [person] = rows(store, "person")
     measured = sorted((r["person_id"], r["value_as_number"]) for r in rows(store, "measurement"))
     assert measured == [(person["person_id"], 200.0), (person["person_id"], 210.0)]
+    assert_accounted(store, report)
+
+
+SNOMED = "http://snomed.info/sct"
+
+
+def test_stu3_and_dstu2_statuses_are_read_as_the_r4_rules_do(store, tmp_path):
+    def condition(id_, verification):
+        return {
+            "resourceType": "Condition",
+            "id": id_,
+            "verificationStatus": verification,
+            "code": cc("22298006", SNOMED),
+            "subject": SUBJECT,
+            "onsetDateTime": "2019-01-01",
+        }
+
+    vaccine = {
+        "resourceType": "Immunization",
+        "status": "completed",
+        "vaccineCode": cc("140", "http://hl7.org/fhir/sid/cvx"),
+        "patient": SUBJECT,
+        "date": "2018-10-01",
+    }
+    resources = [
+        PATIENT,
+        condition("refuted", "refuted"),
+        condition("error", "entered-in-error"),
+        condition("confirmed", "confirmed"),
+        {
+            "resourceType": "Procedure",
+            "id": "not-done",
+            "status": "completed",
+            "notDone": True,
+            "code": cc("80146002", SNOMED),
+            "subject": SUBJECT,
+            "performedDateTime": "2018-10-02",
+        },
+        dict(vaccine, id="not-given", notGiven=True),
+        dict(vaccine, id="given", notGiven=False),
+    ]
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "v.ndjson", resources))
+    assert report.skipped_rules == {
+        "fhir.verification.refuted": 1,
+        "fhir.status.entered_in_error": 1,
+        "fhir.status.not_done": 2,
+    }, report.as_dict()
+    assert [r["condition_source_value"] for r in rows(store, "condition_occurrence")] == [
+        "22298006"
+    ]
+    assert rows(store, "procedure_occurrence") == []
+    with store.connect() as conn:
+        [message] = conn.execute(sa.select(schema.quarantine.c.message)).scalars()
+    assert "occurrence" in message, message
     assert_accounted(store, report)

@@ -627,8 +627,9 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
     """The resource's model, and the warning rules of optional elements nulled to get it.
 
     Elements in UNMAPPED are left out. An element that fails validation is dropped and the
-    rest validated again; if the resource still fails (a required element was the bad
-    one), the first error stands.
+    rest validated again; if the resource still fails, the first error stands when a
+    required element was the bad one, else the second (the real cause: an STU3 Immunization
+    fails for its `notGiven` and `date`, and then for having no occurrence).
     """
     model_class = get_fhir_model_class(kind)
     resource = {name: value for name, value in resource.items() if name not in UNMAPPED}
@@ -642,8 +643,10 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
         trimmed = {name: value for name, value in resource.items() if name not in bad}
         try:
             model = model_class.model_validate(trimmed)
-        except ValidationError:
-            raise exc from None
+        except ValidationError as again:
+            if all(e["loc"] and str(e["loc"][0]) in bad for e in again.errors()):
+                raise exc from None
+            raise again from None
         return model, tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
 
 

@@ -3,7 +3,9 @@ facts read on their own): such a resource is skipped by a named rule.
 
 Checked on the parsed JSON before validation, so a skipped resource costs no model.
 What each status means follows the R4 value sets (event-status, observation-status,
-request-status, condition-ver-status, allergyintolerance-verification).
+request-status, condition-ver-status, allergyintolerance-verification); the STU3 and
+DSTU2 shapes of the same meaning (a plain-code verificationStatus, `notDone`,
+`notGiven`) are read by the same rules.
 """
 
 from __future__ import annotations
@@ -45,8 +47,19 @@ WITHDRAWING = frozenset(
 VERIFIED = ("Condition", "AllergyIntolerance")
 
 
+#: STU3/DSTU2 flags that say the act did not happen (R4 moved them into `status`).
+NOT_DONE_FLAGS: dict[str, tuple[str, str]] = {
+    "Procedure": ("notDone", "fhir.status.not_done"),
+    "Immunization": ("notGiven", "fhir.status.not_done"),
+    "MedicationAdministration": ("notGiven", "fhir.status.not_done"),
+}
+
+
 def _codes(concept: Any) -> list[str]:
-    """The codes of a CodeableConcept as parsed JSON (lenient: anything else has none)."""
+    """The codes of a CodeableConcept as parsed JSON; a plain code (STU3 and DSTU2 spell
+    a Condition's verificationStatus so) is its own code; anything else has none."""
+    if isinstance(concept, str):
+        return [concept]
     if not isinstance(concept, dict):
         return []
     return [c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)]
@@ -61,6 +74,9 @@ def not_a_fact(resource: dict) -> tuple[str, str] | None:
     rule = NOT_FACTS.get(kind, {}).get(status) if isinstance(status, str) else None
     if rule is not None:
         return rule, f"{kind} status is {status}"
+    flag = NOT_DONE_FLAGS.get(kind)
+    if flag is not None and resource.get(flag[0]) is True:
+        return flag[1], f"{kind} {flag[0]} is true"
     if kind == "DiagnosticReport" and resource.get("result"):
         return PANEL, "DiagnosticReport groups results that are read as their own Observations"
     if kind in VERIFIED:

@@ -173,3 +173,21 @@ def test_stu3_and_dstu2_statuses_are_read_as_the_r4_rules_do(store, tmp_path):
         [message] = conn.execute(sa.select(schema.quarantine.c.message)).scalars()
     assert "occurrence" in message, message
     assert_accounted(store, report)
+
+
+def test_the_first_coding_that_maps_to_a_standard_concept_decides_the_concept(store, tmp_path):
+    epic = "urn:oid:1.2.840.114350.1.13.0.1.7.2.768282"
+    codes = [
+        {"system": epic, "code": "1234567"},
+        {"system": "http://acme.org/lab", "code": "CREA"},
+        {"system": LOINC, "code": "2160-0"},
+    ]
+    creatinine = dict(
+        obs("creat", "x", valueQuantity={"value": 1.1, "code": "mg/dL"}), code={"coding": codes}
+    )
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "e.ndjson", [PATIENT, creatinine]))
+    assert report.quarantined == 0, report.rules
+    [row] = rows(store, "measurement")
+    assert row["measurement_source_value"] == "1234567"
+    assert row["measurement_concept_id"] == 3016723  # LOINC 2160-0, Creatinine [Mass/volume]
+    assert_accounted(store, report)

@@ -173,6 +173,15 @@ def _coding(concept: Any) -> tuple[str, str] | None:
     return None
 
 
+def _others(concept: Any) -> dict[str, Any]:
+    """The event field `alternates`: a CodeableConcept's codings after its first coded one,
+    tried in order when that maps to no standard concept (Epic sends its own code first)."""
+    codings = (
+        [(c.system or "", c.code) for c in (concept.coding or []) if c.code] if concept else []
+    )
+    return {"alternates": tuple(codings[1:])} if len(codings) > 1 else {}
+
+
 def _period(start: Any, period: Any) -> tuple[date | None, date | None]:
     if start is not None:
         return _as_date(start), None
@@ -326,6 +335,7 @@ class _Converter:
             start or _as_date(m.recordedDate),
             "condition_occurrence",
             end=_as_date(m.abatementDateTime),
+            **_others(m.code),
         )
 
     def observation(self, m: Any) -> list[SourceRecord] | SourceRecord:
@@ -334,14 +344,15 @@ class _Converter:
         out = []
         if not m.component or _has_value(m):
             table, values = _value(m)
+            code, more = _coding(m.code), _others(m.code)
             out.append(
-                self.event(m, m.subject, _coding(m.code), start, table, whole=self.key, **values)
+                self.event(m, m.subject, code, start, table, whole=self.key, **more, **values)
             )
         for i, part in enumerate(m.component or []):
             c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
             table, values = _value(part)
-            code = _coding(part.code)
-            out.append(c.event(m, m.subject, code, start, table, whole=self.key, **values))
+            code, more = _coding(part.code), _others(part.code)
+            out.append(c.event(m, m.subject, code, start, table, whole=self.key, **more, **values))
         return out
 
     def medication(self, m: Any) -> None:
@@ -397,16 +408,23 @@ class _Converter:
 
     def immunization(self, m: Any) -> SourceRecord:
         return self.event(
-            m, m.patient, _coding(m.vaccineCode), _as_date(m.occurrenceDateTime), "drug_exposure"
+            m,
+            m.patient,
+            _coding(m.vaccineCode),
+            _as_date(m.occurrenceDateTime),
+            "drug_exposure",
+            **_others(m.vaccineCode),
         )
 
     def procedure(self, m: Any) -> SourceRecord:
         start, end = _period(m.performedDateTime, m.performedPeriod)
-        return self.event(m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end)
+        return self.event(
+            m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end, **_others(m.code)
+        )
 
     def allergy(self, m: Any) -> SourceRecord:
         start = _as_date(m.onsetDateTime) or _as_date(m.recordedDate)
-        return self.event(m, m.patient, _coding(m.code), start, "observation")
+        return self.event(m, m.patient, _coding(m.code), start, "observation", **_others(m.code))
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
         start, _ = _period(m.effectiveDateTime, m.effectivePeriod)

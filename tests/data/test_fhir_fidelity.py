@@ -191,3 +191,24 @@ def test_the_first_coding_that_maps_to_a_standard_concept_decides_the_concept(st
     assert row["measurement_source_value"] == "1234567"
     assert row["measurement_concept_id"] == 3016723  # LOINC 2160-0, Creatinine [Mass/volume]
     assert_accounted(store, report)
+
+
+def test_absent_values_and_panels_of_members_are_skipped_by_rule(store, tmp_path):
+    absent = {"coding": [{"code": "not-performed"}]}
+    pressure = obs(
+        "bp",
+        "85354-9",
+        component=[
+            {"code": cc("8480-6"), "valueQuantity": {"value": 107, "code": "mm[Hg]"}},
+            {"code": cc("8462-4"), "dataAbsentReason": absent},
+        ],
+    )
+    saturation = obs("spo2", "2708-6", dataAbsentReason={"coding": [{"code": "error"}]})
+    panel = obs("vitals", "85353-1", hasMember=[{"reference": "Observation/bp"}])
+    path = write_ndjson(tmp_path / "a.ndjson", [PATIENT, pressure, saturation, panel])
+    report = ingest_path(store, "fhir", path)
+    assert report.skipped_rules == {"fhir.value.absent": 2, "fhir.observation.panel": 1}
+    assert report.quarantined == 0, report.rules
+    assert [r["measurement_source_value"] for r in rows(store, "measurement")] == ["8480-6"]
+    assert rows(store, "observation") == []
+    assert_accounted(store, report)

@@ -32,7 +32,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors, textfile
-from flip.data.sources.fhir_status import DELETED, WITHDRAWING, not_a_fact
+from flip.data.sources.fhir_status import ABSENT, DELETED, WITHDRAWING, not_a_fact
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.records import (
     Rejected,
@@ -349,6 +349,10 @@ class _Converter:
                 self.event(m, m.subject, code, start, table, whole=self.key, **more, **values)
             )
         for i, part in enumerate(m.component or []):
+            if part.dataAbsentReason is not None and not _has_value(part):
+                why = "Observation component has no value, only a dataAbsentReason"
+                out.append(Skipped(part_key(self.key, i), self.location, ABSENT, why))
+                continue
             c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
             table, values = _value(part)
             code, more = _coding(part.code), _others(part.code)

@@ -24,6 +24,12 @@ DELETED = "fhir.deleted"
 #: A DiagnosticReport that groups results: each result is read as its own Observation.
 PANEL = "fhir.report.panel"
 
+#: An Observation (or component) with no value, only a dataAbsentReason saying why.
+ABSENT = "fhir.value.absent"
+
+#: An Observation that only groups others (`hasMember`), each read on its own.
+MEMBERS = "fhir.observation.panel"
+
 #: Per resource type, the `status` values that mean "this did not happen", and their rule.
 NOT_FACTS: dict[str, dict[str, str]] = {
     "Encounter": {"cancelled": "fhir.status.cancelled"},
@@ -40,7 +46,12 @@ NOT_FACTS: dict[str, dict[str, str]] = {
 #: The rules of statuses that withdraw a resource an earlier version of which was a fact
 #: (every rule here but PANEL, which says nothing of the resource's truth).
 WITHDRAWING = frozenset(
-    {ENTERED_IN_ERROR, REFUTED, *(rule for rules in NOT_FACTS.values() for rule in rules.values())}
+    {
+        ENTERED_IN_ERROR,
+        REFUTED,
+        ABSENT,
+        *(rule for rules in NOT_FACTS.values() for rule in rules.values()),
+    }
 )
 
 #: Resource types whose verificationStatus can refute them.
@@ -65,6 +76,11 @@ def _codes(concept: Any) -> list[str]:
     return [c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)]
 
 
+def _valued(element: dict) -> bool:
+    """Whether an Observation or component as parsed JSON carries a value[x]."""
+    return any(name.startswith("value") and element[name] is not None for name in element)
+
+
 def not_a_fact(resource: dict) -> tuple[str, str] | None:
     """(rule, message) when the resource's status says it is not a fact; else None."""
     kind = resource["resourceType"]
@@ -77,6 +93,11 @@ def not_a_fact(resource: dict) -> tuple[str, str] | None:
     flag = NOT_DONE_FLAGS.get(kind)
     if flag is not None and resource.get(flag[0]) is True:
         return flag[1], f"{kind} {flag[0]} is true"
+    if kind == "Observation" and not resource.get("component") and not _valued(resource):
+        if resource.get("dataAbsentReason"):
+            return ABSENT, "Observation has no value, only a dataAbsentReason"
+        if resource.get("hasMember"):
+            return MEMBERS, "Observation groups members that are read as their own Observations"
     if kind == "DiagnosticReport" and resource.get("result"):
         return PANEL, "DiagnosticReport groups results that are read as their own Observations"
     if kind in VERIFIED:

@@ -212,3 +212,36 @@ def test_absent_values_and_panels_of_members_are_skipped_by_rule(store, tmp_path
     assert [r["measurement_source_value"] for r in rows(store, "measurement")] == ["8480-6"]
     assert rows(store, "observation") == []
     assert_accounted(store, report)
+
+
+def test_a_fact_never_points_at_a_visit_that_is_not_stored(store, tmp_path):
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": SUBJECT,
+    }
+    resources = [
+        PATIENT,
+        dict(encounter, id="no-date"),  # quarantined: a visit needs its start
+        dict(encounter, id="ok", period={"start": "2020-05-01T09:00:00Z"}),
+    ]
+    for id_, visit in (("o1", "no-date"), ("o2", "never-sent"), ("o3", "ok")):
+        resources.append(
+            obs(
+                id_,
+                "2093-3",
+                encounter={"reference": f"Encounter/{visit}"},
+                valueQuantity={"value": 190, "code": "mg/dL"},
+            )
+        )
+    path = write_ndjson(tmp_path / "v.ndjson", resources)
+    report = ingest_path(store, "fhir", path, source_system="fhir:visits")
+    assert report.warnings["reference.visit.missing"] == 2, report.as_dict()
+    [visit] = rows(store, "visit_occurrence")
+    pointed = [r["visit_occurrence_id"] for r in rows(store, "measurement")]
+    assert sorted(pointed, key=str) == [visit["visit_occurrence_id"], None, None]
+    assert_accounted(store, report)
+    later = write_ndjson(tmp_path / "w.ndjson", [resources[-1]])
+    again = ingest_path(store, "fhir", later, source_system="fhir:visits")
+    assert again.warnings["reference.visit.missing"] == 0

@@ -37,6 +37,7 @@ from flip.data.ingest.report import (
     MERGED_AWAY,
     SAME_PERSON,
     UNIT_UNREADABLE,
+    VISIT_MISSING,
     IngestReport,
 )
 from flip.data.sources.records import (
@@ -115,6 +116,9 @@ class Converter:
         #: earlier one, with the rule: a fact naming one as its patient is told so when it
         #: dangles.
         self.withdrawn: dict[str, str] = {}
+        #: Visit keys this source stored (this run or before), and those looked up in vain.
+        self.visits: set[str] = set()
+        self.no_visits: set[str] = set()
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
@@ -135,6 +139,7 @@ class Converter:
             len(self.deferred),
             set(self.deferred_keys),
             dict(self.withdrawn),
+            set(self.visits),
         )
         try:
             yield
@@ -142,7 +147,8 @@ class Converter:
             self.births, self.person_ids, self.identified, self.elsewhere = saved[:4]
             self.retired, self.any_retired = saved[4:6]
             del self.deferred[saved[6] :]
-            self.deferred_keys, self.withdrawn = saved[7:]
+            self.deferred_keys, self.withdrawn, self.visits = saved[7:]
+            self.no_visits.clear()
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -171,6 +177,7 @@ class Converter:
         wanted = {k for k in keys if k is not None and k not in persons and k not in self.births}
         if wanted:
             self._load_births(wanted)
+        self._load_visits(others)
         known = self.births
         for record in people:
             problem = self._convert_one(record, out, report)
@@ -320,7 +327,35 @@ class Converter:
         if problem:
             return Rejected(record.key, record.location, *problem, record.raw)
         out.add(record, visit_row(self.system, record, person_id))
+        self.visits.add(record.key)
+        self.no_visits.discard(record.key)
         return None
+
+    def _load_visits(self, records: list[SourceRecord]) -> None:
+        """Remember which visits the events of `records` name that this source stored in
+        an earlier batch or run (a visit of this batch is remembered when mapped)."""
+        keys = {getattr(r, "visit_key", None) for r in records if type(r) is SourceEvent}
+        keys -= self.visits | self.no_visits | {r.key for r in records if type(r) is SourceVisit}
+        keys.discard(None)
+        if not keys:
+            return
+        source = schema.source_record
+        with (
+            self.store.connect() as conn,
+            values_in(conn, source.c.record_key, sorted(keys)) as wanted,
+        ):
+            found = set(
+                conn.execute(
+                    select(source.c.record_key).where(
+                        source.c.source_system == self.system,
+                        source.c.cdm_table == "visit_occurrence",
+                        source.c.role == schema.PRODUCED,
+                        wanted,
+                    )
+                ).scalars()
+            )
+        self.visits |= found
+        self.no_visits |= keys - found
 
     def _dangling(
         self, record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge
@@ -431,6 +466,9 @@ class Converter:
             report.unmapped[f"{record.system}|{record.code}"] += 1
         if record.unit and row.values.get("unit_concept_id") == 0:
             report.warnings[UNIT_UNREADABLE] += 1
+        if record.visit_key is not None and record.visit_key not in self.visits:
+            row.values["visit_occurrence_id"] = None
+            report.warnings[VISIT_MISSING] += 1
         out.add(record, row)
         return None
 

@@ -245,3 +245,19 @@ def test_a_fact_never_points_at_a_visit_that_is_not_stored(store, tmp_path):
     later = write_ndjson(tmp_path / "w.ndjson", [resources[-1]])
     again = ingest_path(store, "fhir", later, source_system="fhir:visits")
     assert again.warnings["reference.visit.missing"] == 0
+
+
+def test_without_a_person_identifier_the_medical_record_number_is_the_source_value(
+    store, tmp_path
+):
+    v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+    patient = dict(
+        PATIENT,
+        identifier=[
+            {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-12-3456"},
+            {"system": MRN, "type": {"coding": [{"system": v2, "code": "MR"}]}, "value": "M-7"},
+        ],
+    )
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "p.ndjson", [patient]))
+    assert [r["person_source_value"] for r in rows(store, "person")] == ["M-7"]
+    assert_accounted(store, report)

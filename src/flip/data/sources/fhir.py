@@ -274,7 +274,7 @@ class _Converter:
         return None
 
     def patient(self, m: Any) -> SourceRecord:
-        identifier = m.identifier[0].value if m.identifier else self.key
+        identifier = _record_number(m.identifier or []) or self.key
         key = self.key
         chosen = next(
             (
@@ -604,6 +604,21 @@ def _amount(quantity: Any) -> str:
         return ""
     unit = _unit(quantity)
     return f"{quantity.comparator or ''}{quantity.value}{' ' + unit if unit else ''}"
+
+
+#: The HL7 v2 identifier type table FHIR types Patient.identifier with, and its MR code.
+IDENTIFIER_TYPES = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def _record_number(identifiers: list[Any]) -> str | None:
+    """A Patient's source value: its first identifier typed MR (medical record number,
+    v2-0203), else its first identifier with a value (an SSN first is not the MRN)."""
+    valued = [i for i in identifiers if i.value]
+    for ident in valued:
+        codings = ident.type.coding or [] if ident.type is not None else []
+        if any(c.code == "MR" and c.system in (IDENTIFIER_TYPES, None) for c in codings):
+            return ident.value
+    return valued[0].value if valued else None
 
 
 def _birth(m: Any) -> tuple[date | None, int]:

@@ -261,3 +261,23 @@ def test_without_a_person_identifier_the_medical_record_number_is_the_source_val
     report = ingest_path(store, "fhir", write_ndjson(tmp_path / "p.ndjson", [patient]))
     assert [r["person_source_value"] for r in rows(store, "person")] == ["M-7"]
     assert_accounted(store, report)
+
+
+def test_a_medication_is_counted_as_read_through_what_names_it(store, tmp_path):
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    medication = {"resourceType": "Medication", "id": "m1", "code": cc("6809", rxnorm)}
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": "r1",
+        "status": "active",
+        "intent": "order",
+        "medicationReference": {"reference": "Medication/m1"},
+        "subject": SUBJECT,
+        "authoredOn": "2020-02-03T10:00:00Z",
+    }
+    path = write_ndjson(tmp_path / "m.ndjson", [PATIENT, medication, request])
+    report = ingest_path(store, "fhir", path)
+    assert report.read == 3, report.as_dict()
+    assert report.skipped_rules == {"fhir.medication.read_through": 1}
+    assert [r["drug_source_value"] for r in rows(store, "drug_exposure")] == ["6809"]
+    assert_accounted(store, report)

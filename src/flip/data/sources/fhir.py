@@ -32,7 +32,13 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors, textfile
-from flip.data.sources.fhir_status import ABSENT, DELETED, WITHDRAWING, not_a_fact
+from flip.data.sources.fhir_status import (
+    ABSENT,
+    DELETED,
+    READ_THROUGH,
+    WITHDRAWING,
+    not_a_fact,
+)
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.records import (
     Rejected,
@@ -359,10 +365,13 @@ class _Converter:
             out.append(c.event(m, m.subject, code, start, table, whole=self.key, **more, **values))
         return out
 
-    def medication(self, m: Any) -> None:
+    def medication(self, m: Any) -> Skipped:
+        """A Medication is no fact: its code is read into the resources that name it."""
         code = _coding(m.code)
         if code:
             self.refs.medications[self.key] = code
+        why = "Medication is read through the MedicationRequest/Statement/Administration naming it"
+        return Skipped(self.key, self.location, READ_THROUGH, why)
 
     def _drug(self, m: Any) -> tuple[str, str] | None:
         if m.medicationCodeableConcept is not None:

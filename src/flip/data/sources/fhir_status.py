@@ -21,6 +21,9 @@ REFUTED = "fhir.verification.refuted"
 #: A Bundle entry (transaction, history, bulk `deleted`) that deletes a resource.
 DELETED = "fhir.deleted"
 
+#: A Medication: its code is read into the resources that name it, not stored alone.
+READ_THROUGH = "fhir.medication.read_through"
+
 #: A DiagnosticReport that groups results: each result is read as its own Observation.
 PANEL = "fhir.report.panel"
 

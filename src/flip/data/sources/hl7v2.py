@@ -74,8 +74,14 @@ MERGES = {"A18", "A34", "A36", "A40"}
 LINKS = {"A24": "link", "A37": "unlink"}
 PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
-#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained.
-NOT_A_FACT = {"D": "deleted", "W": "posted in error", "X": "could not be obtained"}
+#: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained, and
+#: results pending (the specimen is in the lab: no result yet, not a valueless one).
+NOT_A_FACT = {
+    "D": "deleted",
+    "W": "posted in error",
+    "X": "could not be obtained",
+    "I": "results pending",
+}
 #: OBX-11 statuses that withdraw a result an earlier message sent (its rows are removed).
 WITHDRAWING = {"D", "W"}
 TEXT_TYPES = {"TX", "FT", "ST"}

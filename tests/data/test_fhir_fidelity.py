@@ -247,9 +247,7 @@ def test_a_fact_never_points_at_a_visit_that_is_not_stored(store, tmp_path):
     assert again.warnings["reference.visit.missing"] == 0
 
 
-def test_without_a_person_identifier_the_medical_record_number_is_the_source_value(
-    store, tmp_path
-):
+def test_without_a_person_identifier_the_medical_record_number_is_the_source_value(store, tmp_path):
     v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
     patient = dict(
         PATIENT,

@@ -21,12 +21,26 @@ class FhirServer:
             self.put(r)
         self.polls_before_ready = polls_before_ready
         self.jobs: dict[str, dict] = {}
+        #: (Type/id, lastUpdated) of deleted resources, and error files, for `$export`.
+        self.deleted: list[tuple[str, str]] = []
+        self.errors: list[dict] = []
         self.requests: list[str] = []
         self.app = self._build()
 
     def put(self, resource: dict) -> None:
         bucket = self.resources.setdefault(resource["resourceType"], [])
         bucket[:] = [r for r in bucket if r["id"] != resource["id"]] + [resource]
+
+    def delete(self, kind: str, id_: str, when: str) -> None:
+        self.resources[kind] = [r for r in self.resources.get(kind, []) if r["id"] != id_]
+        self.deleted.append((f"{kind}/{id_}", when))
+
+    def _deletions(self, after: str | None) -> list[dict]:
+        return [
+            {"request": {"method": "DELETE", "url": key}}
+            for key, when in self.deleted
+            if after is None or when > after
+        ]
 
     def _matching(self, kind: str, after: str | None) -> list[dict]:
         return [
@@ -72,12 +86,22 @@ class FhirServer:
                 "request": "$export",
                 "requiresAccessToken": False,
                 "output": output,
-                "error": [],
+                "error": [
+                    {"type": "OperationOutcome", "url": f"{base}/fhir/$export-file/{job}/err{i}"}
+                    for i, _ in enumerate(self.errors)
+                ],
             }
+            if self._deletions(state["since"]):
+                url = f"{base}/fhir/$export-file/{job}/deleted.ndjson"
+                manifest["deleted"] = [{"type": "Bundle", "url": url}]
             return Response(orjson.dumps(manifest), media_type="application/json")
 
         @app.get("/fhir/$export-file/{job}/{kind}.ndjson")
         def download(job: str, kind: str) -> Response:
+            if kind == "deleted":
+                entries = self._deletions(self.jobs[job]["since"])
+                bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+                return Response(orjson.dumps(bundle) + b"\n", media_type="application/fhir+ndjson")
             lines = b"\n".join(
                 orjson.dumps(r) for r in self._matching(kind, self.jobs[job]["since"])
             )
@@ -120,4 +144,5 @@ class FhirServer:
         return app
 
     def _newest(self) -> str:
-        return max(r["meta"]["lastUpdated"] for rs in self.resources.values() for r in rs)
+        updated = [r["meta"]["lastUpdated"] for rs in self.resources.values() for r in rs]
+        return max(updated + [when for _, when in self.deleted])

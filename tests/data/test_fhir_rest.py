@@ -119,3 +119,30 @@ def test_server_ingest_applies_status_rules_and_person_identity(store, bulk):
         ).one()
     assert row == (4171756, datetime(2020, 1, 2, 8, 0))
     assert_accounted(store, report)
+
+
+def test_bulk_ingest_applies_the_manifest_deletions_and_lists_its_error_files(store):
+    meta = {"lastUpdated": FIRST}
+    lab = {
+        "resourceType": "Observation",
+        "meta": meta,
+        "status": "final",
+        "subject": {"reference": "Patient/a"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+        "effectiveDateTime": "2020-01-02T08:00:00Z",
+        "valueQuantity": {"value": 5.5, "code": "mmol/L"},
+    }
+    patient = {"resourceType": "Patient", "id": "a", "meta": meta, "birthDate": "1960-01-01"}
+    fhir = FhirServer([patient, dict(lab, id="o1"), dict(lab, id="o2")], polls_before_ready=0)
+    http = BackgroundServer(fhir.app).start()
+    try:
+        ingest_fhir_server(store, f"{http.url}/fhir", bulk=True)
+        fhir.delete("Observation", "o1", "2024-02-01T00:00:00Z")
+        fhir.errors.append({"resourceType": "OperationOutcome"})
+        report = ingest_fhir_server(store, f"{http.url}/fhir", bulk=True)
+    finally:
+        http.stop()
+    assert report.skipped_rules == {"fhir.deleted": 1}, report.as_dict()
+    assert _count(store, schema.measurement) == 1
+    assert [url.rsplit("/", 1)[-1] for url in report.unread] == ["err0"]
+    assert_accounted(store, report)

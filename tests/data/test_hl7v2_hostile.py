@@ -208,3 +208,19 @@ def test_a_message_longer_than_the_limit_is_quarantined_never_held(store, tmp_pa
     report = ingest_path(store, "hl7v2", path)
     assert_accounted(store, report)
     assert report.loaded == 2 and report.rules == {"hl7.message_too_long": 1}
+
+
+def test_results_pending_in_the_lab_are_skipped_not_stored_valueless(store, tmp_path):
+    message = (
+        "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20230102100000||ORU^R01|P1|P|2.4\r"
+        "PID|1||600^^^HOSP^MR||A^B||19700101|F\r"
+        "OBR|1|O1|F1|24323-8^CMP^LN|||20230102090000||||||||||||||||||P\r"
+        "OBX|1|NM|2345-7^Glucose^LN|||mmol/L|||||I\r"
+        "OBX|2|NM|2160-0^Creatinine^LN||80|umol/L|||||F\r"
+    )
+    path = tmp_path / "p.hl7"
+    path.write_bytes(message.encode())
+    report = ingest_path(store, "hl7v2", path)
+    assert report.skipped_rules == {"hl7.obx.status.I": 1}, report.as_dict()
+    assert [r["measurement_source_value"] for r in rows(store, "measurement")] == ["2160-0"]
+    assert_accounted(store, report)

@@ -128,3 +128,16 @@ def test_two_headers_naming_one_column_leave_the_file_unread_naming_it(store, tm
     assert report.loaded == 1
     reason = report.unread[str(folder / "observation.csv")]
     assert reason == "columns 'person_id' and 'PERSON_ID' are both person_id: the file is not read"
+
+
+def test_null_markers_are_nulls_and_a_trailing_delimiter_is_no_column(store, tmp_path):
+    header = PERSON.rstrip("\n") + ",\n"
+    rows = "1,8507,1950,NULL,NA,0,0,B1,\n2,8532,1960,\\N,,0,0,B2,\n"
+    folder = _export(tmp_path / "export", {"person.csv": header + rows})
+    report = ingest_path(store, "omop", folder)
+    assert_accounted(store, report)
+    assert report.warnings == {}, report.warnings
+    assert report.unread == {}, report.unread
+    persons = _persons(store)
+    assert persons["B1"]["month_of_birth"] is None and persons["B1"]["day_of_birth"] is None
+    assert persons["B2"]["month_of_birth"] is None

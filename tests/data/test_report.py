@@ -322,3 +322,21 @@ def test_value_distributions_read_every_group_in_one_query(store):
     assert [d["median"] for d in found] == [(6 + g) / 2 for g in reversed(range(groups))]
     reads = [s for s in statements if "measurement" in s.lower()]
     assert len(reads) == 2, reads  # the groups, then their values
+
+
+def test_the_visit_check_fails_on_a_fact_whose_visit_is_not_stored(store, exported):
+    _, _, folder = exported("csv", n=20)
+    ingest_path(store, "csv", folder)
+    checks = {c.name: c for c in run_checks(store)}
+    assert checks["conformance.visit_exists.condition_occurrence"].status == "PASS"
+    table = schema.condition_occurrence
+    first = select(func.min(table.c.condition_occurrence_id)).scalar_subquery()
+    with store.begin() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.condition_occurrence_id == first)
+            .values(visit_occurrence_id=987654321)
+        )
+    checks = {c.name: c for c in run_checks(store)}
+    visits = checks["conformance.visit_exists.condition_occurrence"]
+    assert (visits.status, visits.failed) == ("FAIL", 1)

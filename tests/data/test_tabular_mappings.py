@@ -470,3 +470,33 @@ def test_a_death_date_that_does_not_parse_is_nulled_with_a_warning_and_the_perso
     with store.connect() as conn:
         deaths = conn.execute(select(schema.death.c.death_date)).scalars().all()
     assert deaths == [date(2019, 3, 4)]
+
+
+def test_an_impossible_birth_date_keeps_its_year_and_month_when_the_format_gives_them(
+    store, tmp_path
+):
+    folder = tmp_path / "births"
+    folder.mkdir()
+    (folder / "people.csv").write_text("id,born\nA,31/02/1970\nB,31/13/1971\nC,not a date\n")
+    (folder / "mapping.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "person": {
+                    "file": "people.csv",
+                    "id": "id",
+                    "birth_date": {"column": "born", "format": "%d/%m/%Y"},
+                },
+                "events": [],
+            }
+        )
+    )
+    report = ingest_path(store, "csv", folder)
+    assert_accounted(store, report)
+    assert report.rules == {"tabular.date.invalid": 1}  # C: no year to keep
+    assert report.warnings["tabular.birth_date.truncated"] == 2
+    p = schema.person
+    with store.connect() as conn:
+        born = conn.execute(
+            select(p.c.person_source_value, p.c.year_of_birth, p.c.month_of_birth, p.c.day_of_birth)
+        ).all()
+    assert sorted(born) == [("A", 1970, 2, None), ("B", 1971, None, None)]

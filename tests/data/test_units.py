@@ -15,6 +15,7 @@ from flip.data.terminology.units import (
     UCUM_CONCEPTS,
     normalize_unit,
     to_canonical,
+    unit_concept_id,
 )
 from flip.data.validate.distributions import unit_coverage
 from flip.data.validate.plausibility import value_problem
@@ -361,3 +362,24 @@ def test_the_plausible_range_is_the_one_canonical_table_holds(monkeypatch):
     assert value_problem(3004501, 150, "mg/dL")[0] == "plausibility.value_range"
     assert value_problem(3004501, 5.0, "mmol/L") is None  # 90 mg/dL
     assert value_problem(3004501, 6.0, "mmol/L")[0] == "plausibility.value_range"  # 108 mg/dL
+
+
+@pytest.mark.parametrize(
+    ("sent", "concept_id"),
+    [
+        ("mIU/L", 9040),  # TSH
+        ("mU/L", 44777578),
+        ("kU/L", 8810),  # IgE
+        ("mg/mmol", 44777612),  # albumin/creatinine
+        ("mg/g{creat}", 9017),
+        ("cells/uL", 8784),  # CD4 count
+        ("M/uL", 8815),  # red cells, million per microliter
+        ("L/min", 8698),
+        ("s", 8555),
+        ("min", 8550),
+        ("h", 8505),
+        ("d", 8512),
+    ],
+)
+def test_units_labs_and_monitors_send_have_their_ohdsi_concepts(sent, concept_id):
+    assert unit_concept_id(normalize_unit(sent)) == concept_id

@@ -309,8 +309,11 @@ def event_row(
     if e.default_table == "image_instance":
         return instance_row(system, e, person_id), True
     mapping = vocab.map(e.system, e.code)
-    if not mapping.concept_id and e.alternate:
-        mapping = _through_alternate(mapping, vocab.map(*e.alternate))
+    for other in (e.alternate, *e.alternates):
+        if mapping.concept_id:
+            break
+        if other:
+            mapping = _through_alternate(mapping, vocab.map(*other))
     table = DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
     id_, concept, when, type_, source_value, source_concept = _NAMES[table]
     row_id = stable_id(system, table, e.key)

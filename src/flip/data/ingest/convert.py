@@ -38,6 +38,7 @@ from flip.data.ingest.report import (
     MERGED_AWAY,
     SAME_PERSON,
     UNIT_UNREADABLE,
+    VISIT_MISSING,
     IngestReport,
 )
 from flip.data.sources.records import (
@@ -124,6 +125,9 @@ class Converter:
         self.run_visits: dict[str, dict[str, date | None]] = {}
         #: Keys of visits that ended the patient's one open visit -> that visit's key.
         self.rekeyed: dict[str, str] = {}
+        #: Visit keys this source stored (this run or before), and those looked up in vain.
+        self.visits: set[str] = set()
+        self.no_visits: set[str] = set()
         self.deferred: list[SourceRecord] = []
         #: The record keys (and resources, `SourceEvent.whole`) of the deferred records.
         self.deferred_keys: set[str] = set()
@@ -147,6 +151,7 @@ class Converter:
             dict(self.demographics),
             {k: dict(v) for k, v in self.run_visits.items()},
             dict(self.rekeyed),
+            set(self.visits),
         )
         try:
             yield
@@ -155,7 +160,8 @@ class Converter:
             self.retired, self.any_retired = saved[4:6]
             del self.deferred[saved[6] :]
             self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
-            self.run_visits, self.rekeyed = saved[10:]
+            self.run_visits, self.rekeyed, self.visits = saved[10:]
+            self.no_visits.clear()
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -183,6 +189,7 @@ class Converter:
         updates = {r.key for r in people if getattr(r, "unsaid", None)}
         if updates - self.demographics.keys():
             self._load_demographics(updates - self.demographics.keys())
+        self._load_visits(others)
         for record in people:
             problem = self._convert_one(record, out, report)
             if problem is not None:
@@ -338,6 +345,8 @@ class Converter:
             return Rejected(record.key, record.location, *problem, record.raw)
         record = self._tied(record)
         out.add(record, visit_row(self.system, record, person_id))
+        self.visits.add(record.key)
+        self.no_visits.discard(record.key)
         return None
 
     def _tied(self, visit: SourceVisit) -> SourceVisit:
@@ -373,6 +382,32 @@ class Converter:
             found: dict[str, date | None] = {k: t or d for k, t, d in conn.execute(query)}
         found.update(self.run_visits.get(person_key, {}))
         return {key: start for key, start in found.items() if start is not None}
+
+    def _load_visits(self, records: list[SourceRecord]) -> None:
+        """Remember which visits the events of `records` name that this source stored in
+        an earlier batch or run (a visit of this batch is remembered when mapped)."""
+        keys = {getattr(r, "visit_key", None) for r in records if type(r) is SourceEvent}
+        keys -= self.visits | self.no_visits | {r.key for r in records if type(r) is SourceVisit}
+        keys.discard(None)
+        if not keys:
+            return
+        source = schema.source_record
+        with (
+            self.store.connect() as conn,
+            values_in(conn, source.c.record_key, sorted(keys)) as wanted,
+        ):
+            found = set(
+                conn.execute(
+                    select(source.c.record_key).where(
+                        source.c.source_system == self.system,
+                        source.c.cdm_table == "visit_occurrence",
+                        source.c.role == schema.PRODUCED,
+                        wanted,
+                    )
+                ).scalars()
+            )
+        self.visits |= found
+        self.no_visits |= keys - found
 
     def _dangling(
         self, record: SourceVisit | SourceEvent | BlockEvent | SourceRow | SourceMerge
@@ -485,6 +520,9 @@ class Converter:
             report.unmapped[f"{record.system}|{record.code}"] += 1
         if record.unit and row.values.get("unit_concept_id") == 0:
             report.warnings[UNIT_UNREADABLE] += 1
+        if record.visit_key is not None and record.visit_key not in self.visits:
+            row.values["visit_occurrence_id"] = None
+            report.warnings[VISIT_MISSING] += 1
         out.add(record, row)
         return None
 

@@ -37,6 +37,10 @@ WITHDRAWN_NOTHING = "withdrawn.nothing_stored"
 #: The warning counted for a value whose unit FLIP cannot read (kept as sent, unit concept 0).
 UNIT_UNREADABLE = "unit.unreadable"
 
+#: A fact whose visit (encounter) is not stored (quarantined, or never sent): it loads
+#: with no visit_occurrence_id rather than pointing at a visit that does not exist.
+VISIT_MISSING = "reference.visit.missing"
+
 
 @dataclass
 class IngestReport:

@@ -32,7 +32,13 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from flip.data.sources import fhir_actors, textfile
-from flip.data.sources.fhir_status import WITHDRAWING, not_a_fact
+from flip.data.sources.fhir_status import (
+    ABSENT,
+    DELETED,
+    READ_THROUGH,
+    WITHDRAWING,
+    not_a_fact,
+)
 from flip.data.sources.identity import TOO_LONG, PersonIdentity, same_system
 from flip.data.sources.records import (
     Rejected,
@@ -173,6 +179,15 @@ def _coding(concept: Any) -> tuple[str, str] | None:
     return None
 
 
+def _others(concept: Any) -> dict[str, Any]:
+    """The event field `alternates`: a CodeableConcept's codings after its first coded one,
+    tried in order when that maps to no standard concept (Epic sends its own code first)."""
+    codings = (
+        [(c.system or "", c.code) for c in (concept.coding or []) if c.code] if concept else []
+    )
+    return {"alternates": tuple(codings[1:])} if len(codings) > 1 else {}
+
+
 def _period(start: Any, period: Any) -> tuple[date | None, date | None]:
     if start is not None:
         return _as_date(start), None
@@ -199,7 +214,7 @@ class _Converter:
         table: str,
         **extra: Any,
     ) -> SourceRecord:
-        person = self.refs.person(subject.reference if subject is not None else None)
+        person = self.subject(model, subject)
         if person is None:
             return self.reject(
                 "fhir.subject.missing", f"{model.get_resource_type()} has no subject"
@@ -225,6 +240,31 @@ class _Converter:
             **extra,
         )
 
+    def subject(self, model: Any, subject: Any) -> str | None:
+        """The person key a subject Reference names: by reference, by a logical identifier
+        (`subject.identifier`), or by the identifiers of the contained Patient it points
+        at (`#id`), each read as the conditional reference `Patient?identifier=SYS|VALUE`."""
+        if subject is None:
+            return None
+        reference = subject.reference
+        identifiers = [subject.identifier] if subject.identifier is not None else []
+        if reference and reference.startswith("#"):
+            inner = next(
+                (c for c in model.contained or [] if c.id == reference[1:]),
+                None,
+            )
+            if inner is None or inner.get_resource_type() != "Patient":
+                return None
+            reference, identifiers = None, list(inner.identifier or [])
+        if reference:
+            return self.refs.person(reference)
+        conditional = [
+            f"Patient?identifier={i.system or ''}|{i.value}" for i in identifiers if i.value
+        ]
+        found = [(c, self.refs.person(c)) for c in conditional]
+        resolved = (key for asked, key in found if key != asked)
+        return next(resolved, None) or next((key for _, key in found), None)
+
     def _performer(self, m: Any) -> str | None:
         """The key of the first read Practitioner who performed, asserted or asked for `m`."""
         if not self.refs.actors:
@@ -240,7 +280,7 @@ class _Converter:
         return None
 
     def patient(self, m: Any) -> SourceRecord:
-        identifier = m.identifier[0].value if m.identifier else self.key
+        identifier = _record_number(m.identifier or []) or self.key
         key = self.key
         chosen = next(
             (
@@ -271,7 +311,7 @@ class _Converter:
         )
 
     def encounter(self, m: Any) -> SourceRecord:
-        person = self.refs.person(m.subject.reference if m.subject else None)
+        person = self.subject(m, m.subject)
         if person is None:
             return self.reject("fhir.subject.missing", "Encounter has no subject")
         start, end = _period(None, m.period)
@@ -301,26 +341,37 @@ class _Converter:
             start or _as_date(m.recordedDate),
             "condition_occurrence",
             end=_as_date(m.abatementDateTime),
+            **_others(m.code),
         )
 
     def observation(self, m: Any) -> list[SourceRecord] | SourceRecord:
         start, _ = _period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
         start = start or _as_date(m.issued)
-        if m.component and m.valueQuantity is None and m.valueCodeableConcept is None:
-            out = []
-            for i, part in enumerate(m.component):
-                c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
-                table, values = _value(part)
-                code = _coding(part.code)
-                out.append(c.event(m, m.subject, code, start, table, whole=self.key, **values))
-            return out
-        table, values = _value(m)
-        return self.event(m, m.subject, _coding(m.code), start, table, whole=self.key, **values)
+        out = []
+        if not m.component or _has_value(m):
+            table, values = _value(m)
+            code, more = _coding(m.code), _others(m.code)
+            out.append(
+                self.event(m, m.subject, code, start, table, whole=self.key, **more, **values)
+            )
+        for i, part in enumerate(m.component or []):
+            if part.dataAbsentReason is not None and not _has_value(part):
+                why = "Observation component has no value, only a dataAbsentReason"
+                out.append(Skipped(part_key(self.key, i), self.location, ABSENT, why))
+                continue
+            c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
+            table, values = _value(part)
+            code, more = _coding(part.code), _others(part.code)
+            out.append(c.event(m, m.subject, code, start, table, whole=self.key, **more, **values))
+        return out
 
-    def medication(self, m: Any) -> None:
+    def medication(self, m: Any) -> Skipped:
+        """A Medication is no fact: its code is read into the resources that name it."""
         code = _coding(m.code)
         if code:
             self.refs.medications[self.key] = code
+        why = "Medication is read through the MedicationRequest/Statement/Administration naming it"
+        return Skipped(self.key, self.location, READ_THROUGH, why)
 
     def _drug(self, m: Any) -> tuple[str, str] | None:
         if m.medicationCodeableConcept is not None:
@@ -370,16 +421,23 @@ class _Converter:
 
     def immunization(self, m: Any) -> SourceRecord:
         return self.event(
-            m, m.patient, _coding(m.vaccineCode), _as_date(m.occurrenceDateTime), "drug_exposure"
+            m,
+            m.patient,
+            _coding(m.vaccineCode),
+            _as_date(m.occurrenceDateTime),
+            "drug_exposure",
+            **_others(m.vaccineCode),
         )
 
     def procedure(self, m: Any) -> SourceRecord:
         start, end = _period(m.performedDateTime, m.performedPeriod)
-        return self.event(m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end)
+        return self.event(
+            m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end, **_others(m.code)
+        )
 
     def allergy(self, m: Any) -> SourceRecord:
         start = _as_date(m.onsetDateTime) or _as_date(m.recordedDate)
-        return self.event(m, m.patient, _coding(m.code), start, "observation")
+        return self.event(m, m.patient, _coding(m.code), start, "observation", **_others(m.code))
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
         start, _ = _period(m.effectiveDateTime, m.effectivePeriod)
@@ -478,6 +536,30 @@ def _unit(quantity: Any) -> str | None:
     return (quantity.code if ucum else None) or quantity.unit or quantity.code
 
 
+#: The value[x] elements of an Observation and of its components.
+_VALUES = tuple(
+    f"value{kind}"
+    for kind in [
+        "Quantity",
+        "CodeableConcept",
+        "String",
+        "Boolean",
+        "Integer",
+        "Range",
+        "Ratio",
+        "SampledData",
+        "Time",
+        "DateTime",
+        "Period",
+    ]
+)
+
+
+def _has_value(element: Any) -> bool:
+    """Whether an Observation or its component carries a value[x]."""
+    return any(getattr(element, name, None) is not None for name in _VALUES)
+
+
 def _value(element: Any) -> tuple[str, dict[str, Any]]:
     """(default table, event fields) for the value[x] of an Observation or its component:
     a Quantity or integer is a number, a CodeableConcept a coded value, a string a number
@@ -533,6 +615,21 @@ def _amount(quantity: Any) -> str:
     return f"{quantity.comparator or ''}{quantity.value}{' ' + unit if unit else ''}"
 
 
+#: The HL7 v2 identifier type table FHIR types Patient.identifier with, and its MR code.
+IDENTIFIER_TYPES = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def _record_number(identifiers: list[Any]) -> str | None:
+    """A Patient's source value: its first identifier typed MR (medical record number,
+    v2-0203), else its first identifier with a value (an SSN first is not the MRN)."""
+    valued = [i for i in identifiers if i.value]
+    for ident in valued:
+        codings = ident.type.coding or [] if ident.type is not None else []
+        if any(c.code == "MR" and c.system in (IDENTIFIER_TYPES, None) for c in codings):
+            return ident.value
+    return valued[0].value if valued else None
+
+
 def _birth(m: Any) -> tuple[date | None, int]:
     """A Patient's birthDate (with its time of day when the birthTime extension gives it)
     and how many of its parts the source gave (see `_partial_birth`)."""
@@ -576,8 +673,9 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
     """The resource's model, and the warning rules of optional elements nulled to get it.
 
     Elements in UNMAPPED are left out. An element that fails validation is dropped and the
-    rest validated again; if the resource still fails (a required element was the bad
-    one), the first error stands.
+    rest validated again; if the resource still fails, the first error stands when a
+    required element was the bad one, else the second (the real cause: an STU3 Immunization
+    fails for its `notGiven` and `date`, and then for having no occurrence).
     """
     model_class = get_fhir_model_class(kind)
     resource = {name: value for name, value in resource.items() if name not in UNMAPPED}
@@ -591,8 +689,10 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
         trimmed = {name: value for name, value in resource.items() if name not in bad}
         try:
             model = model_class.model_validate(trimmed)
-        except ValidationError:
-            raise exc from None
+        except ValidationError as again:
+            if all(e["loc"] and str(e["loc"][0]) in bad for e in again.errors()):
+                raise exc from None
+            raise again from None
         return model, tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
 
 
@@ -793,6 +893,10 @@ def read_bundle(bundle: dict, source: str, refs: References) -> Iterator[SourceR
     """Yield the records of a Bundle's entries, patients first, whatever the entry order."""
     entries = []
     for index, entry in enumerate(bundle.get("entry") or []):
+        deleted = _deleted(entry, f"{source}#entry[{index}]", refs)
+        if deleted is not None:
+            yield deleted
+            continue
         resource = entry.get("resource") if isinstance(entry, dict) else None
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
@@ -802,6 +906,18 @@ def read_bundle(bundle: dict, source: str, refs: References) -> Iterator[SourceR
     entries.sort(key=lambda e: _rank(e[0]))
     for resource, raw, location, full_url in entries:
         yield from _records(resource, raw, location, refs, full_url)
+
+
+def _deleted(entry: object, location: str, refs: References) -> Skipped | None:
+    """The deletion a transaction or history Bundle entry asks for (`request.method`
+    DELETE, no resource): skipped by rule DELETED, withdrawing what the resource produced."""
+    request = entry.get("request") if isinstance(entry, dict) else None
+    method = request.get("method") if isinstance(request, dict) else None
+    if not isinstance(method, str) or method.upper() != "DELETE" or entry.get("resource"):
+        return None
+    url = request.get("url")
+    key = refs.resolve(url) if isinstance(url, str) else None
+    return Skipped(key, location, DELETED, f"DELETE {url}", withdraws=key is not None, amends=True)
 
 
 def _rank(resource: object) -> int:

@@ -16,7 +16,7 @@ import orjson
 
 from flip.data.sources.fhir import SUPPORTED, References, _rank, read_bundle, read_lines
 from flip.data.sources.identity import PersonIdentity
-from flip.data.sources.records import Rejected, SourceRecord
+from flip.data.sources.records import Rejected, SourceRecord, Unread
 
 if TYPE_CHECKING:  # the reader only uses the client it is given; importing httpx costs startup
     import httpx
@@ -99,7 +99,8 @@ def bulk_export(
     watermark: Watermark | None = None,
     person_identifier: PersonIdentity | str | None = None,
 ) -> Iterator[SourceRecord]:
-    """Kick off a system-level `$export`, poll until done, and stream every output file."""
+    """Kick off a system-level `$export`, poll until done, and stream every output file, then
+    the `deleted` files (Bundles of DELETE entries); each `error` file is listed as unread."""
     watermark = watermark if watermark is not None else Watermark()
     params = {"_type": ",".join(SUPPORTED)}
     if since:
@@ -130,6 +131,7 @@ def bulk_export(
     outputs = sorted(
         manifest.get("output") or [], key=lambda o: _rank({"resourceType": o.get("type")})
     )
+    outputs += manifest.get("deleted") or []  # Bundles of DELETE entries, read last
     for output in outputs:
         with client.stream(
             "GET", output["url"], headers={"Accept": "application/fhir+ndjson"}
@@ -138,3 +140,6 @@ def bulk_export(
                 raise FhirServerError(f"GET {output['url']}: {response.status_code}")
             lines = (line.encode() for line in response.iter_lines())
             yield from read_lines(lines, output["url"], refs)
+    for output in manifest.get("error") or []:
+        reason = "the export's error file (OperationOutcome): resources the server failed to export"
+        yield Unread(str(output.get("url")), reason, failed=True)

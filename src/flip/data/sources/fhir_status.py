@@ -3,7 +3,9 @@ facts read on their own): such a resource is skipped by a named rule.
 
 Checked on the parsed JSON before validation, so a skipped resource costs no model.
 What each status means follows the R4 value sets (event-status, observation-status,
-request-status, condition-ver-status, allergyintolerance-verification).
+request-status, condition-ver-status, allergyintolerance-verification); the STU3 and
+DSTU2 shapes of the same meaning (a plain-code verificationStatus, `notDone`,
+`notGiven`) are read by the same rules.
 """
 
 from __future__ import annotations
@@ -16,8 +18,20 @@ ENTERED_IN_ERROR = "fhir.status.entered_in_error"
 #: A Condition or AllergyIntolerance whose verificationStatus is refuted.
 REFUTED = "fhir.verification.refuted"
 
+#: A Bundle entry (transaction, history, bulk `deleted`) that deletes a resource.
+DELETED = "fhir.deleted"
+
+#: A Medication: its code is read into the resources that name it, not stored alone.
+READ_THROUGH = "fhir.medication.read_through"
+
 #: A DiagnosticReport that groups results: each result is read as its own Observation.
 PANEL = "fhir.report.panel"
+
+#: An Observation (or component) with no value, only a dataAbsentReason saying why.
+ABSENT = "fhir.value.absent"
+
+#: An Observation that only groups others (`hasMember`), each read on its own.
+MEMBERS = "fhir.observation.panel"
 
 #: Per resource type, the `status` values that mean "this did not happen", and their rule.
 NOT_FACTS: dict[str, dict[str, str]] = {
@@ -35,18 +49,39 @@ NOT_FACTS: dict[str, dict[str, str]] = {
 #: The rules of statuses that withdraw a resource an earlier version of which was a fact
 #: (every rule here but PANEL, which says nothing of the resource's truth).
 WITHDRAWING = frozenset(
-    {ENTERED_IN_ERROR, REFUTED, *(rule for rules in NOT_FACTS.values() for rule in rules.values())}
+    {
+        ENTERED_IN_ERROR,
+        REFUTED,
+        ABSENT,
+        *(rule for rules in NOT_FACTS.values() for rule in rules.values()),
+    }
 )
 
 #: Resource types whose verificationStatus can refute them.
 VERIFIED = ("Condition", "AllergyIntolerance")
 
 
+#: STU3/DSTU2 flags that say the act did not happen (R4 moved them into `status`).
+NOT_DONE_FLAGS: dict[str, tuple[str, str]] = {
+    "Procedure": ("notDone", "fhir.status.not_done"),
+    "Immunization": ("notGiven", "fhir.status.not_done"),
+    "MedicationAdministration": ("notGiven", "fhir.status.not_done"),
+}
+
+
 def _codes(concept: Any) -> list[str]:
-    """The codes of a CodeableConcept as parsed JSON (lenient: anything else has none)."""
+    """The codes of a CodeableConcept as parsed JSON; a plain code (STU3 and DSTU2 spell
+    a Condition's verificationStatus so) is its own code; anything else has none."""
+    if isinstance(concept, str):
+        return [concept]
     if not isinstance(concept, dict):
         return []
     return [c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)]
+
+
+def _valued(element: dict) -> bool:
+    """Whether an Observation or component as parsed JSON carries a value[x]."""
+    return any(name.startswith("value") and element[name] is not None for name in element)
 
 
 def not_a_fact(resource: dict) -> tuple[str, str] | None:
@@ -58,6 +93,14 @@ def not_a_fact(resource: dict) -> tuple[str, str] | None:
     rule = NOT_FACTS.get(kind, {}).get(status) if isinstance(status, str) else None
     if rule is not None:
         return rule, f"{kind} status is {status}"
+    flag = NOT_DONE_FLAGS.get(kind)
+    if flag is not None and resource.get(flag[0]) is True:
+        return flag[1], f"{kind} {flag[0]} is true"
+    if kind == "Observation" and not resource.get("component") and not _valued(resource):
+        if resource.get("dataAbsentReason"):
+            return ABSENT, "Observation has no value, only a dataAbsentReason"
+        if resource.get("hasMember"):
+            return MEMBERS, "Observation groups members that are read as their own Observations"
     if kind == "DiagnosticReport" and resource.get("result"):
         return PANEL, "DiagnosticReport groups results that are read as their own Observations"
     if kind in VERIFIED:

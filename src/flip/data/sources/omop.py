@@ -390,7 +390,7 @@ def read_file(path: Path, table: Table, order: str | None = None) -> Iterator[So
         notes = ("omop.text_not_utf8",) if text.legacy != legacy else ()
         yield reader.record(values, location, raw, notes)
     for name in names:
-        if name not in table.c:
+        if name and name not in table.c:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
 
 
@@ -457,7 +457,7 @@ def _parquet_rows(path: Path, table: Table, order: str | None) -> Iterator[Sourc
             raw = orjson.dumps(values, default=str)
             yield reader.record(values, f"{path}#row{number}", raw)
     for name in names:
-        if name not in table.c:
+        if name and name not in table.c:
             yield Unread(f"{path} column {name}", f"not a column of CDM v5.4 {table.name}")
 
 

@@ -45,6 +45,10 @@ def parse_integer(text: str) -> int:
         return int(number)
 
 
+#: What exports write for a null: SQL dumps `NULL` and `\N` (MySQL, PostgreSQL COPY), R `NA`.
+NULLS = frozenset(("NULL", "NA", "\\N"))
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """How one CDM column is read: its kind, whether it is required, and its bounds."""
@@ -74,7 +78,8 @@ class Field:
         return cls(column.name, kind, not column.nullable, length, bound)
 
     def read(self, value: object, order: str | None = None) -> object:
-        """The column's value from text or a database value; None when empty. A day- or
+        """The column's value from text or a database value; None when empty or a null
+        marker (NULLS). A day- or
         month-first date is read in `order` ("dmy" or "mdy"), never guessed.
 
         Raises ValueError when the value cannot be this column's kind (`DateOrderUnknown`
@@ -84,7 +89,7 @@ class Field:
             return None
         if isinstance(value, str):
             value = value.strip()
-            if not value:
+            if not value or value in NULLS:
                 return None
             if order is not None and self.kind in ("date", "datetime"):
                 return (parse_date if self.kind == "date" else parse_datetime)(value, order)

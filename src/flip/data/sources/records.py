@@ -107,6 +107,9 @@ class SourceEvent:
     the key of the source resource the record is read from when one resource may give
     several records (an Observation's components, keyed `part_key(whole, i)`): the
     records an earlier version of it gave and this one no longer does are removed.
+    `alternate` (an HL7 CE's alternate code) and then `alternates` (a FHIR CodeableConcept's
+    further codings, in order) are tried when `code` maps to no standard concept; `code`
+    stays the source value.
     """
 
     key: str
@@ -134,6 +137,7 @@ class SourceEvent:
     version: str | None = None
     replaces: str | None = None
     whole: str | None = None
+    alternates: tuple[tuple[str, str], ...] = ()
 
 
 class BlockEvent(NamedTuple):

@@ -33,7 +33,7 @@ from flip.data.sources.records import (
     SourcePerson,
     SourceRecord,
 )
-from flip.data.sources.tabular_dates import as_date, at_age, parse_date
+from flip.data.sources.tabular_dates import as_date, at_age, kept_year, parse_date
 from flip.data.sources.tabular_mapping import (
     CsvFormat,
     EventSpec,
@@ -236,7 +236,7 @@ class _PersonReader:
                 self.aliases[key], key, source_value = identified, identified, chosen
             elif chosen:
                 warnings = (*warnings, f"tabular.{TOO_LONG}")
-        birth = spec.birth
+        birth, parts = spec.birth, 3
         try:
             if birth.age is not None:
                 at = _when(row, birth.at, birth.format, nulls)
@@ -244,7 +244,11 @@ class _PersonReader:
             else:
                 born = birth.fixed or _when(row, birth.column, birth.format, nulls)
         except ValueError as exc:
-            return Rejected(key, location, "tabular.date.invalid", f"birth date: {exc}", raw)
+            sent = _raw_cell(row, birth.column, nulls) if birth.age is None else None
+            kept = kept_year(sent, birth.format) if isinstance(sent, str) else None
+            if kept is None:
+                return Rejected(key, location, "tabular.date.invalid", f"birth date: {exc}", raw)
+            (born, parts), warnings = kept, (*warnings, "tabular.birth_date.truncated")
         gender = None
         if spec.gender:
             value = _cell(row, spec.gender, nulls)
@@ -257,7 +261,9 @@ class _PersonReader:
                     died = death.fixed or _when(row, death.column, death.format, nulls)
             except ValueError:
                 warnings = (*warnings, "tabular.death_date.invalid")
-        return SourcePerson(key, source_value, born, gender, location, raw, died, warnings)
+        return SourcePerson(
+            key, source_value, born, gender, location, raw, died, warnings, birth_parts=parts
+        )
 
 
 class _EventReader:

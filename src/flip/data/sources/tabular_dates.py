@@ -103,3 +103,25 @@ def at_age(birth: date, age: float, unit: str) -> date:
         whole = int(months)
         return _plus_months(day, whole) + timedelta(days=round((months - whole) * 30.4375))
     return day + timedelta(days=round(age * AGE_UNITS[unit]))
+
+
+#: strptime directives a birth date's kept parts are read by (any other: nothing is kept).
+_PARTS = {"%Y": r"(?P<year>\d{4})", "%m": r"(?P<month>\d{1,2})", "%d": r"\d{1,2}"}
+
+
+def kept_year(value: str, fmt: str | None) -> tuple[date, int] | None:
+    """The most of an impossible date that is valid (`31/02/1970`): its year and month (as
+    the first of the month, 2 parts) or its year alone (1 part), read where the mapping's
+    `fmt` (or, without one, ISO order `YYYY-MM-DD`) places them; None when it has no year."""
+    pattern = fmt or "%Y-%m-%d"
+    pieces = re.split(r"(%.)", pattern)
+    if any(p.startswith("%") and p not in _PARTS for p in pieces if p):
+        return None
+    regex = "".join(_PARTS[p] if p in _PARTS else re.escape(p) for p in pieces if p)
+    found = re.fullmatch(regex, value.strip()) if "%Y" in pieces else None
+    if found is None or not 1 <= int(found["year"]) <= 9999:
+        return None
+    month = int(found["month"]) if "month" in found.groupdict() else 0
+    if 1 <= month <= 12:
+        return date(int(found["year"]), month, 1), 2
+    return date(int(found["year"]), 1, 1), 1

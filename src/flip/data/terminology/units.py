@@ -77,6 +77,16 @@ UCUM_CONCEPTS: dict[str, tuple[int, str]] = {
     "mg/g": (8723, "milligram per gram"),
     "[pH]": (8482, "pH"),
     "mosm/kg": (8862, "milliosmole per kilogram"),
+    "m[IU]/L": (9040, "milli-international unit per liter"),
+    "mU/L": (44777578, "milliunit per liter"),
+    "kU/L": (8810, "kilounit per liter"),
+    "mg/mmol": (44777612, "milligram per millimole"),
+    "mg/g{creat}": (9017, "milligram per gram of creatinine"),
+    "{cells}/uL": (8784, "cells per microliter"),
+    "L/min": (8698, "liter per minute"),
+    "min": (8550, "minute"),
+    "h": (8505, "hour"),
+    "d": (8512, "day"),
 }
 
 #: Spellings labs send -> UCUM code. Matched exactly first, then ignoring case (where that is
@@ -135,6 +145,9 @@ ALIASES: dict[str, str] = {
     "mL/min/(173.10*-2.m2)": "mL/min/{1.73_m2}",
     "mosmol/kg": "mosm/kg",
     "pH": "[pH]",
+    "mIU/L": "m[IU]/L",
+    "cells/uL": "{cells}/uL",
+    "M/uL": "10*6/uL",
 }
 
 

@@ -128,7 +128,7 @@ def _table_checks(conn: Connection, name: str) -> list[Check]:
         .join(s.death, s.death.c.person_id == table.c.person_id)
         .where(and_(table.c[columns.date] > s.death.c.death_date)),
     )
-    return [
+    checks = [
         Check(
             f"conformance.concept_id_in_vocabulary.{name}",
             "conformance",
@@ -159,3 +159,24 @@ def _table_checks(conn: Connection, name: str) -> list[Check]:
             "events dated after the person's death",
         ),
     ]
+    if "visit_occurrence_id" in table.c and name != "visit_occurrence":
+        visit = table.c.visit_occurrence_id
+        dangling = _count(
+            conn,
+            select(visit).where(
+                visit.is_not(None),
+                ~exists().where(s.visit_occurrence.c.visit_occurrence_id == visit),
+            ),
+        )
+        checks.append(
+            Check(
+                f"conformance.visit_exists.{name}",
+                "conformance",
+                name,
+                dangling,
+                total,
+                0.0,
+                "rows whose visit_occurrence_id names no stored visit",
+            )
+        )
+    return checks

@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from flip.config import SiteConfig
+from flip.data import deadline
 from flip.data.cdm.store import open_store
 from flip.data.cohort.circe import UnsupportedCirce, load_definition
 from flip.data.cohort.disclosure import SiteCount
@@ -228,7 +229,11 @@ class SiteAgent:
             return
         with self.in_hand.holding(key):
             try:
-                handle(item)
+                with deadline.time_limit(self.site.policy.max_item_seconds):
+                    handle(item)
+            except deadline.TimeLimit as exc:
+                log.error("%s: %s ran past its time limit; refusing it", self.site.name, key)
+                self._failed(key, item, refuse, f"TimeLimit: {exc}", str(exc))
             except httpx.HTTPStatusError as exc:
                 if not _refused_for_good(exc.response):
                     raise

@@ -29,6 +29,10 @@ class AutoApproval(BaseModel):
 #: a loaded 2-core machine (random half-sized sets, a fresh process: docs/site-setup.md).
 AUDIT_CELLS = 5_000_000
 
+#: The default `max_item_seconds`: a Circe query of 100 inclusion rules takes ~15 s at a
+#: site (translation and statements, linear in the rules), so 120 s leaves room to spare.
+ITEM_SECONDS = 120.0
+
 #: The federated analysis kinds a policy may allow.
 AnalysisKind = Literal["table1", "survival", "regression", "harmonisation"]
 
@@ -55,6 +59,12 @@ class SitePolicy(BaseModel):
         description="The largest differencing audit the site keeps for a project: kept sets "
         "x persons. Past it the site refuses the project's new releases (each check of a "
         "larger audit takes longer and more memory); None: no limit.",
+    )
+    max_item_seconds: float | None = Field(
+        ITEM_SECONDS,
+        gt=0,
+        description="Seconds the agent gives one work item (a query, say) before it refuses "
+        "it with the reason and goes on; checked between steps; None: no limit.",
     )
     min_rows: int | None = Field(
         None,

@@ -181,7 +181,7 @@ def test_models_pull_gets_the_runs_model_through_the_one_model_route(served, fli
     rita = ResearcherClient(url, admin.create_user("rita", "researcher", PASSWORD))
     pid = rita.create_project("pulled")
     rita.propose_task(pid, "ab" * 32, "k", {})
-    run = rita.create_run(pid, "ab" * 32, rounds=1, runtime="deployment")
+    run = rita.create_run(pid, "ab" * 32, rounds=1)
     model = app.state.registry / "project1-run1-0123456789ab"
     model.mkdir(parents=True)
     (model / "model.pt").write_bytes(b"weights")

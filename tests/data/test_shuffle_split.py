@@ -51,8 +51,8 @@ def test_lists_of_labels_split_as_arrays_do():
     [
         (10, 0.0, None, "not between 0 and 1"),
         (1, 0.5, None, "no training row"),
-        (6, 0.5, [0, 0, 0, 0, 0, 1], "one row"),
-        (4, 0.25, [0, 0, 1, 1], "cannot each hold 2 classes"),
+        (6, 0.5, [0, 0, 0, 0, 0, 1], "a class has too few rows"),
+        (4, 0.25, [0, 0, 1, 1], "fewer rows than the 2 classes"),
     ],
 )
 def test_splits_that_cannot_be_made_say_why(n, fraction, y, message):

@@ -69,9 +69,9 @@ def test_a_site_shares_its_sums_only_at_or_above_its_minimum_cell_size(two_sites
         "n_train": n_train,
     }
     site.policy.min_cell_size = n_train + 1
-    with pytest.raises(NotApproved, match=f"{n_train} training rows, fewer than"):
+    with pytest.raises(NotApproved, match="training split has fewer than"):
         share_stats(site, spec, config)
-    assert "training rows, fewer" in _ledger(two_sites[1], "run.refused")[-1]["reason"]
+    assert "training split has fewer" in _ledger(two_sites[1], "run.refused")[-1]["reason"]
 
 
 @pytest.mark.slow

@@ -48,10 +48,11 @@ def test_a_projects_tasks_queries_and_runs_are_listed_with_site_decisions(hub):
 
 
 def _ended_run(hub, token: str, results: dict) -> int:
-    """A deployment run ended `failed` with these results (a researcher may report them)."""
+    """A simulation run ended `failed` with these results (its researcher reports them; a
+    deployment run's come from the hub's federation only)."""
     pid = _project(hub, token, "p")
     hub.call("POST", f"/projects/{pid}/tasks", token, json={"hash": HASH, "kind": "k", "spec": {}})
-    body = {"task_hash": HASH, "rounds": 1, "runtime": "deployment"}
+    body = {"task_hash": HASH, "rounds": 1, "runtime": "simulation"}
     rid = hub.call("POST", f"/projects/{pid}/runs", token, json=body).json()["id"]
     status = {"status": "failed", "results": results}
     assert hub.call("POST", f"/runs/{rid}/status", token, json=status).status_code == 200

@@ -28,7 +28,7 @@ MATRIX = {
     ("POST", "/api/v1/users/{user_id}/token"): OWNERS,
     ("DELETE", "/api/v1/users/{user_id}/token"): {"admin"},
     ("GET", "/api/v1/users/{user_id}/tokens"): OWNERS,
-    ("POST", "/api/v1/users/{user_id}/tokens"): OWNERS,
+    ("POST", "/api/v1/users/{user_id}/tokens"): {"owner"},
     ("DELETE", "/api/v1/users/{user_id}/tokens/{token_id}"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/restore"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},

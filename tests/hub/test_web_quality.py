@@ -112,3 +112,23 @@ def test_a_malformed_release_is_refused_and_one_kept_from_before_breaks_no_page(
     assert page.status_code == 200, page.text[:300]
     assert "dq-good" in page.text and "person.year_of_birth" in page.text
     assert "dq-bad" in page.text and "cannot be read" in page.text
+
+
+def test_a_release_with_a_withheld_part_is_taken_and_shown_withheld(web, exported, tmp_path):
+    """A site withholds a part whose rest is a small count (and a check's failed rows when
+    the passed ones are few): the hub takes the release and shows them withheld."""
+    _, _, folder = exported("fhir-bundle", n=40)
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    ingest_path(store, "fhir", folder)
+    try:
+        report = quality_release(store, 10)
+    finally:
+        store.close()
+    report["completeness"]["person.year_of_birth"] |= {"part": None, "share": None}
+    report["checks"][0]["failed"] = None
+    answer = web.call("POST", "/agent/quality", web.site("dq-held"), json={"report": report})
+    assert answer.status_code == 204, answer.text
+    page = person(web, "wanda", "viewer").http.get("/quality")
+    assert "withheld (withheld of 40)" in page.text
+    assert f"{report['checks'][0]['status']}: withheld of" in page.text

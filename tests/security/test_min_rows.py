@@ -5,6 +5,7 @@ fraction asks; the site's policy sets the minimum, never below 10."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,9 @@ def test_a_task_asking_a_tiny_training_split_is_refused_before_it_trains(site_ya
     assert 1 < n_train < 10
     path = _approved(site_yaml, spec)
     for kind in ("train", "evaluate"):
-        with pytest.raises(NotApproved, match=f"{n_train} training rows, fewer than .* 10 rows"):
+        with pytest.raises(
+            NotApproved, match="training split has fewer than the site's minimum of 10 rows"
+        ):
             app(task_message(kind, spec, run=1), node_context(path, run=1))
     assert _log(site_yaml, spec, "run.trained") == []
     assert len(_log(site_yaml, spec, "run.refused")) == 2
@@ -73,9 +76,13 @@ def test_a_task_asking_a_tiny_test_split_is_refused_before_it_evaluates(site_yam
     n_train, n_test = _sizes(site_yaml, spec)
     assert n_test < 10 <= n_train
     path = _approved(site_yaml, spec)
-    with pytest.raises(NotApproved, match=f"{n_test} test rows, fewer than the site's minimum"):
+    with pytest.raises(NotApproved, match="test split has fewer than the site's minimum"):
         app(task_message("evaluate", spec, run=2), node_context(path, run=2))
-    assert "test rows" in _log(site_yaml, spec, "run.refused")[-1]["reason"]
+    reason = _log(site_yaml, spec, "run.refused")[-1]["reason"]
+    # The refusal reaches the hub (shared logs, the run's failure): it names no count below
+    # the threshold, only the threshold.
+    assert reason == "the test split has fewer than the site's minimum of 10 rows"
+    assert str(n_test) not in reason.replace("10", "")
 
 
 def test_the_minimum_is_the_policys_and_never_below_ten(site_yaml):
@@ -91,7 +98,7 @@ def test_the_minimum_is_the_policys_and_never_below_ten(site_yaml):
     n_train, n_test = _sizes(site_yaml, spec)
     for policy in (SitePolicy(min_rows=n_test + 1), SitePolicy(min_cell_size=n_test + 1)):
         path = _approved(site_yaml, spec, policy)
-        with pytest.raises(NotApproved, match=f"{n_test} test rows"):
+        with pytest.raises(NotApproved, match=f"test split has fewer than .* of {n_test + 1} "):
             app(task_message("evaluate", spec, run=4), node_context(path, run=4))
     # At the minimum, the site trains and evaluates.
     path = _approved(site_yaml, spec, SitePolicy(min_rows=n_test))
@@ -99,7 +106,7 @@ def test_the_minimum_is_the_policys_and_never_below_ten(site_yaml):
     assert set(trained.content) == {"arrays", "metrics"}
     # A round is evaluated on the validation split (a fifth of the training rows, fewer than
     # the test split here): refused; the final evaluation, of the test split, is not.
-    with pytest.raises(NotApproved, match="validation rows, fewer than the site's minimum"):
+    with pytest.raises(NotApproved, match="validation split has fewer than the site's minimum"):
         app(task_message("evaluate", spec, run=5), node_context(path, run=5))
     final = task_message("evaluate", spec, run=5)
     final.content["config"][EVALUATE_SPLIT] = "test"
@@ -132,3 +139,29 @@ def test_federated_scaling_stats_give_away_no_small_count_of_persons():
     assert shared["total"][1:4] == [0.0, 0.0, 0.0], "withheld: as if the site had none"
     assert shared["missing"] == [0.0, 20.0, 20.0, 20.0, 0.0]
     assert shared["total"][0] == pytest.approx(age.sum()) and shared["total"][4] == 10.0
+
+
+def test_split_and_privacy_problems_name_no_count_of_rows():
+    """The reasons a task cannot be split or run under DP reach the hub: none names a count
+    of the site's rows (which may be below its threshold)."""
+    from flip.data.features.shuffle_split import train_test_indices
+    from flip.fl.privacy import PrivacySpec, delta_problem
+
+    cases = [
+        (3, 0.9, None, {3}),
+        (7, 0.5, [0] * 6 + [1], {1, 6, 7}),
+        (5, 0.2, [0, 0, 1, 1, 2], {1, 4, 5}),
+    ]
+    for n, fraction, y, counts in cases:
+        with pytest.raises(ValueError) as raised:
+            train_test_indices(n, fraction, 0, y)
+        assert not counts & _integers(str(raised.value)), str(raised.value)
+    reason = str(
+        delta_problem(PrivacySpec(noise_multiplier=1.0, clipping_norm=1.0, delta=1e-3), 1007)
+    )
+    assert 1007 not in _integers(reason) and "delta" in reason
+
+
+def _integers(text: str) -> set[int]:
+    """The whole numbers `text` names (not the digits of a decimal)."""
+    return {int(m) for m in re.findall(r"(?<![\d.])\d+(?![\d.])", text)}

@@ -3,9 +3,9 @@ ends on its own, no one else's token reaches them, and an admin's revocation end
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from flip.hub.db import api_tokens, now
+from flip.hub.db import api_tokens, audit, now
 from tests.hub.conftest import TEST_POLICY, Hub
 from tests.security.test_revocation import PASSWORD, _login, _user_with_password
 
@@ -49,7 +49,7 @@ def test_an_admin_revoking_a_user_ends_every_token_until_restored(hub):
     assert hub.call("DELETE", f"/users/{uid}/token", hub.admin).status_code == 204
     for token in (first, laptop, ci, session):
         assert _works(hub, token) == 401
-    assert _mint(hub, uid, hub.admin, "again").status_code == 409, "no token quietly restores"
+    assert _mint(hub, uid, hub.admin, "again").status_code == 403, "no token quietly restores"
     assert _login(hub, "rita").status_code == 403
     fresh = hub.call("POST", f"/users/{uid}/restore", hub.admin).json()["token"]
     assert _works(hub, fresh) == 201
@@ -149,3 +149,22 @@ def test_expired_tokens_free_their_names_and_are_purged_after_a_month(hub):
     assert "old" not in names, "expired over a month ago: purged"
     assert names["recent"]["state"] == "expired", "recently expired: still shown"
     assert names["laptop"]["state"] == "active" and names["laptop"]["id"] == again.json()["id"]
+
+
+def test_an_admin_cannot_mint_a_token_for_another_user_and_act_as_them(hub):
+    """A token minted by an admin for a researcher would act as the researcher, and the audit
+    would blame them: only the user mints their own named tokens. The admin's restore is
+    audited as the admin's."""
+    uid, rita = _user_with_password(hub, "rita")
+    minted = _mint(hub, uid, hub.admin, "laptop2", expires_in_days=30)
+    assert minted.status_code == 403, minted.text
+    assert "token" not in minted.json()
+    names = [t["name"] for t in hub.call("GET", f"/users/{uid}/tokens", rita).json()]
+    assert "laptop2" not in names
+    assert hub.call("DELETE", f"/users/{uid}/token", hub.admin).status_code == 204
+    assert hub.call("POST", f"/users/{uid}/restore", hub.admin).status_code == 200
+    with hub.app.state.engine.connect() as conn:
+        restored = conn.execute(
+            select(audit.c.actor).where(audit.c.action == "user.restore")
+        ).scalar_one()
+    assert restored != "user:rita" and restored.startswith("user:")

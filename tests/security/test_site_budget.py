@@ -123,7 +123,7 @@ def test_delta_is_bounded_by_the_spec_the_policy_and_the_rows(store_yaml, tmp_pa
     spec = mace_task(scaling="fixed").model_copy(update={"rounds": 3, "privacy": loose})
     assert "max_delta" in task_problem(SitePolicy(), "1", spec)
     assert task_problem(SitePolicy(max_delta=1e-3), "1", spec) is None
-    assert "not below 1 / 1000" in delta_problem(loose, 1000)
+    assert "not below 1 / the site's training rows" in delta_problem(loose, 1000)
     assert delta_problem(loose, 999) is None
     site_yaml = _site(store_yaml, tmp_path)  # max_delta 1e-5 by default
     _approve(site_yaml, spec)

@@ -120,6 +120,7 @@ def test_the_site_budget_sums_epsilon_across_runs_and_refuses_past_the_ceiling(
     assert ledger.spent() == pytest.approx(three + one, rel=1e-6)
     trained = [json.loads(e["detail"]) for e in ledger.entries() if e["action"] == "run.trained"]
     assert trained[-1]["epsilon_total"] == pytest.approx(three + one, rel=1e-5)
+    assert trained[-1]["private"] is True, "the agent shares a DP round's entry without loss"
     # Another task on the same cohort draws on the same budget.
     other = spec.model_copy(update={"learning_rate": 0.05})
     _approve(site_yaml, other)

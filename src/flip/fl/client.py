@@ -374,6 +374,7 @@ def train_round(
                 "site_round": number,
                 "n_train": n_train,
                 "loss": loss,
+                "private": spec.privacy is not None,
                 "weights_in": weights_in,
                 "answer": kept,
                 **spent,

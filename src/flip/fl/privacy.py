@@ -173,7 +173,7 @@ def delta_problem(spec: PrivacySpec, n_rows: int) -> str | None:
     """Why the spec's delta is too large for a site of `n_rows` protected rows, or None: at
     delta >= 1/n a mechanism may publish one person's record outright and still qualify."""
     if spec.delta * n_rows >= 1:
-        return f"the task's delta {spec.delta:g} is not below 1 / {n_rows} training rows"
+        return f"the task's delta {spec.delta:g} is not below 1 / the site's training rows"
     return None
 
 

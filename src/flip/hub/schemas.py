@@ -537,11 +537,12 @@ Label = Annotated[str, Field(max_length=200)]
 
 
 class ReleasedFraction(BaseModel):
-    """A share a site released: its rows, the part, and the share (None where withheld)."""
+    """A share a site released: its rows, the part (None where withheld: the rest was a
+    small count), and the share (None where withheld)."""
 
     model_config = ConfigDict(extra="allow")
     rows: ReleasedCount
-    part: ReleasedCount
+    part: ReleasedCount | None
     share: float | None = Field(ge=0, le=1)
 
 
@@ -550,7 +551,7 @@ class ReleasedCheck(BaseModel):
     name: Label
     category: Label
     table: Label
-    failed: ReleasedCount
+    failed: ReleasedCount | None
     checked: ReleasedCount
     status: Label
 

@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from flip.config import SiteConfig
+from flip.data import deadline
 from flip.data.cdm.store import open_store
 from flip.data.cohort.circe import UnsupportedCirce, load_definition
 from flip.data.cohort.disclosure import SiteCount
@@ -228,7 +229,11 @@ class SiteAgent:
             return
         with self.in_hand.holding(key):
             try:
-                handle(item)
+                with deadline.time_limit(self.site.policy.max_item_seconds):
+                    handle(item)
+            except deadline.TimeLimit as exc:
+                log.error("%s: %s ran past its time limit; refusing it", self.site.name, key)
+                self._failed(key, item, refuse, f"TimeLimit: {exc}", str(exc))
             except httpx.HTTPStatusError as exc:
                 if not _refused_for_good(exc.response):
                     raise
@@ -313,7 +318,8 @@ class SiteAgent:
                 self.shared[run_id] = new[-1]["seq"]
 
     def _share_log(self, run_id: int, entries: list[dict[str, Any]]) -> None:
-        """Send the hub these entries of run `run_id`'s log, without exact split sizes.
+        """Send the hub these entries of run `run_id`'s log, without exact split sizes (nor,
+        under DP, the exact loss).
         A refusal for good (a run the
         hub no longer knows, say) is logged and audited, the entries are not sent again
         by this agent, and the poll goes on."""
@@ -322,7 +328,7 @@ class SiteAgent:
                 "seq": e["seq"],
                 "at": str(e["at"]),
                 "action": e["action"],
-                "detail": {k: v for k, v in e["detail"].items() if k not in EXACT_SIZES},
+                "detail": _shared_detail(e["detail"]),
             }
             for e in entries
         ]
@@ -506,6 +512,19 @@ QUALITY_EVERY = 3600.0
 #: Exact split sizes the ClientApp logs for the site: never sent with a run's log (the hub
 #: gets them as released, `flip.data.cohort.sizes`).
 EXACT_SIZES = frozenset({"n_train", "n_test", "rows"})
+
+#: What a round under differential privacy keeps at the site besides EXACT_SIZES: exact
+#: per-site statistics its DP guarantee does not cover.
+EXACT_UNDER_DP = frozenset({"loss"})
+
+
+def _shared_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """A log entry's detail as the hub may see it: no exact split sizes, and for a round
+    trained under DP (`private`, or an epsilon charged) no exact loss either."""
+    private = bool(detail.get("private")) or "epsilon_run" in detail
+    withheld = EXACT_SIZES | EXACT_UNDER_DP if private else EXACT_SIZES
+    return {k: v for k, v in detail.items() if k not in withheld}
+
 
 #: 4xx answers that may differ if asked again: the site's credential, a timeout, a throttle.
 _TRANSIENT = frozenset({401, 403, 408, 429})

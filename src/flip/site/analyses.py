@@ -99,7 +99,23 @@ class Analyses:
             return
         if not self._approved(project, digest, spec.kind, item):
             return
+        if int(item["round"]) > 0 and not self._started(project, digest):
+            self.refuse(item, "this site never released round 0 of this analysis to this project")
+            return
         self._release(item, spec)
+
+    def _started(self, project: int, digest: str) -> bool:
+        """Whether this site released round 0 of the analysis `digest` to `project` (its
+        Newton rounds answer only an analysis whose first round passed the guard)."""
+        with Ledger(self.site.ledger) as ledger:
+            try:
+                released = ledger.chained(frozenset({"analysis.released"}))
+            except LedgerTampered:
+                return False
+        return any(
+            (str(d.get("project")), d.get("hash"), d.get("round")) == (str(project), digest, 0)
+            for _, d in released
+        )
 
     def _approved(self, project: int, digest: str, kind: str, item: dict[str, Any]) -> bool:
         with Ledger(self.site.ledger) as ledger:
@@ -161,8 +177,7 @@ class Analyses:
         if isinstance(spec, AnalysisSpec):
             cohort = self.cohorts[item["id"]]
             try:
-                if int(item["round"]) == 0:
-                    self._guard(item, released_sets(cohort, spec))
+                self._guard(item, released_sets(cohort, spec))
                 released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
             except Declined as exc:
                 self.refuse(item, str(exc))
@@ -198,7 +213,7 @@ class Analyses:
         self.hub.release_analysis(item["id"], item["round"], released)
 
     def _guard(self, item: dict[str, Any], sets: list[frozenset[int]]) -> None:
-        """Declined when a set of persons the analysis's first round counts or sums over
+        """Declined when a set of persons any round of the analysis counts or sums over
         differs by 1 to min_cell-1 persons from one whose count (or sums) this project was
         given before (a query's cohort, a task's split, another analysis): subtracting the
         two would tell those persons' values. Else the sets whose counts it shows (`_shown`)

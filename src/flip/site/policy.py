@@ -135,10 +135,11 @@ def privacy_problem(spec: TaskSpec, max_epsilon: float) -> str | None:
 
 def rows_problem(policy: SitePolicy, split: str, n: int) -> str | None:
     """Why the site will not use a task's `split` ("training" or "test") of `n` rows, or None:
-    fewer rows than the policy's minimum, whatever the task's test fraction asks."""
+    fewer rows than the policy's minimum, whatever the task's test fraction asks. The reason
+    reaches the hub, so it names the minimum, never `n`."""
     fewest = policy.fewest_rows()
     if n < fewest:
-        return f"{n} {split} rows, fewer than the site's minimum of {fewest} rows"
+        return f"the {split} split has fewer than the site's minimum of {fewest} rows"
     return None
 
 

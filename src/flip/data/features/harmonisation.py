@@ -49,10 +49,13 @@ def harmonisation_release(store: Store, spec: HarmonisationSpec, min_cell: int) 
     from sqlalchemy import func, select
 
     from flip.data.cdm import schema
+    from flip.data.cohort.optout import opted_out
+    from flip.data.validate.quality import kept
 
     wanted = sorted(set(spec.concept_ids))
     c, source = schema.concept, schema.concept.alias("source")
     with store.connect() as conn:
+        excluded = opted_out(conn)
         known = {
             row.concept_id: (row.concept_name, schema.DOMAIN_TABLES.get(row.domain_id or ""))
             for row in conn.execute(
@@ -74,7 +77,9 @@ def harmonisation_release(store: Store, spec: HarmonisationSpec, min_cell: int) 
             value = table.c[f"{columns.prefix}_source_value"]
             source_id = table.c.get(f"{columns.prefix}_source_concept_id")
             system = source.c.vocabulary_id if source_id is not None else None
-            query = select(concept, value, func.count()).where(concept.in_(wanted))
+            query = select(concept, value, func.count()).where(
+                concept.in_(wanted), kept(table.c.person_id, excluded)
+            )
             if source_id is not None:
                 query = query.add_columns(system).select_from(
                     table.outerjoin(source, (source.c.concept_id == source_id) & (source_id != 0))
@@ -93,16 +98,17 @@ def harmonisation_release(store: Store, spec: HarmonisationSpec, min_cell: int) 
                     "rows": sum(found.values()),
                     "sources": found,
                 }
-            rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            alive = kept(table.c.person_id, excluded)
+            rows = conn.execute(select(func.count()).select_from(table).where(alive)).scalar_one()
             unmapped = conn.execute(
                 select(value, func.count())
-                .where(concept == 0)
+                .where(concept == 0, alive)
                 .group_by(value)
                 .order_by(func.count().desc(), value)
                 .limit(TOP_UNMAPPED)
             ).all()
             mapped = conn.execute(
-                select(func.count()).select_from(table).where(concept != 0)
+                select(func.count()).select_from(table).where(concept != 0, alive)
             ).scalar_one()
             out_tables[name] = {
                 "rows": int(rows),
@@ -128,13 +134,17 @@ def _common(counts: dict[str, int], min_cell: int) -> dict[str, int]:
 
 
 def _suppressed(concepts: dict, tables: dict, min_cell: int) -> dict:
-    """Row counts under min_cell released as "<min_cell" (zero stays zero), rare codes
-    unnamed (see `_common`)."""
+    """Row counts under min_cell released as "<min_cell" (zero stays zero), a table's mapped
+    rows withheld (None) when its unmapped rows are so few, rare codes unnamed (`_common`)."""
     for found in concepts.values():
         found["rows"] = _cell(found["rows"], min_cell)
         found["sources"] = suppress_counts(_common(found["sources"], min_cell), min_cell)
     for table in tables.values():
-        table["rows"], table["mapped"] = (_cell(table[k], min_cell) for k in ("rows", "mapped"))
+        rest = table["rows"] - table["mapped"]
+        table["rows"], table["mapped"] = (
+            _cell(table["rows"], min_cell),
+            None if is_small(rest, min_cell) else _cell(table["mapped"], min_cell),
+        )
         unmapped = _common(table["unmapped"], min_cell)
         table["unmapped"] = {k: _cell(n, min_cell) for k, n in unmapped.items()}
     return {"concepts": concepts, "tables": tables, "min_cell": min_cell}

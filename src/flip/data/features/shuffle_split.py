@@ -27,7 +27,7 @@ def train_test_indices(
     n_test = ceil(test_fraction * n)
     n_train = n - n_test
     if n_train <= 0:
-        raise ValueError(f"{n} rows with test fraction {test_fraction} leave no training row")
+        raise ValueError(f"test fraction {test_fraction} leaves no training row")
     rng = np.random.RandomState(seed)
     if stratify is None:
         permutation = rng.permutation(n)
@@ -40,12 +40,10 @@ def _stratified(
 ) -> tuple[np.ndarray, np.ndarray]:
     classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
     if class_counts.min() < 2:
-        raise ValueError(
-            f"class {classes[class_counts < 2].tolist()} has one row: too few to stratify"
-        )
+        raise ValueError("a class has too few rows to stratify")
     if min(n_train, n_test) < len(classes):
         raise ValueError(
-            f"{n_train} training and {n_test} test rows cannot each hold {len(classes)} classes"
+            f"the training or test split has fewer rows than the {len(classes)} classes"
         )
     class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
     n_i = _approximate_mode(class_counts, n_train, rng)

@@ -179,7 +179,8 @@ def _check_proposal(x: np.ndarray, proposal: object, model: str, min_cell: int) 
     """Refuse a Newton proposal that is not one finite number per coefficient, that puts a
     row's linear predictor beyond ±MAX_LINEAR_PREDICTOR, or whose weights (logistic: p(1-p),
     Cox: exp(x'beta)) give fewer than min_cell rows' worth of weight (Kish's effective
-    size): at such a point one row, or a few, would dominate the gradient and Hessian."""
+    size): at such a point one row, or a few, would dominate the gradient and Hessian. The
+    reason reaches the hub, so it names the minimum, not the effective size."""
     width = x.shape[1]
     if (
         not isinstance(proposal, list)
@@ -202,8 +203,8 @@ def _check_proposal(x: np.ndarray, proposal: object, model: str, min_cell: int) 
     effective = weights.sum() ** 2 / (weights**2).sum() if weights.any() else 0.0
     if effective < min_cell:
         raise Declined(
-            f"at the hub's proposal {effective:.1f} rows carry the weight, fewer than the "
-            f"site's minimum {min_cell}: a few rows would dominate the release"
+            f"at the hub's proposal fewer rows carry the weight than the site's minimum "
+            f"{min_cell}: a few rows would dominate the release"
         )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, and_, case, func, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.names import concept_names
+from flip.data.validate.quality import kept
 
 #: At most this many values per concept are read to compute its distribution.
 VALUES_PER_CONCEPT = 100_000
@@ -54,8 +55,11 @@ def _concept_key():
     return m.c.measurement_concept_id, source.label("source_value")
 
 
-def unit_coverage(conn: Connection, top: int = 30) -> dict[str, Any]:
-    """Share of numeric measurement rows with a unit concept, overall and per concept."""
+def unit_coverage(
+    conn: Connection, top: int = 30, excluded: frozenset[int] = frozenset()
+) -> dict[str, Any]:
+    """Share of numeric measurement rows with a unit concept, overall and per concept (the
+    `excluded` persons' rows left out)."""
     m = schema.measurement
     concept, source = _concept_key()
     numeric = m.c.value_as_number.is_not(None)
@@ -63,6 +67,7 @@ def unit_coverage(conn: Connection, top: int = 30) -> dict[str, Any]:
     numbers = func.sum(case((numeric, 1), else_=0))
     rows = conn.execute(
         select(concept, source, func.count(), numbers, with_unit)
+        .where(kept(m.c.person_id, excluded))
         .group_by(concept, source)
         .order_by(func.count().desc())
     ).all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, true
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store
@@ -53,18 +53,26 @@ def _count(conn: Connection, query) -> int:
     return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
 
 
-def run_checks(store: Store) -> list[Check]:
-    """Every check on the store's current contents."""
+def kept(person_id, excluded: frozenset[int]) -> ColumnElement[bool]:
+    """The rows whose `person_id` column is not one of the `excluded` persons."""
+    return person_id.not_in(sorted(excluded)) if excluded else true()
+
+
+def run_checks(store: Store, excluded: frozenset[int] = frozenset()) -> list[Check]:
+    """Every check on the store's current contents, the `excluded` persons' rows left out."""
     s = schema
     checks: list[Check] = []
+    in_person = kept(s.person.c.person_id, excluded)
     with store.connect() as conn:
-        persons = _count(conn, select(s.person.c.person_id))
-        deaths = _count(conn, select(s.death.c.person_id))
+        persons = _count(conn, select(s.person.c.person_id).where(in_person))
+        in_death = kept(s.death.c.person_id, excluded)
+        deaths = _count(conn, select(s.death.c.person_id).where(in_death))
         before_birth = _count(
             conn,
             select(s.death.c.person_id)
             .join(s.person, s.person.c.person_id == s.death.c.person_id)
-            .where(func.extract("year", s.death.c.death_date) < s.person.c.year_of_birth),
+            .where(func.extract("year", s.death.c.death_date) < s.person.c.year_of_birth)
+            .where(in_death),
         )
         checks.append(
             Check(
@@ -82,7 +90,12 @@ def run_checks(store: Store) -> list[Check]:
                 "completeness.gender",
                 "completeness",
                 "person",
-                _count(conn, select(s.person.c.person_id).where(s.person.c.gender_concept_id == 0)),
+                _count(
+                    conn,
+                    select(s.person.c.person_id).where(
+                        s.person.c.gender_concept_id == 0, in_person
+                    ),
+                ),
                 persons,
                 0.05,
                 "persons whose gender maps to no concept",
@@ -96,7 +109,8 @@ def run_checks(store: Store) -> list[Check]:
                 _count(
                     conn,
                     select(s.person.c.person_id).where(
-                        ~exists().where(s.observation_period.c.person_id == s.person.c.person_id)
+                        ~exists().where(s.observation_period.c.person_id == s.person.c.person_id),
+                        in_person,
                     ),
                 ),
                 persons,
@@ -105,28 +119,31 @@ def run_checks(store: Store) -> list[Check]:
             )
         )
         for name in CHECKED_TABLES:
-            checks.extend(_table_checks(conn, name))
+            checks.extend(_table_checks(conn, name, excluded))
     return checks
 
 
-def _table_checks(conn: Connection, name: str) -> list[Check]:
+def _table_checks(conn: Connection, name: str, excluded: frozenset[int]) -> list[Check]:
     s = schema
     table = s.metadata.tables[name]
     columns = s.EVENT_COLUMNS[name]
     concept = table.c[columns.concept]
-    total = _count(conn, select(concept))
+    rows = kept(table.c.person_id, excluded)
+    total = _count(conn, select(concept).where(rows))
     if total == 0:
         return []
     unknown = _count(
         conn,
-        select(concept).where(concept != 0, ~exists().where(s.concept.c.concept_id == concept)),
+        select(concept).where(
+            concept != 0, ~exists().where(s.concept.c.concept_id == concept), rows
+        ),
     )
-    unmapped = _count(conn, select(concept).where(concept == 0))
+    unmapped = _count(conn, select(concept).where(concept == 0, rows))
     after_death = _count(
         conn,
         select(concept)
         .join(s.death, s.death.c.person_id == table.c.person_id)
-        .where(and_(table.c[columns.date] > s.death.c.death_date)),
+        .where(and_(table.c[columns.date] > s.death.c.death_date), rows),
     )
     checks = [
         Check(

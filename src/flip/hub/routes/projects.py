@@ -51,6 +51,14 @@ router = APIRouter(tags=["projects"])
 #: Who may be a project's member (a viewer member reads it; the role matrix stops its writes).
 MEMBER_ROLES = ("researcher", "viewer")
 
+#: The ends of a deployment run only the hub's Flower federation records (with its results).
+HUB_RECORDED = frozenset({"completed", "failed"})
+
+_RECORDED_BY_HUB = (
+    "run {run} is a deployment run: its rounds, results and end are recorded by the hub's "
+    "Flower federation only (a researcher may start or cancel it)"
+)
+
 RUN_TRANSITIONS = {
     "requested": {"running", "cancelled", "failed"},
     "running": {"completed", "failed", "cancelled"},
@@ -429,8 +437,11 @@ def _run_visible(conn: Connection, run_id: int, who: Principal):
 @router.post("/runs/{run_id}/rounds", status_code=204)
 @writes
 def add_round(run_id: PathId, body: RoundIn, conn: Conn, who: Researcher) -> None:
-    """Record one round's aggregated metrics, as the federated server reports them."""
+    """Record one round's aggregated metrics, as the federated server reports them (a
+    deployment run's come from the hub's own Flower federation only: 409)."""
     row = _run_visible(conn, run_id, who)
+    if row.runtime == "deployment":
+        raise HTTPException(status.HTTP_409_CONFLICT, _RECORDED_BY_HUB.format(run=run_id))
     if row.status != "running":
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {row.status}, not running")
     values = {"run_id": run_id, "round": body.round, "metrics": orjson.dumps(body.metrics).decode()}
@@ -456,10 +467,13 @@ def set_run_status(
     """Move a run along its state machine: requested -> running -> completed/failed/cancelled.
 
     A deployment run that becomes running trains on the hub's Flower SuperLink: the
-    hub submits it once this answer is sent and records its rounds and its end. One
+    hub submits it once this answer is sent and records its rounds and its end (a caller
+    who completes or fails it, or sends results, gets 409). One
     cancelled while running is stopped there, and its sites' SuperNodes stop.
     """
     row = _run_visible(conn, run_id, who)
+    if row.runtime == "deployment" and (body.status in HUB_RECORDED or body.results is not None):
+        raise HTTPException(status.HTTP_409_CONFLICT, _RECORDED_BY_HUB.format(run=run_id))
     federation: Federation | None = request.app.state.federation
     deployed = body.status == "running" and row.runtime == "deployment"
     if deployed and federation is None:

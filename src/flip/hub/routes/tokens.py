@@ -1,7 +1,9 @@
 """A user's named API tokens: list, create (capped, with the password from a session), revoke.
 
-The user themself or an admin may do each; another user's token is never found under
-one's own id. An admin revoking the user's access (`DELETE /users/{id}/token`) ends all.
+The user themself or an admin may list and revoke; only the user creates one (a token an
+admin made for them would act as them, and the audit would name them). Another user's
+token is never found under one's own id. An admin revoking the user's access
+(`DELETE /users/{id}/token`) ends all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ def _owner_or_admin(who: Principal, user_id: int) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
 
 
+def _owner(who: Principal, user_id: int) -> None:
+    if who.kind != "user" or who.id != user_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "only the user may create their own API tokens"
+        )
+
+
 @router.get("/users/{user_id}/tokens")
 def list_tokens(user_id: PathId, conn: ReadConn, who: Caller) -> list[ApiTokenInfo]:
     """The user's API tokens by name and prefix (never the tokens), with their dates."""
@@ -38,8 +47,8 @@ async def create_token(
 ) -> ApiTokenOut:
     """A new named API token (shown once) beside the user's others; its lifetime is at most
     the hub's cap (and, made with an API token, that token's), and from a session the
-    caller's password is needed."""
-    _owner_or_admin(who, user_id)
+    caller's password is needed. Only the user themself may (an admin too gets 403)."""
+    _owner(who, user_id)
     policy = request.app.state.policy
     days, most = policy.token_days(body.expires_in_days), policy.max_tokens_per_user
     if who.session is not None:

@@ -20,12 +20,18 @@ def _fraction(found: dict[str, Any] | None) -> str:
     if found is None:
         return "-"
     if found["share"] is None:
-        return f"withheld ({found['part']} of {found['rows']})" if found["rows"] else "no rows"
+        if not found["rows"]:
+            return "no rows"
+        part = "withheld" if found["part"] is None else found["part"]
+        return f"withheld ({part} of {found['rows']})"
     return f"{100 * found['share']:.1f}% of {found['rows']}"
 
 
 def _check(found: dict[str, Any] | None) -> str:
-    return "-" if found is None else f"{found['status']}: {found['failed']} of {found['checked']}"
+    if found is None:
+        return "-"
+    failed = "withheld" if found["failed"] is None else found["failed"]
+    return f"{found['status']}: {failed} of {found['checked']}"
 
 
 def sections(network: dict[str, Any]) -> list[dict[str, Any]]:

@@ -287,3 +287,49 @@ def test_a_cancelled_admission_is_removed_and_an_old_adt_names_its_event_in_evn(
     assert len(rows(store, "visit_occurrence")) == 1
     (diagnosis,) = rows(store, "condition_occurrence")  # a cancelled visit's diagnosis stays
     assert diagnosis["visit_occurrence_id"] is None
+
+
+def _oru(sent: str, control: str, value: str, status: str) -> str:
+    """A glucose result message sent at `sent` (MSH-7)."""
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|LAB|HOSP|EHR|HOSP|{sent}||ORU^R01|{control}|P|2.5",
+                "PID|1||111^^^HOSP^MR||A^A||19700101|F",
+                "OBR|1|O1^EHR|F1^LAB|2345-7^G^LN|||20230101090000",
+                f"OBX|1|NM|2345-7^Glucose^LN||{value}|mmol/L|||||{status}",
+            ]
+        )
+        + "\r"
+    )
+
+
+def test_an_older_result_message_sent_again_does_not_undo_its_correction(store, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    first = _oru("20230101090000", "R1", "5.5", "F")
+    for name, text in (("0", first), ("1", _oru("20230101100000", "R2", "6.6", "C")), ("2", first)):
+        (folder / f"{name}.hl7").write_text(text)
+        report = ingest_path(store, "hl7v2", folder / f"{name}.hl7")
+        assert_accounted(store, report)
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
+    assert report.skipped_rules["identity.superseded_in_run"] == 2, report.as_dict()  # PID, OBX
+    both = tmp_path / "both.hl7"
+    both.write_text(_oru("20230101100000", "R2", "6.6", "C") + first)
+    ingest_path(store, "hl7v2", both)
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
+
+
+def test_an_older_registration_sent_again_does_not_undo_a_newer_update(store, tmp_path):
+    def adt(sent: str, event: str, born: str, sex: str) -> str:
+        return (
+            f"MSH|^~\\&|PAS|HOSP|EHR|HOSP|{sent}||ADT^{event}|{event}{sent}|P|2.5\r"
+            f"PID|1||111^^^HOSP^MR||A^A||{born}|{sex}\r"
+        )
+
+    old = adt("20230101090000", "A04", "19700101", "F")
+    for i, text in enumerate((old, adt("20230101100000", "A08", "19710202", "M"), old)):
+        path = tmp_path / f"{i}.hl7"
+        path.write_text(text)
+        assert_accounted(store, ingest_path(store, "hl7v2", path))
+    assert [r["year_of_birth"] for r in rows(store, "person")] == [1971]

@@ -248,6 +248,9 @@ class _Reader:
         self.facility = m.get(msh, 4) or m.get(msh, 4, 2)
         self.warnings: list[str] = []
         self.sent = self.when(m.get(msh, 7), "MSH-7")
+        #: The records' version: MSH-7, so an older message read again than the one whose
+        #: records are stored is superseded (batch.older), whichever is read first.
+        self.version = f"|{self.sent.isoformat()}" if self.sent is not None else None
         self.header_warnings = tuple(self.warnings)
         self.out: list[SourceRecord] = []
 
@@ -497,6 +500,7 @@ def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourceP
         unsaid=frozenset(
             name for name, field in _DEMOGRAPHIC_FIELDS.items() if m.blank(pid, field)
         ),
+        version=r.version,
     )
 
 
@@ -539,7 +543,7 @@ def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
             r.location,
             r.raw,
             warnings=tuple(r.warnings),
-            version=f"|{r.sent.isoformat()}" if r.sent is not None else None,
+            version=r.version,
             open_visit=not number and r.event in DISCHARGES,
             admitted=admitted is not None,
         )
@@ -652,6 +656,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
             visit_key=c.visit_key,
             warnings=warnings,
             alternate=_alternate(m, obx, 3),
+            version=r.version,
             **fields,
         )
     )

@@ -333,3 +333,27 @@ def test_an_older_registration_sent_again_does_not_undo_a_newer_update(store, tm
         path.write_text(text)
         assert_accounted(store, ingest_path(store, "hl7v2", path))
     assert [r["year_of_birth"] for r in rows(store, "person")] == [1971]
+
+
+def test_an_old_cancellation_sent_again_leaves_the_readmitted_visit(store, tmp_path):
+    pv1 = "PV1|1|I|4W||||||||||||||||5000123^^^HOSP^FIN"
+    admit, cancel = (
+        _adt("A01", "K1", "20230101080000", pv1),
+        _adt("A11", "K2", "20230101090000", pv1),
+    )
+    again = _adt("A01", "K3", "20230101100000", pv1)
+    for i, message in enumerate((admit, cancel, again)):
+        assert_accounted(
+            store, ingest_path(store, "hl7v2", _send(tmp_path / f"{i}", "m.hl7", *message))
+        )
+    assert len(rows(store, "visit_occurrence")) == 1
+    report = ingest_path(store, "hl7v2", _send(tmp_path / "3", "m.hl7", *cancel))
+    assert_accounted(store, report)
+    assert len(rows(store, "visit_occurrence")) == 1
+    assert report.withdrawn == 0 and report.skipped_rules["identity.superseded_in_run"] >= 1
+    assert "hl7.visit.cancelled" not in report.skipped_rules, report.as_dict()
+    both = _send(tmp_path / "4", "a.hl7", *again)
+    _send(both, "b.hl7", *cancel)
+    report = ingest_path(store, "hl7v2", both)
+    assert len(rows(store, "visit_occurrence")) == 1
+    assert "hl7.visit.cancelled" not in report.skipped_rules, report.as_dict()

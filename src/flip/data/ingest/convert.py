@@ -304,12 +304,13 @@ class Converter:
         if isinstance(record, Rejected):
             return record
         if isinstance(record, Skipped):
-            report.skipped += 1
-            report.skipped_rules[record.rule] += 1
             if record.withdraws and record.key is not None:
-                out.withdraw(record.key, record.version, record.amends, record.rule)
+                if not out.withdraw(record.key, record.version, record.amends, record.rule):
+                    return None  # the batch holds a newer version: superseded
                 self.births.pop(record.key, None)  # a withdrawn patient is looked up again
                 self.withdrawn[record.key] = record.rule
+            report.skipped += 1
+            report.skipped_rules[record.rule] += 1
             return None
         if type(record) is SourcePerson and record.key in self.retired:
             report.skipped += 1  # its person was merged into another; its facts file there

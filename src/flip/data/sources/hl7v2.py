@@ -551,7 +551,8 @@ def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
 
 
 def _cancel(r: _Reader, pv1: Any, c: _Context) -> None:
-    """An A11's PV1: the visit PV1-19 names is withdrawn (its rows removed)."""
+    """An A11's PV1: the visit PV1-19 names is withdrawn (its rows removed), unless a
+    newer message (MSH-7) gave the visit: the A11 is then superseded."""
     number = _qualified(r, pv1, 19, (4, 6))
     key = f"visit/{number}" if number else f"visit/{c.scope}"
     c.visit_key = key
@@ -560,7 +561,9 @@ def _cancel(r: _Reader, pv1: Any, c: _Context) -> None:
         r.out.append(Skipped(key, r.location, CANCEL_UNNAMED, message))
         return
     message = f"{r.event} cancels the visit {number}"
-    r.out.append(Skipped(key, r.location, CANCELLED, message, withdraws=True, amends=True))
+    r.out.append(
+        Skipped(key, r.location, CANCELLED, message, withdraws=True, amends=True, version=r.version)
+    )
 
 
 def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:

@@ -357,3 +357,30 @@ def test_an_old_cancellation_sent_again_leaves_the_readmitted_visit(store, tmp_p
     report = ingest_path(store, "hl7v2", both)
     assert len(rows(store, "visit_occurrence")) == 1
     assert "hl7.visit.cancelled" not in report.skipped_rules, report.as_dict()
+
+
+def test_a_correction_sent_under_the_surviving_patient_replaces_the_merged_result(store, tmp_path):
+    def oru(sent: str, mrn: str, value: str, status: str) -> tuple[str, ...]:
+        return (
+            f"MSH|^~\\&|LAB|HOSP|EHR|HOSP|{sent}||ORU^R01|R{sent}|P|2.5",
+            f"PID|1||{mrn}^^^HOSP^MR||A^A||19700101|F",
+            "OBR|1|O1^EHR|O1^LAB|2345-7^G^LN|||20230101070000",
+            f"OBX|1|NM|2345-7^Glucose^LN||{value}|mmol/L|||||{status}",
+        )
+
+    merge = (
+        "MSH|^~\\&|PAS|HOSP|EHR|HOSP|20230101080000||ADT^A40|M1|P|2.5",
+        "EVN|A40|20230101080000",
+        "PID|1||111^^^HOSP^MR||A^A||19700101|F",
+        "MRG|222^^^HOSP^MR",
+    )
+    admit = (
+        "MSH|^~\\&|PAS|HOSP|EHR|HOSP|20230101060000||ADT^A04|A0|P|2.5",
+        oru("", "111", "", "")[1],
+    )
+    sent = (admit, oru("20230101070000", "222", "5.5", "F"), merge)
+    sent += (oru("20230101090000", "111", "6.6", "C"),)
+    for i, message in enumerate(sent):
+        report = ingest_path(store, "hl7v2", _send(tmp_path / f"{i}", "m.hl7", *message))
+        assert_accounted(store, report)
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]

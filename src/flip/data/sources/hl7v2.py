@@ -431,6 +431,7 @@ def _patient(r: _Reader, group: list, number: int) -> None:
             context.orders += 1
             fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"
             context.order = _order(r, segment) or fallback
+            context.owner = "" if _namespaced(r, segment) else context.person_key
             context.order_time = r.when(m.get(segment, 7), "OBR-7") or r.sent
             context.order_warnings = tuple(r.warnings)
         elif name == "TXA":
@@ -465,6 +466,12 @@ def _order(r: _Reader, obr: Any) -> str:
     """An OBR's order identity: its filler number (OBR-3), else its placer number (OBR-2),
     qualified by the namespace that assigned it (see _qualified)."""
     return _qualified(r, obr, 3, (2, 3, 4)) or _qualified(r, obr, 2, (2, 3, 4))
+
+
+def _namespaced(r: _Reader, obr: Any) -> bool:
+    """Whether the OBR's order number (filler, else placer) names its own namespace."""
+    field = 3 if r.m.get(obr, 3) else 2
+    return bool(r.m.get(obr, field)) and any(r.m.get(obr, field, c) for c in (2, 3, 4))
 
 
 def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
@@ -515,6 +522,10 @@ class _Context:
         self.person_key, self.scope = person_key, scope
         self.visit_key: str | None = None
         self.order, self.order_time = scope, sent
+        #: The patient part of a result's key: none when the order number carries its own
+        #: namespace (unique across patients: a result filed under a patient merged away
+        #: since keeps its key), else the patient key.
+        self.owner = person_key
         self.orders = 0
         self.order_warnings: tuple[str, ...] = ()
         self.results = 0
@@ -595,7 +606,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
     m = r.m
     code = m.get(obx, 3)
     sub = m.get(obx, 4) or m.get(obx, 1) or str(c.results)
-    key = f"result/{c.person_key}/{c.order}/{code}/{sub}"
+    key = "/".join(filter(None, ("result", c.owner, c.order, code, sub)))
     where = f"OBX {m.get(obx, 1) or c.results}"
     if not code:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
@@ -722,7 +733,7 @@ def _note_key(m: _Message, obx: Any, c: _Context, code: str) -> str:
     (its OBX-1 too), never joined to another."""
     sub = m.get(obx, 4)
     single = f"ST{m.get(obx, 1)}" if m.get(obx, 2).upper() == "ST" else ""
-    return "/".join(filter(None, ("note", c.person_key, c.order, code, sub, single)))
+    return "/".join(filter(None, ("note", c.owner, c.order, code, sub, single)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:

@@ -384,3 +384,22 @@ def test_a_correction_sent_under_the_surviving_patient_replaces_the_merged_resul
         report = ingest_path(store, "hl7v2", _send(tmp_path / f"{i}", "m.hl7", *message))
         assert_accounted(store, report)
     assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
+
+
+def test_a_discharge_without_visit_number_and_no_one_open_visit_makes_no_visit(store, tmp_path):
+    pv1 = "PV1|1|I|W1||||||||||||||||{}"
+    first = _adt("A01", "C1", "20230101080000", pv1.format("V1^^^HOSP^VN"))
+    second = _adt("A01", "C2", "20230101090000", pv1.format("V2^^^HOSP^VN"))
+    lone = _adt("A03", "C3", "20230103080000", pv1.format("") + "|" * 26 + "20230103080000")
+    report = ingest_path(store, "hl7v2", _send(tmp_path / "a", "0.hl7", *lone))
+    assert_accounted(store, report)
+    assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 1, report.as_dict()
+    assert report.warnings["hl7.visit.discharge_unmatched"] == 1
+    assert rows(store, "visit_occurrence") == []
+    folder = _send(_send(tmp_path / "b", "1.hl7", *first), "2.hl7", *second)
+    _send(folder, "3.hl7", *_adt("A03", "C4", "20230102080000", pv1.format("")))
+    report = ingest_path(store, "hl7v2", folder)
+    assert_accounted(store, report)
+    assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 1, report.as_dict()
+    visits = rows(store, "visit_occurrence")
+    assert len(visits) == 2 and all(v["visit_end_datetime"] is None for v in visits)

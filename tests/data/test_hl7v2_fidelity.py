@@ -403,3 +403,18 @@ def test_a_discharge_without_visit_number_and_no_one_open_visit_makes_no_visit(s
     assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 1, report.as_dict()
     visits = rows(store, "visit_occurrence")
     assert len(visits) == 2 and all(v["visit_end_datetime"] is None for v in visits)
+
+
+def test_text_with_components_or_a_date_sent_as_st_with_a_unit_stays_text(store, tmp_path):
+    folder = _labs(
+        tmp_path,
+        "OBX|1|ST|26464-8^WBC^LN||10^9|/L|||||F",
+        "OBX|2|ST|2345-7^Glucose^LN||20230101|mg/dL|||||F",
+        "OBX|3||2093-3^Cholesterol^LN||5^2|mmol/L|||||F",
+    )
+    report = _twice(store, folder)
+    assert report.quarantined == 0, report.as_dict()
+    notes = sorted(r["note_text"] for r in rows(store, "note"))
+    assert notes == ["10^9", "20230101"]
+    (cholesterol,) = rows(store, "measurement")  # a measurement concept: no number
+    assert (cholesterol["value_as_number"], cholesterol["value_source_value"]) == (None, "5^2")

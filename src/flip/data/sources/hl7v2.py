@@ -684,16 +684,29 @@ def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:
 
 def _value_type(m: _Message, obx: Any) -> str:
     """OBX-2, except that a number sent as ST with a unit (OBX-6), or without OBX-2 at all,
-    is NM: `ST|…||140|mmol/L`, `||…||<2.0|mmol/L` are measurements."""
+    is NM: `ST|…||140|mmol/L`, `||…||<2.0|mmol/L` are measurements. A value with
+    components (`10^9`) or that reads as a date (`20230101`) stays text."""
     value_type = m.get(obx, 2).upper()
     if value_type not in ("", "ST") or (value_type == "ST" and not m.get(obx, 6)):
         return value_type
     value = m.get(obx, 5)
+    if any(m.get(obx, 5, i) for i in range(2, 5)) or _date_like(value):
+        return value_type
     try:
         number = numeric(value) if value else None
     except ValueError:
         number = None
     return "NM" if number is not None else value_type
+
+
+def _date_like(value: str) -> bool:
+    """Whether a value is an HL7 date or time (YYYYMMDD, with or without its time)."""
+    if not (value.isdigit() and len(value) in (8, 10, 12, 14)):
+        return False
+    try:
+        return timestamp(value) is not None
+    except ValueError:
+        return False
 
 
 def _number(m: _Message, obx: Any, value_type: str) -> Number:

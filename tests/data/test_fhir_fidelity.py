@@ -91,6 +91,48 @@ def test_a_bundle_delete_entry_removes_what_the_resource_produced(store, tmp_pat
     assert len(rows(store, "measurement")) == 1
 
 
+def _ingest_bundle(store, path, *entries, kind):
+    path.write_bytes(orjson.dumps(bundle({"resource": PATIENT}, *entries, kind=kind)))
+    report = ingest_path(store, "fhir", path)
+    assert_accounted(store, report)
+    return report
+
+
+def _version(value, number, updated):
+    resource = obs("o1", "2093-3", valueQuantity={"value": value, "code": "mg/dL"})
+    return {**resource, "meta": {"versionId": number, "lastUpdated": updated}}
+
+
+def test_a_history_bundle_newest_first_ends_with_its_newest_action(store, tmp_path):
+    url = {"url": "Observation/o1"}
+    newest_first = (
+        {
+            "request": {"method": "DELETE", **url},
+            "response": {"lastModified": "2021-01-03T00:00:00Z"},
+        },
+        {
+            "resource": _version(130, "2", "2021-01-02T00:00:00Z"),
+            "request": {"method": "PUT", **url},
+        },
+        {"resource": _version(120, "1", "2021-01-01T00:00:00Z"), "request": {"method": "POST"}},
+    )
+    report = _ingest_bundle(store, tmp_path / "h.json", *newest_first, kind="history")
+    assert rows(store, "measurement") == [], report.as_dict()
+    put, post = newest_first[1:]
+    _ingest_bundle(store, tmp_path / "h2.json", put, post, kind="history")
+    assert [r["value_as_number"] for r in rows(store, "measurement")] == [130.0]
+
+
+def test_a_batch_bundle_applies_its_entries_in_order_a_transaction_deletes_first(store, tmp_path):
+    put = {"resource": obs("o1", "2093-3", valueQuantity={"value": 190, "code": "mg/dL"})}
+    put["request"] = {"method": "PUT", "url": "Observation/o1"}
+    delete = {"request": {"method": "DELETE", "url": "Observation/o1"}}
+    _ingest_bundle(store, tmp_path / "b.json", put, delete, kind="batch")
+    assert rows(store, "measurement") == []
+    _ingest_bundle(store, tmp_path / "t.json", put, delete, kind="transaction")
+    assert len(rows(store, "measurement")) == 1  # FHIR: a transaction's DELETEs go first
+
+
 MRN = "http://hosp.example/mrn"
 
 

@@ -287,3 +287,134 @@ def test_a_cancelled_admission_is_removed_and_an_old_adt_names_its_event_in_evn(
     assert len(rows(store, "visit_occurrence")) == 1
     (diagnosis,) = rows(store, "condition_occurrence")  # a cancelled visit's diagnosis stays
     assert diagnosis["visit_occurrence_id"] is None
+
+
+def _oru(sent: str, control: str, value: str, status: str) -> str:
+    """A glucose result message sent at `sent` (MSH-7)."""
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|LAB|HOSP|EHR|HOSP|{sent}||ORU^R01|{control}|P|2.5",
+                "PID|1||111^^^HOSP^MR||A^A||19700101|F",
+                "OBR|1|O1^EHR|F1^LAB|2345-7^G^LN|||20230101090000",
+                f"OBX|1|NM|2345-7^Glucose^LN||{value}|mmol/L|||||{status}",
+            ]
+        )
+        + "\r"
+    )
+
+
+def test_an_older_result_message_sent_again_does_not_undo_its_correction(store, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    first = _oru("20230101090000", "R1", "5.5", "F")
+    for name, text in (("0", first), ("1", _oru("20230101100000", "R2", "6.6", "C")), ("2", first)):
+        (folder / f"{name}.hl7").write_text(text)
+        report = ingest_path(store, "hl7v2", folder / f"{name}.hl7")
+        assert_accounted(store, report)
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
+    assert report.skipped_rules["identity.superseded_in_run"] == 2, report.as_dict()  # PID, OBX
+    both = tmp_path / "both.hl7"
+    both.write_text(_oru("20230101100000", "R2", "6.6", "C") + first)
+    ingest_path(store, "hl7v2", both)
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
+
+
+def test_an_older_registration_sent_again_does_not_undo_a_newer_update(store, tmp_path):
+    def adt(sent: str, event: str, born: str, sex: str) -> str:
+        return (
+            f"MSH|^~\\&|PAS|HOSP|EHR|HOSP|{sent}||ADT^{event}|{event}{sent}|P|2.5\r"
+            f"PID|1||111^^^HOSP^MR||A^A||{born}|{sex}\r"
+        )
+
+    old = adt("20230101090000", "A04", "19700101", "F")
+    for i, text in enumerate((old, adt("20230101100000", "A08", "19710202", "M"), old)):
+        path = tmp_path / f"{i}.hl7"
+        path.write_text(text)
+        assert_accounted(store, ingest_path(store, "hl7v2", path))
+    assert [r["year_of_birth"] for r in rows(store, "person")] == [1971]
+
+
+def test_an_old_cancellation_sent_again_leaves_the_readmitted_visit(store, tmp_path):
+    pv1 = "PV1|1|I|4W||||||||||||||||5000123^^^HOSP^FIN"
+    admit, cancel = (
+        _adt("A01", "K1", "20230101080000", pv1),
+        _adt("A11", "K2", "20230101090000", pv1),
+    )
+    again = _adt("A01", "K3", "20230101100000", pv1)
+    for i, message in enumerate((admit, cancel, again)):
+        assert_accounted(
+            store, ingest_path(store, "hl7v2", _send(tmp_path / f"{i}", "m.hl7", *message))
+        )
+    assert len(rows(store, "visit_occurrence")) == 1
+    report = ingest_path(store, "hl7v2", _send(tmp_path / "3", "m.hl7", *cancel))
+    assert_accounted(store, report)
+    assert len(rows(store, "visit_occurrence")) == 1
+    assert report.withdrawn == 0 and report.skipped_rules["identity.superseded_in_run"] >= 1
+    assert "hl7.visit.cancelled" not in report.skipped_rules, report.as_dict()
+    both = _send(tmp_path / "4", "a.hl7", *again)
+    _send(both, "b.hl7", *cancel)
+    report = ingest_path(store, "hl7v2", both)
+    assert len(rows(store, "visit_occurrence")) == 1
+    assert "hl7.visit.cancelled" not in report.skipped_rules, report.as_dict()
+
+
+def test_a_correction_sent_under_the_surviving_patient_replaces_the_merged_result(store, tmp_path):
+    def oru(sent: str, mrn: str, value: str, status: str) -> tuple[str, ...]:
+        return (
+            f"MSH|^~\\&|LAB|HOSP|EHR|HOSP|{sent}||ORU^R01|R{sent}|P|2.5",
+            f"PID|1||{mrn}^^^HOSP^MR||A^A||19700101|F",
+            "OBR|1|O1^EHR|O1^LAB|2345-7^G^LN|||20230101070000",
+            f"OBX|1|NM|2345-7^Glucose^LN||{value}|mmol/L|||||{status}",
+        )
+
+    merge = (
+        "MSH|^~\\&|PAS|HOSP|EHR|HOSP|20230101080000||ADT^A40|M1|P|2.5",
+        "EVN|A40|20230101080000",
+        "PID|1||111^^^HOSP^MR||A^A||19700101|F",
+        "MRG|222^^^HOSP^MR",
+    )
+    admit = (
+        "MSH|^~\\&|PAS|HOSP|EHR|HOSP|20230101060000||ADT^A04|A0|P|2.5",
+        oru("", "111", "", "")[1],
+    )
+    sent = (admit, oru("20230101070000", "222", "5.5", "F"), merge)
+    sent += (oru("20230101090000", "111", "6.6", "C"),)
+    for i, message in enumerate(sent):
+        report = ingest_path(store, "hl7v2", _send(tmp_path / f"{i}", "m.hl7", *message))
+        assert_accounted(store, report)
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
+
+
+def test_a_discharge_without_visit_number_and_no_one_open_visit_makes_no_visit(store, tmp_path):
+    pv1 = "PV1|1|I|W1||||||||||||||||{}"
+    first = _adt("A01", "C1", "20230101080000", pv1.format("V1^^^HOSP^VN"))
+    second = _adt("A01", "C2", "20230101090000", pv1.format("V2^^^HOSP^VN"))
+    lone = _adt("A03", "C3", "20230103080000", pv1.format("") + "|" * 26 + "20230103080000")
+    report = ingest_path(store, "hl7v2", _send(tmp_path / "a", "0.hl7", *lone))
+    assert_accounted(store, report)
+    assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 1, report.as_dict()
+    assert report.warnings["hl7.visit.discharge_unmatched"] == 1
+    assert rows(store, "visit_occurrence") == []
+    folder = _send(_send(tmp_path / "b", "1.hl7", *first), "2.hl7", *second)
+    _send(folder, "3.hl7", *_adt("A03", "C4", "20230102080000", pv1.format("")))
+    report = ingest_path(store, "hl7v2", folder)
+    assert_accounted(store, report)
+    assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 1, report.as_dict()
+    visits = rows(store, "visit_occurrence")
+    assert len(visits) == 2 and all(v["visit_end_datetime"] is None for v in visits)
+
+
+def test_text_with_components_or_a_date_sent_as_st_with_a_unit_stays_text(store, tmp_path):
+    folder = _labs(
+        tmp_path,
+        "OBX|1|ST|26464-8^WBC^LN||10^9|/L|||||F",
+        "OBX|2|ST|2345-7^Glucose^LN||20230101|mg/dL|||||F",
+        "OBX|3||2093-3^Cholesterol^LN||5^2|mmol/L|||||F",
+    )
+    report = _twice(store, folder)
+    assert report.quarantined == 0, report.as_dict()
+    notes = sorted(r["note_text"] for r in rows(store, "note"))
+    assert notes == ["10^9", "20230101"]
+    (cholesterol,) = rows(store, "measurement")  # a measurement concept: no number
+    assert (cholesterol["value_as_number"], cholesterol["value_source_value"]) == (None, "5^2")

@@ -95,15 +95,17 @@ class Batch:
 
     def withdraw(
         self, key: str, version: str | None = None, amends: bool = False, rule: str = ""
-    ) -> None:
+    ) -> bool:
         """Withdraw the record of `key` and its parts (keys `key#…`) as of `version`: an
         earlier copy in this batch is superseded, and the rows earlier batches or runs
         stored for them are removed when written; a newer version is kept. `amends` when
         the withdrawing record says an earlier version was sent; `rule` is the one that
-        withdrew it."""
+        withdrew it. False when the batch holds a newer version (the withdrawal is
+        superseded, counted here)."""
         parts = [k for k in (key, *self.parts.get(key, ())) if k in self.rows]
         if any(older(version, self.versions.get(part)) for part in parts):
-            return
+            self.superseded += 1
+            return False
         for part in parts:
             self._drop(part)
         if parts:
@@ -115,6 +117,7 @@ class Batch:
             self.amending.add(key)
         else:
             self.amending.discard(key)
+        return True
 
     def _index_parts(self, key: str) -> None:
         """Note `key` as a part of each record whose key ends before one of its `#`s."""

@@ -35,6 +35,7 @@ from flip.data.ingest.batch import Batch, BlockBatch
 from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
+    DISCHARGE_UNMATCHED,
     MERGED_AWAY,
     SAME_PERSON,
     UNIT_UNREADABLE,
@@ -304,12 +305,13 @@ class Converter:
         if isinstance(record, Rejected):
             return record
         if isinstance(record, Skipped):
-            report.skipped += 1
-            report.skipped_rules[record.rule] += 1
             if record.withdraws and record.key is not None:
-                out.withdraw(record.key, record.version, record.amends, record.rule)
+                if not out.withdraw(record.key, record.version, record.amends, record.rule):
+                    return None  # the batch holds a newer version: superseded
                 self.births.pop(record.key, None)  # a withdrawn patient is looked up again
                 self.withdrawn[record.key] = record.rule
+            report.skipped += 1
+            report.skipped_rules[record.rule] += 1
             return None
         if type(record) is SourcePerson and record.key in self.retired:
             report.skipped += 1  # its person was merged into another; its facts file there
@@ -320,6 +322,14 @@ class Converter:
             if record.key in self.elsewhere:
                 out.confirm(record, "person", self.person_id(record.key))
             return None
+        if type(record) is SourceVisit and record.open_visit:
+            ended = self._ended(record)
+            if ended is None:
+                report.skipped += 1
+                report.skipped_rules[DISCHARGE_UNMATCHED] += 1
+                report.warnings[DISCHARGE_UNMATCHED] += 1
+                return None
+            record = ended
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)
         if problem is None and warnings:
@@ -349,16 +359,19 @@ class Converter:
         self.no_visits.discard(record.key)
         return None
 
+    def _ended(self, visit: SourceVisit) -> SourceVisit | None:
+        """A visit record that ends the patient's open visit (`open_visit`) as that visit:
+        its key (and start, unless it gives its admission); None unless exactly one is open."""
+        opened = self._open_visits(visit.person_key)
+        if len(opened) != 1:
+            return None
+        ((key, start),) = opened.items()
+        self.rekeyed[visit.key] = key
+        start = visit.start if visit.admitted else start
+        return replace(visit, key=key, start=start, open_visit=False)
+
     def _tied(self, visit: SourceVisit) -> SourceVisit:
-        """The visit as stored: one that ends the patient's open visit (`open_visit`) takes
-        its key (and start, unless it gives its admission) when exactly one is open."""
-        if visit.open_visit:
-            opened = self._open_visits(visit.person_key)
-            if len(opened) == 1:
-                ((key, start),) = opened.items()
-                self.rekeyed[visit.key] = key
-                start = visit.start if visit.admitted else start
-                visit = replace(visit, key=key, start=start, open_visit=False)
+        """The visit as stored, noted among the patient's visits of this run."""
         mine = self.run_visits.setdefault(visit.person_key, {})
         mine[visit.key] = visit.start if visit.end is None else None
         return visit

@@ -19,6 +19,10 @@ SAME_PERSON = "person.identifier.known"
 #: its person was merged into another, under which its facts file.
 MERGED_AWAY = "person.merged_away"
 
+#: The skip (and warning) rule of a discharge that names no visit (an HL7 A03 without
+#: PV1-19) when its patient has no open visit, or several: no visit is made of it.
+DISCHARGE_UNMATCHED = "hl7.visit.discharge_unmatched"
+
 #: The warning rule of such a record whose birth date or gender differ from the person's.
 DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"
 

@@ -187,6 +187,7 @@ class Writer:
                 layout.person_ids,
                 report,
                 stored=stored,
+                rules=batch.withdrawal_rules,
             )
             if layout.nul_rows:
                 report.warnings[NUL_REMOVED] += layout.nul_rows
@@ -334,6 +335,7 @@ class Writer:
         report: IngestReport,
         *,
         stored: bool = True,
+        rules: dict[str, str] | None = None,
     ) -> set[int]:
         """Remove the rows and provenance of records re-sent as not facts (by key, with the
         withdrawing version: a newer stored version stays); count them in
@@ -343,7 +345,8 @@ class Writer:
         (WITHDRAWN_PERSON_KEPT). A withdrawal that finds nothing,
         stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING) when its
         record says an earlier version was sent (`amending`), or when the stored version is
-        newer; otherwise it is a record first seen as not a fact, skipped by its rule alone.
+        newer (the withdrawal is then counted as superseded, not under its `rules`);
+        otherwise it is a record first seen as not a fact, skipped by its rule alone.
         Without `stored` provenance of the source system, nothing is looked up.
         Return the persons touched."""
         if not keys:
@@ -376,6 +379,13 @@ class Writer:
         nothing = len(missing & amending) + len(newer)
         if nothing:
             report.warnings[WITHDRAWN_NOTHING] += nothing
+        for whole in newer:
+            rule = (rules or {}).get(whole)
+            if rule and report.skipped_rules[rule] > 0:
+                report.skipped_rules.subtract((rule,))
+                if not report.skipped_rules[rule]:
+                    del report.skipped_rules[rule]
+                report.skipped_rules[SUPERSEDED] += 1
         persons: set[int] = set()
         # a patient's own record last: the facts withdrawn with it no longer name it
         ordered = sorted(rows.items(), key=lambda item: any(t == "person" for t, *_ in item[1]))

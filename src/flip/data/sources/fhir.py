@@ -766,12 +766,7 @@ def version_of(resource: dict) -> str | None:
     number = str(number).strip() if isinstance(number, str | int) else ""
     if number.isdigit():
         number = number.zfill(20)
-    updated = meta.get("lastUpdated")
-    when = ""
-    if isinstance(updated, str):
-        with contextlib.suppress(ValueError):
-            stamp = datetime.fromisoformat(updated.replace("Z", "+00:00"))
-            when = (stamp.astimezone(UTC) if stamp.tzinfo else stamp).isoformat()
+    when = _utc(meta.get("lastUpdated"))
     return f"{number}|{when}"[:100] if number or when else None
 
 
@@ -890,34 +885,92 @@ def read_json(path: Path, refs: References | None = None) -> Iterator[SourceReco
 
 
 def read_bundle(bundle: dict, source: str, refs: References) -> Iterator[SourceRecord]:
-    """Yield the records of a Bundle's entries, patients first, whatever the entry order."""
+    """Yield the records of a Bundle's entries, patients first, whatever the entry order.
+    Entries on one resource apply in the order they happened (see _order): the newest
+    action on a resource (a PUT, or a DELETE) is the one that stays."""
     entries = []
+    deletes = []
+    kind = bundle.get("type")
     for index, entry in enumerate(bundle.get("entry") or []):
-        deleted = _deleted(entry, f"{source}#entry[{index}]", refs)
+        location = f"{source}#entry[{index}]"
+        deleted = _deleted(entry, location, refs)
         if deleted is not None:
-            yield deleted
+            deletes.append((_order(kind, entry, None, index), deleted))
             continue
         resource = entry.get("resource") if isinstance(entry, dict) else None
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             with contextlib.suppress(ValueError):
                 refs.key_of(resource, full_url)
-        entries.append((resource, orjson.dumps(resource), f"{source}#entry[{index}]", full_url))
-    entries.sort(key=lambda e: _rank(e[0]))
-    for resource, raw, location, full_url in entries:
+        order = _order(kind, entry, resource, index)
+        entries.append((order, resource, orjson.dumps(resource), location, full_url))
+    if kind == "transaction":
+        # FHIR processes a transaction's DELETEs first, whatever their place
+        yield from (deleted for _, deleted in deletes)
+        deletes = []
+    ranked: list[tuple[int, tuple, Any]] = [(_rank(e[1]), e[0], e) for e in entries]
+    ranked += [(_rank_of_key(d.key), order, d) for order, d in deletes]
+    ranked.sort(key=lambda item: item[:2])
+    for *_, item in ranked:
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        _, resource, raw, location, full_url = item
         yield from _records(resource, raw, location, refs, full_url)
+
+
+def _order(kind: object, entry: object, resource: object, index: int) -> tuple:
+    """Where an entry goes among the entries on its resource: in a history Bundle by when
+    it happened (response.lastModified, else meta.lastUpdated; the spec lists newest
+    first, so entries without a time go in reverse order, before timed ones); in any
+    other Bundle by its place."""
+    if kind != "history":
+        return ("", index)
+    response = entry.get("response") if isinstance(entry, dict) else None
+    stamp = _utc(response.get("lastModified") if isinstance(response, dict) else None)
+    if not stamp and isinstance(resource, dict) and isinstance(resource.get("meta"), dict):
+        stamp = _utc(resource["meta"].get("lastUpdated"))
+    return (stamp, -index)
+
+
+def _utc(value: object) -> str:
+    """An instant as UTC ISO text that sorts in time order; empty when it does not parse."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return (stamp.astimezone(UTC) if stamp.tzinfo else stamp).isoformat()
 
 
 def _deleted(entry: object, location: str, refs: References) -> Skipped | None:
     """The deletion a transaction or history Bundle entry asks for (`request.method`
-    DELETE, no resource): skipped by rule DELETED, withdrawing what the resource produced."""
+    DELETE, no resource): skipped by rule DELETED, withdrawing what the resource produced
+    (versioned by response.lastModified: an older DELETE leaves a newer stored version)."""
     request = entry.get("request") if isinstance(entry, dict) else None
     method = request.get("method") if isinstance(request, dict) else None
     if not isinstance(method, str) or method.upper() != "DELETE" or entry.get("resource"):
         return None
     url = request.get("url")
     key = refs.resolve(url) if isinstance(url, str) else None
-    return Skipped(key, location, DELETED, f"DELETE {url}", withdraws=key is not None, amends=True)
+    response = entry.get("response")
+    stamp = _utc(response.get("lastModified") if isinstance(response, dict) else None)
+    return Skipped(
+        key,
+        location,
+        DELETED,
+        f"DELETE {url}",
+        withdraws=key is not None,
+        amends=True,
+        version=f"|{stamp}" if stamp else None,
+    )
+
+
+def _rank_of_key(key: str | None) -> int:
+    """The reading rank of the resource type a record key (`Type/id`) names."""
+    kind = key.split("/", 1)[0] if key else None
+    return SUPPORTED.index(kind) if kind in SUPPORTED else len(SUPPORTED)
 
 
 def _rank(resource: object) -> int:

@@ -248,6 +248,9 @@ class _Reader:
         self.facility = m.get(msh, 4) or m.get(msh, 4, 2)
         self.warnings: list[str] = []
         self.sent = self.when(m.get(msh, 7), "MSH-7")
+        #: The records' version: MSH-7, so an older message read again than the one whose
+        #: records are stored is superseded (batch.older), whichever is read first.
+        self.version = f"|{self.sent.isoformat()}" if self.sent is not None else None
         self.header_warnings = tuple(self.warnings)
         self.out: list[SourceRecord] = []
 
@@ -428,6 +431,7 @@ def _patient(r: _Reader, group: list, number: int) -> None:
             context.orders += 1
             fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"
             context.order = _order(r, segment) or fallback
+            context.owner = "" if _namespaced(r, segment) else context.person_key
             context.order_time = r.when(m.get(segment, 7), "OBR-7") or r.sent
             context.order_warnings = tuple(r.warnings)
         elif name == "TXA":
@@ -464,6 +468,12 @@ def _order(r: _Reader, obr: Any) -> str:
     return _qualified(r, obr, 3, (2, 3, 4)) or _qualified(r, obr, 2, (2, 3, 4))
 
 
+def _namespaced(r: _Reader, obr: Any) -> bool:
+    """Whether the OBR's order number (filler, else placer) names its own namespace."""
+    field = 3 if r.m.get(obr, 3) else 2
+    return bool(r.m.get(obr, field)) and any(r.m.get(obr, field, c) for c in (2, 3, 4))
+
+
 def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
     """A site's own Z-segment is not read: counted as skipped under its name."""
     if name.startswith("Z"):
@@ -497,6 +507,7 @@ def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourceP
         unsaid=frozenset(
             name for name, field in _DEMOGRAPHIC_FIELDS.items() if m.blank(pid, field)
         ),
+        version=r.version,
     )
 
 
@@ -511,6 +522,10 @@ class _Context:
         self.person_key, self.scope = person_key, scope
         self.visit_key: str | None = None
         self.order, self.order_time = scope, sent
+        #: The patient part of a result's key: none when the order number carries its own
+        #: namespace (unique across patients: a result filed under a patient merged away
+        #: since keeps its key), else the patient key.
+        self.owner = person_key
         self.orders = 0
         self.order_warnings: tuple[str, ...] = ()
         self.results = 0
@@ -539,7 +554,7 @@ def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
             r.location,
             r.raw,
             warnings=tuple(r.warnings),
-            version=f"|{r.sent.isoformat()}" if r.sent is not None else None,
+            version=r.version,
             open_visit=not number and r.event in DISCHARGES,
             admitted=admitted is not None,
         )
@@ -547,7 +562,8 @@ def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
 
 
 def _cancel(r: _Reader, pv1: Any, c: _Context) -> None:
-    """An A11's PV1: the visit PV1-19 names is withdrawn (its rows removed)."""
+    """An A11's PV1: the visit PV1-19 names is withdrawn (its rows removed), unless a
+    newer message (MSH-7) gave the visit: the A11 is then superseded."""
     number = _qualified(r, pv1, 19, (4, 6))
     key = f"visit/{number}" if number else f"visit/{c.scope}"
     c.visit_key = key
@@ -556,7 +572,9 @@ def _cancel(r: _Reader, pv1: Any, c: _Context) -> None:
         r.out.append(Skipped(key, r.location, CANCEL_UNNAMED, message))
         return
     message = f"{r.event} cancels the visit {number}"
-    r.out.append(Skipped(key, r.location, CANCELLED, message, withdraws=True, amends=True))
+    r.out.append(
+        Skipped(key, r.location, CANCELLED, message, withdraws=True, amends=True, version=r.version)
+    )
 
 
 def _diagnosis(r: _Reader, dg1: Any, c: _Context, index: int) -> None:
@@ -588,7 +606,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
     m = r.m
     code = m.get(obx, 3)
     sub = m.get(obx, 4) or m.get(obx, 1) or str(c.results)
-    key = f"result/{c.person_key}/{c.order}/{code}/{sub}"
+    key = "/".join(filter(None, ("result", c.owner, c.order, code, sub)))
     where = f"OBX {m.get(obx, 1) or c.results}"
     if not code:
         r.reject(key, "hl7.obx.code_missing", f"{where} has no OBX-3 code")
@@ -652,6 +670,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
             visit_key=c.visit_key,
             warnings=warnings,
             alternate=_alternate(m, obx, 3),
+            version=r.version,
             **fields,
         )
     )
@@ -665,16 +684,29 @@ def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:
 
 def _value_type(m: _Message, obx: Any) -> str:
     """OBX-2, except that a number sent as ST with a unit (OBX-6), or without OBX-2 at all,
-    is NM: `ST|…||140|mmol/L`, `||…||<2.0|mmol/L` are measurements."""
+    is NM: `ST|…||140|mmol/L`, `||…||<2.0|mmol/L` are measurements. A value with
+    components (`10^9`) or that reads as a date (`20230101`) stays text."""
     value_type = m.get(obx, 2).upper()
     if value_type not in ("", "ST") or (value_type == "ST" and not m.get(obx, 6)):
         return value_type
     value = m.get(obx, 5)
+    if any(m.get(obx, 5, i) for i in range(2, 5)) or _date_like(value):
+        return value_type
     try:
         number = numeric(value) if value else None
     except ValueError:
         number = None
     return "NM" if number is not None else value_type
+
+
+def _date_like(value: str) -> bool:
+    """Whether a value is an HL7 date or time (YYYYMMDD, with or without its time)."""
+    if not (value.isdigit() and len(value) in (8, 10, 12, 14)):
+        return False
+    try:
+        return timestamp(value) is not None
+    except ValueError:
+        return False
 
 
 def _number(m: _Message, obx: Any, value_type: str) -> Number:
@@ -714,7 +746,7 @@ def _note_key(m: _Message, obx: Any, c: _Context, code: str) -> str:
     (its OBX-1 too), never joined to another."""
     sub = m.get(obx, 4)
     single = f"ST{m.get(obx, 1)}" if m.get(obx, 2).upper() == "ST" else ""
-    return "/".join(filter(None, ("note", c.person_key, c.order, code, sub, single)))
+    return "/".join(filter(None, ("note", c.owner, c.order, code, sub, single)))
 
 
 def _flush_text(r: _Reader, c: _Context) -> None:

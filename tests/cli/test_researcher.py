@@ -146,7 +146,7 @@ def test_bad_definition_and_task_files_are_refused_naming_the_file(hub, flip, tm
     broken = tmp_path / "cohort.json"
     broken.write_text("{not json")
     code, _, err = flip("query", "q", "--project", pid, "--definition", str(broken))
-    _one_line_error(code, err, f"{broken}: not JSON")
+    _one_line_error(code, err, f"{broken}: not valid JSON (line 1, column 2")
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"kind": "tabular-logreg", "name": "t"}))
     _one_line_error(*flip("task", "propose", str(task), "--project", pid)[::2], f"{task}: data")

@@ -381,11 +381,11 @@ def count(
 
     With `"histograms": ["age", "sex"]` in the definition, also the released bins.
     """
-    from flip.data.cohort.circe import load_definition
+    from flip.data.cohort.circe.definition import load_definition_file
     from flip.data.cohort.release import release
 
     with one_line_errors():
-        definition = load_definition(cohort.read_text(encoding="utf-8"), name=cohort.stem)
+        definition = load_definition_file(cohort)
         s = _existing(store)
         released = release(s, definition, min_cell)
         s.close()
@@ -404,11 +404,17 @@ def export_circe(
     can say the same thing; otherwise one line naming what it cannot."""
     import json
 
+    from pydantic import ValidationError
+
     from flip.data.cohort import CohortDefinition
     from flip.data.cohort.circe.export import to_circe
+    from flip.problems import first_problem, read_json
 
     with one_line_errors():
-        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        try:
+            definition = CohortDefinition.model_validate(read_json(cohort))
+        except ValidationError as exc:
+            raise ValueError(f"{cohort}: {first_problem(exc)}") from None
         expression = to_circe(definition)
     typer.echo(json.dumps(expression, indent=2))
 
@@ -818,6 +824,7 @@ def enrol(
     import yaml
 
     from flip.private_files import write_private
+    from flip.problems import read_yaml
     from flip.site.anchor import public_key
     from flip.site.hub_client import HubClient
 
@@ -825,7 +832,7 @@ def enrol(
         site = _site_config(site_config)
         credential = HubClient.enrol(hub, token, public_key(site))
         write_private(Path(site.credential), credential.encode("utf-8"))
-        raw = yaml.safe_load(site_config.read_text(encoding="utf-8"))
+        raw = read_yaml(site_config)
         raw["hub"] = hub
         site_config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     typer.echo(f"{site.name} enrolled with {hub}")

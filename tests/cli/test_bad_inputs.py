@@ -1,0 +1,71 @@
+"""A careless user's unreadable inputs: one line naming the file and the reason, exit 1."""
+
+import subprocess
+import sys
+
+import pytest
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00"
+
+
+def flip(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flip", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["site", "audit"],
+        ["site", "enrol", "--hub", "http://127.0.0.1:1", "--token", "t"],
+        ["site", "agent"],
+        ["site", "public-key"],
+        ["site", "models", "list"],
+    ],
+)
+def test_malformed_site_yaml_names_the_file_and_line(command, tmp_path):
+    (tmp_path / "broken.yaml").write_text("not: [valid\n")
+    line = one_line(flip(*command, "--site-config", "broken.yaml", cwd=tmp_path))
+    assert line.startswith("error: broken.yaml:2: not valid YAML: ")
+
+
+def test_every_validation_problem_is_named_with_the_file(tmp_path):
+    cohort = tmp_path / "badtab.json"
+    cohort.write_text('{"name": "x", "include": [{"table": "nosuch", "concept_ids": [1]}]}')
+    line = one_line(flip("site", "export-circe", str(cohort)))
+    assert line.startswith(f"error: {cohort}: include.0.table: Input should be")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    line = one_line(flip("site", "audit", "--site-config", "x.csv", cwd=tmp_path))
+    assert line.startswith("error: x.csv: Input should be a valid dictionary")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["site", "count", "img.png", "--store", "s.duckdb"],
+        ["verify", "img.png"],
+        ["task", "propose", "img.png", "--project", "1"],
+        ["site", "export-circe", "img.png"],
+        ["analyse", "attrition", "img.png", "--store", "a=s.duckdb"],
+        ["site", "enrol", "--hub", "http://h", "--token", "t", "--site-config", "img.png"],
+    ],
+)
+def test_binary_inputs_are_named_not_utf8(command, tmp_path):
+    (tmp_path / "img.png").write_bytes(PNG)
+    line = one_line(flip(*command, cwd=tmp_path))
+    assert line == "error: img.png: not UTF-8 text (byte 0x89 at offset 0)"
+
+
+def test_bad_json_is_named_with_line_and_column(tmp_path):
+    (tmp_path / "c.json").write_text("{\n  oops\n}")
+    line = one_line(flip("site", "export-circe", "c.json", cwd=tmp_path))
+    assert line.startswith("error: c.json: not valid JSON (line 2, column 3: ")

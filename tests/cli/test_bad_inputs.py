@@ -69,3 +69,31 @@ def test_bad_json_is_named_with_line_and_column(tmp_path):
     (tmp_path / "c.json").write_text("{\n  oops\n}")
     line = one_line(flip("site", "export-circe", "c.json", cwd=tmp_path))
     assert line.startswith("error: c.json: not valid JSON (line 2, column 3: ")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0"])
+def test_listen_refuses_a_port_out_of_range(port, tmp_path):
+    done = flip("site", "listen", "hl7v2", "--port", port, "--store", "s.duckdb", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--port" in done.stderr and "1<=x<=65535" in done.stderr
+    assert not (tmp_path / "s.duckdb").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.5"])
+def test_fl_run_refuses_a_non_finite_or_negative_ditto_lambda(value, tmp_path):
+    site = tmp_path / "a.csv"
+    site.write_text("x,y\n1,0\n")
+    done = flip(
+        "fl",
+        "run",
+        "--site",
+        str(site),
+        "--target",
+        "y",
+        "--personal",
+        "ditto",
+        "--ditto-lambda",
+        value,
+    )
+    assert done.returncode == 2
+    assert "--ditto-lambda" in done.stderr and "finite" in done.stderr

@@ -426,7 +426,9 @@ def listen(
     host: Annotated[
         str, typer.Option(help="Address to listen on (the site's own network).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="TCP port of the MLLP listener (1-65535).")
+    ] = 2575,
     system: Annotated[
         str,
         typer.Option(help="Name of the feed, for provenance; the same as its files' ingest."),

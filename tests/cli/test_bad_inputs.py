@@ -1,5 +1,6 @@
 """A careless user's unreadable inputs: one line naming the file and the reason, exit 1."""
 
+import json
 import subprocess
 import sys
 
@@ -97,3 +98,16 @@ def test_fl_run_refuses_a_non_finite_or_negative_ditto_lambda(value, tmp_path):
     )
     assert done.returncode == 2
     assert "--ditto-lambda" in done.stderr and "finite" in done.stderr
+
+
+def test_approve_wants_a_sha256_and_a_repeat_is_a_no_op(tmp_path):
+    (tmp_path / "site.yaml").write_text("name: a\nstore: s.duckdb\nledger: l.sqlite\n")
+    done = flip("site", "approve", "1", "deadbeef", cwd=tmp_path)
+    assert done.returncode == 2 and "not a SHA-256" in done.stderr
+    digest = "ab" * 32
+    assert flip("site", "approve", "1", digest, "--by", "ann", cwd=tmp_path).returncode == 0
+    again = flip("site", "approve", "1", digest, "--by", "ann", cwd=tmp_path)
+    assert again.returncode == 0 and "already approved" in again.stdout
+    audit = flip("site", "audit", "--json", cwd=tmp_path)
+    entries = json.loads(audit.stdout)["entries"]
+    assert sum(digest in json.dumps(entry) for entry in entries) == 1

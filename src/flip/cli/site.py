@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -906,21 +907,36 @@ def _decide(
 ) -> None:
     import httpx
 
+    from flip.data.ledger import Ledger
     from flip.site.approvals import by_person, decide
 
+    if not re.fullmatch(r"[0-9a-f]{64}", task_hash):
+        raise typer.BadParameter(
+            f"{task_hash!r} is not a SHA-256: give the 64 lowercase hex characters "
+            "`flip task propose` (or `flip analysis submit`) printed",
+            param_hint="HASH",
+        )
     if not by_person(by):
         raise typer.BadParameter(
             f"{by!r} is how the agent signs its own decisions, which a rule may replace; "
             "name the person deciding",
             param_hint="--by",
         )
+    what = "analysis" if analysis else "task"
     with one_line_errors(httpx.HTTPError):
         site = _site_config(site_config)
+        with Ledger(site.ledger) as ledger:
+            earlier = ledger.decision(str(project), task_hash)
+        if earlier is not None and (earlier["decision"], earlier["reason"]) == (decision, reason):
+            typer.echo(
+                f"{site.name}: {what} {task_hash[:12]}… already {decision} for project "
+                f"{project} (by {earlier['decided_by']}); nothing recorded"
+            )
+            return
         client = None if analysis else _hub_client(site)
         decide(site, client, project, task_hash, decision, by=by, reason=reason)
         if client is not None:
             client.close()
-    what = "analysis" if analysis else "task"
     typer.echo(f"{site.name}: {decision} {what} {task_hash[:12]}… for project {project}")
 
 
@@ -942,7 +958,12 @@ def approve(
     by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
     analysis: AnalysisOption = False,
 ) -> None:
-    """Approve exactly this task (or analysis) for this project; nothing else runs."""
+    """Approve exactly this task (or analysis) for this project; nothing else runs.
+
+    Approving it again changes nothing (no second audit entry).
+
+    Example: flip site approve 3 5f2c…e1 (the 64 hex characters `flip task propose` printed)
+    """
     _decide(site_config, project, task_hash, "approved", by, "", analysis)
 
 

@@ -1,6 +1,7 @@
 """A careless user's unreadable inputs: one line naming the file and the reason, exit 1."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -111,3 +112,31 @@ def test_approve_wants_a_sha256_and_a_repeat_is_a_no_op(tmp_path):
     audit = flip("site", "audit", "--json", cwd=tmp_path)
     entries = json.loads(audit.stdout)["entries"]
     assert sum(digest in json.dumps(entry) for entry in entries) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--db", "sqlite:///img.png"], "error: --db sqlite:///img.png: cannot use the database"),
+        (["--db", "notaurl"], "error: --db notaurl: not a database URL"),
+        (["--signing-key", "img.png"], "error: --signing-key img.png: not an Ed25519 private key"),
+    ],
+)
+def test_hub_serve_names_a_bad_option_in_one_line(args, message, tmp_path):
+    (tmp_path / "img.png").write_bytes(PNG)
+    line = one_line(flip("hub", "serve", *args, cwd=tmp_path))
+    assert line.startswith(message)
+
+
+def test_hub_serve_checks_its_port_before_it_makes_the_admin(tmp_path):
+    bad = flip("hub", "serve", "--port", "-5", cwd=tmp_path)
+    assert bad.returncode == 2 and "1<=x<=65535" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        line = one_line(flip("hub", "serve", "--port", port, cwd=tmp_path))
+    assert (
+        line == f"error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )
+    assert not (tmp_path / "hub.sqlite").exists()

@@ -140,3 +140,21 @@ def test_hub_serve_checks_its_port_before_it_makes_the_admin(tmp_path):
         line == f"error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"
     )
     assert not (tmp_path / "hub.sqlite").exists()
+
+
+def test_an_empty_optout_file_ends_no_opt_out_unless_allowed(tmp_path):
+    from flip.data.cdm.store import open_store
+
+    store = open_store(str(tmp_path / "s.duckdb"))
+    store.create()
+    store.close()
+    (tmp_path / "list.txt").write_text("MRN1\n")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    load = ("site", "optout", "load", "--store", "s.duckdb", "--json")
+    assert json.loads(flip(*load, "list.txt", cwd=tmp_path).stdout)["identifiers"] == 1
+    line = one_line(flip(*load, "empty.txt", cwd=tmp_path))
+    assert line.startswith("error: empty.txt: no identifiers")
+    again = flip(*load, "list.txt", cwd=tmp_path)
+    assert json.loads(again.stdout)["added"] == 0, "the list was kept"
+    allowed = flip(*load, "empty.txt", "--allow-empty", cwd=tmp_path)
+    assert json.loads(allowed.stdout)["removed"] == 1

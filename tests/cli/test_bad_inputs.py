@@ -158,3 +158,20 @@ def test_an_empty_optout_file_ends_no_opt_out_unless_allowed(tmp_path):
     assert json.loads(again.stdout)["added"] == 0, "the list was kept"
     allowed = flip(*load, "empty.txt", "--allow-empty", cwd=tmp_path)
     assert json.loads(allowed.stdout)["removed"] == 1
+
+
+def test_synth_site_replaces_its_earlier_export_and_guards_other_folders(tmp_path):
+    write = ("synth", "site", "big", "--no-images", "--out")
+    assert flip(*write, "D", "--patients", "5", cwd=tmp_path).returncode == 0
+    (tmp_path / "D" / "extra.json").write_text("{}")
+    assert flip(*write, "D", "--patients", "3", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "D" / "extra.json").exists(), "nothing of the earlier export lingers"
+    line = one_line(flip(*write, "D", "--format", "csv", cwd=tmp_path))
+    assert line.startswith("error: --out D: holds files that are not an earlier")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    assert one_line(flip(*write, "mine", cwd=tmp_path)).startswith("error: --out mine: holds")
+    assert (tmp_path / "mine" / "keep.txt").exists()
+    line = one_line(flip(*write, "", cwd=tmp_path))
+    assert line == "error: --out: give a new folder's name, not the current folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "mine"]

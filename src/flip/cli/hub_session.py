@@ -24,7 +24,7 @@ def explain(error: HubError) -> str:
     """What went wrong, in words a researcher acts on."""
     from flip.hub.client import HubUnreachable
 
-    if isinstance(error, HubUnreachable):
+    if isinstance(error, HubUnreachable) or not error.status:
         return str(error)
     if error.status == 401:
         return f"the hub refused your token ({error.detail}): run `flip login HUB_URL` again"

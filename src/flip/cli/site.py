@@ -826,12 +826,13 @@ def enrol(
     import httpx
     import yaml
 
+    from flip.hub.client import HubError
     from flip.private_files import write_private
     from flip.problems import read_yaml
     from flip.site.anchor import public_key
     from flip.site.hub_client import HubClient
 
-    with one_line_errors(httpx.HTTPError):
+    with one_line_errors(httpx.HTTPError, HubError):
         site = _site_config(site_config)
         credential = HubClient.enrol(hub, token, public_key(site))
         write_private(Path(site.credential), credential.encode("utf-8"))

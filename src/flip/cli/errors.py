@@ -18,12 +18,15 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from flip.cli.interrupt import interrupted
     from flip.data.cdm.store import StoreError
     from flip.problems import first_problem
 
     try:
         yield
     except (*expected, OSError, ValueError, StoreError, SQLAlchemyError) as exc:
+        if interrupted():
+            raise KeyboardInterrupt from None
         if isinstance(exc, ValidationError):
             line = f"{exc.title}: {first_problem(exc)}"
         else:

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from flip.problems import first_problem
+from flip.problems import first_problem, read_yaml
 
 #: No site policy lets a task train, evaluate or share statistics on fewer rows than this.
 ROW_FLOOR = 10
@@ -187,8 +187,11 @@ class SiteConfig(BaseModel):
     @classmethod
     def load(cls, path: Path) -> SiteConfig:
         """Read a site.yaml file; relative paths in it are relative to the file."""
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        config = cls.model_validate(data)
+        data = read_yaml(path) or {}
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"{path}: {first_problem(exc)}") from None
         base = path.parent
         for key in ("store", "ledger", "credential"):
             value = getattr(config, key)
@@ -215,7 +218,7 @@ class IngestSettings(BaseModel):
     def load(cls, path: Path) -> IngestSettings:
         """Read only these keys, so an ingest works with a site.yaml that holds nothing else;
         a bad value is a ValueError naming the file and the key (a day order in any case)."""
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             data = {}
         order = data.get("date_order")

@@ -146,7 +146,7 @@ def test_bad_definition_and_task_files_are_refused_naming_the_file(hub, flip, tm
     broken = tmp_path / "cohort.json"
     broken.write_text("{not json")
     code, _, err = flip("query", "q", "--project", pid, "--definition", str(broken))
-    _one_line_error(code, err, f"{broken}: not JSON")
+    _one_line_error(code, err, f"{broken}: not valid JSON (line 1, column 2")
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"kind": "tabular-logreg", "name": "t"}))
     _one_line_error(*flip("task", "propose", str(task), "--project", pid)[::2], f"{task}: data")
@@ -260,3 +260,36 @@ def test_the_query_table_shows_a_circe_querys_attrition_per_site_and_combined():
         "30",
         "30+",
     ]
+
+
+def test_hub_connection_problems_name_the_address(hub, flip, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    running, _ = hub
+    config = tmp_path / "site.yaml"
+    config.write_text("name: a\nstore: s.duckdb\nledger: l.sqlite\n")
+    enrol = ("site", "enrol", "--site-config", str(config), "--token", "nosuch", "--hub")
+    code, _, err = flip(*enrol, running.url)
+    _one_line_error(code, err, f"{running.url}: enrolment token unknown or already used")
+    code, _, err = flip(*enrol[:-2], "0123456789abcdef", "--hub", running.url)
+    _one_line_error(code, err, f"{running.url}: enrolment token unknown or already used")
+    code, _, err = flip(*enrol, "http://127.0.0.1:1")
+    _one_line_error(code, err, "cannot reach the hub at http://127.0.0.1:1: ")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{web.server_address[1]}"
+    try:
+        code, _, err = flip("login", url, "--token", "abc")
+        _one_line_error(code, err, f"error: {url} is not a FLIP hub (it answered 404")
+        code, _, err = flip(*enrol, url)
+        _one_line_error(code, err, f"error: {url} is not a FLIP hub")
+    finally:
+        web.shutdown()

@@ -46,13 +46,14 @@ def attrition(
     shown as "<10" and small drops withheld (docs/cohorts.md).
     """
     from flip.cli.site import _existing
-    from flip.data.cohort.circe import CirceDefinition, load_definition
+    from flip.data.cohort.circe import CirceDefinition
     from flip.data.cohort.circe.attrition import site_attrition, step_names
+    from flip.data.cohort.circe.definition import load_definition_file
     from flip.data.cohort.circe.export import to_circe
     from flip.stats.attrition import combine_attrition
 
     with one_line_errors():
-        definition = load_definition(cohort.read_text(encoding="utf-8"), name=cohort.stem)
+        definition = load_definition_file(cohort)
         if not isinstance(definition, CirceDefinition):
             definition = CirceDefinition(name=definition.name, expression=to_circe(definition))
         sites = {}

@@ -22,6 +22,7 @@ from flip.cli import (
     task,
 )
 from flip.cli.account import login, logout
+from flip.cli.interrupt import reported
 from flip.cli.query import query
 from flip.cli.verify import verify
 from flip.private_files import UMASK
@@ -58,6 +59,8 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point of the `flip` console script: nothing it creates is open to other users."""
+    """Entry point of the `flip` console script: nothing it creates is open to other users;
+    Ctrl-C ends it with one line, `interrupted`, and exit status 130."""
     os.umask(UMASK)
-    app()
+    with reported():
+        app()

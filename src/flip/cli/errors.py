@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.text import Text
-
-if TYPE_CHECKING:
-    pass
 
 err = Console(stderr=True)
 
@@ -19,13 +15,21 @@ err = Console(stderr=True)
 @contextmanager
 def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
     """Print `error: …` (one line) and exit 1 on `expected`, OS, value and database errors."""
+    from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from flip.cli.interrupt import interrupted
     from flip.data.cdm.store import StoreError
+    from flip.problems import first_problem
 
     try:
         yield
     except (*expected, OSError, ValueError, StoreError, SQLAlchemyError) as exc:
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if interrupted():
+            raise KeyboardInterrupt from None
+        if isinstance(exc, ValidationError):
+            line = f"{exc.title}: {first_problem(exc)}"
+        else:
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         err.print(Text.assemble(("error:", "red"), f" {line}"), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -193,6 +194,8 @@ def run(
 
     if dp not in (None, "server", "client", "record"):
         raise typer.BadParameter("choose server, client or record", param_hint="--dp")
+    if not math.isfinite(ditto_lambda) or ditto_lambda < 0:
+        raise typer.BadParameter("must be a finite number, at least 0", param_hint="--ditto-lambda")
     if adaptive_clip and not dp:
         raise typer.BadParameter("adaptive clipping is part of --dp: give --dp too")
     try:

@@ -18,7 +18,7 @@ def serve(
         str, typer.Option(help="Hub database URL (SQLite or PostgreSQL).")
     ] = "sqlite:///hub.sqlite",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8700,
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: critical, error, warning, info or debug.")
     ] = "info",
@@ -103,13 +103,19 @@ def serve(
         flip hub serve --db sqlite:///hub.sqlite --flower --flower-address hub.example.org
     """
     import uvicorn
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from flip.cli.hub_session import fail
     from flip.hub.app import bootstrap_admin, create_app
     from flip.hub.concepts import VocabularyProblem
     from flip.hub.federation import Federation
     from flip.hub.policy import LONGEST_TOKEN_DAYS, AccessPolicy
     from flip.hub.transactions import SWITCH_INTERVAL
+    from flip.ports import port_problem
+    from flip.signing import load_or_create_key
 
+    if problem := port_problem(host, port):
+        fail(f"--port {port}: cannot listen on {host}:{port} ({problem})")
     federation = None
     if flower:
         from flip.cli.errors import one_line_errors
@@ -142,6 +148,14 @@ def serve(
         failure_window=login_window,
     )
     try:
+        load_or_create_key(signing_key.resolve())
+    except ValueError as exc:
+        fail(
+            f"--signing-key {signing_key}: not an Ed25519 private key (PEM): {exc}".split(". See")[
+                0
+            ]
+        )
+    try:
         app_ = create_app(
             db,
             federation=federation,
@@ -153,6 +167,10 @@ def serve(
     except VocabularyProblem as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except ArgumentError:
+        fail(f"--db {db}: not a database URL (sqlite:///hub.sqlite or postgresql://...)")
+    except SQLAlchemyError as exc:
+        fail(f"--db {db}: cannot use the database ({str(exc).splitlines()[0]})")
     token = bootstrap_admin(app_.state.engine, days=policy.max_token_days)
     if token:
         typer.echo(

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from flip.cli.credentials import load
 from flip.cli.errors import err
+from flip.problems import read_json as read_file_json
 
 if TYPE_CHECKING:  # httpx and the client are imported when a command talks to the hub
     from flip.hub.client import HubError, ResearcherClient
@@ -23,7 +24,7 @@ def explain(error: HubError) -> str:
     """What went wrong, in words a researcher acts on."""
     from flip.hub.client import HubUnreachable
 
-    if isinstance(error, HubUnreachable):
+    if isinstance(error, HubUnreachable) or not error.status:
         return str(error)
     if error.status == 401:
         return f"the hub refused your token ({error.detail}): run `flip login HUB_URL` again"
@@ -70,10 +71,7 @@ def connected() -> Iterator[ResearcherClient]:
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from `path`; ValueError naming the file and the problem otherwise."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    value = read_file_json(path)
     if not isinstance(value, dict):
         raise ValueError(f"{path}: {what} must be a JSON object")
     return value

@@ -41,12 +41,18 @@ def load(
     min_cell: Annotated[
         int, typer.Option(help="Report the persons left out only when 0 or at least this.")
     ] = 10,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(help="Load a FILE without identifiers: no patient is left out any more."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make the store's opt-out list exactly FILE's (hashed, never kept in clear).
 
     Loading the same file again changes nothing; a patient no longer in the file is no
-    longer left out. A bad line loads nothing.
+    longer left out. A bad line loads nothing, nor an empty FILE without --allow-empty.
+
+    Example: flip site optout load optouts.txt --site-config site.yaml
     """
     from flip.config import SiteConfig
     from flip.data.cdm.store import open_store
@@ -60,7 +66,7 @@ def load(
         s = open_store(store)
         try:
             s.check()
-            done = load_optout(s, file, min_cell)
+            done = load_optout(s, file, min_cell, allow_empty=allow_empty)
         finally:
             s.close()
         report = {

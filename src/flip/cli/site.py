@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -381,11 +382,11 @@ def count(
 
     With `"histograms": ["age", "sex"]` in the definition, also the released bins.
     """
-    from flip.data.cohort.circe import load_definition
+    from flip.data.cohort.circe.definition import load_definition_file
     from flip.data.cohort.release import release
 
     with one_line_errors():
-        definition = load_definition(cohort.read_text(encoding="utf-8"), name=cohort.stem)
+        definition = load_definition_file(cohort)
         s = _existing(store)
         released = release(s, definition, min_cell)
         s.close()
@@ -404,11 +405,17 @@ def export_circe(
     can say the same thing; otherwise one line naming what it cannot."""
     import json
 
+    from pydantic import ValidationError
+
     from flip.data.cohort import CohortDefinition
     from flip.data.cohort.circe.export import to_circe
+    from flip.problems import first_problem, read_json
 
     with one_line_errors():
-        definition = CohortDefinition.model_validate_json(cohort.read_text(encoding="utf-8"))
+        try:
+            definition = CohortDefinition.model_validate(read_json(cohort))
+        except ValidationError as exc:
+            raise ValueError(f"{cohort}: {first_problem(exc)}") from None
         expression = to_circe(definition)
     typer.echo(json.dumps(expression, indent=2))
 
@@ -420,7 +427,9 @@ def listen(
     host: Annotated[
         str, typer.Option(help="Address to listen on (the site's own network).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="TCP port of the MLLP listener (1-65535).")
+    ] = 2575,
     system: Annotated[
         str,
         typer.Option(help="Name of the feed, for provenance; the same as its files' ingest."),
@@ -817,15 +826,17 @@ def enrol(
     import httpx
     import yaml
 
+    from flip.hub.client import HubError
     from flip.private_files import write_private
+    from flip.problems import read_yaml
     from flip.site.anchor import public_key
     from flip.site.hub_client import HubClient
 
-    with one_line_errors(httpx.HTTPError):
+    with one_line_errors(httpx.HTTPError, HubError):
         site = _site_config(site_config)
         credential = HubClient.enrol(hub, token, public_key(site))
         write_private(Path(site.credential), credential.encode("utf-8"))
-        raw = yaml.safe_load(site_config.read_text(encoding="utf-8"))
+        raw = read_yaml(site_config)
         raw["hub"] = hub
         site_config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     typer.echo(f"{site.name} enrolled with {hub}")
@@ -897,21 +908,36 @@ def _decide(
 ) -> None:
     import httpx
 
+    from flip.data.ledger import Ledger
     from flip.site.approvals import by_person, decide
 
+    if not re.fullmatch(r"[0-9a-f]{64}", task_hash):
+        raise typer.BadParameter(
+            f"{task_hash!r} is not a SHA-256: give the 64 lowercase hex characters "
+            "`flip task propose` (or `flip analysis submit`) printed",
+            param_hint="HASH",
+        )
     if not by_person(by):
         raise typer.BadParameter(
             f"{by!r} is how the agent signs its own decisions, which a rule may replace; "
             "name the person deciding",
             param_hint="--by",
         )
+    what = "analysis" if analysis else "task"
     with one_line_errors(httpx.HTTPError):
         site = _site_config(site_config)
+        with Ledger(site.ledger) as ledger:
+            earlier = ledger.decision(str(project), task_hash)
+        if earlier is not None and (earlier["decision"], earlier["reason"]) == (decision, reason):
+            typer.echo(
+                f"{site.name}: {what} {task_hash[:12]}… already {decision} for project "
+                f"{project} (by {earlier['decided_by']}); nothing recorded"
+            )
+            return
         client = None if analysis else _hub_client(site)
         decide(site, client, project, task_hash, decision, by=by, reason=reason)
         if client is not None:
             client.close()
-    what = "analysis" if analysis else "task"
     typer.echo(f"{site.name}: {decision} {what} {task_hash[:12]}… for project {project}")
 
 
@@ -933,7 +959,12 @@ def approve(
     by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
     analysis: AnalysisOption = False,
 ) -> None:
-    """Approve exactly this task (or analysis) for this project; nothing else runs."""
+    """Approve exactly this task (or analysis) for this project; nothing else runs.
+
+    Approving it again changes nothing (no second audit entry).
+
+    Example: flip site approve 3 5f2c…e1 (the 64 hex characters `flip task propose` printed)
+    """
     _decide(site_config, project, task_hash, "approved", by, "", analysis)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -21,10 +25,50 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+#: The file that marks a folder as `flip synth site`'s export, holding its format.
+MARKER = ".flip-synth"
+
+
+@contextmanager
+def replaced_folder(out: Path, kind: str) -> Iterator[Path]:
+    """A new sibling folder to write into that then replaces `out` whole (an earlier export's
+    files never linger); ValueError, before anything is written, when `out` is the current
+    folder or holds files that are not an earlier export of the same kind."""
+    if not out.name or out.resolve() == Path.cwd():
+        raise ValueError("--out: give a new folder's name, not the current folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a folder")
+    marker = out / MARKER
+    earlier = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if out.exists() and any(out.iterdir()) and earlier != kind:
+        raise ValueError(
+            f"--out {out}: holds files that are not an earlier `flip synth site --format "
+            f"{kind}` export; give a new or empty folder"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield fresh
+        (fresh / MARKER).write_text(kind + "\n", encoding="utf-8")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(old / out.name)
+            fresh.rename(out)
+            shutil.rmtree(old)
+        else:
+            fresh.rename(out)
+    finally:
+        if fresh.exists():
+            shutil.rmtree(fresh)
+
+
 @app.command()
 def site(
     name: Annotated[str, typer.Argument(help="The hospital's name.")],
-    out: Annotated[Path, typer.Option(help="Folder to write the export into.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder to write the export into (replaced whole), e.g. exports/a."),
+    ],
     export_format: Annotated[
         ExportFormat, typer.Option("--format", help="What the hospital exports.")
     ] = (ExportFormat.fhir_bundle),
@@ -36,6 +80,7 @@ def site(
 ) -> None:
     """Write one synthetic hospital's export (csv also writes its mapping.yaml).
 
+    OUT is replaced whole: it must be new, empty or an earlier export of the same --format.
     Every patient has a clinic letter in the export, and with --images (the
     default) a chest radiograph in OUT/dicom for `flip site ingest dicom`.
     """
@@ -50,7 +95,8 @@ def site(
             age_mean=60.0,
             smoker_rate=0.2,
         )
-        export_site(profile, generate_site(profile, seed), out, seed, images=images)
+        with replaced_folder(out, export_format.value) as folder:
+            export_site(profile, generate_site(profile, seed), folder, seed, images=images)
     typer.echo(f"wrote {patients} patients as {export_format.value} to {out}")
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flip.cli.errors import one_line_errors
+from flip.problems import read_json
 
 
 def verify(
@@ -31,7 +31,7 @@ def verify(
     from flip.certificate import problems, site_names
 
     with one_line_errors():
-        document = json.loads(certificate.read_text(encoding="utf-8"))
+        document = read_json(certificate)
         trusted_sites = {}
         for pair in site_key or []:
             name, sep, file = pair.partition("=")

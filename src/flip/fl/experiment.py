@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -145,8 +146,8 @@ class ExperimentOptions:
                 "--personal keeps layers or a model at each site: a torch task, "
                 "no --secagg or --checkpoint"
             )
-        if self.ditto_lambda < 0:
-            raise DatasetError("--ditto-lambda must be at least 0")
+        if not math.isfinite(self.ditto_lambda) or self.ditto_lambda < 0:
+            raise DatasetError("--ditto-lambda must be a finite number, at least 0")
 
     def _check_secure(self) -> None:
         if self.strategy != "fedavg" or self.task == XGBOOST:

@@ -39,12 +39,29 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)
 
 
+def hub_url(url: httpx.URL | str) -> str:
+    """The hub's address as a user gave it: `url` without the API prefix."""
+    return str(url).rstrip("/").removesuffix(API_PREFIX)
+
+
+def not_a_hub(response: httpx.Response, url: httpx.URL | str) -> HubError | None:
+    """A HubError naming `url` when `response` is a web page, not the hub API's JSON."""
+    if "html" not in response.headers.get("content-type", ""):
+        return None
+    return HubError(
+        f"{hub_url(url)} is not a FLIP hub (it answered {response.status_code} with a web page)"
+    )
+
+
 def _request(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """Send one request; HubUnreachable if no answer came, HubError if the hub refused it."""
+    """Send one request; HubUnreachable if no answer came, HubError if the hub refused it
+    or the server is not a hub."""
     try:
         response = http.request(method, path, **kwargs)
     except httpx.TransportError as exc:
-        raise HubUnreachable(f"cannot reach the hub at {http.base_url}: {exc}") from None
+        raise HubUnreachable(f"cannot reach the hub at {hub_url(http.base_url)}: {exc}") from None
+    if problem := not_a_hub(response, http.base_url):
+        raise problem
     if response.is_error:
         detail = _detail(response) if response.content else ""
         raise HubError(

@@ -31,10 +31,23 @@ class HubClient:
     @staticmethod
     def enrol(base_url: str, enrolment_token: str, public_key: str | None = None) -> str:
         """Exchange a one-time enrolment token for this site's credential, registering the
-        public key the site signs its ledger heads with."""
+        public key the site signs its ledger heads with; HubError naming the hub otherwise."""
+        from flip.hub.client import HubError, HubUnreachable, not_a_hub
+
         body = {"enrolment_token": enrolment_token, "public_key": public_key}
-        response = httpx.post(base_url.rstrip("/") + API + "/sites/enrol", json=body)
-        response.raise_for_status()
+        try:
+            response = httpx.post(base_url.rstrip("/") + API + "/sites/enrol", json=body)
+        except httpx.TransportError as exc:
+            raise HubUnreachable(f"cannot reach the hub at {base_url}: {exc}") from None
+        if problem := not_a_hub(response, base_url):
+            raise problem
+        if response.status_code == 401 or (
+            response.status_code == 422 and "enrolment_token" in response.text
+        ):
+            raise HubError(f"{base_url}: enrolment token unknown or already used", 401)
+        if response.is_error:
+            detail = response.text.strip()[:200]
+            raise HubError(f"{base_url} refused the enrolment: {detail}", response.status_code)
         return str(response.json()["token"])
 
     def work(self, wait: float = 0.0, training: Iterable[int] = ()) -> dict[str, Any]:

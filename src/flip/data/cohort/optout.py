@@ -70,10 +70,18 @@ def read_identifiers(path: Path) -> set[str]:
     return found
 
 
-def load_optout(store: Store, path: Path, threshold: int) -> OptOutLoad:
+def load_optout(
+    store: Store, path: Path, threshold: int, *, allow_empty: bool = False
+) -> OptOutLoad:
     """Make the store's opt-out list exactly the file's, in one transaction (a re-load of the
-    same file changes nothing); a bad line loads nothing."""
+    same file changes nothing); a bad line loads nothing, nor a file without identifiers
+    (which would let everyone back in) unless `allow_empty`."""
     identifiers = read_identifiers(path)
+    if not identifiers and not allow_empty:
+        raise OptOutError(
+            f"{path}: no identifiers, which would end every opt-out; give --allow-empty "
+            "if that is meant"
+        )
     with store.begin() as conn:
         schema.metadata.create_all(conn, tables=[schema.optout, schema.optout_key])
         key = _key(conn)

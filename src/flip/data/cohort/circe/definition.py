@@ -4,6 +4,7 @@ from FLIP's own cohort JSON by its keys."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
@@ -79,3 +80,20 @@ def load_definition(data: Any, name: str = "circe cohort") -> CohortDefinition |
         return CirceDefinition.model_validate(data)
     title = data.get("Title") or name
     return CirceDefinition(name=str(title)[:200], expression=data)
+
+
+def load_definition_file(path: Path) -> CohortDefinition | CirceDefinition:
+    """The cohort definition in a JSON file (load_definition); ValueError naming the file
+    when it is not UTF-8 JSON or not a valid definition."""
+    from pydantic import ValidationError
+
+    from flip.problems import first_problem, read_text
+
+    try:
+        return load_definition(read_text(path), name=path.stem)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {first_problem(exc)}") from None

@@ -41,5 +41,5 @@ def test_rounds_are_evaluated_on_held_out_training_rows_and_the_final_on_the_tes
     assert evaluate_round(site, spec, final, state, run=1)["num-examples"] == len(test.y)
 
     site.policy.min_cell_size = len(validation.y) + 1
-    with pytest.raises(NotApproved, match="validation rows, fewer than"):
+    with pytest.raises(NotApproved, match="validation split has fewer than"):
         evaluate_round(site, spec, config, state, run=1)

@@ -200,3 +200,9 @@ def test_ctrl_c_says_interrupted_in_one_line_and_exits_130(command, after, tmp_p
     # now and then (only under pytest so far) the interpreter ends itself by SIGINT after the
     # line: a shell reads both as "interrupted"
     assert running.returncode in (130, -signal.SIGINT), err
+
+
+@pytest.mark.parametrize("seconds", ["-1", "0"])
+def test_bench_hub_refuses_a_measuring_time_that_is_not_positive(seconds):
+    done = flip("bench", "hub", "--seconds", seconds)
+    assert done.returncode == 2 and "--seconds" in done.stderr, done.stderr

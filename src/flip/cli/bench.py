@@ -194,7 +194,9 @@ def bench_fl(
 @app.command("hub")
 def bench_hub(
     agents: Annotated[int, typer.Option(help="Simulated site agents, polling at 1 Hz.")] = 100,
-    seconds: Annotated[float, typer.Option(help="Measured seconds per database.")] = 20.0,
+    seconds: Annotated[
+        float, typer.Option(help="Measured seconds per database.", min=1.0, max=3600.0)
+    ] = 20.0,
     postgres: Annotated[
         str, typer.Option(help="PostgreSQL server URL; a scratch database is made there.")
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",

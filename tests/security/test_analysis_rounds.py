@@ -5,16 +5,15 @@ is refused instead of giving away that person's covariates and outcome."""
 
 import json
 
-import numpy as np
 import pytest
 
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.features.store_analysis import AnalysisSpec
-from flip.data.features.tabular import TabularData
 from flip.data.ledger import Ledger
 from flip.fl.tasks import mace_task
 from flip.site import analyses
 from tests.conftest import build_site
+from tests.site.test_hostile_hub import less_one
 
 
 class _Hub:
@@ -32,22 +31,6 @@ def site(tmp_path):
     return config
 
 
-def _less_one(monkeypatch) -> dict[str, bool]:
-    """Make the site's extract drop its first person while the returned flag is set."""
-    real = analyses.extract
-    drop = {"one": False}
-
-    def extract(store, spec):
-        data = real(store, spec)
-        if not drop["one"]:
-            return data
-        keep = np.arange(len(data.y)) != 0
-        return TabularData(data.person_ids[keep], data.x[keep], data.y[keep], data.feature_names)
-
-    monkeypatch.setattr(analyses, "extract", extract)
-    return drop
-
-
 def _spec(time_bin: int) -> AnalysisSpec:
     return AnalysisSpec(
         kind="regression",
@@ -58,7 +41,7 @@ def _spec(time_bin: int) -> AnalysisSpec:
 
 
 def test_a_newton_round_of_an_analysis_whose_round_0_was_refused_is_refused(site, monkeypatch):
-    drop = _less_one(monkeypatch)
+    drop = less_one(monkeypatch)
     hub = _Hub()
     handler = analyses.Analyses(site, hub)
     first, second = _spec(21), _spec(22)
@@ -93,7 +76,7 @@ def test_a_newton_round_of_another_project_or_never_started_analysis_is_refused(
 def test_every_rounds_cohort_is_guarded(site, monkeypatch):
     """Round 0 released on the whole cohort; a later round whose cohort is one person less
     (the data changed, or a hub resent under a new id) is refused by the guard."""
-    drop = _less_one(monkeypatch)
+    drop = less_one(monkeypatch)
     hub = _Hub()
     handler = analyses.Analyses(site, hub)
     spec = _spec(24)

@@ -104,6 +104,24 @@ class _Hub:
         self.sent.append((analysis_id, round_, release is not None, refused))
 
 
+def less_one(monkeypatch) -> dict[str, bool]:
+    """Make the site's extract drop its first person while the returned flag is set."""
+    from flip.site import analyses
+
+    real = analyses.extract
+    drop = {"one": False}
+
+    def extract(store, spec):
+        data = real(store, spec)
+        if not drop["one"]:
+            return data
+        keep = np.arange(len(data.y)) != 0
+        return TabularData(data.person_ids[keep], data.x[keep], data.y[keep], data.feature_names)
+
+    monkeypatch.setattr(analyses, "extract", extract)
+    return drop
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
@@ -137,20 +155,8 @@ def test_an_analysis_whose_cohort_differs_by_a_few_persons_from_one_released_is_
 ):
     """Table 1 of a cohort, then of the same cohort less one person: n and the sum of age
     differ by that person's age. The second is refused; the first again is released."""
-    from flip.site import analyses
-
     site.policy = SitePolicy(auto_approve=[AutoApproval(kinds=["analysis:table1"])])
-    real = analyses.extract
-    drop = {"one": False}
-
-    def extract(store, spec):
-        data = real(store, spec)
-        if not drop["one"]:
-            return data
-        keep = np.arange(len(data.y)) != 0
-        return TabularData(data.person_ids[keep], data.x[keep], data.y[keep], data.feature_names)
-
-    monkeypatch.setattr(analyses, "extract", extract)
+    drop = less_one(monkeypatch)
     hub = _Hub()
     handler = Analyses(site, hub)
     first = AnalysisSpec(kind="table1", data=mace_task().data, time_bin=21)

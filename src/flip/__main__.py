@@ -1,3 +1,3 @@
-from flip.cli.app import main
+from flip.cli.entry import main
 
 main()

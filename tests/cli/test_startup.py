@@ -24,6 +24,16 @@ def test_the_cli_loads_no_hub_server_code_until_a_command_needs_it():
     assert _run(code).strip() == "[]"
 
 
+#: What a command loads only once it runs: each costs from a tenth of a second to seconds of
+#: CPU, which every `flip` command (and `flip --help`) would pay if a CLI module imported it.
+HEAVY = ("torch", "flwr", "ray", "pandas", "duckdb", "sqlalchemy", "fhir.resources", "numpy")
+
+
+def test_the_cli_loads_no_heavy_library_until_a_command_needs_it():
+    code = f"import sys, flip.cli.app; print([m for m in {HEAVY!r} if m in sys.modules])"
+    assert _run(code).strip() == "[]"
+
+
 def test_an_ingest_that_forgoes_pandas_loads_every_record_without_it(tmp_path: Path):
     lines = [
         '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}',
@@ -44,7 +54,7 @@ def test_an_ingest_that_forgoes_pandas_loads_every_record_without_it(tmp_path: P
     assert _run(code, str(tmp_path)).split() == ["2", "0", "False"]
 
 
-def test_a_fhir_ingest_command_leaves_the_fhir_models_and_pandas_to_its_reader(tmp_path):
+def test_a_fhir_ingest_command_leaves_the_fhir_models_pandas_and_numpy_to_its_reader(tmp_path):
     lines = [
         '{"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}',
         '{"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code":'
@@ -53,7 +63,7 @@ def test_a_fhir_ingest_command_leaves_the_fhir_models_and_pandas_to_its_reader(t
     (tmp_path / "Patient.ndjson").write_text("\n".join(lines) + "\n")
     code = (
         "import atexit, runpy, sys\n"
-        "seen = lambda: print(sorted({'fhir.resources', 'pandas'} & set(sys.modules)))\n"
+        "seen = lambda: print(sorted({'fhir.resources', 'pandas', 'numpy'} & set(sys.modules)))\n"
         "atexit.register(seen)\n"
         "sys.argv = ['flip', 'site', 'ingest', 'fhir', sys.argv[1], '--store', sys.argv[2],"
         " '--json']\n"
@@ -62,6 +72,22 @@ def test_a_fhir_ingest_command_leaves_the_fhir_models_and_pandas_to_its_reader(t
     out = _run(code, str(tmp_path / "Patient.ndjson"), str(tmp_path / "s.duckdb"))
     assert '"loaded": 2' in out
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_command_of_one_group_builds_only_that_group_with_the_same_usage():
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app, for_arguments
+
+    narrow = for_arguments(["site", "ingest", "fhir"])
+    assert [group.name for group in narrow.registered_groups] == ["site"]
+    assert not narrow.registered_commands
+    runner = CliRunner()
+    for args in (["site", "ingest", "--help"], ["site", "--help"], ["site", "nosuch"]):
+        assert runner.invoke(narrow, args).output == runner.invoke(app, args).output
+    assert for_arguments(["--help"]) is app
+    assert for_arguments(["version"]) is app
+    assert len(app.registered_groups) > 1  # the app itself is left whole
 
 
 def test_a_demo_refuses_bad_options_before_it_loads_torch_or_flower(tmp_path):
@@ -108,3 +134,13 @@ def test_a_fhir_ingest_command_without_a_site_yaml_never_loads_the_settings_code
     assert "settings loaded first: False" in result.stdout
     assert "settings loaded: False" in result.stdout
     assert '"loaded": 1' in result.stdout
+
+
+def test_a_file_experiment_and_its_sites_load_no_database_code():
+    # `flip fl run` and each Ray actor of its sites import these; SQLAlchemy (through the
+    # pretrained-model registry's ledger) cost each process about 0.2 s of CPU.
+    code = (
+        "import sys, flip.fl.experiment, flip.fl.experiment_client, flip.fl.server\n"
+        "print([m for m in ('sqlalchemy', 'duckdb', 'pandas') if m in sys.modules])"
+    )
+    assert _run(code).strip() == "[]"

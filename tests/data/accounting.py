@@ -12,9 +12,9 @@ from flip.data.ingest import SAME_PERSON, IngestReport
 def assert_accounted(store: Store, report: IngestReport) -> None:
     """Every record read is loaded, unchanged, quarantined or skipped, and the run's row,
     its source_record (the rows its records produced) and quarantine rows and its tallies
-    say the same as the report (rows written per table included), and its pruned records
-    and rows too; its records that confirm another source's person are skipped ones, and
-    each merge it applied is traced (role `merges`)."""
+    say the same as the report (rows written per table included), and its pruned and
+    withdrawn records and rows too; its records that confirm another source's person are
+    skipped ones, and each merge it applied is traced (role `merges`)."""
     assert report.read == (
         report.loaded + report.unchanged + report.quarantined + report.skipped
     ), report.as_dict()
@@ -28,6 +28,7 @@ def assert_accounted(store: Store, report: IngestReport) -> None:
                 schema.ingest_run.c.records_quarantined,
                 schema.ingest_run.c.records_skipped,
                 schema.ingest_run.c.records_pruned,
+                schema.ingest_run.c.records_withdrawn,
             ).where(schema.ingest_run.c.ingest_run_id == run)
         ).one()
         source = schema.source_record
@@ -79,6 +80,7 @@ def assert_accounted(store: Store, report: IngestReport) -> None:
         report.quarantined,
         report.skipped,
         report.pruned,
+        report.withdrawn,
     )
     assert keys == report.loaded, (keys, report.as_dict())
     # a patient record naming a person another source loaded is skipped, and traced to it

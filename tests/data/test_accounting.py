@@ -89,6 +89,7 @@ def test_an_older_store_gains_its_newer_counters_and_columns(
         conn.execute(text("ALTER TABLE ingest_run DROP COLUMN records_skipped"))
         conn.execute(text("ALTER TABLE ingest_run DROP COLUMN source_system"))
         conn.execute(text("ALTER TABLE ingest_run DROP COLUMN records_pruned"))
+        conn.execute(text("ALTER TABLE ingest_run DROP COLUMN records_withdrawn"))
         conn.execute(text("ALTER TABLE source_record DROP COLUMN source_version"))
         conn.execute(text("UPDATE flip_schema SET version = 4"))
     old.close()

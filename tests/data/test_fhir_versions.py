@@ -1,6 +1,6 @@
 """FHIR resource versions: a later meta.versionId / lastUpdated wins whatever the read order."""
 
-from flip.data.ingest import SUPERSEDED, ingest_path
+from flip.data.ingest import OLDER_THAN_STORED, SUPERSEDED, ingest_path
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows, write_ndjson
 
@@ -47,7 +47,7 @@ def test_an_older_version_in_a_later_run_does_not_replace_a_newer_one(store, tmp
 
     run("a.ndjson", glucose(140, updated="2021-04-06T10:00:00+02:00"))
     stale = run("b.ndjson", glucose(95, updated="2021-04-06T07:30:00Z"))  # before 08:00Z
-    assert stale.skipped_rules == {SUPERSEDED: 1} and stale.loaded == 0
+    assert stale.skipped_rules == {OLDER_THAN_STORED: 1} and stale.loaded == 0
     assert [m["value_as_number"] for m in rows(store, "measurement")] == [140]
     newer = run("c.ndjson", glucose(101, updated="2021-04-07T00:00:00Z"))
     assert newer.loaded == 1
@@ -79,4 +79,4 @@ def test_opaque_or_missing_version_ids_are_not_read_as_an_order(store, tmp_path)
     numbered = run("e.ndjson", glucose(98, "2", "2021-04-09T08:00:00Z"))
     assert numbered.loaded == 1 and _values(store) == ["98"]
     assert run("f.ndjson", glucose(99, "123456789012345678901234")).loaded == 1
-    assert run("g.ndjson", glucose(90, "99999")).skipped_rules == {SUPERSEDED: 1}
+    assert run("g.ndjson", glucose(90, "99999")).skipped_rules == {OLDER_THAN_STORED: 1}

@@ -313,7 +313,7 @@ def test_an_older_result_message_sent_again_does_not_undo_its_correction(store, 
         report = ingest_path(store, "hl7v2", folder / f"{name}.hl7")
         assert_accounted(store, report)
     assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
-    assert report.skipped_rules["identity.superseded_in_run"] == 2, report.as_dict()  # PID, OBX
+    assert report.skipped_rules["identity.older_than_stored"] == 2, report.as_dict()  # PID, OBX
     both = tmp_path / "both.hl7"
     both.write_text(_oru("20230101100000", "R2", "6.6", "C") + first)
     ingest_path(store, "hl7v2", both)
@@ -350,7 +350,7 @@ def test_an_old_cancellation_sent_again_leaves_the_readmitted_visit(store, tmp_p
     report = ingest_path(store, "hl7v2", _send(tmp_path / "3", "m.hl7", *cancel))
     assert_accounted(store, report)
     assert len(rows(store, "visit_occurrence")) == 1
-    assert report.withdrawn == 0 and report.skipped_rules["identity.superseded_in_run"] >= 1
+    assert report.withdrawn == 0 and report.skipped_rules["identity.older_than_stored"] >= 1
     assert "hl7.visit.cancelled" not in report.skipped_rules, report.as_dict()
     both = _send(tmp_path / "4", "a.hl7", *again)
     _send(both, "b.hl7", *cancel)
@@ -386,7 +386,7 @@ def test_a_correction_sent_under_the_surviving_patient_replaces_the_merged_resul
     assert [r["value_source_value"] for r in rows(store, "measurement")] == ["6.6"]
 
 
-def test_a_discharge_without_visit_number_and_no_one_open_visit_makes_no_visit(store, tmp_path):
+def test_a_discharge_without_visit_number_ends_the_latest_open_visit_or_none(store, tmp_path):
     pv1 = "PV1|1|I|W1||||||||||||||||{}"
     first = _adt("A01", "C1", "20230101080000", pv1.format("V1^^^HOSP^VN"))
     second = _adt("A01", "C2", "20230101090000", pv1.format("V2^^^HOSP^VN"))
@@ -397,12 +397,20 @@ def test_a_discharge_without_visit_number_and_no_one_open_visit_makes_no_visit(s
     assert report.warnings["hl7.visit.discharge_unmatched"] == 1
     assert rows(store, "visit_occurrence") == []
     folder = _send(_send(tmp_path / "b", "1.hl7", *first), "2.hl7", *second)
-    _send(folder, "3.hl7", *_adt("A03", "C4", "20230102080000", pv1.format("")))
+    ended = pv1.format("") + "|" * 26 + "20230102080000"
+    _send(folder, "3.hl7", *_adt("A03", "C4", "20230102080000", ended))
     report = ingest_path(store, "hl7v2", folder)
     assert_accounted(store, report)
-    assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 1, report.as_dict()
-    visits = rows(store, "visit_occurrence")
-    assert len(visits) == 2 and all(v["visit_end_datetime"] is None for v in visits)
+    assert report.skipped_rules["hl7.visit.discharge_unmatched"] == 0, report.as_dict()
+    ends = {
+        str(v["visit_start_datetime"]): str(v["visit_end_datetime"])
+        for v in rows(store, "visit_occurrence")
+    }
+    # the folder's A03 ends the later of the two open stays; the one kept, the other
+    assert ends == {
+        "2023-01-01 09:00:00": "2023-01-02 08:00:00",
+        "2023-01-01 08:00:00": "2023-01-03 08:00:00",
+    }, ends
 
 
 def test_text_with_components_or_a_date_sent_as_st_with_a_unit_stays_text(store, tmp_path):

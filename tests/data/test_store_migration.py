@@ -91,3 +91,16 @@ def test_a_v6_source_record_gains_its_new_key_on_every_database(store):
         conn.execute(insert(s).values(**{**row, "source_system": "b", "role": schema.CONFIRMS}))
         held = conn.execute(select(s.c.source_system, s.c.role).order_by(s.c.source_system)).all()
     assert held == [("a", "produced"), ("b", "confirms")]
+
+
+def test_a_store_a_newer_flip_wrote_is_refused_untouched(tmp_path):
+    store = open_store(tmp_path / "store.duckdb")
+    store.create()
+    newer = schema.SCHEMA_VERSION + 1
+    with store.begin() as conn:
+        conn.execute(update(schema.flip_schema).values(version=newer))
+    for step in (store.check, store.create):
+        with pytest.raises(StoreError, match=f"schema version {newer}, newer than this FLIP"):
+            step()
+    with store.connect() as conn:
+        assert conn.execute(select(schema.flip_schema.c.version)).scalar_one() == newer

@@ -734,6 +734,8 @@ ingest_run = Table(
     Column("records_skipped", Integer, nullable=False, default=0),
     Column("source_system", String(200)),
     Column("records_pruned", Integer, nullable=False, default=0),
+    # Records of earlier runs a record of this run withdrew (entered in error, an A11…).
+    Column("records_withdrawn", Integer, nullable=False, default=0),
     # The process that runs it, so that a later run can tell one whose process died.
     Column("host", String(255)),
     Column("pid", Integer),
@@ -810,11 +812,35 @@ withdrawal = Table(
     _id("ingest_run_id"),
 )
 
+#: Discharges that named no visit (an HL7 A03 without PV1-19) read while their patient had
+#: no one open visit of the source: each waits here, by key, until the patient has one
+#: (an admission read later), which it then ends as if read after it. Times are ISO text
+#: (a date stays a date). Kind `cancel`: a cancel-discharge naming no visit (an HL7 A13
+#: without PV1-19), kept to drop the discharges it cancels read later.
+pending_discharge = Table(
+    "pending_discharge",
+    metadata,
+    Column("source_system", String(200), primary_key=True),
+    Column("record_key", String(200), primary_key=True),
+    Column("person_key", String(200), nullable=False),
+    Column("visit_start", String(32)),
+    Column("admitted", Integer, nullable=False),
+    Column("visit_end", String(32)),
+    Column("source_value", String(50), nullable=False),
+    Column("location", Text, nullable=False),
+    Column("raw", LargeBinary),
+    Column("source_version", String(100)),
+    _id("ingest_run_id"),
+    Column("kind", String(10), nullable=False, server_default="discharge"),
+)
+
 #: FLIP's store schema version; `Store.create()` migrates older stores up to it.
 #: 7: source_record's key is (cdm_table, cdm_id, source_system, record_key), with its role.
 #: 8: source_record.person_key; the withdrawal table; merged-away identifiers of stores
 #: merged before 8 traced to their survivor (role merged).
-SCHEMA_VERSION = 8
+#: 9: ingest_run.records_withdrawn; the pending_discharge table.
+#: 10: pending_discharge.kind (kept HL7 A13s without visit number).
+SCHEMA_VERSION = 10
 
 flip_schema = Table(
     "flip_schema",

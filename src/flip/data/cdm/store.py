@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 
-import pyarrow as pa
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -120,8 +119,9 @@ class Store:
 
         with self.begin() as conn:
             existed = inspect(conn).has_table(source_record.name, schema=self.schema)
-            metadata.create_all(conn)
             version = self._version(conn)
+            _refuse_newer(version)
+            metadata.create_all(conn)
             if version < SCHEMA_VERSION:
                 if existed:  # an older store: create_all made only its new tables
                     _migrate(conn, version, self.schema)
@@ -144,6 +144,7 @@ class Store:
         """Raise StoreError unless the store exists at FLIP's schema version."""
         with self.connect() as conn:
             version = self._version(conn)
+        _refuse_newer(version)
         if version < SCHEMA_VERSION:
             what = "has no FLIP schema" if version == 0 else f"is at schema version {version}"
             raise StoreError(
@@ -153,6 +154,15 @@ class Store:
     def close(self) -> None:
         """Release every connection."""
         self.engine.dispose()
+
+
+def _refuse_newer(version: int) -> None:
+    """Raise StoreError for a store a newer FLIP wrote: this one would misread or damage it."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store is at schema version {version}, newer than this FLIP reads "
+            f"({SCHEMA_VERSION}): upgrade FLIP (pip install -U flip-platform) to use it"
+        )
 
 
 def _migrate(conn: Connection, version: int, schema: str | None) -> None:
@@ -244,13 +254,24 @@ def _rebuild(conn: Connection, table: Table, schema: str | None) -> None:
     conn.execute(text(f"DROP TABLE {aside}"))
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
-    """A finder that refuses pandas: its import fails at once, before any path is searched."""
+class _Refused(importlib.abc.MetaPathFinder):
+    """A finder that refuses a package: its import fails at once, before any path is searched."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas is not used by this command", name=name)
+        if name == self.package or name.startswith(f"{self.package}."):
+            raise ModuleNotFoundError(f"{self.package} is not used by this command", name=name)
         return None
+
+
+def _forgo(package: str) -> None:
+    """For the rest of this process, `import package` fails at once (unless it is imported)."""
+    if package in sys.modules:
+        return
+    if not any(type(f) is _Refused and f.package == package for f in sys.meta_path):
+        sys.meta_path.insert(0, _Refused(package))
 
 
 def forgo_pandas() -> None:
@@ -262,8 +283,20 @@ def forgo_pandas() -> None:
     pandas as absent, so only a process that does nothing but read and write its store
     (`flip site ingest`) calls this.
     """
-    if "pandas" not in sys.modules and not any(type(f) is _NoPandas for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
+    _forgo("pandas")
+
+
+def forgo_numpy() -> None:
+    """For the rest of this process, `import numpy` (and pandas, which needs it) fails at
+    once (unless it is imported).
+
+    pyarrow imports numpy when it is installed, a fifth of a second or more, though the
+    store builds its Arrow batches from Python lists and needs none. Only a process that
+    maps and writes records read elsewhere (`flip site ingest fhir` of files, whose reader
+    is a child process) calls this.
+    """
+    forgo_pandas()
+    _forgo("numpy")
 
 
 @contextmanager
@@ -276,6 +309,8 @@ def values_in(conn: Connection, column: ColumnElement, values: list) -> Iterator
     if conn.dialect.name != "duckdb" or len(values) < 50:
         yield column.in_(values)
         return
+    import pyarrow as pa  # on DuckDB only: a fifth of a second to import
+
     name = f"flip_values_{uuid.uuid4().hex[:12]}"
     raw = conn.connection.dbapi_connection
     raw.register(name, pa.table({"v": values}))
@@ -325,6 +360,8 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[objec
         rows = zip(*columns.values(), strict=True)
         conn.execute(insert(table), [dict(zip(names, r, strict=True)) for r in rows])
         return
+    import pyarrow as pa  # on DuckDB only: a fifth of a second to import
+
     batch = pa.table(columns)
     schema = conn.get_execution_options().get("schema_translate_map", {}).get(None)
     target = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'

@@ -12,6 +12,7 @@
 from flip.data.ingest.ingestor import Ingestor
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
+    OLDER_THAN_STORED,
     SAME_PERSON,
     SUPERSEDED,
     UNIT_UNREADABLE,
@@ -21,6 +22,7 @@ from flip.data.ingest.sources import ingest_fhir_server, ingest_path
 
 __all__ = [
     "DEMOGRAPHICS_CONFLICT",
+    "OLDER_THAN_STORED",
     "SAME_PERSON",
     "SUPERSEDED",
     "UNIT_UNREADABLE",

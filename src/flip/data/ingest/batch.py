@@ -70,7 +70,9 @@ class Batch:
         self.quarantine: list[Rejected] = []
         self.versions: dict[str, str] = {}
         self.replaced: set[str] = set()
-        self.dropped: set[int] = set()
+        #: Records left out as older than the batch's copy, by id (held, so that no later
+        #: record takes the id of one freed: a copy made while mapping is freed at once).
+        self.dropped: dict[int, SourceRecord] = {}
         self.waiting = 0
         self.superseded = 0
         self.merged_before = 0
@@ -92,6 +94,19 @@ class Batch:
         #: The keys of parts (`key#…`) by the key of each record they are part of: a
         #: withdrawal finds them without scanning the batch.
         self.parts: dict[str, set[str]] = {}
+        #: Discharges naming no visit that fitted no open visit: kept to wait for it; and
+        #: cancel-discharges naming no visit, kept for the discharges they cancel.
+        self.pending: list[SourceVisit] = []
+        #: Keys of the kept cancel-discharges of `pending` spent on a discharge that gave no
+        #: admission time: they cancel nothing more.
+        self.spent: set[str] = set()
+        #: Keys of discharges that ended their visit: no longer waiting.
+        self.applied: set[str] = set()
+        #: Discharges kept by earlier batches or runs that ended their visit in this batch
+        #: (each read again), and the visit key each ended: the facts filed under the
+        #: discharge's own key are filed under that visit.
+        self.recalled = 0
+        self.relinks: dict[str, str] = {}
 
     def withdraw(
         self, key: str, version: str | None = None, amends: bool = False, rule: str = ""
@@ -103,7 +118,7 @@ class Batch:
         withdrew it. False when the batch holds a newer version (the withdrawal is
         superseded, counted here)."""
         parts = [k for k in (key, *self.parts.get(key, ())) if k in self.rows]
-        if any(older(version, self.versions.get(part)) for part in parts):
+        if any(older(version, admission_version(self.versions.get(p))) for p in parts):
             self.superseded += 1
             return False
         for part in parts:
@@ -141,7 +156,7 @@ class Batch:
             earlier = next((self.owners[k] for k in held[1] if k in self.owners), None)
             if older(version, getattr(earlier, "version", None)):
                 self.superseded += 1
-                self.dropped.add(id(record))
+                self.dropped[id(record)] = record
                 return False
             for key in held[1]:
                 if key in self.rows:
@@ -182,7 +197,7 @@ class Batch:
             if owner is not None:
                 self.superseded += 1
                 if older(version, getattr(owner, "version", None)):
-                    self.dropped.add(id(record))
+                    self.dropped[id(record)] = record
                     return
             self.owners[record.key] = record
             self.rows[record.key] = []
@@ -282,18 +297,47 @@ def provenance_links(
     }
 
 
+#: Between the version of a visit that a discharge naming no visit ended (the discharge's)
+#: and the version of its admission (see `with_admission`).
+ADMISSION = " admitted "
+
+
+def with_admission(version: str | None, admission: str | None) -> str | None:
+    """The version of a visit a discharge of `version` ended, carrying the version of the
+    visit it ended (`admission`): a cancel of the admission (HL7 A11) compares with that."""
+    admitted = admission_version(admission)
+    if version is None or admitted is None:
+        return version
+    return f"{version.partition(ADMISSION)[0]}{ADMISSION}{admitted}"
+
+
+def admission_version(version: str | None) -> str | None:
+    """The version a withdrawal of a record compares with: for a visit a discharge ended
+    (`with_admission`), its admission's; else the record's own."""
+    if version is None:
+        return None
+    return version.partition(ADMISSION)[2] or version
+
+
 def older(version: str | None, than: str | None) -> bool:
     """Whether a record version (`number|when`, as fhir.version_of writes it) is older than
     another: by number when both numbers are digits and differ (a versionId is otherwise
     opaque: a UUID or an ETag says nothing of order), else by time when both have one;
-    never when either has none or they cannot be compared."""
+    never when either has none or they cannot be compared. A visit's admission version
+    (`with_admission`) takes no part."""
     if version is None or than is None:
         return False
+    version, than = version.partition(ADMISSION)[0], than.partition(ADMISSION)[0]
     number, _, when = version.partition("|")
     other, _, other_when = than.partition("|")
     if number != other and number.isdigit() and other.isdigit():
         return (len(number), number) < (len(other), other)
     return bool(when and other_when) and when < other_when
+
+
+def salted(digest: str, interpretation: str) -> str:
+    """A record's content hash joined with the settings it was read with."""
+    return hashlib.sha256(f"{interpretation}\x1f{digest}".encode()).hexdigest()
 
 
 @dataclass

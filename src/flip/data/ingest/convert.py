@@ -31,10 +31,12 @@ from flip.data.cdm.rows import (
 )
 from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.cdm.store import Store, values_in
-from flip.data.ingest.batch import Batch, BlockBatch
+from flip.data.ingest import discharges
+from flip.data.ingest.batch import Batch, BlockBatch, older, salted, with_admission
 from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
+    DISCHARGE_CANCELLED,
     DISCHARGE_UNMATCHED,
     MERGED_AWAY,
     SAME_PERSON,
@@ -121,10 +123,43 @@ class Converter:
         #: Per patient key this run loaded, or whose stored person an update needed: (birth
         #: date, its parts, gender, death date), which an update's unsaid fields keep.
         self.demographics: dict[str, Demographics] = {}
-        #: Per patient key, the visits this run converted: key -> start while open, None
-        #: once ended (over what the store holds: see `_open_visits`).
-        self.run_visits: dict[str, dict[str, date | None]] = {}
-        #: Keys of visits that ended the patient's one open visit -> that visit's key.
+        #: Per patient key, the visits this run converted: key -> (start, ended, version),
+        #: over what the store holds (see `_known_visits`).
+        self.run_visits: dict[str, dict[str, KnownVisit]] = {}
+        #: Discharges naming no visit that wait for an open visit they fit (see
+        #: discharges), by patient key then record key; the patients looked up, and whether
+        #: the source keeps any (None: not looked yet).
+        self.pending: dict[str, dict[str, SourceVisit]] = {}
+        self.pending_looked: set[str] = set()
+        self.any_pending: bool | None = None
+        #: The cancel-discharges (HL7 A13 naming no visit) kept or read by this run, by
+        #: patient key then record key.
+        self.cancels: dict[str, dict[str, SourceVisit]] = {}
+        #: Keys of those spent on a discharge that gave no admission time (one that reopened
+        #: a stay or dropped a discharge giving one is kept as of that admission).
+        self.spent: set[str] = set()
+        #: With a full re-export (prune; its location or None): the kept cancel-discharges
+        #: it replaces are not applied (those it still holds are read again).
+        self.pruning = False
+        self.prune_from: str | None = None
+        self.replaced: set[str] | None = None
+        #: The discharges naming no visit of the batch, by patient key: a cancel-discharge
+        #: naming no admission cancels the latest it fits.
+        self.batch_discharges: dict[str, list[SourceVisit]] = {}
+        #: Keys of discharges left to wait for the end of the run (their facts wait too).
+        self.waiting_discharges: set[str] = set()
+        #: The reading settings salting content hashes (see Writer.interpretation).
+        self.interpretation = ""
+        #: The stored visits that discharges of the batch ended before, by (patient key,
+        #: content hash) of the discharge; the hashes looked up.
+        self.ended_by: dict[tuple[str, str], str] = {}
+        self.ended_looked: set[str] = set()
+        #: Per patient, their visits the store held when the batch began (see
+        #: `_known_visits`).
+        self.stored_visits: dict[str, dict[str, KnownVisit]] = {}
+        #: The last discharge `_discharge_waits` matched, and the visit record it gives.
+        self.ending: tuple[SourceVisit, SourceVisit] | None = None
+        #: Keys of visits that ended an open visit of their patient -> that visit's key.
         self.rekeyed: dict[str, str] = {}
         #: Visit keys this source stored (this run or before), and those looked up in vain.
         self.visits: set[str] = set()
@@ -153,6 +188,11 @@ class Converter:
             {k: dict(v) for k, v in self.run_visits.items()},
             dict(self.rekeyed),
             set(self.visits),
+            {k: dict(v) for k, v in self.pending.items()},
+            set(self.pending_looked),
+            set(self.waiting_discharges),
+            {k: dict(v) for k, v in self.cancels.items()},
+            set(self.spent),
         )
         try:
             yield
@@ -161,8 +201,12 @@ class Converter:
             self.retired, self.any_retired = saved[4:6]
             del self.deferred[saved[6] :]
             self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
-            self.run_visits, self.rekeyed, self.visits = saved[10:]
+            self.run_visits, self.rekeyed, self.visits = saved[10:13]
+            self.pending, self.pending_looked, self.waiting_discharges = saved[13:16]
+            self.cancels, self.spent = saved[16:18]
             self.no_visits.clear()
+            self.ended_by, self.ended_looked, self.ending = {}, set(), None
+            self.stored_visits = {}
             raise
 
     def convert(self, records: list[SourceRecord], report: IngestReport, final: bool) -> Batch:
@@ -174,6 +218,7 @@ class Converter:
                 return self.convert(block.records(), report, final)
             return self._convert_block(block, report, final)
         out = Batch()
+        self.stored_visits = {}
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
         for record in records:
@@ -191,32 +236,129 @@ class Converter:
         if updates - self.demographics.keys():
             self._load_demographics(updates - self.demographics.keys())
         self._load_visits(others)
+        self._load_ended([r for r in others if type(r) is SourceVisit and r.open_visit])
+        self.batch_discharges = {}
+        for record in others:
+            if type(record) is SourceVisit and record.open_visit and not record.cancels:
+                self.batch_discharges.setdefault(record.person_key, []).append(record)
         for record in people:
             problem = self._convert_one(record, out, report)
             if problem is not None:
-                out.quarantine.append(problem)
+                out.quarantine.append(_versioned(problem, record))
         # a patient whose record was quarantined may be in the store: its facts file there
         keys = [getattr(r, "person_key", None) for r in others]
         wanted = {k for k in keys if k is not None and k not in self.births}
         if wanted:
             self._load_births(wanted)
         known = self.births
+        later: list[SourceRecord] = []  # discharges (and their facts) after the admissions
         for record, key in zip(others, keys, strict=True):
             waits = key is not None and key not in known and key not in persons
             if not final and (waits or self._withdraws_waiting(record)):
-                self.deferred.append(record)
-                self.deferred_keys.update(_keys_of(record))
-                out.waiting += 1
+                self._defer(record, out)
+                continue
+            if not final and self._discharge_waits(record, first=True):
+                later.append(record)
                 continue
             problem = self._convert_one(record, out, report)
             if problem is not None:
-                out.quarantine.append(problem)
+                out.quarantine.append(_versioned(problem, record))
+        for record in later:  # still fitting no open visit: wait for the end of the run
+            if type(record) is SourceVisit:
+                self.waiting_discharges.discard(record.key)
+            if self._discharge_waits(record):
+                self._defer(record, out)
+                continue
+            problem = self._convert_one(record, out, report)
+            if problem is not None:
+                out.quarantine.append(_versioned(problem, record))
+        if final:
+            self.recall(out, report, {r.person_key for r in others if type(r) is SourceVisit})
         return out
+
+    def _defer(self, record: SourceRecord, out: Batch) -> None:
+        """Leave `record` to wait for the end of the run."""
+        self.deferred.append(record)
+        self.deferred_keys.update(_keys_of(record))
+        out.waiting += 1
 
     def _withdraws_waiting(self, record: SourceRecord) -> bool:
         """Whether `record` withdraws a record that waits for its patient: it then waits
         too, so that the later copy still wins."""
         return type(record) is Skipped and record.withdraws and record.key in self.deferred_keys
+
+    def _discharge_waits(self, record: SourceRecord, first: bool = False) -> bool:
+        """Whether a discharge naming no visit waits (no open visit of its patient fits it
+        yet: the admission may come later in the batch or run; one without admission time,
+        read `first`, waits for the batch's admissions: a later one it fits may follow), or
+        is a fact filed under one that waits."""
+        if type(record) is SourceVisit and record.open_visit:
+            if first and not record.admitted:
+                self.waiting_discharges.add(record.key)
+                return True
+            if self._cancelling(record) is not None:
+                return False
+            ended = self._ended(record)
+            if ended is not None:
+                self.ending = (record, ended)
+                return False
+            self.waiting_discharges.add(record.key)
+            return True
+        visit = getattr(record, "visit_key", None)
+        return bool(self.waiting_discharges) and visit in self.waiting_discharges
+
+    def recall(self, out: Batch, report: IngestReport, persons: set[str]) -> None:
+        """End, into `out`, the waiting discharges of `persons` that now fit an open visit
+        of their patient, as if read after it (each counts as read again: `out.recalled`)."""
+        persons = self._with_pending(persons)
+        if not persons:
+            return
+        self.stored_visits = {}
+        unknown = persons - self.births.keys()
+        if unknown:
+            self._load_births(unknown)
+        kept_now = {v.key for v in out.pending}
+        for person in sorted(persons & self.births.keys()):
+            for key, discharge in list(self.pending.get(person, {}).items()):
+                ended = None if key in kept_now else self._ended(discharge)
+                if ended is None:
+                    continue
+                del self.pending[person][key]
+                out.recalled += 1
+                out.applied.add(key)
+                out.relinks[key] = ended.key
+                problem = self._convert_record(ended, out)
+                if problem is not None:
+                    out.quarantine.append(_versioned(problem, ended))
+                elif ended.warnings:
+                    report.warnings.update(ended.warnings)
+
+    def run_persons(self) -> set[str]:
+        """The patients whose visits this run converted."""
+        return set(self.run_visits)
+
+    def _with_pending(self, persons: set[str]) -> set[str]:
+        """Those of `persons` for whom a discharge waits (kept in the store, looked up once
+        per patient, or read by this run)."""
+        if self.any_pending is None:
+            table = schema.pending_discharge
+            with self.store.connect() as conn:
+                found = select(table.c.record_key).where(table.c.source_system == self.system)
+                self.any_pending = conn.execute(found.limit(1)).first() is not None
+        unlooked = persons - self.pending_looked if self.any_pending else set()
+        if unlooked:
+            self.pending_looked |= unlooked
+            with self.store.connect() as conn:
+                if self.pruning and self.replaced is None:
+                    self.replaced = discharges.kept_from(conn, self.system, self.prune_from)
+                for kind, visit in discharges.waiting(conn, self.system, unlooked):
+                    if visit.cancels and visit.key in (self.replaced or ()):
+                        continue
+                    if kind == discharges.SPENT:
+                        self.spent.add(visit.key)
+                    kept = self.cancels if visit.cancels else self.pending
+                    kept.setdefault(visit.person_key, {}).setdefault(visit.key, visit)
+        return {p for p in persons if self.pending.get(p)}
 
     def _convert_block(self, block: EventBlock, report: IngestReport, final: bool) -> BlockBatch:
         """Map a block column by column: each distinct person, code and (concept, unit) is
@@ -322,13 +464,37 @@ class Converter:
             if record.key in self.elsewhere:
                 out.confirm(record, "person", self.person_id(record.key))
             return None
+        if type(record) is SourceVisit and record.cancels:
+            reopened = self._cancel_discharge(record, out)
+            if reopened is None:
+                report.skipped += 1
+                report.skipped_rules[DISCHARGE_CANCELLED] += 1
+                return None
+            record = reopened
+        elif (
+            type(record) is SourceVisit
+            and record.open_visit
+            and (cancel := self._cancelling(record)) is not None
+        ):
+            self._spend(cancel, record, out)
+            out.applied.add(record.key)
+            self.pending.get(record.person_key, {}).pop(record.key, None)
+            report.skipped += 1
+            report.skipped_rules[DISCHARGE_CANCELLED] += 1
+            return None
         if type(record) is SourceVisit and record.open_visit:
-            ended = self._ended(record)
-            if ended is None:
+            matched, self.ending = self.ending, None
+            ended = matched[1] if matched and matched[0] is record else self._ended(record)
+            if ended is None:  # kept, to end the visit of an admission read later
+                out.pending.append(record)
+                self.pending.setdefault(record.person_key, {})[record.key] = record
+                self.any_pending = True
                 report.skipped += 1
                 report.skipped_rules[DISCHARGE_UNMATCHED] += 1
                 report.warnings[DISCHARGE_UNMATCHED] += 1
                 return None
+            out.applied.add(record.key)
+            self.pending.get(record.person_key, {}).pop(record.key, None)
             record = ended
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)
@@ -360,41 +526,209 @@ class Converter:
         return None
 
     def _ended(self, visit: SourceVisit) -> SourceVisit | None:
-        """A visit record that ends the patient's open visit (`open_visit`) as that visit:
-        its key (and start, unless it gives its admission); None unless exactly one is open."""
-        opened = self._open_visits(visit.person_key)
-        if len(opened) != 1:
+        """A visit record that ends the patient's open visit it fits (`_fitting`) as that
+        visit: its key (and start, unless it gives its admission); None when none fits. A
+        record that ended a stored visit before (its content is that visit's) is that visit
+        again (with its start), whatever is open now. A withdrawn (cancelled) visit is never
+        ended."""
+        key = self._ended_before(visit)
+        start = None
+        if key is not None and self._withdrawal(key) is not None:
             return None
-        ((key, start),) = opened.items()
+        if key is None:
+            fitting = self._fitting(visit)
+            if fitting is None:
+                return None
+            key, start = fitting
         self.rekeyed[visit.key] = key
-        start = visit.start if visit.admitted else start
-        return replace(visit, key=key, start=start, open_visit=False)
+        self.ended_by[(visit.person_key, self._digest(visit))] = key
+        known = self._known_visits(visit.person_key).get(key)
+        if start is None and known is not None:
+            start = known[0]
+        start = visit.start if visit.admitted or start is None else start
+        version = with_admission(visit.version, known[2] if known else None)
+        return replace(visit, key=key, start=start, open_visit=False, version=version)
+
+    def _cancel_discharge(self, cancel: SourceVisit, out: Batch) -> SourceVisit | None:
+        """Apply `cancel` (an A13 naming no visit) once (read again, by a re-run or as a
+        retransmission, it does nothing): it drops the kept discharge naming no visit it
+        cancels (`_cancels`; one giving no admission, the latest), else it opens again the
+        ended visit it fits (`_reopened`: returned), else it waits, kept, for the
+        discharge it cancels, read later. Spent, it cancels only discharges of the
+        admission it dropped or opened again (`_spend`)."""
+        self._with_pending({cancel.person_key})
+        mine = self.cancels.setdefault(cancel.person_key, {})
+        if cancel.key in mine:
+            return None
+        mine[cancel.key] = cancel
+        out.pending.append(cancel)
+        self.any_pending = True
+        kept = self.pending.get(cancel.person_key, {})
+        fits = [d for d in kept.values() if _cancels(cancel, d)]
+        if not cancel.admitted and fits:
+            fits = [_latest(fits)]
+        for discharge in fits:
+            del kept[discharge.key]
+            out.applied.add(discharge.key)
+        if fits:
+            self._spend(cancel, fits[0], out)
+            return None
+        reopened = self._reopened(cancel)
+        if reopened is not None and not cancel.admitted:
+            self._spend(cancel, reopened, out)
+        return reopened
+
+    def _spend(self, cancel: SourceVisit, discharge: SourceVisit, out: Batch) -> None:
+        """Note that `cancel` (naming no admission) cancelled `discharge`: kept from now on
+        as of its admission, or spent when it gives none."""
+        if cancel.admitted:
+            return
+        if discharge.admitted and discharge.start is not None:
+            cancel = replace(cancel, start=discharge.start, admitted=True)
+        else:
+            self.spent.add(cancel.key)
+            out.spent.add(cancel.key)
+        self.cancels.setdefault(cancel.person_key, {})[cancel.key] = cancel
+        out.pending = [v for v in out.pending if v.key != cancel.key] + [cancel]
+        self.any_pending = True
+
+    def _reopened(self, cancel: SourceVisit) -> SourceVisit | None:
+        """The visit record that opens again the patient's ended visit whose discharge
+        `cancel` (an A13 naming no visit) cancels: of the ended visits not withdrawn that
+        began at its PV1-44 (when given; else not after its MSH-7), the one that began last;
+        None when none fits, two began at its PV1-44, or the visit's stored version is newer
+        than the A13 (a discharge sent after it)."""
+        found = [
+            (_instant(start), key, start, version)
+            for key, (start, ended, version) in self._known_visits(cancel.person_key).items()
+            if ended
+            and start is not None
+            and (not cancel.admitted or _instant(start) == _instant(cancel.start))
+            and _instant(start) <= _instant(cancel.start)
+            and self._withdrawal(key) is None
+        ]
+        if not found or (cancel.admitted and len(found) > 1):
+            return None
+        _, key, start, version = max(found)
+        if older(cancel.version, version):
+            return None
+        self.rekeyed[cancel.key] = key
+        version = with_admission(cancel.version, version)
+        return replace(cancel, key=key, start=start, cancels=False, version=version)
+
+    def _cancelling(self, discharge: SourceVisit) -> SourceVisit | None:
+        """The cancel-discharge of the patient, kept or read by this run, that cancels
+        `discharge` (see `_cancels`; one naming no admission, the latest discharge of the
+        batch it cancels), or None."""
+        self._with_pending({discharge.person_key})
+        batch = self.batch_discharges.get(discharge.person_key, [])
+        read_now = any(d is discharge for d in batch)
+        for cancel in self.cancels.get(discharge.person_key, {}).values():
+            if cancel.key in self.spent or not _cancels(cancel, discharge):
+                continue
+            if cancel.admitted or not read_now:
+                return cancel
+            if _latest([d for d in batch if _cancels(cancel, d)]) is discharge:
+                return cancel
+        return None
+
+    def _fitting(self, visit: SourceVisit) -> tuple[str, date] | None:
+        """(key, start) of the open visit a discharge naming none ends: of those it fits
+        (its admission time, when given, is their start; it does not end before they
+        began) and not withdrawn, the one that began last; None when none fits."""
+        leaving = visit.end if visit.end is not None or visit.admitted else visit.start
+        fits = [
+            (_instant(start), key, start)
+            for key, (start, ended, _) in self._known_visits(visit.person_key).items()
+            if not ended
+            and start is not None
+            and (not visit.admitted or _instant(visit.start) == _instant(start))
+            and (leaving is None or _instant(start) <= _instant(leaving))
+            and self._withdrawal(key) is None
+        ]
+        if not fits:
+            return None
+        _, key, start = max(fits)
+        return key, start
+
+    def _digest(self, visit: SourceVisit) -> str:
+        """A record's content hash as the store keeps it."""
+        digest = hashlib.sha256(visit.raw).hexdigest()
+        return salted(digest, self.interpretation) if self.interpretation else digest
+
+    def _ended_before(self, visit: SourceVisit) -> str | None:
+        """The key of the stored visit of the patient whose content is this record's (it
+        ended that visit in an earlier run), or None."""
+        digest = self._digest(visit)
+        if digest not in self.ended_looked:
+            self._load_ended([visit])
+        return self.ended_by.get((visit.person_key, digest))
+
+    def _load_ended(self, visits: list[SourceVisit]) -> None:
+        """Look up, in one query, the stored visits that `visits` ended before."""
+        digests = sorted({self._digest(v) for v in visits} - self.ended_looked)
+        if not digests:
+            return
+        self.ended_looked.update(digests)
+        source = schema.source_record
+        with (
+            self.store.connect() as conn,
+            values_in(conn, source.c.content_hash, digests) as wanted,
+        ):
+            found = conn.execute(
+                select(source.c.person_key, source.c.content_hash, source.c.record_key).where(
+                    source.c.source_system == self.system,
+                    source.c.cdm_table == "visit_occurrence",
+                    source.c.role == schema.PRODUCED,
+                    wanted,
+                )
+            )
+            for person, digest, key in found:
+                self.ended_by[(person, digest)] = key
 
     def _tied(self, visit: SourceVisit) -> SourceVisit:
         """The visit as stored, noted among the patient's visits of this run."""
         mine = self.run_visits.setdefault(visit.person_key, {})
-        mine[visit.key] = visit.start if visit.end is None else None
+        mine[visit.key] = (visit.start, visit.end is not None, visit.version)
         return visit
 
-    def _open_visits(self, person_key: str) -> dict[str, date]:
-        """The patient's open visits of this source (no end): stored, then as this run left
-        them."""
+    def _known_visits(self, person_key: str) -> dict[str, KnownVisit]:
+        """The visits of the patient's person from this source (a merged patient's are the
+        survivor's), by key: stored, then as this run left them (a visit record older than
+        the stored version changes nothing)."""
         source, visit = schema.source_record, schema.visit_occurrence
         query = (
-            select(source.c.record_key, visit.c.visit_start_datetime, visit.c.visit_start_date)
+            select(
+                source.c.record_key,
+                source.c.source_version,
+                visit.c.visit_start_datetime,
+                visit.c.visit_start_date,
+                visit.c.visit_end_datetime,
+            )
             .join(visit, visit.c.visit_occurrence_id == source.c.cdm_id)
             .where(
                 source.c.source_system == self.system,
                 source.c.cdm_table == "visit_occurrence",
                 source.c.role == schema.PRODUCED,
-                source.c.person_key == person_key,
-                visit.c.visit_end_datetime.is_(None),
+                visit.c.person_id == self.person_id(person_key),
             )
         )
-        with self.store.connect() as conn:
-            found: dict[str, date | None] = {k: t or d for k, t, d in conn.execute(query)}
-        found.update(self.run_visits.get(person_key, {}))
-        return {key: start for key, start in found.items() if start is not None}
+        if person_key not in self.stored_visits:
+            with self.store.connect() as conn:
+                self.stored_visits[person_key] = {
+                    key: (at or on, ended is not None, version)
+                    for key, version, at, on, ended in conn.execute(query)
+                }
+        stored = self.stored_visits[person_key]
+        found = dict(stored)
+        person = self.person_id(person_key)
+        for patient, visits in self.run_visits.items():
+            if patient != person_key and self.person_ids.get(patient) != person:
+                continue  # another patient's (a merged one's visits are the survivor's)
+            for key, known in visits.items():
+                if key not in stored or not older(known[2], stored[key][2]):
+                    found[key] = known
+        return found
 
     def _load_visits(self, records: list[SourceRecord]) -> None:
         """Remember which visits the events of `records` name that this source stored in
@@ -491,6 +825,13 @@ class Converter:
                 self.retired[key] = self.person_ids[key] = person_id
         self.retired[old] = self.person_ids[old] = person_id
         self.any_retired = True
+        for kept in (self.pending, self.cancels):  # they wait for the survivor's visits
+            waiting = kept.pop(old, {})
+            kept.setdefault(record.person_key, {}).update(
+                (key, replace(visit, person_key=record.person_key))
+                for key, visit in waiting.items()
+            )
+        self.pending_looked.discard(record.person_key)
         return None
 
     def _unlink(
@@ -795,8 +1136,35 @@ MERGED_ELSEWHERE = "merge.already_merged"
 NOT_LINKED = "hl7.unlink.not_linked"
 
 
+#: A visit as a run knows it: (start, whether it ended, version).
+KnownVisit = tuple[date | None, bool, str | None]
+
 #: A person's (birth date, its parts, gender, death date), as SourcePerson carries them.
 Demographics = tuple[date, int, str | None, date | None]
+
+
+def _cancels(cancel: SourceVisit, discharge: SourceVisit) -> bool:
+    """Whether a cancel-discharge cancels a discharge: not sent before it (MSH-7), and of
+    the same admission when both give one."""
+    if older(cancel.version, discharge.version):
+        return False
+    either = not cancel.admitted or not discharge.admitted
+    return either or _instant(discharge.start) == _instant(cancel.start)
+
+
+def _latest(visits: list[SourceVisit]) -> SourceVisit:
+    """Of discharges, the one sent last (the first of those none is older than; the last read
+    where versions do not order)."""
+    latest = (v for v in visits if not any(older(v.version, w.version) for w in visits))
+    return next(latest, visits[-1])
+
+
+def _instant(when: date | None) -> datetime:
+    """A date or date and time as a comparable moment (a date is its midnight)."""
+    if isinstance(when, datetime):
+        return when.replace(tzinfo=None)
+    assert when is not None
+    return datetime(when.year, when.month, when.day)
 
 
 def _born(year: int, month: int | None, day: int | None) -> date:
@@ -846,3 +1214,11 @@ def _is_person(record: SourceRecord) -> bool:
 def _keys_of(record: SourceRecord) -> tuple[str, ...]:
     """The record key of a deferred record, and the resource it is part of."""
     return tuple(k for k in (getattr(record, "key", None), getattr(record, "whole", None)) if k)
+
+
+def _versioned(problem: Rejected, record: SourceRecord) -> Rejected:
+    """The quarantine entry of `record`, with the record's version (see Rejected.version)."""
+    version = getattr(record, "version", None)
+    if problem.version is not None or version is None or problem.key != record.key:
+        return problem
+    return replace(problem, version=version)

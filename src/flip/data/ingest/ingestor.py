@@ -1,7 +1,8 @@
 """One ingest run of one source system: map each batch, then commit it whole.
 
 Each batch commits whole or not at all. A record whose patient has not been seen yet
-waits for the end of the run, so files and entries may come in any order.
+waits for the end of the run, so files and entries may come in any order; so does a
+discharge naming no visit that fits no open visit of its patient (see discharges).
 """
 
 from __future__ import annotations
@@ -9,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from flip.data.cdm.store import Store
-from flip.data.ingest.batch import batches, count_records, young_collections_only
+from flip.data.ingest.batch import Batch, batches, count_records, young_collections_only
 from flip.data.ingest.clean import scrub_text
 from flip.data.ingest.convert import Converter
-from flip.data.ingest.prune import PRUNE_REFUSED, PRUNE_REFUSED_UNREAD, prune
+from flip.data.ingest.prune import (
+    PRUNE_REFUSED,
+    PRUNE_REFUSED_UNREAD,
+    prune,
+    prune_kept_discharges,
+)
 from flip.data.ingest.report import IngestReport, restored_on_error
 from flip.data.ingest.write import Writer
 from flip.data.sources.records import EventBlock, Rejected, SourceRecord, Unread
@@ -42,10 +48,12 @@ class Ingestor:
         interpretation: str = "",
     ) -> None:
         self.converter = Converter(store, vocabulary, source_system)
+        self.converter.interpretation = interpretation
         self.writer = Writer(store, source_system, derive_periods, interpretation)
         self.report: IngestReport | None = None
         self.seen: set[str] | None = set() if prune else None
         self.prune_from = prune_from
+        self.converter.pruning, self.converter.prune_from = prune, prune_from
         self.unkeyed = 0
         self.failed_reads = 0
 
@@ -78,18 +86,24 @@ class Ingestor:
         with restored_on_error(report), self.converter.undone_on_error():
             batch = self.converter.convert(records, report, final)
             self.writer.write(batch, report)
-        report.read += count_records(records) - batch.waiting
+        report.read += count_records(records) - batch.waiting + batch.recalled
         return batch.quarantine
 
     def finish(self, status: str = "completed") -> IngestReport:
         """Resolve waiting records, then close the run with its counts."""
         report = self._require_run()
         try:
+            if self._prunes(status) and report.read:
+                writer, seen = self.writer, self.seen or set()
+                prune_kept_discharges(writer.store, writer.system, seen, report, self.prune_from)
+                self.converter.pending, self.converter.pending_looked = {}, set()
             waiting, self.converter.deferred = self.converter.deferred, []
             self.converter.deferred_keys = set()
             for batch in batches(waiting):
-                self.writer.write(self.converter.convert(batch, report, final=True), report)
-                report.read += count_records(batch)
+                converted = self.converter.convert(batch, report, final=True)
+                self.writer.write(converted, report)
+                report.read += count_records(batch) + converted.recalled
+            self._recall(report)
             if self.seen is not None and status == "completed":
                 writer = self.writer
                 if self.unkeyed or self.failed_reads:
@@ -112,6 +126,25 @@ class Ingestor:
         finally:
             self.writer.close_run(report, status)
         return report
+
+    def _prunes(self, status: str) -> bool:
+        """Whether the run prunes when it ends: asked, completing, and every record keyed."""
+        return (
+            self.seen is not None
+            and status == "completed"
+            and not self.unkeyed
+            and not self.failed_reads
+        )
+
+    def _recall(self, report: IngestReport) -> None:
+        """End the waiting discharges (see discharges) of the patients whose visits the run
+        read, each where an open visit now fits it; each counts as read."""
+        recalled = Batch()
+        with self.converter.undone_on_error():
+            self.converter.recall(recalled, report, self.converter.run_persons())
+            if recalled.recalled:
+                self.writer.write(recalled, report)
+                report.read += recalled.recalled
 
     def run(
         self,

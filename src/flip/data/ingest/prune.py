@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, exists, select
 
 from flip.data.cdm import schema
 from flip.data.cdm.store import Store, values_in
+from flip.data.ingest import discharges
 from flip.data.ingest.report import IngestReport
 from flip.data.ingest.write import (
     delete_row,
@@ -34,6 +35,10 @@ PRUNE_REFUSED_UNREAD = "prune.refused.unread"
 
 #: The warning counted per record kept because a run from another location loaded it.
 OTHER_LOCATION = "prune.kept.other_location"
+
+#: The warning counted per kept discharge (HL7 A03 waiting for its admission: see
+#: discharges) a full re-export no longer holds: it is dropped, never applied.
+DISCHARGE_DROPPED = "prune.kept_discharge_dropped"
 
 #: Tables whose rows belong to a person and go with them (derived or one per person).
 _OF_PERSON = ("death", "observation_period")
@@ -105,6 +110,17 @@ def prune(
         remove_withdrawn_persons(conn, system, report)
         if derive_periods and touched:
             rebuild_observation_periods(conn, touched)
+
+
+def prune_kept_discharges(
+    store: Store, system: str, seen: set[str], report: IngestReport, location: str | None
+) -> None:
+    """Before a pruning run ends the kept discharges its admissions fit, drop those the
+    re-export no longer holds (counted as DISCHARGE_DROPPED)."""
+    with store.begin() as conn:
+        dropped = discharges.forget_unseen(conn, system, seen, location)
+    if dropped:
+        report.warnings[DISCHARGE_DROPPED] += dropped
 
 
 def _unconfirm(conn: Connection, system: str, keys: set[str]) -> None:

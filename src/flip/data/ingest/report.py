@@ -11,6 +11,10 @@ from dataclasses import dataclass, field, fields
 #: The skip rule of a record that a later record with the same key replaced in one run.
 SUPERSEDED = "identity.superseded_in_run"
 
+#: The skip rule of a record older (by its version: HL7 MSH-7, FHIR versionId or
+#: lastUpdated) than the version an earlier run stored, which stays.
+OLDER_THAN_STORED = "identity.older_than_stored"
+
 #: The skip rule of a patient record whose business identifier names a person already
 #: loaded (earlier in the run, or by another source); its facts file under that person.
 SAME_PERSON = "person.identifier.known"
@@ -20,8 +24,12 @@ SAME_PERSON = "person.identifier.known"
 MERGED_AWAY = "person.merged_away"
 
 #: The skip (and warning) rule of a discharge that names no visit (an HL7 A03 without
-#: PV1-19) when its patient has no open visit, or several: no visit is made of it.
+#: PV1-19) when it fits no open visit of its patient: no visit is made of it; it is
+#: kept until an open visit of its patient fits it, which it then ends (see discharges).
 DISCHARGE_UNMATCHED = "hl7.visit.discharge_unmatched"
+#: The skip rule of a cancel-discharge (HL7 A13) naming no visit: it makes no visit, and
+#: drops the kept discharge it fits (see discharges).
+DISCHARGE_CANCELLED = "hl7.visit.discharge_cancelled"
 
 #: The warning rule of such a record whose birth date or gender differ from the person's.
 DEMOGRAPHICS_CONFLICT = "person.demographics.conflict"

@@ -27,11 +27,13 @@ from sqlalchemy import (
 )
 
 from flip.data.cdm import schema
-from flip.data.cdm.rows import death_row, person_row, stable_id
+from flip.data.cdm.rows import death_row, person_row, stable_id, visit_id
 from flip.data.cdm.store import Store, bulk_insert, insert_columns, row_columns, values_in
-from flip.data.ingest.batch import Batch, older
+from flip.data.ingest import discharges
+from flip.data.ingest.batch import Batch, admission_version, older, salted
 from flip.data.ingest.clean import NUL_REMOVED, scrub_text
 from flip.data.ingest.report import (
+    OLDER_THAN_STORED,
     SUPERSEDED,
     WITHDRAWN_NOTHING,
     WITHDRAWN_PERSON_KEPT,
@@ -92,12 +94,16 @@ class Writer:
         self._withdrawals: bool | None = None
         #: Whether the store was seen holding provenance of the source system.
         self._provenance = False
+        #: The versioned records the current run quarantined: record key -> (quarantine
+        #: id, version, rule) each, released when a newer version loads later in the run.
+        self._versioned_quarantine: dict[str, list[tuple[int, str, str]]] = {}
 
     def open_run(self, kind: str, uri: str) -> IngestReport:
         """Record the start of an ingest run, with the process that runs it, after marking
         failed the runs whose process died; return its (empty) report."""
         started = _now()
         report = IngestReport(run_id=stable_id(self.system, uri, started.isoformat()))
+        self._versioned_quarantine = {}
         with self.store.begin() as conn:
             fail_stale_runs(conn)
             conn.execute(
@@ -128,6 +134,7 @@ class Writer:
                     records_quarantined=report.quarantined,
                     records_skipped=report.skipped,
                     records_pruned=report.pruned,
+                    records_withdrawn=report.withdrawn,
                 )
             )
             _write_tallies(conn, report)
@@ -137,17 +144,19 @@ class Writer:
         ones with their provenance, apply merges, and quarantine what was rejected. When
         the transaction fails, the report's counters are left as they were before."""
         ids_before = set(self._quarantine_ids.get(report.run_id, ()))
+        versioned_before = {k: list(v) for k, v in self._versioned_quarantine.items()}
         try:
             with restored_on_error(report):
                 self._write(batch, report)
         except BaseException:
             self._quarantine_ids[report.run_id] = ids_before
+            self._versioned_quarantine = versioned_before
             raise
 
     def _write(self, batch: Batch, report: IngestReport) -> None:
         if self.interpretation:
             batch.sources = {
-                key: (location, _salted(digest, self.interpretation))
+                key: (location, salted(digest, self.interpretation))
                 for key, (location, digest) in batch.sources.items()
             }
         with self.store.begin() as conn:
@@ -155,14 +164,17 @@ class Writer:
             # A key an earlier batch of this run wrote: that record is superseded, not this
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
-            stale: set[str] = set()  # an older version than the one stored
+            stale: set[str] = set()  # an older version than the one this run stored
+            older_stored = 0  # an older version than the one an earlier run stored
             changed = False  # whether a stored record's rows were replaced
             stored = self._has_provenance(conn)  # none: its records have no rows to find
             existing = self._existing(conn, batch) if stored else {}
             for key, old in existing.items():
                 earlier = any(run == report.run_id for *_, run, _ in old)
-                if any(older(batch.versions.get(key), version) for *_, version in old):
+                newer = [run for *_, run, version in old if older(batch.versions.get(key), version)]
+                if newer:
                     stale.add(key)
+                    older_stored += report.run_id not in newer
                     continue
                 if all(digest == batch.sources[key][1] for _, _, digest, _, _ in old):
                     unchanged.add(key)
@@ -196,10 +208,14 @@ class Writer:
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
             self._release(conn, layout.links["record_key"], report.run_id)
+            self._release_older(conn, layout.links, report)
             self._note_withdrawals(conn, batch.withdrawal_rules, layout.links["record_key"], report)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
-            superseded = batch.superseded + again_same + again_new + len(stale)
+            superseded = batch.superseded + again_same + again_new + len(stale) - older_stored
+            if older_stored:
+                report.skipped += older_stored
+                report.skipped_rules[OLDER_THAN_STORED] += older_stored
             if superseded:
                 report.skipped += superseded
                 report.skipped_rules[SUPERSEDED] += superseded
@@ -215,7 +231,8 @@ class Writer:
                 report.loaded += 1
                 report.rows["person"] -= retired  # its record, loaded in this run, now merged
                 self._trace_merge(conn, merge, new_id, report.run_id)
-            self._quarantine(conn, batch.quarantine, report)
+            self._quarantine(conn, self._unsuperseded(conn, batch, report), report)
+            self._keep_discharges(conn, batch, report.run_id)
             # rows that named a withdrawn patient may be gone (withdrawn, or re-filed)
             gone = changed or withdrawing or batch.replaced
             if gone and self._has_withdrawn_kept(conn):
@@ -338,14 +355,16 @@ class Writer:
         rules: dict[str, str] | None = None,
     ) -> set[int]:
         """Remove the rows and provenance of records re-sent as not facts (by key, with the
-        withdrawing version: a newer stored version stays); count them in
+        withdrawing version: a newer stored version stays; a visit a discharge naming no
+        visit ended compares its admission's, see batch.with_admission); count them in
         `report.withdrawn` (one loaded earlier in this run: superseded instead). A patient
         record's person goes with its death row unless a row (stored, or of the batch:
         `named`) or another source system's record still names it: then it is kept
         (WITHDRAWN_PERSON_KEPT). A withdrawal that finds nothing,
         stored or earlier in its batch (`here`), is counted (WITHDRAWN_NOTHING) when its
         record says an earlier version was sent (`amending`), or when the stored version is
-        newer (the withdrawal is then counted as superseded, not under its `rules`);
+        newer (the withdrawal is then counted as superseded when this run stored it, else
+        as older than stored, not under its `rules`);
         otherwise it is a record first seen as not a fact, skipped by its rule alone.
         Without `stored` provenance of the source system, nothing is looked up.
         Return the persons touched."""
@@ -370,22 +389,26 @@ class Writer:
                 found = [(row[0], *row) for row in conn.execute(query)]
             parts = _parts_stored(conn, select(*columns).where(*mine), sorted(keys))
             found += [(key, *row) for key in sorted(keys) for row in parts.get(key, ())]
-        newer = {whole for whole, *_, version in found if older(keys[whole], version)}
+        #: withdrawals older than the stored version -> whether this run stored it
+        newer: dict[str, bool] = {}
+        for whole, *_, run, version in found:
+            if older(keys[whole], admission_version(version)):
+                newer[whole] = newer.get(whole, False) or run == report.run_id
         rows: dict[str, list[tuple[str, int, int]]] = {}
         for whole, key, table, cdm_id, run, _ in found:
             if whole not in newer:
                 rows.setdefault(key, []).append((table, cdm_id, run))
-        missing = keys.keys() - here - {whole for whole, *_ in found} - newer
+        missing = keys.keys() - here - {whole for whole, *_ in found} - newer.keys()
         nothing = len(missing & amending) + len(newer)
         if nothing:
             report.warnings[WITHDRAWN_NOTHING] += nothing
-        for whole in newer:
+        for whole, this_run in newer.items():
             rule = (rules or {}).get(whole)
             if rule and report.skipped_rules[rule] > 0:
                 report.skipped_rules.subtract((rule,))
                 if not report.skipped_rules[rule]:
                     del report.skipped_rules[rule]
-                report.skipped_rules[SUPERSEDED] += 1
+                report.skipped_rules[SUPERSEDED if this_run else OLDER_THAN_STORED] += 1
         persons: set[int] = set()
         # a patient's own record last: the facts withdrawn with it no longer name it
         ordered = sorted(rows.items(), key=lambda item: any(t == "person" for t, *_ in item[1]))
@@ -450,6 +473,101 @@ class Writer:
         with values_in(conn, table.c.record_key, sorted(set(keys))) as loaded:
             conn.execute(delete(table).where(*mine, table.c.ingest_run_id != run_id, loaded))
 
+    def _keep_discharges(self, conn: Connection, batch: Batch, run_id: int) -> None:
+        """Keep the batch's discharges that wait for their visit, forget those that ended
+        it, and file the facts filed under each of those (keys `KEY/…`) under its visit; those
+        of a patient merged into another wait for the survivor's visits."""
+        if batch.applied:
+            discharges.forget(conn, self.system, batch.applied)
+        kept = [v for v in batch.pending if v.key not in batch.applied]
+        if kept:
+            discharges.remember(conn, self.system, kept, run_id, batch.spent)
+        for _, _, merge in batch.merges:
+            if merge.restores is None:
+                discharges.adopt(conn, self.system, merge.old_person_key, merge.person_key)
+        source = schema.source_record
+        for key, visit_key in batch.relinks.items():
+            visit = visit_id(self.system, visit_key)
+            for table in _IN_VISITS:
+                filed = select(source.c.cdm_id).where(
+                    source.c.source_system == self.system,
+                    source.c.cdm_table == table.name,
+                    source.c.record_key.startswith(f"{key}/", autoescape=True),
+                )
+                primary = next(iter(table.primary_key.columns))
+                found = update(table).where(primary.in_(filed))
+                conn.execute(found.values(visit_occurrence_id=visit))
+
+    def _release_older(
+        self, conn: Connection, links: dict[str, list[object]], report: IngestReport
+    ) -> None:
+        """Remove the quarantine rows this run wrote for older versions of records now
+        loaded (a bad message, then its correction, in one run): each is counted again as
+        superseded in the run, no longer as quarantined."""
+        if not self._versioned_quarantine:
+            return
+        loaded = zip(links["record_key"], links["source_version"], strict=True)
+        for key, version in dict(loaded).items():
+            held = self._versioned_quarantine.get(str(key))
+            if not held or version is None:
+                continue
+            gone = [entry for entry in held if older(entry[1], str(version))]
+            if not gone:
+                continue
+            self._versioned_quarantine[str(key)] = [e for e in held if e not in gone]
+            table = schema.quarantine
+            ids = [quarantine_id for quarantine_id, _, _ in gone]
+            conn.execute(delete(table).where(table.c.quarantine_id.in_(ids)))
+            for _, _, rule in gone:
+                report.rules.subtract((rule,))
+                if not report.rules[rule]:
+                    del report.rules[rule]
+            report.quarantined -= len(gone)
+            report.skipped += len(gone)
+            report.skipped_rules[SUPERSEDED] += len(gone)
+
+    def _unsuperseded(self, conn: Connection, batch: Batch, report: IngestReport) -> list[Rejected]:
+        """The batch's quarantine entries, less those of records whose newer version the
+        batch holds or the store keeps: those are skipped as superseded in the run (or as
+        older than stored, when an earlier run stored the newer one), and a quarantine row
+        an earlier run wrote for the same record goes."""
+        versioned = {r.key for r in batch.quarantine if r.key is not None and r.version}
+        if not versioned:
+            return batch.quarantine
+        stored: dict[str, list[tuple[int, str | None]]] = {}
+        if self._has_provenance(conn):
+            source = schema.source_record
+            with values_in(conn, source.c.record_key, sorted(versioned)) as wanted:
+                found = conn.execute(
+                    select(source.c.record_key, source.c.ingest_run_id, source.c.source_version)
+                    .where(source.c.source_system == self.system)
+                    .where(source.c.role.in_(schema.OWNED_ROLES))
+                    .where(wanted)
+                )
+                for key, run, version in found:
+                    stored.setdefault(key, []).append((run, version))
+        kept: list[Rejected] = []
+        stale: list[int] = []
+        for r in batch.quarantine:
+            if r.key is None or not r.version:
+                kept.append(r)
+                continue
+            runs = {run for run, version in stored.get(r.key, ()) if older(r.version, version)}
+            if older(r.version, batch.versions.get(r.key)) or report.run_id in runs:
+                rule = SUPERSEDED
+            elif runs:
+                rule = OLDER_THAN_STORED
+            else:
+                kept.append(r)
+                continue
+            report.skipped += 1
+            report.skipped_rules[rule] += 1
+            stale.append(_quarantine_id(self.system, r, set()))
+        if stale:
+            table = schema.quarantine
+            conn.execute(delete(table).where(table.c.quarantine_id.in_(stale)))
+        return kept
+
     def _confirm(self, conn: Connection, batch: Batch, run_id: int) -> None:
         """Write the batch's confirmations, replacing this source system's earlier ones of
         the same records."""
@@ -476,7 +594,7 @@ class Writer:
         """Link a merge record to the person it merged into (role MERGES)."""
         digest = hashlib.sha256(merge.raw).hexdigest()
         if self.interpretation:
-            digest = _salted(digest, self.interpretation)
+            digest = salted(digest, self.interpretation)
         source = schema.source_record
         key = scrub_text(merge.key)
         row = (source.c.cdm_table == "person", source.c.cdm_id == survivor)
@@ -527,7 +645,7 @@ class Writer:
             conn.execute(delete(table).where(table.c.person_id == person_id))
         digest = hashlib.sha256(unlink.raw).hexdigest()
         if self.interpretation:
-            digest = _salted(digest, self.interpretation)
+            digest = salted(digest, self.interpretation)
         made = [person_row(self.system, restores)]
         if restores.death_date is not None:
             made.append(death_row(self.system, restores))
@@ -568,6 +686,9 @@ class Writer:
             taken.add(quarantine_id)
             if r.key is not None:
                 self._keyed_quarantine = True
+                if r.version is not None:
+                    entry = (quarantine_id, r.version, r.rule)
+                    self._versioned_quarantine.setdefault(r.key, []).append(entry)
             rows.append(
                 {
                     "quarantine_id": quarantine_id,
@@ -602,11 +723,6 @@ def _quarantine_id(system: str, rejected: Rejected, taken: set[int]) -> int:
         occurrence += 1
         quarantine_id = stable_id(*parts, str(occurrence))
     return quarantine_id
-
-
-def _salted(digest: str, interpretation: str) -> str:
-    """A record's content hash joined with the settings it was read with."""
-    return hashlib.sha256(f"{interpretation}\x1f{digest}".encode()).hexdigest()
 
 
 def _now() -> datetime:

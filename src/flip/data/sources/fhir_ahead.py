@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from flip.data.sources.identity import PersonIdentity
-from flip.data.sources.readahead import read_ahead_now
+from flip.data.sources.readahead import in_child, read_ahead_now
 from flip.data.sources.records import SourceRecord
 
 
@@ -28,3 +28,9 @@ def _read_path(
     from flip.data.sources.fhir import read_path
 
     return read_path(path, person_identifier)
+
+
+def read_elsewhere(reading: Iterator[SourceRecord]) -> bool:
+    """Whether `reading` (from `read_path_ahead`) is read in a child process: the FHIR models,
+    pydantic and what they import are then never needed in this one."""
+    return in_child(reading)

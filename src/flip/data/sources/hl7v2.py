@@ -65,7 +65,8 @@ _MSH = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*MSH(?=[^\w\r\n])")
 #: The message types FLIP reads, by MSH-9 message code -> trigger events.
 HANDLED = {
     "ADT": {
-        *("A01", "A02", "A03", "A04", "A08", "A11", "A18", "A24", "A34", "A36", "A37", "A40"),
+        *("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A18", "A24", "A34", "A36", "A37"),
+        "A40",
     },
     "ORU": {"R01"},
     "MDM": {"T02", "T04", "T06", "T08", "T10"},
@@ -84,8 +85,11 @@ PATIENT_CLASSES = {"I": "IMP", "O": "AMB", "E": "EMER"}
 CANCELLED = "hl7.visit.cancelled"
 #: The rule of an A11 whose PV1 names no visit number: nothing to cancel is known.
 CANCEL_UNNAMED = "hl7.visit.cancel_unnamed"
-#: Events that end a visit: without PV1-19 they end the patient's one open visit.
+#: Events that end a visit: without PV1-19 they end the patient's open visit they fit.
 DISCHARGES = {"A03"}
+#: Events that cancel a discharge (the visit goes on): with PV1-19 the visit is open again;
+#: without, they drop the kept discharge of the patient they fit (SourceVisit.cancels).
+DISCHARGE_CANCELS = {"A13"}
 SEXES = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 #: OBX-11 result statuses that are not a fact: deleted, wrong, cannot be obtained, pending,
 #: order detail and not asked (HL7 table 0085).
@@ -263,7 +267,7 @@ class _Reader:
             return None
 
     def reject(self, key: str | None, rule: str, message: str) -> None:
-        self.out.append(Rejected(key, self.location, rule, message, self.raw))
+        self.out.append(Rejected(key, self.location, rule, message, self.raw, self.version))
 
 
 def _records(
@@ -537,12 +541,14 @@ class _Context:
 def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
     """A PV1's visit, open until PV1-45 says when it ended; versioned by MSH-7 (an older
     message read again does not reopen a visit a later one ended). An A03 without PV1-19
-    ends the patient's one open visit (SourceVisit.open_visit)."""
+    ends the patient's open visit it fits (SourceVisit.open_visit); an A13 (cancel discharge)
+    opens its visit again, or without PV1-19 drops the patient's kept A03 it fits."""
     m = r.m
     number = _qualified(r, pv1, 19, (4, 6))
     c.visit_key = f"visit/{number or c.scope}"
     admitted = r.when(m.get(pv1, 44), "PV1-44")
-    end = r.when(m.get(pv1, 45), "PV1-45")
+    cancels = r.event in DISCHARGE_CANCELS
+    end = None if cancels else r.when(m.get(pv1, 45), "PV1-45")
     klass = PATIENT_CLASSES.get(m.get(pv1, 2).upper(), m.get(pv1, 2))
     r.out.append(
         SourceVisit(
@@ -557,6 +563,7 @@ def _visit(r: _Reader, pv1: Any, c: _Context) -> None:
             version=r.version,
             open_visit=not number and r.event in DISCHARGES,
             admitted=admitted is not None,
+            cancels=not number and cancels,
         )
     )
 

@@ -115,6 +115,11 @@ def read_ahead_now(produce: Callable[..., Iterable[Any]], *args: Any) -> Iterato
     return _Reading(*_start(produce, args))
 
 
+def in_child(reading: Iterable[Any]) -> bool:
+    """Whether `reading` (from `read_ahead_now`) is read by a child process, not this one."""
+    return type(reading) is _Reading
+
+
 class _Reading:
     """What a started child sends (see `_drain`); closing it, or dropping it unread, stops
     the child, which a generator never started would not."""

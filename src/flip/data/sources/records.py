@@ -68,10 +68,11 @@ DEMOGRAPHICS = ("birth_date", "gender", "death_date")
 @dataclass(slots=True)
 class SourceVisit:
     """An encounter or visit; `provider_key` and `care_site_key` name its provider and
-    care site by their source keys. With `open_visit` the record ends the patient's one
-    open visit of its source, whose key it takes (its own `key` when there is not exactly
-    one); `admitted` says whether `start` is the source's admission time (else, a message
-    time, it does not replace the open visit's)."""
+    care site by their source keys. With `open_visit` the record ends the patient's
+    open visit of its source that it fits, whose key it takes (its own `key` when none
+    fits); `admitted` says whether `start` is the source's admission time (else, a message
+    time, it does not replace the open visit's). With `cancels` the record makes no visit:
+    it cancels the discharge that waits for the visit it fits (see ingest.discharges)."""
 
     key: str
     person_key: str
@@ -86,6 +87,7 @@ class SourceVisit:
     version: str | None = None
     open_visit: bool = False
     admitted: bool = True
+    cancels: bool = False
 
 
 @dataclass(slots=True)
@@ -270,13 +272,15 @@ class Unread:
 
 @dataclass(slots=True)
 class Rejected:
-    """A record that could not be read, with the rule it broke."""
+    """A record that could not be read, with the rule it broke; `version` is the record's
+    (as SourceEvent.version): a newer version loaded supersedes it."""
 
     key: str | None
     location: str
     rule: str
     message: str
     raw: bytes
+    version: str | None = None
 
 
 SourceRecord = (

@@ -137,6 +137,7 @@ def _sources(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "unchanged": run["records_unchanged"] or 0,
             "quarantined": run["records_quarantined"] or 0,
             "skipped": run["records_skipped"] or 0,
+            "withdrawn": run["records_withdrawn"] or 0,
             "skipped_by_rule": run["skipped_by_rule"],
             "warnings_by_rule": run["warnings_by_rule"],
             "unmapped_by_code": run["unmapped_by_code"],
@@ -246,6 +247,7 @@ def _sources_section(report: dict[str, Any]) -> list[str]:
                 "unchanged",
                 "quarantined",
                 "skipped",
+                "withdrawn",
                 "skipped by rule",
                 "warnings by rule",
             ],
@@ -259,6 +261,7 @@ def _sources_section(report: dict[str, Any]) -> list[str]:
                     s["unchanged"],
                     s["quarantined"],
                     s["skipped"],
+                    s["withdrawn"],
                     _rules(s["skipped_by_rule"]),
                     _rules(s["warnings_by_rule"]),
                 ]
@@ -393,6 +396,7 @@ def render_html(report: dict[str, Any]) -> str:
                 "unchanged",
                 "quarantined",
                 "skipped",
+                "withdrawn",
                 "started",
             ],
             [
@@ -405,6 +409,7 @@ def render_html(report: dict[str, Any]) -> str:
                     r["records_unchanged"],
                     r["records_quarantined"],
                     r["records_skipped"],
+                    r["records_withdrawn"],
                     r["started_at"],
                 ]
                 for r in report["ingest_runs"]

@@ -71,3 +71,15 @@ def test_the_audit_agrees_with_its_definition_on_random_small_cases(threshold):
         agreed += 1
         flagged += expected
     assert agreed > 250 and 20 < flagged < agreed - 20, "both answers were exercised"
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_a_search_highs_presolve_loops_on_is_answered():
+    """HiGHS 1.12's presolve reduced this infeasible search to nothing and never returned
+    (its time limit did not apply): the search runs without presolve."""
+    kept = [np.array([1, 11, 12, 15]), np.array([0, *range(2, 12), 13, 14, 15])]
+    kept.append(np.array([1, 3, 4, 5, 6, 7, 8, 11, 12, 14]))
+    audit = Released(kept)
+    candidate = np.array([1, 8, 9, 10, 12, 13])
+    assert audit.reveals(candidate, 3) == _reference(kept, candidate, 16)
+    assert audit.undecided is None

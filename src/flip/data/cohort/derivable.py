@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from flip.data.cohort.unions import small_union_revealed
+from flip.data.cohort.unions import LIMITS, UNDECIDED, small_union_revealed
 
 #: Pair groups tested, or basis rows reduced, per matrix product (bounds memory: that many
 #: rows x persons floats).
@@ -34,7 +34,8 @@ _TOL = 1e-9
 
 class Released:
     """The sets of persons whose counts a project was given, kept for the audit: the persons
-    in any of them, which atom each is in, and an orthonormal basis of the sets' span."""
+    in any of them, which atom each is in, and an orthonormal basis of the sets' span; and
+    why the last check was undecided (`undecided`), if it was."""
 
     def __init__(self, sets: Sequence[np.ndarray] = ()) -> None:
         self.ids = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *sets]))
@@ -48,6 +49,7 @@ class Released:
         self._shared = np.rint(gram).astype(np.int64)
         self._basis = _orthonormal(rows, gram)
         self.rank = len(self._basis)
+        self.undecided: str | None = None
         for row in rows[self._outside(rows)]:
             self._extend(row)
 
@@ -89,7 +91,9 @@ class Released:
     def reveals(self, members: np.ndarray, threshold: int) -> bool:
         """Whether releasing the count of `members` (person ids) besides these makes the size
         of an audited group of 1 to threshold-1 persons, other than `members` itself (whose
-        own count is the caller's to suppress), derivable that was not."""
+        own count is the caller's to suppress), derivable that was not. A count the union
+        search cannot decide reveals, and `undecided` says why (else None)."""
+        self.undecided = None
         if members.size == 0:
             return False
         row = self._row(members)
@@ -99,9 +103,7 @@ class Released:
         if unit is None:
             return False  # its count follows from those released: nothing new
         basis = self._basis[: self.rank]
-        _, first, atom, sizes = np.unique(
-            self.atom * 2 + row, return_index=True, return_inverse=True, return_counts=True
-        )
+        _, atom, sizes = np.unique(self.atom * 2 + row, return_inverse=True, return_counts=True)
         order = np.argsort(atom.reshape(-1), kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         before = np.zeros(sizes.size)
@@ -118,22 +120,46 @@ class Released:
         )
         if any(np.any(_reached(*_projections(g, basis, unit))) for g in pairs):
             return True
-        return self._union_revealed(row, first, sizes, threshold)
+        return self._union_revealed(row, unit, atom.reshape(-1), sizes, threshold)
 
     def _union_revealed(
-        self, row: np.ndarray, first: np.ndarray, sizes: np.ndarray, threshold: int
+        self, row: np.ndarray, unit: np.ndarray, atom: np.ndarray, sizes: np.ndarray, threshold: int
     ) -> bool:
-        """Whether `row` makes a union of several small atoms derivable (unions.py), the atoms
-        given by one person each (`first`) and their sizes."""
-        if np.count_nonzero(sizes < threshold) < 2:
+        """Whether `row` (whose unit direction outside the span is `unit`) makes a union of
+        several small atoms derivable (unions.py), the atoms given by each person's `atom`
+        and their sizes; a search past its limits counts as revealing (`undecided`)."""
+        small = np.flatnonzero(sizes < threshold)
+        if small.size < 2:
             return False
-        n = self.count
-        member = np.vstack([self._member[:n][:, first], row[first]])
-        gram = np.empty((n + 1, n + 1), dtype=np.int64)
-        gram[:n, :n] = self._shared[:n, :n]
-        gram[n, :n] = gram[:n, n] = _overlaps(self._member[:n], row)
-        gram[n, n] = row.sum()
-        return small_union_revealed(member, gram, sizes, threshold, row[first])
+        persons, starts = _gathering(atom, sizes, sizes < threshold)
+        gathered, on_small = self._gathered(unit, persons, starts, sizes[small])
+        itself = np.add.reduceat(row[persons].astype(np.int64), starts) == sizes[small]
+        verdict = small_union_revealed(
+            gathered,
+            on_small,
+            sizes[small],
+            threshold,
+            itself if int(row.sum()) == int(sizes[small][itself].sum()) else None,
+            lambda: self._gathered(
+                unit, *_gathering(atom, sizes, sizes >= threshold), sizes[sizes >= threshold]
+            ),
+        )
+        if verdict is UNDECIDED:
+            self.undecided = LIMITS
+            return True
+        return bool(verdict)
+
+    def _gathered(
+        self, unit: np.ndarray, persons: np.ndarray, starts: np.ndarray, sizes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The basis rows and `unit` gathered onto some atoms (their `persons` in atom order,
+        where each starts, and their `sizes`): an atom's column is the sum of its persons'
+        over the root of its size, so norms over persons are kept."""
+        if persons.size == 0:
+            return np.zeros((self.rank, 0)), np.zeros(0)
+        root = np.sqrt(sizes.astype(np.float64))
+        rows = np.add.reduceat(self._basis[: self.rank][:, persons], starts, axis=1) / root
+        return rows, np.add.reduceat(unit[persons], starts) / root
 
     def _row(self, members: np.ndarray) -> np.ndarray:
         """`members` as a 0/1 row over the persons, who are widened to include them."""
@@ -209,6 +235,16 @@ def _orthonormal(rows: np.ndarray, gram: np.ndarray) -> np.ndarray:
         basis = vectors[:, keep].T @ basis
         basis /= np.sqrt(values[keep])[:, None]
     return basis
+
+
+def _gathering(
+    atom: np.ndarray, sizes: np.ndarray, chosen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The persons of the `chosen` atoms (a mask over atoms) in atom order, and where each
+    chosen atom starts among them."""
+    persons = np.flatnonzero(chosen[atom])
+    persons = persons[np.argsort(atom[persons], kind="stable")]
+    return persons, np.concatenate([[0], np.cumsum(sizes[chosen])[:-1]]).astype(np.int64)
 
 
 def _atoms(member: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ ledger file: never at the hub. A new set is "isolating" when it holds a kept set
 threshold-1 more persons (or the reverse), or when the linear audit
 (`flip.data.cohort.derivable`) finds that its count makes the size of a small group
 derivable: an atom of the partition the released sets make, or the difference or
-intersection of two of them (inclusion-exclusion across queries included). The site's
+intersection of two of them, or a union of small atoms (inclusion-exclusion across queries
+included); a set the audit cannot decide within its limits counts as isolating. The site's
 own total may be known to the hub without asking: `also_known` audits both ways.
 Hold and remember only what was released: the audit takes what is kept as known.
 """
@@ -81,6 +82,7 @@ class ReleaseGuard:
         self._loaded: list[np.ndarray] | None = None
         self._released_audit: Released | None = None
         self._population: Released | None = None
+        self.undecided: str | None = None
         _meta.create_all(engine)
 
     def budget_problem(self) -> str | None:
@@ -122,8 +124,9 @@ class ReleaseGuard:
 
     def isolates(self, members: frozenset[int]) -> bool:
         """Whether releasing the count of `members` would, with the counts released before to
-        this project, give away the size of a group of 1 to threshold-1 persons."""
-        return any(audit.reveals(_array(members), self.threshold) for audit in self._audits())
+        this project, give away the size of a group of 1 to threshold-1 persons (or the audit
+        cannot tell: then `undecided` says why)."""
+        return self._reveals(self._audits(), _array(members))
 
     def isolates_together(self, sets: list[frozenset[int]]) -> bool:
         """Whether releasing the counts of all `sets` (one after another) would, with the
@@ -131,11 +134,30 @@ class ReleaseGuard:
         audits = deepcopy(self._audits())
         for members in filter(None, sets):
             candidate = _array(members)
-            if any(audit.reveals(candidate, self.threshold) for audit in audits):
+            if self._reveals(audits, candidate):
                 return True
             for audit in audits:
                 audit.add(candidate)
         return False
+
+    def _reveals(self, audits: list[Released], candidate: np.ndarray) -> bool:
+        """Whether any of `audits` finds `candidate` revealing; keeps why when one could not
+        decide (`undecided`)."""
+        for audit in audits:
+            if audit.reveals(candidate, self.threshold):
+                self.undecided = audit.undecided
+                return True
+        return False
+
+    def refusal(self) -> str:
+        """Why the last count found isolating is refused: the audit's limit when it could not
+        decide, else the differencing it found."""
+        if self.undecided is not None:
+            return f"its count cannot be checked: {self.undecided}"
+        return (
+            "its count, with those this project was already given, would tell the size "
+            f"of a group of fewer than {self.threshold} persons"
+        )
 
     def released_before(self, members: frozenset[int]) -> bool:
         """Whether the count of exactly these persons was released to this project before."""

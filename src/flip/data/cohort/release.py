@@ -51,10 +51,7 @@ def release(
     if not released.suppressed:
         if guard is not None and guard.isolates(found.members):
             guard.remember([])  # the refusal tells that a small group exists: it costs a query
-            raise Refused(
-                "its count, with those this project was already given, would tell the size "
-                f"of a group of fewer than {threshold} persons"
-            )
+            raise Refused(guard.refusal())
         sets.append(found.members)
         if guard is not None:
             guard.hold(sets)

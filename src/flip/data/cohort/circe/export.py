@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flip.data.cdm.rows import GENDERS
+from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.cohort.circe.supported import CRITERIA_TABLES, UnsupportedCirce
 from flip.data.cohort.definition import CohortDefinition, Criterion
 
@@ -94,3 +95,11 @@ def to_circe(definition: CohortDefinition) -> dict[str, Any]:
         "CensoringCriteria": [],
         "CollapseSettings": {"CollapseType": "ERA", "EraPad": 0},
     }
+
+
+def as_circe(definition: CohortDefinition | CirceDefinition) -> CirceDefinition:
+    """The cohort as a Circe definition: itself, or FLIP's exported (UnsupportedCirce where
+    Circe cannot say the same thing)."""
+    if isinstance(definition, CirceDefinition):
+        return definition
+    return CirceDefinition(name=definition.name, expression=to_circe(definition))

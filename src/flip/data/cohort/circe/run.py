@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -24,10 +25,12 @@ _KEPT = ("qualified_events", "inclusion_events")
 
 @dataclass(frozen=True)
 class CirceRun:
-    """Persons in the cohort, and after the primary criteria and each inclusion rule in turn."""
+    """Persons in the cohort, and after the primary criteria and each inclusion rule in turn;
+    each member's first cohort start date (`starts`)."""
 
     members: frozenset[int]
     steps: list[frozenset[int]]
+    starts: dict[int, date] = field(default_factory=dict)
 
 
 def _schema(store: Store, dialect: str) -> str:
@@ -106,10 +109,20 @@ def run_circe(store: Store, expression: dict[str, Any]) -> CirceRun:
             for statement in statements:
                 deadline.check()
                 conn.exec_driver_sql(statement)
-            members = frozenset(
-                r[0] for r in conn.exec_driver_sql(f"SELECT DISTINCT subject_id FROM {_TARGET}")
-            )
+            starts = {
+                int(person): _date(start)
+                for person, start in conn.exec_driver_sql(
+                    f"SELECT subject_id, MIN(cohort_start_date) FROM {_TARGET} GROUP BY subject_id"
+                )
+            }
             steps = _steps(conn, len(expression.get("InclusionRules") or []))
         finally:
             conn.rollback()
-    return CirceRun(members, steps)
+    return CirceRun(frozenset(starts), steps, starts)
+
+
+def _date(value: date | datetime | str) -> date:
+    """A cohort start date as the driver gives it (a date, a timestamp or ISO text)."""
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])

@@ -409,19 +409,11 @@ def test_hub_arrays_naming_a_frozen_base_array_are_not_loaded(two_sites, minilm)
 
 
 def _run_task(spec, sites, *more):
-    """`flip fl run-task` as a user runs it."""
-    import os
-    import subprocess
-    import sys
+    """`flip fl run-task` as a user runs it (in this process: no interpreter to start)."""
+    from tests.fl.in_process import flip_here
 
     args = [a for site in sites for a in ("--site", str(site))]
-    return subprocess.run(
-        [sys.executable, "-m", "flip", "fl", "run-task", str(spec), *args, *more],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return flip_here("fl", "run-task", str(spec), *args, *more, env={"COLUMNS": "200"})
 
 
 def test_fl_run_task_names_the_sites_that_did_not_approve_in_one_line(two_sites, minilm, tmp_path):

@@ -1,8 +1,6 @@
 """Custom tasks: written by `flip fl new-task`, packed with their code, run once approved."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -15,12 +13,7 @@ from flip.fl.tasks import TaskSpec, task_hash
 from flip.fl.tasks.authoring import TaskFolderError, new_task, pack_task
 from flip.fl.tasks.models import TaskCodeError, new_model
 from tests.conftest import build_site
-
-
-def flip(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flip", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
+from tests.fl.in_process import flip_here as flip
 
 
 def test_new_task_and_pack_task_make_a_spec_whose_hash_covers_every_byte_of_the_model(tmp_path):

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from flip.fl.privacy import PrivacySpec
+from tests.fl.in_process import flip_here
 from tests.fl.messy import write_sites
 
 
@@ -16,9 +17,20 @@ def flip(*args):
     )
 
 
+def site_args(sites):
+    return [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
+
+
 def fl_run(sites, *args):
-    site_args = [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
-    return flip("fl", "run", *site_args, *args)
+    return flip("fl", "run", *site_args(sites), *args)
+
+
+def refused(sites, *args, status=1):
+    """`flip fl run` with `args`, in this process, ends with exit `status`, no traceback; its
+    stderr."""
+    result = flip_here("fl", "run", *site_args(sites), *args)
+    assert result.returncode == status, result.stderr[-2000:]
+    return result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +79,8 @@ def test_json_contract_and_federation_reaches_pooled(sites, tmp_path):
     assert data["federated"]["overall"]["accuracy"] >= data["pooled"]["overall"]["accuracy"] - 0.02
     assert data["federated"]["overall"]["auroc"] > 0.75
     assert "ignoring id-like columns: patient_id" not in result.stdout
-    listed = subprocess.run(
-        [sys.executable, "-m", "flip", "models", "list", "--registry", str(registry), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    listed = flip_here("models", "list", "--registry", str(registry), "--json")
+    assert listed.returncode == 0, listed.stderr
     models = {m["id"]: m for m in json.loads(listed.stdout)}
     (model,) = [m for m in models.values() if not m["id"].startswith("mace-risk-best-")]
     (best,) = [m for m in models.values() if m["id"].startswith("mace-risk-best-")]
@@ -82,23 +90,9 @@ def test_json_contract_and_federation_reaches_pooled(sites, tmp_path):
     assert best["final_model"] == model["id"] and aurocs[best["best_round"] - 1] == max(aurocs)
     assert best["best_round"] == data["selection"]["best_round"]
     assert data["selection"]["validation_auroc"] == max(aurocs)
-    exported = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flip",
-            "models",
-            "export",
-            model["id"],
-            "--registry",
-            str(registry),
-            "--format",
-            "onnx",
-            "--out",
-            str(tmp_path / "m.onnx"),
-        ],
-        capture_output=True,
-        text=True,
+    exported = flip_here(
+        *["models", "export", model["id"], "--registry", str(registry)],
+        *["--format", "onnx", "--out", str(tmp_path / "m.onnx")],
     )
     assert exported.returncode == 0 and (tmp_path / "m.onnx").stat().st_size > 0
 
@@ -149,30 +143,24 @@ def test_other_strategies_train(sites, strategy):
     ],
 )
 def test_bad_options_fail_in_one_line(sites, args, message):
-    result = fl_run(sites, *args)
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
+    stderr = refused(sites, *args)
+    assert message in stderr and "Traceback" not in stderr
 
 
 def test_adaptive_clipping_is_a_usage_error_without_dp_or_with_a_quantile_of_one(sites):
-    alone = fl_run(sites, "--target", "num", "--adaptive-clip")
-    assert alone.returncode == 2 and "give --dp too" in alone.stderr
+    assert "give --dp too" in refused(sites, "--target", "num", "--adaptive-clip", status=2)
     args = ["--target", "num", "--dp", "server", "--adaptive-clip", "--clip-quantile", "1"]
-    one = fl_run(sites, *args)
-    assert one.returncode == 2 and "less than 1" in one.stderr
-    local = fl_run(sites, "--target", "num", "--dp", "client", "--adaptive-clip")
-    assert local.returncode == 2 and "server-side only" in local.stderr
+    assert "less than 1" in refused(sites, *args, status=2)
+    local = ["--target", "num", "--dp", "client", "--adaptive-clip"]
+    assert "server-side only" in refused(sites, *local, status=2)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("side", "clipping"), [("server", "fixed"), ("client", "fixed"), ("server", "adaptive")]
-)
+@pytest.mark.parametrize(("side", "clipping"), [("server", "fixed"), ("client", "fixed")])
 def test_differential_privacy_reports_its_budget(sites, side, clipping):
-    adaptive = ["--adaptive-clip", "--clip-quantile", "0.8"] if clipping == "adaptive" else []
+    """Server-side adaptive clipping's budget: see the killed-run test's unbroken run."""
     result = fl_run(
         sites,
-        *adaptive,
         "--target",
         "num",
         "--positive",
@@ -220,11 +208,11 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
     folder = tmp_path / "run"
     run_log = (tmp_path / "run.log").open("w")
     common = ["--target", "num", "--positive", "num>0", "--rounds", "6", "--json"]
-    site_args = [a for name, path in sites.items() for a in ("--site", f"{name}={path}")]
     # Server-side state the resume must restore: central DP's noise stream and adaptive clipping
     # norm. (FedAdam's moments are refused under central DP, which accounts only fedavg/fedprox.)
     common += ["--local-epochs", "20", "--strategy", "fedavg"]
     common += ["--dp", "server", "--noise-multiplier", "0.3", "--clip", "0.5", "--adaptive-clip"]
+    common += ["--clip-quantile", "0.8"]
     process = subprocess.Popen(
         [
             sys.executable,
@@ -232,7 +220,7 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
             "flip",
             "fl",
             "run",
-            *site_args,
+            *site_args(sites),
             *common,
             "--checkpoint",
             str(folder),
@@ -276,9 +264,15 @@ def test_a_run_killed_mid_way_resumes_from_its_last_round_checkpoint(sites, tmp_
     assert diff < 1e-5
     expected = json.loads(whole.stdout)["federated"]["overall"]
     assert result["federated"]["overall"]["auroc"] == pytest.approx(expected["auroc"], abs=1e-6)
+    # the unbroken run reports the budget of server-side DP with adaptive clipping
+    privacy = json.loads(whole.stdout)["privacy"]
+    assert privacy["clipping"] == "server-side adaptive" and privacy["rounds"] == 6
+    assert privacy["target_quantile"] == 0.8
+    spec = PrivacySpec(noise_multiplier=0.3, clipping_norm=0.5, adaptive=True)
+    assert privacy["epsilon"] == pytest.approx(spec.epsilon(6), abs=1e-3)
 
-    other = fl_run(sites, *common, "--checkpoint", str(folder), "--seed", "3")
-    assert other.returncode == 1 and "another run" in other.stderr
+    other = refused(sites, *common, "--checkpoint", str(folder), "--seed", "3")
+    assert "another run" in other
 
 
 @pytest.mark.slow
@@ -296,14 +290,14 @@ def test_xgboost_federates_by_bagging_and_nears_the_pooled_model(sites, tmp_path
     model_id = next(line for line in result.stderr.splitlines() if "registered model" in line)
     model_id = model_id.split("registered model ", 1)[1].split()[0]
     path = next(iter(sites.values()))
-    check = flip(
+    check = flip_here(
         *["site", "evaluate", model_id, "--data", str(path), "--target", "num"],
         *["--positive", "num>0", "--registry", registry, "--json"],
     )
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["auroc"] > 0.75
     exported = tmp_path / "trees.json"
-    export = flip(
+    export = flip_here(
         *["models", "export", model_id, "--out", str(exported), "--format", "xgboost"],
         *["--registry", registry],
     )
@@ -315,10 +309,8 @@ def test_xgboost_federates_by_bagging_and_nears_the_pooled_model(sites, tmp_path
     federated, pooled = out["federated"]["overall"], out["pooled"]["overall"]
     assert federated["auroc"] > 0.75
     assert federated["auroc"] >= pooled["auroc"] - 0.05
-    mismatch = fl_run(sites, *args, "--strategy", "fedavg")
-    assert mismatch.returncode == 1 and "fedxgb_bagging" in mismatch.stderr
-    private = fl_run(sites, *args, "--dp", "server")
-    assert private.returncode == 1 and "does not apply" in private.stderr
+    assert "fedxgb_bagging" in refused(sites, *args, "--strategy", "fedavg")
+    assert "does not apply" in refused(sites, *args, "--dp", "server")
 
 
 @pytest.mark.slow
@@ -335,8 +327,9 @@ def test_personalisation_is_reported_apart_from_the_federated_model(sites):
     assert personalised["per_site"] != federated["per_site"], "each site fine-tuned its copy"
     for metrics in personalised["per_site"].values():
         assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] > 0
-    refused = fl_run(sites, "--target", "num", "--positive", "num>0", "--personalise", "-1")
-    assert refused.returncode == 1 and "--personalise" in refused.stderr
+    assert "--personalise" in refused(
+        sites, "--target", "num", "--positive", "num>0", "--personalise", "-1"
+    )
 
 
 @pytest.mark.slow
@@ -375,8 +368,9 @@ def test_fedbn_reports_each_sites_own_model_beside_the_global_and_local_ones(sit
     assert set(out["fedbn"]["per_site"]) == set(sites)
     assert out["fedbn"]["per_site"] != out["federated"]["per_site"], "each site's own norm"
     assert out["fedbn"]["overall"]["auroc"] > 0.7
-    refused = fl_run(sites, "--target", "num", "--positive", "num>0", "--personal", "fedxx")
-    assert refused.returncode == 1 and "--personal" in refused.stderr
+    assert "--personal" in refused(
+        sites, "--target", "num", "--positive", "num>0", "--personal", "fedxx"
+    )
 
 
 @pytest.mark.slow

@@ -4,7 +4,15 @@ import onnx
 import pytest
 import torch
 
-from flip.fl.registry import RegistryError, build, export, list_models, load, register
+from flip.fl.registry import (
+    RegistryError,
+    build,
+    export,
+    list_models,
+    load,
+    model_card,
+    register,
+)
 from flip.fl.tasks.tabular_logreg import new_model
 
 LINEAGE = {
@@ -71,3 +79,25 @@ def test_a_run_registers_its_final_model_and_its_best_rounds_with_the_best_named
     assert torch.equal(torch.load(best.path / "model.pt")["w"], best_state["w"])
     alone, none = register_with_best(tmp_path, "n", final_state, {"task": "x"}, None, {})
     assert none is None and {r.id for r in list_models(tmp_path)} == {final.id, best.id, alone.id}
+
+
+def test_a_regression_models_card_shows_its_own_metrics_and_what_a_site_withheld():
+    """The performance table follows the metrics the run reported (a model without accuracy
+    made the card fail); a count or metric a site did not release reads "withheld"."""
+    lineage = {
+        **LINEAGE,
+        "name": "severity",
+        "id": "severity-1",
+        "sha256": "cd" * 32,
+        "registered_at": "2026-12-05T00:00:00Z",
+        "sites": {"a": {"n_train": 30, "n_test": 10}, "b": {"n_train": None, "n_test": None}},
+        "metrics": {
+            "per_site": {"a": {"mae": 1.25, "r2": 0.5, "n_test": 10}, "b": {"mae": 2.0}},
+            "overall": {"mae": 1.5, "r2": 0.4},
+        },
+    }
+    card = model_card(lineage)
+    assert "| site | mae | r2 |" in card
+    assert "| a | 1.250 | 0.500 |" in card and "| b | 2.000 | withheld |" in card
+    assert "| **all sites** | 1.500 | 0.400 |" in card
+    assert "| b | withheld | withheld | `` |" in card

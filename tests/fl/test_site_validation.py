@@ -42,4 +42,4 @@ def test_rounds_are_evaluated_on_held_out_training_rows_and_the_final_on_the_tes
 
     site.policy.min_cell_size = len(validation.y) + 1
     with pytest.raises(NotApproved, match="validation split has fewer than"):
-        evaluate_round(site, spec, config, state, run=1)
+        evaluate_round(site, spec, {**config, "server-round": 2}, state, run=1)

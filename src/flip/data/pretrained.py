@@ -14,8 +14,10 @@ import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flip.data.ledger import Ledger
+if TYPE_CHECKING:
+    from flip.data.ledger import Ledger
 
 ADDED, REMOVED, REFUSED = "model.added", "model.removed", "model.refused"
 #: A registered name: what a task's weights.name must match.

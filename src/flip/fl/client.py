@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -28,11 +29,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
+from flip.data.cohort.disclosure import rounded
 from flip.data.cohort.sizes import release_sizes
 from flip.data.features.tabular import Scaling, TabularData
 from flip.data.ledger import Ledger, LedgerTampered
 from flip.data.pretrained import PretrainedError, resolve
-from flip.fl import replay
+from flip.fl import personal, replay, site_personal
+from flip.fl.carried import EVALUATE_RECEIVED, EVALUATED
 from flip.fl.preprocessing import feature_stats
 from flip.fl.privacy import (
     UpdateRefused,
@@ -46,6 +49,7 @@ from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
 from flip.fl.splits import EVALUATE_SPLIT, VALIDATION_FRACTION
+from flip.fl.tasks import outcomes
 from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.binary import load_arrays
 from flip.fl.tasks.models import new_model
@@ -310,6 +314,7 @@ def train_round(
     state: dict[str, Any],
     *,
     run: int,
+    own: Own | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """One round of local training of an authorised task from the global `state` in Flower
     run `run`, logged in the site's ledger with the epsilon spent; the trained state dict
@@ -325,6 +330,12 @@ def train_round(
     tasks and projects, whatever persons they read. Under DP the metrics that leave are
     `num-examples` = 1 only (equal weights; no loss, no count, no custom metric); under local
     DP an update that is not finite floating point is refused, never sent.
+
+    A personalised task (`spec.personal`) trains from the global state with the site's own
+    layers in `own` and keeps its new own part there (Ditto: its own model, trained after
+    the global one), and in the site's file of it (`site_personal.save`), whose digest the
+    `run.trained` entry records as `own`; what it sends carries its own layers as it
+    received them.
     """
     bases = site_bases(site, spec, config)
     detail = _detail(config)
@@ -351,11 +362,26 @@ def train_round(
         delta = site.policy.max_delta
         epsilon = site_epsilon(spec, n_train, number, delta)
         spent = _spend(ledger, site, spec, config, counter, epsilon, delta)
+    own = (own if own is not None else Own()).of(site_personal.about(config, counter))
+    server_round = int(config["server-round"])
     try:
-        trained, metrics = _fit(site, spec, state, train_split, int(config["server-round"]), bases)
-    except (UpdateRefused, PretrainedError) as exc:
+        start = site_personal.start_state(spec, state, own.state) if spec.personal else state
+        trained, metrics = _fit(site, spec, start, train_split, server_round, bases)
+    except (UpdateRefused, PretrainedError, personal.ForeignState) as exc:
         with Ledger(site.ledger) as ledger:
             refuse(ledger, site, detail, str(exc))
+    own_file: dict[str, str] = {}
+    if spec.personal:
+        trained, own.state = site_personal.after_round(
+            spec,
+            trained,
+            state,
+            own.state,
+            train_split,
+            seed=spec.seed * 1000 + server_round,
+            device=site_device(site),
+        )
+        own_file["own"] = site_personal.save(site.ledger, str(own.owner), own.state)
     loss = _loss(metrics)
     if spec.privacy is not None:
         metrics = {"num-examples": 1.0}
@@ -377,10 +403,29 @@ def train_round(
                 "private": spec.privacy is not None,
                 "weights_in": weights_in,
                 "answer": kept,
+                **own_file,
                 **spent,
             },
         )
+    if own_file:
+        site_personal.prune(site.ledger, str(own.owner), own_file["own"])
     return trained, metrics
+
+
+@dataclass
+class Own:
+    """A site's own part of a personalised task, from one round of a run to the next, and
+    the task and run it belongs to (`site_personal.about`)."""
+
+    state: dict[str, Any] | None = None
+    owner: str | None = None
+
+    def of(self, owner: str) -> Own:
+        """This part, emptied first unless it belongs to task and run `owner`: one task's
+        part never starts or scores another's."""
+        if self.owner != owner:
+            self.state, self.owner = None, owner
+        return self
 
 
 def _replayed(
@@ -391,17 +436,7 @@ def _replayed(
     See `flip.fl.replay`: no row is read, no round counted, no epsilon spent."""
     detail = _detail(config)
     project, digest = detail["project"], detail["task_hash"]
-    with _untampered(ledger, project, digest):
-        trained = ledger.chained(frozenset({"run.trained"}))
-    last = next(
-        (
-            d
-            for _, d in reversed(trained)
-            if (d.get("counter"), d.get("project"), d.get("task_hash"))
-            == (counter, project, digest)
-        ),
-        None,
-    )
+    last = _last_trained(ledger, counter, project, digest)
     if last is None or last.get("round") != config["server-round"]:
         return None
     if last.get("weights_in") != weights_in:
@@ -413,6 +448,22 @@ def _replayed(
             {**detail, "round": last["round"], **_hub_run(config), "counter": counter},
         )
     return answer
+
+
+def _last_trained(ledger: Ledger, counter: str, project: str, digest: str) -> dict[str, Any] | None:
+    """The ledger's last `run.trained` entry of the task in run `counter`, or None; a
+    tampered ledger is refused."""
+    with _untampered(ledger, project, digest):
+        trained = ledger.chained(frozenset({"run.trained"}))
+    about = (counter, project, digest)
+    return next(
+        (
+            d
+            for _, d in reversed(trained)
+            if (d.get("counter"), d.get("project"), d.get("task_hash")) == about
+        ),
+        None,
+    )
 
 
 def _loss(metrics: Mapping[str, float]) -> float | None:
@@ -444,8 +495,10 @@ def _fit(
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Local training as the task says (`private_fit`): DP-SGD (Opacus) under record-level
     DP, else the task's own loop (`train_task`: the outcome's loss, FedProx, a custom task's
-    sandbox), its update clipped and noised with the approved parameters under local DP."""
+    sandbox), its update clipped and noised with the approved parameters under local DP
+    (a personalised task's own layers, never sent, left out)."""
     settings = LocalSettings(spec.local_epochs, spec.learning_rate, spec.batch_size, spec.l2)
+    own = personal.own_keys(new_model(spec, bases), spec.personal) if spec.personal else []
     return private_fit(
         state,
         split,
@@ -462,6 +515,7 @@ def _fit(
             limits=site_limits(site),
             bases=bases,
         ),
+        own=own,
     )
 
 
@@ -552,6 +606,7 @@ def evaluate_round(
     state: dict[str, Any],
     *,
     run: int,
+    own: Own | None = None,
 ) -> dict[str, float]:
     """Metrics of the global `state` on the site's test split when the config asks for it
     (the final evaluation), on its validation split otherwise (a round's); a validation
@@ -563,9 +618,13 @@ def evaluate_round(
     than one on the validation split per approved round and more than one on the test split
     (the final evaluation: the test split is never a round's yardstick), and across every
     run (hub or Flower) more than the policy's `max_evaluations` of the task. The test
-    split asked again from the same weights (a hub resumed after a crash) gets the metrics
-    the site released, without reading a row. Under central DP a server naming other
-    privacy than the approved is refused, as in training.
+    split asked again from the same weights, or the validation split in the same round
+    from the same weights (a hub resumed after a crash), gets the metrics the site
+    released, without reading a row or counting again. `num-examples` is released rounded
+    as the site rounds split sizes (`round_counts_to`). Under central DP a server naming other
+    privacy than the approved is refused, as in training. A personalised task's metrics
+    also carry its personal model's (global `state` with `own`), as `personal_<metric>`,
+    except under local DP (`_private_locally`).
     """
     bases = site_bases(site, spec, config)
     test = config.get(EVALUATE_SPLIT) == "test"
@@ -576,7 +635,7 @@ def evaluate_round(
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             refuse(ledger, site, detail, problem)
         counter, rounds = round_count(ledger, spec, config, run)
-        if test and (released := _tested(ledger, counter, config, weights_in)) is not None:
+        if (released := _released(ledger, counter, config, weights_in, test)) is not None:
             return released
     if test:
         _, split = _splits(site, spec, config)
@@ -608,29 +667,61 @@ def evaluate_round(
     except PretrainedError as exc:
         with Ledger(site.ledger) as ledger:
             refuse(ledger, site, detail, str(exc))
-    if test:
-        with Ledger(site.ledger) as ledger:
-            ledger.record(
-                "run.tested",
-                {**detail, **_hub_run(config), "counter": counter, "weights_in": weights_in}
-                | {"metrics": metrics},
-            )
+    if spec.personal and not _private_locally(spec):
+        kept = (own if own is not None else Own()).of(site_personal.about(config, counter)).state
+        try:
+            metrics |= site_personal.personal_metrics(spec, state, kept, split, site_device(site))
+        except personal.ForeignState as exc:
+            with Ledger(site.ledger) as ledger:
+                refuse(ledger, site, detail, str(exc))
+    metrics = _rounded_sizes(site, metrics)
+    with Ledger(site.ledger) as ledger:
+        ledger.record(
+            _RELEASED[test],
+            {**detail, **_hub_run(config), "counter": counter, "weights_in": weights_in}
+            | {"round": config["server-round"], "metrics": metrics},
+        )
     return metrics
 
 
-def _tested(
-    ledger: Ledger, counter: str, config: Mapping[str, Any], weights_in: str
+def _private_locally(spec: TaskSpec) -> bool:
+    """Whether the site noises its own update (local DP): its own layers, left out of the
+    noise, then train outside the mechanism, so its personal model's metrics stay home."""
+    return spec.privacy is not None and spec.privacy.mechanism == "local"
+
+
+#: The ledger entry of an evaluation's released metrics: of the validation split, of the test.
+_RELEASED = {False: "run.validated", True: "run.tested"}
+
+
+def _rounded_sizes(site: SiteConfig, metrics: dict[str, float]) -> dict[str, float]:
+    """`metrics` with the example count released as the site releases sizes: rounded to its
+    policy's `round_counts_to` (`flip.data.cohort.disclosure.rounded`)."""
+    if "num-examples" not in metrics:
+        return metrics
+    policy = site.policy
+    count = rounded(int(metrics["num-examples"]), policy.round_counts_to, policy.min_cell_size)
+    return {**metrics, "num-examples": float(count or 0)}
+
+
+def _released(
+    ledger: Ledger, counter: str, config: Mapping[str, Any], weights_in: str, test: bool
 ) -> dict[str, float] | None:
-    """The test-split metrics this run released for weights of digest `weights_in`, audited
-    as `run.replayed`, or None if it released none for them."""
+    """The metrics this run released for weights of digest `weights_in` on the test split,
+    or on the validation split in the same round (a hub resumed after a crash sending it
+    again), audited as `run.replayed`; None if it released none for them."""
     detail = _detail(config)
     project, digest = detail["project"], detail["task_hash"]
     with _untampered(ledger, project, digest):
-        tested = ledger.chained(frozenset({"run.tested"}))
-    for _, entry in reversed(tested):
+        released = ledger.chained(frozenset({_RELEASED[test]}))
+    for _, entry in reversed(released):
         about = (entry.get("counter"), entry.get("project"), entry.get("task_hash"))
+        same_round = test or entry.get("round") == config["server-round"]
         if about == (counter, project, digest) and entry.get("weights_in") == weights_in:
-            ledger.record("run.replayed", {**detail, **_hub_run(config), "split": "test"})
+            if not same_round:
+                return None
+            split = "test" if test else "validation"
+            ledger.record("run.replayed", {**detail, **_hub_run(config), "split": split})
             return {k: float("nan") if v is None else float(v) for k, v in entry["metrics"].items()}
     return None
 
@@ -641,27 +732,95 @@ def _evaluations(ledger: Ledger, project: str, digest: str) -> int:
         return ledger.rounds_counted(project, digest, "evaluate")
 
 
+def _carried(
+    site: SiteConfig,
+    spec: TaskSpec,
+    config: Mapping[str, Any],
+    state: dict[str, Any],
+    run: int,
+    own: Own,
+) -> dict[str, float] | None:
+    """The validation metrics of the weights received, when the train message asks for them
+    (`EVALUATE_RECEIVED`): always the validation split, whatever `evaluate-split` it names;
+    under DP, the outcome's metrics with equal weights (no loss, no count), as the train
+    reply's. None when not asked, or refused (the refusal is audited; training goes on)."""
+    if not config.get(EVALUATE_RECEIVED):
+        return None
+    validation = {k: v for k, v in config.items() if k != EVALUATE_SPLIT}
+    try:
+        metrics = evaluate_round(site, spec, validation, state, run=run, own=own)
+    except NotApproved:
+        return None
+    if spec.privacy is not None:
+        return {**outcomes.reported(metrics), "num-examples": 1.0}
+    return metrics
+
+
+def _own(site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any], context: Context) -> Own:
+    """The site's own part of the task and run the message names, from the node's state, or
+    (a restarted SuperNode, a resumed hub run's new Flower run) from the site's file of it
+    (`_restored`); empty for any other task or run."""
+    with Ledger(site.ledger) as ledger:
+        counter, _ = round_count(ledger, spec, config, context.run_id)
+        owner = site_personal.about(config, counter)
+        state = site_personal.kept(context, owner)
+        if state is None and spec.personal:
+            state = _restored(ledger, site, config, counter, owner)
+    return Own(state, owner)
+
+
+def _restored(
+    ledger: Ledger, site: SiteConfig, config: Mapping[str, Any], counter: str, owner: str
+) -> dict[str, Any] | None:
+    """The own part the site saved when it last trained the task in run `counter`, if its
+    file hashes to what the ledger recorded; a missing or altered file is audited as
+    `run.personal_lost` and the site's part starts again from the global model (None)."""
+    detail = _detail(config)
+    last = _last_trained(ledger, counter, detail["project"], detail["task_hash"])
+    if last is None or not last.get("own"):
+        return None
+    state = site_personal.load(site.ledger, owner, str(last["own"]))
+    if state is None:
+        reason = "the site's file of its own layers is missing or not the one it wrote"
+        ledger.record(
+            "run.personal_lost",
+            {**detail, **_hub_run(config), "counter": counter, "reason": reason},
+        )
+    return state
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One round of local training on the site's training split."""
+    """One round of local training on the site's training split; a personalised task's own
+    part stays in the node's state for the run (`site_personal`). When the server asks
+    (`flip.fl.carried`), the reply also carries the validation metrics of the weights
+    received, scored before training and counted as an evaluation (`_carried`)."""
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
     state = msg.content["arrays"].to_torch_state_dict()
-    trained, metrics = train_round(site, spec, config, state, run=context.run_id)
+    own = _own(site, spec, config, context)
+    evaluated = _carried(site, spec, config, state, context.run_id, own)
+    trained, metrics = train_round(site, spec, config, state, run=context.run_id, own=own)
+    if own.state is not None and own.owner is not None:
+        site_personal.keep(context, own.owner, own.state)
     content = RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})
+    if evaluated is not None:
+        content[EVALUATED] = ConfigRecord(evaluated)
     return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Evaluate the global model on the site's test split; only metrics leave, with the
-    site's data fingerprint and its split sizes as released like counts."""
+    """Evaluate the global model (and a personalised task's personal one) on the site's
+    validation or test split; only metrics leave, with the site's data fingerprint and its
+    split sizes as released like counts."""
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
     state = msg.content["arrays"].to_torch_state_dict()
-    metrics = evaluate_round(site, spec, config, state, run=context.run_id)
+    own = _own(site, spec, config, context)
+    metrics = evaluate_round(site, spec, config, state, run=context.run_id, own=own)
     about = {"name": site.name, **report_evaluation(site, spec, config)}
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(about)})
     return Message(content=content, reply_to=msg)

@@ -10,15 +10,17 @@
   strategy; each site also trains a model of its own, pulled toward the global one by
   lambda/2 * ||v - w||^2.
 
-What is a site's own stays in a file beside the site's data (`personal_path`) from one
-round to the next; the experiment scores each site's personal model on that site's
-test split, beside the global and local-only ones.
+In file experiments what is a site's own stays in a file beside the site's data
+(`personal_path`) from one round to the next, and the experiment scores each site's
+personal model on that site's test split, beside the global and local-only ones. Hub
+tasks name their mode in `TaskSpec.personal`; the deployment ClientApp keeps the site's
+own part in Flower's node state (`flip.fl.site_personal`), never sending it.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,19 @@ class SiteNorm(torch.nn.BatchNorm1d):
         return super().forward(x)
 
 
-def new_model(task: str, mode: str, n_features: int, seed: int) -> torch.nn.Module:
-    """The task's model, behind a site-kept batch norm of its inputs under FedBN."""
-    model = model_factory(task)(n_features, seed)
+def with_site_norm(model: torch.nn.Module, mode: str | None, n_features: int) -> torch.nn.Module:
+    """`model` behind a site-kept batch norm of its inputs under FedBN; as it is otherwise."""
     if mode == "fedbn":
         return torch.nn.Sequential(SiteNorm(n_features), model)
     return model
 
 
-def own_keys(model: torch.nn.Module, mode: str) -> list[str]:
+def new_model(task: str, mode: str, n_features: int, seed: int) -> torch.nn.Module:
+    """The task's model, behind a site-kept batch norm of its inputs under FedBN."""
+    return with_site_norm(model_factory(task)(n_features, seed), mode, n_features)
+
+
+def own_keys(model: torch.nn.Module, mode: str | None) -> list[str]:
     """The state-dict keys a site keeps for itself under `mode` (Ditto: none of the global's)."""
     if mode == "fedbn":
         kept = [name for name, m in model.named_modules() if isinstance(m, SiteNorm)]
@@ -70,10 +76,58 @@ def personal_path(folder: Path, partition: int) -> Path:
     return folder / f"personal-{partition}.pt"
 
 
+def _load(path: Path) -> dict[str, torch.Tensor] | None:
+    return torch.load(path, weights_only=True) if path.exists() else None
+
+
+class ForeignState(ValueError):
+    """What a site kept does not hold exactly the layers the mode keeps for this model."""
+
+
+def _own_only(model: torch.nn.Module, mode: str, kept: Mapping[str, Any]) -> dict[str, Any]:
+    """`kept`, once it holds exactly `model`'s own layers under `mode`; ForeignState else."""
+    keys = set(own_keys(model, mode))
+    if set(kept) != keys:
+        raise ForeignState(
+            f"the state kept holds {sorted(set(kept) - keys) or 'not all'} of the layers "
+            f"{mode} keeps ({sorted(keys)}): not this task's"
+        )
+    return dict(kept)
+
+
+def with_own(model: torch.nn.Module, mode: str | None, kept: Mapping[str, Any] | None) -> None:
+    """Put the site's own layers (`kept` from its last round, if any) into the global `model`;
+    ForeignState if `kept` holds other layers than the mode keeps."""
+    if mode in ("fedbn", "fedper") and kept:
+        model.load_state_dict(_own_only(model, mode, kept), strict=False)
+
+
 def before_train(model: torch.nn.Module, mode: str, path: Path) -> None:
-    """Put the site's own layers (kept from its last round) into the global `model`."""
-    if mode in ("fedbn", "fedper") and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True), strict=False)
+    """Put the site's own layers (kept in `path` from its last round) into the global `model`."""
+    with_own(model, mode, _load(path))
+
+
+#: Trains a site's own Ditto model in place, pulled toward the anchor (the global parameters).
+TrainOwn = Callable[[torch.nn.Module, list[torch.Tensor]], object]
+
+
+def kept_after(
+    model: torch.nn.Module,
+    global_state: Mapping[str, Any],
+    mode: str,
+    kept: Mapping[str, Any] | None,
+    train_own: TrainOwn,
+) -> dict[str, torch.Tensor]:
+    """What a site keeps of this round: its layers of the trained `model` (FedBN, FedPer), or
+    its own model (`kept`; the global one in round 1) trained by `train_own` toward the
+    global one this round started from (Ditto)."""
+    if mode != "ditto":
+        state = model.state_dict()
+        return {k: state[k].detach().clone() for k in own_keys(model, mode)}
+    own = binary.load_arrays(copy.deepcopy(model), dict(kept or global_state))
+    centre = binary.load_arrays(copy.deepcopy(model), dict(global_state))
+    train_own(own, [p.detach().clone() for p in centre.parameters()])
+    return own.state_dict()
 
 
 def after_train(
@@ -83,42 +137,44 @@ def after_train(
     config: Mapping[str, Any],
     path: Path,
 ) -> None:
-    """Keep the site's own part of this round: its layers (FedBN, FedPer), or its own model
-    trained toward the global one this round started from (Ditto)."""
+    """Keep the site's own part of this round in `path`: its layers (FedBN, FedPer), or its own
+    model trained toward the global one this round started from (Ditto)."""
+
+    def train_own(own: torch.nn.Module, anchor: list[torch.Tensor]) -> None:
+        binary.train(
+            own,
+            data,
+            **asdict(LocalSettings.of_config(config)),
+            seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)) + 500,
+            proximal_mu=float(config["ditto-lambda"]),
+            anchor=anchor,
+        )
+
     mode = str(config["personal"])
-    if mode != "ditto":
-        state = model.state_dict()
-        torch.save({k: state[k].clone() for k in own_keys(model, mode)}, path)
-        return
-    own = _ditto_model(model, global_state, path)
-    centre = binary.load_arrays(copy.deepcopy(model), dict(global_state))
-    anchor = [p.detach().clone() for p in centre.parameters()]
-    binary.train(
-        own,
-        data,
-        **asdict(LocalSettings.of_config(config)),
-        seed=int(config["seed"]) * 1000 + int(config.get("server-round", 0)) + 500,
-        proximal_mu=float(config["ditto-lambda"]),
-        anchor=anchor,
-    )
-    torch.save(own.state_dict(), path)
+    torch.save(kept_after(model, global_state, mode, _load(path), train_own), path)
 
 
-def _ditto_model(
-    shell: torch.nn.Module, global_state: Mapping[str, torch.Tensor], path: Path
+def sent(
+    trained: Mapping[str, Any], received: Mapping[str, Any], keys: list[str]
+) -> dict[str, Any]:
+    """What a site sends: `trained` with its own layers (`keys`) as the global ones it received,
+    so nothing of them leaves and averaging leaves them as they were."""
+    return {k: received[k] if k in keys else v for k, v in trained.items()}
+
+
+def personal_model(
+    global_model: torch.nn.Module, mode: str, kept: Mapping[str, Any] | None
 ) -> torch.nn.Module:
-    """The site's Ditto model: kept from its last round, or the global one in round 1."""
-    own = copy.deepcopy(shell)
-    state = torch.load(path, weights_only=True) if path.exists() else dict(global_state)
-    return binary.load_arrays(own, state)
+    """A site's personal model: the global one with the site's own layers, or (Ditto) the
+    site's own model; the global one where the site kept nothing."""
+    model = copy.deepcopy(global_model)
+    if kept and mode == "ditto":
+        model.load_state_dict(dict(kept))
+    elif kept:
+        model.load_state_dict(_own_only(model, mode, kept), strict=False)
+    return model
 
 
 def site_model(global_model: torch.nn.Module, mode: str, path: Path) -> torch.nn.Module:
-    """A site's personal model after the run: the global one with the site's own layers, or
-    (Ditto) the site's own model; the global one where the site kept nothing."""
-    model = copy.deepcopy(global_model)
-    if not path.exists():
-        return model
-    kept = torch.load(path, weights_only=True)
-    model.load_state_dict(kept, strict=mode == "ditto")
-    return model
+    """A site's personal model after the run, from what it kept in `path` (`personal_model`)."""
+    return personal_model(global_model, mode, _load(path))

@@ -6,7 +6,7 @@ noises the update before it leaves; otherwise the task's own training runs as it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,11 +53,13 @@ def private_fit(
     *,
     model: Callable[[], torch.nn.Module],
     train: Callable[[], tuple[Mapping[str, Any], dict[str, float]]],
+    own: Collection[str] = (),
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """(trained state dict, metrics) of one round from the global `state`: DP-SGD on
     `model()` (loaded with `state`) under record-level DP, else `train()`, whose update from
     `state` is clipped and noised here under local DP (`privatise`: UpdateRefused when it
-    cannot be)."""
+    cannot be). The site's `own` layers (a personalised task's, never sent) are left out of
+    the clipped and noised update: noise added to them each round would never average out."""
     if privacy is not None and privacy.level == "record":
         from flip.fl.dp_sgd import train_dp
 
@@ -73,5 +75,11 @@ def private_fit(
     trained, metrics = train()
     if privacy is None or privacy.mechanism != "local":
         return dict(trained), metrics
-    noised = privatise(numpy_arrays(state), numpy_arrays(trained), privacy)
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in noised.items()}, metrics
+    shared = [k for k in {**state, **trained} if k not in own]
+    noised = privatise(
+        numpy_arrays({k: state[k] for k in shared if k in state}),
+        numpy_arrays({k: trained[k] for k in shared if k in trained}),
+        privacy,
+    )
+    sent = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in noised.items()}
+    return {k: sent.get(k, v) for k, v in trained.items()}, metrics

@@ -247,9 +247,23 @@ def export(record: ModelRecord, fmt: str, out: Path) -> Path:
     raise RegistryError(f"unknown export format {fmt!r}: torch or onnx (xgboost for trees)")
 
 
-def _score(metrics: dict[str, Any]) -> str:
-    auroc = metrics.get("auroc")
-    return f"{metrics['accuracy']:.3f} | {'n/a' if auroc is None else f'{auroc:.3f}'}"
+def _columns(metrics: dict[str, Any]) -> list[str]:
+    """The metric names (not row counts) any site or the overall row reports, first seen first."""
+    rows = [*metrics.get("per_site", {}).values(), metrics.get("overall") or {}]
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(
+            (k, None)
+            for k, v in row.items()
+            if isinstance(v, int | float) and not k.startswith(("n_", "num_"))
+        )
+    return list(names)
+
+
+def _score(row: dict[str, Any], columns: list[str]) -> str:
+    """One table row's cells: each metric to three places, "withheld" where not released."""
+    cells = [row.get(c) for c in columns]
+    return " | ".join("withheld" if v is None else f"{v:.3f}" for v in cells)
 
 
 def model_card(lineage: dict[str, Any]) -> str:
@@ -287,14 +301,16 @@ def model_card(lineage: dict[str, Any]) -> str:
     ]
     for name, info in lineage.get("sites", {}).items():
         digest = str(info.get("data_sha256", ""))[:12]
-        lines.append(f"| {name} | {info.get('n_train')} | {info.get('n_test')} | `{digest}` |")
+        rows = ["withheld" if info.get(k) is None else info[k] for k in ("n_train", "n_test")]
+        lines.append(f"| {name} | {rows[0]} | {rows[1]} | `{digest}` |")
     lines += ["", "## Performance on each site's held-out test set", ""]
-    lines += ["| site | accuracy | AUROC |", "|---|---|---|"]
     metrics = lineage.get("metrics", {})
+    columns = _columns(metrics)
+    lines += ["| site | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, m in metrics.get("per_site", {}).items():
-        lines.append(f"| {name} | {_score(m)} |")
+        lines.append(f"| {name} | {_score(m, columns)} |")
     if metrics.get("overall"):
-        lines.append(f"| **all sites** | {_score(metrics['overall'])} |")
+        lines.append(f"| **all sites** | {_score(metrics['overall'], columns)} |")
     lines += [
         "",
         "## Use and limits",

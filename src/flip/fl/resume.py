@@ -32,6 +32,8 @@ class ContinuedRounds(Strategy):
     def __init__(self, strategy: Strategy, done: int) -> None:
         self.strategy = strategy
         self.done = done
+        #: The round (of the whole run) whose evaluate replies are being aggregated.
+        self.evaluating = done
 
     def summary(self) -> None:
         """The wrapped strategy's summary."""
@@ -58,8 +60,9 @@ class ContinuedRounds(Strategy):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """The wrapped strategy's, for the round number of the whole run."""
-        return self.strategy.aggregate_evaluate(server_round + self.done, replies)
+        """The wrapped strategy's, for the round number of the whole run (`evaluating`)."""
+        self.evaluating = server_round + self.done
+        return self.strategy.aggregate_evaluate(self.evaluating, replies)
 
 
 def _chain(strategy: Strategy) -> Iterator[Strategy]:

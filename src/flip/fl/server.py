@@ -31,6 +31,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
 from flip.data.features.tabular import Scaling
+from flip.fl.carried import CarriedEvaluation
 from flip.fl.checkpoint import Checkpoint
 from flip.fl.checkpoint import load as load_checkpoint
 from flip.fl.checkpoint import save as save_checkpoint
@@ -67,10 +68,20 @@ class FederatedResult:
     best_round: int | None = None
     best_state_dict: dict = field(default_factory=dict)
 
+    def record(self, number: int, metrics: dict[str, float]) -> None:
+        """Keep round `number`'s (from 1) metrics at `rounds[number - 1]`; a round before it
+        that has none keeps an empty record, so no later round moves to its place."""
+        self.rounds.extend({} for _ in range(number - len(self.rounds)))
+        self.rounds[number - 1] = metrics
+
+    def scored(self, number: int) -> bool:
+        """Whether round `number` has metrics."""
+        return 0 < number <= len(self.rounds) and bool(self.rounds[number - 1])
+
     def is_best(self, number: int) -> bool:
         """Whether round `number` (from 1) has the best federated score so far: AUROC, or
         the outcome's own (macro-F1, C-index, lowest RMSE; `outcomes.selection_score`)."""
-        if len(self.rounds) < number:
+        if not self.scored(number):
             return False
         score = outcomes.selection_score(self.rounds[number - 1])
         if score != score:
@@ -109,6 +120,7 @@ def make_server_app(
     scaling: ScalingStep | None = None,
     seed: int = 0,
     evaluate_final: bool = True,
+    evaluate_every: int | None = None,
 ) -> tuple[ServerApp, FederatedResult]:
     """A ServerApp running a named Flower strategy (its hyperparameters overridden by
     `strategy_options`) for `rounds` rounds over `n_sites` sites.
@@ -124,7 +136,10 @@ def make_server_app(
     `seed`; a resumed run takes them, the strategy's state and the round numbers from
     its checkpoint, so it ends with the weights of a run never stopped. Without
     `evaluate_final`, the sites are not asked to evaluate the final model on their test
-    splits (file experiments score the test splits themselves).
+    splits (file experiments score the test splits themselves). With `evaluate_every` k,
+    each round's validation metrics come with the next round's train replies
+    (`flip.fl.carried`), and evaluate messages go out only after every k-th round and the
+    last; the best round is still the one of the best validation score.
     """
     if privacy is not None and (problem := accounting_problem(privacy, strategy)):
         raise ValueError(problem)
@@ -132,19 +147,26 @@ def make_server_app(
     app = ServerApp()
     done = [0]
     running: list = [None]
+    continued: list[ContinuedRounds] = []
+    latest: dict[int, ArrayRecord] = {}
+
+    def choose(number: int) -> None:
+        """Keep round `number`'s model as the best if its metrics say so."""
+        if number in latest and result.is_best(number):
+            result.best_round = number
+            result.best_state_dict = latest[number].to_torch_state_dict()
 
     def keep(server_round: int, arrays: ArrayRecord) -> None:
-        """Flower calls this last in each round: keep the best model and checkpoint."""
+        """Flower calls this last in each round: keep the best model and checkpoint (a round
+        whose metrics come with the next train replies is judged when they come)."""
         if server_round == 0:
             return
         number = done[0] + server_round
-        best = result.is_best(number)
-        if not best and checkpoint is None:
-            return
-        state = arrays.to_torch_state_dict()
-        if best:
-            result.best_round, result.best_state_dict = number, state
+        latest.clear()
+        latest[number] = arrays
+        choose(number)
         if checkpoint is not None:
+            state = arrays.to_torch_state_dict()
             saved = Checkpoint(
                 number,
                 state,
@@ -157,13 +179,20 @@ def make_server_app(
             )
             save_checkpoint(checkpoint, saved)
 
+    def record(number: int, aggregated: MetricRecord) -> None:
+        metrics = {k: float(v) for k, v in aggregated.items() if isinstance(v, int | float)}
+        result.record(number, metrics)
+        if on_round:
+            on_round(number, metrics)
+
     def evaluate_aggregate(replies: list[RecordDict], weight_key: str) -> MetricRecord:
         aggregated = aggregate_metricrecords(replies, weight_key)
-        metrics = {k: float(v) for k, v in aggregated.items() if isinstance(v, int | float)}
-        result.rounds.append(metrics)
-        if on_round:
-            on_round(len(result.rounds), metrics)
+        record(continued[0].evaluating, aggregated)
         return aggregated
+
+    def carried(number: int, aggregated: MetricRecord) -> None:
+        record(number, aggregated)
+        choose(number)
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
@@ -197,8 +226,12 @@ def make_server_app(
                 restore_random(resumed.random)
             else:
                 seed_server(seed)
+            if evaluate_every is not None:
+                latest[done[0]] = start
+                chosen = CarriedEvaluation(chosen, evaluate_every, rounds, result.scored, carried)
+            continued[:] = [ContinuedRounds(chosen, done[0])]
             arrays = (
-                ContinuedRounds(chosen, done[0])
+                continued[0]
                 .start(
                     grid=grid,
                     initial_arrays=start,
@@ -245,6 +278,8 @@ def task_server_app(
 
         if kwargs.get("checkpoint") is not None:
             raise ValueError("a secure aggregation run keeps no checkpoints yet")
+        if kwargs.get("evaluate_every") is not None:
+            raise ValueError("a secure aggregation run evaluates every round (no evaluate_every)")
         return secure_server_app(
             dict(config),
             initial,

@@ -3,10 +3,12 @@
 `flip.fl.runtime.deployment` writes a Flower App (FAB) whose ServerApp is this one.
 The run config names the project, the hub run (`hub-run`, when the hub submits it), the
 task spec file, the rounds, the number of sites, the minimum to start a round, the round
-timeout and an output folder, where the Flower run id (`flower-run-id`, to stop the run
-with), each round's metrics (`rounds.jsonl`, one line per round as it ends), a checkpoint
-after every round, and the final and best models, metrics and federated scaling are
-written. Replies are pulled every 0.1 s (`PromptGrid`), not every 3 s.
+timeout, how often evaluate messages go out when the train replies carry the rounds'
+validation metrics (`evaluate-every`, optional) and an output folder, where the Flower
+run id (`flower-run-id`, to stop the run with), each round's metrics (`rounds.jsonl`,
+one line per round as it ends), a checkpoint after every round, and the final and best
+models, metrics and federated scaling are written. Replies are pulled every 0.1 s
+(`PromptGrid`), not every 3 s.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main(grid: Grid, context: Context) -> None:
         hub_run=int(config[HUB_RUN]) if HUB_RUN in config else None,
         checkpoint=None if spec.secure_aggregation else out / "checkpoint.pt",
         on_round=on_round,
+        **({"evaluate_every": int(config["evaluate-every"])} if "evaluate-every" in config else {}),
     )
     inner(PromptGrid(grid), context)
     torch.save(result.state_dict, out / "model.pt")

@@ -69,11 +69,13 @@ class Deployment:
         rounds: int,
         round_timeout: float = 120.0,
         min_sites: int | None = None,
+        evaluate_every: int | None = None,
     ) -> DeployedResult:
         """Submit the task with `flwr run` and wait for it; the sites check their approvals.
 
         Rounds start once `min_sites` (default all) SuperNodes are connected, and a
-        site that has not answered within `round_timeout` seconds is left out of it.
+        site that has not answered within `round_timeout` seconds is left out of it. With
+        `evaluate_every` the train replies carry the rounds' validation metrics.
         """
         if self.superlink is None:
             raise DeploymentError("start the deployment before running a task")
@@ -86,6 +88,7 @@ class Deployment:
             n_sites=len(self.nodes),
             round_timeout=round_timeout,
             min_sites=min_sites,
+            evaluate_every=evaluate_every,
         )
 
     def stop(self) -> None:

@@ -244,11 +244,13 @@ class SuperLink:
         round_timeout: float = 120.0,
         min_sites: int | None = None,
         hub_run: int | None = None,
+        evaluate_every: int | None = None,
     ) -> DeployedResult:
         """Submit a project's task with `flwr run` and wait for its result.
 
         `hub_run` names the hub run this is: the sites count the rounds they train by it,
-        whichever Flower run carries it.
+        whichever Flower run carries it. With `evaluate_every` the train replies carry the
+        rounds' validation metrics (`flip.fl.carried`).
 
         Rounds start once `min_sites` (default `n_sites`) SuperNodes are connected; a
         site that has not answered within `round_timeout` seconds is left out of the
@@ -275,6 +277,7 @@ class SuperLink:
                 "round-timeout": float(round_timeout),
                 "min-sites": min_sites or n_sites,
                 **({"hub-run": int(hub_run)} if hub_run is not None else {}),
+                **({"evaluate-every": int(evaluate_every)} if evaluate_every else {}),
             },
         )
         import torch

@@ -19,6 +19,9 @@ from flip.fl.runtime.supervised_grid import SITE_ERRORS, SupervisedGrid
 #: Set to 1 to see Flower's and Ray's own log of a simulation (quiet otherwise).
 VERBOSE_ENV = "FLIP_FL_VERBOSE"
 
+#: Ray's niceness of its worker processes (the sites' ClientApps); Ray's own default is 15.
+WORKER_NICENESS_ENV = "RAY_worker_niceness"
+
 #: What a user can check when Flower's simulation engine fails.
 HINT = (
     "hint: Ray needs free memory in /dev/shm and /tmp and no RAY_ADDRESS naming another "
@@ -94,6 +97,9 @@ def run_in_simulation(
     }
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    # Ray runs its workers at nice 15: on a shared machine the sites' training, the run's
+    # whole work, would wait behind every other process.
+    os.environ.setdefault(WORKER_NICENESS_ENV, "0")
     stop = threading.Event()
     threads: list[threading.Thread] = []
     grids: list[SupervisedGrid] = []

@@ -17,6 +17,9 @@ from flip.data.features.tabular import Scaling, TabularData, TabularSpec
 from flip.fl.privacy import PrivacySpec
 from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
 
+#: The kinds a site can personalise (`personal`): FLIP's built-in models over a table.
+PERSONAL_KINDS = ("tabular-logreg", "tabular-mlp")
+
 #: What each kind that reads notes or images needs in its data spec.
 _NEEDS = {
     "text-classifier": "text",
@@ -68,6 +71,24 @@ class TaskSpec(BaseModel):
         description="Train under SecAgg+: the server sees only the sum of the sites' updates; "
         "each site refuses to run the task any other way.",
     )
+    personal: Literal["fedbn", "fedper", "ditto"] | None = Field(
+        None,
+        description="Personalisation kept at each site and never sent: fedbn (its own batch "
+        "norm of the inputs), fedper (its own last layer) or ditto (its own model, pulled "
+        "toward the global one by ditto_lambda); each site reports it beside the global model.",
+    )
+    ditto_lambda: float | None = Field(
+        None, ge=0, description="Ditto's pull of each site's own model toward the global one."
+    )
+    evaluate_every: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        le=100_000,
+        description="In a hub run, send evaluate messages after every k-th round and the last; "
+        "the train replies carry the other rounds' validation metrics (flip.fl.carried). "
+        "Unset: after the last round only; 1: after every round.",
+    )
 
     @model_validator(mode="after")
     def _custom_tasks_carry_their_code(self) -> TaskSpec:
@@ -83,6 +104,11 @@ class TaskSpec(BaseModel):
             )
         if self.strategy.name in TREE_STRATEGIES:
             raise ValueError(f"strategy {self.strategy.name} aggregates trees, not a torch model")
+        if self.secure_aggregation and (self.evaluate_every or 1) > 1:
+            raise ValueError(
+                "secure aggregation evaluates every round (its train replies carry no "
+                "metrics): no evaluate_every above 1"
+            )
         if self.secure_aggregation and self.strategy.name != "fedavg":
             raise ValueError("secure aggregation runs FedAvg: not the strategy named")
         if self.image_network is not None and (
@@ -90,6 +116,8 @@ class TaskSpec(BaseModel):
         ):
             raise ValueError("image_network is for image-cnn and multimodal tasks with data.image")
         if problem := _adapter_problem(self):
+            raise ValueError(problem)
+        if problem := _personal_problem(self):
             raise ValueError(problem)
         if self.kind == "multimodal" and self.data.text is None and self.data.image is None:
             raise ValueError(
@@ -99,12 +127,14 @@ class TaskSpec(BaseModel):
 
     def canonical_json(self) -> bytes:
         """The configuration as canonical JSON (sorted keys, no whitespace); an unset
-        image_network or adapter is left out, so tasks written before them keep their hash."""
+        image_network, adapter, personalisation or evaluate_every is left out, so tasks
+        written before them keep their hash."""
         import orjson
 
         config = self.model_dump(mode="json")
-        if config["image_network"] is None:
-            del config["image_network"]
+        for optional in ("image_network", "personal", "ditto_lambda", "evaluate_every"):
+            if config[optional] is None:
+                del config[optional]
         text, image = config["data"].get("text"), config["data"].get("image")
         if text is not None and text["adapter"] is None:
             del text["adapter"], text["max_tokens"]
@@ -140,6 +170,28 @@ def _adapter_problem(spec: TaskSpec) -> str | None:
     return None
 
 
+def _personal_problem(spec: TaskSpec) -> str | None:
+    """Why the task's personalisation cannot run as given, or None."""
+    if (spec.personal == "ditto") != (spec.ditto_lambda is not None):
+        return "ditto_lambda goes with personal: ditto, and ditto needs it (e.g. 0.1)"
+    if spec.personal is None:
+        return None
+    if spec.kind not in PERSONAL_KINDS:
+        return f"personal keeps layers of {' or '.join(PERSONAL_KINDS)} models, not {spec.kind}"
+    if spec.personal == "fedper" and spec.kind == "tabular-logreg":
+        return "personal: fedper keeps the last layer, all a tabular-logreg has: use tabular-mlp"
+    if spec.secure_aggregation:
+        return "personal keeps a site's own layers: secure aggregation sums whole models"
+    if spec.personal == "fedbn" and spec.privacy is not None and spec.privacy.level == "record":
+        return "personal: fedbn adds batch norm, which record-level DP (DP-SGD) cannot train"
+    if spec.personal == "ditto" and spec.privacy is not None:
+        return (
+            "personal: ditto trains a site's own model outside the DP mechanism and reports it: "
+            "not with differential privacy (use fedper, or no privacy)"
+        )
+    return None
+
+
 def _code_of(kind: str) -> bytes:
     from flip.fl.tasks.models import code_modules
 
@@ -149,12 +201,19 @@ def _code_of(kind: str) -> bytes:
 def task_hash(spec: TaskSpec) -> str:
     """SHA-256 over the task's canonical configuration and the code of its kind.
 
-    A custom task's model code is part of its configuration (`code`), so it is covered too.
+    A custom task's model code is part of its configuration (`code`), so it is covered too;
+    a personalised task's hash covers the code that keeps each site's own part (its logic,
+    `flip.fl.personal`, and the ClientApp's use of it, `flip.fl.site_personal`).
     """
     digest = hashlib.sha256()
     digest.update(spec.canonical_json())
     digest.update(b"\0")
     digest.update(_code_of(spec.kind))
+    if spec.personal is not None:
+        from flip.fl import personal, site_personal
+
+        digest.update(inspect.getsource(personal).encode())
+        digest.update(inspect.getsource(site_personal).encode())
     return digest.hexdigest()
 
 

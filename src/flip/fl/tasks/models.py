@@ -56,7 +56,8 @@ def model_factory(kind: str) -> Callable[..., torch.nn.Module]:
 
 
 def new_model(spec: TaskSpec, bases: Mapping[str, Path] | None = None) -> torch.nn.Module:
-    """A fresh model of the task, from its kind or (custom) from the code it carries.
+    """A fresh model of the task, from its kind or (custom) from the code it carries; under
+    FedBN (`spec.personal`) behind a batch norm of its inputs that each site keeps.
 
     A task with adapters gets its pretrained encoders from `bases` (weights name -> the
     site's local path, hash-checked again as loaded); without them (the server) their
@@ -66,7 +67,10 @@ def new_model(spec: TaskSpec, bases: Mapping[str, Path] | None = None) -> torch.
         return _adapted(spec, model, bases) if spec.adapters else model
     n_outputs = spec.data.n_outputs
     if spec.kind != "custom":
-        return model_factory(spec.kind)(spec.data.width, spec.seed, n_outputs)
+        from flip.fl.personal import with_site_norm
+
+        model = model_factory(spec.kind)(spec.data.width, spec.seed, n_outputs)
+        return with_site_norm(model, spec.personal, spec.data.width)
     module = load_custom(spec)
     if n_outputs == 1:
         model = module.new_model(spec.data.width, spec.seed)

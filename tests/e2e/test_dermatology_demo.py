@@ -13,6 +13,7 @@ import re
 import httpx
 import orjson
 import pytest
+import torch
 from rich.console import Console
 from sqlalchemy import select
 
@@ -21,6 +22,7 @@ from flip.data.cdm.store import open_store
 from flip.data.ledger import Ledger
 from flip.data.sources.orthanc import orthanc_binary
 from flip.demo.dermatology.journey import DermatologyOptions, run_dermatology
+from flip.fl.tasks.dermatology import skin_network
 from tests.conftest import IN_CI
 
 ARMS = {"local", "federated", "pooled"}
@@ -30,9 +32,18 @@ SITES = ["st-aster", "northbridge"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dermatology-demo")
+    # Pretrained weights of the photograph network, as a site admin would hold them.
+    torch.manual_seed(5)
+    torch.save(skin_network().state_dict(), out / "skin.pt")
     # One local epoch a round: every arm trains MiniLM's LoRA on CPU, so this keeps it short.
     options = DermatologyOptions(
-        sites=2, out=out, rounds=2, local_epochs=1, people=(44, 36), seed=3
+        sites=2,
+        out=out,
+        rounds=2,
+        local_epochs=1,
+        people=(44, 36),
+        seed=3,
+        image_weights=out / "skin.pt",
     )
     return out, run_dermatology(options, Console(quiet=True))
 
@@ -126,7 +137,10 @@ def test_each_site_trained_both_models_on_flower_after_its_own_approval(run):
     for site in SITES:
         entries = Ledger(str(out / "sites" / site / "ledger.sqlite")).entries()
         actions = [e["action"] for e in entries]
-        assert "model.added" in actions  # the site's own copy of MiniLM, hash-checked
+        added = [json.loads(e["detail"])["name"] for e in entries if e["action"] == "model.added"]
+        # The site's own copies of MiniLM and of the photograph network's weights.
+        assert set(added) == {"all-MiniLM-L6-v2", "skin-resnet10"}
+        assert "model.refused" not in actions
         approved = actions.index("task.approved")
         trained = [
             (i, json.loads(e["detail"]))

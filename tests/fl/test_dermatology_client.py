@@ -4,6 +4,7 @@ import pytest
 from flwr.app import ConfigRecord
 
 from flip.config import SiteConfig
+from flip.data.features.adapter import Weights
 from flip.data.features.dermatology import FEATURES
 from flip.data.features.text import TextSpec
 from flip.data.ledger import Ledger
@@ -75,3 +76,14 @@ def test_a_run_trains_no_more_rounds_than_approved_whatever_round_the_server_nam
         count_round(site, task, _config(task), run=7, kind="evaluate")
     with pytest.raises(NotApproved, match="already evaluated"):
         count_round(site, task, _config(task), run=7, kind="evaluate")
+
+
+def test_a_site_without_the_photograph_weights_the_task_names_refuses_before_reading(tmp_path):
+    store = tmp_path / "store-that-does-not-exist.duckdb"
+    site = SiteConfig(name="s", store=str(store), ledger=str(tmp_path / "ledger.sqlite"))
+    task = _task().model_copy(update={"image_weights": Weights(name="skin", sha256="a" * 64)})
+    Ledger(site.ledger).decide("derm", task.sha256(), "approved", by="admin")
+    with pytest.raises(NotApproved, match="no model 'skin' is registered"):
+        train_round(site, _config(task), {}, run=1)
+    assert not store.exists()
+    assert _refusals(site)

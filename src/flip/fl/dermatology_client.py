@@ -2,6 +2,8 @@
 ledger's approvals before it reads one row, then trains or evaluates the model the server
 names (`model`: biomarker or response) and sends back only the trainable arrays (LoRA
 adapters, heads and the photograph network; never the frozen MiniLM weights, never rows).
+When the task names pretrained weights of the photograph network, each site starts it from
+its own registered copy in round 1 (hash-checked like MiniLM's).
 
 The site is found as for every FLIP ClientApp (`flip.fl.client.site_of`); its source codes
 for the task are in CODES_FILE beside its ledger; the MiniLM weights the task names are the
@@ -23,12 +25,13 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
+from flip.data.features.adapter import Weights
 from flip.data.features.tabular import Scaling
 from flip.data.ledger import Ledger
 from flip.data.pretrained import PretrainedError, resolve
 from flip.fl.client import approved, refuse, site_of
 from flip.fl.preprocessing import feature_stats
-from flip.fl.tasks.dermatology import Adaptable, new_model
+from flip.fl.tasks.dermatology import Adaptable, new_model, start_image
 from flip.fl.tasks.dermatology_data import (
     SiteData,
     load_codes,
@@ -92,18 +95,22 @@ def rows(site: SiteConfig, task: DermatologyTask) -> SiteData:
     return _read(site.store, str(Path(site.ledger).parent), task.model_dump_json())
 
 
-def text_base(site: SiteConfig, task: DermatologyTask, config: Mapping[str, Any]) -> Path | None:
-    """The site's local path of the MiniLM weights the task names, once they hash to the
-    task's SHA-256; otherwise the run is refused (audited). None: no LoRA in the task."""
-    adapter = task.text.adapter
-    if adapter is None:
-        return None
+def site_weights(site: SiteConfig, weights: Weights, config: Mapping[str, Any]) -> Path:
+    """The site's local path of the pretrained `weights` the task names, once they hash to the
+    task's SHA-256; otherwise the run is refused (audited)."""
     with Ledger(site.ledger) as ledger:
         try:
-            return resolve(ledger, adapter.weights.name, adapter.weights.sha256)
+            return resolve(ledger, weights.name, weights.sha256)
         except PretrainedError as exc:
             detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
             refuse(ledger, site, detail, str(exc))
+
+
+def text_base(site: SiteConfig, task: DermatologyTask, config: Mapping[str, Any]) -> Path | None:
+    """The site's checked copy of the MiniLM weights the task names (`site_weights`); None:
+    no LoRA in the task."""
+    adapter = task.text.adapter
+    return None if adapter is None else site_weights(site, adapter.weights, config)
 
 
 @lru_cache(maxsize=4)
@@ -143,9 +150,20 @@ def train_round(
     count_round(site, task, config, run, "train")
     model_name: Model = str(config["model"])  # type: ignore[assignment]
     base = text_base(site, task, config)
+    number = int(config["server-round"])
+    # Round 1 starts the photograph network from the site's own pretrained copy (the same
+    # bytes at every site: the task pins their SHA-256); later rounds from the aggregate.
+    image = task.image_weights if number == 1 else None
+    image_base = None if image is None else site_weights(site, image, config)
     split = _split(rows(site, task), model_name, "train", config)
     model = site_model(task, model_name, base, state)
-    number = int(config["server-round"])
+    if image is not None and image_base is not None:
+        try:
+            start_image(model, image_base, image.sha256)
+        except PretrainedError as exc:
+            with Ledger(site.ledger) as ledger:
+                detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
+                refuse(ledger, site, detail, str(exc))
     fit(model, task.recipe(model_name), split, task.local_epochs, task.seed * 1000 + number)
     with Ledger(site.ledger) as ledger:
         ledger.record(

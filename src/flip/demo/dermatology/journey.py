@@ -54,8 +54,11 @@ from flip.synth.dermatology.world import INGESTS
 PHASES = ("generate", "ingest", "cohort", "approve", "federated", "references", "report")
 PROJECT = "dermatology-biomarkers"
 COHORT = "psoriasis, started a biologic, baseline photograph within 30 days"
-#: Photographs are read at this size for the models (the files are 224 x 224).
-IMAGE_SIZE = 64
+#: Photographs are read at this size for the models (the files are 224 x 224), by --size:
+#: the photograph network's cost goes with the pixels, and --size small has 10 minutes.
+IMAGE_SIZES = {"small": 96, "default": 128, "large": 128}
+#: The name each site registers --image-weights under (`flip site models add`).
+SKIN_WEIGHTS = "skin-resnet10"
 TEST_FRACTION = 0.3
 #: The packaged MiniLM as each site registers it (`flip site models add`), and the LoRA on it.
 MINILM = "all-MiniLM-L6-v2"
@@ -98,13 +101,18 @@ def site_codes(export: str) -> features.SiteCodes:
 
 
 def make_task(options: DermatologyOptions, text: TextSpec) -> DermatologyTask:
-    """The task the sites approve: cohort, inputs, models and training."""
+    """The task the sites approve: cohort, inputs, models and training (and the SHA-256 of
+    the photograph network's pretrained weights, with --image-weights)."""
+    image = options.image_weights
     return DermatologyTask(
         name="Psoriasis digital biomarker (PASI from a photograph) and PASI75 at week 16",
         cohort=COHORT,
         features=features.FEATURES,
         text=text,
-        image_size=IMAGE_SIZE,
+        image_size=IMAGE_SIZES[options.size],
+        image_weights=None
+        if image is None
+        else Weights(name=SKIN_WEIGHTS, sha256=weights_sha256(image)),
         rounds=options.rounds,
         local_epochs=options.local_epochs,
         seed=options.seed,
@@ -173,9 +181,13 @@ def run_dermatology(
             for name, site in configs.items():
                 site_dir = Path(site.ledger).parent
                 save_codes(site_dir, site_codes(exports[name]))
-                if text.adapter is not None:
-                    with Ledger(site.ledger) as ledger:
+                with Ledger(site.ledger) as ledger:
+                    if text.adapter is not None:
                         add_model(ledger, MINILM, _minilm_path(), by=f"{name}-admin (demo)")
+                    if options.image_weights is not None:
+                        add_model(
+                            ledger, SKIN_WEIGHTS, options.image_weights, by=f"{name}-admin (demo)"
+                        )
                 decide(site, None, PROJECT, digest, "approved", by=f"{name}-admin (demo)")
                 console.print(
                     f"  {name}: admin registers its copy of {MINILM} and approves the task in the "
@@ -213,6 +225,7 @@ def run_dermatology(
         with phase("references", "6. Local-only and pooled references on the same splits"):
             data = {name: _site_data(name, site, task, console) for name, site in sites.items()}
             base = _base(sites, task)
+            image_base = _image_base(sites, task)
             scaling = federated["response"].scaling
             arms: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
             for model in MODELS:
@@ -227,9 +240,9 @@ def run_dermatology(
                     task,
                     model,
                     tests,
-                    train.local_only(task, model, trains, base),
+                    train.local_only(task, model, trains, base, image_base),
                     train.trained(task, model, federated[model].state_dict, base),
-                    train.pooled(task, model, trains, base),
+                    train.pooled(task, model, trains, base, image_base),
                 )
             for n, d in data.items():
                 arms["biomarker"]["federated"][n]["fitzpatrick"] = d.test_fitzpatrick
@@ -249,6 +262,7 @@ def run_dermatology(
                 "released": released,
                 "task_hash": digest,
                 "text_encoder": encoder,
+                "image_network": _image_network(task),
                 "max_tokens": text.max_tokens if text.adapter else None,
                 "rounds": options.rounds,
                 "local_epochs": options.local_epochs,
@@ -392,6 +406,15 @@ def _base(sites: dict[str, SiteConfig], task: DermatologyTask) -> Path | None:
         return resolve(ledger, adapter.weights.name, adapter.weights.sha256)
 
 
+def _image_base(sites: dict[str, SiteConfig], task: DermatologyTask) -> Path | None:
+    """The photograph network's pretrained weights the task names, as the first site holds
+    them (hash-checked), or None: it starts from the task's seed."""
+    if task.image_weights is None:
+        return None
+    with Ledger(next(iter(sites.values())).ledger) as ledger:
+        return resolve(ledger, task.image_weights.name, task.image_weights.sha256)
+
+
 def _scaled(model: Model, split: Split, scaling: Scaling | None) -> Split:
     """A response split standardised as the federation did (a biomarker split as it is)."""
     if model == "biomarker":
@@ -413,6 +436,16 @@ def _evaluate_arms(task, model: Model, tests: dict[str, Split], local, fed, pool
         "federated": {n: scored(fed, t) for n, t in tests.items()},
         "pooled": {n: scored(pool, t) for n, t in tests.items()},
     }
+
+
+def _image_network(task: DermatologyTask) -> str:
+    """The photograph network as the report names it."""
+    start = (
+        f"from {task.image_weights.name} (SHA-256 {task.image_weights.sha256[:12]}…)"
+        if task.image_weights
+        else "from random weights"
+    )
+    return f"MONAI ResNet-10 (widths 16-128) at {task.image_size} x {task.image_size}, {start}"
 
 
 def _nbytes(state: dict[str, Any]) -> int:

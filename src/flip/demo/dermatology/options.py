@@ -18,9 +18,10 @@ class DermatologyOptions:
     size: str = "small"
     out: Path = Path("demo-dermatology")
     seed: int = 0
-    rounds: int = 10
-    local_epochs: int = 2
+    rounds: int = 20
+    local_epochs: int = 1
     people: tuple[int, ...] | None = None  # people per site, over --size (tests use few)
+    image_weights: Path | None = None  # pretrained photograph network each site registers
 
     def check(self) -> None:
         """Raise DermatologyDemoError on options no run can use."""
@@ -32,6 +33,10 @@ class DermatologyOptions:
             raise DermatologyDemoError("give one number of people per site")
         if not 1 <= self.rounds <= 200:
             raise DermatologyDemoError(f"--rounds must be between 1 and 200, not {self.rounds}")
+        if self.image_weights is not None and not self.image_weights.is_file():
+            raise DermatologyDemoError(
+                f"--image-weights {self.image_weights}: not a file (a torch state dict)"
+            )
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -281,7 +281,8 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 <p>Synthetic world (size {html.escape(str(meta["size"]))}, seed {meta["seed"]}); every site ingested
 its own exports into its own OMOP CDM store; task SHA-256 <code>{meta["task_hash"]}</code>,
 approved by each site admin before any row was read for training. Letters were de-identified,
-then read by <b>{html.escape(meta["text_encoder"])}</b>{_tokens(meta)}.
+then read by <b>{html.escape(meta["text_encoder"])}</b>{_tokens(meta)}. Photographs were
+read by <b>{html.escape(meta.get("image_network", "a photograph network"))}</b>.
 Federated on Flower (simulation engine, one ClientApp per site): FedAvg, {meta["rounds"]}
 rounds of {meta["local_epochs"]} local epochs;
 local-only and pooled models train {meta["rounds"] * meta["local_epochs"]} epochs on the same

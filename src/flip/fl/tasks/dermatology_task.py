@@ -12,6 +12,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from flip.data.features.adapter import Weights
 from flip.data.features.text import TextSpec, width
 from flip.fl.tasks.dermatology_training import Recipe
 
@@ -39,6 +40,11 @@ class DermatologyTask(BaseModel):
     features: tuple[str, ...]
     text: TextSpec = Field(description="How letters enter: MiniLM token ids for LoRA, or hashed.")
     image_size: int = Field(64, ge=16, le=512, description="Photographs are read at this size.")
+    image_weights: Weights | None = Field(
+        None,
+        description="Pretrained weights of the photograph network each site holds (its "
+        "registered name and SHA-256); None: it starts from the task's seed.",
+    )
     rounds: int = Field(ge=1, le=200)
     local_epochs: int = Field(ge=1, le=100)
     seed: int = 0

@@ -1,5 +1,6 @@
 """`flip analyse …` on per-site CSV files: the JSON shapes the issue specifies, equal to pooled."""
 
+import csv
 import json
 
 import numpy as np
@@ -371,3 +372,23 @@ def test_survival_equals_lifelines_on_the_pooled_rows(tmp_path):
     cph = CoxPHFitter().fit(pooled[["days", "died", "age", "site"]], "days", "died", strata="site")
     assert result["cox"]["coef"]["age"] == pytest.approx(cph.params_["age"], rel=1e-6)
     assert result["cox"]["se"]["age"] == pytest.approx(cph.standard_errors_["age"], rel=1e-5)
+
+
+def test_table1_shows_a_small_sites_levels_as_withheld_and_names_it_left_out(tmp_path):
+    """Site "small" holds 5 rows: its sex column is released as n "<10" only. The CSV and
+    the terminal table show its level counts as withheld (never 0), the combined counts as
+    lower bounds, and name it left out; the JSON lists it under `withheld`."""
+    big = tmp_path / "big.csv"
+    big.write_text("sex\n" + "F\n" * 30 + "M\n" * 25)
+    small = tmp_path / "small.csv"
+    small.write_text("sex\n" + "F\n" * 3 + "M\n" * 2)
+    sites = ["--site", f"big={big}", "--site", f"small={small}"]
+    result = _run("table1", *sites, "--csv", str(tmp_path / "t1.csv"))
+    assert result["withheld"] == {"sex": ["small"]}
+    assert result["combined"]["sex"]["n"] == ">=56"
+    rows = {(r[0], r[1]): r[2:] for r in csv.reader((tmp_path / "t1.csv").open())}
+    assert rows[("sex", "= F")] == [">=30", "30 (54.5%)", "withheld"]
+    assert rows[("sex", "sites left out of combined")] == ["small", "", "not released"]
+    shown = CliRunner().invoke(app, ["analyse", "table1", *sites], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "withheld" in shown.stdout and "sites left out" in shown.stdout

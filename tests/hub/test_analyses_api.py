@@ -44,6 +44,8 @@ def test_a_round_is_combined_once_every_site_answered_and_a_refusal_leaves_a_sit
     }
     pooled = np.concatenate(list(values.values()))
     assert done["result"]["combined"]["age"]["n"] == 70
+    assert done["result"]["combined_from"] == ["a", "b"]
+    assert done["result"]["not_combined"] == {"c": "refused: not today"}
     assert abs(done["result"]["combined"]["age"]["mean"] - pooled.mean()) < 1e-9
     again = hub.call("POST", f"/agent/analyses/{aid}", a, json={"round": 0, "refused": "x"})
     assert again.status_code == 409, "a completed analysis takes no more answers"
@@ -123,6 +125,8 @@ def test_a_round_past_its_timeout_goes_on_with_the_sites_that_answered(hub):
     assert done["status"] == "completed", done
     assert done["sites"] == {"a": "released round 0", "b": "silent: no answer within 600 s"}
     assert done["result"]["combined"]["age"]["n"] == 40
+    assert done["result"]["combined_from"] == ["a"], "the combined result names its sites"
+    assert done["result"]["not_combined"] == {"b": "silent: no answer within 600 s"}
     assert hub.call("GET", "/agent/analyses", a).json() == [], "the round is closed"
     default = hub.call(
         "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
@@ -286,6 +290,8 @@ def test_a_malformed_release_is_left_out_with_its_reason_and_the_others_combine(
     assert done["sites"]["c"] == "malformed release: the release has no 'columns'"
     assert done["sites"]["d"].startswith("malformed release: its columns differ")
     assert done["result"]["combined"]["age"]["n"] == 70
+    assert done["result"]["combined_from"] == ["a", "b"]
+    assert done["result"]["not_combined"] == {n: done["sites"][n] for n in ("c", "d")}
     assert sorted(done["result"]["sites"]) == ["a", "b"]
     with hub.app.state.engine.connect() as conn:
         left_out = conn.execute(
@@ -319,3 +325,22 @@ def test_a_malformed_newton_partial_fails_the_model_naming_its_site(hub):
         "malformed release in Newton round 1 (b: newton.gradient: not a list of 2)"
         in (failed["error"])
     )
+
+
+def test_an_analysis_cohort_is_a_circe_cohort_within_the_query_rule_limit(hub):
+    researcher = hub.user("rita", "researcher")
+    hub.site("a")
+    url = f"/projects/{_project(hub, researcher, 'a')}/analyses"
+    expression = {"ConceptSets": [], "PrimaryCriteria": {"CriteriaList": [{"VisitOccurrence": {}}]}}
+    rules = [{"name": f"r{i}", "expression": {"Type": "ALL"}} for i in range(100)]
+    for cohort, status in [
+        ({"name": "c", "expression": expression}, 201),
+        ({"name": "c", "expression": expression | {"InclusionRules": rules}}, 422),
+        (expression, 422),
+        ([expression], 422),
+    ]:
+        spec = {"kind": "table1", "cohort": cohort}
+        made = hub.call("POST", url, researcher, json={"spec": spec})
+        assert made.status_code == status, (cohort, made.text)
+        if status == 422:
+            assert "cohort" in made.text or "InclusionRules" in made.text

@@ -20,6 +20,7 @@ from flip.hub.app import bootstrap_admin, create_app
 from flip.hub.auth import token_hash
 from flip.hub.db import api_tokens, metadata, sites, users
 from flip.hub.transactions import CREDENTIALS
+from tests.hub.conftest import TEST_POLICY
 
 CONFORMANCE = [
     not_a_server_error,
@@ -32,7 +33,9 @@ ROLES = ("admin", "researcher", "viewer", "site_admin", "site", "anonymous")
 HASH = "ab" * 32
 
 _FOLDER = tempfile.TemporaryDirectory(prefix="flip-schemathesis-")
-APP = create_app(f"sqlite:///{Path(_FOLDER.name) / 'hub.sqlite'}")
+# argon2's cheapest parameters: generated logins and password changes hash (and verify) a
+# password on every call, which at the default parameters was most of this module's time.
+APP = create_app(f"sqlite:///{Path(_FOLDER.name) / 'hub.sqlite'}", policy=TEST_POLICY)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

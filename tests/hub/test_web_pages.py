@@ -1,6 +1,7 @@
 """The hub web app's task, model and admin pages: each does what the API would, under the
 same rules, audited."""
 
+import hashlib
 import io
 import re
 import time
@@ -112,6 +113,35 @@ def test_an_uploaded_custom_package_shows_its_code_and_privacy_before_it_is_prop
     assert huge.status_code in (413, 422)
 
 
+def test_a_personalised_package_shows_its_personalisation_and_a_bad_one_is_refused(web):
+    owner = person(web, "pia")
+    pid = _project(web, owner, "personal-review")
+    base = mace_task(3).model_dump(mode="json")
+    spec = TaskSpec.model_validate(base | {"personal": "ditto", "ditto_lambda": 0.25})
+
+    def review(package: dict) -> object:
+        body = orjson.dumps(package)
+        return owner.post(
+            f"/projects/{pid}/tasks/review",
+            page=f"/projects/{pid}/tasks/new",
+            files={"package": ("task.json", body, "application/json")},
+        )
+
+    shown = review(spec.model_dump(mode="json"))
+    assert shown.status_code == 200, shown.text
+    assert task_hash(spec) in shown.text and task_hash(spec) != task_hash(mace_task(3))
+    assert 'id="task-personal">ditto<' in shown.text and "lambda 0.25" in shown.text
+    assert "flip.fl.personal" in shown.text, "the code that keeps each site's part is shown"
+    assert "after_round" in shown.text, "with the ClientApp's use of it (hashed too)"
+    for bad, says in (
+        ({"personal": "fedxx"}, "personal"),
+        ({"personal": "ditto", "ditto_lambda": -1}, "ditto_lambda"),
+        ({"personal": "ditto"}, "ditto needs it"),
+    ):
+        refused = review(base | bad)
+        assert refused.status_code == 422 and says in refused.text
+
+
 def test_models_pages_show_a_projects_model_to_its_readers_and_downloads_are_audited(web, tmp_path):
     with registry_at(web, tmp_path / "models"):
         _models_pages(web)
@@ -153,6 +183,25 @@ def _models_pages(web):
     bad = owner.http.get("/models/..%2F..%2Fetc/download?format=torch")
     assert bad.status_code == 404
     assert owner.http.get(f"/models/{model_id}/download/pickle").status_code == 404
+
+
+def test_a_models_page_says_withheld_for_a_sites_rows_it_did_not_release(web, tmp_path):
+    """Site south withheld its row counts (a small test set): the model page says so, as the
+    run page does, never "None" or an empty cell."""
+    owner = person(web, "wilma")
+    pid = _project(web, owner, "withheld rows")
+    per_site = PER_SITE | {
+        "south": {"accuracy": 0.66, "auroc": 0.74, "n_train": None, "n_test": None}
+    }
+    with registry_at(web, tmp_path / "models"):
+        model_id = registered_model(web, pid, per_site)
+        page = owner.http.get(f"/models/{model_id}").text
+    lineage = re.search(r"<h2>Lineage.*?</table>", page, re.S).group(0)
+    south = re.search(r"<tr><td>south</td>(.*?)</tr>", lineage, re.S).group(1)
+    assert re.findall(r'<td class="num">(.*?)</td>', south) == ["withheld", "withheld"]
+    metrics = re.search(r'<table id="model-metrics">.*?</table>', page, re.S).group(0)
+    assert "None" not in lineage and "None" not in metrics
+    assert "n_test withheld" in metrics
 
 
 def test_a_models_page_without_a_registry_says_what_to_do(web, admin):
@@ -323,36 +372,50 @@ def test_a_completed_runs_page_links_its_model_and_downloads(web, tmp_path):
     assert "north" in page and "0.78" in page, "per-site metrics at the end of the run"
 
 
-def test_a_finished_runs_sites_show_federated_metrics_and_local_only_as_not_computed(web):
-    owner = person(web, "rosa")
-    pid = _project(web, owner, "ended")
-    web.call(
-        "POST",
-        f"/projects/{pid}/tasks",
-        owner.token,
-        json={"hash": "ab" * 32, "kind": "tabular-logreg", "spec": {}},
-    )
+def _finished_run(web, owner: str, name: str, kind: str, per_site: dict) -> tuple[str, str, dict]:
+    """A one-site run of a `kind` task that completed with `per_site` results: its page, the
+    page's site-metrics table, and the table's cells by (site, metric)."""
+    researcher = person(web, owner)
+    pid = _project(web, researcher, name)
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    task = {"hash": digest, "kind": kind, "spec": {}}
+    web.call("POST", f"/projects/{pid}/tasks", researcher.token, json=task)
     run = web.call(
-        "POST", f"/projects/{pid}/runs", owner.token, json={"task_hash": "ab" * 32, "rounds": 1}
+        "POST", f"/projects/{pid}/runs", researcher.token, json={"task_hash": digest, "rounds": 1}
     ).json()
-    site = web.site("ended-site")
-    owner.post(f"/projects/{pid}/sites", {"site": "ended-site"}, page=f"/projects/{pid}")
+    site = web.site(f"{name}-site")
+    researcher.post(f"/projects/{pid}/sites", {"site": f"{name}-site"}, page=f"/projects/{pid}")
     web.call("POST", f"/agent/runs/{run['id']}", site, json={"status": "joined"})
-    web.call("POST", f"/runs/{run['id']}/status", owner.token, json={"status": "running"})
-    results = {"per_site": PER_SITE}
+    web.call("POST", f"/runs/{run['id']}/status", researcher.token, json={"status": "running"})
     ended = web.call(
         "POST",
         f"/runs/{run['id']}/status",
-        owner.token,
-        json={"status": "completed", "results": results},
+        researcher.token,
+        json={"status": "completed", "results": {"per_site": per_site}},
     )
     assert ended.status_code == 200, ended.text
-    page = owner.http.get(f"/runs/{run['id']}").text
+    page = researcher.http.get(f"/runs/{run['id']}").text
     table = re.search(r'<table id="site-metrics">(.*?)</table>', page, re.S).group(1)
     rows = re.findall(r'<tr data-site="([^"]+)" data-metric="([^"]+)">(.*?)</tr>', table, re.S)
     shown = {(site, metric): re.sub(r"<[^>]+>", " ", cells).split() for site, metric, cells in rows}
+    return page, table, shown
+
+
+def test_a_finished_runs_sites_show_federated_metrics_and_local_only_as_not_computed(web):
+    page, table, shown = _finished_run(web, "rosa", "ended", "tabular-logreg", PER_SITE)
     assert set(shown) == {(s, m) for s in PER_SITE for m in ("accuracy", "auroc")}
     assert shown[("north", "auroc")][-3:] == ["0.78", "not", "computed"]
     assert shown[("south", "accuracy")][-3:] == ["0.66", "not", "computed"]
     assert "120" in table and "30" in table, "each site's training and test rows"
     assert "trains only the federated model" in page, "why local-only is not shown"
+
+
+def test_a_personalised_runs_sites_show_their_personal_model_beside_the_federated_one(web):
+    per_site = {
+        name: {**found, "personal_auroc": found["auroc"] + 0.1} for name, found in PER_SITE.items()
+    }
+    _, table, shown = _finished_run(web, "ines", "personal", "tabular-mlp", per_site)
+    assert set(shown) == {(s, m) for s in PER_SITE for m in ("accuracy", "auroc")}
+    assert "Personalised model" in table
+    assert shown[("north", "auroc")][-4:] == ["0.78", "0.88", "not", "computed"]
+    assert shown[("south", "accuracy")][-5:] == ["0.66", "not", "reported", "not", "computed"]

@@ -29,8 +29,9 @@ def registry_at(hub: Hub, folder: Path) -> Iterator[Path]:
         hub.app.state.registry = None
 
 
-def registered_model(hub: Hub, project_id: int) -> str:
-    """Register a real (untrained) MACE model of `project_id` in the hub's registry; its id."""
+def registered_model(hub: Hub, project_id: int, per_site: dict | None = None) -> str:
+    """Register a real (untrained) MACE model of `project_id` in the hub's registry (its sites'
+    metrics and rows `per_site`, PER_SITE by default); its id."""
     from flip.fl.registry import federated_lineage, register
     from flip.fl.tasks.catalog import mace_task
     from flip.fl.tasks.models import new_model
@@ -39,7 +40,7 @@ def registered_model(hub: Hub, project_id: int) -> str:
     lineage = federated_lineage(
         spec,
         rounds=2,
-        per_site=PER_SITE,
+        per_site=PER_SITE if per_site is None else per_site,
         round_metrics=[{"auroc": 0.7}, {"auroc": 0.76}],
         project=project_id,
         run=None,

@@ -3,6 +3,8 @@ synthetic sites: nothing runs unapproved, only aggregates reach the hub, and the
 result equals the pooled computation."""
 
 import json
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from flip.cli.credentials import Credentials, save
 from flip.config import AutoApproval, SiteConfig, SitePolicy
 from flip.data.cdm import schema
 from flip.data.cdm.store import open_store
+from flip.data.cohort.circe.run import run_circe
+from flip.data.cohort.guard import ReleaseGuard
 from flip.data.features.store_analysis import AnalysisSpec
 from flip.data.features.tabular import extract_raw
 from flip.data.ledger import Ledger
@@ -29,6 +33,7 @@ from flip.stats import cox, newton, regression
 from flip.stats.model_cells import small_indicator_cell
 from tests.conftest import build_site
 
+CIRCE = Path(__file__).parents[1] / "data" / "circe"
 SITES = {"st-a": ("fhir-bundle", 160, 2), "st-b": ("fhir-bundle", 120, 3)}
 
 
@@ -400,3 +405,70 @@ def test_malformed_analysis_items_are_refused_and_the_agent_goes_on(network, mon
         if e["action"] == "analysis.refused"
     ]
     assert sum(r.startswith("malformed analysis item") for r in refused) == len(bad)
+
+
+def _smokers_at_first_visit() -> dict:
+    """The Circe fixture's persons at their first visit, with a smoker recorded that day."""
+    expression = json.loads((CIRCE / "smokers_with_high_hba1c.json").read_text(encoding="utf-8"))
+    expression["InclusionRules"] = expression["InclusionRules"][:1]
+    return expression
+
+
+def test_an_analysis_takes_a_circe_cohort_its_members_from_their_start_date(
+    network, tmp_path, monkeypatch
+):
+    app, researcher, agents = network
+    pid = _project(researcher, "circe table1")
+    expression = _smokers_at_first_visit()
+    atlas = tmp_path / "smokers.json"
+    atlas.write_text(json.dumps(expression), encoding="utf-8")
+    monkeypatch.setenv("FLIP_CREDENTIALS", str(tmp_path / "credentials.json"))
+    save(Credentials(hub=app.state.url, token=app.state.researcher_token))
+    runner = CliRunner()
+    submit = ["analysis", "submit", "table1", "--project", str(pid), "--cohort", "mace-5y"]
+    submitted = runner.invoke(flip_app, [*submit, "--circe", str(atlas), "--json"])
+    assert submitted.exit_code == 0, submitted.output
+    found = json.loads(submitted.stdout)
+    cohort = {"name": "smokers", "expression": expression}
+    spec = AnalysisSpec(kind="table1", data=mace_task().data, cohort=cohort)
+    assert found["hash"] == spec.digest(), "the spec carries the Circe cohort"
+    unsupported = tmp_path / "devices.json"
+    devices = {"DeviceExposure": {}}
+    unsupported.write_text(
+        json.dumps(expression | {"PrimaryCriteria": {"CriteriaList": [devices]}}), "utf-8"
+    )
+    refused = runner.invoke(flip_app, [*submit, "--circe", str(unsupported)])
+    assert refused.exit_code == 1 and "'DeviceExposure' is not supported" in refused.stderr
+    for agent in agents.values():
+        decide(agent.site, None, pid, found["hash"], "approved", by="site-admin")
+    _run(agents)
+    done = researcher.analysis(found["id"])
+    assert done["status"] == "completed", done
+
+    for name, agent in agents.items():
+        store = open_store(agent.site.store, read_only=True)
+        try:
+            starts = run_circe(store, expression).starts
+            everyone = len(extract_raw(store, spec.data).y)
+            with store.connect() as conn:
+                born = {
+                    pid: date(y, m or 7, d or 1)
+                    for pid, y, m, d in conn.execute(
+                        select(
+                            schema.person.c.person_id,
+                            schema.person.c.year_of_birth,
+                            schema.person.c.month_of_birth,
+                            schema.person.c.day_of_birth,
+                        )
+                    )
+                }
+        finally:
+            store.close()
+        assert 10 <= len(starts) < everyone, "the cohort is some of the site's persons"
+        age = done["result"]["sites"][name]["age"]
+        assert age["n"] == len(starts), "the rows are the Circe cohort's members"
+        ages = [(start - born[p]).days / 365.25 for p, start in starts.items()]
+        assert age["mean"] == pytest.approx(np.mean(ages), rel=1e-5), "aged at their start"
+        with Ledger(agent.site.ledger) as ledger:
+            guard = ReleaseGuard(ledger.engine, str(pid), "later query", 10, None)
+            assert guard.released_before(frozenset(starts)), "audited as the project's count"

@@ -226,6 +226,19 @@ def test_the_task_page_names_each_concept_it_reads_from_the_sites_vocabulary(sit
         assert f"<code>{concept_id}</code>: <em>not in this site" in table
 
 
+def test_the_task_page_says_what_a_personalised_task_keeps_at_the_site(site):
+    site.sign_in()
+    plain = mace_task(0)
+    spec = plain.model_validate({**plain.model_dump(), "personal": "ditto", "ditto_lambda": 0.2})
+    pid, digest = site.propose(spec)
+    page = site.http.get(f"/approvals/{pid}/{digest}").text
+    said = page[page.index('id="personal"') :].split("</p>")[0]
+    assert "ditto" in said and "lambda 0.2" in said and "never sends it" in said
+    pid, digest = site.propose(mace_task(1))
+    page = site.http.get(f"/approvals/{pid}/{digest}").text
+    assert "Personalisation: none" in page
+
+
 def test_declining_needs_a_reason_and_records_it(site):
     site.sign_in()
     pid, digest = site.propose(mace_task(1))
@@ -282,6 +295,33 @@ def test_a_new_version_shows_its_diff_against_the_one_approved(site):
     assert '-  "local_epochs": 5' in changed and '+  "local_epochs": 9' in changed
 
 
+def test_the_diff_is_against_this_projects_approved_version_and_says_when_it_is_not(site):
+    """Version 5 approved in project A, version 7 later in project B: version 9 in project A
+    is diffed against A's own 5 (B's approval covers B only); in a new project C, where none
+    was approved, the diff against B's 7 is labelled as from another project."""
+    site.sign_in()
+    first = mace_task(0)
+    approved = []
+    for version in (first, first.model_copy(update={"local_epochs": 7})):
+        approved.append(site.propose(version))
+        form = "/approvals/{}/{}".format(*approved[-1])
+        site.post(form, {"decision": "approved"}, form)
+    (pid, own), (_, elsewhere) = approved
+    second = first.model_copy(update={"local_epochs": 9})
+    digest = task_hash(second)
+    site.hub["rita"].propose_task(pid, digest, second.kind, second.model_dump(mode="json"))
+    site.agent.run_once()
+    page = site.http.get(f"/approvals/{pid}/{digest}").text
+    assert f"Against <code>{own[:12]}" in page, "diffed against another project's approval"
+    assert "another project" not in page
+    changed = re.sub(r"<[^>]+>", "", page)
+    assert '-  "local_epochs": 5' in changed and '+  "local_epochs": 9' in changed
+    project, third = site.propose(first.model_copy(update={"local_epochs": 3}))
+    page = site.http.get(f"/approvals/{project}/{third}").text
+    assert f"Against <code>{elsewhere[:12]}" in page
+    assert "approved in <strong>another project</strong>" in page
+
+
 def test_policy_changes_are_audited_written_and_taken_up_by_the_agent(site):
     site.sign_in()
     changed = site.post(
@@ -328,13 +368,37 @@ def test_auto_approve_rules_are_added_and_removed_with_an_audit(site):
     assert "3, 5" in site.http.get("/policy").text
     site.post("/policy/rules", {"kinds": ["analysis:table1", "no-such-kind"]}, "/policy")
     assert site.site().policy.auto_approve[1].kinds == ["analysis:table1"]
-    site.post("/policy/rules/2/delete", {}, "/policy")
+    first, second = _removals(site.http.get("/policy").text)
+    site.post(second, {}, "/policy")
     bad = site.post("/policy/rules", {"kinds": ["tabular-logreg"], "projects": "x"}, "/policy")
     assert bad.status_code == 422
-    site.post("/policy/rules/1/delete", {}, "/policy")
+    site.post(first, {}, "/policy")
     assert site.site().policy.auto_approve == []
     actions = [e["action"] for e in site.ledger().entries()]
     assert actions.count("policy.changed") == 4
+
+
+def _removals(page: str) -> list[str]:
+    """The policy page's rule removal forms' actions, in the order of the rules."""
+    return re.findall(r'action="(/policy/rules/[0-9a-f]+/delete)"', page)
+
+
+def test_removing_a_rule_from_a_stale_page_removes_that_rule_or_none(site):
+    """Two admins load the policy page with rules A, B, C. One removes A; the other, from the
+    stale page, removes B: B goes, not C (which sits where B was). Removing A again, already
+    gone, is refused with 409 and changes nothing."""
+    site.sign_in()
+    for kind in ("tabular-logreg", "tabular-mlp", "custom"):
+        site.post("/policy/rules", {"kinds": [kind]}, "/policy")
+    stale = _removals(site.http.get("/policy").text)
+    assert len(stale) == 3
+    assert site.post(stale[0], {}, "/policy").status_code == 303
+    assert site.post(stale[1], {}, "/policy").status_code == 303
+    assert [r.kinds for r in site.site().policy.auto_approve] == [["custom"]]
+    again = site.post(stale[0], {}, "/policy")
+    assert again.status_code == 409 and "reload the policy page" in again.text
+    assert [r.kinds for r in site.site().policy.auto_approve] == [["custom"]]
+    assert site.post("/policy/rules/1/delete", {}, "/policy").status_code == 422, "no positions"
 
 
 def test_the_audit_page_verifies_the_chain_and_shows_a_break(site):
@@ -354,6 +418,7 @@ def test_the_data_page_shows_ingest_runs_quality_checks_and_unmapped_codes(site)
     page = site.http.get("/data")
     assert page.status_code == 200
     assert "Ingest runs" in page.text and "Quality checks" in page.text
+    assert '<th scope="col" class="num">Withdrawn</th>' in page.text
     assert re.search(r'<td class="num">\d+</td>', page.text)
     assert "Unmapped codes" in page.text
 

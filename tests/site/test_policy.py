@@ -80,3 +80,19 @@ def test_the_clientapp_refuses_a_project_outside_the_policy_even_when_approved(t
         authorise(site, run_config("9", spec))
     refusals = [e for e in Ledger(tmp_path / "l.sqlite").entries() if e["action"] == "run.refused"]
     assert "project 9" in refusals[-1]["detail"]
+
+
+def test_an_analysis_with_a_circe_cohort_needs_the_cohorts_tables_allowed():
+    from flip.data.features.store_analysis import AnalysisSpec
+    from flip.site.policy import analysis_problem
+
+    data = mace_task().data
+    visits = {"ConceptSets": [], "PrimaryCriteria": {"CriteriaList": [{"VisitOccurrence": {}}]}}
+    spec = AnalysisSpec(kind="table1", data=data, cohort={"name": "v", "expression": visits})
+    tables = sorted(task_tables(AnalysisSpec(kind="table1", data=data)))
+    assert analysis_problem(SitePolicy(allowed_tables=tables), 1, spec) == (
+        "the analysis reads observation_period, visit_occurrence, which this site's policy "
+        "does not allow"
+    )
+    wider = [*tables, "observation_period", "visit_occurrence"]
+    assert analysis_problem(SitePolicy(allowed_tables=wider), 1, spec) is None

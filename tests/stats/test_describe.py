@@ -67,8 +67,10 @@ def test_a_site_with_fewer_than_min_cell_values_releases_only_that():
     part = describe.numeric_partial(np.array([1.0, 2.0, np.nan]), 10)
     assert part == {"kind": "numeric", "n": "<10", "missing": "withheld"}
     big = describe.numeric_partial(np.arange(100.0), 10)
-    assert describe.combine([part, big])["n"] == 100
-    assert describe.combine([part, big])["missing"] == ">=0"
+    combined = describe.combine([part, big])
+    assert combined["n"] == ">=101", "the small site holds at least one value, left out"
+    assert combined["missing"] == ">=0"
+    assert combined["mean"] == describe.combine([big])["mean"], "over the released site"
 
 
 def test_missing_beside_a_hidden_n_is_withheld_so_n_is_not_the_rows_less_missing():
@@ -97,7 +99,7 @@ def test_a_small_missing_count_is_hidden_and_n_beside_it_withheld():
     assert describe.site_stats(part)["mean"] is None
     big = describe.numeric_partial(np.arange(50.0), 10)
     combined = describe.combine([part, big])
-    assert combined["n"] == 50 and combined["missing"] == ">=0"
+    assert combined["n"] == ">=50" and combined["missing"] == ">=0", "part's n is left out"
     complete = describe.numeric_partial(np.arange(100.0), 10)
     assert complete["n"] == 100 and complete["missing"] == 0, "no missing: nothing to hide"
     values[:12] = np.nan
@@ -118,3 +120,15 @@ def test_a_small_missing_level_is_suppressed_with_the_levels_like_any_cell():
         "missing": "<10",
         "counts": part["counts"],
     }
+
+
+def test_a_categorical_site_with_too_few_values_makes_the_combined_counts_lower_bounds():
+    """Site b holds 5 values: it releases n "<10" and no level counts, so the combined n and
+    every combined level count are at least what the others released, never exact."""
+    a = describe.categorical_partial(["F"] * 30 + ["M"] * 25, 10)
+    b = describe.categorical_partial(["F"] * 3 + ["M"] * 2, 10)
+    combined = describe.combine([a, b])
+    assert combined["n"] == ">=56"
+    assert combined["counts"] == {"F": ">=30", "M": ">=25"}
+    assert "counts" not in describe.site_stats(b), "no level count released, none made up"
+    assert describe.withheld_sites({"a": {"sex": a}, "b": {"sex": b}}, "sex") == ["b"]

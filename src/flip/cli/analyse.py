@@ -12,11 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from flip.cli.analyse_attrition import attrition
+from flip.cli.analysis import CirceOption, CovariatesOption, OutcomeOption, TimeBinOption
 from flip.cli.errors import one_line_errors
 from flip.cli.fl import JsonOption, _sites
 
 app = typer.Typer(
-    help="Federated analytics: Table 1, survival, regression on CSV files; attrition on stores.",
+    help="Federated analytics: Table 1, survival, regression on CSV files or site stores; "
+    "attrition on stores.",
     no_args_is_help=True,
 )
 SiteOption = Annotated[list[str], typer.Option(help="A site as NAME=PATH.csv; repeat for each.")]
@@ -57,7 +59,10 @@ def table1(
         Path | None, typer.Option(help="Also write a self-contained HTML page.")
     ] = None,
 ) -> None:
-    """Counts, mean, SD, median and IQR, missingness per site and combined; SMDs between sites."""
+    """Counts, mean, SD, median and IQR, missingness per site and combined; SMDs between sites.
+
+    Example: flip analyse table1 --site leeds=leeds.csv --site york=york.csv --columns age,sex,sbp
+    """
     from flip.cli.analyse_render import table1_rows, write_csv, write_html
     from flip.data.features.analysis import read_sites
     from flip.data.features.analysis import table1 as run
@@ -101,7 +106,10 @@ def survival(
 ) -> None:
     """Kaplan-Meier per site and combined, log-rank test, Cox model stratified by site.
 
-    The log-rank test compares the sites, or the levels of --group."""
+    The log-rank test compares the sites, or the levels of --group.
+
+    Example: flip analyse survival --site a=site1.csv --site b=site2.csv --time days --event died
+    """
     from flip.data.features.analysis import read_sites, survival_analysis
 
     with one_line_errors():
@@ -145,7 +153,10 @@ def regression(
     min_cell: MinCellOption = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """Logistic or linear regression by federated Newton/IRLS, with standard errors."""
+    """Logistic or linear regression by federated Newton/IRLS, with standard errors.
+
+    Example: flip analyse regression --site leeds=leeds.csv --site york=york.csv --target diabetes
+    """
     from flip.data.features.analysis import read_sites, regression_analysis
 
     with one_line_errors():
@@ -158,6 +169,54 @@ def regression(
     console = Console()
     _print_coefficients(console, result, f"{family} regression of {target}")
     console.print(f"n = {result['n']}, left out: {sum(result['left_out'].values())}")
+
+
+@app.command()
+def stores(
+    kind: Annotated[str, typer.Argument(help="table1, survival or regression.")],
+    store: Annotated[
+        list[str],
+        typer.Option(help="A site's store as NAME=PATH (or a database URL); repeat for each."),
+    ],
+    cohort: Annotated[
+        str, typer.Option(help="The features and outcome: a built-in task's name or a JSON file.")
+    ],
+    circe: CirceOption = None,
+    covariates: CovariatesOption = None,
+    outcome: OutcomeOption = None,
+    time_bin: TimeBinOption = 30.0,
+    min_cell: MinCellOption = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """An analysis on sites' stores as enrolled sites run it (`flip analysis submit`).
+
+    Example: flip analyse stores table1 --store a=a.duckdb --cohort mace-5y --circe atlas.json
+    """
+    from flip.cli.analyse_attrition import _stores
+    from flip.cli.analysis import _print_result, build_spec
+    from flip.cli.site import _existing
+    from flip.data.features.store_analysis import AnalysisSpec
+    from flip.data.features.store_simulation import run_on_stores
+
+    with one_line_errors():
+        spec = AnalysisSpec.model_validate(
+            build_spec(kind, cohort, _split(covariates), outcome, time_bin, [], circe)
+        )
+        opened = {}
+        try:
+            for name, location in _stores(store).items():
+                opened[name] = _existing(location)
+            found = run_on_stores(spec, opened, min_cell)
+        finally:
+            for s in opened.values():
+                s.close()
+    if as_json:
+        _print_json(found)
+        return
+    console = Console()
+    _print_result(console, kind, found["result"])
+    for name, why in found["declined"].items():
+        console.print(f"{name} took no part: {why}")
 
 
 def _num(value) -> str:

@@ -44,18 +44,17 @@ def attrition(
 
     The steps are the primary criteria, then each inclusion rule in turn; small counts are
     shown as "<10" and small drops withheld (docs/cohorts.md).
+
+    Example: flip analyse attrition t2d.json --store leeds=leeds.duckdb --store york=york.duckdb
     """
     from flip.cli.site import _existing
-    from flip.data.cohort.circe import CirceDefinition
     from flip.data.cohort.circe.attrition import site_attrition, step_names
     from flip.data.cohort.circe.definition import load_definition_file
-    from flip.data.cohort.circe.export import to_circe
+    from flip.data.cohort.circe.export import as_circe
     from flip.stats.attrition import combine_attrition
 
     with one_line_errors():
-        definition = load_definition_file(cohort)
-        if not isinstance(definition, CirceDefinition):
-            definition = CirceDefinition(name=definition.name, expression=to_circe(definition))
+        definition = as_circe(load_definition_file(cohort))
         sites = {}
         for name, location in _stores(store).items():
             s = _existing(location)

@@ -12,6 +12,27 @@ from rich.table import Table
 from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
 from flip.problems import first_problem
 
+#: The options an analysis of a cohort takes, on the hub (`flip analysis submit`) or on
+#: stores (`flip analyse stores`).
+CovariatesOption = Annotated[
+    str | None, typer.Option(help="Model covariates (feature names), comma-separated.")
+]
+OutcomeOption = Annotated[
+    str | None, typer.Option(help="Override the cohort's outcome, e.g. time-to-event.")
+]
+TimeBinOption = Annotated[
+    float, typer.Option(min=1e-9, help="survival: days sites round follow-up up to.")
+]
+CirceOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A cohort definition (Circe JSON from ATLAS, or FLIP's, exported to Circe): "
+        "its persons, from their cohort start date, instead of --cohort's entry event.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
 app = typer.Typer(
     help="Analyses on a project's enrolled sites: Table 1, survival, regression, harmonisation.",
     no_args_is_help=True,
@@ -46,23 +67,33 @@ def build_spec(
     outcome: str | None,
     time_bin: float,
     concepts: list[str],
+    circe: Path | None = None,
 ) -> dict[str, Any]:
     """The analysis spec as sites hash it; ValueError naming what is wrong."""
     from pydantic import ValidationError
 
+    from flip.data.cohort.circe.definition import load_definition_file
+    from flip.data.cohort.circe.export import as_circe
     from flip.data.features.harmonisation import HarmonisationSpec
     from flip.data.features.store_analysis import AnalysisSpec
 
     try:
         if kind == "harmonisation":
-            if not concepts:
-                raise ValueError("harmonisation: give --concepts ID,ID,...")
+            if not concepts or circe is not None:
+                raise ValueError("harmonisation: give --concepts ID,ID,... (and no --circe)")
             return HarmonisationSpec(concept_ids=[int(c) for c in concepts]).body()
         if cohort is None:
             raise ValueError(f"{kind}: give --cohort (a built-in task's name or a JSON file)")
         data = _cohort(cohort) | ({"outcome": outcome} if outcome else {})
+        members = None if circe is None else as_circe(load_definition_file(circe))
         spec = AnalysisSpec.model_validate(
-            {"kind": kind, "data": data, "covariates": covariates or None, "time_bin": time_bin}
+            {
+                "kind": kind,
+                "data": data,
+                "covariates": covariates or None,
+                "time_bin": time_bin,
+                "cohort": members,
+            }
         )
         return spec.body()
     except ValidationError as exc:
@@ -77,18 +108,13 @@ def submit(
         str | None,
         typer.Option(help="The cohort and its features: a built-in task's name or a JSON file."),
     ] = None,
-    covariates: Annotated[
-        str | None, typer.Option(help="Model covariates (feature names), comma-separated.")
-    ] = None,
-    outcome: Annotated[
-        str | None, typer.Option(help="Override the cohort's outcome, e.g. time-to-event.")
-    ] = None,
-    time_bin: Annotated[
-        float, typer.Option(min=1e-9, help="survival: days sites round follow-up up to.")
-    ] = 30.0,
+    covariates: CovariatesOption = None,
+    outcome: OutcomeOption = None,
+    time_bin: TimeBinOption = 30.0,
     concepts: Annotated[
         str | None, typer.Option(help="harmonisation: the concept set, comma-separated ids.")
     ] = None,
+    circe: CirceOption = None,
     timeout: Annotated[
         int,
         typer.Option(
@@ -102,10 +128,12 @@ def submit(
 ) -> None:
     """Ask a project's sites for an analysis; print its id and the hash site admins approve.
 
-    Example: flip analysis submit table1 --project 3 --cohort mace
+    Example: flip analysis submit table1 --project 3 --cohort mace --circe atlas.json
     """
     with connected() as hub:
-        spec = build_spec(kind, cohort, _split(covariates), outcome, time_bin, _split(concepts))
+        spec = build_spec(
+            kind, cohort, _split(covariates), outcome, time_bin, _split(concepts), circe
+        )
         found = hub.submit_analysis(project, spec, timeout)
     if as_json:
         print_json(found)
@@ -126,7 +154,10 @@ def results(
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Each site's part of an analysis, and the combined result once every site answered."""
+    """Each site's part of an analysis, and the combined result once every site answered.
+
+    Example: flip analysis results 1 --wait
+    """
     with connected() as hub:
         found = hub.analysis(analysis_id)
         deadline, pause = time.monotonic() + timeout, POLL
@@ -147,7 +178,11 @@ def results(
     if found["error"]:
         console.print(f"error: {found['error']}")
     if found["result"] is not None:
+        from flip.stats.tables import not_combined_line
+
         _print_result(console, found["kind"], found["result"])
+        if line := not_combined_line(found["result"]):
+            console.print(line)
 
 
 def _print_result(console, kind: str, result: dict[str, Any]) -> None:

@@ -92,7 +92,10 @@ def set_password(
     ] = ...,
 ) -> None:
     """Set (or change) a site admin's console password: an argon2id hash in a 0600 file
-    beside the ledger; audited in the ledger."""
+    beside the ledger; audited in the ledger.
+
+    Example: flip site console set-password --site-config site.yaml --user dana
+    """
     from flip.data.ledger import Ledger
     from flip.site.console.passwords import password_path, set_password
 

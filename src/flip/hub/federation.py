@@ -5,7 +5,10 @@ to running, the hub submits the project's task to its SuperLink; the agents of
 the sites that joined start their SuperNodes, outbound, and each site's ClientApp
 checks its own approvals before it reads a row. Round metrics are recorded as
 the ServerApp writes them, and the run ends completed (with each site's metrics)
-or failed; a completed run's model is registered, with its lineage and model
+or failed; each round's metrics come with the next round's train replies, with
+evaluate messages only after the last round (or every `TaskSpec.evaluate_every`
+rounds; every round under secure aggregation: `flip.fl.carried.hub_every`).
+A completed run's model is registered, with its lineage and model
 card, in the hub's registry (`WORK/models`, see `flip models`). A run cancelled
 while it trains is stopped on the SuperLink (`flwr stop`). A run's folder is
 keyed by its hub id, so a hub restarted mid-run submits it again and the
@@ -155,6 +158,7 @@ class Federation:
             thread.join(1.0)
 
     def _run(self, run_id: int) -> None:
+        from flip.fl.carried import hub_every
         from flip.fl.registry import federated_lineage, register_with_best  # imports torch
         from flip.fl.tasks.base import TaskSpec
 
@@ -185,6 +189,7 @@ class Federation:
                 n_sites=len(joined),
                 round_timeout=self.round_timeout,
                 hub_run=run_id,
+                evaluate_every=hub_every(spec, row.rounds),
             )
             record, best = register_with_best(
                 self.work / "models",

@@ -227,10 +227,7 @@ class QueryIn(BaseModel):
                 raise ValueError(
                     f"{part}.{i}.concept_ids: {len(concepts)} concepts, at most {MAX_CONCEPTS}"
                 )
-        expression = circe_expression(definition)
-        rules = (expression or {}).get("InclusionRules") or []
-        if not isinstance(rules, list) or len(rules) >= MAX_STEPS:
-            raise ValueError(f"InclusionRules: a list of at most {MAX_STEPS - 1} rules")
+        _rules_within(circe_expression(definition))
         return _bounded_numbers(definition)
 
 
@@ -481,7 +478,8 @@ ANALYSIS_TIMEOUT = 86400
 class AnalysisIn(BaseModel):
     spec: dict[str, Any] = Field(
         description="The analysis as `flip analysis submit` writes it: kind (table1, survival, "
-        "regression, harmonisation) and its cohort; sites approve its SHA-256. At most 64 KiB "
+        "regression, harmonisation), its data and optionally a Circe `cohort` ({name, "
+        "expression}, at most 99 inclusion rules); sites approve its SHA-256. At most 64 KiB "
         f"of JSON, every number within ±{MAX_MAGNITUDE:g}."
     )
     timeout: int = Field(
@@ -503,7 +501,19 @@ class AnalysisIn(BaseModel):
                 f"the spec is over {MAX_ANALYSIS_SPEC // 1024} KiB (every site gets it at each "
                 "poll until it answers)"
             )
+        cohort = spec.get("cohort")
+        if cohort is not None:
+            if not isinstance(cohort, dict) or not isinstance(cohort.get("expression"), dict):
+                raise ValueError("cohort: a Circe cohort, {name, expression}")
+            _rules_within(cohort["expression"])
         return _bounded_numbers(spec)
+
+
+def _rules_within(expression: dict[str, Any] | None) -> None:
+    """ValueError when a Circe expression has more inclusion rules than attrition shows."""
+    rules = (expression or {}).get("InclusionRules") or []
+    if not isinstance(rules, list) or len(rules) >= MAX_STEPS:
+        raise ValueError(f"InclusionRules: a list of at most {MAX_STEPS - 1} rules")
 
 
 class AnalysisOut(BaseModel):

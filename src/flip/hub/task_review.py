@@ -24,7 +24,8 @@ class BadTask(ValueError):
 
 def review(spec_json: bytes) -> dict[str, Any]:
     """The task in `spec_json` as the review page shows it: hash, kind, rounds, strategy,
-    privacy, secure aggregation, data, the code its hash covers, and the spec to propose."""
+    privacy, secure aggregation, personalisation, data, the code its hash covers, and the
+    spec to propose."""
     from pydantic import ValidationError
 
     from flip.fl.tasks.base import TaskSpec, task_hash
@@ -47,20 +48,31 @@ def review(spec_json: bytes) -> dict[str, Any]:
         "strategy": dumped["strategy"],
         "privacy": dumped["privacy"],
         "secure_aggregation": spec.secure_aggregation,
+        "personal": {"mode": spec.personal, "ditto_lambda": spec.ditto_lambda}
+        if spec.personal
+        else None,
         "training": {
             k: dumped[k]
             for k in ("learning_rate", "local_epochs", "batch_size", "l2", "test_fraction", "seed")
         },
         "data": dumped["data"],
-        "code": code_of(spec.kind, spec.code),
+        "code": code_of(spec.kind, spec.code, personal=spec.personal is not None),
         "spec": orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS).decode(),
     }
 
 
-def code_of(kind: str, custom: str | None) -> list[tuple[str, str]]:
-    """(module, source) of the code a task of `kind` runs: the custom task's own code first."""
+def code_of(kind: str, custom: str | None, *, personal: bool = False) -> list[tuple[str, str]]:
+    """(module, source) of the code a task of `kind` runs: the custom task's own code first,
+    and a personalised task's code that keeps each site's own part last."""
     own = [("the task's own code (code)", custom)] if custom is not None else []
-    return own + list(_kind_code(kind))
+    return own + list(_kind_code(kind)) + (list(_personal_code()) if personal else [])
+
+
+@functools.cache
+def _personal_code() -> tuple[tuple[str, str], ...]:
+    from flip.fl import personal, site_personal
+
+    return tuple((m.__name__, inspect.getsource(m)) for m in (personal, site_personal))
 
 
 @functools.cache

@@ -517,12 +517,16 @@ EXACT_SIZES = frozenset({"n_train", "n_test", "rows"})
 #: per-site statistics its DP guarantee does not cover.
 EXACT_UNDER_DP = frozenset({"loss"})
 
+#: What a round's entry names that stays at the site whatever the privacy: the digest of its
+#: own (personalised) layers, which would let the hub test a guessed copy.
+SITE_ONLY = frozenset({"own"})
+
 
 def _shared_detail(detail: dict[str, Any]) -> dict[str, Any]:
-    """A log entry's detail as the hub may see it: no exact split sizes, and for a round
-    trained under DP (`private`, or an epsilon charged) no exact loss either."""
+    """A log entry's detail as the hub may see it: no exact split sizes nor own-layer digest,
+    and for a round trained under DP (`private`, or an epsilon charged) no exact loss either."""
     private = bool(detail.get("private")) or "epsilon_run" in detail
-    withheld = EXACT_SIZES | EXACT_UNDER_DP if private else EXACT_SIZES
+    withheld = SITE_ONLY | EXACT_SIZES | (EXACT_UNDER_DP if private else frozenset())
     return {k: v for k, v in detail.items() if k not in withheld}
 
 

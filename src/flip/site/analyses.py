@@ -233,6 +233,8 @@ class Analyses:
             if fresh and (problem := guard.audit_problem()):
                 raise Declined(problem)
             if any(guard.isolates(s) for s in fresh):
+                if guard.undecided is not None:
+                    raise Declined(f"its cohort cannot be checked: {guard.undecided}")
                 raise Declined(
                     f"its cohort differs by 1 to {min_cell - 1} persons from one whose count or "
                     "sums this project was given before: the difference would tell theirs"

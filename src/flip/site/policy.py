@@ -53,8 +53,10 @@ def query_problem(
 
 def task_tables(spec: TaskSpec | AnalysisSpec) -> set[str]:
     """The CDM tables a task (or an analysis) reads: its entry event's and outcome's, its
-    features', its notes' and its images'."""
+    features', its notes' and its images', and an analysis's Circe cohort's."""
     tables = {"person", "measurement", "condition_occurrence"}
+    cohort = getattr(spec, "cohort", None)
+    tables |= cohort.tables() if cohort is not None else set()
     tables |= {FEATURE_TABLES[f.source] for f in spec.data.features}
     tables |= {"note"} if spec.data.text is not None else set()
     tables |= {"observation_period", "death"} if spec.data.outcome == "time-to-event" else set()

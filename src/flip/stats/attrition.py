@@ -47,8 +47,9 @@ def combine_attrition(
     sites: dict[str, list[int | str] | None], steps: int | None = None
 ) -> list[int | str]:
     """Per step, the sum of the sites' released counts; a step any site did not release is
-    written as the known part with "+" ("120+"), since the rest is not known. A site given as
-    None (it has not answered, or could not) is unknown at every one of the `steps`."""
+    written as the least it can be with "+" ("120+"): the released counts and one for each
+    hidden "<N" (a hidden count is 1 to N - 1; "withheld" may be 0). A site given as None (it
+    has not answered, or could not) is unknown at every one of the `steps`."""
     lengths = {len(v) for v in sites.values() if v is not None}
     lengths |= set() if steps is None else {steps}
     if len(lengths) > 1:
@@ -60,5 +61,9 @@ def combine_attrition(
     filled = [v if v is not None else [WITHHELD] * n for v in sites.values()]
     for column in zip(*filled, strict=True):
         known = sum(v for v in column if isinstance(v, int))
-        combined.append(known if all(isinstance(v, int) for v in column) else f"{known}+")
+        if all(isinstance(v, int) for v in column):
+            combined.append(known)
+        else:
+            least = known + sum(1 for v in column if isinstance(v, str) and v.startswith("<"))
+            combined.append(f"{least}+")
     return combined

@@ -73,18 +73,48 @@ def released(partials: list[dict]) -> list[dict]:
     return [p for p in partials if isinstance(p["n"], int)]
 
 
+def left_out(partial: dict) -> bool:
+    """Whether a site's partial takes no part in its column's combined statistics: a numeric
+    one whose n is not released, a categorical one without level counts."""
+    if partial["kind"] == "categorical":
+        return "counts" not in partial
+    return not isinstance(partial["n"], int)
+
+
+def withheld_sites(columns: dict[str, dict[str, dict]], column: str) -> list[str]:
+    """The sites (of `columns`, each site's partials by column) the combined statistics of
+    `column` leave out, since they released none of its values."""
+    return [name for name, partials in columns.items() if left_out(partials[column])]
+
+
+def _least(n: int | str) -> int:
+    """The least a site's n can be: itself, 1 for a hidden "<N", 0 for "withheld"."""
+    if isinstance(n, int):
+        return n
+    return 1 if n.startswith("<") else 0
+
+
 def combine_numeric(partials: list[dict]) -> dict:
-    """Combined n, mean, SD (n - 1) exactly (Chan et al.'s merge); quantiles from sketches."""
+    """Combined n, mean, SD (n - 1) exactly (Chan et al.'s merge); quantiles from sketches.
+    Where a site released no values the statistics are over the others, and n is written
+    ">=N", a lower bound (the released n's and the least each withheld one can be)."""
     shown = released(partials)
     n = sum(p["n"] for p in shown)
     missing = total([p["missing"] for p in partials])
+    withheld = [p["n"] for p in partials if not isinstance(p["n"], int)]
+    count = f">={n + sum(_least(w) for w in withheld)}" if withheld else n
     if n == 0:
-        return _numeric_stats(n, missing, None, None, [None, None, None])
+        return _numeric_stats(count, missing, None, None, [None, None, None])
+    return _numeric_stats(count, missing, *_moments(shown, n))
+
+
+def _moments(shown: list[dict], n: int) -> tuple[float, float | None, list]:
+    """Mean, SD (n - 1) and quartiles of released partials holding n > 0 values."""
     mean = sum(p["sum"] for p in shown) / n
     m2 = sum(p["m2"] + p["n"] * (p["sum"] / p["n"] - mean) ** 2 for p in shown if p["n"])
     sd = math.sqrt(m2 / (n - 1)) if n > 1 else None
     qs = sketches.quantiles([p["sketch"] for p in shown], list(QUARTILES))
-    return _numeric_stats(n, missing, mean, sd, qs)
+    return mean, sd, qs
 
 
 def _numeric_stats(n: int | str, missing: int | str, mean, sd, qs: list) -> dict:
@@ -102,17 +132,19 @@ def _numeric_stats(n: int | str, missing: int | str, mean, sd, qs: list) -> dict
 
 def combine_categorical(partials: list[dict]) -> dict:
     """Combined counts: exact where every site released the cell, else ">=N" (a lower bound:
-    each suppressed cell holds at least one)."""
+    each suppressed cell holds at least one, a site that released no counts at least none)."""
     shown = [p for p in partials if "counts" in p]
+    some_left_out = len(shown) < len(partials)
     levels = sorted({level for p in shown for level in p["counts"]})
     counts: dict[str, int | str] = {}
     for level in levels:
         cells = [p["counts"].get(level, 0) for p in shown]
         known = sum(c for c in cells if isinstance(c, int))
         unknown = sum(1 for c in cells if not isinstance(c, int))
-        counts[level] = known if not unknown else f">={known + unknown}"
+        exact = not unknown and not some_left_out
+        counts[level] = known if exact else f">={known + unknown}"
     return {
-        "n": _n_total(shown),
+        "n": _n_total(partials),
         "missing": total([p["missing"] for p in partials]),
         "counts": counts,
     }
@@ -120,11 +152,13 @@ def combine_categorical(partials: list[dict]) -> dict:
 
 def _n_total(partials: list[dict]) -> int | str:
     """The partials' n summed; where a site withheld its n, ">=N" with the least it can be
-    (its released counts, and one for each hidden one)."""
+    (its released counts and one for each hidden one; one for a hidden "<N" without counts)."""
     least = sum(
         p["n"]
         if isinstance(p["n"], int)
         else sum(c if isinstance(c, int) else 1 for c in p["counts"].values())
+        if "counts" in p
+        else _least(p["n"])
         for p in partials
     )
     return least if all(isinstance(p["n"], int) for p in partials) else f">={least}"
@@ -136,12 +170,8 @@ def site_stats(partial: dict) -> dict:
         if not isinstance(partial["n"], int):
             return _numeric_stats(partial["n"], partial["missing"], None, None, [None] * 3)
         return combine_numeric([partial])
-    if not isinstance(partial["n"], int):
-        return {
-            "n": partial["n"],
-            "missing": partial["missing"],
-            "counts": partial.get("counts", {}),
-        }
+    if "counts" not in partial:  # too few values: the site released none of its levels
+        return {"n": partial["n"], "missing": partial["missing"]}
     return {"n": partial["n"], "missing": partial["missing"], "counts": partial["counts"]}
 
 

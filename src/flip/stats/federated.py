@@ -80,7 +80,9 @@ def _table1(releases: dict[str, dict]) -> dict:
     first = next(iter(releases.values()), {"columns": {}})["columns"]
     numeric = [c for c in columns if first[c]["kind"] == "numeric"]
     smd = {c: describe.smd({name: sites[name][c] for name in releases}) for c in numeric}
-    return {"combined": combined, "sites": sites, "smd": smd}
+    by_site = {name: r["columns"] for name, r in releases.items()}
+    withheld = {c: describe.withheld_sites(by_site, c) for c in columns}
+    return {"combined": combined, "sites": sites, "smd": smd, "withheld": withheld}
 
 
 def _harmonisation(releases: dict[str, dict]) -> dict:

@@ -3,6 +3,11 @@ the hub's analysis page."""
 
 from __future__ import annotations
 
+from flip.stats.suppression import WITHHELD
+
+#: The row that names the sites a column's combined statistics leave out.
+LEFT_OUT = "sites left out of combined"
+
 
 def _number(value) -> str:
     if value is None:
@@ -19,7 +24,9 @@ def _cell(stats: dict, row: str, level: str | None) -> str:
         return f"{_number(stats['mean'])} ({_number(stats['sd'])})"
     if row == "median [q1, q3]":
         return f"{_number(stats['median'])} [{_number(stats['q1'])}, {_number(stats['q3'])}]"
-    count = stats.get("counts", {}).get(level, 0)
+    if "counts" not in stats:  # too few values at the site: it released no level counts
+        return WITHHELD
+    count = stats["counts"].get(level, 0)
     if isinstance(count, int) and isinstance(stats["n"], int) and stats["n"]:
         return f"{count} ({100 * count / stats['n']:.1f}%)"
     return str(count)
@@ -41,6 +48,20 @@ def table1_rows(result: dict) -> tuple[list[str], list[list[str]]]:
             per_site = [s[column] for s in result["sites"].values()]
             cells = [_cell(s, label, level) for s in [combined, *per_site]]
             rows.append([column, label, *cells])
+        if left := result.get("withheld", {}).get(column):
+            marks = ["not released" if name in left else "" for name in sites]
+            rows.append([column, LEFT_OUT, ", ".join(left), *marks])
         for pair, value in result["smd"].get(column, {}).items():
             rows.append([column, f"SMD {pair}", f"{value:.3f}", *[""] * len(sites)])
     return header, rows
+
+
+def not_combined_line(result: dict) -> str | None:
+    """The sentence naming the sites a combined result leaves out and why, or None when it
+    combines every site the analysis asked (the terminal and the hub's page print it)."""
+    left = result.get("not_combined") or {}
+    if not left:
+        return None
+    named = ", ".join(f"{site} ({why})" for site, why in left.items())
+    combined = ", ".join(result.get("combined_from", []))
+    return f"Combined from {combined} only; not combined: {named}."

@@ -153,7 +153,14 @@ def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: in
     }
     combined = {c: describe.combine([partials[name][c] for name in tables]) for c in columns}
     smd = {c: describe.smd({name: sites[name][c] for name in tables}) for c in numeric}
-    return {"combined": combined, "sites": sites, "smd": smd, "min_cell": min_cell}
+    withheld = {c: describe.withheld_sites(partials, c) for c in columns}
+    return {
+        "combined": combined,
+        "sites": sites,
+        "smd": smd,
+        "withheld": withheld,
+        "min_cell": min_cell,
+    }
 
 
 def _design(

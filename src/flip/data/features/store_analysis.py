@@ -2,8 +2,9 @@
 
 The cohort and its columns are extracted as a tabular task extracts them (`extract_raw`:
 everyone with an entry event who has not opted out, each feature before the entry date, the
-outcome after it). What leaves is `flip.stats` partials under the site's smallest cell;
-`flip.stats.federated` says what each round releases and how they combine.
+outcome after it); a spec with a Circe `cohort` takes its members instead, each entering
+at their first cohort start date. What leaves is `flip.stats` partials under the site's
+smallest cell; `flip.stats.federated` says what each round releases and how they combine.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flip.data.cohort.circe.definition import CirceDefinition
 from flip.data.features.tabular import TabularData, TabularSpec
 from flip.stats import cox, describe, regression, survival
 from flip.stats.federated import INTERCEPT, spec_hash, terms
@@ -48,6 +50,11 @@ class AnalysisSpec(BaseModel):
         None, description="regression: logistic for a binary outcome, linear for a value."
     )
     time_bin: float = Field(30.0, gt=0, description="survival: days sites round follow-up up to.")
+    cohort: CirceDefinition | None = Field(
+        None,
+        description="A Circe (ATLAS) cohort: its persons, each from their first cohort start "
+        "date, are the analysis's rows instead of those with an entry event of `data`.",
+    )
 
     @model_validator(mode="after")
     def _fits_the_outcome(self) -> AnalysisSpec:
@@ -73,8 +80,9 @@ class AnalysisSpec(BaseModel):
         return self
 
     def body(self) -> dict:
-        """The spec as JSON, as it is hashed and sent."""
-        return self.model_dump(mode="json")
+        """The spec as JSON, as it is hashed and sent (without `cohort` when there is none:
+        the hash of an analysis of entry events is as before)."""
+        return self.model_dump(mode="json", exclude={"cohort"} if self.cohort is None else None)
 
     def digest(self) -> str:
         """The SHA-256 a site approves."""
@@ -164,10 +172,15 @@ def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]
 
 
 def extract(store: Store, spec: AnalysisSpec) -> TabularData:
-    """The analysis's cohort and columns from the store, as a tabular task extracts them."""
+    """The analysis's cohort and columns from the store, as a tabular task extracts them:
+    from each person's entry event, or each member of its Circe cohort from their start."""
     from flip.data.features.tabular import extract_raw
 
-    return extract_raw(store, spec.data)
+    if spec.cohort is None:
+        return extract_raw(store, spec.data)
+    from flip.data.cohort.circe.run import run_circe
+
+    return extract_raw(store, spec.data, run_circe(store, spec.cohort.expression).starts)
 
 
 def _take_part(withheld: str | None) -> None:

@@ -207,9 +207,12 @@ def extract_tabular(store: Store, spec: TabularSpec) -> TabularData:
     return Scaling.of_spec(spec).apply(extract_raw(store, spec))
 
 
-def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
+def extract_raw(
+    store: Store, spec: TabularSpec, entries: dict[int, date] | None = None
+) -> TabularData:
     """The dataset of everyone with an entry event who has not opted out, features unscaled
-    (NaN where missing)."""
+    (NaN where missing); given `entries` (person: entry date), those persons at those dates
+    instead of the spec's entry events."""
     from sqlalchemy import select
 
     from flip.data.cdm import schema
@@ -224,7 +227,7 @@ def extract_raw(store: Store, spec: TabularSpec) -> TabularData:
         wanted[f.source].update(f.concept_ids)
     with store.connect() as conn:
         excluded = opted_out(conn)
-        index = _index_dates(conn, spec)
+        index = _index_dates(conn, spec) if entries is None else entries
         people = {
             pid: (date(y, m or 7, d or 1), g)
             for pid, y, m, d, g in conn.execute(

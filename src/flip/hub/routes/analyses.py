@@ -215,11 +215,12 @@ def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
-    a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
+def _parts(conn: Connection, a: Any) -> dict[str, str]:
+    """Each member site's part in an analysis, from its latest answer: waiting, released
+    round N, refused with its reason, silent or malformed."""
     rows = conn.execute(
         select(analysis_releases.c.site_id, analysis_releases.c.round, analysis_releases.c.refused)
-        .where(analysis_releases.c.analysis_id == analysis_id)
+        .where(analysis_releases.c.analysis_id == a.id)
         .order_by(analysis_releases.c.round)
     ).all()
     latest = {r.site_id: r for r in rows}
@@ -234,6 +235,21 @@ def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
             parts[name] = f"refused: {row.refused}"
         else:
             parts[name] = f"released round {row.round}"
+    return parts
+
+
+def _provenance(conn: Connection, a: Any) -> dict[str, Any]:
+    """What a completed result says of its sites: those combined, and each member left out
+    (refused, silent or malformed) with its reason, so a result never passes for everyone's."""
+    parts = _parts(conn, a)
+    combined = sorted(name for name, part in parts.items() if part.startswith("released"))
+    left = {name: part for name, part in sorted(parts.items()) if name not in combined}
+    return {"combined_from": combined, "not_combined": left}
+
+
+def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
+    a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).one()
+    parts = _parts(conn, a)
     return AnalysisOut(
         id=a.id,
         project_id=a.project_id,
@@ -390,7 +406,8 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     else:
         values |= {"state": orjson.dumps(state).decode(), "round": state["round"]}
         if "result" in state:
-            values |= {"status": "completed", "result": orjson.dumps(state["result"]).decode()}
+            result = {**state["result"], **_provenance(conn, a)}
+            values |= {"status": "completed", "result": orjson.dumps(result).decode()}
     conn.execute(update(analyses).where(analyses.c.id == a.id).values(**values))
     if values.get("status"):
         audit.append(conn, "hub", f"analysis.{values['status']}", f"analysis:{a.id}")

@@ -282,7 +282,11 @@ def _query_out(conn: Connection, query_id: int) -> QueryOut:
         for name, r in results.items()
     }
     released = [r.count for r in results.values() if r.count is not None]
-    complete = not pending and all(not r.suppressed and r.error is None for r in results.values())
+    complete = (
+        bool(results)
+        and not pending
+        and all(not r.suppressed and r.error is None for r in results.values())
+    )
     return QueryOut(
         id=q.id,
         project_id=q.project_id,

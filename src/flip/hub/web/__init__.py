@@ -29,6 +29,20 @@ from flip.hub.web.security import SecurityHeaders, server_error
 from flip.webkit.render import static_files
 from flip.webkit.throttle import AddressLimit
 
+#: The modules whose routers make the web app, in the order they are served.
+PAGE_MODULES = (
+    signin,
+    account,
+    projects,
+    concept_search,
+    tasks,
+    models,
+    quality,
+    analyses,
+    admin,
+    joining,
+)
+
 #: The window, in seconds, of the limit on account requests per client address.
 REQUEST_WINDOW = 3600.0
 
@@ -38,18 +52,7 @@ def add_web(app: FastAPI) -> None:
     app.state.enrolments = signin.Enrolments()
     app.state.banner = Banner(app.state.engine)
     app.state.request_limit = AddressLimit(app.state.policy.account_requests, REQUEST_WINDOW)
-    for module in (
-        signin,
-        account,
-        projects,
-        concept_search,
-        tasks,
-        models,
-        quality,
-        analyses,
-        admin,
-        joining,
-    ):
+    for module in PAGE_MODULES:
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", static_files(HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)

@@ -11,7 +11,7 @@ from flip.hub.routes import analyses as api
 from flip.hub.schemas import PathId
 from flip.hub.web.pages import WebReader, WebRoute, page
 from flip.hub.web.security import check_csrf
-from flip.stats.tables import table1_rows
+from flip.stats.tables import not_combined_line, table1_rows
 
 router = APIRouter(prefix="/analyses", route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
@@ -97,4 +97,5 @@ async def analysis_page(request: Request, analysis_id: PathId, who: WebReader):
         "analysis.html",
         analysis=found,
         tables=result_tables(found.kind, found.result),
+        not_combined=found.result and not_combined_line(found.result),
     )

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from flip.hub.auth import Principal
+from flip.hub.auth import READERS, Principal
 from flip.hub.web.pages import web_principal
 
 #: Seconds between looks at the database when no write in this process woke the stream
@@ -59,21 +59,27 @@ def _event(html: str, name: str) -> str:
     return f"event: {name}\n{lines}\n"
 
 
-async def _signed_in(request: Request) -> bool:
-    """Whether the stream's web session still holds (not ended, expired or revoked)."""
+#: What a stream renders for the user as they are now: (HTML, whether it is final).
+Render = Callable[[Principal], tuple[str, bool]]
+
+
+async def _current(request: Request, roles: tuple[str, ...]) -> Principal | None:
+    """The stream's user as the database has them now (role, disabled), or None once their
+    web session no longer holds (ended, expired, revoked) or their role is not one of `roles`."""
     try:
-        await web_principal(request)
+        who = await web_principal(request)
     except HTTPException:
-        return False
-    return True
+        return None
+    return who if who.role in roles else None
 
 
 def stream(
-    request: Request, who: Principal, render: Callable[[], tuple[str, bool]]
+    request: Request, who: Principal, render: Render, roles: tuple[str, ...] = READERS
 ) -> StreamingResponse:
-    """Send `render()`'s HTML as an event each time it changes, until it says it is final,
-    the session ends (signed out, password changed, access revoked) or `render` refuses
-    (HTTPException: the user was taken off the project): the stream then says it is done.
+    """Send `render(user)`'s HTML as an event each time it changes, until it says it is final,
+    the session ends (signed out, password changed, access revoked), the user's role is no
+    longer one of `roles`, or `render` refuses (HTTPException: the user, as they are now, may
+    no longer see it): the stream then says it is done. The user is read afresh on each tick.
     Past `who`'s cap of open streams it sends the view once, says why it is not live, and ends."""
     streams: Streams = request.app.state.streams
 
@@ -81,14 +87,14 @@ def stream(
         held = streams.open(who)
         if held is not None:
             try:
-                html, _ = await run_in_threadpool(render)
+                html, _ = await run_in_threadpool(render, who)
             except HTTPException:
                 html = ""
             yield _event(html + TOO_MANY.format(open=held), "update")
             yield _event("", "done")
             return
         try:
-            async for event in _live(request, render):
+            async for event in _live(request, render, roles):
                 yield event
         finally:
             streams.close(who)
@@ -97,19 +103,20 @@ def stream(
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
-async def _live(request: Request, render: Callable[[], tuple[str, bool]]) -> AsyncIterator[str]:
+async def _live(request: Request, render: Render, roles: tuple[str, ...]) -> AsyncIterator[str]:
     """The events of one live stream (see `stream`)."""
     turns = request.app.state.turns
     sent = None
     waited = 0.0
     while waited < LIFETIME:
         generation = turns.generation
-        if not await _signed_in(request):
+        now = await _current(request, roles)
+        if now is None:
             yield _event("", "done")
             return
         try:
-            html, final = await run_in_threadpool(render)
-        except HTTPException:  # no longer theirs to see (taken off the project)
+            html, final = await run_in_threadpool(render, now)
+        except HTTPException:  # no longer theirs to see (taken off the project, demoted)
             yield _event("", "done")
             return
         if html != sent:

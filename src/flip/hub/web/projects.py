@@ -14,7 +14,16 @@ from flip.hub.auth import Principal
 from flip.hub.db import queries, sites, tasks
 from flip.hub.routes import analyses as analyses_api
 from flip.hub.routes import projects as api
-from flip.hub.schemas import InviteIn, MembersIn, PathId, ProjectIn, QueryIn, RunIn, RunStatusIn
+from flip.hub.schemas import (
+    InviteIn,
+    MembersIn,
+    PathId,
+    ProjectIn,
+    QueryIn,
+    QueryOut,
+    RunIn,
+    RunStatusIn,
+)
 from flip.hub.transactions import reading
 from flip.hub.web import concept_search, privacy, reads
 from flip.hub.web.chart import bars_svg, metric_names, rounds_svg
@@ -32,7 +41,7 @@ from flip.hub.web.pages import (
     web_principal,
 )
 from flip.hub.web.security import check_csrf
-from flip.hub.web.site_results import site_metrics
+from flip.hub.web.site_results import personalised, site_metrics
 from flip.webkit.render import see_other
 
 router = APIRouter(route_class=WebRoute, dependencies=[Depends(check_csrf)])
@@ -213,8 +222,27 @@ def _query_view(conn, query_id: int, who) -> dict:
             for by, bins in sorted(found.histograms.items())
         },
         "project": project,
+        "withheld_why": _withheld_why(found),
         "definition": orjson.dumps(orjson.loads(definition), option=orjson.OPT_INDENT_2).decode(),
     }
+
+
+def _withheld_why(found: QueryOut) -> str:
+    """Why a query's total is withheld, in words: the sites that failed, and those that
+    suppressed a count below their threshold."""
+    failed = sorted(name for name, r in found.results.items() if r.error)
+    small = sorted(
+        name
+        for name, r in found.results.items()
+        if not r.error and (r.suppressed or r.count is None)
+    )
+    why = []
+    if failed:
+        why.append(f"{', '.join(failed)} could not answer (failed)")
+    if small:
+        whose = "its" if len(small) == 1 else "their"
+        why.append(f"{', '.join(small)} suppressed a count below {whose} threshold")
+    return "; ".join(why) or "not every site's count was released"
 
 
 @router.get("/queries/{query_id}")
@@ -245,7 +273,7 @@ async def query_events(request: Request, query_id: PathId, who: WebReader):
     return _live(
         request,
         who,
-        lambda conn: _query_view(conn, query_id, who),
+        lambda conn, now: _query_view(conn, query_id, now),
         "_answers.html",
         lambda view: not view["query"].pending,
     )
@@ -271,6 +299,7 @@ def _run_view(conn, run_id: int, who) -> dict:
     run = api._run_out(conn, run_id)
     results = run.results if isinstance(run.results, dict) else {}
     model_id = results.get("model") if isinstance(results.get("model"), str) else None
+    rows = site_metrics(results)
     return {
         "model_id": model_id,
         "model_onnx": model_id is not None and _task_kind(conn, row.task_id) != "custom",
@@ -278,7 +307,8 @@ def _run_view(conn, run_id: int, who) -> dict:
         "project_id": row.project_id,
         "chart": rounds_svg(run.round_metrics),
         "metric_names": metric_names(run.round_metrics),
-        "site_metrics": site_metrics(results),
+        "site_metrics": rows,
+        "personalised": personalised(rows),
     }
 
 
@@ -305,19 +335,19 @@ async def run_events(request: Request, run_id: PathId, who: WebReader):
     return _live(
         request,
         who,
-        lambda conn: _run_view(conn, run_id, who),
+        lambda conn, now: _run_view(conn, run_id, now),
         "_run_live.html",
         lambda view: view["run"].status in ("completed", "failed", "cancelled"),
     )
 
 
 def _live(request: Request, who: Principal, view_of, template: str, finished):
-    """A stream of `template` rendered from a fresh `view_of(conn)` on each tick, ending
-    once `finished(view)` holds."""
+    """A stream of `template` rendered from a fresh `view_of(conn, user)` on each tick, for
+    the user as they are then (role, membership), ending once `finished(view)` holds."""
 
-    def render() -> tuple[str, bool]:
+    def render(now: Principal) -> tuple[str, bool]:
         with reading(request.app.state.engine) as conn:
-            view = view_of(conn)
+            view = view_of(conn, now)
         return templates.get_template(template).render(**view), finished(view)
 
     return stream(request, who, render)

@@ -106,7 +106,7 @@ async def decide_task(
     if decision == "declined" and not reason.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "say why the task is declined")
     offered = await run_in_threadpool(_offered, site, str(project), digest)
-    if decision == "approved" and (problem := _unapprovable(offered)):
+    if decision == "approved" and (problem := _unapprovable(site, offered)):
         raise HTTPException(status.HTTP_409_CONFLICT, problem)
 
     def job() -> str:
@@ -135,12 +135,14 @@ def _offered(site: SiteConfig, project: str, digest: str) -> dict:
     return offered
 
 
-def _unapprovable(offered: dict) -> str | None:
-    """Why the code and configuration shown cannot be approved under the offered hash, or None:
-    an approval covers the hash, so the shown spec must be valid and hash to it."""
+def _unapprovable(site: SiteConfig, offered: dict) -> str | None:
+    """Why the offered task cannot be approved, or None: an approval covers the hash, so the
+    shown spec must be valid and hash to it, and the site's policy must allow it now (the
+    agent declines what it refuses)."""
     from pydantic import ValidationError
 
     from flip.fl.tasks.base import TaskSpec, task_hash
+    from flip.site.policy import task_problem
 
     try:
         spec = TaskSpec.model_validate(offered["spec"])
@@ -148,4 +150,6 @@ def _unapprovable(offered: dict) -> str | None:
         return "this task's spec is not valid here: decline it"
     if task_hash(spec) != offered["task_hash"]:
         return "this task's code and configuration do not hash to its hash: decline it"
+    if problem := task_problem(site.policy, offered["project"], spec):
+        return f"the site's policy refuses this task ({problem}): decline it or change the policy"
     return None

@@ -4,12 +4,15 @@ in the ledger first (the agent takes up a changed site.yaml at its next poll).""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import yaml
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -29,6 +32,14 @@ KINDS = ("tabular-logreg", "tabular-mlp", "text-classifier", "image-cnn", "multi
 RULE_KINDS = KINDS + tuple(
     analysis_kind(k) for k in ("table1", "survival", "regression", "harmonisation")
 )
+RULE_PATH = PathParam(pattern=r"^[0-9a-f]{16}$", description="The rule's identity (`rule_id`).")
+
+
+def rule_id(rule: AutoApproval) -> str:
+    """A rule's identity: a hash of what it says, so a form from a page loaded before the
+    rules changed can never name another rule than the one it showed."""
+    text = orjson.dumps(rule.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def _numbers(text: str, what: str) -> list[int]:
@@ -88,6 +99,7 @@ def policy_page(request: Request, who: Admin, done: str | None = None):
         request,
         "policy.html",
         policy=site.policy,
+        rules=[(rule_id(rule), rule) for rule in site.policy.auto_approve],
         kinds=KINDS,
         rule_kinds=RULE_KINDS,
         history=history[:20],
@@ -142,14 +154,20 @@ async def add_rule(
     return see_other("/policy?done=rule-added")
 
 
-@router.post("/policy/rules/{index}/delete")
-async def delete_rule(request: Request, who: Admin, index: int) -> Response:
-    """Remove auto-approve rule `index` (counted from 1)."""
+@router.post("/policy/rules/{rule}/delete")
+async def delete_rule(request: Request, who: Admin, rule: Annotated[str, RULE_PATH]) -> Response:
+    """Remove the auto-approve rule whose identity is `rule`; 409 when no rule has it now (the
+    rule changed or was removed since the page was loaded)."""
     site = site_of(request)
+    ids = [rule_id(r) for r in site.policy.auto_approve]
+    if rule not in ids:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "that auto-approve rule changed or was removed since the page was loaded: "
+            "reload the policy page and choose again",
+        )
     rules = [r.model_dump(mode="json") for r in site.policy.auto_approve]
-    if not 1 <= index <= len(rules):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no auto-approve rule {index}")
-    del rules[index - 1]
+    del rules[ids.index(rule)]
     await run_in_threadpool(
         change_policy, request.app.state.config_path, who, {"auto_approve": rules}
     )

@@ -62,18 +62,25 @@ def code_css() -> str:
 
 
 def last_approved(ledger: Ledger, status: AgentStatus, project: str, offered: dict) -> dict | None:
-    """The version of this task (same name) this site approved last, other than this one."""
+    """The version of this task (same name) this site approved last in the same project, other
+    than this one; failing that, the last it approved in another project, marked
+    `other_project` (the page says so)."""
     name = offered["spec"].get("name")
     entries = [e for e in ledger.entries() if e["action"] == "task.approved"]
+    elsewhere = None
     for entry in reversed(entries):
         detail = orjson.loads(str(entry["detail"]))
         digest = str(detail.get("task_hash"))
         if digest == offered["task_hash"]:
             continue
         earlier = status.task(str(detail.get("project")), digest)
-        if earlier is not None and earlier["spec"].get("name") == name:
-            return earlier | {"approved_at": entry["at"], "approved_by": detail.get("by")}
-    return None
+        if earlier is None or earlier["spec"].get("name") != name:
+            continue
+        found = earlier | {"approved_at": entry["at"], "approved_by": detail.get("by")}
+        if str(earlier["project"]) == str(project):
+            return found | {"other_project": False}
+        elsewhere = elsewhere or found | {"other_project": True}
+    return elsewhere
 
 
 def diff(before: str, after: str, old: str, new: str) -> str:
@@ -190,6 +197,9 @@ def review(
     found["policy_problem"] = task_problem(site.policy, project, spec)
     found["auto_approved"] = auto_approves(site.policy, int(project), spec)
     found["privacy"] = privacy(spec, site)
+    found["personal"] = (
+        {"mode": spec.personal, "ditto_lambda": spec.ditto_lambda} if spec.personal else None
+    )
     found["tables"] = sorted(task_tables(spec))
     if count_rows:
         found["concepts"], found["names_problem"] = named(concepts(spec), site)

@@ -1,0 +1,28 @@
+"""An analysis's page says which sites its combined result is made of and which it is not."""
+
+import numpy as np
+
+from flip.stats import describe
+from tests.hub.test_web import person
+
+
+def test_the_page_names_the_sites_left_out_of_the_combined_result(web):
+    owner = person(web, "carla")
+    tokens = {name: web.site(name) for name in ("an-a", "an-b", "an-c")}
+    pid = web.call("POST", "/projects", owner.token, json={"name": "left out"}).json()["id"]
+    web.call("POST", f"/projects/{pid}/sites", owner.token, json={"sites": list(tokens)})
+    spec = {"spec": {"kind": "table1"}}
+    aid = web.call("POST", f"/projects/{pid}/analyses", owner.token, json=spec).json()["id"]
+    for name in ("an-a", "an-b"):
+        release = {"columns": {"age": describe.numeric_partial(np.arange(30.0), 10)}}
+        body = {"round": 0, "release": release}
+        assert (
+            web.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    refused = {"round": 0, "refused": "not this cohort"}
+    assert (
+        web.call("POST", f"/agent/analyses/{aid}", tokens["an-c"], json=refused).status_code == 204
+    )
+    shown = owner.http.get(f"/analyses/{aid}").text
+    assert "Combined from an-a, an-b only" in shown
+    assert "an-c (refused: not this cohort)" in shown

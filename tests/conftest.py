@@ -139,3 +139,16 @@ def build_site(
     store.close()
     SiteConfig(name=name, store="store.duckdb", ledger="ledger.sqlite").save(folder / "site.yaml")
     return folder / "site.yaml"
+
+
+def mlp_site(root: Path, name: str = "alpha", n: int = 160) -> Path:
+    """A CSV site (as `build_site`) whose policy also allows tabular-mlp tasks; its site.yaml."""
+    from flip.config import SiteConfig
+
+    path = build_site(root, name, "csv", n)
+    config = SiteConfig.load(path)
+    policy = config.policy.model_copy(
+        update={"allowed_task_kinds": [*config.policy.allowed_task_kinds, "tabular-mlp"]}
+    )
+    config.model_copy(update={"policy": policy}).save(path)
+    return path

@@ -32,3 +32,14 @@ def test_peak_is_kept_after_the_memory_is_freed():
         child.kill()
         child.wait()
     assert peak.bytes - tree_rss(os.getpid()) > 190 * 2**20
+
+
+def test_the_cpu_time_of_a_child_counts_and_what_came_before_does_not():
+    burn = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass"
+    busy = time.process_time() + 0.5
+    while time.process_time() < busy:  # this process's CPU before the block is not counted
+        pass
+    with PeakTreeRss(interval=0.05) as tree:
+        child = subprocess.Popen([sys.executable, "-c", burn + "\ntime.sleep(0.3)"])
+        child.wait()
+    assert 0.4 < tree.cpu_seconds < 1.5

@@ -22,6 +22,57 @@ def test_help_lists_the_commands():
     assert "demo" in result.stdout and "bench" in result.stdout
 
 
+def _leaves(group, ctx, path):
+    """Every command under a click group, with its path, through the group's own lookup."""
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if hasattr(command, "list_commands"):
+            yield from _leaves(command, ctx, [*path, name])
+        else:
+            yield [*path, name], command
+
+
+def test_every_argument_and_option_of_every_command_says_what_it_is():
+    import click
+    import typer
+
+    from flip.cli.app import app
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    silent = [
+        f"flip {' '.join(path)} {param.human_readable_name}"
+        for path, command in _leaves(root, ctx, [])
+        for param in command.params
+        if param.name != "help" and not getattr(param, "help", None)
+    ]
+    assert silent == []
+    shown = flip("project", "invite", "--help").stdout
+    assert "The project's id" in shown
+
+
+def test_every_command_help_has_an_example_of_that_command_shown_whole():
+    import click
+    import typer
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    runner = CliRunner()
+    wrong = []
+    for path, command in _leaves(root, ctx, []):
+        name = f"flip {' '.join(path)}"
+        examples = re.findall(r"Example:\s*(flip\b[^\n]*)", command.help or "")
+        if not examples or any(not re.match(rf"{re.escape(name)}(\s|$)", e) for e in examples):
+            wrong.append(f"{name}: {examples}")
+            continue
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).stdout
+        wrong += [f"{name} shows {e!r} altered" for e in examples if e.strip() not in shown]
+    assert wrong == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -171,17 +222,19 @@ def _bench(*args: str) -> str:
 
 @pytest.mark.slow
 def test_bench_hub_prints_latencies_on_sqlite_and_postgresql(tmp_path):
-    out = _bench("hub", "--agents", "3", "--seconds", "2", "--work", str(tmp_path / "b"))
+    small = ["--agents", "3", "--seconds", "1", "--projects", "5"]
+    out = _bench("hub", *small, "--work", str(tmp_path / "b"))
     assert "sqlite agent poll p99" in out and "0 errors" in out
     for page in ("/projects/{project}", "/runs/{run}", "/admin/sites", "/models"):
         assert f"sqlite page {page} p95" in out, page
+        assert f"sqlite 5 projects: page {page} p95" in out, page
     if IN_CI:
         assert "postgresql agent poll p99" in out
 
 
 @pytest.mark.slow
 def test_bench_ingest_prints_each_figure_against_its_reference(tmp_path):
-    out = _bench("ingest", "--patients", "20", "--work", str(tmp_path / "b"))
+    out = _bench("ingest", "--patients", "20", "--passes", "1", "--work", str(tmp_path / "b"))
     figures = (
         "flip / bare time ratio",
         "flip / bare command time ratio",

@@ -150,6 +150,10 @@ def test_bad_definition_and_task_files_are_refused_naming_the_file(hub, flip, tm
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"kind": "tabular-logreg", "name": "t"}))
     _one_line_error(*flip("task", "propose", str(task), "--project", pid)[::2], f"{task}: data")
+    mace = mace_task().model_dump(mode="json")
+    task.write_text(json.dumps(mace | {"personal": "ditto", "ditto_lambda": -0.5}))
+    refused = flip("task", "propose", str(task), "--project", pid)[::2]
+    _one_line_error(*refused, f"{task}: ditto_lambda")
     _one_line_error(*flip("query", "q", "--project", pid)[::2], "give NAME, --project and")
 
 
@@ -237,7 +241,7 @@ def test_the_query_table_shows_a_circe_querys_attrition_per_site_and_combined():
         "pending": [],
         "total": None,
         "steps": ["primary criteria", "aged 50 or over"],
-        "attrition": [200, "30+"],
+        "attrition": [200, "31+"],
     }
     answer["results"]["north"]["attrition"] = [120, "<10"]
     answer["results"]["south"]["attrition"] = [80, 30]
@@ -258,7 +262,7 @@ def test_the_query_table_shows_a_circe_querys_attrition_per_site_and_combined():
         "aged 50 or over",
         "<10",
         "30",
-        "30+",
+        "31+",
     ]
 
 
@@ -293,3 +297,20 @@ def test_hub_connection_problems_name_the_address(hub, flip, tmp_path):
         _one_line_error(code, err, f"error: {url} is not a FLIP hub")
     finally:
         web.shutdown()
+
+
+def test_a_repeated_create_makes_no_twin_and_a_query_needs_an_invited_site(hub, flip, tmp_path):
+    running, admin = hub
+    assert flip("login", running.url, "--token", admin.create_user("twyla", "researcher"))[0] == 0
+    first = json.loads(flip("project", "create", "twins", "--json")[1])["id"]
+    code, _, err = flip("project", "create", "twins")
+    _one_line_error(code, err, f"project {first} (owner twyla) is already named 'twins'")
+    code, out, err = flip("project", "create", "twins", "--again", "--json")
+    assert code == 0 and json.loads(out)["id"] != first, err
+    cohort = tmp_path / "cohort.json"
+    cohort.write_text(json.dumps({"conditions": []}))
+    code, _, err = flip("query", "q", "--project", str(first), "--definition", str(cohort))
+    _one_line_error(code, err, f"project {first} has no invited site to answer a query")
+    assert admin.queries(first) == []
+    asked = admin.query(admin.create_query(first, "api", {"conditions": []}))
+    assert (asked["results"], asked["pending"], asked["total"]) == ({}, [], None)

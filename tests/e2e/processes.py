@@ -91,15 +91,24 @@ class Hub:
                 "--round-timeout",
                 "120",
             ]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        token = None
-        for line in self.process.stderr:
-            if found := re.search(r"admin token .*: (\S+)", line):
-                token = found.group(1)
-            if "hub API on" in line:
-                break
-        wait_for(self._up, "the hub")
-        return token
+        log = self.folder / "hub.log"
+        offset = log.stat().st_size if log.exists() else 0
+        with log.open("ab") as out:  # a file, not a pipe nobody reads once the hub is up
+            self.process = subprocess.Popen(command, stderr=out)
+
+        def printed() -> str:
+            with log.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read().decode(errors="replace")
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the hub exited: {printed()[-2000:]}")
+            return "hub API on" in printed() and self._up()
+
+        wait_for(ready, f"the hub's API (its log: {log})", timeout=120)
+        found = re.search(r"admin token .*: (\S+)", printed())
+        return found.group(1) if found else None
 
     def _up(self) -> bool:
         try:

@@ -1,12 +1,15 @@
 """Hub and three site agents as separate processes on loopback: counts, decisions, a run;
 and a researcher's whole journey with the `flip` command against the same federation: log
 in, ask counts, propose, run, watch, read results, pull the model. The two share one hub
-and its agents (a module fixture), each in a project of its own."""
+and its agents (a module fixture), each in a project of its own, and one deployment run:
+the journey's, which the first test also checks from the hub's and the sites' side."""
 
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
@@ -47,7 +50,106 @@ def running(sites):
         yield started
 
 
-def test_hub_and_agents_as_processes(sites, running):
+def as_researcher(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`flip ARGS` as the researcher (their own config folder); it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flip", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        input=stdin,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@dataclass
+class Journey:
+    """What the researcher's `flip` commands printed, and what the run left behind."""
+
+    folder: Path
+    project: str
+    digest: str
+    asked: str
+    answers: dict
+    proposed: str
+    started: dict
+    watched: list[dict]
+    shown: str
+    pulled: str
+    lineage: dict
+    #: Whether gamma's store (moved aside while the run ran) was recreated by the run.
+    gamma_store_opened: bool
+
+
+@pytest.fixture(scope="module")
+def journey(sites, running, tmp_path_factory) -> Journey:
+    """A researcher's whole journey with the `flip` command, two rounds on the deployment;
+    gamma (which declines) has its store moved aside while the run runs."""
+    _, configs = sites
+    folder = tmp_path_factory.mktemp("rosa")
+    env = os.environ | {"XDG_CONFIG_HOME": str(folder / "rita-config"), "COLUMNS": "120"}
+    env.pop("FLIP_CREDENTIALS", None)
+    definition = folder / "diabetes.json"
+    definition.write_text(json.dumps(DIABETES))
+    running.admin.create_user("rosa", "researcher", password=PASSWORD)
+    as_researcher(env, "login", running.hub.url, "--user", "rosa", stdin=PASSWORD + "\n")
+    made = as_researcher(env, "project", "create", "journey", "--json").stdout
+    project = str(json.loads(made)["id"])
+    as_researcher(env, "project", "invite", project, *configs)
+    asked = as_researcher(
+        env, "query", "diabetics", "--project", project, "--definition", str(definition)
+    ).stdout
+    query = as_researcher(env, "project", "show", project, "--json").stdout
+    [listed] = json.loads(query)["queries"]
+    answers = json.loads(as_researcher(env, "query", "--id", str(listed["id"]), "--json").stdout)
+
+    digest = task_hash(mace_task())
+    proposed = as_researcher(env, "task", "propose", "mace-5y", "--project", project).stdout
+    cli("site", "approve", project, digest, "--site-config", str(configs["alpha"]))
+    cli("site", "approve", project, digest, "--site-config", str(configs["beta"]))
+    gamma = str(configs["gamma"])
+    cli("site", "decline", project, digest, "--reason", "not now", "--site-config", gamma)
+
+    gamma_store = configs["gamma"].parent / "store.duckdb"
+    gamma_store.rename(gamma_store.with_suffix(".kept"))
+    try:
+        start = ["run", "start", "--project", project, "--task", digest, "--rounds", "2"]
+        started = json.loads(as_researcher(env, *start, "--json").stdout)
+        run = str(started["id"])
+        watched = as_researcher(env, "run", "watch", run, "--json", "--interval", "1").stdout
+    finally:
+        gamma_store_opened = gamma_store.exists()
+        gamma_store.with_suffix(".kept").replace(gamma_store)  # gamma counts for the next test
+    lines = [json.loads(line) for line in watched.splitlines()]
+    shown = as_researcher(env, "run", "results", run).stdout
+    model = lines[-1]["results"]["model"]
+    pulled = as_researcher(env, "models", "pull", run, "--out", str(folder / "mine")).stdout
+    lineage = json.loads(
+        as_researcher(
+            env, "models", "show", model, "--registry", str(folder / "mine"), "--json"
+        ).stdout
+    )
+    as_researcher(env, "logout")
+    return Journey(
+        folder,
+        project,
+        digest,
+        asked,
+        answers,
+        proposed,
+        started,
+        lines,
+        shown,
+        pulled,
+        lineage,
+        gamma_store_opened,
+    )
+
+
+@pytest.mark.timeout(1800)  # three sites built, then a deployment run: long on a busy machine
+def test_hub_and_agents_as_processes(sites, running, journey):
     folder, configs = sites
     hub, researcher = running.hub, running.researcher
     for config in configs.values():
@@ -92,29 +194,25 @@ def test_hub_and_agents_as_processes(sites, running):
         "beta": "joined",
         "gamma": "refused",
     }
-    gamma_store = configs["gamma"].parent / "store.duckdb"
-    gamma_store.rename(gamma_store.with_suffix(".kept"))
-    researcher.set_run_status(run, "running")
+    # The module's one deployment run is the journey's (started the same way, through the
+    # client's create_run and set_run_status): this run is cancelled before it starts.
+    researcher.set_run_status(run, "cancelled")
+    assert researcher.run(run)["status"] == "cancelled"
 
-    def ended():
-        state = researcher.run(run)
-        return state if state["status"] != "running" else None
-
-    final = wait_for(ended, "the deployment run to end", timeout=900)
+    final = running.admin.run(int(journey.started["id"]))
     assert final["status"] == "completed", final
     assert set(final["results"]["per_site"]) == {"alpha", "beta"}
     assert all(m["auroc"] > 0.6 for m in final["results"]["per_site"].values())
-    assert len(final["round_metrics"]) == 3
+    assert len(final["round_metrics"]) == 2
     model = load(folder / "hub-flower" / "models", final["results"]["model"])
-    assert model.lineage["task_hash"] == digest and model.lineage["run"] == run
+    assert model.lineage["task_hash"] == digest and model.lineage["run"] == final["id"]
     assert set(model.lineage["sites"]) == {"alpha", "beta"}
     # released like a count, or withheld (left out) by the site's differencing guard
     assert all(s.get("n_train", 1) > 0 for s in model.lineage["sites"].values())
     assert (model.path / "MODEL_CARD.md").exists()
     best = load(folder / "hub-flower" / "models", final["results"]["best_model"])
-    assert best.lineage["final_model"] == model.id and 1 <= best.lineage["best_round"] <= 3
-    assert not gamma_store.exists(), "the task never opened the decliner's store"
-    gamma_store.with_suffix(".kept").rename(gamma_store)  # gamma counts for the next journey
+    assert best.lineage["final_model"] == model.id and 1 <= best.lineage["best_round"] <= 2
+    assert not journey.gamma_store_opened, "the task never opened the decliner's store"
     gamma_log = [e["action"] for e in Ledger(configs["gamma"].parent / "ledger.sqlite").entries()]
     assert {"task.declined", "run.refused", "query.answered"} <= set(gamma_log)
 
@@ -144,77 +242,28 @@ def test_hub_and_agents_as_processes(sites, running):
     assert [i for i in identifiers if i in blob] == []
 
 
-def as_researcher(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """`flip ARGS` as the researcher (their own config folder); it must succeed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "flip", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        input=stdin,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-@pytest.mark.timeout(1800)  # three sites built, then a deployment run: long on a busy machine
-def test_a_researcher_does_the_journey_with_the_flip_command(sites, running, tmp_path):
-    _, configs = sites
-    env = os.environ | {"XDG_CONFIG_HOME": str(tmp_path / "rita-config"), "COLUMNS": "120"}
-    env.pop("FLIP_CREDENTIALS", None)
-    definition = tmp_path / "diabetes.json"
-    definition.write_text(json.dumps(DIABETES))
-    running.admin.create_user("rosa", "researcher", password=PASSWORD)
-    as_researcher(env, "login", running.hub.url, "--user", "rosa", stdin=PASSWORD + "\n")
-    made = as_researcher(env, "project", "create", "journey", "--json").stdout
-    project = str(json.loads(made)["id"])
-    as_researcher(env, "project", "invite", project, *configs)
-
-    asked = as_researcher(
-        env, "query", "diabetics", "--project", project, "--definition", str(definition)
-    ).stdout
+def test_a_researcher_does_the_journey_with_the_flip_command(journey):
+    asked, answers = journey.asked, journey.answers
     assert "<10" in asked and "withheld" in asked, asked
-    query = as_researcher(env, "project", "show", project, "--json").stdout
-    [listed] = json.loads(query)["queries"]
-    answers = json.loads(as_researcher(env, "query", "--id", str(listed["id"]), "--json").stdout)
     assert answers["pending"] == [] and answers["total"] is None
     assert answers["results"]["gamma"]["suppressed"]
     assert answers["results"]["gamma"]["count"] is None
     assert all(answers["results"][s]["count"] >= 10 for s in ("alpha", "beta"))
+    assert journey.digest in journey.proposed
 
-    digest = task_hash(mace_task())
-    proposed = as_researcher(env, "task", "propose", "mace-5y", "--project", project).stdout
-    assert digest in proposed
-    cli("site", "approve", project, digest, "--site-config", str(configs["alpha"]))
-    cli("site", "approve", project, digest, "--site-config", str(configs["beta"]))
-    gamma = str(configs["gamma"])
-    cli("site", "decline", project, digest, "--reason", "not now", "--site-config", gamma)
-
-    start = ["run", "start", "--project", project, "--task", digest, "--rounds", "2"]
-    started = json.loads(as_researcher(env, *start, "--json").stdout)
-    run = str(started["id"])
+    started = journey.started
     assert started["status"] == "running"
     assert {n: s["status"] for n, s in started["sites"].items()} == {
         "alpha": "joined",
         "beta": "joined",
         "gamma": "refused",
     }
-    watched = as_researcher(env, "run", "watch", run, "--json", "--interval", "1").stdout
-    lines = [json.loads(line) for line in watched.splitlines()]
+    lines = journey.watched
     assert [line.get("round") for line in lines[:-1]] == [1, 2]
     assert lines[-1]["status"] == "completed", lines[-1]
-
-    shown = as_researcher(env, "run", "results", run).stdout
-    assert "alpha" in shown and "beta" in shown and "auroc" in shown
+    assert "alpha" in journey.shown and "beta" in journey.shown and "auroc" in journey.shown
     model = lines[-1]["results"]["model"]
-    pulled = as_researcher(env, "models", "pull", run, "--out", str(tmp_path / "mine")).stdout
-    assert pulled.strip() == f"wrote {tmp_path / 'mine' / model}"
-    lineage = json.loads(
-        as_researcher(
-            env, "models", "show", model, "--registry", str(tmp_path / "mine"), "--json"
-        ).stdout
-    )
-    assert lineage["task_hash"] == digest and lineage["run"] == int(run)
+    assert journey.pulled.strip() == f"wrote {journey.folder / 'mine' / model}"
+    lineage = journey.lineage
+    assert lineage["task_hash"] == journey.digest and lineage["run"] == int(started["id"])
     assert set(lineage["sites"]) == {"alpha", "beta"}
-    as_researcher(env, "logout")

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
+from playwright.sync_api import expect
 
 from flip.data.terminology.athena import starter_folder
 from tests.conftest import build_site
@@ -73,7 +74,7 @@ def _sign_in_first_time(page, url: str, name: str) -> str:
     _scan(page, f"enrol-{name}")
     page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Confirm and sign in").click()
-    assert page.locator("#recovery-codes li").count() == 10
+    expect(page.locator("#recovery-codes li")).to_have_count(10)
     page.get_by_role("link", name="I have saved them: continue").click()
     page.wait_for_url("**/projects")
     return secret
@@ -174,7 +175,7 @@ def test_admin_pages(browser, hub):
 
     page.get_by_role("link", name="Audit log").click()
     page.get_by_role("button", name="Verify the chain").click()
-    assert "The chain holds" in page.locator("#verified").inner_text()
+    expect(page.locator("#verified")).to_contain_text("The chain holds")
     _scan(page, "admin-audit")
 
     page.get_by_role("link", name="Requests").click()
@@ -182,11 +183,11 @@ def test_admin_pages(browser, hub):
     page.get_by_role("link", name="Maintenance").click()
     page.get_by_label("Message").fill("Upgrade on Saturday 08:00 UTC")
     page.get_by_role("button", name="Save the banner").click()
-    assert "Upgrade on Saturday" in page.locator("#maintenance-banner").inner_text()
+    expect(page.locator("#maintenance-banner")).to_contain_text("Upgrade on Saturday")
     _scan(page, "admin-maintenance")
     page.get_by_label("Message").fill("")
     page.get_by_role("button", name="Save the banner").click()
-    assert page.locator("#maintenance-banner").count() == 0
+    expect(page.locator("#maintenance-banner")).to_have_count(0)
     context.close()
 
 

@@ -9,7 +9,11 @@ deployment's SuperNodes, `ARRAYS` beside the node's site.yaml. `server_app` runs
 FedAvg with Flower's own grid for the rounds its settings give (the run config in
 deployment, BARE_SETTINGS_ENV in simulation). Run as a script
 (`python -m flip.bench.bare_flower FOLDER SETTINGS_JSON`) it is the whole command
-`flip bench fl` times `flip fl run` against: start-up, simulation and all.
+`flip bench fl` times `flip fl run` against: start-up, simulation and all; it prints
+one JSON line, the accuracy of each round's federated evaluation, so a run whose
+sites failed cannot pass for a fast one. The script runs the apps of this module
+imported by name: Ray sends a ClientApp of `__main__` to its actors by reference to a
+module they do not have, and every message failed (the bare run trained nothing).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ server_app = ServerApp()
 ARRAYS = "bare-flower-arrays.npz"
 #: The server's settings (JSON) in simulation, where a run has no run config.
 BARE_SETTINGS_ENV = "FLIP_BARE_SETTINGS"
+#: Each round's aggregated evaluation accuracy of the last run in this process.
+accuracies: list[float] = []
 
 
 def _arrays(context: Context) -> dict[str, np.ndarray]:
@@ -61,13 +67,15 @@ def main(grid: Grid, context: Context) -> None:
     torch.nn.init.zeros_(model.bias)
     keys = ("learning-rate", "l2", "batch-size", "local-epochs")
     config = ConfigRecord({k: run[k] for k in keys})
-    FedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n).start(
+    result = FedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n).start(
         grid=grid,
         initial_arrays=ArrayRecord(model.state_dict()),
         num_rounds=int(run["rounds"]),
         train_config=config,
         evaluate_config=config,
     )
+    evaluated = result.evaluate_metrics_clientapp
+    accuracies[:] = [float(evaluated[r]["accuracy"]) for r in sorted(evaluated)]
 
 
 @app.train()
@@ -112,8 +120,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
 
-def simulate(folder: str, settings: str) -> None:
-    """FedAvg in Flower's simulation runtime over FOLDER/site-<i>.npz, one node per file."""
+def simulate(folder: str, settings: str) -> list[float]:
+    """FedAvg in Flower's simulation runtime over FOLDER/site-<i>.npz, one node per file:
+    each round's federated accuracy (a round no site answered has none)."""
     from flwr.simulation import run_simulation
 
     os.environ["FLIP_EXPERIMENT_DIR"] = folder
@@ -129,8 +138,12 @@ def simulate(folder: str, settings: str) -> None:
     }
     logging.getLogger("flwr").setLevel(logging.ERROR)
     n = int(json.loads(settings)["n-sites"])
+    accuracies.clear()
     run_simulation(server_app, app, n, backend_config=backend)
+    return list(accuracies)
 
 
 if __name__ == "__main__":
-    simulate(sys.argv[1], sys.argv[2])
+    from flip.bench import bare_flower
+
+    print(json.dumps({"accuracy": bare_flower.simulate(sys.argv[1], sys.argv[2])}))

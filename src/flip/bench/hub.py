@@ -69,10 +69,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 @contextmanager
-def hub_process(db_url: str, log: Path) -> Iterator[str]:
-    """`flip hub serve` on a free loopback port; yields its base URL."""
+def hub_process(db_url: str, log: Path, registry: Path | None = None) -> Iterator[str]:
+    """`flip hub serve` on a free loopback port (reading the model `registry`, if given);
+    yields its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "flip", "hub", "serve", "--db", db_url, "--port", str(port)]
+    if registry is not None:
+        command += ["--registry", str(registry)]
     with log.open("wb") as stderr:
         process = subprocess.Popen(
             [*command, "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=stderr
@@ -287,15 +290,26 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) -> list[Figure]:
-    """Every latency figure for a hub on `db_url`."""
+def measure(
+    db_url: str,
+    label: str,
+    agents: int,
+    seconds: float,
+    work: Path,
+    projects: int = hub_pages.GROWN_PROJECTS,
+) -> list[Figure]:
+    """Every latency figure for a hub on `db_url`; pages again after `projects` were grown."""
     engine = connect(db_url)
     admin_token = bootstrap_admin(engine)
     engine.dispose()
     assert admin_token is not None
-    with hub_process(db_url, work / f"hub-{label}.log") as url:
+    with (
+        tempfile.TemporaryDirectory(dir=work) as models,
+        hub_process(db_url, work / f"hub-{label}.log", Path(models)) as url,
+    ):
+        registry = Path(models)
         researcher, credentials, project = _world(url, admin_token, agents)
-        ids = hub_pages.page_world(url, researcher, project)
+        ids = hub_pages.page_world(url, researcher, project, registry)
         walkers = [
             (hub_pages.web_session(db_url, name), hub_pages.paths(pages, ids))
             for name, pages in (
@@ -308,7 +322,7 @@ def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) ->
             reference, measured, pages = asyncio.run(
                 _load(url, researcher, credentials, project, seconds, walkers)
             )
-        grown = hub_pages.grow(db_url, "bench-researcher")
+        grown = hub_pages.grow(db_url, "bench-researcher", projects)
         walkers = [
             (cookie, hub_pages.paths(pages_of, ids | grown))
             for cookie, pages_of in (
@@ -321,7 +335,7 @@ def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) ->
             at_scale = asyncio.run(_walk_only(url, credentials, seconds, walkers))
     health = reference.figures(f"{label} reference: /health")
     figures = health + measured.figures(label) + hub_pages.figures(label, pages, percentile)
-    scale = f"{label} {hub_pages.GROWN_PROJECTS} projects:"
+    scale = f"{label} {projects} projects:"
     figures += hub_pages.figures(scale, at_scale, percentile, reference=pages)
     polls, floor = measured.seconds["agent poll"], reference.seconds["agent poll"]
     if polls and floor:
@@ -331,17 +345,22 @@ def measure(db_url: str, label: str, agents: int, seconds: float, work: Path) ->
 
 
 def run(
-    work: Path, agents: int = 100, seconds: float = 20.0, postgres: str = DEFAULT_POSTGRES
+    work: Path,
+    agents: int = 100,
+    seconds: float = 20.0,
+    postgres: str = DEFAULT_POSTGRES,
+    projects: int = hub_pages.GROWN_PROJECTS,
 ) -> list[Figure]:
-    """Figures on SQLite, then on PostgreSQL when the server is reachable."""
+    """Figures on SQLite, then on PostgreSQL when the server is reachable; the pages are
+    timed again after `projects` finished projects were written into the hub."""
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         sqlite = f"sqlite:///{Path(scratch) / 'hub.sqlite'}"
-        figures = measure(sqlite, "sqlite", agents, seconds, work)
+        figures = measure(sqlite, "sqlite", agents, seconds, work, projects)
     with postgres_database(postgres) as url:
         if url is None:
             figures.append(Figure("postgresql", 0, "", f"skipped: {postgres} is unreachable"))
         else:
-            figures += measure(url, "postgresql", agents, seconds, work)
+            figures += measure(url, "postgresql", agents, seconds, work, projects)
     figures.append(Figure("load", agents, "agents", f"1 Hz each, {os.cpu_count()} cores"))
     return figures

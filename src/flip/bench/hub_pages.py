@@ -8,8 +8,8 @@ fraction of a millisecond.
 
 The walk runs twice in one hub process under the same agents: on the small world (one
 project, query and run: the reference) and after `grow` wrote a hub's years of work
-(`GROWN_PROJECTS` projects, each with queries, tasks and finished runs the sites answered);
-a page's p95 at scale over its p95 on the small world shows what grows with the data.
+(`GROWN_PROJECTS` projects by default, each with queries, tasks and finished runs the sites
+answered); a page's p95 at scale over its p95 on the small world shows what grows with the data.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,15 +47,20 @@ from flip.hub.db import (
 )
 from flip.hub.web.security import SESSION_COOKIE
 
-#: Pages each role walks ({project}, {query}, {run} filled in).
+#: Pages each role walks ({project}, {query}, {run}, {analysis}, {model} filled in).
 RESEARCHER_PAGES = (
     "/projects",
     "/projects/{project}",
     "/projects/{project}/cohort",
+    "/projects/{project}/concepts?find=systolic",
     "/projects/{project}/tasks/new",
+    "/projects/{project}/tasks/review?builtin=mace-5y",
     "/queries/{query}",
     "/runs/{run}",
+    "/analyses/{analysis}",
     "/models",
+    "/models/{model}",
+    "/quality",
     "/account",
 )
 ADMIN_PAGES = (
@@ -64,6 +70,7 @@ ADMIN_PAGES = (
     "/admin/requests",
     "/admin/maintenance",
     "/request-account",
+    "/signin",
 )
 #: The grown hub: projects of the bench researcher, and per project the sites invited and
 #: the queries (each answered by every site), tasks (each approved) and completed runs.
@@ -98,31 +105,61 @@ def web_session(db_url: str, name: str) -> str:
         engine.dispose()
 
 
-def page_world(url: str, researcher: str, project: int) -> dict[str, int]:
-    """A query and a run in the bench's project, for their pages."""
+def page_world(url: str, researcher: str, project: int, registry: Path) -> dict[str, Any]:
+    """A query, a run and an analysis in the bench's project, and a model of it in the hub's
+    `registry`, for their pages."""
+    from flip.data.features.store_analysis import AnalysisSpec
+    from flip.fl.tasks.catalog import mace_task
+
     client = ResearcherClient(url, researcher)
     try:
         query = client.create_query(project, "bench page", {"name": "bench page"})
         client.propose_task(project, "ab" * 32, "tabular-logreg", {"rounds": 3})
         run = client.create_run(project, "ab" * 32, 3)
+        table1 = AnalysisSpec(kind="table1", data=mace_task(0).data)
+        analysis = client.submit_analysis(project, table1.body())["id"]
     finally:
         client.close()
-    return {"project": project, "query": query, "run": run}
+    model = bench_model(registry, project)
+    return {"project": project, "query": query, "run": run, "analysis": analysis, "model": model}
 
 
-def grow(db_url: str, researcher: str) -> dict[str, int]:
-    """Write GROWN_PROJECTS finished projects of `researcher` into the hub's database (as
+def bench_model(registry: Path, project: int) -> str:
+    """Register an untrained MACE model of `project` in `registry`, as a completed run
+    would (two sites' rows and metrics); its id."""
+    from flip.fl.registry import federated_lineage, register
+    from flip.fl.tasks.catalog import mace_task
+    from flip.fl.tasks.models import new_model
+
+    spec = mace_task(0)
+    per_site = {
+        f"site-{n}": {"accuracy": 0.7, "auroc": 0.7 + n / 100, "n_train": 120 + n, "n_test": 40}
+        for n in (1, 2)
+    }
+    lineage = federated_lineage(
+        spec,
+        rounds=3,
+        per_site=per_site,
+        round_metrics=[{"auroc": 0.6 + r / 20} for r in range(3)],
+        project=project,
+        run=None,
+    )
+    return register(registry, f"project{project}", new_model(spec).state_dict(), lineage).id
+
+
+def grow(db_url: str, researcher: str, count: int = GROWN_PROJECTS) -> dict[str, int]:
+    """Write `count` finished projects of `researcher` into the hub's database (as
     its API would have over months: every query answered, every task decided, every run
     completed, so none is in an agent's work); the ids of the newest's for its pages."""
     engine = connect(db_url)
     try:
         with engine.begin() as conn:
-            return _grow(conn, researcher)
+            return _grow(conn, researcher, count)
     finally:
         engine.dispose()
 
 
-def _grow(conn: Connection, researcher: str) -> dict[str, int]:
+def _grow(conn: Connection, researcher: str, count: int) -> dict[str, int]:
     owner = conn.execute(select(users.c.id).where(users.c.name == researcher)).scalar_one()
     site_ids = itertools.cycle(conn.execute(select(sites.c.id).order_by(sites.c.id)).scalars())
     spec = orjson.dumps({"rounds": 3}).decode()
@@ -130,7 +167,7 @@ def _grow(conn: Connection, researcher: str) -> dict[str, int]:
         orjson.dumps({"auroc": 0.6 + r / 20, "loss": 1 / (r + 1)}).decode() for r in range(3)
     ]
     ids: dict[str, int] = {}
-    for n in range(GROWN_PROJECTS):
+    for n in range(count):
         pid = conn.execute(
             insert(projects).values(name=f"grown {n}", description="bench", owner_id=owner)
         ).inserted_primary_key[0]
@@ -202,7 +239,7 @@ def warm(url: str, walkers: list[tuple[str, list[tuple[str, str]]]]) -> None:
                     raise RuntimeError(f"page {path}: {answer.status_code} {answer.text[:200]}")
 
 
-def paths(pages: tuple[str, ...], ids: dict[str, int]) -> list[tuple[str, str]]:
+def paths(pages: tuple[str, ...], ids: dict[str, Any]) -> list[tuple[str, str]]:
     """(pattern, path) of each page, the world's ids filled in."""
     return [(p, p.format(**ids)) for p in pages]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import copy
 
 import typer
 
@@ -22,10 +22,8 @@ from flip.cli import (
     task,
 )
 from flip.cli.account import login, logout
-from flip.cli.interrupt import reported
 from flip.cli.query import query
 from flip.cli.verify import verify
-from flip.private_files import UMASK
 
 app = typer.Typer(
     name="flip",
@@ -54,13 +52,20 @@ app.add_typer(run.app, name="run")
 
 @app.command()
 def version() -> None:
-    """Print FLIP's version."""
+    """Print FLIP's version.
+
+    Example: flip version
+    """
     typer.echo(__version__)
 
 
-def main() -> None:
-    """Entry point of the `flip` console script: nothing it creates is open to other users;
-    Ctrl-C ends it with one line, `interrupted`, and exit status 130."""
-    os.umask(UMASK)
-    with reported():
-        app()
+def for_arguments(args: list[str]) -> typer.Typer:
+    """The app with only the command group `args` names first (all of it otherwise): typer
+    reads the signature of every command it builds, a tenth of a second or more for all of
+    them, which a command of one group has no use for. Usage and help are the same."""
+    wanted = [info for info in app.registered_groups if args and info.name == args[0]]
+    if not wanted:
+        return app
+    narrow = copy.copy(app)
+    narrow.registered_groups, narrow.registered_commands = wanted, []
+    return narrow

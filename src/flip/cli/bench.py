@@ -45,13 +45,16 @@ def bench_demo(
 def bench_demo_dermatology(
     sites: Annotated[int, typer.Option(help="Synthetic hospitals.")] = 4,
     size: Annotated[str, typer.Option(help="World size.")] = "small",
-    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 20,
     out: Annotated[Path, typer.Option(help="Scratch folder for the run.")] = Path(
         "demo-out/bench-dermatology"
     ),
 ) -> None:
     """Wall time of each phase of `flip demo dermatology` (the issue's budget for --size small
-    on 2 cores is 10 minutes), and the run's bar figures."""
+    on 2 cores is 10 minutes), and the run's bar figures.
+
+    Example: flip bench demo dermatology --size small
+    """
     import time
 
     from flip.demo.dermatology.bar import bar_figures
@@ -99,13 +102,24 @@ def bench_ingest(
     patients: Annotated[
         int, typer.Option(help="Patients in the FHIR run (CSV and RSS use more).")
     ] = 2000,
+    passes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20,
+            help="Times each timed pair alternates, each side keeping its best (1: a quick look).",
+        ),
+    ] = 3,
     work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-ingest"),
 ) -> None:
-    """Ingest throughput (FHIR NDJSON vs a bare parse+validate loop; CSV rows/s) and peak RSS."""
+    """Ingest throughput (FHIR NDJSON vs a bare parse+validate loop; CSV rows/s) and peak RSS.
+
+    Example: flip bench ingest --patients 200
+    """
     from flip.bench.ingest import run
 
     with one_line_errors():
-        figures = run(work, patients)
+        figures = run(work, patients, passes)
     _print_figures("flip bench ingest (DuckDB on one thread)", figures)
 
 
@@ -162,6 +176,8 @@ def bench_fl(
     node authentication on) against a bare Flower app on the same SuperLink and
     SuperNodes, for the same model and sites. With --non-iid, each arm's mean site
     AUROC as a ratio to FedAvg's, per kind of skew.
+
+    Example: flip bench fl --sites 3 --rounds 12 --non-iid
     """
     from flip.bench import fl
     from flip.cli.fl import stdout_to_stderr
@@ -200,16 +216,26 @@ def bench_hub(
     postgres: Annotated[
         str, typer.Option(help="PostgreSQL server URL; a scratch database is made there.")
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    projects: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Finished projects written into the hub before the pages are timed again.",
+        ),
+    ] = 300,
     work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-hub"),
 ) -> None:
     """Hub latency (p50/p99) under polling agents and a researcher, on SQLite and PostgreSQL.
 
     The hub runs as its own process; `/health` under the same load is the reference.
+
+    Example: flip bench hub --agents 100 --seconds 20
     """
     from flip.bench.hub import run
 
     with one_line_errors():
-        figures = run(work, agents, seconds, postgres)
+        figures = run(work, agents, seconds, postgres, projects)
     _print_figures(f"flip bench hub ({agents} agents at 1 Hz + a researcher)", figures)
 
 
@@ -229,7 +255,10 @@ def bench_analyse(
     rows: Annotated[int, typer.Option(min=100, help="Rows (patients) per site.")] = 100_000,
     work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path("demo-out/bench-analyse"),
 ) -> None:
-    """Wall time of federated Table 1 and Kaplan-Meier, against numpy on the pooled arrays."""
+    """Wall time of federated Table 1 and Kaplan-Meier, against numpy on the pooled arrays.
+
+    Example: flip bench analyse --rows 5000 --work /tmp/flip-tour/analyse
+    """
     from flip.bench.analyse import run
 
     with one_line_errors():

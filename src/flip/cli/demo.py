@@ -73,7 +73,14 @@ def dermatology(
         Path, typer.Option(help="Folder for the world, the site stores and the report.")
     ] = Path("demo-dermatology"),
     seed: Annotated[int, typer.Option(help="Seed for the world, the splits and the models.")] = 0,
-    rounds: Annotated[int, typer.Option(help="Federated rounds of FedAvg.")] = 10,
+    rounds: Annotated[int, typer.Option(help="FedAvg rounds, one local epoch each.")] = 20,
+    image_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pretrained weights of the photograph network (a torch state dict of MONAI's "
+            "ResNet-10 at widths 16-128): each site registers them and starts from them."
+        ),
+    ] = None,
 ) -> None:
     """Run the dermatology journey: exports -> connectors -> cohort -> approvals -> federated
     biomarker and response models on Flower (each site's ClientApp checks its approval, makes
@@ -82,10 +89,14 @@ def dermatology(
     Writes OUT/results.json, OUT/report.html (self-contained) and its figures as PNG files.
     The PACS site's photographs are stored in a local Orthanc (started on a free loopback port,
     stopped at the end) and read over DICOMweb; without Orthanc, from its DICOM files.
+
+    Example: flip demo dermatology --sites 4 --size small --out demo-dermatology
     """
     from flip.demo.dermatology.options import DermatologyDemoError, DermatologyOptions
 
-    options = DermatologyOptions(sites=sites, size=size, out=out, seed=seed, rounds=rounds)
+    options = DermatologyOptions(
+        sites=sites, size=size, out=out, seed=seed, rounds=rounds, image_weights=image_weights
+    )
     with one_line_errors(DermatologyDemoError):
         options.check()
         from flip.demo.dermatology.journey import run_dermatology
@@ -110,7 +121,10 @@ def radiology(
 ) -> None:
     """Run the radiology journey: head CTs in each hospital's PACS (a local Orthanc) ->
     DICOMweb ingest -> approvals -> volumes read over WADO-RS and de-identified at each site ->
-    a federated 3D network -> AUROC at each site (OUT/results.json). Needs Orthanc."""
+    a federated 3D network -> AUROC at each site (OUT/results.json). Needs Orthanc.
+
+    Example: flip demo radiology --sites 3 --rounds 4 --out demo-radiology
+    """
     from flip.demo.radiology import RadiologyDemoError, RadiologyOptions, run_radiology
 
     with one_line_errors(RadiologyDemoError):

@@ -186,6 +186,9 @@ def run(
     counts are shared), each file is split into train and test by seed, and
     metrics are reported per site and over all test sets together. Progress goes
     to stderr; with --json, stdout carries exactly one JSON object.
+
+    Example: flip fl run --site leeds=leeds.csv --site york=york.csv --target num --positive "num>0"
+    Example: flip fl run --site leeds=leeds.csv --site york=york.csv --target diabetes --compare
     """
     from pydantic import ValidationError
 
@@ -269,6 +272,8 @@ def resume(
 
     The run's options come from DIR/options.json; rounds already done are not
     repeated, and the result is reported as if the run had never stopped.
+
+    Example: flip fl resume /tmp/flip-tour/xgb-run
     """
     from flip.data.features.csvfile import DatasetError
     from flip.fl.experiment import load_options
@@ -381,6 +386,8 @@ def new_task(
 
     Edit model.py (the model) and task.yaml (data, training, rounds), then
     `flip fl pack-task NAME` writes NAME/task.json and prints the hash sites approve.
+
+    Example: flip fl new-task risk-net
     """
     from flip.fl.tasks.authoring import TaskFolderError
     from flip.fl.tasks.authoring import new_task as write
@@ -400,6 +407,8 @@ def pack_task(
     Propose task.json to a project at the hub; each site approves the hash, and
     runs the model code only once it has. `flip site train --local --task
     FOLDER/task.json` tries it on one site's data first.
+
+    Example: flip fl pack-task risk-net
     """
     from flip.fl.tasks.authoring import TaskFolderError
     from flip.fl.tasks.authoring import pack_task as pack

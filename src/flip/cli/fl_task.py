@@ -26,6 +26,15 @@ def run_task(
     rounds: Annotated[
         int | None, typer.Option(min=1, help="Federated rounds (default: the task's).")
     ] = None,
+    evaluate_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Carry each round's validation metrics with the next train replies and send "
+            "evaluate messages only every K rounds and after the last (default: the task's "
+            "evaluate_every, else every round).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Federate a task over site stores in Flower's simulation engine, one virtual site per
@@ -34,6 +43,8 @@ def run_task(
 
     For tasks `flip fl run` cannot take: notes, images and LoRA adapters on pretrained
     encoders the sites registered (`flip site models add`).
+
+    Example: flip fl run-task risk-net/task.json --site a/site.yaml --site b/site.yaml --project 3
     """
     from pydantic import ValidationError
 
@@ -53,6 +64,7 @@ def run_task(
             raise ValueError(f"{spec}: {first_problem(exc)}") from None
         digest = task_hash(task)
         count = rounds or task.rounds or 1
+        every = evaluate_every or (None if task.secure_aggregation else task.evaluate_every)
         waiting = []
         for path in site:
             config = SiteConfig.load(path)
@@ -72,7 +84,12 @@ def run_task(
                 bar.update(progress, completed=number, status=f"loss {loss:.3f}")
 
             server_app, result = task_server_app(
-                project, task, rounds=count, n_sites=len(site), on_round=on_round
+                project,
+                task,
+                rounds=count,
+                n_sites=len(site),
+                on_round=on_round,
+                **({"evaluate_every": every} if every else {}),
             )
             simulate(server_app, site, secure=task.secure_aggregation)
     document = {

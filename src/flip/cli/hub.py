@@ -93,6 +93,13 @@ def serve(
             "search reads; without it researchers type concept ids."
         ),
     ] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model registry's folder the models pages and API read (default: "
+            "FLOWER_DIR/models with --flower; none without)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the hub API; on a new database, create the admin and print their token once.
 
@@ -163,6 +170,7 @@ def serve(
             signing_key=signing_key.resolve(),
             behind_tls=behind_tls,
             vocabulary=vocabulary,
+            registry=None if registry is None else registry.resolve(),
         )
     except VocabularyProblem as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -194,7 +202,10 @@ def migrate(
         str, typer.Option(help="Hub database URL (SQLite or PostgreSQL).")
     ] = "sqlite:///hub.sqlite",
 ) -> None:
-    """Bring the hub database to the newest schema (Alembic); safe to run again."""
+    """Bring the hub database to the newest schema (Alembic); safe to run again.
+
+    Example: flip hub migrate --db postgresql+psycopg://flip@db/hub
+    """
     from flip.cli.errors import one_line_errors
     from flip.hub.db import connect
 
@@ -209,7 +220,10 @@ def public_key(
         "hub-signing.key"
     ),
 ) -> None:
-    """Print the hub's public key (PEM): what `flip verify --hub-key` trusts."""
+    """Print the hub's public key (PEM): what `flip verify --hub-key` trusts.
+
+    Example: flip hub public-key --signing-key hub-signing.key > hub.pub
+    """
     from flip.cli.errors import one_line_errors
     from flip.signing import load_or_create_key, public_pem
 
@@ -228,7 +242,10 @@ def rotate_key(
     """Replace the hub's signing key with a new one (stop the hub first); print the new public
     key, which every site then trusts with `flip site trust-hub-key`. The old public key is
     kept beside it (KEY.retired.pub): the hub still accepts heads the sites kept under it,
-    and verifiers use it for certificates issued before."""
+    and verifiers use it for certificates issued before.
+
+    Example: flip hub rotate-key --signing-key hub-signing.key > hub-new.pub
+    """
     from flip.cli.errors import one_line_errors
     from flip.signing import public_pem, retired_path
     from flip.signing import rotate_key as rotate
@@ -251,7 +268,10 @@ def audit_verify(
     db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
 ) -> None:
     """Check every entry of the audit log against its hash chain, and list each break the hub
-    saw in a site's ledger (a signed head that did not extend the one before); exit 1 if any."""
+    saw in a site's ledger (a signed head that did not extend the one before); exit 1 if any.
+
+    Example: flip hub audit verify --db sqlite:///hub.sqlite
+    """
     from flip.hub import anchors, audit
     from flip.hub.db import connect
 
@@ -279,7 +299,10 @@ def sites_clear_key(
 ) -> None:
     """Forget the signing key registered for a site that lost its `signing.key` (audited);
     its agent's next poll registers the new one. Check with the site first: a key you
-    clear for someone else lets them sign as the site."""
+    clear for someone else lets them sign as the site.
+
+    Example: flip hub sites clear-key alpha --db sqlite:///hub.sqlite
+    """
     from flip.cli.errors import one_line_errors
     from flip.hub import anchors
     from flip.hub.db import connect
@@ -303,7 +326,10 @@ def users_revoke(
     name: Annotated[str, typer.Argument(help="The user's name.")],
     db: Annotated[str, typer.Option(help="Hub database URL.")] = "sqlite:///hub.sqlite",
 ) -> None:
-    """End every credential of a user (all API tokens, sessions, password login) until restored."""
+    """End every credential of a user (all API tokens, sessions, password login) until restored.
+
+    Example: flip hub users revoke rita --db sqlite:///hub.sqlite
+    """
     from flip.cli.errors import one_line_errors
     from flip.hub import access
     from flip.hub.db import connect
@@ -331,7 +357,10 @@ def users_restore(
         ),
     ] = 90,
 ) -> None:
-    """Give a revoked user (an admin locked out, say) access again; print their new token once."""
+    """Give a revoked user (an admin locked out, say) access again; print their new token once.
+
+    Example: flip hub users restore admin --db sqlite:///hub.sqlite --days 30
+    """
     from flip.cli.errors import one_line_errors
     from flip.hub import access
     from flip.hub.db import connect

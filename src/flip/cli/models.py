@@ -33,7 +33,10 @@ def list_models(
     registry: RegistryOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Every registered model, newest first."""
+    """Every registered model, newest first.
+
+    Example: flip models list --registry demo-out/models
+    """
     from flip.fl.registry import list_models as records
 
     found = records(_registry(registry))
@@ -84,7 +87,10 @@ def show(
     registry: RegistryOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the lineage as JSON.")] = False,
 ) -> None:
-    """A model's card (or, with --json, its whole lineage)."""
+    """A model's card (or, with --json, its whole lineage).
+
+    Example: flip models show mace-5y-3fa94c2e1b7d --registry demo-out/models
+    """
     from flip.fl.registry import RegistryError, load
 
     with one_line_errors(RegistryError):
@@ -107,7 +113,10 @@ def export_model(
     ] = "torch",
     registry: RegistryOption = None,
 ) -> None:
-    """Export a model as a torch state dict or an ONNX graph (a tree model as XGBoost JSON)."""
+    """Export a model as a torch state dict or an ONNX graph (a tree model as XGBoost JSON).
+
+    Example: flip models export mace-5y-3fa94c2e1b7d --format onnx --out model.onnx
+    """
     from flip.fl.registry import RegistryError, export, load
 
     with one_line_errors(RegistryError):

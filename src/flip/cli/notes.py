@@ -22,7 +22,10 @@ def process(
     ] = "store.duckdb",
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """De-identify every note and write its concepts, with context, to note_nlp (re-runnable)."""
+    """De-identify every note and write its concepts, with context, to note_nlp (re-runnable).
+
+    Example: flip site notes process --store /tmp/flip-tour/north.duckdb
+    """
     from dataclasses import asdict
 
     from flip.data.cdm.store import open_store
@@ -55,7 +58,10 @@ def score(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Measure de-identification precision and recall per PHI kind on labelled letters."""
+    """Measure de-identification precision and recall per PHI kind on labelled letters.
+
+    Example: flip site notes score /tmp/flip-tour/derm/truth/*/letters_phi.jsonl --json
+    """
     from flip.data.notes.score import read_labelled
     from flip.data.notes.score import score as measure
 

@@ -28,13 +28,24 @@ ProjectArg = Annotated[int, typer.Argument(help="The project's id (`flip project
 def create(
     name: Annotated[str, typer.Argument(help="The project's name.")],
     description: Annotated[str, typer.Option(help="What the project is for.")] = "",
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Create it even if a project you see has this name."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a project you own; print its id.
+    """Create a project you own; print its id. A name already used by a project you
+    see is refused unless --again, so a repeated command makes no twin.
 
     Example: flip project create "Diabetes outcomes" --description "HbA1c and MACE"
     """
     with connected() as hub:
+        same = [p for p in hub.projects(search=name) if p["name"] == name]
+        if same and not again:
+            fail(
+                f"project {same[0]['id']} (owner {same[0]['owner']}) is already named {name!r}: "
+                f"use it (flip project show {same[0]['id']}) or pass --again to make another"
+            )
         project = hub.project(hub.create_project(name, description))
     if as_json:
         print_json(project)

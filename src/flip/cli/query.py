@@ -67,6 +67,8 @@ def _counts_table(query: dict[str, Any]) -> Table:
         table.add_row(Text(name), Text("waiting…", style="dim"))
     if query["total"] is not None:
         table.add_row(Text("total", style="bold"), Text(str(query["total"]), style="bold"))
+    elif not query["results"] and not query["pending"]:
+        table.add_row(Text("total", style="bold"), "no site was asked")
     elif not query["pending"]:
         table.add_row(Text("total", style="bold"), "withheld (a site suppressed or failed)")
     return table
@@ -99,7 +101,9 @@ def query(
         if query_id is None:
             if name is None or project is None or definition is None:
                 fail("give NAME, --project and --definition (or --id to read a query)")
-            query_id = hub.create_query(project, name, read_json(definition, "a definition"))
+            cohort = read_json(definition, "a definition")
+            _require_sites(hub, project)
+            query_id = hub.create_query(project, name, cohort)
         answers = hub.query(query_id)
         if wait and answers["pending"]:
             answers = _watch(hub, answers, timeout, live=not as_json)
@@ -109,6 +113,16 @@ def query(
         print_json(answers)
     elif answers["pending"]:
         typer.echo(f"still waiting for {', '.join(answers['pending'])}: flip query --id {query_id}")
+
+
+def _require_sites(hub, project: int) -> None:
+    """Stop before asking a project no site would answer (none invited, or all declined)."""
+    states = hub.project(project)["sites"]
+    if not any(state in ("invited", "approved") for state in states.values()):
+        fail(
+            f"project {project} has no invited site to answer a query: "
+            f"invite one first (flip project invite {project} SITE)"
+        )
 
 
 def _watch(hub, answers: dict[str, Any], timeout: float, live: bool) -> dict[str, Any]:

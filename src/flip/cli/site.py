@@ -75,7 +75,11 @@ DATE_ORDER_HELP = (
 
 @app.command()
 def init(store: StoreOption = "store.duckdb") -> None:
-    """Create the OMOP CDM v5.4 and provenance tables, with the starter vocabulary."""
+    """Create the OMOP CDM v5.4 and provenance tables, with the starter vocabulary.
+
+    Example: flip site init --store store.duckdb
+    Example: flip site init --store postgresql+psycopg://flip@db/site
+    """
     from flip.data.cdm.store import open_store
 
     with one_line_errors():
@@ -168,9 +172,15 @@ def ingest(
 
     Re-running adds nothing that is already there; a changed record replaces its rows.
     Exits non-zero when no record could be read, or when the source failed part-way.
+
+    Example: flip site ingest csv /tmp/flip-tour/north-export --store /tmp/flip-tour/north.duckdb
+    Example: flip site ingest fhir --url https://ehr.example.org/fhir --bulk --store store.duckdb
     """
     reading = _read_fhir_ahead(kind, path, url, person_identifier, site_config)
-    from flip.data.cdm.store import StoreError, forgo_pandas, open_store
+    from flip.data.cdm.store import StoreError, forgo_numpy, forgo_pandas, open_store
+
+    if reading is not None and _read_elsewhere(reading):
+        forgo_numpy()  # see there: only mapping and writing happen here
     from flip.data.ingest import ingest_fhir_server, ingest_path
 
     if path is None and not (kind in (SourceKind.omop, SourceKind.fhir, SourceKind.dicom) and url):
@@ -299,6 +309,13 @@ def _read_fhir_ahead(kind, path, url, person_identifier, site_config):
     return read_path_ahead(path, identity)
 
 
+def _read_elsewhere(reading) -> bool:
+    """Whether FHIR files being read (`_read_fhir_ahead`) are read in a child process."""
+    from flip.data.sources.fhir_ahead import read_elsewhere
+
+    return read_elsewhere(reading)
+
+
 def _identity(system: str | None, settings: IngestSettings | None) -> PersonIdentity | None:
     """The site's person identifier: the `--person-identifier` system, else site.yaml's
     (`settings`, None without one)."""
@@ -312,13 +329,16 @@ def _identity(system: str | None, settings: IngestSettings | None) -> PersonIden
     return PersonIdentity(found.system, found.hl7v2_authority, found.hl7v2_type)
 
 
+#: The counters of an ingest run, as the summaries show them.
+RUN_COUNTS = ("read", "loaded", "unchanged", "quarantined", "skipped", "withdrawn")
+
+
 def _print_report(report) -> None:
     console = Console()
     summary = Table(title="Ingest")
-    counts = ("read", "loaded", "unchanged", "quarantined", "skipped")
-    for column in counts:
+    for column in RUN_COUNTS:
         summary.add_column(column, justify="right")
-    summary.add_row(*(str(getattr(report, column)) for column in counts))
+    summary.add_row(*(str(getattr(report, column)) for column in RUN_COUNTS))
     console.print(summary)
     if report.rows:
         rows = Table(title="Rows written per CDM table")
@@ -381,6 +401,8 @@ def count(
     """Count a cohort in the store, as the site would release it (small counts suppressed).
 
     With `"histograms": ["age", "sex"]` in the definition, also the released bins.
+
+    Example: flip site count /tmp/flip-tour/t2d.json --store /tmp/flip-tour/north.duckdb
     """
     from flip.data.cohort.circe.definition import load_definition_file
     from flip.data.cohort.release import release
@@ -402,7 +424,10 @@ def export_circe(
     cohort: Annotated[Path, typer.Argument(help="A FLIP cohort definition (JSON).", exists=True)],
 ) -> None:
     """Print a FLIP cohort definition as an OHDSI Circe expression (for ATLAS), where Circe
-    can say the same thing; otherwise one line naming what it cannot."""
+    can say the same thing; otherwise one line naming what it cannot.
+
+    Example: flip site export-circe /tmp/flip-tour/t2d.json
+    """
     import json
 
     from pydantic import ValidationError
@@ -447,6 +472,8 @@ def listen(
 
     The store is open only while a message is written, so reports, counts and other
     ingests work meanwhile. SIGTERM or Ctrl-C ends the run and prints its counts.
+
+    Example: flip site listen hl7v2 --port 2575 --store store.duckdb --site-config site.yaml
     """
     from flip.data.cdm.store import open_store
     from flip.data.sources.mllp import listen as serve
@@ -500,6 +527,8 @@ def vocab_load(
     """Load a vocabulary release the site licenses; reloading replaces rows, never duplicates.
 
     A day- or month-first date without --date-order stops the load, naming its file and line.
+
+    Example: flip site vocab load athena ~/athena-download --store store.duckdb
     """
     from flip.data.cdm.store import open_store
     from flip.data.terminology.athena import load_athena
@@ -526,7 +555,10 @@ def vocab_map(
     store: StoreOption = "store.duckdb",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show how a code maps to a standard concept, into which CDM table, and why."""
+    """Show how a code maps to a standard concept, into which CDM table, and why.
+
+    Example: flip site vocab map I21.9 --system http://hl7.org/fhir/sid/icd-10 --store store.duckdb
+    """
     from flip.data.terminology.explain import explain
 
     with one_line_errors():
@@ -562,6 +594,8 @@ def report(
     """Rows per CDM table, quality checks, counts per source, quarantine, unmapped codes, units.
 
     `--html FILE` adds unit coverage and value distributions with charts (self-contained).
+
+    Example: flip site report --store /tmp/flip-tour/north.duckdb --html /tmp/flip-tour/report.html
     """
     from flip.data.validate.report import build_report, render_html
     from flip.private_files import write_private
@@ -613,14 +647,12 @@ def _print_site_report(data: dict) -> None:
     if data["sources"]:
         sources = Table(title="Counts per source (latest run)")
         sources.add_column("source")
-        for column in ("read", "loaded", "unchanged", "quarantined", "skipped"):
+        for column in RUN_COUNTS:
             sources.add_column(column, justify="right")
         sources.add_column("skipped / warnings by rule")
         for src in data["sources"]:
             rules = {**src["skipped_by_rule"], **src["warnings_by_rule"]}
-            counts = (
-                str(src[c]) for c in ("read", "loaded", "unchanged", "quarantined", "skipped")
-            )
+            counts = (str(src[c]) for c in RUN_COUNTS)
             why = ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items()))
             sources.add_row(src["source"], *counts, why)
         console.print(sources)
@@ -733,7 +765,11 @@ def evaluate(
     site_config: CustomSiteOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """External validation: a registered model on this site's own data, and feature drift."""
+    """External validation: a registered model on this site's own data, and feature drift.
+
+    Example: flip site evaluate heart-3fa94c2e1b7d --data local.csv --target num --positive "num>0"
+    Example: flip site evaluate mace-5y-3fa94c2e1b7d --store store.duckdb --site-config site.yaml
+    """
     from flip.data.features.csvfile import DatasetError
     from flip.data.pretrained import PretrainedError
     from flip.fl import validation
@@ -772,7 +808,10 @@ def predict(
     registry: RegistryOption = None,
     site_config: CustomSiteOption = None,
 ) -> None:
-    """Score this site's rows with a registered model; predictions never leave the site."""
+    """Score this site's rows with a registered model; predictions never leave the site.
+
+    Example: flip site predict mace-5y-3fa94c2e1b7d --store store.duckdb --out predictions.csv
+    """
     import csv
 
     from flip.data.features.csvfile import DatasetError
@@ -822,7 +861,10 @@ def enrol(
     site_config: SiteConfigOption = Path("site.yaml"),
 ) -> None:
     """Exchange a one-time enrolment token for the site's credential (kept beside site.yaml, 0600),
-    registering the public half of the site's signing key (made beside the ledger, 0600)."""
+    registering the public half of the site's signing key (made beside the ledger, 0600).
+
+    Example: flip site enrol --hub https://hub.example.org --token ENROLMENT_TOKEN
+    """
     import httpx
     import yaml
 
@@ -861,6 +903,8 @@ def agent(
     The agent never listens on a port. It long-polls the hub, so new work is picked up
     within a moment, and backs off (up to 30 s) while the hub is unreachable.
     SIGINT or SIGTERM stops it, abandoning a long poll in progress.
+
+    Example: flip site agent --site-config site.yaml
     """
     import signal
     import threading
@@ -977,7 +1021,10 @@ def decline(
     by: Annotated[str, typer.Option(help="Who decides (for the audit log).")] = "site-admin",
     analysis: AnalysisOption = False,
 ) -> None:
-    """Decline a task (or analysis) for a project, with a reason."""
+    """Decline a task (or analysis) for a project, with a reason.
+
+    Example: flip site decline 3 5f2c…e1 --reason "reads clinic letters" --site-config site.yaml
+    """
     _decide(site_config, project, task_hash, "declined", by, reason, analysis)
 
 
@@ -986,7 +1033,10 @@ def audit(
     site_config: SiteConfigOption = Path("site.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The site's own audit log (every query answered, run joined or refused), chain checked."""
+    """The site's own audit log (every query answered, run joined or refused), chain checked.
+
+    Example: flip site audit --site-config site.yaml --json
+    """
     from flip.data.ledger import Ledger
 
     with one_line_errors():
@@ -1009,7 +1059,10 @@ def audit(
 
 @app.command("public-key")
 def public_key(site_config: SiteConfigOption = Path("site.yaml")) -> None:
-    """Print the site's public signing key (PEM): what `flip verify --site-key` trusts."""
+    """Print the site's public signing key (PEM): what `flip verify --site-key` trusts.
+
+    Example: flip site public-key --site-config site.yaml > alpha.pub
+    """
     from flip.site.anchor import public_key as site_public_key
 
     with one_line_errors():
@@ -1025,7 +1078,10 @@ def trust_hub_key(
     site_config: SiteConfigOption = Path("site.yaml"),
 ) -> None:
     """Trust the hub's new signing key after its operator rotated it (compare the key with
-    them over another channel first); audited in the ledger as hub.key.trust."""
+    them over another channel first); audited in the ledger as hub.key.trust.
+
+    Example: flip site trust-hub-key hub-new.pub --site-config site.yaml
+    """
     from flip.site.anchor import trust_hub_key as trust
 
     with one_line_errors():
@@ -1041,7 +1097,10 @@ def verify(
     ] = False,
 ) -> None:
     """Check the ledger's chain and approvals, and that the hub's audit still holds each signed
-    head of it this site kept (truncated or rewritten shows); exit 1 naming what broke."""
+    head of it this site kept (truncated or rewritten shows); exit 1 naming what broke.
+
+    Example: flip site verify --site-config site.yaml
+    """
     import httpx
 
     from flip.site.anchor import verify as verify_anchors
@@ -1081,7 +1140,10 @@ def train(
     registry: RegistryOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Local-only: train a task on this site's own store; the same task can federate later."""
+    """Local-only: train a task on this site's own store; the same task can federate later.
+
+    Example: flip site train --local --site-config site.yaml --task mace-5y --save mace-5y-north
+    """
     from flip.data.ledger import Ledger
     from flip.data.pretrained import resolve
     from flip.fl.client import site_device, site_limits

@@ -43,7 +43,10 @@ def add(
     site_config: SiteConfigOption = Path("site.yaml"),
     by: ByOption = "site-admin",
 ) -> None:
-    """Register PATH as NAME (replacing an earlier NAME), hashing its bytes; audited."""
+    """Register PATH as NAME (replacing an earlier NAME), hashing its bytes; audited.
+
+    Example: flip site models add minilm /opt/models/all-MiniLM-L6-v2 --site-config site.yaml
+    """
     from flip.data.pretrained import PretrainedError, add_model
 
     with one_line_errors(PretrainedError), _ledger(site_config) as ledger:
@@ -56,7 +59,10 @@ def list_models(
     site_config: SiteConfigOption = Path("site.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The registered models: name, SHA-256, size and path."""
+    """The registered models: name, SHA-256, size and path.
+
+    Example: flip site models list --site-config site.yaml --json
+    """
     from flip.data.ledger import LedgerTampered
     from flip.data.pretrained import registered
 
@@ -79,7 +85,10 @@ def remove(
     site_config: SiteConfigOption = Path("site.yaml"),
     by: ByOption = "site-admin",
 ) -> None:
-    """Unregister NAME (the file stays where it is); audited."""
+    """Unregister NAME (the file stays where it is); audited.
+
+    Example: flip site models remove minilm --site-config site.yaml
+    """
     from flip.data.pretrained import PretrainedError, remove_model
 
     with one_line_errors(PretrainedError), _ledger(site_config) as ledger:

@@ -30,10 +30,11 @@ MARKER = ".flip-synth"
 
 
 @contextmanager
-def replaced_folder(out: Path, kind: str) -> Iterator[Path]:
+def replaced_folder(out: Path, kind: str, command: str) -> Iterator[Path]:
     """A new sibling folder to write into that then replaces `out` whole (an earlier export's
     files never linger); ValueError, before anything is written, when `out` is the current
-    folder or holds files that are not an earlier export of the same kind."""
+    folder or holds files that are not an earlier output of the same `kind` (`command`, the
+    synth command that writes it, names it in the error)."""
     if not out.name or out.resolve() == Path.cwd():
         raise ValueError("--out: give a new folder's name, not the current folder")
     if out.exists() and not out.is_dir():
@@ -42,8 +43,8 @@ def replaced_folder(out: Path, kind: str) -> Iterator[Path]:
     earlier = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
     if out.exists() and any(out.iterdir()) and earlier != kind:
         raise ValueError(
-            f"--out {out}: holds files that are not an earlier `flip synth site --format "
-            f"{kind}` export; give a new or empty folder"
+            f"--out {out}: holds files that are not an earlier `{command}` output; "
+            "give a new or empty folder"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -83,6 +84,8 @@ def site(
     OUT is replaced whole: it must be new, empty or an earlier export of the same --format.
     Every patient has a clinic letter in the export, and with --images (the
     default) a chest radiograph in OUT/dicom for `flip site ingest dicom`.
+
+    Example: flip synth site north --format csv --patients 300 --out /tmp/flip-tour/north-export
     """
     from flip.synth import SiteProfile, generate_site
     from flip.synth.export import export_site
@@ -95,30 +98,41 @@ def site(
             age_mean=60.0,
             smoker_rate=0.2,
         )
-        with replaced_folder(out, export_format.value) as folder:
+        kind = export_format.value
+        with replaced_folder(out, kind, f"flip synth site --format {kind}") as folder:
             export_site(profile, generate_site(profile, seed), folder, seed, images=images)
     typer.echo(f"wrote {patients} patients as {export_format.value} to {out}")
 
 
 @app.command()
 def tables(
-    out: Annotated[Path, typer.Option(help="Folder to write one CSV per hospital into.")],
+    out: Annotated[
+        Path, typer.Option(help="Folder to write one CSV per hospital into (replaced whole).")
+    ],
     sites: Annotated[int, typer.Option(min=1, max=20, help="How many hospitals.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same rows.")] = 0,
 ) -> None:
-    """Write flat, messy modelling tables (one CSV per hospital) for `flip fl run`."""
+    """Write flat, messy modelling tables (one CSV per hospital) for `flip fl run`.
+
+    OUT is replaced whole: it must be new, empty or an earlier `flip synth tables` output.
+
+    Example: flip synth tables --out tables --sites 4
+    """
     from flip.synth import default_profiles
     from flip.synth.flat import write_table
 
     with one_line_errors():
-        for profile in default_profiles(sites):
-            path = write_table(profile, out / f"{profile.name}.csv", seed)
-            typer.echo(f"{profile.name}: {profile.n_patients} rows -> {path}")
+        profiles = default_profiles(sites)
+        with replaced_folder(out, "tables", "flip synth tables") as folder:
+            for profile in profiles:
+                write_table(profile, folder / f"{profile.name}.csv", seed)
+    for profile in profiles:
+        typer.echo(f"{profile.name}: {profile.n_patients} rows -> {out / profile.name}.csv")
 
 
 @app.command()
 def dermatology(
-    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the world into (replaced whole).")],
     sites: Annotated[int, typer.Option(help="How many hospitals (1-20).")] = 4,
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same world.")] = 0,
     size: Annotated[
@@ -127,22 +141,27 @@ def dermatology(
 ) -> None:
     """Write a dermatology world: each hospital's export in its own format (FHIR + DICOM
     photographs, HL7 v2 + pharmacy CSV + DICOM, warehouse CSV + JPEG manifest) under
-    OUT/SITE, and the ground truth under OUT/truth (never inside an export)."""
+    OUT/SITE, and the ground truth under OUT/truth (never inside an export). OUT is replaced
+    whole: it must be new, empty or an earlier `flip synth dermatology` world.
+
+    Example: flip synth dermatology --out derm --sites 4 --size small
+    """
     from flip.synth.dermatology import write_world
 
     with one_line_errors():
         if not 1 <= sites <= 20:
             raise ValueError(f"--sites must be between 1 and 20, not {sites}")
-        written = write_world(out, sites, seed, size, progress=typer.echo)
+        with replaced_folder(out, "dermatology", "flip synth dermatology") as folder:
+            written = write_world(folder, sites, seed, size, progress=typer.echo)
     for w in written:
         counts = ", ".join(f"{v} {k}" for k, v in w.counts.items())
-        typer.echo(f"{w.spec.name} ({w.spec.export}): {counts} -> {w.folder}")
+        typer.echo(f"{w.spec.name} ({w.spec.export}): {counts} -> {out / w.folder.name}")
     typer.echo(f"ground truth -> {out / 'truth'}; how to ingest each site -> {out / 'world.json'}")
 
 
 @app.command()
 def radiology(
-    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the world into (replaced whole).")],
     sites: Annotated[int, typer.Option(help="How many hospitals (1-8).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same world.")] = 0,
     people: Annotated[
@@ -154,14 +173,18 @@ def radiology(
 ) -> None:
     """Write a radiology world: each hospital's head CTs as DICOM (one file per slice, or one
     Enhanced CT object per study) under OUT/SITE/dicom, its records as a FHIR bundle under
-    OUT/SITE/fhir, and each study's label under OUT/truth (never inside an export)."""
+    OUT/SITE/fhir, and each study's label under OUT/truth (never inside an export). OUT is
+    replaced whole: it must be new, empty or an earlier `flip synth radiology` world.
+
+    Example: flip synth radiology --out rad --sites 3 --slices 32
+    """
     from flip.synth.radiology import write_world
 
-    with one_line_errors():
-        written = write_world(out, sites, seed, people, slices, size)
+    with one_line_errors(), replaced_folder(out, "radiology", "flip synth radiology") as folder:
+        written = write_world(folder, sites, seed, people, slices, size)
     for w in written:
         typer.echo(
             f"{w.site.name} ({w.site.storage}): {w.studies} studies, {w.infarcts} with an "
-            f"infarct, {w.files} DICOM files -> {w.folder}"
+            f"infarct, {w.files} DICOM files -> {out / w.folder.name}"
         )
     typer.echo(f"labels -> {out / 'truth'}")

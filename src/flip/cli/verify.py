@@ -27,6 +27,8 @@ def verify(
 
     Without --hub-key/--site-key it checks with the keys the certificate carries (the ones
     registered at enrolment): pin them with keys you got from the hub and sites themselves.
+
+    Example: flip verify run-7.json --hub-key hub.pub --site-key alpha=alpha.pub
     """
     from flip.certificate import problems, site_names
 

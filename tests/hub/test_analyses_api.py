@@ -344,3 +344,27 @@ def test_an_analysis_cohort_is_a_circe_cohort_within_the_query_rule_limit(hub):
         assert made.status_code == status, (cohort, made.text)
         if status == 422:
             assert "cohort" in made.text or "InclusionRules" in made.text
+
+
+def test_an_answer_that_both_releases_and_refuses_is_refused_and_never_combined(hub):
+    """Otherwise its numbers would be combined while the result names the site as refused."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    age = {"a": np.arange(40.0), "b": np.arange(30.0)}
+    release = {n: {"columns": {"age": describe.numeric_partial(v, 10)}} for n, v in age.items()}
+    both = {"round": 0, "release": release["b"], "refused": "not this one"}
+    sent = hub.call("POST", f"/agent/analyses/{aid}", tokens["b"], json=both)
+    assert sent.status_code == 422 and "not both" in sent.text
+    assert hub.call("GET", f"/analyses/{aid}", researcher).json()["sites"]["b"] == "waiting"
+    for name in ("a", "b"):
+        body = {"round": 0, "release": release[name]}
+        assert (
+            hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["result"]["combined"]["age"]["n"] == 70
+    assert done["result"]["combined_from"] == ["a", "b"] and done["result"]["not_combined"] == {}

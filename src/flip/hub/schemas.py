@@ -540,6 +540,13 @@ class AnalysisReleaseIn(BaseModel):
     )
     refused: str | None = Field(None, max_length=2000)
 
+    @model_validator(mode="after")
+    def _release_or_refusal(self) -> AnalysisReleaseIn:
+        """One answer: a release and a refusal together would be combined yet shown refused."""
+        if (self.release is None) == (self.refused is None):
+            raise ValueError("give a release or a refusal (not both)")
+        return self
+
 
 #: A count a site released: the count, or "<k" where it was between 1 and k - 1.
 ReleasedCount = int | Annotated[str, Field(pattern=r"^<[0-9]{1,10}$")]

@@ -333,8 +333,6 @@ def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, s
             f"analysis {analysis_id} is {a.status} at round {a.round}, "
             f"not taking round {body.round}",
         )
-    if body.refused is None and body.release is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a release or a refusal")
     members = _members(conn, a.project_id)
     if members[site.id] not in _asked(members, a):
         raise HTTPException(

@@ -368,3 +368,27 @@ def test_an_answer_that_both_releases_and_refuses_is_refused_and_never_combined(
     done = hub.call("GET", f"/analyses/{aid}", researcher).json()
     assert done["result"]["combined"]["age"]["n"] == 70
     assert done["result"]["combined_from"] == ["a", "b"] and done["result"]["not_combined"] == {}
+
+
+def test_an_answer_after_the_rounds_timeout_is_refused_and_the_site_stays_silent(hub):
+    """The round waits at most its timeout: an answer that comes later, before the hub's sweep
+    or a read closed the round, is not combined."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    body = {"spec": {"kind": "table1"}, "timeout": 60}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json=body).json()["id"]
+    age = {"a": np.arange(40.0), "b": np.arange(30.0)}
+    release = {n: {"columns": {"age": describe.numeric_partial(v, 10)}} for n, v in age.items()}
+    answer = {"round": 0, "release": release["a"]}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=answer).status_code == 204
+    _backdate(hub, aid, 61)
+    late = hub.call(
+        "POST", f"/agent/analyses/{aid}", tokens["b"], json={"round": 0, "release": release["b"]}
+    )
+    assert late.status_code == 409, late.text
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed"
+    assert done["sites"]["b"] == "silent: no answer within 60 s"
+    assert done["result"]["combined"]["age"]["n"] == 40
+    assert done["result"]["combined_from"] == ["a"]

@@ -320,13 +320,26 @@ def open_analyses_by_site(
 
 
 @router.post("/agent/analyses/{analysis_id}", status_code=204, tags=["site agent"])
-@writes
-def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, site: Site) -> None:
+async def release_analysis(
+    analysis_id: PathId, body: AnalysisReleaseIn, request: Request, site: Site
+) -> None:
     """Release this site's aggregates for the analysis's current round, or refuse it; once
-    every site asked has answered the round, the hub combines it."""
+    every site asked has answered the round, the hub combines it. A round past its timeout
+    is closed first, so an answer that comes later is refused (409), never combined."""
+    writer: Writer = request.app.state.writer
+    await expire_overdue(request.app.state.engine, writer, analysis_id=analysis_id)
+    await writer.run(lambda conn: _release(conn, analysis_id, body, site))
+
+
+def _release(conn: Connection, analysis_id: int, body: AnalysisReleaseIn, site: Principal) -> None:
     a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).first()
     if a is None or site.id not in _members(conn, a.project_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no analysis {analysis_id} for this site")
+    if a.status == "running" and a.round == body.round and _overdue(conn, analysis_id=a.id):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"round {a.round} of analysis {analysis_id} is past its timeout: it is being closed",
+        )
     if a.status != "running" or body.round != a.round:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

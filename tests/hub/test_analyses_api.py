@@ -392,3 +392,57 @@ def test_an_answer_after_the_rounds_timeout_is_refused_and_the_site_stays_silent
     assert done["sites"]["b"] == "silent: no answer within 60 s"
     assert done["result"]["combined"]["age"]["n"] == 40
     assert done["result"]["combined_from"] == ["a"]
+
+
+def test_a_refusal_is_one_line_of_text_and_cannot_pass_for_silence_or_a_malformed_release(hub):
+    """A site's reason reaches a researcher's terminal and page: control characters (a
+    terminal escape, a newline, a bidi override) become spaces, an empty one says so, and a
+    reason that reads like the hub's own labels is still shown as the site's refusal."""
+    researcher = hub.user("rita", "researcher")
+    names = ("a", "b", "c", "d", "e")
+    tokens = {name: hub.site(name) for name in names}
+    pid = _project(hub, researcher, *names)
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    answers = {
+        "a": {"release": release},
+        "b": {"refused": "silent: no answer within 5 s"},
+        "c": {"refused": "malformed release: the hub's fault"},
+        "d": {"refused": "bad\n\x1b[31mred\x1b[0m\t \u202eevil\r\x07 <b>x</b> "},
+        "e": {"refused": " \n\t"},
+    }
+    for name, answer in answers.items():
+        sent = hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json={"round": 0, **answer})
+        assert sent.status_code == 204, sent.text
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"] == {
+        "a": "released round 0",
+        "b": "refused: silent: no answer within 5 s",
+        "c": "refused: malformed release: the hub's fault",
+        "d": "refused: bad [31mred [0m evil <b>x</b>",
+        "e": "refused: no reason given",
+    }
+    assert done["result"]["not_combined"] == {n: done["sites"][n] for n in "bcde"}
+
+
+def test_a_malformed_releases_reason_is_one_line_whatever_keys_the_site_sent(hub):
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "harmonisation", "concept_ids": [1]}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    good = {"concepts": {"1": {"rows": 12, "sources": {"x|1": 12}}}, "tables": {}}
+    bad = {"concepts": {}, "tables": {"t\n\x1b[31m": {"unmapped": 5}}}
+    for name, release in (("a", good), ("b", bad)):
+        body = {"round": 0, "release": release}
+        assert (
+            hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"]["b"] == "malformed release: table t [31m unmapped: not an object"

@@ -20,6 +20,7 @@ from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
 from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
 from flip.hub.transactions import Conn, ReadConn, Writer, reading, writes
+from flip.problems import one_line
 from flip.stats.federated import combine_round, spec_hash
 from flip.stats.releases import problems
 
@@ -36,6 +37,9 @@ SILENT = "silent"
 
 #: How a site whose release could not be combined is shown (it is left out of the round).
 MALFORMED = "malformed release"
+
+#: How a site's own refusal is stored and shown (so that it never reads as the hub's labels).
+REFUSED = "refused"
 
 
 def _members(conn: Connection, project_id: int) -> dict[int, str]:
@@ -229,13 +233,17 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
         row = latest.get(site_id)
         if row is None:
             parts[name] = "waiting"
-        elif row.refused is not None and row.refused.startswith((f"{SILENT}:", MALFORMED)):
+        elif row.refused is not None and row.refused.startswith(HUB_LABELS):
             parts[name] = row.refused
-        elif row.refused is not None:
-            parts[name] = f"refused: {row.refused}"
+        elif row.refused is not None:  # stored bare before refusals were stored labelled
+            parts[name] = f"{REFUSED}: {row.refused}"
         else:
             parts[name] = f"released round {row.round}"
     return parts
+
+
+#: The labels a stored reason starts with: a refusal the site sent, or the hub's own.
+HUB_LABELS = (f"{REFUSED}: ", f"{SILENT}:", MALFORMED)
 
 
 def _provenance(conn: Connection, a: Any) -> dict[str, Any]:
@@ -368,7 +376,7 @@ def _release(conn: Connection, analysis_id: int, body: AnalysisReleaseIn, site: 
             site_id=site.id,
             round=a.round,
             body=None if body.release is None else orjson.dumps(body.release).decode(),
-            refused=body.refused,
+            refused=None if body.refused is None else f"{REFUSED}: {body.refused}",
         )
     )
     action = "analysis.refuse" if body.refused is not None else "analysis.release"
@@ -402,7 +410,7 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     values: dict[str, Any] = {"updated_at": now()}
     try:
         if bad and a.round > 0:
-            named = "; ".join(f"{name}: {why}" for name, why in sorted(bad.items()))
+            named = "; ".join(f"{name}: {one_line(why)}" for name, why in sorted(bad.items()))
             raise ValueError(
                 f"{MALFORMED} in Newton round {a.round} ({named}): "
                 "a model's rounds need every site that took part"
@@ -428,7 +436,7 @@ def _leave_out(conn: Connection, a: Any, ids: dict[str, int], bad: dict[str, str
     """Record each malformed release as left out of the round, with its reason (its body is
     dropped: it is never combined), and audit it."""
     for name, why in sorted(bad.items()):
-        reason = f"{MALFORMED}: {why}"[:2000]
+        reason = f"{MALFORMED}: {one_line(why)}"[:2000]
         conn.execute(
             update(analysis_releases)
             .where(

@@ -446,3 +446,55 @@ def test_a_malformed_releases_reason_is_one_line_whatever_keys_the_site_sent(hub
     done = hub.call("GET", f"/analyses/{aid}", researcher).json()
     assert done["status"] == "completed", done["error"]
     assert done["sites"]["b"] == "malformed release: table t [31m unmapped: not an object"
+
+
+def _disable(hub, name: str) -> None:
+    from sqlalchemy import select
+
+    from flip.hub.db import sites
+
+    with hub.app.state.engine.connect() as conn:
+        site_id = conn.execute(select(sites.c.id).where(sites.c.name == name)).scalar_one()
+    assert hub.call("POST", f"/sites/{site_id}/disable", hub.admin).status_code == 204
+
+
+def test_a_disabled_site_is_not_waited_for_and_the_result_names_it_left_out(hub):
+    """A disabled site can answer nothing: the first round goes on without it at once (not
+    after a day's timeout), and a model it takes part in fails naming it."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b", "c")}
+    pid = _project(hub, researcher, "a", "b", "c")
+    _disable(hub, "c")
+    url = f"/projects/{pid}/analyses"
+    table1 = hub.call("POST", url, researcher, json={"spec": {"kind": "table1"}}).json()["id"]
+    assert hub.call("GET", f"/analyses/{table1}", researcher).json()["sites"]["c"] == "disabled"
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    body = {"round": 0, "release": release}
+    assert hub.call("POST", f"/agent/analyses/{table1}", tokens["a"], json=body).status_code == 204
+    assert hub.call("GET", f"/analyses/{table1}", researcher).json()["status"] == "running"
+    _disable(hub, "b")  # the last site the round waited for
+    done = hub.call("GET", f"/analyses/{table1}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"] == {"a": "released round 0", "b": "disabled", "c": "disabled"}
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {"b": "disabled", "c": "disabled"}
+
+    spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+    rng = np.random.default_rng(5)
+    x = np.column_stack([np.ones(60), rng.normal(0, 1, 60)])
+    y = (rng.random(60) < 0.5).astype(float)
+    first = {"withheld": False, "left_out": 0, "n": 60}
+    first["newton"] = regression.logistic_partial(x, y, [0.0, 0.0])
+    tokens["e"] = hub.site("e")
+    hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": ["e"]})
+    model = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
+    for name in ("a", "e"):
+        sent = hub.call(
+            "POST", f"/agent/analyses/{model}", tokens[name], json={"round": 0, "release": first}
+        )
+        assert sent.status_code == 204, sent.text
+    assert hub.call("GET", f"/analyses/{model}", researcher).json()["round"] == 1
+    _disable(hub, "e")
+    failed = hub.call("GET", f"/analyses/{model}", researcher).json()
+    assert failed["status"] == "failed"
+    assert "e was disabled in Newton round 1" in failed["error"]

@@ -42,12 +42,19 @@ MALFORMED = "malformed release"
 REFUSED = "refused"
 
 
-def _members(conn: Connection, project_id: int) -> dict[int, str]:
-    """The sites asked for a project's analyses, id -> name."""
+#: How a member site that an admin disabled is shown: it is not asked, and not combined.
+DISABLED = "disabled"
+
+
+def _members(conn: Connection, project_id: int, *, disabled: bool = False) -> dict[int, str]:
+    """The sites asked for a project's analyses, id -> name (with `disabled`, those of its
+    sites that are disabled instead: they can answer nothing)."""
+    is_disabled = sites.c.status == "disabled"
     rows = conn.execute(
         select(sites.c.id, sites.c.name)
         .join(project_sites, project_sites.c.site_id == sites.c.id)
         .where(project_sites.c.project_id == project_id, project_sites.c.status.in_(MEMBER))
+        .where(is_disabled if disabled else ~is_disabled)
     )
     return dict(rows.all())
 
@@ -221,7 +228,8 @@ def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
 
 def _parts(conn: Connection, a: Any) -> dict[str, str]:
     """Each member site's part in an analysis, from its latest answer: waiting, released
-    round N, refused with its reason, silent or malformed."""
+    round N, refused with its reason, silent or malformed; or disabled (while it runs, or
+    if it never answered)."""
     rows = conn.execute(
         select(analysis_releases.c.site_id, analysis_releases.c.round, analysis_releases.c.refused)
         .where(analysis_releases.c.analysis_id == a.id)
@@ -229,6 +237,9 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
     ).all()
     latest = {r.site_id: r for r in rows}
     parts = {}
+    for site_id, name in _members(conn, a.project_id, disabled=True).items():
+        if a.status == "running" or site_id not in latest:
+            parts[name] = DISABLED
     for site_id, name in _members(conn, a.project_id).items():
         row = latest.get(site_id)
         if row is None:
@@ -382,6 +393,33 @@ def _release(conn: Connection, analysis_id: int, body: AnalysisReleaseIn, site: 
     action = "analysis.refuse" if body.refused is not None else "analysis.release"
     audit.append(conn, site.label, action, f"analysis:{analysis_id}", {"round": a.round})
     _combine_if_complete(conn, a)
+
+
+def site_disabled(conn: Connection, site_id: int) -> None:
+    """A site was disabled: the running analyses of its projects stop waiting for it. A first
+    round goes on without it (combined once the others answered); a model it takes part in
+    fails naming it (its rounds need every site that took part)."""
+    name = conn.execute(select(sites.c.name).where(sites.c.id == site_id)).scalar_one()
+    projects = select(project_sites.c.project_id).where(
+        project_sites.c.site_id == site_id, project_sites.c.status.in_(MEMBER)
+    )
+    running = conn.execute(
+        select(analyses).where(analyses.c.status == "running", analyses.c.project_id.in_(projects))
+    ).all()
+    for a in running:
+        if a.round == 0:
+            _combine_if_complete(conn, a)
+        elif name in orjson.loads(a.state)["sites"]:
+            error = (
+                f"{name} was disabled in Newton round {a.round}: "
+                "a model's rounds need every site that took part"
+            )
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.id == a.id)
+                .values(status="failed", error=error, updated_at=now())
+            )
+            audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
 
 
 def _asked(members: dict[int, str], a: Any) -> set[str]:

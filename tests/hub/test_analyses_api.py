@@ -498,3 +498,23 @@ def test_a_disabled_site_is_not_waited_for_and_the_result_names_it_left_out(hub)
     failed = hub.call("GET", f"/analyses/{model}", researcher).json()
     assert failed["status"] == "failed"
     assert "e was disabled in Newton round 1" in failed["error"]
+
+
+def test_a_site_that_joins_after_the_first_round_is_not_shown_waiting(hub):
+    """A finished analysis (or a model past its first round) asks a newly invited site for
+    nothing: it reads `not asked`, never `waiting`, and the result's sites stay as they were."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    body = {"round": 0, "release": release}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=body).status_code == 204
+    hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": ["b"]})
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed"
+    assert done["sites"] == {"a": "released round 0", "b": "not asked: joined after round 0"}
+    assert done["result"]["combined_from"] == ["a"] and done["result"]["not_combined"] == {}
+    assert hub.call("GET", "/agent/analyses", tokens["b"]).json() == []

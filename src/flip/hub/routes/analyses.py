@@ -42,6 +42,9 @@ MALFORMED = "malformed release"
 REFUSED = "refused"
 
 
+#: How a site invited once the first round was over is shown: it is asked for nothing.
+LATE = "not asked: joined after round 0"
+
 #: How a member site that an admin disabled is shown: it is not asked, and not combined.
 DISABLED = "disabled"
 
@@ -242,7 +245,9 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
             parts[name] = DISABLED
     for site_id, name in _members(conn, a.project_id).items():
         row = latest.get(site_id)
-        if row is None:
+        if row is None and (a.status != "running" or a.round > 0):
+            parts[name] = LATE  # every site asked answered round 0, or was marked silent
+        elif row is None:
             parts[name] = "waiting"
         elif row.refused is not None and row.refused.startswith(HUB_LABELS):
             parts[name] = row.refused

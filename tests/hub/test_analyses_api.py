@@ -518,3 +518,25 @@ def test_a_site_that_joins_after_the_first_round_is_not_shown_waiting(hub):
     assert done["sites"] == {"a": "released round 0", "b": "not asked: joined after round 0"}
     assert done["result"]["combined_from"] == ["a"] and done["result"]["not_combined"] == {}
     assert hub.call("GET", "/agent/analyses", tokens["b"]).json() == []
+
+
+def test_an_analysis_lists_its_sites_by_name_on_either_database(hub):
+    researcher = hub.user("rita", "researcher")
+    names = ("c-site", "b-site", "a-site")
+    tokens = {name: hub.site(name) for name in names}
+    pid = _project(hub, researcher, *names)
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    for name in names:
+        body = {"round": 0, "refused": "no"} if name == "b-site" else {"round": 0}
+        if name != "b-site":
+            age = describe.numeric_partial(np.arange(40.0), 10)
+            body["release"] = {"columns": {"age": age}}
+        assert (
+            hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert list(done["sites"]) == sorted(names)
+    assert list(done["result"]["sites"]) == ["a-site", "c-site"]
+    assert done["result"]["combined_from"] == ["a-site", "c-site"]

@@ -58,6 +58,7 @@ def _members(conn: Connection, project_id: int, *, disabled: bool = False) -> di
         .join(project_sites, project_sites.c.site_id == sites.c.id)
         .where(project_sites.c.project_id == project_id, project_sites.c.status.in_(MEMBER))
         .where(is_disabled if disabled else ~is_disabled)
+        .order_by(sites.c.name)
     )
     return dict(rows.all())
 
@@ -255,7 +256,7 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
             parts[name] = f"{REFUSED}: {row.refused}"
         else:
             parts[name] = f"released round {row.round}"
-    return parts
+    return dict(sorted(parts.items()))
 
 
 #: The labels a stored reason starts with: a refusal the site sent, or the hub's own.

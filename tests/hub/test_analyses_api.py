@@ -3,7 +3,7 @@ flip.stats, a refusal leaves the site out, a stale or foreign release is refused
 
 import numpy as np
 
-from flip.stats import describe, newton, regression
+from flip.stats import describe, newton, regression, survival
 
 
 def _project(hub, researcher: str, *names: str) -> int:
@@ -540,3 +540,50 @@ def test_an_analysis_lists_its_sites_by_name_on_either_database(hub):
     assert list(done["sites"]) == sorted(names)
     assert list(done["result"]["sites"]) == ["a-site", "c-site"]
     assert done["result"]["combined_from"] == ["a-site", "c-site"]
+
+
+def _answer_all(hub, aid: int, tokens: dict, releases: dict) -> dict:
+    for name, release in releases.items():
+        body = {"round": 0, "release": release}
+        sent = hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body)
+        assert sent.status_code == 204, sent.text
+    return hub.call("GET", f"/analyses/{aid}", hub.researcher).json()
+
+
+def test_a_site_that_withheld_its_part_is_not_named_among_the_sites_combined(hub):
+    """A site with too few rows answers, but with nothing to combine (a regression's
+    `withheld`, a survival curve with no bin): the result names it left out, with why, so a
+    model fitted without it does not read as fitted on every site's rows."""
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    url = f"/projects/{pid}/analyses"
+    rng = np.random.default_rng(6)
+    x = rng.normal(0, 1, (50, 1))
+    y = 2 * x[:, 0] + rng.normal(0, 1, 50)
+    spec = {"kind": "regression", "family": "linear", "covariates": ["x"]}
+    aid = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
+    taking = {"withheld": False, "left_out": 0, "n": 50}
+    taking["linear"] = regression.linear_partial(x, y)
+    withheld = {"withheld": True, "left_out": "<10", "n": 0}
+    done = _answer_all(hub, aid, tokens, {"a": taking, "b": withheld})
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"]["b"] == "released round 0"
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {
+        "b": "withheld: too few complete rows or a small cell, so no part in the model"
+    }
+
+    km = survival.km_partial(rng.exponential(100, 60), np.ones(60), 30.0, 10)
+    spec = {"kind": "survival", "time_bin": 30.0}
+    aid = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
+    releases = {
+        "a": {"km": km, "left_out": 0, "cox": None},
+        "b": {"km": {"bins": [], "withheld": True}, "left_out": 0, "cox": None},
+    }
+    done = _answer_all(hub, aid, tokens, releases)
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {
+        "b": "withheld: too few events or censorings for one time bin"
+    }

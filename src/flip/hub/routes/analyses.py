@@ -263,13 +263,35 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
 HUB_LABELS = (f"{REFUSED}: ", f"{SILENT}:", MALFORMED)
 
 
-def _provenance(conn: Connection, a: Any) -> dict[str, Any]:
+def _provenance(conn: Connection, a: Any, result: dict[str, Any]) -> dict[str, Any]:
     """What a completed result says of its sites: those combined, and each member left out
-    (refused, silent or malformed) with its reason, so a result never passes for everyone's."""
+    (refused, silent, malformed, disabled, or one that released but withheld its part) with
+    its reason, so a result never passes for everyone's."""
     parts = _parts(conn, a)
-    combined = sorted(name for name, part in parts.items() if part.startswith("released"))
-    left = {name: part for name, part in sorted(parts.items()) if name not in combined}
-    return {"combined_from": combined, "not_combined": left}
+    left = {name: part for name, part in parts.items() if not part.startswith("released")}
+    for name in _withheld(a.kind, result):
+        if name in parts and name not in left:
+            left[name] = WITHHELD[a.kind]
+    combined = sorted(name for name in parts if name not in left)
+    return {"combined_from": combined, "not_combined": dict(sorted(left.items()))}
+
+
+#: Why a site that answered is still left out of a result: it released nothing to combine.
+WITHHELD = {
+    "regression": "withheld: too few complete rows or a small cell, so no part in the model",
+    "survival": "withheld: too few events or censorings for one time bin",
+}
+
+
+def _withheld(kind: str, result: dict[str, Any]) -> list[str]:
+    """The sites a regression or survival result names as having withheld their whole part
+    (a survival site withheld from its group curves only, `NAME by group`, or whose curve is
+    withheld but which takes part in the Cox model, is combined)."""
+    if kind not in WITHHELD:
+        return []
+    in_cox = (result.get("cox") or {}).get("sites") or {} if kind == "survival" else {}
+    named = result.get("withheld") or []
+    return [name for name in named if isinstance(name, str) and name not in in_cox]
 
 
 def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
@@ -469,7 +491,7 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     else:
         values |= {"state": orjson.dumps(state).decode(), "round": state["round"]}
         if "result" in state:
-            result = {**state["result"], **_provenance(conn, a)}
+            result = {**state["result"], **_provenance(conn, a, state["result"])}
             values |= {"status": "completed", "result": orjson.dumps(result).decode()}
     conn.execute(update(analyses).where(analyses.c.id == a.id).values(**values))
     if values.get("status"):

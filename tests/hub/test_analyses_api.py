@@ -587,3 +587,24 @@ def test_a_site_that_withheld_its_part_is_not_named_among_the_sites_combined(hub
     assert done["result"]["not_combined"] == {
         "b": "withheld: too few events or censorings for one time bin"
     }
+
+
+def test_a_result_with_no_site_combined_is_a_failure_not_a_combined_result(hub):
+    """Every site withheld its curve (too few events): nothing was combined, so the analysis
+    fails saying why rather than completing with an empty curve \"combined from\" no site."""
+    from flip.stats.tables import not_combined_line
+
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "survival", "time_bin": 30.0}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    nothing = {"km": {"bins": [], "withheld": True}, "left_out": 0, "cox": None}
+    done = _answer_all(hub, aid, tokens, {"a": nothing, "b": nothing})
+    assert done["status"] == "failed" and done["result"] is None
+    assert "no site's part could be combined" in done["error"]
+    assert "a: withheld" in done["error"] and "b: withheld" in done["error"]
+    line = not_combined_line({"combined_from": [], "not_combined": {"a": "refused: no"}})
+    assert line == "Combined from no site; not combined: a (refused: no)."

@@ -492,7 +492,12 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
         values |= {"state": orjson.dumps(state).decode(), "round": state["round"]}
         if "result" in state:
             result = {**state["result"], **_provenance(conn, a, state["result"])}
-            values |= {"status": "completed", "result": orjson.dumps(result).decode()}
+            if result["combined_from"]:
+                values |= {"status": "completed", "result": orjson.dumps(result).decode()}
+            else:  # every site that answered withheld its part: nothing was combined
+                left = "; ".join(f"{n}: {why}" for n, why in result["not_combined"].items())
+                error = f"no site's part could be combined ({left})"[:2000]
+                values |= {"status": "failed", "error": error}
     conn.execute(update(analyses).where(analyses.c.id == a.id).values(**values))
     if values.get("status"):
         audit.append(conn, "hub", f"analysis.{values['status']}", f"analysis:{a.id}")

@@ -478,6 +478,8 @@ def test_a_disabled_site_is_not_waited_for_and_the_result_names_it_left_out(hub)
     assert done["sites"] == {"a": "released round 0", "b": "disabled", "c": "disabled"}
     assert done["result"]["combined_from"] == ["a"]
     assert done["result"]["not_combined"] == {"b": "disabled", "c": "disabled"}
+    _disable(hub, "a")  # after the result: its part is still shown as it was
+    assert hub.call("GET", f"/analyses/{table1}", researcher).json()["sites"] == done["sites"]
 
     spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
     rng = np.random.default_rng(5)
@@ -485,10 +487,10 @@ def test_a_disabled_site_is_not_waited_for_and_the_result_names_it_left_out(hub)
     y = (rng.random(60) < 0.5).astype(float)
     first = {"withheld": False, "left_out": 0, "n": 60}
     first["newton"] = regression.logistic_partial(x, y, [0.0, 0.0])
-    tokens["e"] = hub.site("e")
-    hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": ["e"]})
+    tokens |= {"d": hub.site("d"), "e": hub.site("e")}
+    hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": ["d", "e"]})
     model = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
-    for name in ("a", "e"):
+    for name in ("d", "e"):
         sent = hub.call(
             "POST", f"/agent/analyses/{model}", tokens[name], json={"round": 0, "release": first}
         )

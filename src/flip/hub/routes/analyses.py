@@ -42,6 +42,9 @@ MALFORMED = "malformed release"
 REFUSED = "refused"
 
 
+#: The labels a stored reason starts with: a refusal the site sent, or the hub's own.
+HUB_LABELS = (f"{REFUSED}: ", f"{SILENT}:", MALFORMED)
+
 #: How a site invited once the first round was over is shown: it is asked for nothing.
 LATE = "not asked: joined after round 0"
 
@@ -240,13 +243,13 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
         .order_by(analysis_releases.c.round)
     ).all()
     latest = {r.site_id: r for r in rows}
+    disabled = _members(conn, a.project_id, disabled=True)
     parts = {}
-    for site_id, name in _members(conn, a.project_id, disabled=True).items():
-        if a.status == "running" or site_id not in latest:
-            parts[name] = DISABLED
-    for site_id, name in _members(conn, a.project_id).items():
+    for site_id, name in (_members(conn, a.project_id) | disabled).items():
         row = latest.get(site_id)
-        if row is None and (a.status != "running" or a.round > 0):
+        if site_id in disabled and (a.status == "running" or row is None):
+            parts[name] = DISABLED
+        elif row is None and (a.status != "running" or a.round > 0):
             parts[name] = LATE  # every site asked answered round 0, or was marked silent
         elif row is None:
             parts[name] = "waiting"
@@ -257,10 +260,6 @@ def _parts(conn: Connection, a: Any) -> dict[str, str]:
         else:
             parts[name] = f"released round {row.round}"
     return dict(sorted(parts.items()))
-
-
-#: The labels a stored reason starts with: a refusal the site sent, or the hub's own.
-HUB_LABELS = (f"{REFUSED}: ", f"{SILENT}:", MALFORMED)
 
 
 def _provenance(conn: Connection, a: Any, result: dict[str, Any]) -> dict[str, Any]:

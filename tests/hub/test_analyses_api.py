@@ -610,3 +610,23 @@ def test_a_result_with_no_site_combined_is_a_failure_not_a_combined_result(hub):
     assert "a: withheld" in done["error"] and "b: withheld" in done["error"]
     line = not_combined_line({"combined_from": [], "not_combined": {"a": "refused: no"}})
     assert line == "Combined from no site; not combined: a (refused: no)."
+
+
+def test_combined_from_one_site_shows_no_more_than_that_site_released(hub):
+    """With the other site refusing, the combined Table 1 is one site's: its suppressed
+    cells stay suppressed (a level under min-cell and the level that would give it away)."""
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    smoker = describe.categorical_partial(["yes"] * 3 + ["no"] * 30, 10)
+    assert smoker["counts"] == {"no": "<10", "yes": "<10"}, "the site's own suppression"
+    refused = {"round": 0, "refused": "not this cohort"}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["b"], json=refused).status_code == 204
+    done = _answer_all(hub, aid, tokens, {"a": {"columns": {"smoker": smoker}}})
+    assert done["result"]["combined_from"] == ["a"]
+    counts = done["result"]["combined"]["smoker"]["counts"]
+    assert not any(isinstance(v, int) for v in counts.values()), counts
+    assert done["result"]["sites"]["a"]["smoker"]["counts"] == smoker["counts"]

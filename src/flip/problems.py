@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 SHOWN_PROBLEMS = 3
 
 
+def one_line(text: str) -> str:
+    """`text` as one line of plain text: each run of whitespace or other unprintable
+    characters (a newline, a terminal escape, a bidi override) one space, trimmed."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 def first_problem(exc: ValidationError) -> str:
     """Each validation error with where it is (`data.outcome: Input should be ...`), `; `-joined
     (the first few, then how many more)."""

@@ -314,3 +314,41 @@ def test_a_repeated_create_makes_no_twin_and_a_query_needs_an_invited_site(hub, 
     assert admin.queries(first) == []
     asked = admin.query(admin.create_query(first, "api", {"conditions": []}))
     assert (asked["results"], asked["pending"], asked["total"]) == ({}, [], None)
+
+
+def test_analysis_results_print_no_terminal_escape_a_site_sent(served, flip):
+    """A site names Table 1's levels: `flip analysis results` shows an escape sequence or a
+    newline in one as text (`\\x1b`), so a site cannot drive the researcher's terminal."""
+    import httpx
+
+    from flip.stats import describe
+
+    _, url, admin = served
+    rita = ResearcherClient(url, admin.create_user("rita", "researcher", PASSWORD))
+    sites = {}
+    for name in ("a", "b"):
+        enrolment = admin.create_site(name)
+        sites[name] = httpx.post(
+            f"{url}/api/v1/sites/enrol", json={"enrolment_token": enrolment}
+        ).json()["token"]
+    pid = rita.create_project("escapes")
+    rita.invite(pid, list(sites))
+    aid = rita.submit_analysis(pid, {"kind": "table1"})["id"]
+    rita.close()
+    level = "\x1b]52;c;cm0gLXJmIH4=\x07yes\x1b[8m"
+    values = {"a": [level] * 12 + ["no"] * 15, "b": ["no"] * 20}
+    for name, token in sites.items():
+        release = {"columns": {"smoker": describe.categorical_partial(values[name], 10)}}
+        sent = httpx.post(
+            f"{url}/api/v1/agent/analyses/{aid}",
+            json={"round": 0, "release": release},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert sent.status_code == 204, sent.text
+    assert flip("login", url, "--user", "rita", stdin=PASSWORD + "\n")[0] == 0
+    code, out, err = flip("analysis", "results", str(aid))
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]52;c;" in out, "the level is shown, written out"
+    code, out, err = flip("analysis", "results", str(aid), "--json")
+    assert json.loads(out)["result"]["combined"]["smoker"]["counts"][level] == 12

@@ -3,7 +3,7 @@ flip.stats, a refusal leaves the site out, a stale or foreign release is refused
 
 import numpy as np
 
-from flip.stats import describe, newton, regression
+from flip.stats import describe, newton, regression, survival
 
 
 def _project(hub, researcher: str, *names: str) -> int:
@@ -344,3 +344,289 @@ def test_an_analysis_cohort_is_a_circe_cohort_within_the_query_rule_limit(hub):
         assert made.status_code == status, (cohort, made.text)
         if status == 422:
             assert "cohort" in made.text or "InclusionRules" in made.text
+
+
+def test_an_answer_that_both_releases_and_refuses_is_refused_and_never_combined(hub):
+    """Otherwise its numbers would be combined while the result names the site as refused."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    age = {"a": np.arange(40.0), "b": np.arange(30.0)}
+    release = {n: {"columns": {"age": describe.numeric_partial(v, 10)}} for n, v in age.items()}
+    both = {"round": 0, "release": release["b"], "refused": "not this one"}
+    sent = hub.call("POST", f"/agent/analyses/{aid}", tokens["b"], json=both)
+    assert sent.status_code == 422 and "not both" in sent.text
+    assert hub.call("GET", f"/analyses/{aid}", researcher).json()["sites"]["b"] == "waiting"
+    for name in ("a", "b"):
+        body = {"round": 0, "release": release[name]}
+        assert (
+            hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["result"]["combined"]["age"]["n"] == 70
+    assert done["result"]["combined_from"] == ["a", "b"] and done["result"]["not_combined"] == {}
+
+
+def test_an_answer_after_the_rounds_timeout_is_refused_and_the_site_stays_silent(hub):
+    """The round waits at most its timeout: an answer that comes later, before the hub's sweep
+    or a read closed the round, is not combined."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    body = {"spec": {"kind": "table1"}, "timeout": 60}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json=body).json()["id"]
+    age = {"a": np.arange(40.0), "b": np.arange(30.0)}
+    release = {n: {"columns": {"age": describe.numeric_partial(v, 10)}} for n, v in age.items()}
+    answer = {"round": 0, "release": release["a"]}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=answer).status_code == 204
+    _backdate(hub, aid, 61)
+    late = hub.call(
+        "POST", f"/agent/analyses/{aid}", tokens["b"], json={"round": 0, "release": release["b"]}
+    )
+    assert late.status_code == 409, late.text
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed"
+    assert done["sites"]["b"] == "silent: no answer within 60 s"
+    assert done["result"]["combined"]["age"]["n"] == 40
+    assert done["result"]["combined_from"] == ["a"]
+
+
+def test_a_refusal_is_one_line_of_text_and_cannot_pass_for_silence_or_a_malformed_release(hub):
+    """A site's reason reaches a researcher's terminal and page: control characters (a
+    terminal escape, a newline, a bidi override) become spaces, an empty one says so, and a
+    reason that reads like the hub's own labels is still shown as the site's refusal."""
+    researcher = hub.user("rita", "researcher")
+    names = ("a", "b", "c", "d", "e")
+    tokens = {name: hub.site(name) for name in names}
+    pid = _project(hub, researcher, *names)
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    answers = {
+        "a": {"release": release},
+        "b": {"refused": "silent: no answer within 5 s"},
+        "c": {"refused": "malformed release: the hub's fault"},
+        "d": {"refused": "bad\n\x1b[31mred\x1b[0m\t \u202eevil\r\x07 <b>x</b> "},
+        "e": {"refused": " \n\t"},
+    }
+    for name, answer in answers.items():
+        sent = hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json={"round": 0, **answer})
+        assert sent.status_code == 204, sent.text
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"] == {
+        "a": "released round 0",
+        "b": "refused: silent: no answer within 5 s",
+        "c": "refused: malformed release: the hub's fault",
+        "d": "refused: bad [31mred [0m evil <b>x</b>",
+        "e": "refused: no reason given",
+    }
+    assert done["result"]["not_combined"] == {n: done["sites"][n] for n in "bcde"}
+
+
+def test_a_malformed_releases_reason_is_one_line_whatever_keys_the_site_sent(hub):
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "harmonisation", "concept_ids": [1]}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    good = {"concepts": {"1": {"rows": 12, "sources": {"x|1": 12}}}, "tables": {}}
+    bad = {"concepts": {}, "tables": {"t\n\x1b[31m": {"unmapped": 5}}}
+    for name, release in (("a", good), ("b", bad)):
+        body = {"round": 0, "release": release}
+        assert (
+            hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"]["b"] == "malformed release: table t [31m unmapped: not an object"
+
+
+def _disable(hub, name: str) -> None:
+    from sqlalchemy import select
+
+    from flip.hub.db import sites
+
+    with hub.app.state.engine.connect() as conn:
+        site_id = conn.execute(select(sites.c.id).where(sites.c.name == name)).scalar_one()
+    assert hub.call("POST", f"/sites/{site_id}/disable", hub.admin).status_code == 204
+
+
+def test_a_disabled_site_is_not_waited_for_and_the_result_names_it_left_out(hub):
+    """A disabled site can answer nothing: the first round goes on without it at once (not
+    after a day's timeout), and a model it takes part in fails naming it."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b", "c")}
+    pid = _project(hub, researcher, "a", "b", "c")
+    _disable(hub, "c")
+    url = f"/projects/{pid}/analyses"
+    table1 = hub.call("POST", url, researcher, json={"spec": {"kind": "table1"}}).json()["id"]
+    assert hub.call("GET", f"/analyses/{table1}", researcher).json()["sites"]["c"] == "disabled"
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    body = {"round": 0, "release": release}
+    assert hub.call("POST", f"/agent/analyses/{table1}", tokens["a"], json=body).status_code == 204
+    assert hub.call("GET", f"/analyses/{table1}", researcher).json()["status"] == "running"
+    _disable(hub, "b")  # the last site the round waited for
+    done = hub.call("GET", f"/analyses/{table1}", researcher).json()
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"] == {"a": "released round 0", "b": "disabled", "c": "disabled"}
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {"b": "disabled", "c": "disabled"}
+    _disable(hub, "a")  # after the result: its part is still shown as it was
+    assert hub.call("GET", f"/analyses/{table1}", researcher).json()["sites"] == done["sites"]
+
+    spec = {"kind": "regression", "family": "logistic", "covariates": ["x"]}
+    rng = np.random.default_rng(5)
+    x = np.column_stack([np.ones(60), rng.normal(0, 1, 60)])
+    y = (rng.random(60) < 0.5).astype(float)
+    first = {"withheld": False, "left_out": 0, "n": 60}
+    first["newton"] = regression.logistic_partial(x, y, [0.0, 0.0])
+    tokens |= {"d": hub.site("d"), "e": hub.site("e")}
+    hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": ["d", "e"]})
+    model = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
+    for name in ("d", "e"):
+        sent = hub.call(
+            "POST", f"/agent/analyses/{model}", tokens[name], json={"round": 0, "release": first}
+        )
+        assert sent.status_code == 204, sent.text
+    assert hub.call("GET", f"/analyses/{model}", researcher).json()["round"] == 1
+    _disable(hub, "e")
+    failed = hub.call("GET", f"/analyses/{model}", researcher).json()
+    assert failed["status"] == "failed"
+    assert "e was disabled in Newton round 1" in failed["error"]
+
+
+def test_a_site_that_joins_after_the_first_round_is_not_shown_waiting(hub):
+    """A finished analysis (or a model past its first round) asks a newly invited site for
+    nothing: it reads `not asked`, never `waiting`, and the result's sites stay as they were."""
+    researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    body = {"round": 0, "release": release}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["a"], json=body).status_code == 204
+    hub.call("POST", f"/projects/{pid}/sites", researcher, json={"sites": ["b"]})
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert done["status"] == "completed"
+    assert done["sites"] == {"a": "released round 0", "b": "not asked: joined after round 0"}
+    assert done["result"]["combined_from"] == ["a"] and done["result"]["not_combined"] == {}
+    assert hub.call("GET", "/agent/analyses", tokens["b"]).json() == []
+
+
+def test_an_analysis_lists_its_sites_by_name_on_either_database(hub):
+    researcher = hub.user("rita", "researcher")
+    names = ("c-site", "b-site", "a-site")
+    tokens = {name: hub.site(name) for name in names}
+    pid = _project(hub, researcher, *names)
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    for name in names:
+        body = {"round": 0, "refused": "no"} if name == "b-site" else {"round": 0}
+        if name != "b-site":
+            age = describe.numeric_partial(np.arange(40.0), 10)
+            body["release"] = {"columns": {"age": age}}
+        assert (
+            hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
+        )
+    done = hub.call("GET", f"/analyses/{aid}", researcher).json()
+    assert list(done["sites"]) == sorted(names)
+    assert list(done["result"]["sites"]) == ["a-site", "c-site"]
+    assert done["result"]["combined_from"] == ["a-site", "c-site"]
+
+
+def _answer_all(hub, aid: int, tokens: dict, releases: dict) -> dict:
+    for name, release in releases.items():
+        body = {"round": 0, "release": release}
+        sent = hub.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body)
+        assert sent.status_code == 204, sent.text
+    return hub.call("GET", f"/analyses/{aid}", hub.researcher).json()
+
+
+def test_a_site_that_withheld_its_part_is_not_named_among_the_sites_combined(hub):
+    """A site with too few rows answers, but with nothing to combine (a regression's
+    `withheld`, a survival curve with no bin): the result names it left out, with why, so a
+    model fitted without it does not read as fitted on every site's rows."""
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    url = f"/projects/{pid}/analyses"
+    rng = np.random.default_rng(6)
+    x = rng.normal(0, 1, (50, 1))
+    y = 2 * x[:, 0] + rng.normal(0, 1, 50)
+    spec = {"kind": "regression", "family": "linear", "covariates": ["x"]}
+    aid = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
+    taking = {"withheld": False, "left_out": 0, "n": 50}
+    taking["linear"] = regression.linear_partial(x, y)
+    withheld = {"withheld": True, "left_out": "<10", "n": 0}
+    done = _answer_all(hub, aid, tokens, {"a": taking, "b": withheld})
+    assert done["status"] == "completed", done["error"]
+    assert done["sites"]["b"] == "released round 0"
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {
+        "b": "withheld: too few complete rows or a small cell, so no part in the model"
+    }
+
+    km = survival.km_partial(rng.exponential(100, 60), np.ones(60), 30.0, 10)
+    spec = {"kind": "survival", "time_bin": 30.0}
+    aid = hub.call("POST", url, researcher, json={"spec": spec}).json()["id"]
+    releases = {
+        "a": {"km": km, "left_out": 0, "cox": None},
+        "b": {"km": {"bins": [], "withheld": True}, "left_out": 0, "cox": None},
+    }
+    done = _answer_all(hub, aid, tokens, releases)
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {
+        "b": "withheld: too few events or censorings for one time bin"
+    }
+
+
+def test_a_result_with_no_site_combined_is_a_failure_not_a_combined_result(hub):
+    """Every site withheld its curve (too few events): nothing was combined, so the analysis
+    fails saying why rather than completing with an empty curve \"combined from\" no site."""
+    from flip.stats.tables import not_combined_line
+
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    spec = {"kind": "survival", "time_bin": 30.0}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    nothing = {"km": {"bins": [], "withheld": True}, "left_out": 0, "cox": None}
+    done = _answer_all(hub, aid, tokens, {"a": nothing, "b": nothing})
+    assert done["status"] == "failed" and done["result"] is None
+    assert "no site's part could be combined" in done["error"]
+    assert "a: withheld" in done["error"] and "b: withheld" in done["error"]
+    line = not_combined_line({"combined_from": [], "not_combined": {"a": "refused: no"}})
+    assert line == "Combined from no site; not combined: a (refused: no)."
+
+
+def test_combined_from_one_site_shows_no_more_than_that_site_released(hub):
+    """With the other site refusing, the combined Table 1 is one site's: its suppressed
+    cells stay suppressed (a level under min-cell and the level that would give it away)."""
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b")}
+    pid = _project(hub, researcher, "a", "b")
+    aid = hub.call(
+        "POST", f"/projects/{pid}/analyses", researcher, json={"spec": {"kind": "table1"}}
+    ).json()["id"]
+    smoker = describe.categorical_partial(["yes"] * 3 + ["no"] * 30, 10)
+    assert smoker["counts"] == {"no": "<10", "yes": "<10"}, "the site's own suppression"
+    refused = {"round": 0, "refused": "not this cohort"}
+    assert hub.call("POST", f"/agent/analyses/{aid}", tokens["b"], json=refused).status_code == 204
+    done = _answer_all(hub, aid, tokens, {"a": {"columns": {"smoker": smoker}}})
+    assert done["result"]["combined_from"] == ["a"]
+    counts = done["result"]["combined"]["smoker"]["counts"]
+    assert not any(isinstance(v, int) for v in counts.values()), counts
+    assert done["result"]["sites"]["a"]["smoker"]["counts"] == smoker["counts"]

@@ -19,10 +19,11 @@ def test_the_page_names_the_sites_left_out_of_the_combined_result(web):
         assert (
             web.call("POST", f"/agent/analyses/{aid}", tokens[name], json=body).status_code == 204
         )
-    refused = {"round": 0, "refused": "not this cohort"}
+    refused = {"round": 0, "refused": "not this <script>alert(1)</script> cohort"}
     assert (
         web.call("POST", f"/agent/analyses/{aid}", tokens["an-c"], json=refused).status_code == 204
     )
     shown = owner.http.get(f"/analyses/{aid}").text
     assert "Combined from an-a, an-b only" in shown
-    assert "an-c (refused: not this cohort)" in shown
+    assert "an-c (refused: not this &lt;script&gt;alert(1)&lt;/script&gt; cohort)" in shown
+    assert "<script>alert" not in shown

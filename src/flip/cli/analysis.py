@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
+from flip.cli.hub_session import as_text, connected, fail, hub_console, print_json, read_json
 from flip.problems import first_problem
 
 #: The options an analysis of a cohort takes, on the hub (`flip analysis submit`) or on
@@ -168,6 +168,7 @@ def results(
     if as_json:
         print_json(found)
         return
+    found = as_text(found)
     console = hub_console()
     sites = Table(title=f"Analysis {found['id']} ({found['kind']}): {found['status']}")
     sites.add_column("site")

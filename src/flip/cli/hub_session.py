@@ -82,6 +82,19 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, default=str))
 
 
+def as_text(value: Any) -> Any:
+    """`value` (JSON from the hub) with every character a terminal would act on in its
+    strings and keys written out (`\\x1b`, `\\n`), for printing: a site names a level or
+    gives a reason, and it must not drive the terminal."""
+    if isinstance(value, str):
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
+    if isinstance(value, dict):
+        return {as_text(k): as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_text(v) for v in value]
+    return value
+
+
 def hub_console(*, stderr: bool = False) -> Console:
     """A console that prints what the hub sends as text: a name like `[red]x[/]` is never markup."""
     return Console(markup=False, stderr=stderr)

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from flip.bounds import MAX_CONCEPTS, MAX_CRITERIA, MAX_MAGNITUDE, describe, json_problems
+from flip.problems import one_line
 from flip.stats.attrition import circe_expression, is_released_step
 
 #: The largest id or count the hub stores (PostgreSQL's INTEGER).
@@ -538,7 +539,24 @@ class AnalysisReleaseIn(BaseModel):
     release: dict[str, Any] | None = Field(
         None, description="The site's aggregates for this round (flip.stats.federated)."
     )
-    refused: str | None = Field(None, max_length=2000)
+    refused: str | None = Field(
+        None,
+        max_length=2000,
+        description="Why the site refuses: shown as one line of text (each run of whitespace "
+        "or control characters one space).",
+    )
+
+    @field_validator("refused")
+    @classmethod
+    def _one_line(cls, refused: str | None) -> str | None:
+        return None if refused is None else one_line(refused) or "no reason given"
+
+    @model_validator(mode="after")
+    def _release_or_refusal(self) -> AnalysisReleaseIn:
+        """One answer: a release and a refusal together would be combined yet shown refused."""
+        if (self.release is None) == (self.refused is None):
+            raise ValueError("give a release or a refusal (not both)")
+        return self
 
 
 #: A count a site released: the count, or "<k" where it was between 1 and k - 1.

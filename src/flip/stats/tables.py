@@ -64,4 +64,6 @@ def not_combined_line(result: dict) -> str | None:
         return None
     named = ", ".join(f"{site} ({why})" for site, why in left.items())
     combined = ", ".join(result.get("combined_from", []))
+    if not combined:
+        return f"Combined from no site; not combined: {named}."
     return f"Combined from {combined} only; not combined: {named}."

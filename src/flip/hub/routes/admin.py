@@ -14,6 +14,7 @@ from flip.hub import access, anchors, api_tokens, audit
 from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import sites, users
 from flip.hub.federation import Federation
+from flip.hub.routes import analyses as analysis_routes
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import (
     EnrolIn,
@@ -259,6 +260,7 @@ async def disable_site(site_id: PathId, request: Request, who: Admin) -> None:
             .values(status="disabled", enrolment_hash=None)
         )
         audit.append(conn, who.label, "site.disable", f"site:{row.name}")
+        analysis_routes.site_disabled(conn, site_id)
         return str(row.name)
 
     name = await request.app.state.writer.run(job)

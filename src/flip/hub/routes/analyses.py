@@ -20,6 +20,7 @@ from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
 from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
 from flip.hub.transactions import Conn, ReadConn, Writer, reading, writes
+from flip.problems import one_line
 from flip.stats.federated import combine_round, spec_hash
 from flip.stats.releases import problems
 
@@ -37,13 +38,30 @@ SILENT = "silent"
 #: How a site whose release could not be combined is shown (it is left out of the round).
 MALFORMED = "malformed release"
 
+#: How a site's own refusal is stored and shown (so that it never reads as the hub's labels).
+REFUSED = "refused"
 
-def _members(conn: Connection, project_id: int) -> dict[int, str]:
-    """The sites asked for a project's analyses, id -> name."""
+
+#: The labels a stored reason starts with: a refusal the site sent, or the hub's own.
+HUB_LABELS = (f"{REFUSED}: ", f"{SILENT}:", MALFORMED)
+
+#: How a site invited once the first round was over is shown: it is asked for nothing.
+LATE = "not asked: joined after round 0"
+
+#: How a member site that an admin disabled is shown: it is not asked, and not combined.
+DISABLED = "disabled"
+
+
+def _members(conn: Connection, project_id: int, *, disabled: bool = False) -> dict[int, str]:
+    """The sites asked for a project's analyses, id -> name (with `disabled`, those of its
+    sites that are disabled instead: they can answer nothing)."""
+    is_disabled = sites.c.status == "disabled"
     rows = conn.execute(
         select(sites.c.id, sites.c.name)
         .join(project_sites, project_sites.c.site_id == sites.c.id)
         .where(project_sites.c.project_id == project_id, project_sites.c.status.in_(MEMBER))
+        .where(is_disabled if disabled else ~is_disabled)
+        .order_by(sites.c.name)
     )
     return dict(rows.all())
 
@@ -217,34 +235,62 @@ def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
 
 def _parts(conn: Connection, a: Any) -> dict[str, str]:
     """Each member site's part in an analysis, from its latest answer: waiting, released
-    round N, refused with its reason, silent or malformed."""
+    round N, refused with its reason, silent or malformed; or disabled (while it runs, or
+    if it never answered)."""
     rows = conn.execute(
         select(analysis_releases.c.site_id, analysis_releases.c.round, analysis_releases.c.refused)
         .where(analysis_releases.c.analysis_id == a.id)
         .order_by(analysis_releases.c.round)
     ).all()
     latest = {r.site_id: r for r in rows}
+    disabled = _members(conn, a.project_id, disabled=True)
     parts = {}
-    for site_id, name in _members(conn, a.project_id).items():
+    for site_id, name in (_members(conn, a.project_id) | disabled).items():
         row = latest.get(site_id)
-        if row is None:
+        if site_id in disabled and (a.status == "running" or row is None):
+            parts[name] = DISABLED
+        elif row is None and (a.status != "running" or a.round > 0):
+            parts[name] = LATE  # every site asked answered round 0, or was marked silent
+        elif row is None:
             parts[name] = "waiting"
-        elif row.refused is not None and row.refused.startswith((f"{SILENT}:", MALFORMED)):
+        elif row.refused is not None and row.refused.startswith(HUB_LABELS):
             parts[name] = row.refused
-        elif row.refused is not None:
-            parts[name] = f"refused: {row.refused}"
+        elif row.refused is not None:  # stored bare before refusals were stored labelled
+            parts[name] = f"{REFUSED}: {row.refused}"
         else:
             parts[name] = f"released round {row.round}"
-    return parts
+    return dict(sorted(parts.items()))
 
 
-def _provenance(conn: Connection, a: Any) -> dict[str, Any]:
+def _provenance(conn: Connection, a: Any, result: dict[str, Any]) -> dict[str, Any]:
     """What a completed result says of its sites: those combined, and each member left out
-    (refused, silent or malformed) with its reason, so a result never passes for everyone's."""
+    (refused, silent, malformed, disabled, or one that released but withheld its part) with
+    its reason, so a result never passes for everyone's."""
     parts = _parts(conn, a)
-    combined = sorted(name for name, part in parts.items() if part.startswith("released"))
-    left = {name: part for name, part in sorted(parts.items()) if name not in combined}
-    return {"combined_from": combined, "not_combined": left}
+    left = {name: part for name, part in parts.items() if not part.startswith("released")}
+    for name in _withheld(a.kind, result):
+        if name in parts and name not in left:
+            left[name] = WITHHELD[a.kind]
+    combined = sorted(name for name in parts if name not in left)
+    return {"combined_from": combined, "not_combined": dict(sorted(left.items()))}
+
+
+#: Why a site that answered is still left out of a result: it released nothing to combine.
+WITHHELD = {
+    "regression": "withheld: too few complete rows or a small cell, so no part in the model",
+    "survival": "withheld: too few events or censorings for one time bin",
+}
+
+
+def _withheld(kind: str, result: dict[str, Any]) -> list[str]:
+    """The sites a regression or survival result names as having withheld their whole part
+    (a survival site withheld from its group curves only, `NAME by group`, or whose curve is
+    withheld but which takes part in the Cox model, is combined)."""
+    if kind not in WITHHELD:
+        return []
+    in_cox = (result.get("cox") or {}).get("sites") or {} if kind == "survival" else {}
+    named = result.get("withheld") or []
+    return [name for name in named if isinstance(name, str) and name not in in_cox]
 
 
 def _analysis_out(conn: Connection, analysis_id: int) -> AnalysisOut:
@@ -320,21 +366,32 @@ def open_analyses_by_site(
 
 
 @router.post("/agent/analyses/{analysis_id}", status_code=204, tags=["site agent"])
-@writes
-def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, site: Site) -> None:
+async def release_analysis(
+    analysis_id: PathId, body: AnalysisReleaseIn, request: Request, site: Site
+) -> None:
     """Release this site's aggregates for the analysis's current round, or refuse it; once
-    every site asked has answered the round, the hub combines it."""
+    every site asked has answered the round, the hub combines it. A round past its timeout
+    is closed first, so an answer that comes later is refused (409), never combined."""
+    writer: Writer = request.app.state.writer
+    await expire_overdue(request.app.state.engine, writer, analysis_id=analysis_id)
+    await writer.run(lambda conn: _release(conn, analysis_id, body, site))
+
+
+def _release(conn: Connection, analysis_id: int, body: AnalysisReleaseIn, site: Principal) -> None:
     a = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).first()
     if a is None or site.id not in _members(conn, a.project_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no analysis {analysis_id} for this site")
+    if a.status == "running" and a.round == body.round and _overdue(conn, analysis_id=a.id):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"round {a.round} of analysis {analysis_id} is past its timeout: it is being closed",
+        )
     if a.status != "running" or body.round != a.round:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"analysis {analysis_id} is {a.status} at round {a.round}, "
             f"not taking round {body.round}",
         )
-    if body.refused is None and body.release is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a release or a refusal")
     members = _members(conn, a.project_id)
     if members[site.id] not in _asked(members, a):
         raise HTTPException(
@@ -357,12 +414,39 @@ def release_analysis(analysis_id: PathId, body: AnalysisReleaseIn, conn: Conn, s
             site_id=site.id,
             round=a.round,
             body=None if body.release is None else orjson.dumps(body.release).decode(),
-            refused=body.refused,
+            refused=None if body.refused is None else f"{REFUSED}: {body.refused}",
         )
     )
     action = "analysis.refuse" if body.refused is not None else "analysis.release"
     audit.append(conn, site.label, action, f"analysis:{analysis_id}", {"round": a.round})
     _combine_if_complete(conn, a)
+
+
+def site_disabled(conn: Connection, site_id: int) -> None:
+    """A site was disabled: the running analyses of its projects stop waiting for it. A first
+    round goes on without it (combined once the others answered); a model it takes part in
+    fails naming it (its rounds need every site that took part)."""
+    name = conn.execute(select(sites.c.name).where(sites.c.id == site_id)).scalar_one()
+    projects = select(project_sites.c.project_id).where(
+        project_sites.c.site_id == site_id, project_sites.c.status.in_(MEMBER)
+    )
+    running = conn.execute(
+        select(analyses).where(analyses.c.status == "running", analyses.c.project_id.in_(projects))
+    ).all()
+    for a in running:
+        if a.round == 0:
+            _combine_if_complete(conn, a)
+        elif name in orjson.loads(a.state)["sites"]:
+            error = (
+                f"{name} was disabled in Newton round {a.round}: "
+                "a model's rounds need every site that took part"
+            )
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.id == a.id)
+                .values(status="failed", error=error, updated_at=now())
+            )
+            audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
 
 
 def _asked(members: dict[int, str], a: Any) -> set[str]:
@@ -391,7 +475,7 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     values: dict[str, Any] = {"updated_at": now()}
     try:
         if bad and a.round > 0:
-            named = "; ".join(f"{name}: {why}" for name, why in sorted(bad.items()))
+            named = "; ".join(f"{name}: {one_line(why)}" for name, why in sorted(bad.items()))
             raise ValueError(
                 f"{MALFORMED} in Newton round {a.round} ({named}): "
                 "a model's rounds need every site that took part"
@@ -406,8 +490,13 @@ def _combine_if_complete(conn: Connection, a: Any) -> None:
     else:
         values |= {"state": orjson.dumps(state).decode(), "round": state["round"]}
         if "result" in state:
-            result = {**state["result"], **_provenance(conn, a)}
-            values |= {"status": "completed", "result": orjson.dumps(result).decode()}
+            result = {**state["result"], **_provenance(conn, a, state["result"])}
+            if result["combined_from"]:
+                values |= {"status": "completed", "result": orjson.dumps(result).decode()}
+            else:  # every site that answered withheld its part: nothing was combined
+                left = "; ".join(f"{n}: {why}" for n, why in result["not_combined"].items())
+                error = f"no site's part could be combined ({left})"[:2000]
+                values |= {"status": "failed", "error": error}
     conn.execute(update(analyses).where(analyses.c.id == a.id).values(**values))
     if values.get("status"):
         audit.append(conn, "hub", f"analysis.{values['status']}", f"analysis:{a.id}")
@@ -417,7 +506,7 @@ def _leave_out(conn: Connection, a: Any, ids: dict[str, int], bad: dict[str, str
     """Record each malformed release as left out of the round, with its reason (its body is
     dropped: it is never combined), and audit it."""
     for name, why in sorted(bad.items()):
-        reason = f"{MALFORMED}: {why}"[:2000]
+        reason = f"{MALFORMED}: {one_line(why)}"[:2000]
         conn.execute(
             update(analysis_releases)
             .where(

@@ -183,12 +183,18 @@ class Batch:
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow
     ) -> None:
         """Add a row of `record`; a later record with the same key replaces an earlier one,
-        unless their versions say the earlier one is newer (then the later one is dropped)."""
+        unless their versions say the earlier one is newer (then the later one is dropped,
+        as is one older than a withdrawal of its key earlier in the batch)."""
         owner = self.owners.get(record.key)
         if owner is not record:
             if id(record) in self.dropped:
                 return
             version = getattr(record, "version", None)
+            if older(admission_version(version), self.withdrawn.get(record.key)):
+                self.superseded += 1
+                self.withdrawn_here.add(record.key)
+                self.dropped[id(record)] = record
+                return
             whole = getattr(record, "whole", None)
             if whole is not None:
                 if not self._take_whole(record, whole, version):

@@ -164,12 +164,18 @@ class Writer:
             # A key an earlier batch of this run wrote: that record is superseded, not this
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
-            stale: set[str] = set()  # an older version than the one this run stored
+            # an older version than the one this run stored, or than a stored withdrawal
+            stale: set[str] = set()
             older_stored = 0  # an older version than the one an earlier run stored
             changed = False  # whether a stored record's rows were replaced
             stored = self._has_provenance(conn)  # none: its records have no rows to find
             existing = self._existing(conn, batch) if stored else {}
+            for key, run in self._withdrawn_later(conn, batch).items():
+                stale.add(key)
+                older_stored += run != report.run_id
             for key, old in existing.items():
+                if key in stale:
+                    continue
                 earlier = any(run == report.run_id for *_, run, _ in old)
                 newer = [run for *_, run, version in old if older(batch.versions.get(key), version)]
                 if newer:
@@ -209,7 +215,7 @@ class Writer:
             insert_columns(conn, schema.source_record, layout.links)
             self._release(conn, layout.links["record_key"], report.run_id)
             self._release_older(conn, layout.links, report)
-            self._note_withdrawals(conn, batch.withdrawal_rules, layout.links["record_key"], report)
+            self._note_withdrawals(conn, batch, layout.links["record_key"], report)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale) - older_stored
@@ -431,28 +437,52 @@ class Writer:
             self._withdrawn_kept = found is not None
         return self._withdrawn_kept
 
+    def _has_withdrawals(self, conn: Connection) -> bool:
+        """Whether the source system has withdrawal rows (looked up once)."""
+        if self._withdrawals is None:
+            table = schema.withdrawal
+            mine = select(table.c.rule).where(table.c.source_system == self.system)
+            self._withdrawals = conn.execute(mine.limit(1)).first() is not None
+        return self._withdrawals
+
+    def _withdrawn_later(self, conn: Connection, batch: Batch) -> dict[str, int]:
+        """The batch's records older than the stored withdrawal of their key (an HL7 A01
+        read after the A11 that cancels it, sent after it; see `_withdraw` for the version
+        compared), each with the run that withdrew it: they stay withdrawn, skipped."""
+        versioned = sorted(key for key in batch.sources if batch.versions.get(key))
+        if not versioned or not self._has_withdrawals(conn):
+            return {}
+        table = schema.withdrawal
+        columns = (table.c.record_key, table.c.source_version, table.c.ingest_run_id)
+        with values_in(conn, table.c.record_key, versioned) as wanted:
+            found = conn.execute(
+                select(*columns).where(table.c.source_system == self.system, wanted)
+            ).all()
+        return {
+            key: run
+            for key, version, run in found
+            if older(admission_version(batch.versions[key]), version)
+        }
+
     def _note_withdrawals(
-        self, conn: Connection, rules: dict[str, str], loaded: list[object], report: IngestReport
+        self, conn: Connection, batch: Batch, loaded: list[object], report: IngestReport
     ) -> None:
-        """Keep the keys the batch withdrew with their rule (table withdrawal), and forget
-        those of the records it loaded."""
+        """Keep the keys the batch withdrew with their rule and version (table withdrawal),
+        and forget those of the records it loaded."""
         table = schema.withdrawal
         mine = table.c.source_system == self.system
+        rules = batch.withdrawal_rules
         if rules:
             with values_in(conn, table.c.record_key, sorted(rules)) as wanted:
                 conn.execute(delete(table).where(mine, wanted))
             rows = [
                 {"source_system": self.system, "record_key": scrub_text(key), "rule": rule}
-                | {"ingest_run_id": report.run_id}
+                | {"ingest_run_id": report.run_id, "source_version": batch.withdrawn.get(key)}
                 for key, rule in rules.items()
             ]
             bulk_insert(conn, table, rows)
             self._withdrawals = True
-        if self._withdrawals is None:
-            self._withdrawals = (
-                conn.execute(select(table.c.rule).where(mine).limit(1)).first() is not None
-            )
-        if self._withdrawals and loaded:
+        if self._has_withdrawals(conn) and loaded:
             back = sorted({str(key) for key in loaded} - rules.keys())
             with values_in(conn, table.c.record_key, back) as wanted:
                 conn.execute(delete(table).where(mine, wanted))

@@ -26,11 +26,6 @@ from tests.data.test_hl7v2_discharge_matching import (
 )
 from tests.data.test_hl7v2_fidelity import _send
 
-MERGE_OPEN = (
-    "open: kept A13s and discharges match by person_key as sent (a retired MRN), not resolved "
-    "through the A40 merge to the survivor (Converter._cancelling, _cancel_discharge)"
-)
-
 REOPENED_OPEN = (
     "open: the stay an A13 opened again keeps the A13's version, so the re-export's older "
     "A03 is skipped (identity.older_than_stored) even when the A13 is gone from it"
@@ -94,10 +89,6 @@ def test_a_backfill_behind_a_live_a13_keeps_the_patients_older_discharges(store,
     assert BOTH_ENDED[0] in _visits(store), (_visits(store), backfill.as_dict())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=MERGE_OPEN,
-)
 def test_an_a13_kept_before_a_merge_cancels_its_a03_sent_under_the_retired_mrn(store, tmp_path):
     """901 admitted; its A13 (no PV1-19) delivered before its A03 is kept; A40 merges 901
     into 900; the lagging system then sends the A03 under 901. Without the merge the A03
@@ -107,10 +98,6 @@ def test_an_a13_kept_before_a_merge_cancels_its_a03_sent_under_the_retired_mrn(s
     _assert_open_with_and_without_the_merge(store, tmp_path, plain, merged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=MERGE_OPEN,
-)
 def test_an_a13_sent_under_the_retired_mrn_drops_the_discharge_kept_under_the_survivor(
     store, tmp_path
 ):
@@ -122,10 +109,6 @@ def test_an_a13_sent_under_the_retired_mrn_drops_the_discharge_kept_under_the_su
     _assert_open_with_and_without_the_merge(store, tmp_path, plain, merged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=MERGE_OPEN,
-)
 def test_an_a13_kept_before_a_merge_cancels_its_a03_in_one_folder(store, tmp_path):
     """The same messages as one folder run."""
     report = ingest_path(store, "hl7v2", _folder(tmp_path, *_merged_between_a13_and_a03()))

@@ -114,6 +114,9 @@ class Converter:
         self.elsewhere: set[str] = set()
         #: Retired patient keys (merged into another person) and their survivor's person_id.
         self.retired: dict[str, int] = {}
+        #: Retired patient keys and their survivor's key, under which the discharges and
+        #: cancel-discharges kept for them wait (see `_kept_key`, discharges.adopt).
+        self.survivor_keys: dict[str, str] = {}
         #: Whether the store holds retired patient keys (None: not looked yet).
         self.any_retired: bool | None = None
         #: Keys of records withdrawn (entered in error…), by this run or (looked up) an
@@ -193,6 +196,7 @@ class Converter:
             set(self.waiting_discharges),
             {k: dict(v) for k, v in self.cancels.items()},
             set(self.spent),
+            dict(self.survivor_keys),
         )
         try:
             yield
@@ -203,7 +207,7 @@ class Converter:
             self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
             self.run_visits, self.rekeyed, self.visits = saved[10:13]
             self.pending, self.pending_looked, self.waiting_discharges = saved[13:16]
-            self.cancels, self.spent = saved[16:18]
+            self.cancels, self.spent, self.survivor_keys = saved[16:19]
             self.no_visits.clear()
             self.ended_by, self.ended_looked, self.ending = {}, set(), None
             self.stored_visits = {}
@@ -310,7 +314,7 @@ class Converter:
     def recall(self, out: Batch, report: IngestReport, persons: set[str]) -> None:
         """End, into `out`, the waiting discharges of `persons` that now fit an open visit
         of their patient, as if read after it (each counts as read again: `out.recalled`)."""
-        persons = self._with_pending(persons)
+        persons = self._with_pending({self._kept_key(p) for p in persons})
         if not persons:
             return
         self.stored_visits = {}
@@ -478,7 +482,7 @@ class Converter:
         ):
             self._spend(cancel, record, out)
             out.applied.add(record.key)
-            self.pending.get(record.person_key, {}).pop(record.key, None)
+            self.pending.get(self._kept_key(record.person_key), {}).pop(record.key, None)
             report.skipped += 1
             report.skipped_rules[DISCHARGE_CANCELLED] += 1
             return None
@@ -486,15 +490,16 @@ class Converter:
             matched, self.ending = self.ending, None
             ended = matched[1] if matched and matched[0] is record else self._ended(record)
             if ended is None:  # kept, to end the visit of an admission read later
-                out.pending.append(record)
-                self.pending.setdefault(record.person_key, {})[record.key] = record
+                kept = self._kept(record)
+                out.pending.append(kept)
+                self.pending.setdefault(kept.person_key, {})[record.key] = kept
                 self.any_pending = True
                 report.skipped += 1
                 report.skipped_rules[DISCHARGE_UNMATCHED] += 1
                 report.warnings[DISCHARGE_UNMATCHED] += 1
                 return None
             out.applied.add(record.key)
-            self.pending.get(record.person_key, {}).pop(record.key, None)
+            self.pending.get(self._kept_key(record.person_key), {}).pop(record.key, None)
             record = ended
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)
@@ -555,7 +560,9 @@ class Converter:
         cancels (`_cancels`; one giving no admission, the latest), else it opens again the
         ended visit it fits (`_reopened`: returned), else it waits, kept, for the
         discharge it cancels, read later. Spent, it cancels only discharges of the
-        admission it dropped or opened again (`_spend`)."""
+        admission it dropped or opened again (`_spend`). A cancel-discharge sent under a
+        retired patient key applies to its survivor's (`_kept`)."""
+        cancel = self._kept(cancel)
         self._with_pending({cancel.person_key})
         mine = self.cancels.setdefault(cancel.person_key, {})
         if cancel.key in mine:
@@ -620,10 +627,11 @@ class Converter:
         """The cancel-discharge of the patient, kept or read by this run, that cancels
         `discharge` (see `_cancels`; one naming no admission, the latest discharge of the
         batch it cancels), or None."""
-        self._with_pending({discharge.person_key})
+        patient = self._kept_key(discharge.person_key)
+        self._with_pending({patient})
         batch = self.batch_discharges.get(discharge.person_key, [])
         read_now = any(d is discharge for d in batch)
-        for cancel in self.cancels.get(discharge.person_key, {}).values():
+        for cancel in self.cancels.get(patient, {}).values():
             if cancel.key in self.spent or not _cancels(cancel, discharge):
                 continue
             if cancel.admitted or not read_now:
@@ -631,6 +639,17 @@ class Converter:
             if _latest([d for d in batch if _cancels(cancel, d)]) is discharge:
                 return cancel
         return None
+
+    def _kept_key(self, person_key: str) -> str:
+        """The patient key the records kept for `person_key` wait under: the survivor's
+        for a retired key (merged into another person), else the key itself."""
+        return self.survivor_keys.get(person_key, person_key)
+
+    def _kept(self, visit: SourceVisit) -> SourceVisit:
+        """A discharge or cancel-discharge as kept: under its survivor's key when sent under
+        a retired one, so that it matches what is kept for the person whatever key sent it."""
+        patient = self._kept_key(visit.person_key)
+        return visit if patient == visit.person_key else replace(visit, person_key=patient)
 
     def _fitting(self, visit: SourceVisit) -> tuple[str, date] | None:
         """(key, start) of the open visit a discharge naming none ends: of those it fits
@@ -820,18 +839,21 @@ class Converter:
             message = f"merges {old}, which was merged into another person before"
             return Rejected(record.key, record.location, MERGED_ELSEWHERE, message, record.raw)
         out.merges.append((old_id, person_id, record))
+        survivor_key = self._kept_key(record.person_key)
         for key, survivor in self.retired.items():  # merged into the old person before
             if survivor == old_id:
                 self.retired[key] = self.person_ids[key] = person_id
+                self.survivor_keys[key] = survivor_key
         self.retired[old] = self.person_ids[old] = person_id
+        self.survivor_keys[old] = survivor_key
         self.any_retired = True
+        self._with_pending({old})  # what the store keeps for the old key moves too
         for kept in (self.pending, self.cancels):  # they wait for the survivor's visits
             waiting = kept.pop(old, {})
-            kept.setdefault(record.person_key, {}).update(
-                (key, replace(visit, person_key=record.person_key))
-                for key, visit in waiting.items()
+            kept.setdefault(survivor_key, {}).update(
+                (key, replace(visit, person_key=survivor_key)) for key, visit in waiting.items()
             )
-        self.pending_looked.discard(record.person_key)
+        self.pending_looked.discard(survivor_key)
         return None
 
     def _unlink(
@@ -853,6 +875,7 @@ class Converter:
             return Rejected(record.key, record.location, *problem, record.raw)
         assert restores.birth_date is not None
         del self.retired[old]
+        self.survivor_keys.pop(old, None)
         self.person_ids.pop(old, None)
         self.births[old] = restores.birth_date
         out.merges.append((self.person_id(old), person_id, record))
@@ -1070,8 +1093,9 @@ class Converter:
 
     def _load_retired(self, keys: set[str]) -> None:
         """Remember which of `keys` are retired (their person was merged into another: see
-        write.MERGED), with their survivor's person_id and birth date. Identified keys are
-        retired by any source system, others by this one."""
+        write.MERGED), with their survivor's person_id, birth date and key (of this source
+        system: see `survivor_keys`). Identified keys are retired by any source system,
+        others by this one."""
         if not keys or not self._merges_stored():
             return
         source, person = schema.source_record, schema.person
@@ -1095,10 +1119,18 @@ class Converter:
                     pid: _born(y, m, d)
                     for pid, y, m, d in conn.execute(select(*columns).where(alive))
                 }
+            with values_in(conn, source.c.cdm_id, sorted(births)) as alive:
+                own = source.c.source_system == self.system, source.c.role == schema.PRODUCED
+                produced = select(source.c.cdm_id, source.c.record_key).where(
+                    source.c.cdm_table == "person", *own, alive
+                )
+                survivor_keys = dict(sorted(conn.execute(produced).all(), reverse=True))
         for key, survivor in survivors.items():
             if survivor in births:
                 self.retired[key] = self.person_ids[key] = survivor
                 self.births[key] = births[survivor]
+                if survivor in survivor_keys:
+                    self.survivor_keys[key] = survivor_keys[survivor]
 
     def _merges_stored(self) -> bool:
         """Whether the store holds a retired patient key (looked up once per run)."""

@@ -135,6 +135,10 @@ class Converter:
         self.pending: dict[str, dict[str, SourceVisit]] = {}
         self.pending_looked: set[str] = set()
         self.any_pending: bool | None = None
+        #: Discharges giving no admission time that waited, then ended a visit (kept, kind
+        #: ended), by patient key then record key: a later admission may take them over
+        #: (`_moved`).
+        self.moving: dict[str, dict[str, SourceVisit]] = {}
         #: The cancel-discharges (HL7 A13 naming no visit) kept or read by this run, by
         #: patient key then record key.
         self.cancels: dict[str, dict[str, SourceVisit]] = {}
@@ -197,6 +201,7 @@ class Converter:
             {k: dict(v) for k, v in self.cancels.items()},
             set(self.spent),
             dict(self.survivor_keys),
+            {k: dict(v) for k, v in self.moving.items()},
         )
         try:
             yield
@@ -207,7 +212,7 @@ class Converter:
             self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
             self.run_visits, self.rekeyed, self.visits = saved[10:13]
             self.pending, self.pending_looked, self.waiting_discharges = saved[13:16]
-            self.cancels, self.spent, self.survivor_keys = saved[16:19]
+            self.cancels, self.spent, self.survivor_keys, self.moving = saved[16:20]
             self.no_visits.clear()
             self.ended_by, self.ended_looked, self.ending = {}, set(), None
             self.stored_visits = {}
@@ -254,6 +259,9 @@ class Converter:
         wanted = {k for k in keys if k is not None and k not in self.births}
         if wanted:
             self._load_births(wanted)
+        admitted = {self._kept_key(r.person_key) for r in others if _admits(r)}
+        if admitted:
+            self._with_pending(admitted)  # what a later admission may take over: `_moved`
         known = self.births
         later: list[SourceRecord] = []  # discharges (and their facts) after the admissions
         for record, key in zip(others, keys, strict=True):
@@ -329,7 +337,12 @@ class Converter:
                     continue
                 del self.pending[person][key]
                 out.recalled += 1
-                out.applied.add(key)
+                if discharge.admitted:
+                    out.applied.add(key)
+                else:  # a later admission it fits may take it over (`_moved`)
+                    out.pending.append(discharge)
+                    out.ended.add(key)
+                    self.moving.setdefault(person, {})[key] = discharge
                 out.relinks[key] = ended.key
                 problem = self._convert_record(ended, out)
                 if problem is not None:
@@ -361,6 +374,8 @@ class Converter:
                     if kind == discharges.SPENT:
                         self.spent.add(visit.key)
                     kept = self.cancels if visit.cancels else self.pending
+                    if kind == discharges.ENDED:
+                        kept = self.moving
                     kept.setdefault(visit.person_key, {}).setdefault(visit.key, visit)
         return {p for p in persons if self.pending.get(p)}
 
@@ -468,7 +483,9 @@ class Converter:
             if record.key in self.elsewhere:
                 out.confirm(record, "person", self.person_id(record.key))
             return None
-        if type(record) is SourceVisit and record.cancels:
+        if self.moving and _admits(record):
+            record = self._moved(record, out)
+        elif type(record) is SourceVisit and record.cancels:
             reopened = self._cancel_discharge(record, out)
             if reopened is None:
                 report.skipped += 1
@@ -545,6 +562,11 @@ class Converter:
             if fitting is None:
                 return None
             key, start = fitting
+        return self._ending(visit, key, start)
+
+    def _ending(self, visit: SourceVisit, key: str, start: date | None) -> SourceVisit:
+        """The visit record of `key` (begun at `start`, when known) that the discharge
+        `visit` ends."""
         self.rekeyed[visit.key] = key
         self.ended_by[(visit.person_key, self._digest(visit))] = key
         known = self._known_visits(visit.person_key).get(key)
@@ -553,6 +575,49 @@ class Converter:
         start = visit.start if visit.admitted or start is None else start
         version = with_admission(visit.version, known[2] if known else None)
         return replace(visit, key=key, start=start, open_visit=False, version=version)
+
+    def _moved(self, admission: SourceVisit, out: Batch) -> SourceVisit:
+        """The admission ended by the patient's kept discharge (giving no admission time)
+        that ended an earlier visit after waiting (`moving`), when the admission began
+        after that visit and the discharge fits it, as it would have ended it had both been
+        read before it: that visit opens again (into `out`, its content the admission's:
+        the discharge's is now this visit's), the discharge counts as read again, and its
+        facts move with it. Else the admission as it is."""
+        patient = self._kept_key(admission.person_key)
+        known = self._known_visits(admission.person_key)
+        for discharge in self.moving.get(patient, {}).values():
+            before = self._ended_before(discharge)
+            start, ended, version = known.get(before or "", (None, False, None))
+            leaving = discharge.end or discharge.start
+            if (
+                before in (None, admission.key)
+                or not ended
+                or start is None
+                or admission.start is None
+                or leaving is None
+                or not _instant(start) < _instant(admission.start) <= _instant(leaving)
+                or self._withdrawal(admission.key) is not None
+            ):
+                continue
+            reopened = replace(
+                discharge,
+                key=before,
+                start=start,
+                end=None,
+                open_visit=False,
+                admitted=True,
+                location=admission.location,
+                raw=admission.raw,
+                version=version,
+            )
+            problem = self._convert_record(reopened, out)
+            if problem is not None:
+                out.quarantine.append(problem)
+            out.recalled += 1
+            out.relinks[discharge.key] = admission.key
+            self._tied(admission)
+            return self._ending(discharge, admission.key, admission.start)
+        return admission
 
     def _cancel_discharge(self, cancel: SourceVisit, out: Batch) -> SourceVisit | None:
         """Apply `cancel` (an A13 naming no visit) once (read again, by a re-run or as a
@@ -1173,6 +1238,17 @@ KnownVisit = tuple[date | None, bool, str | None]
 
 #: A person's (birth date, its parts, gender, death date), as SourcePerson carries them.
 Demographics = tuple[date, int, str | None, date | None]
+
+
+def _admits(record: SourceRecord) -> bool:
+    """Whether `record` is an admission: a visit not ended, neither a discharge naming no
+    visit nor a cancel-discharge."""
+    return (
+        type(record) is SourceVisit
+        and record.end is None
+        and not record.open_visit
+        and not record.cancels
+    )
 
 
 def _cancels(cancel: SourceVisit, discharge: SourceVisit) -> bool:

@@ -12,6 +12,11 @@ a discharge naming no visit that it cancels (Converter._cancels: sent no later t
 the same admission when both give one), read in a later run, is dropped when read. Once it
 cancelled one, it is kept as of that discharge's admission, or (kind `spent`) cancels
 nothing more; read again, it changes nothing.
+
+A discharge giving no admission time that waited, then ended the visit of an admission
+read later, stays too (kind `ended`): an admission read in a later run that it fits and
+that began after that visit takes it over, as it would have had both been read before it
+(Converter._moved): that visit opens again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ PENDING = schema.pending_discharge
 #: pending_discharge.kind of a discharge that waits, of a kept cancel-discharge, and of one
 #: spent on a discharge that gave no admission time (it cancels nothing more).
 DISCHARGE, CANCEL, SPENT = "discharge", "cancel", "spent"
+#: pending_discharge.kind of a discharge giving no admission time that waited, then ended
+#: a visit: a later admission it fits may take it over.
+ENDED = "ended"
 
 
 def _iso(value: date | None) -> str | None:
@@ -50,10 +58,11 @@ def remember(
     visits: Iterable[SourceVisit],
     run_id: int,
     spent: Collection[str] = (),
+    ended: Collection[str] = (),
 ) -> None:
-    """Keep discharges that wait for their visit, and cancel-discharges
-    (SourceVisit.cancels; those of `spent` as spent); a record kept before under the same
-    key is replaced."""
+    """Keep discharges that wait for their visit (those of `ended` as ended), and
+    cancel-discharges (SourceVisit.cancels; those of `spent` as spent); a record kept
+    before under the same key is replaced."""
     rows = [
         {
             "source_system": system,
@@ -67,7 +76,7 @@ def remember(
             "raw": v.raw,
             "source_version": v.version,
             "ingest_run_id": run_id,
-            "kind": SPENT if v.key in spent else CANCEL if v.cancels else DISCHARGE,
+            "kind": _kind(v, spent, ended),
         }
         for v in visits
     ]
@@ -75,6 +84,13 @@ def remember(
         return
     forget(conn, system, [row["record_key"] for row in rows])
     bulk_insert(conn, PENDING, rows)
+
+
+def _kind(visit: SourceVisit, spent: Collection[str], ended: Collection[str]) -> str:
+    """The kind `visit` is kept as (see remember)."""
+    if visit.cancels:
+        return SPENT if visit.key in spent else CANCEL
+    return ENDED if visit.key in ended else DISCHARGE
 
 
 def forget(conn: Connection, system: str, keys: Iterable[str]) -> None:
@@ -137,7 +153,7 @@ def waiting(
                 version=row.source_version,
                 open_visit=True,
                 admitted=bool(row.admitted),
-                cancels=row.kind != DISCHARGE,
+                cancels=row.kind in (CANCEL, SPENT),
             ),
         )
         for row in rows

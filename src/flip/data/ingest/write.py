@@ -511,7 +511,7 @@ class Writer:
             discharges.forget(conn, self.system, batch.applied)
         kept = [v for v in batch.pending if v.key not in batch.applied]
         if kept:
-            discharges.remember(conn, self.system, kept, run_id, batch.spent)
+            discharges.remember(conn, self.system, kept, run_id, batch.spent, batch.ended)
         for _, _, merge in batch.merges:
             if merge.restores is None:
                 discharges.adopt(conn, self.system, merge.old_person_key, merge.person_key)

@@ -110,6 +110,10 @@ class Batch:
         #: discharge's own key are filed under that visit.
         self.recalled = 0
         self.relinks: dict[str, str] = {}
+        #: Keys of stored visits whose stored version counts as their admission's only (a
+        #: full re-export's, that a kept cancel-discharge it replaces opened again: see
+        #: Converter._reopened_stays).
+        self.provisional: set[str] = set()
 
     def withdraw(
         self, key: str, version: str | None = None, amends: bool = False, rule: str = ""

@@ -32,7 +32,14 @@ from flip.data.cdm.rows import (
 from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.cdm.store import Store, values_in
 from flip.data.ingest import discharges
-from flip.data.ingest.batch import Batch, BlockBatch, older, salted, with_admission
+from flip.data.ingest.batch import (
+    Batch,
+    BlockBatch,
+    admission_version,
+    older,
+    salted,
+    with_admission,
+)
 from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
@@ -150,6 +157,9 @@ class Converter:
         self.pruning = False
         self.prune_from: str | None = None
         self.replaced: set[str] | None = None
+        #: With a full re-export: the stored visits those kept cancel-discharges opened
+        #: again (None: not looked yet; see `_reopened_stays`).
+        self.reopened_stays: set[str] | None = None
         #: The discharges naming no visit of the batch, by patient key: a cancel-discharge
         #: naming no admission cancels the latest it fits.
         self.batch_discharges: dict[str, list[SourceVisit]] = {}
@@ -227,6 +237,7 @@ class Converter:
                 return self.convert(block.records(), report, final)
             return self._convert_block(block, report, final)
         out = Batch()
+        out.provisional = self._reopened_stays()
         self.stored_visits = {}
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
@@ -737,8 +748,26 @@ class Converter:
 
     def _digest(self, visit: SourceVisit) -> str:
         """A record's content hash as the store keeps it."""
-        digest = hashlib.sha256(visit.raw).hexdigest()
+        return self._hashed(visit.raw)
+
+    def _hashed(self, raw: bytes) -> str:
+        """The content hash the store keeps for a record read from `raw`."""
+        digest = hashlib.sha256(raw).hexdigest()
         return salted(digest, self.interpretation) if self.interpretation else digest
+
+    def _reopened_stays(self) -> set[str]:
+        """With a full re-export (prune), the keys of the stored visits that a kept
+        cancel-discharge it replaces opened again (see discharges.reopened; looked up once):
+        their stored version counts as their admission's only, so the re-export's own
+        records of the stay (its A03, when the A13 is gone from it) are not older."""
+        if self.reopened_stays is None:
+            self.reopened_stays = set()
+            if self.pruning:
+                with self.store.connect() as conn:
+                    self.reopened_stays = discharges.reopened(
+                        conn, self.system, self.prune_from, self._hashed
+                    )
+        return self.reopened_stays
 
     def _ended_before(self, visit: SourceVisit) -> str | None:
         """The key of the stored visit of the patient whose content is this record's (it
@@ -798,9 +827,14 @@ class Converter:
             )
         )
         if person_key not in self.stored_visits:
+            reopened = self._reopened_stays()
             with self.store.connect() as conn:
                 self.stored_visits[person_key] = {
-                    key: (at or on, ended is not None, version)
+                    key: (
+                        at or on,
+                        ended is not None,
+                        admission_version(version) if key in reopened else version,
+                    )
                     for key, version, at, on, ended in conn.execute(query)
                 }
         stored = self.stored_visits[person_key]

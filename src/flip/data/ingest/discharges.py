@@ -21,7 +21,7 @@ that began after that visit takes it over, as it would have had both been read b
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime
 
 from sqlalchemy import Connection, delete, select, update
@@ -119,6 +119,34 @@ def kept_from(conn: Connection, system: str, location: str | None) -> set[str]:
         .where(PENDING.c.source_system == system)
     )
     return {key for key, uri in conn.execute(query) if location is None or uri == location}
+
+
+def reopened(
+    conn: Connection, system: str, location: str | None, hashed: Callable[[bytes], str]
+) -> set[str]:
+    """The keys of `system`'s stored visits that its kept cancel-discharges (with
+    `location`, those kept by a run that read it) opened again: their content is the
+    cancel-discharge's (`hashed`: a record's content hash from its raw bytes)."""
+    run = schema.ingest_run
+    query = (
+        select(PENDING.c.raw, run.c.source_uri)
+        .outerjoin(run, run.c.ingest_run_id == PENDING.c.ingest_run_id)
+        .where(PENDING.c.source_system == system, PENDING.c.kind.in_((CANCEL, SPENT)))
+    )
+    digests = sorted(
+        {hashed(raw or b"") for raw, uri in conn.execute(query) if location in (None, uri)}
+    )
+    if not digests:
+        return set()
+    source = schema.source_record
+    with values_in(conn, source.c.content_hash, digests) as wanted:
+        found = select(source.c.record_key).where(
+            source.c.source_system == system,
+            source.c.cdm_table == "visit_occurrence",
+            source.c.role == schema.PRODUCED,
+            wanted,
+        )
+        return set(conn.execute(found).scalars())
 
 
 def forget_unseen(conn: Connection, system: str, seen: set[str], location: str | None) -> int:

@@ -177,6 +177,8 @@ class Writer:
                 if key in stale:
                     continue
                 earlier = any(run == report.run_id for *_, run, _ in old)
+                if key in batch.provisional:
+                    old = [(*row[:4], admission_version(row[4])) for row in old]
                 newer = [run for *_, run, version in old if older(batch.versions.get(key), version)]
                 if newer:
                     stale.add(key)

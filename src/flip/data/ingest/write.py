@@ -170,7 +170,8 @@ class Writer:
             changed = False  # whether a stored record's rows were replaced
             stored = self._has_provenance(conn)  # none: its records have no rows to find
             existing = self._existing(conn, batch) if stored else {}
-            for key, run in self._withdrawn_later(conn, batch).items():
+            withdrawn_later = self._withdrawn_later(conn, batch)
+            for key, run in withdrawn_later.items():
                 stale.add(key)
                 older_stored += run != report.run_id
             for key, old in existing.items():
@@ -215,6 +216,8 @@ class Writer:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
+            if batch.withdrawn or withdrawn_later:
+                _unfile_from_gone_visits(conn, layout.tables)
             self._release(conn, layout.links["record_key"], report.run_id)
             self._release_older(conn, layout.links, report)
             self._note_withdrawals(conn, batch, layout.links["record_key"], report)
@@ -814,6 +817,24 @@ def _forget_visit(conn: Connection, visit_id: int) -> None:
     for table in _IN_VISITS:
         column = table.c.visit_occurrence_id
         conn.execute(update(table).where(column == visit_id).values(visit_occurrence_id=None))
+
+
+def _unfile_from_gone_visits(conn: Connection, tables: dict[str, dict[str, list]]) -> None:
+    """File in no visit the rows just inserted that name a visit not stored (one a
+    withdrawal of their batch left out or removed: an A11 read before or after its A01)."""
+    named = {
+        visit
+        for table in _IN_VISITS
+        for visit in tables.get(table.name, {}).get("visit_occurrence_id", ())
+        if visit is not None
+    }
+    if not named:
+        return
+    visit = schema.visit_occurrence.c.visit_occurrence_id
+    with values_in(conn, visit, sorted(named)) as wanted:
+        stored = set(conn.execute(select(visit).where(wanted)).scalars())
+    for gone in named - stored:
+        _forget_visit(conn, gone)
 
 
 def _keep_withdrawn(conn: Connection, system: str, key: str) -> None:

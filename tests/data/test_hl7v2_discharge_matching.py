@@ -347,6 +347,16 @@ def test_a_kept_discharge_moves_to_a_later_stay_read_in_a_later_run(store, tmp_p
     assert _visits(store) == FEB_ENDED
 
 
+def test_a_discharge_that_ended_a_stay_when_read_moves_to_a_later_stay_read_later(store, tmp_path):
+    """January's A01, then the A03 without PV1-44 (it ends January's stay), then
+    February's A01 (sent before the A03, delivered after it): as in any other order,
+    February's stay ends and January's stays open."""
+    for i, message in enumerate((JAN_IN, LATE_OUT, FEB_IN)):
+        report = ingest_path(store, "hl7v2", _send(tmp_path / str(i), "m.hl7", *message))
+        assert_accounted(store, report)
+    assert _visits(store) == FEB_ENDED, report.as_dict()
+
+
 def test_a_re_run_after_a_kept_discharge_moved_changes_nothing(store, tmp_path):
     """After the move above, the three messages read again (each alone, then as one
     folder) load nothing and leave February's stay ended, January's open."""

@@ -346,20 +346,27 @@ class Converter:
                 ended = None if key in kept_now else self._ended(discharge)
                 if ended is None:
                     continue
-                del self.pending[person][key]
                 out.recalled += 1
-                if discharge.admitted:
-                    out.applied.add(key)
-                else:  # a later admission it fits may take it over (`_moved`)
-                    out.pending.append(discharge)
-                    out.ended.add(key)
-                    self.moving.setdefault(person, {})[key] = discharge
+                self._applied(discharge, out)
                 out.relinks[key] = ended.key
                 problem = self._convert_record(ended, out)
                 if problem is not None:
                     out.quarantine.append(_versioned(problem, ended))
                 elif ended.warnings:
                     report.warnings.update(ended.warnings)
+
+    def _applied(self, discharge: SourceVisit, out: Batch) -> None:
+        """Note that `discharge` (as kept: `_kept`) ended a visit: it no longer waits; one
+        giving no admission time stays kept (kind ended) for an admission read later that
+        it fits, begun after that visit, to take it over (`_moved`)."""
+        self.pending.get(discharge.person_key, {}).pop(discharge.key, None)
+        if discharge.admitted:
+            out.applied.add(discharge.key)
+            return
+        out.pending.append(discharge)
+        out.ended.add(discharge.key)
+        self.moving.setdefault(discharge.person_key, {})[discharge.key] = discharge
+        self.any_pending = True
 
     def run_persons(self) -> set[str]:
         """The patients whose visits this run converted."""
@@ -526,8 +533,7 @@ class Converter:
                 report.skipped_rules[DISCHARGE_UNMATCHED] += 1
                 report.warnings[DISCHARGE_UNMATCHED] += 1
                 return None
-            out.applied.add(record.key)
-            self.pending.get(self._kept_key(record.person_key), {}).pop(record.key, None)
+            self._applied(self._kept(record), out)
             record = ended
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)

@@ -62,9 +62,9 @@ def remember(
 ) -> None:
     """Keep discharges that wait for their visit (those of `ended` as ended), and
     cancel-discharges (SourceVisit.cancels; those of `spent` as spent); a record kept
-    before under the same key is replaced."""
-    rows = [
-        {
+    before under the same key is replaced, and so is one earlier in `visits`."""
+    rows = {
+        scrub_text(v.key): {
             "source_system": system,
             "record_key": scrub_text(v.key),
             "person_key": scrub_text(v.person_key),
@@ -79,11 +79,11 @@ def remember(
             "kind": _kind(v, spent, ended),
         }
         for v in visits
-    ]
+    }
     if not rows:
         return
-    forget(conn, system, [row["record_key"] for row in rows])
-    bulk_insert(conn, PENDING, rows)
+    forget(conn, system, rows)
+    bulk_insert(conn, PENDING, list(rows.values()))
 
 
 def _kind(visit: SourceVisit, spent: Collection[str], ended: Collection[str]) -> str:

@@ -100,8 +100,8 @@ class Batch:
         #: Keys of the kept cancel-discharges of `pending` spent on a discharge that gave no
         #: admission time: they cancel nothing more.
         self.spent: set[str] = set()
-        #: Keys of the discharges of `pending` giving no admission time that waited, then
-        #: ended a visit: kept for a later admission to take over (discharges.ENDED).
+        #: Keys of the discharges of `pending` giving no admission time that ended a
+        #: visit: kept for a later admission to take over (discharges.ENDED).
         self.ended: set[str] = set()
         #: Keys of discharges that ended their visit: no longer waiting.
         self.applied: set[str] = set()

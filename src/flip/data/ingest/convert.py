@@ -142,9 +142,8 @@ class Converter:
         self.pending: dict[str, dict[str, SourceVisit]] = {}
         self.pending_looked: set[str] = set()
         self.any_pending: bool | None = None
-        #: Discharges giving no admission time that waited, then ended a visit (kept, kind
-        #: ended), by patient key then record key: a later admission may take them over
-        #: (`_moved`).
+        #: Discharges giving no admission time that ended a visit (kept, kind ended), by
+        #: patient key then record key: a later admission may take them over (`_moved`).
         self.moving: dict[str, dict[str, SourceVisit]] = {}
         #: The cancel-discharges (HL7 A13 naming no visit) kept or read by this run, by
         #: patient key then record key.
@@ -595,7 +594,7 @@ class Converter:
 
     def _moved(self, admission: SourceVisit, out: Batch) -> SourceVisit:
         """The admission ended by the patient's kept discharge (giving no admission time)
-        that ended an earlier visit after waiting (`moving`), when the admission began
+        that ended an earlier visit (`moving`), when the admission began
         after that visit and the discharge fits it, as it would have ended it had both been
         read before it: that visit opens again (into `out`, its content the admission's:
         the discharge's is now this visit's), the discharge counts as read again, and its

@@ -13,10 +13,10 @@ the same admission when both give one), read in a later run, is dropped when rea
 cancelled one, it is kept as of that discharge's admission, or (kind `spent`) cancels
 nothing more; read again, it changes nothing.
 
-A discharge giving no admission time that waited, then ended the visit of an admission
-read later, stays too (kind `ended`): an admission read in a later run that it fits and
-that began after that visit takes it over, as it would have had both been read before it
-(Converter._moved): that visit opens again.
+A discharge giving no admission time that ended a visit (waiting first or not) stays too
+(kind `ended`): an admission read in a later run that it fits and that began after that
+visit takes it over, as it would have had both been read before it (Converter._moved):
+that visit opens again.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ PENDING = schema.pending_discharge
 #: pending_discharge.kind of a discharge that waits, of a kept cancel-discharge, and of one
 #: spent on a discharge that gave no admission time (it cancels nothing more).
 DISCHARGE, CANCEL, SPENT = "discharge", "cancel", "spent"
-#: pending_discharge.kind of a discharge giving no admission time that waited, then ended
-#: a visit: a later admission it fits may take it over.
+#: pending_discharge.kind of a discharge giving no admission time that ended a visit: a
+#: later admission it fits may take it over.
 ENDED = "ended"
 
 

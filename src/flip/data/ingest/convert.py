@@ -600,18 +600,20 @@ class Converter:
         the discharge's is now this visit's), the discharge counts as read again, and its
         facts move with it. Else the admission as it is."""
         patient = self._kept_key(admission.person_key)
-        known = self._known_visits(admission.person_key)
         for discharge in self.moving.get(patient, {}).values():
-            before = self._ended_before(discharge)
-            start, ended, version = known.get(before or "", (None, False, None))
             leaving = discharge.end or discharge.start
+            if admission.start is None or leaving is None:
+                continue
+            if _instant(admission.start) > _instant(leaving):
+                continue  # (most kept discharges: those of earlier stays)
+            before = self._ended_before(discharge)
+            known = self._known_visits(admission.person_key)
+            start, ended, version = known.get(before or "", (None, False, None))
             if (
                 before in (None, admission.key)
                 or not ended
                 or start is None
-                or admission.start is None
-                or leaving is None
-                or not _instant(start) < _instant(admission.start) <= _instant(leaving)
+                or not _instant(start) < _instant(admission.start)
                 or self._withdrawal(admission.key) is not None
             ):
                 continue

@@ -4,8 +4,6 @@ between the A13 and its A03, a prune re-export, and A11s read before their A01."
 
 from pathlib import Path
 
-import pytest
-
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
 from tests.data.test_hl7v2_discharge_matching import (
@@ -25,16 +23,6 @@ from tests.data.test_hl7v2_discharge_matching import (
     _visits,
 )
 from tests.data.test_hl7v2_fidelity import _send
-
-MERGE_OPEN = (
-    "open: kept A13s and discharges match by person_key as sent (a retired MRN), not resolved "
-    "through the A40 merge to the survivor (Converter._cancelling, _cancel_discharge)"
-)
-
-REOPENED_OPEN = (
-    "open: the stay an A13 opened again keeps the A13's version, so the re-export's older "
-    "A03 is skipped (identity.older_than_stored) even when the A13 is gone from it"
-)
 
 
 def _runs(store, tmp_path: Path, name: str, *messages: tuple[str, ...], **kw) -> list:
@@ -94,10 +82,6 @@ def test_a_backfill_behind_a_live_a13_keeps_the_patients_older_discharges(store,
     assert BOTH_ENDED[0] in _visits(store), (_visits(store), backfill.as_dict())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=MERGE_OPEN,
-)
 def test_an_a13_kept_before_a_merge_cancels_its_a03_sent_under_the_retired_mrn(store, tmp_path):
     """901 admitted; its A13 (no PV1-19) delivered before its A03 is kept; A40 merges 901
     into 900; the lagging system then sends the A03 under 901. Without the merge the A03
@@ -107,10 +91,6 @@ def test_an_a13_kept_before_a_merge_cancels_its_a03_sent_under_the_retired_mrn(s
     _assert_open_with_and_without_the_merge(store, tmp_path, plain, merged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=MERGE_OPEN,
-)
 def test_an_a13_sent_under_the_retired_mrn_drops_the_discharge_kept_under_the_survivor(
     store, tmp_path
 ):
@@ -122,10 +102,6 @@ def test_an_a13_sent_under_the_retired_mrn_drops_the_discharge_kept_under_the_su
     _assert_open_with_and_without_the_merge(store, tmp_path, plain, merged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=MERGE_OPEN,
-)
 def test_an_a13_kept_before_a_merge_cancels_its_a03_in_one_folder(store, tmp_path):
     """The same messages as one folder run."""
     report = ingest_path(store, "hl7v2", _folder(tmp_path, *_merged_between_a13_and_a03()))
@@ -133,13 +109,18 @@ def test_an_a13_kept_before_a_merge_cancels_its_a03_in_one_folder(store, tmp_pat
     assert _visits(store) == [JAN_OPEN], report.as_dict()
 
 
-@pytest.mark.xfail(strict=True, reason=REOPENED_OPEN)
 def test_a_prune_re_export_without_the_a13_that_reopened_a_stay_ends_it(store, tmp_path):
     """A01, A03, A13 (reopens the stay); the full re-export (--prune) holds A01 and A03
-    only (the A13 was withdrawn at source): the store must say what the export says."""
+    only (the A13 was withdrawn at source): the store must say what the export says (the
+    stay's stored version, the A13's, counts as its admission's only); a re-export still
+    holding the A13 changes nothing."""
     first = _folder(tmp_path / "a", JAN_IN, JAN_OUT, CANCEL_JAN)
     assert_accounted(store, ingest_path(store, "hl7v2", first, source_system="pas"))
     assert _visits(store) == [JAN_OPEN]
+    same = _folder(tmp_path / "s", JAN_IN, JAN_OUT, CANCEL_JAN)
+    unchanged = ingest_path(store, "hl7v2", same, prune=True, source_system="pas")
+    assert_accounted(store, unchanged)
+    assert unchanged.loaded == 0 and _visits(store) == [JAN_OPEN], unchanged.as_dict()
     export = _folder(tmp_path / "b", JAN_IN, JAN_OUT)
     report = ingest_path(store, "hl7v2", export, prune=True, source_system="pas")
     assert_accounted(store, report)

@@ -336,18 +336,37 @@ def test_a_discharge_fitting_two_stays_ends_the_one_that_began_last(store, tmp_p
     assert _visits(store) == FEB_ENDED, report.as_dict()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a kept A03 without PV1-44 ends the only stay it fits when that admission "
-    "is read; a later-starting admission read in a later run does not take it over "
-    "(the discharge is no longer kept: Converter.recall / discharges.forget)",
-)
 def test_a_kept_discharge_moves_to_a_later_stay_read_in_a_later_run(store, tmp_path):
+    """A03 without PV1-44 kept, then January's A01 (it ends January's stay), then
+    February's A01 in a later run: February's stay, begun later and before the discharge,
+    takes it over and January's opens again, as when both admissions come before it."""
     for i, message in enumerate((LATE_OUT, JAN_IN, FEB_IN)):
         assert_accounted(
             store, ingest_path(store, "hl7v2", _send(tmp_path / str(i), "m.hl7", *message))
         )
     assert _visits(store) == FEB_ENDED
+
+
+def test_a_discharge_that_ended_a_stay_when_read_moves_to_a_later_stay_read_later(store, tmp_path):
+    """January's A01, then the A03 without PV1-44 (it ends January's stay), then
+    February's A01 (sent before the A03, delivered after it): as in any other order,
+    February's stay ends and January's stays open."""
+    for i, message in enumerate((JAN_IN, LATE_OUT, FEB_IN)):
+        report = ingest_path(store, "hl7v2", _send(tmp_path / str(i), "m.hl7", *message))
+        assert_accounted(store, report)
+    assert _visits(store) == FEB_ENDED, report.as_dict()
+
+
+def test_a_re_run_after_a_kept_discharge_moved_changes_nothing(store, tmp_path):
+    """After the move above, the three messages read again (each alone, then as one
+    folder) load nothing and leave February's stay ended, January's open."""
+    for i, message in enumerate((LATE_OUT, JAN_IN, FEB_IN, JAN_IN, FEB_IN, LATE_OUT)):
+        report = ingest_path(store, "hl7v2", _send(tmp_path / str(i), "m.hl7", *message))
+        assert_accounted(store, report)
+    again = ingest_path(store, "hl7v2", _folder(tmp_path / "f", LATE_OUT, JAN_IN, FEB_IN))
+    assert_accounted(store, again)
+    assert again.loaded == 0, again.as_dict()
+    assert _visits(store) == FEB_ENDED, again.as_dict()
 
 
 def test_a_prune_re_export_without_a_kept_a13_drops_it(store, tmp_path):

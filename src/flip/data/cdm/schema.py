@@ -802,7 +802,8 @@ Index("ix_source_record_key", source_record.c.source_system, source_record.c.rec
 
 #: The records a source system withdrew (entered in error, refuted, cancelled…), by key,
 #: with the rule that said so: a record of a later run naming a withdrawn patient is
-#: quarantined naming that rule. A record loaded again under the key leaves it.
+#: quarantined naming that rule. A record loaded again under the key leaves it, unless it
+#: is older than the withdrawing record's version (then it stays withdrawn).
 withdrawal = Table(
     "withdrawal",
     metadata,
@@ -810,6 +811,7 @@ withdrawal = Table(
     Column("record_key", String(200), primary_key=True),
     Column("rule", String(80), nullable=False),
     _id("ingest_run_id"),
+    Column("source_version", String(100)),
 )
 
 #: Discharges that named no visit (an HL7 A03 without PV1-19) read while their patient had
@@ -840,7 +842,8 @@ pending_discharge = Table(
 #: merged before 8 traced to their survivor (role merged).
 #: 9: ingest_run.records_withdrawn; the pending_discharge table.
 #: 10: pending_discharge.kind (kept HL7 A13s without visit number).
-SCHEMA_VERSION = 10
+#: 11: withdrawal.source_version (an HL7 A01 read after the newer A11 cancelling it).
+SCHEMA_VERSION = 11
 
 flip_schema = Table(
     "flip_schema",

@@ -100,6 +100,9 @@ class Batch:
         #: Keys of the kept cancel-discharges of `pending` spent on a discharge that gave no
         #: admission time: they cancel nothing more.
         self.spent: set[str] = set()
+        #: Keys of the discharges of `pending` giving no admission time that ended a
+        #: visit: kept for a later admission to take over (discharges.ENDED).
+        self.ended: set[str] = set()
         #: Keys of discharges that ended their visit: no longer waiting.
         self.applied: set[str] = set()
         #: Discharges kept by earlier batches or runs that ended their visit in this batch
@@ -107,6 +110,10 @@ class Batch:
         #: discharge's own key are filed under that visit.
         self.recalled = 0
         self.relinks: dict[str, str] = {}
+        #: Keys of stored visits whose stored version counts as their admission's only (a
+        #: full re-export's, that a kept cancel-discharge it replaces opened again: see
+        #: Converter._reopened_stays).
+        self.provisional: set[str] = set()
 
     def withdraw(
         self, key: str, version: str | None = None, amends: bool = False, rule: str = ""
@@ -183,12 +190,18 @@ class Batch:
         self, record: SourcePerson | SourceVisit | SourceEvent | SourceRow, row: CdmRow
     ) -> None:
         """Add a row of `record`; a later record with the same key replaces an earlier one,
-        unless their versions say the earlier one is newer (then the later one is dropped)."""
+        unless their versions say the earlier one is newer (then the later one is dropped,
+        as is one older than a withdrawal of its key earlier in the batch)."""
         owner = self.owners.get(record.key)
         if owner is not record:
             if id(record) in self.dropped:
                 return
             version = getattr(record, "version", None)
+            if older(admission_version(version), self.withdrawn.get(record.key)):
+                self.superseded += 1
+                self.withdrawn_here.add(record.key)
+                self.dropped[id(record)] = record
+                return
             whole = getattr(record, "whole", None)
             if whole is not None:
                 if not self._take_whole(record, whole, version):

@@ -32,7 +32,14 @@ from flip.data.cdm.rows import (
 from flip.data.cdm.schema import DOMAIN_TABLES
 from flip.data.cdm.store import Store, values_in
 from flip.data.ingest import discharges
-from flip.data.ingest.batch import Batch, BlockBatch, older, salted, with_admission
+from flip.data.ingest.batch import (
+    Batch,
+    BlockBatch,
+    admission_version,
+    older,
+    salted,
+    with_admission,
+)
 from flip.data.ingest.clean import NUL, checked, checked_event
 from flip.data.ingest.report import (
     DEMOGRAPHICS_CONFLICT,
@@ -114,6 +121,9 @@ class Converter:
         self.elsewhere: set[str] = set()
         #: Retired patient keys (merged into another person) and their survivor's person_id.
         self.retired: dict[str, int] = {}
+        #: Retired patient keys and their survivor's key, under which the discharges and
+        #: cancel-discharges kept for them wait (see `_kept_key`, discharges.adopt).
+        self.survivor_keys: dict[str, str] = {}
         #: Whether the store holds retired patient keys (None: not looked yet).
         self.any_retired: bool | None = None
         #: Keys of records withdrawn (entered in error…), by this run or (looked up) an
@@ -132,6 +142,9 @@ class Converter:
         self.pending: dict[str, dict[str, SourceVisit]] = {}
         self.pending_looked: set[str] = set()
         self.any_pending: bool | None = None
+        #: Discharges giving no admission time that ended a visit (kept, kind ended), by
+        #: patient key then record key: a later admission may take them over (`_moved`).
+        self.moving: dict[str, dict[str, SourceVisit]] = {}
         #: The cancel-discharges (HL7 A13 naming no visit) kept or read by this run, by
         #: patient key then record key.
         self.cancels: dict[str, dict[str, SourceVisit]] = {}
@@ -143,6 +156,9 @@ class Converter:
         self.pruning = False
         self.prune_from: str | None = None
         self.replaced: set[str] | None = None
+        #: With a full re-export: the stored visits those kept cancel-discharges opened
+        #: again (None: not looked yet; see `_reopened_stays`).
+        self.reopened_stays: set[str] | None = None
         #: The discharges naming no visit of the batch, by patient key: a cancel-discharge
         #: naming no admission cancels the latest it fits.
         self.batch_discharges: dict[str, list[SourceVisit]] = {}
@@ -193,6 +209,8 @@ class Converter:
             set(self.waiting_discharges),
             {k: dict(v) for k, v in self.cancels.items()},
             set(self.spent),
+            dict(self.survivor_keys),
+            {k: dict(v) for k, v in self.moving.items()},
         )
         try:
             yield
@@ -203,7 +221,7 @@ class Converter:
             self.deferred_keys, self.withdrawn, self.demographics = saved[7:10]
             self.run_visits, self.rekeyed, self.visits = saved[10:13]
             self.pending, self.pending_looked, self.waiting_discharges = saved[13:16]
-            self.cancels, self.spent = saved[16:18]
+            self.cancels, self.spent, self.survivor_keys, self.moving = saved[16:20]
             self.no_visits.clear()
             self.ended_by, self.ended_looked, self.ending = {}, set(), None
             self.stored_visits = {}
@@ -218,6 +236,7 @@ class Converter:
                 return self.convert(block.records(), report, final)
             return self._convert_block(block, report, final)
         out = Batch()
+        out.provisional = self._reopened_stays()
         self.stored_visits = {}
         people: list[SourceRecord] = []
         others: list[SourceRecord] = []
@@ -250,6 +269,9 @@ class Converter:
         wanted = {k for k in keys if k is not None and k not in self.births}
         if wanted:
             self._load_births(wanted)
+        admitted = {self._kept_key(r.person_key) for r in others if _admits(r)}
+        if admitted:
+            self._with_pending(admitted)  # what a later admission may take over: `_moved`
         known = self.births
         later: list[SourceRecord] = []  # discharges (and their facts) after the admissions
         for record, key in zip(others, keys, strict=True):
@@ -310,7 +332,7 @@ class Converter:
     def recall(self, out: Batch, report: IngestReport, persons: set[str]) -> None:
         """End, into `out`, the waiting discharges of `persons` that now fit an open visit
         of their patient, as if read after it (each counts as read again: `out.recalled`)."""
-        persons = self._with_pending(persons)
+        persons = self._with_pending({self._kept_key(p) for p in persons})
         if not persons:
             return
         self.stored_visits = {}
@@ -323,15 +345,27 @@ class Converter:
                 ended = None if key in kept_now else self._ended(discharge)
                 if ended is None:
                     continue
-                del self.pending[person][key]
                 out.recalled += 1
-                out.applied.add(key)
+                self._applied(discharge, out)
                 out.relinks[key] = ended.key
                 problem = self._convert_record(ended, out)
                 if problem is not None:
                     out.quarantine.append(_versioned(problem, ended))
                 elif ended.warnings:
                     report.warnings.update(ended.warnings)
+
+    def _applied(self, discharge: SourceVisit, out: Batch) -> None:
+        """Note that `discharge` (as kept: `_kept`) ended a visit: it no longer waits; one
+        giving no admission time stays kept (kind ended) for an admission read later that
+        it fits, begun after that visit, to take it over (`_moved`)."""
+        self.pending.get(discharge.person_key, {}).pop(discharge.key, None)
+        if discharge.admitted:
+            out.applied.add(discharge.key)
+            return
+        out.pending.append(discharge)
+        out.ended.add(discharge.key)
+        self.moving.setdefault(discharge.person_key, {})[discharge.key] = discharge
+        self.any_pending = True
 
     def run_persons(self) -> set[str]:
         """The patients whose visits this run converted."""
@@ -357,6 +391,8 @@ class Converter:
                     if kind == discharges.SPENT:
                         self.spent.add(visit.key)
                     kept = self.cancels if visit.cancels else self.pending
+                    if kind == discharges.ENDED:
+                        kept = self.moving
                     kept.setdefault(visit.person_key, {}).setdefault(visit.key, visit)
         return {p for p in persons if self.pending.get(p)}
 
@@ -464,7 +500,9 @@ class Converter:
             if record.key in self.elsewhere:
                 out.confirm(record, "person", self.person_id(record.key))
             return None
-        if type(record) is SourceVisit and record.cancels:
+        if self.moving and _admits(record):
+            record = self._moved(record, out)
+        elif type(record) is SourceVisit and record.cancels:
             reopened = self._cancel_discharge(record, out)
             if reopened is None:
                 report.skipped += 1
@@ -478,7 +516,7 @@ class Converter:
         ):
             self._spend(cancel, record, out)
             out.applied.add(record.key)
-            self.pending.get(record.person_key, {}).pop(record.key, None)
+            self.pending.get(self._kept_key(record.person_key), {}).pop(record.key, None)
             report.skipped += 1
             report.skipped_rules[DISCHARGE_CANCELLED] += 1
             return None
@@ -486,15 +524,15 @@ class Converter:
             matched, self.ending = self.ending, None
             ended = matched[1] if matched and matched[0] is record else self._ended(record)
             if ended is None:  # kept, to end the visit of an admission read later
-                out.pending.append(record)
-                self.pending.setdefault(record.person_key, {})[record.key] = record
+                kept = self._kept(record)
+                out.pending.append(kept)
+                self.pending.setdefault(kept.person_key, {})[record.key] = kept
                 self.any_pending = True
                 report.skipped += 1
                 report.skipped_rules[DISCHARGE_UNMATCHED] += 1
                 report.warnings[DISCHARGE_UNMATCHED] += 1
                 return None
-            out.applied.add(record.key)
-            self.pending.get(record.person_key, {}).pop(record.key, None)
+            self._applied(self._kept(record), out)
             record = ended
         warnings = getattr(record, "warnings", ())
         problem = self._convert_record(record, out)
@@ -540,6 +578,11 @@ class Converter:
             if fitting is None:
                 return None
             key, start = fitting
+        return self._ending(visit, key, start)
+
+    def _ending(self, visit: SourceVisit, key: str, start: date | None) -> SourceVisit:
+        """The visit record of `key` (begun at `start`, when known) that the discharge
+        `visit` ends."""
         self.rekeyed[visit.key] = key
         self.ended_by[(visit.person_key, self._digest(visit))] = key
         known = self._known_visits(visit.person_key).get(key)
@@ -549,13 +592,60 @@ class Converter:
         version = with_admission(visit.version, known[2] if known else None)
         return replace(visit, key=key, start=start, open_visit=False, version=version)
 
+    def _moved(self, admission: SourceVisit, out: Batch) -> SourceVisit:
+        """The admission ended by the patient's kept discharge (giving no admission time)
+        that ended an earlier visit (`moving`), when the admission began
+        after that visit and the discharge fits it, as it would have ended it had both been
+        read before it: that visit opens again (into `out`, its content the admission's:
+        the discharge's is now this visit's), the discharge counts as read again, and its
+        facts move with it. Else the admission as it is."""
+        patient = self._kept_key(admission.person_key)
+        for discharge in self.moving.get(patient, {}).values():
+            leaving = discharge.end or discharge.start
+            if admission.start is None or leaving is None:
+                continue
+            if _instant(admission.start) > _instant(leaving):
+                continue  # (most kept discharges: those of earlier stays)
+            before = self._ended_before(discharge)
+            known = self._known_visits(admission.person_key)
+            start, ended, version = known.get(before or "", (None, False, None))
+            if (
+                before in (None, admission.key)
+                or not ended
+                or start is None
+                or not _instant(start) < _instant(admission.start)
+                or self._withdrawal(admission.key) is not None
+            ):
+                continue
+            reopened = replace(
+                discharge,
+                key=before,
+                start=start,
+                end=None,
+                open_visit=False,
+                admitted=True,
+                location=admission.location,
+                raw=admission.raw,
+                version=version,
+            )
+            problem = self._convert_record(reopened, out)
+            if problem is not None:
+                out.quarantine.append(problem)
+            out.recalled += 1
+            out.relinks[discharge.key] = admission.key
+            self._tied(admission)
+            return self._ending(discharge, admission.key, admission.start)
+        return admission
+
     def _cancel_discharge(self, cancel: SourceVisit, out: Batch) -> SourceVisit | None:
         """Apply `cancel` (an A13 naming no visit) once (read again, by a re-run or as a
         retransmission, it does nothing): it drops the kept discharge naming no visit it
         cancels (`_cancels`; one giving no admission, the latest), else it opens again the
         ended visit it fits (`_reopened`: returned), else it waits, kept, for the
         discharge it cancels, read later. Spent, it cancels only discharges of the
-        admission it dropped or opened again (`_spend`)."""
+        admission it dropped or opened again (`_spend`). A cancel-discharge sent under a
+        retired patient key applies to its survivor's (`_kept`)."""
+        cancel = self._kept(cancel)
         self._with_pending({cancel.person_key})
         mine = self.cancels.setdefault(cancel.person_key, {})
         if cancel.key in mine:
@@ -620,10 +710,11 @@ class Converter:
         """The cancel-discharge of the patient, kept or read by this run, that cancels
         `discharge` (see `_cancels`; one naming no admission, the latest discharge of the
         batch it cancels), or None."""
-        self._with_pending({discharge.person_key})
+        patient = self._kept_key(discharge.person_key)
+        self._with_pending({patient})
         batch = self.batch_discharges.get(discharge.person_key, [])
         read_now = any(d is discharge for d in batch)
-        for cancel in self.cancels.get(discharge.person_key, {}).values():
+        for cancel in self.cancels.get(patient, {}).values():
             if cancel.key in self.spent or not _cancels(cancel, discharge):
                 continue
             if cancel.admitted or not read_now:
@@ -631,6 +722,17 @@ class Converter:
             if _latest([d for d in batch if _cancels(cancel, d)]) is discharge:
                 return cancel
         return None
+
+    def _kept_key(self, person_key: str) -> str:
+        """The patient key the records kept for `person_key` wait under: the survivor's
+        for a retired key (merged into another person), else the key itself."""
+        return self.survivor_keys.get(person_key, person_key)
+
+    def _kept(self, visit: SourceVisit) -> SourceVisit:
+        """A discharge or cancel-discharge as kept: under its survivor's key when sent under
+        a retired one, so that it matches what is kept for the person whatever key sent it."""
+        patient = self._kept_key(visit.person_key)
+        return visit if patient == visit.person_key else replace(visit, person_key=patient)
 
     def _fitting(self, visit: SourceVisit) -> tuple[str, date] | None:
         """(key, start) of the open visit a discharge naming none ends: of those it fits
@@ -653,8 +755,26 @@ class Converter:
 
     def _digest(self, visit: SourceVisit) -> str:
         """A record's content hash as the store keeps it."""
-        digest = hashlib.sha256(visit.raw).hexdigest()
+        return self._hashed(visit.raw)
+
+    def _hashed(self, raw: bytes) -> str:
+        """The content hash the store keeps for a record read from `raw`."""
+        digest = hashlib.sha256(raw).hexdigest()
         return salted(digest, self.interpretation) if self.interpretation else digest
+
+    def _reopened_stays(self) -> set[str]:
+        """With a full re-export (prune), the keys of the stored visits that a kept
+        cancel-discharge it replaces opened again (see discharges.reopened; looked up once):
+        their stored version counts as their admission's only, so the re-export's own
+        records of the stay (its A03, when the A13 is gone from it) are not older."""
+        if self.reopened_stays is None:
+            self.reopened_stays = set()
+            if self.pruning:
+                with self.store.connect() as conn:
+                    self.reopened_stays = discharges.reopened(
+                        conn, self.system, self.prune_from, self._hashed
+                    )
+        return self.reopened_stays
 
     def _ended_before(self, visit: SourceVisit) -> str | None:
         """The key of the stored visit of the patient whose content is this record's (it
@@ -714,9 +834,14 @@ class Converter:
             )
         )
         if person_key not in self.stored_visits:
+            reopened = self._reopened_stays()
             with self.store.connect() as conn:
                 self.stored_visits[person_key] = {
-                    key: (at or on, ended is not None, version)
+                    key: (
+                        at or on,
+                        ended is not None,
+                        admission_version(version) if key in reopened else version,
+                    )
                     for key, version, at, on, ended in conn.execute(query)
                 }
         stored = self.stored_visits[person_key]
@@ -820,18 +945,21 @@ class Converter:
             message = f"merges {old}, which was merged into another person before"
             return Rejected(record.key, record.location, MERGED_ELSEWHERE, message, record.raw)
         out.merges.append((old_id, person_id, record))
+        survivor_key = self._kept_key(record.person_key)
         for key, survivor in self.retired.items():  # merged into the old person before
             if survivor == old_id:
                 self.retired[key] = self.person_ids[key] = person_id
+                self.survivor_keys[key] = survivor_key
         self.retired[old] = self.person_ids[old] = person_id
+        self.survivor_keys[old] = survivor_key
         self.any_retired = True
+        self._with_pending({old})  # what the store keeps for the old key moves too
         for kept in (self.pending, self.cancels):  # they wait for the survivor's visits
             waiting = kept.pop(old, {})
-            kept.setdefault(record.person_key, {}).update(
-                (key, replace(visit, person_key=record.person_key))
-                for key, visit in waiting.items()
+            kept.setdefault(survivor_key, {}).update(
+                (key, replace(visit, person_key=survivor_key)) for key, visit in waiting.items()
             )
-        self.pending_looked.discard(record.person_key)
+        self.pending_looked.discard(survivor_key)
         return None
 
     def _unlink(
@@ -853,6 +981,7 @@ class Converter:
             return Rejected(record.key, record.location, *problem, record.raw)
         assert restores.birth_date is not None
         del self.retired[old]
+        self.survivor_keys.pop(old, None)
         self.person_ids.pop(old, None)
         self.births[old] = restores.birth_date
         out.merges.append((self.person_id(old), person_id, record))
@@ -1070,8 +1199,9 @@ class Converter:
 
     def _load_retired(self, keys: set[str]) -> None:
         """Remember which of `keys` are retired (their person was merged into another: see
-        write.MERGED), with their survivor's person_id and birth date. Identified keys are
-        retired by any source system, others by this one."""
+        write.MERGED), with their survivor's person_id, birth date and key (of this source
+        system: see `survivor_keys`). Identified keys are retired by any source system,
+        others by this one."""
         if not keys or not self._merges_stored():
             return
         source, person = schema.source_record, schema.person
@@ -1095,10 +1225,18 @@ class Converter:
                     pid: _born(y, m, d)
                     for pid, y, m, d in conn.execute(select(*columns).where(alive))
                 }
+            with values_in(conn, source.c.cdm_id, sorted(births)) as alive:
+                own = source.c.source_system == self.system, source.c.role == schema.PRODUCED
+                produced = select(source.c.cdm_id, source.c.record_key).where(
+                    source.c.cdm_table == "person", *own, alive
+                )
+                survivor_keys = dict(sorted(conn.execute(produced).all(), reverse=True))
         for key, survivor in survivors.items():
             if survivor in births:
                 self.retired[key] = self.person_ids[key] = survivor
                 self.births[key] = births[survivor]
+                if survivor in survivor_keys:
+                    self.survivor_keys[key] = survivor_keys[survivor]
 
     def _merges_stored(self) -> bool:
         """Whether the store holds a retired patient key (looked up once per run)."""
@@ -1141,6 +1279,17 @@ KnownVisit = tuple[date | None, bool, str | None]
 
 #: A person's (birth date, its parts, gender, death date), as SourcePerson carries them.
 Demographics = tuple[date, int, str | None, date | None]
+
+
+def _admits(record: SourceRecord) -> bool:
+    """Whether `record` is an admission: a visit not ended, neither a discharge naming no
+    visit nor a cancel-discharge."""
+    return (
+        type(record) is SourceVisit
+        and record.end is None
+        and not record.open_visit
+        and not record.cancels
+    )
 
 
 def _cancels(cancel: SourceVisit, discharge: SourceVisit) -> bool:

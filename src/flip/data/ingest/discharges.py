@@ -12,11 +12,16 @@ a discharge naming no visit that it cancels (Converter._cancels: sent no later t
 the same admission when both give one), read in a later run, is dropped when read. Once it
 cancelled one, it is kept as of that discharge's admission, or (kind `spent`) cancels
 nothing more; read again, it changes nothing.
+
+A discharge giving no admission time that ended a visit (waiting first or not) stays too
+(kind `ended`): an admission read in a later run that it fits and that began after that
+visit takes it over, as it would have had both been read before it (Converter._moved):
+that visit opens again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime
 
 from sqlalchemy import Connection, delete, select, update
@@ -31,6 +36,9 @@ PENDING = schema.pending_discharge
 #: pending_discharge.kind of a discharge that waits, of a kept cancel-discharge, and of one
 #: spent on a discharge that gave no admission time (it cancels nothing more).
 DISCHARGE, CANCEL, SPENT = "discharge", "cancel", "spent"
+#: pending_discharge.kind of a discharge giving no admission time that ended a visit: a
+#: later admission it fits may take it over.
+ENDED = "ended"
 
 
 def _iso(value: date | None) -> str | None:
@@ -50,12 +58,13 @@ def remember(
     visits: Iterable[SourceVisit],
     run_id: int,
     spent: Collection[str] = (),
+    ended: Collection[str] = (),
 ) -> None:
-    """Keep discharges that wait for their visit, and cancel-discharges
-    (SourceVisit.cancels; those of `spent` as spent); a record kept before under the same
-    key is replaced."""
-    rows = [
-        {
+    """Keep discharges that wait for their visit (those of `ended` as ended), and
+    cancel-discharges (SourceVisit.cancels; those of `spent` as spent); a record kept
+    before under the same key is replaced, and so is one earlier in `visits`."""
+    rows = {
+        scrub_text(v.key): {
             "source_system": system,
             "record_key": scrub_text(v.key),
             "person_key": scrub_text(v.person_key),
@@ -67,14 +76,21 @@ def remember(
             "raw": v.raw,
             "source_version": v.version,
             "ingest_run_id": run_id,
-            "kind": SPENT if v.key in spent else CANCEL if v.cancels else DISCHARGE,
+            "kind": _kind(v, spent, ended),
         }
         for v in visits
-    ]
+    }
     if not rows:
         return
-    forget(conn, system, [row["record_key"] for row in rows])
-    bulk_insert(conn, PENDING, rows)
+    forget(conn, system, rows)
+    bulk_insert(conn, PENDING, list(rows.values()))
+
+
+def _kind(visit: SourceVisit, spent: Collection[str], ended: Collection[str]) -> str:
+    """The kind `visit` is kept as (see remember)."""
+    if visit.cancels:
+        return SPENT if visit.key in spent else CANCEL
+    return ENDED if visit.key in ended else DISCHARGE
 
 
 def forget(conn: Connection, system: str, keys: Iterable[str]) -> None:
@@ -103,6 +119,34 @@ def kept_from(conn: Connection, system: str, location: str | None) -> set[str]:
         .where(PENDING.c.source_system == system)
     )
     return {key for key, uri in conn.execute(query) if location is None or uri == location}
+
+
+def reopened(
+    conn: Connection, system: str, location: str | None, hashed: Callable[[bytes], str]
+) -> set[str]:
+    """The keys of `system`'s stored visits that its kept cancel-discharges (with
+    `location`, those kept by a run that read it) opened again: their content is the
+    cancel-discharge's (`hashed`: a record's content hash from its raw bytes)."""
+    run = schema.ingest_run
+    query = (
+        select(PENDING.c.raw, run.c.source_uri)
+        .outerjoin(run, run.c.ingest_run_id == PENDING.c.ingest_run_id)
+        .where(PENDING.c.source_system == system, PENDING.c.kind.in_((CANCEL, SPENT)))
+    )
+    digests = sorted(
+        {hashed(raw or b"") for raw, uri in conn.execute(query) if location in (None, uri)}
+    )
+    if not digests:
+        return set()
+    source = schema.source_record
+    with values_in(conn, source.c.content_hash, digests) as wanted:
+        found = select(source.c.record_key).where(
+            source.c.source_system == system,
+            source.c.cdm_table == "visit_occurrence",
+            source.c.role == schema.PRODUCED,
+            wanted,
+        )
+        return set(conn.execute(found).scalars())
 
 
 def forget_unseen(conn: Connection, system: str, seen: set[str], location: str | None) -> int:
@@ -137,7 +181,7 @@ def waiting(
                 version=row.source_version,
                 open_visit=True,
                 admitted=bool(row.admitted),
-                cancels=row.kind != DISCHARGE,
+                cancels=row.kind in (CANCEL, SPENT),
             ),
         )
         for row in rows

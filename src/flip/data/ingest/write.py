@@ -164,13 +164,22 @@ class Writer:
             # A key an earlier batch of this run wrote: that record is superseded, not this
             # one unchanged (same content) nor loaded a second time (new content).
             again_same = again_new = 0
-            stale: set[str] = set()  # an older version than the one this run stored
+            # an older version than the one this run stored, or than a stored withdrawal
+            stale: set[str] = set()
             older_stored = 0  # an older version than the one an earlier run stored
             changed = False  # whether a stored record's rows were replaced
             stored = self._has_provenance(conn)  # none: its records have no rows to find
             existing = self._existing(conn, batch) if stored else {}
+            withdrawn_later = self._withdrawn_later(conn, batch)
+            for key, run in withdrawn_later.items():
+                stale.add(key)
+                older_stored += run != report.run_id
             for key, old in existing.items():
+                if key in stale:
+                    continue
                 earlier = any(run == report.run_id for *_, run, _ in old)
+                if key in batch.provisional:
+                    old = [(*row[:4], admission_version(row[4])) for row in old]
                 newer = [run for *_, run, version in old if older(batch.versions.get(key), version)]
                 if newer:
                     stale.add(key)
@@ -207,9 +216,11 @@ class Writer:
                 insert_columns(conn, schema.metadata.tables[name], columns)
                 report.rows[name] += len(next(iter(columns.values())))
             insert_columns(conn, schema.source_record, layout.links)
+            if batch.withdrawn or withdrawn_later:
+                _unfile_from_gone_visits(conn, layout.tables)
             self._release(conn, layout.links["record_key"], report.run_id)
             self._release_older(conn, layout.links, report)
-            self._note_withdrawals(conn, batch.withdrawal_rules, layout.links["record_key"], report)
+            self._note_withdrawals(conn, batch, layout.links["record_key"], report)
             self._confirm(conn, batch, report.run_id)
             report.unchanged += len(unchanged) - again_same + batch.merged_before
             superseded = batch.superseded + again_same + again_new + len(stale) - older_stored
@@ -431,28 +442,52 @@ class Writer:
             self._withdrawn_kept = found is not None
         return self._withdrawn_kept
 
+    def _has_withdrawals(self, conn: Connection) -> bool:
+        """Whether the source system has withdrawal rows (looked up once)."""
+        if self._withdrawals is None:
+            table = schema.withdrawal
+            mine = select(table.c.rule).where(table.c.source_system == self.system)
+            self._withdrawals = conn.execute(mine.limit(1)).first() is not None
+        return self._withdrawals
+
+    def _withdrawn_later(self, conn: Connection, batch: Batch) -> dict[str, int]:
+        """The batch's records older than the stored withdrawal of their key (an HL7 A01
+        read after the A11 that cancels it, sent after it; see `_withdraw` for the version
+        compared), each with the run that withdrew it: they stay withdrawn, skipped."""
+        versioned = sorted(key for key in batch.sources if batch.versions.get(key))
+        if not versioned or not self._has_withdrawals(conn):
+            return {}
+        table = schema.withdrawal
+        columns = (table.c.record_key, table.c.source_version, table.c.ingest_run_id)
+        with values_in(conn, table.c.record_key, versioned) as wanted:
+            found = conn.execute(
+                select(*columns).where(table.c.source_system == self.system, wanted)
+            ).all()
+        return {
+            key: run
+            for key, version, run in found
+            if older(admission_version(batch.versions[key]), version)
+        }
+
     def _note_withdrawals(
-        self, conn: Connection, rules: dict[str, str], loaded: list[object], report: IngestReport
+        self, conn: Connection, batch: Batch, loaded: list[object], report: IngestReport
     ) -> None:
-        """Keep the keys the batch withdrew with their rule (table withdrawal), and forget
-        those of the records it loaded."""
+        """Keep the keys the batch withdrew with their rule and version (table withdrawal),
+        and forget those of the records it loaded."""
         table = schema.withdrawal
         mine = table.c.source_system == self.system
+        rules = batch.withdrawal_rules
         if rules:
             with values_in(conn, table.c.record_key, sorted(rules)) as wanted:
                 conn.execute(delete(table).where(mine, wanted))
             rows = [
                 {"source_system": self.system, "record_key": scrub_text(key), "rule": rule}
-                | {"ingest_run_id": report.run_id}
+                | {"ingest_run_id": report.run_id, "source_version": batch.withdrawn.get(key)}
                 for key, rule in rules.items()
             ]
             bulk_insert(conn, table, rows)
             self._withdrawals = True
-        if self._withdrawals is None:
-            self._withdrawals = (
-                conn.execute(select(table.c.rule).where(mine).limit(1)).first() is not None
-            )
-        if self._withdrawals and loaded:
+        if self._has_withdrawals(conn) and loaded:
             back = sorted({str(key) for key in loaded} - rules.keys())
             with values_in(conn, table.c.record_key, back) as wanted:
                 conn.execute(delete(table).where(mine, wanted))
@@ -481,7 +516,7 @@ class Writer:
             discharges.forget(conn, self.system, batch.applied)
         kept = [v for v in batch.pending if v.key not in batch.applied]
         if kept:
-            discharges.remember(conn, self.system, kept, run_id, batch.spent)
+            discharges.remember(conn, self.system, kept, run_id, batch.spent, batch.ended)
         for _, _, merge in batch.merges:
             if merge.restores is None:
                 discharges.adopt(conn, self.system, merge.old_person_key, merge.person_key)
@@ -782,6 +817,24 @@ def _forget_visit(conn: Connection, visit_id: int) -> None:
     for table in _IN_VISITS:
         column = table.c.visit_occurrence_id
         conn.execute(update(table).where(column == visit_id).values(visit_occurrence_id=None))
+
+
+def _unfile_from_gone_visits(conn: Connection, tables: dict[str, dict[str, list]]) -> None:
+    """File in no visit the rows just inserted that name a visit not stored (one a
+    withdrawal of their batch left out or removed: an A11 read before or after its A01)."""
+    named = {
+        visit
+        for table in _IN_VISITS
+        for visit in tables.get(table.name, {}).get("visit_occurrence_id", ())
+        if visit is not None
+    }
+    if not named:
+        return
+    visit = schema.visit_occurrence.c.visit_occurrence_id
+    with values_in(conn, visit, sorted(named)) as wanted:
+        stored = set(conn.execute(select(visit).where(wanted)).scalars())
+    for gone in named - stored:
+        _forget_visit(conn, gone)
 
 
 def _keep_withdrawn(conn: Connection, system: str, key: str) -> None:

@@ -21,18 +21,20 @@ if TYPE_CHECKING:  # httpx and the client are imported when a command talks to t
 
 
 def explain(error: HubError) -> str:
-    """What went wrong, in words a researcher acts on."""
+    """What went wrong, in words a researcher acts on (the hub's words with control
+    characters written out: it may quote what a site or another user sent)."""
     from flip.hub.client import HubUnreachable
 
+    detail = as_text(error.detail)
     if isinstance(error, HubUnreachable) or not error.status:
-        return str(error)
+        return as_text(str(error))
     if error.status == 401:
-        return f"the hub refused your token ({error.detail}): run `flip login HUB_URL` again"
+        return f"the hub refused your token ({detail}): run `flip login HUB_URL` again"
     if error.status == 403:
-        return f"not allowed: {error.detail}"
+        return f"not allowed: {detail}"
     if error.status == 404:
-        return error.detail or "not found"
-    return f"the hub refused: {error.detail or error}"
+        return detail or "not found"
+    return f"the hub refused: {detail or as_text(str(error))}"
 
 
 @contextmanager

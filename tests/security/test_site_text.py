@@ -100,3 +100,15 @@ def test_names_a_site_keys_its_numbers_by_must_be_one_line_of_text(hub):
     refused = hub.call("POST", f"/agent/queries/{qid}", site, json=answer | {"histograms": bins})
     assert refused.status_code == 422 and "one line" in refused.text, refused.text
     assert hub.call("GET", f"/queries/{qid}", researcher).json()["pending"] == ["st-a"]
+
+
+def test_a_supernode_keys_comment_is_one_line_of_ascii(hub):
+    """The key is written to the SuperLink's files as ASCII and handed to Flower's tools: a
+    comment with control characters or other than ASCII is refused (422), not a 500."""
+    site = hub.site("st-a")
+    key = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY="
+    for comment in ("\x1b]52;c;eA==\x07", "a\rb", "caf\u00e9"):
+        sent = hub.call("POST", "/agent/node-key", site, json={"public_key": f"{key} {comment}\n"})
+        assert sent.status_code == 422, (comment, sent.status_code, sent.text)
+    plain = hub.call("POST", "/agent/node-key", site, json={"public_key": f"{key} st-a@host\n"})
+    assert plain.status_code == 409, "a plain key passes the checks (this hub runs no Flower)"

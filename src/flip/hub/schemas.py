@@ -420,8 +420,9 @@ class NodeKeyIn(BaseModel):
     public_key: str = Field(
         min_length=20,
         max_length=2000,
-        pattern=r"^ecdsa-sha2-nistp(256|384|521) [A-Za-z0-9+/=]+( [^\n]*)?\n?$",
-        description="The site SuperNode's public key, OpenSSH format (ECDSA).",
+        pattern=r"^ecdsa-sha2-nistp(256|384|521) [A-Za-z0-9+/=]+( [ -~]*)?\n?$",
+        description="The site SuperNode's public key, OpenSSH format (ECDSA); its comment, "
+        "if any, one line of printable ASCII.",
     )
 
 

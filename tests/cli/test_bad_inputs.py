@@ -206,3 +206,20 @@ def test_ctrl_c_says_interrupted_in_one_line_and_exits_130(command, after, tmp_p
 def test_bench_hub_refuses_a_measuring_time_that_is_not_positive(seconds):
     done = flip("bench", "hub", "--seconds", seconds)
     assert done.returncode == 2 and "--seconds" in done.stderr, done.stderr
+
+
+def test_site_audit_shows_what_others_put_in_a_ledger_entry_as_text(tmp_path, monkeypatch):
+    """A ledger entry can quote text from elsewhere (a refusal's reason naming what a
+    researcher's definition held): `flip site audit` shows it as written, never as markup
+    (a `[link=…]`) nor as characters a terminal acts on (a bidi override)."""
+    from flip.data.ledger import Ledger
+
+    (tmp_path / "site.yaml").write_text("name: a\nstore: s.duckdb\nledger: l.sqlite\n")
+    quoted = "no column [link=https://evil.example]age[/link] \u202egnp.exe"
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.record("query.refused", {"query": 1, "reason": quoted})
+    monkeypatch.setenv("COLUMNS", "250")  # the entry on one line
+    done = flip("site", "audit", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no column [link=https://evil.example]age[/link] " in done.stdout, done.stdout
+    assert "\u202e" not in done.stdout and "\\u202egnp.exe" in done.stdout, done.stdout

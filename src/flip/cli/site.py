@@ -1046,12 +1046,14 @@ def audit(
     if as_json:
         typer.echo(json.dumps({"entries": entries, "broken_at": broken}))
     else:
+        from flip.cli.hub_session import as_text, hub_console
+
         table = Table(title="Site audit log")
         for column in ("seq", "at", "action", "detail"):
             table.add_column(column)
-        for e in entries:
+        for e in as_text(entries):  # an entry may quote a researcher's or the hub's text
             table.add_row(str(e["seq"]), e["at"], e["action"], e["detail"])
-        Console().print(table)
+        hub_console().print(table)
         typer.echo("chain intact" if broken is None else f"chain broken at entry {broken}")
     if broken is not None:
         raise typer.Exit(1)

@@ -405,3 +405,21 @@ def test_text_another_party_sent_reaches_no_terminal_raw(served, flip):
     assert "line two\\x1b[2J" in lines
     code, out, _ = flip("query", "--id", str(qid), "--json")
     assert json.loads(out)["name"] == f"q{escape}"
+
+
+def test_a_pulled_models_card_and_lineage_reach_no_terminal_raw(flip, tmp_path):
+    """A model's card and lineage come from the hub (with the sites' metric names in them):
+    `flip models list` and `flip models show` print control characters in them written out."""
+    folder = tmp_path / "registry" / "m1"
+    folder.mkdir(parents=True)
+    escape = "\x1b]52;c;cm0gLXJmIH4=\x07"
+    lineage = {"task": f"t{escape}", "registered_at": "2026-12-05", "sites": {}, "metrics": {}}
+    (folder / "lineage.json").write_text(json.dumps(lineage), encoding="utf-8")
+    card = f"# Model card: m1\n\n| site | auc{escape} |\n|---|---|\n| st-a | 0.5 |\n"
+    (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    for command in ("list", "show"):
+        args = ("models", command, *(["m1"] if command == "show" else []))
+        code, out, err = flip(*args, "--registry", str(tmp_path / "registry"))
+        assert code == 0, err
+        assert "\x1b" not in out and "\x07" not in out, (command, out)
+        assert "\\x1b]52;c;" in out, (command, out)

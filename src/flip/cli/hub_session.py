@@ -14,6 +14,7 @@ from rich.text import Text
 
 from flip.cli.credentials import load
 from flip.cli.errors import err
+from flip.problems import as_text
 from flip.problems import read_json as read_file_json
 
 if TYPE_CHECKING:  # httpx and the client are imported when a command talks to the hub
@@ -52,8 +53,10 @@ def hub_errors() -> Iterator[None]:
 
 
 def fail(reason: str) -> None:
-    """Print `error: REASON` on stderr and exit 1."""
-    err.print(Text.assemble(("error:", "red"), f" {reason}"), highlight=False, soft_wrap=True)
+    """Print `error: REASON` (control characters written out) on stderr and exit 1."""
+    err.print(
+        Text.assemble(("error:", "red"), f" {as_text(reason)}"), highlight=False, soft_wrap=True
+    )
     raise typer.Exit(1)
 
 
@@ -82,19 +85,6 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def print_json(value: Any) -> None:
     """Print `value` as one line of JSON on stdout."""
     typer.echo(json.dumps(value, default=str))
-
-
-def as_text(value: Any) -> Any:
-    """`value` (JSON from the hub) with every character a terminal would act on in its
-    strings and keys written out (`\\x1b`, `\\n`), for printing: a site names a level or
-    gives a reason, and it must not drive the terminal."""
-    if isinstance(value, str):
-        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
-    if isinstance(value, dict):
-        return {as_text(k): as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_text(v) for v in value]
-    return value
 
 
 def hub_console(*, stderr: bool = False) -> Console:

@@ -63,7 +63,8 @@ def list_models(
             )
         )
         return
-    from flip.cli.hub_session import as_text, hub_console
+    from flip.cli.hub_session import hub_console
+    from flip.problems import as_text
 
     table = Table(title=f"Models in {_registry(registry)}")
     for column in ("id", "task", "strategy", "rounds", "sites", "overall AUROC", "registered"):
@@ -103,7 +104,7 @@ def show(
         return
     from rich.markdown import Markdown  # markdown-it: only to show a card
 
-    from flip.cli.hub_session import as_text
+    from flip.problems import as_text
 
     # A card pulled from a hub names the sites' metrics: shown with control characters
     # written out, and each link with its address.

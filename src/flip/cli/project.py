@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from flip.cli.hub_session import as_text, connected, fail, hub_console, print_json
+from flip.cli.hub_session import connected, fail, hub_console, print_json
+from flip.problems import as_text
 
 app = typer.Typer(
     help="Projects at the hub you logged in to (`flip login`): create, list, show, invite sites, "

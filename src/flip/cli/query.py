@@ -13,7 +13,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from flip.cli.hub_session import as_text, connected, fail, hub_console, print_json, read_json
+from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
+from flip.problems import as_text
 
 #: Seconds between the first two reads of a query's answers, and at most.
 POLL = 0.5

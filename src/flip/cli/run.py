@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flip.cli.hub_session import as_text, connected, fail, hub_console, print_json
+from flip.cli.hub_session import connected, fail, hub_console, print_json
+from flip.problems import as_text
 
 app = typer.Typer(
     help="Federated runs at the hub: start, watch rounds arrive, stop, read results.",

@@ -20,6 +20,20 @@ def one_line(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
+def as_text(value: Any) -> Any:
+    """`value` (JSON from the hub, or text from a file someone else wrote) with every
+    character a terminal would act on in its strings and keys written out (`\\x1b`, `\\n`),
+    for printing: a site names a level or gives a reason, and it must not drive the
+    terminal. (The hub stores a site's free text as `one_line`.)"""
+    if isinstance(value, str):
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
+    if isinstance(value, dict):
+        return {as_text(k): as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_text(v) for v in value]
+    return value
+
+
 def first_problem(exc: ValidationError) -> str:
     """Each validation error with where it is (`data.outcome: Input should be ...`), `; `-joined
     (the first few, then how many more)."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import typer
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00"
 
@@ -206,3 +207,49 @@ def test_ctrl_c_says_interrupted_in_one_line_and_exits_130(command, after, tmp_p
 def test_bench_hub_refuses_a_measuring_time_that_is_not_positive(seconds):
     done = flip("bench", "hub", "--seconds", seconds)
     assert done.returncode == 2 and "--seconds" in done.stderr, done.stderr
+
+
+def test_site_audit_shows_what_others_put_in_a_ledger_entry_as_text(tmp_path, monkeypatch):
+    """A ledger entry can quote text from elsewhere (a refusal's reason naming what a
+    researcher's definition held): `flip site audit` shows it as written, never as markup
+    (a `[link=…]`) nor as characters a terminal acts on (a bidi override)."""
+    from flip.data.ledger import Ledger
+
+    (tmp_path / "site.yaml").write_text("name: a\nstore: s.duckdb\nledger: l.sqlite\n")
+    quoted = "no column [link=https://evil.example]age[/link] \u202egnp.exe"
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.record("query.refused", {"query": 1, "reason": quoted})
+    monkeypatch.setenv("COLUMNS", "250")  # the entry on one line
+    done = flip("site", "audit", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no column [link=https://evil.example]age[/link] " in done.stdout, done.stdout
+    assert "\u202e" not in done.stdout and "\\u202egnp.exe" in done.stdout, done.stdout
+
+
+def test_site_count_shows_a_definitions_name_as_text(tmp_path):
+    """A researcher's definition names its cohort: `flip site count` run on it by a site
+    admin prints the name with control characters written out."""
+    store = tmp_path / "store.duckdb"
+    assert flip("site", "init", "--store", str(store), cwd=tmp_path).returncode == 0
+    name = "t2d\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J"
+    criterion = {"table": "condition_occurrence", "concept_ids": [201826]}
+    (tmp_path / "d.json").write_text(json.dumps({"name": name, "include": [criterion]}))
+    done = flip("site", "count", "d.json", "--store", str(store), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("t2d\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J: "), done.stdout
+
+
+def test_an_error_line_shows_what_it_quotes_as_text(capsys):
+    """An error may quote a file or an answer someone else wrote: its line is printed with
+    control characters written out, by the site's commands and the researcher's alike."""
+    from flip.cli.errors import one_line_errors
+    from flip.cli.hub_session import fail
+
+    with pytest.raises(typer.Exit), one_line_errors():
+        raise ValueError("no column \x1b]52;c;cm0gLXJmIH4=\x07age")
+    with pytest.raises(typer.Exit):
+        fail("site st-a refused: \x1b[2Jcleared")
+    printed = capsys.readouterr().err
+    assert "\x1b" not in printed and "\x07" not in printed, repr(printed)
+    assert "no column \\x1b]52;c;cm0gLXJmIH4=\\x07age" in printed
+    assert "refused: \\x1b[2Jcleared" in printed

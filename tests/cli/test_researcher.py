@@ -352,3 +352,74 @@ def test_analysis_results_print_no_terminal_escape_a_site_sent(served, flip):
     assert "\\x1b]52;c;" in out, "the level is shown, written out"
     code, out, err = flip("analysis", "results", str(aid), "--json")
     assert json.loads(out)["result"]["combined"]["smoker"]["counts"][level] == 12
+
+
+def test_text_another_party_sent_reaches_no_terminal_raw(served, flip):
+    """What a co-member names (a project, its description, a query) and what a run's results
+    carry from its sites (their metric names, an error) is shown by `flip project`, `flip
+    query` and `flip run` with control characters written out, so nobody but the researcher
+    drives the researcher's terminal; --json keeps the text as sent."""
+    import httpx
+
+    _, url, admin = served
+    escape = "\x1b]52;c;cm0gLXJmIH4=\x07"
+    admin.create_user("ruth", "researcher", PASSWORD)
+    omar = ResearcherClient(url, admin.create_user("omar", "researcher"))
+    enrolment = admin.create_site("st-a")
+    site = httpx.post(f"{url}/api/v1/sites/enrol", json={"enrolment_token": enrolment}).json()
+    pid = omar.create_project(f"p{escape}\x1b[8m", f"line one{escape}\nline two\x1b[2J")
+    omar.add_members(pid, ["ruth"])
+    omar.invite(pid, ["st-a"])
+    definition = {"include": [{"table": "condition_occurrence", "concept_ids": [201826]}]}
+    qid = omar.create_query(pid, f"q{escape}", definition)
+    as_site = {"Authorization": f"Bearer {site['token']}"}
+    answer = {"count": None, "suppressed": True, "threshold": 10}
+    answered = httpx.post(f"{url}/api/v1/agent/queries/{qid}", json=answer, headers=as_site)
+    assert answered.status_code == 204, answered.text
+    omar.propose_task(pid, "cd" * 32, "tabular-logreg", {"name": "t"})
+    rid = omar.create_run(pid, "cd" * 32, 1)
+    decision = {"project_id": pid, "task_hash": "cd" * 32, "decision": "approved"}
+    for path, body in (("decisions", decision), (f"runs/{rid}", {"status": "joined"})):
+        sent = httpx.post(f"{url}/api/v1/agent/{path}", json=body, headers=as_site)
+        assert sent.status_code == 204, sent.text
+    omar.set_run_status(rid, "running")
+    omar.add_round(rid, 1, {f"auc{escape}": 0.5})
+    omar.set_run_status(
+        rid, "completed", {"per_site": {"st-a": {f"auc{escape}": 0.5}}, "error": f"e{escape}"}
+    )
+    omar.close()
+    assert flip("login", url, "--user", "ruth", stdin=PASSWORD + "\n")[0] == 0
+    for command in (
+        ("project", "list"),
+        ("project", "show", str(pid)),
+        ("query", "--id", str(qid)),
+        ("run", "results", str(rid)),
+        ("run", "watch", str(rid)),
+    ):
+        code, out, err = flip(*command)
+        assert code == 0, (command, err)
+        assert "\x1b" not in out + err and "\x07" not in out + err, (command, out)
+        assert "\\x1b]52;c;" in out, (command, out)
+    lines = flip("project", "show", str(pid))[1].splitlines()
+    assert "line one\\x1b]52;c;cm0gLXJmIH4=\\x07" in lines, "a description keeps its lines"
+    assert "line two\\x1b[2J" in lines
+    code, out, _ = flip("query", "--id", str(qid), "--json")
+    assert json.loads(out)["name"] == f"q{escape}"
+
+
+def test_a_pulled_models_card_and_lineage_reach_no_terminal_raw(flip, tmp_path):
+    """A model's card and lineage come from the hub (with the sites' metric names in them):
+    `flip models list` and `flip models show` print control characters in them written out."""
+    folder = tmp_path / "registry" / "m1"
+    folder.mkdir(parents=True)
+    escape = "\x1b]52;c;cm0gLXJmIH4=\x07"
+    lineage = {"task": f"t{escape}", "registered_at": "2026-12-05", "sites": {}, "metrics": {}}
+    (folder / "lineage.json").write_text(json.dumps(lineage), encoding="utf-8")
+    card = f"# Model card: m1\n\n| site | auc{escape} |\n|---|---|\n| st-a | 0.5 |\n"
+    (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    for command in ("list", "show"):
+        args = ("models", command, *(["m1"] if command == "show" else []))
+        code, out, err = flip(*args, "--registry", str(tmp_path / "registry"))
+        assert code == 0, err
+        assert "\x1b" not in out and "\x07" not in out, (command, out)
+        assert "\\x1b]52;c;" in out, (command, out)

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flip.cli.hub_session import as_text, connected, fail, hub_console, print_json, read_json
-from flip.problems import first_problem
+from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
+from flip.problems import as_text, first_problem
 
 #: The options an analysis of a cohort takes, on the hub (`flip analysis submit`) or on
 #: stores (`flip analyse stores`).

@@ -20,7 +20,7 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
 
     from flip.cli.interrupt import interrupted
     from flip.data.cdm.store import StoreError
-    from flip.problems import first_problem
+    from flip.problems import as_text, first_problem
 
     try:
         yield
@@ -31,5 +31,7 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
             line = f"{exc.title}: {first_problem(exc)}"
         else:
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err.print(Text.assemble(("error:", "red"), f" {line}"), highlight=False, soft_wrap=True)
+        # An error may quote a file or an answer someone else wrote: shown as text.
+        shown = f" {as_text(line)}"
+        err.print(Text.assemble(("error:", "red"), shown), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

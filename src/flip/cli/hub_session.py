@@ -14,6 +14,7 @@ from rich.text import Text
 
 from flip.cli.credentials import load
 from flip.cli.errors import err
+from flip.problems import as_text
 from flip.problems import read_json as read_file_json
 
 if TYPE_CHECKING:  # httpx and the client are imported when a command talks to the hub
@@ -21,18 +22,20 @@ if TYPE_CHECKING:  # httpx and the client are imported when a command talks to t
 
 
 def explain(error: HubError) -> str:
-    """What went wrong, in words a researcher acts on."""
+    """What went wrong, in words a researcher acts on (the hub's words with control
+    characters written out: it may quote what a site or another user sent)."""
     from flip.hub.client import HubUnreachable
 
+    detail = as_text(error.detail)
     if isinstance(error, HubUnreachable) or not error.status:
-        return str(error)
+        return as_text(str(error))
     if error.status == 401:
-        return f"the hub refused your token ({error.detail}): run `flip login HUB_URL` again"
+        return f"the hub refused your token ({detail}): run `flip login HUB_URL` again"
     if error.status == 403:
-        return f"not allowed: {error.detail}"
+        return f"not allowed: {detail}"
     if error.status == 404:
-        return error.detail or "not found"
-    return f"the hub refused: {error.detail or error}"
+        return detail or "not found"
+    return f"the hub refused: {detail or as_text(str(error))}"
 
 
 @contextmanager
@@ -50,8 +53,10 @@ def hub_errors() -> Iterator[None]:
 
 
 def fail(reason: str) -> None:
-    """Print `error: REASON` on stderr and exit 1."""
-    err.print(Text.assemble(("error:", "red"), f" {reason}"), highlight=False, soft_wrap=True)
+    """Print `error: REASON` (control characters written out) on stderr and exit 1."""
+    err.print(
+        Text.assemble(("error:", "red"), f" {as_text(reason)}"), highlight=False, soft_wrap=True
+    )
     raise typer.Exit(1)
 
 
@@ -80,19 +85,6 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def print_json(value: Any) -> None:
     """Print `value` as one line of JSON on stdout."""
     typer.echo(json.dumps(value, default=str))
-
-
-def as_text(value: Any) -> Any:
-    """`value` (JSON from the hub) with every character a terminal would act on in its
-    strings and keys written out (`\\x1b`, `\\n`), for printing: a site names a level or
-    gives a reason, and it must not drive the terminal."""
-    if isinstance(value, str):
-        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
-    if isinstance(value, dict):
-        return {as_text(k): as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_text(v) for v in value]
-    return value
 
 
 def hub_console(*, stderr: bool = False) -> Console:

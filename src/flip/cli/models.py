@@ -63,22 +63,26 @@ def list_models(
             )
         )
         return
+    from flip.cli.hub_session import hub_console
+    from flip.problems import as_text
+
     table = Table(title=f"Models in {_registry(registry)}")
     for column in ("id", "task", "strategy", "rounds", "sites", "overall AUROC", "registered"):
         table.add_column(column)
     for r in found:
-        overall = r.lineage.get("metrics", {}).get("overall", {})
+        lineage = as_text(r.lineage)  # pulled from a hub: it names the sites' metrics
+        overall = lineage.get("metrics", {}).get("overall", {})
         auroc = overall.get("auroc")
         table.add_row(
-            r.id,
-            r.lineage["task"],
-            str(r.lineage.get("strategy")),
-            str(r.lineage.get("rounds")),
-            str(len(r.lineage.get("sites", {}))),
+            as_text(r.id),
+            lineage["task"],
+            str(lineage.get("strategy")),
+            str(lineage.get("rounds")),
+            str(len(lineage.get("sites", {}))),
             "n/a" if auroc is None else f"{auroc:.3f}",
-            r.lineage["registered_at"],
+            lineage["registered_at"],
         )
-    Console().print(table)
+    hub_console().print(table)
 
 
 @app.command()
@@ -100,7 +104,13 @@ def show(
         return
     from rich.markdown import Markdown  # markdown-it: only to show a card
 
-    Console().print(Markdown((record.path / "MODEL_CARD.md").read_text(encoding="utf-8")))
+    from flip.problems import as_text
+
+    # A card pulled from a hub names the sites' metrics: shown with control characters
+    # written out, and each link with its address.
+    card = (record.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    shown = "\n".join(as_text(line) for line in card.splitlines())
+    Console().print(Markdown(shown, hyperlinks=False))
 
 
 @app.command("export")

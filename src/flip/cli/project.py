@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flip.cli.hub_session import connected, fail, hub_console, print_json
+from flip.problems import as_text
 
 app = typer.Typer(
     help="Projects at the hub you logged in to (`flip login`): create, list, show, invite sites, "
@@ -74,6 +75,7 @@ def list_projects(
         typer.echo("no projects yet: create one with `flip project create NAME`")
         return
     table = Table(title="Projects")
+    found = as_text(found)
     for column in ("id", "name", "owner", "sites", "created"):
         table.add_column(column)
     for p in found:
@@ -100,12 +102,14 @@ def show(project_id: ProjectArg, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(shown)
         return
+    description = [as_text(line) for line in shown["description"].splitlines()]
+    shown = as_text(shown)
     console = hub_console()
     console.print(
         Text.assemble((shown["name"], "bold"), f" (project {shown['id']}, owner {shown['owner']})")
     )
-    if shown["description"]:
-        console.print(shown["description"])
+    if description:
+        console.print("\n".join(description))
     console.print(f"members: {', '.join(shown['members']) or 'none'}")
     sites = Table(title="Sites")
     sites.add_column("site")

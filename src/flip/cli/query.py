@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flip.cli.hub_session import connected, fail, hub_console, print_json, read_json
+from flip.problems import as_text
 
 #: Seconds between the first two reads of a query's answers, and at most.
 POLL = 0.5
@@ -23,7 +24,9 @@ MAX_POLL = 3.0
 def answers_table(query: dict[str, Any]) -> RenderableType:
     """Each site's released count (`<N` when suppressed below its threshold), those still
     pending, and the total when every site released its count; for a Circe query, below it
-    the attrition (`attrition_table`)."""
+    the attrition (`attrition_table`). Text from the hub (the query's name, a site's error)
+    is shown with control characters written out (`as_text`)."""
+    query = as_text(query)
     if not query.get("steps"):
         return _counts_table(query)
     return Group(_counts_table(query), attrition_table(query))

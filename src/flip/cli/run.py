@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from flip.cli.hub_session import connected, fail, hub_console, print_json
+from flip.problems import as_text
 
 app = typer.Typer(
     help="Federated runs at the hub: start, watch rounds arrive, stop, read results.",
@@ -56,11 +57,13 @@ def start(
         joined = sorted(n for n, s in state["sites"].items() if s["status"] == "joined")
         if runtime == "deployment":
             if not joined:
-                fail(f"run {run_id}: no site joined ({_refusals(state)}); it stays requested")
+                refused = _refusals(as_text(state))
+                fail(f"run {run_id}: no site joined ({refused}); it stays requested")
             state = hub.set_run_status(run_id, "running") or hub.run(run_id)
     if as_json:
         print_json(state)
         return
+    state = as_text(state)
     typer.echo(f"run {run_id}: {state['status']} with {', '.join(joined) or 'no site yet'}")
     if refused := _refusals(state):
         typer.echo(f"refused: {refused}")
@@ -112,6 +115,8 @@ def watch(
     with connected() as hub:
         while True:
             state = hub.run(run_id)
+            if not as_json:  # a site's metric names and the run's error shown as text
+                state = as_text(state)
             for number, metrics in enumerate(state["round_metrics"][shown:], start=shown + 1):
                 if as_json:
                     print_json({"round": number, "metrics": metrics})
@@ -156,6 +161,7 @@ def results(run_id: RunArg, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(state)
         return
+    state = as_text(state)
     console = hub_console()
     console.print(
         f"run {run_id}: {state['status']}, {len(state['round_metrics'])}/{state['rounds']} "

@@ -18,6 +18,7 @@ from flip.cli.errors import one_line_errors
 from flip.cli.notes import app as notes_app
 from flip.cli.optout import app as optout_app
 from flip.cli.site_models import app as models_app
+from flip.problems import as_text
 
 if TYPE_CHECKING:
     from flip.config import IngestSettings
@@ -413,10 +414,10 @@ def count(
         released = release(s, definition, min_cell)
         s.close()
     shown = f"<{released.threshold} (suppressed)" if released.suppressed else str(released.count)
-    typer.echo(f"{definition.name}: {shown}")
+    typer.echo(f"{as_text(definition.name)}: {shown}")  # a researcher's file may name it
     for by, bins in released.histograms.items():
         cells = ", ".join(f"{k}: {'suppressed' if v is None else v}" for k, v in bins.items())
-        typer.echo(f"  by {by}: {cells}")
+        typer.echo(f"  by {as_text(by)}: {as_text(cells)}")
 
 
 @app.command("export-circe")
@@ -1046,12 +1047,14 @@ def audit(
     if as_json:
         typer.echo(json.dumps({"entries": entries, "broken_at": broken}))
     else:
+        from flip.cli.hub_session import hub_console
+
         table = Table(title="Site audit log")
         for column in ("seq", "at", "action", "detail"):
             table.add_column(column)
-        for e in entries:
+        for e in as_text(entries):  # an entry may quote a researcher's or the hub's text
             table.add_row(str(e["seq"]), e["at"], e["action"], e["detail"])
-        Console().print(table)
+        hub_console().print(table)
         typer.echo("chain intact" if broken is None else f"chain broken at entry {broken}")
     if broken is not None:
         raise typer.Exit(1)

@@ -29,6 +29,20 @@ Name = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]
 Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+def one_line_text(max_length: int, empty: str = "") -> Any:
+    """A free-text field another party sends (a site's error or reason): at most `max_length`
+    characters as sent, kept as one line of text (each run of whitespace or control
+    characters one space: `flip.problems.one_line`), `empty` when nothing printable is left,
+    so that it never carries a terminal escape or a forged line to where it is shown."""
+    return Annotated[
+        str, Field(max_length=max_length), AfterValidator(lambda text: one_line(text) or empty)
+    ]
+
+
+#: What a site's free text reads when it held nothing printable.
+NO_REASON = "no reason given"
+
+
 Password = Field(min_length=12, max_length=256, description="At least 12 characters.")
 
 
@@ -315,7 +329,7 @@ class RunOut(BaseModel):
 
 class LogEntryIn(BaseModel):
     seq: int = Field(ge=1, le=MAX_INT, description="The entry's number in the site's own log.")
-    at: str = Field(max_length=40)
+    at: one_line_text(40) = Field(description="When, as the site wrote it (one line).")
     action: Literal["run.joined", "run.stats", "run.trained", "run.refused"]
     detail: dict[str, Any]
 
@@ -338,7 +352,9 @@ class SiteCountIn(BaseModel):
     count: int | None = Field(None, ge=0, le=MAX_INT)
     suppressed: bool
     threshold: int = Field(ge=1, le=MAX_INT)
-    error: str | None = Field(None, max_length=500)
+    error: one_line_text(500, NO_REASON) | None = Field(
+        None, description="Why the site could not count: shown as one line of text."
+    )
     histograms: Histograms = Field(default_factory=dict)
     attrition: Attrition = Field(default_factory=list)
 
@@ -350,6 +366,8 @@ class SiteCountIn(BaseModel):
             raise ValueError("count is below the site's own threshold")
         for by, bins in self.histograms.items():
             for name, n in bins.items():
+                if not name.isprintable():
+                    raise ValueError(f"histogram {by}: a bin's name is not one line of text")
                 if len(name) > 40 or (
                     n is not None and not (n == 0 or self.threshold <= n <= MAX_INT)
                 ):
@@ -366,12 +384,12 @@ class DecisionIn(BaseModel):
     project_id: int = Field(ge=1, le=MAX_INT)
     task_hash: str = Sha256
     decision: Literal["approved", "declined"]
-    reason: str = Field("", max_length=2000)
+    reason: one_line_text(2000) = Field("", description="Why: shown as one line of text.")
 
 
 class RunReplyIn(BaseModel):
     status: Literal["joined", "refused"]
-    reason: str = Field("", max_length=2000)
+    reason: one_line_text(2000) = Field("", description="Why: shown as one line of text.")
 
 
 class FlowerOut(BaseModel):
@@ -402,8 +420,9 @@ class NodeKeyIn(BaseModel):
     public_key: str = Field(
         min_length=20,
         max_length=2000,
-        pattern=r"^ecdsa-sha2-nistp(256|384|521) [A-Za-z0-9+/=]+( [^\n]*)?\n?$",
-        description="The site SuperNode's public key, OpenSSH format (ECDSA).",
+        pattern=r"^ecdsa-sha2-nistp(256|384|521) [A-Za-z0-9+/=]+( [ -~]*)?\n?$",
+        description="The site SuperNode's public key, OpenSSH format (ECDSA); its comment, "
+        "if any, one line of printable ASCII.",
     )
 
 
@@ -539,17 +558,11 @@ class AnalysisReleaseIn(BaseModel):
     release: dict[str, Any] | None = Field(
         None, description="The site's aggregates for this round (flip.stats.federated)."
     )
-    refused: str | None = Field(
+    refused: one_line_text(2000, NO_REASON) | None = Field(
         None,
-        max_length=2000,
         description="Why the site refuses: shown as one line of text (each run of whitespace "
         "or control characters one space).",
     )
-
-    @field_validator("refused")
-    @classmethod
-    def _one_line(cls, refused: str | None) -> str | None:
-        return None if refused is None else one_line(refused) or "no reason given"
 
     @model_validator(mode="after")
     def _release_or_refusal(self) -> AnalysisReleaseIn:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flip.problems import first_problem, read_yaml
 
@@ -16,6 +16,8 @@ ROW_FLOOR = 10
 
 class AutoApproval(BaseModel):
     """A rule under which the agent approves a task without waiting for the site admin."""
+
+    model_config = ConfigDict(extra="forbid")
 
     kinds: list[str] = Field(min_length=1, description="Task kinds the rule covers.")
     projects: list[int] | None = Field(None, description="Hub project ids; None: any allowed.")
@@ -42,7 +44,10 @@ class SitePolicy(BaseModel):
 
     The agent and the ClientApp enforce it (flip.site.policy); a task that passes it
     still runs only once the site approved its exact hash, by hand or by `auto_approve`.
+    A key it does not know is refused: a misspelt `max_epsilon` must not drop the DP ceiling.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     min_cell_size: int = Field(10, ge=1)
     round_counts_to: int = Field(

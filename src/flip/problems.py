@@ -36,12 +36,13 @@ def as_text(value: Any) -> Any:
 
 def first_problem(exc: ValidationError) -> str:
     """Each validation error with where it is (`data.outcome: Input should be ...`), `; `-joined
-    (the first few, then how many more)."""
+    (the first few, then how many more); a key the model does not know is `unknown key`."""
     found = exc.errors()
     parts = []
     for problem in found[:SHOWN_PROBLEMS]:
         where = ".".join(str(part) for part in problem["loc"])
-        parts.append(f"{where}: {problem['msg']}" if where else str(problem["msg"]))
+        message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+        parts.append(f"{where}: {message}" if where else str(message))
     if len(found) > SHOWN_PROBLEMS:
         parts.append(f"and {len(found) - SHOWN_PROBLEMS} more")
     return "; ".join(parts)

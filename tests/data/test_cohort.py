@@ -49,6 +49,31 @@ def test_value_ranges_only_on_tables_with_values():
         )
 
 
+@pytest.mark.parametrize(
+    ("definition", "where"),
+    [
+        (
+            {"name": "x", "includes": [{"table": "condition_occurrence", "concept_ids": [1]}]},
+            "includes",
+        ),
+        ({"name": "x", "age_minimum": 60}, "age_minimum"),
+        (
+            {"name": "x", "include": [{"table": "measurement", "concept_id": [1]}]},
+            "include.0.concept_id",
+        ),
+    ],
+)
+def test_a_misspelt_key_is_refused_not_ignored(definition, where):
+    """Ignored, `includes` would count every person and `age_minimum` every age."""
+    from pydantic import ValidationError
+
+    from flip.problems import first_problem
+
+    with pytest.raises(ValidationError) as refused:
+        CohortDefinition.model_validate(definition)
+    assert f"{where}: unknown key" in first_problem(refused.value)
+
+
 def test_a_concept_stands_for_its_descendants(store, exported):
     from pathlib import Path
 

@@ -112,6 +112,26 @@ def test_flip_site_models_add_list_remove(tmp_path, encoder_file):
     assert gone.exit_code == 1 and "no model 'enc'" in gone.output
 
 
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    """`flip site models add NAME "$(python -c ...)"` whose command printed nothing."""
+    from typer.testing import CliRunner
+
+    from flip.cli.app import app
+    from flip.config import SiteConfig
+
+    SiteConfig(name="s", store="store.duckdb", ledger="ledger.sqlite").save(tmp_path / "site.yaml")
+    (tmp_path / "weights.bin").write_bytes(b"not these")
+    monkeypatch.chdir(tmp_path)
+    empty = CliRunner().invoke(
+        app, ["site", "models", "add", "enc", "", "--site-config", "site.yaml"]
+    )
+    assert empty.exit_code == 2 and "empty" in empty.output
+    listed = CliRunner().invoke(
+        app, ["site", "models", "list", "--json", "--site-config", "site.yaml"]
+    )
+    assert json.loads(listed.output) == {}
+
+
 def test_a_path_that_is_neither_file_nor_folder_is_named_as_such(tmp_path):
     with pytest.raises(PretrainedError, match="/dev/null: not a regular file or a folder"):
         weights_sha256("/dev/null")

@@ -1131,8 +1131,9 @@ def train(
     task: Annotated[
         str,
         typer.Option(
-            help="A built-in task (mace-5y; mace-5y-notes: clinic letters alone; "
-            "mace-5y-multimodal: late fusion of both) or a task spec JSON file."
+            help="A built-in task (mace-5y: coded features; mace-5y-notes: clinic letters "
+            "alone; mace-5y-xray: the chest radiograph alone; mace-5y-multimodal: late fusion "
+            "of all three) or a task spec JSON file."
         ),
     ] = "mace-5y",
     site_config: SiteConfigOption = Path("site.yaml"),

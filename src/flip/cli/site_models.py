@@ -34,7 +34,7 @@ def _ledger(site_config: Path):
 def add(
     name: Annotated[str, typer.Argument(help="The name tasks give (weights.name).")],
     path: Annotated[
-        Path, typer.Argument(help="A weights file, or a model folder (e.g. Hugging Face).")
+        str, typer.Argument(help="A weights file, or a model folder (e.g. Hugging Face).")
     ],
     sha256: Annotated[
         str | None,
@@ -49,8 +49,11 @@ def add(
     """
     from flip.data.pretrained import PretrainedError, add_model
 
+    if not path.strip():
+        # An empty PATH (a `$(...)` that printed nothing) would otherwise be the current folder.
+        raise typer.BadParameter("empty: give the weights file or model folder", param_hint="PATH")
     with one_line_errors(PretrainedError), _ledger(site_config) as ledger:
-        entry = add_model(ledger, name, path, by, sha256)
+        entry = add_model(ledger, name, Path(path), by, sha256)
     typer.echo(f"registered {name}: {entry['path']} sha256 {entry['sha256']}")
 
 

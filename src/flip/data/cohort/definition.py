@@ -34,7 +34,7 @@ class Criterion(BaseModel):
     not uncertain, not about a relative), as `flip site notes process` writes them.
     """
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     table: Table
     concept_ids: list[int] = Field(min_length=1, max_length=MAX_CONCEPTS)
@@ -56,7 +56,10 @@ class Criterion(BaseModel):
 
 class CohortDefinition(BaseModel):
     """Inclusion and exclusion criteria (at most MAX_CRITERIA in all), an age range (age
-    today) and sexes."""
+    today) and sexes. A key it does not know is refused: a misspelt `include` or `age_min`
+    must not count everyone."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     include: list[Criterion] = Field(default_factory=list, max_length=MAX_CRITERIA)

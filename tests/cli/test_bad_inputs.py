@@ -128,6 +128,20 @@ def test_hub_serve_names_a_bad_option_in_one_line(args, message, tmp_path):
     (tmp_path / "img.png").write_bytes(PNG)
     line = one_line(flip("hub", "serve", *args, cwd=tmp_path))
     assert line.startswith(message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"], "nothing is left behind"
+
+
+def test_hub_serve_with_a_vocabulary_folder_without_concepts_leaves_nothing_behind(tmp_path):
+    (tmp_path / "vocab").mkdir()
+    line = one_line(flip("hub", "serve", "--vocabulary", "vocab", cwd=tmp_path))
+    assert line == "error: vocab: no CONCEPT.csv (an Athena download's folder)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vocab"], "no database, no key"
+
+
+def test_hub_serve_names_a_signing_key_it_cannot_write(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    line = one_line(flip("hub", "serve", "--signing-key", "a-file/k.pem", cwd=tmp_path))
+    assert line.startswith("error: ") and line.endswith("a-file/k.pem: Not a directory")
 
 
 def test_hub_serve_checks_its_port_before_it_makes_the_admin(tmp_path):

@@ -155,7 +155,8 @@ def serve(
         failure_window=login_window,
     )
     try:
-        load_or_create_key(signing_key.resolve())
+        if signing_key.exists():
+            load_or_create_key(signing_key.resolve())
     except ValueError as exc:
         fail(
             f"--signing-key {signing_key}: not an Ed25519 private key (PEM): {exc}".split(". See")[
@@ -179,6 +180,8 @@ def serve(
         fail(f"--db {db}: not a database URL (sqlite:///hub.sqlite or postgresql://...)")
     except SQLAlchemyError as exc:
         fail(f"--db {db}: cannot use the database ({str(exc).splitlines()[0]})")
+    except OSError as exc:
+        fail(f"{exc.filename}: {exc.strerror}")
     token = bootstrap_admin(app_.state.engine, days=policy.max_token_days)
     if token:
         typer.echo(

@@ -75,7 +75,10 @@ def create_app(
     `analysis_sweep` s the hub closes the analysis rounds past their timeout.
     `vocabulary`: an Athena download's folder (or a subset) the cohort builder searches.
     """
+    # the vocabulary first, then the database, then the key: a bad option leaves nothing behind
+    concepts = None if vocabulary is None else load_concepts(vocabulary)
     engine = connect(database_url)
+    key = Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
     turns = WriteTurns()
     writer = Writer(engine, turns)
 
@@ -113,10 +116,8 @@ def create_app(
     if registry is None and federation is not None:
         registry = federation.work / "models"
     app.state.registry = registry
-    app.state.concepts = None if vocabulary is None else load_concepts(vocabulary)
-    app.state.signing_key = (
-        Ed25519PrivateKey.generate() if signing_key is None else load_or_create_key(signing_key)
-    )
+    app.state.concepts = concepts
+    app.state.signing_key = key
     #: Public keys the hub signed with before its key was rotated (`flip hub rotate-key`).
     app.state.retired_keys = [] if signing_key is None else retired_keys(signing_key)
     if federation is not None:

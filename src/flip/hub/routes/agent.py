@@ -399,14 +399,15 @@ def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
 @router.post("/runs/{run_id}/log", status_code=204)
 @writes(scope=own_work)
 def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> None:
-    """Entries of the site's own log of a run it joined; an entry sent again is kept once."""
+    """Entries of the site's own log of a run it joined (a site that refused it, or has not
+    replied, shares none: 404); an entry sent again is kept once."""
     joined = conn.execute(
         select(run_sites.c.status).where(
             run_sites.c.run_id == run_id, run_sites.c.site_id == site.id
         )
     ).scalar()
-    if joined is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this site has not replied to run {run_id}")
+    if joined != "joined":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this site has not joined run {run_id}")
     seen = set(
         conn.execute(
             select(run_logs.c.seq).where(run_logs.c.run_id == run_id, run_logs.c.site_id == site.id)

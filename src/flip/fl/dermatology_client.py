@@ -25,6 +25,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
+from flip.data.cohort.disclosure import rounded
 from flip.data.features.adapter import Weights
 from flip.data.features.tabular import Scaling
 from flip.data.ledger import Ledger
@@ -42,6 +43,7 @@ from flip.fl.tasks.dermatology_data import (
 from flip.fl.tasks.dermatology_task import DermatologyTask, Model
 from flip.fl.tasks.dermatology_training import Split, fit, predict
 from flip.fl.tasks.outcomes import auroc
+from flip.site.policy import rows_problem
 
 app = ClientApp()
 
@@ -140,6 +142,17 @@ def _split(data: SiteData, model: Model, which: str, config: Mapping[str, Any]) 
     return split
 
 
+def _enough(site: SiteConfig, config: Mapping[str, Any], split: Split, which: str) -> Split:
+    """The split, if it holds at least the site's fewest rows; else the round is refused
+    (audited), whatever the task's test fraction asks: one round's update on a few rows
+    gives those rows away."""
+    if problem := rows_problem(site.policy, which, len(split)):
+        with Ledger(site.ledger) as ledger:
+            detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
+            refuse(ledger, site, detail, problem)
+    return split
+
+
 def train_round(
     site: SiteConfig, config: Mapping[str, Any], state: Mapping[str, Any], run: int
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -155,7 +168,7 @@ def train_round(
     # bytes at every site: the task pins their SHA-256); later rounds from the aggregate.
     image = task.image_weights if number == 1 else None
     image_base = None if image is None else site_weights(site, image, config)
-    split = _split(rows(site, task), model_name, "train", config)
+    split = _enough(site, config, _split(rows(site, task), model_name, "train", config), "training")
     model = site_model(task, model_name, base, state)
     if image is not None and image_base is not None:
         try:
@@ -176,7 +189,9 @@ def train_round(
                 "n_train": len(split),
             },
         )
-    return dict(model.state_dict()), {"num-examples": len(split)}
+    policy = site.policy
+    count = rounded(len(split), policy.round_counts_to, policy.min_cell_size) or 0
+    return dict(model.state_dict()), {"num-examples": count}
 
 
 @app.train()
@@ -200,7 +215,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     count_round(site, task, config, msg.metadata.run_id, "evaluate")
     model_name: Model = str(config["model"])  # type: ignore[assignment]
     base = text_base(site, task, config)
-    split = _split(rows(site, task), model_name, "test", config)
+    split = _enough(site, config, _split(rows(site, task), model_name, "test", config), "test")
     model = site_model(task, model_name, base, msg.content["arrays"].to_torch_state_dict())
     predicted = predict(model, task.recipe(model_name), split)
     if model_name == "biomarker":

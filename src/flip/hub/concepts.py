@@ -69,10 +69,11 @@ class ConceptIndex:
         whole = " ".join(words)
         found: dict[int, Concept] = {}
         hits: list[Concept] = []
-        if whole.isdigit() and int(whole) in self._by_id:
+        an_id = whole.isascii() and whole.isdigit()  # "²" is a digit to str, not to int()
+        if an_id and int(whole) in self._by_id:
             hits.append(self._by_id[int(whole)])
         hits.extend(self._by_code.get(whole, []))
-        if not (hits and whole.isdigit()):
+        if not (hits and an_id):
             hits.extend(self._named(_needed(words), domain, whole))
         for hit in hits:
             for concept in self._standard_for(hit):

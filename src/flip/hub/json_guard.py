@@ -3,18 +3,22 @@
 One guard in front of every route: NaN and infinities, integers beyond 64 bits,
 nesting deeper than flip.bounds allows, NUL characters (PostgreSQL text cannot hold
 them) and lone surrogates (not Unicode) never reach a route, a database or a response.
+An API call's query string is held to the same bounds (a NUL in `?search=` reached
+PostgreSQL as a 500); the web app's pages check theirs with their forms.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flip.bounds import json_problems
+from flip.hub.prefix import API_PREFIX
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: The problems named in one answer (a body may hold thousands).
@@ -33,6 +37,19 @@ def body_problems(body: bytes) -> list[dict[str, Any]]:
         return [_error(("body",), f"invalid JSON: {str(exc)[:200]}")]
     problems = json_problems(value)[:_MOST]
     return [_error(("body", *where), why) for where, why in problems]
+
+
+def query_problems(query: bytes) -> list[dict[str, Any]]:
+    """Validation errors (FastAPI's shape) for a query string holding what no store can keep
+    (NUL, lone surrogates); [] when fine."""
+    if not query:
+        return []
+    fields = parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="utf-8")
+    problems = []
+    for name, value in fields:
+        for where, why in json_problems({name: value})[:1]:
+            problems.append(_error(("query", *where), why))
+    return problems[:_MOST]
 
 
 def _error(where: tuple, why: str) -> dict[str, Any]:
@@ -60,7 +77,15 @@ class JsonGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check the body of a request that has one, before any route reads it."""
+        """Check the query string, and the body of a request that has one, before any route
+        reads them."""
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(API_PREFIX)
+            and (problems := query_problems(scope["query_string"]))
+        ):
+            await _answer(send, 422, problems)
+            return
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY or not _is_json(scope):
             await self.app(scope, receive, send)
             return

@@ -138,19 +138,30 @@ def accept(conn: Connection, user_id: int, code: str | None) -> bool:
     ).first()
     if row is None or row.totp_secret is None or not code:
         return False
+    # Each code is spent by an update naming what was read: of two hub processes checking
+    # one code at once (on PostgreSQL), the second finds the row changed and is refused.
     step = totp_step(row.totp_secret, code)
     if step is not None and step > (row.totp_last_step or -1):
-        conn.execute(update(users).where(users.c.id == user_id).values(totp_last_step=step))
-        return True
+        unspent = (
+            users.c.totp_last_step.is_(None)
+            if row.totp_last_step is None
+            else users.c.totp_last_step == row.totp_last_step
+        )
+        spent = conn.execute(
+            update(users).where(users.c.id == user_id, unspent).values(totp_last_step=step)
+        )
+        return spent.rowcount == 1
     left = orjson.loads(row.recovery_codes or "[]")
     digest = _digest(code)
     if digest in left:
         left.remove(digest)
-        conn.execute(
+        spent = conn.execute(
             update(users)
-            .where(users.c.id == user_id)
+            .where(users.c.id == user_id, users.c.recovery_codes == row.recovery_codes)
             .values(recovery_codes=orjson.dumps(left).decode())
         )
+        if spent.rowcount != 1:
+            return False
         audit.append(conn, f"user:{row.name}", "user.mfa.recovery", f"user:{row.name}")
         return True
     return False

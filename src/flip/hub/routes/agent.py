@@ -22,6 +22,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    func,
     insert,
     select,
     update,
@@ -162,6 +163,12 @@ def _every_site_work(engine: Engine) -> dict[Hashable, WorkOut]:
         return {("work", site_id): found.get(site_id) or _no_work() for site_id in every}
 
 
+#: The oldest unanswered queries a site is sent in one poll (the agent answers or refuses each,
+#: so the next poll brings the next): a project's thousands of queries, or a site invited to
+#: a project that has them, made one poll carry every definition.
+QUERIES_PER_POLL = 100
+
+
 def _work_statements(one_site: bool) -> tuple[Select, Select, Select, Select]:
     """The four reads of pending work (queries, tasks, runs, training), built once each.
 
@@ -174,16 +181,21 @@ def _work_statements(one_site: bool) -> tuple[Select, Select, Select, Select]:
         return statement.where(member.c.site_id == bindparam("site_id")) if one_site else statement
 
     answered = query_results.alias("answered")
-    open_queries = of(
+    place = func.row_number().over(partition_by=member.c.site_id, order_by=queries.c.id)
+    unanswered = of(
         select(member.c.site_id, queries.c.id, queries.c.project_id, queries.c.name)
-        .add_columns(queries.c.definition)
+        .add_columns(queries.c.definition, place.label("place"))
         .join_from(queries, member, member.c.project_id == queries.c.project_id)
         .outerjoin(
             answered,
             (answered.c.query_id == queries.c.id) & (answered.c.site_id == member.c.site_id),
         )
         .where(answered.c.query_id.is_(None))
-        .order_by(queries.c.id)
+    ).subquery()
+    open_queries = (
+        select(*(unanswered.c[n] for n in ("site_id", "id", "project_id", "name", "definition")))
+        .where(unanswered.c.place <= QUERIES_PER_POLL)
+        .order_by(unanswered.c.id)
     )
     decided = task_decisions.alias("decided")
     open_tasks = of(
@@ -399,14 +411,15 @@ def reply_run(run_id: PathId, body: RunReplyIn, conn: Conn, site: Site) -> None:
 @router.post("/runs/{run_id}/log", status_code=204)
 @writes(scope=own_work)
 def share_run_log(run_id: PathId, body: RunLogIn, conn: Conn, site: Site) -> None:
-    """Entries of the site's own log of a run it joined; an entry sent again is kept once."""
+    """Entries of the site's own log of a run it joined (a site that refused it, or has not
+    replied, shares none: 404); an entry sent again is kept once."""
     joined = conn.execute(
         select(run_sites.c.status).where(
             run_sites.c.run_id == run_id, run_sites.c.site_id == site.id
         )
     ).scalar()
-    if joined is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this site has not replied to run {run_id}")
+    if joined != "joined":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this site has not joined run {run_id}")
     seen = set(
         conn.execute(
             select(run_logs.c.seq).where(run_logs.c.run_id == run_id, run_logs.c.site_id == site.id)

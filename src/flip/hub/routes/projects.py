@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.bounds import loads_finite
@@ -24,6 +24,7 @@ from flip.hub.db import (
     run_sites,
     runs,
     sites,
+    task_decisions,
     tasks,
     users,
 )
@@ -58,6 +59,11 @@ _RECORDED_BY_HUB = (
     "run {run} is a deployment run: its rounds, results and end are recorded by the hub's "
     "Flower federation only (a researcher may start or cancel it)"
 )
+
+#: Tasks a project may have waiting for a site's decision at once: each is in that site's
+#: every poll until it is decided (a person decides most), so the hub and the site read
+#: them all again each time.
+MAX_OPEN_TASKS = 50
 
 RUN_TRANSITIONS = {
     "requested": {"running", "cancelled", "failed"},
@@ -218,8 +224,15 @@ def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher
 @router.post("/projects/{project_id}/tasks", status_code=201)
 @writes
 def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
-    """Propose a task by its hash; sites recompute the hash and decide on it."""
+    """Propose a task by its hash; sites recompute the hash and decide on it (409 while the
+    project has MAX_OPEN_TASKS tasks a site has yet to decide)."""
     _visible(conn, project_id, who)
+    if (waiting := _open_tasks(conn, project_id)) >= MAX_OPEN_TASKS:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"project {project_id} has {waiting} tasks its sites have yet to decide, the most "
+            "it may: wait for their decisions",
+        )
     try:
         with conn.begin_nested():
             tid = conn.execute(
@@ -236,6 +249,34 @@ def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> d
         ) from None
     audit.append(conn, who.label, "task.propose", f"project:{project_id}", {"hash": body.hash})
     return {"id": tid, "hash": body.hash}
+
+
+def _open_tasks(conn: Connection, project_id: int) -> int:
+    """How many of the project's tasks some invited or joined site has yet to decide (all of
+    them while no site is: inviting one would put each in its polls)."""
+    member = (project_sites.c.project_id == project_id) & project_sites.c.status.in_(
+        ("invited", "approved")
+    )
+    sites_in = conn.execute(select(func.count()).where(member)).scalar_one()
+    decided = (
+        select(task_decisions.c.task_id, func.count().label("n"))
+        .join(
+            project_sites,
+            (project_sites.c.site_id == task_decisions.c.site_id) & member,
+        )
+        .group_by(task_decisions.c.task_id)
+        .subquery()
+    )
+    waiting = (
+        select(func.count())
+        .select_from(tasks)
+        .outerjoin(decided, decided.c.task_id == tasks.c.id)
+        .where(
+            tasks.c.project_id == project_id,
+            func.coalesce(decided.c.n, 0) < max(sites_in, 1),
+        )
+    )
+    return conn.execute(waiting).scalar_one()
 
 
 @router.post("/projects/{project_id}/queries", status_code=201)

@@ -121,6 +121,11 @@ def serve(
     from flip.ports import port_problem
     from flip.signing import load_or_create_key
 
+    if max_token_days > LONGEST_TOKEN_DAYS:
+        raise typer.BadParameter(
+            f"{max_token_days} is over the longest cap, {LONGEST_TOKEN_DAYS} days",
+            param_hint="--max-token-days",
+        )
     if problem := port_problem(host, port):
         fail(f"--port {port}: cannot listen on {host}:{port} ({problem})")
     federation = None
@@ -142,11 +147,6 @@ def serve(
             round_timeout=round_timeout,
         )
         typer.echo(f"Flower SuperLink on {federation.superlink.address}", err=True)
-    if max_token_days > LONGEST_TOKEN_DAYS:
-        raise typer.BadParameter(
-            f"{max_token_days} is over the longest cap, {LONGEST_TOKEN_DAYS} days",
-            param_hint="--max-token-days",
-        )
     policy = AccessPolicy(
         max_token_days=max_token_days,
         max_tokens_per_user=max_tokens_per_user,

@@ -70,7 +70,7 @@ def test_a_sites_decline_reason_is_stored_as_one_line(hub):
     assert hub.call("POST", "/agent/decisions", site, json=too_long).status_code == 422
 
 
-def test_a_sites_run_refusal_and_its_shared_log_are_stored_as_one_line(hub):
+def test_a_sites_run_refusal_is_stored_as_one_line(hub):
     researcher, site, pid = _world(hub)
     rid = hub.call(
         "POST", f"/projects/{pid}/runs", researcher, json={"task_hash": HASH, "rounds": 3}
@@ -79,13 +79,22 @@ def test_a_sites_run_refusal_and_its_shared_log_are_stored_as_one_line(hub):
         "POST", f"/agent/runs/{rid}", site, json={"status": "refused", "reason": HOSTILE}
     )
     assert sent.status_code == 204, sent.text
-    entry = {"seq": 1, "at": "2026\x1b[2J\n", "action": "run.refused", "detail": {}}
-    sent = hub.call("POST", f"/agent/runs/{rid}/log", site, json={"entries": [entry]})
-    assert sent.status_code == 204, sent.text
     run = hub.call("GET", f"/runs/{rid}", researcher).json()
     assert run["sites"]["st-a"]["status"] == "refused"
     _one_line(run["sites"]["st-a"]["reason"])
-    [logged] = run["logs"]["st-a"]
+
+
+def test_a_joined_sites_shared_log_is_stored_as_one_line(hub):
+    researcher, site, pid = _world(hub)
+    rid = hub.call(
+        "POST", f"/projects/{pid}/runs", researcher, json={"task_hash": HASH, "rounds": 3}
+    ).json()["id"]
+    joined = hub.call("POST", f"/agent/runs/{rid}", site, json={"status": "joined"})
+    assert joined.status_code == 204, joined.text
+    entry = {"seq": 1, "at": "2026\x1b[2J\n", "action": "run.trained", "detail": {}}
+    sent = hub.call("POST", f"/agent/runs/{rid}/log", site, json={"entries": [entry]})
+    assert sent.status_code == 204, sent.text
+    [logged] = hub.call("GET", f"/runs/{rid}", researcher).json()["logs"]["st-a"]
     assert logged["at"] == "2026 [2J", logged["at"]
 
 

@@ -714,11 +714,14 @@ def _records(
     if kind == "Bundle":
         return list(read_bundle(resource, location, refs))
     warnings: tuple[str, ...] = ()
+    if kind not in _HANDLERS and _known_type(kind):
+        # read for nothing, so it needs no identity: a searchset's OperationOutcome has none
+        with contextlib.suppress(ValueError):
+            full_url = refs.key_of(resource, full_url)
+        return [Skipped(full_url, location, "fhir.type.not_read", f"{kind} is not read")]
     try:
         key = refs.key_of(resource, full_url)
         if kind not in _HANDLERS:
-            if _known_type(kind):
-                return [Skipped(key, location, "fhir.type.not_read", f"{kind} is not read")]
             return [Rejected(key, location, "fhir.unsupported_type", f"{kind} is not FHIR", raw)]
         if kind in fhir_actors.ACTORS:
             refs.actors.add(key)

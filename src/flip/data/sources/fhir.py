@@ -31,7 +31,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors, textfile
+from flip.data.sources import fhir_actors, fhir_dates, textfile
 from flip.data.sources.fhir_status import (
     ABSENT,
     DELETED,
@@ -679,13 +679,22 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
     """
     model_class = get_fhir_model_class(kind)
     resource = {name: value for name, value in resource.items() if name not in UNMAPPED}
+    warned: tuple[str, ...] = ()
     try:
         return model_class.model_validate(resource), ()
     except ValidationError as exc:
-        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & resource.keys()
-        bad.discard("resourceType")
+        bad = _bad_elements(exc, resource)
         if not bad:
             raise
+        repaired = {n: fixed for n in bad for fixed, did in [fhir_dates.repair(resource[n])] if did}
+        if repaired:  # a date-time outside the spec's pattern whose meaning is plain
+            resource, warned = {**resource, **repaired}, (fhir_dates.REPAIRED,)
+            try:
+                return model_class.model_validate(resource), warned
+            except ValidationError as again:
+                exc, bad = again, _bad_elements(again, resource)
+                if not bad:
+                    raise again from None
         trimmed = {name: value for name, value in resource.items() if name not in bad}
         try:
             model = model_class.model_validate(trimmed)
@@ -693,7 +702,15 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
             if all(e["loc"] and str(e["loc"][0]) in bad for e in again.errors()):
                 raise exc from None
             raise again from None
-        return model, tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
+        invalid = tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
+        return model, (*warned, *invalid)
+
+
+def _bad_elements(exc: ValidationError, resource: dict) -> set[str]:
+    """The top-level elements of `resource` a validation error names (not resourceType)."""
+    bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & resource.keys()
+    bad.discard("resourceType")
+    return bad
 
 
 def _known_type(kind: str) -> bool:

@@ -758,9 +758,12 @@ def _records(
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
     except ValidationError as exc:
         message = f"{kind}.{first_problem(exc)}"
-        return [Rejected(_id(resource), location, "fhir.invalid", message, raw)]
+        return [Rejected(_id(resource, full_url), location, "fhir.invalid", message, raw)]
     except (ValueError, TypeError, KeyError) as exc:
-        return [Rejected(_id(resource), location, "fhir.invalid", f"{kind}: {exc}", raw)]
+        rejected = Rejected(
+            _id(resource, full_url), location, "fhir.invalid", f"{kind}: {exc}", raw
+        )
+        return [rejected]
     if out is None:
         return []
     out = out if isinstance(out, list) else [out]
@@ -799,10 +802,14 @@ def amends_earlier(resource: dict) -> bool:
     return number.isdigit() and int(number) > 1
 
 
-def _id(resource: dict) -> str | None:
-    """A rejected resource's id as its record key (the ingest drops one too long to keep)."""
+def _id(resource: dict, full_url: str | None = None) -> str | None:
+    """A rejected resource's record key, `Type/id` as when it loads (else its fullUrl), so
+    that its corrected version releases the quarantine row (the ingest drops a key too long
+    to keep)."""
     found = resource.get("id")
-    return found if isinstance(found, str) else None
+    if isinstance(found, str) and found:
+        return f"{resource['resourceType']}/{found}"
+    return full_url if isinstance(full_url, str) else None
 
 
 def _contained_results(

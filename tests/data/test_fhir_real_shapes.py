@@ -79,3 +79,52 @@ def test_a_corrected_invalid_resource_releases_its_quarantine_row(store, tmp_pat
     assert again.loaded == 1, again.as_dict()
     assert rows(store, "quarantine") == []
     assert [m["value_as_number"] for m in rows(store, "measurement")] == [72.0]
+
+
+def test_an_encounter_without_an_r4_class_keeps_its_visit_and_events(store, tmp_path):
+    """Exports leave out Encounter.class (required in R4) or send R5's list of
+    CodeableConcepts: the visit still loads (concept 0 when it names none; the R5 list's
+    first code otherwise), with a counted warning, and its events stay linked to it."""
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950"}
+
+    def visit(id_, day, **shape):
+        return {
+            "resourceType": "Encounter",
+            "id": id_,
+            "status": "finished",
+            "subject": {"reference": "Patient/p1"},
+            "period": {"start": f"2020-01-0{day}T09:00:00Z", "end": f"2020-01-0{day}T10:00:00Z"},
+            **shape,
+        }
+
+    def pulse(id_, encounter):
+        return {
+            "resourceType": "Observation",
+            "id": id_,
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+            "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": f"Encounter/{encounter}"},
+            "effectiveDateTime": "2020-01-01T09:30:00Z",
+            "valueQuantity": {"value": 72, "unit": "/min", "code": "/min"},
+        }
+
+    r5 = [
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}]}
+    ]
+    resources = [
+        patient,
+        visit("none", 1),
+        visit("r5", 2, **{"class": r5}),
+        pulse("o1", "none"),
+        pulse("o2", "r5"),
+    ]
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "x.ndjson", resources))
+    assert report.quarantined == 0, report.as_dict()
+    assert report.warnings == {"fhir.Encounter.class.missing": 1, "fhir.Encounter.class.r5": 1}
+    visits = {v["visit_start_date"].day: v for v in rows(store, "visit_occurrence")}
+    assert (visits[1]["visit_concept_id"], visits[1]["visit_source_value"]) == (0, None)
+    assert (visits[2]["visit_concept_id"], visits[2]["visit_source_value"]) == (9201, "IMP")
+    linked = sorted(m["visit_occurrence_id"] for m in rows(store, "measurement"))
+    assert linked == sorted(v["visit_occurrence_id"] for v in visits.values())
+    assert_accounted(store, report)

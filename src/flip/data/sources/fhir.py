@@ -31,7 +31,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors, fhir_dates, textfile
+from flip.data.sources import fhir_actors, fhir_dates, fhir_shapes, textfile
 from flip.data.sources.fhir_status import (
     ABSENT,
     DELETED,
@@ -323,7 +323,7 @@ class _Converter:
             person,
             start,
             end or start,
-            m.class_fhir.code or "",
+            m.class_fhir.code if m.class_fhir.system != fhir_shapes.ABSENT else "",
             self.location,
             self.raw,
             provider_key=provider,
@@ -753,6 +753,9 @@ def _records(
                 key, location, *status, withdraws=withdraws, version=version, amends=amends
             )
             return [*results, skipped]
+        if kind == "Encounter":
+            resource, shaped = fhir_shapes.encounter_class(resource)
+            warnings += shaped
         model, invalid = _validate(kind, resource)
         warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)

@@ -128,3 +128,28 @@ def test_an_encounter_without_an_r4_class_keeps_its_visit_and_events(store, tmp_
     linked = sorted(m["visit_occurrence_id"] for m in rows(store, "measurement"))
     assert linked == sorted(v["visit_occurrence_id"] for v in visits.values())
     assert_accounted(store, report)
+
+
+def test_an_allergy_to_a_drug_is_an_observation_never_an_exposure(store, tmp_path):
+    """US Core codes a drug allergen in RxNorm: its concept's domain is Drug, but an
+    allergy to metformin is no exposure to it; it is stored as an observation of the
+    allergen, and no drug_exposure row says the patient took it."""
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950"}
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "verificationStatus": {"coding": [{"code": "confirmed"}]},
+        "patient": {"reference": "Patient/p1"},
+        "code": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809"}]
+        },
+        "recordedDate": "2019-01-01",
+    }
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "a.ndjson", [patient, allergy]))
+    assert rows(store, "drug_exposure") == []
+    (observed,) = rows(store, "observation")
+    assert (observed["observation_concept_id"], observed["observation_source_value"]) == (
+        1503297,  # metformin, from the starter vocabulary
+        "6809",
+    )
+    assert_accounted(store, report)

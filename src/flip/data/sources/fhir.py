@@ -437,7 +437,12 @@ class _Converter:
 
     def allergy(self, m: Any) -> SourceRecord:
         start = _as_date(m.onsetDateTime) or _as_date(m.recordedDate)
-        return self.event(m, m.patient, _coding(m.code), start, "observation", **_others(m.code))
+        # the allergen's code names a substance (a drug, often): an observation, whatever
+        # its domain, never an exposure to it
+        code = _coding(m.code)
+        return self.event(
+            m, m.patient, code, start, "observation", fixed_table=True, **_others(m.code)
+        )
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
         start, _ = _period(m.effectiveDateTime, m.effectivePeriod)

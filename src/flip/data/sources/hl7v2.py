@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import hl7
 
-from flip.data.sources import textfile
+from flip.data.sources import hl7v2_history, textfile
 from flip.data.sources.hl7v2_values import (
     NULL,
     Number,
@@ -431,6 +431,8 @@ def _patient(r: _Reader, group: list, number: int) -> None:
             _visit(r, segment, context)
         elif name == "DG1":
             _diagnosis(r, segment, context, index)
+        elif name in hl7v2_history.SEGMENTS:
+            hl7v2_history.history(r, segment, context, index)
         elif name == "OBR":
             context.orders += 1
             fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"

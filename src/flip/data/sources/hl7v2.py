@@ -5,8 +5,9 @@ What is atomic (docs/site-setup.md says the same):
   skipped whole, counted under `hl7.message_type.unhandled.TYPE^EVENT`;
 - the patient group (a PID and what follows it up to the next PID): a PID without an
   identifier quarantines its group;
-- the segment: a DG1, PR1 or AL1 without a code (hl7v2_history), an OBX whose value does not parse (or whose result
-  the plausibility checks reject) is quarantined alone; the message's other records load;
+- the segment: a DG1, PR1 or AL1 without a code (hl7v2_history), an OBX whose value
+  does not parse (or whose result the plausibility checks reject) is quarantined alone;
+  the message's other records load;
   a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`; an OBX
   whose status says it is no result (OBX-11 D, W, X, I, O, N) or that has no OBX-5 is
   skipped by its rule; an A11 withdraws the visit its PV1-19 names.

@@ -153,3 +153,67 @@ def test_an_allergy_to_a_drug_is_an_observation_never_an_exposure(store, tmp_pat
         "6809",
     )
     assert_accounted(store, report)
+
+
+def test_what_has_not_happened_yet_is_skipped_and_loads_once_it_has(store, tmp_path):
+    """A booked (planned) Encounter, a draft order, a Procedure in preparation and a
+    medication only intended are no facts: a stale booking never cancelled must not
+    become a visit. Sent again once they happened, they load."""
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950"}
+    subject = {"reference": "Patient/p1"}
+    rxnorm = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809"}]}
+    pending = [
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "planned",
+            "class": {"code": "AMB"},
+            "subject": subject,
+            "period": {"start": "2020-01-01T09:00:00Z"},
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr1",
+            "status": "draft",
+            "intent": "order",
+            "subject": subject,
+            "medicationCodeableConcept": rxnorm,
+            "authoredOn": "2020-01-01",
+        },
+        {
+            "resourceType": "Procedure",
+            "id": "pr1",
+            "status": "preparation",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "80146002"}]},
+            "performedDateTime": "2020-01-01",
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms1",
+            "status": "intended",
+            "subject": subject,
+            "medicationCodeableConcept": rxnorm,
+            "effectiveDateTime": "2020-01-01",
+        },
+    ]
+    path = tmp_path / "x.ndjson"
+    report = ingest_path(store, "fhir", write_ndjson(path, [patient, *pending]))
+    assert report.skipped_rules == {
+        "fhir.status.planned": 1,
+        "fhir.status.draft": 1,
+        "fhir.status.preparation": 1,
+        "fhir.status.intended": 1,
+    }
+    assert rows(store, "visit_occurrence") == rows(store, "drug_exposure") == []
+    assert rows(store, "procedure_occurrence") == []
+    assert_accounted(store, report)
+    done = {"Encounter": "finished", "MedicationRequest": "active"}
+    done |= {"Procedure": "completed", "MedicationStatement": "completed"}
+    happened = [dict(r, status=done[r["resourceType"]]) for r in pending]
+    again = ingest_path(store, "fhir", write_ndjson(path, [patient, *happened]))
+    assert again.loaded == 4, again.as_dict()
+    assert len(rows(store, "visit_occurrence")) == 1
+    assert len(rows(store, "drug_exposure")) == 2
+    assert len(rows(store, "procedure_occurrence")) == 1
+    assert_accounted(store, again)

@@ -1031,9 +1031,12 @@ def read_path(
 def _file_rank(path: Path) -> int:
     """Where a file goes in the reading order: a bulk NDJSON file by the type of its first
     resource (servers name them `Patient.ndjson`, `1.Patient.ndjson`, `patient-0001.ndjson`
-    or by an opaque id), so that patients come before what refers to them; Bundles first."""
+    or by an opaque id), so that patients come before what refers to them; Bundles first,
+    by the earliest type among their first entries: Synthea's `hospitalInformation*.json`
+    and `practitionerInformation*.json` before the patient Bundles that refer to them
+    (`Aaron_Smith_….json`, sorted first by name)."""
     if ".ndjson" not in path.name:
-        return -1
+        return _bundle_rank(path)
     try:
         with _open(path) as handle:
             first = next((line for line in bounded_lines(handle) if line and line.strip()), b"")
@@ -1042,6 +1045,19 @@ def _file_rank(path: Path) -> int:
         return -1
     kind = match.group(1).decode() if match else None
     return SUPPORTED.index(kind) if kind in SUPPORTED else len(SUPPORTED)
+
+
+def _bundle_rank(path: Path) -> int:
+    """A JSON file's place before every NDJSON file: by the earliest SUPPORTED type among
+    the resources its first bytes name (the Bundle itself aside)."""
+    try:
+        with _open(path) as handle:
+            first = handle.read(_PEEK)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return -1
+    kinds = {m.group(1).decode() for m in _RESOURCE_TYPE.finditer(first)} - {"Bundle"}
+    ranks = [SUPPORTED.index(k) for k in kinds if k in SUPPORTED]
+    return min(ranks, default=len(SUPPORTED)) - len(SUPPORTED) - 1
 
 
 #: The resourceType of the first line of an NDJSON file, read from its first bytes.

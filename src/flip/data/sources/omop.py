@@ -298,8 +298,22 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if (path.is_file() and _is_table(path)) or _parts(path):
-            found.setdefault(table_name(path), []).append(path)
+            found.setdefault(_shard_of(path) or table_name(path), []).append(path)
     return found
+
+
+#: A table's shard as BigQuery, Spark or split tools name it: `measurement-000000000001`,
+#: `measurement_part_003`, `person-00000-of-00004`, `drug_exposure.2`.
+_SHARD = re.compile(r"^(?P<table>[a-z_]+?)[-_.](?:part[-_]?)?\d+(?:-of-\d+)?$")
+
+
+def _shard_of(path: Path) -> str | None:
+    """The CDM table a sharded file is one part of, else None."""
+    if not path.is_file():
+        return None
+    match = _SHARD.match(table_name(path))
+    table = match.group("table") if match else None
+    return table if table in TABLES else None
 
 
 def _parts(path: Path) -> list[Path]:
@@ -527,11 +541,13 @@ def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord
             f"{folder}: no person.csv or person.parquet (is this an OMOP CDM export?)"
         )
     for name in TABLES:
-        paths = files.pop(name, [])
-        for extra in paths[1:]:
+        # an unsharded file first: beside it, a shard is a second copy
+        paths = sorted(files.pop(name, []), key=lambda p: _shard_of(p) is not None)
+        read = paths if paths and all(_shard_of(p) for p in paths) else paths[:1]
+        for extra in paths[len(read) :]:
             yield Unread(str(extra), f"{paths[0].name} was read for {name}", failed=True)
-        if paths:
-            yield from read_file(paths[0], schema.metadata.tables[name], order)
+        for path in read:  # the parts of a sharded table, in name order
+            yield from read_file(path, schema.metadata.tables[name], order)
     for name, paths in files.items():
         reason = NOT_READ.get(name, "not an OMOP CDM v5.3/v5.4 clinical or health-system table")
         for path in paths:

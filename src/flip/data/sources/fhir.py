@@ -31,7 +31,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors, fhir_dates, fhir_shapes, textfile
+from flip.data.sources import fhir_actors, fhir_dates, fhir_shapes, fhir_text, textfile
 from flip.data.sources.fhir_status import (
     ABSENT,
     DELETED,
@@ -879,15 +879,29 @@ def read_lines(
         try:
             resource = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            yield Rejected(None, location, "json.malformed", str(exc), raw)
+            resource = fhir_text.legacy_json(raw)
+            if resource is None:
+                yield Rejected(None, location, "json.malformed", str(exc), raw)
+                continue
+            yield from _warned(_records(resource, raw, location, refs), fhir_text.NOT_UTF8)
             continue
         yield from _records(resource, raw, location, refs)
+
+
+def _warned(records: list[SourceRecord], rule: str) -> list[SourceRecord]:
+    """`records`, each that can carry warnings now carrying `rule` too."""
+    for record in records:
+        if hasattr(record, "warnings"):
+            record.warnings = (*record.warnings, rule)
+    return records
 
 
 def read_ndjson(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
     """Yield the records of an NDJSON file (plain or gzip) line by line, never reading it whole."""
     with _open(path) as handle:
-        yield from read_lines(bounded_lines(handle), str(path), refs)
+        codec = fhir_text.wide_codec(handle)
+        lines = fhir_text.wide_lines(handle, codec) if codec else bounded_lines(handle)
+        yield from read_lines(lines, str(path), refs)
 
 
 def bounded_lines(handle: BinaryIO) -> Iterator[bytes | None]:
@@ -907,11 +921,17 @@ def read_json(path: Path, refs: References | None = None) -> Iterator[SourceReco
     """Yield the records of a JSON file holding a Bundle or a single resource."""
     refs = refs or References()
     with _open(path) as handle:
-        data = handle.read().removeprefix(BOM)
+        codec = fhir_text.wide_codec(handle)
+        data = handle.read()
+    data = data.decode(codec, errors="replace").encode() if codec else data.removeprefix(BOM)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        yield Rejected(None, str(path), "json.malformed", str(exc), data)
+        document = fhir_text.legacy_json(data)
+        if document is None:
+            yield Rejected(None, str(path), "json.malformed", str(exc), data)
+        else:
+            yield from _warned(_records(document, data, str(path), refs), fhir_text.NOT_UTF8)
         return
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
         yield from _records(document, data, str(path), refs)

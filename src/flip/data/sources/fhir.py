@@ -1072,7 +1072,7 @@ def _bundle_rank(path: Path) -> int:
     the resources its first bytes name (the Bundle itself aside)."""
     try:
         with _open(path) as handle:
-            first = handle.read(_PEEK)
+            first = handle.read(_BUNDLE_PEEK)
     except (OSError, EOFError, gzip.BadGzipFile):
         return -1
     kinds = {m.group(1).decode() for m in _RESOURCE_TYPE.finditer(first)} - {"Bundle"}
@@ -1083,3 +1083,6 @@ def _bundle_rank(path: Path) -> int:
 #: The resourceType of the first line of an NDJSON file, read from its first bytes.
 _RESOURCE_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 _PEEK = 1 << 16
+#: How much of a JSON file names the types of its first entries (a fraction of a Synthea
+#: patient Bundle, read once per file).
+_BUNDLE_PEEK = 1 << 13

@@ -188,19 +188,34 @@ def _others(concept: Any) -> dict[str, Any]:
     return {"alternates": tuple(codings[1:])} if len(codings) > 1 else {}
 
 
-def _period(start: Any, period: Any) -> tuple[date | None, date | None]:
-    if start is not None:
-        return _as_date(start), None
-    if period is not None:
-        return _as_date(period.start), _as_date(period.end)
-    return None, None
-
-
 class _Converter:
     """Turns one validated resource into a record."""
 
     def __init__(self, refs: References, key: str, location: str, raw: bytes) -> None:
         self.refs, self.key, self.location, self.raw = refs, key, location, raw
+        #: Whether a date of the record was read from a partial date (fhir_dates.PARTIAL).
+        self.partial = False
+
+    def when(self, value: object, last: bool = False) -> date | None:
+        """A date or dateTime (see _as_date); a partial one (`2015`, `2015-06`) is its first
+        day (a death's: its last, so no event of that month or year falls after it),
+        counted as fhir.date.partial."""
+        found = _as_date(value)
+        if found is None and (day := fhir_dates.partial_day(value, last)) is not None:
+            self.partial = True
+            return day
+        return found
+
+    def period(self, start: Any, period: Any) -> tuple[date | None, date | None]:
+        if start is not None:
+            return self.when(start), None
+        if period is not None:
+            return self.when(period.start), self.when(period.end)
+        return None, None
+
+    def dated(self) -> tuple[str, ...]:
+        """The warnings of the record's dates."""
+        return (fhir_dates.PARTIAL,) if self.partial else ()
 
     def reject(self, rule: str, message: str) -> Rejected:
         return Rejected(self.key, self.location, rule, message, self.raw)
@@ -237,6 +252,7 @@ class _Converter:
             self.raw,
             visit_key=visit,
             provider_key=self._performer(model),
+            warnings=self.dated(),
             **extra,
         )
 
@@ -298,6 +314,7 @@ class _Converter:
             identifier, key = chosen, identified
             self.refs.persons[self.key] = key
         born, parts = _birth(m)
+        died = self.when(m.deceasedDateTime, last=True)
         return SourcePerson(
             key,
             identifier,
@@ -305,8 +322,8 @@ class _Converter:
             m.gender,
             self.location,
             self.raw,
-            death_date=_as_date(m.deceasedDateTime),
-            warnings=warnings,
+            death_date=died,
+            warnings=(*warnings, *self.dated()),
             birth_parts=parts,
         )
 
@@ -314,7 +331,7 @@ class _Converter:
         person = self.subject(m, m.subject)
         if person is None:
             return self.reject("fhir.subject.missing", "Encounter has no subject")
-        start, end = _period(None, m.period)
+        start, end = self.period(None, m.period)
         individuals = [p.individual for p in m.participant or [] if p.individual]
         practitioners = [self.refs.actor(i) for i in individuals]
         provider = next((k for k in practitioners if k and k.startswith("Practitioner/")), None)
@@ -328,25 +345,26 @@ class _Converter:
             self.raw,
             provider_key=provider,
             care_site_key=self.refs.actor(m.serviceProvider),
+            warnings=self.dated(),
         )
 
     def condition(self, m: Any) -> SourceRecord:
-        start = _as_date(m.onsetDateTime) or (
-            _as_date(m.onsetPeriod.start) if m.onsetPeriod else None
+        start = self.when(m.onsetDateTime) or (
+            self.when(m.onsetPeriod.start) if m.onsetPeriod else None
         )
         return self.event(
             m,
             m.subject,
             _coding(m.code),
-            start or _as_date(m.recordedDate),
+            start or self.when(m.recordedDate),
             "condition_occurrence",
-            end=_as_date(m.abatementDateTime),
+            end=self.when(m.abatementDateTime),
             **_others(m.code),
         )
 
     def observation(self, m: Any) -> list[SourceRecord] | SourceRecord:
-        start, _ = _period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
-        start = start or _as_date(m.issued)
+        start, _ = self.period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
+        start = start or self.when(m.issued)
         out = []
         if not m.component or _has_value(m):
             table, values = _value(m)
@@ -360,6 +378,7 @@ class _Converter:
                 out.append(Skipped(part_key(self.key, i), self.location, ABSENT, why))
                 continue
             c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
+            c.partial = self.partial
             table, values = _value(part)
             code, more = _coding(part.code), _others(part.code)
             out.append(c.event(m, m.subject, code, start, table, whole=self.key, **more, **values))
@@ -384,7 +403,7 @@ class _Converter:
 
     def medication_request(self, m: Any) -> SourceRecord:
         validity = m.dispenseRequest.validityPeriod if m.dispenseRequest else None
-        start = _as_date(m.authoredOn) or (_as_date(validity.start) if validity else None)
+        start = self.when(m.authoredOn) or (self.when(validity.start) if validity else None)
         qty = (
             m.dispenseRequest.quantity.value
             if m.dispenseRequest and m.dispenseRequest.quantity
@@ -396,18 +415,23 @@ class _Converter:
             self._drug(m),
             start,
             "drug_exposure",
-            end=_as_date(validity.end) if validity else None,
+            end=self.when(validity.end) if validity else None,
             quantity=float(qty) if qty is not None else None,
         )
 
     def medication_statement(self, m: Any) -> SourceRecord:
-        start, end = _period(m.effectiveDateTime, m.effectivePeriod)
+        start, end = self.period(m.effectiveDateTime, m.effectivePeriod)
         return self.event(
-            m, m.subject, self._drug(m), start or _as_date(m.dateAsserted), "drug_exposure", end=end
+            m,
+            m.subject,
+            self._drug(m),
+            start or self.when(m.dateAsserted),
+            "drug_exposure",
+            end=end,
         )
 
     def medication_administration(self, m: Any) -> SourceRecord:
-        start, end = _period(m.effectiveDateTime, m.effectivePeriod)
+        start, end = self.period(m.effectiveDateTime, m.effectivePeriod)
         route = _coding(m.dosage.route) if m.dosage and m.dosage.route else None
         return self.event(
             m,
@@ -424,19 +448,19 @@ class _Converter:
             m,
             m.patient,
             _coding(m.vaccineCode),
-            _as_date(m.occurrenceDateTime),
+            self.when(m.occurrenceDateTime),
             "drug_exposure",
             **_others(m.vaccineCode),
         )
 
     def procedure(self, m: Any) -> SourceRecord:
-        start, end = _period(m.performedDateTime, m.performedPeriod)
+        start, end = self.period(m.performedDateTime, m.performedPeriod)
         return self.event(
             m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end, **_others(m.code)
         )
 
     def allergy(self, m: Any) -> SourceRecord:
-        start = _as_date(m.onsetDateTime) or _as_date(m.recordedDate)
+        start = self.when(m.onsetDateTime) or self.when(m.recordedDate)
         # the allergen's code names a substance (a drug, often): an observation, whatever
         # its domain, never an exposure to it
         code = _coding(m.code)
@@ -445,12 +469,12 @@ class _Converter:
         )
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
-        start, _ = _period(m.effectiveDateTime, m.effectivePeriod)
+        start, _ = self.period(m.effectiveDateTime, m.effectivePeriod)
         return self.event(
             m,
             m.subject,
             _coding(m.code),
-            start or _as_date(m.issued),
+            start or self.when(m.issued),
             "measurement",
             text=m.conclusion,
         )
@@ -466,13 +490,13 @@ class _Converter:
             )
         except (ValueError, UnicodeDecodeError):
             return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
-        start, _ = _period(None, m.context.period if m.context else None)
+        start, _ = self.period(None, m.context.period if m.context else None)
         code = _coding(m.type) or ("", "note")
         return self.event(
             m,
             m.subject,
             code,
-            _as_date(m.date) or start,
+            self.when(m.date) or start,
             "note",
             text=text,
             detail={"title": attachment.title or m.description or ""},
@@ -495,7 +519,7 @@ class _Converter:
             m,
             m.subject,
             (modality.system or "", modality.code),
-            _as_date(m.started),
+            self.when(m.started),
             "image_occurrence",
             detail=detail,
         )
@@ -506,7 +530,7 @@ class _Converter:
             m,
             m.subject,
             _coding(m.type),
-            _as_date(collected) or _as_date(m.receivedTime),
+            self.when(collected) or self.when(m.receivedTime),
             "specimen",
         )
 

@@ -11,6 +11,8 @@ rather than dropped with the element that carries it (losing a record's only dat
 from __future__ import annotations
 
 import re
+from calendar import monthrange
+from datetime import date
 from typing import Any
 
 #: A date-time FHIR refuses but whose meaning is plain.
@@ -52,3 +54,25 @@ def repair(value: Any) -> tuple[Any, bool]:
         pairs = [repair(item) for item in value]
         return [p[0] for p in pairs], any(p[1] for p in pairs)
     return value, False
+
+
+#: The warning rule of a date read from a partial FHIR date (`2015`, `2015-06`).
+PARTIAL = "fhir.date.partial"
+
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+
+
+def partial_day(value: Any, last: bool = False) -> date | None:
+    """The first (or, `last`, the last) day a partial date (`2015`, `2015-06`) can mean;
+    None for anything else."""
+    match = _PARTIAL.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month = int(match.group(1)), int(match.group(2) or 0)
+    if year < 1 or month > 12:
+        return None
+    first = date(year, month or 1, 1)
+    if not last:
+        return first
+    month = month or 12
+    return max(first, min(date(year, month, monthrange(year, month)[1]), date.today()))

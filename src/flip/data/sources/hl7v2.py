@@ -310,12 +310,18 @@ def _records(
 
 
 def _identifier(m: _Message, segment: Any, field: int) -> tuple[str, str]:
-    """(ID, assigning authority) of the first repetition of a CX field that has an ID (a
-    blank one is none)."""
-    for repeat in range(1, m.repeats(segment, field) + 1):
-        identifier = m.get(segment, field, 1, repeat)
-        if identifier.strip():
-            return identifier, m.get(segment, field, 4, repeat)
+    """(ID, assigning authority) of the repetition of a CX field typed MR (medical record
+    number, CX.5), else of its first repetition that has an ID (a blank one is none): the
+    same patient is one key whatever order a system sends PID-3's repetitions in, and an
+    SSN sent first is not the record number."""
+    valued = [
+        repeat
+        for repeat in range(1, m.repeats(segment, field) + 1)
+        if m.get(segment, field, 1, repeat).strip()
+    ]
+    typed = [r for r in valued if m.get(segment, field, 5, r).strip().upper() == "MR"]
+    for repeat in typed[:1] or valued[:1]:
+        return m.get(segment, field, 1, repeat), m.get(segment, field, 4, repeat)
     return "", ""
 
 

@@ -314,7 +314,11 @@ def event_row(
             break
         if other:
             mapping = _through_alternate(mapping, vocab.map(*other))
-    table = DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
+    table = (
+        e.default_table
+        if e.fixed_table
+        else DOMAIN_TABLES.get(mapping.domain_id or "", e.default_table)
+    )
     id_, concept, when, type_, source_value, source_concept = _NAMES[table]
     row_id = stable_id(system, table, e.key)
     values: dict[str, object] = {

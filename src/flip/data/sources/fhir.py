@@ -31,7 +31,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors, textfile
+from flip.data.sources import fhir_actors, fhir_dates, fhir_shapes, fhir_text, textfile
 from flip.data.sources.fhir_status import (
     ABSENT,
     DELETED,
@@ -188,19 +188,34 @@ def _others(concept: Any) -> dict[str, Any]:
     return {"alternates": tuple(codings[1:])} if len(codings) > 1 else {}
 
 
-def _period(start: Any, period: Any) -> tuple[date | None, date | None]:
-    if start is not None:
-        return _as_date(start), None
-    if period is not None:
-        return _as_date(period.start), _as_date(period.end)
-    return None, None
-
-
 class _Converter:
     """Turns one validated resource into a record."""
 
     def __init__(self, refs: References, key: str, location: str, raw: bytes) -> None:
         self.refs, self.key, self.location, self.raw = refs, key, location, raw
+        #: Whether a date of the record was read from a partial date (fhir_dates.PARTIAL).
+        self.partial = False
+
+    def when(self, value: object, last: bool = False) -> date | None:
+        """A date or dateTime (see _as_date); a partial one (`2015`, `2015-06`) is its first
+        day (a death's: its last, so no event of that month or year falls after it),
+        counted as fhir.date.partial."""
+        found = _as_date(value)
+        if found is None and (day := fhir_dates.partial_day(value, last)) is not None:
+            self.partial = True
+            return day
+        return found
+
+    def period(self, start: Any, period: Any) -> tuple[date | None, date | None]:
+        if start is not None:
+            return self.when(start), None
+        if period is not None:
+            return self.when(period.start), self.when(period.end)
+        return None, None
+
+    def dated(self) -> tuple[str, ...]:
+        """The warnings of the record's dates."""
+        return (fhir_dates.PARTIAL,) if self.partial else ()
 
     def reject(self, rule: str, message: str) -> Rejected:
         return Rejected(self.key, self.location, rule, message, self.raw)
@@ -237,6 +252,7 @@ class _Converter:
             self.raw,
             visit_key=visit,
             provider_key=self._performer(model),
+            warnings=self.dated(),
             **extra,
         )
 
@@ -298,6 +314,7 @@ class _Converter:
             identifier, key = chosen, identified
             self.refs.persons[self.key] = key
         born, parts = _birth(m)
+        died = self.when(m.deceasedDateTime, last=True)
         return SourcePerson(
             key,
             identifier,
@@ -305,8 +322,8 @@ class _Converter:
             m.gender,
             self.location,
             self.raw,
-            death_date=_as_date(m.deceasedDateTime),
-            warnings=warnings,
+            death_date=died,
+            warnings=(*warnings, *self.dated()),
             birth_parts=parts,
         )
 
@@ -314,7 +331,7 @@ class _Converter:
         person = self.subject(m, m.subject)
         if person is None:
             return self.reject("fhir.subject.missing", "Encounter has no subject")
-        start, end = _period(None, m.period)
+        start, end = self.period(None, m.period)
         individuals = [p.individual for p in m.participant or [] if p.individual]
         practitioners = [self.refs.actor(i) for i in individuals]
         provider = next((k for k in practitioners if k and k.startswith("Practitioner/")), None)
@@ -323,30 +340,31 @@ class _Converter:
             person,
             start,
             end or start,
-            m.class_fhir.code or "",
+            m.class_fhir.code if m.class_fhir.system != fhir_shapes.ABSENT else "",
             self.location,
             self.raw,
             provider_key=provider,
             care_site_key=self.refs.actor(m.serviceProvider),
+            warnings=self.dated(),
         )
 
     def condition(self, m: Any) -> SourceRecord:
-        start = _as_date(m.onsetDateTime) or (
-            _as_date(m.onsetPeriod.start) if m.onsetPeriod else None
+        start = self.when(m.onsetDateTime) or (
+            self.when(m.onsetPeriod.start) if m.onsetPeriod else None
         )
         return self.event(
             m,
             m.subject,
             _coding(m.code),
-            start or _as_date(m.recordedDate),
+            start or self.when(m.recordedDate),
             "condition_occurrence",
-            end=_as_date(m.abatementDateTime),
+            end=self.when(m.abatementDateTime),
             **_others(m.code),
         )
 
     def observation(self, m: Any) -> list[SourceRecord] | SourceRecord:
-        start, _ = _period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
-        start = start or _as_date(m.issued)
+        start, _ = self.period(m.effectiveDateTime or m.effectiveInstant, m.effectivePeriod)
+        start = start or self.when(m.issued)
         out = []
         if not m.component or _has_value(m):
             table, values = _value(m)
@@ -360,6 +378,7 @@ class _Converter:
                 out.append(Skipped(part_key(self.key, i), self.location, ABSENT, why))
                 continue
             c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
+            c.partial = self.partial
             table, values = _value(part)
             code, more = _coding(part.code), _others(part.code)
             out.append(c.event(m, m.subject, code, start, table, whole=self.key, **more, **values))
@@ -384,7 +403,7 @@ class _Converter:
 
     def medication_request(self, m: Any) -> SourceRecord:
         validity = m.dispenseRequest.validityPeriod if m.dispenseRequest else None
-        start = _as_date(m.authoredOn) or (_as_date(validity.start) if validity else None)
+        start = self.when(m.authoredOn) or (self.when(validity.start) if validity else None)
         qty = (
             m.dispenseRequest.quantity.value
             if m.dispenseRequest and m.dispenseRequest.quantity
@@ -396,18 +415,23 @@ class _Converter:
             self._drug(m),
             start,
             "drug_exposure",
-            end=_as_date(validity.end) if validity else None,
+            end=self.when(validity.end) if validity else None,
             quantity=float(qty) if qty is not None else None,
         )
 
     def medication_statement(self, m: Any) -> SourceRecord:
-        start, end = _period(m.effectiveDateTime, m.effectivePeriod)
+        start, end = self.period(m.effectiveDateTime, m.effectivePeriod)
         return self.event(
-            m, m.subject, self._drug(m), start or _as_date(m.dateAsserted), "drug_exposure", end=end
+            m,
+            m.subject,
+            self._drug(m),
+            start or self.when(m.dateAsserted),
+            "drug_exposure",
+            end=end,
         )
 
     def medication_administration(self, m: Any) -> SourceRecord:
-        start, end = _period(m.effectiveDateTime, m.effectivePeriod)
+        start, end = self.period(m.effectiveDateTime, m.effectivePeriod)
         route = _coding(m.dosage.route) if m.dosage and m.dosage.route else None
         return self.event(
             m,
@@ -424,28 +448,33 @@ class _Converter:
             m,
             m.patient,
             _coding(m.vaccineCode),
-            _as_date(m.occurrenceDateTime),
+            self.when(m.occurrenceDateTime),
             "drug_exposure",
             **_others(m.vaccineCode),
         )
 
     def procedure(self, m: Any) -> SourceRecord:
-        start, end = _period(m.performedDateTime, m.performedPeriod)
+        start, end = self.period(m.performedDateTime, m.performedPeriod)
         return self.event(
             m, m.subject, _coding(m.code), start, "procedure_occurrence", end=end, **_others(m.code)
         )
 
     def allergy(self, m: Any) -> SourceRecord:
-        start = _as_date(m.onsetDateTime) or _as_date(m.recordedDate)
-        return self.event(m, m.patient, _coding(m.code), start, "observation", **_others(m.code))
+        start = self.when(m.onsetDateTime) or self.when(m.recordedDate)
+        # the allergen's code names a substance (a drug, often): an observation, whatever
+        # its domain, never an exposure to it
+        code = _coding(m.code)
+        return self.event(
+            m, m.patient, code, start, "observation", fixed_table=True, **_others(m.code)
+        )
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
-        start, _ = _period(m.effectiveDateTime, m.effectivePeriod)
+        start, _ = self.period(m.effectiveDateTime, m.effectivePeriod)
         return self.event(
             m,
             m.subject,
             _coding(m.code),
-            start or _as_date(m.issued),
+            start or self.when(m.issued),
             "measurement",
             text=m.conclusion,
         )
@@ -461,13 +490,13 @@ class _Converter:
             )
         except (ValueError, UnicodeDecodeError):
             return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
-        start, _ = _period(None, m.context.period if m.context else None)
+        start, _ = self.period(None, m.context.period if m.context else None)
         code = _coding(m.type) or ("", "note")
         return self.event(
             m,
             m.subject,
             code,
-            _as_date(m.date) or start,
+            self.when(m.date) or start,
             "note",
             text=text,
             detail={"title": attachment.title or m.description or ""},
@@ -490,7 +519,7 @@ class _Converter:
             m,
             m.subject,
             (modality.system or "", modality.code),
-            _as_date(m.started),
+            self.when(m.started),
             "image_occurrence",
             detail=detail,
         )
@@ -501,7 +530,7 @@ class _Converter:
             m,
             m.subject,
             _coding(m.type),
-            _as_date(collected) or _as_date(m.receivedTime),
+            self.when(collected) or self.when(m.receivedTime),
             "specimen",
         )
 
@@ -679,13 +708,22 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
     """
     model_class = get_fhir_model_class(kind)
     resource = {name: value for name, value in resource.items() if name not in UNMAPPED}
+    warned: tuple[str, ...] = ()
     try:
         return model_class.model_validate(resource), ()
     except ValidationError as exc:
-        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & resource.keys()
-        bad.discard("resourceType")
+        bad = _bad_elements(exc, resource)
         if not bad:
             raise
+        repaired = {n: fixed for n in bad for fixed, did in [fhir_dates.repair(resource[n])] if did}
+        if repaired:  # a date-time outside the spec's pattern whose meaning is plain
+            resource, warned = {**resource, **repaired}, (fhir_dates.REPAIRED,)
+            try:
+                return model_class.model_validate(resource), warned
+            except ValidationError as again:
+                exc, bad = again, _bad_elements(again, resource)
+                if not bad:
+                    raise again from None
         trimmed = {name: value for name, value in resource.items() if name not in bad}
         try:
             model = model_class.model_validate(trimmed)
@@ -693,7 +731,15 @@ def _validate(kind: str, resource: dict) -> tuple[Any, tuple[str, ...]]:
             if all(e["loc"] and str(e["loc"][0]) in bad for e in again.errors()):
                 raise exc from None
             raise again from None
-        return model, tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
+        invalid = tuple(f"fhir.{kind}.{name.lstrip('_')}.invalid" for name in sorted(bad))
+        return model, (*warned, *invalid)
+
+
+def _bad_elements(exc: ValidationError, resource: dict) -> set[str]:
+    """The top-level elements of `resource` a validation error names (not resourceType)."""
+    bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & resource.keys()
+    bad.discard("resourceType")
+    return bad
 
 
 def _known_type(kind: str) -> bool:
@@ -714,11 +760,14 @@ def _records(
     if kind == "Bundle":
         return list(read_bundle(resource, location, refs))
     warnings: tuple[str, ...] = ()
+    if kind not in _HANDLERS and _known_type(kind):
+        # read for nothing, so it needs no identity: a searchset's OperationOutcome has none
+        with contextlib.suppress(ValueError):
+            full_url = refs.key_of(resource, full_url)
+        return [Skipped(full_url, location, "fhir.type.not_read", f"{kind} is not read")]
     try:
         key = refs.key_of(resource, full_url)
         if kind not in _HANDLERS:
-            if _known_type(kind):
-                return [Skipped(key, location, "fhir.type.not_read", f"{kind} is not read")]
             return [Rejected(key, location, "fhir.unsupported_type", f"{kind} is not FHIR", raw)]
         if kind in fhir_actors.ACTORS:
             refs.actors.add(key)
@@ -733,14 +782,20 @@ def _records(
                 key, location, *status, withdraws=withdraws, version=version, amends=amends
             )
             return [*results, skipped]
+        if kind == "Encounter":
+            resource, shaped = fhir_shapes.encounter_class(resource)
+            warnings += shaped
         model, invalid = _validate(kind, resource)
         warnings += invalid
         out = _HANDLERS[kind](_Converter(refs, key, location, raw), model)
     except ValidationError as exc:
         message = f"{kind}.{first_problem(exc)}"
-        return [Rejected(_id(resource), location, "fhir.invalid", message, raw)]
+        return [Rejected(_id(resource, full_url), location, "fhir.invalid", message, raw)]
     except (ValueError, TypeError, KeyError) as exc:
-        return [Rejected(_id(resource), location, "fhir.invalid", f"{kind}: {exc}", raw)]
+        rejected = Rejected(
+            _id(resource, full_url), location, "fhir.invalid", f"{kind}: {exc}", raw
+        )
+        return [rejected]
     if out is None:
         return []
     out = out if isinstance(out, list) else [out]
@@ -779,10 +834,14 @@ def amends_earlier(resource: dict) -> bool:
     return number.isdigit() and int(number) > 1
 
 
-def _id(resource: dict) -> str | None:
-    """A rejected resource's id as its record key (the ingest drops one too long to keep)."""
+def _id(resource: dict, full_url: str | None = None) -> str | None:
+    """A rejected resource's record key, `Type/id` as when it loads (else its fullUrl), so
+    that its corrected version releases the quarantine row (the ingest drops a key too long
+    to keep)."""
     found = resource.get("id")
-    return found if isinstance(found, str) else None
+    if isinstance(found, str) and found:
+        return f"{resource['resourceType']}/{found}"
+    return full_url if isinstance(full_url, str) else None
 
 
 def _contained_results(
@@ -844,15 +903,29 @@ def read_lines(
         try:
             resource = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            yield Rejected(None, location, "json.malformed", str(exc), raw)
+            resource = fhir_text.legacy_json(raw)
+            if resource is None:
+                yield Rejected(None, location, "json.malformed", str(exc), raw)
+                continue
+            yield from _warned(_records(resource, raw, location, refs), fhir_text.NOT_UTF8)
             continue
         yield from _records(resource, raw, location, refs)
+
+
+def _warned(records: list[SourceRecord], rule: str) -> list[SourceRecord]:
+    """`records`, each that can carry warnings now carrying `rule` too."""
+    for record in records:
+        if hasattr(record, "warnings"):
+            record.warnings = (*record.warnings, rule)
+    return records
 
 
 def read_ndjson(path: Path, refs: References | None = None) -> Iterator[SourceRecord]:
     """Yield the records of an NDJSON file (plain or gzip) line by line, never reading it whole."""
     with _open(path) as handle:
-        yield from read_lines(bounded_lines(handle), str(path), refs)
+        codec = fhir_text.wide_codec(handle)
+        lines = fhir_text.wide_lines(handle, codec) if codec else bounded_lines(handle)
+        yield from read_lines(lines, str(path), refs)
 
 
 def bounded_lines(handle: BinaryIO) -> Iterator[bytes | None]:
@@ -872,11 +945,17 @@ def read_json(path: Path, refs: References | None = None) -> Iterator[SourceReco
     """Yield the records of a JSON file holding a Bundle or a single resource."""
     refs = refs or References()
     with _open(path) as handle:
-        data = handle.read().removeprefix(BOM)
+        codec = fhir_text.wide_codec(handle)
+        data = handle.read()
+    data = data.decode(codec, errors="replace").encode() if codec else data.removeprefix(BOM)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        yield Rejected(None, str(path), "json.malformed", str(exc), data)
+        document = fhir_text.legacy_json(data)
+        if document is None:
+            yield Rejected(None, str(path), "json.malformed", str(exc), data)
+        else:
+            yield from _warned(_records(document, data, str(path), refs), fhir_text.NOT_UTF8)
         return
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
         yield from _records(document, data, str(path), refs)
@@ -996,9 +1075,12 @@ def read_path(
 def _file_rank(path: Path) -> int:
     """Where a file goes in the reading order: a bulk NDJSON file by the type of its first
     resource (servers name them `Patient.ndjson`, `1.Patient.ndjson`, `patient-0001.ndjson`
-    or by an opaque id), so that patients come before what refers to them; Bundles first."""
+    or by an opaque id), so that patients come before what refers to them; Bundles first,
+    by the earliest type among their first entries: Synthea's `hospitalInformation*.json`
+    and `practitionerInformation*.json` before the patient Bundles that refer to them
+    (`Aaron_Smith_….json`, sorted first by name)."""
     if ".ndjson" not in path.name:
-        return -1
+        return _bundle_rank(path)
     try:
         with _open(path) as handle:
             first = next((line for line in bounded_lines(handle) if line and line.strip()), b"")
@@ -1009,6 +1091,22 @@ def _file_rank(path: Path) -> int:
     return SUPPORTED.index(kind) if kind in SUPPORTED else len(SUPPORTED)
 
 
+def _bundle_rank(path: Path) -> int:
+    """A JSON file's place before every NDJSON file: by the earliest SUPPORTED type among
+    the resources its first bytes name (the Bundle itself aside)."""
+    try:
+        with _open(path) as handle:
+            first = handle.read(_BUNDLE_PEEK)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return -1
+    kinds = {m.group(1).decode() for m in _RESOURCE_TYPE.finditer(first)} - {"Bundle"}
+    ranks = [SUPPORTED.index(k) for k in kinds if k in SUPPORTED]
+    return min(ranks, default=len(SUPPORTED)) - len(SUPPORTED) - 1
+
+
 #: The resourceType of the first line of an NDJSON file, read from its first bytes.
 _RESOURCE_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 _PEEK = 1 << 16
+#: How much of a JSON file names the types of its first entries (a fraction of a Synthea
+#: patient Bundle, read once per file).
+_BUNDLE_PEEK = 1 << 13

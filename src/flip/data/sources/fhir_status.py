@@ -34,14 +34,22 @@ ABSENT = "fhir.value.absent"
 MEMBERS = "fhir.observation.panel"
 
 #: Per resource type, the `status` values that mean "this did not happen", and their rule.
+#: A planned Encounter, a draft order, a Procedure in preparation and a medication only
+#: intended have not happened (yet): a later version that has is read then.
 NOT_FACTS: dict[str, dict[str, str]] = {
-    "Encounter": {"cancelled": "fhir.status.cancelled"},
+    "Encounter": {"cancelled": "fhir.status.cancelled", "planned": "fhir.status.planned"},
     "Observation": {"cancelled": "fhir.status.cancelled"},
     "DiagnosticReport": {"cancelled": "fhir.status.cancelled"},
-    "Procedure": {"not-done": "fhir.status.not_done"},
-    "MedicationRequest": {"cancelled": "fhir.status.cancelled"},
+    "Procedure": {
+        "not-done": "fhir.status.not_done",
+        "preparation": "fhir.status.preparation",
+    },
+    "MedicationRequest": {"cancelled": "fhir.status.cancelled", "draft": "fhir.status.draft"},
     "MedicationAdministration": {"not-done": "fhir.status.not_done"},
-    "MedicationStatement": {"not-taken": "fhir.status.not_taken"},
+    "MedicationStatement": {
+        "not-taken": "fhir.status.not_taken",
+        "intended": "fhir.status.intended",
+    },
     "Immunization": {"not-done": "fhir.status.not_done"},
     "ImagingStudy": {"cancelled": "fhir.status.cancelled"},
 }

@@ -5,8 +5,9 @@ What is atomic (docs/site-setup.md says the same):
   skipped whole, counted under `hl7.message_type.unhandled.TYPE^EVENT`;
 - the patient group (a PID and what follows it up to the next PID): a PID without an
   identifier quarantines its group;
-- the segment: a DG1 without a code, an OBX whose value does not parse (or whose result
-  the plausibility checks reject) is quarantined alone; the message's other records load;
+- the segment: a DG1, PR1 or AL1 without a code (hl7v2_history), an OBX whose value
+  does not parse (or whose result the plausibility checks reject) is quarantined alone;
+  the message's other records load;
   a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`; an OBX
   whose status says it is no result (OBX-11 D, W, X, I, O, N) or that has no OBX-5 is
   skipped by its rule; an A11 withdraws the visit its PV1-19 names.
@@ -31,7 +32,7 @@ from typing import Any, BinaryIO
 
 import hl7
 
-from flip.data.sources import textfile
+from flip.data.sources import hl7v2_history, textfile
 from flip.data.sources.hl7v2_values import (
     NULL,
     Number,
@@ -309,12 +310,18 @@ def _records(
 
 
 def _identifier(m: _Message, segment: Any, field: int) -> tuple[str, str]:
-    """(ID, assigning authority) of the first repetition of a CX field that has an ID (a
-    blank one is none)."""
-    for repeat in range(1, m.repeats(segment, field) + 1):
-        identifier = m.get(segment, field, 1, repeat)
-        if identifier.strip():
-            return identifier, m.get(segment, field, 4, repeat)
+    """(ID, assigning authority) of the repetition of a CX field typed MR (medical record
+    number, CX.5), else of its first repetition that has an ID (a blank one is none): the
+    same patient is one key whatever order a system sends PID-3's repetitions in, and an
+    SSN sent first is not the record number."""
+    valued = [
+        repeat
+        for repeat in range(1, m.repeats(segment, field) + 1)
+        if m.get(segment, field, 1, repeat).strip()
+    ]
+    typed = [r for r in valued if m.get(segment, field, 5, r).strip().upper() == "MR"]
+    for repeat in typed[:1] or valued[:1]:
+        return m.get(segment, field, 1, repeat), m.get(segment, field, 4, repeat)
     return "", ""
 
 
@@ -431,6 +438,8 @@ def _patient(r: _Reader, group: list, number: int) -> None:
             _visit(r, segment, context)
         elif name == "DG1":
             _diagnosis(r, segment, context, index)
+        elif name in hl7v2_history.SEGMENTS:
+            hl7v2_history.history(r, segment, context, index)
         elif name == "OBR":
             context.orders += 1
             fallback = scope if context.orders == 1 else f"{scope}/OBR{context.orders}"
@@ -662,6 +671,13 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         fields["unit"] = m.get(obx, 6) or m.get(obx, 6, 2) or None  # ^mmHg^UCUM: text only
     elif value_type in CODED_TYPES and m.get(obx, 5):
         fields = {"value_code": (hl7_system(m.get(obx, 5, 3)), m.get(obx, 5))}
+    elif value_type in CODED_TYPES:  # `^Positive`: a coded value sent as its text only
+        text = m.get(obx, 5, 2) or m.get(obx, 5, 9) or m.get(obx, 5, 5)
+        if not text:
+            message = f"{where}: OBX-5 carries neither code nor text"
+            r.out.append(Skipped(key, r.location, "hl7.obx.value_missing", message))
+            return
+        fields = {"text": text}
     elif m.get(obx, 5):
         fields = {"text": "\n".join(m.lines(obx, 5))}
     r.out.append(

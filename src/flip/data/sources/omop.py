@@ -18,11 +18,12 @@ value, or with an unreadable one, is quarantined alone.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from calendar import monthrange
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import MAXYEAR, MINYEAR, date, timedelta
+from datetime import MAXYEAR, MINYEAR, date, datetime, time, timedelta
 from pathlib import Path
 
 import orjson
@@ -212,6 +213,7 @@ class TableReader:
                 row[name] = row[f"{name}time"].date()  # type: ignore[attr-defined]
             elif field.kind == "integer" and name in OPTIONAL_REFERENCES and row[name] == 0:
                 row[name] = None
+        _time_of_day(self.table.name, row, warnings)
         if self.table.name == "person":
             born = row.get("birth_datetime")
             if row["year_of_birth"] is None and born is not None:
@@ -229,6 +231,28 @@ class TableReader:
             if field.required and field.name.endswith("_concept_id") and row[field.name] is None:
                 row[field.name] = 0
                 warnings.append("omop.concept_missing")
+
+
+#: A v5.3 `measurement_time` as ETLs write it: `HH:MM`, `HH:MM:SS`, with fractions.
+_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*$")
+
+
+def _time_of_day(table: str, row: dict[str, object], warnings: list[str]) -> None:
+    """A v5.3 export's time of day (`measurement_time`, text beside the date) joins the
+    date into the `*_datetime` it left empty; one that reads as no time is counted
+    (`omop.time_unreadable`) and the datetime left empty."""
+    prefix = table.removesuffix("_occurrence")
+    day, text = row.get(f"{prefix}_date"), row.get(f"{prefix}_time")
+    if row.get(f"{prefix}_datetime", False) is not None or not isinstance(text, str):
+        return
+    if not isinstance(day, date) or not text.strip():
+        return
+    match = _TIME.match(text)
+    hour, minute, second = (int(p or 0) for p in match.groups()) if match else (99, 0, 0)
+    if hour > 23 or minute > 59 or second > 59:
+        warnings.append("omop.time_unreadable")
+        return
+    row[f"{prefix}_datetime"] = datetime.combine(day, time(hour, minute, second))
 
 
 def _birth_problem(row: dict[str, object], warnings: list[str]) -> str | None:
@@ -274,8 +298,22 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if (path.is_file() and _is_table(path)) or _parts(path):
-            found.setdefault(table_name(path), []).append(path)
+            found.setdefault(_shard_of(path) or table_name(path), []).append(path)
     return found
+
+
+#: A table's shard as BigQuery, Spark or split tools name it: `measurement-000000000001`,
+#: `measurement_part_003`, `person-00000-of-00004`, `drug_exposure.2`.
+_SHARD = re.compile(r"^(?P<table>[a-z_]+?)[-_.](?:part[-_]?)?\d+(?:-of-\d+)?$")
+
+
+def _shard_of(path: Path) -> str | None:
+    """The CDM table a sharded file is one part of, else None."""
+    if not path.is_file():
+        return None
+    match = _SHARD.match(table_name(path))
+    table = match.group("table") if match else None
+    return table if table in TABLES else None
 
 
 def _parts(path: Path) -> list[Path]:
@@ -503,11 +541,13 @@ def read_folder(folder: Path, order: str | None = None) -> Iterator[SourceRecord
             f"{folder}: no person.csv or person.parquet (is this an OMOP CDM export?)"
         )
     for name in TABLES:
-        paths = files.pop(name, [])
-        for extra in paths[1:]:
+        # an unsharded file first: beside it, a shard is a second copy
+        paths = sorted(files.pop(name, []), key=lambda p: _shard_of(p) is not None)
+        read = paths if paths and all(_shard_of(p) for p in paths) else paths[:1]
+        for extra in paths[len(read) :]:
             yield Unread(str(extra), f"{paths[0].name} was read for {name}", failed=True)
-        if paths:
-            yield from read_file(paths[0], schema.metadata.tables[name], order)
+        for path in read:  # the parts of a sharded table, in name order
+            yield from read_file(path, schema.metadata.tables[name], order)
     for name, paths in files.items():
         reason = NOT_READ.get(name, "not an OMOP CDM v5.3/v5.4 clinical or health-system table")
         for path in paths:

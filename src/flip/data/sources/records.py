@@ -111,7 +111,8 @@ class SourceEvent:
     records an earlier version of it gave and this one no longer does are removed.
     `alternate` (an HL7 CE's alternate code) and then `alternates` (a FHIR CodeableConcept's
     further codings, in order) are tried when `code` maps to no standard concept; `code`
-    stays the source value.
+    stays the source value. `fixed_table`: the event lands in `default_table` whatever its
+    concept's domain (an allergy to a drug is an observation, never an exposure to it).
     """
 
     key: str
@@ -140,6 +141,7 @@ class SourceEvent:
     replaces: str | None = None
     whole: str | None = None
     alternates: tuple[tuple[str, str], ...] = ()
+    fixed_table: bool = False
 
 
 class BlockEvent(NamedTuple):

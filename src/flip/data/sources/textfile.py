@@ -37,6 +37,8 @@ MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
 _ERRORS = "flip-legacy-text"
+#: The codec error handler that reads a byte that is not UTF-8 as Windows-1252.
+LEGACY_ERRORS = _ERRORS
 
 
 def _legacy(error: UnicodeError) -> tuple[str, int]:
@@ -221,6 +223,11 @@ def _wide(head: bytes, encoding: str | None) -> str | None:
     if head[0] == head[2] == 0 and head[1] and head[3]:
         return "utf-16-be"
     return None
+
+
+def utf16_codec(head: bytes) -> str | None:
+    """The UTF-16 codec of a file whose first four bytes are `head` (see `_wide`), or None."""
+    return _wide(head, None)
 
 
 def first_line(path: Path, encoding: str | None = None) -> str:

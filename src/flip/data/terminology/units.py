@@ -137,6 +137,7 @@ ALIASES: dict[str, str] = {
     "inch": "[in_i]",
     "inches": "[in_i]",
     "kg/m²": "kg/m2",
+    "kg/m^2": "kg/m2",
     "percent": "%",
     "ratio": "{ratio}",
     "mm/hr": "mm/h",
@@ -179,7 +180,15 @@ def normalize_unit(text: str | None) -> str | None:
         return cleaned
     if cleaned in ALIASES:
         return ALIASES[cleaned]
-    return _CASELESS.get(cleaned.lower())
+    found = _CASELESS.get(cleaned.lower())
+    bare = _ANNOTATION.sub("", cleaned)
+    if found is None and bare and bare != cleaned:  # UCUM: `{…}` annotates, means 1
+        return normalize_unit(bare)
+    return found
+
+
+#: A UCUM annotation (`%{HbA1c}`, `mg/dL{fasting}`), which changes no unit.
+_ANNOTATION = re.compile(r"\{[^{}]*\}")
 
 
 def unit_concept_id(code: str | None) -> int:

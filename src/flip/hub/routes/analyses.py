@@ -208,16 +208,11 @@ def _expire(conn: Connection, ids: list[int]) -> None:
         detail = {"round": a.round, "silent": silent}
         audit.append(conn, "hub", "analysis.timeout", f"analysis:{a.id}", detail)
         if a.round > 0 and silent:
-            error = (
-                f"{', '.join(silent)} did not answer Newton round {a.round} within {a.timeout} s: "
-                "a model's rounds need every site that took part"
+            _fail_model(
+                conn,
+                a,
+                f"{', '.join(silent)} did not answer Newton round {a.round} within {a.timeout} s",
             )
-            conn.execute(
-                update(analyses)
-                .where(analyses.c.id == a.id)
-                .values(status="failed", error=error, updated_at=now())
-            )
-            audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
         else:
             _combine_if_complete(conn, a)
 
@@ -437,22 +432,24 @@ def site_disabled(conn: Connection, site_id: int) -> None:
         if a.round == 0:
             _combine_if_complete(conn, a)
         elif name in orjson.loads(a.state)["sites"]:
-            error = (
-                f"{name} was disabled in Newton round {a.round}: "
-                "a model's rounds need every site that took part"
-            )
-            conn.execute(
-                update(analyses)
-                .where(analyses.c.id == a.id)
-                .values(status="failed", error=error, updated_at=now())
-            )
-            audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
+            _fail_model(conn, a, f"{name} was disabled in Newton round {a.round}")
 
 
 def _asked(members: dict[int, str], a: Any) -> set[str]:
     """The names of the sites asked for the analysis's current round: every member for the
     first, then the sites that took part in the model."""
     return set(members.values()) if a.round == 0 else set(orjson.loads(a.state)["sites"])
+
+
+def _fail_model(conn: Connection, a: Any, why: str) -> None:
+    """Fail model analysis `a` mid-way, saying `why` (its rounds need every site)."""
+    error = f"{why}: a model's rounds need every site that took part"
+    conn.execute(
+        update(analyses)
+        .where(analyses.c.id == a.id)
+        .values(status="failed", error=error, updated_at=now())
+    )
+    audit.append(conn, "hub", "analysis.failed", f"analysis:{a.id}")
 
 
 def _combine_if_complete(conn: Connection, a: Any) -> None:

@@ -349,16 +349,26 @@ class _Converter:
         )
 
     def condition(self, m: Any) -> SourceRecord:
+        """Onset: its dateTime, period start or age (the first day of that year of age,
+        read once the person's birth date is known), else the recorded date. End: the
+        abatement dateTime, period end (else start) or age."""
         start = self.when(m.onsetDateTime) or (
             self.when(m.onsetPeriod.start) if m.onsetPeriod else None
+        )
+        age = _years(m.onsetAge) if start is None else None
+        abatement = m.abatementPeriod
+        end = self.when(m.abatementDateTime) or (
+            self.when(abatement.end) or self.when(abatement.start) if abatement else None
         )
         return self.event(
             m,
             m.subject,
             _coding(m.code),
-            start or self.when(m.recordedDate),
+            start or (None if age is not None else self.when(m.recordedDate)),
             "condition_occurrence",
-            end=self.when(m.abatementDateTime),
+            end=end,
+            start_age=age,
+            end_age=_years(m.abatementAge) if end is None else None,
             **_others(m.code),
         )
 
@@ -582,6 +592,19 @@ _VALUES = tuple(
         "Period",
     ]
 )
+
+
+#: The units of an Age in years (UCUM `a`, and as people write it).
+_YEARS = {"a", "year", "years", "yr", "yrs", "y"}
+
+
+def _years(quantity: Any) -> float | None:
+    """An Age in years (0 to 150), else None: other units are not read."""
+    if quantity is None or quantity.value is None or quantity.comparator:
+        return None
+    unit = (quantity.code or quantity.unit or "").strip().lower()
+    years = float(quantity.value)
+    return years if unit in _YEARS and 0 <= years <= 150 else None
 
 
 def _has_value(element: Any) -> bool:

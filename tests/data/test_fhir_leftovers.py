@@ -1,9 +1,10 @@
-"""FHIR shapes a review found still lost: onset and abatement as an age or a period
-(issue 18: loaded, quarantined with a reason, or skipped by rule)."""
+"""FHIR shapes a review found still lost: onset and abatement as an age or a period, and
+codes sent as text only (issue 18: loaded, quarantined with a reason, or skipped by rule)."""
 
 from datetime import date
 
 from flip.data.ingest import ingest_path
+from flip.data.validate.report import build_report
 from tests.data.accounting import assert_accounted
 from tests.data.stored import rows, write_ndjson
 
@@ -87,3 +88,38 @@ def test_abatement_fills_the_condition_end_date(store, tmp_path):
         None,
     ]
     assert_accounted(store, report)
+
+
+def test_text_only_code_is_an_unmapped_fact(store, tmp_path):
+    """A Condition or Observation whose code is only text was quarantined as
+    fhir.code.missing; it is a fact with concept 0 and its text as the source value
+    (cut to the column), counted as fhir.code.text, and the report lists it unmapped."""
+    long_text = "Chronic pain of the lower back radiating to both legs since the fall"
+    resources = [
+        PATIENT,
+        condition("c-text", {"text": long_text}, onsetDateTime="2020-01-02"),
+        {
+            "resourceType": "Observation",
+            "id": "o-text",
+            "status": "final",
+            "subject": SUBJECT,
+            "code": {"text": "Smoker"},
+            "effectiveDateTime": "2020-01-02",
+            "valueString": "yes",
+        },
+        condition("c-empty", {"coding": [{"system": SNOMED}]}, onsetDateTime="2020-01-02"),
+    ]
+    report = ingest_path(store, "fhir", write_ndjson(tmp_path / "a.ndjson", resources))
+    assert report.warnings["fhir.code.text"] == 2, report.as_dict()
+    assert report.quarantined == 1, report.as_dict()  # no coding code and no text
+    (cond,) = rows(store, "condition_occurrence")
+    assert cond["condition_concept_id"] == 0
+    assert cond["condition_source_value"] == long_text[:50]
+    (obs,) = rows(store, "observation")
+    assert obs["observation_concept_id"] == 0
+    assert obs["observation_source_value"] == "Smoker"
+    assert_accounted(store, report)
+    data = build_report(store)
+    listed = {(u["table"], u["source_value"], u["code_system"]) for u in data["unmapped"]}
+    assert ("condition_occurrence", long_text[:50], "unknown") in listed, data["unmapped"]
+    assert ("observation", "Smoker", "unknown") in listed, data["unmapped"]

@@ -52,6 +52,7 @@ from flip.data.ingest.report import (
     IngestReport,
 )
 from flip.data.sources.records import (
+    AGE_DATE,
     MAX_KEY,
     BlockEvent,
     EventBlock,
@@ -64,6 +65,7 @@ from flip.data.sources.records import (
     SourceRow,
     SourceVisit,
     Unread,
+    aged,
 )
 from flip.data.terminology.units import Harmonised
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
@@ -993,6 +995,7 @@ class Converter:
         birth = self.births.get(record.person_key)
         if birth is None:
             return self._dangling(record)
+        record, by_age = aged(record, birth)
         person_id = self.person_id(record.person_key)
         row, mapped = event_row(self.system, record, person_id, self.vocab)
         concept_id = int(row.values.get("measurement_concept_id", 0))
@@ -1006,6 +1009,8 @@ class Converter:
         if record.visit_key is not None and record.visit_key not in self.visits:
             row.values["visit_occurrence_id"] = None
             report.warnings[VISIT_MISSING] += 1
+        if by_age:
+            report.warnings[AGE_DATE] += by_age
         out.add(record, row)
         return None
 

@@ -75,6 +75,10 @@ SUPPORTED = (
 )
 
 
+#: The warning counted for each Condition or Observation whose code is only its text.
+TEXT_CODE = "fhir.code.text"
+
+
 #: The extension that carries a Patient's time of birth on birthDate.
 BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
 
@@ -195,6 +199,8 @@ class _Converter:
         self.refs, self.key, self.location, self.raw = refs, key, location, raw
         #: Whether a date of the record was read from a partial date (fhir_dates.PARTIAL).
         self.partial = False
+        #: Whether the record's code is its CodeableConcept's text alone (TEXT_CODE).
+        self.texted = False
 
     def when(self, value: object, last: bool = False) -> date | None:
         """A date or dateTime (see _as_date); a partial one (`2015`, `2015-06`) is its first
@@ -214,8 +220,20 @@ class _Converter:
         return None, None
 
     def dated(self) -> tuple[str, ...]:
-        """The warnings of the record's dates."""
-        return (fhir_dates.PARTIAL,) if self.partial else ()
+        """The warnings of the record's dates (and of a code read from text alone)."""
+        partial = (fhir_dates.PARTIAL,) if self.partial else ()
+        return (*partial, TEXT_CODE) if self.texted else partial
+
+    def coded(self, concept: Any) -> tuple[str, str] | None:
+        """(system, code) of a CodeableConcept's first coded coding; without one, its text
+        as the code of no system (OMOP: concept 0, the text as source value), counted as
+        TEXT_CODE: the record is a fact even if unmapped."""
+        found = _coding(concept)
+        text = concept.text.strip() if found is None and concept and concept.text else ""
+        if text:
+            self.texted = True
+            return "", text
+        return found
 
     def reject(self, rule: str, message: str) -> Rejected:
         return Rejected(self.key, self.location, rule, message, self.raw)
@@ -349,16 +367,26 @@ class _Converter:
         )
 
     def condition(self, m: Any) -> SourceRecord:
+        """Onset: its dateTime, period start or age (the first day of that year of age,
+        read once the person's birth date is known), else the recorded date. End: the
+        abatement dateTime, period end (else start) or age."""
         start = self.when(m.onsetDateTime) or (
             self.when(m.onsetPeriod.start) if m.onsetPeriod else None
+        )
+        age = _years(m.onsetAge) if start is None else None
+        abatement = m.abatementPeriod
+        end = self.when(m.abatementDateTime) or (
+            self.when(abatement.end) or self.when(abatement.start) if abatement else None
         )
         return self.event(
             m,
             m.subject,
-            _coding(m.code),
-            start or self.when(m.recordedDate),
+            self.coded(m.code),
+            start or (None if age is not None else self.when(m.recordedDate)),
             "condition_occurrence",
-            end=self.when(m.abatementDateTime),
+            end=end,
+            start_age=age,
+            end_age=_years(m.abatementAge) if end is None else None,
             **_others(m.code),
         )
 
@@ -368,7 +396,7 @@ class _Converter:
         out = []
         if not m.component or _has_value(m):
             table, values = _value(m)
-            code, more = _coding(m.code), _others(m.code)
+            code, more = self.coded(m.code), _others(m.code)
             out.append(
                 self.event(m, m.subject, code, start, table, whole=self.key, **more, **values)
             )
@@ -380,7 +408,7 @@ class _Converter:
             c = _Converter(self.refs, part_key(self.key, i), self.location, self.raw)
             c.partial = self.partial
             table, values = _value(part)
-            code, more = _coding(part.code), _others(part.code)
+            code, more = c.coded(part.code), _others(part.code)
             out.append(c.event(m, m.subject, code, start, table, whole=self.key, **more, **values))
         return out
 
@@ -582,6 +610,19 @@ _VALUES = tuple(
         "Period",
     ]
 )
+
+
+#: The units of an Age in years (UCUM `a`, and as people write it).
+_YEARS = {"a", "year", "years", "yr", "yrs", "y"}
+
+
+def _years(quantity: Any) -> float | None:
+    """An Age in years (0 to 150), else None: other units are not read."""
+    if quantity is None or quantity.value is None or quantity.comparator:
+        return None
+    unit = (quantity.code or quantity.unit or "").strip().lower()
+    years = float(quantity.value)
+    return years if unit in _YEARS and 0 <= years <= 150 else None
 
 
 def _has_value(element: Any) -> bool:

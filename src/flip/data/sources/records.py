@@ -13,8 +13,8 @@ nulled an optional field that failed to parse; the run counts them per rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from typing import NamedTuple
 
 #: A person key `Patient?identifier=SYSTEM|VALUE` names a person by a business identifier:
@@ -142,6 +142,37 @@ class SourceEvent:
     whole: str | None = None
     alternates: tuple[tuple[str, str], ...] = ()
     fixed_table: bool = False
+    start_age: float | None = None
+    end_age: float | None = None
+
+
+#: The warning counted for each date of an event read from the person's age at it.
+AGE_DATE = "fhir.onset.age"
+
+
+def at_age(birth: date, years: float) -> date:
+    """The first day of the year of age `years` (its whole years after `birth`; 29 February
+    falls on 28 February in a year without it)."""
+    year = birth.year + int(years)
+    try:
+        return birth.replace(year=year)
+    except ValueError:
+        return birth.replace(year=year, day=28)
+
+
+def aged(event: SourceEvent, birth: date) -> tuple[SourceEvent, int]:
+    """The event with its start and end read from its ages at them (`start_age`, `end_age`)
+    where it has no such date and the person's `birth` is known, and how many it read."""
+    if event.start_age is None and event.end_age is None:
+        return event, 0
+    if isinstance(birth, datetime):
+        birth = birth.date()
+    start, end, read = event.start, event.end, 0
+    if start is None and event.start_age is not None:
+        start, read = at_age(birth, event.start_age), read + 1
+    if end is None and event.end_age is not None:
+        end, read = at_age(birth, event.end_age), read + 1
+    return replace(event, start=start, end=end, start_age=None, end_age=None), read
 
 
 class BlockEvent(NamedTuple):

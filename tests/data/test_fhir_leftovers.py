@@ -60,7 +60,7 @@ def test_onset_age_is_a_date_from_birth(store, tmp_path):
 
 def test_abatement_fills_the_condition_end_date(store, tmp_path):
     """abatementPeriod (end, else start), abatementAge (as onsetAge) and a partial
-    abatementDateTime left condition_end_date empty."""
+    abatementDateTime left condition_end_date empty; a partial end is its last day."""
     start = {"onsetDateTime": "2000-01-02"}
     resources = [
         PATIENT,
@@ -83,7 +83,7 @@ def test_abatement_fills_the_condition_end_date(store, tmp_path):
     assert sorted(by_key.values(), key=lambda d: (d is None, d)) == [
         date(2001, 2, 3),
         date(2002, 3, 4),
-        date(2003, 5, 1),
+        date(2003, 5, 31),
         date(2005, 10, 24),
         None,
     ]

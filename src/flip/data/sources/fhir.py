@@ -216,7 +216,7 @@ class _Converter:
         if start is not None:
             return self.when(start), None
         if period is not None:
-            return self.when(period.start), self.when(period.end)
+            return self.when(period.start), self.when(period.end, last=True)
         return None, None
 
     def dated(self) -> tuple[str, ...]:
@@ -369,14 +369,17 @@ class _Converter:
     def condition(self, m: Any) -> SourceRecord:
         """Onset: its dateTime, period start or age (the first day of that year of age,
         read once the person's birth date is known), else the recorded date. End: the
-        abatement dateTime, period end (else start) or age."""
+        abatement dateTime, period end (else start) or age; a partial one is its last day, so a
+        condition never ends before the month or year it ended in began."""
         start = self.when(m.onsetDateTime) or (
             self.when(m.onsetPeriod.start) if m.onsetPeriod else None
         )
         age = _years(m.onsetAge) if start is None else None
         abatement = m.abatementPeriod
-        end = self.when(m.abatementDateTime) or (
-            self.when(abatement.end) or self.when(abatement.start) if abatement else None
+        end = self.when(m.abatementDateTime, last=True) or (
+            self.when(abatement.end, last=True) or self.when(abatement.start, last=True)
+            if abatement
+            else None
         )
         return self.event(
             m,

@@ -1,0 +1,43 @@
+"""HL7 v2 leftovers: segments FLIP does not read are counted, repeated OBX-5 values are
+each kept, and a European decimal comma in a number is read."""
+
+from flip.data.ingest import ingest_path
+from tests.data.accounting import assert_accounted
+from tests.data.stored import rows
+
+MSH = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20230102100000||{type}|{control}|P|2.5.1"
+PID = "PID|1||123^^^HOSP^MR||Doe^Jane||19700101|F"
+
+
+def _ingest(store, tmp_path, *segments: str, kind: str = "ORU^R01"):
+    message = "\r".join([MSH.format(type=kind, control="C1"), PID, *segments]) + "\r"
+    (tmp_path / "m.hl7").write_text(message)
+    return ingest_path(store, "hl7v2", tmp_path / "m.hl7")
+
+
+def test_segments_not_read_are_counted_by_name(store, tmp_path):
+    """NTE, ORC, SPM, NK1, IN1 and PD1 carry nothing FLIP stores: each is counted as
+    skipped under `hl7.segment.not_read.NAME`, never dropped silently; the result loads."""
+    report = _ingest(
+        store,
+        tmp_path,
+        "PD1|||HOSP",
+        "NK1|1|Doe^John|SPO",
+        "IN1|1|PLAN1|INS1",
+        "ORC|RE|P1|F1",
+        "OBR|1|P1|F1|2345-7^Glu^LN|||20230102080000",
+        "NTE|1||fasting sample",
+        "SPM|1|S1||BLD",
+        "OBX|1|NM|2345-7^Glucose^LN||5.5|mmol/L|||||F",
+        "NTE|1||checked twice",
+    )
+    assert report.skipped_rules == {
+        "hl7.segment.not_read.PD1": 1,
+        "hl7.segment.not_read.NK1": 1,
+        "hl7.segment.not_read.IN1": 1,
+        "hl7.segment.not_read.ORC": 1,
+        "hl7.segment.not_read.NTE": 2,
+        "hl7.segment.not_read.SPM": 1,
+    }, report.as_dict()
+    assert [r["value_source_value"] for r in rows(store, "measurement")] == ["5.5"]
+    assert_accounted(store, report)

@@ -41,3 +41,29 @@ def test_segments_not_read_are_counted_by_name(store, tmp_path):
     }, report.as_dict()
     assert [r["value_source_value"] for r in rows(store, "measurement")] == ["5.5"]
     assert_accounted(store, report)
+
+
+def test_a_decimal_comma_is_read_with_a_counted_warning(store, tmp_path):
+    """A European lab's `13,5` (NM, with a comparator, and SN) is 13.5, each counted under
+    `hl7.OBX-5.decimal_comma`; an ambiguous comma (`1,2,3`, `1.000,5`) is still quarantined."""
+    report = _ingest(
+        store,
+        tmp_path,
+        "OBR|1||F1|58410-2^CBC^LN|||20230102080000",
+        "OBX|1|NM|718-7^Hemoglobin^LN||13,5|g/dL|||||F",
+        "OBX|2|NM|1988-5^CRP^LN||<0,5|mg/L|||||F",
+        "OBX|3|SN|2093-3^Cholesterol^LN||>^4,2|mmol/L|||||F",
+        "OBX|4|NM|777-3^Platelets^LN||1,2,3|10*9/L|||||F",
+        "OBX|5|NM|6690-2^WBC^LN||1.000,5|10*9/L|||||F",
+    )
+    assert report.warnings["hl7.OBX-5.decimal_comma"] == 3, report.as_dict()
+    assert report.rules == {"hl7.obx.value_not_numeric": 2}, report.as_dict()
+    found = {
+        r["measurement_source_value"]: (r["value_as_number"], r["operator_concept_id"])
+        for r in rows(store, "measurement")
+    }
+    assert set(found) == {"718-7", "1988-5", "2093-3"}
+    assert found["718-7"][0] == 13.5
+    assert found["1988-5"] == (0.5, 4171756)
+    assert found["2093-3"][1] == 4172704
+    assert_accounted(store, report)

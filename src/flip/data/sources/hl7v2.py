@@ -80,6 +80,8 @@ Z_SEGMENT = "hl7.segment.unhandled"
 #: The rule, followed by the segment's name, of a standard segment FLIP does not read
 #: (NTE, ORC, SPM, NK1, IN1, PD1, a second PV1…): each is counted as skipped, never lost.
 NOT_READ = "hl7.segment.not_read"
+#: The warning rule of an NM or SN value read with a decimal comma (`13,5` is 13.5).
+DECIMAL_COMMA = "hl7.OBX-5.decimal_comma"
 #: The segments before the first PID that FLIP reads (the message header and event).
 HEADER_READ = {"MSH", "EVN"}
 #: ADT events that merge patients, PID/MRG pair by pair: A40, and v2.3's A18, A34 and A36
@@ -681,6 +683,8 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         except ValueError as exc:
             r.reject(key, "hl7.obx.value_not_numeric", f"{where} is {value_type}: {exc}")
             return
+        if number.comma:
+            warnings = (*warnings, DECIMAL_COMMA)
         table = "measurement"
         fields = {"value": number.value, "operator": number.operator, "text": number.text}
         fields["unit"] = m.get(obx, 6) or m.get(obx, 6, 2) or None  # ^mmHg^UCUM: text only

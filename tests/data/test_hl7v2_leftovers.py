@@ -67,3 +67,27 @@ def test_a_decimal_comma_is_read_with_a_counted_warning(store, tmp_path):
     assert found["1988-5"] == (0.5, 4171756)
     assert found["2093-3"][1] == 4172704
     assert_accounted(store, report)
+
+
+def test_each_coded_value_of_a_list_is_a_fact_and_a_repeated_number_is_quarantined(store, tmp_path):
+    """A CWE list (`A^x^L~B^y^L`) is one observation per coded value, none dropped; an NM
+    or SN with several values (`5.5~6.0`) says no single result: quarantined alone with
+    its reason, never cut to its first value. The message's other results load."""
+    report = _ingest(
+        store,
+        tmp_path,
+        "OBR|1||F1|11475-1^Culture^LN|||20230102080000",
+        "OBX|1|CWE|11475-1^Organism^LN||ECOLI^E. coli^L~KLEB^Klebsiella^L~^Yeast||||||F",
+        "OBX|2|NM|718-7^Hemoglobin^LN||5.5~6.0|g/dL|||||F",
+        "OBX|3|SN|2093-3^Cholesterol^LN||>^4.2~<^3.0|mmol/L|||||F",
+        "OBX|4|NM|1988-5^CRP^LN||7|mg/L|||||F",
+    )
+    assert report.rules == {"hl7.obx.value_repeated": 2}, report.as_dict()
+    found = sorted(
+        (r["value_source_value"] or "", r["value_as_string"] or "")
+        for r in rows(store, "observation")
+        if r["observation_source_value"] == "11475-1"
+    )
+    assert found == [("", "Yeast"), ("ECOLI", ""), ("KLEB", "")]
+    assert [r["measurement_source_value"] for r in rows(store, "measurement")] == ["1988-5"]
+    assert_accounted(store, report)

@@ -677,6 +677,21 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         return
     fields: dict[str, Any] = {}
     table = "observation"
+    repeats = [n for n in range(1, m.repeats(obx, 5) + 1) if _repetition(m, obx, n)]
+    if value_type in ("NM", "SN") and len(repeats) > 1:
+        message = (
+            f"{where} is {value_type} with {len(repeats)} values in OBX-5: which is the "
+            "result is not said (send one OBX each)"
+        )
+        r.reject(key, "hl7.obx.value_repeated", message)
+        return
+    if value_type in CODED_TYPES and repeats not in ([], [1]):  # a list: each value a fact
+        for n in repeats:
+            coded = _coded(m, obx, n)
+            if coded is not None:
+                each = key if n == repeats[0] else f"{key}/~{n}"
+                r.out.append(_event(r, obx, c, each, start, table, warnings, coded))
+        return
     if value_type in ("NM", "SN"):
         try:
             number = _number(m, obx, value_type)
@@ -699,23 +714,42 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         fields = {"text": text}
     elif m.get(obx, 5):
         fields = {"text": "\n".join(m.lines(obx, 5))}
-    r.out.append(
-        SourceEvent(
-            key=key,
-            person_key=c.person_key,
-            system=hl7_system(m.get(obx, 3, 3)),
-            code=code,
-            start=start,
-            default_table=table,
-            location=r.location,
-            raw=r.raw,
-            visit_key=c.visit_key,
-            warnings=warnings,
-            alternate=_alternate(m, obx, 3),
-            version=r.version,
-            **fields,
-        )
+    r.out.append(_event(r, obx, c, key, start, table, warnings, fields))
+
+
+def _event(
+    r: _Reader, obx: Any, c: _Context, key: str, start, table: str, warnings, fields: dict
+) -> SourceEvent:
+    """The fact of one OBX (or one coded value of its OBX-5 list) under `key`."""
+    m = r.m
+    return SourceEvent(
+        key=key,
+        person_key=c.person_key,
+        system=hl7_system(m.get(obx, 3, 3)),
+        code=m.get(obx, 3),
+        start=start,
+        default_table=table,
+        location=r.location,
+        raw=r.raw,
+        visit_key=c.visit_key,
+        warnings=warnings,
+        alternate=_alternate(m, obx, 3),
+        version=r.version,
+        **fields,
     )
+
+
+def _repetition(m: _Message, obx: Any, repeat: int) -> bool:
+    """Whether repetition `repeat` of OBX-5 carries anything."""
+    return any(m.get(obx, 5, i, repeat) for i in range(1, 10))
+
+
+def _coded(m: _Message, obx: Any, repeat: int) -> dict[str, Any] | None:
+    """The value of one repetition of a coded OBX-5: its code, else its text; None if empty."""
+    if m.get(obx, 5, 1, repeat):
+        return {"value_code": (hl7_system(m.get(obx, 5, 3, repeat)), m.get(obx, 5, 1, repeat))}
+    text = m.get(obx, 5, 2, repeat) or m.get(obx, 5, 9, repeat) or m.get(obx, 5, 5, repeat)
+    return {"text": text} if text else None
 
 
 def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:

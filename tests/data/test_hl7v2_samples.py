@@ -141,6 +141,7 @@ def test_a_lab_feed_stores_every_good_result_and_sets_aside_each_bad_one_alone(s
         "hl7.message_type.unhandled.ACK^R01": 1,
         "hl7.message_type.unhandled.ZPI^Z01": 1,
         "identity.superseded_in_run": 2,
+        "hl7.segment.not_read.ORC": 1,
     }
     measurements = {m["measurement_source_value"]: m for m in rows(store, "measurement")}
     assert set(measurements) == {"2093-3", "2085-9", "2160-0", "1988-5", "5821-4"}

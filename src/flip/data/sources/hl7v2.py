@@ -8,7 +8,9 @@ What is atomic (docs/site-setup.md says the same):
 - the segment: a DG1, PR1 or AL1 without a code (hl7v2_history), an OBX whose value
   does not parse (or whose result the plausibility checks reject) is quarantined alone;
   the message's other records load;
-  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`; an OBX
+  a site's own Z-segment is skipped, counted under `hl7.segment.unhandled.NAME`, a
+  standard segment FLIP does not read (NTE, ORC, SPM, NK1, IN1…) under
+  `hl7.segment.not_read.NAME`; an OBX
   whose status says it is no result (OBX-11 D, W, X, I, O, N) or that has no OBX-5 is
   skipped by its rule; an A11 withdraws the visit its PV1-19 names.
 Identifiers are qualified by who assigned them (an order number by its namespace, a visit
@@ -75,6 +77,13 @@ HANDLED = {
 UNHANDLED = "hl7.message_type.unhandled"
 #: The rule, followed by the segment's name, of a Z-segment inside a message FLIP reads.
 Z_SEGMENT = "hl7.segment.unhandled"
+#: The rule, followed by the segment's name, of a standard segment FLIP does not read
+#: (NTE, ORC, SPM, NK1, IN1, PD1, a second PV1…): each is counted as skipped, never lost.
+NOT_READ = "hl7.segment.not_read"
+#: The warning rule of an NM or SN value read with a decimal comma (`13,5` is 13.5).
+DECIMAL_COMMA = "hl7.OBX-5.decimal_comma"
+#: The segments before the first PID that FLIP reads (the message header and event).
+HEADER_READ = {"MSH", "EVN"}
 #: ADT events that merge patients, PID/MRG pair by pair: A40, and v2.3's A18, A34 and A36
 #: (kept for backward compatibility; older feeds still send them).
 MERGES = {"A18", "A34", "A36", "A40"}
@@ -293,7 +302,8 @@ def _records(
         name = str(segment[0])
         if name in ("PV1", "DG1", "OBR", "OBX", "TXA", "MRG"):
             r.reject(f"{r.control}/{name}/{i}", "hl7.segment_order", f"{name} comes before PID")
-        _skip_z_segment(r, name, f"{r.control}/{name}/{i}")
+        elif name not in HEADER_READ:
+            _skip_unread(r, name, f"{r.control}/{name}/{i}")
     if r.kind == "ADT" and r.event in MERGES:
         for number, group in enumerate(patients, start=1):
             _merge(r, group, number)
@@ -456,7 +466,7 @@ def _patient(r: _Reader, group: list, number: int) -> None:
             else:
                 _result(r, segment, context)
         else:
-            _skip_z_segment(r, name, f"{scope}/{name}/{index}")
+            _skip_unread(r, name, f"{scope}/{name}/{index}")
     _flush_text(r, context)
     if r.kind == "MDM":
         _document(r, context)
@@ -487,18 +497,25 @@ def _namespaced(r: _Reader, obr: Any) -> bool:
     return bool(r.m.get(obr, field)) and any(r.m.get(obr, field, c) for c in (2, 3, 4))
 
 
-def _skip_z_segment(r: _Reader, name: str, key: str) -> None:
-    """A site's own Z-segment is not read: counted as skipped under its name."""
+def _skip_unread(r: _Reader, name: str, key: str) -> None:
+    """A segment FLIP does not read is counted as skipped under its name: a site's own
+    Z-segment under `hl7.segment.unhandled.NAME`, a standard one (NTE, ORC, SPM, NK1,
+    IN1…) under `hl7.segment.not_read.NAME`."""
     if name.startswith("Z"):
         rule = f"{Z_SEGMENT}.{name}"
         r.out.append(Skipped(key, r.location, rule, f"segment {name} is a local Z-segment"))
+    else:
+        rule = f"{NOT_READ}.{name}"
+        r.out.append(Skipped(key, r.location, rule, f"segment {name} is not read"))
 
 
 def _skip_z_segments(r: _Reader, group: list, number: int) -> None:
-    """The Z-segments of a merge or link event's patient group, each skipped by its name."""
+    """The segments of a merge or link event's patient group other than its PID and MRG,
+    each skipped by its name."""
     for index, segment in enumerate(group[1:], start=1):
         name = str(segment[0])
-        _skip_z_segment(r, name, f"{r.control}/{number}/{name}/{index}")
+        if name != "MRG" or r.event in LINKS:
+            _skip_unread(r, name, f"{r.control}/{number}/{name}/{index}")
 
 
 def _person(r: _Reader, pid: Any, person_key: str, source_value: str) -> SourcePerson:
@@ -660,12 +677,29 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         return
     fields: dict[str, Any] = {}
     table = "observation"
+    repeats = [n for n in range(1, m.repeats(obx, 5) + 1) if _repetition(m, obx, n)]
+    if value_type in ("NM", "SN") and len(repeats) > 1:
+        message = (
+            f"{where} is {value_type} with {len(repeats)} values in OBX-5: which is the "
+            "result is not said (send one OBX each)"
+        )
+        r.reject(key, "hl7.obx.value_repeated", message)
+        return
+    if value_type in CODED_TYPES and repeats not in ([], [1]):  # a list: each value a fact
+        for n in repeats:
+            coded = _coded(m, obx, n)
+            if coded is not None:
+                each = key if n == repeats[0] else f"{key}/~{n}"
+                r.out.append(_event(r, obx, c, each, start, table, warnings, coded))
+        return
     if value_type in ("NM", "SN"):
         try:
             number = _number(m, obx, value_type)
         except ValueError as exc:
             r.reject(key, "hl7.obx.value_not_numeric", f"{where} is {value_type}: {exc}")
             return
+        if number.comma:
+            warnings = (*warnings, DECIMAL_COMMA)
         table = "measurement"
         fields = {"value": number.value, "operator": number.operator, "text": number.text}
         fields["unit"] = m.get(obx, 6) or m.get(obx, 6, 2) or None  # ^mmHg^UCUM: text only
@@ -680,23 +714,42 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         fields = {"text": text}
     elif m.get(obx, 5):
         fields = {"text": "\n".join(m.lines(obx, 5))}
-    r.out.append(
-        SourceEvent(
-            key=key,
-            person_key=c.person_key,
-            system=hl7_system(m.get(obx, 3, 3)),
-            code=code,
-            start=start,
-            default_table=table,
-            location=r.location,
-            raw=r.raw,
-            visit_key=c.visit_key,
-            warnings=warnings,
-            alternate=_alternate(m, obx, 3),
-            version=r.version,
-            **fields,
-        )
+    r.out.append(_event(r, obx, c, key, start, table, warnings, fields))
+
+
+def _event(
+    r: _Reader, obx: Any, c: _Context, key: str, start, table: str, warnings, fields: dict
+) -> SourceEvent:
+    """The fact of one OBX (or one coded value of its OBX-5 list) under `key`."""
+    m = r.m
+    return SourceEvent(
+        key=key,
+        person_key=c.person_key,
+        system=hl7_system(m.get(obx, 3, 3)),
+        code=m.get(obx, 3),
+        start=start,
+        default_table=table,
+        location=r.location,
+        raw=r.raw,
+        visit_key=c.visit_key,
+        warnings=warnings,
+        alternate=_alternate(m, obx, 3),
+        version=r.version,
+        **fields,
     )
+
+
+def _repetition(m: _Message, obx: Any, repeat: int) -> bool:
+    """Whether repetition `repeat` of OBX-5 carries anything."""
+    return any(m.get(obx, 5, i, repeat) for i in range(1, 10))
+
+
+def _coded(m: _Message, obx: Any, repeat: int) -> dict[str, Any] | None:
+    """The value of one repetition of a coded OBX-5: its code, else its text; None if empty."""
+    if m.get(obx, 5, 1, repeat):
+        return {"value_code": (hl7_system(m.get(obx, 5, 3, repeat)), m.get(obx, 5, 1, repeat))}
+    text = m.get(obx, 5, 2, repeat) or m.get(obx, 5, 9, repeat) or m.get(obx, 5, 5, repeat)
+    return {"text": text} if text else None
 
 
 def _alternate(m: _Message, segment: Any, field: int) -> tuple[str, str] | None:

@@ -1,5 +1,8 @@
 """HL7 v2 values as real systems send them: DTM timestamps, NM and SN numbers with comparators.
 
+A number with one decimal comma and no point, digits on both sides (`13,5`), as European
+labs send it, is read as a decimal (the caller counts a warning: `Number.comma`).
+
 HL7's explicit null `""` ("delete the value") reads as no value everywhere.
 """
 
@@ -68,6 +71,19 @@ class Number:
     value: float | None
     operator: str | None = None
     text: str | None = None
+    #: Whether a decimal comma was read as a point (`13,5` is 13.5): counted as a warning.
+    comma: bool = False
+
+
+#: A number written with a decimal comma, as European labs send it: digits on both sides of
+#: one comma, no point (`13,5`, `<0,5`); `1,234` is read so too (HL7 NM has no thousands).
+_DECIMAL_COMMA = re.compile(r"^([^,.]*\d),(\d[^,.]*)$")
+
+
+def _pointed(value: str) -> tuple[str, bool]:
+    """`value` with its one unambiguous decimal comma as a point, and whether it had one."""
+    found = _DECIMAL_COMMA.match(value)
+    return (f"{found[1]}.{found[2]}", True) if found else (value, False)
 
 
 def numeric(value: str) -> Number:
@@ -76,10 +92,11 @@ def numeric(value: str) -> Number:
     value = value.strip()
     if not value or value == NULL:
         return Number(None)
-    found = compared(value)
+    pointed, comma = _pointed(value)
+    found = compared(pointed)
     if found is None:
         raise ValueError(f"{value!r} is not a number")
-    return Number(found[1], found[0])
+    return Number(found[1], found[0], comma=comma)
 
 
 def structured(comparator: str, first: str, separator: str, second: str) -> Number:
@@ -96,10 +113,12 @@ def structured(comparator: str, first: str, separator: str, second: str) -> Numb
         number = numeric(first)
         if comparator and number.operator:
             raise ValueError(f"two comparators in {comparator}^{first}")
-        return Number(number.value, comparator or number.operator)
+        return Number(number.value, comparator or number.operator, comma=number.comma)
+    (first, comma_first), (second, comma_second) = _pointed(first), _pointed(second)
     for part in (first, second):
         if part and not re.fullmatch(NUMBER, part):
             raise ValueError(f"{part!r} is not a number")
     if separator not in ("-", ":", "/", "+", "."):
         raise ValueError(f"separator {separator!r} is not one of - : / + .")
-    return Number(None, None, f"{comparator}{first}{separator}{second}")
+    text = f"{comparator}{first}{separator}{second}"
+    return Number(None, None, text, comma=comma_first or comma_second)

@@ -250,10 +250,16 @@ def usable_splits(
     policy's fewest rows (whatever the task's test fraction); a refusal is audited."""
     splits = _raw_splits(site.store, spec.model_dump_json())
     for name, split in zip(("training", "test"), splits, strict=True):
-        if problem := rows_problem(site.policy, name, len(split.y)):
-            with Ledger(site.ledger) as ledger:
-                refuse(ledger, site, _detail(config), problem)
+        require_rows(site, config, name, len(split.y))
     return splits
+
+
+def require_rows(site: SiteConfig, config: Mapping[str, Any], split: str, rows: int) -> None:
+    """Refuse (audited) a round on a `split` of fewer rows than the site's policy allows,
+    whatever the task asks: one round's update on a few rows gives those rows away."""
+    if problem := rows_problem(site.policy, split, rows):
+        with Ledger(site.ledger) as ledger:
+            refuse(ledger, site, _detail(config), problem)
 
 
 def _detail(config: Mapping[str, Any]) -> dict[str, str]:
@@ -674,7 +680,7 @@ def evaluate_round(
         except personal.ForeignState as exc:
             with Ledger(site.ledger) as ledger:
                 refuse(ledger, site, detail, str(exc))
-    metrics = _rounded_sizes(site, metrics)
+    metrics = rounded_sizes(site, metrics)
     with Ledger(site.ledger) as ledger:
         ledger.record(
             _RELEASED[test],
@@ -694,7 +700,7 @@ def _private_locally(spec: TaskSpec) -> bool:
 _RELEASED = {False: "run.validated", True: "run.tested"}
 
 
-def _rounded_sizes(site: SiteConfig, metrics: dict[str, float]) -> dict[str, float]:
+def rounded_sizes(site: SiteConfig, metrics: dict[str, float]) -> dict[str, float]:
     """`metrics` with the example count released as the site releases sizes: rounded to its
     policy's `round_counts_to` (`flip.data.cohort.disclosure.rounded`)."""
     if "num-examples" not in metrics:

@@ -25,12 +25,11 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flip.config import SiteConfig
-from flip.data.cohort.disclosure import rounded
 from flip.data.features.adapter import Weights
 from flip.data.features.tabular import Scaling
 from flip.data.ledger import Ledger
 from flip.data.pretrained import PretrainedError, resolve
-from flip.fl.client import approved, refuse, site_of
+from flip.fl.client import approved, refuse, require_rows, rounded_sizes, site_of
 from flip.fl.preprocessing import feature_stats
 from flip.fl.tasks.dermatology import Adaptable, new_model, start_image
 from flip.fl.tasks.dermatology_data import (
@@ -43,7 +42,6 @@ from flip.fl.tasks.dermatology_data import (
 from flip.fl.tasks.dermatology_task import DermatologyTask, Model
 from flip.fl.tasks.dermatology_training import Split, fit, predict
 from flip.fl.tasks.outcomes import auroc
-from flip.site.policy import rows_problem
 
 app = ClientApp()
 
@@ -143,13 +141,8 @@ def _split(data: SiteData, model: Model, which: str, config: Mapping[str, Any]) 
 
 
 def _enough(site: SiteConfig, config: Mapping[str, Any], split: Split, which: str) -> Split:
-    """The split, if it holds at least the site's fewest rows; else the round is refused
-    (audited), whatever the task's test fraction asks: one round's update on a few rows
-    gives those rows away."""
-    if problem := rows_problem(site.policy, which, len(split)):
-        with Ledger(site.ledger) as ledger:
-            detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
-            refuse(ledger, site, detail, problem)
+    """The split, if it holds at least the site's fewest rows (`require_rows`)."""
+    require_rows(site, config, which, len(split))
     return split
 
 
@@ -189,9 +182,7 @@ def train_round(
                 "n_train": len(split),
             },
         )
-    policy = site.policy
-    count = rounded(len(split), policy.round_counts_to, policy.min_cell_size) or 0
-    return dict(model.state_dict()), {"num-examples": count}
+    return dict(model.state_dict()), rounded_sizes(site, {"num-examples": len(split)})
 
 
 @app.train()

@@ -14,8 +14,10 @@ nulled an optional field that failed to parse; the run counts them per rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from typing import NamedTuple
+
+from flip.data.sources.tabular_dates import at_age
 
 #: A person key `Patient?identifier=SYSTEM|VALUE` names a person by a business identifier:
 #: its person_id is the same whichever source system loads it.
@@ -150,28 +152,17 @@ class SourceEvent:
 AGE_DATE = "fhir.onset.age"
 
 
-def at_age(birth: date, years: float) -> date:
-    """The first day of the year of age `years` (its whole years after `birth`; 29 February
-    falls on 28 February in a year without it)."""
-    year = birth.year + int(years)
-    try:
-        return birth.replace(year=year)
-    except ValueError:
-        return birth.replace(year=year, day=28)
-
-
 def aged(event: SourceEvent, birth: date) -> tuple[SourceEvent, int]:
-    """The event with its start and end read from its ages at them (`start_age`, `end_age`)
-    where it has no such date and the person's `birth` is known, and how many it read."""
+    """The event with its start and end read from its ages at them (`start_age`, `end_age`,
+    in years: the first day of that year of age) where it has no such date and the person's
+    `birth` is known, and how many it read."""
     if event.start_age is None and event.end_age is None:
         return event, 0
-    if isinstance(birth, datetime):
-        birth = birth.date()
     start, end, read = event.start, event.end, 0
     if start is None and event.start_age is not None:
-        start, read = at_age(birth, event.start_age), read + 1
+        start, read = at_age(birth, int(event.start_age), "years"), read + 1
     if end is None and event.end_age is not None:
-        end, read = at_age(birth, event.end_age), read + 1
+        end, read = at_age(birth, int(event.end_age), "years"), read + 1
     return replace(event, start=start, end=end, start_age=None, end_age=None), read
 
 

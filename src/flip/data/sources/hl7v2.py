@@ -703,15 +703,13 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         table = "measurement"
         fields = {"value": number.value, "operator": number.operator, "text": number.text}
         fields["unit"] = m.get(obx, 6) or m.get(obx, 6, 2) or None  # ^mmHg^UCUM: text only
-    elif value_type in CODED_TYPES and m.get(obx, 5):
-        fields = {"value_code": (hl7_system(m.get(obx, 5, 3)), m.get(obx, 5))}
-    elif value_type in CODED_TYPES:  # `^Positive`: a coded value sent as its text only
-        text = m.get(obx, 5, 2) or m.get(obx, 5, 9) or m.get(obx, 5, 5)
-        if not text:
+    elif value_type in CODED_TYPES:  # its code, or (`^Positive`) its text only
+        coded = _coded(m, obx, 1)
+        if coded is None:
             message = f"{where}: OBX-5 carries neither code nor text"
             r.out.append(Skipped(key, r.location, "hl7.obx.value_missing", message))
             return
-        fields = {"text": text}
+        fields = coded
     elif m.get(obx, 5):
         fields = {"text": "\n".join(m.lines(obx, 5))}
     r.out.append(_event(r, obx, c, key, start, table, warnings, fields))

@@ -12,6 +12,16 @@ from rich.text import Text
 err = Console(stderr=True)
 
 
+def print_error(reason: str) -> None:
+    """Print `error: REASON` on stderr, control characters written out: a reason may quote a
+    file or an answer someone else wrote."""
+    from flip.problems import as_text
+
+    err.print(
+        Text.assemble(("error:", "red"), f" {as_text(reason)}"), highlight=False, soft_wrap=True
+    )
+
+
 @contextmanager
 def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
     """Print `error: …` (one line) and exit 1 on `expected`, OS, value and database errors."""
@@ -20,7 +30,7 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
 
     from flip.cli.interrupt import interrupted
     from flip.data.cdm.store import StoreError
-    from flip.problems import as_text, first_problem
+    from flip.problems import first_problem
 
     try:
         yield
@@ -31,7 +41,5 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
             line = f"{exc.title}: {first_problem(exc)}"
         else:
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        # An error may quote a file or an answer someone else wrote: shown as text.
-        shown = f" {as_text(line)}"
-        err.print(Text.assemble(("error:", "red"), shown), highlight=False, soft_wrap=True)
+        print_error(line)
         raise typer.Exit(1) from None

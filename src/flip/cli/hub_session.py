@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from flip.cli.credentials import load
-from flip.cli.errors import err
+from flip.cli.errors import print_error
 from flip.problems import as_text
 from flip.problems import read_json as read_file_json
 
@@ -54,9 +53,7 @@ def hub_errors() -> Iterator[None]:
 
 def fail(reason: str) -> None:
     """Print `error: REASON` (control characters written out) on stderr and exit 1."""
-    err.print(
-        Text.assemble(("error:", "red"), f" {as_text(reason)}"), highlight=False, soft_wrap=True
-    )
+    print_error(reason)
     raise typer.Exit(1)
 
 

@@ -137,6 +137,13 @@ def test_survival_json_shape_and_left_out_rows(tmp_path):
     )
     assert set(grouped["km"]["groups"]) == {"x", "y"}
     assert grouped["logrank"]["between"] == "arm" and grouped["logrank"]["df"] == 1
+    args = ["--time", "days", "--event", "died", "--covariates", "age", "--time-bin", "5"]
+    shown = CliRunner().invoke(
+        app, ["analyse", "survival", *_site_args(paths), *args], terminal_width=300
+    )
+    assert shown.exit_code == 0, shown.output
+    title = "Cox model (stratified by site; fitted on s0, s1, s2; n 1785, events"
+    assert title in " ".join(shown.stdout.split()), "the title wraps at the table's width"
 
 
 def test_a_negative_time_is_a_one_line_error_naming_the_row(tmp_path):
@@ -392,3 +399,17 @@ def test_table1_shows_a_small_sites_levels_as_withheld_and_names_it_left_out(tmp
     shown = CliRunner().invoke(app, ["analyse", "table1", *sites], terminal_width=200)
     assert shown.exit_code == 0, shown.output
     assert "withheld" in shown.stdout and "sites left out" in shown.stdout
+
+
+def test_level_names_from_a_sites_file_print_as_text_not_markup_or_terminal_codes(tmp_path):
+    """A level in a site's CSV that reads as Rich markup or carries an escape sequence is
+    printed as written: it neither styles the table nor reaches the terminal raw."""
+    path = tmp_path / "a.csv"
+    levels = ["[red]F[/red]", "M\x1b[2J"]
+    path.write_text("sex\n" + "".join(f"{lvl}\n" for lvl in levels for _ in range(20)))
+    shown = CliRunner().invoke(
+        app, ["analyse", "table1", "--site", f"a={path}"], terminal_width=300
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "= [red]F[/red]" in shown.stdout
+    assert "\x1b" not in shown.stdout and "M\\x1b[2J" in shown.stdout

@@ -591,6 +591,34 @@ def test_a_site_that_withheld_its_part_is_not_named_among_the_sites_combined(hub
     }
 
 
+def test_a_table1_site_that_released_no_column_is_not_named_among_the_sites_combined(hub):
+    """Site c has too few rows to release any column of Table 1: it answered, but nothing of
+    it was combined, so the result names it left out; site b released one of two columns
+    and is combined."""
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {name: hub.site(name) for name in ("a", "b", "c")}
+    pid = _project(hub, researcher, "a", "b", "c")
+    spec = {"kind": "table1"}
+    aid = hub.call("POST", f"/projects/{pid}/analyses", researcher, json={"spec": spec}).json()[
+        "id"
+    ]
+    many, few = ["F"] * 30 + ["M"] * 25, ["F"] * 3 + ["M"] * 2
+    releases = {
+        "a": {"sex": many, "smoker": many},
+        "b": {"sex": many, "smoker": few},
+        "c": {"sex": few, "smoker": few},
+    }
+    columns = {
+        name: {"columns": {c: describe.categorical_partial(v, 10) for c, v in cols.items()}}
+        for name, cols in releases.items()
+    }
+    done = _answer_all(hub, aid, tokens, columns)
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["withheld"] == {"sex": ["c"], "smoker": ["b", "c"]}
+    assert done["result"]["combined_from"] == ["a", "b"]
+    assert done["result"]["not_combined"] == {"c": "withheld: too few values to release any column"}
+
+
 def test_a_result_with_no_site_combined_is_a_failure_not_a_combined_result(hub):
     """Every site withheld its curve (too few events): nothing was combined, so the analysis
     fails saying why rather than completing with an empty curve \"combined from\" no site."""

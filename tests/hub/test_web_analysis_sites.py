@@ -27,3 +27,25 @@ def test_the_page_names_the_sites_left_out_of_the_combined_result(web):
     assert "Combined from an-a, an-b only" in shown
     assert "an-c (refused: not this &lt;script&gt;alert(1)&lt;/script&gt; cohort)" in shown
     assert "<script>alert" not in shown
+
+
+def test_the_cox_table_names_the_sites_it_was_fitted_on():
+    """A survival result's Cox table says which sites' rows it was fitted on (a site whose
+    curve counts may still take no part in the model), with its rows and events."""
+    from flip.hub.web.analyses import result_tables
+
+    km = {"median": 40.0, "survival": [0.9, 0.5], "times": [30.0, 60.0]}
+    result = {
+        "km": {"combined": km, "sites": {"a": km, "b": km}},
+        "logrank": {"p": 0.2},
+        "cox": {
+            "coef": {"age": 0.05},
+            "se": {"age": 0.01},
+            "p": {"age": 0.001},
+            "n": 120,
+            "events": ">=40",
+            "sites": {"a": {"n": 120, "events": ">=40"}},
+        },
+    }
+    titles = [t["title"] for t in result_tables("survival", result)]
+    assert titles[0] == "Cox model (stratified by site; fitted on a; n 120, events >=40)"

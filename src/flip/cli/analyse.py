@@ -15,6 +15,9 @@ from flip.cli.analyse_attrition import attrition
 from flip.cli.analysis import CirceOption, CovariatesOption, OutcomeOption, TimeBinOption
 from flip.cli.errors import one_line_errors
 from flip.cli.fl import JsonOption, _sites
+from flip.cli.hub_session import hub_console
+from flip.problems import as_text
+from flip.stats.tables import cox_title
 
 app = typer.Typer(
     help="Federated analytics: Table 1, survival, regression on CSV files or site stores; "
@@ -76,13 +79,13 @@ def table1(
     if as_json:
         _print_json(result)
         return
-    header, rows = table1_rows(result)
+    header, rows = table1_rows(as_text(result))
     table = Table(title=f"Table 1 (counts 1-{min_cell - 1} suppressed at each site)")
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i < 2 else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    hub_console().print(table)
 
 
 @app.command()
@@ -119,7 +122,8 @@ def survival(
     if as_json:
         _print_json(result)
         return
-    console = Console()
+    result = as_text(result)
+    console = hub_console()
     table = Table(title="Kaplan-Meier")
     for name in ("curve", "median", "S at last time", "left out"):
         table.add_column(name, justify="left" if name == "curve" else "right")
@@ -135,7 +139,7 @@ def survival(
     why = f" ({logrank['reason']})" if logrank.get("reason") else ""
     console.print(f"log-rank test between {logrank['between']}: p = {_num(logrank['p'])}{why}")
     if result["cox"]:
-        _print_coefficients(console, result["cox"], "Cox model (stratified by site)")
+        _print_coefficients(console, result["cox"], cox_title(result["cox"]))
 
 
 @app.command()
@@ -166,7 +170,8 @@ def regression(
     if as_json:
         _print_json(result)
         return
-    console = Console()
+    result = as_text(result)
+    console = hub_console()
     _print_coefficients(console, result, f"{family} regression of {target}")
     console.print(f"n = {result['n']}, left out: {sum(result['left_out'].values())}")
 
@@ -213,7 +218,8 @@ def stores(
     if as_json:
         _print_json(found)
         return
-    console = Console()
+    found = as_text(found)
+    console = hub_console()
     _print_result(console, kind, found["result"])
     for name, why in found["declined"].items():
         console.print(f"{name} took no part: {why}")

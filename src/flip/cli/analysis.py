@@ -187,7 +187,7 @@ def results(
 
 
 def _print_result(console, kind: str, result: dict[str, Any]) -> None:
-    from flip.stats.tables import table1_rows
+    from flip.stats.tables import cox_title, table1_rows
 
     if kind == "table1":
         header, rows = table1_rows(result)
@@ -208,7 +208,7 @@ def _print_result(console, kind: str, result: dict[str, Any]) -> None:
     else:
         model = result if kind == "regression" else result.get("cox")
         if model and "coef" in model:
-            table = Table(title="Coefficients")
+            table = Table(title=cox_title(model) if kind == "survival" else "Coefficients")
             for name in ("term", "coef", "se", "p"):
                 table.add_column(name, justify="left" if name == "term" else "right")
             for term, coef in model["coef"].items():

@@ -85,5 +85,6 @@ def print_json(value: Any) -> None:
 
 
 def hub_console(*, stderr: bool = False) -> Console:
-    """A console that prints what the hub sends as text: a name like `[red]x[/]` is never markup."""
+    """A console that prints what the hub or another's file sends as text: a name like
+    `[red]x[/]` is never markup."""
     return Console(markup=False, stderr=stderr)

@@ -56,6 +56,16 @@ def table1_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def cox_title(cox: dict) -> str:
+    """The Cox table's title: its strata, the sites whose rows it was fitted on, and its
+    rows and events (a total is ">=N" where a site hid a small count)."""
+    sites = ", ".join(cox.get("sites") or {}) or "none"
+    return (
+        f"Cox model (stratified by site; fitted on {sites}; "
+        f"n {cox.get('n', '-')}, events {cox.get('events', '-')})"
+    )
+
+
 def not_combined_line(result: dict) -> str | None:
     """The sentence naming the sites a combined result leaves out and why, or None when it
     combines every site the analysis asked (the terminal and the hub's page print it)."""

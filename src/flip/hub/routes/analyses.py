@@ -274,15 +274,20 @@ def _provenance(conn: Connection, a: Any, result: dict[str, Any]) -> dict[str, A
 WITHHELD = {
     "regression": "withheld: too few complete rows or a small cell, so no part in the model",
     "survival": "withheld: too few events or censorings for one time bin",
+    "table1": "withheld: too few values to release any column",
 }
 
 
 def _withheld(kind: str, result: dict[str, Any]) -> list[str]:
-    """The sites a regression or survival result names as having withheld their whole part
-    (a survival site withheld from its group curves only, `NAME by group`, or whose curve is
-    withheld but which takes part in the Cox model, is combined)."""
+    """The sites a result names as having withheld their whole part: a regression's, a
+    survival curve's (a site withheld from its group curves only, `NAME by group`, or whose
+    curve is withheld but which takes part in the Cox model, is combined), or every column
+    of a Table 1 (a site that released some column is combined)."""
     if kind not in WITHHELD:
         return []
+    if kind == "table1":
+        by_column = list((result.get("withheld") or {}).values())
+        return sorted(set.intersection(*map(set, by_column))) if by_column else []
     in_cox = (result.get("cox") or {}).get("sites") or {} if kind == "survival" else {}
     named = result.get("withheld") or []
     return [name for name in named if isinstance(name, str) and name not in in_cox]

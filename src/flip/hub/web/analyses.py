@@ -11,7 +11,7 @@ from flip.hub.routes import analyses as api
 from flip.hub.schemas import PathId
 from flip.hub.web.pages import WebReader, WebRoute, page
 from flip.hub.web.security import check_csrf
-from flip.stats.tables import not_combined_line, table1_rows
+from flip.stats.tables import cox_title, not_combined_line, table1_rows
 
 router = APIRouter(prefix="/analyses", route_class=WebRoute, dependencies=[Depends(check_csrf)])
 
@@ -38,7 +38,7 @@ def result_tables(kind: str, result: dict[str, Any] | None) -> list[dict[str, An
             [t, _num(c), _num(model["se"][t]), _num(model["p"][t])]
             for t, c in model["coef"].items()
         ]
-        title = "Cox model (stratified by site)" if kind == "survival" else "Coefficients"
+        title = cox_title(model) if kind == "survival" else "Coefficients"
         tables.append({"title": title, "header": ["term", "coef", "se", "p"], "rows": rows})
     if kind == "survival":
         curves = {"combined": result["km"]["combined"], **result["km"]["sites"]}

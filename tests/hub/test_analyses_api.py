@@ -502,6 +502,24 @@ def test_a_disabled_site_is_not_waited_for_and_the_result_names_it_left_out(hub)
     assert "e was disabled in Newton round 1" in failed["error"]
 
 
+def test_a_site_not_yet_enrolled_is_not_waited_for_and_is_named_not_combined(hub):
+    """An invited site that has not enrolled can answer nothing: the round is combined once
+    the enrolled sites answered, and the result names it left out, not enrolled."""
+    hub.researcher = researcher = hub.user("rita", "researcher")
+    tokens = {"a": hub.site("a")}
+    assert hub.call("POST", "/sites", hub.admin, json={"name": "b"}).status_code == 201
+    pid = _project(hub, researcher, "a", "b")
+    url = f"/projects/{pid}/analyses"
+    aid = hub.call("POST", url, researcher, json={"spec": {"kind": "table1"}}).json()["id"]
+    shown = hub.call("GET", f"/analyses/{aid}", researcher).json()["sites"]
+    assert shown == {"a": "waiting", "b": "not enrolled: asked nothing"}
+    release = {"columns": {"age": describe.numeric_partial(np.arange(40.0), 10)}}
+    done = _answer_all(hub, aid, tokens, {"a": release})
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["combined_from"] == ["a"]
+    assert done["result"]["not_combined"] == {"b": "not enrolled: asked nothing"}
+
+
 def test_a_site_that_joins_after_the_first_round_is_not_shown_waiting(hub):
     """A finished analysis (or a model past its first round) asks a newly invited site for
     nothing: it reads `not asked`, never `waiting`, and the result's sites stay as they were."""

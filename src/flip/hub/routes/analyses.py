@@ -51,19 +51,24 @@ LATE = "not asked: joined after round 0"
 #: How a member site that an admin disabled is shown: it is not asked, and not combined.
 DISABLED = "disabled"
 
+#: How a member site is shown that can answer nothing, by its status: not asked, not combined.
+CANNOT_ANSWER = {"disabled": DISABLED, "pending": "not enrolled: asked nothing"}
 
-def _members(conn: Connection, project_id: int, *, disabled: bool = False) -> dict[int, str]:
-    """The sites asked for a project's analyses, id -> name (with `disabled`, those of its
-    sites that are disabled instead: they can answer nothing)."""
-    is_disabled = sites.c.status == "disabled"
+
+def _members(conn: Connection, project_id: int) -> dict[int, str]:
+    """The sites asked for a project's analyses (enrolled and not disabled), id -> name."""
+    return {i: name for i, (name, why) in _member_sites(conn, project_id).items() if not why}
+
+
+def _member_sites(conn: Connection, project_id: int) -> dict[int, tuple[str, str]]:
+    """Every member site of a project, id -> (name, why it cannot answer, or "")."""
     rows = conn.execute(
-        select(sites.c.id, sites.c.name)
+        select(sites.c.id, sites.c.name, sites.c.status)
         .join(project_sites, project_sites.c.site_id == sites.c.id)
         .where(project_sites.c.project_id == project_id, project_sites.c.status.in_(MEMBER))
-        .where(is_disabled if disabled else ~is_disabled)
         .order_by(sites.c.name)
     )
-    return dict(rows.all())
+    return {r.id: (r.name, CANNOT_ANSWER.get(r.status, "")) for r in rows}
 
 
 @router.post("/projects/{project_id}/analyses", status_code=201)
@@ -230,20 +235,19 @@ def project_analyses(conn: Connection, project_id: int) -> list[dict[str, Any]]:
 
 def _parts(conn: Connection, a: Any) -> dict[str, str]:
     """Each member site's part in an analysis, from its latest answer: waiting, released
-    round N, refused with its reason, silent or malformed; or disabled (while it runs, or
-    if it never answered)."""
+    round N, refused with its reason, silent or malformed; or unable to answer (disabled,
+    or not yet enrolled) while it runs, or if it never answered."""
     rows = conn.execute(
         select(analysis_releases.c.site_id, analysis_releases.c.round, analysis_releases.c.refused)
         .where(analysis_releases.c.analysis_id == a.id)
         .order_by(analysis_releases.c.round)
     ).all()
     latest = {r.site_id: r for r in rows}
-    disabled = _members(conn, a.project_id, disabled=True)
     parts = {}
-    for site_id, name in (_members(conn, a.project_id) | disabled).items():
+    for site_id, (name, unable) in _member_sites(conn, a.project_id).items():
         row = latest.get(site_id)
-        if site_id in disabled and (a.status == "running" or row is None):
-            parts[name] = DISABLED
+        if unable and (a.status == "running" or row is None):
+            parts[name] = unable
         elif row is None and (a.status != "running" or a.round > 0):
             parts[name] = LATE  # every site asked answered round 0, or was marked silent
         elif row is None:

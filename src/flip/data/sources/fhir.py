@@ -57,6 +57,7 @@ from flip.data.sources.records import (
     part_key,
 )
 from flip.data.sources.values import compared
+from flip.data.terminology.visits import visit_concept
 from flip.problems import first_problem
 
 #: Resource types FLIP reads, in the order a bundle or folder is read.
@@ -89,6 +90,11 @@ TEXT_CODE = "fhir.code.text"
 #: The rule of a note skipped because the person already has its text that day (see
 #: `_Converter.note`): one note per person, day and text, the first read kept.
 DUPLICATE_NOTE = "fhir.note.duplicate"
+
+
+#: The warning counted for each Encounter whose class maps to no OMOP Visit concept (it loads
+#: with visit_concept_id 0, its class code kept as visit_source_value).
+UNMAPPED_CLASS = "fhir.Encounter.class.unmapped"
 
 
 #: The extension that carries a Patient's time of birth on birthDate.
@@ -375,17 +381,19 @@ class _Converter:
         individuals = [p.individual for p in m.participant or [] if p.individual]
         practitioners = [self.refs.actor(i) for i in individuals]
         provider = next((k for k in practitioners if k and k.startswith("Practitioner/")), None)
+        klass = m.class_fhir.code if m.class_fhir.system != fhir_shapes.ABSENT else ""
+        unmapped = (UNMAPPED_CLASS,) if klass and not visit_concept(klass) else ()
         return SourceVisit(
             self.key,
             person,
             start,
             end or start,
-            m.class_fhir.code if m.class_fhir.system != fhir_shapes.ABSENT else "",
+            klass,
             self.location,
             self.raw,
             provider_key=provider,
             care_site_key=self.refs.actor(m.serviceProvider),
-            warnings=self.dated(),
+            warnings=(*self.dated(), *unmapped),
         )
 
     def condition(self, m: Any) -> SourceRecord:

@@ -147,6 +147,9 @@ class Converter:
         #: Discharges giving no admission time that ended a visit (kept, kind ended), by
         #: patient key then record key: a later admission may take them over (`_moved`).
         self.moving: dict[str, dict[str, SourceVisit]] = {}
+        #: Keys of kept discharges of kind ended that end no stored visit any more (the stay
+        #: was cancelled, or another message opened it again): forgotten with the batch.
+        self.resolved: set[str] = set()
         #: The cancel-discharges (HL7 A13 naming no visit) kept or read by this run, by
         #: patient key then record key.
         self.cancels: dict[str, dict[str, SourceVisit]] = {}
@@ -172,6 +175,8 @@ class Converter:
         #: content hash) of the discharge; the hashes looked up.
         self.ended_by: dict[tuple[str, str], str] = {}
         self.ended_looked: set[str] = set()
+        #: The content hashes of `ended_by`, whoever the patient.
+        self.ending_digests: set[str] = set()
         #: Per patient, their visits the store held when the batch began (see
         #: `_known_visits`).
         self.stored_visits: dict[str, dict[str, KnownVisit]] = {}
@@ -226,6 +231,7 @@ class Converter:
             self.cancels, self.spent, self.survivor_keys, self.moving = saved[16:20]
             self.no_visits.clear()
             self.ended_by, self.ended_looked, self.ending = {}, set(), None
+            self.ending_digests, self.resolved = set(), set()
             self.stored_visits = {}
             raise
 
@@ -298,7 +304,15 @@ class Converter:
                 out.quarantine.append(_versioned(problem, record))
         if final:
             self.recall(out, report, {r.person_key for r in others if type(r) is SourceVisit})
+        self._forget_resolved(out)
         return out
+
+    def _forget_resolved(self, out: Batch) -> None:
+        """Forget, with `out`, the kept discharges found to end no stored visit any more
+        (those the batch keeps anew aside)."""
+        if self.resolved:
+            out.applied |= self.resolved - {v.key for v in out.pending}
+            self.resolved = set()
 
     def _defer(self, record: SourceRecord, out: Batch) -> None:
         """Leave `record` to wait for the end of the run."""
@@ -394,6 +408,9 @@ class Converter:
                         self.spent.add(visit.key)
                     kept = self.cancels if visit.cancels else self.pending
                     if kind == discharges.ENDED:
+                        if not self._still_ends(visit):
+                            self.resolved.add(visit.key)
+                            continue
                         kept = self.moving
                     kept.setdefault(visit.person_key, {}).setdefault(visit.key, visit)
         return {p for p in persons if self.pending.get(p)}
@@ -586,7 +603,9 @@ class Converter:
         """The visit record of `key` (begun at `start`, when known) that the discharge
         `visit` ends."""
         self.rekeyed[visit.key] = key
-        self.ended_by[(visit.person_key, self._digest(visit))] = key
+        digest = self._digest(visit)
+        self.ended_by[(visit.person_key, digest)] = key
+        self.ending_digests.add(digest)
         known = self._known_visits(visit.person_key).get(key)
         if start is None and known is not None:
             start = known[0]
@@ -786,6 +805,14 @@ class Converter:
             self._load_ended([visit])
         return self.ended_by.get((visit.person_key, digest))
 
+    def _still_ends(self, discharge: SourceVisit) -> bool:
+        """Whether a kept discharge (kind ended) still ends a visit: one stored, or ended by
+        this run, has its content (under whichever patient key, a merged one's too)."""
+        digest = self._digest(discharge)
+        if digest not in self.ended_looked:
+            self._load_ended([discharge])
+        return digest in self.ending_digests
+
     def _load_ended(self, visits: list[SourceVisit]) -> None:
         """Look up, in one query, the stored visits that `visits` ended before."""
         digests = sorted({self._digest(v) for v in visits} - self.ended_looked)
@@ -807,6 +834,7 @@ class Converter:
             )
             for person, digest, key in found:
                 self.ended_by[(person, digest)] = key
+                self.ending_digests.add(digest)
 
     def _tied(self, visit: SourceVisit) -> SourceVisit:
         """The visit as stored, noted among the patient's visits of this run."""

@@ -16,7 +16,9 @@ nothing more; read again, it changes nothing.
 A discharge giving no admission time that ended a visit (waiting first or not) stays too
 (kind `ended`): an admission read in a later run that it fits and that began after that
 visit takes it over, as it would have had both been read before it (Converter._moved):
-that visit opens again.
+that visit opens again. Once no stored visit has its content any more (the stay it ended
+was cancelled, or an A13 opened it again), it can end nothing: it is forgotten when its
+patient's kept records are next read (Converter._still_ends).
 """
 
 from __future__ import annotations

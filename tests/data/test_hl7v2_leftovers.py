@@ -1,5 +1,6 @@
 """HL7 v2 leftovers: segments FLIP does not read are counted, repeated OBX-5 values are
-each kept, and a European decimal comma in a number is read."""
+each kept, a number after an empty repetition (`~5.4`) is read, and a European decimal
+comma in a number is read."""
 
 from flip.data.ingest import ingest_path
 from tests.data.accounting import assert_accounted
@@ -90,4 +91,38 @@ def test_each_coded_value_of_a_list_is_a_fact_and_a_repeated_number_is_quarantin
     )
     assert found == [("", "Yeast"), ("ECOLI", ""), ("KLEB", "")]
     assert [r["measurement_source_value"] for r in rows(store, "measurement")] == ["1988-5"]
+    assert_accounted(store, report)
+
+
+def test_a_number_after_an_empty_repetition_is_read(store, tmp_path):
+    """An NM or SN whose OBX-5 starts with an empty repetition (`~5.4`, `~<^0.5`) holds one
+    value: it is the result, never a measurement without its value."""
+    report = _ingest(
+        store,
+        tmp_path,
+        "OBR|1||F1|24331-1^Lipid panel^LN|||20230102080000",
+        "OBX|1|NM|718-7^Hemoglobin^LN||~5.4|g/dL|||||F",
+        "OBX|2|SN|1988-5^CRP^LN||~<^0.5|mg/L|||||F",
+    )
+    assert report.quarantined == 0, report.rules
+    found = {
+        r["measurement_source_value"]: (r["value_as_number"], r["operator_concept_id"])
+        for r in rows(store, "measurement")
+    }
+    assert found["718-7"][0] is not None
+    assert found["1988-5"] == (0.5, 4171756)
+    assert_accounted(store, report)
+
+
+def test_an_untyped_number_after_an_empty_repetition_is_a_measurement(store, tmp_path):
+    """Without OBX-2, `~140` with a unit is a number as `140` is."""
+    report = _ingest(
+        store,
+        tmp_path,
+        "OBR|1||F1|2951-2^Sodium^LN|||20230102080000",
+        "OBX|1||2951-2^Sodium^LN||~140|mmol/L|||||F",
+    )
+    assert report.quarantined == 0, report.rules
+    [measurement] = rows(store, "measurement")
+    assert measurement["value_as_number"] == 140
     assert_accounted(store, report)

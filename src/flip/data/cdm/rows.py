@@ -17,10 +17,10 @@ from flip.data.sources.records import (
     SourceVisit,
 )
 from flip.data.terminology.units import harmonise
+from flip.data.terminology.visits import visit_concept
 from flip.data.terminology.vocabulary import Mapping, Vocabulary
 
 EHR = 32817
-VISIT_CLASSES = {"AMB": 9202, "IMP": 9201, "EMER": 9203}
 
 #: A value's comparator -> OMOP operator_concept_id (Meas Value Operator vocabulary).
 OPERATORS = {"<": 4171756, "<=": 4171754, "=": 4172703, ">=": 4171755, ">": 4172704}
@@ -109,7 +109,7 @@ def visit_row(system: str, v: SourceVisit, person_id: int) -> CdmRow:
         {
             "visit_occurrence_id": vid,
             "person_id": person_id,
-            "visit_concept_id": VISIT_CLASSES.get(v.source_value, 0),
+            "visit_concept_id": visit_concept(v.source_value),
             "visit_start_date": day(start),
             "visit_start_datetime": moment(start),
             "visit_end_date": day(v.end or start),

@@ -6,7 +6,7 @@ import gc
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from flip.data.cdm import schema
@@ -112,7 +112,7 @@ class Batch:
         self.relinks: dict[str, str] = {}
         #: Keys of stored visits whose stored version counts as their admission's only (a
         #: full re-export's, that a kept cancel-discharge it replaces opened again: see
-        #: Converter._reopened_stays).
+        #: DischargeMatching._reopened_stays).
         self.provisional: set[str] = set()
 
     def withdraw(
@@ -396,3 +396,11 @@ def young_collections_only() -> Iterator[Callable[[], None]]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def versioned(problem: Rejected, record: SourceRecord) -> Rejected:
+    """The quarantine entry of `record`, with the record's version (see Rejected.version)."""
+    version = getattr(record, "version", None)
+    if problem.version is not None or version is None or problem.key != record.key:
+        return problem
+    return replace(problem, version=version)

@@ -1,6 +1,6 @@
 """Discharges that named no visit and fitted no open visit, kept until an admission.
 
-An HL7 A03 without PV1-19 ends the open visit of its patient that it fits (Converter._ended:
+An HL7 A03 without PV1-19 ends the open visit of its patient that it fits (matching, `_ended`:
 its PV1-44, when given, is the visit's start; it does not end before the visit began).
 Read before that visit's admission (a feed out of order, or a folder whose files sort so),
 it waits in table pending_discharge, by key, and ends the visit once an admission it fits
@@ -8,15 +8,17 @@ is read, as it would have had it come after: the outcome does not depend on the 
 reading.
 
 An HL7 A13 (cancel discharge) without PV1-19 is kept here too (kind `cancel`), for good:
-a discharge naming no visit that it cancels (Converter._cancels: sent no later than it, of
+a discharge naming no visit that it cancels (matching, `_cancels`: sent no later than it, of
 the same admission when both give one), read in a later run, is dropped when read. Once it
 cancelled one, it is kept as of that discharge's admission, or (kind `spent`) cancels
 nothing more; read again, it changes nothing.
 
 A discharge giving no admission time that ended a visit (waiting first or not) stays too
 (kind `ended`): an admission read in a later run that it fits and that began after that
-visit takes it over, as it would have had both been read before it (Converter._moved):
-that visit opens again.
+visit takes it over, as it would have had both been read before it (matching, `_moved`):
+that visit opens again. Once no stored visit has its content any more (the stay it ended
+was cancelled, or an A13 opened it again), it can end nothing: it is forgotten when its
+patient's kept records are next read (matching, `_still_ends`).
 """
 
 from __future__ import annotations

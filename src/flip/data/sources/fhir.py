@@ -16,9 +16,9 @@ the person `Patient?identifier=SYSTEM|VALUE`, one person across resources and so
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gzip
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
@@ -31,7 +31,14 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from flip.data.sources import fhir_actors, fhir_dates, fhir_shapes, fhir_text, textfile
+from flip.data.sources import (
+    fhir_actors,
+    fhir_attachment,
+    fhir_dates,
+    fhir_shapes,
+    fhir_text,
+    textfile,
+)
 from flip.data.sources.fhir_status import (
     ABSENT,
     DELETED,
@@ -50,6 +57,7 @@ from flip.data.sources.records import (
     part_key,
 )
 from flip.data.sources.values import compared
+from flip.data.terminology.visits import visit_concept
 from flip.problems import first_problem
 
 #: Resource types FLIP reads, in the order a bundle or folder is read.
@@ -77,6 +85,16 @@ SUPPORTED = (
 
 #: The warning counted for each Condition or Observation whose code is only its text.
 TEXT_CODE = "fhir.code.text"
+
+
+#: The rule of a note skipped because the person already has its text that day (see
+#: `_Converter.note`): one note per person, day and text, the first read kept.
+DUPLICATE_NOTE = "fhir.note.duplicate"
+
+
+#: The warning counted for each Encounter whose class maps to no OMOP Visit concept (it loads
+#: with visit_concept_id 0, its class code kept as visit_source_value).
+UNMAPPED_CLASS = "fhir.Encounter.class.unmapped"
 
 
 #: The extension that carries a Patient's time of birth on birthDate.
@@ -122,6 +140,8 @@ class References:
         self.medications: dict[str, tuple[str, str]] = {}
         self.persons: dict[str, str] = {}
         self.actors: set[str] = set()
+        #: The key of the first note read per (person key, day, SHA-256 of its text).
+        self.notes: dict[tuple[str, date | None, str], str] = {}
 
     def person(self, reference: str | None) -> str | None:
         """The person key a subject reference names (its business identity when it has one)."""
@@ -181,6 +201,14 @@ def _coding(concept: Any) -> tuple[str, str] | None:
         if coding.code:
             return coding.system or "", coding.code
     return None
+
+
+def _label(concept: Any) -> str:
+    """A CodeableConcept's text, else the display of its first coding that has one."""
+    if concept is None:
+        return ""
+    displays = (c.display for c in concept.coding or [] if c.display)
+    return concept.text or next(displays, "")
 
 
 def _others(concept: Any) -> dict[str, Any]:
@@ -353,17 +381,19 @@ class _Converter:
         individuals = [p.individual for p in m.participant or [] if p.individual]
         practitioners = [self.refs.actor(i) for i in individuals]
         provider = next((k for k in practitioners if k and k.startswith("Practitioner/")), None)
+        klass = m.class_fhir.code if m.class_fhir.system != fhir_shapes.ABSENT else ""
+        unmapped = (UNMAPPED_CLASS,) if klass and not visit_concept(klass) else ()
         return SourceVisit(
             self.key,
             person,
             start,
             end or start,
-            m.class_fhir.code if m.class_fhir.system != fhir_shapes.ABSENT else "",
+            klass,
             self.location,
             self.raw,
             provider_key=provider,
             care_site_key=self.refs.actor(m.serviceProvider),
-            warnings=self.dated(),
+            warnings=(*self.dated(), *unmapped),
         )
 
     def condition(self, m: Any) -> SourceRecord:
@@ -500,38 +530,55 @@ class _Converter:
         )
 
     def diagnostic_report(self, m: Any) -> SourceRecord:
+        """A report whose presentedForm carries text is a note of that text (its conclusion
+        added when the text does not hold it); any other report without results is a
+        measurement of its code, its conclusion as the text."""
         start, _ = self.period(m.effectiveDateTime, m.effectivePeriod)
-        return self.event(
-            m,
-            m.subject,
-            _coding(m.code),
-            start or self.when(m.issued),
-            "measurement",
-            text=m.conclusion,
-        )
+        start = start or self.when(m.issued)
+        forms = [form for form in m.presentedForm or [] if fhir_attachment.is_text(form)]
+        if not forms:
+            return self.event(
+                m, m.subject, _coding(m.code), start, "measurement", text=m.conclusion
+            )
+        try:
+            texts = [fhir_attachment.attachment_text(form) for form in forms]
+        except ValueError:
+            return self.reject("fhir.note.encoding", "DiagnosticReport text is not text")
+        conclusion = (m.conclusion or "").strip()
+        if conclusion and not any(conclusion in text for text in texts):
+            texts.append(conclusion)
+        title = forms[0].title or _label(m.code)
+        return self.note(m, self.coded(m.code) or ("", "note"), start, "\n\n".join(texts), title)
 
     def document(self, m: Any) -> SourceRecord:
         attachment = m.content[0].attachment
         if attachment.data is None:
             return self.reject("fhir.note.no_text", "DocumentReference carries no inline text")
-        data = attachment.data
         try:
-            text = (
-                data.decode("utf-8") if isinstance(data, bytes) else base64.b64decode(data).decode()
-            )
-        except (ValueError, UnicodeDecodeError):
+            text = fhir_attachment.attachment_text(attachment)
+        except ValueError:
             return self.reject("fhir.note.encoding", "DocumentReference text is not UTF-8")
         start, _ = self.period(None, m.context.period if m.context else None)
         code = _coding(m.type) or ("", "note")
-        return self.event(
-            m,
-            m.subject,
-            code,
-            self.when(m.date) or start,
-            "note",
-            text=text,
-            detail={"title": attachment.title or m.description or ""},
-        )
+        title = attachment.title or m.description or ""
+        return self.note(m, code, self.when(m.date) or start, text, title)
+
+    def note(
+        self, m: Any, code: tuple[str, str], start: date | None, text: str, title: str
+    ) -> SourceRecord:
+        """A note of `text`, or, when a record read before gave the same person the same
+        text on the same day (Synthea writes each note as a DiagnosticReport and again as
+        a DocumentReference), skipped by rule DUPLICATE_NOTE."""
+        record = self.event(m, m.subject, code, start, "note", text=text, detail={"title": title})
+        if type(record) is not SourceEvent:
+            return record
+        day = start.date() if isinstance(start, datetime) else start
+        digest = hashlib.sha256(text.strip().encode()).hexdigest()
+        first = self.refs.notes.setdefault((record.person_key, day, digest), self.key)
+        if first == self.key:
+            return record
+        why = f"the person's note of that day from {first} has the same text"
+        return Skipped(self.key, self.location, DUPLICATE_NOTE, why, withdraws=True)
 
     def imaging_study(self, m: Any) -> SourceRecord:
         uid = next((i.value for i in m.identifier or [] if i.system == "urn:dicom:uid"), None)
@@ -852,7 +899,8 @@ def _records(
         for record in out:
             if hasattr(record, "version"):
                 record.version = version
-    return out
+    # a report read as a note: the results it contains are read too
+    return [*_contained_results(resource, key, location, refs), *out]
 
 
 def version_of(resource: dict) -> str | None:

@@ -5,7 +5,8 @@ An Encounter's `class` (R4: one Coding, required) only names the visit's concept
 export that leaves it out, or sends R5's list of CodeableConcepts, still says when and
 for whom the visit was, and every event of it refers to it. Without a class the visit
 loads with visit_concept_id 0 (`fhir.Encounter.class.missing`); from an R5 list its
-first coded Coding is the class (`fhir.Encounter.class.r5`).
+first coded Coding is the class (`fhir.Encounter.class.r5`); DSTU2's plain code
+(`"class": "inpatient"`) is the code of the class (`fhir.Encounter.class.code`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def encounter_class(resource: dict) -> tuple[dict, tuple[str, ...]]:
     found: Any = resource.get("class")
     if isinstance(found, dict):
         return resource, ()
+    if isinstance(found, str) and found.strip():
+        return {**resource, "class": {"code": found.strip()}}, ("fhir.Encounter.class.code",)
     if isinstance(found, list):
         coding = next(
             (

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flip.data.sources.fhir_attachment import textual
+
 #: Any resource marked entered-in-error, in `status` or `verificationStatus`.
 ENTERED_IN_ERROR = "fhir.status.entered_in_error"
 
@@ -24,7 +26,8 @@ DELETED = "fhir.deleted"
 #: A Medication: its code is read into the resources that name it, not stored alone.
 READ_THROUGH = "fhir.medication.read_through"
 
-#: A DiagnosticReport that groups results: each result is read as its own Observation.
+#: A DiagnosticReport that groups results: each result is read as its own Observation (one
+#: whose presentedForm carries text is a note too, see fhir._Converter.diagnostic_report).
 PANEL = "fhir.report.panel"
 
 #: An Observation (or component) with no value, only a dataAbsentReason saying why.
@@ -92,6 +95,15 @@ def _valued(element: dict) -> bool:
     return any(name.startswith("value") and element[name] is not None for name in element)
 
 
+def _presents_text(report: dict) -> bool:
+    """Whether a DiagnosticReport as parsed JSON carries text inline in its presentedForm:
+    it is then a note, whatever results it also groups."""
+    forms = report.get("presentedForm")
+    return isinstance(forms, list) and any(
+        isinstance(f, dict) and f.get("data") and textual(f.get("contentType")) for f in forms
+    )
+
+
 def not_a_fact(resource: dict) -> tuple[str, str] | None:
     """(rule, message) when the resource's status says it is not a fact; else None."""
     kind = resource["resourceType"]
@@ -109,7 +121,7 @@ def not_a_fact(resource: dict) -> tuple[str, str] | None:
             return ABSENT, "Observation has no value, only a dataAbsentReason"
         if resource.get("hasMember"):
             return MEMBERS, "Observation groups members that are read as their own Observations"
-    if kind == "DiagnosticReport" and resource.get("result"):
+    if kind == "DiagnosticReport" and resource.get("result") and not _presents_text(resource):
         return PANEL, "DiagnosticReport groups results that are read as their own Observations"
     if kind in VERIFIED:
         codes = _codes(resource.get("verificationStatus"))

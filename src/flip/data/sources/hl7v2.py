@@ -694,7 +694,7 @@ def _result(r: _Reader, obx: Any, c: _Context) -> None:
         return
     if value_type in ("NM", "SN"):
         try:
-            number = _number(m, obx, value_type)
+            number = _number(m, obx, value_type, repeats[0] if repeats else 1)
         except ValueError as exc:
             r.reject(key, "hl7.obx.value_not_numeric", f"{where} is {value_type}: {exc}")
             return
@@ -763,8 +763,9 @@ def _value_type(m: _Message, obx: Any) -> str:
     value_type = m.get(obx, 2).upper()
     if value_type not in ("", "ST") or (value_type == "ST" and not m.get(obx, 6)):
         return value_type
-    value = m.get(obx, 5)
-    if any(m.get(obx, 5, i) for i in range(2, 5)) or _date_like(value):
+    repeat = next((n for n in range(1, m.repeats(obx, 5) + 1) if _repetition(m, obx, n)), 1)
+    value = m.get(obx, 5, 1, repeat)
+    if any(m.get(obx, 5, i, repeat) for i in range(2, 5)) or _date_like(value):
         return value_type
     try:
         number = numeric(value) if value else None
@@ -783,10 +784,12 @@ def _date_like(value: str) -> bool:
         return False
 
 
-def _number(m: _Message, obx: Any, value_type: str) -> Number:
+def _number(m: _Message, obx: Any, value_type: str, repeat: int = 1) -> Number:
+    """The NM or SN value of OBX-5's repetition `repeat` (the one that carries the value: a
+    sender may put an empty one first, `~5.4`)."""
     if value_type == "NM":
-        return numeric(m.get(obx, 5))
-    return structured(*(m.get(obx, 5, i) for i in range(1, 5)))
+        return numeric(m.get(obx, 5, 1, repeat))
+    return structured(*(m.get(obx, 5, i, repeat) for i in range(1, 5)))
 
 
 def _text_line(r: _Reader, obx: Any, c: _Context, code: str, start, warnings) -> None:

@@ -30,3 +30,13 @@ def test_a_number_past_what_the_ledger_keeps_is_refused_in_words(hub, tmp_path, 
         assert site.config.read_text() == before, "nothing written"
     finally:
         site.client.close()
+
+
+def test_a_mistyped_address_is_a_page_in_words(hub, tmp_path):  # noqa: F811
+    site = Site(hub, tmp_path)
+    try:
+        answer = site.http.get("/aprovals")
+        assert answer.status_code == 404
+        assert answer.headers["content-type"].startswith("text/html") and "<h1>" in answer.text
+    finally:
+        site.client.close()

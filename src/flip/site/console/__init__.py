@@ -59,9 +59,10 @@ def create_app(
 
     app.mount("/static", static_files(), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY, error_page=error_page)
-    app.add_middleware(SecurityHeaders, cached="/static/")
     if hosts is not None:
         app.add_middleware(AllowedHosts, names=hosts)
+    # Added last, so outermost: its headers reach every answer, a refused host's too.
+    app.add_middleware(SecurityHeaders, cached="/static/")
     app.add_exception_handler(Exception, server_error)
     unrouted_pages(app, error_page)
     return app

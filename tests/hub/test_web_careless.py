@@ -80,3 +80,15 @@ def test_a_project_or_query_name_reaches_the_sites_as_one_line_of_text(web):
     assert all(text.isprintable() for text in shown)
     empty = web.call("POST", "/projects", owner, json={"name": "\u202e\n"})
     assert empty.status_code == 422 and "printable" in empty.text
+
+
+def test_a_form_the_server_cannot_parse_is_a_page_in_words(web):
+    browser = Browser(web.app)
+    fields = "&".join(f"f{i}=1" for i in range(1001))
+    answer = browser.http.post(
+        "/signin",
+        content=f"csrf={browser.csrf()}&{fields}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
+    assert "Too many fields" in answer.text

@@ -58,30 +58,6 @@ def test_a_date_window_no_site_could_read_is_refused_before_any_site_is_asked(
     assert asked == 0, "no query reached the sites"
 
 
-def test_a_project_or_query_name_reaches_the_sites_as_one_line_of_text(web):
-    """A name a researcher gives is read at the sites (the console's inbox, the agent's
-    log): a newline, a terminal escape or a bidi override in it becomes a space there."""
-    owner = web.user("ned", "researcher")
-    site = web.site("bidi-site")
-    name = "cardiology \u202eydutS\u202c\nApproved by the DPO"
-    made = web.call("POST", "/projects", owner, json={"name": name})
-    assert made.status_code == 201, made.text
-    pid = made.json()["id"]
-    web.call("POST", f"/projects/{pid}/sites", owner, json={"sites": ["bidi-site"]})
-    task = {"hash": "cd" * 32, "kind": "tabular-logreg", "spec": {"name": "t"}}
-    assert web.call("POST", f"/projects/{pid}/tasks", owner, json=task).status_code == 201
-    asked = web.call(
-        "POST", f"/projects/{pid}/queries", owner, json={"name": "q\x1b[2J", "definition": {}}
-    )
-    assert asked.status_code == 201, asked.text
-    work = web.call("GET", "/agent/work", site).json()
-    shown = [q["name"] for q in work["queries"]] + [t["project_name"] for t in work["tasks"]]
-    assert "cardiology ydutS Approved by the DPO" in shown and "q [2J" in shown
-    assert all(text.isprintable() for text in shown)
-    empty = web.call("POST", "/projects", owner, json={"name": "\u202e\n"})
-    assert empty.status_code == 422 and "printable" in empty.text
-
-
 def test_a_form_the_server_cannot_parse_is_a_page_in_words(web):
     browser = Browser(web.app)
     fields = "&".join(f"f{i}=1" for i in range(1001))

@@ -39,19 +39,6 @@ def one_line_text(max_length: int, empty: str = "") -> Any:
     ]
 
 
-def _printable_name(text: str) -> str:
-    name = one_line(text)
-    if not name:
-        raise ValueError("a name needs a printable character")
-    return name
-
-
-#: A name a researcher gives that the sites read (a project's, a query's): one line of text
-#: (`one_line`: no newline, terminal escape or bidi override), at most 200 characters as sent.
-ResearcherName = Annotated[
-    str, Field(min_length=1, max_length=200), AfterValidator(_printable_name)
-]
-
 #: What a site's free text reads when it held nothing printable.
 NO_REASON = "no reason given"
 
@@ -186,7 +173,7 @@ class EnrolIn(BaseModel):
 
 
 class ProjectIn(BaseModel):
-    name: ResearcherName
+    name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=5000)
 
 
@@ -229,7 +216,7 @@ class TaskIn(BaseModel):
 
 
 class QueryIn(BaseModel):
-    name: ResearcherName
+    name: str = Field(min_length=1, max_length=200)
     definition: dict[str, Any] = Field(
         description=f"A cohort definition, FLIP's (at most {MAX_CRITERIA} criteria, include and "
         f"exclude together, {MAX_CONCEPTS} concepts each) or an OHDSI Circe expression."

@@ -787,6 +787,9 @@ def test_a_one_time_password_must_be_replaced_at_the_first_sign_in(web, admin):
     kept_out = newcomer.http.get("/projects")
     assert kept_out.status_code == 303 and kept_out.headers["location"] == "/account?done=one-time"
     assert "one-time password" in newcomer.http.get("/account?done=one-time").text
+    session = newcomer.http.cookies["flip_session"]
+    bearer = web.call("POST", "/projects", session, json={"name": "made while one-time"})
+    assert bearer.status_code == 403 and "one-time password" in bearer.json()["detail"]
     changed = newcomer.post(
         "/account/password", {"current_password": one_time, "password": PASSWORD}, "/account"
     )

@@ -195,3 +195,5 @@ def test_a_console_given_its_host_names_refuses_any_other(tmp_path):
     assert browser.get("/signin", headers={"Host": "[::1]:8400"}).status_code == 200
     rebound = browser.get("/signin", headers={"Host": "rebound.example.net:8400"})
     assert rebound.status_code == 400 and "host name" in rebound.text
+    assert "script-src 'self'" in rebound.headers["content-security-policy"]
+    assert rebound.headers["x-content-type-options"] == "nosniff"

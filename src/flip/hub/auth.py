@@ -141,12 +141,19 @@ def _callers(digest: str):
 
 
 async def principal(request: Request) -> Principal:
-    """The caller named by the Authorization header, or 401."""
+    """The caller named by the Authorization header, or 401; 403 for a web session opened with
+    a one-time password (the API refuses that password's login: it refuses its session too)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token")
-    return await caller_of(request, token.strip())
+    who = await caller_of(request, token.strip())
+    if who.one_time:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "this session was opened with a one-time password: choose your own on the web first",
+        )
+    return who
 
 
 async def caller_of(request: Request, token: str) -> Principal:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
-from fastapi import HTTPException, Request, Response, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flip.webkit.render import problems, see_other
 
@@ -54,3 +56,15 @@ def page_route(error_page: ErrorPage) -> type[APIRoute]:
             return handle
 
     return PageRoute
+
+
+def unrouted_pages(app: FastAPI, error_page: ErrorPage, api: str | None = None) -> None:
+    """Answer an address no route serves (404) or a method its route does not take (405)
+    with `error_page`, as the page routes answer; paths under `api` keep FastAPI's JSON."""
+
+    async def handle(request: Request, exc: StarletteHTTPException) -> Response:
+        if api is not None and request.url.path.startswith(api):
+            return await http_exception_handler(request, exc)
+        return refused(request, exc.status_code, str(exc.detail), error_page, exc.headers)
+
+    app.add_exception_handler(StarletteHTTPException, handle)

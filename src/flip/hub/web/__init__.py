@@ -24,9 +24,10 @@ from flip.hub.web import (
     tasks,
 )
 from flip.hub.web.banner import Banner
-from flip.hub.web.pages import HERE
+from flip.hub.web.pages import HERE, error_page
 from flip.hub.web.security import SecurityHeaders, server_error
 from flip.webkit.render import static_files
+from flip.webkit.routes import unrouted_pages
 from flip.webkit.throttle import AddressLimit
 
 #: The modules whose routers make the web app, in the order they are served.
@@ -57,3 +58,4 @@ def add_web(app: FastAPI) -> None:
     app.mount("/static", static_files(HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(Exception, server_error)
+    unrouted_pages(app, error_page, api="/api/")

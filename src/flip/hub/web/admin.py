@@ -129,7 +129,7 @@ async def reset_mfa(
     await confirm_password(request, who, admin_password, "admin_password")
 
     def job(conn) -> None:
-        find_user(conn, user_id)
+        admin_api.found_user(conn, user_id)
         mfa.reset(conn, user_id, who.label)
 
     await request.app.state.writer.run(job)

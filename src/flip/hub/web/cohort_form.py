@@ -6,6 +6,7 @@ are the ones its definition accepts, and each site validates the JSON again.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 #: The engine's tables, with what a criterion on each means, in the order the form lists them.
@@ -41,6 +42,14 @@ def _number(field: str, text: str, kind: type = float) -> Any:
         return kind(text)
     except ValueError:
         raise FormProblem(f"{field}: {text!r} is not a number") from None
+
+
+def _date(field: str, text: str) -> str:
+    """The day `text` names, as YYYY-MM-DD; FormProblem naming the field if it names none."""
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise FormProblem(f"{field}: {text[:20]!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _concepts(field: str, text: str) -> list[int]:
@@ -80,7 +89,9 @@ def definition_from_form(form: dict[str, str]) -> dict[str, Any]:
                     criterion[bound] = value
             for bound in ("start", "end"):
                 if when := form.get(f"{prefix}-{bound}", "").strip():
-                    criterion[bound] = when
+                    criterion[bound] = _date(f"{prefix} {bound}", when)
+            if criterion.get("start", "") > criterion.get("end", "9999-12-31"):
+                raise FormProblem(f"{prefix}: the window starts after it ends")
             criteria.append(criterion)
         if criteria:
             out[part] = criteria

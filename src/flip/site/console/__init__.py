@@ -27,6 +27,7 @@ from flip.site.console.pages import Sessions, error_page
 from flip.site.console.review import code_css
 from flip.webkit.limits import BodySizeLimit
 from flip.webkit.render import static_files
+from flip.webkit.routes import unrouted_pages
 from flip.webkit.security import AllowedHosts, SecurityHeaders, server_error
 
 #: The largest form the console takes: a decision's reason, a policy, a rule.
@@ -58,8 +59,10 @@ def create_app(
 
     app.mount("/static", static_files(), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY, error_page=error_page)
-    app.add_middleware(SecurityHeaders, cached="/static/")
     if hosts is not None:
         app.add_middleware(AllowedHosts, names=hosts)
+    # Added last, so outermost: its headers reach every answer, a refused host's too.
+    app.add_middleware(SecurityHeaders, cached="/static/")
     app.add_exception_handler(Exception, server_error)
+    unrouted_pages(app, error_page)
     return app

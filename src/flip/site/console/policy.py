@@ -33,6 +33,9 @@ RULE_KINDS = KINDS + tuple(
     analysis_kind(k) for k in ("table1", "survival", "regression", "harmonisation")
 )
 RULE_PATH = PathParam(pattern=r"^[0-9a-f]{16}$", description="The rule's identity (`rule_id`).")
+#: The largest whole number a policy field takes (the hub's ids and counts are 32-bit; the
+#: ledger that audits a change holds no number past 64 bits).
+MAX_NUMBER = 2**31 - 1
 
 
 def rule_id(rule: AutoApproval) -> str:
@@ -45,11 +48,18 @@ def rule_id(rule: AutoApproval) -> str:
 def _numbers(text: str, what: str) -> list[int]:
     """Whole numbers from a comma- or space-separated field; 422 naming the field if not."""
     try:
-        return [int(part) for part in text.replace(",", " ").split()]
+        return [_within(int(part), what) for part in text.replace(",", " ").split()]
     except ValueError:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what}: give whole numbers, e.g. 3, 7"
         ) from None
+
+
+def _within(value: Any, what: str) -> Any:
+    """`value`, or 422 naming the field if it is a whole number past MAX_NUMBER."""
+    if isinstance(value, int) and abs(value) > MAX_NUMBER:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what}: at most {MAX_NUMBER}")
+    return value
 
 
 def _optional(text: str, kind: type, what: str) -> Any:
@@ -57,7 +67,7 @@ def _optional(text: str, kind: type, what: str) -> Any:
     if not text:
         return None
     try:
-        return kind(text)
+        return _within(kind(text), what)
     except ValueError:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what}: {text!r} is not a number"
@@ -111,7 +121,7 @@ def policy_page(request: Request, who: Admin, done: str | None = None):
 async def set_policy(
     request: Request,
     who: Admin,
-    min_cell_size: Annotated[int, Form()],
+    min_cell_size: Annotated[int, Form(le=MAX_NUMBER)],
     kinds: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     max_epsilon: Annotated[str, Form(max_length=40)] = "",
     min_rows: Annotated[str, Form(max_length=40)] = "",

@@ -1041,3 +1041,13 @@ def test_the_api_docs_load_everything_from_the_hub(web):
     for asset in assets:
         assert browser.http.get(asset).status_code == 200, asset
     assert browser.http.get("/openapi.json").json()["info"]["title"] == "FLIP hub"
+
+
+def test_a_query_with_no_site_to_answer_says_so_and_nothing_is_called_withheld(web):
+    owner = person(web, "nora")
+    pid = web.call("POST", "/projects", owner.token, json={"name": "alone"}).json()["id"]
+    body = {"name": "q", "definition": {"name": "q", "include": []}}
+    qid = web.call("POST", f"/projects/{pid}/queries", owner.token, json=body).json()["id"]
+    page = owner.http.get(f"/queries/{qid}").text
+    assert "No site is invited to this project" in page and "no site to answer" in page
+    assert "withheld" not in page.split('id="total"')[1].split("</td>")[0]

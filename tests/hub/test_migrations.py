@@ -1,6 +1,6 @@
 """Hub migrations: a fresh database gets the models' schema exactly; re-running is a no-op."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,7 +12,7 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, metadata, now
 from flip.hub.migrate import upgrade
 
-HEAD = "0021"
+HEAD = "0022"
 
 
 def test_migrated_database_matches_the_models(hub_db_url):
@@ -85,3 +85,38 @@ def test_upgrading_from_0019_carries_each_users_token_over_as_its_hash(hub_db_ur
         dead = http.get("/api/v1/projects", headers={"Authorization": f"Bearer {revoked}"})
         assert dead.status_code == 401
     app.state.engine.dispose()
+
+
+def test_upgrading_from_0021_gives_an_unused_enrolment_token_a_week(hub_db_url):
+    """0022: a pending site's token, made when tokens never ended, works 7 days from the
+    upgrade, then no more; an enrolled site's row gets no end."""
+    token = new_token("flip_e")
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0021")
+    with engine.begin() as conn:
+        insert = text(
+            "INSERT INTO sites (name, enrolment_hash, credential_hash, status, created_at)"
+            " VALUES (:name, :enrolment, :credential, :status, :made)"
+        )
+        conn.execute(
+            insert,
+            {"name": "waiting", "enrolment": token_hash(token), "credential": None}
+            | {"status": "pending", "made": now() - timedelta(days=400)},
+        )
+        conn.execute(
+            insert,
+            {"name": "enrolled", "enrolment": None, "credential": "c", "status": "active"}
+            | {"made": now()},
+        )
+    engine.dispose()
+    engine = connect(hub_db_url)
+    with engine.connect() as conn:
+        ends = dict(conn.execute(text("SELECT name, enrolment_expires_at FROM sites")).all())
+    engine.dispose()
+    assert ends["enrolled"] is None
+    left = (
+        ends["waiting"]
+        if isinstance(ends["waiting"], datetime)
+        else datetime.fromisoformat(ends["waiting"])
+    ) - now()
+    assert timedelta(days=6, hours=23) < left <= timedelta(days=7)

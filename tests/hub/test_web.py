@@ -427,7 +427,9 @@ def test_an_admin_disabling_a_user_on_the_web_ends_every_token_they_hold(web, ad
 def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
     created = admin.post("/admin/sites", {"name": "north"}, page="/admin/sites")
     token = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)
-    assert token not in admin.http.get("/admin/sites").text
+    assert re.search(r'id="enrolment-expires">\d{4}-\d\d-\d\d \d\d:\d\d<', created.text)
+    listed = admin.http.get("/admin/sites").text
+    assert token not in listed and "enrolment token expires" in listed
     assert web.call("POST", "/sites/enrol", json={"enrolment_token": token}).status_code == 200
     invited = admin.post(
         "/admin/users",
@@ -439,6 +441,17 @@ def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, 
     assert first.headers["location"] == "/signin/enrol"
     audit = admin.http.get("/admin/audit?verify=1").text
     assert 'id="verified"' in audit and "The chain holds" in audit and "site.create" in audit
+
+
+def test_admin_gives_a_pending_site_a_new_enrolment_token_on_the_web(web, admin):
+    created = admin.post("/admin/sites", {"name": "south", "days": "2"}, page="/admin/sites")
+    first = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)
+    with web.app.state.engine.connect() as conn:
+        sid = conn.exec_driver_sql("SELECT id FROM sites WHERE name = 'south'").scalar()
+    renewed = admin.post(f"/admin/sites/{sid}/enrolment", {"days": "3"}, page="/admin/sites")
+    second = re.search(r'id="enrolment-token">([^<\s]+)<', renewed.text).group(1)
+    assert web.call("POST", "/sites/enrol", json={"enrolment_token": first}).status_code == 401
+    assert web.call("POST", "/sites/enrol", json={"enrolment_token": second}).status_code == 200
 
 
 def _totp_secret_of(hub: Hub, name: str):
@@ -850,6 +863,7 @@ WEB_MATRIX = {
     ("GET", "/admin/sites"): {"admin"},
     ("POST", "/admin/sites"): {"admin"},
     ("POST", "/admin/sites/{site_id}/disable"): {"admin"},
+    ("POST", "/admin/sites/{site_id}/enrolment"): {"admin"},
     ("GET", "/admin/audit"): {"admin"},
     ("GET", "/projects/{project_id}/tasks/new"): WRITERS,
     ("GET", "/projects/{project_id}/tasks/review"): WRITERS,

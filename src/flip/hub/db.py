@@ -97,6 +97,8 @@ sites = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False, unique=True),
     Column("enrolment_hash", String(64), unique=True),
+    #: When the enrolment token stops working.
+    Column("enrolment_expires_at", DateTime),
     Column("credential_hash", String(64), unique=True),
     Column("status", String(20), nullable=False),
     _created(),

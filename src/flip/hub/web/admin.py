@@ -16,7 +16,19 @@ from flip.hub.db import users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
-from flip.hub.schemas import MAX_INT, PasswordIn, PathId, RoleIn, SiteIn, TokenRequest, UserIn
+from flip.hub.schemas import (
+    ENROLMENT_DAYS,
+    LONGEST_ENROLMENT_DAYS,
+    MAX_INT,
+    EnrolmentOut,
+    EnrolmentRequest,
+    PasswordIn,
+    PathId,
+    RoleIn,
+    SiteIn,
+    TokenRequest,
+    UserIn,
+)
 from flip.hub.web import banner, reads
 from flip.hub.web.pages import WebAdmin, WebRoute, page, read
 from flip.hub.web.security import check_csrf
@@ -151,26 +163,63 @@ async def change_role(
     return see_other("/admin/users")
 
 
+#: The enrolment token's lifetime field on the sites page: its default and its most.
+_ENROLMENT_FORM = {
+    "enrolment_days": ENROLMENT_DAYS,
+    "longest_enrolment_days": LONGEST_ENROLMENT_DAYS,
+}
+
+
 @router.get("/sites")
 async def sites_page(request: Request, who: WebAdmin):
     """Every site's connection status: state, when its agent last polled this hub, its
     health; create and disable."""
     found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
-    return page(request, "admin_sites.html", sites=found, connected_minutes=_CONNECTED_MINUTES)
+    return page(
+        request,
+        "admin_sites.html",
+        sites=found,
+        connected_minutes=_CONNECTED_MINUTES,
+        **_ENROLMENT_FORM,
+    )
 
 
 @router.post("/sites")
-async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form()]):
-    """Register a site; its one-time enrolment token is shown here, once."""
-    out = await admin_api.create_site(body=SiteIn(name=name.strip()), who=who, request=request)
+async def create_site(
+    request: Request,
+    who: WebAdmin,
+    name: Annotated[str, Form()],
+    days: Annotated[int, Form(ge=1, le=LONGEST_ENROLMENT_DAYS)] = ENROLMENT_DAYS,
+):
+    """Register a site; its one-time enrolment token, working for `days`, is shown here, once."""
+    body = SiteIn(name=name.strip(), expires_in_days=days)
+    out = await admin_api.create_site(body=body, who=who, request=request)
+    return await _sites_with(request, out)
+
+
+@router.post("/sites/{site_id}/enrolment")
+async def renew_enrolment(
+    request: Request,
+    site_id: PathId,
+    who: WebAdmin,
+    days: Annotated[int, Form(ge=1, le=LONGEST_ENROLMENT_DAYS)] = ENROLMENT_DAYS,
+):
+    """A new enrolment token for a site not enrolled yet, shown here, once."""
+    body = EnrolmentRequest(expires_in_days=days)
+    out = await admin_api.renew_enrolment(site_id=site_id, body=body, who=who, request=request)
+    return await _sites_with(request, out)
+
+
+async def _sites_with(request: Request, created: EnrolmentOut):
     found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
     return page(
         request,
         "admin_sites.html",
         201,
         sites=found,
-        created=out,
+        created=created,
         connected_minutes=_CONNECTED_MINUTES,
+        **_ENROLMENT_FORM,
     )
 
 

@@ -2,17 +2,20 @@
 
 from datetime import datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.exc import IntegrityError
 
+from flip.hub.access import find_user
 from flip.hub.app import create_app
 from flip.hub.auth import new_token, token_hash
-from flip.hub.db import connect, metadata, now
+from flip.hub.db import connect, metadata, now, users
 from flip.hub.migrate import upgrade
 
-HEAD = "0022"
+HEAD = "0023"
 
 
 def test_migrated_database_matches_the_models(hub_db_url):
@@ -120,3 +123,32 @@ def test_upgrading_from_0021_gives_an_unused_enrolment_token_a_week(hub_db_url):
         else datetime.fromisoformat(ends["waiting"])
     ) - now()
     assert timedelta(days=6, hours=23) < left <= timedelta(days=7)
+
+
+def test_upgrading_a_database_with_twin_user_names_keeps_both(hub_db_url, caplog):
+    """0023 on names that differ only by case: the upgrade succeeds and names them, each twin
+    still signs in by its exact name, any other case finds the oldest, and no third twin
+    can be made."""
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0022")
+    with engine.begin() as conn:
+        for name in ("Rita", "rita", "sam"):
+            conn.execute(
+                text("INSERT INTO users (name, role, created_at) VALUES (:n, 'viewer', :t)"),
+                {"n": name, "t": now()},
+            )
+    engine.dispose()
+    with caplog.at_level("WARNING"):
+        engine = connect(hub_db_url)
+    assert "'Rita' and 'rita' differ only by case" in caplog.text
+    with engine.begin() as conn:
+        keys = dict(conn.execute(text("SELECT name, name_key FROM users")).all())
+        assert keys == {"Rita": "rita", "rita": None, "sam": "sam"}
+        assert [find_user(conn, n).name for n in ("Rita", "rita", "RITA")] == [
+            "Rita",
+            "rita",
+            "Rita",
+        ]
+        with pytest.raises(IntegrityError):
+            conn.execute(insert(users).values(name="RITA", role="viewer"))
+    engine.dispose()

@@ -54,6 +54,7 @@ async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
             site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
             if site_id is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {body.site}")
+        _refuse_taken_name(conn, body.name)
         try:
             with conn.begin_nested():
                 uid = conn.execute(
@@ -78,6 +79,18 @@ def _enrolment(days: int) -> tuple[str, dict[str, object]]:
     token = new_token("flip_e")
     ends = now() + timedelta(days=days)
     return token, {"enrolment_hash": token_hash(token), "enrolment_expires_at": ends}
+
+
+def _refuse_taken_name(conn: Connection, name: str) -> None:
+    """409 when a user has this name, or one that differs from it only by case."""
+    taken = conn.execute(access.by_name(select(users.c.name), name)).scalar()
+    if taken == name:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"user {name} exists")
+    if taken is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"user name {name} is taken by {taken}: names must differ by more than case",
+        )
 
 
 @router.post("/sites", status_code=201)

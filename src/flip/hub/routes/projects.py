@@ -10,7 +10,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.bounds import loads_finite
-from flip.hub import audit, certificates
+from flip.hub import access, audit, certificates
 from flip.hub.auth import Principal, Reader, Researcher
 from flip.hub.db import (
     now,
@@ -153,16 +153,19 @@ def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
 @router.post("/projects/{project_id}/members")
 @writes
 def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher) -> list[str]:
-    """Add researchers or viewers by name: researchers may invite sites, propose tasks,
-    query and run; viewers only read the project, its queries and its runs."""
+    """Add researchers or viewers by name (whatever its case): researchers may invite sites,
+    propose tasks, query and run; viewers only read the project, its queries and its runs."""
     _owned(conn, project_id, who)
-    found = {
-        name: (uid, role)
-        for uid, name, role in conn.execute(
-            select(users.c.id, users.c.name, users.c.role).where(users.c.name.in_(body.users))
-        )
-    }
-    missing = sorted(set(body.users) - set(found))
+    found, missing = {}, []
+    for asked in dict.fromkeys(body.users):
+        row = conn.execute(
+            access.by_name(select(users.c.id, users.c.name, users.c.role), asked)
+        ).first()
+        if row is None:
+            missing.append(asked)
+        else:
+            found[row.name] = (row.id, row.role)
+    missing.sort()
     if missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such users: {', '.join(missing)}")
     wrong = sorted(name for name, (_, role) in found.items() if role not in MEMBER_ROLES)

@@ -441,6 +441,10 @@ def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, 
     assert first.headers["location"] == "/signin/enrol"
     audit = admin.http.get("/admin/audit?verify=1").text
     assert 'id="verified"' in audit and "The chain holds" in audit and "site.create" in audit
+    full = admin.http.get("/admin/audit?verify=2").text
+    assert "The chain holds" in full and "Every entry checked" in full
+    again = admin.http.get("/admin/audit?verify=1").text
+    assert "No entry added since the last check" in again and "The chain holds" in again
 
 
 def test_admin_gives_a_pending_site_a_new_enrolment_token_on_the_web(web, admin):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import access, anchors, api_tokens, audit
+from flip.hub.audit_checks import AuditChecks
 from flip.hub.auth import Admin, Caller, new_token, token_hash
 from flip.hub.db import now, sites, users
 from flip.hub.federation import Federation
@@ -179,11 +181,33 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
 
 
 @router.get("/audit/verify")
-def verify_audit(conn: ReadConn, who: Admin) -> dict[str, object]:
+def verify_audit(
+    request: Request,
+    conn: ReadConn,
+    who: Admin,
+    full: Annotated[
+        bool, Query(description="Check every entry, not only those since the last check.")
+    ] = False,
+) -> dict[str, object]:
     """Check the audit chain: `ok` is false and `broken_at` names the entry if edited, or
-    `site_ledgers` lists a site ledger's signed head that broke the one before it."""
-    broken, breaks = audit.verify(conn), anchors.ledger_breaks(conn)
-    return {"ok": broken is None and not breaks, "broken_at": broken, "site_ledgers": breaks}
+    `site_ledgers` lists a site ledger's signed head that broke the one before it.
+
+    A check reads the entries appended since the last one (and the entry it ended at);
+    `full`, the first check after the hub starts and one a day read them all (`checked`).
+    """
+    return audit_verdict(conn, request.app.state.audit_checks, full)
+
+
+def audit_verdict(conn: Connection, checks: AuditChecks, full: bool) -> dict[str, object]:
+    """The audit chain's and the site ledgers' check, as `GET /audit/verify` answers it."""
+    checked, breaks = checks.check(conn, full), anchors.ledger_breaks(conn)
+    broken = checked.pop("broken_at")
+    return {
+        "ok": broken is None and not breaks,
+        "broken_at": broken,
+        "site_ledgers": breaks,
+        "checked": checked,
+    }
 
 
 def found_user(conn: Connection, user_id: int):

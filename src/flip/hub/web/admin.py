@@ -235,13 +235,17 @@ async def audit_log(
     request: Request,
     who: WebAdmin,
     before: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-    verify: Annotated[int, Query(ge=0, le=1)] = 0,
+    verify: Annotated[int, Query(ge=0, le=2)] = 0,
 ):
-    """The audit log, newest first, 50 a page; with `verify`, the chain's check."""
+    """The audit log, newest first, 50 a page; with `verify`, the chain's check: 1 from
+    where the last check ended, 2 of every entry."""
     entries = await read(request, lambda conn: reads.audit_page(conn, before))
     checked = None
     if verify:
-        checked = await read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
+        checks = request.app.state.audit_checks
+        checked = await read(
+            request, lambda conn: admin_api.audit_verdict(conn, checks, full=verify == 2)
+        )
     return page(request, "admin_audit.html", entries=entries, checked=checked)
 
 

@@ -1,6 +1,6 @@
 """User names are one name whatever their case: no twin ("Rita" beside "rita") can be made,
 sign-in and member lists find a user by any case, and the password throttle counts every
-case of a name against the one account."""
+case of a name against the one account. Nor can a site be registered beside its twin."""
 
 from sqlalchemy import select
 
@@ -58,3 +58,14 @@ def test_a_member_is_added_by_their_name_in_any_case(hub):
     added = hub.call("POST", f"/projects/{pid}/members", researcher, json={"users": ["vera"]})
     assert added.status_code == 200, added.text
     assert added.json() == ["Vera"]
+
+
+def test_a_site_name_that_differs_only_by_case_is_refused(hub):
+    assert hub.call("POST", "/sites", hub.admin, json={"name": "north"}).status_code == 201
+    twin = hub.call("POST", "/sites", hub.admin, json={"name": "North"})
+    assert twin.status_code == 409
+    assert twin.json()["detail"] == (
+        "site name North is taken by north: names must differ by more than case"
+    )
+    same = hub.call("POST", "/sites", hub.admin, json={"name": "north"})
+    assert (same.status_code, same.json()["detail"]) == (409, "site north exists")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.fl.runtime.flower import DeploymentError
@@ -99,7 +99,15 @@ def _refuse_taken_name(conn: Connection, name: str) -> None:
 @writes
 def create_site(body: SiteIn, conn: Conn, who: Admin) -> EnrolmentOut:
     """Register a site and return its one-time enrolment token, which works for
-    `expires_in_days` (7 unless asked)."""
+    `expires_in_days` (7 unless asked); 409 if a site has the name in any case."""
+    taken = conn.execute(
+        select(sites.c.name).where(func.lower(sites.c.name) == body.name.lower())
+    ).scalar()
+    if taken is not None and taken != body.name:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"site name {body.name} is taken by {taken}: names must differ by more than case",
+        )
     token, columns = _enrolment(body.expires_in_days)
     try:
         with conn.begin_nested():

@@ -6,7 +6,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from flip.hub.access import find_user
@@ -15,7 +15,7 @@ from flip.hub.auth import new_token, token_hash
 from flip.hub.db import connect, metadata, now, users
 from flip.hub.migrate import upgrade
 
-HEAD = "0023"
+HEAD = "0024"
 
 
 def test_migrated_database_matches_the_models(hub_db_url):
@@ -152,3 +152,26 @@ def test_upgrading_a_database_with_twin_user_names_keeps_both(hub_db_url, caplog
         with pytest.raises(IntegrityError):
             conn.execute(insert(users).values(name="RITA", role="viewer"))
     engine.dispose()
+
+
+def test_upgrading_from_0023_gives_a_one_time_password_a_week(hub_db_url):
+    """0024: a one-time password made when they never ended works 7 days from the upgrade;
+    a password the user chose gets no end."""
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0023")
+    with engine.begin() as conn:
+        for name, one_time in (("new", True), ("settled", False)):
+            conn.execute(
+                text(
+                    "INSERT INTO users (name, name_key, role, password_hash, password_one_time,"
+                    " created_at) VALUES (:n, :n, 'viewer', 'h', :o, :t)"
+                ),
+                {"n": name, "o": one_time, "t": now()},
+            )
+    engine.dispose()
+    engine = connect(hub_db_url)
+    with engine.connect() as conn:
+        ends = dict(conn.execute(select(users.c.name, users.c.password_expires_at)).all())
+    engine.dispose()
+    assert ends["settled"] is None
+    assert timedelta(days=6, hours=23) < ends["new"] - now() <= timedelta(days=7)

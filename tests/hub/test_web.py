@@ -4,13 +4,14 @@ matrix over every page (the API's rules, seen through the browser)."""
 import re
 import threading
 import time
+from datetime import timedelta
 
 import pyotp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from flip.hub import api_tokens
-from flip.hub.db import projects
+from flip.hub.db import now, projects, users
 from flip.hub.web import account, concept_search, joining, live, signin
 from flip.hub.web import admin as admin_pages
 from flip.hub.web import analyses as analyses_pages
@@ -456,6 +457,30 @@ def test_admin_gives_a_pending_site_a_new_enrolment_token_on_the_web(web, admin)
     second = re.search(r'id="enrolment-token">([^<\s]+)<', renewed.text).group(1)
     assert web.call("POST", "/sites/enrol", json={"enrolment_token": first}).status_code == 401
     assert web.call("POST", "/sites/enrol", json={"enrolment_token": second}).status_code == 200
+
+
+def test_a_one_time_password_expires(web, admin):
+    invited = admin.post(
+        "/admin/users",
+        {"name": "late-comer", "role": "viewer", "admin_password": PASSWORD},
+        page="/admin/users",
+    )
+    password = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    with web.app.state.engine.begin() as conn:
+        ends = conn.execute(
+            select(users.c.password_expires_at).where(users.c.name == "late-comer")
+        ).scalar_one()
+        assert timedelta(days=6) < ends - now() <= timedelta(days=admin_pages.ONE_TIME_DAYS)
+        conn.execute(
+            update(users)
+            .where(users.c.name == "late-comer")
+            .values(password_expires_at=now() - timedelta(minutes=1))
+        )
+    refused = Browser(web.app).post("/signin", {"name": "late-comer", "password": password})
+    assert refused.status_code == 401
+    assert "this one-time password expired: ask an admin for a new one" in refused.text
+    login = web.call("POST", "/login", json={"name": "late-comer", "password": password})
+    assert login.status_code == 401 and "expired" in login.json()["detail"]
 
 
 def _totp_secret_of(hub: Hub, name: str):

@@ -70,6 +70,8 @@ users = Table(
     Column("recovery_codes", Text),
     #: The password is one an admin's web page made: the user must choose their own.
     Column("password_one_time", Boolean, nullable=False, default=False, server_default=false()),
+    #: When a one-time password stops working (None for a password the user chose).
+    Column("password_expires_at", DateTime),
     UniqueConstraint("name_key", name="uq_users_name_key"),
 )
 

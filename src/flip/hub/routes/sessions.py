@@ -46,6 +46,7 @@ async def _stored_hash(request: Request, user: int | str) -> object:
                 users.c.totp_enabled_at,
                 api_tokens.newest_hash(users.c.id).label("token_hash"),
                 users.c.password_one_time,
+                users.c.password_expires_at,
             )
             if isinstance(user, int):
                 return conn.execute(query.where(users.c.id == user)).first()
@@ -87,14 +88,20 @@ async def confirm_password(
 
 async def checked_login(request: Request, name: str, password: str, code: str | None) -> object:
     """The user signing in with this password and, once they enrolled TOTP, this one-time
-    (or recovery) code; 401 if either is wrong (both count against the throttle), 403 if
-    revoked, 429 if throttled."""
+    (or recovery) code; 401 if either is wrong (both count against the throttle) or the
+    password is a one-time one past its end, 403 if revoked, 429 if throttled."""
     address = client_address(request)
     throttle = request.app.state.throttle
     stamp = await throttle.attempt(name, address)
     user = await _stored_hash(request, name)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
+    ends = user.password_expires_at
+    if user.password_one_time and ends is not None and now() >= ends:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this one-time password expired: ask an admin for a new one",
+        )
     if user.totp_enabled_at is not None and not await request.app.state.writer.run(
         lambda conn: mfa.accept(conn, user.id, code), wake=False
     ):
@@ -181,7 +188,7 @@ async def set_password(user_id: PathId, body: PasswordIn, request: Request, who:
         conn.execute(
             update(users)
             .where(users.c.id == user_id)
-            .values(password_hash=hashed, password_one_time=False)
+            .values(password_hash=hashed, password_one_time=False, password_expires_at=None)
         )
         conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
         audit.append(conn, who.label, "user.password.set", f"user:{row.name}")

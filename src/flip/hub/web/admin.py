@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
@@ -12,7 +13,7 @@ from sqlalchemy import update
 from flip.hub import mfa
 from flip.hub.access import find_user
 from flip.hub.auth import Principal
-from flip.hub.db import users
+from flip.hub.db import now, users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
@@ -40,17 +41,24 @@ ROLES = ("researcher", "viewer", "site_admin", "admin")
 _CONNECTED_MINUTES = reads.CONNECTED_SECONDS // 60
 
 
+#: Days a one-time password works; then the admin makes a new one.
+ONE_TIME_DAYS = 7
+
+
 def one_time_password() -> str:
     """A password for one sign-in, shown once to the admin who passes it on."""
     return "-".join(secrets.token_urlsafe(6) for _ in range(3))
 
 
 async def mark_one_time(request: Request, user_id: int) -> None:
-    """Mark the user's password as one-time: the web asks for their own at sign-in, the API
-    refuses it."""
+    """Mark the user's password as one-time, working for ONE_TIME_DAYS: the web asks for
+    their own at sign-in, the API refuses it."""
+    ends = now() + timedelta(days=ONE_TIME_DAYS)
     await request.app.state.writer.run(
         lambda conn: conn.execute(
-            update(users).where(users.c.id == user_id).values(password_one_time=True)
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_one_time=True, password_expires_at=ends)
         )
     )
 

@@ -1,18 +1,21 @@
 """Hub migrations: a fresh database gets the models' schema exactly; re-running is a no-op."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
+from flip.hub.access import find_user
 from flip.hub.app import create_app
 from flip.hub.auth import new_token, token_hash
-from flip.hub.db import connect, metadata, now
+from flip.hub.db import connect, metadata, now, users
 from flip.hub.migrate import upgrade
 
-HEAD = "0021"
+HEAD = "0024"
 
 
 def test_migrated_database_matches_the_models(hub_db_url):
@@ -85,3 +88,90 @@ def test_upgrading_from_0019_carries_each_users_token_over_as_its_hash(hub_db_ur
         dead = http.get("/api/v1/projects", headers={"Authorization": f"Bearer {revoked}"})
         assert dead.status_code == 401
     app.state.engine.dispose()
+
+
+def test_upgrading_from_0021_gives_an_unused_enrolment_token_a_week(hub_db_url):
+    """0022: a pending site's token, made when tokens never ended, works 7 days from the
+    upgrade, then no more; an enrolled site's row gets no end."""
+    token = new_token("flip_e")
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0021")
+    with engine.begin() as conn:
+        insert = text(
+            "INSERT INTO sites (name, enrolment_hash, credential_hash, status, created_at)"
+            " VALUES (:name, :enrolment, :credential, :status, :made)"
+        )
+        conn.execute(
+            insert,
+            {"name": "waiting", "enrolment": token_hash(token), "credential": None}
+            | {"status": "pending", "made": now() - timedelta(days=400)},
+        )
+        conn.execute(
+            insert,
+            {"name": "enrolled", "enrolment": None, "credential": "c", "status": "active"}
+            | {"made": now()},
+        )
+    engine.dispose()
+    engine = connect(hub_db_url)
+    with engine.connect() as conn:
+        ends = dict(conn.execute(text("SELECT name, enrolment_expires_at FROM sites")).all())
+    engine.dispose()
+    assert ends["enrolled"] is None
+    left = (
+        ends["waiting"]
+        if isinstance(ends["waiting"], datetime)
+        else datetime.fromisoformat(ends["waiting"])
+    ) - now()
+    assert timedelta(days=6, hours=23) < left <= timedelta(days=7)
+
+
+def test_upgrading_a_database_with_twin_user_names_keeps_both(hub_db_url, caplog):
+    """0023 on names that differ only by case: the upgrade succeeds and names them, each twin
+    still signs in by its exact name, any other case finds the oldest, and no third twin
+    can be made."""
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0022")
+    with engine.begin() as conn:
+        for name in ("Rita", "rita", "sam"):
+            conn.execute(
+                text("INSERT INTO users (name, role, created_at) VALUES (:n, 'viewer', :t)"),
+                {"n": name, "t": now()},
+            )
+    engine.dispose()
+    with caplog.at_level("WARNING"):
+        engine = connect(hub_db_url)
+    assert "'Rita' and 'rita' differ only by case" in caplog.text
+    with engine.begin() as conn:
+        keys = dict(conn.execute(text("SELECT name, name_key FROM users")).all())
+        assert keys == {"Rita": "rita", "rita": None, "sam": "sam"}
+        assert [find_user(conn, n).name for n in ("Rita", "rita", "RITA")] == [
+            "Rita",
+            "rita",
+            "Rita",
+        ]
+        with pytest.raises(IntegrityError):
+            conn.execute(insert(users).values(name="RITA", role="viewer"))
+    engine.dispose()
+
+
+def test_upgrading_from_0023_gives_a_one_time_password_a_week(hub_db_url):
+    """0024: a one-time password made when they never ended works 7 days from the upgrade;
+    a password the user chose gets no end."""
+    engine = create_engine(hub_db_url)
+    upgrade(engine, "0023")
+    with engine.begin() as conn:
+        for name, one_time in (("new", True), ("settled", False)):
+            conn.execute(
+                text(
+                    "INSERT INTO users (name, name_key, role, password_hash, password_one_time,"
+                    " created_at) VALUES (:n, :n, 'viewer', 'h', :o, :t)"
+                ),
+                {"n": name, "o": one_time, "t": now()},
+            )
+    engine.dispose()
+    engine = connect(hub_db_url)
+    with engine.connect() as conn:
+        ends = dict(conn.execute(select(users.c.name, users.c.password_expires_at)).all())
+    engine.dispose()
+    assert ends["settled"] is None
+    assert timedelta(days=6, hours=23) < ends["new"] - now() <= timedelta(days=7)

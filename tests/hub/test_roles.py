@@ -33,6 +33,7 @@ MATRIX = {
     ("DELETE", "/api/v1/users/{user_id}/tokens/{token_id}"): OWNERS,
     ("POST", "/api/v1/users/{user_id}/restore"): {"admin"},
     ("POST", "/api/v1/sites/{site_id}/disable"): {"admin"},
+    ("POST", "/api/v1/sites/{site_id}/enrolment"): {"admin"},
     ("DELETE", "/api/v1/sites/{site_id}/signing-key"): {"admin"},
     ("POST", "/api/v1/agent/credential"): {"site"},
     ("GET", "/api/v1/audit/verify"): {"admin"},

@@ -4,13 +4,14 @@ matrix over every page (the API's rules, seen through the browser)."""
 import re
 import threading
 import time
+from datetime import timedelta
 
 import pyotp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from flip.hub import api_tokens
-from flip.hub.db import projects
+from flip.hub.db import now, projects, users
 from flip.hub.web import account, concept_search, joining, live, signin
 from flip.hub.web import admin as admin_pages
 from flip.hub.web import analyses as analyses_pages
@@ -427,7 +428,9 @@ def test_an_admin_disabling_a_user_on_the_web_ends_every_token_they_hold(web, ad
 def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, admin):
     created = admin.post("/admin/sites", {"name": "north"}, page="/admin/sites")
     token = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)
-    assert token not in admin.http.get("/admin/sites").text
+    assert re.search(r'id="enrolment-expires">\d{4}-\d\d-\d\d \d\d:\d\d<', created.text)
+    listed = admin.http.get("/admin/sites").text
+    assert token not in listed and "enrolment token expires" in listed
     assert web.call("POST", "/sites/enrol", json={"enrolment_token": token}).status_code == 200
     invited = admin.post(
         "/admin/users",
@@ -439,6 +442,45 @@ def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, 
     assert first.headers["location"] == "/signin/enrol"
     audit = admin.http.get("/admin/audit?verify=1").text
     assert 'id="verified"' in audit and "The chain holds" in audit and "site.create" in audit
+    full = admin.http.get("/admin/audit?verify=2").text
+    assert "The chain holds" in full and "Every entry checked" in full
+    again = admin.http.get("/admin/audit?verify=1").text
+    assert "No entry added since the last check" in again and "The chain holds" in again
+
+
+def test_admin_gives_a_pending_site_a_new_enrolment_token_on_the_web(web, admin):
+    created = admin.post("/admin/sites", {"name": "south", "days": "2"}, page="/admin/sites")
+    first = re.search(r'id="enrolment-token">([^<\s]+)<', created.text).group(1)
+    with web.app.state.engine.connect() as conn:
+        sid = conn.exec_driver_sql("SELECT id FROM sites WHERE name = 'south'").scalar()
+    renewed = admin.post(f"/admin/sites/{sid}/enrolment", {"days": "3"}, page="/admin/sites")
+    second = re.search(r'id="enrolment-token">([^<\s]+)<', renewed.text).group(1)
+    assert web.call("POST", "/sites/enrol", json={"enrolment_token": first}).status_code == 401
+    assert web.call("POST", "/sites/enrol", json={"enrolment_token": second}).status_code == 200
+
+
+def test_a_one_time_password_expires(web, admin):
+    invited = admin.post(
+        "/admin/users",
+        {"name": "late-comer", "role": "viewer", "admin_password": PASSWORD},
+        page="/admin/users",
+    )
+    password = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    with web.app.state.engine.begin() as conn:
+        ends = conn.execute(
+            select(users.c.password_expires_at).where(users.c.name == "late-comer")
+        ).scalar_one()
+        assert timedelta(days=6) < ends - now() <= timedelta(days=admin_pages.ONE_TIME_DAYS)
+        conn.execute(
+            update(users)
+            .where(users.c.name == "late-comer")
+            .values(password_expires_at=now() - timedelta(minutes=1))
+        )
+    refused = Browser(web.app).post("/signin", {"name": "late-comer", "password": password})
+    assert refused.status_code == 401
+    assert "this one-time password expired: ask an admin for a new one" in refused.text
+    login = web.call("POST", "/login", json={"name": "late-comer", "password": password})
+    assert login.status_code == 401 and "expired" in login.json()["detail"]
 
 
 def _totp_secret_of(hub: Hub, name: str):
@@ -853,6 +895,7 @@ WEB_MATRIX = {
     ("GET", "/admin/sites"): {"admin"},
     ("POST", "/admin/sites"): {"admin"},
     ("POST", "/admin/sites/{site_id}/disable"): {"admin"},
+    ("POST", "/admin/sites/{site_id}/enrolment"): {"admin"},
     ("GET", "/admin/audit"): {"admin"},
     ("GET", "/projects/{project_id}/tasks/new"): WRITERS,
     ("GET", "/projects/{project_id}/tasks/review"): WRITERS,

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, Select, delete, or_, select, update
 
 from flip.hub import api_tokens, audit
-from flip.hub.db import now, sessions, users
+from flip.hub.db import name_key, now, sessions, users
 
 
 class NoSuchUser(LookupError):
     """No user has this id or name."""
 
 
+def by_name(query: Select, name: str) -> Select:
+    """`query` (over users) narrowed to the user called `name`: spelled so, else the one
+    whose name differs only by case (the key holder, where twins from before 0023 remain)."""
+    return (
+        query.where(or_(users.c.name == name, users.c.name_key == name_key(name)))
+        .order_by(users.c.name != name)
+        .limit(1)
+    )
+
+
 def find_user(conn: Connection, user: int | str):
-    """The user row by id or name, or NoSuchUser."""
-    column = users.c.id if isinstance(user, int) else users.c.name
-    row = conn.execute(select(users).where(column == user)).first()
+    """The user row by id or name (whatever its case), or NoSuchUser."""
+    query = select(users)
+    query = query.where(users.c.id == user) if isinstance(user, int) else by_name(query, user)
+    row = conn.execute(query).first()
     if row is None:
         raise NoSuchUser(f"no user {user}")
     return row

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, insert, select
 from flip import __version__
 from flip.hub import api_tokens, audit
 from flip.hub.api_docs import add_docs
+from flip.hub.audit_checks import AuditChecks
 from flip.hub.concepts import load_concepts
 from flip.hub.db import connect, users
 from flip.hub.federation import Federation
@@ -124,6 +125,7 @@ def create_app(
         federation.signing_key = app.state.signing_key
     #: When each site's agent last asked for work (Unix seconds, seen by this process).
     app.state.seen = {}
+    app.state.audit_checks = AuditChecks()
     app.state.policy = policy = policy or AccessPolicy()
     app.state.throttle = StoredThrottle(
         engine, writer, policy.account_failures, policy.address_failures, policy.failure_window

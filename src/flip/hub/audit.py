@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Connection, Engine, event, insert, select, text
 
-from flip.hashchain import GENESIS, entry_hash, first_break
+from flip.hashchain import GENESIS, entry_hash
 from flip.hub.db import audit
 
 #: The advisory lock key that serialises audit appends on PostgreSQL.
 AUDIT_LOCK = 0x464C4950  # "FLIP"
+#: The fields an entry's hash seals, and the entries a check reads at a time.
+_FIELDS = ("seq", "at", "actor", "action", "target", "detail")
+_BATCH = 1000
 #: Where a connection keeps the chain's head for the rest of its transaction.
 _HEAD = "flip_audit_head"
 
@@ -64,7 +67,30 @@ def _forget_head(conn: Connection, name: str, context: object) -> None:
 
 def verify(conn: Connection) -> int | None:
     """The seq of the first entry edited or removed, or None when the chain holds."""
-    rows = [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.seq))]
-    fields = ("seq", "at", "actor", "action", "target", "detail")
-    index = first_break([({k: r[k] for k in fields}, r["hash"]) for r in rows])
-    return None if index is None else int(rows[index]["seq"])
+    return first_break_after(conn, 0, GENESIS)[0]
+
+
+def first_break_after(conn: Connection, seq: int, digest: str) -> tuple[int | None, int, str]:
+    """Check entry `seq`, which must still be sealed with hash `digest`, and every entry after
+    it (0 and GENESIS: the whole chain): (the seq of the first edited or removed, or None;
+    the seq and hash of the newest entry checked). Rows are read a batch at a time."""
+    previous, checked = digest, seq
+    if seq:
+        before = conn.execute(select(audit.c.hash).where(audit.c.seq == seq - 1)).scalar()
+        if seq > 1 and before is None:
+            return seq, seq, digest
+        previous, seq = (GENESIS if seq == 1 else before), seq - 1
+    while True:
+        batch = conn.execute(
+            select(audit).where(audit.c.seq > seq).order_by(audit.c.seq).limit(_BATCH)
+        ).all()
+        for row in batch:
+            if checked and row.seq == checked and row.hash != digest:
+                return int(row.seq), checked, digest
+            if entry_hash(previous, {k: getattr(row, k) for k in _FIELDS}) != row.hash:
+                return int(row.seq), checked, digest
+            seq, previous = int(row.seq), row.hash
+        if len(batch) < _BATCH:
+            if seq < checked:  # the chain now ends before the entry checked last
+                return checked, checked, digest
+            return None, seq, previous

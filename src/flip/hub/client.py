@@ -130,9 +130,11 @@ class ResearcherClient:
         body = {"name": name, "role": role} | ({"password": password} if password else {})
         return self._call("POST", "/users", json=body)["token"]
 
-    def create_site(self, name: str) -> str:
-        """Register a site; return its one-time enrolment token."""
-        return self._call("POST", "/sites", json={"name": name})["enrolment_token"]
+    def create_site(self, name: str, expires_in_days: int | None = None) -> str:
+        """Register a site; return its one-time enrolment token (working for
+        `expires_in_days`, the hub's default unless given)."""
+        days = {} if expires_in_days is None else {"expires_in_days": expires_in_days}
+        return self._call("POST", "/sites", json={"name": name} | days)["enrolment_token"]
 
     def create_project(self, name: str, description: str = "") -> int:
         """Create a project; return its id."""

@@ -34,6 +34,15 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def name_key(name: str) -> str:
+    """What makes two user names the same: their letters, whatever their case."""
+    return name.lower()
+
+
+def _name_key_of_row(context) -> str:
+    return name_key(context.get_current_parameters()["name"])
+
+
 def _created() -> Column:
     return Column("created_at", DateTime, nullable=False, default=now)
 
@@ -43,6 +52,9 @@ users = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False, unique=True),
+    #: The name lowered (`name_key`, set on insert): no two users' names differ only by case.
+    #: None for a twin kept from before 0023 (the oldest of its twins holds the key).
+    Column("name_key", String(100), default=_name_key_of_row),
     Column("role", String(20), nullable=False),
     Column("password_hash", String(200)),
     Column("site_id", ForeignKey("sites.id", name="fk_users_site_id")),
@@ -58,6 +70,9 @@ users = Table(
     Column("recovery_codes", Text),
     #: The password is one an admin's web page made: the user must choose their own.
     Column("password_one_time", Boolean, nullable=False, default=False, server_default=false()),
+    #: When a one-time password stops working (None for a password the user chose).
+    Column("password_expires_at", DateTime),
+    UniqueConstraint("name_key", name="uq_users_name_key"),
 )
 
 #: Users' named API tokens (a laptop, a CI job), each stored as its hash; revoking one
@@ -97,6 +112,8 @@ sites = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False, unique=True),
     Column("enrolment_hash", String(64), unique=True),
+    #: When the enrolment token stops working.
+    Column("enrolment_expires_at", DateTime),
     Column("credential_hash", String(64), unique=True),
     Column("status", String(20), nullable=False),
     _created(),

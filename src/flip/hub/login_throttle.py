@@ -17,7 +17,7 @@ from collections.abc import Callable
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine, delete, insert, select
 
-from flip.hub.db import login_addresses, login_failures
+from flip.hub.db import login_addresses, login_failures, name_key
 from flip.hub.transactions import Writer, reading
 from flip.webkit.throttle import WRONG_PASSWORDS, too_many, wait_under
 
@@ -51,8 +51,9 @@ class StoredThrottle:
 
     async def attempt(self, account: str, address: str) -> int:
         """Count an attempt and return its id (for `succeeded`), or raise 429 with
-        Retry-After if over a limit."""
-        address = address[:ADDRESS_LENGTH]
+        Retry-After if over a limit. An account is counted whatever the case it is typed in
+        (sign-in ignores it)."""
+        account, address = name_key(account), address[:ADDRESS_LENGTH]
 
         def look() -> float:
             with reading(self.engine) as conn:
@@ -70,7 +71,7 @@ class StoredThrottle:
     async def succeeded(self, account: str, address: str, counted: int) -> None:
         """Forget the account's failures, take back attempt `counted` at the address, and know
         the address as the account's from now on."""
-        address = address[:ADDRESS_LENGTH]
+        account, address = name_key(account), address[:ADDRESS_LENGTH]
 
         def job(conn: Connection) -> None:
             keys = (_key("account", account), _key("known", account, address))

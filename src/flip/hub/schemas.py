@@ -155,7 +155,22 @@ class UserOut(BaseModel):
     site: str | None
 
 
-class SiteIn(BaseModel):
+#: Days a site's enrolment token works, unless its admin asks for another lifetime.
+ENROLMENT_DAYS = 7
+#: The longest an enrolment token may work.
+LONGEST_ENROLMENT_DAYS = 90
+
+
+class EnrolmentRequest(BaseModel):
+    expires_in_days: int = Field(
+        ENROLMENT_DAYS,
+        ge=1,
+        le=LONGEST_ENROLMENT_DAYS,
+        description="Days the enrolment token works; then the site cannot enrol with it.",
+    )
+
+
+class SiteIn(EnrolmentRequest):
     name: str = Name
 
 
@@ -163,6 +178,7 @@ class EnrolmentOut(BaseModel):
     id: int
     name: str
     enrolment_token: str = Field(description="One-time: the site exchanges it for a credential.")
+    expires_at: UtcTime = Field(description="When the token stops working, if still unused.")
 
 
 class EnrolIn(BaseModel):

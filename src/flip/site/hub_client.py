@@ -41,6 +41,8 @@ class HubClient:
             raise HubUnreachable(f"cannot reach the hub at {base_url}: {exc}") from None
         if problem := not_a_hub(response, base_url):
             raise problem
+        if response.status_code == 401 and "expired" in response.text:
+            raise HubError(f"{base_url}: {response.json()['detail']}", 401)
         if response.status_code == 401 or (
             response.status_code == 422 and "enrolment_token" in response.text
         ):

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.fl.runtime.flower import DeploymentError
 from flip.hub import access, anchors, api_tokens, audit
+from flip.hub.audit_checks import AuditChecks
 from flip.hub.auth import Admin, Caller, new_token, token_hash
-from flip.hub.db import sites, users
+from flip.hub.db import now, sites, users
 from flip.hub.federation import Federation
 from flip.hub.routes import analyses as analysis_routes
 from flip.hub.routes.sessions import confirm_password
 from flip.hub.schemas import (
     EnrolIn,
     EnrolmentOut,
+    EnrolmentRequest,
     PathId,
     RoleIn,
     SiteIn,
@@ -52,6 +56,7 @@ async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
             site_id = conn.execute(select(sites.c.id).where(sites.c.name == body.site)).scalar()
             if site_id is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {body.site}")
+        _refuse_taken_name(conn, body.name)
         try:
             with conn.begin_nested():
                 uid = conn.execute(
@@ -71,28 +76,81 @@ async def create_user(body: UserIn, request: Request, who: Admin) -> TokenOut:
     return await request.app.state.writer.run(job)
 
 
+def _enrolment(days: int) -> tuple[str, dict[str, object]]:
+    """A new enrolment token and the columns that keep its hash and its end."""
+    token = new_token("flip_e")
+    ends = now() + timedelta(days=days)
+    return token, {"enrolment_hash": token_hash(token), "enrolment_expires_at": ends}
+
+
+def _refuse_taken_name(conn: Connection, name: str) -> None:
+    """409 when a user has this name, or one that differs from it only by case."""
+    taken = conn.execute(access.by_name(select(users.c.name), name)).scalar()
+    if taken == name:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"user {name} exists")
+    if taken is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"user name {name} is taken by {taken}: names must differ by more than case",
+        )
+
+
 @router.post("/sites", status_code=201)
 @writes
 def create_site(body: SiteIn, conn: Conn, who: Admin) -> EnrolmentOut:
-    """Register a site and return its one-time enrolment token."""
-    token = new_token("flip_e")
+    """Register a site and return its one-time enrolment token, which works for
+    `expires_in_days` (7 unless asked); 409 if a site has the name in any case."""
+    taken = conn.execute(
+        select(sites.c.name).where(func.lower(sites.c.name) == body.name.lower())
+    ).scalar()
+    if taken is not None and taken != body.name:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"site name {body.name} is taken by {taken}: names must differ by more than case",
+        )
+    token, columns = _enrolment(body.expires_in_days)
     try:
         with conn.begin_nested():
             sid = conn.execute(
-                insert(sites).values(
-                    name=body.name, enrolment_hash=token_hash(token), status="pending"
-                )
+                insert(sites).values(name=body.name, status="pending", **columns)
             ).inserted_primary_key[0]
     except IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT, f"site {body.name} exists") from None
-    audit.append(conn, who.label, "site.create", f"site:{body.name}")
-    return EnrolmentOut(id=sid, name=body.name, enrolment_token=token)
+    detail = {"expires_at": columns["enrolment_expires_at"].isoformat()}
+    audit.append(conn, who.label, "site.create", f"site:{body.name}", detail)
+    return EnrolmentOut(
+        id=sid, name=body.name, enrolment_token=token, expires_at=columns["enrolment_expires_at"]
+    )
+
+
+@router.post("/sites/{site_id}/enrolment")
+@writes
+def renew_enrolment(
+    site_id: PathId, conn: Conn, who: Admin, body: EnrolmentRequest | None = None
+) -> EnrolmentOut:
+    """A new enrolment token for a site that has not enrolled yet (its last one expired or
+    was lost); the one before stops working."""
+    body = body or EnrolmentRequest()
+    row = conn.execute(select(sites.c.name, sites.c.status).where(sites.c.id == site_id)).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id}")
+    if row.status != "pending":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"site {row.name} is {row.status}: it cannot enrol again"
+        )
+    token, columns = _enrolment(body.expires_in_days)
+    conn.execute(update(sites).where(sites.c.id == site_id).values(**columns))
+    detail = {"expires_at": columns["enrolment_expires_at"].isoformat()}
+    audit.append(conn, who.label, "site.enrolment.renew", f"site:{row.name}", detail)
+    return EnrolmentOut(
+        id=site_id, name=row.name, enrolment_token=token, expires_at=columns["enrolment_expires_at"]
+    )
 
 
 @router.post("/sites/enrol")
 @writes
 def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
-    """Exchange a one-time enrolment token for the site's credential."""
+    """Exchange a one-time enrolment token, before it expires, for the site's credential."""
     site = conn.execute(
         select(sites).where(sites.c.enrolment_hash == token_hash(body.enrolment_token))
     ).first()
@@ -100,6 +158,13 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or already used enrolment token")
     if site.status != "pending":
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"site {site.name} is {site.status}")
+    ends = site.enrolment_expires_at
+    if ends is None or now() >= ends:
+        when = "" if ends is None else f" at {ends.isoformat(timespec='minutes')} UTC"
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"enrolment token for site {site.name} expired{when}: ask the hub admin for a new one",
+        )
     if body.public_key is not None:
         try:
             load_public(body.public_key.strip())
@@ -113,6 +178,7 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
         .where(sites.c.id == site.id, sites.c.status == "pending")
         .values(
             enrolment_hash=None,
+            enrolment_expires_at=None,
             credential_hash=token_hash(credential),
             status="active",
             signing_key=body.public_key and body.public_key.strip(),
@@ -123,11 +189,33 @@ def enrol(body: EnrolIn, conn: Conn) -> TokenOut:
 
 
 @router.get("/audit/verify")
-def verify_audit(conn: ReadConn, who: Admin) -> dict[str, object]:
+def verify_audit(
+    request: Request,
+    conn: ReadConn,
+    who: Admin,
+    full: Annotated[
+        bool, Query(description="Check every entry, not only those since the last check.")
+    ] = False,
+) -> dict[str, object]:
     """Check the audit chain: `ok` is false and `broken_at` names the entry if edited, or
-    `site_ledgers` lists a site ledger's signed head that broke the one before it."""
-    broken, breaks = audit.verify(conn), anchors.ledger_breaks(conn)
-    return {"ok": broken is None and not breaks, "broken_at": broken, "site_ledgers": breaks}
+    `site_ledgers` lists a site ledger's signed head that broke the one before it.
+
+    A check reads the entries appended since the last one (and the entry it ended at);
+    `full`, the first check after the hub starts and one a day read them all (`checked`).
+    """
+    return audit_verdict(conn, request.app.state.audit_checks, full)
+
+
+def audit_verdict(conn: Connection, checks: AuditChecks, full: bool) -> dict[str, object]:
+    """The audit chain's and the site ledgers' check, as `GET /audit/verify` answers it."""
+    checked, breaks = checks.check(conn, full), anchors.ledger_breaks(conn)
+    broken = checked.pop("broken_at")
+    return {
+        "ok": broken is None and not breaks,
+        "broken_at": broken,
+        "site_ledgers": breaks,
+        "checked": checked,
+    }
 
 
 def found_user(conn: Connection, user_id: int):
@@ -257,7 +345,7 @@ async def disable_site(site_id: PathId, request: Request, who: Admin) -> None:
         conn.execute(
             update(sites)
             .where(sites.c.id == site_id)
-            .values(status="disabled", enrolment_hash=None)
+            .values(status="disabled", enrolment_hash=None, enrolment_expires_at=None)
         )
         audit.append(conn, who.label, "site.disable", f"site:{row.name}")
         analysis_routes.site_disabled(conn, site_id)

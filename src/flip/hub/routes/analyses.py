@@ -14,9 +14,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from flip.hub import audit
+from flip.hub import audit, quotas
 from flip.hub.auth import Principal, Reader, Researcher, Site
-from flip.hub.db import analyses, analysis_releases, now, project_sites, sites
+from flip.hub.db import analyses, analysis_releases, now, project_sites, projects, sites
 from flip.hub.routes.projects import _visible
 from flip.hub.schemas import AnalysisIn, AnalysisOut, AnalysisReleaseIn, PathId
 from flip.hub.transactions import Conn, ReadConn, Writer, reading, writes
@@ -76,8 +76,9 @@ def _member_sites(conn: Connection, project_id: int) -> dict[int, tuple[str, str
 def submit_analysis(
     project_id: PathId, body: AnalysisIn, conn: Conn, who: Researcher
 ) -> AnalysisOut:
-    """Ask every site of the project for an analysis; each runs it once it approved its hash."""
-    _visible(conn, project_id, who)
+    """Ask every site of the project for an analysis; each runs it once it approved its hash
+    (409 over the project's MAX_RUNNING, 429 over its owner's)."""
+    project = _visible(conn, project_id, who)
     running = conn.execute(
         select(func.count()).where(
             analyses.c.project_id == project_id, analyses.c.status == "running"
@@ -89,6 +90,18 @@ def submit_analysis(
             f"project {project_id} has {running} analyses running, the most it may: "
             "wait for one to finish",
         )
+    owners = conn.execute(
+        select(func.count())
+        .select_from(analyses)
+        .join(projects, projects.c.id == analyses.c.project_id)
+        .where(projects.c.owner_id == project.owner_id, analyses.c.status == "running")
+    ).scalar_one()
+    quotas.refuse_over(
+        owners,
+        quotas.MAX_RUNNING_ANALYSES_PER_OWNER,
+        "the projects of this project's owner have {count} analyses running, the most one "
+        "user's projects may ({most}): wait for one to finish",
+    )
     digest = spec_hash(body.spec)
     aid = conn.execute(
         insert(analyses).values(

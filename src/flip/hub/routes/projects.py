@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flip.bounds import loads_finite
-from flip.hub import audit, certificates
+from flip.hub import access, audit, certificates, quotas
 from flip.hub.auth import Principal, Reader, Researcher
 from flip.hub.db import (
     now,
@@ -124,7 +124,15 @@ def _site_statuses(conn: Connection, project_id: int) -> dict[str, str]:
 @router.post("/projects", status_code=201)
 @writes
 def create_project(body: ProjectIn, conn: Conn, who: Researcher) -> ProjectOut:
-    """Create a project owned by the caller."""
+    """Create a project owned by the caller (429 once a researcher owns
+    `quotas.MAX_PROJECTS_PER_USER`; admins are not counted)."""
+    if who.role != "admin":
+        mine = conn.execute(select(func.count()).where(projects.c.owner_id == who.id)).scalar_one()
+        quotas.refuse_over(
+            mine,
+            quotas.MAX_PROJECTS_PER_USER,
+            "you own {count} projects, the most one researcher may ({most}): ask an admin",
+        )
     pid = conn.execute(
         insert(projects).values(name=body.name, description=body.description, owner_id=who.id)
     ).inserted_primary_key[0]
@@ -153,16 +161,19 @@ def get_project(project_id: PathId, conn: ReadConn, who: Reader) -> ProjectOut:
 @router.post("/projects/{project_id}/members")
 @writes
 def add_members(project_id: PathId, body: MembersIn, conn: Conn, who: Researcher) -> list[str]:
-    """Add researchers or viewers by name: researchers may invite sites, propose tasks,
-    query and run; viewers only read the project, its queries and its runs."""
+    """Add researchers or viewers by name (whatever its case): researchers may invite sites,
+    propose tasks, query and run; viewers only read the project, its queries and its runs."""
     _owned(conn, project_id, who)
-    found = {
-        name: (uid, role)
-        for uid, name, role in conn.execute(
-            select(users.c.id, users.c.name, users.c.role).where(users.c.name.in_(body.users))
-        )
-    }
-    missing = sorted(set(body.users) - set(found))
+    found, missing = {}, []
+    for asked in dict.fromkeys(body.users):
+        row = conn.execute(
+            access.by_name(select(users.c.id, users.c.name, users.c.role), asked)
+        ).first()
+        if row is None:
+            missing.append(asked)
+        else:
+            found[row.name] = (row.id, row.role)
+    missing.sort()
     if missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such users: {', '.join(missing)}")
     wrong = sorted(name for name, (_, role) in found.items() if role not in MEMBER_ROLES)
@@ -225,14 +236,22 @@ def invite_sites(project_id: PathId, body: InviteIn, conn: Conn, who: Researcher
 @writes
 def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> dict[str, object]:
     """Propose a task by its hash; sites recompute the hash and decide on it (409 while the
-    project has MAX_OPEN_TASKS tasks a site has yet to decide)."""
-    _visible(conn, project_id, who)
-    if (waiting := _open_tasks(conn, project_id)) >= MAX_OPEN_TASKS:
+    project has MAX_OPEN_TASKS tasks a site has yet to decide, 429 while all its owner's
+    projects have `quotas.MAX_OPEN_TASKS_PER_OWNER`)."""
+    project = _visible(conn, project_id, who)
+    if (waiting := _open_tasks(conn, project_id=project_id)) >= MAX_OPEN_TASKS:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"project {project_id} has {waiting} tasks its sites have yet to decide, the most "
             "it may: wait for their decisions",
         )
+    owned = _open_tasks(conn, owner_id=project.owner_id)
+    quotas.refuse_over(
+        owned,
+        quotas.MAX_OPEN_TASKS_PER_OWNER,
+        "the projects of this project's owner have {count} tasks their sites have yet to "
+        "decide, the most one user's projects may ({most}): wait for their decisions",
+    )
     try:
         with conn.begin_nested():
             tid = conn.execute(
@@ -251,31 +270,42 @@ def add_task(project_id: PathId, body: TaskIn, conn: Conn, who: Researcher) -> d
     return {"id": tid, "hash": body.hash}
 
 
-def _open_tasks(conn: Connection, project_id: int) -> int:
-    """How many of the project's tasks some invited or joined site has yet to decide (all of
-    them while no site is: inviting one would put each in its polls)."""
-    member = (project_sites.c.project_id == project_id) & project_sites.c.status.in_(
-        ("invited", "approved")
+def _open_tasks(conn: Connection, *, project_id: int | None = None, owner_id: int | None = None):
+    """How many tasks of one project, or of every project one user owns, some invited or
+    joined site has yet to decide (all of a project's while no site is: inviting one would
+    put each in its polls)."""
+    member = project_sites.c.status.in_(("invited", "approved"))
+    sites_in = (
+        select(project_sites.c.project_id, func.count().label("n"))
+        .where(member)
+        .group_by(project_sites.c.project_id)
+        .subquery()
     )
-    sites_in = conn.execute(select(func.count()).where(member)).scalar_one()
     decided = (
         select(task_decisions.c.task_id, func.count().label("n"))
+        .join(tasks, tasks.c.id == task_decisions.c.task_id)
         .join(
             project_sites,
-            (project_sites.c.site_id == task_decisions.c.site_id) & member,
+            (project_sites.c.site_id == task_decisions.c.site_id)
+            & (project_sites.c.project_id == tasks.c.project_id)
+            & member,
         )
         .group_by(task_decisions.c.task_id)
         .subquery()
     )
+    asked = func.coalesce(sites_in.c.n, 0)
     waiting = (
         select(func.count())
         .select_from(tasks)
+        .join(projects, projects.c.id == tasks.c.project_id)
+        .outerjoin(sites_in, sites_in.c.project_id == tasks.c.project_id)
         .outerjoin(decided, decided.c.task_id == tasks.c.id)
-        .where(
-            tasks.c.project_id == project_id,
-            func.coalesce(decided.c.n, 0) < max(sites_in, 1),
-        )
+        .where(func.coalesce(decided.c.n, 0) < case((asked > 1, asked), else_=1))
     )
+    if project_id is not None:
+        waiting = waiting.where(tasks.c.project_id == project_id)
+    if owner_id is not None:
+        waiting = waiting.where(projects.c.owner_id == owner_id)
     return conn.execute(waiting).scalar_one()
 
 

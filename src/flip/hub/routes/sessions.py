@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, delete, insert, select, update
 
-from flip.hub import api_tokens, audit, mfa
+from flip.hub import access, api_tokens, audit, mfa
 from flip.hub.auth import Caller, Principal, new_token, token_hash
 from flip.hub.db import now, sessions, users
 from flip.hub.schemas import LoginIn, PasswordIn, PathId, TokenOut
@@ -31,9 +31,9 @@ WRONG_LOGIN = (
 )
 
 
-async def _stored_hash(request: Request, column, value) -> object:
+async def _stored_hash(request: Request, user: int | str) -> object:
     """The user row (id, name, role, password hash, revoked, TOTP on, their newest API
-    token's hash) found by `column == value`, or None."""
+    token's hash) by id or by name (whatever its case, `access.by_name`), or None."""
 
     def read():
         with reading(request.app.state.engine) as conn:
@@ -46,8 +46,11 @@ async def _stored_hash(request: Request, column, value) -> object:
                 users.c.totp_enabled_at,
                 api_tokens.newest_hash(users.c.id).label("token_hash"),
                 users.c.password_one_time,
+                users.c.password_expires_at,
             )
-            return conn.execute(query.where(column == value)).first()
+            if isinstance(user, int):
+                return conn.execute(query.where(users.c.id == user)).first()
+            return conn.execute(access.by_name(query, user)).first()
 
     return await run_in_threadpool(read)
 
@@ -56,14 +59,14 @@ async def checked_password(
     request: Request,
     name: str,
     password: str,
-    where: tuple,
+    user_id: int,
     wrong: tuple[int, str] = (status.HTTP_401_UNAUTHORIZED, "wrong user name or password"),
 ) -> object:
-    """The user (found `where` column == value) whose password this is, counted by the
-    throttle; `wrong` (status, message) if it is not, 429 if throttled."""
+    """The user (by id, called `name`) whose password this is, counted by the throttle;
+    `wrong` (status, message) if it is not, 429 if throttled."""
     address = client_address(request)
     stamp = await request.app.state.throttle.attempt(name, address)
-    user = await _stored_hash(request, *where)
+    user = await _stored_hash(request, user_id)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
         raise HTTPException(*wrong)
     await request.app.state.throttle.succeeded(name, address, stamp)
@@ -80,19 +83,25 @@ async def confirm_password(
             status.HTTP_403_FORBIDDEN, f"from a session this needs your password again (`{field}`)"
         )
     wrong = (status.HTTP_403_FORBIDDEN, "the password is wrong")
-    await checked_password(request, who.name, password, (users.c.id, who.id), wrong)
+    await checked_password(request, who.name, password, who.id, wrong)
 
 
 async def checked_login(request: Request, name: str, password: str, code: str | None) -> object:
     """The user signing in with this password and, once they enrolled TOTP, this one-time
-    (or recovery) code; 401 if either is wrong (both count against the throttle), 403 if
-    revoked, 429 if throttled."""
+    (or recovery) code; 401 if either is wrong (both count against the throttle) or the
+    password is a one-time one past its end, 403 if revoked, 429 if throttled."""
     address = client_address(request)
     throttle = request.app.state.throttle
     stamp = await throttle.attempt(name, address)
-    user = await _stored_hash(request, users.c.name, name)
+    user = await _stored_hash(request, name)
     if not await request.app.state.passwords.verify(user and user.password_hash, password):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG_LOGIN)
+    ends = user.password_expires_at
+    if user.password_one_time and ends is not None and now() >= ends:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this one-time password expired: ask an admin for a new one",
+        )
     if user.totp_enabled_at is not None and not await request.app.state.writer.run(
         lambda conn: mfa.accept(conn, user.id, code), wake=False
     ):
@@ -164,13 +173,13 @@ async def set_password(user_id: PathId, body: PasswordIn, request: Request, who:
     """
     if who.kind != "user" or (who.role != "admin" and who.id != user_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or the user may do this")
-    row = await _stored_hash(request, users.c.id, user_id)
+    row = await _stored_hash(request, user_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
     if who.id == user_id and row.password_hash:
         wrong = (status.HTTP_403_FORBIDDEN, "the current password is wrong")
         current = body.current_password or ""
-        await checked_password(request, row.name, current, (users.c.id, user_id), wrong)
+        await checked_password(request, row.name, current, user_id, wrong)
     elif who.id != user_id and who.session is not None:
         await confirm_password(request, who, body.current_password, "current_password")
     hashed = await request.app.state.passwords.hash(body.password)
@@ -179,7 +188,7 @@ async def set_password(user_id: PathId, body: PasswordIn, request: Request, who:
         conn.execute(
             update(users)
             .where(users.c.id == user_id)
-            .values(password_hash=hashed, password_one_time=False)
+            .values(password_hash=hashed, password_one_time=False, password_expires_at=None)
         )
         conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
         audit.append(conn, who.label, "user.password.set", f"user:{row.name}")

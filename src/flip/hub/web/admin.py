@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
@@ -12,11 +13,23 @@ from sqlalchemy import update
 from flip.hub import mfa
 from flip.hub.access import find_user
 from flip.hub.auth import Principal
-from flip.hub.db import users
+from flip.hub.db import now, users
 from flip.hub.routes import admin as admin_api
 from flip.hub.routes import sessions as sessions_api
 from flip.hub.routes.sessions import confirm_password
-from flip.hub.schemas import MAX_INT, PasswordIn, PathId, RoleIn, SiteIn, TokenRequest, UserIn
+from flip.hub.schemas import (
+    ENROLMENT_DAYS,
+    LONGEST_ENROLMENT_DAYS,
+    MAX_INT,
+    EnrolmentOut,
+    EnrolmentRequest,
+    PasswordIn,
+    PathId,
+    RoleIn,
+    SiteIn,
+    TokenRequest,
+    UserIn,
+)
 from flip.hub.web import banner, reads
 from flip.hub.web.pages import WebAdmin, WebRoute, page, read
 from flip.hub.web.security import check_csrf
@@ -28,17 +41,24 @@ ROLES = ("researcher", "viewer", "site_admin", "admin")
 _CONNECTED_MINUTES = reads.CONNECTED_SECONDS // 60
 
 
+#: Days a one-time password works; then the admin makes a new one.
+ONE_TIME_DAYS = 7
+
+
 def one_time_password() -> str:
     """A password for one sign-in, shown once to the admin who passes it on."""
     return "-".join(secrets.token_urlsafe(6) for _ in range(3))
 
 
 async def mark_one_time(request: Request, user_id: int) -> None:
-    """Mark the user's password as one-time: the web asks for their own at sign-in, the API
-    refuses it."""
+    """Mark the user's password as one-time, working for ONE_TIME_DAYS: the web asks for
+    their own at sign-in, the API refuses it."""
+    ends = now() + timedelta(days=ONE_TIME_DAYS)
     await request.app.state.writer.run(
         lambda conn: conn.execute(
-            update(users).where(users.c.id == user_id).values(password_one_time=True)
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_one_time=True, password_expires_at=ends)
         )
     )
 
@@ -151,26 +171,63 @@ async def change_role(
     return see_other("/admin/users")
 
 
+#: The enrolment token's lifetime field on the sites page: its default and its most.
+_ENROLMENT_FORM = {
+    "enrolment_days": ENROLMENT_DAYS,
+    "longest_enrolment_days": LONGEST_ENROLMENT_DAYS,
+}
+
+
 @router.get("/sites")
 async def sites_page(request: Request, who: WebAdmin):
     """Every site's connection status: state, when its agent last polled this hub, its
     health; create and disable."""
     found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
-    return page(request, "admin_sites.html", sites=found, connected_minutes=_CONNECTED_MINUTES)
+    return page(
+        request,
+        "admin_sites.html",
+        sites=found,
+        connected_minutes=_CONNECTED_MINUTES,
+        **_ENROLMENT_FORM,
+    )
 
 
 @router.post("/sites")
-async def create_site(request: Request, who: WebAdmin, name: Annotated[str, Form()]):
-    """Register a site; its one-time enrolment token is shown here, once."""
-    out = await admin_api.create_site(body=SiteIn(name=name.strip()), who=who, request=request)
+async def create_site(
+    request: Request,
+    who: WebAdmin,
+    name: Annotated[str, Form()],
+    days: Annotated[int, Form(ge=1, le=LONGEST_ENROLMENT_DAYS)] = ENROLMENT_DAYS,
+):
+    """Register a site; its one-time enrolment token, working for `days`, is shown here, once."""
+    body = SiteIn(name=name.strip(), expires_in_days=days)
+    out = await admin_api.create_site(body=body, who=who, request=request)
+    return await _sites_with(request, out)
+
+
+@router.post("/sites/{site_id}/enrolment")
+async def renew_enrolment(
+    request: Request,
+    site_id: PathId,
+    who: WebAdmin,
+    days: Annotated[int, Form(ge=1, le=LONGEST_ENROLMENT_DAYS)] = ENROLMENT_DAYS,
+):
+    """A new enrolment token for a site not enrolled yet, shown here, once."""
+    body = EnrolmentRequest(expires_in_days=days)
+    out = await admin_api.renew_enrolment(site_id=site_id, body=body, who=who, request=request)
+    return await _sites_with(request, out)
+
+
+async def _sites_with(request: Request, created: EnrolmentOut):
     found = await read(request, lambda conn: reads.all_sites(conn, request.app.state.seen))
     return page(
         request,
         "admin_sites.html",
         201,
         sites=found,
-        created=out,
+        created=created,
         connected_minutes=_CONNECTED_MINUTES,
+        **_ENROLMENT_FORM,
     )
 
 
@@ -186,13 +243,17 @@ async def audit_log(
     request: Request,
     who: WebAdmin,
     before: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-    verify: Annotated[int, Query(ge=0, le=1)] = 0,
+    verify: Annotated[int, Query(ge=0, le=2)] = 0,
 ):
-    """The audit log, newest first, 50 a page; with `verify`, the chain's check."""
+    """The audit log, newest first, 50 a page; with `verify`, the chain's check: 1 from
+    where the last check ended, 2 of every entry."""
     entries = await read(request, lambda conn: reads.audit_page(conn, before))
     checked = None
     if verify:
-        checked = await read(request, lambda conn: admin_api.verify_audit(conn=conn, who=who))
+        checks = request.app.state.audit_checks
+        checked = await read(
+            request, lambda conn: admin_api.audit_verdict(conn, checks, full=verify == 2)
+        )
     return page(request, "admin_audit.html", entries=entries, checked=checked)
 
 

@@ -12,6 +12,7 @@ from flip.hub import api_tokens
 from flip.hub.auth import Principal
 from flip.hub.db import (
     audit,
+    now,
     project_members,
     project_sites,
     projects,
@@ -192,7 +193,7 @@ def health(last_seen: float | None, ledger_problem: bool, at: float) -> str:
 
 def all_sites(conn: Connection, seen: dict[int, float]) -> list[dict[str, Any]]:
     """Every site, for the admin: when its agent last polled this hub, its newest signed
-    ledger head, and its health."""
+    ledger head, its health, and when a pending site's enrolment token ends."""
     newest = (
         select(site_heads.c.site_id, func.max(site_heads.c.received_at).label("head_at"))
         .group_by(site_heads.c.site_id)
@@ -205,6 +206,7 @@ def all_sites(conn: Connection, seen: dict[int, float]) -> list[dict[str, Any]]:
             sites.c.name,
             sites.c.status,
             sites.c.created_at,
+            sites.c.enrolment_expires_at,
             newest.c.head_at,
             sites.c.id.in_(broken).label("ledger_problem"),
         )
@@ -216,7 +218,11 @@ def all_sites(conn: Connection, seen: dict[int, float]) -> list[dict[str, Any]]:
     for r in rows:
         last = seen.get(r.id)
         state = health(last, bool(r.ledger_problem), at)
-        out.append(dict(r._mapping) | {"last_seen": last, "health": state})
+        ends = r.enrolment_expires_at
+        expired = ends is not None and ends <= now()
+        out.append(
+            dict(r._mapping) | {"last_seen": last, "health": state, "enrolment_expired": expired}
+        )
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -83,6 +83,21 @@ def _enrolment(days: int) -> tuple[str, dict[str, object]]:
     return token, {"enrolment_hash": token_hash(token), "enrolment_expires_at": ends}
 
 
+def _issued(
+    conn: Connection,
+    who: Caller,
+    action: str,
+    site_id: int,
+    name: str,
+    token: str,
+    columns: dict[str, Any],
+) -> EnrolmentOut:
+    """Audit `action` on site `name` with its token's end, and show the token once."""
+    ends = columns["enrolment_expires_at"]
+    audit.append(conn, who.label, action, f"site:{name}", {"expires_at": ends.isoformat()})
+    return EnrolmentOut(id=site_id, name=name, enrolment_token=token, expires_at=ends)
+
+
 def _refuse_taken_name(conn: Connection, name: str) -> None:
     """409 when a user has this name, or one that differs from it only by case."""
     taken = conn.execute(access.by_name(select(users.c.name), name)).scalar()
@@ -116,11 +131,7 @@ def create_site(body: SiteIn, conn: Conn, who: Admin) -> EnrolmentOut:
             ).inserted_primary_key[0]
     except IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT, f"site {body.name} exists") from None
-    detail = {"expires_at": columns["enrolment_expires_at"].isoformat()}
-    audit.append(conn, who.label, "site.create", f"site:{body.name}", detail)
-    return EnrolmentOut(
-        id=sid, name=body.name, enrolment_token=token, expires_at=columns["enrolment_expires_at"]
-    )
+    return _issued(conn, who, "site.create", sid, body.name, token, columns)
 
 
 @router.post("/sites/{site_id}/enrolment")
@@ -140,11 +151,7 @@ def renew_enrolment(
         )
     token, columns = _enrolment(body.expires_in_days)
     conn.execute(update(sites).where(sites.c.id == site_id).values(**columns))
-    detail = {"expires_at": columns["enrolment_expires_at"].isoformat()}
-    audit.append(conn, who.label, "site.enrolment.renew", f"site:{row.name}", detail)
-    return EnrolmentOut(
-        id=site_id, name=row.name, enrolment_token=token, expires_at=columns["enrolment_expires_at"]
-    )
+    return _issued(conn, who, "site.enrolment.renew", site_id, row.name, token, columns)
 
 
 @router.post("/sites/enrol")

@@ -341,7 +341,10 @@ def train_round(
     layers in `own` and keeps its new own part there (Ditto: its own model, trained after
     the global one), and in the site's file of it (`site_personal.save`), whose digest the
     `run.trained` entry records as `own`; what it sends carries its own layers as it
-    received them.
+    received them. A round (not a replay) of a run that had its final evaluation, or of a
+    personalised task at or before the last round the site trained in the run, is refused
+    (`moved_on`): the site never trains its own layers on from a later round than the
+    server's.
     """
     bases = site_bases(site, spec, config)
     detail = _detail(config)
@@ -352,6 +355,8 @@ def train_round(
         counter, limit = round_count(ledger, spec, config, run)
         if (answer := _replayed(ledger, site, counter, config, weights_in)) is not None:
             return answer
+        if problem := moved_on(ledger, spec, counter, config, run, trains=True):
+            refuse(ledger, site, detail, problem)
     train_split, _ = fit_and_validation(site, spec, config)
     n_train = len(train_split.y)
     with Ledger(site.ledger) as ledger:
@@ -456,20 +461,50 @@ def _replayed(
     return answer
 
 
+def moved_on(
+    ledger: Ledger,
+    spec: TaskSpec,
+    counter: str,
+    config: Mapping[str, Any],
+    run: int,
+    *,
+    trains: bool,
+) -> str | None:
+    """Why a round of run `counter` (not a replay) comes after the site moved past it: the run
+    had its final evaluation (it is over, whoever names it again), or, for a personalised task,
+    the site already trained this round (`trains`) or a later one, so its own layers are ahead
+    of the server's (a checkpoint older than the site's last round); None otherwise."""
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    which = _counted_run(counter, config, run)
+    with _untampered(ledger, project, digest):
+        tested = ledger.chained(frozenset({_RELEASED[True]}))
+    if any(_about(entry) == (counter, project, digest) for _, entry in tested):
+        return f"{which} is over: the site has answered its final evaluation (the test split)"
+    last = _last_trained(ledger, counter, project, digest) if spec.personal else None
+    if last is None:
+        return None
+    sent, done = int(config["server-round"]), int(last["round"])
+    if done > sent or (trains and done == sent):
+        return (
+            f"round {sent} of {which} is behind round {done}, which the site trained last: its "
+            "own layers are ahead of the server's checkpoint, and the site does not roll them back"
+        )
+    return None
+
+
+def _about(entry: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """The round counter, project and task hash a ledger entry of a run's round names."""
+    return entry.get("counter"), entry.get("project"), entry.get("task_hash")
+
+
 def _last_trained(ledger: Ledger, counter: str, project: str, digest: str) -> dict[str, Any] | None:
     """The ledger's last `run.trained` entry of the task in run `counter`, or None; a
     tampered ledger is refused."""
     with _untampered(ledger, project, digest):
         trained = ledger.chained(frozenset({"run.trained"}))
     about = (counter, project, digest)
-    return next(
-        (
-            d
-            for _, d in reversed(trained)
-            if (d.get("counter"), d.get("project"), d.get("task_hash")) == about
-        ),
-        None,
-    )
+    return next((d for _, d in reversed(trained) if _about(d) == about), None)
 
 
 def _loss(metrics: Mapping[str, float]) -> float | None:
@@ -628,7 +663,9 @@ def evaluate_round(
     from the same weights (a hub resumed after a crash), gets the metrics the site
     released, without reading a row or counting again. `num-examples` is released rounded
     as the site rounds split sizes (`round_counts_to`). Under central DP a server naming other
-    privacy than the approved is refused, as in training. A personalised task's metrics
+    privacy than the approved is refused, as in training; so is a validation of a run that
+    had its final evaluation or, for a personalised task, of a round before the last the
+    site trained (`moved_on`). A personalised task's metrics
     also carry its personal model's (global `state` with `own`), as `personal_<metric>`,
     except under local DP (`_private_locally`).
     """
@@ -643,6 +680,8 @@ def evaluate_round(
         counter, rounds = round_count(ledger, spec, config, run)
         if (released := _released(ledger, counter, config, weights_in, test)) is not None:
             return released
+        if not test and (problem := moved_on(ledger, spec, counter, config, run, trains=False)):
+            refuse(ledger, site, detail, problem)
     if test:
         _, split = _splits(site, spec, config)
     else:
@@ -800,14 +839,16 @@ def train(msg: Message, context: Context) -> Message:
     """One round of local training on the site's training split; a personalised task's own
     part stays in the node's state for the run (`site_personal`). When the server asks
     (`flip.fl.carried`), the reply also carries the validation metrics of the weights
-    received, scored before training and counted as an evaluation (`_carried`)."""
+    received, scored with the site's own layers as they were before training (once the
+    round trained: a refused round scores nothing) and counted as an evaluation (`_carried`)."""
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
     state = msg.content["arrays"].to_torch_state_dict()
     own = _own(site, spec, config, context)
-    evaluated = _carried(site, spec, config, state, context.run_id, own)
+    received = Own(own.state, own.owner)
     trained, metrics = train_round(site, spec, config, state, run=context.run_id, own=own)
+    evaluated = _carried(site, spec, config, state, context.run_id, received)
     if own.state is not None and own.owner is not None:
         site_personal.keep(context, own.owner, own.state)
     content = RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})

@@ -48,7 +48,7 @@ from flip.fl.preprocessing import Encoding, combine
 from flip.fl.privacy import PrivacySpec, accounting_problem
 from flip.fl.splits import VALIDATION_FRACTION
 from flip.fl.strategies import NAMES as STRATEGIES
-from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
+from flip.fl.strategies import TREE_STRATEGIES, StrategySpec, sites_problem
 from flip.fl.tasks import binary, tabular_xgboost
 from flip.fl.tasks.models import KINDS, model_factory
 
@@ -101,6 +101,8 @@ class ExperimentOptions:
             StrategySpec(name=self.strategy, options=self.strategy_options)
         except ValidationError as exc:
             raise DatasetError(f"--strategy-option: {exc.errors()[0]['msg']}") from None
+        if problem := sites_problem(self.strategy, self.strategy_options, len(self.sites)):
+            raise DatasetError(f"--strategy {self.strategy}: {problem}")
         if self.runtime != "simulation":
             raise DatasetError(
                 f"unknown --runtime {self.runtime}: file experiments run in simulation"

@@ -45,6 +45,7 @@ from flip.fl.privacy import (
     server_config_problem,
 )
 from flip.fl.private_fit import LocalSettings, private_fit
+from flip.fl.received import received_problem
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
@@ -54,7 +55,7 @@ from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.binary import load_arrays
 from flip.fl.tasks.models import new_model
 from flip.fl.tasks.runner import evaluate_task, train_task
-from flip.fl.tasks.sandbox import Limits
+from flip.fl.tasks.sandbox import Limits, SandboxRefused
 from flip.fl.tasks.training import choose_device
 from flip.site.policy import rows_problem, task_problem
 
@@ -328,14 +329,17 @@ def train_round(
     metrics. A custom task's code runs in the sandbox, within the site's limits.
 
     Under central DP the site refuses a server that says it runs another privacy spec or
-    strategy than the approved task's. The site counts the rounds each hub run (or, outside
-    the hub, each Flower run) trained in its ledger and refuses one more than approved,
-    whatever round number the server sends and however many Flower runs carry the hub run
-    (`round_count`); under DP it refuses a delta of 1 / its training rows or more, and a
-    round that would take the site's epsilon past the policy's `max_epsilon` across all runs,
-    tasks and projects, whatever persons they read. Under DP the metrics that leave are
-    `num-examples` = 1 only (equal weights; no loss, no count, no custom metric); under local
-    DP an update that is not finite floating point is refused, never sent.
+    strategy than the approved task's; whatever the privacy, weights that cannot be the
+    task's model's are refused before anything is counted (`received_problem`), and a custom
+    task stopped in its sandbox is an audited refusal. The site counts the rounds each hub
+    run (or, outside the hub, each Flower run) trained in its ledger and refuses one more
+    than approved, whatever round number the server sends and however many Flower runs carry
+    the hub run (`round_count`); under DP it refuses a delta of 1 / its training rows or
+    more, and a round that would take the site's epsilon past the policy's `max_epsilon`
+    across all runs, tasks and projects, whatever persons they read. Under DP the metrics
+    that leave are `num-examples` = 1 only (equal weights; no loss, no count, no custom
+    metric); under local DP an update that is not finite floating point is refused, never
+    sent.
 
     A personalised task (`spec.personal`) trains from the global state with the site's own
     layers in `own` and keeps its new own part there (Ditto: its own model, trained after
@@ -351,6 +355,8 @@ def train_round(
     weights_in = replay.weights_digest(state)
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
+            refuse(ledger, site, detail, problem)
+        if problem := received_problem(spec, state):
             refuse(ledger, site, detail, problem)
         counter, limit = round_count(ledger, spec, config, run)
         if (answer := _replayed(ledger, site, counter, config, weights_in)) is not None:
@@ -378,7 +384,7 @@ def train_round(
     try:
         start = site_personal.start_state(spec, state, own.state) if spec.personal else state
         trained, metrics = _fit(site, spec, start, train_split, server_round, bases)
-    except (UpdateRefused, PretrainedError, personal.ForeignState) as exc:
+    except (UpdateRefused, PretrainedError, personal.ForeignState, SandboxRefused) as exc:
         with Ledger(site.ledger) as ledger:
             refuse(ledger, site, detail, str(exc))
     own_file: dict[str, str] = {}
@@ -663,7 +669,8 @@ def evaluate_round(
     from the same weights (a hub resumed after a crash), gets the metrics the site
     released, without reading a row or counting again. `num-examples` is released rounded
     as the site rounds split sizes (`round_counts_to`). Under central DP a server naming other
-    privacy than the approved is refused, as in training; so is a validation of a run that
+    privacy than the approved is refused, as in training, and so are weights that cannot be
+    the task's model's (`received_problem`); so is a validation of a run that
     had its final evaluation or, for a personalised task, of a round before the last the
     site trained (`moved_on`). A personalised task's metrics
     also carry its personal model's (global `state` with `own`), as `personal_<metric>`,
@@ -676,6 +683,8 @@ def evaluate_round(
     weights_in = replay.weights_digest(state)
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
+            refuse(ledger, site, detail, problem)
+        if problem := received_problem(spec, state):
             refuse(ledger, site, detail, problem)
         counter, rounds = round_count(ledger, spec, config, run)
         if (released := _released(ledger, counter, config, weights_in, test)) is not None:
@@ -709,7 +718,7 @@ def evaluate_round(
         metrics = evaluate_task(
             spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
         )
-    except PretrainedError as exc:
+    except (PretrainedError, SandboxRefused) as exc:
         with Ledger(site.ledger) as ledger:
             refuse(ledger, site, detail, str(exc))
     if spec.personal and not _private_locally(spec):

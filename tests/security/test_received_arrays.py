@@ -5,6 +5,7 @@ raised from inside training after the round was counted and its epsilon charged.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,39 @@ def test_weights_that_are_not_the_tasks_model_are_refused_before_anything_is_cou
     assert sum(d["task_hash"] == digest for d in refusals) == len(cases), "each one audited"
     reply = app(task_message(kind, spec, run=399), node_context(site_yaml, run=399))
     assert "metrics" in reply.content, "the task's own weights are still answered"
+
+
+def test_a_federated_scaling_that_is_not_one_for_the_tasks_features_is_an_audited_refusal(
+    site_yaml,
+):
+    """The server sends the federation's scaling with each message; one with a negative or
+    infinite scale, a centre that is not a number, or another number of features than the
+    task has (or none) is refused with one audited line, nothing counted, rather than
+    raising unrecorded or scaling some features and not others."""
+    site = SiteConfig.load(site_yaml)
+    spec = mace_task().model_copy(update={"rounds": 3, "name": "scaled-by-the-server"})
+    digest = task_hash(spec)
+    Ledger(site.ledger).decide("p", digest, "approved", by="admin")
+    n = len(spec.data.features)
+    good = {"center": [0.0] * n, "scale": [1.0] * n}
+    bad = [
+        {**good, "scale": [-1.0] * n},
+        {**good, "scale": [float("inf")] * n},
+        {**good, "center": [float("nan")] * n},
+        {"center": [0.0], "scale": [1.0]},
+        None,
+    ]
+    for number, scaling in enumerate(bad, start=1):
+        message = task_message("train", spec, run=500 + number)
+        if scaling is not None:
+            message.content["config"]["scaling"] = json.dumps(scaling)
+        with pytest.raises(NotApproved, match="scaling") as refused:
+            app(message, node_context(site_yaml, run=500 + number))
+        assert "\n" not in str(refused.value)
+    with Ledger(site.ledger) as ledger:
+        assert ledger.rounds_counted("p", digest, "train") == 0
+        refusals = [d for _, d in ledger.chained(frozenset({"run.refused"}))]
+    assert sum(d["task_hash"] == digest for d in refusals) == len(bad), "each one audited"
+    message = task_message("train", spec, run=599)
+    message.content["config"]["scaling"] = json.dumps(good)
+    assert "arrays" in app(message, node_context(site_yaml, run=599)).content

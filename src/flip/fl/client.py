@@ -210,14 +210,26 @@ def _fit_and_validation(
     return train.split(VALIDATION_FRACTION, seed)
 
 
-def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
+def scaling_for(site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
     """The scaling every site of the run uses: the spec's fixed one, or the federation's,
-    which the server sends in the config."""
+    which the server sends in the config; one that is missing, or is not a finite centre
+    and a positive finite scale for each of the task's features, is refused (audited)."""
     if spec.data.scaling == "fixed":
         return Scaling.of_spec(spec.data)
-    if "scaling" not in config:
-        raise ValueError("the run sent no scaling, and this task's scaling is federated")
-    return Scaling.model_validate_json(str(config["scaling"]))
+    n = len(spec.data.features)
+    try:
+        sent = Scaling.model_validate_json(str(config["scaling"])) if "scaling" in config else None
+    except ValueError:  # pydantic's ValidationError: not a scaling at all
+        sent = None
+    if sent is not None and len(sent.center) == n and math.isfinite(sum(sent.center + sent.scale)):
+        return sent
+    reason = (
+        "the run sent no scaling, and this task's scaling is federated"
+        if "scaling" not in config
+        else f"the server's scaling is not a finite centre and scale > 0 for each of {n} features"
+    )
+    with Ledger(site.ledger) as ledger:
+        refuse(ledger, site, _detail(config), reason)
 
 
 def data_fingerprint(store: str, spec_json: str) -> str:
@@ -230,7 +242,7 @@ def _splits(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> tuple[TabularData, TabularData]:
     usable_splits(site, spec, config)
-    scaling = scaling_for(spec, config)
+    scaling = scaling_for(site, spec, config)
     return _scaled_splits(site.store, spec.model_dump_json(), scaling.model_dump_json())
 
 
@@ -240,7 +252,7 @@ def fit_and_validation(
     """The rows the site trains on and its validation split: a stratified share of its
     training split, the same for the same data and seed."""
     usable_splits(site, spec, config)
-    scaling = scaling_for(spec, config)
+    scaling = scaling_for(site, spec, config)
     return _fit_and_validation(site.store, spec.model_dump_json(), scaling.model_dump_json())
 
 

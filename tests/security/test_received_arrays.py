@@ -101,3 +101,29 @@ def test_a_federated_scaling_that_is_not_one_for_the_tasks_features_is_an_audite
     message = task_message("train", spec, run=599)
     message.content["config"]["scaling"] = json.dumps(good)
     assert "arrays" in app(message, node_context(site_yaml, run=599)).content
+
+
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("no task", lambda c: c.__delitem__("task")),
+        ("a task that is not JSON", lambda c: c.__setitem__("task", "{nope")),
+        ("a task that is not a spec", lambda c: c.__setitem__("task", '{"name": "x"}')),
+        ("no project", lambda c: c.__delitem__("project")),
+        ("no hash", lambda c: c.__delitem__("task-hash")),
+        ("a hub run that is not a number", lambda c: c.__setitem__("hub-run", "abc")),
+    ],
+)
+def test_a_message_that_names_no_valid_task_is_an_audited_one_line_refusal(site_yaml, case, change):
+    site = SiteConfig.load(site_yaml)
+    spec = mace_task(scaling="fixed")
+    Ledger(site.ledger).decide("p", task_hash(spec), "approved", by="admin")
+    message = task_message("train", spec, run=700, hub_run=1)
+    change(message.content["config"])
+    with Ledger(site.ledger) as ledger:
+        before = len(ledger.chained(frozenset({"run.refused"})))
+    with pytest.raises(NotApproved, match="names no valid task") as refused:
+        app(message, node_context(site_yaml, run=700, hub_runs=True))
+    assert "\n" not in str(refused.value), case
+    with Ledger(site.ledger) as ledger:
+        assert len(ledger.chained(frozenset({"run.refused"}))) == before + 1, "audited"

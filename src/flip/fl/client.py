@@ -94,7 +94,7 @@ def authorise(
     for secure aggregation runs only there, and only such a task runs there. With
     `hub_runs` the message must name a hub run of this task that the site joined.
     """
-    spec = TaskSpec.model_validate_json(str(config["task"]))
+    spec = _named_task(site, config)
     project = str(config["project"])
     digest = task_hash(spec)
     with Ledger(site.ledger) as ledger:
@@ -118,6 +118,24 @@ def authorise(
         if reason:
             refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
+
+
+def _named_task(site: SiteConfig, config: Mapping[str, Any]) -> TaskSpec:
+    """The task the message names, once it names a project, a task spec, a hash and (if
+    any) a hub run by number; otherwise an audited refusal naming what is wrong."""
+    missing = [k for k in ("project", "task", "task-hash") if k not in config]
+    run = config.get(HUB_RUN, 0)
+    if not missing and (isinstance(run, bool) or not isinstance(run, int)):
+        missing = [HUB_RUN]
+    wrong = f"{', '.join(missing)}: missing or not valid"
+    if not missing:
+        try:
+            return TaskSpec.model_validate_json(str(config["task"]))
+        except ValueError:  # pydantic's ValidationError
+            wrong = "task: not a task spec"
+    detail = {"project": str(config.get("project")), "task_hash": str(config.get("task-hash"))}
+    with Ledger(site.ledger) as ledger:
+        refuse(ledger, site, detail, f"the message names no valid task ({wrong})")
 
 
 def _joined(

@@ -514,10 +514,11 @@ def moved_on(
     project, digest = detail["project"], detail["task_hash"]
     which = _counted_run(counter, config, run)
     with _untampered(ledger, project, digest):
-        tested = ledger.chained(frozenset({_RELEASED[True]}))
-    if any(_about(entry) == (counter, project, digest) for _, entry in tested):
+        entries = ledger.chained(frozenset({_RELEASED[True], "run.trained"}))
+    ours = [(action, e) for action, e in entries if _about(e) == (counter, project, digest)]
+    if any(action == _RELEASED[True] for action, _ in ours):
         return f"{which} is over: the site has answered its final evaluation (the test split)"
-    last = _last_trained(ledger, counter, project, digest) if spec.personal else None
+    last = ours[-1][1] if ours and spec.personal else None
     if last is None:
         return None
     sent, done = int(config["server-round"]), int(last["round"])

@@ -176,3 +176,15 @@ def test_a_spec_out_of_a_strategys_bounds_is_refused_before_any_site_approves_it
 )
 def test_options_on_the_bounds_are_accepted(name, options):
     assert StrategySpec(name=name, options=options).options == options
+
+
+def test_flip_fl_run_takes_no_more_rounds_or_epochs_than_a_task_may_name(tmp_path):
+    """--local-epochs 100000 (a typo for 10) ran for hours; a task spec caps both."""
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import ExperimentOptions
+
+    sites = {"a": tmp_path / "a.csv"}
+    for too_many in ({"local_epochs": 100_000}, {"rounds": 10**6}):
+        with pytest.raises(DatasetError, match="at most"):
+            ExperimentOptions(sites, "y", **too_many).check()
+    ExperimentOptions(sites, "y", rounds=100_000, local_epochs=10_000).check()

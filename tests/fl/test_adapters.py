@@ -404,7 +404,9 @@ def test_hub_arrays_naming_a_frozen_base_array_are_not_loaded(two_sites, minilm)
     Ledger(SiteConfig.load(site_yaml).ledger).decide("p", task_hash(spec), "approved", "a")
     state = new_model(spec).state_dict()
     state["model.encoder.embeddings.word_embeddings.weight"] = torch.zeros(30522, 384)
-    with pytest.raises(ValueError, match="expected 26 parameter arrays, got 27"):
+    with pytest.raises(
+        NotApproved, match="the server sent 27 arrays; the approved task's model has 26"
+    ):
         _send("train", spec, state, site_yaml, 1)
 
 

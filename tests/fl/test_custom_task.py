@@ -85,3 +85,26 @@ def test_a_custom_task_federates_and_trains_alone(tmp_path):
     )
     assert alone.returncode == 0, alone.stderr
     assert json.loads(alone.stdout)["task_hash"] == digest
+
+
+def test_fl_run_task_refuses_what_its_sites_would_refuse_mid_run_in_one_line(tmp_path):
+    """More rounds than the task approves (the sites refuse the first one past it) and a
+    robust rule tolerating more malicious sites than run are said before the engine starts,
+    in one line each, not from a run that fails after Ray's start-up."""
+    from flip.fl.tasks import mace_task
+
+    base = mace_task(scaling="fixed").model_dump(mode="json")
+    sites = [a for name in ("a", "b") for a in ("--site", str(tmp_path / f"{name}.yaml"))]
+    rounds = tmp_path / "rounds.json"
+    rounds.write_text(json.dumps({**base, "rounds": 3}))
+    result = flip("fl", "run-task", str(rounds), *sites, "--project", "p", "--rounds", "5")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "--rounds 5" in line and "3 rounds" in line, line
+    krum = tmp_path / "krum.json"
+    options = {"num_malicious_nodes": 3}
+    krum.write_text(json.dumps({**base, "strategy": {"name": "krum", "options": options}}))
+    result = flip("fl", "run-task", str(krum), *sites, "--project", "p")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "needs at least 9 sites, not 2" in line, line

@@ -105,3 +105,37 @@ def test_a_run_resumed_after_round_1_and_3_ends_with_the_weights_of_an_unbroken_
     for ours, theirs in zip(a.rounds, b.rounds, strict=True):
         assert ours == pytest.approx(theirs), "and the same metrics every round"
     assert torch.equal(a.random["numpy"][1], b.random["numpy"][1])
+
+
+def test_a_checkpoint_of_another_run_is_refused_not_resumed(tmp_path):
+    """A hub whose database was reset numbers its runs from 1 again, in the same folders:
+    run 1 of another project's task must not go on from the old run 1's checkpoint (its
+    weights, rounds and best model), whatever the architecture."""
+    from flwr.app import ArrayRecord, Context, RecordDict
+
+    from flip.fl.checkpoint import Checkpoint, save
+    from flip.fl.server import make_server_app, run_config, run_of
+    from flip.fl.tasks import mace_task
+    from flip.fl.tasks.models import new_model
+
+    spec = mace_task(scaling="fixed")
+    state = {k: torch.ones_like(v) for k, v in new_model(spec).state_dict().items()}
+    path = tmp_path / "checkpoint.pt"
+    save(path, Checkpoint(2, state, [{}, {}], run=run_of(run_config("old", spec, 1))))
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    initial = ArrayRecord(new_model(spec).state_dict())
+    for project, resumes in (("new", False), ("old", True)):
+        app, result = make_server_app(
+            run_config(project, spec, 1),
+            initial,
+            rounds=2,
+            n_sites=1,
+            checkpoint=path,
+            evaluate_final=False,
+        )
+        if not resumes:
+            with pytest.raises(ValueError, match="of another run"):
+                app._main(None, context)
+            continue
+        app._main(None, context)
+        assert all(torch.equal(result.state_dict[k], state[k]) for k in state), "its own run"

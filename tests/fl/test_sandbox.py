@@ -265,3 +265,41 @@ def test_a_registered_custom_model_scores_only_in_the_sandbox(tmp_path):
     scores = predict(record, x, sandbox=Limits(60, 4096))
     assert scores.shape == (3,) and np.allclose(scores, 1 / (1 + np.exp(-state["bias"][0].item())))
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_custom_task_stopped_in_its_sandbox_is_an_audited_refusal_at_the_site(tmp_path):
+    """The site's ClientApp turns a sandbox's refusal (here: train opens a socket) into its
+    own audited refusal with the reason, for training and evaluation alike, rather than let
+    it escape unrecorded."""
+    from flip.config import SiteConfig
+    from flip.data.ledger import Ledger
+    from flip.fl.client import NotApproved, app
+    from tests.conftest import build_site
+    from tests.security.messages import node_context, task_message
+
+    yaml = build_site(tmp_path, "alpha", "csv", 160)
+    config = SiteConfig.load(yaml)
+    config.policy.allowed_task_kinds = ["custom"]
+    config.save(yaml)
+    code = MODEL + (
+        "\n\ndef train(model, x, y, config, device):\n"
+        "    import socket\n"
+        "    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
+        "    return {}\n"
+        "\n\ndef evaluate(model, x, y, config, device):\n"
+        "    import socket\n"
+        "    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
+        "    return {}\n"
+    )
+    spec = TaskSpec.model_validate(
+        {**mace_task(scaling="fixed").model_dump(), "kind": "custom", "code": code}
+    )
+    Ledger(config.ledger).decide("p", task_hash(spec), "approved", by="admin")
+    state = {"weight": torch.zeros(1, 20), "bias": torch.zeros(1)}
+    for kind in ("train", "evaluate"):
+        message = task_message(kind, spec, run=5, arrays=state)
+        with pytest.raises(NotApproved, match="may not use the network"):
+            app(message, node_context(yaml, run=5))
+    with Ledger(config.ledger) as ledger:
+        refused = [d for _, d in ledger.chained(frozenset({"run.refused"}))]
+    assert len([d for d in refused if "network" in d["reason"]]) == 2

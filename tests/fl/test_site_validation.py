@@ -40,6 +40,8 @@ def test_rounds_are_evaluated_on_held_out_training_rows_and_the_final_on_the_tes
     final = {**config, EVALUATE_SPLIT: "test"}
     assert evaluate_round(site, spec, final, state, run=1)["num-examples"] == len(test.y)
 
+    with pytest.raises(NotApproved, match="run 1 is over"):
+        evaluate_round(site, spec, {**config, "server-round": 2}, state, run=1)
     site.policy.min_cell_size = len(validation.y) + 1
     with pytest.raises(NotApproved, match="validation split has fewer than"):
-        evaluate_round(site, spec, {**config, "server-round": 2}, state, run=1)
+        evaluate_round(site, spec, {**config, "server-round": 2}, state, run=2)

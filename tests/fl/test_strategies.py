@@ -125,6 +125,22 @@ def test_flip_fl_run_takes_strategy_hyperparameters_and_checks_them(tmp_path):
         ExperimentOptions(site, "y", strategy="fedavgm", strategy_options={"mu": 1.0}).check()
 
 
+def test_flip_fl_run_refuses_a_robust_rule_its_sites_cannot_hold_before_it_starts(tmp_path):
+    """Krum tolerating 5 malicious sites needs 13: over two CSV sites `flip fl run` says so
+    in its checks, not from inside Flower's simulation engine after Ray has started."""
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import ExperimentOptions
+
+    sites = {"a": tmp_path / "a.csv", "b": tmp_path / "b.csv"}
+    krum = {"num_malicious_nodes": 5.0}
+    with pytest.raises(DatasetError, match="needs at least 13 sites, not 2"):
+        ExperimentOptions(sites, "y", strategy="krum", strategy_options=krum).check()
+    with pytest.raises(DatasetError, match="selects between 1 and 2 sites"):
+        options = {"num_nodes_to_select": 3.0}
+        ExperimentOptions(sites, "y", strategy="multikrum", strategy_options=options).check()
+    ExperimentOptions(sites, "y", strategy="krum").check()
+
+
 @pytest.mark.parametrize(
     ("name", "options", "why"),
     [
@@ -160,3 +176,15 @@ def test_a_spec_out_of_a_strategys_bounds_is_refused_before_any_site_approves_it
 )
 def test_options_on_the_bounds_are_accepted(name, options):
     assert StrategySpec(name=name, options=options).options == options
+
+
+def test_flip_fl_run_takes_no_more_rounds_or_epochs_than_a_task_may_name(tmp_path):
+    """--local-epochs 100000 (a typo for 10) ran for hours; a task spec caps both."""
+    from flip.data.features.csvfile import DatasetError
+    from flip.fl.experiment import ExperimentOptions
+
+    sites = {"a": tmp_path / "a.csv"}
+    for too_many in ({"local_epochs": 100_000}, {"rounds": 10**6}):
+        with pytest.raises(DatasetError, match="at most"):
+            ExperimentOptions(sites, "y", **too_many).check()
+    ExperimentOptions(sites, "y", rounds=100_000, local_epochs=10_000).check()

@@ -418,6 +418,22 @@ def test_a_hub_run_takes_its_tasks_strategy(hub):
     assert other.status_code == 422 and "names 'krum'" in other.json()["detail"]
 
 
+def test_a_hub_run_of_more_rounds_than_its_task_approves_is_refused_when_requested(hub):
+    """Each site refuses the rounds past the task's: a run asking more would fail mid-way,
+    after the sites spent their budget on the rounds before."""
+    researcher = hub.user("rita", "researcher")
+    hub.site("a")
+    pid = _project_with_sites(hub, researcher, "a")
+    body = {"hash": HASH, "kind": "tabular-logreg", "spec": {"name": "t", "rounds": 3}}
+    assert hub.call("POST", f"/projects/{pid}/tasks", researcher, json=body).status_code == 201
+    more = hub.call(
+        "POST", f"/projects/{pid}/runs", researcher, json={"task_hash": HASH, "rounds": 4}
+    )
+    assert more.status_code == 422 and "has 3 rounds" in more.json()["detail"]
+    run = {"task_hash": HASH, "rounds": 3}
+    assert hub.call("POST", f"/projects/{pid}/runs", researcher, json=run).status_code == 201
+
+
 def test_a_circe_query_whose_rules_are_not_a_short_list_is_refused_not_a_500(hub):
     researcher = hub.user("rita", "researcher")
     hub.site("a")

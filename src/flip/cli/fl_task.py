@@ -53,6 +53,7 @@ def run_task(
     from flip.data.ledger import Ledger
     from flip.fl.runtime.simulation import SimulationError, simulate
     from flip.fl.server import task_server_app
+    from flip.fl.strategies import sites_problem
     from flip.fl.tasks import TaskSpec, task_hash
     from flip.problems import first_problem
 
@@ -64,6 +65,13 @@ def run_task(
             raise ValueError(f"{spec}: {first_problem(exc)}") from None
         digest = task_hash(task)
         count = rounds or task.rounds or 1
+        if task.rounds is not None and count > task.rounds:
+            raise ValueError(
+                f"--rounds {count}: the sites approve {task.rounds} rounds of this task and "
+                "refuse any more"
+            )
+        if problem := sites_problem(task.strategy.name, task.strategy.options, len(site)):
+            raise ValueError(f"{spec}: {problem}")
         every = evaluate_every or (None if task.secure_aggregation else task.evaluate_every)
         waiting = []
         for path in site:

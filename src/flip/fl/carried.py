@@ -1,9 +1,10 @@
 """Evaluation carried with the train reply: one message per site per round, not two.
 
 With `evaluate_every` k, round n's train message asks each site (`EVALUATE_RECEIVED`) to
-score the weights it received — round n-1's global model — on its validation split
-before it trains, and the site's reply carries those metrics (`EVALUATED`, beside its
-one MetricRecord the strategy aggregates). Separate evaluate messages go out only after
+score the weights it received — round n-1's global model — on its validation split as
+they came (a personalised site: with its own layers as round n found them), and the site's
+reply carries those metrics (`EVALUATED`, beside its one MetricRecord the strategy
+aggregates). Separate evaluate messages go out only after
 every k-th round and the last, and a round scored that way is not scored again by the
 next train reply, so each global model is scored once. The site counts each carried
 evaluation against its per-run bound on validation evaluations, as an evaluate message.

@@ -22,7 +22,8 @@ from flip.data.features.tabular import Scaling
 class Checkpoint:
     """Rounds completed, the global model after the last of them, each round's metrics, the
     run's scaling, the best round so far with its model, the strategy's state (see
-    `flip.fl.resume`) and the server's random streams."""
+    `flip.fl.resume`), the server's random streams, and which run it is of (`run`: its
+    project, task hash and hub run; empty in checkpoints written before it was kept)."""
 
     round: int
     state_dict: dict[str, torch.Tensor]
@@ -32,6 +33,7 @@ class Checkpoint:
     best_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
     strategy: list[dict[str, Any]] = field(default_factory=list)
     random: dict[str, Any] = field(default_factory=dict)
+    run: str = ""
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -48,6 +50,7 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
             "best_state_dict": checkpoint.best_state_dict,
             "strategy": checkpoint.strategy,
             "random": checkpoint.random,
+            "run": checkpoint.run,
         },
         partial,
     )
@@ -69,4 +72,5 @@ def load(path: Path) -> Checkpoint | None:
         saved.get("best_state_dict", {}),
         saved.get("strategy", []),
         saved.get("random", {}),
+        str(saved.get("run", "")),
     )

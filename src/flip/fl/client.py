@@ -45,6 +45,7 @@ from flip.fl.privacy import (
     server_config_problem,
 )
 from flip.fl.private_fit import LocalSettings, private_fit
+from flip.fl.received import received_problem
 from flip.fl.runtime.flower import HUB_RUNS_ONLY
 from flip.fl.server import HUB_RUN
 from flip.fl.split_cache import cached_splits
@@ -54,7 +55,7 @@ from flip.fl.tasks.base import TaskSpec, task_hash
 from flip.fl.tasks.binary import load_arrays
 from flip.fl.tasks.models import new_model
 from flip.fl.tasks.runner import evaluate_task, train_task
-from flip.fl.tasks.sandbox import Limits
+from flip.fl.tasks.sandbox import Limits, SandboxRefused
 from flip.fl.tasks.training import choose_device
 from flip.site.policy import rows_problem, task_problem
 
@@ -93,7 +94,7 @@ def authorise(
     for secure aggregation runs only there, and only such a task runs there. With
     `hub_runs` the message must name a hub run of this task that the site joined.
     """
-    spec = TaskSpec.model_validate_json(str(config["task"]))
+    spec = _named_task(site, config)
     project = str(config["project"])
     digest = task_hash(spec)
     with Ledger(site.ledger) as ledger:
@@ -117,6 +118,24 @@ def authorise(
         if reason:
             refuse(ledger, site, {"project": project, "task_hash": digest}, reason)
         return spec
+
+
+def _named_task(site: SiteConfig, config: Mapping[str, Any]) -> TaskSpec:
+    """The task the message names, once it names a project, a task spec, a hash and (if
+    any) a hub run by number; otherwise an audited refusal naming what is wrong."""
+    missing = [k for k in ("project", "task", "task-hash") if k not in config]
+    run = config.get(HUB_RUN, 0)
+    if not missing and (isinstance(run, bool) or not isinstance(run, int)):
+        missing = [HUB_RUN]
+    wrong = f"{', '.join(missing)}: missing or not valid"
+    if not missing:
+        try:
+            return TaskSpec.model_validate_json(str(config["task"]))
+        except ValueError:  # pydantic's ValidationError
+            wrong = "task: not a task spec"
+    detail = {"project": str(config.get("project")), "task_hash": str(config.get("task-hash"))}
+    with Ledger(site.ledger) as ledger:
+        refuse(ledger, site, detail, f"the message names no valid task ({wrong})")
 
 
 def _joined(
@@ -209,14 +228,26 @@ def _fit_and_validation(
     return train.split(VALIDATION_FRACTION, seed)
 
 
-def scaling_for(spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
+def scaling_for(site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]) -> Scaling:
     """The scaling every site of the run uses: the spec's fixed one, or the federation's,
-    which the server sends in the config."""
+    which the server sends in the config; one that is missing, or is not a finite centre
+    and a positive finite scale for each of the task's features, is refused (audited)."""
     if spec.data.scaling == "fixed":
         return Scaling.of_spec(spec.data)
-    if "scaling" not in config:
-        raise ValueError("the run sent no scaling, and this task's scaling is federated")
-    return Scaling.model_validate_json(str(config["scaling"]))
+    n = len(spec.data.features)
+    try:
+        sent = Scaling.model_validate_json(str(config["scaling"])) if "scaling" in config else None
+    except ValueError:  # pydantic's ValidationError: not a scaling at all
+        sent = None
+    if sent is not None and len(sent.center) == n and math.isfinite(sum(sent.center + sent.scale)):
+        return sent
+    reason = (
+        "the run sent no scaling, and this task's scaling is federated"
+        if "scaling" not in config
+        else f"the server's scaling is not a finite centre and scale > 0 for each of {n} features"
+    )
+    with Ledger(site.ledger) as ledger:
+        refuse(ledger, site, _detail(config), reason)
 
 
 def data_fingerprint(store: str, spec_json: str) -> str:
@@ -229,7 +260,7 @@ def _splits(
     site: SiteConfig, spec: TaskSpec, config: Mapping[str, Any]
 ) -> tuple[TabularData, TabularData]:
     usable_splits(site, spec, config)
-    scaling = scaling_for(spec, config)
+    scaling = scaling_for(site, spec, config)
     return _scaled_splits(site.store, spec.model_dump_json(), scaling.model_dump_json())
 
 
@@ -239,7 +270,7 @@ def fit_and_validation(
     """The rows the site trains on and its validation split: a stratified share of its
     training split, the same for the same data and seed."""
     usable_splits(site, spec, config)
-    scaling = scaling_for(spec, config)
+    scaling = scaling_for(site, spec, config)
     return _fit_and_validation(site.store, spec.model_dump_json(), scaling.model_dump_json())
 
 
@@ -328,20 +359,26 @@ def train_round(
     metrics. A custom task's code runs in the sandbox, within the site's limits.
 
     Under central DP the site refuses a server that says it runs another privacy spec or
-    strategy than the approved task's. The site counts the rounds each hub run (or, outside
-    the hub, each Flower run) trained in its ledger and refuses one more than approved,
-    whatever round number the server sends and however many Flower runs carry the hub run
-    (`round_count`); under DP it refuses a delta of 1 / its training rows or more, and a
-    round that would take the site's epsilon past the policy's `max_epsilon` across all runs,
-    tasks and projects, whatever persons they read. Under DP the metrics that leave are
-    `num-examples` = 1 only (equal weights; no loss, no count, no custom metric); under local
-    DP an update that is not finite floating point is refused, never sent.
+    strategy than the approved task's; whatever the privacy, weights that cannot be the
+    task's model's are refused before anything is counted (`received_problem`), and a custom
+    task stopped in its sandbox is an audited refusal. The site counts the rounds each hub
+    run (or, outside the hub, each Flower run) trained in its ledger and refuses one more
+    than approved, whatever round number the server sends and however many Flower runs carry
+    the hub run (`round_count`); under DP it refuses a delta of 1 / its training rows or
+    more, and a round that would take the site's epsilon past the policy's `max_epsilon`
+    across all runs, tasks and projects, whatever persons they read. Under DP the metrics
+    that leave are `num-examples` = 1 only (equal weights; no loss, no count, no custom
+    metric); under local DP an update that is not finite floating point is refused, never
+    sent.
 
     A personalised task (`spec.personal`) trains from the global state with the site's own
     layers in `own` and keeps its new own part there (Ditto: its own model, trained after
     the global one), and in the site's file of it (`site_personal.save`), whose digest the
     `run.trained` entry records as `own`; what it sends carries its own layers as it
-    received them.
+    received them. A round (not a replay) of a run that had its final evaluation, or of a
+    personalised task at or before the last round the site trained in the run, is refused
+    (`moved_on`): the site never trains its own layers on from a later round than the
+    server's.
     """
     bases = site_bases(site, spec, config)
     detail = _detail(config)
@@ -349,9 +386,13 @@ def train_round(
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             refuse(ledger, site, detail, problem)
+        if problem := received_problem(spec, state):
+            refuse(ledger, site, detail, problem)
         counter, limit = round_count(ledger, spec, config, run)
         if (answer := _replayed(ledger, site, counter, config, weights_in)) is not None:
             return answer
+        if problem := moved_on(ledger, spec, counter, config, run, trains=True):
+            refuse(ledger, site, detail, problem)
     train_split, _ = fit_and_validation(site, spec, config)
     n_train = len(train_split.y)
     with Ledger(site.ledger) as ledger:
@@ -373,7 +414,7 @@ def train_round(
     try:
         start = site_personal.start_state(spec, state, own.state) if spec.personal else state
         trained, metrics = _fit(site, spec, start, train_split, server_round, bases)
-    except (UpdateRefused, PretrainedError, personal.ForeignState) as exc:
+    except (UpdateRefused, PretrainedError, personal.ForeignState, SandboxRefused) as exc:
         with Ledger(site.ledger) as ledger:
             refuse(ledger, site, detail, str(exc))
     own_file: dict[str, str] = {}
@@ -456,20 +497,51 @@ def _replayed(
     return answer
 
 
+def moved_on(
+    ledger: Ledger,
+    spec: TaskSpec,
+    counter: str,
+    config: Mapping[str, Any],
+    run: int,
+    *,
+    trains: bool,
+) -> str | None:
+    """Why a round of run `counter` (not a replay) comes after the site moved past it: the run
+    had its final evaluation (it is over, whoever names it again), or, for a personalised task,
+    the site already trained this round (`trains`) or a later one, so its own layers are ahead
+    of the server's (a checkpoint older than the site's last round); None otherwise."""
+    detail = _detail(config)
+    project, digest = detail["project"], detail["task_hash"]
+    which = _counted_run(counter, config, run)
+    with _untampered(ledger, project, digest):
+        entries = ledger.chained(frozenset({_RELEASED[True], "run.trained"}))
+    ours = [(action, e) for action, e in entries if _about(e) == (counter, project, digest)]
+    if any(action == _RELEASED[True] for action, _ in ours):
+        return f"{which} is over: the site has answered its final evaluation (the test split)"
+    last = ours[-1][1] if ours and spec.personal else None
+    if last is None:
+        return None
+    sent, done = int(config["server-round"]), int(last["round"])
+    if done > sent or (trains and done == sent):
+        return (
+            f"round {sent} of {which} is behind round {done}, which the site trained last: its "
+            "own layers are ahead of the server's checkpoint, and the site does not roll them back"
+        )
+    return None
+
+
+def _about(entry: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """The round counter, project and task hash a ledger entry of a run's round names."""
+    return entry.get("counter"), entry.get("project"), entry.get("task_hash")
+
+
 def _last_trained(ledger: Ledger, counter: str, project: str, digest: str) -> dict[str, Any] | None:
     """The ledger's last `run.trained` entry of the task in run `counter`, or None; a
     tampered ledger is refused."""
     with _untampered(ledger, project, digest):
         trained = ledger.chained(frozenset({"run.trained"}))
     about = (counter, project, digest)
-    return next(
-        (
-            d
-            for _, d in reversed(trained)
-            if (d.get("counter"), d.get("project"), d.get("task_hash")) == about
-        ),
-        None,
-    )
+    return next((d for _, d in reversed(trained) if _about(d) == about), None)
 
 
 def _loss(metrics: Mapping[str, float]) -> float | None:
@@ -628,7 +700,10 @@ def evaluate_round(
     from the same weights (a hub resumed after a crash), gets the metrics the site
     released, without reading a row or counting again. `num-examples` is released rounded
     as the site rounds split sizes (`round_counts_to`). Under central DP a server naming other
-    privacy than the approved is refused, as in training. A personalised task's metrics
+    privacy than the approved is refused, as in training, and so are weights that cannot be
+    the task's model's (`received_problem`); so is a validation of a run that
+    had its final evaluation or, for a personalised task, of a round before the last the
+    site trained (`moved_on`). A personalised task's metrics
     also carry its personal model's (global `state` with `own`), as `personal_<metric>`,
     except under local DP (`_private_locally`).
     """
@@ -640,9 +715,13 @@ def evaluate_round(
     with Ledger(site.ledger) as ledger:
         if problem := server_config_problem(spec.privacy, config, spec.strategy.name):
             refuse(ledger, site, detail, problem)
+        if problem := received_problem(spec, state):
+            refuse(ledger, site, detail, problem)
         counter, rounds = round_count(ledger, spec, config, run)
         if (released := _released(ledger, counter, config, weights_in, test)) is not None:
             return released
+        if not test and (problem := moved_on(ledger, spec, counter, config, run, trains=False)):
+            refuse(ledger, site, detail, problem)
     if test:
         _, split = _splits(site, spec, config)
     else:
@@ -670,7 +749,7 @@ def evaluate_round(
         metrics = evaluate_task(
             spec, state, split, device=site_device(site), limits=site_limits(site), bases=bases
         )
-    except PretrainedError as exc:
+    except (PretrainedError, SandboxRefused) as exc:
         with Ledger(site.ledger) as ledger:
             refuse(ledger, site, detail, str(exc))
     if spec.personal and not _private_locally(spec):
@@ -800,14 +879,16 @@ def train(msg: Message, context: Context) -> Message:
     """One round of local training on the site's training split; a personalised task's own
     part stays in the node's state for the run (`site_personal`). When the server asks
     (`flip.fl.carried`), the reply also carries the validation metrics of the weights
-    received, scored before training and counted as an evaluation (`_carried`)."""
+    received, scored with the site's own layers as they were before training (once the
+    round trained: a refused round scores nothing) and counted as an evaluation (`_carried`)."""
     site = site_of(context)
     config = msg.content["config"]
     spec = authorise(site, config, hub_runs=hub_runs_only(context))
     state = msg.content["arrays"].to_torch_state_dict()
     own = _own(site, spec, config, context)
-    evaluated = _carried(site, spec, config, state, context.run_id, own)
+    received = Own(own.state, own.owner)
     trained, metrics = train_round(site, spec, config, state, run=context.run_id, own=own)
+    evaluated = _carried(site, spec, config, state, context.run_id, received)
     if own.state is not None and own.owner is not None:
         site_personal.keep(context, own.owner, own.state)
     content = RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})

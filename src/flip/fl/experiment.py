@@ -48,8 +48,9 @@ from flip.fl.preprocessing import Encoding, combine
 from flip.fl.privacy import PrivacySpec, accounting_problem
 from flip.fl.splits import VALIDATION_FRACTION
 from flip.fl.strategies import NAMES as STRATEGIES
-from flip.fl.strategies import TREE_STRATEGIES, StrategySpec
+from flip.fl.strategies import TREE_STRATEGIES, StrategySpec, sites_problem
 from flip.fl.tasks import binary, tabular_xgboost
+from flip.fl.tasks.base import MAX_EPOCHS, MAX_ROUNDS
 from flip.fl.tasks.models import KINDS, model_factory
 
 XGBOOST = "tabular-xgboost"
@@ -101,12 +102,18 @@ class ExperimentOptions:
             StrategySpec(name=self.strategy, options=self.strategy_options)
         except ValidationError as exc:
             raise DatasetError(f"--strategy-option: {exc.errors()[0]['msg']}") from None
+        if problem := sites_problem(self.strategy, self.strategy_options, len(self.sites)):
+            raise DatasetError(f"--strategy {self.strategy}: {problem}")
         if self.runtime != "simulation":
             raise DatasetError(
                 f"unknown --runtime {self.runtime}: file experiments run in simulation"
             )
         if self.rounds < 1 or self.local_epochs < 1:
             raise DatasetError("--rounds and --local-epochs must be at least 1")
+        if self.rounds > MAX_ROUNDS or self.local_epochs > MAX_EPOCHS:
+            raise DatasetError(
+                f"--rounds is at most {MAX_ROUNDS:,} and --local-epochs at most {MAX_EPOCHS:,}"
+            )
         if not 0 < self.test_fraction < 1:
             raise DatasetError("--test-fraction must be between 0 and 1")
         if not 0 < self.validation_fraction < 1:

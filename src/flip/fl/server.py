@@ -103,6 +103,15 @@ def run_config(project: str, spec: TaskSpec, hub_run: int | None = None) -> Conf
     return ConfigRecord(config)
 
 
+def run_of(config: ConfigRecord) -> str:
+    """Which run a checkpoint is of: the project, task hash and hub run `config` names."""
+    return " ".join(f"{key}={config[key]}" for key in RUN_KEYS if key in config)
+
+
+#: The run config keys that say which run a checkpoint belongs to.
+RUN_KEYS = ("project", "task-hash", HUB_RUN)
+
+
 def make_server_app(
     config: ConfigRecord,
     initial: ArrayRecord,
@@ -176,6 +185,7 @@ def make_server_app(
                 result.best_state_dict,
                 strategy_state(running[0]),
                 random_state(),
+                run_of(config),
             )
             save_checkpoint(checkpoint, saved)
 
@@ -198,6 +208,11 @@ def make_server_app(
     def main(grid: Grid, context: Context) -> None:
         start = initial
         resumed = load_checkpoint(checkpoint) if checkpoint is not None else None
+        if resumed is not None and resumed.run and resumed.run != run_of(config):
+            raise ValueError(
+                f"the checkpoint {checkpoint} is of another run ({resumed.run}), not this one "
+                f"({run_of(config)}): resume that run, or move the checkpoint away"
+            )
         if resumed is not None:
             start, done[0] = ArrayRecord(resumed.state_dict), resumed.round
             result.rounds[:] = resumed.rounds[: resumed.round]

@@ -154,26 +154,43 @@ def make_strategy(
     """A Flower strategy that samples every connected site each round, once at least
     `min_sites` (default all `n_sites`) are connected, with its hyperparameters overridden
     by `options`; `callbacks` go to its constructor."""
-    spec = StrategySpec(name=name, options=options or {})
-    cls, extra = _STRATEGIES[name](n_sites, learning_rate)
-    extra |= {k: int(v) if k in _COUNTS else v for k, v in spec.options.items()}
+    cls, extra = _configured(name, n_sites, learning_rate, options)
     if min_sites is not None and not 1 <= min_sites <= n_sites:
         raise ValueError(f"the minimum number of sites must be between 1 and {n_sites}")
     need = min_sites or n_sites
-    _check_robust(name, extra, need)
+    if problem := _robust_problem(name, extra, need):
+        raise ValueError(problem)
     nodes = {"min_available_nodes": need}
     if name != "fedxgb_cyclic":
         nodes |= {"min_train_nodes": need, "min_evaluate_nodes": need}
     return cls(fraction_train=1.0, fraction_evaluate=1.0, **nodes, **extra, **callbacks)
 
 
-def _check_robust(name: str, extra: dict, n: int) -> None:
-    """Byzantine-robust rules need enough sites for the number they tolerate."""
+def _configured(
+    name: str, n_sites: int, learning_rate: float, options: dict[str, float] | None
+) -> tuple[type[Strategy], dict]:
+    """Strategy `name`'s Flower class and its keyword arguments: FLIP's defaults for
+    `n_sites` sites, overridden by `options` (validated as a `StrategySpec`)."""
+    spec = StrategySpec(name=name, options=options or {})
+    cls, extra = _STRATEGIES[name](n_sites, learning_rate)
+    extra |= {k: int(v) if k in _COUNTS else v for k, v in spec.options.items()}
+    return cls, extra
+
+
+def sites_problem(name: str, options: dict[str, float] | None, n_sites: int) -> str | None:
+    """Why strategy `name` with `options` cannot run over `n_sites` sites (a robust rule
+    tolerating more malicious sites than that many allow), in one line, or None."""
+    return _robust_problem(name, _configured(name, n_sites, 0.1, options)[1], n_sites)
+
+
+def _robust_problem(name: str, extra: dict, n: int) -> str | None:
+    """Why a Byzantine-robust rule lacks the sites for the number it tolerates, or None."""
     f = int(extra.get("num_malicious_nodes", 0))
     need = {"krum": 2 * f + 3, "multikrum": 2 * f + 3, "bulyan": 4 * f + 3}.get(name)
     if name != "bulyan" and f == 0:
         need = None
     if need is not None and n < need:
-        raise ValueError(f"{name} tolerating {f} malicious sites needs at least {need} sites")
+        return f"{name} tolerating {f} malicious sites needs at least {need} sites, not {n}"
     if name == "multikrum" and not 1 <= int(extra["num_nodes_to_select"]) <= n:
-        raise ValueError(f"multikrum selects between 1 and {n} sites")
+        return f"multikrum selects between 1 and {n} sites"
+    return None

@@ -160,6 +160,7 @@ class Federation:
     def _run(self, run_id: int) -> None:
         from flip.fl.carried import hub_every
         from flip.fl.registry import federated_lineage, register_with_best  # imports torch
+        from flip.fl.strategies import sites_problem
         from flip.fl.tasks.base import TaskSpec
 
         with self._db().connect() as conn:
@@ -181,6 +182,8 @@ class Federation:
         watcher.start()
         try:
             spec = TaskSpec.model_validate_json(row.spec)
+            if problem := sites_problem(spec.strategy.name, spec.strategy.options, len(joined)):
+                raise ValueError(problem)
             result = self.superlink.run(
                 run_dir,
                 str(row.project_id),

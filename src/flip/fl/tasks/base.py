@@ -27,6 +27,10 @@ _NEEDS = {
 }
 
 
+#: The most local epochs and rounds a task may name: beyond them a typo, not a plan.
+MAX_EPOCHS, MAX_ROUNDS = 10_000, 100_000
+
+
 class TaskSpec(BaseModel):
     """A complete, hashable description of one training task."""
 
@@ -44,13 +48,13 @@ class TaskSpec(BaseModel):
     )
     data: TabularSpec
     learning_rate: float = Field(0.2, gt=0)
-    local_epochs: int = Field(5, ge=1, le=10_000)
+    local_epochs: int = Field(5, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(32, ge=1, le=10_000_000)
     l2: float = Field(1e-3, ge=0)
     test_fraction: float = Field(0.25, gt=0, lt=1)
     seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
     rounds: int | None = Field(
-        None, ge=1, le=100_000, description="Rounds the privacy budget is computed for."
+        None, ge=1, le=MAX_ROUNDS, description="Rounds the privacy budget is computed for."
     )
     privacy: PrivacySpec | None = None
     image_network: (

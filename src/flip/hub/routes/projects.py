@@ -414,6 +414,13 @@ def create_run(project_id: PathId, body: RunIn, conn: Conn, who: Researcher) -> 
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"strategy {body.strategy!r}: the task approved by the sites names {strategy!r}",
         )
+    approved = _task_rounds(task.spec)
+    if approved is not None and body.rounds > approved:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"rounds {body.rounds}: the task approved by the sites has {approved} rounds, "
+            "and each site refuses any more",
+        )
     rid = conn.execute(
         insert(runs).values(
             project_id=project_id,
@@ -434,6 +441,12 @@ def _task_strategy(spec: str) -> str:
     """The strategy a task's spec names (FedAvg when it names none)."""
     named = orjson.loads(spec).get("strategy")
     return str(named.get("name", "fedavg")) if isinstance(named, dict) else "fedavg"
+
+
+def _task_rounds(spec: str) -> int | None:
+    """The rounds a task's spec approves, or None when it names none (no limit)."""
+    rounds = orjson.loads(spec).get("rounds")
+    return rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None
 
 
 def _run_out(conn: Connection, run_id: int) -> RunOut:

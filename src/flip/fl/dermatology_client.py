@@ -170,7 +170,8 @@ def train_round(
             with Ledger(site.ledger) as ledger:
                 detail = {"project": str(config["project"]), "task_hash": str(config["task-hash"])}
                 refuse(ledger, site, detail, str(exc))
-    fit(model, task.recipe(model_name), split, task.local_epochs, task.seed * 1000 + number)
+    done = (number - 1) * task.local_epochs  # epochs of the schedule before this round's
+    fit(model, task.recipe(model_name), split, task.local_epochs, task.seed * 1000 + number, done)
     with Ledger(site.ledger) as ledger:
         ledger.record(
             "run.trained",

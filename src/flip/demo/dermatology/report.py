@@ -286,7 +286,8 @@ read by <b>{html.escape(meta.get("image_network", "a photograph network"))}</b>.
 Federated on Flower (simulation engine, one ClientApp per site): FedAvg, {meta["rounds"]}
 rounds of {meta["local_epochs"]} local epochs;
 local-only and pooled models train {meta["rounds"] * meta["local_epochs"]} epochs on the same
-splits.
+splits. Every arm trains alike: AdamW in batches of 8, its learning rate decaying along a half
+cosine over those epochs (a federated round at its epochs' rates).
 Pooled is the ceiling: a real federation never pools records.</p>
 <h2>Cohort: {html.escape(meta["cohort"])}</h2>
 <p>Counts as each site releases them (below its threshold a count is suppressed).</p>

@@ -3,7 +3,7 @@ site alone, and pooled (every site's training rows in one place, possible only b
 data are synthetic). Both train as many epochs as the federation's rounds x local epochs,
 with the same loop (`flip.fl.tasks.dermatology_training`), the same frozen encoder and the
 same start of the photograph network (the task's pretrained weights, when it names them).
-They train on one thread, as each site does in the federation: batches of 16 gain little from
+They train on one thread, as each site does in the federation: batches of 8 gain little from
 a second one, and on a shared machine its waits burn several times the CPU (`TRAINING_THREADS`)."""
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ federated sites (the ClientApp), each site alone and the pooled reference (the d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,9 @@ class Split:
 
 @dataclass(frozen=True)
 class Recipe:
-    """What a model reads and how it trains."""
+    """What a model reads and how it trains: AdamW whose learning rate decays from
+    `learning_rate` along a half cosine over the `rounds` x `local_epochs` epochs of training
+    (`epoch_rate`), the same schedule for a federated site, a site alone and the pooled model."""
 
     task: str  # "biomarker" (regression of PASI / 10) or "response" (binary)
     n_features: int
@@ -45,9 +48,16 @@ class Recipe:
     image: bool
     seed: int
     learning_rate: float = 2e-3
-    batch_size: int = 16
+    batch_size: int = 8
     local_epochs: int = 2
     weight_decay: float = 1e-4
+    rounds: int = 1
+
+
+def epoch_rate(recipe: Recipe, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (from 0) of the recipe's rounds x local epochs."""
+    total = recipe.rounds * recipe.local_epochs
+    return recipe.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
 
 
 def _tensors(split: Split) -> tuple[torch.Tensor, ...]:
@@ -60,9 +70,12 @@ def _loss(recipe: Recipe, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return torch.nn.functional.binary_cross_entropy_with_logits(output, y)
 
 
-def fit(model: Adaptable, recipe: Recipe, data: Split, epochs: int, seed: int) -> None:
+def fit(
+    model: Adaptable, recipe: Recipe, data: Split, epochs: int, seed: int, first_epoch: int = 0
+) -> None:
     """Train `model`'s trainable parameters in place for `epochs` passes over `data` (AdamW,
-    shuffled by `seed`); a frozen pretrained encoder stays as it is."""
+    shuffled by `seed`), the first being epoch `first_epoch` of the recipe's schedule
+    (`epoch_rate`); a frozen pretrained encoder stays as it is."""
     if len(data) == 0:
         return
     features, text, images, y = _tensors(data)
@@ -73,7 +86,9 @@ def fit(model: Adaptable, recipe: Recipe, data: Split, epochs: int, seed: int) -
     )
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(first_epoch, first_epoch + epochs):
+        for group in optimiser.param_groups:
+            group["lr"] = epoch_rate(recipe, epoch)
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), recipe.batch_size):
             rows = order[start : start + recipe.batch_size]

@@ -37,7 +37,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("The request body is over the hub's size limit."),
     422: _error("Invalid input: each problem with where it is and why."),
     429: _error(
-        "Too many attempts: try again after Retry-After seconds.",
+        "Too many attempts (try again after Retry-After seconds), or a per-user cap reached "
+        "(the detail names it).",
         headers={"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
     ),
 }

@@ -413,3 +413,13 @@ def test_level_names_from_a_sites_file_print_as_text_not_markup_or_terminal_code
     assert shown.exit_code == 0, shown.output
     assert "= [red]F[/red]" in shown.stdout
     assert "\x1b" not in shown.stdout and "M\\x1b[2J" in shown.stdout
+
+
+@pytest.mark.parametrize(("one", "zero"), [("1", "0"), ("yes", "no")])
+def test_table1_counts_a_0_1_column_so_its_mean_gives_no_small_count_away(tmp_path, one, zero):
+    path = tmp_path / "s.csv"
+    rows = [["flag"], *([one] for _ in range(3)), *([zero] for _ in range(97))]
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    result = _run("table1", "--site", f"s={path}", "--columns", "flag")
+    flag = result["sites"]["s"]["flag"]
+    assert "mean" not in flag and flag["counts"] == {"0": "<10", "1": "<10"}

@@ -131,18 +131,29 @@ def default_columns(tables: dict[str, SiteTable], leave: set[str]) -> list[str]:
     ]
 
 
+def _is_flag(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether a numeric column holds only 0 and 1 at every site: Table 1 counts its levels
+    (its mean times n would give a small count of ones, or of zeros, away)."""
+    return all(np.isin(a[~np.isnan(a)], (0.0, 1.0)).all() for a in arrays.values())
+
+
 def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: int) -> dict:
     """Table 1: per column, each site's statistics, the combined ones, and the pairwise
     standardised mean differences between sites of numeric columns."""
     columns = columns or default_columns(tables, set())
     _require(tables, columns)
     numeric = parse(tables, columns)
+    flags = {c: arrays for c, arrays in numeric.items() if _is_flag(arrays)}
+    numeric = {c: arrays for c, arrays in numeric.items() if c not in flags}
     partials: dict[str, dict[str, dict]] = {}
     for name, table in tables.items():
         partials[name] = {}
         for column in columns:
             if column in numeric:
                 partial = describe.numeric_partial(numeric[column][name], min_cell)
+            elif column in flags:
+                values = [None if math.isnan(v) else str(int(v)) for v in flags[column][name]]
+                partial = describe.categorical_partial(values, min_cell)
             else:
                 values = [None if is_missing(v) else v.strip() for v in table.columns[column]]
                 partial = describe.categorical_partial(values, min_cell)

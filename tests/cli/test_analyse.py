@@ -165,7 +165,7 @@ def test_a_missing_column_is_a_one_line_error(tables):
     assert "Traceback" not in result.output
 
 
-def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
+def test_cox_leaves_out_a_site_with_a_few_events_so_totals_give_none_away(tmp_path):
     rng = np.random.default_rng(3)
     paths = {}
     for name, events in (("a", 3), ("b", 50)):
@@ -180,8 +180,8 @@ def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
     result = _run(
         "survival", *_site_args(paths), "--time", "days", "--event", "died", "--covariates", "age"
     )
-    assert result["cox"]["sites"]["a"]["events"] == "<10"
-    assert result["cox"]["events"] == ">=50"
+    assert "a" not in result["cox"]["sites"] and "event" in result["cox"]["withheld"]["a"]
+    assert result["cox"]["events"] == 50
 
 
 def _write(tmp_path, frames: dict) -> dict:
@@ -423,3 +423,30 @@ def test_table1_counts_a_0_1_column_so_its_mean_gives_no_small_count_away(tmp_pa
     result = _run("table1", "--site", f"s={path}", "--columns", "flag")
     flag = result["sites"]["s"]["flag"]
     assert "mean" not in flag and flag["counts"] == {"0": "<10", "1": "<10"}
+
+
+def test_survival_leaves_out_of_cox_a_site_whose_n_less_events_is_a_small_censored_count(
+    tables, tmp_path
+):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "few_censored.csv"
+    rows = [f"{rng.normal(50, 5):.2f},{rng.integers(1, 1000)},{int(i >= 5)}" for i in range(200)]
+    path.write_text("age,days,died\n" + "\n".join(rows) + "\n")
+    big = tmp_path / "big.csv"
+    rows = [f"{rng.normal(50, 5):.2f},{rng.integers(1, 1000)},{i % 2}" for i in range(200)]
+    big.write_text("age,days,died\n" + "\n".join(rows) + "\n")
+    result = _run(
+        "survival",
+        "--site",
+        f"s={path}",
+        "--site",
+        f"b={big}",
+        "--time",
+        "days",
+        "--event",
+        "died",
+        "--covariates",
+        "age",
+    )
+    assert "s" not in result["cox"]["sites"] and "event" in result["cox"]["withheld"]["s"]
+    assert result["cox"]["n"] == 200

@@ -325,7 +325,8 @@ def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: boo
 
 
 def _cox(data: dict, names: list[str], min_cell: int) -> dict:
-    withheld = _withheld({site: x for site, (_, _, x) in data.items()}, names, min_cell)
+    designs = {site: np.column_stack([x, e]) for site, (_, e, x) in data.items()}
+    withheld = _withheld(designs, [*names, "event"], min_cell)
     data = {site: rows for site, rows in data.items() if site not in withheld}
     if not data:
         raise DatasetError(f"no site can take part in the Cox model: {_why(withheld)}")

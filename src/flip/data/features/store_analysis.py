@@ -109,7 +109,8 @@ def site_release(
         t, e = data.y[:, 0].astype(float), data.y[:, 1].astype(float)
         keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
         t, e, x = t[keep], e[keep], x[keep]
-        withheld = model_withheld(x, spec.covariates or [], min_cell)
+        design = np.column_stack([x, e])
+        withheld = model_withheld(design, [*(spec.covariates or []), "event"], min_cell)
         if round_ > 0:
             _take_part(withheld)
             _check_proposal(x, proposal, "cox", min_cell)

@@ -22,6 +22,7 @@ def test_a_regression_with_one_row_in_an_indicator_level_is_withheld_in_every_ro
     data = _data((np.arange(60) % 3 == 0).astype(float))
     release = site_release(data, spec, 0, None, 10)
     assert release["withheld"] is True and "newton" not in release
+    assert release["left_out"] == "withheld", "none is left out: not 1 to 9 ('<10')"
     with pytest.raises(ValueError, match="male"):
         site_release(data, spec, 1, [0.0, 0.0, 0.0], 10)
 

@@ -415,14 +415,26 @@ def test_level_names_from_a_sites_file_print_as_text_not_markup_or_terminal_code
     assert "\x1b" not in shown.stdout and "M\\x1b[2J" in shown.stdout
 
 
-@pytest.mark.parametrize(("one", "zero"), [("1", "0"), ("yes", "no")])
-def test_table1_counts_a_0_1_column_so_its_mean_gives_no_small_count_away(tmp_path, one, zero):
+@pytest.mark.parametrize(
+    ("rare", "common", "levels"),
+    [("1", "0", ("0", "1")), ("yes", "no", ("0", "1")), ("2", "1", ("1", "2"))],
+)
+def test_table1_counts_a_two_valued_column_so_its_mean_gives_no_small_count_away(
+    tmp_path, rare, common, levels
+):
     path = tmp_path / "s.csv"
-    rows = [["flag"], *([one] for _ in range(3)), *([zero] for _ in range(97))]
+    rows = [["flag"], *([rare] for _ in range(3)), *([common] for _ in range(97))]
     path.write_text("\n".join(",".join(r) for r in rows) + "\n")
     result = _run("table1", "--site", f"s={path}", "--columns", "flag")
     flag = result["sites"]["s"]["flag"]
-    assert "mean" not in flag and flag["counts"] == {"0": "<10", "1": "<10"}
+    assert "mean" not in flag and flag["counts"] == dict.fromkeys(levels, "<10")
+
+
+def test_table1_keeps_a_column_of_many_values_numeric(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("x\n" + "\n".join(str(i % 4) for i in range(100)) + "\n")
+    result = _run("table1", "--site", f"s={path}", "--columns", "x")
+    assert result["sites"]["s"]["x"]["mean"] == pytest.approx(1.5)
 
 
 def test_survival_leaves_out_of_cox_a_site_whose_n_less_events_is_a_small_censored_count(

@@ -131,10 +131,21 @@ def default_columns(tables: dict[str, SiteTable], leave: set[str]) -> list[str]:
     ]
 
 
-def _is_flag(arrays: dict[str, np.ndarray]) -> bool:
-    """Whether a numeric column holds only 0 and 1 at every site: Table 1 counts its levels
-    (its mean times n would give a small count of ones, or of zeros, away)."""
-    return all(np.isin(a[~np.isnan(a)], (0.0, 1.0)).all() for a in arrays.values())
+#: Table 1 counts a numeric column holding this many distinct values or fewer as levels:
+#: its released n, sum and sum of squares would solve for each value's count.
+FEW_VALUES = 3
+
+
+def _few_valued(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether a numeric column holds at most FEW_VALUES distinct values over all sites (0/1,
+    a 1/2 code): its mean and SD would give a small count of one of them away."""
+    present = np.concatenate([a[~np.isnan(a)] for a in arrays.values()])
+    return len(np.unique(present)) <= FEW_VALUES
+
+
+def _level(value: float) -> str:
+    """A number as a level's name: "1" for 1.0, else its shortest exact form ("0.1")."""
+    return str(int(value)) if value.is_integer() else repr(float(value))
 
 
 def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: int) -> dict:
@@ -143,7 +154,7 @@ def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: in
     columns = columns or default_columns(tables, set())
     _require(tables, columns)
     numeric = parse(tables, columns)
-    flags = {c: arrays for c, arrays in numeric.items() if _is_flag(arrays)}
+    flags = {c: arrays for c, arrays in numeric.items() if _few_valued(arrays)}
     numeric = {c: arrays for c, arrays in numeric.items() if c not in flags}
     partials: dict[str, dict[str, dict]] = {}
     for name, table in tables.items():
@@ -152,7 +163,7 @@ def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: in
             if column in numeric:
                 partial = describe.numeric_partial(numeric[column][name], min_cell)
             elif column in flags:
-                values = [None if math.isnan(v) else str(int(v)) for v in flags[column][name]]
+                values = [None if math.isnan(v) else _level(v) for v in flags[column][name]]
                 partial = describe.categorical_partial(values, min_cell)
             else:
                 values = [None if is_missing(v) else v.strip() for v in table.columns[column]]

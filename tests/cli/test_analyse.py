@@ -462,3 +462,21 @@ def test_survival_leaves_out_of_cox_a_site_whose_n_less_events_is_a_small_censor
     )
     assert "s" not in result["cox"]["sites"] and "event" in result["cox"]["withheld"]["s"]
     assert result["cox"]["n"] == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["regression", "--target", "sbp", "--family", "linear", "--covariates", "age,sbp"],
+        ["regression", "--target", "died", "--covariates", "age,died"],
+        ["survival", "--time", "days", "--event", "died", "--covariates", "days"],
+        ["survival", "--time", "days", "--event", "died", "--covariates", "age,died"],
+    ],
+)
+def test_an_outcome_given_as_a_covariate_is_a_one_line_error(tmp_path, args):
+    rng = np.random.default_rng(4)
+    frame = _people(rng, 200, days=rng.integers(1, 900, 200), died=rng.integers(0, 2, 200))
+    paths = _write(tmp_path, {"s": frame})
+    result = CliRunner().invoke(app, ["analyse", args[0], *_site_args(paths), *args[1:]])
+    assert result.exit_code == 1 and "is the outcome: drop it" in result.output
+    assert "Traceback" not in result.output and "Warning" not in result.output

@@ -237,6 +237,7 @@ def survival_analysis(
 ) -> dict:
     """Kaplan-Meier per site and combined (and per level of `group`), the log-rank test
     between sites (or between the groups), and with covariates a Cox model stratified by site."""
+    _not_outcomes(covariates, [time, event])
     _require(tables, [time, event, *covariates, *([group] if group else [])])
     names, matrices = _design(tables, covariates, intercept=False)
     data, labels, left_out = {}, {}, {}
@@ -322,6 +323,13 @@ def _withheld(designs: dict[str, np.ndarray], names: list[str], min_cell: int) -
     }
 
 
+def _not_outcomes(covariates: list[str], outcomes: list[str]) -> None:
+    """Refuse a covariate that is the model's outcome (its fit is degenerate: coef 1, SE 0)."""
+    both = [c for c in dict.fromkeys(covariates) if c in outcomes]
+    if both:
+        raise DatasetError(f"covariate {', '.join(both)} is the outcome: drop it")
+
+
 def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: bool) -> None:
     """Refuse a covariate with no variance in the rows used (pooled, or within every site for
     a model stratified by site): its coefficient cannot be estimated."""
@@ -378,9 +386,10 @@ def regression_analysis(
     if family not in ("linear", "logistic"):
         raise DatasetError(f"family {family!r}: choose linear or logistic")
     covariates = covariates or default_columns(tables, {target})
+    rule = Target.parse(target, positive) if family == "logistic" else None
+    _not_outcomes(covariates, [target, *([rule.column] if rule else [])])
     _require(tables, [target, *covariates])
     names, matrices = _design(tables, covariates, intercept=True)
-    rule = Target.parse(target, positive) if family == "logistic" else None
     data, left_out = {}, {}
     for site, table in tables.items():
         if rule is not None:

@@ -165,7 +165,7 @@ def test_a_missing_column_is_a_one_line_error(tables):
     assert "Traceback" not in result.output
 
 
-def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
+def test_cox_leaves_out_a_site_with_a_few_events_so_totals_give_none_away(tmp_path):
     rng = np.random.default_rng(3)
     paths = {}
     for name, events in (("a", 3), ("b", 50)):
@@ -180,8 +180,8 @@ def test_cox_totals_do_not_give_away_a_sites_hidden_event_count(tmp_path):
     result = _run(
         "survival", *_site_args(paths), "--time", "days", "--event", "died", "--covariates", "age"
     )
-    assert result["cox"]["sites"]["a"]["events"] == "<10"
-    assert result["cox"]["events"] == ">=50"
+    assert "a" not in result["cox"]["sites"] and "event" in result["cox"]["withheld"]["a"]
+    assert result["cox"]["events"] == 50
 
 
 def _write(tmp_path, frames: dict) -> dict:
@@ -413,3 +413,70 @@ def test_level_names_from_a_sites_file_print_as_text_not_markup_or_terminal_code
     assert shown.exit_code == 0, shown.output
     assert "= [red]F[/red]" in shown.stdout
     assert "\x1b" not in shown.stdout and "M\\x1b[2J" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("rare", "common", "levels"),
+    [("1", "0", ("0", "1")), ("yes", "no", ("0", "1")), ("2", "1", ("1", "2"))],
+)
+def test_table1_counts_a_two_valued_column_so_its_mean_gives_no_small_count_away(
+    tmp_path, rare, common, levels
+):
+    path = tmp_path / "s.csv"
+    rows = [["flag"], *([rare] for _ in range(3)), *([common] for _ in range(97))]
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    result = _run("table1", "--site", f"s={path}", "--columns", "flag")
+    flag = result["sites"]["s"]["flag"]
+    assert "mean" not in flag and flag["counts"] == dict.fromkeys(levels, "<10")
+
+
+def test_table1_keeps_a_column_of_many_values_numeric(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("x\n" + "\n".join(str(i % 4) for i in range(100)) + "\n")
+    result = _run("table1", "--site", f"s={path}", "--columns", "x")
+    assert result["sites"]["s"]["x"]["mean"] == pytest.approx(1.5)
+
+
+def test_survival_leaves_out_of_cox_a_site_whose_n_less_events_is_a_small_censored_count(
+    tables, tmp_path
+):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "few_censored.csv"
+    rows = [f"{rng.normal(50, 5):.2f},{rng.integers(1, 1000)},{int(i >= 5)}" for i in range(200)]
+    path.write_text("age,days,died\n" + "\n".join(rows) + "\n")
+    big = tmp_path / "big.csv"
+    rows = [f"{rng.normal(50, 5):.2f},{rng.integers(1, 1000)},{i % 2}" for i in range(200)]
+    big.write_text("age,days,died\n" + "\n".join(rows) + "\n")
+    result = _run(
+        "survival",
+        "--site",
+        f"s={path}",
+        "--site",
+        f"b={big}",
+        "--time",
+        "days",
+        "--event",
+        "died",
+        "--covariates",
+        "age",
+    )
+    assert "s" not in result["cox"]["sites"] and "event" in result["cox"]["withheld"]["s"]
+    assert result["cox"]["n"] == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["regression", "--target", "sbp", "--family", "linear", "--covariates", "age,sbp"],
+        ["regression", "--target", "died", "--covariates", "age,died"],
+        ["survival", "--time", "days", "--event", "died", "--covariates", "days"],
+        ["survival", "--time", "days", "--event", "died", "--covariates", "age,died"],
+    ],
+)
+def test_an_outcome_given_as_a_covariate_is_a_one_line_error(tmp_path, args):
+    rng = np.random.default_rng(4)
+    frame = _people(rng, 200, days=rng.integers(1, 900, 200), died=rng.integers(0, 2, 200))
+    paths = _write(tmp_path, {"s": frame})
+    result = CliRunner().invoke(app, ["analyse", args[0], *_site_args(paths), *args[1:]])
+    assert result.exit_code == 1 and "is the outcome: drop it" in result.output
+    assert "Traceback" not in result.output and "Warning" not in result.output

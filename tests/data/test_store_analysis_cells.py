@@ -22,6 +22,7 @@ def test_a_regression_with_one_row_in_an_indicator_level_is_withheld_in_every_ro
     data = _data((np.arange(60) % 3 == 0).astype(float))
     release = site_release(data, spec, 0, None, 10)
     assert release["withheld"] is True and "newton" not in release
+    assert release["left_out"] == "withheld", "none is left out: not 1 to 9 ('<10')"
     with pytest.raises(ValueError, match="male"):
         site_release(data, spec, 1, [0.0, 0.0, 0.0], 10)
 
@@ -35,3 +36,17 @@ def test_a_cox_model_with_one_row_in_an_indicator_level_is_withheld_beside_its_c
     assert release["cox"] is None and release["km"]
     with pytest.raises(ValueError, match="male"):
         site_release(data, spec, 1, [0.0, 0.0], 10)
+
+
+@pytest.mark.parametrize("events", [1, 55])
+def test_a_cox_model_with_few_events_or_few_censored_is_withheld(events):
+    """One event: the gradient and Hessian at 0 give that person's 0/1 covariate; few
+    censored: the released n less events counts them."""
+    survival_data = mace_task().data.model_copy(update={"outcome": "time-to-event"})
+    spec = AnalysisSpec(kind="survival", data=survival_data, covariates=["age"])
+    event = (np.arange(60) < events).astype(float)
+    data = _data(np.column_stack([np.linspace(10, 900, 60), event]))
+    release = site_release(data, spec, 0, None, 10)
+    assert release["cox"] is None and release["counts"] is None
+    with pytest.raises(ValueError, match="event"):
+        site_release(data, spec, 1, [0.0], 10)

@@ -84,13 +84,17 @@ def _pooled(agents, spec: AnalysisSpec):
 
 
 def _taking_part(pooled: dict, *, outcome: bool) -> dict:
-    """The sites whose model sums count no small cell of age/male (with the outcome for a
-    logistic model): the others take no part (`small_indicator_cell`)."""
-    names = ["intercept", "age", "male"] + (["outcome"] if outcome else [])
+    """The sites whose model sums count no small cell of age/male with the outcome (a
+    logistic model's, with an intercept) or the event (a Cox model's): the others take no
+    part (`small_indicator_cell`)."""
+    names = ["intercept", "age", "male", "outcome"]
     out = {}
     for site, d in pooled.items():
         design = np.hstack([np.ones((len(d.y), 1)), d.x[:, :2]])
-        design = np.column_stack([design, d.y]) if outcome else design[:, 1:]
+        if outcome:
+            design = np.column_stack([design, d.y])
+        else:
+            design = np.column_stack([design[:, 1:], d.y[:, 1]])
         if small_indicator_cell(design, names if outcome else names[1:], 10) is None:
             out[site] = d
     return out

@@ -11,8 +11,8 @@ Round 0 releases, per kind:
 - survival: `{"km": km partial, "cox": cox partial at 0 or None, "counts": cox counts or None,
   "left_out": int or "<k"}`;
 - harmonisation: a site's mapping of the concept set (`flip.data.features.harmonisation`);
-- regression: `{"withheld": bool, "left_out": ..., "n": int, "linear": partial}` (linear) or
-  `{..., "newton": logistic partial at 0}`;
+- regression: `{"withheld": bool, "left_out": int or "<k" ("withheld" for a withheld site),
+  "n": int, "linear": partial}` (linear) or `{..., "newton": logistic partial at 0}`;
 later rounds: `{"newton": partial at the proposal}`.
 """
 

@@ -23,9 +23,9 @@ def model_withheld(x: np.ndarray, names: list[str], min_cell: int) -> str | None
 
 def small_indicator_cell(x: np.ndarray, names: list[str], min_cell: int) -> str | None:
     """The first indicator (a 0/1 column: a category's level, a 0/1 covariate, a binary
-    outcome) that is 1, or 0, on 1 to min_cell - 1 rows, or pair of them whose 2x2 table has
-    such a cell, named: the model's sums (X'X, X'y; a first Newton step's gradient and
-    Hessian) would count those rows and, for one row, tell its value."""
+    outcome, a Cox model's event) that is 1, or 0, on 1 to min_cell - 1 rows, or pair of
+    them whose 2x2 table has such a cell, named: the model's sums (X'X, X'y; a first Newton
+    step's gradient and Hessian) would count those rows and, for one row, tell its value."""
     flags = [
         j for j, name in enumerate(names) if name != INTERCEPT and np.isin(x[:, j], (0, 1)).all()
     ]

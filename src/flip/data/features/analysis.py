@@ -131,18 +131,40 @@ def default_columns(tables: dict[str, SiteTable], leave: set[str]) -> list[str]:
     ]
 
 
+#: Table 1 counts a numeric column holding this many distinct values or fewer as levels:
+#: its released n, sum and sum of squares would solve for each value's count.
+FEW_VALUES = 3
+
+
+def _few_valued(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether a numeric column holds at most FEW_VALUES distinct values over all sites (0/1,
+    a 1/2 code): its mean and SD would give a small count of one of them away."""
+    present = np.concatenate([a[~np.isnan(a)] for a in arrays.values()])
+    return len(np.unique(present)) <= FEW_VALUES
+
+
+def _level(value: float) -> str:
+    """A number as a level's name: "1" for 1.0, else its shortest exact form ("0.1")."""
+    return str(int(value)) if value.is_integer() else repr(float(value))
+
+
 def table1(tables: dict[str, SiteTable], columns: list[str] | None, min_cell: int) -> dict:
     """Table 1: per column, each site's statistics, the combined ones, and the pairwise
     standardised mean differences between sites of numeric columns."""
     columns = columns or default_columns(tables, set())
     _require(tables, columns)
     numeric = parse(tables, columns)
+    flags = {c: arrays for c, arrays in numeric.items() if _few_valued(arrays)}
+    numeric = {c: arrays for c, arrays in numeric.items() if c not in flags}
     partials: dict[str, dict[str, dict]] = {}
     for name, table in tables.items():
         partials[name] = {}
         for column in columns:
             if column in numeric:
                 partial = describe.numeric_partial(numeric[column][name], min_cell)
+            elif column in flags:
+                values = [None if math.isnan(v) else _level(v) for v in flags[column][name]]
+                partial = describe.categorical_partial(values, min_cell)
             else:
                 values = [None if is_missing(v) else v.strip() for v in table.columns[column]]
                 partial = describe.categorical_partial(values, min_cell)
@@ -215,6 +237,7 @@ def survival_analysis(
 ) -> dict:
     """Kaplan-Meier per site and combined (and per level of `group`), the log-rank test
     between sites (or between the groups), and with covariates a Cox model stratified by site."""
+    _not_outcomes(covariates, [time, event])
     _require(tables, [time, event, *covariates, *([group] if group else [])])
     names, matrices = _design(tables, covariates, intercept=False)
     data, labels, left_out = {}, {}, {}
@@ -300,6 +323,13 @@ def _withheld(designs: dict[str, np.ndarray], names: list[str], min_cell: int) -
     }
 
 
+def _not_outcomes(covariates: list[str], outcomes: list[str]) -> None:
+    """Refuse a covariate that is the model's outcome (its fit is degenerate: coef 1, SE 0)."""
+    both = [c for c in dict.fromkeys(covariates) if c in outcomes]
+    if both:
+        raise DatasetError(f"covariate {', '.join(both)} is the outcome: drop it")
+
+
 def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: bool) -> None:
     """Refuse a covariate with no variance in the rows used (pooled, or within every site for
     a model stratified by site): its coefficient cannot be estimated."""
@@ -314,7 +344,8 @@ def _check_varies(designs: list[np.ndarray], names: list[str], within_sites: boo
 
 
 def _cox(data: dict, names: list[str], min_cell: int) -> dict:
-    withheld = _withheld({site: x for site, (_, _, x) in data.items()}, names, min_cell)
+    designs = {site: np.column_stack([x, e]) for site, (_, e, x) in data.items()}
+    withheld = _withheld(designs, [*names, "event"], min_cell)
     data = {site: rows for site, rows in data.items() if site not in withheld}
     if not data:
         raise DatasetError(f"no site can take part in the Cox model: {_why(withheld)}")
@@ -355,9 +386,10 @@ def regression_analysis(
     if family not in ("linear", "logistic"):
         raise DatasetError(f"family {family!r}: choose linear or logistic")
     covariates = covariates or default_columns(tables, {target})
+    rule = Target.parse(target, positive) if family == "logistic" else None
+    _not_outcomes(covariates, [target, *([rule.column] if rule else [])])
     _require(tables, [target, *covariates])
     names, matrices = _design(tables, covariates, intercept=True)
-    rule = Target.parse(target, positive) if family == "logistic" else None
     data, left_out = {}, {}
     for site, table in tables.items():
         if rule is not None:

@@ -19,7 +19,7 @@ from flip.data.features.tabular import TabularData, TabularSpec
 from flip.stats import cox, describe, regression, survival
 from flip.stats.federated import INTERCEPT, spec_hash, terms
 from flip.stats.model_cells import model_withheld
-from flip.stats.suppression import hidden, is_small
+from flip.stats.suppression import WITHHELD, hidden, is_small
 
 if TYPE_CHECKING:
     from flip.data.cdm.store import Store
@@ -109,7 +109,8 @@ def site_release(
         t, e = data.y[:, 0].astype(float), data.y[:, 1].astype(float)
         keep = ~np.isnan(t) & ~np.isnan(e) & ~np.isnan(x).any(axis=1)
         t, e, x = t[keep], e[keep], x[keep]
-        withheld = model_withheld(x, spec.covariates or [], min_cell)
+        design = np.column_stack([x, e])
+        withheld = model_withheld(design, [*(spec.covariates or []), "event"], min_cell)
         if round_ > 0:
             _take_part(withheld)
             _check_proposal(x, proposal, "cox", min_cell)
@@ -134,7 +135,7 @@ def site_release(
         _check_proposal(x, proposal, "logistic", min_cell)
         return {"newton": regression.logistic_partial(x, y, proposal)}
     if withheld:
-        return {"withheld": True, "left_out": hidden(min_cell), "n": 0}
+        return {"withheld": True, "left_out": WITHHELD, "n": 0}
     out = {"withheld": False, "left_out": _count(int((~keep).sum()), min_cell), "n": len(y)}
     if spec.family == "linear":
         return out | {"linear": regression.linear_partial(x[:, 1:], y)}

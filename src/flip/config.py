@@ -77,6 +77,13 @@ class SitePolicy(BaseModel):
         description="The fewest rows in a task's training or test split that the site trains, "
         f"evaluates or shares statistics on; default: min_cell_size, never below {ROW_FLOOR}.",
     )
+    min_time_bin: float = Field(
+        7.0,
+        gt=0,
+        le=1e6,
+        description="The narrowest Kaplan-Meier time bin (days) the site releases a survival "
+        "analysis on: on a finer grid a bin's end would tell one person's follow-up.",
+    )
     allowed_task_kinds: list[str] = Field(default_factory=lambda: ["tabular-logreg"])
     allowed_analysis_kinds: list[AnalysisKind] | None = Field(
         None, description="Federated analysis kinds the site runs; None: every kind."

@@ -177,7 +177,7 @@ class Analyses:
         if isinstance(spec, AnalysisSpec):
             cohort = self.cohorts[item["id"]]
             try:
-                self._guard(item, released_sets(cohort, spec))
+                self._guard(item, released_sets(cohort, spec, self.site.policy.min_cell_size))
                 released = site_release(cohort, spec, item["round"], item["proposal"], min_cell)
             except Declined as exc:
                 self.refuse(item, str(exc))

@@ -74,6 +74,11 @@ def analysis_problem(policy: SitePolicy, project_id: int, spec: AnalysisSpec) ->
         return problem
     if problem := _tables_problem(policy, task_tables(spec)):
         return f"the analysis {problem.removeprefix('it ')}"
+    if spec.kind == "survival" and spec.time_bin < policy.min_time_bin:
+        return (
+            f"a time bin of {spec.time_bin:g} days is finer than this site's policy allows "
+            f"(min_time_bin {policy.min_time_bin:g}): a bin's end would tell one person's follow-up"
+        )
     return None
 
 

@@ -22,6 +22,8 @@ from flip.stats.model_cells import model_withheld
 from flip.stats.suppression import WITHHELD, hidden, is_small
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flip.data.cdm.store import Store
 
 #: Feature sources whose values are 0/1: Table 1 counts them as categories.
@@ -142,11 +144,13 @@ def site_release(
     return out | {"newton": regression.logistic_partial(x, y, [0.0] * x.shape[1])}
 
 
-def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]:
+def released_sets(data: TabularData, spec: AnalysisSpec, min_cell: int) -> list[frozenset[int]]:
     """The sets of persons whose counts or sums the analysis's first round releases, those
     it always shows first: its cohort, and per Table 1 column the persons with a value (and
     with each level of a 0/1 column); for a model, the complete rows (and those with the
-    event or outcome), then its cohort."""
+    event or outcome), then its cohort; for survival, also at each end of a Kaplan-Meier
+    bin it releases those followed up to it, and those with the event by then (two grids a
+    few persons apart would tell those persons' times)."""
     ids = np.asarray(data.person_ids)
 
     def rows(mask: np.ndarray) -> frozenset[int]:
@@ -169,7 +173,29 @@ def released_sets(data: TabularData, spec: AnalysisSpec) -> list[frozenset[int]]
     complete = ~np.isnan(x).any(axis=1) & ~np.isnan(y).any(axis=1)
     flag = y[:, -1] if spec.kind == "survival" or spec.family == "logistic" else None
     with_flag = [] if flag is None else [rows(complete & (flag == 1.0))]
-    return [rows(complete), *with_flag, *sets]
+    binned = _bin_sets(y, complete, spec, min_cell, rows) if spec.kind == "survival" else []
+    return [rows(complete), *with_flag, *sets, *binned]
+
+
+def _bin_sets(
+    y: np.ndarray,
+    complete: np.ndarray,
+    spec: AnalysisSpec,
+    min_cell: int,
+    rows: Callable[[np.ndarray], frozenset[int]],
+) -> list[frozenset[int]]:
+    """Per end of a released Kaplan-Meier bin, the complete rows followed up to it and those
+    of them with the event by then (none when the curve cannot be made: the release says why)."""
+    t, e = y[:, 0], y[:, 1]
+    try:
+        bins = survival.km_partial(t[complete], e[complete], spec.time_bin, min_cell)["bins"]
+    except ValueError:
+        return []
+    sets = []
+    for end, _, _ in bins:
+        upto = complete & (np.ceil(t / spec.time_bin) * spec.time_bin <= end)
+        sets += [rows(upto), rows(upto & (e == 1.0))]
+    return sets
 
 
 def extract(store: Store, spec: AnalysisSpec) -> TabularData:

@@ -150,12 +150,18 @@ def _entries(config: Path, action: str, digest: str) -> int:
     return sum(e["action"] == action and digest in e["detail"] for e in entries)
 
 
+#: Seconds a site's reply takes at most to reach the SuperLink once its ledger records the
+#: answer (killed sooner, the SuperLink loses the reply: "the object could not be found").
+UPLOAD_GRACE = 10
+
+
 def test_a_site_that_dies_mid_run_is_left_out_of_the_rest_of_the_run(deployment):
     """Runs last: beta's SuperNode stays down. Beta dies once it has answered the run's
     first message (its statistics); the rounds after leave it out, after the round timeout
     or once the SuperLink has missed its heartbeats, whichever comes first. (The round
     timeout alone is tested in tests/fl/test_federation.py.)"""
     import threading
+    import time
 
     from tests.e2e.processes import wait_for
 
@@ -177,6 +183,7 @@ def test_a_site_that_dies_mid_run_is_left_out_of_the_rest_of_the_run(deployment)
         "beta to answer the run's first message",
         timeout=300,
     )
+    time.sleep(UPLOAD_GRACE)  # the ledger records the answer before its reply is uploaded
     running.kill_node("beta")
     thread.join(timeout=600)
     assert not thread.is_alive(), "the run did not end within 600 s of beta's death"

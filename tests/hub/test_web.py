@@ -41,6 +41,16 @@ def person(hub: Hub, name: str, role: str = "researcher", site: str | None = Non
     return browser
 
 
+def _invite(admin: Browser, name: str, role: str) -> str:
+    """Invite user `name` on the admin's users page; the one-time password it shows once."""
+    invited = admin.post(
+        "/admin/users",
+        {"name": name, "role": role, "admin_password": PASSWORD},
+        page="/admin/users",
+    )
+    return re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+
+
 def test_a_site_admin_lands_on_a_page_their_role_may_see(web):
     web.site("landing-site")
     body = {"name": "sam", "role": "site_admin", "site": "landing-site"}
@@ -432,12 +442,7 @@ def test_admin_creates_a_site_whose_token_is_shown_once_and_invites_a_user(web, 
     listed = admin.http.get("/admin/sites").text
     assert token not in listed and "enrolment token expires" in listed
     assert web.call("POST", "/sites/enrol", json={"enrolment_token": token}).status_code == 200
-    invited = admin.post(
-        "/admin/users",
-        {"name": "newbie", "role": "viewer", "admin_password": PASSWORD},
-        page="/admin/users",
-    )
-    password = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    password = _invite(admin, "newbie", "viewer")
     first = Browser(web.app).post("/signin", {"name": "newbie", "password": password})
     assert first.headers["location"] == "/signin/enrol"
     audit = admin.http.get("/admin/audit?verify=1").text
@@ -460,12 +465,7 @@ def test_admin_gives_a_pending_site_a_new_enrolment_token_on_the_web(web, admin)
 
 
 def test_a_one_time_password_expires(web, admin):
-    invited = admin.post(
-        "/admin/users",
-        {"name": "late-comer", "role": "viewer", "admin_password": PASSWORD},
-        page="/admin/users",
-    )
-    password = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    password = _invite(admin, "late-comer", "viewer")
     with web.app.state.engine.begin() as conn:
         ends = conn.execute(
             select(users.c.password_expires_at).where(users.c.name == "late-comer")
@@ -816,12 +816,7 @@ def test_resetting_a_users_authenticator_ends_their_sessions(web, admin):
 
 
 def test_a_one_time_password_must_be_replaced_at_the_first_sign_in(web, admin):
-    invited = admin.post(
-        "/admin/users",
-        {"name": "once", "role": "researcher", "admin_password": PASSWORD},
-        page="/admin/users",
-    )
-    one_time = re.search(r'id="one-time-password">([^<\s]+)<', invited.text).group(1)
+    one_time = _invite(admin, "once", "researcher")
     api = web.call("POST", "/login", json={"name": "once", "password": one_time})
     assert api.status_code == 403 and "one-time password" in api.json()["detail"]
     newcomer = Browser(web.app)

@@ -110,18 +110,8 @@ def test_survival_json_shape_and_left_out_rows(tmp_path):
         frame.loc[:4, "days"] = np.nan
         paths[f"s{k}"] = tmp_path / f"s{k}.csv"
         frame.to_csv(paths[f"s{k}"], index=False)
-    result = _run(
-        "survival",
-        *_site_args(paths),
-        "--time",
-        "days",
-        "--event",
-        "died",
-        "--covariates",
-        "age",
-        "--time-bin",
-        "5",
-    )
+    args = ["--time", "days", "--event", "died", "--covariates", "age", "--time-bin", "5"]
+    result = _run("survival", *_site_args(paths), *args)
     assert set(result) >= {"km", "logrank", "cox"}
     for km in [result["km"]["combined"], *result["km"]["sites"].values()]:
         assert set(km) >= {"median", "times", "survival"}
@@ -137,7 +127,6 @@ def test_survival_json_shape_and_left_out_rows(tmp_path):
     )
     assert set(grouped["km"]["groups"]) == {"x", "y"}
     assert grouped["logrank"]["between"] == "arm" and grouped["logrank"]["df"] == 1
-    args = ["--time", "days", "--event", "died", "--covariates", "age", "--time-bin", "5"]
     shown = CliRunner().invoke(
         app, ["analyse", "survival", *_site_args(paths), *args], terminal_width=300
     )
